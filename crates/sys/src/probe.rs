@@ -1,0 +1,1 @@
+//! Kernel feature probes used by `stasis check`.
