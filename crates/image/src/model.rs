@@ -1,0 +1,432 @@
+//! Record payloads. Hand-written prost messages: protobuf's wire format lets a newer
+//! reader skip fields it does not know and an older reader ignore new ones, and tags are
+//! never reused. Add fields with new tags; never change a tag's type.
+
+use prost::Message;
+
+/// Record type 1: everything about one process except page contents and shared objects.
+#[derive(Clone, PartialEq, Message)]
+pub struct Process {
+    #[prost(int32, tag = "1")]
+    pub pid: i32,
+    #[prost(string, tag = "2")]
+    pub comm: String,
+    #[prost(message, repeated, tag = "3")]
+    pub threads: Vec<Thread>,
+    #[prost(message, repeated, tag = "4")]
+    pub vmas: Vec<Vma>,
+    #[prost(message, optional, tag = "5")]
+    pub mm: Option<MmInfo>,
+    #[prost(message, repeated, tag = "6")]
+    pub fds: Vec<Fd>,
+    #[prost(message, repeated, tag = "7")]
+    pub sigactions: Vec<SigAction>,
+    #[prost(message, optional, tag = "8")]
+    pub creds: Option<Creds>,
+    #[prost(message, optional, tag = "9")]
+    pub attrs: Option<ProcAttrs>,
+    /// Process-wide pending signals, in queue order.
+    #[prost(message, repeated, tag = "10")]
+    pub shared_pending: Vec<SigInfo>,
+    #[prost(message, repeated, tag = "11")]
+    pub itimers: Vec<ITimer>,
+    #[prost(message, repeated, tag = "12")]
+    pub posix_timers: Vec<PosixTimer>,
+    #[prost(message, repeated, tag = "13")]
+    pub rlimits: Vec<Rlimit>,
+    /// Wall-clock time of the dump (ns since the epoch), for information.
+    #[prost(uint64, tag = "14")]
+    pub dumped_at_ns: u64,
+    /// Kernel release the image was taken on (`uname -r`).
+    #[prost(string, tag = "15")]
+    pub kernel: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Thread {
+    #[prost(int32, tag = "1")]
+    pub tid: i32,
+    #[prost(string, tag = "2")]
+    pub comm: String,
+    /// `struct user_regs_struct` as 27 u64 words, in kernel order.
+    #[prost(uint64, repeated, tag = "3")]
+    pub regs: Vec<u64>,
+    /// NT_X86_XSTATE regset bytes (XSAVE layout).
+    #[prost(bytes = "vec", tag = "4")]
+    pub xstate: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    pub sigmask: u64,
+    #[prost(uint64, tag = "6")]
+    pub robust_list: u64,
+    #[prost(uint64, tag = "7")]
+    pub robust_list_len: u64,
+    #[prost(uint64, tag = "8")]
+    pub clear_child_tid: u64,
+    #[prost(uint64, tag = "9")]
+    pub rseq_addr: u64,
+    #[prost(uint32, tag = "10")]
+    pub rseq_len: u32,
+    #[prost(uint32, tag = "11")]
+    pub rseq_sig: u32,
+    #[prost(uint64, tag = "12")]
+    pub altstack_sp: u64,
+    #[prost(uint64, tag = "13")]
+    pub altstack_size: u64,
+    #[prost(int32, tag = "14")]
+    pub altstack_flags: i32,
+    #[prost(int32, tag = "15")]
+    pub sched_policy: i32,
+    #[prost(int32, tag = "16")]
+    pub sched_priority: i32,
+    #[prost(int32, tag = "17")]
+    pub nice: i32,
+    /// CPU affinity bitmap (bytes of a cpu_set_t, trimmed).
+    #[prost(bytes = "vec", tag = "18")]
+    pub affinity: Vec<u8>,
+    #[prost(message, repeated, tag = "19")]
+    pub pending: Vec<SigInfo>,
+    #[prost(int32, tag = "20")]
+    pub pdeathsig: i32,
+    #[prost(bool, tag = "21")]
+    pub no_new_privs: bool,
+    /// Syscall the thread was stopped in (orig_rax), -1 if none; informational.
+    #[prost(int64, tag = "22")]
+    pub in_syscall: i64,
+}
+
+/// One VMA, as /proc/PID/maps and smaps describe it.
+#[derive(Clone, PartialEq, Message)]
+pub struct Vma {
+    #[prost(uint64, tag = "1")]
+    pub start: u64,
+    #[prost(uint64, tag = "2")]
+    pub end: u64,
+    /// PROT_* bits.
+    #[prost(uint32, tag = "3")]
+    pub prot: u32,
+    #[prost(bool, tag = "4")]
+    pub shared: bool,
+    #[prost(uint64, tag = "5")]
+    pub pgoff: u64,
+    #[prost(enumeration = "VmaKind", tag = "6")]
+    pub kind: i32,
+    /// Object id of the backing file or shared-memory object (0 = none).
+    #[prost(uint32, tag = "7")]
+    pub object_id: u32,
+    /// Name as shown in maps ("[heap]", "/usr/lib/...", "/dev/zero (deleted)").
+    #[prost(string, tag = "8")]
+    pub name: String,
+    /// smaps VmFlags mnemonics that restore must reproduce (gd, dc, wf, hg, nh, dd, mg, lo...).
+    #[prost(string, repeated, tag = "9")]
+    pub vm_flags: Vec<String>,
+    /// Pages saved in pages.img for this VMA (informational).
+    #[prost(uint64, tag = "10")]
+    pub pages_saved: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum VmaKind {
+    Unknown = 0,
+    /// Private anonymous memory (heap, stack, mmap).
+    Anon = 1,
+    /// Private mapping of a file; only pages that differ from the file are saved.
+    FilePrivate = 2,
+    /// Shared mapping of a file; contents live in the file.
+    FileShared = 3,
+    /// Shared anonymous memory (shmem object), contents saved by object offset.
+    ShmemAnon = 4,
+    Vdso = 5,
+    Vvar = 6,
+    VvarVclock = 7,
+    Vsyscall = 8,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MmInfo {
+    #[prost(uint64, tag = "1")]
+    pub start_code: u64,
+    #[prost(uint64, tag = "2")]
+    pub end_code: u64,
+    #[prost(uint64, tag = "3")]
+    pub start_data: u64,
+    #[prost(uint64, tag = "4")]
+    pub end_data: u64,
+    #[prost(uint64, tag = "5")]
+    pub start_brk: u64,
+    #[prost(uint64, tag = "6")]
+    pub brk: u64,
+    #[prost(uint64, tag = "7")]
+    pub start_stack: u64,
+    #[prost(uint64, tag = "8")]
+    pub arg_start: u64,
+    #[prost(uint64, tag = "9")]
+    pub arg_end: u64,
+    #[prost(uint64, tag = "10")]
+    pub env_start: u64,
+    #[prost(uint64, tag = "11")]
+    pub env_end: u64,
+    /// Raw /proc/PID/auxv words.
+    #[prost(uint64, repeated, tag = "12")]
+    pub auxv: Vec<u64>,
+    /// Object id of /proc/PID/exe.
+    #[prost(uint32, tag = "13")]
+    pub exe_object: u32,
+    #[prost(bool, tag = "14")]
+    pub thp_disabled: bool,
+}
+
+/// One file descriptor: a number, its FD_CLOEXEC flag and the open file description
+/// (object) it refers to. Several fds may share one object (dup).
+#[derive(Clone, PartialEq, Message)]
+pub struct Fd {
+    #[prost(int32, tag = "1")]
+    pub fd: i32,
+    #[prost(uint32, tag = "2")]
+    pub object_id: u32,
+    #[prost(bool, tag = "3")]
+    pub cloexec: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct SigAction {
+    #[prost(int32, tag = "1")]
+    pub signo: i32,
+    #[prost(uint64, tag = "2")]
+    pub handler: u64,
+    #[prost(uint64, tag = "3")]
+    pub flags: u64,
+    #[prost(uint64, tag = "4")]
+    pub restorer: u64,
+    #[prost(uint64, tag = "5")]
+    pub mask: u64,
+}
+
+/// A queued signal: its raw 128-byte siginfo.
+#[derive(Clone, PartialEq, Message)]
+pub struct SigInfo {
+    #[prost(int32, tag = "1")]
+    pub signo: i32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub raw: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ITimer {
+    /// ITIMER_REAL = 0, VIRTUAL = 1, PROF = 2.
+    #[prost(int32, tag = "1")]
+    pub which: i32,
+    #[prost(uint64, tag = "2")]
+    pub interval_us: u64,
+    #[prost(uint64, tag = "3")]
+    pub value_us: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PosixTimer {
+    #[prost(int32, tag = "1")]
+    pub id: i32,
+    #[prost(int32, tag = "2")]
+    pub clock: i32,
+    #[prost(int32, tag = "3")]
+    pub signo: i32,
+    /// SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID...
+    #[prost(int32, tag = "4")]
+    pub notify: i32,
+    #[prost(int32, tag = "5")]
+    pub notify_tid: i32,
+    #[prost(uint64, tag = "6")]
+    pub sigval: u64,
+    #[prost(uint64, tag = "7")]
+    pub interval_ns: u64,
+    #[prost(uint64, tag = "8")]
+    pub value_ns: u64,
+    #[prost(int32, tag = "9")]
+    pub overrun: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Rlimit {
+    #[prost(int32, tag = "1")]
+    pub resource: i32,
+    #[prost(uint64, tag = "2")]
+    pub cur: u64,
+    #[prost(uint64, tag = "3")]
+    pub max: u64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Creds {
+    #[prost(uint32, repeated, tag = "1")]
+    pub uids: Vec<u32>,
+    #[prost(uint32, repeated, tag = "2")]
+    pub gids: Vec<u32>,
+    #[prost(uint32, repeated, tag = "3")]
+    pub groups: Vec<u32>,
+    #[prost(uint64, tag = "4")]
+    pub cap_inh: u64,
+    #[prost(uint64, tag = "5")]
+    pub cap_prm: u64,
+    #[prost(uint64, tag = "6")]
+    pub cap_eff: u64,
+    #[prost(uint64, tag = "7")]
+    pub cap_bnd: u64,
+    #[prost(uint64, tag = "8")]
+    pub cap_amb: u64,
+    #[prost(uint32, tag = "9")]
+    pub securebits: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ProcAttrs {
+    #[prost(uint32, tag = "1")]
+    pub umask: u32,
+    #[prost(string, tag = "2")]
+    pub cwd: String,
+    #[prost(string, tag = "3")]
+    pub root: String,
+    #[prost(uint32, tag = "4")]
+    pub personality: u32,
+    #[prost(int32, tag = "5")]
+    pub oom_score_adj: i32,
+    #[prost(int32, tag = "6")]
+    pub dumpable: i32,
+    #[prost(bool, tag = "7")]
+    pub child_subreaper: bool,
+}
+
+/// Record type 2: one shared object, written once and referenced by id.
+#[derive(Clone, PartialEq, Message)]
+pub struct Object {
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    #[prost(message, optional, tag = "2")]
+    pub file: Option<FileObj>,
+    #[prost(message, optional, tag = "3")]
+    pub pipe: Option<PipeObj>,
+    #[prost(message, optional, tag = "4")]
+    pub pipe_end: Option<PipeEndObj>,
+    #[prost(message, optional, tag = "5")]
+    pub shmem: Option<ShmemObj>,
+    #[prost(message, optional, tag = "6")]
+    pub mapped_file: Option<MappedFileObj>,
+}
+
+/// An open file description of a path-named file (regular, directory, character device).
+#[derive(Clone, PartialEq, Message)]
+pub struct FileObj {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    /// open(2) flags from fdinfo, O_CLOEXEC removed.
+    #[prost(uint32, tag = "2")]
+    pub flags: u32,
+    #[prost(uint64, tag = "3")]
+    pub pos: u64,
+    #[prost(message, optional, tag = "4")]
+    pub identity: Option<FileIdentity>,
+    /// Unlinked while open: the content, recreated on restore.
+    #[prost(bool, tag = "5")]
+    pub deleted: bool,
+    #[prost(bytes = "vec", tag = "6")]
+    pub content: Vec<u8>,
+    /// S_IFMT bits of st_mode, and the permission bits.
+    #[prost(uint32, tag = "7")]
+    pub mode: u32,
+    /// memfd name if this is a memfd (content saved like a deleted file).
+    #[prost(string, tag = "8")]
+    pub memfd_name: String,
+}
+
+/// What a file looked like at dump time, to refuse restores onto a changed file.
+#[derive(Clone, PartialEq, Message)]
+pub struct FileIdentity {
+    #[prost(uint64, tag = "1")]
+    pub size: u64,
+    #[prost(int64, tag = "2")]
+    pub mtime_ns: i64,
+    /// xxh3-64 of the whole content (mapped executables only; 0 = not computed).
+    #[prost(uint64, tag = "3")]
+    pub hash: u64,
+    #[prost(uint64, tag = "4")]
+    pub rdev: u64,
+}
+
+/// A file that mappings (or /proc/PID/exe) refer to.
+#[derive(Clone, PartialEq, Message)]
+pub struct MappedFileObj {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(message, optional, tag = "2")]
+    pub identity: Option<FileIdentity>,
+    /// Opened for writing (a shared writable mapping needs it).
+    #[prost(bool, tag = "3")]
+    pub writable: bool,
+}
+
+/// A pipe (one per pipe inode) and the bytes that were buffered in it.
+#[derive(Clone, PartialEq, Message)]
+pub struct PipeObj {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    #[prost(uint32, tag = "2")]
+    pub capacity: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub data: Vec<u8>,
+}
+
+/// One open description of a pipe end.
+#[derive(Clone, PartialEq, Message)]
+pub struct PipeEndObj {
+    #[prost(uint32, tag = "1")]
+    pub pipe_id: u32,
+    #[prost(bool, tag = "2")]
+    pub write_end: bool,
+    #[prost(uint32, tag = "3")]
+    pub flags: u32,
+}
+
+/// Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS): size; pages are stored under
+/// this object's id by offset.
+#[derive(Clone, PartialEq, Message)]
+pub struct ShmemObj {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    #[prost(uint64, tag = "2")]
+    pub size: u64,
+}
+
+/// Record type 3: where page contents are in pages.img.
+#[derive(Clone, PartialEq, Message)]
+pub struct PageIndex {
+    #[prost(message, repeated, tag = "1")]
+    pub runs: Vec<PageRun>,
+}
+
+/// `count` consecutive pages starting at `addr` of the address space (object_id 0) or at
+/// byte offset `addr` of a shared-memory object, stored at `file_offset` of pages.img.
+#[derive(Clone, PartialEq, Message)]
+pub struct PageRun {
+    #[prost(uint32, tag = "1")]
+    pub object_id: u32,
+    #[prost(uint64, tag = "2")]
+    pub addr: u64,
+    #[prost(uint32, tag = "3")]
+    pub count: u32,
+    #[prost(uint64, tag = "4")]
+    pub file_offset: u64,
+    /// CRC32C of the run's bytes.
+    #[prost(uint32, tag = "5")]
+    pub crc: u32,
+}
+
+/// Record type 0xFFFF: last record; its presence proves the manifest is complete.
+#[derive(Clone, PartialEq, Message)]
+pub struct End {
+    #[prost(uint32, tag = "1")]
+    pub records: u32,
+    #[prost(uint64, tag = "2")]
+    pub pages_file_size: u64,
+    /// CRC32C of pages.img's header page.
+    #[prost(uint32, tag = "3")]
+    pub pages_header_crc: u32,
+}
