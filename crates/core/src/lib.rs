@@ -1,1 +1,15 @@
-//! stasis engine.
+//! stasis engine: freeze → collect → dump → image → restore. See docs/ARCHITECTURE.md.
+
+pub mod cpu;
+pub mod dump;
+pub mod error;
+pub mod files;
+pub mod freeze;
+pub mod mem;
+pub mod objects;
+pub mod parasite;
+pub mod procfs;
+pub mod restore;
+pub mod task;
+
+pub use error::{Error, Result};

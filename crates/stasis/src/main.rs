@@ -1,1 +1,115 @@
-fn main() {}
+//! `stasis` command line: dump, restore, inspect, check, demo, bench.
+
+mod bench;
+mod check;
+mod demo;
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "stasis", version, about = "Checkpoint and restore running Linux processes")]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). STASIS_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Freeze a process (all its threads), write its image to DIR, then kill it.
+    Dump {
+        /// PID of the process to checkpoint.
+        #[arg(short = 't', long = "tree")]
+        pid: i32,
+        /// Image directory (created if missing; must not hold another image).
+        #[arg(short = 'D', long = "images-dir")]
+        dir: PathBuf,
+        /// Let the process run on after the dump instead of killing it.
+        #[arg(long)]
+        leave_running: bool,
+    },
+    /// Recreate the process stored in DIR with its original PID and thread IDs.
+    Restore {
+        #[arg(short = 'D', long = "images-dir")]
+        dir: PathBuf,
+        /// Return as soon as the process runs; it is re-parented like a daemon.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Write the restored PID to FILE.
+        #[arg(long)]
+        pidfile: Option<PathBuf>,
+    },
+    /// Show what an image holds.
+    Inspect {
+        dir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Probe the kernel features stasis needs.
+    Check,
+    /// Start a counter, dump it, restore it, and watch it carry on.
+    Demo,
+    /// Measure dump/restore throughput and write BENCHMARKS.md.
+    Bench(bench::BenchArgs),
+    /// Internal: workload programs used by demo and bench.
+    #[command(hide = true, name = "__workload")]
+    Workload { args: Vec<String> },
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("STASIS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let res: anyhow::Result<ExitCode> = match cli.cmd {
+        Cmd::Dump { pid, dir, leave_running } => {
+            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running })
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+        }
+        Cmd::Restore { dir, detach, pidfile } => stasis_core::restore::restore(
+            &stasis_core::restore::RestoreOptions { dir, detach, pidfile },
+        )
+        .map(|code| ExitCode::from(code))
+        .map_err(anyhow::Error::from),
+        Cmd::Inspect { dir, json } => inspect::run(&dir, json).map(|_| ExitCode::SUCCESS),
+        Cmd::Check => check::run(),
+        Cmd::Demo => demo::run().map(|_| ExitCode::SUCCESS),
+        Cmd::Bench(args) => bench::run(&args).map(|_| ExitCode::SUCCESS),
+        Cmd::Workload { args } => demo::workload(&args),
+    };
+    match res {
+        Ok(c) => c,
+        Err(e) => {
+            // One line: who, what, why.
+            let mut line = format!("{e}");
+            for cause in e.chain().skip(1) {
+                line.push_str(": ");
+                line.push_str(&cause.to_string());
+            }
+            eprintln!("stasis: error: {line}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Errors of the engine. Every message names who (pid/tid), what (fd, VMA, step) and why.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// State stasis cannot dump yet; the process was left untouched.
+    #[error("pid {pid}: {what}: not supported yet")]
+    Unsupported { pid: i32, what: String },
+    /// The process is in a state that makes a dump impossible.
+    #[error("pid {pid}: {why}")]
+    Refused { pid: i32, why: String },
+    /// A system call or procfs access failed.
+    #[error("pid {pid}: {what}: {source}")]
+    Sys { pid: i32, what: String, source: io::Error },
+    #[error("{0}")]
+    Image(#[from] stasis_image::ImageError),
+    /// The image cannot be restored here (missing or changed file, PID taken...).
+    #[error("restore refused: {0}")]
+    RestoreRefused(String),
+    /// A restore step failed; every process created so far was removed.
+    #[error("restore of pid {pid} failed at step '{step}': {why}")]
+    RestoreStep { pid: i32, step: String, why: String },
+    #[error("{path}: {source}")]
+    Path { path: String, source: io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Adds pid + description context to io errors.
+pub trait Ctx<T> {
+    fn ctx(self, pid: i32, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Ctx<T> for io::Result<T> {
+    fn ctx(self, pid: i32, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Sys { pid, what: what(), source })
+    }
+}
+
+pub(crate) fn path_err(path: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Path { path, source }
+}

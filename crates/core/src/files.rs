@@ -1,0 +1,408 @@
+//! File descriptors and the files behind them. One function per fd kind on the dump side
+//! (`dump_fd` dispatches), and `open_object` on the restore side.
+//!
+//! Kinds: path-named files (regular, directory, memory character devices such as
+//! /dev/null), files deleted while open and memfds (content saved), pipes with both ends
+//! in the process (buffered bytes saved with tee(2), which does not consume them).
+//! Everything else is refused with the fd number and its kind.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use stasis_image::model::*;
+use stasis_sys::sys;
+
+use crate::error::{Ctx, Error, Result};
+use crate::objects::ObjectTable;
+use crate::procfs;
+
+const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+/// Largest deleted-file / memfd content stored in the image.
+const MAX_INLINE_CONTENT: u64 = 256 << 20;
+
+fn identity(md: &std::fs::Metadata, hash: u64) -> FileIdentity {
+    FileIdentity {
+        size: md.size(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        hash,
+        rdev: md.rdev(),
+    }
+}
+
+pub fn hash_file(path: &str) -> std::io::Result<u64> {
+    let mut f = File::open(path)?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.digest())
+}
+
+/// Registers the file behind a mapping (or /proc/PID/exe), keyed by device and inode.
+pub fn mapped_file(pid: i32, objs: &mut ObjectTable, via: &str, path: &str, writable: bool, exec: bool) -> Result<u32> {
+    let md = std::fs::metadata(via).ctx(pid, || format!("stat {via} ({path})"))?;
+    let key = format!("mapped:{}:{}", md.dev(), md.ino());
+    let id = objs.intern(key, |_| Object {
+        mapped_file: Some(MappedFileObj { path: path.to_string(), identity: Some(identity(&md, 0)), writable }),
+        ..Default::default()
+    });
+    let o = objs.get_mut(id).unwrap().mapped_file.as_mut().unwrap();
+    o.writable |= writable;
+    if exec && o.identity.as_ref().is_some_and(|i| i.hash == 0) {
+        let h = hash_file(via).ctx(pid, || format!("hashing mapped executable {path}"))?;
+        o.identity.as_mut().unwrap().hash = h;
+    }
+    Ok(id)
+}
+
+fn is_tty(rdev: u64) -> bool {
+    let major = libc::major(rdev);
+    matches!(major, 4 | 5 | 136..=143)
+}
+
+fn anon_kind(link: &str) -> Option<&str> {
+    let k = link.strip_prefix("anon_inode:")?;
+    Some(match k.trim_matches(|c| c == '[' || c == ']') {
+        "eventpoll" => "an epoll instance",
+        "eventfd" => "an eventfd",
+        "signalfd" => "a signalfd",
+        "timerfd" => "a timerfd",
+        "inotify" => "an inotify instance",
+        "fanotify" => "a fanotify instance",
+        "io_uring" => "an io_uring instance",
+        "pidfd" => "a pidfd",
+        "userfaultfd" => "a userfaultfd",
+        "perf_event" => "a perf event",
+        "bpf-map" | "bpf-prog" | "bpf_link" => "a BPF object",
+        _ => "an anonymous-inode file",
+    })
+}
+
+fn socket_kind(f: &OwnedFd) -> String {
+    let dom = sys::getsockopt_int(f.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
+    let ty = sys::getsockopt_int(f.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).unwrap_or(-1);
+    let proto = sys::getsockopt_int(f.as_fd(), libc::SOL_SOCKET, libc::SO_PROTOCOL).unwrap_or(-1);
+    let t = match ty {
+        libc::SOCK_STREAM => "stream",
+        libc::SOCK_DGRAM => "datagram",
+        libc::SOCK_SEQPACKET => "seqpacket",
+        libc::SOCK_RAW => "raw",
+        _ => "",
+    };
+    match dom {
+        libc::AF_INET | libc::AF_INET6 => {
+            let v = if dom == libc::AF_INET6 { " (IPv6)" } else { "" };
+            match proto {
+                libc::IPPROTO_TCP => format!("a TCP{v} socket"),
+                libc::IPPROTO_UDP => format!("a UDP{v} socket"),
+                _ => format!("an IP{v} {t} socket"),
+            }
+        }
+        libc::AF_UNIX => format!("a unix {t} socket"),
+        libc::AF_NETLINK => "a netlink socket".into(),
+        libc::AF_PACKET => "a packet socket".into(),
+        _ => format!("a socket (family {dom})"),
+    }
+}
+
+struct PipeSeen {
+    ino: u64,
+    pipe_id: u32,
+    read_fd: Option<i32>,
+    write_fd: Option<i32>,
+}
+
+/// Collects every fd of `pid` into fd entries and objects.
+pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
+    let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
+    let mut out = Vec::new();
+    // descriptions seen: (dev, ino) -> [(fd, object id)] to find dups with kcmp
+    let mut descs: HashMap<(u64, u64), Vec<(i32, u32)>> = HashMap::new();
+    let mut pipes: Vec<PipeSeen> = Vec::new();
+    for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
+        let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
+            Ok(l) => l,
+            Err(_) => continue, // closed meanwhile (cannot happen while frozen)
+        };
+        let info = procfs::fdinfo(pid, fd).ctx(pid, || format!("reading fdinfo of fd {fd}"))?;
+        let cloexec = info.flags & O_CLOEXEC != 0;
+        let flags = info.flags & !O_CLOEXEC;
+        if let Some(kind) = anon_kind(&link) {
+            return Err(Error::Unsupported { pid, what: format!("fd {fd} is {kind}") });
+        }
+        let md = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(pid, || format!("stat of fd {fd} ({link})"))?;
+        let ft = md.file_type();
+        let key = (md.dev(), md.ino());
+        // Same open file description as an fd seen before?
+        if let Some(list) = descs.get(&key) {
+            if let Some((_, id)) = list.iter().find(|(other, _)| {
+                sys::kcmp(pid, pid, sys::KCMP_FILE, *other as u64, fd as u64).map(|r| r == 0).unwrap_or(false)
+            }) {
+                out.push(Fd { fd, object_id: *id, cloexec });
+                continue;
+            }
+        }
+        let id = if ft.is_socket() {
+            let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
+            return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
+        } else if ft.is_fifo() {
+            if !link.starts_with("pipe:") {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} is a named FIFO ({link})") });
+            }
+            let ino = md.ino();
+            let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
+            let pos = pipes.iter().position(|p| p.ino == ino).unwrap_or_else(|| {
+                let pipe_id = objs.intern(format!("pipe:{ino}"), |_| Object {
+                    pipe: Some(PipeObj { ino, capacity: 0, data: Vec::new() }),
+                    ..Default::default()
+                });
+                pipes.push(PipeSeen { ino, pipe_id, read_fd: None, write_fd: None });
+                pipes.len() - 1
+            });
+            let p = &mut pipes[pos];
+            if write_end {
+                p.write_fd.get_or_insert(fd);
+            } else {
+                p.read_fd.get_or_insert(fd);
+            }
+            let pipe_id = p.pipe_id;
+            objs.intern(format!("pipe-end:{fd}"), |_| Object {
+                pipe_end: Some(PipeEndObj { pipe_id, write_end, flags }),
+                ..Default::default()
+            })
+        } else if ft.is_file() || ft.is_dir() || ft.is_char_device() {
+            if ft.is_char_device() {
+                let rdev = md.rdev();
+                if is_tty(rdev) {
+                    return Err(Error::Unsupported { pid, what: format!("fd {fd} is a terminal ({link})") });
+                }
+                if libc::major(rdev) != 1 {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("fd {fd} is character device {}:{} ({link})", libc::major(rdev), libc::minor(rdev)),
+                    });
+                }
+            }
+            let memfd_name = link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string());
+            let deleted = memfd_name.is_none() && link.ends_with(" (deleted)") && md.nlink() == 0;
+            let path = if deleted { link.trim_end_matches(" (deleted)").to_string() } else { link.clone() };
+            let mut content = Vec::new();
+            if deleted || memfd_name.is_some() {
+                if !ft.is_file() {
+                    return Err(Error::Unsupported { pid, what: format!("fd {fd} is a deleted non-regular file ({link})") });
+                }
+                if md.size() > MAX_INLINE_CONTENT {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("fd {fd} is a deleted file of {} bytes (limit {MAX_INLINE_CONTENT})", md.size()),
+                    });
+                }
+                let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
+                content = vec![0u8; md.size() as usize];
+                let f = File::from(dup);
+                std::os::unix::fs::FileExt::read_exact_at(&f, &mut content, 0)
+                    .ctx(pid, || format!("reading content of deleted file {path} (fd {fd})"))?;
+            } else if !path.starts_with('/') {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) has no path") });
+            }
+            objs.intern(format!("file-fd:{fd}"), |_| Object {
+                file: Some(FileObj {
+                    path,
+                    flags,
+                    pos: info.pos,
+                    identity: Some(identity(&md, 0)),
+                    deleted,
+                    content,
+                    mode: md.mode(),
+                    memfd_name: memfd_name.unwrap_or_default(),
+                }),
+                ..Default::default()
+            })
+        } else {
+            return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) is of an unknown kind") });
+        };
+        descs.entry(key).or_default().push((fd, id));
+        out.push(Fd { fd, object_id: id, cloexec });
+    }
+    // Pipes: both ends must be ours; copy the buffered bytes without consuming them.
+    for p in &pipes {
+        let (Some(rfd), Some(_)) = (p.read_fd, p.write_fd) else {
+            let fd = p.read_fd.or(p.write_fd).unwrap();
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("fd {fd} is a pipe (pipe:[{}]) whose other end is outside the process", p.ino),
+            });
+        };
+        let ours = sys::pidfd_getfd(pidfd.as_fd(), rfd).ctx(pid, || format!("pidfd_getfd of pipe fd {rfd}"))?;
+        let cap = sys::fcntl(ours.as_raw_fd(), libc::F_GETPIPE_SZ, 0).ctx(pid, || format!("F_GETPIPE_SZ of fd {rfd}"))?;
+        let (tr, tw) = sys::pipe2(libc::O_CLOEXEC | libc::O_NONBLOCK).ctx(pid, || "creating a pipe".into())?;
+        let _ = sys::fcntl(tw.as_raw_fd(), libc::F_SETPIPE_SZ, cap);
+        let mut data = Vec::new();
+        let n = match sys::tee(ours.as_fd(), tw.as_fd(), cap as usize, libc::SPLICE_F_NONBLOCK) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => 0,
+            Err(e) => return Err(e).ctx(pid, || format!("tee from pipe fd {rfd}")),
+        };
+        data.resize(n, 0);
+        let mut got = 0;
+        while got < n {
+            let k = sys::read_fd(tr.as_fd(), &mut data[got..]).ctx(pid, || format!("reading copy of pipe fd {rfd}"))?;
+            if k == 0 {
+                break;
+            }
+            got += k;
+        }
+        data.truncate(got);
+        let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
+        o.capacity = cap as u32;
+        o.data = data;
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- restore side
+
+/// Checks that a file still is what the image saw.
+pub fn check_identity(path: &str, want: &FileIdentity, what: &str) -> Result<()> {
+    let md = std::fs::metadata(path)
+        .map_err(|e| Error::RestoreRefused(format!("{what} {path} is missing or unreadable: {e}")))?;
+    let now = identity(&md, 0);
+    if md.file_type().is_char_device() || md.file_type().is_dir() {
+        if md.file_type().is_char_device() && now.rdev != want.rdev {
+            return Err(Error::RestoreRefused(format!("{what} {path} is now a different device")));
+        }
+        return Ok(());
+    }
+    if now.size != want.size {
+        return Err(Error::RestoreRefused(format!(
+            "{what} {path} changed since the dump: size {} bytes, was {}",
+            now.size, want.size
+        )));
+    }
+    if now.mtime_ns != want.mtime_ns {
+        return Err(Error::RestoreRefused(format!("{what} {path} changed since the dump: modification time differs")));
+    }
+    if want.hash != 0 {
+        let h = hash_file(path).map_err(|e| Error::RestoreRefused(format!("{what} {path}: cannot hash: {e}")))?;
+        if h != want.hash {
+            return Err(Error::RestoreRefused(format!("{what} {path} changed since the dump: content hash differs")));
+        }
+    }
+    Ok(())
+}
+
+fn open_path(path: &str, flags: u32, mode: u32) -> std::io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(std::io::Error::other)?;
+    let fl = (flags as i32 & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL)) | libc::O_CLOEXEC | libc::O_NOCTTY;
+    sys::open(&c, fl, mode)
+}
+
+/// Opened restore-side objects: fds in the restorer that the new process inherits.
+#[derive(Default)]
+pub struct Opened {
+    pub by_object: HashMap<u32, OwnedFd>,
+}
+
+/// Opens (or creates) every object the process's fds refer to, with offsets and flags
+/// set, in the restorer. Pipes get their buffered bytes back.
+pub fn open_fd_objects(m: &stasis_image::Manifest) -> Result<Opened> {
+    let mut opened = Opened::default();
+    let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
+    let pid = m.process.pid;
+    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
+    for fd in &m.process.fds {
+        if opened.by_object.contains_key(&fd.object_id) {
+            continue;
+        }
+        let o = m.object(fd.object_id).ok_or_else(|| step(format!("fd {} refers to missing object {}", fd.fd, fd.object_id)))?;
+        if let Some(f) = &o.file {
+            let owned = if !f.memfd_name.is_empty() {
+                let mfd = sys::memfd_create(&f.memfd_name, 0).map_err(|e| step(format!("memfd_create for fd {}: {e}", fd.fd)))?;
+                let file = File::from(mfd);
+                std::os::unix::fs::FileExt::write_all_at(&file, &f.content, 0)
+                    .map_err(|e| step(format!("filling memfd of fd {}: {e}", fd.fd)))?;
+                // reopen with the original access mode and flags
+                let again = open_path(&format!("/proc/self/fd/{}", file.as_raw_fd()), f.flags, 0)
+                    .map_err(|e| step(format!("reopening memfd of fd {}: {e}", fd.fd)))?;
+                drop(file);
+                again
+            } else if f.deleted {
+                // Recreate at its old path, open, unlink: the process sees "path (deleted)".
+                let c = CString::new(f.path.clone()).map_err(|e| step(e.to_string()))?;
+                if std::path::Path::new(&f.path).exists() {
+                    return Err(Error::RestoreRefused(format!(
+                        "fd {}: deleted file {} cannot be recreated: a file with that name exists now",
+                        fd.fd, f.path
+                    )));
+                }
+                let w = sys::open(&c, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC, f.mode & 0o7777)
+                    .map_err(|e| step(format!("recreating deleted file {} for fd {}: {e}", f.path, fd.fd)))?;
+                let wf = File::from(w);
+                let r = std::os::unix::fs::FileExt::write_all_at(&wf, &f.content, 0)
+                    .and_then(|_| open_path(&f.path, f.flags, 0));
+                let _ = std::fs::remove_file(&f.path);
+                r.map_err(|e| step(format!("recreating deleted file {} for fd {}: {e}", f.path, fd.fd)))?
+            } else {
+                open_path(&f.path, f.flags, 0).map_err(|e| step(format!("opening {} for fd {}: {e}", f.path, fd.fd)))?
+            };
+            if f.pos != 0 {
+                sys::lseek(owned.as_raw_fd(), f.pos as i64, libc::SEEK_SET)
+                    .map_err(|e| step(format!("seeking {} to {} for fd {}: {e}", f.path, f.pos, fd.fd)))?;
+            }
+            opened.by_object.insert(fd.object_id, owned);
+        } else if let Some(end) = &o.pipe_end {
+            let ends = match pipes.get_mut(&end.pipe_id) {
+                Some(e) => e,
+                None => {
+                    let p = m
+                        .object(end.pipe_id)
+                        .and_then(|o| o.pipe.as_ref())
+                        .ok_or_else(|| step(format!("fd {} refers to a missing pipe", fd.fd)))?;
+                    let (r, w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step(format!("pipe2: {e}")))?;
+                    if p.capacity > 0 {
+                        let _ = sys::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, p.capacity as i64);
+                    }
+                    let mut off = 0;
+                    while off < p.data.len() {
+                        let n = sys::write_fd(w.as_fd(), &p.data[off..])
+                            .map_err(|e| step(format!("refilling pipe of fd {}: {e}", fd.fd)))?;
+                        off += n;
+                    }
+                    pipes.insert(end.pipe_id, (Some(r), Some(w)));
+                    pipes.get_mut(&end.pipe_id).unwrap()
+                }
+            };
+            // Each end description is opened once; later descriptions of the same end
+            // (rare: reopen via /proc) get a fresh open of /proc/self/fd.
+            let taken = if end.write_end { ends.1.take() } else { ends.0.take() };
+            let owned = match taken {
+                Some(f) => f,
+                None => return Err(step(format!("fd {}: a second open description of one pipe end", fd.fd))),
+            };
+            let acc = end.flags & (libc::O_NONBLOCK as u32);
+            if acc != 0 {
+                let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
+            }
+            opened.by_object.insert(fd.object_id, owned);
+        } else {
+            return Err(step(format!("fd {}: object {} has no kind this stasis knows", fd.fd, fd.object_id)));
+        }
+    }
+    Ok(opened)
+}
+
+/// Opens a mapped file for mmap in the new process.
+pub fn open_mapped(o: &MappedFileObj) -> std::io::Result<OwnedFd> {
+    let fl = if o.writable { libc::O_RDWR } else { libc::O_RDONLY };
+    open_path(&o.path, fl as u32, 0)
+}
+

@@ -1,0 +1,161 @@
+//! Freezing: PTRACE_SEIZE + PTRACE_INTERRUPT every thread until no new thread appears,
+//! and putting everything back (registers, signal masks) when we let go.
+
+use stasis_sys::ptrace::{self, Regs, Stop};
+use tracing::{debug, warn};
+
+use crate::cpu;
+use crate::error::{Ctx, Error, Result};
+use crate::procfs;
+
+#[derive(Debug, Clone)]
+pub struct FrozenThread {
+    pub tid: i32,
+    /// Registers at the moment of the freeze.
+    pub regs: Regs,
+    pub sigmask: u64,
+    /// A signal that was being delivered when we stopped the thread (dequeued by the
+    /// kernel): re-delivered on resume, saved as pending in a dump.
+    pub delivering: Option<(i32, [u8; 128])>,
+}
+
+pub struct Frozen {
+    pub pid: i32,
+    pub threads: Vec<FrozenThread>,
+    released: bool,
+}
+
+const MAX_ROUNDS: usize = 50;
+
+fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
+    match ptrace::seize(tid, 0) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None), // exited meanwhile
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let tracer = procfs::status(tid)
+                .ok()
+                .and_then(|s| procfs::status_field(&s, "TracerPid").and_then(|v| v.parse::<i32>().ok()))
+                .unwrap_or(0);
+            let why = if tracer != 0 {
+                format!("thread {tid} is already traced by pid {tracer}; only one tracer is possible")
+            } else {
+                format!("cannot ptrace thread {tid} (EPERM)")
+            };
+            return Err(Error::Refused { pid, why });
+        }
+        Err(e) => return Err(e).ctx(pid, || format!("PTRACE_SEIZE of thread {tid}")),
+    }
+    ptrace::interrupt(tid).ctx(pid, || format!("PTRACE_INTERRUPT of thread {tid}"))?;
+    let mut delivering = None;
+    loop {
+        let st = ptrace::wait(tid).ctx(pid, || format!("waiting for thread {tid} to stop"))?;
+        match ptrace::decode(st) {
+            Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => break,
+            Stop::Stopped(sig, 0) => {
+                // signal-delivery-stop: remember the signal; the interrupt stop follows.
+                let info = getsiginfo(tid).unwrap_or([0; 128]);
+                debug!(tid, sig, "signal in delivery while freezing");
+                delivering = Some((sig, info));
+                ptrace::cont(tid, 0).ctx(pid, || format!("continuing thread {tid} to its interrupt stop"))?;
+                // the signal is suppressed; re-sent on resume.
+            }
+            Stop::Stopped(_, _) => {
+                ptrace::cont(tid, 0).ctx(pid, || format!("continuing thread {tid}"))?;
+            }
+            Stop::Exited(_) | Stop::Killed(_) => return Ok(None),
+        }
+    }
+    let regs = ptrace::getregs(tid).ctx(pid, || format!("PTRACE_GETREGS of thread {tid}"))?;
+    let sigmask = ptrace::get_sigmask(tid).ctx(pid, || format!("PTRACE_GETSIGMASK of thread {tid}"))?;
+    Ok(Some(FrozenThread { tid, regs, sigmask, delivering }))
+}
+
+fn getsiginfo(tid: i32) -> std::io::Result<[u8; 128]> {
+    stasis_sys::ptrace::getsiginfo(tid)
+}
+
+impl Frozen {
+    /// Stops every thread of `pid`. On error, whatever was seized is released.
+    pub fn seize(pid: i32) -> Result<Frozen> {
+        let mut fz = Frozen { pid, threads: Vec::new(), released: false };
+        for _ in 0..MAX_ROUNDS {
+            let tids = procfs::tids(pid).ctx(pid, || "listing /proc/PID/task".into())?;
+            let new: Vec<i32> = tids.into_iter().filter(|t| !fz.threads.iter().any(|x| x.tid == *t)).collect();
+            if new.is_empty() {
+                // Threads that exited while we worked are dropped.
+                fz.threads.retain(|t| std::path::Path::new(&format!("/proc/{pid}/task/{}", t.tid)).exists());
+                fz.threads.sort_by_key(|t| if t.tid == pid { 0 } else { t.tid });
+                if fz.threads.first().map(|t| t.tid) != Some(pid) {
+                    return Err(Error::Refused { pid, why: "main thread has exited (zombie leader)".into() });
+                }
+                return Ok(fz);
+            }
+            for tid in new {
+                if let Some(t) = seize_one(pid, tid)? {
+                    fz.threads.push(t);
+                }
+            }
+        }
+        Err(Error::Refused { pid, why: format!("threads keep appearing after {MAX_ROUNDS} freeze rounds") })
+    }
+
+    pub fn main(&self) -> &FrozenThread {
+        &self.threads[0]
+    }
+
+    /// Puts registers and signal masks back and detaches: the process runs on as if it
+    /// had only been paused. Threads blocked in a syscall that reported a spurious EINTR
+    /// because of our stop re-execute it.
+    pub fn resume(mut self) -> Result<()> {
+        self.released = true;
+        let mut first_err = None;
+        for t in &self.threads {
+            let mut regs = t.regs;
+            cpu::fix_spurious_eintr(self.pid, t.tid, t.sigmask, &mut regs);
+            let r = ptrace::setregs(t.tid, &regs)
+                .and_then(|_| ptrace::set_sigmask(t.tid, t.sigmask))
+                .and_then(|_| match t.delivering {
+                    Some((sig, _)) => ptrace::detach_with_signal(t.tid, sig),
+                    None => ptrace::detach(t.tid),
+                });
+            if let Err(e) = r {
+                warn!(tid = t.tid, "resuming thread: {e}");
+                first_err.get_or_insert(Error::Sys { pid: self.pid, what: format!("resuming thread {}", t.tid), source: e });
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Kills the process (after a successful dump without --leave-running).
+    pub fn kill(mut self) {
+        self.released = true;
+        let _ = stasis_sys::sys::kill(self.pid, libc::SIGKILL);
+        // Tracees are detached by their exit; wait for the threads so they are gone
+        // before we return (the parent reaps the process itself).
+        for t in &self.threads {
+            loop {
+                match ptrace::wait(t.tid) {
+                    Ok(st) => {
+                        if matches!(ptrace::decode(st), Stop::Exited(_) | Stop::Killed(_)) {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if !self.released {
+            let fz = Frozen { pid: self.pid, threads: std::mem::take(&mut self.threads), released: false };
+            self.released = true;
+            let _ = fz.resume();
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The object table: resources shared by several fds or mappings (open file
+//! descriptions, pipes, shared-memory objects, mapped files) are written once and
+//! referenced by id.
+
+use std::collections::HashMap;
+
+use stasis_image::model::*;
+
+#[derive(Default)]
+pub struct ObjectTable {
+    pub objects: Vec<Object>,
+    by_key: HashMap<String, u32>,
+}
+
+impl ObjectTable {
+    /// Returns the id stored under `key`, or inserts the object made by `make`.
+    pub fn intern(&mut self, key: String, make: impl FnOnce(u32) -> Object) -> u32 {
+        if let Some(id) = self.by_key.get(&key) {
+            return *id;
+        }
+        let id = self.objects.len() as u32 + 1;
+        let mut o = make(id);
+        o.id = id;
+        self.objects.push(o);
+        self.by_key.insert(key, id);
+        id
+    }
+
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut Object> {
+        self.objects.get_mut(id as usize - 1)
+    }
+}

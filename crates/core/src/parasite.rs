@@ -1,0 +1,103 @@
+//! Dump-side remote session: runs syscalls inside the frozen process to read state that
+//! procfs and ptrace do not expose (brk, sigactions, altstacks, tid address, itimers...).
+//!
+//! Bootstrap: the vDSO always holds a `syscall` instruction (its fallbacks); we single-step
+//! one mmap through it to get a private scratch page, write `0f 05` there and use it for
+//! the rest. All signals are blocked in every thread while we work (the original masks
+//! are put back by `Frozen::resume`). `stop` unmaps the scratch page.
+
+use stasis_sys::ptrace;
+use stasis_sys::remote::Remote;
+use stasis_sys::sys;
+
+use crate::error::{Ctx, Error, Result};
+use crate::freeze::Frozen;
+
+pub const SCRATCH_LEN: u64 = 2 * 4096;
+/// Offset of the data area inside the scratch pages.
+pub const DATA: u64 = 64;
+
+pub struct Parasite {
+    pub pid: i32,
+    pub scratch: u64,
+    remotes: Vec<Remote>,
+}
+
+fn find_syscall_insn(pid: i32, start: u64, end: u64) -> Result<u64> {
+    let bytes = sys::read_mem(pid, start, (end - start) as usize).ctx(pid, || "reading [vdso]".into())?;
+    bytes
+        .windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|p| start + p as u64)
+        .ok_or_else(|| Error::Refused { pid, why: "no syscall instruction found in [vdso]".into() })
+}
+
+impl Parasite {
+    pub fn start(fz: &Frozen, vdso: (u64, u64)) -> Result<Parasite> {
+        let pid = fz.pid;
+        for t in &fz.threads {
+            ptrace::set_sigmask(t.tid, !0u64).ctx(pid, || format!("blocking signals of thread {}", t.tid))?;
+        }
+        let insn = find_syscall_insn(pid, vdso.0, vdso.1)?;
+        let boot = Remote::new(pid, insn, fz.main().regs);
+        let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        let scratch = boot
+            .call(libc::SYS_mmap, &[0, SCRATCH_LEN, prot, flags, u64::MAX, 0])
+            .ctx(pid, || "mapping a scratch page in the process".into())?;
+        let p = Parasite {
+            pid,
+            scratch,
+            remotes: fz.threads.iter().map(|t| Remote::new(t.tid, scratch, t.regs)).collect(),
+        };
+        if let Err(e) = sys::write_mem(pid, scratch, &[0x0f, 0x05]).ctx(pid, || "writing scratch page".into()) {
+            let _ = boot.call(libc::SYS_munmap, &[scratch, SCRATCH_LEN]);
+            return Err(e);
+        }
+        Ok(p)
+    }
+
+    fn remote(&self, tid: i32) -> &Remote {
+        self.remotes.iter().find(|r| r.tid == tid).unwrap_or(&self.remotes[0])
+    }
+
+    /// Runs a syscall in thread `tid`; negative results become errors.
+    pub fn call(&self, tid: i32, nr: i64, args: &[u64]) -> Result<u64> {
+        self.remote(tid).call(nr, args).ctx(self.pid, || format!("syscall {nr} injected into thread {tid}"))
+    }
+
+    pub fn raw(&self, tid: i32, nr: i64, args: &[u64]) -> Result<i64> {
+        self.remote(tid).raw(nr, args).ctx(self.pid, || format!("syscall {nr} injected into thread {tid}"))
+    }
+
+    pub fn data(&self, off: u64) -> u64 {
+        self.scratch + DATA + off
+    }
+
+    pub fn read(&self, off: u64, len: usize) -> Result<Vec<u8>> {
+        sys::read_mem(self.pid, self.data(off), len).ctx(self.pid, || "reading scratch page".into())
+    }
+
+    pub fn write(&self, off: u64, data: &[u8]) -> Result<()> {
+        sys::write_mem(self.pid, self.data(off), data).ctx(self.pid, || "writing scratch page".into())
+    }
+
+    pub fn zero(&self, len: usize) -> Result<()> {
+        self.write(0, &vec![0u8; len])
+    }
+
+    /// Unmaps the scratch page (single-stepped, so nothing after the syscall is fetched).
+    pub fn stop(self) -> Result<()> {
+        self.remotes[0]
+            .call(libc::SYS_munmap, &[self.scratch, SCRATCH_LEN])
+            .ctx(self.pid, || "unmapping the scratch page".into())
+            .map(drop)
+    }
+}
+
+pub fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+}
+pub fn i32_at(b: &[u8], off: usize) -> i32 {
+    i32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+}

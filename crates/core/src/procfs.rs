@@ -1,0 +1,236 @@
+//! Parsers for /proc/PID files.
+
+use std::io;
+
+pub fn read(pid: i32, file: &str) -> io::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+}
+
+/// One VMA from /proc/PID/smaps.
+#[derive(Debug, Clone, Default)]
+pub struct MapEntry {
+    pub start: u64,
+    pub end: u64,
+    pub prot: u32,
+    pub shared: bool,
+    pub pgoff: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub inode: u64,
+    pub path: String,
+    pub vm_flags: Vec<String>,
+}
+
+impl MapEntry {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn has_flag(&self, f: &str) -> bool {
+        self.vm_flags.iter().any(|x| x == f)
+    }
+}
+
+fn parse_map_line(line: &str) -> Option<MapEntry> {
+    let mut it = line.splitn(6, ' ');
+    let range = it.next()?;
+    let perms = it.next()?;
+    let off = it.next()?;
+    let dev = it.next()?;
+    let ino = it.next()?;
+    let path = it.next().unwrap_or("").trim_start().to_string();
+    let (s, e) = range.split_once('-')?;
+    let (maj, min) = dev.split_once(':')?;
+    let p = perms.as_bytes();
+    let mut prot = 0;
+    if p[0] == b'r' {
+        prot |= libc::PROT_READ as u32;
+    }
+    if p[1] == b'w' {
+        prot |= libc::PROT_WRITE as u32;
+    }
+    if p[2] == b'x' {
+        prot |= libc::PROT_EXEC as u32;
+    }
+    Some(MapEntry {
+        start: u64::from_str_radix(s, 16).ok()?,
+        end: u64::from_str_radix(e, 16).ok()?,
+        prot,
+        shared: p[3] == b's',
+        pgoff: u64::from_str_radix(off, 16).ok()?,
+        dev_major: u32::from_str_radix(maj, 16).ok()?,
+        dev_minor: u32::from_str_radix(min, 16).ok()?,
+        inode: ino.parse().ok()?,
+        path,
+        vm_flags: Vec::new(),
+    })
+}
+
+/// Parses /proc/PID/smaps (maps lines plus VmFlags).
+pub fn smaps(pid: i32) -> io::Result<Vec<MapEntry>> {
+    parse_smaps(&read(pid, "smaps")?)
+}
+
+pub fn parse_smaps(text: &str) -> io::Result<Vec<MapEntry>> {
+    let mut out: Vec<MapEntry> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("VmFlags:") {
+            if let Some(last) = out.last_mut() {
+                last.vm_flags = rest.split_whitespace().map(str::to_string).collect();
+            }
+            continue;
+        }
+        let first = line.split(' ').next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            if let Some(e) = parse_map_line(line) {
+                out.push(e);
+                continue;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses /proc/self/maps style text (no VmFlags).
+pub fn maps_self() -> io::Result<Vec<MapEntry>> {
+    let t = std::fs::read_to_string("/proc/self/maps")?;
+    Ok(t.lines().filter_map(parse_map_line).collect())
+}
+
+/// "Key:\tvalue" lines of /proc/PID/status.
+pub fn status(pid: i32) -> io::Result<Vec<(String, String)>> {
+    Ok(read(pid, "status")?
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
+        .collect())
+}
+
+pub fn status_field<'a>(st: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    st.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Fields of /proc/PID/stat after the comm, 0-based from field 3 (state).
+pub fn stat_fields(pid: i32) -> io::Result<Vec<String>> {
+    let s = read(pid, "stat")?;
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    Ok(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// stat field by its 1-based number in proc(5).
+pub fn stat_num(fields: &[String], n: usize) -> u64 {
+    fields.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+pub fn tids(pid: i32) -> io::Result<Vec<i32>> {
+    let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FdInfo {
+    pub pos: u64,
+    pub flags: u32,
+    pub mnt_id: u64,
+}
+
+pub fn fdinfo(pid: i32, fd: i32) -> io::Result<FdInfo> {
+    let t = read(pid, &format!("fdinfo/{fd}"))?;
+    let mut i = FdInfo::default();
+    for l in t.lines() {
+        if let Some((k, v)) = l.split_once(':') {
+            let v = v.trim();
+            match k {
+                "pos" => i.pos = v.parse().unwrap_or(0),
+                "flags" => i.flags = u32::from_str_radix(v, 8).unwrap_or(0),
+                "mnt_id" => i.mnt_id = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    Ok(i)
+}
+
+pub fn fds(pid: i32) -> io::Result<Vec<i32>> {
+    let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// One entry of /proc/PID/timers.
+#[derive(Debug, Clone, Default)]
+pub struct TimerEntry {
+    pub id: i32,
+    pub signo: i32,
+    pub sigval: u64,
+    pub notify: String,
+    pub notify_tid: i32,
+    pub clock: i32,
+}
+
+pub fn timers(pid: i32) -> io::Result<Vec<TimerEntry>> {
+    let t = read(pid, "timers").unwrap_or_default();
+    let mut out: Vec<TimerEntry> = Vec::new();
+    for l in t.lines() {
+        let Some((k, v)) = l.split_once(':') else { continue };
+        let v = v.trim();
+        match k {
+            "ID" => out.push(TimerEntry { id: v.parse().unwrap_or(0), ..Default::default() }),
+            "signal" => {
+                if let Some(e) = out.last_mut() {
+                    let (s, val) = v.split_once('/').unwrap_or((v, "0"));
+                    e.signo = s.parse().unwrap_or(0);
+                    e.sigval = u64::from_str_radix(val, 16).unwrap_or(0);
+                }
+            }
+            "notify" => {
+                if let Some(e) = out.last_mut() {
+                    let (kind, who) = v.split_once('/').unwrap_or((v, ""));
+                    e.notify = kind.to_string();
+                    e.notify_tid = who.rsplit('.').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                }
+            }
+            "ClockID" => {
+                if let Some(e) = out.last_mut() {
+                    e.clock = v.parse().unwrap_or(0);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+pub fn auxv(pid: i32) -> io::Result<Vec<u64>> {
+    let b = std::fs::read(format!("/proc/{pid}/auxv"))?;
+    Ok(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
+}
+
+pub fn readlink(path: &str) -> io::Result<String> {
+    Ok(std::fs::read_link(path)?.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_parse() {
+        let t = "7f00-7f10 rw-p 00000000 00:00 0 \nSize: 4 kB\nVmFlags: rd wr mr mw me ac dc\n\
+                 7f10-7f20 r-xp 00001000 fd:01 1234                       /usr/lib/libc.so.6\nVmFlags: rd ex\n\
+                 7ff0-7ff1 rw-s 00000000 00:01 99 /dev/zero (deleted)\n";
+        let v = parse_smaps(t).unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].start, 0x7f00);
+        assert!(v[0].has_flag("dc"));
+        assert_eq!(v[1].path, "/usr/lib/libc.so.6");
+        assert_eq!(v[1].pgoff, 0x1000);
+        assert_eq!(v[1].prot, (libc::PROT_READ | libc::PROT_EXEC) as u32);
+        assert!(v[2].shared);
+        assert_eq!(v[2].path, "/dev/zero (deleted)");
+        assert_eq!(v[2].inode, 99);
+    }
+}

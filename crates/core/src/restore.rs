@@ -1,0 +1,1086 @@
+//! `stasis restore`: image → checks → new process with the original PID → address space,
+//! threads, registers and the rest → run.
+//!
+//! 1. Everything that can be checked without creating a process is checked first: the
+//!    manifest's records and every page run's CRC, the files that mappings and fds
+//!    need (size, mtime, content hash of mapped executables), that the PID and TIDs are
+//!    free, that this kernel's vDSO has the image's layout.
+//! 2. The restorer opens all files, pipes (refilled) and shared-memory objects (filled)
+//!    itself, then forks the new process with clone3(set_tid = original PID). The child,
+//!    a copy of stasis, moves those fds to their original numbers, sets umask, cwd,
+//!    root and comm, maps a one-page `syscall` trampoline at a hole that both layouts
+//!    leave free, reports its fd numbers and parks in pause().
+//! 3. The restorer seizes it and drives it with injected syscalls (stasis_sys::remote):
+//!    moves the vDSO to its old address, unmaps everything else, maps the saved VMAs,
+//!    fills them with process_vm_writev straight from a mapping of pages.img (two
+//!    threads), sets mm fields with PR_SET_MM_MAP, creates the threads with clone3
+//!    (set_tid), restores per-thread and per-process state, unmaps the trampoline, sets
+//!    registers and detaches.
+//!
+//! Any failure kills and reaps the new process and names the step.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::IsTerminal;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use stasis_image::model::*;
+use stasis_image::{Manifest, PAGES};
+use stasis_sys::ptrace::{self, Stop};
+use stasis_sys::remote::Remote;
+use stasis_sys::sys::{self, child};
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::{cpu, files, procfs};
+
+pub struct RestoreOptions {
+    pub dir: PathBuf,
+    pub detach: bool,
+    pub pidfile: Option<PathBuf>,
+}
+
+const PAGE: u64 = 4096;
+const TRAMP_LEN: u64 = 2 * PAGE;
+const DATA: u64 = 64;
+const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+const CLONE_THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+fn refuse(why: impl Into<String>) -> Error {
+    Error::RestoreRefused(why.into())
+}
+
+/// Who holds `id` (a PID or TID), if anyone.
+fn holder(id: i32) -> Option<String> {
+    let st = procfs::status(id).ok()?;
+    let tgid: i32 = procfs::status_field(&st, "Tgid").and_then(|v| v.parse().ok()).unwrap_or(id);
+    let name = procfs::status_field(&procfs::status(tgid).unwrap_or_default(), "Name").unwrap_or("?").to_string();
+    let state = procfs::status_field(&st, "State").unwrap_or("").to_string();
+    Some(if tgid == id {
+        format!("process '{name}' (pid {id}, state {state})")
+    } else {
+        format!("a thread of process '{name}' (pid {tgid})")
+    })
+}
+
+fn vdso_family(maps: &[procfs::MapEntry]) -> Vec<(String, u64, u64)> {
+    maps.iter()
+        .filter(|m| matches!(m.path.as_str(), "[vvar]" | "[vvar_vclock]" | "[vdso]"))
+        .map(|m| (m.path.clone(), m.start, m.end))
+        .collect()
+}
+
+/// Lowest gap of `len` bytes (plus a page of margin on each side) above 4 GiB that no
+/// range in `used` touches.
+fn find_hole(used: &mut Vec<(u64, u64)>, len: u64) -> Option<u64> {
+    used.sort();
+    let mut cur = 0x1_0000_0000u64;
+    for &(s, e) in used.iter() {
+        if e <= cur {
+            continue;
+        }
+        if s > cur && s - cur >= len + 2 * PAGE {
+            return Some(cur + PAGE);
+        }
+        cur = cur.max(e);
+    }
+    if TASK_SIZE > cur && TASK_SIZE - cur >= len + 2 * PAGE {
+        return Some(cur + PAGE);
+    }
+    None
+}
+
+/// Everything the child needs, prepared before fork.
+struct Plan {
+    /// fds in the restorer the child takes over (index = carry slot).
+    carry: Vec<OwnedFd>,
+    /// (target fd number, carry slot, cloexec)
+    assign: Vec<(i32, usize, bool)>,
+    /// object id → carry slot, for mapped files and shared memory
+    map_slot: HashMap<u32, usize>,
+    exe_slot: usize,
+    base: i32,
+    umask: u32,
+    cwd: CString,
+    root: CString,
+    comm: CString,
+    tramp: u64,
+}
+
+fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> {
+    let p = &m.process;
+    let pid = p.pid;
+    let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
+    let mut opened = files::open_fd_objects(m)?;
+    let mut carry: Vec<OwnedFd> = Vec::new();
+    let mut slot_of: HashMap<u32, usize> = HashMap::new();
+    let mut assign = Vec::new();
+    for fd in &p.fds {
+        let slot = match slot_of.get(&fd.object_id) {
+            Some(s) => *s,
+            None => {
+                let f = opened.by_object.remove(&fd.object_id).ok_or_else(|| step(format!("fd {} not opened", fd.fd)))?;
+                carry.push(f);
+                slot_of.insert(fd.object_id, carry.len() - 1);
+                carry.len() - 1
+            }
+        };
+        assign.push((fd.fd, slot, fd.cloexec));
+    }
+    // Files that mappings need, and the executable.
+    let mut map_slot = HashMap::new();
+    let mm = p.mm.clone().unwrap_or_default();
+    let mut ids: Vec<u32> = p
+        .vmas
+        .iter()
+        .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::FilePrivate | VmaKind::FileShared)))
+        .map(|v| v.object_id)
+        .collect();
+    ids.push(mm.exe_object);
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        let o = m
+            .object(id)
+            .and_then(|o| o.mapped_file.as_ref())
+            .ok_or_else(|| step(format!("mapped-file object {id} missing")))?;
+        let f = files::open_mapped(o).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?;
+        carry.push(f);
+        map_slot.insert(id, carry.len() - 1);
+    }
+    let exe_slot = map_slot[&mm.exe_object];
+    // Shared anonymous memory: create each object here, fill it, pass its fd.
+    let mut shm_keep = Vec::new();
+    for o in &m.objects {
+        let Some(s) = &o.shmem else { continue };
+        let region = sys::SharedAnon::new(s.size.max(PAGE) as usize).map_err(|e| step(format!("creating shared memory of {} bytes: {e}", s.size)))?;
+        let path = format!("/proc/self/map_files/{:x}-{:x}", region.addr(), region.addr() + region.len() as u64);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| step(format!("opening {path}: {e}")))?;
+        carry.push(OwnedFd::from(f));
+        map_slot.insert(o.id, carry.len() - 1);
+        shm_keep.push(region);
+    }
+    let max_target = p.fds.iter().map(|f| f.fd).max().unwrap_or(0);
+    let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);
+    let base = max_target.max(max_ours).max(carry.len() as i32 + 3) + 1;
+    let attrs = p.attrs.clone().unwrap_or_default();
+    let cs = |s: &str| CString::new(s).map_err(|e| step(e.to_string()));
+    Ok((
+        Plan {
+            carry,
+            assign,
+            map_slot,
+            exe_slot,
+            base,
+            umask: attrs.umask,
+            cwd: cs(&attrs.cwd)?,
+            root: cs(&attrs.root)?,
+            comm: cs(&p.comm)?,
+            tramp,
+        },
+        shm_keep,
+    ))
+}
+
+/// Fills shared-memory objects from pages.img (through the fds the plan holds).
+fn fill_shmem(m: &Manifest, plan: &Plan, pages: &[u8]) -> Result<()> {
+    for r in &m.index.runs {
+        if r.object_id == 0 {
+            continue;
+        }
+        let slot = plan.map_slot.get(&r.object_id).copied().ok_or_else(|| Error::RestoreStep {
+            pid: m.process.pid,
+            step: "filling shared memory".into(),
+            why: format!("page run for unknown object {}", r.object_id),
+        })?;
+        let f = File::from(plan.carry[slot].try_clone().map_err(|e| Error::RestoreStep {
+            pid: m.process.pid,
+            step: "filling shared memory".into(),
+            why: e.to_string(),
+        })?);
+        let a = r.file_offset as usize;
+        let b = a + r.count as usize * PAGE as usize;
+        std::os::unix::fs::FileExt::write_all_at(&f, &pages[a..b], r.addr).map_err(|e| Error::RestoreStep {
+            pid: m.process.pid,
+            step: "filling shared memory".into(),
+            why: format!("offset {:#x}: {e}", r.addr),
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs in the forked child (a copy of this single-threaded restorer): takes over the
+/// fds, sets cwd/root/umask/comm, maps the trampoline, reports, parks.
+fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
+    child::set_pdeathsig_kill();
+    if sys::getppid() != parent {
+        child::exit(111);
+    }
+    let fail = |what: &[u8], ctl: RawFd| -> ! {
+        let e = child::errno();
+        let mut msg = vec![1u8];
+        msg.extend_from_slice(&e.to_le_bytes());
+        msg.extend_from_slice(what);
+        child::write(ctl, &msg);
+        child::exit(112)
+    };
+    let mut tmp = Vec::with_capacity(plan.carry.len() + 1);
+    let ctl2 = child::dup_above(ctl, plan.base);
+    if ctl2 < 0 {
+        fail(b"moving the control pipe", ctl);
+    }
+    for f in &plan.carry {
+        let t = child::dup_above(f.as_raw_fd(), plan.base);
+        if t < 0 {
+            fail(b"moving fds above the target's fd numbers", ctl2);
+        }
+        tmp.push(t);
+    }
+    if plan.base > 0 && child::close_range(0, plan.base as u32 - 1) < 0 {
+        fail(b"closing the restorer's fds", ctl2);
+    }
+    for &(target, slot, cloexec) in &plan.assign {
+        if child::dup3(tmp[slot], target, if cloexec { libc::O_CLOEXEC } else { 0 }) < 0 {
+            fail(b"placing an fd at its original number", ctl2);
+        }
+    }
+    child::umask(plan.umask);
+    if child::chdir(&plan.cwd) < 0 {
+        fail(b"chdir to the original working directory", ctl2);
+    }
+    if plan.root.as_bytes() != b"/" && child::chroot(&plan.root) < 0 {
+        fail(b"chroot to the original root", ctl2);
+    }
+    child::set_name(&plan.comm);
+    if sys::map_fixed_code(plan.tramp, TRAMP_LEN as usize, &[0x0f, 0x05]).is_err() {
+        fail(b"mapping the syscall trampoline", ctl2);
+    }
+    let mut msg = vec![0u8];
+    msg.extend_from_slice(&ctl2.to_le_bytes());
+    for t in &tmp {
+        msg.extend_from_slice(&t.to_le_bytes());
+    }
+    child::write(ctl2, &msg);
+    child::park()
+}
+
+/// The new process while we build it. Killed and reaped on drop unless released.
+struct Child {
+    pid: i32,
+    /// In --detach mode: write end of the pipe to the intermediate parent, and its pid.
+    middle: Option<(OwnedFd, i32)>,
+    traced: Vec<i32>,
+    released: bool,
+}
+
+impl Child {
+    fn kill(&mut self) {
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        for t in &self.traced {
+            loop {
+                match ptrace::wait(*t) {
+                    Ok(st) if matches!(ptrace::decode(st), Stop::Stopped(..)) => {
+                        let _ = ptrace::cont(*t, 0);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        match self.middle.take() {
+            Some((w, mpid)) => {
+                let _ = sys::write_fd(w.as_fd(), b"k");
+                drop(w);
+                let _ = sys::waitpid(mpid, 0);
+            }
+            None => {
+                let _ = sys::waitpid(self.pid, libc::__WALL);
+            }
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.released {
+            self.kill();
+        }
+    }
+}
+
+pub fn restore(opts: &RestoreOptions) -> Result<u8> {
+    let t0 = Instant::now();
+    let m = stasis_image::read_manifest(&opts.dir)?;
+    let p = &m.process;
+    let pid = p.pid;
+    // -- checks that need no process --------------------------------------------------
+    let pages_path = opts.dir.join(PAGES);
+    let pages_file = File::open(&pages_path).map_err(crate::error::path_err(pages_path.display().to_string()))?;
+    let pages = sys::Mapping::map_file(&pages_file, m.end.pages_file_size as usize, false)
+        .map_err(crate::error::path_err(pages_path.display().to_string()))?;
+    stasis_image::verify_pages(&opts.dir, &m.index, pages.as_slice(), 2)?;
+    for v in &p.vmas {
+        if v.object_id != 0 {
+            if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
+                if let Some(id) = &mf.identity {
+                    files::check_identity(&mf.path, id, &format!("file mapped at {:#x}", v.start))?;
+                }
+            }
+        }
+    }
+    let mm = p.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
+    if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
+        if let Some(id) = &exe.identity {
+            files::check_identity(&exe.path, id, "executable")?;
+        }
+    }
+    for fd in &p.fds {
+        if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
+            if !f.deleted && f.memfd_name.is_empty() {
+                if let Some(id) = &f.identity {
+                    files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd))?;
+                }
+            }
+        }
+    }
+    for t in &p.threads {
+        if let Some(h) = holder(t.tid) {
+            let what = if t.tid == pid { "pid" } else { "thread id" };
+            return Err(refuse(format!("{what} {} is in use by {h}", t.tid)));
+        }
+    }
+    let self_maps = procfs::maps_self().map_err(|e| refuse(format!("reading /proc/self/maps: {e}")))?;
+    let ours = vdso_family(&self_maps);
+    let theirs: Vec<(String, u64, u64)> = p
+        .vmas
+        .iter()
+        .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock)))
+        .map(|v| (v.name.clone(), v.start, v.end))
+        .collect();
+    let shape = |v: &[(String, u64, u64)]| -> Vec<(String, u64, i64)> {
+        let base = v.first().map(|x| x.1).unwrap_or(0);
+        v.iter().map(|(n, s, e)| (n.clone(), e - s, *s as i64 - base as i64)).collect()
+    };
+    if shape(&ours) != shape(&theirs) {
+        return Err(refuse(format!(
+            "the vDSO layout of this kernel differs from the image's (kernel {} at dump time); restore on the same kernel",
+            p.kernel
+        )));
+    }
+    // -- layout: trampoline + vDSO staging area -------------------------------------------
+    let vspan = ours.last().map(|x| x.2).unwrap_or(0) - ours.first().map(|x| x.1).unwrap_or(0);
+    let mut used: Vec<(u64, u64)> = self_maps.iter().map(|m| (m.start, m.end)).collect();
+    used.extend(p.vmas.iter().map(|v| (v.start, v.end)));
+    let tramp = find_hole(&mut used, TRAMP_LEN + vspan).ok_or_else(|| refuse("no address range free in both layouts"))?;
+    let stage = tramp + TRAMP_LEN;
+    debug!(tramp = format_args!("{tramp:#x}"), "trampoline");
+    // -- open everything -----------------------------------------------------------
+    sys::raise_nofile_limit();
+    let (plan, _shm_regions) = build_plan(&m, tramp)?;
+    fill_shmem(&m, &plan, pages.as_slice())?;
+    // -- fork ----------------------------------------------------------------------
+    let (ctl_r, ctl_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
+    let me = sys::getpid();
+    let mut ch = if opts.detach {
+        let (mid_r, mid_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
+        let mpid = sys::fork().map_err(|e| step_err(pid, "fork", e))?;
+        if mpid == 0 {
+            // intermediate parent: create the process, then wait for our orders.
+            drop(mid_w);
+            let my = sys::getpid();
+            let c = match sys::fork_with_pid(pid) {
+                Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), my),
+                Ok(c) => c,
+                Err(e) => {
+                    let mut msg = vec![2u8];
+                    msg.extend_from_slice(&e.raw_os_error().unwrap_or(0).to_le_bytes());
+                    child::write(ctl_w.as_raw_fd(), &msg);
+                    child::exit(1)
+                }
+            };
+            let mut b = [0u8; 1];
+            let n = sys::read_fd(mid_r.as_fd(), &mut b).unwrap_or(0);
+            if n == 0 || b[0] == b'k' {
+                let _ = sys::kill(c, libc::SIGKILL);
+                let _ = sys::waitpid(c, libc::__WALL);
+            }
+            child::exit(0)
+        }
+        drop(mid_r);
+        Child { pid, middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
+    } else {
+        match sys::fork_with_pid(pid) {
+            Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), me),
+            Ok(c) => Child { pid: c, middle: None, traced: Vec::new(), released: false },
+            Err(e) => return Err(pid_taken_or(pid, e)),
+        }
+    };
+    drop(ctl_w);
+    // -- wait for the child's report -------------------------------------------------
+    let mut buf = vec![0u8; 8 + 4 * (plan.carry.len() + 2) + 256];
+    let n = read_report(&ctl_r, &mut buf);
+    if n == 0 {
+        ch.released = ch.middle.is_some(); // nothing to kill if the child never existed
+        if let Some((w, mpid)) = ch.middle.take() {
+            drop(w);
+            let _ = sys::waitpid(mpid, 0);
+        }
+        return Err(Error::RestoreStep { pid, step: "creating the process".into(), why: "the new process died during setup".into() });
+    }
+    match buf[0] {
+        0 => {}
+        2 => {
+            ch.released = true;
+            if let Some((w, mpid)) = ch.middle.take() {
+                drop(w);
+                let _ = sys::waitpid(mpid, 0);
+            }
+            let e = i32::from_le_bytes(buf[1..5].try_into().unwrap());
+            return Err(pid_taken_or(pid, std::io::Error::from_raw_os_error(e)));
+        }
+        _ => {
+            let e = i32::from_le_bytes(buf[1..5].try_into().unwrap());
+            let what = String::from_utf8_lossy(&buf[5..n]).to_string();
+            return Err(Error::RestoreStep { pid, step: what, why: std::io::Error::from_raw_os_error(e).to_string() });
+        }
+    }
+    let words: Vec<i32> = buf[1..n].chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+    let child_ctl = words[0];
+    let tmp_fds = &words[1..];
+    if tmp_fds.len() != plan.carry.len() {
+        return Err(Error::RestoreStep { pid, step: "creating the process".into(), why: "short report from the new process".into() });
+    }
+    info!(pid, ms = t0.elapsed().as_millis() as u64, "process created");
+    // -- drive it ------------------------------------------------------------------
+    let r = Builder {
+        m: &m,
+        pid,
+        plan: &plan,
+        tmp_fds,
+        child_ctl,
+        pages: pages.as_slice(),
+        tramp,
+        stage,
+        self_vdso: &ours,
+        threads: Vec::new(),
+    }
+    .run(&mut ch);
+    if let Err(e) = r {
+        drop(ch); // kills and reaps
+        return Err(e);
+    }
+    info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
+    if let Some(pf) = &opts.pidfile {
+        if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {
+            warn!("writing pidfile {}: {e}", pf.display());
+        }
+    }
+    ch.released = true;
+    if opts.detach {
+        return Ok(0);
+    }
+    drop(plan);
+    let st = sys::waitpid(pid, 0).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
+    Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
+}
+
+fn read_report(r: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    loop {
+        match sys::read_fd(r.as_fd(), &mut buf[n..]) {
+            Ok(0) => return n,
+            Ok(k) => {
+                n += k;
+                // The child writes its report in one write(); stop at the first chunk.
+                return n;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(_) => return n,
+        }
+    }
+}
+
+fn pid_taken_or(pid: i32, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::EEXIST) {
+        return refuse(format!(
+            "pid {pid} is in use{}",
+            holder(pid).map(|h| format!(" by {h}")).unwrap_or_default()
+        ));
+    }
+    step_err(pid, "clone3 with the original pid", e)
+}
+
+fn step_err(pid: i32, step: &str, e: std::io::Error) -> Error {
+    Error::RestoreStep { pid, step: step.into(), why: e.to_string() }
+}
+
+struct Builder<'a> {
+    m: &'a Manifest,
+    pid: i32,
+    plan: &'a Plan,
+    tmp_fds: &'a [i32],
+    child_ctl: i32,
+    pages: &'a [u8],
+    tramp: u64,
+    stage: u64,
+    self_vdso: &'a [(String, u64, u64)],
+    /// (tid, remote) for every thread, main first.
+    threads: Vec<Remote>,
+}
+
+impl Builder<'_> {
+    fn err(&self, step: &str, why: impl std::fmt::Display) -> Error {
+        Error::RestoreStep { pid: self.pid, step: step.into(), why: why.to_string() }
+    }
+
+    fn main(&self) -> &Remote {
+        &self.threads[0]
+    }
+
+    fn call(&self, step: &str, r: &Remote, nr: i64, args: &[u64]) -> Result<u64> {
+        r.call(nr, args).map_err(|e| self.err(step, format!("syscall {nr} in thread {}: {e}", r.tid)))
+    }
+
+    fn data(&self, off: u64) -> u64 {
+        self.tramp + DATA + off
+    }
+
+    fn write_data(&self, step: &str, off: u64, b: &[u8]) -> Result<()> {
+        sys::write_mem(self.pid, self.data(off), b).map_err(|e| self.err(step, e))
+    }
+
+    fn run(mut self, ch: &mut Child) -> Result<()> {
+        let pid = self.pid;
+        ptrace::seize(pid, (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL) as u32)
+            .map_err(|e| self.err("seizing the new process", e))?;
+        ch.traced.push(pid);
+        ptrace::interrupt(pid).map_err(|e| self.err("seizing the new process", e))?;
+        loop {
+            let st = ptrace::wait(pid).map_err(|e| self.err("seizing the new process", e))?;
+            match ptrace::decode(st) {
+                Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => break,
+                Stop::Stopped(_, _) => ptrace::cont(pid, 0).map_err(|e| self.err("seizing the new process", e))?,
+                other => return Err(self.err("seizing the new process", format!("{other:?}"))),
+            }
+        }
+        let regs0 = ptrace::getregs(pid).map_err(|e| self.err("reading registers", e))?;
+        debug!(tramp_bytes = ?sys::read_mem(pid, self.tramp, 4), rip = format_args!("{:#x}", regs0.rip), cs = regs0.cs, ss = regs0.ss, eflags = format_args!("{:#x}", regs0.eflags), "child stopped");
+        self.threads.push(Remote::new(pid, self.tramp, regs0));
+        // The child inherited the restorer's rseq registration; its area disappears with
+        // the restorer's mappings, so unregister it first (the kernel would SIGSEGV).
+        let rs = ptrace::get_rseq(pid).map_err(|e| self.err("reading rseq registration", e))?;
+        if rs.addr != 0 {
+            self.call("unregistering the restorer's rseq", &self.threads[0], libc::SYS_rseq, &[rs.addr, rs.len as u64, 1, rs.sig as u64])?;
+        }
+        ptrace::set_sigmask(pid, !0).map_err(|e| self.err("blocking signals", e))?;
+
+        self.address_space()?;
+        self.fill_memory()?;
+        self.finish_vmas()?;
+        self.mm_fields()?;
+        self.create_threads(ch)?;
+        self.thread_state()?;
+        self.signals()?;
+        self.timers()?;
+        self.attrs()?;
+        // close the carried fds (all above the target's highest fd)
+        let r = self.main();
+        self.call("closing restorer fds", r, libc::SYS_close_range, &[self.plan.base as u64, u32::MAX as u64, 0])?;
+        let _ = self.child_ctl;
+        // --detach: hand the process over to its new parent before setting pdeathsig.
+        if let Some((w, mpid)) = ch.middle.take() {
+            for t in &self.threads {
+                self.call("clearing parent-death signal", t, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, 0])?;
+            }
+            let _ = sys::write_fd(w.as_fd(), b"d");
+            drop(w);
+            let _ = sys::waitpid(mpid, 0);
+        }
+        self.pdeath_and_creds()?;
+        let attrs = self.m.process.attrs.clone().unwrap_or_default();
+        self.call("dumpable", self.main(), libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, attrs.dumpable as u64])?;
+        self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
+        self.registers()?;
+        for t in &self.threads {
+            ptrace::detach(t.tid).map_err(|e| self.err("detaching", format!("thread {}: {e}", t.tid)))?;
+        }
+        Ok(())
+    }
+
+    fn address_space(&self) -> Result<()> {
+        let r = self.main();
+        let st = "moving the vDSO";
+        // stage: our (= the child's) vDSO family into the staging area, relative layout kept
+        let base = self.self_vdso.first().map(|x| x.1).unwrap_or(0);
+        for (name, s, e) in self.self_vdso {
+            let to = self.stage + (s - base);
+            self.call(st, r, libc::SYS_mremap, &[*s, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to])?;
+        }
+        let st = "unmapping the restorer";
+        self.call(st, r, libc::SYS_munmap, &[0, self.tramp])?;
+        let hi = self.stage + (self.self_vdso.last().map(|x| x.2).unwrap_or(base) - base);
+        self.call(st, r, libc::SYS_munmap, &[hi, TASK_SIZE - hi])?;
+        let st = "moving the vDSO";
+        let img_base = self
+            .m
+            .process
+            .vmas
+            .iter()
+            .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock)))
+            .map(|v| v.start)
+            .min()
+            .unwrap_or(base);
+        for (_, s, e) in self.self_vdso {
+            let from = self.stage + (s - base);
+            let to = img_base + (s - base);
+            self.call(st, r, libc::SYS_mremap, &[from, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to])?;
+        }
+        // map every VMA
+        for v in &self.m.process.vmas {
+            let kind = VmaKind::try_from(v.kind).unwrap_or(VmaKind::Unknown);
+            let len = v.end - v.start;
+            let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
+            let prot = if fill { (libc::PROT_READ | libc::PROT_WRITE) as u32 | v.prot } else { v.prot } as u64;
+            let gd = if v.vm_flags.iter().any(|f| f == "gd") { libc::MAP_GROWSDOWN } else { 0 };
+            let fixed = libc::MAP_FIXED;
+            let step = format!("mapping VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
+            let fd_of = |id: u32| -> Result<u64> {
+                let slot = self.plan.map_slot.get(&id).ok_or_else(|| self.err(&step, "no file for this mapping"))?;
+                Ok(self.tmp_fds[*slot] as u64)
+            };
+            let args: [u64; 6] = match kind {
+                VmaKind::Anon => [v.start, len, prot, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed | gd) as u64, u64::MAX, 0],
+                VmaKind::FilePrivate => [v.start, len, prot, (libc::MAP_PRIVATE | fixed | gd) as u64, fd_of(v.object_id)?, v.pgoff],
+                VmaKind::FileShared | VmaKind::ShmemAnon => {
+                    [v.start, len, prot, (libc::MAP_SHARED | fixed) as u64, fd_of(v.object_id)?, v.pgoff]
+                }
+                VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
+                VmaKind::Unknown => return Err(self.err(&step, "VMA of unknown kind")),
+            };
+            let got = self.call(&step, r, libc::SYS_mmap, &args)?;
+            if got != v.start {
+                return Err(self.err(&step, format!("mapped at {got:#x}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn fill_memory(&self) -> Result<()> {
+        let runs: Vec<&PageRun> = self.m.index.runs.iter().filter(|r| r.object_id == 0).collect();
+        let total: u64 = runs.iter().map(|r| r.count as u64 * PAGE).sum();
+        let pb = if std::io::stderr().is_terminal() && total >= (64 << 20) {
+            let pb = indicatif::ProgressBar::new(total);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("restoring memory [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            Some(pb)
+        } else {
+            None
+        };
+        // Batches of up to 1024 iovecs / 64 MiB, split over two threads.
+        let mut batches: Vec<&[&PageRun]> = Vec::new();
+        let mut i = 0;
+        while i < runs.len() {
+            let mut j = i;
+            let mut bytes = 0u64;
+            while j < runs.len() && j - i < 1024 && bytes < (64 << 20) {
+                bytes += runs[j].count as u64 * PAGE;
+                j += 1;
+            }
+            batches.push(&runs[i..j]);
+            i = j;
+        }
+        let pid = self.pid;
+        let pages = self.pages;
+        let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let nthreads = 2usize;
+        std::thread::scope(|s| {
+            for t in 0..nthreads {
+                let batches = &batches;
+                let failed = &failed;
+                let pb = pb.as_ref();
+                s.spawn(move || {
+                    for b in batches.iter().skip(t).step_by(nthreads) {
+                        let local: Vec<(*const u8, usize)> = b
+                            .iter()
+                            .map(|r| (pages[r.file_offset as usize..].as_ptr(), r.count as usize * PAGE as usize))
+                            .collect();
+                        let remote: Vec<(u64, usize)> = b.iter().map(|r| (r.addr, r.count as usize * PAGE as usize)).collect();
+                        let want: usize = remote.iter().map(|x| x.1).sum();
+                        match sys::vm_writev(pid, &local, &remote) {
+                            Ok(n) if n == want => {
+                                if let Some(pb) = pb {
+                                    pb.inc(n as u64);
+                                }
+                            }
+                            Ok(n) => {
+                                *failed.lock().unwrap() = Some(format!("short write at {:#x}: {n} of {want} bytes", remote[0].0));
+                                return;
+                            }
+                            Err(e) => {
+                                *failed.lock().unwrap() = Some(format!("process_vm_writev at {:#x}: {e}", remote[0].0));
+                                return;
+                            }
+                        }
+                        if failed.lock().unwrap().is_some() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
+        }
+        if let Some(why) = failed.into_inner().unwrap() {
+            return Err(self.err("filling memory", why));
+        }
+        Ok(())
+    }
+
+    fn finish_vmas(&self) -> Result<()> {
+        let r = self.main();
+        for v in &self.m.process.vmas {
+            let kind = VmaKind::try_from(v.kind).unwrap_or(VmaKind::Unknown);
+            if matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall) {
+                continue;
+            }
+            let step = format!("VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
+            let len = v.end - v.start;
+            let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
+            if fill && v.prot != (libc::PROT_READ | libc::PROT_WRITE) as u32 | v.prot {
+                self.call(&step, r, libc::SYS_mprotect, &[v.start, len, v.prot as u64])?;
+            }
+            for f in &v.vm_flags {
+                let advice = match f.as_str() {
+                    "dc" => libc::MADV_DONTFORK,
+                    "wf" => libc::MADV_WIPEONFORK,
+                    "hg" => libc::MADV_HUGEPAGE,
+                    "nh" => libc::MADV_NOHUGEPAGE,
+                    "dd" => libc::MADV_DONTDUMP,
+                    "mg" => libc::MADV_MERGEABLE,
+                    _ => continue,
+                };
+                if let Err(e) = r.call(libc::SYS_madvise, &[v.start, len, advice as u64]) {
+                    warn!("pid {}: {step}: madvise {f}: {e}", self.pid);
+                }
+            }
+            if v.vm_flags.iter().any(|f| f == "lo") {
+                if let Err(e) = r.call(libc::SYS_mlock, &[v.start, len]) {
+                    warn!("pid {}: {step}: mlock: {e}", self.pid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mm_fields(&self) -> Result<()> {
+        let mm = self.m.process.mm.clone().unwrap_or_default();
+        let st = "setting mm fields (PR_SET_MM_MAP)";
+        let auxv_off = 256u64;
+        let mut b = Vec::new();
+        for v in [
+            mm.start_code, mm.end_code, mm.start_data, mm.end_data, mm.start_brk, mm.brk, mm.start_stack, mm.arg_start,
+            mm.arg_end, mm.env_start, mm.env_end,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.data(auxv_off).to_le_bytes());
+        b.extend_from_slice(&((mm.auxv.len() * 8) as u32).to_le_bytes());
+        b.extend_from_slice(&(self.tmp_fds[self.plan.exe_slot] as u32).to_le_bytes());
+        self.write_data(st, 0, &b)?;
+        let aux: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_le_bytes()).collect();
+        if aux.len() as u64 + auxv_off + DATA > TRAMP_LEN {
+            return Err(self.err(st, "auxv too large"));
+        }
+        self.write_data(st, auxv_off, &aux)?;
+        self.call(st, self.main(), libc::SYS_prctl, &[PR_SET_MM, PR_SET_MM_MAP, self.data(0), b.len() as u64, 0])?;
+        if mm.thp_disabled {
+            self.call("THP disable", self.main(), libc::SYS_prctl, &[libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0])?;
+        }
+        Ok(())
+    }
+
+    fn create_threads(&mut self, ch: &mut Child) -> Result<()> {
+        let main_regs = ptrace::getregs(self.pid).map_err(|e| self.err("creating threads", e))?;
+        let tids: Vec<i32> = self.m.process.threads.iter().skip(1).map(|t| t.tid).collect();
+        for tid in tids {
+            let st = format!("creating thread {tid}");
+            let set_tid_off = 128u64;
+            let args = sys::CloneArgs {
+                flags: CLONE_THREAD_FLAGS,
+                set_tid: self.data(set_tid_off),
+                set_tid_size: 1,
+                ..Default::default()
+            };
+            self.write_data(&st, 0, args.as_bytes())?;
+            self.write_data(&st, set_tid_off, &tid.to_le_bytes())?;
+            let got = self.main().raw(libc::SYS_clone3, &[self.data(0), std::mem::size_of::<sys::CloneArgs>() as u64]);
+            let got = got.map_err(|e| self.err(&st, e))?;
+            if got != tid as i64 {
+                let why = if got == -(libc::EEXIST as i64) {
+                    format!("thread id {tid} is in use{}", holder(tid).map(|h| format!(" by {h}")).unwrap_or_default())
+                } else {
+                    format!("clone3 returned {got}")
+                };
+                return Err(self.err(&st, why));
+            }
+            ch.traced.push(tid);
+            loop {
+                let s = ptrace::wait(tid).map_err(|e| self.err(&st, e))?;
+                match ptrace::decode(s) {
+                    Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) | Stop::Stopped(libc::SIGSTOP, _) => break,
+                    Stop::Stopped(_, _) => ptrace::cont(tid, 0).map_err(|e| self.err(&st, e))?,
+                    other => return Err(self.err(&st, format!("{other:?}"))),
+                }
+            }
+            ptrace::set_sigmask(tid, !0).map_err(|e| self.err(&st, e))?;
+            self.threads.push(Remote::new(tid, self.tramp, main_regs));
+        }
+        Ok(())
+    }
+
+    fn remote_of(&self, tid: i32) -> &Remote {
+        self.threads.iter().find(|r| r.tid == tid).unwrap_or(&self.threads[0])
+    }
+
+    fn thread_state(&self) -> Result<()> {
+        for t in &self.m.process.threads {
+            let r = self.remote_of(t.tid);
+            let st = format!("thread {} state", t.tid);
+            if t.robust_list != 0 {
+                self.call(&st, r, libc::SYS_set_robust_list, &[t.robust_list, t.robust_list_len])?;
+            }
+            if t.rseq_addr != 0 {
+                self.call(&format!("{st}: rseq"), r, libc::SYS_rseq, &[t.rseq_addr, t.rseq_len as u64, 0, t.rseq_sig as u64])?;
+            }
+            self.call(&st, r, libc::SYS_set_tid_address, &[t.clear_child_tid])?;
+            if t.altstack_flags & libc::SS_DISABLE == 0 && t.altstack_sp != 0 {
+                let mut b = Vec::new();
+                b.extend_from_slice(&t.altstack_sp.to_le_bytes());
+                b.extend_from_slice(&((t.altstack_flags & (1 << 31)) as u64).to_le_bytes()); // SS_AUTODISARM kept
+                b.extend_from_slice(&t.altstack_size.to_le_bytes());
+                // stack_t: sp (8), flags (int, padded to 8), size (8)
+                self.write_data(&st, 0, &b)?;
+                self.call(&format!("{st}: sigaltstack"), r, libc::SYS_sigaltstack, &[self.data(0), 0])?;
+            }
+            let tid = t.tid;
+            if !t.comm.is_empty() {
+                // /proc/PID/task/TID/comm is only writable from inside the thread group.
+                let mut name = t.comm.as_bytes().to_vec();
+                name.truncate(15);
+                name.push(0);
+                self.write_data(&st, 0, &name)?;
+                self.call(&format!("{st}: comm"), r, libc::SYS_prctl, &[libc::PR_SET_NAME as u64, self.data(0)])?;
+            }
+            if !t.affinity.is_empty() {
+                if let Err(e) = sys::set_affinity(tid, &t.affinity) {
+                    warn!("thread {tid}: restoring CPU affinity: {e}");
+                }
+            }
+            if let Err(e) = sys::sched_set(tid, t.sched_policy, t.sched_priority) {
+                warn!("thread {tid}: restoring scheduling policy {}: {e}", t.sched_policy);
+            }
+            if matches!(t.sched_policy, libc::SCHED_OTHER | libc::SCHED_BATCH | libc::SCHED_IDLE) {
+                if let Err(e) = sys::set_nice(tid, t.nice) {
+                    warn!("thread {tid}: restoring nice {}: {e}", t.nice);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn signals(&self) -> Result<()> {
+        let p = &self.m.process;
+        let r = self.main();
+        for a in &p.sigactions {
+            let st = format!("restoring the handler of signal {}", a.signo);
+            let mut b = Vec::new();
+            for w in [a.handler, a.flags, a.restorer, a.mask] {
+                b.extend_from_slice(&w.to_le_bytes());
+            }
+            self.write_data(&st, 0, &b)?;
+            self.call(&st, r, libc::SYS_rt_sigaction, &[a.signo as u64, self.data(0), 0, 8])?;
+        }
+        // Pending signals: all threads block everything until registers are set.
+        for s in &p.shared_pending {
+            let st = format!("queueing pending signal {}", s.signo);
+            self.write_data(&st, 0, &s.raw)?;
+            self.call(&st, r, libc::SYS_rt_sigqueueinfo, &[self.pid as u64, s.signo as u64, self.data(0)])?;
+        }
+        for t in &p.threads {
+            for s in &t.pending {
+                let st = format!("queueing pending signal {} of thread {}", s.signo, t.tid);
+                self.write_data(&st, 0, &s.raw)?;
+                self.call(&st, r, libc::SYS_rt_tgsigqueueinfo, &[self.pid as u64, t.tid as u64, s.signo as u64, self.data(0)])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn timers(&self) -> Result<()> {
+        let p = &self.m.process;
+        let r = self.main();
+        for it in &p.itimers {
+            let st = format!("restoring itimer {}", it.which);
+            let tv = |us: u64| [(us / 1_000_000).to_le_bytes(), (us % 1_000_000).to_le_bytes()].concat();
+            let b = [tv(it.interval_us), tv(it.value_us.max(1))].concat();
+            self.write_data(&st, 0, &b)?;
+            self.call(&st, r, libc::SYS_setitimer, &[it.which as u64, self.data(0), 0])?;
+        }
+        if p.posix_timers.is_empty() {
+            return Ok(());
+        }
+        let st = "restoring POSIX timers";
+        self.call(st, r, libc::SYS_prctl, &[PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0]).map_err(|e| {
+            self.err(st, format!("{e} (needs Linux 6.17+ for PR_TIMER_CREATE_RESTORE_IDS)"))
+        })?;
+        for t in &p.posix_timers {
+            let st = format!("restoring POSIX timer {}", t.id);
+            // struct sigevent: sigval (8), signo (4), notify (4), tid (4), pad to 64
+            let mut ev = vec![0u8; 64];
+            ev[0..8].copy_from_slice(&t.sigval.to_le_bytes());
+            ev[8..12].copy_from_slice(&t.signo.to_le_bytes());
+            ev[12..16].copy_from_slice(&t.notify.to_le_bytes());
+            ev[16..20].copy_from_slice(&t.notify_tid.to_le_bytes());
+            self.write_data(&st, 0, &ev)?;
+            self.write_data(&st, 64, &t.id.to_le_bytes())?;
+            self.call(&st, r, libc::SYS_timer_create, &[t.clock as u64, self.data(0), self.data(64)])?;
+            let got = i32::from_le_bytes(sys::read_mem(self.pid, self.data(64), 4).map_err(|e| self.err(&st, e))?.try_into().unwrap());
+            if got != t.id {
+                return Err(self.err(&st, format!("kernel gave timer id {got}")));
+            }
+            if t.value_ns != 0 || t.interval_ns != 0 {
+                let ts = |ns: u64| [(ns / 1_000_000_000).to_le_bytes(), (ns % 1_000_000_000).to_le_bytes()].concat();
+                let b = [ts(t.interval_ns), ts(t.value_ns.max(1))].concat();
+                self.write_data(&st, 128, &b)?;
+                self.call(&st, r, libc::SYS_timer_settime, &[t.id as u64, 0, self.data(128), 0])?;
+            }
+        }
+        self.call(st, r, libc::SYS_prctl, &[PR_TIMER_CREATE_RESTORE_IDS, 0, 0, 0, 0])?;
+        Ok(())
+    }
+
+    fn attrs(&self) -> Result<()> {
+        let p = &self.m.process;
+        let attrs = p.attrs.clone().unwrap_or_default();
+        for t in &self.threads {
+            self.call("personality", t, libc::SYS_personality, &[attrs.personality as u64])?;
+        }
+        if attrs.child_subreaper {
+            self.call("child subreaper", self.main(), libc::SYS_prctl, &[libc::PR_SET_CHILD_SUBREAPER as u64, 1])?;
+        }
+        for rl in &p.rlimits {
+            if let Err(e) = sys::prlimit(self.pid, rl.resource, Some((rl.cur, rl.max))) {
+                return Err(self.err(
+                    "restoring resource limits",
+                    format!("resource {}: {}/{}: {e}", rl.resource, rl.cur, rl.max),
+                ));
+            }
+        }
+        let cur: i32 = procfs::read(self.pid, "oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        if cur != attrs.oom_score_adj {
+            if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", self.pid), attrs.oom_score_adj.to_string()) {
+                warn!("pid {}: restoring oom_score_adj {}: {e}", self.pid, attrs.oom_score_adj);
+            }
+        }
+        Ok(())
+    }
+
+    fn pdeath_and_creds(&self) -> Result<()> {
+        let p = &self.m.process;
+        let c = p.creds.clone().unwrap_or_default();
+        for t in &p.threads {
+            let r = self.remote_of(t.tid);
+            let st = format!("thread {} parent-death signal", t.tid);
+            self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, t.pdeathsig as u64])?;
+            if t.no_new_privs {
+                self.call("no_new_privs", r, libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0])?;
+            }
+        }
+        let all_root = c.uids.iter().all(|u| *u == 0) && c.gids.iter().all(|g| *g == 0);
+        let full_caps = c.cap_eff == c.cap_prm && c.cap_bnd == c.cap_prm;
+        for t in &self.threads {
+            let st = format!("credentials of thread {}", t.tid);
+            // bounding set
+            for cap in 0..64u64 {
+                if c.cap_bnd & (1 << cap) == 0 && cap <= 40 {
+                    let _ = t.call(libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0]);
+                }
+            }
+            // groups
+            let g: Vec<u8> = c.groups.iter().flat_map(|x| x.to_le_bytes()).collect();
+            if g.len() as u64 + DATA < TRAMP_LEN {
+                self.write_data(&st, 0, &g)?;
+                self.call(&st, t, libc::SYS_setgroups, &[c.groups.len() as u64, self.data(0)])?;
+            }
+            if all_root && full_caps && c.securebits == 0 {
+                continue;
+            }
+            const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
+            const SECBIT_KEEP_CAPS: u64 = 1 << 4;
+            self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64 | SECBIT_NO_SETUID_FIXUP | SECBIT_KEEP_CAPS])?;
+            if c.gids.len() >= 3 {
+                self.call(&st, t, libc::SYS_setresgid, &[c.gids[0] as u64, c.gids[1] as u64, c.gids[2] as u64])?;
+            }
+            if c.uids.len() >= 3 {
+                self.call(&st, t, libc::SYS_setresuid, &[c.uids[0] as u64, c.uids[1] as u64, c.uids[2] as u64])?;
+            }
+            // capset: keep CAP_SETPCAP (8) effective until securebits are final
+            let capset = |eff: u64, prm: u64, inh: u64| -> Result<()> {
+                let mut b = Vec::new();
+                b.extend_from_slice(&0x2008_0522u32.to_le_bytes());
+                b.extend_from_slice(&0u32.to_le_bytes());
+                for (e, p, i) in [(eff as u32, prm as u32, inh as u32), ((eff >> 32) as u32, (prm >> 32) as u32, (inh >> 32) as u32)] {
+                    b.extend_from_slice(&e.to_le_bytes());
+                    b.extend_from_slice(&p.to_le_bytes());
+                    b.extend_from_slice(&i.to_le_bytes());
+                }
+                self.write_data(&st, 0, &b)?;
+                self.call(&st, t, libc::SYS_capset, &[self.data(0), self.data(8)]).map(drop)
+            };
+            const SETPCAP: u64 = 1 << 8;
+            let cur_prm = c.cap_prm | SETPCAP;
+            capset(c.cap_eff | SETPCAP, cur_prm, c.cap_inh)?;
+            self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64])?;
+            capset(c.cap_eff, c.cap_prm, c.cap_inh)?;
+            for cap in 0..64u64 {
+                if c.cap_amb & (1 << cap) != 0 {
+                    self.call(&st, t, libc::SYS_prctl, &[libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap, 0, 0])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn registers(&self) -> Result<()> {
+        let p = &self.m.process;
+        let shared_pending_mask: u64 = p.shared_pending.iter().fold(0, |m, s| m | 1u64 << (s.signo - 1));
+        for t in &p.threads {
+            let st = format!("registers of thread {}", t.tid);
+            let mut regs = ptrace::words_to_regs(&t.regs).ok_or_else(|| self.err(&st, "bad register record"))?;
+            let own: u64 = t.pending.iter().fold(0, |m, s| m | 1u64 << (s.signo - 1));
+            let deliverable = (own | shared_pending_mask) & !t.sigmask != 0;
+            cpu::restore_fixup(&mut regs, deliverable);
+            ptrace::setregs(t.tid, &regs).map_err(|e| self.err(&st, e))?;
+            ptrace::set_xstate(t.tid, &t.xstate).map_err(|e| self.err(&st, format!("xstate: {e}")))?;
+            ptrace::set_sigmask(t.tid, t.sigmask).map_err(|e| self.err(&st, format!("signal mask: {e}")))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! Per-thread and per-process task state: threads, signals, timers, credentials,
+//! attributes. Dump side; the restore side is in restore.rs, step by step.
+
+use stasis_image::model::*;
+use stasis_sys::{ptrace, sys};
+
+use crate::error::{Ctx, Error, Result};
+use crate::freeze::Frozen;
+use crate::parasite::{i32_at, u64_at, Parasite};
+use crate::procfs;
+
+pub const NSIG: i32 = 64;
+
+fn hex_field(st: &[(String, String)], k: &str) -> u64 {
+    procfs::status_field(st, k).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0)
+}
+
+fn id_list(st: &[(String, String)], k: &str) -> Vec<u32> {
+    procfs::status_field(st, k).unwrap_or("").split_whitespace().filter_map(|x| x.parse().ok()).collect()
+}
+
+fn siginfo_list(v: Vec<[u8; 128]>) -> Vec<SigInfo> {
+    v.into_iter().map(|raw| SigInfo { signo: i32_at(&raw, 0), raw: raw.to_vec() }).collect()
+}
+
+/// Threads: registers from the freeze, the rest from ptrace, procfs and the parasite.
+pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
+    let pid = fz.pid;
+    let mut out = Vec::new();
+    for t in &fz.threads {
+        let tid = t.tid;
+        let xstate = ptrace::get_xstate(tid).ctx(pid, || format!("reading xstate of thread {tid}"))?;
+        let (robust_list, robust_list_len) =
+            sys::get_robust_list(tid).ctx(pid, || format!("get_robust_list of thread {tid}"))?;
+        let rseq = ptrace::get_rseq(tid).ctx(pid, || format!("PTRACE_GET_RSEQ_CONFIGURATION of thread {tid}"))?;
+        // clear_child_tid
+        par.zero(64)?;
+        par.call(tid, libc::SYS_prctl, &[libc::PR_GET_TID_ADDRESS as u64, par.data(0)])?;
+        // sigaltstack(NULL, &old)
+        par.call(tid, libc::SYS_sigaltstack, &[0, par.data(8)])?;
+        // pdeathsig
+        par.call(tid, libc::SYS_prctl, &[libc::PR_GET_PDEATHSIG as u64, par.data(32)])?;
+        let b = par.read(0, 64)?;
+        let nnp = par.call(tid, libc::SYS_prctl, &[libc::PR_GET_NO_NEW_PRIVS as u64, 0, 0, 0, 0])?;
+        let (sched_policy, sched_priority) = sys::sched_get(tid).ctx(pid, || format!("sched_getscheduler({tid})"))?;
+        let nice = sys::get_nice(tid).ctx(pid, || format!("getpriority({tid})"))?;
+        let affinity = sys::get_affinity(tid).ctx(pid, || format!("sched_getaffinity({tid})"))?;
+        let mut pending = siginfo_list(ptrace::peek_siginfo(tid, false).ctx(pid, || format!("PTRACE_PEEKSIGINFO of thread {tid}"))?);
+        if let Some((sig, info)) = t.delivering {
+            pending.insert(0, SigInfo { signo: sig, raw: info.to_vec() });
+        }
+        let comm = procfs::read(pid, &format!("task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
+        out.push(Thread {
+            tid,
+            comm,
+            regs: ptrace::regs_to_words(&t.regs),
+            xstate,
+            sigmask: t.sigmask,
+            robust_list,
+            robust_list_len,
+            clear_child_tid: u64_at(&b, 0),
+            rseq_addr: rseq.addr,
+            rseq_len: rseq.len,
+            rseq_sig: rseq.sig,
+            altstack_sp: u64_at(&b, 8),
+            altstack_flags: i32_at(&b, 16),
+            altstack_size: u64_at(&b, 24),
+            sched_policy,
+            sched_priority,
+            nice,
+            affinity,
+            pending,
+            pdeathsig: i32_at(&b, 32),
+            no_new_privs: nnp == 1,
+            in_syscall: t.regs.orig_rax as i64,
+        });
+    }
+    Ok(out)
+}
+
+/// All signal handlers (kernel struct sigaction: handler, flags, restorer, mask).
+pub fn dump_sigactions(fz: &Frozen, par: &Parasite) -> Result<Vec<SigAction>> {
+    let mut out = Vec::new();
+    for sig in 1..=NSIG {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        par.zero(32)?;
+        par.call(fz.pid, libc::SYS_rt_sigaction, &[sig as u64, 0, par.data(0), 8])?;
+        let b = par.read(0, 32)?;
+        let (handler, flags, restorer, mask) = (u64_at(&b, 0), u64_at(&b, 8), u64_at(&b, 16), u64_at(&b, 24));
+        if handler == 0 && flags == 0 && mask == 0 {
+            continue; // SIG_DFL with nothing else: the default after restore too
+        }
+        out.push(SigAction { signo: sig, handler, flags, restorer, mask });
+    }
+    Ok(out)
+}
+
+pub fn dump_itimers(fz: &Frozen, par: &Parasite) -> Result<Vec<ITimer>> {
+    let mut out = Vec::new();
+    for which in 0..3 {
+        par.zero(32)?;
+        par.call(fz.pid, libc::SYS_getitimer, &[which as u64, par.data(0)])?;
+        let b = par.read(0, 32)?;
+        let tv = |o| u64_at(&b, o) * 1_000_000 + u64_at(&b, o + 8);
+        let (interval_us, value_us) = (tv(0), tv(16));
+        if interval_us != 0 || value_us != 0 {
+            out.push(ITimer { which, interval_us, value_us });
+        }
+    }
+    Ok(out)
+}
+
+pub fn dump_posix_timers(fz: &Frozen, par: &Parasite) -> Result<Vec<PosixTimer>> {
+    let mut out = Vec::new();
+    for t in procfs::timers(fz.pid).ctx(fz.pid, || "reading /proc/PID/timers".into())? {
+        par.zero(32)?;
+        par.call(fz.pid, libc::SYS_timer_gettime, &[t.id as u64, par.data(0)])?;
+        let b = par.read(0, 32)?;
+        let ts = |o| u64_at(&b, o) * 1_000_000_000 + u64_at(&b, o + 8);
+        let notify = match t.notify.as_str() {
+            "signal" => libc::SIGEV_SIGNAL,
+            "thread" => libc::SIGEV_THREAD_ID,
+            "none" => libc::SIGEV_NONE,
+            other => {
+                return Err(Error::Unsupported { pid: fz.pid, what: format!("POSIX timer {} with notify '{other}'", t.id) })
+            }
+        };
+        let overrun = par.raw(fz.pid, libc::SYS_timer_getoverrun, &[t.id as u64])?.max(0) as i32;
+        out.push(PosixTimer {
+            id: t.id,
+            clock: t.clock,
+            signo: t.signo,
+            notify,
+            notify_tid: t.notify_tid,
+            sigval: t.sigval,
+            interval_ns: ts(0),
+            value_ns: ts(16),
+            overrun,
+        });
+    }
+    Ok(out)
+}
+
+pub fn dump_creds(fz: &Frozen, par: &Parasite) -> Result<Creds> {
+    let pid = fz.pid;
+    let st = procfs::status(pid).ctx(pid, || "reading /proc/PID/status".into())?;
+    let securebits = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0])? as u32;
+    Ok(Creds {
+        uids: id_list(&st, "Uid"),
+        gids: id_list(&st, "Gid"),
+        groups: id_list(&st, "Groups"),
+        cap_inh: hex_field(&st, "CapInh"),
+        cap_prm: hex_field(&st, "CapPrm"),
+        cap_eff: hex_field(&st, "CapEff"),
+        cap_bnd: hex_field(&st, "CapBnd"),
+        cap_amb: hex_field(&st, "CapAmb"),
+        securebits,
+    })
+}
+
+pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
+    let pid = fz.pid;
+    let st = procfs::status(pid).ctx(pid, || "reading /proc/PID/status".into())?;
+    let umask = procfs::status_field(&st, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022);
+    let cwd = procfs::readlink(&format!("/proc/{pid}/cwd")).ctx(pid, || "reading cwd".into())?;
+    let root = procfs::readlink(&format!("/proc/{pid}/root")).ctx(pid, || "reading root".into())?;
+    for (what, p) in [("working directory", &cwd), ("root directory", &root)] {
+        if p.ends_with(" (deleted)") {
+            return Err(Error::Unsupported { pid, what: format!("{what} {p} was deleted") });
+        }
+    }
+    let personality = u32::from_str_radix(procfs::read(pid, "personality").unwrap_or_default().trim(), 16).unwrap_or(0);
+    let oom_score_adj = procfs::read(pid, "oom_score_adj").unwrap_or_default().trim().parse().unwrap_or(0);
+    let dumpable = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0])? as i32;
+    par.zero(8)?;
+    par.call(pid, libc::SYS_prctl, &[libc::PR_GET_CHILD_SUBREAPER as u64, par.data(0)])?;
+    let child_subreaper = i32_at(&par.read(0, 4)?, 0) != 0;
+    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper })
+}
+
+pub fn dump_rlimits(pid: i32) -> Result<Vec<Rlimit>> {
+    let mut out = Vec::new();
+    for res in 0..16 {
+        let (cur, max) = sys::prlimit(pid, res, None).ctx(pid, || format!("prlimit resource {res}"))?;
+        out.push(Rlimit { resource: res, cur, max });
+    }
+    Ok(out)
+}
+
+pub fn shared_pending(pid: i32) -> Result<Vec<SigInfo>> {
+    Ok(siginfo_list(ptrace::peek_siginfo(pid, true).ctx(pid, || "PTRACE_PEEKSIGINFO (shared)".into())?))
+}

@@ -1,0 +1,152 @@
+//! `stasis inspect DIR [--json]`: what an image holds.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use stasis_image::model::*;
+
+fn kind_name(k: i32) -> &'static str {
+    match VmaKind::try_from(k).unwrap_or(VmaKind::Unknown) {
+        VmaKind::Anon => "anon",
+        VmaKind::FilePrivate => "file-private",
+        VmaKind::FileShared => "file-shared",
+        VmaKind::ShmemAnon => "shmem",
+        VmaKind::Vdso => "vdso",
+        VmaKind::Vvar => "vvar",
+        VmaKind::VvarVclock => "vvar_vclock",
+        VmaKind::Vsyscall => "vsyscall",
+        VmaKind::Unknown => "unknown",
+    }
+}
+
+fn prot(p: u32) -> String {
+    let f = |b: i32, c: char| if p & b as u32 != 0 { c } else { '-' };
+    format!("{}{}{}", f(libc::PROT_READ, 'r'), f(libc::PROT_WRITE, 'w'), f(libc::PROT_EXEC, 'x'))
+}
+
+fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
+    let Some(o) = m.object(id) else { return json!({"kind": "missing", "id": id}) };
+    if let Some(f) = &o.file {
+        let kind = if !f.memfd_name.is_empty() {
+            "memfd"
+        } else if f.deleted {
+            "deleted-file"
+        } else {
+            "file"
+        };
+        json!({"kind": kind, "id": id, "path": f.path, "flags": format!("{:#o}", f.flags), "pos": f.pos,
+               "content_bytes": f.content.len()})
+    } else if let Some(e) = &o.pipe_end {
+        let p = m.object(e.pipe_id).and_then(|o| o.pipe.clone()).unwrap_or_default();
+        json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
+               "buffered_bytes": p.data.len(), "capacity": p.capacity})
+    } else {
+        json!({"kind": "other", "id": id})
+    }
+}
+
+pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
+    let p = &m.process;
+    let threads: Vec<Value> = p
+        .threads
+        .iter()
+        .map(|t| {
+            json!({"tid": t.tid, "comm": t.comm, "sigmask": format!("{:#x}", t.sigmask),
+                   "in_syscall": t.in_syscall, "pending_signals": t.pending.iter().map(|s| s.signo).collect::<Vec<_>>(),
+                   "rseq": format!("{:#x}", t.rseq_addr), "xstate_bytes": t.xstate.len()})
+        })
+        .collect();
+    let vmas: Vec<Value> = p
+        .vmas
+        .iter()
+        .map(|v| {
+            json!({"start": format!("{:#x}", v.start), "end": format!("{:#x}", v.end), "size": v.end - v.start,
+                   "prot": prot(v.prot), "shared": v.shared, "kind": kind_name(v.kind), "name": v.name,
+                   "pages_saved": v.pages_saved, "flags": v.vm_flags})
+        })
+        .collect();
+    let fds: Vec<Value> = p
+        .fds
+        .iter()
+        .map(|f| {
+            let mut d = object_desc(m, f.object_id);
+            d["fd"] = json!(f.fd);
+            d["cloexec"] = json!(f.cloexec);
+            d
+        })
+        .collect();
+    let size = |f: &str| std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
+    let c = p.creds.clone().unwrap_or_default();
+    let a = p.attrs.clone().unwrap_or_default();
+    json!({
+        "format_version": m.version,
+        "arch": "x86_64",
+        "page_size": m.page_size,
+        "pid": p.pid,
+        "comm": p.comm,
+        "kernel": p.kernel,
+        "threads": threads,
+        "vmas": vmas,
+        "fds": fds,
+        "credentials": {"uids": c.uids, "gids": c.gids, "groups": c.groups,
+            "cap_eff": format!("{:#x}", c.cap_eff), "cap_prm": format!("{:#x}", c.cap_prm),
+            "cap_inh": format!("{:#x}", c.cap_inh), "cap_bnd": format!("{:#x}", c.cap_bnd),
+            "cap_amb": format!("{:#x}", c.cap_amb), "securebits": c.securebits},
+        "attributes": {"cwd": a.cwd, "root": a.root, "umask": format!("{:04o}", a.umask),
+            "personality": format!("{:#x}", a.personality), "oom_score_adj": a.oom_score_adj, "dumpable": a.dumpable},
+        "signal_handlers": p.sigactions.len(),
+        "pending_signals": p.shared_pending.iter().map(|s| s.signo).collect::<Vec<_>>(),
+        "itimers": p.itimers.len(),
+        "posix_timers": p.posix_timers.len(),
+        "objects": m.objects.len(),
+        "pages": {"runs": m.index.runs.len(), "pages": m.index.runs.iter().map(|r| r.count as u64).sum::<u64>()},
+        "sizes": {"manifest.img": size(stasis_image::MANIFEST), "pages.img": size(stasis_image::PAGES),
+            "records": m.record_sizes.iter().map(|(t, s)| json!({"type": format!("{t:#x}"), "bytes": s})).collect::<Vec<_>>()},
+    })
+}
+
+pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
+    let m = stasis_image::read_manifest(dir)?;
+    let j = to_json(&m, dir);
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    let p = &m.process;
+    println!("image {} (format v{}, x86_64, page size {})", dir.display(), m.version, m.page_size);
+    println!("process {} '{}' dumped on kernel {}", p.pid, p.comm, p.kernel);
+    println!("threads: {}", p.threads.len());
+    for t in &p.threads {
+        println!("  tid {:>7} {:<16} sigmask {:#018x} syscall {}", t.tid, t.comm, t.sigmask, t.in_syscall);
+    }
+    let saved: u64 = p.vmas.iter().map(|v| v.pages_saved).sum();
+    println!("memory: {} VMAs, {} pages saved ({} KiB)", p.vmas.len(), saved, saved * 4);
+    for v in &p.vmas {
+        println!(
+            "  {:#014x}-{:#014x} {} {} {:>12} {:>8} pages saved  {} {}",
+            v.start,
+            v.end,
+            prot(v.prot),
+            if v.shared { 's' } else { 'p' },
+            kind_name(v.kind),
+            v.pages_saved,
+            v.name,
+            v.vm_flags.join(",")
+        );
+    }
+    println!("fds: {}", p.fds.len());
+    for f in j["fds"].as_array().into_iter().flatten() {
+        println!("  {}", f);
+    }
+    println!("credentials: {}", j["credentials"]);
+    println!("attributes: {}", j["attributes"]);
+    println!(
+        "signals: {} handlers, pending {:?}; itimers {}; POSIX timers {}",
+        p.sigactions.len(),
+        j["pending_signals"],
+        p.itimers.len(),
+        p.posix_timers.len()
+    );
+    println!("sizes: {}", j["sizes"]);
+    Ok(())
+}

@@ -1,0 +1,494 @@
+//! Safe wrappers for the plain syscalls stasis uses.
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::{cvt, Error, Result};
+
+fn c(r: libc::c_long) -> Result<i64> {
+    cvt(r as i64)
+}
+
+/// Reads `len` bytes at `addr` of process `pid`.
+pub fn read_mem(pid: i32, addr: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let n = vm_readv(pid, &mut [(buf.as_mut_ptr(), len)], &[(addr, len)])?;
+    if n != len {
+        return Err(Error::other(format!("short read of {len} bytes at {addr:#x} in pid {pid}: {n}")));
+    }
+    Ok(buf)
+}
+
+/// Writes `data` at `addr` of process `pid`.
+pub fn write_mem(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
+    let n = vm_writev(pid, &[(data.as_ptr(), data.len())], &[(addr, data.len())])?;
+    if n != data.len() {
+        return Err(Error::other(format!("short write of {} bytes at {addr:#x} in pid {pid}: {n}", data.len())));
+    }
+    Ok(())
+}
+
+/// process_vm_readv: local buffers (ptr,len) must be writable memory we own.
+pub fn vm_readv(pid: i32, local: &mut [(*mut u8, usize)], remote: &[(u64, usize)]) -> Result<usize> {
+    let l: Vec<libc::iovec> = local.iter().map(|&(p, n)| libc::iovec { iov_base: p.cast(), iov_len: n }).collect();
+    let r: Vec<libc::iovec> =
+        remote.iter().map(|&(a, n)| libc::iovec { iov_base: a as *mut libc::c_void, iov_len: n }).collect();
+    // SAFETY: local iovecs point to caller-owned writable buffers of the stated lengths;
+    // remote iovecs are only interpreted by the kernel in the other process.
+    let n = unsafe { libc::process_vm_readv(pid, l.as_ptr(), l.len() as u64, r.as_ptr(), r.len() as u64, 0) };
+    cvt(n as i64).map(|n| n as usize)
+}
+
+/// process_vm_writev: local buffers (ptr,len) must be readable memory we own.
+pub fn vm_writev(pid: i32, local: &[(*const u8, usize)], remote: &[(u64, usize)]) -> Result<usize> {
+    let l: Vec<libc::iovec> =
+        local.iter().map(|&(p, n)| libc::iovec { iov_base: p as *mut libc::c_void, iov_len: n }).collect();
+    let r: Vec<libc::iovec> =
+        remote.iter().map(|&(a, n)| libc::iovec { iov_base: a as *mut libc::c_void, iov_len: n }).collect();
+    // SAFETY: local iovecs point to caller-owned readable buffers of the stated lengths.
+    let n = unsafe { libc::process_vm_writev(pid, l.as_ptr(), l.len() as u64, r.as_ptr(), r.len() as u64, 0) };
+    cvt(n as i64).map(|n| n as usize)
+}
+
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = c(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Duplicates fd `target_fd` of the process behind `pidfd` into our fd table.
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = c(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) })?;
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub const KCMP_FILE: i32 = 0;
+
+/// kcmp: 0 if equal, 1/2 ordering otherwise.
+pub fn kcmp(pid1: i32, pid2: i32, ty: i32, a: u64, b: u64) -> Result<i64> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::syscall(libc::SYS_kcmp, pid1, pid2, ty, a, b) })
+}
+
+pub fn pipe2(flags: i32) -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid 2-int array.
+    c(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) } as libc::c_long)?;
+    // SAFETY: both fds are new and owned by us.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// tee(2): duplicate up to len bytes from pipe `src` into pipe `dst` without consuming.
+pub fn tee(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: usize, flags: u32) -> Result<usize> {
+    // SAFETY: plain syscall on fds we hold.
+    c(unsafe { libc::tee(src.as_raw_fd(), dst.as_raw_fd(), len, flags) } as libc::c_long).map(|n| n as usize)
+}
+
+pub fn fcntl(fd: RawFd, cmd: i32, arg: i64) -> Result<i64> {
+    // SAFETY: fcntl with an integer argument.
+    c(unsafe { libc::fcntl(fd, cmd, arg) } as libc::c_long)
+}
+
+pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+    c(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long).map(|n| n as usize)
+}
+
+pub fn write_fd(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize> {
+    // SAFETY: buf is a valid readable buffer of buf.len() bytes.
+    c(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) } as libc::c_long).map(|n| n as usize)
+}
+
+pub fn lseek(fd: RawFd, off: i64, whence: i32) -> Result<i64> {
+    // SAFETY: plain syscall.
+    c(unsafe { libc::lseek(fd, off, whence) } as libc::c_long)
+}
+
+pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32> {
+    let mut v: i32 = 0;
+    let mut l = 4 as libc::socklen_t;
+    // SAFETY: v and l are valid out pointers for an int option.
+    c(unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, (&mut v as *mut i32).cast(), &mut l) } as libc::c_long)?;
+    Ok(v)
+}
+
+pub fn get_robust_list(tid: i32) -> Result<(u64, u64)> {
+    let mut head: u64 = 0;
+    let mut len: usize = 0;
+    // SAFETY: out pointers are valid.
+    c(unsafe { libc::syscall(libc::SYS_get_robust_list, tid, &mut head as *mut u64, &mut len as *mut usize) })?;
+    Ok((head, len as u64))
+}
+
+pub fn prlimit(pid: i32, res: i32, new: Option<(u64, u64)>) -> Result<(u64, u64)> {
+    let n = new.map(|(a, b)| libc::rlimit64 { rlim_cur: a, rlim_max: b });
+    let mut old = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
+    let np = n.as_ref().map_or(std::ptr::null(), |r| r as *const libc::rlimit64);
+    // SAFETY: pointers are null or point to valid rlimit64 values.
+    c(unsafe { libc::prlimit64(pid, res as libc::__rlimit_resource_t, np, &mut old) } as libc::c_long)?;
+    Ok((old.rlim_cur, old.rlim_max))
+}
+
+pub fn sched_get(tid: i32) -> Result<(i32, i32)> {
+    // SAFETY: plain syscall.
+    let pol = c(unsafe { libc::sched_getscheduler(tid) } as libc::c_long)? as i32;
+    let mut p = libc::sched_param { sched_priority: 0 };
+    // SAFETY: p is a valid out pointer.
+    c(unsafe { libc::sched_getparam(tid, &mut p) } as libc::c_long)?;
+    Ok((pol, p.sched_priority))
+}
+
+pub fn sched_set(tid: i32, policy: i32, prio: i32) -> Result<()> {
+    let p = libc::sched_param { sched_priority: prio };
+    // SAFETY: p is a valid pointer.
+    c(unsafe { libc::sched_setscheduler(tid, policy, &p) } as libc::c_long).map(drop)
+}
+
+pub fn get_affinity(tid: i32) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; 128];
+    // SAFETY: buf is a valid out buffer of its length.
+    let n = c(unsafe { libc::syscall(libc::SYS_sched_getaffinity, tid, buf.len(), buf.as_mut_ptr()) })?;
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+pub fn set_affinity(tid: i32, mask: &[u8]) -> Result<()> {
+    // SAFETY: mask is a valid buffer of its length.
+    c(unsafe { libc::syscall(libc::SYS_sched_setaffinity, tid, mask.len(), mask.as_ptr()) }).map(drop)
+}
+
+pub fn get_nice(tid: i32) -> Result<i32> {
+    // SAFETY: clear errno, call, check errno: getpriority can return -1 legitimately.
+    unsafe { *libc::__errno_location() = 0 };
+    // SAFETY: plain syscall.
+    let r = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as u32) };
+    if r == -1 && Error::last_os_error().raw_os_error() != Some(0) {
+        return Err(Error::last_os_error());
+    }
+    Ok(r)
+}
+
+pub fn set_nice(tid: i32, nice: i32) -> Result<()> {
+    // SAFETY: plain syscall.
+    c(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as u32, nice) } as libc::c_long).map(drop)
+}
+
+pub fn kill(pid: i32, sig: i32) -> Result<()> {
+    // SAFETY: plain syscall.
+    c(unsafe { libc::kill(pid, sig) } as libc::c_long).map(drop)
+}
+
+pub fn tgkill(pid: i32, tid: i32, sig: i32) -> Result<()> {
+    // SAFETY: plain syscall.
+    c(unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) }).map(drop)
+}
+
+pub fn set_child_subreaper() -> Result<()> {
+    // SAFETY: prctl with integer args.
+    c(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } as libc::c_long).map(drop)
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: always succeeds.
+    unsafe { libc::getpid() }
+}
+
+pub fn memfd_create(name: &str, flags: u32) -> Result<OwnedFd> {
+    let cname = std::ffi::CString::new(name).map_err(Error::other)?;
+    // SAFETY: cname is a valid C string.
+    let fd = c(unsafe { libc::memfd_create(cname.as_ptr(), flags) } as libc::c_long)?;
+    // SAFETY: new fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// A read-only shared mapping of a whole file, unmapped on drop.
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+// SAFETY: the mapping is read-only and owned; sharing &[u8] views across threads is sound.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    pub fn map_file(f: &std::fs::File, len: usize, populate: bool) -> Result<Mapping> {
+        if len == 0 {
+            return Ok(Mapping { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 });
+        }
+        let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
+        // SAFETY: new mapping chosen by the kernel; we own it until drop.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, flags, f.as_raw_fd(), 0) };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        Ok(Mapping { ptr: p.cast(), len })
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len is a live read-only mapping owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping our own mapping exactly once.
+            unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        }
+    }
+}
+
+/// An anonymous page-aligned buffer (for process_vm_readv targets), unmapped on drop.
+pub struct AnonBuf {
+    ptr: *mut u8,
+    len: usize,
+}
+// SAFETY: owned memory, accessed through &/&mut borrows only.
+unsafe impl Send for AnonBuf {}
+
+impl AnonBuf {
+    pub fn new(len: usize) -> Result<AnonBuf> {
+        // SAFETY: fresh private anonymous mapping owned by the returned value.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        Ok(AnonBuf { ptr: p.cast(), len })
+    }
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: live mapping owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for AnonBuf {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping exactly once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// clone3 arguments (kernel struct clone_args, v2 with set_tid and cgroup).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
+}
+
+impl CloneArgs {
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C) struct of u64s, no padding.
+        unsafe { std::slice::from_raw_parts(self as *const Self as *const u8, std::mem::size_of::<Self>()) }
+    }
+}
+
+/// Fork-like clone3 giving the child PID `pid` (in our PID namespace). Returns 0 in the
+/// child, the child's PID in the parent. The caller must be single-threaded (as with
+/// fork), because the child continues running the caller's code.
+pub fn fork_with_pid(pid: i32) -> Result<i32> {
+    let tid = [pid as i32];
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..Default::default()
+    };
+    // SAFETY: fork semantics: no CLONE_VM, so the child gets a copy of our address space
+    // and returns here with 0; the parent gets the child's PID.
+    c(unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) })
+        .map(|r| r as i32)
+}
+
+/// Plain fork(). Same single-threaded caveat.
+pub fn fork() -> Result<i32> {
+    // SAFETY: see fork_with_pid.
+    c(unsafe { libc::fork() } as libc::c_long).map(|r| r as i32)
+}
+
+/// Raw syscalls for a freshly forked child that must not touch libc state much.
+pub mod child {
+    pub fn exit(code: i32) -> ! {
+        // SAFETY: terminates the calling process immediately.
+        unsafe { libc::_exit(code) }
+    }
+    pub fn dup3(old: i32, new: i32, flags: i32) -> i32 {
+        // SAFETY: plain syscall.
+        unsafe { libc::dup3(old, new, flags) }
+    }
+    pub fn dup_above(old: i32, min: i32) -> i32 {
+        // SAFETY: plain syscall.
+        unsafe { libc::fcntl(old, libc::F_DUPFD_CLOEXEC, min) }
+    }
+    pub fn close(fd: i32) {
+        // SAFETY: plain syscall.
+        unsafe { libc::close(fd) };
+    }
+    pub fn close_range(first: u32, last: u32) -> i32 {
+        // SAFETY: plain syscall.
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) as i32 }
+    }
+    pub fn set_cloexec(fd: i32, on: bool) -> i32 {
+        // SAFETY: plain syscall.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) }
+    }
+    pub fn umask(m: u32) {
+        // SAFETY: plain syscall.
+        unsafe { libc::umask(m) };
+    }
+    pub fn chdir(path: &std::ffi::CStr) -> i32 {
+        // SAFETY: valid C string.
+        unsafe { libc::chdir(path.as_ptr()) }
+    }
+    pub fn chroot(path: &std::ffi::CStr) -> i32 {
+        // SAFETY: valid C string.
+        unsafe { libc::chroot(path.as_ptr()) }
+    }
+    pub fn set_name(name: &std::ffi::CStr) -> i32 {
+        // SAFETY: valid C string; PR_SET_NAME copies at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) }
+    }
+    pub fn write(fd: i32, b: &[u8]) -> isize {
+        // SAFETY: valid buffer.
+        unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) }
+    }
+    pub fn errno() -> i32 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+    /// Sleep forever in pause(); the restorer takes over with ptrace.
+    pub fn park() -> ! {
+        loop {
+            // SAFETY: plain syscall.
+            unsafe { libc::pause() };
+        }
+    }
+    pub fn set_pdeathsig_kill() {
+        // SAFETY: prctl with integer args.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    }
+}
+
+impl AnonBuf {
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: live writable mapping owned by self, borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+pub fn open(path: &std::ffi::CStr, flags: i32, mode: u32) -> Result<OwnedFd> {
+    // SAFETY: valid C string; mode passed as the variadic argument.
+    let fd = c(unsafe { libc::open(path.as_ptr(), flags, mode) } as libc::c_long)?;
+    // SAFETY: new fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// A MAP_SHARED|MAP_ANONYMOUS region in our own address space (a shmem object),
+/// unmapped on drop.
+pub struct SharedAnon {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl SharedAnon {
+    pub fn new(len: usize) -> Result<SharedAnon> {
+        // SAFETY: fresh shared anonymous mapping owned by the returned value.
+        let p = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        Ok(SharedAnon { ptr: p.cast(), len })
+    }
+    pub fn addr(&self) -> u64 {
+        self.ptr as u64
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for SharedAnon {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping exactly once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+pub fn getppid() -> i32 {
+    // SAFETY: always succeeds.
+    unsafe { libc::getppid() }
+}
+
+/// Maps `len` bytes at exactly `addr` (RWX, private anonymous) in the calling process
+/// and writes `code` at its start. For a freshly forked restore child.
+pub fn map_fixed_code(addr: u64, len: usize, code: &[u8]) -> Result<()> {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; we only write into
+    // the new mapping, which is len >= code.len() bytes.
+    unsafe {
+        let p = libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        if p as u64 != addr {
+            libc::munmap(p, len);
+            return Err(Error::other("mapping landed elsewhere"));
+        }
+        std::ptr::copy_nonoverlapping(code.as_ptr(), p as *mut u8, code.len());
+    }
+    Ok(())
+}
+
+pub fn raise_nofile_limit() {
+    if let Ok((_, max)) = prlimit(0, libc::RLIMIT_NOFILE as i32, None) {
+        let _ = prlimit(0, libc::RLIMIT_NOFILE as i32, Some((max, max)));
+    }
+}
+
+pub fn waitpid(pid: i32, flags: i32) -> Result<i32> {
+    let mut st = 0;
+    loop {
+        // SAFETY: st is a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, flags) };
+        if r >= 0 {
+            return Ok(st);
+        }
+        let e = Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
