@@ -133,16 +133,17 @@ impl Frozen {
     pub fn kill(mut self) {
         self.released = true;
         let _ = stasis_sys::sys::kill(self.pid, libc::SIGKILL);
-        // Tracees are detached by their exit; wait for the threads so they are gone
-        // before we return (the parent reaps the process itself).
-        for t in &self.threads {
+        // Traced threads stay zombies until their tracer waits for them, and the leader
+        // is only reported once the others are gone: wait for the others first.
+        for t in self.threads.iter().rev() {
             loop {
                 match ptrace::wait(t.tid) {
-                    Ok(st) => {
-                        if matches!(ptrace::decode(st), Stop::Exited(_) | Stop::Killed(_)) {
-                            break;
+                    Ok(st) => match ptrace::decode(st) {
+                        Stop::Exited(_) | Stop::Killed(_) => break,
+                        Stop::Stopped(..) => {
+                            let _ = ptrace::cont(t.tid, 0);
                         }
-                    }
+                    },
                     Err(_) => break,
                 }
             }

@@ -110,6 +110,8 @@ struct Plan {
     /// object id → carry slot, for mapped files and shared memory
     map_slot: HashMap<u32, usize>,
     exe_slot: usize,
+    /// The image's executable is the same file as ours (dev, inode).
+    exe_is_ours: bool,
     base: i32,
     umask: u32,
     cwd: CString,
@@ -160,6 +162,12 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
         map_slot.insert(id, carry.len() - 1);
     }
     let exe_slot = map_slot[&mm.exe_object];
+    let exe_is_ours = {
+        use std::os::unix::fs::MetadataExt;
+        let a = std::fs::metadata("/proc/self/exe").ok();
+        let b = std::fs::metadata(format!("/proc/self/fd/{}", carry[exe_slot].as_raw_fd())).ok();
+        matches!((a, b), (Some(a), Some(b)) if a.dev() == b.dev() && a.ino() == b.ino())
+    };
     // Shared anonymous memory: create each object here, fill it, pass its fd.
     let mut shm_keep = Vec::new();
     for o in &m.objects {
@@ -186,6 +194,7 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
             assign,
             map_slot,
             exe_slot,
+            exe_is_ours,
             base,
             umask: attrs.umask,
             cwd: cs(&attrs.cwd)?,
@@ -291,7 +300,7 @@ struct Child {
 impl Child {
     fn kill(&mut self) {
         let _ = sys::kill(self.pid, libc::SIGKILL);
-        for t in &self.traced {
+        for t in self.traced.iter().rev() {
             loop {
                 match ptrace::wait(*t) {
                     Ok(st) if matches!(ptrace::decode(st), Stop::Stopped(..)) => {
@@ -626,7 +635,7 @@ impl Builder<'_> {
         let st = "moving the vDSO";
         // stage: our (= the child's) vDSO family into the staging area, relative layout kept
         let base = self.self_vdso.first().map(|x| x.1).unwrap_or(0);
-        for (name, s, e) in self.self_vdso {
+        for (_, s, e) in self.self_vdso {
             let to = self.stage + (s - base);
             self.call(st, r, libc::SYS_mremap, &[*s, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to])?;
         }
@@ -802,7 +811,11 @@ impl Builder<'_> {
         }
         b.extend_from_slice(&self.data(auxv_off).to_le_bytes());
         b.extend_from_slice(&((mm.auxv.len() * 8) as u32).to_le_bytes());
-        b.extend_from_slice(&(self.tmp_fds[self.plan.exe_slot] as u32).to_le_bytes());
+        // The kernel refuses to switch exe_file while the old one is still mapped; when the
+        // image's executable is the restorer's own binary it is, and it is also already
+        // the right file: keep it (-1).
+        let exe_fd = if self.plan.exe_is_ours { u32::MAX } else { self.tmp_fds[self.plan.exe_slot] as u32 };
+        b.extend_from_slice(&exe_fd.to_le_bytes());
         self.write_data(st, 0, &b)?;
         let aux: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_le_bytes()).collect();
         if aux.len() as u64 + auxv_off + DATA > TRAMP_LEN {
