@@ -84,6 +84,9 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let res: anyhow::Result<ExitCode> = match cli.cmd {
         Cmd::Dump { pid, dir, leave_running } => {
+            // A dump holds the process frozen with our registers in it: finish (or roll
+            // back) before honouring Ctrl-C. The signal stays pending and ends us after.
+            stasis_sys::sys::defer_termination_signals();
             stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running })
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)

@@ -492,3 +492,18 @@ pub fn waitpid(pid: i32, flags: i32) -> Result<i32> {
         }
     }
 }
+
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT in the calling thread (and threads it
+/// creates later), so an interrupted dump still puts the process back before exiting.
+pub fn defer_termination_signals() {
+    // SAFETY: sigset operations on a local, zero-initialised set; sigprocmask with valid
+    // pointers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}

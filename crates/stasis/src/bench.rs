@@ -1,0 +1,1275 @@
+//! `stasis bench`: dump/restore throughput of a memory-filled workload,
+//! set against machine limits measured in the same run; writes BENCHMARKS.md.
+//!
+//! Per size and run:
+//! 1. start `stasis __workload bench-fill SIZE STATUS_DIR` (anonymous memory
+//!    filled with `offset ^ 0x5a5a..`, then it waits for a `go` file);
+//! 2. measure the machine limits: process_vm_readv of the workload's memory,
+//!    buffered sequential write of SIZE bytes next to the image, first touch
+//!    of SIZE bytes of fresh anonymous memory;
+//! 3. `stasis dump -t PID -D IMG` (wall time; `IMG/stats.json` for the frozen
+//!    time), reap the killed original;
+//! 4. `stasis restore -D IMG -d --pidfile F` (wall time, image in page cache),
+//!    create `go`, require the restored workload to report PASS, reap it;
+//! 5. remove the run's directory (image included).
+//!
+//! The bench is a child subreaper so every process it causes (the workload,
+//! the restored workload, helpers of dump/restore) ends up reaped by it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+const PAGE: usize = 4096;
+/// Word at byte offset `o` of the workload's region holds `o ^ PATTERN`.
+const PATTERN: u64 = 0x5a5a_5a5a_5a5a_5a5a;
+const READV_CHUNK: usize = 64 << 20;
+const WRITE_CHUNK: usize = 8 << 20;
+const POLL: Duration = Duration::from_millis(10);
+const GIB: u64 = 1 << 30;
+const MIB: u64 = 1 << 20;
+const TARGET_SIZE: u64 = 4 * GIB;
+const TARGET_GBPS: f64 = 1.5;
+const TARGET_LINE: &str =
+    "target: dump and restore each ≥ 1.5 GB/s at 4 GiB (CRIU 4.2 on this machine: ~1.1 GB/s)";
+
+// Files in the workload's status directory.
+const READY_FILE: &str = "ready";
+const GO_FILE: &str = "go";
+const RESULT_FILE: &str = "result";
+const LOG_FILE: &str = "workload.log";
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Workload sizes, comma separated, binary units (256M = 256 MiB, 4G = 4 GiB).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size, default_value = "256M,1G,4G")]
+    sizes: Vec<u64>,
+    /// Where to put work files and images; a fresh subdirectory is created
+    /// there and removed at the end. Use a disk, not tmpfs. [default: /var/tmp]
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Report file to write.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Runs per size; the report shows each run and the median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Only measure the machine limits (the workload is still started and
+    /// verified, but not dumped or restored).
+    #[arg(long)]
+    limits_only: bool,
+}
+
+// ---------------------------------------------------------------------------
+// Workload: `stasis __workload bench-fill SIZE_BYTES STATUS_DIR`
+// ---------------------------------------------------------------------------
+
+/// Entry point of the hidden workload. Accepts its arguments with or without
+/// the leading `bench-fill` word.
+pub fn workload_fill(args: &[String]) -> Result<ExitCode> {
+    let args = match args.first().map(String::as_str) {
+        Some("bench-fill") => &args[1..],
+        _ => args,
+    };
+    let [size, dir] = args else {
+        bail!("usage: stasis __workload bench-fill SIZE_BYTES STATUS_DIR");
+    };
+    let size: usize = size
+        .parse()
+        .with_context(|| format!("bench-fill: bad size {size:?}"))?;
+    if size == 0 || !size.is_multiple_of(PAGE) {
+        bail!("bench-fill: size {size} must be a non-zero multiple of {PAGE}");
+    }
+    let dir = PathBuf::from(dir);
+    detach_from_caller();
+
+    let mut region = Mapping::new(size).context("bench-fill: mmap")?;
+    fill(region.words());
+    write_atomic(
+        &dir.join(READY_FILE),
+        &format!(
+            "READY addr=0x{:x} size={} pid={}\n",
+            region.addr(),
+            size,
+            std::process::id()
+        ),
+    )?;
+
+    let go = dir.join(GO_FILE);
+    while !go.exists() {
+        nap(POLL);
+    }
+
+    std::hint::black_box(region.addr());
+    let verdict = verify(region.words());
+    write_atomic(&dir.join(RESULT_FILE), &format!("{verdict}\n"))?;
+    Ok(if verdict == "PASS" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// New session (no controlling terminal, sid/pgid inside the dumped tree) and
+/// no descriptors beyond stdin/stdout/stderr, so the workload holds nothing
+/// stasis cannot dump.
+fn detach_from_caller() {
+    // SAFETY: setsid has no memory-safety preconditions; failure (already a
+    // group leader) is harmless here.
+    unsafe { libc::setsid() };
+    // SAFETY: closes descriptors >= 3; nothing in this process owns one yet
+    // (std opens none before main), so no live Rust handle is invalidated.
+    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+}
+
+fn fill(words: &mut [u64]) {
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = ((i * 8) as u64) ^ PATTERN;
+    }
+}
+
+/// "PASS" or "FAIL first_bad_offset=0x.. expected=0x.. got=0x.. bad_words=N".
+fn verify(words: &[u64]) -> String {
+    const WPP: usize = PAGE / 8;
+    let mut first: Option<(usize, u64)> = None;
+    let mut bad = 0u64;
+    for (p, page) in words.chunks(WPP).enumerate() {
+        let base = p * WPP;
+        let diff = page.iter().enumerate().fold(0u64, |acc, (j, &w)| {
+            acc | (w ^ (((base + j) * 8) as u64 ^ PATTERN))
+        });
+        if diff == 0 {
+            continue;
+        }
+        for (j, &w) in page.iter().enumerate() {
+            let want = ((base + j) * 8) as u64 ^ PATTERN;
+            if w != want {
+                bad += 1;
+                first.get_or_insert(((base + j) * 8, w));
+            }
+        }
+    }
+    match first {
+        None => "PASS".to_string(),
+        Some((off, got)) => format!(
+            "FAIL first_bad_offset=0x{off:x} expected=0x{:016x} got=0x{got:016x} bad_words={bad}",
+            off as u64 ^ PATTERN
+        ),
+    }
+}
+
+/// Sleep with nanosleep; an interruption (EINTR, e.g. across a checkpoint)
+/// just ends the nap early, the caller polls again.
+fn nap(d: Duration) {
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as _,
+    };
+    // SAFETY: ts is a valid timespec; a null remainder pointer is allowed.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+/// A private anonymous read/write mapping, unmapped on drop.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> io::Result<Mapping> {
+        // SAFETY: fresh anonymous private mapping without an address hint: the
+        // kernel picks an unused range, no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr: p.cast(), len })
+    }
+
+    fn addr(&self) -> usize {
+        self.ptr as usize
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: [ptr, ptr+len) is mapped read/write (from mmap above) and
+        // owned by self until drop; &mut self makes the borrow exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    fn words(&mut self) -> &mut [u64] {
+        // SAFETY: as in bytes(); ptr is page-aligned, hence u64-aligned, and
+        // len / 8 words fit in the mapping.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u64>(), self.len / 8) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the range mmap returned; no borrow of it can
+        // outlive self.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bench driver
+// ---------------------------------------------------------------------------
+
+/// Limits are GB/s; `cr` is None with --limits-only.
+struct Run {
+    readv: f64,
+    write: f64,
+    touch: f64,
+    cr: Option<CrRun>,
+}
+
+struct CrRun {
+    dump_s: f64,
+    frozen_s: f64,
+    /// stats.json was absent: frozen_s is the dump's wall time.
+    frozen_is_wall: bool,
+    engine_dump_s: Option<f64>,
+    pages_bytes: Option<u64>,
+    restore_s: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct DumpStats {
+    frozen_us: u64,
+    dump_us: u64,
+    pages_bytes: u64,
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error()).context("prctl(PR_SET_CHILD_SUBREAPER)");
+    }
+    for &size in &args.sizes {
+        if size == 0 || !size.is_multiple_of(PAGE as u64) {
+            bail!("size {size} is not a non-zero multiple of {PAGE} bytes");
+        }
+    }
+    let exe = std::env::current_exe().context("locate the stasis binary")?;
+    let base = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    fs::create_dir_all(&base).with_context(|| format!("create {}", base.display()))?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let work = base.join(format!("stasis-bench.{}.{}", std::process::id(), nanos));
+    fs::create_dir(&work).with_context(|| format!("create {}", work.display()))?;
+    let work = RemoveOnDrop(work.canonicalize().unwrap_or(work));
+
+    let machine = Machine::probe(&work.0);
+    if let Some(avail) = machine.mem_available {
+        let max = args.sizes.iter().copied().max().unwrap_or(0);
+        let need = 2 * max + GIB;
+        if avail < need {
+            bail!(
+                "not enough memory for a {} workload: need about {} (workload + first-touch \
+                 buffer or restored copy), MemAvailable is {}",
+                size_label(max),
+                size_label(need),
+                size_label(avail)
+            );
+        }
+    }
+    eprintln!(
+        "bench: work directory {} ({})",
+        work.0.display(),
+        machine.fs
+    );
+
+    let mut results: Vec<(u64, Vec<Run>)> = Vec::new();
+    for &size in &args.sizes {
+        let mut runs = Vec::new();
+        for r in 1..=args.runs {
+            eprintln!("bench: {} run {r}/{}", size_label(size), args.runs);
+            let res = one_run(&exe, &work.0, size, r, args.limits_only);
+            reap_strays();
+            let run = res.with_context(|| format!("{} run {r}", size_label(size)))?;
+            eprintln!("bench:   {}", run_summary(size, &run));
+            runs.push(run);
+        }
+        results.push((size, runs));
+    }
+
+    let (report, tables) = render(args, &machine, &results);
+    print!("{tables}");
+    fs::write(&args.out, report).with_context(|| format!("write {}", args.out.display()))?;
+    eprintln!("bench: wrote {}", args.out.display());
+    Ok(())
+}
+
+fn one_run(exe: &Path, work: &Path, size: u64, r: u32, limits_only: bool) -> Result<Run> {
+    // Declared first, dropped last: processes are gone before the directory.
+    let run_dir = work.join(format!("{}-run{r}", size_label(size).replace(' ', "")));
+    fs::create_dir(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
+    let run_dir = RemoveOnDrop(run_dir);
+    let status = run_dir.0.join("status");
+    let img = run_dir.0.join("img");
+    fs::create_dir(&status)?;
+    let len = size as usize;
+
+    let mut wl = Workload::start(exe, &status, size)?;
+    let addr = wl.wait_ready(ready_timeout(size))?;
+    let pid = wl.pid();
+
+    let readv = gbps(size, measure_readv(pid, addr, len)?);
+    quiesce();
+    let write = gbps(size, measure_seq_write(&run_dir.0, len)?);
+    let touch = gbps(size, measure_first_touch(len)?);
+    eprintln!(
+        "bench:   limits: process_vm_readv {readv:.2} GB/s, seq write {write:.2} GB/s, \
+         first touch {touch:.2} GB/s"
+    );
+
+    if limits_only {
+        go_and_check(&status, size, |t| wl.wait_exit(t).map(Some))?;
+        return Ok(Run {
+            readv,
+            write,
+            touch,
+            cr: None,
+        });
+    }
+
+    // Dump.
+    quiesce();
+    let dump_log = run_dir.0.join("dump.log");
+    let cmd = format!("stasis dump -t {pid} -D {}", img.display());
+    let t0 = Instant::now();
+    let st = Command::new(exe)
+        .args(["dump", "-t", &pid.to_string(), "-D"])
+        .arg(&img)
+        .stdin(Stdio::null())
+        .stdout(log_file(&dump_log)?)
+        .stderr(log_file(&dump_log)?)
+        .status()
+        .with_context(|| format!("run `{cmd}`"))?;
+    let dump_s = t0.elapsed().as_secs_f64();
+    if !st.success() {
+        bail!(
+            "dump failed: `{cmd}` {} after {dump_s:.3} s{}",
+            describe(st),
+            log_tail(&dump_log)
+        );
+    }
+    let orig = wl.wait_exit(Duration::from_secs(10)).with_context(|| {
+        format!("the dumped workload (pid {pid}) did not exit after `{cmd}` returned")
+    })?;
+    if orig.signal() != Some(libc::SIGKILL) {
+        bail!(
+            "the dumped workload (pid {pid}) {}, expected killed by SIGKILL",
+            describe(orig)
+        );
+    }
+
+    let (frozen_s, frozen_is_wall, engine_dump_s, pages_bytes) =
+        match fs::read(img.join("stats.json")) {
+            Ok(bytes) => {
+                let s: DumpStats = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("parse {}", img.join("stats.json").display()))?;
+                (
+                    s.frozen_us as f64 / 1e6,
+                    false,
+                    Some(s.dump_us as f64 / 1e6),
+                    Some(s.pages_bytes),
+                )
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (dump_s, true, None, None),
+            Err(e) => return Err(e).context("read stats.json"),
+        };
+
+    eprintln!(
+        "bench:   dump {dump_s:.3} s ({:.2} GB/s), frozen {frozen_s:.3} s{}",
+        gbps(size, dump_s),
+        if frozen_is_wall {
+            " (no stats.json: wall time)"
+        } else {
+            ""
+        }
+    );
+
+    // Restore; the image is still in page cache.
+    let restore_log = run_dir.0.join("restore.log");
+    let pidfile = run_dir.0.join("restored.pid");
+    let cmd = format!(
+        "stasis restore -D {} -d --pidfile {}",
+        img.display(),
+        pidfile.display()
+    );
+    let t0 = Instant::now();
+    let st = Command::new(exe)
+        .arg("restore")
+        .arg("-D")
+        .arg(&img)
+        .arg("-d")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .stdin(Stdio::null())
+        .stdout(log_file(&restore_log)?)
+        .stderr(log_file(&restore_log)?)
+        .status()
+        .with_context(|| format!("run `{cmd}`"))?;
+    let restore_s = t0.elapsed().as_secs_f64();
+    if !st.success() {
+        bail!(
+            "restore failed: `{cmd}` {} after {restore_s:.3} s{}",
+            describe(st),
+            log_tail(&restore_log)
+        );
+    }
+    let text = fs::read_to_string(&pidfile)
+        .with_context(|| format!("`{cmd}` succeeded but left no pidfile"))?;
+    let rpid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("bad pidfile contents {text:?}"))?;
+    let mut restored = Restored {
+        pid: rpid,
+        reaped: false,
+    };
+    go_and_check(&status, size, |t| restored.wait_exit(t)).with_context(|| {
+        format!(
+            "restored workload (pid {rpid}){}",
+            log_tail(&status.join(LOG_FILE))
+        )
+    })?;
+
+    Ok(Run {
+        readv,
+        write,
+        touch,
+        cr: Some(CrRun {
+            dump_s,
+            frozen_s,
+            frozen_is_wall,
+            engine_dump_s,
+            pages_bytes,
+            restore_s,
+        }),
+    })
+}
+
+/// Create `go`, wait for the workload's verdict, require PASS and exit 0.
+fn go_and_check(
+    status: &Path,
+    size: u64,
+    mut wait_exit: impl FnMut(Duration) -> Result<Option<ExitStatus>>,
+) -> Result<()> {
+    fs::write(status.join(GO_FILE), "go\n").context("create go file")?;
+    let result = status.join(RESULT_FILE);
+    let deadline = Instant::now() + ready_timeout(size);
+    // The workload writes the result with a rename, then exits; wait for the
+    // exit and read the result after it.
+    let st = wait_exit(deadline.saturating_duration_since(Instant::now()))
+        .context("no verdict from the workload: it did not finish verifying its memory in time")?;
+    let verdict = match fs::read_to_string(&result) {
+        Ok(v) => v.trim().to_string(),
+        Err(_) => bail!(
+            "workload {} without writing a verdict",
+            st.map(describe).unwrap_or_else(|| "exited".into())
+        ),
+    };
+    if verdict != "PASS" {
+        bail!("memory verification failed: {verdict}");
+    }
+    if let Some(st) = st {
+        if !st.success() {
+            bail!("workload reported PASS but {}", describe(st));
+        }
+    }
+    Ok(())
+}
+
+fn ready_timeout(size: u64) -> Duration {
+    Duration::from_secs(30 + 15 * size.div_ceil(GIB))
+}
+
+/// The bench-fill workload as a direct child; killed and reaped on drop.
+struct Workload {
+    child: Child,
+    status: PathBuf,
+    done: bool,
+}
+
+impl Workload {
+    fn start(exe: &Path, status: &Path, size: u64) -> Result<Workload> {
+        let log = status.join(LOG_FILE);
+        let child = Command::new(exe)
+            .args(["__workload", "bench-fill", &size.to_string()])
+            .arg(status)
+            .current_dir(status)
+            .stdin(Stdio::null())
+            .stdout(log_file(&log)?)
+            .stderr(log_file(&log)?)
+            .spawn()
+            .context("start the bench-fill workload")?;
+        Ok(Workload {
+            child,
+            status: status.to_path_buf(),
+            done: false,
+        })
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Wait for READY; returns the region's address.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<usize> {
+        let ready = self.status.join(READY_FILE);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(text) = fs::read_to_string(&ready) {
+                let addr = text
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr=0x"))
+                    .and_then(|h| usize::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| anyhow!("workload wrote a bad ready line {text:?}"))?;
+                return Ok(addr);
+            }
+            if let Some(st) = self.child.try_wait()? {
+                self.done = true;
+                bail!(
+                    "workload {} before it was ready{}",
+                    describe(st),
+                    log_tail(&self.status.join(LOG_FILE))
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!("workload not ready after {} s", timeout.as_secs());
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                self.done = true;
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "pid {} still running after {} s",
+                    self.pid(),
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The restored workload: our child only through the subreaper; killed and
+/// reaped on drop.
+struct Restored {
+    pid: i32,
+    reaped: bool,
+}
+
+impl Restored {
+    /// Some(status) when we reaped it; None when it was not our child and has
+    /// gone away (status unknown).
+    fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut st: libc::c_int = 0;
+            // SAFETY: waitpid with a valid status pointer; WNOHANG never blocks.
+            let r = unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG) };
+            if r == self.pid {
+                self.reaped = true;
+                return Ok(Some(ExitStatus::from_raw(st)));
+            }
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ECHILD) {
+                    return Err(e).context(format!("waitpid({})", self.pid));
+                }
+                if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+                    self.reaped = true;
+                    return Ok(None);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "pid {} still running after {} s",
+                    self.pid,
+                    timeout.as_secs()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        // Only ever kill our workload, whatever pid the pidfile named.
+        let cmdline = fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        let ours = cmdline.split(|&b| b == 0).any(|a| a == b"bench-fill");
+        if !self.reaped && ours {
+            // SAFETY: kill takes plain integers; the pid is not reaped yet and
+            // runs bench-fill, so it names the restored workload.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = self.wait_exit(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Reap whatever else got re-parented to us. Only called when no `Child` or
+/// `Restored` is outstanding.
+fn reap_strays() {
+    loop {
+        let mut st: libc::c_int = 0;
+        // SAFETY: waitpid with a valid status pointer; WNOHANG never blocks.
+        let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+        if r <= 0 {
+            break;
+        }
+        tracing::debug!(pid = r, "reaped stray child");
+    }
+}
+
+/// Flush dirty data so earlier writes (a previous run, the seq write file)
+/// do not compete with the next measurement for the disk.
+fn quiesce() {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.0) {
+            if e.kind() != io::ErrorKind::NotFound {
+                eprintln!("bench: warning: could not remove {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
+fn log_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("open {}", path.display()))
+}
+
+/// The last lines of a log, formatted to append to an error ("" if empty).
+fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(15)..];
+    format!("; its output:\n  {}", tail.join("\n  "))
+}
+
+fn describe(st: ExitStatus) -> String {
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exited with code {c}"),
+        (_, Some(s)) => format!("was killed by signal {s}"),
+        _ => format!("ended with {st}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Machine limits
+// ---------------------------------------------------------------------------
+
+/// process_vm_readv of [addr, addr+len) of `pid` into a reused page-aligned
+/// 64 MiB buffer; spot-checks the first word of each chunk.
+fn measure_readv(pid: i32, addr: usize, len: usize) -> Result<Duration> {
+    let mut buf = Mapping::new(READV_CHUNK.min(len)).context("mmap readv buffer")?;
+    buf.bytes().fill(1); // fault the buffer in before timing
+    let t0 = Instant::now();
+    let mut off = 0usize;
+    while off < len {
+        let n = (len - off).min(buf.len);
+        let local = libc::iovec {
+            iov_base: buf.ptr.cast(),
+            iov_len: n,
+        };
+        let remote = libc::iovec {
+            iov_base: (addr + off) as *mut libc::c_void,
+            iov_len: n,
+        };
+        // SAFETY: the local iovec covers n <= buf.len bytes of our own writable
+        // mapping; the remote range is only read, in the other process.
+        let got = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+        if got < 0 {
+            return Err(io::Error::last_os_error())
+                .with_context(|| format!("process_vm_readv(pid {pid}, 0x{:x})", addr + off));
+        }
+        if got == 0 {
+            bail!(
+                "process_vm_readv(pid {pid}) read nothing at 0x{:x}",
+                addr + off
+            );
+        }
+        let want = off as u64 ^ PATTERN;
+        if buf.words()[0] != want {
+            bail!(
+                "process_vm_readv read 0x{:x} at offset 0x{off:x}, expected 0x{want:x}",
+                buf.words()[0]
+            );
+        }
+        off += got as usize;
+    }
+    Ok(t0.elapsed())
+}
+
+/// Buffered 8 MiB writes of `len` bytes to a new file in `dir`, no fsync;
+/// the file is deleted afterwards.
+fn measure_seq_write(dir: &Path, len: usize) -> Result<Duration> {
+    let path = dir.join("seqwrite.tmp");
+    let buf: Vec<u8> = (0..WRITE_CHUNK).map(|i| (i as u8) | 1).collect();
+    let mut f = File::create(&path).with_context(|| format!("create {}", path.display()))?;
+    let t0 = Instant::now();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(WRITE_CHUNK);
+        f.write_all(&buf[..n])
+            .with_context(|| format!("write {}", path.display()))?;
+        left -= n;
+    }
+    let el = t0.elapsed();
+    drop(f);
+    fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+    Ok(el)
+}
+
+/// mmap `len` bytes of fresh anonymous memory and write one byte per page.
+fn measure_first_touch(len: usize) -> Result<Duration> {
+    let t0 = Instant::now();
+    let mut m = Mapping::new(len).context("mmap first-touch region")?;
+    let b = m.bytes();
+    for i in (0..len).step_by(PAGE) {
+        b[i] = 1;
+    }
+    std::hint::black_box(&mut *b);
+    let el = t0.elapsed();
+    drop(m);
+    Ok(el)
+}
+
+// ---------------------------------------------------------------------------
+// Machine description
+// ---------------------------------------------------------------------------
+
+struct Machine {
+    cpu: String,
+    cores: usize,
+    mem_total: Option<u64>,
+    mem_available: Option<u64>,
+    kernel: String,
+    thp: String,
+    fs: String,
+    date: String,
+}
+
+impl Machine {
+    fn probe(dir: &Path) -> Machine {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let cores = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        let cores = if cores > 0 {
+            cores
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0)
+        };
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem = |key: &str| {
+            meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        };
+        let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let thp = fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .find(|w| w.starts_with('['))
+                    .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cpu,
+            cores,
+            mem_total: mem("MemTotal:"),
+            mem_available: mem("MemAvailable:"),
+            kernel,
+            thp,
+            fs: mount_of(dir),
+            date: utc_now(),
+        }
+    }
+}
+
+/// "ext4 on /dev/vda" for the mount holding `dir`.
+fn mount_of(dir: &Path) -> String {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?, f.next()?, f.next()?))
+        })
+        .filter(|(_, mnt, _)| dir.starts_with(mnt))
+        .max_by_key(|(_, mnt, _)| mnt.len())
+        .map(|(src, _, fstype)| format!("{fstype} on {src}"))
+        .unwrap_or_else(|| "unknown filesystem".into())
+}
+
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+// ---------------------------------------------------------------------------
+// Sizes, numbers, report
+// ---------------------------------------------------------------------------
+
+/// "256M", "1G", "4G", "512K", "2T", "4096", also "1GiB"/"1GB" (all binary).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (expected e.g. 256M, 1G, 4G)"))?;
+    let unit = unit.to_ascii_uppercase();
+    let unit = unit.trim_end_matches("IB").trim_end_matches('B');
+    let mult: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("bad size unit in {s:?} (use K, M, G or T)")),
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))?;
+    if bytes == 0 || !bytes.is_multiple_of(PAGE as u64) {
+        return Err(format!("size {s:?} must be a non-zero multiple of 4 KiB"));
+    }
+    Ok(bytes)
+}
+
+fn size_label(b: u64) -> String {
+    if b.is_multiple_of(GIB) {
+        format!("{} GiB", b / GIB)
+    } else if b.is_multiple_of(MIB) {
+        format!("{} MiB", b / MIB)
+    } else if b.is_multiple_of(1024) {
+        format!("{} KiB", b / 1024)
+    } else {
+        format!("{b} B")
+    }
+}
+
+fn size_arg(b: u64) -> String {
+    if b.is_multiple_of(GIB) {
+        format!("{}G", b / GIB)
+    } else if b.is_multiple_of(MIB) {
+        format!("{}M", b / MIB)
+    } else if b.is_multiple_of(1024) {
+        format!("{}K", b / 1024)
+    } else {
+        b.to_string()
+    }
+}
+
+fn gbps(bytes: u64, t: impl Into<Secs>) -> f64 {
+    bytes as f64 / 1e9 / t.into().0
+}
+
+struct Secs(f64);
+impl From<Duration> for Secs {
+    fn from(d: Duration) -> Secs {
+        Secs(d.as_secs_f64())
+    }
+}
+impl From<f64> for Secs {
+    fn from(s: f64) -> Secs {
+        Secs(s)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn run_summary(size: u64, r: &Run) -> String {
+    match &r.cr {
+        None => "workload verified PASS (no dump/restore: --limits-only)".into(),
+        Some(c) => format!(
+            "restore {:.3} s ({:.2} GB/s), restored workload verified PASS",
+            c.restore_s,
+            gbps(size, c.restore_s)
+        ),
+    }
+}
+
+/// A markdown table; `numeric` right-aligns every column but the first.
+fn md_table(header: &[String], rows: &[Vec<String>], numeric: bool) -> String {
+    let mut s = format!("| {} |\n", header.join(" | "));
+    s.push('|');
+    for i in 0..header.len() {
+        s += if i > 0 && numeric { "---:|" } else { "---|" };
+    }
+    s.push('\n');
+    for r in rows {
+        s += &format!("| {} |\n", r.join(" | "));
+    }
+    s
+}
+
+/// One metric row: a cell per run plus the median; "–" where absent.
+fn metric_row(name: &str, vals: &[Option<f64>], decimals: usize, mark: &[bool]) -> Vec<String> {
+    let mut row = vec![name.to_string()];
+    for (i, v) in vals.iter().enumerate() {
+        let star = if mark.get(i).copied().unwrap_or(false) {
+            "*"
+        } else {
+            ""
+        };
+        row.push(
+            v.map(|x| format!("{x:.decimals$}{star}"))
+                .unwrap_or_else(|| "–".into()),
+        );
+    }
+    let any_star = mark.iter().any(|&m| m);
+    row.push(
+        median(vals.iter().flatten().copied().collect())
+            .map(|x| format!("{x:.decimals$}{}", if any_star { "*" } else { "" }))
+            .unwrap_or_else(|| "–".into()),
+    );
+    row
+}
+
+/// Returns (whole report, the result tables printed to stdout).
+fn render(args: &BenchArgs, m: &Machine, results: &[(u64, Vec<Run>)]) -> (String, String) {
+    let n = args.runs;
+    let sizes = args
+        .sizes
+        .iter()
+        .map(|&b| size_arg(b))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut intro = String::new();
+    intro += "# stasis benchmarks\n\n";
+    intro += &format!(
+        "Generated by `stasis bench --sizes {sizes} --runs {n}{}` on {}. \
+         Every cell is one run; the last column is the median of {n} run(s).\n\n",
+        if args.limits_only {
+            " --limits-only"
+        } else {
+            ""
+        },
+        m.date
+    );
+    intro += "How it is measured:\n\n\
+- **Workload**: `stasis __workload bench-fill SIZE DIR` maps SIZE bytes of anonymous memory and \
+fills each 8-byte word with `offset ^ 0x5a5a5a5a5a5a5a5a` (no zero pages), then polls for a `go` \
+file every 10 ms. stdin is /dev/null, stdout/stderr a regular file.\n\
+- **dump s**: wall time of `stasis dump -t PID -D IMG`, from spawn to exit (the process is killed \
+at the end of the dump). **frozen s**: time the process was stopped, `frozen_us` from \
+`IMG/stats.json`.\n\
+- **restore s**: wall time of `stasis restore -D IMG -d --pidfile F` until it returns with the \
+process running. **The image is in page cache**: nothing is dropped between dump and restore. The \
+restored process is then told to go, verifies every word of its memory and must report PASS.\n\
+- **GB/s** = workload bytes / 1e9 / seconds (sizes are binary: 1 GiB = 1.074 GB).\n\
+- **Machine limits**, measured in the same run on the same byte count, before the dump: \
+*process_vm_readv* of the workload's memory into a reused page-aligned 64 MiB buffer; \
+*seq write*: buffered 8 MiB `write(2)`s to a new file in the image directory's filesystem, \
+no fsync, then deleted; *first touch*: mmap fresh anonymous memory and write one byte per 4 KiB \
+page.\n\
+- **dump ratio** = dump GB/s / min(process_vm_readv, seq write); **restore ratio** = restore GB/s / \
+first touch; both against the limits of the same run.\n\n";
+
+    let mut mach = String::from("## Machine\n\n");
+    let mem = m
+        .mem_total
+        .map(|b| format!("{:.1} GiB", b as f64 / GIB as f64))
+        .unwrap_or("unknown".into());
+    mach += &md_table(
+        &["".into(), "".into()],
+        &[
+            vec!["CPU".into(), m.cpu.clone()],
+            vec!["cores".into(), m.cores.to_string()],
+            vec!["memory".into(), mem],
+            vec!["kernel".into(), m.kernel.clone()],
+            vec!["transparent hugepages".into(), m.thp.clone()],
+            vec!["image filesystem".into(), m.fs.clone()],
+            vec!["date".into(), m.date.clone()],
+        ],
+        false,
+    );
+    mach += "\n";
+
+    let mut tables = String::new();
+    // Target.
+    tables += "## Target\n\n";
+    tables += &format!("{TARGET_LINE}\n\n");
+    let at_target = results.iter().find(|(s, _)| *s == TARGET_SIZE);
+    let verdict = match at_target {
+        _ if args.limits_only => "Not evaluated: dump/restore not run (--limits-only).".to_string(),
+        None => "Not evaluated: 4 GiB is not among --sizes.".to_string(),
+        Some((size, runs)) => {
+            let d = median(
+                runs.iter()
+                    .filter_map(|r| r.cr.as_ref())
+                    .map(|c| gbps(*size, c.dump_s))
+                    .collect(),
+            );
+            let r = median(
+                runs.iter()
+                    .filter_map(|r| r.cr.as_ref())
+                    .map(|c| gbps(*size, c.restore_s))
+                    .collect(),
+            );
+            match (d, r) {
+                (Some(d), Some(r)) => {
+                    let met = d >= TARGET_GBPS && r >= TARGET_GBPS;
+                    format!(
+                        "**{}** at 4 GiB (medians): dump {d:.2} GB/s, restore {r:.2} GB/s.",
+                        if met { "Met" } else { "Not met" }
+                    )
+                }
+                _ => "Not evaluated: no dump/restore results.".to_string(),
+            }
+        }
+    };
+    tables += &format!("{verdict}\n\n");
+
+    let mut any_wall = false;
+    if !args.limits_only {
+        for (size, runs) in results {
+            let size = *size;
+            let crs: Vec<&CrRun> = runs.iter().filter_map(|r| r.cr.as_ref()).collect();
+            let mut header = vec![size_label(size)];
+            header.extend((1..=runs.len()).map(|i| format!("run {i}")));
+            header.push("median".into());
+            let col = |f: &dyn Fn(&Run, &CrRun) -> Option<f64>| -> Vec<Option<f64>> {
+                runs.iter()
+                    .map(|r| r.cr.as_ref().and_then(|c| f(r, c)))
+                    .collect()
+            };
+            let walls: Vec<bool> = crs.iter().map(|c| c.frozen_is_wall).collect();
+            any_wall |= walls.iter().any(|&w| w);
+            let rows = vec![
+                metric_row("dump s", &col(&|_, c| Some(c.dump_s)), 3, &[]),
+                metric_row(
+                    "dump GB/s",
+                    &col(&|_, c| Some(gbps(size, c.dump_s))),
+                    2,
+                    &[],
+                ),
+                metric_row("frozen s", &col(&|_, c| Some(c.frozen_s)), 3, &walls),
+                metric_row("restore s", &col(&|_, c| Some(c.restore_s)), 3, &[]),
+                metric_row(
+                    "restore GB/s",
+                    &col(&|_, c| Some(gbps(size, c.restore_s))),
+                    2,
+                    &[],
+                ),
+                metric_row(
+                    "dump / min(readv, seq write)",
+                    &col(&|r, c| Some(gbps(size, c.dump_s) / r.readv.min(r.write))),
+                    2,
+                    &[],
+                ),
+                metric_row(
+                    "restore / first touch",
+                    &col(&|r, c| Some(gbps(size, c.restore_s) / r.touch)),
+                    2,
+                    &[],
+                ),
+                metric_row(
+                    "engine dump s (stats.json)",
+                    &col(&|_, c| c.engine_dump_s),
+                    3,
+                    &[],
+                ),
+                metric_row(
+                    "image pages GiB (stats.json)",
+                    &col(&|_, c| c.pages_bytes.map(|b| b as f64 / GIB as f64)),
+                    3,
+                    &[],
+                ),
+            ];
+            tables += &format!("## {}\n\n", size_label(size));
+            tables += &md_table(&header, &rows, true);
+            tables += "\n";
+        }
+        if any_wall {
+            tables += "\\* `stats.json` was absent from the image: frozen time is the dump's wall \
+                       time (an upper bound).\n\n";
+        }
+    }
+
+    tables += &format!("## Machine limits (GB/s, median of {n} run(s))\n\n");
+    let header: Vec<String> = [
+        "size",
+        "process_vm_readv",
+        "seq write",
+        "min(readv, write)",
+        "first touch",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(size, runs)| {
+            let f = |g: &dyn Fn(&Run) -> f64| {
+                median(runs.iter().map(g).collect())
+                    .map(|x| format!("{x:.2}"))
+                    .unwrap_or("–".into())
+            };
+            vec![
+                size_label(*size),
+                f(&|r| r.readv),
+                f(&|r| r.write),
+                f(&|r| r.readv.min(r.write)),
+                f(&|r| r.touch),
+            ]
+        })
+        .collect();
+    tables += &md_table(&header, &rows, true);
+    if m.fs.starts_with("tmpfs") {
+        tables +=
+            "\nWarning: the image directory is on tmpfs; seq write and restore figures do not \
+                   involve a disk.\n";
+    }
+
+    (format!("{intro}{mach}{tables}"), tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4g"), Ok(4 << 30));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert!(parse_size("1000").is_err());
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("G").is_err());
+        assert_eq!(size_label(256 << 20), "256 MiB");
+        assert_eq!(size_arg(4 << 30), "4G");
+    }
+
+    #[test]
+    fn pattern_roundtrip() {
+        let mut m = Mapping::new(64 * PAGE).unwrap();
+        fill(m.words());
+        assert!(m.words().iter().all(|&w| w != 0));
+        assert_eq!(verify(m.words()), "PASS");
+        m.words()[1000] = 0;
+        m.words()[3000] ^= 1;
+        let v = verify(m.words());
+        assert!(v.starts_with("FAIL first_bad_offset=0x1f40 "), "{v}");
+        assert!(v.ends_with("bad_words=2"), "{v}");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+}

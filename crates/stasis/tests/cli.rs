@@ -1,0 +1,132 @@
+//! The rest of the command line: inspect, check, --leave-running,
+//! foreground restore and its exit status.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// `inspect --json` parses and shows the pid, the 5 threads (with their
+/// TIDs if entries are objects/numbers), VMAs and fds; inspecting does not
+/// disturb the image (restore afterwards PASSes).
+#[test]
+fn inspect_json() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("threads", &[]);
+    w.wait_all_sleeping();
+    let mut tids: Vec<i64> = w.infos("tid").iter().map(|s| s.parse().unwrap()).collect();
+    tids.push(w.pid as i64);
+    tids.sort();
+    w.dump();
+    let img = w.img.clone();
+    let r = w.stasis(&[std::ffi::OsStr::new("inspect"), img.as_os_str(), std::ffi::OsStr::new("--json")]);
+    assert!(r.ok(), "inspect --json failed\n{}", w.report());
+    let v: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("inspect --json output is not JSON: {e}\n{}", w.report()));
+    assert_eq!(v["pid"].as_i64(), Some(w.pid as i64), "pid in inspect --json\n{}", w.report());
+    let threads = v["threads"].as_array().unwrap_or_else(|| panic!("no threads array\n{}", w.report()));
+    assert_eq!(threads.len(), 5, "thread count in inspect --json\n{}", w.report());
+    let mut got: Vec<i64> = threads
+        .iter()
+        .filter_map(|t| t.as_i64().or_else(|| t["tid"].as_i64()).or_else(|| t["id"].as_i64()))
+        .collect();
+    if got.len() == 5 {
+        got.sort();
+        assert_eq!(got, tids, "TIDs in inspect --json\n{}", w.report());
+    }
+    let vmas = v["vmas"].as_array().unwrap_or_else(|| panic!("no vmas array\n{}", w.report()));
+    assert!(vmas.len() >= 10, "only {} VMAs in inspect --json\n{}", vmas.len(), w.report());
+    let fds = v["fds"].as_array().unwrap_or_else(|| panic!("no fds array\n{}", w.report()));
+    // 0, 1, 2 and the pipe pair
+    assert!(fds.len() >= 5, "only {} fds in inspect --json\n{}", fds.len(), w.report());
+    let nums: Vec<i64> = fds.iter().filter_map(|f| f["fd"].as_i64()).collect();
+    if !nums.is_empty() {
+        for fd in [0, 1, 2] {
+            assert!(nums.contains(&fd), "fd {fd} missing from inspect --json\n{}", w.report());
+        }
+    }
+    w.restore();
+    w.go_and_pass();
+}
+
+/// Plain `inspect` mentions the pid; inspecting a missing dir is a clean error.
+#[test]
+fn inspect_text_and_errors() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("basic", &[]);
+    w.dump();
+    let img = w.img.clone();
+    let r = w.stasis(&[std::ffi::OsStr::new("inspect"), img.as_os_str()]);
+    assert!(r.ok(), "inspect failed\n{}", w.report());
+    assert!(r.stdout.contains(&w.pid.to_string()), "inspect output should mention the pid\n{}", w.report());
+    let missing = w.tmp.path.join("no-such-image");
+    let r = w.stasis(&[std::ffi::OsStr::new("inspect"), missing.as_os_str()]);
+    let rep = w.report();
+    assert_clean_error(&r, &[], &rep);
+    w.restore();
+    w.go_and_pass();
+}
+
+#[test]
+fn check_passes() {
+    let _t = serial();
+    skip_if_direct!();
+    let tmp = TempDir::new("check");
+    let r = stasis(&tmp.path, &["check"]);
+    assert!(r.ok(), "stasis check failed\n{r}");
+    assert!(!r.stderr.contains("panicked"), "{r}");
+}
+
+/// --leave-running: the process keeps running and completes normally; then
+/// the image restores into a second process that passes its checks too.
+/// The verdicts go to WORKDIR/result so stdout never changes after the dump.
+#[test]
+fn leave_running_then_restore() {
+    let _t = serial();
+    let mut w = Workload::start("basic", &["result"]);
+    w.dump_leave_running();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS"), "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
+    if direct() {
+        return;
+    }
+    std::fs::rename(w.work.join("result"), w.work.join("result.orig")).unwrap();
+    std::fs::remove_file(w.work.join("go")).unwrap();
+    w.restore();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(pid_exists(w.pid), "restored copy did not wait for go\n{}", w.report());
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS"), "restored copy: {st:?} result {res:?}\n{}", w.report());
+    let out = w.output();
+    assert_eq!(out.lines().filter(|l| *l == "READY").count(), 1, "{}", w.report());
+}
+
+/// Foreground restore (no -d): stasis waits and exits with the workload's
+/// status (7 here, after the workload PASSed its checks).
+#[test]
+fn foreground_restore_exit_status() {
+    let _t = serial();
+    let mut w = Workload::start("basic", &["exit=7"]);
+    w.dump();
+    w.go();
+    let st = w.restore_foreground(EXIT_TIMEOUT);
+    w.assert_pass_code(st, 7);
+}
+
+/// Foreground restore of a multi-threaded workload, exit 0.
+#[test]
+fn foreground_restore_threads() {
+    let _t = serial();
+    let mut w = Workload::start("threads", &[]);
+    w.wait_all_sleeping();
+    w.dump();
+    w.go();
+    let st = w.restore_foreground(EXIT_TIMEOUT);
+    w.assert_pass(st);
+    assert!(reap_strays(false).is_empty(), "foreground restore left processes behind");
+}

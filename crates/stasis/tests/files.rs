@@ -1,0 +1,55 @@
+//! File descriptors: regular files, devices, deleted files, pipes, stdout.
+
+mod common;
+use common::*;
+
+/// fd numbers (gap, fd 1000), access modes, O_APPEND, O_NONBLOCK,
+/// FD_CLOEXEC per fd, offsets, shared vs separate file descriptions,
+/// /dev/null, /dev/zero, /dev/urandom, a directory fd, stdin /dev/null and
+/// stdout's offset.
+#[test]
+fn fd_table_offsets_flags_sharing() {
+    let _t = serial();
+    let w = roundtrip("files_regular", &[]);
+    let log = std::fs::read_to_string(w.work.join("log.txt")).unwrap_or_default();
+    assert_eq!(log, "first\nsecond\n", "log.txt after the run\n{}", w.report());
+}
+
+/// A file unlinked while open (two descriptions on it): content, offsets,
+/// nlink 0 and the shared inode come back.
+#[test]
+fn unlinked_open_file() {
+    let _t = serial();
+    let w = roundtrip("files_unlinked", &[]);
+    assert!(!w.work.join("ghost.bin").exists(), "restore must not leave the deleted file linked\n{}", w.report());
+}
+
+/// Shared and private mappings of a file that was deleted (fd closed).
+#[test]
+fn unlinked_file_mappings() {
+    let _t = serial();
+    let w = roundtrip("files_unlinked", &["map"]);
+    assert!(!w.work.join("ghost-map.bin").exists(), "restore must not leave the deleted file linked\n{}", w.report());
+}
+
+/// A pipe with both ends here and 3000 unread bytes; another whose write
+/// end is closed (EOF after the data).
+#[test]
+fn pipe_with_unread_data() {
+    let _t = serial();
+    roundtrip("files_pipe", &[]);
+}
+
+/// stdout is a regular file: what the workload printed before the dump is
+/// still there and new output is appended after it (also asserted for
+/// every workload by assert_pass: READY exactly once, no NUL bytes).
+#[test]
+fn stdout_offset_kept() {
+    let _t = serial();
+    let w = roundtrip("basic", &[]);
+    let out = w.output();
+    let ready = out.find("READY\n").expect("READY");
+    let pass = out.find("PASS\n").expect("PASS");
+    assert!(ready < pass, "PASS must come after READY\n{}", w.report());
+    assert!(out.starts_with("INFO comm="), "the beginning of stdout was overwritten\n{}", w.report());
+}

@@ -1,0 +1,116 @@
+//! Dump refusals: exit 1, one `stasis: error: ` line naming the pid, the
+//! fd and the kind, and the process keeps running untouched (it later
+//! completes its own checks and PASSes).
+
+mod common;
+use common::*;
+
+fn socket_refusal(mode: &str, kind: &str) {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("sock", &[mode]);
+    let fd = w.info("fd");
+    let pid = w.pid.to_string();
+    let r = w.try_dump(&[]);
+    let rep = w.report();
+    assert_clean_error(&r, &[&pid, "socket", &format!("fd {fd}"), kind], &rep);
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
+#[test]
+fn dump_refuses_tcp_socket() {
+    socket_refusal("tcp", "tcp");
+}
+
+#[test]
+fn dump_refuses_unix_socket() {
+    socket_refusal("unix", "unix");
+}
+
+#[test]
+fn dump_refuses_udp_socket() {
+    socket_refusal("udp", "udp");
+}
+
+/// A process already under ptrace (PTRACE_SEIZE by a helper) cannot be
+/// frozen by stasis; it must say so and leave the process alone.
+#[test]
+fn dump_refuses_traced_process() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("basic", &[]);
+    let tracer = workload_bin("tracer");
+    let args = vec![w.work.clone().into_os_string(), w.pid.to_string().into()];
+    let tpid = w.spawn_helper(&tracer, &args, "tracer");
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || w.helper_output("tracer").contains("READY")),
+        "tracer did not attach: {}\n{}",
+        w.helper_output("tracer"),
+        w.report()
+    );
+    assert!(tasks_of(w.pid).iter().all(|t| t.2 == tpid), "workload is not traced by {tpid}: {:?}", tasks_of(w.pid));
+    let pid = w.pid.to_string();
+    let r = w.try_dump(&[]);
+    let rep = w.report();
+    assert_clean_error(&r, &[&pid, "trace"], &rep);
+    // still traced by our tracer only, still running
+    assert!(
+        tasks_of(w.pid).iter().all(|t| t.2 == tpid && t.1 != 'T' && t.1 != 't'),
+        "refused dump disturbed the traced process: {:?}\n{}",
+        tasks_of(w.pid),
+        w.report()
+    );
+    w.kill_helpers();
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
+/// A pid that does not exist: clean error naming it, no panic.
+#[test]
+fn dump_nonexistent_pid() {
+    let _t = serial();
+    skip_if_direct!();
+    let tmp = TempDir::new("nopid");
+    let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+    let pid = (300..max).rev().find(|p| !pid_exists(*p)).expect("a free pid");
+    let img = tmp.path.join("img");
+    let r = stasis(&tmp.path, &["dump", "-t", &pid.to_string(), "-D", img.to_str().unwrap()]);
+    assert_clean_error(&r, &[&pid.to_string()], &"(nonexistent pid)");
+    assert!(!pid_exists(pid));
+    let r = stasis(&tmp.path, &["dump", "-t", "0", "-D", img.to_str().unwrap()]);
+    assert_clean_error(&r, &[], &"(pid 0)");
+}
+
+/// Dumping into a directory that already holds an image is refused, the
+/// process is untouched and the first image is still good.
+#[test]
+fn dump_refuses_dir_with_an_image() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("basic", &["result"]);
+    w.dump_leave_running();
+    let manifest = std::fs::read(w.img.join("manifest.img")).expect("manifest.img after dump");
+    let r = w.try_dump(&[]);
+    let rep = w.report();
+    assert_clean_error(&r, &[], &rep);
+    w.assert_running_untouched();
+    assert_eq!(
+        std::fs::read(w.img.join("manifest.img")).unwrap_or_default(),
+        manifest,
+        "the refused dump modified the existing image\n{}",
+        w.report()
+    );
+    // the original finishes normally (verdict goes to WORKDIR/result so
+    // stdout stays as it was at dump time)...
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS"), "original after refused dump: {st:?} {res}\n{}", w.report());
+    std::fs::remove_file(w.work.join("result")).unwrap();
+    // ...and the first image still restores
+    w.restore();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS"), "restored: {st:?} result {res:?}\n{}", w.report());
+}
