@@ -169,7 +169,7 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
             shared_pending: task::shared_pending(pid)?,
             itimers,
             posix_timers,
-            rlimits: task::dump_rlimits(pid)?,
+            rlimits: task::dump_rlimits(fz, &par)?,
             ..Default::default()
         })
     })();

@@ -11,8 +11,8 @@ pub enum Error {
     #[error("pid {pid}: {why}")]
     Refused { pid: i32, why: String },
     /// A system call or procfs access failed.
-    #[error("pid {pid}: {what}: {source}")]
-    Sys { pid: i32, what: String, source: io::Error },
+    #[error("pid {pid}: {what}: {err}")]
+    Sys { pid: i32, what: String, err: io::Error },
     #[error("{0}")]
     Image(#[from] stasis_image::ImageError),
     /// The image cannot be restored here (missing or changed file, PID taken...).
@@ -21,8 +21,8 @@ pub enum Error {
     /// A restore step failed; every process created so far was removed.
     #[error("restore of pid {pid} failed at step '{step}': {why}")]
     RestoreStep { pid: i32, step: String, why: String },
-    #[error("{path}: {source}")]
-    Path { path: String, source: io::Error },
+    #[error("{path}: {err}")]
+    Path { path: String, err: io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -34,11 +34,11 @@ pub trait Ctx<T> {
 
 impl<T> Ctx<T> for io::Result<T> {
     fn ctx(self, pid: i32, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Sys { pid, what: what(), source })
+        self.map_err(|err| Error::Sys { pid, what: what(), err })
     }
 }
 
 pub(crate) fn path_err(path: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Path { path, source }
+    move |err| Error::Path { path, err }
 }

@@ -47,8 +47,12 @@ pub fn hash_file(path: &str) -> std::io::Result<u64> {
     Ok(h.digest())
 }
 
+/// Mapped files up to this size get a content hash (larger ones: size and mtime only).
+const MAX_HASHED: u64 = 1 << 30;
+
 /// Registers the file behind a mapping (or /proc/PID/exe), keyed by device and inode.
-pub fn mapped_file(pid: i32, objs: &mut ObjectTable, via: &str, path: &str, writable: bool, exec: bool) -> Result<u32> {
+/// `hash`: record a content hash, so restore notices a change that kept size and mtime.
+pub fn mapped_file(pid: i32, objs: &mut ObjectTable, via: &str, path: &str, writable: bool, hash: bool) -> Result<u32> {
     let md = std::fs::metadata(via).ctx(pid, || format!("stat {via} ({path})"))?;
     let key = format!("mapped:{}:{}", md.dev(), md.ino());
     let id = objs.intern(key, |_| Object {
@@ -57,7 +61,7 @@ pub fn mapped_file(pid: i32, objs: &mut ObjectTable, via: &str, path: &str, writ
     });
     let o = objs.get_mut(id).unwrap().mapped_file.as_mut().unwrap();
     o.writable |= writable;
-    if exec && o.identity.as_ref().is_some_and(|i| i.hash == 0) {
+    if hash && md.is_file() && md.len() <= MAX_HASHED && o.identity.as_ref().is_some_and(|i| i.hash == 0) {
         let h = hash_file(via).ctx(pid, || format!("hashing mapped executable {path}"))?;
         o.identity.as_mut().unwrap().hash = h;
     }
@@ -128,6 +132,8 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
     // descriptions seen: (dev, ino) -> [(fd, object id)] to find dups with kcmp
     let mut descs: HashMap<(u64, u64), Vec<(i32, u32)>> = HashMap::new();
     let mut pipes: Vec<PipeSeen> = Vec::new();
+    // (dev, ino) of deleted files / memfds already saved -> object id
+    let mut ghost_inodes: HashMap<(u64, u64), u32> = HashMap::new();
     for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
         let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
             Ok(l) => l,
@@ -162,7 +168,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
             let pos = pipes.iter().position(|p| p.ino == ino).unwrap_or_else(|| {
                 let pipe_id = objs.intern(format!("pipe:{ino}"), |_| Object {
-                    pipe: Some(PipeObj { ino, capacity: 0, data: Vec::new() }),
+                    pipe: Some(PipeObj { ino, ..Default::default() }),
                     ..Default::default()
                 });
                 pipes.push(PipeSeen { ino, pipe_id, read_fd: None, write_fd: None });
@@ -196,7 +202,8 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
             let deleted = memfd_name.is_none() && link.ends_with(" (deleted)") && md.nlink() == 0;
             let path = if deleted { link.trim_end_matches(" (deleted)").to_string() } else { link.clone() };
             let mut content = Vec::new();
-            if deleted || memfd_name.is_some() {
+            let same_inode_as = if deleted || memfd_name.is_some() { ghost_inodes.get(&key).copied().unwrap_or(0) } else { 0 };
+            if (deleted || memfd_name.is_some()) && same_inode_as == 0 {
                 if !ft.is_file() {
                     return Err(Error::Unsupported { pid, what: format!("fd {fd} is a deleted non-regular file ({link})") });
                 }
@@ -214,7 +221,8 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
             } else if !path.starts_with('/') {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) has no path") });
             }
-            objs.intern(format!("file-fd:{fd}"), |_| Object {
+            let ghost = deleted || memfd_name.is_some();
+            let id = objs.intern(format!("file-fd:{fd}"), |_| Object {
                 file: Some(FileObj {
                     path,
                     flags,
@@ -224,9 +232,14 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
                     content,
                     mode: md.mode(),
                     memfd_name: memfd_name.unwrap_or_default(),
+                    same_inode_as,
                 }),
                 ..Default::default()
-            })
+            });
+            if ghost {
+                ghost_inodes.entry(key).or_insert(id);
+            }
+            id
         } else {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) is of an unknown kind") });
         };
@@ -235,13 +248,22 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
     }
     // Pipes: both ends must be ours; copy the buffered bytes without consuming them.
     for p in &pipes {
-        let (Some(rfd), Some(_)) = (p.read_fd, p.write_fd) else {
+        if p.read_fd.is_none() || p.write_fd.is_none() {
             let fd = p.read_fd.or(p.write_fd).unwrap();
-            return Err(Error::Unsupported {
-                pid,
-                what: format!("fd {fd} is a pipe (pipe:[{}]) whose other end is outside the process", p.ino),
-            });
-        };
+            if let Some(other) = pipe_holder(pid, p.ino) {
+                return Err(Error::Unsupported {
+                    pid,
+                    what: format!("fd {fd} is a pipe (pipe:[{}]) shared with {other}", p.ino),
+                });
+            }
+            // Nobody holds the other end: it was closed. Restore recreates the pipe
+            // and closes that end again.
+            let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
+            o.read_closed = p.read_fd.is_none();
+            o.write_closed = p.write_fd.is_none();
+        }
+        let Some(rfd) = p.read_fd else { continue }; // unread bytes nobody can ever read
+
         let ours = sys::pidfd_getfd(pidfd.as_fd(), rfd).ctx(pid, || format!("pidfd_getfd of pipe fd {rfd}"))?;
         let cap = sys::fcntl(ours.as_raw_fd(), libc::F_GETPIPE_SZ, 0).ctx(pid, || format!("F_GETPIPE_SZ of fd {rfd}"))?;
         let (tr, tw) = sys::pipe2(libc::O_CLOEXEC | libc::O_NONBLOCK).ctx(pid, || "creating a pipe".into())?;
@@ -267,6 +289,26 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
         o.data = data;
     }
     Ok(out)
+}
+
+/// Another process holding pipe `ino` open, if any (scans /proc/*/fd).
+fn pipe_holder(pid: i32, ino: u64) -> Option<String> {
+    let want = format!("pipe:[{ino}]");
+    let me = sys::getpid();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(other) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if other == pid || other == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else { continue };
+        for f in fds.flatten() {
+            if std::fs::read_link(f.path()).map(|l| l.as_os_str() == want.as_str()).unwrap_or(false) {
+                let comm = procfs::read(other, "comm").unwrap_or_default();
+                return Some(format!("pid {other} ({})", comm.trim()));
+            }
+        }
+    }
+    None
 }
 
 // ---------------------------------------------------------------- restore side
@@ -325,7 +367,14 @@ pub fn open_fd_objects(m: &stasis_image::Manifest) -> Result<Opened> {
         }
         let o = m.object(fd.object_id).ok_or_else(|| step(format!("fd {} refers to missing object {}", fd.fd, fd.object_id)))?;
         if let Some(f) = &o.file {
-            let owned = if !f.memfd_name.is_empty() {
+            let owned = if f.same_inode_as != 0 {
+                let first = opened
+                    .by_object
+                    .get(&f.same_inode_as)
+                    .ok_or_else(|| step(format!("fd {}: object {} not opened before it", fd.fd, f.same_inode_as)))?;
+                open_path(&format!("/proc/self/fd/{}", first.as_raw_fd()), f.flags, 0)
+                    .map_err(|e| step(format!("reopening deleted file {} for fd {}: {e}", f.path, fd.fd)))?
+            } else if !f.memfd_name.is_empty() {
                 let mfd = sys::memfd_create(&f.memfd_name, 0).map_err(|e| step(format!("memfd_create for fd {}: {e}", fd.fd)))?;
                 let file = File::from(mfd);
                 std::os::unix::fs::FileExt::write_all_at(&file, &f.content, 0)
@@ -377,7 +426,9 @@ pub fn open_fd_objects(m: &stasis_image::Manifest) -> Result<Opened> {
                             .map_err(|e| step(format!("refilling pipe of fd {}: {e}", fd.fd)))?;
                         off += n;
                     }
-                    pipes.insert(end.pipe_id, (Some(r), Some(w)));
+                    let r = if p.read_closed { None } else { Some(r) };
+                    let w = if p.write_closed { None } else { Some(w) };
+                    pipes.insert(end.pipe_id, (r, w));
                     pipes.get_mut(&end.pipe_id).unwrap()
                 }
             };

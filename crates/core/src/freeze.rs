@@ -120,7 +120,7 @@ impl Frozen {
                 });
             if let Err(e) = r {
                 warn!(tid = t.tid, "resuming thread: {e}");
-                first_err.get_or_insert(Error::Sys { pid: self.pid, what: format!("resuming thread {}", t.tid), source: e });
+                first_err.get_or_insert(Error::Sys { pid: self.pid, what: format!("resuming thread {}", t.tid), err: e });
             }
         }
         match first_err {

@@ -29,7 +29,7 @@ const MAX_RUN_PAGES: u64 = 256;
 const CHUNK: usize = 32 << 20;
 
 /// smaps VmFlags that restore reproduces with mmap/madvise.
-pub const KEPT_FLAGS: &[&str] = &["gd", "dc", "wf", "hg", "nh", "dd", "mg", "lo"];
+pub const KEPT_FLAGS: &[&str] = &["gd", "dc", "wf", "hg", "nh", "dd", "mg", "lo", "sr", "rr"];
 
 /// Where the pages of a VMA come from during the dump.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -153,8 +153,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
             VmaKind::Vdso => out.vdso = Some((m.start, m.end)),
             VmaKind::FileShared | VmaKind::FilePrivate => {
                 let writable = m.shared && m.prot & libc::PROT_WRITE as u32 != 0;
-                let exec = m.prot & libc::PROT_EXEC as u32 != 0;
-                vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, exec)?;
+                vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, true)?;
             }
             VmaKind::ShmemAnon => {
                 if let Some((_, id)) = shm_seen.iter().find(|(ino, _)| *ino == m.inode) {
@@ -307,14 +306,14 @@ pub fn write_pages(
                     JobSrc::Proc(Src::Mem) => {
                         let sl = &mut buf_slice(&mut buf)[used..used + len];
                         if let Err(e) = mem.read_exact_at(sl, j.addr) {
-                            read_err = Some(Error::Sys { pid, what: format!("reading non-readable memory at {:#x}", j.addr), source: e });
+                            read_err = Some(Error::Sys { pid, what: format!("reading non-readable memory at {:#x}", j.addr), err: e });
                             break 'outer;
                         }
                     }
                     JobSrc::Shm(k) => {
                         let sl = &mut buf_slice(&mut buf)[used..used + len];
                         if let Err(e) = read_full_at(&col.shm_files[k], sl, j.addr) {
-                            read_err = Some(Error::Sys { pid, what: format!("reading shared memory object at offset {:#x}", j.addr), source: e });
+                            read_err = Some(Error::Sys { pid, what: format!("reading shared memory object at offset {:#x}", j.addr), err: e });
                             break 'outer;
                         }
                     }
@@ -332,7 +331,7 @@ pub fn write_pages(
                         break 'outer;
                     }
                     Err(e) => {
-                        read_err = Some(Error::Sys { pid, what: format!("process_vm_readv at {:#x}", r[0].0), source: e });
+                        read_err = Some(Error::Sys { pid, what: format!("process_vm_readv at {:#x}", r[0].0), err: e });
                         break 'outer;
                     }
                 }

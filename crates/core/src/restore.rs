@@ -783,6 +783,8 @@ impl Builder<'_> {
                     "nh" => libc::MADV_NOHUGEPAGE,
                     "dd" => libc::MADV_DONTDUMP,
                     "mg" => libc::MADV_MERGEABLE,
+                    "sr" => libc::MADV_SEQUENTIAL,
+                    "rr" => libc::MADV_RANDOM,
                     _ => continue,
                 };
                 if let Err(e) = r.call(libc::SYS_madvise, &[v.start, len, advice as u64]) {
@@ -883,6 +885,9 @@ impl Builder<'_> {
                 self.call(&format!("{st}: rseq"), r, libc::SYS_rseq, &[t.rseq_addr, t.rseq_len as u64, 0, t.rseq_sig as u64])?;
             }
             self.call(&st, r, libc::SYS_set_tid_address, &[t.clear_child_tid])?;
+            if t.timerslack_ns != 0 {
+                self.call(&format!("{st}: timer slack"), r, libc::SYS_prctl, &[libc::PR_SET_TIMERSLACK as u64, t.timerslack_ns, 0, 0, 0])?;
+            }
             if t.altstack_flags & libc::SS_DISABLE == 0 && t.altstack_sp != 0 {
                 let mut b = Vec::new();
                 b.extend_from_slice(&t.altstack_sp.to_le_bytes());
@@ -921,6 +926,16 @@ impl Builder<'_> {
     fn signals(&self) -> Result<()> {
         let p = &self.m.process;
         let r = self.main();
+        // The new process is a fork of stasis and inherited its handlers (Rust installs
+        // SIGSEGV/SIGBUS handlers and ignores SIGPIPE): every signal the image does not
+        // name goes back to SIG_DFL.
+        self.write_data("resetting signal handlers", 0, &[0u8; 32])?;
+        for sig in 1..=64u64 {
+            if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 || p.sigactions.iter().any(|a| a.signo as u64 == sig) {
+                continue;
+            }
+            self.call("resetting signal handlers", r, libc::SYS_rt_sigaction, &[sig, self.data(0), 0, 8])?;
+        }
         for a in &p.sigactions {
             let st = format!("restoring the handler of signal {}", a.signo);
             let mut b = Vec::new();
@@ -937,10 +952,12 @@ impl Builder<'_> {
             self.call(&st, r, libc::SYS_rt_sigqueueinfo, &[self.pid as u64, s.signo as u64, self.data(0)])?;
         }
         for t in &p.threads {
+            // The kernel lets a thread queue a siginfo with si_code >= 0 only to itself.
+            let tr = self.remote_of(t.tid);
             for s in &t.pending {
                 let st = format!("queueing pending signal {} of thread {}", s.signo, t.tid);
                 self.write_data(&st, 0, &s.raw)?;
-                self.call(&st, r, libc::SYS_rt_tgsigqueueinfo, &[self.pid as u64, t.tid as u64, s.signo as u64, self.data(0)])?;
+                self.call(&st, tr, libc::SYS_rt_tgsigqueueinfo, &[self.pid as u64, t.tid as u64, s.signo as u64, self.data(0)])?;
             }
         }
         Ok(())

@@ -42,6 +42,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
         par.call(tid, libc::SYS_prctl, &[libc::PR_GET_PDEATHSIG as u64, par.data(32)])?;
         let b = par.read(0, 64)?;
         let nnp = par.call(tid, libc::SYS_prctl, &[libc::PR_GET_NO_NEW_PRIVS as u64, 0, 0, 0, 0])?;
+        let timerslack_ns = par.call(tid, libc::SYS_prctl, &[libc::PR_GET_TIMERSLACK as u64, 0, 0, 0, 0])?;
         let (sched_policy, sched_priority) = sys::sched_get(tid).ctx(pid, || format!("sched_getscheduler({tid})"))?;
         let nice = sys::get_nice(tid).ctx(pid, || format!("getpriority({tid})"))?;
         let affinity = sys::get_affinity(tid).ctx(pid, || format!("sched_getaffinity({tid})"))?;
@@ -73,6 +74,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
             pdeathsig: i32_at(&b, 32),
             no_new_privs: nnp == 1,
             in_syscall: t.regs.orig_rax as i64,
+            timerslack_ns,
         });
     }
     Ok(out)
@@ -180,11 +182,15 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper })
 }
 
-pub fn dump_rlimits(pid: i32) -> Result<Vec<Rlimit>> {
+/// Resource limits, read from inside (prlimit on another process with other
+/// credentials needs CAP_SYS_RESOURCE).
+pub fn dump_rlimits(fz: &Frozen, par: &Parasite) -> Result<Vec<Rlimit>> {
     let mut out = Vec::new();
     for res in 0..16 {
-        let (cur, max) = sys::prlimit(pid, res, None).ctx(pid, || format!("prlimit resource {res}"))?;
-        out.push(Rlimit { resource: res, cur, max });
+        par.zero(16)?;
+        par.call(fz.pid, libc::SYS_prlimit64, &[0, res as u64, 0, par.data(0)])?;
+        let b = par.read(0, 16)?;
+        out.push(Rlimit { resource: res, cur: u64_at(&b, 0), max: u64_at(&b, 8) });
     }
     Ok(out)
 }

@@ -92,6 +92,9 @@ pub struct Thread {
     /// Syscall the thread was stopped in (orig_rax), -1 if none; informational.
     #[prost(int64, tag = "22")]
     pub in_syscall: i64,
+    /// prctl(PR_GET_TIMERSLACK), nanoseconds.
+    #[prost(uint64, tag = "23")]
+    pub timerslack_ns: u64,
 }
 
 /// One VMA, as /proc/PID/maps and smaps describe it.
@@ -335,6 +338,10 @@ pub struct FileObj {
     /// memfd name if this is a memfd (content saved like a deleted file).
     #[prost(string, tag = "8")]
     pub memfd_name: String,
+    /// Deleted file or memfd whose inode is also open through an earlier object (another
+    /// open(2) of the same file): that object's id; its content is stored there.
+    #[prost(uint32, tag = "9")]
+    pub same_inode_as: u32,
 }
 
 /// What a file looked like at dump time, to refuse restores onto a changed file.
@@ -372,6 +379,11 @@ pub struct PipeObj {
     pub capacity: u32,
     #[prost(bytes = "vec", tag = "3")]
     pub data: Vec<u8>,
+    /// The read (write) end was closed by everyone: restore closes it again.
+    #[prost(bool, tag = "4")]
+    pub read_closed: bool,
+    #[prost(bool, tag = "5")]
+    pub write_closed: bool,
 }
 
 /// One open description of a pipe end.

@@ -785,7 +785,7 @@ fn probe_process_vm() -> Outcome {
                 1 as c_ulong,
                 &remote,
                 1 as c_ulong,
-                0,
+                0 as c_ulong,
             )
         };
         let n = sys(r, "process_vm_readv")?;
@@ -818,7 +818,7 @@ fn probe_process_vm() -> Outcome {
             1 as c_ulong,
             &remote,
             1 as c_ulong,
-            0,
+            0 as c_ulong,
         )
     };
     let n = sys(r, "process_vm_writev")?;
