@@ -200,10 +200,14 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     precheck(pid)?;
     prepare_dir(pid, &opts.dir)?;
     let vdso = vdso_range(pid)?;
+    let stopped = procfs::status(pid)
+        .ok()
+        .and_then(|st| procfs::status_field(&st, "State").map(|s| s.starts_with('T')))
+        .unwrap_or(false);
     let fz = Frozen::seize(pid)?;
     let t_frozen = Instant::now();
     info!(pid, threads = fz.threads.len(), "frozen");
-    let r = write_image(&fz, &opts.dir, vdso);
+    let r = write_image(&fz, &opts.dir, vdso, stopped);
     let mut stats = match r {
         Ok(s) => s,
         Err(e) => {
@@ -234,9 +238,12 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     Ok(stats)
 }
 
-fn write_image(fz: &Frozen, dir: &Path, vdso: (u64, u64)) -> Result<DumpStats> {
+fn write_image(fz: &Frozen, dir: &Path, vdso: (u64, u64), stopped: bool) -> Result<DumpStats> {
     let pid = fz.pid;
     let mut process = collect_task_state(fz, vdso)?;
+    if let Some(a) = process.attrs.as_mut() {
+        a.stopped = stopped;
+    }
     let mut objs = ObjectTable::default();
     let col = mem::collect(pid, &mut objs)?;
     process.fds = files::dump_fds(pid, &mut objs)?;

@@ -624,6 +624,11 @@ impl Builder<'_> {
         self.call("dumpable", self.main(), libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, attrs.dumpable as u64])?;
         self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
         self.registers()?;
+        if attrs.stopped {
+            // Queued while every thread is still stopped under ptrace: the first thing
+            // each does after we detach is to enter the group stop again.
+            sys::kill(self.pid, libc::SIGSTOP).map_err(|e| self.err("stopping the process again (it was stopped)", e))?;
+        }
         for t in &self.threads {
             ptrace::detach(t.tid).map_err(|e| self.err("detaching", format!("thread {}: {e}", t.tid)))?;
         }

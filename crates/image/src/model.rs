@@ -296,6 +296,9 @@ pub struct ProcAttrs {
     pub dumpable: i32,
     #[prost(bool, tag = "7")]
     pub child_subreaper: bool,
+    /// Stopped by a stop signal (group stop) when dumped: restore leaves it stopped.
+    #[prost(bool, tag = "8")]
+    pub stopped: bool,
 }
 
 /// Record type 2: one shared object, written once and referenced by id.
