@@ -70,3 +70,12 @@ fn basic_heap_static_stack() {
     let _t = serial();
     roundtrip("basic", &[]);
 }
+
+/// 3000 small separate mappings (private rw, read-only, shared) with
+/// individual patterns: no fixed-size limits, all addresses, perms and
+/// contents kept.
+#[test]
+fn many_small_mappings() {
+    let _t = serial();
+    roundtrip("mem_many", &[]);
+}

@@ -25,11 +25,21 @@ fn damaged_copy(w: &Workload, label: &str) -> PathBuf {
 }
 
 /// Restore from `img` must be refused; nothing may be left running.
+/// `go` is created first: if the engine wrongly restores, the workload
+/// finishes at once (and a foreground stasis returns) instead of hanging.
 fn assert_refused(w: &mut Workload, img: &Path, detach: bool, needles: &[&str], what: &str) {
+    w.go();
     let pf = w.tmp.path.join("refused.pid");
     let pfs = pf.to_string_lossy().to_string();
-    let r = if detach { w.try_restore_from(img, &["-d", "--pidfile", &pfs]) } else { w.try_restore_from(img, &[]) };
+    let extra: Vec<&str> = if detach { vec!["-d", "--pidfile", &pfs] } else { vec![] };
+    let r = w.try_restore_timeout(img, &extra, Duration::from_secs(30));
     let ctx = format!("[{what}]\n{}", w.report());
+    let out = w.output();
+    let after_ready = out.split_once("READY\n").map(|x| x.1).unwrap_or("");
+    assert!(
+        after_ready.is_empty() && !pid_exists(w.pid),
+        "restore was NOT refused: a restored workload ran (or runs) despite the damage\n{ctx}"
+    );
     assert_clean_error(&r, needles, &ctx);
     assert!(r.elapsed < QUICK, "refusal took {:.2?} [{what}]", r.elapsed);
     std::thread::sleep(Duration::from_millis(50));
@@ -190,7 +200,7 @@ fn pid_taken_by_running_original() {
     let pid = w.pid.to_string();
     let comm = w.info("comm");
     let img = w.img.clone();
-    let r = w.try_restore_from(&img, &["-d"]);
+    let r = w.try_restore_timeout(&img, &["-d"], Duration::from_secs(30));
     let rep = w.report();
     assert_clean_error(&r, &[&pid, &comm], &rep);
     assert!(r.elapsed < QUICK, "refusal took {:.2?}", r.elapsed);
@@ -220,7 +230,9 @@ fn tid_taken_by_another_process() {
     );
     assert_eq!(comm_of(tid), "pidholder");
     let pf = w.tmp.path.join("refused.pid").to_string_lossy().to_string();
-    let r = w.try_restore(&["-d", "--pidfile", &pf]);
+    w.go();
+    let img = w.img.clone();
+    let r = w.try_restore_timeout(&img, &["-d", "--pidfile", &pf], Duration::from_secs(30));
     let rep = w.report();
     assert_clean_error(&r, &[&tid.to_string(), "pidholder"], &rep);
     assert!(!pid_exists(w.pid), "the main pid {} exists after a refused restore", w.pid);

@@ -39,3 +39,36 @@ fn posix_timers() {
     let _t = serial();
     roundtrip("posix_timer", &[]);
 }
+
+/// A process stopped by SIGSTOP at dump time is still stopped after the
+/// restore (all threads), does not run until SIGCONT, then continues and
+/// passes its checks.
+#[test]
+fn stopped_process_stays_stopped() {
+    let _t = serial();
+    let mut w = Workload::start("threads", &[]);
+    w.wait_all_sleeping();
+    // SAFETY: w.pid is our live, unreaped child.
+    unsafe { libc::kill(w.pid, libc::SIGSTOP) };
+    let pid = w.pid;
+    let stopped = || {
+        let t = tasks_of(pid);
+        !t.is_empty() && t.iter().all(|t| t.1 == 'T')
+    };
+    assert!(wait_until(std::time::Duration::from_secs(5), stopped), "SIGSTOP did not stop it: {:?}", tasks_of(pid));
+    w.checkpoint_restore();
+    assert!(
+        wait_until(std::time::Duration::from_secs(2), stopped),
+        "restored process is not stopped: {:?}\n{}",
+        tasks_of(pid),
+        w.report()
+    );
+    w.go();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!w.output().contains("PASS"), "the stopped process ran before SIGCONT\n{}", w.report());
+    assert!(stopped(), "the restored process left the stopped state by itself: {:?}", tasks_of(pid));
+    // SAFETY: our child (original or restored), not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass(st);
+}

@@ -74,3 +74,15 @@ fn dump_restored_process_again() {
     }
     w.go_and_pass();
 }
+
+/// set_robust_list and clear_child_tid per thread: after restore a thread
+/// exits holding a robust mutex -> the next locker gets EOWNERDEAD (not a
+/// hang), and pthread_join works.
+#[test]
+fn robust_mutex_and_join() {
+    let _t = serial();
+    let mut w = Workload::start("robust", &[]);
+    w.wait_all_sleeping();
+    w.checkpoint_restore();
+    w.go_and_pass();
+}

@@ -352,13 +352,14 @@ pub fn workload_bin(name: &str) -> PathBuf {
     for f in CFLAGS {
         fnv(&mut h, f.as_bytes());
     }
-    let dir = Path::new(BUILD_DIR).join("workloads");
+    // WORKLOADS_BUILD/NAME-HASH/NAME: the binary keeps its name (= comm).
+    let dir = Path::new(BUILD_DIR).join("workloads").join(format!("{name}-{h:016x}"));
     fs::create_dir_all(&dir).expect("create workload build dir");
-    let bin = dir.join(format!("{name}-{h:016x}"));
+    let bin = dir.join(name);
     if bin.exists() {
         return bin;
     }
-    let tmp = dir.join(format!(".{name}-{h:016x}.{}", std::process::id()));
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
     let out = Command::new("cc")
         .args(CFLAGS)
         .arg("-I")
@@ -441,7 +442,12 @@ impl fmt::Display for Run {
 }
 
 fn indent(s: &str) -> String {
-    let s = if s.len() > 8000 { format!("{}...[{} bytes cut]", &s[..8000], s.len() - 8000) } else { s.to_string() };
+    let s = if s.len() > 8000 {
+        let cut = (0..=8000).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        format!("{}...[{} bytes cut]", &s[..cut], s.len() - cut)
+    } else {
+        s.to_string()
+    };
     s.trim_end().replace('\n', "\n          ")
 }
 
@@ -499,7 +505,8 @@ pub fn assert_clean_error(run: &Run, needles: &[&str], ctx: &dyn fmt::Display) {
         "stasis panicked\n{run}\n{ctx}"
     );
     let lines: Vec<&str> = run.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected exactly one stderr line\n{run}\n{ctx}");
+    assert!(!lines.is_empty(), "exit code 1 but no error line on stderr\n{run}\n{ctx}");
+    assert_eq!(lines.len(), 1, "expected exactly one stderr line, got {}\n{run}\n{ctx}", lines.len());
     assert!(lines[0].starts_with("stasis: error: "), "stderr must start with 'stasis: error: '\n{run}\n{ctx}");
     let low = lines[0].to_lowercase();
     for n in needles {
@@ -617,6 +624,23 @@ impl Workload {
         String::from_utf8_lossy(&fs::read(&self.out).unwrap_or_default()).into_owned()
     }
 
+    /// stdout for humans: NULs made visible, binary output summarised.
+    fn output_for_report(&self) -> String {
+        let b = fs::read(&self.out).unwrap_or_default();
+        let odd = b.iter().filter(|c| **c > 126 || (**c < 32 && **c != b'\n' && **c != b'\t' && **c != 0)).count();
+        if odd > b.len() / 20 {
+            return format!("<{} bytes of binary output>", b.len());
+        }
+        let s = String::from_utf8_lossy(&b).replace('\0', "\\0");
+        if s.len() > 20000 {
+            let cut = s.len() - 20000;
+            let cut = (cut..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(cut);
+            format!("...[{cut} bytes cut]\n{}", &s[cut..])
+        } else {
+            s
+        }
+    }
+
     pub fn stderr_output(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.err).unwrap_or_default()).into_owned()
     }
@@ -624,8 +648,7 @@ impl Workload {
     /// Everything useful for a failure message.
     pub fn report(&self) -> String {
         let mut s = format!("--- workload {} (pid {}) in {}\n", self.name, self.pid, self.tmp.path.display());
-        let out = self.output();
-        s += &format!("--- stdout:\n{}\n", if out.len() > 20000 { &out[out.len() - 20000..] } else { &out });
+        s += &format!("--- stdout:\n{}\n", self.output_for_report());
         let err = self.stderr_output();
         if !err.is_empty() {
             s += &format!("--- stderr:\n{err}\n");
@@ -700,7 +723,11 @@ impl Workload {
     // -- stasis ------------------------------------------------------------
 
     pub fn stasis(&mut self, args: &[&OsStr]) -> Run {
-        let r = stasis_in(&self.tmp.path, args, STASIS_TIMEOUT);
+        self.stasis_timeout(args, STASIS_TIMEOUT)
+    }
+
+    pub fn stasis_timeout(&mut self, args: &[&OsStr], timeout: Duration) -> Run {
+        let r = stasis_in(&self.tmp.path, args, timeout);
         self.runs.push(r.to_string());
         r
     }
@@ -722,11 +749,21 @@ impl Workload {
     /// Dump (must succeed) and reap the original, which stasis must have
     /// killed with SIGKILL.  No-op in direct mode.
     pub fn dump(&mut self) {
+        if let Some(r) = self.dump_or_refusal() {
+            panic!("dump failed ({:?})\n{}", r.status, self.report());
+        }
+    }
+
+    /// Like dump(), but a failed dump is returned (and the original left
+    /// alone) instead of failing the test.  None in direct mode.
+    pub fn dump_or_refusal(&mut self) -> Option<Run> {
         if direct() {
-            return;
+            return None;
         }
         let r = self.try_dump(&[]);
-        assert!(r.ok(), "dump failed\n{}", self.report());
+        if !r.ok() {
+            return Some(r);
+        }
         let mut child = self.child.take().expect("dump: no original child to reap");
         let st = wait_child_timeout(&mut child, Duration::from_secs(10));
         if st.is_none() {
@@ -740,6 +777,7 @@ impl Workload {
             self.report()
         );
         assert!(!pid_exists(self.pid), "pid {} still exists after the dump", self.pid);
+        None
     }
 
     /// Dump with --leave-running (must succeed); the process must still run,
@@ -774,9 +812,13 @@ impl Workload {
     }
 
     pub fn try_restore_from(&mut self, img: &Path, extra: &[&str]) -> Run {
+        self.try_restore_timeout(img, extra, STASIS_TIMEOUT)
+    }
+
+    pub fn try_restore_timeout(&mut self, img: &Path, extra: &[&str], timeout: Duration) -> Run {
         let mut a: Vec<&OsStr> = vec![OsStr::new("restore"), OsStr::new("-D"), img.as_os_str()];
         a.extend(extra.iter().map(OsStr::new));
-        self.stasis(&a)
+        self.stasis_timeout(&a, timeout)
     }
 
     /// Detached restore (must succeed, pidfile must hold the original PID);

@@ -3,10 +3,14 @@
  * After restore: pid and tid unchanged, /proc/self/cmdline and
  * /proc/self/environ unchanged (mm arg/env ranges), /proc/self/exe still
  * this binary, /proc/self/stat start-of-data fields sane, process group and
- * session unchanged, argv/environ in memory unchanged.
+ * session unchanged, argv/environ in memory unchanged; the restored
+ * process can still fork (child exits 42, reaped by us) and posix_spawn
+ * /bin/true.
  * args: WORKDIR some extra "args with spaces" (any)
  */
 #include "common.h"
+#include <spawn.h>
+#include <sys/wait.h>
 
 extern char **environ;
 
@@ -43,5 +47,18 @@ int main(int argc, char **argv)
     CHECK(strcmp(argv[1], g_dir) == 0 && argv[argc] == NULL, "argv changed");
     CHECK(getpgrp() == pgid, "process group changed: %d -> %d", (int)pgid, (int)getpgrp());
     CHECK(getsid(0) == sid, "session changed: %d -> %d", (int)sid, (int)getsid(0));
+
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0)
+        _exit(getppid() == pid ? 42 : 43);
+    int st = 0;
+    CHECK(c > 0 && waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 42,
+          "fork after restore: child %d status %#x", (int)c, st);
+    pid_t sp;
+    char *av[] = { "true", NULL };
+    int e = posix_spawn(&sp, "/bin/true", NULL, NULL, av, environ);
+    CHECK(e == 0 && waitpid(sp, &st, 0) == sp && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "posix_spawn /bin/true after restore: %s, status %#x", strerror(e), st);
     return finish();
 }

@@ -80,7 +80,12 @@ with open(progress_path) as f:
 for w in range(NW):
     if seen[w] != len(results[w][2]):
         fails.append("progress.txt: worker %d has %d lines, want %d" % (w, seen[w], len(results[w][2])))
-ntask = len(os.listdir("/proc/self/task"))
+# a joined thread's task may linger for a moment while it exits
+for _ in range(200):
+    ntask = len(os.listdir("/proc/self/task"))
+    if ntask == 1:
+        break
+    time.sleep(0.01)
 if ntask != 1:
     fails.append("%d tasks after join" % ntask)
 print("INFO iterations=%s" % ",".join(str(len(results[w][2])) for w in range(NW)), flush=True)
