@@ -246,7 +246,7 @@ fn write_image(fz: &Frozen, dir: &Path, vdso: (u64, u64), stopped: bool) -> Resu
     }
     let mut objs = ObjectTable::default();
     let col = mem::collect(pid, &mut objs)?;
-    process.fds = files::dump_fds(pid, &mut objs)?;
+    (process.fds, process.locks) = files::dump_fds(pid, &mut objs)?;
     let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
     if exe_path.ends_with(" (deleted)") {
         return Err(Error::Unsupported { pid, what: format!("its executable {exe_path} was deleted") });

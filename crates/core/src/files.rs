@@ -125,8 +125,41 @@ struct PipeSeen {
     write_fd: Option<i32>,
 }
 
-/// Collects every fd of `pid` into fd entries and objects.
-pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
+/// Parses the `lock:` lines of an fdinfo file:
+/// `lock:\t1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF`.
+fn parse_locks(pid: i32, fd: i32, fdinfo: &str) -> Result<Vec<(String, FileLock)>> {
+    let mut out = Vec::new();
+    for l in fdinfo.lines() {
+        let Some(rest) = l.strip_prefix("lock:") else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // [id:, kind, ADVISORY, READ|WRITE, pid, dev:ino, start, end]
+        let (kind, mode, rw, inode, start, end) = match f.as_slice() {
+            [_, "->", ..] => continue, // a waiter, not a holder
+            [_, kind, mode, rw, _pid, inode, start, end, ..] => (*kind, *mode, *rw, *inode, *start, *end),
+            _ => continue,
+        };
+        let kind = match kind {
+            "FLOCK" => "flock",
+            "POSIX" => "posix",
+            "OFDLCK" => "ofd",
+            other => {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} holds a {other} lock ({mode} {rw})") })
+            }
+        };
+        if mode != "ADVISORY" {
+            return Err(Error::Unsupported { pid, what: format!("fd {fd} holds a {mode} {kind} lock") });
+        }
+        let start: u64 = start.parse().unwrap_or(0);
+        let len = if end == "EOF" { 0 } else { end.parse::<u64>().unwrap_or(start).saturating_sub(start) + 1 };
+        let key = format!("{kind}:{inode}:{start}:{len}");
+        out.push((key, FileLock { kind: kind.into(), fd, write: rw == "WRITE", start, len }));
+    }
+    Ok(out)
+}
+
+/// Collects every fd of `pid` into fd entries and objects, and the file locks held.
+pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLock>)> {
+    let mut locks: Vec<(String, FileLock)> = Vec::new();
     let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
     let mut out = Vec::new();
     // descriptions seen: (dev, ino) -> [(fd, object id)] to find dups with kcmp
@@ -140,6 +173,13 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
             Err(_) => continue, // closed meanwhile (cannot happen while frozen)
         };
         let info = procfs::fdinfo(pid, fd).ctx(pid, || format!("reading fdinfo of fd {fd}"))?;
+        let raw = procfs::read(pid, &format!("fdinfo/{fd}")).unwrap_or_default();
+        for (key, l) in parse_locks(pid, fd, &raw)? {
+            // a POSIX lock shows on every fd of its file; a flock on every dup
+            if !locks.iter().any(|(k, _)| *k == key) {
+                locks.push((key, l));
+            }
+        }
         let cloexec = info.flags & O_CLOEXEC != 0;
         let flags = info.flags & !O_CLOEXEC;
         if let Some(kind) = anon_kind(&link) {
@@ -288,7 +328,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<Vec<Fd>> {
         o.capacity = cap as u32;
         o.data = data;
     }
-    Ok(out)
+    Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
 }
 
 /// Another process holding pipe `ino` open, if any (scans /proc/*/fd).

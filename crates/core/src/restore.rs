@@ -118,6 +118,9 @@ struct Plan {
     root: CString,
     comm: CString,
     tramp: u64,
+    pgid: i32,
+    sid: i32,
+    pid: i32,
 }
 
 fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> {
@@ -201,6 +204,9 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
             root: cs(&attrs.root)?,
             comm: cs(&p.comm)?,
             tramp,
+            pgid: attrs.pgid,
+            sid: attrs.sid,
+            pid,
         },
         shm_keep,
     ))
@@ -276,6 +282,19 @@ fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
         fail(b"chroot to the original root", ctl2);
     }
     child::set_name(&plan.comm);
+    // Session and process group: lead them again if the process led them; otherwise
+    // join the saved group if it exists in our session, else stay in the restorer's.
+    if plan.sid == plan.pid {
+        if child::setsid() < 0 {
+            fail(b"setsid (the process led its session)", ctl2);
+        }
+    } else if plan.pgid == plan.pid {
+        if child::setpgid(0, 0) < 0 {
+            fail(b"setpgid (the process led its process group)", ctl2);
+        }
+    } else if plan.pgid > 0 {
+        let _ = child::setpgid(0, plan.pgid);
+    }
     if sys::map_fixed_code(plan.tramp, TRAMP_LEN as usize, &[0x0f, 0x05]).is_err() {
         fail(b"mapping the syscall trampoline", ctl2);
     }
@@ -609,6 +628,8 @@ impl Builder<'_> {
         // close the carried fds (all above the target's highest fd)
         let r = self.main();
         self.call("closing restorer fds", r, libc::SYS_close_range, &[self.plan.base as u64, u32::MAX as u64, 0])?;
+        // after that close: closing any fd of a file drops the process's POSIX locks on it
+        self.locks()?;
         let _ = self.child_ctl;
         // --detach: hand the process over to its new parent before setting pdeathsig.
         if let Some((w, mpid)) = ch.middle.take() {
@@ -1033,6 +1054,29 @@ impl Builder<'_> {
             if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", self.pid), attrs.oom_score_adj.to_string()) {
                 warn!("pid {}: restoring oom_score_adj {}: {e}", self.pid, attrs.oom_score_adj);
             }
+        }
+        Ok(())
+    }
+
+    fn locks(&self) -> Result<()> {
+        let r = self.main();
+        for l in &self.m.process.locks {
+            let st = format!("re-acquiring the {} lock of fd {}", l.kind, l.fd);
+            if l.kind == "flock" {
+                let op = if l.write { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+                self.call(&st, r, libc::SYS_flock, &[l.fd as u64, op as u64])?;
+                continue;
+            }
+            // struct flock: l_type (i16), l_whence (i16), pad, l_start, l_len, l_pid
+            let mut b = vec![0u8; 32];
+            let ty = if l.write { libc::F_WRLCK } else { libc::F_RDLCK } as i16;
+            b[0..2].copy_from_slice(&ty.to_le_bytes());
+            b[2..4].copy_from_slice(&(libc::SEEK_SET as i16).to_le_bytes());
+            b[8..16].copy_from_slice(&l.start.to_le_bytes());
+            b[16..24].copy_from_slice(&l.len.to_le_bytes());
+            self.write_data(&st, 0, &b)?;
+            let cmd = if l.kind == "ofd" { libc::F_OFD_SETLK } else { libc::F_SETLK };
+            self.call(&st, r, libc::SYS_fcntl, &[l.fd as u64, cmd as u64, self.data(0)])?;
         }
         Ok(())
     }

@@ -179,7 +179,9 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     par.zero(8)?;
     par.call(pid, libc::SYS_prctl, &[libc::PR_GET_CHILD_SUBREAPER as u64, par.data(0)])?;
     let child_subreaper = i32_at(&par.read(0, 4)?, 0) != 0;
-    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false })
+    let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
+    let (pgid, sid) = (procfs::stat_num(&sf, 5) as i32, procfs::stat_num(&sf, 6) as i32);
+    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid })
 }
 
 /// Resource limits, read from inside (prlimit on another process with other

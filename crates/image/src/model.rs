@@ -40,6 +40,27 @@ pub struct Process {
     /// Kernel release the image was taken on (`uname -r`).
     #[prost(string, tag = "15")]
     pub kernel: String,
+    /// File locks held by the process (flock, POSIX record locks, OFD locks).
+    #[prost(message, repeated, tag = "16")]
+    pub locks: Vec<FileLock>,
+}
+
+/// A file lock to take again after the fds are back.
+#[derive(Clone, PartialEq, Message)]
+pub struct FileLock {
+    /// "flock", "posix" or "ofd".
+    #[prost(string, tag = "1")]
+    pub kind: String,
+    /// An fd (in the restored process) through which to take it.
+    #[prost(int32, tag = "2")]
+    pub fd: i32,
+    #[prost(bool, tag = "3")]
+    pub write: bool,
+    #[prost(uint64, tag = "4")]
+    pub start: u64,
+    /// Length in bytes; 0 = to the end of the file.
+    #[prost(uint64, tag = "5")]
+    pub len: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -299,6 +320,10 @@ pub struct ProcAttrs {
     /// Stopped by a stop signal (group stop) when dumped: restore leaves it stopped.
     #[prost(bool, tag = "8")]
     pub stopped: bool,
+    #[prost(int32, tag = "9")]
+    pub pgid: i32,
+    #[prost(int32, tag = "10")]
+    pub sid: i32,
 }
 
 /// Record type 2: one shared object, written once and referenced by id.

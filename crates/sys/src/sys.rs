@@ -385,6 +385,14 @@ pub mod child {
             unsafe { libc::pause() };
         }
     }
+    pub fn setsid() -> i32 {
+        // SAFETY: plain syscall.
+        unsafe { libc::setsid() }
+    }
+    pub fn setpgid(pid: i32, pgid: i32) -> i32 {
+        // SAFETY: plain syscall.
+        unsafe { libc::setpgid(pid, pgid) }
+    }
     pub fn set_pdeathsig_kill() {
         // SAFETY: prctl with integer args.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
