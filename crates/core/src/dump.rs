@@ -99,6 +99,9 @@ fn cleanup_dir(dir: &Path) {
     for f in [PAGES, ".manifest.img.tmp", "stats.json"] {
         let _ = std::fs::remove_file(dir.join(f));
     }
+    for k in 1..64 {
+        let _ = std::fs::remove_file(dir.join(stasis_image::pages_file_name(k)));
+    }
 }
 
 struct Progress(Option<indicatif::ProgressBar>);
@@ -262,7 +265,8 @@ fn write_image(fz: &Frozen, dir: &Path, vdso: (u64, u64), stopped: bool) -> Resu
 
     let total: u64 = col.jobs.iter().map(|j| j.count * 4096).sum();
     let pb = Progress::new(total, "dumping memory");
-    let (index, pstats, pages_size, pages_crc) = mem::write_pages(pid, dir, &col, &|n| pb.set(n))?;
+    let out = mem::write_pages(pid, dir, &col, &|n| pb.set(n))?;
+    let (index, pstats) = (out.index, out.stats);
     pb.finish();
 
     let mut w = ManifestWriter::new();
@@ -274,6 +278,6 @@ fn write_image(fz: &Frozen, dir: &Path, vdso: (u64, u64), stopped: bool) -> Resu
     for chunk in index.runs.chunks(65536) {
         w.record(rec::PAGE_INDEX, &PageIndex { runs: chunk.to_vec() });
     }
-    w.finish(dir, pages_size, pages_crc)?;
+    w.finish(dir, &out.shards)?;
     Ok(DumpStats { pages: pstats.pages, pages_bytes: pstats.bytes, ..Default::default() })
 }

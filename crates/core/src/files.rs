@@ -3,7 +3,8 @@
 //!
 //! Kinds: path-named files (regular, directory, memory character devices such as
 //! /dev/null), files deleted while open and memfds (content saved), pipes with both ends
-//! in the process (buffered bytes saved with tee(2), which does not consume them).
+//! in the process (buffered bytes saved with tee(2), which does not consume them);
+//! eventfd, timerfd, signalfd, epoll and inotify through `fdkinds` (one module each).
 //! Everything else is refused with the fd number and its kind.
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use stasis_image::model::*;
 use stasis_sys::sys;
 
 use crate::error::{Ctx, Error, Result};
+use crate::fdkinds;
 use crate::objects::ObjectTable;
 use crate::procfs;
 
@@ -182,7 +184,8 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
         }
         let cloexec = info.flags & O_CLOEXEC != 0;
         let flags = info.flags & !O_CLOEXEC;
-        if let Some(kind) = anon_kind(&link) {
+        let fdkind = fdkinds::kind_of(&link);
+        if let Some(kind) = anon_kind(&link).filter(|_| fdkind.is_none()) {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} is {kind}") });
         }
         let md = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(pid, || format!("stat of fd {fd} ({link})"))?;
@@ -197,7 +200,10 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
                 continue;
             }
         }
-        let id = if ft.is_socket() {
+        let id = if let Some(kind) = fdkind {
+            let o = fdkinds::dump(&fdkinds::FdCtx { pid, fd, kind, pidfd: pidfd.as_fd(), fdinfo: &raw, flags })?;
+            objs.intern(format!("anon-fd:{fd}"), |_| o)
+        } else if ft.is_socket() {
             let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
             return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
         } else if ft.is_fifo() {
@@ -484,6 +490,8 @@ pub fn open_fd_objects(m: &stasis_image::Manifest) -> Result<Opened> {
                 let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
             }
             opened.by_object.insert(fd.object_id, owned);
+        } else if let Some(r) = fdkinds::open(o) {
+            opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
         } else {
             return Err(step(format!("fd {}: object {} has no kind this stasis knows", fd.fd, fd.object_id)));
         }

@@ -129,25 +129,13 @@ impl Frozen {
         }
     }
 
-    /// Kills the process (after a successful dump without --leave-running).
+    /// Kills the process (after a successful dump without --leave-running). SIGKILL
+    /// takes effect before any thread runs again; we do not wait for the kernel to tear
+    /// down its memory (that can take a while for a large process). When stasis exits,
+    /// the kernel releases the dead tracees and the parent reaps the process as usual.
     pub fn kill(mut self) {
         self.released = true;
         let _ = stasis_sys::sys::kill(self.pid, libc::SIGKILL);
-        // Traced threads stay zombies until their tracer waits for them, and the leader
-        // is only reported once the others are gone: wait for the others first.
-        for t in self.threads.iter().rev() {
-            loop {
-                match ptrace::wait(t.tid) {
-                    Ok(st) => match ptrace::decode(st) {
-                        Stop::Exited(_) | Stop::Killed(_) => break,
-                        Stop::Stopped(..) => {
-                            let _ = ptrace::cont(t.tid, 0);
-                        }
-                    },
-                    Err(_) => break,
-                }
-            }
-        }
     }
 }
 

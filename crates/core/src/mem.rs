@@ -6,10 +6,9 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc;
 
 use stasis_image::model::*;
-use stasis_image::{page_size, PAGES_HEADER_LEN};
+use stasis_image::PAGES_HEADER_LEN;
 use stasis_sys::sys;
 use tracing::debug;
 
@@ -244,127 +243,157 @@ pub struct PageStats {
     pub bytes: u64,
 }
 
-/// Streams every job's pages into `dir/pages.img` (reader thread: process_vm_readv and
-/// CRC; writer thread: sequential writes) and returns the page index.
-pub fn write_pages(
-    pid: i32,
-    dir: &Path,
-    col: &MemCollect,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<(PageIndex, PageStats, u64, u32)> {
-    let path = dir.join(stasis_image::PAGES);
-    let mut file = File::create(&path).map_err(path_err(path.display().to_string()))?;
-    let total_pages: u64 = col.jobs.iter().map(|j| j.count).sum();
-    let header = stasis_image::pages_header(total_pages);
-    let header_crc = crc32c::crc32c(&header);
-    file.write_all(&header).map_err(path_err(path.display().to_string()))?;
-    let mem = File::open(format!("/proc/{pid}/mem")).ctx(pid, || "opening /proc/PID/mem".into())?;
-
-    let (to_writer, from_reader) = mpsc::sync_channel::<(sys::AnonBuf, usize)>(1);
-    let (to_reader, free_bufs) = mpsc::channel::<sys::AnonBuf>();
-    for _ in 0..3 {
-        to_reader.send(sys::AnonBuf::new(CHUNK).ctx(pid, || "allocating copy buffer".into())?).unwrap();
+/// Number of pages files written in parallel. On this kind of machine page-cache writes
+/// scale with writers on separate files (one file serialises on its inode lock).
+fn shard_count(total_bytes: u64) -> u32 {
+    if total_bytes < (256 << 20) {
+        return 1;
     }
-    let mut runs = Vec::with_capacity(col.jobs.len());
-    let wpath = path.display().to_string();
-    let result: Result<()> = std::thread::scope(|s| {
-        let writer = s.spawn(move || -> Result<()> {
-            let mut done = 0u64;
-            for (buf, used) in from_reader {
-                file.write_all(&buf.as_slice()[..used]).map_err(path_err(wpath.clone()))?;
-                done += used as u64;
-                progress(done);
-                if to_reader.send(buf).is_err() {
-                    break;
-                }
-            }
-            file.flush().map_err(path_err(wpath.clone()))?;
-            Ok(())
-        });
-        let mut off = PAGES_HEADER_LEN;
-        let mut read_err = None;
-        let mut i = 0;
-        'outer: while i < col.jobs.len() {
-            let Ok(mut buf) = free_bufs.recv() else { break };
-            let base = buf.as_mut_ptr();
-            let mut used = 0usize;
-            let mut local: Vec<(*mut u8, usize)> = Vec::new();
-            let mut remote: Vec<(u64, usize)> = Vec::new();
-            let first = i;
-            while i < col.jobs.len() {
-                let j = &col.jobs[i];
-                let len = (j.count * PAGE) as usize;
-                if used + len > CHUNK {
-                    break;
-                }
-                let dst = base.wrapping_add(used);
-                match j.src {
-                    JobSrc::Proc(Src::Vm) => {
-                        local.push((dst, len));
-                        remote.push((j.addr, len));
-                    }
-                    JobSrc::Proc(Src::Mem) => {
-                        let sl = &mut buf_slice(&mut buf)[used..used + len];
-                        if let Err(e) = mem.read_exact_at(sl, j.addr) {
-                            read_err = Some(Error::Sys { pid, what: format!("reading non-readable memory at {:#x}", j.addr), err: e });
-                            break 'outer;
-                        }
-                    }
-                    JobSrc::Shm(k) => {
-                        let sl = &mut buf_slice(&mut buf)[used..used + len];
-                        if let Err(e) = read_full_at(&col.shm_files[k], sl, j.addr) {
-                            read_err = Some(Error::Sys { pid, what: format!("reading shared memory object at offset {:#x}", j.addr), err: e });
-                            break 'outer;
-                        }
-                    }
-                }
-                used += len;
-                i += 1;
-            }
-            // process_vm_readv in batches of at most 1024 iovecs.
-            for (l, r) in local.chunks_mut(1024).zip(remote.chunks(1024)) {
-                let want: usize = r.iter().map(|x| x.1).sum();
-                match sys::vm_readv(pid, l, r) {
-                    Ok(n) if n == want => {}
-                    Ok(n) => {
-                        read_err = Some(Error::Refused { pid, why: format!("short process_vm_readv at {:#x}: {n} of {want} bytes", r[0].0) });
-                        break 'outer;
-                    }
-                    Err(e) => {
-                        read_err = Some(Error::Sys { pid, what: format!("process_vm_readv at {:#x}", r[0].0), err: e });
-                        break 'outer;
-                    }
-                }
-            }
-            let data = buf.as_slice();
-            let mut boff = 0usize;
-            for j in &col.jobs[first..i] {
-                let len = (j.count * PAGE) as usize;
-                runs.push(PageRun {
-                    object_id: j.object_id,
-                    addr: j.addr,
-                    count: j.count as u32,
-                    file_offset: off,
-                    crc: crc32c::crc32c(&data[boff..boff + len]),
-                });
-                off += len as u64;
-                boff += len;
-            }
-            if to_writer.send((buf, used)).is_err() {
-                break;
-            }
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4) as u32
+}
+
+/// Result of the page copy: the index, statistics and the pages files written.
+pub struct PagesOut {
+    pub index: PageIndex,
+    pub stats: PageStats,
+    pub shards: Vec<stasis_image::Shard>,
+}
+
+/// Streams every job's pages into the pages files. The jobs are cut into chunks of at
+/// most 32 MiB; one worker per pages file claims chunks in turn, reads them
+/// (process_vm_readv, /proc/PID/mem or pread) into its own buffer, computes each run's
+/// CRC32C and appends the chunk to its file. Reading and writing thus overlap across
+/// workers, and page-cache writes run in parallel on separate files.
+pub fn write_pages(pid: i32, dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)) -> Result<PagesOut> {
+    let total_pages: u64 = col.jobs.iter().map(|j| j.count).sum();
+    let nshards = shard_count(total_pages * PAGE);
+    // chunk boundaries over the job list
+    let mut chunks: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < col.jobs.len() {
+        let start = i;
+        let mut used = 0u64;
+        while i < col.jobs.len() && used + col.jobs[i].count * PAGE <= CHUNK as u64 {
+            used += col.jobs[i].count * PAGE;
+            i += 1;
         }
-        drop(to_writer);
-        let w = writer.join().expect("page writer thread panicked");
-        if let Some(e) = read_err {
-            return Err(e);
+        chunks.push((start, i));
+    }
+    let mut files = Vec::new();
+    let mut shards = Vec::new();
+    for k in 0..nshards {
+        let path = dir.join(stasis_image::pages_file_name(k));
+        let mut f = File::create(&path).map_err(path_err(path.display().to_string()))?;
+        let header = stasis_image::pages_header(total_pages, k, nshards);
+        f.write_all(&header).map_err(path_err(path.display().to_string()))?;
+        shards.push(stasis_image::Shard { size: PAGES_HEADER_LEN, header_crc: crc32c::crc32c(&header) });
+        files.push((f, path.display().to_string()));
+    }
+    let mem = File::open(format!("/proc/{pid}/mem")).ctx(pid, || "opening /proc/PID/mem".into())?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let mut runs: Vec<PageRun> = vec![PageRun::default(); col.jobs.len()];
+    let results: Vec<Result<(Vec<(usize, PageRun)>, u64)>> = std::thread::scope(|s| {
+        let mut workers = Vec::new();
+        for (k, (f, wpath)) in files.drain(..).enumerate() {
+            let (chunks, next, done, failed, mem) = (&chunks, &next, &done, &failed, &mem);
+            workers.push(s.spawn(move || -> Result<(Vec<(usize, PageRun)>, u64)> {
+                let r = (|| {
+                    let mut f = f;
+                    let mut buf = sys::AnonBuf::new(CHUNK).ctx(pid, || "allocating copy buffer".into())?;
+                    let mut off = PAGES_HEADER_LEN;
+                    let mut out = Vec::new();
+                    let (mut t_read, mut t_write) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+                    loop {
+                        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(first, last)) = chunks.get(c) else { break };
+                        let t0 = std::time::Instant::now();
+                        let used = read_chunk(pid, col, &col.jobs[first..last], &mut buf, mem)?;
+                        let data = &buf.as_slice()[..used];
+                        let mut boff = 0usize;
+                        for (n, j) in col.jobs[first..last].iter().enumerate() {
+                            let len = (j.count * PAGE) as usize;
+                            out.push((
+                                first + n,
+                                PageRun {
+                                    object_id: j.object_id,
+                                    addr: j.addr,
+                                    count: j.count as u32,
+                                    file_offset: off + boff as u64,
+                                    crc: crc32c::crc32c(&data[boff..boff + len]),
+                                    shard: k as u32,
+                                },
+                            ));
+                            boff += len;
+                        }
+                        let t1 = std::time::Instant::now();
+                        f.write_all(data).map_err(path_err(wpath.clone()))?;
+                        t_read += t1 - t0;
+                        t_write += t1.elapsed();
+                        off += used as u64;
+                        progress(done.fetch_add(used as u64, std::sync::atomic::Ordering::Relaxed) + used as u64);
+                    }
+                    debug!(file = wpath, read_ms = t_read.as_millis() as u64, write_ms = t_write.as_millis() as u64, "pages file written");
+                    Ok((out, off))
+                })();
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                r
+            }));
         }
-        w
+        workers.into_iter().map(|w| w.join().expect("page worker panicked")).collect()
     });
-    result?;
-    let size = PAGES_HEADER_LEN + total_pages * page_size();
+    for (k, r) in results.into_iter().enumerate() {
+        let (out, size) = r?;
+        shards[k].size = size;
+        for (idx, run) in out {
+            runs[idx] = run;
+        }
+    }
     let stats = PageStats { pages: total_pages, bytes: total_pages * PAGE };
-    Ok((PageIndex { runs }, stats, size, header_crc))
+    Ok(PagesOut { index: PageIndex { runs }, stats, shards })
+}
+
+/// Reads the pages of `jobs` back to back into `buf`; returns the bytes used.
+fn read_chunk(pid: i32, col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mem: &File) -> Result<usize> {
+    let base = buf.as_mut_ptr();
+    let mut used = 0usize;
+    let mut local: Vec<(*mut u8, usize)> = Vec::new();
+    let mut remote: Vec<(u64, usize)> = Vec::new();
+    for j in jobs {
+        let len = (j.count * PAGE) as usize;
+        match j.src {
+            JobSrc::Proc(Src::Vm) => {
+                local.push((base.wrapping_add(used), len));
+                remote.push((j.addr, len));
+            }
+            JobSrc::Proc(Src::Mem) => {
+                let sl = &mut buf_slice(buf)[used..used + len];
+                mem.read_exact_at(sl, j.addr)
+                    .ctx(pid, || format!("reading non-readable memory at {:#x}", j.addr))?;
+            }
+            JobSrc::Shm(k) => {
+                let sl = &mut buf_slice(buf)[used..used + len];
+                read_full_at(&col.shm_files[k], sl, j.addr)
+                    .ctx(pid, || format!("reading shared memory object at offset {:#x}", j.addr))?;
+            }
+        }
+        used += len;
+    }
+    // process_vm_readv in batches of at most 1024 iovecs.
+    for (l, r) in local.chunks_mut(1024).zip(remote.chunks(1024)) {
+        let want: usize = r.iter().map(|x| x.1).sum();
+        let n = sys::vm_readv(pid, l, r).ctx(pid, || format!("process_vm_readv at {:#x}", r[0].0))?;
+        if n != want {
+            return Err(Error::Refused { pid, why: format!("short process_vm_readv at {:#x}: {n} of {want} bytes", r[0].0) });
+        }
+    }
+    Ok(used)
 }
 
 fn buf_slice(b: &mut sys::AnonBuf) -> &mut [u8] {

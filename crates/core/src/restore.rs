@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use stasis_image::model::*;
-use stasis_image::{Manifest, PAGES};
+use stasis_image::Manifest;
 use stasis_sys::ptrace::{self, Stop};
 use stasis_sys::remote::Remote;
 use stasis_sys::sys::{self, child};
@@ -213,7 +213,7 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
 }
 
 /// Fills shared-memory objects from pages.img (through the fds the plan holds).
-fn fill_shmem(m: &Manifest, plan: &Plan, pages: &[u8]) -> Result<()> {
+fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<()> {
     for r in &m.index.runs {
         if r.object_id == 0 {
             continue;
@@ -230,7 +230,7 @@ fn fill_shmem(m: &Manifest, plan: &Plan, pages: &[u8]) -> Result<()> {
         })?);
         let a = r.file_offset as usize;
         let b = a + r.count as usize * PAGE as usize;
-        std::os::unix::fs::FileExt::write_all_at(&f, &pages[a..b], r.addr).map_err(|e| Error::RestoreStep {
+        std::os::unix::fs::FileExt::write_all_at(&f, &shards[r.shard as usize][a..b], r.addr).map_err(|e| Error::RestoreStep {
             pid: m.process.pid,
             step: "filling shared memory".into(),
             why: format!("offset {:#x}: {e}", r.addr),
@@ -356,11 +356,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     let p = &m.process;
     let pid = p.pid;
     // -- checks that need no process --------------------------------------------------
-    let pages_path = opts.dir.join(PAGES);
-    let pages_file = File::open(&pages_path).map_err(crate::error::path_err(pages_path.display().to_string()))?;
-    let pages = sys::Mapping::map_file(&pages_file, m.end.pages_file_size as usize, false)
-        .map_err(crate::error::path_err(pages_path.display().to_string()))?;
-    stasis_image::verify_pages(&opts.dir, &m.index, pages.as_slice(), 2)?;
+    let mut maps = Vec::new();
+    for (k, sh) in m.end.shards.iter().enumerate() {
+        let path = opts.dir.join(stasis_image::pages_file_name(k as u32));
+        let f = File::open(&path).map_err(crate::error::path_err(path.display().to_string()))?;
+        maps.push(sys::Mapping::map_file(&f, sh.size as usize, false).map_err(crate::error::path_err(path.display().to_string()))?);
+    }
+    let shards: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
+    stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
     for v in &p.vmas {
         if v.object_id != 0 {
             if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
@@ -419,7 +422,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     // -- open everything -----------------------------------------------------------
     sys::raise_nofile_limit();
     let (plan, _shm_regions) = build_plan(&m, tramp)?;
-    fill_shmem(&m, &plan, pages.as_slice())?;
+    fill_shmem(&m, &plan, &shards)?;
     // -- fork ----------------------------------------------------------------------
     let (ctl_r, ctl_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
     let me = sys::getpid();
@@ -500,7 +503,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
         plan: &plan,
         tmp_fds,
         child_ctl,
-        pages: pages.as_slice(),
+        shards: &shards,
         tramp,
         stage,
         self_vdso: &ours,
@@ -562,7 +565,7 @@ struct Builder<'a> {
     plan: &'a Plan,
     tmp_fds: &'a [i32],
     child_ctl: i32,
-    pages: &'a [u8],
+    shards: &'a [&'a [u8]],
     tramp: u64,
     stage: u64,
     self_vdso: &'a [(String, u64, u64)],
@@ -630,6 +633,7 @@ impl Builder<'_> {
         self.call("closing restorer fds", r, libc::SYS_close_range, &[self.plan.base as u64, u32::MAX as u64, 0])?;
         // after that close: closing any fd of a file drops the process's POSIX locks on it
         self.locks()?;
+        self.epoll_items()?;
         let _ = self.child_ctl;
         // --detach: hand the process over to its new parent before setting pdeathsig.
         if let Some((w, mpid)) = ch.middle.take() {
@@ -741,7 +745,7 @@ impl Builder<'_> {
             i = j;
         }
         let pid = self.pid;
-        let pages = self.pages;
+        let shards = self.shards;
         let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
         let nthreads = 2usize;
         std::thread::scope(|s| {
@@ -753,7 +757,7 @@ impl Builder<'_> {
                     for b in batches.iter().skip(t).step_by(nthreads) {
                         let local: Vec<(*const u8, usize)> = b
                             .iter()
-                            .map(|r| (pages[r.file_offset as usize..].as_ptr(), r.count as usize * PAGE as usize))
+                            .map(|r| (shards[r.shard as usize][r.file_offset as usize..].as_ptr(), r.count as usize * PAGE as usize))
                             .collect();
                         let remote: Vec<(u64, usize)> = b.iter().map(|r| (r.addr, r.count as usize * PAGE as usize)).collect();
                         let want: usize = remote.iter().map(|x| x.1).sum();
@@ -1159,6 +1163,17 @@ impl Builder<'_> {
             ptrace::setregs(t.tid, &regs).map_err(|e| self.err(&st, e))?;
             ptrace::set_xstate(t.tid, &t.xstate).map_err(|e| self.err(&st, format!("xstate: {e}")))?;
             ptrace::set_sigmask(t.tid, t.sigmask).map_err(|e| self.err(&st, format!("signal mask: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// epoll items, added from inside the process by its own fd numbers (see
+    /// fdkinds/epoll.rs): after the carried fds are closed, every fd is at its number.
+    fn epoll_items(&self) -> Result<()> {
+        for a in crate::fdkinds::epoll::adds(self.m) {
+            let st = format!("adding fd {} to epoll fd {}", a.tfd, a.epfd);
+            self.write_data(&st, 0, &a.event)?;
+            self.call(&st, self.main(), libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_ADD as u64, a.tfd as u64, self.data(0)])?;
         }
         Ok(())
     }

@@ -125,15 +125,23 @@ impl ManifestWriter {
         self.records += 1;
     }
 
-    /// Appends the END record and writes the file.
-    pub fn finish(mut self, dir: &Path, pages_file_size: u64, pages_header_crc: u32) -> Result<(), ImageError> {
-        let end = End { records: self.records, pages_file_size, pages_header_crc };
+    /// Appends the END record and writes the file. `shards`: size and header CRC of
+    /// every pages file, pages.img first.
+    pub fn finish(mut self, dir: &Path, shards: &[Shard]) -> Result<(), ImageError> {
+        let first = shards.first().cloned().unwrap_or_default();
+        let end = End {
+            records: self.records,
+            pages_file_size: first.size,
+            pages_header_crc: first.header_crc,
+            shards: shards.to_vec(),
+        };
         self.record(rec::END, &end);
         let tmp = dir.join(".manifest.img.tmp");
         let path = dir.join(MANIFEST);
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&self.buf).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
+        // No fsync: a manifest lost in a crash makes the image absent, a torn one fails
+        // its checksums; either way it is never restored half-written.
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
         Ok(())
     }
@@ -233,23 +241,29 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ImageError> {
     if !have_process {
         return Err(damaged("no PROCESS record".into()));
     }
-    // pages.img: size and header must match what the manifest recorded.
-    let ppath = dir.join(PAGES);
-    let meta = std::fs::metadata(&ppath).map_err(io_err(&ppath))?;
-    if meta.len() != end.pages_file_size {
-        return Err(ImageError::Damaged {
-            path: ppath,
-            why: format!("size is {} bytes, manifest expects {}", meta.len(), end.pages_file_size),
-        });
+    // Pages files: sizes and headers must match what the manifest recorded.
+    if end.shards.is_empty() {
+        return Err(damaged("END lists no pages file".into()));
     }
-    let mut hdr = vec![0u8; PAGES_HEADER_LEN as usize];
-    File::open(&ppath).and_then(|mut f| f.read_exact(&mut hdr)).map_err(io_err(&ppath))?;
-    if hdr[..8] != PAGES_MAGIC || crc32c::crc32c(&hdr) != end.pages_header_crc {
-        return Err(ImageError::Damaged { path: ppath, why: "header page checksum mismatch".into() });
+    for (k, sh) in end.shards.iter().enumerate() {
+        let ppath = dir.join(pages_file_name(k as u32));
+        let meta = std::fs::metadata(&ppath).map_err(io_err(&ppath))?;
+        if meta.len() != sh.size {
+            return Err(ImageError::Damaged {
+                path: ppath,
+                why: format!("size is {} bytes, manifest expects {}", meta.len(), sh.size),
+            });
+        }
+        let mut hdr = vec![0u8; PAGES_HEADER_LEN as usize];
+        File::open(&ppath).and_then(|mut f| f.read_exact(&mut hdr)).map_err(io_err(&ppath))?;
+        if hdr[..8] != PAGES_MAGIC || crc32c::crc32c(&hdr) != sh.header_crc {
+            return Err(ImageError::Damaged { path: ppath, why: "header page checksum mismatch".into() });
+        }
     }
     for r in &m.index.runs {
         let endb = r.file_offset + r.count as u64 * page_size();
-        if r.file_offset < PAGES_HEADER_LEN || endb > end.pages_file_size || r.file_offset % page_size() != 0 {
+        let size = end.shards.get(r.shard as usize).map(|s| s.size).unwrap_or(0);
+        if r.file_offset < PAGES_HEADER_LEN || endb > size || r.file_offset % page_size() != 0 {
             return Err(ImageError::Damaged {
                 path: dir.join(MANIFEST),
                 why: format!("page run at {:#x} points outside pages.img", r.addr),
@@ -260,19 +274,30 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ImageError> {
     Ok(m)
 }
 
-/// Builds the header page of pages.img.
-pub fn pages_header(total_pages: u64) -> Vec<u8> {
+/// File name of pages shard `k`: pages.img, pages.1.img, pages.2.img...
+pub fn pages_file_name(k: u32) -> String {
+    if k == 0 {
+        PAGES.to_string()
+    } else {
+        format!("pages.{k}.img")
+    }
+}
+
+/// Builds the header page of a pages file.
+pub fn pages_header(total_pages: u64, shard: u32, shards: u32) -> Vec<u8> {
     let mut h = vec![0u8; PAGES_HEADER_LEN as usize];
     h[..8].copy_from_slice(&PAGES_MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     h[12..16].copy_from_slice(&(page_size() as u32).to_le_bytes());
     h[16..24].copy_from_slice(&total_pages.to_le_bytes());
+    h[24..28].copy_from_slice(&shard.to_le_bytes());
+    h[28..32].copy_from_slice(&shards.to_le_bytes());
     h
 }
 
-/// Checks every page run's CRC32C against the bytes of pages.img, in parallel.
-/// `data` is the whole pages.img (e.g. a read-only mapping).
-pub fn verify_pages(dir: &Path, index: &PageIndex, data: &[u8], threads: usize) -> Result<(), ImageError> {
+/// Checks every page run's CRC32C against the bytes of the pages files, in parallel.
+/// `shards[k]` is the whole content of pages file k (e.g. a read-only mapping).
+pub fn verify_pages(dir: &Path, index: &PageIndex, shards: &[&[u8]], threads: usize) -> Result<(), ImageError> {
     let runs = &index.runs;
     let threads = threads.max(1);
     let bad: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
@@ -281,6 +306,7 @@ pub fn verify_pages(dir: &Path, index: &PageIndex, data: &[u8], threads: usize) 
             let bad = &bad;
             s.spawn(move || {
                 for r in runs.iter().skip(t).step_by(threads) {
+                    let data: &[u8] = shards.get(r.shard as usize).copied().unwrap_or(&[]);
                     let a = r.file_offset as usize;
                     let b = a + r.count as usize * page_size() as usize;
                     if b > data.len() || crc32c::crc32c(&data[a..b]) != r.crc {
@@ -295,7 +321,7 @@ pub fn verify_pages(dir: &Path, index: &PageIndex, data: &[u8], threads: usize) 
         }
     });
     match bad.into_inner().unwrap() {
-        Some(why) => Err(ImageError::Damaged { path: dir.join(PAGES), why }),
+        Some(why) => Err(ImageError::Damaged { path: dir.to_path_buf(), why }),
         None => Ok(()),
     }
 }
@@ -313,7 +339,7 @@ mod tests {
 
     fn write_image(dir: &Path) {
         let page = vec![0xabu8; 4096];
-        let mut pages = pages_header(1);
+        let mut pages = pages_header(1, 0, 1);
         let hcrc = crc32c::crc32c(&pages);
         pages.extend_from_slice(&page);
         std::fs::write(dir.join(PAGES), &pages).unwrap();
@@ -323,10 +349,10 @@ mod tests {
         w.record(
             rec::PAGE_INDEX,
             &PageIndex {
-                runs: vec![PageRun { object_id: 0, addr: 0x1000, count: 1, file_offset: 4096, crc: crc32c::crc32c(&page) }],
+                runs: vec![PageRun { object_id: 0, addr: 0x1000, count: 1, file_offset: 4096, crc: crc32c::crc32c(&page), shard: 0 }],
             },
         );
-        w.finish(dir, pages.len() as u64, hcrc).unwrap();
+        w.finish(dir, &[Shard { size: pages.len() as u64, header_crc: hcrc }]).unwrap();
     }
 
     #[test]
@@ -337,7 +363,7 @@ mod tests {
         assert_eq!(m.process.pid, 42);
         assert_eq!(m.index.runs.len(), 1);
         let data = std::fs::read(d.join(PAGES)).unwrap();
-        verify_pages(&d, &m.index, &data, 2).unwrap();
+        verify_pages(&d, &m.index, &[&data], 2).unwrap();
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -366,7 +392,7 @@ mod tests {
         let m = read_manifest(&d).unwrap();
         let mut data = std::fs::read(d.join(PAGES)).unwrap();
         data[4096 + 100] ^= 1;
-        assert!(verify_pages(&d, &m.index, &data, 1).is_err());
+        assert!(verify_pages(&d, &m.index, &[&data], 1).is_err());
         std::fs::write(d.join(PAGES), &data[..5000]).unwrap();
         assert!(read_manifest(&d).is_err());
         std::fs::remove_dir_all(&d).unwrap();

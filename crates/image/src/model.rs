@@ -341,6 +341,118 @@ pub struct Object {
     pub shmem: Option<ShmemObj>,
     #[prost(message, optional, tag = "6")]
     pub mapped_file: Option<MappedFileObj>,
+    #[prost(message, optional, tag = "7")]
+    pub eventfd: Option<EventfdObj>,
+    #[prost(message, optional, tag = "8")]
+    pub timerfd: Option<TimerfdObj>,
+    #[prost(message, optional, tag = "9")]
+    pub signalfd: Option<SignalfdObj>,
+    #[prost(message, optional, tag = "10")]
+    pub epoll: Option<EpollObj>,
+    #[prost(message, optional, tag = "11")]
+    pub inotify: Option<InotifyObj>,
+}
+
+/// An eventfd: its counter and flags.
+#[derive(Clone, PartialEq, Message)]
+pub struct EventfdObj {
+    #[prost(uint64, tag = "1")]
+    pub count: u64,
+    /// File status flags from fdinfo (O_NONBLOCK...), O_CLOEXEC removed.
+    #[prost(uint32, tag = "2")]
+    pub flags: u32,
+    /// EFD_SEMAPHORE: a read takes 1 from the counter instead of all of it.
+    #[prost(bool, tag = "3")]
+    pub semaphore: bool,
+}
+
+/// A timerfd: clock, setting and expirations not read yet.
+#[derive(Clone, PartialEq, Message)]
+pub struct TimerfdObj {
+    /// CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, or their _ALARM variants.
+    #[prost(int32, tag = "1")]
+    pub clockid: i32,
+    /// File status flags (O_NONBLOCK...), O_CLOEXEC removed.
+    #[prost(uint32, tag = "2")]
+    pub flags: u32,
+    #[prost(uint64, tag = "3")]
+    pub interval_ns: u64,
+    /// Next expiry: time remaining at dump, or with TFD_TIMER_ABSTIME in
+    /// `settime_flags` the absolute time on `clockid`; 0 = disarmed.
+    #[prost(uint64, tag = "4")]
+    pub value_ns: u64,
+    /// Expirations not read yet (what the next read(2) would return).
+    #[prost(uint64, tag = "5")]
+    pub ticks: u64,
+    /// timerfd_settime flags: TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET.
+    #[prost(uint32, tag = "6")]
+    pub settime_flags: u32,
+}
+
+/// A signalfd: the signals it reads.
+#[derive(Clone, PartialEq, Message)]
+pub struct SignalfdObj {
+    /// Bit n-1 = signal n.
+    #[prost(uint64, tag = "1")]
+    pub mask: u64,
+    /// File status flags (O_NONBLOCK...), O_CLOEXEC removed.
+    #[prost(uint32, tag = "2")]
+    pub flags: u32,
+}
+
+/// An epoll instance and its interest list.
+#[derive(Clone, PartialEq, Message)]
+pub struct EpollObj {
+    /// File status flags (O_NONBLOCK...), O_CLOEXEC removed.
+    #[prost(uint32, tag = "1")]
+    pub flags: u32,
+    #[prost(message, repeated, tag = "2")]
+    pub items: Vec<EpollItem>,
+}
+
+/// One registered file: restore adds it from inside the process with
+/// epoll_ctl(EPOLL_CTL_ADD, tfd, {events, data}).
+#[derive(Clone, PartialEq, Message)]
+pub struct EpollItem {
+    /// The fd number it was registered under (an fd of the process, same file).
+    #[prost(int32, tag = "1")]
+    pub tfd: i32,
+    /// The events word as the kernel holds it (EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE,
+    /// EPOLLWAKEUP kept; a fired one-shot item has only those bits left).
+    #[prost(uint32, tag = "2")]
+    pub events: u32,
+    #[prost(uint64, tag = "3")]
+    pub data: u64,
+}
+
+/// An inotify instance and its watches (queued events are not saved).
+#[derive(Clone, PartialEq, Message)]
+pub struct InotifyObj {
+    /// File status flags (O_NONBLOCK...), O_CLOEXEC removed.
+    #[prost(uint32, tag = "1")]
+    pub flags: u32,
+    #[prost(message, repeated, tag = "2")]
+    pub watches: Vec<InotifyWatch>,
+}
+
+/// One inotify watch.
+#[derive(Clone, PartialEq, Message)]
+pub struct InotifyWatch {
+    /// Watch descriptor; restore reproduces the number.
+    #[prost(int32, tag = "1")]
+    pub wd: i32,
+    /// IN_* mask as inotify_add_watch takes it (IN_ONESHOT, IN_EXCL_UNLINK included).
+    #[prost(uint32, tag = "2")]
+    pub mask: u32,
+    /// Path of the watched inode at dump time (found through its file handle).
+    #[prost(string, tag = "3")]
+    pub path: String,
+    /// Device (st_dev) and inode of the watched inode: restore checks the path still
+    /// leads to it.
+    #[prost(uint64, tag = "4")]
+    pub dev: u64,
+    #[prost(uint64, tag = "5")]
+    pub ino: u64,
 }
 
 /// An open file description of a path-named file (regular, directory, character device).
@@ -457,6 +569,9 @@ pub struct PageRun {
     /// CRC32C of the run's bytes.
     #[prost(uint32, tag = "5")]
     pub crc: u32,
+    /// Which pages file holds it (0 = pages.img, k = pages.k.img).
+    #[prost(uint32, tag = "6")]
+    pub shard: u32,
 }
 
 /// Record type 0xFFFF: last record; its presence proves the manifest is complete.
@@ -469,4 +584,15 @@ pub struct End {
     /// CRC32C of pages.img's header page.
     #[prost(uint32, tag = "3")]
     pub pages_header_crc: u32,
+    /// Every pages file (shard 0 = pages.img first): exact size and header CRC.
+    #[prost(message, repeated, tag = "4")]
+    pub shards: Vec<Shard>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Shard {
+    #[prost(uint64, tag = "1")]
+    pub size: u64,
+    #[prost(uint32, tag = "2")]
+    pub header_crc: u32,
 }

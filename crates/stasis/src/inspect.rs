@@ -100,7 +100,8 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         "posix_timers": p.posix_timers.len(),
         "objects": m.objects.len(),
         "pages": {"runs": m.index.runs.len(), "pages": m.index.runs.iter().map(|r| r.count as u64).sum::<u64>()},
-        "sizes": {"manifest.img": size(stasis_image::MANIFEST), "pages.img": size(stasis_image::PAGES),
+        "sizes": {"manifest.img": size(stasis_image::MANIFEST),
+            "pages": (0..m.end.shards.len() as u32).map(|k| json!({"file": stasis_image::pages_file_name(k), "bytes": size(&stasis_image::pages_file_name(k))})).collect::<Vec<_>>(),
             "records": m.record_sizes.iter().map(|(t, s)| json!({"type": format!("{t:#x}"), "bytes": s})).collect::<Vec<_>>()},
     })
 }

@@ -1,0 +1,103 @@
+//! epoll: the instance's flags and its interest list, one item per fdinfo line
+//! `tfd: N events: HEX data: HEX pos:.. ino:.. sdev:..`.
+//!
+//! The kernel keys an item by (file, fd number), and the process will later
+//! EPOLL_CTL_MOD/DEL it by its own fd numbers, so restore creates an empty instance in
+//! the restorer (`open`) and the restored process itself adds every item with
+//! epoll_ctl(EPOLL_CTL_ADD, tfd, {events, data}) once its fds have their final numbers
+//! (`adds`, run by `restore.rs`). Nested epoll instances and items of any fd kind come
+//! back that way.
+//!
+//! The events word is kept verbatim, with EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE and
+//! EPOLLWAKEUP. Two things cannot be exactly the same:
+//! - a fired EPOLLONESHOT item holds only those flag bits; EPOLL_CTL_ADD always adds
+//!   EPOLLERR|EPOLLHUP, so after restore it would still report an error or hang-up once;
+//! - an edge-triggered item whose target is ready is reported once more after restore
+//!   (ADD queues a ready target), which an edge-triggered reader handles like any
+//!   spurious wake-up.
+//! The ready list itself is not state: it follows from the targets.
+//!
+//! Refused: an item whose fd number is no longer open on the same file (the fd was
+//! closed, or its number reused, while another reference kept the file registered):
+//! there is no fd number under which the process could still address it.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use stasis_image::model::{EpollItem, EpollObj, Object};
+use stasis_image::Manifest;
+use stasis_sys::sys;
+
+use super::{hex, FdCtx};
+use crate::error::{Ctx, Result};
+
+/// Parses one `tfd:` line of an epoll fdinfo.
+fn item(line: &str) -> Option<EpollItem> {
+    let t: Vec<&str> = line.split_whitespace().collect();
+    match t.as_slice() {
+        ["tfd:", tfd, "events:", events, "data:", data, ..] => {
+            Some(EpollItem { tfd: tfd.parse().ok()?, events: hex(events)? as u32, data: hex(data)? })
+        }
+        _ => None,
+    }
+}
+
+pub fn dump(c: &FdCtx) -> Result<Object> {
+    let mut items: Vec<EpollItem> = Vec::new();
+    for l in c.fdinfo.lines().filter(|l| l.starts_with("tfd:")) {
+        let it = item(l).ok_or_else(|| c.unsupported(format_args!("with an fdinfo line stasis cannot read: {l:?}")))?;
+        // Items with the same fd number are told apart by their rank (fdinfo and kcmp
+        // walk the interest list in the same order).
+        let toff = items.iter().filter(|o| o.tfd == it.tfd).count() as u32;
+        let closed = || {
+            c.unsupported(format_args!(
+                "watching a file registered as fd {}, which is closed or now another file (the file stays registered through another reference)",
+                it.tfd
+            ))
+        };
+        match sys::kcmp_epoll_tfd(c.pid, it.tfd, c.fd, it.tfd, toff) {
+            Ok(true) => {}
+            Ok(false) => return Err(closed()),
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Err(closed()),
+            Err(e) => return Err(e).ctx(c.pid, || format!("kcmp(KCMP_EPOLL_TFD) for item fd {} of epoll fd {}", it.tfd, c.fd)),
+        }
+        items.push(it);
+    }
+    Ok(Object { epoll: Some(EpollObj { flags: c.flags, items }), ..Default::default() })
+}
+
+pub fn open(e: &EpollObj) -> std::result::Result<OwnedFd, String> {
+    let fd = sys::epoll_create1(libc::EPOLL_CLOEXEC).map_err(|err| format!("epoll_create1: {err}"))?;
+    if super::nonblock(e.flags) != 0 {
+        sys::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|err| format!("setting O_NONBLOCK: {err}"))?;
+    }
+    Ok(fd)
+}
+
+/// One epoll_ctl(EPOLL_CTL_ADD) for the restored process to run.
+pub struct Add {
+    pub epfd: i32,
+    pub tfd: i32,
+    /// struct epoll_event as the kernel takes it on x86_64 (packed: u32 events, u64 data).
+    pub event: [u8; 12],
+}
+
+/// The items of every epoll instance of the image, to add by the process's own fd
+/// numbers (any fd of the instance will do: they share it).
+pub fn adds(m: &Manifest) -> Vec<Add> {
+    let mut out = Vec::new();
+    let mut done = Vec::new();
+    for fd in &m.process.fds {
+        let Some(e) = m.object(fd.object_id).and_then(|o| o.epoll.as_ref()) else { continue };
+        if done.contains(&fd.object_id) {
+            continue;
+        }
+        done.push(fd.object_id);
+        for it in &e.items {
+            let mut event = [0u8; 12];
+            event[..4].copy_from_slice(&it.events.to_le_bytes());
+            event[4..].copy_from_slice(&it.data.to_le_bytes());
+            out.push(Add { epfd: fd.fd, tfd: it.tfd, event });
+        }
+    }
+    out
+}

@@ -1,0 +1,169 @@
+//! Anonymous-inode fd kinds: eventfd, timerfd, signalfd, epoll, inotify. One module per
+//! kind, each with its dump side (`dump`: the fd's fdinfo, and a dup of it taken with
+//! pidfd_getfd where reading state needs one, → an `Object`) and its restore side
+//! (`open`: the `Object` → a new fd in the restorer, which the new process takes over at
+//! the original number). `files.rs` dispatches here with `kind_of` / `dump` / `open`.
+//!
+//! epoll items are the exception: the kernel keys them by (file, fd number), so they are
+//! added from inside the restored process once its fds have their final numbers
+//! (`epoll::adds`, injected by a step of `restore.rs`).
+//!
+//! Adding a kind: a module with `dump` and `open`, a field of `Object` in
+//! `stasis_image::model` (new tag), a line in `kind_of`, `dump` and `open`.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use stasis_image::model::Object;
+use stasis_sys::sys;
+
+use crate::error::{Ctx, Error, Result};
+
+pub mod epoll;
+pub mod eventfd;
+pub mod inotify;
+pub mod signalfd;
+pub mod timerfd;
+
+/// The kinds handled here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Eventfd,
+    Timerfd,
+    Signalfd,
+    Epoll,
+    Inotify,
+}
+
+impl Kind {
+    /// "an eventfd", for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Eventfd => "an eventfd",
+            Kind::Timerfd => "a timerfd",
+            Kind::Signalfd => "a signalfd",
+            Kind::Epoll => "an epoll instance",
+            Kind::Inotify => "an inotify instance",
+        }
+    }
+}
+
+/// The kind of an fd from its /proc/PID/fd link, if it is one handled here.
+pub fn kind_of(link: &str) -> Option<Kind> {
+    Some(match link {
+        "anon_inode:[eventfd]" => Kind::Eventfd,
+        "anon_inode:[timerfd]" => Kind::Timerfd,
+        "anon_inode:[signalfd]" => Kind::Signalfd,
+        "anon_inode:[eventpoll]" => Kind::Epoll,
+        "anon_inode:inotify" => Kind::Inotify,
+        _ => return None,
+    })
+}
+
+/// One fd of the frozen process, as a kind's dump side sees it.
+pub struct FdCtx<'a> {
+    pub pid: i32,
+    pub fd: i32,
+    pub kind: Kind,
+    /// pidfd of the process, for `dup`.
+    pub pidfd: BorrowedFd<'a>,
+    /// /proc/PID/fdinfo/FD.
+    pub fdinfo: &'a str,
+    /// File status flags from fdinfo, O_CLOEXEC removed (FD_CLOEXEC is the fd's, saved in
+    /// `Fd`).
+    pub flags: u32,
+}
+
+impl FdCtx<'_> {
+    /// A refusal naming the pid, the fd and its kind.
+    pub fn unsupported(&self, why: impl std::fmt::Display) -> Error {
+        Error::Unsupported { pid: self.pid, what: format!("fd {} is {} {why}", self.fd, self.kind.name()) }
+    }
+
+    /// A copy of the fd in our fd table (same open file description).
+    pub fn dup(&self) -> Result<OwnedFd> {
+        sys::pidfd_getfd(self.pidfd, self.fd).ctx(self.pid, || format!("pidfd_getfd of fd {}", self.fd))
+    }
+
+    /// Reads the fdinfo again (state that changed since `fdinfo` was read).
+    pub fn reread(&self) -> Result<String> {
+        crate::procfs::read(self.pid, &format!("fdinfo/{}", self.fd)).ctx(self.pid, || format!("reading fdinfo of fd {}", self.fd))
+    }
+
+    /// The value of the `key:` line of the fdinfo, parsed with `parse`; an error naming
+    /// the fd if the line is missing or does not parse.
+    pub fn field<T>(&self, info: &str, key: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T> {
+        field(info, key).and_then(parse).ok_or_else(|| Error::Sys {
+            pid: self.pid,
+            what: format!("fdinfo of fd {} ({})", self.fd, self.kind.name()),
+            err: std::io::Error::other(format!("no readable '{key}:' line")),
+        })
+    }
+}
+
+/// The trimmed value of the first `key:` line of an fdinfo text.
+pub fn field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))
+}
+
+pub fn hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.trim(), 16).ok()
+}
+
+/// File status flags restore reproduces: the access mode and O_NONBLOCK (O_LARGEFILE is
+/// implied on x86_64). Anything else (O_ASYNC with its owner and signal) is refused.
+const KEPT_FLAGS: u32 = (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32;
+
+/// O_NONBLOCK if the saved flags have it (EFD_NONBLOCK, TFD_NONBLOCK, SFD_NONBLOCK and
+/// IN_NONBLOCK all equal O_NONBLOCK).
+pub fn nonblock(flags: u32) -> i32 {
+    flags as i32 & libc::O_NONBLOCK
+}
+
+/// Dump side: the object for an fd of kind `ctx.kind`.
+pub fn dump(ctx: &FdCtx) -> Result<Object> {
+    if ctx.flags & !KEPT_FLAGS != 0 {
+        return Err(ctx.unsupported(format_args!("with file flags {:#o}", ctx.flags & !KEPT_FLAGS)));
+    }
+    match ctx.kind {
+        Kind::Eventfd => eventfd::dump(ctx),
+        Kind::Timerfd => timerfd::dump(ctx),
+        Kind::Signalfd => signalfd::dump(ctx),
+        Kind::Epoll => epoll::dump(ctx),
+        Kind::Inotify => inotify::dump(ctx),
+    }
+}
+
+/// Restore side: a new fd for `o` in the restorer if `o` is of a kind handled here
+/// (None otherwise). The error says what failed; the caller adds the fd number.
+pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
+    Some(if let Some(e) = &o.eventfd {
+        eventfd::open(e)
+    } else if let Some(t) = &o.timerfd {
+        timerfd::open(t)
+    } else if let Some(s) = &o.signalfd {
+        signalfd::open(s)
+    } else if let Some(e) = &o.epoll {
+        epoll::open(e)
+    } else if let Some(i) = &o.inotify {
+        inotify::open(i)
+    } else {
+        return None;
+    })
+}
+
+/// For `stasis inspect`: the kind of `o` and a one-line summary, if it is one of ours.
+pub fn describe(o: &Object) -> Option<(&'static str, String)> {
+    Some(if let Some(e) = &o.eventfd {
+        ("eventfd", format!("count {}{}", e.count, if e.semaphore { ", semaphore" } else { "" }))
+    } else if let Some(t) = &o.timerfd {
+        ("timerfd", format!("clock {}, value {} ns, interval {} ns, {} unread ticks", t.clockid, t.value_ns, t.interval_ns, t.ticks))
+    } else if let Some(s) = &o.signalfd {
+        ("signalfd", format!("mask {:#x}", s.mask))
+    } else if let Some(e) = &o.epoll {
+        ("epoll", format!("{} items", e.items.len()))
+    } else if let Some(i) = &o.inotify {
+        ("inotify", format!("{} watches", i.watches.len()))
+    } else {
+        return None;
+    })
+}
