@@ -297,10 +297,14 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
         if p.read_fd.is_none() || p.write_fd.is_none() {
             let fd = p.read_fd.or(p.write_fd).unwrap();
             if let Some(other) = pipe_holder(pid, p.ino) {
-                return Err(Error::Unsupported {
-                    pid,
-                    what: format!("fd {fd} is a pipe (pipe:[{}]) shared with {other}", p.ino),
-                });
+                // The other end belongs to another process (a shell pipeline, a test
+                // harness capturing output). It cannot be part of the image; restore
+                // connects this fd to the same fd of `stasis restore`, which must be a
+                // pipe too (as a shell job gets its terminal back).
+                tracing::info!(pid, fd, "pipe:[{}] is shared with {other}; restore will inherit fd {fd}", p.ino);
+                let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
+                o.external = format!("pipe:[{}] shared with {other}", p.ino);
+                continue;
             }
             // Nobody holds the other end: it was closed. Restore recreates the pipe
             // and closes that end again.
@@ -462,6 +466,11 @@ pub fn open_fd_objects(m: &stasis_image::Manifest) -> Result<Opened> {
                         .object(end.pipe_id)
                         .and_then(|o| o.pipe.as_ref())
                         .ok_or_else(|| step(format!("fd {} refers to a missing pipe", fd.fd)))?;
+                    if !p.external.is_empty() {
+                        let owned = inherit_pipe(fd.fd, end.write_end, &p.external)?;
+                        opened.by_object.insert(fd.object_id, owned);
+                        continue;
+                    }
                     let (r, w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step(format!("pipe2: {e}")))?;
                     if p.capacity > 0 {
                         let _ = sys::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, p.capacity as i64);
@@ -497,6 +506,27 @@ pub fn open_fd_objects(m: &stasis_image::Manifest) -> Result<Opened> {
         }
     }
     Ok(opened)
+}
+
+/// An fd that was one end of a pipe to another process: take the same fd of this
+/// restorer, which must be a pipe end of the same direction.
+fn inherit_pipe(fd: i32, write_end: bool, what: &str) -> Result<OwnedFd> {
+    let refuse = |why: &str| {
+        Error::RestoreRefused(format!(
+            "fd {fd} was a pipe to another process ({what}); {why}: run `stasis restore` with fd {fd} connected to a pipe to hand one over"
+        ))
+    };
+    let md = std::fs::metadata(format!("/proc/self/fd/{fd}")).map_err(|_| refuse("this restorer has no such fd"))?;
+    if !md.file_type().is_fifo() {
+        return Err(refuse("this restorer's fd is not a pipe"));
+    }
+    let fl = sys::fcntl(fd, libc::F_GETFL, 0).map_err(|_| refuse("cannot read its flags"))? as i32 & libc::O_ACCMODE;
+    let ok = if write_end { fl != libc::O_RDONLY } else { fl != libc::O_WRONLY };
+    if !ok {
+        return Err(refuse("this restorer's fd is the other end"));
+    }
+    let d = sys::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0).map_err(|e| refuse(&format!("dup: {e}")))?;
+    Ok(sys::own_dup(d as i32))
 }
 
 /// Opens a mapped file for mmap in the new process.

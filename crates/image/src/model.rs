@@ -524,6 +524,10 @@ pub struct PipeObj {
     pub read_closed: bool,
     #[prost(bool, tag = "5")]
     pub write_closed: bool,
+    /// Non-empty: the other end belonged to another process (described here); restore
+    /// connects the fd to the restorer's fd of the same number.
+    #[prost(string, tag = "6")]
+    pub external: String,
 }
 
 /// One open description of a pipe end.

@@ -515,3 +515,126 @@ pub fn defer_termination_signals() {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
+
+// ---------------------------------------------------------------- anonymous-inode fds
+
+fn owned(fd: i64) -> OwnedFd {
+    // SAFETY: callers pass an fd the kernel just returned to us, which nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+}
+
+/// eventfd2(2): a new eventfd with counter `count` (EFD_* flags).
+pub fn eventfd2(count: u32, flags: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::syscall(libc::SYS_eventfd2, count, flags) }).map(owned)
+}
+
+/// timerfd_create(2) (TFD_* flags).
+pub fn timerfd_create(clockid: i32, flags: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::timerfd_create(clockid, flags) } as libc::c_long).map(owned)
+}
+
+fn timespec_of(ns: u64) -> libc::timespec {
+    libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long }
+}
+
+fn ns_of(t: &libc::timespec) -> u64 {
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// timerfd_settime(2): `value_ns` (relative, or absolute with TFD_TIMER_ABSTIME in
+/// `flags`; 0 disarms) and `interval_ns`.
+pub fn timerfd_settime(fd: BorrowedFd<'_>, flags: i32, interval_ns: u64, value_ns: u64) -> Result<()> {
+    let new = libc::itimerspec { it_interval: timespec_of(interval_ns), it_value: timespec_of(value_ns) };
+    // SAFETY: `new` is a valid itimerspec; the old-value pointer may be null.
+    c(unsafe { libc::timerfd_settime(fd.as_raw_fd(), flags, &new, std::ptr::null_mut()) } as libc::c_long).map(drop)
+}
+
+/// timerfd_gettime(2): (interval, remaining time) in ns. For a periodic timer whose
+/// expiry is unread, the kernel re-arms it and adds the overruns to its tick count (a
+/// later read returns the same total).
+pub fn timerfd_gettime(fd: BorrowedFd<'_>) -> Result<(u64, u64)> {
+    let z = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut cur = libc::itimerspec { it_interval: z, it_value: z };
+    // SAFETY: `cur` is a valid out pointer.
+    c(unsafe { libc::timerfd_gettime(fd.as_raw_fd(), &mut cur) } as libc::c_long)?;
+    Ok((ns_of(&cur.it_interval), ns_of(&cur.it_value)))
+}
+
+/// TFD_IOC_SET_TICKS (Linux 3.17+, CONFIG_CHECKPOINT_RESTORE): sets the number of
+/// expirations a read returns; `ticks` must not be 0.
+pub fn timerfd_set_ticks(fd: BorrowedFd<'_>, ticks: u64) -> Result<()> {
+    const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400; // _IOW('T', 0, u64)
+    // SAFETY: the ioctl reads one u64 from the pointer, which points to `ticks`.
+    c(unsafe { libc::ioctl(fd.as_raw_fd(), TFD_IOC_SET_TICKS, &ticks as *const u64) } as libc::c_long).map(drop)
+}
+
+/// signalfd4(2) creating a new signalfd for the signals in `mask` (bit n-1 = signal n).
+pub fn signalfd4(mask: u64, flags: i32) -> Result<OwnedFd> {
+    // SAFETY: the kernel reads an 8-byte sigset from the pointer, which points to `mask`.
+    c(unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8usize, flags) }).map(owned)
+}
+
+/// epoll_create1(2).
+pub fn epoll_create1(flags: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with an integer argument.
+    c(unsafe { libc::epoll_create1(flags) } as libc::c_long).map(owned)
+}
+
+/// kcmp(KCMP_EPOLL_TFD): whether fd `fd` of `pid` is the file registered in the epoll
+/// instance `epfd` of `pid` under fd number `tfd` (the `toff`-th such item). Errors:
+/// EBADF when `pid` has no fd `fd`, ENOENT when there is no such item.
+pub fn kcmp_epoll_tfd(pid: i32, fd: i32, epfd: i32, tfd: i32, toff: u32) -> Result<bool> {
+    const KCMP_EPOLL_TFD: i32 = 7;
+    let slot: [u32; 3] = [epfd as u32, tfd as u32, toff]; // struct kcmp_epoll_slot
+    // SAFETY: the kernel reads a 12-byte struct kcmp_epoll_slot from the pointer, which
+    // points to `slot`.
+    let r = c(unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, fd, slot.as_ptr()) })?;
+    Ok(r == 0)
+}
+
+/// inotify_init1(2).
+pub fn inotify_init1(flags: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with an integer argument.
+    c(unsafe { libc::inotify_init1(flags) } as libc::c_long).map(owned)
+}
+
+/// inotify_add_watch(2): the watch descriptor.
+pub fn inotify_add_watch(fd: BorrowedFd<'_>, path: &std::ffi::CStr, mask: u32) -> Result<i32> {
+    // SAFETY: path is a valid C string.
+    c(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) } as libc::c_long).map(|w| w as i32)
+}
+
+/// inotify_rm_watch(2).
+pub fn inotify_rm_watch(fd: BorrowedFd<'_>, wd: i32) -> Result<()> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) } as libc::c_long).map(drop)
+}
+
+/// open_by_handle_at(2) with a file handle of `handle_type` and bytes `handle` on the
+/// filesystem that `mount_fd` is on. Needs CAP_DAC_READ_SEARCH.
+pub fn open_by_handle_at(mount_fd: BorrowedFd<'_>, handle_type: i32, handle: &[u8], flags: i32) -> Result<OwnedFd> {
+    // struct file_handle: u32 handle_bytes, i32 handle_type, then the bytes.
+    let mut buf = vec![0u8; 8 + handle.len()];
+    buf[0..4].copy_from_slice(&(handle.len() as u32).to_ne_bytes());
+    buf[4..8].copy_from_slice(&handle_type.to_ne_bytes());
+    buf[8..].copy_from_slice(handle);
+    // SAFETY: buf holds a complete struct file_handle of handle_bytes = handle.len(); the
+    // kernel only reads it.
+    c(unsafe { libc::syscall(libc::SYS_open_by_handle_at, mount_fd.as_raw_fd(), buf.as_mut_ptr(), flags) }).map(owned)
+}
+
+/// clock_gettime(2) of `clockid`, in ns.
+pub fn clock_gettime(clockid: i32) -> Result<u64> {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid out pointer.
+    c(unsafe { libc::clock_gettime(clockid, &mut t) } as libc::c_long)?;
+    Ok(ns_of(&t))
+}
+
+/// Takes ownership of a raw fd returned by a successful fcntl(F_DUPFD*).
+pub fn own_dup(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass an fd that was just created for them and nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
