@@ -49,6 +49,47 @@ pub fn hash_file(path: &str) -> std::io::Result<u64> {
     Ok(h.digest())
 }
 
+/// Registers the nameless inode behind `via` (a /proc/PID/fd/N or map_files link):
+/// a deleted file or a memfd, with its content. One object per inode.
+pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str) -> Result<u32> {
+    let f = File::open(via).ctx(pid, || format!("opening {what} ({link}) through {via}"))?;
+    let md = f.metadata().ctx(pid, || format!("stat of {what} ({link})"))?;
+    if !md.is_file() {
+        return Err(Error::Unsupported { pid, what: format!("{what} is a deleted non-regular file ({link})") });
+    }
+    let key = format!("ghost:{}:{}", md.dev(), md.ino());
+    let mut err = None;
+    let id = objs.intern(key, |_| {
+        let memfd_name = link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string());
+        if md.len() > MAX_INLINE_CONTENT {
+            err = Some(Error::Unsupported {
+                pid,
+                what: format!("{what} is a deleted file or memfd of {} bytes (limit {MAX_INLINE_CONTENT})", md.len()),
+            });
+            return Object::default();
+        }
+        let mut content = vec![0u8; md.len() as usize];
+        if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(&f, &mut content, 0) {
+            err = Some(Error::Sys { pid, what: format!("reading the content of {what} ({link})"), err: e });
+        }
+        let seals = if memfd_name.is_some() { sys::fcntl(f.as_raw_fd(), libc::F_GET_SEALS, 0).unwrap_or(0) as u32 } else { 0 };
+        Object {
+            ghost: Some(GhostObj {
+                path: link.trim_end_matches(" (deleted)").to_string(),
+                memfd_name: memfd_name.unwrap_or_default(),
+                mode: md.mode(),
+                content,
+                seals,
+            }),
+            ..Default::default()
+        }
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(id),
+    }
+}
+
 /// Mapped files up to this size get a content hash (larger ones: size and mtime only).
 const MAX_HASHED: u64 = 1 << 30;
 
@@ -58,7 +99,7 @@ pub fn mapped_file(pid: i32, objs: &mut ObjectTable, via: &str, path: &str, writ
     let md = std::fs::metadata(via).ctx(pid, || format!("stat {via} ({path})"))?;
     let key = format!("mapped:{}:{}", md.dev(), md.ino());
     let id = objs.intern(key, |_| Object {
-        mapped_file: Some(MappedFileObj { path: path.to_string(), identity: Some(identity(&md, 0)), writable }),
+        mapped_file: Some(MappedFileObj { path: path.to_string(), identity: Some(identity(&md, 0)), writable, ghost_id: 0 }),
         ..Default::default()
     });
     let o = objs.get_mut(id).unwrap().mapped_file.as_mut().unwrap();
@@ -167,8 +208,6 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
     // descriptions seen: (dev, ino) -> [(fd, object id)] to find dups with kcmp
     let mut descs: HashMap<(u64, u64), Vec<(i32, u32)>> = HashMap::new();
     let mut pipes: Vec<PipeSeen> = Vec::new();
-    // (dev, ino) of deleted files / memfds already saved -> object id
-    let mut ghost_inodes: HashMap<(u64, u64), u32> = HashMap::new();
     for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
         let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
             Ok(l) => l,
@@ -244,48 +283,28 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
                     });
                 }
             }
-            let memfd_name = link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string());
-            let deleted = memfd_name.is_none() && link.ends_with(" (deleted)") && md.nlink() == 0;
-            let path = if deleted { link.trim_end_matches(" (deleted)").to_string() } else { link.clone() };
-            let mut content = Vec::new();
-            let same_inode_as = if deleted || memfd_name.is_some() { ghost_inodes.get(&key).copied().unwrap_or(0) } else { 0 };
-            if (deleted || memfd_name.is_some()) && same_inode_as == 0 {
-                if !ft.is_file() {
-                    return Err(Error::Unsupported { pid, what: format!("fd {fd} is a deleted non-regular file ({link})") });
-                }
-                if md.size() > MAX_INLINE_CONTENT {
-                    return Err(Error::Unsupported {
-                        pid,
-                        what: format!("fd {fd} is a deleted file of {} bytes (limit {MAX_INLINE_CONTENT})", md.size()),
-                    });
-                }
-                let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
-                content = vec![0u8; md.size() as usize];
-                let f = File::from(dup);
-                std::os::unix::fs::FileExt::read_exact_at(&f, &mut content, 0)
-                    .ctx(pid, || format!("reading content of deleted file {path} (fd {fd})"))?;
-            } else if !path.starts_with('/') {
+            let is_memfd = link.starts_with("/memfd:");
+            let deleted = !is_memfd && link.ends_with(" (deleted)") && md.nlink() == 0;
+            let ghost_id = if is_memfd || deleted {
+                ghost(pid, objs, &format!("/proc/{pid}/fd/{fd}"), &link, &format!("fd {fd}"))?
+            } else if !link.starts_with('/') {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) has no path") });
-            }
-            let ghost = deleted || memfd_name.is_some();
-            let id = objs.intern(format!("file-fd:{fd}"), |_| Object {
+            } else {
+                0
+            };
+            objs.intern(format!("file-fd:{fd}"), |_| Object {
                 file: Some(FileObj {
-                    path,
+                    path: link.trim_end_matches(" (deleted)").to_string(),
                     flags,
                     pos: info.pos,
                     identity: Some(identity(&md, 0)),
                     deleted,
-                    content,
                     mode: md.mode(),
-                    memfd_name: memfd_name.unwrap_or_default(),
-                    same_inode_as,
+                    ghost_id,
+                    ..Default::default()
                 }),
                 ..Default::default()
-            });
-            if ghost {
-                ghost_inodes.entry(key).or_insert(id);
-            }
-            id
+            })
         } else {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) is of an unknown kind") });
         };
@@ -404,9 +423,58 @@ pub struct Opened {
     pub by_object: HashMap<u32, OwnedFd>,
 }
 
+/// Recreates every nameless inode (deleted file, memfd) with its content: a memfd with
+/// its name and seals; a deleted file at its old path, opened, then unlinked again (so
+/// /proc shows "path (deleted)"). Returns object id → an O_RDWR fd of it.
+pub fn create_ghosts(m: &stasis_image::Manifest) -> Result<HashMap<u32, OwnedFd>> {
+    let pid = m.process.pid;
+    let step = |why: String| Error::RestoreStep { pid, step: "recreating deleted files and memfds".into(), why };
+    let mut out = HashMap::new();
+    for o in &m.objects {
+        let Some(g) = &o.ghost else { continue };
+        let fd = if !g.memfd_name.is_empty() {
+            const F_SEAL_SEAL: u32 = 1;
+            let sealing = g.seals != F_SEAL_SEAL;
+            let flags = if sealing { libc::MFD_ALLOW_SEALING } else { 0 };
+            let mfd = sys::memfd_create(&g.memfd_name, flags).map_err(|e| step(format!("memfd_create {}: {e}", g.memfd_name)))?;
+            let file = File::from(mfd);
+            std::os::unix::fs::FileExt::write_all_at(&file, &g.content, 0)
+                .map_err(|e| step(format!("filling memfd {}: {e}", g.memfd_name)))?;
+            if sealing && g.seals != 0 {
+                sys::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, g.seals as i64)
+                    .map_err(|e| step(format!("sealing memfd {} ({:#x}): {e}", g.memfd_name, g.seals)))?;
+            }
+            OwnedFd::from(file)
+        } else {
+            if std::path::Path::new(&g.path).exists() {
+                return Err(Error::RestoreRefused(format!(
+                    "deleted file {} cannot be recreated: a file with that name exists now",
+                    g.path
+                )));
+            }
+            let c = CString::new(g.path.clone()).map_err(|e| step(e.to_string()))?;
+            let w = sys::open(&c, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC, g.mode & 0o7777)
+                .map_err(|e| step(format!("recreating deleted file {}: {e}", g.path)))?;
+            let wf = File::from(w);
+            let r = std::os::unix::fs::FileExt::write_all_at(&wf, &g.content, 0);
+            let _ = std::fs::remove_file(&g.path);
+            r.map_err(|e| step(format!("recreating deleted file {}: {e}", g.path)))?;
+            OwnedFd::from(wf)
+        };
+        out.insert(o.id, fd);
+    }
+    Ok(out)
+}
+
+/// Opens a new description of a recreated nameless inode.
+pub fn reopen_ghost(ghosts: &HashMap<u32, OwnedFd>, id: u32, flags: u32) -> std::io::Result<OwnedFd> {
+    let g = ghosts.get(&id).ok_or_else(|| std::io::Error::other(format!("object {id} was not recreated")))?;
+    open_path(&format!("/proc/self/fd/{}", g.as_raw_fd()), flags, 0)
+}
+
 /// Opens (or creates) every object the process's fds refer to, with offsets and flags
 /// set, in the restorer. Pipes get their buffered bytes back.
-pub fn open_fd_objects(m: &stasis_image::Manifest) -> Result<Opened> {
+pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd>) -> Result<Opened> {
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
     let pid = m.process.pid;
@@ -417,7 +485,10 @@ pub fn open_fd_objects(m: &stasis_image::Manifest) -> Result<Opened> {
         }
         let o = m.object(fd.object_id).ok_or_else(|| step(format!("fd {} refers to missing object {}", fd.fd, fd.object_id)))?;
         if let Some(f) = &o.file {
-            let owned = if f.same_inode_as != 0 {
+            let owned = if f.ghost_id != 0 {
+                reopen_ghost(ghosts, f.ghost_id, f.flags)
+                    .map_err(|e| step(format!("reopening {} for fd {}: {e}", f.path, fd.fd)))?
+            } else if f.same_inode_as != 0 {
                 let first = opened
                     .by_object
                     .get(&f.same_inode_as)
@@ -530,8 +601,11 @@ fn inherit_pipe(fd: i32, write_end: bool, what: &str) -> Result<OwnedFd> {
 }
 
 /// Opens a mapped file for mmap in the new process.
-pub fn open_mapped(o: &MappedFileObj) -> std::io::Result<OwnedFd> {
+pub fn open_mapped(o: &MappedFileObj, ghosts: &HashMap<u32, OwnedFd>) -> std::io::Result<OwnedFd> {
     let fl = if o.writable { libc::O_RDWR } else { libc::O_RDONLY };
+    if o.ghost_id != 0 {
+        return reopen_ghost(ghosts, o.ghost_id, fl as u32);
+    }
     open_path(&o.path, fl as u32, 0)
 }
 

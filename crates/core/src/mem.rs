@@ -94,12 +94,6 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
         _ if p.starts_with("/SYSV") => {
             return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} is SysV shared memory", m.start, m.end) })
         }
-        _ if p.starts_with("/memfd:") => {
-            return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} maps memfd {p}", m.start, m.end) })
-        }
-        _ if p.ends_with(" (deleted)") => {
-            return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} maps deleted file {p}", m.start, m.end) })
-        }
         _ if p.starts_with('/') => {
             if m.shared {
                 VmaKind::FileShared
@@ -152,7 +146,19 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
             VmaKind::Vdso => out.vdso = Some((m.start, m.end)),
             VmaKind::FileShared | VmaKind::FilePrivate => {
                 let writable = m.shared && m.prot & libc::PROT_WRITE as u32 != 0;
-                vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, true)?;
+                if m.path.starts_with("/memfd:") || m.path.ends_with(" (deleted)") {
+                    let what = format!("VMA {:#x}-{:#x}", m.start, m.end);
+                    let gid = files::ghost(pid, objs, &map_file, &m.path, &what)?;
+                    vma.object_id = objs.intern(format!("mapped-ghost:{gid}"), |_| Object {
+                        mapped_file: Some(MappedFileObj { path: m.path.clone(), identity: None, writable, ghost_id: gid }),
+                        ..Default::default()
+                    });
+                    if let Some(mf) = objs.get_mut(vma.object_id).and_then(|o| o.mapped_file.as_mut()) {
+                        mf.writable |= writable;
+                    }
+                } else {
+                    vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, true)?;
+                }
             }
             VmaKind::ShmemAnon => {
                 if let Some((_, id)) = shm_seen.iter().find(|(ino, _)| *ino == m.inode) {

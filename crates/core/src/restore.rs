@@ -127,7 +127,8 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
     let p = &m.process;
     let pid = p.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
-    let mut opened = files::open_fd_objects(m)?;
+    let ghosts = files::create_ghosts(m)?;
+    let mut opened = files::open_fd_objects(m, &ghosts)?;
     let mut carry: Vec<OwnedFd> = Vec::new();
     let mut slot_of: HashMap<u32, usize> = HashMap::new();
     let mut assign = Vec::new();
@@ -160,7 +161,7 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
             .object(id)
             .and_then(|o| o.mapped_file.as_ref())
             .ok_or_else(|| step(format!("mapped-file object {id} missing")))?;
-        let f = files::open_mapped(o).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?;
+        let f = files::open_mapped(o, &ghosts).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?;
         carry.push(f);
         map_slot.insert(id, carry.len() - 1);
     }
@@ -381,7 +382,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     }
     for fd in &p.fds {
         if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
-            if !f.deleted && f.memfd_name.is_empty() {
+            if !f.deleted && f.memfd_name.is_empty() && f.ghost_id == 0 {
                 if let Some(id) = &f.identity {
                     files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd))?;
                 }
@@ -1170,10 +1171,18 @@ impl Builder<'_> {
     /// epoll items, added from inside the process by its own fd numbers (see
     /// fdkinds/epoll.rs): after the carried fds are closed, every fd is at its number.
     fn epoll_items(&self) -> Result<()> {
+        let r = self.main();
         for a in crate::fdkinds::epoll::adds(self.m) {
             let st = format!("adding fd {} to epoll fd {}", a.tfd, a.epfd);
             self.write_data(&st, 0, &a.event)?;
-            self.call(&st, self.main(), libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_ADD as u64, a.tfd as u64, self.data(0)])?;
+            self.call(&st, r, libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_ADD as u64, a.tfd as u64, self.data(0)])?;
+            if let Some(saved) = a.fired_oneshot {
+                // deliver it once, which disarms it as it was; not ready: the saved word
+                if self.call(&st, r, libc::SYS_epoll_wait, &[a.epfd as u64, self.data(16), 1, 0])? == 0 {
+                    self.write_data(&st, 0, &saved)?;
+                    self.call(&st, r, libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_MOD as u64, a.tfd as u64, self.data(0)])?;
+                }
+            }
         }
         Ok(())
     }

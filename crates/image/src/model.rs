@@ -351,6 +351,8 @@ pub struct Object {
     pub epoll: Option<EpollObj>,
     #[prost(message, optional, tag = "11")]
     pub inotify: Option<InotifyObj>,
+    #[prost(message, optional, tag = "20")]
+    pub ghost: Option<GhostObj>,
 }
 
 /// An eventfd: its counter and flags.
@@ -482,6 +484,29 @@ pub struct FileObj {
     /// open(2) of the same file): that object's id; its content is stored there.
     #[prost(uint32, tag = "9")]
     pub same_inode_as: u32,
+    /// Non-zero: this description is of a nameless inode (GhostObj id).
+    #[prost(uint32, tag = "10")]
+    pub ghost_id: u32,
+}
+
+/// An inode with no name: a file deleted while open or mapped, or a memfd. Its content
+/// is in the image; fds (`FileObj.ghost_id`) and mappings (`MappedFileObj.ghost_id`)
+/// refer to it, so one inode open and mapped several times stays one inode.
+#[derive(Clone, PartialEq, Message)]
+pub struct GhostObj {
+    /// The path it had (deleted file), without " (deleted)".
+    #[prost(string, tag = "1")]
+    pub path: String,
+    /// Non-empty: a memfd of this name.
+    #[prost(string, tag = "2")]
+    pub memfd_name: String,
+    #[prost(uint32, tag = "3")]
+    pub mode: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    pub content: Vec<u8>,
+    /// memfd seals (F_GET_SEALS).
+    #[prost(uint32, tag = "5")]
+    pub seals: u32,
 }
 
 /// What a file looked like at dump time, to refuse restores onto a changed file.
@@ -508,6 +533,9 @@ pub struct MappedFileObj {
     /// Opened for writing (a shared writable mapping needs it).
     #[prost(bool, tag = "3")]
     pub writable: bool,
+    /// Non-zero: a deleted file or memfd (GhostObj id) instead of a path.
+    #[prost(uint32, tag = "4")]
+    pub ghost_id: u32,
 }
 
 /// A pipe (one per pipe inode) and the bytes that were buffered in it.

@@ -28,7 +28,6 @@ fn unlinked_open_file() {
 // The engine refuses this cleanly for now ("VMA ... maps deleted file ...:
 // not supported yet"); remove the ignore once it supports it.
 #[test]
-#[ignore = "mappings of deleted files are not supported by the engine yet (dump refuses cleanly)"]
 fn unlinked_file_mappings() {
     let _t = serial();
     let w = roundtrip("files_unlinked", &["map"]);
@@ -64,4 +63,50 @@ fn stdout_offset_kept() {
     let pass = out.find("PASS\n").expect("PASS");
     assert!(ready < pass, "PASS must come after READY\n{}", w.report());
     assert!(out.starts_with("INFO comm="), "the beginning of stdout was overwritten\n{}", w.report());
+}
+
+/// eventfd: counter 7 (and one above 32 bits), O_NONBLOCK and FD_CLOEXEC
+/// per fd, a dup sharing the counter, an EFD_SEMAPHORE one reading 1 at a
+/// time, an empty blocking one.
+#[test]
+fn eventfd_counter_flags_and_dup() {
+    let _t = serial();
+    roundtrip("fds_misc", &["eventfd"]);
+}
+
+/// signalfd: the mask (fdinfo), flags, and the pending signals read through
+/// it in order with their siginfo (SI_TKILL, SI_QUEUE values); a second
+/// signalfd reads only its own signal; a signal sent after restore.
+#[test]
+fn signalfd_mask_and_pending_signals() {
+    let _t = serial();
+    roundtrip("fds_misc", &["signalfd"]);
+}
+
+/// timerfd: remaining time of relative timers (time between dump and
+/// restore does not count), the deadline of an absolute CLOCK_REALTIME one
+/// with its settime flags, unread expirations (one-shot and periodic),
+/// clocks, a disarmed one with an interval, flags.
+#[test]
+fn timerfd_remaining_time_and_ticks() {
+    let _t = serial();
+    roundtrip("fds_misc", &["timerfd"]);
+}
+
+/// epoll: items (tfd, events, data) identical in fdinfo: level and edge
+/// triggered, a fired EPOLLONESHOT, EPOLLEXCLUSIVE, a dup of a registered
+/// fd, a nested epoll; epoll_wait delivers the expected data words, and
+/// EPOLL_CTL_MOD/DEL work by the process's fd numbers.
+#[test]
+fn epoll_items_and_delivered_data() {
+    let _t = serial();
+    roundtrip("fds_misc", &["epoll"]);
+}
+
+/// inotify: watches (same watch descriptors, masks with IN_ONESHOT and
+/// IN_EXCL_UNLINK) report events after restore; flags.
+#[test]
+fn inotify_watches_and_descriptors() {
+    let _t = serial();
+    roundtrip("fds_misc", &["inotify"]);
 }
