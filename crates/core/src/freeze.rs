@@ -28,7 +28,8 @@ pub struct Frozen {
 const MAX_ROUNDS: usize = 50;
 
 fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
-    match ptrace::seize(tid, 0) {
+    // Suspend seccomp: our injected syscalls must not be filtered (or kill the process).
+    match ptrace::seize(tid, ptrace::PTRACE_O_SUSPEND_SECCOMP) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None), // exited meanwhile
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {

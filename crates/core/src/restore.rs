@@ -597,7 +597,7 @@ impl Builder<'_> {
 
     fn run(mut self, ch: &mut Child) -> Result<()> {
         let pid = self.pid;
-        ptrace::seize(pid, (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL) as u32)
+        ptrace::seize(pid, (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL) as u32 | ptrace::PTRACE_O_SUSPEND_SECCOMP)
             .map_err(|e| self.err("seizing the new process", e))?;
         ch.traced.push(pid);
         ptrace::interrupt(pid).map_err(|e| self.err("seizing the new process", e))?;
@@ -645,6 +645,10 @@ impl Builder<'_> {
             drop(w);
             let _ = sys::waitpid(mpid, 0);
         }
+        // Seccomp before credentials (installing a filter without no_new_privs needs
+        // CAP_SYS_ADMIN, which the process may have dropped since); our later injected
+        // syscalls are not filtered (PTRACE_O_SUSPEND_SECCOMP).
+        self.seccomp()?;
         self.pdeath_and_creds()?;
         let attrs = self.m.process.attrs.clone().unwrap_or_default();
         self.call("dumpable", self.main(), libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, attrs.dumpable as u64])?;
@@ -1058,6 +1062,32 @@ impl Builder<'_> {
         if cur != attrs.oom_score_adj {
             if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", self.pid), attrs.oom_score_adj.to_string()) {
                 warn!("pid {}: restoring oom_score_adj {}: {e}", self.pid, attrs.oom_score_adj);
+            }
+        }
+        Ok(())
+    }
+
+    fn seccomp(&self) -> Result<()> {
+        const SECCOMP_SET_MODE_STRICT: u64 = 0;
+        const SECCOMP_SET_MODE_FILTER: u64 = 1;
+        for t in &self.m.process.threads {
+            let r = self.remote_of(t.tid);
+            for (i, f) in t.seccomp_filters.iter().enumerate() {
+                let st = format!("installing seccomp filter {i} of thread {}", t.tid);
+                // struct sock_fprog { u16 len; pad; struct sock_filter *filter; } then the code
+                let mut b = vec![0u8; 16];
+                b[0..2].copy_from_slice(&((f.len() / 8) as u16).to_le_bytes());
+                b[8..16].copy_from_slice(&self.data(16).to_le_bytes());
+                b.extend_from_slice(f);
+                if b.len() as u64 + DATA > TRAMP_LEN {
+                    return Err(self.err(&st, format!("filter of {} instructions does not fit the trampoline page", f.len() / 8)));
+                }
+                self.write_data(&st, 0, &b)?;
+                self.call(&st, r, libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, 0, self.data(0)])?;
+            }
+            if t.seccomp_mode == 1 {
+                let st = format!("seccomp strict mode of thread {}", t.tid);
+                self.call(&st, r, libc::SYS_seccomp, &[SECCOMP_SET_MODE_STRICT, 0, 0])?;
             }
         }
         Ok(())

@@ -51,6 +51,16 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
             pending.insert(0, SigInfo { signo: sig, raw: info.to_vec() });
         }
         let comm = procfs::read(pid, &format!("task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
+        let tst = procfs::read(pid, &format!("task/{tid}/status")).unwrap_or_default();
+        let seccomp_mode: i32 = tst
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0);
+        let seccomp_filters = if seccomp_mode == 2 {
+            ptrace::seccomp_filters(tid).ctx(pid, || format!("PTRACE_SECCOMP_GET_FILTER of thread {tid}"))?
+        } else {
+            Vec::new()
+        };
         out.push(Thread {
             tid,
             comm,
@@ -75,6 +85,8 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
             no_new_privs: nnp == 1,
             in_syscall: t.regs.orig_rax as i64,
             timerslack_ns,
+            seccomp_mode,
+            seccomp_filters,
         });
     }
     Ok(out)

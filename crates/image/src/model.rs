@@ -116,6 +116,12 @@ pub struct Thread {
     /// prctl(PR_GET_TIMERSLACK), nanoseconds.
     #[prost(uint64, tag = "23")]
     pub timerslack_ns: u64,
+    /// Seccomp mode: 0 off, 1 strict, 2 filter.
+    #[prost(int32, tag = "24")]
+    pub seccomp_mode: i32,
+    /// Seccomp filters, oldest first, raw `struct sock_filter` arrays.
+    #[prost(bytes = "vec", repeated, tag = "25")]
+    pub seccomp_filters: Vec<Vec<u8>>,
 }
 
 /// One VMA, as /proc/PID/maps and smaps describe it.

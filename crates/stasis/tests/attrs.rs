@@ -28,3 +28,10 @@ fn identity_cmdline_environ_exe() {
     let _t = serial();
     roundtrip("proc_identity", &["an arg with spaces", "", "last"]);
 }
+
+/// Two seccomp filters survive (and did not filter stasis's own syscalls in the dump).
+#[test]
+fn seccomp_filters() {
+    let _t = serial();
+    roundtrip("seccomp", &[]);
+}

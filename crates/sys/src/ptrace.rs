@@ -6,6 +6,9 @@ pub type Regs = libc::user_regs_struct;
 pub const NREGS: usize = std::mem::size_of::<Regs>() / 8;
 
 pub const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
+pub const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
+/// Seccomp filters of the tracee are not run while we trace it (CAP_SYS_ADMIN).
+pub const PTRACE_O_SUSPEND_SECCOMP: u32 = 1 << 21;
 pub const PTRACE_EVENT_STOP: i32 = 128;
 const NT_X86_XSTATE: usize = 0x202;
 
@@ -183,4 +186,23 @@ pub fn getsiginfo(tid: i32) -> Result<[u8; 128]> {
 
 pub fn detach_with_signal(tid: i32, sig: i32) -> Result<()> {
     req(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
+}
+
+/// The classic-BPF seccomp filters of a thread, oldest first, each as raw
+/// `struct sock_filter` bytes (8 bytes per instruction).
+pub fn seccomp_filters(tid: i32) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for index in 0.. {
+        // count first (data = NULL), then the instructions
+        let n = match req(PTRACE_SECCOMP_GET_FILTER, tid, index, 0) {
+            Ok(n) => n as usize,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; n * 8];
+        req(PTRACE_SECCOMP_GET_FILTER, tid, index, buf.as_mut_ptr() as usize)?;
+        out.push(buf);
+    }
+    out.reverse(); // index 0 is the most recently installed
+    Ok(out)
 }
