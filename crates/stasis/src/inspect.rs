@@ -40,6 +40,8 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         let p = m.object(e.pipe_id).and_then(|o| o.pipe.clone()).unwrap_or_default();
         json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
                "buffered_bytes": p.data.len(), "capacity": p.capacity})
+    } else if let Some((kind, what)) = stasis_core::fdkinds::describe(o) {
+        json!({"kind": kind, "id": id, "state": what})
     } else {
         json!({"kind": "other", "id": id})
     }

@@ -9,12 +9,15 @@
 //! back that way.
 //!
 //! The events word is kept verbatim, with EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE and
-//! EPOLLWAKEUP. Two things cannot be exactly the same:
-//! - a fired EPOLLONESHOT item holds only those flag bits; EPOLL_CTL_ADD always adds
-//!   EPOLLERR|EPOLLHUP, so after restore it would still report an error or hang-up once;
-//! - an edge-triggered item whose target is ready is reported once more after restore
-//!   (ADD queues a ready target), which an edge-triggered reader handles like any
-//!   spurious wake-up.
+//! EPOLLWAKEUP. A fired EPOLLONESHOT item holds only those flag bits, which
+//! EPOLL_CTL_ADD cannot give (it always adds EPOLLERR|EPOLLHUP): such an item is added
+//! first in its instance asking for every event, and if its target is ready (queued at
+//! once) one epoll_wait(1 event, timeout 0) delivers it, which leaves exactly the flag
+//! bits; if the target is not ready, EPOLL_CTL_MOD sets the saved word, and the item
+//! would still report an error or hang-up once.
+//! An edge-triggered item whose target is ready is reported once more after restore (ADD
+//! queues a ready target), which an edge-triggered reader handles like any spurious
+//! wake-up.
 //! The ready list itself is not state: it follows from the targets.
 //!
 //! Refused: an item whose fd number is no longer open on the same file (the fd was
@@ -79,10 +82,35 @@ pub struct Add {
     pub tfd: i32,
     /// struct epoll_event as the kernel takes it on x86_64 (packed: u32 events, u64 data).
     pub event: [u8; 12],
+    /// A fired EPOLLONESHOT item: `event` asks for every event; run
+    /// epoll_wait(epfd, 1 event, timeout 0) after the ADD, and if it returns 0,
+    /// EPOLL_CTL_MOD with this saved event.
+    pub fired_oneshot: Option<[u8; 12]>,
+}
+
+const PRIVATE_BITS: u32 = (libc::EPOLLWAKEUP | libc::EPOLLONESHOT | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32;
+const POLL_BITS: u32 = (libc::EPOLLIN
+    | libc::EPOLLPRI
+    | libc::EPOLLOUT
+    | libc::EPOLLERR
+    | libc::EPOLLHUP
+    | libc::EPOLLRDNORM
+    | libc::EPOLLRDBAND
+    | libc::EPOLLWRNORM
+    | libc::EPOLLWRBAND
+    | libc::EPOLLMSG
+    | libc::EPOLLRDHUP) as u32;
+
+fn event(events: u32, data: u64) -> [u8; 12] {
+    let mut e = [0u8; 12];
+    e[..4].copy_from_slice(&events.to_le_bytes());
+    e[4..].copy_from_slice(&data.to_le_bytes());
+    e
 }
 
 /// The items of every epoll instance of the image, to add by the process's own fd
-/// numbers (any fd of the instance will do: they share it).
+/// numbers (any fd of the instance will do: they share it); per instance, fired
+/// one-shot items first, so that nothing else is queued when one is delivered.
 pub fn adds(m: &Manifest) -> Vec<Add> {
     let mut out = Vec::new();
     let mut done = Vec::new();
@@ -92,11 +120,13 @@ pub fn adds(m: &Manifest) -> Vec<Add> {
             continue;
         }
         done.push(fd.object_id);
-        for it in &e.items {
-            let mut event = [0u8; 12];
-            event[..4].copy_from_slice(&it.events.to_le_bytes());
-            event[4..].copy_from_slice(&it.data.to_le_bytes());
-            out.push(Add { epfd: fd.fd, tfd: it.tfd, event });
+        let fired = |it: &EpollItem| it.events & libc::EPOLLONESHOT as u32 != 0 && it.events & !PRIVATE_BITS == 0;
+        for it in e.items.iter().filter(|it| fired(it)) {
+            let saved = event(it.events, it.data);
+            out.push(Add { epfd: fd.fd, tfd: it.tfd, event: event(it.events | POLL_BITS, it.data), fired_oneshot: Some(saved) });
+        }
+        for it in e.items.iter().filter(|it| !fired(it)) {
+            out.push(Add { epfd: fd.fd, tfd: it.tfd, event: event(it.events, it.data), fired_oneshot: None });
         }
     }
     out

@@ -80,7 +80,9 @@ fn path_of(sdev: u64, ino: u64, htype: i32, handle: &[u8]) -> std::result::Resul
     let mut last = String::new();
     for mp in mounts {
         let Ok(c) = CString::new(mp.clone()) else { continue };
-        let mfd = match sys::open(&c, libc::O_PATH | libc::O_CLOEXEC, 0) {
+        // open_by_handle_at does not take an O_PATH fd; directories only (opening a
+        // bind-mounted device could do something).
+        let mfd = match sys::open(&c, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) {
             Ok(f) => f,
             Err(e) => {
                 last = format!("opening mount point {mp}: {e}");
