@@ -6,6 +6,9 @@
  *   poll        poll(-1) on the pipe
  *   select      select(NULL timeout) on the pipe
  *   epoll       epoll_wait(-1) on an epoll fd watching the pipe (data 0xfeed)
+ *               and an empty eventfd (EPOLLET, data 0xbeef); the items
+ *               (fdinfo) are the same after restore and the eventfd's is
+ *               delivered when it is written
  *   sigsuspend  rt_sigsuspend(empty mask) with SIGUSR1/SIGUSR2 blocked
  *               outside; helper sends SIGUSR1 with tgkill
  * After restore the call returns exactly what it would have returned
@@ -17,6 +20,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/select.h>
 
 static const char msg[] = "after-restore";
@@ -43,6 +47,34 @@ static void *helper(void *a)
     return NULL;
 }
 
+static int cmpstr(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* "tfd events data;" for each item of epoll fd ep, sorted (fdinfo lists
+ * them in kernel-pointer order). */
+static void epoll_items(int ep, char *out, size_t cap)
+{
+    static char buf[8192], it[16][64];
+    char path[64];
+    int n = 0;
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
+    out[0] = 0;
+    if (read_file(path, buf, sizeof buf) < 0)
+        return;
+    for (char *l = strtok(buf, "\n"); l && n < 16; l = strtok(NULL, "\n")) {
+        int tfd;
+        unsigned ev;
+        unsigned long long data;
+        if (sscanf(l, "tfd: %d events: %x data: %llx", &tfd, &ev, &data) == 3)
+            snprintf(it[n++], sizeof it[0], "%d %x %llx;", tfd, ev, data);
+    }
+    qsort(it, n, sizeof it[0], cmpstr);
+    for (int i = 0; i < n; i++)
+        snprintf(out + strlen(out), cap - strlen(out), "%s", it[i]);
+}
+
 static void read_msg(void)
 {
     char buf[64] = { 0 };
@@ -58,12 +90,16 @@ int main(int argc, char **argv)
     main_tid = wl_gettid();
     if (pipe(p))
         DIE("pipe");
-    int epfd = -1;
+    int epfd = -1, efd = -1;
+    static char items[1024], items_after[1024];
     if (strcmp(mode, "epoll") == 0) {
         epfd = epoll_create1(EPOLL_CLOEXEC);
+        efd = eventfd(0, EFD_NONBLOCK);
         struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0xfeed };
-        if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, p[0], &ev))
+        struct epoll_event ev2 = { .events = EPOLLIN | EPOLLET, .data.u64 = 0xbeef };
+        if (epfd < 0 || efd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, p[0], &ev) || epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev2))
             DIE("epoll");
+        epoll_items(epfd, items, sizeof items);
     }
     sigset_t outside;
     if (strcmp(mode, "sigsuspend") == 0) {
@@ -105,6 +141,15 @@ int main(int argc, char **argv)
               "epoll_wait returned %d data %#llx events %#x (%s)", r, (unsigned long long)ev[0].data.u64,
               ev[0].events, r < 0 ? strerror(errno) : "");
         read_msg();
+        epoll_items(epfd, items_after, sizeof items_after);
+        CHECK(strlen(items) > 0 && !strcmp(items, items_after), "epoll items (tfd events data) %s, were %s", items_after,
+              items);
+        uint64_t one = 1;
+        CHECK(write(efd, &one, 8) == 8, "eventfd write");
+        memset(ev, 0, sizeof ev);
+        r = epoll_wait(epfd, ev, 4, 1000);
+        CHECK(r == 1 && ev[0].data.u64 == 0xbeef, "after an eventfd write epoll_wait returned %d data %#llx", r,
+              (unsigned long long)ev[0].data.u64);
     } else if (strcmp(mode, "sigsuspend") == 0) {
         sigset_t none;
         sigemptyset(&none);
