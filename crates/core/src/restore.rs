@@ -41,10 +41,15 @@ pub struct RestoreOptions {
     pub dir: PathBuf,
     pub detach: bool,
     pub pidfile: Option<PathBuf>,
+    /// Restore even if files the process had open (not mapped) changed since the dump,
+    /// e.g. a log it kept appending to after a --leave-running dump.
+    pub allow_changed_files: bool,
 }
 
 const PAGE: u64 = 4096;
-const TRAMP_LEN: u64 = 2 * PAGE;
+/// Trampoline: the `syscall` instruction, then a data area for syscall arguments
+/// (auxv, seccomp filters, groups...).
+const TRAMP_LEN: u64 = 16 * PAGE;
 const DATA: u64 = 64;
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 const PR_SET_MM: u64 = 35;
@@ -384,7 +389,18 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
         if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
             if !f.deleted && f.memfd_name.is_empty() && f.ghost_id == 0 {
                 if let Some(id) = &f.identity {
-                    files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd))?;
+                    let r = files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd));
+                    match r {
+                        Err(Error::RestoreRefused(why)) if opts.allow_changed_files => {
+                            warn!("{why} (restoring anyway: --allow-changed-files)")
+                        }
+                        Err(Error::RestoreRefused(why)) => {
+                            return Err(refuse(format!(
+                                "{why}; if that is expected (a log it kept writing), restore with --allow-changed-files"
+                            )))
+                        }
+                        other => other?,
+                    }
                 }
             }
         }

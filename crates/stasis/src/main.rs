@@ -44,6 +44,10 @@ enum Cmd {
         /// Write the restored PID to FILE.
         #[arg(long)]
         pidfile: Option<PathBuf>,
+        /// Restore even if files the process had open (not mapped) changed since the
+        /// dump, e.g. a log it kept writing after a --leave-running dump.
+        #[arg(long)]
+        allow_changed_files: bool,
     },
     /// Show what an image holds.
     Inspect {
@@ -91,8 +95,8 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Restore { dir, detach, pidfile } => stasis_core::restore::restore(
-            &stasis_core::restore::RestoreOptions { dir, detach, pidfile },
+        Cmd::Restore { dir, detach, pidfile, allow_changed_files } => stasis_core::restore::restore(
+            &stasis_core::restore::RestoreOptions { dir, detach, pidfile, allow_changed_files },
         )
         .map(|code| ExitCode::from(code))
         .map_err(anyhow::Error::from),

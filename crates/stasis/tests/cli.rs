@@ -130,3 +130,28 @@ fn foreground_restore_threads() {
     w.assert_pass(st);
     assert!(reap_strays(false).is_empty(), "foreground restore left processes behind");
 }
+
+/// After `dump --leave-running` the process kept writing its stdout log: restore is
+/// refused (the file changed) with a hint, and `--allow-changed-files` restores it; the
+/// restored copy writes at its saved offset and passes its checks.
+#[test]
+fn leave_running_log_grew_allow_changed_files() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("basic", &[]);
+    w.dump_leave_running();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    assert!(st == Exit::Code(0) && w.output().contains("PASS"), "original: {st:?}\n{}", w.report());
+    std::fs::remove_file(w.work.join("go")).unwrap();
+    let img = w.img.clone();
+    let r = w.try_restore_from(&img, &["-d"]);
+    let rep = w.report();
+    assert_clean_error(&r, &["--allow-changed-files"], &rep);
+    assert!(!pid_exists(w.pid), "refused restore left pid {}", w.pid);
+    let r = w.try_restore_from(&img, &["-d", "--allow-changed-files"]);
+    assert!(r.ok(), "restore --allow-changed-files failed\n{}", w.report());
+    w.go();
+    let st = waitpid_timeout(w.pid, EXIT_TIMEOUT).unwrap_or_else(|_| panic!("restored copy did not finish\n{}", w.report()));
+    w.assert_pass(st);
+}
