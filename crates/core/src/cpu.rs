@@ -46,10 +46,15 @@ fn rewind(r: &mut Regs) {
 
 /// Pending signals that are not blocked by `mask` for thread `tid` of `pid`.
 fn deliverable_pending(pid: i32, tid: i32, mask: u64) -> bool {
-    let Ok(st) = procfs::status(tid).or_else(|_| procfs::read(pid, &format!("task/{tid}/status")).map(|_| Vec::new())) else {
-        return true;
+    let Ok(text) = procfs::read(pid, &format!("task/{tid}/status")) else {
+        return true; // cannot tell: leave the EINTR alone
     };
-    let hex = |k| procfs::status_field(&st, k).and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
+    let hex = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix(':')))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
     (hex("SigPnd") | hex("ShdPnd")) & !mask != 0
 }
 
