@@ -25,7 +25,7 @@ const PFN_MASK: u64 = (1 << 55) - 1;
 /// Largest run with one checksum (1 MiB), so runs can later be served on demand.
 const MAX_RUN_PAGES: u64 = 256;
 /// Buffer handed from the reader thread to the writer thread.
-const CHUNK: usize = 32 << 20;
+const CHUNK: usize = 2 << 20;
 
 /// smaps VmFlags that restore reproduces with mmap/madvise.
 pub const KEPT_FLAGS: &[&str] = &["gd", "dc", "wf", "hg", "nh", "dd", "mg", "lo", "sr", "rr"];
