@@ -36,6 +36,7 @@ fn stdout_pipe_to_another_process_is_inherited_on_restore() {
     let stasis = env!("CARGO_BIN_EXE_stasis");
     let dir = std::env::temp_dir().join(format!("stasis-extpipe-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _cleanup = Cleanup(dir.clone());
     let mut cmd = Command::new("python3");
     cmd.args(["-u", "-c", PY]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     close_inherited(&mut cmd);
@@ -76,4 +77,13 @@ fn stdout_pipe_to_another_process_is_inherited_on_restore() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(next, last + 1, "the restored process did not continue the sequence");
     assert_eq!(after, next + 1);
+}
+
+/// Removes the test directory even when an assertion fails.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

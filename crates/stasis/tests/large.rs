@@ -25,6 +25,7 @@ fn large_memory_sharded_pages() {
     let stasis = env!("CARGO_BIN_EXE_stasis");
     let dir = std::env::temp_dir().join(format!("stasis-large-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _cleanup = Cleanup(dir.clone());
     let status = dir.join("status");
     let img = dir.join("img");
     std::fs::create_dir_all(&status).unwrap();
@@ -64,4 +65,13 @@ fn large_memory_sharded_pages() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(result.starts_with("PASS"), "workload after restore: {result}");
     assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "exit status {st:#x}");
+}
+
+/// Removes the test directory even when an assertion fails.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
