@@ -24,6 +24,7 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use stasis_sys::sys::{self, AnonBuf};
 
 const PAGE: usize = 4096;
 /// Word at byte offset `o` of the workload's region holds `o ^ PATTERN`.
@@ -88,8 +89,8 @@ pub fn workload_fill(args: &[String]) -> Result<ExitCode> {
     let dir = PathBuf::from(dir);
     detach_from_caller();
 
-    let mut region = Mapping::new(size).context("bench-fill: mmap")?;
-    fill(region.words());
+    let mut region = AnonBuf::new(size).context("bench-fill: mmap")?;
+    fill(region.as_mut_words());
     write_atomic(
         &dir.join(READY_FILE),
         &format!(
@@ -106,7 +107,7 @@ pub fn workload_fill(args: &[String]) -> Result<ExitCode> {
     }
 
     std::hint::black_box(region.addr());
-    let verdict = verify(region.words());
+    let verdict = verify(region.as_words());
     write_atomic(&dir.join(RESULT_FILE), &format!("{verdict}\n"))?;
     Ok(if verdict == "PASS" {
         ExitCode::SUCCESS
@@ -119,12 +120,11 @@ pub fn workload_fill(args: &[String]) -> Result<ExitCode> {
 /// no descriptors beyond stdin/stdout/stderr, so the workload holds nothing
 /// stasis cannot dump.
 fn detach_from_caller() {
-    // SAFETY: setsid has no memory-safety preconditions; failure (already a
-    // group leader) is harmless here.
-    unsafe { libc::setsid() };
-    // SAFETY: closes descriptors >= 3; nothing in this process owns one yet
-    // (std opens none before main), so no live Rust handle is invalidated.
-    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    // Failure (already a group leader) is harmless here.
+    sys::child::setsid();
+    // Closes descriptors >= 3; nothing in this process owns one yet (std opens
+    // none before main), so no live Rust handle is invalidated.
+    sys::child::close_range(3, u32::MAX);
 }
 
 fn fill(words: &mut [u64]) {
@@ -166,12 +166,7 @@ fn verify(words: &[u64]) -> String {
 /// Sleep with nanosleep; an interruption (EINTR, e.g. across a checkpoint)
 /// just ends the nap early, the caller polls again.
 fn nap(d: Duration) {
-    let ts = libc::timespec {
-        tv_sec: d.as_secs() as libc::time_t,
-        tv_nsec: d.subsec_nanos() as _,
-    };
-    // SAFETY: ts is a valid timespec; a null remainder pointer is allowed.
-    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+    let _ = sys::nanosleep(d);
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
@@ -179,57 +174,6 @@ fn write_atomic(path: &Path, text: &str) -> Result<()> {
     fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
     Ok(())
-}
-
-/// A private anonymous read/write mapping, unmapped on drop.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(len: usize) -> io::Result<Mapping> {
-        // SAFETY: fresh anonymous private mapping without an address hint: the
-        // kernel picks an unused range, no existing memory is affected.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Mapping { ptr: p.cast(), len })
-    }
-
-    fn addr(&self) -> usize {
-        self.ptr as usize
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        // SAFETY: [ptr, ptr+len) is mapped read/write (from mmap above) and
-        // owned by self until drop; &mut self makes the borrow exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-
-    fn words(&mut self) -> &mut [u64] {
-        // SAFETY: as in bytes(); ptr is page-aligned, hence u64-aligned, and
-        // len / 8 words fit in the mapping.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u64>(), self.len / 8) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the range mmap returned; no borrow of it can
-        // outlive self.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -262,10 +206,7 @@ struct DumpStats {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error()).context("prctl(PR_SET_CHILD_SUBREAPER)");
-    }
+    sys::set_child_subreaper().context("prctl(PR_SET_CHILD_SUBREAPER)")?;
     for &size in &args.sizes {
         if size == 0 || !size.is_multiple_of(PAGE as u64) {
             bail!("size {size} is not a non-zero multiple of {PAGE} bytes");
@@ -611,22 +552,19 @@ impl Restored {
     fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
         let deadline = Instant::now() + timeout;
         loop {
-            let mut st: libc::c_int = 0;
-            // SAFETY: waitpid with a valid status pointer; WNOHANG never blocks.
-            let r = unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG) };
-            if r == self.pid {
-                self.reaped = true;
-                return Ok(Some(ExitStatus::from_raw(st)));
-            }
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::ECHILD) {
-                    return Err(e).context(format!("waitpid({})", self.pid));
-                }
-                if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+            match sys::try_waitpid(self.pid, 0) {
+                Ok(Some((r, st))) if r == self.pid => {
                     self.reaped = true;
-                    return Ok(None);
+                    return Ok(Some(ExitStatus::from_raw(st)));
                 }
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    if !Path::new(&format!("/proc/{}", self.pid)).exists() {
+                        self.reaped = true;
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e).context(format!("waitpid({})", self.pid)),
             }
             if Instant::now() >= deadline {
                 bail!(
@@ -646,9 +584,9 @@ impl Drop for Restored {
         let cmdline = fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
         let ours = cmdline.split(|&b| b == 0).any(|a| a == b"bench-fill");
         if !self.reaped && ours {
-            // SAFETY: kill takes plain integers; the pid is not reaped yet and
-            // runs bench-fill, so it names the restored workload.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            // The pid is not reaped yet and runs bench-fill, so it names the
+            // restored workload.
+            let _ = sys::kill(self.pid, libc::SIGKILL);
             let _ = self.wait_exit(Duration::from_secs(5));
         }
     }
@@ -657,22 +595,15 @@ impl Drop for Restored {
 /// Reap whatever else got re-parented to us. Only called when no `Child` or
 /// `Restored` is outstanding.
 fn reap_strays() {
-    loop {
-        let mut st: libc::c_int = 0;
-        // SAFETY: waitpid with a valid status pointer; WNOHANG never blocks.
-        let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
-        if r <= 0 {
-            break;
-        }
-        tracing::debug!(pid = r, "reaped stray child");
+    while let Ok(Some((pid, _))) = sys::try_waitpid(-1, 0) {
+        tracing::debug!(pid, "reaped stray child");
     }
 }
 
 /// Flush dirty data so earlier writes (a previous run, the seq write file)
 /// do not compete with the next measurement for the disk.
 fn quiesce() {
-    // SAFETY: sync takes no arguments and cannot fail.
-    unsafe { libc::sync() };
+    sys::sync();
 }
 
 struct RemoveOnDrop(PathBuf);
@@ -721,27 +652,19 @@ fn describe(st: ExitStatus) -> String {
 /// process_vm_readv of [addr, addr+len) of `pid` into a reused page-aligned
 /// 64 MiB buffer; spot-checks the first word of each chunk.
 fn measure_readv(pid: i32, addr: usize, len: usize) -> Result<Duration> {
-    let mut buf = Mapping::new(READV_CHUNK.min(len)).context("mmap readv buffer")?;
-    buf.bytes().fill(1); // fault the buffer in before timing
+    let mut buf = AnonBuf::new(READV_CHUNK.min(len)).context("mmap readv buffer")?;
+    buf.as_mut_slice().fill(1); // fault the buffer in before timing
     let t0 = Instant::now();
     let mut off = 0usize;
     while off < len {
-        let n = (len - off).min(buf.len);
-        let local = libc::iovec {
-            iov_base: buf.ptr.cast(),
-            iov_len: n,
-        };
-        let remote = libc::iovec {
-            iov_base: (addr + off) as *mut libc::c_void,
-            iov_len: n,
-        };
-        // SAFETY: the local iovec covers n <= buf.len bytes of our own writable
-        // mapping; the remote range is only read, in the other process.
-        let got = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-        if got < 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("process_vm_readv(pid {pid}, 0x{:x})", addr + off));
-        }
+        let n = (len - off).min(buf.len());
+        // The local range is n <= buf.len() bytes of our own writable buffer.
+        let got = sys::vm_readv(
+            pid,
+            &mut [(buf.as_mut_ptr(), n)],
+            &[((addr + off) as u64, n)],
+        )
+        .with_context(|| format!("process_vm_readv(pid {pid}, 0x{:x})", addr + off))?;
         if got == 0 {
             bail!(
                 "process_vm_readv(pid {pid}) read nothing at 0x{:x}",
@@ -749,13 +672,13 @@ fn measure_readv(pid: i32, addr: usize, len: usize) -> Result<Duration> {
             );
         }
         let want = off as u64 ^ PATTERN;
-        if buf.words()[0] != want {
+        if buf.as_words()[0] != want {
             bail!(
                 "process_vm_readv read 0x{:x} at offset 0x{off:x}, expected 0x{want:x}",
-                buf.words()[0]
+                buf.as_words()[0]
             );
         }
-        off += got as usize;
+        off += got;
     }
     Ok(t0.elapsed())
 }
@@ -783,8 +706,8 @@ fn measure_seq_write(dir: &Path, len: usize) -> Result<Duration> {
 /// mmap `len` bytes of fresh anonymous memory and write one byte per page.
 fn measure_first_touch(len: usize) -> Result<Duration> {
     let t0 = Instant::now();
-    let mut m = Mapping::new(len).context("mmap first-touch region")?;
-    let b = m.bytes();
+    let mut m = AnonBuf::new(len).context("mmap first-touch region")?;
+    let b = m.as_mut_slice();
     for i in (0..len).step_by(PAGE) {
         b[i] = 1;
     }
@@ -1254,13 +1177,13 @@ mod tests {
 
     #[test]
     fn pattern_roundtrip() {
-        let mut m = Mapping::new(64 * PAGE).unwrap();
-        fill(m.words());
-        assert!(m.words().iter().all(|&w| w != 0));
-        assert_eq!(verify(m.words()), "PASS");
-        m.words()[1000] = 0;
-        m.words()[3000] ^= 1;
-        let v = verify(m.words());
+        let mut m = AnonBuf::new(64 * PAGE).unwrap();
+        fill(m.as_mut_words());
+        assert!(m.as_words().iter().all(|&w| w != 0));
+        assert_eq!(verify(m.as_words()), "PASS");
+        m.as_mut_words()[1000] = 0;
+        m.as_mut_words()[3000] ^= 1;
+        let v = verify(m.as_words());
         assert!(v.starts_with("FAIL first_bad_offset=0x1f40 "), "{v}");
         assert!(v.ends_with("bad_words=2"), "{v}");
     }

@@ -18,6 +18,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::sys::AnonBuf;
 use libc::{c_int, c_long, c_uint, c_ulong, c_void, pid_t};
 
 // ---------------------------------------------------------------------------------------------
@@ -558,53 +559,18 @@ fn in_child<const N: usize>(body: impl FnOnce(&mut [i64; N])) -> Result<[i64; N]
     Ok(out)
 }
 
-/// An anonymous private read-write mapping, unmapped on drop.
-struct Mapping {
-    addr: *mut u8,
-    len: usize,
+/// An anonymous private read-write mapping of `len` bytes, unmapped on drop.
+fn anon(len: usize) -> Result<AnonBuf, Missing> {
+    AnonBuf::new(len).map_err(|e| io_missing("mmap", &e))
 }
 
-impl Mapping {
-    fn anon(len: usize) -> Result<Mapping, Missing> {
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's choice; it aliases
-        // nothing.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Missing::sys("mmap", errno()));
-        }
-        Ok(Mapping {
-            addr: p.cast(),
-            len,
-        })
-    }
-
-    fn start(&self) -> usize {
-        self.addr as usize
-    }
-
-    /// Write one byte into page `page` (so that it is present and dirty).
-    fn touch(&self, page: usize, value: u8) {
-        let off = page * page_size();
-        assert!(off < self.len);
-        // SAFETY: `off` is inside the mapping, which is readable and writable and ours alone.
-        unsafe { std::ptr::write_volatile(self.addr.add(off), value) };
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the region mmap gave us; nothing refers to it any more.
-        unsafe { libc::munmap(self.addr.cast(), self.len) };
-    }
+/// Write one byte into page `page` of `m` (so that it is present and dirty).
+fn touch(m: &mut AnonBuf, page: usize, value: u8) {
+    let off = page * page_size();
+    assert!(off < m.len());
+    // SAFETY: `off` is inside the mapping, which is readable and writable and borrowed
+    // mutably; volatile so the write is not elided before the kernel inspects the page.
+    unsafe { std::ptr::write_volatile(m.as_mut_ptr().add(off), value) };
 }
 
 /// The 64-bit pagemap entry of `addr` in process `pid`.
@@ -840,9 +806,9 @@ fn probe_process_vm() -> Outcome {
 }
 
 fn probe_pagemap() -> Outcome {
-    let m = Mapping::anon(page_size())?;
-    m.touch(0, 1);
-    let e = pagemap_entry(getpid(), m.start())?;
+    let mut m = anon(page_size())?;
+    touch(&mut m, 0, 1);
+    let e = pagemap_entry(getpid(), m.addr() as usize)?;
     if e & PM_PRESENT == 0 {
         return Err(Missing::new(format!(
             "a page just written is not present (entry {e:#x})"
@@ -1334,10 +1300,10 @@ fn probe_uffd_wp_async() -> Outcome {
     }
     // Register anonymous memory for write-protect tracking and protect it. (We do not write to
     // it afterwards: if async mode were broken that write would block forever.)
-    let m = Mapping::anon(page_size())?;
-    m.touch(0, 1);
+    let mut m = anon(page_size())?;
+    touch(&mut m, 0, 1);
     let range = || UffdioRange {
-        start: m.start() as u64,
+        start: m.addr(),
         len: page_size() as u64,
     };
     let mut reg = UffdioRegister {
@@ -1399,16 +1365,16 @@ struct PageRegion {
 
 fn probe_pagemap_scan() -> Outcome {
     let ps = page_size();
-    let m = Mapping::anon(4 * ps)?;
-    m.touch(0, 1);
-    m.touch(2, 1);
+    let mut m = anon(4 * ps)?;
+    touch(&mut m, 0, 1);
+    touch(&mut m, 2, 1);
     let pagemap =
         File::open("/proc/self/pagemap").map_err(|e| io_missing("open /proc/self/pagemap", &e))?;
     let mut regions = [PageRegion::default(); 8];
     let mut arg = PmScanArg {
         size: size_of::<PmScanArg>() as u64,
-        start: m.start() as u64,
-        end: (m.start() + 4 * ps) as u64,
+        start: m.addr(),
+        end: m.addr() + 4 * ps as u64,
         vec: regions.as_mut_ptr() as u64,
         vec_len: regions.len() as u64,
         category_mask: PAGE_IS_PRESENT,
@@ -1428,7 +1394,7 @@ fn probe_pagemap_scan() -> Outcome {
         let e = errno();
         return Err(Missing::sys("ioctl(PAGEMAP_SCAN) (Linux 6.7+)", e));
     }
-    let s = m.start() as u64;
+    let s = m.addr();
     let p = ps as u64;
     let want = [(s, s + p), (s + 2 * p, s + 3 * p)];
     let got: Vec<(u64, u64)> = regions[..r as usize]
@@ -1445,14 +1411,14 @@ fn probe_pagemap_scan() -> Outcome {
 }
 
 fn probe_soft_dirty() -> Outcome {
-    let m = Mapping::anon(page_size())?;
-    m.touch(0, 1);
-    let first = pagemap_entry(getpid(), m.start())?;
+    let mut m = anon(page_size())?;
+    touch(&mut m, 0, 1);
+    let first = pagemap_entry(getpid(), m.addr() as usize)?;
     fs::write("/proc/self/clear_refs", "4")
         .map_err(|e| io_missing("write 4 to /proc/self/clear_refs", &e))?;
-    let cleared = pagemap_entry(getpid(), m.start())?;
-    m.touch(0, 2);
-    let again = pagemap_entry(getpid(), m.start())?;
+    let cleared = pagemap_entry(getpid(), m.addr() as usize)?;
+    touch(&mut m, 0, 2);
+    let again = pagemap_entry(getpid(), m.addr() as usize)?;
     let bit = |e: u64| e & PM_SOFT_DIRTY != 0;
     if !bit(again) {
         return Err(Missing::new(

@@ -263,9 +263,25 @@ impl AnonBuf {
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.ptr
     }
+    /// Start address of the buffer (page-aligned).
+    pub fn addr(&self) -> u64 {
+        self.ptr as u64
+    }
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: live mapping owned by self.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    /// The buffer as native-endian u64 words (a trailing partial word is left out).
+    pub fn as_words(&self) -> &[u64] {
+        // SAFETY: live mapping owned by self; mmap returns a page-aligned, hence u64-aligned,
+        // pointer; len / 8 words lie inside the mapping; every bit pattern is a valid u64.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u64>(), self.len / 8) }
+    }
+    /// As [`as_words`](Self::as_words), mutably.
+    pub fn as_mut_words(&mut self) -> &mut [u64] {
+        // SAFETY: as in as_words; the mapping is writable and &mut self makes the borrow
+        // exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u64>(), self.len / 8) }
     }
     pub fn len(&self) -> usize {
         self.len
@@ -499,6 +515,29 @@ pub fn waitpid(pid: i32, flags: i32) -> Result<i32> {
             return Err(e);
         }
     }
+}
+
+/// Non-blocking waitpid(pid, flags | WNOHANG) (pid -1: any child): Some((pid, status)) for a
+/// child that changed state, None if none has yet. EINTR is returned, not retried.
+pub fn try_waitpid(pid: i32, flags: i32) -> Result<Option<(i32, i32)>> {
+    let mut st = 0;
+    // SAFETY: st is a valid out pointer; WNOHANG never blocks.
+    let r = c(unsafe { libc::waitpid(pid, &mut st, flags | libc::WNOHANG) } as libc::c_long)?;
+    Ok((r > 0).then_some((r as i32, st)))
+}
+
+/// One nanosleep(2) of `d`, not resumed after a signal handler or an interruption: then it
+/// returns Err(EINTR) early.
+pub fn nanosleep(d: std::time::Duration) -> Result<()> {
+    let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+    // SAFETY: ts is a valid timespec; a null remainder pointer is allowed.
+    c(unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) } as libc::c_long).map(drop)
+}
+
+/// sync(2): schedule writeback of all dirty data.
+pub fn sync() {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
 }
 
 /// Blocks SIGINT, SIGTERM, SIGHUP and SIGQUIT in the calling thread (and threads it
