@@ -170,7 +170,7 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
         carry.push(f);
         map_slot.insert(id, carry.len() - 1);
     }
-    let exe_slot = map_slot[&mm.exe_object];
+    let exe_slot = *map_slot.get(&mm.exe_object).ok_or_else(|| step("the executable's object is missing".into()))?;
     let exe_is_ours = {
         use std::os::unix::fs::MetadataExt;
         let a = std::fs::metadata("/proc/self/exe").ok();
@@ -356,9 +356,58 @@ impl Drop for Child {
     }
 }
 
+/// Semantic checks of a manifest whose checksums are fine: restore must never act on
+/// (or panic over) an image that contradicts itself.
+fn validate(m: &Manifest) -> Result<()> {
+    let bad = |why: String| refuse(format!("the image is inconsistent: {why}"));
+    let p = &m.process;
+    if p.pid <= 0 {
+        return Err(bad(format!("pid {}", p.pid)));
+    }
+    match p.threads.first() {
+        Some(t) if t.tid == p.pid => {}
+        _ => return Err(bad("the first thread is not the main thread".into())),
+    }
+    for t in &p.threads {
+        if t.tid <= 0 || t.regs.len() != stasis_sys::ptrace::NREGS || t.xstate.is_empty() {
+            return Err(bad(format!("thread {} has no usable register record", t.tid)));
+        }
+        if t.pending.iter().any(|s| !(1..=64).contains(&s.signo) || s.raw.len() != 128) {
+            return Err(bad(format!("thread {} has a malformed pending signal", t.tid)));
+        }
+    }
+    if p.shared_pending.iter().any(|s| !(1..=64).contains(&s.signo) || s.raw.len() != 128)
+        || p.sigactions.iter().any(|a| !(1..=64).contains(&a.signo))
+    {
+        return Err(bad("a signal number outside 1..64".into()));
+    }
+    let mm = p.mm.as_ref().ok_or_else(|| bad("no memory layout record".into()))?;
+    if m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()).is_none() {
+        return Err(bad("no executable object".into()));
+    }
+    for fd in &p.fds {
+        if fd.fd < 0 || m.object(fd.object_id).is_none() {
+            return Err(bad(format!("fd {} refers to missing object {}", fd.fd, fd.object_id)));
+        }
+    }
+    let mut prev_end = 0;
+    for v in &p.vmas {
+        if v.start >= v.end || v.start % PAGE != 0 || v.end % PAGE != 0 || v.start < prev_end || v.end > TASK_SIZE.max(0xffff_ffff_ff60_1000) {
+            return Err(bad(format!("VMA {:#x}-{:#x} is malformed or overlaps", v.start, v.end)));
+        }
+        prev_end = v.end;
+        let needs_obj = matches!(VmaKind::try_from(v.kind), Ok(VmaKind::FilePrivate | VmaKind::FileShared | VmaKind::ShmemAnon));
+        if needs_obj && m.object(v.object_id).is_none() {
+            return Err(bad(format!("VMA {:#x}-{:#x} refers to missing object {}", v.start, v.end, v.object_id)));
+        }
+    }
+    Ok(())
+}
+
 pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     let t0 = Instant::now();
     let m = stasis_image::read_manifest(&opts.dir)?;
+    validate(&m)?;
     let p = &m.process;
     let pid = p.pid;
     // -- checks that need no process --------------------------------------------------
@@ -491,6 +540,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     }
     match buf[0] {
         0 => {}
+        _ if n < 5 => {
+            return Err(Error::RestoreStep { pid, step: "creating the process".into(), why: "garbled report from the new process".into() });
+        }
         2 => {
             ch.released = true;
             if let Some((w, mpid)) = ch.middle.take() {
