@@ -246,3 +246,41 @@ fn tid_taken_by_another_process() {
     w.restore();
     w.go_and_pass();
 }
+
+/// A manifest with valid checksums that contradicts itself (no threads; a VMA that
+/// overlaps the previous one; an fd pointing at a missing object) is refused before any
+/// process is created, with one error line.
+#[test]
+fn self_contradicting_manifest_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = dumped("basic", &[]);
+    let img = w.img.clone();
+    let orig = stasis_image::read_manifest(&img).expect("reading the image");
+    let rewrite = |p: &stasis_image::Process| {
+        let mut wr = stasis_image::ManifestWriter::new();
+        wr.record(stasis_image::rec::PROCESS, p);
+        for o in &orig.objects {
+            wr.record(stasis_image::rec::OBJECT, o);
+        }
+        wr.record(stasis_image::rec::PAGE_INDEX, &orig.index);
+        wr.finish(&img, &orig.end.shards).expect("writing the manifest");
+    };
+    let mut no_threads = orig.process.clone();
+    no_threads.threads.clear();
+    let mut overlap = orig.process.clone();
+    overlap.vmas[1].start = overlap.vmas[0].start;
+    let mut bad_fd = orig.process.clone();
+    bad_fd.fds[0].object_id = 9999;
+    for (what, p) in [("no threads", no_threads), ("overlapping VMAs", overlap), ("fd to a missing object", bad_fd)] {
+        rewrite(&p);
+        let r = w.try_restore_timeout(&img, &["-d"], Duration::from_secs(30));
+        let rep = w.report();
+        assert_clean_error(&r, &["inconsistent"], &format!("{what}\n{rep}"));
+        assert!(r.elapsed < QUICK, "{what}: refusal took {:.2?}", r.elapsed);
+        assert!(!pid_exists(w.pid), "{what}: refused restore left pid {}", w.pid);
+    }
+    rewrite(&orig.process);
+    w.restore();
+    w.go_and_pass();
+}
