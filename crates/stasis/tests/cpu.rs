@@ -33,3 +33,10 @@ fn registers_in_userspace_busy_loop() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     w.assert_pass(st);
 }
+
+/// PKRU (protection keys, in xstate) of two threads with different values.
+#[test]
+fn pkru_per_thread() {
+    let _t = serial();
+    roundtrip("pkru", &[]);
+}

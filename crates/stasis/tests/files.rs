@@ -110,3 +110,10 @@ fn inotify_watches_and_descriptors() {
     let _t = serial();
     roundtrip("fds_misc", &["inotify"]);
 }
+
+/// An O_DIRECT fd keeps its flag and offset, and direct reads still work.
+#[test]
+fn o_direct_fd() {
+    let _t = serial();
+    roundtrip("odirect", &[]);
+}
