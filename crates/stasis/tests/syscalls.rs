@@ -98,3 +98,26 @@ fn sigsuspend_then_signal() {
     let _t = serial();
     roundtrip_in_syscall("blocking", &["sigsuspend"], &[SYS_RT_SIGSUSPEND]);
 }
+
+/// `dump --leave-running` of a thread blocked in read/poll/epoll_wait/sigsuspend: the
+/// original carries on as if it had only been paused (no EINTR surfaces — epoll_wait
+/// would return EINTR after a ptrace stop if stasis did not re-execute it) and passes.
+#[test]
+fn leave_running_blocked_syscalls_see_no_eintr() {
+    let _t = serial();
+    skip_if_direct!();
+    for (mode, nrs) in [
+        ("read", &[SYS_READ][..]),
+        ("poll", &[SYS_POLL][..]),
+        ("epoll", &[SYS_EPOLL_WAIT, SYS_EPOLL_PWAIT, SYS_EPOLL_PWAIT2][..]),
+        ("sigsuspend", &[SYS_RT_SIGSUSPEND][..]),
+    ] {
+        let mut w = Workload::start("blocking", &[mode]);
+        let pid = w.pid;
+        w.wait_in_syscall(pid, nrs);
+        w.dump_leave_running();
+        w.go();
+        let st = w.wait_exit(EXIT_TIMEOUT);
+        w.assert_pass(st);
+    }
+}
