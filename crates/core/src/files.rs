@@ -208,6 +208,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
     // descriptions seen: (dev, ino) -> [(fd, object id)] to find dups with kcmp
     let mut descs: HashMap<(u64, u64), Vec<(i32, u32)>> = HashMap::new();
     let mut pipes: Vec<PipeSeen> = Vec::new();
+    let mut unix_table: Option<fdkinds::unix::Table> = None;
     for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
         let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
             Ok(l) => l,
@@ -244,7 +245,15 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
             objs.intern(format!("anon-fd:{fd}"), |_| o)
         } else if ft.is_socket() {
             let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
-            return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
+            let dom = sys::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
+            if dom != libc::AF_UNIX {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
+            }
+            if unix_table.is_none() {
+                unix_table = Some(fdkinds::unix::Table::load(pid)?);
+            }
+            let o = fdkinds::unix::dump(pid, fd, md.ino(), flags, &dup, unix_table.as_ref().unwrap())?;
+            objs.intern(format!("unix-fd:{fd}"), |_| o)
         } else if ft.is_fifo() {
             if !link.starts_with("pipe:") {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is a named FIFO ({link})") });
@@ -357,6 +366,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
         o.capacity = cap as u32;
         o.data = data;
     }
+    fdkinds::unix::check_peers(pid, &objs.objects, &out)?;
     Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
 }
 
@@ -477,6 +487,7 @@ pub fn reopen_ghost(ghosts: &HashMap<u32, OwnedFd>, id: u32, flags: u32) -> std:
 pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd>) -> Result<Opened> {
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
+    let mut unix_made: HashMap<u32, OwnedFd> = HashMap::new();
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
     for fd in &m.process.fds {
@@ -570,6 +581,9 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
                 let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
             }
             opened.by_object.insert(fd.object_id, owned);
+        } else if let Some(u) = &o.unix {
+            let s = fdkinds::unix::open_end(&m.objects, u, &mut unix_made).map_err(|e| step(format!("fd {}: unix socket pair: {e}", fd.fd)))?;
+            opened.by_object.insert(fd.object_id, s);
         } else if let Some(r) = fdkinds::open(o) {
             opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
         } else {

@@ -359,6 +359,8 @@ pub struct Object {
     pub inotify: Option<InotifyObj>,
     #[prost(message, optional, tag = "20")]
     pub ghost: Option<GhostObj>,
+    #[prost(message, optional, tag = "21")]
+    pub unix: Option<UnixObj>,
 }
 
 /// An eventfd: its counter and flags.
@@ -493,6 +495,29 @@ pub struct FileObj {
     /// Non-zero: this description is of a nameless inode (GhostObj id).
     #[prost(uint32, tag = "10")]
     pub ghost_id: u32,
+}
+
+/// One end of a connected pair of unix sockets whose both ends are in the process
+/// (socketpair(2)). The pair is recreated when its first end is restored.
+#[derive(Clone, PartialEq, Message)]
+pub struct UnixObj {
+    /// Socket inode at dump time, and its peer's (identify the two ends).
+    #[prost(uint32, tag = "1")]
+    pub ino: u32,
+    #[prost(uint32, tag = "2")]
+    pub peer_ino: u32,
+    /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
+    #[prost(int32, tag = "3")]
+    pub sock_type: i32,
+    /// File status flags (O_NONBLOCK).
+    #[prost(uint32, tag = "4")]
+    pub flags: u32,
+    /// Bytes queued for reading on this end (stream sockets).
+    #[prost(bytes = "vec", tag = "5")]
+    pub queue: Vec<u8>,
+    /// sk_shutdown of this end: 1 = receive side, 2 = send side.
+    #[prost(uint32, tag = "6")]
+    pub shutdown: u32,
 }
 
 /// An inode with no name: a file deleted while open or mapped, or a memfd. Its content

@@ -117,3 +117,19 @@ fn o_direct_fd() {
     let _t = serial();
     roundtrip("odirect", &[]);
 }
+
+/// A unix socketpair with both ends in the process and 5 unread bytes: the bytes are
+/// still there to read after restore.
+#[test]
+fn unix_socketpair_with_queued_bytes() {
+    let _t = serial();
+    roundtrip("sock", &["unix"]);
+}
+
+/// Stream, datagram and seqpacket socket pairs: queues both ways, O_NONBLOCK, a
+/// shut-down end, and new traffic after restore.
+#[test]
+fn unix_socketpairs_of_every_type() {
+    let _t = serial();
+    roundtrip("socketpair", &[]);
+}

@@ -139,3 +139,22 @@ fn xz_multithreaded_compression() {
     );
     assert!(dec.stdout == data, "decompressed output ({} bytes) differs from the input ({} bytes)\n{}", dec.stdout.len(), data.len(), w.report());
 }
+
+/// CPython asyncio (epoll + a unix socketpair self-pipe, woken from a thread): the
+/// sequence carries on across the checkpoint without a gap or a repeat.
+#[test]
+fn python_asyncio_continues() {
+    let _t = serial();
+    let mut w = Workload::new("py-asyncio");
+    let script = Path::new(WORKLOADS).join("real_asyncio.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    let progress = w.work.join("progress.txt");
+    assert!(wait_until(Duration::from_secs(20), || lines_of(&progress).len() >= 50), "{}", w.report());
+    w.dump();
+    let at_dump = lines_of(&progress).len();
+    w.restore();
+    let ok = wait_until(Duration::from_secs(20), || lines_of(&progress).len() >= at_dump + 20);
+    assert!(ok, "asyncio loop did not continue after restore (stuck at {at_dump} lines)\n{}", w.report());
+    w.go_and_pass();
+}

@@ -677,3 +677,148 @@ pub fn own_dup(fd: RawFd) -> OwnedFd {
     // SAFETY: callers pass an fd that was just created for them and nobody else owns.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// One unix socket as NETLINK_SOCK_DIAG reports it.
+#[derive(Debug, Clone, Default)]
+pub struct UnixDiag {
+    pub ino: u32,
+    pub typ: u8,
+    pub state: u8,
+    pub peer: u32,
+    /// Bound name (abstract names start with a NUL byte); empty if unbound.
+    pub name: Vec<u8>,
+    /// sk_shutdown bits: 1 = receive side shut down, 2 = send side.
+    pub shutdown: u8,
+    /// Bytes (stream) or packets queued for reading; for listeners, pending connections.
+    pub rqueue: u32,
+}
+
+/// Every unix socket of the host (NETLINK_SOCK_DIAG dump with name, peer, queue and
+/// shutdown), keyed by nothing: the caller indexes by inode.
+pub fn unix_diag() -> Result<Vec<UnixDiag>> {
+    // SAFETY: plain socket(2).
+    let s = c(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 4) } as libc::c_long)?;
+    let sock = own_dup(s as RawFd); // NETLINK_SOCK_DIAG = 4
+    let mut req = [0u8; 40];
+    req[0..4].copy_from_slice(&40u32.to_le_bytes());
+    req[4..6].copy_from_slice(&20u16.to_le_bytes()); // SOCK_DIAG_BY_FAMILY
+    req[6..8].copy_from_slice(&(0x1u16 | 0x300).to_le_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
+    req[8..12].copy_from_slice(&1u32.to_le_bytes());
+    req[16] = libc::AF_UNIX as u8;
+    req[20..24].copy_from_slice(&u32::MAX.to_le_bytes()); // all states
+    req[28..32].copy_from_slice(&(0x1u32 | 0x4 | 0x10).to_le_bytes()); // NAME | PEER | RQLEN
+    let n = write_fd(std::os::fd::AsFd::as_fd(&sock), &req)?;
+    if n != req.len() {
+        return Err(Error::other("short netlink write"));
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = read_fd(std::os::fd::AsFd::as_fd(&sock), &mut buf)?;
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_le_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            let ty = u16::from_le_bytes(buf[off + 4..off + 6].try_into().unwrap());
+            if len < 16 || off + len > n {
+                return Err(Error::other("malformed netlink message"));
+            }
+            match ty {
+                3 => return Ok(out), // NLMSG_DONE
+                2 => {
+                    let e = i32::from_le_bytes(buf[off + 16..off + 20].try_into().unwrap_or([0; 4]));
+                    return Err(Error::from_raw_os_error(-e));
+                }
+                _ => {}
+            }
+            let m = &buf[off + 16..off + len];
+            if m.len() >= 16 {
+                let mut d = UnixDiag {
+                    typ: m[1],
+                    state: m[2],
+                    ino: u32::from_le_bytes(m[4..8].try_into().unwrap()),
+                    ..Default::default()
+                };
+                let mut a = 16;
+                while a + 4 <= m.len() {
+                    let alen = u16::from_le_bytes(m[a..a + 2].try_into().unwrap()) as usize;
+                    let aty = u16::from_le_bytes(m[a + 2..a + 4].try_into().unwrap());
+                    if alen < 4 || a + alen > m.len() {
+                        break;
+                    }
+                    let data = &m[a + 4..a + alen];
+                    match aty {
+                        0 => d.name = data.to_vec(),
+                        2 if data.len() >= 4 => d.peer = u32::from_le_bytes(data[0..4].try_into().unwrap()),
+                        4 if data.len() >= 4 => d.rqueue = u32::from_le_bytes(data[0..4].try_into().unwrap()),
+                        6 if !data.is_empty() => d.shutdown = data[0],
+                        _ => {}
+                    }
+                    a += (alen + 3) & !3;
+                }
+                out.push(d);
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
+
+/// Everything queued for reading on a stream socket, without consuming it (MSG_PEEK with
+/// SO_PEEK_OFF, put back afterwards). Err(ENOTSUP) if ancillary data (passed fds,
+/// credentials) is queued: it cannot be peeked without side effects.
+pub fn peek_stream_queue(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
+    let raw = fd.as_raw_fd();
+    let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    let set = |v: i32| -> Result<()> {
+        // SAFETY: v is a valid int option value.
+        c(unsafe { libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_PEEK_OFF, (&v as *const i32).cast(), 4) } as libc::c_long)
+            .map(drop)
+    };
+    set(0)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut ctl = [0u8; 256];
+    let r = loop {
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: msghdr with valid iovec and control buffers, zero-initialised otherwise.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        msg.msg_controllen = ctl.len();
+        // SAFETY: msg points to live buffers for the duration of the call.
+        let n = unsafe { libc::recvmsg(raw, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EAGAIN) {
+                break Ok(());
+            }
+            break Err(e);
+        }
+        if msg.msg_controllen > 0 || msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            break Err(Error::from_raw_os_error(libc::ENOTSUP));
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    };
+    set(old)?;
+    r.map(|_| out)
+}
+
+pub fn socketpair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid array of two ints.
+    c(unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } as libc::c_long)?;
+    Ok((own_dup(fds[0]), own_dup(fds[1])))
+}
+
+pub fn shutdown(fd: BorrowedFd<'_>, how: i32) -> Result<()> {
+    // SAFETY: plain syscall on an fd we hold.
+    c(unsafe { libc::shutdown(fd.as_raw_fd(), how) } as libc::c_long).map(drop)
+}
+
+pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, v: i32) -> Result<()> {
+    // SAFETY: v is a valid int option value.
+    c(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, (&v as *const i32).cast(), 4) } as libc::c_long).map(drop)
+}

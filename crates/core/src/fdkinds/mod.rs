@@ -23,6 +23,7 @@ pub mod eventfd;
 pub mod inotify;
 pub mod signalfd;
 pub mod timerfd;
+pub mod unix;
 
 /// The kinds handled here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,13 +2,15 @@
  * sock: holds a socket, which dump must refuse (for now) without disturbing
  * the process.
  * args: WORKDIR MODE   tcp: listening TCP socket on 127.0.0.1:0 (no traffic)
- *                      unix: AF_UNIX socketpair with 5 unread bytes
+ *                      unix: AF_UNIX socketpair with 5 unread bytes (supported)
+ *                      unixbound: a unix stream socket listening on WORKDIR/listener.sock
  *                      udp: UDP socket bound to 127.0.0.1:0
  * A second thread sleeps in nanosleep and records its tid.
  * Prints "INFO fd=N" (the socket's fd).  After go: the socket still works
  * (same port / data still there), the thread is intact, nobody traces us.
  */
 #include "common.h"
+#include <sys/un.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -49,6 +51,12 @@ int main(int argc, char **argv)
             DIE("socket/bind");
         if (mode[0] == 't' && listen(fd, 4))
             DIE("listen");
+    } else if (strcmp(mode, "unixbound") == 0) {
+        struct sockaddr_un un = { .sun_family = AF_UNIX };
+        snprintf(un.sun_path, sizeof un.sun_path, "%s", wl_path("listener.sock"));
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof un) || listen(fd, 4))
+            DIE("unix bind/listen");
     } else {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
@@ -71,7 +79,10 @@ int main(int argc, char **argv)
     wait_go();
 
     CHECK(tracer_pid() == 0, "still traced by pid %d", tracer_pid());
-    if (peer < 0) {
+    if (strcmp(mode, "unixbound") == 0) {
+        int c = accept(fd, NULL, NULL);
+        CHECK(c < 0 && errno == EAGAIN, "accept on the idle unix listener: %d (%s)", c, strerror(errno));
+    } else if (peer < 0) {
         struct sockaddr_in now;
         socklen_t nl = sizeof now;
         CHECK(getsockname(fd, (struct sockaddr *)&now, &nl) == 0 && ntohs(now.sin_port) == port,
