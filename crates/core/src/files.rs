@@ -246,6 +246,13 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
         } else if ft.is_socket() {
             let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
             let dom = sys::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
+            if dom == libc::AF_INET || dom == libc::AF_INET6 {
+                let o = fdkinds::inet::dump(pid, fd, md.ino(), flags, &dup, &socket_kind(&dup))?;
+                let id = objs.intern(format!("inet-fd:{fd}"), |_| o);
+                descs.entry(key).or_default().push((fd, id));
+                out.push(Fd { fd, object_id: id, cloexec });
+                continue;
+            }
             if dom != libc::AF_UNIX {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
             }
@@ -581,6 +588,9 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
                 let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
             }
             opened.by_object.insert(fd.object_id, owned);
+        } else if let Some(i) = &o.inet {
+            let s = fdkinds::inet::open(i).map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
+            opened.by_object.insert(fd.object_id, s);
         } else if let Some(u) = &o.unix {
             let s = fdkinds::unix::open_end(&m.objects, u, &mut unix_made).map_err(|e| step(format!("fd {}: unix socket pair: {e}", fd.fd)))?;
             opened.by_object.insert(fd.object_id, s);

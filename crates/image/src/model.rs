@@ -361,6 +361,8 @@ pub struct Object {
     pub ghost: Option<GhostObj>,
     #[prost(message, optional, tag = "21")]
     pub unix: Option<UnixObj>,
+    #[prost(message, optional, tag = "22")]
+    pub inet: Option<InetObj>,
 }
 
 /// An eventfd: its counter and flags.
@@ -518,6 +520,41 @@ pub struct UnixObj {
     /// sk_shutdown of this end: 1 = receive side, 2 = send side.
     #[prost(uint32, tag = "6")]
     pub shutdown: u32,
+    /// A bound socket (peer_ino 0): its name (a path, or NUL + abstract name).
+    #[prost(bytes = "vec", tag = "7")]
+    pub name: Vec<u8>,
+    /// Listening, with this backlog.
+    #[prost(bool, tag = "8")]
+    pub listening: bool,
+    #[prost(uint32, tag = "9")]
+    pub backlog: u32,
+}
+
+/// A TCP or UDP socket that can be recreated from its addresses: a listener (empty
+/// accept queue), a bound or unbound TCP socket, a bound and/or connected UDP socket
+/// with nothing queued.
+#[derive(Clone, PartialEq, Message)]
+pub struct InetObj {
+    #[prost(int32, tag = "1")]
+    pub family: i32,
+    #[prost(int32, tag = "2")]
+    pub sock_type: i32,
+    #[prost(int32, tag = "3")]
+    pub protocol: i32,
+    /// getsockname / getpeername, raw sockaddr bytes (peer empty if not connected).
+    #[prost(bytes = "vec", tag = "4")]
+    pub local: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub peer: Vec<u8>,
+    #[prost(bool, tag = "6")]
+    pub listening: bool,
+    #[prost(uint32, tag = "7")]
+    pub backlog: u32,
+    #[prost(uint32, tag = "8")]
+    pub flags: u32,
+    /// Integer socket options: (level, option, value) triples, flattened.
+    #[prost(int32, repeated, tag = "9")]
+    pub options: Vec<i32>,
 }
 
 /// An inode with no name: a file deleted while open or mapped, or a memfd. Its content

@@ -133,3 +133,14 @@ fn unix_socketpairs_of_every_type() {
     let _t = serial();
     roundtrip("socketpair", &[]);
 }
+
+/// Sockets recreated from their addresses: a TCP listener (accepts a new client after
+/// restore, same port, options and flags), a bound UDP socket (receives a datagram sent
+/// to itself), a unix listener bound to a path (accepts a new client).
+#[test]
+fn listening_and_bound_sockets() {
+    for mode in ["tcp", "udp", "unixbound"] {
+        let _t = serial();
+        roundtrip("sock", &[mode]);
+    }
+}

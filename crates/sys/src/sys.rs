@@ -691,30 +691,110 @@ pub struct UnixDiag {
     pub shutdown: u8,
     /// Bytes (stream) or packets queued for reading; for listeners, pending connections.
     pub rqueue: u32,
+    /// For listeners: the backlog.
+    pub wqueue: u32,
 }
 
 /// Every unix socket of the host (NETLINK_SOCK_DIAG dump with name, peer, queue and
 /// shutdown), keyed by nothing: the caller indexes by inode.
 pub fn unix_diag() -> Result<Vec<UnixDiag>> {
-    // SAFETY: plain socket(2).
+    // struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2]
+    let mut req = [0u8; 24];
+    req[0] = libc::AF_UNIX as u8;
+    req[4..8].copy_from_slice(&u32::MAX.to_le_bytes()); // all states
+    req[12..16].copy_from_slice(&(0x1u32 | 0x4 | 0x10).to_le_bytes()); // NAME | PEER | RQLEN
+    let mut out = Vec::new();
+    for m in sock_diag_dump(&req)? {
+        if m.len() < 16 {
+            continue;
+        }
+        let mut d = UnixDiag { typ: m[1], state: m[2], ino: u32::from_le_bytes(m[4..8].try_into().unwrap()), ..Default::default() };
+        for (aty, data) in rtattrs(&m[16..]) {
+            match aty {
+                0 => d.name = data.to_vec(),
+                2 if data.len() >= 4 => d.peer = u32::from_le_bytes(data[0..4].try_into().unwrap()),
+                4 if data.len() >= 8 => {
+                    d.rqueue = u32::from_le_bytes(data[0..4].try_into().unwrap());
+                    d.wqueue = u32::from_le_bytes(data[4..8].try_into().unwrap());
+                }
+                6 if !data.is_empty() => d.shutdown = data[0],
+                _ => {}
+            }
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// A TCP or UDP socket as NETLINK_SOCK_DIAG (inet) reports it.
+#[derive(Debug, Clone, Default)]
+pub struct InetDiag {
+    pub ino: u32,
+    pub state: u8,
+    /// For a listener: connections waiting in the accept queue; else bytes to read.
+    pub rqueue: u32,
+    /// For a listener: its backlog; else bytes not yet acknowledged/sent.
+    pub wqueue: u32,
+}
+
+/// Every TCP (protocol 6) or UDP (17) socket of `family` (AF_INET / AF_INET6).
+pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
+    // struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48)
+    let mut req = [0u8; 56];
+    req[0] = family as u8;
+    req[1] = protocol;
+    req[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut out = Vec::new();
+    for m in sock_diag_dump(&req)? {
+        // struct inet_diag_msg: family, state, timer, retrans, id (48), expires, rqueue, wqueue, uid, inode
+        if m.len() < 72 {
+            continue;
+        }
+        let u = |o: usize| u32::from_le_bytes(m[o..o + 4].try_into().unwrap());
+        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68) });
+    }
+    Ok(out)
+}
+
+fn rtattrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let alen = u16::from_le_bytes(b[0..2].try_into().unwrap()) as usize;
+        let aty = u16::from_le_bytes(b[2..4].try_into().unwrap());
+        if alen < 4 || alen > b.len() {
+            break;
+        }
+        out.push((aty, &b[4..alen]));
+        let step = ((alen + 3) & !3).min(b.len());
+        b = &b[step..];
+    }
+    out
+}
+
+/// Sends one SOCK_DIAG_BY_FAMILY dump request (`req` = the family's request struct)
+/// and returns the payload of every answer message.
+fn sock_diag_dump(req: &[u8]) -> Result<Vec<Vec<u8>>> {
+    // SAFETY: plain socket(2); NETLINK_SOCK_DIAG = 4.
     let s = c(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 4) } as libc::c_long)?;
-    let sock = own_dup(s as RawFd); // NETLINK_SOCK_DIAG = 4
-    let mut req = [0u8; 40];
-    req[0..4].copy_from_slice(&40u32.to_le_bytes());
-    req[4..6].copy_from_slice(&20u16.to_le_bytes()); // SOCK_DIAG_BY_FAMILY
-    req[6..8].copy_from_slice(&(0x1u16 | 0x300).to_le_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
-    req[8..12].copy_from_slice(&1u32.to_le_bytes());
-    req[16] = libc::AF_UNIX as u8;
-    req[20..24].copy_from_slice(&u32::MAX.to_le_bytes()); // all states
-    req[28..32].copy_from_slice(&(0x1u32 | 0x4 | 0x10).to_le_bytes()); // NAME | PEER | RQLEN
-    let n = write_fd(std::os::fd::AsFd::as_fd(&sock), &req)?;
-    if n != req.len() {
+    let sock = own_dup(s as RawFd);
+    let fd = std::os::fd::AsFd::as_fd(&sock);
+    let mut msg = Vec::with_capacity(16 + req.len());
+    msg.extend_from_slice(&((16 + req.len()) as u32).to_le_bytes());
+    msg.extend_from_slice(&20u16.to_le_bytes()); // SOCK_DIAG_BY_FAMILY
+    msg.extend_from_slice(&(0x1u16 | 0x300).to_le_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
+    msg.extend_from_slice(&1u32.to_le_bytes());
+    msg.extend_from_slice(&0u32.to_le_bytes());
+    msg.extend_from_slice(req);
+    if write_fd(fd, &msg)? != msg.len() {
         return Err(Error::other("short netlink write"));
     }
     let mut out = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = read_fd(std::os::fd::AsFd::as_fd(&sock), &mut buf)?;
+        let n = read_fd(fd, &mut buf)?;
+        if n == 0 {
+            return Err(Error::other("netlink socket closed"));
+        }
         let mut off = 0;
         while off + 16 <= n {
             let len = u32::from_le_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
@@ -728,38 +808,65 @@ pub fn unix_diag() -> Result<Vec<UnixDiag>> {
                     let e = i32::from_le_bytes(buf[off + 16..off + 20].try_into().unwrap_or([0; 4]));
                     return Err(Error::from_raw_os_error(-e));
                 }
-                _ => {}
-            }
-            let m = &buf[off + 16..off + len];
-            if m.len() >= 16 {
-                let mut d = UnixDiag {
-                    typ: m[1],
-                    state: m[2],
-                    ino: u32::from_le_bytes(m[4..8].try_into().unwrap()),
-                    ..Default::default()
-                };
-                let mut a = 16;
-                while a + 4 <= m.len() {
-                    let alen = u16::from_le_bytes(m[a..a + 2].try_into().unwrap()) as usize;
-                    let aty = u16::from_le_bytes(m[a + 2..a + 4].try_into().unwrap());
-                    if alen < 4 || a + alen > m.len() {
-                        break;
-                    }
-                    let data = &m[a + 4..a + alen];
-                    match aty {
-                        0 => d.name = data.to_vec(),
-                        2 if data.len() >= 4 => d.peer = u32::from_le_bytes(data[0..4].try_into().unwrap()),
-                        4 if data.len() >= 4 => d.rqueue = u32::from_le_bytes(data[0..4].try_into().unwrap()),
-                        6 if !data.is_empty() => d.shutdown = data[0],
-                        _ => {}
-                    }
-                    a += (alen + 3) & !3;
-                }
-                out.push(d);
+                _ => out.push(buf[off + 16..off + len].to_vec()),
             }
             off += (len + 3) & !3;
         }
     }
+}
+
+/// getsockname / getpeername: the raw sockaddr bytes (empty if not connected).
+pub fn sock_name(fd: BorrowedFd<'_>, peer: bool) -> Result<Vec<u8>> {
+    let mut buf = [0u8; 128];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: buf/len describe a valid writable sockaddr buffer.
+    let r = unsafe {
+        if peer {
+            libc::getpeername(fd.as_raw_fd(), buf.as_mut_ptr().cast(), &mut len)
+        } else {
+            libc::getsockname(fd.as_raw_fd(), buf.as_mut_ptr().cast(), &mut len)
+        }
+    };
+    if r < 0 {
+        let e = Error::last_os_error();
+        if peer && e.raw_os_error() == Some(libc::ENOTCONN) {
+            return Ok(Vec::new());
+        }
+        return Err(e);
+    }
+    Ok(buf[..(len as usize).min(buf.len())].to_vec())
+}
+
+pub fn socket(domain: i32, ty: i32, proto: i32) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2).
+    let s = c(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) } as libc::c_long)?;
+    Ok(own_dup(s as RawFd))
+}
+
+/// bind (connect=false) or connect (true) to a raw sockaddr.
+pub fn sock_addr_op(fd: BorrowedFd<'_>, addr: &[u8], connect: bool) -> Result<()> {
+    // SAFETY: addr is a valid buffer of addr.len() bytes holding a sockaddr.
+    let r = unsafe {
+        if connect {
+            libc::connect(fd.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t)
+        } else {
+            libc::bind(fd.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t)
+        }
+    };
+    c(r as libc::c_long).map(drop)
+}
+
+pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<()> {
+    // SAFETY: plain syscall.
+    c(unsafe { libc::listen(fd.as_raw_fd(), backlog) } as libc::c_long).map(drop)
+}
+
+/// Bytes waiting to be read (FIONREAD / SIOCINQ).
+pub fn inq(fd: BorrowedFd<'_>) -> Result<i32> {
+    let mut v: i32 = 0;
+    // SAFETY: FIONREAD writes one int.
+    c(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut v) } as libc::c_long)?;
+    Ok(v)
 }
 
 /// Everything queued for reading on a stream socket, without consuming it (MSG_PEEK with

@@ -22,6 +22,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod inotify;
 pub mod signalfd;
+pub mod inet;
 pub mod timerfd;
 pub mod unix;
 

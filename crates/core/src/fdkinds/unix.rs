@@ -18,6 +18,7 @@ use stasis_sys::sys::{self, UnixDiag};
 use crate::error::{Error, Result};
 
 const TCP_ESTABLISHED: u8 = 1;
+const TCP_LISTEN: u8 = 10;
 
 pub fn type_name(t: i32) -> &'static str {
     match t {
@@ -44,19 +45,45 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
     let d = table.0.get(&(ino as u32)).ok_or_else(|| refuse("socket the kernel's socket table does not list".into()))?;
     let ty = d.typ as i32;
     let tn = type_name(ty);
+    if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
+        return Err(refuse(format!("{tn} socket with file flags {flags:#o}")));
+    }
     if !d.name.is_empty() {
         let name = if d.name[0] == 0 {
             format!("@{}", String::from_utf8_lossy(&d.name[1..]))
         } else {
             String::from_utf8_lossy(&d.name).into_owned()
         };
-        return Err(refuse(format!("{tn} socket bound to {name}")));
+        let listening = d.state == TCP_LISTEN && ty != libc::SOCK_DGRAM;
+        let idle_dgram = ty == libc::SOCK_DGRAM && d.peer == 0;
+        if !listening && !idle_dgram {
+            return Err(refuse(format!("{tn} socket bound to {name} and connected")));
+        }
+        if d.rqueue > 0 {
+            let what = if listening { "connections waiting to be accepted" } else { "queued datagrams" };
+            return Err(refuse(format!("{tn} socket bound to {name} with {} {what}", d.rqueue)));
+        }
+        let mut saved = d.name.clone();
+        if saved[0] != 0 {
+            while saved.last() == Some(&0) {
+                saved.pop(); // a path: the kernel reports it with its terminating NUL
+            }
+        }
+        return Ok(Object {
+            unix: Some(UnixObj {
+                ino: ino as u32,
+                sock_type: ty,
+                flags: flags & libc::O_NONBLOCK as u32,
+                name: saved,
+                listening,
+                backlog: d.wqueue,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
     }
     if d.peer == 0 || d.state != TCP_ESTABLISHED && ty != libc::SOCK_DGRAM {
         return Err(refuse(format!("{tn} socket that is not connected")));
-    }
-    if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
-        return Err(refuse(format!("{tn} socket with file flags {flags:#o}")));
     }
     let queue = if ty == libc::SOCK_STREAM {
         match sys::peek_stream_queue(dup.as_fd()) {
@@ -79,6 +106,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             flags: flags & libc::O_NONBLOCK as u32,
             queue,
             shutdown: d.shutdown as u32,
+            ..Default::default()
         }),
         ..Default::default()
     })
@@ -89,7 +117,7 @@ pub fn check_peers(pid: i32, objects: &[Object], fds: &[stasis_image::model::Fd]
     let inos: Vec<u32> = objects.iter().filter_map(|o| o.unix.as_ref().map(|u| u.ino)).collect();
     for f in fds {
         let Some(u) = objects.iter().find(|o| o.id == f.object_id).and_then(|o| o.unix.as_ref()) else { continue };
-        if !inos.contains(&u.peer_ino) {
+        if u.peer_ino != 0 && !inos.contains(&u.peer_ino) {
             return Err(Error::Unsupported {
                 pid,
                 what: format!("fd {} is a unix {} socket connected to a socket outside the process", f.fd, type_name(u.sock_type)),
@@ -124,6 +152,9 @@ fn requeue(into_peer: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
 /// Restore side: this end's socket. Creates the pair (and keeps the peer in `made`)
 /// when the first end is opened.
 pub fn open_end(objects: &[Object], u: &UnixObj, made: &mut HashMap<u32, OwnedFd>) -> std::result::Result<OwnedFd, String> {
+    if u.peer_ino == 0 {
+        return open_bound(u);
+    }
     let sock = if let Some(s) = made.remove(&u.ino) {
         s
     } else {
@@ -150,4 +181,33 @@ pub fn open_end(objects: &[Object], u: &UnixObj, made: &mut HashMap<u32, OwnedFd
             .map_err(|e| format!("O_NONBLOCK: {e}"))?;
     }
     Ok(sock)
+}
+
+/// A bound socket: a listener (or an idle datagram socket) at its saved name. A socket
+/// file left at the path by the dumped process (it is gone) is removed first.
+fn open_bound(u: &UnixObj) -> std::result::Result<OwnedFd, String> {
+    let s = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| format!("socket: {e}"))?;
+    if u.name.first().is_some_and(|c| *c != 0) {
+        let path = std::path::PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+        if let Ok(md) = std::fs::symlink_metadata(&path) {
+            use std::os::unix::fs::FileTypeExt;
+            if md.file_type().is_socket() {
+                std::fs::remove_file(&path).map_err(|e| format!("removing the stale socket file {}: {e}", path.display()))?;
+            }
+        }
+    }
+    let mut addr = vec![0u8; 2];
+    addr[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
+    addr.extend_from_slice(&u.name);
+    if u.name.first().is_some_and(|c| *c != 0) {
+        addr.push(0);
+    }
+    sys::sock_addr_op(s.as_fd(), &addr, false).map_err(|e| format!("bind to {}: {e}", String::from_utf8_lossy(&u.name)))?;
+    if u.listening {
+        sys::listen(s.as_fd(), u.backlog as i32).map_err(|e| format!("listen: {e}"))?;
+    }
+    if u.flags & libc::O_NONBLOCK as u32 != 0 {
+        sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| format!("O_NONBLOCK: {e}"))?;
+    }
+    Ok(s)
 }

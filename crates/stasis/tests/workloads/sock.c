@@ -1,13 +1,15 @@
 /*
- * sock: holds a socket, which dump must refuse (for now) without disturbing
- * the process.
- * args: WORKDIR MODE   tcp: listening TCP socket on 127.0.0.1:0 (no traffic)
- *                      unix: AF_UNIX socketpair with 5 unread bytes (supported)
+ * sock: holds a socket.
+ * args: WORKDIR MODE   tcp: listening TCP socket on 127.0.0.1:0 (no traffic), backlog 7
+ *                      udp: UDP socket bound to 127.0.0.1:0, SO_REUSEADDR set
+ *                      unix: AF_UNIX socketpair with 5 unread bytes
  *                      unixbound: a unix stream socket listening on WORKDIR/listener.sock
- *                      udp: UDP socket bound to 127.0.0.1:0
+ *                      tcpconn: an established TCP connection (both ends here): dump
+ *                               must refuse it without disturbing the process
  * A second thread sleeps in nanosleep and records its tid.
- * Prints "INFO fd=N" (the socket's fd).  After go: the socket still works
- * (same port / data still there), the thread is intact, nobody traces us.
+ * Prints "INFO fd=N" (the socket's fd).  After go: the socket still works (same
+ * port; a client connects and is accepted / a datagram to itself arrives / queued
+ * data still there), the thread is intact, nobody traces us.
  */
 #include "common.h"
 #include <sys/un.h>
@@ -42,18 +44,33 @@ int main(int argc, char **argv)
 {
     wl_init(argc, argv);
     const char *mode = argc > 2 ? argv[2] : "tcp";
-    int fd = -1, peer = -1;
+    int fd = -1, peer = -1, port = 0;
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t sl = sizeof sa;
-    if (strcmp(mode, "tcp") == 0 || strcmp(mode, "udp") == 0) {
+    struct sockaddr_un un = { .sun_family = AF_UNIX };
+    snprintf(un.sun_path, sizeof un.sun_path, "%s", wl_path("listener.sock"));
+    if (!strcmp(mode, "tcp") || !strcmp(mode, "udp") || !strcmp(mode, "tcpconn")) {
         fd = socket(AF_INET, (mode[0] == 't' ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK, 0);
-        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) || getsockname(fd, (struct sockaddr *)&sa, &sl))
+        int one = 1;
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+            bind(fd, (struct sockaddr *)&sa, sizeof sa) || getsockname(fd, (struct sockaddr *)&sa, &sl))
             DIE("socket/bind");
-        if (mode[0] == 't' && listen(fd, 4))
+        if (mode[0] == 't' && listen(fd, 7))
             DIE("listen");
-    } else if (strcmp(mode, "unixbound") == 0) {
-        struct sockaddr_un un = { .sun_family = AF_UNIX };
-        snprintf(un.sun_path, sizeof un.sun_path, "%s", wl_path("listener.sock"));
+        port = ntohs(sa.sin_port);
+        if (!strcmp(mode, "tcpconn")) {
+            int c = socket(AF_INET, SOCK_STREAM, 0);
+            if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa))
+                DIE("connect");
+            sleep_ms(20);
+            int a = accept(fd, NULL, NULL);
+            if (a < 0)
+                DIE("accept");
+            close(fd);
+            fd = c;
+            peer = a;
+        }
+    } else if (!strcmp(mode, "unixbound")) {
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
         if (fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof un) || listen(fd, 4))
             DIE("unix bind/listen");
@@ -71,7 +88,6 @@ int main(int argc, char **argv)
         DIE("pthread_create");
     while (!__atomic_load_n(&t_tid, __ATOMIC_SEQ_CST))
         sleep_ms(1);
-    int port = ntohs(sa.sin_port);
     info("fd", "%d", fd);
     info("port", "%d", port);
     info("thread", "%d", (int)t_tid);
@@ -79,18 +95,53 @@ int main(int argc, char **argv)
     wait_go();
 
     CHECK(tracer_pid() == 0, "still traced by pid %d", tracer_pid());
-    if (strcmp(mode, "unixbound") == 0) {
-        int c = accept(fd, NULL, NULL);
-        CHECK(c < 0 && errno == EAGAIN, "accept on the idle unix listener: %d (%s)", c, strerror(errno));
-    } else if (peer < 0) {
+    if (!strcmp(mode, "tcp") || !strcmp(mode, "udp")) {
         struct sockaddr_in now;
         socklen_t nl = sizeof now;
         CHECK(getsockname(fd, (struct sockaddr *)&now, &nl) == 0 && ntohs(now.sin_port) == port,
               "socket lost its address");
+        int one = 0;
+        socklen_t ol = sizeof one;
+        CHECK(getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, &ol) == 0 && one, "SO_REUSEADDR lost");
+        CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK, "O_NONBLOCK lost");
         if (mode[0] == 't') {
             int c = accept(fd, NULL, NULL);
             CHECK(c < 0 && errno == EAGAIN, "accept on the idle listener: %d (%s)", c, strerror(errno));
+            int cl = socket(AF_INET, SOCK_STREAM, 0);
+            CHECK(cl >= 0 && connect(cl, (struct sockaddr *)&now, nl) == 0, "connect to the restored listener: %s",
+                  strerror(errno));
+            int acc = -1;
+            for (int i = 0; i < 100 && acc < 0; i++) {
+                acc = accept(fd, NULL, NULL);
+                if (acc < 0)
+                    sleep_ms(10);
+            }
+            CHECK(acc >= 0 && write(cl, "hi", 2) == 2, "restored listener did not accept");
+            char b[4] = { 0 };
+            CHECK(acc >= 0 && read(acc, b, 2) == 2 && !memcmp(b, "hi", 2), "no data over the accepted connection");
+        } else {
+            CHECK(sendto(fd, "dg", 2, 0, (struct sockaddr *)&now, nl) == 2, "sendto self: %s", strerror(errno));
+            char b[4] = { 0 };
+            ssize_t n = -1;
+            for (int i = 0; i < 100 && n < 0; i++) {
+                n = recv(fd, b, sizeof b, 0);
+                if (n < 0)
+                    sleep_ms(10);
+            }
+            CHECK(n == 2 && !memcmp(b, "dg", 2), "datagram to itself not received");
         }
+    } else if (!strcmp(mode, "unixbound")) {
+        int c = accept(fd, NULL, NULL);
+        CHECK(c < 0 && errno == EAGAIN, "accept on the idle unix listener: %d (%s)", c, strerror(errno));
+        int cl = socket(AF_UNIX, SOCK_STREAM, 0);
+        CHECK(cl >= 0 && connect(cl, (struct sockaddr *)&un, sizeof un) == 0, "connect to %s: %s", un.sun_path,
+              strerror(errno));
+        int acc = accept(fd, NULL, NULL);
+        CHECK(acc >= 0, "restored unix listener did not accept: %s", strerror(errno));
+    } else if (!strcmp(mode, "tcpconn")) {
+        CHECK(write(fd, "x", 1) == 1, "connection broken");
+        char b[2];
+        CHECK(read(peer, b, 1) == 1 && b[0] == 'x', "connection lost data");
     } else {
         char b[8] = { 0 };
         CHECK(read(peer, b, sizeof b) == 5 && memcmp(b, "hello", 5) == 0, "unix socket data lost");
