@@ -215,6 +215,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
         Ok(s) => s,
         Err(e) => {
             cleanup_dir(&opts.dir);
+            crate::fdkinds::inet::release(true);
             if let Err(e2) = fz.resume() {
                 warn!("resuming pid {pid} after a failed dump: {e2}");
             }
@@ -222,9 +223,12 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
         }
     };
     if opts.leave_running {
+        crate::fdkinds::inet::release(true);
         fz.resume()?;
     } else {
         fz.kill();
+        // closed in repair mode after the process is gone: the peer sees nothing
+        crate::fdkinds::inet::release(false);
     }
     let t_end = Instant::now();
     stats.freeze_us = (t_frozen - t0).as_micros() as u64;

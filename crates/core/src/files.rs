@@ -600,6 +600,7 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
             return Err(step(format!("fd {}: object {} has no kind this stasis knows", fd.fd, fd.object_id)));
         }
     }
+    fdkinds::inet::finish_restore().map_err(|e| step(format!("leaving TCP repair mode: {e}")))?;
     Ok(opened)
 }
 

@@ -555,6 +555,37 @@ pub struct InetObj {
     /// Integer socket options: (level, option, value) triples, flattened.
     #[prost(int32, repeated, tag = "9")]
     pub options: Vec<i32>,
+    /// An established TCP connection, saved with TCP_REPAIR.
+    #[prost(message, optional, tag = "10")]
+    pub tcp: Option<TcpConn>,
+}
+
+/// What TCP_REPAIR needs to recreate an established connection without a handshake.
+#[derive(Clone, PartialEq, Message)]
+pub struct TcpConn {
+    #[prost(uint32, tag = "1")]
+    pub send_seq: u32,
+    #[prost(uint32, tag = "2")]
+    pub recv_seq: u32,
+    /// Bytes not yet acknowledged or not yet sent, and bytes received but not yet read.
+    #[prost(bytes = "vec", tag = "3")]
+    pub send_queue: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub recv_queue: Vec<u8>,
+    #[prost(uint32, tag = "5")]
+    pub mss: u32,
+    /// tcp_info options bits: 1 timestamps, 2 SACK, 4 window scaling.
+    #[prost(uint32, tag = "6")]
+    pub options: u32,
+    #[prost(uint32, tag = "7")]
+    pub snd_wscale: u32,
+    #[prost(uint32, tag = "8")]
+    pub rcv_wscale: u32,
+    #[prost(uint32, tag = "9")]
+    pub timestamp: u32,
+    /// struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
+    #[prost(uint32, repeated, tag = "10")]
+    pub window: Vec<u32>,
 }
 
 /// An inode with no name: a file deleted while open or mapped, or a memfd. Its content

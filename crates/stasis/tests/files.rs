@@ -136,10 +136,11 @@ fn unix_socketpairs_of_every_type() {
 
 /// Sockets recreated from their addresses: a TCP listener (accepts a new client after
 /// restore, same port, options and flags), a bound UDP socket (receives a datagram sent
-/// to itself), a unix listener bound to a path (accepts a new client).
+/// to itself), a unix listener bound to a path (accepts a new client), and an
+/// established TCP connection with unread bytes both ways (TCP_REPAIR, no handshake).
 #[test]
 fn listening_and_bound_sockets() {
-    for mode in ["tcp", "udp", "unixbound"] {
+    for mode in ["tcp", "udp", "unixbound", "tcpconn"] {
         let _t = serial();
         roundtrip("sock", &[mode]);
     }

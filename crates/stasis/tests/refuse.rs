@@ -18,10 +18,11 @@ fn socket_refusal(mode: &str, kind: &str) {
     w.go_and_pass();
 }
 
-/// An established TCP connection (it needs TCP_REPAIR, not supported yet).
+/// A TCP connection that is half closed (CLOSE_WAIT): only established connections are
+/// saved (TCP_REPAIR).
 #[test]
-fn dump_refuses_established_tcp_connection() {
-    socket_refusal("tcpconn", "TCP");
+fn dump_refuses_half_closed_tcp_connection() {
+    socket_refusal("tcphalf", "TCP");
 }
 
 /// A process already under ptrace (PTRACE_SEIZE by a helper) cannot be

@@ -929,3 +929,38 @@ pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, v: i32) -> Resul
     // SAFETY: v is a valid int option value.
     c(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, (&v as *const i32).cast(), 4) } as libc::c_long).map(drop)
 }
+
+pub fn getsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut l = len as libc::socklen_t;
+    // SAFETY: buf/l describe a valid writable buffer.
+    c(unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, buf.as_mut_ptr().cast(), &mut l) } as libc::c_long)?;
+    buf.truncate(l as usize);
+    Ok(buf)
+}
+
+pub fn setsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, v: &[u8]) -> Result<()> {
+    // SAFETY: v is a valid buffer of v.len() bytes.
+    c(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, v.as_ptr().cast(), v.len() as libc::socklen_t) } as libc::c_long)
+        .map(drop)
+}
+
+/// Bytes in the send queue (SIOCOUTQ).
+pub fn outq(fd: BorrowedFd<'_>) -> Result<i32> {
+    let mut v: i32 = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int.
+    c(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut v) } as libc::c_long)?;
+    Ok(v)
+}
+
+/// recv(2) with flags into buf; returns the byte count.
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> Result<usize> {
+    // SAFETY: buf is a valid writable buffer.
+    c(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) } as libc::c_long).map(|n| n as usize)
+}
+
+/// send(2) with flags; returns the byte count.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> Result<usize> {
+    // SAFETY: buf is a valid readable buffer.
+    c(unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) } as libc::c_long).map(|n| n as usize)
+}

@@ -10,12 +10,130 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use stasis_image::model::{InetObj, Object};
+use std::sync::Mutex;
+
+use stasis_image::model::{InetObj, Object, TcpConn};
 use stasis_sys::sys;
 
 use crate::error::{Error, Result};
 
 const TCP_LISTEN: u8 = 10;
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_REPAIR: i32 = 19;
+const TCP_REPAIR_QUEUE: i32 = 20;
+const TCP_QUEUE_SEQ: i32 = 21;
+const TCP_REPAIR_OPTIONS: i32 = 22;
+const TCP_TIMESTAMP: i32 = 24;
+const TCP_REPAIR_WINDOW: i32 = 29;
+const TCP_RECV_QUEUE: i32 = 1;
+const TCP_SEND_QUEUE: i32 = 2;
+/// Leave repair mode without sending a window probe (the connection never moved).
+const TCP_REPAIR_OFF_NO_WP: i32 = -1;
+
+/// Our copies of the connections put in repair mode during this dump. Repair mode stays
+/// on while the process is frozen; `release` turns it off if the process runs on, or
+/// drops the copies after it was killed (a socket closed in repair mode goes away
+/// silently: no FIN, no RST to the peer).
+static REPAIRED: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// End of a dump: `resume` = the process runs on (leave-running or failed dump).
+pub fn release(resume: bool) {
+    let socks = std::mem::take(&mut *REPAIRED.lock().unwrap_or_else(|e| e.into_inner()));
+    if resume {
+        for s in &socks {
+            let _ = sys::setsockopt_int(s.as_fd(), libc::IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP);
+        }
+    }
+}
+
+fn tcp_dump(dup: &OwnedFd) -> std::io::Result<TcpConn> {
+    let fd = dup.as_fd();
+    sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1)?;
+    REPAIRED.lock().unwrap_or_else(|e| e.into_inner()).push(dup.try_clone()?);
+    let mut c = TcpConn::default();
+    for (q, len) in [(TCP_RECV_QUEUE, sys::inq(fd)?), (TCP_SEND_QUEUE, sys::outq(fd)?)] {
+        sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR_QUEUE, q)?;
+        let seq = sys::getsockopt_int(fd, libc::IPPROTO_TCP, TCP_QUEUE_SEQ)? as u32;
+        let mut data = vec![0u8; len.max(0) as usize];
+        if !data.is_empty() {
+            let n = sys::recv(fd, &mut data, libc::MSG_PEEK | libc::MSG_DONTWAIT)?;
+            data.truncate(n);
+        }
+        // The kernel reports rcv_nxt / write_seq, the sequence number after the queued
+        // bytes; restore queues them again, which advances it: save the start.
+        let start = seq.wrapping_sub(data.len() as u32);
+        if q == TCP_RECV_QUEUE {
+            (c.recv_seq, c.recv_queue) = (start, data);
+        } else {
+            (c.send_seq, c.send_queue) = (start, data);
+        }
+    }
+    let info = sys::getsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 104)?;
+    c.options = info.get(5).copied().unwrap_or(0) as u32;
+    let ws = info.get(6).copied().unwrap_or(0);
+    (c.snd_wscale, c.rcv_wscale) = ((ws & 0xf) as u32, (ws >> 4) as u32);
+    c.mss = sys::getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG)? as u32;
+    c.timestamp = sys::getsockopt_int(fd, libc::IPPROTO_TCP, TCP_TIMESTAMP)? as u32;
+    let w = sys::getsockopt_bytes(fd, libc::IPPROTO_TCP, TCP_REPAIR_WINDOW, 20)?;
+    c.window = w.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+    tracing::debug!(send_seq = c.send_seq, recv_seq = c.recv_seq, sendq = c.send_queue.len(), recvq = c.recv_queue.len(), mss = c.mss, options = c.options, "TCP connection saved");
+    Ok(c)
+}
+
+fn tcp_restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
+    let fd = s.as_fd();
+    let tcp = libc::IPPROTO_TCP;
+    sys::setsockopt_int(fd, tcp, TCP_REPAIR, 1)?;
+    for (q, seq) in [(TCP_SEND_QUEUE, c.send_seq), (TCP_RECV_QUEUE, c.recv_seq)] {
+        sys::setsockopt_int(fd, tcp, TCP_REPAIR_QUEUE, q)?;
+        sys::setsockopt_int(fd, tcp, TCP_QUEUE_SEQ, seq as i32)?;
+    }
+    sys::sock_addr_op(fd, &o.local, false)?; // repair mode forces address reuse
+    sys::sock_addr_op(fd, &o.peer, true)?; // no handshake in repair mode
+    let mut opts: Vec<u8> = Vec::new();
+    let mut opt = |code: u32, val: u32| {
+        opts.extend_from_slice(&code.to_le_bytes());
+        opts.extend_from_slice(&val.to_le_bytes());
+    };
+    opt(2, c.mss); // TCPOPT_MAXSEG
+    if c.options & 4 != 0 {
+        opt(3, c.snd_wscale | (c.rcv_wscale << 16)); // TCPOPT_WINDOW
+    }
+    if c.options & 2 != 0 {
+        opt(4, 0); // TCPOPT_SACK_PERM
+    }
+    if c.options & 1 != 0 {
+        opt(8, 0); // TCPOPT_TIMESTAMP
+    }
+    sys::setsockopt_bytes(fd, tcp, TCP_REPAIR_OPTIONS, &opts)?;
+    if c.options & 1 != 0 {
+        sys::setsockopt_int(fd, tcp, TCP_TIMESTAMP, c.timestamp as i32)?;
+    }
+    for (q, data) in [(TCP_RECV_QUEUE, &c.recv_queue), (TCP_SEND_QUEUE, &c.send_queue)] {
+        sys::setsockopt_int(fd, tcp, TCP_REPAIR_QUEUE, q)?;
+        let mut off = 0;
+        while off < data.len() {
+            off += sys::send(fd, &data[off..], 0)?;
+        }
+    }
+    if c.window.len() == 5 {
+        let w: Vec<u8> = c.window.iter().flat_map(|v| v.to_le_bytes()).collect();
+        sys::setsockopt_bytes(fd, tcp, TCP_REPAIR_WINDOW, &w)?;
+    }
+    Ok(())
+}
+
+/// Sockets restored in repair mode, switched to normal operation once every socket of
+/// the image exists (so no probe reaches a peer that is not back yet).
+static TO_ENABLE: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// Restore side, after every socket was created: leave repair mode.
+pub fn finish_restore() -> std::io::Result<()> {
+    for s in std::mem::take(&mut *TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner())) {
+        sys::setsockopt_int(s.as_fd(), libc::IPPROTO_TCP, TCP_REPAIR, 0)?;
+    }
+    Ok(())
+}
 
 /// Options saved and restored (level, option), in the order they are set.
 fn options_for(family: i32, proto: i32) -> Vec<(i32, i32)> {
@@ -76,7 +194,31 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
             listening = true;
             backlog = d.wqueue;
         } else if !peer.is_empty() {
-            return Err(refuse("with an established connection (TCP_REPAIR)".into()));
+            let state = d.map(|d| d.state).unwrap_or(0);
+            if state != TCP_ESTABLISHED {
+                return Err(refuse(format!("in TCP state {state} (only established connections are saved)")));
+            }
+            let c = tcp_dump(dup).map_err(|e| sys_err("TCP_REPAIR", e))?;
+            let mut options = Vec::new();
+            for (level, opt) in options_for(family, proto) {
+                if let Ok(v) = geti(level, opt) {
+                    options.extend_from_slice(&[level, opt, v]);
+                }
+            }
+            return Ok(Object {
+                inet: Some(InetObj {
+                    family,
+                    sock_type: ty,
+                    protocol: proto,
+                    local,
+                    peer,
+                    flags: flags & libc::O_NONBLOCK as u32,
+                    options,
+                    tcp: Some(c),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
         }
     } else {
         let queued = sys::inq(dup.as_fd()).map_err(|e| sys_err("FIONREAD", e))?;
@@ -101,6 +243,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
             backlog,
             flags: flags & libc::O_NONBLOCK as u32,
             options,
+            tcp: None,
         }),
         ..Default::default()
     })
@@ -111,6 +254,14 @@ pub fn open(o: &InetObj) -> std::result::Result<OwnedFd, String> {
     let s = sys::socket(o.family, o.sock_type, o.protocol).map_err(|e| format!("socket: {e}"))?;
     for t in o.options.chunks_exact(3) {
         sys::setsockopt_int(s.as_fd(), t[0], t[1], t[2]).map_err(|e| format!("setsockopt({}, {}): {e}", t[0], t[1]))?;
+    }
+    if let Some(c) = &o.tcp {
+        tcp_restore(&s, o, c).map_err(|e| format!("TCP_REPAIR of the connection to port {}: {e}", port_of(&o.peer)))?;
+        if o.flags & libc::O_NONBLOCK as u32 != 0 {
+            sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| format!("O_NONBLOCK: {e}"))?;
+        }
+        TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner()).push(s.try_clone().map_err(|e| e.to_string())?);
+        return Ok(s);
     }
     if !o.local.is_empty() {
         sys::sock_addr_op(s.as_fd(), &o.local, false)

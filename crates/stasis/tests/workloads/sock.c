@@ -4,8 +4,10 @@
  *                      udp: UDP socket bound to 127.0.0.1:0, SO_REUSEADDR set
  *                      unix: AF_UNIX socketpair with 5 unread bytes
  *                      unixbound: a unix stream socket listening on WORKDIR/listener.sock
- *                      tcpconn: an established TCP connection (both ends here): dump
- *                               must refuse it without disturbing the process
+ *                      tcpconn: an established TCP connection, both ends here, with
+ *                               3 and 4 bytes unread in the two directions (TCP_REPAIR)
+ *                      tcphalf: a TCP socket in CLOSE_WAIT (peer closed): dump must
+ *                               refuse it without disturbing the process
  * A second thread sleeps in nanosleep and records its tid.
  * Prints "INFO fd=N" (the socket's fd).  After go: the socket still works (same
  * port; a client connects and is accepted / a datagram to itself arrives / queued
@@ -49,7 +51,7 @@ int main(int argc, char **argv)
     socklen_t sl = sizeof sa;
     struct sockaddr_un un = { .sun_family = AF_UNIX };
     snprintf(un.sun_path, sizeof un.sun_path, "%s", wl_path("listener.sock"));
-    if (!strcmp(mode, "tcp") || !strcmp(mode, "udp") || !strcmp(mode, "tcpconn")) {
+    if (!strcmp(mode, "tcp") || !strcmp(mode, "udp") || !strcmp(mode, "tcpconn") || !strcmp(mode, "tcphalf")) {
         fd = socket(AF_INET, (mode[0] == 't' ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK, 0);
         int one = 1;
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
@@ -58,7 +60,7 @@ int main(int argc, char **argv)
         if (mode[0] == 't' && listen(fd, 7))
             DIE("listen");
         port = ntohs(sa.sin_port);
-        if (!strcmp(mode, "tcpconn")) {
+        if (!strcmp(mode, "tcpconn") || !strcmp(mode, "tcphalf")) {
             int c = socket(AF_INET, SOCK_STREAM, 0);
             if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa))
                 DIE("connect");
@@ -69,6 +71,13 @@ int main(int argc, char **argv)
             close(fd);
             fd = c;
             peer = a;
+            if (!strcmp(mode, "tcphalf")) {
+                close(a); /* c goes to CLOSE_WAIT */
+                peer = -1;
+            } else if (write(c, "abc", 3) != 3 || write(a, "defg", 4) != 4) {
+                DIE("write");
+            }
+            sleep_ms(20);
         }
     } else if (!strcmp(mode, "unixbound")) {
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -139,9 +148,16 @@ int main(int argc, char **argv)
         int acc = accept(fd, NULL, NULL);
         CHECK(acc >= 0, "restored unix listener did not accept: %s", strerror(errno));
     } else if (!strcmp(mode, "tcpconn")) {
+        char b[8] = { 0 };
+        CHECK(read(peer, b, sizeof b) == 3 && !memcmp(b, "abc", 3), "server side lost its unread bytes: '%s'", b);
+        memset(b, 0, sizeof b);
+        CHECK(read(fd, b, sizeof b) == 4 && !memcmp(b, "defg", 4), "client side lost its unread bytes: '%s'", b);
         CHECK(write(fd, "x", 1) == 1, "connection broken");
-        char b[2];
         CHECK(read(peer, b, 1) == 1 && b[0] == 'x', "connection lost data");
+        CHECK(write(peer, "y", 1) == 1 && read(fd, b, 1) == 1 && b[0] == 'y', "reverse direction broken");
+    } else if (!strcmp(mode, "tcphalf")) {
+        char b[2];
+        CHECK(read(fd, b, 1) == 0, "CLOSE_WAIT socket should read EOF");
     } else {
         char b[8] = { 0 };
         CHECK(read(peer, b, sizeof b) == 5 && memcmp(b, "hello", 5) == 0, "unix socket data lost");
