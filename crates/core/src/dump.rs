@@ -54,8 +54,14 @@ fn precheck(pid: i32) -> Result<()> {
     if state.starts_with('Z') || state.starts_with('X') {
         return Err(Error::Refused { pid, why: "is a zombie (it has exited and waits to be reaped)".into() });
     }
+    Ok(())
+}
+
+/// Checks every process of the tree must pass (the root included).
+fn check_member(pid: i32) -> Result<()> {
+    let st = procfs::status(pid).map_err(|_| Error::Refused { pid, why: "exited while the tree was being frozen".into() })?;
     if let Some(t) = procfs::status_field(&st, "TracerPid").and_then(|v| v.parse::<i32>().ok()) {
-        if t != 0 {
+        if t != 0 && t != stasis_sys::sys::getpid() {
             let comm = procfs::read(t, "comm").unwrap_or_default();
             return Err(Error::Refused {
                 pid,
@@ -63,16 +69,8 @@ fn precheck(pid: i32) -> Result<()> {
             });
         }
     }
-    let mut children = Vec::new();
-    for tid in procfs::tids(pid).ctx(pid, || "listing threads".into())? {
-        let c = procfs::read(pid, &format!("task/{tid}/children")).unwrap_or_default();
-        children.extend(c.split_whitespace().map(str::to_string));
-    }
-    if !children.is_empty() {
-        return Err(Error::Unsupported {
-            pid,
-            what: format!("it has child processes ({}); process trees", children.join(", ")),
-        });
+    if procfs::status_field(&st, "State").is_some_and(|s| s.starts_with('Z')) {
+        return Ok(()); // a zombie has no namespaces left to compare
     }
     for ns in ["pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"] {
         let theirs = procfs::readlink(&format!("/proc/{pid}/ns/{ns}")).ok();
@@ -82,6 +80,18 @@ fn precheck(pid: i32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Children of `pid` (of all its threads).
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for tid in procfs::tids(pid).unwrap_or_default() {
+        let c = procfs::read(pid, &format!("task/{tid}/children")).unwrap_or_default();
+        out.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn prepare_dir(pid: i32, dir: &Path) -> Result<()> {
@@ -197,36 +207,103 @@ fn vdso_range(pid: i32) -> Result<(u64, u64)> {
     Err(Error::Unsupported { pid, what: "process without a [vdso] mapping".into() })
 }
 
+/// One process of the dumped tree.
+enum Member {
+    Live { fz: Frozen, vdso: (u64, u64), stopped: bool, ppid: i32 },
+    Zombie { pid: i32, ppid: i32 },
+}
+
+impl Member {
+    fn pid(&self) -> i32 {
+        match self {
+            Member::Live { fz, .. } => fz.pid,
+            Member::Zombie { pid, .. } => *pid,
+        }
+    }
+}
+
+/// Puts every frozen process back (failed dump or --leave-running).
+fn resume_all(members: Vec<Member>) -> Result<()> {
+    crate::fdkinds::inet::release(true);
+    let mut first = None;
+    for m in members {
+        if let Member::Live { fz, .. } = m {
+            let pid = fz.pid;
+            if let Err(e) = fz.resume() {
+                warn!("resuming pid {pid}: {e}");
+                first.get_or_insert(e);
+            }
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Freezes the tree rooted at `root`, parents before their children (a frozen process
+/// cannot fork, so its list of children is final once it is frozen).
+fn freeze_tree(root: i32) -> Result<Vec<Member>> {
+    let mut members: Vec<Member> = Vec::new();
+    let mut todo = vec![(root, 0)];
+    while let Some((pid, ppid)) = todo.pop() {
+        let r = (|| -> Result<Member> {
+            check_member(pid)?;
+            let state = procfs::status(pid)
+                .ok()
+                .and_then(|st| procfs::status_field(&st, "State").map(|s| s.chars().next().unwrap_or('?')))
+                .unwrap_or('?');
+            if state == 'Z' && pid != root {
+                return Ok(Member::Zombie { pid, ppid });
+            }
+            let vdso = vdso_range(pid)?;
+            let fz = Frozen::seize(pid)?;
+            Ok(Member::Live { fz, vdso, stopped: state == 'T', ppid })
+        })();
+        match r {
+            Ok(m) => {
+                if let Member::Live { .. } = m {
+                    let kids = children_of(pid);
+                    todo.extend(kids.into_iter().rev().map(|c| (c, pid)));
+                }
+                members.push(m);
+            }
+            Err(e) => {
+                let _ = resume_all(members);
+                return Err(e);
+            }
+        }
+    }
+    Ok(members)
+}
+
 pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     let pid = opts.pid;
     let t0 = Instant::now();
     precheck(pid)?;
     prepare_dir(pid, &opts.dir)?;
-    let vdso = vdso_range(pid)?;
-    let stopped = procfs::status(pid)
-        .ok()
-        .and_then(|st| procfs::status_field(&st, "State").map(|s| s.starts_with('T')))
-        .unwrap_or(false);
-    let fz = Frozen::seize(pid)?;
+    let members = freeze_tree(pid)?;
     let t_frozen = Instant::now();
-    info!(pid, threads = fz.threads.len(), "frozen");
-    let r = write_image(&fz, &opts.dir, vdso, stopped);
+    info!(pid, processes = members.len(), "frozen");
+    let r = write_image(&members, &opts.dir);
     let mut stats = match r {
         Ok(s) => s,
         Err(e) => {
             cleanup_dir(&opts.dir);
-            crate::fdkinds::inet::release(true);
-            if let Err(e2) = fz.resume() {
-                warn!("resuming pid {pid} after a failed dump: {e2}");
+            if let Err(e2) = resume_all(members) {
+                warn!("resuming the tree of pid {pid} after a failed dump: {e2}");
             }
             return Err(e);
         }
     };
     if opts.leave_running {
-        crate::fdkinds::inet::release(true);
-        fz.resume()?;
+        resume_all(members)?;
     } else {
-        fz.kill();
+        for m in members {
+            if let Member::Live { fz, .. } = m {
+                fz.kill();
+            }
+        }
         // closed in repair mode after the process is gone: the peer sees nothing
         crate::fdkinds::inet::release(false);
     }
@@ -245,36 +322,71 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     Ok(stats)
 }
 
-fn write_image(fz: &Frozen, dir: &Path, vdso: (u64, u64), stopped: bool) -> Result<DumpStats> {
-    let pid = fz.pid;
-    let mut process = collect_task_state(fz, vdso)?;
-    if let Some(a) = process.attrs.as_mut() {
-        a.stopped = stopped;
-    }
+fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
     let mut objs = ObjectTable::default();
-    let col = mem::collect(pid, &mut objs)?;
-    (process.fds, process.locks) = files::dump_fds(pid, &mut objs)?;
-    let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
-    if exe_path.ends_with(" (deleted)") {
-        return Err(Error::Unsupported { pid, what: format!("its executable {exe_path} was deleted") });
+    let mut fd_state = files::FdState::new(members.iter().map(|m| m.pid()).collect());
+    let mut procs = Vec::new();
+    let mut cols = Vec::new();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    for m in members {
+        let (fz, vdso, stopped, ppid) = match m {
+            Member::Live { fz, vdso, stopped, ppid } => (fz, *vdso, *stopped, *ppid),
+            Member::Zombie { pid, ppid } => {
+                let pid = *pid;
+                let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
+                procs.push(Process {
+                    pid,
+                    ppid: *ppid,
+                    zombie: true,
+                    exit_status: procfs::stat_num(&sf, 52) as i32,
+                    comm: procfs::read(pid, "comm").unwrap_or_default().trim_end().to_string(),
+                    attrs: Some(stasis_image::model::ProcAttrs {
+                        pgid: procfs::stat_num(&sf, 5) as i32,
+                        sid: procfs::stat_num(&sf, 6) as i32,
+                        ..Default::default()
+                    }),
+                    kernel: kernel.clone(),
+                    ..Default::default()
+                });
+                continue;
+            }
+        };
+        let pid = fz.pid;
+        let mut process = collect_task_state(fz, vdso)?;
+        process.ppid = ppid;
+        if let Some(a) = process.attrs.as_mut() {
+            a.stopped = stopped;
+        }
+        let col = mem::collect(pid, &mut objs)?;
+        (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
+        let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
+        if exe_path.ends_with(" (deleted)") {
+            return Err(Error::Unsupported { pid, what: format!("its executable {exe_path} was deleted") });
+        }
+        let exe_id = files::mapped_file(pid, &mut objs, &format!("/proc/{pid}/exe"), &exe_path, false, true)?;
+        if let Some(mm) = process.mm.as_mut() {
+            mm.exe_object = exe_id;
+        }
+        process.vmas = col.vmas.clone();
+        process.dumped_at_ns =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        process.kernel = kernel.clone();
+        procs.push(process);
+        cols.push(col);
     }
-    let exe_id = files::mapped_file(pid, &mut objs, &format!("/proc/{pid}/exe"), &exe_path, false, true)?;
-    if let Some(mm) = process.mm.as_mut() {
-        mm.exe_object = exe_id;
-    }
-    process.vmas = col.vmas.clone();
-    process.dumped_at_ns =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-    process.kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-
+    let all_fds: Vec<_> = procs.iter().flat_map(|p| p.fds.iter().cloned()).collect();
+    files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;
+    let col = mem::merge(cols);
     let total: u64 = col.jobs.iter().map(|j| j.count * 4096).sum();
     let pb = Progress::new(total, "dumping memory");
-    let out = mem::write_pages(pid, dir, &col, &|n| pb.set(n))?;
+    let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;
     let (index, pstats) = (out.index, out.stats);
     pb.finish();
 
     let mut w = ManifestWriter::new();
-    w.record(rec::PROCESS, &process);
+    for p in &procs {
+        w.record(rec::PROCESS, p);
+    }
     for o in &objs.objects {
         w.record(rec::OBJECT, o);
     }

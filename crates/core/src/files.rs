@@ -164,8 +164,28 @@ fn socket_kind(f: &OwnedFd) -> String {
 struct PipeSeen {
     ino: u64,
     pipe_id: u32,
-    read_fd: Option<i32>,
-    write_fd: Option<i32>,
+    /// (pid, fd) of an fd of each end in the dumped tree.
+    read_fd: Option<(i32, i32)>,
+    write_fd: Option<(i32, i32)>,
+}
+
+/// What the fd collection of a whole tree shares across its processes: open file
+/// descriptions (to find ones shared by fork or dup, with kcmp), pipes (whose ends may
+/// be in different processes), the host's unix sockets.
+#[derive(Default)]
+pub struct FdState {
+    /// (dev, ino) -> [(pid, fd, object id)]
+    descs: HashMap<(u64, u64), Vec<(i32, i32, u32)>>,
+    pipes: Vec<PipeSeen>,
+    unix_table: Option<fdkinds::unix::Table>,
+    /// Every process of the tree.
+    pub tree: Vec<i32>,
+}
+
+impl FdState {
+    pub fn new(tree: Vec<i32>) -> FdState {
+        FdState { tree, ..Default::default() }
+    }
 }
 
 /// Parses the `lock:` lines of an fdinfo file:
@@ -201,14 +221,14 @@ fn parse_locks(pid: i32, fd: i32, fdinfo: &str) -> Result<Vec<(String, FileLock)
 }
 
 /// Collects every fd of `pid` into fd entries and objects, and the file locks held.
-pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLock>)> {
+/// Call `finish_fds` once every process of the tree was collected.
+pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(Vec<Fd>, Vec<FileLock>)> {
     let mut locks: Vec<(String, FileLock)> = Vec::new();
     let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
     let mut out = Vec::new();
-    // descriptions seen: (dev, ino) -> [(fd, object id)] to find dups with kcmp
-    let mut descs: HashMap<(u64, u64), Vec<(i32, u32)>> = HashMap::new();
-    let mut pipes: Vec<PipeSeen> = Vec::new();
-    let mut unix_table: Option<fdkinds::unix::Table> = None;
+    let descs = &mut st.descs;
+    let pipes = &mut st.pipes;
+    let unix_table = &mut st.unix_table;
     for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
         let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
             Ok(l) => l,
@@ -233,8 +253,8 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
         let key = (md.dev(), md.ino());
         // Same open file description as an fd seen before?
         if let Some(list) = descs.get(&key) {
-            if let Some((_, id)) = list.iter().find(|(other, _)| {
-                sys::kcmp(pid, pid, sys::KCMP_FILE, *other as u64, fd as u64).map(|r| r == 0).unwrap_or(false)
+            if let Some((_, _, id)) = list.iter().find(|(opid, other, _)| {
+                sys::kcmp(pid, *opid, sys::KCMP_FILE, fd as u64, *other as u64).map(|r| r == 0).unwrap_or(false)
             }) {
                 out.push(Fd { fd, object_id: *id, cloexec });
                 continue;
@@ -242,14 +262,14 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
         }
         let id = if let Some(kind) = fdkind {
             let o = fdkinds::dump(&fdkinds::FdCtx { pid, fd, kind, pidfd: pidfd.as_fd(), fdinfo: &raw, flags })?;
-            objs.intern(format!("anon-fd:{fd}"), |_| o)
+            objs.intern(format!("anon-fd:{pid}:{fd}"), |_| o)
         } else if ft.is_socket() {
             let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
             let dom = sys::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
             if dom == libc::AF_INET || dom == libc::AF_INET6 {
                 let o = fdkinds::inet::dump(pid, fd, md.ino(), flags, &dup, &socket_kind(&dup))?;
-                let id = objs.intern(format!("inet-fd:{fd}"), |_| o);
-                descs.entry(key).or_default().push((fd, id));
+                let id = objs.intern(format!("inet-fd:{pid}:{fd}"), |_| o);
+                descs.entry(key).or_default().push((pid, fd, id));
                 out.push(Fd { fd, object_id: id, cloexec });
                 continue;
             }
@@ -257,10 +277,10 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
             }
             if unix_table.is_none() {
-                unix_table = Some(fdkinds::unix::Table::load(pid)?);
+                *unix_table = Some(fdkinds::unix::Table::load(pid)?);
             }
             let o = fdkinds::unix::dump(pid, fd, md.ino(), flags, &dup, unix_table.as_ref().unwrap())?;
-            objs.intern(format!("unix-fd:{fd}"), |_| o)
+            objs.intern(format!("unix-fd:{pid}:{fd}"), |_| o)
         } else if ft.is_fifo() {
             if !link.starts_with("pipe:") {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is a named FIFO ({link})") });
@@ -277,12 +297,12 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
             });
             let p = &mut pipes[pos];
             if write_end {
-                p.write_fd.get_or_insert(fd);
+                p.write_fd.get_or_insert((pid, fd));
             } else {
-                p.read_fd.get_or_insert(fd);
+                p.read_fd.get_or_insert((pid, fd));
             }
             let pipe_id = p.pipe_id;
-            objs.intern(format!("pipe-end:{fd}"), |_| Object {
+            objs.intern(format!("pipe-end:{pid}:{fd}"), |_| Object {
                 pipe_end: Some(PipeEndObj { pipe_id, write_end, flags }),
                 ..Default::default()
             })
@@ -308,7 +328,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
             } else {
                 0
             };
-            objs.intern(format!("file-fd:{fd}"), |_| Object {
+            objs.intern(format!("file-fd:{pid}:{fd}"), |_| Object {
                 file: Some(FileObj {
                     path: link.trim_end_matches(" (deleted)").to_string(),
                     flags,
@@ -324,14 +344,21 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
         } else {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) is of an unknown kind") });
         };
-        descs.entry(key).or_default().push((fd, id));
+        descs.entry(key).or_default().push((pid, fd, id));
         out.push(Fd { fd, object_id: id, cloexec });
     }
-    // Pipes: both ends must be ours; copy the buffered bytes without consuming them.
-    for p in &pipes {
+    Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
+}
+
+/// After every process of the tree: pipes (both ends inside the tree, or closed, or
+/// shared with an outside process) get their buffered bytes, copied without consuming
+/// them; unix socket pairs must have both ends inside the tree.
+pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> Result<()> {
+    let root = st.tree.first().copied().unwrap_or(0);
+    for p in &st.pipes {
         if p.read_fd.is_none() || p.write_fd.is_none() {
-            let fd = p.read_fd.or(p.write_fd).unwrap();
-            if let Some(other) = pipe_holder(pid, p.ino) {
+            let (pid, fd) = p.read_fd.or(p.write_fd).unwrap();
+            if let Some(other) = pipe_holder(&st.tree, p.ino) {
                 // The other end belongs to another process (a shell pipeline, a test
                 // harness capturing output). It cannot be part of the image; restore
                 // connects this fd to the same fd of `stasis restore`, which must be a
@@ -347,8 +374,8 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
             o.read_closed = p.read_fd.is_none();
             o.write_closed = p.write_fd.is_none();
         }
-        let Some(rfd) = p.read_fd else { continue }; // unread bytes nobody can ever read
-
+        let Some((pid, rfd)) = p.read_fd else { continue }; // unread bytes nobody can ever read
+        let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
         let ours = sys::pidfd_getfd(pidfd.as_fd(), rfd).ctx(pid, || format!("pidfd_getfd of pipe fd {rfd}"))?;
         let cap = sys::fcntl(ours.as_raw_fd(), libc::F_GETPIPE_SZ, 0).ctx(pid, || format!("F_GETPIPE_SZ of fd {rfd}"))?;
         let (tr, tw) = sys::pipe2(libc::O_CLOEXEC | libc::O_NONBLOCK).ctx(pid, || "creating a pipe".into())?;
@@ -373,17 +400,17 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable) -> Result<(Vec<Fd>, Vec<FileLo
         o.capacity = cap as u32;
         o.data = data;
     }
-    fdkinds::unix::check_peers(pid, &objs.objects, &out)?;
-    Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
+    fdkinds::unix::check_peers(root, &objs.objects, all_fds)?;
+    Ok(())
 }
 
-/// Another process holding pipe `ino` open, if any (scans /proc/*/fd).
-fn pipe_holder(pid: i32, ino: u64) -> Option<String> {
+/// A process outside `tree` holding pipe `ino` open, if any (scans /proc/*/fd).
+fn pipe_holder(tree: &[i32], ino: u64) -> Option<String> {
     let want = format!("pipe:[{ino}]");
     let me = sys::getpid();
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(other) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if other == pid || other == me {
+        if tree.contains(&other) || other == me {
             continue;
         }
         let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else { continue };
@@ -497,7 +524,7 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
     let mut unix_made: HashMap<u32, OwnedFd> = HashMap::new();
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
-    for fd in &m.process.fds {
+    for fd in m.processes.iter().flat_map(|p| p.fds.iter()) {
         if opened.by_object.contains_key(&fd.object_id) {
             continue;
         }

@@ -2,6 +2,7 @@
 //! that exist (pagemap, SEEK_DATA for shared memory), stream them to pages.img.
 //! The restore side (mapping and filling) lives in restore.rs.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -42,6 +43,8 @@ enum Src {
 /// A run of pages to copy into pages.img.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// Process whose memory (or shared-memory object) this is.
+    pub pid: i32,
     pub object_id: u32,
     /// Address (object 0) or byte offset in the object.
     pub addr: u64,
@@ -109,12 +112,12 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
 }
 
 /// Splits [addr, addr+count pages) into runs of at most MAX_RUN_PAGES.
-fn push_runs(jobs: &mut Vec<Job>, object_id: u32, addr: u64, count: u64, src: JobSrc) {
+fn push_runs(jobs: &mut Vec<Job>, pid: i32, object_id: u32, addr: u64, count: u64, src: JobSrc) {
     let mut a = addr;
     let mut left = count;
     while left > 0 {
         let n = left.min(MAX_RUN_PAGES);
-        jobs.push(Job { object_id, addr: a, count: n, src: src.clone() });
+        jobs.push(Job { pid, object_id, addr: a, count: n, src: src.clone() });
         a += n * PAGE;
         left -= n;
     }
@@ -182,7 +185,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
                         let h = sys::lseek(fd, d, libc::SEEK_HOLE).unwrap_or(size as i64) as u64;
                         let (d, h) = (d as u64 / PAGE * PAGE, h.min(size).div_ceil(PAGE) * PAGE);
                         if h > d {
-                            push_runs(&mut out.jobs, id, d, (h - d) / PAGE, JobSrc::Shm(idx));
+                            push_runs(&mut out.jobs, pid, id, d, (h - d) / PAGE, JobSrc::Shm(idx));
                         }
                         off = h.max(d + PAGE);
                     }
@@ -210,7 +213,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
                 match (keep, run_start) {
                     (true, None) => run_start = Some(i),
                     (false, Some(s)) => {
-                        push_runs(&mut out.jobs, 0, m.start + s * PAGE, i - s, JobSrc::Proc(src));
+                        push_runs(&mut out.jobs, pid, 0, m.start + s * PAGE, i - s, JobSrc::Proc(src));
                         saved += i - s;
                         run_start = None;
                     }
@@ -242,6 +245,22 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
     Ok(out)
 }
 
+/// Puts the collections of several processes together (one page copy for the tree).
+pub fn merge(cols: Vec<MemCollect>) -> MemCollect {
+    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), vdso: None };
+    for c in cols {
+        let base = out.shm_files.len();
+        out.jobs.extend(c.jobs.into_iter().map(|mut j| {
+            if let JobSrc::Shm(k) = j.src {
+                j.src = JobSrc::Shm(k + base);
+            }
+            j
+        }));
+        out.shm_files.extend(c.shm_files);
+    }
+    out
+}
+
 /// Statistics of the page copy.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PageStats {
@@ -270,7 +289,8 @@ pub struct PagesOut {
 /// (process_vm_readv, /proc/PID/mem or pread) into its own buffer, computes each run's
 /// CRC32C and appends the chunk to its file. Reading and writing thus overlap across
 /// workers, and page-cache writes run in parallel on separate files.
-pub fn write_pages(pid: i32, dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)) -> Result<PagesOut> {
+pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)) -> Result<PagesOut> {
+    let pid = col.jobs.first().map(|j| j.pid).unwrap_or(0);
     let total_pages: u64 = col.jobs.iter().map(|j| j.count).sum();
     let nshards = shard_count(total_pages * PAGE);
     // chunk boundaries over the job list
@@ -295,7 +315,14 @@ pub fn write_pages(pid: i32, dir: &Path, col: &MemCollect, progress: &(dyn Fn(u6
         shards.push(stasis_image::Shard { size: PAGES_HEADER_LEN, header_crc: crc32c::crc32c(&header) });
         files.push((f, path.display().to_string()));
     }
-    let mem = File::open(format!("/proc/{pid}/mem")).ctx(pid, || "opening /proc/PID/mem".into())?;
+    let mut mems: HashMap<i32, File> = HashMap::new();
+    for j in &col.jobs {
+        if !mems.contains_key(&j.pid) {
+            let f = File::open(format!("/proc/{}/mem", j.pid)).ctx(j.pid, || "opening /proc/PID/mem".into())?;
+            mems.insert(j.pid, f);
+        }
+    }
+    let mem = &mems;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::atomic::AtomicU64::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
@@ -318,7 +345,7 @@ pub fn write_pages(pid: i32, dir: &Path, col: &MemCollect, progress: &(dyn Fn(u6
                         let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&(first, last)) = chunks.get(c) else { break };
                         let t0 = std::time::Instant::now();
-                        let used = read_chunk(pid, col, &col.jobs[first..last], &mut buf, mem)?;
+                        let used = read_chunk(col, &col.jobs[first..last], &mut buf, mem)?;
                         let data = &buf.as_slice()[..used];
                         let mut boff = 0usize;
                         for (n, j) in col.jobs[first..last].iter().enumerate() {
@@ -332,6 +359,7 @@ pub fn write_pages(pid: i32, dir: &Path, col: &MemCollect, progress: &(dyn Fn(u6
                                     file_offset: off + boff as u64,
                                     crc: crc32c::crc32c(&data[boff..boff + len]),
                                     shard: k as u32,
+                                    pid: j.pid,
                                 },
                             ));
                             boff += len;
@@ -366,22 +394,27 @@ pub fn write_pages(pid: i32, dir: &Path, col: &MemCollect, progress: &(dyn Fn(u6
 }
 
 /// Reads the pages of `jobs` back to back into `buf`; returns the bytes used.
-fn read_chunk(pid: i32, col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mem: &File) -> Result<usize> {
+fn read_chunk(col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mems: &HashMap<i32, File>) -> Result<usize> {
     let base = buf.as_mut_ptr();
     let mut used = 0usize;
-    let mut local: Vec<(*mut u8, usize)> = Vec::new();
-    let mut remote: Vec<(u64, usize)> = Vec::new();
+    // process_vm_readv batches: one process, at most 1024 iovecs each
+    let mut batches: Vec<(i32, Vec<(*mut u8, usize)>, Vec<(u64, usize)>)> = Vec::new();
     for j in jobs {
         let len = (j.count * PAGE) as usize;
+        let pid = j.pid;
         match j.src {
             JobSrc::Proc(Src::Vm) => {
-                local.push((base.wrapping_add(used), len));
-                remote.push((j.addr, len));
+                if batches.last().is_none_or(|b| b.0 != pid || b.1.len() >= 1024) {
+                    batches.push((pid, Vec::new(), Vec::new()));
+                }
+                let b = batches.last_mut().unwrap();
+                b.1.push((base.wrapping_add(used), len));
+                b.2.push((j.addr, len));
             }
             JobSrc::Proc(Src::Mem) => {
                 let sl = &mut buf_slice(buf)[used..used + len];
-                mem.read_exact_at(sl, j.addr)
-                    .ctx(pid, || format!("reading non-readable memory at {:#x}", j.addr))?;
+                let mem = mems.get(&pid).ok_or_else(|| Error::Refused { pid, why: "no /proc/PID/mem".into() })?;
+                mem.read_exact_at(sl, j.addr).ctx(pid, || format!("reading non-readable memory at {:#x}", j.addr))?;
             }
             JobSrc::Shm(k) => {
                 let sl = &mut buf_slice(buf)[used..used + len];
@@ -391,10 +424,9 @@ fn read_chunk(pid: i32, col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, 
         }
         used += len;
     }
-    // process_vm_readv in batches of at most 1024 iovecs.
-    for (l, r) in local.chunks_mut(1024).zip(remote.chunks(1024)) {
+    for (pid, mut l, r) in batches {
         let want: usize = r.iter().map(|x| x.1).sum();
-        let n = sys::vm_readv(pid, l, r).ctx(pid, || format!("process_vm_readv at {:#x}", r[0].0))?;
+        let n = sys::vm_readv(pid, &mut l, &r).ctx(pid, || format!("process_vm_readv at {:#x}", r[0].0))?;
         if n != want {
             return Err(Error::Refused { pid, why: format!("short process_vm_readv at {:#x}: {n} of {want} bytes", r[0].0) });
         }

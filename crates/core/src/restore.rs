@@ -106,77 +106,120 @@ fn find_hole(used: &mut Vec<(u64, u64)>, len: u64) -> Option<u64> {
     None
 }
 
-/// Everything the child needs, prepared before fork.
-struct Plan {
-    /// fds in the restorer the child takes over (index = carry slot).
-    carry: Vec<OwnedFd>,
+/// One process of the tree to recreate.
+struct ProcPlan {
+    pid: i32,
+    zombie: bool,
+    exit_status: i32,
     /// (target fd number, carry slot, cloexec)
     assign: Vec<(i32, usize, bool)>,
-    /// object id → carry slot, for mapped files and shared memory
-    map_slot: HashMap<u32, usize>,
     exe_slot: usize,
     /// The image's executable is the same file as ours (dev, inode).
     exe_is_ours: bool,
-    base: i32,
     umask: u32,
     cwd: CString,
     root: CString,
     comm: CString,
-    tramp: u64,
     pgid: i32,
     sid: i32,
-    pid: i32,
+    /// Indexes of its children in `Plan::procs`.
+    children: Vec<usize>,
+}
+
+/// Everything the new processes need, prepared before the first fork.
+struct Plan {
+    /// fds in the restorer the new processes take over (index = carry slot).
+    carry: Vec<OwnedFd>,
+    /// object id → carry slot, for mapped files and shared memory
+    map_slot: HashMap<u32, usize>,
+    base: i32,
+    tramp: u64,
+    /// The tree, root first, parents before children (the image's order).
+    procs: Vec<ProcPlan>,
 }
 
 fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> {
-    let p = &m.process;
-    let pid = p.pid;
+    let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
     let ghosts = files::create_ghosts(m)?;
     let mut opened = files::open_fd_objects(m, &ghosts)?;
     let mut carry: Vec<OwnedFd> = Vec::new();
     let mut slot_of: HashMap<u32, usize> = HashMap::new();
-    let mut assign = Vec::new();
-    for fd in &p.fds {
-        let slot = match slot_of.get(&fd.object_id) {
-            Some(s) => *s,
-            None => {
-                let f = opened.by_object.remove(&fd.object_id).ok_or_else(|| step(format!("fd {} not opened", fd.fd)))?;
-                carry.push(f);
-                slot_of.insert(fd.object_id, carry.len() - 1);
-                carry.len() - 1
-            }
-        };
-        assign.push((fd.fd, slot, fd.cloexec));
-    }
-    // Files that mappings need, and the executable.
     let mut map_slot = HashMap::new();
-    let mm = p.mm.clone().unwrap_or_default();
-    let mut ids: Vec<u32> = p
-        .vmas
-        .iter()
-        .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::FilePrivate | VmaKind::FileShared)))
-        .map(|v| v.object_id)
-        .collect();
-    ids.push(mm.exe_object);
-    ids.sort();
-    ids.dedup();
-    for id in ids {
-        let o = m
-            .object(id)
-            .and_then(|o| o.mapped_file.as_ref())
-            .ok_or_else(|| step(format!("mapped-file object {id} missing")))?;
-        let f = files::open_mapped(o, &ghosts).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?;
-        carry.push(f);
-        map_slot.insert(id, carry.len() - 1);
-    }
-    let exe_slot = *map_slot.get(&mm.exe_object).ok_or_else(|| step("the executable's object is missing".into()))?;
-    let exe_is_ours = {
+    let mut procs = Vec::new();
+    let ours = {
         use std::os::unix::fs::MetadataExt;
-        let a = std::fs::metadata("/proc/self/exe").ok();
-        let b = std::fs::metadata(format!("/proc/self/fd/{}", carry[exe_slot].as_raw_fd())).ok();
-        matches!((a, b), (Some(a), Some(b)) if a.dev() == b.dev() && a.ino() == b.ino())
+        std::fs::metadata("/proc/self/exe").ok().map(|a| (a.dev(), a.ino()))
     };
+    let cs = |s: &str| CString::new(s).map_err(|e| step(e.to_string()));
+    for p in &m.processes {
+        let mut assign = Vec::new();
+        for fd in &p.fds {
+            let slot = match slot_of.get(&fd.object_id) {
+                Some(s) => *s,
+                None => {
+                    let f = opened.by_object.remove(&fd.object_id).ok_or_else(|| step(format!("fd {} not opened", fd.fd)))?;
+                    carry.push(f);
+                    slot_of.insert(fd.object_id, carry.len() - 1);
+                    carry.len() - 1
+                }
+            };
+            assign.push((fd.fd, slot, fd.cloexec));
+        }
+        // Files that mappings need, and the executable.
+        let mut exe_slot = 0;
+        let mut exe_is_ours = false;
+        if !p.zombie {
+            let mm = p.mm.clone().unwrap_or_default();
+            let mut ids: Vec<u32> = p
+                .vmas
+                .iter()
+                .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::FilePrivate | VmaKind::FileShared)))
+                .map(|v| v.object_id)
+                .collect();
+            ids.push(mm.exe_object);
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                if map_slot.contains_key(&id) {
+                    continue;
+                }
+                let o = m
+                    .object(id)
+                    .and_then(|o| o.mapped_file.as_ref())
+                    .ok_or_else(|| step(format!("mapped-file object {id} missing")))?;
+                let f = files::open_mapped(o, &ghosts).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?;
+                carry.push(f);
+                map_slot.insert(id, carry.len() - 1);
+            }
+            exe_slot = *map_slot.get(&mm.exe_object).ok_or_else(|| step("the executable's object is missing".into()))?;
+            exe_is_ours = {
+                use std::os::unix::fs::MetadataExt;
+                let b = std::fs::metadata(format!("/proc/self/fd/{}", carry[exe_slot].as_raw_fd())).ok();
+                matches!((ours, b), (Some(a), Some(b)) if a == (b.dev(), b.ino()))
+            };
+        }
+        let attrs = p.attrs.clone().unwrap_or_default();
+        procs.push(ProcPlan {
+            pid: p.pid,
+            zombie: p.zombie,
+            exit_status: p.exit_status,
+            assign,
+            exe_slot,
+            exe_is_ours,
+            umask: attrs.umask,
+            cwd: cs(if attrs.cwd.is_empty() { "/" } else { &attrs.cwd })?,
+            root: cs(if attrs.root.is_empty() { "/" } else { &attrs.root })?,
+            comm: cs(&p.comm)?,
+            pgid: attrs.pgid,
+            sid: attrs.sid,
+            children: Vec::new(),
+        });
+    }
+    for (i, p) in m.processes.iter().enumerate().skip(1) {
+        let parent = m.processes.iter().position(|q| q.pid == p.ppid).ok_or_else(|| step(format!("parent {} of pid {} missing", p.ppid, p.pid)))?;
+        procs[parent].children.push(i);
+    }
     // Shared anonymous memory: create each object here, fill it, pass its fd.
     let mut shm_keep = Vec::new();
     for o in &m.objects {
@@ -192,30 +235,10 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
         map_slot.insert(o.id, carry.len() - 1);
         shm_keep.push(region);
     }
-    let max_target = p.fds.iter().map(|f| f.fd).max().unwrap_or(0);
+    let max_target = m.processes.iter().flat_map(|p| p.fds.iter()).map(|f| f.fd).max().unwrap_or(0);
     let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);
     let base = max_target.max(max_ours).max(carry.len() as i32 + 3) + 1;
-    let attrs = p.attrs.clone().unwrap_or_default();
-    let cs = |s: &str| CString::new(s).map_err(|e| step(e.to_string()));
-    Ok((
-        Plan {
-            carry,
-            assign,
-            map_slot,
-            exe_slot,
-            exe_is_ours,
-            base,
-            umask: attrs.umask,
-            cwd: cs(&attrs.cwd)?,
-            root: cs(&attrs.root)?,
-            comm: cs(&p.comm)?,
-            tramp,
-            pgid: attrs.pgid,
-            sid: attrs.sid,
-            pid,
-        },
-        shm_keep,
-    ))
+    Ok((Plan { carry, map_slot, base, tramp, procs }, shm_keep))
 }
 
 /// Fills shared-memory objects from pages.img (through the fds the plan holds).
@@ -247,75 +270,101 @@ fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<()> {
 
 /// Runs in the forked child (a copy of this single-threaded restorer): takes over the
 /// fds, sets cwd/root/umask/comm, maps the trampoline, reports, parks.
+fn child_fail(what: &[u8], pid: i32, ctl: RawFd) -> ! {
+    let e = child::errno();
+    let mut msg = vec![1u8];
+    msg.extend_from_slice(&pid.to_le_bytes());
+    msg.extend_from_slice(&e.to_le_bytes());
+    msg.extend_from_slice(what);
+    child::write(ctl, &msg);
+    child::exit(112)
+}
+
+/// Runs in the forked root (a copy of this single-threaded restorer): takes over the
+/// carried fds above every target fd number, then becomes the tree (`child_proc`).
 fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
     child::set_pdeathsig_kill();
+    let root = plan.procs[0].pid;
     if sys::getppid() != parent {
         child::exit(111);
     }
-    let fail = |what: &[u8], ctl: RawFd| -> ! {
-        let e = child::errno();
-        let mut msg = vec![1u8];
-        msg.extend_from_slice(&e.to_le_bytes());
-        msg.extend_from_slice(what);
-        child::write(ctl, &msg);
-        child::exit(112)
-    };
     let mut tmp = Vec::with_capacity(plan.carry.len() + 1);
     let ctl2 = child::dup_above(ctl, plan.base);
     if ctl2 < 0 {
-        fail(b"moving the control pipe", ctl);
+        child_fail(b"moving the control pipe", root, ctl);
     }
     for f in &plan.carry {
         let t = child::dup_above(f.as_raw_fd(), plan.base);
         if t < 0 {
-            fail(b"moving fds above the target's fd numbers", ctl2);
+            child_fail(b"moving fds above the target's fd numbers", root, ctl2);
         }
         tmp.push(t);
     }
     if plan.base > 0 && child::close_range(0, plan.base as u32 - 1) < 0 {
-        fail(b"closing the restorer's fds", ctl2);
+        child_fail(b"closing the restorer's fds", root, ctl2);
     }
-    for &(target, slot, cloexec) in &plan.assign {
-        if child::dup3(tmp[slot], target, if cloexec { libc::O_CLOEXEC } else { 0 }) < 0 {
-            fail(b"placing an fd at its original number", ctl2);
-        }
-    }
-    child::umask(plan.umask);
-    if child::chdir(&plan.cwd) < 0 {
-        fail(b"chdir to the original working directory", ctl2);
-    }
-    if plan.root.as_bytes() != b"/" && child::chroot(&plan.root) < 0 {
-        fail(b"chroot to the original root", ctl2);
-    }
-    child::set_name(&plan.comm);
-    // Session and process group: lead them again if the process led them; otherwise
-    // join the saved group if it exists in our session, else stay in the restorer's.
-    if plan.sid == plan.pid {
+    child_proc(plan, 0, ctl2, &tmp)
+}
+
+/// One process of the tree: leads its session again if it did, forks its children
+/// (they inherit the carried fds and the session), then places its own fds, sets umask,
+/// cwd, root and comm, maps the trampoline, reports its fd numbers and parks.
+/// A zombie child exits at once with its saved status.
+fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
+    let pp = &plan.procs[idx];
+    if pp.sid == pp.pid {
         if child::setsid() < 0 {
-            fail(b"setsid (the process led its session)", ctl2);
+            child_fail(b"setsid (the process led its session)", pp.pid, ctl);
         }
-    } else if plan.pgid == plan.pid {
-        if child::setpgid(0, 0) < 0 {
-            fail(b"setpgid (the process led its process group)", ctl2);
-        }
-    } else if plan.pgid > 0 {
-        let _ = child::setpgid(0, plan.pgid);
+    } else if pp.pgid == pp.pid && child::setpgid(0, 0) < 0 {
+        child_fail(b"setpgid (the process led its process group)", pp.pid, ctl);
     }
+    for &c in &pp.children {
+        let cp = &plan.procs[c];
+        match sys::fork_with_pid(cp.pid) {
+            Ok(0) => {
+                if cp.zombie {
+                    child::die_with_status(cp.exit_status);
+                }
+                child::set_pdeathsig_kill();
+                child_proc(plan, c, ctl, tmp)
+            }
+            Ok(_) => {}
+            Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
+        }
+    }
+    for &(target, slot, cloexec) in &pp.assign {
+        if child::dup3(tmp[slot], target, if cloexec { libc::O_CLOEXEC } else { 0 }) < 0 {
+            child_fail(b"placing an fd at its original number", pp.pid, ctl);
+        }
+    }
+    child::umask(pp.umask);
+    if child::chdir(&pp.cwd) < 0 {
+        child_fail(b"chdir to the original working directory", pp.pid, ctl);
+    }
+    if pp.root.as_bytes() != b"/" && child::chroot(&pp.root) < 0 {
+        child_fail(b"chroot to the original root", pp.pid, ctl);
+    }
+    child::set_name(&pp.comm);
     if sys::map_fixed_code(plan.tramp, TRAMP_LEN as usize, &[0x0f, 0x05]).is_err() {
-        fail(b"mapping the syscall trampoline", ctl2);
+        child_fail(b"mapping the syscall trampoline", pp.pid, ctl);
     }
     let mut msg = vec![0u8];
-    msg.extend_from_slice(&ctl2.to_le_bytes());
-    for t in &tmp {
+    msg.extend_from_slice(&pp.pid.to_le_bytes());
+    msg.extend_from_slice(&ctl.to_le_bytes());
+    for t in tmp {
         msg.extend_from_slice(&t.to_le_bytes());
     }
-    child::write(ctl2, &msg);
+    child::write(ctl, &msg);
     child::park()
 }
 
-/// The new process while we build it. Killed and reaped on drop unless released.
+/// The new processes while we build them. Killed and reaped on drop unless released.
 struct Child {
+    /// The root's pid.
     pid: i32,
+    /// Every live process of the tree that was created.
+    pids: Vec<i32>,
     /// In --detach mode: write end of the pipe to the intermediate parent, and its pid.
     middle: Option<(OwnedFd, i32)>,
     traced: Vec<i32>,
@@ -324,6 +373,9 @@ struct Child {
 
 impl Child {
     fn kill(&mut self) {
+        for p in self.pids.iter().rev() {
+            let _ = sys::kill(*p, libc::SIGKILL);
+        }
         let _ = sys::kill(self.pid, libc::SIGKILL);
         for t in self.traced.iter().rev() {
             loop {
@@ -345,6 +397,15 @@ impl Child {
                 let _ = sys::waitpid(self.pid, libc::__WALL);
             }
         }
+        // Descendants re-parented to us (we are a subreaper while restoring).
+        let t = Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(5) {
+            match sys::try_waitpid(-1, libc::__WALL | libc::WNOHANG) {
+                Ok(Some(_)) => continue,
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Err(_) => break, // ECHILD: nobody left
+            }
+        }
     }
 }
 
@@ -360,10 +421,26 @@ impl Drop for Child {
 /// (or panic over) an image that contradicts itself.
 fn validate(m: &Manifest) -> Result<()> {
     let bad = |why: String| refuse(format!("the image is inconsistent: {why}"));
-    let p = &m.process;
-    if p.pid <= 0 {
-        return Err(bad(format!("pid {}", p.pid)));
+    if m.processes.first().map(|p| p.pid) != Some(m.process.pid) || m.process.zombie {
+        return Err(bad("the first process record is not a live root".into()));
     }
+    for (i, p) in m.processes.iter().enumerate() {
+        if p.pid <= 0 || m.processes[..i].iter().any(|q| q.pid == p.pid) {
+            return Err(bad(format!("pid {} (duplicate or invalid)", p.pid)));
+        }
+        if i > 0 && !m.processes[..i].iter().any(|q| q.pid == p.ppid && !q.zombie) {
+            return Err(bad(format!("pid {} comes before its parent {}", p.pid, p.ppid)));
+        }
+        if p.zombie {
+            continue;
+        }
+        validate_process(m, p)?;
+    }
+    Ok(())
+}
+
+fn validate_process(m: &Manifest, p: &Process) -> Result<()> {
+    let bad = |why: String| refuse(format!("the image is inconsistent: pid {}: {why}", p.pid));
     match p.threads.first() {
         Some(t) if t.tid == p.pid => {}
         _ => return Err(bad("the first thread is not the main thread".into())),
@@ -419,45 +496,50 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     }
     let shards: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
     stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
-    for v in &p.vmas {
-        if v.object_id != 0 {
-            if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
-                if let Some(id) = &mf.identity {
-                    files::check_identity(&mf.path, id, &format!("file mapped at {:#x}", v.start))?;
+    for q in m.processes.iter().filter(|q| !q.zombie) {
+        for v in &q.vmas {
+            if v.object_id != 0 {
+                if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
+                    if let Some(id) = &mf.identity {
+                        files::check_identity(&mf.path, id, &format!("file mapped at {:#x}", v.start))?;
+                    }
                 }
             }
         }
-    }
-    let mm = p.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
-    if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
-        if let Some(id) = &exe.identity {
-            files::check_identity(&exe.path, id, "executable")?;
+        let mm = q.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
+        if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
+            if let Some(id) = &exe.identity {
+                files::check_identity(&exe.path, id, "executable")?;
+            }
         }
-    }
-    for fd in &p.fds {
-        if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
-            if !f.deleted && f.memfd_name.is_empty() && f.ghost_id == 0 {
-                if let Some(id) = &f.identity {
-                    let r = files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd));
-                    match r {
-                        Err(Error::RestoreRefused(why)) if opts.allow_changed_files => {
-                            warn!("{why} (restoring anyway: --allow-changed-files)")
+        for fd in &q.fds {
+            if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
+                if !f.deleted && f.memfd_name.is_empty() && f.ghost_id == 0 {
+                    if let Some(id) = &f.identity {
+                        let r = files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd));
+                        match r {
+                            Err(Error::RestoreRefused(why)) if opts.allow_changed_files => {
+                                warn!("{why} (restoring anyway: --allow-changed-files)")
+                            }
+                            Err(Error::RestoreRefused(why)) => {
+                                return Err(refuse(format!(
+                                    "{why}; if that is expected (a log it kept writing), restore with --allow-changed-files"
+                                )))
+                            }
+                            other => other?,
                         }
-                        Err(Error::RestoreRefused(why)) => {
-                            return Err(refuse(format!(
-                                "{why}; if that is expected (a log it kept writing), restore with --allow-changed-files"
-                            )))
-                        }
-                        other => other?,
                     }
                 }
             }
         }
     }
-    for t in &p.threads {
-        if let Some(h) = holder(t.tid) {
-            let what = if t.tid == pid { "pid" } else { "thread id" };
-            return Err(refuse(format!("{what} {} is in use by {h}", t.tid)));
+    for q in &m.processes {
+        let ids: Vec<i32> = if q.zombie { vec![q.pid] } else { q.threads.iter().map(|t| t.tid).collect() };
+        for id in ids {
+            if let Some(h) = holder(id) {
+                let what = if id == q.pid { "pid" } else { "thread id" };
+                return Err(refuse(format!("{what} {id} is in use by {h}")));
+            }
         }
     }
     let self_maps = procfs::maps_self().map_err(|e| refuse(format!("reading /proc/self/maps: {e}")))?;
@@ -481,17 +563,24 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     // -- layout: trampoline + vDSO staging area -------------------------------------------
     let vspan = ours.last().map(|x| x.2).unwrap_or(0) - ours.first().map(|x| x.1).unwrap_or(0);
     let mut used: Vec<(u64, u64)> = self_maps.iter().map(|m| (m.start, m.end)).collect();
-    used.extend(p.vmas.iter().map(|v| (v.start, v.end)));
+    used.extend(m.processes.iter().flat_map(|q| q.vmas.iter().map(|v| (v.start, v.end))));
     let tramp = find_hole(&mut used, TRAMP_LEN + vspan).ok_or_else(|| refuse("no address range free in both layouts"))?;
     let stage = tramp + TRAMP_LEN;
     debug!(tramp = format_args!("{tramp:#x}"), "trampoline");
     // -- open everything -----------------------------------------------------------
     sys::raise_nofile_limit();
+    // Orphans of a failed restore come back to us to be reaped.
+    let _ = sys::set_child_subreaper();
     let (plan, _shm_regions) = build_plan(&m, tramp)?;
     fill_shmem(&m, &plan, &shards)?;
+    // epoll items, per process (an instance shared by fork is filled once)
+    let mut epoll_done = Vec::new();
+    let epoll_adds: Vec<Vec<crate::fdkinds::epoll::Add>> =
+        m.processes.iter().map(|q| crate::fdkinds::epoll::adds(&m, q, &mut epoll_done)).collect();
     // -- fork ----------------------------------------------------------------------
     let (ctl_r, ctl_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
     let me = sys::getpid();
+    let live: Vec<i32> = m.processes.iter().filter(|q| !q.zombie).map(|q| q.pid).collect();
     let mut ch = if opts.detach {
         let (mid_r, mid_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
         let mpid = sys::fork().map_err(|e| step_err(pid, "fork", e))?;
@@ -504,6 +593,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
                 Ok(c) => c,
                 Err(e) => {
                     let mut msg = vec![2u8];
+                    msg.extend_from_slice(&pid.to_le_bytes());
                     msg.extend_from_slice(&e.raw_os_error().unwrap_or(0).to_le_bytes());
                     child::write(ctl_w.as_raw_fd(), &msg);
                     child::exit(1)
@@ -518,70 +608,95 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
             child::exit(0)
         }
         drop(mid_r);
-        Child { pid, middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
+        Child { pid, pids: live.clone(), middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
     } else {
         match sys::fork_with_pid(pid) {
             Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), me),
-            Ok(c) => Child { pid: c, middle: None, traced: Vec::new(), released: false },
+            Ok(c) => Child { pid: c, pids: live.clone(), middle: None, traced: Vec::new(), released: false },
             Err(e) => return Err(pid_taken_or(pid, e)),
         }
     };
     drop(ctl_w);
-    // -- wait for the child's report -------------------------------------------------
-    let mut buf = vec![0u8; 8 + 4 * (plan.carry.len() + 2) + 256];
-    let n = read_report(&ctl_r, &mut buf);
-    if n == 0 {
-        ch.released = ch.middle.is_some(); // nothing to kill if the child never existed
-        if let Some((w, mpid)) = ch.middle.take() {
-            drop(w);
-            let _ = sys::waitpid(mpid, 0);
-        }
-        return Err(Error::RestoreStep { pid, step: "creating the process".into(), why: "the new process died during setup".into() });
-    }
-    match buf[0] {
-        0 => {}
-        _ if n < 5 => {
-            return Err(Error::RestoreStep { pid, step: "creating the process".into(), why: "garbled report from the new process".into() });
-        }
-        2 => {
-            ch.released = true;
-            if let Some((w, mpid)) = ch.middle.take() {
-                drop(w);
-                let _ = sys::waitpid(mpid, 0);
+    // -- wait for every process's report ----------------------------------------------
+    let mut tmp_by_pid: HashMap<i32, (i32, Vec<i32>)> = HashMap::new();
+    let mut buf = vec![0u8; 16 + 4 * (plan.carry.len() + 2) + 256];
+    while tmp_by_pid.len() < live.len() {
+        let n = read_report(&ctl_r, &mut buf);
+        if n == 0 {
+            if tmp_by_pid.is_empty() && ch.middle.is_some() {
+                ch.released = true; // nothing to kill if the root never existed
+                if let Some((w, mpid)) = ch.middle.take() {
+                    drop(w);
+                    let _ = sys::waitpid(mpid, 0);
+                }
             }
-            let e = i32::from_le_bytes(buf[1..5].try_into().unwrap());
-            return Err(pid_taken_or(pid, std::io::Error::from_raw_os_error(e)));
+            return Err(Error::RestoreStep { pid, step: "creating the processes".into(), why: "a new process died during setup".into() });
         }
-        _ => {
-            let e = i32::from_le_bytes(buf[1..5].try_into().unwrap());
-            let what = String::from_utf8_lossy(&buf[5..n]).to_string();
-            return Err(Error::RestoreStep { pid, step: what, why: std::io::Error::from_raw_os_error(e).to_string() });
+        if n < 9 {
+            return Err(Error::RestoreStep { pid, step: "creating the processes".into(), why: "garbled report from a new process".into() });
         }
+        let who = i32::from_le_bytes(buf[1..5].try_into().unwrap());
+        match buf[0] {
+            0 => {}
+            2 => {
+                ch.released = true;
+                if let Some((w, mpid)) = ch.middle.take() {
+                    drop(w);
+                    let _ = sys::waitpid(mpid, 0);
+                }
+                let e = i32::from_le_bytes(buf[5..9].try_into().unwrap());
+                return Err(pid_taken_or(who, std::io::Error::from_raw_os_error(e)));
+            }
+            _ => {
+                let e = i32::from_le_bytes(buf[5..9].try_into().unwrap());
+                let what = String::from_utf8_lossy(&buf[9..n]).to_string();
+                let why = std::io::Error::from_raw_os_error(e).to_string();
+                return Err(Error::RestoreStep { pid, step: format!("{what} (pid {who})"), why });
+            }
+        }
+        let words: Vec<i32> = buf[5..n].chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+        if words.len() != plan.carry.len() + 1 {
+            return Err(Error::RestoreStep { pid, step: "creating the processes".into(), why: format!("short report from pid {who}") });
+        }
+        tmp_by_pid.insert(who, (words[0], words[1..].to_vec()));
     }
-    let words: Vec<i32> = buf[1..n].chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
-    let child_ctl = words[0];
-    let tmp_fds = &words[1..];
-    if tmp_fds.len() != plan.carry.len() {
-        return Err(Error::RestoreStep { pid, step: "creating the process".into(), why: "short report from the new process".into() });
+    info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
+    // -- drive them: every process up to its registers, then all registers, then go ----
+    let mut builders = Vec::new();
+    for (i, q) in m.processes.iter().enumerate() {
+        if q.zombie {
+            continue;
+        }
+        let (child_ctl, tmp_fds) = tmp_by_pid.remove(&q.pid).unwrap_or_default();
+        let mut b = Builder {
+            m: &m,
+            p: q,
+            pp: &plan.procs[i],
+            is_root: i == 0,
+            epoll: &epoll_adds[i],
+            pid: q.pid,
+            plan: &plan,
+            tmp_fds,
+            child_ctl,
+            shards: &shards,
+            tramp,
+            stage,
+            self_vdso: &ours,
+            threads: Vec::new(),
+        };
+        if let Err(e) = b.run(&mut ch) {
+            drop(builders);
+            drop(ch); // kills and reaps
+            return Err(e);
+        }
+        builders.push(b);
     }
-    info!(pid, ms = t0.elapsed().as_millis() as u64, "process created");
-    // -- drive it ------------------------------------------------------------------
-    let r = Builder {
-        m: &m,
-        pid,
-        plan: &plan,
-        tmp_fds,
-        child_ctl,
-        shards: &shards,
-        tramp,
-        stage,
-        self_vdso: &ours,
-        threads: Vec::new(),
-    }
-    .run(&mut ch);
-    if let Err(e) = r {
-        drop(ch); // kills and reaps
-        return Err(e);
+    for b in &builders {
+        if let Err(e) = b.finish() {
+            drop(builders);
+            drop(ch);
+            return Err(e);
+        }
     }
     info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
     if let Some(pf) = &opts.pidfile {
@@ -590,6 +705,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
         }
     }
     ch.released = true;
+    drop(builders);
     if opts.detach {
         return Ok(0);
     }
@@ -630,9 +746,14 @@ fn step_err(pid: i32, step: &str, e: std::io::Error) -> Error {
 
 struct Builder<'a> {
     m: &'a Manifest,
+    /// The process being built, its plan, whether it is the root.
+    p: &'a Process,
+    pp: &'a ProcPlan,
+    is_root: bool,
+    epoll: &'a [crate::fdkinds::epoll::Add],
     pid: i32,
     plan: &'a Plan,
-    tmp_fds: &'a [i32],
+    tmp_fds: Vec<i32>,
     child_ctl: i32,
     shards: &'a [&'a [u8]],
     tramp: u64,
@@ -663,7 +784,7 @@ impl Builder<'_> {
         sys::write_mem(self.pid, self.data(off), b).map_err(|e| self.err(step, e))
     }
 
-    fn run(mut self, ch: &mut Child) -> Result<()> {
+    fn run(&mut self, ch: &mut Child) -> Result<()> {
         let pid = self.pid;
         ptrace::seize(pid, (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL) as u32 | ptrace::PTRACE_O_SUSPEND_SECCOMP)
             .map_err(|e| self.err("seizing the new process", e))?;
@@ -697,6 +818,14 @@ impl Builder<'_> {
         self.signals()?;
         self.timers()?;
         self.attrs()?;
+        // Join the process group it was in, now that every process of the tree exists
+        // (leaders did setpgid/setsid while being created).
+        let (pg, sid) = self.p.attrs.as_ref().map(|a| (a.pgid, a.sid)).unwrap_or((0, 0));
+        if pg > 0 && pg != self.pid && sid != self.pid {
+            if let Err(e) = self.main().call(libc::SYS_setpgid, &[0, pg as u64]) {
+                debug!(pid = self.pid, pgid = pg, "process group not joined: {e}");
+            }
+        }
         // close the carried fds (all above the target's highest fd)
         let r = self.main();
         self.call("closing restorer fds", r, libc::SYS_close_range, &[self.plan.base as u64, u32::MAX as u64, 0])?;
@@ -705,7 +834,7 @@ impl Builder<'_> {
         self.epoll_items()?;
         let _ = self.child_ctl;
         // --detach: hand the process over to its new parent before setting pdeathsig.
-        if let Some((w, mpid)) = ch.middle.take() {
+        if let Some((w, mpid)) = if self.is_root { ch.middle.take() } else { None } {
             for t in &self.threads {
                 self.call("clearing parent-death signal", t, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, 0])?;
             }
@@ -718,9 +847,15 @@ impl Builder<'_> {
         // syscalls are not filtered (PTRACE_O_SUSPEND_SECCOMP).
         self.seccomp()?;
         self.pdeath_and_creds()?;
-        let attrs = self.m.process.attrs.clone().unwrap_or_default();
+        let attrs = self.p.attrs.clone().unwrap_or_default();
         self.call("dumpable", self.main(), libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, attrs.dumpable as u64])?;
         self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
+        Ok(())
+    }
+
+    /// Last step, once every process of the tree is built: registers, then go.
+    fn finish(&self) -> Result<()> {
+        let attrs = self.p.attrs.clone().unwrap_or_default();
         self.registers()?;
         if attrs.stopped {
             // Queued while every thread is still stopped under ptrace: the first thing
@@ -762,7 +897,7 @@ impl Builder<'_> {
             self.call(st, r, libc::SYS_mremap, &[from, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to])?;
         }
         // map every VMA
-        for v in &self.m.process.vmas {
+        for v in &self.p.vmas {
             let kind = VmaKind::try_from(v.kind).unwrap_or(VmaKind::Unknown);
             let len = v.end - v.start;
             let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
@@ -792,7 +927,9 @@ impl Builder<'_> {
     }
 
     fn fill_memory(&self) -> Result<()> {
-        let runs: Vec<&PageRun> = self.m.index.runs.iter().filter(|r| r.object_id == 0).collect();
+        let pid = self.pid;
+        let runs: Vec<&PageRun> =
+            self.m.index.runs.iter().filter(|r| r.object_id == 0 && (r.pid == pid || r.pid == 0)).collect();
         let total: u64 = runs.iter().map(|r| r.count as u64 * PAGE).sum();
         let pb = if std::io::stderr().is_terminal() && total >= (64 << 20) {
             let pb = indicatif::ProgressBar::new(total);
@@ -817,7 +954,6 @@ impl Builder<'_> {
             batches.push(&runs[i..j]);
             i = j;
         }
-        let pid = self.pid;
         let shards = self.shards;
         let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
         let nthreads = 2usize;
@@ -867,7 +1003,7 @@ impl Builder<'_> {
 
     fn finish_vmas(&self) -> Result<()> {
         let r = self.main();
-        for v in &self.m.process.vmas {
+        for v in &self.p.vmas {
             let kind = VmaKind::try_from(v.kind).unwrap_or(VmaKind::Unknown);
             if matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall) {
                 continue;
@@ -904,7 +1040,7 @@ impl Builder<'_> {
     }
 
     fn mm_fields(&self) -> Result<()> {
-        let mm = self.m.process.mm.clone().unwrap_or_default();
+        let mm = self.p.mm.clone().unwrap_or_default();
         let st = "setting mm fields (PR_SET_MM_MAP)";
         let auxv_off = 256u64;
         let mut b = Vec::new();
@@ -919,7 +1055,7 @@ impl Builder<'_> {
         // The kernel refuses to switch exe_file while the old one is still mapped; when the
         // image's executable is the restorer's own binary it is, and it is also already
         // the right file: keep it (-1).
-        let exe_fd = if self.plan.exe_is_ours { u32::MAX } else { self.tmp_fds[self.plan.exe_slot] as u32 };
+        let exe_fd = if self.pp.exe_is_ours { u32::MAX } else { self.tmp_fds[self.pp.exe_slot] as u32 };
         b.extend_from_slice(&exe_fd.to_le_bytes());
         self.write_data(st, 0, &b)?;
         let aux: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -936,7 +1072,7 @@ impl Builder<'_> {
 
     fn create_threads(&mut self, ch: &mut Child) -> Result<()> {
         let main_regs = ptrace::getregs(self.pid).map_err(|e| self.err("creating threads", e))?;
-        let tids: Vec<i32> = self.m.process.threads.iter().skip(1).map(|t| t.tid).collect();
+        let tids: Vec<i32> = self.p.threads.iter().skip(1).map(|t| t.tid).collect();
         for tid in tids {
             let st = format!("creating thread {tid}");
             let set_tid_off = 128u64;
@@ -978,7 +1114,7 @@ impl Builder<'_> {
     }
 
     fn thread_state(&self) -> Result<()> {
-        for t in &self.m.process.threads {
+        for t in &self.p.threads {
             let r = self.remote_of(t.tid);
             let st = format!("thread {} state", t.tid);
             if t.robust_list != 0 {
@@ -1027,7 +1163,7 @@ impl Builder<'_> {
     }
 
     fn signals(&self) -> Result<()> {
-        let p = &self.m.process;
+        let p = self.p;
         let r = self.main();
         // The new process is a fork of stasis and inherited its handlers (Rust installs
         // SIGSEGV/SIGBUS handlers and ignores SIGPIPE): every signal the image does not
@@ -1048,6 +1184,17 @@ impl Builder<'_> {
             self.write_data(&st, 0, &b)?;
             self.call(&st, r, libc::SYS_rt_sigaction, &[a.signo as u64, self.data(0), 0, 8])?;
         }
+        // Signals that reached the new process while we built it (SIGCHLD from a zombie
+        // child recreated by exiting) are not the image's: drain them first.
+        let zero = [0u8; 16];
+        self.write_data("draining signals", 0, &[0xffu8; 8])?;
+        self.write_data("draining signals", 16, &zero)?;
+        for _ in 0..256 {
+            match r.raw(libc::SYS_rt_sigtimedwait, &[self.data(0), 0, self.data(16), 8]) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
         // Pending signals: all threads block everything until registers are set.
         for s in &p.shared_pending {
             let st = format!("queueing pending signal {}", s.signo);
@@ -1067,7 +1214,7 @@ impl Builder<'_> {
     }
 
     fn timers(&self) -> Result<()> {
-        let p = &self.m.process;
+        let p = self.p;
         let r = self.main();
         for it in &p.itimers {
             let st = format!("restoring itimer {}", it.which);
@@ -1110,7 +1257,7 @@ impl Builder<'_> {
     }
 
     fn attrs(&self) -> Result<()> {
-        let p = &self.m.process;
+        let p = self.p;
         let attrs = p.attrs.clone().unwrap_or_default();
         for t in &self.threads {
             self.call("personality", t, libc::SYS_personality, &[attrs.personality as u64])?;
@@ -1138,7 +1285,7 @@ impl Builder<'_> {
     fn seccomp(&self) -> Result<()> {
         const SECCOMP_SET_MODE_STRICT: u64 = 0;
         const SECCOMP_SET_MODE_FILTER: u64 = 1;
-        for t in &self.m.process.threads {
+        for t in &self.p.threads {
             let r = self.remote_of(t.tid);
             for (i, f) in t.seccomp_filters.iter().enumerate() {
                 let st = format!("installing seccomp filter {i} of thread {}", t.tid);
@@ -1163,7 +1310,7 @@ impl Builder<'_> {
 
     fn locks(&self) -> Result<()> {
         let r = self.main();
-        for l in &self.m.process.locks {
+        for l in &self.p.locks {
             let st = format!("re-acquiring the {} lock of fd {}", l.kind, l.fd);
             if l.kind == "flock" {
                 let op = if l.write { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
@@ -1185,7 +1332,7 @@ impl Builder<'_> {
     }
 
     fn pdeath_and_creds(&self) -> Result<()> {
-        let p = &self.m.process;
+        let p = self.p;
         let c = p.creds.clone().unwrap_or_default();
         for t in &p.threads {
             let r = self.remote_of(t.tid);
@@ -1251,7 +1398,7 @@ impl Builder<'_> {
     }
 
     fn registers(&self) -> Result<()> {
-        let p = &self.m.process;
+        let p = self.p;
         let shared_pending_mask: u64 = p.shared_pending.iter().fold(0, |m, s| m | 1u64 << (s.signo - 1));
         for t in &p.threads {
             let st = format!("registers of thread {}", t.tid);
@@ -1270,7 +1417,7 @@ impl Builder<'_> {
     /// fdkinds/epoll.rs): after the carried fds are closed, every fd is at its number.
     fn epoll_items(&self) -> Result<()> {
         let r = self.main();
-        for a in crate::fdkinds::epoll::adds(self.m) {
+        for a in self.epoll {
             let st = format!("adding fd {} to epoll fd {}", a.tfd, a.epfd);
             self.write_data(&st, 0, &a.event)?;
             self.call(&st, r, libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_ADD as u64, a.tfd as u64, self.data(0)])?;

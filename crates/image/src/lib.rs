@@ -62,7 +62,10 @@ pub struct Manifest {
     pub arch: u32,
     pub page_size: u32,
     pub version: u32,
+    /// The root of the dumped tree (same as `processes[0]`).
     pub process: Process,
+    /// Every process of the tree, parents before their children.
+    pub processes: Vec<Process>,
     pub objects: Vec<Object>,
     pub index: PageIndex,
     pub end: End,
@@ -204,7 +207,11 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ImageError> {
         let dec = |e: prost::DecodeError| damaged(format!("record {n} (type {ty:#x}): {e}"));
         match ty {
             rec::PROCESS => {
-                m.process = Process::decode(body).map_err(dec)?;
+                let p = Process::decode(body).map_err(dec)?;
+                if !have_process {
+                    m.process = p.clone();
+                }
+                m.processes.push(p);
                 have_process = true;
             }
             rec::OBJECT => m.objects.push(Object::decode(body).map_err(dec)?),

@@ -43,6 +43,16 @@ pub struct Process {
     /// File locks held by the process (flock, POSIX record locks, OFD locks).
     #[prost(message, repeated, tag = "16")]
     pub locks: Vec<FileLock>,
+    /// Parent's pid (0 for the root of the dumped tree).
+    #[prost(int32, tag = "17")]
+    pub ppid: i32,
+    /// A child that had exited and was not reaped yet: only pid, ppid, comm, session,
+    /// group and its wait status are meaningful.
+    #[prost(bool, tag = "18")]
+    pub zombie: bool,
+    /// For a zombie: the raw wait status (exit code << 8, or the killing signal).
+    #[prost(int32, tag = "19")]
+    pub exit_status: i32,
 }
 
 /// A file lock to take again after the fds are back.
@@ -703,6 +713,9 @@ pub struct PageRun {
     /// Which pages file holds it (0 = pages.img, k = pages.k.img).
     #[prost(uint32, tag = "6")]
     pub shard: u32,
+    /// For object_id 0: the process whose address space this is.
+    #[prost(int32, tag = "7")]
+    pub pid: i32,
 }
 
 /// Record type 0xFFFF: last record; its presence proves the manifest is complete.

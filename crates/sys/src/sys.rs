@@ -409,6 +409,23 @@ pub mod child {
         // SAFETY: plain syscall.
         unsafe { libc::setpgid(pid, pgid) }
     }
+    /// Ends the calling process with a saved wait status: exit(code), or death by the
+    /// signal (default action forced, signal unblocked).
+    pub fn die_with_status(status: i32) -> ! {
+        if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            // SAFETY: plain syscalls on our own process; the sigset is local.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, sig);
+                libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                libc::kill(libc::getpid(), sig);
+            }
+        }
+        exit(libc::WEXITSTATUS(status))
+    }
     pub fn set_pdeathsig_kill() {
         // SAFETY: prctl with integer args.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };

@@ -111,10 +111,11 @@ fn event(events: u32, data: u64) -> [u8; 12] {
 /// The items of every epoll instance of the image, to add by the process's own fd
 /// numbers (any fd of the instance will do: they share it); per instance, fired
 /// one-shot items first, so that nothing else is queued when one is delivered.
-pub fn adds(m: &Manifest) -> Vec<Add> {
+/// `done`: instances already handled by another process of the tree (a forked epoll
+/// instance is one object; its items are added once).
+pub fn adds(m: &Manifest, p: &stasis_image::model::Process, done: &mut Vec<u32>) -> Vec<Add> {
     let mut out = Vec::new();
-    let mut done = Vec::new();
-    for fd in &m.process.fds {
+    for fd in &p.fds {
         let Some(e) = m.object(fd.object_id).and_then(|o| o.epoll.as_ref()) else { continue };
         if done.contains(&fd.object_id) {
             continue;
