@@ -270,13 +270,21 @@ fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<()> {
 
 /// Runs in the forked child (a copy of this single-threaded restorer): takes over the
 /// fds, sets cwd/root/umask/comm, maps the trampoline, reports, parks.
+/// Sends one report over the control pipe, framed by its length (reports of several
+/// processes may arrive in one read; each is written with a single write(2)).
+fn send_report(ctl: RawFd, payload: &[u8]) {
+    let mut msg = (payload.len() as u32).to_le_bytes().to_vec();
+    msg.extend_from_slice(payload);
+    child::write(ctl, &msg);
+}
+
 fn child_fail(what: &[u8], pid: i32, ctl: RawFd) -> ! {
     let e = child::errno();
     let mut msg = vec![1u8];
     msg.extend_from_slice(&pid.to_le_bytes());
     msg.extend_from_slice(&e.to_le_bytes());
     msg.extend_from_slice(what);
-    child::write(ctl, &msg);
+    send_report(ctl, &msg);
     child::exit(112)
 }
 
@@ -355,7 +363,7 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
     for t in tmp {
         msg.extend_from_slice(&t.to_le_bytes());
     }
-    child::write(ctl, &msg);
+    send_report(ctl, &msg);
     child::park()
 }
 
@@ -595,7 +603,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
                     let mut msg = vec![2u8];
                     msg.extend_from_slice(&pid.to_le_bytes());
                     msg.extend_from_slice(&e.raw_os_error().unwrap_or(0).to_le_bytes());
-                    child::write(ctl_w.as_raw_fd(), &msg);
+                    send_report(ctl_w.as_raw_fd(), &msg);
                     child::exit(1)
                 }
             };
@@ -619,9 +627,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     drop(ctl_w);
     // -- wait for every process's report ----------------------------------------------
     let mut tmp_by_pid: HashMap<i32, (i32, Vec<i32>)> = HashMap::new();
-    let mut buf = vec![0u8; 16 + 4 * (plan.carry.len() + 2) + 256];
+    let mut reader = ReportReader::default();
     while tmp_by_pid.len() < live.len() {
-        let n = read_report(&ctl_r, &mut buf);
+        let buf = reader.next(&ctl_r);
+        let n = buf.len();
         if n == 0 {
             if tmp_by_pid.is_empty() && ch.middle.is_some() {
                 ch.released = true; // nothing to kill if the root never existed
@@ -714,18 +723,31 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
 }
 
-fn read_report(r: &OwnedFd, buf: &mut [u8]) -> usize {
-    let mut n = 0;
-    loop {
-        match sys::read_fd(r.as_fd(), &mut buf[n..]) {
-            Ok(0) => return n,
-            Ok(k) => {
-                n += k;
-                // The child writes its report in one write(); stop at the first chunk.
-                return n;
+/// Reads length-framed reports from the control pipe.
+#[derive(Default)]
+struct ReportReader {
+    pending: Vec<u8>,
+}
+
+impl ReportReader {
+    /// The next report's payload; empty when the pipe is closed (every writer gone).
+    fn next(&mut self, r: &OwnedFd) -> Vec<u8> {
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            if self.pending.len() >= 4 {
+                let len = u32::from_le_bytes(self.pending[..4].try_into().unwrap()) as usize;
+                if self.pending.len() >= 4 + len {
+                    let msg = self.pending[4..4 + len].to_vec();
+                    self.pending.drain(..4 + len);
+                    return msg;
+                }
             }
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(_) => return n,
+            match sys::read_fd(r.as_fd(), &mut chunk) {
+                Ok(0) => return Vec::new(),
+                Ok(k) => self.pending.extend_from_slice(&chunk[..k]),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(_) => return Vec::new(),
+            }
         }
     }
 }
@@ -801,13 +823,15 @@ impl Builder<'_> {
         let regs0 = ptrace::getregs(pid).map_err(|e| self.err("reading registers", e))?;
         debug!(tramp_bytes = ?sys::read_mem(pid, self.tramp, 4), rip = format_args!("{:#x}", regs0.rip), cs = regs0.cs, ss = regs0.ss, eflags = format_args!("{:#x}", regs0.eflags), "child stopped");
         self.threads.push(Remote::new(pid, self.tramp, regs0));
+        // Block everything first: a child of this process may already have exited
+        // (a zombie recreated), and its SIGCHLD must not interrupt our syscalls.
+        ptrace::set_sigmask(pid, !0).map_err(|e| self.err("blocking signals", e))?;
         // The child inherited the restorer's rseq registration; its area disappears with
         // the restorer's mappings, so unregister it first (the kernel would SIGSEGV).
         let rs = ptrace::get_rseq(pid).map_err(|e| self.err("reading rseq registration", e))?;
         if rs.addr != 0 {
             self.call("unregistering the restorer's rseq", &self.threads[0], libc::SYS_rseq, &[rs.addr, rs.len as u64, 1, rs.sig as u64])?;
         }
-        ptrace::set_sigmask(pid, !0).map_err(|e| self.err("blocking signals", e))?;
 
         self.address_space()?;
         self.fill_memory()?;

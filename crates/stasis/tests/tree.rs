@@ -28,3 +28,62 @@ fn process_tree_with_pipes_shared_memory_and_zombie() {
     }
     w.go_and_pass();
 }
+
+/// A child's pid is held by another process: the restore is refused before anything is
+/// created, naming the pid and its holder; once the holder is gone the tree restores.
+#[test]
+fn tree_child_pid_taken_is_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("tree", &[]);
+    let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
+    w.dump();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            reap_strays(false);
+            kids.iter().all(|k| !pid_exists(*k))
+        }),
+        "children still exist\n{}",
+        w.report()
+    );
+    let taken = kids[2];
+    let holder = workload_bin("pidholder");
+    let args = vec![w.work.clone().into_os_string(), taken.to_string().into()];
+    w.spawn_helper(&holder, &args, "pidholder");
+    assert!(
+        wait_until(Duration::from_secs(10), || w.helper_output("pidholder").contains("READY")),
+        "pidholder could not take pid {taken}: {}",
+        w.helper_output("pidholder")
+    );
+    let img = w.img.clone();
+    let r = w.try_restore_timeout(&img, &["-d"], Duration::from_secs(30));
+    let rep = w.report();
+    assert_clean_error(&r, &[&taken.to_string(), "pidholder"], &rep);
+    assert!(!pid_exists(w.pid), "the root {} exists after a refused restore", w.pid);
+    for k in &kids[..2] {
+        assert!(!pid_exists(*k), "child {k} exists after a refused restore");
+    }
+    // SAFETY: the pidholder child of our helper, not yet reaped by it.
+    unsafe { libc::kill(taken, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || !pid_exists(taken)), "holder {taken} did not go away");
+    w.kill_helpers();
+    w.restore();
+    w.go_and_pass();
+}
+
+/// Foreground restore of a tree: stasis waits for the root and returns its status.
+#[test]
+fn tree_foreground_restore() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("tree", &[]);
+    let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
+    w.dump();
+    assert!(wait_until(Duration::from_secs(10), || {
+        reap_strays(false);
+        kids.iter().all(|k| !pid_exists(*k))
+    }));
+    w.go();
+    let st = w.restore_foreground(Duration::from_secs(30));
+    w.assert_pass(st);
+}
