@@ -158,3 +158,27 @@ fn python_asyncio_continues() {
     assert!(ok, "asyncio loop did not continue after restore (stuck at {at_dump} lines)\n{}", w.report());
     w.go_and_pass();
 }
+
+/// Debian's bash running a loop that forks `sleep` each round (a process tree whose
+/// parent is blocked in wait4 on a child): after the restore the count continues from
+/// where the dump stopped it, with no gap and no repeat.
+#[test]
+fn bash_loop_with_children_continues() {
+    let _t = serial();
+    let mut w = Workload::new("bash-loop");
+    let script = "echo READY; i=0; while [ ! -e go ]; do i=$((i+1)); echo $i >> count.txt; sleep 0.05; done; \
+                  n=0; ok=1; while read -r l; do n=$((n+1)); [ \"$l\" = \"$n\" ] || ok=0; done < count.txt; \
+                  if [ $ok = 1 ]; then echo PASS; else echo 'FAIL: count.txt is not 1..n'; fi";
+    w.spawn(Path::new("/bin/bash"), &[OsString::from("-c"), OsString::from(script)]);
+    w.wait_ready();
+    let count = w.work.join("count.txt");
+    assert!(wait_until(Duration::from_secs(20), || lines_of(&count).len() >= 10), "{}", w.report());
+    w.dump();
+    // the sleep child killed with its parent was re-parented to us: reap it
+    assert!(wait_until(Duration::from_secs(10), || reap_strays(false).is_empty() && stray_children().is_empty()));
+    let at_dump = lines_of(&count).len();
+    w.restore();
+    let ok = wait_until(Duration::from_secs(20), || lines_of(&count).len() >= at_dump + 10);
+    assert!(ok, "bash did not continue after restore (stuck at {at_dump} lines)\n{}", w.report());
+    w.go_and_pass();
+}
