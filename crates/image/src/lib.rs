@@ -356,7 +356,7 @@ mod tests {
         w.record(
             rec::PAGE_INDEX,
             &PageIndex {
-                runs: vec![PageRun { object_id: 0, addr: 0x1000, count: 1, file_offset: 4096, crc: crc32c::crc32c(&page), shard: 0 }],
+                runs: vec![PageRun { object_id: 0, addr: 0x1000, count: 1, file_offset: 4096, crc: crc32c::crc32c(&page), shard: 0, pid: 42 }],
             },
         );
         w.finish(dir, &[Shard { size: pages.len() as u64, header_crc: hcrc }]).unwrap();
