@@ -533,39 +533,6 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
             let owned = if f.ghost_id != 0 {
                 reopen_ghost(ghosts, f.ghost_id, f.flags)
                     .map_err(|e| step(format!("reopening {} for fd {}: {e}", f.path, fd.fd)))?
-            } else if f.same_inode_as != 0 {
-                let first = opened
-                    .by_object
-                    .get(&f.same_inode_as)
-                    .ok_or_else(|| step(format!("fd {}: object {} not opened before it", fd.fd, f.same_inode_as)))?;
-                open_path(&format!("/proc/self/fd/{}", first.as_raw_fd()), f.flags, 0)
-                    .map_err(|e| step(format!("reopening deleted file {} for fd {}: {e}", f.path, fd.fd)))?
-            } else if !f.memfd_name.is_empty() {
-                let mfd = sys::memfd_create(&f.memfd_name, 0).map_err(|e| step(format!("memfd_create for fd {}: {e}", fd.fd)))?;
-                let file = File::from(mfd);
-                std::os::unix::fs::FileExt::write_all_at(&file, &f.content, 0)
-                    .map_err(|e| step(format!("filling memfd of fd {}: {e}", fd.fd)))?;
-                // reopen with the original access mode and flags
-                let again = open_path(&format!("/proc/self/fd/{}", file.as_raw_fd()), f.flags, 0)
-                    .map_err(|e| step(format!("reopening memfd of fd {}: {e}", fd.fd)))?;
-                drop(file);
-                again
-            } else if f.deleted {
-                // Recreate at its old path, open, unlink: the process sees "path (deleted)".
-                let c = CString::new(f.path.clone()).map_err(|e| step(e.to_string()))?;
-                if std::path::Path::new(&f.path).exists() {
-                    return Err(Error::RestoreRefused(format!(
-                        "fd {}: deleted file {} cannot be recreated: a file with that name exists now",
-                        fd.fd, f.path
-                    )));
-                }
-                let w = sys::open(&c, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC, f.mode & 0o7777)
-                    .map_err(|e| step(format!("recreating deleted file {} for fd {}: {e}", f.path, fd.fd)))?;
-                let wf = File::from(w);
-                let r = std::os::unix::fs::FileExt::write_all_at(&wf, &f.content, 0)
-                    .and_then(|_| open_path(&f.path, f.flags, 0));
-                let _ = std::fs::remove_file(&f.path);
-                r.map_err(|e| step(format!("recreating deleted file {} for fd {}: {e}", f.path, fd.fd)))?
             } else {
                 open_path(&f.path, f.flags, 0).map_err(|e| step(format!("opening {} for fd {}: {e}", f.path, fd.fd)))?
             };

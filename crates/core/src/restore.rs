@@ -522,7 +522,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
         }
         for fd in &q.fds {
             if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
-                if !f.deleted && f.memfd_name.is_empty() && f.ghost_id == 0 {
+                if f.ghost_id == 0 {
                     if let Some(id) = &f.identity {
                         let r = files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd));
                         match r {

@@ -489,21 +489,14 @@ pub struct FileObj {
     pub pos: u64,
     #[prost(message, optional, tag = "4")]
     pub identity: Option<FileIdentity>,
-    /// Unlinked while open: the content, recreated on restore.
+    /// Unlinked while open (its content is in the `ghost_id` object).
     #[prost(bool, tag = "5")]
     pub deleted: bool,
-    #[prost(bytes = "vec", tag = "6")]
-    pub content: Vec<u8>,
+    // tag 6 (inline content) is retired: nameless inodes are GhostObj.
     /// S_IFMT bits of st_mode, and the permission bits.
     #[prost(uint32, tag = "7")]
     pub mode: u32,
-    /// memfd name if this is a memfd (content saved like a deleted file).
-    #[prost(string, tag = "8")]
-    pub memfd_name: String,
-    /// Deleted file or memfd whose inode is also open through an earlier object (another
-    /// open(2) of the same file): that object's id; its content is stored there.
-    #[prost(uint32, tag = "9")]
-    pub same_inode_as: u32,
+    // tags 8 (memfd name) and 9 (same inode as) are retired: nameless inodes are GhostObj.
     /// Non-zero: this description is of a nameless inode (GhostObj id).
     #[prost(uint32, tag = "10")]
     pub ghost_id: u32,

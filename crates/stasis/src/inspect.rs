@@ -27,15 +27,14 @@ fn prot(p: u32) -> String {
 fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
     let Some(o) = m.object(id) else { return json!({"kind": "missing", "id": id}) };
     if let Some(f) = &o.file {
-        let kind = if !f.memfd_name.is_empty() {
-            "memfd"
-        } else if f.deleted {
-            "deleted-file"
-        } else {
-            "file"
+        let ghost = m.object(f.ghost_id).and_then(|o| o.ghost.as_ref());
+        let kind = match ghost {
+            Some(g) if !g.memfd_name.is_empty() => "memfd",
+            Some(_) => "deleted-file",
+            None => "file",
         };
         json!({"kind": kind, "id": id, "path": f.path, "flags": format!("{:#o}", f.flags), "pos": f.pos,
-               "content_bytes": f.content.len()})
+               "content_bytes": ghost.map(|g| g.content.len()).unwrap_or(0)})
     } else if let Some(e) = &o.pipe_end {
         let p = m.object(e.pipe_id).and_then(|o| o.pipe.clone()).unwrap_or_default();
         json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
