@@ -54,7 +54,7 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
             Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => break,
             Stop::Stopped(sig, 0) => {
                 // signal-delivery-stop: remember the signal; the interrupt stop follows.
-                let info = getsiginfo(tid).unwrap_or([0; 128]);
+                let info = ptrace::getsiginfo(tid).unwrap_or([0; 128]);
                 debug!(tid, sig, "signal in delivery while freezing");
                 delivering = Some((sig, info));
                 ptrace::cont(tid, 0).ctx(pid, || format!("continuing thread {tid} to its interrupt stop"))?;
@@ -69,10 +69,6 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     let regs = ptrace::getregs(tid).ctx(pid, || format!("PTRACE_GETREGS of thread {tid}"))?;
     let sigmask = ptrace::get_sigmask(tid).ctx(pid, || format!("PTRACE_GETSIGMASK of thread {tid}"))?;
     Ok(Some(FrozenThread { tid, regs, sigmask, delivering }))
-}
-
-fn getsiginfo(tid: i32) -> std::io::Result<[u8; 128]> {
-    stasis_sys::ptrace::getsiginfo(tid)
 }
 
 impl Frozen {

@@ -63,7 +63,6 @@ pub struct MemCollect {
     pub vmas: Vec<Vma>,
     pub jobs: Vec<Job>,
     pub shm_files: Vec<File>,
-    pub vdso: Option<(u64, u64)>,
 }
 
 fn zero_pfn() -> u64 {
@@ -128,7 +127,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
     let maps = procfs::smaps(pid).ctx(pid, || "reading /proc/PID/smaps".into())?;
     let pagemap = File::open(format!("/proc/{pid}/pagemap")).ctx(pid, || "opening /proc/PID/pagemap".into())?;
     let zpfn = zero_pfn();
-    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), vdso: None };
+    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new() };
     let mut shm_seen: Vec<(u64, u32)> = Vec::new();
     for m in &maps {
         let kind = classify(pid, m)?;
@@ -146,7 +145,6 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
         match kind {
-            VmaKind::Vdso => out.vdso = Some((m.start, m.end)),
             VmaKind::FileShared | VmaKind::FilePrivate => {
                 let writable = m.shared && m.prot & libc::PROT_WRITE as u32 != 0;
                 if m.path.starts_with("/memfd:") || m.path.ends_with(" (deleted)") {
@@ -247,7 +245,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
 
 /// Puts the collections of several processes together (one page copy for the tree).
 pub fn merge(cols: Vec<MemCollect>) -> MemCollect {
-    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), vdso: None };
+    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new() };
     for c in cols {
         let base = out.shm_files.len();
         out.jobs.extend(c.jobs.into_iter().map(|mut j| {

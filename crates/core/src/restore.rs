@@ -626,7 +626,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     };
     drop(ctl_w);
     // -- wait for every process's report ----------------------------------------------
-    let mut tmp_by_pid: HashMap<i32, (i32, Vec<i32>)> = HashMap::new();
+    let mut tmp_by_pid: HashMap<i32, Vec<i32>> = HashMap::new();
     let mut reader = ReportReader::default();
     while tmp_by_pid.len() < live.len() {
         let buf = reader.next(&ctl_r);
@@ -667,7 +667,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
         if words.len() != plan.carry.len() + 1 {
             return Err(Error::RestoreStep { pid, step: "creating the processes".into(), why: format!("short report from pid {who}") });
         }
-        tmp_by_pid.insert(who, (words[0], words[1..].to_vec()));
+        // words[0] is the child's control fd (closed with the other carried fds)
+        tmp_by_pid.insert(who, words[1..].to_vec());
     }
     info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
     // -- drive them: every process up to its registers, then all registers, then go ----
@@ -676,7 +677,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
         if q.zombie {
             continue;
         }
-        let (child_ctl, tmp_fds) = tmp_by_pid.remove(&q.pid).unwrap_or_default();
+        let tmp_fds = tmp_by_pid.remove(&q.pid).unwrap_or_default();
         let mut b = Builder {
             m: &m,
             p: q,
@@ -686,7 +687,6 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
             pid: q.pid,
             plan: &plan,
             tmp_fds,
-            child_ctl,
             shards: &shards,
             tramp,
             stage,
@@ -776,7 +776,6 @@ struct Builder<'a> {
     pid: i32,
     plan: &'a Plan,
     tmp_fds: Vec<i32>,
-    child_ctl: i32,
     shards: &'a [&'a [u8]],
     tramp: u64,
     stage: u64,
@@ -821,7 +820,6 @@ impl Builder<'_> {
             }
         }
         let regs0 = ptrace::getregs(pid).map_err(|e| self.err("reading registers", e))?;
-        debug!(tramp_bytes = ?sys::read_mem(pid, self.tramp, 4), rip = format_args!("{:#x}", regs0.rip), cs = regs0.cs, ss = regs0.ss, eflags = format_args!("{:#x}", regs0.eflags), "child stopped");
         self.threads.push(Remote::new(pid, self.tramp, regs0));
         // Block everything first: a child of this process may already have exited
         // (a zombie recreated), and its SIGCHLD must not interrupt our syscalls.
@@ -856,7 +854,6 @@ impl Builder<'_> {
         // after that close: closing any fd of a file drops the process's POSIX locks on it
         self.locks()?;
         self.epoll_items()?;
-        let _ = self.child_ctl;
         // --detach: hand the process over to its new parent before setting pdeathsig.
         if let Some((w, mpid)) = if self.is_root { ch.middle.take() } else { None } {
             for t in &self.threads {

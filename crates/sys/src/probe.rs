@@ -25,8 +25,6 @@ use libc::{c_int, c_long, c_uint, c_ulong, c_void, pid_t};
 // Constants (x86_64)
 // ---------------------------------------------------------------------------------------------
 
-const SYS_PROCESS_VM_READV: c_long = 310;
-const SYS_PROCESS_VM_WRITEV: c_long = 311;
 const SYS_KCMP: c_long = 312;
 const SYS_USERFAULTFD: c_long = 323;
 const SYS_PIDFD_OPEN: c_long = 434;
@@ -731,70 +729,20 @@ fn probe_process_vm() -> Outcome {
     let original = pattern(7, len);
     // The child gets a copy of `original` at the same address.
     let child = Child::fork(idle)?;
-    let remote = libc::iovec {
-        iov_base: original.as_ptr() as *mut c_void,
-        iov_len: len,
+    let addr = original.as_ptr() as u64;
+    let errno_of = |e: std::io::Error| e.raw_os_error().unwrap_or(0);
+    let read_remote = || {
+        crate::sys::read_mem(child.pid, addr, len).map_err(|e| Missing::sys("process_vm_readv", errno_of(e)))
     };
-
-    let read_remote = |dst: &mut Vec<u8>| -> Result<(), Missing> {
-        let local = libc::iovec {
-            iov_base: dst.as_mut_ptr().cast(),
-            iov_len: dst.len(),
-        };
-        // SAFETY: `local` describes `dst`, which is alive and writable for the call; the remote
-        // iovec is only interpreted in the child's address space.
-        let r = unsafe {
-            libc::syscall(
-                SYS_PROCESS_VM_READV,
-                child.pid,
-                &local,
-                1 as c_ulong,
-                &remote,
-                1 as c_ulong,
-                0 as c_ulong,
-            )
-        };
-        let n = sys(r, "process_vm_readv")?;
-        if n as usize != len {
-            return Err(Missing::new(format!(
-                "process_vm_readv copied {n} of {len} bytes"
-            )));
-        }
-        Ok(())
-    };
-
-    let mut got = vec![0u8; len];
-    read_remote(&mut got)?;
-    if got != original {
+    if read_remote()? != original {
         return Err(Missing::new(
             "process_vm_readv returned different bytes than the child holds",
         ));
     }
     let replacement = pattern(99, len);
-    let local = libc::iovec {
-        iov_base: replacement.as_ptr() as *mut c_void,
-        iov_len: len,
-    };
-    // SAFETY: the kernel only reads from `local` (our live buffer) and writes into the child.
-    let r = unsafe {
-        libc::syscall(
-            SYS_PROCESS_VM_WRITEV,
-            child.pid,
-            &local,
-            1 as c_ulong,
-            &remote,
-            1 as c_ulong,
-            0 as c_ulong,
-        )
-    };
-    let n = sys(r, "process_vm_writev")?;
-    if n as usize != len {
-        return Err(Missing::new(format!(
-            "process_vm_writev copied {n} of {len} bytes"
-        )));
-    }
-    read_remote(&mut got)?;
-    if got != replacement {
+    crate::sys::write_mem(child.pid, addr, &replacement)
+        .map_err(|e| Missing::sys("process_vm_writev", errno_of(e)))?;
+    if read_remote()? != replacement {
         return Err(Missing::new(
             "bytes written with process_vm_writev did not read back",
         ));

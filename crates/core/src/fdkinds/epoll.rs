@@ -24,7 +24,7 @@
 //! closed, or its number reused, while another reference kept the file registered):
 //! there is no fd number under which the process could still address it.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use stasis_image::model::{EpollItem, EpollObj, Object};
 use stasis_image::Manifest;
@@ -70,9 +70,7 @@ pub fn dump(c: &FdCtx) -> Result<Object> {
 
 pub fn open(e: &EpollObj) -> std::result::Result<OwnedFd, String> {
     let fd = sys::epoll_create1(libc::EPOLL_CLOEXEC).map_err(|err| format!("epoll_create1: {err}"))?;
-    if super::nonblock(e.flags) != 0 {
-        sys::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|err| format!("setting O_NONBLOCK: {err}"))?;
-    }
+    super::apply_nonblock(&fd, e.flags)?;
     Ok(fd)
 }
 

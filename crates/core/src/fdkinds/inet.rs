@@ -257,9 +257,7 @@ pub fn open(o: &InetObj) -> std::result::Result<OwnedFd, String> {
     }
     if let Some(c) = &o.tcp {
         tcp_restore(&s, o, c).map_err(|e| format!("TCP_REPAIR of the connection to port {}: {e}", port_of(&o.peer)))?;
-        if o.flags & libc::O_NONBLOCK as u32 != 0 {
-            sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| format!("O_NONBLOCK: {e}"))?;
-        }
+        super::apply_nonblock(&s, o.flags)?;
         TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner()).push(s.try_clone().map_err(|e| e.to_string())?);
         return Ok(s);
     }
@@ -272,8 +270,6 @@ pub fn open(o: &InetObj) -> std::result::Result<OwnedFd, String> {
     } else if !o.peer.is_empty() {
         sys::sock_addr_op(s.as_fd(), &o.peer, true).map_err(|e| format!("connect: {e}"))?;
     }
-    if o.flags & libc::O_NONBLOCK as u32 != 0 {
-        sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| format!("O_NONBLOCK: {e}"))?;
-    }
+    super::apply_nonblock(&s, o.flags)?;
     Ok(s)
 }

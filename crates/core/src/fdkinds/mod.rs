@@ -121,6 +121,15 @@ pub fn nonblock(flags: u32) -> i32 {
     flags as i32 & libc::O_NONBLOCK
 }
 
+/// Restore side: sets O_NONBLOCK on `fd` if the saved file status `flags` have it.
+pub fn apply_nonblock(fd: &OwnedFd, flags: u32) -> std::result::Result<(), String> {
+    if nonblock(flags) != 0 {
+        sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(fd), libc::F_SETFL, libc::O_NONBLOCK as i64)
+            .map_err(|e| format!("setting O_NONBLOCK: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Dump side: the object for an fd of kind `ctx.kind`.
 pub fn dump(ctx: &FdCtx) -> Result<Object> {
     if ctx.flags & !KEPT_FLAGS != 0 {

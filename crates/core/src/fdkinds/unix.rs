@@ -169,17 +169,11 @@ pub fn open_end(objects: &[Object], u: &UnixObj, made: &mut HashMap<u32, OwnedFd
         requeue(&a, &peer.queue).map_err(|e| format!("requeueing {} bytes: {e}", peer.queue.len()))?;
         apply_shutdown(&a, u.shutdown).map_err(|e| format!("shutdown: {e}"))?;
         apply_shutdown(&b, peer.shutdown).map_err(|e| format!("shutdown: {e}"))?;
-        if peer.flags & libc::O_NONBLOCK as u32 != 0 {
-            sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&b), libc::F_SETFL, libc::O_NONBLOCK as i64)
-                .map_err(|e| format!("O_NONBLOCK: {e}"))?;
-        }
+        super::apply_nonblock(&b, peer.flags)?;
         made.insert(peer.ino, b);
         a
     };
-    if u.flags & libc::O_NONBLOCK as u32 != 0 {
-        sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&sock), libc::F_SETFL, libc::O_NONBLOCK as i64)
-            .map_err(|e| format!("O_NONBLOCK: {e}"))?;
-    }
+    super::apply_nonblock(&sock, u.flags)?;
     Ok(sock)
 }
 
@@ -206,8 +200,6 @@ fn open_bound(u: &UnixObj) -> std::result::Result<OwnedFd, String> {
     if u.listening {
         sys::listen(s.as_fd(), u.backlog as i32).map_err(|e| format!("listen: {e}"))?;
     }
-    if u.flags & libc::O_NONBLOCK as u32 != 0 {
-        sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| format!("O_NONBLOCK: {e}"))?;
-    }
+    super::apply_nonblock(&s, u.flags)?;
     Ok(s)
 }
