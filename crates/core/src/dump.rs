@@ -5,7 +5,6 @@
 //! and signal masks and unmaps the scratch page before detaching. On error no
 //! manifest.img is written, so the directory never holds an image that looks complete.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -111,33 +110,6 @@ fn cleanup_dir(dir: &Path) {
     }
     for k in 1..64 {
         let _ = std::fs::remove_file(dir.join(stasis_image::pages_file_name(k)));
-    }
-}
-
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new(total: u64, what: &str) -> Progress {
-        if !std::io::stderr().is_terminal() || total < (64 << 20) {
-            return Progress(None);
-        }
-        let pb = indicatif::ProgressBar::new(total);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb.set_message(what.to_string());
-        Progress(Some(pb))
-    }
-    fn set(&self, n: u64) {
-        if let Some(p) = &self.0 {
-            p.set_position(n);
-        }
-    }
-    fn finish(&self) {
-        if let Some(p) = &self.0 {
-            p.finish_and_clear();
-        }
     }
 }
 
@@ -378,7 +350,7 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
     files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;
     let col = mem::merge(cols);
     let total: u64 = col.jobs.iter().map(|j| j.count * 4096).sum();
-    let pb = Progress::new(total, "dumping memory");
+    let pb = crate::progress::Progress::new(total, "dumping memory");
     let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;
     let (index, pstats) = (out.index, out.stats);
     pb.finish();

@@ -10,6 +10,7 @@ pub mod mem;
 pub mod objects;
 pub mod parasite;
 pub mod procfs;
+pub mod progress;
 pub mod restore;
 pub mod task;
 

@@ -22,7 +22,6 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::IsTerminal;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -952,16 +951,7 @@ impl Builder<'_> {
         let runs: Vec<&PageRun> =
             self.m.index.runs.iter().filter(|r| r.object_id == 0 && (r.pid == pid || r.pid == 0)).collect();
         let total: u64 = runs.iter().map(|r| r.count as u64 * PAGE).sum();
-        let pb = if std::io::stderr().is_terminal() && total >= (64 << 20) {
-            let pb = indicatif::ProgressBar::new(total);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template("restoring memory [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            Some(pb)
-        } else {
-            None
-        };
+        let pb = crate::progress::Progress::new(total, "restoring memory");
         // Batches of up to 1024 iovecs / 64 MiB, split over two threads.
         let mut batches: Vec<&[&PageRun]> = Vec::new();
         let mut i = 0;
@@ -982,7 +972,7 @@ impl Builder<'_> {
             for t in 0..nthreads {
                 let batches = &batches;
                 let failed = &failed;
-                let pb = pb.as_ref();
+                let pb = &pb;
                 s.spawn(move || {
                     for b in batches.iter().skip(t).step_by(nthreads) {
                         let local: Vec<(*const u8, usize)> = b
@@ -992,11 +982,7 @@ impl Builder<'_> {
                         let remote: Vec<(u64, usize)> = b.iter().map(|r| (r.addr, r.count as usize * PAGE as usize)).collect();
                         let want: usize = remote.iter().map(|x| x.1).sum();
                         match sys::vm_writev(pid, &local, &remote) {
-                            Ok(n) if n == want => {
-                                if let Some(pb) = pb {
-                                    pb.inc(n as u64);
-                                }
-                            }
+                            Ok(n) if n == want => pb.inc(n as u64),
                             Ok(n) => {
                                 *failed.lock().unwrap() = Some(format!("short write at {:#x}: {n} of {want} bytes", remote[0].0));
                                 return;
@@ -1013,9 +999,7 @@ impl Builder<'_> {
                 });
             }
         });
-        if let Some(pb) = pb {
-            pb.finish_and_clear();
-        }
+        pb.finish();
         if let Some(why) = failed.into_inner().unwrap() {
             return Err(self.err("filling memory", why));
         }
