@@ -71,13 +71,7 @@ fn check_member(pid: i32) -> Result<()> {
     if procfs::status_field(&st, "State").is_some_and(|s| s.starts_with('Z')) {
         return Ok(()); // a zombie has no namespaces left to compare
     }
-    for ns in ["pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"] {
-        let theirs = procfs::readlink(&format!("/proc/{pid}/ns/{ns}")).ok();
-        let ours = procfs::readlink(&format!("/proc/self/ns/{ns}")).ok();
-        if theirs != ours {
-            return Err(Error::Unsupported { pid, what: format!("it lives in another {ns} namespace") });
-        }
-    }
+    crate::ns::check_kinds(pid)?;
     Ok(())
 }
 
@@ -177,6 +171,15 @@ fn vdso_range(pid: i32) -> Result<(u64, u64)> {
         }
     }
     Err(Error::Unsupported { pid, what: "process without a [vdso] mapping".into() })
+}
+
+/// clone's exit_signal as the image stores it: 0 = SIGCHLD (the default), -1 = none.
+fn exit_signal(sf: &[String]) -> i32 {
+    match procfs::stat_num(sf, 38) as i32 {
+        0 => -1,
+        libc::SIGCHLD => 0,
+        s => s,
+    }
 }
 
 /// One process of the dumped tree.
@@ -312,6 +315,8 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
                     zombie: true,
                     exit_status: procfs::stat_num(&sf, 52) as i32,
                     comm: procfs::read(pid, "comm").unwrap_or_default().trim_end().to_string(),
+                    ns_pids: crate::ns::ns_pids(pid, pid),
+                    exit_signal: exit_signal(&sf),
                     attrs: Some(stasis_image::model::ProcAttrs {
                         pgid: procfs::stat_num(&sf, 5) as i32,
                         sid: procfs::stat_num(&sf, 6) as i32,
@@ -326,6 +331,9 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
         let pid = fz.pid;
         let mut process = collect_task_state(fz, vdso)?;
         process.ppid = ppid;
+        process.ns_pids = crate::ns::ns_pids(pid, pid);
+        let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
+        process.exit_signal = exit_signal(&sf);
         if let Some(a) = process.attrs.as_mut() {
             a.stopped = stopped;
         }
@@ -346,6 +354,7 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
         procs.push(process);
         cols.push(col);
     }
+    crate::ns::collect(&mut procs)?;
     let all_fds: Vec<_> = procs.iter().flat_map(|p| p.fds.iter().cloned()).collect();
     files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;
     let col = mem::merge(cols);

@@ -21,6 +21,9 @@ pub enum Error {
     /// A restore step failed; every process created so far was removed.
     #[error("restore of pid {pid} failed at step '{step}': {why}")]
     RestoreStep { pid: i32, step: String, why: String },
+    /// An error reported by another stasis process (the --pid-ns init), verbatim.
+    #[error("{0}")]
+    Relayed(String),
     #[error("{path}: {err}")]
     Path { path: String, err: io::Error },
 }

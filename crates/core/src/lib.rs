@@ -7,6 +7,7 @@ pub mod fdkinds;
 pub mod files;
 pub mod freeze;
 pub mod mem;
+pub mod ns;
 pub mod objects;
 pub mod parasite;
 pub mod procfs;

@@ -36,8 +36,13 @@ use tracing::{debug, info, warn};
 use crate::error::{Error, Result};
 use crate::{cpu, files, procfs};
 
+#[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
     pub dir: PathBuf,
+    /// Restore inside a new PID namespace (with a private mount namespace and its own
+    /// /proc) whose init is a stasis process: the tree gets its original pids there even
+    /// if they are taken outside.
+    pub pid_ns: bool,
     pub detach: bool,
     pub pidfile: Option<PathBuf>,
     /// Restore even if files the process had open (not mapped) changed since the dump,
@@ -108,6 +113,15 @@ fn find_hole(used: &mut Vec<(u64, u64)>, len: u64) -> Option<u64> {
 /// One process of the tree to recreate.
 struct ProcPlan {
     pid: i32,
+    /// clone3 set_tid: its pid at every PID namespace level, innermost first.
+    set_tid: Vec<i32>,
+    /// Extra clone3 flags (CLONE_NEWPID for the init of a new PID namespace).
+    clone_flags: u64,
+    exit_signal: i32,
+    /// Unshares a new mount namespace (private propagation) before anything else.
+    new_mnt: bool,
+    /// Mounts a fresh procfs on /proc (after entering its PID namespace).
+    mount_proc: bool,
     zombie: bool,
     exit_status: i32,
     /// (target fd number, carry slot, cloexec)
@@ -199,8 +213,25 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
             };
         }
         let attrs = p.attrs.clone().unwrap_or_default();
+        let mut set_tid: Vec<i32> = if p.ns_pids.len() > 1 { p.ns_pids.clone() } else { vec![p.pid] };
+        set_tid.reverse();
+        let parent = m.processes.iter().find(|q| q.pid == p.ppid && procs.len() > 0);
+        let parent_depth = parent.map(|q| q.ns_pids.len().max(1)).unwrap_or(1);
+        let new_pidns = set_tid.len() > parent_depth;
+        let parent_mnt = parent.map(|q| q.mnt_ns).unwrap_or(0);
         procs.push(ProcPlan {
             pid: p.pid,
+            set_tid,
+            clone_flags: if new_pidns { libc::CLONE_NEWPID as u64 } else { 0 },
+            // the root is re-parented (exit_signal becomes SIGCHLD anyway)
+            exit_signal: match p.exit_signal {
+                _ if procs.is_empty() => libc::SIGCHLD,
+                0 => libc::SIGCHLD,
+                -1 => 0,
+                s => s,
+            },
+            new_mnt: !p.zombie && p.mnt_ns != 0 && p.mnt_ns != parent_mnt,
+            mount_proc: p.mount_proc,
             zombie: p.zombie,
             exit_status: p.exit_status,
             assign,
@@ -292,6 +323,8 @@ fn child_fail(what: &[u8], pid: i32, ctl: RawFd) -> ! {
 fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
     child::set_pdeathsig_kill();
     let root = plan.procs[0].pid;
+    // The init of a new PID namespace sees its parent as pid 0.
+    let parent = if plan.procs[0].clone_flags & libc::CLONE_NEWPID as u64 != 0 { 0 } else { parent };
     if sys::getppid() != parent {
         child::exit(111);
     }
@@ -319,6 +352,21 @@ fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
 /// A zombie child exits at once with its saved status.
 fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
     let pp = &plan.procs[idx];
+    if pp.new_mnt {
+        if child::unshare(libc::CLONE_NEWNS) < 0 {
+            child_fail(b"unshare(CLONE_NEWNS) for its own mount namespace", pp.pid, ctl);
+        }
+        // Private propagation: nothing mounted here may show up in the host's namespace.
+        if child::mount(None, c"/", None, (libc::MS_REC | libc::MS_PRIVATE) as u64) < 0 {
+            child_fail(b"making the new mount namespace private", pp.pid, ctl);
+        }
+    }
+    if pp.mount_proc {
+        let fl = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64;
+        if child::mount(Some(c"proc"), c"/proc", Some(c"proc"), fl) < 0 {
+            child_fail(b"mounting /proc for its PID namespace", pp.pid, ctl);
+        }
+    }
     if pp.sid == pp.pid {
         if child::setsid() < 0 {
             child_fail(b"setsid (the process led its session)", pp.pid, ctl);
@@ -328,7 +376,7 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
     }
     for &c in &pp.children {
         let cp = &plan.procs[c];
-        match sys::fork_with_pid(cp.pid) {
+        match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
             Ok(0) => {
                 if cp.zombie {
                     child::die_with_status(cp.exit_status);
@@ -489,6 +537,92 @@ fn validate_process(m: &Manifest, p: &Process) -> Result<()> {
 }
 
 pub fn restore(opts: &RestoreOptions) -> Result<u8> {
+    if opts.pid_ns {
+        return restore_in_pidns(opts);
+    }
+    restore_here(opts, None)
+}
+
+/// `--pid-ns`: a child in new PID + mount namespaces becomes pid 1 there, mounts its own
+/// /proc, and runs the whole restore inside (so every pid of the image is free), then
+/// stays as the namespace's init: it reaps orphans and exits with the root's status once
+/// no process is left. Reports "O" + root pid (or "E" + the error) over a pipe.
+fn restore_in_pidns(opts: &RestoreOptions) -> Result<u8> {
+    let m = stasis_image::read_manifest(&opts.dir)?;
+    validate(&m)?;
+    let root = m.process.pid;
+    drop(m);
+    let (r, w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(root, "creating control pipe", e))?;
+    let init = sys::clone_fork(&[], (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64, libc::SIGCHLD)
+        .map_err(|e| step_err(root, "creating the PID namespace (clone3 CLONE_NEWPID|CLONE_NEWNS)", e))?;
+    if init == 0 {
+        drop(r);
+        child::set_pdeathsig_kill();
+        let code = pidns_init(opts, &w);
+        child::exit(code)
+    }
+    drop(w);
+    let msg = ReportReader::default().next(&r);
+    drop(r);
+    match msg.first() {
+        Some(b'O') => {
+            let inner_root = msg.get(1..5).map(|b| i32::from_le_bytes(b.try_into().unwrap())).unwrap_or(root);
+            // The root's pid as seen from here: the child of the init whose second
+            // NSpid level is the image's pid.
+            let host = procfs::read(init, &format!("task/{init}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|x| x.parse::<i32>().ok())
+                .find(|c| crate::ns::ns_pids(*c, *c).get(1) == Some(&inner_root));
+            info!(pid = root, host_pid = host.unwrap_or(0), init, "restored in a new PID namespace");
+            if let Some(pf) = &opts.pidfile {
+                if let Err(e) = std::fs::write(pf, format!("{}\n", host.unwrap_or(init))) {
+                    warn!("writing pidfile {}: {e}", pf.display());
+                }
+            }
+            if opts.detach {
+                return Ok(0);
+            }
+            let st = sys::waitpid(init, 0).map_err(|e| step_err(root, "waiting for the PID namespace's init", e))?;
+            Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
+        }
+        Some(b'E') => {
+            let _ = sys::waitpid(init, 0);
+            Err(Error::Relayed(String::from_utf8_lossy(&msg[1..]).to_string()))
+        }
+        _ => {
+            let _ = sys::kill(init, libc::SIGKILL);
+            let _ = sys::waitpid(init, 0);
+            Err(Error::RestoreStep { pid: root, step: "restoring in a new PID namespace".into(), why: "its init died".into() })
+        }
+    }
+}
+
+/// Pid 1 of the `--pid-ns` namespace: own /proc, restore, then reap until empty.
+fn pidns_init(opts: &RestoreOptions, w: &OwnedFd) -> i32 {
+    let fail = |why: String| {
+        send_report(w.as_raw_fd(), &[b"E".as_slice(), why.as_bytes()].concat());
+        1
+    };
+    if child::mount(None, c"/", None, (libc::MS_REC | libc::MS_PRIVATE) as u64) < 0 {
+        return fail(format!("restore refused: making the new mount namespace private: {}", std::io::Error::last_os_error()));
+    }
+    let fl = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64;
+    if child::mount(Some(c"proc"), c"/proc", Some(c"proc"), fl) < 0 {
+        return fail(format!("restore refused: mounting /proc in the new PID namespace: {}", std::io::Error::last_os_error()));
+    }
+    let inner = RestoreOptions { pid_ns: false, detach: false, pidfile: None, ..opts.clone() };
+    match restore_here(&inner, Some(w)) {
+        Ok(code) => {
+            // Orphans of the tree come to us (pid 1): reap until nobody is left.
+            while sys::waitpid(-1, libc::__WALL).is_ok() {}
+            code as i32
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     let t0 = Instant::now();
     let m = stasis_image::read_manifest(&opts.dir)?;
     validate(&m)?;
@@ -595,7 +729,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
             // intermediate parent: create the process, then wait for our orders.
             drop(mid_w);
             let my = sys::getpid();
-            let c = match sys::fork_with_pid(pid) {
+            let c = match sys::clone_fork(&plan.procs[0].set_tid, plan.procs[0].clone_flags, libc::SIGCHLD) {
                 Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), my),
                 Ok(c) => c,
                 Err(e) => {
@@ -617,7 +751,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
         drop(mid_r);
         Child { pid, pids: live.clone(), middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
     } else {
-        match sys::fork_with_pid(pid) {
+        match sys::clone_fork(&plan.procs[0].set_tid, plan.procs[0].clone_flags, libc::SIGCHLD) {
             Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), me),
             Ok(c) => Child { pid: c, pids: live.clone(), middle: None, traced: Vec::new(), released: false },
             Err(e) => return Err(pid_taken_or(pid, e)),
@@ -714,11 +848,16 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     }
     ch.released = true;
     drop(builders);
+    if let Some(w) = ready {
+        // --pid-ns init: tell the outer stasis, and outlive it.
+        send_report(w.as_raw_fd(), &[b"O".as_slice(), &pid.to_le_bytes()].concat());
+        let _ = sys::clear_pdeathsig();
+    }
     if opts.detach {
         return Ok(0);
     }
     drop(plan);
-    let st = sys::waitpid(pid, 0).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
+    let st = sys::waitpid(pid, libc::__WALL).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
     Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
 }
 
@@ -788,6 +927,11 @@ impl Builder<'_> {
         Error::RestoreStep { pid: self.pid, step: step.into(), why: why.to_string() }
     }
 
+    /// A pid of the image (dumper's numbering) as this process sees it.
+    fn inner(&self, host: i32) -> i32 {
+        crate::ns::inner_pid(&self.m.processes, self.p, host)
+    }
+
     fn main(&self) -> &Remote {
         &self.threads[0]
     }
@@ -843,7 +987,7 @@ impl Builder<'_> {
         // (leaders did setpgid/setsid while being created).
         let (pg, sid) = self.p.attrs.as_ref().map(|a| (a.pgid, a.sid)).unwrap_or((0, 0));
         if pg > 0 && pg != self.pid && sid != self.pid {
-            if let Err(e) = self.main().call(libc::SYS_setpgid, &[0, pg as u64]) {
+            if let Err(e) = self.main().call(libc::SYS_setpgid, &[0, self.inner(pg) as u64]) {
                 debug!(pid = self.pid, pgid = pg, "process group not joined: {e}");
             }
         }
@@ -1077,21 +1221,33 @@ impl Builder<'_> {
 
     fn create_threads(&mut self, ch: &mut Child) -> Result<()> {
         let main_regs = ptrace::getregs(self.pid).map_err(|e| self.err("creating threads", e))?;
-        let tids: Vec<i32> = self.p.threads.iter().skip(1).map(|t| t.tid).collect();
-        for tid in tids {
+        let threads: Vec<(i32, Vec<i32>)> = self
+            .p
+            .threads
+            .iter()
+            .skip(1)
+            .map(|t| {
+                let mut v = if t.ns_tids.len() > 1 { t.ns_tids.clone() } else { vec![t.tid] };
+                v.reverse(); // innermost first
+                (t.tid, v)
+            })
+            .collect();
+        for (tid, set_tid) in threads {
             let st = format!("creating thread {tid}");
             let set_tid_off = 128u64;
             let args = sys::CloneArgs {
                 flags: CLONE_THREAD_FLAGS,
                 set_tid: self.data(set_tid_off),
-                set_tid_size: 1,
+                set_tid_size: set_tid.len() as u64,
                 ..Default::default()
             };
             self.write_data(&st, 0, args.as_bytes())?;
-            self.write_data(&st, set_tid_off, &tid.to_le_bytes())?;
+            let b: Vec<u8> = set_tid.iter().flat_map(|x| x.to_le_bytes()).collect();
+            self.write_data(&st, set_tid_off, &b)?;
             let got = self.main().raw(libc::SYS_clone3, &[self.data(0), std::mem::size_of::<sys::CloneArgs>() as u64]);
             let got = got.map_err(|e| self.err(&st, e))?;
-            if got != tid as i64 {
+            // clone3 returns the tid as the process itself sees it (innermost level)
+            if got != set_tid[0] as i64 {
                 let why = if got == -(libc::EEXIST as i64) {
                     format!("thread id {tid} is in use{}", holder(tid).map(|h| format!(" by {h}")).unwrap_or_default())
                 } else {
@@ -1204,7 +1360,7 @@ impl Builder<'_> {
         for s in &p.shared_pending {
             let st = format!("queueing pending signal {}", s.signo);
             self.write_data(&st, 0, &s.raw)?;
-            self.call(&st, r, libc::SYS_rt_sigqueueinfo, &[self.pid as u64, s.signo as u64, self.data(0)])?;
+            self.call(&st, r, libc::SYS_rt_sigqueueinfo, &[self.inner(self.pid) as u64, s.signo as u64, self.data(0)])?;
         }
         for t in &p.threads {
             // The kernel lets a thread queue a siginfo with si_code >= 0 only to itself.
@@ -1212,7 +1368,8 @@ impl Builder<'_> {
             for s in &t.pending {
                 let st = format!("queueing pending signal {} of thread {}", s.signo, t.tid);
                 self.write_data(&st, 0, &s.raw)?;
-                self.call(&st, tr, libc::SYS_rt_tgsigqueueinfo, &[self.pid as u64, t.tid as u64, s.signo as u64, self.data(0)])?;
+                let (ip, it) = (self.inner(self.pid) as u64, self.inner(t.tid) as u64);
+            self.call(&st, tr, libc::SYS_rt_tgsigqueueinfo, &[ip, it, s.signo as u64, self.data(0)])?;
             }
         }
         Ok(())
@@ -1242,7 +1399,7 @@ impl Builder<'_> {
             ev[0..8].copy_from_slice(&t.sigval.to_le_bytes());
             ev[8..12].copy_from_slice(&t.signo.to_le_bytes());
             ev[12..16].copy_from_slice(&t.notify.to_le_bytes());
-            ev[16..20].copy_from_slice(&t.notify_tid.to_le_bytes());
+            ev[16..20].copy_from_slice(&self.inner(t.notify_tid).to_le_bytes());
             self.write_data(&st, 0, &ev)?;
             self.write_data(&st, 64, &t.id.to_le_bytes())?;
             self.call(&st, r, libc::SYS_timer_create, &[t.clock as u64, self.data(0), self.data(64)])?;

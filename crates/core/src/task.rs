@@ -87,6 +87,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
             timerslack_ns,
             seccomp_mode,
             seccomp_filters,
+            ns_tids: crate::ns::ns_pids(pid, tid),
         });
     }
     Ok(out)

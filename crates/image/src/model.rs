@@ -53,6 +53,24 @@ pub struct Process {
     /// For a zombie: the raw wait status (exit code << 8, or the killing signal).
     #[prost(int32, tag = "19")]
     pub exit_status: i32,
+    /// The pid in every PID namespace level from the dumper's (= `pid`) down to the
+    /// process's own (`NSpid` of /proc/PID/status). Empty or one entry: the dumper's
+    /// namespace. A process one level deeper than its parent (or than the dumper, for
+    /// the root) is the init (pid 1) of a new PID namespace.
+    #[prost(int32, repeated, tag = "40")]
+    pub ns_pids: Vec<i32>,
+    /// Signal the process sends its parent when it exits (clone's exit_signal): 0 means
+    /// SIGCHLD (the default), -1 none.
+    #[prost(int32, tag = "41")]
+    pub exit_signal: i32,
+    /// Mount namespace identity (ns inode); 0 = the dumper's. A process whose value
+    /// differs from its parent's creates a new mount namespace (private propagation).
+    #[prost(uint64, tag = "42")]
+    pub mnt_ns: u64,
+    /// Mounts a fresh procfs on /proc (it is the init of the PID namespace that the
+    /// /proc of its mount namespace shows).
+    #[prost(bool, tag = "43")]
+    pub mount_proc: bool,
 }
 
 /// A file lock to take again after the fds are back.
@@ -132,6 +150,9 @@ pub struct Thread {
     /// Seccomp filters, oldest first, raw `struct sock_filter` arrays.
     #[prost(bytes = "vec", repeated, tag = "25")]
     pub seccomp_filters: Vec<Vec<u8>>,
+    /// The tid in every PID namespace level, the dumper's first (see Process::ns_pids).
+    #[prost(int32, repeated, tag = "40")]
+    pub ns_tids: Vec<i32>,
 }
 
 /// One VMA, as /proc/PID/maps and smaps describe it.

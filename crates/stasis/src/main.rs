@@ -48,6 +48,11 @@ enum Cmd {
         /// dump, e.g. a log it kept writing after a --leave-running dump.
         #[arg(long)]
         allow_changed_files: bool,
+        /// Restore inside a new PID namespace (with its own /proc) whose init is a stasis
+        /// process, so that the original PIDs are free even if taken here. The pidfile
+        /// gets the root's pid as seen from outside.
+        #[arg(long)]
+        pid_ns: bool,
     },
     /// Show what an image holds.
     Inspect {
@@ -95,8 +100,8 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Restore { dir, detach, pidfile, allow_changed_files } => stasis_core::restore::restore(
-            &stasis_core::restore::RestoreOptions { dir, detach, pidfile, allow_changed_files },
+        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns } => stasis_core::restore::restore(
+            &stasis_core::restore::RestoreOptions { dir, detach, pidfile, allow_changed_files, pid_ns },
         )
         .map(|code| ExitCode::from(code))
         .map_err(anyhow::Error::from),

@@ -326,17 +326,32 @@ impl CloneArgs {
 /// child, the child's PID in the parent. The caller must be single-threaded (as with
 /// fork), because the child continues running the caller's code.
 pub fn fork_with_pid(pid: i32) -> Result<i32> {
-    let tid = [pid as i32];
+    clone_fork(&[pid], 0, libc::SIGCHLD)
+}
+
+/// fork() through clone3: `set_tid` gives the child's pid in each PID namespace level,
+/// innermost first (empty: any pid); `flags` may add CLONE_NEWPID, CLONE_FILES...;
+/// `exit_signal` is what the child sends its parent when it dies. Same single-threaded
+/// caveat as fork_with_pid.
+pub fn clone_fork(set_tid: &[i32], flags: u64, exit_signal: i32) -> Result<i32> {
     let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        set_tid: tid.as_ptr() as u64,
-        set_tid_size: 1,
+        flags,
+        exit_signal: exit_signal as u64,
+        set_tid: if set_tid.is_empty() { 0 } else { set_tid.as_ptr() as u64 },
+        set_tid_size: set_tid.len() as u64,
         ..Default::default()
     };
-    // SAFETY: fork semantics: no CLONE_VM, so the child gets a copy of our address space
-    // and returns here with 0; the parent gets the child's PID.
+    // SAFETY: fork semantics (callers never pass CLONE_VM): the child gets a copy of our
+    // address space and returns here with 0; the parent gets the child's PID. set_tid
+    // points to a live array of set_tid_size pids.
     c(unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) })
         .map(|r| r as i32)
+}
+
+/// prctl(PR_SET_PDEATHSIG, 0).
+pub fn clear_pdeathsig() -> Result<()> {
+    // SAFETY: prctl with integer args.
+    c(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) } as libc::c_long).map(drop)
 }
 
 /// Plain fork(). Same single-threaded caveat.
@@ -425,6 +440,16 @@ pub mod child {
             }
         }
         exit(libc::WEXITSTATUS(status))
+    }
+    pub fn unshare(flags: i32) -> i32 {
+        // SAFETY: plain syscall.
+        unsafe { libc::unshare(flags) }
+    }
+    /// mount(2); `src`/`fstype` may be None (NULL).
+    pub fn mount(src: Option<&std::ffi::CStr>, target: &std::ffi::CStr, fstype: Option<&std::ffi::CStr>, flags: u64) -> i32 {
+        let p = |x: Option<&std::ffi::CStr>| x.map(|c| c.as_ptr()).unwrap_or(std::ptr::null());
+        // SAFETY: valid C strings or NULL; no data argument.
+        unsafe { libc::mount(p(src), target.as_ptr(), p(fstype), flags, std::ptr::null()) }
     }
     pub fn set_pdeathsig_kill() {
         // SAFETY: prctl with integer args.

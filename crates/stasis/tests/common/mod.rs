@@ -236,6 +236,7 @@ fn decode(status: i32) -> Exit {
     }
 }
 
+#[derive(Debug)]
 pub enum WaitErr {
     Timeout,
     NotChild,

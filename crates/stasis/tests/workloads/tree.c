@@ -4,6 +4,7 @@
  *            parent, and a dup of the parent's stdout file description (same offset);
  *   child B: exited with status 7 before the dump (a zombie the parent reaps later);
  *   child C: leads its own process group.
+ * args: WORKDIR [setsid]
  * After restore: the parent sends "ping" and A answers "pong" through the pipes; A
  * writes 42 into the shared page, which the parent sees; everyone still has its pid,
  * parent, process group and session; the parent reaps B (status 7), then A and C
@@ -18,6 +19,10 @@ static int getppid_ok(pid_t want) { return getppid() == want; }
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
+    /* "setsid": lead a session of its own (a tree restored in a new PID namespace
+     * cannot see a session leader outside it) */
+    if (argc > 2 && !strcmp(argv[2], "setsid") && setsid() < 0)
+        DIE("setsid");
     pid_t parent = getpid(), sid = getsid(0), pgid = getpgid(0);
     int p2c[2], c2p[2];
     if (pipe(p2c) || pipe(c2p))

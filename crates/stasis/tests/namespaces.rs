@@ -1,0 +1,99 @@
+//! Namespaces: a tree living in its own PID namespace with its own /proc (the shape of
+//! `unshare --fork --pid --mount-proc`), and `restore --pid-ns` of a tree whose pids
+//! are taken on the host.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// Every pid of the workload's tree as the host sees it (root first).
+fn host_tree(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        for t in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+            let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            out.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn tree_in_own_pid_and_mount_namespace() {
+    let _t = serial();
+    let mut w = Workload::start("pidns", &[]);
+    if direct() {
+        w.go_and_pass();
+        return;
+    }
+    let tree = host_tree(w.pid);
+    assert_eq!(tree.len(), 4, "root, init, worker, zombie: {tree:?}\n{}", w.report());
+    let init: i32 = w.info("init").parse().unwrap();
+    w.dump();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            reap_strays(false);
+            tree.iter().all(|p| !pid_exists(*p))
+        }),
+        "the dumped tree's processes still exist\n{}",
+        w.report()
+    );
+    w.restore();
+    for p in &tree {
+        assert!(pid_exists(*p), "pid {p} (host view) was not restored\n{}", w.report());
+    }
+    let nspid = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap_or_default();
+    let line = nspid.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("").to_string();
+    assert_eq!(line.split_whitespace().skip(1).collect::<Vec<_>>(), vec![init.to_string().as_str(), "1"], "init's NSpid\n{}", w.report());
+    // the host's /proc is untouched by the namespace's procfs mount
+    let me = std::fs::read_link("/proc/self").unwrap();
+    assert_eq!(me.to_string_lossy(), std::process::id().to_string(), "host /proc changed");
+    w.go_and_pass();
+}
+
+/// The tree's pids are taken on the host: a plain restore is refused naming the holder;
+/// `--pid-ns` brings the tree back inside a new PID namespace where every process has
+/// its original pid (the workload checks its own pid, parents, group and session).
+#[test]
+fn restore_in_new_pid_namespace_when_pids_are_taken() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("tree", &["setsid"]);
+    let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
+    w.dump();
+    assert!(wait_until(Duration::from_secs(10), || {
+        reap_strays(false);
+        kids.iter().all(|k| !pid_exists(*k))
+    }));
+    let holder = workload_bin("pidholder");
+    let args = vec![w.work.clone().into_os_string(), w.pid.to_string().into()];
+    w.spawn_helper(&holder, &args, "pidholder");
+    assert!(
+        wait_until(Duration::from_secs(10), || w.helper_output("pidholder").contains("READY")),
+        "pidholder could not take pid {}: {}",
+        w.pid,
+        w.helper_output("pidholder")
+    );
+    let img = w.img.clone();
+    let r = w.try_restore_from(&img, &["-d"]);
+    assert_clean_error(&r, &[&w.pid.to_string(), "pidholder"], &w.report());
+    let pf = w.tmp.path.join("ns.pid");
+    let pfs = pf.to_string_lossy().to_string();
+    let r = w.try_restore_from(&img, &["-d", "--pid-ns", "--pidfile", &pfs]);
+    assert!(r.ok(), "restore --pid-ns failed\n{}", w.report());
+    let host: i32 = std::fs::read_to_string(&pf).unwrap_or_default().trim().parse().expect("pidfile");
+    assert_ne!(host, w.pid, "the pid is taken on the host; the pidfile must hold the outside pid");
+    let st = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
+    let nspid: Vec<String> = st.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("").split_whitespace().skip(1).map(String::from).collect();
+    assert_eq!(nspid, vec![host.to_string(), w.pid.to_string()], "root's NSpid\n{}", w.report());
+    // the namespace's init (a stasis process) is the root's parent and our child
+    let init = stat_of(host).map(|s| s.1).unwrap();
+    assert!(wait_until(Duration::from_secs(2), || stat_of(init).is_some_and(|s| s.1 == std::process::id() as i32)));
+    w.go();
+    let ex = waitpid_timeout(init, EXIT_TIMEOUT).expect("init exit");
+    w.kill_helpers();
+    w.assert_pass(ex);
+}
