@@ -16,7 +16,7 @@ use crate::error::{path_err, Ctx, Error, Result};
 use crate::freeze::Frozen;
 use crate::objects::ObjectTable;
 use crate::parasite::Parasite;
-use crate::{files, mem, procfs, task};
+use crate::{files, ipc, mem, ns, procfs, task};
 
 pub struct DumpOptions {
     pub pid: i32,
@@ -71,7 +71,8 @@ fn check_member(pid: i32) -> Result<()> {
     if procfs::status_field(&st, "State").is_some_and(|s| s.starts_with('Z')) {
         return Ok(()); // a zombie has no namespaces left to compare
     }
-    for ns in ["pid", "mnt", "net", "ipc", "uts", "user", "cgroup", "time"] {
+    // UTS and IPC namespaces of the tree's own are dumped (ns.rs, ipc.rs).
+    for ns in ["pid", "mnt", "net", "user", "cgroup", "time"] {
         let theirs = procfs::readlink(&format!("/proc/{pid}/ns/{ns}")).ok();
         let ours = procfs::readlink(&format!("/proc/self/ns/{ns}")).ok();
         if theirs != ours {
@@ -329,7 +330,8 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
         if let Some(a) = process.attrs.as_mut() {
             a.stopped = stopped;
         }
-        let col = mem::collect(pid, &mut objs)?;
+        (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
+        let col = mem::collect(pid, &mut objs, process.ipc_ns)?;
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
         let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
         if exe_path.ends_with(" (deleted)") {
@@ -348,7 +350,12 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
     }
     let all_fds: Vec<_> = procs.iter().flat_map(|p| p.fds.iter().cloned()).collect();
     files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;
-    let col = mem::merge(cols);
+    if let Some((pid, why)) = ns::check_tree(&procs) {
+        return Err(Error::Unsupported { pid, what: why });
+    }
+    let mut col = mem::merge(cols);
+    let sysv = ipc::dump(&procs, &mut objs)?;
+    mem::add_sysv(&mut col, sysv);
     let total: u64 = col.jobs.iter().map(|j| j.count * 4096).sum();
     let pb = crate::progress::Progress::new(total, "dumping memory");
     let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;
