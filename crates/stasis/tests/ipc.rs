@@ -43,11 +43,12 @@ fn reap_kids(kids: &[i32]) {
 
 /// Shared memory (attached rw, read-only, destroyed while attached, not attached), two
 /// message queues, a semaphore set and the namespace's limits: ids, keys, modes, owners,
-/// contents, message order and types, values.
+/// contents, message order and types, values; a child in the same namespace.
 #[test]
 fn own_ipc_namespace_objects() {
     let _t = serial();
     let mut w = Workload::start("ipc_ns", &[]);
+    let kid: i32 = w.info("child").parse().unwrap();
     let pid = w.pid.to_string();
     let before = ns_link(&pid, "ipc");
     assert_ne!(before, ns_link("self", "ipc"), "the workload did not unshare its IPC namespace\n{}", w.report());
@@ -58,9 +59,11 @@ fn own_ipc_namespace_objects() {
         for k in ["sysv-shm", "sysv-msg", "sysv-sem", "ipc-ns", "0x57a50011"] {
             assert!(out.contains(k), "inspect does not show {k}:\n{out}");
         }
+        reap_kids(&[kid]);
     }
     w.restore();
     if !direct() {
+        assert_eq!(ns_link(&pid, "ipc"), ns_link(&kid.to_string(), "ipc"), "parent and child in different IPC namespaces");
         assert_ne!(ns_link(&pid, "ipc"), ns_link("self", "ipc"), "restored into the host's IPC namespace");
         // nothing leaked into the host's namespace
         // SAFETY: lookups only.
@@ -124,6 +127,38 @@ fn host_segment(mode: &str) {
     }
     w.restore();
     assert!(pid_exists(kid), "child {kid} was not restored\n{}", w.report());
+    w.go_and_pass();
+}
+
+/// The segment was removed after the dump and its key now names another segment:
+/// restore refuses before creating any process, naming the key and the other segment;
+/// once that one is gone, the restore recreates the original.
+#[test]
+fn host_segment_key_taken_is_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let key = 0x5e00_0000 | (std::process::id() as i32 & 0xffff);
+    remove_key(key);
+    let _g = KeyGuard(key);
+    let ks = format!("{key:#x}");
+    let mut w = Workload::start("ipc_host", &[&ks, "gone"]);
+    let kid: i32 = w.info("child").parse().unwrap();
+    let shmid: i32 = w.info("shmid").parse().unwrap();
+    w.dump();
+    reap_kids(&[kid]);
+    // SAFETY: SysV calls without buffers on the workload's segment and our own.
+    let other = unsafe {
+        assert_eq!(libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()), 0);
+        libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600)
+    };
+    assert!(other >= 0, "creating the other segment: {}", std::io::Error::last_os_error());
+    let img = w.img.clone();
+    let r = w.try_restore_from(&img, &["-d"]);
+    let rep = w.report();
+    assert_clean_error(&r, &[&format!("{key:#x}"), &other.to_string(), "ipcrm"], &rep);
+    assert!(!pid_exists(w.pid) && !pid_exists(kid), "processes exist after a refused restore\n{rep}");
+    remove_key(key);
+    w.restore();
     w.go_and_pass();
 }
 

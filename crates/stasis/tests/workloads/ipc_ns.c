@@ -8,7 +8,8 @@
  *   - message queue Q (key 0x57a50011, mode 0620, qbytes 18000 > kernel.msgmnb) with
  *     four messages of types 3, 1, 2, 1, and an empty private queue;
  *   - semaphore set S (key 0x57a50021, 4 semaphores = 0, 5, 32767, 1);
- *   - kernel.msgmax set to 4000 in the namespace.
+ *   - kernel.msgmax set to 4000 in the namespace;
+ *   - a child (same namespace, A attached through fork).
  * After restore: every id, key, mode, owner, size is the same; contents of A, B, C, D;
  * C still marked destroyed; the third page of A still not resident in the segment;
  * msgrcv(type 1) takes "one", then the rest come out in order; semaphore values, and a
@@ -21,6 +22,7 @@
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/wait.h>
 
 #define KA 0x57a50001
 #define KC 0x57a50003
@@ -141,16 +143,27 @@ int main(int argc, char **argv)
     if (s < 0 || semctl(s, 0, SETALL, vals))
         DIE("sem");
 
+    /* a child in the same namespace, with A attached through fork */
+    pid_t kid = fork();
+    if (kid == 0) {
+        wait_go();
+        CHECK(shmget(KA, 0, 0) == a && msgget(KQ, 0) == q, "child: keys lead elsewhere");
+        CHECK(check_pattern(pa, 2 * 4096, 11) < 0, "child: A content differs");
+        _exit(g_failed ? 1 : 0);
+    }
+    info("child", "%d", (int)kid);
     info("shm", "%d %d %d %d", a, b, c, d);
     info("msg", "%d %d", q, q2);
     info("sem", "%d", s);
     ready();
     wait_go();
 
+    int st = 0;
+    CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed (%#x)", st);
     check_shm(a, KA, 0640, asz, "A");
     shmctl(a, IPC_STAT, &ds);
     CHECK(ds.shm_perm.uid == 1234 && ds.shm_perm.gid == 4321, "A: owner %d:%d", ds.shm_perm.uid, ds.shm_perm.gid);
-    CHECK(ds.shm_nattch == 1, "A: %lu attachments", (unsigned long)ds.shm_nattch);
+    CHECK(ds.shm_nattch == 1, "A: %lu attachments (the child has exited)", (unsigned long)ds.shm_nattch);
     CHECK(check_pattern(pa, 2 * 4096, 11) < 0, "A: content differs");
     unsigned char vec[4] = { 0 };
     CHECK(mincore(pa, 3 * 4096, vec) == 0 && !(vec[2] & 1), "A: the never-touched page exists now (%d)", vec[2]);
