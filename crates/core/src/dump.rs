@@ -16,7 +16,7 @@ use crate::error::{path_err, Ctx, Error, Result};
 use crate::freeze::Frozen;
 use crate::objects::ObjectTable;
 use crate::parasite::Parasite;
-use crate::{files, mem, procfs, task};
+use crate::{files, ipc, mem, ns, procfs, task};
 
 pub struct DumpOptions {
     pub pid: i32,
@@ -337,7 +337,8 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
         if let Some(a) = process.attrs.as_mut() {
             a.stopped = stopped;
         }
-        let col = mem::collect(pid, &mut objs)?;
+        (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
+        let col = mem::collect(pid, &mut objs, process.ipc_ns)?;
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
         let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
         if exe_path.ends_with(" (deleted)") {
@@ -357,7 +358,12 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
     crate::ns::collect(&mut procs)?;
     let all_fds: Vec<_> = procs.iter().flat_map(|p| p.fds.iter().cloned()).collect();
     files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;
-    let col = mem::merge(cols);
+    if let Some((pid, why)) = ns::check_tree(&procs) {
+        return Err(Error::Unsupported { pid, what: why });
+    }
+    let mut col = mem::merge(cols);
+    let sysv = ipc::dump(&procs, &mut objs)?;
+    mem::add_sysv(&mut col, sysv);
     let total: u64 = col.jobs.iter().map(|j| j.count * 4096).sum();
     let pb = crate::progress::Progress::new(total, "dumping memory");
     let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;

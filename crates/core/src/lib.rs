@@ -6,6 +6,7 @@ pub mod error;
 pub mod fdkinds;
 pub mod files;
 pub mod freeze;
+pub mod ipc;
 pub mod mem;
 pub mod ns;
 pub mod objects;

@@ -11,6 +11,7 @@ use std::path::Path;
 use stasis_image::model::*;
 use stasis_image::PAGES_HEADER_LEN;
 use stasis_sys::sys;
+use stasis_sys::sysv::SHM_RDONLY;
 use tracing::debug;
 
 use crate::error::{path_err, Ctx, Error, Result};
@@ -57,12 +58,36 @@ enum JobSrc {
     Proc(Src),
     /// Index into the list of shared-memory files.
     Shm(usize),
+    /// Index into the list of SysV segments attached in our address space.
+    Sysv(usize),
 }
 
 pub struct MemCollect {
     pub vmas: Vec<Vma>,
     pub jobs: Vec<Job>,
     pub shm_files: Vec<File>,
+    pub sysv: Vec<stasis_sys::sysv::ShmAttach>,
+}
+
+/// Adds the contents of SysV segments (attached by ipc::dump) to the page copy: runs of
+/// existing pages under the segment's object id, by offset.
+pub fn add_sysv(col: &mut MemCollect, contents: Vec<crate::ipc::ShmContent>) {
+    for c in contents {
+        let idx = col.sysv.len();
+        let mut run: Option<usize> = None;
+        for i in 0..=c.pages.len() {
+            let keep = c.pages.get(i).copied().unwrap_or(false);
+            match (keep, run) {
+                (true, None) => run = Some(i),
+                (false, Some(s)) => {
+                    push_runs(&mut col.jobs, 0, c.object_id, s as u64 * PAGE, (i - s) as u64, JobSrc::Sysv(idx));
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        col.sysv.push(c.attach);
+    }
 }
 
 fn zero_pfn() -> u64 {
@@ -93,9 +118,7 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
         "[vsyscall]" => VmaKind::Vsyscall,
         _ if m.inode == 0 && !m.shared => VmaKind::Anon,
         _ if m.shared && (p == "/dev/zero (deleted)" || p.starts_with("[anon_shmem:")) => VmaKind::ShmemAnon,
-        _ if p.starts_with("/SYSV") => {
-            return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} is SysV shared memory", m.start, m.end) })
-        }
+        _ if m.shared && p.starts_with("/SYSV") => VmaKind::SysvShm,
         _ if p.starts_with('/') => {
             if m.shared {
                 VmaKind::FileShared
@@ -123,11 +146,12 @@ fn push_runs(jobs: &mut Vec<Job>, pid: i32, object_id: u32, addr: u64, count: u6
 }
 
 /// Reads VMAs and decides which pages to save.
-pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
+/// `ipc_ns`: the process's IPC namespace object (0 = ours), for SysV attachments.
+pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemCollect> {
     let maps = procfs::smaps(pid).ctx(pid, || "reading /proc/PID/smaps".into())?;
     let pagemap = File::open(format!("/proc/{pid}/pagemap")).ctx(pid, || "opening /proc/PID/pagemap".into())?;
     let zpfn = zero_pfn();
-    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new() };
+    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new() };
     let mut shm_seen: Vec<(u64, u32)> = Vec::new();
     for m in &maps {
         let kind = classify(pid, m)?;
@@ -142,6 +166,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
             name: m.path.clone(),
             vm_flags: m.vm_flags.iter().filter(|f| KEPT_FLAGS.contains(&f.as_str())).cloned().collect(),
             pages_saved: 0,
+            shm_flags: 0,
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
         match kind {
@@ -159,6 +184,19 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
                     }
                 } else {
                     vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, true)?;
+                }
+            }
+            VmaKind::SysvShm => {
+                if m.has_flag("ht") {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("VMA {:#x}-{:#x} is a SysV segment in huge pages (SHM_HUGETLB)", m.start, m.end),
+                    });
+                }
+                // the inode of a SysV mapping is the segment id
+                vma.object_id = crate::ipc::shm_ref(objs, ipc_ns, m.inode as i32);
+                if !m.has_flag("mw") {
+                    vma.shm_flags = SHM_RDONLY;
                 }
             }
             VmaKind::ShmemAnon => {
@@ -245,16 +283,19 @@ pub fn collect(pid: i32, objs: &mut ObjectTable) -> Result<MemCollect> {
 
 /// Puts the collections of several processes together (one page copy for the tree).
 pub fn merge(cols: Vec<MemCollect>) -> MemCollect {
-    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new() };
+    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new() };
     for c in cols {
-        let base = out.shm_files.len();
+        let (base, sbase) = (out.shm_files.len(), out.sysv.len());
         out.jobs.extend(c.jobs.into_iter().map(|mut j| {
-            if let JobSrc::Shm(k) = j.src {
-                j.src = JobSrc::Shm(k + base);
+            match j.src {
+                JobSrc::Shm(k) => j.src = JobSrc::Shm(k + base),
+                JobSrc::Sysv(k) => j.src = JobSrc::Sysv(k + sbase),
+                JobSrc::Proc(_) => {}
             }
             j
         }));
         out.shm_files.extend(c.shm_files);
+        out.sysv.extend(c.sysv);
     }
     out
 }
@@ -314,7 +355,7 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
         files.push((f, path.display().to_string()));
     }
     let mut mems: HashMap<i32, File> = HashMap::new();
-    for j in &col.jobs {
+    for j in col.jobs.iter().filter(|j| matches!(j.src, JobSrc::Proc(_))) {
         if !mems.contains_key(&j.pid) {
             let f = File::open(format!("/proc/{}/mem", j.pid)).ctx(j.pid, || "opening /proc/PID/mem".into())?;
             mems.insert(j.pid, f);
@@ -418,6 +459,14 @@ fn read_chunk(col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mems: &Has
                 let sl = &mut buf_slice(buf)[used..used + len];
                 read_full_at(&col.shm_files[k], sl, j.addr)
                     .ctx(pid, || format!("reading shared memory object at offset {:#x}", j.addr))?;
+            }
+            JobSrc::Sysv(k) => {
+                let sl = &mut buf_slice(buf)[used..used + len];
+                let src = col.sysv[k].as_slice().get(j.addr as usize..j.addr as usize + len).ok_or_else(|| Error::Refused {
+                    pid,
+                    why: format!("SysV segment page run at offset {:#x} lies outside the segment", j.addr),
+                })?;
+                sl.copy_from_slice(src);
             }
         }
         used += len;

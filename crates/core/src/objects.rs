@@ -26,6 +26,11 @@ impl ObjectTable {
         id
     }
 
+    /// The id stored under `key`, if any.
+    pub fn find(&self, key: &str) -> Option<u32> {
+        self.by_key.get(key).copied()
+    }
+
     pub fn get_mut(&mut self, id: u32) -> Option<&mut Object> {
         self.objects.get_mut(id as usize - 1)
     }

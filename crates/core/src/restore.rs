@@ -34,7 +34,7 @@ use stasis_sys::sys::{self, child};
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
-use crate::{cpu, files, procfs};
+use crate::{cpu, files, ipc, ns, procfs};
 
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
@@ -137,6 +137,8 @@ struct ProcPlan {
     sid: i32,
     /// Indexes of its children in `Plan::procs`.
     children: Vec<usize>,
+    /// Namespaces it unshares (it is the first of the tree in them).
+    ns: ns::NsPlan,
 }
 
 /// Everything the new processes need, prepared before the first fork.
@@ -165,7 +167,7 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
         std::fs::metadata("/proc/self/exe").ok().map(|a| (a.dev(), a.ino()))
     };
     let cs = |s: &str| CString::new(s).map_err(|e| step(e.to_string()));
-    for p in &m.processes {
+    for (idx, p) in m.processes.iter().enumerate() {
         let mut assign = Vec::new();
         for fd in &p.fds {
             let slot = match slot_of.get(&fd.object_id) {
@@ -244,6 +246,7 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
             pgid: attrs.pgid,
             sid: attrs.sid,
             children: Vec::new(),
+            ns: ns::plan(m, idx),
         });
     }
     for (i, p) in m.processes.iter().enumerate().skip(1) {
@@ -274,8 +277,8 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
 /// Fills shared-memory objects from pages.img (through the fds the plan holds).
 fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<()> {
     for r in &m.index.runs {
-        if r.object_id == 0 {
-            continue;
+        if r.object_id == 0 || m.object(r.object_id).is_some_and(|o| o.sysv_shm.is_some()) {
+            continue; // SysV segments are filled by ipc::restore
         }
         let slot = plan.map_slot.get(&r.object_id).copied().ok_or_else(|| Error::RestoreStep {
             pid: m.process.pid,
@@ -366,6 +369,10 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
         if child::mount(Some(c"proc"), c"/proc", Some(c"proc"), fl) < 0 {
             child_fail(b"mounting /proc for its PID namespace", pp.pid, ctl);
         }
+    }
+    // before forking: its children inherit the namespaces
+    if let Err(what) = ns::child_apply(&pp.ns) {
+        child_fail(what, pp.pid, ctl);
     }
     if pp.sid == pp.pid {
         if child::setsid() < 0 {
@@ -491,6 +498,9 @@ fn validate(m: &Manifest) -> Result<()> {
         }
         validate_process(m, p)?;
     }
+    if let Some((pid, why)) = ns::check_tree(&m.processes) {
+        return Err(refuse(format!("pid {pid}: {why}")));
+    }
     Ok(())
 }
 
@@ -532,6 +542,14 @@ fn validate_process(m: &Manifest, p: &Process) -> Result<()> {
         if needs_obj && m.object(v.object_id).is_none() {
             return Err(bad(format!("VMA {:#x}-{:#x} refers to missing object {}", v.start, v.end, v.object_id)));
         }
+        if v.kind == VmaKind::SysvShm as i32 && m.object(v.object_id).and_then(|o| o.sysv_shm.as_ref()).is_none() {
+            return Err(bad(format!("VMA {:#x}-{:#x} refers to missing SysV segment object {}", v.start, v.end, v.object_id)));
+        }
+    }
+    if (p.uts_ns != 0 && m.object(p.uts_ns).and_then(|o| o.uts_ns.as_ref()).is_none())
+        || (p.ipc_ns != 0 && m.object(p.ipc_ns).and_then(|o| o.ipc_ns.as_ref()).is_none())
+    {
+        return Err(bad("refers to a missing namespace object".into()));
     }
     Ok(())
 }
@@ -804,6 +822,8 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
         tmp_by_pid.insert(who, words[1..].to_vec());
     }
     info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
+    // SysV objects, now that the new IPC namespaces exist (before any shmat)
+    let mut sysv = ipc::restore(&m, &shards)?;
     // -- drive them: every process up to its registers, then all registers, then go ----
     let mut builders = Vec::new();
     for (i, q) in m.processes.iter().enumerate() {
@@ -833,6 +853,12 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
         }
         builders.push(b);
     }
+    // every segment is attached again: mark the destroyed ones
+    if let Err(e) = sysv.finish(pid) {
+        drop(builders);
+        drop(ch);
+        return Err(e);
+    }
     for b in &builders {
         if let Err(e) = b.finish() {
             drop(builders);
@@ -840,6 +866,7 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
             return Err(e);
         }
     }
+    sysv.keep();
     info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
     if let Some(pf) = &opts.pidfile {
         if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {
@@ -1079,6 +1106,10 @@ impl Builder<'_> {
                 VmaKind::FileShared | VmaKind::ShmemAnon => {
                     [v.start, len, prot, (libc::MAP_SHARED | fixed) as u64, fd_of(v.object_id)?, v.pgoff]
                 }
+                VmaKind::SysvShm => {
+                    self.attach_sysv(v, &step)?;
+                    continue;
+                }
                 VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
                 VmaKind::Unknown => return Err(self.err(&step, "VMA of unknown kind")),
             };
@@ -1086,6 +1117,26 @@ impl Builder<'_> {
             if got != v.start {
                 return Err(self.err(&step, format!("mapped at {got:#x}")));
             }
+        }
+        Ok(())
+    }
+
+    /// A SysV attachment: one shmat of the whole segment at its first VMA (pgoff 0; dump
+    /// refuses partly unmapped attachments), then each VMA's own protection.
+    fn attach_sysv(&self, v: &Vma, step: &str) -> Result<()> {
+        let r = self.main();
+        let s = self.m.object(v.object_id).and_then(|o| o.sysv_shm.as_ref()).ok_or_else(|| self.err(step, "no SysV segment object"))?;
+        let id = s.perm.as_ref().map(|p| p.id).unwrap_or(-1);
+        if v.pgoff == 0 {
+            let got = self.call(step, r, libc::SYS_shmat, &[id as u64, v.start, v.shm_flags as u64])?;
+            if got != v.start {
+                return Err(self.err(step, format!("shmat of segment {id} landed at {got:#x}")));
+            }
+        }
+        let rdonly = v.shm_flags & stasis_sys::sysv::SHM_RDONLY != 0;
+        let attach_prot = (libc::PROT_READ | if rdonly { 0 } else { libc::PROT_WRITE }) as u32;
+        if v.prot != attach_prot {
+            self.call(step, r, libc::SYS_mprotect, &[v.start, v.end - v.start, v.prot as u64])?;
         }
         Ok(())
     }

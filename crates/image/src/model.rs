@@ -53,6 +53,12 @@ pub struct Process {
     /// For a zombie: the raw wait status (exit code << 8, or the killing signal).
     #[prost(int32, tag = "19")]
     pub exit_status: i32,
+    /// UTS namespace: object id of a `UtsNsObj`; 0 = the namespace of stasis itself.
+    #[prost(uint32, tag = "20")]
+    pub uts_ns: u32,
+    /// IPC namespace: object id of an `IpcNsObj`; 0 = the namespace of stasis itself.
+    #[prost(uint32, tag = "21")]
+    pub ipc_ns: u32,
     /// The pid in every PID namespace level from the dumper's (= `pid`) down to the
     /// process's own (`NSpid` of /proc/PID/status). Empty or one entry: the dumper's
     /// namespace. A process one level deeper than its parent (or than the dumper, for
@@ -183,6 +189,9 @@ pub struct Vma {
     /// Pages saved in pages.img for this VMA (informational).
     #[prost(uint64, tag = "10")]
     pub pages_saved: u64,
+    /// SysvShm: shmat(2) flags of the attachment (SHM_RDONLY).
+    #[prost(uint32, tag = "11")]
+    pub shm_flags: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
@@ -201,6 +210,9 @@ pub enum VmaKind {
     Vvar = 6,
     VvarVclock = 7,
     Vsyscall = 8,
+    /// An attachment of a SysV shared memory segment (`SysvShmObj`; the VMA's pgoff is
+    /// the offset in the segment). Contents are saved once per segment.
+    SysvShm = 9,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -394,6 +406,124 @@ pub struct Object {
     pub unix: Option<UnixObj>,
     #[prost(message, optional, tag = "22")]
     pub inet: Option<InetObj>,
+    #[prost(message, optional, tag = "23")]
+    pub uts_ns: Option<UtsNsObj>,
+    #[prost(message, optional, tag = "24")]
+    pub ipc_ns: Option<IpcNsObj>,
+    #[prost(message, optional, tag = "25")]
+    pub sysv_shm: Option<SysvShmObj>,
+    #[prost(message, optional, tag = "26")]
+    pub sysv_msg: Option<SysvMsgObj>,
+    #[prost(message, optional, tag = "27")]
+    pub sysv_sem: Option<SysvSemObj>,
+}
+
+/// A UTS namespace other than stasis's: restore creates a new one (the first process
+/// of the tree in it unshares) and sets the names.
+#[derive(Clone, PartialEq, Message)]
+pub struct UtsNsObj {
+    /// Inode of /proc/PID/ns/uts at dump time (identity only).
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub hostname: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub domainname: Vec<u8>,
+}
+
+/// An IPC namespace other than stasis's: restore creates a new one and recreates every
+/// SysV object of it (objects whose `ipc_ns` is this object's id) with the same ids.
+#[derive(Clone, PartialEq, Message)]
+pub struct IpcNsObj {
+    #[prost(uint64, tag = "1")]
+    pub ino: u64,
+    /// The namespace's /proc/sys/kernel limits (msgmax, msgmnb, msgmni, sem, shmall,
+    /// shmmax, shmmni, shm_rmid_forced): names and values as read.
+    #[prost(message, repeated, tag = "2")]
+    pub sysctls: Vec<Sysctl>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Sysctl {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// Identity and permissions common to SysV objects (struct ipc64_perm).
+#[derive(Clone, PartialEq, Message)]
+pub struct SysvPerm {
+    /// Object id (shmid, msqid, semid); restore reproduces it.
+    #[prost(int32, tag = "1")]
+    pub id: i32,
+    /// IPC key (0 = IPC_PRIVATE, also what a segment marked destroyed shows).
+    #[prost(int32, tag = "2")]
+    pub key: i32,
+    #[prost(uint32, tag = "3")]
+    pub uid: u32,
+    #[prost(uint32, tag = "4")]
+    pub gid: u32,
+    /// Creator ids: informational (the kernel sets them from the creating task).
+    #[prost(uint32, tag = "5")]
+    pub cuid: u32,
+    #[prost(uint32, tag = "6")]
+    pub cgid: u32,
+    /// Permission bits (0o777).
+    #[prost(uint32, tag = "7")]
+    pub mode: u32,
+}
+
+/// A SysV shared memory segment. Contents are page runs under this object's id, by
+/// offset in the segment (pages that never existed are not saved).
+#[derive(Clone, PartialEq, Message)]
+pub struct SysvShmObj {
+    /// `IpcNsObj` id; 0 = stasis's own namespace (only segments the tree attached).
+    #[prost(uint32, tag = "1")]
+    pub ipc_ns: u32,
+    #[prost(message, optional, tag = "2")]
+    pub perm: Option<SysvPerm>,
+    #[prost(uint64, tag = "3")]
+    pub size: u64,
+    /// Marked for destruction (IPC_RMID while attached, SHM_DEST).
+    #[prost(bool, tag = "4")]
+    pub destroyed: bool,
+    /// SHM_LOCK'ed.
+    #[prost(bool, tag = "5")]
+    pub locked: bool,
+}
+
+/// A SysV message queue and its messages, oldest first.
+#[derive(Clone, PartialEq, Message)]
+pub struct SysvMsgObj {
+    #[prost(uint32, tag = "1")]
+    pub ipc_ns: u32,
+    #[prost(message, optional, tag = "2")]
+    pub perm: Option<SysvPerm>,
+    /// msg_qbytes: the queue's capacity in bytes.
+    #[prost(uint64, tag = "3")]
+    pub qbytes: u64,
+    #[prost(message, repeated, tag = "4")]
+    pub messages: Vec<SysvMsg>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct SysvMsg {
+    #[prost(int64, tag = "1")]
+    pub mtype: i64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub data: Vec<u8>,
+}
+
+/// A SysV semaphore set: its values (nsems = values.len()).
+#[derive(Clone, PartialEq, Message)]
+pub struct SysvSemObj {
+    #[prost(uint32, tag = "1")]
+    pub ipc_ns: u32,
+    #[prost(message, optional, tag = "2")]
+    pub perm: Option<SysvPerm>,
+    #[prost(uint32, repeated, tag = "3")]
+    pub values: Vec<u32>,
 }
 
 /// An eventfd: its counter and flags.

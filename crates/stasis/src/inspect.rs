@@ -15,6 +15,7 @@ fn kind_name(k: i32) -> &'static str {
         VmaKind::Vvar => "vvar",
         VmaKind::VvarVclock => "vvar_vclock",
         VmaKind::Vsyscall => "vsyscall",
+        VmaKind::SysvShm => "sysv-shm",
         VmaKind::Unknown => "unknown",
     }
 }
@@ -60,6 +61,37 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
     } else {
         json!({"kind": "other", "id": id})
     }
+}
+
+/// UTS/IPC namespaces of the tree's own and the SysV objects the image holds.
+fn ipc_json(m: &stasis_image::Manifest) -> Value {
+    let ns_name = |id: u32| if id == 0 { "stasis's own".to_string() } else { format!("object {id}") };
+    let perm = |p: &Option<SysvPerm>| {
+        let p = p.clone().unwrap_or_default();
+        json!({"id": p.id, "key": format!("{:#x}", p.key), "owner": format!("{}:{}", p.uid, p.gid), "mode": format!("{:o}", p.mode)})
+    };
+    let mut out = Vec::new();
+    for o in &m.objects {
+        let mut d = if let Some(u) = &o.uts_ns {
+            json!({"kind": "uts-ns", "inode": u.ino, "hostname": String::from_utf8_lossy(&u.hostname), "domainname": String::from_utf8_lossy(&u.domainname)})
+        } else if let Some(n) = &o.ipc_ns {
+            json!({"kind": "ipc-ns", "inode": n.ino, "sysctls": n.sysctls.iter().map(|s| format!("{}={}", s.name, s.value)).collect::<Vec<_>>()})
+        } else if let Some(s) = &o.sysv_shm {
+            let pages: u64 = m.index.runs.iter().filter(|r| r.object_id == o.id).map(|r| r.count as u64).sum();
+            json!({"kind": "sysv-shm", "ns": ns_name(s.ipc_ns), "perm": perm(&s.perm), "size": s.size, "pages_saved": pages,
+                   "destroyed": s.destroyed, "locked": s.locked})
+        } else if let Some(q) = &o.sysv_msg {
+            json!({"kind": "sysv-msg", "ns": ns_name(q.ipc_ns), "perm": perm(&q.perm), "qbytes": q.qbytes, "messages": q.messages.len(),
+                   "bytes": q.messages.iter().map(|x| x.data.len()).sum::<usize>()})
+        } else if let Some(s) = &o.sysv_sem {
+            json!({"kind": "sysv-sem", "ns": ns_name(s.ipc_ns), "perm": perm(&s.perm), "values": s.values})
+        } else {
+            continue;
+        };
+        d["object"] = json!(o.id);
+        out.push(d);
+    }
+    Value::Array(out)
 }
 
 pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
@@ -116,6 +148,8 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         "itimers": p.itimers.len(),
         "posix_timers": p.posix_timers.len(),
         "objects": m.objects.len(),
+        "namespaces": m.processes.iter().map(|q| json!({"pid": q.pid, "uts_ns": q.uts_ns, "ipc_ns": q.ipc_ns})).collect::<Vec<_>>(),
+        "sysv_ipc": ipc_json(m),
         "pages": {"runs": m.index.runs.len(), "pages": m.index.runs.iter().map(|r| r.count as u64).sum::<u64>()},
         "sizes": {"manifest.img": size(stasis_image::MANIFEST),
             "pages": (0..m.end.shards.len() as u32).map(|k| json!({"file": stasis_image::pages_file_name(k), "bytes": size(&stasis_image::pages_file_name(k))})).collect::<Vec<_>>(),
@@ -165,6 +199,9 @@ pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
         p.itimers.len(),
         p.posix_timers.len()
     );
+    for o in j["sysv_ipc"].as_array().into_iter().flatten() {
+        println!("ipc: {o}");
+    }
     println!("sizes: {}", j["sizes"]);
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod probe;
 pub mod ptrace;
 pub mod remote;
 pub mod sys;
+pub mod sysv;
 
 pub use std::io::{Error, Result};
 
