@@ -75,6 +75,53 @@ fn check_member(pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a process that shares its address space with one of its children without
+/// being a thread of it (vfork, clone(CLONE_VM)): both would be restored with copies.
+fn shares_vm_with_child(pid: i32) -> Result<()> {
+    const KCMP_VM: i32 = 1;
+    for c in children_of(pid) {
+        if stasis_sys::sys::kcmp(pid, c, KCMP_VM, 0, 0).ok() == Some(0) {
+            let state = procfs::status(pid).ok().and_then(|s| procfs::status_field(&s, "State").map(str::to_string)).unwrap_or_default();
+            let how = if state.starts_with('D') { "it is a vfork parent waiting for its child" } else { "clone(CLONE_VM) without CLONE_THREAD" };
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("it shares its address space with its child {c} ({how}); processes sharing memory this way"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Marks processes that share their fd table or fs struct with their parent (clone
+/// CLONE_FILES / CLONE_FS). Sharing with any other process of the tree is refused.
+fn shared_tables(procs: &mut [Process]) -> Result<()> {
+    const KCMP_FILES: i32 = 2;
+    const KCMP_FS: i32 = 3;
+    let same = |a: i32, b: i32, ty: i32| stasis_sys::sys::kcmp(a, b, ty, 0, 0).ok() == Some(0);
+    let live: Vec<(i32, i32)> = procs.iter().filter(|p| !p.zombie).map(|p| (p.pid, p.ppid)).collect();
+    for (i, &(pid, ppid)) in live.iter().enumerate() {
+        for (ty, what) in [(KCMP_FILES, "fd table (CLONE_FILES)"), (KCMP_FS, "cwd/root/umask (CLONE_FS)")] {
+            for &(other, _) in &live[..i] {
+                if other != ppid && same(pid, other, ty) && !(same(pid, ppid, ty) && same(other, ppid, ty)) {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("it shares its {what} with pid {other}, which is not its parent"),
+                    });
+                }
+            }
+            if i > 0 && live[..i].iter().any(|q| q.0 == ppid) && same(pid, ppid, ty) {
+                let p = procs.iter_mut().find(|p| p.pid == pid).unwrap();
+                if ty == KCMP_FILES {
+                    p.shares_files = true;
+                } else {
+                    p.shares_fs = true;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Children of `pid` (of all its threads).
 fn children_of(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
@@ -231,6 +278,9 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
             if state == 'Z' && pid != root {
                 return Ok(Member::Zombie { pid, ppid });
             }
+            // Before seizing: a vfork parent waits uninterruptibly for its child and
+            // would never stop.
+            shares_vm_with_child(pid)?;
             let vdso = vdso_range(pid)?;
             let fz = Frozen::seize(pid)?;
             Ok(Member::Live { fz, vdso, stopped: state == 'T', ppid })
@@ -356,6 +406,7 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
         cols.push(col);
     }
     crate::ns::collect(&mut procs)?;
+    shared_tables(&mut procs)?;
     let all_fds: Vec<_> = procs.iter().flat_map(|p| p.fds.iter().cloned()).collect();
     files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;
     if let Some((pid, why)) = ns::check_tree(&procs) {

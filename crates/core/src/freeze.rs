@@ -49,7 +49,7 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     ptrace::interrupt(tid).ctx(pid, || format!("PTRACE_INTERRUPT of thread {tid}"))?;
     let mut delivering = None;
     loop {
-        let st = ptrace::wait(tid).ctx(pid, || format!("waiting for thread {tid} to stop"))?;
+        let st = wait_stop(pid, tid)?;
         match ptrace::decode(st) {
             Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => break,
             Stop::Stopped(sig, 0) => {
@@ -69,6 +69,36 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     let regs = ptrace::getregs(tid).ctx(pid, || format!("PTRACE_GETREGS of thread {tid}"))?;
     let sigmask = ptrace::get_sigmask(tid).ctx(pid, || format!("PTRACE_GETSIGMASK of thread {tid}"))?;
     Ok(Some(FrozenThread { tid, regs, sigmask, delivering }))
+}
+
+/// How long a thread may take to reach its interrupt stop. A thread in an
+/// uninterruptible wait the kernel does not break for ptrace (a vfork parent waiting for
+/// its child, a task stuck in D state on a dead NFS server) never stops.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn wait_stop(pid: i32, tid: i32) -> Result<i32> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match stasis_sys::sys::try_waitpid(tid, libc::__WALL) {
+            Ok(Some((_, st))) => return Ok(st),
+            Ok(None) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(e).ctx(pid, || format!("waiting for thread {tid} to stop")),
+        }
+        if t0.elapsed() > STOP_TIMEOUT {
+            let state = procfs::status(tid).ok().and_then(|s| procfs::status_field(&s, "State").map(str::to_string)).unwrap_or_default();
+            let wchan = procfs::read(tid, "wchan").unwrap_or_default();
+            return Err(Error::Refused {
+                pid,
+                why: format!(
+                    "thread {tid} did not stop within {} s (state {state}{}); it is in a wait that ptrace cannot interrupt",
+                    STOP_TIMEOUT.as_secs(),
+                    if wchan.is_empty() || wchan == "0" { String::new() } else { format!(", waiting in {wchan}") }
+                ),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
 }
 
 impl Frozen {

@@ -122,6 +122,11 @@ struct ProcPlan {
     new_mnt: bool,
     /// Mounts a fresh procfs on /proc (after entering its PID namespace).
     mount_proc: bool,
+    /// Shares its parent's fd table (CLONE_FILES): the parent places the fds.
+    shares_files: bool,
+    /// Closes the carried fds and re-takes locks: false when a process built after it
+    /// shares its fd table (that one does it, last).
+    closes_table: bool,
     zombie: bool,
     exit_status: i32,
     /// (target fd number, carry slot, cloexec)
@@ -224,7 +229,11 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
         procs.push(ProcPlan {
             pid: p.pid,
             set_tid,
-            clone_flags: if new_pidns { libc::CLONE_NEWPID as u64 } else { 0 },
+            clone_flags: if new_pidns { libc::CLONE_NEWPID as u64 } else { 0 }
+                | if p.shares_files { libc::CLONE_FILES as u64 } else { 0 }
+                | if p.shares_fs { libc::CLONE_FS as u64 } else { 0 },
+            shares_files: p.shares_files,
+            closes_table: true,
             // the root is re-parented (exit_signal becomes SIGCHLD anyway)
             exit_signal: match p.exit_signal {
                 _ if procs.is_empty() => libc::SIGCHLD,
@@ -252,6 +261,10 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
     for (i, p) in m.processes.iter().enumerate().skip(1) {
         let parent = m.processes.iter().position(|q| q.pid == p.ppid).ok_or_else(|| step(format!("parent {} of pid {} missing", p.ppid, p.pid)))?;
         procs[parent].children.push(i);
+        if p.shares_files && !p.zombie {
+            // parents come first: the table's last process closes it
+            procs[parent].closes_table = false;
+        }
     }
     // Shared anonymous memory: create each object here, fill it, pass its fd.
     let mut shm_keep = Vec::new();
@@ -395,7 +408,14 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
             Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
         }
     }
-    for &(target, slot, cloexec) in &pp.assign {
+    // A table of its own: drop whatever the parent's table held below the carried fds
+    // (a sharing ancestor may have placed its fds already); a shared table is filled by
+    // the parent.
+    let own_table = idx == 0 || !pp.shares_files;
+    if idx > 0 && own_table && plan.base > 0 && child::close_range(0, plan.base as u32 - 1) < 0 {
+        child_fail(b"closing inherited fds", pp.pid, ctl);
+    }
+    for &(target, slot, cloexec) in pp.assign.iter().filter(|_| own_table) {
         if child::dup3(tmp[slot], target, if cloexec { libc::O_CLOEXEC } else { 0 }) < 0 {
             child_fail(b"placing an fd at its original number", pp.pid, ctl);
         }
@@ -1018,11 +1038,14 @@ impl Builder<'_> {
                 debug!(pid = self.pid, pgid = pg, "process group not joined: {e}");
             }
         }
-        // close the carried fds (all above the target's highest fd)
-        let r = self.main();
-        self.call("closing restorer fds", r, libc::SYS_close_range, &[self.plan.base as u64, u32::MAX as u64, 0])?;
-        // after that close: closing any fd of a file drops the process's POSIX locks on it
-        self.locks()?;
+        // close the carried fds (all above the target's highest fd), unless a process
+        // built later shares this fd table and still needs them
+        if self.pp.closes_table {
+            let r = self.main();
+            self.call("closing restorer fds", r, libc::SYS_close_range, &[self.plan.base as u64, u32::MAX as u64, 0])?;
+            // after that close: closing any fd of a file drops the process's POSIX locks on it
+            self.locks()?;
+        }
         self.epoll_items()?;
         // --detach: hand the process over to its new parent before setting pdeathsig.
         if let Some((w, mpid)) = if self.is_root { ch.middle.take() } else { None } {

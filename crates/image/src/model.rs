@@ -77,6 +77,12 @@ pub struct Process {
     /// /proc of its mount namespace shows).
     #[prost(bool, tag = "43")]
     pub mount_proc: bool,
+    /// Shares its fd table with its parent (clone CLONE_FILES without CLONE_THREAD).
+    #[prost(bool, tag = "44")]
+    pub shares_files: bool,
+    /// Shares cwd, root and umask with its parent (clone CLONE_FS).
+    #[prost(bool, tag = "45")]
+    pub shares_fs: bool,
 }
 
 /// A file lock to take again after the fds are back.

@@ -87,3 +87,41 @@ fn tree_foreground_restore() {
     let st = w.restore_foreground(Duration::from_secs(30));
     w.assert_pass(st);
 }
+
+/// clone() children sharing the parent's fd table (CLONE_FILES) and cwd/umask
+/// (CLONE_FS), a plain child with its own table, and a child whose exit signal is
+/// SIGUSR1: the workload checks each sharing (and non-sharing) after restore.
+#[test]
+fn clone_files_fs_and_exit_signal() {
+    let _t = serial();
+    let mut w = Workload::start("clone_share", &[]);
+    let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
+    if direct() {
+        w.go_and_pass();
+        return;
+    }
+    w.dump();
+    assert!(wait_until(Duration::from_secs(10), || {
+        reap_strays(false);
+        kids.iter().all(|k| !pid_exists(*k))
+    }));
+    w.restore();
+    w.go_and_pass();
+}
+
+/// A vfork parent (waiting uninterruptibly for its child) and a clone(CLONE_VM) child
+/// are refused at once with the two pids named; both keep running.
+#[test]
+fn shared_address_space_is_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    for mode in ["vfork", "vm"] {
+        let mut w = Workload::start("share_vm", &[mode]);
+        let kid = w.info("child");
+        let r = w.try_dump(&[]);
+        assert_clean_error(&r, &[&w.pid.to_string(), &kid, "address space"], &w.report());
+        assert!(r.elapsed < Duration::from_secs(5), "refusal took {:?}", r.elapsed);
+        assert!(pid_exists(kid.parse().unwrap()), "child gone after a refused dump");
+        w.go_and_pass();
+    }
+}
