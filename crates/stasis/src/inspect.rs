@@ -82,14 +82,24 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
                    "pages_saved": v.pages_saved, "flags": v.vm_flags})
         })
         .collect();
-    let fds: Vec<Value> = p
-        .fds
+    let fds_of = |q: &Process| -> Vec<Value> {
+        q.fds
+            .iter()
+            .map(|f| {
+                let mut d = object_desc(m, f.object_id);
+                d["fd"] = json!(f.fd);
+                d["cloexec"] = json!(f.cloexec);
+                d
+            })
+            .collect()
+    };
+    let fds = fds_of(p);
+    let processes: Vec<Value> = m
+        .processes
         .iter()
-        .map(|f| {
-            let mut d = object_desc(m, f.object_id);
-            d["fd"] = json!(f.fd);
-            d["cloexec"] = json!(f.cloexec);
-            d
+        .map(|q| {
+            json!({"pid": q.pid, "ppid": q.ppid, "comm": q.comm, "zombie": q.zombie, "exit_status": q.exit_status,
+                   "threads": q.threads.len(), "fds": fds_of(q)})
         })
         .collect();
     let size = |f: &str| std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
@@ -105,6 +115,7 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         "threads": threads,
         "vmas": vmas,
         "fds": fds,
+        "processes": processes,
         "credentials": {"uids": c.uids, "gids": c.gids, "groups": c.groups,
             "cap_eff": format!("{:#x}", c.cap_eff), "cap_prm": format!("{:#x}", c.cap_prm),
             "cap_inh": format!("{:#x}", c.cap_inh), "cap_bnd": format!("{:#x}", c.cap_bnd),
