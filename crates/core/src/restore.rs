@@ -135,6 +135,8 @@ struct Plan {
     tramp: u64,
     /// The tree, root first, parents before children (the image's order).
     procs: Vec<ProcPlan>,
+    /// Named FIFOs held open by the restorer until every new process has its fds.
+    fifo_keep: Vec<OwnedFd>,
 }
 
 fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> {
@@ -237,7 +239,8 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
     let max_target = m.processes.iter().flat_map(|p| p.fds.iter()).map(|f| f.fd).max().unwrap_or(0);
     let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);
     let base = max_target.max(max_ours).max(carry.len() as i32 + 3) + 1;
-    Ok((Plan { carry, map_slot, base, tramp, procs }, shm_keep))
+    let fifo_keep = std::mem::take(&mut opened.keep);
+    Ok((Plan { carry, map_slot, base, tramp, procs, fifo_keep }, shm_keep))
 }
 
 /// Fills shared-memory objects from pages.img (through the fds the plan holds).
@@ -578,7 +581,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     sys::raise_nofile_limit();
     // Orphans of a failed restore come back to us to be reaped.
     let _ = sys::set_child_subreaper();
-    let (plan, _shm_regions) = build_plan(&m, tramp)?;
+    let (mut plan, _shm_regions) = build_plan(&m, tramp)?;
     fill_shmem(&m, &plan, &shards)?;
     // epoll items, per process (an instance shared by fork is filled once)
     let mut epoll_done = Vec::new();
@@ -670,6 +673,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
         tmp_by_pid.insert(who, words[1..].to_vec());
     }
     info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
+    // Every process holds its own FIFO descriptions now: a FIFO must not stay open here
+    // (a reader would never see EOF).
+    plan.fifo_keep.clear();
     // -- drive them: every process up to its registers, then all registers, then go ----
     let mut builders = Vec::new();
     for (i, q) in m.processes.iter().enumerate() {

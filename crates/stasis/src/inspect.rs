@@ -39,6 +39,16 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         let p = m.object(e.pipe_id).and_then(|o| o.pipe.clone()).unwrap_or_default();
         json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
                "buffered_bytes": p.data.len(), "capacity": p.capacity})
+    } else if let Some(ff) = &o.fifo_fd {
+        let f = m.object(ff.fifo_id).and_then(|o| o.fifo.clone()).unwrap_or_default();
+        let mode = match ff.flags & libc::O_ACCMODE as u32 {
+            0 => "r",
+            1 => "w",
+            _ => "rw",
+        };
+        json!({"kind": "fifo", "id": id, "fifo": ff.fifo_id, "path": f.path, "mode": mode,
+               "flags": format!("{:#o}", ff.flags), "buffered_bytes": f.data.len(), "capacity": f.capacity,
+               "external": f.external})
     } else if let Some(u) = &o.unix {
         let ty = stasis_core::fdkinds::unix::type_name(u.sock_type);
         if u.peer_ino != 0 {
