@@ -506,20 +506,25 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
     }
     let shards: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
     stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
+    // Each mapped file once, however many VMAs and processes map it (hashing the same
+    // executable for every VMA of every process of a tree costs seconds).
+    let mut checked = std::collections::HashSet::new();
     for q in m.processes.iter().filter(|q| !q.zombie) {
+        let mm = q.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
+        if checked.insert(mm.exe_object) {
+            if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
+                if let Some(id) = &exe.identity {
+                    files::check_identity(&exe.path, id, "executable")?;
+                }
+            }
+        }
         for v in &q.vmas {
-            if v.object_id != 0 {
+            if v.object_id != 0 && checked.insert(v.object_id) {
                 if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
                     if let Some(id) = &mf.identity {
                         files::check_identity(&mf.path, id, &format!("file mapped at {:#x}", v.start))?;
                     }
                 }
-            }
-        }
-        let mm = q.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
-        if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
-            if let Some(id) = &exe.identity {
-                files::check_identity(&exe.path, id, "executable")?;
             }
         }
         for fd in &q.fds {
