@@ -566,11 +566,25 @@ struct TreeRun {
     cr: CrRun,
 }
 
-/// Kills (SIGKILL) and reaps, on drop, every listed process that still runs bench-tree.
+/// Kills (SIGKILL) and reaps, on drop, every listed process and every descendant of
+/// one that still runs bench-tree (a tree that failed half-way may not have reported
+/// all its pids).
 struct TreeGuard(Vec<i32>);
 
 impl Drop for TreeGuard {
     fn drop(&mut self) {
+        let mut todo = self.0.clone();
+        while let Some(p) = todo.pop() {
+            for t in fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+                let kids = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                for k in kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()) {
+                    if !self.0.contains(&k) {
+                        self.0.push(k);
+                        todo.push(k);
+                    }
+                }
+            }
+        }
         for &p in &self.0 {
             let cmdline = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
             if cmdline.split(|&b| b == 0).any(|a| a == b"bench-tree") {
@@ -1542,7 +1556,8 @@ every process's region in turn, *seq write* and *first touch* of the total, as a
             metric_row("restore / first touch", &col(&|r| Some(gbps(total, r.cr.restore_s) / r.touch)), 2, &[]),
             metric_row("image pages MiB (stats.json)", &col(&|r| r.cr.pages_bytes.map(|b| b as f64 / MIB as f64)), 1, &[]),
         ];
-        t += &format!("### {} processes × {}\n\n", shape.procs, size_label(shape.size));
+        let procs = if shape.procs == 1 { "1 process".to_string() } else { format!("{} processes", shape.procs) };
+        t += &format!("### {procs} × {}\n\n", size_label(shape.size));
         t += &md_table(&header, &rows, true);
         t += "\n";
     }
