@@ -3,7 +3,9 @@
 //!
 //! Kinds: path-named files (regular, directory, memory character devices such as
 //! /dev/null), files deleted while open and memfds (content saved), pipes with both ends
-//! in the process (buffered bytes saved with tee(2), which does not consume them);
+//! in the process (buffered bytes saved with tee(2), which does not consume them); named
+//! FIFOs (one object per inode with its bytes, one per open description, reopened by
+//! path);
 //! eventfd, timerfd, signalfd, epoll and inotify through `fdkinds` (one module each).
 //! Everything else is refused with the fd number and its kind.
 
@@ -161,6 +163,15 @@ fn socket_kind(f: &OwnedFd) -> String {
     }
 }
 
+/// A named FIFO seen in the tree, and one (pid, fd) through which to reach it.
+struct FifoSeen {
+    fifo_id: u32,
+    dev: u64,
+    ino: u64,
+    path: String,
+    via: (i32, i32),
+}
+
 struct PipeSeen {
     ino: u64,
     pipe_id: u32,
@@ -177,6 +188,7 @@ pub struct FdState {
     /// (dev, ino) -> [(pid, fd, object id)]
     descs: HashMap<(u64, u64), Vec<(i32, i32, u32)>>,
     pipes: Vec<PipeSeen>,
+    fifos: Vec<FifoSeen>,
     unix_table: Option<fdkinds::unix::Table>,
     /// Every process of the tree.
     pub tree: Vec<i32>,
@@ -228,6 +240,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
     let mut out = Vec::new();
     let descs = &mut st.descs;
     let pipes = &mut st.pipes;
+    let fifos = &mut st.fifos;
     let unix_table = &mut st.unix_table;
     for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
         let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
@@ -281,10 +294,9 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
             }
             let o = fdkinds::unix::dump(pid, fd, md.ino(), flags, &dup, unix_table.as_ref().unwrap())?;
             objs.intern(format!("unix-fd:{pid}:{fd}"), |_| o)
+        } else if ft.is_fifo() && !link.starts_with("pipe:") {
+            fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
         } else if ft.is_fifo() {
-            if !link.starts_with("pipe:") {
-                return Err(Error::Unsupported { pid, what: format!("fd {fd} is a named FIFO ({link})") });
-            }
             let ino = md.ino();
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
             let pos = pipes.iter().position(|p| p.ino == ino).unwrap_or_else(|| {
@@ -350,6 +362,59 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
     Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
 }
 
+/// A new open description of a named FIFO: the FIFO object (one per inode, its bytes are
+/// read in `finish_fds`) and the description's object (access mode and flags).
+fn fifo_fd(
+    pid: i32,
+    fd: i32,
+    link: &str,
+    md: &std::fs::Metadata,
+    flags: u32,
+    objs: &mut ObjectTable,
+    fifos: &mut Vec<FifoSeen>,
+) -> Result<u32> {
+    if !link.starts_with('/') || (link.ends_with(" (deleted)") && md.nlink() == 0) {
+        return Err(Error::Unsupported { pid, what: format!("fd {fd} is a named FIFO whose path was removed ({link})") });
+    }
+    let (dev, ino) = (md.dev(), md.ino());
+    let fifo_id = objs.intern(format!("fifo:{dev}:{ino}"), |_| Object {
+        fifo: Some(FifoObj { path: link.to_string(), dev, ino, ..Default::default() }),
+        ..Default::default()
+    });
+    if !fifos.iter().any(|f| f.fifo_id == fifo_id) {
+        fifos.push(FifoSeen { fifo_id, dev, ino, path: link.to_string(), via: (pid, fd) });
+    }
+    Ok(objs.intern(format!("fifo-fd:{pid}:{fd}"), |_| Object {
+        fifo_fd: Some(FifoFdObj { fifo_id, flags }),
+        ..Default::default()
+    }))
+}
+
+/// Capacity of the pipe behind `f` (which must be readable) and the bytes buffered in
+/// it, copied with tee(2): nothing is consumed.
+fn peek_pipe(pid: i32, what: &str, f: &OwnedFd) -> Result<(u32, Vec<u8>)> {
+    let cap = sys::fcntl(f.as_raw_fd(), libc::F_GETPIPE_SZ, 0).ctx(pid, || format!("F_GETPIPE_SZ of {what}"))?;
+    let (tr, tw) = sys::pipe2(libc::O_CLOEXEC | libc::O_NONBLOCK).ctx(pid, || "creating a pipe".into())?;
+    let _ = sys::fcntl(tw.as_raw_fd(), libc::F_SETPIPE_SZ, cap);
+    let mut data = Vec::new();
+    let n = match sys::tee(f.as_fd(), tw.as_fd(), cap as usize, libc::SPLICE_F_NONBLOCK) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => 0,
+        Err(e) => return Err(e).ctx(pid, || format!("tee from {what}")),
+    };
+    data.resize(n, 0);
+    let mut got = 0;
+    while got < n {
+        let k = sys::read_fd(tr.as_fd(), &mut data[got..]).ctx(pid, || format!("reading copy of {what}"))?;
+        if k == 0 {
+            break;
+        }
+        got += k;
+    }
+    data.truncate(got);
+    Ok((cap as u32, data))
+}
+
 /// After every process of the tree: pipes (both ends inside the tree, or closed, or
 /// shared with an outside process) get their buffered bytes, copied without consuming
 /// them; unix socket pairs must have both ends inside the tree.
@@ -377,27 +442,30 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
         let Some((pid, rfd)) = p.read_fd else { continue }; // unread bytes nobody can ever read
         let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
         let ours = sys::pidfd_getfd(pidfd.as_fd(), rfd).ctx(pid, || format!("pidfd_getfd of pipe fd {rfd}"))?;
-        let cap = sys::fcntl(ours.as_raw_fd(), libc::F_GETPIPE_SZ, 0).ctx(pid, || format!("F_GETPIPE_SZ of fd {rfd}"))?;
-        let (tr, tw) = sys::pipe2(libc::O_CLOEXEC | libc::O_NONBLOCK).ctx(pid, || "creating a pipe".into())?;
-        let _ = sys::fcntl(tw.as_raw_fd(), libc::F_SETPIPE_SZ, cap);
-        let mut data = Vec::new();
-        let n = match sys::tee(ours.as_fd(), tw.as_fd(), cap as usize, libc::SPLICE_F_NONBLOCK) {
-            Ok(n) => n,
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => 0,
-            Err(e) => return Err(e).ctx(pid, || format!("tee from pipe fd {rfd}")),
-        };
-        data.resize(n, 0);
-        let mut got = 0;
-        while got < n {
-            let k = sys::read_fd(tr.as_fd(), &mut data[got..]).ctx(pid, || format!("reading copy of pipe fd {rfd}"))?;
-            if k == 0 {
-                break;
-            }
-            got += k;
-        }
-        data.truncate(got);
+        let (cap, data) = peek_pipe(pid, &format!("pipe fd {rfd}"), &ours)?;
         let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
-        o.capacity = cap as u32;
+        o.capacity = cap;
+        o.data = data;
+    }
+    for f in &st.fifos {
+        let (pid, fd) = f.via;
+        if let Some(other) = fifo_holder(&st.tree, f) {
+            // Its bytes stay in the kernel as long as that process keeps the FIFO open,
+            // and restore attaches to the same pipe by opening the path again.
+            tracing::info!(pid, fd, "named FIFO {} is also open in {other}; its bytes are left to it", f.path);
+            let o = objs.get_mut(f.fifo_id).unwrap().fifo.as_mut().unwrap();
+            o.external = format!("open in {other}");
+            continue;
+        }
+        // A description of our own, readable whatever the tree's descriptions are;
+        // O_RDWR never blocks on a FIFO.
+        let via = format!("/proc/{pid}/fd/{fd}");
+        let c = CString::new(via.clone()).map_err(|e| Error::Unsupported { pid, what: e.to_string() })?;
+        let ours = sys::open(&c, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY, 0)
+            .ctx(pid, || format!("opening named FIFO {} (fd {fd}) through {via}", f.path))?;
+        let (cap, data) = peek_pipe(pid, &format!("named FIFO {} (fd {fd})", f.path), &ours)?;
+        let o = objs.get_mut(f.fifo_id).unwrap().fifo.as_mut().unwrap();
+        o.capacity = cap;
         o.data = data;
     }
     fdkinds::unix::check_peers(root, &objs.objects, all_fds)?;
@@ -416,6 +484,29 @@ fn pipe_holder(tree: &[i32], ino: u64) -> Option<String> {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else { continue };
         for f in fds.flatten() {
             if std::fs::read_link(f.path()).map(|l| l.as_os_str() == want.as_str()).unwrap_or(false) {
+                let comm = procfs::read(other, "comm").unwrap_or_default();
+                return Some(format!("pid {other} ({})", comm.trim()));
+            }
+        }
+    }
+    None
+}
+
+/// A process outside `tree` with an fd on named FIFO `f`, if any (scans /proc/*/fd).
+fn fifo_holder(tree: &[i32], f: &FifoSeen) -> Option<String> {
+    let me = sys::getpid();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(other) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if tree.contains(&other) || other == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else { continue };
+        for fd in fds.flatten() {
+            if !std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str().as_encoded_bytes().starts_with(b"/")) {
+                continue; // pipes, sockets, anonymous inodes
+            }
+            let Ok(md) = std::fs::metadata(fd.path()) else { continue };
+            if md.file_type().is_fifo() && md.dev() == f.dev && md.ino() == f.ino {
                 let comm = procfs::read(other, "comm").unwrap_or_default();
                 return Some(format!("pid {other} ({})", comm.trim()));
             }
@@ -465,6 +556,9 @@ fn open_path(path: &str, flags: u32, mode: u32) -> std::io::Result<OwnedFd> {
 #[derive(Default)]
 pub struct Opened {
     pub by_object: HashMap<u32, OwnedFd>,
+    /// O_RDWR descriptions of named FIFOs that keep them open (and their refilled
+    /// bytes alive) until every new process holds its own descriptions.
+    pub keep: Vec<OwnedFd>,
 }
 
 /// Recreates every nameless inode (deleted file, memfd) with its content: a memfd with
@@ -522,6 +616,7 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
     let mut unix_made: HashMap<u32, OwnedFd> = HashMap::new();
+    let mut fifo_held: HashMap<u32, usize> = HashMap::new();
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
     for fd in m.processes.iter().flat_map(|p| p.fds.iter()) {
@@ -582,6 +677,23 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
                 let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
             }
             opened.by_object.insert(fd.object_id, owned);
+        } else if let Some(ff) = &o.fifo_fd {
+            let fifo = m
+                .object(ff.fifo_id)
+                .and_then(|o| o.fifo.as_ref())
+                .ok_or_else(|| step(format!("fd {} refers to a missing named FIFO", fd.fd)))?;
+            if !fifo_held.contains_key(&ff.fifo_id) {
+                let holder = open_fifo(pid, fifo, fd.fd)?;
+                opened.keep.push(holder);
+                fifo_held.insert(ff.fifo_id, opened.keep.len() - 1);
+            }
+            // With our O_RDWR description open, no access mode blocks or fails with ENXIO.
+            let acc = ff.flags & libc::O_ACCMODE as u32;
+            let f = open_path(&fifo.path, acc | libc::O_NONBLOCK as u32, 0)
+                .map_err(|e| step(format!("opening named FIFO {} for fd {}: {e}", fifo.path, fd.fd)))?;
+            sys::fcntl(f.as_raw_fd(), libc::F_SETFL, (ff.flags & !(libc::O_ACCMODE as u32)) as i64)
+                .map_err(|e| step(format!("flags {:#o} of named FIFO {} (fd {}): {e}", ff.flags, fifo.path, fd.fd)))?;
+            opened.by_object.insert(fd.object_id, f);
         } else if let Some(i) = &o.inet {
             let s = fdkinds::inet::open(i).map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
             opened.by_object.insert(fd.object_id, s);
@@ -596,6 +708,40 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
     }
     fdkinds::inet::finish_restore().map_err(|e| step(format!("leaving TCP repair mode: {e}")))?;
     Ok(opened)
+}
+
+/// Opens named FIFO `f` O_RDWR (which never blocks) after checking that its path still
+/// is a FIFO, and puts back the bytes that were buffered in it. Refuses when the FIFO
+/// already holds bytes although nobody outside the tree had it open at dump time.
+fn open_fifo(pid: i32, f: &FifoObj, fd: i32) -> Result<OwnedFd> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = format!("named FIFO {} (fd {fd})", f.path);
+    match std::fs::metadata(&f.path) {
+        Ok(md) if md.file_type().is_fifo() => {}
+        Ok(_) => return Err(Error::RestoreRefused(format!("{what}: the path is no longer a FIFO"))),
+        Err(e) => return Err(Error::RestoreRefused(format!("{what} is missing: {e}; recreate it with mkfifo"))),
+    }
+    let h = open_path(&f.path, (libc::O_RDWR | libc::O_NONBLOCK) as u32, 0)
+        .map_err(|e| Error::RestoreRefused(format!("{what}: cannot open it: {e}")))?;
+    if !f.external.is_empty() {
+        return Ok(h); // its bytes were left with the outside process
+    }
+    let now = sys::inq(h.as_fd()).unwrap_or(0);
+    if now > 0 {
+        return Err(Error::RestoreRefused(format!(
+            "{what} already holds {now} bytes (another process has it open); the image's {} bytes would be mixed with them",
+            f.data.len()
+        )));
+    }
+    let step = |why: String| Error::RestoreStep { pid, step: format!("refilling {what}"), why };
+    if f.capacity > 0 {
+        let _ = sys::fcntl(h.as_raw_fd(), libc::F_SETPIPE_SZ, f.capacity as i64);
+    }
+    let mut off = 0;
+    while off < f.data.len() {
+        off += sys::write_fd(h.as_fd(), &f.data[off..]).map_err(|e| step(format!("at byte {off} of {}: {e}", f.data.len())))?;
+    }
+    Ok(h)
 }
 
 /// An fd that was one end of a pipe to another process: take the same fd of this

@@ -156,6 +156,8 @@ struct Plan {
     tramp: u64,
     /// The tree, root first, parents before children (the image's order).
     procs: Vec<ProcPlan>,
+    /// Named FIFOs held open by the restorer until every new process has its fds.
+    fifo_keep: Vec<OwnedFd>,
 }
 
 fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> {
@@ -284,7 +286,8 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
     let max_target = m.processes.iter().flat_map(|p| p.fds.iter()).map(|f| f.fd).max().unwrap_or(0);
     let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);
     let base = max_target.max(max_ours).max(carry.len() as i32 + 3) + 1;
-    Ok((Plan { carry, map_slot, base, tramp, procs }, shm_keep))
+    let fifo_keep = std::mem::take(&mut opened.keep);
+    Ok((Plan { carry, map_slot, base, tramp, procs, fifo_keep }, shm_keep))
 }
 
 /// Fills shared-memory objects from pages.img (through the fds the plan holds).
@@ -675,20 +678,25 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     }
     let shards: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
     stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
+    // Each mapped file once, however many VMAs and processes map it (hashing the same
+    // executable for every VMA of every process of a tree costs seconds).
+    let mut checked = std::collections::HashSet::new();
     for q in m.processes.iter().filter(|q| !q.zombie) {
+        let mm = q.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
+        if checked.insert(mm.exe_object) {
+            if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
+                if let Some(id) = &exe.identity {
+                    files::check_identity(&exe.path, id, "executable")?;
+                }
+            }
+        }
         for v in &q.vmas {
-            if v.object_id != 0 {
+            if v.object_id != 0 && checked.insert(v.object_id) {
                 if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
                     if let Some(id) = &mf.identity {
                         files::check_identity(&mf.path, id, &format!("file mapped at {:#x}", v.start))?;
                     }
                 }
-            }
-        }
-        let mm = q.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
-        if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
-            if let Some(id) = &exe.identity {
-                files::check_identity(&exe.path, id, "executable")?;
             }
         }
         for fd in &q.fds {
@@ -750,7 +758,7 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     sys::raise_nofile_limit();
     // Orphans of a failed restore come back to us to be reaped.
     let _ = sys::set_child_subreaper();
-    let (plan, _shm_regions) = build_plan(&m, tramp)?;
+    let (mut plan, _shm_regions) = build_plan(&m, tramp)?;
     fill_shmem(&m, &plan, &shards)?;
     // epoll items, per process (an instance shared by fork is filled once)
     let mut epoll_done = Vec::new();
@@ -842,6 +850,9 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
         tmp_by_pid.insert(who, words[1..].to_vec());
     }
     info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
+    // Every process holds its own FIFO descriptions now: a FIFO must not stay open here
+    // (a reader would never see EOF).
+    plan.fifo_keep.clear();
     // SysV objects, now that the new IPC namespaces exist (before any shmat)
     let mut sysv = ipc::restore(&m, &shards)?;
     // -- drive them: every process up to its registers, then all registers, then go ----

@@ -422,6 +422,10 @@ pub struct Object {
     pub sysv_msg: Option<SysvMsgObj>,
     #[prost(message, optional, tag = "27")]
     pub sysv_sem: Option<SysvSemObj>,
+    #[prost(message, optional, tag = "28")]
+    pub fifo: Option<FifoObj>,
+    #[prost(message, optional, tag = "29")]
+    pub fifo_fd: Option<FifoFdObj>,
 }
 
 /// A UTS namespace other than stasis's: restore creates a new one (the first process
@@ -825,6 +829,36 @@ pub struct PipeEndObj {
     #[prost(bool, tag = "2")]
     pub write_end: bool,
     #[prost(uint32, tag = "3")]
+    pub flags: u32,
+}
+
+/// A named FIFO (one per FIFO inode, shared by all its open descriptions): its path,
+/// and the bytes that were buffered in it.
+#[derive(Clone, PartialEq, Message)]
+pub struct FifoObj {
+    #[prost(string, tag = "1")]
+    pub path: String,
+    #[prost(uint64, tag = "2")]
+    pub dev: u64,
+    #[prost(uint64, tag = "3")]
+    pub ino: u64,
+    #[prost(uint32, tag = "4")]
+    pub capacity: u32,
+    #[prost(bytes = "vec", tag = "5")]
+    pub data: Vec<u8>,
+    /// Non-empty: a process outside the dumped tree held the FIFO open (described
+    /// here). Its bytes stay in the kernel with that process and are not saved.
+    #[prost(string, tag = "6")]
+    pub external: String,
+}
+
+/// One open description of a named FIFO: file status flags with the access mode
+/// (O_RDONLY, O_WRONLY or O_RDWR), O_CLOEXEC removed.
+#[derive(Clone, PartialEq, Message)]
+pub struct FifoFdObj {
+    #[prost(uint32, tag = "1")]
+    pub fifo_id: u32,
+    #[prost(uint32, tag = "2")]
     pub flags: u32,
 }
 

@@ -64,6 +64,16 @@ pub struct BenchArgs {
     /// verified, but not dumped or restored).
     #[arg(long)]
     limits_only: bool,
+    /// Process trees, comma separated, PROCESSESxSIZE: the root and PROCESSES-1
+    /// children, each with SIZE bytes of touched memory.
+    #[arg(long, value_delimiter = ',', value_parser = parse_tree, default_value = "1x1M,10x1M,100x1M,8x512M")]
+    trees: Vec<TreeShape>,
+    /// Only the process trees (no single-process sizes).
+    #[arg(long, conflicts_with_all = ["no_trees", "limits_only"])]
+    tree_only: bool,
+    /// No process trees.
+    #[arg(long)]
+    no_trees: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -128,26 +138,35 @@ fn detach_from_caller() {
 }
 
 fn fill(words: &mut [u64]) {
+    fill_salted(words, 0)
+}
+
+/// Word i holds `(i * 8) ^ PATTERN ^ salt`.
+fn fill_salted(words: &mut [u64], salt: u64) {
     for (i, w) in words.iter_mut().enumerate() {
-        *w = ((i * 8) as u64) ^ PATTERN;
+        *w = ((i * 8) as u64) ^ PATTERN ^ salt;
     }
 }
 
-/// "PASS" or "FAIL first_bad_offset=0x.. expected=0x.. got=0x.. bad_words=N".
 fn verify(words: &[u64]) -> String {
+    verify_salted(words, 0)
+}
+
+/// "PASS" or "FAIL first_bad_offset=0x.. expected=0x.. got=0x.. bad_words=N".
+fn verify_salted(words: &[u64], salt: u64) -> String {
     const WPP: usize = PAGE / 8;
     let mut first: Option<(usize, u64)> = None;
     let mut bad = 0u64;
     for (p, page) in words.chunks(WPP).enumerate() {
         let base = p * WPP;
         let diff = page.iter().enumerate().fold(0u64, |acc, (j, &w)| {
-            acc | (w ^ (((base + j) * 8) as u64 ^ PATTERN))
+            acc | (w ^ (((base + j) * 8) as u64 ^ PATTERN ^ salt))
         });
         if diff == 0 {
             continue;
         }
         for (j, &w) in page.iter().enumerate() {
-            let want = ((base + j) * 8) as u64 ^ PATTERN;
+            let want = ((base + j) * 8) as u64 ^ PATTERN ^ salt;
             if w != want {
                 bad += 1;
                 first.get_or_insert(((base + j) * 8, w));
@@ -158,7 +177,7 @@ fn verify(words: &[u64]) -> String {
         None => "PASS".to_string(),
         Some((off, got)) => format!(
             "FAIL first_bad_offset=0x{off:x} expected=0x{:016x} got=0x{got:016x} bad_words={bad}",
-            off as u64 ^ PATTERN
+            off as u64 ^ PATTERN ^ salt
         ),
     }
 }
@@ -170,10 +189,72 @@ fn nap(d: Duration) {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    // Per process: the processes of a tree write their files in one directory at once.
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Tree workload: `stasis __workload bench-tree N SIZE_BYTES STATUS_DIR`
+// ---------------------------------------------------------------------------
+
+/// Salt of process `idx` of a tree: each process's memory differs from the others'.
+fn salt(idx: usize) -> u64 {
+    (idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// The root forks N-1 children; every process (root included) maps SIZE bytes, fills
+/// them with its own pattern, writes `ready.IDX` and polls for `go`. Then each verifies
+/// its memory and writes `result.IDX`; the root also reaps every child (each must exit
+/// 0) and exits 0 only if the whole tree passed.
+pub fn workload_tree(args: &[String]) -> Result<ExitCode> {
+    let [n, size, dir] = args else {
+        bail!("usage: stasis __workload bench-tree PROCESSES SIZE_BYTES STATUS_DIR");
+    };
+    let n: usize = n.parse().with_context(|| format!("bench-tree: bad process count {n:?}"))?;
+    let size: usize = size.parse().with_context(|| format!("bench-tree: bad size {size:?}"))?;
+    if n == 0 || size == 0 || !size.is_multiple_of(PAGE) {
+        bail!("bench-tree: {n} processes of {size} bytes: need at least one process and a non-zero multiple of {PAGE} bytes");
+    }
+    let dir = PathBuf::from(dir);
+    detach_from_caller();
+    let mut kids = Vec::new();
+    let mut idx = 0;
+    for i in 1..n {
+        match sys::fork().context("bench-tree: fork")? {
+            0 => {
+                idx = i;
+                kids.clear();
+                break;
+            }
+            pid => kids.push(pid),
+        }
+    }
+    let mut region = AnonBuf::new(size).context("bench-tree: mmap")?;
+    fill_salted(region.as_mut_words(), salt(idx));
+    write_atomic(
+        &dir.join(format!("{READY_FILE}.{idx}")),
+        &format!("READY addr=0x{:x} size={size} pid={}\n", region.addr(), std::process::id()),
+    )?;
+    let go = dir.join(GO_FILE);
+    while !go.exists() {
+        nap(POLL);
+    }
+    std::hint::black_box(region.addr());
+    let mut verdict = verify_salted(region.as_words(), salt(idx));
+    for k in kids {
+        match sys::waitpid(k, 0) {
+            Ok(st) if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 => {}
+            Ok(st) if verdict == "PASS" => verdict = format!("FAIL child {k}: wait status {st:#x}"),
+            Err(e) if verdict == "PASS" => verdict = format!("FAIL child {k}: waitpid: {e}"),
+            _ => {}
+        }
+    }
+    write_atomic(&dir.join(format!("{RESULT_FILE}.{idx}")), &format!("{verdict}\n"))?;
+    Ok(if verdict == "PASS" { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 // ---------------------------------------------------------------------------
@@ -207,7 +288,9 @@ struct DumpStats {
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     sys::set_child_subreaper().context("prctl(PR_SET_CHILD_SUBREAPER)")?;
-    for &size in &args.sizes {
+    let sizes: &[u64] = if args.tree_only { &[] } else { &args.sizes };
+    let trees: &[TreeShape] = if args.no_trees || args.limits_only { &[] } else { &args.trees };
+    for &size in sizes {
         if size == 0 || !size.is_multiple_of(PAGE as u64) {
             bail!("size {size} is not a non-zero multiple of {PAGE} bytes");
         }
@@ -228,7 +311,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let machine = Machine::probe(&work.0);
     if let Some(avail) = machine.mem_available {
-        let max = args.sizes.iter().copied().max().unwrap_or(0);
+        let max = sizes.iter().copied().chain(trees.iter().map(TreeShape::total)).max().unwrap_or(0);
         let need = 2 * max + GIB;
         if avail < need {
             bail!(
@@ -247,7 +330,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
 
     let mut results: Vec<(u64, Vec<Run>)> = Vec::new();
-    for &size in &args.sizes {
+    for &size in sizes {
         let mut runs = Vec::new();
         for r in 1..=args.runs {
             eprintln!("bench: {} run {r}/{}", size_label(size), args.runs);
@@ -260,7 +343,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         results.push((size, runs));
     }
 
-    let (report, tables) = render(args, &machine, &results);
+    let mut tree_results: Vec<(TreeShape, Vec<TreeRun>)> = Vec::new();
+    for &shape in trees {
+        let mut runs = Vec::new();
+        for r in 1..=args.runs {
+            eprintln!("bench: tree of {} run {r}/{}", shape.label(), args.runs);
+            let res = one_tree_run(&exe, &work.0, shape, r);
+            reap_strays();
+            runs.push(res.with_context(|| format!("tree of {} run {r}", shape.label()))?);
+        }
+        tree_results.push((shape, runs));
+    }
+
+    let (report, tables) = render(args, &machine, &results, &tree_results);
     print!("{tables}");
     fs::write(&args.out, report).with_context(|| format!("write {}", args.out.display()))?;
     eprintln!("bench: wrote {}", args.out.display());
@@ -302,7 +397,58 @@ fn one_run(exe: &Path, work: &Path, size: u64, r: u32, limits_only: bool) -> Res
 
     // Dump.
     quiesce();
-    let dump_log = run_dir.0.join("dump.log");
+    let (dump_s, frozen_s, frozen_is_wall, engine_dump_s, pages_bytes) = timed_dump(exe, &run_dir.0, &img, pid)?;
+    let orig = wl.wait_exit(Duration::from_secs(10)).with_context(|| {
+        format!("the dumped workload (pid {pid}) did not exit after `stasis dump` returned")
+    })?;
+    if orig.signal() != Some(libc::SIGKILL) {
+        bail!(
+            "the dumped workload (pid {pid}) {}, expected killed by SIGKILL",
+            describe(orig)
+        );
+    }
+    eprintln!(
+        "bench:   dump {dump_s:.3} s ({:.2} GB/s), frozen {frozen_s:.3} s{}",
+        gbps(size, dump_s),
+        if frozen_is_wall {
+            " (no stats.json: wall time)"
+        } else {
+            ""
+        }
+    );
+
+    // Restore; the image is still in page cache.
+    let (restore_s, rpid) = timed_restore(exe, &run_dir.0, &img)?;
+    let mut restored = Restored {
+        pid: rpid,
+        reaped: false,
+    };
+    go_and_check(&status, size, |t| restored.wait_exit(t)).with_context(|| {
+        format!(
+            "restored workload (pid {rpid}){}",
+            log_tail(&status.join(LOG_FILE))
+        )
+    })?;
+
+    Ok(Run {
+        readv,
+        write,
+        touch,
+        cr: Some(CrRun {
+            dump_s,
+            frozen_s,
+            frozen_is_wall,
+            engine_dump_s,
+            pages_bytes,
+            restore_s,
+        }),
+    })
+}
+
+/// `stasis dump -t PID -D IMG`, timed: (wall s, frozen s, frozen is the wall time,
+/// engine dump s, image page bytes) from stats.json.
+fn timed_dump(exe: &Path, run_dir: &Path, img: &Path, pid: i32) -> Result<(f64, f64, bool, Option<f64>, Option<u64>)> {
+    let dump_log = run_dir.join("dump.log");
     let cmd = format!("stasis dump -t {pid} -D {}", img.display());
     let t0 = Instant::now();
     let st = Command::new(exe)
@@ -321,16 +467,6 @@ fn one_run(exe: &Path, work: &Path, size: u64, r: u32, limits_only: bool) -> Res
             log_tail(&dump_log)
         );
     }
-    let orig = wl.wait_exit(Duration::from_secs(10)).with_context(|| {
-        format!("the dumped workload (pid {pid}) did not exit after `{cmd}` returned")
-    })?;
-    if orig.signal() != Some(libc::SIGKILL) {
-        bail!(
-            "the dumped workload (pid {pid}) {}, expected killed by SIGKILL",
-            describe(orig)
-        );
-    }
-
     let (frozen_s, frozen_is_wall, engine_dump_s, pages_bytes) =
         match fs::read(img.join("stats.json")) {
             Ok(bytes) => {
@@ -347,19 +483,13 @@ fn one_run(exe: &Path, work: &Path, size: u64, r: u32, limits_only: bool) -> Res
             Err(e) => return Err(e).context("read stats.json"),
         };
 
-    eprintln!(
-        "bench:   dump {dump_s:.3} s ({:.2} GB/s), frozen {frozen_s:.3} s{}",
-        gbps(size, dump_s),
-        if frozen_is_wall {
-            " (no stats.json: wall time)"
-        } else {
-            ""
-        }
-    );
+    Ok((dump_s, frozen_s, frozen_is_wall, engine_dump_s, pages_bytes))
+}
 
-    // Restore; the image is still in page cache.
-    let restore_log = run_dir.0.join("restore.log");
-    let pidfile = run_dir.0.join("restored.pid");
+/// `stasis restore -D IMG -d --pidfile F`, timed: (wall s, restored pid).
+fn timed_restore(exe: &Path, run_dir: &Path, img: &Path) -> Result<(f64, i32)> {
+    let restore_log = run_dir.join("restore.log");
+    let pidfile = run_dir.join("restored.pid");
     let cmd = format!(
         "stasis restore -D {} -d --pidfile {}",
         img.display(),
@@ -392,29 +522,191 @@ fn one_run(exe: &Path, work: &Path, size: u64, r: u32, limits_only: bool) -> Res
         .trim()
         .parse()
         .with_context(|| format!("bad pidfile contents {text:?}"))?;
-    let mut restored = Restored {
-        pid: rpid,
-        reaped: false,
-    };
-    go_and_check(&status, size, |t| restored.wait_exit(t)).with_context(|| {
-        format!(
-            "restored workload (pid {rpid}){}",
-            log_tail(&status.join(LOG_FILE))
-        )
-    })?;
+    Ok((restore_s, rpid))
+}
 
-    Ok(Run {
+// ---------------------------------------------------------------------------
+// Tree bench driver
+// ---------------------------------------------------------------------------
+
+/// A tree to benchmark: `procs` processes (the root and procs-1 children), each with
+/// `size` bytes of touched memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeShape {
+    procs: usize,
+    size: u64,
+}
+
+impl TreeShape {
+    fn total(&self) -> u64 {
+        self.procs as u64 * self.size
+    }
+    fn label(&self) -> String {
+        format!("{} × {}", self.procs, size_label(self.size))
+    }
+    fn arg(&self) -> String {
+        format!("{}x{}", self.procs, size_arg(self.size))
+    }
+}
+
+/// "100x1M" (100 processes of 1 MiB each), "8x512M".
+fn parse_tree(s: &str) -> Result<TreeShape, String> {
+    let (n, size) = s.trim().split_once(['x', 'X']).ok_or_else(|| format!("bad tree {s:?} (expected e.g. 100x1M or 8x512M)"))?;
+    let procs: usize = n.parse().map_err(|_| format!("bad process count in {s:?}"))?;
+    if !(1..=1000).contains(&procs) {
+        return Err(format!("tree {s:?}: 1 to 1000 processes"));
+    }
+    Ok(TreeShape { procs, size: parse_size(size)? })
+}
+
+struct TreeRun {
+    readv: f64,
+    write: f64,
+    touch: f64,
+    cr: CrRun,
+}
+
+/// Kills (SIGKILL) and reaps, on drop, every listed process and every descendant of
+/// one that still runs bench-tree (a tree that failed half-way may not have reported
+/// all its pids).
+struct TreeGuard(Vec<i32>);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        let mut todo = self.0.clone();
+        while let Some(p) = todo.pop() {
+            for t in fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+                let kids = fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                for k in kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()) {
+                    if !self.0.contains(&k) {
+                        self.0.push(k);
+                        todo.push(k);
+                    }
+                }
+            }
+        }
+        for &p in &self.0 {
+            let cmdline = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            if cmdline.split(|&b| b == 0).any(|a| a == b"bench-tree") {
+                let _ = sys::kill(p, libc::SIGKILL);
+            }
+        }
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) && self.0.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) {
+            while let Ok(Some(_)) = sys::try_waitpid(-1, libc::WNOHANG) {}
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Every `ready.IDX` of the tree: (pid, region address) per process.
+fn wait_tree_ready(wl: &mut Workload, status: &Path, n: usize, timeout: Duration) -> Result<Vec<(i32, usize)>> {
+    let deadline = Instant::now() + timeout;
+    let mut out = vec![None; n];
+    loop {
+        for (i, slot) in out.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            if let Ok(text) = fs::read_to_string(status.join(format!("{READY_FILE}.{i}"))) {
+                let field = |k: &str| text.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string);
+                let addr = field("addr=0x").and_then(|h| usize::from_str_radix(&h, 16).ok());
+                let pid = field("pid=").and_then(|p| p.parse::<i32>().ok());
+                match (pid, addr) {
+                    (Some(p), Some(a)) => *slot = Some((p, a)),
+                    _ => bail!("process {i} of the tree wrote a bad ready line {text:?}"),
+                }
+            }
+        }
+        if out.iter().all(Option::is_some) {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        if let Some(st) = wl.child.try_wait()? {
+            wl.done = true;
+            bail!("tree root {} before the tree was ready{}", describe(st), log_tail(&status.join(LOG_FILE)));
+        }
+        if Instant::now() >= deadline {
+            let n_ready = out.iter().flatten().count();
+            bail!("tree not ready after {} s ({n_ready} of {n} processes)", timeout.as_secs());
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn one_tree_run(exe: &Path, work: &Path, shape: TreeShape, r: u32) -> Result<TreeRun> {
+    let run_dir = work.join(format!("tree-{}-run{r}", shape.arg()));
+    fs::create_dir(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
+    let run_dir = RemoveOnDrop(run_dir);
+    let status = run_dir.0.join("status");
+    let img = run_dir.0.join("img");
+    fs::create_dir(&status)?;
+    let total = shape.total();
+    let timeout = ready_timeout(total);
+
+    let args = ["bench-tree".to_string(), shape.procs.to_string(), shape.size.to_string()];
+    let mut wl = Workload::start_with(exe, &status, &args)?;
+    let pid = wl.pid();
+    let mut guard = TreeGuard(vec![pid]);
+    let tree = wait_tree_ready(&mut wl, &status, shape.procs, timeout)?;
+    guard.0 = tree.iter().map(|t| t.0).collect();
+
+    // Limits on the same byte count: every process's region read in turn, one write
+    // and one first touch of the total.
+    let mut readv_t = Duration::ZERO;
+    for &(p, addr) in &tree {
+        readv_t += measure_readv_salted(p, addr, shape.size as usize, salt(tree.iter().position(|t| t.0 == p).unwrap_or(0)))?;
+    }
+    let readv = gbps(total, readv_t);
+    quiesce();
+    let write = gbps(total, measure_seq_write(&run_dir.0, total as usize)?);
+    let touch = gbps(total, measure_first_touch(total as usize)?);
+    eprintln!("bench:   limits: process_vm_readv {readv:.2} GB/s, seq write {write:.2} GB/s, first touch {touch:.2} GB/s");
+
+    quiesce();
+    let (dump_s, frozen_s, frozen_is_wall, engine_dump_s, pages_bytes) = timed_dump(exe, &run_dir.0, &img, pid)?;
+    let orig = wl
+        .wait_exit(Duration::from_secs(10))
+        .with_context(|| format!("the dumped tree root (pid {pid}) did not exit after the dump"))?;
+    if orig.signal() != Some(libc::SIGKILL) {
+        bail!("the dumped tree root (pid {pid}) {}, expected killed by SIGKILL", describe(orig));
+    }
+    // The killed children were re-parented to us: reap them so restore gets their pids.
+    let t = Instant::now();
+    while tree.iter().any(|(p, _)| Path::new(&format!("/proc/{p}")).exists()) {
+        while let Ok(Some(_)) = sys::try_waitpid(-1, libc::WNOHANG) {}
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("processes of the dumped tree still exist 10 s after the dump");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    eprintln!("bench:   dump {dump_s:.3} s, frozen {frozen_s:.3} s");
+
+    let (restore_s, rpid) = timed_restore(exe, &run_dir.0, &img)?;
+    let mut restored = Restored { pid: rpid, reaped: false };
+    if rpid != pid {
+        bail!("restore put the tree root at pid {rpid}, not {pid}");
+    }
+    fs::write(status.join(GO_FILE), "go\n").context("create go file")?;
+    let st = restored
+        .wait_exit(timeout)
+        .with_context(|| format!("restored tree root (pid {pid}){}", log_tail(&status.join(LOG_FILE))))?;
+    for i in 0..shape.procs {
+        let v = fs::read_to_string(status.join(format!("{RESULT_FILE}.{i}"))).unwrap_or_default();
+        if v.trim() != "PASS" {
+            bail!("restored tree: process {i} (pid {}) reported {:?}", tree[i].0, v.trim());
+        }
+    }
+    if let Some(st) = st {
+        if !st.success() {
+            bail!("restored tree root reported PASS but {}", describe(st));
+        }
+    }
+    eprintln!("bench:   restore {restore_s:.3} s, restored tree verified PASS");
+    Ok(TreeRun {
         readv,
         write,
         touch,
-        cr: Some(CrRun {
-            dump_s,
-            frozen_s,
-            frozen_is_wall,
-            engine_dump_s,
-            pages_bytes,
-            restore_s,
-        }),
+        cr: CrRun { dump_s, frozen_s, frozen_is_wall, engine_dump_s, pages_bytes, restore_s },
     })
 }
 
@@ -462,16 +754,22 @@ struct Workload {
 
 impl Workload {
     fn start(exe: &Path, status: &Path, size: u64) -> Result<Workload> {
+        Workload::start_with(exe, status, &["bench-fill".to_string(), size.to_string()])
+    }
+
+    /// `stasis __workload ARGS... STATUS_DIR`.
+    fn start_with(exe: &Path, status: &Path, args: &[String]) -> Result<Workload> {
         let log = status.join(LOG_FILE);
         let child = Command::new(exe)
-            .args(["__workload", "bench-fill", &size.to_string()])
+            .arg("__workload")
+            .args(args)
             .arg(status)
             .current_dir(status)
             .stdin(Stdio::null())
             .stdout(log_file(&log)?)
             .stderr(log_file(&log)?)
             .spawn()
-            .context("start the bench-fill workload")?;
+            .with_context(|| format!("start the {} workload", args[0]))?;
         Ok(Workload {
             child,
             status: status.to_path_buf(),
@@ -582,7 +880,7 @@ impl Drop for Restored {
     fn drop(&mut self) {
         // Only ever kill our workload, whatever pid the pidfile named.
         let cmdline = fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
-        let ours = cmdline.split(|&b| b == 0).any(|a| a == b"bench-fill");
+        let ours = cmdline.split(|&b| b == 0).any(|a| a == b"bench-fill" || a == b"bench-tree");
         if !self.reaped && ours {
             // The pid is not reaped yet and runs bench-fill, so it names the
             // restored workload.
@@ -652,6 +950,10 @@ fn describe(st: ExitStatus) -> String {
 /// process_vm_readv of [addr, addr+len) of `pid` into a reused page-aligned
 /// 64 MiB buffer; spot-checks the first word of each chunk.
 fn measure_readv(pid: i32, addr: usize, len: usize) -> Result<Duration> {
+    measure_readv_salted(pid, addr, len, 0)
+}
+
+fn measure_readv_salted(pid: i32, addr: usize, len: usize, salt: u64) -> Result<Duration> {
     let mut buf = AnonBuf::new(READV_CHUNK.min(len)).context("mmap readv buffer")?;
     buf.as_mut_slice().fill(1); // fault the buffer in before timing
     let t0 = Instant::now();
@@ -671,7 +973,7 @@ fn measure_readv(pid: i32, addr: usize, len: usize) -> Result<Duration> {
                 addr + off
             );
         }
-        let want = off as u64 ^ PATTERN;
+        let want = off as u64 ^ PATTERN ^ salt;
         if buf.as_words()[0] != want {
             bail!(
                 "process_vm_readv read 0x{:x} at offset 0x{off:x}, expected 0x{want:x}",
@@ -959,7 +1261,12 @@ fn metric_row(name: &str, vals: &[Option<f64>], decimals: usize, mark: &[bool]) 
 }
 
 /// Returns (whole report, the result tables printed to stdout).
-fn render(args: &BenchArgs, m: &Machine, results: &[(u64, Vec<Run>)]) -> (String, String) {
+fn render(
+    args: &BenchArgs,
+    m: &Machine,
+    results: &[(u64, Vec<Run>)],
+    trees: &[(TreeShape, Vec<TreeRun>)],
+) -> (String, String) {
     let n = args.runs;
     let sizes = args
         .sizes
@@ -967,11 +1274,22 @@ fn render(args: &BenchArgs, m: &Machine, results: &[(u64, Vec<Run>)]) -> (String
         .map(|&b| size_arg(b))
         .collect::<Vec<_>>()
         .join(",");
+    let tree_arg = if args.no_trees || args.limits_only {
+        " --no-trees".to_string()
+    } else {
+        format!(
+            " --trees {}{}",
+            args.trees.iter().map(TreeShape::arg).collect::<Vec<_>>().join(","),
+            if args.tree_only { " --tree-only" } else { "" }
+        )
+    };
+    let sizes_arg = if args.tree_only { String::new() } else { format!(" --sizes {sizes}") };
     let mut intro = String::new();
     intro += "# stasis benchmarks\n\n";
     intro += &format!(
-        "Generated by `stasis bench --sizes {sizes} --runs {n}{}` on {}. \
-         Every cell is one run; the last column is the median of {n} run(s).\n\n",
+        "Generated by `stasis bench{sizes_arg} --runs {n}{}{tree_arg}` on {}, in one run of the \
+         command: every section below comes from it. Every cell is one run; the last column is \
+         the median of {n} run(s).\n\n",
         if args.limits_only {
             " --limits-only"
         } else {
@@ -1019,6 +1337,10 @@ first touch; both against the limits of the same run.\n\n";
     mach += "\n";
 
     let mut tables = String::new();
+    if args.tree_only {
+        tables += &render_trees(trees);
+        return (format!("{intro}{mach}{tables}"), tables);
+    }
     // Target.
     tables += "## Target\n\n";
     tables += &format!("{TARGET_LINE}\n\n");
@@ -1153,8 +1475,95 @@ first touch; both against the limits of the same run.\n\n";
             "\nWarning: the image directory is on tmpfs; seq write and restore figures do not \
                    involve a disk.\n";
     }
+    if !trees.is_empty() {
+        tables += "\n";
+        tables += &render_trees(trees);
+    }
 
     (format!("{intro}{mach}{tables}"), tables)
+}
+
+/// The process-tree section: a summary of medians, then one table per tree.
+fn render_trees(trees: &[(TreeShape, Vec<TreeRun>)]) -> String {
+    let mut t = String::from("## Process trees\n\n");
+    t += "- **Workload**: `stasis __workload bench-tree N SIZE DIR`: the root forks N-1 children \
+(all children of the root); then every process maps SIZE bytes of anonymous memory, fills it with \
+its own pattern (`offset ^ 0x5a5a5a5a5a5a5a5a ^ salt(process)`, no zero pages) and polls for a \
+`go` file every 10 ms. Besides SIZE, each process holds its share of the stasis binary's own \
+memory (counted in *image pages*).\n\
+- **dump s** / **restore s**: wall time of `stasis dump -t ROOT -D IMG` (the whole tree is frozen, \
+dumped, killed) and of `stasis restore -D IMG -d --pidfile F` (returns with every process \
+running); image in page cache. Between the two, the killed processes are reaped so their pids are \
+free. After the restore every process verifies every word of its memory and the root reaps each \
+child; all must report PASS. **per process** = the time / N.\n\
+- **Machine limits** of the same run on the tree's total touched memory: *process_vm_readv* of \
+every process's region in turn, *seq write* and *first touch* of the total, as above.\n\n";
+    let med = |runs: &[TreeRun], f: &dyn Fn(&TreeRun) -> f64| median(runs.iter().map(f).collect());
+    let fmt = |v: Option<f64>, d: usize| v.map(|x| format!("{x:.d$}")).unwrap_or_else(|| "–".into());
+    let header: Vec<String> = [
+        "tree (medians)",
+        "processes",
+        "memory each",
+        "dump s",
+        "restore s",
+        "dump ms / process",
+        "restore ms / process",
+        "image pages MiB",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = trees
+        .iter()
+        .map(|(shape, runs)| {
+            let n = shape.procs as f64;
+            vec![
+                shape.label(),
+                shape.procs.to_string(),
+                size_label(shape.size),
+                fmt(med(runs, &|r| r.cr.dump_s), 3),
+                fmt(med(runs, &|r| r.cr.restore_s), 3),
+                fmt(med(runs, &|r| r.cr.dump_s * 1e3 / n), 2),
+                fmt(med(runs, &|r| r.cr.restore_s * 1e3 / n), 2),
+                fmt(median(runs.iter().filter_map(|r| r.cr.pages_bytes).map(|b| b as f64 / MIB as f64).collect()), 1),
+            ]
+        })
+        .collect();
+    t += &md_table(&header, &rows, true);
+    t += "\n";
+    for (shape, runs) in trees {
+        let total = shape.total();
+        let n = shape.procs as f64;
+        let col = |f: &dyn Fn(&TreeRun) -> Option<f64>| -> Vec<Option<f64>> { runs.iter().map(f).collect() };
+        let walls: Vec<bool> = runs.iter().map(|r| r.cr.frozen_is_wall).collect();
+        let mut header = vec![format!("tree {}", shape.label())];
+        header.extend((1..=runs.len()).map(|i| format!("run {i}")));
+        header.push("median".into());
+        let rows = vec![
+            metric_row("dump s", &col(&|r| Some(r.cr.dump_s)), 3, &[]),
+            metric_row("frozen s", &col(&|r| Some(r.cr.frozen_s)), 3, &walls),
+            metric_row("restore s", &col(&|r| Some(r.cr.restore_s)), 3, &[]),
+            metric_row("dump ms / process", &col(&|r| Some(r.cr.dump_s * 1e3 / n)), 2, &[]),
+            metric_row("restore ms / process", &col(&|r| Some(r.cr.restore_s * 1e3 / n)), 2, &[]),
+            metric_row("dump GB/s (touched memory)", &col(&|r| Some(gbps(total, r.cr.dump_s))), 2, &[]),
+            metric_row("restore GB/s (touched memory)", &col(&|r| Some(gbps(total, r.cr.restore_s))), 2, &[]),
+            metric_row(
+                "dump / min(readv, seq write)",
+                &col(&|r| Some(gbps(total, r.cr.dump_s) / r.readv.min(r.write))),
+                2,
+                &[],
+            ),
+            metric_row("restore / first touch", &col(&|r| Some(gbps(total, r.cr.restore_s) / r.touch)), 2, &[]),
+            metric_row("image pages MiB (stats.json)", &col(&|r| r.cr.pages_bytes.map(|b| b as f64 / MIB as f64)), 1, &[]),
+        ];
+        let procs = if shape.procs == 1 { "1 process".to_string() } else { format!("{} processes", shape.procs) };
+        t += &format!("### {procs} × {}\n\n", size_label(shape.size));
+        t += &md_table(&header, &rows, true);
+        t += "\n";
+    }
+    t += "Throughput ratios of trees of small processes say little: there the per-process work \
+(freezing, parasite, fds, forking, injected syscalls) dominates, not the memory copy.\n";
+    t
 }
 
 #[cfg(test)]
@@ -1173,6 +1582,24 @@ mod tests {
         assert!(parse_size("G").is_err());
         assert_eq!(size_label(256 << 20), "256 MiB");
         assert_eq!(size_arg(4 << 30), "4G");
+    }
+
+    #[test]
+    fn tree_shapes() {
+        assert_eq!(parse_tree("8x512M"), Ok(TreeShape { procs: 8, size: 512 << 20 }));
+        assert_eq!(parse_tree("100x1M").map(|t| t.total()), Ok(100 << 20));
+        assert_eq!(parse_tree("1X4K").map(|t| t.arg()), Ok("1x4K".to_string()));
+        assert!(parse_tree("8").is_err());
+        assert!(parse_tree("0x1M").is_err());
+        assert!(parse_tree("8x1000").is_err());
+    }
+
+    #[test]
+    fn salted_pattern() {
+        let mut m = AnonBuf::new(16 * PAGE).unwrap();
+        fill_salted(m.as_mut_words(), salt(3));
+        assert_eq!(verify_salted(m.as_words(), salt(3)), "PASS");
+        assert!(verify_salted(m.as_words(), salt(4)).starts_with("FAIL first_bad_offset=0x0 "));
     }
 
     #[test]

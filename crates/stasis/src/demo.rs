@@ -31,8 +31,9 @@ pub fn workload(args: &[String]) -> Result<ExitCode> {
     match args.first().map(String::as_str) {
         Some("counter") => counter(&args[1..]),
         Some("bench-fill") => crate::bench::workload_fill(&args[1..]),
-        Some(other) => bail!("unknown workload {other:?} (known: counter, bench-fill)"),
-        None => bail!("__workload needs a workload name (counter, bench-fill)"),
+        Some("bench-tree") => crate::bench::workload_tree(&args[1..]),
+        Some(other) => bail!("unknown workload {other:?} (known: counter, bench-fill, bench-tree)"),
+        None => bail!("__workload needs a workload name (counter, bench-fill, bench-tree)"),
     }
 }
 

@@ -40,6 +40,16 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         let p = m.object(e.pipe_id).and_then(|o| o.pipe.clone()).unwrap_or_default();
         json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
                "buffered_bytes": p.data.len(), "capacity": p.capacity})
+    } else if let Some(ff) = &o.fifo_fd {
+        let f = m.object(ff.fifo_id).and_then(|o| o.fifo.clone()).unwrap_or_default();
+        let mode = match ff.flags & libc::O_ACCMODE as u32 {
+            0 => "r",
+            1 => "w",
+            _ => "rw",
+        };
+        json!({"kind": "fifo", "id": id, "fifo": ff.fifo_id, "path": f.path, "mode": mode,
+               "flags": format!("{:#o}", ff.flags), "buffered_bytes": f.data.len(), "capacity": f.capacity,
+               "external": f.external})
     } else if let Some(u) = &o.unix {
         let ty = stasis_core::fdkinds::unix::type_name(u.sock_type);
         if u.peer_ino != 0 {
@@ -114,14 +124,24 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
                    "pages_saved": v.pages_saved, "flags": v.vm_flags})
         })
         .collect();
-    let fds: Vec<Value> = p
-        .fds
+    let fds_of = |q: &Process| -> Vec<Value> {
+        q.fds
+            .iter()
+            .map(|f| {
+                let mut d = object_desc(m, f.object_id);
+                d["fd"] = json!(f.fd);
+                d["cloexec"] = json!(f.cloexec);
+                d
+            })
+            .collect()
+    };
+    let fds = fds_of(p);
+    let processes: Vec<Value> = m
+        .processes
         .iter()
-        .map(|f| {
-            let mut d = object_desc(m, f.object_id);
-            d["fd"] = json!(f.fd);
-            d["cloexec"] = json!(f.cloexec);
-            d
+        .map(|q| {
+            json!({"pid": q.pid, "ppid": q.ppid, "comm": q.comm, "zombie": q.zombie, "exit_status": q.exit_status,
+                   "threads": q.threads.len(), "fds": fds_of(q)})
         })
         .collect();
     let size = |f: &str| std::fs::metadata(dir.join(f)).map(|m| m.len()).unwrap_or(0);
@@ -137,6 +157,7 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         "threads": threads,
         "vmas": vmas,
         "fds": fds,
+        "processes": processes,
         "credentials": {"uids": c.uids, "gids": c.gids, "groups": c.groups,
             "cap_eff": format!("{:#x}", c.cap_eff), "cap_prm": format!("{:#x}", c.cap_prm),
             "cap_inh": format!("{:#x}", c.cap_inh), "cap_bnd": format!("{:#x}", c.cap_bnd),

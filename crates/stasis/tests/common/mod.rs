@@ -1068,6 +1068,54 @@ pub fn roundtrip_in_syscall(name: &str, args: &[&str], nrs: &[i64]) -> Workload 
     w
 }
 
+// ---------------------------------------------------------------------------
+// process trees
+// ---------------------------------------------------------------------------
+
+/// Dump (the tree dies), reap the killed descendants re-parented to us, restore, check
+/// that every pid in `kids` exists again.
+pub fn dump_and_restore_tree(w: &mut Workload, kids: &[i32]) {
+    if direct() {
+        return;
+    }
+    w.dump();
+    let gone = wait_until(Duration::from_secs(10), || {
+        reap_strays(false);
+        kids.iter().all(|k| !pid_exists(*k))
+    });
+    assert!(gone, "processes of the dumped tree still exist\n{}", w.report());
+    w.restore();
+    for k in kids {
+        assert!(pid_exists(*k), "process {k} of the tree was not restored\n{}", w.report());
+    }
+}
+
+/// `stasis inspect --json` of the workload's image.
+pub fn inspect_json(w: &mut Workload) -> serde_json::Value {
+    let img = w.img.clone();
+    let r = w.stasis(&[OsString::from("inspect").as_os_str(), img.as_os_str(), OsString::from("--json").as_os_str()]);
+    assert!(r.ok(), "inspect failed\n{}", w.report());
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("inspect output is not JSON: {e}\n{}", w.report()))
+}
+
+/// Bytes buffered in each distinct pipe (or FIFO) object of the image, by object kind.
+pub fn buffered_bytes(img: &serde_json::Value, kinds: &[&str]) -> Vec<u64> {
+    let mut seen = std::collections::BTreeMap::new();
+    for p in img["processes"].as_array().into_iter().flatten() {
+        for f in p["fds"].as_array().into_iter().flatten() {
+            if kinds.contains(&f["kind"].as_str().unwrap_or("")) {
+                let key = f.get("pipe").or_else(|| f.get("fifo")).cloned().unwrap_or_default().to_string();
+                seen.insert(key, f["buffered_bytes"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    seen.into_values().collect()
+}
+
+pub fn info_pids(w: &Workload, keys: &[&str]) -> Vec<i32> {
+    keys.iter().flat_map(|k| w.infos(k)).map(|v| v.parse().unwrap()).collect()
+}
+
 /// Copy an image dir (flat) to `dst`.
 pub fn copy_dir(src: &Path, dst: &Path) {
     fs::create_dir_all(dst).expect("mkdir copy");

@@ -1,0 +1,161 @@
+//! Process trees that check themselves after the restore: a shell-style pipeline with
+//! bytes in flight in both pipes, a pre-forking server with a shared job queue, a
+//! parent reaping zombies with distinct statuses, a shared file offset and shared
+//! memory counters (anonymous and POSIX shm), and bash running a loop of
+//! `generate | sort | gzip` pipelines compared against an uninterrupted run.
+
+mod common;
+use common::*;
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+/// producer | filter | consumer: after the restore the consumer gets every byte, in
+/// order, transformed once (its own byte-by-byte check, count and checksum).
+#[test]
+fn pipeline_with_bytes_in_flight() {
+    let _t = serial();
+    let mut w = Workload::start("tree_pipeline", &[]);
+    let kids = info_pids(&w, &["producer", "filter", "consumer"]);
+    assert_eq!(w.info("in_flight"), "28000+12000");
+    dump_and_restore_tree(&mut w, &kids);
+    if !direct() {
+        let img = inspect_json(&mut w);
+        let mut b = buffered_bytes(&img, &["pipe-read", "pipe-write"]);
+        b.sort();
+        assert_eq!(b, vec![12000, 28000], "the image should hold both pipes' bytes\n{}", w.report());
+    }
+    w.go_and_pass();
+    assert_eq!(w.info("consumer_bytes"), (4u64 << 20).to_string(), "{}", w.report());
+}
+
+/// A pre-forking server: after the restore every job is answered exactly once by one
+/// of the (same) workers.
+#[test]
+fn preforking_server_processes_every_job_once() {
+    let _t = serial();
+    let mut w = Workload::start("tree_prefork", &[]);
+    let kids = info_pids(&w, &["worker"]);
+    assert_eq!(kids.len(), 4);
+    dump_and_restore_tree(&mut w, &kids);
+    if !direct() {
+        let img = inspect_json(&mut w);
+        let mut b = buffered_bytes(&img, &["pipe-read", "pipe-write"]);
+        b.sort();
+        // 20 answers of 16 bytes; 960 jobs of 8 bytes
+        assert_eq!(b, vec![320, 7680], "the image should hold queued jobs and answers\n{}", w.report());
+    }
+    w.go_and_pass();
+}
+
+/// Zombies with distinct exit statuses (two killed by signals) are zombies again after
+/// the restore, with the same pids, and the parent reaps each with its status.
+#[test]
+fn parent_reaps_zombies_after_restore() {
+    let _t = serial();
+    let mut w = Workload::start("tree_zombies", &[]);
+    let zombies = info_pids(&w, &["z0", "z1", "z2", "z3", "z4", "z5"]);
+    let live = info_pids(&w, &["live"]);
+    let all: Vec<i32> = zombies.iter().chain(live.iter()).copied().collect();
+    dump_and_restore_tree(&mut w, &all);
+    if !direct() {
+        for z in &zombies {
+            assert_eq!(stat_of(*z).map(|s| s.0), Some('Z'), "pid {z} is not a zombie after the restore\n{}", w.report());
+            assert_eq!(stat_of(*z).map(|s| s.1), Some(w.pid), "zombie {z} has the wrong parent\n{}", w.report());
+        }
+        let img = inspect_json(&mut w);
+        let n = img["processes"].as_array().map(|a| a.iter().filter(|p| p["zombie"] == true).count()).unwrap_or(0);
+        assert_eq!(n, 6, "the image should record 6 zombies\n{}", w.report());
+    }
+    w.go_and_pass();
+}
+
+/// One open file description shared by two processes (a read in one moves the other's
+/// offset), an anonymous shared counter and a POSIX shm counter both keep counting.
+#[test]
+fn shared_offset_and_shared_memory_counters() {
+    let _t = serial();
+    let mut w = Workload::start("tree_shared", &[]);
+    let kids = info_pids(&w, &["child"]);
+    let shm = w.info("shm");
+    dump_and_restore_tree(&mut w, &kids);
+    w.go_and_pass();
+    assert!(!Path::new(&shm).exists(), "the workload did not remove {shm}");
+}
+
+/// The bash script: rounds of `generate | sort | gzip -n > f; md5sum f >> sums.txt`.
+const BASH_PIPELINES: &str = r#"
+set -e
+n=${ROUNDS:-60}
+echo READY
+for r in $(seq 1 $n); do
+  for i in $(seq 1 4000); do echo "$(( (i * 7919 + r * 104729) % 100003 )) line $i of round $r"; done \
+    | sort -n | gzip -n -1 > round.gz
+  echo "$r $(md5sum < round.gz | cut -d' ' -f1) $(gzip -dc round.gz | wc -l)" >> sums.txt
+done
+echo PASS
+"#;
+
+fn lines_of(p: &Path) -> Vec<String> {
+    fs::read_to_string(p).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// Debian's bash running a loop of `bash-generator | sort | gzip` pipelines is dumped
+/// mid-loop (a pipeline of four processes plus zombies, bytes in pipes), restored, and
+/// writes exactly what an uninterrupted run writes.
+#[test]
+fn bash_pipeline_loop_matches_an_uninterrupted_run() {
+    let _t = serial();
+    for tool in ["/bin/bash", "/usr/bin/sort", "/bin/gzip", "/usr/bin/md5sum"] {
+        assert!(Path::new(tool).exists(), "{tool} is not installed");
+    }
+    let args = [OsString::from("-c"), OsString::from(BASH_PIPELINES)];
+    // the reference: an uninterrupted run
+    let mut r = Workload::new("bash-pipes-ref");
+    r.spawn(Path::new("/bin/bash"), &args);
+    let st = r.wait_exit(Duration::from_secs(120));
+    r.assert_pass(st);
+    let want = lines_of(&r.work.join("sums.txt"));
+    assert_eq!(want.len(), 60, "{}", r.report());
+
+    let mut w = Workload::new("bash-pipes");
+    w.spawn(Path::new("/bin/bash"), &args);
+    w.wait_ready();
+    let sums = w.work.join("sums.txt");
+    assert!(wait_until(Duration::from_secs(60), || lines_of(&sums).len() >= 8), "{}", w.report());
+    // dump while a pipeline runs: the root has children that are not zombies
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let kids = fs::read_to_string(format!("/proc/{}/task/{}/children", w.pid, w.pid)).unwrap_or_default();
+            kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()).filter(|k| stat_of(*k).is_some_and(|s| s.0 != 'Z')).count() >= 2
+        }),
+        "no pipeline running\n{}",
+        w.report()
+    );
+    let before = lines_of(&sums).len();
+    let tree: Vec<i32> = {
+        let mut all = Vec::new();
+        let mut todo = vec![w.pid];
+        while let Some(p) = todo.pop() {
+            let kids = fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+            for k in kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()) {
+                all.push(k);
+                todo.push(k);
+            }
+        }
+        all
+    };
+    dump_and_restore_tree(&mut w, &[]);
+    if !direct() {
+        let img = inspect_json(&mut w);
+        let n = img["processes"].as_array().map(|a| a.len()).unwrap_or(0);
+        assert!(n >= 3, "the image should hold a pipeline (processes: {n}; tree seen before: {tree:?})\n{}", w.report());
+        assert!(lines_of(&sums).len() < 60, "the loop had finished before the dump\n{}", w.report());
+    }
+    let st = w.wait_exit(Duration::from_secs(120));
+    w.assert_pass(st);
+    let got = lines_of(&sums);
+    assert!(got.len() > before, "{}", w.report());
+    assert_eq!(got, want, "sums.txt differs from the uninterrupted run's\n{}", w.report());
+}
