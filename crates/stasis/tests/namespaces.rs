@@ -23,8 +23,21 @@ fn host_tree(root: i32) -> Vec<i32> {
 
 #[test]
 fn tree_in_own_pid_and_mount_namespace() {
+    own_namespaces(&[]);
+}
+
+/// `unshare --fork --pid --mount-proc --uts --ipc`: also a host name and SysV objects
+/// of the namespace's own, checked inside after restore; the host's name is untouched.
+#[test]
+fn tree_in_own_pid_mount_uts_ipc_namespaces() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    own_namespaces(&["all"]);
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host, "host name changed");
+}
+
+fn own_namespaces(args: &[&str]) {
     let _t = serial();
-    let mut w = Workload::start("pidns", &[]);
+    let mut w = Workload::start("pidns", args);
     if direct() {
         w.go_and_pass();
         return;

@@ -10,11 +10,22 @@
  * (its procfs is back), the worker is pid 2 with parent 1 and sees the same /proc,
  * init reaps the zombie (pid 3, status 7) and the worker (status 0); the root reaps
  * init and checks its status and that its own pid and the host's /proc are unchanged.
+ * args: WORKDIR [all] — "all" adds new UTS and IPC namespaces (`unshare --fork --pid
+ * --mount-proc --uts --ipc`): init sets a host name and creates a SysV segment (key
+ * 0x5151, a pattern written) and a message queue (key 0x5152, one message); after
+ * restore init checks the name, the segment's contents by key and receives the message.
  */
 #include "common.h"
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/shm.h>
+#include <sys/utsname.h>
+
+static int g_all; /* "all": also own UTS and IPC namespaces with a host name and SysV objects */
+struct qmsg { long mtype; char text[16]; };
 
 static int proc_self(void)
 {
@@ -48,6 +59,24 @@ static void init_main(int ready_w)
         _exit(7);
     if (w != 2 || q != 3)
         _exit(21);
+    int shmid = -1, msqid = -1;
+    if (g_all) {
+        if (sethostname("stasis-ns", 9))
+            _exit(40);
+        shmid = shmget(0x5151, 8192, IPC_CREAT | 0600);
+        msqid = msgget(0x5152, IPC_CREAT | 0600);
+        if (shmid < 0 || msqid < 0)
+            _exit(41);
+        unsigned char *p = shmat(shmid, NULL, 0);
+        if (p == (void *)-1)
+            _exit(42);
+        for (int i = 0; i < 8192; i++)
+            p[i] = (unsigned char)(i * 7 + 3);
+        shmdt(p);
+        struct qmsg m = { 5, "inside" };
+        if (msgsnd(msqid, &m, sizeof m.text, 0))
+            _exit(43);
+    }
     if (write(ready_w, "r", 1) != 1)
         _exit(22);
     close(ready_w);
@@ -57,6 +86,27 @@ static void init_main(int ready_w)
         code = 23;
     if (proc_self() != 1)
         code = 24;
+    if (g_all) {
+        struct utsname u;
+        if (uname(&u) || strcmp(u.nodename, "stasis-ns"))
+            code = 44;
+        if (shmget(0x5151, 0, 0) != shmid || msgget(0x5152, 0) != msqid)
+            code = 45;
+        unsigned char *p = shmat(shmid, NULL, SHM_RDONLY);
+        if (p == (void *)-1)
+            code = 46;
+        else
+            for (int i = 0; i < 8192; i++)
+                if (p[i] != (unsigned char)(i * 7 + 3)) {
+                    code = 47;
+                    break;
+                }
+        struct qmsg m = { 0, "" };
+        if (msgrcv(msqid, &m, sizeof m.text, 0, IPC_NOWAIT) != sizeof m.text || m.mtype != 5 || strcmp(m.text, "inside"))
+            code = 48;
+        shmctl(shmid, IPC_RMID, NULL);
+        msgctl(msqid, IPC_RMID, NULL);
+    }
     int st;
     if (waitpid(3, &st, 0) != 3 || !WIFEXITED(st) || WEXITSTATUS(st) != 7)
         code = 25;
@@ -75,7 +125,8 @@ int main(int argc, char **argv)
     int rp[2];
     if (pipe(rp))
         DIE("pipe");
-    if (unshare(CLONE_NEWPID | CLONE_NEWNS))
+    g_all = argc > 2 && !strcmp(argv[2], "all");
+    if (unshare(CLONE_NEWPID | CLONE_NEWNS | (g_all ? CLONE_NEWUTS | CLONE_NEWIPC : 0)))
         DIE("unshare");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
         DIE("mount private");
