@@ -140,6 +140,13 @@ struct ProcPlan {
     comm: CString,
     pgid: i32,
     sid: i32,
+    /// Its process group, whose leader had exited: it forks a helper with that pid which
+    /// leads the group until every member joined, then is killed and reaped.
+    group_helper: i32,
+    /// Its session, whose leader had exited (it was re-parented to a subreaper of the
+    /// tree): its parent forks a helper with that pid, which calls setsid() and forks
+    /// it; the helper is killed once the tree is built, re-parenting it again.
+    session_helper: i32,
     /// Indexes of its children in `Plan::procs`.
     children: Vec<usize>,
     /// Namespaces it unshares (it is the first of the tree in them).
@@ -158,6 +165,9 @@ struct Plan {
     procs: Vec<ProcPlan>,
     /// Named FIFOs held open by the restorer until every new process has its fds.
     fifo_keep: Vec<OwnedFd>,
+    /// The root's session, when its leader had exited (and its pid is free): the
+    /// intermediate parent takes that pid, calls setsid() and forks the root.
+    session_helper: i32,
 }
 
 fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> {
@@ -256,6 +266,8 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
             comm: cs(&p.comm)?,
             pgid: attrs.pgid,
             sid: attrs.sid,
+            group_helper: 0,
+            session_helper: 0,
             children: Vec::new(),
             ns: ns::plan(m, idx),
         });
@@ -287,7 +299,58 @@ fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> 
     let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);
     let base = max_target.max(max_ours).max(carry.len() as i32 + 3) + 1;
     let fifo_keep = std::mem::take(&mut opened.keep);
-    Ok((Plan { carry, map_slot, base, tramp, procs, fifo_keep }, shm_keep))
+    let session_helper = dead_leaders(m, &mut procs)?;
+    Ok((Plan { carry, map_slot, base, tramp, procs, fifo_keep, session_helper }, shm_keep))
+}
+
+/// Sessions and process groups whose leader had exited before the dump: their ids must
+/// exist again for the members to be in them. Helper processes take the leaders' pids:
+/// returns the root's session to recreate (0: none) and marks, for each such group, the
+/// first live member, which creates it (`ProcPlan::group_helper`).
+fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> Result<i32> {
+    let in_tree = |id: i32| m.processes.iter().any(|q| q.pid == id);
+    let our_sid = sys::getsid();
+    let mut session = 0;
+    let root = &procs[0];
+    if root.sid > 0 && root.sid != root.pid && root.sid != our_sid && !in_tree(root.sid) {
+        match holder(root.sid) {
+            None if root.set_tid.len() == 1 => session = root.sid,
+            None => warn!(pid = root.pid, sid = root.sid, "session not recreated (root in a new PID namespace)"),
+            Some(h) => warn!(
+                pid = root.pid,
+                sid = root.sid,
+                "its session leader's pid is held by {h}; the process joins the restorer's session"
+            ),
+        }
+    }
+    for i in 1..procs.len() {
+        let (x, s) = (procs[i].pid, procs[i].sid);
+        let psid = m.processes.iter().position(|q| q.pid == m.processes[i].ppid).map(|k| procs[k].sid).unwrap_or(0);
+        if m.processes[i].zombie || s <= 0 || s == x || s == psid || in_tree(s) || procs[i].set_tid.len() != 1 {
+            continue;
+        }
+        match holder(s) {
+            None => procs[i].session_helper = s,
+            Some(h) => warn!(pid = x, sid = s, "its session leader's pid is held by {h}; it stays in its parent's session"),
+        }
+    }
+    let mut done: Vec<i32> = Vec::new();
+    for (i, p) in m.processes.iter().enumerate() {
+        let pp = &procs[i];
+        let g = pp.pgid;
+        let recreated_session = g == pp.sid && (pp.session_helper == g || i == 0 && session == g);
+        if p.zombie || g <= 0 || g == pp.pid || recreated_session || in_tree(g) || done.contains(&g) || pp.set_tid.len() != 1 {
+            continue;
+        }
+        if let Some(h) = holder(g) {
+            // a live group of another process: joined if it is in the same session
+            debug!(pid = pp.pid, pgid = g, "process group led by {h}");
+            continue;
+        }
+        done.push(g);
+        procs[i].group_helper = g;
+    }
+    Ok(session)
 }
 
 /// Fills shared-memory objects from pages.img (through the fds the plan holds).
@@ -397,8 +460,43 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
     } else if pp.pgid == pp.pid && child::setpgid(0, 0) < 0 {
         child_fail(b"setpgid (the process led its process group)", pp.pid, ctl);
     }
+    if pp.group_helper != 0 {
+        match sys::clone_fork(&[pp.group_helper], 0, libc::SIGCHLD) {
+            Ok(0) => {
+                child::set_pdeathsig_kill();
+                child::park()
+            }
+            Ok(h) => {
+                if child::setpgid(h, h) < 0 || child::setpgid(0, h) < 0 {
+                    child_fail(b"joining its process group (recreated: its leader had exited)", pp.pid, ctl);
+                }
+            }
+            Err(_) => child_fail(b"recreating its process group (clone3 with the exited leader's pid)", pp.pid, ctl),
+        }
+    }
     for &c in &pp.children {
         let cp = &plan.procs[c];
+        if cp.session_helper != 0 {
+            // the helper leads the child's session again and forks it
+            match sys::clone_fork(&[cp.session_helper], 0, libc::SIGCHLD) {
+                Ok(0) => {
+                    child::set_pdeathsig_kill();
+                    if child::setsid() < 0 {
+                        child_fail(b"setsid (recreating the session of an exited leader)", cp.pid, ctl);
+                    }
+                    match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
+                        Ok(0) => {
+                            child::set_pdeathsig_kill();
+                            child_proc(plan, c, ctl, tmp)
+                        }
+                        Ok(_) => child::park(),
+                        Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
+                    }
+                }
+                Ok(_) => continue,
+                Err(_) => child_fail(b"recreating its session (clone3 with the exited leader's pid)", cp.pid, ctl),
+            }
+        }
         match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
             Ok(0) => {
                 if cp.zombie {
@@ -768,13 +866,31 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     let (ctl_r, ctl_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
     let me = sys::getpid();
     let live: Vec<i32> = m.processes.iter().filter(|q| !q.zombie).map(|q| q.pid).collect();
-    let mut ch = if opts.detach {
+    // what a failure kills: the processes and the group helpers (children of them)
+    let kill_list: Vec<i32> = live
+        .iter()
+        .copied()
+        .chain(plan.procs.iter().flat_map(|p| [p.group_helper, p.session_helper]).filter(|g| *g != 0))
+        .collect();
+    let sh = plan.session_helper;
+    let mut ch = if opts.detach || sh != 0 {
         let (mid_r, mid_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
-        let mpid = sys::fork().map_err(|e| step_err(pid, "fork", e))?;
+        let set_tid: &[i32] = if sh != 0 { &[sh] } else { &[] };
+        let mpid = sys::clone_fork(set_tid, 0, libc::SIGCHLD).map_err(|e| {
+            if sh != 0 {
+                step_err(pid, &format!("recreating session {sh} (its leader had exited): clone3 with pid {sh}"), e)
+            } else {
+                step_err(pid, "fork", e)
+            }
+        })?;
         if mpid == 0 {
-            // intermediate parent: create the process, then wait for our orders.
+            // intermediate parent: lead the root's session if its leader is gone, create
+            // the process, then wait for our orders.
             drop(mid_w);
             let my = sys::getpid();
+            if sh != 0 && child::setsid() < 0 {
+                child_fail(b"setsid (recreating the session of an exited leader)", pid, ctl_w.as_raw_fd());
+            }
             let c = match sys::clone_fork(&plan.procs[0].set_tid, plan.procs[0].clone_flags, libc::SIGCHLD) {
                 Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), my),
                 Ok(c) => c,
@@ -795,11 +911,11 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
             child::exit(0)
         }
         drop(mid_r);
-        Child { pid, pids: live.clone(), middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
+        Child { pid, pids: kill_list.clone(), middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
     } else {
         match sys::clone_fork(&plan.procs[0].set_tid, plan.procs[0].clone_flags, libc::SIGCHLD) {
             Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), me),
-            Ok(c) => Child { pid: c, pids: live.clone(), middle: None, traced: Vec::new(), released: false },
+            Ok(c) => Child { pid: c, pids: kill_list.clone(), middle: None, traced: Vec::new(), released: false },
             Err(e) => return Err(pid_taken_or(pid, e)),
         }
     };
@@ -889,6 +1005,14 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
         drop(builders);
         drop(ch);
         return Err(e);
+    }
+    // Every member joined its group: the helpers that held dead leaders' groups go.
+    for b in &builders {
+        if let Err(e) = b.reap_group_helper() {
+            drop(builders);
+            drop(ch);
+            return Err(e);
+        }
     }
     for b in &builders {
         if let Err(e) = b.finish() {
@@ -1074,13 +1198,37 @@ impl Builder<'_> {
         self.pdeath_and_creds()?;
         let attrs = self.p.attrs.clone().unwrap_or_default();
         self.call("dumpable", self.main(), libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, attrs.dumpable as u64])?;
-        self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
+        Ok(())
+    }
+
+    /// Kills the helper that held this process's group (see `dead_leaders`), reaps it
+    /// from inside, and drops the SIGCHLD it caused unless the image had one pending.
+    fn reap_group_helper(&self) -> Result<()> {
+        let mut helpers: Vec<i32> = self.pp.children.iter().map(|&c| self.plan.procs[c].session_helper).collect();
+        helpers.push(self.pp.group_helper);
+        helpers.retain(|h| *h != 0);
+        if helpers.is_empty() {
+            return Ok(());
+        }
+        let st = format!("removing helper processes {helpers:?} (they held exited leaders' groups/sessions)");
+        for &g in &helpers {
+            let _ = sys::kill(g, libc::SIGKILL);
+            self.call(&st, self.main(), libc::SYS_wait4, &[g as u64, 0, libc::__WALL as u64, 0])?;
+        }
+        let chld = libc::SIGCHLD;
+        let pending = self.p.shared_pending.iter().chain(self.p.threads.iter().flat_map(|t| t.pending.iter())).any(|s| s.signo == chld);
+        if !pending {
+            self.write_data(&st, 0, &(1u64 << (chld - 1)).to_le_bytes())?;
+            self.write_data(&st, 16, &[0u8; 16])?;
+            let _ = self.main().raw(libc::SYS_rt_sigtimedwait, &[self.data(0), 0, self.data(16), 8]);
+        }
         Ok(())
     }
 
     /// Last step, once every process of the tree is built: registers, then go.
     fn finish(&self) -> Result<()> {
         let attrs = self.p.attrs.clone().unwrap_or_default();
+        self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
         self.registers()?;
         if attrs.stopped {
             // Queued while every thread is still stopped under ptrace: the first thing

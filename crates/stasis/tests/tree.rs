@@ -125,3 +125,28 @@ fn shared_address_space_is_refused() {
         w.go_and_pass();
     }
 }
+
+/// A daemon-style child (its session leader exited, it was re-parented to the root, a
+/// child subreaper) and a process group whose leader exited: sessions and groups come
+/// back with the exited leaders' ids, through helper processes nobody sees.
+#[test]
+fn sessions_and_groups_of_exited_leaders() {
+    let _t = serial();
+    let mut w = Workload::start("sessions", &[]);
+    let kids: Vec<i32> = ["d2", "g2"].iter().map(|k| w.info(k).parse().unwrap()).collect();
+    let leaders: Vec<i32> = ["d1", "g1"].iter().map(|k| w.info(k).parse().unwrap()).collect();
+    if direct() {
+        w.go_and_pass();
+        return;
+    }
+    w.dump();
+    assert!(wait_until(Duration::from_secs(10), || {
+        reap_strays(false);
+        kids.iter().all(|k| !pid_exists(*k))
+    }));
+    w.restore();
+    for l in &leaders {
+        assert!(!pid_exists(*l), "helper {l} is still there after the restore\n{}", w.report());
+    }
+    w.go_and_pass();
+}

@@ -507,6 +507,11 @@ impl Drop for SharedAnon {
     }
 }
 
+pub fn getsid() -> i32 {
+    // SAFETY: getsid(0) on ourselves always succeeds.
+    unsafe { libc::getsid(0) }
+}
+
 pub fn getppid() -> i32 {
     // SAFETY: always succeeds.
     unsafe { libc::getppid() }
