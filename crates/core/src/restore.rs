@@ -972,54 +972,95 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     // SysV objects, now that the new IPC namespaces exist (before any shmat)
     let mut sysv = ipc::restore(&m, &shards)?;
     // -- drive them: every process up to its registers, then all registers, then go ----
-    let mut builders = Vec::new();
+    // Processes are built concurrently by a few tracer threads (a ptrace tracee belongs
+    // to the thread that seized it, so each thread keeps its processes to the end).
+    // Processes sharing an fd table stay on one thread, in tree order: the last one
+    // closes the carried fds the others still map from.
+    let mut units: Vec<Vec<usize>> = Vec::new();
     for (i, q) in m.processes.iter().enumerate() {
         if q.zombie {
             continue;
         }
-        let tmp_fds = tmp_by_pid.remove(&q.pid).unwrap_or_default();
-        let mut b = Builder {
-            m: &m,
-            p: q,
-            pp: &plan.procs[i],
-            is_root: i == 0,
-            epoll: &epoll_adds[i],
-            pid: q.pid,
-            plan: &plan,
-            tmp_fds,
-            shards: &shards,
-            tramp,
-            stage,
-            self_vdso: &ours,
-            threads: Vec::new(),
-        };
-        if let Err(e) = b.run(&mut ch) {
-            drop(builders);
-            drop(ch); // kills and reaps
-            return Err(e);
+        let parent = m.processes.iter().position(|x| x.pid == q.ppid);
+        match parent.filter(|_| q.shares_files).and_then(|p| units.iter().position(|u| u.contains(&p))) {
+            Some(u) => units[u].push(i),
+            None => units.push(vec![i]),
         }
-        builders.push(b);
     }
-    // every segment is attached again: mark the destroyed ones
-    if let Err(e) = sysv.finish(pid) {
-        drop(builders);
-        drop(ch);
+    let nworkers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(units.len());
+    let mut lists: Vec<Vec<usize>> = vec![Vec::new(); nworkers];
+    for (k, u) in units.into_iter().enumerate() {
+        lists[k % nworkers].extend(u);
+    }
+    let chm = std::sync::Mutex::new(ch);
+    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    let sysvm = std::sync::Mutex::new(&mut sysv);
+    let barrier = std::sync::Barrier::new(nworkers);
+    let fail = |e: Error| {
+        failed.lock().unwrap().get_or_insert(e);
+    };
+    let ok = || failed.lock().unwrap().is_none();
+    std::thread::scope(|s| {
+        for (w, list) in lists.iter().enumerate() {
+            let (chm, barrier, tmp_by_pid) = (&chm, &barrier, &tmp_by_pid);
+            let (m, plan, epoll_adds, shards, ours) = (&m, &plan, &epoll_adds, &shards, &ours);
+            let (fail, ok, sysvm) = (&fail, &ok, &sysvm);
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                for &i in list {
+                    if !ok() {
+                        break;
+                    }
+                    let q = &m.processes[i];
+                    let mut b = Builder {
+                        m,
+                        p: q,
+                        pp: &plan.procs[i],
+                        is_root: i == 0,
+                        epoll: &epoll_adds[i],
+                        pid: q.pid,
+                        plan,
+                        tmp_fds: tmp_by_pid.get(&q.pid).cloned().unwrap_or_default(),
+                        shards,
+                        tramp,
+                        stage,
+                        self_vdso: ours,
+                        threads: Vec::new(),
+                    };
+                    match b.run(chm) {
+                        Ok(()) => mine.push(b),
+                        Err(e) => fail(e),
+                    }
+                }
+                barrier.wait();
+                // every segment is attached again: mark the destroyed ones
+                if w == 0 && ok() {
+                    if let Err(e) = sysvm.lock().unwrap().finish(pid) {
+                        fail(e);
+                    }
+                }
+                barrier.wait();
+                // Every member joined its group: the helpers that held dead leaders' groups go.
+                for b in mine.iter().filter(|_| ok()) {
+                    if let Err(e) = b.reap_group_helper() {
+                        fail(e);
+                    }
+                }
+                barrier.wait();
+                for b in mine.iter().filter(|_| ok()) {
+                    if let Err(e) = b.finish() {
+                        fail(e);
+                    }
+                }
+                // Leaving this thread detaches what it still traces (PTRACE_O_EXITKILL
+                // kills those on failure); on success everything is detached already.
+            });
+        }
+    });
+    let mut ch = chm.into_inner().unwrap();
+    if let Some(e) = failed.into_inner().unwrap() {
+        drop(ch); // kills and reaps
         return Err(e);
-    }
-    // Every member joined its group: the helpers that held dead leaders' groups go.
-    for b in &builders {
-        if let Err(e) = b.reap_group_helper() {
-            drop(builders);
-            drop(ch);
-            return Err(e);
-        }
-    }
-    for b in &builders {
-        if let Err(e) = b.finish() {
-            drop(builders);
-            drop(ch);
-            return Err(e);
-        }
     }
     sysv.keep();
     info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
@@ -1029,7 +1070,6 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
         }
     }
     ch.released = true;
-    drop(builders);
     if let Some(w) = ready {
         // --pid-ns init: tell the outer stasis, and outlive it.
         send_report(w.as_raw_fd(), &[b"O".as_slice(), &pid.to_le_bytes()].concat());
@@ -1130,11 +1170,11 @@ impl Builder<'_> {
         sys::write_mem(self.pid, self.data(off), b).map_err(|e| self.err(step, e))
     }
 
-    fn run(&mut self, ch: &mut Child) -> Result<()> {
+    fn run(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
         let pid = self.pid;
         ptrace::seize(pid, (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL) as u32 | ptrace::PTRACE_O_SUSPEND_SECCOMP)
             .map_err(|e| self.err("seizing the new process", e))?;
-        ch.traced.push(pid);
+        ch.lock().unwrap().traced.push(pid);
         ptrace::interrupt(pid).map_err(|e| self.err("seizing the new process", e))?;
         loop {
             let st = ptrace::wait(pid).map_err(|e| self.err("seizing the new process", e))?;
@@ -1183,7 +1223,8 @@ impl Builder<'_> {
         }
         self.epoll_items()?;
         // --detach: hand the process over to its new parent before setting pdeathsig.
-        if let Some((w, mpid)) = if self.is_root { ch.middle.take() } else { None } {
+        let middle = if self.is_root { ch.lock().unwrap().middle.take() } else { None };
+        if let Some((w, mpid)) = middle {
             for t in &self.threads {
                 self.call("clearing parent-death signal", t, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, 0])?;
             }
@@ -1452,7 +1493,7 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn create_threads(&mut self, ch: &mut Child) -> Result<()> {
+    fn create_threads(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
         let main_regs = ptrace::getregs(self.pid).map_err(|e| self.err("creating threads", e))?;
         let threads: Vec<(i32, Vec<i32>)> = self
             .p
@@ -1488,7 +1529,7 @@ impl Builder<'_> {
                 };
                 return Err(self.err(&st, why));
             }
-            ch.traced.push(tid);
+            ch.lock().unwrap().traced.push(tid);
             loop {
                 let s = ptrace::wait(tid).map_err(|e| self.err(&st, e))?;
                 match ptrace::decode(s) {
