@@ -339,3 +339,52 @@ fn memfd_mapped_by_outside_process_needs_external_and_inherit_fd() {
     m2.read_exact_at(&mut buf, 128).unwrap();
     assert_eq!(&buf, b"from-workload\0", "the workload's write did not reach the test's memfd");
 }
+
+#[test]
+fn anonymous_shared_memory_shared_with_parent_outside_the_tree() {
+    skip_if_direct!();
+    let _t = serial();
+    let tmp = TempDir::new("external-anon");
+    let dir = tmp.path.clone();
+    fs::create_dir(dir.join("work")).unwrap();
+    let mut procs = Procs::default();
+    // The parent maps MAP_SHARED|MAP_ANONYMOUS memory and forks the child we dump.
+    let parent = spawn(&mut procs, &dir, &workload_bin("ext_shared"), &["anon"], &[], "stdout");
+    wait_ready(&dir, "stdout", parent);
+    let child: i32 = output(&dir, "stdout")
+        .lines()
+        .find_map(|l| l.strip_prefix("INFO child=").and_then(|v| v.parse().ok()))
+        .expect("no INFO child=");
+    let maps = fs::read_to_string(format!("/proc/{child}/maps")).unwrap();
+    let ino: u64 = maps
+        .lines()
+        .find(|l| l.ends_with("/dev/zero (deleted)"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no shared anonymous mapping in the child:\n{maps}"));
+    let name = format!("shm:[{ino}]");
+    let ctx = format!("parent {parent}, child {child}, {name}");
+
+    let r = dump(&dir, child, &[]);
+    assert_clean_error(&r, &[&format!("pid {child} (ext_shared)"), &format!("pid {parent} (ext_shared)"), &name, "/dev/zero"], &ctx);
+    assert_untouched(child, &ctx);
+
+    let r = dump(&dir, child, &["--external", &name]);
+    assert!(r.ok(), "dump with --external failed\n{r}\n{ctx}");
+    // the parent reaps it
+    assert!(wait_until(Duration::from_secs(10), || !pid_exists(child)), "dumped child {child} still exists");
+
+    let m2 = memfd("ext-anon-new", 4096);
+    m2.write_all_at(b"fresh\0", 0).unwrap();
+    let arg = format!("9:{name}");
+    let r = restore_with_fds(&dir, &["--inherit-fd", &arg], &[(9, m2.as_raw_fd())]);
+    adopt_restored(&mut procs, &dir, child, &r);
+    m2.write_all_at(b"from-test\0", 64).unwrap();
+    File::create(dir.join("work/go")).unwrap();
+    assert_pass(&dir, child, &mut procs);
+    let out = output(&dir, "stdout");
+    assert!(out.lines().any(|l| l == "INFO at0=fresh"), "the restored mapping is not the inherited memfd:\n{out}");
+    let mut buf = [0u8; 14];
+    m2.read_exact_at(&mut buf, 128).unwrap();
+    assert_eq!(&buf, b"from-workload\0", "the workload's write did not reach the test's memfd");
+}

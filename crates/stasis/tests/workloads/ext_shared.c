@@ -1,5 +1,5 @@
 /*
- * ext_shared WORKDIR pipe|shm: a process sharing a resource with a process
+ * ext_shared WORKDIR pipe|shm|anon: a process sharing a resource with a process
  * outside its tree (tests/external.rs gives it the fds).
  *
  * pipe: fd 5 is the read end of a pipe and fd 6 the write end of another,
@@ -11,10 +11,15 @@
  *       checks the outside process wrote "helper" at 256. After go it waits
  *       (10 s at most) for "from-test" at offset 64, reports what offset 0
  *       holds (INFO at0=...) and writes "from-workload" at offset 128.
+ * anon: like shm with MAP_SHARED|MAP_ANONYMOUS memory shared with its parent:
+ *       the parent maps it, writes "helper" at 256, forks the child that does
+ *       the checks (INFO child=PID; only the child is dumped), reaps it and
+ *       sleeps until it is killed.
  */
 #include "common.h"
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 static int do_pipe(void)
 {
@@ -40,12 +45,8 @@ static int do_pipe(void)
     return finish();
 }
 
-static int do_shm(void)
+static int shm_checks(char *p)
 {
-    char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 5, 0);
-    if (p == MAP_FAILED)
-        DIE("mmap fd 5");
-    close(5);
     memcpy(p, "before-dump", 12);
     double end = now_mono() + 10;
     while (strcmp(p + 256, "helper") != 0 && now_mono() < end)
@@ -65,6 +66,34 @@ static int do_shm(void)
     return finish();
 }
 
+static int do_shm(void)
+{
+    char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, 5, 0);
+    if (p == MAP_FAILED)
+        DIE("mmap fd 5");
+    close(5);
+    return shm_checks(p);
+}
+
+static int do_anon(void)
+{
+    char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        DIE("mmap shared anonymous");
+    memcpy(p + 256, "helper", 7);
+    pid_t c = fork();
+    if (c < 0)
+        DIE("fork");
+    if (c == 0)
+        return shm_checks(p);
+    info("child", "%d", (int)c);
+    int st;
+    while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+        ;
+    for (;;)
+        sleep_ms(10);
+}
+
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
@@ -72,6 +101,8 @@ int main(int argc, char **argv)
         return do_pipe();
     if (argc > 2 && strcmp(argv[2], "shm") == 0)
         return do_shm();
-    fprintf(stderr, "usage: %s WORKDIR pipe|shm\n", argv[0]);
+    if (argc > 2 && strcmp(argv[2], "anon") == 0)
+        return do_anon();
+    fprintf(stderr, "usage: %s WORKDIR pipe|shm|anon\n", argv[0]);
     return 2;
 }
