@@ -2,7 +2,8 @@
 //! `restore --inherit-fd`).
 //!
 //! The workload (`ext_shared`) and an outside helper (`ext_helper`, not in the tree)
-//! share a pipe pair or a MAP_SHARED memfd. Dump must refuse with one line naming both
+//! share a pipe pair or a MAP_SHARED memfd (or, in the third test, the workload's
+//! parent shares MAP_SHARED|MAP_ANONYMOUS memory with it). Dump must refuse with one line naming both
 //! processes and the resource, leaving the workload running; with `--external` it
 //! dumps; restore refuses without the `--inherit-fd` an external shared-memory object
 //! needs (no process left), and with it the restored workload talks to a new pipe pair
