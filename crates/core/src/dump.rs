@@ -22,6 +22,9 @@ pub struct DumpOptions {
     pub pid: i32,
     pub dir: PathBuf,
     pub leave_running: bool,
+    /// Resources shared with processes outside the tree to record as external instead
+    /// of refusing (`--external`: `pipe:[INO]`, `shm:[INO]`).
+    pub external: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -306,11 +309,12 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     let pid = opts.pid;
     let t0 = Instant::now();
     precheck(pid)?;
+    let external = crate::external::parse_external(pid, &opts.external)?;
     prepare_dir(pid, &opts.dir)?;
     let members = freeze_tree(pid)?;
     let t_frozen = Instant::now();
     info!(pid, processes = members.len(), "frozen");
-    let r = write_image(&members, &opts.dir);
+    let r = write_image(&members, &opts.dir, external);
     let mut stats = match r {
         Ok(s) => s,
         Err(e) => {
@@ -347,8 +351,9 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     Ok(stats)
 }
 
-fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
+fn write_image(members: &[Member], dir: &Path, external: std::collections::BTreeSet<String>) -> Result<DumpStats> {
     let mut objs = ObjectTable::default();
+    objs.external = external;
     let mut fd_state = files::FdState::new(members.iter().map(|m| m.pid()).collect());
     let mut procs = Vec::new();
     let mut cols = Vec::new();
@@ -388,7 +393,8 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
             a.stopped = stopped;
         }
         (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
-        let col = mem::collect(pid, &mut objs, process.ipc_ns)?;
+        let mut col = mem::collect(pid, &mut objs, process.ipc_ns)?;
+        fd_state.shared.append(&mut col.shared);
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
         let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
         if exe_path.ends_with(" (deleted)") {
@@ -409,6 +415,7 @@ fn write_image(members: &[Member], dir: &Path) -> Result<DumpStats> {
     shared_tables(&mut procs)?;
     let all_fds: Vec<_> = procs.iter().flat_map(|p| p.fds.iter().cloned()).collect();
     files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;
+    crate::external::warn_unused(&objs);
     if let Some((pid, why)) = ns::check_tree(&procs) {
         return Err(Error::Unsupported { pid, what: why });
     }

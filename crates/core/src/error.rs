@@ -10,6 +10,10 @@ pub enum Error {
     /// The process is in a state that makes a dump impossible.
     #[error("pid {pid}: {why}")]
     Refused { pid: i32, why: String },
+    /// A resource is shared with a process outside the dumped tree (and was not marked
+    /// external); the process was left untouched.
+    #[error("pid {pid} ({comm}): {why}")]
+    Shared { pid: i32, comm: String, why: String },
     /// A system call or procfs access failed.
     #[error("pid {pid}: {what}: {err}")]
     Sys { pid: i32, what: String, err: io::Error },

@@ -20,6 +20,7 @@ use stasis_image::model::*;
 use stasis_sys::sys;
 
 use crate::error::{Ctx, Error, Result};
+use crate::external;
 use crate::fdkinds;
 use crate::objects::ObjectTable;
 use crate::procfs;
@@ -60,6 +61,21 @@ pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str
         return Err(Error::Unsupported { pid, what: format!("{what} is a deleted non-regular file ({link})") });
     }
     let key = format!("ghost:{}:{}", md.dev(), md.ino());
+    let ext = external::shm_name(md.ino());
+    if objs.external.contains(&ext) {
+        // Marked external: no content; restore takes it from an inherited fd.
+        return Ok(objs.intern(key, |_| Object {
+            ghost: Some(GhostObj {
+                path: link.trim_end_matches(" (deleted)").to_string(),
+                memfd_name: link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string()).unwrap_or_default(),
+                mode: md.mode(),
+                external: ext,
+                size: md.len(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+    }
     let mut err = None;
     let id = objs.intern(key, |_| {
         let memfd_name = link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string());
@@ -82,6 +98,7 @@ pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str
                 mode: md.mode(),
                 content,
                 seals,
+                ..Default::default()
             }),
             ..Default::default()
         }
@@ -192,6 +209,11 @@ pub struct FdState {
     unix_table: Option<fdkinds::unix::Table>,
     /// Every process of the tree.
     pub tree: Vec<i32>,
+    /// Every fd of the tree: (pid, fd, object id).
+    users: Vec<(i32, i32, u32)>,
+    /// Shared-memory objects the tree maps shared (not marked external), to look for
+    /// outside holders.
+    pub shared: Vec<external::SharedMem>,
 }
 
 impl FdState {
@@ -359,6 +381,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
         descs.entry(key).or_default().push((pid, fd, id));
         out.push(Fd { fd, object_id: id, cloexec });
     }
+    st.users.extend(out.iter().map(|f| (pid, f.fd, f.object_id)));
     Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
 }
 
@@ -415,24 +438,68 @@ fn peek_pipe(pid: i32, what: &str, f: &OwnedFd) -> Result<(u32, Vec<u8>)> {
     Ok((cap as u32, data))
 }
 
-/// After every process of the tree: pipes (both ends inside the tree, or closed, or
-/// shared with an outside process) get their buffered bytes, copied without consuming
-/// them; unix socket pairs must have both ends inside the tree.
+/// After every process of the tree: resources shared with processes outside the tree
+/// are found in one pass over /proc (`external::scan`) and refused unless they are
+/// stdio pipes or marked external; pipes (both ends inside the tree, or closed) get
+/// their buffered bytes, copied without consuming them; unix socket pairs must have
+/// both ends inside the tree.
 pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> Result<()> {
     let root = st.tree.first().copied().unwrap_or(0);
+    let inos = st.pipes.iter().map(|p| p.ino).collect();
+    let holders = external::scan(&st.tree, &inos, &st.shared);
+    external::check_shm(&holders, &st.shared)?;
     for p in &st.pipes {
-        if p.read_fd.is_none() || p.write_fd.is_none() {
-            let (pid, fd) = p.read_fd.or(p.write_fd).unwrap();
-            if let Some(other) = pipe_holder(&st.tree, p.ino) {
-                // The other end belongs to another process (a shell pipeline, a test
-                // harness capturing output). It cannot be part of the image; restore
-                // connects this fd to the same fd of `stasis restore`, which must be a
-                // pipe too (as a shell job gets its terminal back).
-                tracing::info!(pid, fd, "pipe:[{}] is shared with {other}; restore will inherit fd {fd}", p.ino);
-                let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
-                o.external = format!("pipe:[{}] shared with {other}", p.ino);
-                continue;
+        let name = external::pipe_name(p.ino);
+        let marked = objs.external.contains(&name);
+        let outside = holders.pipes.get(&p.ino);
+        // fds of the tree on this pipe
+        let users: Vec<(i32, i32)> = st
+            .users
+            .iter()
+            .filter(|(_, _, id)| objs.objects.get(*id as usize - 1).and_then(|o| o.pipe_end.as_ref()).is_some_and(|e| e.pipe_id == p.pipe_id))
+            .map(|(pid, fd, _)| (*pid, *fd))
+            .collect();
+        let (pid, fd) = users.iter().copied().find(|u| u.1 > 2).or(p.read_fd.or(p.write_fd)).unwrap();
+        if p.read_fd.is_some() && p.write_fd.is_some() {
+            if let Some(other) = outside {
+                let (pid, comm) = external::who_in_tree(pid);
+                return Err(Error::Shared {
+                    pid,
+                    comm,
+                    why: format!(
+                        "fd {fd} is {name}, whose two ends are in the dumped tree while {other} outside it holds it \
+                         too; such a pipe cannot be reconnected (not supported yet)"
+                    ),
+                });
             }
+            if marked {
+                tracing::warn!("--external {name}: both ends of it are in the dumped tree; it is dumped as usual");
+            }
+        } else if outside.is_some() || marked {
+            let other = outside.cloned().unwrap_or_else(|| "nobody (marked external)".into());
+            if !marked && fd > 2 {
+                // Only stdio is handed over implicitly; anything else must be named.
+                let (pid, comm) = external::who_in_tree(pid);
+                return Err(Error::Shared {
+                    pid,
+                    comm,
+                    why: format!(
+                        "fd {fd} is {name}, which {other} outside the dumped tree holds too; to dump it anyway mark \
+                         it with `--external {name}` and reconnect it at restore with `--inherit-fd FD:{name}`"
+                    ),
+                });
+            }
+            // The other end belongs to another process (a shell pipeline, a test
+            // harness capturing output). It cannot be part of the image; restore
+            // connects this fd to the restorer's fd named by --inherit-fd, or to the
+            // same fd of `stasis restore`, which must be a pipe too (as a shell job gets
+            // its terminal back).
+            tracing::info!(pid, fd, "{name} is shared with {other}; restore will inherit it");
+            let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
+            o.external = format!("{name} shared with {other}");
+            continue;
+        }
+        if p.read_fd.is_none() || p.write_fd.is_none() {
             // Nobody holds the other end: it was closed. Restore recreates the pipe
             // and closes that end again.
             let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
@@ -470,26 +537,6 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
     }
     fdkinds::unix::check_peers(root, &objs.objects, all_fds)?;
     Ok(())
-}
-
-/// A process outside `tree` holding pipe `ino` open, if any (scans /proc/*/fd).
-fn pipe_holder(tree: &[i32], ino: u64) -> Option<String> {
-    let want = format!("pipe:[{ino}]");
-    let me = sys::getpid();
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(other) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if tree.contains(&other) || other == me {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else { continue };
-        for f in fds.flatten() {
-            if std::fs::read_link(f.path()).map(|l| l.as_os_str() == want.as_str()).unwrap_or(false) {
-                let comm = procfs::read(other, "comm").unwrap_or_default();
-                return Some(format!("pid {other} ({})", comm.trim()));
-            }
-        }
-    }
-    None
 }
 
 /// A process outside `tree` with an fd on named FIFO `f`, if any (scans /proc/*/fd).
@@ -563,14 +610,17 @@ pub struct Opened {
 
 /// Recreates every nameless inode (deleted file, memfd) with its content: a memfd with
 /// its name and seals; a deleted file at its old path, opened, then unlinked again (so
-/// /proc shows "path (deleted)"). Returns object id → an O_RDWR fd of it.
-pub fn create_ghosts(m: &stasis_image::Manifest) -> Result<HashMap<u32, OwnedFd>> {
+/// /proc shows "path (deleted)"). An external one is the fd handed over with
+/// `--inherit-fd`. Returns object id → an O_RDWR fd of it.
+pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited) -> Result<HashMap<u32, OwnedFd>> {
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "recreating deleted files and memfds".into(), why };
     let mut out = HashMap::new();
     for o in &m.objects {
         let Some(g) = &o.ghost else { continue };
-        let fd = if !g.memfd_name.is_empty() {
+        let fd = if !g.external.is_empty() {
+            inherit.dup(&g.external).map_err(|e| Error::RestoreRefused(format!("external {} ({}): {e}", g.external, g.path)))?
+        } else if !g.memfd_name.is_empty() {
             const F_SEAL_SEAL: u32 = 1;
             let sealing = g.seals != F_SEAL_SEAL;
             let flags = if sealing { libc::MFD_ALLOW_SEALING } else { 0 };
@@ -612,7 +662,11 @@ pub fn reopen_ghost(ghosts: &HashMap<u32, OwnedFd>, id: u32, flags: u32) -> std:
 
 /// Opens (or creates) every object the process's fds refer to, with offsets and flags
 /// set, in the restorer. Pipes get their buffered bytes back.
-pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd>) -> Result<Opened> {
+pub fn open_fd_objects(
+    m: &stasis_image::Manifest,
+    ghosts: &HashMap<u32, OwnedFd>,
+    inherit: &external::Inherited,
+) -> Result<Opened> {
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
     let mut unix_made: HashMap<u32, OwnedFd> = HashMap::new();
@@ -645,7 +699,8 @@ pub fn open_fd_objects(m: &stasis_image::Manifest, ghosts: &HashMap<u32, OwnedFd
                         .and_then(|o| o.pipe.as_ref())
                         .ok_or_else(|| step(format!("fd {} refers to a missing pipe", fd.fd)))?;
                     if !p.external.is_empty() {
-                        let owned = inherit_pipe(fd.fd, end.write_end, &p.external)?;
+                        let src = inherit.fd(&external::pipe_name(p.ino));
+                        let owned = inherit_pipe(fd.fd, src, end.write_end, &p.external)?;
                         opened.by_object.insert(fd.object_id, owned);
                         continue;
                     }
@@ -744,14 +799,21 @@ fn open_fifo(pid: i32, f: &FifoObj, fd: i32) -> Result<OwnedFd> {
     Ok(h)
 }
 
-/// An fd that was one end of a pipe to another process: take the same fd of this
-/// restorer, which must be a pipe end of the same direction.
-fn inherit_pipe(fd: i32, write_end: bool, what: &str) -> Result<OwnedFd> {
+/// An fd that was one end of a pipe to another process: take the restorer's fd `src`
+/// (`--inherit-fd`), or else the same fd of this restorer; it must be a pipe end of the
+/// same direction.
+fn inherit_pipe(fd: i32, src: Option<i32>, write_end: bool, what: &str) -> Result<OwnedFd> {
     let refuse = |why: &str| {
-        Error::RestoreRefused(format!(
-            "fd {fd} was a pipe to another process ({what}); {why}: run `stasis restore` with fd {fd} connected to a pipe to hand one over"
-        ))
+        Error::RestoreRefused(match src {
+            Some(s) => format!("fd {fd} was a pipe to another process ({what}); fd {s} given by --inherit-fd: {why}"),
+            None => format!(
+                "fd {fd} was a pipe to another process ({what}); {why}: run `stasis restore` with fd {fd} connected \
+                 to a pipe to hand one over, or name another fd with --inherit-fd FD:{}",
+                what.split(' ').next().unwrap_or("pipe:[INODE]")
+            ),
+        })
     };
+    let fd = src.unwrap_or(fd);
     let md = std::fs::metadata(format!("/proc/self/fd/{fd}")).map_err(|_| refuse("this restorer has no such fd"))?;
     if !md.file_type().is_fifo() {
         return Err(refuse("this restorer's fd is not a pipe"));

@@ -3,6 +3,7 @@
 pub mod cpu;
 pub mod dump;
 pub mod error;
+pub mod external;
 pub mod fdkinds;
 pub mod files;
 pub mod freeze;

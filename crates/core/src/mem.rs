@@ -15,6 +15,7 @@ use stasis_sys::sysv::SHM_RDONLY;
 use tracing::debug;
 
 use crate::error::{path_err, Ctx, Error, Result};
+use crate::external::{self, SharedMem};
 use crate::files;
 use crate::objects::ObjectTable;
 use crate::procfs::{self, MapEntry};
@@ -67,6 +68,9 @@ pub struct MemCollect {
     pub jobs: Vec<Job>,
     pub shm_files: Vec<File>,
     pub sysv: Vec<stasis_sys::sysv::ShmAttach>,
+    /// Shared-memory objects mapped shared (not marked external), for the check against
+    /// processes outside the tree.
+    pub shared: Vec<SharedMem>,
 }
 
 /// Adds the contents of SysV segments (attached by ipc::dump) to the page copy: runs of
@@ -151,10 +155,31 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
     let maps = procfs::smaps(pid).ctx(pid, || "reading /proc/PID/smaps".into())?;
     let pagemap = File::open(format!("/proc/{pid}/pagemap")).ctx(pid, || "opening /proc/PID/pagemap".into())?;
     let zpfn = zero_pfn();
-    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new() };
+    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new(), shared: Vec::new() };
     let mut shm_seen: Vec<(u64, u32)> = Vec::new();
+    let mut tmpfs = None;
     for m in &maps {
-        let kind = classify(pid, m)?;
+        let mut kind = classify(pid, m)?;
+        let what = || format!("VMA {:#x}-{:#x}", m.start, m.end);
+        let dev = (m.dev_major, m.dev_minor);
+        // Shared memory an outside process may share: anonymous, nameless (memfd,
+        // deleted file) or a tmpfs file, mapped shared.
+        let nameless = m.path.starts_with("/memfd:") || m.path.ends_with(" (deleted)");
+        let shm_like = m.shared
+            && match kind {
+                VmaKind::ShmemAnon => true,
+                VmaKind::FileShared => {
+                    nameless || tmpfs.get_or_insert_with(|| external::tmpfs_devs(pid)).contains(&dev)
+                }
+                _ => false,
+            };
+        // Marked external: mapped from the inherited fd at restore like a nameless file.
+        let marked = shm_like && objs.external.contains(&external::shm_name(m.inode));
+        if marked {
+            kind = VmaKind::FileShared;
+        } else if shm_like && !out.shared.iter().any(|s| s.dev == dev && s.ino == m.inode) {
+            out.shared.push(SharedMem { pid, what: what(), dev, ino: m.inode, name: m.path.clone() });
+        }
         let mut vma = Vma {
             start: m.start,
             end: m.end,
@@ -172,9 +197,8 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
         match kind {
             VmaKind::FileShared | VmaKind::FilePrivate => {
                 let writable = m.shared && m.prot & libc::PROT_WRITE as u32 != 0;
-                if m.path.starts_with("/memfd:") || m.path.ends_with(" (deleted)") {
-                    let what = format!("VMA {:#x}-{:#x}", m.start, m.end);
-                    let gid = files::ghost(pid, objs, &map_file, &m.path, &what)?;
+                if nameless || marked {
+                    let gid = files::ghost(pid, objs, &map_file, &m.path, &what())?;
                     vma.object_id = objs.intern(format!("mapped-ghost:{gid}"), |_| Object {
                         mapped_file: Some(MappedFileObj { path: m.path.clone(), identity: None, writable, ghost_id: gid }),
                         ..Default::default()
@@ -283,7 +307,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
 
 /// Puts the collections of several processes together (one page copy for the tree).
 pub fn merge(cols: Vec<MemCollect>) -> MemCollect {
-    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new() };
+    let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new(), shared: Vec::new() };
     for c in cols {
         let (base, sbase) = (out.shm_files.len(), out.sysv.len());
         out.jobs.extend(c.jobs.into_iter().map(|mut j| {

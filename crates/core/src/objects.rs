@@ -2,7 +2,7 @@
 //! descriptions, pipes, shared-memory objects, mapped files) are written once and
 //! referenced by id.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use stasis_image::model::*;
 
@@ -10,6 +10,9 @@ use stasis_image::model::*;
 pub struct ObjectTable {
     pub objects: Vec<Object>,
     by_key: HashMap<String, u32>,
+    /// Resources the user marked external (`dump --external`), canonical names
+    /// (`pipe:[INO]`, `shm:[INO]`): recorded as external instead of refused.
+    pub external: BTreeSet<String>,
 }
 
 impl ObjectTable {

@@ -48,6 +48,8 @@ pub struct RestoreOptions {
     /// Restore even if files the process had open (not mapped) changed since the dump,
     /// e.g. a log it kept appending to after a --leave-running dump.
     pub allow_changed_files: bool,
+    /// `--inherit-fd FD:RES`: the restorer's fd FD provides external resource RES.
+    pub inherit_fds: Vec<String>,
 }
 
 const PAGE: u64 = 4096;
@@ -170,11 +172,11 @@ struct Plan {
     session_helper: i32,
 }
 
-fn build_plan(m: &Manifest, tramp: u64) -> Result<(Plan, Vec<sys::SharedAnon>)> {
+fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) -> Result<(Plan, Vec<sys::SharedAnon>)> {
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
-    let ghosts = files::create_ghosts(m)?;
-    let mut opened = files::open_fd_objects(m, &ghosts)?;
+    let ghosts = files::create_ghosts(m, inherit)?;
+    let mut opened = files::open_fd_objects(m, &ghosts, inherit)?;
     let mut carry: Vec<OwnedFd> = Vec::new();
     let mut slot_of: HashMap<u32, usize> = HashMap::new();
     let mut map_slot = HashMap::new();
@@ -689,6 +691,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<u8> {
 fn restore_in_pidns(opts: &RestoreOptions) -> Result<u8> {
     let m = stasis_image::read_manifest(&opts.dir)?;
     validate(&m)?;
+    crate::external::check_restore(&m, &opts.inherit_fds)?;
     let root = m.process.pid;
     drop(m);
     let (r, w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(root, "creating control pipe", e))?;
@@ -765,6 +768,7 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     let t0 = Instant::now();
     let m = stasis_image::read_manifest(&opts.dir)?;
     validate(&m)?;
+    let inherit = crate::external::check_restore(&m, &opts.inherit_fds)?;
     let p = &m.process;
     let pid = p.pid;
     // -- checks that need no process --------------------------------------------------
@@ -856,7 +860,7 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     sys::raise_nofile_limit();
     // Orphans of a failed restore come back to us to be reaped.
     let _ = sys::set_child_subreaper();
-    let (mut plan, _shm_regions) = build_plan(&m, tramp)?;
+    let (mut plan, _shm_regions) = build_plan(&m, tramp, &inherit)?;
     fill_shmem(&m, &plan, &shards)?;
     // epoll items, per process (an instance shared by fork is filled once)
     let mut epoll_done = Vec::new();

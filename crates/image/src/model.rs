@@ -770,6 +770,14 @@ pub struct GhostObj {
     /// memfd seals (F_GET_SEALS).
     #[prost(uint32, tag = "5")]
     pub seals: u32,
+    /// Non-empty: shared memory the user marked external at dump (`--external`), named
+    /// as on the command line (`shm:[INODE]`). No content is stored: restore takes the
+    /// inode from the fd handed over with `--inherit-fd FD:shm:[INODE]`.
+    #[prost(string, tag = "60")]
+    pub external: String,
+    /// External only: its size at dump time (the inherited file must be as large).
+    #[prost(uint64, tag = "61")]
+    pub size: u64,
 }
 
 /// What a file looked like at dump time, to refuse restores onto a changed file.
@@ -816,7 +824,8 @@ pub struct PipeObj {
     #[prost(bool, tag = "5")]
     pub write_closed: bool,
     /// Non-empty: the other end belonged to another process (described here); restore
-    /// connects the fd to the restorer's fd of the same number.
+    /// connects the fd to the restorer's fd given by `--inherit-fd FD:pipe:[INO]`, or
+    /// else to the restorer's fd of the same number.
     #[prost(string, tag = "6")]
     pub external: String,
 }

@@ -25,6 +25,12 @@ fn prot(p: u32) -> String {
     format!("{}{}{}", f(libc::PROT_READ, 'r'), f(libc::PROT_WRITE, 'w'), f(libc::PROT_EXEC, 'x'))
 }
 
+/// The `--external` name of the shared memory a VMA maps ("" if none).
+fn vma_external(m: &stasis_image::Manifest, v: &Vma) -> String {
+    let ghost = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()).and_then(|f| m.object(f.ghost_id));
+    ghost.and_then(|o| o.ghost.as_ref()).map(|g| g.external.clone()).unwrap_or_default()
+}
+
 fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
     let Some(o) = m.object(id) else { return json!({"kind": "missing", "id": id}) };
     if let Some(f) = &o.file {
@@ -35,11 +41,12 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
             None => "file",
         };
         json!({"kind": kind, "id": id, "path": f.path, "flags": format!("{:#o}", f.flags), "pos": f.pos,
-               "content_bytes": ghost.map(|g| g.content.len()).unwrap_or(0)})
+               "content_bytes": ghost.map(|g| g.content.len()).unwrap_or(0),
+               "external": ghost.map(|g| g.external.clone()).unwrap_or_default()})
     } else if let Some(e) = &o.pipe_end {
         let p = m.object(e.pipe_id).and_then(|o| o.pipe.clone()).unwrap_or_default();
         json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
-               "buffered_bytes": p.data.len(), "capacity": p.capacity})
+               "buffered_bytes": p.data.len(), "capacity": p.capacity, "external": p.external})
     } else if let Some(ff) = &o.fifo_fd {
         let f = m.object(ff.fifo_id).and_then(|o| o.fifo.clone()).unwrap_or_default();
         let mode = match ff.flags & libc::O_ACCMODE as u32 {
@@ -121,7 +128,7 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         .map(|v| {
             json!({"start": format!("{:#x}", v.start), "end": format!("{:#x}", v.end), "size": v.end - v.start,
                    "prot": prot(v.prot), "shared": v.shared, "kind": kind_name(v.kind), "name": v.name,
-                   "pages_saved": v.pages_saved, "flags": v.vm_flags})
+                   "pages_saved": v.pages_saved, "flags": v.vm_flags, "external": vma_external(m, v)})
         })
         .collect();
     let fds_of = |q: &Process| -> Vec<Value> {
@@ -196,7 +203,7 @@ pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
     println!("memory: {} VMAs, {} pages saved ({} KiB)", p.vmas.len(), saved, saved * 4);
     for v in &p.vmas {
         println!(
-            "  {:#014x}-{:#014x} {} {} {:>12} {:>8} pages saved  {} {}",
+            "  {:#014x}-{:#014x} {} {} {:>12} {:>8} pages saved  {} {}{}",
             v.start,
             v.end,
             prot(v.prot),
@@ -204,7 +211,11 @@ pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
             kind_name(v.kind),
             v.pages_saved,
             v.name,
-            v.vm_flags.join(",")
+            v.vm_flags.join(","),
+            match vma_external(&m, v) {
+                e if e.is_empty() => String::new(),
+                e => format!(" (external {e})"),
+            }
         );
     }
     println!("fds: {}", p.fds.len());

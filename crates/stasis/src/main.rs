@@ -33,6 +33,13 @@ enum Cmd {
         /// Let the process run on after the dump instead of killing it.
         #[arg(long)]
         leave_running: bool,
+        /// Record RES, a resource shared with a process outside the tree, as external
+        /// instead of refusing the dump (repeatable). RES is `pipe:[INODE]` for a pipe or
+        /// `shm:[INODE]` for shared memory (MAP_SHARED anonymous memory, a memfd, a
+        /// deleted or /dev/shm file); brackets are optional. The refusal names it.
+        /// Pipes on fds 0-2 need no mark.
+        #[arg(long = "external", value_name = "RES")]
+        external: Vec<String>,
     },
     /// Recreate the process stored in DIR with its original PID and thread IDs.
     Restore {
@@ -53,6 +60,12 @@ enum Cmd {
         /// gets the root's pid as seen from outside.
         #[arg(long)]
         pid_ns: bool,
+        /// Provide external resource RES (marked with `dump --external`) from this
+        /// restorer's fd FD (repeatable), e.g. `5:pipe:[12345]` or `7:shm:[678]`. A pipe
+        /// without it takes the restorer's fd of its own number; shared memory must have
+        /// one: a memfd or a file opened O_RDWR, mapped shared by the restored process.
+        #[arg(long = "inherit-fd", value_name = "FD:RES")]
+        inherit_fd: Vec<String>,
     },
     /// Show what an image holds.
     Inspect {
@@ -92,16 +105,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let res: anyhow::Result<ExitCode> = match cli.cmd {
-        Cmd::Dump { pid, dir, leave_running } => {
+        Cmd::Dump { pid, dir, leave_running, external } => {
             // A dump holds the process frozen with our registers in it: finish (or roll
             // back) before honouring Ctrl-C. The signal stays pending and ends us after.
             stasis_sys::sys::defer_termination_signals();
-            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running })
+            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running, external })
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns } => stasis_core::restore::restore(
-            &stasis_core::restore::RestoreOptions { dir, detach, pidfile, allow_changed_files, pid_ns },
+        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd } => stasis_core::restore::restore(
+            &stasis_core::restore::RestoreOptions { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fds: inherit_fd },
         )
         .map(|code| ExitCode::from(code))
         .map_err(anyhow::Error::from),
