@@ -45,15 +45,7 @@ fn own_namespaces(args: &[&str]) {
     let tree = host_tree(w.pid);
     assert_eq!(tree.len(), 4, "root, init, worker, zombie: {tree:?}\n{}", w.report());
     let init: i32 = w.info("init").parse().unwrap();
-    w.dump();
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            reap_strays(false);
-            tree.iter().all(|p| !pid_exists(*p))
-        }),
-        "the dumped tree's processes still exist\n{}",
-        w.report()
-    );
+    dump_and_reap_tree(&mut w, &tree);
     w.restore();
     for p in &tree {
         assert!(pid_exists(*p), "pid {p} (host view) was not restored\n{}", w.report());
@@ -76,11 +68,7 @@ fn restore_in_new_pid_namespace_when_pids_are_taken() {
     skip_if_direct!();
     let mut w = Workload::start("tree", &["setsid"]);
     let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
-    w.dump();
-    assert!(wait_until(Duration::from_secs(10), || {
-        reap_strays(false);
-        kids.iter().all(|k| !pid_exists(*k))
-    }));
+    dump_and_reap_tree(&mut w, &kids);
     let holder = workload_bin("pidholder");
     let args = vec![w.work.clone().into_os_string(), w.pid.to_string().into()];
     w.spawn_helper(&holder, &args, "pidholder");

@@ -10,22 +10,7 @@ fn process_tree_with_pipes_shared_memory_and_zombie() {
     let _t = serial();
     let mut w = Workload::start("tree", &[]);
     let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
-    if direct() {
-        w.go_and_pass();
-        return;
-    }
-    w.dump();
-    // The killed children were re-parented to us (subreaper): reap them so their pids
-    // are free again.
-    let gone = wait_until(Duration::from_secs(10), || {
-        reap_strays(false);
-        kids.iter().all(|k| !pid_exists(*k))
-    });
-    assert!(gone, "children of the dumped tree still exist\n{}", w.report());
-    w.restore();
-    for k in &kids {
-        assert!(pid_exists(*k), "child {k} was not restored\n{}", w.report());
-    }
+    dump_and_restore_tree(&mut w, &kids);
     w.go_and_pass();
 }
 
@@ -37,15 +22,7 @@ fn tree_child_pid_taken_is_refused() {
     skip_if_direct!();
     let mut w = Workload::start("tree", &[]);
     let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
-    w.dump();
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            reap_strays(false);
-            kids.iter().all(|k| !pid_exists(*k))
-        }),
-        "children still exist\n{}",
-        w.report()
-    );
+    dump_and_reap_tree(&mut w, &kids);
     let taken = kids[2];
     let holder = workload_bin("pidholder");
     let args = vec![w.work.clone().into_os_string(), taken.to_string().into()];
@@ -78,11 +55,7 @@ fn tree_foreground_restore() {
     skip_if_direct!();
     let mut w = Workload::start("tree", &[]);
     let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
-    w.dump();
-    assert!(wait_until(Duration::from_secs(10), || {
-        reap_strays(false);
-        kids.iter().all(|k| !pid_exists(*k))
-    }));
+    dump_and_reap_tree(&mut w, &kids);
     w.go();
     let st = w.restore_foreground(Duration::from_secs(30));
     w.assert_pass(st);
@@ -96,16 +69,7 @@ fn clone_files_fs_and_exit_signal() {
     let _t = serial();
     let mut w = Workload::start("clone_share", &[]);
     let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
-    if direct() {
-        w.go_and_pass();
-        return;
-    }
-    w.dump();
-    assert!(wait_until(Duration::from_secs(10), || {
-        reap_strays(false);
-        kids.iter().all(|k| !pid_exists(*k))
-    }));
-    w.restore();
+    dump_and_restore_tree(&mut w, &kids);
     w.go_and_pass();
 }
 
@@ -135,17 +99,8 @@ fn sessions_and_groups_of_exited_leaders() {
     let mut w = Workload::start("sessions", &[]);
     let kids: Vec<i32> = ["d2", "g2"].iter().map(|k| w.info(k).parse().unwrap()).collect();
     let leaders: Vec<i32> = ["d1", "g1"].iter().map(|k| w.info(k).parse().unwrap()).collect();
-    if direct() {
-        w.go_and_pass();
-        return;
-    }
-    w.dump();
-    assert!(wait_until(Duration::from_secs(10), || {
-        reap_strays(false);
-        kids.iter().all(|k| !pid_exists(*k))
-    }));
-    w.restore();
-    for l in &leaders {
+    dump_and_restore_tree(&mut w, &kids);
+    for l in leaders.iter().filter(|_| !direct()) {
         assert!(!pid_exists(*l), "helper {l} is still there after the restore\n{}", w.report());
     }
     w.go_and_pass();

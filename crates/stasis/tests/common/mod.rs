@@ -1078,16 +1078,22 @@ pub fn dump_and_restore_tree(w: &mut Workload, kids: &[i32]) {
     if direct() {
         return;
     }
+    dump_and_reap_tree(w, kids);
+    w.restore();
+    for k in kids {
+        assert!(pid_exists(*k), "process {k} of the tree was not restored\n{}", w.report());
+    }
+}
+
+/// Dump (the tree dies) and reap the killed descendants re-parented to us, so that every
+/// pid in `kids` is free again.
+pub fn dump_and_reap_tree(w: &mut Workload, kids: &[i32]) {
     w.dump();
     let gone = wait_until(Duration::from_secs(10), || {
         reap_strays(false);
         kids.iter().all(|k| !pid_exists(*k))
     });
     assert!(gone, "processes of the dumped tree still exist\n{}", w.report());
-    w.restore();
-    for k in kids {
-        assert!(pid_exists(*k), "process {k} of the tree was not restored\n{}", w.report());
-    }
 }
 
 /// `stasis inspect --json` of the workload's image.
