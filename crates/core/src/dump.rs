@@ -78,32 +78,47 @@ fn check_member(pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// Refuses a process that shares its address space with one of its children without
-/// being a thread of it (vfork, clone(CLONE_VM)): both would be restored with copies.
+const KCMP_VM: i32 = 1;
+
+/// Refuses a vfork parent: it waits for its child uninterruptibly (ptrace cannot stop it,
+/// so its registers cannot be read) until the child execs or exits. A child sharing the
+/// address space through clone(CLONE_VM) is fine (see `shared_tables`).
 fn shares_vm_with_child(pid: i32) -> Result<()> {
-    const KCMP_VM: i32 = 1;
     for c in children_of(pid) {
-        if stasis_sys::sys::kcmp(pid, c, KCMP_VM, 0, 0).ok() == Some(0) {
-            let state = procfs::status(pid).ok().and_then(|s| procfs::status_field(&s, "State").map(str::to_string)).unwrap_or_default();
-            let how = if state.starts_with('D') { "it is a vfork parent waiting for its child" } else { "clone(CLONE_VM) without CLONE_THREAD" };
+        if stasis_sys::sys::kcmp(pid, c, KCMP_VM, 0, 0).ok() != Some(0) {
+            continue;
+        }
+        let state = procfs::status(pid).ok().and_then(|s| procfs::status_field(&s, "State").map(str::to_string)).unwrap_or_default();
+        let nr: i64 = procfs::read(pid, "syscall").ok().and_then(|s| s.split(' ').next().and_then(|x| x.parse().ok())).unwrap_or(-1);
+        let in_fork = [libc::SYS_clone, libc::SYS_vfork, libc::SYS_clone3].contains(&nr);
+        if state.starts_with('D') && in_fork {
             return Err(Error::Unsupported {
                 pid,
-                what: format!("it shares its address space with its child {c} ({how}); processes sharing memory this way"),
+                what: format!(
+                    "it is a vfork parent waiting for its child {c} (which shares its address space until it execs or exits); a vfork in progress"
+                ),
             });
         }
     }
     Ok(())
 }
 
-/// Marks processes that share their fd table or fs struct with their parent (clone
-/// CLONE_FILES / CLONE_FS). Sharing with any other process of the tree is refused.
+/// Marks processes that share their fd table, fs struct or signal handlers with their
+/// parent (clone CLONE_FILES / CLONE_FS / CLONE_SIGHAND; the address space, CLONE_VM, is
+/// marked while collecting). Sharing with any other process of the tree is refused.
 fn shared_tables(procs: &mut [Process]) -> Result<()> {
     const KCMP_FILES: i32 = 2;
     const KCMP_FS: i32 = 3;
+    const KCMP_SIGHAND: i32 = 4;
     let same = |a: i32, b: i32, ty: i32| stasis_sys::sys::kcmp(a, b, ty, 0, 0).ok() == Some(0);
     let live: Vec<(i32, i32)> = procs.iter().filter(|p| !p.zombie).map(|p| (p.pid, p.ppid)).collect();
     for (i, &(pid, ppid)) in live.iter().enumerate() {
-        for (ty, what) in [(KCMP_FILES, "fd table (CLONE_FILES)"), (KCMP_FS, "cwd/root/umask (CLONE_FS)")] {
+        for (ty, what) in [
+            (KCMP_FILES, "fd table (CLONE_FILES)"),
+            (KCMP_FS, "cwd/root/umask (CLONE_FS)"),
+            (KCMP_VM, "address space (CLONE_VM)"),
+            (KCMP_SIGHAND, "signal handlers (CLONE_SIGHAND)"),
+        ] {
             for &(other, _) in &live[..i] {
                 if other != ppid && same(pid, other, ty) && !(same(pid, ppid, ty) && same(other, ppid, ty)) {
                     return Err(Error::Unsupported {
@@ -114,10 +129,11 @@ fn shared_tables(procs: &mut [Process]) -> Result<()> {
             }
             if i > 0 && live[..i].iter().any(|q| q.0 == ppid) && same(pid, ppid, ty) {
                 let p = procs.iter_mut().find(|p| p.pid == pid).unwrap();
-                if ty == KCMP_FILES {
-                    p.shares_files = true;
-                } else {
-                    p.shares_fs = true;
+                match ty {
+                    KCMP_FILES => p.shares_files = true,
+                    KCMP_FS => p.shares_fs = true,
+                    KCMP_SIGHAND => p.shares_sighand = true,
+                    _ => {}
                 }
             }
         }
@@ -393,7 +409,11 @@ fn write_image(members: &[Member], dir: &Path, external: std::collections::BTree
             a.stopped = stopped;
         }
         (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
-        let mut col = mem::collect(pid, &mut objs, process.ipc_ns)?;
+        // A child sharing its parent's address space (CLONE_VM): the parent's VMAs and
+        // pages are its memory; it records none of its own.
+        let parent_live = members.iter().any(|m| matches!(m, Member::Live { fz, .. } if fz.pid == ppid));
+        process.shares_vm = parent_live && stasis_sys::sys::kcmp(pid, ppid, KCMP_VM, 0, 0).ok() == Some(0);
+        let mut col = if process.shares_vm { mem::MemCollect::empty() } else { mem::collect(pid, &mut objs, process.ipc_ns)? };
         fd_state.shared.append(&mut col.shared);
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
         let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;

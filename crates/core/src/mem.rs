@@ -73,6 +73,13 @@ pub struct MemCollect {
     pub shared: Vec<SharedMem>,
 }
 
+impl MemCollect {
+    /// Nothing to save (a process whose memory is its parent's, CLONE_VM).
+    pub fn empty() -> MemCollect {
+        MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new(), shared: Vec::new() }
+    }
+}
+
 /// Adds the contents of SysV segments (attached by ipc::dump) to the page copy: runs of
 /// existing pages under the segment's object id, by offset.
 pub fn add_sysv(col: &mut MemCollect, contents: Vec<crate::ipc::ShmContent>) {

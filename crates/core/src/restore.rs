@@ -129,6 +129,11 @@ struct ProcPlan {
     /// Closes the carried fds and re-takes locks: false when a process built after it
     /// shares its fd table (that one does it, last).
     closes_table: bool,
+    /// Shares its parent's address space (CLONE_VM): the parent builds the memory.
+    shares_vm: bool,
+    /// Unmaps the trampoline at the end: false when a process built after it shares its
+    /// address space (that one does it, last).
+    unmaps_tramp: bool,
     zombie: bool,
     exit_status: i32,
     /// (target fd number, carry slot, cloexec)
@@ -245,9 +250,13 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
             set_tid,
             clone_flags: if new_pidns { libc::CLONE_NEWPID as u64 } else { 0 }
                 | if p.shares_files { libc::CLONE_FILES as u64 } else { 0 }
-                | if p.shares_fs { libc::CLONE_FS as u64 } else { 0 },
+                | if p.shares_fs { libc::CLONE_FS as u64 } else { 0 }
+                | if p.shares_vm { libc::CLONE_VM as u64 } else { 0 }
+                | if p.shares_vm && p.shares_sighand { libc::CLONE_SIGHAND as u64 } else { 0 },
             shares_files: p.shares_files,
             closes_table: true,
+            shares_vm: p.shares_vm && !p.zombie,
+            unmaps_tramp: true,
             // the root is re-parented (exit_signal becomes SIGCHLD anyway)
             exit_signal: match p.exit_signal {
                 _ if procs.is_empty() => libc::SIGCHLD,
@@ -280,6 +289,9 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
         if p.shares_files && !p.zombie {
             // parents come first: the table's last process closes it
             procs[parent].closes_table = false;
+        }
+        if p.shares_vm && !p.zombie {
+            procs[parent].unmaps_tramp = false;
         }
     }
     // Shared anonymous memory: create each object here, fill it, pass its fd.
@@ -427,14 +439,14 @@ fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
     if plan.base > 0 && child::close_range(0, plan.base as u32 - 1) < 0 {
         child_fail(b"closing the restorer's fds", root, ctl2);
     }
-    child_proc(plan, 0, ctl2, &tmp)
+    child_proc(plan, 0, ctl2, &tmp, -1)
 }
 
 /// One process of the tree: leads its session again if it did, forks its children
 /// (they inherit the carried fds and the session), then places its own fds, sets umask,
 /// cwd, root and comm, maps the trampoline, reports its fd numbers and parks.
 /// A zombie child exits at once with its saved status.
-fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
+fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> ! {
     let pp = &plan.procs[idx];
     if pp.new_mnt {
         if child::unshare(libc::CLONE_NEWNS) < 0 {
@@ -489,7 +501,7 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
                     match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
                         Ok(0) => {
                             child::set_pdeathsig_kill();
-                            child_proc(plan, c, ctl, tmp)
+                            child_proc(plan, c, ctl, tmp, -1)
                         }
                         Ok(_) => child::park(),
                         Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
@@ -499,13 +511,37 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
                 Err(_) => child_fail(b"recreating its session (clone3 with the exited leader's pid)", cp.pid, ctl),
             }
         }
+        if cp.shares_vm {
+            // Same address space (and TLS, so the same malloc caches): a stack of its own,
+            // and we wait until it parked before running on, so the two never execute
+            // our code at the same time. The handshake pipe sits above the target fds.
+            let Ok((r0, w0)) = sys::pipe2(libc::O_CLOEXEC) else {
+                child_fail(b"creating a pipe for a CLONE_VM child", cp.pid, ctl)
+            };
+            let (r, w) = (child::dup_above(r0.as_raw_fd(), plan.base), child::dup_above(w0.as_raw_fd(), plan.base));
+            drop((r0, w0));
+            let run = || {
+                child::set_pdeathsig_kill();
+                child_proc(plan, c, ctl, tmp, w)
+            };
+            if r < 0 || w < 0 || sys::clone_vm_with(&cp.set_tid, cp.clone_flags, cp.exit_signal, 1 << 18, &run).is_err() {
+                child_fail(b"clone3(CLONE_VM) with the original pid of a child", cp.pid, ctl);
+            }
+            let mut b = [0u8; 1];
+            while child::read(r, &mut b) < 0 && child::errno() == libc::EINTR {}
+            child::close(r);
+            if !cp.shares_files {
+                child::close(w);
+            }
+            continue;
+        }
         match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
             Ok(0) => {
                 if cp.zombie {
                     child::die_with_status(cp.exit_status);
                 }
                 child::set_pdeathsig_kill();
-                child_proc(plan, c, ctl, tmp)
+                child_proc(plan, c, ctl, tmp, -1)
             }
             Ok(_) => {}
             Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
@@ -531,7 +567,8 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
         child_fail(b"chroot to the original root", pp.pid, ctl);
     }
     child::set_name(&pp.comm);
-    if sys::map_fixed_code(plan.tramp, TRAMP_LEN as usize, &[0x0f, 0x05]).is_err() {
+    // (a child sharing the address space uses its parent's trampoline)
+    if !pp.shares_vm && sys::map_fixed_code(plan.tramp, TRAMP_LEN as usize, &[0x0f, 0x05]).is_err() {
         child_fail(b"mapping the syscall trampoline", pp.pid, ctl);
     }
     let mut msg = vec![0u8];
@@ -541,6 +578,10 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32]) -> ! {
         msg.extend_from_slice(&t.to_le_bytes());
     }
     send_report(ctl, &msg);
+    if done >= 0 {
+        // the parent we share an address space with may run on now
+        child::write(done, b"p");
+    }
     child::park()
 }
 
@@ -986,7 +1027,8 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
             continue;
         }
         let parent = m.processes.iter().position(|x| x.pid == q.ppid);
-        match parent.filter(|_| q.shares_files).and_then(|p| units.iter().position(|u| u.contains(&p))) {
+        // (and processes sharing an address space: they share the trampoline's data area)
+        match parent.filter(|_| q.shares_files || q.shares_vm).and_then(|p| units.iter().position(|u| u.contains(&p))) {
             Some(u) => units[u].push(i),
             None => units.push(vec![i]),
         }
@@ -1200,10 +1242,12 @@ impl Builder<'_> {
             self.call("unregistering the restorer's rseq", &self.threads[0], libc::SYS_rseq, &[rs.addr, rs.len as u64, 1, rs.sig as u64])?;
         }
 
-        self.address_space()?;
-        self.fill_memory()?;
-        self.finish_vmas()?;
-        self.mm_fields()?;
+        if !self.pp.shares_vm {
+            self.address_space()?;
+            self.fill_memory()?;
+            self.finish_vmas()?;
+            self.mm_fields()?;
+        }
         self.create_threads(ch)?;
         self.thread_state()?;
         self.signals()?;
@@ -1273,7 +1317,9 @@ impl Builder<'_> {
     /// Last step, once every process of the tree is built: registers, then go.
     fn finish(&self) -> Result<()> {
         let attrs = self.p.attrs.clone().unwrap_or_default();
-        self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
+        if self.pp.unmaps_tramp {
+            self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
+        }
         self.registers()?;
         if attrs.stopped {
             // Queued while every thread is still stopped under ptrace: the first thing

@@ -83,6 +83,13 @@ pub struct Process {
     /// Shares cwd, root and umask with its parent (clone CLONE_FS).
     #[prost(bool, tag = "45")]
     pub shares_fs: bool,
+    /// Shares its parent's address space (clone CLONE_VM without CLONE_THREAD): it has
+    /// no VMAs of its own in the image; its parent's are its memory.
+    #[prost(bool, tag = "46")]
+    pub shares_vm: bool,
+    /// Shares its parent's signal handlers (clone CLONE_SIGHAND, with CLONE_VM).
+    #[prost(bool, tag = "47")]
+    pub shares_sighand: bool,
 }
 
 /// A file lock to take again after the fds are back.

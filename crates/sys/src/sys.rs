@@ -348,6 +348,74 @@ pub fn clone_fork(set_tid: &[i32], flags: u64, exit_signal: i32) -> Result<i32> 
         .map(|r| r as i32)
 }
 
+/// clone3 for a child that shares our address space (CLONE_VM, with CLONE_SIGHAND...):
+/// it starts on a fresh stack of `stack_len` bytes and runs `f`, which should end in
+/// exit or park (if it returns, the child exits with 127). `f` and everything it borrows must stay valid
+/// for the child's whole life: the caller never unwinds past this point (a restore child
+/// that parks). Returns the child's pid in the parent.
+pub fn clone_vm_with(set_tid: &[i32], flags: u64, exit_signal: i32, stack_len: usize, f: &(dyn Fn() + Sync)) -> Result<i32> {
+    // SAFETY: fresh private anonymous mapping, owned by the child from now on (leaked).
+    let stack = unsafe {
+        libc::mmap(std::ptr::null_mut(), stack_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if stack == libc::MAP_FAILED {
+        return Err(Error::last_os_error());
+    }
+    let args = CloneArgs {
+        flags,
+        exit_signal: exit_signal as u64,
+        stack: stack as u64,
+        stack_size: stack_len as u64,
+        set_tid: if set_tid.is_empty() { 0 } else { set_tid.as_ptr() as u64 },
+        set_tid_size: set_tid.len() as u64,
+        ..Default::default()
+    };
+    // The closure reference, boxed so the child finds it at a stable heap address.
+    let boxed: Box<&(dyn Fn() + Sync)> = Box::new(f);
+    let arg = Box::into_raw(boxed) as usize;
+    extern "C" fn entry(arg: usize) -> ! {
+        // SAFETY: `arg` is the leaked Box<&dyn Fn() -> !> made above; the memory it and
+        // the closure live in is shared with the parent, which never unwinds past them.
+        let f: &(dyn Fn() + Sync) = unsafe { *(arg as *const &(dyn Fn() + Sync)) };
+        f();
+        child::exit(127)
+    }
+    let ret: i64;
+    // SAFETY: clone3 with CLONE_VM and a stack: the child starts at the instruction after
+    // `syscall` with rsp at the top of the new stack and every other register as ours; it
+    // calls entry(arg) (r12/r13 survive the syscall) and never comes back (ud2 guards).
+    // The parent falls through with the child's pid (or -errno) in rax.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "and rsp, -16",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") &args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") arg,
+            in("r13") entry as *const () as usize,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    if ret < 0 {
+        // SAFETY: the child does not exist; reclaim what it would have used.
+        unsafe {
+            drop(Box::from_raw(arg as *mut &(dyn Fn() + Sync)));
+            libc::munmap(stack, stack_len);
+        }
+        return Err(Error::from_raw_os_error(-ret as i32));
+    }
+    Ok(ret as i32)
+}
+
 /// prctl(PR_SET_PDEATHSIG, 0).
 pub fn clear_pdeathsig() -> Result<()> {
     // SAFETY: prctl with integer args.
@@ -402,6 +470,10 @@ pub mod child {
         // SAFETY: valid C string; PR_SET_NAME copies at most 16 bytes.
         unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) }
     }
+    pub fn read(fd: i32, b: &mut [u8]) -> isize {
+        // SAFETY: valid buffer.
+        unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) }
+    }
     pub fn write(fd: i32, b: &[u8]) -> isize {
         // SAFETY: valid buffer.
         unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) }
@@ -411,9 +483,20 @@ pub mod child {
     }
     /// Sleep forever in pause(); the restorer takes over with ptrace.
     pub fn park() -> ! {
+        block_all_signals();
         loop {
             // SAFETY: plain syscall.
             unsafe { libc::pause() };
+        }
+    }
+    /// Blocks every signal (SIGKILL/SIGSTOP cannot be): a parked process never returns
+    /// to user code, whose memory the restorer may be replacing.
+    pub fn block_all_signals() {
+        // SAFETY: a full local sigset; plain syscall.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut set);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         }
     }
     pub fn setsid() -> i32 {
@@ -519,18 +602,20 @@ pub fn getppid() -> i32 {
 
 /// Maps `len` bytes at exactly `addr` (RWX, private anonymous) in the calling process
 /// and writes `code` at its start. For a freshly forked restore child.
+/// A trampoline inherited from a parent that shares (or shared, at fork) its address
+/// space is replaced (EEXIST from MAP_FIXED_NOREPLACE): the range was chosen free of the
+/// restorer's own mappings, so nothing else can be there.
 pub fn map_fixed_code(addr: u64, len: usize, code: &[u8]) -> Result<()> {
-    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; we only write into
-    // the new mapping, which is len >= code.len() bytes.
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the MAP_FIXED retry
+    // only replaces a range the caller owns (see above); we only write into the new
+    // mapping, which is len >= code.len() bytes.
     unsafe {
-        let p = libc::mmap(
-            addr as *mut libc::c_void,
-            len,
-            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        );
+        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        let fl = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let mut p = libc::mmap(addr as *mut libc::c_void, len, prot, fl | libc::MAP_FIXED_NOREPLACE, -1, 0);
+        if p == libc::MAP_FAILED && Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+            p = libc::mmap(addr as *mut libc::c_void, len, prot, fl | libc::MAP_FIXED, -1, 0);
+        }
         if p == libc::MAP_FAILED {
             return Err(Error::last_os_error());
         }

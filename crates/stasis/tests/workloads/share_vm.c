@@ -1,9 +1,11 @@
 /*
  * share_vm: a parent sharing its address space with a child that is not its thread.
- *   vfork: the parent waits in vfork() until the child exits (after `go`);
- *   vm:    clone(CLONE_VM | CLONE_SIGHAND) child waiting for `go`.
- * stasis must refuse both (restoring them as copies would break the sharing); the
- * workload then finishes normally: the child writes a value the parent must see.
+ *   vfork: the parent waits in vfork() until the child exits (after `go`): stasis must
+ *          refuse it (the parent cannot be stopped); the workload then finishes.
+ *   vm:    clone(CLONE_VM | CLONE_SIGHAND) child waiting for `go`: after restore the
+ *          child writes a global and a heap buffer and installs a SIGUSR2 handler; the
+ *          parent must see all three (one address space, one handler table), then
+ *          signals itself and the child's handler runs in the parent.
  * args: WORKDIR vfork|vm
  */
 #include "common.h"
@@ -13,12 +15,22 @@
 
 static char stack[1 << 16];
 static volatile int shared_word;
+static volatile char *heap;
+static volatile sig_atomic_t handled;
+static int cpipe[2];
+
+static void on_usr2(int s) { (void)s; handled = 1; }
 
 static int vm_child(void *arg)
 {
     (void)arg;
-    wait_go();
+    char c;
+    /* the parent says go (after restore) through a pipe */
+    if (read(cpipe[0], &c, 1) != 1)
+        return 2;
     shared_word = 42;
+    memset((char *)heap, 'h', 4096);
+    signal(SIGUSR2, on_usr2);
     return 0;
 }
 
@@ -44,14 +56,30 @@ int main(int argc, char **argv)
             _exit(0);
         }
     } else {
+        heap = malloc(4096);
+        if (!heap || pipe(cpipe))
+            DIE("setup");
+        memset((char *)heap, 'p', 4096);
         c = clone(vm_child, stack + sizeof stack, CLONE_VM | CLONE_SIGHAND | SIGCHLD, NULL);
         if (c < 0)
             DIE("clone");
         info("child", "%d", (int)c);
         ready();
+        wait_go();
+        CHECK(write(cpipe[1], "g", 1) == 1, "telling the child");
     }
     int st;
     CHECK(waitpid(c, &st, __WALL) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child ended with %#x", st);
     CHECK(shared_word == 42, "child's write not seen (%d)", shared_word);
+    if (!strcmp(argv[2], "vm")) {
+        int same = 1;
+        for (int i = 0; i < 4096; i++)
+            same &= heap[i] == 'h';
+        CHECK(same, "child's heap writes not seen (address space no longer shared)");
+        struct sigaction sa;
+        CHECK(sigaction(SIGUSR2, NULL, &sa) == 0 && sa.sa_handler == on_usr2, "child's handler not in the parent's table (CLONE_SIGHAND lost)");
+        raise(SIGUSR2);
+        CHECK(handled, "SIGUSR2 not handled");
+    }
     return finish();
 }
