@@ -147,7 +147,15 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         .processes
         .iter()
         .map(|q| {
+            let a = q.attrs.clone().unwrap_or_default();
+            let shares: Vec<&str> = [(q.shares_files, "files"), (q.shares_fs, "fs"), (q.shares_vm, "vm"), (q.shares_sighand, "sighand")]
+                .iter()
+                .filter(|x| x.0)
+                .map(|x| x.1)
+                .collect();
             json!({"pid": q.pid, "ppid": q.ppid, "comm": q.comm, "zombie": q.zombie, "exit_status": q.exit_status,
+                   "pgid": a.pgid, "sid": a.sid, "ns_pids": q.ns_pids, "exit_signal": q.exit_signal,
+                   "shares_with_parent": shares, "mount_proc": q.mount_proc,
                    "threads": q.threads.len(), "fds": fds_of(q)})
         })
         .collect();
@@ -176,7 +184,7 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         "itimers": p.itimers.len(),
         "posix_timers": p.posix_timers.len(),
         "objects": m.objects.len(),
-        "namespaces": m.processes.iter().map(|q| json!({"pid": q.pid, "uts_ns": q.uts_ns, "ipc_ns": q.ipc_ns})).collect::<Vec<_>>(),
+        "namespaces": m.processes.iter().map(|q| json!({"pid": q.pid, "uts_ns": q.uts_ns, "ipc_ns": q.ipc_ns, "mnt_ns": q.mnt_ns, "pid_levels": q.ns_pids.len().max(1)})).collect::<Vec<_>>(),
         "sysv_ipc": ipc_json(m),
         "pages": {"runs": m.index.runs.len(), "pages": m.index.runs.iter().map(|r| r.count as u64).sum::<u64>()},
         "sizes": {"manifest.img": size(stasis_image::MANIFEST),
@@ -195,6 +203,26 @@ pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
     let p = &m.process;
     println!("image {} (format v{}, x86_64, page size {})", dir.display(), m.version, m.page_size);
     println!("process {} '{}' dumped on kernel {}", p.pid, p.comm, p.kernel);
+    if m.processes.len() > 1 || p.ns_pids.len() > 1 {
+        println!("tree: {} processes", m.processes.len());
+        for q in &m.processes {
+            let a = q.attrs.clone().unwrap_or_default();
+            let mut extra = String::new();
+            if q.zombie {
+                extra += &format!(" zombie (wait status {:#x})", q.exit_status);
+            }
+            if q.ns_pids.len() > 1 {
+                let v: Vec<String> = q.ns_pids.iter().map(|x| x.to_string()).collect();
+                extra += &format!(" pid in namespaces {}", v.join("/"));
+            }
+            for (on, what) in [(q.shares_files, "fd table"), (q.shares_fs, "fs"), (q.shares_vm, "address space"), (q.shares_sighand, "handlers")] {
+                if on {
+                    extra += &format!(", shares its parent's {what}");
+                }
+            }
+            println!("  pid {:>7} ppid {:>7} pgid {:>7} sid {:>7} {:<16}{extra}", q.pid, q.ppid, a.pgid, a.sid, q.comm);
+        }
+    }
     println!("threads: {}", p.threads.len());
     for t in &p.threads {
         println!("  tid {:>7} {:<16} sigmask {:#018x} syscall {}", t.tid, t.comm, t.sigmask, t.in_syscall);
