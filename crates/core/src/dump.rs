@@ -32,8 +32,12 @@ pub struct DumpStats {
     pub freeze_us: u64,
     pub frozen_us: u64,
     pub dump_us: u64,
+    /// Pages stored in the pages files, and their bytes.
     pub pages_bytes: u64,
     pub pages: u64,
+    /// Pages of processes restored from pages stored for another process of the tree
+    /// (private pages they shared copy-on-write), not stored again.
+    pub pages_shared: u64,
 }
 
 fn precheck(pid: i32) -> Result<()> {
@@ -357,8 +361,8 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     stats.frozen_us = (t_end - t_frozen).as_micros() as u64;
     stats.dump_us = (t_end - t0).as_micros() as u64;
     let json = format!(
-        "{{\"pid\": {pid}, \"freeze_us\": {}, \"frozen_us\": {}, \"dump_us\": {}, \"pages\": {}, \"pages_bytes\": {}, \"leave_running\": {}}}\n",
-        stats.freeze_us, stats.frozen_us, stats.dump_us, stats.pages, stats.pages_bytes, opts.leave_running
+        "{{\"pid\": {pid}, \"freeze_us\": {}, \"frozen_us\": {}, \"dump_us\": {}, \"pages\": {}, \"pages_bytes\": {}, \"pages_shared\": {}, \"leave_running\": {}}}\n",
+        stats.freeze_us, stats.frozen_us, stats.dump_us, stats.pages, stats.pages_bytes, stats.pages_shared, opts.leave_running
     );
     if let Err(e) = std::fs::write(opts.dir.join("stats.json"), json) {
         warn!("writing stats.json: {e}");
@@ -440,9 +444,10 @@ fn write_image(members: &[Member], dir: &Path, external: std::collections::BTree
         return Err(Error::Unsupported { pid, what: why });
     }
     let mut col = mem::merge(cols);
+    mem::share_cow(&mut col);
     let sysv = ipc::dump(&procs, &mut objs)?;
     mem::add_sysv(&mut col, sysv);
-    let total: u64 = col.jobs.iter().map(|j| j.count * 4096).sum();
+    let total: u64 = col.jobs.iter().filter(|j| j.stored()).map(|j| j.count * 4096).sum();
     let pb = crate::progress::Progress::new(total, "dumping memory");
     let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;
     let (index, pstats) = (out.index, out.stats);
@@ -460,5 +465,5 @@ fn write_image(members: &[Member], dir: &Path, external: std::collections::BTree
         w.record(rec::PAGE_INDEX, &PageIndex { runs: chunk.to_vec() });
     }
     w.finish(dir, &out.shards)?;
-    Ok(DumpStats { pages: pstats.pages, pages_bytes: pstats.bytes, ..Default::default() })
+    Ok(DumpStats { pages: pstats.pages, pages_bytes: pstats.bytes, pages_shared: pstats.shared, ..Default::default() })
 }

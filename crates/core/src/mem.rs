@@ -24,6 +24,8 @@ const PAGE: u64 = 4096;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// The page is mapped by this process only (no other page table maps it).
+const PM_EXCLUSIVE: u64 = 1 << 56;
 const PFN_MASK: u64 = (1 << 55) - 1;
 /// Largest run with one checksum (1 MiB), so runs can later be served on demand.
 const MAX_RUN_PAGES: u64 = 256;
@@ -52,6 +54,18 @@ pub struct Job {
     pub addr: u64,
     pub count: u64,
     src: JobSrc,
+    /// Private memory: for each page, its PFN if the page is present, anonymous and
+    /// not exclusively mapped (it may be shared copy-on-write with another process of
+    /// the tree), else 0. None when no page of the run qualifies.
+    pfns: Option<Vec<u64>>,
+}
+
+impl Job {
+    /// Whether the run's pages are copied into the pages files (else it reuses the
+    /// bytes of an earlier run: see `share_cow`).
+    pub fn stored(&self) -> bool {
+        !matches!(self.src, JobSrc::Same { .. })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +75,10 @@ enum JobSrc {
     Shm(usize),
     /// Index into the list of SysV segments attached in our address space.
     Sysv(usize),
+    /// The same physical pages as pages `page..page + count` of stored job `job` (of
+    /// another process, shared copy-on-write): nothing is copied, the run points at
+    /// that job's bytes.
+    Same { job: usize, page: u64 },
 }
 
 pub struct MemCollect {
@@ -150,7 +168,7 @@ fn push_runs(jobs: &mut Vec<Job>, pid: i32, object_id: u32, addr: u64, count: u6
     let mut left = count;
     while left > 0 {
         let n = left.min(MAX_RUN_PAGES);
-        jobs.push(Job { pid, object_id, addr: a, count: n, src: src.clone() });
+        jobs.push(Job { pid, object_id, addr: a, count: n, src: src.clone(), pfns: None });
         a += n * PAGE;
         left -= n;
     }
@@ -270,17 +288,32 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             let src = if m.prot & libc::PROT_READ as u32 != 0 { Src::Vm } else { Src::Mem };
             let mut run_start = None;
             let mut saved = 0;
+            // PFN of each page that may be shared copy-on-write (see Job::pfns)
+            let mut pfns = vec![0u64; n as usize];
             for i in 0..=n {
                 let keep = if i < n {
                     let e = u64::from_le_bytes(ents[(i * 8) as usize..(i * 8 + 8) as usize].try_into().unwrap());
-                    (e & PM_SWAP != 0) || (e & PM_PRESENT != 0 && e & PM_FILE == 0 && (e & PFN_MASK) != zpfn)
+                    let anon = e & PM_PRESENT != 0 && e & PM_SWAP == 0 && e & PM_FILE == 0;
+                    if anon && e & PM_EXCLUSIVE == 0 {
+                        // 0 when PFNs are hidden from us (no CAP_SYS_ADMIN): never shared
+                        pfns[i as usize] = e & PFN_MASK;
+                    }
+                    (e & PM_SWAP != 0) || (anon && (e & PFN_MASK) != zpfn)
                 } else {
                     false
                 };
                 match (keep, run_start) {
                     (true, None) => run_start = Some(i),
                     (false, Some(s)) => {
+                        let first = out.jobs.len();
                         push_runs(&mut out.jobs, pid, 0, m.start + s * PAGE, i - s, JobSrc::Proc(src));
+                        for j in &mut out.jobs[first..] {
+                            let k = ((j.addr - m.start) / PAGE) as usize;
+                            let p = &pfns[k..k + j.count as usize];
+                            if p.iter().any(|&x| x != 0) {
+                                j.pfns = Some(p.to_vec());
+                            }
+                        }
                         saved += i - s;
                         run_start = None;
                     }
@@ -321,7 +354,7 @@ pub fn merge(cols: Vec<MemCollect>) -> MemCollect {
             match j.src {
                 JobSrc::Shm(k) => j.src = JobSrc::Shm(k + base),
                 JobSrc::Sysv(k) => j.src = JobSrc::Sysv(k + sbase),
-                JobSrc::Proc(_) => {}
+                JobSrc::Proc(_) | JobSrc::Same { .. } => {}
             }
             j
         }));
@@ -331,11 +364,73 @@ pub fn merge(cols: Vec<MemCollect>) -> MemCollect {
     out
 }
 
+/// Private pages that processes of the tree still share copy-on-write since a fork
+/// are the same physical page: the same PFN in /proc/PID/pagemap, not exclusively
+/// mapped. The tree is frozen, so such pages have one content. The first process's
+/// run stores them; the runs of later processes (in job order: parents before their
+/// children) become `Same` references to those pages and copy nothing. Runs are split
+/// where a page switches between stored and shared, or where the shared pages stop
+/// being consecutive pages of one stored run. Returns the number of pages shared.
+/// Uses only the pagemap entries already read by `collect`; call after `merge`,
+/// before `write_pages`.
+pub fn share_cow(col: &mut MemCollect) -> u64 {
+    let jobs = std::mem::take(&mut col.jobs);
+    let mut out: Vec<Job> = Vec::with_capacity(jobs.len());
+    // PFN -> (process, index in `out` of the stored job, page in that job)
+    let mut seen: HashMap<u64, (i32, usize, u64)> = HashMap::new();
+    let mut shared = 0u64;
+    for mut j in jobs {
+        let Some(pfns) = j.pfns.take() else {
+            out.push(j);
+            continue;
+        };
+        let n = pfns.len();
+        // where each page's bytes already are, if in another process's stored run
+        let src: Vec<Option<(usize, u64)>> = pfns
+            .iter()
+            .map(|&p| if p == 0 { None } else { seen.get(&p).filter(|s| s.0 != j.pid).map(|s| (s.1, s.2)) })
+            .collect();
+        let mut i = 0;
+        while i < n {
+            let start = i;
+            let addr = j.addr + start as u64 * PAGE;
+            match src[i] {
+                None => {
+                    while i < n && src[i].is_none() {
+                        i += 1;
+                    }
+                    let idx = out.len();
+                    for (k, &p) in pfns[start..i].iter().enumerate() {
+                        if p != 0 {
+                            seen.entry(p).or_insert((j.pid, idx, k as u64));
+                        }
+                    }
+                    out.push(Job { addr, count: (i - start) as u64, pfns: None, ..j.clone() });
+                }
+                Some((sj, sp)) => {
+                    i += 1;
+                    while i < n && src[i] == Some((sj, sp + (i - start) as u64)) {
+                        i += 1;
+                    }
+                    shared += (i - start) as u64;
+                    out.push(Job { addr, count: (i - start) as u64, src: JobSrc::Same { job: sj, page: sp }, pfns: None, ..j.clone() });
+                }
+            }
+        }
+    }
+    col.jobs = out;
+    debug!(shared, "pages shared copy-on-write stored once");
+    shared
+}
+
 /// Statistics of the page copy.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PageStats {
+    /// Pages stored in the pages files (and their bytes).
     pub pages: u64,
     pub bytes: u64,
+    /// Pages restored from another run's bytes (shared copy-on-write at dump).
+    pub shared: u64,
 }
 
 /// Number of pages files written in parallel. On this kind of machine page-cache writes
@@ -359,18 +454,33 @@ pub struct PagesOut {
 /// (process_vm_readv, /proc/PID/mem or pread) into its own buffer, computes each run's
 /// CRC32C and appends the chunk to its file. Reading and writing thus overlap across
 /// workers, and page-cache writes run in parallel on separate files.
+/// A `Same` job (see `share_cow`) copies nothing: its run gets the file range of the
+/// pages it shares and the CRC32C of those bytes, computed by the worker that stores
+/// them while they are in its buffer.
 pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)) -> Result<PagesOut> {
     let pid = col.jobs.first().map(|j| j.pid).unwrap_or(0);
-    let total_pages: u64 = col.jobs.iter().map(|j| j.count).sum();
+    let stored = |j: &Job| if j.stored() { j.count } else { 0 };
+    let total_pages: u64 = col.jobs.iter().map(stored).sum();
+    let shared_pages: u64 = col.jobs.iter().map(|j| j.count).sum::<u64>() - total_pages;
     let nshards = shard_count(total_pages * PAGE);
+    // stored job -> the distinct (page, count) ranges that Same jobs take from it
+    let mut wanted: HashMap<usize, Vec<(u64, u64)>> = HashMap::new();
+    for j in &col.jobs {
+        if let JobSrc::Same { job, page } = j.src {
+            let v = wanted.entry(job).or_default();
+            if !v.contains(&(page, j.count)) {
+                v.push((page, j.count));
+            }
+        }
+    }
     // chunk boundaries over the job list
     let mut chunks: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < col.jobs.len() {
         let start = i;
         let mut used = 0u64;
-        while i < col.jobs.len() && used + col.jobs[i].count * PAGE <= CHUNK as u64 {
-            used += col.jobs[i].count * PAGE;
+        while i < col.jobs.len() && used + stored(&col.jobs[i]) * PAGE <= CHUNK as u64 {
+            used += stored(&col.jobs[i]) * PAGE;
             i += 1;
         }
         chunks.push((start, i));
@@ -397,16 +507,21 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
     let done = std::sync::atomic::AtomicU64::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
     let mut runs: Vec<PageRun> = vec![PageRun::default(); col.jobs.len()];
-    let results: Vec<Result<(Vec<(usize, PageRun)>, u64)>> = std::thread::scope(|s| {
+    // CRC32C of (stored job, first page, pages) ranges that Same jobs point at
+    type Crcs = Vec<((usize, u64, u64), u32)>;
+    // per worker: its runs by job index, those CRCs, the size of its pages file
+    type WorkerOut = (Vec<(usize, PageRun)>, Crcs, u64);
+    let results: Vec<Result<WorkerOut>> = std::thread::scope(|s| {
         let mut workers = Vec::new();
         for (k, (f, wpath)) in files.drain(..).enumerate() {
-            let (chunks, next, done, failed, mem) = (&chunks, &next, &done, &failed, &mem);
-            workers.push(s.spawn(move || -> Result<(Vec<(usize, PageRun)>, u64)> {
+            let (chunks, next, done, failed, mem, wanted) = (&chunks, &next, &done, &failed, &mem, &wanted);
+            workers.push(s.spawn(move || -> Result<WorkerOut> {
                 let r = (|| {
                     let mut f = f;
                     let mut buf = sys::AnonBuf::new(CHUNK).ctx(pid, || "allocating copy buffer".into())?;
                     let mut off = PAGES_HEADER_LEN;
                     let mut out = Vec::new();
+                    let mut crcs: Crcs = Vec::new();
                     let (mut t_read, mut t_write) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
                     loop {
                         if failed.load(std::sync::atomic::Ordering::Relaxed) {
@@ -419,7 +534,14 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
                         let data = &buf.as_slice()[..used];
                         let mut boff = 0usize;
                         for (n, j) in col.jobs[first..last].iter().enumerate() {
+                            if !j.stored() {
+                                continue;
+                            }
                             let len = (j.count * PAGE) as usize;
+                            for &(page, count) in wanted.get(&(first + n)).into_iter().flatten() {
+                                let a = boff + (page * PAGE) as usize;
+                                crcs.push(((first + n, page, count), crc32c::crc32c(&data[a..a + (count * PAGE) as usize])));
+                            }
                             out.push((
                                 first + n,
                                 PageRun {
@@ -442,7 +564,7 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
                         progress(done.fetch_add(used as u64, std::sync::atomic::Ordering::Relaxed) + used as u64);
                     }
                     debug!(file = wpath, read_ms = t_read.as_millis() as u64, write_ms = t_write.as_millis() as u64, "pages file written");
-                    Ok((out, off))
+                    Ok((out, crcs, off))
                 })();
                 if r.is_err() {
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -452,14 +574,30 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
         }
         workers.into_iter().map(|w| w.join().expect("page worker panicked")).collect()
     });
+    let mut crcs: HashMap<(usize, u64, u64), u32> = HashMap::new();
     for (k, r) in results.into_iter().enumerate() {
-        let (out, size) = r?;
+        let (out, c, size) = r?;
         shards[k].size = size;
         for (idx, run) in out {
             runs[idx] = run;
         }
+        crcs.extend(c);
     }
-    let stats = PageStats { pages: total_pages, bytes: total_pages * PAGE };
+    for (idx, j) in col.jobs.iter().enumerate() {
+        if let JobSrc::Same { job, page } = j.src {
+            let src = &runs[job];
+            runs[idx] = PageRun {
+                object_id: j.object_id,
+                addr: j.addr,
+                count: j.count as u32,
+                file_offset: src.file_offset + page * PAGE,
+                crc: crcs[&(job, page, j.count)],
+                shard: src.shard,
+                pid: j.pid,
+            };
+        }
+    }
+    let stats = PageStats { pages: total_pages, bytes: total_pages * PAGE, shared: shared_pages };
     Ok(PagesOut { index: PageIndex { runs }, stats, shards })
 }
 
@@ -491,6 +629,7 @@ fn read_chunk(col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mems: &Has
                 read_full_at(&col.shm_files[k], sl, j.addr)
                     .ctx(pid, || format!("reading shared memory object at offset {:#x}", j.addr))?;
             }
+            JobSrc::Same { .. } => continue,
             JobSrc::Sysv(k) => {
                 let sl = &mut buf_slice(buf)[used..used + len];
                 let src = col.sysv[k].as_slice().get(j.addr as usize..j.addr as usize + len).ok_or_else(|| Error::Refused {
@@ -530,3 +669,78 @@ fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(pid: i32, addr: u64, pfns: &[u64]) -> Job {
+        let pfns = pfns.iter().any(|&p| p != 0).then(|| pfns.to_vec());
+        Job { pid, object_id: 0, addr, count: pfns.as_ref().map_or(4, |p| p.len() as u64), src: JobSrc::Proc(Src::Vm), pfns }
+    }
+
+    fn col(jobs: Vec<Job>) -> MemCollect {
+        MemCollect { vmas: Vec::new(), jobs, shm_files: Vec::new(), sysv: Vec::new(), shared: Vec::new() }
+    }
+
+    /// (pid, addr, count, None if stored / Some((job, page)) if shared)
+    type Shape = Vec<(i32, u64, u64, Option<(usize, u64)>)>;
+    fn shape(c: &MemCollect) -> Shape {
+        c.jobs
+            .iter()
+            .map(|j| {
+                let s = match j.src {
+                    JobSrc::Same { job, page } => Some((job, page)),
+                    _ => None,
+                };
+                (j.pid, j.addr, j.count, s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cow_pages_of_later_processes_reference_the_first_copy() {
+        let a = 0x1000_0000;
+        let mut c = col(vec![
+            // parent: 6 pages, page 2 exclusive (0)
+            job(10, a, &[101, 102, 0, 104, 105, 106]),
+            // child: same PFNs except page 1 (its own copy) and page 2
+            job(11, a, &[101, 201, 0, 104, 105, 106]),
+            // another child: pages 3..6 only, with a different start address
+            job(12, a + 3 * PAGE, &[104, 105, 106]),
+            // a PFN repeated inside the parent itself is not shared with itself
+            job(10, a + 0x100000, &[101, 301]),
+        ]);
+        let shared = share_cow(&mut c);
+        assert_eq!(
+            shape(&c),
+            vec![
+                (10, a, 6, None),
+                (11, a, 1, Some((0, 0))),
+                (11, a + PAGE, 2, None),
+                (11, a + 3 * PAGE, 3, Some((0, 3))),
+                (12, a + 3 * PAGE, 3, Some((0, 3))),
+                (10, a + 0x100000, 2, None),
+            ]
+        );
+        assert_eq!(shared, 7);
+    }
+
+    #[test]
+    fn shared_runs_stop_where_source_pages_stop_being_consecutive() {
+        let a = 0x2000_0000;
+        let mut c = col(vec![job(1, a, &[7, 8]), job(1, a + 0x10000, &[9]), job(2, a, &[7, 9, 8]), job(3, a, &[0, 0, 0, 0])]);
+        assert_eq!(share_cow(&mut c), 3);
+        assert_eq!(
+            shape(&c),
+            vec![
+                (1, a, 2, None),
+                (1, a + 0x10000, 1, None),
+                (2, a, 1, Some((0, 0))),
+                (2, a + PAGE, 1, Some((1, 0))),
+                (2, a + 2 * PAGE, 1, Some((0, 1))),
+                (3, a, 4, None),
+            ]
+        );
+    }
+}

@@ -302,10 +302,39 @@ pub fn pages_header(total_pages: u64, shard: u32, shards: u32) -> Vec<u8> {
     h
 }
 
+/// Number of distinct pages of the pages files that the runs cover. Runs of different
+/// processes may cover the same pages (private pages shared copy-on-write at dump are
+/// stored once), so this can be less than the sum of the runs' counts.
+pub fn stored_pages(runs: &[PageRun]) -> u64 {
+    let mut r: Vec<(u32, u64, u64)> = runs.iter().map(|r| (r.shard, r.file_offset, r.file_offset + r.count as u64 * page_size())).collect();
+    r.sort_unstable();
+    let mut bytes = 0u64;
+    let mut cur: Option<(u32, u64, u64)> = None;
+    for (s, a, b) in r {
+        match cur {
+            Some((cs, ca, cb)) if cs == s && a <= cb => cur = Some((cs, ca, cb.max(b))),
+            _ => {
+                if let Some((_, ca, cb)) = cur {
+                    bytes += cb - ca;
+                }
+                cur = Some((s, a, b));
+            }
+        }
+    }
+    if let Some((_, ca, cb)) = cur {
+        bytes += cb - ca;
+    }
+    bytes / page_size()
+}
+
 /// Checks every page run's CRC32C against the bytes of the pages files, in parallel.
 /// `shards[k]` is the whole content of pages file k (e.g. a read-only mapping).
+/// Runs of several processes over the same bytes with the same CRC (pages shared
+/// copy-on-write at dump) are checked once.
 pub fn verify_pages(dir: &Path, index: &PageIndex, shards: &[&[u8]], threads: usize) -> Result<(), ImageError> {
-    let runs = &index.runs;
+    let mut once = std::collections::HashSet::new();
+    let runs: Vec<&PageRun> = index.runs.iter().filter(|r| once.insert((r.shard, r.file_offset, r.count, r.crc))).collect();
+    let runs = &runs;
     let threads = threads.max(1);
     let bad: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
@@ -389,6 +418,46 @@ mod tests {
             std::fs::write(d.join(MANIFEST), &orig[..len]).unwrap();
             assert!(read_manifest(&d).is_err(), "truncation to {len} accepted");
         }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Runs of two processes over the same stored bytes (pages shared copy-on-write at
+    /// dump): each verifies on its own, the stored pages are counted once, and a
+    /// damaged shared page is refused through either run.
+    #[test]
+    fn runs_sharing_stored_pages() {
+        let d = tmpdir("shared");
+        let body: Vec<u8> = (0..3 * 4096).map(|i| (i / 4096 * 7 + i % 251) as u8).collect();
+        let mut pages = pages_header(3, 0, 1);
+        let hcrc = crc32c::crc32c(&pages);
+        pages.extend_from_slice(&body);
+        std::fs::write(d.join(PAGES), &pages).unwrap();
+        let run = |pid, addr, count: u32, page: u64| PageRun {
+            object_id: 0,
+            addr,
+            count,
+            file_offset: 4096 + page * 4096,
+            crc: crc32c::crc32c(&body[(page * 4096) as usize..((page + count as u64) * 4096) as usize]),
+            shard: 0,
+            pid,
+        };
+        let mut w = ManifestWriter::new();
+        w.record(rec::PROCESS, &Process { pid: 1, ..Default::default() });
+        w.record(rec::PROCESS, &Process { pid: 2, ppid: 1, ..Default::default() });
+        // process 2 restores pages 1..3 of process 1's run (at another address)
+        w.record(rec::PAGE_INDEX, &PageIndex { runs: vec![run(1, 0x10000, 3, 0), run(2, 0x20000, 2, 1)] });
+        w.finish(&d, &[Shard { size: pages.len() as u64, header_crc: hcrc }]).unwrap();
+        let m = read_manifest(&d).unwrap();
+        assert_eq!(stored_pages(&m.index.runs), 3);
+        assert_eq!(m.index.runs.iter().map(|r| r.count as u64).sum::<u64>(), 5);
+        verify_pages(&d, &m.index, &[&pages], 2).unwrap();
+        let mut bad = pages.clone();
+        bad[4096 + 2 * 4096 + 9] ^= 1;
+        assert!(verify_pages(&d, &m.index, &[&bad], 2).is_err());
+        // only the second run covers page 2 wrongly: still refused
+        let mut idx = m.index.clone();
+        idx.runs[1].crc ^= 1;
+        assert!(verify_pages(&d, &idx, &[&pages], 1).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -199,7 +199,8 @@ pub struct Vma {
     /// smaps VmFlags mnemonics that restore must reproduce (gd, dc, wf, hg, nh, dd, mg, lo...).
     #[prost(string, repeated, tag = "9")]
     pub vm_flags: Vec<String>,
-    /// Pages saved in pages.img for this VMA (informational).
+    /// Pages of this VMA that the page index holds (some possibly stored for another
+    /// process of the tree, shared copy-on-write at dump).
     #[prost(uint64, tag = "10")]
     pub pages_saved: u64,
     /// SysvShm: shmat(2) flags of the attachment (SHM_RDONLY).
@@ -896,7 +897,9 @@ pub struct PageIndex {
 }
 
 /// `count` consecutive pages starting at `addr` of the address space (object_id 0) or at
-/// byte offset `addr` of a shared-memory object, stored at `file_offset` of pages.img.
+/// byte offset `addr` of a shared-memory object, stored at `file_offset` of pages file
+/// `shard`. Runs of different processes may point at the same bytes (private pages
+/// shared copy-on-write at dump are stored once); each run's CRC covers its own range.
 #[derive(Clone, PartialEq, Message)]
 pub struct PageRun {
     #[prost(uint32, tag = "1")]

@@ -186,7 +186,8 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         "objects": m.objects.len(),
         "namespaces": m.processes.iter().map(|q| json!({"pid": q.pid, "uts_ns": q.uts_ns, "ipc_ns": q.ipc_ns, "mnt_ns": q.mnt_ns, "pid_levels": q.ns_pids.len().max(1)})).collect::<Vec<_>>(),
         "sysv_ipc": ipc_json(m),
-        "pages": {"runs": m.index.runs.len(), "pages": m.index.runs.iter().map(|r| r.count as u64).sum::<u64>()},
+        "pages": {"runs": m.index.runs.len(), "pages": m.index.runs.iter().map(|r| r.count as u64).sum::<u64>(),
+            "stored": stasis_image::stored_pages(&m.index.runs)},
         "sizes": {"manifest.img": size(stasis_image::MANIFEST),
             "pages": (0..m.end.shards.len() as u32).map(|k| json!({"file": stasis_image::pages_file_name(k), "bytes": size(&stasis_image::pages_file_name(k))})).collect::<Vec<_>>(),
             "records": m.record_sizes.iter().map(|(t, s)| json!({"type": format!("{t:#x}"), "bytes": s})).collect::<Vec<_>>()},
@@ -262,6 +263,10 @@ pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
     for o in j["sysv_ipc"].as_array().into_iter().flatten() {
         println!("ipc: {o}");
     }
+    println!(
+        "page index: {} runs, {} pages restored, {} stored in the pages files",
+        j["pages"]["runs"], j["pages"]["pages"], j["pages"]["stored"]
+    );
     println!("sizes: {}", j["sizes"]);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Process trees that check themselves after the restore: a shell-style pipeline with
 //! bytes in flight in both pipes, a pre-forking server with a shared job queue, a
 //! parent reaping zombies with distinct statuses, a shared file offset and shared
-//! memory counters (anonymous and POSIX shm), and bash running a loop of
+//! memory counters (anonymous and POSIX shm), 64 MiB of private memory shared
+//! copy-on-write by five processes (stored once), and bash running a loop of
 //! `generate | sort | gzip` pipelines compared against an uninterrupted run.
 
 mod common;
@@ -82,6 +83,38 @@ fn shared_offset_and_shared_memory_counters() {
     dump_and_restore_tree(&mut w, &kids);
     w.go_and_pass();
     assert!(!Path::new(&shm).exists(), "the workload did not remove {shm}");
+}
+
+/// A parent fills 64 MiB and forks 4 children; each process then rewrites a few pages
+/// of its copy (page 3 in every child, each differently, plus pages of its own). The
+/// pages still shared copy-on-write are stored once: the image holds about 64 MiB, not
+/// 5 × 64 MiB. After the restore every process checks all its 64 MiB.
+#[test]
+fn cow_shared_private_memory_is_stored_once() {
+    let _t = serial();
+    let mut w = Workload::start("tree_cow", &[]);
+    let kids = info_pids(&w, &["child"]);
+    assert_eq!(kids.len(), 4, "{}", w.report());
+    dump_and_restore_tree(&mut w, &kids);
+    if !direct() {
+        let img = inspect_json(&mut w);
+        const MIB_PAGES: u64 = 256;
+        let restored = img["pages"]["pages"].as_u64().unwrap_or(0);
+        let stored = img["pages"]["stored"].as_u64().unwrap_or(u64::MAX);
+        let file_bytes: u64 =
+            img["sizes"]["pages"].as_array().into_iter().flatten().map(|f| f["bytes"].as_u64().unwrap_or(0)).sum();
+        // each process's whole 64 MiB is in the page index...
+        assert!(restored >= 5 * 64 * MIB_PAGES, "page index covers {restored} pages, want ≥ 5 × 64 MiB\n{}", w.report());
+        // ...but the shared pages are stored once (plus the rewritten pages and each
+        // process's own small stack/libc pages)
+        assert!(stored < 72 * MIB_PAGES, "{stored} pages stored, want about 64 MiB (not 5 × 64 MiB)\n{}", w.report());
+        assert!(
+            file_bytes < (72 << 20) + 4 * 4096,
+            "pages files hold {file_bytes} bytes, want about 64 MiB (not 5 × 64 MiB)\n{}",
+            w.report()
+        );
+    }
+    w.go_and_pass();
 }
 
 /// The bash script: rounds of `generate | sort | gzip -n > f; md5sum f >> sums.txt`.
