@@ -323,11 +323,25 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
 /// first live member, which creates it (`ProcPlan::group_helper`).
 fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> Result<i32> {
     let in_tree = |id: i32| m.processes.iter().any(|q| q.pid == id);
+    // A group or session whose leader is gone can still exist (other members outside
+    // the tree keep it, and its id stays allocated): then there is nothing to recreate.
+    let sessions_alive: std::collections::HashSet<i32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+                .filter_map(|p| procfs::stat_fields(p).ok().map(|f| procfs::stat_num(&f, 6) as i32))
+                .collect()
+        })
+        .unwrap_or_default();
+    let group_alive = |g: i32| !matches!(sys::kill(-g, 0), Err(e) if e.raw_os_error() == Some(libc::ESRCH));
     let our_sid = sys::getsid();
     let mut session = 0;
     let root = &procs[0];
     if root.sid > 0 && root.sid != root.pid && root.sid != our_sid && !in_tree(root.sid) {
-        match holder(root.sid) {
+        if sessions_alive.contains(&root.sid) {
+            warn!(pid = root.pid, sid = root.sid, "its session still exists outside the tree (no joining it): it joins the restorer's session");
+        } else {
+            match holder(root.sid) {
             None if root.set_tid.len() == 1 => session = root.sid,
             None => warn!(pid = root.pid, sid = root.sid, "session not recreated (root in a new PID namespace)"),
             Some(h) => warn!(
@@ -335,12 +349,17 @@ fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> Result<i32> {
                 sid = root.sid,
                 "its session leader's pid is held by {h}; the process joins the restorer's session"
             ),
+            }
         }
     }
     for i in 1..procs.len() {
         let (x, s) = (procs[i].pid, procs[i].sid);
         let psid = m.processes.iter().position(|q| q.pid == m.processes[i].ppid).map(|k| procs[k].sid).unwrap_or(0);
         if m.processes[i].zombie || s <= 0 || s == x || s == psid || in_tree(s) || procs[i].set_tid.len() != 1 {
+            continue;
+        }
+        if sessions_alive.contains(&s) {
+            warn!(pid = x, sid = s, "its session still exists outside the tree: it stays in its parent's session");
             continue;
         }
         match holder(s) {
@@ -359,6 +378,11 @@ fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> Result<i32> {
         if let Some(h) = holder(g) {
             // a live group of another process: joined if it is in the same session
             debug!(pid = pp.pid, pgid = g, "process group led by {h}");
+            continue;
+        }
+        if group_alive(g) {
+            // its leader is gone but members outside the tree keep it: joined as it is
+            debug!(pid = pp.pid, pgid = g, "process group without its leader still exists");
             continue;
         }
         done.push(g);
