@@ -681,6 +681,7 @@ fn validate(m: &Manifest) -> Result<()> {
         if i > 0 && !m.processes[..i].iter().any(|q| q.pid == p.ppid && !q.zombie) {
             return Err(bad(format!("pid {} comes before its parent {}", p.pid, p.ppid)));
         }
+        validate_tree_fields(m, i).map_err(|why| bad(format!("pid {}: {why}", p.pid)))?;
         if p.zombie {
             continue;
         }
@@ -688,6 +689,35 @@ fn validate(m: &Manifest) -> Result<()> {
     }
     if let Some((pid, why)) = ns::check_tree(&m.processes) {
         return Err(refuse(format!("pid {pid}: {why}")));
+    }
+    Ok(())
+}
+
+/// The tree-shape fields of process `i`: pid levels, sharing flags, exit signal.
+fn validate_tree_fields(m: &Manifest, i: usize) -> std::result::Result<(), String> {
+    let p = &m.processes[i];
+    let depth = p.ns_pids.len().max(1);
+    if !p.ns_pids.is_empty() && (p.ns_pids[0] != p.pid || p.ns_pids.len() > 32 || p.ns_pids.iter().any(|x| *x <= 0)) {
+        return Err(format!("PID-namespace pids {:?}", p.ns_pids));
+    }
+    let parent_depth = if i == 0 { 1 } else { m.processes.iter().find(|q| q.pid == p.ppid).map(|q| q.ns_pids.len().max(1)).unwrap_or(1) };
+    if depth != parent_depth && !(depth == parent_depth + 1 && p.ns_pids.last() == Some(&1)) {
+        return Err(format!("{depth} PID-namespace levels under a parent with {parent_depth}"));
+    }
+    if p.threads.iter().any(|t| !t.ns_tids.is_empty() && (t.ns_tids.len() != depth || t.ns_tids[0] != t.tid)) {
+        return Err("thread pids do not match the process's PID-namespace levels".into());
+    }
+    if i == 0 && (p.shares_files || p.shares_fs || p.shares_vm || p.shares_sighand) {
+        return Err("the root shares state with a parent that is not in the image".into());
+    }
+    if p.shares_sighand && !p.shares_vm {
+        return Err("shares signal handlers without sharing the address space".into());
+    }
+    if p.shares_vm && !p.vmas.is_empty() {
+        return Err("shares its parent's address space but has VMAs of its own".into());
+    }
+    if !(-1..=64).contains(&p.exit_signal) {
+        return Err(format!("exit signal {}", p.exit_signal));
     }
     Ok(())
 }

@@ -248,8 +248,9 @@ fn tid_taken_by_another_process() {
 }
 
 /// A manifest with valid checksums that contradicts itself (no threads; a VMA that
-/// overlaps the previous one; an fd pointing at a missing object) is refused before any
-/// process is created, with one error line.
+/// overlaps the previous one; an fd pointing at a missing object; impossible PID-namespace
+/// levels, sharing flags or exit signal) is refused before any process is created, with
+/// one error line.
 #[test]
 fn self_contradicting_manifest_refused() {
     let _t = serial();
@@ -272,7 +273,20 @@ fn self_contradicting_manifest_refused() {
     overlap.vmas[1].start = overlap.vmas[0].start;
     let mut bad_fd = orig.process.clone();
     bad_fd.fds[0].object_id = 9999;
-    for (what, p) in [("no threads", no_threads), ("overlapping VMAs", overlap), ("fd to a missing object", bad_fd)] {
+    let mut deep = orig.process.clone();
+    deep.ns_pids = vec![deep.pid, 7, 1]; // two PID-namespace levels below stasis at once
+    let mut shares = orig.process.clone();
+    shares.shares_vm = true; // the root cannot share its parent's address space
+    let mut exit_sig = orig.process.clone();
+    exit_sig.exit_signal = 99;
+    for (what, p) in [
+        ("no threads", no_threads),
+        ("overlapping VMAs", overlap),
+        ("fd to a missing object", bad_fd),
+        ("PID-namespace levels", deep),
+        ("root sharing with its parent", shares),
+        ("exit signal", exit_sig),
+    ] {
         rewrite(&p);
         let r = w.try_restore_timeout(&img, &["-d"], Duration::from_secs(30));
         let rep = w.report();
