@@ -1371,6 +1371,14 @@ impl Builder<'_> {
     /// Last step, once every process of the tree is built: registers, then go.
     fn finish(&self) -> Result<()> {
         let attrs = self.p.attrs.clone().unwrap_or_default();
+        if self.pp.session_helper != 0 {
+            // the helper that was its parent is gone now: arm the saved parent-death signal
+            for t in &self.p.threads {
+                let r = self.remote_of(t.tid);
+                let st = format!("thread {} parent-death signal", t.tid);
+                self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, t.pdeathsig as u64])?;
+            }
+        }
         if self.pp.unmaps_tramp {
             self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
         }
@@ -1877,7 +1885,9 @@ impl Builder<'_> {
         for t in &p.threads {
             let r = self.remote_of(t.tid);
             let st = format!("thread {} parent-death signal", t.tid);
-            self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, t.pdeathsig as u64])?;
+            // under a session helper, whose death would fire it: set in finish()
+            let sig = if self.pp.session_helper != 0 { 0 } else { t.pdeathsig };
+            self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, sig as u64])?;
             if t.no_new_privs {
                 self.call("no_new_privs", r, libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0])?;
             }

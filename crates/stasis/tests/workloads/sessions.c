@@ -16,7 +16,8 @@
 
 static volatile sig_atomic_t chld_count;
 static void on_chld(int s) { (void)s; chld_count++; }
-static volatile sig_atomic_t got_usr2;
+static volatile sig_atomic_t got_usr2, got_usr1;
+static void on_usr1(int s) { (void)s; got_usr1 = 1; }
 static void on_usr2(int s) { (void)s; got_usr2 = 1; }
 
 int main(int argc, char **argv)
@@ -38,6 +39,12 @@ int main(int argc, char **argv)
             close(dp[0]);
             close(dp[1]);
             signal(SIGUSR2, on_usr2);
+            signal(SIGUSR1, on_usr1);
+            /* once re-parented to the root: a parent-death signal, which must neither
+             * fire nor be lost when the helper that recreates the session goes away */
+            while (getppid() != root)
+                sleep_ms(1);
+            prctl(PR_SET_PDEATHSIG, SIGUSR1);
             wait_go();
             /* the root signals us once it checked that nothing exited */
             for (int i = 0; i < 400 && !got_usr2; i++)
@@ -46,6 +53,9 @@ int main(int argc, char **argv)
             bad |= getsid(0) != leader;
             bad |= (getpgid(0) != leader) << 1;
             bad |= (getppid() != root) << 2;
+            int pd = 0;
+            bad |= (prctl(PR_GET_PDEATHSIG, &pd) != 0 || pd != SIGUSR1) << 3;
+            bad |= (got_usr1 != 0) << 4;
             _exit(bad);
         }
         (void)!write(dp[1], &d2, sizeof d2);
@@ -93,6 +103,7 @@ int main(int argc, char **argv)
         }
         sleep_ms(5);
     }
+    sleep_ms(100); /* D2 arms its parent-death signal once it sees the root as parent */
     int before = chld_count;
     info("d1", "%d", (int)d1);
     info("d2", "%d", (int)d2);
