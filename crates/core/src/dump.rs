@@ -413,6 +413,7 @@ fn write_image(members: &[Member], dir: &Path, external: std::collections::BTree
             a.stopped = stopped;
         }
         (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
+        (process.net_ns, process.lo_up) = ns::dump_net(pid)?;
         // A child sharing its parent's address space (CLONE_VM): the parent's VMAs and
         // pages are its memory; it records none of its own.
         let parent_live = members.iter().any(|m| matches!(m, Member::Live { fz, .. } if fz.pid == ppid));

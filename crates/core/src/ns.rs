@@ -99,8 +99,10 @@ pub fn dump_ns(pid: i32, objs: &mut ObjectTable) -> Result<(u32, u32)> {
 /// parent is elsewhere) and everyone in it descends from that process. Returns
 /// (pid, why) for the first process that breaks this.
 pub fn check_tree(procs: &[Process]) -> Option<(i32, String)> {
-    for (kind, get) in [("UTS", (|p: &Process| p.uts_ns) as fn(&Process) -> u32), ("IPC", |p: &Process| p.ipc_ns)] {
-        let mut opened: Vec<(u32, i32)> = Vec::new();
+    let kinds: [(&str, fn(&Process) -> u64); 3] =
+        [("UTS", |p| p.uts_ns as u64), ("IPC", |p| p.ipc_ns as u64), ("network", |p| p.net_ns)];
+    for (kind, get) in kinds {
+        let mut opened: Vec<(u64, i32)> = Vec::new();
         for (i, p) in procs.iter().enumerate() {
             if p.zombie {
                 continue;
@@ -131,8 +133,10 @@ pub fn check_tree(procs: &[Process]) -> Option<(i32, String)> {
 /// What a new process does about namespaces before forking its children.
 #[derive(Default, Clone)]
 pub struct NsPlan {
-    /// CLONE_NEWUTS / CLONE_NEWIPC to unshare (0: stay in the parent's).
+    /// CLONE_NEWUTS / CLONE_NEWIPC / CLONE_NEWNET to unshare (0: stay in the parent's).
     pub unshare: i32,
+    /// In a new network namespace: bring the loopback interface up.
+    pub lo_up: bool,
     pub hostname: Vec<u8>,
     pub domainname: Vec<u8>,
 }
@@ -156,6 +160,10 @@ pub fn plan(m: &stasis_image::Manifest, idx: usize) -> NsPlan {
     if p.ipc_ns != 0 && parent.map(|q| q.ipc_ns) != Some(p.ipc_ns) {
         out.unshare |= libc::CLONE_NEWIPC;
     }
+    if p.net_ns != 0 && parent.map(|q| q.net_ns) != Some(p.net_ns) {
+        out.unshare |= libc::CLONE_NEWNET;
+        out.lo_up = p.lo_up;
+    }
     out
 }
 
@@ -166,7 +174,10 @@ pub fn child_apply(p: &NsPlan) -> std::result::Result<(), &'static [u8]> {
         return Ok(());
     }
     if sysv::child::unshare(p.unshare) < 0 {
-        return Err(b"unshare of its UTS/IPC namespace");
+        return Err(b"unshare of its UTS/IPC/network namespace");
+    }
+    if p.lo_up && stasis_sys::sys::child::loopback_up() < 0 {
+        return Err(b"bringing up the loopback interface of its new network namespace");
     }
     if p.unshare & libc::CLONE_NEWUTS != 0 {
         if sysv::child::sethostname(&p.hostname) < 0 {
@@ -183,7 +194,6 @@ pub fn child_apply(p: &NsPlan) -> std::result::Result<(), &'static [u8]> {
 
 /// Kinds dump refuses when a process is in another namespace of that kind than stasis.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("net", "network namespaces are not supported yet"),
     ("user", "user namespaces are not supported yet"),
     ("cgroup", "cgroup namespaces are not supported yet"),
     ("time", "time namespaces are not supported yet"),
@@ -196,6 +206,39 @@ pub fn ns_inode(pid: i32, kind: &str) -> Option<u64> {
 
 fn self_ns(kind: &str) -> Option<u64> {
     ns_ino(None, kind).ok()
+}
+
+/// A network namespace of the process's own (not stasis's): its inode and whether its
+/// loopback is up. Only namespaces with nothing but `lo` and a process without sockets
+/// are carried (sockets are dumped through NETLINK_SOCK_DIAG of stasis's namespace).
+pub fn dump_net(pid: i32) -> Result<(u64, bool)> {
+    let Some(ino) = ns_inode(pid, "net") else { return Ok((0, false)) };
+    if Some(ino) == self_ns("net") {
+        return Ok((0, false));
+    }
+    let dev = procfs::read(pid, "net/dev").unwrap_or_default();
+    let ifaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    if let Some(other) = ifaces.iter().find(|i| **i != "lo") {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!("its network namespace (net:[{ino}]) has the interface {other}; network namespaces with more than the loopback interface"),
+        });
+    }
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+        if procfs::readlink(&e.path().to_string_lossy()).is_ok_and(|l| l.starts_with("socket:")) {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "fd {} is a socket in a network namespace of its own (net:[{ino}]); sockets in another network namespace",
+                    e.file_name().to_string_lossy()
+                ),
+            });
+        }
+    }
+    let flags = in_ns(Some(pid), "net", libc::CLONE_NEWNET, || {
+        stasis_sys::sys::if_flags("lo").ctx(pid, || "reading the loopback flags in its network namespace".into())
+    })?;
+    Ok((ino, flags & libc::IFF_UP as i16 != 0))
 }
 
 /// Refuses a live process that lives in a namespace kind stasis cannot recreate.

@@ -90,6 +90,13 @@ pub struct Process {
     /// Shares its parent's signal handlers (clone CLONE_SIGHAND, with CLONE_VM).
     #[prost(bool, tag = "47")]
     pub shares_sighand: bool,
+    /// Network namespace identity (ns inode); 0 = the dumper's. Only namespaces holding
+    /// nothing but the loopback interface, and no sockets, are carried.
+    #[prost(uint64, tag = "48")]
+    pub net_ns: u64,
+    /// In its own network namespace: the loopback interface was up.
+    #[prost(bool, tag = "49")]
+    pub lo_up: bool,
 }
 
 /// A file lock to take again after the fds are back.

@@ -98,3 +98,15 @@ fn restore_in_new_pid_namespace_when_pids_are_taken() {
     w.kill_helpers();
     w.assert_pass(ex);
 }
+
+/// A process and its child in a network namespace of their own (loopback up, no other
+/// interface, no socket at dump time): restored into a new network namespace with `lo`
+/// up; the workload checks that and talks TCP over 127.0.0.1 inside it.
+#[test]
+fn tree_in_own_network_namespace() {
+    let _t = serial();
+    let mut w = Workload::start("netns", &[]);
+    let kid: i32 = w.info("child").parse().unwrap();
+    dump_and_restore_tree(&mut w, &[kid]);
+    w.go_and_pass();
+}

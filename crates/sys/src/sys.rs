@@ -416,6 +416,20 @@ pub fn clone_vm_with(set_tid: &[i32], flags: u64, exit_signal: i32, stack_len: u
     Ok(ret as i32)
 }
 
+/// SIOCGIFFLAGS of interface `name` in the calling thread's network namespace.
+pub fn if_flags(name: &str) -> Result<i16> {
+    let s = socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)?;
+    // SAFETY: zeroed ifreq, name copied with room for the NUL; ioctl fills ifr_flags.
+    unsafe {
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in name.bytes().take(libc::IFNAMSIZ - 1).enumerate() {
+            ifr.ifr_name[i] = b as libc::c_char;
+        }
+        c(libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) as libc::c_long)?;
+        Ok(ifr.ifr_ifru.ifru_flags)
+    }
+}
+
 /// prctl(PR_SET_PDEATHSIG, 0).
 pub fn clear_pdeathsig() -> Result<()> {
     // SAFETY: prctl with integer args.
@@ -523,6 +537,27 @@ pub mod child {
             }
         }
         exit(libc::WEXITSTATUS(status))
+    }
+    /// Brings the loopback interface of the calling process's network namespace up
+    /// (no allocation: for a freshly forked child). Returns -1 on failure.
+    pub fn loopback_up() -> i32 {
+        // SAFETY: plain syscalls on a local ifreq and our own socket, closed before return.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if s < 0 {
+                return -1;
+            }
+            let mut ifr: libc::ifreq = std::mem::zeroed();
+            ifr.ifr_name[0] = b'l' as libc::c_char;
+            ifr.ifr_name[1] = b'o' as libc::c_char;
+            let mut r = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+            if r == 0 {
+                ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as i16;
+                r = libc::ioctl(s, libc::SIOCSIFFLAGS, &mut ifr);
+            }
+            libc::close(s);
+            r
+        }
     }
     pub fn unshare(flags: i32) -> i32 {
         // SAFETY: plain syscall.
