@@ -414,6 +414,7 @@ fn write_image(members: &[Member], dir: &Path, external: std::collections::BTree
         }
         (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
         (process.net_ns, process.lo_up) = ns::dump_net(pid)?;
+        (process.time_ns, process.time_children_ns, process.time_offsets) = ns::dump_time(pid)?;
         // A child sharing its parent's address space (CLONE_VM): the parent's VMAs and
         // pages are its memory; it records none of its own.
         let parent_live = members.iter().any(|m| matches!(m, Member::Live { fz, .. } if fz.pid == ppid));
@@ -437,6 +438,7 @@ fn write_image(members: &[Member], dir: &Path, external: std::collections::BTree
         cols.push(col);
     }
     crate::ns::collect(&mut procs)?;
+    crate::ns::check_time(&procs)?;
     shared_tables(&mut procs)?;
     let all_fds: Vec<_> = procs.iter().flat_map(|p| p.fds.iter().cloned()).collect();
     files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;

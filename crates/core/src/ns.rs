@@ -137,6 +137,9 @@ pub struct NsPlan {
     pub unshare: i32,
     /// In a new network namespace: bring the loopback interface up.
     pub lo_up: bool,
+    /// Unshare a time namespace for its children with these offsets (monotonic s, ns,
+    /// boottime s, ns) before forking them.
+    pub time_children: Option<[i64; 4]>,
     pub hostname: Vec<u8>,
     pub domainname: Vec<u8>,
 }
@@ -160,6 +163,10 @@ pub fn plan(m: &stasis_image::Manifest, idx: usize) -> NsPlan {
     if p.ipc_ns != 0 && parent.map(|q| q.ipc_ns) != Some(p.ipc_ns) {
         out.unshare |= libc::CLONE_NEWIPC;
     }
+    if p.time_children_ns != p.time_ns && p.time_offsets.len() == 4 {
+        let o = &p.time_offsets;
+        out.time_children = Some([o[0], o[1], o[2], o[3]]);
+    }
     if p.net_ns != 0 && parent.map(|q| q.net_ns) != Some(p.net_ns) {
         out.unshare |= libc::CLONE_NEWNET;
         out.lo_up = p.lo_up;
@@ -170,6 +177,11 @@ pub fn plan(m: &stasis_image::Manifest, idx: usize) -> NsPlan {
 /// In the forked child (no allocation): unshare and name the new UTS namespace.
 /// Returns the failed step.
 pub fn child_apply(p: &NsPlan) -> std::result::Result<(), &'static [u8]> {
+    if let Some(off) = &p.time_children {
+        if stasis_sys::sys::child::new_time_ns(off) < 0 {
+            return Err(b"unsharing a time namespace for its children (clock offsets)");
+        }
+    }
     if p.unshare == 0 {
         return Ok(());
     }
@@ -196,7 +208,6 @@ pub fn child_apply(p: &NsPlan) -> std::result::Result<(), &'static [u8]> {
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("user", "user namespaces are not supported yet"),
     ("cgroup", "cgroup namespaces are not supported yet"),
-    ("time", "time namespaces are not supported yet"),
 ];
 
 /// The inode of a namespace link (`/proc/PID/ns/KIND` → `kind:[INODE]`).
@@ -239,6 +250,68 @@ pub fn dump_net(pid: i32) -> Result<(u64, bool)> {
         stasis_sys::sys::if_flags("lo").ctx(pid, || "reading the loopback flags in its network namespace".into())
     })?;
     Ok((ino, flags & libc::IFF_UP as i16 != 0))
+}
+
+/// Time namespaces: the process's own and its children's (`time_for_children`, which
+/// `unshare(CLONE_NEWTIME)` changes), 0 = stasis's, and the children's clock offsets.
+pub fn dump_time(pid: i32) -> Result<(u64, u64, Vec<i64>)> {
+    let ours = self_ns("time");
+    let own = ns_inode(pid, "time").filter(|i| Some(*i) != ours).unwrap_or(0);
+    let children = ns_inode(pid, "time_for_children").filter(|i| Some(*i) != ours).unwrap_or(0);
+    if own == 0 && children == 0 {
+        return Ok((0, 0, Vec::new()));
+    }
+    let t = procfs::read(pid, "timens_offsets").ctx(pid, || "reading /proc/PID/timens_offsets".into())?;
+    let mut off = vec![0i64; 4];
+    for l in t.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let k = match f.first().copied() {
+            Some("monotonic") => 0,
+            Some("boottime") => 2,
+            _ => continue,
+        };
+        off[k] = f.get(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+        off[k + 1] = f.get(2).and_then(|x| x.parse().ok()).unwrap_or(0);
+    }
+    Ok((own, children, off))
+}
+
+/// The offsets restore must give the root's own time namespace, if it is not stasis's:
+/// those of a process of the tree that creates its children in that namespace.
+pub fn root_time_offsets(procs: &[Process]) -> Option<[i64; 4]> {
+    let ns = procs.first()?.time_ns;
+    if ns == 0 {
+        return None;
+    }
+    let q = procs.iter().find(|q| !q.zombie && q.time_children_ns == ns && q.time_offsets.len() == 4)?;
+    Some([q.time_offsets[0], q.time_offsets[1], q.time_offsets[2], q.time_offsets[3]])
+}
+
+/// Time namespaces restore can recreate: a child is in its parent's
+/// `time_for_children`; a process switching its children to another namespace than its
+/// own switches to a new one (not back to stasis's); the root's own namespace has known
+/// offsets.
+pub fn check_time(procs: &[Process]) -> Result<()> {
+    for (i, p) in procs.iter().enumerate().filter(|(_, p)| !p.zombie) {
+        if i > 0 {
+            if let Some(parent) = procs.iter().find(|q| q.pid == p.ppid) {
+                if p.time_ns != parent.time_children_ns {
+                    return Err(Error::Unsupported {
+                        pid: p.pid,
+                        what: "its time namespace is not the one its parent creates children in (forked before the parent unshared one, or setns); not supported yet".into(),
+                    });
+                }
+            }
+        }
+        if p.time_children_ns != p.time_ns && p.time_children_ns == 0 {
+            return Err(Error::Unsupported { pid: p.pid, what: "it creates children back in stasis's time namespace (setns); not supported yet".into() });
+        }
+    }
+    if procs.first().is_some_and(|r| r.time_ns != 0) && root_time_offsets(procs).is_none() {
+        let pid = procs[0].pid;
+        return Err(Error::Unsupported { pid, what: "its time namespace's clock offsets cannot be read (no process of the tree creates children in it)".into() });
+    }
+    Ok(())
 }
 
 /// Refuses a live process that lives in a namespace kind stasis cannot recreate.

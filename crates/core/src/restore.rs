@@ -971,6 +971,13 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
         .copied()
         .chain(plan.procs.iter().flat_map(|p| [p.group_helper, p.session_helper]).filter(|g| *g != 0))
         .collect();
+    // The root's own time namespace: ours for children from now on (the root, or the
+    // intermediate parent that forks it, is created in it).
+    if let Some(off) = ns::root_time_offsets(&m.processes) {
+        if child::new_time_ns(&off) < 0 {
+            return Err(step_err(pid, "creating the root's time namespace (unshare CLONE_NEWTIME, clock offsets)", std::io::Error::last_os_error()));
+        }
+    }
     let sh = plan.session_helper;
     let mut ch = if opts.detach || sh != 0 {
         let (mid_r, mid_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;

@@ -97,6 +97,16 @@ pub struct Process {
     /// In its own network namespace: the loopback interface was up.
     #[prost(bool, tag = "49")]
     pub lo_up: bool,
+    /// Time namespace identity (ns inode); 0 = the dumper's.
+    #[prost(uint64, tag = "50")]
+    pub time_ns: u64,
+    /// Time namespace its children are created in (`time_for_children`); 0 = the dumper's.
+    #[prost(uint64, tag = "51")]
+    pub time_children_ns: u64,
+    /// Clock offsets of `time_children_ns` (/proc/PID/timens_offsets): monotonic seconds,
+    /// nanoseconds, boottime seconds, nanoseconds.
+    #[prost(int64, repeated, tag = "52")]
+    pub time_offsets: Vec<i64>,
 }
 
 /// A file lock to take again after the fds are back.

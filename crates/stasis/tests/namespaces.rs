@@ -110,3 +110,14 @@ fn tree_in_own_network_namespace() {
     dump_and_restore_tree(&mut w, &[kid]);
     w.go_and_pass();
 }
+
+/// A child in a time namespace with clock offsets (its parent unshared it): restored in
+/// a new time namespace with the same offsets; the workload compares the clocks.
+#[test]
+fn child_in_own_time_namespace() {
+    let _t = serial();
+    let mut w = Workload::start("timens", &[]);
+    let kid: i32 = w.info("child").parse().unwrap();
+    dump_and_restore_tree(&mut w, &[kid]);
+    w.go_and_pass();
+}

@@ -559,6 +559,59 @@ pub mod child {
             r
         }
     }
+    /// unshare(CLONE_NEWTIME) and set the new namespace's clock offsets (monotonic s,
+    /// ns, boottime s, ns) before any process enters it. No allocation. -1 on failure.
+    pub fn new_time_ns(off: &[i64; 4]) -> i32 {
+        fn put(buf: &mut [u8], at: &mut usize, s: &[u8]) {
+            for &b in s {
+                if *at < buf.len() {
+                    buf[*at] = b;
+                    *at += 1;
+                }
+            }
+        }
+        fn num(buf: &mut [u8], at: &mut usize, v: i64) {
+            let mut d = [0u8; 24];
+            let mut n = v.unsigned_abs();
+            let mut k = d.len();
+            loop {
+                k -= 1;
+                d[k] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            if v < 0 {
+                put(buf, at, b"-");
+            }
+            put(buf, at, &d[k..]);
+        }
+        let mut buf = [0u8; 128];
+        let mut at = 0;
+        put(&mut buf, &mut at, b"monotonic ");
+        num(&mut buf, &mut at, off[0]);
+        put(&mut buf, &mut at, b" ");
+        num(&mut buf, &mut at, off[1]);
+        put(&mut buf, &mut at, b"\nboottime ");
+        num(&mut buf, &mut at, off[2]);
+        put(&mut buf, &mut at, b" ");
+        num(&mut buf, &mut at, off[3]);
+        put(&mut buf, &mut at, b"\n");
+        // SAFETY: plain syscalls; the path is a NUL-terminated literal, buf is local.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWTIME) < 0 {
+                return -1;
+            }
+            let fd = libc::open(c"/proc/self/timens_offsets".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return -1;
+            }
+            let r = libc::write(fd, buf.as_ptr().cast(), at);
+            libc::close(fd);
+            if r == at as isize { 0 } else { -1 }
+        }
+    }
     pub fn unshare(flags: i32) -> i32 {
         // SAFETY: plain syscall.
         unsafe { libc::unshare(flags) }
