@@ -1072,6 +1072,10 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
         tmp_by_pid.insert(who, words[1..].to_vec());
     }
     info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
+    // control groups, before any thread exists (threads inherit their creator's)
+    for q in m.processes.iter().filter(|q| !q.zombie) {
+        crate::cgroup::restore(q.pid, &q.cgroups);
+    }
     // Every process holds its own FIFO descriptions now: a FIFO must not stay open here
     // (a reader would never see EOF).
     plan.fifo_keep.clear();

@@ -107,6 +107,9 @@ pub struct Process {
     /// nanoseconds, boottime seconds, nanoseconds.
     #[prost(int64, repeated, tag = "52")]
     pub time_offsets: Vec<i64>,
+    /// Control groups: the lines of /proc/PID/cgroup (`ID:CONTROLLERS:PATH`).
+    #[prost(string, repeated, tag = "53")]
+    pub cgroups: Vec<String>,
 }
 
 /// A file lock to take again after the fds are back.

@@ -1,0 +1,94 @@
+//! Control-group membership: every process goes back into the cgroups it was in.
+//!
+//! Dump: the lines of /proc/PID/cgroup (`ID:CONTROLLERS:PATH`, one per hierarchy; `0::PATH`
+//! for cgroup v2). Restore, once every process exists and before any is built (threads
+//! created later inherit it): for each hierarchy mounted here whose path differs from
+//! the restorer's own, the cgroup directory is created if missing and the pid written to
+//! its `cgroup.procs`. What cannot be done (hierarchy not mounted here, a v2 cgroup whose
+//! controllers forbid member processes) is a warning naming pid and cgroup: the process
+//! runs, in the restorer's cgroup for that hierarchy.
+
+use std::path::PathBuf;
+
+use tracing::{debug, warn};
+
+use crate::procfs;
+
+/// /proc/PID/cgroup lines of `pid` (empty if unreadable, e.g. a zombie).
+pub fn dump(pid: i32) -> Vec<String> {
+    procfs::read(pid, "cgroup").unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+/// (controllers key, path) of a /proc/PID/cgroup line; the key is "" for cgroup v2.
+fn parse(line: &str) -> Option<(String, String)> {
+    let mut it = line.splitn(3, ':');
+    let _id = it.next()?;
+    let ctl = it.next()?;
+    let path = it.next()?;
+    Some((ctl.to_string(), path.to_string()))
+}
+
+/// Mount point of each hierarchy in our mount namespace, by controllers key.
+fn mounts() -> Vec<(String, PathBuf)> {
+    let t = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    for l in t.lines() {
+        let Some((a, b)) = l.split_once(" - ") else { continue };
+        let f: Vec<&str> = a.split(' ').collect();
+        let g: Vec<&str> = b.split(' ').collect();
+        let (Some(mp), Some(fstype), Some(opts)) = (f.get(4), g.first(), g.get(2)) else { continue };
+        if f.get(3) != Some(&"/") {
+            continue; // a bind mount of a sub-cgroup: not the hierarchy's root
+        }
+        match *fstype {
+            "cgroup2" => out.push((String::new(), PathBuf::from(mp))),
+            "cgroup" => {
+                // the controllers (and name=) among the super options, in /proc/PID/cgroup order
+                const FLAGS: &[&str] = &["rw", "ro", "clone_children", "noprefix", "xattr", "cpuset_v2_mode", "favordynmods"];
+                let mut keys: Vec<&str> =
+                    opts.split(',').filter(|o| !FLAGS.contains(o) && !o.contains('=') || o.starts_with("name=")).collect();
+                keys.sort();
+                out.push((keys.join(","), PathBuf::from(mp)));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn key_of(ctl: &str) -> String {
+    let mut k: Vec<&str> = ctl.split(',').filter(|x| !x.is_empty()).collect();
+    k.sort();
+    k.join(",")
+}
+
+/// Moves `pid` into the cgroups of `lines` (see the module doc).
+pub fn restore(pid: i32, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let ours: Vec<(String, String)> = dump(stasis_sys::sys::getpid()).iter().filter_map(|l| parse(l)).collect();
+    let mounts = mounts();
+    for l in lines {
+        let Some((ctl, path)) = parse(l) else { continue };
+        let key = key_of(&ctl);
+        if ours.iter().any(|(c, p)| key_of(c) == key && *p == path) {
+            continue; // already there (inherited from us)
+        }
+        let Some((_, mp)) = mounts.iter().find(|(k, _)| *k == key) else {
+            warn!(pid, "cgroup {l}: that hierarchy is not mounted here; the process stays in the restorer's cgroup");
+            continue;
+        };
+        let dir = mp.join(path.trim_start_matches('/'));
+        if !dir.exists() {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                warn!(pid, "cgroup {l}: creating {}: {e}", dir.display());
+                continue;
+            }
+            debug!(pid, "created cgroup {}", dir.display());
+        }
+        if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+            warn!(pid, "cgroup {l}: moving the process into {}: {e}", dir.display());
+        }
+    }
+}

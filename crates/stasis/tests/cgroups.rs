@@ -1,0 +1,41 @@
+//! Control groups: processes go back into the cgroups they were in (v2 and v1), which
+//! are created again if they were removed.
+
+mod common;
+use common::*;
+
+struct Cgroups(Vec<std::path::PathBuf>);
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+#[test]
+fn processes_return_to_their_cgroups() {
+    let _t = serial();
+    if !std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() || !std::path::Path::new("/sys/fs/cgroup/pids/tasks").exists() {
+        eprintln!("skipped: needs cgroup2 at /sys/fs/cgroup/unified and the v1 pids hierarchy");
+        return;
+    }
+    let name = format!("stasis-test-{}", std::process::id());
+    let dirs = Cgroups(vec![
+        format!("/sys/fs/cgroup/unified/{name}/child").into(),
+        format!("/sys/fs/cgroup/unified/{name}").into(),
+        format!("/sys/fs/cgroup/pids/{name}").into(),
+    ]);
+    let mut w = Workload::start("cgroups", &[&name]);
+    let kid: i32 = w.info("child").parse().unwrap();
+    if !direct() {
+        dump_and_reap_tree(&mut w, &[kid]);
+        for d in &dirs.0 {
+            std::fs::remove_dir(d).unwrap_or_else(|e| panic!("removing {} after the dump: {e}", d.display()));
+        }
+        w.restore();
+    }
+    w.go_and_pass();
+    drop(dirs);
+}
