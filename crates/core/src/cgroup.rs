@@ -62,6 +62,25 @@ fn key_of(ctl: &str) -> String {
     k.join(",")
 }
 
+/// The `cgroup.procs` files of the cgroups in `lines` (one per hierarchy mounted here),
+/// creating missing cgroups: for a process that moves itself there before unsharing a
+/// cgroup namespace rooted at them.
+pub fn procs_files(pid: i32, lines: &[String]) -> std::result::Result<Vec<std::ffi::CString>, String> {
+    let mounts = mounts();
+    let mut out = Vec::new();
+    for l in lines {
+        let Some((ctl, path)) = parse(l) else { continue };
+        let Some((_, mp)) = mounts.iter().find(|(k, _)| *k == key_of(&ctl)) else {
+            return Err(format!("pid {pid}: cgroup {l}: that hierarchy is not mounted here (its cgroup namespace needs it)"));
+        };
+        let dir = mp.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("pid {pid}: creating cgroup {}: {e}", dir.display()))?;
+        let f = dir.join("cgroup.procs");
+        out.push(std::ffi::CString::new(f.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
 /// Moves `pid` into the cgroups of `lines` (see the module doc).
 pub fn restore(pid: i32, lines: &[String]) {
     if lines.is_empty() {

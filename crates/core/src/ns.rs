@@ -101,7 +101,8 @@ pub fn dump_ns(pid: i32, objs: &mut ObjectTable) -> Result<(u32, u32)> {
 pub fn check_tree(procs: &[Process]) -> Option<(i32, String)> {
     let kinds: [(&str, fn(&Process) -> u64); 3] =
         [("UTS", |p| p.uts_ns as u64), ("IPC", |p| p.ipc_ns as u64), ("network", |p| p.net_ns)];
-    for (kind, get) in kinds {
+    let cg: (&str, fn(&Process) -> u64) = ("cgroup", |p| p.cgroup_ns);
+    for (kind, get) in kinds.into_iter().chain([cg]) {
         let mut opened: Vec<(u64, i32)> = Vec::new();
         for (i, p) in procs.iter().enumerate() {
             if p.zombie {
@@ -140,18 +141,25 @@ pub struct NsPlan {
     /// Unshare a time namespace for its children with these offsets (monotonic s, ns,
     /// boottime s, ns) before forking them.
     pub time_children: Option<[i64; 4]>,
+    /// Before unsharing a cgroup namespace: move itself into its cgroups (write "0" to
+    /// these `cgroup.procs` files), which become the namespace's root.
+    pub cgroup_procs: Vec<std::ffi::CString>,
     pub hostname: Vec<u8>,
     pub domainname: Vec<u8>,
 }
 
 /// The plan of process `idx` of the image (its parent is already in the parent's
 /// namespaces; the root's "parent" is the restorer).
-pub fn plan(m: &stasis_image::Manifest, idx: usize) -> NsPlan {
+pub fn plan(m: &stasis_image::Manifest, idx: usize) -> std::result::Result<NsPlan, String> {
     let p = &m.processes[idx];
     let parent = if idx == 0 { None } else { m.processes.iter().find(|q| q.pid == p.ppid) };
     let mut out = NsPlan::default();
     if p.zombie {
-        return out;
+        return Ok(out);
+    }
+    if p.cgroup_ns != 0 && parent.map(|q| q.cgroup_ns) != Some(p.cgroup_ns) {
+        out.unshare |= libc::CLONE_NEWCGROUP;
+        out.cgroup_procs = crate::cgroup::procs_files(p.pid, &p.cgroups)?;
     }
     if p.uts_ns != 0 && parent.map(|q| q.uts_ns) != Some(p.uts_ns) {
         out.unshare |= libc::CLONE_NEWUTS;
@@ -171,7 +179,7 @@ pub fn plan(m: &stasis_image::Manifest, idx: usize) -> NsPlan {
         out.unshare |= libc::CLONE_NEWNET;
         out.lo_up = p.lo_up;
     }
-    out
+    Ok(out)
 }
 
 /// In the forked child (no allocation): unshare and name the new UTS namespace.
@@ -184,6 +192,11 @@ pub fn child_apply(p: &NsPlan) -> std::result::Result<(), &'static [u8]> {
     }
     if p.unshare == 0 {
         return Ok(());
+    }
+    for f in &p.cgroup_procs {
+        if stasis_sys::sys::child::write_file(f, b"0") < 0 {
+            return Err(b"moving itself into its cgroups (the root of its cgroup namespace)");
+        }
     }
     if sysv::child::unshare(p.unshare) < 0 {
         return Err(b"unshare of its UTS/IPC/network namespace");
@@ -207,7 +220,6 @@ pub fn child_apply(p: &NsPlan) -> std::result::Result<(), &'static [u8]> {
 /// Kinds dump refuses when a process is in another namespace of that kind than stasis.
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("user", "user namespaces are not supported yet"),
-    ("cgroup", "cgroup namespaces are not supported yet"),
 ];
 
 /// The inode of a namespace link (`/proc/PID/ns/KIND` → `kind:[INODE]`).
@@ -312,6 +324,34 @@ pub fn check_time(procs: &[Process]) -> Result<()> {
         return Err(Error::Unsupported { pid, what: "its time namespace's clock offsets cannot be read (no process of the tree creates children in it)".into() });
     }
     Ok(())
+}
+
+/// A cgroup namespace of the process's own (0 = stasis's). Its root must be the
+/// process's cgroups as they are now in every hierarchy (seen from inside it: "/"),
+/// which holds for the process that unshared it unless it moved since; restore moves the
+/// first process of the tree in it into its cgroups and unshares there.
+pub fn dump_cgroup_ns(procs: &[Process], pid: i32, ppid: i32) -> Result<u64> {
+    let Some(ino) = ns_inode(pid, "cgroup") else { return Ok(0) };
+    if Some(ino) == self_ns("cgroup") {
+        return Ok(0);
+    }
+    // the first process of the tree in it (tree order): its parent is elsewhere
+    let parent_ns = procs.iter().find(|q| q.pid == ppid).map(|q| q.cgroup_ns);
+    if parent_ns == Some(ino) {
+        return Ok(ino);
+    }
+    let inside = in_ns(Some(pid), "cgroup", libc::CLONE_NEWCGROUP, || {
+        procfs::read(pid, "cgroup").ctx(pid, || "reading /proc/PID/cgroup inside its cgroup namespace".into())
+    })?;
+    if let Some(l) = inside.lines().find(|l| !l.ends_with(":/")) {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!(
+                "it is not at the root of its cgroup namespace (cgroup:[{ino}]) any more ({l} seen from inside); a cgroup namespace whose creator moved since"
+            ),
+        });
+    }
+    Ok(ino)
 }
 
 /// Refuses a live process that lives in a namespace kind stasis cannot recreate.

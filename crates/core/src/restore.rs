@@ -280,7 +280,7 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
             group_helper: 0,
             session_helper: 0,
             children: Vec::new(),
-            ns: ns::plan(m, idx),
+            ns: ns::plan(m, idx).map_err(step)?,
         });
     }
     for (i, p) in m.processes.iter().enumerate().skip(1) {

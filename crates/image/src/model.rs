@@ -110,6 +110,10 @@ pub struct Process {
     /// Control groups: the lines of /proc/PID/cgroup (`ID:CONTROLLERS:PATH`).
     #[prost(string, repeated, tag = "53")]
     pub cgroups: Vec<String>,
+    /// Cgroup namespace identity (ns inode); 0 = the dumper's. Its root is the cgroups
+    /// of the first process of the tree in it (checked at dump).
+    #[prost(uint64, tag = "54")]
+    pub cgroup_ns: u64,
 }
 
 /// A file lock to take again after the fds are back.

@@ -1,5 +1,5 @@
 //! Control groups: processes go back into the cgroups they were in (v2 and v1), which
-//! are created again if they were removed.
+//! are created again if they were removed; cgroup namespaces keep their root.
 
 mod common;
 use common::*;
@@ -28,6 +28,34 @@ fn processes_return_to_their_cgroups() {
         format!("/sys/fs/cgroup/pids/{name}").into(),
     ]);
     let mut w = Workload::start("cgroups", &[&name]);
+    let kid: i32 = w.info("child").parse().unwrap();
+    if !direct() {
+        dump_and_reap_tree(&mut w, &[kid]);
+        for d in &dirs.0 {
+            std::fs::remove_dir(d).unwrap_or_else(|e| panic!("removing {} after the dump: {e}", d.display()));
+        }
+        w.restore();
+    }
+    w.go_and_pass();
+    drop(dirs);
+}
+
+/// A cgroup namespace rooted at the cgroup its creator joined, with a child in a
+/// sub-cgroup: restored with the same root (the workload compares /proc/self/cgroup as
+/// seen from inside); the cgroups are removed between dump and restore.
+#[test]
+fn cgroup_namespace() {
+    let _t = serial();
+    if !std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        eprintln!("skipped: needs cgroup2 at /sys/fs/cgroup/unified");
+        return;
+    }
+    let name = format!("stasis-test-ns-{}", std::process::id());
+    let dirs = Cgroups(vec![
+        format!("/sys/fs/cgroup/unified/{name}/child").into(),
+        format!("/sys/fs/cgroup/unified/{name}").into(),
+    ]);
+    let mut w = Workload::start("cgroupns", &[&name]);
     let kid: i32 = w.info("child").parse().unwrap();
     if !direct() {
         dump_and_reap_tree(&mut w, &[kid]);

@@ -612,6 +612,19 @@ pub mod child {
             if r == at as isize { 0 } else { -1 }
         }
     }
+    /// Writes `b` into the file at `path` (no allocation). -1 on failure.
+    pub fn write_file(path: &std::ffi::CStr, b: &[u8]) -> i32 {
+        // SAFETY: valid C string and buffer; the fd is ours and closed here.
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return -1;
+            }
+            let r = libc::write(fd, b.as_ptr().cast(), b.len());
+            libc::close(fd);
+            if r == b.len() as isize { 0 } else { -1 }
+        }
+    }
     pub fn unshare(flags: i32) -> i32 {
         // SAFETY: plain syscall.
         unsafe { libc::unshare(flags) }
