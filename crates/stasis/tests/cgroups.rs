@@ -22,12 +22,16 @@ fn processes_return_to_their_cgroups() {
         return;
     }
     let name = format!("stasis-test-{}", std::process::id());
-    let dirs = Cgroups(vec![
-        format!("/sys/fs/cgroup/unified/{name}/child").into(),
-        format!("/sys/fs/cgroup/unified/{name}").into(),
-        format!("/sys/fs/cgroup/pids/{name}").into(),
-    ]);
-    let mut w = Workload::start("cgroups", &[&name]);
+    let dirs = [format!("{name}/child"), name.clone()].map(|d| format!("/sys/fs/cgroup/unified/{d}"));
+    run_in_cgroups("cgroups", &name, &[&dirs[0], &dirs[1], &format!("/sys/fs/cgroup/pids/{name}")]);
+}
+
+/// Runs workload `prog` (args WORKDIR NAME; prints INFO child=PID), dumps the tree,
+/// removes the (then empty) cgroups `dirs`, restores, and expects PASS; the cgroups are
+/// removed again at the end, whatever happens.
+fn run_in_cgroups(prog: &str, name: &str, dirs: &[&str]) {
+    let dirs = Cgroups(dirs.iter().map(|d| d.into()).collect());
+    let mut w = Workload::start(prog, &[name]);
     let kid: i32 = w.info("child").parse().unwrap();
     if !direct() {
         dump_and_reap_tree(&mut w, &[kid]);
@@ -51,19 +55,6 @@ fn cgroup_namespace() {
         return;
     }
     let name = format!("stasis-test-ns-{}", std::process::id());
-    let dirs = Cgroups(vec![
-        format!("/sys/fs/cgroup/unified/{name}/child").into(),
-        format!("/sys/fs/cgroup/unified/{name}").into(),
-    ]);
-    let mut w = Workload::start("cgroupns", &[&name]);
-    let kid: i32 = w.info("child").parse().unwrap();
-    if !direct() {
-        dump_and_reap_tree(&mut w, &[kid]);
-        for d in &dirs.0 {
-            std::fs::remove_dir(d).unwrap_or_else(|e| panic!("removing {} after the dump: {e}", d.display()));
-        }
-        w.restore();
-    }
-    w.go_and_pass();
-    drop(dirs);
+    let dirs = [format!("{name}/child"), name.clone()].map(|d| format!("/sys/fs/cgroup/unified/{d}"));
+    run_in_cgroups("cgroupns", &name, &[&dirs[0], &dirs[1]]);
 }

@@ -10,25 +10,6 @@
 #include <sched.h>
 #include <sys/wait.h>
 
-static void ns_link(pid_t pid, char *out, size_t n)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/ns/cgroup", (int)pid);
-    memset(out, 0, n);
-    if (readlink(p, out, n - 1) < 0)
-        snprintf(out, n, "?");
-}
-
-static void join(const char *dir)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
-    int fd = open(p, O_WRONLY);
-    if (fd < 0 || write(fd, "0", 1) != 1)
-        DIE(p);
-    close(fd);
-}
-
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
@@ -39,8 +20,9 @@ int main(int argc, char **argv)
     snprintf(sub, sizeof sub, "%s/child", dir);
     if (mkdir(dir, 0755) || mkdir(sub, 0755))
         DIE("mkdir");
-    ns_link(getpid(), host, sizeof host);
-    join(dir);
+    ns_link(getpid(), "cgroup", host, sizeof host);
+    if (cg_join(dir))
+        DIE("joining its cgroup");
     if (unshare(CLONE_NEWCGROUP))
         DIE("unshare");
     static char before[4096], after[4096];
@@ -50,7 +32,8 @@ int main(int argc, char **argv)
         DIE("pipe");
     pid_t c = fork();
     if (c == 0) {
-        join(sub);
+        if (cg_join(sub))
+            DIE("joining its cgroup");
         static char cb[4096], ca[4096];
         read_file("/proc/self/cgroup", cb, sizeof cb);
         char x;
@@ -62,8 +45,8 @@ int main(int argc, char **argv)
     info("child", "%d", (int)c);
     ready();
     wait_go();
-    ns_link(getpid(), mine, sizeof mine);
-    ns_link(c, theirs, sizeof theirs);
+    ns_link(getpid(), "cgroup", mine, sizeof mine);
+    ns_link(c, "cgroup", theirs, sizeof theirs);
     CHECK(strcmp(mine, host) != 0, "back in the host's cgroup namespace");
     CHECK(!strcmp(mine, theirs), "child in %s, parent in %s", theirs, mine);
     read_file("/proc/self/cgroup", after, sizeof after);

@@ -8,16 +8,6 @@
 #include "common.h"
 #include <sys/wait.h>
 
-static void join(const char *dir)
-{
-    char p[512];
-    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
-    int fd = open(p, O_WRONLY);
-    if (fd < 0 || write(fd, "0", 1) != 1)
-        DIE(p);
-    close(fd);
-}
-
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
@@ -29,15 +19,18 @@ int main(int argc, char **argv)
     snprintf(v1, sizeof v1, "/sys/fs/cgroup/pids/%s", argv[2]);
     if (mkdir(v2, 0755) || mkdir(v2c, 0755) || mkdir(v1, 0755))
         DIE("mkdir");
-    join(v2);
-    join(v1);
+    if (cg_join(v2))
+        DIE("joining its cgroup");
+    if (cg_join(v1))
+        DIE("joining its cgroup");
     static char before[4096], cbefore[4096], after[4096];
     int p2c[2], c2p[2];
     if (pipe(p2c) || pipe(c2p))
         DIE("pipe");
     pid_t c = fork();
     if (c == 0) {
-        join(v2c);
+        if (cg_join(v2c))
+            DIE("joining its cgroup");
         static char mine[4096], now[4096];
         read_file("/proc/self/cgroup", mine, sizeof mine);
         (void)!write(c2p[1], mine, strlen(mine) + 1);

@@ -321,4 +321,28 @@ static int task_list(pid_t *out, int cap)
     return n;
 }
 
+
+/* readlink of /proc/PID/ns/KIND into out ("?" if unreadable). */
+static void ns_link(pid_t pid, const char *kind, char *out, size_t n)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/ns/%s", (int)pid, kind);
+    memset(out, 0, n);
+    if (readlink(p, out, n - 1) < 0)
+        snprintf(out, n, "?");
+}
+
+/* Moves the calling process into cgroup directory `dir` (writes "0" to cgroup.procs). */
+static int cg_join(const char *dir)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+    int fd = open(p, O_WRONLY);
+    if (fd < 0)
+        return -1;
+    int r = write(fd, "0", 1) == 1 ? 0 : -1;
+    close(fd);
+    return r;
+}
+
 #endif

@@ -14,15 +14,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-static void ns_link(pid_t pid, char *out, size_t n)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/ns/net", (int)pid);
-    memset(out, 0, n);
-    if (readlink(p, out, n - 1) < 0)
-        snprintf(out, n, "?");
-}
-
 static int lo_up(void)
 {
     int s = socket(AF_INET, SOCK_DGRAM, 0);
@@ -37,7 +28,7 @@ int main(int argc, char **argv)
 {
     wl_init(argc, argv);
     char host[64], mine[64], theirs[64];
-    ns_link(getpid(), host, sizeof host);
+    ns_link(getpid(), "net", host, sizeof host);
     if (unshare(CLONE_NEWNET))
         DIE("unshare");
     int s = socket(AF_INET, SOCK_DGRAM, 0);
@@ -65,8 +56,8 @@ int main(int argc, char **argv)
     info("child", "%d", (int)c);
     ready();
     wait_go();
-    ns_link(getpid(), mine, sizeof mine);
-    ns_link(c, theirs, sizeof theirs);
+    ns_link(getpid(), "net", mine, sizeof mine);
+    ns_link(c, "net", theirs, sizeof theirs);
     close(hold[1]);
     CHECK(strcmp(mine, host) != 0, "back in the host's network namespace (%s)", mine);
     CHECK(strcmp(mine, theirs) == 0, "child in %s, parent in %s", theirs, mine);
