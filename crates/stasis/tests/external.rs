@@ -352,10 +352,10 @@ fn anonymous_shared_memory_shared_with_parent_outside_the_tree() {
     // The parent maps MAP_SHARED|MAP_ANONYMOUS memory and forks the child we dump.
     let parent = spawn(&mut procs, &dir, &workload_bin("ext_shared"), &["anon"], &[], "stdout");
     wait_ready(&dir, "stdout", parent);
-    let child: i32 = output(&dir, "stdout")
-        .lines()
-        .find_map(|l| l.strip_prefix("INFO child=").and_then(|v| v.parse().ok()))
-        .expect("no INFO child=");
+    // the child prints READY, the parent INFO child=: in either order
+    let child_of = || output(&dir, "stdout").lines().find_map(|l| l.strip_prefix("INFO child=").and_then(|v| v.parse::<i32>().ok()));
+    assert!(wait_until(Duration::from_secs(10), || child_of().is_some()), "no INFO child=");
+    let child = child_of().unwrap();
     let maps = fs::read_to_string(format!("/proc/{child}/maps")).unwrap();
     let ino: u64 = maps
         .lines()
