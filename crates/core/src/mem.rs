@@ -58,6 +58,8 @@ pub struct Job {
     /// not exclusively mapped (it may be shared copy-on-write with another process of
     /// the tree), else 0. None when no page of the run qualifies.
     pfns: Option<Vec<u64>>,
+    /// Some page of the run may be shared copy-on-write (read it without pinning).
+    cow: bool,
 }
 
 impl Job {
@@ -168,7 +170,7 @@ fn push_runs(jobs: &mut Vec<Job>, pid: i32, object_id: u32, addr: u64, count: u6
     let mut left = count;
     while left > 0 {
         let n = left.min(MAX_RUN_PAGES);
-        jobs.push(Job { pid, object_id, addr: a, count: n, src: src.clone(), pfns: None });
+        jobs.push(Job { pid, object_id, addr: a, count: n, src: src.clone(), pfns: None, cow: false });
         a += n * PAGE;
         left -= n;
     }
@@ -312,6 +314,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                             let p = &pfns[k..k + j.count as usize];
                             if p.iter().any(|&x| x != 0) {
                                 j.pfns = Some(p.to_vec());
+                                j.cow = true;
                             }
                         }
                         saved += i - s;
@@ -405,7 +408,8 @@ pub fn share_cow(col: &mut MemCollect) -> u64 {
                             seen.entry(p).or_insert((j.pid, idx, k as u64));
                         }
                     }
-                    out.push(Job { addr, count: (i - start) as u64, pfns: None, ..j.clone() });
+                    let cow = pfns[start..i].iter().any(|&p| p != 0);
+                    out.push(Job { addr, count: (i - start) as u64, pfns: None, cow, ..j.clone() });
                 }
                 Some((sj, sp)) => {
                     i += 1;
@@ -611,6 +615,15 @@ fn read_chunk(col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mems: &Has
         let len = (j.count * PAGE) as usize;
         let pid = j.pid;
         match j.src {
+            // Pages that may be shared copy-on-write with another process: read through
+            // /proc/PID/mem, whose GUP does not pin; process_vm_readv pins, and pinning a
+            // shared anonymous page un-shares it (a copy per page, and after a
+            // --leave-running dump the process keeps the copy).
+            JobSrc::Proc(Src::Vm) if j.cow => {
+                let sl = &mut buf_slice(buf)[used..used + len];
+                let mem = mems.get(&pid).ok_or_else(|| Error::Refused { pid, why: "no /proc/PID/mem".into() })?;
+                mem.read_exact_at(sl, j.addr).ctx(pid, || format!("reading memory at {:#x} through /proc/PID/mem", j.addr))?;
+            }
             JobSrc::Proc(Src::Vm) => {
                 if batches.last().is_none_or(|b| b.0 != pid || b.1.len() >= 1024) {
                     batches.push((pid, Vec::new(), Vec::new()));
@@ -676,7 +689,8 @@ mod tests {
 
     fn job(pid: i32, addr: u64, pfns: &[u64]) -> Job {
         let pfns = pfns.iter().any(|&p| p != 0).then(|| pfns.to_vec());
-        Job { pid, object_id: 0, addr, count: pfns.as_ref().map_or(4, |p| p.len() as u64), src: JobSrc::Proc(Src::Vm), pfns }
+        let cow = pfns.is_some();
+        Job { pid, object_id: 0, addr, count: pfns.as_ref().map_or(4, |p| p.len() as u64), src: JobSrc::Proc(Src::Vm), pfns, cow }
     }
 
     fn col(jobs: Vec<Job>) -> MemCollect {

@@ -117,6 +117,37 @@ fn cow_shared_private_memory_is_stored_once() {
     w.go_and_pass();
 }
 
+/// Proportional set size of a process (kB), from /proc/PID/smaps_rollup: pages shared
+/// with N processes count 1/N.
+fn pss_kb(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// A --leave-running dump must not un-share the tree's copy-on-write pages (reading them
+/// with a pinning interface would give a process a private copy of each page it read):
+/// the root's proportional set size stays about the same across the dump (un-shared, its
+/// 64 MiB would count whole instead of a fifth), and the tree then finishes its own
+/// checks.
+#[test]
+fn leave_running_dump_keeps_cow_pages_shared() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("tree_cow", &[]);
+    let before = pss_kb(w.pid);
+    w.dump_leave_running();
+    let after = pss_kb(w.pid);
+    assert!(
+        after < before + 8 * 1024,
+        "the root's Pss grew from {before} kB to {after} kB across a --leave-running dump (COW pages un-shared)\n{}",
+        w.report()
+    );
+    w.go_and_pass();
+}
+
 /// The bash script: rounds of `generate | sort | gzip -n > f; md5sum f >> sums.txt`.
 const BASH_PIPELINES: &str = r#"
 set -e
