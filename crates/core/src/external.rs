@@ -70,6 +70,8 @@ pub struct SharedMem {
 pub struct Holders {
     pub pipes: HashMap<u64, String>,
     pub shm: HashMap<(u32, u32, u64), String>,
+    /// Named FIFOs (st_dev, st_ino) held open by an outside process.
+    pub fifos: HashMap<(u64, u64), String>,
 }
 
 fn who(pid: i32) -> String {
@@ -87,9 +89,9 @@ fn dev_of(md: &std::fs::Metadata) -> (u32, u32) {
 
 /// One pass over /proc: outside holders of the pipes `pipes` (fds) and of the shared
 /// memory objects `shm` (fds or mappings). Processes of `tree` and stasis are skipped.
-pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem]) -> Holders {
+pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem], fifos: &HashSet<(u64, u64)>) -> Holders {
     let mut out = Holders::default();
-    if pipes.is_empty() && shm.is_empty() {
+    if pipes.is_empty() && shm.is_empty() && fifos.is_empty() {
         return out;
     }
     let keys: HashSet<(u32, u32, u64)> = shm.iter().map(|s| (s.dev.0, s.dev.1, s.ino)).collect();
@@ -109,7 +111,19 @@ pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem]) -> Holders {
                     if pipes.contains(&ino) && !out.pipes.contains_key(&ino) {
                         out.pipes.insert(ino, who(other));
                     }
-                } else if !keys.is_empty()
+                    continue;
+                }
+                if !fifos.is_empty() && link.starts_with('/') {
+                    if let Ok(md) = std::fs::metadata(f.path()) {
+                        use std::os::unix::fs::FileTypeExt;
+                        let k = (md.dev(), md.ino());
+                        if md.file_type().is_fifo() && fifos.contains(&k) {
+                            out.fifos.entry(k).or_insert_with(|| who(other));
+                            continue;
+                        }
+                    }
+                }
+                if !keys.is_empty()
                     && (link.starts_with("/memfd:") || link.ends_with(" (deleted)") || names.contains(link.as_ref()))
                 {
                     if let Ok(md) = std::fs::metadata(f.path()) {

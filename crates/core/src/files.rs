@@ -446,7 +446,8 @@ fn peek_pipe(pid: i32, what: &str, f: &OwnedFd) -> Result<(u32, Vec<u8>)> {
 pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> Result<()> {
     let root = st.tree.first().copied().unwrap_or(0);
     let inos = st.pipes.iter().map(|p| p.ino).collect();
-    let holders = external::scan(&st.tree, &inos, &st.shared);
+    let fifo_keys = st.fifos.iter().map(|f| (f.dev, f.ino)).collect();
+    let holders = external::scan(&st.tree, &inos, &st.shared, &fifo_keys);
     external::check_shm(&holders, &st.shared)?;
     for p in &st.pipes {
         let name = external::pipe_name(p.ino);
@@ -516,7 +517,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
     }
     for f in &st.fifos {
         let (pid, fd) = f.via;
-        if let Some(other) = fifo_holder(&st.tree, f) {
+        if let Some(other) = holders.fifos.get(&(f.dev, f.ino)) {
             // Its bytes stay in the kernel as long as that process keeps the FIFO open,
             // and restore attaches to the same pipe by opening the path again.
             tracing::info!(pid, fd, "named FIFO {} is also open in {other}; its bytes are left to it", f.path);
@@ -537,29 +538,6 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
     }
     fdkinds::unix::check_peers(root, &objs.objects, all_fds)?;
     Ok(())
-}
-
-/// A process outside `tree` with an fd on named FIFO `f`, if any (scans /proc/*/fd).
-fn fifo_holder(tree: &[i32], f: &FifoSeen) -> Option<String> {
-    let me = sys::getpid();
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(other) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if tree.contains(&other) || other == me {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else { continue };
-        for fd in fds.flatten() {
-            if !std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str().as_encoded_bytes().starts_with(b"/")) {
-                continue; // pipes, sockets, anonymous inodes
-            }
-            let Ok(md) = std::fs::metadata(fd.path()) else { continue };
-            if md.file_type().is_fifo() && md.dev() == f.dev && md.ino() == f.ino {
-                let comm = procfs::read(other, "comm").unwrap_or_default();
-                return Some(format!("pid {other} ({})", comm.trim()));
-            }
-        }
-    }
-    None
 }
 
 // ---------------------------------------------------------------- restore side
