@@ -81,33 +81,34 @@ pub fn procs_files(pid: i32, lines: &[String]) -> std::result::Result<Vec<std::f
     Ok(out)
 }
 
-/// Moves `pid` into the cgroups of `lines` (see the module doc).
-pub fn restore(pid: i32, lines: &[String]) {
-    if lines.is_empty() {
-        return;
-    }
-    let ours: Vec<(String, String)> = dump(stasis_sys::sys::getpid()).iter().filter_map(|l| parse(l)).collect();
-    let mounts = mounts();
-    for l in lines {
-        let Some((ctl, path)) = parse(l) else { continue };
-        let key = key_of(&ctl);
-        if ours.iter().any(|(c, p)| key_of(c) == key && *p == path) {
-            continue; // already there (inherited from us)
-        }
-        let Some((_, mp)) = mounts.iter().find(|(k, _)| *k == key) else {
-            warn!(pid, "cgroup {l}: that hierarchy is not mounted here; the process stays in the restorer's cgroup");
-            continue;
-        };
-        let dir = mp.join(path.trim_start_matches('/'));
-        if !dir.exists() {
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                warn!(pid, "cgroup {l}: creating {}: {e}", dir.display());
-                continue;
+/// Moves every live process into the cgroups it was in (see the module doc). Our own
+/// cgroups are read once; the mount table only if some process is elsewhere.
+pub fn restore(procs: &[stasis_image::model::Process]) {
+    let ours: Vec<(String, String)> = dump(stasis_sys::sys::getpid()).iter().filter_map(|l| parse(l)).map(|(c, p)| (key_of(&c), p)).collect();
+    let mut mounts: Option<Vec<(String, PathBuf)>> = None;
+    for q in procs.iter().filter(|q| !q.zombie) {
+        let pid = q.pid;
+        for l in &q.cgroups {
+            let Some((ctl, path)) = parse(l) else { continue };
+            let key = key_of(&ctl);
+            if ours.iter().any(|(k, p)| *k == key && *p == path) {
+                continue; // already there (inherited from us)
             }
-            debug!(pid, "created cgroup {}", dir.display());
-        }
-        if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
-            warn!(pid, "cgroup {l}: moving the process into {}: {e}", dir.display());
+            let Some((_, mp)) = mounts.get_or_insert_with(self::mounts).iter().find(|(k, _)| *k == key) else {
+                warn!(pid, "cgroup {l}: that hierarchy is not mounted here; the process stays in the restorer's cgroup");
+                continue;
+            };
+            let dir = mp.join(path.trim_start_matches('/'));
+            if !dir.exists() {
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    warn!(pid, "cgroup {l}: creating {}: {e}", dir.display());
+                    continue;
+                }
+                debug!(pid, "created cgroup {}", dir.display());
+            }
+            if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+                warn!(pid, "cgroup {l}: moving the process into {}: {e}", dir.display());
+            }
         }
     }
 }

@@ -99,10 +99,9 @@ pub fn dump_ns(pid: i32, objs: &mut ObjectTable) -> Result<(u32, u32)> {
 /// parent is elsewhere) and everyone in it descends from that process. Returns
 /// (pid, why) for the first process that breaks this.
 pub fn check_tree(procs: &[Process]) -> Option<(i32, String)> {
-    let kinds: [(&str, fn(&Process) -> u64); 3] =
-        [("UTS", |p| p.uts_ns as u64), ("IPC", |p| p.ipc_ns as u64), ("network", |p| p.net_ns)];
-    let cg: (&str, fn(&Process) -> u64) = ("cgroup", |p| p.cgroup_ns);
-    for (kind, get) in kinds.into_iter().chain([cg]) {
+    let kinds: [(&str, fn(&Process) -> u64); 4] =
+        [("UTS", |p| p.uts_ns as u64), ("IPC", |p| p.ipc_ns as u64), ("network", |p| p.net_ns), ("cgroup", |p| p.cgroup_ns)];
+    for (kind, get) in kinds {
         let mut opened: Vec<(u64, i32)> = Vec::new();
         for (i, p) in procs.iter().enumerate() {
             if p.zombie {

@@ -313,7 +313,7 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
     let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);
     let base = max_target.max(max_ours).max(carry.len() as i32 + 3) + 1;
     let fifo_keep = std::mem::take(&mut opened.keep);
-    let session_helper = dead_leaders(m, &mut procs)?;
+    let session_helper = dead_leaders(m, &mut procs);
     Ok((Plan { carry, map_slot, base, tramp, procs, fifo_keep, session_helper }, shm_keep))
 }
 
@@ -321,34 +321,42 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
 /// exist again for the members to be in them. Helper processes take the leaders' pids:
 /// returns the root's session to recreate (0: none) and marks, for each such group, the
 /// first live member, which creates it (`ProcPlan::group_helper`).
-fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> Result<i32> {
+fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> i32 {
     let in_tree = |id: i32| m.processes.iter().any(|q| q.pid == id);
     // A group or session whose leader is gone can still exist (other members outside
     // the tree keep it, and its id stays allocated): then there is nothing to recreate.
-    let sessions_alive: std::collections::HashSet<i32> = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-                .filter_map(|p| procfs::stat_fields(p).ok().map(|f| procfs::stat_num(&f, 6) as i32))
-                .collect()
-        })
-        .unwrap_or_default();
+    // Sessions have no direct probe: scan /proc once, and only if some process needs it.
+    let sessions = std::cell::OnceCell::<std::collections::HashSet<i32>>::new();
+    let session_alive = |s: i32| {
+        sessions
+            .get_or_init(|| {
+                std::fs::read_dir("/proc")
+                    .map(|d| {
+                        d.flatten()
+                            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+                            .filter_map(|p| procfs::stat_fields(p).ok().map(|f| procfs::stat_num(&f, 6) as i32))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .contains(&s)
+    };
     let group_alive = |g: i32| !matches!(sys::kill(-g, 0), Err(e) if e.raw_os_error() == Some(libc::ESRCH));
     let our_sid = sys::getsid();
     let mut session = 0;
     let root = &procs[0];
     if root.sid > 0 && root.sid != root.pid && root.sid != our_sid && !in_tree(root.sid) {
-        if sessions_alive.contains(&root.sid) {
+        if session_alive(root.sid) {
             warn!(pid = root.pid, sid = root.sid, "its session still exists outside the tree (no joining it): it joins the restorer's session");
         } else {
             match holder(root.sid) {
-            None if root.set_tid.len() == 1 => session = root.sid,
-            None => warn!(pid = root.pid, sid = root.sid, "session not recreated (root in a new PID namespace)"),
-            Some(h) => warn!(
-                pid = root.pid,
-                sid = root.sid,
-                "its session leader's pid is held by {h}; the process joins the restorer's session"
-            ),
+                None if root.set_tid.len() == 1 => session = root.sid,
+                None => warn!(pid = root.pid, sid = root.sid, "session not recreated (root in a new PID namespace)"),
+                Some(h) => warn!(
+                    pid = root.pid,
+                    sid = root.sid,
+                    "its session leader's pid is held by {h}; the process joins the restorer's session"
+                ),
             }
         }
     }
@@ -358,7 +366,7 @@ fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> Result<i32> {
         if m.processes[i].zombie || s <= 0 || s == x || s == psid || in_tree(s) || procs[i].set_tid.len() != 1 {
             continue;
         }
-        if sessions_alive.contains(&s) {
+        if session_alive(s) {
             warn!(pid = x, sid = s, "its session still exists outside the tree: it stays in its parent's session");
             continue;
         }
@@ -388,7 +396,7 @@ fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> Result<i32> {
         done.push(g);
         procs[i].group_helper = g;
     }
-    Ok(session)
+    session
 }
 
 /// Fills shared-memory objects from pages.img (through the fds the plan holds).
@@ -1073,9 +1081,7 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     }
     info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
     // control groups, before any thread exists (threads inherit their creator's)
-    for q in m.processes.iter().filter(|q| !q.zombie) {
-        crate::cgroup::restore(q.pid, &q.cgroups);
-    }
+    crate::cgroup::restore(&m.processes);
     // Every process holds its own FIFO descriptions now: a FIFO must not stay open here
     // (a reader would never see EOF).
     plan.fifo_keep.clear();

@@ -32,11 +32,7 @@ fn named_fifo_missing_at_restore_is_refused() {
     skip_if_direct!();
     let mut w = Workload::start("fifo", &[]);
     let kids = info_pids(&w, &["a", "b"]);
-    w.dump();
-    assert!(wait_until(Duration::from_secs(10), || {
-        reap_strays(false);
-        kids.iter().all(|k| !pid_exists(*k))
-    }));
+    dump_and_reap_tree(&mut w, &kids);
     let fifo2 = w.work.join("fifo2");
     fs::remove_file(&fifo2).unwrap();
     let img = w.img.clone();
@@ -92,11 +88,7 @@ fn named_fifo_with_foreign_bytes_at_restore_is_refused() {
     skip_if_direct!();
     let mut w = Workload::start("fifo", &[]);
     let kids = info_pids(&w, &["a", "b"]);
-    w.dump();
-    assert!(wait_until(Duration::from_secs(10), || {
-        reap_strays(false);
-        kids.iter().all(|k| !pid_exists(*k))
-    }));
+    dump_and_reap_tree(&mut w, &kids);
     let fifo2 = w.work.join("fifo2");
     let script = format!("exec 3<>'{}'; printf xyz >&3; echo held; exec sleep 60", fifo2.display());
     w.spawn_helper(std::path::Path::new("/bin/bash"), &["-c".into(), script.into()], "holder");

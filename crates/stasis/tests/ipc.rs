@@ -7,7 +7,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 /// Removes the host-namespace segment with `key`, if any.
 fn remove_key(key: i32) {
@@ -33,14 +32,6 @@ fn ns_link(pid: &str, kind: &str) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-fn reap_kids(kids: &[i32]) {
-    let gone = wait_until(Duration::from_secs(10), || {
-        reap_strays(false);
-        kids.iter().all(|k| !pid_exists(*k))
-    });
-    assert!(gone, "children of the dumped tree still exist");
-}
-
 /// Shared memory (attached rw, read-only, destroyed while attached, not attached), two
 /// message queues, a semaphore set and the namespace's limits: ids, keys, modes, owners,
 /// contents, message order and types, values; a child in the same namespace.
@@ -59,7 +50,7 @@ fn own_ipc_namespace_objects() {
         for k in ["sysv-shm", "sysv-msg", "sysv-sem", "ipc-ns", "0x57a50011"] {
             assert!(out.contains(k), "inspect does not show {k}:\n{out}");
         }
-        reap_kids(&[kid]);
+        reap_dumped(&w, &[kid]);
     }
     w.restore();
     if !direct() {
@@ -84,7 +75,7 @@ fn own_uts_namespace() {
     let kid: i32 = w.info("child").parse().unwrap();
     w.dump();
     if !direct() {
-        reap_kids(&[kid]);
+        reap_dumped(&w, &[kid]);
     }
     w.restore();
     if !direct() {
@@ -108,7 +99,7 @@ fn host_segment(mode: &str) {
     let kid: i32 = w.info("child").parse().unwrap();
     let shmid: i32 = w.info("shmid").parse().unwrap();
     w.dump();
-    reap_kids(&[kid]);
+    reap_dumped(&w, &[kid]);
     // SAFETY: SysV calls on the segment the workload created; the attachment is ours
     // and detached before the block ends.
     unsafe {
@@ -145,7 +136,7 @@ fn host_segment_key_taken_is_refused() {
     let kid: i32 = w.info("child").parse().unwrap();
     let shmid: i32 = w.info("shmid").parse().unwrap();
     w.dump();
-    reap_kids(&[kid]);
+    reap_dumped(&w, &[kid]);
     // SAFETY: SysV calls without buffers on the workload's segment and our own.
     let other = unsafe {
         assert_eq!(libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()), 0);

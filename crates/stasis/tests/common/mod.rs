@@ -1089,6 +1089,12 @@ pub fn dump_and_restore_tree(w: &mut Workload, kids: &[i32]) {
 /// pid in `kids` is free again.
 pub fn dump_and_reap_tree(w: &mut Workload, kids: &[i32]) {
     w.dump();
+    reap_dumped(w, kids);
+}
+
+/// After a dump: reap the killed descendants re-parented to us until every pid in
+/// `kids` is free again.
+pub fn reap_dumped(w: &Workload, kids: &[i32]) {
     let gone = wait_until(Duration::from_secs(10), || {
         reap_strays(false);
         kids.iter().all(|k| !pid_exists(*k))

@@ -345,4 +345,16 @@ static int cg_join(const char *dir)
     return r;
 }
 
+
+/* Reads exactly n bytes from fd (a sync pipe); DIE on EOF or error. */
+static void read_exact(int fd, void *buf, size_t n)
+{
+    for (size_t got = 0; got < n;) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            DIE("sync");
+        got += (size_t)r;
+    }
+}
+
 #endif

@@ -111,12 +111,7 @@ int main(int argc, char **argv)
     close(sync[1]);
     put(w, 1, 0, PRE_P);
     char s[2];
-    for (int got = 0; got < 2;) {
-        ssize_t r = read(sync[0], s + got, 2 - got);
-        if (r <= 0)
-            DIE("sync");
-        got += (int)r;
-    }
+    read_exact(sync[0], s, sizeof s);
     close(sync[0]);
     int rw = open(path2, O_RDWR | O_NONBLOCK);
     if (rw < 0)

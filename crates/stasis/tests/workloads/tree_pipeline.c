@@ -153,12 +153,7 @@ int main(int argc, char **argv)
     }
     close(p1[0]), close(p1[1]), close(p2[0]), close(p2[1]), close(sync[1]);
     char s[2];
-    for (int got = 0; got < 2;) {
-        ssize_t r = read(sync[0], s + got, 2 - got);
-        if (r <= 0)
-            DIE("sync");
-        got += (int)r;
-    }
+    read_exact(sync[0], s, sizeof s);
     close(sync[0]);
     info("producer", "%d", (int)prod);
     info("filter", "%d", (int)filt);
