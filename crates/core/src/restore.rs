@@ -1188,9 +1188,11 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     }
     ch.released = true;
     if let Some(w) = ready {
-        // --pid-ns init: tell the outer stasis, and outlive it.
-        send_report(w.as_raw_fd(), &[b"O".as_slice(), &pid.to_le_bytes()].concat());
+        // --pid-ns init: outlive the outer stasis, then tell it. In the other order the
+        // outer one may read the report and exit (--detach) before the death signal is
+        // cleared, and the kernel kills this init and with it the whole namespace.
         let _ = sys::clear_pdeathsig();
+        send_report(w.as_raw_fd(), &[b"O".as_slice(), &pid.to_le_bytes()].concat());
     }
     if opts.detach {
         return Ok(0);
