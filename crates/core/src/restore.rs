@@ -156,6 +156,9 @@ struct ProcPlan {
     session_helper: i32,
     /// Indexes of its children in `Plan::procs`.
     children: Vec<usize>,
+    /// Forked by its parent before the parent calls setsid(): it stays in the session
+    /// the parent was born in (it was forked before its parent led a session of its own).
+    before_setsid: bool,
     /// Namespaces it unshares (it is the first of the tree in them).
     ns: ns::NsPlan,
 }
@@ -280,6 +283,7 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
             group_helper: 0,
             session_helper: 0,
             children: Vec::new(),
+            before_setsid: false,
             ns: ns::plan(m, idx).map_err(step)?,
         });
     }
@@ -314,6 +318,7 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
     let base = max_target.max(max_ours).max(carry.len() as i32 + 3) + 1;
     let fifo_keep = std::mem::take(&mut opened.keep);
     let session_helper = dead_leaders(m, &mut procs);
+    born_sessions(&mut procs);
     Ok((Plan { carry, map_slot, base, tramp, procs, fifo_keep, session_helper }, shm_keep))
 }
 
@@ -397,6 +402,43 @@ fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> i32 {
         procs[i].group_helper = g;
     }
     session
+}
+
+/// Which children a session leader forks before its own setsid().
+///
+/// Sessions are only inherited: a process is in session S because whoever forked it was
+/// in S then. A child whose session is neither its parent's own nor recreated by a
+/// helper was forked before its parent called setsid(), so it is forked again before
+/// the parent's setsid(); it then needs the parent to have been born in that session,
+/// and so on up the tree (bottom-up: `need` is the session a process must be born in).
+fn born_sessions(procs: &mut [ProcPlan]) {
+    let mut need: Vec<Option<i32>> = vec![None; procs.len()];
+    for i in (0..procs.len()).rev() {
+        let p = &procs[i];
+        if p.zombie || p.session_helper != 0 || p.sid <= 0 {
+            continue;
+        }
+        if p.sid != p.pid {
+            need[i] = Some(p.sid);
+            continue;
+        }
+        let wanted: Vec<i32> = p.children.iter().filter_map(|&c| need[c]).filter(|&x| x != p.pid).collect();
+        if let Some(other) = wanted.iter().find(|&&x| x != wanted[0]) {
+            warn!(pid = p.pid, "its children were born in sessions {} and {other}: only the first is recreated", wanted[0]);
+        }
+        need[i] = wanted.first().copied();
+    }
+    for i in 0..procs.len() {
+        if procs[i].sid != procs[i].pid {
+            continue;
+        }
+        // the root is born in the restorer's session
+        let born = if i == 0 { need[0].filter(|&x| x == sys::getsid()) } else { need[i] };
+        let pid = procs[i].pid;
+        for c in procs[i].children.clone() {
+            procs[c].before_setsid = need[c].is_some_and(|x| x != pid && Some(x) == born);
+        }
+    }
 }
 
 /// Fills shared-memory objects from pages.img (through the fds the plan holds).
@@ -499,6 +541,10 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> 
     if let Err(what) = ns::child_apply(&pp.ns) {
         child_fail(what, pp.pid, ctl);
     }
+    // Children born before its setsid() stay in the session it was born in.
+    for &c in pp.children.iter().filter(|&&c| plan.procs[c].before_setsid) {
+        spawn_child(plan, c, ctl, tmp);
+    }
     if pp.sid == pp.pid {
         if child::setsid() < 0 {
             child_fail(b"setsid (the process led its session)", pp.pid, ctl);
@@ -520,64 +566,8 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> 
             Err(_) => child_fail(b"recreating its process group (clone3 with the exited leader's pid)", pp.pid, ctl),
         }
     }
-    for &c in &pp.children {
-        let cp = &plan.procs[c];
-        if cp.session_helper != 0 {
-            // the helper leads the child's session again and forks it
-            match sys::clone_fork(&[cp.session_helper], 0, libc::SIGCHLD) {
-                Ok(0) => {
-                    child::set_pdeathsig_kill();
-                    if child::setsid() < 0 {
-                        child_fail(b"setsid (recreating the session of an exited leader)", cp.pid, ctl);
-                    }
-                    match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
-                        Ok(0) => {
-                            child::set_pdeathsig_kill();
-                            child_proc(plan, c, ctl, tmp, -1)
-                        }
-                        Ok(_) => child::park(),
-                        Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
-                    }
-                }
-                Ok(_) => continue,
-                Err(_) => child_fail(b"recreating its session (clone3 with the exited leader's pid)", cp.pid, ctl),
-            }
-        }
-        if cp.shares_vm {
-            // Same address space (and TLS, so the same malloc caches): a stack of its own,
-            // and we wait until it parked before running on, so the two never execute
-            // our code at the same time. The handshake pipe sits above the target fds.
-            let Ok((r0, w0)) = sys::pipe2(libc::O_CLOEXEC) else {
-                child_fail(b"creating a pipe for a CLONE_VM child", cp.pid, ctl)
-            };
-            let (r, w) = (child::dup_above(r0.as_raw_fd(), plan.base), child::dup_above(w0.as_raw_fd(), plan.base));
-            drop((r0, w0));
-            let run = || {
-                child::set_pdeathsig_kill();
-                child_proc(plan, c, ctl, tmp, w)
-            };
-            if r < 0 || w < 0 || sys::clone_vm_with(&cp.set_tid, cp.clone_flags, cp.exit_signal, 1 << 18, &run).is_err() {
-                child_fail(b"clone3(CLONE_VM) with the original pid of a child", cp.pid, ctl);
-            }
-            let mut b = [0u8; 1];
-            while child::read(r, &mut b) < 0 && child::errno() == libc::EINTR {}
-            child::close(r);
-            if !cp.shares_files {
-                child::close(w);
-            }
-            continue;
-        }
-        match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
-            Ok(0) => {
-                if cp.zombie {
-                    child::die_with_status(cp.exit_status);
-                }
-                child::set_pdeathsig_kill();
-                child_proc(plan, c, ctl, tmp, -1)
-            }
-            Ok(_) => {}
-            Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
-        }
+    for &c in pp.children.iter().filter(|&&c| !plan.procs[c].before_setsid) {
+        spawn_child(plan, c, ctl, tmp);
     }
     // A table of its own: drop whatever the parent's table held below the carried fds
     // (a sharing ancestor may have placed its fds already); a shared table is filled by
@@ -615,6 +605,67 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> 
         child::write(done, b"p");
     }
     child::park()
+}
+
+/// Forks child `c` of the process running this (in the restorer's copy of itself).
+fn spawn_child(plan: &Plan, c: usize, ctl: RawFd, tmp: &[i32]) {
+    let cp = &plan.procs[c];
+    if cp.session_helper != 0 {
+        // the helper leads the child's session again and forks it
+        match sys::clone_fork(&[cp.session_helper], 0, libc::SIGCHLD) {
+            Ok(0) => {
+                child::set_pdeathsig_kill();
+                if child::setsid() < 0 {
+                    child_fail(b"setsid (recreating the session of an exited leader)", cp.pid, ctl);
+                }
+                match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
+                    Ok(0) => {
+                        child::set_pdeathsig_kill();
+                        child_proc(plan, c, ctl, tmp, -1)
+                    }
+                    Ok(_) => child::park(),
+                    Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
+                }
+            }
+            Ok(_) => return,
+            Err(_) => child_fail(b"recreating its session (clone3 with the exited leader's pid)", cp.pid, ctl),
+        }
+    }
+    if cp.shares_vm {
+        // Same address space (and TLS, so the same malloc caches): a stack of its own,
+        // and we wait until it parked before running on, so the two never execute
+        // our code at the same time. The handshake pipe sits above the target fds.
+        let Ok((r0, w0)) = sys::pipe2(libc::O_CLOEXEC) else {
+            child_fail(b"creating a pipe for a CLONE_VM child", cp.pid, ctl)
+        };
+        let (r, w) = (child::dup_above(r0.as_raw_fd(), plan.base), child::dup_above(w0.as_raw_fd(), plan.base));
+        drop((r0, w0));
+        let run = || {
+            child::set_pdeathsig_kill();
+            child_proc(plan, c, ctl, tmp, w)
+        };
+        if r < 0 || w < 0 || sys::clone_vm_with(&cp.set_tid, cp.clone_flags, cp.exit_signal, 1 << 18, &run).is_err() {
+            child_fail(b"clone3(CLONE_VM) with the original pid of a child", cp.pid, ctl);
+        }
+        let mut b = [0u8; 1];
+        while child::read(r, &mut b) < 0 && child::errno() == libc::EINTR {}
+        child::close(r);
+        if !cp.shares_files {
+            child::close(w);
+        }
+        return;
+    }
+    match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
+        Ok(0) => {
+            if cp.zombie {
+                child::die_with_status(cp.exit_status);
+            }
+            child::set_pdeathsig_kill();
+            child_proc(plan, c, ctl, tmp, -1)
+        }
+        Ok(_) => {}
+        Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
+    }
 }
 
 /// The new processes while we build them. Killed and reaped on drop unless released.
@@ -1396,6 +1447,15 @@ impl Builder<'_> {
                 let r = self.remote_of(t.tid);
                 let st = format!("thread {} parent-death signal", t.tid);
                 self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, t.pdeathsig as u64])?;
+            }
+        }
+        if self.pp.set_tid.len() == 1 {
+            // every process of the tree is built and stopped: its ids are final
+            if let Ok(f) = procfs::stat_fields(self.pid) {
+                let (pg, sid) = (procfs::stat_num(&f, 5) as i32, procfs::stat_num(&f, 6) as i32);
+                if (pg, sid) != (attrs.pgid, attrs.sid) {
+                    warn!(pid = self.pid, "restored in process group {pg} and session {sid}; it was in group {} and session {}", attrs.pgid, attrs.sid);
+                }
             }
         }
         if self.pp.unmaps_tramp {

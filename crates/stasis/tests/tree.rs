@@ -114,3 +114,17 @@ fn sessions_and_groups_of_exited_leaders() {
     }
     w.go_and_pass();
 }
+
+/// Sessions and groups a "fork, then setsid" replay gets wrong: children forked before
+/// their parent's setsid (one and two levels deep), a child joining a group of another
+/// branch, re-parented orphans of a live and of a dead session leader. Every process
+/// compares its pid, ppid, sid and pgid with what it recorded before the dump.
+#[test]
+fn session_topology() {
+    let _t = serial();
+    let mut w = Workload::start("session_topology", &[]);
+    let kids: Vec<i32> =
+        ["A", "A1", "A2", "B", "B1", "C", "C1", "C2", "D", "D1", "E1", "F1"].iter().map(|k| w.info(k).parse().unwrap()).collect();
+    dump_and_restore_tree(&mut w, &kids);
+    w.go_and_pass();
+}
