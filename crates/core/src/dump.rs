@@ -84,25 +84,38 @@ fn check_member(pid: i32) -> Result<()> {
 
 const KCMP_VM: i32 = 1;
 
-/// Refuses a vfork parent: it waits for its child uninterruptibly (ptrace cannot stop it,
-/// so its registers cannot be read) until the child execs or exits. A child sharing the
-/// address space through clone(CLONE_VM) is fine (see `shared_tables`).
-fn shares_vm_with_child(pid: i32) -> Result<()> {
-    for c in children_of(pid) {
-        if stasis_sys::sys::kcmp(pid, c, KCMP_VM, 0, 0).ok() != Some(0) {
-            continue;
-        }
-        let state = procfs::status(pid).ok().and_then(|s| procfs::status_field(&s, "State").map(str::to_string)).unwrap_or_default();
-        let nr: i64 = procfs::read(pid, "syscall").ok().and_then(|s| s.split(' ').next().and_then(|x| x.parse().ok())).unwrap_or(-1);
-        let in_fork = [libc::SYS_clone, libc::SYS_vfork, libc::SYS_clone3].contains(&nr);
-        if state.starts_with('D') && in_fork {
+/// The child a vfork parent is waiting for (it shares the parent's address space until
+/// it execs or exits), if `pid` is such a parent right now.
+pub(crate) fn vfork_child(pid: i32) -> Option<i32> {
+    let state = procfs::status(pid).ok().and_then(|s| procfs::status_field(&s, "State").map(str::to_string)).unwrap_or_default();
+    let nr: i64 = procfs::read(pid, "syscall").ok().and_then(|s| s.split(' ').next().and_then(|x| x.parse().ok())).unwrap_or(-1);
+    if !state.starts_with('D') || ![libc::SYS_clone, libc::SYS_vfork, libc::SYS_clone3].contains(&nr) {
+        return None;
+    }
+    children_of(pid).into_iter().find(|&c| stasis_sys::sys::kcmp(pid, c, KCMP_VM, 0, 0).ok() == Some(0))
+}
+
+/// How long a dump waits for a vfork in progress to end (the child usually execs within
+/// milliseconds: posix_spawn, Python's subprocess).
+const VFORK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits for a vfork in progress to end, and refuses the parent if it does not: the
+/// parent waits for its child uninterruptibly (ptrace cannot stop it, so its registers
+/// cannot be read) until the child execs or exits. A child sharing the address space
+/// through clone(CLONE_VM) without CLONE_VFORK is fine (see `shared_tables`).
+fn wait_for_vfork(pid: i32) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    while let Some(c) = vfork_child(pid) {
+        if t0.elapsed() > VFORK_WAIT {
             return Err(Error::Unsupported {
                 pid,
                 what: format!(
-                    "it is a vfork parent waiting for its child {c} (which shares its address space until it execs or exits); a vfork in progress"
+                    "it is a vfork parent waiting for its child {c} (which shares its address space until it execs or exits; waited {} s); a vfork in progress",
+                    VFORK_WAIT.as_secs()
                 ),
             });
         }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
     Ok(())
 }
@@ -303,7 +316,7 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
             }
             // Before seizing: a vfork parent waits uninterruptibly for its child and
             // would never stop.
-            shares_vm_with_child(pid)?;
+            wait_for_vfork(pid)?;
             let vdso = vdso_range(pid)?;
             let fz = Frozen::seize(pid)?;
             Ok(Member::Live { fz, vdso, stopped: state == 'T', ppid })

@@ -86,6 +86,15 @@ fn wait_stop(pid: i32, tid: i32) -> Result<i32> {
             Err(e) => return Err(e).ctx(pid, || format!("waiting for thread {tid} to stop")),
         }
         if t0.elapsed() > STOP_TIMEOUT {
+            if let Some(c) = crate::dump::vfork_child(tid) {
+                return Err(Error::Unsupported {
+                    pid,
+                    what: format!(
+                        "thread {tid} entered vfork while being frozen and its child {c} did not exec or exit within {} s; a vfork in progress",
+                        STOP_TIMEOUT.as_secs()
+                    ),
+                });
+            }
             let state = procfs::status(tid).ok().and_then(|s| procfs::status_field(&s, "State").map(str::to_string)).unwrap_or_default();
             let wchan = procfs::read(tid, "wchan").unwrap_or_default();
             return Err(Error::Refused {

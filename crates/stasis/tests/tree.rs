@@ -88,6 +88,28 @@ fn vfork_in_progress_is_refused() {
     w.go_and_pass();
 }
 
+/// A vfork whose child execs after 500 ms: the dump (started right after READY, during
+/// the vfork) waits for it instead of refusing, and takes the parent with the exec'd
+/// child; after restore the parent reaps the child's exit status 7.
+#[test]
+fn vfork_ending_soon_is_waited_for() {
+    let _t = serial();
+    let mut w = Workload::start("share_vm", &["vfork_exec"]);
+    if direct() {
+        w.go_and_pass();
+        return;
+    }
+    w.dump();
+    let img = inspect_json(&mut w);
+    let procs = img["processes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(procs.len(), 2, "the image should hold the parent and its exec'd child\n{}", w.report());
+    let kid = procs[1]["pid"].as_i64().unwrap() as i32;
+    reap_dumped(&w, &[kid]);
+    w.restore();
+    assert!(pid_exists(kid), "the exec'd child was not restored\n{}", w.report());
+    w.go_and_pass();
+}
+
 /// A clone(CLONE_VM | CLONE_SIGHAND) child: restored in its parent's address space with
 /// the same handler table; the workload checks writes and a handler across the two.
 #[test]

@@ -6,7 +6,10 @@
  *          child writes a global and a heap buffer and installs a SIGUSR2 handler; the
  *          parent must see all three (one address space, one handler table), then
  *          signals itself and the child's handler runs in the parent.
- * args: WORKDIR vfork|vm
+ *   vfork_exec: READY, then vfork(); the child sleeps 500 ms (the dump starts meanwhile
+ *          and must wait for the vfork to end) and execs this program as `execd`, which
+ *          waits for `go` and exits 7; the parent checks it reaps 7 from that pid.
+ * args: WORKDIR vfork|vm|vfork_exec|execd
  */
 #include "common.h"
 #include <sched.h>
@@ -40,6 +43,30 @@ int main(int argc, char **argv)
     if (argc < 3)
         DIE("mode");
     pid_t c;
+    if (!strcmp(argv[2], "execd")) {
+        wait_go();
+        return 7;
+    }
+    if (!strcmp(argv[2], "vfork_exec")) {
+        ready();
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0)
+            DIE("readlink");
+        self[n] = 0;
+        char *args[] = { self, argv[1], "execd", NULL };
+        c = vfork();
+        if (c == 0) {
+            struct timespec ts = { 0, 500 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+            execv(self, args);
+            _exit(99);
+        }
+        wait_go();
+        int st;
+        CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 7, "exec'd child %d ended with %#x", (int)c, st);
+        return finish();
+    }
     if (!strcmp(argv[2], "vfork")) {
         c = vfork();
         if (c == 0) {
