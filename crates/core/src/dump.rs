@@ -312,6 +312,15 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
                 .and_then(|st| procfs::status_field(&st, "State").map(|s| s.chars().next().unwrap_or('?')))
                 .unwrap_or('?');
             if state == 'Z' && pid != root {
+                // A leader that called pthread_exit shows Z while its other threads run:
+                // not a zombie to recreate (its threads would be lost).
+                let live: Vec<i32> = procfs::tids(pid).unwrap_or_default().into_iter().filter(|&t| t != pid).collect();
+                if !live.is_empty() {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("its main thread has exited while threads {live:?} still run (a zombie thread-group leader)"),
+                    });
+                }
                 return Ok(Member::Zombie { pid, ppid });
             }
             // Before seizing: a vfork parent waits uninterruptibly for its child and
