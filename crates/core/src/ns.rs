@@ -488,11 +488,16 @@ pub fn collect(procs: &mut [Process]) -> Result<()> {
     }
     for (mnt, shows) in checked {
         let Some(ns) = shows else { continue };
-        let mounter = procs.iter().position(|p| {
-            !p.zombie && p.mnt_ns == mnt && pidns[&p.pid] == Some(ns) && p.ns_pids.last().copied() == Some(1)
-        });
+        let init_of_ns = |p: &Process| !p.zombie && pidns[&p.pid] == Some(ns) && p.ns_pids.last().copied() == Some(1);
+        let mounter = procs.iter().position(|p| init_of_ns(p) && p.mnt_ns == mnt);
+        // or the init was born in that mount namespace, mounted /proc there and then
+        // created a mount namespace of its own (nested `unshare --pid --mount-proc`)
+        let born_there = || {
+            procs.iter().position(|p| init_of_ns(p) && procs.iter().any(|q| q.pid == p.ppid && q.mnt_ns == mnt && !q.zombie))
+        };
         match mounter {
             Some(k) => procs[k].mount_proc = true,
+            None if born_there().is_some() => procs[born_there().unwrap()].mount_proc_parent_ns = true,
             None if Some(ns) == self_pidns => {
                 // A fresh procfs of our own PID namespace: the first process in it mounts.
                 if let Some(k) = procs.iter().position(|p| p.mnt_ns == mnt) {

@@ -124,6 +124,8 @@ struct ProcPlan {
     new_mnt: bool,
     /// Mounts a fresh procfs on /proc (after entering its PID namespace).
     mount_proc: bool,
+    /// Mounts a fresh procfs on /proc before unsharing its own mount namespace.
+    mount_proc_parent_ns: bool,
     /// Shares its parent's fd table (CLONE_FILES): the parent places the fds.
     shares_files: bool,
     /// Closes the carried fds and re-takes locks: false when a process built after it
@@ -269,6 +271,7 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
             },
             new_mnt: !p.zombie && p.mnt_ns != 0 && p.mnt_ns != parent_mnt,
             mount_proc: p.mount_proc,
+            mount_proc_parent_ns: p.mount_proc_parent_ns && !p.zombie,
             zombie: p.zombie,
             exit_status: p.exit_status,
             assign,
@@ -522,6 +525,10 @@ fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
 /// A zombie child exits at once with its saved status.
 fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> ! {
     let pp = &plan.procs[idx];
+    let proc_flags = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64;
+    if pp.mount_proc_parent_ns && child::mount(Some(c"proc"), c"/proc", Some(c"proc"), proc_flags) < 0 {
+        child_fail(b"mounting /proc for its PID namespace (in its parent's mount namespace)", pp.pid, ctl);
+    }
     if pp.new_mnt {
         if child::unshare(libc::CLONE_NEWNS) < 0 {
             child_fail(b"unshare(CLONE_NEWNS) for its own mount namespace", pp.pid, ctl);
@@ -531,11 +538,8 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> 
             child_fail(b"making the new mount namespace private", pp.pid, ctl);
         }
     }
-    if pp.mount_proc {
-        let fl = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64;
-        if child::mount(Some(c"proc"), c"/proc", Some(c"proc"), fl) < 0 {
-            child_fail(b"mounting /proc for its PID namespace", pp.pid, ctl);
-        }
+    if pp.mount_proc && child::mount(Some(c"proc"), c"/proc", Some(c"proc"), proc_flags) < 0 {
+        child_fail(b"mounting /proc for its PID namespace", pp.pid, ctl);
     }
     // before forking: its children inherit the namespaces
     if let Err(what) = ns::child_apply(&pp.ns) {
@@ -777,6 +781,14 @@ fn validate_tree_fields(m: &Manifest, i: usize) -> std::result::Result<(), Strin
     }
     if !(-1..=64).contains(&p.exit_signal) {
         return Err(format!("exit signal {}", p.exit_signal));
+    }
+    // /proc is only ever mounted in mount namespaces the restore creates
+    if p.mount_proc && p.mnt_ns == 0 {
+        return Err("mounts /proc in the restorer's mount namespace".into());
+    }
+    let parent_mnt = if i == 0 { 0 } else { m.processes.iter().find(|q| q.pid == p.ppid).map(|q| q.mnt_ns).unwrap_or(0) };
+    if p.mount_proc_parent_ns && (parent_mnt == 0 || depth != parent_depth + 1) {
+        return Err("mounts /proc in its parent's mount namespace, which is not a new one".into());
     }
     Ok(())
 }

@@ -114,6 +114,11 @@ pub struct Process {
     /// of the first process of the tree in it (checked at dump).
     #[prost(uint64, tag = "54")]
     pub cgroup_ns: u64,
+    /// Mounts a fresh procfs on /proc in its parent's mount namespace before it creates
+    /// its own (it is the init of the PID namespace that the /proc of the parent's
+    /// mount namespace shows, and it moved to a new mount namespace afterwards).
+    #[prost(bool, tag = "55")]
+    pub mount_proc_parent_ns: bool,
 }
 
 /// A file lock to take again after the fds are back.

@@ -121,3 +121,25 @@ fn child_in_own_time_namespace() {
     dump_and_restore_tree(&mut w, &[kid]);
     w.go_and_pass();
 }
+
+/// Two nested PID namespaces, each with its own mount namespace and /proc (nested
+/// `unshare --fork --pid --mount-proc`): the outer init mounted /proc in its parent's
+/// mount namespace before creating its own; after restore each mount namespace's /proc
+/// shows the right PID namespace again (checked by the workload at every level).
+#[test]
+fn nested_pid_namespaces_with_their_own_proc() {
+    let _t = serial();
+    let mut w = Workload::start("pidns_nested", &[]);
+    if direct() {
+        w.go_and_pass();
+        return;
+    }
+    let tree = host_tree(w.pid);
+    assert_eq!(tree.len(), 4, "root, I1, I2, W: {tree:?}\n{}", w.report());
+    dump_and_reap_tree(&mut w, &tree);
+    w.restore();
+    for p in &tree {
+        assert!(pid_exists(*p), "{p} not restored\n{}", w.report());
+    }
+    w.go_and_pass();
+}

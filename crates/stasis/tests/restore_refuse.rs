@@ -249,7 +249,7 @@ fn tid_taken_by_another_process() {
 
 /// A manifest with valid checksums that contradicts itself (no threads; a VMA that
 /// overlaps the previous one; an fd pointing at a missing object; impossible PID-namespace
-/// levels, sharing flags or exit signal) is refused before any process is created, with
+/// levels, sharing flags, exit signal, /proc mounted outside a new mount namespace) is refused before any process is created, with
 /// one error line.
 #[test]
 fn self_contradicting_manifest_refused() {
@@ -279,6 +279,11 @@ fn self_contradicting_manifest_refused() {
     shares.shares_vm = true; // the root cannot share its parent's address space
     let mut exit_sig = orig.process.clone();
     exit_sig.exit_signal = 99;
+    // /proc over the restorer's own /proc (the host's): never
+    let mut host_proc = orig.process.clone();
+    host_proc.mount_proc = true;
+    let mut parent_proc = orig.process.clone();
+    parent_proc.mount_proc_parent_ns = true;
     for (what, p) in [
         ("no threads", no_threads),
         ("overlapping VMAs", overlap),
@@ -286,6 +291,8 @@ fn self_contradicting_manifest_refused() {
         ("PID-namespace levels", deep),
         ("root sharing with its parent", shares),
         ("exit signal", exit_sig),
+        ("/proc mounted in the restorer's mount namespace", host_proc),
+        ("/proc mounted in the parent's mount namespace", parent_proc),
     ] {
         rewrite(&p);
         let r = w.try_restore_timeout(&img, &["-d"], Duration::from_secs(30));
