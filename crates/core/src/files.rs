@@ -153,6 +153,26 @@ fn anon_kind(link: &str) -> Option<&str> {
     })
 }
 
+/// The network namespace of socket `dup` (fd `fd` of `pid`): (0, None) for ours, else its
+/// inode and an fd of it. A socket of a namespace no process of the tree is in (passed
+/// over from elsewhere) is refused: restore only creates the tree's namespaces.
+fn socket_netns(pid: i32, fd: i32, dup: &OwnedFd) -> Result<(u64, Option<OwnedFd>)> {
+    let nsf = sys::sock_netns(dup.as_fd()).ctx(pid, || format!("finding the network namespace of socket fd {fd} (SIOCGSKNS)"))?;
+    let ino = std::fs::metadata(format!("/proc/self/fd/{}", nsf.as_raw_fd())).map(|m| m.ino()).ctx(pid, || format!("network namespace of fd {fd}"))?;
+    let ours = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ctx(pid, || "our network namespace".into())?;
+    if ino == ours {
+        return Ok((0, None));
+    }
+    let theirs = crate::ns::ns_inode(pid, "net");
+    if theirs != Some(ino) {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!("fd {fd} is {} of network namespace net:[{ino}], which is neither the process's nor stasis's", socket_kind(dup)),
+        });
+    }
+    Ok((ino, Some(nsf)))
+}
+
 fn socket_kind(f: &OwnedFd) -> String {
     let dom = sys::getsockopt_int(f.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
     let ty = sys::getsockopt_int(f.as_fd(), libc::SOL_SOCKET, libc::SO_TYPE).unwrap_or(-1);
@@ -206,7 +226,8 @@ pub struct FdState {
     descs: HashMap<(u64, u64), Vec<(i32, i32, u32)>>,
     pipes: Vec<PipeSeen>,
     fifos: Vec<FifoSeen>,
-    unix_table: Option<fdkinds::unix::Table>,
+    /// The unix socket table of each network namespace (0 = ours), loaded on first need.
+    unix_tables: HashMap<u64, fdkinds::unix::Table>,
     /// Every process of the tree.
     pub tree: Vec<i32>,
     /// Every fd of the tree: (pid, fd, object id).
@@ -263,7 +284,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
     let descs = &mut st.descs;
     let pipes = &mut st.pipes;
     let fifos = &mut st.fifos;
-    let unix_table = &mut st.unix_table;
+    let unix_tables = &mut st.unix_tables;
     for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
         let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
             Ok(l) => l,
@@ -301,8 +322,18 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
         } else if ft.is_socket() {
             let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
             let dom = sys::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
+            // The socket's network namespace: the kernel's socket tables (sock_diag) are
+            // read from inside it.
+            let (net_ns, ns_fd) = socket_netns(pid, fd, &dup)?;
             if dom == libc::AF_INET || dom == libc::AF_INET6 {
-                let o = fdkinds::inet::dump(pid, fd, md.ino(), flags, &dup, &socket_kind(&dup))?;
+                let what = socket_kind(&dup);
+                let ino = md.ino();
+                let dump = || fdkinds::inet::dump(pid, fd, ino, flags, &dup, &what);
+                let mut o = match &ns_fd {
+                    Some(nsf) => crate::ns::in_ns_fd(pid, nsf.as_fd(), "net", libc::CLONE_NEWNET, dump)?,
+                    None => dump()?,
+                };
+                o.net_ns = net_ns;
                 let id = objs.intern(format!("inet-fd:{pid}:{fd}"), |_| o);
                 descs.entry(key).or_default().push((pid, fd, id));
                 out.push(Fd { fd, object_id: id, cloexec });
@@ -311,10 +342,16 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
             if dom != libc::AF_UNIX {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
             }
-            if unix_table.is_none() {
-                *unix_table = Some(fdkinds::unix::Table::load(pid)?);
+            if !unix_tables.contains_key(&net_ns) {
+                let t = match &ns_fd {
+                    Some(nsf) => crate::ns::in_ns_fd(pid, nsf.as_fd(), "net", libc::CLONE_NEWNET, || fdkinds::unix::Table::load(pid))?,
+                    None => fdkinds::unix::Table::load(pid)?,
+                };
+                unix_tables.insert(net_ns, t);
             }
-            let o = fdkinds::unix::dump(pid, fd, md.ino(), flags, &dup, unix_table.as_ref().unwrap())?;
+            let table = &unix_tables[&net_ns];
+            let mut o = fdkinds::unix::dump(pid, fd, md.ino(), flags, &dup, table)?;
+            o.net_ns = net_ns;
             objs.intern(format!("unix-fd:{pid}:{fd}"), |_| o)
         } else if ft.is_fifo() && !link.starts_with("pipe:") {
             fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
@@ -640,10 +677,25 @@ pub fn reopen_ghost(ghosts: &HashMap<u32, OwnedFd>, id: u32, flags: u32) -> std:
 
 /// Opens (or creates) every object the process's fds refer to, with offsets and flags
 /// set, in the restorer. Pipes get their buffered bytes back.
+/// Runs `f` in the network namespace `ns` was at dump time (its new incarnation in
+/// `netns`; 0 = ours): sockets are created where they lived.
+fn in_socket_ns<T: Send>(pid: i32, ns: u64, netns: &HashMap<u64, OwnedFd>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if ns == 0 {
+        return f();
+    }
+    let nsf = netns.get(&ns).ok_or_else(|| Error::RestoreStep {
+        pid,
+        step: "opening files".into(),
+        why: format!("a socket of network namespace net:[{ns}], which no process of the image is in"),
+    })?;
+    crate::ns::in_ns_fd(pid, nsf.as_fd(), "net", libc::CLONE_NEWNET, f)
+}
+
 pub fn open_fd_objects(
     m: &stasis_image::Manifest,
     ghosts: &HashMap<u32, OwnedFd>,
     inherit: &external::Inherited,
+    netns: &HashMap<u64, OwnedFd>,
 ) -> Result<Opened> {
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
@@ -728,10 +780,14 @@ pub fn open_fd_objects(
                 .map_err(|e| step(format!("flags {:#o} of named FIFO {} (fd {}): {e}", ff.flags, fifo.path, fd.fd)))?;
             opened.by_object.insert(fd.object_id, f);
         } else if let Some(i) = &o.inet {
-            let s = fdkinds::inet::open(i).map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
+            let open = || Ok(fdkinds::inet::open(i));
+            let s = in_socket_ns(pid, o.net_ns, netns, open)?
+                .map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
             opened.by_object.insert(fd.object_id, s);
         } else if let Some(u) = &o.unix {
-            let s = fdkinds::unix::open_end(&m.objects, u, &mut unix_made).map_err(|e| step(format!("fd {}: unix socket pair: {e}", fd.fd)))?;
+            let made = &mut unix_made;
+            let open = || Ok(fdkinds::unix::open_end(&m.objects, u, made));
+            let s = in_socket_ns(pid, o.net_ns, netns, open)?.map_err(|e| step(format!("fd {}: unix socket pair: {e}", fd.fd)))?;
             opened.by_object.insert(fd.object_id, s);
         } else if let Some(r) = fdkinds::open(o) {
             opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);

@@ -28,7 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use stasis_image::model::*;
 use stasis_sys::sysv;
@@ -57,11 +57,45 @@ pub fn in_ns<T: Send>(pid: Option<i32>, kind: &str, nstype: i32, f: impl FnOnce(
         Some(p) => Some(File::open(format!("/proc/{p}/ns/{kind}")).ctx(p, || format!("opening /proc/PID/ns/{kind}"))?),
         None => None,
     };
+    match &fd {
+        Some(fd) => in_ns_fd(who, fd.as_fd(), kind, nstype, f),
+        None => f(),
+    }
+}
+
+/// One new network namespace per namespace of the image (by its dump-time inode), held
+/// by an fd: made by a helper thread that unshares it and brings `lo` up if it was.
+/// Sockets are created in it, and the first process of the tree in it joins it.
+pub fn create_netns(m: &stasis_image::Manifest) -> Result<HashMap<u64, OwnedFd>> {
+    let mut out = HashMap::new();
+    for p in m.processes.iter().filter(|p| !p.zombie && p.net_ns != 0) {
+        if out.contains_key(&p.net_ns) {
+            continue;
+        }
+        let (pid, lo_up) = (p.pid, p.lo_up);
+        let fd = std::thread::scope(|s| {
+            s.spawn(|| -> Result<OwnedFd> {
+                if sysv::child::unshare(libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error()).ctx(pid, || "creating its network namespace (unshare CLONE_NEWNET)".into());
+                }
+                if lo_up && stasis_sys::sys::child::loopback_up() < 0 {
+                    return Err(std::io::Error::last_os_error()).ctx(pid, || "bringing up lo in its new network namespace".into());
+                }
+                File::open("/proc/thread-self/ns/net").map(OwnedFd::from).ctx(pid, || "opening its new network namespace".into())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::Refused { pid, why: "network namespace helper thread panicked".into() }))
+        })?;
+        out.insert(p.net_ns, fd);
+    }
+    Ok(out)
+}
+
+/// Runs `f` on a helper thread that joined the namespace `fd` (of process `who`).
+pub fn in_ns_fd<T: Send>(who: i32, fd: BorrowedFd<'_>, kind: &str, nstype: i32, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
-            if let Some(fd) = &fd {
-                sysv::setns(fd.as_fd(), nstype).ctx(who, || format!("joining its {kind} namespace (setns)"))?;
-            }
+            sysv::setns(fd, nstype).ctx(who, || format!("joining its {kind} namespace (setns)"))?;
             f()
         })
         .join()
@@ -135,8 +169,8 @@ pub fn check_tree(procs: &[Process]) -> Option<(i32, String)> {
 pub struct NsPlan {
     /// CLONE_NEWUTS / CLONE_NEWIPC / CLONE_NEWNET to unshare (0: stay in the parent's).
     pub unshare: i32,
-    /// In a new network namespace: bring the loopback interface up.
-    pub lo_up: bool,
+    /// Joins this network namespace (carry slot of its fd, created by `create_netns`).
+    pub net_slot: Option<usize>,
     /// Unshare a time namespace for its children with these offsets (monotonic s, ns,
     /// boottime s, ns) before forking them.
     pub time_children: Option<[i64; 4]>,
@@ -175,15 +209,19 @@ pub fn plan(m: &stasis_image::Manifest, idx: usize) -> std::result::Result<NsPla
         out.time_children = Some([o[0], o[1], o[2], o[3]]);
     }
     if p.net_ns != 0 && parent.map(|q| q.net_ns) != Some(p.net_ns) {
-        out.unshare |= libc::CLONE_NEWNET;
-        out.lo_up = p.lo_up;
+        out.net_slot = Some(usize::MAX); // the caller fills in the slot
     }
     Ok(out)
 }
 
 /// In the forked child (no allocation): unshare and name the new UTS namespace.
 /// Returns the failed step.
-pub fn child_apply(p: &NsPlan) -> std::result::Result<(), &'static [u8]> {
+pub fn child_apply(p: &NsPlan, tmp: &[i32]) -> std::result::Result<(), &'static [u8]> {
+    if let Some(slot) = p.net_slot {
+        if tmp.get(slot).is_none_or(|&fd| sysv::child::setns(fd, libc::CLONE_NEWNET) < 0) {
+            return Err(b"joining its new network namespace (setns)");
+        }
+    }
     if let Some(off) = &p.time_children {
         if stasis_sys::sys::child::new_time_ns(off) < 0 {
             return Err(b"unsharing a time namespace for its children (clock offsets)");
@@ -199,9 +237,6 @@ pub fn child_apply(p: &NsPlan) -> std::result::Result<(), &'static [u8]> {
     }
     if sysv::child::unshare(p.unshare) < 0 {
         return Err(b"unshare of its UTS/IPC/network namespace");
-    }
-    if p.lo_up && stasis_sys::sys::child::loopback_up() < 0 {
-        return Err(b"bringing up the loopback interface of its new network namespace");
     }
     if p.unshare & libc::CLONE_NEWUTS != 0 {
         if sysv::child::sethostname(&p.hostname) < 0 {
@@ -231,8 +266,8 @@ fn self_ns(kind: &str) -> Option<u64> {
 }
 
 /// A network namespace of the process's own (not stasis's): its inode and whether its
-/// loopback is up. Only namespaces with nothing but `lo` and a process without sockets
-/// are carried (sockets are dumped through NETLINK_SOCK_DIAG of stasis's namespace).
+/// loopback is up. Only namespaces with nothing but `lo` are carried; their sockets are
+/// dumped from inside them (`files::socket_netns`) and recreated in them.
 pub fn dump_net(pid: i32) -> Result<(u64, bool)> {
     let Some(ino) = ns_inode(pid, "net") else { return Ok((0, false)) };
     if Some(ino) == self_ns("net") {
@@ -245,17 +280,6 @@ pub fn dump_net(pid: i32) -> Result<(u64, bool)> {
             pid,
             what: format!("its network namespace (net:[{ino}]) has the interface {other}; network namespaces with more than the loopback interface"),
         });
-    }
-    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
-        if procfs::readlink(&e.path().to_string_lossy()).is_ok_and(|l| l.starts_with("socket:")) {
-            return Err(Error::Unsupported {
-                pid,
-                what: format!(
-                    "fd {} is a socket in a network namespace of its own (net:[{ino}]); sockets in another network namespace",
-                    e.file_name().to_string_lossy()
-                ),
-            });
-        }
     }
     let flags = in_ns(Some(pid), "net", libc::CLONE_NEWNET, || {
         stasis_sys::sys::if_flags("lo").ctx(pid, || "reading the loopback flags in its network namespace".into())

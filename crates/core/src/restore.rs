@@ -186,7 +186,8 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
     let ghosts = files::create_ghosts(m, inherit)?;
-    let mut opened = files::open_fd_objects(m, &ghosts, inherit)?;
+    let netns = ns::create_netns(m)?;
+    let mut opened = files::open_fd_objects(m, &ghosts, inherit, &netns)?;
     let mut carry: Vec<OwnedFd> = Vec::new();
     let mut slot_of: HashMap<u32, usize> = HashMap::new();
     let mut map_slot = HashMap::new();
@@ -299,6 +300,17 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
         }
         if p.shares_vm && !p.zombie {
             procs[parent].unmaps_tramp = false;
+        }
+    }
+    // New network namespaces: their fds go to the processes that join them.
+    let mut net_slot = HashMap::new();
+    for (ino, fd) in netns {
+        carry.push(fd);
+        net_slot.insert(ino, carry.len() - 1);
+    }
+    for (i, p) in m.processes.iter().enumerate() {
+        if procs[i].ns.net_slot.is_some() {
+            procs[i].ns.net_slot = net_slot.get(&p.net_ns).copied();
         }
     }
     // Shared anonymous memory: create each object here, fill it, pass its fd.
@@ -542,7 +554,7 @@ fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> 
         child_fail(b"mounting /proc for its PID namespace", pp.pid, ctl);
     }
     // before forking: its children inherit the namespaces
-    if let Err(what) = ns::child_apply(&pp.ns) {
+    if let Err(what) = ns::child_apply(&pp.ns, tmp) {
         child_fail(what, pp.pid, ctl);
     }
     // Children born before its setsid() stay in the session it was born in.

@@ -463,6 +463,10 @@ pub struct Object {
     pub fifo: Option<FifoObj>,
     #[prost(message, optional, tag = "29")]
     pub fifo_fd: Option<FifoFdObj>,
+    /// A socket's network namespace (ns inode); 0 = the dumper's. Otherwise it is the
+    /// network namespace of a process of the tree, and restore creates the socket there.
+    #[prost(uint64, tag = "70")]
+    pub net_ns: u64,
 }
 
 /// A UTS namespace other than stasis's: restore creates a new one (the first process

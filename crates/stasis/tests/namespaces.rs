@@ -143,3 +143,16 @@ fn nested_pid_namespaces_with_their_own_proc() {
     }
     w.go_and_pass();
 }
+
+/// Sockets inside a network namespace of the tree's own: a TCP listener, an established
+/// connection with unread bytes, a bound UDP socket and an abstract unix listener are
+/// dumped from inside the namespace and recreated in the new one; the workload and its
+/// child use them after restore.
+#[test]
+fn sockets_in_own_network_namespace() {
+    let _t = serial();
+    let mut w = Workload::start("netns_sockets", &[]);
+    let kid: i32 = w.info("child").parse().unwrap();
+    dump_and_restore_tree(&mut w, &[kid]);
+    w.go_and_pass();
+}

@@ -417,6 +417,16 @@ pub fn clone_vm_with(set_tid: &[i32], flags: u64, exit_signal: i32, stack_len: u
 }
 
 /// SIOCGIFFLAGS of interface `name` in the calling thread's network namespace.
+/// The network namespace a socket belongs to (ioctl SIOCGSKNS), as a new fd.
+pub fn sock_netns(sock: BorrowedFd<'_>) -> Result<OwnedFd> {
+    const SIOCGSKNS: libc::c_ulong = 0x894C;
+    // SAFETY: SIOCGSKNS takes no argument and returns a new fd we then own.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS) };
+    c(r as libc::c_long)?;
+    // SAFETY: r is a fresh fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
 pub fn if_flags(name: &str) -> Result<i16> {
     let s = socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)?;
     // SAFETY: zeroed ifreq, name copied with room for the NUL; ioctl fills ifr_flags.

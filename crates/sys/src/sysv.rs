@@ -316,6 +316,10 @@ pub mod child {
         // SAFETY: plain syscall.
         unsafe { libc::unshare(flags) }
     }
+    pub fn setns(fd: i32, nstype: i32) -> i32 {
+        // SAFETY: plain syscall; a bad fd is an error return.
+        unsafe { libc::setns(fd, nstype) }
+    }
     pub fn sethostname(name: &[u8]) -> i32 {
         // SAFETY: valid buffer of name.len() bytes.
         unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }
