@@ -61,10 +61,10 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         let ty = stasis_core::fdkinds::unix::type_name(u.sock_type);
         if u.peer_ino != 0 {
             json!({"kind": "unix-pair", "id": id, "type": ty, "inode": u.ino, "peer_inode": u.peer_ino,
-                   "queued_bytes": u.queue.len(), "shutdown": u.shutdown})
+                   "queued_bytes": u.queue.len(), "shutdown": u.shutdown, "net_ns": o.net_ns})
         } else {
             json!({"kind": "unix-bound", "id": id, "type": ty, "name": String::from_utf8_lossy(&u.name),
-                   "listening": u.listening, "backlog": u.backlog})
+                   "listening": u.listening, "backlog": u.backlog, "net_ns": o.net_ns})
         }
     } else if let Some(i) = &o.inet {
         let proto = if i.protocol == libc::IPPROTO_TCP { "tcp" } else { "udp" };
@@ -72,7 +72,8 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         let state = if i.listening { "listening" } else if i.tcp.is_some() { "established" } else { "idle" };
         json!({"kind": proto, "id": id, "family": if i.family == libc::AF_INET6 { 6 } else { 4 },
                "local_port": port(&i.local), "peer_port": port(&i.peer), "state": state,
-               "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0)})
+               "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0),
+               "net_ns": o.net_ns})
     } else if let Some((kind, what)) = stasis_core::fdkinds::describe(o) {
         json!({"kind": kind, "id": id, "state": what})
     } else {

@@ -153,6 +153,16 @@ fn sockets_in_own_network_namespace() {
     let _t = serial();
     let mut w = Workload::start("netns_sockets", &[]);
     let kid: i32 = w.info("child").parse().unwrap();
-    dump_and_restore_tree(&mut w, &[kid]);
+    if !direct() {
+        dump_and_reap_tree(&mut w, &[kid]);
+        // every socket of the root is recorded with its (non-host) namespace
+        let img = inspect_json(&mut w);
+        let fds = img["processes"][0]["fds"].as_array().cloned().unwrap_or_default();
+        let socks: Vec<_> = fds.iter().filter(|f| ["tcp", "udp", "unix-bound"].contains(&f["kind"].as_str().unwrap_or(""))).collect();
+        assert_eq!(socks.len(), 5, "listener, 2 connection ends, UDP, unix: {fds:?}\n{}", w.report());
+        assert!(socks.iter().all(|f| f["net_ns"].as_u64().unwrap_or(0) != 0), "sockets without their namespace: {socks:?}");
+        w.restore();
+        assert!(pid_exists(kid), "child not restored\n{}", w.report());
+    }
     w.go_and_pass();
 }
