@@ -159,8 +159,7 @@ fn anon_kind(link: &str) -> Option<&str> {
 fn socket_netns(pid: i32, fd: i32, dup: &OwnedFd) -> Result<(u64, Option<OwnedFd>)> {
     let nsf = sys::sock_netns(dup.as_fd()).ctx(pid, || format!("finding the network namespace of socket fd {fd} (SIOCGSKNS)"))?;
     let ino = std::fs::metadata(format!("/proc/self/fd/{}", nsf.as_raw_fd())).map(|m| m.ino()).ctx(pid, || format!("network namespace of fd {fd}"))?;
-    let ours = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).ctx(pid, || "our network namespace".into())?;
-    if ino == ours {
+    if Some(ino) == crate::ns::self_ns("net") {
         return Ok((0, None));
     }
     let theirs = crate::ns::ns_inode(pid, "net");
@@ -329,10 +328,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
                 let what = socket_kind(&dup);
                 let ino = md.ino();
                 let dump = || fdkinds::inet::dump(pid, fd, ino, flags, &dup, &what);
-                let mut o = match &ns_fd {
-                    Some(nsf) => crate::ns::in_ns_fd(pid, nsf.as_fd(), "net", libc::CLONE_NEWNET, dump)?,
-                    None => dump()?,
-                };
+                let mut o = crate::ns::in_ns_opt(pid, ns_fd.as_ref().map(|f| f.as_fd()), "net", libc::CLONE_NEWNET, dump)?;
                 o.net_ns = net_ns;
                 let id = objs.intern(format!("inet-fd:{pid}:{fd}"), |_| o);
                 descs.entry(key).or_default().push((pid, fd, id));
@@ -343,10 +339,8 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
             }
             if !unix_tables.contains_key(&net_ns) {
-                let t = match &ns_fd {
-                    Some(nsf) => crate::ns::in_ns_fd(pid, nsf.as_fd(), "net", libc::CLONE_NEWNET, || fdkinds::unix::Table::load(pid))?,
-                    None => fdkinds::unix::Table::load(pid)?,
-                };
+                let load = || fdkinds::unix::Table::load(pid);
+                let t = crate::ns::in_ns_opt(pid, ns_fd.as_ref().map(|f| f.as_fd()), "net", libc::CLONE_NEWNET, load)?;
                 unix_tables.insert(net_ns, t);
             }
             let table = &unix_tables[&net_ns];
@@ -675,22 +669,22 @@ pub fn reopen_ghost(ghosts: &HashMap<u32, OwnedFd>, id: u32, flags: u32) -> std:
     open_path(&format!("/proc/self/fd/{}", g.as_raw_fd()), flags, 0)
 }
 
-/// Opens (or creates) every object the process's fds refer to, with offsets and flags
-/// set, in the restorer. Pipes get their buffered bytes back.
 /// Runs `f` in the network namespace `ns` was at dump time (its new incarnation in
 /// `netns`; 0 = ours): sockets are created where they lived.
 fn in_socket_ns<T: Send>(pid: i32, ns: u64, netns: &HashMap<u64, OwnedFd>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    if ns == 0 {
-        return f();
-    }
-    let nsf = netns.get(&ns).ok_or_else(|| Error::RestoreStep {
-        pid,
-        step: "opening files".into(),
-        why: format!("a socket of network namespace net:[{ns}], which no process of the image is in"),
-    })?;
-    crate::ns::in_ns_fd(pid, nsf.as_fd(), "net", libc::CLONE_NEWNET, f)
+    let nsf = match ns {
+        0 => None,
+        _ => Some(netns.get(&ns).ok_or_else(|| Error::RestoreStep {
+            pid,
+            step: "opening files".into(),
+            why: format!("a socket of network namespace net:[{ns}], which no process of the image is in"),
+        })?),
+    };
+    crate::ns::in_ns_opt(pid, nsf.map(|f| f.as_fd()), "net", libc::CLONE_NEWNET, f)
 }
 
+/// Opens (or creates) every object the process's fds refer to, with offsets and flags
+/// set, in the restorer. Pipes get their buffered bytes back.
 pub fn open_fd_objects(
     m: &stasis_image::Manifest,
     ghosts: &HashMap<u32, OwnedFd>,

@@ -57,8 +57,13 @@ pub fn in_ns<T: Send>(pid: Option<i32>, kind: &str, nstype: i32, f: impl FnOnce(
         Some(p) => Some(File::open(format!("/proc/{p}/ns/{kind}")).ctx(p, || format!("opening /proc/PID/ns/{kind}"))?),
         None => None,
     };
-    match &fd {
-        Some(fd) => in_ns_fd(who, fd.as_fd(), kind, nstype, f),
+    in_ns_opt(who, fd.as_ref().map(|f| f.as_fd()), kind, nstype, f)
+}
+
+/// `in_ns_fd` when there is a namespace to join, else `f` right here.
+pub fn in_ns_opt<T: Send>(who: i32, fd: Option<BorrowedFd<'_>>, kind: &str, nstype: i32, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    match fd {
+        Some(fd) => in_ns_fd(who, fd, kind, nstype, f),
         None => f(),
     }
 }
@@ -183,7 +188,8 @@ pub struct NsPlan {
 
 /// The plan of process `idx` of the image (its parent is already in the parent's
 /// namespaces; the root's "parent" is the restorer).
-pub fn plan(m: &stasis_image::Manifest, idx: usize) -> std::result::Result<NsPlan, String> {
+/// `net_slot`: carry slot of each new network namespace's fd, by its dump-time inode.
+pub fn plan(m: &stasis_image::Manifest, idx: usize, net_slot: &HashMap<u64, usize>) -> std::result::Result<NsPlan, String> {
     let p = &m.processes[idx];
     let parent = if idx == 0 { None } else { m.processes.iter().find(|q| q.pid == p.ppid) };
     let mut out = NsPlan::default();
@@ -209,7 +215,7 @@ pub fn plan(m: &stasis_image::Manifest, idx: usize) -> std::result::Result<NsPla
         out.time_children = Some([o[0], o[1], o[2], o[3]]);
     }
     if p.net_ns != 0 && parent.map(|q| q.net_ns) != Some(p.net_ns) {
-        out.net_slot = Some(usize::MAX); // the caller fills in the slot
+        out.net_slot = Some(*net_slot.get(&p.net_ns).ok_or("its network namespace was not created")?);
     }
     Ok(out)
 }
@@ -261,7 +267,7 @@ pub fn ns_inode(pid: i32, kind: &str) -> Option<u64> {
     ns_ino(Some(pid), kind).ok()
 }
 
-fn self_ns(kind: &str) -> Option<u64> {
+pub fn self_ns(kind: &str) -> Option<u64> {
     ns_ino(None, kind).ok()
 }
 
@@ -516,19 +522,18 @@ pub fn collect(procs: &mut [Process]) -> Result<()> {
         let mounter = procs.iter().position(|p| init_of_ns(p) && p.mnt_ns == mnt);
         // or the init was born in that mount namespace, mounted /proc there and then
         // created a mount namespace of its own (nested `unshare --pid --mount-proc`)
-        let born_there = || {
-            procs.iter().position(|p| init_of_ns(p) && procs.iter().any(|q| q.pid == p.ppid && q.mnt_ns == mnt && !q.zombie))
-        };
-        match mounter {
-            Some(k) => procs[k].mount_proc = true,
-            None if born_there().is_some() => procs[born_there().unwrap()].mount_proc_parent_ns = true,
-            None if Some(ns) == self_pidns => {
+        let born_there =
+            procs.iter().position(|p| init_of_ns(p) && procs.iter().any(|q| q.pid == p.ppid && q.mnt_ns == mnt && !q.zombie));
+        match (mounter, born_there) {
+            (Some(k), _) => procs[k].mount_proc = true,
+            (None, Some(k)) => procs[k].mount_proc_parent_ns = true,
+            (None, None) if Some(ns) == self_pidns => {
                 // A fresh procfs of our own PID namespace: the first process in it mounts.
                 if let Some(k) = procs.iter().position(|p| p.mnt_ns == mnt) {
                     procs[k].mount_proc = true;
                 }
             }
-            None => {
+            (None, None) => {
                 let pid = procs.iter().find(|p| p.mnt_ns == mnt).map(|p| p.pid).unwrap_or(0);
                 return Err(Error::Unsupported {
                     pid,

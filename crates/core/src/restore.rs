@@ -192,6 +192,12 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
     let mut slot_of: HashMap<u32, usize> = HashMap::new();
     let mut map_slot = HashMap::new();
     let mut procs = Vec::new();
+    // New network namespaces: their fds go to the processes that join them.
+    let mut net_slot = HashMap::new();
+    for (ino, fd) in netns {
+        carry.push(fd);
+        net_slot.insert(ino, carry.len() - 1);
+    }
     let ours = {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata("/proc/self/exe").ok().map(|a| (a.dev(), a.ino()))
@@ -288,7 +294,7 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
             session_helper: 0,
             children: Vec::new(),
             before_setsid: false,
-            ns: ns::plan(m, idx).map_err(step)?,
+            ns: ns::plan(m, idx, &net_slot).map_err(step)?,
         });
     }
     for (i, p) in m.processes.iter().enumerate().skip(1) {
@@ -300,17 +306,6 @@ fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) ->
         }
         if p.shares_vm && !p.zombie {
             procs[parent].unmaps_tramp = false;
-        }
-    }
-    // New network namespaces: their fds go to the processes that join them.
-    let mut net_slot = HashMap::new();
-    for (ino, fd) in netns {
-        carry.push(fd);
-        net_slot.insert(ino, carry.len() - 1);
-    }
-    for (i, p) in m.processes.iter().enumerate() {
-        if procs[i].ns.net_slot.is_some() {
-            procs[i].ns.net_slot = net_slot.get(&p.net_ns).copied();
         }
     }
     // Shared anonymous memory: create each object here, fill it, pass its fd.

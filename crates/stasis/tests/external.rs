@@ -331,10 +331,17 @@ fn memfd_mapped_by_outside_process_needs_external_and_inherit_fd() {
     m2.write_all_at(b"fresh\0", 0).unwrap();
     let r = restore_with_fds(&dir, &["--inherit-fd", &arg], &[(7, m2.as_raw_fd())]);
     adopt_restored(&mut procs, &dir, wl, &r);
+    shared_with_test(&dir, wl, &m2, &mut procs);
+}
+
+/// After a restore with the test's memfd `m2` inherited as the workload's shared memory
+/// ("fresh" written at 0 before): each side sees the other's writes, and the workload
+/// passes.
+fn shared_with_test(dir: &Path, pid: i32, m2: &File, procs: &mut Procs) {
     m2.write_all_at(b"from-test\0", 64).unwrap();
     File::create(dir.join("work/go")).unwrap();
-    assert_pass(&dir, wl, &mut procs);
-    let out = output(&dir, "stdout");
+    assert_pass(dir, pid, procs);
+    let out = output(dir, "stdout");
     assert!(out.lines().any(|l| l == "INFO at0=fresh"), "the restored mapping is not the inherited memfd:\n{out}");
     let mut buf = [0u8; 14];
     m2.read_exact_at(&mut buf, 128).unwrap();
@@ -380,12 +387,5 @@ fn anonymous_shared_memory_shared_with_parent_outside_the_tree() {
     let arg = format!("9:{name}");
     let r = restore_with_fds(&dir, &["--inherit-fd", &arg], &[(9, m2.as_raw_fd())]);
     adopt_restored(&mut procs, &dir, child, &r);
-    m2.write_all_at(b"from-test\0", 64).unwrap();
-    File::create(dir.join("work/go")).unwrap();
-    assert_pass(&dir, child, &mut procs);
-    let out = output(&dir, "stdout");
-    assert!(out.lines().any(|l| l == "INFO at0=fresh"), "the restored mapping is not the inherited memfd:\n{out}");
-    let mut buf = [0u8; 14];
-    m2.read_exact_at(&mut buf, 128).unwrap();
-    assert_eq!(&buf, b"from-workload\0", "the workload's write did not reach the test's memfd");
+    shared_with_test(&dir, child, &m2, &mut procs);
 }

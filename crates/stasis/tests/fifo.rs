@@ -52,6 +52,15 @@ fn named_fifo_missing_at_restore_is_refused() {
 }
 
 
+/// A helper process outside the tree opens the workload's fifo2 O_RDWR (as its fd 3),
+/// runs the shell commands `then`, and stays.
+fn hold_fifo2(w: &mut Workload, then: &str) {
+    let fifo2 = w.work.join("fifo2");
+    let script = format!("exec 3<>'{}'; {then} echo held; exec sleep 60", fifo2.display());
+    w.spawn_helper(std::path::Path::new("/bin/bash"), &["-c".into(), script.into()], "holder");
+    assert!(wait_until(Duration::from_secs(10), || w.helper_output("holder").contains("held")), "helper did not open fifo2");
+}
+
 /// A FIFO also held open by a process outside the tree: its bytes are left in the
 /// kernel with that process (not saved), and the restored descriptions attach to the
 /// same FIFO again, so the 100 bytes are read exactly once.
@@ -61,10 +70,7 @@ fn named_fifo_also_open_outside_the_tree() {
     skip_if_direct!();
     let mut w = Workload::start("fifo", &[]);
     let kids = info_pids(&w, &["a", "b"]);
-    let fifo2 = w.work.join("fifo2");
-    let script = format!("exec 3<>'{}'; echo held; exec sleep 60", fifo2.display());
-    w.spawn_helper(std::path::Path::new("/bin/bash"), &["-c".into(), script.into()], "holder");
-    assert!(wait_until(Duration::from_secs(10), || w.helper_output("holder").contains("held")), "helper did not open fifo2");
+    hold_fifo2(&mut w, "");
     dump_and_restore_tree(&mut w, &kids);
     let img = inspect_json(&mut w);
     let f2: Vec<serde_json::Value> = img["processes"][0]["fds"]
@@ -89,10 +95,7 @@ fn named_fifo_with_foreign_bytes_at_restore_is_refused() {
     let mut w = Workload::start("fifo", &[]);
     let kids = info_pids(&w, &["a", "b"]);
     dump_and_reap_tree(&mut w, &kids);
-    let fifo2 = w.work.join("fifo2");
-    let script = format!("exec 3<>'{}'; printf xyz >&3; echo held; exec sleep 60", fifo2.display());
-    w.spawn_helper(std::path::Path::new("/bin/bash"), &["-c".into(), script.into()], "holder");
-    assert!(wait_until(Duration::from_secs(10), || w.helper_output("holder").contains("held")), "helper did not fill fifo2");
+    hold_fifo2(&mut w, "printf xyz >&3;");
     let img = w.img.clone();
     let r = w.try_restore_from(&img, &["-d"]);
     let rep = w.report();

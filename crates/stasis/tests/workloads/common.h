@@ -357,4 +357,29 @@ static void read_exact(int fd, void *buf, size_t n)
     }
 }
 
+#ifdef WL_NET /* network helpers, for workloads that define WL_NET before including us */
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+/* Whether `lo` is up in the caller's network namespace (after bringing it up, with
+ * `bring_up`): 1 up, 0 down, -1 on error. */
+static int lo_is_up(int bring_up)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct ifreq ifr = { 0 };
+    strcpy(ifr.ifr_name, "lo");
+    int r = s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) ? -1 : 0;
+    if (r == 0 && bring_up) {
+        ifr.ifr_flags |= IFF_UP;
+        r = ioctl(s, SIOCSIFFLAGS, &ifr) ? -1 : 0;
+    }
+    if (r == 0)
+        r = (ifr.ifr_flags & IFF_UP) != 0;
+    if (s >= 0)
+        close(s);
+    return r;
+}
+#endif
+
 #endif

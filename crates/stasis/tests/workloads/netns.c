@@ -5,6 +5,7 @@
  * not dumped): both are still in one network namespace that is not the host's, it has
  * only `lo`, `lo` is up, and a TCP connection over 127.0.0.1 inside it carries data.
  */
+#define WL_NET
 #include "common.h"
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -14,16 +15,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-static int lo_up(void)
-{
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct ifreq ifr = { 0 };
-    strcpy(ifr.ifr_name, "lo");
-    int r = ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP);
-    close(s);
-    return r;
-}
-
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
@@ -31,15 +22,8 @@ int main(int argc, char **argv)
     ns_link(getpid(), "net", host, sizeof host);
     if (unshare(CLONE_NEWNET))
         DIE("unshare");
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct ifreq ifr = { 0 };
-    strcpy(ifr.ifr_name, "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &ifr))
-        DIE("SIOCGIFFLAGS");
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr))
-        DIE("SIOCSIFFLAGS");
-    close(s);
+    if (lo_is_up(1) != 1)
+        DIE("bringing lo up");
     int hold[2];
     if (pipe(hold))
         DIE("pipe");
@@ -47,7 +31,7 @@ int main(int argc, char **argv)
     if (c == 0) {
         close(hold[1]);
         wait_go();
-        int ok = lo_up();
+        int ok = lo_is_up(0) == 1;
         char b;
         (void)!read(hold[0], &b, 1); /* stay until the parent looked at us */
         _exit(ok ? 0 : 3);
@@ -69,7 +53,7 @@ int main(int argc, char **argv)
     }
     if_freenameindex(ni);
     CHECK(n == 1, "%d interfaces", n);
-    CHECK(lo_up(), "lo is down");
+    CHECK(lo_is_up(0) == 1, "lo is down");
     /* TCP over loopback inside the namespace */
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };

@@ -10,6 +10,7 @@
  * (it reads "child"); a datagram to 127.0.0.1:47002 arrives on the bound UDP socket;
  * the abstract unix name accepts a connection.
  */
+#define WL_NET
 #include "common.h"
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -55,15 +56,8 @@ int main(int argc, char **argv)
     ns_link(getpid(), "net", host, sizeof host);
     if (unshare(CLONE_NEWNET))
         DIE("unshare");
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    struct ifreq ifr = { 0 };
-    strcpy(ifr.ifr_name, "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &ifr))
-        DIE("SIOCGIFFLAGS");
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(s, SIOCSIFFLAGS, &ifr))
-        DIE("SIOCSIFFLAGS");
-    close(s);
+    if (lo_is_up(1) != 1)
+        DIE("bringing lo up");
     int one = 1;
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = lo_addr(47001);
