@@ -17,8 +17,10 @@ pub enum Error {
     /// A system call or procfs access failed.
     #[error("pid {pid}: {what}: {err}")]
     Sys { pid: i32, what: String, err: io::Error },
+    /// An image that cannot be read. Its text already holds the cause, so the cause is
+    /// not also exposed as `source()` (a chain printer would repeat it).
     #[error("{0}")]
-    Image(#[from] stasis_image::ImageError),
+    Image(stasis_image::ImageError),
     /// The image cannot be restored here (missing or changed file, PID taken...).
     #[error("restore refused: {0}")]
     RestoreRefused(String),
@@ -30,6 +32,12 @@ pub enum Error {
     Relayed(String),
     #[error("{path}: {err}")]
     Path { path: String, err: io::Error },
+}
+
+impl From<stasis_image::ImageError> for Error {
+    fn from(e: stasis_image::ImageError) -> Error {
+        Error::Image(e)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

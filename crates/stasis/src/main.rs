@@ -127,14 +127,45 @@ fn main() -> ExitCode {
     match res {
         Ok(c) => c,
         Err(e) => {
-            // One line: who, what, why.
-            let mut line = format!("{e}");
-            for cause in e.chain().skip(1) {
-                line.push_str(": ");
-                line.push_str(&cause.to_string());
-            }
+            let line = one_line(e.chain().map(|c| c.to_string()));
             eprintln!("stasis: error: {line}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// One line from an error chain (outermost first): each cause is appended after ": "
+/// unless its text is already in what was written (thiserror messages often embed their
+/// source, `{path}: {source}`), and line breaks become "; ".
+fn one_line(chain: impl IntoIterator<Item = String>) -> String {
+    let mut line = String::new();
+    for text in chain {
+        let text = text.trim().replace('\n', "; ");
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let enoent = "No such file or directory (os error 2)";
+        let outer = format!("/x/manifest.img: {enoent}");
+        assert_eq!(one_line(s(&[&outer, &outer, enoent])), outer);
+        assert_eq!(one_line(s(&["reading image", enoent])), format!("reading image: {enoent}"));
+        assert_eq!(one_line(s(&["a\nb"])), "a; b");
     }
 }
