@@ -128,9 +128,8 @@ impl ManifestWriter {
         self.records += 1;
     }
 
-    /// Appends the END record and writes the file. `shards`: size and header CRC of
-    /// every pages file, pages.img first.
-    pub fn finish(mut self, dir: &Path, shards: &[Shard]) -> Result<(), ImageError> {
+    /// Appends the END record and returns the whole manifest, as `finish` would write it.
+    pub fn into_bytes(mut self, shards: &[Shard]) -> Vec<u8> {
         let first = shards.first().cloned().unwrap_or_default();
         let end = End {
             records: self.records,
@@ -139,10 +138,17 @@ impl ManifestWriter {
             shards: shards.to_vec(),
         };
         self.record(rec::END, &end);
+        self.buf
+    }
+
+    /// Appends the END record and writes the file. `shards`: size and header CRC of
+    /// every pages file, pages.img first.
+    pub fn finish(self, dir: &Path, shards: &[Shard]) -> Result<(), ImageError> {
+        let buf = self.into_bytes(shards);
         let tmp = dir.join(".manifest.img.tmp");
         let path = dir.join(MANIFEST);
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&self.buf).map_err(io_err(&tmp))?;
+        f.write_all(&buf).map_err(io_err(&tmp))?;
         // No fsync: a manifest lost in a crash makes the image absent, a torn one fails
         // its checksums; either way it is never restored half-written.
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
@@ -150,37 +156,125 @@ impl ManifestWriter {
     }
 }
 
+/// Largest manifest.img this stasis reads. A manifest is a few KiB per process plus
+/// about 30 bytes per page run (at most 256 pages each): 1 GiB describes far more memory
+/// than any machine holds, and the bound keeps a hostile (e.g. sparse) file from making
+/// the reader allocate without limit.
+pub const MAX_MANIFEST_LEN: u64 = 1 << 30;
+
+fn le32_at(data: &[u8], off: usize) -> Option<u32> {
+    let b = data.get(off..off.checked_add(4)?)?;
+    Some(u32::from_le_bytes(b.try_into().ok()?))
+}
+
 /// Reads and fully validates manifest.img (header, every record's CRC, END record, and
 /// the size and header of pages.img). Does not read page contents; see `verify_pages`.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, ImageError> {
     let path = dir.join(MANIFEST);
-    let data = std::fs::read(&path).map_err(io_err(&path))?;
-    let damaged = |why: String| ImageError::Damaged { path: path.clone(), why };
-    if data.len() < HEADER_LEN || data[..8] != MANIFEST_MAGIC {
-        return Err(ImageError::NotImage { path: path.clone(), why: "bad magic".into() });
+    let data = read_regular_file(&path, MAX_MANIFEST_LEN)?;
+    let m = parse_records(&data, &path)?;
+    // Pages files: sizes and headers must match what the manifest recorded.
+    for (k, sh) in m.end.shards.iter().enumerate() {
+        let ppath = dir.join(pages_file_name(shard_number(k)));
+        let mut f = open_regular_file(&ppath)?;
+        let len = f.metadata().map_err(io_err(&ppath))?.len();
+        if len != sh.size {
+            return Err(ImageError::Damaged {
+                path: ppath,
+                why: format!("size is {} bytes, manifest expects {}", len, sh.size),
+            });
+        }
+        let mut hdr = vec![0u8; PAGES_HEADER_LEN as usize];
+        f.read_exact(&mut hdr).map_err(io_err(&ppath))?;
+        if hdr[..8] != PAGES_MAGIC || crc32c::crc32c(&hdr) != sh.header_crc {
+            return Err(ImageError::Damaged { path: ppath, why: "header page checksum mismatch".into() });
+        }
     }
-    let le32 = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap());
-    if crc32c::crc32c(&data[..28]) != le32(&data[28..32]) {
+    check_runs(&m, &path)?;
+    Ok(m)
+}
+
+/// Parses and validates a manifest from its bytes, without touching the file system:
+/// header, every record's CRC and payload, END record and record count, and every page
+/// run against the pages file sizes that END records (`check_runs`). What it cannot
+/// check is that the pages files exist with those sizes and headers; `read_manifest`
+/// does. Never panics, and allocates at most a small multiple of `bytes.len()`.
+/// Errors name the path `manifest.img`.
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, ImageError> {
+    let path = Path::new(MANIFEST);
+    let m = parse_records(bytes, path)?;
+    check_runs(&m, path)?;
+    Ok(m)
+}
+
+fn shard_number(k: usize) -> u32 {
+    // END's shard list comes from a manifest of at most MAX_MANIFEST_LEN bytes, 2 bytes
+    // per entry at least: far fewer than u32::MAX entries.
+    u32::try_from(k).unwrap_or(u32::MAX)
+}
+
+/// Opens `path` for reading, refusing anything but a regular file: a FIFO or a device
+/// (an image directory is untrusted) would block the reader or never end.
+fn open_regular_file(path: &Path) -> Result<File, ImageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io_err(path))?;
+    let meta = f.metadata().map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(ImageError::NotImage { path: path.to_path_buf(), why: "not a regular file".into() });
+    }
+    Ok(f)
+}
+
+/// The content of the regular file `path`, refused when it is longer than `max` bytes.
+fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>, ImageError> {
+    let f = open_regular_file(path)?;
+    let len = f.metadata().map_err(io_err(path))?.len();
+    let too_long = |len: u64| ImageError::Damaged {
+        path: path.to_path_buf(),
+        why: format!("{len} bytes, more than the {max} bytes this stasis reads"),
+    };
+    if len > max {
+        return Err(too_long(len));
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    // One byte more than allowed: a file that grew past `max` meanwhile is refused too.
+    f.take(max + 1).read_to_end(&mut data).map_err(io_err(path))?;
+    if data.len() as u64 > max {
+        return Err(too_long(data.len() as u64));
+    }
+    Ok(data)
+}
+
+/// Header, records, END: everything that needs only the manifest's bytes, except the
+/// page runs (`check_runs`). Sets `m.end`.
+fn parse_records(data: &[u8], path: &Path) -> Result<Manifest, ImageError> {
+    let damaged = |why: String| ImageError::Damaged { path: path.to_path_buf(), why };
+    if data.len() < HEADER_LEN || data[..8] != MANIFEST_MAGIC {
+        return Err(ImageError::NotImage { path: path.to_path_buf(), why: "bad magic".into() });
+    }
+    let le32 = |off: usize| le32_at(data, off).unwrap_or(0); // header fields: in range (HEADER_LEN)
+    if crc32c::crc32c(&data[..28]) != le32(28) {
         return Err(damaged("header checksum mismatch".into()));
     }
-    let version = le32(&data[8..12]);
-    let arch = le32(&data[12..16]);
-    let psize = le32(&data[16..20]);
+    let version = le32(8);
+    let arch = le32(12);
+    let psize = le32(16);
     if version != FORMAT_VERSION {
         return Err(ImageError::Incompatible {
-            path: path.clone(),
+            path: path.to_path_buf(),
             why: format!("format version {version}, this stasis reads version {FORMAT_VERSION}"),
         });
     }
     if arch != ARCH_X86_64 {
         return Err(ImageError::Incompatible {
-            path: path.clone(),
+            path: path.to_path_buf(),
             why: format!("image is for ELF machine {arch}, this host is x86_64 (62)"),
         });
     }
     if psize as u64 != page_size() {
         return Err(ImageError::Incompatible {
-            path: path.clone(),
+            path: path.to_path_buf(),
             why: format!("image page size {psize}, host page size {}", page_size()),
         });
     }
@@ -189,18 +283,17 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ImageError> {
     let mut n = 0u32;
     let mut have_process = false;
     let mut end = None;
+    // Position of each record type in m.record_sizes (first-seen order is kept).
+    let mut size_slot: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     while off < data.len() {
-        if data.len() - off < 12 {
+        let (Some(ty), Some(len), Some(crc)) = (le32_at(data, off), le32_at(data, off + 4), le32_at(data, off + 8)) else {
             return Err(damaged(format!("truncated record header at byte {off}")));
-        }
-        let ty = le32(&data[off..off + 4]);
-        let len = le32(&data[off + 4..off + 8]) as usize;
-        let crc = le32(&data[off + 8..off + 12]);
-        let body_start = off + 12;
-        if data.len() - body_start < len {
+        };
+        let body_start = off + 12; // off + 8 + 4 <= data.len() above
+        let Some(body) = usize::try_from(len).ok().and_then(|l| data.get(body_start..body_start.checked_add(l)?)) else {
             return Err(damaged(format!("record at byte {off} runs past the end of the file")));
-        }
-        let body = &data[body_start..body_start + len];
+        };
+        let body_end = body_start + body.len();
         if record_crc(ty, body) != crc {
             return Err(damaged(format!("record {n} (type {ty:#x}) at byte {off}: checksum mismatch")));
         }
@@ -225,60 +318,87 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ImageError> {
                     return Err(damaged(format!("END says {} records, found {n}", e.records)));
                 }
                 end = Some(e);
-                if body_start + len != data.len() {
+                if body_end != data.len() {
                     return Err(damaged("bytes after the END record".into()));
                 }
             }
             t if t & rec::CRITICAL != 0 => {
                 return Err(ImageError::Incompatible {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     why: format!("record type {t:#x} is required but unknown to this stasis"),
                 });
             }
             _ => {} // optional record of a newer writer: skip
         }
-        match m.record_sizes.iter_mut().find(|(t, _)| *t == ty) {
-            Some((_, s)) => *s += len as u64 + 12,
-            None => m.record_sizes.push((ty, len as u64 + 12)),
+        let bytes = u64::from(len) + 12;
+        match size_slot.get(&ty) {
+            Some(&i) => m.record_sizes[i].1 += bytes,
+            None => {
+                size_slot.insert(ty, m.record_sizes.len());
+                m.record_sizes.push((ty, bytes));
+            }
         }
-        n += 1;
-        off = body_start + len;
+        // Every record takes 12 bytes at least and data.len() <= usize::MAX: cannot wrap
+        // for manifests below 48 GiB; refuse rather than wrap beyond.
+        n = n.checked_add(1).ok_or_else(|| damaged("more than 2^32 records".into()))?;
+        off = body_end;
     }
     let end = end.ok_or_else(|| damaged("no END record (truncated or incomplete image)".into()))?;
     if !have_process {
         return Err(damaged("no PROCESS record".into()));
     }
-    // Pages files: sizes and headers must match what the manifest recorded.
     if end.shards.is_empty() {
         return Err(damaged("END lists no pages file".into()));
     }
-    for (k, sh) in end.shards.iter().enumerate() {
-        let ppath = dir.join(pages_file_name(k as u32));
-        let meta = std::fs::metadata(&ppath).map_err(io_err(&ppath))?;
-        if meta.len() != sh.size {
-            return Err(ImageError::Damaged {
-                path: ppath,
-                why: format!("size is {} bytes, manifest expects {}", meta.len(), sh.size),
-            });
-        }
-        let mut hdr = vec![0u8; PAGES_HEADER_LEN as usize];
-        File::open(&ppath).and_then(|mut f| f.read_exact(&mut hdr)).map_err(io_err(&ppath))?;
-        if hdr[..8] != PAGES_MAGIC || crc32c::crc32c(&hdr) != sh.header_crc {
-            return Err(ImageError::Damaged { path: ppath, why: "header page checksum mismatch".into() });
-        }
-    }
-    for r in &m.index.runs {
-        let endb = r.file_offset + r.count as u64 * page_size();
-        let size = end.shards.get(r.shard as usize).map(|s| s.size).unwrap_or(0);
-        if r.file_offset < PAGES_HEADER_LEN || endb > size || r.file_offset % page_size() != 0 {
-            return Err(ImageError::Damaged {
-                path: dir.join(MANIFEST),
-                why: format!("page run at {:#x} points outside pages.img", r.addr),
-            });
-        }
-    }
     m.end = end;
     Ok(m)
+}
+
+/// Where a page run's bytes are: `[start, end)` of pages file `shard`, or why they are
+/// not anywhere valid. `shard_sizes[k]` is the size of pages file k.
+pub fn run_range(r: &PageRun, shard_sizes: &[u64]) -> Result<(usize, std::ops::Range<u64>), String> {
+    let ps = page_size();
+    let shard = usize::try_from(r.shard).ok().filter(|&k| k < shard_sizes.len()).ok_or_else(|| {
+        format!("shard {} does not exist (the image has {} pages files)", r.shard, shard_sizes.len())
+    })?;
+    let size = shard_sizes[shard];
+    if !r.file_offset.is_multiple_of(ps) {
+        return Err(format!("file offset {} is not page-aligned", r.file_offset));
+    }
+    if r.file_offset < PAGES_HEADER_LEN {
+        return Err(format!("file offset {} is inside the header page", r.file_offset));
+    }
+    let len = u64::from(r.count).checked_mul(ps).ok_or("length overflows")?;
+    let end = r.file_offset.checked_add(len).ok_or_else(|| format!("file offset {} + {len} bytes overflows", r.file_offset))?;
+    if end > size {
+        return Err(format!("bytes {}..{end} lie past the end of {} ({size} bytes)", r.file_offset, pages_file_name(r.shard)));
+    }
+    if !r.addr.is_multiple_of(ps) {
+        return Err("address is not page-aligned".into());
+    }
+    if r.addr.checked_add(len).is_none() {
+        return Err(format!("address + {len} bytes overflows"));
+    }
+    Ok((shard, r.file_offset..end))
+}
+
+fn describe_run(i: usize, r: &PageRun) -> String {
+    format!(
+        "page run {i} (pid {}, object {}, address {:#x}, {} pages at file offset {} of shard {})",
+        r.pid, r.object_id, r.addr, r.count, r.file_offset, r.shard
+    )
+}
+
+/// Every page run lies inside its pages file (per the sizes END records), past the
+/// header page, page-aligned, and neither its file range nor its address range wraps.
+pub fn check_runs(m: &Manifest, path: &Path) -> Result<(), ImageError> {
+    let sizes: Vec<u64> = m.end.shards.iter().map(|s| s.size).collect();
+    for (i, r) in m.index.runs.iter().enumerate() {
+        if let Err(why) = run_range(r, &sizes) {
+            return Err(ImageError::Damaged { path: path.to_path_buf(), why: format!("{}: {why}", describe_run(i, r)) });
+        }
+    }
+    Ok(())
 }
 
 /// File name of pages shard `k`: pages.img, pages.1.img, pages.2.img...
@@ -306,7 +426,11 @@ pub fn pages_header(total_pages: u64, shard: u32, shards: u32) -> Vec<u8> {
 /// processes may cover the same pages (private pages shared copy-on-write at dump are
 /// stored once), so this can be less than the sum of the runs' counts.
 pub fn stored_pages(runs: &[PageRun]) -> u64 {
-    let mut r: Vec<(u32, u64, u64)> = runs.iter().map(|r| (r.shard, r.file_offset, r.file_offset + r.count as u64 * page_size())).collect();
+    // Saturating: callers pass checked runs (`check_runs`), but nothing here may wrap.
+    let mut r: Vec<(u32, u64, u64)> = runs
+        .iter()
+        .map(|r| (r.shard, r.file_offset, r.file_offset.saturating_add(u64::from(r.count).saturating_mul(page_size()))))
+        .collect();
     r.sort_unstable();
     let mut bytes = 0u64;
     let mut cur: Option<(u32, u64, u64)> = None;
@@ -330,33 +454,48 @@ pub fn stored_pages(runs: &[PageRun]) -> u64 {
 /// Checks every page run's CRC32C against the bytes of the pages files, in parallel.
 /// `shards[k]` is the whole content of pages file k (e.g. a read-only mapping).
 /// Runs of several processes over the same bytes with the same CRC (pages shared
-/// copy-on-write at dump) are checked once.
+/// copy-on-write at dump) are checked once. A run outside its pages file is refused
+/// like a wrong checksum (never indexed): the check holds even for runs that did not go
+/// through `check_runs`.
 pub fn verify_pages(dir: &Path, index: &PageIndex, shards: &[&[u8]], threads: usize) -> Result<(), ImageError> {
     let mut once = std::collections::HashSet::new();
-    let runs: Vec<&PageRun> = index.runs.iter().filter(|r| once.insert((r.shard, r.file_offset, r.count, r.crc))).collect();
+    let runs: Vec<(usize, &PageRun)> =
+        index.runs.iter().enumerate().filter(|(_, r)| once.insert((r.shard, r.file_offset, r.count, r.crc))).collect();
     let runs = &runs;
+    let sizes: Vec<u64> = shards.iter().map(|s| s.len() as u64).collect();
+    let sizes = &sizes;
     let threads = threads.max(1);
     let bad: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
         for t in 0..threads {
             let bad = &bad;
             s.spawn(move || {
-                for r in runs.iter().skip(t).step_by(threads) {
-                    let data: &[u8] = shards.get(r.shard as usize).copied().unwrap_or(&[]);
-                    let a = r.file_offset as usize;
-                    let b = a + r.count as usize * page_size() as usize;
-                    if b > data.len() || crc32c::crc32c(&data[a..b]) != r.crc {
-                        *bad.lock().unwrap() = Some(format!(
-                            "pages at {:#x} (+{} pages, file offset {}) fail their checksum",
-                            r.addr, r.count, r.file_offset
-                        ));
+                for &(i, r) in runs.iter().skip(t).step_by(threads) {
+                    let why = match run_range(r, sizes) {
+                        Err(why) => Some(why),
+                        Ok((k, range)) => {
+                            // In range of shards[k] (its length bounds range.end): the
+                            // conversions and the slice cannot fail.
+                            let bytes = usize::try_from(range.start)
+                                .ok()
+                                .zip(usize::try_from(range.end).ok())
+                                .and_then(|(a, b)| shards.get(k)?.get(a..b));
+                            match bytes {
+                                None => Some("outside its pages file".to_string()),
+                                Some(b) if crc32c::crc32c(b) != r.crc => Some("pages fail their checksum".to_string()),
+                                Some(_) => None,
+                            }
+                        }
+                    };
+                    if let Some(why) = why {
+                        *bad.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{}: {why}", describe_run(i, r)));
                         return;
                     }
                 }
             });
         }
     });
-    match bad.into_inner().unwrap() {
+    match bad.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(why) => Err(ImageError::Damaged { path: dir.to_path_buf(), why }),
         None => Ok(()),
     }
