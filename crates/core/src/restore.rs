@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use stasis_image::model::*;
 use stasis_image::Manifest;
+use stasis_sys::kabi;
 use stasis_sys::ptrace::{self, Stop};
 use stasis_sys::remote::Remote;
 use stasis_sys::sys::{self, child};
@@ -68,6 +69,19 @@ const CLONE_THREAD_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_THREAD
     | libc::CLONE_SYSVSEM) as u64;
 
+/// sizeof(struct robust_list_head): the only length set_robust_list accepts.
+const ROBUST_LIST_HEAD_LEN: u64 = 24;
+
+/// The alternate signal stack a thread had, "disabled" included. SS_ONSTACK is a state
+/// (the thread was running on it), not a flag one can set; SS_AUTODISARM is kept.
+fn altstack(t: &Thread) -> kabi::StackT {
+    if t.altstack_flags & libc::SS_DISABLE != 0 || t.altstack_sp == 0 {
+        return kabi::StackT { ss_flags: libc::SS_DISABLE, ..Default::default() };
+    }
+    const SS_AUTODISARM: i32 = 1 << 31;
+    kabi::StackT { ss_sp: t.altstack_sp, ss_flags: t.altstack_flags & SS_AUTODISARM, _pad: 0, ss_size: t.altstack_size }
+}
+
 fn refuse(why: impl Into<String>) -> Error {
     Error::RestoreRefused(why.into())
 }
@@ -83,6 +97,18 @@ fn holder(id: i32) -> Option<String> {
     } else {
         format!("a thread of process '{name}' (pid {tgid})")
     })
+}
+
+/// A process's `[vvar]`/`[vvar_vclock]`/`[vdso]` VMAs in the image, lowest first.
+fn image_vdso(p: &Process) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> = p
+        .vmas
+        .iter()
+        .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock)))
+        .map(|v| (v.name.clone(), v.start, v.end))
+        .collect();
+    v.sort_by_key(|x| x.1);
+    v
 }
 
 fn vdso_family(maps: &[procfs::MapEntry]) -> Vec<(String, u64, u64)> {
@@ -1006,21 +1032,18 @@ fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
     }
     let self_maps = procfs::maps_self().map_err(|e| refuse(format!("reading /proc/self/maps: {e}")))?;
     let ours = vdso_family(&self_maps);
-    let theirs: Vec<(String, u64, u64)> = p
-        .vmas
-        .iter()
-        .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock)))
-        .map(|v| (v.name.clone(), v.start, v.end))
-        .collect();
+    // Each process's own vDSO: a child that exec'd another program has it elsewhere.
     let shape = |v: &[(String, u64, u64)]| -> Vec<(String, u64, i64)> {
         let base = v.first().map(|x| x.1).unwrap_or(0);
         v.iter().map(|(n, s, e)| (n.clone(), e - s, *s as i64 - base as i64)).collect()
     };
-    if shape(&ours) != shape(&theirs) {
-        return Err(refuse(format!(
-            "the vDSO layout of this kernel differs from the image's (kernel {} at dump time); restore on the same kernel",
-            p.kernel
-        )));
+    for q in m.processes.iter().filter(|q| !q.zombie && !q.shares_vm) {
+        if shape(&ours) != shape(&image_vdso(q)) {
+            return Err(refuse(format!(
+                "pid {}: the vDSO layout of this kernel differs from the image's (kernel {} at dump time); restore on the same kernel",
+                q.pid, p.kernel
+            )));
+        }
     }
     // -- layout: trampoline + vDSO staging area -------------------------------------------
     let vspan = ours.last().map(|x| x.2).unwrap_or(0) - ours.first().map(|x| x.1).unwrap_or(0);
@@ -1506,15 +1529,7 @@ impl Builder<'_> {
         let hi = self.stage + (self.self_vdso.last().map(|x| x.2).unwrap_or(base) - base);
         self.call(st, r, libc::SYS_munmap, &[hi, TASK_SIZE - hi])?;
         let st = "moving the vDSO";
-        let img_base = self
-            .m
-            .process
-            .vmas
-            .iter()
-            .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock)))
-            .map(|v| v.start)
-            .min()
-            .unwrap_or(base);
+        let img_base = image_vdso(self.p).first().map(|x| x.1).unwrap_or(base);
         for (_, s, e) in self.self_vdso {
             let from = self.stage + (s - base);
             let to = img_base + (s - base);
@@ -1762,25 +1777,20 @@ impl Builder<'_> {
         for t in &self.p.threads {
             let r = self.remote_of(t.tid);
             let st = format!("thread {} state", t.tid);
-            if t.robust_list != 0 {
-                self.call(&st, r, libc::SYS_set_robust_list, &[t.robust_list, t.robust_list_len])?;
-            }
+            // Every per-thread attribute is set, also to "none": the new thread is a copy
+            // of the restorer's, and whatever of its state is not overwritten (its robust
+            // list, its alternate signal stack, both pointing into memory that is gone)
+            // would survive into the restored process.
+            self.call(&format!("{st}: robust list"), r, libc::SYS_set_robust_list, &[t.robust_list, ROBUST_LIST_HEAD_LEN])?;
             if t.rseq_addr != 0 {
                 self.call(&format!("{st}: rseq"), r, libc::SYS_rseq, &[t.rseq_addr, t.rseq_len as u64, 0, t.rseq_sig as u64])?;
             }
             self.call(&st, r, libc::SYS_set_tid_address, &[t.clear_child_tid])?;
-            if t.timerslack_ns != 0 {
-                self.call(&format!("{st}: timer slack"), r, libc::SYS_prctl, &[libc::PR_SET_TIMERSLACK as u64, t.timerslack_ns, 0, 0, 0])?;
-            }
-            if t.altstack_flags & libc::SS_DISABLE == 0 && t.altstack_sp != 0 {
-                let mut b = Vec::new();
-                b.extend_from_slice(&t.altstack_sp.to_le_bytes());
-                b.extend_from_slice(&((t.altstack_flags & (1 << 31)) as u64).to_le_bytes()); // SS_AUTODISARM kept
-                b.extend_from_slice(&t.altstack_size.to_le_bytes());
-                // stack_t: sp (8), flags (int, padded to 8), size (8)
-                self.write_data(&st, 0, &b)?;
-                self.call(&format!("{st}: sigaltstack"), r, libc::SYS_sigaltstack, &[self.data(0), 0])?;
-            }
+            // 0 = back to the default slack (the value it was born with)
+            self.call(&format!("{st}: timer slack"), r, libc::SYS_prctl, &[libc::PR_SET_TIMERSLACK as u64, t.timerslack_ns, 0, 0, 0])?;
+            let ss = altstack(t);
+            self.write_data(&st, 0, kabi::as_bytes(&ss))?;
+            self.call(&format!("{st}: sigaltstack"), r, libc::SYS_sigaltstack, &[self.data(0), 0])?;
             let tid = t.tid;
             if !t.comm.is_empty() {
                 // /proc/PID/task/TID/comm is only writable from inside the thread group.

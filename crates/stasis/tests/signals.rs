@@ -72,3 +72,45 @@ fn stopped_process_stays_stopped() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     w.assert_pass(st);
 }
+
+/// Per-thread state is exactly what was dumped, "none" included, and nothing of the
+/// restorer's survives: a main thread without an alternate stack (its handler has
+/// SA_ONSTACK) and without a robust list, threads with their own alternate stacks (one
+/// SS_AUTODISARM), timer slack, personality; SIGUSR1 then runs on each thread on the
+/// right stack. Restored with the restorer's leaked alternate stack, the main thread
+/// died of SIGSEGV at its first signal.
+#[test]
+fn thread_state_has_nothing_of_the_restorer() {
+    let _t = serial();
+    roundtrip("thread_state", &[]);
+}
+
+/// CPython (which installs every handler with SA_ONSTACK) with SIGUSR1/SIGUSR2 handlers
+/// and a repeating ITIMER_REAL: after restore it signals itself, and every handler runs
+/// the right number of times (it used to die of SIGSEGV at the first signal).
+#[test]
+fn python_signal_handlers_after_restore() {
+    let _t = serial();
+    let mut w = Workload::new("py-signals");
+    let script = std::path::Path::new(WORKLOADS).join("real_signals.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    w.dump();
+    w.restore();
+    w.go_and_pass();
+}
+
+/// The same program dumped with --leave-running, the original killed, then restored.
+#[test]
+fn python_signal_handlers_after_leave_running_dump() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("py-signals-lr");
+    let script = std::path::Path::new(WORKLOADS).join("real_signals.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    w.dump_leave_running();
+    w.kill_original();
+    w.restore();
+    w.go_and_pass();
+}

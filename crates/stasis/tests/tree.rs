@@ -150,3 +150,17 @@ fn session_topology() {
     dump_and_restore_tree(&mut w, &kids);
     w.go_and_pass();
 }
+
+/// A child that exec'd a program has its vDSO where that exec put it, not where its
+/// parent has it: each process gets its own back (with the root's, the child died of
+/// SIGSEGV at its first clock_gettime after restore).
+#[test]
+fn exec_child_keeps_its_own_vdso() {
+    let _t = serial();
+    let mut w = Workload::start("exec_vdso", &[]);
+    let child: i32 = w.info("child").parse().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !w.infos("child_vdso").is_empty()), "{}", w.report());
+    assert_ne!(w.info("child_vdso"), w.info("parent_vdso"), "the child's vDSO must differ for this test to mean anything");
+    dump_and_restore_tree(&mut w, &[child]);
+    w.go_and_pass();
+}

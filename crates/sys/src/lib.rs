@@ -1,6 +1,7 @@
 //! stasis-sys: the syscall / ptrace / procfs boundary. Every `unsafe` block of stasis lives
 //! here, each with a `// SAFETY:` line. Everything exported is safe to call.
 
+pub mod kabi;
 pub mod probe;
 pub mod ptrace;
 pub mod remote;
