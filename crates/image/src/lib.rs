@@ -354,6 +354,28 @@ fn parse_records(data: &[u8], path: &Path) -> Result<Manifest, ImageError> {
     Ok(m)
 }
 
+/// Rewrites the header's CRC and every record's CRC (as far as the record lengths lead)
+/// to match their content, in place. For tests and fuzzing: it lets mutated manifests
+/// reach the decoders instead of stopping at a checksum. A reader never calls it.
+#[doc(hidden)]
+pub fn reseal_manifest(data: &mut [u8]) {
+    if data.len() < HEADER_LEN {
+        return;
+    }
+    let crc = crc32c::crc32c(&data[..28]);
+    data[28..32].copy_from_slice(&crc.to_le_bytes());
+    let mut off = HEADER_LEN;
+    while let (Some(ty), Some(len)) = (le32_at(data, off), le32_at(data, off + 4)) {
+        let body_start = off + 12;
+        let Some(body_end) = usize::try_from(len).ok().and_then(|l| body_start.checked_add(l)).filter(|&e| e <= data.len()) else {
+            return;
+        };
+        let crc = record_crc(ty, &data[body_start..body_end]);
+        data[off + 8..off + 12].copy_from_slice(&crc.to_le_bytes());
+        off = body_end;
+    }
+}
+
 /// Where a page run's bytes are: `[start, end)` of pages file `shard`, or why they are
 /// not anywhere valid. `shard_sizes[k]` is the size of pages file k.
 pub fn run_range(r: &PageRun, shard_sizes: &[u64]) -> Result<(usize, std::ops::Range<u64>), String> {
