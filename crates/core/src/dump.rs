@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use stasis_image::model::*;
 use stasis_image::{rec, ManifestWriter, MANIFEST, PAGES};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::{path_err, Ctx, Error, Result};
 use crate::freeze::Frozen;
@@ -299,13 +299,48 @@ fn resume_all(members: Vec<Member>) -> Result<()> {
     }
 }
 
+enum Settled {
+    Zombie,
+    Gone,
+}
+
+/// How long a task caught exiting may take to become a zombie (or disappear).
+const EXIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A process that could not be frozen because it is exiting (ptrace refuses a task whose
+/// exit has begun; its main thread may vanish under PTRACE_INTERRUPT): waits, bounded,
+/// until it is a zombie without threads or gone. None: it is not exiting (the error
+/// that led here stands).
+fn settle_exiting(pid: i32) -> Option<Settled> {
+    let t0 = Instant::now();
+    loop {
+        let st = match procfs::status(pid) {
+            Ok(st) => st,
+            Err(_) => return Some(Settled::Gone),
+        };
+        let state = procfs::status_field(&st, "State").and_then(|s| s.chars().next()).unwrap_or('?');
+        let threads: usize = procfs::status_field(&st, "Threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+        match state {
+            'X' => return Some(Settled::Gone),
+            'Z' if threads <= 1 => return Some(Settled::Zombie),
+            _ => {}
+        }
+        // PF_EXITING (0x4) in stat's flags: the exit has begun; anything else is not transient
+        let exiting = procfs::stat_fields(pid).map(|f| procfs::stat_num(&f, 9) & 0x4 != 0).unwrap_or(true);
+        if (!exiting && state != 'Z') || t0.elapsed() > EXIT_SETTLE {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Freezes the tree rooted at `root`, parents before their children (a frozen process
 /// cannot fork, so its list of children is final once it is frozen).
 fn freeze_tree(root: i32) -> Result<Vec<Member>> {
     let mut members: Vec<Member> = Vec::new();
     let mut todo = vec![(root, 0)];
     while let Some((pid, ppid)) = todo.pop() {
-        let r = (|| -> Result<Member> {
+        let r = (|| -> Result<Option<Member>> {
             check_member(pid)?;
             let state = procfs::status(pid)
                 .ok()
@@ -321,17 +356,30 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
                         what: format!("its main thread has exited while threads {live:?} still run (a zombie thread-group leader)"),
                     });
                 }
-                return Ok(Member::Zombie { pid, ppid });
+                return Ok(Some(Member::Zombie { pid, ppid }));
             }
             // Before seizing: a vfork parent waits uninterruptibly for its child and
             // would never stop.
             wait_for_vfork(pid)?;
-            let vdso = vdso_range(pid)?;
             let fz = Frozen::seize(pid)?;
-            Ok(Member::Live { fz, vdso, stopped: state == 'T', ppid })
+            // Read once frozen: a running process may exec (new vDSO) or exit meanwhile.
+            let vdso = vdso_range(pid)?;
+            Ok(Some(Member::Live { fz, vdso, stopped: state == 'T', ppid }))
         })();
+        // A child caught exiting (a shell loop's short-lived commands) cannot be
+        // checked or seized: its parent is frozen, so it becomes a zombie we record,
+        // or (SIGCHLD ignored: reaped by the kernel) it is simply gone.
+        let r = match r {
+            Err(e) if pid != root => match settle_exiting(pid) {
+                Some(Settled::Zombie) => Ok(Some(Member::Zombie { pid, ppid })),
+                Some(Settled::Gone) => Ok(None),
+                None => Err(e),
+            },
+            r => r,
+        };
         match r {
-            Ok(m) => {
+            Ok(None) => debug!(pid, "exited while the tree was being frozen"),
+            Ok(Some(m)) => {
                 if let Member::Live { .. } = m {
                     let kids = children_of(pid);
                     todo.extend(kids.into_iter().rev().map(|c| (c, pid)));

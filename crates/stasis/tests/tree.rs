@@ -164,3 +164,32 @@ fn exec_child_keeps_its_own_vdso() {
     dump_and_restore_tree(&mut w, &[child]);
     w.go_and_pass();
 }
+
+/// A shell loop that forks and execs all the time is dumped twenty times in a row with
+/// --leave-running, never refused (a child caught exiting or exec'ing is waited out: it
+/// becomes a zombie recorded as one, or the exec ends), then dumped for real and
+/// restored: the loop's counter continues (READY once) and it ends with PASS.
+#[test]
+fn shell_loop_dumped_twenty_times() {
+    let _t = serial();
+    let mut w = Workload::new("sh-loop");
+    let script = "cd \"$1\"; echo READY; i=0; while [ ! -e go ]; do i=$((i+1)); /bin/true; done; [ $i -gt 20 ] && echo PASS; echo \"INFO i=$i\"";
+    w.spawn(std::path::Path::new("/bin/sh"), &["-c".into(), script.into(), "sh".into(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    if !direct() {
+        for k in 0..20 {
+            let _ = std::fs::remove_dir_all(&w.img);
+            let r = w.try_dump(&["--leave-running"]);
+            assert!(r.ok(), "dump {k} of 20 failed\n{}", w.report());
+        }
+        let _ = std::fs::remove_dir_all(&w.img);
+        w.dump();
+        let settled = wait_until(Duration::from_secs(10), || {
+            reap_strays(false);
+            my_children().is_empty()
+        });
+        assert!(settled, "the dumped tree's processes are still there\n{}", w.report());
+        w.restore();
+    }
+    w.go_and_pass();
+}
