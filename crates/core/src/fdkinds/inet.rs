@@ -174,7 +174,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
         return Err(refuse("(only TCP and UDP sockets are handled)".into()));
     }
     if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
-        return Err(refuse(format!("with file flags {flags:#o}")));
+        return Err(refuse(format!("with file flags {} (only O_NONBLOCK is kept)", super::open_flags(flags))));
     }
     let local = sys::sock_name(dup.as_fd(), false).map_err(|e| sys_err("getsockname", e))?;
     let peer = sys::sock_name(dup.as_fd(), true).map_err(|e| sys_err("getpeername", e))?;

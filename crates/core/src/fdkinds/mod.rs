@@ -130,10 +130,56 @@ pub fn apply_nonblock(fd: &OwnedFd, flags: u32) -> std::result::Result<(), Strin
     Ok(())
 }
 
+/// File status flags by name, as in C: the access mode (`O_RDONLY`, `O_WRONLY`,
+/// `O_RDWR`), then each set flag (`O_APPEND`, `O_NONBLOCK`, `O_ASYNC`, `O_DIRECT`,
+/// `O_CLOEXEC`...), joined by `|`; bits without a name as a hex remainder (`0x4000000`).
+/// E.g. 0o24002 → `O_RDWR|O_NONBLOCK|O_ASYNC`.
+pub fn open_flags(flags: u32) -> String {
+    // Multi-bit flags first, so they are named whole.
+    const NAMES: &[(i32, &str)] = &[
+        (libc::O_TMPFILE, "O_TMPFILE"),
+        (libc::O_SYNC, "O_SYNC"),
+        (libc::O_DSYNC, "O_DSYNC"),
+        (libc::O_CREAT, "O_CREAT"),
+        (libc::O_EXCL, "O_EXCL"),
+        (libc::O_NOCTTY, "O_NOCTTY"),
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_NONBLOCK, "O_NONBLOCK"),
+        (libc::O_ASYNC, "O_ASYNC"),
+        (libc::O_DIRECT, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"), // the kernel's x86_64 value (libc has 0: implied there)
+        (libc::O_DIRECTORY, "O_DIRECTORY"),
+        (libc::O_NOFOLLOW, "O_NOFOLLOW"),
+        (libc::O_NOATIME, "O_NOATIME"),
+        (libc::O_CLOEXEC, "O_CLOEXEC"),
+        (libc::O_PATH, "O_PATH"),
+    ];
+    let mut parts = vec![match flags & libc::O_ACCMODE as u32 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }
+    .to_string()];
+    let mut rest = flags & !(libc::O_ACCMODE as u32);
+    for &(bits, name) in NAMES {
+        let bits = bits as u32;
+        if bits != 0 && rest & bits == bits {
+            parts.push(name.into());
+            rest &= !bits;
+        }
+    }
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
+}
+
 /// Dump side: the object for an fd of kind `ctx.kind`.
 pub fn dump(ctx: &FdCtx) -> Result<Object> {
     if ctx.flags & !KEPT_FLAGS != 0 {
-        return Err(ctx.unsupported(format_args!("with file flags {:#o}", ctx.flags & !KEPT_FLAGS)));
+        return Err(ctx.unsupported(format_args!("with file flags {} (only O_NONBLOCK is kept)", open_flags(ctx.flags))));
     }
     match ctx.kind {
         Kind::Eventfd => eventfd::dump(ctx),
@@ -177,4 +223,23 @@ pub fn describe(o: &Object) -> Option<(&'static str, String)> {
     } else {
         return None;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_flags;
+
+    #[test]
+    fn open_flags_by_name() {
+        assert_eq!(open_flags(0), "O_RDONLY");
+        assert_eq!(open_flags(0o24002), "O_RDWR|O_NONBLOCK|O_ASYNC");
+        let all = libc::O_WRONLY | libc::O_APPEND | libc::O_ASYNC | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_CLOEXEC;
+        assert_eq!(open_flags(all as u32), "O_WRONLY|O_APPEND|O_NONBLOCK|O_ASYNC|O_DIRECT|O_CLOEXEC");
+        assert_eq!(open_flags((libc::O_SYNC | libc::O_RDWR) as u32), "O_RDWR|O_SYNC");
+        assert_eq!(open_flags(libc::O_DSYNC as u32), "O_RDONLY|O_DSYNC");
+        assert_eq!(open_flags((libc::O_TMPFILE | libc::O_RDWR) as u32), "O_RDWR|O_TMPFILE");
+        assert_eq!(open_flags(libc::O_DIRECTORY as u32 | 0x4000_0000), "O_RDONLY|O_DIRECTORY|0x40000000");
+        assert_eq!(open_flags(3), "O_ACCMODE");
+        assert_eq!(open_flags(0o100002), "O_RDWR|O_LARGEFILE");
+    }
 }
