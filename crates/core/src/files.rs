@@ -697,7 +697,7 @@ pub fn open_fd_objects(
     let mut fifo_held: HashMap<u32, usize> = HashMap::new();
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
-    for fd in m.processes.iter().flat_map(|p| p.fds.iter()) {
+    for (owner, fd) in m.processes.iter().flat_map(|p| p.fds.iter().map(move |f| (p.pid, f))) {
         if opened.by_object.contains_key(&fd.object_id) {
             continue;
         }
@@ -762,7 +762,7 @@ pub fn open_fd_objects(
                 .and_then(|o| o.fifo.as_ref())
                 .ok_or_else(|| step(format!("fd {} refers to a missing named FIFO", fd.fd)))?;
             if !fifo_held.contains_key(&ff.fifo_id) {
-                let holder = open_fifo(pid, fifo, fd.fd)?;
+                let holder = open_fifo(owner, fifo, fd.fd)?;
                 opened.keep.push(holder);
                 fifo_held.insert(ff.fifo_id, opened.keep.len() - 1);
             }
@@ -780,8 +780,8 @@ pub fn open_fd_objects(
             opened.by_object.insert(fd.object_id, s);
         } else if let Some(u) = &o.unix {
             let made = &mut unix_made;
-            let open = || Ok(fdkinds::unix::open_end(&m.objects, u, made));
-            let s = in_socket_ns(pid, o.net_ns, netns, open)?.map_err(|e| step(format!("fd {}: unix socket pair: {e}", fd.fd)))?;
+            let open = || fdkinds::unix::open_end(owner, fd.fd, &m.objects, u, made);
+            let s = in_socket_ns(pid, o.net_ns, netns, open)?;
             opened.by_object.insert(fd.object_id, s);
         } else if let Some(r) = fdkinds::open(o) {
             opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
