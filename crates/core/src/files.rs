@@ -618,9 +618,9 @@ pub struct Opened {
 }
 
 /// Recreates every nameless inode (deleted file, memfd) with its content: a memfd with
-/// its name and seals; a deleted file at its old path, opened, then unlinked again (so
-/// /proc shows "path (deleted)"). An external one is the fd handed over with
-/// `--inherit-fd`. Returns object id → an O_RDWR fd of it.
+/// its name and seals; a deleted file with `ghost_file`, which never gives it a name on
+/// the host. An external one is the fd handed over with `--inherit-fd`. Returns object
+/// id → an O_RDWR fd of it.
 pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited) -> Result<HashMap<u32, OwnedFd>> {
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "recreating deleted files and memfds".into(), why };
@@ -643,24 +643,75 @@ pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited) 
             }
             OwnedFd::from(file)
         } else {
-            if std::path::Path::new(&g.path).exists() {
-                return Err(Error::RestoreRefused(format!(
-                    "deleted file {} cannot be recreated: a file with that name exists now",
-                    g.path
-                )));
-            }
-            let c = CString::new(g.path.clone()).map_err(|e| step(e.to_string()))?;
-            let w = sys::open(&c, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC, g.mode & 0o7777)
-                .map_err(|e| step(format!("recreating deleted file {}: {e}", g.path)))?;
-            let wf = File::from(w);
-            let r = std::os::unix::fs::FileExt::write_all_at(&wf, &g.content, 0);
-            let _ = std::fs::remove_file(&g.path);
-            r.map_err(|e| step(format!("recreating deleted file {}: {e}", g.path)))?;
-            OwnedFd::from(wf)
+            let file = File::from(ghost_file(&g.path, g.mode).map_err(|why| step(format!("deleted file {}: {why}", g.path)))?);
+            std::os::unix::fs::FileExt::write_all_at(&file, &g.content, 0)
+                .map_err(|e| step(format!("deleted file {}: writing its {} bytes: {e}", g.path, g.content.len())))?;
+            OwnedFd::from(file)
         };
         out.insert(o.id, fd);
     }
     Ok(out)
+}
+
+/// A new nameless regular file standing for deleted file `path`: O_TMPFILE (with O_EXCL,
+/// so it can never be linked, as a deleted file cannot) in the directory `path` was in,
+/// on the filesystem it was on; if that directory is gone or cannot hold O_TMPFILE files,
+/// in stasis's private directory (`private_dir`). The image names the path, and restore
+/// runs as root: no name is ever created, so no file on the host can be clobbered or
+/// raced for, and an existing file at `path` is irrelevant. Mode `mode` (permission
+/// bits) is set with fchmod, whatever the umask; the owner and times are not in the
+/// image, so the file is root's, made now. /proc/PID/fd shows it as `DIR/#INODE
+/// (deleted)`, the directory right but not the old name (that would need a link).
+fn ghost_file(path: &str, mode: u32) -> std::result::Result<OwnedFd, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmpfile = |dir: &std::path::Path| -> std::io::Result<OwnedFd> {
+        let c = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+        sys::open(&c, libc::O_TMPFILE | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC, 0o600)
+    };
+    let old_dir = std::path::Path::new(path).parent().filter(|d| d.is_absolute());
+    let fd = match old_dir.map(tmpfile) {
+        Some(Ok(fd)) => fd,
+        first => {
+            let private = private_dir().map_err(|why| match &first {
+                Some(Err(e)) => format!("O_TMPFILE in {}: {e}; {why}", old_dir.unwrap().display()),
+                _ => why,
+            })?;
+            tmpfile(&private).map_err(|e| format!("O_TMPFILE in {}: {e}", private.display()))?
+        }
+    };
+    let file = File::from(fd);
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)).map_err(|e| format!("fchmod {:o}: {e}", mode & 0o7777))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// A directory only stasis's user can enter, for nameless (O_TMPFILE) files whose own
+/// directory is gone: `/run/stasis` (or `/tmp/stasis-UID` without /run), created mode
+/// 0700. An existing one must be a real directory of ours with no group or other
+/// access, or it is refused: someone else may have made it.
+fn private_dir() -> std::result::Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| format!("stat /proc/self: {e}"))?;
+    let dir = if std::path::Path::new("/run").is_dir() {
+        std::path::PathBuf::from("/run/stasis")
+    } else {
+        std::path::PathBuf::from(format!("/tmp/stasis-{uid}"))
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("creating private directory {}: {e}", dir.display())),
+    }
+    let md = std::fs::symlink_metadata(&dir).map_err(|e| format!("stat {}: {e}", dir.display()))?;
+    if !md.is_dir() || md.uid() != uid || md.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is not a private directory of stasis (a {}, owner {}, mode {:o}; want a directory of uid {uid}, mode 0700)",
+            dir.display(),
+            if md.is_dir() { "directory" } else if md.file_type().is_symlink() { "symlink" } else { "non-directory" },
+            md.uid(),
+            md.permissions().mode() & 0o7777
+        ));
+    }
+    Ok(dir)
 }
 
 /// Opens a new description of a recreated nameless inode.

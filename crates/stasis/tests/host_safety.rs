@@ -6,6 +6,44 @@ use common::*;
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+/// Deleted-while-open files come back without ever taking a name on the host: a file
+/// the host put at the old name meanwhile is untouched (content and inode), the
+/// workload reads its own content, mode and offset; a deleted file whose directory is
+/// gone too is recreated (in stasis's private directory, mode 0700).
+#[test]
+fn deleted_files_never_touch_the_old_path() {
+    let _t = serial();
+    skip_if_direct!();
+    let run_dir = Path::new("/run/stasis");
+    let run_dir_existed = run_dir.exists();
+    let mut w = Workload::start("ghost_host", &[]);
+    w.dump();
+    let old = w.work.join("ghost.txt");
+    assert!(!old.exists(), "the workload unlinked {}\n{}", old.display(), w.report());
+    let host = b"the host's own file, not the image's\n";
+    write_file(&old, host);
+    let ino = std::fs::metadata(&old).unwrap().ino();
+    w.restore();
+    w.go_and_pass();
+    assert_eq!(std::fs::read(&old).unwrap(), host, "restore changed {}\n{}", old.display(), w.report());
+    let md = std::fs::metadata(&old).unwrap();
+    assert_eq!((md.ino(), md.nlink()), (ino, 1), "{} was replaced or linked again\n{}", old.display(), w.report());
+    assert!(!w.work.join("gone").exists(), "restore recreated the removed directory\n{}", w.report());
+    let names: Vec<_> = std::fs::read_dir(&w.work).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.iter().all(|n| n == "ghost.txt" || n == "go"), "new names in the work dir: {names:?}\n{}", w.report());
+    if let Ok(md) = std::fs::symlink_metadata("/run") {
+        if md.is_dir() {
+            let pd = std::fs::symlink_metadata(run_dir).expect("the private directory /run/stasis");
+            assert!(pd.is_dir() && pd.mode() & 0o7777 == 0o700 && pd.uid() == 0, "/run/stasis: {pd:?}");
+            assert_eq!(std::fs::read_dir(run_dir).unwrap().count(), 0, "names left in /run/stasis");
+        }
+    }
+    if !run_dir_existed {
+        let _ = std::fs::remove_dir(run_dir);
+    }
+}
 
 /// A unix listener bound to a path: after the dump (which kills it) another process
 /// listens at that path. Restore must refuse, naming the path and the live socket, and
