@@ -602,9 +602,12 @@ pub fn check_identity(path: &str, want: &FileIdentity, what: &str) -> Result<()>
     Ok(())
 }
 
+/// Opens an existing file with the access mode and status flags of the image: never
+/// creates (O_CREAT, O_TMPFILE), truncates or excludes, whatever the image says.
 fn open_path(path: &str, flags: u32, mode: u32) -> std::io::Result<OwnedFd> {
     let c = CString::new(path).map_err(std::io::Error::other)?;
-    let fl = (flags as i32 & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL)) | libc::O_CLOEXEC | libc::O_NOCTTY;
+    let never = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | (libc::O_TMPFILE & !libc::O_DIRECTORY);
+    let fl = (flags as i32 & !never) | libc::O_CLOEXEC | libc::O_NOCTTY;
     sys::open(&c, fl, mode)
 }
 
@@ -818,11 +821,13 @@ pub fn open_fd_objects(
                 fifo_held.insert(ff.fifo_id, opened.keep.len() - 1);
             }
             // With our O_RDWR description open, no access mode blocks or fails with ENXIO.
+            // Opened through it, not by path again: the same FIFO open_fifo checked.
             let acc = ff.flags & libc::O_ACCMODE as u32;
-            let f = open_path(&fifo.path, acc | libc::O_NONBLOCK as u32, 0)
+            let via = format!("/proc/self/fd/{}", opened.keep[fifo_held[&ff.fifo_id]].as_raw_fd());
+            let f = open_path(&via, acc | libc::O_NONBLOCK as u32, 0)
                 .map_err(|e| step(format!("opening named FIFO {} for fd {}: {e}", fifo.path, fd.fd)))?;
             sys::fcntl(f.as_raw_fd(), libc::F_SETFL, (ff.flags & !(libc::O_ACCMODE as u32)) as i64)
-                .map_err(|e| step(format!("flags {:#o} of named FIFO {} (fd {}): {e}", ff.flags, fifo.path, fd.fd)))?;
+                .map_err(|e| step(format!("setting flags {} of named FIFO {} (fd {}): {e}", fdkinds::open_flags(ff.flags), fifo.path, fd.fd)))?;
             opened.by_object.insert(fd.object_id, f);
         } else if let Some(i) = &o.inet {
             let open = || Ok(fdkinds::inet::open(i));
@@ -844,19 +849,33 @@ pub fn open_fd_objects(
     Ok(opened)
 }
 
-/// Opens named FIFO `f` O_RDWR (which never blocks) after checking that its path still
-/// is a FIFO, and puts back the bytes that were buffered in it. Refuses when the FIFO
-/// already holds bytes although nobody outside the tree had it open at dump time.
+/// Opens named FIFO `f` O_RDWR (which never blocks) and puts back the bytes that were
+/// buffered in it. Nothing is created at the path, a symbolic link there is not
+/// followed (the dump recorded the FIFO's real path; a link could lead to a FIFO of
+/// someone else's), and what was opened must be a FIFO (a file swapped in meanwhile
+/// never gets the bytes). Refuses when the FIFO already holds bytes although nobody
+/// outside the tree had it open at dump time.
 fn open_fifo(pid: i32, f: &FifoObj, fd: i32) -> Result<OwnedFd> {
     use std::os::unix::fs::FileTypeExt;
-    let what = format!("named FIFO {} (fd {fd})", f.path);
-    match std::fs::metadata(&f.path) {
+    let what = format!("named FIFO {} (fd {fd} of pid {pid})", f.path);
+    let symlink = || Error::RestoreRefused(format!("{what}: the path is a symbolic link now (not followed)"));
+    match std::fs::symlink_metadata(&f.path) {
         Ok(md) if md.file_type().is_fifo() => {}
+        Ok(md) if md.file_type().is_symlink() => return Err(symlink()),
         Ok(_) => return Err(Error::RestoreRefused(format!("{what}: the path is no longer a FIFO"))),
         Err(e) => return Err(Error::RestoreRefused(format!("{what} is missing: {e}; recreate it with mkfifo"))),
     }
-    let h = open_path(&f.path, (libc::O_RDWR | libc::O_NONBLOCK) as u32, 0)
-        .map_err(|e| Error::RestoreRefused(format!("{what}: cannot open it: {e}")))?;
+    let h = open_path(&f.path, (libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOFOLLOW) as u32, 0)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => symlink(),
+            _ => Error::RestoreRefused(format!("{what}: cannot open it: {e}")),
+        })?;
+    if !File::from(h.try_clone().map_err(|e| Error::RestoreRefused(format!("{what}: dup: {e}")))?)
+        .metadata()
+        .is_ok_and(|md| md.file_type().is_fifo())
+    {
+        return Err(Error::RestoreRefused(format!("{what}: the path is no longer a FIFO")));
+    }
     if !f.external.is_empty() {
         return Ok(h); // its bytes were left with the outside process
     }

@@ -99,3 +99,38 @@ fn unix_socket_path_in_a_refusal_has_no_nul() {
     assert_clean_error(&r, &[&format!("bound to {p} with 1 connections waiting")], &w.report());
     assert!(!r.stderr.contains('\0'), "NUL byte in the error\n{r}");
 }
+
+/// A named FIFO's path that is a symbolic link at restore (here to a FIFO of the host's
+/// that the image's processes never had open) is not followed: restore refuses, naming
+/// the path, and writes nothing into the host's FIFO. With the FIFO back, restore works.
+#[test]
+fn named_fifo_path_turned_symlink_is_not_followed() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("fifo", &[]);
+    let kids = info_pids(&w, &["a", "b"]);
+    dump_and_reap_tree(&mut w, &kids);
+    let fifo2 = w.work.join("fifo2");
+    let host = w.tmp.path.join("host.fifo");
+    let mkfifo = |p: &Path| assert!(std::process::Command::new("mkfifo").arg(p).status().unwrap().success(), "mkfifo {}", p.display());
+    mkfifo(&host);
+    std::fs::remove_file(&fifo2).unwrap();
+    std::os::unix::fs::symlink(&host, &fifo2).unwrap();
+    let r = w.try_restore(&["-d"]);
+    assert_clean_error(&r, &["restore refused", fifo2.to_str().unwrap(), "symbolic link"], &w.report());
+    assert!(!pid_exists(w.pid), "the root exists after a refused restore");
+    for k in &kids {
+        assert!(!pid_exists(*k), "{k} exists after a refused restore");
+    }
+    // Nothing was left in the host's FIFO: hold it open and look.
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&host).unwrap();
+    let mut b = [0u8; 1];
+    let got = std::io::Read::read(&mut &f, &mut b);
+    assert!(matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "the host's FIFO got bytes: {got:?}");
+    drop(f);
+    std::fs::remove_file(&fifo2).unwrap();
+    mkfifo(&fifo2);
+    w.restore();
+    w.go_and_pass();
+}
