@@ -1,0 +1,216 @@
+//! The address space: vDSO, VMAs, pages, madvise flags, mm fields.
+
+use stasis_image::model::*;
+use stasis_sys::sys;
+use tracing::warn;
+
+use crate::error::Result;
+
+use super::super::*;
+use super::Builder;
+
+impl Builder<'_> {
+    pub(super) fn address_space(&self) -> Result<()> {
+        let r = self.main();
+        let st = "moving the vDSO";
+        // stage: our (= the child's) vDSO family into the staging area, relative layout kept
+        let base = self.self_vdso.first().map(|x| x.1).unwrap_or(0);
+        for (_, s, e) in self.self_vdso {
+            let to = self.stage + (s - base);
+            self.call(st, r, libc::SYS_mremap, &[*s, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to])?;
+        }
+        let st = "unmapping the restorer";
+        self.call(st, r, libc::SYS_munmap, &[0, self.tramp])?;
+        let hi = self.stage + (self.self_vdso.last().map(|x| x.2).unwrap_or(base) - base);
+        self.call(st, r, libc::SYS_munmap, &[hi, TASK_SIZE - hi])?;
+        let st = "moving the vDSO";
+        let img_base = image_vdso(self.p).first().map(|x| x.1).unwrap_or(base);
+        for (_, s, e) in self.self_vdso {
+            let from = self.stage + (s - base);
+            let to = img_base + (s - base);
+            self.call(st, r, libc::SYS_mremap, &[from, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to])?;
+        }
+        // map every VMA
+        for v in &self.p.vmas {
+            let kind = VmaKind::try_from(v.kind).unwrap_or(VmaKind::Unknown);
+            let len = v.end - v.start;
+            let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
+            let prot = if fill { (libc::PROT_READ | libc::PROT_WRITE) as u32 | v.prot } else { v.prot } as u64;
+            let gd = if v.vm_flags.iter().any(|f| f == "gd") { libc::MAP_GROWSDOWN } else { 0 };
+            let fixed = libc::MAP_FIXED;
+            let step = format!("mapping VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
+            let fd_of = |id: u32| -> Result<u64> {
+                let slot = self.plan.map_slot.get(&id).ok_or_else(|| self.err(&step, "no file for this mapping"))?;
+                Ok(self.tmp_fds[*slot] as u64)
+            };
+            let args: [u64; 6] = match kind {
+                VmaKind::Anon => [v.start, len, prot, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed | gd) as u64, u64::MAX, 0],
+                VmaKind::FilePrivate => [v.start, len, prot, (libc::MAP_PRIVATE | fixed | gd) as u64, fd_of(v.object_id)?, v.pgoff],
+                VmaKind::FileShared | VmaKind::ShmemAnon => {
+                    [v.start, len, prot, (libc::MAP_SHARED | fixed) as u64, fd_of(v.object_id)?, v.pgoff]
+                }
+                VmaKind::SysvShm => {
+                    self.attach_sysv(v, &step)?;
+                    continue;
+                }
+                VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
+                VmaKind::Unknown => return Err(self.err(&step, "VMA of unknown kind")),
+            };
+            let got = self.call(&step, r, libc::SYS_mmap, &args)?;
+            if got != v.start {
+                return Err(self.err(&step, format!("mapped at {got:#x}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A SysV attachment: one shmat of the whole segment at its first VMA (pgoff 0; dump
+    /// refuses partly unmapped attachments), then each VMA's own protection.
+    pub(super) fn attach_sysv(&self, v: &Vma, step: &str) -> Result<()> {
+        let r = self.main();
+        let s = self.m.object(v.object_id).and_then(|o| o.sysv_shm.as_ref()).ok_or_else(|| self.err(step, "no SysV segment object"))?;
+        let id = s.perm.as_ref().map(|p| p.id).unwrap_or(-1);
+        if v.pgoff == 0 {
+            let got = self.call(step, r, libc::SYS_shmat, &[id as u64, v.start, v.shm_flags as u64])?;
+            if got != v.start {
+                return Err(self.err(step, format!("shmat of segment {id} landed at {got:#x}")));
+            }
+        }
+        let rdonly = v.shm_flags & stasis_sys::sysv::SHM_RDONLY != 0;
+        let attach_prot = (libc::PROT_READ | if rdonly { 0 } else { libc::PROT_WRITE }) as u32;
+        if v.prot != attach_prot {
+            self.call(step, r, libc::SYS_mprotect, &[v.start, v.end - v.start, v.prot as u64])?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn fill_memory(&self) -> Result<()> {
+        let pid = self.pid;
+        let runs: Vec<&PageRun> =
+            self.m.index.runs.iter().filter(|r| r.object_id == 0 && (r.pid == pid || r.pid == 0)).collect();
+        let total: u64 = runs.iter().map(|r| r.count as u64 * PAGE).sum();
+        let pb = crate::progress::Progress::new(total, "restoring memory");
+        // Batches of up to 1024 iovecs / 64 MiB, split over two threads.
+        let mut batches: Vec<&[&PageRun]> = Vec::new();
+        let mut i = 0;
+        while i < runs.len() {
+            let mut j = i;
+            let mut bytes = 0u64;
+            while j < runs.len() && j - i < 1024 && bytes < (64 << 20) {
+                bytes += runs[j].count as u64 * PAGE;
+                j += 1;
+            }
+            batches.push(&runs[i..j]);
+            i = j;
+        }
+        let shards = self.shards;
+        let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let nthreads = 2usize;
+        std::thread::scope(|s| {
+            for t in 0..nthreads {
+                let batches = &batches;
+                let failed = &failed;
+                let pb = &pb;
+                s.spawn(move || {
+                    for b in batches.iter().skip(t).step_by(nthreads) {
+                        let local: Vec<(*const u8, usize)> = b
+                            .iter()
+                            .map(|r| (shards[r.shard as usize][r.file_offset as usize..].as_ptr(), r.count as usize * PAGE as usize))
+                            .collect();
+                        let remote: Vec<(u64, usize)> = b.iter().map(|r| (r.addr, r.count as usize * PAGE as usize)).collect();
+                        let want: usize = remote.iter().map(|x| x.1).sum();
+                        match sys::vm_writev(pid, &local, &remote) {
+                            Ok(n) if n == want => pb.inc(n as u64),
+                            Ok(n) => {
+                                *failed.lock().unwrap() = Some(format!("short write at {:#x}: {n} of {want} bytes", remote[0].0));
+                                return;
+                            }
+                            Err(e) => {
+                                *failed.lock().unwrap() = Some(format!("process_vm_writev at {:#x}: {e}", remote[0].0));
+                                return;
+                            }
+                        }
+                        if failed.lock().unwrap().is_some() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        pb.finish();
+        if let Some(why) = failed.into_inner().unwrap() {
+            return Err(self.err("filling memory", why));
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish_vmas(&self) -> Result<()> {
+        let r = self.main();
+        for v in &self.p.vmas {
+            let kind = VmaKind::try_from(v.kind).unwrap_or(VmaKind::Unknown);
+            if matches!(kind, VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall) {
+                continue;
+            }
+            let step = format!("VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
+            let len = v.end - v.start;
+            let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
+            if fill && v.prot != (libc::PROT_READ | libc::PROT_WRITE) as u32 | v.prot {
+                self.call(&step, r, libc::SYS_mprotect, &[v.start, len, v.prot as u64])?;
+            }
+            for f in &v.vm_flags {
+                let advice = match f.as_str() {
+                    "dc" => libc::MADV_DONTFORK,
+                    "wf" => libc::MADV_WIPEONFORK,
+                    "hg" => libc::MADV_HUGEPAGE,
+                    "nh" => libc::MADV_NOHUGEPAGE,
+                    "dd" => libc::MADV_DONTDUMP,
+                    "mg" => libc::MADV_MERGEABLE,
+                    "sr" => libc::MADV_SEQUENTIAL,
+                    "rr" => libc::MADV_RANDOM,
+                    _ => continue,
+                };
+                if let Err(e) = r.call(libc::SYS_madvise, &[v.start, len, advice as u64]) {
+                    warn!("pid {}: {step}: madvise {f}: {e}", self.pid);
+                }
+            }
+            if v.vm_flags.iter().any(|f| f == "lo") {
+                if let Err(e) = r.call(libc::SYS_mlock, &[v.start, len]) {
+                    warn!("pid {}: {step}: mlock: {e}", self.pid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn mm_fields(&self) -> Result<()> {
+        let mm = self.p.mm.clone().unwrap_or_default();
+        let st = "setting mm fields (PR_SET_MM_MAP)";
+        let auxv_off = 256u64;
+        let mut b = Vec::new();
+        for v in [
+            mm.start_code, mm.end_code, mm.start_data, mm.end_data, mm.start_brk, mm.brk, mm.start_stack, mm.arg_start,
+            mm.arg_end, mm.env_start, mm.env_end,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.data(auxv_off).to_le_bytes());
+        b.extend_from_slice(&((mm.auxv.len() * 8) as u32).to_le_bytes());
+        // The kernel refuses to switch exe_file while the old one is still mapped; when the
+        // image's executable is the restorer's own binary it is, and it is also already
+        // the right file: keep it (-1).
+        let exe_fd = if self.pp.exe_is_ours { u32::MAX } else { self.tmp_fds[self.pp.exe_slot] as u32 };
+        b.extend_from_slice(&exe_fd.to_le_bytes());
+        self.write_data(st, 0, &b)?;
+        let aux: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_le_bytes()).collect();
+        if aux.len() as u64 + auxv_off + DATA > TRAMP_LEN {
+            return Err(self.err(st, "auxv too large"));
+        }
+        self.write_data(st, auxv_off, &aux)?;
+        self.call(st, self.main(), libc::SYS_prctl, &[PR_SET_MM, PR_SET_MM_MAP, self.data(0), b.len() as u64, 0])?;
+        if mm.thp_disabled {
+            self.call("THP disable", self.main(), libc::SYS_prctl, &[libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0])?;
+        }
+        Ok(())
+    }
+
+}

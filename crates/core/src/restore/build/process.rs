@@ -1,0 +1,174 @@
+//! Per-process attributes, seccomp, locks, credentials, epoll items.
+
+use stasis_sys::sys;
+use tracing::warn;
+
+use crate::error::Result;
+use crate::procfs;
+
+use super::super::*;
+use super::Builder;
+
+impl Builder<'_> {
+    pub(super) fn attrs(&self) -> Result<()> {
+        let p = self.p;
+        let attrs = p.attrs.clone().unwrap_or_default();
+        for t in &self.threads {
+            self.call("personality", t, libc::SYS_personality, &[attrs.personality as u64])?;
+        }
+        if attrs.child_subreaper {
+            self.call("child subreaper", self.main(), libc::SYS_prctl, &[libc::PR_SET_CHILD_SUBREAPER as u64, 1])?;
+        }
+        for rl in &p.rlimits {
+            if let Err(e) = sys::prlimit(self.pid, rl.resource, Some((rl.cur, rl.max))) {
+                return Err(self.err(
+                    "restoring resource limits",
+                    format!("resource {}: {}/{}: {e}", rl.resource, rl.cur, rl.max),
+                ));
+            }
+        }
+        let cur: i32 = procfs::read(self.pid, "oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        if cur != attrs.oom_score_adj {
+            if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", self.pid), attrs.oom_score_adj.to_string()) {
+                warn!("pid {}: restoring oom_score_adj {}: {e}", self.pid, attrs.oom_score_adj);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn seccomp(&self) -> Result<()> {
+        const SECCOMP_SET_MODE_STRICT: u64 = 0;
+        const SECCOMP_SET_MODE_FILTER: u64 = 1;
+        for t in &self.p.threads {
+            let r = self.remote_of(t.tid);
+            for (i, f) in t.seccomp_filters.iter().enumerate() {
+                let st = format!("installing seccomp filter {i} of thread {}", t.tid);
+                // struct sock_fprog { u16 len; pad; struct sock_filter *filter; } then the code
+                let mut b = vec![0u8; 16];
+                b[0..2].copy_from_slice(&((f.len() / 8) as u16).to_le_bytes());
+                b[8..16].copy_from_slice(&self.data(16).to_le_bytes());
+                b.extend_from_slice(f);
+                if b.len() as u64 + DATA > TRAMP_LEN {
+                    return Err(self.err(&st, format!("filter of {} instructions does not fit the trampoline page", f.len() / 8)));
+                }
+                self.write_data(&st, 0, &b)?;
+                self.call(&st, r, libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, 0, self.data(0)])?;
+            }
+            if t.seccomp_mode == 1 {
+                let st = format!("seccomp strict mode of thread {}", t.tid);
+                self.call(&st, r, libc::SYS_seccomp, &[SECCOMP_SET_MODE_STRICT, 0, 0])?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn locks(&self) -> Result<()> {
+        let r = self.main();
+        for l in &self.p.locks {
+            let st = format!("re-acquiring the {} lock of fd {}", l.kind, l.fd);
+            if l.kind == "flock" {
+                let op = if l.write { libc::LOCK_EX } else { libc::LOCK_SH } | libc::LOCK_NB;
+                self.call(&st, r, libc::SYS_flock, &[l.fd as u64, op as u64])?;
+                continue;
+            }
+            // struct flock: l_type (i16), l_whence (i16), pad, l_start, l_len, l_pid
+            let mut b = vec![0u8; 32];
+            let ty = if l.write { libc::F_WRLCK } else { libc::F_RDLCK } as i16;
+            b[0..2].copy_from_slice(&ty.to_le_bytes());
+            b[2..4].copy_from_slice(&(libc::SEEK_SET as i16).to_le_bytes());
+            b[8..16].copy_from_slice(&l.start.to_le_bytes());
+            b[16..24].copy_from_slice(&l.len.to_le_bytes());
+            self.write_data(&st, 0, &b)?;
+            let cmd = if l.kind == "ofd" { libc::F_OFD_SETLK } else { libc::F_SETLK };
+            self.call(&st, r, libc::SYS_fcntl, &[l.fd as u64, cmd as u64, self.data(0)])?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn pdeath_and_creds(&self) -> Result<()> {
+        let p = self.p;
+        let c = p.creds.clone().unwrap_or_default();
+        for t in &p.threads {
+            let r = self.remote_of(t.tid);
+            let st = format!("thread {} parent-death signal", t.tid);
+            // under a session helper, whose death would fire it: set in finish()
+            let sig = if self.pp.session_helper != 0 { 0 } else { t.pdeathsig };
+            self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, sig as u64])?;
+            if t.no_new_privs {
+                self.call("no_new_privs", r, libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0])?;
+            }
+        }
+        let all_root = c.uids.iter().all(|u| *u == 0) && c.gids.iter().all(|g| *g == 0);
+        let full_caps = c.cap_eff == c.cap_prm && c.cap_bnd == c.cap_prm;
+        for t in &self.threads {
+            let st = format!("credentials of thread {}", t.tid);
+            // bounding set
+            for cap in 0..64u64 {
+                if c.cap_bnd & (1 << cap) == 0 && cap <= 40 {
+                    let _ = t.call(libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0]);
+                }
+            }
+            // groups
+            let g: Vec<u8> = c.groups.iter().flat_map(|x| x.to_le_bytes()).collect();
+            if g.len() as u64 + DATA < TRAMP_LEN {
+                self.write_data(&st, 0, &g)?;
+                self.call(&st, t, libc::SYS_setgroups, &[c.groups.len() as u64, self.data(0)])?;
+            }
+            if all_root && full_caps && c.securebits == 0 {
+                continue;
+            }
+            const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
+            const SECBIT_KEEP_CAPS: u64 = 1 << 4;
+            self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64 | SECBIT_NO_SETUID_FIXUP | SECBIT_KEEP_CAPS])?;
+            if c.gids.len() >= 3 {
+                self.call(&st, t, libc::SYS_setresgid, &[c.gids[0] as u64, c.gids[1] as u64, c.gids[2] as u64])?;
+            }
+            if c.uids.len() >= 3 {
+                self.call(&st, t, libc::SYS_setresuid, &[c.uids[0] as u64, c.uids[1] as u64, c.uids[2] as u64])?;
+            }
+            // capset: keep CAP_SETPCAP (8) effective until securebits are final
+            let capset = |eff: u64, prm: u64, inh: u64| -> Result<()> {
+                let mut b = Vec::new();
+                b.extend_from_slice(&0x2008_0522u32.to_le_bytes());
+                b.extend_from_slice(&0u32.to_le_bytes());
+                for (e, p, i) in [(eff as u32, prm as u32, inh as u32), ((eff >> 32) as u32, (prm >> 32) as u32, (inh >> 32) as u32)] {
+                    b.extend_from_slice(&e.to_le_bytes());
+                    b.extend_from_slice(&p.to_le_bytes());
+                    b.extend_from_slice(&i.to_le_bytes());
+                }
+                self.write_data(&st, 0, &b)?;
+                self.call(&st, t, libc::SYS_capset, &[self.data(0), self.data(8)]).map(drop)
+            };
+            const SETPCAP: u64 = 1 << 8;
+            let cur_prm = c.cap_prm | SETPCAP;
+            capset(c.cap_eff | SETPCAP, cur_prm, c.cap_inh)?;
+            self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64])?;
+            capset(c.cap_eff, c.cap_prm, c.cap_inh)?;
+            for cap in 0..64u64 {
+                if c.cap_amb & (1 << cap) != 0 {
+                    self.call(&st, t, libc::SYS_prctl, &[libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap, 0, 0])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// epoll items, added from inside the process by its own fd numbers (see
+    /// fdkinds/epoll.rs): after the carried fds are closed, every fd is at its number.
+    pub(super) fn epoll_items(&self) -> Result<()> {
+        let r = self.main();
+        for a in self.epoll {
+            let st = format!("adding fd {} to epoll fd {}", a.tfd, a.epfd);
+            self.write_data(&st, 0, &a.event)?;
+            self.call(&st, r, libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_ADD as u64, a.tfd as u64, self.data(0)])?;
+            if let Some(saved) = a.fired_oneshot {
+                // deliver it once, which disarms it as it was; not ready: the saved word
+                if self.call(&st, r, libc::SYS_epoll_wait, &[a.epfd as u64, self.data(16), 1, 0])? == 0 {
+                    self.write_data(&st, 0, &saved)?;
+                    self.call(&st, r, libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_MOD as u64, a.tfd as u64, self.data(0)])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

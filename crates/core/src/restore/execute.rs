@@ -1,0 +1,349 @@
+//! Carrying out a restore here: checks, prepare, fork, build every process, go.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Instant;
+
+use stasis_sys::sys::{self, child};
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::{files, ipc, ns, procfs};
+
+use super::build::Builder;
+use super::plan::build_plan;
+use super::spawn::*;
+use super::*;
+
+pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Result<u8> {
+    let t0 = Instant::now();
+    let m = stasis_image::read_manifest(&opts.dir)?;
+    validate(&m)?;
+    let inherit = crate::external::check_restore(&m, &opts.inherit_fds)?;
+    let p = &m.process;
+    let pid = p.pid;
+    // -- checks that need no process --------------------------------------------------
+    let mut maps = Vec::new();
+    for (k, sh) in m.end.shards.iter().enumerate() {
+        let path = opts.dir.join(stasis_image::pages_file_name(k as u32));
+        let f = File::open(&path).map_err(crate::error::path_err(path.display().to_string()))?;
+        maps.push(sys::Mapping::map_file(&f, sh.size as usize, false).map_err(crate::error::path_err(path.display().to_string()))?);
+    }
+    let shards: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
+    stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
+    // Each mapped file once, however many VMAs and processes map it (hashing the same
+    // executable for every VMA of every process of a tree costs seconds).
+    let mut checked = std::collections::HashSet::new();
+    for q in m.processes.iter().filter(|q| !q.zombie) {
+        let mm = q.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
+        if checked.insert(mm.exe_object) {
+            if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
+                if let Some(id) = &exe.identity {
+                    files::check_identity(&exe.path, id, "executable")?;
+                }
+            }
+        }
+        for v in &q.vmas {
+            if v.object_id != 0 && checked.insert(v.object_id) {
+                if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
+                    if let Some(id) = &mf.identity {
+                        files::check_identity(&mf.path, id, &format!("file mapped at {:#x}", v.start))?;
+                    }
+                }
+            }
+        }
+        for fd in &q.fds {
+            if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
+                if f.ghost_id == 0 {
+                    if let Some(id) = &f.identity {
+                        let r = files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd));
+                        match r {
+                            Err(Error::RestoreRefused(why)) if opts.allow_changed_files => {
+                                warn!("{why} (restoring anyway: --allow-changed-files)")
+                            }
+                            Err(Error::RestoreRefused(why)) => {
+                                return Err(refuse(format!(
+                                    "{why}; if that is expected (a log it kept writing), restore with --allow-changed-files"
+                                )))
+                            }
+                            other => other?,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for q in &m.processes {
+        let ids: Vec<i32> = if q.zombie { vec![q.pid] } else { q.threads.iter().map(|t| t.tid).collect() };
+        for id in ids {
+            if let Some(h) = holder(id) {
+                let what = if id == q.pid { "pid" } else { "thread id" };
+                return Err(refuse(format!("{what} {id} is in use by {h}")));
+            }
+        }
+    }
+    let self_maps = procfs::maps_self().map_err(|e| refuse(format!("reading /proc/self/maps: {e}")))?;
+    let ours = vdso_family(&self_maps);
+    // Each process's own vDSO: a child that exec'd another program has it elsewhere.
+    let shape = |v: &[(String, u64, u64)]| -> Vec<(String, u64, i64)> {
+        let base = v.first().map(|x| x.1).unwrap_or(0);
+        v.iter().map(|(n, s, e)| (n.clone(), e - s, *s as i64 - base as i64)).collect()
+    };
+    for q in m.processes.iter().filter(|q| !q.zombie && !q.shares_vm) {
+        if shape(&ours) != shape(&image_vdso(q)) {
+            return Err(refuse(format!(
+                "pid {}: the vDSO layout of this kernel differs from the image's (kernel {} at dump time); restore on the same kernel",
+                q.pid, p.kernel
+            )));
+        }
+    }
+    // -- layout: trampoline + vDSO staging area -------------------------------------------
+    let vspan = ours.last().map(|x| x.2).unwrap_or(0) - ours.first().map(|x| x.1).unwrap_or(0);
+    let mut used: Vec<(u64, u64)> = self_maps.iter().map(|m| (m.start, m.end)).collect();
+    used.extend(m.processes.iter().flat_map(|q| q.vmas.iter().map(|v| (v.start, v.end))));
+    let tramp = find_hole(&mut used, TRAMP_LEN + vspan).ok_or_else(|| refuse("no address range free in both layouts"))?;
+    let stage = tramp + TRAMP_LEN;
+    debug!(tramp = format_args!("{tramp:#x}"), "trampoline");
+    // -- open everything -----------------------------------------------------------
+    sys::raise_nofile_limit();
+    // Orphans of a failed restore come back to us to be reaped.
+    let _ = sys::set_child_subreaper();
+    let (mut plan, _shm_regions) = build_plan(&m, tramp, &inherit)?;
+    fill_shmem(&m, &plan, &shards)?;
+    // epoll items, per process (an instance shared by fork is filled once)
+    let mut epoll_done = Vec::new();
+    let epoll_adds: Vec<Vec<crate::fdkinds::epoll::Add>> =
+        m.processes.iter().map(|q| crate::fdkinds::epoll::adds(&m, q, &mut epoll_done)).collect();
+    // -- fork ----------------------------------------------------------------------
+    let (ctl_r, ctl_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
+    let me = sys::getpid();
+    let live: Vec<i32> = m.processes.iter().filter(|q| !q.zombie).map(|q| q.pid).collect();
+    // what a failure kills: the processes and the group helpers (children of them)
+    let kill_list: Vec<i32> = live
+        .iter()
+        .copied()
+        .chain(plan.procs.iter().flat_map(|p| [p.group_helper, p.session_helper]).filter(|g| *g != 0))
+        .collect();
+    // The root's own time namespace: ours for children from now on (the root, or the
+    // intermediate parent that forks it, is created in it).
+    if let Some(off) = ns::root_time_offsets(&m.processes) {
+        if child::new_time_ns(&off) < 0 {
+            return Err(step_err(pid, "creating the root's time namespace (unshare CLONE_NEWTIME, clock offsets)", std::io::Error::last_os_error()));
+        }
+    }
+    let sh = plan.session_helper;
+    let mut ch = if opts.detach || sh != 0 {
+        let (mid_r, mid_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
+        let set_tid: &[i32] = if sh != 0 { &[sh] } else { &[] };
+        let mpid = sys::clone_fork(set_tid, 0, libc::SIGCHLD).map_err(|e| {
+            if sh != 0 {
+                step_err(pid, &format!("recreating session {sh} (its leader had exited): clone3 with pid {sh}"), e)
+            } else {
+                step_err(pid, "fork", e)
+            }
+        })?;
+        if mpid == 0 {
+            // intermediate parent: lead the root's session if its leader is gone, create
+            // the process, then wait for our orders.
+            drop(mid_w);
+            let my = sys::getpid();
+            if sh != 0 && child::setsid() < 0 {
+                child_fail(b"setsid (recreating the session of an exited leader)", pid, ctl_w.as_raw_fd());
+            }
+            let c = match sys::clone_fork(&plan.procs[0].set_tid, plan.procs[0].clone_flags, libc::SIGCHLD) {
+                Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), my),
+                Ok(c) => c,
+                Err(e) => {
+                    let mut msg = vec![2u8];
+                    msg.extend_from_slice(&pid.to_le_bytes());
+                    msg.extend_from_slice(&e.raw_os_error().unwrap_or(0).to_le_bytes());
+                    send_report(ctl_w.as_raw_fd(), &msg);
+                    child::exit(1)
+                }
+            };
+            let mut b = [0u8; 1];
+            let n = sys::read_fd(mid_r.as_fd(), &mut b).unwrap_or(0);
+            if n == 0 || b[0] == b'k' {
+                let _ = sys::kill(c, libc::SIGKILL);
+                let _ = sys::waitpid(c, libc::__WALL);
+            }
+            child::exit(0)
+        }
+        drop(mid_r);
+        Child { pid, pids: kill_list.clone(), middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
+    } else {
+        match sys::clone_fork(&plan.procs[0].set_tid, plan.procs[0].clone_flags, libc::SIGCHLD) {
+            Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), me),
+            Ok(c) => Child { pid: c, pids: kill_list.clone(), middle: None, traced: Vec::new(), released: false },
+            Err(e) => return Err(pid_taken_or(pid, e)),
+        }
+    };
+    drop(ctl_w);
+    // -- wait for every process's report ----------------------------------------------
+    let mut tmp_by_pid: HashMap<i32, Vec<i32>> = HashMap::new();
+    let mut reader = ReportReader::default();
+    while tmp_by_pid.len() < live.len() {
+        let buf = reader.next(&ctl_r);
+        let n = buf.len();
+        if n == 0 {
+            if tmp_by_pid.is_empty() && ch.middle.is_some() {
+                ch.released = true; // nothing to kill if the root never existed
+                if let Some((w, mpid)) = ch.middle.take() {
+                    drop(w);
+                    let _ = sys::waitpid(mpid, 0);
+                }
+            }
+            return Err(Error::RestoreStep { pid, step: "creating the processes".into(), why: "a new process died during setup".into() });
+        }
+        if n < 9 {
+            return Err(Error::RestoreStep { pid, step: "creating the processes".into(), why: "garbled report from a new process".into() });
+        }
+        let who = i32::from_le_bytes(buf[1..5].try_into().unwrap());
+        match buf[0] {
+            0 => {}
+            2 => {
+                ch.released = true;
+                if let Some((w, mpid)) = ch.middle.take() {
+                    drop(w);
+                    let _ = sys::waitpid(mpid, 0);
+                }
+                let e = i32::from_le_bytes(buf[5..9].try_into().unwrap());
+                return Err(pid_taken_or(who, std::io::Error::from_raw_os_error(e)));
+            }
+            _ => {
+                let e = i32::from_le_bytes(buf[5..9].try_into().unwrap());
+                let what = String::from_utf8_lossy(&buf[9..n]).to_string();
+                let why = std::io::Error::from_raw_os_error(e).to_string();
+                return Err(Error::RestoreStep { pid, step: format!("{what} (pid {who})"), why });
+            }
+        }
+        let words: Vec<i32> = buf[5..n].chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+        if words.len() != plan.carry.len() + 1 {
+            return Err(Error::RestoreStep { pid, step: "creating the processes".into(), why: format!("short report from pid {who}") });
+        }
+        // words[0] is the child's control fd (closed with the other carried fds)
+        tmp_by_pid.insert(who, words[1..].to_vec());
+    }
+    info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
+    // control groups, before any thread exists (threads inherit their creator's)
+    crate::cgroup::restore(&m.processes);
+    // Every process holds its own FIFO descriptions now: a FIFO must not stay open here
+    // (a reader would never see EOF).
+    plan.fifo_keep.clear();
+    // SysV objects, now that the new IPC namespaces exist (before any shmat)
+    let mut sysv = ipc::restore(&m, &shards)?;
+    // -- drive them: every process up to its registers, then all registers, then go ----
+    // Processes are built concurrently by a few tracer threads (a ptrace tracee belongs
+    // to the thread that seized it, so each thread keeps its processes to the end).
+    // Processes sharing an fd table stay on one thread, in tree order: the last one
+    // closes the carried fds the others still map from.
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    for (i, q) in m.processes.iter().enumerate() {
+        if q.zombie {
+            continue;
+        }
+        let parent = m.processes.iter().position(|x| x.pid == q.ppid);
+        // (and processes sharing an address space: they share the trampoline's data area)
+        match parent.filter(|_| q.shares_files || q.shares_vm).and_then(|p| units.iter().position(|u| u.contains(&p))) {
+            Some(u) => units[u].push(i),
+            None => units.push(vec![i]),
+        }
+    }
+    let nworkers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(units.len());
+    let mut lists: Vec<Vec<usize>> = vec![Vec::new(); nworkers];
+    for (k, u) in units.into_iter().enumerate() {
+        lists[k % nworkers].extend(u);
+    }
+    let chm = std::sync::Mutex::new(ch);
+    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    let sysvm = std::sync::Mutex::new(&mut sysv);
+    let barrier = std::sync::Barrier::new(nworkers);
+    let fail = |e: Error| {
+        failed.lock().unwrap().get_or_insert(e);
+    };
+    let ok = || failed.lock().unwrap().is_none();
+    std::thread::scope(|s| {
+        for (w, list) in lists.iter().enumerate() {
+            let (chm, barrier, tmp_by_pid) = (&chm, &barrier, &tmp_by_pid);
+            let (m, plan, epoll_adds, shards, ours) = (&m, &plan, &epoll_adds, &shards, &ours);
+            let (fail, ok, sysvm) = (&fail, &ok, &sysvm);
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                for &i in list {
+                    if !ok() {
+                        break;
+                    }
+                    let q = &m.processes[i];
+                    let mut b = Builder {
+                        m,
+                        p: q,
+                        pp: &plan.procs[i],
+                        is_root: i == 0,
+                        epoll: &epoll_adds[i],
+                        pid: q.pid,
+                        plan,
+                        tmp_fds: tmp_by_pid.get(&q.pid).cloned().unwrap_or_default(),
+                        shards,
+                        tramp,
+                        stage,
+                        self_vdso: ours,
+                        threads: Vec::new(),
+                    };
+                    match b.run(chm) {
+                        Ok(()) => mine.push(b),
+                        Err(e) => fail(e),
+                    }
+                }
+                barrier.wait();
+                // every segment is attached again: mark the destroyed ones
+                if w == 0 && ok() {
+                    if let Err(e) = sysvm.lock().unwrap().finish(pid) {
+                        fail(e);
+                    }
+                }
+                barrier.wait();
+                // Every member joined its group: the helpers that held dead leaders' groups go.
+                for b in mine.iter().filter(|_| ok()) {
+                    if let Err(e) = b.reap_group_helper() {
+                        fail(e);
+                    }
+                }
+                barrier.wait();
+                for b in mine.iter().filter(|_| ok()) {
+                    if let Err(e) = b.finish() {
+                        fail(e);
+                    }
+                }
+                // Leaving this thread detaches what it still traces (PTRACE_O_EXITKILL
+                // kills those on failure); on success everything is detached already.
+            });
+        }
+    });
+    let mut ch = chm.into_inner().unwrap();
+    if let Some(e) = failed.into_inner().unwrap() {
+        drop(ch); // kills and reaps
+        return Err(e);
+    }
+    sysv.keep();
+    info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
+    if let Some(pf) = &opts.pidfile {
+        if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {
+            warn!("writing pidfile {}: {e}", pf.display());
+        }
+    }
+    ch.released = true;
+    if let Some(w) = ready {
+        // --pid-ns init: outlive the outer stasis, then tell it. In the other order the
+        // outer one may read the report and exit (--detach) before the death signal is
+        // cleared, and the kernel kills this init and with it the whole namespace.
+        let _ = sys::clear_pdeathsig();
+        send_report(w.as_raw_fd(), &[b"O".as_slice(), &pid.to_le_bytes()].concat());
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    drop(plan);
+    let st = sys::waitpid(pid, libc::__WALL).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
+    Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
+}
