@@ -649,27 +649,27 @@ pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited) 
             let file = File::from(ghost_file(&g.path, g.mode).map_err(|why| step(format!("deleted file {}: {why}", g.path)))?);
             std::os::unix::fs::FileExt::write_all_at(&file, &g.content, 0)
                 .map_err(|e| step(format!("deleted file {}: writing its {} bytes: {e}", g.path, g.content.len())))?;
-            OwnedFd::from(file)
+            name_briefly(&file, &g.path).unwrap_or_else(|| OwnedFd::from(file))
         };
         out.insert(o.id, fd);
     }
     Ok(out)
 }
 
-/// A new nameless regular file standing for deleted file `path`: O_TMPFILE (with O_EXCL,
-/// so it can never be linked, as a deleted file cannot) in the directory `path` was in,
+/// A new nameless regular file standing for deleted file `path`: O_TMPFILE in the
+/// directory `path` was in,
 /// on the filesystem it was on; if that directory is gone or cannot hold O_TMPFILE files,
 /// in stasis's private directory (`private_dir`). The image names the path, and restore
 /// runs as root: no name is ever created, so no file on the host can be clobbered or
 /// raced for, and an existing file at `path` is irrelevant. Mode `mode` (permission
 /// bits) is set with fchmod, whatever the umask; the owner and times are not in the
-/// image, so the file is root's, made now. /proc/PID/fd shows it as `DIR/#INODE
-/// (deleted)`, the directory right but not the old name (that would need a link).
+/// image, so the file is root's, made now. Once its content is written, `name_briefly`
+/// gives it its old name for an instant, so /proc/PID/fd shows `PATH (deleted)` again.
 fn ghost_file(path: &str, mode: u32) -> std::result::Result<OwnedFd, String> {
     use std::os::unix::fs::PermissionsExt;
     let tmpfile = |dir: &std::path::Path| -> std::io::Result<OwnedFd> {
         let c = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
-        sys::open(&c, libc::O_TMPFILE | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC, 0o600)
+        sys::open(&c, libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600)
     };
     let old_dir = std::path::Path::new(path).parent().filter(|d| d.is_absolute());
     let fd = match old_dir.map(tmpfile) {
@@ -685,6 +685,31 @@ fn ghost_file(path: &str, mode: u32) -> std::result::Result<OwnedFd, String> {
     let file = File::from(fd);
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)).map_err(|e| format!("fchmod {:o}: {e}", mode & 0o7777))?;
     Ok(OwnedFd::from(file))
+}
+
+/// The kernel names a deleted file by the dentry it was opened through: link the filled
+/// nameless file at its old path, open it through that name (a description whose
+/// /proc/PID/fd link and maps line read `PATH (deleted)` as before the dump) and unlink
+/// it at once. linkat never replaces anything (EEXIST: a file at that path now stays
+/// untouched, and ours keeps its `#INODE` name); the new open must be our inode and the
+/// name is removed only while it still is. Its content was written before it had a
+/// name, so it is never readable under one while incomplete. None: keep `file`.
+fn name_briefly(file: &File, path: &str) -> Option<OwnedFd> {
+    let c = CString::new(path).ok()?;
+    if let Err(e) = sys::link_fd(file.as_fd(), &c) {
+        tracing::debug!("deleted file {path}: keeps a nameless name ({e})");
+        return None;
+    }
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let ours = file.metadata().map(id).ok();
+    let named = sys::open(&c, libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0).ok();
+    let named_id = named.as_ref().and_then(|f| std::fs::metadata(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()).map(id);
+    if ours.is_some() && std::fs::symlink_metadata(path).ok().map(id) == ours {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!("deleted file {path}: removing the name it was given for an instant: {e}");
+        }
+    }
+    named.filter(|_| named_id.is_some() && named_id == ours)
 }
 
 /// A directory only stasis's user can enter, for nameless (O_TMPFILE) files whose own

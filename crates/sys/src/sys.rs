@@ -665,6 +665,14 @@ pub fn open(path: &std::ffi::CStr, flags: i32, mode: u32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Gives the nameless (O_TMPFILE) file `fd` the name `path` (linkat with AT_EMPTY_PATH);
+/// fails with EEXIST if anything is there (nothing is replaced).
+pub fn link_fd(fd: BorrowedFd, path: &std::ffi::CStr) -> Result<()> {
+    // SAFETY: valid fd and C strings; the kernel reads them during the call only.
+    c(unsafe { libc::linkat(fd.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, path.as_ptr(), libc::AT_EMPTY_PATH) } as libc::c_long)?;
+    Ok(())
+}
+
 /// A MAP_SHARED|MAP_ANONYMOUS region in our own address space (a shmem object),
 /// unmapped on drop.
 pub struct SharedAnon {
