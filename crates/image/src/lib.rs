@@ -478,47 +478,54 @@ pub fn stored_pages(runs: &[PageRun]) -> u64 {
 /// Runs of several processes over the same bytes with the same CRC (pages shared
 /// copy-on-write at dump) are checked once. A run outside its pages file is refused
 /// like a wrong checksum (never indexed): the check holds even for runs that did not go
-/// through `check_runs`.
+/// through `check_runs`. With `threads` = 1, no thread is started.
 pub fn verify_pages(dir: &Path, index: &PageIndex, shards: &[&[u8]], threads: usize) -> Result<(), ImageError> {
     let mut once = std::collections::HashSet::new();
     let runs: Vec<(usize, &PageRun)> =
         index.runs.iter().enumerate().filter(|(_, r)| once.insert((r.shard, r.file_offset, r.count, r.crc))).collect();
-    let runs = &runs;
     let sizes: Vec<u64> = shards.iter().map(|s| s.len() as u64).collect();
-    let sizes = &sizes;
+    // Why run i is bad, if it is.
+    let check = |i: usize, r: &PageRun| -> Option<String> {
+        let why = match run_range(r, &sizes) {
+            Err(why) => why,
+            Ok((k, range)) => {
+                // In range of shards[k] (its length bounds range.end): the conversions
+                // and the slice cannot fail.
+                let bytes = usize::try_from(range.start)
+                    .ok()
+                    .zip(usize::try_from(range.end).ok())
+                    .and_then(|(a, b)| shards.get(k)?.get(a..b));
+                match bytes {
+                    None => "outside its pages file".to_string(),
+                    Some(b) if crc32c::crc32c(b) != r.crc => "pages fail their checksum".to_string(),
+                    Some(_) => return None,
+                }
+            }
+        };
+        Some(format!("{}: {why}", describe_run(i, r)))
+    };
+    let damaged = |why| Err(ImageError::Damaged { path: dir.to_path_buf(), why });
     let threads = threads.max(1);
+    if threads == 1 {
+        return match runs.iter().find_map(|&(i, r)| check(i, r)) {
+            Some(why) => damaged(why),
+            None => Ok(()),
+        };
+    }
+    let (runs, check) = (&runs, &check);
     let bad: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     std::thread::scope(|s| {
         for t in 0..threads {
             let bad = &bad;
             s.spawn(move || {
-                for &(i, r) in runs.iter().skip(t).step_by(threads) {
-                    let why = match run_range(r, sizes) {
-                        Err(why) => Some(why),
-                        Ok((k, range)) => {
-                            // In range of shards[k] (its length bounds range.end): the
-                            // conversions and the slice cannot fail.
-                            let bytes = usize::try_from(range.start)
-                                .ok()
-                                .zip(usize::try_from(range.end).ok())
-                                .and_then(|(a, b)| shards.get(k)?.get(a..b));
-                            match bytes {
-                                None => Some("outside its pages file".to_string()),
-                                Some(b) if crc32c::crc32c(b) != r.crc => Some("pages fail their checksum".to_string()),
-                                Some(_) => None,
-                            }
-                        }
-                    };
-                    if let Some(why) = why {
-                        *bad.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{}: {why}", describe_run(i, r)));
-                        return;
-                    }
+                if let Some(why) = runs.iter().skip(t).step_by(threads).find_map(|&(i, r)| check(i, r)) {
+                    *bad.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
                 }
             });
         }
     });
     match bad.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(why) => Err(ImageError::Damaged { path: dir.to_path_buf(), why }),
+        Some(why) => damaged(why),
         None => Ok(()),
     }
 }
