@@ -170,7 +170,7 @@ pub fn check_tree(procs: &[Process]) -> Option<(i32, String)> {
 }
 
 /// What a new process does about namespaces before forking its children.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct NsPlan {
     /// CLONE_NEWUTS / CLONE_NEWIPC / CLONE_NEWNET to unshare (0: stay in the parent's).
     pub unshare: i32,
@@ -180,7 +180,8 @@ pub struct NsPlan {
     /// boottime s, ns) before forking them.
     pub time_children: Option<[i64; 4]>,
     /// Before unsharing a cgroup namespace: move itself into its cgroups (write "0" to
-    /// these `cgroup.procs` files), which become the namespace's root.
+    /// these `cgroup.procs` files), which become the namespace's root. Filled by the
+    /// restorer when it prepares (not part of the pure plan: it creates cgroups).
     pub cgroup_procs: Vec<std::ffi::CString>,
     pub hostname: Vec<u8>,
     pub domainname: Vec<u8>,
@@ -198,7 +199,7 @@ pub fn plan(m: &stasis_image::Manifest, idx: usize, net_slot: &HashMap<u64, usiz
     }
     if p.cgroup_ns != 0 && parent.map(|q| q.cgroup_ns) != Some(p.cgroup_ns) {
         out.unshare |= libc::CLONE_NEWCGROUP;
-        out.cgroup_procs = crate::cgroup::procs_files(p.pid, &p.cgroups)?;
+        // (its cgroups' files are resolved, and missing cgroups created, by prepare)
     }
     if p.uts_ns != 0 && parent.map(|q| q.uts_ns) != Some(p.uts_ns) {
         out.unshare |= libc::CLONE_NEWUTS;

@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::{files, ipc, ns, procfs};
 
 use super::build::Builder;
-use super::plan::build_plan;
+use super::plan::{LiveHost, RestorePlan};
+use super::prepare::{fill_shmem, prepare};
 use super::spawn::*;
 use super::*;
 
@@ -109,7 +110,8 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     sys::raise_nofile_limit();
     // Orphans of a failed restore come back to us to be reaped.
     let _ = sys::set_child_subreaper();
-    let (mut plan, _shm_regions) = build_plan(&m, tramp, &inherit)?;
+    let rp = RestorePlan::build(&m, &LiveHost::default(), opts.detach)?;
+    let (mut plan, _shm_regions) = prepare(&m, rp, tramp, &inherit)?;
     fill_shmem(&m, &plan, &shards)?;
     // epoll items, per process (an instance shared by fork is filled once)
     let mut epoll_done = Vec::new();
@@ -123,7 +125,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let kill_list: Vec<i32> = live
         .iter()
         .copied()
-        .chain(plan.procs.iter().flat_map(|p| [p.group_helper, p.session_helper]).filter(|g| *g != 0))
+        .chain(plan.rp.procs.iter().flat_map(|p| [p.group_helper, p.session_helper]).filter(|g| *g != 0))
         .collect();
     // The root's own time namespace: ours for children from now on (the root, or the
     // intermediate parent that forks it, is created in it).
@@ -132,7 +134,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
             return Err(step_err(pid, "creating the root's time namespace (unshare CLONE_NEWTIME, clock offsets)", std::io::Error::last_os_error()));
         }
     }
-    let sh = plan.session_helper;
+    let sh = plan.rp.session_helper;
     let mut ch = if opts.detach || sh != 0 {
         let (mid_r, mid_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
         let set_tid: &[i32] = if sh != 0 { &[sh] } else { &[] };
@@ -151,7 +153,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
             if sh != 0 && child::setsid() < 0 {
                 child_fail(b"setsid (recreating the session of an exited leader)", pid, ctl_w.as_raw_fd());
             }
-            let c = match sys::clone_fork(&plan.procs[0].set_tid, plan.procs[0].clone_flags, libc::SIGCHLD) {
+            let c = match sys::clone_fork(&plan.rp.procs[0].set_tid, plan.rp.procs[0].clone_flags, libc::SIGCHLD) {
                 Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), my),
                 Ok(c) => c,
                 Err(e) => {
@@ -173,7 +175,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
         drop(mid_r);
         Child { pid, pids: kill_list.clone(), middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
     } else {
-        match sys::clone_fork(&plan.procs[0].set_tid, plan.procs[0].clone_flags, libc::SIGCHLD) {
+        match sys::clone_fork(&plan.rp.procs[0].set_tid, plan.rp.procs[0].clone_flags, libc::SIGCHLD) {
             Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), me),
             Ok(c) => Child { pid: c, pids: kill_list.clone(), middle: None, traced: Vec::new(), released: false },
             Err(e) => return Err(pid_taken_or(pid, e)),
@@ -238,18 +240,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // to the thread that seized it, so each thread keeps its processes to the end).
     // Processes sharing an fd table stay on one thread, in tree order: the last one
     // closes the carried fds the others still map from.
-    let mut units: Vec<Vec<usize>> = Vec::new();
-    for (i, q) in m.processes.iter().enumerate() {
-        if q.zombie {
-            continue;
-        }
-        let parent = m.processes.iter().position(|x| x.pid == q.ppid);
-        // (and processes sharing an address space: they share the trampoline's data area)
-        match parent.filter(|_| q.shares_files || q.shares_vm).and_then(|p| units.iter().position(|u| u.contains(&p))) {
-            Some(u) => units[u].push(i),
-            None => units.push(vec![i]),
-        }
-    }
+    let units = plan.rp.units.clone();
     let nworkers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(units.len());
     let mut lists: Vec<Vec<usize>> = vec![Vec::new(); nworkers];
     for (k, u) in units.into_iter().enumerate() {
@@ -270,6 +261,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
             let (fail, ok, sysvm) = (&fail, &ok, &sysvm);
             s.spawn(move || {
                 let mut mine = Vec::new();
+                let mut done = Vec::new();
                 for &i in list {
                     if !ok() {
                         break;
@@ -278,8 +270,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
                     let mut b = Builder {
                         m,
                         p: q,
-                        pp: &plan.procs[i],
-                        is_root: i == 0,
+                        pp: &plan.rp.procs[i],
                         epoll: &epoll_adds[i],
                         pid: q.pid,
                         plan,
@@ -291,7 +282,10 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
                         threads: Vec::new(),
                     };
                     match b.run(chm) {
-                        Ok(()) => mine.push(b),
+                        Ok(()) => {
+                            mine.push(b);
+                            done.push(i);
+                        }
                         Err(e) => fail(e),
                     }
                 }
@@ -304,14 +298,14 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
                 }
                 barrier.wait();
                 // Every member joined its group: the helpers that held dead leaders' groups go.
-                for b in mine.iter().filter(|_| ok()) {
-                    if let Err(e) = b.reap_group_helper() {
+                for b in mine.iter_mut().filter(|_| ok()) {
+                    if let Err(e) = b.reap_helpers(chm) {
                         fail(e);
                     }
                 }
                 barrier.wait();
-                for b in mine.iter().filter(|_| ok()) {
-                    if let Err(e) = b.finish() {
+                for (b, &i) in mine.iter_mut().zip(done.iter()).filter(|_| ok()) {
+                    if let Err(e) = b.finish(chm, &plan.rp.finish_steps(i)) {
                         fail(e);
                     }
                 }

@@ -21,7 +21,8 @@
 
 mod build;
 mod execute;
-mod plan;
+pub mod plan;
+mod prepare;
 mod spawn;
 mod validate;
 

@@ -1,8 +1,15 @@
-//! The restore plan: what each process of the tree is, forks, places, shares and unshares.
+//! The restore plan: the whole restore as data, built from a validated manifest without
+//! touching the host except through `Host` (read-only questions: is this pid or session
+//! taken?). Per process: its pids at every level, how it is cloned (flags, exit signal,
+//! before or after its parent's setsid), the namespaces it creates or joins, which fds
+//! it places from which carry slot, which objects it maps, its vDSO address, the helpers
+//! that hold exited leaders' groups and sessions, and the ordered steps that build it.
+//! The executor (`execute.rs`, `spawn.rs`, `build/`) only carries it out;
+//! `stasis inspect --plan DIR` prints it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::fmt;
 
 use stasis_image::model::*;
 use stasis_image::Manifest;
@@ -10,263 +17,448 @@ use stasis_sys::sys;
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
-use crate::{files, ns, procfs};
+use crate::ns;
 
-use super::*;
+use super::image_vdso;
+
+/// What the plan needs to know about the host (read-only).
+pub trait Host {
+    /// Who holds this pid or tid now, if anyone.
+    fn holder(&self, id: i32) -> Option<String>;
+    /// Does a session with this id exist (some process is in it)?
+    fn session_alive(&self, sid: i32) -> bool;
+    /// Does a process group with this id exist?
+    fn group_alive(&self, pgid: i32) -> bool;
+    /// The restorer's session.
+    fn sid(&self) -> i32;
+}
+
+/// The real host: /proc and kill(-pgid, 0).
+#[derive(Default)]
+pub struct LiveHost {
+    sessions: std::cell::OnceCell<HashSet<i32>>,
+}
+
+impl Host for LiveHost {
+    fn holder(&self, id: i32) -> Option<String> {
+        super::holder(id)
+    }
+
+    fn session_alive(&self, sid: i32) -> bool {
+        // Sessions have no direct probe: scan /proc once, and only if some process needs it.
+        self.sessions
+            .get_or_init(|| {
+                std::fs::read_dir("/proc")
+                    .map(|d| {
+                        d.flatten()
+                            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+                            .filter_map(|p| crate::procfs::stat_fields(p).ok().map(|f| crate::procfs::stat_num(&f, 6) as i32))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .contains(&sid)
+    }
+
+    fn group_alive(&self, pgid: i32) -> bool {
+        !matches!(sys::kill(-pgid, 0), Err(e) if e.raw_os_error() == Some(libc::ESRCH))
+    }
+
+    fn sid(&self) -> i32 {
+        sys::getsid()
+    }
+}
+
+/// Something the restorer opens and hands to the new processes; its index in
+/// `RestorePlan::carry` is its carry slot (the child moves it above every target fd).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Carry {
+    /// A new network namespace (by its dump-time inode), joined with setns.
+    NetNs(u64),
+    /// The open file description of an fd object.
+    Fd(u32),
+    /// A file opened for mapping (a VMA's file or the executable).
+    Mapped(u32),
+    /// A shared-memory object, created and filled by the restorer.
+    Shmem(u32),
+}
+
+/// One step of building a process, in restore order. The build steps run for every
+/// process as soon as it exists; `ReapHelpers` once every process is built; the finish
+/// steps once every helper is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Seize, block every signal, drop the restorer's rseq registration.
+    Seize,
+    /// Move the vDSO to its address, unmap the restorer, map the VMAs.
+    AddressSpace,
+    FillMemory,
+    /// Protections, madvise flags, mlock.
+    FinishVmas,
+    /// PR_SET_MM_MAP (code/data/stack bounds, auxv, exe), THP.
+    MmFields,
+    CreateThreads,
+    /// Robust list, rseq, tid address, timer slack, altstack, name, affinity, scheduling.
+    ThreadState,
+    /// Handlers, pending signals.
+    Signals,
+    Timers,
+    /// Personality, subreaper, rlimits, oom_score_adj.
+    Attrs,
+    /// setpgid into a group it does not lead.
+    JoinGroup,
+    /// Close the carried fds (the last process of a shared fd table).
+    CloseCarried,
+    /// Re-take file locks (after the carried fds are closed).
+    Locks,
+    EpollItems,
+    /// --detach / recreated session: hand the root over to its intermediate parent.
+    HandOver,
+    Seccomp,
+    /// Parent-death signal, no_new_privs, groups, uids/gids, capabilities.
+    Creds,
+    Dumpable,
+    /// Kill and reap the helpers holding exited leaders' groups/sessions (from inside).
+    ReapHelpers,
+    /// Arm the parent-death signal delayed because of a session helper.
+    ArmPdeathsig,
+    /// Compare group and session with the image (warning).
+    CheckIds,
+    UnmapTrampoline,
+    Registers,
+    /// SIGSTOP again (it was stopped).
+    StopAgain,
+    Detach,
+}
+
+/// An fd a process gets: `fd` ← carry slot `slot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdPlace {
+    pub fd: i32,
+    pub slot: usize,
+    pub cloexec: bool,
+}
 
 /// One process of the tree to recreate.
-pub(super) struct ProcPlan {
-    pub(super) pid: i32,
+#[derive(Clone, Debug)]
+pub struct ProcPlan {
+    pub pid: i32,
     /// clone3 set_tid: its pid at every PID namespace level, innermost first.
-    pub(super) set_tid: Vec<i32>,
-    /// Extra clone3 flags (CLONE_NEWPID for the init of a new PID namespace).
-    pub(super) clone_flags: u64,
-    pub(super) exit_signal: i32,
+    pub set_tid: Vec<i32>,
+    /// Extra clone3 flags (CLONE_NEWPID, CLONE_FILES, CLONE_FS, CLONE_VM, CLONE_SIGHAND).
+    pub clone_flags: u64,
+    pub exit_signal: i32,
     /// Unshares a new mount namespace (private propagation) before anything else.
-    pub(super) new_mnt: bool,
+    pub new_mnt: bool,
     /// Mounts a fresh procfs on /proc (after entering its PID namespace).
-    pub(super) mount_proc: bool,
+    pub mount_proc: bool,
     /// Mounts a fresh procfs on /proc before unsharing its own mount namespace.
-    pub(super) mount_proc_parent_ns: bool,
+    pub mount_proc_parent_ns: bool,
     /// Shares its parent's fd table (CLONE_FILES): the parent places the fds.
-    pub(super) shares_files: bool,
+    pub shares_files: bool,
     /// Closes the carried fds and re-takes locks: false when a process built after it
     /// shares its fd table (that one does it, last).
-    pub(super) closes_table: bool,
+    pub closes_table: bool,
     /// Shares its parent's address space (CLONE_VM): the parent builds the memory.
-    pub(super) shares_vm: bool,
+    pub shares_vm: bool,
     /// Unmaps the trampoline at the end: false when a process built after it shares its
     /// address space (that one does it, last).
-    pub(super) unmaps_tramp: bool,
-    pub(super) zombie: bool,
-    pub(super) exit_status: i32,
-    /// (target fd number, carry slot, cloexec)
-    pub(super) assign: Vec<(i32, usize, bool)>,
-    pub(super) exe_slot: usize,
-    /// The image's executable is the same file as ours (dev, inode).
-    pub(super) exe_is_ours: bool,
-    pub(super) umask: u32,
-    pub(super) cwd: CString,
-    pub(super) root: CString,
-    pub(super) comm: CString,
-    pub(super) pgid: i32,
-    pub(super) sid: i32,
+    pub unmaps_tramp: bool,
+    pub zombie: bool,
+    pub exit_status: i32,
+    pub assign: Vec<FdPlace>,
+    /// Carry slot of its executable (live processes that do not share their parent's
+    /// memory).
+    pub exe_slot: Option<usize>,
+    /// The image's executable is the same file as the restorer's (dev, inode): set by
+    /// `prepare`, which opens it.
+    pub exe_is_ours: bool,
+    /// Where its `[vvar]`/`[vdso]` family starts (its own: an exec'd child has it elsewhere).
+    pub vdso_base: Option<u64>,
+    pub umask: u32,
+    pub cwd: CString,
+    pub root: CString,
+    pub comm: CString,
+    pub pgid: i32,
+    pub sid: i32,
     /// Its process group, whose leader had exited: it forks a helper with that pid which
     /// leads the group until every member joined, then is killed and reaped.
-    pub(super) group_helper: i32,
+    pub group_helper: i32,
     /// Its session, whose leader had exited (it was re-parented to a subreaper of the
     /// tree): its parent forks a helper with that pid, which calls setsid() and forks
     /// it; the helper is killed once the tree is built, re-parenting it again.
-    pub(super) session_helper: i32,
-    /// Indexes of its children in `Plan::procs`.
-    pub(super) children: Vec<usize>,
+    pub session_helper: i32,
+    /// Indexes of its children in `RestorePlan::procs`.
+    pub children: Vec<usize>,
     /// Forked by its parent before the parent calls setsid(): it stays in the session
     /// the parent was born in (it was forked before its parent led a session of its own).
-    pub(super) before_setsid: bool,
-    /// Namespaces it unshares (it is the first of the tree in them).
-    pub(super) ns: ns::NsPlan,
+    pub before_setsid: bool,
+    /// Namespaces it unshares or joins (it is the first of the tree in them).
+    pub ns: ns::NsPlan,
+    /// Helpers it kills and reaps once the tree is built (its group's, its children's
+    /// sessions').
+    pub helpers: Vec<i32>,
+    /// Build steps, in order (empty for a zombie).
+    pub steps: Vec<Step>,
 }
 
-/// Everything the new processes need, prepared before the first fork.
-pub(super) struct Plan {
-    /// fds in the restorer the new processes take over (index = carry slot).
-    pub(super) carry: Vec<OwnedFd>,
-    /// object id → carry slot, for mapped files and shared memory
-    pub(super) map_slot: HashMap<u32, usize>,
-    pub(super) base: i32,
-    pub(super) tramp: u64,
+/// The whole restore, as data.
+#[derive(Clone, Debug)]
+pub struct RestorePlan {
+    pub root: i32,
+    /// What the restorer opens, in carry-slot order.
+    pub carry: Vec<Carry>,
+    /// Object id → carry slot, for mapped files and shared memory.
+    pub map_slot: HashMap<u32, usize>,
     /// The tree, root first, parents before children (the image's order).
-    pub(super) procs: Vec<ProcPlan>,
-    /// Named FIFOs held open by the restorer until every new process has its fds.
-    pub(super) fifo_keep: Vec<OwnedFd>,
+    pub procs: Vec<ProcPlan>,
     /// The root's session, when its leader had exited (and its pid is free): the
     /// intermediate parent takes that pid, calls setsid() and forks the root.
-    pub(super) session_helper: i32,
+    pub session_helper: i32,
+    /// The root is handed to an intermediate parent (--detach, or a recreated session).
+    pub middle: bool,
+    /// Processes built by one tracer thread, in order (a shared fd table or address
+    /// space keeps its processes together: they share the carried fds / the trampoline).
+    pub units: Vec<Vec<usize>>,
+    /// The highest fd number any process needs.
+    pub max_fd: i32,
 }
 
-pub(super) fn build_plan(m: &Manifest, tramp: u64, inherit: &crate::external::Inherited) -> Result<(Plan, Vec<sys::SharedAnon>)> {
-    let pid = m.process.pid;
-    let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
-    let ghosts = files::create_ghosts(m, inherit)?;
-    let netns = ns::create_netns(m)?;
-    let mut opened = files::open_fd_objects(m, &ghosts, inherit, &netns)?;
-    let mut carry: Vec<OwnedFd> = Vec::new();
-    let mut slot_of: HashMap<u32, usize> = HashMap::new();
-    let mut map_slot = HashMap::new();
-    let mut procs = Vec::new();
-    // New network namespaces: their fds go to the processes that join them.
-    let mut net_slot = HashMap::new();
-    for (ino, fd) in netns {
-        carry.push(fd);
-        net_slot.insert(ino, carry.len() - 1);
-    }
-    let ours = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self/exe").ok().map(|a| (a.dev(), a.ino()))
-    };
-    let cs = |s: &str| CString::new(s).map_err(|e| step(e.to_string()));
-    for (idx, p) in m.processes.iter().enumerate() {
-        let mut assign = Vec::new();
-        for fd in &p.fds {
-            let slot = match slot_of.get(&fd.object_id) {
-                Some(s) => *s,
-                None => {
-                    let f = opened.by_object.remove(&fd.object_id).ok_or_else(|| step(format!("fd {} not opened", fd.fd)))?;
-                    carry.push(f);
-                    slot_of.insert(fd.object_id, carry.len() - 1);
-                    carry.len() - 1
-                }
-            };
-            assign.push((fd.fd, slot, fd.cloexec));
-        }
-        // Files that mappings need, and the executable.
-        let mut exe_slot = 0;
-        let mut exe_is_ours = false;
-        if !p.zombie {
-            let mm = p.mm.clone().unwrap_or_default();
-            let mut ids: Vec<u32> = p
-                .vmas
-                .iter()
-                .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::FilePrivate | VmaKind::FileShared)))
-                .map(|v| v.object_id)
-                .collect();
-            ids.push(mm.exe_object);
-            ids.sort();
-            ids.dedup();
-            for id in ids {
-                if map_slot.contains_key(&id) {
-                    continue;
-                }
-                let o = m
-                    .object(id)
-                    .and_then(|o| o.mapped_file.as_ref())
-                    .ok_or_else(|| step(format!("mapped-file object {id} missing")))?;
-                let f = files::open_mapped(o, &ghosts).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?;
-                carry.push(f);
-                map_slot.insert(id, carry.len() - 1);
+fn plan_err(pid: i32, why: String) -> Error {
+    Error::RestoreStep { pid, step: "planning".into(), why }
+}
+
+impl RestorePlan {
+    /// The plan of a validated manifest (`validate` first: it relies on what validate
+    /// guarantees, e.g. parents before children and referenced objects present).
+    pub fn build(m: &Manifest, host: &dyn Host, detach: bool) -> Result<RestorePlan> {
+        let root = m.process.pid;
+        let mut carry = Vec::new();
+        // New network namespaces first: their fds go to the processes that join them.
+        let mut net_slot = HashMap::new();
+        for p in m.processes.iter().filter(|p| !p.zombie && p.net_ns != 0) {
+            if !net_slot.contains_key(&p.net_ns) {
+                carry.push(Carry::NetNs(p.net_ns));
+                net_slot.insert(p.net_ns, carry.len() - 1);
             }
-            exe_slot = *map_slot.get(&mm.exe_object).ok_or_else(|| step("the executable's object is missing".into()))?;
-            exe_is_ours = {
-                use std::os::unix::fs::MetadataExt;
-                let b = std::fs::metadata(format!("/proc/self/fd/{}", carry[exe_slot].as_raw_fd())).ok();
-                matches!((ours, b), (Some(a), Some(b)) if a == (b.dev(), b.ino()))
-            };
         }
-        let attrs = p.attrs.clone().unwrap_or_default();
-        let mut set_tid: Vec<i32> = if p.ns_pids.len() > 1 { p.ns_pids.clone() } else { vec![p.pid] };
-        set_tid.reverse();
-        let parent = m.processes.iter().find(|q| q.pid == p.ppid && procs.len() > 0);
-        let parent_depth = parent.map(|q| q.ns_pids.len().max(1)).unwrap_or(1);
-        let new_pidns = set_tid.len() > parent_depth;
-        let parent_mnt = parent.map(|q| q.mnt_ns).unwrap_or(0);
-        procs.push(ProcPlan {
-            pid: p.pid,
-            set_tid,
-            clone_flags: if new_pidns { libc::CLONE_NEWPID as u64 } else { 0 }
-                | if p.shares_files { libc::CLONE_FILES as u64 } else { 0 }
-                | if p.shares_fs { libc::CLONE_FS as u64 } else { 0 }
-                | if p.shares_vm { libc::CLONE_VM as u64 } else { 0 }
-                | if p.shares_vm && p.shares_sighand { libc::CLONE_SIGHAND as u64 } else { 0 },
-            shares_files: p.shares_files,
-            closes_table: true,
-            shares_vm: p.shares_vm && !p.zombie,
-            unmaps_tramp: true,
-            // the root is re-parented (exit_signal becomes SIGCHLD anyway)
-            exit_signal: match p.exit_signal {
-                _ if procs.is_empty() => libc::SIGCHLD,
-                0 => libc::SIGCHLD,
-                -1 => 0,
-                s => s,
-            },
-            new_mnt: !p.zombie && p.mnt_ns != 0 && p.mnt_ns != parent_mnt,
-            mount_proc: p.mount_proc,
-            mount_proc_parent_ns: p.mount_proc_parent_ns && !p.zombie,
-            zombie: p.zombie,
-            exit_status: p.exit_status,
-            assign,
-            exe_slot,
-            exe_is_ours,
-            umask: attrs.umask,
-            cwd: cs(if attrs.cwd.is_empty() { "/" } else { &attrs.cwd })?,
-            root: cs(if attrs.root.is_empty() { "/" } else { &attrs.root })?,
-            comm: cs(&p.comm)?,
-            pgid: attrs.pgid,
-            sid: attrs.sid,
-            group_helper: 0,
-            session_helper: 0,
-            children: Vec::new(),
-            before_setsid: false,
-            ns: ns::plan(m, idx, &net_slot).map_err(step)?,
-        });
-    }
-    for (i, p) in m.processes.iter().enumerate().skip(1) {
-        let parent = m.processes.iter().position(|q| q.pid == p.ppid).ok_or_else(|| step(format!("parent {} of pid {} missing", p.ppid, p.pid)))?;
-        procs[parent].children.push(i);
-        if p.shares_files && !p.zombie {
-            // parents come first: the table's last process closes it
-            procs[parent].closes_table = false;
+        let mut fd_slot: HashMap<u32, usize> = HashMap::new();
+        let mut map_slot: HashMap<u32, usize> = HashMap::new();
+        let mut procs = Vec::new();
+        for (idx, p) in m.processes.iter().enumerate() {
+            let mut assign = Vec::new();
+            for fd in &p.fds {
+                let slot = *fd_slot.entry(fd.object_id).or_insert_with(|| {
+                    carry.push(Carry::Fd(fd.object_id));
+                    carry.len() - 1
+                });
+                assign.push(FdPlace { fd: fd.fd, slot, cloexec: fd.cloexec });
+            }
+            let mut exe_slot = None;
+            if !p.zombie && !p.shares_vm {
+                let mm = p.mm.as_ref().ok_or_else(|| plan_err(p.pid, "no memory layout record".into()))?;
+                let mut ids: Vec<u32> = p
+                    .vmas
+                    .iter()
+                    .filter(|v| matches!(VmaKind::try_from(v.kind), Ok(VmaKind::FilePrivate | VmaKind::FileShared)))
+                    .map(|v| v.object_id)
+                    .collect();
+                ids.push(mm.exe_object);
+                ids.sort();
+                ids.dedup();
+                for id in ids {
+                    if m.object(id).and_then(|o| o.mapped_file.as_ref()).is_none() {
+                        return Err(plan_err(p.pid, format!("mapped-file object {id} missing")));
+                    }
+                    map_slot.entry(id).or_insert_with(|| {
+                        carry.push(Carry::Mapped(id));
+                        carry.len() - 1
+                    });
+                }
+                exe_slot = map_slot.get(&mm.exe_object).copied();
+            }
+            procs.push(proc_plan(m, idx, assign, exe_slot, &net_slot)?);
         }
-        if p.shares_vm && !p.zombie {
-            procs[parent].unmaps_tramp = false;
+        for (i, p) in m.processes.iter().enumerate().skip(1) {
+            let parent = m
+                .processes
+                .iter()
+                .position(|q| q.pid == p.ppid)
+                .ok_or_else(|| plan_err(p.pid, format!("its parent {} is not in the image", p.ppid)))?;
+            procs[parent].children.push(i);
+            if p.shares_files && !p.zombie {
+                // parents come first: the table's last process closes it
+                procs[parent].closes_table = false;
+            }
+            if p.shares_vm && !p.zombie {
+                procs[parent].unmaps_tramp = false;
+            }
+        }
+        // Shared anonymous memory: created and filled by the restorer.
+        for o in m.objects.iter().filter(|o| o.shmem.is_some()) {
+            carry.push(Carry::Shmem(o.id));
+            map_slot.insert(o.id, carry.len() - 1);
+        }
+        let session_helper = dead_leaders(m, &mut procs, host);
+        born_sessions(&mut procs, host.sid());
+        for i in 0..procs.len() {
+            let helpers: Vec<i32> = procs[i]
+                .children
+                .iter()
+                .map(|&c| procs[c].session_helper)
+                .chain([procs[i].group_helper])
+                .filter(|h| *h != 0)
+                .collect();
+            procs[i].helpers = helpers;
+        }
+        let middle = detach || session_helper != 0;
+        for (i, pp) in procs.iter_mut().enumerate() {
+            if !pp.zombie {
+                pp.steps = steps(pp, i == 0 && middle);
+            }
+        }
+        let max_fd = m.processes.iter().flat_map(|p| p.fds.iter()).map(|f| f.fd).max().unwrap_or(0);
+        let units = units(m);
+        Ok(RestorePlan { root, carry, map_slot, procs, session_helper, middle, units, max_fd })
+    }
+
+    /// The finish steps of process `i` (after every helper is gone).
+    pub fn finish_steps(&self, i: usize) -> Vec<Step> {
+        let pp = &self.procs[i];
+        let mut v = Vec::new();
+        if pp.session_helper != 0 {
+            v.push(Step::ArmPdeathsig);
+        }
+        if pp.set_tid.len() == 1 {
+            v.push(Step::CheckIds);
+        }
+        if pp.unmaps_tramp {
+            v.push(Step::UnmapTrampoline);
+        }
+        v.push(Step::Registers);
+        v.push(Step::StopAgain);
+        v.push(Step::Detach);
+        v
+    }
+}
+
+/// The plan of process `idx`, before the tree-wide passes (children, helpers, steps).
+fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<usize>, net_slot: &HashMap<u64, usize>) -> Result<ProcPlan> {
+    let p = &m.processes[idx];
+    let cs = |what: &str, s: &str| CString::new(s).map_err(|_| plan_err(p.pid, format!("its {what} holds a NUL byte")));
+    let attrs = p.attrs.clone().unwrap_or_default();
+    let mut set_tid: Vec<i32> = if p.ns_pids.len() > 1 { p.ns_pids.clone() } else { vec![p.pid] };
+    set_tid.reverse();
+    let parent = if idx == 0 { None } else { m.processes.iter().find(|q| q.pid == p.ppid) };
+    let parent_depth = parent.map(|q| q.ns_pids.len().max(1)).unwrap_or(1);
+    let new_pidns = set_tid.len() > parent_depth;
+    let parent_mnt = parent.map(|q| q.mnt_ns).unwrap_or(0);
+    let flag = |on: bool, f: i32| if on { f as u64 } else { 0 };
+    let vdso = image_vdso(p);
+    Ok(ProcPlan {
+        pid: p.pid,
+        set_tid,
+        clone_flags: flag(new_pidns, libc::CLONE_NEWPID)
+            | flag(p.shares_files, libc::CLONE_FILES)
+            | flag(p.shares_fs, libc::CLONE_FS)
+            | flag(p.shares_vm, libc::CLONE_VM)
+            | flag(p.shares_vm && p.shares_sighand, libc::CLONE_SIGHAND),
+        shares_files: p.shares_files,
+        closes_table: true,
+        shares_vm: p.shares_vm && !p.zombie,
+        unmaps_tramp: true,
+        // the root is re-parented (exit_signal becomes SIGCHLD anyway)
+        exit_signal: match p.exit_signal {
+            _ if idx == 0 => libc::SIGCHLD,
+            0 => libc::SIGCHLD,
+            -1 => 0,
+            s => s,
+        },
+        new_mnt: !p.zombie && p.mnt_ns != 0 && p.mnt_ns != parent_mnt,
+        mount_proc: p.mount_proc,
+        mount_proc_parent_ns: p.mount_proc_parent_ns && !p.zombie,
+        zombie: p.zombie,
+        exit_status: p.exit_status,
+        assign,
+        exe_slot,
+        exe_is_ours: false,
+        vdso_base: if p.zombie || p.shares_vm { None } else { vdso.first().map(|x| x.1) },
+        umask: attrs.umask,
+        cwd: cs("working directory", if attrs.cwd.is_empty() { "/" } else { &attrs.cwd })?,
+        root: cs("root directory", if attrs.root.is_empty() { "/" } else { &attrs.root })?,
+        comm: cs("name", &p.comm)?,
+        pgid: attrs.pgid,
+        sid: attrs.sid,
+        group_helper: 0,
+        session_helper: 0,
+        children: Vec::new(),
+        before_setsid: false,
+        ns: ns::plan(m, idx, net_slot).map_err(|why| plan_err(p.pid, why))?,
+        helpers: Vec::new(),
+        steps: Vec::new(),
+    })
+}
+
+/// The build steps of a live process.
+fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
+    use Step::*;
+    let mut v = vec![Seize];
+    if !pp.shares_vm {
+        v.extend([AddressSpace, FillMemory, FinishVmas, MmFields]);
+    }
+    v.extend([CreateThreads, ThreadState, Signals, Timers, Attrs]);
+    if pp.pgid > 0 && pp.pgid != pp.pid && pp.sid != pp.pid {
+        v.push(JoinGroup);
+    }
+    if pp.closes_table {
+        v.extend([CloseCarried, Locks]);
+    }
+    v.push(EpollItems);
+    if hand_over {
+        v.push(HandOver);
+    }
+    v.extend([Seccomp, Creds, Dumpable]);
+    if !pp.helpers.is_empty() {
+        v.push(ReapHelpers);
+    }
+    v
+}
+
+/// Which processes one tracer thread builds, in order (a ptrace tracee belongs to the
+/// thread that seized it). Processes sharing an fd table or an address space with their
+/// parent stay with it, in tree order: the last one closes the carried fds the others
+/// still map from, and they share the trampoline's data area.
+fn units(m: &Manifest) -> Vec<Vec<usize>> {
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    for (i, q) in m.processes.iter().enumerate() {
+        if q.zombie {
+            continue;
+        }
+        let parent = m.processes.iter().position(|x| x.pid == q.ppid);
+        match parent.filter(|_| q.shares_files || q.shares_vm).and_then(|p| units.iter().position(|u| u.contains(&p))) {
+            Some(u) => units[u].push(i),
+            None => units.push(vec![i]),
         }
     }
-    // Shared anonymous memory: create each object here, fill it, pass its fd.
-    let mut shm_keep = Vec::new();
-    for o in &m.objects {
-        let Some(s) = &o.shmem else { continue };
-        let region = sys::SharedAnon::new(s.size.max(PAGE) as usize).map_err(|e| step(format!("creating shared memory of {} bytes: {e}", s.size)))?;
-        let path = format!("/proc/self/map_files/{:x}-{:x}", region.addr(), region.addr() + region.len() as u64);
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| step(format!("opening {path}: {e}")))?;
-        carry.push(OwnedFd::from(f));
-        map_slot.insert(o.id, carry.len() - 1);
-        shm_keep.push(region);
-    }
-    let max_target = m.processes.iter().flat_map(|p| p.fds.iter()).map(|f| f.fd).max().unwrap_or(0);
-    let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);
-    let base = max_target.max(max_ours).max(carry.len() as i32 + 3) + 1;
-    let fifo_keep = std::mem::take(&mut opened.keep);
-    let session_helper = dead_leaders(m, &mut procs);
-    born_sessions(&mut procs);
-    Ok((Plan { carry, map_slot, base, tramp, procs, fifo_keep, session_helper }, shm_keep))
+    units
 }
 
 /// Sessions and process groups whose leader had exited before the dump: their ids must
 /// exist again for the members to be in them. Helper processes take the leaders' pids:
 /// returns the root's session to recreate (0: none) and marks, for each such group, the
 /// first live member, which creates it (`ProcPlan::group_helper`).
-pub(super) fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> i32 {
+fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan], host: &dyn Host) -> i32 {
     let in_tree = |id: i32| m.processes.iter().any(|q| q.pid == id);
     // A group or session whose leader is gone can still exist (other members outside
     // the tree keep it, and its id stays allocated): then there is nothing to recreate.
-    // Sessions have no direct probe: scan /proc once, and only if some process needs it.
-    let sessions = std::cell::OnceCell::<std::collections::HashSet<i32>>::new();
-    let session_alive = |s: i32| {
-        sessions
-            .get_or_init(|| {
-                std::fs::read_dir("/proc")
-                    .map(|d| {
-                        d.flatten()
-                            .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-                            .filter_map(|p| procfs::stat_fields(p).ok().map(|f| procfs::stat_num(&f, 6) as i32))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-            .contains(&s)
-    };
-    let group_alive = |g: i32| !matches!(sys::kill(-g, 0), Err(e) if e.raw_os_error() == Some(libc::ESRCH));
-    let our_sid = sys::getsid();
+    let our_sid = host.sid();
     let mut session = 0;
     let root = &procs[0];
     if root.sid > 0 && root.sid != root.pid && root.sid != our_sid && !in_tree(root.sid) {
-        if session_alive(root.sid) {
+        if host.session_alive(root.sid) {
             warn!(pid = root.pid, sid = root.sid, "its session still exists outside the tree (no joining it): it joins the restorer's session");
         } else {
-            match holder(root.sid) {
+            match host.holder(root.sid) {
                 None if root.set_tid.len() == 1 => session = root.sid,
                 None => warn!(pid = root.pid, sid = root.sid, "session not recreated (root in a new PID namespace)"),
                 Some(h) => warn!(
@@ -283,11 +475,11 @@ pub(super) fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> i32 {
         if m.processes[i].zombie || s <= 0 || s == x || s == psid || in_tree(s) || procs[i].set_tid.len() != 1 {
             continue;
         }
-        if session_alive(s) {
+        if host.session_alive(s) {
             warn!(pid = x, sid = s, "its session still exists outside the tree: it stays in its parent's session");
             continue;
         }
-        match holder(s) {
+        match host.holder(s) {
             None => procs[i].session_helper = s,
             Some(h) => warn!(pid = x, sid = s, "its session leader's pid is held by {h}; it stays in its parent's session"),
         }
@@ -300,12 +492,12 @@ pub(super) fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> i32 {
         if p.zombie || g <= 0 || g == pp.pid || recreated_session || in_tree(g) || done.contains(&g) || pp.set_tid.len() != 1 {
             continue;
         }
-        if let Some(h) = holder(g) {
+        if let Some(h) = host.holder(g) {
             // a live group of another process: joined if it is in the same session
             debug!(pid = pp.pid, pgid = g, "process group led by {h}");
             continue;
         }
-        if group_alive(g) {
+        if host.group_alive(g) {
             // its leader is gone but members outside the tree keep it: joined as it is
             debug!(pid = pp.pid, pgid = g, "process group without its leader still exists");
             continue;
@@ -323,7 +515,8 @@ pub(super) fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan]) -> i32 {
 /// helper was forked before its parent called setsid(), so it is forked again before
 /// the parent's setsid(); it then needs the parent to have been born in that session,
 /// and so on up the tree (bottom-up: `need` is the session a process must be born in).
-pub(super) fn born_sessions(procs: &mut [ProcPlan]) {
+/// `our_sid`: the restorer's session, which the root is born in.
+fn born_sessions(procs: &mut [ProcPlan], our_sid: i32) {
     let mut need: Vec<Option<i32>> = vec![None; procs.len()];
     for i in (0..procs.len()).rev() {
         let p = &procs[i];
@@ -344,11 +537,242 @@ pub(super) fn born_sessions(procs: &mut [ProcPlan]) {
         if procs[i].sid != procs[i].pid {
             continue;
         }
-        // the root is born in the restorer's session
-        let born = if i == 0 { need[0].filter(|&x| x == sys::getsid()) } else { need[i] };
+        let born = if i == 0 { need[0].filter(|&x| x == our_sid) } else { need[i] };
         let pid = procs[i].pid;
         for c in procs[i].children.clone() {
             procs[c].before_setsid = need[c].is_some_and(|x| x != pid && Some(x) == born);
         }
+    }
+}
+
+fn clone_flag_names(f: u64) -> String {
+    let names = [
+        (libc::CLONE_NEWPID, "NEWPID"),
+        (libc::CLONE_FILES, "FILES"),
+        (libc::CLONE_FS, "FS"),
+        (libc::CLONE_VM, "VM"),
+        (libc::CLONE_SIGHAND, "SIGHAND"),
+    ];
+    let v: Vec<&str> = names.iter().filter(|(b, _)| f & *b as u64 != 0).map(|(_, n)| *n).collect();
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join("|")
+    }
+}
+
+impl fmt::Display for RestorePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "restore plan: root {}, {} processes, {} carried objects", self.root, self.procs.len(), self.carry.len())?;
+        if self.session_helper != 0 {
+            writeln!(f, "  session {} is recreated by the root's intermediate parent (its leader had exited)", self.session_helper)?;
+        }
+        writeln!(f, "carry slots:")?;
+        for (i, c) in self.carry.iter().enumerate() {
+            let what = match c {
+                Carry::NetNs(ino) => format!("new network namespace (was net:[{ino}])"),
+                Carry::Fd(id) => format!("fd object {id}"),
+                Carry::Mapped(id) => format!("mapped file, object {id}"),
+                Carry::Shmem(id) => format!("shared memory, object {id}"),
+            };
+            writeln!(f, "  {i:>3}: {what}")?;
+        }
+        writeln!(f, "tracer threads: {:?}", self.units.iter().map(|u| u.iter().map(|&i| self.procs[i].pid).collect::<Vec<_>>()).collect::<Vec<_>>())?;
+        for (i, p) in self.procs.iter().enumerate() {
+            let kids: Vec<String> =
+                p.children.iter().map(|&c| format!("{}{}", self.procs[c].pid, if self.procs[c].before_setsid { " (before setsid)" } else { "" })).collect();
+            writeln!(f, "pid {} {:?}{}", p.pid, p.comm, if p.zombie { format!(" zombie, exit status {:#x}", p.exit_status) } else { String::new() })?;
+            writeln!(f, "  clone: set_tid {:?}, flags {}, exit signal {}", p.set_tid, clone_flag_names(p.clone_flags), p.exit_signal)?;
+            writeln!(
+                f,
+                "  session {}{}, group {}{}",
+                p.sid,
+                if p.sid == p.pid { " (leads it: setsid)" } else { "" },
+                p.pgid,
+                if p.pgid == p.pid && p.sid != p.pid { " (leads it: setpgid)" } else { "" }
+            )?;
+            if p.group_helper != 0 {
+                writeln!(f, "  recreates group {} with a helper (its leader had exited)", p.group_helper)?;
+            }
+            if p.session_helper != 0 {
+                writeln!(f, "  forked by a helper recreating session {} (its leader had exited)", p.session_helper)?;
+            }
+            if !kids.is_empty() {
+                writeln!(f, "  forks: {}", kids.join(", "))?;
+            }
+            if p.zombie {
+                continue;
+            }
+            let mut ns = Vec::new();
+            if p.new_mnt {
+                ns.push("new mount namespace".to_string());
+            }
+            if p.mount_proc || p.mount_proc_parent_ns {
+                ns.push("mounts /proc".into());
+            }
+            if p.ns.unshare != 0 {
+                ns.push(format!("unshares {:#x}", p.ns.unshare));
+            }
+            if let Some(s) = p.ns.net_slot {
+                ns.push(format!("joins the network namespace of slot {s}"));
+            }
+            if p.ns.time_children.is_some() {
+                ns.push("new time namespace for its children".into());
+            }
+            if !ns.is_empty() {
+                writeln!(f, "  namespaces: {}", ns.join(", "))?;
+            }
+            if p.shares_files {
+                writeln!(f, "  fds: shares its parent's table")?;
+            } else if !p.assign.is_empty() {
+                let fds: Vec<String> =
+                    p.assign.iter().map(|a| format!("{}<-{}{}", a.fd, a.slot, if a.cloexec { "e" } else { "" })).collect();
+                writeln!(f, "  fds (fd<-slot, e = close-on-exec): {}", fds.join(" "))?;
+            }
+            match p.vdso_base {
+                Some(v) => writeln!(f, "  vDSO at {v:#x}, executable in slot {}", p.exe_slot.map(|s| s.to_string()).unwrap_or("-".into()))?,
+                None => writeln!(f, "  memory: its parent's (CLONE_VM)")?,
+            }
+            let st: Vec<String> = p.steps.iter().chain(self.finish_steps(i).iter()).map(|s| format!("{s:?}")).collect();
+            writeln!(f, "  steps: {}", st.join(" → "))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host where nothing is taken but the restorer's session 1.
+    struct Empty;
+    impl Host for Empty {
+        fn holder(&self, _: i32) -> Option<String> {
+            None
+        }
+        fn session_alive(&self, sid: i32) -> bool {
+            sid == 1
+        }
+        fn group_alive(&self, _: i32) -> bool {
+            false
+        }
+        fn sid(&self) -> i32 {
+            1
+        }
+    }
+
+    fn vma(start: u64, end: u64, kind: VmaKind, object_id: u32, name: &str) -> Vma {
+        Vma { start, end, kind: kind as i32, object_id, name: name.into(), ..Default::default() }
+    }
+
+    fn proc(pid: i32, ppid: i32, pgid: i32, sid: i32, vdso: u64) -> Process {
+        Process {
+            pid,
+            ppid,
+            comm: format!("p{pid}"),
+            threads: vec![Thread { tid: pid, ..Default::default() }],
+            mm: Some(MmInfo { exe_object: 1, ..Default::default() }),
+            attrs: Some(ProcAttrs { pgid, sid, cwd: "/".into(), ..Default::default() }),
+            vmas: vec![
+                vma(0x40_0000, 0x40_1000, VmaKind::FilePrivate, 1, "/bin/x"),
+                vma(vdso, vdso + 0x4000, VmaKind::Vvar, 0, "[vvar]"),
+                vma(vdso + 0x4000, vdso + 0x6000, VmaKind::Vdso, 0, "[vdso]"),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn manifest(procs: Vec<Process>) -> Manifest {
+        let mut m = Manifest::default();
+        m.process = procs[0].clone();
+        m.processes = procs;
+        m.objects = vec![
+            Object { id: 1, mapped_file: Some(MappedFileObj { path: "/bin/x".into(), ..Default::default() }), ..Default::default() },
+            Object { id: 2, file: Some(FileObj { path: "/dev/null".into(), ..Default::default() }), ..Default::default() },
+            Object { id: 3, shmem: Some(ShmemObj { size: 4096, ..Default::default() }), ..Default::default() },
+        ];
+        m
+    }
+
+    #[test]
+    fn tree_plan() {
+        // root 10 leads session and group; 11 its child in a group of its own, sharing
+        // fd object 2 with the root; 12 a zombie; 13 a CLONE_VM child of 11.
+        let mut a = proc(10, 1, 10, 10, 0x7fff_0000_0000);
+        a.fds = vec![Fd { fd: 0, object_id: 2, ..Default::default() }];
+        let mut b = proc(11, 10, 11, 10, 0x7ffe_0000_0000);
+        b.fds = vec![Fd { fd: 5, object_id: 2, cloexec: true, ..Default::default() }];
+        let mut z = proc(12, 10, 10, 10, 0);
+        z.zombie = true;
+        z.exit_status = 7 << 8;
+        z.vmas.clear();
+        let mut c = proc(13, 11, 11, 10, 0);
+        c.shares_vm = true;
+        c.vmas.clear();
+        let m = manifest(vec![a, b, z, c]);
+        let plan = RestorePlan::build(&m, &Empty, false).unwrap();
+        // one carry slot per object, however many fds share it
+        assert_eq!(plan.carry, vec![Carry::Fd(2), Carry::Mapped(1), Carry::Shmem(3)]);
+        assert_eq!(plan.procs[0].assign, vec![FdPlace { fd: 0, slot: 0, cloexec: false }]);
+        assert_eq!(plan.procs[1].assign, vec![FdPlace { fd: 5, slot: 0, cloexec: true }]);
+        // each process its own vDSO
+        assert_eq!(plan.procs[0].vdso_base, Some(0x7fff_0000_0000));
+        assert_eq!(plan.procs[1].vdso_base, Some(0x7ffe_0000_0000));
+        assert_eq!(plan.procs[3].vdso_base, None);
+        assert_eq!(plan.procs[0].children, vec![1, 2]);
+        assert_eq!(plan.procs[1].children, vec![3]);
+        // the CLONE_VM child: no memory steps, and its parent leaves the trampoline to it
+        assert!(plan.procs[3].clone_flags & libc::CLONE_VM as u64 != 0);
+        assert!(!plan.procs[3].steps.contains(&Step::AddressSpace));
+        assert!(plan.procs[1].steps.contains(&Step::AddressSpace));
+        assert!(!plan.procs[1].unmaps_tramp);
+        assert!(plan.procs[2].steps.is_empty()); // zombie
+        assert_eq!(plan.procs[0].exit_signal, libc::SIGCHLD);
+        // 11 leads its group, 13 joins it
+        assert!(!plan.procs[1].steps.contains(&Step::JoinGroup));
+        assert!(plan.procs[3].steps.contains(&Step::JoinGroup));
+        // 11 and 13 share an address space: one tracer thread
+        assert_eq!(plan.units, vec![vec![0], vec![1, 3]]);
+        assert!(!plan.middle);
+        let text = plan.to_string();
+        assert!(text.contains("pid 12 \"p12\" zombie, exit status 0x700"), "{text}");
+        assert!(text.contains("flags VM"), "{text}");
+    }
+
+    #[test]
+    fn exited_leaders_get_helpers() {
+        // root 20 in session 5 and group 6, both of exited leaders; its child 21 (it was
+        // re-parented to 20) in session 7, whose leader had exited too.
+        let a = proc(20, 1, 6, 5, 0x7fff_0000_0000);
+        let b = proc(21, 20, 21, 7, 0x7fff_0000_0000);
+        let m = manifest(vec![a, b]);
+        let plan = RestorePlan::build(&m, &Empty, false).unwrap();
+        assert_eq!(plan.session_helper, 5);
+        assert!(plan.middle);
+        assert_eq!(plan.procs[0].group_helper, 6);
+        assert_eq!(plan.procs[1].session_helper, 7);
+        assert_eq!(plan.procs[0].helpers, vec![7, 6]);
+        assert!(plan.procs[0].steps.contains(&Step::HandOver));
+        assert!(plan.procs[0].steps.contains(&Step::ReapHelpers));
+        assert!(plan.finish_steps(1).contains(&Step::ArmPdeathsig));
+    }
+
+    #[test]
+    fn children_born_before_setsid() {
+        // 30 (in the restorer's session 1) forks 31, then calls setsid; 31 stays in 1.
+        let a = proc(30, 1, 30, 30, 0x7fff_0000_0000);
+        let b = proc(31, 30, 1, 1, 0x7fff_0000_0000);
+        let m = manifest(vec![a, b]);
+        let plan = RestorePlan::build(&m, &Empty, true).unwrap();
+        assert!(plan.procs[1].before_setsid);
+        assert!(plan.middle);
+    }
+
+    #[test]
+    fn nul_in_a_name_is_an_error_not_a_panic() {
+        let mut a = proc(40, 1, 40, 40, 0x7fff_0000_0000);
+        a.comm = "a\0b".into();
+        let m = manifest(vec![a]);
+        assert!(RestorePlan::build(&m, &Empty, false).is_err());
     }
 }

@@ -1,46 +1,17 @@
 //! The new processes, in the restorer's copies of itself: fork the tree with the original
 //! pids, take over the carried fds, report, park.
 
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
-use stasis_image::Manifest;
 use stasis_sys::ptrace::{self, Stop};
 use stasis_sys::sys::{self, child};
 
-use crate::error::{Error, Result};
 use crate::ns;
 
-use super::plan::Plan;
+use super::prepare::Plan;
 use super::*;
 
-/// Fills shared-memory objects from pages.img (through the fds the plan holds).
-pub(super) fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<()> {
-    for r in &m.index.runs {
-        if r.object_id == 0 || m.object(r.object_id).is_some_and(|o| o.sysv_shm.is_some()) {
-            continue; // SysV segments are filled by ipc::restore
-        }
-        let slot = plan.map_slot.get(&r.object_id).copied().ok_or_else(|| Error::RestoreStep {
-            pid: m.process.pid,
-            step: "filling shared memory".into(),
-            why: format!("page run for unknown object {}", r.object_id),
-        })?;
-        let f = File::from(plan.carry[slot].try_clone().map_err(|e| Error::RestoreStep {
-            pid: m.process.pid,
-            step: "filling shared memory".into(),
-            why: e.to_string(),
-        })?);
-        let a = r.file_offset as usize;
-        let b = a + r.count as usize * PAGE as usize;
-        std::os::unix::fs::FileExt::write_all_at(&f, &shards[r.shard as usize][a..b], r.addr).map_err(|e| Error::RestoreStep {
-            pid: m.process.pid,
-            step: "filling shared memory".into(),
-            why: format!("offset {:#x}: {e}", r.addr),
-        })?;
-    }
-    Ok(())
-}
 
 /// Runs in the forked child (a copy of this single-threaded restorer): takes over the
 /// fds, sets cwd/root/umask/comm, maps the trampoline, reports, parks.
@@ -66,9 +37,9 @@ pub(super) fn child_fail(what: &[u8], pid: i32, ctl: RawFd) -> ! {
 /// carried fds above every target fd number, then becomes the tree (`child_proc`).
 pub(super) fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
     child::set_pdeathsig_kill();
-    let root = plan.procs[0].pid;
+    let root = plan.rp.procs[0].pid;
     // The init of a new PID namespace sees its parent as pid 0.
-    let parent = if plan.procs[0].clone_flags & libc::CLONE_NEWPID as u64 != 0 { 0 } else { parent };
+    let parent = if plan.rp.procs[0].clone_flags & libc::CLONE_NEWPID as u64 != 0 { 0 } else { parent };
     if sys::getppid() != parent {
         child::exit(111);
     }
@@ -95,7 +66,7 @@ pub(super) fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
 /// cwd, root and comm, maps the trampoline, reports its fd numbers and parks.
 /// A zombie child exits at once with its saved status.
 pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> ! {
-    let pp = &plan.procs[idx];
+    let pp = &plan.rp.procs[idx];
     let proc_flags = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64;
     if pp.mount_proc_parent_ns && child::mount(Some(c"proc"), c"/proc", Some(c"proc"), proc_flags) < 0 {
         child_fail(b"mounting /proc for its PID namespace (in its parent's mount namespace)", pp.pid, ctl);
@@ -117,7 +88,7 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
         child_fail(what, pp.pid, ctl);
     }
     // Children born before its setsid() stay in the session it was born in.
-    for &c in pp.children.iter().filter(|&&c| plan.procs[c].before_setsid) {
+    for &c in pp.children.iter().filter(|&&c| plan.rp.procs[c].before_setsid) {
         spawn_child(plan, c, ctl, tmp);
     }
     if pp.sid == pp.pid {
@@ -141,7 +112,7 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
             Err(_) => child_fail(b"recreating its process group (clone3 with the exited leader's pid)", pp.pid, ctl),
         }
     }
-    for &c in pp.children.iter().filter(|&&c| !plan.procs[c].before_setsid) {
+    for &c in pp.children.iter().filter(|&&c| !plan.rp.procs[c].before_setsid) {
         spawn_child(plan, c, ctl, tmp);
     }
     // A table of its own: drop whatever the parent's table held below the carried fds
@@ -151,8 +122,8 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
     if idx > 0 && own_table && plan.base > 0 && child::close_range(0, plan.base as u32 - 1) < 0 {
         child_fail(b"closing inherited fds", pp.pid, ctl);
     }
-    for &(target, slot, cloexec) in pp.assign.iter().filter(|_| own_table) {
-        if child::dup3(tmp[slot], target, if cloexec { libc::O_CLOEXEC } else { 0 }) < 0 {
+    for a in pp.assign.iter().filter(|_| own_table) {
+        if child::dup3(tmp[a.slot], a.fd, if a.cloexec { libc::O_CLOEXEC } else { 0 }) < 0 {
             child_fail(b"placing an fd at its original number", pp.pid, ctl);
         }
     }
@@ -184,7 +155,7 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
 
 /// Forks child `c` of the process running this (in the restorer's copy of itself).
 pub(super) fn spawn_child(plan: &Plan, c: usize, ctl: RawFd, tmp: &[i32]) {
-    let cp = &plan.procs[c];
+    let cp = &plan.rp.procs[c];
     if cp.session_helper != 0 {
         // the helper leads the child's session again and forks it
         match sys::clone_fork(&[cp.session_helper], 0, libc::SIGCHLD) {

@@ -40,7 +40,7 @@ impl Builder<'_> {
             let fixed = libc::MAP_FIXED;
             let step = format!("mapping VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
             let fd_of = |id: u32| -> Result<u64> {
-                let slot = self.plan.map_slot.get(&id).ok_or_else(|| self.err(&step, "no file for this mapping"))?;
+                let slot = self.plan.rp.map_slot.get(&id).ok_or_else(|| self.err(&step, "no file for this mapping"))?;
                 Ok(self.tmp_fds[*slot] as u64)
             };
             let args: [u64; 6] = match kind {
@@ -198,7 +198,11 @@ impl Builder<'_> {
         // The kernel refuses to switch exe_file while the old one is still mapped; when the
         // image's executable is the restorer's own binary it is, and it is also already
         // the right file: keep it (-1).
-        let exe_fd = if self.pp.exe_is_ours { u32::MAX } else { self.tmp_fds[self.pp.exe_slot] as u32 };
+        let exe_fd = match self.pp.exe_slot {
+            _ if self.pp.exe_is_ours => u32::MAX,
+            Some(slot) => self.tmp_fds[slot] as u32,
+            None => return Err(self.err(st, "no executable")),
+        };
         b.extend_from_slice(&exe_fd.to_le_bytes());
         self.write_data(st, 0, &b)?;
         let aux: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_le_bytes()).collect();

@@ -17,16 +17,16 @@ use tracing::{debug, warn};
 use crate::error::{Error, Result};
 use crate::procfs;
 
-use super::plan::{Plan, ProcPlan};
+use super::plan::{ProcPlan, Step};
+use super::prepare::Plan;
 use super::spawn::Child;
 use super::*;
 
 pub(super) struct Builder<'a> {
     pub(super) m: &'a Manifest,
-    /// The process being built, its plan, whether it is the root.
+    /// The process being built and its plan.
     pub(super) p: &'a Process,
     pub(super) pp: &'a ProcPlan,
-    pub(super) is_root: bool,
     pub(super) epoll: &'a [crate::fdkinds::epoll::Add],
     pub(super) pid: i32,
     pub(super) plan: &'a Plan,
@@ -65,7 +65,111 @@ impl Builder<'_> {
         sys::write_mem(self.pid, self.data(off), b).map_err(|e| self.err(step, e))
     }
 
+    /// Carries out the plan's build steps for this process, in order.
     pub(super) fn run(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
+        let steps: Vec<Step> = self.pp.steps.iter().copied().filter(|s| *s != Step::ReapHelpers).collect();
+        for step in steps {
+            self.step(step, ch)?;
+        }
+        Ok(())
+    }
+
+    /// Once every process is built: kills the helpers that held exited leaders' groups
+    /// and sessions (see `plan::dead_leaders`).
+    pub(super) fn reap_helpers(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
+        if self.pp.steps.contains(&Step::ReapHelpers) {
+            self.step(Step::ReapHelpers, ch)?;
+        }
+        Ok(())
+    }
+
+    /// Last, once every process of the tree is built and every helper gone: registers,
+    /// then go.
+    pub(super) fn finish(&mut self, ch: &std::sync::Mutex<Child>, finish: &[Step]) -> Result<()> {
+        for &step in finish {
+            self.step(step, ch)?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, step: Step, ch: &std::sync::Mutex<Child>) -> Result<()> {
+        match step {
+            Step::Seize => self.seize(ch),
+            Step::AddressSpace => self.address_space(),
+            Step::FillMemory => self.fill_memory(),
+            Step::FinishVmas => self.finish_vmas(),
+            Step::MmFields => self.mm_fields(),
+            Step::CreateThreads => self.create_threads(ch),
+            Step::ThreadState => self.thread_state(),
+            Step::Signals => self.signals(),
+            Step::Timers => self.timers(),
+            Step::Attrs => self.attrs(),
+            Step::JoinGroup => {
+                // Every process of the tree exists (leaders did setpgid/setsid while
+                // being created).
+                if let Err(e) = self.main().call(libc::SYS_setpgid, &[0, self.inner(self.pp.pgid) as u64]) {
+                    debug!(pid = self.pid, pgid = self.pp.pgid, "process group not joined: {e}");
+                }
+                Ok(())
+            }
+            Step::CloseCarried => {
+                // all above the target's highest fd
+                let r = self.main();
+                self.call("closing restorer fds", r, libc::SYS_close_range, &[self.plan.base as u64, u32::MAX as u64, 0]).map(drop)
+            }
+            // after that close: closing any fd of a file drops the process's POSIX locks on it
+            Step::Locks => self.locks(),
+            Step::EpollItems => self.epoll_items(),
+            Step::HandOver => self.hand_over(ch),
+            // Seccomp before credentials (installing a filter without no_new_privs needs
+            // CAP_SYS_ADMIN, which the process may have dropped since); our later
+            // injected syscalls are not filtered (PTRACE_O_SUSPEND_SECCOMP).
+            Step::Seccomp => self.seccomp(),
+            Step::Creds => self.pdeath_and_creds(),
+            Step::Dumpable => {
+                let d = self.p.attrs.as_ref().map(|a| a.dumpable).unwrap_or(0);
+                self.call("dumpable", self.main(), libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, d as u64]).map(drop)
+            }
+            Step::ReapHelpers => self.reap_group_helper(),
+            Step::ArmPdeathsig => {
+                // the helper that was its parent is gone now: arm the saved parent-death signal
+                for t in &self.p.threads {
+                    let r = self.remote_of(t.tid);
+                    let st = format!("thread {} parent-death signal", t.tid);
+                    self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, t.pdeathsig as u64])?;
+                }
+                Ok(())
+            }
+            Step::CheckIds => {
+                // every process of the tree is built and stopped: its ids are final
+                if let Ok(f) = procfs::stat_fields(self.pid) {
+                    let (pg, sid) = (procfs::stat_num(&f, 5) as i32, procfs::stat_num(&f, 6) as i32);
+                    if (pg, sid) != (self.pp.pgid, self.pp.sid) {
+                        warn!(pid = self.pid, "restored in process group {pg} and session {sid}; it was in group {} and session {}", self.pp.pgid, self.pp.sid);
+                    }
+                }
+                Ok(())
+            }
+            Step::UnmapTrampoline => self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN]).map(drop),
+            Step::Registers => self.registers(),
+            Step::StopAgain => {
+                if self.p.attrs.as_ref().is_some_and(|a| a.stopped) {
+                    // Queued while every thread is still stopped under ptrace: the first
+                    // thing each does after we detach is to enter the group stop again.
+                    sys::kill(self.pid, libc::SIGSTOP).map_err(|e| self.err("stopping the process again (it was stopped)", e))?;
+                }
+                Ok(())
+            }
+            Step::Detach => {
+                for t in &self.threads {
+                    ptrace::detach(t.tid).map_err(|e| self.err("detaching", format!("thread {}: {e}", t.tid)))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn seize(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
         let pid = self.pid;
         ptrace::seize(pid, (libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_EXITKILL) as u32 | ptrace::PTRACE_O_SUSPEND_SECCOMP)
             .map_err(|e| self.err("seizing the new process", e))?;
@@ -90,37 +194,13 @@ impl Builder<'_> {
         if rs.addr != 0 {
             self.call("unregistering the restorer's rseq", &self.threads[0], libc::SYS_rseq, &[rs.addr, rs.len as u64, 1, rs.sig as u64])?;
         }
+        Ok(())
+    }
 
-        if !self.pp.shares_vm {
-            self.address_space()?;
-            self.fill_memory()?;
-            self.finish_vmas()?;
-            self.mm_fields()?;
-        }
-        self.create_threads(ch)?;
-        self.thread_state()?;
-        self.signals()?;
-        self.timers()?;
-        self.attrs()?;
-        // Join the process group it was in, now that every process of the tree exists
-        // (leaders did setpgid/setsid while being created).
-        let (pg, sid) = self.p.attrs.as_ref().map(|a| (a.pgid, a.sid)).unwrap_or((0, 0));
-        if pg > 0 && pg != self.pid && sid != self.pid {
-            if let Err(e) = self.main().call(libc::SYS_setpgid, &[0, self.inner(pg) as u64]) {
-                debug!(pid = self.pid, pgid = pg, "process group not joined: {e}");
-            }
-        }
-        // close the carried fds (all above the target's highest fd), unless a process
-        // built later shares this fd table and still needs them
-        if self.pp.closes_table {
-            let r = self.main();
-            self.call("closing restorer fds", r, libc::SYS_close_range, &[self.plan.base as u64, u32::MAX as u64, 0])?;
-            // after that close: closing any fd of a file drops the process's POSIX locks on it
-            self.locks()?;
-        }
-        self.epoll_items()?;
-        // --detach: hand the process over to its new parent before setting pdeathsig.
-        let middle = if self.is_root { ch.lock().unwrap().middle.take() } else { None };
+    /// --detach (or a recreated session): hand the root over to its intermediate parent
+    /// before the parent-death signal is set.
+    fn hand_over(&self, ch: &std::sync::Mutex<Child>) -> Result<()> {
+        let middle = ch.lock().unwrap().middle.take();
         if let Some((w, mpid)) = middle {
             for t in &self.threads {
                 self.call("clearing parent-death signal", t, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, 0])?;
@@ -129,27 +209,16 @@ impl Builder<'_> {
             drop(w);
             let _ = sys::waitpid(mpid, 0);
         }
-        // Seccomp before credentials (installing a filter without no_new_privs needs
-        // CAP_SYS_ADMIN, which the process may have dropped since); our later injected
-        // syscalls are not filtered (PTRACE_O_SUSPEND_SECCOMP).
-        self.seccomp()?;
-        self.pdeath_and_creds()?;
-        let attrs = self.p.attrs.clone().unwrap_or_default();
-        self.call("dumpable", self.main(), libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, attrs.dumpable as u64])?;
         Ok(())
     }
 
-    /// Kills the helper that held this process's group (see `dead_leaders`), reaps it
-    /// from inside, and drops the SIGCHLD it caused unless the image had one pending.
-    pub(super) fn reap_group_helper(&self) -> Result<()> {
-        let mut helpers: Vec<i32> = self.pp.children.iter().map(|&c| self.plan.procs[c].session_helper).collect();
-        helpers.push(self.pp.group_helper);
-        helpers.retain(|h| *h != 0);
-        if helpers.is_empty() {
-            return Ok(());
-        }
+    /// Kills the helpers this process is the parent of (its group's, its children's
+    /// sessions'), reaps them from inside, and drops the SIGCHLD they caused unless the
+    /// image had one pending.
+    fn reap_group_helper(&self) -> Result<()> {
+        let helpers = &self.pp.helpers;
         let st = format!("removing helper processes {helpers:?} (they held exited leaders' groups/sessions)");
-        for &g in &helpers {
+        for &g in helpers {
             let _ = sys::kill(g, libc::SIGKILL);
             self.call(&st, self.main(), libc::SYS_wait4, &[g as u64, 0, libc::__WALL as u64, 0])?;
         }
@@ -159,41 +228,6 @@ impl Builder<'_> {
             self.write_data(&st, 0, &(1u64 << (chld - 1)).to_le_bytes())?;
             self.write_data(&st, 16, &[0u8; 16])?;
             let _ = self.main().raw(libc::SYS_rt_sigtimedwait, &[self.data(0), 0, self.data(16), 8]);
-        }
-        Ok(())
-    }
-
-    /// Last step, once every process of the tree is built: registers, then go.
-    pub(super) fn finish(&self) -> Result<()> {
-        let attrs = self.p.attrs.clone().unwrap_or_default();
-        if self.pp.session_helper != 0 {
-            // the helper that was its parent is gone now: arm the saved parent-death signal
-            for t in &self.p.threads {
-                let r = self.remote_of(t.tid);
-                let st = format!("thread {} parent-death signal", t.tid);
-                self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, t.pdeathsig as u64])?;
-            }
-        }
-        if self.pp.set_tid.len() == 1 {
-            // every process of the tree is built and stopped: its ids are final
-            if let Ok(f) = procfs::stat_fields(self.pid) {
-                let (pg, sid) = (procfs::stat_num(&f, 5) as i32, procfs::stat_num(&f, 6) as i32);
-                if (pg, sid) != (attrs.pgid, attrs.sid) {
-                    warn!(pid = self.pid, "restored in process group {pg} and session {sid}; it was in group {} and session {}", attrs.pgid, attrs.sid);
-                }
-            }
-        }
-        if self.pp.unmaps_tramp {
-            self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN])?;
-        }
-        self.registers()?;
-        if attrs.stopped {
-            // Queued while every thread is still stopped under ptrace: the first thing
-            // each does after we detach is to enter the group stop again.
-            sys::kill(self.pid, libc::SIGSTOP).map_err(|e| self.err("stopping the process again (it was stopped)", e))?;
-        }
-        for t in &self.threads {
-            ptrace::detach(t.tid).map_err(|e| self.err("detaching", format!("thread {}: {e}", t.tid)))?;
         }
         Ok(())
     }
