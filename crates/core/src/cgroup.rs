@@ -8,7 +8,7 @@
 //! controllers forbid member processes) is a warning naming pid and cgroup: the process
 //! runs, in the restorer's cgroup for that hierarchy.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use tracing::{debug, warn};
 
@@ -56,6 +56,21 @@ fn mounts() -> Vec<(String, PathBuf)> {
     out
 }
 
+/// The directory of cgroup `path` (a /proc/PID/cgroup path) under hierarchy mount point
+/// `mp`, or None if the path could lead anywhere else: it must be absolute, without NUL,
+/// empty, `.` or `..` components, and the joined directory must lie under `mp`.
+/// (validate refuses such images already; this is defence in depth.)
+pub fn dir_under(mp: &Path, path: &str) -> Option<PathBuf> {
+    let rel = path.strip_prefix('/')?;
+    if path.contains('\0') || (!rel.is_empty() && rel.split('/').any(|c| c.is_empty() || c == "." || c == "..")) {
+        return None;
+    }
+    let dir = mp.join(rel);
+    let normal = Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)));
+    (normal && dir.starts_with(mp) && dir.components().count() == mp.components().count() + Path::new(rel).components().count())
+        .then_some(dir)
+}
+
 fn key_of(ctl: &str) -> String {
     let mut k: Vec<&str> = ctl.split(',').filter(|x| !x.is_empty()).collect();
     k.sort();
@@ -73,7 +88,7 @@ pub fn procs_files(pid: i32, lines: &[String]) -> std::result::Result<Vec<std::f
         let Some((_, mp)) = mounts.iter().find(|(k, _)| *k == key_of(&ctl)) else {
             return Err(format!("pid {pid}: cgroup {l}: that hierarchy is not mounted here (its cgroup namespace needs it)"));
         };
-        let dir = mp.join(path.trim_start_matches('/'));
+        let dir = dir_under(mp, &path).ok_or_else(|| format!("pid {pid}: cgroup {l}: the path leads outside {}", mp.display()))?;
         std::fs::create_dir_all(&dir).map_err(|e| format!("pid {pid}: creating cgroup {}: {e}", dir.display()))?;
         let f = dir.join("cgroup.procs");
         out.push(std::ffi::CString::new(f.to_string_lossy().as_bytes()).map_err(|e| e.to_string())?);
@@ -98,7 +113,10 @@ pub fn restore(procs: &[stasis_image::model::Process]) {
                 warn!(pid, "cgroup {l}: that hierarchy is not mounted here; the process stays in the restorer's cgroup");
                 continue;
             };
-            let dir = mp.join(path.trim_start_matches('/'));
+            let Some(dir) = dir_under(mp, &path) else {
+                warn!(pid, "cgroup {l}: the path leads outside {}; the process stays in the restorer's cgroup", mp.display());
+                continue;
+            };
             if !dir.exists() {
                 if let Err(e) = std::fs::create_dir_all(&dir) {
                     warn!(pid, "cgroup {l}: creating {}: {e}", dir.display());
@@ -109,6 +127,21 @@ pub fn restore(procs: &[stasis_image::model::Process]) {
             if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
                 warn!(pid, "cgroup {l}: moving the process into {}: {e}", dir.display());
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_dirs_stay_under_the_mount_point() {
+        let mp = Path::new("/sys/fs/cgroup");
+        assert_eq!(dir_under(mp, "/"), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(dir_under(mp, "/a/b.scope"), Some(PathBuf::from("/sys/fs/cgroup/a/b.scope")));
+        for bad in ["/../../tmp/x", "/a/../../..", "/a/./b", "/a//b", "a", "", "/a/\0", "/a/"] {
+            assert_eq!(dir_under(mp, bad), None, "{bad:?}");
         }
     }
 }

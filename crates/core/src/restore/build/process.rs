@@ -98,34 +98,44 @@ impl Builder<'_> {
                 self.call("no_new_privs", r, libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0])?;
             }
         }
-        let all_root = c.uids.iter().all(|u| *u == 0) && c.gids.iter().all(|g| *g == 0);
-        let full_caps = c.cap_eff == c.cap_prm && c.cap_bnd == c.cap_prm;
+        // The restorer's credentials and this kernel's last capability, read by validate
+        // before anything was created; every new process started with them.
+        let h = super::super::validate::host()?;
+        let all = h.all_caps();
+        let (Some(uids), Some(gids)) = (c.uids.get(..3), c.gids.get(..3)) else {
+            return Err(self.err("restoring credentials", format!("{} uids and {} gids in the image", c.uids.len(), c.gids.len())));
+        };
+        if c.groups.len() > super::super::validate::MAX_GROUPS || c.groups.len() as u64 * 4 + DATA > TRAMP_LEN {
+            return Err(self.err("restoring credentials", format!("{} supplementary groups do not fit the trampoline's data area", c.groups.len())));
+        }
+        // Nothing to change only if the image asks for exactly what the process has now.
+        let all_root = uids.iter().all(|u| *u == 0) && gids.iter().all(|g| *g == 0) && h.privileged();
+        let same_caps = c.cap_eff & all == h.cap_eff & all
+            && c.cap_prm & all == h.cap_prm & all
+            && c.cap_inh & all == h.cap_inh & all
+            && c.cap_amb & all == h.cap_amb & all;
         for t in &self.threads {
             let st = format!("credentials of thread {}", t.tid);
-            // bounding set
-            for cap in 0..64u64 {
-                if c.cap_bnd & (1 << cap) == 0 && cap <= 40 {
-                    let _ = t.call(libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0]);
+            // bounding set: drop every capability of this kernel that the image's lacks
+            // (and the process still has: it started with the restorer's)
+            for cap in 0..=u64::from(h.cap_last_cap) {
+                let bit = 1u64 << cap;
+                if h.cap_bnd & bit != 0 && c.cap_bnd & bit == 0 {
+                    self.call(&format!("{st}: dropping capability {cap} from the bounding set"), t, libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0])?;
                 }
             }
             // groups
             let g: Vec<u8> = c.groups.iter().flat_map(|x| x.to_le_bytes()).collect();
-            if g.len() as u64 + DATA < TRAMP_LEN {
-                self.write_data(&st, 0, &g)?;
-                self.call(&st, t, libc::SYS_setgroups, &[c.groups.len() as u64, self.data(0)])?;
-            }
-            if all_root && full_caps && c.securebits == 0 {
+            self.write_data(&st, 0, &g)?;
+            self.call(&format!("{st}: setgroups"), t, libc::SYS_setgroups, &[c.groups.len() as u64, self.data(0)])?;
+            if all_root && same_caps && c.securebits == 0 {
                 continue;
             }
             const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
             const SECBIT_KEEP_CAPS: u64 = 1 << 4;
             self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64 | SECBIT_NO_SETUID_FIXUP | SECBIT_KEEP_CAPS])?;
-            if c.gids.len() >= 3 {
-                self.call(&st, t, libc::SYS_setresgid, &[c.gids[0] as u64, c.gids[1] as u64, c.gids[2] as u64])?;
-            }
-            if c.uids.len() >= 3 {
-                self.call(&st, t, libc::SYS_setresuid, &[c.uids[0] as u64, c.uids[1] as u64, c.uids[2] as u64])?;
-            }
+            self.call(&format!("{st}: setresgid"), t, libc::SYS_setresgid, &[gids[0] as u64, gids[1] as u64, gids[2] as u64])?;
+            self.call(&format!("{st}: setresuid"), t, libc::SYS_setresuid, &[uids[0] as u64, uids[1] as u64, uids[2] as u64])?;
             // capset: keep CAP_SETPCAP (8) effective until securebits are final
             let capset = |eff: u64, prm: u64, inh: u64| -> Result<()> {
                 let mut b = Vec::new();
@@ -137,14 +147,14 @@ impl Builder<'_> {
                     b.extend_from_slice(&i.to_le_bytes());
                 }
                 self.write_data(&st, 0, &b)?;
-                self.call(&st, t, libc::SYS_capset, &[self.data(0), self.data(8)]).map(drop)
+                self.call(&format!("{st}: capset"), t, libc::SYS_capset, &[self.data(0), self.data(8)]).map(drop)
             };
             const SETPCAP: u64 = 1 << 8;
             let cur_prm = c.cap_prm | SETPCAP;
             capset(c.cap_eff | SETPCAP, cur_prm, c.cap_inh)?;
             self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64])?;
             capset(c.cap_eff, c.cap_prm, c.cap_inh)?;
-            for cap in 0..64u64 {
+            for cap in 0..=u64::from(h.cap_last_cap) {
                 if c.cap_amb & (1 << cap) != 0 {
                     self.call(&st, t, libc::SYS_prctl, &[libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap, 0, 0])?;
                 }
