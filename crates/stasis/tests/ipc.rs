@@ -46,7 +46,7 @@ fn own_ipc_namespace_objects() {
     w.dump();
     if !direct() {
         let r = stasis(&w.img, &["inspect", w.img.to_str().unwrap()]);
-        let out = r.to_string();
+        let out = &r.stdout;
         for k in ["sysv-shm", "sysv-msg", "sysv-sem", "ipc-ns", "0x57a50011"] {
             assert!(out.contains(k), "inspect does not show {k}:\n{out}");
         }
