@@ -73,6 +73,14 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Show the restore plan instead (text): validates the image and works out,
+        /// without creating anything, what restore would do for each process (pids,
+        /// clone flags, sessions and helpers, namespaces, fds by carry slot, vDSO, steps).
+        #[arg(long, conflicts_with = "json")]
+        plan: bool,
+        /// With --plan: plan a `restore --detach`.
+        #[arg(long, requires = "plan")]
+        detach: bool,
     },
     /// Probe the kernel features stasis needs.
     Check,
@@ -118,7 +126,13 @@ fn main() -> ExitCode {
         )
         .map(|code| ExitCode::from(code))
         .map_err(anyhow::Error::from),
-        Cmd::Inspect { dir, json } => inspect::run(&dir, json).map(|_| ExitCode::SUCCESS),
+        Cmd::Inspect { dir, plan: true, detach, .. } => stasis_core::restore::plan_of(&dir, detach)
+            .map(|p| {
+                print!("{p}");
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
+        Cmd::Inspect { dir, json, .. } => inspect::run(&dir, json).map(|_| ExitCode::SUCCESS),
         Cmd::Check => check::run(),
         Cmd::Demo => demo::run().map(|_| ExitCode::SUCCESS),
         Cmd::Bench(args) => bench::run(&args).map(|_| ExitCode::SUCCESS),

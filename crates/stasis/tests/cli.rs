@@ -155,3 +155,33 @@ fn leave_running_log_grew_allow_changed_files() {
     let st = waitpid_timeout(w.pid, EXIT_TIMEOUT).unwrap_or_else(|_| panic!("restored copy did not finish\n{}", w.report()));
     w.assert_pass(st);
 }
+
+/// `inspect --plan` prints the restore plan of a tree without creating anything: every
+/// process with its pid, how it is cloned, whom it forks, the zombie's status, fds by
+/// carry slot, its vDSO, and its ordered steps; the tree then restores as planned.
+#[test]
+fn inspect_plan_of_a_tree() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("tree", &[]);
+    let kids: Vec<i32> = ["a", "b", "c"].iter().map(|k| w.info(k).parse().unwrap()).collect();
+    dump_and_reap_tree(&mut w, &kids);
+    let img = w.img.clone();
+    let r = w.stasis(&[std::ffi::OsStr::new("inspect"), img.as_os_str(), std::ffi::OsStr::new("--plan")]);
+    assert!(r.ok(), "inspect --plan failed\n{}", w.report());
+    let out = &r.stdout;
+    assert!(out.starts_with(&format!("restore plan: root {}, 4 processes", w.pid)), "{out}");
+    for k in &kids {
+        assert!(out.contains(&format!("pid {k} ")), "plan lacks pid {k}:\n{out}");
+    }
+    assert!(out.contains(&format!("forks: {}, {}, {}", kids[0], kids[1], kids[2])), "{out}");
+    assert!(out.contains("zombie, exit status 0x700"), "the zombie (exit 7) is not planned as one:\n{out}");
+    assert!(out.contains("Seize → AddressSpace"), "{out}");
+    assert!(out.contains("pipe end (object"), "{out}");
+    // planning created nothing: every pid is still free
+    for p in kids.iter().chain([&w.pid]) {
+        assert!(!pid_exists(*p), "pid {p} exists after inspect --plan");
+    }
+    w.restore();
+    w.go_and_pass();
+}

@@ -24,14 +24,14 @@ mod execute;
 pub mod plan;
 mod prepare;
 mod spawn;
-mod validate;
+pub mod validate;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use execute::restore_here;
 use spawn::send_report;
-use validate::validate;
+pub use validate::validate;
 
 use stasis_image::model::*;
 use stasis_sys::sys::{self, child};
@@ -126,6 +126,15 @@ fn find_hole(used: &mut Vec<(u64, u64)>, len: u64) -> Option<u64> {
         return Some(cur + PAGE);
     }
     None
+}
+
+/// The restore plan of the image in `dir` (validated first), as `stasis inspect --plan`
+/// prints it. Nothing is created; the host is only asked whether pids and sessions are
+/// taken.
+pub fn plan_of(dir: &std::path::Path, detach: bool) -> Result<plan::RestorePlan> {
+    let m = stasis_image::read_manifest(dir)?;
+    validate(&m)?;
+    plan::RestorePlan::build(&m, &plan::LiveHost::default(), detach)
 }
 
 pub fn restore(opts: &RestoreOptions) -> Result<u8> {

@@ -208,6 +208,8 @@ pub struct RestorePlan {
     pub root: i32,
     /// What the restorer opens, in carry-slot order.
     pub carry: Vec<Carry>,
+    /// What each carry slot is, for people (path, kind).
+    pub labels: Vec<String>,
     /// Object id → carry slot, for mapped files and shared memory.
     pub map_slot: HashMap<u32, usize>,
     /// The tree, root first, parents before children (the image's order).
@@ -311,6 +313,7 @@ impl RestorePlan {
                 .collect();
             procs[i].helpers = helpers;
         }
+        let labels = carry.iter().map(|c| label(m, c)).collect();
         let middle = detach || session_helper != 0;
         for (i, pp) in procs.iter_mut().enumerate() {
             if !pp.zombie {
@@ -319,7 +322,7 @@ impl RestorePlan {
         }
         let max_fd = m.processes.iter().flat_map(|p| p.fds.iter()).map(|f| f.fd).max().unwrap_or(0);
         let units = units(m);
-        Ok(RestorePlan { root, carry, map_slot, procs, session_helper, middle, units, max_fd })
+        Ok(RestorePlan { root, carry, labels, map_slot, procs, session_helper, middle, units, max_fd })
     }
 
     /// The finish steps of process `i` (after every helper is gone).
@@ -339,6 +342,31 @@ impl RestorePlan {
         v.push(Step::StopAgain);
         v.push(Step::Detach);
         v
+    }
+}
+
+/// A carry slot's object as people name it.
+fn label(m: &Manifest, c: &Carry) -> String {
+    let o = |id: &u32| m.object(*id);
+    match c {
+        Carry::NetNs(ino) => format!("new network namespace (was net:[{ino}])"),
+        Carry::Mapped(id) => format!("{} (mapped, object {id})", o(id).and_then(|o| o.mapped_file.as_ref()).map(|f| f.path.as_str()).unwrap_or("?")),
+        Carry::Shmem(id) => format!("shared memory of {} bytes (object {id})", o(id).and_then(|o| o.shmem.as_ref()).map(|s| s.size).unwrap_or(0)),
+        Carry::Fd(id) => {
+            let what = match o(id) {
+                Some(o) if o.file.is_some() => o.file.as_ref().map(|f| f.path.clone()).unwrap_or_default(),
+                Some(o) if o.pipe_end.is_some() => "pipe end".into(),
+                Some(o) if o.unix.is_some() => "unix socket".into(),
+                Some(o) if o.inet.is_some() => "inet socket".into(),
+                Some(o) if o.eventfd.is_some() => "eventfd".into(),
+                Some(o) if o.timerfd.is_some() => "timerfd".into(),
+                Some(o) if o.signalfd.is_some() => "signalfd".into(),
+                Some(o) if o.epoll.is_some() => "epoll".into(),
+                Some(o) if o.inotify.is_some() => "inotify".into(),
+                _ => "fd object".into(),
+            };
+            format!("{what} (object {id})")
+        }
     }
 }
 
@@ -568,13 +596,7 @@ impl fmt::Display for RestorePlan {
             writeln!(f, "  session {} is recreated by the root's intermediate parent (its leader had exited)", self.session_helper)?;
         }
         writeln!(f, "carry slots:")?;
-        for (i, c) in self.carry.iter().enumerate() {
-            let what = match c {
-                Carry::NetNs(ino) => format!("new network namespace (was net:[{ino}])"),
-                Carry::Fd(id) => format!("fd object {id}"),
-                Carry::Mapped(id) => format!("mapped file, object {id}"),
-                Carry::Shmem(id) => format!("shared memory, object {id}"),
-            };
+        for (i, what) in self.labels.iter().enumerate() {
             writeln!(f, "  {i:>3}: {what}")?;
         }
         writeln!(f, "tracer threads: {:?}", self.units.iter().map(|u| u.iter().map(|&i| self.procs[i].pid).collect::<Vec<_>>()).collect::<Vec<_>>())?;
