@@ -13,7 +13,8 @@ use crate::{files, ipc, ns, procfs};
 
 use super::build::Builder;
 use super::plan::{LiveHost, RestorePlan};
-use super::prepare::{fill_shmem, prepare};
+use super::prepare::{fill_shmem, prepare, Plan};
+use stasis_image::Manifest;
 use super::spawn::*;
 use super::*;
 
@@ -22,17 +23,72 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let m = stasis_image::read_manifest(&opts.dir)?;
     validate(&m)?;
     let inherit = crate::external::check_restore(&m, &opts.inherit_fds)?;
-    let p = &m.process;
-    let pid = p.pid;
+    let pid = m.process.pid;
     // -- checks that need no process --------------------------------------------------
+    let maps = map_pages(opts, &m)?;
+    let shards: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
+    stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
+    check_files(opts, &m)?;
+    check_ids_free(&m)?;
+    let layout = Layout::new(&m)?;
+    // -- plan, open everything ------------------------------------------------------
+    sys::raise_nofile_limit();
+    // Orphans of a failed restore come back to us to be reaped.
+    let _ = sys::set_child_subreaper();
+    let rp = RestorePlan::build(&m, &LiveHost::default(), opts.detach)?;
+    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit)?;
+    fill_shmem(&m, &plan, &shards)?;
+    // -- fork, and wait until every process reported its carried fds ---------------------
+    let (mut ch, ctl_r) = fork_tree(&m, &plan)?;
+    let tmp_by_pid = wait_reports(&m, &plan, &mut ch, &ctl_r)?;
+    let live = tmp_by_pid.len();
+    info!(pid, processes = live, ms = t0.elapsed().as_millis() as u64, "processes created");
+    // control groups, before any thread exists (threads inherit their creator's)
+    crate::cgroup::restore(&m.processes);
+    // Every process holds its own FIFO descriptions now: a FIFO must not stay open here
+    // (a reader would never see EOF).
+    plan.fifo_keep.clear();
+    // SysV objects, now that the new IPC namespaces exist (before any shmat)
+    let mut sysv = ipc::restore(&m, &shards)?;
+    // -- drive them: every process up to its registers, then all registers, then go ----
+    let mut ch = drive(&m, &plan, ch, &tmp_by_pid, &shards, &layout, &mut sysv)?;
+    sysv.keep();
+    info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
+    if let Some(pf) = &opts.pidfile {
+        if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {
+            warn!("writing pidfile {}: {e}", pf.display());
+        }
+    }
+    ch.released = true;
+    if let Some(w) = ready {
+        // --pid-ns init: outlive the outer stasis, then tell it. In the other order the
+        // outer one may read the report and exit (--detach) before the death signal is
+        // cleared, and the kernel kills this init and with it the whole namespace.
+        let _ = sys::clear_pdeathsig();
+        send_report(w.as_raw_fd(), &[b"O".as_slice(), &pid.to_le_bytes()].concat());
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    drop(plan);
+    let st = sys::waitpid(pid, libc::__WALL).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
+    Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
+}
+
+/// The pages files, mapped read-only.
+fn map_pages(opts: &RestoreOptions, m: &Manifest) -> Result<Vec<sys::Mapping>> {
     let mut maps = Vec::new();
     for (k, sh) in m.end.shards.iter().enumerate() {
         let path = opts.dir.join(stasis_image::pages_file_name(k as u32));
         let f = File::open(&path).map_err(crate::error::path_err(path.display().to_string()))?;
         maps.push(sys::Mapping::map_file(&f, sh.size as usize, false).map_err(crate::error::path_err(path.display().to_string()))?);
     }
-    let shards: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
-    stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
+    Ok(maps)
+}
+
+/// The files that mappings and fds need are still the ones dumped (size, mtime, content
+/// hash of mapped executables).
+fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
     // Each mapped file once, however many VMAs and processes map it (hashing the same
     // executable for every VMA of every process of a tree costs seconds).
     let mut checked = std::collections::HashSet::new();
@@ -75,6 +131,11 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
             }
         }
     }
+    Ok(())
+}
+
+/// Every pid and tid of the image is free.
+fn check_ids_free(m: &Manifest) -> Result<()> {
     for q in &m.processes {
         let ids: Vec<i32> = if q.zombie { vec![q.pid] } else { q.threads.iter().map(|t| t.tid).collect() };
         for id in ids {
@@ -84,40 +145,50 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
             }
         }
     }
-    let self_maps = procfs::maps_self().map_err(|e| refuse(format!("reading /proc/self/maps: {e}")))?;
-    let ours = vdso_family(&self_maps);
-    // Each process's own vDSO: a child that exec'd another program has it elsewhere.
-    let shape = |v: &[(String, u64, u64)]| -> Vec<(String, u64, i64)> {
-        let base = v.first().map(|x| x.1).unwrap_or(0);
-        v.iter().map(|(n, s, e)| (n.clone(), e - s, *s as i64 - base as i64)).collect()
-    };
-    for q in m.processes.iter().filter(|q| !q.zombie && !q.shares_vm) {
-        if shape(&ours) != shape(&image_vdso(q)) {
-            return Err(refuse(format!(
-                "pid {}: the vDSO layout of this kernel differs from the image's (kernel {} at dump time); restore on the same kernel",
-                q.pid, p.kernel
-            )));
+    Ok(())
+}
+
+/// Where the restorer's own vDSO is, and the trampoline + vDSO staging area: a hole free
+/// in both our layout and every process's of the image.
+pub(super) struct Layout {
+    pub(super) self_vdso: Vec<(String, u64, u64)>,
+    pub(super) tramp: u64,
+    pub(super) stage: u64,
+}
+
+impl Layout {
+    fn new(m: &Manifest) -> Result<Layout> {
+        let p = &m.process;
+        let self_maps = procfs::maps_self().map_err(|e| refuse(format!("reading /proc/self/maps: {e}")))?;
+        let ours = vdso_family(&self_maps);
+        // Each process's own vDSO: a child that exec'd another program has it elsewhere.
+        let shape = |v: &[(String, u64, u64)]| -> Vec<(String, u64, i64)> {
+            let base = v.first().map(|x| x.1).unwrap_or(0);
+            v.iter().map(|(n, s, e)| (n.clone(), e - s, *s as i64 - base as i64)).collect()
+        };
+        for q in m.processes.iter().filter(|q| !q.zombie && !q.shares_vm) {
+            if shape(&ours) != shape(&image_vdso(q)) {
+                return Err(refuse(format!(
+                    "pid {}: the vDSO layout of this kernel differs from the image's (kernel {} at dump time); restore on the same kernel",
+                    q.pid, p.kernel
+                )));
+            }
         }
+        let vspan = ours.last().map(|x| x.2).unwrap_or(0) - ours.first().map(|x| x.1).unwrap_or(0);
+        let mut used: Vec<(u64, u64)> = self_maps.iter().map(|m| (m.start, m.end)).collect();
+        used.extend(m.processes.iter().flat_map(|q| q.vmas.iter().map(|v| (v.start, v.end))));
+        let tramp = find_hole(&mut used, TRAMP_LEN + vspan).ok_or_else(|| refuse("no address range free in both layouts"))?;
+        let stage = tramp + TRAMP_LEN;
+        debug!(tramp = format_args!("{tramp:#x}"), "trampoline");
+        Ok(Layout { self_vdso: ours, tramp, stage })
     }
-    // -- layout: trampoline + vDSO staging area -------------------------------------------
-    let vspan = ours.last().map(|x| x.2).unwrap_or(0) - ours.first().map(|x| x.1).unwrap_or(0);
-    let mut used: Vec<(u64, u64)> = self_maps.iter().map(|m| (m.start, m.end)).collect();
-    used.extend(m.processes.iter().flat_map(|q| q.vmas.iter().map(|v| (v.start, v.end))));
-    let tramp = find_hole(&mut used, TRAMP_LEN + vspan).ok_or_else(|| refuse("no address range free in both layouts"))?;
-    let stage = tramp + TRAMP_LEN;
-    debug!(tramp = format_args!("{tramp:#x}"), "trampoline");
-    // -- open everything -----------------------------------------------------------
-    sys::raise_nofile_limit();
-    // Orphans of a failed restore come back to us to be reaped.
-    let _ = sys::set_child_subreaper();
-    let rp = RestorePlan::build(&m, &LiveHost::default(), opts.detach)?;
-    let (mut plan, _shm_regions) = prepare(&m, rp, tramp, &inherit)?;
-    fill_shmem(&m, &plan, &shards)?;
-    // epoll items, per process (an instance shared by fork is filled once)
-    let mut epoll_done = Vec::new();
-    let epoll_adds: Vec<Vec<crate::fdkinds::epoll::Add>> =
-        m.processes.iter().map(|q| crate::fdkinds::epoll::adds(&m, q, &mut epoll_done)).collect();
-    // -- fork ----------------------------------------------------------------------
+}
+
+/// Forks the root (through an intermediate parent with --detach or when the root's
+/// session must be recreated), which forks the rest of the tree. Returns the handle that
+/// kills everything on failure and the read end of the control pipe.
+fn fork_tree(m: &Manifest, plan: &Plan) -> Result<(Child, OwnedFd)> {
+    let pid = m.process.pid;
     let (ctl_r, ctl_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
     let me = sys::getpid();
     let live: Vec<i32> = m.processes.iter().filter(|q| !q.zombie).map(|q| q.pid).collect();
@@ -135,7 +206,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
         }
     }
     let sh = plan.rp.session_helper;
-    let mut ch = if opts.detach || sh != 0 {
+    let ch = if plan.rp.middle {
         let (mid_r, mid_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
         let set_tid: &[i32] = if sh != 0 { &[sh] } else { &[] };
         let mpid = sys::clone_fork(set_tid, 0, libc::SIGCHLD).map_err(|e| {
@@ -182,11 +253,17 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
         }
     };
     drop(ctl_w);
-    // -- wait for every process's report ----------------------------------------------
+    Ok((ch, ctl_r))
+}
+
+/// Every live process's report: its carried fds' numbers (index = carry slot), by pid.
+fn wait_reports(m: &Manifest, plan: &Plan, ch: &mut Child, ctl_r: &OwnedFd) -> Result<HashMap<i32, Vec<i32>>> {
+    let pid = m.process.pid;
+    let live = m.processes.iter().filter(|q| !q.zombie).count();
     let mut tmp_by_pid: HashMap<i32, Vec<i32>> = HashMap::new();
     let mut reader = ReportReader::default();
-    while tmp_by_pid.len() < live.len() {
-        let buf = reader.next(&ctl_r);
+    while tmp_by_pid.len() < live {
+        let buf = reader.next(ctl_r);
         let n = buf.len();
         if n == 0 {
             if tmp_by_pid.is_empty() && ch.middle.is_some() {
@@ -227,19 +304,29 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
         // words[0] is the child's control fd (closed with the other carried fds)
         tmp_by_pid.insert(who, words[1..].to_vec());
     }
-    info!(pid, processes = live.len(), ms = t0.elapsed().as_millis() as u64, "processes created");
-    // control groups, before any thread exists (threads inherit their creator's)
-    crate::cgroup::restore(&m.processes);
-    // Every process holds its own FIFO descriptions now: a FIFO must not stay open here
-    // (a reader would never see EOF).
-    plan.fifo_keep.clear();
-    // SysV objects, now that the new IPC namespaces exist (before any shmat)
-    let mut sysv = ipc::restore(&m, &shards)?;
-    // -- drive them: every process up to its registers, then all registers, then go ----
-    // Processes are built concurrently by a few tracer threads (a ptrace tracee belongs
-    // to the thread that seized it, so each thread keeps its processes to the end).
-    // Processes sharing an fd table stay on one thread, in tree order: the last one
-    // closes the carried fds the others still map from.
+    Ok(tmp_by_pid)
+}
+
+/// Builds every process, concurrently, by a few tracer threads (a ptrace tracee belongs
+/// to the thread that seized it, so each thread keeps its processes to the end; the
+/// plan's units keep processes sharing an fd table or address space together), then,
+/// once all are built, marks destroyed SysV segments, reaps the helpers and sets every
+/// process's registers. On failure everything is killed (dropping `ch`).
+fn drive(
+    m: &Manifest,
+    plan: &Plan,
+    ch: Child,
+    tmp_by_pid: &HashMap<i32, Vec<i32>>,
+    shards: &[&[u8]],
+    layout: &Layout,
+    sysv: &mut ipc::Restored,
+) -> Result<Child> {
+    let pid = m.process.pid;
+    let (tramp, stage, ours) = (layout.tramp, layout.stage, &layout.self_vdso);
+    // epoll items, per process (an instance shared by fork is filled once)
+    let mut epoll_done = Vec::new();
+    let epoll_adds: Vec<Vec<crate::fdkinds::epoll::Add>> =
+        m.processes.iter().map(|q| crate::fdkinds::epoll::adds(m, q, &mut epoll_done)).collect();
     let units = plan.rp.units.clone();
     let nworkers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4).min(units.len());
     let mut lists: Vec<Vec<usize>> = vec![Vec::new(); nworkers];
@@ -248,7 +335,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     }
     let chm = std::sync::Mutex::new(ch);
     let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
-    let sysvm = std::sync::Mutex::new(&mut sysv);
+    let sysvm = std::sync::Mutex::new(sysv);
     let barrier = std::sync::Barrier::new(nworkers);
     let fail = |e: Error| {
         failed.lock().unwrap().get_or_insert(e);
@@ -257,7 +344,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     std::thread::scope(|s| {
         for (w, list) in lists.iter().enumerate() {
             let (chm, barrier, tmp_by_pid) = (&chm, &barrier, &tmp_by_pid);
-            let (m, plan, epoll_adds, shards, ours) = (&m, &plan, &epoll_adds, &shards, &ours);
+            let (epoll_adds, shards) = (&epoll_adds, &shards);
             let (fail, ok, sysvm) = (&fail, &ok, &sysvm);
             s.spawn(move || {
                 let mut mine = Vec::new();
@@ -314,30 +401,10 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
             });
         }
     });
-    let mut ch = chm.into_inner().unwrap();
+    let ch = chm.into_inner().unwrap();
     if let Some(e) = failed.into_inner().unwrap() {
         drop(ch); // kills and reaps
         return Err(e);
     }
-    sysv.keep();
-    info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
-    if let Some(pf) = &opts.pidfile {
-        if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {
-            warn!("writing pidfile {}: {e}", pf.display());
-        }
-    }
-    ch.released = true;
-    if let Some(w) = ready {
-        // --pid-ns init: outlive the outer stasis, then tell it. In the other order the
-        // outer one may read the report and exit (--detach) before the death signal is
-        // cleared, and the kernel kills this init and with it the whole namespace.
-        let _ = sys::clear_pdeathsig();
-        send_report(w.as_raw_fd(), &[b"O".as_slice(), &pid.to_le_bytes()].concat());
-    }
-    if opts.detach {
-        return Ok(0);
-    }
-    drop(plan);
-    let st = sys::waitpid(pid, libc::__WALL).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
-    Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
+    Ok(ch)
 }
