@@ -56,10 +56,13 @@ fn cgroup_path_escaping_the_hierarchy_refused() {
     let orig = stasis_image::read_manifest(&img).expect("reading the image");
     let escape = format!("/tmp/stasis-cgroup-escape-{}", w.pid);
     let _ = fs::remove_dir_all(&escape);
-    for path in [format!("/../../..{escape}"), format!("/x/../../../..{escape}"), format!("/./../../..{escape}")] {
-        let line = format!("0::{path}");
+    // enough `..` to reach / from any mount point (`..` of / is /)
+    let up = "/..".repeat(12);
+    for (key, path) in [("0::", format!("{up}{escape}")), ("0::", format!("/x{up}{escape}")), ("4:memory:", format!("/.{up}{escape}"))] {
+        let line = format!("{key}{path}");
         let m = with_root(&orig, |p| {
-            p.cgroups.retain(|l| !l.starts_with("0::"));
+            let ctl = key.splitn(3, ':').nth(1).unwrap_or("").to_string();
+            p.cgroups.retain(|l| l.splitn(3, ':').nth(1) != Some(ctl.as_str()));
             p.cgroups.push(line.clone());
         });
         write_manifest(&img, &m);
