@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod demo;
 mod inspect;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,6 +113,7 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    progress::install();
     let res: anyhow::Result<ExitCode> = match cli.cmd {
         Cmd::Dump { pid, dir, leave_running, external } => {
             // A dump holds the process frozen with our registers in it: finish (or roll
