@@ -351,6 +351,15 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
             fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
         } else if ft.is_fifo() {
             let ino = md.ino();
+            // O_ASYNC needs its owner and signal (F_SETOWN_EX, F_SETSIG), which are not
+            // kept yet; O_DIRECT (packet mode) is not recreated: refused, not dropped.
+            let kept = (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32;
+            if flags & !kept != 0 {
+                return Err(Error::Unsupported {
+                    pid,
+                    what: format!("fd {fd} is {link} with file flags {} (only O_NONBLOCK is kept)", fdkinds::open_flags(flags)),
+                });
+            }
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
             let pos = pipes.iter().position(|p| p.ino == ino).unwrap_or_else(|| {
                 let pipe_id = objs.intern(format!("pipe:{ino}"), |_| Object {

@@ -231,3 +231,20 @@ fn dump_refuses_zombie_leader_with_live_threads() {
     w.assert_running_untouched();
     w.go_and_pass();
 }
+
+/// A pipe end with O_ASYNC (and an owner to signal) is refused by name: restoring it
+/// without the flag and owner would silently stop its SIGIO. The process runs on with
+/// its flag, owner and signal intact.
+#[test]
+fn dump_refuses_pipe_with_o_async() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("pipe_async", &[]);
+    let fd = w.info("fd");
+    let pid = w.pid.to_string();
+    let r = w.try_dump(&[]);
+    let rep = w.report();
+    assert_clean_error(&r, &[&pid, &format!("fd {fd}"), "pipe", "O_ASYNC"], &rep);
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
