@@ -5,9 +5,12 @@
 //! one mmap through it to get a private scratch page, write `0f 05` there and use it for
 //! the rest. All signals are blocked in every thread while we work (the original masks
 //! are put back by `Frozen::resume`). `stop` unmaps the scratch page.
+//!
+//! Each thread is a `Remote` with the shared data area as its scratch, so the typed
+//! calls of `stasis_sys::remote::RemoteCalls` (the same ones restore uses) work on it.
 
 use stasis_sys::ptrace;
-use stasis_sys::remote::Remote;
+use stasis_sys::remote::{Remote, Scratch};
 use stasis_sys::sys;
 
 use crate::error::{Ctx, Error, Result};
@@ -45,10 +48,11 @@ impl Parasite {
         let scratch = boot
             .call(libc::SYS_mmap, &[0, SCRATCH_LEN, prot, flags, u64::MAX, 0])
             .ctx(pid, || "mapping a scratch page in the process".into())?;
+        let data = Scratch { pid, addr: scratch + DATA, len: SCRATCH_LEN - DATA };
         let p = Parasite {
             pid,
             scratch,
-            remotes: fz.threads.iter().map(|t| Remote::new(t.tid, scratch, t.regs)).collect(),
+            remotes: fz.threads.iter().map(|t| Remote::new(t.tid, scratch, t.regs).with_scratch(data)).collect(),
         };
         if let Err(e) = sys::write_mem(pid, scratch, &[0x0f, 0x05]).ctx(pid, || "writing scratch page".into()) {
             let _ = boot.call(libc::SYS_munmap, &[scratch, SCRATCH_LEN]);
@@ -57,33 +61,23 @@ impl Parasite {
         Ok(p)
     }
 
-    fn remote(&self, tid: i32) -> &Remote {
+    /// Thread `tid` (the main thread if there is no such thread), for typed calls.
+    pub fn thread(&self, tid: i32) -> &Remote {
         self.remotes.iter().find(|r| r.tid == tid).unwrap_or(&self.remotes[0])
     }
 
     /// Runs a syscall in thread `tid`; negative results become errors.
     pub fn call(&self, tid: i32, nr: i64, args: &[u64]) -> Result<u64> {
-        self.remote(tid).call(nr, args).ctx(self.pid, || format!("syscall {nr} injected into thread {tid}"))
+        self.thread(tid).call(nr, args).ctx(self.pid, || format!("syscall {nr} injected into thread {tid}"))
     }
 
     pub fn raw(&self, tid: i32, nr: i64, args: &[u64]) -> Result<i64> {
-        self.remote(tid).raw(nr, args).ctx(self.pid, || format!("syscall {nr} injected into thread {tid}"))
+        self.thread(tid).raw(nr, args).ctx(self.pid, || format!("syscall {nr} injected into thread {tid}"))
     }
 
-    pub fn data(&self, off: u64) -> u64 {
-        self.scratch + DATA + off
-    }
-
-    pub fn read(&self, off: u64, len: usize) -> Result<Vec<u8>> {
-        sys::read_mem(self.pid, self.data(off), len).ctx(self.pid, || "reading scratch page".into())
-    }
-
-    pub fn write(&self, off: u64, data: &[u8]) -> Result<()> {
-        sys::write_mem(self.pid, self.data(off), data).ctx(self.pid, || "writing scratch page".into())
-    }
-
-    pub fn zero(&self, len: usize) -> Result<()> {
-        self.write(0, &vec![0u8; len])
+    /// A typed call in thread `tid`, its error labelled with `what`.
+    pub fn with<T>(&self, tid: i32, what: &str, f: impl FnOnce(&Remote) -> stasis_sys::Result<T>) -> Result<T> {
+        f(self.thread(tid)).ctx(self.pid, || format!("{what} injected into thread {tid}"))
     }
 
     /// Unmaps the scratch page (single-stepped, so nothing after the syscall is fetched).
@@ -93,11 +87,4 @@ impl Parasite {
             .ctx(self.pid, || "unmapping the scratch page".into())
             .map(drop)
     }
-}
-
-pub fn u64_at(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
-}
-pub fn i32_at(b: &[u8], off: usize) -> i32 {
-    i32::from_le_bytes(b[off..off + 4].try_into().unwrap())
 }

@@ -2,11 +2,12 @@
 //! attributes. Dump side; the restore side is in restore.rs, step by step.
 
 use stasis_image::model::*;
+use stasis_sys::remote::RemoteCalls;
 use stasis_sys::{ptrace, sys};
 
 use crate::error::{Ctx, Error, Result};
 use crate::freeze::Frozen;
-use crate::parasite::{i32_at, u64_at, Parasite};
+use crate::parasite::Parasite;
 use crate::procfs;
 
 pub const NSIG: i32 = 64;
@@ -20,7 +21,7 @@ fn id_list(st: &[(String, String)], k: &str) -> Vec<u32> {
 }
 
 fn siginfo_list(v: Vec<[u8; 128]>) -> Vec<SigInfo> {
-    v.into_iter().map(|raw| SigInfo { signo: i32_at(&raw, 0), raw: raw.to_vec() }).collect()
+    v.into_iter().map(|raw| SigInfo { signo: i32::from_le_bytes(raw[0..4].try_into().unwrap()), raw: raw.to_vec() }).collect()
 }
 
 /// Threads: registers from the freeze, the rest from ptrace, procfs and the parasite.
@@ -33,16 +34,11 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
         let (robust_list, robust_list_len) =
             sys::get_robust_list(tid).ctx(pid, || format!("get_robust_list of thread {tid}"))?;
         let rseq = ptrace::get_rseq(tid).ctx(pid, || format!("PTRACE_GET_RSEQ_CONFIGURATION of thread {tid}"))?;
-        // clear_child_tid
-        par.zero(64)?;
-        par.call(tid, libc::SYS_prctl, &[libc::PR_GET_TID_ADDRESS as u64, par.data(0)])?;
-        // sigaltstack(NULL, &old)
-        par.call(tid, libc::SYS_sigaltstack, &[0, par.data(8)])?;
-        // pdeathsig
-        par.call(tid, libc::SYS_prctl, &[libc::PR_GET_PDEATHSIG as u64, par.data(32)])?;
-        let b = par.read(0, 64)?;
-        let nnp = par.call(tid, libc::SYS_prctl, &[libc::PR_GET_NO_NEW_PRIVS as u64, 0, 0, 0, 0])?;
-        let timerslack_ns = par.call(tid, libc::SYS_prctl, &[libc::PR_GET_TIMERSLACK as u64, 0, 0, 0, 0])?;
+        let clear_child_tid = par.with(tid, "PR_GET_TID_ADDRESS", |r| r.prctl_get_tid_address())?;
+        let ss = par.with(tid, "sigaltstack", |r| r.sigaltstack_get())?;
+        let pdeathsig = par.with(tid, "PR_GET_PDEATHSIG", |r| r.prctl_get_int(libc::PR_GET_PDEATHSIG))?;
+        let nnp = par.with(tid, "PR_GET_NO_NEW_PRIVS", |r| r.prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0))?;
+        let timerslack_ns = par.with(tid, "PR_GET_TIMERSLACK", |r| r.prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0))?;
         let (sched_policy, sched_priority) = sys::sched_get(tid).ctx(pid, || format!("sched_getscheduler({tid})"))?;
         let nice = sys::get_nice(tid).ctx(pid, || format!("getpriority({tid})"))?;
         let affinity = sys::get_affinity(tid).ctx(pid, || format!("sched_getaffinity({tid})"))?;
@@ -69,19 +65,19 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
             sigmask: t.sigmask,
             robust_list,
             robust_list_len,
-            clear_child_tid: u64_at(&b, 0),
+            clear_child_tid,
             rseq_addr: rseq.addr,
             rseq_len: rseq.len,
             rseq_sig: rseq.sig,
-            altstack_sp: u64_at(&b, 8),
-            altstack_flags: i32_at(&b, 16),
-            altstack_size: u64_at(&b, 24),
+            altstack_sp: ss.ss_sp,
+            altstack_flags: ss.ss_flags,
+            altstack_size: ss.ss_size,
             sched_policy,
             sched_priority,
             nice,
             affinity,
             pending,
-            pdeathsig: i32_at(&b, 32),
+            pdeathsig,
             no_new_privs: nnp == 1,
             in_syscall: t.regs.orig_rax as i64,
             timerslack_ns,
@@ -100,14 +96,11 @@ pub fn dump_sigactions(fz: &Frozen, par: &Parasite) -> Result<Vec<SigAction>> {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        par.zero(32)?;
-        par.call(fz.pid, libc::SYS_rt_sigaction, &[sig as u64, 0, par.data(0), 8])?;
-        let b = par.read(0, 32)?;
-        let (handler, flags, restorer, mask) = (u64_at(&b, 0), u64_at(&b, 8), u64_at(&b, 16), u64_at(&b, 24));
-        if handler == 0 && flags == 0 && mask == 0 {
+        let a = par.with(fz.pid, &format!("rt_sigaction({sig})"), |r| r.sigaction_get(sig))?;
+        if a.handler == 0 && a.flags == 0 && a.mask == 0 {
             continue; // SIG_DFL with nothing else: the default after restore too
         }
-        out.push(SigAction { signo: sig, handler, flags, restorer, mask });
+        out.push(SigAction { signo: sig, handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask });
     }
     Ok(out)
 }
@@ -115,11 +108,8 @@ pub fn dump_sigactions(fz: &Frozen, par: &Parasite) -> Result<Vec<SigAction>> {
 pub fn dump_itimers(fz: &Frozen, par: &Parasite) -> Result<Vec<ITimer>> {
     let mut out = Vec::new();
     for which in 0..3 {
-        par.zero(32)?;
-        par.call(fz.pid, libc::SYS_getitimer, &[which as u64, par.data(0)])?;
-        let b = par.read(0, 32)?;
-        let tv = |o| u64_at(&b, o) * 1_000_000 + u64_at(&b, o + 8);
-        let (interval_us, value_us) = (tv(0), tv(16));
+        let v = par.with(fz.pid, &format!("getitimer({which})"), |r| r.getitimer(which))?;
+        let (interval_us, value_us) = (v.interval.to_us(), v.value.to_us());
         if interval_us != 0 || value_us != 0 {
             out.push(ITimer { which, interval_us, value_us });
         }
@@ -130,10 +120,7 @@ pub fn dump_itimers(fz: &Frozen, par: &Parasite) -> Result<Vec<ITimer>> {
 pub fn dump_posix_timers(fz: &Frozen, par: &Parasite) -> Result<Vec<PosixTimer>> {
     let mut out = Vec::new();
     for t in procfs::timers(fz.pid).ctx(fz.pid, || "reading /proc/PID/timers".into())? {
-        par.zero(32)?;
-        par.call(fz.pid, libc::SYS_timer_gettime, &[t.id as u64, par.data(0)])?;
-        let b = par.read(0, 32)?;
-        let ts = |o| u64_at(&b, o) * 1_000_000_000 + u64_at(&b, o + 8);
+        let v = par.with(fz.pid, &format!("timer_gettime({})", t.id), |r| r.timer_gettime(t.id))?;
         let notify = match t.notify.as_str() {
             "signal" => libc::SIGEV_SIGNAL,
             "thread" => libc::SIGEV_THREAD_ID,
@@ -150,8 +137,8 @@ pub fn dump_posix_timers(fz: &Frozen, par: &Parasite) -> Result<Vec<PosixTimer>>
             notify,
             notify_tid: t.notify_tid,
             sigval: t.sigval,
-            interval_ns: ts(0),
-            value_ns: ts(16),
+            interval_ns: v.interval.to_ns(),
+            value_ns: v.value.to_ns(),
             overrun,
         });
     }
@@ -161,7 +148,7 @@ pub fn dump_posix_timers(fz: &Frozen, par: &Parasite) -> Result<Vec<PosixTimer>>
 pub fn dump_creds(fz: &Frozen, par: &Parasite) -> Result<Creds> {
     let pid = fz.pid;
     let st = procfs::status(pid).ctx(pid, || "reading /proc/PID/status".into())?;
-    let securebits = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_SECUREBITS as u64, 0, 0, 0, 0])? as u32;
+    let securebits = par.with(pid, "PR_GET_SECUREBITS", |r| r.prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0))? as u32;
     Ok(Creds {
         uids: id_list(&st, "Uid"),
         gids: id_list(&st, "Gid"),
@@ -188,10 +175,8 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     }
     let personality = u32::from_str_radix(procfs::read(pid, "personality").unwrap_or_default().trim(), 16).unwrap_or(0);
     let oom_score_adj = procfs::read(pid, "oom_score_adj").unwrap_or_default().trim().parse().unwrap_or(0);
-    let dumpable = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_DUMPABLE as u64, 0, 0, 0, 0])? as i32;
-    par.zero(8)?;
-    par.call(pid, libc::SYS_prctl, &[libc::PR_GET_CHILD_SUBREAPER as u64, par.data(0)])?;
-    let child_subreaper = i32_at(&par.read(0, 4)?, 0) != 0;
+    let dumpable = par.with(pid, "PR_GET_DUMPABLE", |r| r.prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0))? as i32;
+    let child_subreaper = par.with(pid, "PR_GET_CHILD_SUBREAPER", |r| r.prctl_get_int(libc::PR_GET_CHILD_SUBREAPER))? != 0;
     let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
     let (pgid, sid) = (procfs::stat_num(&sf, 5) as i32, procfs::stat_num(&sf, 6) as i32);
     Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid })
@@ -202,10 +187,8 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
 pub fn dump_rlimits(fz: &Frozen, par: &Parasite) -> Result<Vec<Rlimit>> {
     let mut out = Vec::new();
     for res in 0..16 {
-        par.zero(16)?;
-        par.call(fz.pid, libc::SYS_prlimit64, &[0, res as u64, 0, par.data(0)])?;
-        let b = par.read(0, 16)?;
-        out.push(Rlimit { resource: res, cur: u64_at(&b, 0), max: u64_at(&b, 8) });
+        let l = par.with(fz.pid, &format!("prlimit64({res})"), |r| r.getrlimit(res))?;
+        out.push(Rlimit { resource: res, cur: l.cur, max: l.max });
     }
     Ok(out)
 }

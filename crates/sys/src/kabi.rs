@@ -131,6 +131,10 @@ impl Timeval {
     pub fn from_us(us: u64) -> Timeval {
         Timeval { sec: (us / 1_000_000) as i64, usec: (us % 1_000_000) as i64 }
     }
+    /// Microseconds (wrapping, as the image has always stored them).
+    pub fn to_us(&self) -> u64 {
+        (self.sec as u64).wrapping_mul(1_000_000).wrapping_add(self.usec as u64)
+    }
 }
 
 /// `struct itimerval` (setitimer).
@@ -139,6 +143,12 @@ impl Timeval {
 pub struct Itimerval {
     pub interval: Timeval,
     pub value: Timeval,
+}
+
+impl Itimerval {
+    pub fn from_us(interval_us: u64, value_us: u64) -> Itimerval {
+        Itimerval { interval: Timeval::from_us(interval_us), value: Timeval::from_us(value_us) }
+    }
 }
 
 /// `struct timespec`.
@@ -153,6 +163,10 @@ impl Timespec {
     pub fn from_ns(ns: u64) -> Timespec {
         Timespec { sec: (ns / 1_000_000_000) as i64, nsec: (ns % 1_000_000_000) as i64 }
     }
+    /// Nanoseconds (wrapping, as the image has always stored them).
+    pub fn to_ns(&self) -> u64 {
+        (self.sec as u64).wrapping_mul(1_000_000_000).wrapping_add(self.nsec as u64)
+    }
 }
 
 /// `struct itimerspec` (timer_settime, timerfd_settime).
@@ -162,6 +176,111 @@ pub struct Itimerspec {
     pub interval: Timespec,
     pub value: Timespec,
 }
+
+impl Itimerspec {
+    pub fn from_ns(interval_ns: u64, value_ns: u64) -> Itimerspec {
+        Itimerspec { interval: Timespec::from_ns(interval_ns), value: Timespec::from_ns(value_ns) }
+    }
+}
+
+/// `struct rlimit64` (prlimit64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rlimit64 {
+    pub cur: u64,
+    pub max: u64,
+}
+
+/// `struct prctl_mm_map` (prctl(PR_SET_MM, PR_SET_MM_MAP)); `auxv` points at `auxv_size`
+/// bytes of auxiliary vector; `exe_fd` u32::MAX (-1) keeps /proc/PID/exe.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrctlMmMap {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub auxv: u64,
+    pub auxv_size: u32,
+    pub exe_fd: u32,
+}
+
+/// clone3's `struct clone_args` (v2, with set_tid and cgroup).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
+}
+
+impl CloneArgs {
+    pub fn as_bytes(&self) -> &[u8] {
+        as_bytes(self)
+    }
+}
+
+/// `struct ptrace_rseq_configuration` (PTRACE_GET_RSEQ_CONFIGURATION).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RseqConfiguration {
+    pub rseq_abi_pointer: u64,
+    pub rseq_abi_size: u32,
+    pub signature: u32,
+    pub flags: u32,
+    pub pad: u32,
+}
+
+/// `struct ptrace_peeksiginfo_args` (PTRACE_PEEKSIGINFO).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeekSiginfoArgs {
+    pub off: u64,
+    pub flags: u32,
+    pub nr: i32,
+}
+
+/// `struct epoll_event` as x86_64 lays it out: packed, 12 bytes (events, then data at
+/// offset 4), kept as three words so it has no padding and no unaligned field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EpollEvent {
+    pub words: [u32; 3],
+}
+
+impl EpollEvent {
+    pub fn new(events: u32, data: u64) -> EpollEvent {
+        EpollEvent { words: [events, data as u32, (data >> 32) as u32] }
+    }
+    pub fn events(&self) -> u32 {
+        self.words[0]
+    }
+    pub fn data(&self) -> u64 {
+        self.words[1] as u64 | (self.words[2] as u64) << 32
+    }
+}
+
+/// A raw 128-byte `siginfo_t` (rt_sigqueueinfo, PTRACE_PEEKSIGINFO).
+pub type Siginfo = [u8; 128];
+
+/// The largest classic-BPF program the kernel accepts (BPF_MAXINSNS instructions of
+/// 8 bytes): a seccomp filter is never longer.
+pub const BPF_MAXINSNS: usize = 4096;
 
 /// capset/capget header and the two 32-bit data words of _LINUX_CAPABILITY_VERSION_3.
 #[repr(C)]
@@ -201,7 +320,10 @@ impl CapSet {
     }
 }
 
-pod!(StackT, KSigaction, Flock, SockFprog, Sigevent, Timeval, Itimerval, Timespec, Itimerspec, CapUserHeader, CapUserData, CapSet);
+pod!(
+    StackT, KSigaction, Flock, SockFprog, Sigevent, Timeval, Itimerval, Timespec, Itimerspec, CapUserHeader, CapUserData,
+    CapSet, Rlimit64, PrctlMmMap, CloneArgs, RseqConfiguration, PeekSiginfoArgs, EpollEvent
+);
 
 #[cfg(test)]
 mod tests {
@@ -218,6 +340,17 @@ mod tests {
         assert_eq!(size_of::<Itimerval>(), 32);
         assert_eq!(size_of::<Itimerspec>(), 32);
         assert_eq!(size_of::<CapSet>(), 32);
+        assert_eq!(size_of::<Rlimit64>(), 16);
+        assert_eq!(size_of::<PrctlMmMap>(), 104);
+        assert_eq!(size_of::<CloneArgs>(), 88);
+        assert_eq!(size_of::<RseqConfiguration>(), 24);
+        assert_eq!(size_of::<PeekSiginfoArgs>(), 16);
+        assert_eq!(size_of::<EpollEvent>(), 12);
+        assert_eq!(size_of::<libc::epoll_event>(), size_of::<EpollEvent>());
+        assert_eq!(size_of::<libc::rlimit64>(), size_of::<Rlimit64>());
+        assert_eq!(size_of::<libc::itimerspec>(), size_of::<Itimerspec>());
+        assert_eq!(size_of::<libc::itimerval>(), size_of::<Itimerval>());
+        assert_eq!(size_of::<libc::siginfo_t>(), size_of::<Siginfo>());
         assert_eq!(size_of::<libc::stack_t>(), size_of::<StackT>());
         assert_eq!(size_of::<libc::flock>(), size_of::<Flock>());
         assert_eq!(size_of::<libc::sigevent>(), size_of::<Sigevent>());
@@ -232,5 +365,13 @@ mod tests {
         let c = CapSet::new(0x1_0000_0003, 0x3, 0);
         assert_eq!(c.data[0].effective, 3);
         assert_eq!(c.data[1].effective, 1);
+        let e = EpollEvent::new(5, 0x1122_3344_5566_7788);
+        assert_eq!((e.events(), e.data()), (5, 0x1122_3344_5566_7788));
+        let ev = libc::epoll_event { events: 5, u64: 0x1122_3344_5566_7788 };
+        // SAFETY: epoll_event is 12 initialised bytes (packed, no padding).
+        let raw = unsafe { std::slice::from_raw_parts(&ev as *const libc::epoll_event as *const u8, 12) };
+        assert_eq!(as_bytes(&e), raw);
+        assert_eq!(Timeval::from_us(3_000_007).to_us(), 3_000_007);
+        assert_eq!(Timespec::from_ns(5_000_000_009).to_ns(), 5_000_000_009);
     }
 }

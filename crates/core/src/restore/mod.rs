@@ -62,8 +62,6 @@ const PAGE: u64 = 4096;
 const TRAMP_LEN: u64 = 16 * PAGE;
 const DATA: u64 = 64;
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
-const PR_SET_MM: u64 = 35;
-const PR_SET_MM_MAP: u64 = 14;
 const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
 const CLONE_THREAD_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_FS

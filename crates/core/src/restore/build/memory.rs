@@ -1,6 +1,8 @@
 //! The address space: vDSO, VMAs, pages, madvise flags, mm fields.
 
 use stasis_image::model::*;
+use stasis_sys::kabi::PrctlMmMap;
+use stasis_sys::remote::RemoteCalls;
 use stasis_sys::sys;
 use tracing::warn;
 
@@ -185,16 +187,6 @@ impl Builder<'_> {
     pub(super) fn mm_fields(&self) -> Result<()> {
         let mm = self.p.mm.clone().unwrap_or_default();
         let st = "setting mm fields (PR_SET_MM_MAP)";
-        let auxv_off = 256u64;
-        let mut b = Vec::new();
-        for v in [
-            mm.start_code, mm.end_code, mm.start_data, mm.end_data, mm.start_brk, mm.brk, mm.start_stack, mm.arg_start,
-            mm.arg_end, mm.env_start, mm.env_end,
-        ] {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-        b.extend_from_slice(&self.data(auxv_off).to_le_bytes());
-        b.extend_from_slice(&((mm.auxv.len() * 8) as u32).to_le_bytes());
         // The kernel refuses to switch exe_file while the old one is still mapped; when the
         // image's executable is the restorer's own binary it is, and it is also already
         // the right file: keep it (-1).
@@ -203,14 +195,23 @@ impl Builder<'_> {
             Some(slot) => self.tmp_fds[slot] as u32,
             None => return Err(self.err(st, "no executable")),
         };
-        b.extend_from_slice(&exe_fd.to_le_bytes());
-        self.write_data(st, 0, &b)?;
-        let aux: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_le_bytes()).collect();
-        if aux.len() as u64 + auxv_off + DATA > TRAMP_LEN {
-            return Err(self.err(st, "auxv too large"));
-        }
-        self.write_data(st, auxv_off, &aux)?;
-        self.call(st, self.main(), libc::SYS_prctl, &[PR_SET_MM, PR_SET_MM_MAP, self.data(0), b.len() as u64, 0])?;
+        let map = PrctlMmMap {
+            start_code: mm.start_code,
+            end_code: mm.end_code,
+            start_data: mm.start_data,
+            end_data: mm.end_data,
+            start_brk: mm.start_brk,
+            brk: mm.brk,
+            start_stack: mm.start_stack,
+            arg_start: mm.arg_start,
+            arg_end: mm.arg_end,
+            env_start: mm.env_start,
+            env_end: mm.env_end,
+            exe_fd,
+            ..Default::default()
+        };
+        // auxv goes into the trampoline's data area after the struct (an error if too large)
+        self.on(st, self.main(), "prctl(PR_SET_MM_MAP)", |r| r.prctl_set_mm_map(&map, &mm.auxv))?;
         if mm.thp_disabled {
             self.call("THP disable", self.main(), libc::SYS_prctl, &[libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0])?;
         }

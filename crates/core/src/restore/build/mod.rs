@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use stasis_image::model::*;
 use stasis_image::Manifest;
 use stasis_sys::ptrace::{self, Stop};
-use stasis_sys::remote::Remote;
+use stasis_sys::remote::{Remote, Scratch};
 use stasis_sys::sys;
 use tracing::{debug, warn};
 
@@ -61,8 +61,13 @@ impl Builder<'_> {
         self.tramp + DATA + off
     }
 
+    /// The trampoline's data area, for typed injected calls (bounded: never past it).
+    pub(super) fn scratch(&self) -> Scratch {
+        Scratch { pid: self.pid, addr: self.data(0), len: TRAMP_LEN - DATA }
+    }
+
     pub(super) fn write_data(&self, step: &str, off: u64, b: &[u8]) -> Result<()> {
-        sys::write_mem(self.pid, self.data(off), b).map_err(|e| self.err(step, e))
+        self.scratch().write(off, b).map(drop).map_err(|e| self.err(step, e))
     }
 
     /// Carries out the plan's build steps for this process, in order.
@@ -184,7 +189,7 @@ impl Builder<'_> {
             }
         }
         let regs0 = ptrace::getregs(pid).map_err(|e| self.err("reading registers", e))?;
-        self.threads.push(Remote::new(pid, self.tramp, regs0));
+        self.threads.push(Remote::new(pid, self.tramp, regs0).with_scratch(self.scratch()));
         // Block everything first: a child of this process may already have exited
         // (a zombie recreated), and its SIGCHLD must not interrupt our syscalls.
         ptrace::set_sigmask(pid, !0).map_err(|e| self.err("blocking signals", e))?;

@@ -3,7 +3,7 @@
 use stasis_image::model::*;
 use stasis_sys::kabi;
 use stasis_sys::ptrace::{self, Stop};
-use stasis_sys::remote::Remote;
+use stasis_sys::remote::{Remote, RemoteCalls};
 use stasis_sys::sys;
 use tracing::warn;
 
@@ -43,18 +43,8 @@ impl Builder<'_> {
             .collect();
         for (tid, set_tid) in threads {
             let st = format!("creating thread {tid}");
-            let set_tid_off = 128u64;
-            let args = sys::CloneArgs {
-                flags: CLONE_THREAD_FLAGS,
-                set_tid: self.data(set_tid_off),
-                set_tid_size: set_tid.len() as u64,
-                ..Default::default()
-            };
-            self.write_data(&st, 0, args.as_bytes())?;
-            let b: Vec<u8> = set_tid.iter().flat_map(|x| x.to_le_bytes()).collect();
-            self.write_data(&st, set_tid_off, &b)?;
-            let got = self.main().raw(libc::SYS_clone3, &[self.data(0), std::mem::size_of::<sys::CloneArgs>() as u64]);
-            let got = got.map_err(|e| self.err(&st, e))?;
+            let args = kabi::CloneArgs { flags: CLONE_THREAD_FLAGS, ..Default::default() };
+            let got = self.main().clone3(&args, &set_tid).map_err(|e| self.err(&st, e))?;
             // clone3 returns the tid as the process itself sees it (innermost level)
             if got != set_tid[0] as i64 {
                 let why = if got == -(libc::EEXIST as i64) {
@@ -74,7 +64,7 @@ impl Builder<'_> {
                 }
             }
             ptrace::set_sigmask(tid, !0).map_err(|e| self.err(&st, e))?;
-            self.threads.push(Remote::new(tid, self.tramp, main_regs));
+            self.threads.push(Remote::new(tid, self.tramp, main_regs).with_scratch(self.scratch()));
         }
         Ok(())
     }
@@ -93,18 +83,13 @@ impl Builder<'_> {
             }
             self.call(&st, r, libc::SYS_set_tid_address, &[t.clear_child_tid])?;
             // 0 = back to the default slack (the value it was born with)
-            self.call(&format!("{st}: timer slack"), r, libc::SYS_prctl, &[libc::PR_SET_TIMERSLACK as u64, t.timerslack_ns, 0, 0, 0])?;
+            self.on(&format!("{st}: timer slack"), r, "prctl", |r| r.prctl(libc::PR_SET_TIMERSLACK, t.timerslack_ns, 0, 0, 0))?;
             let ss = altstack(t);
-            self.write_data(&st, 0, kabi::as_bytes(&ss))?;
-            self.call(&format!("{st}: sigaltstack"), r, libc::SYS_sigaltstack, &[self.data(0), 0])?;
+            self.on(&format!("{st}: sigaltstack"), r, "sigaltstack", |r| r.sigaltstack_set(&ss))?;
             let tid = t.tid;
             if !t.comm.is_empty() {
                 // /proc/PID/task/TID/comm is only writable from inside the thread group.
-                let mut name = t.comm.as_bytes().to_vec();
-                name.truncate(15);
-                name.push(0);
-                self.write_data(&st, 0, &name)?;
-                self.call(&format!("{st}: comm"), r, libc::SYS_prctl, &[libc::PR_SET_NAME as u64, self.data(0)])?;
+                self.on(&format!("{st}: comm"), r, "PR_SET_NAME", |r| r.prctl_set_name(t.comm.as_bytes()))?;
             }
             if !t.affinity.is_empty() {
                 if let Err(e) = sys::set_affinity(tid, &t.affinity) {
