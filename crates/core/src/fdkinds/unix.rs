@@ -86,9 +86,11 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         if !listening && !idle_dgram {
             return Err(refuse(format!("{tn} socket bound to {name} and connected")));
         }
-        if d.rqueue > 0 {
-            let what = if listening { "connections waiting to be accepted" } else { "queued datagrams" };
-            return Err(refuse(format!("{tn} socket bound to {name} with {} {what}", d.rqueue)));
+        if listening && d.rqueue > 0 {
+            return Err(refuse(format!("{tn} socket bound to {name} with {} connections waiting to be accepted", d.rqueue)));
+        }
+        if !listening && has_queued_messages(pid, fd, dup)? {
+            return Err(refuse(format!("{tn} socket bound to {name} with queued datagrams")));
         }
         let mut saved = d.name.clone();
         if saved[0] != 0 {
@@ -120,8 +122,9 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             }
             Err(err) => return Err(Error::Sys { pid, what: format!("peeking the queue of fd {fd}"), err }),
         }
-    } else if d.rqueue > 0 {
-        return Err(refuse(format!("{tn} socket with {} queued datagrams", d.rqueue)));
+    } else if has_queued_messages(pid, fd, dup)? {
+        let what = if ty == libc::SOCK_SEQPACKET { "records" } else { "datagrams" };
+        return Err(refuse(format!("{tn} socket with queued {what}")));
     } else {
         Vec::new()
     };
@@ -294,5 +297,17 @@ mod tests {
         assert_eq!(addr_display(b"\0a\0b\n"), "@a\\x00b\\x0a");
         assert_eq!(addr_display(b"\x0000a1f"), "@00a1f (autobind)");
         assert_eq!(addr_display(b""), "(unnamed)");
+    }
+}
+
+/// Is anything queued for reading on a datagram or seqpacket socket? The kernel's socket
+/// table gives the length of the first datagram only (0 for an empty one, which would be
+/// lost), so ask the socket itself: a peek that does not wait (nothing is consumed).
+fn has_queued_messages(pid: i32, fd: i32, dup: &OwnedFd) -> Result<bool> {
+    let mut b = [0u8; 1];
+    match sys::recv(dup.as_fd(), &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+        Err(err) => Err(Error::Sys { pid, what: format!("peeking the queue of fd {fd}"), err }),
     }
 }
