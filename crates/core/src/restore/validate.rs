@@ -95,6 +95,27 @@ impl Host {
             && self.cap_bnd & all == all
     }
 
+    /// A fully privileged root on a kernel whose last capability is `last` (for checks that must not
+    /// depend on who runs them: fuzzing, `inspect --plan`, tests).
+    pub fn root(last: u32) -> Host {
+        let mut h = Host {
+            uids: vec![0; 4],
+            gids: vec![0; 4],
+            groups: Vec::new(),
+            cap_eff: 0,
+            cap_prm: 0,
+            cap_inh: 0,
+            cap_bnd: 0,
+            cap_amb: 0,
+            cap_last_cap: last,
+            nr_open: 1 << 20,
+            max_map_count: 65530,
+        };
+        let all = h.all_caps();
+        (h.cap_eff, h.cap_prm, h.cap_bnd) = (all, all, all);
+        h
+    }
+
     /// Parses /proc/self/status and the three sysctls' contents.
     pub fn parse(status: &str, cap_last_cap: &str, nr_open: &str, max_map_count: &str) -> std::result::Result<Host, String> {
         let field = |k: &str| -> Option<&str> {
@@ -676,26 +697,6 @@ mod tests {
     }
 
     impl Host {
-        /// A fully privileged root on a kernel whose last capability is `last` (tests).
-        fn root(last: u32) -> Host {
-            let mut h = Host {
-                uids: vec![0; 4],
-                gids: vec![0; 4],
-                groups: Vec::new(),
-                cap_eff: 0,
-                cap_prm: 0,
-                cap_inh: 0,
-                cap_bnd: 0,
-                cap_amb: 0,
-                cap_last_cap: last,
-                nr_open: 1 << 20,
-                max_map_count: 65530,
-            };
-            let all = h.all_caps();
-            (h.cap_eff, h.cap_prm, h.cap_bnd) = (all, all, all);
-            h
-        }
-
         fn with_caps(mut self, eff: u64, prm: u64, inh: u64, bnd: u64) -> Host {
             (self.cap_eff, self.cap_prm, self.cap_inh, self.cap_bnd) = (eff, prm, inh, bnd);
             self
