@@ -11,7 +11,10 @@
 //! namespace with private propagation and the init of the PID namespace that /proc
 //! showed mounts a fresh procfs there. Anything else is refused, naming the mount.
 //!
-//! Network, user, cgroup and time namespaces are refused with the kind named.
+//! Network namespaces holding only `lo` (their sockets dumped from inside them), time
+//! namespaces (clock offsets) and cgroup namespaces whose first process is at their root
+//! are carried; user namespaces, and network namespaces with other interfaces, are
+//! refused with the kind named.
 //!
 //! UTS and IPC namespaces (the IPC objects themselves are in ipc.rs):
 //!
@@ -21,7 +24,8 @@
 //! into it (setns of UTS and IPC namespaces is per thread).
 //!
 //! Restore: the first process of the tree in a namespace (the root, or a child whose
-//! parent is in another one) unshares it in `restore::child_proc` before forking its
+//! parent is in another one) unshares it in `restore::spawn::child_proc` (`child_apply`)
+//! before forking its
 //! children, so they inherit it, and sets the host and domain names. A process that is
 //! back in stasis's namespace under a parent in another one, or that shares a namespace
 //! with a process that is not its parent, is refused (`check_tree`).

@@ -1,11 +1,15 @@
-//! Unix socket pairs with both ends in the process — socketpair(2), as used by asyncio's
-//! self-pipe, subprocess plumbing kept inside one process, and event loops.
+//! Unix sockets: pairs with both ends in the tree — socketpair(2), as used by asyncio's
+//! self-pipe, subprocess plumbing and event loops — and bound listeners or idle bound
+//! datagram sockets.
 //!
 //! Dump: NETLINK_SOCK_DIAG tells each socket's peer, name, shutdown state and queue
 //! length; the bytes queued on a stream end are peeked (MSG_PEEK with SO_PEEK_OFF, so the
-//! process still reads them). Refused: bound (named) sockets, sockets connected to a
-//! socket outside the process, unconnected sockets, queued datagrams, queued ancillary
-//! data (passed fds, credentials), file flags other than O_NONBLOCK.
+//! process still reads them); whether datagrams are queued is asked of the socket (a
+//! non-waiting peek: the table's length is the first datagram's, 0 for an empty one).
+//! Refused: bound sockets that are connected, listeners with connections waiting,
+//! sockets connected to a socket outside the tree, unconnected unbound sockets, queued
+//! datagrams, queued ancillary data (passed fds, credentials), file flags other than
+//! O_NONBLOCK.
 //! Restore: socketpair(2) when the first end is opened; each end's queue is written
 //! into its peer so it lands where it was; shutdown state applied per end. A bound
 //! socket is bound again to its name (`open_bound`), never taking a path from a live
