@@ -18,6 +18,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::kabi::{CloneArgs, PeekSiginfoArgs, PrctlMmMap, RseqConfiguration, Sigevent};
 use crate::sys::AnonBuf;
 use libc::{c_int, c_long, c_uint, c_ulong, c_void, pid_t};
 
@@ -375,14 +376,17 @@ struct Child {
 }
 
 impl Child {
-    /// Fork. The child runs `body` and exits with its return value. `body` must only make
-    /// async-signal-safe calls (raw system calls; no allocation, no locks, no panics): the
-    /// parent may have other threads (e.g. under `cargo test`).
-    fn fork(body: impl FnOnce() -> c_int) -> Result<Child, Missing> {
+    /// Fork. The child runs `body` and exits with its return value.
+    ///
+    /// # Safety
+    /// `body` must only make async-signal-safe calls (raw system calls; no allocation, no
+    /// locks, no panics): the parent may have other threads (e.g. under `cargo test`),
+    /// whose locks the child inherits held.
+    unsafe fn fork(body: impl FnOnce() -> c_int) -> Result<Child, Missing> {
         let parent = getpid();
         // SAFETY: fork() duplicates only the calling thread. The child below only makes
-        // async-signal-safe calls (prctl, getppid, `body` under the contract above, _exit) and
-        // leaves through _exit, which runs no destructors and no atexit handlers.
+        // async-signal-safe calls (prctl, getppid, `body` under the caller's contract, _exit)
+        // and leaves through _exit, which runs no destructors and no atexit handlers.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
             return Err(Missing::sys("fork", errno()));
@@ -481,7 +485,8 @@ fn idle() -> c_int {
 
 /// Fork an idle child, PTRACE_SEIZE it and stop it with PTRACE_INTERRUPT.
 fn seized_child() -> Result<Child, Missing> {
-    let mut child = Child::fork(idle)?;
+    // SAFETY: `idle` only calls pause().
+    let mut child = unsafe { Child::fork(idle) }?;
     // SAFETY: ptrace on our own child with null addr/data, as PTRACE_SEIZE expects.
     let r = unsafe {
         libc::ptrace(
@@ -523,11 +528,13 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Missing> {
 }
 
 /// Run `body` in a forked child and return the `N` numbers it fills in (sent over a pipe).
-/// `body` must follow the rules of [`Child::fork`].
-fn in_child<const N: usize>(body: impl FnOnce(&mut [i64; N])) -> Result<[i64; N], Missing> {
+///
+/// # Safety
+/// `body` must follow the rules of [`Child::fork`] (async-signal-safe calls only).
+unsafe fn in_child<const N: usize>(body: impl FnOnce(&mut [i64; N])) -> Result<[i64; N], Missing> {
     let (rd, wr) = pipe()?;
     let wr_fd = wr.as_raw_fd();
-    let mut child = Child::fork(move || {
+    let run = move || {
         let mut out = [0i64; N];
         body(&mut out);
         let len = size_of::<[i64; N]>();
@@ -538,7 +545,10 @@ fn in_child<const N: usize>(body: impl FnOnce(&mut [i64; N])) -> Result<[i64; N]
         } else {
             1
         }
-    })?;
+    };
+    // SAFETY: `run` writes into a local array and makes one write(2): async-signal-safe,
+    // given the caller's `body` is.
+    let mut child = unsafe { Child::fork(run) }?;
     drop(wr);
     let code = child.exit_code(Duration::from_secs(5))?;
     if code != 0 {
@@ -634,16 +644,6 @@ fn probe_xstate() -> Outcome {
     Ok(format!("{} bytes, xfeatures {xfeatures:#x}", iov.iov_len))
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct RseqConfiguration {
-    rseq_abi_pointer: u64,
-    rseq_abi_size: u32,
-    signature: u32,
-    flags: u32,
-    pad: u32,
-}
-
 fn probe_rseq() -> Outcome {
     let child = seized_child()?;
     let mut conf = RseqConfiguration::default();
@@ -668,13 +668,6 @@ fn probe_rseq() -> Outcome {
     }
 }
 
-#[repr(C)]
-struct PeekSiginfoArgs {
-    off: u64,
-    flags: u32,
-    nr: i32,
-}
-
 fn probe_peeksiginfo() -> Outcome {
     // Block SIGUSR1 around the fork so the child inherits it blocked: the signal we queue
     // below stays pending whatever the child is doing.
@@ -695,7 +688,7 @@ fn probe_peeksiginfo() -> Outcome {
     sys(r as c_long, "kill(SIGUSR1)")?;
     let mut args = PeekSiginfoArgs {
         off: 0,
-        flags: PTRACE_PEEKSIGINFO_SHARED,
+        flags: PTRACE_PEEKSIGINFO_SHARED as u32,
         nr: 1,
     };
     let mut si = [0u8; 128]; // one siginfo_t
@@ -728,7 +721,8 @@ fn probe_process_vm() -> Outcome {
     let len = 8192;
     let original = pattern(7, len);
     // The child gets a copy of `original` at the same address.
-    let child = Child::fork(idle)?;
+    // SAFETY: `idle` only calls pause().
+    let child = unsafe { Child::fork(idle) }?;
     let addr = original.as_ptr() as u64;
     let errno_of = |e: std::io::Error| e.raw_os_error().unwrap_or(0);
     let read_remote = || {
@@ -806,22 +800,6 @@ fn probe_map_files() -> Outcome {
         )));
     }
     Ok(format!("{entries} entries; opened our own code mapping"))
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
 }
 
 fn read_number(path: &str) -> Option<i64> {
@@ -912,7 +890,8 @@ fn pidfd_open(pid: pid_t) -> Result<OwnedFd, Missing> {
 
 fn probe_pidfd() -> Outcome {
     let exe = File::open("/proc/self/exe").map_err(|e| io_missing("open /proc/self/exe", &e))?;
-    let child = Child::fork(idle)?; // inherits the descriptor `exe`
+    // SAFETY: `idle` only calls pause().
+    let child = unsafe { Child::fork(idle) }?; // inherits the descriptor `exe`
     let pidfd = pidfd_open(child.pid)?;
     // SAFETY: pidfd_getfd takes a pidfd, a descriptor number in that process and flags, and
     // returns a new descriptor in ours.
@@ -947,7 +926,8 @@ fn kcmp_file(pid1: pid_t, pid2: pid_t, fd1: RawFd, fd2: RawFd) -> Result<c_long,
 
 fn probe_kcmp() -> Outcome {
     let shared = File::open("/proc/self/exe").map_err(|e| io_missing("open /proc/self/exe", &e))?;
-    let child = Child::fork(idle)?; // shares `shared`'s open file description
+    // SAFETY: `idle` only calls pause().
+    let child = unsafe { Child::fork(idle) }?; // shares `shared`'s open file description
     let other = File::open("/dev/null").map_err(|e| io_missing("open /dev/null", &e))?;
     let me = getpid();
     let same = kcmp_file(me, child.pid, shared.as_raw_fd(), shared.as_raw_fd())?;
@@ -961,25 +941,6 @@ fn probe_kcmp() -> Outcome {
         return Err(Missing::new("kcmp says two different files are the same"));
     }
     Ok("told shared and distinct files apart across processes".into())
-}
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct PrctlMmMap {
-    start_code: u64,
-    end_code: u64,
-    start_data: u64,
-    end_data: u64,
-    start_brk: u64,
-    brk: u64,
-    start_stack: u64,
-    arg_start: u64,
-    arg_end: u64,
-    env_start: u64,
-    env_end: u64,
-    auxv: u64,
-    auxv_size: u32,
-    exe_fd: u32,
 }
 
 /// Our own memory layout as PR_SET_MM_MAP wants it (it is identical in a forked child).
@@ -1034,7 +995,7 @@ fn probe_set_mm() -> Outcome {
     }
     // Now the call restore really makes: PR_SET_MM_MAP with the current layout, in a child.
     let map = current_mm_map()?;
-    let [err] = in_child::<1>(move |out| {
+    let body = move |out: &mut [i64; 1]| {
         // SAFETY: `map` is a live local of the size we pass; setting the layout to what it
         // already is changes nothing, and this child exits right after.
         let r = unsafe {
@@ -1047,7 +1008,9 @@ fn probe_set_mm() -> Outcome {
             )
         };
         out[0] = if r < 0 { errno() as i64 } else { 0 };
-    })?;
+    };
+    // SAFETY: the body makes one prctl and stores into `out`.
+    let [err] = unsafe { in_child::<1>(body) }?;
     if err != 0 {
         return Err(Missing::sys(
             "PR_SET_MM_MAP with the current layout (in a child)",
@@ -1107,7 +1070,7 @@ fn probe_vdso() -> Outcome {
         .min()
         .unwrap_or(0);
     let hi = regions.iter().map(|r| r.1).max().unwrap_or(0);
-    let [which, err] = in_child::<2>(move |out| {
+    let body = move |out: &mut [i64; 2]| {
         // SAFETY: reserve a hole (PROT_NONE) as large as the whole vDSO block; the child owns
         // its address space and exits right after.
         let hole = unsafe {
@@ -1150,7 +1113,9 @@ fn probe_vdso() -> Outcome {
             }
         }
         out[0] = -2;
-    })?;
+    };
+    // SAFETY: the body makes raw mmap/mremap calls and stores into `out`.
+    let [which, err] = unsafe { in_child::<2>(body) }?;
     if err != 0 {
         let what = match which {
             0 => "mremap of [vvar]",
@@ -1380,25 +1345,14 @@ fn probe_soft_dirty() -> Outcome {
     Ok("bit 55 cleared by clear_refs 4 and set again by a write".into())
 }
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct KernelSigevent {
-    value: u64,
-    signo: c_int,
-    notify: c_int,
-    pad: [c_int; 12],
-}
-
 fn probe_timer_restore_ids() -> Outcome {
     const WANT_ID: c_int = 42;
-    let sev = KernelSigevent {
-        value: 0,
-        signo: 0,
+    let sev = Sigevent {
         notify: SIGEV_NONE,
-        pad: [0; 12],
+        ..Default::default()
     };
     // In a child: the setting is per process and the timer must not outlive the probe.
-    let [step, err, got] = in_child::<3>(move |out| {
+    let body = move |out: &mut [i64; 3]| {
         // SAFETY: prctl with integer arguments only.
         let r = unsafe {
             libc::prctl(
@@ -1433,7 +1387,7 @@ fn probe_timer_restore_ids() -> Outcome {
             libc::syscall(
                 SYS_TIMER_CREATE,
                 libc::CLOCK_MONOTONIC,
-                &sev as *const KernelSigevent,
+                &sev as *const Sigevent,
                 &mut id as *mut c_int,
             )
         };
@@ -1444,7 +1398,9 @@ fn probe_timer_restore_ids() -> Outcome {
         // SAFETY: deletes the timer we just created.
         unsafe { libc::syscall(SYS_TIMER_DELETE, id) };
         *out = [0, 0, id as i64];
-    })?;
+    };
+    // SAFETY: the body makes raw prctl/timer syscalls and stores into `out`.
+    let [step, err, got] = unsafe { in_child::<3>(body) }?;
     match step {
         0 if got == WANT_ID as i64 => Ok(format!("timer created with requested ID {WANT_ID}")),
         0 => Err(Missing::new(format!(
@@ -1473,14 +1429,16 @@ fn probe_namespaces() -> Outcome {
         ("time", CLONE_NEWTIME),
         ("user", libc::CLONE_NEWUSER),
     ];
-    let errs = in_child::<8>(|out| {
+    let body = |out: &mut [i64; 8]| {
         for (i, (_, flag)) in KINDS.iter().enumerate() {
             // SAFETY: unshare only moves this (single-threaded, short-lived) child into new
             // namespaces.
             let r = unsafe { libc::unshare(*flag) };
             out[i] = if r < 0 { errno() as i64 } else { 0 };
         }
-    })?;
+    };
+    // SAFETY: the body makes raw unshare calls and stores into `out`.
+    let errs = unsafe { in_child::<8>(body) }?;
     let failed: Vec<(&str, i32)> = KINDS
         .iter()
         .zip(errs.iter())
@@ -1742,13 +1700,14 @@ mod tests {
         assert_eq!(size_of::<UffdioWriteprotect>(), 24);
         assert_eq!(size_of::<RseqConfiguration>(), 24);
         assert_eq!(size_of::<PeekSiginfoArgs>(), 16);
-        assert_eq!(size_of::<KernelSigevent>(), 64);
+        assert_eq!(size_of::<Sigevent>(), 64);
     }
 
     #[test]
     fn child_is_reaped_on_drop() {
         let pid = {
-            let c = Child::fork(idle).expect("fork");
+            // SAFETY: `idle` only calls pause().
+            let c = unsafe { Child::fork(idle) }.expect("fork");
             c.pid
         };
         // The child is gone and reaped: waiting for it again says "not our child".

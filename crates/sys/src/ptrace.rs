@@ -1,5 +1,6 @@
 //! Typed ptrace requests on one thread (tid).
 
+use crate::kabi::{PeekSiginfoArgs, RseqConfiguration, Siginfo, BPF_MAXINSNS};
 use crate::{cvt, Error, Result};
 
 pub type Regs = libc::user_regs_struct;
@@ -20,26 +21,35 @@ pub struct RseqConf {
     pub sig: u32,
 }
 
-fn req(r: libc::c_uint, tid: i32, addr: usize, data: usize) -> Result<i64> {
-    // SAFETY: raw ptrace call; callers pass addr/data that are valid for the request
-    // (pointers to live buffers of the size the request writes, or plain integers).
+/// One raw ptrace request.
+///
+/// # Safety
+/// `addr` and `data` must be what request `r` expects: plain integers, or pointers to
+/// live memory of at least the size the kernel reads or writes for that request.
+unsafe fn req(r: libc::c_uint, tid: i32, addr: usize, data: usize) -> Result<i64> {
+    // SAFETY: the caller passes addr/data valid for the request (see above).
     cvt(unsafe { libc::ptrace(r, tid, addr as *mut libc::c_void, data as *mut libc::c_void) })
 }
 
 pub fn seize(tid: i32, options: u32) -> Result<()> {
-    req(libc::PTRACE_SEIZE, tid, 0, options as usize).map(drop)
+    // SAFETY: integer arguments only.
+    unsafe { req(libc::PTRACE_SEIZE, tid, 0, options as usize) }.map(drop)
 }
 pub fn interrupt(tid: i32) -> Result<()> {
-    req(libc::PTRACE_INTERRUPT, tid, 0, 0).map(drop)
+    // SAFETY: integer arguments only.
+    unsafe { req(libc::PTRACE_INTERRUPT, tid, 0, 0) }.map(drop)
 }
 pub fn detach(tid: i32) -> Result<()> {
-    req(libc::PTRACE_DETACH, tid, 0, 0).map(drop)
+    // SAFETY: integer arguments only.
+    unsafe { req(libc::PTRACE_DETACH, tid, 0, 0) }.map(drop)
 }
 pub fn cont(tid: i32, sig: i32) -> Result<()> {
-    req(libc::PTRACE_CONT, tid, 0, sig as usize).map(drop)
+    // SAFETY: integer arguments only.
+    unsafe { req(libc::PTRACE_CONT, tid, 0, sig as usize) }.map(drop)
 }
 pub fn singlestep(tid: i32) -> Result<()> {
-    req(libc::PTRACE_SINGLESTEP, tid, 0, 0).map(drop)
+    // SAFETY: integer arguments only.
+    unsafe { req(libc::PTRACE_SINGLESTEP, tid, 0, 0) }.map(drop)
 }
 
 /// waitpid(tid, __WALL), retrying EINTR. Returns the raw status.
@@ -72,11 +82,13 @@ pub fn try_wait(tid: i32) -> Result<Option<i32>> {
 pub fn getregs(tid: i32) -> Result<Regs> {
     // SAFETY: user_regs_struct is plain old data; all-zero is a valid value.
     let mut r: Regs = unsafe { std::mem::zeroed() };
-    req(libc::PTRACE_GETREGS, tid, 0, &mut r as *mut Regs as usize)?;
+    // SAFETY: data points to a live user_regs_struct, which the kernel fills.
+    unsafe { req(libc::PTRACE_GETREGS, tid, 0, &mut r as *mut Regs as usize) }?;
     Ok(r)
 }
 pub fn setregs(tid: i32, r: &Regs) -> Result<()> {
-    req(libc::PTRACE_SETREGS, tid, 0, r as *const Regs as usize).map(drop)
+    // SAFETY: data points to a live user_regs_struct, which the kernel reads.
+    unsafe { req(libc::PTRACE_SETREGS, tid, 0, r as *const Regs as usize) }.map(drop)
 }
 
 pub fn regs_to_words(r: &Regs) -> Vec<u64> {
@@ -98,60 +110,54 @@ pub fn words_to_regs(w: &[u64]) -> Option<Regs> {
 pub fn get_xstate(tid: i32) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; 16384];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    req(libc::PTRACE_GETREGSET, tid, NT_X86_XSTATE, &mut iov as *mut libc::iovec as usize)?;
+    // SAFETY: the iovec describes `buf`, alive for the call; the kernel writes at most iov_len bytes.
+    unsafe { req(libc::PTRACE_GETREGSET, tid, NT_X86_XSTATE, &mut iov as *mut libc::iovec as usize) }?;
     buf.truncate(iov.iov_len);
     Ok(buf)
 }
 pub fn set_xstate(tid: i32, data: &[u8]) -> Result<()> {
     let mut buf = data.to_vec();
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    req(libc::PTRACE_SETREGSET, tid, NT_X86_XSTATE, &mut iov as *mut libc::iovec as usize).map(drop)
+    // SAFETY: the iovec describes `buf`, alive for the call; the kernel only reads it.
+    unsafe { req(libc::PTRACE_SETREGSET, tid, NT_X86_XSTATE, &mut iov as *mut libc::iovec as usize) }.map(drop)
 }
 
 pub fn get_sigmask(tid: i32) -> Result<u64> {
     let mut m = 0u64;
-    req(libc::PTRACE_GETSIGMASK, tid, 8, &mut m as *mut u64 as usize)?;
+    // SAFETY: addr is the size (8) of the u64 that data points to.
+    unsafe { req(libc::PTRACE_GETSIGMASK, tid, 8, &mut m as *mut u64 as usize) }?;
     Ok(m)
 }
 pub fn set_sigmask(tid: i32, m: u64) -> Result<()> {
-    req(libc::PTRACE_SETSIGMASK, tid, 8, &m as *const u64 as usize).map(drop)
+    // SAFETY: addr is the size (8) of the u64 that data points to.
+    unsafe { req(libc::PTRACE_SETSIGMASK, tid, 8, &m as *const u64 as usize) }.map(drop)
 }
 
 pub fn get_rseq(tid: i32) -> Result<RseqConf> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct Conf {
-        addr: u64,
-        len: u32,
-        sig: u32,
-        flags: u32,
-        pad: u32,
-    }
-    let mut c = Conf::default();
-    req(PTRACE_GET_RSEQ_CONFIGURATION, tid, std::mem::size_of::<Conf>(), &mut c as *mut Conf as usize)?;
-    Ok(RseqConf { addr: c.addr, len: c.len, flags: c.flags, sig: c.sig })
+    let mut c = RseqConfiguration::default();
+    let size = std::mem::size_of::<RseqConfiguration>();
+    // SAFETY: addr is the size of the struct that data points to; the kernel writes at most that.
+    unsafe { req(PTRACE_GET_RSEQ_CONFIGURATION, tid, size, &mut c as *mut RseqConfiguration as usize) }?;
+    Ok(RseqConf { addr: c.rseq_abi_pointer, len: c.rseq_abi_size, flags: c.flags, sig: c.signature })
 }
 
 pub fn geteventmsg(tid: i32) -> Result<u64> {
     let mut m = 0u64;
-    req(libc::PTRACE_GETEVENTMSG, tid, 0, &mut m as *mut u64 as usize)?;
+    // SAFETY: data points to a live u64.
+    unsafe { req(libc::PTRACE_GETEVENTMSG, tid, 0, &mut m as *mut u64 as usize) }?;
     Ok(m)
 }
 
 /// Queued signals of a thread (shared=false) or of its process (shared=true), raw
 /// 128-byte siginfo each, without dequeuing them.
-pub fn peek_siginfo(tid: i32, shared: bool) -> Result<Vec<[u8; 128]>> {
-    #[repr(C)]
-    struct Args {
-        off: u64,
-        flags: u32,
-        nr: i32,
-    }
+pub fn peek_siginfo(tid: i32, shared: bool) -> Result<Vec<Siginfo>> {
     let mut out = Vec::new();
-    let mut buf = vec![[0u8; 128]; 32];
+    let mut buf: Vec<Siginfo> = vec![[0u8; 128]; 32];
     loop {
-        let a = Args { off: out.len() as u64, flags: if shared { 1 } else { 0 }, nr: buf.len() as i32 };
-        let n = req(libc::PTRACE_PEEKSIGINFO, tid, &a as *const Args as usize, buf.as_mut_ptr() as usize)?;
+        let a = PeekSiginfoArgs { off: out.len() as u64, flags: if shared { 1 } else { 0 }, nr: buf.len() as i32 };
+        // the kernel writes at most `nr` siginfos, which is buf.len()
+        // SAFETY: addr points to the argument struct, data to room for its `nr` (buf.len()) siginfos.
+        let n = unsafe { req(libc::PTRACE_PEEKSIGINFO, tid, &a as *const PeekSiginfoArgs as usize, buf.as_mut_ptr() as usize) }?;
         if n == 0 {
             return Ok(out);
         }
@@ -180,12 +186,14 @@ pub fn decode(status: i32) -> Stop {
 
 pub fn getsiginfo(tid: i32) -> Result<[u8; 128]> {
     let mut b = [0u8; 128];
-    req(libc::PTRACE_GETSIGINFO, tid, 0, b.as_mut_ptr() as usize)?;
+    // SAFETY: data points to 128 bytes, the size of a siginfo_t.
+    unsafe { req(libc::PTRACE_GETSIGINFO, tid, 0, b.as_mut_ptr() as usize) }?;
     Ok(b)
 }
 
 pub fn detach_with_signal(tid: i32, sig: i32) -> Result<()> {
-    req(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
+    // SAFETY: integer arguments only.
+    unsafe { req(libc::PTRACE_DETACH, tid, 0, sig as usize) }.map(drop)
 }
 
 /// The classic-BPF seccomp filters of a thread, oldest first, each as raw
@@ -193,14 +201,21 @@ pub fn detach_with_signal(tid: i32, sig: i32) -> Result<()> {
 pub fn seccomp_filters(tid: i32) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     for index in 0.. {
-        // count first (data = NULL), then the instructions
-        let n = match req(PTRACE_SECCOMP_GET_FILTER, tid, index, 0) {
+        // The request has no length argument: the kernel copies the whole filter at
+        // `index` as it is at that moment (a thread of the tracee may install one in
+        // between, shifting the indexes), so the buffer is always as large as any filter
+        // can be (BPF_MAXINSNS), never sized from an earlier count.
+        let mut buf = vec![0u8; BPF_MAXINSNS * 8];
+        // SAFETY: buf holds BPF_MAXINSNS instructions, more than any filter has.
+        let n = match unsafe { req(PTRACE_SECCOMP_GET_FILTER, tid, index, buf.as_mut_ptr() as usize) } {
             Ok(n) => n as usize,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
             Err(e) => return Err(e),
         };
-        let mut buf = vec![0u8; n * 8];
-        req(PTRACE_SECCOMP_GET_FILTER, tid, index, buf.as_mut_ptr() as usize)?;
+        if n > BPF_MAXINSNS {
+            return Err(Error::other(format!("seccomp filter {index} of thread {tid}: {n} instructions")));
+        }
+        buf.truncate(n * 8);
         out.push(buf);
     }
     out.reverse(); // index 0 is the most recently installed
