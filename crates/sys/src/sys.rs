@@ -18,7 +18,7 @@ pub fn read_mem(pid: i32, addr: u64, len: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Writes `data` at `addr` of process `pid`.
+/// Writes `data` at `addr` of process `pid` (never our own memory: see `vm_writev`).
 pub fn write_mem(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
     let n = vm_writev(pid, &[(data.as_ptr(), data.len())], &[(addr, data.len())])?;
     if n != data.len() {
@@ -27,7 +27,11 @@ pub fn write_mem(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// process_vm_readv: local buffers (ptr,len) must be writable memory we own.
+/// process_vm_readv into caller-owned buffers.
+///
+/// UNSOUND as a safe fn (kept only because core/src/mem.rs and stasis/src/bench.rs call
+/// it): the kernel writes through the raw `local` pointers, which must be writable memory
+/// the caller owns and nothing else borrows. New code: [`vm_readv_into`].
 pub fn vm_readv(pid: i32, local: &mut [(*mut u8, usize)], remote: &[(u64, usize)]) -> Result<usize> {
     let l: Vec<libc::iovec> = local.iter().map(|&(p, n)| libc::iovec { iov_base: p.cast(), iov_len: n }).collect();
     let r: Vec<libc::iovec> =
@@ -38,8 +42,28 @@ pub fn vm_readv(pid: i32, local: &mut [(*mut u8, usize)], remote: &[(u64, usize)
     cvt(n as i64).map(|n| n as usize)
 }
 
-/// process_vm_writev: local buffers (ptr,len) must be readable memory we own.
+/// process_vm_readv of `remote` ranges of `pid` into the `local` buffers (in order).
+pub fn vm_readv_into(pid: i32, local: &mut [&mut [u8]], remote: &[(u64, usize)]) -> Result<usize> {
+    let mut l: Vec<(*mut u8, usize)> = local.iter_mut().map(|b| (b.as_mut_ptr(), b.len())).collect();
+    vm_readv(pid, &mut l, remote)
+}
+
+/// Refuses (EPERM) a process that shares our address space (ourselves, or a CLONE_VM
+/// child): writing "its" memory would write ours behind Rust's back.
+fn not_our_memory(pid: i32) -> Result<()> {
+    const KCMP_VM: i32 = 1;
+    let me = getpid();
+    if pid == me || kcmp(me, pid, KCMP_VM, 0, 0)? == 0 {
+        return Err(Error::from_raw_os_error(libc::EPERM));
+    }
+    Ok(())
+}
+
+/// process_vm_writev: local buffers (ptr,len) must be readable memory we own (the kernel
+/// only reads them: a bad pointer is EFAULT). `pid` must not share our address space
+/// (EPERM).
 pub fn vm_writev(pid: i32, local: &[(*const u8, usize)], remote: &[(u64, usize)]) -> Result<usize> {
+    not_our_memory(pid)?;
     let l: Vec<libc::iovec> =
         local.iter().map(|&(p, n)| libc::iovec { iov_base: p as *mut libc::c_void, iov_len: n }).collect();
     let r: Vec<libc::iovec> =
@@ -86,9 +110,39 @@ pub fn tee(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: usize, flags: u32) -> 
     c(unsafe { libc::tee(src.as_raw_fd(), dst.as_raw_fd(), len, flags) } as libc::c_long).map(|n| n as usize)
 }
 
+/// fcntl with an integer argument; commands whose argument is a pointer (locks,
+/// F_GETOWN_EX, read/write hints...) are refused with EINVAL: the kernel would read or
+/// write memory at `arg`.
 pub fn fcntl(fd: RawFd, cmd: i32, arg: i64) -> Result<i64> {
-    // SAFETY: fcntl with an integer argument.
+    const INT_CMDS: [i32; 15] = [
+        libc::F_DUPFD,
+        libc::F_DUPFD_CLOEXEC,
+        libc::F_GETFD,
+        libc::F_SETFD,
+        libc::F_GETFL,
+        libc::F_SETFL,
+        libc::F_GETOWN,
+        libc::F_SETOWN,
+        libc::F_GETLEASE,
+        libc::F_SETLEASE,
+        libc::F_NOTIFY,
+        libc::F_GETPIPE_SZ,
+        libc::F_SETPIPE_SZ,
+        libc::F_ADD_SEALS,
+        libc::F_GET_SEALS,
+    ];
+    if !INT_CMDS.contains(&cmd) {
+        return Err(Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: one of the commands above, whose argument is an integer.
     c(unsafe { libc::fcntl(fd, cmd, arg) } as libc::c_long)
+}
+
+/// A close-on-exec duplicate of `fd` (F_DUPFD_CLOEXEC), numbered `min` or above.
+pub fn dup_fd(fd: BorrowedFd<'_>, min: i32) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer.
+    let d = c(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) } as libc::c_long)?;
+    Ok(owned(d))
 }
 
 pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
@@ -299,41 +353,82 @@ impl Drop for AnonBuf {
 }
 
 /// clone3 arguments (kernel struct clone_args, v2 with set_tid and cgroup).
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-pub struct CloneArgs {
-    pub flags: u64,
-    pub pidfd: u64,
-    pub child_tid: u64,
-    pub parent_tid: u64,
-    pub exit_signal: u64,
-    pub stack: u64,
-    pub stack_size: u64,
-    pub tls: u64,
-    pub set_tid: u64,
-    pub set_tid_size: u64,
-    pub cgroup: u64,
+pub use crate::kabi::CloneArgs;
+
+/// Waits (up to a second) until the calling process has exactly one thread: threads that
+/// were joined may still be tearing down (a scoped thread counts as finished before its
+/// TLS destructors and exit ran, and may hold the allocator's lock meanwhile). An error if
+/// more remain, or if it cannot tell. No allocation (fine right after a fork).
+pub fn ensure_single_threaded() -> Result<()> {
+    let mut last = 0;
+    for _ in 0..1000 {
+        match thread_count()? {
+            1 => return Ok(()),
+            n => last = n,
+        }
+        let _ = nanosleep(std::time::Duration::from_millis(1));
+    }
+    Err(Error::other(format!("refusing to fork a process with {last} threads (its child would run our code with other threads' locks held)")))
 }
 
-impl CloneArgs {
-    pub fn as_bytes(&self) -> &[u8] {
-        // SAFETY: repr(C) struct of u64s, no padding.
-        unsafe { std::slice::from_raw_parts(self as *const Self as *const u8, std::mem::size_of::<Self>()) }
+/// num_threads of /proc/self/stat, read without allocating.
+fn thread_count() -> Result<u64> {
+    let mut buf = [0u8; 2048];
+    // SAFETY: NUL-terminated literal path; the fd is ours and closed below; read writes at
+    // most buf.len() bytes into the local buffer.
+    let n = unsafe {
+        let fd = libc::open(c"/proc/self/stat".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(Error::last_os_error());
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    if n < 0 {
+        return Err(Error::last_os_error());
     }
+    let b = &buf[..n as usize];
+    // fields after the command (which may hold spaces and parentheses): state is field 3,
+    // num_threads field 20
+    let rest = b.iter().rposition(|&c| c == b')').map(|p| &b[p + 1..]).unwrap_or(&[]);
+    let threads = rest.split(|&c| c == b' ').filter(|f| !f.is_empty()).nth(17).and_then(|f| std::str::from_utf8(f).ok()?.parse::<u64>().ok());
+    threads.ok_or_else(|| Error::other("cannot tell whether this process is single-threaded (/proc/self/stat)"))
 }
+
+/// clone flags that make the child share our memory, signal handlers or TLS: never for a
+/// fork-like clone (the child would run on our stack and heap at the same time as we do).
+const SHARING_FLAGS: u64 = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND | libc::CLONE_SETTLS) as u64;
 
 /// Fork-like clone3 giving the child PID `pid` (in our PID namespace). Returns 0 in the
-/// child, the child's PID in the parent. The caller must be single-threaded (as with
-/// fork), because the child continues running the caller's code.
+/// child, the child's PID in the parent. Checked like [`clone_fork`].
 pub fn fork_with_pid(pid: i32) -> Result<i32> {
     clone_fork(&[pid], 0, libc::SIGCHLD)
 }
 
 /// fork() through clone3: `set_tid` gives the child's pid in each PID namespace level,
 /// innermost first (empty: any pid); `flags` may add CLONE_NEWPID, CLONE_FILES...;
-/// `exit_signal` is what the child sends its parent when it dies. Same single-threaded
-/// caveat as fork_with_pid.
+/// `exit_signal` is what the child sends its parent when it dies. The child continues
+/// running the caller's code, so this checks what that needs: the caller is
+/// single-threaded ([`ensure_single_threaded`]) and `flags` share no memory, signal
+/// handlers or TLS (EINVAL otherwise).
 pub fn clone_fork(set_tid: &[i32], flags: u64, exit_signal: i32) -> Result<i32> {
+    if flags & SHARING_FLAGS != 0 {
+        return Err(Error::from_raw_os_error(libc::EINVAL));
+    }
+    ensure_single_threaded()?;
+    // SAFETY: checked just above: one thread, and a child with its own copy of our memory.
+    unsafe { clone_fork_unchecked(set_tid, flags, exit_signal) }
+}
+
+/// [`clone_fork`] without its checks.
+///
+/// # Safety
+/// The calling process must be single-threaded (the child runs the caller's code with
+/// whatever locks other threads held), and `flags` must not contain CLONE_VM,
+/// CLONE_THREAD, CLONE_SIGHAND or CLONE_SETTLS (the child would run on our stack and
+/// memory concurrently with us).
+pub unsafe fn clone_fork_unchecked(set_tid: &[i32], flags: u64, exit_signal: i32) -> Result<i32> {
     let args = CloneArgs {
         flags,
         exit_signal: exit_signal as u64,
@@ -341,19 +436,31 @@ pub fn clone_fork(set_tid: &[i32], flags: u64, exit_signal: i32) -> Result<i32> 
         set_tid_size: set_tid.len() as u64,
         ..Default::default()
     };
-    // SAFETY: fork semantics (callers never pass CLONE_VM): the child gets a copy of our
-    // address space and returns here with 0; the parent gets the child's PID. set_tid
-    // points to a live array of set_tid_size pids.
+    // SAFETY: fork semantics (the caller passes no sharing flags and is single-threaded):
+    // the child gets a copy of our address space and returns here with 0; the parent gets
+    // the child's PID. set_tid points to a live array of set_tid_size pids.
     c(unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) })
         .map(|r| r as i32)
 }
 
 /// clone3 for a child that shares our address space (CLONE_VM, with CLONE_SIGHAND...):
 /// it starts on a fresh stack of `stack_len` bytes and runs `f`, which should end in
-/// exit or park (if it returns, the child exits with 127). `f` and everything it borrows must stay valid
-/// for the child's whole life: the caller never unwinds past this point (a restore child
-/// that parks). Returns the child's pid in the parent.
+/// exit or park (if it returns, the child exits with 127). Returns the child's pid in the
+/// parent.
+///
+/// Checked here: the caller is single-threaded and `flags` holds CLONE_VM but not
+/// CLONE_THREAD or CLONE_SETTLS (EINVAL). NOT checked, and left to the caller (this is
+/// still a safe fn only because restore/spawn.rs, outside stasis-sys, calls it; see the
+/// audit notes): `f` and everything it borrows must stay valid for as long as the child
+/// runs them (the caller waits until the child parked or died before unwinding past
+/// them), and the two never run Rust code at the same time (they share TLS: errno, the
+/// allocator's thread caches).
 pub fn clone_vm_with(set_tid: &[i32], flags: u64, exit_signal: i32, stack_len: usize, f: &(dyn Fn() + Sync)) -> Result<i32> {
+    let vm = libc::CLONE_VM as u64;
+    if flags & vm == 0 || flags & (libc::CLONE_THREAD | libc::CLONE_SETTLS) as u64 != 0 {
+        return Err(Error::from_raw_os_error(libc::EINVAL));
+    }
+    ensure_single_threaded()?;
     // SAFETY: fresh private anonymous mapping, owned by the child from now on (leaked).
     let stack = unsafe {
         libc::mmap(std::ptr::null_mut(), stack_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
@@ -446,9 +553,11 @@ pub fn clear_pdeathsig() -> Result<()> {
     c(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) } as libc::c_long).map(drop)
 }
 
-/// Plain fork(). Same single-threaded caveat.
+/// Plain fork(), refused (with an error) unless the caller is single-threaded.
 pub fn fork() -> Result<i32> {
-    // SAFETY: see fork_with_pid.
+    ensure_single_threaded()?;
+    // SAFETY: checked just above: the child, a copy of our only thread, holds no lock
+    // another thread held.
     c(unsafe { libc::fork() } as libc::c_long).map(|r| r as i32)
 }
 
@@ -719,20 +828,43 @@ pub fn getppid() -> i32 {
     unsafe { libc::getppid() }
 }
 
+/// Whether everything mapped in [addr, addr+len) of the calling process is an earlier
+/// trampoline: anonymous private RWX mappings lying wholly inside the range.
+fn only_trampolines_in(addr: u64, len: u64) -> bool {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return false };
+    let end = addr.saturating_add(len);
+    maps.lines().all(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let Some((s, e)) = f.first().and_then(|r| r.split_once('-')) else { return false };
+        let (Ok(s), Ok(e)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else { return false };
+        if e <= addr || s >= end {
+            return true; // elsewhere
+        }
+        s >= addr && e <= end && f.get(1) == Some(&"rwxp") && f.get(4) == Some(&"0") && f.len() == 5
+    })
+}
+
 /// Maps `len` bytes at exactly `addr` (RWX, private anonymous) in the calling process
 /// and writes `code` at its start. For a freshly forked restore child.
 /// A trampoline inherited from a parent that shares (or shared, at fork) its address
-/// space is replaced (EEXIST from MAP_FIXED_NOREPLACE): the range was chosen free of the
-/// restorer's own mappings, so nothing else can be there.
+/// space is replaced (EEXIST from MAP_FIXED_NOREPLACE), and only that: if anything else
+/// of ours is mapped there (not an anonymous RWX mapping inside the range), EEXIST.
 pub fn map_fixed_code(addr: u64, len: usize, code: &[u8]) -> Result<()> {
+    if code.len() > len {
+        return Err(Error::from_raw_os_error(libc::EINVAL));
+    }
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; the MAP_FIXED retry
-    // only replaces a range the caller owns (see above); we only write into the new
-    // mapping, which is len >= code.len() bytes.
+    // only replaces earlier trampolines (checked just before it: nothing of ours that
+    // Rust code could reference); we only write into the new mapping, which is
+    // len >= code.len() bytes.
     unsafe {
         let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
         let fl = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         let mut p = libc::mmap(addr as *mut libc::c_void, len, prot, fl | libc::MAP_FIXED_NOREPLACE, -1, 0);
         if p == libc::MAP_FAILED && Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+            if !only_trampolines_in(addr, len as u64) {
+                return Err(Error::from_raw_os_error(libc::EEXIST));
+            }
             p = libc::mmap(addr as *mut libc::c_void, len, prot, fl | libc::MAP_FIXED, -1, 0);
         }
         if p == libc::MAP_FAILED {
@@ -1214,4 +1346,34 @@ pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> Result<usize> {
 pub fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> Result<usize> {
     // SAFETY: buf is a valid readable buffer.
     c(unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) } as libc::c_long).map(|n| n as usize)
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_it_cannot_do_soundly() {
+        // the test harness runs tests on threads of their own: never single-threaded
+        let e = ensure_single_threaded().unwrap_err();
+        assert!(e.to_string().contains("threads"), "{e}");
+        assert!(fork().is_err());
+        assert_eq!(clone_fork(&[], libc::CLONE_VM as u64, libc::SIGCHLD).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        // pointer-taking fcntl commands
+        let f = std::fs::File::open("/proc/self/stat").unwrap();
+        assert_eq!(fcntl(f.as_raw_fd(), libc::F_GETLK, 0x1000).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        assert!(fcntl(f.as_raw_fd(), libc::F_GETFD, 0).is_ok());
+        // our own memory
+        let b = [1u8; 8];
+        assert_eq!(write_mem(getpid(), b.as_ptr() as u64, &[0u8; 8]).unwrap_err().raw_os_error(), Some(libc::EPERM));
+        assert_eq!(b, [1u8; 8]);
+    }
+
+    #[test]
+    fn only_trampolines_are_replaced() {
+        let m = AnonBuf::new(4096).unwrap(); // rw-p, not a trampoline
+        assert!(!only_trampolines_in(m.addr(), 4096));
+        assert!(map_fixed_code(m.addr(), 4096, &[0x0f, 0x05]).is_err());
+        assert_eq!(m.as_slice()[0], 0);
+    }
 }
