@@ -211,8 +211,7 @@ impl Inherited {
     /// A close-on-exec duplicate of the fd providing `res`.
     pub fn dup(&self, res: &str) -> std::io::Result<OwnedFd> {
         let fd = self.fd(res).ok_or_else(|| std::io::Error::other(format!("no --inherit-fd for {res}")))?;
-        let d = sys::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0)?;
-        Ok(sys::own_dup(d as i32))
+        sys::dup_raw(fd)
     }
 }
 

@@ -955,8 +955,7 @@ fn inherit_pipe(fd: i32, src: Option<i32>, write_end: bool, what: &str) -> Resul
     if !ok {
         return Err(refuse("this restorer's fd is the other end"));
     }
-    let d = sys::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0).map_err(|e| refuse(&format!("dup: {e}")))?;
-    Ok(sys::own_dup(d as i32))
+    sys::dup_raw(fd).map_err(|e| refuse(&format!("dup: {e}")))
 }
 
 /// Opens a mapped file for mmap in the new process.

@@ -607,10 +607,10 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
 
 /// Reads the pages of `jobs` back to back into `buf`; returns the bytes used.
 fn read_chunk(col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mems: &HashMap<i32, File>) -> Result<usize> {
-    let base = buf.as_mut_ptr();
     let mut used = 0usize;
-    // process_vm_readv batches: one process, at most 1024 iovecs each
-    let mut batches: Vec<(i32, Vec<(*mut u8, usize)>, Vec<(u64, usize)>)> = Vec::new();
+    // process_vm_readv batches: one process, at most 1024 iovecs each; local ranges as
+    // (offset in buf, length), increasing and disjoint
+    let mut batches: Vec<(i32, Vec<(usize, usize)>, Vec<(u64, usize)>)> = Vec::new();
     for j in jobs {
         let len = (j.count * PAGE) as usize;
         let pid = j.pid;
@@ -629,7 +629,7 @@ fn read_chunk(col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mems: &Has
                     batches.push((pid, Vec::new(), Vec::new()));
                 }
                 let b = batches.last_mut().unwrap();
-                b.1.push((base.wrapping_add(used), len));
+                b.1.push((used, len));
                 b.2.push((j.addr, len));
             }
             JobSrc::Proc(Src::Mem) => {
@@ -654,9 +654,19 @@ fn read_chunk(col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mems: &Has
         }
         used += len;
     }
-    for (pid, mut l, r) in batches {
+    for (pid, l, r) in batches {
         let want: usize = r.iter().map(|x| x.1).sum();
-        let n = sys::vm_readv(pid, &mut l, &r).ctx(pid, || format!("process_vm_readv at {:#x}", r[0].0))?;
+        let mut rest: &mut [u8] = buf_slice(buf);
+        let mut pos = 0usize;
+        let mut locals: Vec<&mut [u8]> = Vec::with_capacity(l.len());
+        for (off, len) in l {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(off - pos);
+            let (mine, tail) = tail.split_at_mut(len);
+            locals.push(mine);
+            rest = tail;
+            pos = off + len;
+        }
+        let n = sys::vm_readv_into(pid, &mut locals, &r).ctx(pid, || format!("process_vm_readv at {:#x}", r[0].0))?;
         if n != want {
             return Err(Error::Refused { pid, why: format!("short process_vm_readv at {:#x}: {n} of {want} bytes", r[0].0) });
         }

@@ -960,12 +960,7 @@ fn measure_readv_salted(pid: i32, addr: usize, len: usize, salt: u64) -> Result<
     let mut off = 0usize;
     while off < len {
         let n = (len - off).min(buf.len());
-        // The local range is n <= buf.len() bytes of our own writable buffer.
-        let got = sys::vm_readv(
-            pid,
-            &mut [(buf.as_mut_ptr(), n)],
-            &[((addr + off) as u64, n)],
-        )
+        let got = sys::vm_readv_into(pid, &mut [&mut buf.as_mut_slice()[..n]], &[((addr + off) as u64, n)])
         .with_context(|| format!("process_vm_readv(pid {pid}, 0x{:x})", addr + off))?;
         if got == 0 {
             bail!(

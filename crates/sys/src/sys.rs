@@ -11,7 +11,7 @@ fn c(r: libc::c_long) -> Result<i64> {
 /// Reads `len` bytes at `addr` of process `pid`.
 pub fn read_mem(pid: i32, addr: u64, len: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
-    let n = vm_readv(pid, &mut [(buf.as_mut_ptr(), len)], &[(addr, len)])?;
+    let n = vm_readv_into(pid, &mut [&mut buf[..]], &[(addr, len)])?;
     if n != len {
         return Err(Error::other(format!("short read of {len} bytes at {addr:#x} in pid {pid}: {n}")));
     }
@@ -27,12 +27,12 @@ pub fn write_mem(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// process_vm_readv into caller-owned buffers.
+/// process_vm_readv into raw buffers.
 ///
-/// UNSOUND as a safe fn (kept only because core/src/mem.rs and stasis/src/bench.rs call
-/// it): the kernel writes through the raw `local` pointers, which must be writable memory
-/// the caller owns and nothing else borrows. New code: [`vm_readv_into`].
-pub fn vm_readv(pid: i32, local: &mut [(*mut u8, usize)], remote: &[(u64, usize)]) -> Result<usize> {
+/// # Safety
+/// Every `local` (pointer, length) must be writable memory the caller owns and that
+/// nothing else borrows while the call runs. Safe callers: [`vm_readv_into`].
+unsafe fn vm_readv(pid: i32, local: &mut [(*mut u8, usize)], remote: &[(u64, usize)]) -> Result<usize> {
     let l: Vec<libc::iovec> = local.iter().map(|&(p, n)| libc::iovec { iov_base: p.cast(), iov_len: n }).collect();
     let r: Vec<libc::iovec> =
         remote.iter().map(|&(a, n)| libc::iovec { iov_base: a as *mut libc::c_void, iov_len: n }).collect();
@@ -45,7 +45,9 @@ pub fn vm_readv(pid: i32, local: &mut [(*mut u8, usize)], remote: &[(u64, usize)
 /// process_vm_readv of `remote` ranges of `pid` into the `local` buffers (in order).
 pub fn vm_readv_into(pid: i32, local: &mut [&mut [u8]], remote: &[(u64, usize)]) -> Result<usize> {
     let mut l: Vec<(*mut u8, usize)> = local.iter_mut().map(|b| (b.as_mut_ptr(), b.len())).collect();
-    vm_readv(pid, &mut l, remote)
+    // SAFETY: each pointer comes from a distinct &mut [u8] of that length, borrowed
+    // mutably for the whole call.
+    unsafe { vm_readv(pid, &mut l, remote) }
 }
 
 /// Refuses (EPERM) a process that shares our address space (ourselves, or a CLONE_VM
@@ -1055,10 +1057,13 @@ pub fn clock_gettime(clockid: i32) -> Result<u64> {
     Ok(ns_of(&t))
 }
 
-/// Takes ownership of a raw fd returned by a successful fcntl(F_DUPFD*).
-pub fn own_dup(fd: RawFd) -> OwnedFd {
-    // SAFETY: callers pass an fd that was just created for them and nobody else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+/// A close-on-exec duplicate of fd number `fd` of this process, whoever owns it (e.g.
+/// an fd the user named on the command line: `--inherit-fd`). The new fd is ours; the
+/// original is only read (an fd number that is not open gives EBADF).
+pub fn dup_raw(fd: RawFd) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer and creates a new fd nobody else owns.
+    let d = c(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) } as libc::c_long)?;
+    Ok(owned(d))
 }
 
 /// One unix socket as NETLINK_SOCK_DIAG reports it.
@@ -1159,7 +1164,7 @@ fn rtattrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
 fn sock_diag_dump(req: &[u8]) -> Result<Vec<Vec<u8>>> {
     // SAFETY: plain socket(2); NETLINK_SOCK_DIAG = 4.
     let s = c(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 4) } as libc::c_long)?;
-    let sock = own_dup(s as RawFd);
+    let sock = owned(s as i64);
     let fd = std::os::fd::AsFd::as_fd(&sock);
     let mut msg = Vec::with_capacity(16 + req.len());
     msg.extend_from_slice(&((16 + req.len()) as u32).to_le_bytes());
@@ -1223,7 +1228,7 @@ pub fn sock_name(fd: BorrowedFd<'_>, peer: bool) -> Result<Vec<u8>> {
 pub fn socket(domain: i32, ty: i32, proto: i32) -> Result<OwnedFd> {
     // SAFETY: plain socket(2).
     let s = c(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) } as libc::c_long)?;
-    Ok(own_dup(s as RawFd))
+    Ok(owned(s as i64))
 }
 
 /// bind (connect=false) or connect (true) to a raw sockaddr.
@@ -1300,7 +1305,7 @@ pub fn socketpair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: fds is a valid array of two ints.
     c(unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } as libc::c_long)?;
-    Ok((own_dup(fds[0]), own_dup(fds[1])))
+    Ok((owned(fds[0] as i64), owned(fds[1] as i64)))
 }
 
 pub fn shutdown(fd: BorrowedFd<'_>, how: i32) -> Result<()> {

@@ -389,8 +389,9 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         clone_flags: flag(new_pidns, libc::CLONE_NEWPID)
             | flag(p.shares_files, libc::CLONE_FILES)
             | flag(p.shares_fs, libc::CLONE_FS)
-            | flag(p.shares_vm, libc::CLONE_VM)
-            | flag(p.shares_vm && p.shares_sighand, libc::CLONE_SIGHAND),
+            // (a zombie is forked to exit at once: it shares nothing)
+            | flag(p.shares_vm && !p.zombie, libc::CLONE_VM)
+            | flag(p.shares_vm && p.shares_sighand && !p.zombie, libc::CLONE_SIGHAND),
         shares_files: p.shares_files,
         closes_table: true,
         shares_vm: p.shares_vm && !p.zombie,

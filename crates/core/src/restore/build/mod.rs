@@ -10,7 +10,7 @@ use std::os::fd::AsFd;
 use stasis_image::model::*;
 use stasis_image::Manifest;
 use stasis_sys::ptrace::{self, Stop};
-use stasis_sys::remote::{Remote, Scratch};
+use stasis_sys::remote::{Remote, RemoteCalls, Scratch};
 use stasis_sys::sys;
 use tracing::{debug, warn};
 
@@ -64,10 +64,6 @@ impl Builder<'_> {
     /// The trampoline's data area, for typed injected calls (bounded: never past it).
     pub(super) fn scratch(&self) -> Scratch {
         Scratch { pid: self.pid, addr: self.data(0), len: TRAMP_LEN - DATA }
-    }
-
-    pub(super) fn write_data(&self, step: &str, off: u64, b: &[u8]) -> Result<()> {
-        self.scratch().write(off, b).map(drop).map_err(|e| self.err(step, e))
     }
 
     /// Carries out the plan's build steps for this process, in order.
@@ -230,9 +226,7 @@ impl Builder<'_> {
         let chld = libc::SIGCHLD;
         let pending = self.p.shared_pending.iter().chain(self.p.threads.iter().flat_map(|t| t.pending.iter())).any(|s| s.signo == chld);
         if !pending {
-            self.write_data(&st, 0, &(1u64 << (chld - 1)).to_le_bytes())?;
-            self.write_data(&st, 16, &[0u8; 16])?;
-            let _ = self.main().raw(libc::SYS_rt_sigtimedwait, &[self.data(0), 0, self.data(16), 8]);
+            let _ = self.main().sigtimedwait_poll(1u64 << (chld - 1));
         }
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! Per-process attributes, seccomp, locks, credentials, epoll items.
 
+use stasis_sys::kabi;
+use stasis_sys::remote::RemoteCalls;
 use stasis_sys::sys;
 use tracing::warn;
 
@@ -38,21 +40,11 @@ impl Builder<'_> {
 
     pub(super) fn seccomp(&self) -> Result<()> {
         const SECCOMP_SET_MODE_STRICT: u64 = 0;
-        const SECCOMP_SET_MODE_FILTER: u64 = 1;
         for t in &self.p.threads {
             let r = self.remote_of(t.tid);
             for (i, f) in t.seccomp_filters.iter().enumerate() {
                 let st = format!("installing seccomp filter {i} of thread {}", t.tid);
-                // struct sock_fprog { u16 len; pad; struct sock_filter *filter; } then the code
-                let mut b = vec![0u8; 16];
-                b[0..2].copy_from_slice(&((f.len() / 8) as u16).to_le_bytes());
-                b[8..16].copy_from_slice(&self.data(16).to_le_bytes());
-                b.extend_from_slice(f);
-                if b.len() as u64 + DATA > TRAMP_LEN {
-                    return Err(self.err(&st, format!("filter of {} instructions does not fit the trampoline page", f.len() / 8)));
-                }
-                self.write_data(&st, 0, &b)?;
-                self.call(&st, r, libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, 0, self.data(0)])?;
+                self.on(&st, r, "seccomp(SECCOMP_SET_MODE_FILTER)", |r| r.seccomp_filter(0, f))?;
             }
             if t.seccomp_mode == 1 {
                 let st = format!("seccomp strict mode of thread {}", t.tid);
@@ -71,16 +63,15 @@ impl Builder<'_> {
                 self.call(&st, r, libc::SYS_flock, &[l.fd as u64, op as u64])?;
                 continue;
             }
-            // struct flock: l_type (i16), l_whence (i16), pad, l_start, l_len, l_pid
-            let mut b = vec![0u8; 32];
-            let ty = if l.write { libc::F_WRLCK } else { libc::F_RDLCK } as i16;
-            b[0..2].copy_from_slice(&ty.to_le_bytes());
-            b[2..4].copy_from_slice(&(libc::SEEK_SET as i16).to_le_bytes());
-            b[8..16].copy_from_slice(&l.start.to_le_bytes());
-            b[16..24].copy_from_slice(&l.len.to_le_bytes());
-            self.write_data(&st, 0, &b)?;
+            let lock = kabi::Flock {
+                l_type: if l.write { libc::F_WRLCK } else { libc::F_RDLCK } as i16,
+                l_whence: libc::SEEK_SET as i16,
+                l_start: l.start as i64,
+                l_len: l.len as i64,
+                ..Default::default()
+            };
             let cmd = if l.kind == "ofd" { libc::F_OFD_SETLK } else { libc::F_SETLK };
-            self.call(&st, r, libc::SYS_fcntl, &[l.fd as u64, cmd as u64, self.data(0)])?;
+            self.on(&st, r, "fcntl", |r| r.fcntl_lock(l.fd, cmd, &lock))?;
         }
         Ok(())
     }
@@ -125,9 +116,7 @@ impl Builder<'_> {
                 }
             }
             // groups
-            let g: Vec<u8> = c.groups.iter().flat_map(|x| x.to_le_bytes()).collect();
-            self.write_data(&st, 0, &g)?;
-            self.call(&format!("{st}: setgroups"), t, libc::SYS_setgroups, &[c.groups.len() as u64, self.data(0)])?;
+            self.on(&st, t, "setgroups", |r| r.setgroups(&c.groups))?;
             if all_root && same_caps && c.securebits == 0 {
                 continue;
             }
@@ -137,18 +126,7 @@ impl Builder<'_> {
             self.call(&format!("{st}: setresgid"), t, libc::SYS_setresgid, &[gids[0] as u64, gids[1] as u64, gids[2] as u64])?;
             self.call(&format!("{st}: setresuid"), t, libc::SYS_setresuid, &[uids[0] as u64, uids[1] as u64, uids[2] as u64])?;
             // capset: keep CAP_SETPCAP (8) effective until securebits are final
-            let capset = |eff: u64, prm: u64, inh: u64| -> Result<()> {
-                let mut b = Vec::new();
-                b.extend_from_slice(&0x2008_0522u32.to_le_bytes());
-                b.extend_from_slice(&0u32.to_le_bytes());
-                for (e, p, i) in [(eff as u32, prm as u32, inh as u32), ((eff >> 32) as u32, (prm >> 32) as u32, (inh >> 32) as u32)] {
-                    b.extend_from_slice(&e.to_le_bytes());
-                    b.extend_from_slice(&p.to_le_bytes());
-                    b.extend_from_slice(&i.to_le_bytes());
-                }
-                self.write_data(&st, 0, &b)?;
-                self.call(&format!("{st}: capset"), t, libc::SYS_capset, &[self.data(0), self.data(8)]).map(drop)
-            };
+            let capset = |eff: u64, prm: u64, inh: u64| -> Result<()> { self.on(&st, t, "capset", |r| r.capset(&kabi::CapSet::new(eff, prm, inh))) };
             const SETPCAP: u64 = 1 << 8;
             let cur_prm = c.cap_prm | SETPCAP;
             capset(c.cap_eff | SETPCAP, cur_prm, c.cap_inh)?;
@@ -169,13 +147,13 @@ impl Builder<'_> {
         let r = self.main();
         for a in self.epoll {
             let st = format!("adding fd {} to epoll fd {}", a.tfd, a.epfd);
-            self.write_data(&st, 0, &a.event)?;
-            self.call(&st, r, libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_ADD as u64, a.tfd as u64, self.data(0)])?;
+            let ev: kabi::EpollEvent = kabi::from_bytes(&a.event).ok_or_else(|| self.err(&st, "malformed event"))?;
+            self.on(&st, r, "epoll_ctl(ADD)", |r| r.epoll_ctl(a.epfd, libc::EPOLL_CTL_ADD, a.tfd, &ev))?;
             if let Some(saved) = a.fired_oneshot {
                 // deliver it once, which disarms it as it was; not ready: the saved word
-                if self.call(&st, r, libc::SYS_epoll_wait, &[a.epfd as u64, self.data(16), 1, 0])? == 0 {
-                    self.write_data(&st, 0, &saved)?;
-                    self.call(&st, r, libc::SYS_epoll_ctl, &[a.epfd as u64, libc::EPOLL_CTL_MOD as u64, a.tfd as u64, self.data(0)])?;
+                if self.on(&st, r, "epoll_wait", |r| r.epoll_wait(a.epfd, 1, 0))?.is_empty() {
+                    let saved: kabi::EpollEvent = kabi::from_bytes(&saved).ok_or_else(|| self.err(&st, "malformed event"))?;
+                    self.on(&st, r, "epoll_ctl(MOD)", |r| r.epoll_ctl(a.epfd, libc::EPOLL_CTL_MOD, a.tfd, &saved))?;
                 }
             }
         }
