@@ -85,16 +85,22 @@ fn thread_state_has_nothing_of_the_restorer() {
     roundtrip("thread_state", &[]);
 }
 
+/// real_signals.py started and READY.
+fn python_signals(label: &str) -> Workload {
+    let mut w = Workload::new(label);
+    let script = std::path::Path::new(WORKLOADS).join("real_signals.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    w
+}
+
 /// CPython (which installs every handler with SA_ONSTACK) with SIGUSR1/SIGUSR2 handlers
 /// and a repeating ITIMER_REAL: after restore it signals itself, and every handler runs
 /// the right number of times (it used to die of SIGSEGV at the first signal).
 #[test]
 fn python_signal_handlers_after_restore() {
     let _t = serial();
-    let mut w = Workload::new("py-signals");
-    let script = std::path::Path::new(WORKLOADS).join("real_signals.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-    w.wait_ready();
+    let mut w = python_signals("py-signals");
     w.dump();
     w.restore();
     w.go_and_pass();
@@ -105,10 +111,7 @@ fn python_signal_handlers_after_restore() {
 fn python_signal_handlers_after_leave_running_dump() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = Workload::new("py-signals-lr");
-    let script = std::path::Path::new(WORKLOADS).join("real_signals.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-    w.wait_ready();
+    let mut w = python_signals("py-signals-lr");
     w.dump_leave_running();
     w.kill_original();
     w.restore();
