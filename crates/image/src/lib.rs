@@ -8,6 +8,22 @@
 
 pub mod model;
 
+/// The image schema compiled from `proto/stasis.proto` at build time (protox +
+/// prost-build, no protoc). Same wire format as `model` (tests prove it); `model` is
+/// the API the rest of stasis uses for now.
+#[allow(clippy::all, missing_docs, rustdoc::all)]
+pub mod schema {
+    include!(concat!(env!("OUT_DIR"), "/stasis.image.v1.rs"));
+
+    /// The protobuf package of the schema.
+    pub const PACKAGE: &str = "stasis.image.v1";
+    /// `proto/stasis.proto`, as compiled into this crate.
+    pub const PROTO: &str = include_str!("../proto/stasis.proto");
+    /// The encoded `google.protobuf.FileDescriptorSet` of `proto/stasis.proto`.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/stasis.fds.bin"));
+}
+
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
