@@ -23,7 +23,6 @@ pub mod schema {
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/stasis.fds.bin"));
 }
 
-
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +41,7 @@ pub const ARCH_X86_64: u32 = 62;
 pub const HEADER_LEN: usize = 32;
 /// Size of the header page at the start of pages.img.
 pub const PAGES_HEADER_LEN: u64 = 4096;
+
 
 /// Record types. Bit 31 set = critical: a reader that does not know it must refuse.
 pub mod rec {
@@ -87,11 +87,65 @@ pub struct Manifest {
     pub end: End,
     /// Bytes per record type, for `inspect`.
     pub record_sizes: Vec<(u32, u64)>,
+    /// Object id -> position in `objects`, built by the parser (which refuses duplicate
+    /// ids). After changing the ids or the order of `objects` of a parsed manifest,
+    /// call `reindex_objects`.
+    pub object_index: ObjectIndex,
+}
+
+/// Object id -> position in `Manifest::objects`.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectIndex {
+    pos: std::collections::HashMap<u32, usize>,
+}
+
+impl ObjectIndex {
+    /// Indexes `objects`; on a duplicate id, returns it and the positions of its two
+    /// objects.
+    pub fn build(objects: &[Object]) -> Result<ObjectIndex, (u32, usize, usize)> {
+        let mut pos = std::collections::HashMap::with_capacity(objects.len());
+        for (i, o) in objects.iter().enumerate() {
+            if let Some(first) = pos.insert(o.id, i) {
+                return Err((o.id, first, i));
+            }
+        }
+        Ok(ObjectIndex { pos })
+    }
+
+    pub fn len(&self) -> usize {
+        self.pos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos.is_empty()
+    }
+
+    /// Position of object `id`.
+    pub fn get(&self, id: u32) -> Option<usize> {
+        self.pos.get(&id).copied()
+    }
 }
 
 impl Manifest {
+    /// The object with this id: O(1) through `object_index` on a parsed manifest. A
+    /// manifest built by hand (no index, or one that no longer covers `objects`) is
+    /// searched linearly, so lookups stay right whoever built it.
     pub fn object(&self, id: u32) -> Option<&Object> {
+        if self.object_index.len() == self.objects.len() {
+            match self.object_index.get(id).and_then(|i| self.objects.get(i)) {
+                Some(o) if o.id == id => return Some(o),
+                None => return None,
+                Some(_) => {} // stale index: search
+            }
+        }
         self.objects.iter().find(|o| o.id == id)
+    }
+
+    /// Rebuilds `object_index` from `objects`; refuses duplicate ids (the id, and the
+    /// positions of its two objects).
+    pub fn reindex_objects(&mut self) -> Result<(), (u32, usize, usize)> {
+        self.object_index = ObjectIndex::build(&self.objects)?;
+        Ok(())
     }
 }
 
@@ -134,6 +188,7 @@ impl ManifestWriter {
         buf.extend_from_slice(&header_bytes(ARCH_X86_64, page_size() as u32));
         ManifestWriter { buf, records: 0 }
     }
+
 
     pub fn record<M: Message>(&mut self, ty: u32, msg: &M) {
         let payload = msg.encode_to_vec();
@@ -301,6 +356,8 @@ fn parse_records(data: &[u8], path: &Path) -> Result<Manifest, ImageError> {
     let mut end = None;
     // Position of each record type in m.record_sizes (first-seen order is kept).
     let mut size_slot: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    // Object id -> number of the record that defined it.
+    let mut object_record: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
     while off < data.len() {
         let (Some(ty), Some(len), Some(crc)) = (le32_at(data, off), le32_at(data, off + 4), le32_at(data, off + 8)) else {
             return Err(damaged(format!("truncated record header at byte {off}")));
@@ -323,7 +380,14 @@ fn parse_records(data: &[u8], path: &Path) -> Result<Manifest, ImageError> {
                 m.processes.push(p);
                 have_process = true;
             }
-            rec::OBJECT => m.objects.push(Object::decode(body).map_err(dec)?),
+            rec::OBJECT => {
+                let o = Object::decode(body).map_err(dec)?;
+                if let Some(first) = object_record.insert(o.id, n) {
+                    return Err(damaged(format!("record {n}: object id {} is already defined by record {first}", o.id)));
+                }
+                m.object_index.pos.insert(o.id, m.objects.len());
+                m.objects.push(o);
+            }
             rec::PAGE_INDEX => {
                 let idx = PageIndex::decode(body).map_err(dec)?;
                 m.index.runs.extend(idx.runs);
@@ -643,6 +707,53 @@ mod tests {
         idx.runs[1].crc ^= 1;
         assert!(verify_pages(&d, &idx, &[&pages], 1).is_err());
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn minimal(w: &mut ManifestWriter) {
+        w.record(rec::PROCESS, &Process { pid: 42, comm: "x".into(), ..Default::default() });
+    }
+
+    fn one_shard() -> [Shard; 1] {
+        [Shard { size: PAGES_HEADER_LEN, header_crc: 0 }]
+    }
+
+    #[test]
+    fn duplicate_object_ids_are_refused() {
+        let mut w = ManifestWriter::new();
+        minimal(&mut w);
+        w.record(rec::OBJECT, &Object { id: 1, shmem: Some(ShmemObj { ino: 1, size: 4096 }), ..Default::default() });
+        w.record(rec::OBJECT, &Object { id: 2, ..Default::default() });
+        w.record(rec::OBJECT, &Object { id: 1, ..Default::default() });
+        let why = parse_manifest(&w.into_bytes(&one_shard())).unwrap_err().to_string();
+        assert!(why.contains("record 3: object id 1 is already defined by record 1"), "{why}");
+    }
+
+    #[test]
+    fn object_lookup_by_id() {
+        let mut w = ManifestWriter::new();
+        minimal(&mut w);
+        for id in [5, 3, 9] {
+            w.record(rec::OBJECT, &Object { id, shmem: Some(ShmemObj { ino: id as u64, size: 4096 }), ..Default::default() });
+        }
+        let mut m = parse_manifest(&w.into_bytes(&one_shard())).unwrap();
+        assert_eq!(m.object_index.len(), 3);
+        for id in [5, 3, 9] {
+            assert_eq!(m.object(id).unwrap().shmem.as_ref().unwrap().ino, id as u64);
+        }
+        assert!(m.object(0).is_none() && m.object(4).is_none());
+        // Edited after parsing: a stale index is never trusted...
+        m.objects.swap(0, 2);
+        assert_eq!(m.object(5).unwrap().id, 5);
+        m.objects.push(Object { id: 11, ..Default::default() });
+        assert_eq!(m.object(11).unwrap().id, 11);
+        // ...and reindexing makes lookups O(1) again, refusing duplicates.
+        m.reindex_objects().unwrap();
+        assert_eq!(m.object_index.get(11), Some(3));
+        m.objects.push(Object { id: 3, ..Default::default() });
+        assert_eq!(m.reindex_objects(), Err((3, 1, 4)));
+        // Built by hand, without an index: found by search.
+        let m = Manifest { objects: vec![Object { id: 2, ..Default::default() }], ..Default::default() };
+        assert_eq!(m.object(2).unwrap().id, 2);
     }
 
     #[test]
