@@ -42,12 +42,18 @@ pub const HEADER_LEN: usize = 32;
 /// Size of the header page at the start of pages.img.
 pub const PAGES_HEADER_LEN: u64 = 4096;
 
+/// Format features this reader implements. An image whose FEATURES record requires
+/// another one is refused (docs/FORMAT.md, "Versioning"): a feature names information
+/// that a reader without it would misread. None exist yet; today's images require none.
+pub const KNOWN_FEATURES: &[&str] = &[];
 
 /// Record types. Bit 31 set = critical: a reader that does not know it must refuse.
 pub mod rec {
     pub const PROCESS: u32 = 0x8000_0001;
     pub const OBJECT: u32 = 0x8000_0002;
     pub const PAGE_INDEX: u32 = 0x8000_0003;
+    /// `Features`: the format features the image requires (first record, when present).
+    pub const FEATURES: u32 = 0x8000_0004;
     pub const END: u32 = 0x8000_FFFF;
     pub const CRITICAL: u32 = 0x8000_0000;
 }
@@ -87,6 +93,9 @@ pub struct Manifest {
     pub end: End,
     /// Bytes per record type, for `inspect`.
     pub record_sizes: Vec<(u32, u64)>,
+    /// The format features the image requires (its FEATURES record; all known to this
+    /// reader, or it would have been refused).
+    pub required_features: Vec<String>,
     /// Object id -> position in `objects`, built by the parser (which refuses duplicate
     /// ids). After changing the ids or the order of `objects` of a parsed manifest,
     /// call `reindex_objects`.
@@ -189,6 +198,15 @@ impl ManifestWriter {
         ManifestWriter { buf, records: 0 }
     }
 
+    /// A writer whose image requires these format features: their FEATURES record comes
+    /// first. With none, the same as `new` (no FEATURES record).
+    pub fn with_required_features(features: &[&str]) -> Self {
+        let mut w = Self::new();
+        if !features.is_empty() {
+            w.record(rec::FEATURES, &Features { required: features.iter().map(|f| f.to_string()).collect() });
+        }
+        w
+    }
 
     pub fn record<M: Message>(&mut self, ty: u32, msg: &M) {
         let payload = msg.encode_to_vec();
@@ -387,6 +405,19 @@ fn parse_records(data: &[u8], path: &Path) -> Result<Manifest, ImageError> {
                 }
                 m.object_index.pos.insert(o.id, m.objects.len());
                 m.objects.push(o);
+            }
+            rec::FEATURES => {
+                if n != 0 {
+                    return Err(damaged(format!("record {n}: FEATURES record that is not the first record")));
+                }
+                let f = Features::decode(body).map_err(dec)?;
+                if let Some(unknown) = f.required.iter().find(|f| !KNOWN_FEATURES.contains(&f.as_str())) {
+                    return Err(ImageError::Incompatible {
+                        path: path.to_path_buf(),
+                        why: format!("image requires format feature {unknown:?}, unknown to this stasis (a newer stasis wrote it)"),
+                    });
+                }
+                m.required_features = f.required;
             }
             rec::PAGE_INDEX => {
                 let idx = PageIndex::decode(body).map_err(dec)?;
@@ -715,6 +746,34 @@ mod tests {
 
     fn one_shard() -> [Shard; 1] {
         [Shard { size: PAGES_HEADER_LEN, header_crc: 0 }]
+    }
+
+    /// An image that requires a format feature this reader does not know is refused,
+    /// naming the feature; one that requires none (every image so far) is read.
+    #[test]
+    fn unknown_required_feature_is_refused() {
+        let mut w = ManifestWriter::with_required_features(&["sparse-threads"]);
+        minimal(&mut w);
+        match parse_manifest(&w.into_bytes(&one_shard())) {
+            Err(e @ ImageError::Incompatible { .. }) => {
+                let s = e.to_string();
+                assert!(s.contains("requires format feature \"sparse-threads\""), "{s}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let mut w = ManifestWriter::with_required_features(&[]);
+        minimal(&mut w);
+        let bytes = w.into_bytes(&one_shard());
+        let mut plain = ManifestWriter::new();
+        minimal(&mut plain);
+        assert_eq!(bytes, plain.into_bytes(&one_shard()), "no feature: no FEATURES record");
+        assert!(parse_manifest(&bytes).unwrap().required_features.is_empty());
+        // Only as the first record.
+        let mut w = ManifestWriter::new();
+        minimal(&mut w);
+        w.record(rec::FEATURES, &Features::default());
+        let why = parse_manifest(&w.into_bytes(&one_shard())).unwrap_err().to_string();
+        assert!(why.contains("FEATURES record that is not the first"), "{why}");
     }
 
     #[test]

@@ -954,6 +954,15 @@ pub struct PageRun {
     pub pid: i32,
 }
 
+/// Record type 0x80000004 FEATURES: features of the format the image uses that a
+/// reader must implement to read it correctly (see `KNOWN_FEATURES`). Written only when
+/// the list is not empty, as the first record.
+#[derive(Clone, PartialEq, Message)]
+pub struct Features {
+    #[prost(string, repeated, tag = "1")]
+    pub required: Vec<String>,
+}
+
 /// Record type 0xFFFF: last record; its presence proves the manifest is complete.
 #[derive(Clone, PartialEq, Message)]
 pub struct End {

@@ -219,7 +219,7 @@ fn reencode(name: &str, bytes: &[u8]) -> [Vec<u8>; 4] {
         Object, UtsNsObj, IpcNsObj, Sysctl, SysvPerm, SysvShmObj, SysvMsgObj, SysvMsg, SysvSemObj, EventfdObj,
         TimerfdObj, SignalfdObj, EpollObj, EpollItem, InotifyObj, InotifyWatch, FileObj, UnixObj, InetObj, TcpConn,
         GhostObj, FileIdentity, MappedFileObj, PipeObj, PipeEndObj, FifoObj, FifoFdObj, ShmemObj, PageIndex, PageRun,
-        End, Shard,
+        Features, End, Shard,
     )
 }
 
@@ -284,6 +284,7 @@ fn message_of(ty: u32) -> &'static str {
         rec::PROCESS => "Process",
         rec::OBJECT => "Object",
         rec::PAGE_INDEX => "PageIndex",
+        rec::FEATURES => "Features",
         rec::END => "End",
         t => panic!("record type {t:#x}"),
     }
