@@ -170,7 +170,10 @@ fn children_of(pid: i32) -> Vec<i32> {
     out
 }
 
-fn prepare_dir(pid: i32, dir: &Path) -> Result<()> {
+/// Creates the image directory if needed; returns whether it did (a failed dump then
+/// removes it again, so a refusal leaves nothing behind).
+fn prepare_dir(pid: i32, dir: &Path) -> Result<bool> {
+    let existed = dir.exists();
     std::fs::create_dir_all(dir).map_err(path_err(dir.display().to_string()))?;
     if dir.join(MANIFEST).exists() {
         return Err(Error::Refused {
@@ -178,7 +181,7 @@ fn prepare_dir(pid: i32, dir: &Path) -> Result<()> {
             why: format!("{} already holds an image; use an empty directory", dir.display()),
         });
     }
-    Ok(())
+    Ok(!existed)
 }
 
 fn cleanup_dir(dir: &Path) {
@@ -400,8 +403,16 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     let t0 = Instant::now();
     precheck(pid)?;
     let external = crate::external::parse_external(pid, &opts.external)?;
-    prepare_dir(pid, &opts.dir)?;
-    let members = freeze_tree(pid)?;
+    let created = prepare_dir(pid, &opts.dir)?;
+    let members = match freeze_tree(pid) {
+        Ok(m) => m,
+        Err(e) => {
+            if created {
+                let _ = std::fs::remove_dir(&opts.dir); // only if still empty
+            }
+            return Err(e);
+        }
+    };
     let t_frozen = Instant::now();
     info!(pid, processes = members.len(), "frozen");
     let r = write_image(&members, &opts.dir, external);
@@ -409,6 +420,9 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
         Ok(s) => s,
         Err(e) => {
             cleanup_dir(&opts.dir);
+            if created {
+                let _ = std::fs::remove_dir(&opts.dir); // only if nothing else is in it
+            }
             if let Err(e2) = resume_all(members) {
                 warn!("resuming the tree of pid {pid} after a failed dump: {e2}");
             }

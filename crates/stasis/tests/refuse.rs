@@ -242,9 +242,12 @@ fn dump_refuses_pipe_with_o_async() {
     let mut w = Workload::start("pipe_async", &[]);
     let fd = w.info("fd");
     let pid = w.pid.to_string();
-    let r = w.try_dump(&[]);
+    // into a directory the dump has to create: a refusal leaves nothing behind
+    let dir = w.tmp.path.join("new-img");
+    let r = w.stasis(&["dump".as_ref(), "-t".as_ref(), pid.as_ref(), "-D".as_ref(), dir.as_os_str()]);
     let rep = w.report();
     assert_clean_error(&r, &[&pid, &format!("fd {fd}"), "pipe", "O_ASYNC"], &rep);
+    assert!(!dir.exists(), "a refused dump left its image directory {} behind", dir.display());
     w.assert_running_untouched();
     w.go_and_pass();
 }

@@ -97,7 +97,7 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         if checked.insert(mm.exe_object) {
             if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
                 if let Some(id) = &exe.identity {
-                    files::check_identity(&exe.path, id, "executable")?;
+                    files::check_identity(&exe.path, id, &format!("pid {}: executable", q.pid))?;
                 }
             }
         }
@@ -105,7 +105,7 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
             if v.object_id != 0 && checked.insert(v.object_id) {
                 if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
                     if let Some(id) = &mf.identity {
-                        files::check_identity(&mf.path, id, &format!("file mapped at {:#x}", v.start))?;
+                        files::check_identity(&mf.path, id, &format!("pid {}: file mapped at {:#x}", q.pid, v.start))?;
                     }
                 }
             }
@@ -114,7 +114,7 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
             if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
                 if f.ghost_id == 0 {
                     if let Some(id) = &f.identity {
-                        let r = files::check_identity(&f.path, id, &format!("file of fd {}", fd.fd));
+                        let r = files::check_identity(&f.path, id, &format!("pid {}: file of fd {}", q.pid, fd.fd));
                         match r {
                             Err(Error::RestoreRefused(why)) if opts.allow_changed_files => {
                                 warn!("{why} (restoring anyway: --allow-changed-files)")
