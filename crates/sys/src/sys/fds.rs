@@ -1,0 +1,414 @@
+//! Anonymous-inode fds, sockets and sock_diag, fds of other processes.
+
+use super::*;
+
+pub(super) fn owned(fd: i64) -> OwnedFd {
+    // SAFETY: callers pass an fd the kernel just returned to us, which nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+}
+
+/// eventfd2(2): a new eventfd with counter `count` (EFD_* flags).
+pub fn eventfd2(count: u32, flags: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::syscall(libc::SYS_eventfd2, count, flags) }).map(owned)
+}
+
+/// timerfd_create(2) (TFD_* flags).
+pub fn timerfd_create(clockid: i32, flags: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::timerfd_create(clockid, flags) } as libc::c_long).map(owned)
+}
+
+fn timespec_of(ns: u64) -> libc::timespec {
+    libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long }
+}
+
+fn ns_of(t: &libc::timespec) -> u64 {
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// timerfd_settime(2): `value_ns` (relative, or absolute with TFD_TIMER_ABSTIME in
+/// `flags`; 0 disarms) and `interval_ns`.
+pub fn timerfd_settime(fd: BorrowedFd<'_>, flags: i32, interval_ns: u64, value_ns: u64) -> Result<()> {
+    let new = libc::itimerspec { it_interval: timespec_of(interval_ns), it_value: timespec_of(value_ns) };
+    // SAFETY: `new` is a valid itimerspec; the old-value pointer may be null.
+    c(unsafe { libc::timerfd_settime(fd.as_raw_fd(), flags, &new, std::ptr::null_mut()) } as libc::c_long).map(drop)
+}
+
+/// timerfd_gettime(2): (interval, remaining time) in ns. For a periodic timer whose
+/// expiry is unread, the kernel re-arms it and adds the overruns to its tick count (a
+/// later read returns the same total).
+pub fn timerfd_gettime(fd: BorrowedFd<'_>) -> Result<(u64, u64)> {
+    let z = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut cur = libc::itimerspec { it_interval: z, it_value: z };
+    // SAFETY: `cur` is a valid out pointer.
+    c(unsafe { libc::timerfd_gettime(fd.as_raw_fd(), &mut cur) } as libc::c_long)?;
+    Ok((ns_of(&cur.it_interval), ns_of(&cur.it_value)))
+}
+
+/// TFD_IOC_SET_TICKS (Linux 3.17+, CONFIG_CHECKPOINT_RESTORE): sets the number of
+/// expirations a read returns; `ticks` must not be 0.
+pub fn timerfd_set_ticks(fd: BorrowedFd<'_>, ticks: u64) -> Result<()> {
+    const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400; // _IOW('T', 0, u64)
+    // SAFETY: the ioctl reads one u64 from the pointer, which points to `ticks`.
+    c(unsafe { libc::ioctl(fd.as_raw_fd(), TFD_IOC_SET_TICKS, &ticks as *const u64) } as libc::c_long).map(drop)
+}
+
+/// signalfd4(2) creating a new signalfd for the signals in `mask` (bit n-1 = signal n).
+pub fn signalfd4(mask: u64, flags: i32) -> Result<OwnedFd> {
+    // SAFETY: the kernel reads an 8-byte sigset from the pointer, which points to `mask`.
+    c(unsafe { libc::syscall(libc::SYS_signalfd4, -1, &mask as *const u64, 8usize, flags) }).map(owned)
+}
+
+/// epoll_create1(2).
+pub fn epoll_create1(flags: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with an integer argument.
+    c(unsafe { libc::epoll_create1(flags) } as libc::c_long).map(owned)
+}
+
+/// kcmp(KCMP_EPOLL_TFD): whether fd `fd` of `pid` is the file registered in the epoll
+/// instance `epfd` of `pid` under fd number `tfd` (the `toff`-th such item). Errors:
+/// EBADF when `pid` has no fd `fd`, ENOENT when there is no such item.
+pub fn kcmp_epoll_tfd(pid: i32, fd: i32, epfd: i32, tfd: i32, toff: u32) -> Result<bool> {
+    const KCMP_EPOLL_TFD: i32 = 7;
+    let slot: [u32; 3] = [epfd as u32, tfd as u32, toff]; // struct kcmp_epoll_slot
+    // SAFETY: the kernel reads a 12-byte struct kcmp_epoll_slot from the pointer, which
+    // points to `slot`.
+    let r = c(unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, fd, slot.as_ptr()) })?;
+    Ok(r == 0)
+}
+
+/// inotify_init1(2).
+pub fn inotify_init1(flags: i32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with an integer argument.
+    c(unsafe { libc::inotify_init1(flags) } as libc::c_long).map(owned)
+}
+
+/// inotify_add_watch(2): the watch descriptor.
+pub fn inotify_add_watch(fd: BorrowedFd<'_>, path: &std::ffi::CStr, mask: u32) -> Result<i32> {
+    // SAFETY: path is a valid C string.
+    c(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) } as libc::c_long).map(|w| w as i32)
+}
+
+/// inotify_rm_watch(2).
+pub fn inotify_rm_watch(fd: BorrowedFd<'_>, wd: i32) -> Result<()> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) } as libc::c_long).map(drop)
+}
+
+/// open_by_handle_at(2) with a file handle of `handle_type` and bytes `handle` on the
+/// filesystem that `mount_fd` is on. Needs CAP_DAC_READ_SEARCH.
+pub fn open_by_handle_at(mount_fd: BorrowedFd<'_>, handle_type: i32, handle: &[u8], flags: i32) -> Result<OwnedFd> {
+    // struct file_handle: u32 handle_bytes, i32 handle_type, then the bytes.
+    let mut buf = vec![0u8; 8 + handle.len()];
+    buf[0..4].copy_from_slice(&(handle.len() as u32).to_ne_bytes());
+    buf[4..8].copy_from_slice(&handle_type.to_ne_bytes());
+    buf[8..].copy_from_slice(handle);
+    // SAFETY: buf holds a complete struct file_handle of handle_bytes = handle.len(); the
+    // kernel only reads it.
+    c(unsafe { libc::syscall(libc::SYS_open_by_handle_at, mount_fd.as_raw_fd(), buf.as_mut_ptr(), flags) }).map(owned)
+}
+
+/// clock_gettime(2) of `clockid`, in ns.
+pub fn clock_gettime(clockid: i32) -> Result<u64> {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid out pointer.
+    c(unsafe { libc::clock_gettime(clockid, &mut t) } as libc::c_long)?;
+    Ok(ns_of(&t))
+}
+
+/// A close-on-exec duplicate of fd number `fd` of this process, whoever owns it (e.g.
+/// an fd the user named on the command line: `--inherit-fd`). The new fd is ours; the
+/// original is only read (an fd number that is not open gives EBADF).
+pub fn dup_raw(fd: RawFd) -> Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer and creates a new fd nobody else owns.
+    let d = c(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) } as libc::c_long)?;
+    Ok(owned(d))
+}
+
+/// One unix socket as NETLINK_SOCK_DIAG reports it.
+#[derive(Debug, Clone, Default)]
+pub struct UnixDiag {
+    pub ino: u32,
+    pub typ: u8,
+    pub state: u8,
+    pub peer: u32,
+    /// Bound name (abstract names start with a NUL byte); empty if unbound.
+    pub name: Vec<u8>,
+    /// sk_shutdown bits: 1 = receive side shut down, 2 = send side.
+    pub shutdown: u8,
+    /// Bytes (stream) or packets queued for reading; for listeners, pending connections.
+    pub rqueue: u32,
+    /// For listeners: the backlog.
+    pub wqueue: u32,
+}
+
+/// Every unix socket of the host (NETLINK_SOCK_DIAG dump with name, peer, queue and
+/// shutdown), keyed by nothing: the caller indexes by inode.
+pub fn unix_diag() -> Result<Vec<UnixDiag>> {
+    // struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2]
+    let mut req = [0u8; 24];
+    req[0] = libc::AF_UNIX as u8;
+    req[4..8].copy_from_slice(&u32::MAX.to_le_bytes()); // all states
+    req[12..16].copy_from_slice(&(0x1u32 | 0x4 | 0x10).to_le_bytes()); // NAME | PEER | RQLEN
+    let mut out = Vec::new();
+    for m in sock_diag_dump(&req)? {
+        if m.len() < 16 {
+            continue;
+        }
+        let mut d = UnixDiag { typ: m[1], state: m[2], ino: u32::from_le_bytes(m[4..8].try_into().unwrap()), ..Default::default() };
+        for (aty, data) in rtattrs(&m[16..]) {
+            match aty {
+                0 => d.name = data.to_vec(),
+                2 if data.len() >= 4 => d.peer = u32::from_le_bytes(data[0..4].try_into().unwrap()),
+                4 if data.len() >= 8 => {
+                    d.rqueue = u32::from_le_bytes(data[0..4].try_into().unwrap());
+                    d.wqueue = u32::from_le_bytes(data[4..8].try_into().unwrap());
+                }
+                6 if !data.is_empty() => d.shutdown = data[0],
+                _ => {}
+            }
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// A TCP or UDP socket as NETLINK_SOCK_DIAG (inet) reports it.
+#[derive(Debug, Clone, Default)]
+pub struct InetDiag {
+    pub ino: u32,
+    pub state: u8,
+    /// For a listener: connections waiting in the accept queue; else bytes to read.
+    pub rqueue: u32,
+    /// For a listener: its backlog; else bytes not yet acknowledged/sent.
+    pub wqueue: u32,
+}
+
+/// Every TCP (protocol 6) or UDP (17) socket of `family` (AF_INET / AF_INET6).
+pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
+    // struct inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48)
+    let mut req = [0u8; 56];
+    req[0] = family as u8;
+    req[1] = protocol;
+    req[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut out = Vec::new();
+    for m in sock_diag_dump(&req)? {
+        // struct inet_diag_msg: family, state, timer, retrans, id (48), expires, rqueue, wqueue, uid, inode
+        if m.len() < 72 {
+            continue;
+        }
+        let u = |o: usize| u32::from_le_bytes(m[o..o + 4].try_into().unwrap());
+        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68) });
+    }
+    Ok(out)
+}
+
+fn rtattrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let alen = u16::from_le_bytes(b[0..2].try_into().unwrap()) as usize;
+        let aty = u16::from_le_bytes(b[2..4].try_into().unwrap());
+        if alen < 4 || alen > b.len() {
+            break;
+        }
+        out.push((aty, &b[4..alen]));
+        let step = ((alen + 3) & !3).min(b.len());
+        b = &b[step..];
+    }
+    out
+}
+
+/// Sends one SOCK_DIAG_BY_FAMILY dump request (`req` = the family's request struct)
+/// and returns the payload of every answer message.
+fn sock_diag_dump(req: &[u8]) -> Result<Vec<Vec<u8>>> {
+    // SAFETY: plain socket(2); NETLINK_SOCK_DIAG = 4.
+    let s = c(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 4) } as libc::c_long)?;
+    let sock = owned(s as i64);
+    let fd = std::os::fd::AsFd::as_fd(&sock);
+    let mut msg = Vec::with_capacity(16 + req.len());
+    msg.extend_from_slice(&((16 + req.len()) as u32).to_le_bytes());
+    msg.extend_from_slice(&20u16.to_le_bytes()); // SOCK_DIAG_BY_FAMILY
+    msg.extend_from_slice(&(0x1u16 | 0x300).to_le_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
+    msg.extend_from_slice(&1u32.to_le_bytes());
+    msg.extend_from_slice(&0u32.to_le_bytes());
+    msg.extend_from_slice(req);
+    if write_fd(fd, &msg)? != msg.len() {
+        return Err(Error::other("short netlink write"));
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = read_fd(fd, &mut buf)?;
+        if n == 0 {
+            return Err(Error::other("netlink socket closed"));
+        }
+        let mut off = 0;
+        while off + 16 <= n {
+            let len = u32::from_le_bytes(buf[off..off + 4].try_into().unwrap()) as usize;
+            let ty = u16::from_le_bytes(buf[off + 4..off + 6].try_into().unwrap());
+            if len < 16 || off + len > n {
+                return Err(Error::other("malformed netlink message"));
+            }
+            match ty {
+                3 => return Ok(out), // NLMSG_DONE
+                2 => {
+                    let e = i32::from_le_bytes(buf[off + 16..off + 20].try_into().unwrap_or([0; 4]));
+                    return Err(Error::from_raw_os_error(-e));
+                }
+                _ => out.push(buf[off + 16..off + len].to_vec()),
+            }
+            off += (len + 3) & !3;
+        }
+    }
+}
+
+/// getsockname / getpeername: the raw sockaddr bytes (empty if not connected).
+pub fn sock_name(fd: BorrowedFd<'_>, peer: bool) -> Result<Vec<u8>> {
+    let mut buf = [0u8; 128];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: buf/len describe a valid writable sockaddr buffer.
+    let r = unsafe {
+        if peer {
+            libc::getpeername(fd.as_raw_fd(), buf.as_mut_ptr().cast(), &mut len)
+        } else {
+            libc::getsockname(fd.as_raw_fd(), buf.as_mut_ptr().cast(), &mut len)
+        }
+    };
+    if r < 0 {
+        let e = Error::last_os_error();
+        if peer && e.raw_os_error() == Some(libc::ENOTCONN) {
+            return Ok(Vec::new());
+        }
+        return Err(e);
+    }
+    Ok(buf[..(len as usize).min(buf.len())].to_vec())
+}
+
+pub fn socket(domain: i32, ty: i32, proto: i32) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2).
+    let s = c(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) } as libc::c_long)?;
+    Ok(owned(s as i64))
+}
+
+/// bind (connect=false) or connect (true) to a raw sockaddr.
+pub fn sock_addr_op(fd: BorrowedFd<'_>, addr: &[u8], connect: bool) -> Result<()> {
+    // SAFETY: addr is a valid buffer of addr.len() bytes holding a sockaddr.
+    let r = unsafe {
+        if connect {
+            libc::connect(fd.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t)
+        } else {
+            libc::bind(fd.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t)
+        }
+    };
+    c(r as libc::c_long).map(drop)
+}
+
+pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<()> {
+    // SAFETY: plain syscall.
+    c(unsafe { libc::listen(fd.as_raw_fd(), backlog) } as libc::c_long).map(drop)
+}
+
+/// Bytes waiting to be read (FIONREAD / SIOCINQ).
+pub fn inq(fd: BorrowedFd<'_>) -> Result<i32> {
+    let mut v: i32 = 0;
+    // SAFETY: FIONREAD writes one int.
+    c(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut v) } as libc::c_long)?;
+    Ok(v)
+}
+
+/// Everything queued for reading on a stream socket, without consuming it (MSG_PEEK with
+/// SO_PEEK_OFF, put back afterwards). Err(ENOTSUP) if ancillary data (passed fds,
+/// credentials) is queued: it cannot be peeked without side effects.
+pub fn peek_stream_queue(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
+    let raw = fd.as_raw_fd();
+    let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    let set = |v: i32| -> Result<()> {
+        // SAFETY: v is a valid int option value.
+        c(unsafe { libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_PEEK_OFF, (&v as *const i32).cast(), 4) } as libc::c_long)
+            .map(drop)
+    };
+    set(0)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut ctl = [0u8; 256];
+    let r = loop {
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: msghdr with valid iovec and control buffers, zero-initialised otherwise.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        msg.msg_controllen = ctl.len();
+        // SAFETY: msg points to live buffers for the duration of the call.
+        let n = unsafe { libc::recvmsg(raw, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EAGAIN) {
+                break Ok(());
+            }
+            break Err(e);
+        }
+        if msg.msg_controllen > 0 || msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            break Err(Error::from_raw_os_error(libc::ENOTSUP));
+        }
+        if n == 0 {
+            break Ok(());
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    };
+    set(old)?;
+    r.map(|_| out)
+}
+
+pub fn socketpair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid array of two ints.
+    c(unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) } as libc::c_long)?;
+    Ok((owned(fds[0] as i64), owned(fds[1] as i64)))
+}
+
+pub fn shutdown(fd: BorrowedFd<'_>, how: i32) -> Result<()> {
+    // SAFETY: plain syscall on an fd we hold.
+    c(unsafe { libc::shutdown(fd.as_raw_fd(), how) } as libc::c_long).map(drop)
+}
+
+pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32, v: i32) -> Result<()> {
+    // SAFETY: v is a valid int option value.
+    c(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, (&v as *const i32).cast(), 4) } as libc::c_long).map(drop)
+}
+
+pub fn getsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut l = len as libc::socklen_t;
+    // SAFETY: buf/l describe a valid writable buffer.
+    c(unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, buf.as_mut_ptr().cast(), &mut l) } as libc::c_long)?;
+    buf.truncate(l as usize);
+    Ok(buf)
+}
+
+pub fn setsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, v: &[u8]) -> Result<()> {
+    // SAFETY: v is a valid buffer of v.len() bytes.
+    c(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, v.as_ptr().cast(), v.len() as libc::socklen_t) } as libc::c_long)
+        .map(drop)
+}
+
+/// Bytes in the send queue (SIOCOUTQ).
+pub fn outq(fd: BorrowedFd<'_>) -> Result<i32> {
+    let mut v: i32 = 0;
+    // SAFETY: SIOCOUTQ (TIOCOUTQ) writes one int.
+    c(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut v) } as libc::c_long)?;
+    Ok(v)
+}
+
+/// recv(2) with flags into buf; returns the byte count.
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> Result<usize> {
+    // SAFETY: buf is a valid writable buffer.
+    c(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) } as libc::c_long).map(|n| n as usize)
+}
+
+/// send(2) with flags; returns the byte count.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> Result<usize> {
+    // SAFETY: buf is a valid readable buffer.
+    c(unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) } as libc::c_long).map(|n| n as usize)
+}
