@@ -219,9 +219,9 @@ impl Inherited {
 fn externals(m: &Manifest) -> Vec<(String, i32, String)> {
     let mut out = Vec::new();
     for o in &m.objects {
-        let (name, desc) = if let Some(p) = o.pipe.as_ref().filter(|p| !p.external.is_empty()) {
+        let (name, desc) = if let Some(p) = o.pipe().filter(|p| !p.external.is_empty()) {
             (pipe_name(p.ino), p.external.clone())
-        } else if let Some(g) = o.ghost.as_ref().filter(|g| !g.external.is_empty()) {
+        } else if let Some(g) = o.ghost().filter(|g| !g.external.is_empty()) {
             (g.external.clone(), g.path.clone())
         } else {
             continue;
@@ -229,9 +229,9 @@ fn externals(m: &Manifest) -> Vec<(String, i32, String)> {
         // the first process that uses it (fd or mapping)
         let users = |id: u32| {
             m.objects.iter().filter_map(move |u| {
-                let hit = u.pipe_end.as_ref().is_some_and(|e| e.pipe_id == id)
-                    || u.file.as_ref().is_some_and(|f| f.ghost_id == id)
-                    || u.mapped_file.as_ref().is_some_and(|f| f.ghost_id == id);
+                let hit = u.pipe_end().is_some_and(|e| e.pipe_id == id)
+                    || u.file().is_some_and(|f| f.ghost_id == id)
+                    || u.mapped_file().is_some_and(|f| f.ghost_id == id);
                 hit.then_some(u.id)
             })
         };
@@ -276,7 +276,7 @@ pub fn check_restore(m: &Manifest, raw: &[String]) -> Result<Inherited> {
                 return Err(refuse(format!("{arg}: fd {fd} is not a pipe ({res} was {desc})")));
             }
         } else {
-            let size = m.objects.iter().filter_map(|o| o.ghost.as_ref()).find(|g| g.external == res).map(|g| g.size).unwrap_or(0);
+            let size = m.objects.iter().filter_map(|o| o.ghost()).find(|g| g.external == res).map(|g| g.size).unwrap_or(0);
             if !md.is_file() || acc != libc::O_RDWR {
                 return Err(refuse(format!(
                     "{arg}: fd {fd} must be a memfd or a regular file opened read-write (O_RDWR) to be mapped shared"
@@ -307,7 +307,7 @@ pub fn check_restore(m: &Manifest, raw: &[String]) -> Result<Inherited> {
 pub fn warn_unused(objs: &crate::objects::ObjectTable) {
     for name in &objs.external {
         let found = objs.objects.iter().any(|o| {
-            o.pipe.as_ref().is_some_and(|p| pipe_name(p.ino) == *name) || o.ghost.as_ref().is_some_and(|g| g.external == *name)
+            o.pipe().is_some_and(|p| pipe_name(p.ino) == *name) || o.ghost().is_some_and(|g| g.external == *name)
         });
         if !found {
             tracing::warn!("--external {name}: the dumped tree has no such pipe or shared memory; ignored");

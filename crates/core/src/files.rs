@@ -65,14 +65,14 @@ pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str
     if objs.external.contains(&ext) {
         // Marked external: no content; restore takes it from an inherited fd.
         return Ok(objs.intern(key, |_| Object {
-            ghost: Some(GhostObj {
+            kind: Some(Kind::Ghost(GhostObj {
                 path: link.trim_end_matches(" (deleted)").to_string(),
                 memfd_name: link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string()).unwrap_or_default(),
                 mode: md.mode(),
                 external: ext,
                 size: md.len(),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         }));
     }
@@ -92,14 +92,14 @@ pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str
         }
         let seals = if memfd_name.is_some() { sys::fcntl(f.as_raw_fd(), libc::F_GET_SEALS, 0).unwrap_or(0) as u32 } else { 0 };
         Object {
-            ghost: Some(GhostObj {
+            kind: Some(Kind::Ghost(GhostObj {
                 path: link.trim_end_matches(" (deleted)").to_string(),
                 memfd_name: memfd_name.unwrap_or_default(),
                 mode: md.mode(),
                 content,
                 seals,
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         }
     });
@@ -118,10 +118,10 @@ pub fn mapped_file(pid: i32, objs: &mut ObjectTable, via: &str, path: &str, writ
     let md = std::fs::metadata(via).ctx(pid, || format!("stat {via} ({path})"))?;
     let key = format!("mapped:{}:{}", md.dev(), md.ino());
     let id = objs.intern(key, |_| Object {
-        mapped_file: Some(MappedFileObj { path: path.to_string(), identity: Some(identity(&md, 0)), writable, ghost_id: 0 }),
+        kind: Some(Kind::MappedFile(MappedFileObj { path: path.to_string(), identity: Some(identity(&md, 0)), writable, ghost_id: 0 })),
         ..Default::default()
     });
-    let o = objs.get_mut(id).unwrap().mapped_file.as_mut().unwrap();
+    let o = objs.get_mut(id).unwrap().mapped_file_mut().unwrap();
     o.writable |= writable;
     if hash && md.is_file() && md.len() <= MAX_HASHED && o.identity.as_ref().is_some_and(|i| i.hash == 0) {
         let h = hash_file(via).ctx(pid, || format!("hashing mapped executable {path}"))?;
@@ -363,7 +363,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
             let pos = pipes.iter().position(|p| p.ino == ino).unwrap_or_else(|| {
                 let pipe_id = objs.intern(format!("pipe:{ino}"), |_| Object {
-                    pipe: Some(PipeObj { ino, ..Default::default() }),
+                    kind: Some(Kind::Pipe(PipeObj { ino, ..Default::default() })),
                     ..Default::default()
                 });
                 pipes.push(PipeSeen { ino, pipe_id, read_fd: None, write_fd: None });
@@ -377,7 +377,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
             }
             let pipe_id = p.pipe_id;
             objs.intern(format!("pipe-end:{pid}:{fd}"), |_| Object {
-                pipe_end: Some(PipeEndObj { pipe_id, write_end, flags }),
+                kind: Some(Kind::PipeEnd(PipeEndObj { pipe_id, write_end, flags })),
                 ..Default::default()
             })
         } else if ft.is_file() || ft.is_dir() || ft.is_char_device() {
@@ -403,7 +403,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
                 0
             };
             objs.intern(format!("file-fd:{pid}:{fd}"), |_| Object {
-                file: Some(FileObj {
+                kind: Some(Kind::File(FileObj {
                     path: link.trim_end_matches(" (deleted)").to_string(),
                     flags,
                     pos: info.pos,
@@ -412,7 +412,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
                     mode: md.mode(),
                     ghost_id,
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             })
         } else {
@@ -441,14 +441,14 @@ fn fifo_fd(
     }
     let (dev, ino) = (md.dev(), md.ino());
     let fifo_id = objs.intern(format!("fifo:{dev}:{ino}"), |_| Object {
-        fifo: Some(FifoObj { path: link.to_string(), dev, ino, ..Default::default() }),
+        kind: Some(Kind::Fifo(FifoObj { path: link.to_string(), dev, ino, ..Default::default() })),
         ..Default::default()
     });
     if !fifos.iter().any(|f| f.fifo_id == fifo_id) {
         fifos.push(FifoSeen { fifo_id, dev, ino, path: link.to_string(), via: (pid, fd) });
     }
     Ok(objs.intern(format!("fifo-fd:{pid}:{fd}"), |_| Object {
-        fifo_fd: Some(FifoFdObj { fifo_id, flags }),
+        kind: Some(Kind::FifoFd(FifoFdObj { fifo_id, flags })),
         ..Default::default()
     }))
 }
@@ -497,7 +497,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
         let users: Vec<(i32, i32)> = st
             .users
             .iter()
-            .filter(|(_, _, id)| objs.objects.get(*id as usize - 1).and_then(|o| o.pipe_end.as_ref()).is_some_and(|e| e.pipe_id == p.pipe_id))
+            .filter(|(_, _, id)| objs.objects.get(*id as usize - 1).and_then(|o| o.pipe_end()).is_some_and(|e| e.pipe_id == p.pipe_id))
             .map(|(pid, fd, _)| (*pid, *fd))
             .collect();
         let (pid, fd) = users.iter().copied().find(|u| u.1 > 2).or(p.read_fd.or(p.write_fd)).unwrap();
@@ -536,14 +536,14 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
             // same fd of `stasis restore`, which must be a pipe too (as a shell job gets
             // its terminal back).
             tracing::info!(pid, fd, "{name} is shared with {other}; restore will inherit it");
-            let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
+            let o = objs.get_mut(p.pipe_id).unwrap().pipe_mut().unwrap();
             o.external = format!("{name} shared with {other}");
             continue;
         }
         if p.read_fd.is_none() || p.write_fd.is_none() {
             // Nobody holds the other end: it was closed. Restore recreates the pipe
             // and closes that end again.
-            let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
+            let o = objs.get_mut(p.pipe_id).unwrap().pipe_mut().unwrap();
             o.read_closed = p.read_fd.is_none();
             o.write_closed = p.write_fd.is_none();
         }
@@ -551,7 +551,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
         let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
         let ours = sys::pidfd_getfd(pidfd.as_fd(), rfd).ctx(pid, || format!("pidfd_getfd of pipe fd {rfd}"))?;
         let (cap, data) = peek_pipe(pid, &format!("pipe fd {rfd}"), &ours)?;
-        let o = objs.get_mut(p.pipe_id).unwrap().pipe.as_mut().unwrap();
+        let o = objs.get_mut(p.pipe_id).unwrap().pipe_mut().unwrap();
         o.capacity = cap;
         o.data = data;
     }
@@ -561,7 +561,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
             // Its bytes stay in the kernel as long as that process keeps the FIFO open,
             // and restore attaches to the same pipe by opening the path again.
             tracing::info!(pid, fd, "named FIFO {} is also open in {other}; its bytes are left to it", f.path);
-            let o = objs.get_mut(f.fifo_id).unwrap().fifo.as_mut().unwrap();
+            let o = objs.get_mut(f.fifo_id).unwrap().fifo_mut().unwrap();
             o.external = format!("open in {other}");
             continue;
         }
@@ -572,7 +572,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
         let ours = sys::open(&c, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY, 0)
             .ctx(pid, || format!("opening named FIFO {} (fd {fd}) through {via}", f.path))?;
         let (cap, data) = peek_pipe(pid, &format!("named FIFO {} (fd {fd})", f.path), &ours)?;
-        let o = objs.get_mut(f.fifo_id).unwrap().fifo.as_mut().unwrap();
+        let o = objs.get_mut(f.fifo_id).unwrap().fifo_mut().unwrap();
         o.capacity = cap;
         o.data = data;
     }
@@ -638,7 +638,7 @@ pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited) 
     let step = |why: String| Error::RestoreStep { pid, step: "recreating deleted files and memfds".into(), why };
     let mut out = HashMap::new();
     for o in &m.objects {
-        let Some(g) = &o.ghost else { continue };
+        let Some(g) = o.ghost() else { continue };
         let fd = if !g.external.is_empty() {
             inherit.dup(&g.external).map_err(|e| Error::RestoreRefused(format!("external {} ({}): {e}", g.external, g.path)))?
         } else if !g.memfd_name.is_empty() {
@@ -790,93 +790,116 @@ pub fn open_fd_objects(
             continue;
         }
         let o = m.object(fd.object_id).ok_or_else(|| step(format!("fd {} refers to missing object {}", fd.fd, fd.object_id)))?;
-        if let Some(f) = &o.file {
-            let owned = if f.ghost_id != 0 {
-                reopen_ghost(ghosts, f.ghost_id, f.flags)
-                    .map_err(|e| step(format!("reopening {} for fd {}: {e}", f.path, fd.fd)))?
-            } else {
-                open_path(&f.path, f.flags, 0).map_err(|e| step(format!("opening {} for fd {}: {e}", f.path, fd.fd)))?
-            };
-            if f.pos != 0 {
-                sys::lseek(owned.as_raw_fd(), f.pos as i64, libc::SEEK_SET)
-                    .map_err(|e| step(format!("seeking {} to {} for fd {}: {e}", f.path, f.pos, fd.fd)))?;
-            }
-            opened.by_object.insert(fd.object_id, owned);
-        } else if let Some(end) = &o.pipe_end {
-            let ends = match pipes.get_mut(&end.pipe_id) {
-                Some(e) => e,
-                None => {
-                    let p = m
-                        .object(end.pipe_id)
-                        .and_then(|o| o.pipe.as_ref())
-                        .ok_or_else(|| step(format!("fd {} refers to a missing pipe", fd.fd)))?;
-                    if !p.external.is_empty() {
-                        let src = inherit.fd(&external::pipe_name(p.ino));
-                        let owned = inherit_pipe(fd.fd, src, end.write_end, &p.external)?;
-                        opened.by_object.insert(fd.object_id, owned);
-                        continue;
-                    }
-                    let (r, w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step(format!("pipe2: {e}")))?;
-                    if p.capacity > 0 {
-                        let _ = sys::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, p.capacity as i64);
-                    }
-                    let mut off = 0;
-                    while off < p.data.len() {
-                        let n = sys::write_fd(w.as_fd(), &p.data[off..])
-                            .map_err(|e| step(format!("refilling pipe of fd {}: {e}", fd.fd)))?;
-                        off += n;
-                    }
-                    let r = if p.read_closed { None } else { Some(r) };
-                    let w = if p.write_closed { None } else { Some(w) };
-                    pipes.insert(end.pipe_id, (r, w));
-                    pipes.get_mut(&end.pipe_id).unwrap()
+        match &o.kind {
+            Some(Kind::File(f)) => {
+                let owned = if f.ghost_id != 0 {
+                    reopen_ghost(ghosts, f.ghost_id, f.flags)
+                        .map_err(|e| step(format!("reopening {} for fd {}: {e}", f.path, fd.fd)))?
+                } else {
+                    open_path(&f.path, f.flags, 0).map_err(|e| step(format!("opening {} for fd {}: {e}", f.path, fd.fd)))?
+                };
+                if f.pos != 0 {
+                    sys::lseek(owned.as_raw_fd(), f.pos as i64, libc::SEEK_SET)
+                        .map_err(|e| step(format!("seeking {} to {} for fd {}: {e}", f.path, f.pos, fd.fd)))?;
                 }
-            };
-            // Each end description is opened once; later descriptions of the same end
-            // (rare: reopen via /proc) get a fresh open of /proc/self/fd.
-            let taken = if end.write_end { ends.1.take() } else { ends.0.take() };
-            let owned = match taken {
-                Some(f) => f,
-                None => return Err(step(format!("fd {}: a second open description of one pipe end", fd.fd))),
-            };
-            let acc = end.flags & (libc::O_NONBLOCK as u32);
-            if acc != 0 {
-                let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
+                opened.by_object.insert(fd.object_id, owned);
             }
-            opened.by_object.insert(fd.object_id, owned);
-        } else if let Some(ff) = &o.fifo_fd {
-            let fifo = m
-                .object(ff.fifo_id)
-                .and_then(|o| o.fifo.as_ref())
-                .ok_or_else(|| step(format!("fd {} refers to a missing named FIFO", fd.fd)))?;
-            if !fifo_held.contains_key(&ff.fifo_id) {
-                let holder = open_fifo(owner, fifo, fd.fd)?;
-                opened.keep.push(holder);
-                fifo_held.insert(ff.fifo_id, opened.keep.len() - 1);
+            Some(Kind::PipeEnd(end)) => {
+                let ends = match pipes.get_mut(&end.pipe_id) {
+                    Some(e) => e,
+                    None => {
+                        let p = m
+                            .object(end.pipe_id)
+                            .and_then(|o| o.pipe())
+                            .ok_or_else(|| step(format!("fd {} refers to a missing pipe", fd.fd)))?;
+                        if !p.external.is_empty() {
+                            let src = inherit.fd(&external::pipe_name(p.ino));
+                            let owned = inherit_pipe(fd.fd, src, end.write_end, &p.external)?;
+                            opened.by_object.insert(fd.object_id, owned);
+                            continue;
+                        }
+                        let (r, w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step(format!("pipe2: {e}")))?;
+                        if p.capacity > 0 {
+                            let _ = sys::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, p.capacity as i64);
+                        }
+                        let mut off = 0;
+                        while off < p.data.len() {
+                            let n = sys::write_fd(w.as_fd(), &p.data[off..])
+                                .map_err(|e| step(format!("refilling pipe of fd {}: {e}", fd.fd)))?;
+                            off += n;
+                        }
+                        let r = if p.read_closed { None } else { Some(r) };
+                        let w = if p.write_closed { None } else { Some(w) };
+                        pipes.insert(end.pipe_id, (r, w));
+                        pipes.get_mut(&end.pipe_id).unwrap()
+                    }
+                };
+                // Each end description is opened once; later descriptions of the same end
+                // (rare: reopen via /proc) get a fresh open of /proc/self/fd.
+                let taken = if end.write_end { ends.1.take() } else { ends.0.take() };
+                let owned = match taken {
+                    Some(f) => f,
+                    None => return Err(step(format!("fd {}: a second open description of one pipe end", fd.fd))),
+                };
+                let acc = end.flags & (libc::O_NONBLOCK as u32);
+                if acc != 0 {
+                    let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
+                }
+                opened.by_object.insert(fd.object_id, owned);
             }
-            // With our O_RDWR description open, no access mode blocks or fails with ENXIO.
-            // Opened through it, not by path again: the same FIFO open_fifo checked.
-            let acc = ff.flags & libc::O_ACCMODE as u32;
-            let via = format!("/proc/self/fd/{}", opened.keep[fifo_held[&ff.fifo_id]].as_raw_fd());
-            let f = open_path(&via, acc | libc::O_NONBLOCK as u32, 0)
-                .map_err(|e| step(format!("opening named FIFO {} for fd {}: {e}", fifo.path, fd.fd)))?;
-            sys::fcntl(f.as_raw_fd(), libc::F_SETFL, (ff.flags & !(libc::O_ACCMODE as u32)) as i64)
-                .map_err(|e| step(format!("setting flags {} of named FIFO {} (fd {}): {e}", fdkinds::open_flags(ff.flags), fifo.path, fd.fd)))?;
-            opened.by_object.insert(fd.object_id, f);
-        } else if let Some(i) = &o.inet {
-            let open = || Ok(fdkinds::inet::open(i));
-            let s = in_socket_ns(pid, o.net_ns, netns, open)?
-                .map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
-            opened.by_object.insert(fd.object_id, s);
-        } else if let Some(u) = &o.unix {
-            let made = &mut unix_made;
-            let open = || fdkinds::unix::open_end(owner, fd.fd, &m.objects, u, made);
-            let s = in_socket_ns(pid, o.net_ns, netns, open)?;
-            opened.by_object.insert(fd.object_id, s);
-        } else if let Some(r) = fdkinds::open(o) {
-            opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
-        } else {
-            return Err(step(format!("fd {}: object {} has no kind this stasis knows", fd.fd, fd.object_id)));
+            Some(Kind::FifoFd(ff)) => {
+                let fifo = m
+                    .object(ff.fifo_id)
+                    .and_then(|o| o.fifo())
+                    .ok_or_else(|| step(format!("fd {} refers to a missing named FIFO", fd.fd)))?;
+                if !fifo_held.contains_key(&ff.fifo_id) {
+                    let holder = open_fifo(owner, fifo, fd.fd)?;
+                    opened.keep.push(holder);
+                    fifo_held.insert(ff.fifo_id, opened.keep.len() - 1);
+                }
+                // With our O_RDWR description open, no access mode blocks or fails with ENXIO.
+                // Opened through it, not by path again: the same FIFO open_fifo checked.
+                let acc = ff.flags & libc::O_ACCMODE as u32;
+                let via = format!("/proc/self/fd/{}", opened.keep[fifo_held[&ff.fifo_id]].as_raw_fd());
+                let f = open_path(&via, acc | libc::O_NONBLOCK as u32, 0)
+                    .map_err(|e| step(format!("opening named FIFO {} for fd {}: {e}", fifo.path, fd.fd)))?;
+                sys::fcntl(f.as_raw_fd(), libc::F_SETFL, (ff.flags & !(libc::O_ACCMODE as u32)) as i64)
+                    .map_err(|e| step(format!("setting flags {} of named FIFO {} (fd {}): {e}", fdkinds::open_flags(ff.flags), fifo.path, fd.fd)))?;
+                opened.by_object.insert(fd.object_id, f);
+            }
+            Some(Kind::Inet(i)) => {
+                let open = || Ok(fdkinds::inet::open(i));
+                let s = in_socket_ns(pid, o.net_ns, netns, open)?
+                    .map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
+                opened.by_object.insert(fd.object_id, s);
+            }
+            Some(Kind::Unix(u)) => {
+                let made = &mut unix_made;
+                let open = || fdkinds::unix::open_end(owner, fd.fd, &m.objects, u, made);
+                let s = in_socket_ns(pid, o.net_ns, netns, open)?;
+                opened.by_object.insert(fd.object_id, s);
+            }
+            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_)) => {
+                let r = fdkinds::open(o).ok_or_else(|| step(format!("fd {}: object {} is not an fd kind of fdkinds", fd.fd, fd.object_id)))?;
+                opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
+            }
+            Some(
+                Kind::Pipe(_)
+                | Kind::Shmem(_)
+                | Kind::MappedFile(_)
+                | Kind::Ghost(_)
+                | Kind::UtsNs(_)
+                | Kind::IpcNs(_)
+                | Kind::SysvShm(_)
+                | Kind::SysvMsg(_)
+                | Kind::SysvSem(_)
+                | Kind::Fifo(_),
+            ) => {
+                return Err(step(format!("fd {}: object {} is a {} object, not an open file", fd.fd, fd.object_id, o.kind_name())));
+            }
+            None => {
+                return Err(step(format!("fd {}: object {} has no kind this stasis knows", fd.fd, fd.object_id)));
+            }
         }
     }
     fdkinds::inet::finish_restore().map_err(|e| step(format!("leaving TCP repair mode: {e}")))?;

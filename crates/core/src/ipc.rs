@@ -38,7 +38,7 @@ const SYSCTLS: &[&str] = &["msgmax", "msgmnb", "msgmni", "sem", "shmall", "shmma
 /// the rest of it is filled by `dump`.
 pub fn shm_ref(objs: &mut ObjectTable, ipc_ns: u32, shmid: i32) -> u32 {
     objs.intern(format!("sysvshm:{ipc_ns}:{shmid}"), |_| Object {
-        sysv_shm: Some(SysvShmObj { ipc_ns, perm: Some(SysvPerm { id: shmid, ..Default::default() }), ..Default::default() }),
+        kind: Some(Kind::SysvShm(SysvShmObj { ipc_ns, perm: Some(SysvPerm { id: shmid, ..Default::default() }), ..Default::default() })),
         ..Default::default()
     })
 }
@@ -91,7 +91,7 @@ pub fn dump(procs: &[Process], objs: &mut ObjectTable) -> Result<Vec<ShmContent>
                         sysctls.push(Sysctl { name: name.to_string(), value: v.trim().to_string() });
                     }
                 }
-                if let Some(n) = objs.get_mut(ns).and_then(|o| o.ipc_ns.as_mut()) {
+                if let Some(n) = objs.get_mut(ns).and_then(|o| o.ipc_ns_mut()) {
                     n.sysctls = sysctls;
                 }
                 for id in ids(pid, "shm")? {
@@ -106,7 +106,7 @@ pub fn dump(procs: &[Process], objs: &mut ObjectTable) -> Result<Vec<ShmContent>
                         messages.push(SysvMsg { mtype, data });
                     }
                     objs.intern(format!("sysvmsg:{ns}:{id}"), |_| Object {
-                        sysv_msg: Some(SysvMsgObj { ipc_ns: ns, perm: Some(perm(id, &st.perm)), qbytes: st.qbytes, messages }),
+                        kind: Some(Kind::SysvMsg(SysvMsgObj { ipc_ns: ns, perm: Some(perm(id, &st.perm)), qbytes: st.qbytes, messages })),
                         ..Default::default()
                     });
                 }
@@ -114,18 +114,18 @@ pub fn dump(procs: &[Process], objs: &mut ObjectTable) -> Result<Vec<ShmContent>
                     let st = sysv::sem_stat(id).ctx(pid, || format!("SysV semaphore set {id}: IPC_STAT"))?;
                     let values = sysv::sem_getall(id, st.nsems as usize).ctx(pid, || format!("SysV semaphore set {id}: GETALL"))?;
                     objs.intern(format!("sysvsem:{ns}:{id}"), |_| Object {
-                        sysv_sem: Some(SysvSemObj {
+                        kind: Some(Kind::SysvSem(SysvSemObj {
                             ipc_ns: ns,
                             perm: Some(perm(id, &st.perm)),
                             values: values.into_iter().map(u32::from).collect(),
-                        }),
+                        })),
                         ..Default::default()
                     });
                 }
             }
             for o in objs.objects.iter_mut() {
                 let oid = o.id;
-                let Some(s) = o.sysv_shm.as_mut().filter(|s| s.ipc_ns == ns) else { continue };
+                let Some(s) = o.sysv_shm_mut().filter(|s| s.ipc_ns == ns) else { continue };
                 let id = s.perm.as_ref().map(|p| p.id).unwrap_or(-1);
                 let attach = dump_shm(pid, id, s)?;
                 let pages = attach.resident().ctx(pid, || format!("SysV shared memory segment {id}: mincore"))?;
@@ -157,7 +157,7 @@ fn check_attachments(procs: &[Process], objs: &ObjectTable) -> Result<()> {
                 end = v[j].end;
                 j += 1;
             }
-            let o = objs.objects.get(v[i].object_id as usize - 1).and_then(|o| o.sysv_shm.as_ref());
+            let o = objs.objects.get(v[i].object_id as usize - 1).and_then(|o| o.sysv_shm());
             let size = o.map(|s| s.size.div_ceil(PAGE) * PAGE).unwrap_or(0);
             if v[i].pgoff != 0 || end - base != size {
                 let id = o.and_then(|s| s.perm.as_ref()).map(|p| p.id).unwrap_or(-1);
@@ -279,7 +279,7 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
     let mut out = Restored::default();
     // stasis's own namespace: segments the tree attached
     for o in &m.objects {
-        let Some(s) = o.sysv_shm.as_ref().filter(|s| s.ipc_ns == 0) else { continue };
+        let Some(s) = o.sysv_shm().filter(|s| s.ipc_ns == 0) else { continue };
         let p = s.perm.clone().unwrap_or_default();
         match sysv::shm_stat(p.id) {
             Ok(st) if st.perm.key == p.key && st.size == s.size => {
@@ -311,7 +311,7 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
     }
     // namespaces of the tree's own: everything
     for o in &m.objects {
-        let Some(n) = &o.ipc_ns else { continue };
+        let Some(n) = o.ipc_ns() else { continue };
         let Some(pid) = m.processes.iter().find(|p| !p.zombie && p.ipc_ns == o.id).map(|p| p.pid) else { continue };
         let nsid = o.id;
         in_ns(Some(pid), "ipc", libc::CLONE_NEWIPC, || -> Result<()> {
@@ -326,7 +326,7 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
                 }
             }
             for so in &m.objects {
-                let Some(s) = so.sysv_shm.as_ref().filter(|s| s.ipc_ns == nsid) else { continue };
+                let Some(s) = so.sysv_shm().filter(|s| s.ipc_ns == nsid) else { continue };
                 let id = create_shm(m, shards, root, so.id, s)?;
                 if s.destroyed {
                     out.destroy.push((Some(pid), id));
@@ -334,12 +334,12 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
             }
             // msg_qbytes above kernel.msgmnb needs CAP_SYS_RESOURCE: raise msgmnb meanwhile
             let msgmnb: u64 = vals.get("msgmnb").and_then(|v| v.parse().ok()).unwrap_or(16384);
-            let need = m.objects.iter().filter_map(|o| o.sysv_msg.as_ref()).filter(|q| q.ipc_ns == nsid).map(|q| q.qbytes).max().unwrap_or(0);
+            let need = m.objects.iter().filter_map(|o| o.sysv_msg()).filter(|q| q.ipc_ns == nsid).map(|q| q.qbytes).max().unwrap_or(0);
             if need > msgmnb {
                 sysctl("msgmnb", &need.to_string())?;
             }
             for qo in &m.objects {
-                let Some(q) = qo.sysv_msg.as_ref().filter(|q| q.ipc_ns == nsid) else { continue };
+                let Some(q) = qo.sysv_msg().filter(|q| q.ipc_ns == nsid) else { continue };
                 let p = q.perm.clone().unwrap_or_default();
                 let what = "SysV message queue";
                 set_next_id(root, "msg", p.id)?;
@@ -357,7 +357,7 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
                 sysctl("msgmnb", &msgmnb.to_string())?;
             }
             for so in &m.objects {
-                let Some(s) = so.sysv_sem.as_ref().filter(|s| s.ipc_ns == nsid) else { continue };
+                let Some(s) = so.sysv_sem().filter(|s| s.ipc_ns == nsid) else { continue };
                 let p = s.perm.clone().unwrap_or_default();
                 let what = "SysV semaphore set";
                 set_next_id(root, "sem", p.id)?;

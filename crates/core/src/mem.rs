@@ -227,10 +227,10 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                 if nameless || marked {
                     let gid = files::ghost(pid, objs, &map_file, &m.path, &what())?;
                     vma.object_id = objs.intern(format!("mapped-ghost:{gid}"), |_| Object {
-                        mapped_file: Some(MappedFileObj { path: m.path.clone(), identity: None, writable, ghost_id: gid }),
+                        kind: Some(Kind::MappedFile(MappedFileObj { path: m.path.clone(), identity: None, writable, ghost_id: gid })),
                         ..Default::default()
                     });
-                    if let Some(mf) = objs.get_mut(vma.object_id).and_then(|o| o.mapped_file.as_mut()) {
+                    if let Some(mf) = objs.get_mut(vma.object_id).and_then(|o| o.mapped_file_mut()) {
                         mf.writable |= writable;
                     }
                 } else {
@@ -258,7 +258,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                     let size = f.metadata().ctx(pid, || format!("stat {map_file}"))?.len();
                     let ino = m.inode;
                     let id = objs.intern(format!("shmem:{ino}"), |_| Object {
-                        shmem: Some(ShmemObj { ino, size }),
+                        kind: Some(Kind::Shmem(ShmemObj { ino, size })),
                         ..Default::default()
                     });
                     shm_seen.push((ino, id));

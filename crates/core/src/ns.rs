@@ -125,14 +125,14 @@ pub fn dump_ns(pid: i32, objs: &mut ObjectTable) -> Result<(u32, u32)> {
                 let (hostname, domainname) =
                     in_ns(Some(pid), "uts", libc::CLONE_NEWUTS, || sysv::uname().ctx(pid, || "uname in its UTS namespace".into()))?;
                 tracing::debug!(pid, hostname = %String::from_utf8_lossy(&hostname), "own UTS namespace");
-                objs.intern(key, |_| Object { uts_ns: Some(UtsNsObj { ino: u, hostname, domainname }), ..Default::default() })
+                objs.intern(key, |_| Object { kind: Some(Kind::UtsNs(UtsNsObj { ino: u, hostname, domainname })), ..Default::default() })
             }
         };
     }
     let mut ipc = 0;
     let i = ino("ipc", Some(pid))?;
     if i != ino("ipc", None)? {
-        ipc = objs.intern(format!("ipcns:{i}"), |_| Object { ipc_ns: Some(IpcNsObj { ino: i, sysctls: Vec::new() }), ..Default::default() });
+        ipc = objs.intern(format!("ipcns:{i}"), |_| Object { kind: Some(Kind::IpcNs(IpcNsObj { ino: i, sysctls: Vec::new() })), ..Default::default() });
     }
     Ok((uts, ipc))
 }
@@ -207,7 +207,7 @@ pub fn plan(m: &stasis_image::Manifest, idx: usize, net_slot: &HashMap<u64, usiz
     }
     if p.uts_ns != 0 && parent.map(|q| q.uts_ns) != Some(p.uts_ns) {
         out.unshare |= libc::CLONE_NEWUTS;
-        if let Some(u) = m.object(p.uts_ns).and_then(|o| o.uts_ns.as_ref()) {
+        if let Some(u) = m.object(p.uts_ns).and_then(|o| o.uts_ns()) {
             out.hostname = u.hostname.clone();
             out.domainname = u.domainname.clone();
         }

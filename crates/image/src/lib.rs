@@ -780,7 +780,7 @@ mod tests {
     fn duplicate_object_ids_are_refused() {
         let mut w = ManifestWriter::new();
         minimal(&mut w);
-        w.record(rec::OBJECT, &Object { id: 1, shmem: Some(ShmemObj { ino: 1, size: 4096 }), ..Default::default() });
+        w.record(rec::OBJECT, &Object { id: 1, kind: Some(Kind::Shmem(ShmemObj { ino: 1, size: 4096 })), ..Default::default() });
         w.record(rec::OBJECT, &Object { id: 2, ..Default::default() });
         w.record(rec::OBJECT, &Object { id: 1, ..Default::default() });
         let why = parse_manifest(&w.into_bytes(&one_shard())).unwrap_err().to_string();
@@ -792,12 +792,12 @@ mod tests {
         let mut w = ManifestWriter::new();
         minimal(&mut w);
         for id in [5, 3, 9] {
-            w.record(rec::OBJECT, &Object { id, shmem: Some(ShmemObj { ino: id as u64, size: 4096 }), ..Default::default() });
+            w.record(rec::OBJECT, &Object { id, kind: Some(Kind::Shmem(ShmemObj { ino: id as u64, size: 4096 })), ..Default::default() });
         }
         let mut m = parse_manifest(&w.into_bytes(&one_shard())).unwrap();
         assert_eq!(m.object_index.len(), 3);
         for id in [5, 3, 9] {
-            assert_eq!(m.object(id).unwrap().shmem.as_ref().unwrap().ino, id as u64);
+            assert_eq!(m.object(id).unwrap().shmem().unwrap().ino, id as u64);
         }
         assert!(m.object(0).is_none() && m.object(4).is_none());
         // Edited after parsing: a stale index is never trusted...

@@ -275,8 +275,8 @@ fn sockaddr_text(a: &[u8]) -> String {
 
 /// The `--external` name of the shared memory a VMA maps ("" if none).
 fn vma_external(m: &stasis_image::Manifest, v: &Vma) -> String {
-    let ghost = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()).and_then(|f| m.object(f.ghost_id));
-    ghost.and_then(|o| o.ghost.as_ref()).map(|g| g.external.clone()).unwrap_or_default()
+    let ghost = m.object(v.object_id).and_then(|o| o.mapped_file()).and_then(|f| m.object(f.ghost_id));
+    ghost.and_then(|o| o.ghost()).map(|g| g.external.clone()).unwrap_or_default()
 }
 
 /// File status flags of a description: number (octal, as before) and names.
@@ -295,76 +295,92 @@ fn sock_flags_json(d: &mut Value, flags: u32) {
 
 fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
     let Some(o) = m.object(id) else { return json!({"kind": "missing", "id": id}) };
-    if let Some(f) = &o.file {
-        let ghost = m.object(f.ghost_id).and_then(|o| o.ghost.as_ref());
-        let kind = match ghost {
-            Some(g) if !g.memfd_name.is_empty() => "memfd",
-            Some(_) => "deleted-file",
-            None => "file",
-        };
-        let mut d = json!({"kind": kind, "id": id, "path": f.path, "pos": f.pos,
-               "content_bytes": ghost.map(|g| g.content.len()).unwrap_or(0),
-               "external": ghost.map(|g| g.external.clone()).unwrap_or_default()});
-        flags_json(&mut d, f.flags);
-        d
-    } else if let Some(e) = &o.pipe_end {
-        let p = m.object(e.pipe_id).and_then(|o| o.pipe.clone()).unwrap_or_default();
-        let mut d = json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
-               "buffered_bytes": p.data.len(), "capacity": p.capacity, "external": p.external});
-        flags_json(&mut d, e.flags);
-        d
-    } else if let Some(ff) = &o.fifo_fd {
-        let f = m.object(ff.fifo_id).and_then(|o| o.fifo.clone()).unwrap_or_default();
-        let mode = match ff.flags & libc::O_ACCMODE as u32 {
-            0 => "r",
-            1 => "w",
-            _ => "rw",
-        };
-        let mut d = json!({"kind": "fifo", "id": id, "fifo": ff.fifo_id, "path": f.path, "mode": mode,
-               "buffered_bytes": f.data.len(), "capacity": f.capacity, "external": f.external});
-        flags_json(&mut d, ff.flags);
-        d
-    } else if let Some(u) = &o.unix {
-        let ty = stasis_core::fdkinds::unix::type_name(u.sock_type);
-        let mut d = if u.peer_ino != 0 {
-            json!({"kind": "unix-pair", "id": id, "type": ty, "inode": u.ino, "peer_inode": u.peer_ino,
-                   "queued_bytes": u.queue.len(), "shutdown": u.shutdown, "net_ns": o.net_ns})
-        } else {
-            json!({"kind": "unix-bound", "id": id, "type": ty, "name": addr_display(&u.name),
-                   "listening": u.listening, "backlog": u.backlog, "net_ns": o.net_ns})
-        };
-        sock_flags_json(&mut d, u.flags);
-        d
-    } else if let Some(i) = &o.inet {
-        let proto = if i.protocol == libc::IPPROTO_TCP { "tcp" } else { "udp" };
-        let port = |a: &[u8]| if a.len() >= 4 { u16::from_be_bytes([a[2], a[3]]) } else { 0 };
-        let state = if i.listening { "listening" } else if i.tcp.is_some() { "established" } else { "idle" };
-        let mut d = json!({"kind": proto, "id": id, "family": if i.family == libc::AF_INET6 { 6 } else { 4 },
-               "local_port": port(&i.local), "peer_port": port(&i.peer), "state": state,
-               "local": sockaddr_text(&i.local), "peer": sockaddr_text(&i.peer), "backlog": i.backlog,
-               "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0),
-               "net_ns": o.net_ns});
-        sock_flags_json(&mut d, i.flags);
-        d
-    } else if let Some((kind, what)) = stasis_core::fdkinds::describe(o) {
+    // eventfd, timerfd, signalfd, epoll, inotify: fdkinds describes them
+    let anon = |flags: u32, signals: Option<u64>| {
+        let (kind, what) = stasis_core::fdkinds::describe(o).unwrap_or(("other", String::new()));
         let mut d = json!({"kind": kind, "id": id, "state": what});
-        let flags = o
-            .eventfd
-            .as_ref()
-            .map(|e| e.flags)
-            .or(o.timerfd.as_ref().map(|t| t.flags))
-            .or(o.signalfd.as_ref().map(|s| s.flags))
-            .or(o.epoll.as_ref().map(|e| e.flags))
-            .or(o.inotify.as_ref().map(|i| i.flags));
-        if let Some(fl) = flags {
-            flags_json(&mut d, fl);
-        }
-        if let Some(s) = &o.signalfd {
-            d["signals"] = json!(sigset(s.mask));
+        flags_json(&mut d, flags);
+        if let Some(mask) = signals {
+            d["signals"] = json!(sigset(mask));
         }
         d
-    } else {
-        json!({"kind": "other", "id": id})
+    };
+    match &o.kind {
+        Some(Kind::File(f)) => {
+            let ghost = m.object(f.ghost_id).and_then(|o| o.ghost());
+            let kind = match ghost {
+                Some(g) if !g.memfd_name.is_empty() => "memfd",
+                Some(_) => "deleted-file",
+                None => "file",
+            };
+            let mut d = json!({"kind": kind, "id": id, "path": f.path, "pos": f.pos,
+                   "content_bytes": ghost.map(|g| g.content.len()).unwrap_or(0),
+                   "external": ghost.map(|g| g.external.clone()).unwrap_or_default()});
+            flags_json(&mut d, f.flags);
+            d
+        }
+        Some(Kind::PipeEnd(e)) => {
+            let p = m.object(e.pipe_id).and_then(|o| o.pipe().cloned()).unwrap_or_default();
+            let mut d = json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
+                   "buffered_bytes": p.data.len(), "capacity": p.capacity, "external": p.external});
+            flags_json(&mut d, e.flags);
+            d
+        }
+        Some(Kind::FifoFd(ff)) => {
+            let f = m.object(ff.fifo_id).and_then(|o| o.fifo().cloned()).unwrap_or_default();
+            let mode = match ff.flags & libc::O_ACCMODE as u32 {
+                0 => "r",
+                1 => "w",
+                _ => "rw",
+            };
+            let mut d = json!({"kind": "fifo", "id": id, "fifo": ff.fifo_id, "path": f.path, "mode": mode,
+                   "buffered_bytes": f.data.len(), "capacity": f.capacity, "external": f.external});
+            flags_json(&mut d, ff.flags);
+            d
+        }
+        Some(Kind::Unix(u)) => {
+            let ty = stasis_core::fdkinds::unix::type_name(u.sock_type);
+            let mut d = if u.peer_ino != 0 {
+                json!({"kind": "unix-pair", "id": id, "type": ty, "inode": u.ino, "peer_inode": u.peer_ino,
+                       "queued_bytes": u.queue.len(), "shutdown": u.shutdown, "net_ns": o.net_ns})
+            } else {
+                json!({"kind": "unix-bound", "id": id, "type": ty, "name": addr_display(&u.name),
+                       "listening": u.listening, "backlog": u.backlog, "net_ns": o.net_ns})
+            };
+            sock_flags_json(&mut d, u.flags);
+            d
+        }
+        Some(Kind::Inet(i)) => {
+            let proto = if i.protocol == libc::IPPROTO_TCP { "tcp" } else { "udp" };
+            let port = |a: &[u8]| if a.len() >= 4 { u16::from_be_bytes([a[2], a[3]]) } else { 0 };
+            let state = if i.listening { "listening" } else if i.tcp.is_some() { "established" } else { "idle" };
+            let mut d = json!({"kind": proto, "id": id, "family": if i.family == libc::AF_INET6 { 6 } else { 4 },
+                   "local_port": port(&i.local), "peer_port": port(&i.peer), "state": state,
+                   "local": sockaddr_text(&i.local), "peer": sockaddr_text(&i.peer), "backlog": i.backlog,
+                   "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0),
+                   "net_ns": o.net_ns});
+            sock_flags_json(&mut d, i.flags);
+            d
+        }
+        Some(Kind::Eventfd(e)) => anon(e.flags, None),
+        Some(Kind::Timerfd(t)) => anon(t.flags, None),
+        Some(Kind::Signalfd(sf)) => anon(sf.flags, Some(sf.mask)),
+        Some(Kind::Epoll(e)) => anon(e.flags, None),
+        Some(Kind::Inotify(i)) => anon(i.flags, None),
+        // not fd objects, or no kind this stasis knows
+        Some(
+            Kind::Pipe(_)
+            | Kind::Shmem(_)
+            | Kind::MappedFile(_)
+            | Kind::Ghost(_)
+            | Kind::UtsNs(_)
+            | Kind::IpcNs(_)
+            | Kind::SysvShm(_)
+            | Kind::SysvMsg(_)
+            | Kind::SysvSem(_)
+            | Kind::Fifo(_),
+        )
+        | None => json!({"kind": "other", "id": id}),
     }
 }
 
@@ -444,8 +460,8 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
         }
         k => {
             let state = match o {
-                Some(Object { signalfd: Some(sf), .. }) => format!("signals {}", sigset(sf.mask)),
-                Some(Object { timerfd: Some(t), .. }) => {
+                Some(Object { kind: Some(Kind::Signalfd(sf)), .. }) => format!("signals {}", sigset(sf.mask)),
+                Some(Object { kind: Some(Kind::Timerfd(t)), .. }) => {
                     format!("{}, {}, {} unread ticks", clock_name(t.clockid), timer_text(t.value_ns, t.interval_ns), t.ticks)
                 }
                 _ => str_of("state"),
@@ -478,18 +494,18 @@ fn ipc_json(m: &stasis_image::Manifest) -> Value {
     };
     let mut out = Vec::new();
     for o in &m.objects {
-        let mut d = if let Some(u) = &o.uts_ns {
+        let mut d = if let Some(u) = o.uts_ns() {
             json!({"kind": "uts-ns", "inode": u.ino, "hostname": String::from_utf8_lossy(&u.hostname), "domainname": String::from_utf8_lossy(&u.domainname)})
-        } else if let Some(n) = &o.ipc_ns {
+        } else if let Some(n) = o.ipc_ns() {
             json!({"kind": "ipc-ns", "inode": n.ino, "sysctls": n.sysctls.iter().map(|s| format!("{}={}", s.name, s.value)).collect::<Vec<_>>()})
-        } else if let Some(s) = &o.sysv_shm {
+        } else if let Some(s) = o.sysv_shm() {
             let pages: u64 = m.index.runs.iter().filter(|r| r.object_id == o.id).map(|r| r.count as u64).sum();
             json!({"kind": "sysv-shm", "ns": ns_name(s.ipc_ns), "perm": perm(&s.perm), "size": s.size, "pages_saved": pages,
                    "destroyed": s.destroyed, "locked": s.locked})
-        } else if let Some(q) = &o.sysv_msg {
+        } else if let Some(q) = o.sysv_msg() {
             json!({"kind": "sysv-msg", "ns": ns_name(q.ipc_ns), "perm": perm(&q.perm), "qbytes": q.qbytes, "messages": q.messages.len(),
                    "bytes": q.messages.iter().map(|x| x.data.len()).sum::<usize>()})
-        } else if let Some(s) = &o.sysv_sem {
+        } else if let Some(s) = o.sysv_sem() {
             json!({"kind": "sysv-sem", "ns": ns_name(s.ipc_ns), "perm": perm(&s.perm), "values": s.values})
         } else {
             continue;

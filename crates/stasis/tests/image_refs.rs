@@ -90,7 +90,7 @@ fn page_run_into_a_mapped_file_refused() {
     let obj = orig
         .objects
         .iter()
-        .find(|o| o.mapped_file.as_ref().is_some_and(|f| f.path.ends_with("shared.bin")))
+        .find(|o| o.mapped_file().is_some_and(|f| f.path.ends_with("shared.bin")))
         .map(|o| o.id)
         .expect("no mapped-file object for shared.bin");
     let k = orig.index.runs.iter().position(|r| r.object_id == 0).expect("no private page run");

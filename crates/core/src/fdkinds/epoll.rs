@@ -26,7 +26,7 @@
 
 use std::os::fd::OwnedFd;
 
-use stasis_image::model::{EpollItem, EpollObj, Object};
+use stasis_image::model::{EpollItem, EpollObj, Kind, Object};
 use stasis_image::Manifest;
 use stasis_sys::sys;
 
@@ -65,7 +65,7 @@ pub fn dump(c: &FdCtx) -> Result<Object> {
         }
         items.push(it);
     }
-    Ok(Object { epoll: Some(EpollObj { flags: c.flags, items }), ..Default::default() })
+    Ok(Object { kind: Some(Kind::Epoll(EpollObj { flags: c.flags, items })), ..Default::default() })
 }
 
 pub fn open(e: &EpollObj) -> std::result::Result<OwnedFd, String> {
@@ -114,7 +114,7 @@ fn event(events: u32, data: u64) -> [u8; 12] {
 pub fn adds(m: &Manifest, p: &stasis_image::model::Process, done: &mut Vec<u32>) -> Vec<Add> {
     let mut out = Vec::new();
     for fd in &p.fds {
-        let Some(e) = m.object(fd.object_id).and_then(|o| o.epoll.as_ref()) else { continue };
+        let Some(e) = m.object(fd.object_id).and_then(|o| o.epoll()) else { continue };
         if done.contains(&fd.object_id) {
             continue;
         }

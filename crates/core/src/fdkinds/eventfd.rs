@@ -6,7 +6,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use stasis_image::model::{EventfdObj, Object};
+use stasis_image::model::{EventfdObj, Kind, Object};
 use stasis_sys::sys;
 
 use super::{hex, nonblock, FdCtx};
@@ -19,7 +19,7 @@ pub fn dump(c: &FdCtx) -> Result<Object> {
         Some(v) => v == "1",
         None => return Err(c.unsupported("(this kernel's fdinfo does not show whether it is EFD_SEMAPHORE)")),
     };
-    Ok(Object { eventfd: Some(EventfdObj { count, flags: c.flags, semaphore }), ..Default::default() })
+    Ok(Object { kind: Some(Kind::Eventfd(EventfdObj { count, flags: c.flags, semaphore })), ..Default::default() })
 }
 
 pub fn open(e: &EventfdObj) -> std::result::Result<OwnedFd, String> {

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use std::sync::Mutex;
 
-use stasis_image::model::{InetObj, Object, TcpConn};
+use stasis_image::model::{InetObj, Kind, Object, TcpConn};
 use stasis_sys::sys;
 
 use crate::error::{Error, Result};
@@ -206,7 +206,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
                 }
             }
             return Ok(Object {
-                inet: Some(InetObj {
+                kind: Some(Kind::Inet(InetObj {
                     family,
                     sock_type: ty,
                     protocol: proto,
@@ -216,7 +216,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
                     options,
                     tcp: Some(c),
                     ..Default::default()
-                }),
+                })),
                 ..Default::default()
             });
         }
@@ -233,7 +233,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
         }
     }
     Ok(Object {
-        inet: Some(InetObj {
+        kind: Some(Kind::Inet(InetObj {
             family,
             sock_type: ty,
             protocol: proto,
@@ -244,7 +244,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
             flags: flags & libc::O_NONBLOCK as u32,
             options,
             tcp: None,
-        }),
+        })),
         ..Default::default()
     })
 }

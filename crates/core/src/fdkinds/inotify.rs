@@ -20,7 +20,7 @@ use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-use stasis_image::model::{InotifyObj, InotifyWatch, Object};
+use stasis_image::model::{InotifyObj, InotifyWatch, Kind, Object};
 use stasis_sys::sys;
 
 use super::{hex, FdCtx};
@@ -121,7 +121,7 @@ pub fn dump(c: &FdCtx) -> Result<Object> {
             .map_err(|why| c.unsupported(format_args!("watching inode {ino} (watch {wd}) whose path cannot be found: {why}")))?;
         watches.push(InotifyWatch { wd, mask, path, dev, ino });
     }
-    Ok(Object { inotify: Some(InotifyObj { flags: c.flags, watches }), ..Default::default() })
+    Ok(Object { kind: Some(Kind::Inotify(InotifyObj { flags: c.flags, watches })), ..Default::default() })
 }
 
 pub fn open(i: &InotifyObj) -> std::result::Result<OwnedFd, String> {

@@ -8,12 +8,14 @@
 //! added from inside the restored process once its fds have their final numbers
 //! (`epoll::adds`, injected by a step of `restore.rs`).
 //!
-//! Adding a kind: a module with `dump` and `open`, a field of `Object` in
-//! `stasis_image::model` (new tag), a line in `kind_of`, `dump` and `open`.
+//! Adding a kind: a module with `dump` and `open`, a member of `Object`'s `kind` oneof
+//! in proto/stasis.proto (new tag; `stasis_image::model` accessors in its
+//! `object_kinds!`), a line in `kind_of`, `dump`, `open` and `describe` (the compiler
+//! points at every exhaustive `match` on the object kind).
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use stasis_image::model::Object;
+use stasis_image::model::{Kind as ObjKind, Object};
 use stasis_sys::sys;
 
 use crate::error::{Ctx, Error, Result};
@@ -193,35 +195,61 @@ pub fn dump(ctx: &FdCtx) -> Result<Object> {
 /// Restore side: a new fd for `o` in the restorer if `o` is of a kind handled here
 /// (None otherwise). The error says what failed; the caller adds the fd number.
 pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
-    Some(if let Some(e) = &o.eventfd {
-        eventfd::open(e)
-    } else if let Some(t) = &o.timerfd {
-        timerfd::open(t)
-    } else if let Some(s) = &o.signalfd {
-        signalfd::open(s)
-    } else if let Some(e) = &o.epoll {
-        epoll::open(e)
-    } else if let Some(i) = &o.inotify {
-        inotify::open(i)
-    } else {
-        return None;
+    Some(match &o.kind {
+        Some(ObjKind::Eventfd(e)) => eventfd::open(e),
+        Some(ObjKind::Timerfd(t)) => timerfd::open(t),
+        Some(ObjKind::Signalfd(s)) => signalfd::open(s),
+        Some(ObjKind::Epoll(e)) => epoll::open(e),
+        Some(ObjKind::Inotify(i)) => inotify::open(i),
+        Some(
+            ObjKind::File(_)
+            | ObjKind::Pipe(_)
+            | ObjKind::PipeEnd(_)
+            | ObjKind::Shmem(_)
+            | ObjKind::MappedFile(_)
+            | ObjKind::Ghost(_)
+            | ObjKind::Unix(_)
+            | ObjKind::Inet(_)
+            | ObjKind::UtsNs(_)
+            | ObjKind::IpcNs(_)
+            | ObjKind::SysvShm(_)
+            | ObjKind::SysvMsg(_)
+            | ObjKind::SysvSem(_)
+            | ObjKind::Fifo(_)
+            | ObjKind::FifoFd(_),
+        )
+        | None => return None,
     })
 }
 
 /// For `stasis inspect`: the kind of `o` and a one-line summary, if it is one of ours.
 pub fn describe(o: &Object) -> Option<(&'static str, String)> {
-    Some(if let Some(e) = &o.eventfd {
-        ("eventfd", format!("count {}{}", e.count, if e.semaphore { ", semaphore" } else { "" }))
-    } else if let Some(t) = &o.timerfd {
-        ("timerfd", format!("clock {}, value {} ns, interval {} ns, {} unread ticks", t.clockid, t.value_ns, t.interval_ns, t.ticks))
-    } else if let Some(s) = &o.signalfd {
-        ("signalfd", format!("mask {:#x}", s.mask))
-    } else if let Some(e) = &o.epoll {
-        ("epoll", format!("{} items", e.items.len()))
-    } else if let Some(i) = &o.inotify {
-        ("inotify", format!("{} watches", i.watches.len()))
-    } else {
-        return None;
+    Some(match &o.kind {
+        Some(ObjKind::Eventfd(e)) => ("eventfd", format!("count {}{}", e.count, if e.semaphore { ", semaphore" } else { "" })),
+        Some(ObjKind::Timerfd(t)) => {
+            ("timerfd", format!("clock {}, value {} ns, interval {} ns, {} unread ticks", t.clockid, t.value_ns, t.interval_ns, t.ticks))
+        }
+        Some(ObjKind::Signalfd(s)) => ("signalfd", format!("mask {:#x}", s.mask)),
+        Some(ObjKind::Epoll(e)) => ("epoll", format!("{} items", e.items.len())),
+        Some(ObjKind::Inotify(i)) => ("inotify", format!("{} watches", i.watches.len())),
+        Some(
+            ObjKind::File(_)
+            | ObjKind::Pipe(_)
+            | ObjKind::PipeEnd(_)
+            | ObjKind::Shmem(_)
+            | ObjKind::MappedFile(_)
+            | ObjKind::Ghost(_)
+            | ObjKind::Unix(_)
+            | ObjKind::Inet(_)
+            | ObjKind::UtsNs(_)
+            | ObjKind::IpcNs(_)
+            | ObjKind::SysvShm(_)
+            | ObjKind::SysvMsg(_)
+            | ObjKind::SysvSem(_)
+            | ObjKind::Fifo(_)
+            | ObjKind::FifoFd(_),
+        )
+        | None => return None,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use std::os::fd::OwnedFd;
 
-use stasis_image::model::{Object, SignalfdObj};
+use stasis_image::model::{Kind, Object, SignalfdObj};
 use stasis_sys::sys;
 
 use super::{hex, nonblock, FdCtx};
@@ -12,7 +12,7 @@ use crate::error::Result;
 
 pub fn dump(c: &FdCtx) -> Result<Object> {
     let mask = c.field(c.fdinfo, "sigmask", hex)?;
-    Ok(Object { signalfd: Some(SignalfdObj { mask, flags: c.flags }), ..Default::default() })
+    Ok(Object { kind: Some(Kind::Signalfd(SignalfdObj { mask, flags: c.flags })), ..Default::default() })
 }
 
 pub fn open(s: &SignalfdObj) -> std::result::Result<OwnedFd, String> {

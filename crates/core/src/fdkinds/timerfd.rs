@@ -21,7 +21,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use stasis_image::model::{Object, TimerfdObj};
+use stasis_image::model::{Kind, Object, TimerfdObj};
 use stasis_sys::sys;
 
 use super::{nonblock, FdCtx};
@@ -83,7 +83,7 @@ pub fn dump(c: &FdCtx) -> Result<Object> {
     }
     let value_ns = if value != 0 && abs { now + value } else { value };
     Ok(Object {
-        timerfd: Some(TimerfdObj { clockid, flags: c.flags, interval_ns: interval, value_ns, ticks, settime_flags }),
+        kind: Some(Kind::Timerfd(TimerfdObj { clockid, flags: c.flags, interval_ns: interval, value_ns, ticks, settime_flags })),
         ..Default::default()
     })
 }

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 
-use stasis_image::model::{Object, UnixObj};
+use stasis_image::model::{Kind, Object, UnixObj};
 use stasis_sys::sys::{self, UnixDiag};
 
 use crate::error::{Error, Result};
@@ -103,7 +103,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             }
         }
         return Ok(Object {
-            unix: Some(UnixObj {
+            kind: Some(Kind::Unix(UnixObj {
                 ino: ino as u32,
                 sock_type: ty,
                 flags: flags & libc::O_NONBLOCK as u32,
@@ -111,7 +111,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
                 listening,
                 backlog: d.wqueue,
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         });
     }
@@ -133,7 +133,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         Vec::new()
     };
     Ok(Object {
-        unix: Some(UnixObj {
+        kind: Some(Kind::Unix(UnixObj {
             ino: ino as u32,
             peer_ino: d.peer,
             sock_type: ty,
@@ -141,16 +141,16 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             queue,
             shutdown: d.shutdown as u32,
             ..Default::default()
-        }),
+        })),
         ..Default::default()
     })
 }
 
 /// After all fds: every pair's peer must be one of the process's own sockets.
 pub fn check_peers(pid: i32, objects: &[Object], fds: &[stasis_image::model::Fd]) -> Result<()> {
-    let inos: Vec<u32> = objects.iter().filter_map(|o| o.unix.as_ref().map(|u| u.ino)).collect();
+    let inos: Vec<u32> = objects.iter().filter_map(|o| o.unix().map(|u| u.ino)).collect();
     for f in fds {
-        let Some(u) = objects.iter().find(|o| o.id == f.object_id).and_then(|o| o.unix.as_ref()) else { continue };
+        let Some(u) = objects.iter().find(|o| o.id == f.object_id).and_then(|o| o.unix()) else { continue };
         if u.peer_ino != 0 && !inos.contains(&u.peer_ino) {
             return Err(Error::Unsupported {
                 pid,
@@ -195,7 +195,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut H
     } else {
         let peer = objects
             .iter()
-            .filter_map(|o| o.unix.as_ref())
+            .filter_map(|o| o.unix())
             .find(|p| p.ino == u.peer_ino)
             .ok_or_else(|| step(format!("the peer (socket {}) of unix socket {} is missing from the image", u.peer_ino, u.ino)))?;
         let pair = |why: String| step(format!("unix socket pair: {why}"));

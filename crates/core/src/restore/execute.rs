@@ -95,7 +95,7 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
     for q in m.processes.iter().filter(|q| !q.zombie) {
         let mm = q.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
         if checked.insert(mm.exe_object) {
-            if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()) {
+            if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file()) {
                 if let Some(id) = &exe.identity {
                     files::check_identity(&exe.path, id, &format!("pid {}: executable", q.pid))?;
                 }
@@ -103,7 +103,7 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         }
         for v in &q.vmas {
             if v.object_id != 0 && checked.insert(v.object_id) {
-                if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file.as_ref()) {
+                if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file()) {
                     if let Some(id) = &mf.identity {
                         files::check_identity(&mf.path, id, &format!("pid {}: file mapped at {:#x}", q.pid, v.start))?;
                     }
@@ -111,7 +111,7 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
             }
         }
         for fd in &q.fds {
-            if let Some(f) = m.object(fd.object_id).and_then(|o| o.file.as_ref()) {
+            if let Some(f) = m.object(fd.object_id).and_then(|o| o.file()) {
                 if f.ghost_id == 0 {
                     if let Some(id) = &f.identity {
                         let r = files::check_identity(&f.path, id, &format!("pid {}: file of fd {}", q.pid, fd.fd));

@@ -269,7 +269,7 @@ impl RestorePlan {
                 ids.sort();
                 ids.dedup();
                 for id in ids {
-                    if m.object(id).and_then(|o| o.mapped_file.as_ref()).is_none() {
+                    if m.object(id).and_then(|o| o.mapped_file()).is_none() {
                         return Err(plan_err(p.pid, format!("mapped-file object {id} missing")));
                     }
                     map_slot.entry(id).or_insert_with(|| {
@@ -297,7 +297,7 @@ impl RestorePlan {
             }
         }
         // Shared anonymous memory: created and filled by the restorer.
-        for o in m.objects.iter().filter(|o| o.shmem.is_some()) {
+        for o in m.objects.iter().filter(|o| o.shmem().is_some()) {
             carry.push(Carry::Shmem(o.id));
             map_slot.insert(o.id, carry.len() - 1);
         }
@@ -350,20 +350,35 @@ fn label(m: &Manifest, c: &Carry) -> String {
     let o = |id: &u32| m.object(*id);
     match c {
         Carry::NetNs(ino) => format!("new network namespace (was net:[{ino}])"),
-        Carry::Mapped(id) => format!("{} (mapped, object {id})", o(id).and_then(|o| o.mapped_file.as_ref()).map(|f| f.path.as_str()).unwrap_or("?")),
-        Carry::Shmem(id) => format!("shared memory of {} bytes (object {id})", o(id).and_then(|o| o.shmem.as_ref()).map(|s| s.size).unwrap_or(0)),
+        Carry::Mapped(id) => format!("{} (mapped, object {id})", o(id).and_then(|o| o.mapped_file()).map(|f| f.path.as_str()).unwrap_or("?")),
+        Carry::Shmem(id) => format!("shared memory of {} bytes (object {id})", o(id).and_then(|o| o.shmem()).map(|s| s.size).unwrap_or(0)),
         Carry::Fd(id) => {
-            let what = match o(id) {
-                Some(o) if o.file.is_some() => o.file.as_ref().map(|f| f.path.clone()).unwrap_or_default(),
-                Some(o) if o.pipe_end.is_some() => "pipe end".into(),
-                Some(o) if o.unix.is_some() => "unix socket".into(),
-                Some(o) if o.inet.is_some() => "inet socket".into(),
-                Some(o) if o.eventfd.is_some() => "eventfd".into(),
-                Some(o) if o.timerfd.is_some() => "timerfd".into(),
-                Some(o) if o.signalfd.is_some() => "signalfd".into(),
-                Some(o) if o.epoll.is_some() => "epoll".into(),
-                Some(o) if o.inotify.is_some() => "inotify".into(),
-                _ => "fd object".into(),
+            let what = match o(id).map(|o| &o.kind) {
+                Some(Some(Kind::File(f))) => f.path.clone(),
+                Some(Some(Kind::PipeEnd(_))) => "pipe end".into(),
+                Some(Some(Kind::FifoFd(_))) => "named FIFO".into(),
+                Some(Some(Kind::Unix(_))) => "unix socket".into(),
+                Some(Some(Kind::Inet(_))) => "inet socket".into(),
+                Some(Some(Kind::Eventfd(_))) => "eventfd".into(),
+                Some(Some(Kind::Timerfd(_))) => "timerfd".into(),
+                Some(Some(Kind::Signalfd(_))) => "signalfd".into(),
+                Some(Some(Kind::Epoll(_))) => "epoll".into(),
+                Some(Some(Kind::Inotify(_))) => "inotify".into(),
+                // not fd objects (open_fd_objects refuses an fd referring to one)
+                Some(Some(
+                    Kind::Pipe(_)
+                    | Kind::Shmem(_)
+                    | Kind::MappedFile(_)
+                    | Kind::Ghost(_)
+                    | Kind::UtsNs(_)
+                    | Kind::IpcNs(_)
+                    | Kind::SysvShm(_)
+                    | Kind::SysvMsg(_)
+                    | Kind::SysvSem(_)
+                    | Kind::Fifo(_),
+                ))
+                | Some(None)
+                | None => "fd object".into(),
             };
             format!("{what} (object {id})")
         }
@@ -710,9 +725,9 @@ mod tests {
         m.process = procs[0].clone();
         m.processes = procs;
         m.objects = vec![
-            Object { id: 1, mapped_file: Some(MappedFileObj { path: "/bin/x".into(), ..Default::default() }), ..Default::default() },
-            Object { id: 2, file: Some(FileObj { path: "/dev/null".into(), ..Default::default() }), ..Default::default() },
-            Object { id: 3, shmem: Some(ShmemObj { size: 4096, ..Default::default() }), ..Default::default() },
+            Object { id: 1, kind: Some(Kind::MappedFile(MappedFileObj { path: "/bin/x".into(), ..Default::default() })), ..Default::default() },
+            Object { id: 2, kind: Some(Kind::File(FileObj { path: "/dev/null".into(), ..Default::default() })), ..Default::default() },
+            Object { id: 3, kind: Some(Kind::Shmem(ShmemObj { size: 4096, ..Default::default() })), ..Default::default() },
         ];
         m
     }

@@ -45,11 +45,11 @@ pub(super) fn prepare(
             Carry::NetNs(ino) => netns.remove(ino).ok_or_else(|| step(format!("network namespace net:[{ino}] was not created")))?,
             Carry::Fd(id) => opened.by_object.remove(id).ok_or_else(|| step(format!("object {id} was not opened")))?,
             Carry::Mapped(id) => {
-                let o = m.object(*id).and_then(|o| o.mapped_file.as_ref()).ok_or_else(|| step(format!("mapped-file object {id} missing")))?;
+                let o = m.object(*id).and_then(|o| o.mapped_file()).ok_or_else(|| step(format!("mapped-file object {id} missing")))?;
                 files::open_mapped(o, &ghosts).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?
             }
             Carry::Shmem(id) => {
-                let s = m.object(*id).and_then(|o| o.shmem.as_ref()).ok_or_else(|| step(format!("shared-memory object {id} missing")))?;
+                let s = m.object(*id).and_then(|o| o.shmem()).ok_or_else(|| step(format!("shared-memory object {id} missing")))?;
                 let region = sys::SharedAnon::new(s.size.max(PAGE) as usize)
                     .map_err(|e| step(format!("creating shared memory of {} bytes: {e}", s.size)))?;
                 let path = format!("/proc/self/map_files/{:x}-{:x}", region.addr(), region.addr() + region.len() as u64);
@@ -93,10 +93,10 @@ pub(super) fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<
         let Some(o) = m.object(r.object_id) else {
             return Err(step(format!("page run for unknown object {}", r.object_id)));
         };
-        if o.sysv_shm.is_some() {
+        if o.sysv_shm().is_some() {
             continue;
         }
-        if o.shmem.is_none() {
+        if o.shmem().is_none() {
             return Err(step(format!("page run for object {}, which is not shared memory", r.object_id)));
         }
         let slot = plan.rp.map_slot.get(&r.object_id).copied().ok_or_else(|| step(format!("shared-memory object {} was not created", r.object_id)))?;

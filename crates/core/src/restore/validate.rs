@@ -470,7 +470,7 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         rl_seen |= 1 << rl.resource;
     }
     let mm = p.mm.as_ref().ok_or_else(|| bad("no memory layout record".into()))?;
-    if object(mm.exe_object).and_then(|o| o.mapped_file.as_ref()).is_none() {
+    if object(mm.exe_object).and_then(|o| o.mapped_file()).is_none() {
         return Err(bad("no executable object".into()));
     }
     if mm.auxv.len() > MAX_AUXV_WORDS || mm.auxv.len() % 2 != 0 {
@@ -507,21 +507,21 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         prev_end = v.end;
         let kind = VmaKind::try_from(v.kind);
         let needs_file = matches!(kind, Ok(VmaKind::FilePrivate | VmaKind::FileShared));
-        if needs_file && object(v.object_id).and_then(|o| o.mapped_file.as_ref()).is_none() {
+        if needs_file && object(v.object_id).and_then(|o| o.mapped_file()).is_none() {
             return Err(bad(format!("VMA {:#x}-{:#x} refers to missing mapped-file object {}", v.start, v.end, v.object_id)));
         }
-        if kind == Ok(VmaKind::ShmemAnon) && object(v.object_id).and_then(|o| o.shmem.as_ref()).is_none() {
+        if kind == Ok(VmaKind::ShmemAnon) && object(v.object_id).and_then(|o| o.shmem()).is_none() {
             return Err(bad(format!("VMA {:#x}-{:#x} refers to missing shared-memory object {}", v.start, v.end, v.object_id)));
         }
-        if kind == Ok(VmaKind::SysvShm) && object(v.object_id).and_then(|o| o.sysv_shm.as_ref()).is_none() {
+        if kind == Ok(VmaKind::SysvShm) && object(v.object_id).and_then(|o| o.sysv_shm()).is_none() {
             return Err(bad(format!("VMA {:#x}-{:#x} refers to missing SysV segment object {}", v.start, v.end, v.object_id)));
         }
         if v.pgoff % PAGE != 0 && needs_file {
             return Err(bad(format!("VMA {:#x}-{:#x}: file offset {:#x} is not page-aligned", v.start, v.end, v.pgoff)));
         }
     }
-    if (p.uts_ns != 0 && object(p.uts_ns).and_then(|o| o.uts_ns.as_ref()).is_none())
-        || (p.ipc_ns != 0 && object(p.ipc_ns).and_then(|o| o.ipc_ns.as_ref()).is_none())
+    if (p.uts_ns != 0 && object(p.uts_ns).and_then(|o| o.uts_ns()).is_none())
+        || (p.ipc_ns != 0 && object(p.ipc_ns).and_then(|o| o.ipc_ns()).is_none())
     {
         return Err(bad("refers to a missing namespace object".into()));
     }
@@ -545,42 +545,42 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
 fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::result::Result<(), String> {
     for o in objects {
         let id = o.id;
-        if let Some(f) = &o.mapped_file {
+        if let Some(f) = o.mapped_file() {
             if f.ghost_id == 0 { check_path(&f.path) } else { check_str(&f.path, PATH_MAX) }
                 .map_err(|why| format!("mapped file (object {id}): {why}"))?;
-            if f.ghost_id != 0 && table.get(&f.ghost_id).and_then(|g| g.ghost.as_ref()).is_none() {
+            if f.ghost_id != 0 && table.get(&f.ghost_id).and_then(|g| g.ghost()).is_none() {
                 return Err(format!("mapped file (object {id}) refers to missing deleted-file object {}", f.ghost_id));
             }
         }
-        if let Some(f) = &o.file {
+        if let Some(f) = o.file() {
             if f.ghost_id == 0 { check_path(&f.path) } else { check_str(&f.path, PATH_MAX) }
                 .map_err(|why| format!("file (object {id}): {why}"))?;
         }
-        if let Some(g) = &o.ghost {
+        if let Some(g) = o.ghost() {
             let named = g.memfd_name.is_empty() && g.external.is_empty();
             if named { check_path(&g.path) } else { check_str(&g.path, PATH_MAX) }
                 .map_err(|why| format!("deleted file (object {id}): {why}"))?;
             check_str(&g.memfd_name, MAX_MEMFD_NAME).map_err(|why| format!("memfd name (object {id}): {why}"))?;
         }
-        if let Some(f) = &o.fifo {
+        if let Some(f) = o.fifo() {
             check_path(&f.path).map_err(|why| format!("named FIFO (object {id}): {why}"))?;
         }
-        if let Some(i) = &o.inotify {
+        if let Some(i) = o.inotify() {
             for w in &i.watches {
                 check_path(&w.path).map_err(|why| format!("inotify watch {} (object {id}): {why}", w.wd))?;
             }
         }
-        if let Some(u) = &o.unix {
+        if let Some(u) = o.unix() {
             if u.name.len() > 108 {
                 return Err(format!("unix socket (object {id}): name of {} bytes", u.name.len()));
             }
         }
-        if let Some(s) = &o.shmem {
+        if let Some(s) = o.shmem() {
             if s.size == 0 || s.size > TASK_SIZE {
                 return Err(format!("shared memory (object {id}) of {} bytes (1 to {TASK_SIZE:#x})", s.size));
             }
         }
-        if let Some(s) = &o.sysv_shm {
+        if let Some(s) = o.sysv_shm() {
             if s.size == 0 || s.size > TASK_SIZE {
                 return Err(format!("SysV segment (object {id}) of {} bytes (1 to {TASK_SIZE:#x})", s.size));
             }
@@ -604,9 +604,9 @@ fn check_runs(m: &Manifest, objects: &HashMap<u32, &Object>, by_pid: &HashMap<i3
         }
         if r.object_id != 0 {
             let o = objects.get(&r.object_id).ok_or_else(|| format!("{}: no such object", what()))?;
-            let size = match (&o.shmem, &o.sysv_shm) {
-                (Some(s), None) => s.size,
-                (None, Some(s)) => s.size,
+            let size = match &o.kind {
+                Some(Kind::Shmem(s)) => s.size,
+                Some(Kind::SysvShm(s)) => s.size,
                 _ => return Err(format!("{}: the object is not shared memory or a SysV segment", what())),
             };
             // sizes are at most TASK_SIZE (check_objects): no overflow
@@ -672,9 +672,9 @@ mod tests {
             process: p.clone(),
             processes: vec![p],
             objects: vec![
-                Object { id: 1, mapped_file: Some(MappedFileObj { path: "/bin/w".into(), ..Default::default() }), ..Default::default() },
-                Object { id: 2, shmem: Some(ShmemObj { ino: 5, size: 2 * PAGE }), ..Default::default() },
-                Object { id: 3, sysv_shm: Some(SysvShmObj { size: 100, ..Default::default() }), ..Default::default() },
+                Object { id: 1, kind: Some(Kind::MappedFile(MappedFileObj { path: "/bin/w".into(), ..Default::default() })), ..Default::default() },
+                Object { id: 2, kind: Some(Kind::Shmem(ShmemObj { ino: 5, size: 2 * PAGE })), ..Default::default() },
+                Object { id: 3, kind: Some(Kind::SysvShm(SysvShmObj { size: 100, ..Default::default() })), ..Default::default() },
             ],
             index: PageIndex {
                 runs: vec![
@@ -757,12 +757,12 @@ mod tests {
 
     #[test]
     fn object_sizes_and_paths() {
-        refused(&edit(|m| m.objects[1].shmem.as_mut().unwrap().size = 0), &root(), "shared memory (object 2)");
-        refused(&edit(|m| m.objects[1].shmem.as_mut().unwrap().size = u64::MAX), &root(), "shared memory (object 2)");
-        refused(&edit(|m| m.objects[2].sysv_shm.as_mut().unwrap().size = 1 << 60), &root(), "SysV segment");
-        refused(&edit(|m| m.objects[0].mapped_file.as_mut().unwrap().path = "bin/w".into()), &root(), "not an absolute path");
-        refused(&edit(|m| m.objects[0].mapped_file.as_mut().unwrap().path = "/bin/\0w".into()), &root(), "NUL");
-        refused(&edit(|m| m.objects[0].mapped_file.as_mut().unwrap().path = format!("/{}", "a".repeat(5000))), &root(), "bytes");
+        refused(&edit(|m| m.objects[1].shmem_mut().unwrap().size = 0), &root(), "shared memory (object 2)");
+        refused(&edit(|m| m.objects[1].shmem_mut().unwrap().size = u64::MAX), &root(), "shared memory (object 2)");
+        refused(&edit(|m| m.objects[2].sysv_shm_mut().unwrap().size = 1 << 60), &root(), "SysV segment");
+        refused(&edit(|m| m.objects[0].mapped_file_mut().unwrap().path = "bin/w".into()), &root(), "not an absolute path");
+        refused(&edit(|m| m.objects[0].mapped_file_mut().unwrap().path = "/bin/\0w".into()), &root(), "NUL");
+        refused(&edit(|m| m.objects[0].mapped_file_mut().unwrap().path = format!("/{}", "a".repeat(5000))), &root(), "bytes");
         refused(&edit(|m| m.objects[2].id = 1), &root(), "duplicate");
         refused(&edit(|m| m.processes[0].vmas[2].object_id = 1), &root(), "shared-memory object");
     }
@@ -930,7 +930,7 @@ mod tests {
                 |m: &mut Manifest, x: u64| m.index.runs[0].addr = x,
                 |m: &mut Manifest, x: u64| m.index.runs[1].addr = x,
                 |m: &mut Manifest, x: u64| m.index.runs[2].addr = x,
-                |m: &mut Manifest, x: u64| m.objects[1].shmem.as_mut().unwrap().size = x,
+                |m: &mut Manifest, x: u64| m.objects[1].shmem_mut().unwrap().size = x,
                 |m: &mut Manifest, x: u64| m.processes[0].vmas[1].end = x,
                 |m: &mut Manifest, x: u64| m.processes[0].vmas[0].start = x,
                 |m: &mut Manifest, x: u64| m.processes[0].creds.as_mut().unwrap().cap_bnd = x,

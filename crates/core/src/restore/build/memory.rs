@@ -70,7 +70,7 @@ impl Builder<'_> {
     /// refuses partly unmapped attachments), then each VMA's own protection.
     pub(super) fn attach_sysv(&self, v: &Vma, step: &str) -> Result<()> {
         let r = self.main();
-        let s = self.m.object(v.object_id).and_then(|o| o.sysv_shm.as_ref()).ok_or_else(|| self.err(step, "no SysV segment object"))?;
+        let s = self.m.object(v.object_id).and_then(|o| o.sysv_shm()).ok_or_else(|| self.err(step, "no SysV segment object"))?;
         let id = s.perm.as_ref().map(|p| p.id).unwrap_or(-1);
         if v.pgoff == 0 {
             let got = self.call(step, r, libc::SYS_shmat, &[id as u64, v.start, v.shm_flags as u64])?;
