@@ -241,7 +241,7 @@ fn check_id(root: i32, what: &str, want: i32, got: i32, rm: impl Fn(i32)) -> Res
 
 /// Creates segment `o`, fills it from the image's page runs; returns its id.
 fn create_shm(m: &Manifest, shards: &[&[u8]], root: i32, oid: u32, o: &SysvShmObj) -> Result<i32> {
-    let p = o.perm.clone().unwrap_or_default();
+    let p = o.perm.unwrap_or_default();
     set_next_id(root, "shm", p.id)?;
     let what = "SysV shared memory segment";
     let id = sysv::shm_get(p.key, o.size, libc::IPC_CREAT | libc::IPC_EXCL | (p.mode & 0o777) as i32)
@@ -280,7 +280,7 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
     // stasis's own namespace: segments the tree attached
     for o in &m.objects {
         let Some(s) = o.sysv_shm().filter(|s| s.ipc_ns == 0) else { continue };
-        let p = s.perm.clone().unwrap_or_default();
+        let p = s.perm.unwrap_or_default();
         match sysv::shm_stat(p.id) {
             Ok(st) if st.perm.key == p.key && st.size == s.size => {
                 info!(shmid = p.id, "SysV segment still exists: attaching it as it is");
@@ -340,7 +340,7 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
             }
             for qo in &m.objects {
                 let Some(q) = qo.sysv_msg().filter(|q| q.ipc_ns == nsid) else { continue };
-                let p = q.perm.clone().unwrap_or_default();
+                let p = q.perm.unwrap_or_default();
                 let what = "SysV message queue";
                 set_next_id(root, "msg", p.id)?;
                 let id = sysv::msg_get(p.key, libc::IPC_CREAT | libc::IPC_EXCL | (p.mode & 0o777) as i32)
@@ -358,7 +358,7 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
             }
             for so in &m.objects {
                 let Some(s) = so.sysv_sem().filter(|s| s.ipc_ns == nsid) else { continue };
-                let p = s.perm.clone().unwrap_or_default();
+                let p = s.perm.unwrap_or_default();
                 let what = "SysV semaphore set";
                 set_next_id(root, "sem", p.id)?;
                 let id = sysv::sem_get(p.key, s.values.len() as i32, libc::IPC_CREAT | libc::IPC_EXCL | (p.mode & 0o777) as i32)

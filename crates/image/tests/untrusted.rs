@@ -54,7 +54,7 @@ fn good_manifest_parses() {
 #[test]
 fn wrapping_page_run_is_refused() {
     let r = run(u64::MAX - (PAGE - 1), 2, 0); // page-aligned; + 8192 wraps to 4096
-    let why = damaged(parse_manifest(&manifest(vec![r.clone()], 2)));
+    let why = damaged(parse_manifest(&manifest(vec![r], 2)));
     assert!(why.starts_with("page run 0 "), "{why}");
     assert!(why.contains("overflows"), "{why}");
     // verify_pages on an index that never went through the parser: an error, no panic.
@@ -93,7 +93,7 @@ fn run_in_a_missing_shard_is_refused() {
 #[test]
 fn unaligned_or_header_runs_are_refused() {
     for r in [run(4096 + 1, 1, 0), run(0, 1, 0), PageRun { addr: 0x10001, ..run(4096, 1, 0) }, PageRun { addr: u64::MAX - (PAGE - 1), ..run(4096, 2, 0) }] {
-        let why = damaged(parse_manifest(&manifest(vec![r.clone()], 2)));
+        let why = damaged(parse_manifest(&manifest(vec![r], 2)));
         assert!(why.starts_with("page run 0 "), "{r:?}: {why}");
     }
 }

@@ -489,7 +489,7 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
 fn ipc_json(m: &stasis_image::Manifest) -> Value {
     let ns_name = |id: u32| if id == 0 { "stasis's own".to_string() } else { format!("object {id}") };
     let perm = |p: &Option<SysvPerm>| {
-        let p = p.clone().unwrap_or_default();
+        let p = p.unwrap_or_default();
         json!({"id": p.id, "key": format!("{:#x}", p.key), "owner": format!("{}:{}", p.uid, p.gid), "mode": format!("{:o}", p.mode)})
     };
     let mut out = Vec::new();
