@@ -1,0 +1,501 @@
+//! Sizes, numbers and the BENCHMARKS.md report.
+
+#![allow(unused_imports)]
+use super::*;
+
+// ---------------------------------------------------------------------------
+// Sizes, numbers, report
+// ---------------------------------------------------------------------------
+
+/// "256M", "1G", "4G", "512K", "2T", "4096", also "1GiB"/"1GB" (all binary).
+pub(super) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (expected e.g. 256M, 1G, 4G)"))?;
+    let unit = unit.to_ascii_uppercase();
+    let unit = unit.trim_end_matches("IB").trim_end_matches('B');
+    let mult: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("bad size unit in {s:?} (use K, M, G or T)")),
+    };
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))?;
+    if bytes == 0 || !bytes.is_multiple_of(PAGE as u64) {
+        return Err(format!("size {s:?} must be a non-zero multiple of 4 KiB"));
+    }
+    Ok(bytes)
+}
+
+pub(super) fn size_label(b: u64) -> String {
+    if b.is_multiple_of(GIB) {
+        format!("{} GiB", b / GIB)
+    } else if b.is_multiple_of(MIB) {
+        format!("{} MiB", b / MIB)
+    } else if b.is_multiple_of(1024) {
+        format!("{} KiB", b / 1024)
+    } else {
+        format!("{b} B")
+    }
+}
+
+pub(super) fn size_arg(b: u64) -> String {
+    if b.is_multiple_of(GIB) {
+        format!("{}G", b / GIB)
+    } else if b.is_multiple_of(MIB) {
+        format!("{}M", b / MIB)
+    } else if b.is_multiple_of(1024) {
+        format!("{}K", b / 1024)
+    } else {
+        b.to_string()
+    }
+}
+
+pub(super) fn gbps(bytes: u64, t: impl Into<Secs>) -> f64 {
+    bytes as f64 / 1e9 / t.into().0
+}
+
+pub(super) struct Secs(f64);
+impl From<Duration> for Secs {
+    fn from(d: Duration) -> Secs {
+        Secs(d.as_secs_f64())
+    }
+}
+impl From<f64> for Secs {
+    fn from(s: f64) -> Secs {
+        Secs(s)
+    }
+}
+
+pub(super) fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+pub(super) fn run_summary(size: u64, r: &Run) -> String {
+    match &r.cr {
+        None => "workload verified PASS (no dump/restore: --limits-only)".into(),
+        Some(c) => format!(
+            "restore {:.3} s ({:.2} GB/s), restored workload verified PASS",
+            c.restore_s,
+            gbps(size, c.restore_s)
+        ),
+    }
+}
+
+/// A markdown table; `numeric` right-aligns every column but the first.
+pub(super) fn md_table(header: &[String], rows: &[Vec<String>], numeric: bool) -> String {
+    let mut s = format!("| {} |\n", header.join(" | "));
+    s.push('|');
+    for i in 0..header.len() {
+        s += if i > 0 && numeric { "---:|" } else { "---|" };
+    }
+    s.push('\n');
+    for r in rows {
+        s += &format!("| {} |\n", r.join(" | "));
+    }
+    s
+}
+
+/// One metric row: a cell per run plus the median; "–" where absent.
+pub(super) fn metric_row(name: &str, vals: &[Option<f64>], decimals: usize, mark: &[bool]) -> Vec<String> {
+    let mut row = vec![name.to_string()];
+    for (i, v) in vals.iter().enumerate() {
+        let star = if mark.get(i).copied().unwrap_or(false) {
+            "*"
+        } else {
+            ""
+        };
+        row.push(
+            v.map(|x| format!("{x:.decimals$}{star}"))
+                .unwrap_or_else(|| "–".into()),
+        );
+    }
+    let any_star = mark.iter().any(|&m| m);
+    row.push(
+        median(vals.iter().flatten().copied().collect())
+            .map(|x| format!("{x:.decimals$}{}", if any_star { "*" } else { "" }))
+            .unwrap_or_else(|| "–".into()),
+    );
+    row
+}
+
+/// Returns (whole report, the result tables printed to stdout).
+pub(super) fn render(
+    args: &BenchArgs,
+    m: &Machine,
+    results: &[(u64, Vec<Run>)],
+    trees: &[(TreeShape, Vec<TreeRun>)],
+) -> (String, String) {
+    let n = args.runs;
+    let sizes = args
+        .sizes
+        .iter()
+        .map(|&b| size_arg(b))
+        .collect::<Vec<_>>()
+        .join(",");
+    let tree_arg = if args.no_trees || args.limits_only {
+        " --no-trees".to_string()
+    } else {
+        format!(
+            " --trees {}{}",
+            args.trees.iter().map(TreeShape::arg).collect::<Vec<_>>().join(","),
+            if args.tree_only { " --tree-only" } else { "" }
+        )
+    };
+    let sizes_arg = if args.tree_only { String::new() } else { format!(" --sizes {sizes}") };
+    let mut intro = String::new();
+    intro += "# stasis benchmarks\n\n";
+    intro += &format!(
+        "Generated by `stasis bench{sizes_arg} --runs {n}{}{tree_arg}` on {}, in one run of the \
+         command: every section below comes from it. Every cell is one run; the last column is \
+         the median of {n} run(s).\n\n",
+        if args.limits_only {
+            " --limits-only"
+        } else {
+            ""
+        },
+        m.date
+    );
+    intro += "How it is measured:\n\n\
+- **Workload**: `stasis __workload bench-fill SIZE DIR` maps SIZE bytes of anonymous memory and \
+fills each 8-byte word with `offset ^ 0x5a5a5a5a5a5a5a5a` (no zero pages), then polls for a `go` \
+file every 10 ms. stdin is /dev/null, stdout/stderr a regular file.\n\
+- **dump s**: wall time of `stasis dump -t PID -D IMG`, from spawn to exit (the process is killed \
+at the end of the dump). **frozen s**: time the process was stopped, `frozen_us` from \
+`IMG/stats.json`.\n\
+- **restore s**: wall time of `stasis restore -D IMG -d --pidfile F` until it returns with the \
+process running. **The image is in page cache**: nothing is dropped between dump and restore. The \
+restored process is then told to go, verifies every word of its memory and must report PASS.\n\
+- **GB/s** = workload bytes / 1e9 / seconds (sizes are binary: 1 GiB = 1.074 GB).\n\
+- **Machine limits**, measured in the same run on the same byte count, before the dump: \
+*process_vm_readv* of the workload's memory into a reused page-aligned 64 MiB buffer; \
+*seq write*: buffered 8 MiB `write(2)`s to a new file in the image directory's filesystem, \
+no fsync, then deleted; *first touch*: mmap fresh anonymous memory and write one byte per 4 KiB \
+page.\n\
+- **dump ratio** = dump GB/s / min(process_vm_readv, seq write); **restore ratio** = restore GB/s / \
+first touch; both against the limits of the same run.\n\n";
+
+    let mut mach = String::from("## Machine\n\n");
+    let mem = m
+        .mem_total
+        .map(|b| format!("{:.1} GiB", b as f64 / GIB as f64))
+        .unwrap_or("unknown".into());
+    mach += &md_table(
+        &["".into(), "".into()],
+        &[
+            vec!["CPU".into(), m.cpu.clone()],
+            vec!["cores".into(), m.cores.to_string()],
+            vec!["memory".into(), mem],
+            vec!["kernel".into(), m.kernel.clone()],
+            vec!["transparent hugepages".into(), m.thp.clone()],
+            vec!["image filesystem".into(), m.fs.clone()],
+            vec!["date".into(), m.date.clone()],
+        ],
+        false,
+    );
+    mach += "\n";
+
+    let mut tables = String::new();
+    if args.tree_only {
+        tables += &render_trees(trees);
+        return (format!("{intro}{mach}{tables}"), tables);
+    }
+    // Target.
+    tables += "## Target\n\n";
+    tables += &format!("{TARGET_LINE}\n\n");
+    let at_target = results.iter().find(|(s, _)| *s == TARGET_SIZE);
+    let verdict = match at_target {
+        _ if args.limits_only => "Not evaluated: dump/restore not run (--limits-only).".to_string(),
+        None => "Not evaluated: 4 GiB is not among --sizes.".to_string(),
+        Some((size, runs)) => {
+            let d = median(
+                runs.iter()
+                    .filter_map(|r| r.cr.as_ref())
+                    .map(|c| gbps(*size, c.dump_s))
+                    .collect(),
+            );
+            let r = median(
+                runs.iter()
+                    .filter_map(|r| r.cr.as_ref())
+                    .map(|c| gbps(*size, c.restore_s))
+                    .collect(),
+            );
+            match (d, r) {
+                (Some(d), Some(r)) => {
+                    let met = d >= TARGET_GBPS && r >= TARGET_GBPS;
+                    format!(
+                        "**{}** at 4 GiB (medians): dump {d:.2} GB/s, restore {r:.2} GB/s.",
+                        if met { "Met" } else { "Not met" }
+                    )
+                }
+                _ => "Not evaluated: no dump/restore results.".to_string(),
+            }
+        }
+    };
+    tables += &format!("{verdict}\n\n");
+
+    let mut any_wall = false;
+    if !args.limits_only {
+        for (size, runs) in results {
+            let size = *size;
+            let crs: Vec<&CrRun> = runs.iter().filter_map(|r| r.cr.as_ref()).collect();
+            let mut header = vec![size_label(size)];
+            header.extend((1..=runs.len()).map(|i| format!("run {i}")));
+            header.push("median".into());
+            let col = |f: &dyn Fn(&Run, &CrRun) -> Option<f64>| -> Vec<Option<f64>> {
+                runs.iter()
+                    .map(|r| r.cr.as_ref().and_then(|c| f(r, c)))
+                    .collect()
+            };
+            let walls: Vec<bool> = crs.iter().map(|c| c.frozen_is_wall).collect();
+            any_wall |= walls.iter().any(|&w| w);
+            let rows = vec![
+                metric_row("dump s", &col(&|_, c| Some(c.dump_s)), 3, &[]),
+                metric_row(
+                    "dump GB/s",
+                    &col(&|_, c| Some(gbps(size, c.dump_s))),
+                    2,
+                    &[],
+                ),
+                metric_row("frozen s", &col(&|_, c| Some(c.frozen_s)), 3, &walls),
+                metric_row("restore s", &col(&|_, c| Some(c.restore_s)), 3, &[]),
+                metric_row(
+                    "restore GB/s",
+                    &col(&|_, c| Some(gbps(size, c.restore_s))),
+                    2,
+                    &[],
+                ),
+                metric_row(
+                    "dump / min(readv, seq write)",
+                    &col(&|r, c| Some(gbps(size, c.dump_s) / r.readv.min(r.write))),
+                    2,
+                    &[],
+                ),
+                metric_row(
+                    "restore / first touch",
+                    &col(&|r, c| Some(gbps(size, c.restore_s) / r.touch)),
+                    2,
+                    &[],
+                ),
+                metric_row(
+                    "engine dump s (stats.json)",
+                    &col(&|_, c| c.engine_dump_s),
+                    3,
+                    &[],
+                ),
+                metric_row(
+                    "image pages GiB (stats.json)",
+                    &col(&|_, c| c.pages_bytes.map(|b| b as f64 / GIB as f64)),
+                    3,
+                    &[],
+                ),
+            ];
+            tables += &format!("## {}\n\n", size_label(size));
+            tables += &md_table(&header, &rows, true);
+            tables += "\n";
+        }
+        if any_wall {
+            tables += "\\* `stats.json` was absent from the image: frozen time is the dump's wall \
+                       time (an upper bound).\n\n";
+        }
+    }
+
+    tables += &format!("## Machine limits (GB/s, median of {n} run(s))\n\n");
+    let header: Vec<String> = [
+        "size",
+        "process_vm_readv",
+        "seq write",
+        "min(readv, write)",
+        "first touch",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(size, runs)| {
+            let f = |g: &dyn Fn(&Run) -> f64| {
+                median(runs.iter().map(g).collect())
+                    .map(|x| format!("{x:.2}"))
+                    .unwrap_or("–".into())
+            };
+            vec![
+                size_label(*size),
+                f(&|r| r.readv),
+                f(&|r| r.write),
+                f(&|r| r.readv.min(r.write)),
+                f(&|r| r.touch),
+            ]
+        })
+        .collect();
+    tables += &md_table(&header, &rows, true);
+    if m.fs.starts_with("tmpfs") {
+        tables +=
+            "\nWarning: the image directory is on tmpfs; seq write and restore figures do not \
+                   involve a disk.\n";
+    }
+    if !trees.is_empty() {
+        tables += "\n";
+        tables += &render_trees(trees);
+    }
+
+    (format!("{intro}{mach}{tables}"), tables)
+}
+
+/// The process-tree section: a summary of medians, then one table per tree.
+pub(super) fn render_trees(trees: &[(TreeShape, Vec<TreeRun>)]) -> String {
+    let mut t = String::from("## Process trees\n\n");
+    t += "- **Workload**: `stasis __workload bench-tree N SIZE DIR`: the root forks N-1 children \
+(all children of the root); then every process maps SIZE bytes of anonymous memory, fills it with \
+its own pattern (`offset ^ 0x5a5a5a5a5a5a5a5a ^ salt(process)`, no zero pages) and polls for a \
+`go` file every 10 ms. Besides SIZE, each process holds its share of the stasis binary's own \
+memory (counted in *image pages*).\n\
+- **dump s** / **restore s**: wall time of `stasis dump -t ROOT -D IMG` (the whole tree is frozen, \
+dumped, killed) and of `stasis restore -D IMG -d --pidfile F` (returns with every process \
+running); image in page cache. Between the two, the killed processes are reaped so their pids are \
+free. After the restore every process verifies every word of its memory and the root reaps each \
+child; all must report PASS. **per process** = the time / N.\n\
+- **Machine limits** of the same run on the tree's total touched memory: *process_vm_readv* of \
+every process's region in turn, *seq write* and *first touch* of the total, as above.\n\n";
+    let med = |runs: &[TreeRun], f: &dyn Fn(&TreeRun) -> f64| median(runs.iter().map(f).collect());
+    let fmt = |v: Option<f64>, d: usize| v.map(|x| format!("{x:.d$}")).unwrap_or_else(|| "–".into());
+    let header: Vec<String> = [
+        "tree (medians)",
+        "processes",
+        "memory each",
+        "dump s",
+        "restore s",
+        "dump ms / process",
+        "restore ms / process",
+        "image pages MiB",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = trees
+        .iter()
+        .map(|(shape, runs)| {
+            let n = shape.procs as f64;
+            vec![
+                shape.label(),
+                shape.procs.to_string(),
+                size_label(shape.size),
+                fmt(med(runs, &|r| r.cr.dump_s), 3),
+                fmt(med(runs, &|r| r.cr.restore_s), 3),
+                fmt(med(runs, &|r| r.cr.dump_s * 1e3 / n), 2),
+                fmt(med(runs, &|r| r.cr.restore_s * 1e3 / n), 2),
+                fmt(median(runs.iter().filter_map(|r| r.cr.pages_bytes).map(|b| b as f64 / MIB as f64).collect()), 1),
+            ]
+        })
+        .collect();
+    t += &md_table(&header, &rows, true);
+    t += "\n";
+    for (shape, runs) in trees {
+        let total = shape.total();
+        let n = shape.procs as f64;
+        let col = |f: &dyn Fn(&TreeRun) -> Option<f64>| -> Vec<Option<f64>> { runs.iter().map(f).collect() };
+        let walls: Vec<bool> = runs.iter().map(|r| r.cr.frozen_is_wall).collect();
+        let mut header = vec![format!("tree {}", shape.label())];
+        header.extend((1..=runs.len()).map(|i| format!("run {i}")));
+        header.push("median".into());
+        let rows = vec![
+            metric_row("dump s", &col(&|r| Some(r.cr.dump_s)), 3, &[]),
+            metric_row("frozen s", &col(&|r| Some(r.cr.frozen_s)), 3, &walls),
+            metric_row("restore s", &col(&|r| Some(r.cr.restore_s)), 3, &[]),
+            metric_row("dump ms / process", &col(&|r| Some(r.cr.dump_s * 1e3 / n)), 2, &[]),
+            metric_row("restore ms / process", &col(&|r| Some(r.cr.restore_s * 1e3 / n)), 2, &[]),
+            metric_row("dump GB/s (touched memory)", &col(&|r| Some(gbps(total, r.cr.dump_s))), 2, &[]),
+            metric_row("restore GB/s (touched memory)", &col(&|r| Some(gbps(total, r.cr.restore_s))), 2, &[]),
+            metric_row(
+                "dump / min(readv, seq write)",
+                &col(&|r| Some(gbps(total, r.cr.dump_s) / r.readv.min(r.write))),
+                2,
+                &[],
+            ),
+            metric_row("restore / first touch", &col(&|r| Some(gbps(total, r.cr.restore_s) / r.touch)), 2, &[]),
+            metric_row("image pages MiB (stats.json)", &col(&|r| r.cr.pages_bytes.map(|b| b as f64 / MIB as f64)), 1, &[]),
+        ];
+        let procs = if shape.procs == 1 { "1 process".to_string() } else { format!("{} processes", shape.procs) };
+        t += &format!("### {procs} × {}\n\n", size_label(shape.size));
+        t += &md_table(&header, &rows, true);
+        t += "\n";
+    }
+    t += "Throughput ratios of trees of small processes say little: there the per-process work \
+(freezing, parasite, fds, forking, injected syscalls) dominates, not the memory copy.\n";
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4g"), Ok(4 << 30));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert!(parse_size("1000").is_err());
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("G").is_err());
+        assert_eq!(size_label(256 << 20), "256 MiB");
+        assert_eq!(size_arg(4 << 30), "4G");
+    }
+
+    #[test]
+    fn tree_shapes() {
+        assert_eq!(parse_tree("8x512M"), Ok(TreeShape { procs: 8, size: 512 << 20 }));
+        assert_eq!(parse_tree("100x1M").map(|t| t.total()), Ok(100 << 20));
+        assert_eq!(parse_tree("1X4K").map(|t| t.arg()), Ok("1x4K".to_string()));
+        assert!(parse_tree("8").is_err());
+        assert!(parse_tree("0x1M").is_err());
+        assert!(parse_tree("8x1000").is_err());
+    }
+
+    #[test]
+    fn salted_pattern() {
+        let mut m = AnonBuf::new(16 * PAGE).unwrap();
+        fill_salted(m.as_mut_words(), salt(3));
+        assert_eq!(verify_salted(m.as_words(), salt(3)), "PASS");
+        assert!(verify_salted(m.as_words(), salt(4)).starts_with("FAIL first_bad_offset=0x0 "));
+    }
+
+    #[test]
+    fn pattern_roundtrip() {
+        let mut m = AnonBuf::new(64 * PAGE).unwrap();
+        fill(m.as_mut_words());
+        assert!(m.as_words().iter().all(|&w| w != 0));
+        assert_eq!(verify(m.as_words()), "PASS");
+        m.as_mut_words()[1000] = 0;
+        m.as_mut_words()[3000] ^= 1;
+        let v = verify(m.as_words());
+        assert!(v.starts_with("FAIL first_bad_offset=0x1f40 "), "{v}");
+        assert!(v.ends_with("bad_words=2"), "{v}");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+}
+
