@@ -111,7 +111,7 @@ pub trait RemoteCalls {
     /// PR_GET_CHILD_SUBREAPER).
     fn prctl_get_int(&self, op: i32) -> Result<i32> {
         let s = self.scratch();
-        let a = s.put(0, &0u64)?;
+        let a = s.at(0, 4)?;
         self.call(libc::SYS_prctl, &[op as u64, a])?;
         s.get::<i32>(0)
     }
@@ -119,7 +119,7 @@ pub trait RemoteCalls {
     /// PR_GET_TID_ADDRESS: the thread's clear_child_tid pointer.
     fn prctl_get_tid_address(&self) -> Result<u64> {
         let s = self.scratch();
-        let a = s.put(0, &0u64)?;
+        let a = s.at(0, 8)?;
         self.call(libc::SYS_prctl, &[libc::PR_GET_TID_ADDRESS as u64, a])?;
         s.get::<u64>(0)
     }
@@ -149,7 +149,8 @@ pub trait RemoteCalls {
     /// rt_sigaction(sig, NULL, &old): the current handler.
     fn sigaction_get(&self, sig: i32) -> Result<KSigaction> {
         let s = self.scratch();
-        let a = s.put(0, &KSigaction::default())?;
+        // the kernel writes all of it: nothing to clear first
+        let a = s.at(0, std::mem::size_of::<KSigaction>())?;
         self.call(libc::SYS_rt_sigaction, &[sig as u64, 0, a, 8])?;
         s.get(0)
     }
@@ -160,10 +161,20 @@ pub trait RemoteCalls {
         self.call(libc::SYS_rt_sigaction, &[sig as u64, a, 0, 8]).map(drop)
     }
 
+    /// rt_sigaction(sig, &act, NULL) for each of `sigs`, with `act` written once.
+    fn sigaction_set_all(&self, sigs: &[i32], act: &KSigaction) -> Result<()> {
+        let a = self.scratch().put(0, act)?;
+        for &sig in sigs {
+            self.call(libc::SYS_rt_sigaction, &[sig as u64, a, 0, 8])?;
+        }
+        Ok(())
+    }
+
     /// sigaltstack(NULL, &old).
     fn sigaltstack_get(&self) -> Result<StackT> {
         let s = self.scratch();
-        let a = s.put(0, &StackT::default())?;
+        // the kernel writes all of it: nothing to clear first
+        let a = s.at(0, std::mem::size_of::<StackT>())?;
         self.call(libc::SYS_sigaltstack, &[0, a])?;
         s.get(0)
     }
@@ -197,7 +208,8 @@ pub trait RemoteCalls {
 
     fn getitimer(&self, which: i32) -> Result<Itimerval> {
         let s = self.scratch();
-        let a = s.put(0, &Itimerval::default())?;
+        // the kernel writes all of it: nothing to clear first
+        let a = s.at(0, std::mem::size_of::<Itimerval>())?;
         self.call(libc::SYS_getitimer, &[which as u64, a])?;
         s.get(0)
     }
@@ -227,7 +239,8 @@ pub trait RemoteCalls {
 
     fn timer_gettime(&self, id: i32) -> Result<Itimerspec> {
         let s = self.scratch();
-        let a = s.put(0, &Itimerspec::default())?;
+        // the kernel writes all of it: nothing to clear first
+        let a = s.at(0, std::mem::size_of::<Itimerspec>())?;
         self.call(libc::SYS_timer_gettime, &[id as u64, a])?;
         s.get(0)
     }
@@ -235,7 +248,8 @@ pub trait RemoteCalls {
     /// prlimit64(0, res, NULL, &old): the calling process's limit.
     fn getrlimit(&self, res: i32) -> Result<Rlimit64> {
         let s = self.scratch();
-        let a = s.put(0, &Rlimit64::default())?;
+        // the kernel writes all of it: nothing to clear first
+        let a = s.at(0, std::mem::size_of::<Rlimit64>())?;
         self.call(libc::SYS_prlimit64, &[0, res as u64, 0, a])?;
         s.get(0)
     }

@@ -21,12 +21,10 @@ impl Builder<'_> {
         // The new process is a fork of stasis and inherited its handlers (Rust installs
         // SIGSEGV/SIGBUS handlers and ignores SIGPIPE): every signal the image does not
         // name goes back to SIG_DFL.
-        for sig in 1..=64 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP || p.sigactions.iter().any(|a| a.signo == sig) {
-                continue;
-            }
-            self.on("resetting signal handlers", r, "rt_sigaction", |r| r.sigaction_set(sig, &KSigaction::default()))?;
-        }
+        let reset: Vec<i32> = (1..=64)
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP && !p.sigactions.iter().any(|a| a.signo == sig))
+            .collect();
+        self.on("resetting signal handlers", r, "rt_sigaction", |r| r.sigaction_set_all(&reset, &KSigaction::default()))?;
         for a in &p.sigactions {
             let st = format!("restoring the handler of signal {}", a.signo);
             let act = KSigaction { handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask };
