@@ -6,7 +6,7 @@
 //!
 //! epoll items are the exception: the kernel keys them by (file, fd number), so they are
 //! added from inside the restored process once its fds have their final numbers
-//! (`epoll::adds`, injected by a step of `restore.rs`).
+//! (`epoll::adds`, injected by the `EpollItems` step of `restore/build`).
 //!
 //! Adding a kind: a module with `dump` and `open`, a member of `Object`'s `kind` oneof
 //! in proto/stasis.proto (new tag; `stasis_image::model` accessors in its
