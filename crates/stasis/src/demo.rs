@@ -338,9 +338,41 @@ pub fn run() -> Result<()> {
     // Programs we start (the counter, stasis dump/restore) get stdio and nothing else of ours.
     probe::cloexec_inherited_fds().context("mark inherited descriptors close-on-exec")?;
     let mut demo = Demo::new()?;
-    let log_arg = demo.log.to_string_lossy().into_owned();
 
-    // 1. Start the counter.
+    let (pid, mut tail) = start_counter(&mut demo)?;
+    let last = dump_counter(&mut demo, pid, &mut tail)?;
+    wait_still(&demo, pid, &tail, last)?;
+    restore_counter(&mut demo, pid, &mut tail, last)?;
+    let now_pid = pid;
+    // 5. Stop it and clean up.
+    demo.stop_restored(now_pid)?;
+    println!("5. Stopped the counter and removed {}.", demo.dir.display());
+    drop(demo);
+    println!();
+
+    print!(
+        "{}",
+        wrap(
+            "What happened: `stasis dump` froze the counter with ptrace and wrote everything that \
+         made it that particular running program into the image directory: its memory (where \
+         the count lives), its CPU registers, its open log file and its signal state. Then it \
+         killed it, and for a second the image was all that was left of it. `stasis restore` \
+         created a new process with the very same PID, rebuilt its memory and open files from \
+         the image, and let it go on from the exact instruction where it was frozen. The \
+         counter never noticed: it did not re-read its log, the next number simply came back \
+         with its memory. Try it on a program of your own with `stasis dump -t PID -D DIR` and \
+         `stasis restore -D DIR` (run `stasis check` first to see whether this kernel has what \
+         stasis needs).",
+            88
+        )
+    );
+    Ok(())
+}
+
+
+/// Step 1: start the counter and show its first lines.
+fn start_counter(demo: &mut Demo) -> Result<(i32, Tail)> {
+    let log_arg = demo.log.to_string_lossy().into_owned();
     let child = Command::new(&demo.exe)
         .args(["__workload", "counter", &log_arg])
         .current_dir(&demo.dir)
@@ -365,7 +397,11 @@ pub fn run() -> Result<()> {
     }
     println!();
 
-    // 2. Dump it.
+    Ok((pid, tail))
+}
+
+/// Step 2: dump it (which kills it), reap it; the last number it wrote.
+fn dump_counter(demo: &mut Demo, pid: i32, tail: &mut Tail) -> Result<u64> {
     let image_arg = demo.image.to_string_lossy().into_owned();
     let pid_arg = pid.to_string();
     println!("2. Checkpointing it:  stasis dump -t {pid} -D {image_arg}");
@@ -404,7 +440,11 @@ pub fn run() -> Result<()> {
     let last = tail.last.context("no counter line was written")?;
     println!();
 
-    // 3. Nothing moves.
+    Ok(last)
+}
+
+/// Step 3: nothing moves while only the image exists.
+fn wait_still(demo: &Demo, pid: i32, tail: &Tail, last: u64) -> Result<()> {
     print!("3. Waiting a second");
     std::io::stdout().flush()?;
     let size_before = tail.size()?;
@@ -432,7 +472,12 @@ pub fn run() -> Result<()> {
     );
     println!();
 
-    // 4. Restore it.
+    Ok(())
+}
+
+/// Step 4: restore it and check it goes on at the next number with its pid.
+fn restore_counter(demo: &mut Demo, pid: i32, tail: &mut Tail, last: u64) -> Result<()> {
+    let image_arg = demo.image.to_string_lossy().into_owned();
     let pidfile = demo.dir.join("restored.pid");
     let pidfile_arg = pidfile.to_string_lossy().into_owned();
     println!("4. Restoring it:  stasis restore -D {image_arg} -d --pidfile {pidfile_arg}");
@@ -477,28 +522,6 @@ pub fn run() -> Result<()> {
     println!("   It went on at {first}, right after {last}, as the same PID {pid}.");
     println!();
 
-    // 5. Stop it and clean up.
-    demo.stop_restored(now_pid)?;
-    println!("5. Stopped the counter and removed {}.", demo.dir.display());
-    drop(demo);
-    println!();
-
-    print!(
-        "{}",
-        wrap(
-            "What happened: `stasis dump` froze the counter with ptrace and wrote everything that \
-         made it that particular running program into the image directory: its memory (where \
-         the count lives), its CPU registers, its open log file and its signal state. Then it \
-         killed it, and for a second the image was all that was left of it. `stasis restore` \
-         created a new process with the very same PID, rebuilt its memory and open files from \
-         the image, and let it go on from the exact instruction where it was frozen. The \
-         counter never noticed: it did not re-read its log, the next number simply came back \
-         with its memory. Try it on a program of your own with `stasis dump -t PID -D DIR` and \
-         `stasis restore -D DIR` (run `stasis check` first to see whether this kernel has what \
-         stasis needs).",
-            88
-        )
-    );
     Ok(())
 }
 
