@@ -136,12 +136,8 @@ pub(super) fn metric_row(name: &str, vals: &[Option<f64>], decimals: usize, mark
 }
 
 /// Returns (whole report, the result tables printed to stdout).
-pub(super) fn render(
-    args: &BenchArgs,
-    m: &Machine,
-    results: &[(u64, Vec<Run>)],
-    trees: &[(TreeShape, Vec<TreeRun>)],
-) -> (String, String) {
+/// The report's title and "how it is measured".
+fn render_intro(args: &BenchArgs, m: &Machine) -> String {
     let n = args.runs;
     let sizes = args
         .sizes
@@ -191,6 +187,11 @@ page.\n\
 - **dump ratio** = dump GB/s / min(process_vm_readv, seq write); **restore ratio** = restore GB/s / \
 first touch; both against the limits of the same run.\n\n";
 
+    intro
+}
+
+/// The machine table.
+fn render_machine(m: &Machine) -> String {
     let mut mach = String::from("## Machine\n\n");
     let mem = m
         .mem_total
@@ -211,16 +212,13 @@ first touch; both against the limits of the same run.\n\n";
     );
     mach += "\n";
 
-    let mut tables = String::new();
-    if args.tree_only {
-        tables += &render_trees(trees);
-        return (format!("{intro}{mach}{tables}"), tables);
-    }
-    // Target.
-    tables += "## Target\n\n";
-    tables += &format!("{TARGET_LINE}\n\n");
+    mach
+}
+
+/// Whether the 4 GiB medians meet the target.
+fn target_verdict(args: &BenchArgs, results: &[(u64, Vec<Run>)]) -> String {
     let at_target = results.iter().find(|(s, _)| *s == TARGET_SIZE);
-    let verdict = match at_target {
+    match at_target {
         _ if args.limits_only => "Not evaluated: dump/restore not run (--limits-only).".to_string(),
         None => "Not evaluated: 4 GiB is not among --sizes.".to_string(),
         Some((size, runs)) => {
@@ -247,7 +245,27 @@ first touch; both against the limits of the same run.\n\n";
                 _ => "Not evaluated: no dump/restore results.".to_string(),
             }
         }
-    };
+    }
+}
+
+pub(super) fn render(
+    args: &BenchArgs,
+    m: &Machine,
+    results: &[(u64, Vec<Run>)],
+    trees: &[(TreeShape, Vec<TreeRun>)],
+) -> (String, String) {
+    let n = args.runs;
+    let intro = render_intro(args, m);
+    let mach = render_machine(m);
+    let mut tables = String::new();
+    if args.tree_only {
+        tables += &render_trees(trees);
+        return (format!("{intro}{mach}{tables}"), tables);
+    }
+    // Target.
+    tables += "## Target\n\n";
+    tables += &format!("{TARGET_LINE}\n\n");
+    let verdict = target_verdict(args, results);
     tables += &format!("{verdict}\n\n");
 
     let mut any_wall = false;
