@@ -79,6 +79,9 @@ static void i2_main(int ready_w)
         code = 23;
     else if (WEXITSTATUS(st))
         code = WEXITSTATUS(st);
+    /* stay until the root has looked at our /proc entry (it checks pid 2 of ns1) */
+    for (int i = 0; i < 2000 && access(wl_path("checked"), F_OK) != 0; i++)
+        sleep_ms(5);
     _exit(code);
 }
 
@@ -125,6 +128,9 @@ int main(int argc, char **argv)
     wait_go();
     CHECK(nspid_is(1, "1"), "the root's /proc does not show I1 as pid 1 of ns1");
     CHECK(nspid_is(2, "2\t1"), "the root's /proc does not show I2 as pid 2 of ns1 and pid 1 of ns2");
+    int fd = open(wl_path("checked"), O_CREAT | O_WRONLY, 0644);
+    if (fd >= 0)
+        close(fd);
     int st;
     CHECK(waitpid(i1, &st, 0) == i1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "I1 ended with %#x", st);
     return finish();
