@@ -41,6 +41,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
         let timerslack_ns = par.with(tid, "PR_GET_TIMERSLACK", |r| r.prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0))?;
         let (sched_policy, sched_priority) = sys::sched_get(tid).ctx(pid, || format!("sched_getscheduler({tid})"))?;
         let nice = sys::get_nice(tid).ctx(pid, || format!("getpriority({tid})"))?;
+        let ioprio = sys::ioprio_get(tid).ctx(pid, || format!("ioprio_get({tid})"))?;
         let affinity = sys::get_affinity(tid).ctx(pid, || format!("sched_getaffinity({tid})"))?;
         let mut pending = siginfo_list(ptrace::peek_siginfo(tid, false).ctx(pid, || format!("PTRACE_PEEKSIGINFO of thread {tid}"))?);
         if let Some((sig, info)) = t.delivering {
@@ -75,6 +76,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
             sched_policy,
             sched_priority,
             nice,
+            ioprio,
             affinity,
             pending,
             pdeathsig,

@@ -231,6 +231,21 @@ pub fn set_nice(tid: i32, nice: i32) -> Result<()> {
     c(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as u32, nice) } as libc::c_long).map(drop)
 }
 
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+
+/// ioprio_get(IOPRIO_WHO_PROCESS, tid): the thread's I/O priority (class << 13 | data;
+/// 0 = none set, it follows its nice value).
+pub fn ioprio_get(tid: i32) -> Result<i32> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid as libc::c_long) }).map(|v| v as i32)
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, tid, prio).
+pub fn ioprio_set(tid: i32, prio: i32) -> Result<()> {
+    // SAFETY: plain syscall with integer arguments.
+    c(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid as libc::c_long, prio as libc::c_long) }).map(drop)
+}
+
 pub fn kill(pid: i32, sig: i32) -> Result<()> {
     // SAFETY: plain syscall.
     c(unsafe { libc::kill(pid, sig) } as libc::c_long).map(drop)

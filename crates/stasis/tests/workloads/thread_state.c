@@ -4,9 +4,11 @@
  * it: alternate signal stack, robust futex list, timer slack, personality, signal
  * handlers with SA_ONSTACK.
  *   main thread: SA_ONSTACK handler for SIGUSR1, NO alternate stack (disabled), no
- *                robust list (set to NULL), timer slack 50000 ns;
- *   thread A:    alternate stack of 64 KiB, timer slack 70000 ns;
- *   thread B:    alternate stack with SS_AUTODISARM, glibc's robust list.
+ *                robust list (set to NULL), timer slack 50000 ns, I/O priority
+ *                best-effort 7;
+ *   thread A:    alternate stack of 64 KiB, timer slack 70000 ns, I/O priority idle;
+ *   thread B:    alternate stack with SS_AUTODISARM, glibc's robust list, no I/O
+ *                priority set.
  * After restore every thread reads its state back (sigaltstack, get_robust_list,
  * PR_GET_TIMERSLACK) and compares; then SIGUSR1 is delivered to each thread: the
  * handler must run on the alternate stack exactly where one was set (on the main
@@ -30,7 +32,15 @@ struct tstate {
     void *robust_head;
     size_t robust_len;
     long slack;
+    long ioprio;
 };
+
+#define IOPRIO_WHO_PROCESS 1
+#define IOPRIO_PRIO(class, data) (((class) << 13) | (data))
+static int set_ioprio(int prio)
+{
+    return syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio);
+}
 
 static volatile int handled[3];
 static volatile int on_alt[3];
@@ -54,6 +64,7 @@ static void read_state(struct tstate *s)
     if (syscall(SYS_get_robust_list, 0, &s->robust_head, &s->robust_len))
         DIE("get_robust_list");
     s->slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    s->ioprio = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0);
 }
 
 static int same(const char *who, const struct tstate *a, const struct tstate *b)
@@ -65,6 +76,7 @@ static int same(const char *who, const struct tstate *a, const struct tstate *b)
     CHECK(a->robust_head == b->robust_head && a->robust_len == b->robust_len, "%s: robust list %p/%zu, was %p/%zu",
           who, b->robust_head, b->robust_len, a->robust_head, a->robust_len);
     CHECK(a->slack == b->slack, "%s: timer slack %ld, was %ld", who, b->slack, a->slack);
+    CHECK(a->ioprio == b->ioprio, "%s: I/O priority %#lx, was %#lx", who, b->ioprio, a->ioprio);
     return ok;
 }
 
@@ -83,6 +95,8 @@ static void *worker(void *arg)
         DIE("sigaltstack set");
     if (prctl(PR_SET_TIMERSLACK, 60000 + 10000 * i, 0, 0, 0))
         DIE("PR_SET_TIMERSLACK");
+    if (i == 1 && set_ioprio(IOPRIO_PRIO(3, 0))) /* idle class; thread 2 keeps none */
+        DIE("ioprio_set idle");
     read_state(&before[i]);
     pthread_barrier_wait(&bar); /* state recorded */
     pthread_barrier_wait(&bar); /* go: compare */
@@ -110,6 +124,8 @@ int main(int argc, char **argv)
         DIE("set_robust_list NULL");
     if (prctl(PR_SET_TIMERSLACK, 50000, 0, 0, 0))
         DIE("PR_SET_TIMERSLACK");
+    if (set_ioprio(IOPRIO_PRIO(2, 7))) /* best effort, lowest level */
+        DIE("ioprio_set");
     int pers = personality(0xffffffff);
     if (personality(pers | UNAME26) < 0)
         DIE("personality");

@@ -104,6 +104,9 @@ impl Builder<'_> {
                     warn!("thread {tid}: restoring nice {}: {e}", t.nice);
                 }
             }
+            // Always, "none" (0) too: otherwise the thread keeps the restorer's (e.g. a
+            // restore run under `ionice -c3` would leave every restored thread idle-class).
+            sys::ioprio_set(tid, t.ioprio).map_err(|e| self.err(&st, format!("ioprio_set({:#x}): {e}", t.ioprio)))?;
         }
         Ok(())
     }
