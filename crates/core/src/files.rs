@@ -883,18 +883,7 @@ pub fn open_fd_objects(
                 let r = fdkinds::open(o).ok_or_else(|| step(format!("fd {}: object {} is not an fd kind of fdkinds", fd.fd, fd.object_id)))?;
                 opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
             }
-            Some(
-                Kind::Pipe(_)
-                | Kind::Shmem(_)
-                | Kind::MappedFile(_)
-                | Kind::Ghost(_)
-                | Kind::UtsNs(_)
-                | Kind::IpcNs(_)
-                | Kind::SysvShm(_)
-                | Kind::SysvMsg(_)
-                | Kind::SysvSem(_)
-                | Kind::Fifo(_),
-            ) => {
+            Some(stasis_image::not_fd_kinds!()) => {
                 return Err(step(format!("fd {}: object {} is a {} object, not an open file", fd.fd, fd.object_id, o.kind_name())));
             }
             None => {

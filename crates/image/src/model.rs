@@ -13,6 +13,26 @@ pub use crate::schema::*;
 
 /// Per kind: `Object::$name()` / `Object::$name_mut()` accessors, `From<$ty> for
 /// Object` (id 0, net_ns 0) and the name `Object::kind_name` returns.
+/// A pattern matching every object kind that is not an open file description (pipes and
+/// FIFOs as inodes, shared memory, mapped files, deleted-file inodes, namespaces, SysV
+/// objects): what an fd can never refer to. One list, used by every exhaustive `match`
+/// on `Object::kind` that sets these apart; a new kind that is not an fd goes here.
+#[macro_export]
+macro_rules! not_fd_kinds {
+    () => {
+        $crate::model::Kind::Pipe(_)
+            | $crate::model::Kind::Shmem(_)
+            | $crate::model::Kind::MappedFile(_)
+            | $crate::model::Kind::Ghost(_)
+            | $crate::model::Kind::UtsNs(_)
+            | $crate::model::Kind::IpcNs(_)
+            | $crate::model::Kind::SysvShm(_)
+            | $crate::model::Kind::SysvMsg(_)
+            | $crate::model::Kind::SysvSem(_)
+            | $crate::model::Kind::Fifo(_)
+    };
+}
+
 macro_rules! object_kinds {
     ($($variant:ident: $ty:ident, $name:ident, $name_mut:ident;)*) => {
         impl Object {

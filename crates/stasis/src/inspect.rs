@@ -368,18 +368,7 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         Some(Kind::Epoll(e)) => anon(e.flags, None),
         Some(Kind::Inotify(i)) => anon(i.flags, None),
         // not fd objects, or no kind this stasis knows
-        Some(
-            Kind::Pipe(_)
-            | Kind::Shmem(_)
-            | Kind::MappedFile(_)
-            | Kind::Ghost(_)
-            | Kind::UtsNs(_)
-            | Kind::IpcNs(_)
-            | Kind::SysvShm(_)
-            | Kind::SysvMsg(_)
-            | Kind::SysvSem(_)
-            | Kind::Fifo(_),
-        )
+        Some(stasis_image::not_fd_kinds!())
         | None => json!({"kind": "other", "id": id}),
     }
 }

@@ -201,23 +201,7 @@ pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
         Some(ObjKind::Signalfd(s)) => signalfd::open(s),
         Some(ObjKind::Epoll(e)) => epoll::open(e),
         Some(ObjKind::Inotify(i)) => inotify::open(i),
-        Some(
-            ObjKind::File(_)
-            | ObjKind::Pipe(_)
-            | ObjKind::PipeEnd(_)
-            | ObjKind::Shmem(_)
-            | ObjKind::MappedFile(_)
-            | ObjKind::Ghost(_)
-            | ObjKind::Unix(_)
-            | ObjKind::Inet(_)
-            | ObjKind::UtsNs(_)
-            | ObjKind::IpcNs(_)
-            | ObjKind::SysvShm(_)
-            | ObjKind::SysvMsg(_)
-            | ObjKind::SysvSem(_)
-            | ObjKind::Fifo(_)
-            | ObjKind::FifoFd(_),
-        )
+        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
 }
@@ -232,23 +216,7 @@ pub fn describe(o: &Object) -> Option<(&'static str, String)> {
         Some(ObjKind::Signalfd(s)) => ("signalfd", format!("mask {:#x}", s.mask)),
         Some(ObjKind::Epoll(e)) => ("epoll", format!("{} items", e.items.len())),
         Some(ObjKind::Inotify(i)) => ("inotify", format!("{} watches", i.watches.len())),
-        Some(
-            ObjKind::File(_)
-            | ObjKind::Pipe(_)
-            | ObjKind::PipeEnd(_)
-            | ObjKind::Shmem(_)
-            | ObjKind::MappedFile(_)
-            | ObjKind::Ghost(_)
-            | ObjKind::Unix(_)
-            | ObjKind::Inet(_)
-            | ObjKind::UtsNs(_)
-            | ObjKind::IpcNs(_)
-            | ObjKind::SysvShm(_)
-            | ObjKind::SysvMsg(_)
-            | ObjKind::SysvSem(_)
-            | ObjKind::Fifo(_)
-            | ObjKind::FifoFd(_),
-        )
+        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
 }

@@ -365,18 +365,7 @@ fn label(m: &Manifest, c: &Carry) -> String {
                 Some(Some(Kind::Epoll(_))) => "epoll".into(),
                 Some(Some(Kind::Inotify(_))) => "inotify".into(),
                 // not fd objects (open_fd_objects refuses an fd referring to one)
-                Some(Some(
-                    Kind::Pipe(_)
-                    | Kind::Shmem(_)
-                    | Kind::MappedFile(_)
-                    | Kind::Ghost(_)
-                    | Kind::UtsNs(_)
-                    | Kind::IpcNs(_)
-                    | Kind::SysvShm(_)
-                    | Kind::SysvMsg(_)
-                    | Kind::SysvSem(_)
-                    | Kind::Fifo(_),
-                ))
+                Some(Some(stasis_image::not_fd_kinds!()))
                 | Some(None)
                 | None => "fd object".into(),
             };
