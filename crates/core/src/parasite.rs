@@ -1,10 +1,13 @@
 //! Dump-side remote session: runs syscalls inside the frozen process to read state that
 //! procfs and ptrace do not expose (brk, sigactions, altstacks, tid address, itimers...).
 //!
-//! Bootstrap: the vDSO always holds a `syscall` instruction (its fallbacks); we single-step
-//! one mmap through it to get a private scratch page, write `0f 05` there and use it for
-//! the rest. All signals are blocked in every thread while we work (the original masks
-//! are put back by `Frozen::resume`). `stop` unmaps the scratch page.
+//! The vDSO always holds a `syscall` instruction (its fallbacks): every injected syscall is
+//! single-stepped through it (the trap comes right after the instruction, nothing after
+//! it runs). One mmap gets a private read-write scratch area for arguments and results —
+//! never executable: a process with memory-deny-write-execute (PR_SET_MDWE, systemd's
+//! MemoryDenyWriteExecute=) refuses writable+executable mappings, and we need none. All
+//! signals are blocked in every thread while we work (the original masks are put back by
+//! `Frozen::resume`). `stop` unmaps the scratch area.
 //!
 //! Each thread is a `Remote` with the shared data area as its scratch, so the typed
 //! calls of `stasis_sys::remote::RemoteCalls` (the same ones restore uses) work on it.
@@ -17,7 +20,7 @@ use crate::error::{Ctx, Error, Result};
 use crate::freeze::Frozen;
 
 pub const SCRATCH_LEN: u64 = 2 * 4096;
-/// Offset of the data area inside the scratch pages.
+/// Offset of the data area inside the scratch pages (the first bytes are unused).
 pub const DATA: u64 = 64;
 
 pub struct Parasite {
@@ -43,7 +46,7 @@ impl Parasite {
         }
         let insn = find_syscall_insn(pid, vdso.0, vdso.1)?;
         let boot = Remote::new(pid, insn, fz.main().regs);
-        let prot = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+        let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
         let scratch = boot
             .call(libc::SYS_mmap, &[0, SCRATCH_LEN, prot, flags, u64::MAX, 0])
@@ -52,12 +55,8 @@ impl Parasite {
         let p = Parasite {
             pid,
             scratch,
-            remotes: fz.threads.iter().map(|t| Remote::new(t.tid, scratch, t.regs).with_scratch(data)).collect(),
+            remotes: fz.threads.iter().map(|t| Remote::new(t.tid, insn, t.regs).with_scratch(data)).collect(),
         };
-        if let Err(e) = sys::write_mem(pid, scratch, &[0x0f, 0x05]).ctx(pid, || "writing scratch page".into()) {
-            let _ = boot.call(libc::SYS_munmap, &[scratch, SCRATCH_LEN]);
-            return Err(e);
-        }
         Ok(p)
     }
 
@@ -80,7 +79,7 @@ impl Parasite {
         f(self.thread(tid)).ctx(self.pid, || format!("{what} injected into thread {tid}"))
     }
 
-    /// Unmaps the scratch page (single-stepped, so nothing after the syscall is fetched).
+    /// Unmaps the scratch area.
     pub fn stop(self) -> Result<()> {
         self.remotes[0]
             .call(libc::SYS_munmap, &[self.scratch, SCRATCH_LEN])

@@ -5,7 +5,7 @@
  *   oom_score_adj 123; pdeathsig SIGWINCH (harmless, only read back);
  *   no_new_privs 1; personality |= ADDR_NO_RANDOMIZE; timerslack 123456 ns;
  *   THP disabled (PR_SET_THP_DISABLE); nice 5 with SCHED_BATCH; child
- *   subreaper 1.
+ *   subreaper 1; memory-deny-write-execute (PR_SET_MDWE, refuse exec gain).
  * After restore every value reads back the same.
  */
 #include "common.h"
@@ -13,7 +13,12 @@
 #include <signal.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+
+#define PR_SET_MDWE_ 65
+#define PR_GET_MDWE_ 66
+#define PR_MDWE_REFUSE_EXEC_GAIN_ 1
 
 static int read_int_file(const char *p)
 {
@@ -77,6 +82,9 @@ int main(int argc, char **argv)
     if (!getcwd(cwd_before, sizeof cwd_before))
         DIE("getcwd");
     info("cwd", "%s", cwd_before);
+    /* memory-deny-write-execute: no mapping may gain PROT_EXEC from now on */
+    if (prctl(PR_SET_MDWE_, PR_MDWE_REFUSE_EXEC_GAIN_, 0, 0, 0))
+        DIE("PR_SET_MDWE");
     ready();
     wait_go();
 
@@ -116,5 +124,10 @@ int main(int argc, char **argv)
     int sr = 0;
     prctl(PR_GET_CHILD_SUBREAPER, &sr);
     CHECK(sr == 1, "child subreaper flag %d, want 1", sr);
+    int mdwe = prctl(PR_GET_MDWE_, 0, 0, 0, 0);
+    CHECK(mdwe == PR_MDWE_REFUSE_EXEC_GAIN_, "memory-deny-write-execute %d, want %d", mdwe, PR_MDWE_REFUSE_EXEC_GAIN_);
+    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED && mprotect(m, 4096, PROT_READ | PROT_EXEC) != 0 && errno == EACCES,
+          "mprotect(PROT_EXEC) of a written mapping was allowed: MDWE lost");
     return finish();
 }

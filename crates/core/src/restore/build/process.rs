@@ -21,6 +21,12 @@ impl Builder<'_> {
         if attrs.child_subreaper {
             self.call("child subreaper", self.main(), libc::SYS_prctl, &[libc::PR_SET_CHILD_SUBREAPER as u64, 1])?;
         }
+        if attrs.mdwe != 0 {
+            // after every mapping exists (it refuses W+X and exec gain from now on); the
+            // restorer never sets it, so "off" needs nothing
+            const PR_SET_MDWE: u64 = 65;
+            self.call("memory-deny-write-execute (PR_SET_MDWE)", self.main(), libc::SYS_prctl, &[PR_SET_MDWE, attrs.mdwe as u64, 0, 0, 0])?;
+        }
         for rl in &p.rlimits {
             if let Err(e) = sys::prlimit(self.pid, rl.resource, Some((rl.cur, rl.max))) {
                 return Err(self.err(
