@@ -8,7 +8,7 @@
 //! controllers forbid member processes) is a warning naming pid and cgroup: the process
 //! runs, in the restorer's cgroup for that hierarchy.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use tracing::{debug, warn};
 
@@ -56,19 +56,19 @@ fn mounts() -> Vec<(String, PathBuf)> {
     out
 }
 
-/// The directory of cgroup `path` (a /proc/PID/cgroup path) under hierarchy mount point
-/// `mp`, or None if the path could lead anywhere else: it must be absolute, without NUL,
-/// empty, `.` or `..` components, and the joined directory must lie under `mp`.
-/// (validate refuses such images already; this is defence in depth.)
+/// A /proc/PID/cgroup path that can only name a cgroup below its hierarchy's root:
+/// absolute, without NUL, and without empty, `.` or `..` components ("/" itself is fine).
+pub fn plain_path(path: &str) -> bool {
+    path.strip_prefix('/').is_some_and(|rel| {
+        !path.contains('\0') && (rel.is_empty() || rel.split('/').all(|c| !c.is_empty() && c != "." && c != ".."))
+    })
+}
+
+/// The directory of cgroup `path` under hierarchy mount point `mp`, or None if the path
+/// is not a `plain_path` (it could lead elsewhere). validate refuses such images already;
+/// this is defence in depth.
 pub fn dir_under(mp: &Path, path: &str) -> Option<PathBuf> {
-    let rel = path.strip_prefix('/')?;
-    if path.contains('\0') || (!rel.is_empty() && rel.split('/').any(|c| c.is_empty() || c == "." || c == "..")) {
-        return None;
-    }
-    let dir = mp.join(rel);
-    let normal = Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)));
-    (normal && dir.starts_with(mp) && dir.components().count() == mp.components().count() + Path::new(rel).components().count())
-        .then_some(dir)
+    plain_path(path).then(|| mp.join(&path[1..]))
 }
 
 fn key_of(ctl: &str) -> String {

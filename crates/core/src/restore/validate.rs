@@ -268,7 +268,7 @@ pub fn check_cgroup_line(l: &str) -> std::result::Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("cgroup {l:?}: the path is not absolute"));
     }
-    if path != "/" && path[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if !crate::cgroup::plain_path(path) {
         return Err(format!("cgroup {l:?}: the path has an empty, '.' or '..' component"));
     }
     Ok(())
