@@ -317,20 +317,13 @@ const EXIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 fn settle_exiting(pid: i32) -> Option<Settled> {
     let t0 = Instant::now();
     loop {
-        let st = match procfs::status(pid) {
-            Ok(st) => st,
-            Err(_) => return Some(Settled::Gone),
-        };
-        let state = procfs::status_field(&st, "State").and_then(|s| s.chars().next()).unwrap_or('?');
-        let threads: usize = procfs::status_field(&st, "Threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let Some((state, exiting)) = procfs::task_exit_state(pid, pid) else { return Some(Settled::Gone) };
         match state {
             'X' => return Some(Settled::Gone),
-            'Z' if threads <= 1 => return Some(Settled::Zombie),
+            'Z' if procfs::tids(pid).map(|t| t.len() <= 1).unwrap_or(true) => return Some(Settled::Zombie),
             _ => {}
         }
-        // PF_EXITING (0x4) in stat's flags: the exit has begun; anything else is not transient
-        let exiting = procfs::stat_fields(pid).map(|f| procfs::stat_num(&f, 9) & 0x4 != 0).unwrap_or(true);
-        if (!exiting && state != 'Z') || t0.elapsed() > EXIT_SETTLE {
+        if !exiting || t0.elapsed() > EXIT_SETTLE {
             return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));

@@ -32,7 +32,10 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     match ptrace::seize(tid, ptrace::PTRACE_O_SUSPEND_SECCOMP) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None), // exited meanwhile
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) && thread_exiting(pid, tid) => return Ok(None),
+        // a thread whose exit has begun (or that is gone) counts as exited
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) && procfs::task_exit_state(pid, tid).is_none_or(|(_, x)| x) => {
+            return Ok(None)
+        }
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             let tracer = procfs::status(tid)
                 .ok()
@@ -70,17 +73,6 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     let regs = ptrace::getregs(tid).ctx(pid, || format!("PTRACE_GETREGS of thread {tid}"))?;
     let sigmask = ptrace::get_sigmask(tid).ctx(pid, || format!("PTRACE_GETSIGMASK of thread {tid}"))?;
     Ok(Some(FrozenThread { tid, regs, sigmask, delivering }))
-}
-
-/// Has `tid`'s exit begun (ptrace refuses such a thread with EPERM)? Zombie, dead or
-/// PF_EXITING in its stat flags; a thread that is gone counts as exiting.
-fn thread_exiting(pid: i32, tid: i32) -> bool {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else { return true };
-    let Some(rest) = s.rsplit_once(')').map(|x| x.1) else { return true };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first().copied().unwrap_or("?");
-    let flags: u64 = f.get(6).and_then(|v| v.parse().ok()).unwrap_or(0);
-    matches!(state, "Z" | "X") || flags & 0x4 != 0
 }
 
 /// How long a thread may take to reach its interrupt stop. A thread in an

@@ -115,6 +115,20 @@ pub fn stat_fields(pid: i32) -> io::Result<Vec<String>> {
     Ok(rest.split_whitespace().map(str::to_string).collect())
 }
 
+/// PF_EXITING in stat's flags (field 9): the task's exit has begun.
+const PF_EXITING: u64 = 0x4;
+
+/// Task `tid` of process `pid`: its state letter, and whether its exit has begun (state
+/// Z or X, or PF_EXITING: ptrace refuses such a task, its /proc files empty out). None:
+/// the task is gone.
+pub fn task_exit_state(pid: i32, tid: i32) -> Option<(char, bool)> {
+    let s = read(pid, &format!("task/{tid}/stat")).ok()?;
+    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+    let state = f.first()?.chars().next()?;
+    let flags: u64 = f.get(6).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Some((state, matches!(state, 'Z' | 'X') || flags & PF_EXITING != 0))
+}
+
 /// stat field by its 1-based number in proc(5).
 pub fn stat_num(fields: &[String], n: usize) -> u64 {
     fields.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0)
