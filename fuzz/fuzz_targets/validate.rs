@@ -36,8 +36,8 @@ fuzz_target!(|data: &[u8]| {
             for detach in [false, true] {
                 if let Ok(plan) = RestorePlan::build(&m, &Fixed, detach) {
                     let _ = plan.to_string();
-                    for i in 0..plan.procs.len() {
-                        let _ = plan.finish_steps(i);
+                    for p in &plan.procs {
+                        let _ = p.finish_steps();
                     }
                 }
             }

@@ -19,9 +19,8 @@ use stasis_sys::sys;
 use crate::error::{Ctx, Error, Result};
 use crate::freeze::Frozen;
 
+/// The scratch area: arguments and results of injected syscalls.
 pub const SCRATCH_LEN: u64 = 2 * 4096;
-/// Offset of the data area inside the scratch pages (the first bytes are unused).
-pub const DATA: u64 = 64;
 
 pub struct Parasite {
     pub pid: i32,
@@ -51,7 +50,7 @@ impl Parasite {
         let scratch = boot
             .call(libc::SYS_mmap, &[0, SCRATCH_LEN, prot, flags, u64::MAX, 0])
             .ctx(pid, || "mapping a scratch page in the process".into())?;
-        let data = Scratch { pid, addr: scratch + DATA, len: SCRATCH_LEN - DATA };
+        let data = Scratch { pid, addr: scratch, len: SCRATCH_LEN };
         let p = Parasite {
             pid,
             scratch,

@@ -348,7 +348,6 @@ fn drive(
             let (fail, ok, sysvm) = (&fail, &ok, &sysvm);
             s.spawn(move || {
                 let mut mine = Vec::new();
-                let mut done = Vec::new();
                 for &i in list {
                     if !ok() {
                         break;
@@ -371,7 +370,6 @@ fn drive(
                     match b.run(chm) {
                         Ok(()) => {
                             mine.push(b);
-                            done.push(i);
                         }
                         Err(e) => fail(e),
                     }
@@ -391,8 +389,8 @@ fn drive(
                     }
                 }
                 barrier.wait();
-                for (b, &i) in mine.iter_mut().zip(done.iter()).filter(|_| ok()) {
-                    if let Err(e) = b.finish(chm, &plan.rp.finish_steps(i)) {
+                for b in mine.iter_mut().filter(|_| ok()) {
+                    if let Err(e) = b.finish(chm) {
                         fail(e);
                     }
                 }

@@ -324,23 +324,22 @@ impl RestorePlan {
         let units = units(m);
         Ok(RestorePlan { root, carry, labels, map_slot, procs, session_helper, middle, units, max_fd })
     }
+}
 
-    /// The finish steps of process `i` (after every helper is gone).
-    pub fn finish_steps(&self, i: usize) -> Vec<Step> {
-        let pp = &self.procs[i];
+impl ProcPlan {
+    /// Its finish steps (once every process is built and every helper is gone).
+    pub fn finish_steps(&self) -> Vec<Step> {
         let mut v = Vec::new();
-        if pp.session_helper != 0 {
+        if self.session_helper != 0 {
             v.push(Step::ArmPdeathsig);
         }
-        if pp.set_tid.len() == 1 {
+        if self.set_tid.len() == 1 {
             v.push(Step::CheckIds);
         }
-        if pp.unmaps_tramp {
+        if self.unmaps_tramp {
             v.push(Step::UnmapTrampoline);
         }
-        v.push(Step::Registers);
-        v.push(Step::StopAgain);
-        v.push(Step::Detach);
+        v.extend([Step::Registers, Step::StopAgain, Step::Detach]);
         v
     }
 }
@@ -605,7 +604,7 @@ impl fmt::Display for RestorePlan {
             writeln!(f, "  {i:>3}: {what}")?;
         }
         writeln!(f, "tracer threads: {:?}", self.units.iter().map(|u| u.iter().map(|&i| self.procs[i].pid).collect::<Vec<_>>()).collect::<Vec<_>>())?;
-        for (i, p) in self.procs.iter().enumerate() {
+        for p in &self.procs {
             let kids: Vec<String> =
                 p.children.iter().map(|&c| format!("{}{}", self.procs[c].pid, if self.procs[c].before_setsid { " (before setsid)" } else { "" })).collect();
             writeln!(f, "pid {} {:?}{}", p.pid, p.comm, if p.zombie { format!(" zombie, exit status {:#x}", p.exit_status) } else { String::new() })?;
@@ -660,7 +659,7 @@ impl fmt::Display for RestorePlan {
                 Some(v) => writeln!(f, "  vDSO at {v:#x}, executable in slot {}", p.exe_slot.map(|s| s.to_string()).unwrap_or("-".into()))?,
                 None => writeln!(f, "  memory: its parent's (CLONE_VM)")?,
             }
-            let st: Vec<String> = p.steps.iter().chain(self.finish_steps(i).iter()).map(|s| format!("{s:?}")).collect();
+            let st: Vec<String> = p.steps.iter().chain(p.finish_steps().iter()).map(|s| format!("{s:?}")).collect();
             writeln!(f, "  steps: {}", st.join(" → "))?;
         }
         Ok(())
@@ -781,7 +780,7 @@ mod tests {
         assert_eq!(plan.procs[0].helpers, vec![7, 6]);
         assert!(plan.procs[0].steps.contains(&Step::HandOver));
         assert!(plan.procs[0].steps.contains(&Step::ReapHelpers));
-        assert!(plan.finish_steps(1).contains(&Step::ArmPdeathsig));
+        assert!(plan.procs[1].finish_steps().contains(&Step::ArmPdeathsig));
     }
 
     #[test]

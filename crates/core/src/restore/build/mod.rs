@@ -86,8 +86,8 @@ impl Builder<'_> {
 
     /// Last, once every process of the tree is built and every helper gone: registers,
     /// then go.
-    pub(super) fn finish(&mut self, ch: &std::sync::Mutex<Child>, finish: &[Step]) -> Result<()> {
-        for &step in finish {
+    pub(super) fn finish(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
+        for step in self.pp.finish_steps() {
             self.step(step, ch)?;
         }
         Ok(())
