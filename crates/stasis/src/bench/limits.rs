@@ -1,6 +1,5 @@
 //! The machine's own limits, measured in the same run, and its description.
 
-#![allow(unused_imports)]
 use super::*;
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 //! Sizes, numbers and the BENCHMARKS.md report.
 
-#![allow(unused_imports)]
 use super::*;
 
 // ---------------------------------------------------------------------------

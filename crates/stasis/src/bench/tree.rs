@@ -1,6 +1,5 @@
 //! The tree bench driver and the process bookkeeping shared with the single-process one.
 
-#![allow(unused_imports)]
 use super::*;
 
 // ---------------------------------------------------------------------------

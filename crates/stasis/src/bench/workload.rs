@@ -1,6 +1,5 @@
 //! The workloads the bench dumps: one process filling memory, and a tree of them.
 
-#![allow(unused_imports)]
 use super::*;
 
 // ---------------------------------------------------------------------------

@@ -57,13 +57,9 @@ impl Builder<'_> {
         r.call(nr, args).map_err(|e| self.err(step, format!("syscall {nr} in thread {}: {e}", r.tid)))
     }
 
-    pub(super) fn data(&self, off: u64) -> u64 {
-        self.tramp + DATA + off
-    }
-
     /// The trampoline's data area, for typed injected calls (bounded: never past it).
     pub(super) fn scratch(&self) -> Scratch {
-        Scratch { pid: self.pid, addr: self.data(0), len: TRAMP_LEN - DATA }
+        Scratch { pid: self.pid, addr: self.tramp + DATA, len: TRAMP_LEN - DATA }
     }
 
     /// Carries out the plan's build steps for this process, in order.
