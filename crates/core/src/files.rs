@@ -298,7 +298,10 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
             }
         }
         let cloexec = info.flags & O_CLOEXEC != 0;
-        let flags = info.flags & !O_CLOEXEC;
+        // O_ASYNC belongs to the description's owner record (crate::fown), whatever the
+        // kind: the kinds see the other flags.
+        let o_async = info.flags & libc::O_ASYNC as u32 != 0;
+        let flags = info.flags & !(O_CLOEXEC | libc::O_ASYNC as u32);
         let fdkind = fdkinds::kind_of(&link);
         if let Some(kind) = anon_kind(&link).filter(|_| fdkind.is_none()) {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} is {kind}") });
@@ -315,6 +318,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
                 continue;
             }
         }
+        let owner = if o_async || ft.is_socket() { crate::fown::dump_fd(pid, fd, pidfd.as_fd(), o_async, &st.tree)? } else { None };
         let id = if let Some(kind) = fdkind {
             let o = fdkinds::dump(&fdkinds::FdCtx { pid, fd, kind, pidfd: pidfd.as_fd(), fdinfo: &raw, flags })?;
             objs.intern(format!("anon-fd:{pid}:{fd}"), |_| o)
@@ -330,6 +334,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
                 let dump = || fdkinds::inet::dump(pid, fd, ino, flags, &dup, &what);
                 let mut o = crate::ns::in_ns_opt(pid, ns_fd.as_ref().map(|f| f.as_fd()), "net", libc::CLONE_NEWNET, dump)?;
                 o.net_ns = net_ns;
+                o.owner = owner;
                 let id = objs.intern(format!("inet-fd:{pid}:{fd}"), |_| o);
                 descs.entry(key).or_default().push((pid, fd, id));
                 out.push(Fd { fd, object_id: id, cloexec });
@@ -351,8 +356,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
             fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
         } else if ft.is_fifo() {
             let ino = md.ino();
-            // O_ASYNC needs its owner and signal (F_SETOWN_EX, F_SETSIG), which are not
-            // kept yet; O_DIRECT (packet mode) is not recreated: refused, not dropped.
+            // O_DIRECT (packet mode) is not recreated: refused, not dropped.
             let kept = (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32;
             if flags & !kept != 0 {
                 return Err(Error::Unsupported {
@@ -418,6 +422,9 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
         } else {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) is of an unknown kind") });
         };
+        if let Some(o) = objs.get_mut(id).filter(|_| owner.is_some()) {
+            o.owner = owner;
+        }
         descs.entry(key).or_default().push((pid, fd, id));
         out.push(Fd { fd, object_id: id, cloexec });
     }

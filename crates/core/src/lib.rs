@@ -6,6 +6,7 @@ pub mod dump;
 pub mod error;
 pub mod external;
 pub mod fdkinds;
+pub mod fown;
 pub mod files;
 pub mod freeze;
 pub mod ipc;

@@ -232,22 +232,38 @@ fn dump_refuses_zombie_leader_with_live_threads() {
     w.go_and_pass();
 }
 
-/// A pipe end with O_ASYNC (and an owner to signal) is refused by name: restoring it
-/// without the flag and owner would silently stop its SIGIO. The process runs on with
-/// its flag, owner and signal intact.
+/// A pipe end in packet mode (O_DIRECT) is refused by name: restoring it without the
+/// flag would merge its writes. The process runs on with its flags, owner and signal
+/// intact.
 #[test]
-fn dump_refuses_pipe_with_o_async() {
+fn dump_refuses_pipe_with_o_direct() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = Workload::start("pipe_async", &[]);
+    let mut w = Workload::start("pipe_async", &["direct"]);
     let fd = w.info("fd");
     let pid = w.pid.to_string();
     // into a directory the dump has to create: a refusal leaves nothing behind
     let dir = w.tmp.path.join("new-img");
     let r = w.stasis(&["dump".as_ref(), "-t".as_ref(), pid.as_ref(), "-D".as_ref(), dir.as_os_str()]);
     let rep = w.report();
-    assert_clean_error(&r, &[&pid, &format!("fd {fd}"), "pipe", "O_ASYNC"], &rep);
+    assert_clean_error(&r, &[&pid, &format!("fd {fd}"), "pipe", "O_DIRECT"], &rep);
     assert!(!dir.exists(), "a refused dump left its image directory {} behind", dir.display());
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
+/// O_ASYNC whose signals go to a process outside the dumped tree (here the test
+/// itself) is refused naming the fd and the owner; the process runs on untouched.
+#[test]
+fn dump_refuses_o_async_owner_outside_the_tree() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("pipe_async", &["outside"]);
+    let fd = w.info("fd");
+    let pid = w.pid.to_string();
+    let r = w.try_dump(&[]);
+    let me = std::process::id().to_string();
+    assert_clean_error(&r, &[&pid, &format!("fd {fd}"), "O_ASYNC", &format!("process {me}"), "outside the dumped tree"], &w.report());
     w.assert_running_untouched();
     w.go_and_pass();
 }

@@ -59,6 +59,21 @@ macro_rules! pod {
     )*};
 }
 
+/// fcntl commands libc does not name (include/uapi/asm-generic/fcntl.h).
+pub const F_SETSIG: i32 = 10;
+pub const F_GETSIG: i32 = 11;
+pub const F_SETOWN_EX: i32 = 15;
+pub const F_GETOWN_EX: i32 = 16;
+
+/// `struct f_owner_ex` (fcntl F_GETOWN_EX / F_SETOWN_EX): who gets SIGIO/SIGURG for an
+/// open file description. `kind` is F_OWNER_TID (0), F_OWNER_PID (1) or F_OWNER_PGRP (2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FOwnerEx {
+    pub kind: i32,
+    pub pid: i32,
+}
+
 /// `stack_t` (sigaltstack).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -322,7 +337,7 @@ impl CapSet {
 
 pod!(
     StackT, KSigaction, Flock, SockFprog, Sigevent, Timeval, Itimerval, Timespec, Itimerspec, CapUserHeader, CapUserData,
-    CapSet, Rlimit64, PrctlMmMap, CloneArgs, RseqConfiguration, PeekSiginfoArgs, EpollEvent
+    CapSet, Rlimit64, PrctlMmMap, CloneArgs, RseqConfiguration, PeekSiginfoArgs, EpollEvent, FOwnerEx
 );
 
 #[cfg(test)]
@@ -335,6 +350,7 @@ mod tests {
         assert_eq!(size_of::<StackT>(), 24);
         assert_eq!(size_of::<KSigaction>(), 32);
         assert_eq!(size_of::<Flock>(), 32);
+        assert_eq!(size_of::<FOwnerEx>(), 8);
         assert_eq!(size_of::<SockFprog>(), 16);
         assert_eq!(size_of::<Sigevent>(), 64);
         assert_eq!(size_of::<Itimerval>(), 32);

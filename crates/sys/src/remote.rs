@@ -263,6 +263,12 @@ pub trait RemoteCalls {
         s.get(0)
     }
 
+    /// fcntl(fd, F_SETOWN_EX, &owner).
+    fn fcntl_setown_ex(&self, fd: i32, owner: &crate::kabi::FOwnerEx) -> Result<()> {
+        let a = self.scratch().put(0, owner)?;
+        self.call(libc::SYS_fcntl, &[fd as u64, kabi::F_SETOWN_EX as u64, a]).map(drop)
+    }
+
     /// capset(&header, data): header and the two data words back to back.
     fn capset(&self, c: &CapSet) -> Result<()> {
         let a = self.scratch().put(0, c)?;

@@ -116,7 +116,7 @@ pub fn tee(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, len: usize, flags: u32) -> 
 /// F_GETOWN_EX, read/write hints...) are refused with EINVAL: the kernel would read or
 /// write memory at `arg`.
 pub fn fcntl(fd: RawFd, cmd: i32, arg: i64) -> Result<i64> {
-    const INT_CMDS: [i32; 15] = [
+    const INT_CMDS: [i32; 17] = [
         libc::F_DUPFD,
         libc::F_DUPFD_CLOEXEC,
         libc::F_GETFD,
@@ -125,6 +125,8 @@ pub fn fcntl(fd: RawFd, cmd: i32, arg: i64) -> Result<i64> {
         libc::F_SETFL,
         libc::F_GETOWN,
         libc::F_SETOWN,
+        crate::kabi::F_GETSIG,
+        crate::kabi::F_SETSIG,
         libc::F_GETLEASE,
         libc::F_SETLEASE,
         libc::F_NOTIFY,
@@ -138,6 +140,15 @@ pub fn fcntl(fd: RawFd, cmd: i32, arg: i64) -> Result<i64> {
     }
     // SAFETY: one of the commands above, whose argument is an integer.
     c(unsafe { libc::fcntl(fd, cmd, arg) } as libc::c_long)
+}
+
+/// fcntl(F_GETOWN_EX): the owner of an open file description (who gets SIGIO/SIGURG),
+/// its pid numbered in the caller's PID namespace (0 if none or not visible there).
+pub fn getown_ex(fd: BorrowedFd<'_>) -> Result<crate::kabi::FOwnerEx> {
+    let mut o = crate::kabi::FOwnerEx::default();
+    // SAFETY: F_GETOWN_EX writes one struct f_owner_ex to the pointer, which is valid.
+    c(unsafe { libc::fcntl(fd.as_raw_fd(), crate::kabi::F_GETOWN_EX, &mut o as *mut crate::kabi::FOwnerEx) } as libc::c_long)?;
+    Ok(o)
 }
 
 /// A close-on-exec duplicate of `fd` (F_DUPFD_CLOEXEC), numbered `min` or above.

@@ -124,6 +124,9 @@ pub enum Step {
     ArmPdeathsig,
     /// Compare group and session with the image (warning).
     CheckIds,
+    /// Owner, signal and O_ASYNC of the descriptions it sets (`ProcPlan::owner_fds`):
+    /// every thread and process they may name exists now.
+    FileOwners,
     UnmapTrampoline,
     Registers,
     /// SIGSTOP again (it was stopped).
@@ -200,6 +203,9 @@ pub struct ProcPlan {
     pub helpers: Vec<i32>,
     /// Build steps, in order (empty for a zombie).
     pub steps: Vec<Step>,
+    /// Its fds whose description gets an owner record set (crate::fown), each
+    /// description by the first process holding it.
+    pub owner_fds: Vec<i32>,
 }
 
 /// The whole restore, as data.
@@ -313,6 +319,10 @@ impl RestorePlan {
                 .collect();
             procs[i].helpers = helpers;
         }
+        let mut owned = std::collections::HashSet::new();
+        for (pp, p) in procs.iter_mut().zip(&m.processes).filter(|(_, p)| !p.zombie) {
+            pp.owner_fds = crate::fown::fds_to_set(m, p, &mut owned);
+        }
         let labels = carry.iter().map(|c| label(m, c)).collect();
         let middle = detach || session_helper != 0;
         for (i, pp) in procs.iter_mut().enumerate() {
@@ -335,6 +345,9 @@ impl ProcPlan {
         }
         if self.set_tid.len() == 1 {
             v.push(Step::CheckIds);
+        }
+        if !self.owner_fds.is_empty() {
+            v.push(Step::FileOwners);
         }
         if self.unmaps_tramp {
             v.push(Step::UnmapTrampoline);
@@ -428,6 +441,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         ns: ns::plan(m, idx, net_slot).map_err(|why| plan_err(p.pid, why))?,
         helpers: Vec::new(),
         steps: Vec::new(),
+        owner_fds: Vec::new(),
     })
 }
 

@@ -215,6 +215,11 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
         check_process(&objects, p, h)?;
     }
     check_objects(&objects, &m.objects).map_err(&bad)?;
+    for o in &m.objects {
+        if let Some(own) = &o.owner {
+            crate::fown::validate(m, own).map_err(|why| bad(format!("signal-driven I/O of object {}: {why}", o.id)))?;
+        }
+    }
     check_runs(m, &objects, &by_pid).map_err(&bad)?;
     if let Some((pid, why)) = ns::check_tree(&m.processes) {
         return Err(refuse(format!("pid {pid}: {why}")));

@@ -1,8 +1,13 @@
 /*
- * pipe_async: a pipe whose read end has O_ASYNC with an owner (F_SETOWN): a writer makes
- * the kernel send SIGIO to the owner. stasis does not keep file ownership yet, so the dump
- * must be refused (restoring the pipe without O_ASYNC would silently stop the signals).
- * After go: the flag and owner are untouched, and a write still raises SIGIO.
+ * pipe_async [outside|direct]: a pipe whose read end has O_ASYNC with an owner
+ * (F_SETOWN): a writer makes the kernel send SIGIO to the owner.
+ *   (no arg)  the owner is this process: dumped and restored with flag and owner.
+ *   outside   the owner is the parent (outside the dumped tree): the dump is refused
+ *             (after restore the signals would go elsewhere).
+ *   direct    the pipe also has O_DIRECT (packet mode), which stasis does not recreate:
+ *             refused.
+ * After go: the flag and owner are untouched, and a write still raises SIGIO (to us,
+ * or, for "outside", nothing to check but the flag and owner).
  */
 #include "common.h"
 #include <signal.h>
@@ -17,13 +22,22 @@ int main(int argc, char **argv)
     if (pipe(p))
         DIE("pipe");
     signal(SIGIO, on_io);
-    if (fcntl(p[0], F_SETOWN, getpid()) || fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_ASYNC))
+    const char *mode = argc > 2 ? argv[2] : "";
+    int owner = strcmp(mode, "outside") ? getpid() : getppid();
+    int extra = strcmp(mode, "direct") ? 0 : O_DIRECT;
+    if (fcntl(p[0], F_SETOWN, owner) || fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_ASYNC | extra))
         DIE("O_ASYNC");
     info("fd", "%d", p[0]);
     ready();
     wait_go();
     CHECK(fcntl(p[0], F_GETFL) & O_ASYNC, "O_ASYNC lost");
-    CHECK(fcntl(p[0], F_GETOWN) == getpid(), "owner %d", fcntl(p[0], F_GETOWN));
+    CHECK(fcntl(p[0], F_GETOWN) == owner, "owner %d, want %d", fcntl(p[0], F_GETOWN), owner);
+    if (owner != getpid()) {
+        /* closing the write end first (exit releases files in reverse) would SIGIO the
+           parent: drop the reader, and its owner, first */
+        close(p[0]);
+        return finish();
+    }
     CHECK(write(p[1], "x", 1) == 1, "write");
     for (int i = 0; i < 100 && !got_io; i++)
         sleep_ms(10);

@@ -22,6 +22,7 @@ cases=(
   "fds_misc memfd" "fds_misc flock" "fds_misc posixlock" "fds_misc fifo"
   "fds_misc epoll" "fds_misc epoll_closed" "tree" "tree_pipeline" "tree_prefork"
   "tree_zombies" "tree_shared" "tree_cow" "fifo" "thread_state" "exec_vdso" "pipe_async"
+  "pipe_async direct" "fown"
 )
 
 for c in "${cases[@]}"; do

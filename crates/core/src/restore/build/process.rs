@@ -165,4 +165,28 @@ impl Builder<'_> {
         }
         Ok(())
     }
+
+    /// Signal-driven I/O of the descriptions this process sets (crate::fown).
+    pub(super) fn file_owners(&self) -> Result<()> {
+        let r = self.main();
+        for &fd in &self.pp.owner_fds {
+            let Some(o) = self.p.fds.iter().find(|f| f.fd == fd).and_then(|f| self.m.object(f.object_id)).and_then(|o| o.owner.as_ref())
+            else {
+                continue;
+            };
+            let st = format!("signal-driven I/O of fd {fd}");
+            if o.signal != 0 {
+                self.call(&st, r, libc::SYS_fcntl, &[fd as u64, kabi::F_SETSIG as u64, o.signal as u64])?;
+            }
+            if o.pid != 0 {
+                let own = crate::fown::owner_ex(o, |pid| self.inner(pid));
+                self.on(&st, r, "fcntl(F_SETOWN_EX)", |r| r.fcntl_setown_ex(fd, &own))?;
+            }
+            if o.o_async {
+                let fl = self.call(&st, r, libc::SYS_fcntl, &[fd as u64, libc::F_GETFL as u64])?;
+                self.call(&st, r, libc::SYS_fcntl, &[fd as u64, libc::F_SETFL as u64, fl | libc::O_ASYNC as u64])?;
+            }
+        }
+        Ok(())
+    }
 }
