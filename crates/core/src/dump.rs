@@ -519,8 +519,7 @@ fn write_image(members: &[Member], dir: &Path, external: std::collections::BTree
     crate::ns::collect(&mut procs)?;
     crate::ns::check_time(&procs)?;
     shared_tables(&mut procs)?;
-    let all_fds: Vec<_> = procs.iter().flat_map(|p| p.fds.iter().cloned()).collect();
-    files::finish_fds(&mut fd_state, &mut objs, &all_fds)?;
+    files::finish_fds(&mut fd_state, &mut objs)?;
     crate::external::warn_unused(&objs);
     if let Some((pid, why)) = ns::check_tree(&procs) {
         return Err(Error::Unsupported { pid, what: why });

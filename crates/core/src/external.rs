@@ -34,13 +34,14 @@ pub fn shm_name(ino: u64) -> String {
 
 /// Parses a resource name as the user may spell it; returns its canonical form.
 pub fn parse_resource(s: &str) -> std::result::Result<String, String> {
-    let bad = || format!("'{s}' is not a resource name: expected pipe:[INODE] or shm:[INODE] (brackets optional)");
+    let bad = || format!("'{s}' is not a resource name: expected pipe:[INODE], shm:[INODE] or unix:[INODE] (brackets optional)");
     let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
     let num = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(rest);
     let ino: u64 = num.parse().map_err(|_| bad())?;
     match kind {
         "pipe" => Ok(pipe_name(ino)),
         "shm" => Ok(shm_name(ino)),
+        "unix" => Ok(format!("unix:[{ino}]")),
         _ => Err(bad()),
     }
 }
@@ -76,6 +77,34 @@ pub struct Holders {
 
 fn who(pid: i32) -> String {
     format!("pid {pid} ({})", procfs::read(pid, "comm").unwrap_or_default().trim())
+}
+
+/// For each socket inode of `inos`: a process outside `tree` that has an fd on it
+/// ("pid N (comm)"). One pass over /proc.
+pub fn socket_holders(tree: &[i32], inos: &[u32]) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if tree.contains(&pid) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for f in fds.flatten() {
+            let Ok(link) = std::fs::read_link(f.path()) else { continue };
+            let Some(ino) = link.to_str().and_then(|l| l.strip_prefix("socket:[")).and_then(|r| r.strip_suffix(']')).and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if inos.contains(&ino) && !out.contains_key(&ino) {
+                out.insert(ino, who(pid));
+            }
+        }
+        if out.len() == inos.len() {
+            break;
+        }
+    }
+    out
 }
 
 /// "pid N (comm)" of a process of the tree.
@@ -223,13 +252,16 @@ fn externals(m: &Manifest) -> Vec<(String, i32, String)> {
             (pipe_name(p.ino), p.external.clone())
         } else if let Some(g) = o.ghost().filter(|g| !g.external.is_empty()) {
             (g.external.clone(), g.path.clone())
+        } else if let Some(u) = o.unix().filter(|u| !u.external.is_empty()) {
+            (crate::fdkinds::unix::external_name(u.ino), format!("a unix {} socket {}", crate::fdkinds::unix::type_name(u.sock_type), u.external))
         } else {
             continue;
         };
         // the first process that uses it (fd or mapping)
         let users = |id: u32| {
             m.objects.iter().filter_map(move |u| {
-                let hit = u.pipe_end().is_some_and(|e| e.pipe_id == id)
+                let hit = u.id == id
+                    || u.pipe_end().is_some_and(|e| e.pipe_id == id)
                     || u.file().is_some_and(|f| f.ghost_id == id)
                     || u.mapped_file().is_some_and(|f| f.ghost_id == id);
                 hit.then_some(u.id)
@@ -275,6 +307,14 @@ pub fn check_restore(m: &Manifest, raw: &[String]) -> Result<Inherited> {
             if !md.file_type().is_fifo() {
                 return Err(refuse(format!("{arg}: fd {fd} is not a pipe ({res} was {desc})")));
             }
+        } else if res.starts_with("unix:") {
+            let want = m.objects.iter().filter_map(|o| o.unix()).find(|u| crate::fdkinds::unix::external_name(u.ino) == res).map(|u| u.sock_type);
+            let f = sys::dup_raw(fd).map_err(|e| refuse(format!("{arg}: fd {fd}: {e}")))?;
+            let dom = sys::getsockopt_int(std::os::fd::AsFd::as_fd(&f), libc::SOL_SOCKET, libc::SO_DOMAIN).ok();
+            let ty = sys::getsockopt_int(std::os::fd::AsFd::as_fd(&f), libc::SOL_SOCKET, libc::SO_TYPE).ok();
+            if !md.file_type().is_socket() || dom != Some(libc::AF_UNIX) || ty != want {
+                return Err(refuse(format!("{arg}: fd {fd} is not a unix socket of the type {res} had ({desc})")));
+            }
         } else {
             let size = m.objects.iter().filter_map(|o| o.ghost()).find(|g| g.external == res).map(|g| g.size).unwrap_or(0);
             if !md.is_file() || acc != libc::O_RDWR {
@@ -292,6 +332,12 @@ pub fn check_restore(m: &Manifest, raw: &[String]) -> Result<Inherited> {
         out.by_res.insert(res, fd);
     }
     for (name, pid, desc) in &ext {
+        if name.starts_with("unix:") && out.fd(name).is_none() {
+            return Err(refuse(format!(
+                "pid {pid}: {name} ({desc}) was marked external at dump; hand a connected unix socket over with \
+                 `--inherit-fd FD:{name}`"
+            )));
+        }
         if name.starts_with("shm:") && out.fd(name).is_none() {
             return Err(refuse(format!(
                 "pid {pid}: shared memory {name} ({desc}) was marked external at dump; hand it over with \
@@ -307,10 +353,12 @@ pub fn check_restore(m: &Manifest, raw: &[String]) -> Result<Inherited> {
 pub fn warn_unused(objs: &crate::objects::ObjectTable) {
     for name in &objs.external {
         let found = objs.objects.iter().any(|o| {
-            o.pipe().is_some_and(|p| pipe_name(p.ino) == *name) || o.ghost().is_some_and(|g| g.external == *name)
+            o.pipe().is_some_and(|p| pipe_name(p.ino) == *name)
+                || o.ghost().is_some_and(|g| g.external == *name)
+                || o.unix().is_some_and(|u| !u.external.is_empty() && crate::fdkinds::unix::external_name(u.ino) == *name)
         });
         if !found {
-            tracing::warn!("--external {name}: the dumped tree has no such pipe or shared memory; ignored");
+            tracing::warn!("--external {name}: the dumped tree has no such pipe, shared memory or unix socket connected outside; ignored");
         }
     }
 }

@@ -490,8 +490,7 @@ fn peek_pipe(pid: i32, what: &str, f: &OwnedFd) -> Result<(u32, Vec<u8>)> {
 /// stdio pipes or marked external; pipes (both ends inside the tree, or closed) get
 /// their buffered bytes, copied without consuming them; unix socket pairs must have
 /// both ends inside the tree.
-pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> Result<()> {
-    let root = st.tree.first().copied().unwrap_or(0);
+pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
     let inos = st.pipes.iter().map(|p| p.ino).collect();
     let fifo_keys = st.fifos.iter().map(|f| (f.dev, f.ino)).collect();
     let holders = external::scan(&st.tree, &inos, &st.shared, &fifo_keys);
@@ -583,7 +582,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable, all_fds: &[Fd]) -> R
         o.capacity = cap;
         o.data = data;
     }
-    fdkinds::unix::check_peers(root, &objs.objects, all_fds)?;
+    fdkinds::unix::check_peers(&st.tree, &mut objs.objects, &st.users, &objs.external)?;
     Ok(())
 }
 
@@ -788,7 +787,7 @@ pub fn open_fd_objects(
 ) -> Result<Opened> {
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
-    let mut unix_made: HashMap<u32, OwnedFd> = HashMap::new();
+    let mut unix_made = fdkinds::unix::Made::default();
     let mut fifo_held: HashMap<u32, usize> = HashMap::new();
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
@@ -882,7 +881,7 @@ pub fn open_fd_objects(
             }
             Some(Kind::Unix(u)) => {
                 let made = &mut unix_made;
-                let open = || fdkinds::unix::open_end(owner, fd.fd, &m.objects, u, made);
+                let open = || fdkinds::unix::open_end(owner, fd.fd, &m.objects, u, made, inherit);
                 let s = in_socket_ns(pid, o.net_ns, netns, open)?;
                 opened.by_object.insert(fd.object_id, s);
             }

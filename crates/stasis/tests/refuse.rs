@@ -267,33 +267,3 @@ fn dump_refuses_o_async_owner_outside_the_tree() {
     w.assert_running_untouched();
     w.go_and_pass();
 }
-
-fn dgram_queue_refusal(mode: &str) {
-    let _t = serial();
-    skip_if_direct!();
-    let mut w = Workload::new("dgram-queue");
-    let script = std::path::Path::new(WORKLOADS).join("dgram_queue.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string(), mode.into()]);
-    w.wait_ready();
-    let fd = w.info("fd");
-    let pid = w.pid.to_string();
-    let r = w.try_dump(&[]);
-    let rep = w.report();
-    assert_clean_error(&r, &[&pid, &format!("fd {fd}"), "datagram", "queued datagrams"], &rep);
-    assert!(!r.stderr.contains("6 queued"), "the refusal counts bytes as datagrams:\n{rep}");
-    w.assert_running_untouched();
-    w.go_and_pass();
-}
-
-/// Empty datagrams queued on a unix datagram socket are seen (the socket table gives the
-/// first datagram's length, 0 here): refused, not silently lost.
-#[test]
-fn dump_refuses_empty_queued_datagrams() {
-    dgram_queue_refusal("zero");
-}
-
-/// Three 6-byte datagrams: refused without claiming "6 queued datagrams".
-#[test]
-fn dump_refusal_does_not_count_bytes_as_datagrams() {
-    dgram_queue_refusal("bytes");
-}

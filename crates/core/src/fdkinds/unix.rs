@@ -1,24 +1,37 @@
-//! Unix sockets: pairs with both ends in the tree — socketpair(2), as used by asyncio's
-//! self-pipe, subprocess plumbing and event loops — and bound listeners or idle bound
-//! datagram sockets.
+//! Unix sockets (stream, datagram, seqpacket) in every state a program leaves them:
+//! unbound, bound (path, abstract, autobind), listening, connected inside the tree
+//! (socketpair(2) or accepted), connected to a socket outside the tree, or left by a peer
+//! that closed; with their queues and options.
 //!
-//! Dump: NETLINK_SOCK_DIAG tells each socket's peer, name, shutdown state and queue
-//! length; the bytes queued on a stream end are peeked (MSG_PEEK with SO_PEEK_OFF, so the
-//! process still reads them); whether datagrams are queued is asked of the socket (a
-//! non-waiting peek: the table's length is the first datagram's, 0 for an empty one).
-//! Refused: bound sockets that are connected, listeners with connections waiting,
-//! sockets connected to a socket outside the tree, unconnected unbound sockets, queued
-//! datagrams, queued ancillary data (passed fds, credentials), file flags other than
-//! O_NONBLOCK.
-//! Restore: socketpair(2) when the first end is opened; each end's queue is written
-//! into its peer so it lands where it was; shutdown state applied per end. A bound
-//! socket is bound again to its name (`open_bound`), never taking a path from a live
-//! socket.
+//! Dump: NETLINK_SOCK_DIAG tells each socket's peer, name, state, shutdown and queue
+//! length. Stream bytes are peeked (MSG_PEEK with SO_PEEK_OFF, so the process still
+//! reads them); datagrams and seqpacket records likewise, one by one with their sender's
+//! address (`sys::peek_datagrams`). SO_PASSCRED/SO_PASSSEC are off during the peeks (and
+//! set back), so the only ancillary data that shows is file descriptors in flight
+//! (SCM_RIGHTS), which are refused. Options: SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF,
+//! SO_RCVBUF, SO_SNDBUF. `check_peers` (once every fd of the tree is known) sorts peers:
+//! inside the tree; outside it — a datagram socket keeps the peer's name and connects
+//! to it again at restore (syslog's /dev/log), a stream/seqpacket one is refused naming
+//! the process holding the peer unless marked `--external unix:[INODE]`.
+//! Refused: listeners with connections waiting to be accepted, file descriptors in
+//! flight, a datagram socket connected to an unnamed socket outside the tree.
+//!
+//! Restore (`open_end`): a pair whose ends are connected to each other is made with
+//! socketpair(2) when its first end is opened (each end's queue written into the other
+//! so it lands where it was; shutdown bits per end); any other socket is made alone
+//! (`make_alone`): socket, options, bind to its name (never taking a path from a live
+//! socket), its queued messages sent to it by name, listen, then connect to its peer by
+//! name — a peer of the tree is made first if needed (kept in `made` until its own fd is
+//! opened). A socket whose peer had closed is one end of a new pair whose other end is
+//! closed. Known losses: an accepted socket (or a pair bound to names) comes back
+//! through socketpair, so getsockname no longer shows the listener's name; queued
+//! datagrams whose sender is not the peer arrive from an unnamed socket; credentials of
+//! queued messages are the restorer's.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 
-use stasis_image::model::{Kind, Object, UnixObj};
+use stasis_image::model::{Object, UnixMsg, UnixObj};
 use stasis_sys::sys::{self, UnixDiag};
 
 use crate::error::{Error, Result};
@@ -74,89 +87,172 @@ impl Table {
     }
 }
 
+/// Largest datagram saved, and most bytes of datagrams per socket (a unix datagram can
+/// be as large as the sender's send buffer).
+const MAX_DGRAM: usize = 4 << 20;
+const MAX_DGRAM_QUEUE: usize = 64 << 20;
+
+/// Restores SO_PASSCRED / SO_PASSSEC on drop (they are turned off while peeking).
+struct CredsOff<'a> {
+    fd: std::os::fd::BorrowedFd<'a>,
+    passcred: bool,
+    passsec: bool,
+}
+
+impl<'a> CredsOff<'a> {
+    fn new(fd: std::os::fd::BorrowedFd<'a>, passcred: bool, passsec: bool) -> std::io::Result<CredsOff<'a>> {
+        if passcred {
+            sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 0)?;
+        }
+        if passsec {
+            sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSSEC, 0)?;
+        }
+        Ok(CredsOff { fd, passcred, passsec })
+    }
+}
+
+impl Drop for CredsOff<'_> {
+    fn drop(&mut self) {
+        if self.passcred {
+            let _ = sys::setsockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 1);
+        }
+        if self.passsec {
+            let _ = sys::setsockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_PASSSEC, 1);
+        }
+    }
+}
+
+/// A name as sock_diag reports it, as the image keeps it: a path without its NUL.
+fn saved_name(name: &[u8]) -> Vec<u8> {
+    let mut saved = name.to_vec();
+    if saved.first().is_some_and(|c| *c != 0) {
+        while saved.last() == Some(&0) {
+            saved.pop();
+        }
+    }
+    saved
+}
+
+/// The resource name of a unix socket for `--external` / `--inherit-fd`.
+pub fn external_name(ino: u32) -> String {
+    format!("unix:[{ino}]")
+}
+
 /// Dump side of one unix socket fd (`dup` is our copy of it).
 pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Table) -> Result<Object> {
     let refuse = |what: String| Error::Unsupported { pid, what: format!("fd {fd} is a unix {what}") };
+    let sys_err = |what: &str, err: std::io::Error| Error::Sys { pid, what: format!("{what} of fd {fd}"), err };
     let d = table.0.get(&(ino as u32)).ok_or_else(|| refuse("socket the kernel's socket table does not list".into()))?;
     let ty = d.typ as i32;
     let tn = type_name(ty);
     if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
         return Err(refuse(format!("{tn} socket with file flags {} (only O_NONBLOCK is kept)", super::open_flags(flags))));
     }
-    if !d.name.is_empty() {
-        let name = addr_display(&d.name);
-        let listening = d.state == TCP_LISTEN && ty != libc::SOCK_DGRAM;
-        let idle_dgram = ty == libc::SOCK_DGRAM && d.peer == 0;
-        if !listening && !idle_dgram {
-            return Err(refuse(format!("{tn} socket bound to {name} and connected")));
+    let s = dup.as_fd();
+    let geti = |opt| sys::getsockopt_int(s, libc::SOL_SOCKET, opt);
+    let mut u = UnixObj {
+        ino: ino as u32,
+        sock_type: ty,
+        flags: flags & libc::O_NONBLOCK as u32,
+        name: saved_name(&d.name),
+        shutdown: d.shutdown as u32,
+        passcred: geti(libc::SO_PASSCRED).map_err(|e| sys_err("SO_PASSCRED", e))? != 0,
+        passsec: geti(libc::SO_PASSSEC).map_err(|e| sys_err("SO_PASSSEC", e))? != 0,
+        peek_off: Some(geti(libc::SO_PEEK_OFF).map_err(|e| sys_err("SO_PEEK_OFF", e))?).filter(|v| *v >= 0),
+        rcvbuf: geti(libc::SO_RCVBUF).map_err(|e| sys_err("SO_RCVBUF", e))? as u32,
+        sndbuf: geti(libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32,
+        ..Default::default()
+    };
+    let name = addr_display(&u.name);
+    if d.state == TCP_LISTEN && ty != libc::SOCK_DGRAM {
+        if d.rqueue > 0 {
+            return Err(refuse(format!("{tn} socket listening on {name} with {} connections waiting to be accepted", d.rqueue)));
         }
-        if listening && d.rqueue > 0 {
-            return Err(refuse(format!("{tn} socket bound to {name} with {} connections waiting to be accepted", d.rqueue)));
-        }
-        if !listening && has_queued_messages(pid, fd, dup)? {
-            return Err(refuse(format!("{tn} socket bound to {name} with queued datagrams")));
-        }
-        let mut saved = d.name.clone();
-        if saved[0] != 0 {
-            while saved.last() == Some(&0) {
-                saved.pop(); // a path: the kernel reports it with its terminating NUL
-            }
-        }
-        return Ok(Object {
-            kind: Some(Kind::Unix(UnixObj {
-                ino: ino as u32,
-                sock_type: ty,
-                flags: flags & libc::O_NONBLOCK as u32,
-                name: saved,
-                listening,
-                backlog: d.wqueue,
-                ..Default::default()
-            })),
-            ..Default::default()
-        });
+        u.listening = true;
+        u.backlog = d.wqueue;
+        return Ok(u.into());
     }
-    if d.peer == 0 || d.state != TCP_ESTABLISHED && ty != libc::SOCK_DGRAM {
-        return Err(refuse(format!("{tn} socket that is not connected")));
+    u.peer_ino = d.peer;
+    if d.peer != 0 {
+        u.peer_name = table.0.get(&d.peer).map(|p| saved_name(&p.name)).unwrap_or_default();
+    } else if ty != libc::SOCK_DGRAM && d.state == TCP_ESTABLISHED {
+        // connected once; the peer is gone (closed): the kernel no longer names it
+        u.peer_gone = true;
     }
-    let queue = if ty == libc::SOCK_STREAM {
-        match sys::peek_stream_queue(dup.as_fd()) {
+    let _creds = CredsOff::new(s, u.passcred, u.passsec).map_err(|e| sys_err("turning SO_PASSCRED off to peek", e))?;
+    if ty != libc::SOCK_DGRAM && d.state != TCP_ESTABLISHED {
+        // never connected: nothing can be queued (and recvmsg says EINVAL)
+    } else if ty == libc::SOCK_STREAM {
+        u.queue = match sys::peek_stream_queue(s) {
             Ok(q) => q,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
-                return Err(refuse(format!("{tn} socket with file descriptors or credentials queued on it")))
+                return Err(refuse(format!("{tn} socket with file descriptors (SCM_RIGHTS) in flight in its queue")))
             }
-            Err(err) => return Err(Error::Sys { pid, what: format!("peeking the queue of fd {fd}"), err }),
-        }
-    } else if has_queued_messages(pid, fd, dup)? {
-        let what = if ty == libc::SOCK_SEQPACKET { "records" } else { "datagrams" };
-        return Err(refuse(format!("{tn} socket with queued {what}")));
+            Err(e) => return Err(sys_err("peeking the queue", e)),
+        };
     } else {
-        Vec::new()
-    };
-    Ok(Object {
-        kind: Some(Kind::Unix(UnixObj {
-            ino: ino as u32,
-            peer_ino: d.peer,
-            sock_type: ty,
-            flags: flags & libc::O_NONBLOCK as u32,
-            queue,
-            shutdown: d.shutdown as u32,
-            ..Default::default()
-        })),
-        ..Default::default()
-    })
+        u.messages = match sys::peek_datagrams(s, MAX_DGRAM, MAX_DGRAM_QUEUE) {
+            Ok(q) => q.into_iter().map(|m| UnixMsg { data: m.data, sender: m.sender.get(2..).unwrap_or_default().to_vec() }).collect(),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
+                return Err(refuse(format!("{tn} socket with file descriptors (SCM_RIGHTS) in flight in its queue")))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                return Err(refuse(format!(
+                    "{tn} socket with more queued than stasis saves (a message over {MAX_DGRAM} bytes or over {MAX_DGRAM_QUEUE} in all)"
+                )))
+            }
+            Err(e) => return Err(sys_err("peeking the queued messages", e)),
+        };
+    }
+    Ok(u.into())
 }
 
-/// After all fds: every pair's peer must be one of the process's own sockets.
-pub fn check_peers(pid: i32, objects: &[Object], fds: &[stasis_image::model::Fd]) -> Result<()> {
-    let inos: Vec<u32> = objects.iter().filter_map(|o| o.unix().map(|u| u.ino)).collect();
-    for f in fds {
-        let Some(u) = objects.iter().find(|o| o.id == f.object_id).and_then(|o| o.unix()) else { continue };
-        if u.peer_ino != 0 && !inos.contains(&u.peer_ino) {
-            return Err(Error::Unsupported {
-                pid,
-                what: format!("fd {} is a unix {} socket connected to a socket outside the process", f.fd, type_name(u.sock_type)),
-            });
+/// After all fds of the tree: each socket's peer is one of the tree's, or outside it —
+/// a datagram socket then reconnects to the peer's name; a stream or seqpacket one is
+/// refused, naming the process that holds the peer, unless marked external (`external`:
+/// the `--external` names), in which case it is recorded so.
+pub fn check_peers(tree: &[i32], objects: &mut [Object], fds: &[(i32, i32, u32)], external: &std::collections::BTreeSet<String>) -> Result<()> {
+    let inos: std::collections::HashSet<u32> = objects.iter().filter_map(|o| o.unix().map(|u| u.ino)).collect();
+    let outside: Vec<u32> = objects
+        .iter()
+        .filter_map(|o| o.unix())
+        .filter(|u| u.peer_ino != 0 && !inos.contains(&u.peer_ino) && u.sock_type != libc::SOCK_DGRAM)
+        .map(|u| u.peer_ino)
+        .collect();
+    let holders = if outside.is_empty() { HashMap::new() } else { crate::external::socket_holders(tree, &outside) };
+    for o in objects.iter_mut() {
+        let id = o.id;
+        let Some(u) = o.unix_mut() else { continue };
+        if u.peer_ino == 0 || inos.contains(&u.peer_ino) {
+            continue;
         }
+        let (pid, fd) = fds.iter().find(|(_, _, oid)| *oid == id).map(|(p, f, _)| (*p, *f)).unwrap_or((0, -1));
+        let tn = type_name(u.sock_type);
+        if u.sock_type == libc::SOCK_DGRAM {
+            if u.peer_name.is_empty() {
+                return Err(Error::Unsupported {
+                    pid,
+                    what: format!("fd {fd} is a unix datagram socket connected to an unnamed socket outside the dumped tree"),
+                });
+            }
+            continue;
+        }
+        let res = external_name(u.ino);
+        let who = holders.get(&u.peer_ino).cloned().unwrap_or_else(|| "no process (in flight or held by the kernel)".into());
+        if external.contains(&res) {
+            u.external = format!("connected to socket {} of {who}", u.peer_ino);
+            continue;
+        }
+        let (pid, comm) = crate::external::who_in_tree(pid);
+        return Err(Error::Shared {
+            pid,
+            comm,
+            why: format!(
+                "fd {fd} is a unix {tn} socket connected to socket {} of {who}, outside the dumped tree; to dump it \
+                 anyway mark it with `--external {res}` and hand a connected socket over at restore with `--inherit-fd FD:{res}`",
+                u.peer_ino
+            ),
+        });
     }
     Ok(())
 }
@@ -183,69 +279,178 @@ fn requeue(into_peer: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Restore side: the socket of fd `fd` (of `pid`). Creates the pair (and keeps the peer
-/// in `made`) when the first end is opened; a bound socket is `open_bound`.
-pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut HashMap<u32, OwnedFd>) -> Result<OwnedFd> {
-    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("fd {fd}: {why}") };
-    if u.peer_ino == 0 {
-        return open_bound(pid, fd, u);
+/// Sends each message, in order, from `from` (to `to`, a raw sockaddr, or to its peer
+/// when `to` is empty). The sender's send buffer is raised so nothing blocks.
+fn requeue_messages(from: &OwnedFd, to: &[u8], msgs: &[UnixMsg]) -> std::io::Result<()> {
+    if msgs.is_empty() {
+        return Ok(());
     }
-    let sock = if let Some(s) = made.remove(&u.ino) {
-        s
-    } else {
-        let peer = objects
-            .iter()
-            .filter_map(|o| o.unix())
-            .find(|p| p.ino == u.peer_ino)
-            .ok_or_else(|| step(format!("the peer (socket {}) of unix socket {} is missing from the image", u.peer_ino, u.ino)))?;
-        let pair = |why: String| step(format!("unix socket pair: {why}"));
-        let (a, b) = sys::socketpair(u.sock_type).map_err(|e| pair(format!("socketpair: {e}")))?;
-        // a = this end, b = the peer: bytes queued for reading on a were sent by b.
-        requeue(&b, &u.queue).map_err(|e| pair(format!("requeueing {} bytes: {e}", u.queue.len())))?;
-        requeue(&a, &peer.queue).map_err(|e| pair(format!("requeueing {} bytes: {e}", peer.queue.len())))?;
-        apply_shutdown(&a, u.shutdown).map_err(|e| pair(format!("shutdown: {e}")))?;
-        apply_shutdown(&b, peer.shutdown).map_err(|e| pair(format!("shutdown: {e}")))?;
-        super::apply_nonblock(&b, peer.flags).map_err(pair)?;
-        made.insert(peer.ino, b);
-        a
-    };
-    super::apply_nonblock(&sock, u.flags).map_err(|why| step(format!("unix socket pair: {why}")))?;
-    Ok(sock)
+    let biggest = msgs.iter().map(|m| m.data.len()).max().unwrap_or(0);
+    let _ = sys::setsockopt_int(from.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (biggest * 2 + 4096).min(i32::MAX as usize) as i32);
+    for m in msgs {
+        sys::sendto(from.as_fd(), &m.data, to)?;
+    }
+    Ok(())
 }
 
-/// A bound socket: a listener (or an idle datagram socket) at its saved name.
-///
-/// A socket bound to a path needs its socket file, which bind(2) creates as root at the
-/// path the image names (owner root, mode from the umask). bind never replaces
-/// anything: it fails when any file is at the path. What may be there is sorted out
-/// first by `clear_socket_path`: nothing but the stale socket file the dumped process
-/// left behind is removed.
-fn open_bound(pid: i32, fd: i32, u: &UnixObj) -> Result<OwnedFd> {
-    let name = addr_display(&u.name);
-    let step = |why: String| Error::RestoreStep {
-        pid,
-        step: "opening files".into(),
-        why: format!("fd {fd}: unix {} socket bound to {name}: {why}", type_name(u.sock_type)),
-    };
-    let s = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| step(format!("socket: {e}")))?;
-    let mut addr = vec![0u8; 2];
-    addr[..2].copy_from_slice(&(libc::AF_UNIX as u16).to_ne_bytes());
-    if u.name.first().is_some_and(|c| *c != 0) {
-        let end = u.name.iter().position(|b| *b == 0).unwrap_or(u.name.len());
-        let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name[..end]));
-        clear_socket_path(path).map_err(|why| {
-            Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {} socket bound to {name}: {why}", type_name(u.sock_type)))
-        })?;
-        addr.extend_from_slice(&u.name[..end]);
-        addr.push(0);
-    } else {
-        addr.extend_from_slice(&u.name);
+/// Options of a restored socket (before bind: SO_PASSCRED on an unbound socket would
+/// autobind it on connect, as it did originally).
+fn apply_options(s: &OwnedFd, u: &UnixObj) -> std::io::Result<()> {
+    let f = s.as_fd();
+    let sol = libc::SOL_SOCKET;
+    if u.rcvbuf > 0 {
+        sys::setsockopt_int(f, sol, libc::SO_RCVBUF, (u.rcvbuf / 2) as i32)?;
     }
-    sys::sock_addr_op(s.as_fd(), &addr, false).map_err(|e| step(format!("bind: {e}")))?;
+    if u.sndbuf > 0 {
+        sys::setsockopt_int(f, sol, libc::SO_SNDBUF, (u.sndbuf / 2) as i32)?;
+    }
+    if u.passcred {
+        sys::setsockopt_int(f, sol, libc::SO_PASSCRED, 1)?;
+    }
+    if u.passsec {
+        sys::setsockopt_int(f, sol, libc::SO_PASSSEC, 1)?;
+    }
+    Ok(())
+}
+
+/// Last touches once the queues are in: SO_PEEK_OFF, O_NONBLOCK.
+fn finish(s: &OwnedFd, u: &UnixObj) -> std::result::Result<(), String> {
+    if let Some(off) = u.peek_off {
+        sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, off).map_err(|e| format!("SO_PEEK_OFF: {e}"))?;
+    }
+    super::apply_nonblock(s, u.flags)
+}
+
+/// sockaddr_un bytes for a saved name (a path gets its NUL back).
+fn sockaddr(name: &[u8]) -> Vec<u8> {
+    let mut addr = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+    addr.extend_from_slice(name);
+    if name.first().is_some_and(|c| *c != 0) {
+        addr.push(0);
+    }
+    addr
+}
+
+/// Sockets of the restore so far, by inode: made before their own fd was opened (the
+/// other end of a pair, a peer made so that a socket could connect to it) and waiting
+/// for it, or done.
+#[derive(Default)]
+pub struct Made {
+    pending: HashMap<u32, OwnedFd>,
+    done: std::collections::HashSet<u32>,
+}
+
+impl Made {
+    fn insert(&mut self, ino: u32, s: OwnedFd) {
+        self.pending.insert(ino, s);
+    }
+
+    fn take(&mut self, ino: u32) -> Option<OwnedFd> {
+        self.done.insert(ino);
+        self.pending.remove(&ino)
+    }
+
+    fn exists(&self, ino: u32) -> bool {
+        self.pending.contains_key(&ino) || self.done.contains(&ino)
+    }
+}
+
+/// Restore side: the socket of fd `fd` (of `pid`).
+pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Made, inherit: &crate::external::Inherited) -> Result<OwnedFd> {
+    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("fd {fd}: unix {} socket: {why}", type_name(u.sock_type)) };
+    if !u.external.is_empty() {
+        let res = external_name(u.ino);
+        let s = inherit.dup(&res).map_err(|e| Error::RestoreRefused(format!("pid {pid} fd {fd}: {res} ({}): {e}", u.external)))?;
+        super::apply_nonblock(&s, u.flags).map_err(step)?;
+        return Ok(s);
+    }
+    if let Some(s) = made.take(u.ino) {
+        finish(&s, u).map_err(step)?;
+        return Ok(s);
+    }
+    let peer = objects.iter().filter_map(|o| o.unix()).find(|p| u.peer_ino != 0 && p.ino == u.peer_ino);
+    let s = match peer {
+        Some(p) if p.peer_ino == u.ino => open_pair(u, p, made).map_err(|e| step(format!("socket pair: {e}")))?,
+        _ if u.peer_gone => {
+            let (a, b) = sys::socketpair(u.sock_type).map_err(|e| step(format!("socketpair: {e}")))?;
+            apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
+            requeue(&b, &u.queue).map_err(|e| step(format!("requeueing {} bytes: {e}", u.queue.len())))?;
+            requeue_messages(&b, &[], &u.messages).map_err(|e| step(format!("requeueing messages: {e}")))?;
+            drop(b); // the peer had closed
+            a
+        }
+        _ => make_alone(pid, fd, objects, u, made, &mut Vec::new())?,
+    };
+    made.done.insert(u.ino);
+    finish(&s, u).map_err(step)?;
+    Ok(s)
+}
+
+/// Two sockets connected to each other: socketpair, queues, shutdown; the peer is kept
+/// in `made` for its own fd.
+fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<OwnedFd> {
+    let (a, b) = sys::socketpair(u.sock_type)?;
+    apply_options(&a, u)?;
+    apply_options(&b, peer)?;
+    // a = this end, b = the peer: what is queued for reading on a was sent by b
+    requeue(&b, &u.queue)?;
+    requeue(&a, &peer.queue)?;
+    requeue_messages(&b, &[], &u.messages)?;
+    requeue_messages(&a, &[], &peer.messages)?;
+    apply_shutdown(&a, u.shutdown)?;
+    apply_shutdown(&b, peer.shutdown)?;
+    made.insert(peer.ino, b);
+    Ok(a)
+}
+
+/// A socket that is not one end of a pair: made alone, bound, filled, listening or
+/// connected by name. `making`: inodes being made up the call chain (a peer that is
+/// one of them is bound already).
+fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Made, making: &mut Vec<u32>) -> Result<OwnedFd> {
+    let name = addr_display(&u.name);
+    let tn = type_name(u.sock_type);
+    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("fd {fd}: unix {tn} socket {name}: {why}") };
+    let s = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| step(format!("socket: {e}")))?;
+    apply_options(&s, u).map_err(|e| step(format!("options: {e}")))?;
+    if !u.name.is_empty() {
+        if u.name[0] != 0 {
+            let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+            clear_socket_path(path).map_err(|why| Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {tn} socket bound to {name}: {why}")))?;
+        }
+        sys::sock_addr_op(s.as_fd(), &sockaddr(&u.name), false).map_err(|e| step(format!("bind: {e}")))?;
+    }
+    if !u.messages.is_empty() {
+        // sent to its name from an unnamed socket (validate: a socket with messages and
+        // no pair has a name)
+        let from = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| step(format!("socket: {e}")))?;
+        if u.sock_type == libc::SOCK_SEQPACKET {
+            return Err(step("seqpacket records queued on a socket that is not one end of a pair".into()));
+        }
+        requeue_messages(&from, &sockaddr(&u.name), &u.messages).map_err(|e| step(format!("requeueing {} messages: {e}", u.messages.len())))?;
+    }
     if u.listening {
         sys::listen(s.as_fd(), u.backlog as i32).map_err(|e| step(format!("listen: {e}")))?;
+    } else if u.peer_ino != 0 {
+        let peer = objects.iter().filter_map(|o| o.unix()).find(|p| p.ino == u.peer_ino);
+        let target = match peer {
+            None => u.peer_name.clone(),
+            Some(p) => {
+                if !made.exists(p.ino) && !making.contains(&p.ino) {
+                    making.push(u.ino);
+                    let ps = make_alone(pid, fd, objects, p, made, making)?;
+                    making.pop();
+                    made.insert(p.ino, ps);
+                }
+                p.name.clone()
+            }
+        };
+        if target.is_empty() {
+            return Err(step(format!("its peer (socket {}) has no name to connect to", u.peer_ino)));
+        }
+        sys::sock_addr_op(s.as_fd(), &sockaddr(&target), true)
+            .map_err(|e| step(format!("connecting to {}: {e}", addr_display(&target))))?;
     }
-    super::apply_nonblock(&s, u.flags).map_err(step)?;
+    apply_shutdown(&s, u.shutdown).map_err(|e| step(format!("shutdown: {e}")))?;
     Ok(s)
 }
 
@@ -301,17 +506,5 @@ mod tests {
         assert_eq!(addr_display(b"\0a\0b\n"), "@a\\x00b\\x0a");
         assert_eq!(addr_display(b"\x0000a1f"), "@00a1f (autobind)");
         assert_eq!(addr_display(b""), "(unnamed)");
-    }
-}
-
-/// Is anything queued for reading on a datagram or seqpacket socket? The kernel's socket
-/// table gives the length of the first datagram only (0 for an empty one, which would be
-/// lost), so ask the socket itself: a peek that does not wait (nothing is consumed).
-fn has_queued_messages(pid: i32, fd: i32, dup: &OwnedFd) -> Result<bool> {
-    let mut b = [0u8; 1];
-    match sys::recv(dup.as_fd(), &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
-        Err(err) => Err(Error::Sys { pid, what: format!("peeking the queue of fd {fd}"), err }),
     }
 }

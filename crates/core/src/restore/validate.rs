@@ -548,6 +548,8 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
 
 /// Strings and sizes of the shared objects.
 fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::result::Result<(), String> {
+    // unix socket inode → its peer's inode
+    let unix_peers: HashMap<u32, u32> = objects.iter().filter_map(|o| o.unix()).map(|u| (u.ino, u.peer_ino)).collect();
     for o in objects {
         let id = o.id;
         if let Some(f) = o.mapped_file() {
@@ -576,9 +578,7 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
             }
         }
         if let Some(u) = o.unix() {
-            if u.name.len() > 108 {
-                return Err(format!("unix socket (object {id}): name of {} bytes", u.name.len()));
-            }
+            check_unix(&unix_peers, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
         }
         if let Some(s) = o.shmem() {
             if s.size == 0 || s.size > TASK_SIZE {
@@ -590,6 +590,39 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
                 return Err(format!("SysV segment (object {id}) of {} bytes (1 to {TASK_SIZE:#x})", s.size));
             }
         }
+    }
+    Ok(())
+}
+
+/// Bounds of what a unix socket record makes restore do (sizes of names, queues and
+/// buffers; messages only where they can be sent back in).
+fn check_unix(peers: &HashMap<u32, u32>, u: &stasis_image::model::UnixObj) -> std::result::Result<(), String> {
+    const MAX_QUEUE: usize = 64 << 20;
+    if ![libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&u.sock_type) {
+        return Err(format!("socket type {}", u.sock_type));
+    }
+    if u.name.len() > 108 || u.peer_name.len() > 108 {
+        return Err(format!("name of {} bytes or peer name of {} (at most 108)", u.name.len(), u.peer_name.len()));
+    }
+    check_str(&u.external, 4096).map_err(|why| format!("external description: {why}"))?;
+    if u.queue.len() > MAX_QUEUE {
+        return Err(format!("{} bytes queued (at most {MAX_QUEUE})", u.queue.len()));
+    }
+    if u.messages.len() > 1 << 20 || u.messages.iter().map(|m| m.data.len()).sum::<usize>() > MAX_QUEUE {
+        return Err(format!("{} queued messages over {MAX_QUEUE} bytes or more than 2^20", u.messages.len()));
+    }
+    if u.messages.iter().any(|m| m.sender.len() > 108) {
+        return Err("a queued message's sender name is over 108 bytes".into());
+    }
+    if u.rcvbuf > i32::MAX as u32 || u.sndbuf > i32::MAX as u32 || u.peek_off.is_some_and(|p| p < 0) || u.backlog > 1 << 20 {
+        return Err(format!("options out of range (rcvbuf {}, sndbuf {}, peek offset {:?}, backlog {})", u.rcvbuf, u.sndbuf, u.peek_off, u.backlog));
+    }
+    if u.listening && u.sock_type == libc::SOCK_DGRAM {
+        return Err("a listening datagram socket".into());
+    }
+    let paired = u.peer_ino != 0 && peers.get(&u.peer_ino) == Some(&u.ino);
+    if !u.messages.is_empty() && !paired && !u.peer_gone && (u.name.is_empty() || u.sock_type != libc::SOCK_DGRAM) {
+        return Err("queued messages on a socket they cannot be sent back to (no pair, no name)".into());
     }
     Ok(())
 }

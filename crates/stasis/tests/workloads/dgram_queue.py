@@ -1,7 +1,7 @@
 """dgram_queue: a unix datagram socket pair with datagrams queued on one end.
 args: WORKDIR zero|bytes  (zero: two empty datagrams; bytes: three of 6 bytes)
-stasis cannot restore queued datagrams yet: the dump must be refused (an empty datagram
-used to go unnoticed and be lost). After go, every datagram is still there."""
+After go, every datagram is still there, in order (an empty datagram used to go
+unnoticed: the socket table gives the first datagram's length only)."""
 import os
 import socket
 import sys

@@ -412,3 +412,71 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> Result<usize> {
     // SAFETY: buf is a valid readable buffer.
     c(unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) } as libc::c_long).map(|n| n as usize)
 }
+
+/// One datagram (or seqpacket record) queued on a socket, with its sender's address
+/// (raw sockaddr bytes; empty when the sender had none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Queued {
+    pub data: Vec<u8>,
+    pub sender: Vec<u8>,
+}
+
+/// Every datagram queued for reading on `fd`, oldest first, without consuming any:
+/// MSG_PEEK with SO_PEEK_OFF moving past each one (an empty one included: the kernel
+/// marks it peeked), SO_PEEK_OFF put back as it was. Errors: EMSGSIZE for a datagram
+/// larger than `max_one` bytes or a queue over `max_total`; ENOTSUP when a datagram
+/// carries ancillary data that was cut (file descriptors in flight: with no control
+/// buffer the kernel installs none in our table). The caller turns SO_PASSCRED and
+/// SO_PASSSEC off around this, or every datagram would report credentials.
+pub fn peek_datagrams(fd: BorrowedFd<'_>, max_one: usize, max_total: usize) -> Result<Vec<Queued>> {
+    let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; max_one];
+    let r = loop {
+        let mut name = [0u8; 128];
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: an all-zero msghdr is valid; its pointers are set below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = name.as_mut_ptr().cast();
+        msg.msg_namelen = name.len() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        // SAFETY: msg points to live buffers (name, buf) for the duration of the call; no
+        // control buffer.
+        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+        if n < 0 {
+            let e = Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EAGAIN) {
+                break Ok(());
+            }
+            break Err(e);
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            break Err(Error::from_raw_os_error(libc::ENOTSUP));
+        }
+        let n = n as usize;
+        total = total.saturating_add(n);
+        if n > buf.len() || total > max_total {
+            break Err(Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        let nl = (msg.msg_namelen as usize).min(name.len());
+        // a sender without a name shows as the bare family (2 bytes)
+        let sender = if nl > 2 { name[..nl].to_vec() } else { Vec::new() };
+        out.push(Queued { data: buf[..n].to_vec(), sender });
+        if out.len() > 1 << 20 {
+            break Err(Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+    };
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
+    r.map(|_| out)
+}
+
+/// sendto(2) of `buf` to the raw sockaddr `addr` (or send(2) when `addr` is empty).
+pub fn sendto(fd: BorrowedFd<'_>, buf: &[u8], addr: &[u8]) -> Result<usize> {
+    let (ap, al) = if addr.is_empty() { (std::ptr::null(), 0) } else { (addr.as_ptr(), addr.len() as libc::socklen_t) };
+    // SAFETY: buf is readable for buf.len() bytes; addr is null/0 or a readable buffer of al bytes.
+    c(unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT, ap.cast(), al) } as libc::c_long)
+        .map(|n| n as usize)
+}

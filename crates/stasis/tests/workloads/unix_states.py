@@ -1,0 +1,168 @@
+"""unix_states: unix sockets in the states programs leave them, checked after restore.
+args: WORKDIR [LOGSOCK]   (LOGSOCK: a datagram socket of the test, outside the tree)
+
+  idle_*     unbound, unconnected stream / datagram / seqpacket sockets (a JVM keeps
+             one): same type, no name, usable after restore (bind + connect).
+  srv        a datagram socket bound to WORKDIR/srv.sock with four datagrams queued:
+             two from `cli` (bound to an abstract name), one empty, one from an unnamed
+             socket; `cli` is connected to `srv` (one way).
+  gone       a stream socket whose peer sent "last words" and closed: the bytes, then EOF,
+             then EPIPE on write.
+  acc/con    a stream connection accepted from a listener on an abstract name, bytes
+             queued both ways; the listener keeps listening.
+  sp         a seqpacket pair with two records queued each way (boundaries kept).
+  opt        options: SO_PASSCRED on a stream pair end with bytes queued (it used to be
+             refused), SO_PEEK_OFF 3 on another, SO_RCVBUF / SO_SNDBUF set.
+  log        (with LOGSOCK) a datagram socket connected to the test's socket: "before"
+             was sent before the dump, "after" is sent after restore.
+"""
+import os
+import socket
+import sys
+import time
+
+d = sys.argv[1]
+logsock = sys.argv[2] if len(sys.argv) > 2 else None
+fails = []
+
+
+def check(cond, what):
+    if not cond:
+        fails.append(what)
+
+
+U = socket.AF_UNIX
+SO_PEEK_OFF = 42  # Linux; python's socket module does not name it
+idle = {t: socket.socket(U, t) for t in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)}
+
+srv_path = os.path.join(d, "srv.sock")
+srv = socket.socket(U, socket.SOCK_DGRAM)
+srv.bind(srv_path)
+cli_name = b"\0stasis-test-cli-%d" % os.getpid()
+cli = socket.socket(U, socket.SOCK_DGRAM)
+cli.bind(cli_name)
+cli.connect(srv_path)
+anon = socket.socket(U, socket.SOCK_DGRAM)
+cli.send(b"one")
+anon.sendto(b"from-anon", srv_path)
+cli.send(b"")
+cli.send(b"three" * 1000)
+anon.close()
+want_srv = [b"one", b"from-anon", b"", b"three" * 1000]
+
+gone, gone_peer = socket.socketpair(U, socket.SOCK_STREAM)
+gone_peer.send(b"last words")
+gone_peer.close()
+
+lname = b"\0stasis-test-listen-%d" % os.getpid()
+lst = socket.socket(U, socket.SOCK_STREAM)
+lst.bind(lname)
+lst.listen(5)
+con = socket.socket(U, socket.SOCK_STREAM)
+con.connect(lname)
+acc, _ = lst.accept()
+con.send(b"to-server")
+acc.send(b"to-client")
+
+sp_a, sp_b = socketpair = socket.socketpair(U, socket.SOCK_SEQPACKET)
+sp_a.send(b"r1")
+sp_a.send(b"record-2")
+sp_b.send(b"back-1")
+sp_b.send(b"")
+
+opt_a, opt_b = socket.socketpair(U, socket.SOCK_STREAM)
+opt_a.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+opt_b.send(b"with-passcred")
+peek_a, peek_b = socket.socketpair(U, socket.SOCK_STREAM)
+peek_b.send(b"0123456789")
+peek_a.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, 3)
+peek_a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 50000)
+peek_a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 70000)
+bufs = (peek_a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), peek_a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+
+log = None
+if logsock:
+    log = socket.socket(U, socket.SOCK_DGRAM)
+    log.connect(logsock)
+    log.send(b"before")
+
+print("READY", flush=True)
+go = os.path.join(d, "go")
+while not os.path.exists(go):
+    time.sleep(0.01)
+
+# idle sockets: same type, unnamed, and they work
+for t, s in idle.items():
+    check(s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == t, "idle socket type %d changed" % t)
+    check(s.getsockname() in ("", b""), "idle socket %d got a name %r" % (t, s.getsockname()))
+s = idle[socket.SOCK_STREAM]
+n = b"\0stasis-test-idle-%d" % os.getpid()
+s.bind(n)
+s.listen(1)
+c = socket.socket(U, socket.SOCK_STREAM)
+c.connect(n)
+a2, _ = s.accept()
+c.send(b"hi")
+check(a2.recv(10) == b"hi", "the idle stream socket does not work as a listener")
+
+# srv queue: every datagram, in order, with the sender we can check
+srv.setblocking(False)
+got = []
+try:
+    while True:
+        got.append(srv.recvfrom(10000))
+except BlockingIOError:
+    pass
+check([g[0] for g in got] == want_srv, "srv queue %r, want %r" % ([g[0][:12] for g in got], [w[:12] for w in want_srv]))
+check(srv.getsockname() == srv_path, "srv name %r" % srv.getsockname())
+check(cli.getsockname() == cli_name, "cli name %r" % cli.getsockname())
+check(cli.getpeername() == srv_path, "cli peer %r" % cli.getpeername())
+cli.send(b"new")
+srv.setblocking(True)
+srv.settimeout(2)
+m, frm = srv.recvfrom(100)
+check(m == b"new" and frm == cli_name, "srv got %r from %r after restore" % (m, frm))
+
+# gone: the queued bytes, EOF, EPIPE
+check(gone.recv(100) == b"last words", "gone: queued bytes lost")
+check(gone.recv(100) == b"", "gone: no EOF")
+try:
+    gone.send(b"x")
+    check(False, "gone: write to a closed peer succeeded")
+except BrokenPipeError:
+    pass
+
+# accepted connection
+check(acc.recv(100) == b"to-server", "acc: queued bytes")
+check(con.recv(100) == b"to-client", "con: queued bytes")
+acc.send(b"again")
+check(con.recv(100) == b"again", "acc -> con after restore")
+check(lst.getsockname() == lname, "listener name %r" % lst.getsockname())
+c2 = socket.socket(U, socket.SOCK_STREAM)
+c2.connect(lname)
+a3, _ = lst.accept()
+c2.send(b"new-client")
+check(a3.recv(100) == b"new-client", "the listener does not accept after restore")
+
+# seqpacket records
+check(sp_b.recv(100) == b"r1" and sp_b.recv(100) == b"record-2", "seqpacket a->b records")
+check(sp_a.recv(100) == b"back-1" and sp_a.recv(100) == b"", "seqpacket b->a records")
+
+# options
+check(opt_a.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED) == 1, "SO_PASSCRED lost")
+check(opt_a.recv(100) == b"with-passcred", "bytes queued on a SO_PASSCRED socket")
+check(peek_a.getsockopt(socket.SOL_SOCKET, SO_PEEK_OFF) == 3, "SO_PEEK_OFF %d" % peek_a.getsockopt(socket.SOL_SOCKET, SO_PEEK_OFF))
+check(peek_a.recv(4, socket.MSG_PEEK) == b"3456", "peek at offset 3")
+now = (peek_a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), peek_a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+check(now == bufs, "buffers %r, were %r" % (now, bufs))
+check(opt_b.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED) == 0, "SO_PASSCRED appeared on the other end")
+
+if log:
+    check(log.getpeername() == logsock, "log peer %r" % log.getpeername())
+    log.send(b"after")
+
+if fails:
+    for f in fails:
+        print("FAIL: %s" % f, flush=True)
+    sys.exit(1)
+print("PASS", flush=True)
