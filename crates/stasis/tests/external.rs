@@ -389,3 +389,55 @@ fn anonymous_shared_memory_shared_with_parent_outside_the_tree() {
     adopt_restored(&mut procs, &dir, child, &r);
     shared_with_test(&dir, child, &m2, &mut procs);
 }
+
+/// A unix stream socket connected to a socket outside the tree (the test's: a client of
+/// a local server). Dump refuses naming the workload, the holder and `--external
+/// unix:[INO]`; with it the dump goes through; restore refuses without `--inherit-fd`,
+/// refuses a fd that is not a unix stream socket, and with a connected socket from the
+/// test the restored workload talks through it.
+#[test]
+fn unix_stream_to_outside_process_needs_external_and_inherit_fd() {
+    skip_if_direct!();
+    let _t = serial();
+    let tmp = TempDir::new("external-unix");
+    let dir = tmp.path.clone();
+    fs::create_dir(dir.join("work")).unwrap();
+    let mut procs = Procs::default();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let sock_ino = ino(theirs.as_raw_fd());
+    let wl = spawn(&mut procs, &dir, &workload_bin("ext_unix"), &[], &[(5, theirs.as_raw_fd())], "stdout");
+    drop(theirs);
+    wait_ready(&dir, "stdout", wl);
+    let res = format!("unix:[{sock_ino}]");
+    let me = format!("pid {} ", std::process::id());
+    let ctx = format!("workload pid {wl}, socket {sock_ino}");
+
+    let r = dump(&dir, wl, &[]);
+    assert_clean_error(&r, &[&format!("pid {wl} (ext_unix)"), "fd 5", &me, "outside the dumped tree", &format!("--external {res}")], &ctx);
+    assert_untouched(wl, &ctx);
+    let r = dump(&dir, wl, &["--external", &res]);
+    assert!(r.ok(), "dump with --external {res} failed\n{r}\n{ctx}");
+    reap_dumped(&mut procs, wl);
+
+    let r = restore_with_fds(&dir, &[], &[]);
+    assert_clean_error(&r, &[&res, "--inherit-fd"], &ctx);
+    assert!(!pid_exists(wl), "a refused restore left pid {wl}");
+    let (p_r, _p_w) = pipe();
+    let bad = format!("7:{res}");
+    let r = restore_with_fds(&dir, &["--inherit-fd", &bad], &[(7, p_r.as_raw_fd())]);
+    assert_clean_error(&r, &[&res, "fd 7", "not a unix socket"], &ctx);
+    assert!(!pid_exists(wl), "a refused restore left pid {wl}");
+
+    let (mut ours2, given) = std::os::unix::net::UnixStream::pair().unwrap();
+    let r = restore_with_fds(&dir, &["--inherit-fd", &bad], &[(7, given.as_raw_fd())]);
+    adopt_restored(&mut procs, &dir, wl, &r);
+    drop(given);
+    drop(ours); // the old connection: the restored process no longer has it
+    ours2.write_all(b"question").unwrap();
+    File::create(dir.join("work/go")).unwrap();
+    ours2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut ours2, &mut buf).unwrap_or(0);
+    assert_eq!(&buf[..n], b"answer:question", "the restored workload's answer\n{}", output(&dir, "stdout"));
+    assert_pass(&dir, wl, &mut procs);
+}
