@@ -305,7 +305,7 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         }
         d
     };
-    match &o.kind {
+    let mut d = match &o.kind {
         Some(Kind::File(f)) => {
             let ghost = m.object(f.ghost_id).and_then(|o| o.ghost());
             let kind = match ghost {
@@ -340,13 +340,16 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         }
         Some(Kind::Unix(u)) => {
             let ty = stasis_core::fdkinds::unix::type_name(u.sock_type);
-            let mut d = if u.peer_ino != 0 {
+            let mut d = if u.peer_ino != 0 || u.peer_gone {
                 json!({"kind": "unix-pair", "id": id, "type": ty, "inode": u.ino, "peer_inode": u.peer_ino,
-                       "queued_bytes": u.queue.len(), "shutdown": u.shutdown, "net_ns": o.net_ns})
+                       "name": addr_display(&u.name), "peer_name": addr_display(&u.peer_name), "peer_gone": u.peer_gone,
+                       "queued_bytes": u.queue.len(), "queued_messages": u.messages.len(), "shutdown": u.shutdown,
+                       "external": u.external, "net_ns": o.net_ns})
             } else {
                 json!({"kind": "unix-bound", "id": id, "type": ty, "name": addr_display(&u.name),
-                       "listening": u.listening, "backlog": u.backlog, "net_ns": o.net_ns})
+                       "listening": u.listening, "backlog": u.backlog, "queued_messages": u.messages.len(), "net_ns": o.net_ns})
             };
+            d["options"] = json!({"passcred": u.passcred, "passsec": u.passsec, "peek_off": u.peek_off, "rcvbuf": u.rcvbuf, "sndbuf": u.sndbuf});
             sock_flags_json(&mut d, u.flags);
             d
         }
@@ -370,7 +373,11 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         // not fd objects, or no kind this stasis knows
         Some(stasis_image::not_fd_kinds!())
         | None => json!({"kind": "other", "id": id}),
+    };
+    if let Some(own) = &o.owner {
+        d["owner"] = json!({"o_async": own.o_async, "kind": own.kind, "pid": own.pid, "signal": own.signal});
     }
+    d
 }
 
 /// One fd for people: `fd 3 file /tmp/x O_RDWR|O_APPEND pos 12 (cloexec)`.
@@ -402,7 +409,20 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
             ext(&mut s, &str_of("external"));
         }
         "unix-pair" => {
-            s += &format!("unix {} socketpair end (inode {}, peer {})", str_of("type"), d["inode"], d["peer_inode"]);
+            s += &format!("unix {} ", str_of("type"));
+            if str_of("name") != "(unnamed)" {
+                s += &format!("{} ", str_of("name"));
+            }
+            if d["peer_gone"] == true {
+                s += &format!("connected, peer closed (inode {})", d["inode"]);
+            } else {
+                s += &format!("connected (inode {}, peer {}", d["inode"], d["peer_inode"]);
+                if str_of("peer_name") != "(unnamed)" {
+                    s += &format!(" {}", str_of("peer_name"));
+                }
+                s += ")";
+            }
+            ext(&mut s, &str_of("external"));
             if !flags.is_empty() {
                 s += &format!(" {flags}");
             }
@@ -427,6 +447,10 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
             }
             if d["listening"] == true {
                 s += &format!(", listening (backlog {})", d["backlog"]);
+            }
+            let n = d["queued_messages"].as_u64().unwrap_or(0);
+            if n > 0 {
+                s += &format!(", {n} messages queued");
             }
         }
         k @ ("tcp" | "udp") => {
@@ -464,6 +488,9 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
             }
         }
     }
+    if let Some(own) = o.and_then(|o| o.owner.as_ref()) {
+        s += &format!(", {}", owner_text(own));
+    }
     if f.cloexec {
         s += " (cloexec)";
     }
@@ -472,6 +499,26 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
         s += &format!(" [net ns {ns}]");
     }
     s
+}
+
+/// Signal-driven I/O of a description: `O_ASYNC, signals to process 12 (SIGRTMIN+2)`.
+fn owner_text(o: &stasis_image::model::FileOwner) -> String {
+    let mut parts = Vec::new();
+    if o.o_async {
+        parts.push("O_ASYNC".to_string());
+    }
+    if o.pid != 0 {
+        let whom = match o.kind {
+            stasis_core::fown::F_OWNER_TID => "thread",
+            stasis_core::fown::F_OWNER_PGRP => "process group",
+            _ => "process",
+        };
+        parts.push(format!("signals to {whom} {}", o.pid));
+    }
+    if o.signal != 0 {
+        parts.push(format!("F_SETSIG {}", o.signal));
+    }
+    parts.join(", ")
 }
 
 /// UTS/IPC namespaces of the tree's own and the SysV objects the image holds.
