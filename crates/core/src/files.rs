@@ -229,6 +229,9 @@ pub struct FdState {
     unix_tables: HashMap<u64, fdkinds::unix::Table>,
     /// Every process of the tree.
     pub tree: Vec<i32>,
+    /// `dump --skip-in-flight`: connections waiting to be accepted from outside the tree
+    /// are not saved (the listener is).
+    pub skip_in_flight: bool,
     /// Every fd of the tree: (pid, fd, object id).
     users: Vec<(i32, i32, u32)>,
     /// Shared-memory objects the tree maps shared (not marked external), to look for
@@ -582,7 +585,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
         o.capacity = cap;
         o.data = data;
     }
-    fdkinds::unix::check_peers(&st.tree, &mut objs.objects, &st.users, &objs.external)?;
+    fdkinds::unix::check_peers(&st.tree, &mut objs.objects, &st.users, &objs.external, st.skip_in_flight)?;
     Ok(())
 }
 

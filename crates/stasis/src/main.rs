@@ -35,12 +35,18 @@ enum Cmd {
         #[arg(long)]
         leave_running: bool,
         /// Record RES, a resource shared with a process outside the tree, as external
-        /// instead of refusing the dump (repeatable). RES is `pipe:[INODE]` for a pipe or
+        /// instead of refusing the dump (repeatable). RES is `pipe:[INODE]` for a pipe,
         /// `shm:[INODE]` for shared memory (MAP_SHARED anonymous memory, a memfd, a
-        /// deleted or /dev/shm file); brackets are optional. The refusal names it.
-        /// Pipes on fds 0-2 need no mark.
+        /// deleted or /dev/shm file) or `unix:[INODE]` for a unix stream/seqpacket
+        /// socket connected to a process outside the tree; brackets are optional. The
+        /// refusal names it. Pipes on fds 0-2 need no mark.
         #[arg(long = "external", value_name = "RES")]
         external: Vec<String>,
+        /// Save listening sockets without the connections from outside the tree that
+        /// wait to be accepted, instead of refusing (a killing dump resets those
+        /// connections, so their clients see a reset and retry).
+        #[arg(long)]
+        skip_in_flight: bool,
     },
     /// Recreate the process stored in DIR with its original PID and thread IDs.
     Restore {
@@ -115,11 +121,11 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     progress::install();
     let res: anyhow::Result<ExitCode> = match cli.cmd {
-        Cmd::Dump { pid, dir, leave_running, external } => {
+        Cmd::Dump { pid, dir, leave_running, external, skip_in_flight } => {
             // A dump holds the process frozen with our registers in it: finish (or roll
             // back) before honouring Ctrl-C. The signal stays pending and ends us after.
             stasis_sys::sys::defer_termination_signals();
-            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running, external })
+            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running, external, skip_in_flight })
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }

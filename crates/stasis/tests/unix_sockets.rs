@@ -99,3 +99,46 @@ fn empty_queued_datagrams() {
 fn queued_datagrams_keep_their_boundaries() {
     dgram_queue("bytes");
 }
+
+fn unix_listen(label: &str) -> Workload {
+    let mut w = Workload::new(label);
+    let script = std::path::Path::new(WORKLOADS).join("unix_listen.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    w
+}
+
+/// Listeners with connections of the tree waiting to be accepted: they wait again after
+/// restore, in the same order, and the listener takes new clients.
+#[test]
+fn unix_listener_with_waiting_connections() {
+    let _t = serial();
+    let mut w = unix_listen("unix-listen");
+    w.checkpoint_restore();
+    w.go_and_pass();
+}
+
+/// A connection from outside the tree waiting on the listener: refused naming
+/// --skip-in-flight (process untouched); with it the dump goes through, the outside
+/// client is reset when the process dies, and the tree's own waiting connections come
+/// back.
+#[test]
+fn unix_listener_with_outside_connection_needs_skip_in_flight() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = unix_listen("unix-listen-out");
+    let mut outside = std::os::unix::net::UnixStream::connect(w.work.join("l.sock")).expect("connect from the test");
+    let r = w.try_dump(&[]);
+    let pid = w.pid.to_string();
+    assert_clean_error(&r, &[&pid, "l.sock", "1 connections from outside", "--skip-in-flight"], &w.report());
+    w.assert_running_untouched();
+    let r = w.try_dump(&["--skip-in-flight"]);
+    assert!(r.ok(), "dump --skip-in-flight failed\n{}", w.report());
+    w.kill_original(); // reaps it (the dump killed it)
+    outside.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 8];
+    let got = std::io::Read::read(&mut outside, &mut b);
+    assert!(matches!(got, Ok(0)) || got.is_err(), "the outside client was not reset: {got:?}");
+    w.restore();
+    w.go_and_pass();
+}

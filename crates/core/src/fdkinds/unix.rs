@@ -163,21 +163,34 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         sndbuf: geti(libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32,
         ..Default::default()
     };
-    let name = addr_display(&u.name);
     if d.state == TCP_LISTEN && ty != libc::SOCK_DGRAM {
-        if d.rqueue > 0 {
-            return Err(refuse(format!("{tn} socket listening on {name} with {} connections waiting to be accepted", d.rqueue)));
-        }
+        // the connections waiting are sorted out by check_peers (ours or outside)
         u.listening = true;
         u.backlog = d.wqueue;
+        u.waiting = d.icons.clone();
         return Ok(u.into());
     }
     u.peer_ino = d.peer;
     if d.peer != 0 {
         u.peer_name = table.0.get(&d.peer).map(|p| saved_name(&p.name)).unwrap_or_default();
     } else if ty != libc::SOCK_DGRAM && d.state == TCP_ESTABLISHED {
-        // connected once; the peer is gone (closed): the kernel no longer names it
-        u.peer_gone = true;
+        // The kernel names no peer: it closed (and shut this end down both ways), or the
+        // connection waits in a listener's accept queue (its socket has no inode yet).
+        if let Some(l) = table.0.values().find(|l| l.state == TCP_LISTEN && l.icons.contains(&u.ino)) {
+            if d.wqueue > 0 {
+                return Err(refuse(format!(
+                    "{tn} socket whose connection to {} waits to be accepted with bytes already sent (they sit in the \
+                     listener's queue, which cannot be read before the connection is accepted)",
+                    addr_display(&l.name)
+                )));
+            }
+            u.connecting_to = l.ino;
+            u.peer_name = saved_name(&l.name);
+        } else if d.shutdown & 3 == 3 {
+            u.peer_gone = true;
+        } else {
+            return Err(refuse(format!("{tn} socket connected to a socket the kernel does not name")));
+        }
     }
     let _creds = CredsOff::new(s, u.passcred, u.passsec).map_err(|e| sys_err("turning SO_PASSCRED off to peek", e))?;
     if ty != libc::SOCK_DGRAM && d.state != TCP_ESTABLISHED {
@@ -211,8 +224,36 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
 /// a datagram socket then reconnects to the peer's name; a stream or seqpacket one is
 /// refused, naming the process that holds the peer, unless marked external (`external`:
 /// the `--external` names), in which case it is recorded so.
-pub fn check_peers(tree: &[i32], objects: &mut [Object], fds: &[(i32, i32, u32)], external: &std::collections::BTreeSet<String>) -> Result<()> {
+pub fn check_peers(
+    tree: &[i32],
+    objects: &mut [Object],
+    fds: &[(i32, i32, u32)],
+    external: &std::collections::BTreeSet<String>,
+    skip_in_flight: bool,
+) -> Result<()> {
     let inos: std::collections::HashSet<u32> = objects.iter().filter_map(|o| o.unix().map(|u| u.ino)).collect();
+    // listeners: connections from outside the tree waiting to be accepted
+    for o in objects.iter_mut() {
+        let id = o.id;
+        let Some(u) = o.unix_mut().filter(|u| u.listening && !u.waiting.is_empty()) else { continue };
+        let outside = u.waiting.iter().filter(|c| !inos.contains(c)).count();
+        if outside == 0 {
+            continue;
+        }
+        let (pid, fd) = fds.iter().find(|(_, _, oid)| *oid == id).map(|(p, f, _)| (*p, *f)).unwrap_or((0, -1));
+        let what = format!("fd {fd} is a unix {} socket listening on {}", type_name(u.sock_type), addr_display(&u.name));
+        if !skip_in_flight {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "{what} with {outside} connections from outside the dumped tree waiting to be accepted; \
+                     `--skip-in-flight` dumps it without them (a killing dump resets them, so their clients retry)"
+                ),
+            });
+        }
+        tracing::warn!(pid, fd, "{what}: {outside} connections from outside the tree waiting to be accepted are not saved (--skip-in-flight)");
+        u.waiting.retain(|c| inos.contains(c));
+    }
     let outside: Vec<u32> = objects
         .iter()
         .filter_map(|o| o.unix())
@@ -410,6 +451,20 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
     let name = addr_display(&u.name);
     let tn = type_name(u.sock_type);
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("fd {fd}: unix {tn} socket {name}: {why}") };
+    let find = |ino: u32| objects.iter().filter_map(|o| o.unix()).find(|p| p.ino == ino);
+    if u.connecting_to != 0 && !making.contains(&u.connecting_to) {
+        // waiting in the accept queue of a listener of the tree: the listener, once made,
+        // connects its waiting sockets in their order, this one among them
+        if let Some(l) = find(u.connecting_to).filter(|l| !made.exists(l.ino)) {
+            making.push(l.ino);
+            let ls = make_alone(pid, fd, objects, l, made, making);
+            making.pop();
+            made.insert(l.ino, ls?);
+            if let Some(s) = made.pending.remove(&u.ino) {
+                return Ok(s);
+            }
+        }
+    }
     let s = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| step(format!("socket: {e}")))?;
     apply_options(&s, u).map_err(|e| step(format!("options: {e}")))?;
     if !u.name.is_empty() {
@@ -430,6 +485,20 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
     }
     if u.listening {
         sys::listen(s.as_fd(), u.backlog as i32).map_err(|e| step(format!("listen: {e}")))?;
+        // its waiting connections from the tree, in their order
+        for &w in &u.waiting {
+            let Some(c) = find(w).filter(|_| !made.exists(w)) else { continue };
+            making.push(u.ino);
+            let cs = make_alone(pid, fd, objects, c, made, making);
+            making.pop();
+            made.insert(w, cs?);
+        }
+    } else if u.connecting_to != 0 {
+        // never blocks: the listener's queue had room for it (validate: waiting <= backlog + 1)
+        sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| step(format!("O_NONBLOCK: {e}")))?;
+        sys::sock_addr_op(s.as_fd(), &sockaddr(&u.peer_name), true)
+            .map_err(|e| step(format!("connecting to {} again: {e}", addr_display(&u.peer_name))))?;
+        sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, 0).map_err(|e| step(format!("O_NONBLOCK: {e}")))?;
     } else if u.peer_ino != 0 {
         let peer = objects.iter().filter_map(|o| o.unix()).find(|p| p.ino == u.peer_ino);
         let target = match peer {

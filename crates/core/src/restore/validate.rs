@@ -549,7 +549,8 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
 /// Strings and sizes of the shared objects.
 fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::result::Result<(), String> {
     // unix socket inode → its peer's inode
-    let unix_peers: HashMap<u32, u32> = objects.iter().filter_map(|o| o.unix()).map(|u| (u.ino, u.peer_ino)).collect();
+    let unix_peers: HashMap<u32, (u32, u32)> =
+        objects.iter().filter_map(|o| o.unix()).map(|u| (u.ino, (u.peer_ino, u.connecting_to))).collect();
     for o in objects {
         let id = o.id;
         if let Some(f) = o.mapped_file() {
@@ -596,7 +597,7 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
 
 /// Bounds of what a unix socket record makes restore do (sizes of names, queues and
 /// buffers; messages only where they can be sent back in).
-fn check_unix(peers: &HashMap<u32, u32>, u: &stasis_image::model::UnixObj) -> std::result::Result<(), String> {
+fn check_unix(peers: &HashMap<u32, (u32, u32)>, u: &stasis_image::model::UnixObj) -> std::result::Result<(), String> {
     const MAX_QUEUE: usize = 64 << 20;
     if ![libc::SOCK_STREAM, libc::SOCK_DGRAM, libc::SOCK_SEQPACKET].contains(&u.sock_type) {
         return Err(format!("socket type {}", u.sock_type));
@@ -620,7 +621,18 @@ fn check_unix(peers: &HashMap<u32, u32>, u: &stasis_image::model::UnixObj) -> st
     if u.listening && u.sock_type == libc::SOCK_DGRAM {
         return Err("a listening datagram socket".into());
     }
-    let paired = u.peer_ino != 0 && peers.get(&u.peer_ino) == Some(&u.ino);
+    let paired = u.peer_ino != 0 && peers.get(&u.peer_ino).map(|p| p.0) == Some(u.ino);
+    // waiting connections: at most what the backlog held, each a socket of the image
+    // waiting on this listener (restore connects them without blocking)
+    if !u.waiting.is_empty() && (!u.listening || u.waiting.len() as u64 > u.backlog as u64 + 1) {
+        return Err(format!("{} connections waiting on a listener with backlog {}", u.waiting.len(), u.backlog));
+    }
+    if let Some(w) = u.waiting.iter().find(|w| peers.get(w).map(|p| p.1) != Some(u.ino)) {
+        return Err(format!("waiting connection {w} is not a socket of the image waiting on it"));
+    }
+    if u.connecting_to != 0 && (u.peer_name.is_empty() || u.peer_ino != 0 || u.listening) {
+        return Err("a connection waiting to be accepted without the listener's name, or also connected".into());
+    }
     if !u.messages.is_empty() && !paired && !u.peer_gone && (u.name.is_empty() || u.sock_type != libc::SOCK_DGRAM) {
         return Err("queued messages on a socket they cannot be sent back to (no pair, no name)".into());
     }

@@ -141,6 +141,9 @@ pub struct UnixDiag {
     pub rqueue: u32,
     /// For listeners: the backlog.
     pub wqueue: u32,
+    /// For listeners: the sockets of the connections waiting to be accepted, oldest
+    /// first (UNIX_DIAG_ICONS).
+    pub icons: Vec<u32>,
 }
 
 /// Every unix socket of the host (NETLINK_SOCK_DIAG dump with name, peer, queue and
@@ -150,7 +153,7 @@ pub fn unix_diag() -> Result<Vec<UnixDiag>> {
     let mut req = [0u8; 24];
     req[0] = libc::AF_UNIX as u8;
     req[4..8].copy_from_slice(&u32::MAX.to_le_bytes()); // all states
-    req[12..16].copy_from_slice(&(0x1u32 | 0x4 | 0x10).to_le_bytes()); // NAME | PEER | RQLEN
+    req[12..16].copy_from_slice(&(0x1u32 | 0x4 | 0x8 | 0x10).to_le_bytes()); // NAME | PEER | ICONS | RQLEN
     let mut out = Vec::new();
     for m in sock_diag_dump(&req)? {
         if m.len() < 16 {
@@ -166,6 +169,7 @@ pub fn unix_diag() -> Result<Vec<UnixDiag>> {
                     d.wqueue = u32::from_le_bytes(data[4..8].try_into().unwrap());
                 }
                 6 if !data.is_empty() => d.shutdown = data[0],
+                3 => d.icons = data.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect(),
                 _ => {}
             }
         }
