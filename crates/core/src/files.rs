@@ -794,6 +794,11 @@ pub fn open_fd_objects(
     let mut fifo_held: HashMap<u32, usize> = HashMap::new();
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
+    for id in fdkinds::unix::abstract_pairs(&m.objects) {
+        let Some((o, u)) = m.object(id).and_then(|o| Some((o, o.unix()?))) else { continue };
+        let made = &mut unix_made;
+        in_socket_ns(pid, o.net_ns, netns, || fdkinds::unix::premake_pair(pid, &m.objects, u, made))?;
+    }
     for (owner, fd) in m.processes.iter().flat_map(|p| p.fds.iter().map(move |f| (p.pid, f))) {
         if opened.by_object.contains_key(&fd.object_id) {
             continue;

@@ -580,3 +580,42 @@ pub fn inner_pid(procs: &[Process], p: &Process, host: i32) -> i32 {
     }
     host
 }
+
+/// Runs `f` in a helper thread with a mount namespace of its own (private propagation)
+/// where an empty tmpfs covers each directory of `dirs` (created inside it when it does
+/// not exist on the host): files `f` creates there — a unix socket's file when it binds
+/// to a path — exist only in that namespace and vanish with the thread, while the names
+/// the kernel keeps (getsockname) are the paths as given. Nothing on the host is
+/// created or changed.
+pub fn with_private_dirs<T: Send>(dirs: &[std::path::PathBuf], f: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    std::thread::scope(|s| {
+        s.spawn(|| -> std::io::Result<T> {
+            let last = || std::io::Error::last_os_error();
+            if stasis_sys::sys::child::unshare(libc::CLONE_FS | libc::CLONE_NEWNS) < 0 {
+                return Err(last());
+            }
+            let root = CString::new("/").unwrap();
+            if stasis_sys::sys::child::mount(None, &root, None, (libc::MS_REC | libc::MS_PRIVATE) as u64) < 0 {
+                return Err(last());
+            }
+            let tmpfs = CString::new("tmpfs").unwrap();
+            for d in dirs {
+                // the nearest directory that exists gets the tmpfs; the rest is made in it
+                let mut at = d.as_path();
+                while !at.is_dir() {
+                    at = at.parent().ok_or_else(|| std::io::Error::other(format!("{}: no existing parent", d.display())))?;
+                }
+                let c = CString::new(at.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+                if stasis_sys::sys::child::mount(Some(&tmpfs), &c, Some(&tmpfs), (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64) < 0 {
+                    return Err(last());
+                }
+                std::fs::create_dir_all(d)?;
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("private mount helper thread panicked")))
+    })
+}

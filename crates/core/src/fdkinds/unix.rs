@@ -23,10 +23,13 @@
 //! socket), its queued messages sent to it by name, listen, then connect to its peer by
 //! name — a peer of the tree is made first if needed (kept in `made` until its own fd is
 //! opened). A socket whose peer had closed is one end of a new pair whose other end is
-//! closed. Known losses: an accepted socket (or a pair bound to names) comes back
-//! through socketpair, so getsockname no longer shows the listener's name; queued
-//! datagrams whose sender is not the peer arrive from an unnamed socket; credentials of
-//! queued messages are the restorer's.
+//! closed. An accepted connection is accepted again from a throwaway listener of the same
+//! name (`named_pair`; paths inside a private mount namespace over a tmpfs, so nothing is
+//! made on the host; pairs with abstract names first, before a listener of the tree takes
+//! the name); a path whose file was unlinked or replaced is bound the same private way.
+//! Known losses: the names of a datagram pair; queued datagrams whose sender is not the
+//! peer arrive from an unnamed socket; credentials of queued messages are the
+//! restorer's.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -163,6 +166,15 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         sndbuf: geti(libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32,
         ..Default::default()
     };
+    if let (Some((vino, vdev)), true) = (d.vfs, u.name.first().is_some_and(|c| *c == b'/')) {
+        // the file bind made: still at the path, or unlinked / replaced since
+        let at = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+        let here = format!("/proc/{pid}/root{}", at.display());
+        u.name_unlinked = !std::fs::symlink_metadata(here).is_ok_and(|md| {
+            use std::os::unix::fs::MetadataExt;
+            md.ino() == vino as u64 && libc::major(md.dev()) == vdev >> 20 && libc::minor(md.dev()) == vdev & 0xfffff
+        });
+    }
     if d.state == TCP_LISTEN && ty != libc::SOCK_DGRAM {
         // the connections waiting are sorted out by check_peers (ours or outside)
         u.listening = true;
@@ -427,10 +439,101 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
     Ok(s)
 }
 
-/// Two sockets connected to each other: socketpair, queues, shutdown; the peer is kept
-/// in `made` for its own fd.
+/// The parent directory of each path name among `names`.
+fn parents(names: &[&[u8]]) -> Vec<std::path::PathBuf> {
+    names
+        .iter()
+        .filter(|n| n.first() == Some(&b'/'))
+        .filter_map(|n| std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n)).parent().map(|p| p.to_path_buf()))
+        .collect()
+}
+
+/// Binds `s` to the path `name` in a private mount namespace over a tmpfs: the socket
+/// has the name, no file is made on the host (crate::ns::with_private_dirs).
+fn bind_privately(s: &OwnedFd, name: &[u8]) -> std::io::Result<()> {
+    let fd = s.as_fd();
+    crate::ns::with_private_dirs(&parents(&[name]), move || sys::sock_addr_op(fd, &sockaddr(name), false))
+}
+
+/// A connected stream/seqpacket pair whose accepted end has a name (the listener's):
+/// made by accepting from a throwaway listener bound to that name — privately for a
+/// path (no host file), in the current namespace for an abstract name — so both
+/// getsockname of the accepted end and getpeername of the other show it. The client
+/// end is bound to its own name first if it had one. Returns (accepted, client).
+fn named_pair(ty: i32, accepted: &[u8], client: &[u8]) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let make = || -> std::io::Result<(OwnedFd, OwnedFd)> {
+        let l = sys::socket(libc::AF_UNIX, ty, 0)?;
+        sys::sock_addr_op(l.as_fd(), &sockaddr(accepted), false)?;
+        sys::listen(l.as_fd(), 1)?;
+        let c = sys::socket(libc::AF_UNIX, ty, 0)?;
+        if !client.is_empty() {
+            sys::sock_addr_op(c.as_fd(), &sockaddr(client), false)?;
+        }
+        sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true)?;
+        Ok((sys::accept(l.as_fd())?, c))
+    };
+    let dirs = parents(&[accepted, client]);
+    if dirs.is_empty() {
+        make()
+    } else {
+        crate::ns::with_private_dirs(&dirs, make)
+    }
+}
+
+/// Before any socket is opened: the connected pairs whose accepted end has an abstract
+/// name are made first (`open_pair`), while that name is still free — a listener of the
+/// tree bound to it later would otherwise keep the throwaway listener of `named_pair`
+/// from binding. Returns the objects (ids) to make this way.
+pub fn abstract_pairs(objects: &[Object]) -> Vec<u32> {
+    let unix: HashMap<u32, &UnixObj> = objects.iter().filter_map(|o| o.unix()).map(|u| (u.ino, u)).collect();
+    objects
+        .iter()
+        .filter(|o| {
+            o.unix().is_some_and(|u| {
+                u.sock_type != libc::SOCK_DGRAM
+                    && u.name.first() == Some(&0)
+                    && unix.get(&u.peer_ino).is_some_and(|p| p.peer_ino == u.ino)
+            })
+        })
+        .map(|o| o.id)
+        .collect()
+}
+
+/// Makes the pair of `u` (one of `abstract_pairs`) now; both ends wait in `made`.
+pub fn premake_pair(pid: i32, objects: &[Object], u: &UnixObj, made: &mut Made) -> Result<()> {
+    if made.exists(u.ino) {
+        return Ok(());
+    }
+    let Some(p) = objects.iter().filter_map(|o| o.unix()).find(|p| p.ino == u.peer_ino) else { return Ok(()) };
+    let a = open_pair(u, p, made).map_err(|e| Error::RestoreStep {
+        pid,
+        step: "opening files".into(),
+        why: format!("unix {} socket pair {}: {e}", type_name(u.sock_type), addr_display(&u.name)),
+    })?;
+    made.insert(u.ino, a);
+    Ok(())
+}
+
+/// Two sockets connected to each other: socketpair (or `named_pair` when one end is an
+/// accepted connection with a name), queues, shutdown; the peer is kept in `made` for
+/// its own fd.
 fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<OwnedFd> {
-    let (a, b) = sys::socketpair(u.sock_type)?;
+    let named = |x: &UnixObj, y: &UnixObj| {
+        // x accepted (has the listener's name), y the client (its own name, if any)
+        if u.sock_type == libc::SOCK_DGRAM || x.name.is_empty() {
+            return None;
+        }
+        named_pair(u.sock_type, &x.name, &y.name)
+            .inspect_err(|e| tracing::debug!("unix pair {}/{} through a named listener: {e}; socketpair instead", x.ino, y.ino))
+            .ok()
+    };
+    // the accepted end is the one with a name (both named: the client bound itself too;
+    // the server end cannot be told apart then, take u)
+    let pair = if !u.name.is_empty() { named(u, peer) } else { named(peer, u).map(|(acc, cli)| (cli, acc)) };
+    let (a, b) = match pair {
+        Some(p) => p,
+        None => sys::socketpair(u.sock_type)?,
+    };
     apply_options(&a, u)?;
     apply_options(&b, peer)?;
     // a = this end, b = the peer: what is queued for reading on a was sent by b
@@ -468,11 +571,16 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
     let s = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| step(format!("socket: {e}")))?;
     apply_options(&s, u).map_err(|e| step(format!("options: {e}")))?;
     if !u.name.is_empty() {
-        if u.name[0] != 0 {
-            let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
-            clear_socket_path(path).map_err(|why| Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {tn} socket bound to {name}: {why}")))?;
+        let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+        if u.name_unlinked && u.name[0] == b'/' {
+            // its file was gone at dump time: the name only, no file on the host
+            bind_privately(&s, &u.name).map_err(|e| step(format!("bind (without a file on the host): {e}")))?;
+        } else {
+            if u.name[0] != 0 {
+                clear_socket_path(path).map_err(|why| Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {tn} socket bound to {name}: {why}")))?;
+            }
+            sys::sock_addr_op(s.as_fd(), &sockaddr(&u.name), false).map_err(|e| step(format!("bind: {e}")))?;
         }
-        sys::sock_addr_op(s.as_fd(), &sockaddr(&u.name), false).map_err(|e| step(format!("bind: {e}")))?;
     }
     if !u.messages.is_empty() {
         // sent to its name from an unnamed socket (validate: a socket with messages and

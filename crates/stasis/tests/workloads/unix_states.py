@@ -9,7 +9,12 @@ args: WORKDIR [LOGSOCK]   (LOGSOCK: a datagram socket of the test, outside the t
   gone       a stream socket whose peer sent "last words" and closed: the bytes, then EOF,
              then EPIPE on write.
   acc/con    a stream connection accepted from a listener on an abstract name, bytes
-             queued both ways; the listener keeps listening.
+             queued both ways; the listener keeps listening; names on both ends kept.
+  pacc/pcon  the same with a listener on a path (WORKDIR/plisten.sock).
+  unl        a datagram socket bound to WORKDIR/unl.sock, whose file was then unlinked:
+             the name comes back, no file appears at the path.
+  rep        bound to WORKDIR/rep.sock, unlinked, and a regular file made at that path:
+             the name comes back, the file is untouched.
   sp         a seqpacket pair with two records queued each way (boundaries kept).
   opt        options: SO_PASSCRED on a stream pair end with bytes queued (it used to be
              refused), SO_PEEK_OFF 3 on another, SO_RCVBUF / SO_SNDBUF set.
@@ -64,7 +69,27 @@ acc, _ = lst.accept()
 con.send(b"to-server")
 acc.send(b"to-client")
 
-sp_a, sp_b = socketpair = socket.socketpair(U, socket.SOCK_SEQPACKET)
+ppath = os.path.join(d, "plisten.sock")
+plst = socket.socket(U, socket.SOCK_STREAM)
+plst.bind(ppath)
+plst.listen(2)
+pcon = socket.socket(U, socket.SOCK_STREAM)
+pcon.connect(ppath)
+pacc, _ = plst.accept()
+pacc.send(b"p-to-client")
+
+unl_path = os.path.join(d, "unl.sock")
+unl = socket.socket(U, socket.SOCK_DGRAM)
+unl.bind(unl_path)
+os.unlink(unl_path)
+rep_path = os.path.join(d, "rep.sock")
+rep = socket.socket(U, socket.SOCK_DGRAM)
+rep.bind(rep_path)
+os.unlink(rep_path)
+with open(rep_path, "w") as f:
+    f.write("not a socket")
+
+sp_a, sp_b = socket.socketpair(U, socket.SOCK_SEQPACKET)
 sp_a.send(b"r1")
 sp_a.send(b"record-2")
 sp_b.send(b"back-1")
@@ -143,6 +168,17 @@ c2.connect(lname)
 a3, _ = lst.accept()
 c2.send(b"new-client")
 check(a3.recv(100) == b"new-client", "the listener does not accept after restore")
+
+check(acc.getsockname() == lname, "accepted socket name %r, want %r" % (acc.getsockname(), lname))
+check(con.getpeername() == lname, "client's peer name %r, want %r" % (con.getpeername(), lname))
+check(pcon.recv(100) == b"p-to-client", "pcon: queued bytes")
+check(pacc.getsockname() == ppath and pcon.getpeername() == ppath, "path-accepted names %r / %r" % (pacc.getsockname(), pcon.getpeername()))
+pcon.send(b"p-back")
+check(pacc.recv(100) == b"p-back", "pcon -> pacc after restore")
+check(unl.getsockname() == unl_path, "unlinked socket name %r" % unl.getsockname())
+check(not os.path.exists(unl_path), "a file appeared at the unlinked socket's path")
+check(rep.getsockname() == rep_path, "replaced socket name %r" % rep.getsockname())
+check(open(rep_path).read() == "not a socket", "the file that replaced the socket's path changed")
 
 # seqpacket records
 check(sp_b.recv(100) == b"r1" and sp_b.recv(100) == b"record-2", "seqpacket a->b records")

@@ -144,6 +144,9 @@ pub struct UnixDiag {
     /// For listeners: the sockets of the connections waiting to be accepted, oldest
     /// first (UNIX_DIAG_ICONS).
     pub icons: Vec<u32>,
+    /// Bound to a path: the inode and device (kernel encoding: major << 20 | minor) of
+    /// the socket file bind created (UNIX_DIAG_VFS), whether or not it still has a name.
+    pub vfs: Option<(u32, u32)>,
 }
 
 /// Every unix socket of the host (NETLINK_SOCK_DIAG dump with name, peer, queue and
@@ -153,7 +156,7 @@ pub fn unix_diag() -> Result<Vec<UnixDiag>> {
     let mut req = [0u8; 24];
     req[0] = libc::AF_UNIX as u8;
     req[4..8].copy_from_slice(&u32::MAX.to_le_bytes()); // all states
-    req[12..16].copy_from_slice(&(0x1u32 | 0x4 | 0x8 | 0x10).to_le_bytes()); // NAME | PEER | ICONS | RQLEN
+    req[12..16].copy_from_slice(&(0x1u32 | 0x2 | 0x4 | 0x8 | 0x10).to_le_bytes()); // NAME | VFS | PEER | ICONS | RQLEN
     let mut out = Vec::new();
     for m in sock_diag_dump(&req)? {
         if m.len() < 16 {
@@ -169,6 +172,9 @@ pub fn unix_diag() -> Result<Vec<UnixDiag>> {
                     d.wqueue = u32::from_le_bytes(data[4..8].try_into().unwrap());
                 }
                 6 if !data.is_empty() => d.shutdown = data[0],
+                1 if data.len() >= 8 => {
+                    d.vfs = Some((u32::from_le_bytes(data[0..4].try_into().unwrap()), u32::from_le_bytes(data[4..8].try_into().unwrap())))
+                }
                 3 => d.icons = data.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect(),
                 _ => {}
             }
@@ -475,6 +481,13 @@ pub fn peek_datagrams(fd: BorrowedFd<'_>, max_one: usize, max_total: usize) -> R
     };
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
     r.map(|_| out)
+}
+
+/// accept4(2) with SOCK_CLOEXEC.
+pub fn accept(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+    // SAFETY: no address buffer (NULL, NULL).
+    let s = c(unsafe { libc::accept4(fd.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) } as libc::c_long)?;
+    Ok(owned(s as i64))
 }
 
 /// sendto(2) of `buf` to the raw sockaddr `addr` (or send(2) when `addr` is empty).
