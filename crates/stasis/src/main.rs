@@ -68,9 +68,11 @@ enum Cmd {
         #[arg(long)]
         pid_ns: bool,
         /// Provide external resource RES (marked with `dump --external`) from this
-        /// restorer's fd FD (repeatable), e.g. `5:pipe:[12345]` or `7:shm:[678]`. A pipe
-        /// without it takes the restorer's fd of its own number; shared memory must have
-        /// one: a memfd or a file opened O_RDWR, mapped shared by the restored process.
+        /// restorer's fd FD (repeatable), e.g. `5:pipe:[12345]`, `7:shm:[678]` or
+        /// `8:unix:[910]`. A pipe without it takes the restorer's fd of its own number;
+        /// shared memory must have one (a memfd or a file opened O_RDWR, mapped shared by
+        /// the restored process), and so must a unix socket (a connected unix socket of
+        /// the same type, which takes the place of the old connection).
         #[arg(long = "inherit-fd", value_name = "FD:RES")]
         inherit_fd: Vec<String>,
     },

@@ -773,6 +773,63 @@ mod tests {
         m
     }
 
+    fn with_unix(socks: Vec<UnixObj>) -> Manifest {
+        edit(|m| {
+            for (i, u) in socks.into_iter().enumerate() {
+                let id = 10 + i as u32;
+                m.objects.push(Object { id, kind: Some(Kind::Unix(u)), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 3 + i as i32, object_id: id, cloexec: false });
+            }
+        })
+    }
+
+    #[test]
+    fn unix_socket_records_are_bounded() {
+        let dgram = |ino, name: &[u8]| UnixObj { ino, sock_type: libc::SOCK_DGRAM, name: name.to_vec(), ..Default::default() };
+        let msg = |n: usize| UnixMsg { data: vec![0; n], sender: Vec::new() };
+        // a named datagram socket with messages, a pair with messages: fine
+        let named = UnixObj { messages: vec![msg(3), msg(0)], ..dgram(1, b"/tmp/x.sock") };
+        let a = UnixObj { peer_ino: 3, messages: vec![msg(1)], ..dgram(2, b"") };
+        let b = UnixObj { peer_ino: 2, ..dgram(3, b"") };
+        validate_with(&with_unix(vec![named.clone(), a.clone(), b.clone()]), &root()).unwrap();
+        // messages nowhere to send back to: unnamed and unpaired, or a one-way peer
+        refused(&with_unix(vec![UnixObj { messages: vec![msg(1)], ..dgram(1, b"") }]), &root(), "cannot be sent back");
+        refused(&with_unix(vec![a.clone(), UnixObj { peer_ino: 0, ..b.clone() }]), &root(), "cannot be sent back");
+        // sizes
+        refused(&with_unix(vec![UnixObj { messages: vec![msg(65 << 20)], ..named.clone() }]), &root(), "queued messages");
+        refused(&with_unix(vec![dgram(1, &[b'/'; 109])]), &root(), "at most 108");
+        refused(&with_unix(vec![UnixObj { peer_name: vec![b'a'; 200], ..dgram(1, b"") }]), &root(), "at most 108");
+        refused(&with_unix(vec![UnixObj { sock_type: 99, ..dgram(1, b"") }]), &root(), "socket type 99");
+        refused(&with_unix(vec![UnixObj { peek_off: Some(-5), ..dgram(1, b"") }]), &root(), "options out of range");
+        refused(&with_unix(vec![UnixObj { listening: true, ..dgram(1, b"/tmp/l") }]), &root(), "listening datagram");
+        // waiting connections: each a socket of the image waiting on it, within the backlog
+        let stream = |ino| UnixObj { ino, sock_type: libc::SOCK_STREAM, ..Default::default() };
+        let l = UnixObj { listening: true, backlog: 1, name: b"/tmp/l".to_vec(), waiting: vec![5, 6], ..stream(4) };
+        let c = |ino| UnixObj { connecting_to: 4, peer_name: b"/tmp/l".to_vec(), ..stream(ino) };
+        validate_with(&with_unix(vec![l.clone(), c(5), c(6)]), &root()).unwrap();
+        refused(&with_unix(vec![UnixObj { waiting: vec![5, 6, 7], ..l.clone() }, c(5), c(6), c(7)]), &root(), "backlog 1");
+        refused(&with_unix(vec![UnixObj { waiting: vec![5, 9], ..l.clone() }, c(5)]), &root(), "waiting connection 9");
+        refused(&with_unix(vec![UnixObj { connecting_to: 4, ..stream(5) }]), &root(), "without the listener's name");
+    }
+
+    #[test]
+    fn file_owners_name_the_image() {
+        let owned = |own: FileOwner| {
+            edit(|m| {
+                m.objects.push(Object { id: 10, kind: Some(Kind::Eventfd(EventfdObj::default())), owner: Some(own), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 3, object_id: 10, cloexec: false });
+            })
+        };
+        validate_with(&owned(FileOwner { kind: 1, pid: 100, signal: 36, o_async: true }), &root()).unwrap();
+        validate_with(&owned(FileOwner { kind: 0, pid: 100, signal: 0, o_async: true }), &root()).unwrap();
+        refused(&owned(FileOwner { kind: 1, pid: 4242, signal: 0, o_async: true }), &root(), "process 4242");
+        refused(&owned(FileOwner { kind: 0, pid: 4242, signal: 0, o_async: true }), &root(), "thread 4242");
+        refused(&owned(FileOwner { kind: 2, pid: 4242, signal: 0, o_async: true }), &root(), "process group 4242");
+        refused(&owned(FileOwner { kind: 7, pid: 100, signal: 0, o_async: true }), &root(), "owner kind 7");
+        refused(&owned(FileOwner { kind: 1, pid: 100, signal: 9, o_async: true }), &root(), "signal 9");
+        refused(&owned(FileOwner { kind: 1, pid: 100, signal: 65, o_async: true }), &root(), "signal 65");
+    }
+
     #[test]
     fn a_sound_manifest_passes() {
         validate_with(&manifest(), &root()).unwrap();
