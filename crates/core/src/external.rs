@@ -86,7 +86,7 @@ pub fn socket_holders(tree: &[i32], inos: &[u32]) -> HashMap<u32, String> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return out };
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        if tree.contains(&pid) {
+        if pid == sys::getpid() || tree.contains(&pid) {
             continue;
         }
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };

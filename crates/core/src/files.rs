@@ -232,6 +232,16 @@ pub struct FdState {
     /// `dump --skip-in-flight`: connections waiting to be accepted from outside the tree
     /// are not saved (the listener is).
     pub skip_in_flight: bool,
+    /// File descriptors in flight in unix socket queues (SCM_RIGHTS), received into our
+    /// table by the peeks and not dumped yet.
+    in_flight_new: Vec<OwnedFd>,
+    /// Those already dumped: kept open until the dump ends (their numbers name them, and
+    /// kcmp compares later fds of the tree with them).
+    in_flight_held: Vec<OwnedFd>,
+    /// Our fd number of each in-flight description → its object id.
+    in_flight_ids: HashMap<i32, u32>,
+    /// Unix socket objects with fds in flight (their placeholders get named at the end).
+    carriers: Vec<u32>,
     /// Every fd of the tree: (pid, fd, object id).
     users: Vec<(i32, i32, u32)>,
     /// Shared-memory objects the tree maps shared (not marked external), to look for
@@ -280,6 +290,39 @@ fn parse_locks(pid: i32, fd: i32, fdinfo: &str) -> Result<Vec<(String, FileLock)
 /// Collects every fd of `pid` into fd entries and objects, and the file locks held.
 /// Call `finish_fds` once every process of the tree was collected.
 pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(Vec<Fd>, Vec<FileLock>)> {
+    let fds = procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())?;
+    let r = dump_fd_list(pid, &fds, objs, st)?;
+    dump_in_flight(pid, objs, st)?;
+    Ok(r)
+}
+
+/// The descriptions in flight (SCM_RIGHTS) that the unix socket peeks received into our
+/// fd table: dumped as fds of ours (kcmp finds the ones a process of the tree holds too),
+/// round after round (a socket in flight may carry more), then named in their carriers.
+fn dump_in_flight(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<()> {
+    const MAX_ROUNDS: usize = 8;
+    let me = sys::getpid();
+    for _ in 0..MAX_ROUNDS {
+        let new = std::mem::take(&mut st.in_flight_new);
+        if new.is_empty() {
+            for &id in &st.carriers {
+                if let Some(u) = objs.get_mut(id).and_then(|o| o.unix_mut()) {
+                    fdkinds::unix::name_in_flight(u, &st.in_flight_ids);
+                }
+            }
+            return Ok(());
+        }
+        let nums: Vec<i32> = new.iter().map(|f| f.as_raw_fd()).collect();
+        st.in_flight_held.extend(new);
+        let (entries, _locks) = dump_fd_list(me, &nums, objs, st)?;
+        st.in_flight_ids.extend(entries.iter().map(|e| (e.fd, e.object_id)));
+    }
+    Err(Error::Unsupported { pid, what: format!("file descriptors in flight nested more than {MAX_ROUNDS} sockets deep") })
+}
+
+/// Collects the fds `fds` of `pid` (or, for `pid` = ours, descriptions received in
+/// flight) into fd entries and objects, and the file locks held.
+fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState) -> Result<(Vec<Fd>, Vec<FileLock>)> {
     let mut locks: Vec<(String, FileLock)> = Vec::new();
     let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
     let mut out = Vec::new();
@@ -287,7 +330,7 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
     let pipes = &mut st.pipes;
     let fifos = &mut st.fifos;
     let unix_tables = &mut st.unix_tables;
-    for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
+    for &fd in fds {
         let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
             Ok(l) => l,
             Err(_) => continue, // closed meanwhile (cannot happen while frozen)
@@ -352,9 +395,15 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
                 unix_tables.insert(net_ns, t);
             }
             let table = &unix_tables[&net_ns];
-            let mut o = fdkinds::unix::dump(pid, fd, md.ino(), flags, &dup, table)?;
+            let mut got = Vec::new();
+            let mut o = fdkinds::unix::dump(pid, fd, md.ino(), flags, &dup, table, &mut got)?;
             o.net_ns = net_ns;
-            objs.intern(format!("unix-fd:{pid}:{fd}"), |_| o)
+            let id = objs.intern(format!("unix-fd:{pid}:{fd}"), |_| o);
+            if !got.is_empty() {
+                st.carriers.push(id);
+                st.in_flight_new.extend(got);
+            }
+            id
         } else if ft.is_fifo() && !link.starts_with("pipe:") {
             fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
         } else if ft.is_fifo() {
@@ -799,7 +848,12 @@ pub fn open_fd_objects(
         let made = &mut unix_made;
         in_socket_ns(pid, o.net_ns, netns, || fdkinds::unix::premake_pair(pid, &m.objects, u, made))?;
     }
-    for (owner, fd) in m.processes.iter().flat_map(|p| p.fds.iter().map(move |f| (p.pid, f))) {
+    // every fd of the tree, then the descriptions only in flight in unix socket queues
+    // (SCM_RIGHTS): opened here, sent by requeue_deferred, closed here afterwards
+    let in_flight: Vec<Fd> =
+        fdkinds::unix::in_flight_objects(&m.objects).into_iter().map(|object_id| Fd { fd: -1, object_id, cloexec: true }).collect();
+    let all = m.processes.iter().flat_map(|p| p.fds.iter().map(move |f| (p.pid, f))).chain(in_flight.iter().map(|f| (pid, f)));
+    for (owner, fd) in all {
         if opened.by_object.contains_key(&fd.object_id) {
             continue;
         }
@@ -905,6 +959,8 @@ pub fn open_fd_objects(
             }
         }
     }
+    let run_in_ns = |o: &Object, f: &mut (dyn FnMut() -> Result<()> + Send)| in_socket_ns(pid, o.net_ns, netns, f);
+    fdkinds::unix::requeue_deferred(pid, &m.objects, &opened.by_object, &mut unix_made, &run_in_ns)?;
     fdkinds::inet::finish_restore().map_err(|e| step(format!("leaving TCP repair mode: {e}")))?;
     Ok(opened)
 }

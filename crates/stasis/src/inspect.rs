@@ -349,6 +349,12 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
                 json!({"kind": "unix-bound", "id": id, "type": ty, "name": addr_display(&u.name),
                        "listening": u.listening, "backlog": u.backlog, "queued_messages": u.messages.len(), "net_ns": o.net_ns})
             };
+            d["in_flight"] = json!(u
+                .in_flight
+                .iter()
+                .map(|f| json!({"start": f.start, "end": f.end, "objects": f.objects}))
+                .chain(u.messages.iter().enumerate().filter(|(_, m)| !m.objects.is_empty()).map(|(i, m)| json!({"message": i, "objects": m.objects})))
+                .collect::<Vec<_>>());
             d["options"] = json!({"passcred": u.passcred, "passsec": u.passsec, "peek_off": u.peek_off, "rcvbuf": u.rcvbuf, "sndbuf": u.sndbuf});
             sock_flags_json(&mut d, u.flags);
             d
@@ -430,6 +436,11 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
             if q > 0 {
                 s += &format!(", {q} bytes queued");
             }
+            let n = d["queued_messages"].as_u64().unwrap_or(0);
+            if n > 0 {
+                s += &format!(", {n} messages queued");
+            }
+            in_flight_text(&mut s, &d);
             let sh = d["shutdown"].as_u64().unwrap_or(0);
             if sh != 0 {
                 let what = match sh & 3 {
@@ -452,6 +463,7 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
             if n > 0 {
                 s += &format!(", {n} messages queued");
             }
+            in_flight_text(&mut s, &d);
         }
         k @ ("tcp" | "udp") => {
             s += &format!("{k} {}", str_of("local"));
@@ -499,6 +511,22 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
         s += &format!(" [net ns {ns}]");
     }
     s
+}
+
+/// `, fds in flight: objects 12, 13 (bytes 3..6)` for a unix socket's queue.
+fn in_flight_text(s: &mut String, d: &Value) {
+    let Some(list) = d["in_flight"].as_array().filter(|l| !l.is_empty()) else { return };
+    let parts: Vec<String> = list
+        .iter()
+        .map(|f| {
+            let ids: Vec<String> = f["objects"].as_array().into_iter().flatten().map(|v| v.to_string()).collect();
+            match f["message"].as_u64() {
+                Some(i) => format!("objects {} (message {i})", ids.join(", ")),
+                None => format!("objects {} (bytes {}..{})", ids.join(", "), f["start"], f["end"]),
+            }
+        })
+        .collect();
+    *s += &format!(", fds in flight: {}", parts.join("; "));
 }
 
 /// Signal-driven I/O of a description: `O_ASYNC, signals to process 12 (SIGRTMIN+2)`.

@@ -142,3 +142,43 @@ fn unix_listener_with_outside_connection_needs_skip_in_flight() {
     w.restore();
     w.go_and_pass();
 }
+
+fn scm_rights(label: &str, leave_running: bool) {
+    let _t = serial();
+    let mut w = Workload::new(label);
+    let script = std::path::Path::new(WORKLOADS).join("scm_rights.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    if leave_running {
+        // the live process first: its queues and fds in flight are untouched
+        w.dump_leave_running();
+        w.go_and_pass();
+        // then the image (its stdout grew meanwhile)
+        std::fs::remove_file(w.work.join("go")).unwrap();
+        let img = w.img.clone();
+        let r = w.try_restore_from(&img, &["-d", "--allow-changed-files"]);
+        assert!(r.ok(), "restore failed\n{}", w.report());
+        w.go();
+        let st = waitpid_timeout(w.pid, EXIT_TIMEOUT).unwrap_or_else(|_| panic!("restored copy did not finish\n{}", w.report()));
+        w.assert_pass(st);
+        return;
+    }
+    w.checkpoint_restore();
+    w.go_and_pass();
+}
+
+/// File descriptors in flight (SCM_RIGHTS) on a stream and a datagram socket: a pipe
+/// end, a file description also held by the process, a socket, a memfd — each comes
+/// back as the same object, with the same message boundaries.
+#[test]
+fn file_descriptors_in_flight() {
+    scm_rights("scm-rights", false);
+}
+
+/// A --leave-running dump leaves the queues and the fds in flight to the live process
+/// (it passes the same checks), and its image restores them again.
+#[test]
+fn file_descriptors_in_flight_after_leave_running_dump() {
+    skip_if_direct!();
+    scm_rights("scm-rights-lr", true);
+}

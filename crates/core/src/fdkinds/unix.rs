@@ -8,13 +8,16 @@
 //! reads them); datagrams and seqpacket records likewise, one by one with their sender's
 //! address (`sys::peek_datagrams`). SO_PASSCRED/SO_PASSSEC are off during the peeks (and
 //! set back), so the only ancillary data that shows is file descriptors in flight
-//! (SCM_RIGHTS), which are refused. Options: SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF,
+//! (SCM_RIGHTS): the peek installs copies of them in our fd table; files.rs dumps those
+//! as fds of ours (kcmp ties them to the tree's own descriptions) and `name_in_flight`
+//! puts their object ids in the record. Restore opens them with the rest and
+//! `requeue_deferred` sends the queues that carry them once every object is open. Options: SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF,
 //! SO_RCVBUF, SO_SNDBUF. `check_peers` (once every fd of the tree is known) sorts peers:
 //! inside the tree; outside it — a datagram socket keeps the peer's name and connects
 //! to it again at restore (syslog's /dev/log), a stream/seqpacket one is refused naming
 //! the process holding the peer unless marked `--external unix:[INODE]`.
-//! Refused: listeners with connections waiting to be accepted, file descriptors in
-//! flight, a datagram socket connected to an unnamed socket outside the tree.
+//! Refused: connections from outside the tree waiting to be accepted (unless
+//! --skip-in-flight), a datagram socket connected to an unnamed socket outside the tree.
 //!
 //! Restore (`open_end`): a pair whose ends are connected to each other is made with
 //! socketpair(2) when its first end is opened (each end's queue written into the other
@@ -34,7 +37,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 
-use stasis_image::model::{Object, UnixMsg, UnixObj};
+use stasis_image::model::{InFlight, Object, UnixMsg, UnixObj};
 use stasis_sys::sys::{self, UnixDiag};
 
 use crate::error::{Error, Result};
@@ -142,7 +145,10 @@ pub fn external_name(ino: u32) -> String {
 }
 
 /// Dump side of one unix socket fd (`dup` is our copy of it).
-pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Table) -> Result<Object> {
+/// File descriptors in flight in its queue (SCM_RIGHTS) are received into our fd table
+/// (a peek installs copies) and pushed to `in_flight`; the record names them by those
+/// fd numbers until the caller has dumped them and calls `name_in_flight`.
+pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Table, in_flight: &mut Vec<OwnedFd>) -> Result<Object> {
     let refuse = |what: String| Error::Unsupported { pid, what: format!("fd {fd} is a unix {what}") };
     let sys_err = |what: &str, err: std::io::Error| Error::Sys { pid, what: format!("{what} of fd {fd}"), err };
     let d = table.0.get(&(ino as u32)).ok_or_else(|| refuse("socket the kernel's socket table does not list".into()))?;
@@ -208,18 +214,27 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
     if ty != libc::SOCK_DGRAM && d.state != TCP_ESTABLISHED {
         // never connected: nothing can be queued (and recvmsg says EINVAL)
     } else if ty == libc::SOCK_STREAM {
-        u.queue = match sys::peek_stream_queue(s) {
-            Ok(q) => q,
+        let chunks = match sys::peek_stream_chunks(s) {
+            Ok(c) => c,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
-                return Err(refuse(format!("{tn} socket with file descriptors (SCM_RIGHTS) in flight in its queue")))
+                return Err(refuse(format!("{tn} socket with ancillary data other than file descriptors queued")))
             }
             Err(e) => return Err(sys_err("peeking the queue", e)),
         };
+        for c in chunks {
+            let start = u.queue.len() as u64;
+            u.queue.extend_from_slice(&c.data);
+            if !c.fds.is_empty() {
+                let objects = c.fds.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f) as u32).collect();
+                u.in_flight.push(InFlight { start, end: u.queue.len() as u64, objects });
+                in_flight.extend(c.fds);
+            }
+        }
     } else {
-        u.messages = match sys::peek_datagrams(s, MAX_DGRAM, MAX_DGRAM_QUEUE) {
-            Ok(q) => q.into_iter().map(|m| UnixMsg { data: m.data, sender: m.sender.get(2..).unwrap_or_default().to_vec() }).collect(),
+        let msgs = match sys::peek_datagrams(s, MAX_DGRAM, MAX_DGRAM_QUEUE) {
+            Ok(q) => q,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
-                return Err(refuse(format!("{tn} socket with file descriptors (SCM_RIGHTS) in flight in its queue")))
+                return Err(refuse(format!("{tn} socket with ancillary data other than file descriptors queued")))
             }
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
                 return Err(refuse(format!(
@@ -228,8 +243,28 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             }
             Err(e) => return Err(sys_err("peeking the queued messages", e)),
         };
+        for m in msgs {
+            // placeholders: our fd numbers, replaced by object ids once they are dumped
+            let objects = m.fds.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f) as u32).collect();
+            u.messages.push(UnixMsg { data: m.data, sender: m.sender.get(2..).unwrap_or_default().to_vec(), objects });
+            in_flight.extend(m.fds);
+        }
     }
     Ok(u.into())
+}
+
+/// Replaces the placeholder fd numbers `dump` left in `u` by object ids (`ids`: our fd
+/// number → object id).
+pub fn name_in_flight(u: &mut UnixObj, ids: &HashMap<i32, u32>) {
+    let name = |v: &mut Vec<u32>| v.iter_mut().for_each(|x| *x = ids.get(&(*x as i32)).copied().unwrap_or(0));
+    u.in_flight.iter_mut().for_each(|f| name(&mut f.objects));
+    u.messages.iter_mut().for_each(|m| name(&mut m.objects));
+}
+
+/// Does restoring `u` send file descriptors (so its queue is filled once every object is
+/// open: `requeue_in_flight`)?
+pub fn carries_fds(u: &UnixObj) -> bool {
+    !u.in_flight.is_empty() || u.messages.iter().any(|m| !m.objects.is_empty())
 }
 
 /// After all fds of the tree: each socket's peer is one of the tree's, or outside it —
@@ -341,7 +376,7 @@ fn requeue_messages(from: &OwnedFd, to: &[u8], msgs: &[UnixMsg]) -> std::io::Res
     let biggest = msgs.iter().map(|m| m.data.len()).max().unwrap_or(0);
     let _ = sys::setsockopt_int(from.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (biggest * 2 + 4096).min(i32::MAX as usize) as i32);
     for m in msgs {
-        sys::sendto(from.as_fd(), &m.data, to)?;
+        sys::sendmsg_fds(from.as_fd(), &m.data, &[], to)?;
     }
     Ok(())
 }
@@ -391,6 +426,11 @@ fn sockaddr(name: &[u8]) -> Vec<u8> {
 pub struct Made {
     pending: HashMap<u32, OwnedFd>,
     done: std::collections::HashSet<u32>,
+    /// Sockets whose queue (and shutdown) waits for `requeue_deferred`: fds travel in it
+    /// or in its peer's, and their objects may not be open yet.
+    deferred: std::collections::HashSet<u32>,
+    /// The sending end kept for a deferred socket whose peer had closed.
+    senders: HashMap<u32, OwnedFd>,
 }
 
 impl Made {
@@ -427,9 +467,14 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
         _ if u.peer_gone => {
             let (a, b) = sys::socketpair(u.sock_type).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
-            requeue(&b, &u.queue).map_err(|e| step(format!("requeueing {} bytes: {e}", u.queue.len())))?;
-            requeue_messages(&b, &[], &u.messages).map_err(|e| step(format!("requeueing messages: {e}")))?;
-            drop(b); // the peer had closed
+            if carries_fds(u) {
+                made.deferred.insert(u.ino);
+                made.senders.insert(u.ino, b); // closed once the queue is in
+            } else {
+                requeue(&b, &u.queue).map_err(|e| step(format!("requeueing {} bytes: {e}", u.queue.len())))?;
+                requeue_messages(&b, &[], &u.messages).map_err(|e| step(format!("requeueing messages: {e}")))?;
+                drop(b); // the peer had closed
+            }
             a
         }
         _ => make_alone(pid, fd, objects, u, made, &mut Vec::new())?,
@@ -536,11 +581,20 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
     };
     apply_options(&a, u)?;
     apply_options(&b, peer)?;
+    if carries_fds(u) || carries_fds(peer) {
+        // filled by requeue_deferred once every object is open
+        made.deferred.extend([u.ino, peer.ino]);
+        made.insert(peer.ino, b);
+        return Ok(a);
+    }
     // a = this end, b = the peer: what is queued for reading on a was sent by b
     requeue(&b, &u.queue)?;
     requeue(&a, &peer.queue)?;
     requeue_messages(&b, &[], &u.messages)?;
     requeue_messages(&a, &[], &peer.messages)?;
+    // the requeues raised the senders' buffers: set them back
+    apply_options(&a, u)?;
+    apply_options(&b, peer)?;
     apply_shutdown(&a, u.shutdown)?;
     apply_shutdown(&b, peer.shutdown)?;
     made.insert(peer.ino, b);
@@ -582,7 +636,9 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
             sys::sock_addr_op(s.as_fd(), &sockaddr(&u.name), false).map_err(|e| step(format!("bind: {e}")))?;
         }
     }
-    if !u.messages.is_empty() {
+    if carries_fds(u) {
+        made.deferred.insert(u.ino);
+    } else if !u.messages.is_empty() {
         // sent to its name from an unnamed socket (validate: a socket with messages and
         // no pair has a name)
         let from = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| step(format!("socket: {e}")))?;
@@ -627,8 +683,98 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         sys::sock_addr_op(s.as_fd(), &sockaddr(&target), true)
             .map_err(|e| step(format!("connecting to {}: {e}", addr_display(&target))))?;
     }
-    apply_shutdown(&s, u.shutdown).map_err(|e| step(format!("shutdown: {e}")))?;
+    if !made.deferred.contains(&u.ino) {
+        apply_shutdown(&s, u.shutdown).map_err(|e| step(format!("shutdown: {e}")))?;
+    }
     Ok(s)
+}
+
+/// Objects sent in flight by the sockets of `objects` (SCM_RIGHTS), in order, each once.
+pub fn in_flight_objects(objects: &[Object]) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for u in objects.iter().filter_map(|o| o.unix()) {
+        let ids = u.in_flight.iter().flat_map(|f| f.objects.iter()).chain(u.messages.iter().flat_map(|m| m.objects.iter()));
+        for &id in ids {
+            if seen.insert(id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// Once every object is open (`by_object`: object id → fd): the queues that wait for
+/// fds in flight, sent with them (SCM_RIGHTS) from the socket's peer, its kept sending
+/// end (peer closed) or an unnamed socket to its name; then the shutdowns held back.
+/// `run_in_ns` runs a closure in an object's network namespace.
+pub fn requeue_deferred(
+    pid: i32,
+    objects: &[Object],
+    by_object: &HashMap<u32, OwnedFd>,
+    made: &mut Made,
+    run_in_ns: &dyn Fn(&Object, &mut (dyn FnMut() -> Result<()> + Send)) -> Result<()>,
+) -> Result<()> {
+    if made.deferred.is_empty() {
+        return Ok(());
+    }
+    let id_of: HashMap<u32, u32> = objects.iter().filter_map(|o| o.unix().map(|u| (u.ino, o.id))).collect();
+    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
+    let fd_of = |id: u32| by_object.get(&id).ok_or_else(|| step(format!("object {id} (in flight or a socket end) was not opened")));
+    let deferred: Vec<&Object> = objects.iter().filter(|o| o.unix().is_some_and(|u| made.deferred.contains(&u.ino))).collect();
+    for o in &deferred {
+        let Some(u) = o.unix() else { continue };
+        let what = |e: std::io::Error| step(format!("unix {} socket (inode {}): requeueing with file descriptors: {e}", type_name(u.sock_type), u.ino));
+        let sender_kept = made.senders.remove(&u.ino);
+        let peer_id = id_of.get(&u.peer_ino).copied().filter(|_| u.peer_ino != 0);
+        let mut send = || -> Result<()> {
+            let temp;
+            let (from, to): (std::os::fd::BorrowedFd, Vec<u8>) = if let Some(b) = &sender_kept {
+                (b.as_fd(), Vec::new())
+            } else if let Some(pid_) = peer_id {
+                (fd_of(pid_)?.as_fd(), Vec::new())
+            } else {
+                temp = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(what)?;
+                (temp.as_fd(), sockaddr(&u.name))
+            };
+            let _ = sys::setsockopt_int(from, libc::SOL_SOCKET, libc::SO_SNDBUF, i32::MAX / 2);
+            let fds = |ids: &[u32]| -> Result<Vec<std::os::fd::BorrowedFd>> { ids.iter().map(|&i| fd_of(i).map(|f| f.as_fd())).collect() };
+            let send_all = |data: &[u8], fds: &[std::os::fd::BorrowedFd]| -> Result<()> {
+                // the fds go with the first piece
+                let mut off = sys::sendmsg_fds(from, data, fds, &to).map_err(what)?;
+                while off < data.len() {
+                    off += sys::sendmsg_fds(from, &data[off..], &[], &to).map_err(what)?;
+                }
+                Ok(())
+            };
+            let mut pos = 0usize;
+            for f in &u.in_flight {
+                let (start, end) = (f.start as usize, f.end as usize);
+                if start > pos {
+                    send_all(&u.queue[pos..start], &[])?;
+                }
+                send_all(&u.queue[start..end], &fds(&f.objects)?)?;
+                pos = end;
+            }
+            if pos < u.queue.len() {
+                send_all(&u.queue[pos..], &[])?;
+            }
+            for m in &u.messages {
+                sys::sendmsg_fds(from, &m.data, &fds(&m.objects)?, &to).map_err(what)?;
+            }
+            Ok(())
+        };
+        run_in_ns(o, &mut send)?;
+    }
+    for o in &deferred {
+        let Some(u) = o.unix() else { continue };
+        let s = fd_of(o.id)?;
+        // the sender's buffer was raised: the saved options again
+        apply_options(s, u).map_err(|e| step(format!("unix socket (inode {}): options: {e}", u.ino)))?;
+        apply_shutdown(s, u.shutdown).map_err(|e| step(format!("unix socket (inode {}): shutdown: {e}", u.ino)))?;
+    }
+    made.deferred.clear();
+    Ok(())
 }
 
 /// Makes `path` free for a bind, or says why it is not. Nothing there: free. A socket

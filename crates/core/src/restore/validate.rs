@@ -580,6 +580,7 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
         }
         if let Some(u) = o.unix() {
             check_unix(&unix_peers, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
+            check_in_flight(table, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
         }
         if let Some(s) = o.shmem() {
             if s.size == 0 || s.size > TASK_SIZE {
@@ -589,6 +590,33 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
         if let Some(s) = o.sysv_shm() {
             if s.size == 0 || s.size > TASK_SIZE {
                 return Err(format!("SysV segment (object {id}) of {} bytes (1 to {TASK_SIZE:#x})", s.size));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// File descriptors in flight in a unix socket's queue: pieces in order inside the
+/// queue, at most SCM_MAX_FD (253) per message, each an open-file object of the image.
+fn check_in_flight(table: &HashMap<u32, &Object>, u: &stasis_image::model::UnixObj) -> std::result::Result<(), String> {
+    const SCM_MAX_FD: usize = 253;
+    let mut pos = 0u64;
+    for f in &u.in_flight {
+        if f.start < pos || f.end < f.start || f.end > u.queue.len() as u64 || f.objects.is_empty() {
+            return Err(format!("in-flight piece {}..{} out of order or outside its {}-byte queue", f.start, f.end, u.queue.len()));
+        }
+        pos = f.end;
+    }
+    let lists = u.in_flight.iter().map(|f| &f.objects).chain(u.messages.iter().map(|m| &m.objects));
+    for ids in lists {
+        if ids.len() > SCM_MAX_FD {
+            return Err(format!("{} file descriptors in flight in one message (at most {SCM_MAX_FD})", ids.len()));
+        }
+        for id in ids {
+            match table.get(id).and_then(|o| o.kind.as_ref()) {
+                None => return Err(format!("a file descriptor in flight refers to missing object {id}")),
+                Some(stasis_image::not_fd_kinds!()) => return Err(format!("a file descriptor in flight refers to object {id}, which is not an open file")),
+                Some(_) => {}
             }
         }
     }

@@ -327,47 +327,118 @@ pub fn inq(fd: BorrowedFd<'_>) -> Result<i32> {
     Ok(v)
 }
 
-/// Everything queued for reading on a stream socket, without consuming it (MSG_PEEK with
-/// SO_PEEK_OFF, put back afterwards). Err(ENOTSUP) if ancillary data (passed fds,
-/// credentials) is queued: it cannot be peeked without side effects.
-pub fn peek_stream_queue(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
-    let raw = fd.as_raw_fd();
-    let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
-    let set = |v: i32| -> Result<()> {
-        // SAFETY: v is a valid int option value.
-        c(unsafe { libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_PEEK_OFF, (&v as *const i32).cast(), 4) } as libc::c_long)
-            .map(drop)
-    };
-    set(0)?;
+/// File descriptors received in one recvmsg's control data (SCM_RIGHTS), now ours.
+/// Err(ENOTSUP) when it held any other kind of ancillary data (those fds are closed).
+fn take_rights(msg: &libc::msghdr) -> Result<Vec<OwnedFd>> {
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut ctl = [0u8; 256];
-    let r = loop {
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        // SAFETY: msghdr with valid iovec and control buffers, zero-initialised otherwise.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = ctl.as_mut_ptr().cast();
-        msg.msg_controllen = ctl.len();
-        // SAFETY: msg points to live buffers for the duration of the call.
-        let n = unsafe { libc::recvmsg(raw, &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
-        if n < 0 {
-            let e = Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EAGAIN) {
-                break Ok(());
+    let mut other = false;
+    // SAFETY: msg's control buffer holds msg_controllen bytes the kernel wrote.
+    let mut cm = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !cm.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers inside the buffer.
+        let (level, ty, len) = unsafe { ((*cm).cmsg_level, (*cm).cmsg_type, (*cm).cmsg_len) };
+        if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_LEN is arithmetic on a constant.
+            let hdr = unsafe { libc::CMSG_LEN(0) } as usize;
+            let n = (len as usize).saturating_sub(hdr) / std::mem::size_of::<i32>();
+            // SAFETY: the payload of this header: n ints, inside the buffer.
+            let data = unsafe { libc::CMSG_DATA(cm) } as *const i32;
+            for i in 0..n {
+                // SAFETY: i < n, inside the payload; read_unaligned has no alignment need.
+                let fd = unsafe { data.add(i).read_unaligned() };
+                out.push(owned(fd as i64));
             }
-            break Err(e);
+        } else {
+            other = true;
         }
-        if msg.msg_controllen > 0 || msg.msg_flags & libc::MSG_CTRUNC != 0 {
-            break Err(Error::from_raw_os_error(libc::ENOTSUP));
-        }
-        if n == 0 {
-            break Ok(());
-        }
-        out.extend_from_slice(&buf[..n as usize]);
+        // SAFETY: cm is a header of msg's buffer.
+        cm = unsafe { libc::CMSG_NXTHDR(msg, cm) };
+    }
+    if other {
+        return Err(Error::from_raw_os_error(libc::ENOTSUP));
+    }
+    Ok(out)
+}
+
+/// One recvmsg(MSG_PEEK | MSG_DONTWAIT) into `buf` with room for 1000 passed fds:
+/// (bytes, sender address, fds installed in our table close-on-exec, flags). None when
+/// nothing is queued.
+fn peek_once(fd: BorrowedFd<'_>, buf: &mut [u8], extra: i32) -> Result<Option<(usize, Vec<u8>, Vec<OwnedFd>, i32)>> {
+    let mut name = [0u8; 128];
+    let mut ctl = vec![0u64; 512]; // 4 KiB, aligned for cmsghdr
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = name.as_mut_ptr().cast();
+    msg.msg_namelen = name.len() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.as_mut_ptr().cast();
+    msg.msg_controllen = ctl.len() * 8;
+    // SAFETY: msg points to live buffers (name, buf, ctl) for the duration of the call.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC | extra) };
+    if n < 0 {
+        let e = Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::EAGAIN) { Ok(None) } else { Err(e) };
+    }
+    let fds = take_rights(&msg)?;
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    let nl = (msg.msg_namelen as usize).min(name.len());
+    // a sender without a name shows as the bare family (2 bytes)
+    let sender = if nl > 2 { name[..nl].to_vec() } else { Vec::new() };
+    Ok(Some((n as usize, sender, fds, msg.msg_flags)))
+}
+
+/// A piece of a unix socket's queue as one peek returns it: bytes, and the file
+/// descriptors in flight with them (installed in our table, close-on-exec).
+#[derive(Debug, Default)]
+pub struct Chunk {
+    pub data: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Everything queued for reading on a stream socket, without consuming it (MSG_PEEK with
+/// SO_PEEK_OFF, put back afterwards), in chunks that end where file descriptors travel
+/// (the kernel stops a read after a message that carries some). Err(ENOTSUP) for other
+/// ancillary data (the caller turns SO_PASSCRED / SO_PASSSEC off around this).
+pub fn peek_stream_chunks(fd: BorrowedFd<'_>) -> Result<Vec<Chunk>> {
+    let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    let mut out: Vec<Chunk> = Vec::new();
+    // Room for the whole queue: a peek that fills its buffer goes on to the next
+    // message and returns its fds with none of its bytes.
+    let queued = inq(fd)?.max(0) as usize;
+    if queued > 256 << 20 {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
+        return Err(Error::from_raw_os_error(libc::EMSGSIZE));
+    }
+    let mut buf = vec![0u8; queued + 1];
+    let push = |out: &mut Vec<Chunk>, data: &[u8], fds: Vec<OwnedFd>| match out.last_mut() {
+        // bytes without fds after bytes without fds: one chunk
+        Some(last) if last.fds.is_empty() && fds.is_empty() => last.data.extend_from_slice(data),
+        _ => out.push(Chunk { data: data.to_vec(), fds }),
     };
-    set(old)?;
+    let r = loop {
+        match peek_once(fd, &mut buf, 0) {
+            Ok(None) | Ok(Some((0, ..))) => break Ok(()),
+            Ok(Some((n, _, fds, _))) if fds.is_empty() => {
+                push(&mut out, &buf[..n], fds);
+            }
+            Ok(Some((n, _, fds, _))) => {
+                // A read stops after the message that carries fds, but may have begun
+                // with bytes sent without any, and where that message starts cannot be
+                // seen (a peek returns the fds of the next message that has some even
+                // when it copies none of its bytes): the fds go with the last byte, so
+                // a read that reaches them gets them, never one that stops before.
+                push(&mut out, &buf[..n - 1], Vec::new());
+                push(&mut out, &buf[n - 1..n], fds);
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
     r.map(|_| out)
 }
 
@@ -424,20 +495,21 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> Result<usize> {
 }
 
 /// One datagram (or seqpacket record) queued on a socket, with its sender's address
-/// (raw sockaddr bytes; empty when the sender had none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// (raw sockaddr bytes; empty when the sender had none) and the file descriptors in
+/// flight with it (installed in our table, close-on-exec).
+#[derive(Debug, Default)]
 pub struct Queued {
     pub data: Vec<u8>,
     pub sender: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
 }
 
 /// Every datagram queued for reading on `fd`, oldest first, without consuming any:
 /// MSG_PEEK with SO_PEEK_OFF moving past each one (an empty one included: the kernel
 /// marks it peeked), SO_PEEK_OFF put back as it was. Errors: EMSGSIZE for a datagram
-/// larger than `max_one` bytes or a queue over `max_total`; ENOTSUP when a datagram
-/// carries ancillary data that was cut (file descriptors in flight: with no control
-/// buffer the kernel installs none in our table). The caller turns SO_PASSCRED and
-/// SO_PASSSEC off around this, or every datagram would report credentials.
+/// larger than `max_one` bytes or a queue over `max_total`; ENOTSUP for ancillary data
+/// other than file descriptors (the caller turns SO_PASSCRED and SO_PASSSEC off around
+/// this, or every datagram would report credentials).
 pub fn peek_datagrams(fd: BorrowedFd<'_>, max_one: usize, max_total: usize) -> Result<Vec<Queued>> {
     let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
@@ -445,42 +517,54 @@ pub fn peek_datagrams(fd: BorrowedFd<'_>, max_one: usize, max_total: usize) -> R
     let mut total = 0usize;
     let mut buf = vec![0u8; max_one];
     let r = loop {
-        let mut name = [0u8; 128];
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        // SAFETY: an all-zero msghdr is valid; its pointers are set below.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = name.as_mut_ptr().cast();
-        msg.msg_namelen = name.len() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        // SAFETY: msg points to live buffers (name, buf) for the duration of the call; no
-        // control buffer.
-        let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
-        if n < 0 {
-            let e = Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EAGAIN) {
-                break Ok(());
-            }
-            break Err(e);
-        }
-        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-            break Err(Error::from_raw_os_error(libc::ENOTSUP));
-        }
-        let n = n as usize;
+        let (n, sender, fds) = match peek_once(fd, &mut buf, libc::MSG_TRUNC) {
+            Ok(None) => break Ok(()),
+            Ok(Some((n, sender, fds, _))) => (n, sender, fds),
+            Err(e) => break Err(e),
+        };
         total = total.saturating_add(n);
-        if n > buf.len() || total > max_total {
+        if n > buf.len() || total > max_total || out.len() >= 1 << 20 {
             break Err(Error::from_raw_os_error(libc::EMSGSIZE));
         }
-        let nl = (msg.msg_namelen as usize).min(name.len());
-        // a sender without a name shows as the bare family (2 bytes)
-        let sender = if nl > 2 { name[..nl].to_vec() } else { Vec::new() };
-        out.push(Queued { data: buf[..n].to_vec(), sender });
-        if out.len() > 1 << 20 {
-            break Err(Error::from_raw_os_error(libc::EMSGSIZE));
-        }
+        out.push(Queued { data: buf[..n].to_vec(), sender, fds });
     };
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
     r.map(|_| out)
+}
+
+/// sendmsg(2) of `buf` with `fds` as SCM_RIGHTS (none: a plain send), to the raw
+/// sockaddr `to` (empty: the connected peer), not waiting.
+pub fn sendmsg_fds(fd: BorrowedFd<'_>, buf: &[u8], fds: &[BorrowedFd<'_>], to: &[u8]) -> Result<usize> {
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let payload = std::mem::size_of_val(raw.as_slice()) as u32;
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = if raw.is_empty() { 0 } else { (unsafe { libc::CMSG_SPACE(payload) }) as usize };
+    let mut ctl = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if !to.is_empty() {
+        msg.msg_name = to.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = to.len() as libc::socklen_t;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if space > 0 {
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: the control buffer has room for one header with `payload` bytes
+        // (CMSG_SPACE); CMSG_FIRSTHDR returns its start.
+        unsafe {
+            let cm = libc::CMSG_FIRSTHDR(&msg);
+            (*cm).cmsg_level = libc::SOL_SOCKET;
+            (*cm).cmsg_type = libc::SCM_RIGHTS;
+            (*cm).cmsg_len = libc::CMSG_LEN(payload) as usize;
+            std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(cm) as *mut i32, raw.len());
+        }
+    }
+    // SAFETY: msg points to live buffers (buf, to, ctl) for the call; the kernel only
+    // reads them.
+    c(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) } as libc::c_long).map(|n| n as usize)
 }
 
 /// accept4(2) with SOCK_CLOEXEC.
@@ -488,12 +572,4 @@ pub fn accept(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
     // SAFETY: no address buffer (NULL, NULL).
     let s = c(unsafe { libc::accept4(fd.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) } as libc::c_long)?;
     Ok(owned(s as i64))
-}
-
-/// sendto(2) of `buf` to the raw sockaddr `addr` (or send(2) when `addr` is empty).
-pub fn sendto(fd: BorrowedFd<'_>, buf: &[u8], addr: &[u8]) -> Result<usize> {
-    let (ap, al) = if addr.is_empty() { (std::ptr::null(), 0) } else { (addr.as_ptr(), addr.len() as libc::socklen_t) };
-    // SAFETY: buf is readable for buf.len() bytes; addr is null/0 or a readable buffer of al bytes.
-    c(unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT, ap.cast(), al) } as libc::c_long)
-        .map(|n| n as usize)
 }
