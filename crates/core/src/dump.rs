@@ -285,7 +285,7 @@ impl Member {
 
 /// Puts every frozen process back (failed dump or --leave-running).
 fn resume_all(members: Vec<Member>) -> Result<()> {
-    crate::fdkinds::inet::release(true);
+    crate::tcp_repair::release(true);
     let mut first = None;
     for m in members {
         if let Member::Live { fz, .. } = m {
@@ -431,7 +431,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
             }
         }
         // closed in repair mode after the process is gone: the peer sees nothing
-        crate::fdkinds::inet::release(false);
+        crate::tcp_repair::release(false);
     }
     let t_end = Instant::now();
     stats.freeze_us = (t_frozen - t0).as_micros() as u64;

@@ -17,5 +17,6 @@ pub mod procfs;
 pub mod progress;
 pub mod restore;
 pub mod task;
+pub mod tcp_repair;
 
 pub use error::{Error, Result};
