@@ -25,6 +25,9 @@ pub struct DumpOptions {
     /// Resources shared with processes outside the tree to record as external instead
     /// of refusing (`--external`: `pipe:[INO]`, `shm:[INO]`).
     pub external: Vec<String>,
+    /// `--network-lock`: hold the tree's TCP connections' packets back with nftables
+    /// from before their sockets are read until the restore (`crate::netlock`).
+    pub network_lock: crate::netlock::Mode,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -408,13 +411,14 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     };
     let t_frozen = Instant::now();
     info!(pid, processes = members.len(), "frozen");
-    let r = write_image(&members, &opts.dir, external);
-    let mut stats = match r {
-        Ok(s) => s,
+    // Before any connection is read (TCP repair mode): from now on the peers' packets
+    // neither reach nor leave the dumped sockets.
+    let live: Vec<i32> = members.iter().filter(|m| matches!(m, Member::Live { .. })).map(|m| m.pid()).collect();
+    let lock = match crate::netlock::lock(opts.network_lock, pid, &live) {
+        Ok(l) => l,
         Err(e) => {
-            cleanup_dir(&opts.dir);
             if created {
-                let _ = std::fs::remove_dir(&opts.dir); // only if nothing else is in it
+                let _ = std::fs::remove_dir(&opts.dir); // only if still empty
             }
             if let Err(e2) = resume_all(members) {
                 warn!("resuming the tree of pid {pid} after a failed dump: {e2}");
@@ -422,8 +426,32 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
             return Err(e);
         }
     };
+    // A --leave-running dump unlocks at its end: its image records no lock.
+    let recorded = if opts.leave_running { None } else { lock.as_ref() };
+    let r = write_image(&members, &opts.dir, external, recorded);
+    let mut stats = match r {
+        Ok(s) => s,
+        Err(e) => {
+            cleanup_dir(&opts.dir);
+            if created {
+                let _ = std::fs::remove_dir(&opts.dir); // only if nothing else is in it
+            }
+            // sockets out of repair mode (resume_all) before their packets flow again
+            if let Err(e2) = resume_all(members) {
+                warn!("resuming the tree of pid {pid} after a failed dump: {e2}");
+            }
+            if let Some(l) = &lock {
+                crate::netlock::unlock(l);
+            }
+            return Err(e);
+        }
+    };
     if opts.leave_running {
-        resume_all(members)?;
+        let r = resume_all(members);
+        if let Some(l) = &lock {
+            crate::netlock::unlock(l);
+        }
+        r?;
     } else {
         for m in members {
             if let Member::Live { fz, .. } = m {
@@ -432,6 +460,9 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
         }
         // closed in repair mode after the process is gone: the peer sees nothing
         crate::tcp_repair::release(false);
+        if let Some(l) = &lock {
+            info!(table = l.table, connections = l.connections, "network lock kept until the restore (or `stasis network-unlock`)");
+        }
     }
     let t_end = Instant::now();
     stats.freeze_us = (t_frozen - t0).as_micros() as u64;
@@ -448,7 +479,12 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     Ok(stats)
 }
 
-fn write_image(members: &[Member], dir: &Path, external: std::collections::BTreeSet<String>) -> Result<DumpStats> {
+fn write_image(
+    members: &[Member],
+    dir: &Path,
+    external: std::collections::BTreeSet<String>,
+    lock: Option<&crate::netlock::Lock>,
+) -> Result<DumpStats> {
     let mut objs = ObjectTable::default();
     objs.external = external;
     let mut fd_state = files::FdState::new(members.iter().map(|m| m.pid()).collect());
@@ -535,7 +571,16 @@ fn write_image(members: &[Member], dir: &Path, external: std::collections::BTree
     let (index, pstats) = (out.index, out.stats);
     pb.finish();
 
-    let mut w = ManifestWriter::new();
+    let mut w = match lock {
+        Some(l) => {
+            if let Some(root) = procs.first_mut() {
+                root.net_lock = l.table.clone();
+                root.net_lock_ns = l.namespaces.iter().map(|(ns, _)| *ns).collect();
+            }
+            ManifestWriter::with_required_features(&[stasis_image::FEATURE_NETWORK_LOCK])
+        }
+        None => ManifestWriter::new(),
+    };
     for p in &procs {
         w.record(rec::PROCESS, p);
     }

@@ -10,6 +10,7 @@ pub mod files;
 pub mod freeze;
 pub mod ipc;
 pub mod mem;
+pub mod netlock;
 pub mod ns;
 pub mod objects;
 pub mod parasite;

@@ -35,7 +35,8 @@ fn descriptor() -> prost_types::FileDescriptorProto {
 /// Fields added to the schema since the hand-written model was frozen (message, field).
 /// Old images lack them (they decode as the default); the frozen model must still read
 /// and write everything else exactly as before, and never sees these.
-const ADDED_SINCE_FROZEN: &[(&str, &str)] = &[("Thread", "ioprio"), ("ProcAttrs", "mdwe")];
+const ADDED_SINCE_FROZEN: &[(&str, &str)] =
+    &[("Thread", "ioprio"), ("ProcAttrs", "mdwe"), ("Process", "net_lock"), ("Process", "net_lock_ns")];
 
 fn added(msg: &str, field: &str) -> bool {
     ADDED_SINCE_FROZEN.contains(&(msg, field))

@@ -216,8 +216,37 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
     }
     check_objects(&objects, &m.objects).map_err(&bad)?;
     check_runs(m, &objects, &by_pid).map_err(&bad)?;
+    check_net_lock(m).map_err(&bad)?;
     if let Some((pid, why)) = ns::check_tree(&m.processes) {
         return Err(refuse(format!("pid {pid}: {why}")));
+    }
+    Ok(())
+}
+
+/// The network lock record (root process only): a table name the dump of this root
+/// would have made, in namespaces the image knows (0 = the dumper's), each once, and
+/// the format feature that makes older readers refuse the image.
+fn check_net_lock(m: &Manifest) -> std::result::Result<(), String> {
+    if m.processes.iter().skip(1).any(|p| !p.net_lock.is_empty() || !p.net_lock_ns.is_empty()) {
+        return Err("a network lock recorded on a process other than the root".into());
+    }
+    let root = &m.process;
+    if root.net_lock.is_empty() {
+        return if root.net_lock_ns.is_empty() { Ok(()) } else { Err("network lock namespaces without a lock".into()) };
+    }
+    crate::netlock::check_table_name(root.pid, &root.net_lock)?;
+    if !m.required_features.iter().any(|f| f == stasis_image::FEATURE_NETWORK_LOCK) {
+        return Err("a network lock in an image that does not require the network-lock feature".into());
+    }
+    let known: HashSet<u64> = m.processes.iter().map(|p| p.net_ns).chain([0]).collect();
+    let mut seen = HashSet::new();
+    for ns in &root.net_lock_ns {
+        if !known.contains(ns) || !seen.insert(*ns) {
+            return Err(format!("network lock in network namespace {ns} (unknown or listed twice)"));
+        }
+    }
+    if seen.is_empty() {
+        return Err("a network lock in no network namespace".into());
     }
     Ok(())
 }
