@@ -178,13 +178,14 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
             if state != TCP_ESTABLISHED {
                 return Err(refuse(format!("in TCP state {state} (only established connections are saved)")));
             }
-            let c = tcp_dump(dup).map_err(|e| sys_err("TCP_REPAIR", e))?;
+            // Options first: in repair mode SO_REUSEADDR reads as the kernel's "force".
             let mut options = Vec::new();
             for (level, opt) in options_for(family, proto) {
                 if let Ok(v) = geti(level, opt) {
                     options.extend_from_slice(&[level, opt, v]);
                 }
             }
+            let c = tcp_dump(dup).map_err(|e| sys_err("TCP_REPAIR", e))?;
             return Ok(Object {
                 kind: Some(Kind::Inet(InetObj {
                     family,
