@@ -279,3 +279,26 @@ fn network_unlock_removes_an_images_lock() {
     // the client's packets now meet no socket
     assert!(wait_until(Duration::from_secs(5), || client_result(&w).is_err_and(|e| e.starts_with("ERR"))));
 }
+
+/// Without `nft` a dump that needs the lock is refused in one line naming the way out
+/// (install nftables or --network-lock skip), and the process runs on untouched.
+#[test]
+fn missing_nft_is_one_clear_error() {
+    let _t = serial();
+    let _n = NoTablesLeft;
+    let (mut w, _) = streaming_pair("netlock-no-nft", "");
+    let out = std::process::Command::new(STASIS)
+        .env("PATH", "/nonexistent")
+        .args(["dump", "-t", &w.pid.to_string(), "-D"])
+        .arg(&w.img)
+        .output()
+        .expect("run stasis");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("stasis: error: pid ") && err.contains("nftables") && err.contains("--network-lock skip"), "{err}");
+    w.assert_running_untouched();
+    let before = last_progress(&w).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || last_progress(&w).is_some_and(|(s, r)| s > before.0 + 10_000 && r > before.1 + 10_000)));
+    eprintln!("{err}");
+}
