@@ -164,7 +164,7 @@ fn main() -> ExitCode {
                 inherit_fds: inherit_fd,
                 network_lock: network_lock.into(),
             })
-            .map(|code| ExitCode::from(code))
+            .map(ExitCode::from)
             .map_err(anyhow::Error::from)
         }
         Cmd::NetworkUnlock { dir } => stasis_core::netlock::network_unlock(&dir)

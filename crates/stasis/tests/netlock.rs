@@ -49,6 +49,9 @@ fn read_exact_timeout(s: &mut TcpStream, n: usize) -> Vec<u8> {
 #[test]
 fn leave_running_leaves_sockets_as_they_were() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let _n = NoTablesLeft;
     let mut w = Workload::new("tcp-live");
     let script = Path::new(WORKLOADS).join("tcp_live.py");
@@ -153,6 +156,9 @@ fn client_result(w: &Workload) -> std::result::Result<(u64, u64), String> {
 #[test]
 fn lock_holds_connections_between_dump_and_restore() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let _n = NoTablesLeft;
     assert!(stasis_tables().is_empty(), "stasis tables before the test: {:?}", stasis_tables());
     let (mut w, _) = streaming_pair("netlock-stream", "");
@@ -190,6 +196,9 @@ fn lock_holds_connections_between_dump_and_restore() {
 #[test]
 fn failed_restore_keeps_the_lock() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let _n = NoTablesLeft;
     let (mut w, _) = streaming_pair("netlock-retry", "");
     w.dump();
@@ -225,6 +234,9 @@ fn failed_restore_keeps_the_lock() {
 #[test]
 fn without_the_lock_the_peer_sees_a_reset() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let _n = NoTablesLeft;
     let (mut w, _) = streaming_pair("netlock-skip", "");
     let r = w.try_dump(&["--network-lock", "skip"]);
@@ -244,6 +256,9 @@ fn without_the_lock_the_peer_sees_a_reset() {
 #[test]
 fn failed_dump_removes_its_lock() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let _n = NoTablesLeft;
     let (mut w, _) = streaming_pair("netlock-failed", "async");
     let r = w.try_dump(&[]);
@@ -266,6 +281,9 @@ fn failed_dump_removes_its_lock() {
 #[test]
 fn network_unlock_removes_an_images_lock() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let _n = NoTablesLeft;
     let (mut w, _) = streaming_pair("netlock-unlock", "");
     w.dump();
@@ -285,6 +303,9 @@ fn network_unlock_removes_an_images_lock() {
 #[test]
 fn missing_nft_is_one_clear_error() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let _n = NoTablesLeft;
     let (mut w, _) = streaming_pair("netlock-no-nft", "");
     let out = std::process::Command::new(STASIS)

@@ -85,6 +85,9 @@ fn start_redis(w: &mut Workload, port: u16) {
 #[test]
 fn redis_client_keeps_its_connection_across_dump_and_restore() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let mut w = Workload::new("redis");
     let port = free_port();
     start_redis(&mut w, port);
@@ -129,6 +132,9 @@ fn redis_client_keeps_its_connection_across_dump_and_restore() {
 #[test]
 fn redis_restarts_at_once_after_a_leave_running_dump() {
     let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
     let mut w = Workload::new("redis-live");
     let port = free_port();
     start_redis(&mut w, port);
