@@ -784,6 +784,34 @@ mod tests {
         refused(&two, &root(), "not a live process");
     }
 
+    /// The network lock names the one nftables table restore may delete: only a name
+    /// the dump of this root makes, on the root, in known namespaces, with the feature.
+    #[test]
+    fn network_lock_record() {
+        let locked = |table: &str, ns: Vec<u64>| {
+            edit(|m| {
+                m.processes[0].net_lock = table.into();
+                m.processes[0].net_lock_ns = ns;
+                m.required_features = vec![stasis_image::FEATURE_NETWORK_LOCK.into()];
+            })
+        };
+        validate_with(&locked("stasis-100-5f3a9c", vec![0]), &root()).unwrap();
+        for bad in ["filter", "stasis-101-5f3a9c", "stasis-100-", "stasis-100-5F3A", "stasis-100-5f;flush ruleset", "stasis-100-12345678901234567"] {
+            refused(&locked(bad, vec![0]), &root(), "network lock table");
+        }
+        refused(&locked("stasis-100-ab", vec![]), &root(), "no network namespace");
+        refused(&locked("stasis-100-ab", vec![0, 0]), &root(), "listed twice");
+        refused(&locked("stasis-100-ab", vec![4026531840]), &root(), "unknown");
+        refused(&edit(|m| m.processes[0].net_lock = "stasis-100-ab".into()), &root(), "network-lock feature");
+        refused(&edit(|m| m.processes[0].net_lock_ns = vec![0]), &root(), "without a lock");
+        let child = edit(|m| {
+            let mut c = process(101, 100);
+            c.net_lock = "stasis-100-ab".into();
+            m.processes.push(c);
+        });
+        refused(&child, &root(), "other than the root");
+    }
+
     #[test]
     fn object_sizes_and_paths() {
         refused(&edit(|m| m.objects[1].shmem_mut().unwrap().size = 0), &root(), "shared memory (object 2)");
