@@ -287,8 +287,12 @@ fn network_unlock_removes_an_images_lock() {
     let _n = NoTablesLeft;
     let (mut w, _) = streaming_pair("netlock-unlock", "");
     w.dump();
-    assert_eq!(stasis_tables().len(), 1, "{}", w.report());
+    let tables = stasis_tables();
+    assert_eq!(tables.len(), 1, "{}", w.report());
     let img = w.img.clone();
+    let r = w.stasis(&[std::ffi::OsStr::new("inspect"), img.as_os_str()]);
+    let table = tables[0].trim_start_matches("table ");
+    assert!(r.ok() && r.stdout.contains(&format!("network lock: nftables table {table},")), "inspect: {}", r.stdout);
     let r = w.stasis(&[std::ffi::OsStr::new("network-unlock"), img.as_os_str()]);
     assert!(r.ok() && r.stdout.contains("removed network lock"), "{}", w.report());
     assert!(stasis_tables().is_empty(), "{:?}", stasis_tables());
