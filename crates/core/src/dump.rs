@@ -28,6 +28,9 @@ pub struct DumpOptions {
     /// `--skip-in-flight`: a listener with connections from outside the tree waiting to
     /// be accepted is saved without them instead of refusing the dump.
     pub skip_in_flight: bool,
+    /// `--network-lock`: hold the tree's TCP connections' packets back with nftables
+    /// from before their sockets are read until the restore (`crate::netlock`).
+    pub network_lock: crate::netlock::Mode,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -288,7 +291,7 @@ impl Member {
 
 /// Puts every frozen process back (failed dump or --leave-running).
 fn resume_all(members: Vec<Member>) -> Result<()> {
-    crate::fdkinds::inet::release(true);
+    crate::tcp_repair::release(true);
     let mut first = None;
     for m in members {
         if let Member::Live { fz, .. } = m {
@@ -411,13 +414,14 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     };
     let t_frozen = Instant::now();
     info!(pid, processes = members.len(), "frozen");
-    let r = write_image(&members, opts, external);
-    let mut stats = match r {
-        Ok(s) => s,
+    // Before any connection is read (TCP repair mode): from now on the peers' packets
+    // neither reach nor leave the dumped sockets.
+    let live: Vec<i32> = members.iter().filter(|m| matches!(m, Member::Live { .. })).map(|m| m.pid()).collect();
+    let lock = match crate::netlock::lock(opts.network_lock, pid, &live) {
+        Ok(l) => l,
         Err(e) => {
-            cleanup_dir(&opts.dir);
             if created {
-                let _ = std::fs::remove_dir(&opts.dir); // only if nothing else is in it
+                let _ = std::fs::remove_dir(&opts.dir); // only if still empty
             }
             if let Err(e2) = resume_all(members) {
                 warn!("resuming the tree of pid {pid} after a failed dump: {e2}");
@@ -425,8 +429,32 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
             return Err(e);
         }
     };
+    // A --leave-running dump unlocks at its end: its image records no lock.
+    let recorded = if opts.leave_running { None } else { lock.as_ref() };
+    let r = write_image(&members, opts, external, recorded);
+    let mut stats = match r {
+        Ok(s) => s,
+        Err(e) => {
+            cleanup_dir(&opts.dir);
+            if created {
+                let _ = std::fs::remove_dir(&opts.dir); // only if nothing else is in it
+            }
+            // sockets out of repair mode (resume_all) before their packets flow again
+            if let Err(e2) = resume_all(members) {
+                warn!("resuming the tree of pid {pid} after a failed dump: {e2}");
+            }
+            if let Some(l) = &lock {
+                crate::netlock::unlock(l);
+            }
+            return Err(e);
+        }
+    };
     if opts.leave_running {
-        resume_all(members)?;
+        let r = resume_all(members);
+        if let Some(l) = &lock {
+            crate::netlock::unlock(l);
+        }
+        r?;
     } else {
         for m in members {
             if let Member::Live { fz, .. } = m {
@@ -434,7 +462,10 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
             }
         }
         // closed in repair mode after the process is gone: the peer sees nothing
-        crate::fdkinds::inet::release(false);
+        crate::tcp_repair::release(false);
+        if let Some(l) = &lock {
+            info!(table = l.table, connections = l.connections, "network lock kept until the restore (or `stasis network-unlock`)");
+        }
     }
     let t_end = Instant::now();
     stats.freeze_us = (t_frozen - t0).as_micros() as u64;
@@ -451,7 +482,12 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     Ok(stats)
 }
 
-fn write_image(members: &[Member], opts: &DumpOptions, external: std::collections::BTreeSet<String>) -> Result<DumpStats> {
+fn write_image(
+    members: &[Member],
+    opts: &DumpOptions,
+    external: std::collections::BTreeSet<String>,
+    lock: Option<&crate::netlock::Lock>,
+) -> Result<DumpStats> {
     let dir: &Path = &opts.dir;
     let mut objs = ObjectTable::default();
     objs.external = external;
@@ -539,7 +575,16 @@ fn write_image(members: &[Member], opts: &DumpOptions, external: std::collection
     let (index, pstats) = (out.index, out.stats);
     pb.finish();
 
-    let mut w = ManifestWriter::new();
+    let mut w = match lock {
+        Some(l) => {
+            if let Some(root) = procs.first_mut() {
+                root.net_lock = l.table.clone();
+                root.net_lock_ns = l.namespaces.iter().map(|(ns, _)| *ns).collect();
+            }
+            ManifestWriter::with_required_features(&[stasis_image::FEATURE_NETWORK_LOCK])
+        }
+        None => ManifestWriter::new(),
+    };
     for p in &procs {
         w.record(rec::PROCESS, p);
     }

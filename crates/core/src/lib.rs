@@ -11,6 +11,7 @@ pub mod files;
 pub mod freeze;
 pub mod ipc;
 pub mod mem;
+pub mod netlock;
 pub mod ns;
 pub mod objects;
 pub mod parasite;
@@ -18,5 +19,6 @@ pub mod procfs;
 pub mod progress;
 pub mod restore;
 pub mod task;
+pub mod tcp_repair;
 
 pub use error::{Error, Result};

@@ -44,8 +44,14 @@ pub const PAGES_HEADER_LEN: u64 = 4096;
 
 /// Format features this reader implements. An image whose FEATURES record requires
 /// another one is refused (docs/FORMAT.md, "Versioning"): a feature names information
-/// that a reader without it would misread. None exist yet; today's images require none.
-pub const KNOWN_FEATURES: &[&str] = &[];
+/// that a reader without it would misread.
+/// - `network-lock`: the root process's `net_lock` names an nftables table holding the
+///   dumped TCP connections' packets back; a restore that ignored it would leave them
+///   blocked.
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_NETWORK_LOCK];
+
+/// Format feature of images that carry a network lock (`Process.net_lock`).
+pub const FEATURE_NETWORK_LOCK: &str = "network-lock";
 
 /// Record types. Bit 31 set = critical: a reader that does not know it must refuse.
 pub mod rec {

@@ -912,6 +912,10 @@ pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
     let p = &m.process;
     println!("image {} (format v{}, x86_64, page size {})", dir.display(), m.version, m.page_size);
     println!("dumped on kernel {}; root process {} '{}'", p.kernel, p.pid, p.comm);
+    if !p.net_lock.is_empty() {
+        let here = if p.net_lock_ns.contains(&0) { "" } else { " (in the tree's own network namespace)" };
+        println!("network lock: nftables table inet {}{here}, removed by the restore or `stasis network-unlock`", p.net_lock);
+    }
     let procs = processes(&m);
     if procs.len() > 1 || p.ns_pids.len() > 1 {
         println!("tree: {} processes", procs.len());

@@ -1,4 +1,4 @@
-//! `stasis` command line: dump, restore, inspect, check, demo, bench.
+//! `stasis` command line: dump, restore, network-unlock, inspect, check, demo, bench.
 
 mod bench;
 mod check;
@@ -47,6 +47,12 @@ enum Cmd {
         /// connections, so their clients see a reset and retry).
         #[arg(long)]
         skip_in_flight: bool,
+        /// How the tree's TCP connections are held back from before they are read until
+        /// the restore: `nftables` drops their packets (both ways, exactly those
+        /// connections) in a table `inet stasis-PID-NONCE`; a --leave-running or failed
+        /// dump removes it at its end, a killing dump leaves it to the restore.
+        #[arg(long, value_enum, default_value = "nftables")]
+        network_lock: NetLock,
     },
     /// Recreate the process stored in DIR with its original PID and thread IDs.
     Restore {
@@ -75,7 +81,16 @@ enum Cmd {
         /// the same type, which takes the place of the old connection).
         #[arg(long = "inherit-fd", value_name = "FD:RES")]
         inherit_fd: Vec<String>,
+        /// `nftables`: once every process is restored, remove the network lock the dump
+        /// left (a failed restore leaves it, so the image can be tried again); `skip`:
+        /// leave it.
+        #[arg(long, value_enum, default_value = "nftables")]
+        network_lock: NetLock,
     },
+    /// Remove the network lock a dump left for the image in DIR (an image that will not
+    /// be restored): its connections' packets flow again, and their peers see the
+    /// connections reset.
+    NetworkUnlock { dir: PathBuf },
     /// Show what an image holds.
     Inspect {
         dir: PathBuf,
@@ -102,6 +117,21 @@ enum Cmd {
     Workload { args: Vec<String> },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NetLock {
+    Nftables,
+    Skip,
+}
+
+impl From<NetLock> for stasis_core::netlock::Mode {
+    fn from(n: NetLock) -> Self {
+        match n {
+            NetLock::Nftables => Self::Nftables,
+            NetLock::Skip => Self::Skip,
+        }
+    }
+}
+
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -123,19 +153,34 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     progress::install();
     let res: anyhow::Result<ExitCode> = match cli.cmd {
-        Cmd::Dump { pid, dir, leave_running, external, skip_in_flight } => {
+        Cmd::Dump { pid, dir, leave_running, external, skip_in_flight, network_lock } => {
             // A dump holds the process frozen with our registers in it: finish (or roll
             // back) before honouring Ctrl-C. The signal stays pending and ends us after.
             stasis_sys::sys::defer_termination_signals();
-            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running, external, skip_in_flight })
+            let network_lock = network_lock.into();
+            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running, external, skip_in_flight, network_lock })
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd } => stasis_core::restore::restore(
-            &stasis_core::restore::RestoreOptions { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fds: inherit_fd },
-        )
-        .map(|code| ExitCode::from(code))
-        .map_err(anyhow::Error::from),
+        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd, network_lock } => {
+            stasis_core::restore::restore(&stasis_core::restore::RestoreOptions {
+                dir,
+                detach,
+                pidfile,
+                allow_changed_files,
+                pid_ns,
+                inherit_fds: inherit_fd,
+                network_lock: network_lock.into(),
+            })
+            .map(ExitCode::from)
+            .map_err(anyhow::Error::from)
+        }
+        Cmd::NetworkUnlock { dir } => stasis_core::netlock::network_unlock(&dir)
+            .map(|msg| {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
         Cmd::Inspect { dir, plan: true, detach, .. } => stasis_core::restore::plan_of(&dir, detach)
             .map(|p| {
                 print!("{p}");

@@ -16,10 +16,10 @@ use stasis_image::model::{InetObj, Kind, Object, TcpConn};
 use stasis_sys::sys;
 
 use crate::error::{Error, Result};
+use crate::tcp_repair::Repair;
 
 const TCP_LISTEN: u8 = 10;
 const TCP_ESTABLISHED: u8 = 1;
-const TCP_REPAIR: i32 = 19;
 const TCP_REPAIR_QUEUE: i32 = 20;
 const TCP_QUEUE_SEQ: i32 = 21;
 const TCP_REPAIR_OPTIONS: i32 = 22;
@@ -27,29 +27,9 @@ const TCP_TIMESTAMP: i32 = 24;
 const TCP_REPAIR_WINDOW: i32 = 29;
 const TCP_RECV_QUEUE: i32 = 1;
 const TCP_SEND_QUEUE: i32 = 2;
-/// Leave repair mode without sending a window probe (the connection never moved).
-const TCP_REPAIR_OFF_NO_WP: i32 = -1;
-
-/// Our copies of the connections put in repair mode during this dump. Repair mode stays
-/// on while the process is frozen; `release` turns it off if the process runs on, or
-/// drops the copies after it was killed (a socket closed in repair mode goes away
-/// silently: no FIN, no RST to the peer).
-static REPAIRED: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
-
-/// End of a dump: `resume` = the process runs on (leave-running or failed dump).
-pub fn release(resume: bool) {
-    let socks = std::mem::take(&mut *REPAIRED.lock().unwrap_or_else(|e| e.into_inner()));
-    if resume {
-        for s in &socks {
-            let _ = sys::setsockopt_int(s.as_fd(), libc::IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP);
-        }
-    }
-}
-
 fn tcp_dump(dup: &OwnedFd) -> std::io::Result<TcpConn> {
     let fd = dup.as_fd();
-    sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1)?;
-    REPAIRED.lock().unwrap_or_else(|e| e.into_inner()).push(dup.try_clone()?);
+    crate::tcp_repair::enter_for_dump(fd)?;
     let mut c = TcpConn::default();
     for (q, len) in [(TCP_RECV_QUEUE, sys::inq(fd)?), (TCP_SEND_QUEUE, sys::outq(fd)?)] {
         sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR_QUEUE, q)?;
@@ -80,10 +60,10 @@ fn tcp_dump(dup: &OwnedFd) -> std::io::Result<TcpConn> {
     Ok(c)
 }
 
-fn tcp_restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
+fn tcp_restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<Repair> {
     let fd = s.as_fd();
     let tcp = libc::IPPROTO_TCP;
-    sys::setsockopt_int(fd, tcp, TCP_REPAIR, 1)?;
+    let repair = Repair::enter(fd)?;
     for (q, seq) in [(TCP_SEND_QUEUE, c.send_seq), (TCP_RECV_QUEUE, c.recv_seq)] {
         sys::setsockopt_int(fd, tcp, TCP_REPAIR_QUEUE, q)?;
         sys::setsockopt_int(fd, tcp, TCP_QUEUE_SEQ, seq as i32)?;
@@ -120,17 +100,17 @@ fn tcp_restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
         let w: Vec<u8> = c.window.iter().flat_map(|v| v.to_le_bytes()).collect();
         sys::setsockopt_bytes(fd, tcp, TCP_REPAIR_WINDOW, &w)?;
     }
-    Ok(())
+    Ok(repair)
 }
 
 /// Sockets restored in repair mode, switched to normal operation once every socket of
 /// the image exists (so no probe reaches a peer that is not back yet).
-static TO_ENABLE: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+static TO_ENABLE: Mutex<Vec<Repair>> = Mutex::new(Vec::new());
 
 /// Restore side, after every socket was created: leave repair mode.
 pub fn finish_restore() -> std::io::Result<()> {
     for s in std::mem::take(&mut *TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner())) {
-        sys::setsockopt_int(s.as_fd(), libc::IPPROTO_TCP, TCP_REPAIR, 0)?;
+        s.leave(true)?;
     }
     Ok(())
 }
@@ -198,13 +178,14 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str) 
             if state != TCP_ESTABLISHED {
                 return Err(refuse(format!("in TCP state {state} (only established connections are saved)")));
             }
-            let c = tcp_dump(dup).map_err(|e| sys_err("TCP_REPAIR", e))?;
+            // Options first: in repair mode SO_REUSEADDR reads as the kernel's "force".
             let mut options = Vec::new();
             for (level, opt) in options_for(family, proto) {
                 if let Ok(v) = geti(level, opt) {
                     options.extend_from_slice(&[level, opt, v]);
                 }
             }
+            let c = tcp_dump(dup).map_err(|e| sys_err("TCP_REPAIR", e))?;
             return Ok(Object {
                 kind: Some(Kind::Inet(InetObj {
                     family,
@@ -256,9 +237,10 @@ pub fn open(o: &InetObj) -> std::result::Result<OwnedFd, String> {
         sys::setsockopt_int(s.as_fd(), t[0], t[1], t[2]).map_err(|e| format!("setsockopt({}, {}): {e}", t[0], t[1]))?;
     }
     if let Some(c) = &o.tcp {
-        tcp_restore(&s, o, c).map_err(|e| format!("TCP_REPAIR of the connection to port {}: {e}", port_of(&o.peer)))?;
+        let repair =
+            tcp_restore(&s, o, c).map_err(|e| format!("TCP_REPAIR of the connection to port {}: {e}", port_of(&o.peer)))?;
         super::apply_nonblock(&s, o.flags)?;
-        TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner()).push(s.try_clone().map_err(|e| e.to_string())?);
+        TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner()).push(repair);
         return Ok(s);
     }
     if !o.local.is_empty() {

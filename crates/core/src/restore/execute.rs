@@ -23,6 +23,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let m = stasis_image::read_manifest(&opts.dir)?;
     validate(&m)?;
     let inherit = crate::external::check_restore(&m, &opts.inherit_fds)?;
+    crate::netlock::check_restore(opts.network_lock, &m)?;
     let pid = m.process.pid;
     // -- checks that need no process --------------------------------------------------
     let maps = map_pages(opts, &m)?;
@@ -54,6 +55,11 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let mut ch = drive(&m, &plan, ch, &tmp_by_pid, &shards, &layout, &mut sysv)?;
     sysv.keep();
     info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
+    // Every connection is back and out of repair mode: let their packets through. A
+    // failure before this point left the lock, so the image can be restored again.
+    if let Err(e) = crate::netlock::unlock_image(opts.network_lock, &m) {
+        warn!("{e}; the restored connections stay blocked until `stasis network-unlock {}`", opts.dir.display());
+    }
     if let Some(pf) = &opts.pidfile {
         if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {
             warn!("writing pidfile {}: {e}", pf.display());

@@ -54,6 +54,9 @@ pub struct RestoreOptions {
     pub allow_changed_files: bool,
     /// `--inherit-fd FD:RES`: the restorer's fd FD provides external resource RES.
     pub inherit_fds: Vec<String>,
+    /// `--network-lock`: remove the image's network lock once the restore succeeded
+    /// (`Nftables`), or leave it alone (`Skip`).
+    pub network_lock: crate::netlock::Mode,
 }
 
 const PAGE: u64 = 4096;

@@ -221,8 +221,37 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
         }
     }
     check_runs(m, &objects, &by_pid).map_err(&bad)?;
+    check_net_lock(m).map_err(&bad)?;
     if let Some((pid, why)) = ns::check_tree(&m.processes) {
         return Err(refuse(format!("pid {pid}: {why}")));
+    }
+    Ok(())
+}
+
+/// The network lock record (root process only): a table name the dump of this root
+/// would have made, in namespaces the image knows (0 = the dumper's), each once, and
+/// the format feature that makes older readers refuse the image.
+fn check_net_lock(m: &Manifest) -> std::result::Result<(), String> {
+    if m.processes.iter().skip(1).any(|p| !p.net_lock.is_empty() || !p.net_lock_ns.is_empty()) {
+        return Err("a network lock recorded on a process other than the root".into());
+    }
+    let root = &m.process;
+    if root.net_lock.is_empty() {
+        return if root.net_lock_ns.is_empty() { Ok(()) } else { Err("network lock namespaces without a lock".into()) };
+    }
+    crate::netlock::check_table_name(root.pid, &root.net_lock)?;
+    if !m.required_features.iter().any(|f| f == stasis_image::FEATURE_NETWORK_LOCK) {
+        return Err("a network lock in an image that does not require the network-lock feature".into());
+    }
+    let known: HashSet<u64> = m.processes.iter().map(|p| p.net_ns).chain([0]).collect();
+    let mut seen = HashSet::new();
+    for ns in &root.net_lock_ns {
+        if !known.contains(ns) || !seen.insert(*ns) {
+            return Err(format!("network lock in network namespace {ns} (unknown or listed twice)"));
+        }
+    }
+    if seen.is_empty() {
+        return Err("a network lock in no network namespace".into());
     }
     Ok(())
 }
@@ -888,6 +917,34 @@ mod tests {
             m.processes.push(process(101, 100));
         });
         refused(&two, &root(), "not a live process");
+    }
+
+    /// The network lock names the one nftables table restore may delete: only a name
+    /// the dump of this root makes, on the root, in known namespaces, with the feature.
+    #[test]
+    fn network_lock_record() {
+        let locked = |table: &str, ns: Vec<u64>| {
+            edit(|m| {
+                m.processes[0].net_lock = table.into();
+                m.processes[0].net_lock_ns = ns;
+                m.required_features = vec![stasis_image::FEATURE_NETWORK_LOCK.into()];
+            })
+        };
+        validate_with(&locked("stasis-100-5f3a9c", vec![0]), &root()).unwrap();
+        for bad in ["filter", "stasis-101-5f3a9c", "stasis-100-", "stasis-100-5F3A", "stasis-100-5f;flush ruleset", "stasis-100-12345678901234567"] {
+            refused(&locked(bad, vec![0]), &root(), "network lock table");
+        }
+        refused(&locked("stasis-100-ab", vec![]), &root(), "no network namespace");
+        refused(&locked("stasis-100-ab", vec![0, 0]), &root(), "listed twice");
+        refused(&locked("stasis-100-ab", vec![4026531840]), &root(), "unknown");
+        refused(&edit(|m| m.processes[0].net_lock = "stasis-100-ab".into()), &root(), "network-lock feature");
+        refused(&edit(|m| m.processes[0].net_lock_ns = vec![0]), &root(), "without a lock");
+        let child = edit(|m| {
+            let mut c = process(101, 100);
+            c.net_lock = "stasis-100-ab".into();
+            m.processes.push(c);
+        });
+        refused(&child, &root(), "other than the root");
     }
 
     #[test]
