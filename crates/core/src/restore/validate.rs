@@ -843,7 +843,7 @@ mod tests {
     #[test]
     fn unix_socket_records_are_bounded() {
         let dgram = |ino, name: &[u8]| UnixObj { ino, sock_type: libc::SOCK_DGRAM, name: name.to_vec(), ..Default::default() };
-        let msg = |n: usize| UnixMsg { data: vec![0; n], sender: Vec::new() };
+        let msg = |n: usize| UnixMsg { data: vec![0; n], ..Default::default() };
         // a named datagram socket with messages, a pair with messages: fine
         let named = UnixObj { messages: vec![msg(3), msg(0)], ..dgram(1, b"/tmp/x.sock") };
         let a = UnixObj { peer_ino: 3, messages: vec![msg(1)], ..dgram(2, b"") };
