@@ -575,6 +575,12 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
                 return Err(format!("unix socket (object {id}): name of {} bytes", u.name.len()));
             }
         }
+        if let Some(n) = o.netlink() {
+            check_netlink(n).map_err(|why| format!("netlink socket (object {id}): {why}"))?;
+        }
+        if let Some(p) = o.packet() {
+            check_packet(p).map_err(|why| format!("packet socket (object {id}): {why}"))?;
+        }
         if let Some(s) = o.shmem() {
             if s.size == 0 || s.size > TASK_SIZE {
                 return Err(format!("shared memory (object {id}) of {} bytes (1 to {TASK_SIZE:#x})", s.size));
@@ -587,6 +593,96 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
         }
     }
     Ok(())
+}
+
+/// A socket's saved file status flags: O_NONBLOCK only; its buffer sizes within the
+/// kernel's int.
+fn check_sock_common(flags: u32, rcvbuf: u32, sndbuf: u32) -> std::result::Result<(), String> {
+    if flags & !(libc::O_NONBLOCK as u32) != 0 {
+        return Err(format!("file flags {flags:#o} (only O_NONBLOCK is restored)"));
+    }
+    if rcvbuf > i32::MAX as u32 || sndbuf > i32::MAX as u32 {
+        return Err(format!("buffer sizes {rcvbuf}/{sndbuf}"));
+    }
+    Ok(())
+}
+
+/// An interface name as SIOCGIFINDEX takes it.
+fn check_ifname(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/' || b.is_ascii_whitespace()) {
+        return Err(format!("interface name {name:?}"));
+    }
+    Ok(())
+}
+
+/// Netlink sockets: a known protocol, RAW or DGRAM, a bounded ascending list of groups.
+fn check_netlink(n: &NetlinkObj) -> std::result::Result<(), String> {
+    use crate::fdkinds::netlink::{MAX_GROUP, MAX_GROUPS, PROTOCOLS};
+    if !PROTOCOLS.iter().any(|(p, _)| *p == n.protocol) {
+        return Err(format!("unknown netlink protocol {}", n.protocol));
+    }
+    if n.sock_type != libc::SOCK_RAW && n.sock_type != libc::SOCK_DGRAM {
+        return Err(format!("socket type {} (SOCK_RAW or SOCK_DGRAM)", n.sock_type));
+    }
+    if n.groups.len() > MAX_GROUPS {
+        return Err(format!("{} multicast groups (at most {MAX_GROUPS})", n.groups.len()));
+    }
+    if n.groups.iter().any(|g| *g == 0 || *g > MAX_GROUP) || n.groups.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("multicast groups {:?} (1 to {MAX_GROUP}, ascending)", &n.groups[..n.groups.len().min(8)]));
+    }
+    check_sock_common(n.flags, n.rcvbuf, n.sndbuf)
+}
+
+/// Packet sockets: type, protocols, interface names, options within what the kernel
+/// takes, bounded memberships, a fanout mode without a program, at most BPF_MAXINSNS
+/// filter instructions.
+fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
+    use crate::fdkinds::packet::{FANOUT_FLAGS, FANOUT_MODES, MAX_MCLIST, MAX_MC_COUNT, MAX_MR_TYPE, TIMESTAMP_MASK};
+    if p.sock_type != libc::SOCK_RAW && p.sock_type != libc::SOCK_DGRAM {
+        return Err(format!("socket type {} (SOCK_RAW or SOCK_DGRAM)", p.sock_type));
+    }
+    if p.protocol > 0xffff || !(0..=0xffff).contains(&p.sock_protocol) {
+        return Err(format!("protocol {:#x}/{:#x}", p.protocol, p.sock_protocol));
+    }
+    if p.ifindex < 0 || (p.ifindex == 0) != p.ifname.is_empty() {
+        return Err(format!("interface index {} named {:?}", p.ifindex, p.ifname));
+    }
+    if p.ifindex != 0 {
+        check_ifname(&p.ifname)?;
+    }
+    if p.version > 2 {
+        return Err(format!("PACKET_VERSION {}", p.version));
+    }
+    if p.reserve > i32::MAX as u32 {
+        return Err(format!("PACKET_RESERVE {}", p.reserve));
+    }
+    if p.timestamp & !TIMESTAMP_MASK != 0 {
+        return Err(format!("PACKET_TIMESTAMP {:#x}", p.timestamp));
+    }
+    if ![0, 10, 12].contains(&p.vnet_hdr_sz) || (p.vnet_hdr_sz != 0 && p.sock_type != libc::SOCK_RAW) {
+        return Err(format!("PACKET_VNET_HDR_SZ {}", p.vnet_hdr_sz));
+    }
+    if let Some(f) = &p.fanout {
+        if f.id > 0xffff || f.mode > FANOUT_MODES || f.flags & !FANOUT_FLAGS != 0 {
+            return Err(format!("fanout group {} mode {} flags {:#x}", f.id, f.mode, f.flags));
+        }
+    }
+    if p.mclist.len() > MAX_MCLIST {
+        return Err(format!("{} memberships (at most {MAX_MCLIST})", p.mclist.len()));
+    }
+    for m in &p.mclist {
+        check_ifname(&m.ifname)?;
+        if m.ifindex <= 0 || m.mr_type > MAX_MR_TYPE || m.addr.len() > 8 || m.count == 0 || m.count > MAX_MC_COUNT {
+            return Err(format!("membership type {} on interface {} ({} address bytes, added {} times)", m.mr_type, m.ifindex, m.addr.len(), m.count));
+        }
+    }
+    if p.filter.len() > BPF_MAXINSNS {
+        return Err(format!("a filter of {} instructions (at most {BPF_MAXINSNS})", p.filter.len()));
+    }
+    if p.filter.iter().any(|i| i.code > 0xffff || i.jt > 0xff || i.jf > 0xff) {
+        return Err("a filter instruction out of range".into());
+    }
+    check_sock_common(p.flags, p.rcvbuf, p.sndbuf)
 }
 
 /// Every page run goes where restore may write it: into a shared-memory object or SysV
