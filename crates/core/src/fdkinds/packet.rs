@@ -2,9 +2,9 @@
 //! (getsockname's sockaddr_ll; the interface's name is kept too), the PACKET_* options
 //! getsockopt reads back (version, reserve, timestamp, vnet header size, auxdata,
 //! origdev, loss, tx_has_off, qdisc bypass, ignore outgoing), the PACKET_ADD_MEMBERSHIP
-//! list and the fanout group (packet_diag: PACKET_DIAG_MCLIST, PACKET_DIAG_FANOUT; the
-//! getsockopt of PACKET_FANOUT reads 0 both for "no group" and for group 0 in hash
-//! mode), a classic BPF filter (SO_GET_FILTER) and SO_LOCK_FILTER, SO_RCVBUF/SO_SNDBUF,
+//! list and the fanout group (packet_diag: PACKET_DIAG_MCLIST, and PACKET_DIAG_FANOUT
+//! for membership: the getsockopt of PACKET_FANOUT reads 0 both for "no group" and for
+//! group 0 in hash mode, but only it has the group's flags), a classic BPF filter (SO_GET_FILTER) and SO_LOCK_FILTER, SO_RCVBUF/SO_SNDBUF,
 //! O_NONBLOCK.
 //!
 //! Refused: mmap'ed rings (PACKET_RX_RING / PACKET_TX_RING: their frames live in the
@@ -17,10 +17,10 @@
 //! PACKET_STATISTICS), so its readers handle loss; `--leave-running` leaves them queued.
 //! The statistics counters start again from zero.
 //!
-//! Restore: socket with the saved SO_PROTOCOL, bind to the interface (found again by
-//! index and name in the restored namespace, else the restore fails), drain what arrived
-//! between socket() and bind() (from other interfaces, before the filter), options,
-//! memberships (each as many times as it was added), fanout group, filter, filter lock.
+//! Restore: socket with protocol 0 (receiving nothing yet), bind to the interface (found
+//! again by index and name in the restored namespace, else the restore fails) and
+//! protocol, options, memberships (each as many times as it was added), fanout group,
+//! filter, then drain what arrived before the filter, filter lock.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -110,7 +110,6 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
     if ty != libc::SOCK_RAW && ty != libc::SOCK_DGRAM {
         return Err(refuse(format!("of socket type {ty} (SOCK_PACKET is obsolete)")));
     }
-    let sock_protocol = sys::getsockopt_int(s, libc::SOL_SOCKET, libc::SO_PROTOCOL).map_err(|e| sys_err("SO_PROTOCOL", e))?;
     let name = netsock::packet_name(s).map_err(|e| sys_err("getsockname", e))?;
     let ifname = |idx: i32| {
         netsock::ifname_of(s, idx).map_err(|e| sys_err(&format!("the name of interface {idx} (SIOCGIFNAME)"), e))
@@ -125,7 +124,6 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
     }
     let mut p = PacketObj {
         sock_type: ty,
-        sock_protocol,
         protocol: u32::from(name.sll_protocol),
         ifindex: name.sll_ifindex,
         ifname: if name.sll_ifindex != 0 { ifname(name.sll_ifindex)? } else { String::new() },
@@ -155,7 +153,10 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
             addr: m.pdmc_addr[..m.pdmc_alen as usize].to_vec(),
         });
     }
-    if let Some(f) = d.fanout {
+    if d.fanout.is_some() {
+        // packet_diag says whether it is in a group but leaves the flags out; getsockopt
+        // has them (and reads 0 for no group as for group 0 in hash mode).
+        let f = sys::getsockopt_int(s, SOL_PACKET, PACKET_FANOUT).map_err(|e| sys_err("PACKET_FANOUT", e))? as u32;
         let (id, mode, fl) = (f & 0xffff, (f >> 16) & 0xff, f >> 24);
         if mode > FANOUT_MODES {
             return Err(refuse(format!("in fanout group {id} of mode {mode} (a BPF program steers it: not supported)")));
@@ -189,11 +190,13 @@ fn check_if(s: &OwnedFd, idx: i32, name: &str) -> std::result::Result<(), String
 
 /// Restore side: the recreated socket (in the restorer, inside its network namespace).
 pub fn open(p: &PacketObj) -> std::result::Result<OwnedFd, String> {
-    let s = sys::socket(libc::AF_PACKET, p.sock_type, p.sock_protocol).map_err(|e| format!("socket: {e}"))?;
+    // Protocol 0: not receiving anything until bound (socket() with a protocol would start
+    // it on every interface). SO_PROTOCOL reads 0 for packet sockets either way.
+    let s = sys::socket(libc::AF_PACKET, p.sock_type, 0).map_err(|e| format!("socket: {e}"))?;
     if p.ifindex != 0 {
         check_if(&s, p.ifindex, &p.ifname)?;
     }
-    if p.ifindex != 0 || p.protocol != p.sock_protocol as u32 {
+    if p.ifindex != 0 || p.protocol != 0 {
         netsock::packet_bind(s.as_fd(), p.ifindex, p.protocol as u16)
             .map_err(|e| format!("binding to interface {} (index {}): {e}", p.ifname, p.ifindex))?;
     }

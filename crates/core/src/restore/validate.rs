@@ -641,8 +641,8 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
     if p.sock_type != libc::SOCK_RAW && p.sock_type != libc::SOCK_DGRAM {
         return Err(format!("socket type {} (SOCK_RAW or SOCK_DGRAM)", p.sock_type));
     }
-    if p.protocol > 0xffff || !(0..=0xffff).contains(&p.sock_protocol) {
-        return Err(format!("protocol {:#x}/{:#x}", p.protocol, p.sock_protocol));
+    if p.protocol > 0xffff {
+        return Err(format!("protocol {:#x}", p.protocol));
     }
     if p.ifindex < 0 || (p.ifindex == 0) != p.ifname.is_empty() {
         return Err(format!("interface index {} named {:?}", p.ifindex, p.ifname));
