@@ -863,6 +863,66 @@ mod tests {
         refused(&edit(|m| m.processes[0].vmas[2].object_id = 1), &root(), "shared-memory object");
     }
 
+    /// A manifest with one sound netlink and one sound packet socket (objects 4, 5), edited.
+    fn with_sockets(f: impl FnOnce(&mut NetlinkObj, &mut PacketObj)) -> Manifest {
+        let mut n = NetlinkObj { protocol: 0, sock_type: libc::SOCK_RAW, portid: 100, groups: vec![1, 33], rcvbuf: 1 << 17, ..Default::default() };
+        let mut p = PacketObj {
+            sock_type: libc::SOCK_RAW,
+            protocol: 0x0300,
+            ifindex: 1,
+            ifname: "lo".into(),
+            vnet_hdr_sz: 12,
+            fanout: Some(PacketFanout { id: 1234, mode: 1, flags: 0x80 }),
+            mclist: vec![PacketMclist { ifindex: 1, ifname: "lo".into(), mr_type: 1, count: 2, addr: vec![] }],
+            filter: vec![ClassicBpfInsn { code: 6, jt: 0, jf: 0, k: 0xffff }],
+            ..Default::default()
+        };
+        f(&mut n, &mut p);
+        edit(|m| {
+            m.objects.push(Object { id: 4, kind: Some(Kind::Netlink(n)), ..Default::default() });
+            m.objects.push(Object { id: 5, kind: Some(Kind::Packet(p)), ..Default::default() });
+        })
+    }
+
+    #[test]
+    fn netlink_and_packet_values_bounded() {
+        validate_with(&with_sockets(|_, _| {}), &root()).unwrap();
+        let nl = "netlink socket (object 4)";
+        let pk = "packet socket (object 5)";
+        refused(&with_sockets(|n, _| n.protocol = 3), &root(), "unknown netlink protocol 3");
+        refused(&with_sockets(|n, _| n.protocol = -1), &root(), nl);
+        refused(&with_sockets(|n, _| n.sock_type = libc::SOCK_STREAM), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = vec![0]), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = vec![33, 1]), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = vec![1, 1]), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = vec![1 << 20]), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = (1..=2000).collect()), &root(), "2000 multicast groups");
+        refused(&with_sockets(|n, _| n.flags = libc::O_ASYNC as u32), &root(), nl);
+        refused(&with_sockets(|n, _| n.rcvbuf = u32::MAX), &root(), nl);
+        refused(&with_sockets(|_, p| p.sock_type = 10), &root(), pk);
+        refused(&with_sockets(|_, p| p.protocol = 0x10000), &root(), pk);
+        refused(&with_sockets(|_, p| p.ifname = String::new()), &root(), pk);
+        refused(&with_sockets(|_, p| p.ifname = "a/b".into()), &root(), "interface name");
+        refused(&with_sockets(|_, p| p.ifname = "x".repeat(16)), &root(), "interface name");
+        refused(&with_sockets(|_, p| p.ifindex = -1), &root(), pk);
+        refused(&with_sockets(|_, p| p.version = 3), &root(), "PACKET_VERSION 3");
+        refused(&with_sockets(|_, p| p.reserve = u32::MAX), &root(), "PACKET_RESERVE");
+        refused(&with_sockets(|_, p| p.timestamp = 1 << 31), &root(), "PACKET_TIMESTAMP");
+        refused(&with_sockets(|_, p| p.vnet_hdr_sz = 11), &root(), "PACKET_VNET_HDR_SZ 11");
+        refused(&with_sockets(|_, p| p.sock_type = libc::SOCK_DGRAM), &root(), "PACKET_VNET_HDR_SZ 12");
+        refused(&with_sockets(|_, p| p.fanout.as_mut().unwrap().mode = 6), &root(), "fanout group 1234 mode 6");
+        refused(&with_sockets(|_, p| p.fanout.as_mut().unwrap().flags = 0x20), &root(), "fanout");
+        refused(&with_sockets(|_, p| p.fanout.as_mut().unwrap().id = 1 << 16), &root(), "fanout");
+        refused(&with_sockets(|_, p| p.mclist[0].count = 0), &root(), "membership");
+        refused(&with_sockets(|_, p| p.mclist[0].count = 1 << 20), &root(), "membership");
+        refused(&with_sockets(|_, p| p.mclist[0].addr = vec![0; 9]), &root(), "membership");
+        refused(&with_sockets(|_, p| p.mclist[0].mr_type = 4), &root(), "membership");
+        refused(&with_sockets(|_, p| p.mclist = vec![p.mclist[0].clone(); 257]), &root(), "257 memberships");
+        refused(&with_sockets(|_, p| p.filter = vec![p.filter[0].clone(); 4097]), &root(), "4097 instructions");
+        refused(&with_sockets(|_, p| p.filter[0].jt = 256), &root(), "filter instruction");
+        refused(&with_sockets(|_, p| p.filter[0].code = 1 << 16), &root(), "filter instruction");
+    }
+
     #[test]
     fn process_strings() {
         refused(&edit(|m| m.processes[0].attrs.as_mut().unwrap().cwd = "tmp".into()), &root(), "working directory");
