@@ -39,7 +39,7 @@ const ADDED_SINCE_FROZEN: &[(&str, &str)] = &[("Thread", "ioprio"), ("ProcAttrs"
 
 /// Messages added to the schema since the hand-written model was frozen (only reachable
 /// through fields of ADDED_SINCE_FROZEN, so old images never hold them).
-const ADDED_MESSAGES: &[&str] = &["NetlinkObj", "PacketObj", "PacketFanout", "PacketMclist", "ClassicBpfInsn"];
+const ADDED_MESSAGES: &[&str] = &["NetlinkObj", "PacketObj", "PacketFanout", "PacketMclist", "ClassicBpfInsn", "SockCommon"];
 
 fn added(msg: &str, field: &str) -> bool {
     ADDED_SINCE_FROZEN.contains(&(msg, field))

@@ -27,6 +27,7 @@ pub mod signalfd;
 pub mod inet;
 pub mod netlink;
 pub mod packet;
+pub mod sockopt;
 pub mod timerfd;
 pub mod unix;
 

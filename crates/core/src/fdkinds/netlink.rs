@@ -1,7 +1,8 @@
 //! Netlink sockets (AF_NETLINK, SOCK_RAW or SOCK_DGRAM, any protocol): the protocol, the
 //! bound port id (getsockname), every multicast group joined (NETLINK_LIST_MEMBERSHIPS,
 //! not only the 32 of nl_groups), the connected destination (getpeername), the
-//! SOL_NETLINK flags, SO_RCVBUF/SO_SNDBUF and O_NONBLOCK, all read with getsockopt.
+//! SOL_NETLINK flags and O_NONBLOCK, all read with getsockopt; SO_RCVBUF/SO_SNDBUF, a
+//! classic BPF filter and other SOL_SOCKET options (`sockopt.rs`).
 //!
 //! Refused: a socket with messages queued for reading (they are kernel replies to the
 //! process's requests or events; replies cannot be asked for again, and a process waiting
@@ -142,8 +143,10 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
         dst_portid: peer.nl_pid,
         dst_group: peer.nl_groups,
         flags: flags & libc::O_NONBLOCK as u32,
-        rcvbuf: sys::getsockopt_int(s, libc::SOL_SOCKET, libc::SO_RCVBUF).map_err(|e| sys_err("SO_RCVBUF", e))? as u32,
-        sndbuf: sys::getsockopt_int(s, libc::SOL_SOCKET, libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32,
+        sock: Some(super::sockopt::dump(s).map_err(|e| match e {
+            super::sockopt::DumpErr::Refuse(why) => refuse(why),
+            super::sockopt::DumpErr::Sys(what, err) => sys_err(&what, err),
+        })?),
         ..Default::default()
     };
     for (opt, field) in FLAGS.into_iter().zip(flag_fields(&mut n)) {
@@ -151,24 +154,6 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
     }
     tracing::debug!(fd, protocol = proto, portid = n.portid, groups = ?n.groups, dst = n.dst_portid, "netlink socket saved");
     Ok(Object { kind: Some(Kind::Netlink(n)), ..Default::default() })
-}
-
-/// Sets SO_RCVBUF or SO_SNDBUF (`opt`) so that it reads back as `saved` (the kernel
-/// doubles what it is given). Plain setsockopt: capped by net.core.rmem_max/wmem_max like
-/// any process's; a value above the cap (SO_RCVBUFFORCE) fails the restore rather than
-/// come back smaller.
-pub fn restore_buf(s: &OwnedFd, opt: i32, saved: u32) -> std::result::Result<(), String> {
-    let name = if opt == libc::SO_RCVBUF { "SO_RCVBUF" } else { "SO_SNDBUF" };
-    let now = sys::getsockopt_int(s.as_fd(), libc::SOL_SOCKET, opt).map_err(|e| format!("{name}: {e}"))?;
-    if saved == 0 || now as u32 == saved {
-        return Ok(());
-    }
-    sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, opt, (saved / 2) as i32).map_err(|e| format!("setting {name}: {e}"))?;
-    let got = sys::getsockopt_int(s.as_fd(), libc::SOL_SOCKET, opt).map_err(|e| format!("{name}: {e}"))?;
-    if got as u32 != saved {
-        return Err(format!("{name} was {saved}, this host gives {got} (above net.core.{}mem_max?)", if opt == libc::SO_RCVBUF { "r" } else { "w" }));
-    }
-    Ok(())
 }
 
 /// Restore side: the recreated socket (in the restorer, inside its network namespace).
@@ -181,8 +166,7 @@ pub fn open(n: &NetlinkObj) -> std::result::Result<OwnedFd, String> {
             sys::setsockopt_int(s.as_fd(), SOL_NETLINK, opt, i32::from(*on)).map_err(|e| format!("setsockopt(SOL_NETLINK, {opt}): {e}"))?;
         }
     }
-    restore_buf(&s, libc::SO_RCVBUF, n.rcvbuf)?;
-    restore_buf(&s, libc::SO_SNDBUF, n.sndbuf)?;
+    super::sockopt::restore(&s, n.sock.as_ref().unwrap_or(&Default::default()), || {})?;
     if n.portid != 0 {
         netsock::netlink_addr_op(s.as_fd(), n.portid, 0, false).map_err(|e| match e.raw_os_error() {
             Some(libc::EADDRINUSE) => format!("port id {} is taken by another netlink socket in this network namespace", n.portid),
@@ -217,8 +201,7 @@ pub fn describe(n: &NetlinkObj) -> String {
             s += &format!(", {name}");
         }
     }
-    s += &format!(", rcvbuf {} sndbuf {}", n.rcvbuf, n.sndbuf);
-    s
+    s + &super::sockopt::describe(n.sock.as_ref().unwrap_or(&Default::default()))
 }
 
 #[cfg(test)]

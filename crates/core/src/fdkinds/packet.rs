@@ -4,8 +4,9 @@
 //! origdev, loss, tx_has_off, qdisc bypass, ignore outgoing), the PACKET_ADD_MEMBERSHIP
 //! list and the fanout group (packet_diag: PACKET_DIAG_MCLIST, and PACKET_DIAG_FANOUT
 //! for membership: the getsockopt of PACKET_FANOUT reads 0 both for "no group" and for
-//! group 0 in hash mode, but only it has the group's flags), a classic BPF filter (SO_GET_FILTER) and SO_LOCK_FILTER, SO_RCVBUF/SO_SNDBUF,
-//! O_NONBLOCK.
+//! group 0 in hash mode, but only it has the group's flags), O_NONBLOCK; SO_RCVBUF and
+//! SO_SNDBUF, a classic BPF filter, SO_LOCK_FILTER and other SOL_SOCKET options
+//! (`sockopt.rs`).
 //!
 //! Refused: mmap'ed rings (PACKET_RX_RING / PACKET_TX_RING: their frames live in the
 //! process's memory and the kernel's ring position is not readable), a fanout group
@@ -24,7 +25,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use stasis_image::model::{ClassicBpfInsn, Kind, Object, PacketFanout, PacketMclist, PacketObj};
+use stasis_image::model::{Kind, Object, PacketFanout, PacketMclist, PacketObj};
 use stasis_sys::sys::{self, netsock};
 
 use crate::error::{Error, Result};
@@ -41,7 +42,6 @@ const PACKET_TX_HAS_OFF: i32 = 19;
 const PACKET_QDISC_BYPASS: i32 = 20;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
 const PACKET_VNET_HDR_SZ: i32 = 24;
-const SO_LOCK_FILTER: i32 = 44;
 
 /// Fanout modes restore recreates (HASH, LB, CPU, ROLLOVER, RND, QM); 6 and 7 are
 /// CBPF/EBPF (a program steers the group).
@@ -163,19 +163,15 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
         }
         p.fanout = Some(PacketFanout { id, mode, flags: fl & !FANOUT_FLAG_UNIQUEID });
     }
-    let prog = netsock::get_filter(s).map_err(|e| match e.raw_os_error() {
-        Some(libc::EACCES) => refuse("with an eBPF socket filter (SO_ATTACH_BPF: cannot be read back)".into()),
-        _ => sys_err("SO_GET_FILTER", e),
-    })?;
-    p.filter = prog.iter().map(|i| ClassicBpfInsn { code: u32::from(i.code), jt: u32::from(i.jt), jf: u32::from(i.jf), k: i.k }).collect();
-    p.filter_locked = sys::getsockopt_int(s, libc::SOL_SOCKET, SO_LOCK_FILTER).map_err(|e| sys_err("SO_LOCK_FILTER", e))? != 0;
-    p.rcvbuf = sys::getsockopt_int(s, libc::SOL_SOCKET, libc::SO_RCVBUF).map_err(|e| sys_err("SO_RCVBUF", e))? as u32;
-    p.sndbuf = sys::getsockopt_int(s, libc::SOL_SOCKET, libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32;
+    p.sock = Some(super::sockopt::dump(s).map_err(|e| match e {
+        super::sockopt::DumpErr::Refuse(why) => refuse(why),
+        super::sockopt::DumpErr::Sys(what, err) => sys_err(&what, err),
+    })?);
     let queued = sys::inq(s).unwrap_or(0);
     if queued > 0 {
         tracing::info!(pid, fd, "packet socket: the packets queued for reading are not saved (a tap's packets may be dropped)");
     }
-    tracing::debug!(fd, ifindex = p.ifindex, protocol = p.protocol, fanout = ?p.fanout, mclist = p.mclist.len(), filter = p.filter.len(), "packet socket saved");
+    tracing::debug!(fd, ifindex = p.ifindex, protocol = p.protocol, fanout = ?p.fanout, mclist = p.mclist.len(), "packet socket saved");
     Ok(Object { kind: Some(Kind::Packet(p)), ..Default::default() })
 }
 
@@ -224,20 +220,13 @@ pub fn open(p: &PacketObj) -> std::result::Result<OwnedFd, String> {
         let v = f.id | (f.mode << 16) | (f.flags << 24);
         sys::setsockopt_int(s.as_fd(), SOL_PACKET, PACKET_FANOUT, v as i32).map_err(|e| format!("joining fanout group {} (mode {}): {e}", f.id, f.mode))?;
     }
-    if !p.filter.is_empty() {
-        let prog: Vec<netsock::SockFilter> =
-            p.filter.iter().map(|i| netsock::SockFilter { code: i.code as u16, jt: i.jt as u8, jf: i.jf as u8, k: i.k }).collect();
-        netsock::attach_filter(s.as_fd(), &prog).map_err(|e| format!("SO_ATTACH_FILTER ({} instructions): {e}", prog.len()))?;
-    }
-    // What arrived between socket() and here: from any interface before bind, unfiltered
-    // before the filter.
-    let mut buf = [0u8; 1];
-    while sys::recv(s.as_fd(), &mut buf, libc::MSG_DONTWAIT | libc::MSG_TRUNC).is_ok() {}
-    if p.filter_locked {
-        sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, SO_LOCK_FILTER, 1).map_err(|e| format!("SO_LOCK_FILTER: {e}"))?;
-    }
-    super::netlink::restore_buf(&s, libc::SO_RCVBUF, p.rcvbuf)?;
-    super::netlink::restore_buf(&s, libc::SO_SNDBUF, p.sndbuf)?;
+    // What arrived before now (from any interface before bind, unfiltered before the
+    // filter) is dropped with the filter in place, before the lock.
+    let drain = || {
+        let mut buf = [0u8; 1];
+        while sys::recv(s.as_fd(), &mut buf, libc::MSG_DONTWAIT | libc::MSG_TRUNC).is_ok() {}
+    };
+    super::sockopt::restore(&s, p.sock.as_ref().unwrap_or(&Default::default()), drain)?;
     super::apply_nonblock(&s, p.flags)?;
     Ok(s)
 }
@@ -252,15 +241,11 @@ pub fn describe(p: &PacketObj) -> String {
     for m in &p.mclist {
         s += &format!(", membership type {} on {} x{}", m.mr_type, m.ifname, m.count);
     }
-    if !p.filter.is_empty() {
-        s += &format!(", filter of {} instructions{}", p.filter.len(), if p.filter_locked { " (locked)" } else { "" });
-    }
     let names = ["version", "reserve", "timestamp", "vnet_hdr_sz", "auxdata", "origdev", "loss", "tx_has_off", "qdisc_bypass", "ignore_outgoing"];
     for (name, v) in names.into_iter().zip(int_opts(p)) {
         if v != 0 {
             s += &format!(", {name} {v}");
         }
     }
-    s += &format!(", rcvbuf {} sndbuf {}", p.rcvbuf, p.sndbuf);
-    s
+    s + &super::sockopt::describe(p.sock.as_ref().unwrap_or(&Default::default()))
 }

@@ -595,14 +595,37 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
     Ok(())
 }
 
-/// A socket's saved file status flags: O_NONBLOCK only; its buffer sizes within the
-/// kernel's int.
-fn check_sock_common(flags: u32, rcvbuf: u32, sndbuf: u32) -> std::result::Result<(), String> {
+/// A socket's saved file status flags (O_NONBLOCK only) and SOL_SOCKET state: buffer
+/// sizes within the kernel's int, at most BPF_MAXINSNS filter instructions, options only
+/// from sockopt::OPTIONS, each once, flags 0 or 1, other values not negative.
+fn check_sock_common(flags: u32, c: Option<&SockCommon>) -> std::result::Result<(), String> {
     if flags & !(libc::O_NONBLOCK as u32) != 0 {
         return Err(format!("file flags {flags:#o} (only O_NONBLOCK is restored)"));
     }
-    if rcvbuf > i32::MAX as u32 || sndbuf > i32::MAX as u32 {
-        return Err(format!("buffer sizes {rcvbuf}/{sndbuf}"));
+    let Some(c) = c else { return Ok(()) };
+    if c.rcvbuf > i32::MAX as u32 || c.sndbuf > i32::MAX as u32 {
+        return Err(format!("buffer sizes {}/{}", c.rcvbuf, c.sndbuf));
+    }
+    if c.filter.len() > BPF_MAXINSNS {
+        return Err(format!("a filter of {} instructions (at most {BPF_MAXINSNS})", c.filter.len()));
+    }
+    if c.filter.iter().any(|i| i.code > 0xffff || i.jt > 0xff || i.jf > 0xff) {
+        return Err("a filter instruction out of range".into());
+    }
+    let opts = crate::fdkinds::sockopt::OPTIONS;
+    if c.options.len() % 2 != 0 || c.options.len() > 2 * opts.len() {
+        return Err(format!("{} option values (pairs, at most {})", c.options.len(), opts.len()));
+    }
+    let mut seen = Vec::new();
+    for p in c.options.chunks_exact(2) {
+        let (opt, v) = (p[0], p[1]);
+        let Some((_, name, flag)) = opts.iter().find(|(o, ..)| *o == opt) else {
+            return Err(format!("socket option {opt}, not one restore sets"));
+        };
+        if seen.contains(&opt) || v < 0 || (*flag && v > 1) {
+            return Err(format!("{name} = {v}"));
+        }
+        seen.push(opt);
     }
     Ok(())
 }
@@ -630,7 +653,7 @@ fn check_netlink(n: &NetlinkObj) -> std::result::Result<(), String> {
     if n.groups.iter().any(|g| *g == 0 || *g > MAX_GROUP) || n.groups.windows(2).any(|w| w[0] >= w[1]) {
         return Err(format!("multicast groups {:?} (1 to {MAX_GROUP}, ascending)", &n.groups[..n.groups.len().min(8)]));
     }
-    check_sock_common(n.flags, n.rcvbuf, n.sndbuf)
+    check_sock_common(n.flags, n.sock.as_ref())
 }
 
 /// Packet sockets: type, protocols, interface names, options within what the kernel
@@ -676,13 +699,7 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
             return Err(format!("membership type {} on interface {} ({} address bytes, added {} times)", m.mr_type, m.ifindex, m.addr.len(), m.count));
         }
     }
-    if p.filter.len() > BPF_MAXINSNS {
-        return Err(format!("a filter of {} instructions (at most {BPF_MAXINSNS})", p.filter.len()));
-    }
-    if p.filter.iter().any(|i| i.code > 0xffff || i.jt > 0xff || i.jf > 0xff) {
-        return Err("a filter instruction out of range".into());
-    }
-    check_sock_common(p.flags, p.rcvbuf, p.sndbuf)
+    check_sock_common(p.flags, p.sock.as_ref())
 }
 
 /// Every page run goes where restore may write it: into a shared-memory object or SysV
@@ -865,7 +882,13 @@ mod tests {
 
     /// A manifest with one sound netlink and one sound packet socket (objects 4, 5), edited.
     fn with_sockets(f: impl FnOnce(&mut NetlinkObj, &mut PacketObj)) -> Manifest {
-        let mut n = NetlinkObj { protocol: 0, sock_type: libc::SOCK_RAW, portid: 100, groups: vec![1, 33], rcvbuf: 1 << 17, ..Default::default() };
+        let sock = SockCommon {
+            rcvbuf: 1 << 17,
+            filter: vec![ClassicBpfInsn { code: 6, jt: 0, jf: 0, k: 0xffff }],
+            options: vec![libc::SO_PASSCRED, 1, libc::SO_MARK, 7],
+            ..Default::default()
+        };
+        let mut n = NetlinkObj { protocol: 0, sock_type: libc::SOCK_RAW, portid: 100, groups: vec![1, 33], sock: Some(sock.clone()), ..Default::default() };
         let mut p = PacketObj {
             sock_type: libc::SOCK_RAW,
             protocol: 0x0300,
@@ -874,7 +897,7 @@ mod tests {
             vnet_hdr_sz: 12,
             fanout: Some(PacketFanout { id: 1234, mode: 1, flags: 0x80 }),
             mclist: vec![PacketMclist { ifindex: 1, ifname: "lo".into(), mr_type: 1, count: 2, addr: vec![] }],
-            filter: vec![ClassicBpfInsn { code: 6, jt: 0, jf: 0, k: 0xffff }],
+            sock: Some(sock),
             ..Default::default()
         };
         f(&mut n, &mut p);
@@ -882,6 +905,26 @@ mod tests {
             m.objects.push(Object { id: 4, kind: Some(Kind::Netlink(n)), ..Default::default() });
             m.objects.push(Object { id: 5, kind: Some(Kind::Packet(p)), ..Default::default() });
         })
+    }
+
+    fn sk<T: HasSock>(o: &mut T) -> &mut SockCommon {
+        o.sock_mut()
+    }
+
+    trait HasSock {
+        fn sock_mut(&mut self) -> &mut SockCommon;
+    }
+
+    impl HasSock for NetlinkObj {
+        fn sock_mut(&mut self) -> &mut SockCommon {
+            self.sock.get_or_insert_with(Default::default)
+        }
+    }
+
+    impl HasSock for PacketObj {
+        fn sock_mut(&mut self) -> &mut SockCommon {
+            self.sock.get_or_insert_with(Default::default)
+        }
     }
 
     #[test]
@@ -898,7 +941,13 @@ mod tests {
         refused(&with_sockets(|n, _| n.groups = vec![1 << 20]), &root(), nl);
         refused(&with_sockets(|n, _| n.groups = (1..=2000).collect()), &root(), "2000 multicast groups");
         refused(&with_sockets(|n, _| n.flags = libc::O_ASYNC as u32), &root(), nl);
-        refused(&with_sockets(|n, _| n.rcvbuf = u32::MAX), &root(), nl);
+        refused(&with_sockets(|n, _| sk(n).rcvbuf = u32::MAX), &root(), nl);
+        refused(&with_sockets(|n, _| sk(n).options.push(libc::SO_DEBUG)), &root(), nl);
+        refused(&with_sockets(|n, _| sk(n).options.extend([libc::SO_DEBUG, 1])), &root(), "socket option 1,");
+        refused(&with_sockets(|n, _| sk(n).options.extend([libc::SO_PASSCRED, 1])), &root(), "SO_PASSCRED = 1");
+        refused(&with_sockets(|n, _| sk(n).options[1] = 2), &root(), "SO_PASSCRED = 2");
+        refused(&with_sockets(|n, _| sk(n).options[3] = -1), &root(), "SO_MARK = -1");
+        refused(&with_sockets(|n, _| sk(n).filter = vec![ClassicBpfInsn::default(); 4097]), &root(), "4097 instructions");
         refused(&with_sockets(|_, p| p.sock_type = 10), &root(), pk);
         refused(&with_sockets(|_, p| p.protocol = 0x10000), &root(), pk);
         refused(&with_sockets(|_, p| p.ifname = String::new()), &root(), pk);
@@ -918,9 +967,9 @@ mod tests {
         refused(&with_sockets(|_, p| p.mclist[0].addr = vec![0; 9]), &root(), "membership");
         refused(&with_sockets(|_, p| p.mclist[0].mr_type = 4), &root(), "membership");
         refused(&with_sockets(|_, p| p.mclist = vec![p.mclist[0].clone(); 257]), &root(), "257 memberships");
-        refused(&with_sockets(|_, p| p.filter = vec![p.filter[0].clone(); 4097]), &root(), "4097 instructions");
-        refused(&with_sockets(|_, p| p.filter[0].jt = 256), &root(), "filter instruction");
-        refused(&with_sockets(|_, p| p.filter[0].code = 1 << 16), &root(), "filter instruction");
+        refused(&with_sockets(|_, p| sk(p).filter = vec![ClassicBpfInsn::default(); 4097]), &root(), "4097 instructions");
+        refused(&with_sockets(|_, p| sk(p).filter[0].jt = 256), &root(), "filter instruction");
+        refused(&with_sockets(|_, p| sk(p).filter[0].code = 1 << 16), &root(), "filter instruction");
     }
 
     #[test]

@@ -4,14 +4,14 @@ args: WORKDIR all|nlqueue|ring [result]   (result: the verdict goes to WORKDIR/r
 so stdout does not change after the dump: a --leave-running original runs on)
 all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and group 33
   added, every SOL_NETLINK flag on, SO_RCVBUF), a NETLINK_KOBJECT_UEVENT socket in group
-  1, two NETLINK_USERSOCK sockets (one bound to port id 0x7e57, one autobound to a
+  1 (SO_PASSCRED, a filter), two NETLINK_USERSOCK sockets (one bound to port id 0x7e57, one autobound to a
   random port id (a third took the one equal to the pid) and connected to it, O_NONBLOCK), an unbound NETLINK_GENERIC datagram
   socket (SO_SNDBUF, O_NONBLOCK); a raw packet socket bound to lo for ETH_P_ALL with
   options (version, reserve, timestamp, auxdata, origdev, qdisc bypass, ignore outgoing),
   a promiscuous membership on lo added twice, fanout group 1234 (LB, defrag), a classic
   BPF filter (UDP to port 47555 only), locked; an unbound raw packet socket with a
   12-byte vnet header and TPACKET_V3; a datagram packet socket for ETH_P_IP on every
-  interface (SO_RCVBUF).
+  interface (SO_RCVBUF, SO_PRIORITY, SO_TIMESTAMPNS, SO_MARK).
   After go, every value read back equals what was set; the route socket answers an
   RTM_GETLINK request (lo, promiscuity 1) and gets the RTM_NEWLINK event of lo going
   down; dropping the membership twice takes lo out of promiscuous mode (it was counted
@@ -39,7 +39,7 @@ SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP, PACKET_DROP_MEMBERSHIP, PACKET_MR_PROMISC = 1, 2, 1
 PACKET_RX_RING, PACKET_FANOUT, PACKET_VNET_HDR_SZ = 5, 18, 24
 PKT_OPTS = {"AUXDATA": (8, 1), "ORIGDEV": (9, 1), "VERSION": (10, 1), "RESERVE": (12, 32), "TIMESTAMP": (17, 4), "QDISC_BYPASS": (20, 1), "IGNORE_OUTGOING": (23, 1)}
-SO_ATTACH_FILTER, SO_LOCK_FILTER = 26, 44
+SO_ATTACH_FILTER, SO_LOCK_FILTER, SO_TIMESTAMPNS = 26, 44, 35
 ETH_P_ALL, ETH_P_IP = 3, 0x0800
 RTMGRP_LINK, RTM_NEWLINK, RTM_GETLINK = 1, 16, 18
 NLM_F_REQUEST = 1
@@ -178,6 +178,10 @@ print("INFO route_fd=%d\nINFO raw_fd=%d" % (route.fileno(), raw.fileno()), flush
 if mode == "all":
     uevent = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_KOBJECT_UEVENT)
     uevent.bind((0, 1))
+    uevent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # like udev: credentials and a filter
+    uevent_filter = [(0x06, 0, 0, 0xFFFFFFFF)]
+    uinsns = (ctypes.c_uint64 * 1)(struct.unpack("Q", struct.pack("HBBI", *uevent_filter[0]))[0])
+    uevent.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", 1, ctypes.addressof(uinsns)))
     usr_a = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_USERSOCK)
     usr_a.bind((USER_PORTID, 0))
     usr_c = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_USERSOCK)
@@ -203,6 +207,9 @@ if mode == "all":
     vnet.setblocking(False)
     dgram = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
     dgram.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 100000)
+    dgram.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 5)
+    dgram.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    dgram.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 77)
     names = {
         "route": route.getsockname(), "usr_a": usr_a.getsockname(), "usr_b": usr_b.getsockname(), "usr_c": usr_c.getsockname(),
         "gen": gen.getsockname(), "uevent": uevent.getsockname(),
@@ -242,6 +249,9 @@ else:
         v = route.getsockopt(SOL_NETLINK, opt)
         check(v == 1, "NETLINK_%s reads %d" % (name, v))
     check(uevent.getsockname() == names["uevent"] and groups_of(uevent) == [1], "uevent %r groups %r" % (uevent.getsockname(), groups_of(uevent)))
+    check(uevent.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED) == 1 and get_filter(uevent) == uevent_filter, "uevent SO_PASSCRED / filter %r" % get_filter(uevent))
+    sol = [dgram.getsockopt(socket.SOL_SOCKET, o) for o in (socket.SO_PRIORITY, SO_TIMESTAMPNS, socket.SO_MARK)]
+    check(sol == [5, 1, 77], "dgram SO_PRIORITY, SO_TIMESTAMPNS, SO_MARK: %r" % sol)
     check(usr_a.getsockname() == (USER_PORTID, 0), "usersock bound name %r" % (usr_a.getsockname(),))
     check(usr_c.getsockname() == names["usr_c"] == (os.getpid(), 0), "usersock autobound to the pid: %r, was %r" % (usr_c.getsockname(), names["usr_c"]))
     check(usr_b.getsockname() == names["usr_b"] and names["usr_b"][0] not in (0, os.getpid()), "usersock autobound name %r, was %r" % (usr_b.getsockname(), names["usr_b"]))
