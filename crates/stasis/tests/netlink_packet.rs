@@ -100,3 +100,44 @@ fn queued_netlink_reply_is_refused() {
 fn packet_ring_is_refused() {
     refused("ring", "raw_fd", &["packet socket", "PACKET_RX_RING"]);
 }
+
+/// Netlink sockets of the host's namespace (`Object.net_ns` 0): the route socket comes
+/// back with the pid as its port id and answers a request; a usersock pair talks again.
+/// While a socket of the test holds the bound usersock port id, restore fails naming it
+/// (and leaves no process behind); once it is closed, restore succeeds.
+#[test]
+fn host_namespace_port_id_taken_then_free() {
+    let _t = serial();
+    let mut w = Workload::new("netsock-host");
+    spawn(&mut w, "host", &[]);
+    let portid: u32 = w.info("user_portid").parse().unwrap();
+    if !direct() {
+        w.dump();
+        let img = inspect_json(&mut w);
+        let fds = img["processes"][0]["fds"].as_array().cloned().unwrap_or_default();
+        let nl: Vec<_> = fds.iter().filter(|f| f["kind"] == "netlink").collect();
+        assert!(nl.len() == 3 && nl.iter().all(|f| f["net_ns"] == 0), "netlink sockets of the host's namespace: {fds:?}");
+        let squatter = usersock_bound_to(portid);
+        let r = w.try_restore(&["-d"]);
+        assert_clean_error(&r, &[&w.pid.to_string(), &format!("port id {portid}"), "taken"], &w.report());
+        assert!(!pid_exists(w.pid), "a refused restore left pid {}\n{}", w.pid, w.report());
+        drop(squatter);
+        w.restore();
+    }
+    w.go_and_pass();
+}
+
+/// A NETLINK_USERSOCK socket of ours bound to `portid`.
+fn usersock_bound_to(portid: u32) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket(2); the fd is new and ours.
+    let s = unsafe { OwnedFd::from_raw_fd(libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 2)) };
+    // SAFETY: sockaddr_nl is plain integers; all zeroes is a valid value.
+    let mut a: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    a.nl_family = libc::AF_NETLINK as u16;
+    a.nl_pid = portid;
+    // SAFETY: a is a valid sockaddr_nl of the size given.
+    let r = unsafe { libc::bind(s.as_raw_fd(), (&a as *const libc::sockaddr_nl).cast(), std::mem::size_of_val(&a) as u32) };
+    assert_eq!(r, 0, "binding our usersock socket to port id {portid}: {}", std::io::Error::last_os_error());
+    s
+}

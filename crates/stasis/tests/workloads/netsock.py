@@ -1,6 +1,6 @@
 """netsock: netlink and packet sockets in a network namespace of the workload's own
 (loopback only, up).
-args: WORKDIR all|nlqueue|ring [result]   (result: the verdict goes to WORKDIR/result,
+args: WORKDIR all|nlqueue|ring|host [result]   (result: the verdict goes to WORKDIR/result,
 so stdout does not change after the dump: a --leave-running original runs on)
 all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and group 33
   added, every SOL_NETLINK flag on, SO_RCVBUF), a NETLINK_KOBJECT_UEVENT socket in group
@@ -20,6 +20,7 @@ all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and 
 nlqueue: the route socket has an RTM_GETLINK reply queued (the dump must be refused);
   after go the reply is read.
 ring: the raw packet socket has a PACKET_RX_RING (refused); after go it is still set up.
+host: netlink sockets only, in the host's namespace (see host_mode).
 """
 import ctypes
 import fcntl
@@ -155,166 +156,206 @@ def promiscuity(route, seq):
     return struct.unpack("I", got[1][IFLA_PROMISCUITY])[0] if IFLA_PROMISCUITY in got[1] else None
 
 
-if libc.unshare(CLONE_NEWNET) != 0:
-    print("FAIL: unshare(CLONE_NEWNET): errno %d" % ctypes.get_errno(), flush=True)
-    sys.exit(1)
-lo_flags(lo_flags() | IFF_UP)
+def wait_go():
+    go = os.path.join(work, "go")
+    while not os.path.exists(go):
+        time.sleep(0.01)
 
-route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-route.bind((0, RTMGRP_LINK))
-for opt in NL_FLAGS.values():
-    route.setsockopt(SOL_NETLINK, opt, 1)
-route.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, 33)
-route.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-raw.bind(("lo", ETH_P_ALL))
-if mode == "nlqueue":
-    route.send(getlink_request(7))
-    time.sleep(0.1)
-elif mode == "ring":
-    raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
-print("INFO route_fd=%d\nINFO raw_fd=%d" % (route.fileno(), raw.fileno()), flush=True)
 
-if mode == "all":
-    uevent = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_KOBJECT_UEVENT)
-    uevent.bind((0, 1))
-    uevent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # like udev: credentials and a filter
-    uevent_filter = [(0x06, 0, 0, 0xFFFFFFFF)]
-    uinsns = (ctypes.c_uint64 * 1)(struct.unpack("Q", struct.pack("HBBI", *uevent_filter[0]))[0])
-    uevent.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", 1, ctypes.addressof(uinsns)))
+def host_mode():
+    """Netlink sockets in the host's network namespace (no packet sockets: the host's lo
+    carries other traffic): a NETLINK_ROUTE socket autobound to the pid with flags, a
+    NETLINK_USERSOCK socket bound to 0x7e570000 + pid and one connected to it."""
+    user_portid = 0x7E570000 + os.getpid()
+    route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    route.bind((0, 0))
+    route.setsockopt(SOL_NETLINK, NL_FLAGS["EXT_ACK"], 1)
     usr_a = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_USERSOCK)
-    usr_a.bind((USER_PORTID, 0))
-    usr_c = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_USERSOCK)
-    usr_c.bind((0, 0))  # takes the port id equal to our pid: usr_b gets a random one
+    usr_a.bind((user_portid, 0))
     usr_b = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_USERSOCK)
-    usr_b.connect((USER_PORTID, 0))
-    usr_b.setblocking(False)
-    gen = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_GENERIC)
-    gen.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 50000)
-    gen.setblocking(False)
-    for name, (opt, val) in PKT_OPTS.items():
-        raw.setsockopt(SOL_PACKET, opt, val)
-    mreq = struct.pack("iHH8s", 1, PACKET_MR_PROMISC, 0, b"")
-    raw.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-    raw.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-    raw.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", FANOUT))
-    insns = (ctypes.c_uint64 * len(FILTER))(*[struct.unpack("Q", struct.pack("HBBI", *i))[0] for i in FILTER])
-    raw.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(FILTER), ctypes.addressof(insns)))
-    raw.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
-    vnet = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    vnet.setsockopt(SOL_PACKET, PACKET_VNET_HDR_SZ, 12)
-    vnet.setsockopt(SOL_PACKET, PKT_OPTS["VERSION"][0], 2)
-    vnet.setblocking(False)
-    dgram = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-    dgram.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 100000)
-    dgram.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 5)
-    dgram.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    dgram.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 77)
-    names = {
-        "route": route.getsockname(), "usr_a": usr_a.getsockname(), "usr_b": usr_b.getsockname(), "usr_c": usr_c.getsockname(),
-        "gen": gen.getsockname(), "uevent": uevent.getsockname(),
-    }
-    bufs = (route.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), gen.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
-            dgram.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
-    print("INFO route_portid=%d\nINFO usr_b_portid=%d" % (names["route"][0], names["usr_b"][0]), flush=True)
-    # the events of the setup (lo's promiscuity changed): read, so nothing is queued
-    time.sleep(0.1)
-    try:
-        while True:
-            route.recv(65536, socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        pass
-
-print("READY", flush=True)
-go = os.path.join(work, "go")
-while not os.path.exists(go):
-    time.sleep(0.01)
-
-if mode == "nlqueue":
-    route.settimeout(5)
-    got = [ty for ty, seq, _, _ in messages(route.recv(65536)) if seq == 7]
-    check(got == [RTM_NEWLINK], "the queued RTM_GETLINK reply: %r" % got)
-elif mode == "ring":
-    # a second PACKET_RX_RING on a socket with one fails with EBUSY
-    try:
-        raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
-        check(False, "PACKET_RX_RING could be set again: the ring is gone")
-    except OSError as e:
-        check(e.errno == 16, "PACKET_RX_RING again: %s (want EBUSY)" % e)
-else:
-    # netlink: names, groups, flags, buffers
-    check(route.getsockname() == names["route"] and names["route"][0] == os.getpid(), "route getsockname %r, was %r (pid %d)" % (route.getsockname(), names["route"], os.getpid()))
-    check(groups_of(route) == [1, 33], "route groups %r, want [1, 33]" % groups_of(route))
-    for name, opt in NL_FLAGS.items():
-        v = route.getsockopt(SOL_NETLINK, opt)
-        check(v == 1, "NETLINK_%s reads %d" % (name, v))
-    check(uevent.getsockname() == names["uevent"] and groups_of(uevent) == [1], "uevent %r groups %r" % (uevent.getsockname(), groups_of(uevent)))
-    check(uevent.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED) == 1 and get_filter(uevent) == uevent_filter, "uevent SO_PASSCRED / filter %r" % get_filter(uevent))
-    sol = [dgram.getsockopt(socket.SOL_SOCKET, o) for o in (socket.SO_PRIORITY, SO_TIMESTAMPNS, socket.SO_MARK)]
-    check(sol == [5, 1, 77], "dgram SO_PRIORITY, SO_TIMESTAMPNS, SO_MARK: %r" % sol)
-    check(usr_a.getsockname() == (USER_PORTID, 0), "usersock bound name %r" % (usr_a.getsockname(),))
-    check(usr_c.getsockname() == names["usr_c"] == (os.getpid(), 0), "usersock autobound to the pid: %r, was %r" % (usr_c.getsockname(), names["usr_c"]))
-    check(usr_b.getsockname() == names["usr_b"] and names["usr_b"][0] not in (0, os.getpid()), "usersock autobound name %r, was %r" % (usr_b.getsockname(), names["usr_b"]))
-    check(usr_b.getpeername() == (USER_PORTID, 0), "usersock peer %r" % (usr_b.getpeername(),))
-    check(not usr_b.getblocking() and not gen.getblocking(), "O_NONBLOCK lost")
-    check(gen.getsockname() == (0, 0), "generic socket name %r (was unbound)" % (gen.getsockname(),))
-    now = (route.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), gen.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
-           dgram.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
-    check(now == bufs, "buffer sizes %r, were %r" % (now, bufs))
-    # packet: options, fanout, filter
-    for name, (opt, val) in PKT_OPTS.items():
-        v = raw.getsockopt(SOL_PACKET, opt)
-        check(v == val, "PACKET_%s reads %d, set %d" % (name, v, val))
-    fan = raw.getsockopt(SOL_PACKET, PACKET_FANOUT) & 0xFFFFFFFF
-    check(fan == FANOUT, "PACKET_FANOUT reads %#x, want %#x" % (fan, FANOUT))
-    check(get_filter(raw) == FILTER, "SO_GET_FILTER: %r" % get_filter(raw))
-    check(raw.getsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER) == 1, "SO_LOCK_FILTER lost")
-    check(raw.getsockname()[:2] == ("lo", ETH_P_ALL), "raw packet socket name %r" % (raw.getsockname(),))
-    check(vnet.getsockopt(SOL_PACKET, PACKET_VNET_HDR_SZ) == 12 and vnet.getsockopt(SOL_PACKET, 10) == 2, "vnet socket options")
-    check(dgram.getsockname()[1] == ETH_P_IP and dgram.getsockname()[0] == "", "dgram packet socket name %r" % (dgram.getsockname(),))
-    # the route socket answers requests; lo is promiscuous once (the membership, added twice)
-    n = promiscuity(route, 100)
-    check(n == 1, "lo promiscuity %r, want 1" % n)
-    raw.setsockopt(SOL_PACKET, PACKET_DROP_MEMBERSHIP, mreq)
-    n = promiscuity(route, 101)
-    check(n == 1, "after one drop: promiscuity %r, want 1 (added twice)" % n)
-    raw.setsockopt(SOL_PACKET, PACKET_DROP_MEMBERSHIP, mreq)
-    n = promiscuity(route, 102)
-    check(n == 0, "after two drops: promiscuity %r, want 0" % n)
-    # traffic: a UDP datagram on lo reaches the filtered raw socket and the dgram one
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.sendto(b"other port", ("127.0.0.1", UDP_PORT + 1))
-    u.sendto(b"stasis-pkt", ("127.0.0.1", UDP_PORT))
-    u.close()
-    raw.settimeout(5)
-    try:
-        frame = raw.recv(65536)
-        check(frame.endswith(b"stasis-pkt"), "raw packet socket received %r (the filter should pass only port %d)" % (frame[-16:], UDP_PORT))
-    except socket.timeout:
-        check(False, "nothing reached the raw packet socket")
-    # it sees both datagrams, outgoing and incoming (no PACKET_IGNORE_OUTGOING there)
-    dgram.settimeout(2)
-    got = []
-    try:
-        while len(got) < 4:
-            got.append(dgram.recv(65536))
-    except socket.timeout:
-        pass
-    check(any(g.endswith(b"stasis-pkt") for g in got), "dgram packet socket received %r" % got)
-    # netlink unicast between the two usersock sockets
-    usr_b.send(struct.pack("IHHII", 21, 0x10, 0, 1, 0) + b"hello")
+    usr_b.connect((user_portid, 0))
+    names = (route.getsockname(), usr_a.getsockname(), usr_b.getsockname())
+    print("INFO user_portid=%d" % user_portid, flush=True)
+    print("READY", flush=True)
+    wait_go()
+    now = (route.getsockname(), usr_a.getsockname(), usr_b.getsockname())
+    check(now == names and names[0][0] == os.getpid(), "names %r, were %r" % (now, names))
+    check(route.getsockopt(SOL_NETLINK, NL_FLAGS["EXT_ACK"]) == 1, "NETLINK_EXT_ACK lost")
+    route.send(getlink_request(9))
+    got = wait_link(route, seq=9)
+    check(got is not None and got[1].get(IFLA_IFNAME, b"").rstrip(b"\0") == b"lo", "RTM_GETLINK of lo: %r" % (got,))
+    usr_b.send(struct.pack("IHHII", 21, 0x10, 0, 1, 0) + b"howdy")
     usr_a.settimeout(5)
     try:
-        check(usr_a.recv(100)[16:21] == b"hello", "usersock message")
+        check(usr_a.recv(100)[16:21] == b"howdy", "usersock message")
     except socket.timeout:
         check(False, "the usersock message did not arrive")
 
-    # a multicast event: lo goes down (RTMGRP_LINK), then up again (last: the packet
-    # socket bound to lo gets ENETDOWN)
-    lo_flags(lo_flags() & ~IFF_UP)
-    check(wait_link(route, down=True) is not None, "no RTM_NEWLINK event for lo going down")
+
+def netns_mode():
     lo_flags(lo_flags() | IFF_UP)
 
+    route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    route.bind((0, RTMGRP_LINK))
+    for opt in NL_FLAGS.values():
+        route.setsockopt(SOL_NETLINK, opt, 1)
+    route.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, 33)
+    route.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    raw.bind(("lo", ETH_P_ALL))
+    if mode == "nlqueue":
+        route.send(getlink_request(7))
+        time.sleep(0.1)
+    elif mode == "ring":
+        raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
+    print("INFO route_fd=%d\nINFO raw_fd=%d" % (route.fileno(), raw.fileno()), flush=True)
+
+    if mode == "all":
+        uevent = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_KOBJECT_UEVENT)
+        uevent.bind((0, 1))
+        uevent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # like udev: credentials and a filter
+        uevent_filter = [(0x06, 0, 0, 0xFFFFFFFF)]
+        uinsns = (ctypes.c_uint64 * 1)(struct.unpack("Q", struct.pack("HBBI", *uevent_filter[0]))[0])
+        uevent.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", 1, ctypes.addressof(uinsns)))
+        usr_a = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_USERSOCK)
+        usr_a.bind((USER_PORTID, 0))
+        usr_c = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_USERSOCK)
+        usr_c.bind((0, 0))  # takes the port id equal to our pid: usr_b gets a random one
+        usr_b = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_USERSOCK)
+        usr_b.connect((USER_PORTID, 0))
+        usr_b.setblocking(False)
+        gen = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_GENERIC)
+        gen.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 50000)
+        gen.setblocking(False)
+        for name, (opt, val) in PKT_OPTS.items():
+            raw.setsockopt(SOL_PACKET, opt, val)
+        mreq = struct.pack("iHH8s", 1, PACKET_MR_PROMISC, 0, b"")
+        raw.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        raw.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        raw.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", FANOUT))
+        insns = (ctypes.c_uint64 * len(FILTER))(*[struct.unpack("Q", struct.pack("HBBI", *i))[0] for i in FILTER])
+        raw.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(FILTER), ctypes.addressof(insns)))
+        raw.setsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER, 1)
+        vnet = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        vnet.setsockopt(SOL_PACKET, PACKET_VNET_HDR_SZ, 12)
+        vnet.setsockopt(SOL_PACKET, PKT_OPTS["VERSION"][0], 2)
+        vnet.setblocking(False)
+        dgram = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        dgram.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 100000)
+        dgram.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 5)
+        dgram.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        dgram.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 77)
+        names = {
+            "route": route.getsockname(), "usr_a": usr_a.getsockname(), "usr_b": usr_b.getsockname(), "usr_c": usr_c.getsockname(),
+            "gen": gen.getsockname(), "uevent": uevent.getsockname(),
+        }
+        bufs = (route.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), gen.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+                dgram.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        print("INFO route_portid=%d\nINFO usr_b_portid=%d" % (names["route"][0], names["usr_b"][0]), flush=True)
+        # the events of the setup (lo's promiscuity changed): read, so nothing is queued
+        time.sleep(0.1)
+        try:
+            while True:
+                route.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+
+    print("READY", flush=True)
+    wait_go()
+
+    if mode == "nlqueue":
+        route.settimeout(5)
+        got = [ty for ty, seq, _, _ in messages(route.recv(65536)) if seq == 7]
+        check(got == [RTM_NEWLINK], "the queued RTM_GETLINK reply: %r" % got)
+    elif mode == "ring":
+        # a second PACKET_RX_RING on a socket with one fails with EBUSY
+        try:
+            raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
+            check(False, "PACKET_RX_RING could be set again: the ring is gone")
+        except OSError as e:
+            check(e.errno == 16, "PACKET_RX_RING again: %s (want EBUSY)" % e)
+    else:
+        # netlink: names, groups, flags, buffers
+        check(route.getsockname() == names["route"] and names["route"][0] == os.getpid(), "route getsockname %r, was %r (pid %d)" % (route.getsockname(), names["route"], os.getpid()))
+        check(groups_of(route) == [1, 33], "route groups %r, want [1, 33]" % groups_of(route))
+        for name, opt in NL_FLAGS.items():
+            v = route.getsockopt(SOL_NETLINK, opt)
+            check(v == 1, "NETLINK_%s reads %d" % (name, v))
+        check(uevent.getsockname() == names["uevent"] and groups_of(uevent) == [1], "uevent %r groups %r" % (uevent.getsockname(), groups_of(uevent)))
+        check(uevent.getsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED) == 1 and get_filter(uevent) == uevent_filter, "uevent SO_PASSCRED / filter %r" % get_filter(uevent))
+        sol = [dgram.getsockopt(socket.SOL_SOCKET, o) for o in (socket.SO_PRIORITY, SO_TIMESTAMPNS, socket.SO_MARK)]
+        check(sol == [5, 1, 77], "dgram SO_PRIORITY, SO_TIMESTAMPNS, SO_MARK: %r" % sol)
+        check(usr_a.getsockname() == (USER_PORTID, 0), "usersock bound name %r" % (usr_a.getsockname(),))
+        check(usr_c.getsockname() == names["usr_c"] == (os.getpid(), 0), "usersock autobound to the pid: %r, was %r" % (usr_c.getsockname(), names["usr_c"]))
+        check(usr_b.getsockname() == names["usr_b"] and names["usr_b"][0] not in (0, os.getpid()), "usersock autobound name %r, was %r" % (usr_b.getsockname(), names["usr_b"]))
+        check(usr_b.getpeername() == (USER_PORTID, 0), "usersock peer %r" % (usr_b.getpeername(),))
+        check(not usr_b.getblocking() and not gen.getblocking(), "O_NONBLOCK lost")
+        check(gen.getsockname() == (0, 0), "generic socket name %r (was unbound)" % (gen.getsockname(),))
+        now = (route.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), gen.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+               dgram.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        check(now == bufs, "buffer sizes %r, were %r" % (now, bufs))
+        # packet: options, fanout, filter
+        for name, (opt, val) in PKT_OPTS.items():
+            v = raw.getsockopt(SOL_PACKET, opt)
+            check(v == val, "PACKET_%s reads %d, set %d" % (name, v, val))
+        fan = raw.getsockopt(SOL_PACKET, PACKET_FANOUT) & 0xFFFFFFFF
+        check(fan == FANOUT, "PACKET_FANOUT reads %#x, want %#x" % (fan, FANOUT))
+        check(get_filter(raw) == FILTER, "SO_GET_FILTER: %r" % get_filter(raw))
+        check(raw.getsockopt(socket.SOL_SOCKET, SO_LOCK_FILTER) == 1, "SO_LOCK_FILTER lost")
+        check(raw.getsockname()[:2] == ("lo", ETH_P_ALL), "raw packet socket name %r" % (raw.getsockname(),))
+        check(vnet.getsockopt(SOL_PACKET, PACKET_VNET_HDR_SZ) == 12 and vnet.getsockopt(SOL_PACKET, 10) == 2, "vnet socket options")
+        check(dgram.getsockname()[1] == ETH_P_IP and dgram.getsockname()[0] == "", "dgram packet socket name %r" % (dgram.getsockname(),))
+        # the route socket answers requests; lo is promiscuous once (the membership, added twice)
+        n = promiscuity(route, 100)
+        check(n == 1, "lo promiscuity %r, want 1" % n)
+        raw.setsockopt(SOL_PACKET, PACKET_DROP_MEMBERSHIP, mreq)
+        n = promiscuity(route, 101)
+        check(n == 1, "after one drop: promiscuity %r, want 1 (added twice)" % n)
+        raw.setsockopt(SOL_PACKET, PACKET_DROP_MEMBERSHIP, mreq)
+        n = promiscuity(route, 102)
+        check(n == 0, "after two drops: promiscuity %r, want 0" % n)
+        # traffic: a UDP datagram on lo reaches the filtered raw socket and the dgram one
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.sendto(b"other port", ("127.0.0.1", UDP_PORT + 1))
+        u.sendto(b"stasis-pkt", ("127.0.0.1", UDP_PORT))
+        u.close()
+        raw.settimeout(5)
+        try:
+            frame = raw.recv(65536)
+            check(frame.endswith(b"stasis-pkt"), "raw packet socket received %r (the filter should pass only port %d)" % (frame[-16:], UDP_PORT))
+        except socket.timeout:
+            check(False, "nothing reached the raw packet socket")
+        # it sees both datagrams, outgoing and incoming (no PACKET_IGNORE_OUTGOING there)
+        dgram.settimeout(2)
+        got = []
+        try:
+            while len(got) < 4:
+                got.append(dgram.recv(65536))
+        except socket.timeout:
+            pass
+        check(any(g.endswith(b"stasis-pkt") for g in got), "dgram packet socket received %r" % got)
+        # netlink unicast between the two usersock sockets
+        usr_b.send(struct.pack("IHHII", 21, 0x10, 0, 1, 0) + b"hello")
+        usr_a.settimeout(5)
+        try:
+            check(usr_a.recv(100)[16:21] == b"hello", "usersock message")
+        except socket.timeout:
+            check(False, "the usersock message did not arrive")
+
+        # a multicast event: lo goes down (RTMGRP_LINK), then up again (last: the packet
+        # socket bound to lo gets ENETDOWN)
+        lo_flags(lo_flags() & ~IFF_UP)
+        check(wait_link(route, down=True) is not None, "no RTM_NEWLINK event for lo going down")
+        lo_flags(lo_flags() | IFF_UP)
+
+
+if mode == "host":
+    host_mode()
+elif libc.unshare(CLONE_NEWNET) != 0:
+    print("FAIL: unshare(CLONE_NEWNET): errno %d" % ctypes.get_errno(), flush=True)
+    sys.exit(1)
+else:
+    netns_mode()
 verdict = ["FAIL: %s" % f for f in fails] or ["PASS"]
 if to_file:
     with open(os.path.join(work, "result"), "w") as f:
