@@ -43,10 +43,18 @@ fn netlink_and_packet_sockets_come_back() {
         w.restore();
     }
     w.go_and_pass();
+    // the packet queued at dump time is not restored (direct: it is simply read)
+    assert_eq!(queued_seen(&w), if direct() { "1" } else { "0" }, "{}", w.report());
+}
+
+/// Whether the workload read the packet that was queued on its raw socket at dump time.
+fn queued_seen(w: &Workload) -> String {
+    std::fs::read_to_string(w.work.join("queued_seen")).unwrap_or_default()
 }
 
 /// --leave-running: the original runs on with every socket as it was (it passes the same
-/// checks), then the image restores into a second process that passes them too.
+/// checks and still reads the packet queued at dump time), then the image restores into
+/// a second process that passes them too (without that packet: queued packets are dropped).
 #[test]
 fn leave_running_then_restore() {
     let _t = serial();
@@ -57,6 +65,7 @@ fn leave_running_then_restore() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.trim() == "PASS", "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
+    assert_eq!(queued_seen(&w), "1", "the dump took the packet queued on the raw socket away from the original\n{}", w.report());
     if direct() {
         return;
     }
@@ -68,6 +77,7 @@ fn leave_running_then_restore() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.trim() == "PASS", "restored copy: {st:?} result {res:?}\n{}", w.report());
+    assert_eq!(queued_seen(&w), "0", "a queued packet came back with the restore\n{}", w.report());
 }
 
 fn refused(mode: &str, fd_key: &str, needles: &[&str]) {
