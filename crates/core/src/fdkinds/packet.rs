@@ -111,6 +111,9 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
         return Err(refuse(format!("of socket type {ty} (SOCK_PACKET is obsolete)")));
     }
     let name = netsock::packet_name(s).map_err(|e| sys_err("getsockname", e))?;
+    if name.sll_ifindex < 0 {
+        return Err(refuse("bound to an interface that no longer exists".into()));
+    }
     let ifname = |idx: i32| {
         netsock::ifname_of(s, idx).map_err(|e| sys_err(&format!("the name of interface {idx} (SIOCGIFNAME)"), e))
     };

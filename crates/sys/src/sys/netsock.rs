@@ -119,18 +119,6 @@ pub struct PacketDiagMclist {
     pub pdmc_addr: [u8; 32],
 }
 
-/// struct packet_diag_info.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PacketDiagInfo {
-    pub pdi_index: u32,
-    pub pdi_version: u32,
-    pub pdi_reserve: u32,
-    pub pdi_copy_thresh: u32,
-    pub pdi_tstamp: u32,
-    pub pdi_flags: u32,
-}
-
 // SAFETY: #[repr(C)], every field a Pod primitive or array, no implicit padding (the
 // sizes are checked below).
 unsafe impl Pod for SockaddrNl {}
@@ -150,8 +138,6 @@ unsafe impl Pod for PacketDiagReq {}
 unsafe impl Pod for PacketDiagMsg {}
 // SAFETY: as above.
 unsafe impl Pod for PacketDiagMclist {}
-// SAFETY: as above.
-unsafe impl Pod for PacketDiagInfo {}
 
 const _: () = {
     assert!(std::mem::size_of::<SockaddrNl>() == 12);
@@ -164,7 +150,6 @@ const _: () = {
     assert!(std::mem::size_of::<PacketDiagReq>() == 20);
     assert!(std::mem::size_of::<PacketDiagMsg>() == 16);
     assert!(std::mem::size_of::<PacketDiagMclist>() == 44);
-    assert!(std::mem::size_of::<PacketDiagInfo>() == 24);
 };
 
 /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
@@ -347,32 +332,25 @@ pub fn netlink_diag() -> Result<Vec<NetlinkDiag>> {
 #[derive(Clone, Debug, Default)]
 pub struct PacketDiag {
     pub ino: u32,
-    pub info: Option<PacketDiagInfo>,
     pub mclist: Vec<PacketDiagMclist>,
     /// PACKET_DIAG_FANOUT: id | mode << 16 | flags << 24.
     pub fanout: Option<u32>,
     pub rx_ring: bool,
     pub tx_ring: bool,
-    /// A classic or eBPF filter is attached (PACKET_DIAG_FILTER).
-    pub filter: bool,
 }
 
 /// Every packet socket of the calling thread's network namespace.
 pub fn packet_diag() -> Result<Vec<PacketDiag>> {
-    const SHOW_INFO: u32 = 1;
     const SHOW_MCLIST: u32 = 2;
     const SHOW_RING_CFG: u32 = 4;
     const SHOW_FANOUT: u32 = 8;
-    const SHOW_FILTER: u32 = 0x20;
-    const DIAG_INFO: u16 = 0;
     const DIAG_MCLIST: u16 = 1;
     const DIAG_RX_RING: u16 = 2;
     const DIAG_TX_RING: u16 = 3;
     const DIAG_FANOUT: u16 = 4;
-    const DIAG_FILTER: u16 = 7;
     let req = PacketDiagReq {
         sdiag_family: libc::AF_PACKET as u8,
-        pdiag_show: SHOW_INFO | SHOW_MCLIST | SHOW_RING_CFG | SHOW_FANOUT | SHOW_FILTER,
+        pdiag_show: SHOW_MCLIST | SHOW_RING_CFG | SHOW_FANOUT,
         ..Default::default()
     };
     let mut out = Vec::new();
@@ -381,7 +359,6 @@ pub fn packet_diag() -> Result<Vec<PacketDiag>> {
         let mut p = PacketDiag { ino: d.pdiag_ino, ..Default::default() };
         for (t, v) in rtattrs(&m[std::mem::size_of::<PacketDiagMsg>()..]) {
             match t {
-                DIAG_INFO => p.info = from_bytes(v),
                 DIAG_MCLIST => {
                     let sz = std::mem::size_of::<PacketDiagMclist>();
                     p.mclist = v.chunks_exact(sz).filter_map(from_bytes).collect();
@@ -389,7 +366,6 @@ pub fn packet_diag() -> Result<Vec<PacketDiag>> {
                 DIAG_RX_RING => p.rx_ring = true,
                 DIAG_TX_RING => p.tx_ring = true,
                 DIAG_FANOUT => p.fanout = from_bytes(v),
-                DIAG_FILTER => p.filter = !v.is_empty(),
                 _ => {}
             }
         }
