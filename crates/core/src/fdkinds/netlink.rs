@@ -118,7 +118,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
     match sys::recv(s, &mut buf, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
         Ok(n) => {
             return Err(refuse(format!(
-                "with messages queued for reading (the first of {n} bytes): they are the kernel's replies or events, which cannot be queued again"
+                "with messages queued for reading (the first is {n} bytes): they are the kernel's replies or events, which cannot be queued again"
             )))
         }
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}

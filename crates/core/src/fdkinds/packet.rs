@@ -118,7 +118,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
         netsock::ifname_of(s, idx).map_err(|e| sys_err(&format!("the name of interface {idx} (SIOCGIFNAME)"), e))
     };
     let diag = netsock::packet_diag().map_err(|e| sys_err("NETLINK_SOCK_DIAG (packet)", e))?;
-    let d = diag.into_iter().find(|d| u64::from(d.ino) == ino).ok_or_else(|| refuse("the kernel's packet socket table does not list".into()))?;
+    let d = diag.into_iter().find(|d| u64::from(d.ino) == ino).ok_or_else(|| refuse("(the kernel's packet socket table does not list it)".into()))?;
     if d.rx_ring || d.tx_ring {
         return Err(refuse(format!(
             "with an mmap'ed {} ring (PACKET_RX_RING/PACKET_TX_RING: not supported)",
