@@ -111,6 +111,13 @@ fn packet_ring_is_refused() {
     refused("ring", "raw_fd", &["packet socket", "PACKET_RX_RING"]);
 }
 
+/// A fanout group steered by a BPF program (PACKET_FANOUT_CBPF): refused, the socket
+/// stays in its group.
+#[test]
+fn bpf_fanout_is_refused() {
+    refused("cbpf", "raw_fd", &["packet socket", "fanout group 99 of mode 6"]);
+}
+
 /// Netlink sockets of the host's namespace (`Object.net_ns` 0): the route socket comes
 /// back with the pid as its port id and answers a request; a usersock pair talks again.
 /// While a socket of the test holds the bound usersock port id, restore fails naming it

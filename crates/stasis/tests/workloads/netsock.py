@@ -1,6 +1,6 @@
 """netsock: netlink and packet sockets in a network namespace of the workload's own
 (loopback only, up).
-args: WORKDIR all|nlqueue|ring|host [result]   (result: the verdict goes to WORKDIR/result,
+args: WORKDIR all|nlqueue|ring|cbpf|host [result]   (result: the verdict goes to WORKDIR/result,
 so stdout does not change after the dump: a --leave-running original runs on)
 all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and group 33
   added, every SOL_NETLINK flag on, SO_RCVBUF), a NETLINK_KOBJECT_UEVENT socket in group
@@ -22,6 +22,8 @@ all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and 
 nlqueue: the route socket has an RTM_GETLINK reply queued (the dump must be refused);
   after go the reply is read.
 ring: the raw packet socket has a PACKET_RX_RING (refused); after go it is still set up.
+cbpf: the raw packet socket is in a fanout group steered by BPF (refused); after go it
+  still is.
 host: netlink sockets only, in the host's namespace (see host_mode).
 """
 import ctypes
@@ -210,6 +212,8 @@ def netns_mode():
         time.sleep(0.1)
     elif mode == "ring":
         raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
+    elif mode == "cbpf":
+        raw.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", 99 | (6 << 16)))  # PACKET_FANOUT_CBPF
     print("INFO route_fd=%d\nINFO raw_fd=%d" % (route.fileno(), raw.fileno()), flush=True)
 
     if mode == "all":
@@ -280,6 +284,9 @@ def netns_mode():
         route.settimeout(5)
         got = [ty for ty, seq, _, _ in messages(route.recv(65536)) if seq == 7]
         check(got == [RTM_NEWLINK], "the queued RTM_GETLINK reply: %r" % got)
+    elif mode == "cbpf":
+        fan = raw.getsockopt(SOL_PACKET, PACKET_FANOUT)
+        check(fan == 99 | (6 << 16), "PACKET_FANOUT reads %#x after the refused dump" % fan)
     elif mode == "ring":
         # a second PACKET_RX_RING on a socket with one fails with EBUSY
         try:
