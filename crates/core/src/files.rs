@@ -386,6 +386,19 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                 out.push(Fd { fd, object_id: id, cloexec });
                 continue;
             }
+            if dom == libc::AF_NETLINK || dom == libc::AF_PACKET {
+                let ino = md.ino();
+                let dump = || match dom {
+                    libc::AF_NETLINK => fdkinds::netlink::dump(pid, fd, ino, flags, &dup),
+                    _ => fdkinds::packet::dump(pid, fd, ino, flags, &dup),
+                };
+                let mut o = crate::ns::in_ns_opt(pid, ns_fd.as_ref().map(|f| f.as_fd()), "net", libc::CLONE_NEWNET, dump)?;
+                o.net_ns = net_ns;
+                let id = objs.intern(format!("sock-fd:{pid}:{fd}"), |_| o);
+                descs.entry(key).or_default().push((pid, fd, id));
+                out.push(Fd { fd, object_id: id, cloexec });
+                continue;
+            }
             if dom != libc::AF_UNIX {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {}", socket_kind(&dup)) });
             }
@@ -939,6 +952,17 @@ pub fn open_fd_objects(
                 let open = || Ok(fdkinds::inet::open(i));
                 let s = in_socket_ns(pid, o.net_ns, netns, open)?
                     .map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
+                opened.by_object.insert(fd.object_id, s);
+            }
+            Some(Kind::Netlink(n)) => {
+                let open = || Ok(fdkinds::netlink::open(n));
+                let s = in_socket_ns(pid, o.net_ns, netns, open)?
+                    .map_err(|e| step(format!("fd {}: netlink socket ({}): {e}", fd.fd, fdkinds::netlink::protocol_name(n.protocol))))?;
+                opened.by_object.insert(fd.object_id, s);
+            }
+            Some(Kind::Packet(p)) => {
+                let open = || Ok(fdkinds::packet::open(p));
+                let s = in_socket_ns(pid, o.net_ns, netns, open)?.map_err(|e| step(format!("fd {}: packet socket: {e}", fd.fd)))?;
                 opened.by_object.insert(fd.object_id, s);
             }
             Some(Kind::Unix(u)) => {

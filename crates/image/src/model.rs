@@ -101,4 +101,6 @@ object_kinds! {
     SysvSem: SysvSemObj, sysv_sem, sysv_sem_mut;
     Fifo: FifoObj, fifo, fifo_mut;
     FifoFd: FifoFdObj, fifo_fd, fifo_fd_mut;
+    Netlink: NetlinkObj, netlink, netlink_mut;
+    Packet: PacketObj, packet, packet_mut;
 }

@@ -371,6 +371,18 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
             sock_flags_json(&mut d, i.flags);
             d
         }
+        Some(Kind::Netlink(n)) => {
+            let mut d = json!({"kind": "netlink", "id": id, "protocol": stasis_core::fdkinds::netlink::protocol_name(n.protocol),
+                   "portid": n.portid, "groups": n.groups, "state": stasis_core::fdkinds::netlink::describe(n), "net_ns": o.net_ns});
+            sock_flags_json(&mut d, n.flags);
+            d
+        }
+        Some(Kind::Packet(p)) => {
+            let mut d = json!({"kind": "packet", "id": id, "ifindex": p.ifindex, "ifname": p.ifname,
+                   "fanout": p.fanout.as_ref().map(|f| f.id), "state": stasis_core::fdkinds::packet::describe(p), "net_ns": o.net_ns});
+            sock_flags_json(&mut d, p.flags);
+            d
+        }
         Some(Kind::Eventfd(e)) => anon(e.flags, None),
         Some(Kind::Timerfd(t)) => anon(t.flags, None),
         Some(Kind::Signalfd(sf)) => anon(sf.flags, Some(sf.mask)),

@@ -591,6 +591,7 @@ pub fn fork() -> Result<i32> {
 
 pub mod child;
 mod fds;
+pub mod netsock;
 
 pub use fds::*;
 use fds::owned;

@@ -25,6 +25,9 @@ pub mod eventfd;
 pub mod inotify;
 pub mod signalfd;
 pub mod inet;
+pub mod netlink;
+pub mod packet;
+pub mod sockopt;
 pub mod timerfd;
 pub mod unix;
 
@@ -201,7 +204,7 @@ pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
         Some(ObjKind::Signalfd(s)) => signalfd::open(s),
         Some(ObjKind::Epoll(e)) => epoll::open(e),
         Some(ObjKind::Inotify(i)) => inotify::open(i),
-        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
+        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
 }
@@ -216,7 +219,7 @@ pub fn describe(o: &Object) -> Option<(&'static str, String)> {
         Some(ObjKind::Signalfd(s)) => ("signalfd", format!("mask {:#x}", s.mask)),
         Some(ObjKind::Epoll(e)) => ("epoll", format!("{} items", e.items.len())),
         Some(ObjKind::Inotify(i)) => ("inotify", format!("{} watches", i.watches.len())),
-        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
+        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
 }

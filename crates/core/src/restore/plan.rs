@@ -371,6 +371,8 @@ fn label(m: &Manifest, c: &Carry) -> String {
                 Some(Some(Kind::FifoFd(_))) => "named FIFO".into(),
                 Some(Some(Kind::Unix(_))) => "unix socket".into(),
                 Some(Some(Kind::Inet(_))) => "inet socket".into(),
+                Some(Some(Kind::Netlink(_))) => "netlink socket".into(),
+                Some(Some(Kind::Packet(_))) => "packet socket".into(),
                 Some(Some(Kind::Eventfd(_))) => "eventfd".into(),
                 Some(Some(Kind::Timerfd(_))) => "timerfd".into(),
                 Some(Some(Kind::Signalfd(_))) => "signalfd".into(),

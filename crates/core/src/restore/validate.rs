@@ -611,6 +611,12 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
             check_unix(&unix_peers, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
             check_in_flight(table, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
         }
+        if let Some(n) = o.netlink() {
+            check_netlink(n).map_err(|why| format!("netlink socket (object {id}): {why}"))?;
+        }
+        if let Some(p) = o.packet() {
+            check_packet(p).map_err(|why| format!("packet socket (object {id}): {why}"))?;
+        }
         if let Some(s) = o.shmem() {
             if s.size == 0 || s.size > TASK_SIZE {
                 return Err(format!("shared memory (object {id}) of {} bytes (1 to {TASK_SIZE:#x})", s.size));
@@ -694,6 +700,113 @@ fn check_unix(peers: &HashMap<u32, (u32, u32)>, u: &stasis_image::model::UnixObj
         return Err("queued messages on a socket they cannot be sent back to (no pair, no name)".into());
     }
     Ok(())
+}
+
+/// A socket's saved file status flags (O_NONBLOCK only) and SOL_SOCKET state: buffer
+/// sizes within the kernel's int, at most BPF_MAXINSNS filter instructions, options only
+/// from sockopt::OPTIONS, each once, flags 0 or 1, other values not negative.
+fn check_sock_common(flags: u32, c: Option<&SockCommon>) -> std::result::Result<(), String> {
+    if flags & !(libc::O_NONBLOCK as u32) != 0 {
+        return Err(format!("file flags {flags:#o} (only O_NONBLOCK is restored)"));
+    }
+    let Some(c) = c else { return Ok(()) };
+    if c.rcvbuf > i32::MAX as u32 || c.sndbuf > i32::MAX as u32 {
+        return Err(format!("buffer sizes {}/{}", c.rcvbuf, c.sndbuf));
+    }
+    if c.filter.len() > BPF_MAXINSNS {
+        return Err(format!("a filter of {} instructions (at most {BPF_MAXINSNS})", c.filter.len()));
+    }
+    if c.filter.iter().any(|i| i.code > 0xffff || i.jt > 0xff || i.jf > 0xff) {
+        return Err("a filter instruction out of range".into());
+    }
+    let opts = crate::fdkinds::sockopt::OPTIONS;
+    if c.options.len() % 2 != 0 || c.options.len() > 2 * opts.len() {
+        return Err(format!("{} option values (pairs, at most {})", c.options.len(), opts.len()));
+    }
+    let mut seen = Vec::new();
+    for p in c.options.chunks_exact(2) {
+        let (opt, v) = (p[0], p[1]);
+        let Some((_, name, flag)) = opts.iter().find(|(o, ..)| *o == opt) else {
+            return Err(format!("socket option {opt}, not one restore sets"));
+        };
+        if seen.contains(&opt) || v < 0 || (*flag && v > 1) {
+            return Err(format!("{name} = {v}"));
+        }
+        seen.push(opt);
+    }
+    Ok(())
+}
+
+/// An interface name as SIOCGIFINDEX takes it.
+fn check_ifname(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.bytes().any(|b| b == 0 || b == b'/' || b.is_ascii_whitespace()) {
+        return Err(format!("interface name {name:?}"));
+    }
+    Ok(())
+}
+
+/// Netlink sockets: a known protocol, RAW or DGRAM, a bounded ascending list of groups.
+fn check_netlink(n: &NetlinkObj) -> std::result::Result<(), String> {
+    use crate::fdkinds::netlink::{MAX_GROUP, MAX_GROUPS, PROTOCOLS};
+    if !PROTOCOLS.iter().any(|(p, _)| *p == n.protocol) {
+        return Err(format!("unknown netlink protocol {}", n.protocol));
+    }
+    if n.sock_type != libc::SOCK_RAW && n.sock_type != libc::SOCK_DGRAM {
+        return Err(format!("socket type {} (SOCK_RAW or SOCK_DGRAM)", n.sock_type));
+    }
+    if n.groups.len() > MAX_GROUPS {
+        return Err(format!("{} multicast groups (at most {MAX_GROUPS})", n.groups.len()));
+    }
+    if n.groups.iter().any(|g| *g == 0 || *g > MAX_GROUP) || n.groups.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("multicast groups {:?} (1 to {MAX_GROUP}, ascending)", &n.groups[..n.groups.len().min(8)]));
+    }
+    check_sock_common(n.flags, n.sock.as_ref())
+}
+
+/// Packet sockets: type, protocols, interface names, options within what the kernel
+/// takes, bounded memberships, a fanout mode without a program, at most BPF_MAXINSNS
+/// filter instructions.
+fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
+    use crate::fdkinds::packet::{FANOUT_FLAGS, FANOUT_MODES, MAX_MCLIST, MAX_MC_COUNT, MAX_MR_TYPE, TIMESTAMP_MASK};
+    if p.sock_type != libc::SOCK_RAW && p.sock_type != libc::SOCK_DGRAM {
+        return Err(format!("socket type {} (SOCK_RAW or SOCK_DGRAM)", p.sock_type));
+    }
+    if p.protocol > 0xffff {
+        return Err(format!("protocol {:#x}", p.protocol));
+    }
+    if p.ifindex < 0 || (p.ifindex == 0) != p.ifname.is_empty() {
+        return Err(format!("interface index {} named {:?}", p.ifindex, p.ifname));
+    }
+    if p.ifindex != 0 {
+        check_ifname(&p.ifname)?;
+    }
+    if p.version > 2 {
+        return Err(format!("PACKET_VERSION {}", p.version));
+    }
+    if p.reserve > i32::MAX as u32 {
+        return Err(format!("PACKET_RESERVE {}", p.reserve));
+    }
+    if p.timestamp & !TIMESTAMP_MASK != 0 {
+        return Err(format!("PACKET_TIMESTAMP {:#x}", p.timestamp));
+    }
+    if ![0, 10, 12].contains(&p.vnet_hdr_sz) || (p.vnet_hdr_sz != 0 && p.sock_type != libc::SOCK_RAW) {
+        return Err(format!("PACKET_VNET_HDR_SZ {}", p.vnet_hdr_sz));
+    }
+    if let Some(f) = &p.fanout {
+        if f.id > 0xffff || f.mode > FANOUT_MODES || f.flags & !FANOUT_FLAGS != 0 {
+            return Err(format!("fanout group {} mode {} flags {:#x}", f.id, f.mode, f.flags));
+        }
+    }
+    if p.mclist.len() > MAX_MCLIST {
+        return Err(format!("{} memberships (at most {MAX_MCLIST})", p.mclist.len()));
+    }
+    for m in &p.mclist {
+        check_ifname(&m.ifname)?;
+        if m.ifindex <= 0 || m.mr_type > MAX_MR_TYPE || m.addr.len() > 8 || m.count == 0 || m.count > MAX_MC_COUNT {
+            return Err(format!("membership type {} on interface {} ({} address bytes, added {} times)", m.mr_type, m.ifindex, m.addr.len(), m.count));
+        }
+    }
+    check_sock_common(p.flags, p.sock.as_ref())
 }
 
 /// Every page run goes where restore may write it: into a shared-memory object or SysV
@@ -957,6 +1070,98 @@ mod tests {
         refused(&edit(|m| m.objects[0].mapped_file_mut().unwrap().path = format!("/{}", "a".repeat(5000))), &root(), "bytes");
         refused(&edit(|m| m.objects[2].id = 1), &root(), "duplicate");
         refused(&edit(|m| m.processes[0].vmas[2].object_id = 1), &root(), "shared-memory object");
+    }
+
+    /// A manifest with one sound netlink and one sound packet socket (objects 4, 5), edited.
+    fn with_sockets(f: impl FnOnce(&mut NetlinkObj, &mut PacketObj)) -> Manifest {
+        let sock = SockCommon {
+            rcvbuf: 1 << 17,
+            filter: vec![ClassicBpfInsn { code: 6, jt: 0, jf: 0, k: 0xffff }],
+            options: vec![libc::SO_PASSCRED, 1, libc::SO_MARK, 7],
+            ..Default::default()
+        };
+        let mut n = NetlinkObj { protocol: 0, sock_type: libc::SOCK_RAW, portid: 100, groups: vec![1, 33], sock: Some(sock.clone()), ..Default::default() };
+        let mut p = PacketObj {
+            sock_type: libc::SOCK_RAW,
+            protocol: 0x0300,
+            ifindex: 1,
+            ifname: "lo".into(),
+            vnet_hdr_sz: 12,
+            fanout: Some(PacketFanout { id: 1234, mode: 1, flags: 0x80 }),
+            mclist: vec![PacketMclist { ifindex: 1, ifname: "lo".into(), mr_type: 1, count: 2, addr: vec![] }],
+            sock: Some(sock),
+            ..Default::default()
+        };
+        f(&mut n, &mut p);
+        edit(|m| {
+            m.objects.push(Object { id: 4, kind: Some(Kind::Netlink(n)), ..Default::default() });
+            m.objects.push(Object { id: 5, kind: Some(Kind::Packet(p)), ..Default::default() });
+        })
+    }
+
+    fn sk<T: HasSock>(o: &mut T) -> &mut SockCommon {
+        o.sock_mut()
+    }
+
+    trait HasSock {
+        fn sock_mut(&mut self) -> &mut SockCommon;
+    }
+
+    impl HasSock for NetlinkObj {
+        fn sock_mut(&mut self) -> &mut SockCommon {
+            self.sock.get_or_insert_with(Default::default)
+        }
+    }
+
+    impl HasSock for PacketObj {
+        fn sock_mut(&mut self) -> &mut SockCommon {
+            self.sock.get_or_insert_with(Default::default)
+        }
+    }
+
+    #[test]
+    fn netlink_and_packet_values_bounded() {
+        validate_with(&with_sockets(|_, _| {}), &root()).unwrap();
+        let nl = "netlink socket (object 4)";
+        let pk = "packet socket (object 5)";
+        refused(&with_sockets(|n, _| n.protocol = 3), &root(), "unknown netlink protocol 3");
+        refused(&with_sockets(|n, _| n.protocol = -1), &root(), nl);
+        refused(&with_sockets(|n, _| n.sock_type = libc::SOCK_STREAM), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = vec![0]), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = vec![33, 1]), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = vec![1, 1]), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = vec![1 << 20]), &root(), nl);
+        refused(&with_sockets(|n, _| n.groups = (1..=2000).collect()), &root(), "2000 multicast groups");
+        refused(&with_sockets(|n, _| n.flags = libc::O_ASYNC as u32), &root(), nl);
+        refused(&with_sockets(|n, _| sk(n).rcvbuf = u32::MAX), &root(), nl);
+        refused(&with_sockets(|n, _| sk(n).options.push(libc::SO_DEBUG)), &root(), nl);
+        refused(&with_sockets(|n, _| sk(n).options.extend([libc::SO_DEBUG, 1])), &root(), "socket option 1,");
+        refused(&with_sockets(|n, _| sk(n).options.extend([libc::SO_PASSCRED, 1])), &root(), "SO_PASSCRED = 1");
+        refused(&with_sockets(|n, _| sk(n).options[1] = 2), &root(), "SO_PASSCRED = 2");
+        refused(&with_sockets(|n, _| sk(n).options[3] = -1), &root(), "SO_MARK = -1");
+        refused(&with_sockets(|n, _| sk(n).filter = vec![ClassicBpfInsn::default(); 4097]), &root(), "4097 instructions");
+        refused(&with_sockets(|_, p| p.sock_type = 10), &root(), pk);
+        refused(&with_sockets(|_, p| p.protocol = 0x10000), &root(), pk);
+        refused(&with_sockets(|_, p| p.ifname = String::new()), &root(), pk);
+        refused(&with_sockets(|_, p| p.ifname = "a/b".into()), &root(), "interface name");
+        refused(&with_sockets(|_, p| p.ifname = "x".repeat(16)), &root(), "interface name");
+        refused(&with_sockets(|_, p| p.ifindex = -1), &root(), pk);
+        refused(&with_sockets(|_, p| p.version = 3), &root(), "PACKET_VERSION 3");
+        refused(&with_sockets(|_, p| p.reserve = u32::MAX), &root(), "PACKET_RESERVE");
+        refused(&with_sockets(|_, p| p.timestamp = 1 << 31), &root(), "PACKET_TIMESTAMP");
+        refused(&with_sockets(|_, p| p.vnet_hdr_sz = 11), &root(), "PACKET_VNET_HDR_SZ 11");
+        refused(&with_sockets(|_, p| p.sock_type = libc::SOCK_DGRAM), &root(), "PACKET_VNET_HDR_SZ 12");
+        refused(&with_sockets(|_, p| p.fanout.as_mut().unwrap().mode = 6), &root(), "fanout group 1234 mode 6");
+        refused(&with_sockets(|_, p| p.fanout.as_mut().unwrap().flags = 0x20), &root(), "fanout");
+        refused(&with_sockets(|_, p| p.fanout.as_mut().unwrap().id = 1 << 16), &root(), "fanout");
+        refused(&with_sockets(|_, p| p.mclist[0].count = 0), &root(), "membership");
+        refused(&with_sockets(|_, p| p.mclist[0].count = 1 << 20), &root(), "membership");
+        refused(&with_sockets(|_, p| p.mclist[0].addr = vec![0; 9]), &root(), "membership");
+        refused(&with_sockets(|_, p| p.mclist[0].mr_type = 4), &root(), "membership");
+        refused(&with_sockets(|_, p| p.mclist = vec![p.mclist[0].clone(); 257]), &root(), "257 memberships");
+        refused(&with_sockets(|_, p| sk(p).filter = vec![ClassicBpfInsn::default(); 4097]), &root(), "4097 instructions");
+        refused(&with_sockets(|_, p| sk(p).filter[0].jt = 256), &root(), "filter instruction");
+        refused(&with_sockets(|_, p| sk(p).filter[0].code = 1 << 16), &root(), "filter instruction");
     }
 
     #[test]

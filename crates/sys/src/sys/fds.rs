@@ -214,7 +214,7 @@ pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
     Ok(out)
 }
 
-fn rtattrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+pub(super) fn rtattrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
     let mut out = Vec::new();
     while b.len() >= 4 {
         let alen = u16::from_le_bytes(b[0..2].try_into().unwrap()) as usize;
@@ -231,7 +231,7 @@ fn rtattrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
 
 /// Sends one SOCK_DIAG_BY_FAMILY dump request (`req` = the family's request struct)
 /// and returns the payload of every answer message.
-fn sock_diag_dump(req: &[u8]) -> Result<Vec<Vec<u8>>> {
+pub(super) fn sock_diag_dump(req: &[u8]) -> Result<Vec<Vec<u8>>> {
     // SAFETY: plain socket(2); NETLINK_SOCK_DIAG = 4.
     let s = c(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 4) } as libc::c_long)?;
     let sock = owned(s as i64);
