@@ -157,11 +157,12 @@ fn proto_and_model_rs_agree_on_every_field() {
         })
         .collect();
     assert_eq!(penums, enums, ".proto (left) vs model.rs (right) enums");
-    // The kinds of an object are the members of the `kind` oneof; net_ns and id are not.
+    // The kinds of an object are the members of the `kind` oneof; id, net_ns and owner
+    // (signal-driven I/O of any fd kind) are not.
     let obj = fd.message_type.iter().find(|m| m.name() == "Object").unwrap();
     assert_eq!(obj.oneof_decl.iter().map(|o| o.name()).collect::<Vec<_>>(), ["kind"]);
     let outside: Vec<&str> = obj.field.iter().filter(|f| f.oneof_index.is_none()).map(|f| f.name()).collect();
-    assert_eq!(outside, ["id", "net_ns"]);
+    assert_eq!(outside, ["id", "net_ns", "owner"]);
 }
 
 /// Canonical protobuf encoding (fields by number, packed repeated scalars, as prost

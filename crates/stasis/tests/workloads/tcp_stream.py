@@ -4,13 +4,12 @@ stream offset i = i % 251) in 1 KiB chunks every 5 ms and checking every byte th
 receive against it: a lost, repeated or reordered byte is a mismatch.
 
 args: WORKDIR [async]. Keeps WORKDIR/held.txt open (a test changes it to make a restore
-fail). `async` also holds a pipe with O_ASYNC (a dump refuses it, after the network
-lock was taken). Prints INFO port=, READY once the client is accepted.
+fail). `async` also holds a pipe in packet mode, O_DIRECT (a dump refuses it, after
+the network lock was taken; the mode keeps its old name). Prints INFO port=, READY once the client is accepted.
 After WORKDIR/go: stops sending, shuts its side down (SHUT_WR), reads until the
 client's EOF, prints INFO sent= and INFO recv= and PASS if every byte matched and the
 connection never failed.
 """
-import fcntl
 import os
 import select
 import socket
@@ -29,8 +28,7 @@ def pattern(off, n):
 
 held = open(os.path.join(d, "held.txt"), "a+")  # a file the test may change (restore refuses)
 if mode == "async":
-    r, w = os.pipe()
-    fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+    r, w = os.pipe2(os.O_DIRECT)
 ls = socket.socket()
 ls.bind(("127.0.0.1", 0))
 ls.listen(1)
