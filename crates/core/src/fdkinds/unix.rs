@@ -290,9 +290,9 @@ pub fn check_peers(
         let (pid, fd) = fds.iter().find(|(_, _, oid)| *oid == id).map(|(p, f, _)| (*p, *f)).unwrap_or((0, -1));
         let what = format!("fd {fd} is a unix {} socket listening on {}", type_name(u.sock_type), addr_display(&u.name));
         if !skip_in_flight {
-            return Err(Error::Unsupported {
+            return Err(Error::Refused {
                 pid,
-                what: format!(
+                why: format!(
                     "{what} with {outside} connections from outside the dumped tree waiting to be accepted; \
                      `--skip-in-flight` dumps it without them (a killing dump resets them, so their clients retry)"
                 ),
