@@ -25,6 +25,9 @@ pub struct DumpOptions {
     /// Resources shared with processes outside the tree to record as external instead
     /// of refusing (`--external`: `pipe:[INO]`, `shm:[INO]`).
     pub external: Vec<String>,
+    /// `--skip-in-flight`: save TCP listeners with connections waiting to be accepted
+    /// with an empty queue instead of refusing them.
+    pub skip_in_flight: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -408,7 +411,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     };
     let t_frozen = Instant::now();
     info!(pid, processes = members.len(), "frozen");
-    let r = write_image(&members, &opts.dir, external);
+    let r = write_image(&members, &opts.dir, external, opts.skip_in_flight);
     let mut stats = match r {
         Ok(s) => s,
         Err(e) => {
@@ -448,10 +451,11 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     Ok(stats)
 }
 
-fn write_image(members: &[Member], dir: &Path, external: std::collections::BTreeSet<String>) -> Result<DumpStats> {
+fn write_image(members: &[Member], dir: &Path, external: std::collections::BTreeSet<String>, skip_in_flight: bool) -> Result<DumpStats> {
     let mut objs = ObjectTable::default();
     objs.external = external;
     let mut fd_state = files::FdState::new(members.iter().map(|m| m.pid()).collect());
+    fd_state.skip_in_flight = skip_in_flight;
     let mut procs = Vec::new();
     let mut cols = Vec::new();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();

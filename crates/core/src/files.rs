@@ -234,6 +234,9 @@ pub struct FdState {
     /// Shared-memory objects the tree maps shared (not marked external), to look for
     /// outside holders.
     pub shared: Vec<external::SharedMem>,
+    /// `dump --skip-in-flight`: TCP listeners with connections waiting to be accepted
+    /// are saved with an empty queue instead of refused.
+    pub skip_in_flight: bool,
 }
 
 impl FdState {
@@ -327,7 +330,8 @@ pub fn dump_fds(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<(V
             if dom == libc::AF_INET || dom == libc::AF_INET6 {
                 let what = socket_kind(&dup);
                 let ino = md.ino();
-                let dump = || fdkinds::inet::dump(pid, fd, ino, flags, &dup, &what);
+                let skip = st.skip_in_flight;
+                let dump = || fdkinds::inet::dump(pid, fd, ino, flags, &dup, &what, skip);
                 let mut o = crate::ns::in_ns_opt(pid, ns_fd.as_ref().map(|f| f.as_fd()), "net", libc::CLONE_NEWNET, dump)?;
                 o.net_ns = net_ns;
                 let id = objs.intern(format!("inet-fd:{pid}:{fd}"), |_| o);
@@ -778,6 +782,7 @@ pub fn open_fd_objects(
     ghosts: &HashMap<u32, OwnedFd>,
     inherit: &external::Inherited,
     netns: &HashMap<u64, OwnedFd>,
+    tcp_close: bool,
 ) -> Result<Opened> {
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
@@ -868,9 +873,8 @@ pub fn open_fd_objects(
                 opened.by_object.insert(fd.object_id, f);
             }
             Some(Kind::Inet(i)) => {
-                let open = || Ok(fdkinds::inet::open(i));
-                let s = in_socket_ns(pid, o.net_ns, netns, open)?
-                    .map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
+                let open = || Ok(fdkinds::inet::open(i, tcp_close));
+                let s = in_socket_ns(pid, o.net_ns, netns, open)?.map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, fdkinds::inet::describe(i))))?;
                 opened.by_object.insert(fd.object_id, s);
             }
             Some(Kind::Unix(u)) => {

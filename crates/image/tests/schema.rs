@@ -35,7 +35,17 @@ fn descriptor() -> prost_types::FileDescriptorProto {
 /// Fields added to the schema since the hand-written model was frozen (message, field).
 /// Old images lack them (they decode as the default); the frozen model must still read
 /// and write everything else exactly as before, and never sees these.
-const ADDED_SINCE_FROZEN: &[(&str, &str)] = &[("Thread", "ioprio"), ("ProcAttrs", "mdwe")];
+const ADDED_SINCE_FROZEN: &[(&str, &str)] = &[
+    ("Thread", "ioprio"),
+    ("ProcAttrs", "mdwe"),
+    ("InetObj", "sockopts"),
+    ("InetObj", "tcp_state"),
+    ("InetObj", "shutdown"),
+];
+
+/// Messages added to the schema since the hand-written model was frozen: only fields
+/// listed in ADDED_SINCE_FROZEN refer to them, so the frozen model never sees them.
+const ADDED_MESSAGES_SINCE_FROZEN: &[&str] = &["SockOpt"];
 
 fn added(msg: &str, field: &str) -> bool {
     ADDED_SINCE_FROZEN.contains(&(msg, field))
@@ -123,7 +133,12 @@ fn camel(s: &str) -> String {
 fn proto_and_model_rs_agree_on_every_field() {
     let fd = descriptor();
     let (msgs, enums) = model_rs();
-    let proto: BTreeMap<String, Fields> = fd.message_type.iter().map(|m| (m.name().to_string(), proto_fields(m))).collect();
+    let proto: BTreeMap<String, Fields> = fd
+        .message_type
+        .iter()
+        .filter(|m| !ADDED_MESSAGES_SINCE_FROZEN.contains(&m.name()))
+        .map(|m| (m.name().to_string(), proto_fields(m)))
+        .collect();
     assert_eq!(proto.keys().collect::<Vec<_>>(), msgs.keys().collect::<Vec<_>>(), "messages of the .proto vs model.rs");
     for (name, fields) in &msgs {
         let mut p = proto[name].clone();
@@ -253,7 +268,7 @@ fn reencode(name: &str, bytes: &[u8]) -> [Vec<u8>; 4] {
 #[test]
 fn fully_populated_messages_round_trip_between_model_and_schema() {
     let fd = descriptor();
-    for m in &fd.message_type {
+    for m in fd.message_type.iter().filter(|m| !ADDED_MESSAGES_SINCE_FROZEN.contains(&m.name())) {
         let kinds = m.field.iter().filter(|f| f.oneof_index.is_some()).count().max(1);
         for choice in 0..kinds {
             let b = populated(&fd, m.name(), choice);

@@ -41,6 +41,13 @@ enum Cmd {
         /// Pipes on fds 0-2 need no mark.
         #[arg(long = "external", value_name = "RES")]
         external: Vec<String>,
+        /// Save TCP listeners that have connections waiting to be accepted with an empty
+        /// accept queue instead of refusing the dump. The waiting connections cannot be
+        /// recreated: after a killing dump the kernel resets them and their clients see
+        /// the connection refused/reset (and may retry); with --leave-running the live
+        /// process keeps them.
+        #[arg(long)]
+        skip_in_flight: bool,
     },
     /// Recreate the process stored in DIR with its original PID and thread IDs.
     Restore {
@@ -67,6 +74,13 @@ enum Cmd {
         /// one: a memfd or a file opened O_RDWR, mapped shared by the restored process.
         #[arg(long = "inherit-fd", value_name = "FD:RES")]
         inherit_fd: Vec<String>,
+        /// Bring established TCP connections (and connections being established) back
+        /// closed, e.g. to start many copies of one image: each such socket is bound to
+        /// its old local address if that is free, never connected and shut down both
+        /// ways (read returns 0, write fails with EPIPE, poll reports POLLHUP,
+        /// getpeername ENOTCONN). Listeners and UDP sockets are restored as usual.
+        #[arg(long)]
+        tcp_close: bool,
     },
     /// Show what an image holds.
     Inspect {
@@ -115,16 +129,16 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     progress::install();
     let res: anyhow::Result<ExitCode> = match cli.cmd {
-        Cmd::Dump { pid, dir, leave_running, external } => {
+        Cmd::Dump { pid, dir, leave_running, external, skip_in_flight } => {
             // A dump holds the process frozen with our registers in it: finish (or roll
             // back) before honouring Ctrl-C. The signal stays pending and ends us after.
             stasis_sys::sys::defer_termination_signals();
-            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running, external })
+            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running, external, skip_in_flight })
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd } => stasis_core::restore::restore(
-            &stasis_core::restore::RestoreOptions { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fds: inherit_fd },
+        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd, tcp_close } => stasis_core::restore::restore(
+            &stasis_core::restore::RestoreOptions { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fds: inherit_fd, tcp_close },
         )
         .map(|code| ExitCode::from(code))
         .map_err(anyhow::Error::from),

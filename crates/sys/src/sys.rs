@@ -580,8 +580,10 @@ pub fn fork() -> Result<i32> {
 
 pub mod child;
 mod fds;
+mod sockopt;
 
 pub use fds::*;
+pub use sockopt::*;
 use fds::owned;
 
 impl AnonBuf {

@@ -54,6 +54,8 @@ pub struct RestoreOptions {
     pub allow_changed_files: bool,
     /// `--inherit-fd FD:RES`: the restorer's fd FD provides external resource RES.
     pub inherit_fds: Vec<String>,
+    /// `--tcp-close`: TCP connections come back closed (fdkinds::inet::open).
+    pub tcp_close: bool,
 }
 
 const PAGE: u64 = 4096;

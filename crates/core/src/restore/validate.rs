@@ -570,6 +570,9 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
                 check_path(&w.path).map_err(|why| format!("inotify watch {} (object {id}): {why}", w.wd))?;
             }
         }
+        if let Some(Kind::Inet(i)) = &o.kind {
+            crate::fdkinds::inet::check(i).map_err(|why| format!("{} (object {id}): {why}", crate::fdkinds::inet::describe(i)))?;
+        }
         if let Some(u) = o.unix() {
             if u.name.len() > 108 {
                 return Err(format!("unix socket (object {id}): name of {} bytes", u.name.len()));

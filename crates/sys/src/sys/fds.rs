@@ -183,6 +183,12 @@ pub struct InetDiag {
     pub rqueue: u32,
     /// For a listener: its backlog; else bytes not yet acknowledged/sent.
     pub wqueue: u32,
+    /// sk_shutdown (INET_DIAG_SHUTDOWN): 1 = no more receives, 2 = no more sends.
+    pub shutdown: u8,
+    /// The remote port and address (16 bytes; IPv4: the first 4), also while connecting
+    /// (getpeername fails in SYN_SENT).
+    pub dport: u16,
+    pub dst: [u8; 16],
 }
 
 /// Every TCP (protocol 6) or UDP (17) socket of `family` (AF_INET / AF_INET6).
@@ -199,7 +205,10 @@ pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
             continue;
         }
         let u = |o: usize| u32::from_le_bytes(m[o..o + 4].try_into().unwrap());
-        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68) });
+        let shutdown = rtattrs(&m[72..]).iter().find(|(t, _)| *t == 8).and_then(|(_, v)| v.first().copied()).unwrap_or(0);
+        let dport = u16::from_be_bytes([m[6], m[7]]);
+        let dst: [u8; 16] = m[24..40].try_into().unwrap();
+        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68), shutdown, dport, dst });
     }
     Ok(out)
 }

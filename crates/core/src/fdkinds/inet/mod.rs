@@ -1,0 +1,395 @@
+//! IPv4 and IPv6 sockets that can be recreated from their addresses, options and TCP
+//! state: TCP listeners (with an empty accept queue, or with `--skip-in-flight`), idle
+//! TCP sockets, TCP connections being established (SYN_SENT: restore connects again),
+//! established TCP connections (TCP_REPAIR, `tcp.rs`; one shut down for reading stays
+//! so), UDP and UDP-Lite sockets, ICMP "ping" sockets and raw sockets, bound and/or
+//! connected, with nothing queued. Socket options come from ONE table (`options.rs`).
+//!
+//! Refused: TCP connections in the closing states (FIN_WAIT1/2, CLOSING, LAST_ACK,
+//! CLOSE_WAIT: a FIN sent or received has no TCP_REPAIR form here), SYN_RECV, datagram
+//! sockets with queued datagrams, listeners with connections waiting (unless
+//! `--skip-in-flight`).
+//!
+//! Restore creates the socket, sets the "early" options (SO_REUSEADDR, IPV6_V6ONLY,
+//! SO_BINDTODEVICE...), binds the saved address in the restorer (the original process is
+//! gone, so the port is free again), listens with the saved backlog or connects, and
+//! sets the "late" options (buffer sizes, filters, corking). `restore --tcp-close`
+//! brings connections back closed (see `closed`).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use stasis_image::model::{InetObj, Kind, Object, SockOpt};
+use stasis_sys::sys;
+
+use crate::error::{Error, Result};
+
+pub mod options;
+pub mod tcp;
+
+pub use tcp::{finish_restore, release};
+
+use options::{SockKind, When};
+
+/// The (type, protocol) pairs handled, for `family`.
+pub fn supported(family: i32, ty: i32, proto: i32) -> bool {
+    let v4 = family == libc::AF_INET;
+    if !(v4 || family == libc::AF_INET6) {
+        return false;
+    }
+    match ty {
+        libc::SOCK_STREAM => proto == libc::IPPROTO_TCP,
+        libc::SOCK_DGRAM => {
+            proto == libc::IPPROTO_UDP
+                || proto == libc::IPPROTO_UDPLITE
+                || (v4 && proto == libc::IPPROTO_ICMP)
+                || (!v4 && proto == libc::IPPROTO_ICMPV6)
+        }
+        libc::SOCK_RAW => (0..=255).contains(&proto),
+        _ => false,
+    }
+}
+
+/// What kind of socket `o` is, for the option table.
+pub fn sock_kind(o: &InetObj) -> SockKind {
+    SockKind {
+        family: o.family,
+        ty: o.sock_type,
+        protocol: o.protocol,
+        connected: o.tcp.is_some() || (!o.peer.is_empty() && o.tcp_state != u32::from(tcp::SYN_SENT)),
+    }
+}
+
+/// The options to restore: `sockopts`, or the retired int triples of an old image.
+pub fn saved_options(o: &InetObj) -> Vec<SockOpt> {
+    if o.sockopts.is_empty() {
+        options::from_triples(&o.options)
+    } else {
+        o.sockopts.clone()
+    }
+}
+
+fn port_of(addr: &[u8]) -> u16 {
+    if addr.len() >= 4 {
+        u16::from_be_bytes([addr[2], addr[3]])
+    } else {
+        0
+    }
+}
+
+/// A raw sockaddr_in / sockaddr_in6 as "1.2.3.4:80" / "[::1]:80" ("-" if empty).
+pub fn fmt_addr(a: &[u8]) -> String {
+    if a.len() >= 8 && a[0..2] == (libc::AF_INET as u16).to_ne_bytes() {
+        return format!("{}:{}", std::net::Ipv4Addr::new(a[4], a[5], a[6], a[7]), port_of(a));
+    }
+    if a.len() >= 24 {
+        let ip: [u8; 16] = a[8..24].try_into().unwrap();
+        return format!("[{}]:{}", std::net::Ipv6Addr::from(ip), port_of(a));
+    }
+    "-".into()
+}
+
+/// The sockaddr of an address and port as inet_diag reports them.
+fn sockaddr(family: i32, port: u16, addr: &[u8; 16]) -> Vec<u8> {
+    let mut a = Vec::new();
+    a.extend_from_slice(&(family as u16).to_ne_bytes());
+    a.extend_from_slice(&port.to_be_bytes());
+    if family == libc::AF_INET {
+        a.extend_from_slice(&addr[..4]);
+        a.resize(16, 0);
+    } else {
+        a.extend_from_slice(&[0; 4]); // flowinfo
+        a.extend_from_slice(addr);
+        a.extend_from_slice(&[0; 4]); // scope id
+    }
+    a
+}
+
+/// A sockaddr that names something to bind to: a port, or (raw sockets, which have no
+/// ports of their own: getsockname shows the protocol) an address.
+fn bound(a: &[u8], raw: bool) -> bool {
+    if a.len() < 8 {
+        return false;
+    }
+    let addr = if a.len() >= 24 { &a[8..24] } else { &a[4..8] };
+    (!raw && port_of(a) != 0) || addr.iter().any(|b| *b != 0)
+}
+
+/// The address to bind a connected socket to before connecting it again. Binding an
+/// IPv6 socket to a specific address that is not v4-mapped sets IPV6_V6ONLY, which
+/// connect's automatic bind does not: a socket that has such a local address with
+/// IPV6_V6ONLY off was bound by connect, and is bound to the wildcard address with its
+/// port (connect then picks the same source address, `check_local`).
+fn bind_addr(fd: std::os::fd::BorrowedFd<'_>, o: &InetObj) -> Vec<u8> {
+    let l = &o.local;
+    if o.family != libc::AF_INET6 || l.len() < 24 || !bound(l, false) {
+        return l.clone();
+    }
+    let addr = &l[8..24];
+    let mapped = addr[..10].iter().all(|b| *b == 0) && addr[10] == 0xff && addr[11] == 0xff;
+    let any = addr.iter().all(|b| *b == 0);
+    if mapped || any || sys::getsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).unwrap_or(1) != 0 {
+        return l.clone();
+    }
+    let mut w = l.clone();
+    w[8..24].fill(0);
+    w[24..].fill(0); // scope id
+    w
+}
+
+/// After a connect that picked the source address itself: it must be the saved one.
+fn check_local(fd: std::os::fd::BorrowedFd<'_>, o: &InetObj) -> std::io::Result<()> {
+    let now = sys::sock_name(fd, false)?;
+    if now.len() >= 24 && o.local.len() >= 24 && now[2..24] != o.local[2..24] {
+        return Err(std::io::Error::other(format!("the source address is {}, not {}", fmt_addr(&now), fmt_addr(&o.local))));
+    }
+    Ok(())
+}
+
+/// Datagrams waiting to be read on a non-TCP socket (FIONREAD; ping sockets have no
+/// ioctl: a 1-byte MSG_PEEK tells).
+fn has_queued(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+    match sys::inq(fd) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) || e.raw_os_error() == Some(libc::EINVAL) => {
+            let mut b = [0u8; 1];
+            match sys::recv(fd, &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
+                Ok(_) => Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Dump side. `what` is the socket's description ("a TCP socket") for refusals;
+/// `skip_in_flight`: a listener with connections waiting is saved with an empty queue.
+pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, skip_in_flight: bool) -> Result<Object> {
+    let refuse = |why: String| Error::Unsupported { pid, what: format!("fd {fd} is {what} {why}") };
+    let sys_err = |op: &str, err: std::io::Error| Error::Sys { pid, what: format!("{op} of fd {fd}"), err };
+    let geti = |level, opt| sys::getsockopt_int(dup.as_fd(), level, opt);
+    let family = geti(libc::SOL_SOCKET, libc::SO_DOMAIN).map_err(|e| sys_err("SO_DOMAIN", e))?;
+    let ty = geti(libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| sys_err("SO_TYPE", e))?;
+    let proto = geti(libc::SOL_SOCKET, libc::SO_PROTOCOL).map_err(|e| sys_err("SO_PROTOCOL", e))?;
+    if !supported(family, ty, proto) {
+        return Err(refuse(format!(
+            "(type {ty}, protocol {proto}: TCP, UDP, UDP-Lite, ICMP ping and raw IP sockets are handled)"
+        )));
+    }
+    if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
+        return Err(refuse(format!("with file flags {} (only O_NONBLOCK is kept)", super::open_flags(flags))));
+    }
+    let local = sys::sock_name(dup.as_fd(), false).map_err(|e| sys_err("getsockname", e))?;
+    let peer = sys::sock_name(dup.as_fd(), true).map_err(|e| sys_err("getpeername", e))?;
+    let mut o = InetObj {
+        family,
+        sock_type: ty,
+        protocol: proto,
+        flags: flags & libc::O_NONBLOCK as u32,
+        ..Default::default()
+    };
+    let raw = ty == libc::SOCK_RAW;
+    // Options are read before TCP_REPAIR (repair mode changes SO_REUSEADDR).
+    let options_of = |o: &InetObj| -> Result<Vec<SockOpt>> {
+        let fresh = sys::socket(family, ty, proto)
+            .or_else(|_| sys::socket(family, libc::SOCK_DGRAM, 0))
+            .map_err(|e| sys_err("a new socket to compare options with", e))?;
+        Ok(options::dump(dup.as_fd(), fresh.as_fd(), &sock_kind(o)))
+    };
+    let mut keep_local = bound(&local, raw);
+    if proto == libc::IPPROTO_TCP && !raw {
+        let diag = sys::inet_diag(family, libc::IPPROTO_TCP as u8).map_err(|e| sys_err("NETLINK_SOCK_DIAG (tcp)", e))?;
+        let d = diag.iter().find(|d| u64::from(d.ino) == ino);
+        let state = d.map(|d| d.state).unwrap_or(tcp::CLOSE);
+        let ends = |remote: &str| format!("{} -> {remote}", fmt_addr(&local));
+        if geti(libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(0) == 1 {
+            let d = d.ok_or_else(|| refuse("(a listener the kernel's socket table does not list)".into()))?;
+            if d.state != tcp::LISTEN {
+                return Err(refuse(format!("in TCP state {} on {}", tcp::state_name(d.state), fmt_addr(&local))));
+            }
+            if d.rqueue > 0 {
+                if !skip_in_flight {
+                    return Err(refuse(format!(
+                        "listening on {} with {} connections waiting to be accepted (they cannot be recreated; \
+                         dump with --skip-in-flight to save the listener with an empty queue)",
+                        fmt_addr(&local),
+                        d.rqueue
+                    )));
+                }
+                tracing::warn!(pid, fd, queued = d.rqueue, "--skip-in-flight: listener on {} saved without its {} waiting connections", fmt_addr(&local), d.rqueue);
+            }
+            o.listening = true;
+            o.backlog = d.wqueue;
+            keep_local = true;
+        } else {
+            match (state, d) {
+                (tcp::ESTABLISHED, _) if !peer.is_empty() => {
+                    o.peer = peer;
+                    o.sockopts = options_of(&o)?;
+                    let c = tcp::dump(dup).map_err(|e| sys_err("TCP_REPAIR", e))?;
+                    o.tcp = Some(c);
+                    o.shutdown = u32::from(d.map(|d| d.shutdown).unwrap_or(0) & 1);
+                    keep_local = true;
+                }
+                (tcp::SYN_SENT, Some(d)) => {
+                    o.tcp_state = u32::from(tcp::SYN_SENT);
+                    o.peer = sockaddr(family, d.dport, &d.dst);
+                }
+                (tcp::CLOSE, _) => {}
+                (s, _) => {
+                    let remote = d.map(|d| fmt_addr(&sockaddr(family, d.dport, &d.dst))).unwrap_or_else(|| fmt_addr(&peer));
+                    return Err(refuse(format!(
+                        "in TCP state {} ({}): only LISTEN, SYN_SENT, ESTABLISHED and unconnected TCP sockets are saved",
+                        tcp::state_name(s),
+                        ends(&remote)
+                    )));
+                }
+            }
+        }
+    } else {
+        if has_queued(dup.as_fd()).map_err(|e| sys_err("FIONREAD", e))? {
+            return Err(refuse(format!(
+                "({} -> {}) with datagrams queued for reading (they are not saved)",
+                fmt_addr(&local),
+                fmt_addr(&peer)
+            )));
+        }
+        o.peer = peer;
+    }
+    if keep_local {
+        o.local = local;
+    }
+    if o.tcp.is_none() {
+        o.sockopts = options_of(&o)?;
+    }
+    Ok(Object { kind: Some(Kind::Inet(o)), ..Default::default() })
+}
+
+/// `restore --tcp-close`: the connection comes back closed, like one the peer closed
+/// while the process was away: bound to its old local address if that is free (else
+/// unbound), never connected, shut down both ways. read returns 0 (end of file), write
+/// fails with EPIPE (and SIGPIPE), poll reports POLLHUP, getpeername ENOTCONN.
+fn closed(s: &OwnedFd, o: &InetObj) {
+    if bound(&o.local, false) {
+        if let Err(e) = sys::sock_addr_op(s.as_fd(), &o.local, false) {
+            tracing::info!("--tcp-close: {} stays unbound: {e}", fmt_addr(&o.local));
+        }
+    }
+    // An unconnected TCP socket answers ENOTCONN but takes the shutdown bits.
+    let _ = sys::shutdown(s.as_fd(), libc::SHUT_RDWR);
+}
+
+/// Restore side: the recreated socket. `tcp_close`: connections (established or being
+/// established) come back closed.
+pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String> {
+    let k = sock_kind(o);
+    let opts = saved_options(o);
+    let s = sys::socket(o.family, o.sock_type, o.protocol).map_err(|e| format!("socket: {e}"))?;
+    options::apply(s.as_fd(), &opts, &k, When::Early)?;
+    let late = |s: &OwnedFd| options::apply(s.as_fd(), &opts, &k, When::Late);
+    let connection = o.tcp.is_some() || o.tcp_state == u32::from(tcp::SYN_SENT);
+    if connection && tcp_close {
+        closed(&s, o);
+        late(&s)?;
+        super::apply_nonblock(&s, o.flags)?;
+        return Ok(s);
+    }
+    if let Some(c) = &o.tcp {
+        tcp::restore(&s, o, c).map_err(|e| format!("TCP_REPAIR of the connection {} -> {}: {e}", fmt_addr(&o.local), fmt_addr(&o.peer)))?;
+        late(&s)?;
+        super::apply_nonblock(&s, o.flags)?;
+        let reuse = opts.iter().find(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_REUSEADDR).map(|s| s.value.clone());
+        tcp::enable_later(s.try_clone().map_err(|e| e.to_string())?, o.shutdown, reuse);
+        return Ok(s);
+    }
+    if !o.local.is_empty() {
+        let local = if o.peer.is_empty() { o.local.clone() } else { bind_addr(s.as_fd(), o) };
+        sys::sock_addr_op(s.as_fd(), &local, false).map_err(|e| format!("binding {} again: {e}", fmt_addr(&o.local)))?;
+    }
+    if o.listening {
+        sys::listen(s.as_fd(), o.backlog as i32).map_err(|e| format!("listen: {e}"))?;
+    } else if o.tcp_state == u32::from(tcp::SYN_SENT) {
+        // Connect again without waiting: the handshake goes on while the process runs,
+        // which sees the connect complete (or fail) as it would have.
+        sys::fcntl(s.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| format!("O_NONBLOCK: {e}"))?;
+        match sys::sock_addr_op(s.as_fd(), &o.peer, true) {
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Ok(()) => {}
+            Err(e) => return Err(format!("connecting to {} again: {e}", fmt_addr(&o.peer))),
+        }
+        sys::fcntl(s.as_raw_fd(), libc::F_SETFL, i64::from(o.flags & libc::O_NONBLOCK as u32)).map_err(|e| format!("F_SETFL: {e}"))?;
+    } else if !o.peer.is_empty() {
+        sys::sock_addr_op(s.as_fd(), &o.peer, true).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
+        check_local(s.as_fd(), o).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
+    }
+    late(&s)?;
+    super::apply_nonblock(&s, o.flags)?;
+    Ok(s)
+}
+
+/// Validation of an image's socket (restore runs as root: nothing but the kinds,
+/// addresses and options this module creates).
+pub fn check(o: &InetObj) -> std::result::Result<(), String> {
+    if !supported(o.family, o.sock_type, o.protocol) {
+        return Err(format!("family {}, type {}, protocol {}: not a socket kind stasis restores", o.family, o.sock_type, o.protocol));
+    }
+    let want_len = if o.family == libc::AF_INET { 16 } else { 28 };
+    for (name, a) in [("local", &o.local), ("peer", &o.peer)] {
+        if !a.is_empty() && (a.len() != want_len || a[0..2] != (o.family as u16).to_ne_bytes()) {
+            return Err(format!("{name} address of {} bytes not of family {}", a.len(), o.family));
+        }
+    }
+    let tcp = o.protocol == libc::IPPROTO_TCP && o.sock_type == libc::SOCK_STREAM;
+    if o.flags & !(libc::O_NONBLOCK as u32) != 0 {
+        return Err(format!("file flags {:#x} (only O_NONBLOCK)", o.flags));
+    }
+    if o.listening && (!tcp || o.backlog > 1 << 20 || o.tcp.is_some() || !o.peer.is_empty()) {
+        return Err("a listener that is not an unconnected TCP socket with a backlog up to 2^20".into());
+    }
+    if !matches!(o.tcp_state, 0 | 2) || (o.tcp_state == 2 && (!tcp || o.peer.is_empty() || o.tcp.is_some())) {
+        return Err(format!("TCP state {} (only SYN_SENT with a peer address is saved as a state)", o.tcp_state));
+    }
+    if o.shutdown & !1 != 0 || (o.shutdown != 0 && o.tcp.is_none()) {
+        return Err(format!("shutdown bits {:#x} (only 1, of an established connection)", o.shutdown));
+    }
+    if let Some(c) = &o.tcp {
+        const MAX_QUEUE: usize = 1 << 30;
+        if !tcp || o.local.is_empty() || o.peer.is_empty() {
+            return Err("a TCP connection without both addresses".into());
+        }
+        if c.send_queue.len() > MAX_QUEUE || c.recv_queue.len() > MAX_QUEUE || !matches!(c.window.len(), 0 | 5) {
+            return Err("TCP connection queues over 1 GiB or a window of the wrong size".into());
+        }
+        if c.snd_wscale > 14 || c.rcv_wscale > 14 || c.mss > 65535 || c.options & !7 != 0 {
+            return Err("TCP connection options out of range".into());
+        }
+    }
+    if o.options.len() % 3 != 0 || (!o.sockopts.is_empty() && !o.options.is_empty()) {
+        return Err("malformed retired option triples".into());
+    }
+    let k = sock_kind(o);
+    let opts = saved_options(o);
+    if opts.len() > options::TABLE.len() {
+        return Err(format!("{} socket options", opts.len()));
+    }
+    for (i, s) in opts.iter().enumerate() {
+        options::check(s, &k)?;
+        if opts[..i].iter().any(|t| t.level == s.level && t.name == s.name) {
+            return Err(format!("{} saved twice", options::label(s.level, s.name)));
+        }
+    }
+    Ok(())
+}
+
+/// "TCP socket", "UDP (IPv6) socket", "raw IP socket (protocol 1)"... for messages.
+pub fn describe(o: &InetObj) -> String {
+    let v = if o.family == libc::AF_INET6 { " (IPv6)" } else { "" };
+    match (o.sock_type, o.protocol) {
+        (libc::SOCK_RAW, p) => format!("raw IP{v} socket (protocol {p})"),
+        (_, libc::IPPROTO_TCP) => format!("TCP{v} socket"),
+        (_, libc::IPPROTO_UDP) => format!("UDP{v} socket"),
+        (_, libc::IPPROTO_UDPLITE) => format!("UDP-Lite{v} socket"),
+        (_, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6) => format!("ICMP{v} ping socket"),
+        (t, p) => format!("IP{v} socket (type {t}, protocol {p})"),
+    }
+}

@@ -1,0 +1,153 @@
+//! IP sockets (workloads/inet.c): options read back identically after restore, IPv6 and
+//! v4-mapped addresses, ICMP ping / raw / UDP-Lite sockets, a connection shut down for
+//! reading, a connection in SYN_SENT, listeners with connections waiting
+//! (`dump --skip-in-flight`), `restore --tcp-close`, and TCP states refused by name.
+//! Every check runs inside the workload; ports are the kernel's choice (bind to port 0),
+//! so tests never collide with each other or with the host.
+
+mod common;
+use common::*;
+
+/// Runs `inet MODE`, dumps (kill mode), restores, checks.
+fn inet_roundtrip(mode: &str) {
+    let _t = serial();
+    roundtrip("inet", &[mode]);
+}
+
+/// IPv4 TCP listener, established connection (both ends) and UDP sockets with some 30
+/// options set (keepalive and its TCP knobs, SO_LINGER, locked and inherited buffer
+/// sizes and their lock bits, priority, mark, SO_BINDTODEVICE, timestamps, TOS, TTL,
+/// freebind, transparent, multicast TTL/loop/interface, PMTU discovery, congestion
+/// control, user timeout, MSS, window clamp, defer-accept, fast open, a classic BPF
+/// filter locked with SO_LOCK_FILTER): every option reads back the same bytes, the
+/// filter still filters and is still locked, queued bytes are read, all sockets work.
+#[test]
+fn ipv4_socket_options_read_back_identically() {
+    inet_roundtrip("opts");
+}
+
+/// The same workload dumped with --leave-running: the live process finds every option,
+/// queued byte and socket exactly as before (its checks run after the dump).
+#[test]
+fn leave_running_leaves_ipv4_sockets_untouched() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["opts", "result"]);
+    w.dump_leave_running();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "original after the dump: {st:?} {res}\n{}", w.report());
+}
+
+/// IPv6: a V6ONLY listener with traffic class and hop limit, an established connection
+/// over ::1 (its client end was bound by connect: IPV6_V6ONLY stays off), and a
+/// dual-stack UDP socket connected to a v4-mapped address (reaches an IPv4 socket).
+#[test]
+fn ipv6_and_v4_mapped_sockets() {
+    inet_roundtrip("v6");
+}
+
+/// Sets net.ipv4.ping_group_range (host-wide) for the test, puts it back on drop.
+struct PingGroups(String);
+
+impl PingGroups {
+    const PATH: &'static str = "/proc/sys/net/ipv4/ping_group_range";
+    fn allow_root() -> PingGroups {
+        let old = std::fs::read_to_string(Self::PATH).expect("ping_group_range");
+        std::fs::write(Self::PATH, "0 0").expect("setting ping_group_range");
+        PingGroups(old.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
+impl Drop for PingGroups {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
+/// ICMP ping sockets (IPv4 bound to echo id 4242, IPv6 connected to ::1), raw sockets
+/// (ICMP with ICMP_FILTER, IPPROTO_RAW, UDP with IP_HDRINCL, ICMPv6 with ICMP6_FILTER),
+/// UDP-Lite with checksum coverage: options read back, pings are answered, the raw ICMP
+/// socket sees the replies, UDP-Lite datagrams arrive.
+#[test]
+fn ping_raw_and_udplite_sockets() {
+    let _t = serial();
+    let _g = PingGroups::allow_root();
+    roundtrip("inet", &["kinds"]);
+}
+
+/// An established connection shut down for reading (SHUT_RD, an ESTABLISHED state with
+/// RCV_SHUTDOWN): the bytes queued before are read, then end of file; writing works.
+#[test]
+fn connection_shut_down_for_reading() {
+    inet_roundtrip("shutrd");
+}
+
+/// A listener whose accept queue holds a connection: the dump is refused in one line
+/// naming pid, fd, the address and --skip-in-flight, and leaves the process untouched;
+/// with --skip-in-flight the listener is saved with an empty queue, and a socket stuck in
+/// SYN_SENT towards it connects again at restore: the connect completes, the listener
+/// accepts it, data flows.
+#[test]
+fn skip_in_flight_and_syn_sent() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["synsent"]);
+    let fd = w.info("listener_fd");
+    let r = w.try_dump(&[]);
+    let pid = w.pid.to_string();
+    assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "127.0.0.1:", "--skip-in-flight"], &w.report());
+    w.assert_running_untouched();
+    assert!(!w.img.join("manifest.img").exists(), "a refused dump left an image\n{}", w.report());
+    if let Some(r) = w.dump_or_refusal_with(&["--skip-in-flight"]) {
+        panic!("dump --skip-in-flight failed ({:?})\n{}", r.status, w.report());
+    }
+    w.restore();
+    w.go_and_pass();
+}
+
+/// --leave-running with --skip-in-flight: the live process keeps its queued connection
+/// and its SYN_SENT socket untouched (it accepts the queued one, then the other
+/// connects once its SYN is sent again).
+#[test]
+fn skip_in_flight_leave_running_keeps_the_queue() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["synsent", "result"]);
+    let r = w.try_dump(&["--leave-running", "--skip-in-flight"]);
+    assert!(r.ok(), "dump --leave-running --skip-in-flight failed\n{}", w.report());
+    w.assert_running_untouched();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "original after the dump: {st:?} {res}\n{}", w.report());
+}
+
+/// restore --tcp-close: both ends of an established connection come back closed
+/// (read returns 0, write EPIPE, POLLHUP, getpeername ENOTCONN), the client end on its
+/// old port, options kept.
+#[test]
+fn tcp_close_restores_connections_closed() {
+    let _t = serial();
+    skip_if_direct!(); // the checks describe the closed connection
+    let mut w = Workload::start("inet", &["closed"]);
+    w.dump();
+    let img = w.img.clone();
+    w.restore_from_with(&img, &["--tcp-close"]);
+    w.go_and_pass();
+}
+
+/// A connection in CLOSE_WAIT (the peer closed it) is refused by state name, with pid,
+/// fd and both addresses; the process runs on untouched.
+#[test]
+fn close_wait_is_refused_by_name() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("sock", &["tcphalf"]);
+    let fd = w.info("fd");
+    let r = w.try_dump(&[]);
+    let pid = w.pid.to_string();
+    assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "CLOSE_WAIT", "127.0.0.1:"], &w.report());
+    w.assert_running_untouched();
+}

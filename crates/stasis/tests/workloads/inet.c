@@ -1,0 +1,695 @@
+/*
+ * inet: IP sockets with options and states (tests/inet_sockets.rs).
+ * args: WORKDIR MODE [result]
+ *   opts    IPv4: a TCP listener, a UDP socket and an established TCP connection (both
+ *           ends here, bytes unread both ways), each with many options set (keepalive
+ *           and its TCP parameters, linger, locked and unlocked buffer sizes, priority,
+ *           mark, device, timestamps, TOS/TTL, freebind, transparent, multicast TTL/
+ *           loop/interface, TCP congestion control, user timeout, MSS, defer-accept,
+ *           fast open, a classic BPF filter then SO_LOCK_FILTER...)
+ *   v6      IPv6: a TCP listener on [::1] (V6ONLY, TCLASS, hop limit, RECVPKTINFO),
+ *           a dual-stack UDP socket connected to a v4-mapped address of an IPv4 UDP
+ *           socket, an established connection over ::1 with bytes unread
+ *   kinds   ICMP ping sockets (v4, v6), raw sockets (ICMP with ICMP_FILTER, IPPROTO_RAW,
+ *           UDP with IP_HDRINCL, ICMPv6 with ICMP6_FILTER), UDP-Lite with checksum
+ *           coverage; needs net.ipv4.ping_group_range to hold gid 0
+ *   shutrd  an established connection whose reading side was shut down (SHUT_RD),
+ *           3 bytes unread: they are still read, then end of file; writing still works
+ *   synsent a listener with backlog 0 holding one connection nobody accepted (dumped
+ *           with --skip-in-flight) and a non-blocking connect to it stuck in SYN_SENT
+ *           (TCP_KEEPIDLE 55, TCP_NODELAY): after go the connect completes and the
+ *           listener accepts it (restored: at once, connected again with an empty
+ *           queue; not dumped or --leave-running: once the queued one is accepted and
+ *           the SYN is sent again)
+ *   closed  an established connection (both ends here, bytes unread), restored with
+ *           --tcp-close: both ends read end of file, write EPIPE, getpeername ENOTCONN,
+ *           the client end keeps its local port
+ * Every option of every socket is read (getsockopt) before READY; after go the same
+ * reads must give the same bytes, before the sockets are used.
+ * result: the verdict goes to WORKDIR/result (stdout stays as it was at dump time).
+ */
+#include "common.h"
+#include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/net_tstamp.h>
+#include <netinet/icmp6.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+/* linux/icmp.h clashes with glibc's net/if.h family; what we need of it */
+#define ICMP_FILTER 1
+#define ICMP_ECHOREPLY 0
+struct icmp_filter {
+    uint32_t data;
+};
+
+#ifndef SO_BUF_LOCK
+#define SO_BUF_LOCK 72
+#endif
+#ifndef SO_LOCK_FILTER
+#define SO_LOCK_FILTER 44
+#endif
+#ifndef UDPLITE_SEND_CSCOV
+#define UDPLITE_SEND_CSCOV 10
+#define UDPLITE_RECV_CSCOV 11
+#endif
+#ifndef IPPROTO_UDPLITE
+#define IPPROTO_UDPLITE 136
+#endif
+
+/* Options read back from every socket (those a socket does not have fail alike).
+ * Multicast options are skipped on TCP sockets: they cannot be set there (EINVAL) and
+ * an accepted connection reads back the TTL of the SYN. */
+static const struct { int level, name, len; const char *label; } probes[] = {
+    { SOL_SOCKET, SO_REUSEADDR, 4, "SO_REUSEADDR" }, { SOL_SOCKET, SO_REUSEPORT, 4, "SO_REUSEPORT" },
+    { SOL_SOCKET, SO_KEEPALIVE, 4, "SO_KEEPALIVE" }, { SOL_SOCKET, SO_LINGER, 8, "SO_LINGER" },
+    { SOL_SOCKET, SO_RCVBUF, 4, "SO_RCVBUF" }, { SOL_SOCKET, SO_SNDBUF, 4, "SO_SNDBUF" },
+    { SOL_SOCKET, SO_BUF_LOCK, 4, "SO_BUF_LOCK" }, { SOL_SOCKET, SO_RCVLOWAT, 4, "SO_RCVLOWAT" },
+    { SOL_SOCKET, SO_PRIORITY, 4, "SO_PRIORITY" }, { SOL_SOCKET, SO_MARK, 4, "SO_MARK" },
+    { SOL_SOCKET, SO_BINDTODEVICE, 16, "SO_BINDTODEVICE" }, { SOL_SOCKET, SO_TIMESTAMP, 4, "SO_TIMESTAMP" },
+    { SOL_SOCKET, SO_TIMESTAMPNS, 4, "SO_TIMESTAMPNS" }, { SOL_SOCKET, SO_TIMESTAMPING, 8, "SO_TIMESTAMPING" },
+    { SOL_SOCKET, SO_BROADCAST, 4, "SO_BROADCAST" }, { SOL_SOCKET, SO_OOBINLINE, 4, "SO_OOBINLINE" },
+    { SOL_SOCKET, SO_PASSCRED, 4, "SO_PASSCRED" }, { SOL_SOCKET, SO_RCVTIMEO, 16, "SO_RCVTIMEO" },
+    { SOL_SOCKET, SO_SNDTIMEO, 16, "SO_SNDTIMEO" }, { SOL_SOCKET, SO_LOCK_FILTER, 4, "SO_LOCK_FILTER" },
+    { SOL_SOCKET, SO_DONTROUTE, 4, "SO_DONTROUTE" },
+    { IPPROTO_IP, IP_TOS, 4, "IP_TOS" }, { IPPROTO_IP, IP_TTL, 4, "IP_TTL" },
+    { IPPROTO_IP, IP_FREEBIND, 4, "IP_FREEBIND" }, { IPPROTO_IP, IP_TRANSPARENT, 4, "IP_TRANSPARENT" },
+    { IPPROTO_IP, IP_PKTINFO, 4, "IP_PKTINFO" }, { IPPROTO_IP, IP_RECVERR, 4, "IP_RECVERR" },
+    { IPPROTO_IP, IP_RECVTTL, 4, "IP_RECVTTL" }, { IPPROTO_IP, IP_HDRINCL, 4, "IP_HDRINCL" },
+    { IPPROTO_IP, IP_MULTICAST_TTL, 4, "IP_MULTICAST_TTL" }, { IPPROTO_IP, IP_MULTICAST_LOOP, 4, "IP_MULTICAST_LOOP" },
+    { IPPROTO_IP, IP_MULTICAST_IF, 4, "IP_MULTICAST_IF" }, { IPPROTO_IP, IP_MTU_DISCOVER, 4, "IP_MTU_DISCOVER" },
+    { SOL_RAW, ICMP_FILTER, 4, "ICMP_FILTER" },
+    { IPPROTO_IPV6, IPV6_V6ONLY, 4, "IPV6_V6ONLY" }, { IPPROTO_IPV6, IPV6_UNICAST_HOPS, 4, "IPV6_UNICAST_HOPS" },
+    { IPPROTO_IPV6, IPV6_TCLASS, 4, "IPV6_TCLASS" }, { IPPROTO_IPV6, IPV6_RECVPKTINFO, 4, "IPV6_RECVPKTINFO" },
+    { IPPROTO_IPV6, IPV6_MULTICAST_HOPS, 4, "IPV6_MULTICAST_HOPS" },
+    { IPPROTO_ICMPV6, ICMP6_FILTER, 32, "ICMP6_FILTER" },
+    { IPPROTO_TCP, TCP_NODELAY, 4, "TCP_NODELAY" }, { IPPROTO_TCP, TCP_KEEPIDLE, 4, "TCP_KEEPIDLE" },
+    { IPPROTO_TCP, TCP_KEEPINTVL, 4, "TCP_KEEPINTVL" }, { IPPROTO_TCP, TCP_KEEPCNT, 4, "TCP_KEEPCNT" },
+    { IPPROTO_TCP, TCP_USER_TIMEOUT, 4, "TCP_USER_TIMEOUT" }, { IPPROTO_TCP, TCP_CONGESTION, 16, "TCP_CONGESTION" },
+    { IPPROTO_TCP, TCP_NOTSENT_LOWAT, 4, "TCP_NOTSENT_LOWAT" }, { IPPROTO_TCP, TCP_DEFER_ACCEPT, 4, "TCP_DEFER_ACCEPT" },
+    { IPPROTO_TCP, TCP_FASTOPEN, 4, "TCP_FASTOPEN" }, { IPPROTO_TCP, TCP_SYNCNT, 4, "TCP_SYNCNT" },
+    { IPPROTO_TCP, TCP_LINGER2, 4, "TCP_LINGER2" },
+    { IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, 4, "UDPLITE_SEND_CSCOV" },
+    { IPPROTO_UDPLITE, UDPLITE_RECV_CSCOV, 4, "UDPLITE_RECV_CSCOV" },
+};
+#define NPROBES (int)(sizeof probes / sizeof probes[0])
+
+/* Unconnected-only options, probed on listeners and idle sockets. */
+static const struct { int level, name; const char *label; } idle_probes[] = {
+    { IPPROTO_TCP, TCP_MAXSEG, "TCP_MAXSEG" }, { IPPROTO_TCP, TCP_WINDOW_CLAMP, "TCP_WINDOW_CLAMP" },
+};
+
+static int geti(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t l = sizeof v;
+    return getsockopt(fd, level, name, &v, &l) ? -1000 - errno : v;
+}
+
+#define MAXS 16
+static struct snap {
+    int fd;
+    const char *name;
+    int idle;
+    int rc[NPROBES + 3];
+    unsigned char v[NPROBES + 3][32];
+    socklen_t len[NPROBES + 3];
+} snaps[MAXS];
+static int nsnaps;
+
+static void read_all(struct snap *s)
+{
+    int i, ty = geti(s->fd, SOL_SOCKET, SO_TYPE);
+    for (i = 0; i < NPROBES; i++) {
+        s->len[i] = probes[i].len;
+        memset(s->v[i], 0, sizeof s->v[i]);
+        if (ty == SOCK_STREAM && strstr(probes[i].label, "MULTICAST")) {
+            s->rc[i] = -1;
+            continue;
+        }
+        s->rc[i] = getsockopt(s->fd, probes[i].level, probes[i].name, s->v[i], &s->len[i]) ? errno : 0;
+    }
+    for (int j = 0; j < 2; j++, i++) {
+        s->len[i] = 4;
+        memset(s->v[i], 0, sizeof s->v[i]);
+        s->rc[i] = s->idle ? (getsockopt(s->fd, idle_probes[j].level, idle_probes[j].name, s->v[i], &s->len[i]) ? errno : 0) : -1;
+    }
+    /* the classic BPF program: its instruction count, then its first 3 instructions */
+    struct sock_filter f[4];
+    socklen_t n = 4;
+    memset(f, 0, sizeof f);
+    s->rc[i] = getsockopt(s->fd, SOL_SOCKET, SO_GET_FILTER, f, &n) ? errno : 0;
+    s->len[i] = n;
+    memcpy(s->v[i], f, 24);
+}
+
+static void snapshot(int fd, const char *name, int idle)
+{
+    if (nsnaps == MAXS)
+        DIE("too many sockets");
+    struct snap *s = &snaps[nsnaps++];
+    s->fd = fd;
+    s->name = name;
+    s->idle = idle;
+    read_all(s);
+}
+
+static void compare_all(void)
+{
+    static struct snap now;
+    for (int k = 0; k < nsnaps; k++) {
+        now = snaps[k];
+        read_all(&now);
+        for (int i = 0; i < NPROBES + 3; i++) {
+            const char *label = i < NPROBES ? probes[i].label : i < NPROBES + 2 ? idle_probes[i - NPROBES].label : "SO_GET_FILTER";
+            CHECK(now.rc[i] == snaps[k].rc[i] && now.len[i] == snaps[k].len[i] &&
+                      !memcmp(now.v[i], snaps[k].v[i], sizeof now.v[i]),
+                  "%s: %s reads back differently: rc %d len %u [%d %d] (was rc %d len %u [%d %d])", snaps[k].name,
+                  label, now.rc[i], now.len[i], *(int *)now.v[i], *(int *)(now.v[i] + 4), snaps[k].rc[i],
+                  snaps[k].len[i], *(int *)snaps[k].v[i], *(int *)(snaps[k].v[i] + 4));
+        }
+    }
+}
+
+static int seti(int fd, int level, int name, int v)
+{
+    return setsockopt(fd, level, name, &v, sizeof v);
+}
+
+#define SET(fd, level, name, v)                                         \
+    do {                                                                \
+        if (seti(fd, level, name, v))                                   \
+            DIE(#name);                                                 \
+    } while (0)
+
+
+static int port_of(int fd, int peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    if ((peer ? getpeername : getsockname)(fd, (struct sockaddr *)&ss, &l))
+        return -errno;
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Reads exactly n bytes (waits up to 2 s). */
+static int read_n(int fd, char *buf, int n)
+{
+    int got = 0;
+    for (int i = 0; i < 200 && got < n; i++) {
+        ssize_t r = recv(fd, buf + got, n - got, MSG_DONTWAIT);
+        if (r > 0)
+            got += r;
+        else if (r == 0)
+            break;
+        else
+            sleep_ms(10);
+    }
+    return got;
+}
+
+static int accept_wait(int l)
+{
+    for (int i = 0; i < 300; i++) {
+        int a = accept(l, NULL, NULL);
+        if (a >= 0)
+            return a;
+        sleep_ms(10);
+    }
+    return -1;
+}
+
+/* Both ends of an established TCP connection to listener l (address sa). */
+static void tcp_pair(int l, struct sockaddr *sa, socklen_t sl, int *c, int *a)
+{
+    *c = socket(sa->sa_family, SOCK_STREAM, 0);
+    if (*c < 0 || connect(*c, sa, sl))
+        DIE("connect");
+    *a = accept_wait(l);
+    if (*a < 0)
+        DIE("accept");
+}
+
+/* A round trip over the connection c <-> a, and data queued before the dump. */
+static void check_conn(int c, int a, const char *c_unread, const char *a_unread, const char *what)
+{
+    char b[64] = { 0 };
+    int n = strlen(a_unread);
+    CHECK(read_n(a, b, n) == n && !memcmp(b, a_unread, n), "%s: bytes queued for the accepted end: '%s'", what, b);
+    memset(b, 0, sizeof b);
+    n = strlen(c_unread);
+    CHECK(read_n(c, b, n) == n && !memcmp(b, c_unread, n), "%s: bytes queued for the client end: '%s'", what, b);
+    CHECK(write(c, "ping", 4) == 4 && read_n(a, b, 4) == 4 && !memcmp(b, "ping", 4), "%s: client -> server after go", what);
+    CHECK(write(a, "pong", 4) == 4 && read_n(c, b, 4) == 4 && !memcmp(b, "pong", 4), "%s: server -> client after go", what);
+}
+
+static void check_listener(int l, struct sockaddr *sa, socklen_t sl, const char *what)
+{
+    int cl = socket(sa->sa_family, SOCK_STREAM, 0);
+    CHECK(cl >= 0 && connect(cl, sa, sl) == 0, "%s: connect to the listener: %s", what, strerror(errno));
+    CHECK(write(cl, "hi", 2) == 2, "%s: write to the listener's new client", what);
+    int a = accept_wait(l);
+    CHECK(a >= 0, "%s: the listener accepts no new client", what);
+    char b[4];
+    CHECK(a >= 0 && read_n(a, b, 2) == 2, "%s: no data over the new connection", what);
+    close(cl);
+    if (a >= 0)
+        close(a);
+}
+
+static void check_udp_self(int u, const char *what)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    getsockname(u, (struct sockaddr *)&ss, &l);
+    CHECK(sendto(u, "dg", 2, 0, (struct sockaddr *)&ss, l) == 2, "%s: sendto itself: %s", what, strerror(errno));
+    char b[8] = { 0 };
+    CHECK(read_n(u, b, 2) == 2 && !memcmp(b, "dg", 2), "%s: datagram to itself not received", what);
+}
+
+static struct sockaddr_in lo4(int port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    return a;
+}
+
+static void bind_any_port(int fd, struct sockaddr *sa, socklen_t sl)
+{
+    if (bind(fd, sa, sl) || getsockname(fd, sa, &sl))
+        DIE("bind");
+}
+
+static int mode_opts(int phase)
+{
+    static int l, u, c, a, u2;
+    static struct sockaddr_in la;
+    if (phase == 0) {
+        la = lo4(0);
+        l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        SET(l, SOL_SOCKET, SO_REUSEADDR, 1);
+        SET(l, SOL_SOCKET, SO_REUSEPORT, 1);
+        SET(l, SOL_SOCKET, SO_PRIORITY, 5);
+        SET(l, SOL_SOCKET, SO_MARK, 42);
+        if (setsockopt(l, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3))
+            DIE("SO_BINDTODEVICE");
+        SET(l, SOL_SOCKET, SO_RCVBUF, 40000); /* locked */
+        SET(l, IPPROTO_IP, IP_TOS, 0x10);
+        SET(l, IPPROTO_IP, IP_TTL, 33);
+        SET(l, IPPROTO_IP, IP_FREEBIND, 1);
+        SET(l, IPPROTO_IP, IP_TRANSPARENT, 1);
+        SET(l, IPPROTO_TCP, TCP_MAXSEG, 1000);
+        SET(l, IPPROTO_TCP, TCP_WINDOW_CLAMP, 20000);
+        SET(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 5);
+        SET(l, IPPROTO_TCP, TCP_FASTOPEN, 5);
+        SET(l, IPPROTO_TCP, TCP_SYNCNT, 3);
+        SET(l, IPPROTO_TCP, TCP_LINGER2, 11);
+        if (setsockopt(l, IPPROTO_TCP, TCP_CONGESTION, "reno", 4))
+            DIE("TCP_CONGESTION");
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 9))
+            DIE("listen");
+        /* the client end: keepalive, linger, timeouts, TCP tuning; with TCP_DEFER_ACCEPT
+         * the listener hands the connection over once data arrived */
+        c = socket(AF_INET, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&la, sizeof la) || write(c, "hello", 5) != 5)
+            DIE("connect");
+        if ((a = accept_wait(l)) < 0)
+            DIE("accept");
+        SET(c, SOL_SOCKET, SO_KEEPALIVE, 1);
+        SET(c, IPPROTO_TCP, TCP_KEEPIDLE, 77);
+        SET(c, IPPROTO_TCP, TCP_KEEPINTVL, 9);
+        SET(c, IPPROTO_TCP, TCP_KEEPCNT, 4);
+        struct linger lg = { 1, 5 };
+        if (setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg))
+            DIE("SO_LINGER");
+        struct timeval tv = { 3, 500000 };
+        if (setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) || setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv))
+            DIE("SO_RCVTIMEO");
+        SET(c, SOL_SOCKET, SO_OOBINLINE, 1);
+        SET(c, SOL_SOCKET, SO_TIMESTAMPNS, 1);
+        SET(c, SOL_SOCKET, SO_SNDBUF, 50000); /* locked */
+        SET(c, IPPROTO_TCP, TCP_NODELAY, 1);
+        SET(c, IPPROTO_TCP, TCP_USER_TIMEOUT, 12345);
+        SET(c, IPPROTO_TCP, TCP_NOTSENT_LOWAT, 4096);
+        SET(c, IPPROTO_IP, IP_TOS, 0x08);
+        if (setsockopt(c, IPPROTO_TCP, TCP_CONGESTION, "reno", 4))
+            DIE("TCP_CONGESTION");
+        /* the accepted end keeps its unlocked default buffers */
+        if (write(a, "world!", 6) != 6)
+            DIE("write");
+        /* UDP: broadcast, timestamps, multicast, a filter that is then locked */
+        struct sockaddr_in ua = lo4(0);
+        u = socket(AF_INET, SOCK_DGRAM, 0);
+        SET(u, SOL_SOCKET, SO_BROADCAST, 1);
+        SET(u, SOL_SOCKET, SO_TIMESTAMP, 1);
+        SET(u, SOL_SOCKET, SO_DONTROUTE, 1);
+        SET(u, IPPROTO_IP, IP_PKTINFO, 1);
+        SET(u, IPPROTO_IP, IP_RECVERR, 1);
+        SET(u, IPPROTO_IP, IP_RECVTTL, 1);
+        SET(u, IPPROTO_IP, IP_MULTICAST_TTL, 7);
+        SET(u, IPPROTO_IP, IP_MULTICAST_LOOP, 0);
+        SET(u, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO);
+        struct in_addr lo = { htonl(INADDR_LOOPBACK) };
+        if (setsockopt(u, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof lo))
+            DIE("IP_MULTICAST_IF");
+        /* accept datagrams of at least 2 bytes (plus the 8 of the UDP header), whole */
+        struct sock_filter prog[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+            BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 10, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, 0xffff),
+            BPF_STMT(BPF_RET | BPF_K, 0),
+        };
+        struct sock_fprog fp = { 4, prog };
+        if (setsockopt(u, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp))
+            DIE("SO_ATTACH_FILTER");
+        SET(u, SOL_SOCKET, SO_LOCK_FILTER, 1);
+        bind_any_port(u, (struct sockaddr *)&ua, sizeof ua);
+        /* an unbound UDP socket with SO_TIMESTAMPING and a low-water mark */
+        u2 = socket(AF_INET, SOCK_DGRAM, 0);
+        SET(u2, SOL_SOCKET, SO_TIMESTAMPING, SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE);
+        SET(u2, SOL_SOCKET, SO_RCVLOWAT, 7);
+        sleep_ms(50);
+        snapshot(l, "listener", 1);
+        snapshot(c, "client end", 0);
+        snapshot(a, "accepted end", 0);
+        snapshot(u, "udp", 1);
+        snapshot(u2, "unbound udp", 1);
+        /* SOCK_RCVBUF_LOCK (2) is inherited by the accepted end; SOCK_SNDBUF_LOCK is 1 */
+        CHECK(geti(l, SOL_SOCKET, SO_BUF_LOCK) == 2 && geti(a, SOL_SOCKET, SO_BUF_LOCK) == 2 &&
+                  geti(c, SOL_SOCKET, SO_BUF_LOCK) == 1,
+              "buffer locks before the dump: listener %d accepted %d client %d", geti(l, SOL_SOCKET, SO_BUF_LOCK),
+              geti(a, SOL_SOCKET, SO_BUF_LOCK), geti(c, SOL_SOCKET, SO_BUF_LOCK));
+        return 0;
+    }
+    compare_all();
+    CHECK(geti(c, SOL_SOCKET, SO_SNDBUF) == 100000, "SO_SNDBUF %d, set 50000", geti(c, SOL_SOCKET, SO_SNDBUF));
+    CHECK(geti(c, IPPROTO_TCP, TCP_KEEPIDLE) == 77, "TCP_KEEPIDLE %d", geti(c, IPPROTO_TCP, TCP_KEEPIDLE));
+    check_conn(c, a, "world!", "hello", "connection");
+    check_listener(l, (struct sockaddr *)&la, sizeof la, "listener");
+    check_udp_self(u, "udp");
+    /* the locked filter drops 1-byte datagrams and cannot be replaced */
+    struct sockaddr_in ua;
+    socklen_t ul = sizeof ua;
+    getsockname(u, (struct sockaddr *)&ua, &ul);
+    char b[4];
+    CHECK(sendto(u, "x", 1, 0, (struct sockaddr *)&ua, ul) == 1 && (sleep_ms(50), recv(u, b, 4, MSG_DONTWAIT)) < 0,
+          "the filter let a 1-byte datagram through");
+    struct sock_filter acc = BPF_STMT(BPF_RET | BPF_K, 0xffff);
+    struct sock_fprog fp = { 1, &acc };
+    CHECK(setsockopt(u, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) < 0 && errno == EPERM, "filter not locked");
+    return 0;
+}
+
+static int mode_v6(int phase)
+{
+    static int l, u6, u4, c, a;
+    static struct sockaddr_in6 la;
+    static struct sockaddr_in u4a;
+    if (phase == 0) {
+        la = (struct sockaddr_in6){ .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+        l = socket(AF_INET6, SOCK_STREAM, 0);
+        SET(l, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+        SET(l, IPPROTO_IPV6, IPV6_TCLASS, 0x20);
+        SET(l, IPPROTO_IPV6, IPV6_UNICAST_HOPS, 9);
+        SET(l, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 3))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
+        SET(c, IPPROTO_IPV6, IPV6_TCLASS, 0x40);
+        if (write(c, "six", 3) != 3 || write(a, "sixsix", 6) != 6)
+            DIE("write");
+        /* IPv4 UDP socket, and a dual-stack IPv6 one connected to it (v4-mapped) */
+        u4a = lo4(0);
+        u4 = socket(AF_INET, SOCK_DGRAM, 0);
+        bind_any_port(u4, (struct sockaddr *)&u4a, sizeof u4a);
+        u6 = socket(AF_INET6, SOCK_DGRAM, 0);
+        SET(u6, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+        SET(u6, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, 5);
+        struct sockaddr_in6 m = { .sin6_family = AF_INET6, .sin6_port = u4a.sin_port };
+        m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&m.sin6_addr.s6_addr[12], &u4a.sin_addr, 4);
+        if (connect(u6, (struct sockaddr *)&m, sizeof m))
+            DIE("connect v4-mapped");
+        sleep_ms(50);
+        snapshot(l, "v6 listener", 1);
+        snapshot(c, "v6 client end", 0);
+        snapshot(a, "v6 accepted end", 0);
+        snapshot(u6, "dual-stack udp", 0);
+        return 0;
+    }
+    compare_all();
+    /* unlocked buffers (autotuned by the kernel) stay unlocked */
+    CHECK(geti(c, SOL_SOCKET, SO_BUF_LOCK) == 0 && geti(a, SOL_SOCKET, SO_BUF_LOCK) == 0, "v6 connection: buffers locked");
+    check_conn(c, a, "sixsix", "six", "v6 connection");
+    check_listener(l, (struct sockaddr *)&la, sizeof la, "v6 listener");
+    char b[8] = { 0 };
+    CHECK(send(u6, "m4", 2, 0) == 2 && read_n(u4, b, 2) == 2 && !memcmp(b, "m4", 2),
+          "v4-mapped: the IPv6 socket's datagram did not reach the IPv4 one");
+    struct sockaddr_in6 pa;
+    socklen_t pl = sizeof pa;
+    CHECK(getpeername(u6, (struct sockaddr *)&pa, &pl) == 0 && pa.sin6_port == u4a.sin_port && pa.sin6_addr.s6_addr[11] == 0xff,
+          "v4-mapped peer lost");
+    return 0;
+}
+
+static int icmp_echo(int fd, int v6, const struct sockaddr *to, socklen_t tl)
+{
+    unsigned char pkt[16] = { v6 ? 128 : 8, 0, 0, 0, 0, 0, 0, 1, 'p', 'i', 'n', 'g' };
+    if (sendto(fd, pkt, sizeof pkt, 0, to, tl) != sizeof pkt)
+        return -1;
+    unsigned char r[64];
+    return read_n(fd, (char *)r, 16) == 16 && r[0] == (v6 ? 129 : 0) && !memcmp(r + 8, "ping", 4) ? 0 : -2;
+}
+
+static int mode_kinds(int phase)
+{
+    static int p4, p6, ricmp, rraw, rudp, lite, r6;
+    static struct sockaddr_in lite_a;
+    if (phase == 0) {
+        struct sockaddr_in a = lo4(0);
+        p4 = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+        if (p4 < 0)
+            DIE("ping socket (net.ipv4.ping_group_range must hold gid 0)");
+        a.sin_port = htons(4242); /* the echo identifier */
+        if (bind(p4, (struct sockaddr *)&a, sizeof a))
+            DIE("bind ping");
+        p6 = socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6);
+        if (p6 < 0)
+            DIE("ping6 socket");
+        struct sockaddr_in6 l6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+        if (connect(p6, (struct sockaddr *)&l6, sizeof l6))
+            DIE("connect ping6");
+        ricmp = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+        struct icmp_filter f = { ~(1u << ICMP_ECHOREPLY) };
+        if (ricmp < 0 || setsockopt(ricmp, SOL_RAW, ICMP_FILTER, &f, sizeof f))
+            DIE("raw icmp");
+        struct sockaddr_in la = lo4(0);
+        if (bind(ricmp, (struct sockaddr *)&la, sizeof la))
+            DIE("bind raw");
+        rraw = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+        rudp = socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
+        if (rraw < 0 || rudp < 0)
+            DIE("raw");
+        SET(rudp, IPPROTO_IP, IP_HDRINCL, 1);
+        r6 = socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6);
+        struct icmp6_filter f6;
+        memset(&f6, 0xff, sizeof f6);
+        ICMP6_FILTER_SETPASS(129, &f6); /* echo replies only */
+        if (r6 < 0 || setsockopt(r6, IPPROTO_ICMPV6, ICMP6_FILTER, &f6, sizeof f6))
+            DIE("raw icmpv6");
+        lite = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+        if (lite < 0)
+            DIE("udplite");
+        SET(lite, IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, 20);
+        SET(lite, IPPROTO_UDPLITE, UDPLITE_RECV_CSCOV, 20);
+        lite_a = lo4(0);
+        bind_any_port(lite, (struct sockaddr *)&lite_a, sizeof lite_a);
+        snapshot(p4, "ping", 1);
+        snapshot(p6, "ping6", 1);
+        snapshot(ricmp, "raw icmp", 1);
+        snapshot(rraw, "raw IPPROTO_RAW", 1);
+        snapshot(rudp, "raw udp", 1);
+        snapshot(r6, "raw icmpv6", 1);
+        snapshot(lite, "udplite", 1);
+        info("ping_port", "%d", port_of(p4, 0));
+        return 0;
+    }
+    compare_all();
+    CHECK(port_of(p4, 0) == 4242, "ping identifier %d", port_of(p4, 0));
+    struct sockaddr_in to = lo4(0);
+    CHECK(icmp_echo(p4, 0, (struct sockaddr *)&to, sizeof to) == 0, "ping over the ping socket");
+    struct sockaddr_in6 to6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    CHECK(icmp_echo(p6, 1, (struct sockaddr *)&to6, sizeof to6) == 0, "ping6 over the ping6 socket");
+    CHECK(geti(rraw, IPPROTO_IP, IP_HDRINCL) == 1 && geti(rudp, IPPROTO_IP, IP_HDRINCL) == 1, "IP_HDRINCL lost");
+    /* the raw ICMP socket saw the echo reply (its filter passes only those) */
+    unsigned char r[128];
+    int got = 0;
+    for (int i = 0; i < 100 && !got; i++) {
+        ssize_t n = recv(ricmp, r, sizeof r, MSG_DONTWAIT);
+        if (n >= 28 && r[20] == 0)
+            got = 1;
+        else if (n < 0)
+            sleep_ms(10);
+    }
+    CHECK(got, "the raw ICMP socket saw no echo reply");
+    CHECK(sendto(lite, "lite", 4, 0, (struct sockaddr *)&lite_a, sizeof lite_a) == 4 && read_n(lite, (char *)r, 4) == 4 &&
+              !memcmp(r, "lite", 4),
+          "UDP-Lite datagram to itself");
+    return 0;
+}
+
+static int mode_shutrd(int phase)
+{
+    static int c, a;
+    if (phase == 0) {
+        struct sockaddr_in la = lo4(0);
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 1))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
+        close(l);
+        if (write(a, "abc", 3) != 3)
+            DIE("write");
+        sleep_ms(20);
+        if (shutdown(c, SHUT_RD))
+            DIE("shutdown");
+        snapshot(c, "shut-down end", 0);
+        return 0;
+    }
+    compare_all();
+    char b[8] = { 0 };
+    CHECK(read_n(c, b, 3) == 3 && !memcmp(b, "abc", 3), "bytes queued before SHUT_RD: '%s'", b);
+    CHECK(recv(c, b, sizeof b, MSG_DONTWAIT) == 0, "no end of file after SHUT_RD: %s", strerror(errno));
+    CHECK(write(c, "up", 2) == 2 && read_n(a, b, 2) == 2 && !memcmp(b, "up", 2), "writing after SHUT_RD");
+    return 0;
+}
+
+static int mode_synsent(int phase)
+{
+    static int l, q, b;
+    static struct sockaddr_in la;
+    if (phase == 0) {
+        la = lo4(0);
+        l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 0))
+            DIE("listen");
+        /* one connection fills the accept queue (backlog 0 holds one)... */
+        q = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(q, (struct sockaddr *)&la, sizeof la))
+            DIE("connect q");
+        /* ...so the next SYN is dropped: SYN_SENT */
+        b = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        SET(b, IPPROTO_TCP, TCP_KEEPIDLE, 55);
+        SET(b, IPPROTO_TCP, TCP_NODELAY, 1);
+        if (connect(b, (struct sockaddr *)&la, sizeof la) == 0 || errno != EINPROGRESS)
+            DIE("connect b");
+        sleep_ms(50);
+        struct tcp_info ti;
+        socklen_t tl = sizeof ti;
+        if (getsockopt(b, IPPROTO_TCP, TCP_INFO, &ti, &tl) || ti.tcpi_state != TCP_SYN_SENT)
+            DIE("not in SYN_SENT");
+        info("listener_fd", "%d", l);
+        info("connecting_fd", "%d", b);
+        return 0;
+    }
+    /* (its buffer sizes and MSS change when it connects: only settings are compared) */
+    CHECK(geti(b, IPPROTO_TCP, TCP_KEEPIDLE) == 55 && geti(b, IPPROTO_TCP, TCP_NODELAY) == 1, "options of the connecting socket");
+    /* the connect completes: POLLOUT, no error, and the listener accepts it */
+    int bport = port_of(b, 0), accepted = 0;
+    struct pollfd p = { b, POLLOUT, 0 };
+    for (int i = 0; i < 800 && !accepted; i++) {
+        struct sockaddr_in pa;
+        socklen_t pl = sizeof pa;
+        int a = accept(l, (struct sockaddr *)&pa, &pl);
+        if (a >= 0) {
+            if (ntohs(pa.sin_port) == bport)
+                accepted = a;
+            else
+                close(a);
+        } else {
+            sleep_ms(10);
+        }
+    }
+    CHECK(accepted > 0, "the listener never accepted the connecting socket (port %d)", bport);
+    CHECK(poll(&p, 1, 2000) == 1 && (p.revents & POLLOUT), "connect did not complete: revents %#x", p.revents);
+    CHECK(geti(b, SOL_SOCKET, SO_ERROR) == 0, "SO_ERROR %d", geti(b, SOL_SOCKET, SO_ERROR));
+    CHECK(port_of(b, 1) == ntohs(la.sin_port), "peer port %d", port_of(b, 1));
+    char buf[4];
+    CHECK(accepted > 0 && write(b, "syn", 3) == 3 && read_n(accepted, buf, 3) == 3 && !memcmp(buf, "syn", 3),
+          "no data over the completed connection");
+    return 0;
+}
+
+static int mode_closed(int phase)
+{
+    static int c, a, cport;
+    if (phase == 0) {
+        struct sockaddr_in la = lo4(0);
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 1))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
+        close(l);
+        SET(c, SOL_SOCKET, SO_KEEPALIVE, 1);
+        if (write(c, "gone", 4) != 4 || write(a, "away", 4) != 4)
+            DIE("write");
+        cport = port_of(c, 0);
+        sleep_ms(20);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    char b[8];
+    int fds[2] = { c, a };
+    for (int i = 0; i < 2; i++) {
+        const char *w = i ? "accepted end" : "client end";
+        errno = 0;
+        CHECK(recv(fds[i], b, sizeof b, MSG_DONTWAIT) == 0, "%s: read is not end of file: %s", w, strerror(errno));
+        errno = 0;
+        CHECK(write(fds[i], "x", 1) < 0 && errno == EPIPE, "%s: write: %s", w, strerror(errno));
+        CHECK(port_of(fds[i], 1) == -ENOTCONN, "%s: getpeername %d", w, port_of(fds[i], 1));
+        struct pollfd p = { fds[i], POLLIN, 0 };
+        CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLHUP), "%s: poll revents %#x", w, p.revents);
+    }
+    CHECK(port_of(c, 0) == cport, "client end: local port %d, was %d", port_of(c, 0), cport);
+    CHECK(geti(c, SOL_SOCKET, SO_KEEPALIVE) == 1, "options lost");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    wl_init(argc, argv);
+    const char *mode = argc > 2 ? argv[2] : "opts";
+    int to_result = argc > 3 && !strcmp(argv[3], "result");
+    int (*fn)(int) = !strcmp(mode, "opts")      ? mode_opts
+                     : !strcmp(mode, "v6")      ? mode_v6
+                     : !strcmp(mode, "kinds")   ? mode_kinds
+                     : !strcmp(mode, "shutrd")  ? mode_shutrd
+                     : !strcmp(mode, "synsent") ? mode_synsent
+                     : !strcmp(mode, "closed")  ? mode_closed
+                                                : NULL;
+    if (!fn) {
+        printf("FAIL: unknown mode %s\n", mode);
+        return 2;
+    }
+    fn(0);
+    ready();
+    wait_go();
+    if (to_result) {
+        int fd = open(wl_path("result"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0) {
+            printf("FAIL: open result: %s\n", strerror(errno));
+            fflush(stdout);
+            return 1;
+        }
+        close(fd);
+    }
+    fn(1);
+    return finish();
+}
