@@ -41,7 +41,7 @@ pub fn get_filter(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
 /// bytes, at most BPF_MAXINSNS instructions; the kernel checks the program).
 pub fn attach_filter(fd: BorrowedFd<'_>, insns: &[u8]) -> Result<()> {
     let n = insns.len() / SOCK_FILTER_LEN;
-    if insns.len() % SOCK_FILTER_LEN != 0 || n == 0 || n > BPF_MAXINSNS {
+    if !insns.len().is_multiple_of(SOCK_FILTER_LEN) || n == 0 || n > BPF_MAXINSNS {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
     // The kernel reads the program through the pointer; keep an aligned copy.

@@ -364,7 +364,7 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
             return Err("TCP connection options out of range".into());
         }
     }
-    if o.options.len() % 3 != 0 || (!o.sockopts.is_empty() && !o.options.is_empty()) {
+    if !o.options.len().is_multiple_of(3) || (!o.sockopts.is_empty() && !o.options.is_empty()) {
         return Err("malformed retired option triples".into());
     }
     let k = sock_kind(o);
@@ -391,5 +391,78 @@ pub fn describe(o: &InetObj) -> String {
         (_, libc::IPPROTO_UDPLITE) => format!("UDP-Lite{v} socket"),
         (_, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6) => format!("ICMP{v} ping socket"),
         (t, p) => format!("IP{v} socket (type {t}, protocol {p})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(port: u16) -> Vec<u8> {
+        sockaddr(libc::AF_INET, port, &[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    fn udp() -> InetObj {
+        InetObj { family: libc::AF_INET, sock_type: libc::SOCK_DGRAM, protocol: libc::IPPROTO_UDP, local: v4(5000), ..Default::default() }
+    }
+
+    fn opt(level: i32, name: i32, value: &[u8]) -> SockOpt {
+        SockOpt { level, name, value: value.to_vec() }
+    }
+
+    #[test]
+    fn check_accepts_table_options_of_the_right_size() {
+        let mut o = udp();
+        o.sockopts = vec![
+            opt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32.to_le_bytes()),
+            opt(libc::SOL_SOCKET, libc::SO_BINDTODEVICE, b"lo"),
+            opt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &[6, 0, 0, 0, 0xff, 0xff, 0, 0]),
+            opt(libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &7i32.to_le_bytes()),
+        ];
+        assert_eq!(check(&o), Ok(()));
+        // the retired triples of old images
+        let mut old = udp();
+        old.options = vec![libc::SOL_SOCKET, libc::SO_REUSEADDR, 1, libc::SOL_SOCKET, libc::SO_BROADCAST, 0];
+        assert_eq!(check(&old), Ok(()));
+    }
+
+    #[test]
+    fn check_refuses_what_restore_would_not_create() {
+        let bad = |f: &dyn Fn(&mut InetObj)| {
+            let mut o = udp();
+            f(&mut o);
+            check(&o).expect_err("accepted")
+        };
+        // an option outside the table, or not for this socket
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, 1 /* SO_DEBUG */, &1i32.to_le_bytes())]);
+        bad(&|o| o.sockopts = vec![opt(libc::IPPROTO_TCP, libc::TCP_NODELAY, &1i32.to_le_bytes())]);
+        // sizes
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &[1])]);
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &[b'x'; 16])]);
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &[0; 12])]);
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &vec![0; 8 * 4097])]);
+        // twice
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_MARK, &[0; 4]), opt(libc::SOL_SOCKET, libc::SO_MARK, &[0; 4])]);
+        bad(&|o| o.options = vec![1, 2]);
+        // kinds, addresses, states
+        bad(&|o| o.sock_type = libc::SOCK_SEQPACKET);
+        bad(&|o| o.family = libc::AF_UNIX);
+        bad(&|o| o.local = vec![2, 0, 1]);
+        bad(&|o| o.peer = sockaddr(libc::AF_INET6, 1, &[0; 16]));
+        bad(&|o| o.listening = true);
+        bad(&|o| o.tcp_state = 2);
+        bad(&|o| o.tcp_state = 8);
+        bad(&|o| o.shutdown = 1);
+        bad(&|o| o.flags = libc::O_ASYNC as u32);
+        bad(&|o| o.tcp = Some(Default::default()));
+    }
+
+    #[test]
+    fn addresses_print() {
+        assert_eq!(fmt_addr(&v4(80)), "127.0.0.1:80");
+        let mut a6 = [0u8; 16];
+        a6[15] = 1;
+        assert_eq!(fmt_addr(&sockaddr(libc::AF_INET6, 443, &a6)), "[::1]:443");
+        assert_eq!(tcp::state_name(8), "CLOSE_WAIT");
     }
 }

@@ -35,7 +35,8 @@ const IP_TOS: i32 = 1;
 /// Options saved whenever another one is, because restoring that one changes them:
 /// (option, saved if this one is). Setting a buffer size locks it (SO_BUF_LOCK says
 /// whether it was); setting IP_TOS sets the priority from the TOS bits.
-const COMPANIONS: &[((i32, i32), &[(i32, i32)])] = &[
+type OptId = (i32, i32);
+const COMPANIONS: &[(OptId, &[OptId])] = &[
     ((SOL_SOCKET, SO_BUF_LOCK), &[(SOL_SOCKET, SO_RCVBUF), (SOL_SOCKET, SO_SNDBUF)]),
     ((SOL_SOCKET, SO_PRIORITY), &[(SOL_IP, IP_TOS)]),
 ];
@@ -310,7 +311,7 @@ pub fn check(s: &SockOpt, k: &SockKind) -> std::result::Result<(), String> {
         Int | Buf => n == 4,
         Bytes(len) => n == len,
         Name(max) => n < max && !s.value.contains(&0),
-        Filter => n > 0 && n % sys::SOCK_FILTER_LEN == 0 && n / sys::SOCK_FILTER_LEN <= sys::BPF_MAXINSNS,
+        Filter => n > 0 && n.is_multiple_of(sys::SOCK_FILTER_LEN) && n / sys::SOCK_FILTER_LEN <= sys::BPF_MAXINSNS,
     };
     if !ok {
         return Err(format!("{}: value of {n} bytes", o.label));

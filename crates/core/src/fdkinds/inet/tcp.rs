@@ -148,7 +148,9 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
 
 /// Sockets restored in repair mode, switched to normal operation once every socket of
 /// the image exists (so no probe reaches a peer that is not back yet).
-static TO_ENABLE: Mutex<Vec<(OwnedFd, u32, Option<Vec<u8>>)>> = Mutex::new(Vec::new());
+/// (socket, shutdown bits, SO_REUSEADDR value to set again)
+type ToEnable = (OwnedFd, u32, Option<Vec<u8>>);
+static TO_ENABLE: Mutex<Vec<ToEnable>> = Mutex::new(Vec::new());
 
 /// Restore side: `s` leaves repair mode in `finish_restore`, then is shut down `how`
 /// (InetObj.shutdown bits, 0 = not) and gets its saved SO_REUSEADDR `reuse` again
