@@ -376,7 +376,7 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
                    "local_port": port(&i.local), "peer_port": port(&i.peer), "state": state,
                    "local": sockaddr_text(&i.local), "peer": sockaddr_text(&i.peer), "backlog": i.backlog,
                    "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0),
-                   "protocol": i.protocol, "options": options, "shutdown": i.shutdown, "net_ns": o.net_ns});
+                   "protocol": i.protocol, "options": options, "multicast_groups": i.mcast.len(), "shutdown": i.shutdown, "net_ns": o.net_ns});
             sock_flags_json(&mut d, i.flags);
             d
         }

@@ -151,3 +151,12 @@ fn close_wait_is_refused_by_name() {
     assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "CLOSE_WAIT", "127.0.0.1:"], &w.report());
     w.assert_running_untouched();
 }
+
+/// Multicast memberships (read back per socket with MCAST_MSFILTER): a plain IPv4 join,
+/// a source-specific one (include mode, 2 sources), one with a blocked source, an IPv6
+/// join; every filter reads back the same, a datagram to the group arrives, a socket
+/// that joined nothing is in no group.
+#[test]
+fn multicast_memberships() {
+    inet_roundtrip("mcast");
+}

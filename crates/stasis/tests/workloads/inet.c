@@ -21,6 +21,11 @@
  *           listener accepts it (restored: at once, connected again with an empty
  *           queue; not dumped or --leave-running: once the queued one is accepted and
  *           the SYN is sent again)
+ *   mcast   multicast memberships: an IPv4 UDP socket in 239.1.2.3 (plain join on lo),
+ *           232.1.1.1 (source-specific: 127.0.0.2 and 127.0.0.3) and 239.4.4.4 (127.0.0.9
+ *           blocked), an IPv6 one in ff15::1234 on lo, and a socket in no group: each
+ *           filter reads back the same (MCAST_MSFILTER), a datagram sent to 239.1.2.3
+ *           arrives, the other socket is in no group
  *   closed  an established connection (both ends here, bytes unread), restored with
  *           --tcp-close: both ends read end of file, write EPIPE, getpeername ENOTCONN,
  *           the client end keeps its local port
@@ -626,6 +631,107 @@ static int mode_synsent(int phase)
     return 0;
 }
 
+/* MCAST_MSFILTER of (lo, group): mode, count, first two sources; -errno if no member */
+static int msfilter(int fd, int family, const void *group, uint32_t out[4])
+{
+    union {
+        struct group_filter gf;
+        char buf[GROUP_FILTER_SIZE(4)];
+    } u;
+    memset(&u, 0, sizeof u);
+    u.gf.gf_interface = 1;
+    u.gf.gf_numsrc = 4;
+    if (family == AF_INET) {
+        struct sockaddr_in *g = (struct sockaddr_in *)&u.gf.gf_group;
+        g->sin_family = AF_INET;
+        memcpy(&g->sin_addr, group, 4);
+    } else {
+        struct sockaddr_in6 *g = (struct sockaddr_in6 *)&u.gf.gf_group;
+        g->sin6_family = AF_INET6;
+        memcpy(&g->sin6_addr, group, 16);
+    }
+    socklen_t l = sizeof u;
+    if (getsockopt(fd, family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6, MCAST_MSFILTER, &u, &l))
+        return -errno;
+    out[0] = u.gf.gf_fmode;
+    out[1] = u.gf.gf_numsrc;
+    out[2] = family == AF_INET ? ((struct sockaddr_in *)&u.gf.gf_slist[0])->sin_addr.s_addr : 0;
+    out[3] = family == AF_INET ? ((struct sockaddr_in *)&u.gf.gf_slist[1])->sin_addr.s_addr : 0;
+    return 0;
+}
+
+static int source_req(int fd, int opt, const char *group, const char *source)
+{
+    struct group_source_req r;
+    memset(&r, 0, sizeof r);
+    r.gsr_interface = 1;
+    ((struct sockaddr_in *)&r.gsr_group)->sin_family = AF_INET;
+    inet_pton(AF_INET, group, &((struct sockaddr_in *)&r.gsr_group)->sin_addr);
+    ((struct sockaddr_in *)&r.gsr_source)->sin_family = AF_INET;
+    inet_pton(AF_INET, source, &((struct sockaddr_in *)&r.gsr_source)->sin_addr);
+    return setsockopt(fd, IPPROTO_IP, opt, &r, sizeof r);
+}
+
+static int mode_mcast(int phase)
+{
+    static int u4, u6, none, port;
+    static struct in_addr g1, g2, g3;
+    static struct in6_addr g6;
+    static uint32_t before[5][4];
+    inet_pton(AF_INET, "239.1.2.3", &g1);
+    inet_pton(AF_INET, "232.1.1.1", &g2);
+    inet_pton(AF_INET, "239.4.4.4", &g3);
+    inet_pton(AF_INET6, "ff15::1234", &g6);
+    if (phase == 0) {
+        u4 = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET };
+        bind_any_port(u4, (struct sockaddr *)&a, sizeof a);
+        port = ntohs(a.sin_port);
+        struct ip_mreqn m = { .imr_multiaddr = g1, .imr_ifindex = 1 };
+        if (setsockopt(u4, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m))
+            DIE("IP_ADD_MEMBERSHIP");
+        if (source_req(u4, MCAST_JOIN_SOURCE_GROUP, "232.1.1.1", "127.0.0.2") ||
+            source_req(u4, MCAST_JOIN_SOURCE_GROUP, "232.1.1.1", "127.0.0.3"))
+            DIE("MCAST_JOIN_SOURCE_GROUP");
+        struct ip_mreqn m3 = { .imr_multiaddr = g3, .imr_ifindex = 1 };
+        if (setsockopt(u4, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m3, sizeof m3) ||
+            source_req(u4, MCAST_BLOCK_SOURCE, "239.4.4.4", "127.0.0.9"))
+            DIE("MCAST_BLOCK_SOURCE");
+        u6 = socket(AF_INET6, SOCK_DGRAM, 0);
+        struct ipv6_mreq m6 = { .ipv6mr_multiaddr = g6, .ipv6mr_interface = 1 };
+        if (u6 < 0 || setsockopt(u6, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &m6, sizeof m6))
+            DIE("IPV6_ADD_MEMBERSHIP");
+        none = socket(AF_INET, SOCK_DGRAM, 0);
+        if (msfilter(u4, AF_INET, &g1, before[0]) || msfilter(u4, AF_INET, &g2, before[1]) ||
+            msfilter(u4, AF_INET, &g3, before[2]) || msfilter(u6, AF_INET6, &g6, before[3]))
+            DIE("MCAST_MSFILTER");
+        if (before[1][0] != MCAST_INCLUDE || before[1][1] != 2 || before[2][0] != MCAST_EXCLUDE || before[2][1] != 1)
+            DIE("unexpected source filters");
+        snapshot(u4, "udp in groups", 1);
+        return 0;
+    }
+    compare_all();
+    const void *groups[4] = { &g1, &g2, &g3, &g6 };
+    const char *names[4] = { "239.1.2.3", "232.1.1.1", "239.4.4.4", "ff15::1234" };
+    for (int i = 0; i < 4; i++) {
+        uint32_t now[4] = { 0 };
+        int r = msfilter(i < 3 ? u4 : u6, i < 3 ? AF_INET : AF_INET6, groups[i], now);
+        CHECK(r == 0 && !memcmp(now, before[i], sizeof now), "%s: filter %d: mode %u, %u sources %08x %08x (was %u, %u %08x %08x)",
+              names[i], r, now[0], now[1], now[2], now[3], before[i][0], before[i][1], before[i][2], before[i][3]);
+    }
+    uint32_t x[4];
+    CHECK(msfilter(none, AF_INET, &g1, x) == -EADDRNOTAVAIL, "the socket that joined nothing is in 239.1.2.3");
+    /* a datagram to the group arrives */
+    int snd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct in_addr lo = { htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = g1 };
+    char b[8] = { 0 };
+    CHECK(setsockopt(snd, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof lo) == 0 && sendto(snd, "mc", 2, 0, (struct sockaddr *)&to, sizeof to) == 2,
+          "sending to 239.1.2.3: %s", strerror(errno));
+    CHECK(read_n(u4, b, 2) == 2 && !memcmp(b, "mc", 2), "the datagram sent to 239.1.2.3 did not arrive");
+    return 0;
+}
+
 static int mode_closed(int phase)
 {
     static int c, a, cport;
@@ -673,6 +779,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "shutrd")  ? mode_shutrd
                      : !strcmp(mode, "synsent") ? mode_synsent
                      : !strcmp(mode, "closed")  ? mode_closed
+                     : !strcmp(mode, "mcast")   ? mode_mcast
                                                 : NULL;
     if (!fn) {
         printf("FAIL: unknown mode %s\n", mode);

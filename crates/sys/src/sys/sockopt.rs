@@ -68,3 +68,12 @@ pub fn attach_filter(fd: BorrowedFd<'_>, insns: &[u8]) -> Result<()> {
     } as libc::c_long)
     .map(drop)
 }
+
+/// getsockopt whose buffer carries input too (MCAST_MSFILTER): `buf` in, the answer
+/// out; returns the length the kernel reports.
+pub fn getsockopt_inout(fd: BorrowedFd<'_>, level: i32, opt: i32, buf: &mut [u8]) -> Result<usize> {
+    let mut l = buf.len() as libc::socklen_t;
+    // SAFETY: buf/l describe a valid readable and writable buffer.
+    c(unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, buf.as_mut_ptr().cast(), &mut l) } as libc::c_long)?;
+    Ok(l as usize)
+}

@@ -23,6 +23,7 @@ use stasis_sys::sys;
 
 use crate::error::{Error, Result};
 
+pub mod mcast;
 pub mod options;
 pub mod tcp;
 
@@ -255,6 +256,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
             )));
         }
         o.peer = peer;
+        o.mcast = mcast::dump(dup.as_fd(), family).map_err(|why| refuse(format!("({}): {why}", fmt_addr(&local))))?;
     }
     if keep_local {
         o.local = local;
@@ -322,6 +324,7 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         sys::sock_addr_op(s.as_fd(), &o.peer, true).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
         check_local(s.as_fd(), o).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
     }
+    mcast::restore(s.as_fd(), o.family, &o.mcast)?;
     late(&s)?;
     super::apply_nonblock(&s, o.flags)?;
     Ok(s)
@@ -367,6 +370,10 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
     if !o.options.len().is_multiple_of(3) || (!o.sockopts.is_empty() && !o.options.is_empty()) {
         return Err("malformed retired option triples".into());
     }
+    if tcp && !o.mcast.is_empty() {
+        return Err("multicast memberships of a TCP socket".into());
+    }
+    mcast::check(&o.mcast, o.family)?;
     let k = sock_kind(o);
     let opts = saved_options(o);
     if opts.len() > options::TABLE.len() {
@@ -455,6 +462,14 @@ mod tests {
         bad(&|o| o.shutdown = 1);
         bad(&|o| o.flags = libc::O_ASYNC as u32);
         bad(&|o| o.tcp = Some(Default::default()));
+        // multicast: a unicast group, a source of the wrong size, include with no source
+        let g = |group: &[u8], include: bool, sources: Vec<Vec<u8>>| stasis_image::model::McastGroup { ifindex: 1, group: group.to_vec(), include, sources };
+        bad(&|o| o.mcast = vec![g(&[10, 0, 0, 1], false, vec![])]);
+        bad(&|o| o.mcast = vec![g(&[239, 0, 0, 1], false, vec![vec![1; 16]])]);
+        bad(&|o| o.mcast = vec![g(&[239, 0, 0, 1], true, vec![])]);
+        let mut ok = udp();
+        ok.mcast = vec![g(&[239, 0, 0, 1], true, vec![vec![127, 0, 0, 2]])];
+        assert_eq!(check(&ok), Ok(()));
     }
 
     #[test]
