@@ -160,3 +160,23 @@ fn close_wait_is_refused_by_name() {
 fn multicast_memberships() {
     inet_roundtrip("mcast");
 }
+
+/// A connection with urgent data pending cannot be saved (a peek stops at the urgent
+/// mark, and TCP_REPAIR cannot restore urgent data): refused in one line naming pid, fd
+/// and the addresses; the process's data, mark and urgent byte are intact afterwards.
+#[test]
+fn urgent_data_is_refused() {
+    let _t = serial();
+    let mut w = Workload::start("inet", &["urgent", "result"]);
+    if !direct() {
+        let fd = w.info("fd");
+        let r = w.try_dump(&[]);
+        let pid = w.pid.to_string();
+        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "urgent data", "127.0.0.1:"], &w.report());
+        w.assert_running_untouched();
+    }
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+}

@@ -26,6 +26,8 @@
  *           blocked), an IPv6 one in ff15::1234 on lo, and a socket in no group: each
  *           filter reads back the same (MCAST_MSFILTER), a datagram sent to 239.1.2.3
  *           arrives, the other socket is in no group
+ *   urgent  an established connection with urgent data pending ("ab", OOB "c", "de"):
+ *           the dump must refuse it; after go the data and the mark are intact
  *   closed  an established connection (both ends here, bytes unread), restored with
  *           --tcp-close: both ends read end of file, write EPIPE, getpeername ENOTCONN,
  *           the client end keeps its local port
@@ -345,6 +347,10 @@ static int mode_opts(int phase)
         /* the accepted end keeps its unlocked default buffers */
         if (write(a, "world!", 6) != 6)
             DIE("write");
+        /* a peek offset on the accepted end (TCP has one since Linux 6.10): the dump
+         * must still read its queue from the start */
+        if (seti(a, SOL_SOCKET, SO_PEEK_OFF, 3) && errno != EOPNOTSUPP)
+            DIE("SO_PEEK_OFF");
         /* UDP: broadcast, timestamps, multicast, a filter that is then locked */
         struct sockaddr_in ua = lo4(0);
         u = socket(AF_INET, SOCK_DGRAM, 0);
@@ -732,6 +738,31 @@ static int mode_mcast(int phase)
     return 0;
 }
 
+static int mode_urgent(int phase)
+{
+    static int c, a;
+    if (phase == 0) {
+        struct sockaddr_in la = lo4(0);
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 1))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
+        close(l);
+        if (send(a, "ab", 2, 0) != 2 || send(a, "c", 1, MSG_OOB) != 1 || send(a, "de", 2, 0) != 2)
+            DIE("send");
+        sleep_ms(50);
+        info("fd", "%d", c);
+        return 0;
+    }
+    char b[8] = { 0 };
+    CHECK(read_n(c, b, 2) == 2 && !memcmp(b, "ab", 2), "bytes before the mark: '%s'", b);
+    CHECK(sockatmark(c) == 1, "not at the urgent mark");
+    CHECK(recv(c, b, 1, MSG_OOB) == 1 && b[0] == 'c', "urgent byte lost");
+    CHECK(read_n(c, b, 2) == 2 && !memcmp(b, "de", 2), "bytes after the mark: '%s'", b);
+    return 0;
+}
+
 static int mode_closed(int phase)
 {
     static int c, a, cport;
@@ -780,6 +811,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "synsent") ? mode_synsent
                      : !strcmp(mode, "closed")  ? mode_closed
                      : !strcmp(mode, "mcast")   ? mode_mcast
+                     : !strcmp(mode, "urgent")  ? mode_urgent
                                                 : NULL;
     if (!fn) {
         printf("FAIL: unknown mode %s\n", mode);

@@ -6,8 +6,10 @@
 //! connected, with nothing queued. Socket options come from ONE table (`options.rs`).
 //!
 //! Refused: TCP connections in the closing states (FIN_WAIT1/2, CLOSING, LAST_ACK,
-//! CLOSE_WAIT: a FIN sent or received has no TCP_REPAIR form here), SYN_RECV, datagram
-//! sockets with queued datagrams, listeners with connections waiting (unless
+//! CLOSE_WAIT: a FIN sent or received has no TCP_REPAIR form here), SYN_RECV,
+//! connections with unread urgent data, datagram sockets with queued datagrams (each
+//! datagram's sender could be re-injected, but not its metadata: destination address of
+//! a wildcard-bound socket, TTL, timestamps), listeners with connections waiting (unless
 //! `--skip-in-flight`).
 //!
 //! Restore creates the socket, sets the "early" options (SO_REUSEADDR, IPV6_V6ONLY,
@@ -227,7 +229,14 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                 (tcp::ESTABLISHED, _) if !peer.is_empty() => {
                     o.peer = peer;
                     o.sockopts = options_of(&o)?;
-                    let c = tcp::dump(dup).map_err(|e| sys_err("TCP_REPAIR", e))?;
+                    let unread = || -> std::io::Result<u32> {
+                        let all = sys::inet_diag(family, libc::IPPROTO_TCP as u8)?;
+                        all.iter().find(|d| u64::from(d.ino) == ino).map(|d| d.rqueue).ok_or_else(|| std::io::Error::other("the socket left the kernel's table"))
+                    };
+                    let c = tcp::dump(dup, &unread).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::InvalidData => refuse(format!("({}) with {e}", ends(&fmt_addr(&o.peer)))),
+                        _ => sys_err("TCP_REPAIR", e),
+                    })?;
                     o.tcp = Some(c);
                     o.shutdown = u32::from(d.map(|d| d.shutdown).unwrap_or(0) & 1);
                     keep_local = true;

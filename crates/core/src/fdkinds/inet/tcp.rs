@@ -65,30 +65,75 @@ pub fn release(resume: bool) {
     }
 }
 
-pub fn dump(dup: &OwnedFd) -> std::io::Result<TcpConn> {
+/// MSG_PEEK of the whole receive queue from its start: a program's SO_PEEK_OFF (TCP has
+/// one since Linux 6.10) is set to 0 for the peek and put back.
+fn peek_recv_queue(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    let old = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
+    if old > 0 {
+        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    }
+    let r = sys::recv(fd, buf, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+    if old >= 0 {
+        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
+    }
+    r
+}
+
+fn seq_of(fd: std::os::fd::BorrowedFd<'_>, q: i32) -> std::io::Result<u32> {
+    sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR_QUEUE, q)?;
+    Ok(sys::getsockopt_int(fd, libc::IPPROTO_TCP, TCP_QUEUE_SEQ)? as u32)
+}
+
+fn urgent(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
+}
+
+/// The unread bytes and the sequence number of the first. `unread` reads the kernel's
+/// own count (inet_diag: rcv_nxt - copied_seq). FIONREAD and a peek both stop at an
+/// urgent mark, so a queue holding urgent data reads shorter than `unread` says: refused
+/// (TCP_REPAIR has no way to restore urgent data). Bytes that arrive meanwhile (the peer
+/// runs on) move rcv_nxt: read again.
+fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Result<u32>) -> std::io::Result<(u32, Vec<u8>)> {
+    for _ in 0..10 {
+        let seq = seq_of(fd, TCP_RECV_QUEUE)?;
+        let mut data = vec![0u8; sys::inq(fd)?.max(0) as usize];
+        if !data.is_empty() {
+            let n = peek_recv_queue(fd, &mut data)?;
+            data.truncate(n);
+        }
+        let total = unread()?;
+        if seq_of(fd, TCP_RECV_QUEUE)? != seq {
+            continue;
+        }
+        if total as usize != data.len() {
+            return Err(urgent(format!("urgent data pending ({} of {total} unread bytes before the urgent mark)", data.len())));
+        }
+        // rcv_nxt is the sequence number after the queued bytes; restore queues them
+        // again, which advances it: save the start.
+        return Ok((seq.wrapping_sub(data.len() as u32), data));
+    }
+    Err(std::io::Error::other("the receive queue kept growing while it was read"))
+}
+
+/// Err of kind InvalidData: the connection cannot be saved (urgent data); its text says
+/// why. `unread`: the kernel's count of unread bytes (inet_diag).
+pub fn dump(dup: &OwnedFd, unread: &dyn Fn() -> std::io::Result<u32>) -> std::io::Result<TcpConn> {
     let fd = dup.as_fd();
     let reuse = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
     let copy = dup.try_clone()?;
     sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1)?;
     REPAIRED.lock().unwrap_or_else(|e| e.into_inner()).push((copy, reuse));
     let mut c = TcpConn::default();
-    for (q, len) in [(TCP_RECV_QUEUE, sys::inq(fd)?), (TCP_SEND_QUEUE, sys::outq(fd)?)] {
-        sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR_QUEUE, q)?;
-        let seq = sys::getsockopt_int(fd, libc::IPPROTO_TCP, TCP_QUEUE_SEQ)? as u32;
-        let mut data = vec![0u8; len.max(0) as usize];
-        if !data.is_empty() {
-            let n = sys::recv(fd, &mut data, libc::MSG_PEEK | libc::MSG_DONTWAIT)?;
-            data.truncate(n);
-        }
-        // The kernel reports rcv_nxt / write_seq, the sequence number after the queued
-        // bytes; restore queues them again, which advances it: save the start.
-        let start = seq.wrapping_sub(data.len() as u32);
-        if q == TCP_RECV_QUEUE {
-            (c.recv_seq, c.recv_queue) = (start, data);
-        } else {
-            (c.send_seq, c.send_queue) = (start, data);
-        }
+    (c.recv_seq, c.recv_queue) = recv_queue(fd, unread)?;
+    // The send queue: write_seq is the sequence number after it. ACKs arriving meanwhile
+    // only shorten it from the front: what is read ends at write_seq all the same.
+    let seq = seq_of(fd, TCP_SEND_QUEUE)?;
+    let mut data = vec![0u8; sys::outq(fd)?.max(0) as usize];
+    if !data.is_empty() {
+        let n = sys::recv(fd, &mut data, libc::MSG_PEEK | libc::MSG_DONTWAIT)?;
+        data.truncate(n);
     }
+    (c.send_seq, c.send_queue) = (seq.wrapping_sub(data.len() as u32), data);
     let info = sys::getsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 104)?;
     c.options = info.get(5).copied().unwrap_or(0) as u32;
     let ws = info.get(6).copied().unwrap_or(0);
