@@ -180,3 +180,30 @@ fn urgent_data_is_refused() {
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
 }
+
+/// A connection shut down for writing (FIN_WAIT2) to a peer outside the tree (this
+/// test): restored with its FIN after the send queue (one sequence number); the peer's
+/// bytes queued before the dump and written after restore are read, then its end of
+/// file; the connection ends CLOSE, so the peer acknowledged our FIN (sequence numbers
+/// right), and the peer reads nothing but end of file from us.
+#[test]
+fn fin_wait2_connection_to_a_peer_outside() {
+    use std::io::{Read, Write};
+    let _t = serial();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port().to_string();
+    let mut w = Workload::start("inet", &["finwait", &port]);
+    let (mut s, _) = l.accept().expect("accept");
+    s.write_all(b"from-peer").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    w.checkpoint_restore();
+    w.go();
+    s.write_all(b"more").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass(st);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+    let mut rest = Vec::new();
+    let r = s.read_to_end(&mut rest);
+    assert!(r.is_ok() && rest.is_empty(), "the peer read {r:?} {rest:?} instead of end of file\n{}", w.report());
+}

@@ -26,6 +26,11 @@
  *           blocked), an IPv6 one in ff15::1234 on lo, and a socket in no group: each
  *           filter reads back the same (MCAST_MSFILTER), a datagram sent to 239.1.2.3
  *           arrives, the other socket is in no group
+ *   finwait PORT  a connection to a peer outside (the test, on 127.0.0.1:PORT) that we
+ *           shut down for writing (FIN_WAIT2) with the peer's "from-peer" unread: after
+ *           go it reads "from-peer" + "more" + end of file (the peer writes and closes
+ *           after go), writing fails with EPIPE, and the connection ends CLOSE (our FIN
+ *           was acknowledged: went FIN_WAIT2 -> TIME_WAIT, not CLOSING)
  *   urgent  an established connection with urgent data pending ("ab", OOB "c", "de"):
  *           the dump must refuse it; after go the data and the mark are intact
  *   closed  an established connection (both ends here, bytes unread), restored with
@@ -738,6 +743,57 @@ static int mode_mcast(int phase)
     return 0;
 }
 
+static int tcp_state(int fd)
+{
+    struct tcp_info ti;
+    socklen_t tl = sizeof ti;
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) ? -1 : ti.tcpi_state;
+}
+
+static int g_port;
+
+static int mode_finwait(int phase)
+{
+    static int c;
+    if (phase == 0) {
+        struct sockaddr_in pa = lo4(g_port);
+        c = socket(AF_INET, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&pa, sizeof pa))
+            DIE("connect to the test");
+        if (shutdown(c, SHUT_WR))
+            DIE("shutdown");
+        for (int i = 0; i < 300 && tcp_state(c) != TCP_FIN_WAIT2; i++)
+            sleep_ms(10);
+        if (tcp_state(c) != TCP_FIN_WAIT2)
+            DIE("not in FIN_WAIT2");
+        info("fd", "%d", c);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* (CLOSE already if the peer's FIN came before we looked; a reset fails below) */
+    int st = tcp_state(c);
+    CHECK(st == TCP_FIN_WAIT1 || st == TCP_FIN_WAIT2 || st == TCP_CLOSE, "state %d after go", st);
+    errno = 0;
+    CHECK(write(c, "x", 1) < 0 && errno == EPIPE, "write after SHUT_WR: %s", strerror(errno));
+    char b[32] = { 0 };
+    int got = 0;
+    for (int i = 0; i < 500; i++) {
+        ssize_t r = recv(c, b + got, sizeof b - 1 - got, MSG_DONTWAIT);
+        if (r == 0)
+            break;
+        if (r > 0)
+            got += r;
+        else
+            sleep_ms(10);
+    }
+    CHECK(got == 13 && !memcmp(b, "from-peermore", 13), "read '%s' (%d bytes) from the peer", b, got);
+    CHECK(recv(c, b, 1, MSG_DONTWAIT) == 0, "no end of file from the peer");
+    for (int i = 0; i < 300 && tcp_state(c) != TCP_CLOSE; i++)
+        sleep_ms(10);
+    CHECK(tcp_state(c) == TCP_CLOSE, "state %d at the end (CLOSING = our FIN was never acknowledged)", tcp_state(c));
+    return 0;
+}
+
 static int mode_urgent(int phase)
 {
     static int c, a;
@@ -804,6 +860,7 @@ int main(int argc, char **argv)
     wl_init(argc, argv);
     const char *mode = argc > 2 ? argv[2] : "opts";
     int to_result = argc > 3 && !strcmp(argv[3], "result");
+    g_port = argc > 3 ? atoi(argv[3]) : 0;
     int (*fn)(int) = !strcmp(mode, "opts")      ? mode_opts
                      : !strcmp(mode, "v6")      ? mode_v6
                      : !strcmp(mode, "kinds")   ? mode_kinds
@@ -812,6 +869,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "closed")  ? mode_closed
                      : !strcmp(mode, "mcast")   ? mode_mcast
                      : !strcmp(mode, "urgent")  ? mode_urgent
+                     : !strcmp(mode, "finwait") ? mode_finwait
                                                 : NULL;
     if (!fn) {
         printf("FAIL: unknown mode %s\n", mode);

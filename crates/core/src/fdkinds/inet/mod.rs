@@ -5,8 +5,13 @@
 //! so), UDP and UDP-Lite sockets, ICMP "ping" sockets and raw sockets, bound and/or
 //! connected, with nothing queued. Socket options come from ONE table (`options.rs`).
 //!
-//! Refused: TCP connections in the closing states (FIN_WAIT1/2, CLOSING, LAST_ACK,
-//! CLOSE_WAIT: a FIN sent or received has no TCP_REPAIR form here), SYN_RECV,
+//! Connections shut down for writing (FIN_WAIT1, FIN_WAIT2: our FIN sent) are restored
+//! with their FIN: it takes one sequence number after the send queue, so the send queue
+//! is restored from one number earlier and shutdown(SHUT_WR) in repair mode queues the
+//! FIN as already sent (the retransmission timer sends it again until the peer acks it,
+//! as it would have). Refused: connections that received a FIN (CLOSE_WAIT, LAST_ACK,
+//! CLOSING: repair mode cannot put a received FIN back without forging a packet from
+//! the peer), SYN_RECV,
 //! connections with unread urgent data, datagram sockets with queued datagrams (each
 //! datagram's sender could be re-injected, but not its metadata: destination address of
 //! a wildcard-bound socket, TTL, timestamps), listeners with connections waiting (unless
@@ -226,19 +231,25 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
             keep_local = true;
         } else {
             match (state, d) {
-                (tcp::ESTABLISHED, _) if !peer.is_empty() => {
+                (tcp::ESTABLISHED | tcp::FIN_WAIT1 | tcp::FIN_WAIT2, _) if !peer.is_empty() => {
+                    // sk_shutdown: 1 = shut down for reading, 2 = for writing (our FIN
+                    // is sent: FIN_WAIT1 until the peer acknowledges it, then FIN_WAIT2).
+                    let shut = d.map(|d| d.shutdown).unwrap_or(0) & 3;
+                    if state != tcp::ESTABLISHED && shut & 2 == 0 {
+                        return Err(refuse(format!("in TCP state {} ({}) without SEND_SHUTDOWN", tcp::state_name(state), ends(&fmt_addr(&peer)))));
+                    }
                     o.peer = peer;
                     o.sockopts = options_of(&o)?;
                     let unread = || -> std::io::Result<u32> {
                         let all = sys::inet_diag(family, libc::IPPROTO_TCP as u8)?;
                         all.iter().find(|d| u64::from(d.ino) == ino).map(|d| d.rqueue).ok_or_else(|| std::io::Error::other("the socket left the kernel's table"))
                     };
-                    let c = tcp::dump(dup, &unread).map_err(|e| match e.kind() {
+                    let c = tcp::dump(dup, &unread, shut & 2 != 0).map_err(|e| match e.kind() {
                         std::io::ErrorKind::InvalidData => refuse(format!("({}) with {e}", ends(&fmt_addr(&o.peer)))),
                         _ => sys_err("TCP_REPAIR", e),
                     })?;
                     o.tcp = Some(c);
-                    o.shutdown = u32::from(d.map(|d| d.shutdown).unwrap_or(0) & 1);
+                    o.shutdown = u32::from(shut);
                     keep_local = true;
                 }
                 (tcp::SYN_SENT, Some(d)) => {
@@ -249,7 +260,8 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                 (s, _) => {
                     let remote = d.map(|d| fmt_addr(&sockaddr(family, d.dport, &d.dst))).unwrap_or_else(|| fmt_addr(&peer));
                     return Err(refuse(format!(
-                        "in TCP state {} ({}): only LISTEN, SYN_SENT, ESTABLISHED and unconnected TCP sockets are saved",
+                        "in TCP state {} ({}): only LISTEN, SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2 and unconnected TCP \
+                         sockets are saved (a FIN received has no TCP_REPAIR form)",
                         tcp::state_name(s),
                         ends(&remote)
                     )));
@@ -361,8 +373,8 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
     if !matches!(o.tcp_state, 0 | 2) || (o.tcp_state == 2 && (!tcp || o.peer.is_empty() || o.tcp.is_some())) {
         return Err(format!("TCP state {} (only SYN_SENT with a peer address is saved as a state)", o.tcp_state));
     }
-    if o.shutdown & !1 != 0 || (o.shutdown != 0 && o.tcp.is_none()) {
-        return Err(format!("shutdown bits {:#x} (only 1, of an established connection)", o.shutdown));
+    if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none()) {
+        return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection)", o.shutdown));
     }
     if let Some(c) = &o.tcp {
         const MAX_QUEUE: usize = 1 << 30;
@@ -469,6 +481,7 @@ mod tests {
         bad(&|o| o.tcp_state = 2);
         bad(&|o| o.tcp_state = 8);
         bad(&|o| o.shutdown = 1);
+        bad(&|o| o.shutdown = 4);
         bad(&|o| o.flags = libc::O_ASYNC as u32);
         bad(&|o| o.tcp = Some(Default::default()));
         // multicast: a unicast group, a source of the wrong size, include with no source

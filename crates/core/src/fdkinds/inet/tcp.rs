@@ -21,6 +21,8 @@ const TCP_REPAIR_OFF_NO_WP: i32 = -1;
 
 pub const ESTABLISHED: u8 = 1;
 pub const SYN_SENT: u8 = 2;
+pub const FIN_WAIT1: u8 = 4;
+pub const FIN_WAIT2: u8 = 5;
 pub const CLOSE: u8 = 7;
 pub const LISTEN: u8 = 10;
 
@@ -116,8 +118,9 @@ fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Res
 }
 
 /// Err of kind InvalidData: the connection cannot be saved (urgent data); its text says
-/// why. `unread`: the kernel's count of unread bytes (inet_diag).
-pub fn dump(dup: &OwnedFd, unread: &dyn Fn() -> std::io::Result<u32>) -> std::io::Result<TcpConn> {
+/// why. `unread`: the kernel's count of unread bytes (inet_diag). `fin_sent`: the
+/// connection was shut down for writing (its FIN follows the send queue).
+pub fn dump(dup: &OwnedFd, unread: &dyn Fn() -> std::io::Result<u32>, fin_sent: bool) -> std::io::Result<TcpConn> {
     let fd = dup.as_fd();
     let reuse = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
     let copy = dup.try_clone()?;
@@ -133,7 +136,9 @@ pub fn dump(dup: &OwnedFd, unread: &dyn Fn() -> std::io::Result<u32>) -> std::io
         let n = sys::recv(fd, &mut data, libc::MSG_PEEK | libc::MSG_DONTWAIT)?;
         data.truncate(n);
     }
-    (c.send_seq, c.send_queue) = (seq.wrapping_sub(data.len() as u32), data);
+    // write_seq counts the FIN (one sequence number, no byte): the data starts before.
+    let fin = u32::from(fin_sent);
+    (c.send_seq, c.send_queue) = (seq.wrapping_sub(data.len() as u32).wrapping_sub(fin), data);
     let info = sys::getsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 104)?;
     c.options = info.get(5).copied().unwrap_or(0) as u32;
     let ws = info.get(6).copied().unwrap_or(0);
@@ -187,6 +192,12 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
     if c.window.len() == 5 {
         let w: Vec<u8> = c.window.iter().flat_map(|v| v.to_le_bytes()).collect();
         sys::setsockopt_bytes(fd, tcp, TCP_REPAIR_WINDOW, &w)?;
+    }
+    if o.shutdown & 2 != 0 {
+        // Still in repair mode with the send queue selected: the FIN is queued after the
+        // data and counted as sent, not transmitted (FIN_WAIT1; the peer's ACK of its
+        // retransmission makes it FIN_WAIT2).
+        sys::shutdown(fd, libc::SHUT_WR)?;
     }
     Ok(())
 }
