@@ -207,3 +207,17 @@ fn fin_wait2_connection_to_a_peer_outside() {
     let r = s.read_to_end(&mut rest);
     assert!(r.is_ok() && rest.is_empty(), "the peer read {r:?} {rest:?} instead of end of file\n{}", w.report());
 }
+
+/// A listener without SO_REUSEADDR whose port still has a connection in TIME_WAIT (the
+/// process closed it first) cannot be bound again until that expires: restore refuses
+/// in one line that names the port and TIME_WAIT, and leaves no process behind.
+#[test]
+fn listener_over_time_wait_is_refused_clearly() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["timewait"]);
+    w.dump();
+    let r = w.try_restore(&["-d"]);
+    assert_clean_error(&r, &["TIME_WAIT", "binding 127.0.0.1:", "Address already in use"], &w.report());
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}\n{}", w.pid, w.report());
+}

@@ -31,6 +31,9 @@
  *           go it reads "from-peer" + "more" + end of file (the peer writes and closes
  *           after go), writing fails with EPIPE, and the connection ends CLOSE (our FIN
  *           was acknowledged: went FIN_WAIT2 -> TIME_WAIT, not CLOSING)
+ *   timewait  a listener without SO_REUSEADDR whose port has a connection in TIME_WAIT
+ *           (we closed an accepted connection first): restore cannot bind it until the
+ *           TIME_WAIT expires and must say so (the checks hold once it is restored)
  *   urgent  an established connection with urgent data pending ("ab", OOB "c", "de"):
  *           the dump must refuse it; after go the data and the mark are intact
  *   closed  an established connection (both ends here, bytes unread), restored with
@@ -794,6 +797,32 @@ static int mode_finwait(int phase)
     return 0;
 }
 
+static int mode_timewait(int phase)
+{
+    static int l;
+    static struct sockaddr_in la;
+    if (phase == 0) {
+        la = lo4(0);
+        l = socket(AF_INET, SOCK_STREAM, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 4))
+            DIE("listen");
+        int c, a;
+        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
+        close(a); /* we close first: TIME_WAIT on the listener's port */
+        char b[4];
+        if (read_n(c, b, 1) != 0)
+            DIE("no end of file");
+        close(c);
+        sleep_ms(20);
+        snapshot(l, "listener", 1);
+        return 0;
+    }
+    compare_all();
+    check_listener(l, (struct sockaddr *)&la, sizeof la, "listener");
+    return 0;
+}
+
 static int mode_urgent(int phase)
 {
     static int c, a;
@@ -869,6 +898,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "closed")  ? mode_closed
                      : !strcmp(mode, "mcast")   ? mode_mcast
                      : !strcmp(mode, "urgent")  ? mode_urgent
+                     : !strcmp(mode, "timewait") ? mode_timewait
                      : !strcmp(mode, "finwait") ? mode_finwait
                                                 : NULL;
     if (!fn) {

@@ -189,6 +189,8 @@ pub struct InetDiag {
     /// (getpeername fails in SYN_SENT).
     pub dport: u16,
     pub dst: [u8; 16],
+    /// The local port.
+    pub sport: u16,
 }
 
 /// Every TCP (protocol 6) or UDP (17) socket of `family` (AF_INET / AF_INET6).
@@ -208,7 +210,8 @@ pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
         let shutdown = rtattrs(&m[72..]).iter().find(|(t, _)| *t == 8).and_then(|(_, v)| v.first().copied()).unwrap_or(0);
         let dport = u16::from_be_bytes([m[6], m[7]]);
         let dst: [u8; 16] = m[24..40].try_into().unwrap();
-        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68), shutdown, dport, dst });
+        let sport = u16::from_be_bytes([m[4], m[5]]);
+        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68), shutdown, dport, dst, sport });
     }
     Ok(out)
 }

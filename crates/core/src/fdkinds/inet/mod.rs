@@ -288,13 +288,39 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
     Ok(Object { kind: Some(Kind::Inet(o)), ..Default::default() })
 }
 
+/// bind(2) of a recreated socket. A TCP port may still have connections of the original
+/// process in TIME_WAIT (it closed them first); unless those had SO_REUSEADDR the kernel
+/// refuses the bind (and a listen: forcing the bind in repair mode does not carry over
+/// to listen) until they expire (60 s). The error then says so. (Destroying them with
+/// SOCK_DESTROY would work, but they are not the image's to remove.)
+fn bind_again(s: &OwnedFd, o: &InetObj, addr: &[u8]) -> std::io::Result<()> {
+    let r = sys::sock_addr_op(s.as_fd(), addr, false);
+    let tcp = o.protocol == libc::IPPROTO_TCP && o.sock_type == libc::SOCK_STREAM;
+    let Err(e) = r else { return Ok(()) };
+    if !tcp || e.raw_os_error() != Some(libc::EADDRINUSE) {
+        return Err(e);
+    }
+    let port = port_of(addr);
+    let mut states = Vec::new();
+    for fam in [libc::AF_INET, libc::AF_INET6] {
+        states.extend(sys::inet_diag(fam, libc::IPPROTO_TCP as u8).unwrap_or_default().into_iter().filter(|d| d.sport == port).map(|d| d.state));
+    }
+    if !states.is_empty() && states.iter().all(|s| *s == tcp::TIME_WAIT) {
+        return Err(std::io::Error::other(format!(
+            "{e}: {} earlier connections of port {port} are in TIME_WAIT (they expire within 60 s)",
+            states.len()
+        )));
+    }
+    Err(e)
+}
+
 /// `restore --tcp-close`: the connection comes back closed, like one the peer closed
 /// while the process was away: bound to its old local address if that is free (else
 /// unbound), never connected, shut down both ways. read returns 0 (end of file), write
 /// fails with EPIPE (and SIGPIPE), poll reports POLLHUP, getpeername ENOTCONN.
 fn closed(s: &OwnedFd, o: &InetObj) {
     if bound(&o.local, false) {
-        if let Err(e) = sys::sock_addr_op(s.as_fd(), &o.local, false) {
+        if let Err(e) = bind_again(s, o, &o.local) {
             tracing::info!("--tcp-close: {} stays unbound: {e}", fmt_addr(&o.local));
         }
     }
@@ -327,7 +353,7 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
     }
     if !o.local.is_empty() {
         let local = if o.peer.is_empty() { o.local.clone() } else { bind_addr(s.as_fd(), o) };
-        sys::sock_addr_op(s.as_fd(), &local, false).map_err(|e| format!("binding {} again: {e}", fmt_addr(&o.local)))?;
+        bind_again(&s, o, &local).map_err(|e| format!("binding {} again: {e}", fmt_addr(&o.local)))?;
     }
     if o.listening {
         sys::listen(s.as_fd(), o.backlog as i32).map_err(|e| format!("listen: {e}"))?;

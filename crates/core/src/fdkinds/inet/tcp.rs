@@ -23,6 +23,7 @@ pub const ESTABLISHED: u8 = 1;
 pub const SYN_SENT: u8 = 2;
 pub const FIN_WAIT1: u8 = 4;
 pub const FIN_WAIT2: u8 = 5;
+pub const TIME_WAIT: u8 = 6;
 pub const CLOSE: u8 = 7;
 pub const LISTEN: u8 = 10;
 
