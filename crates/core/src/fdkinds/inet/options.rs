@@ -5,7 +5,7 @@
 //! the image validation (only options of this table, values of the table's size).
 //!
 //! Options that are state rather than settings are left out: TCP_QUICKACK (flips by
-//! itself), SO_INCOMING_CPU, SO_PEEK_OFF (moves with every read), TCP_MAXSEG and
+//! itself), SO_INCOMING_CPU, TCP_MAXSEG and
 //! TCP_WINDOW_CLAMP of a connection (the connection's own, part of its TCP_REPAIR state),
 //! IP_OPTIONS, eBPF programs (SO_ATTACH_BPF has no readable form).
 
@@ -125,6 +125,8 @@ pub static TABLE: &[Opt] = &[
     o(SOL_SOCKET, 11, "SO_NO_CHECK", Int, Early, Udp),
     o(SOL_SOCKET, 13, "SO_LINGER", Bytes(8), Early, Any),
     o(SOL_SOCKET, 18, "SO_RCVLOWAT", Int, Late, Any),
+    // relative to the first unread byte: after the restored queue
+    o(SOL_SOCKET, 42, "SO_PEEK_OFF", Int, Late, Any),
     o(SOL_SOCKET, 20, "SO_RCVTIMEO", Bytes(16), Early, Any),
     o(SOL_SOCKET, 21, "SO_SNDTIMEO", Bytes(16), Early, Any),
     o(SOL_SOCKET, 29, "SO_TIMESTAMP", Int, Early, Any),
