@@ -221,3 +221,22 @@ fn listener_over_time_wait_is_refused_clearly() {
     assert_clean_error(&r, &["TIME_WAIT", "binding 127.0.0.1:", "Address already in use"], &w.report());
     assert!(!pid_exists(w.pid), "a refused restore left pid {}\n{}", w.pid, w.report());
 }
+
+/// A listener with a TCP_MD5SIG key: refused (keys are not saved; a restored socket
+/// without them would drop every signed segment), process untouched and still working.
+#[test]
+fn tcp_md5_keys_are_refused() {
+    let _t = serial();
+    let mut w = Workload::start("inet", &["md5", "result"]);
+    if !direct() {
+        let fd = w.info("fd");
+        let r = w.try_dump(&[]);
+        let pid = w.pid.to_string();
+        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "TCP_MD5SIG"], &w.report());
+        w.assert_running_untouched();
+    }
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+}

@@ -34,6 +34,8 @@
  *   timewait  a listener without SO_REUSEADDR whose port has a connection in TIME_WAIT
  *           (we closed an accepted connection first): restore cannot bind it until the
  *           TIME_WAIT expires and must say so (the checks hold once it is restored)
+ *   md5     a listener with a TCP_MD5SIG key: the dump must refuse it (keys are not
+ *           saved); the listener still accepts after go
  *   urgent  an established connection with urgent data pending ("ab", OOB "c", "de"):
  *           the dump must refuse it; after go the data and the mark are intact
  *   closed  an established connection (both ends here, bytes unread), restored with
@@ -823,6 +825,40 @@ static int mode_timewait(int phase)
     return 0;
 }
 
+static int mode_md5(int phase)
+{
+    static int l;
+    static struct sockaddr_in la;
+    if (phase == 0) {
+        la = lo4(0);
+        l = socket(AF_INET, SOCK_STREAM, 0);
+        struct tcp_md5sig k;
+        memset(&k, 0, sizeof k);
+        struct sockaddr_in peer = lo4(0);
+        memcpy(&k.tcpm_addr, &peer, sizeof peer);
+        k.tcpm_keylen = 6;
+        memcpy(k.tcpm_key, "secret", 6);
+        if (setsockopt(l, IPPROTO_TCP, TCP_MD5SIG, &k, sizeof k))
+            DIE("TCP_MD5SIG");
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 2))
+            DIE("listen");
+        info("fd", "%d", l);
+        return 0;
+    }
+    /* a client with the same key is accepted */
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    struct tcp_md5sig k;
+    memset(&k, 0, sizeof k);
+    memcpy(&k.tcpm_addr, &la, sizeof la);
+    k.tcpm_keylen = 6;
+    memcpy(k.tcpm_key, "secret", 6);
+    CHECK(setsockopt(c, IPPROTO_TCP, TCP_MD5SIG, &k, sizeof k) == 0 && connect(c, (struct sockaddr *)&la, sizeof la) == 0,
+          "connect with the key: %s", strerror(errno));
+    CHECK(accept_wait(l) >= 0, "the listener accepts no client");
+    return 0;
+}
+
 static int mode_urgent(int phase)
 {
     static int c, a;
@@ -899,6 +935,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "mcast")   ? mode_mcast
                      : !strcmp(mode, "urgent")  ? mode_urgent
                      : !strcmp(mode, "timewait") ? mode_timewait
+                     : !strcmp(mode, "md5")     ? mode_md5
                      : !strcmp(mode, "finwait") ? mode_finwait
                                                 : NULL;
     if (!fn) {

@@ -210,6 +210,10 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
         let d = diag.iter().find(|d| u64::from(d.ino) == ino);
         let state = d.map(|d| d.state).unwrap_or(tcp::CLOSE);
         let ends = |remote: &str| format!("{} -> {remote}", fmt_addr(&local));
+        if let Some(d) = d.filter(|d| d.md5 || d.ulp) {
+            let what = if d.md5 { "TCP_MD5SIG keys" } else { "an upper layer protocol (TCP_ULP, e.g. kernel TLS)" };
+            return Err(refuse(format!("({}) with {what}, which are not saved", fmt_addr(&local))));
+        }
         if geti(libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(0) == 1 {
             let d = d.ok_or_else(|| refuse("(a listener the kernel's socket table does not list)".into()))?;
             if d.state != tcp::LISTEN {
