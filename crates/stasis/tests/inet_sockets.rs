@@ -138,18 +138,41 @@ fn tcp_close_restores_connections_closed() {
     w.go_and_pass();
 }
 
-/// A connection in CLOSE_WAIT (the peer closed it) is refused by state name, with pid,
-/// fd and both addresses; the process runs on untouched.
+/// A connection in CLOSE_WAIT to a peer outside the tree (this test): the peer's FIN
+/// is not in the receive queue TCP_REPAIR restores, so restore sends it again as a
+/// packet from the peer (raw socket) once repair mode is off. Inside: CLOSE_WAIT,
+/// POLLRDHUP, the unread bytes then end of file, writing works; outside: the peer reads
+/// what was written after restore, then end of file (sequence numbers right both ways).
 #[test]
-fn close_wait_is_refused_by_name() {
+fn close_wait_connection_to_a_peer_outside() {
+    use std::io::{Read, Write};
     let _t = serial();
-    skip_if_direct!();
-    let mut w = Workload::start("sock", &["tcphalf"]);
-    let fd = w.info("fd");
-    let r = w.try_dump(&[]);
-    let pid = w.pid.to_string();
-    assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "CLOSE_WAIT", "127.0.0.1:"], &w.report());
-    w.assert_running_untouched();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port().to_string();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.write_all(b"bye").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s
+    });
+    let mut w = Workload::start("inet", &["closewait", &port]);
+    let mut s = peer.join().unwrap();
+    w.checkpoint_restore();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass(st);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    assert!(r.is_ok() && got == b"reply", "the peer read {r:?} {:?} (want \"reply\" then end of file)\n{}", String::from_utf8_lossy(&got), w.report());
+}
+
+/// sock tcphalf: a CLOSE_WAIT connection whose peer is an orphan (closed by the
+/// process, FIN_WAIT2 in the kernel) comes back in CLOSE_WAIT too.
+#[test]
+fn close_wait_with_an_orphan_peer() {
+    let _t = serial();
+    roundtrip("sock", &["tcphalf"]);
 }
 
 /// Multicast memberships (read back per socket with MCAST_MSFILTER): a plain IPv4 join,

@@ -36,6 +36,10 @@
  *           TIME_WAIT expires and must say so (the checks hold once it is restored)
  *   md5     a listener with a TCP_MD5SIG key: the dump must refuse it (keys are not
  *           saved); the listener still accepts after go
+ *   closewait PORT  a connection to a peer outside (the test, on 127.0.0.1:PORT) that
+ *           closed its side after sending "bye" (CLOSE_WAIT, "bye" unread): after go
+ *           "bye" is read, then end of file; "reply" written reaches the peer, which
+ *           reads it and our end of file once we exit
  *   urgent  an established connection with urgent data pending ("ab", OOB "c", "de"):
  *           the dump must refuse it; after go the data and the mark are intact
  *   closed  an established connection (both ends here, bytes unread), restored with
@@ -859,6 +863,32 @@ static int mode_md5(int phase)
     return 0;
 }
 
+static int mode_closewait(int phase)
+{
+    static int c;
+    if (phase == 0) {
+        struct sockaddr_in pa = lo4(g_port);
+        c = socket(AF_INET, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&pa, sizeof pa))
+            DIE("connect to the test");
+        for (int i = 0; i < 500 && tcp_state(c) != TCP_CLOSE_WAIT; i++)
+            sleep_ms(10);
+        if (tcp_state(c) != TCP_CLOSE_WAIT)
+            DIE("not in CLOSE_WAIT");
+        sleep_ms(20);
+        info("fd", "%d", c);
+        return 0;
+    }
+    CHECK(tcp_state(c) == TCP_CLOSE_WAIT, "state %d after go", tcp_state(c));
+    struct pollfd p = { c, POLLIN | POLLRDHUP, 0 };
+    CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP), "poll revents %#x (POLLRDHUP expected)", p.revents);
+    char b[8] = { 0 };
+    CHECK(read_n(c, b, 3) == 3 && !memcmp(b, "bye", 3), "read '%s' before the end of file", b);
+    CHECK(recv(c, b, 1, MSG_DONTWAIT) == 0, "no end of file after the peer's bytes: %s", strerror(errno));
+    CHECK(write(c, "reply", 5) == 5, "write in CLOSE_WAIT: %s", strerror(errno));
+    return 0;
+}
+
 static int mode_urgent(int phase)
 {
     static int c, a;
@@ -937,6 +967,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "timewait") ? mode_timewait
                      : !strcmp(mode, "md5")     ? mode_md5
                      : !strcmp(mode, "finwait") ? mode_finwait
+                     : !strcmp(mode, "closewait") ? mode_closewait
                                                 : NULL;
     if (!fn) {
         printf("FAIL: unknown mode %s\n", mode);

@@ -77,3 +77,11 @@ pub fn getsockopt_inout(fd: BorrowedFd<'_>, level: i32, opt: i32, buf: &mut [u8]
     c(unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, buf.as_mut_ptr().cast(), &mut l) } as libc::c_long)?;
     Ok(l as usize)
 }
+
+/// sendto(2) of `buf` to the raw sockaddr `addr`; returns the byte count.
+pub fn sendto(fd: BorrowedFd<'_>, buf: &[u8], addr: &[u8]) -> Result<usize> {
+    // SAFETY: buf and addr are valid readable buffers of their lengths.
+    c(unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0, addr.as_ptr().cast(), addr.len() as libc::socklen_t) }
+        as libc::c_long)
+    .map(|n| n as usize)
+}

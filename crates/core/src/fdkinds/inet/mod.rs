@@ -9,9 +9,10 @@
 //! with their FIN: it takes one sequence number after the send queue, so the send queue
 //! is restored from one number earlier and shutdown(SHUT_WR) in repair mode queues the
 //! FIN as already sent (the retransmission timer sends it again until the peer acks it,
-//! as it would have). Refused: connections that received a FIN (CLOSE_WAIT, LAST_ACK,
-//! CLOSING: repair mode cannot put a received FIN back without forging a packet from
-//! the peer), SYN_RECV,
+//! as it would have). A connection that received the peer's FIN (CLOSE_WAIT) is restored
+//! without it (TCP_REPAIR can only queue bytes), then the FIN is sent to it again as a
+//! packet from the peer on a raw socket (`tcp::peer_fin`) once repair mode is off.
+//! Refused: LAST_ACK and CLOSING (both FINs), SYN_RECV,
 //! connections with unread urgent data, datagram sockets with queued datagrams (each
 //! datagram's sender could be re-injected, but not its metadata: destination address of
 //! a wildcard-bound socket, TTL, timestamps), listeners with connections waiting (unless
@@ -235,11 +236,11 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
             keep_local = true;
         } else {
             match (state, d) {
-                (tcp::ESTABLISHED | tcp::FIN_WAIT1 | tcp::FIN_WAIT2, _) if !peer.is_empty() => {
+                (tcp::ESTABLISHED | tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::CLOSE_WAIT, _) if !peer.is_empty() => {
                     // sk_shutdown: 1 = shut down for reading, 2 = for writing (our FIN
                     // is sent: FIN_WAIT1 until the peer acknowledges it, then FIN_WAIT2).
                     let shut = d.map(|d| d.shutdown).unwrap_or(0) & 3;
-                    if state != tcp::ESTABLISHED && shut & 2 == 0 {
+                    if (state == tcp::FIN_WAIT1 || state == tcp::FIN_WAIT2) && shut & 2 == 0 {
                         return Err(refuse(format!("in TCP state {} ({}) without SEND_SHUTDOWN", tcp::state_name(state), ends(&fmt_addr(&peer)))));
                     }
                     o.peer = peer;
@@ -248,12 +249,18 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                         let all = sys::inet_diag(family, libc::IPPROTO_TCP as u8)?;
                         all.iter().find(|d| u64::from(d.ino) == ino).map(|d| d.rqueue).ok_or_else(|| std::io::Error::other("the socket left the kernel's table"))
                     };
-                    let c = tcp::dump(dup, &unread, shut & 2 != 0).map_err(|e| match e.kind() {
+                    let fin_received = state == tcp::CLOSE_WAIT;
+                    let c = tcp::dump(dup, &unread, shut & 2 != 0, fin_received).map_err(|e| match e.kind() {
                         std::io::ErrorKind::InvalidData => refuse(format!("({}) with {e}", ends(&fmt_addr(&o.peer)))),
                         _ => sys_err("TCP_REPAIR", e),
                     })?;
                     o.tcp = Some(c);
                     o.shutdown = u32::from(shut);
+                    if fin_received {
+                        // (RCV_SHUTDOWN comes with the FIN)
+                        o.tcp_state = u32::from(tcp::CLOSE_WAIT);
+                        o.shutdown &= !1;
+                    }
                     keep_local = true;
                 }
                 (tcp::SYN_SENT, Some(d)) => {
@@ -264,8 +271,8 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                 (s, _) => {
                     let remote = d.map(|d| fmt_addr(&sockaddr(family, d.dport, &d.dst))).unwrap_or_else(|| fmt_addr(&peer));
                     return Err(refuse(format!(
-                        "in TCP state {} ({}): only LISTEN, SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2 and unconnected TCP \
-                         sockets are saved (a FIN received has no TCP_REPAIR form)",
+                        "in TCP state {} ({}): only LISTEN, SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT and \
+                         unconnected TCP sockets are saved",
                         tcp::state_name(s),
                         ends(&remote)
                     )));
@@ -352,7 +359,16 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         late(&s)?;
         super::apply_nonblock(&s, o.flags)?;
         let reuse = opts.iter().find(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_REUSEADDR).map(|s| s.value.clone());
-        tcp::enable_later(s.try_clone().map_err(|e| e.to_string())?, o.shutdown, reuse);
+        let fin = if o.tcp_state == u32::from(tcp::CLOSE_WAIT) {
+            // created here: in the socket's network namespace
+            let raw = sys::socket(o.family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| format!("raw socket for the peer's FIN: {e}"))?;
+            let mut to = o.local.clone();
+            to[2..4].fill(0);
+            Some((raw, tcp::peer_fin(o, c), to))
+        } else {
+            None
+        };
+        tcp::enable_later(tcp::ToEnable { sock: s.try_clone().map_err(|e| e.to_string())?, shutdown: o.shutdown, reuse, fin });
         return Ok(s);
     }
     if !o.local.is_empty() {
@@ -400,8 +416,14 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
     if o.listening && (!tcp || o.backlog > 1 << 20 || o.tcp.is_some() || !o.peer.is_empty()) {
         return Err("a listener that is not an unconnected TCP socket with a backlog up to 2^20".into());
     }
-    if !matches!(o.tcp_state, 0 | 2) || (o.tcp_state == 2 && (!tcp || o.peer.is_empty() || o.tcp.is_some())) {
-        return Err(format!("TCP state {} (only SYN_SENT with a peer address is saved as a state)", o.tcp_state));
+    if !matches!(o.tcp_state, 0 | 2 | 8)
+        || (o.tcp_state == 2 && (!tcp || o.peer.is_empty() || o.tcp.is_some()))
+        || (o.tcp_state == 8 && (o.tcp.is_none() || o.shutdown != 0))
+    {
+        return Err(format!(
+            "TCP state {} (only SYN_SENT with a peer address, or CLOSE_WAIT of a connection not shut down, is saved as a state)",
+            o.tcp_state
+        ));
     }
     if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none()) {
         return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection)", o.shutdown));

@@ -25,6 +25,7 @@ pub const FIN_WAIT1: u8 = 4;
 pub const FIN_WAIT2: u8 = 5;
 pub const TIME_WAIT: u8 = 6;
 pub const CLOSE: u8 = 7;
+pub const CLOSE_WAIT: u8 = 8;
 pub const LISTEN: u8 = 10;
 
 /// The kernel's name of TCP state `s` (include/net/tcp_states.h).
@@ -96,7 +97,7 @@ fn urgent(why: String) -> std::io::Error {
 /// urgent mark, so a queue holding urgent data reads shorter than `unread` says: refused
 /// (TCP_REPAIR has no way to restore urgent data). Bytes that arrive meanwhile (the peer
 /// runs on) move rcv_nxt: read again.
-fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Result<u32>) -> std::io::Result<(u32, Vec<u8>)> {
+fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Result<u32>, fin: u32) -> std::io::Result<(u32, Vec<u8>)> {
     for _ in 0..10 {
         let seq = seq_of(fd, TCP_RECV_QUEUE)?;
         let mut data = vec![0u8; sys::inq(fd)?.max(0) as usize];
@@ -108,27 +109,30 @@ fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Res
         if seq_of(fd, TCP_RECV_QUEUE)? != seq {
             continue;
         }
+        // (a FIN received counts one in rcv_nxt and in inet_diag's count, no byte)
+        let total = total.wrapping_sub(fin);
         if total as usize != data.len() {
             return Err(urgent(format!("urgent data pending ({} of {total} unread bytes before the urgent mark)", data.len())));
         }
         // rcv_nxt is the sequence number after the queued bytes; restore queues them
         // again, which advances it: save the start.
-        return Ok((seq.wrapping_sub(data.len() as u32), data));
+        return Ok((seq.wrapping_sub(data.len() as u32).wrapping_sub(fin), data));
     }
     Err(std::io::Error::other("the receive queue kept growing while it was read"))
 }
 
 /// Err of kind InvalidData: the connection cannot be saved (urgent data); its text says
 /// why. `unread`: the kernel's count of unread bytes (inet_diag). `fin_sent`: the
-/// connection was shut down for writing (its FIN follows the send queue).
-pub fn dump(dup: &OwnedFd, unread: &dyn Fn() -> std::io::Result<u32>, fin_sent: bool) -> std::io::Result<TcpConn> {
+/// connection was shut down for writing (its FIN follows the send queue);
+/// `fin_received`: the peer's FIN follows the receive queue (CLOSE_WAIT).
+pub fn dump(dup: &OwnedFd, unread: &dyn Fn() -> std::io::Result<u32>, fin_sent: bool, fin_received: bool) -> std::io::Result<TcpConn> {
     let fd = dup.as_fd();
     let reuse = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
     let copy = dup.try_clone()?;
     sys::setsockopt_int(fd, libc::IPPROTO_TCP, TCP_REPAIR, 1)?;
     REPAIRED.lock().unwrap_or_else(|e| e.into_inner()).push((copy, reuse));
     let mut c = TcpConn::default();
-    (c.recv_seq, c.recv_queue) = recv_queue(fd, unread)?;
+    (c.recv_seq, c.recv_queue) = recv_queue(fd, unread, u32::from(fin_received))?;
     // The send queue: write_seq is the sequence number after it. ACKs arriving meanwhile
     // only shorten it from the front: what is read ends at write_seq all the same.
     let seq = seq_of(fd, TCP_SEND_QUEUE)?;
@@ -191,7 +195,14 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
         }
     }
     if c.window.len() == 5 {
-        let w: Vec<u8> = c.window.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut win = c.window.clone();
+        // rcv_wup may not be past rcv_nxt: a FIN received was counted in it, and is not
+        // in the restored receive queue (it comes again after repair mode)
+        let rcv_nxt = c.recv_seq.wrapping_add(c.recv_queue.len() as u32);
+        if (win[4].wrapping_sub(rcv_nxt) as i32) > 0 {
+            win[4] = rcv_nxt;
+        }
+        let w: Vec<u8> = win.iter().flat_map(|v| v.to_le_bytes()).collect();
         sys::setsockopt_bytes(fd, tcp, TCP_REPAIR_WINDOW, &w)?;
     }
     if o.shutdown & 2 != 0 {
@@ -203,30 +214,118 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sockets restored in repair mode, switched to normal operation once every socket of
+/// A socket restored in repair mode, switched to normal operation once every socket of
 /// the image exists (so no probe reaches a peer that is not back yet).
-/// (socket, shutdown bits, SO_REUSEADDR value to set again)
-type ToEnable = (OwnedFd, u32, Option<Vec<u8>>);
+pub struct ToEnable {
+    pub sock: OwnedFd,
+    /// InetObj.shutdown bits: 1 = shut down for reading again (SHUT_RD).
+    pub shutdown: u32,
+    /// Its saved SO_REUSEADDR (leaving repair mode clears it).
+    pub reuse: Option<Vec<u8>>,
+    /// CLOSE_WAIT: a raw socket of the socket's network namespace, the peer's FIN
+    /// (`peer_fin`) and where to send it.
+    pub fin: Option<(OwnedFd, Vec<u8>, Vec<u8>)>,
+}
+
 static TO_ENABLE: Mutex<Vec<ToEnable>> = Mutex::new(Vec::new());
 
-/// Restore side: `s` leaves repair mode in `finish_restore`, then is shut down `how`
-/// (InetObj.shutdown bits, 0 = not) and gets its saved SO_REUSEADDR `reuse` again
-/// (leaving repair mode clears it).
-pub fn enable_later(s: OwnedFd, shutdown: u32, reuse: Option<Vec<u8>>) {
-    TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner()).push((s, shutdown, reuse));
+/// Restore side: `t.sock` leaves repair mode in `finish_restore`.
+pub fn enable_later(t: ToEnable) {
+    TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+}
+
+fn state_of(fd: std::os::fd::BorrowedFd<'_>) -> u8 {
+    sys::getsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 8).ok().and_then(|i| i.first().copied()).unwrap_or(0)
 }
 
 /// Restore side, after every socket was created: leave repair mode, then shut down what
-/// the process had shut down.
+/// the process had shut down; a connection that had received the peer's FIN gets it
+/// again (CLOSE_WAIT).
 pub fn finish_restore() -> std::io::Result<()> {
-    for (s, shut, reuse) in std::mem::take(&mut *TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner())) {
-        sys::setsockopt_int(s.as_fd(), libc::IPPROTO_TCP, TCP_REPAIR, 0)?;
-        if let Some(v) = reuse {
-            sys::setsockopt_bytes(s.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, &v)?;
+    for t in std::mem::take(&mut *TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner())) {
+        let s = t.sock.as_fd();
+        sys::setsockopt_int(s, libc::IPPROTO_TCP, TCP_REPAIR, 0)?;
+        if let Some(v) = t.reuse {
+            sys::setsockopt_bytes(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, &v)?;
         }
-        if shut & 1 != 0 {
-            sys::shutdown(s.as_fd(), libc::SHUT_RD)?;
+        if let Some((raw, pkt, to)) = t.fin {
+            sys::sendto(raw.as_fd(), &pkt, &to)?;
+            let mut n = 0;
+            while state_of(s) != CLOSE_WAIT {
+                if n == 200 {
+                    return Err(std::io::Error::other(format!(
+                        "the peer's FIN, sent again, was not taken (TCP state {})",
+                        state_name(state_of(s))
+                    )));
+                }
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        } else if t.shutdown & 1 != 0 {
+            sys::shutdown(s, libc::SHUT_RD)?;
         }
     }
     Ok(())
+}
+
+/// Internet checksum (RFC 1071) of `parts`, concatenated.
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut odd: Option<u8> = None;
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        match odd.take() {
+            None => odd = Some(*b),
+            Some(hi) => sum += u32::from(u16::from_be_bytes([hi, *b])),
+        }
+    }
+    if let Some(hi) = odd {
+        sum += u32::from(u16::from_be_bytes([hi, 0]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The FIN the peer had sent (CLOSE_WAIT), as an IP packet from the peer to us with its
+/// IPv4 or IPv6 header (sent on an IPPROTO_RAW socket, which includes its own header and
+/// may name any source). Sequence number: right after the restored receive queue; acknowledgment: the start of the restored send queue (snd_una, a
+/// duplicate ACK); window: the peer's last one. No options (without a timestamp option
+/// the segment skips the PAWS check).
+pub fn peer_fin(o: &InetObj, c: &TcpConn) -> Vec<u8> {
+    let v4 = o.family == libc::AF_INET;
+    let (src, dst) = if v4 { (&o.peer[4..8], &o.local[4..8]) } else { (&o.peer[8..24], &o.local[8..24]) };
+    let seq = c.recv_seq.wrapping_add(c.recv_queue.len() as u32);
+    let wnd = c.window.get(1).map(|w| (w >> c.snd_wscale.min(14)).min(65535)).unwrap_or(65535) as u16;
+    let mut tcp = Vec::with_capacity(20);
+    tcp.extend_from_slice(&o.peer[2..4]); // source port: the peer's
+    tcp.extend_from_slice(&o.local[2..4]);
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&c.send_seq.to_be_bytes());
+    tcp.extend_from_slice(&[5 << 4, 0x11]); // data offset 5 words; FIN|ACK
+    tcp.extend_from_slice(&wnd.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    let len = (tcp.len() as u32).to_be_bytes();
+    let sum = if v4 {
+        checksum(&[src, dst, &[0, libc::IPPROTO_TCP as u8], &len[2..4], &tcp])
+    } else {
+        checksum(&[src, dst, &len, &[0, 0, 0, libc::IPPROTO_TCP as u8], &tcp])
+    };
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+    let mut p = Vec::new();
+    if v4 {
+        // version 4, 5 words; total length; DF; TTL 64; TCP; the kernel fills the checksum
+        // and id
+        p.extend_from_slice(&[0x45, 0]);
+        p.extend_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0x40, 0, 64, libc::IPPROTO_TCP as u8, 0, 0]);
+    } else {
+        p.extend_from_slice(&[0x60, 0, 0, 0]);
+        p.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[libc::IPPROTO_TCP as u8, 64]);
+    }
+    p.extend_from_slice(src);
+    p.extend_from_slice(dst);
+    p.extend_from_slice(&tcp);
+    p
 }
