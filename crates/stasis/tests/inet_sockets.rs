@@ -263,3 +263,20 @@ fn tcp_md5_keys_are_refused() {
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
 }
+
+/// A thread blocked in connect() (SYN_SENT, its SYN dropped by a full accept queue;
+/// dumped with --skip-in-flight): the connect is made again at restore, the thread's
+/// restarted connect() waits for it and returns 0, connected to the listener.
+#[test]
+fn blocking_connect_in_progress() {
+    let _t = serial();
+    skip_if_direct!(); // (direct: fine too, but the point is the restarted syscall)
+    let mut w = Workload::start("inet", &["synblock"]);
+    let tid: i32 = w.info("connect_tid").parse().unwrap();
+    w.wait_in_syscall(tid, &[42]); // connect
+    if let Some(r) = w.dump_or_refusal_with(&["--skip-in-flight"]) {
+        panic!("dump --skip-in-flight failed ({:?})\n{}", r.status, w.report());
+    }
+    w.restore();
+    w.go_and_pass();
+}

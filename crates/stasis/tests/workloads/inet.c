@@ -42,6 +42,9 @@
  *           reads it and our end of file once we exit
  *   urgent  an established connection with urgent data pending ("ab", OOB "c", "de"):
  *           the dump must refuse it; after go the data and the mark are intact
+ *   synblock  like synsent, but a second thread sits in a blocking connect() (prints
+ *           INFO connect_tid): after go the listener's queued connection is accepted
+ *           and that connect() returns 0, connected to the listener
  *   closed  an established connection (both ends here, bytes unread), restored with
  *           --tcp-close: both ends read end of file, write EPIPE, getpeername ENOTCONN,
  *           the client end keeps its local port
@@ -57,6 +60,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -914,6 +918,68 @@ static int mode_urgent(int phase)
     return 0;
 }
 
+static int sb_sock = -1, sb_ret = -2, sb_errno;
+static pid_t sb_tid;
+
+static void *sb_thread(void *arg)
+{
+    struct sockaddr_in *la = arg;
+    __atomic_store_n(&sb_tid, wl_gettid(), __ATOMIC_SEQ_CST);
+    int r = connect(sb_sock, (struct sockaddr *)la, sizeof *la);
+    sb_errno = errno;
+    __atomic_store_n(&sb_ret, r, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static int mode_synblock(int phase)
+{
+    static int l, q;
+    static struct sockaddr_in la;
+    static pthread_t th;
+    if (phase == 0) {
+        la = lo4(0);
+        l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 0))
+            DIE("listen");
+        q = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(q, (struct sockaddr *)&la, sizeof la))
+            DIE("connect q");
+        sb_sock = socket(AF_INET, SOCK_STREAM, 0);
+        if (pthread_create(&th, NULL, sb_thread, &la))
+            DIE("pthread_create");
+        for (int i = 0; i < 300 && tcp_state(sb_sock) != TCP_SYN_SENT; i++)
+            sleep_ms(10);
+        if (tcp_state(sb_sock) != TCP_SYN_SENT)
+            DIE("not in SYN_SENT");
+        info("connect_tid", "%d", (int)__atomic_load_n(&sb_tid, __ATOMIC_SEQ_CST));
+        return 0;
+    }
+    int bport = port_of(sb_sock, 0), accepted = -1;
+    for (int i = 0; i < 800 && accepted < 0; i++) {
+        struct sockaddr_in pa;
+        socklen_t pl = sizeof pa;
+        int a = accept(l, (struct sockaddr *)&pa, &pl);
+        if (a >= 0 && ntohs(pa.sin_port) == bport)
+            accepted = a;
+        else if (a >= 0)
+            close(a);
+        else
+            sleep_ms(10);
+    }
+    CHECK(accepted >= 0, "the listener never accepted the connecting socket");
+    for (int i = 0; i < 300 && __atomic_load_n(&sb_ret, __ATOMIC_SEQ_CST) == -2; i++)
+        sleep_ms(10);
+    CHECK(sb_ret == 0, "the blocking connect() returned %d (%s)", sb_ret, strerror(sb_errno));
+    if (sb_ret != -2)
+        pthread_join(th, NULL);
+    CHECK(port_of(sb_sock, 1) == ntohs(la.sin_port), "peer port %d", port_of(sb_sock, 1));
+    char b[4];
+    CHECK(accepted >= 0 && write(sb_sock, "blk", 3) == 3 && read_n(accepted, b, 3) == 3 && !memcmp(b, "blk", 3),
+          "no data over the completed connection");
+    return 0;
+}
+
 static int mode_closed(int phase)
 {
     static int c, a, cport;
@@ -968,6 +1034,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "md5")     ? mode_md5
                      : !strcmp(mode, "finwait") ? mode_finwait
                      : !strcmp(mode, "closewait") ? mode_closewait
+                     : !strcmp(mode, "synblock") ? mode_synblock
                                                 : NULL;
     if (!fn) {
         printf("FAIL: unknown mode %s\n", mode);
