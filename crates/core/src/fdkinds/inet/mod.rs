@@ -361,10 +361,9 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         let reuse = opts.iter().find(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_REUSEADDR).map(|s| s.value.clone());
         let fin = if o.tcp_state == u32::from(tcp::CLOSE_WAIT) {
             // created here: in the socket's network namespace
-            let raw = sys::socket(o.family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| format!("raw socket for the peer's FIN: {e}"))?;
-            let mut to = o.local.clone();
-            to[2..4].fill(0);
-            Some((raw, tcp::peer_fin(o, c), to))
+            let (pkt, family, to) = tcp::peer_fin(o, c);
+            let raw = sys::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| format!("raw socket for the peer's FIN: {e}"))?;
+            Some((raw, pkt, to))
         } else {
             None
         };

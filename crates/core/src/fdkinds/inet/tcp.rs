@@ -292,9 +292,18 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 /// may name any source). Sequence number: right after the restored receive queue; acknowledgment: the start of the restored send queue (snd_una, a
 /// duplicate ACK); window: the peer's last one. No options (without a timestamp option
 /// the segment skips the PAWS check).
-pub fn peer_fin(o: &InetObj, c: &TcpConn) -> Vec<u8> {
-    let v4 = o.family == libc::AF_INET;
-    let (src, dst) = if v4 { (&o.peer[4..8], &o.local[4..8]) } else { (&o.peer[8..24], &o.local[8..24]) };
+/// An IPv6 socket talking to a v4-mapped peer exchanges IPv4 packets: the FIN is one.
+/// Returns (the packet, the family of the raw socket to send it on, where to send it).
+pub fn peer_fin(o: &InetObj, c: &TcpConn) -> (Vec<u8>, i32, Vec<u8>) {
+    let mapped = |a: &[u8]| a.len() >= 24 && a[8..18].iter().all(|b| *b == 0) && a[18] == 0xff && a[19] == 0xff;
+    let v4 = o.family == libc::AF_INET || (mapped(&o.peer) && mapped(&o.local));
+    let (src, dst) = if o.family == libc::AF_INET {
+        (&o.peer[4..8], &o.local[4..8])
+    } else if v4 {
+        (&o.peer[20..24], &o.local[20..24])
+    } else {
+        (&o.peer[8..24], &o.local[8..24])
+    };
     let seq = c.recv_seq.wrapping_add(c.recv_queue.len() as u32);
     let wnd = c.window.get(1).map(|w| (w >> c.snd_wscale.min(14)).min(65535)).unwrap_or(65535) as u16;
     let mut tcp = Vec::with_capacity(20);
@@ -327,5 +336,17 @@ pub fn peer_fin(o: &InetObj, c: &TcpConn) -> Vec<u8> {
     p.extend_from_slice(src);
     p.extend_from_slice(dst);
     p.extend_from_slice(&tcp);
-    p
+    let family = if v4 { libc::AF_INET } else { libc::AF_INET6 };
+    let mut to = Vec::new();
+    to.extend_from_slice(&(family as u16).to_ne_bytes());
+    to.extend_from_slice(&[0, 0]); // port
+    if v4 {
+        to.extend_from_slice(dst);
+        to.resize(16, 0);
+    } else {
+        to.extend_from_slice(&[0; 4]);
+        to.extend_from_slice(dst);
+        to.extend_from_slice(&o.local[24..28]); // scope id
+    }
+    (p, family, to)
 }
