@@ -375,7 +375,9 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
             let mut d = json!({"kind": proto, "id": id, "family": if i.family == libc::AF_INET6 { 6 } else { 4 },
                    "local_port": port(&i.local), "peer_port": port(&i.peer), "state": state,
                    "local": sockaddr_text(&i.local), "peer": sockaddr_text(&i.peer), "backlog": i.backlog,
-                   "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0),
+                   "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0)
+                       + i.queued.iter().map(|d| d.data.len()).sum::<usize>(),
+                   "queued_datagrams": i.queued.len(),
                    "protocol": i.protocol, "options": options, "multicast_groups": i.mcast.len(), "shutdown": i.shutdown, "net_ns": o.net_ns});
             sock_flags_json(&mut d, i.flags);
             d

@@ -280,3 +280,31 @@ fn blocking_connect_in_progress() {
     w.restore();
     w.go_and_pass();
 }
+
+/// UDP sockets with datagrams queued (on 127.0.0.1: four from two senders, one empty;
+/// on ::1: one): each is read after restore, in order, with its sender's address and
+/// port (sent again from the sender's address through a raw socket); then nothing more.
+#[test]
+fn udp_queued_datagrams() {
+    inet_roundtrip("udpq");
+}
+
+/// A UDP socket bound to the wildcard address with a datagram queued: refused (the
+/// datagram's destination address is not known), naming the socket and why; the
+/// process and its datagram are untouched.
+#[test]
+fn udp_queue_on_wildcard_address_is_refused() {
+    let _t = serial();
+    let mut w = Workload::start("inet", &["udpwild", "result"]);
+    if !direct() {
+        let fd = w.info("fd");
+        let r = w.try_dump(&[]);
+        let pid = w.pid.to_string();
+        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "datagrams queued", "wildcard"], &w.report());
+        w.assert_running_untouched();
+    }
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+}

@@ -45,6 +45,11 @@
  *   synblock  like synsent, but a second thread sits in a blocking connect() (prints
  *           INFO connect_tid): after go the listener's queued connection is accepted
  *           and that connect() returns 0, connected to the listener
+ *   udpq    UDP sockets with datagrams queued: one on 127.0.0.1 ("one", "two2" from a
+ *           sender, "three33" and an empty one from another), one on ::1 ("six"): after
+ *           go each arrives in order with its sender's port, then nothing more
+ *   udpwild a UDP socket bound to 0.0.0.0 with a datagram queued: refused (its
+ *           destination address is not known); still there after go
  *   closed  an established connection (both ends here, bytes unread), restored with
  *           --tcp-close: both ends read end of file, write EPIPE, getpeername ENOTCONN,
  *           the client end keeps its local port
@@ -980,6 +985,78 @@ static int mode_synblock(int phase)
     return 0;
 }
 
+static int mode_udpq(int phase)
+{
+    static int u, s1, s2, u6, s6, p1, p2, p6;
+    if (phase == 0) {
+        struct sockaddr_in a = lo4(0), b1 = lo4(0), b2 = lo4(0);
+        u = socket(AF_INET, SOCK_DGRAM, 0);
+        s1 = socket(AF_INET, SOCK_DGRAM, 0);
+        s2 = socket(AF_INET, SOCK_DGRAM, 0);
+        bind_any_port(u, (struct sockaddr *)&a, sizeof a);
+        bind_any_port(s1, (struct sockaddr *)&b1, sizeof b1);
+        bind_any_port(s2, (struct sockaddr *)&b2, sizeof b2);
+        p1 = ntohs(b1.sin_port);
+        p2 = ntohs(b2.sin_port);
+        if (sendto(s1, "one", 3, 0, (struct sockaddr *)&a, sizeof a) != 3 || sendto(s1, "two2", 4, 0, (struct sockaddr *)&a, sizeof a) != 4 ||
+            sendto(s2, "three33", 7, 0, (struct sockaddr *)&a, sizeof a) != 7 || sendto(s2, "", 0, 0, (struct sockaddr *)&a, sizeof a) != 0)
+            DIE("sendto");
+        struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT }, b6 = a6;
+        u6 = socket(AF_INET6, SOCK_DGRAM, 0);
+        s6 = socket(AF_INET6, SOCK_DGRAM, 0);
+        bind_any_port(u6, (struct sockaddr *)&a6, sizeof a6);
+        bind_any_port(s6, (struct sockaddr *)&b6, sizeof b6);
+        p6 = ntohs(b6.sin6_port);
+        if (sendto(s6, "six", 3, 0, (struct sockaddr *)&a6, sizeof a6) != 3)
+            DIE("sendto6");
+        sleep_ms(50);
+        snapshot(u, "udp with a queue", 1);
+        return 0;
+    }
+    compare_all();
+    const char *want[4] = { "one", "two2", "three33", "" };
+    int from[4] = { p1, p1, p2, p2 };
+    for (int i = 0; i < 4; i++) {
+        char b[16] = { 0 };
+        struct sockaddr_in f;
+        socklen_t fl = sizeof f;
+        ssize_t n = recvfrom(u, b, sizeof b, MSG_DONTWAIT, (struct sockaddr *)&f, &fl);
+        CHECK(n == (ssize_t)strlen(want[i]) && !memcmp(b, want[i], n) && ntohs(f.sin_port) == from[i] &&
+                  f.sin_addr.s_addr == htonl(INADDR_LOOPBACK),
+              "datagram %d: %zd bytes '%s' from port %d (want '%s' from %d)", i, n, b, ntohs(f.sin_port), want[i], from[i]);
+    }
+    char b[16] = { 0 };
+    CHECK(recv(u, b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN, "a datagram too many: '%s'", b);
+    struct sockaddr_in6 f6;
+    socklen_t fl6 = sizeof f6;
+    CHECK(recvfrom(u6, b, sizeof b, MSG_DONTWAIT, (struct sockaddr *)&f6, &fl6) == 3 && !memcmp(b, "six", 3) &&
+              ntohs(f6.sin6_port) == p6,
+          "IPv6 datagram: '%s' from port %d", b, ntohs(f6.sin6_port));
+    check_udp_self(u, "udp with a queue");
+    return 0;
+}
+
+static int mode_udpwild(int phase)
+{
+    static int u;
+    static struct sockaddr_in a;
+    if (phase == 0) {
+        a = (struct sockaddr_in){ .sin_family = AF_INET };
+        u = socket(AF_INET, SOCK_DGRAM, 0);
+        bind_any_port(u, (struct sockaddr *)&a, sizeof a);
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in to = lo4(ntohs(a.sin_port));
+        if (sendto(s, "w", 1, 0, (struct sockaddr *)&to, sizeof to) != 1)
+            DIE("sendto");
+        sleep_ms(20);
+        info("fd", "%d", u);
+        return 0;
+    }
+    char b[4];
+    CHECK(recv(u, b, sizeof b, MSG_DONTWAIT) == 1 && b[0] == 'w', "the queued datagram is gone");
+    return 0;
+}
+
 static int mode_closed(int phase)
 {
     static int c, a, cport;
@@ -1035,6 +1112,8 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "finwait") ? mode_finwait
                      : !strcmp(mode, "closewait") ? mode_closewait
                      : !strcmp(mode, "synblock") ? mode_synblock
+                     : !strcmp(mode, "udpq")    ? mode_udpq
+                     : !strcmp(mode, "udpwild") ? mode_udpwild
                                                 : NULL;
     if (!fn) {
         printf("FAIL: unknown mode %s\n", mode);

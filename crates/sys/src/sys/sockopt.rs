@@ -85,3 +85,14 @@ pub fn sendto(fd: BorrowedFd<'_>, buf: &[u8], addr: &[u8]) -> Result<usize> {
         as libc::c_long)
     .map(|n| n as usize)
 }
+
+/// recvfrom(2) with `flags` into buf: (length of the datagram, which MSG_TRUNC makes
+/// the whole length even if buf is shorter; the sender's raw sockaddr).
+pub fn recvfrom(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> Result<(usize, Vec<u8>)> {
+    let mut addr = [0u8; 128];
+    let mut alen = addr.len() as libc::socklen_t;
+    // SAFETY: buf, addr and alen describe valid writable buffers.
+    let n = c(unsafe { libc::recvfrom(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags, addr.as_mut_ptr().cast(), &mut alen) }
+        as libc::c_long)?;
+    Ok((n as usize, addr[..(alen as usize).min(addr.len())].to_vec()))
+}

@@ -12,10 +12,10 @@
 //! as it would have). A connection that received the peer's FIN (CLOSE_WAIT) is restored
 //! without it (TCP_REPAIR can only queue bytes), then the FIN is sent to it again as a
 //! packet from the peer on a raw socket (`tcp::peer_fin`) once repair mode is off.
-//! Refused: LAST_ACK and CLOSING (both FINs), SYN_RECV,
-//! connections with unread urgent data, datagram sockets with queued datagrams (each
-//! datagram's sender could be re-injected, but not its metadata: destination address of
-//! a wildcard-bound socket, TTL, timestamps), listeners with connections waiting (unless
+//! UDP sockets bound to one address keep their queued datagrams (`udpq.rs`).
+//! Refused: LAST_ACK and CLOSING (both FINs), SYN_RECV, connections with unread urgent
+//! data, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
+//! destination address is unknown), listeners with connections waiting (unless
 //! `--skip-in-flight`).
 //!
 //! Restore creates the socket, sets the "early" options (SO_REUSEADDR, IPV6_V6ONLY,
@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 pub mod mcast;
 pub mod options;
 pub mod tcp;
+pub mod udpq;
 
 pub use tcp::{finish_restore, release};
 
@@ -154,21 +155,24 @@ fn check_local(fd: std::os::fd::BorrowedFd<'_>, o: &InetObj) -> std::io::Result<
     Ok(())
 }
 
-/// Datagrams waiting to be read on a non-TCP socket (FIONREAD; ping sockets have no
-/// ioctl: a 1-byte MSG_PEEK tells).
+/// Datagrams waiting to be read on a non-TCP socket: a 1-byte MSG_PEEK from the start
+/// of the queue (a program's SO_PEEK_OFF is set to 0 for it and put back; FIONREAD would
+/// miss a first datagram of 0 bytes, and ping sockets have no FIONREAD).
 fn has_queued(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
-    match sys::inq(fd) {
-        Ok(n) => Ok(n > 0),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) || e.raw_os_error() == Some(libc::EINVAL) => {
-            let mut b = [0u8; 1];
-            match sys::recv(fd, &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
-                Ok(_) => Ok(true),
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
-        Err(e) => Err(e),
+    let off = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).ok().filter(|o| *o > 0);
+    if off.is_some() {
+        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
     }
+    let mut b = [0u8; 1];
+    let r = match sys::recv(fd, &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+        Err(e) => Err(e),
+    };
+    if let Some(o) = off {
+        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, o)?;
+    }
+    r
 }
 
 /// Dump side. `what` is the socket's description ("a TCP socket") for refusals;
@@ -281,11 +285,20 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
         }
     } else {
         if has_queued(dup.as_fd()).map_err(|e| sys_err("FIONREAD", e))? {
-            return Err(refuse(format!(
-                "({} -> {}) with datagrams queued for reading (they are not saved)",
-                fmt_addr(&local),
-                fmt_addr(&peer)
-            )));
+            let why = if proto == libc::IPPROTO_UDP && !raw {
+                match udpq::dump(dup.as_fd(), family, &local) {
+                    Ok(q) => {
+                        o.queued = q;
+                        None
+                    }
+                    Err(why) => Some(why),
+                }
+            } else {
+                Some("(they are not saved)".to_string())
+            };
+            if let Some(why) = why {
+                return Err(refuse(format!("({} -> {}) with datagrams queued for reading: {why}", fmt_addr(&local), fmt_addr(&peer))));
+            }
         }
         o.peer = peer;
         o.mcast = mcast::dump(dup.as_fd(), family).map_err(|why| refuse(format!("({}): {why}", fmt_addr(&local))))?;
@@ -391,6 +404,7 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         check_local(s.as_fd(), o).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
     }
     mcast::restore(s.as_fd(), o.family, &o.mcast)?;
+    udpq::restore(s.as_fd(), o)?;
     late(&s)?;
     super::apply_nonblock(&s, o.flags)?;
     Ok(s)
@@ -446,6 +460,7 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
         return Err("multicast memberships of a TCP socket".into());
     }
     mcast::check(&o.mcast, o.family)?;
+    udpq::check(o)?;
     let k = sock_kind(o);
     let opts = saved_options(o);
     if opts.len() > options::TABLE.len() {
@@ -535,6 +550,16 @@ mod tests {
         bad(&|o| o.shutdown = 4);
         bad(&|o| o.flags = libc::O_ASYNC as u32);
         bad(&|o| o.tcp = Some(Default::default()));
+        // queued datagrams: sender of another family, on a wildcard-bound socket
+        let dg = |from: Vec<u8>| stasis_image::model::Datagram { from, data: b"x".to_vec() };
+        bad(&|o| o.queued = vec![dg(sockaddr(libc::AF_INET6, 1, &[0; 16]))]);
+        bad(&|o| {
+            o.local = sockaddr(libc::AF_INET, 5000, &[0; 16]);
+            o.queued = vec![dg(v4(7))];
+        });
+        let mut q = udp();
+        q.queued = vec![dg(v4(7)), dg(v4(8))];
+        assert_eq!(check(&q), Ok(()));
         // multicast: a unicast group, a source of the wrong size, include with no source
         let g = |group: &[u8], include: bool, sources: Vec<Vec<u8>>| stasis_image::model::McastGroup { ifindex: 1, group: group.to_vec(), include, sources };
         bad(&|o| o.mcast = vec![g(&[10, 0, 0, 1], false, vec![])]);
