@@ -32,12 +32,22 @@ fn ipv4_socket_options_read_back_identically() {
 fn leave_running_leaves_ipv4_sockets_untouched() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = Workload::start("inet", &["opts", "result"]);
+    leave_running_then_pass(&["opts"], || {});
+}
+
+/// Starts `inet ARGS... result`, dumps it with --leave-running, lets it run its checks
+/// (the verdict goes to WORKDIR/result), returns the workload once it exited with PASS.
+fn leave_running_then_pass(args: &[&str], after_go: impl FnOnce()) -> Workload {
+    let mut a = args.to_vec();
+    a.push("result");
+    let mut w = Workload::start("inet", &a);
     w.dump_leave_running();
     w.go();
+    after_go();
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "original after the dump: {st:?} {res}\n{}", w.report());
+    w
 }
 
 /// IPv6: a V6ONLY listener with traffic class and hop limit, an established connection
@@ -307,4 +317,58 @@ fn udp_queue_on_wildcard_address_is_refused() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+}
+
+/// --leave-running with datagrams queued: the live process reads every one of them,
+/// in order, afterwards (the dump only peeked).
+#[test]
+fn leave_running_keeps_udp_queues() {
+    let _t = serial();
+    skip_if_direct!();
+    leave_running_then_pass(&["udpq"], || {});
+}
+
+/// --leave-running on connections in FIN_WAIT2 and CLOSE_WAIT with a peer outside:
+/// repair mode on and off again leaves them working (data, end of file, final ACKs).
+#[test]
+fn leave_running_keeps_half_closed_connections() {
+    use std::io::{Read, Write};
+    let _t = serial();
+    skip_if_direct!();
+    // FIN_WAIT2
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port().to_string();
+    let peer = std::thread::spawn(move || l.accept().expect("accept").0);
+    let mut w = Workload::start("inet", &["finwait", &port, "result"]);
+    let mut s = peer.join().unwrap();
+    s.write_all(b"from-peer").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    w.dump_leave_running();
+    w.go();
+    s.write_all(b"more").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "FIN_WAIT2 original: {st:?} {res}\n{}", w.report());
+    drop(w);
+    // CLOSE_WAIT
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port().to_string();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.write_all(b"bye").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s
+    });
+    let mut w = Workload::start("inet", &["closewait", &port, "result"]);
+    let mut s = peer.join().unwrap();
+    w.dump_leave_running();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "CLOSE_WAIT original: {st:?} {res}\n{}", w.report());
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    assert!(r.is_ok() && got == b"reply", "the peer read {r:?} {:?}\n{}", String::from_utf8_lossy(&got), w.report());
 }

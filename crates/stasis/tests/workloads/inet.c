@@ -55,7 +55,7 @@
  *           the client end keeps its local port
  * Every option of every socket is read (getsockopt) before READY; after go the same
  * reads must give the same bytes, before the sockets are used.
- * result: the verdict goes to WORKDIR/result (stdout stays as it was at dump time).
+ * result (last argument): the verdict goes to WORKDIR/result (stdout stays as it was at dump time).
  */
 #include "common.h"
 #include <arpa/inet.h>
@@ -1097,7 +1097,9 @@ int main(int argc, char **argv)
 {
     wl_init(argc, argv);
     const char *mode = argc > 2 ? argv[2] : "opts";
-    int to_result = argc > 3 && !strcmp(argv[3], "result");
+    int to_result = 0;
+    for (int i = 3; i < argc; i++)
+        to_result |= !strcmp(argv[i], "result");
     g_port = argc > 3 ? atoi(argv[3]) : 0;
     int (*fn)(int) = !strcmp(mode, "opts")      ? mode_opts
                      : !strcmp(mode, "v6")      ? mode_v6
