@@ -177,6 +177,13 @@ fn close_wait_connection_to_a_peer_outside() {
     assert!(r.is_ok() && got == b"reply", "the peer read {r:?} {:?} (want \"reply\" then end of file)\n{}", String::from_utf8_lossy(&got), w.report());
 }
 
+/// Both ends of a half-closed connection in the process: FIN_WAIT2 and CLOSE_WAIT come
+/// back as such, bytes and ends of file are read, and the close completes (CLOSE).
+#[test]
+fn half_closed_connection_with_both_ends_inside() {
+    inet_roundtrip("halfpair");
+}
+
 /// sock tcphalf: a CLOSE_WAIT connection whose peer is an orphan (closed by the
 /// process, FIN_WAIT2 in the kernel) comes back in CLOSE_WAIT too.
 #[test]

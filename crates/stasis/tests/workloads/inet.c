@@ -50,6 +50,10 @@
  *           go each arrives in order with its sender's port, then nothing more
  *   udpwild a UDP socket bound to 0.0.0.0 with a datagram queued: refused (its
  *           destination address is not known); still there after go
+ *   halfpair  both ends of a connection here, one shut down for writing (FIN_WAIT2),
+ *           the other in CLOSE_WAIT, bytes unread both ways: after go the states are
+ *           the same, bytes and end of file are read, the CLOSE_WAIT end writes and
+ *           closes, and the FIN_WAIT2 end reads that, then end of file, and ends CLOSE
  *   closed  an established connection (both ends here, bytes unread), restored with
  *           --tcp-close: both ends read end of file, write EPIPE, getpeername ENOTCONN,
  *           the client end keeps its local port
@@ -1057,6 +1061,49 @@ static int mode_udpwild(int phase)
     return 0;
 }
 
+static int mode_halfpair(int phase)
+{
+    static int c, a;
+    if (phase == 0) {
+        struct sockaddr_in la = lo4(0);
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 1))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
+        close(l);
+        if (write(a, "to-c", 4) != 4 || write(c, "to-a", 4) != 4 || shutdown(c, SHUT_WR))
+            DIE("write/shutdown");
+        for (int i = 0; i < 300 && (tcp_state(c) != TCP_FIN_WAIT2 || tcp_state(a) != TCP_CLOSE_WAIT); i++)
+            sleep_ms(10);
+        if (tcp_state(c) != TCP_FIN_WAIT2 || tcp_state(a) != TCP_CLOSE_WAIT)
+            DIE("not FIN_WAIT2 / CLOSE_WAIT");
+        return 0;
+    }
+    for (int i = 0; i < 300 && tcp_state(c) != TCP_FIN_WAIT2; i++)
+        sleep_ms(10); /* (FIN_WAIT1 until the FIN sent again is acknowledged) */
+    CHECK(tcp_state(c) == TCP_FIN_WAIT2 && tcp_state(a) == TCP_CLOSE_WAIT, "states %d %d", tcp_state(c), tcp_state(a));
+    char b[16] = { 0 };
+    CHECK(read_n(a, b, 4) == 4 && !memcmp(b, "to-a", 4) && recv(a, b, 1, MSG_DONTWAIT) == 0, "CLOSE_WAIT end: bytes then end of file");
+    CHECK(write(a, "late", 4) == 4, "CLOSE_WAIT end: write");
+    memset(b, 0, sizeof b);
+    CHECK(read_n(c, b, 8) == 8 && !memcmp(b, "to-clate", 8), "FIN_WAIT2 end read '%s'", b);
+    close(a);
+    int eof = 0;
+    for (int i = 0; i < 300 && !eof; i++) {
+        ssize_t r = recv(c, b, 1, MSG_DONTWAIT);
+        if (r == 0)
+            eof = 1;
+        else
+            sleep_ms(10);
+    }
+    CHECK(eof, "FIN_WAIT2 end: no end of file");
+    for (int i = 0; i < 300 && tcp_state(c) != TCP_CLOSE; i++)
+        sleep_ms(10);
+    CHECK(tcp_state(c) == TCP_CLOSE, "FIN_WAIT2 end: state %d at the end", tcp_state(c));
+    return 0;
+}
+
 static int mode_closed(int phase)
 {
     static int c, a, cport;
@@ -1115,6 +1162,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "closewait") ? mode_closewait
                      : !strcmp(mode, "synblock") ? mode_synblock
                      : !strcmp(mode, "udpq")    ? mode_udpq
+                     : !strcmp(mode, "halfpair") ? mode_halfpair
                      : !strcmp(mode, "udpwild") ? mode_udpwild
                                                 : NULL;
     if (!fn) {
