@@ -25,8 +25,9 @@ pub struct DumpOptions {
     /// Resources shared with processes outside the tree to record as external instead
     /// of refusing (`--external`: `pipe:[INO]`, `shm:[INO]`, `unix:[INO]`).
     pub external: Vec<String>,
-    /// `--skip-in-flight`: a listener with connections from outside the tree waiting to
-    /// be accepted is saved without them instead of refusing the dump.
+    /// `--skip-in-flight`: a listener (TCP, or unix with connections from outside the
+    /// tree) with connections waiting to be accepted is saved without them instead of
+    /// refusing the dump.
     pub skip_in_flight: bool,
     /// `--network-lock`: hold the tree's TCP connections' packets back with nftables
     /// from before their sockets are read until the restore (`crate::netlock`).

@@ -229,8 +229,8 @@ pub struct FdState {
     unix_tables: HashMap<u64, fdkinds::unix::Table>,
     /// Every process of the tree.
     pub tree: Vec<i32>,
-    /// `dump --skip-in-flight`: connections waiting to be accepted from outside the tree
-    /// are not saved (the listener is).
+    /// `dump --skip-in-flight`: connections waiting to be accepted (TCP: any; unix: from
+    /// outside the tree) are not saved; the listener is.
     pub skip_in_flight: bool,
     /// File descriptors in flight in unix socket queues (SCM_RIGHTS), received into our
     /// table by the peeks and not dumped yet.
@@ -377,7 +377,8 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             if dom == libc::AF_INET || dom == libc::AF_INET6 {
                 let what = socket_kind(&dup);
                 let ino = md.ino();
-                let dump = || fdkinds::inet::dump(pid, fd, ino, flags, &dup, &what);
+                let skip = st.skip_in_flight;
+                let dump = || fdkinds::inet::dump(pid, fd, ino, flags, &dup, &what, skip);
                 let mut o = crate::ns::in_ns_opt(pid, ns_fd.as_ref().map(|f| f.as_fd()), "net", libc::CLONE_NEWNET, dump)?;
                 o.net_ns = net_ns;
                 o.owner = owner;
@@ -849,6 +850,7 @@ pub fn open_fd_objects(
     ghosts: &HashMap<u32, OwnedFd>,
     inherit: &external::Inherited,
     netns: &HashMap<u64, OwnedFd>,
+    tcp_close: bool,
 ) -> Result<Opened> {
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
@@ -949,9 +951,8 @@ pub fn open_fd_objects(
                 opened.by_object.insert(fd.object_id, f);
             }
             Some(Kind::Inet(i)) => {
-                let open = || Ok(fdkinds::inet::open(i));
-                let s = in_socket_ns(pid, o.net_ns, netns, open)?
-                    .map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, if i.protocol == libc::IPPROTO_TCP { "TCP socket" } else { "UDP socket" })))?;
+                let open = || Ok(fdkinds::inet::open(i, tcp_close));
+                let s = in_socket_ns(pid, o.net_ns, netns, open)?.map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, fdkinds::inet::describe(i))))?;
                 opened.by_object.insert(fd.object_id, s);
             }
             Some(Kind::Netlink(n)) => {

@@ -6,12 +6,12 @@
 //! connection's FIN_WAIT2/TIME_WAIT remainder blocked every new bind of the port
 //! ("Address already in use" for a minute, a restart or restore of the server failing).
 //!
-//! So every socket is entered through [`Repair::enter`], which first takes a snapshot
-//! of the socket options repair mode may touch, and left through [`Repair::leave`],
-//! which leaves repair mode and then puts back every option that differs from the
-//! snapshot (and says which one it could not). The dump side keeps its repaired copies
-//! here until the end of the dump ([`release`]); the restore side leaves repair mode
-//! with the options the image asked for, set before repair mode was entered.
+//! So every socket the dump puts in repair mode is entered through [`Repair::enter`],
+//! which first takes a snapshot of the socket options repair mode may touch, and left
+//! through [`Repair::leave`] ([`release`], when the process runs on), which leaves repair
+//! mode and then puts back every option that differs from the snapshot (and says which
+//! one it could not). The restore side (fdkinds::inet::tcp::finish_restore) sets the
+//! image's SO_REUSEADDR again after leaving repair mode.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;

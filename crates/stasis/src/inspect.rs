@@ -360,14 +360,34 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
             d
         }
         Some(Kind::Inet(i)) => {
-            let proto = if i.protocol == libc::IPPROTO_TCP { "tcp" } else { "udp" };
+            let proto = match (i.sock_type, i.protocol) {
+                (libc::SOCK_RAW, _) => "raw",
+                (_, libc::IPPROTO_TCP) => "tcp",
+                (_, libc::IPPROTO_UDP) => "udp",
+                (_, libc::IPPROTO_UDPLITE) => "udplite",
+                _ => "ping",
+            };
             let port = |a: &[u8]| if a.len() >= 4 { u16::from_be_bytes([a[2], a[3]]) } else { 0 };
-            let state = if i.listening { "listening" } else if i.tcp.is_some() { "established" } else { "idle" };
+            let state = if i.listening {
+                "listening"
+            } else if i.tcp.is_some() {
+                "established"
+            } else if i.tcp_state == 2 {
+                "syn-sent"
+            } else {
+                "idle"
+            };
+            let options: Vec<String> = stasis_core::fdkinds::inet::saved_options(i)
+                .iter()
+                .map(|s| stasis_core::fdkinds::inet::options::label(s.level, s.name))
+                .collect();
             let mut d = json!({"kind": proto, "id": id, "family": if i.family == libc::AF_INET6 { 6 } else { 4 },
                    "local_port": port(&i.local), "peer_port": port(&i.peer), "state": state,
                    "local": sockaddr_text(&i.local), "peer": sockaddr_text(&i.peer), "backlog": i.backlog,
-                   "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0),
-                   "net_ns": o.net_ns});
+                   "queued_bytes": i.tcp.as_ref().map(|t| t.send_queue.len() + t.recv_queue.len()).unwrap_or(0)
+                       + i.queued.iter().map(|d| d.data.len()).sum::<usize>(),
+                   "queued_datagrams": i.queued.len(),
+                   "protocol": i.protocol, "options": options, "multicast_groups": i.mcast.len(), "shutdown": i.shutdown, "net_ns": o.net_ns});
             sock_flags_json(&mut d, i.flags);
             d
         }
@@ -477,7 +497,7 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
             }
             in_flight_text(&mut s, &d);
         }
-        k @ ("tcp" | "udp") => {
+        k @ ("tcp" | "udp" | "udplite" | "ping" | "raw") => {
             s += &format!("{k} {}", str_of("local"));
             let peer = str_of("peer");
             if !peer.is_empty() {
@@ -493,6 +513,10 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
             let q = d["queued_bytes"].as_u64().unwrap_or(0);
             if q > 0 {
                 s += &format!(", {q} bytes queued");
+            }
+            let opts: Vec<&str> = d["options"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+            if !opts.is_empty() {
+                s += &format!(", options {}", opts.join(" "));
             }
         }
         k => {

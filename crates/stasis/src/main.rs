@@ -42,9 +42,11 @@ enum Cmd {
         /// refusal names it. Pipes on fds 0-2 need no mark.
         #[arg(long = "external", value_name = "RES")]
         external: Vec<String>,
-        /// Save listening sockets without the connections from outside the tree that
-        /// wait to be accepted, instead of refusing (a killing dump resets those
-        /// connections, so their clients see a reset and retry).
+        /// Save listening sockets without the connections that wait to be accepted
+        /// (TCP: all of them; unix: those from outside the tree) instead of refusing the
+        /// dump. They cannot be recreated: after a killing dump the kernel resets them
+        /// and their clients see the connection reset (and may retry); with
+        /// --leave-running the live process keeps them.
         #[arg(long)]
         skip_in_flight: bool,
         /// How the tree's TCP connections are held back from before they are read until
@@ -86,6 +88,13 @@ enum Cmd {
         /// leave it.
         #[arg(long, value_enum, default_value = "nftables")]
         network_lock: NetLock,
+        /// Bring established TCP connections (and connections being established) back
+        /// closed, e.g. to start many copies of one image: each such socket is bound to
+        /// its old local address if that is free, never connected and shut down both
+        /// ways (read returns 0, write fails with EPIPE, poll reports POLLHUP,
+        /// getpeername ENOTCONN). Listeners and UDP sockets are restored as usual.
+        #[arg(long)]
+        tcp_close: bool,
     },
     /// Remove the network lock a dump left for the image in DIR (an image that will not
     /// be restored): its connections' packets flow again, and their peers see the
@@ -162,7 +171,7 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd, network_lock } => {
+        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd, network_lock, tcp_close } => {
             stasis_core::restore::restore(&stasis_core::restore::RestoreOptions {
                 dir,
                 detach,
@@ -171,6 +180,7 @@ fn main() -> ExitCode {
                 pid_ns,
                 inherit_fds: inherit_fd,
                 network_lock: network_lock.into(),
+                tcp_close,
             })
             .map(ExitCode::from)
             .map_err(anyhow::Error::from)

@@ -5,26 +5,6 @@
 mod common;
 use common::*;
 
-fn socket_refusal(mode: &str, kind: &str) {
-    let _t = serial();
-    skip_if_direct!();
-    let mut w = Workload::start("sock", &[mode]);
-    let fd = w.info("fd");
-    let pid = w.pid.to_string();
-    let r = w.try_dump(&[]);
-    let rep = w.report();
-    assert_clean_error(&r, &[&pid, "socket", &format!("fd {fd}"), kind], &rep);
-    w.assert_running_untouched();
-    w.go_and_pass();
-}
-
-/// A TCP connection that is half closed (CLOSE_WAIT): only established connections are
-/// saved (TCP_REPAIR).
-#[test]
-fn dump_refuses_half_closed_tcp_connection() {
-    socket_refusal("tcphalf", "TCP");
-}
-
 /// A process already under ptrace (PTRACE_SEIZE by a helper) cannot be
 /// frozen by stasis; it must say so and leave the process alone.
 #[test]

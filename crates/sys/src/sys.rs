@@ -592,8 +592,10 @@ pub fn fork() -> Result<i32> {
 pub mod child;
 mod fds;
 pub mod netsock;
+mod sockopt;
 
 pub use fds::*;
+pub use sockopt::*;
 use fds::owned;
 
 impl AnonBuf {

@@ -57,6 +57,8 @@ pub struct RestoreOptions {
     /// `--network-lock`: remove the image's network lock once the restore succeeded
     /// (`Nftables`), or leave it alone (`Skip`).
     pub network_lock: crate::netlock::Mode,
+    /// `--tcp-close`: TCP connections come back closed (fdkinds::inet::open).
+    pub tcp_close: bool,
 }
 
 const PAGE: u64 = 4096;

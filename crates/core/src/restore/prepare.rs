@@ -32,12 +32,13 @@ pub(super) fn prepare(
     mut rp: RestorePlan,
     tramp: u64,
     inherit: &crate::external::Inherited,
+    tcp_close: bool,
 ) -> Result<(Plan, Vec<sys::SharedAnon>)> {
     let pid = rp.root;
     let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
     let ghosts = files::create_ghosts(m, inherit)?;
     let mut netns = ns::create_netns(m)?;
-    let mut opened = files::open_fd_objects(m, &ghosts, inherit, &netns)?;
+    let mut opened = files::open_fd_objects(m, &ghosts, inherit, &netns, tcp_close)?;
     let mut carry: Vec<OwnedFd> = Vec::with_capacity(rp.carry.len());
     let mut shm_keep = Vec::new();
     for c in &rp.carry {

@@ -607,6 +607,9 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
                 check_path(&w.path).map_err(|why| format!("inotify watch {} (object {id}): {why}", w.wd))?;
             }
         }
+        if let Some(i) = o.inet() {
+            crate::fdkinds::inet::check(i).map_err(|why| format!("{} (object {id}): {why}", crate::fdkinds::inet::describe(i)))?;
+        }
         if let Some(u) = o.unix() {
             check_unix(&unix_peers, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
             check_in_flight(table, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;

@@ -758,10 +758,15 @@ impl Workload {
     /// Like dump(), but a failed dump is returned (and the original left
     /// alone) instead of failing the test.  None in direct mode.
     pub fn dump_or_refusal(&mut self) -> Option<Run> {
+        self.dump_or_refusal_with(&[])
+    }
+
+    /// dump_or_refusal with extra dump arguments.
+    pub fn dump_or_refusal_with(&mut self, extra: &[&str]) -> Option<Run> {
         if direct() {
             return None;
         }
-        let r = self.try_dump(&[]);
+        let r = self.try_dump(extra);
         if !r.ok() {
             return Some(r);
         }
@@ -830,6 +835,11 @@ impl Workload {
     }
 
     pub fn restore_from(&mut self, img: &Path) {
+        self.restore_from_with(img, &[]);
+    }
+
+    /// restore_from with extra restore arguments.
+    pub fn restore_from_with(&mut self, img: &Path, extra: &[&str]) {
         if direct() {
             return;
         }
@@ -837,7 +847,9 @@ impl Workload {
         let pidfile = self.tmp.path.join("restored.pid");
         let _ = fs::remove_file(&pidfile);
         let pf = pidfile.to_string_lossy().to_string();
-        let r = self.try_restore_from(img, &["-d", "--pidfile", &pf]);
+        let mut args = vec!["-d", "--pidfile", &pf];
+        args.extend_from_slice(extra);
+        let r = self.try_restore_from(img, &args);
         // Whatever happened, a process with our pid is ours to clean up.
         if pid_exists(self.pid) {
             self.restored = Some(self.pid);

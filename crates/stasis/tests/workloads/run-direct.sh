@@ -20,7 +20,10 @@ cases=(
   "files_unlinked map" "files_pipe" "files_pipe eof" "sock tcp" "sock unix" "sock udp"
   "fds_misc eventfd" "fds_misc signalfd" "fds_misc timerfd" "fds_misc inotify"
   "fds_misc memfd" "fds_misc flock" "fds_misc posixlock" "fds_misc fifo"
-  "fds_misc epoll" "fds_misc epoll_closed" "tree" "tree_pipeline" "tree_prefork"
+  "fds_misc epoll" "fds_misc epoll_closed" "inet opts" "inet v6" "inet shutrd"
+  "inet synsent" "inet mcast" "inet urgent" "inet timewait" "inet md5" "inet synblock" "inet udpq" "inet halfpair"
+  "inet udpwild"
+  "tree" "tree_pipeline" "tree_prefork"
   "tree_zombies" "tree_shared" "tree_cow" "fifo" "thread_state" "exec_vdso" "pipe_async"
   "pipe_async direct" "fown"
 )

@@ -6,8 +6,8 @@
  *                      unixbound: a unix stream socket listening on WORKDIR/listener.sock
  *                      tcpconn: an established TCP connection, both ends here, with
  *                               3 and 4 bytes unread in the two directions (TCP_REPAIR)
- *                      tcphalf: a TCP socket in CLOSE_WAIT (peer closed): dump must
- *                               refuse it without disturbing the process
+ *                      tcphalf: a TCP socket in CLOSE_WAIT (peer closed): it reads end
+ *                               of file after go
  * A second thread sleeps in nanosleep and records its tid.
  * Prints "INFO fd=N" (the socket's fd).  After go: the socket still works (same
  * port; a client connects and is accepted / a datagram to itself arrives / queued

@@ -193,6 +193,18 @@ pub struct InetDiag {
     pub rqueue: u32,
     /// For a listener: its backlog; else bytes not yet acknowledged/sent.
     pub wqueue: u32,
+    /// sk_shutdown (INET_DIAG_SHUTDOWN): 1 = no more receives, 2 = no more sends.
+    pub shutdown: u8,
+    /// The remote port and address (16 bytes; IPv4: the first 4), also while connecting
+    /// (getpeername fails in SYN_SENT).
+    pub dport: u16,
+    pub dst: [u8; 16],
+    /// The local port.
+    pub sport: u16,
+    /// TCP MD5 signature keys are set (INET_DIAG_MD5SIG; listed for CAP_NET_ADMIN).
+    pub md5: bool,
+    /// An upper layer protocol is attached (INET_DIAG_ULP_INFO: kernel TLS...).
+    pub ulp: bool,
 }
 
 /// Every TCP (protocol 6) or UDP (17) socket of `family` (AF_INET / AF_INET6).
@@ -201,6 +213,9 @@ pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
     let mut req = [0u8; 56];
     req[0] = family as u8;
     req[1] = protocol;
+    // idiag_ext: INET_DIAG_INFO, which also brings the TCP aux attributes (MD5 keys,
+    // ULP) for CAP_NET_ADMIN
+    req[2] = 1 << (2 - 1);
     req[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut out = Vec::new();
     for m in sock_diag_dump(&req)? {
@@ -209,7 +224,13 @@ pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
             continue;
         }
         let u = |o: usize| u32::from_le_bytes(m[o..o + 4].try_into().unwrap());
-        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68) });
+        let attrs = rtattrs(&m[72..]);
+        let shutdown = attrs.iter().find(|(t, _)| *t == 8).and_then(|(_, v)| v.first().copied()).unwrap_or(0);
+        let (md5, ulp) = (attrs.iter().any(|(t, _)| *t == 18), attrs.iter().any(|(t, _)| *t == 19));
+        let dport = u16::from_be_bytes([m[6], m[7]]);
+        let dst: [u8; 16] = m[24..40].try_into().unwrap();
+        let sport = u16::from_be_bytes([m[4], m[5]]);
+        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68), shutdown, dport, dst, sport, md5, ulp });
     }
     Ok(out)
 }

@@ -1,0 +1,581 @@
+//! IPv4 and IPv6 sockets that can be recreated from their addresses, options and TCP
+//! state: TCP listeners (with an empty accept queue, or with `--skip-in-flight`), idle
+//! TCP sockets, TCP connections being established (SYN_SENT: restore connects again),
+//! established TCP connections (TCP_REPAIR, `tcp.rs`; one shut down for reading stays
+//! so), UDP and UDP-Lite sockets, ICMP "ping" sockets and raw sockets, bound and/or
+//! connected, with nothing queued. Socket options come from ONE table (`options.rs`).
+//!
+//! Connections shut down for writing (FIN_WAIT1, FIN_WAIT2: our FIN sent) are restored
+//! with their FIN: it takes one sequence number after the send queue, so the send queue
+//! is restored from one number earlier and shutdown(SHUT_WR) in repair mode queues the
+//! FIN as already sent (the retransmission timer sends it again until the peer acks it,
+//! as it would have). A connection that received the peer's FIN (CLOSE_WAIT) is restored
+//! without it (TCP_REPAIR can only queue bytes), then the FIN is sent to it again as a
+//! packet from the peer on a raw socket (`tcp::peer_fin`) once repair mode is off.
+//! UDP sockets bound to one address keep their queued datagrams (`udpq.rs`).
+//! Refused: LAST_ACK and CLOSING (both FINs), SYN_RECV, connections with unread urgent
+//! data, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
+//! destination address is unknown), listeners with connections waiting (unless
+//! `--skip-in-flight`).
+//!
+//! Restore creates the socket, sets the "early" options (SO_REUSEADDR, IPV6_V6ONLY,
+//! SO_BINDTODEVICE...), binds the saved address in the restorer (the original process is
+//! gone, so the port is free again), listens with the saved backlog or connects, and
+//! sets the "late" options (buffer sizes, filters, corking). `restore --tcp-close`
+//! brings connections back closed (see `closed`).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use stasis_image::model::{InetObj, Kind, Object, SockOpt};
+use stasis_sys::sys;
+
+use crate::error::{Error, Result};
+
+pub mod mcast;
+pub mod options;
+pub mod tcp;
+pub mod udpq;
+
+pub use tcp::finish_restore;
+
+use options::{SockKind, When};
+
+/// The (type, protocol) pairs handled, for `family`.
+pub fn supported(family: i32, ty: i32, proto: i32) -> bool {
+    let v4 = family == libc::AF_INET;
+    if !(v4 || family == libc::AF_INET6) {
+        return false;
+    }
+    match ty {
+        libc::SOCK_STREAM => proto == libc::IPPROTO_TCP,
+        libc::SOCK_DGRAM => {
+            proto == libc::IPPROTO_UDP
+                || proto == libc::IPPROTO_UDPLITE
+                || (v4 && proto == libc::IPPROTO_ICMP)
+                || (!v4 && proto == libc::IPPROTO_ICMPV6)
+        }
+        libc::SOCK_RAW => (0..=255).contains(&proto),
+        _ => false,
+    }
+}
+
+/// What kind of socket `o` is, for the option table.
+pub fn sock_kind(o: &InetObj) -> SockKind {
+    SockKind {
+        family: o.family,
+        ty: o.sock_type,
+        protocol: o.protocol,
+        connected: o.tcp.is_some() || (!o.peer.is_empty() && o.tcp_state != u32::from(tcp::SYN_SENT)),
+    }
+}
+
+/// The options to restore: `sockopts`, or the retired int triples of an old image.
+pub fn saved_options(o: &InetObj) -> Vec<SockOpt> {
+    if o.sockopts.is_empty() {
+        options::from_triples(&o.options)
+    } else {
+        o.sockopts.clone()
+    }
+}
+
+fn port_of(addr: &[u8]) -> u16 {
+    if addr.len() >= 4 {
+        u16::from_be_bytes([addr[2], addr[3]])
+    } else {
+        0
+    }
+}
+
+/// A raw sockaddr_in / sockaddr_in6 as "1.2.3.4:80" / "[::1]:80" ("-" if empty).
+pub fn fmt_addr(a: &[u8]) -> String {
+    if a.len() >= 8 && a[0..2] == (libc::AF_INET as u16).to_ne_bytes() {
+        return format!("{}:{}", std::net::Ipv4Addr::new(a[4], a[5], a[6], a[7]), port_of(a));
+    }
+    if a.len() >= 24 {
+        let ip: [u8; 16] = a[8..24].try_into().unwrap();
+        return format!("[{}]:{}", std::net::Ipv6Addr::from(ip), port_of(a));
+    }
+    "-".into()
+}
+
+/// The sockaddr of an address and port as inet_diag reports them.
+fn sockaddr(family: i32, port: u16, addr: &[u8; 16]) -> Vec<u8> {
+    let mut a = Vec::new();
+    a.extend_from_slice(&(family as u16).to_ne_bytes());
+    a.extend_from_slice(&port.to_be_bytes());
+    if family == libc::AF_INET {
+        a.extend_from_slice(&addr[..4]);
+        a.resize(16, 0);
+    } else {
+        a.extend_from_slice(&[0; 4]); // flowinfo
+        a.extend_from_slice(addr);
+        a.extend_from_slice(&[0; 4]); // scope id
+    }
+    a
+}
+
+/// A sockaddr that names something to bind to: a port, or (raw sockets, which have no
+/// ports of their own: getsockname shows the protocol) an address.
+fn bound(a: &[u8], raw: bool) -> bool {
+    if a.len() < 8 {
+        return false;
+    }
+    let addr = if a.len() >= 24 { &a[8..24] } else { &a[4..8] };
+    (!raw && port_of(a) != 0) || addr.iter().any(|b| *b != 0)
+}
+
+/// The address to bind a connected socket to before connecting it again. Binding an
+/// IPv6 socket to a specific address that is not v4-mapped sets IPV6_V6ONLY, which
+/// connect's automatic bind does not: a socket that has such a local address with
+/// IPV6_V6ONLY off was bound by connect, and is bound to the wildcard address with its
+/// port (connect then picks the same source address, `check_local`).
+fn bind_addr(fd: std::os::fd::BorrowedFd<'_>, o: &InetObj) -> Vec<u8> {
+    let l = &o.local;
+    if o.family != libc::AF_INET6 || l.len() < 24 || !bound(l, false) {
+        return l.clone();
+    }
+    let addr = &l[8..24];
+    let mapped = addr[..10].iter().all(|b| *b == 0) && addr[10] == 0xff && addr[11] == 0xff;
+    let any = addr.iter().all(|b| *b == 0);
+    if mapped || any || sys::getsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY).unwrap_or(1) != 0 {
+        return l.clone();
+    }
+    let mut w = l.clone();
+    w[8..24].fill(0);
+    w[24..].fill(0); // scope id
+    w
+}
+
+/// After a connect that picked the source address itself: it must be the saved one.
+fn check_local(fd: std::os::fd::BorrowedFd<'_>, o: &InetObj) -> std::io::Result<()> {
+    let now = sys::sock_name(fd, false)?;
+    if now.len() >= 24 && o.local.len() >= 24 && now[2..24] != o.local[2..24] {
+        return Err(std::io::Error::other(format!("the source address is {}, not {}", fmt_addr(&now), fmt_addr(&o.local))));
+    }
+    Ok(())
+}
+
+/// Datagrams waiting to be read on a non-TCP socket: a 1-byte MSG_PEEK from the start
+/// of the queue (a program's SO_PEEK_OFF is set to 0 for it and put back; FIONREAD would
+/// miss a first datagram of 0 bytes, and ping sockets have no FIONREAD).
+fn has_queued(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
+    let off = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).ok().filter(|o| *o > 0);
+    if off.is_some() {
+        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    }
+    let mut b = [0u8; 1];
+    let r = match sys::recv(fd, &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(false),
+        Err(e) => Err(e),
+    };
+    if let Some(o) = off {
+        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, o)?;
+    }
+    r
+}
+
+/// Dump side. `what` is the socket's description ("a TCP socket") for refusals;
+/// `skip_in_flight`: a listener with connections waiting is saved with an empty queue.
+pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, skip_in_flight: bool) -> Result<Object> {
+    let refuse = |why: String| Error::Unsupported { pid, what: format!("fd {fd} is {what} {why}") };
+    let sys_err = |op: &str, err: std::io::Error| Error::Sys { pid, what: format!("{op} of fd {fd}"), err };
+    let geti = |level, opt| sys::getsockopt_int(dup.as_fd(), level, opt);
+    let family = geti(libc::SOL_SOCKET, libc::SO_DOMAIN).map_err(|e| sys_err("SO_DOMAIN", e))?;
+    let ty = geti(libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| sys_err("SO_TYPE", e))?;
+    let proto = geti(libc::SOL_SOCKET, libc::SO_PROTOCOL).map_err(|e| sys_err("SO_PROTOCOL", e))?;
+    if !supported(family, ty, proto) {
+        return Err(refuse(format!(
+            "(type {ty}, protocol {proto}: TCP, UDP, UDP-Lite, ICMP ping and raw IP sockets are handled)"
+        )));
+    }
+    if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
+        return Err(refuse(format!("with file flags {} (only O_NONBLOCK is kept)", super::open_flags(flags))));
+    }
+    let local = sys::sock_name(dup.as_fd(), false).map_err(|e| sys_err("getsockname", e))?;
+    let peer = sys::sock_name(dup.as_fd(), true).map_err(|e| sys_err("getpeername", e))?;
+    let mut o = InetObj {
+        family,
+        sock_type: ty,
+        protocol: proto,
+        flags: flags & libc::O_NONBLOCK as u32,
+        ..Default::default()
+    };
+    let raw = ty == libc::SOCK_RAW;
+    // Options are read before TCP_REPAIR (repair mode changes SO_REUSEADDR).
+    let options_of = |o: &InetObj| -> Result<Vec<SockOpt>> {
+        let fresh = sys::socket(family, ty, proto)
+            .or_else(|_| sys::socket(family, libc::SOCK_DGRAM, 0))
+            .map_err(|e| sys_err("a new socket to compare options with", e))?;
+        Ok(options::dump(dup.as_fd(), fresh.as_fd(), &sock_kind(o)))
+    };
+    let mut keep_local = bound(&local, raw);
+    if proto == libc::IPPROTO_TCP && !raw {
+        let diag = sys::inet_diag(family, libc::IPPROTO_TCP as u8).map_err(|e| sys_err("NETLINK_SOCK_DIAG (tcp)", e))?;
+        let d = diag.iter().find(|d| u64::from(d.ino) == ino);
+        let state = d.map(|d| d.state).unwrap_or(tcp::CLOSE);
+        let ends = |remote: &str| format!("{} -> {remote}", fmt_addr(&local));
+        if let Some(d) = d.filter(|d| d.md5 || d.ulp) {
+            let what = if d.md5 { "TCP_MD5SIG keys" } else { "an upper layer protocol (TCP_ULP, e.g. kernel TLS)" };
+            return Err(refuse(format!("({}) with {what}, which are not saved", fmt_addr(&local))));
+        }
+        if geti(libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(0) == 1 {
+            let d = d.ok_or_else(|| refuse("(a listener the kernel's socket table does not list)".into()))?;
+            if d.state != tcp::LISTEN {
+                return Err(refuse(format!("in TCP state {} on {}", tcp::state_name(d.state), fmt_addr(&local))));
+            }
+            if d.rqueue > 0 {
+                if !skip_in_flight {
+                    return Err(refuse(format!(
+                        "listening on {} with {} connections waiting to be accepted (they cannot be recreated; \
+                         dump with --skip-in-flight to save the listener with an empty queue)",
+                        fmt_addr(&local),
+                        d.rqueue
+                    )));
+                }
+                tracing::warn!(pid, fd, queued = d.rqueue, "--skip-in-flight: listener on {} saved without its {} waiting connections", fmt_addr(&local), d.rqueue);
+            }
+            o.listening = true;
+            o.backlog = d.wqueue;
+            keep_local = true;
+        } else {
+            match (state, d) {
+                (tcp::ESTABLISHED | tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::CLOSE_WAIT, _) if !peer.is_empty() => {
+                    // sk_shutdown: 1 = shut down for reading, 2 = for writing (our FIN
+                    // is sent: FIN_WAIT1 until the peer acknowledges it, then FIN_WAIT2).
+                    let shut = d.map(|d| d.shutdown).unwrap_or(0) & 3;
+                    if (state == tcp::FIN_WAIT1 || state == tcp::FIN_WAIT2) && shut & 2 == 0 {
+                        return Err(refuse(format!("in TCP state {} ({}) without SEND_SHUTDOWN", tcp::state_name(state), ends(&fmt_addr(&peer)))));
+                    }
+                    o.peer = peer;
+                    o.sockopts = options_of(&o)?;
+                    let unread = || -> std::io::Result<u32> {
+                        let all = sys::inet_diag(family, libc::IPPROTO_TCP as u8)?;
+                        all.iter().find(|d| u64::from(d.ino) == ino).map(|d| d.rqueue).ok_or_else(|| std::io::Error::other("the socket left the kernel's table"))
+                    };
+                    let fin_received = state == tcp::CLOSE_WAIT;
+                    let c = tcp::dump(dup, &unread, shut & 2 != 0, fin_received).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::InvalidData => refuse(format!("({}) with {e}", ends(&fmt_addr(&o.peer)))),
+                        _ => sys_err("TCP_REPAIR", e),
+                    })?;
+                    o.tcp = Some(c);
+                    o.shutdown = u32::from(shut);
+                    if fin_received {
+                        // (RCV_SHUTDOWN comes with the FIN)
+                        o.tcp_state = u32::from(tcp::CLOSE_WAIT);
+                        o.shutdown &= !1;
+                    }
+                    keep_local = true;
+                }
+                (tcp::SYN_SENT, Some(d)) => {
+                    o.tcp_state = u32::from(tcp::SYN_SENT);
+                    o.peer = sockaddr(family, d.dport, &d.dst);
+                }
+                (tcp::CLOSE, _) => {}
+                (s, _) => {
+                    let remote = d.map(|d| fmt_addr(&sockaddr(family, d.dport, &d.dst))).unwrap_or_else(|| fmt_addr(&peer));
+                    return Err(refuse(format!(
+                        "in TCP state {} ({}): only LISTEN, SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT and \
+                         unconnected TCP sockets are saved",
+                        tcp::state_name(s),
+                        ends(&remote)
+                    )));
+                }
+            }
+        }
+    } else {
+        if has_queued(dup.as_fd()).map_err(|e| sys_err("FIONREAD", e))? {
+            let why = if proto == libc::IPPROTO_UDP && !raw {
+                match udpq::dump(dup.as_fd(), family, &local) {
+                    Ok(q) => {
+                        o.queued = q;
+                        None
+                    }
+                    Err(why) => Some(why),
+                }
+            } else {
+                Some("(they are not saved)".to_string())
+            };
+            if let Some(why) = why {
+                return Err(refuse(format!("({} -> {}) with datagrams queued for reading: {why}", fmt_addr(&local), fmt_addr(&peer))));
+            }
+        }
+        o.peer = peer;
+        o.mcast = mcast::dump(dup.as_fd(), family).map_err(|why| refuse(format!("({}): {why}", fmt_addr(&local))))?;
+    }
+    if keep_local {
+        o.local = local;
+    }
+    if o.tcp.is_none() {
+        o.sockopts = options_of(&o)?;
+    }
+    Ok(Object { kind: Some(Kind::Inet(o)), ..Default::default() })
+}
+
+/// bind(2) of a recreated socket. A TCP port may still have connections of the original
+/// process in TIME_WAIT (it closed them first); unless those had SO_REUSEADDR the kernel
+/// refuses the bind (and a listen: forcing the bind in repair mode does not carry over
+/// to listen) until they expire (60 s). The error then says so. (Destroying them with
+/// SOCK_DESTROY would work, but they are not the image's to remove.)
+fn bind_again(s: &OwnedFd, o: &InetObj, addr: &[u8]) -> std::io::Result<()> {
+    let r = sys::sock_addr_op(s.as_fd(), addr, false);
+    let tcp = o.protocol == libc::IPPROTO_TCP && o.sock_type == libc::SOCK_STREAM;
+    let Err(e) = r else { return Ok(()) };
+    if !tcp || e.raw_os_error() != Some(libc::EADDRINUSE) {
+        return Err(e);
+    }
+    let port = port_of(addr);
+    let mut states = Vec::new();
+    for fam in [libc::AF_INET, libc::AF_INET6] {
+        states.extend(sys::inet_diag(fam, libc::IPPROTO_TCP as u8).unwrap_or_default().into_iter().filter(|d| d.sport == port).map(|d| d.state));
+    }
+    if !states.is_empty() && states.iter().all(|s| *s == tcp::TIME_WAIT) {
+        return Err(std::io::Error::other(format!(
+            "{e}: {} earlier connections of port {port} are in TIME_WAIT (they expire within 60 s)",
+            states.len()
+        )));
+    }
+    Err(e)
+}
+
+/// `restore --tcp-close`: the connection comes back closed, like one the peer closed
+/// while the process was away: bound to its old local address if that is free (else
+/// unbound), never connected, shut down both ways. read returns 0 (end of file), write
+/// fails with EPIPE (and SIGPIPE), poll reports POLLHUP, getpeername ENOTCONN.
+fn closed(s: &OwnedFd, o: &InetObj) {
+    if bound(&o.local, false) {
+        if let Err(e) = bind_again(s, o, &o.local) {
+            tracing::info!("--tcp-close: {} stays unbound: {e}", fmt_addr(&o.local));
+        }
+    }
+    // An unconnected TCP socket answers ENOTCONN but takes the shutdown bits.
+    let _ = sys::shutdown(s.as_fd(), libc::SHUT_RDWR);
+}
+
+/// Restore side: the recreated socket. `tcp_close`: connections (established or being
+/// established) come back closed.
+pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String> {
+    let k = sock_kind(o);
+    let opts = saved_options(o);
+    let s = sys::socket(o.family, o.sock_type, o.protocol).map_err(|e| format!("socket: {e}"))?;
+    options::apply(s.as_fd(), &opts, &k, When::Early)?;
+    let late = |s: &OwnedFd| options::apply(s.as_fd(), &opts, &k, When::Late);
+    let connection = o.tcp.is_some() || o.tcp_state == u32::from(tcp::SYN_SENT);
+    if connection && tcp_close {
+        closed(&s, o);
+        late(&s)?;
+        super::apply_nonblock(&s, o.flags)?;
+        return Ok(s);
+    }
+    if let Some(c) = &o.tcp {
+        tcp::restore(&s, o, c).map_err(|e| format!("TCP_REPAIR of the connection {} -> {}: {e}", fmt_addr(&o.local), fmt_addr(&o.peer)))?;
+        late(&s)?;
+        super::apply_nonblock(&s, o.flags)?;
+        let reuse = opts.iter().find(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_REUSEADDR).map(|s| s.value.clone());
+        let fin = if o.tcp_state == u32::from(tcp::CLOSE_WAIT) {
+            // created here: in the socket's network namespace
+            let (pkt, family, to) = tcp::peer_fin(o, c);
+            let raw = sys::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| format!("raw socket for the peer's FIN: {e}"))?;
+            Some((raw, pkt, to))
+        } else {
+            None
+        };
+        tcp::enable_later(tcp::ToEnable { sock: s.try_clone().map_err(|e| e.to_string())?, shutdown: o.shutdown, reuse, fin });
+        return Ok(s);
+    }
+    if !o.local.is_empty() {
+        let local = if o.peer.is_empty() { o.local.clone() } else { bind_addr(s.as_fd(), o) };
+        bind_again(&s, o, &local).map_err(|e| format!("binding {} again: {e}", fmt_addr(&o.local)))?;
+    }
+    if o.listening {
+        sys::listen(s.as_fd(), o.backlog as i32).map_err(|e| format!("listen: {e}"))?;
+    } else if o.tcp_state == u32::from(tcp::SYN_SENT) {
+        // Connect again without waiting: the handshake goes on while the process runs,
+        // which sees the connect complete (or fail) as it would have.
+        sys::fcntl(s.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| format!("O_NONBLOCK: {e}"))?;
+        match sys::sock_addr_op(s.as_fd(), &o.peer, true) {
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Ok(()) => {}
+            Err(e) => return Err(format!("connecting to {} again: {e}", fmt_addr(&o.peer))),
+        }
+        sys::fcntl(s.as_raw_fd(), libc::F_SETFL, i64::from(o.flags & libc::O_NONBLOCK as u32)).map_err(|e| format!("F_SETFL: {e}"))?;
+    } else if !o.peer.is_empty() {
+        sys::sock_addr_op(s.as_fd(), &o.peer, true).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
+        check_local(s.as_fd(), o).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
+    }
+    mcast::restore(s.as_fd(), o.family, &o.mcast)?;
+    udpq::restore(s.as_fd(), o)?;
+    late(&s)?;
+    super::apply_nonblock(&s, o.flags)?;
+    Ok(s)
+}
+
+/// Validation of an image's socket (restore runs as root: nothing but the kinds,
+/// addresses and options this module creates).
+pub fn check(o: &InetObj) -> std::result::Result<(), String> {
+    if !supported(o.family, o.sock_type, o.protocol) {
+        return Err(format!("family {}, type {}, protocol {}: not a socket kind stasis restores", o.family, o.sock_type, o.protocol));
+    }
+    let want_len = if o.family == libc::AF_INET { 16 } else { 28 };
+    for (name, a) in [("local", &o.local), ("peer", &o.peer)] {
+        if !a.is_empty() && (a.len() != want_len || a[0..2] != (o.family as u16).to_ne_bytes()) {
+            return Err(format!("{name} address of {} bytes not of family {}", a.len(), o.family));
+        }
+    }
+    let tcp = o.protocol == libc::IPPROTO_TCP && o.sock_type == libc::SOCK_STREAM;
+    if o.flags & !(libc::O_NONBLOCK as u32) != 0 {
+        return Err(format!("file flags {:#x} (only O_NONBLOCK)", o.flags));
+    }
+    if o.listening && (!tcp || o.backlog > 1 << 20 || o.tcp.is_some() || !o.peer.is_empty()) {
+        return Err("a listener that is not an unconnected TCP socket with a backlog up to 2^20".into());
+    }
+    if !matches!(o.tcp_state, 0 | 2 | 8)
+        || (o.tcp_state == 2 && (!tcp || o.peer.is_empty() || o.tcp.is_some()))
+        || (o.tcp_state == 8 && (o.tcp.is_none() || o.shutdown != 0))
+    {
+        return Err(format!(
+            "TCP state {} (only SYN_SENT with a peer address, or CLOSE_WAIT of a connection not shut down, is saved as a state)",
+            o.tcp_state
+        ));
+    }
+    if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none()) {
+        return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection)", o.shutdown));
+    }
+    if let Some(c) = &o.tcp {
+        const MAX_QUEUE: usize = 1 << 30;
+        if !tcp || o.local.is_empty() || o.peer.is_empty() {
+            return Err("a TCP connection without both addresses".into());
+        }
+        if c.send_queue.len() > MAX_QUEUE || c.recv_queue.len() > MAX_QUEUE || !matches!(c.window.len(), 0 | 5) {
+            return Err("TCP connection queues over 1 GiB or a window of the wrong size".into());
+        }
+        if c.snd_wscale > 14 || c.rcv_wscale > 14 || c.mss > 65535 || c.options & !7 != 0 {
+            return Err("TCP connection options out of range".into());
+        }
+    }
+    if !o.options.len().is_multiple_of(3) || (!o.sockopts.is_empty() && !o.options.is_empty()) {
+        return Err("malformed retired option triples".into());
+    }
+    if tcp && !o.mcast.is_empty() {
+        return Err("multicast memberships of a TCP socket".into());
+    }
+    mcast::check(&o.mcast, o.family)?;
+    udpq::check(o)?;
+    let k = sock_kind(o);
+    let opts = saved_options(o);
+    if opts.len() > options::TABLE.len() {
+        return Err(format!("{} socket options", opts.len()));
+    }
+    for (i, s) in opts.iter().enumerate() {
+        options::check(s, &k)?;
+        if opts[..i].iter().any(|t| t.level == s.level && t.name == s.name) {
+            return Err(format!("{} saved twice", options::label(s.level, s.name)));
+        }
+    }
+    Ok(())
+}
+
+/// "TCP socket", "UDP (IPv6) socket", "raw IP socket (protocol 1)"... for messages.
+pub fn describe(o: &InetObj) -> String {
+    let v = if o.family == libc::AF_INET6 { " (IPv6)" } else { "" };
+    match (o.sock_type, o.protocol) {
+        (libc::SOCK_RAW, p) => format!("raw IP{v} socket (protocol {p})"),
+        (_, libc::IPPROTO_TCP) => format!("TCP{v} socket"),
+        (_, libc::IPPROTO_UDP) => format!("UDP{v} socket"),
+        (_, libc::IPPROTO_UDPLITE) => format!("UDP-Lite{v} socket"),
+        (_, libc::IPPROTO_ICMP | libc::IPPROTO_ICMPV6) => format!("ICMP{v} ping socket"),
+        (t, p) => format!("IP{v} socket (type {t}, protocol {p})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(port: u16) -> Vec<u8> {
+        sockaddr(libc::AF_INET, port, &[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    fn udp() -> InetObj {
+        InetObj { family: libc::AF_INET, sock_type: libc::SOCK_DGRAM, protocol: libc::IPPROTO_UDP, local: v4(5000), ..Default::default() }
+    }
+
+    fn opt(level: i32, name: i32, value: &[u8]) -> SockOpt {
+        SockOpt { level, name, value: value.to_vec() }
+    }
+
+    #[test]
+    fn check_accepts_table_options_of_the_right_size() {
+        let mut o = udp();
+        o.sockopts = vec![
+            opt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32.to_le_bytes()),
+            opt(libc::SOL_SOCKET, libc::SO_BINDTODEVICE, b"lo"),
+            opt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &[6, 0, 0, 0, 0xff, 0xff, 0, 0]),
+            opt(libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &7i32.to_le_bytes()),
+        ];
+        assert_eq!(check(&o), Ok(()));
+        // the retired triples of old images
+        let mut old = udp();
+        old.options = vec![libc::SOL_SOCKET, libc::SO_REUSEADDR, 1, libc::SOL_SOCKET, libc::SO_BROADCAST, 0];
+        assert_eq!(check(&old), Ok(()));
+    }
+
+    #[test]
+    fn check_refuses_what_restore_would_not_create() {
+        let bad = |f: &dyn Fn(&mut InetObj)| {
+            let mut o = udp();
+            f(&mut o);
+            check(&o).expect_err("accepted")
+        };
+        // an option outside the table, or not for this socket
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, 1 /* SO_DEBUG */, &1i32.to_le_bytes())]);
+        bad(&|o| o.sockopts = vec![opt(libc::IPPROTO_TCP, libc::TCP_NODELAY, &1i32.to_le_bytes())]);
+        // sizes
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_REUSEADDR, &[1])]);
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &[b'x'; 16])]);
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &[0; 12])]);
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &vec![0; 8 * 4097])]);
+        // twice
+        bad(&|o| o.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_MARK, &[0; 4]), opt(libc::SOL_SOCKET, libc::SO_MARK, &[0; 4])]);
+        bad(&|o| o.options = vec![1, 2]);
+        // kinds, addresses, states
+        bad(&|o| o.sock_type = libc::SOCK_SEQPACKET);
+        bad(&|o| o.family = libc::AF_UNIX);
+        bad(&|o| o.local = vec![2, 0, 1]);
+        bad(&|o| o.peer = sockaddr(libc::AF_INET6, 1, &[0; 16]));
+        bad(&|o| o.listening = true);
+        bad(&|o| o.tcp_state = 2);
+        bad(&|o| o.tcp_state = 8);
+        bad(&|o| o.shutdown = 1);
+        bad(&|o| o.shutdown = 4);
+        bad(&|o| o.flags = libc::O_ASYNC as u32);
+        bad(&|o| o.tcp = Some(Default::default()));
+        // queued datagrams: sender of another family, on a wildcard-bound socket
+        let dg = |from: Vec<u8>| stasis_image::model::Datagram { from, data: b"x".to_vec() };
+        bad(&|o| o.queued = vec![dg(sockaddr(libc::AF_INET6, 1, &[0; 16]))]);
+        bad(&|o| {
+            o.local = sockaddr(libc::AF_INET, 5000, &[0; 16]);
+            o.queued = vec![dg(v4(7))];
+        });
+        let mut q = udp();
+        q.queued = vec![dg(v4(7)), dg(v4(8))];
+        assert_eq!(check(&q), Ok(()));
+        // multicast: a unicast group, a source of the wrong size, include with no source
+        let g = |group: &[u8], include: bool, sources: Vec<Vec<u8>>| stasis_image::model::McastGroup { ifindex: 1, group: group.to_vec(), include, sources };
+        bad(&|o| o.mcast = vec![g(&[10, 0, 0, 1], false, vec![])]);
+        bad(&|o| o.mcast = vec![g(&[239, 0, 0, 1], false, vec![vec![1; 16]])]);
+        bad(&|o| o.mcast = vec![g(&[239, 0, 0, 1], true, vec![])]);
+        let mut ok = udp();
+        ok.mcast = vec![g(&[239, 0, 0, 1], true, vec![vec![127, 0, 0, 2]])];
+        assert_eq!(check(&ok), Ok(()));
+    }
+
+    #[test]
+    fn addresses_print() {
+        assert_eq!(fmt_addr(&v4(80)), "127.0.0.1:80");
+        let mut a6 = [0u8; 16];
+        a6[15] = 1;
+        assert_eq!(fmt_addr(&sockaddr(libc::AF_INET6, 443, &a6)), "[::1]:443");
+        assert_eq!(tcp::state_name(8), "CLOSE_WAIT");
+    }
+}

@@ -1,0 +1,381 @@
+//! IP sockets (workloads/inet.c): options read back identically after restore, IPv6 and
+//! v4-mapped addresses, ICMP ping / raw / UDP-Lite sockets, a connection shut down for
+//! reading, a connection in SYN_SENT, listeners with connections waiting
+//! (`dump --skip-in-flight`), `restore --tcp-close`, and TCP states refused by name.
+//! Every check runs inside the workload; ports are the kernel's choice (bind to port 0),
+//! so tests never collide with each other or with the host.
+
+mod common;
+use common::*;
+
+/// Runs `inet MODE`, dumps (kill mode), restores, checks.
+fn inet_roundtrip(mode: &str) {
+    let _t = serial();
+    roundtrip("inet", &[mode]);
+}
+
+/// IPv4 TCP listener, established connection (both ends) and UDP sockets with some 30
+/// options set (keepalive and its TCP knobs, SO_LINGER, locked and inherited buffer
+/// sizes and their lock bits, priority, mark, SO_BINDTODEVICE, timestamps, TOS, TTL,
+/// freebind, transparent, multicast TTL/loop/interface, PMTU discovery, congestion
+/// control, user timeout, MSS, window clamp, defer-accept, fast open, a classic BPF
+/// filter locked with SO_LOCK_FILTER): every option reads back the same bytes, the
+/// filter still filters and is still locked, queued bytes are read, all sockets work.
+#[test]
+fn ipv4_socket_options_read_back_identically() {
+    inet_roundtrip("opts");
+}
+
+/// The same workload dumped with --leave-running: the live process finds every option,
+/// queued byte and socket exactly as before (its checks run after the dump).
+#[test]
+fn leave_running_leaves_ipv4_sockets_untouched() {
+    let _t = serial();
+    skip_if_direct!();
+    leave_running_then_pass(&["opts"], || {});
+}
+
+/// Starts `inet ARGS... result`, dumps it with --leave-running, lets it run its checks
+/// (the verdict goes to WORKDIR/result), returns the workload once it exited with PASS.
+fn leave_running_then_pass(args: &[&str], after_go: impl FnOnce()) -> Workload {
+    let mut a = args.to_vec();
+    a.push("result");
+    let mut w = Workload::start("inet", &a);
+    w.dump_leave_running();
+    w.go();
+    after_go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "original after the dump: {st:?} {res}\n{}", w.report());
+    w
+}
+
+/// IPv6: a V6ONLY listener with traffic class and hop limit, an established connection
+/// over ::1 (its client end was bound by connect: IPV6_V6ONLY stays off), and a
+/// dual-stack UDP socket connected to a v4-mapped address (reaches an IPv4 socket).
+#[test]
+fn ipv6_and_v4_mapped_sockets() {
+    inet_roundtrip("v6");
+}
+
+/// Sets net.ipv4.ping_group_range (host-wide) for the test, puts it back on drop.
+struct PingGroups(String);
+
+impl PingGroups {
+    const PATH: &'static str = "/proc/sys/net/ipv4/ping_group_range";
+    fn allow_root() -> PingGroups {
+        let old = std::fs::read_to_string(Self::PATH).expect("ping_group_range");
+        std::fs::write(Self::PATH, "0 0").expect("setting ping_group_range");
+        PingGroups(old.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+}
+
+impl Drop for PingGroups {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
+/// ICMP ping sockets (IPv4 bound to echo id 4242, IPv6 connected to ::1), raw sockets
+/// (ICMP with ICMP_FILTER, IPPROTO_RAW, UDP with IP_HDRINCL, ICMPv6 with ICMP6_FILTER),
+/// UDP-Lite with checksum coverage: options read back, pings are answered, the raw ICMP
+/// socket sees the replies, UDP-Lite datagrams arrive.
+#[test]
+fn ping_raw_and_udplite_sockets() {
+    let _t = serial();
+    let _g = PingGroups::allow_root();
+    roundtrip("inet", &["kinds"]);
+}
+
+/// An established connection shut down for reading (SHUT_RD, an ESTABLISHED state with
+/// RCV_SHUTDOWN): the bytes queued before are read, then end of file; writing works.
+#[test]
+fn connection_shut_down_for_reading() {
+    inet_roundtrip("shutrd");
+}
+
+/// A listener whose accept queue holds a connection: the dump is refused in one line
+/// naming pid, fd, the address and --skip-in-flight, and leaves the process untouched;
+/// with --skip-in-flight the listener is saved with an empty queue, and a socket stuck in
+/// SYN_SENT towards it connects again at restore: the connect completes, the listener
+/// accepts it, data flows.
+#[test]
+fn skip_in_flight_and_syn_sent() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["synsent"]);
+    let fd = w.info("listener_fd");
+    let r = w.try_dump(&[]);
+    let pid = w.pid.to_string();
+    assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "127.0.0.1:", "--skip-in-flight"], &w.report());
+    w.assert_running_untouched();
+    assert!(!w.img.join("manifest.img").exists(), "a refused dump left an image\n{}", w.report());
+    if let Some(r) = w.dump_or_refusal_with(&["--skip-in-flight"]) {
+        panic!("dump --skip-in-flight failed ({:?})\n{}", r.status, w.report());
+    }
+    w.restore();
+    w.go_and_pass();
+}
+
+/// --leave-running with --skip-in-flight: the live process keeps its queued connection
+/// and its SYN_SENT socket untouched (it accepts the queued one, then the other
+/// connects once its SYN is sent again).
+#[test]
+fn skip_in_flight_leave_running_keeps_the_queue() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["synsent", "result"]);
+    let r = w.try_dump(&["--leave-running", "--skip-in-flight"]);
+    assert!(r.ok(), "dump --leave-running --skip-in-flight failed\n{}", w.report());
+    w.assert_running_untouched();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "original after the dump: {st:?} {res}\n{}", w.report());
+}
+
+/// restore --tcp-close: both ends of an established connection come back closed
+/// (read returns 0, write EPIPE, POLLHUP, getpeername ENOTCONN), the client end on its
+/// old port, options kept.
+#[test]
+fn tcp_close_restores_connections_closed() {
+    let _t = serial();
+    skip_if_direct!(); // the checks describe the closed connection
+    let mut w = Workload::start("inet", &["closed"]);
+    w.dump();
+    let img = w.img.clone();
+    w.restore_from_with(&img, &["--tcp-close"]);
+    w.go_and_pass();
+}
+
+/// A connection in CLOSE_WAIT to a peer outside the tree (this test): the peer's FIN
+/// is not in the receive queue TCP_REPAIR restores, so restore sends it again as a
+/// packet from the peer (raw socket) once repair mode is off. Inside: CLOSE_WAIT,
+/// POLLRDHUP, the unread bytes then end of file, writing works; outside: the peer reads
+/// what was written after restore, then end of file (sequence numbers right both ways).
+#[test]
+fn close_wait_connection_to_a_peer_outside() {
+    use std::io::{Read, Write};
+    let _t = serial();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port().to_string();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.write_all(b"bye").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s
+    });
+    let mut w = Workload::start("inet", &["closewait", &port]);
+    let mut s = peer.join().unwrap();
+    w.checkpoint_restore();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass(st);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    assert!(r.is_ok() && got == b"reply", "the peer read {r:?} {:?} (want \"reply\" then end of file)\n{}", String::from_utf8_lossy(&got), w.report());
+}
+
+/// Both ends of a half-closed connection in the process: FIN_WAIT2 and CLOSE_WAIT come
+/// back as such, bytes and ends of file are read, and the close completes (CLOSE).
+#[test]
+fn half_closed_connection_with_both_ends_inside() {
+    inet_roundtrip("halfpair");
+}
+
+/// sock tcphalf: a CLOSE_WAIT connection whose peer is an orphan (closed by the
+/// process, FIN_WAIT2 in the kernel) comes back in CLOSE_WAIT too.
+#[test]
+fn close_wait_with_an_orphan_peer() {
+    let _t = serial();
+    roundtrip("sock", &["tcphalf"]);
+}
+
+/// Multicast memberships (read back per socket with MCAST_MSFILTER): a plain IPv4 join,
+/// a source-specific one (include mode, 2 sources), one with a blocked source, an IPv6
+/// join; every filter reads back the same, a datagram to the group arrives, a socket
+/// that joined nothing is in no group.
+#[test]
+fn multicast_memberships() {
+    inet_roundtrip("mcast");
+}
+
+/// A connection with urgent data pending cannot be saved (a peek stops at the urgent
+/// mark, and TCP_REPAIR cannot restore urgent data): refused in one line naming pid, fd
+/// and the addresses; the process's data, mark and urgent byte are intact afterwards.
+#[test]
+fn urgent_data_is_refused() {
+    let _t = serial();
+    let mut w = Workload::start("inet", &["urgent", "result"]);
+    if !direct() {
+        let fd = w.info("fd");
+        let r = w.try_dump(&[]);
+        let pid = w.pid.to_string();
+        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "urgent data", "127.0.0.1:"], &w.report());
+        w.assert_running_untouched();
+    }
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+}
+
+/// A connection shut down for writing (FIN_WAIT2) to a peer outside the tree (this
+/// test): restored with its FIN after the send queue (one sequence number); the peer's
+/// bytes queued before the dump and written after restore are read, then its end of
+/// file; the connection ends CLOSE, so the peer acknowledged our FIN (sequence numbers
+/// right), and the peer reads nothing but end of file from us.
+#[test]
+fn fin_wait2_connection_to_a_peer_outside() {
+    use std::io::{Read, Write};
+    let _t = serial();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port().to_string();
+    let mut w = Workload::start("inet", &["finwait", &port]);
+    let (mut s, _) = l.accept().expect("accept");
+    s.write_all(b"from-peer").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    w.checkpoint_restore();
+    w.go();
+    s.write_all(b"more").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass(st);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+    let mut rest = Vec::new();
+    let r = s.read_to_end(&mut rest);
+    assert!(r.is_ok() && rest.is_empty(), "the peer read {r:?} {rest:?} instead of end of file\n{}", w.report());
+}
+
+/// A listener without SO_REUSEADDR whose port still has a connection in TIME_WAIT (the
+/// process closed it first) cannot be bound again until that expires: restore refuses
+/// in one line that names the port and TIME_WAIT, and leaves no process behind.
+#[test]
+fn listener_over_time_wait_is_refused_clearly() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["timewait"]);
+    w.dump();
+    let r = w.try_restore(&["-d"]);
+    assert_clean_error(&r, &["TIME_WAIT", "binding 127.0.0.1:", "Address already in use"], &w.report());
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}\n{}", w.pid, w.report());
+}
+
+/// A listener with a TCP_MD5SIG key: refused (keys are not saved; a restored socket
+/// without them would drop every signed segment), process untouched and still working.
+#[test]
+fn tcp_md5_keys_are_refused() {
+    let _t = serial();
+    let mut w = Workload::start("inet", &["md5", "result"]);
+    if !direct() {
+        let fd = w.info("fd");
+        let r = w.try_dump(&[]);
+        let pid = w.pid.to_string();
+        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "TCP_MD5SIG"], &w.report());
+        w.assert_running_untouched();
+    }
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+}
+
+/// A thread blocked in connect() (SYN_SENT, its SYN dropped by a full accept queue;
+/// dumped with --skip-in-flight): the connect is made again at restore, the thread's
+/// restarted connect() waits for it and returns 0, connected to the listener.
+#[test]
+fn blocking_connect_in_progress() {
+    let _t = serial();
+    skip_if_direct!(); // (direct: fine too, but the point is the restarted syscall)
+    let mut w = Workload::start("inet", &["synblock"]);
+    let tid: i32 = w.info("connect_tid").parse().unwrap();
+    w.wait_in_syscall(tid, &[42]); // connect
+    if let Some(r) = w.dump_or_refusal_with(&["--skip-in-flight"]) {
+        panic!("dump --skip-in-flight failed ({:?})\n{}", r.status, w.report());
+    }
+    w.restore();
+    w.go_and_pass();
+}
+
+/// UDP sockets with datagrams queued (on 127.0.0.1: four from two senders, one empty;
+/// on ::1: one): each is read after restore, in order, with its sender's address and
+/// port (sent again from the sender's address through a raw socket); then nothing more.
+#[test]
+fn udp_queued_datagrams() {
+    inet_roundtrip("udpq");
+}
+
+/// A UDP socket bound to the wildcard address with a datagram queued: refused (the
+/// datagram's destination address is not known), naming the socket and why; the
+/// process and its datagram are untouched.
+#[test]
+fn udp_queue_on_wildcard_address_is_refused() {
+    let _t = serial();
+    let mut w = Workload::start("inet", &["udpwild", "result"]);
+    if !direct() {
+        let fd = w.info("fd");
+        let r = w.try_dump(&[]);
+        let pid = w.pid.to_string();
+        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "datagrams queued", "wildcard"], &w.report());
+        w.assert_running_untouched();
+    }
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+}
+
+/// --leave-running with datagrams queued: the live process reads every one of them,
+/// in order, afterwards (the dump only peeked).
+#[test]
+fn leave_running_keeps_udp_queues() {
+    let _t = serial();
+    skip_if_direct!();
+    leave_running_then_pass(&["udpq"], || {});
+}
+
+/// --leave-running on connections in FIN_WAIT2 and CLOSE_WAIT with a peer outside:
+/// repair mode on and off again leaves them working (data, end of file, final ACKs).
+#[test]
+fn leave_running_keeps_half_closed_connections() {
+    use std::io::{Read, Write};
+    let _t = serial();
+    skip_if_direct!();
+    // FIN_WAIT2
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port().to_string();
+    let peer = std::thread::spawn(move || l.accept().expect("accept").0);
+    let mut w = Workload::start("inet", &["finwait", &port, "result"]);
+    let mut s = peer.join().unwrap();
+    s.write_all(b"from-peer").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    w.dump_leave_running();
+    w.go();
+    s.write_all(b"more").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "FIN_WAIT2 original: {st:?} {res}\n{}", w.report());
+    drop(w);
+    // CLOSE_WAIT
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port().to_string();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.write_all(b"bye").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s
+    });
+    let mut w = Workload::start("inet", &["closewait", &port, "result"]);
+    let mut s = peer.join().unwrap();
+    w.dump_leave_running();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "CLOSE_WAIT original: {st:?} {res}\n{}", w.report());
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    assert!(r.is_ok() && got == b"reply", "the peer read {r:?} {:?}\n{}", String::from_utf8_lossy(&got), w.report());
+}

@@ -1,0 +1,98 @@
+//! Socket options whose getsockopt/setsockopt do not take a plain byte buffer: the
+//! classic BPF filter of a socket (SO_GET_FILTER counts in instructions, SO_ATTACH_FILTER
+//! takes a `struct sock_fprog` holding a pointer).
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::c;
+use crate::Result;
+
+/// SO_GET_FILTER / SO_ATTACH_FILTER (the same number).
+const SO_ATTACH_FILTER: i32 = 26;
+/// BPF_MAXINSNS: the kernel refuses longer classic programs.
+pub const BPF_MAXINSNS: usize = 4096;
+/// Bytes of one `struct sock_filter` (u16 code, u8 jt, u8 jf, u32 k).
+pub const SOCK_FILTER_LEN: usize = 8;
+
+/// The classic BPF program attached with SO_ATTACH_FILTER, as its raw `struct
+/// sock_filter` array (empty if none; an eBPF program attached with SO_ATTACH_BPF has no
+/// classic form and reads as empty too).
+pub fn get_filter(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
+    // optlen counts instructions, not bytes; 0 asks for the count only.
+    let mut n: libc::socklen_t = 0;
+    // SAFETY: with optlen 0 the kernel writes nothing through optval (NULL) and only
+    // stores the instruction count in n.
+    let count = c(unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_ATTACH_FILTER, std::ptr::null_mut(), &mut n) }
+        as libc::c_long)?;
+    let count = (n as usize).max(count as usize).min(BPF_MAXINSNS);
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut buf = vec![0u8; count * SOCK_FILTER_LEN];
+    let mut l = count as libc::socklen_t;
+    // SAFETY: buf holds `count` instructions, which is what optlen announces.
+    c(unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, SO_ATTACH_FILTER, buf.as_mut_ptr().cast(), &mut l) }
+        as libc::c_long)?;
+    buf.truncate((l as usize).min(count) * SOCK_FILTER_LEN);
+    Ok(buf)
+}
+
+/// SO_ATTACH_FILTER with the raw `struct sock_filter` array `insns` (a multiple of 8
+/// bytes, at most BPF_MAXINSNS instructions; the kernel checks the program).
+pub fn attach_filter(fd: BorrowedFd<'_>, insns: &[u8]) -> Result<()> {
+    let n = insns.len() / SOCK_FILTER_LEN;
+    if !insns.len().is_multiple_of(SOCK_FILTER_LEN) || n == 0 || n > BPF_MAXINSNS {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // The kernel reads the program through the pointer; keep an aligned copy.
+    let prog: Vec<libc::sock_filter> = insns
+        .chunks_exact(SOCK_FILTER_LEN)
+        .map(|b| libc::sock_filter {
+            code: u16::from_le_bytes([b[0], b[1]]),
+            jt: b[2],
+            jf: b[3],
+            k: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog { len: n as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: fprog points to `n` live instructions for the duration of the call; the
+    // kernel copies them.
+    c(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    } as libc::c_long)
+    .map(drop)
+}
+
+/// getsockopt whose buffer carries input too (MCAST_MSFILTER): `buf` in, the answer
+/// out; returns the length the kernel reports.
+pub fn getsockopt_inout(fd: BorrowedFd<'_>, level: i32, opt: i32, buf: &mut [u8]) -> Result<usize> {
+    let mut l = buf.len() as libc::socklen_t;
+    // SAFETY: buf/l describe a valid readable and writable buffer.
+    c(unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, buf.as_mut_ptr().cast(), &mut l) } as libc::c_long)?;
+    Ok(l as usize)
+}
+
+/// sendto(2) of `buf` to the raw sockaddr `addr`; returns the byte count.
+pub fn sendto(fd: BorrowedFd<'_>, buf: &[u8], addr: &[u8]) -> Result<usize> {
+    // SAFETY: buf and addr are valid readable buffers of their lengths.
+    c(unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0, addr.as_ptr().cast(), addr.len() as libc::socklen_t) }
+        as libc::c_long)
+    .map(|n| n as usize)
+}
+
+/// recvfrom(2) with `flags` into buf: (length of the datagram, which MSG_TRUNC makes
+/// the whole length even if buf is shorter; the sender's raw sockaddr).
+pub fn recvfrom(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> Result<(usize, Vec<u8>)> {
+    let mut addr = [0u8; 128];
+    let mut alen = addr.len() as libc::socklen_t;
+    // SAFETY: buf, addr and alen describe valid writable buffers.
+    let n = c(unsafe { libc::recvfrom(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags, addr.as_mut_ptr().cast(), &mut alen) }
+        as libc::c_long)?;
+    Ok((n as usize, addr[..(alen as usize).min(addr.len())].to_vec()))
+}
