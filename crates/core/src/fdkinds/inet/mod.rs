@@ -36,7 +36,7 @@ pub mod options;
 pub mod tcp;
 pub mod udpq;
 
-pub use tcp::finish_restore;
+pub use tcp::{finish_restore, send_peer_fins};
 
 use options::{SockKind, When};
 

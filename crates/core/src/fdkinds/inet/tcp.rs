@@ -215,8 +215,9 @@ fn state_of(fd: std::os::fd::BorrowedFd<'_>) -> u8 {
 }
 
 /// Restore side, after every socket was created: leave repair mode, then shut down what
-/// the process had shut down; a connection that had received the peer's FIN gets it
-/// again (CLOSE_WAIT).
+/// the process had shut down. A connection that had received the peer's FIN gets it
+/// again later (`send_peer_fins`, once the network lock is gone: it would drop the
+/// packet).
 pub fn finish_restore() -> std::io::Result<()> {
     for t in std::mem::take(&mut *TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner())) {
         let s = t.sock.as_fd();
@@ -224,21 +225,37 @@ pub fn finish_restore() -> std::io::Result<()> {
         if let Some(v) = t.reuse {
             sys::setsockopt_bytes(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, &v)?;
         }
-        if let Some((raw, pkt, to)) = t.fin {
-            sys::sendto(raw.as_fd(), &pkt, &to)?;
-            let mut n = 0;
-            while state_of(s) != CLOSE_WAIT {
-                if n == 200 {
-                    return Err(std::io::Error::other(format!(
-                        "the peer's FIN, sent again, was not taken (TCP state {})",
-                        state_name(state_of(s))
-                    )));
-                }
-                n += 1;
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
+        if let Some(fin) = t.fin {
+            PENDING_FINS.lock().unwrap_or_else(|e| e.into_inner()).push((t.sock, fin));
         } else if t.shutdown & 1 != 0 {
             sys::shutdown(s, libc::SHUT_RD)?;
+        }
+    }
+    Ok(())
+}
+
+type PeerFin = (OwnedFd, (OwnedFd, Vec<u8>, Vec<u8>));
+
+/// Restored CLOSE_WAIT connections (our copy) with the peer's FIN to send again.
+static PENDING_FINS: Mutex<Vec<PeerFin>> = Mutex::new(Vec::new());
+
+/// End of a restore, packets flowing again (network lock removed): each restored
+/// CLOSE_WAIT connection gets the peer's FIN again, as a packet from the peer on a raw
+/// socket of its namespace, and is waited for (1 s) until the kernel took it.
+pub fn send_peer_fins() -> std::io::Result<()> {
+    for (sock, (raw, pkt, to)) in std::mem::take(&mut *PENDING_FINS.lock().unwrap_or_else(|e| e.into_inner())) {
+        let s = sock.as_fd();
+        sys::sendto(raw.as_fd(), &pkt, &to)?;
+        let mut n = 0;
+        while state_of(s) != CLOSE_WAIT {
+            if n == 200 {
+                return Err(std::io::Error::other(format!(
+                    "the peer's FIN, sent again, was not taken (TCP state {})",
+                    state_name(state_of(s))
+                )));
+            }
+            n += 1;
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
     Ok(())
