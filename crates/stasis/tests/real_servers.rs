@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use std::ffi::OsString;
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -147,4 +148,253 @@ fn redis_restarts_at_once_after_a_leave_running_dump() {
     start_redis(&mut w2, port);
     assert!(!w2.output().contains("Address already in use"), "{}", w2.report());
     drop(c);
+}
+
+// ---------------------------------------------------------------------------
+// nginx: master + 2 workers
+// ---------------------------------------------------------------------------
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+/// A keep-alive HTTP/1.1 connection.
+struct Http {
+    r: BufReader<TcpStream>,
+}
+
+impl Http {
+    fn connect(port: u16) -> std::io::Result<Http> {
+        let s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        Ok(Http { r: BufReader::new(s) })
+    }
+
+    fn local_port(&self) -> u16 {
+        self.r.get_ref().local_addr().unwrap().port()
+    }
+
+    /// GET /path on this connection: the body of a 200 reply (with Content-Length), or
+    /// what went wrong.
+    fn get(&mut self, path: &str) -> Result<Vec<u8>, String> {
+        let req = format!("GET /{path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        self.r.get_mut().write_all(req.as_bytes()).map_err(|e| format!("sending the request: {e}"))?;
+        let mut status = String::new();
+        self.r.read_line(&mut status).map_err(|e| format!("reading the status line: {e}"))?;
+        if !status.starts_with("HTTP/1.1 200 ") {
+            return Err(format!("status line {status:?}"));
+        }
+        let mut len = None;
+        loop {
+            let mut h = String::new();
+            self.r.read_line(&mut h).map_err(|e| format!("reading a header: {e}"))?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let len = len.ok_or("no Content-Length")?;
+        let mut body = vec![0u8; len];
+        self.r.read_exact(&mut body).map_err(|e| format!("reading {len} bytes of body: {e}"))?;
+        Ok(body)
+    }
+}
+
+/// Direct children of `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut v: Vec<i32> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| stat_of(*p).is_some_and(|(_, pp)| pp == pid))
+        .collect();
+    v.sort();
+    v
+}
+
+fn cmdline_of(pid: i32) -> String {
+    String::from_utf8_lossy(&fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).replace('\0', " ").trim().to_string()
+}
+
+/// The worker processes of nginx master `master` (children whose title says so).
+fn nginx_workers(master: i32) -> Vec<i32> {
+    children_of(master).into_iter().filter(|p| cmdline_of(*p).contains("worker process")).collect()
+}
+
+/// ~200 KB of deterministic, non-repeating bytes.
+fn known_content() -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..200_003)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// nginx (master + 2 workers, in the foreground) serving `work/www/file.bin` on a free
+/// port of 127.0.0.1, everything it writes (logs, pid, temp dirs) under the test's temp
+/// dir; waits until both workers exist and the file is served. Returns (port, content).
+fn start_nginx(w: &mut Workload) -> (u16, Vec<u8>) {
+    assert!(Path::new(NGINX).exists(), "nginx not installed (.ci/run installs it: apt-get install nginx)");
+    let port = free_port();
+    let t = w.tmp.path.clone();
+    let www = w.work.join("www");
+    fs::create_dir(&www).unwrap();
+    let content = known_content();
+    write_file(&www.join("file.bin"), &content);
+    let conf = format!(
+        "daemon off;\nmaster_process on;\nworker_processes 2;\nuser root;\n\
+         pid {t}/nginx.pid;\nerror_log {t}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log {t}/access.log;\n  keepalive_timeout 600s;\n  keepalive_requests 100000;\n\
+         \x20 client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n  fastcgi_temp_path {t}/fastcgi;\n\
+         \x20 uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n\
+         \x20 server {{ listen 127.0.0.1:{port}; root {www}; }}\n}}\n",
+        t = t.display(),
+        www = www.display()
+    );
+    let conf_path = t.join("nginx.conf");
+    write_file(&conf_path, conf.as_bytes());
+    let args: Vec<OsString> = vec![
+        "-p".into(),
+        t.clone().into_os_string(),
+        "-e".into(),
+        t.join("error.log").into_os_string(),
+        "-c".into(),
+        conf_path.into_os_string(),
+    ];
+    w.spawn(Path::new(NGINX), &args);
+    let master = w.pid;
+    let up = wait_until(Duration::from_secs(20), || {
+        nginx_workers(master).len() == 2 && Http::connect(port).is_ok_and(|mut c| c.get("file.bin").is_ok_and(|b| b == content))
+    });
+    assert!(up, "nginx did not serve the file on port {port}: workers {:?}\n{}", nginx_workers(master), nginx_report(w));
+    (port, content)
+}
+
+fn nginx_report(w: &Workload) -> String {
+    format!("{}--- error.log:\n{}", w.report(), fs::read_to_string(w.tmp.path.join("error.log")).unwrap_or_default())
+}
+
+/// Kill a restored nginx tree (master and workers) and reap all of it.
+fn kill_nginx_tree(w: &mut Workload) {
+    let workers = children_of(w.pid);
+    w.kill_restored();
+    w.kill_original();
+    reap_dumped(w, &workers);
+}
+
+/// nginx in its default architecture (a master, 2 workers, socketpair channels between
+/// them with O_ASYNC) with the test as a keep-alive client: the file fetched before a
+/// killing dump (network lock on) is fetched again byte for byte on the SAME connection
+/// after the restore, and on a new one; then `kill -HUP` to the restored master starts
+/// new workers (other pids, the old ones exit) that serve the file too.
+#[test]
+fn nginx_keepalive_client_across_dump_restore_and_reload() {
+    let _t = serial();
+    skip_if_direct!();
+    let started = std::time::Instant::now();
+    let mut w = Workload::new("nginx");
+    let (port, content) = start_nginx(&mut w);
+    let master = w.pid;
+    let workers = nginx_workers(master);
+    let mut c = Http::connect(port).unwrap();
+    let lport = c.local_port();
+    assert!(c.get("file.bin").unwrap() == content, "the file before the dump");
+    dump_and_reap_tree(&mut w, &workers);
+    eprintln!("nginx: image {} bytes, {} processes", dir_size(&w.img), 1 + workers.len());
+    w.restore();
+    for p in &workers {
+        assert!(pid_exists(*p), "worker {p} not restored\n{}", nginx_report(&w));
+    }
+    assert_eq!(nginx_workers(master), workers, "the restored master's workers\n{}", nginx_report(&w));
+    assert_eq!(c.local_port(), lport);
+    let body = c.get("file.bin").unwrap_or_else(|e| panic!("GET on the kept connection after the restore: {e}\n{}", nginx_report(&w)));
+    assert!(body == content, "the body on the kept connection differs ({} bytes)\n{}", body.len(), nginx_report(&w));
+    let body = c.get("file.bin").unwrap_or_else(|e| panic!("a second GET on the kept connection: {e}\n{}", nginx_report(&w)));
+    assert!(body == content, "the second body on the kept connection differs");
+    let mut c2 = Http::connect(port).unwrap_or_else(|e| panic!("a new connection after the restore: {e}\n{}", nginx_report(&w)));
+    assert!(c2.get("file.bin").unwrap() == content, "the body on a new connection after the restore");
+    drop(c2);
+
+    // Reload: the master tells the old workers to quit over their channels and starts
+    // new ones.
+    // SAFETY: `master` is our (restored) child, not reaped.
+    assert_eq!(unsafe { libc::kill(master, libc::SIGHUP) }, 0);
+    let reloaded = wait_until(Duration::from_secs(20), || {
+        let now = nginx_workers(master);
+        now.len() == 2 && now.iter().all(|p| !workers.contains(p)) && workers.iter().all(|p| !pid_exists(*p))
+    });
+    assert!(
+        reloaded,
+        "after SIGHUP: workers {:?} (before {workers:?}, old ones alive: {:?})\n{}",
+        nginx_workers(master),
+        workers.iter().filter(|p| pid_exists(**p)).collect::<Vec<_>>(),
+        nginx_report(&w)
+    );
+    let mut c3 = Http::connect(port).unwrap_or_else(|e| panic!("a new connection after the reload: {e}\n{}", nginx_report(&w)));
+    for _ in 0..4 {
+        let body = c3.get("file.bin").unwrap_or_else(|e| panic!("GET after the reload: {e}\n{}", nginx_report(&w)));
+        assert!(body == content, "the body after the reload differs");
+    }
+    drop(c3);
+    drop(c);
+    kill_nginx_tree(&mut w);
+    eprintln!("nginx: test took {:.1?}", started.elapsed());
+}
+
+/// `dump --leave-running` of nginx while the test holds a keep-alive connection: the
+/// live nginx keeps serving on it; the client then closes it, the live tree is killed
+/// and restored from the image (`--allow-changed-files`: the access log grew since),
+/// with both workers under the master again, and a new connection is served the file.
+#[test]
+fn nginx_leave_running_dump_then_restore_after_kill() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("nginx-live");
+    let (port, content) = start_nginx(&mut w);
+    let master = w.pid;
+    let workers = nginx_workers(master);
+    let mut c = Http::connect(port).unwrap();
+    assert!(c.get("file.bin").unwrap() == content);
+    w.dump_leave_running();
+    assert_eq!(nginx_workers(master), workers, "workers after the --leave-running dump");
+    for _ in 0..3 {
+        let body = c.get("file.bin").unwrap_or_else(|e| panic!("GET on the kept connection after --leave-running: {e}\n{}", nginx_report(&w)));
+        assert!(body == content, "the body after the --leave-running dump differs");
+    }
+    let mut c2 = Http::connect(port).unwrap();
+    assert!(c2.get("file.bin").unwrap() == content, "a new connection to the live nginx");
+    drop(c2);
+    // The client ends its connection before the live tree is killed: a killed worker's
+    // end of a connection the client still held would linger (FIN_WAIT2, then
+    // TIME_WAIT) with the very addresses the image's connection has, and the restore
+    // could not re-create it (TCP_REPAIR connect: EADDRNOTAVAIL).
+    c.r.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.r.read_to_end(&mut rest).unwrap_or_else(|e| panic!("waiting for nginx to close the kept connection: {e}"));
+    assert!(rest.is_empty(), "unexpected bytes after the last reply: {}", rest.len());
+    drop(c);
+    // Kill the live tree: the master first (its workers are re-parented to us), then
+    // the workers.
+    w.kill_original();
+    reap_dumped(&w, &workers);
+    w.restore_with(&["--allow-changed-files"]);
+    assert_eq!(nginx_workers(master), workers, "the restored master's workers\n{}", nginx_report(&w));
+    let mut c3 = Http::connect(port).unwrap_or_else(|e| panic!("a new connection after the restore: {e}\n{}", nginx_report(&w)));
+    for _ in 0..3 {
+        let body = c3.get("file.bin").unwrap_or_else(|e| panic!("GET after the restore: {e}\n{}", nginx_report(&w)));
+        assert!(body == content, "the body after the restore differs");
+    }
+    drop(c3);
+    kill_nginx_tree(&mut w);
+}
+
+/// Total size of the files in an image dir.
+fn dir_size(p: &Path) -> u64 {
+    fs::read_dir(p).unwrap().flatten().map(|e| e.metadata().map(|m| if m.is_dir() { dir_size(&e.path()) } else { m.len() }).unwrap_or(0)).sum()
 }

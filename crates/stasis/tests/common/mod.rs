@@ -830,6 +830,16 @@ impl Workload {
     }
 
     pub fn restore_from(&mut self, img: &Path) {
+        self.restore_from_with(img, &[]);
+    }
+
+    /// Detached restore with EXTRA options (e.g. `--allow-changed-files`).
+    pub fn restore_with(&mut self, extra: &[&str]) {
+        let img = self.img.clone();
+        self.restore_from_with(&img, extra);
+    }
+
+    pub fn restore_from_with(&mut self, img: &Path, extra: &[&str]) {
         if direct() {
             return;
         }
@@ -837,7 +847,9 @@ impl Workload {
         let pidfile = self.tmp.path.join("restored.pid");
         let _ = fs::remove_file(&pidfile);
         let pf = pidfile.to_string_lossy().to_string();
-        let r = self.try_restore_from(img, &["-d", "--pidfile", &pf]);
+        let mut a = vec!["-d", "--pidfile", &pf];
+        a.extend_from_slice(extra);
+        let r = self.try_restore_from(img, &a);
         // Whatever happened, a process with our pid is ours to clean up.
         if pid_exists(self.pid) {
             self.restored = Some(self.pid);
