@@ -7,7 +7,9 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const REDIS: &str = "/usr/bin/redis-server";
@@ -397,4 +399,342 @@ fn nginx_leave_running_dump_then_restore_after_kill() {
 /// Total size of the files in an image dir.
 fn dir_size(p: &Path) -> u64 {
     fs::read_dir(p).unwrap().flatten().map(|e| e.metadata().map(|m| if m.is_dir() { dir_size(&e.path()) } else { m.len() }).unwrap_or(0)).sum()
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL: a client on its unix socket outside the dumped tree
+// ---------------------------------------------------------------------------
+
+/// A PostgreSQL frontend/backend protocol (v3) session, just what the tests need:
+/// startup with trust authentication and simple Query messages.
+struct Pg<S: Read + Write> {
+    s: S,
+}
+
+impl<S: Read + Write> Pg<S> {
+    /// Startup as USER on database `postgres`; Ok once the server is ready for queries.
+    fn startup(s: S, user: &str) -> Result<Pg<S>, String> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&196_608u32.to_be_bytes()); // protocol 3.0
+        for kv in ["user", user, "database", "postgres"] {
+            body.extend_from_slice(kv.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&body);
+        let mut pg = Pg { s };
+        pg.s.write_all(&msg).map_err(|e| format!("sending the startup message: {e}"))?;
+        loop {
+            let (t, b) = pg.read_msg()?;
+            match t {
+                b'R' if b.get(..4) != Some(&[0, 0, 0, 0][..]) => return Err(format!("authentication request {b:?}: expected trust")),
+                b'E' => return Err(format!("startup refused: {}", error_text(&b))),
+                b'Z' => return Ok(pg),
+                _ => {}
+            }
+        }
+    }
+
+    fn read_msg(&mut self) -> Result<(u8, Vec<u8>), String> {
+        let mut h = [0u8; 5];
+        self.s.read_exact(&mut h).map_err(|e| format!("reading a message header: {e}"))?;
+        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+        if !(4..=1 << 20).contains(&len) {
+            return Err(format!("message {:?} of length {len}", h[0] as char));
+        }
+        let mut b = vec![0u8; len - 4];
+        self.s.read_exact(&mut b).map_err(|e| format!("reading a {:?} message: {e}", h[0] as char))?;
+        Ok((h[0], b))
+    }
+
+    /// A simple Query: the rows of its (last) result, every value as text (NULL as
+    /// "NULL"), or the server's error.
+    fn query(&mut self, sql: &str) -> Result<Vec<Vec<String>>, String> {
+        let mut msg = vec![b'Q'];
+        msg.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
+        msg.extend_from_slice(sql.as_bytes());
+        msg.push(0);
+        self.s.write_all(&msg).map_err(|e| format!("sending {sql:?}: {e}"))?;
+        let mut rows = Vec::new();
+        let mut err = None;
+        loop {
+            let (t, b) = self.read_msg().map_err(|e| format!("{sql:?}: {e}"))?;
+            match t {
+                b'T' => rows.clear(),
+                b'D' => rows.push(data_row(&b)),
+                b'E' => err = Some(error_text(&b)),
+                b'Z' => return err.map_or(Ok(rows), |e| Err(format!("{sql:?}: {e}"))),
+                _ => {}
+            }
+        }
+    }
+
+    /// A query returning one value.
+    fn value(&mut self, sql: &str) -> String {
+        let rows = self.query(sql).unwrap_or_else(|e| panic!("{e}"));
+        assert!(rows.len() == 1 && rows[0].len() == 1, "{sql:?} returned {rows:?}");
+        rows[0][0].clone()
+    }
+}
+
+fn data_row(b: &[u8]) -> Vec<String> {
+    let n = u16::from_be_bytes([b[0], b[1]]) as usize;
+    let mut at = 2;
+    (0..n)
+        .map(|_| {
+            let len = i32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+            at += 4;
+            if len < 0 {
+                return "NULL".to_string();
+            }
+            let v = String::from_utf8_lossy(&b[at..at + len as usize]).into_owned();
+            at += len as usize;
+            v
+        })
+        .collect()
+}
+
+/// The severity, code and message fields of an ErrorResponse.
+fn error_text(b: &[u8]) -> String {
+    b.split(|c| *c == 0)
+        .filter(|f| matches!(f.first(), Some(b'S' | b'C' | b'M')))
+        .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The directory holding `postgres` and `initdb`: Debian's /usr/lib/postgresql/VERSION/bin
+/// (highest version), else `pg_config --bindir`, else /usr/local/bin.
+fn pg_bindir() -> Option<PathBuf> {
+    let mut debian: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    debian.sort();
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    debian
+        .into_iter()
+        .rev()
+        .map(|(_, p)| p)
+        .chain(from_pg_config)
+        .chain([PathBuf::from("/usr/local/bin")])
+        .find(|d| d.join("postgres").exists() && d.join("initdb").exists())
+}
+
+/// The unprivileged user postgres runs as (initdb and postgres refuse root): Debian's
+/// `postgres` user (the postgresql package creates it), else `nobody`. (uid, gid).
+fn pg_user() -> (u32, u32) {
+    for name in ["postgres", "nobody"] {
+        let id = |flag: &str| {
+            Command::new("id")
+                .args([flag, name])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok())
+        };
+        if let (Some(u), Some(g)) = (id("-u"), id("-g")) {
+            return (u, g);
+        }
+    }
+    panic!("neither a postgres nor a nobody user");
+}
+
+/// `setpriv` arguments that run a program as (uid, gid) with no supplementary groups;
+/// setpriv execs the program, so the process keeps its pid.
+fn as_user(uid: u32, gid: u32) -> Vec<OsString> {
+    ["--reuid", &uid.to_string(), "--regid", &gid.to_string(), "--clear-groups", "--"].iter().map(OsString::from).collect()
+}
+
+/// Removes, on drop, the System V shared memory segment(s) a postmaster (pid `.0`)
+/// created, once nothing is attached: a postmaster killed rather than shut down leaves
+/// its segment behind.
+struct PgShm(i32);
+
+impl Drop for PgShm {
+    fn drop(&mut self) {
+        let Ok(t) = fs::read_to_string("/proc/sysvipc/shm") else { return };
+        for l in t.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 6 && f[4].parse() == Ok(self.0) && f[6] == "0" {
+                if let Ok(id) = f[1].parse::<i32>() {
+                    // SAFETY: IPC_RMID takes no buffer.
+                    unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+                }
+            }
+        }
+    }
+}
+
+/// Client backends of postmaster `pm` (their titles start with the user name).
+fn pg_backends(pm: i32) -> Vec<i32> {
+    children_of(pm).into_iter().filter(|p| cmdline_of(*p).starts_with("postgres: postgres postgres")).collect()
+}
+
+/// PostgreSQL (initdb'ed into the test's temp dir, run as an unprivileged user) with the
+/// test as a client on its unix socket, outside the dumped tree. A TCP client creates a
+/// table and inserts 1000 rows; the unix-socket session also makes a TEMP table (backend
+/// memory only). `stasis dump` refuses with one line naming `--external unix:[INODE]`
+/// (INODE is that backend's socket); the dump with it goes through; the restore hands
+/// the backend one end of the test's socketpair (`--inherit-fd 7:unix:[INODE]`), and
+/// through the other end the same, already authenticated session (same backend pid)
+/// counts the rows, reads its TEMP table and inserts more; a new TCP client and a new
+/// unix-socket client see every row and insert too. A fast shutdown (SIGINT) of the
+/// restored postmaster then ends it with status 0.
+#[test]
+fn postgres_unix_socket_client_outside_the_tree() {
+    let _t = serial();
+    skip_if_direct!();
+    let started = std::time::Instant::now();
+    let bin = pg_bindir().expect("no PostgreSQL server binaries (postgres, initdb) found: .ci/run installs the postgresql package");
+    let (uid, gid) = pg_user();
+    let mut shm = PgShm(0);
+    let mut w = Workload::new("postgres");
+    // The user must reach its dirs inside the (0700) temp dir.
+    fs::set_permissions(&w.tmp.path, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    let data = w.work.join("pgdata");
+    let sock = w.work.join("sock");
+    for d in [&data, &sock] {
+        fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+    }
+    let log = w.tmp.path.join("initdb.log");
+    let st = Command::new("setpriv")
+        .args(as_user(uid, gid))
+        .arg(bin.join("initdb"))
+        .args(["-D".as_ref(), data.as_os_str()])
+        .args(["--auth=trust", "-U", "postgres", "--no-sync", "--no-locale", "-E", "UTF8"])
+        .current_dir(&w.work)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&log).unwrap())
+        .stderr(fs::File::create(&log).unwrap().try_clone().unwrap())
+        .status()
+        .expect("run initdb");
+    assert!(st.success(), "initdb failed: {}", fs::read_to_string(&log).unwrap_or_default());
+
+    let port = free_port();
+    let mut args = as_user(uid, gid);
+    args.push(bin.join("postgres").into_os_string());
+    args.extend(["-D".into(), data.clone().into_os_string(), "-k".into(), sock.clone().into_os_string()]);
+    for a in [
+        "-p",
+        &port.to_string(),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        // Dynamic shared memory as files in the data dir (not /dev/shm), so that
+        // nothing outlives the temp dir whatever happens.
+        "-c",
+        "dynamic_shared_memory_type=mmap",
+        "-c",
+        "shared_buffers=16MB",
+        "-c",
+        "max_connections=10",
+        "-c",
+        "fsync=off",
+    ] {
+        args.push(a.into());
+    }
+    w.spawn(Path::new("/usr/bin/setpriv"), &args);
+    let pm = w.pid;
+    shm.0 = pm;
+    let tcp = || -> Result<Pg<TcpStream>, String> {
+        let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Pg::startup(s, "postgres")
+    };
+    let sock_path = sock.join(format!(".s.PGSQL.{port}"));
+    let unix = || -> Result<Pg<UnixStream>, String> {
+        let s = UnixStream::connect(&sock_path).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Pg::startup(s, "postgres")
+    };
+    let up = wait_until(Duration::from_secs(30), || tcp().is_ok_and(|mut c| c.query("select 1").is_ok()));
+    assert!(up, "postgres did not answer on port {port}\n{}", w.report());
+
+    // (a) a TCP client makes the table.
+    {
+        let mut c = tcp().unwrap();
+        c.query("create table t (i int primary key, s text)").unwrap();
+        c.query("insert into t select g, 'row ' || g from generate_series(1, 1000) g").unwrap();
+        assert_eq!(c.value("select count(*) from t"), "1000");
+    }
+    // (b) the client on the unix socket, with session state of its own.
+    let mut u = unix().unwrap_or_else(|e| panic!("unix socket client: {e}\n{}", w.report()));
+    let backend = u.value("select pg_backend_pid()");
+    u.query("create temp table tt as select 42 as v, 'kept' as s").unwrap();
+    u.query("set application_name = 'stasis-kept'").unwrap();
+    assert_eq!(u.value("select count(*) from t"), "1000");
+    // Only the unix-socket backend is left (the TCP ones exit after their client).
+    let settled = wait_until(Duration::from_secs(20), || pg_backends(pm).iter().map(|p| p.to_string()).collect::<Vec<_>>() == [backend.clone()]);
+    assert!(settled, "client backends {:?}, want only {backend}\n{}", pg_backends(pm), w.report());
+    let tree: Vec<i32> = children_of(pm);
+
+    // (c) refused, naming the external socket.
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&format!("pid {backend}"), "--external unix:["], &w.report());
+    let line = r.stderr.trim();
+    let at = line.find("--external unix:[").unwrap() + "--external unix:[".len();
+    let ino: u64 = line[at..].split(']').next().unwrap().parse().unwrap_or_else(|e| panic!("inode in {line:?}: {e}"));
+    let link = format!("socket:[{ino}]");
+    let has = fs::read_dir(format!("/proc/{backend}/fd"))
+        .unwrap()
+        .flatten()
+        .any(|e| fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == link));
+    assert!(has, "backend {backend} has no fd on {link}: {line}");
+    w.assert_running_untouched();
+    assert_eq!(u.value("select v from tt"), "42", "the session after the refused dump");
+
+    // (d) the dump with --external.
+    let res = format!("unix:[{ino}]");
+    w.dump_with(&["--external", &res]);
+    reap_dumped(&w, &tree);
+    eprintln!("postgres: image {} bytes, {} processes", dir_size(&w.img), 1 + tree.len());
+
+    // (e) restore with the test's socketpair in place of the client's socket.
+    let (ours, given) = UnixStream::pair().unwrap();
+    use std::os::fd::AsRawFd;
+    let arg = format!("7:{res}");
+    w.restore_from_with_fds(&w.img.clone(), &["--inherit-fd", &arg], &[(7, given.as_raw_fd())]);
+    drop(given);
+    drop(u); // the old connection: the restored backend no longer has it
+    for p in &tree {
+        assert!(pid_exists(*p), "process {p} ({}) not restored\n{}", cmdline_of(*p), w.report());
+    }
+    ours.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = Pg { s: ours };
+    assert_eq!(r.value("select pg_backend_pid()"), backend, "the restored session's backend");
+    assert_eq!(r.value("select count(*) from t"), "1000", "rows seen by the restored session");
+    assert_eq!(r.value("select v || ' ' || s from tt"), "42 kept", "the session's TEMP table");
+    assert_eq!(r.value("show application_name"), "stasis-kept");
+    r.query("insert into t select g, 'after ' || g from generate_series(1001, 1010) g").unwrap();
+
+    // (f) new clients.
+    let mut c = tcp().unwrap_or_else(|e| panic!("a TCP client after the restore: {e}\n{}", w.report()));
+    assert_eq!(c.value("select count(*) from t"), "1010");
+    assert_eq!(c.value("select s from t where i = 1005"), "after 1005");
+    c.query("insert into t select g, 'new ' || g from generate_series(1011, 1015) g").unwrap();
+    let mut u2 = unix().unwrap_or_else(|e| panic!("a unix-socket client after the restore: {e}\n{}", w.report()));
+    assert_eq!(u2.value("select count(*) from t"), "1015");
+    assert_eq!(r.value("select sum(i) from t"), (1..=1015).sum::<i64>().to_string());
+    assert!(u2.query("select v from tt").is_err(), "another session must not see the TEMP table");
+    drop((c, u2));
+
+    // A fast shutdown of the restored postmaster: it ends every backend, writes a
+    // shutdown checkpoint and exits 0.
+    // SAFETY: pm is our (restored) child, not reaped.
+    assert_eq!(unsafe { libc::kill(pm, libc::SIGINT) }, 0);
+    let st = w.wait_exit(Duration::from_secs(60));
+    assert_eq!(st, Exit::Code(0), "the restored postmaster's fast shutdown\n{}", w.report());
+    let mut buf = [0u8; 1];
+    let n = r.s.read(&mut buf);
+    assert!(matches!(n, Ok(0) | Err(_)) || buf[0] == b'E', "the restored session after the shutdown: {n:?}");
+    eprintln!("postgres: test took {:.1?}", started.elapsed());
 }
