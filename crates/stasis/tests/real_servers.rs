@@ -307,6 +307,7 @@ fn nginx_keepalive_client_across_dump_restore_and_reload() {
     let mut c = Http::connect(port).unwrap();
     let lport = c.local_port();
     assert!(c.get("file.bin").unwrap() == content, "the file before the dump");
+    let tables: Vec<(i32, _)> = [master].iter().chain(&workers).map(|p| (*p, fd_table(*p))).collect();
     dump_and_reap_tree(&mut w, &workers);
     eprintln!("nginx: image {} bytes, {} processes", dir_size(&w.img), 1 + workers.len());
     w.restore();
@@ -314,6 +315,10 @@ fn nginx_keepalive_client_across_dump_restore_and_reload() {
         assert!(pid_exists(*p), "worker {p} not restored\n{}", nginx_report(&w));
     }
     assert_eq!(nginx_workers(master), workers, "the restored master's workers\n{}", nginx_report(&w));
+    for (p, before) in &tables {
+        let d = fd_diff(before, &fd_table(*p));
+        assert!(d.is_empty(), "pid {p}: fds differ after the restore:\n  {}\n{}", d.join("\n  "), nginx_report(&w));
+    }
     assert_eq!(c.local_port(), lport);
     let body = c.get("file.bin").unwrap_or_else(|e| panic!("GET on the kept connection after the restore: {e}\n{}", nginx_report(&w)));
     assert!(body == content, "the body on the kept connection differs ({} bytes)\n{}", body.len(), nginx_report(&w));
@@ -365,6 +370,7 @@ fn nginx_leave_running_dump_then_restore_after_kill() {
     assert!(c.get("file.bin").unwrap() == content);
     w.dump_leave_running();
     assert_eq!(nginx_workers(master), workers, "workers after the --leave-running dump");
+    let tables: Vec<(i32, _)> = [master].iter().chain(&workers).map(|p| (*p, fd_table(*p))).collect();
     for _ in 0..3 {
         let body = c.get("file.bin").unwrap_or_else(|e| panic!("GET on the kept connection after --leave-running: {e}\n{}", nginx_report(&w)));
         assert!(body == content, "the body after the --leave-running dump differs");
@@ -387,6 +393,11 @@ fn nginx_leave_running_dump_then_restore_after_kill() {
     reap_dumped(&w, &workers);
     w.restore_with(&["--allow-changed-files"]);
     assert_eq!(nginx_workers(master), workers, "the restored master's workers\n{}", nginx_report(&w));
+    // As they were at the dump (the image's connection to the client included).
+    for (p, before) in &tables {
+        let d = fd_diff(before, &fd_table(*p));
+        assert!(d.is_empty(), "pid {p}: fds differ after the restore:\n  {}\n{}", d.join("\n  "), nginx_report(&w));
+    }
     let mut c3 = Http::connect(port).unwrap_or_else(|e| panic!("a new connection after the restore: {e}\n{}", nginx_report(&w)));
     for _ in 0..3 {
         let body = c3.get("file.bin").unwrap_or_else(|e| panic!("GET after the restore: {e}\n{}", nginx_report(&w)));
@@ -694,6 +705,7 @@ fn postgres_unix_socket_client_outside_the_tree() {
 
     // (d) the dump with --external.
     let res = format!("unix:[{ino}]");
+    let tables: Vec<(i32, _)> = [pm].iter().chain(&tree).map(|p| (*p, fd_table(*p))).collect();
     w.dump_with(&["--external", &res]);
     reap_dumped(&w, &tree);
     eprintln!("postgres: image {} bytes, {} processes", dir_size(&w.img), 1 + tree.len());
@@ -707,6 +719,10 @@ fn postgres_unix_socket_client_outside_the_tree() {
     drop(u); // the old connection: the restored backend no longer has it
     for p in &tree {
         assert!(pid_exists(*p), "process {p} ({}) not restored\n{}", cmdline_of(*p), w.report());
+    }
+    for (p, before) in &tables {
+        let d = fd_diff(before, &fd_table(*p));
+        assert!(d.is_empty(), "pid {p} ({}): fds differ after the restore:\n  {}\n{}", cmdline_of(*p), d.join("\n  "), w.report());
     }
     ours.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut r = Pg { s: ours };
@@ -737,4 +753,43 @@ fn postgres_unix_socket_client_outside_the_tree() {
     let n = r.s.read(&mut buf);
     assert!(matches!(n, Ok(0) | Err(_)) || buf[0] == b'E', "the restored session after the shutdown: {n:?}");
     eprintln!("postgres: test took {:.1?}", started.elapsed());
+}
+
+/// What a process's fds are, comparable across a dump and restore: for each fd its
+/// target (inode numbers of sockets, pipes and the like dropped), position and flags
+/// from fdinfo, and for an epoll fd the registered fds, events and data.
+fn fd_table(pid: i32) -> std::collections::BTreeMap<i32, String> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let target = fs::read_link(e.path()).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        let target = match target.split_once(":[") {
+            Some((kind, _)) => kind.to_string(),
+            None => target,
+        };
+        let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap_or_default();
+        let mut v = vec![target];
+        // The kernel lists an epoll set's fds in no meaningful order: sorted here.
+        let mut tfds = Vec::new();
+        for l in info.lines() {
+            if l.starts_with("pos:") || l.starts_with("flags:") {
+                v.push(l.split_whitespace().collect::<Vec<_>>().join(" "));
+            } else if l.starts_with("tfd:") {
+                tfds.push(l.split(" pos:").next().unwrap_or(l).split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+        tfds.sort();
+        v.extend(tfds);
+        m.insert(fd, v.join(" | "));
+    }
+    m
+}
+
+/// Differences between two fd tables, one line each.
+fn fd_diff(before: &std::collections::BTreeMap<i32, String>, after: &std::collections::BTreeMap<i32, String>) -> Vec<String> {
+    let fds: std::collections::BTreeSet<i32> = before.keys().chain(after.keys()).copied().collect();
+    fds.into_iter()
+        .filter(|fd| before.get(fd) != after.get(fd))
+        .map(|fd| format!("fd {fd}: {:?} -> {:?}", before.get(&fd), after.get(&fd)))
+        .collect()
 }
