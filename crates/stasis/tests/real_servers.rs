@@ -592,13 +592,16 @@ fn pg_backends(pm: i32) -> Vec<i32> {
 
 /// PostgreSQL (initdb'ed into the test's temp dir, run as an unprivileged user) with the
 /// test as a client on its unix socket, outside the dumped tree. A TCP client creates a
-/// table and inserts 1000 rows; the unix-socket session also makes a TEMP table (backend
-/// memory only). `stasis dump` refuses with one line naming `--external unix:[INODE]`
+/// table, inserts 1000 rows and keeps its session, with a transaction open (5 rows
+/// inserted, not committed), across the dump; the unix-socket session also makes a
+/// TEMP table (backend memory only). `stasis dump` refuses with one line naming `--external unix:[INODE]`
 /// (INODE is that backend's socket); the dump with it goes through; the restore hands
 /// the backend one end of the test's socketpair (`--inherit-fd 7:unix:[INODE]`), and
 /// through the other end the same, already authenticated session (same backend pid)
-/// counts the rows, reads its TEMP table and inserts more; a new TCP client and a new
-/// unix-socket client see every row and insert too. A fast shutdown (SIGINT) of the
+/// counts the rows, reads its TEMP table and inserts more; the kept TCP session (same
+/// backend, its connection restored with the network lock on) sees its own uncommitted
+/// rows and those, and commits; a new TCP client and a new unix-socket client see every
+/// row and insert too. A fast shutdown (SIGINT) of the
 /// restored postmaster then ends it with status 0.
 #[test]
 fn postgres_unix_socket_client_outside_the_tree() {
@@ -670,22 +673,26 @@ fn postgres_unix_socket_client_outside_the_tree() {
     let up = wait_until(Duration::from_secs(30), || tcp().is_ok_and(|mut c| c.query("select 1").is_ok()));
     assert!(up, "postgres did not answer on port {port}\n{}", w.report());
 
-    // (a) a TCP client makes the table.
-    {
-        let mut c = tcp().unwrap();
-        c.query("create table t (i int primary key, s text)").unwrap();
-        c.query("insert into t select g, 'row ' || g from generate_series(1, 1000) g").unwrap();
-        assert_eq!(c.value("select count(*) from t"), "1000");
-    }
+    // (a) a TCP client makes the table, and keeps its session (with a transaction
+    // open: 5 rows nobody else sees yet) across the dump.
+    let mut k = tcp().unwrap();
+    let k_backend = k.value("select pg_backend_pid()");
+    k.query("create table t (i int primary key, s text)").unwrap();
+    k.query("insert into t select g, 'row ' || g from generate_series(1, 1000) g").unwrap();
+    k.query("begin").unwrap();
+    k.query("insert into t select g, 'open ' || g from generate_series(2001, 2005) g").unwrap();
+    assert_eq!(k.value("select count(*) from t"), "1005");
     // (b) the client on the unix socket, with session state of its own.
     let mut u = unix().unwrap_or_else(|e| panic!("unix socket client: {e}\n{}", w.report()));
     let backend = u.value("select pg_backend_pid()");
     u.query("create temp table tt as select 42 as v, 'kept' as s").unwrap();
     u.query("set application_name = 'stasis-kept'").unwrap();
     assert_eq!(u.value("select count(*) from t"), "1000");
-    // Only the unix-socket backend is left (the TCP ones exit after their client).
-    let settled = wait_until(Duration::from_secs(20), || pg_backends(pm).iter().map(|p| p.to_string()).collect::<Vec<_>>() == [backend.clone()]);
-    assert!(settled, "client backends {:?}, want only {backend}\n{}", pg_backends(pm), w.report());
+    // Only these two backends are left (the ones of the start-up probes exit).
+    let mut want = vec![backend.parse::<i32>().unwrap(), k_backend.parse::<i32>().unwrap()];
+    want.sort();
+    let settled = wait_until(Duration::from_secs(20), || pg_backends(pm) == want);
+    assert!(settled, "client backends {:?}, want {want:?}\n{}", pg_backends(pm), w.report());
     let tree: Vec<i32> = children_of(pm);
 
     // (c) refused, naming the external socket.
@@ -731,15 +738,23 @@ fn postgres_unix_socket_client_outside_the_tree() {
     assert_eq!(r.value("select v || ' ' || s from tt"), "42 kept", "the session's TEMP table");
     assert_eq!(r.value("show application_name"), "stasis-kept");
     r.query("insert into t select g, 'after ' || g from generate_series(1001, 1010) g").unwrap();
+    assert_eq!(r.value("select count(*) from t"), "1010");
+    // The TCP session kept across the dump, inside its open transaction.
+    let kv = k.query("select pg_backend_pid(), count(*) from t").unwrap_or_else(|e| panic!("the kept TCP session: {e}\n{}", w.report()));
+    assert_eq!(kv, [[k_backend.clone(), "1015".to_string()]], "the kept TCP session's backend and rows");
+    k.query("commit").unwrap();
 
     // (f) new clients.
     let mut c = tcp().unwrap_or_else(|e| panic!("a TCP client after the restore: {e}\n{}", w.report()));
-    assert_eq!(c.value("select count(*) from t"), "1010");
+    assert_eq!(c.value("select count(*) from t"), "1015");
     assert_eq!(c.value("select s from t where i = 1005"), "after 1005");
+    assert_eq!(c.value("select s from t where i = 2003"), "open 2003");
     c.query("insert into t select g, 'new ' || g from generate_series(1011, 1015) g").unwrap();
     let mut u2 = unix().unwrap_or_else(|e| panic!("a unix-socket client after the restore: {e}\n{}", w.report()));
-    assert_eq!(u2.value("select count(*) from t"), "1015");
-    assert_eq!(r.value("select sum(i) from t"), (1..=1015).sum::<i64>().to_string());
+    assert_eq!(u2.value("select count(*) from t"), "1020");
+    let sum: i64 = (1..=1015).chain(2001..=2005).sum();
+    assert_eq!(r.value("select sum(i) from t"), sum.to_string());
+    assert_eq!(k.value("select sum(i) from t"), sum.to_string());
     assert!(u2.query("select v from tt").is_err(), "another session must not see the TEMP table");
     drop((c, u2));
 
