@@ -566,12 +566,31 @@ fn as_user(uid: u32, gid: u32) -> Vec<OsString> {
 }
 
 /// Removes, on drop, the System V shared memory segment(s) a postmaster (pid `.0`)
-/// created, once nothing is attached: a postmaster killed rather than shut down leaves
-/// its segment behind.
-struct PgShm(i32);
+/// created, once nothing is attached, and its POSIX shared memory files (`.1`): a
+/// postmaster killed rather than shut down leaves them behind.
+struct PgShm(i32, Vec<PathBuf>);
+
+impl PgShm {
+    /// Note the /dev/shm files the processes of postmaster `pm`'s tree have mapped.
+    fn track(&mut self, pm: i32) {
+        self.0 = pm;
+        let maps: String = [pm].into_iter().chain(children_of(pm)).map(|p| fs::read_to_string(format!("/proc/{p}/maps")).unwrap_or_default()).collect();
+        for l in maps.lines() {
+            if let Some(at) = l.find("/dev/shm/") {
+                let p = PathBuf::from(l[at..].trim_end_matches(" (deleted)"));
+                if !self.1.contains(&p) {
+                    self.1.push(p);
+                }
+            }
+        }
+    }
+}
 
 impl Drop for PgShm {
     fn drop(&mut self) {
+        for p in &self.1 {
+            let _ = fs::remove_file(p);
+        }
         let Ok(t) = fs::read_to_string("/proc/sysvipc/shm") else { return };
         for l in t.lines().skip(1) {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -610,7 +629,7 @@ fn postgres_unix_socket_client_outside_the_tree() {
     let started = std::time::Instant::now();
     let bin = pg_bindir().expect("no PostgreSQL server binaries (postgres, initdb) found: .ci/run installs the postgresql package");
     let (uid, gid) = pg_user();
-    let mut shm = PgShm(0);
+    let mut shm = PgShm(0, Vec::new());
     let mut w = Workload::new("postgres");
     // The user must reach its dirs inside the (0700) temp dir.
     fs::set_permissions(&w.tmp.path, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
@@ -643,10 +662,9 @@ fn postgres_unix_socket_client_outside_the_tree() {
         &port.to_string(),
         "-c",
         "listen_addresses=127.0.0.1",
-        // Dynamic shared memory as files in the data dir (not /dev/shm), so that
-        // nothing outlives the temp dir whatever happens.
+        // The default made explicit: dynamic shared memory in /dev/shm (shm_open).
         "-c",
-        "dynamic_shared_memory_type=mmap",
+        "dynamic_shared_memory_type=posix",
         "-c",
         "shared_buffers=16MB",
         "-c",
@@ -658,7 +676,6 @@ fn postgres_unix_socket_client_outside_the_tree() {
     }
     w.spawn(Path::new("/usr/bin/setpriv"), &args);
     let pm = w.pid;
-    shm.0 = pm;
     let tcp = || -> Result<Pg<TcpStream>, String> {
         let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -672,6 +689,8 @@ fn postgres_unix_socket_client_outside_the_tree() {
     };
     let up = wait_until(Duration::from_secs(30), || tcp().is_ok_and(|mut c| c.query("select 1").is_ok()));
     assert!(up, "postgres did not answer on port {port}\n{}", w.report());
+    shm.track(pm);
+    assert!(!shm.1.is_empty(), "postmaster {pm} maps nothing in /dev/shm (dynamic_shared_memory_type=posix)");
 
     // (a) a TCP client makes the table, and keeps its session (with a transaction
     // open: 5 rows nobody else sees yet) across the dump.
@@ -713,6 +732,7 @@ fn postgres_unix_socket_client_outside_the_tree() {
     // (d) the dump with --external.
     let res = format!("unix:[{ino}]");
     let tables: Vec<(i32, _)> = [pm].iter().chain(&tree).map(|p| (*p, fd_table(*p))).collect();
+    shm.track(pm);
     w.dump_with(&["--external", &res]);
     reap_dumped(&w, &tree);
     eprintln!("postgres: image {} bytes, {} processes", dir_size(&w.img), 1 + tree.len());
