@@ -1,5 +1,6 @@
-//! Real servers nobody here wrote (Debian's redis-server) with clients outside the
-//! dumped tree holding TCP connections across dumps.
+//! Real servers nobody here wrote (Debian's redis-server, nginx and PostgreSQL) with
+//! clients outside the dumped tree (the test itself) holding TCP and unix-socket
+//! connections across dumps; every check is on values the servers return.
 
 mod common;
 use common::*;
