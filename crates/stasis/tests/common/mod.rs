@@ -397,6 +397,33 @@ pub fn python3() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// `cmd` gets exactly fds 0-2 and `fds` (target number, our fd); every other fd is
+/// closed in the child.
+pub fn give_fds(cmd: &mut Command, fds: &[(i32, i32)]) {
+    let fds = fds.to_vec();
+    // SAFETY: only async-signal-safe syscalls (dup2, close) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, (_, src)) in fds.iter().enumerate() {
+                if libc::dup2(*src, 900 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, (dst, _)) in fds.iter().enumerate() {
+                if libc::dup2(900 + i as i32, *dst) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for fd in 3..1024 {
+                if !fds.iter().any(|(d, _)| *d == fd) {
+                    libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 fn close_fds_above_2(cmd: &mut Command) {
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
@@ -457,6 +484,12 @@ static RUN_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 /// Run `stasis ARGS` with stdout/stderr to files in `dir`; kill it after
 /// `timeout` (and panic).
 pub fn stasis_in(dir: &Path, args: &[&OsStr], timeout: Duration) -> Run {
+    stasis_in_with_fds(dir, args, timeout, &[])
+}
+
+/// Like `stasis_in`, with `fds` (target fd number, our fd) handed to stasis; every
+/// other fd above 2 is closed in the child.
+pub fn stasis_in_with_fds(dir: &Path, args: &[&OsStr], timeout: Duration, fds: &[(i32, i32)]) -> Run {
     let n = RUN_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let label = args.first().map(|a| a.to_string_lossy().to_string()).unwrap_or_default();
     let outp = dir.join(format!("stasis-{n:02}-{label}.out"));
@@ -470,7 +503,11 @@ pub fn stasis_in(dir: &Path, args: &[&OsStr], timeout: Duration) -> Run {
         .stdin(Stdio::null())
         .stdout(File::create(&outp).expect("create stasis stdout"))
         .stderr(File::create(&errp).expect("create stasis stderr"));
-    close_fds_above_2(&mut cmd);
+    if fds.is_empty() {
+        close_fds_above_2(&mut cmd);
+    } else {
+        give_fds(&mut cmd, fds);
+    }
     let start = Instant::now();
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {STASIS}: {e}"));
     own(child.id() as i32);
@@ -761,7 +798,13 @@ impl Workload {
         self.dump_or_refusal_with(&[])
     }
 
-    /// dump_or_refusal with extra dump arguments.
+    /// Killing dump with EXTRA options (must succeed); the original is reaped.
+    pub fn dump_with(&mut self, extra: &[&str]) {
+        if let Some(r) = self.dump_or_refusal_with(extra) {
+            panic!("dump failed ({:?})\n{}", r.status, self.report());
+        }
+    }
+
     pub fn dump_or_refusal_with(&mut self, extra: &[&str]) -> Option<Run> {
         if direct() {
             return None;
@@ -838,8 +881,19 @@ impl Workload {
         self.restore_from_with(img, &[]);
     }
 
-    /// restore_from with extra restore arguments.
+    /// Detached restore with EXTRA options (e.g. `--allow-changed-files`).
+    pub fn restore_with(&mut self, extra: &[&str]) {
+        let img = self.img.clone();
+        self.restore_from_with(&img, extra);
+    }
+
     pub fn restore_from_with(&mut self, img: &Path, extra: &[&str]) {
+        self.restore_from_with_fds(img, extra, &[]);
+    }
+
+    /// Detached restore with EXTRA options and `fds` (target fd number, our fd) handed
+    /// to stasis, e.g. for `--inherit-fd`.
+    pub fn restore_from_with_fds(&mut self, img: &Path, extra: &[&str], fds: &[(i32, i32)]) {
         if direct() {
             return;
         }
@@ -847,9 +901,12 @@ impl Workload {
         let pidfile = self.tmp.path.join("restored.pid");
         let _ = fs::remove_file(&pidfile);
         let pf = pidfile.to_string_lossy().to_string();
-        let mut args = vec!["-d", "--pidfile", &pf];
-        args.extend_from_slice(extra);
-        let r = self.try_restore_from(img, &args);
+        let mut a = vec!["-d", "--pidfile", &pf];
+        a.extend_from_slice(extra);
+        let mut args: Vec<&OsStr> = vec![OsStr::new("restore"), OsStr::new("-D"), img.as_os_str()];
+        args.extend(a.iter().map(OsStr::new));
+        let r = stasis_in_with_fds(&self.tmp.path, &args, STASIS_TIMEOUT, fds);
+        self.runs.push(r.to_string());
         // Whatever happened, a process with our pid is ours to clean up.
         if pid_exists(self.pid) {
             self.restored = Some(self.pid);
