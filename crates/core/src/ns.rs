@@ -597,7 +597,7 @@ pub fn with_private_dirs<T: Send>(dirs: &[std::path::PathBuf], f: impl FnOnce() 
                 return Err(last());
             }
             let root = CString::new("/").unwrap();
-            if stasis_sys::sys::child::mount(None, &root, None, (libc::MS_REC | libc::MS_PRIVATE) as u64) < 0 {
+            if stasis_sys::sys::child::mount(None, &root, None, libc::MS_REC | libc::MS_PRIVATE) < 0 {
                 return Err(last());
             }
             let tmpfs = CString::new("tmpfs").unwrap();
@@ -608,7 +608,7 @@ pub fn with_private_dirs<T: Send>(dirs: &[std::path::PathBuf], f: impl FnOnce() 
                     at = at.parent().ok_or_else(|| std::io::Error::other(format!("{}: no existing parent", d.display())))?;
                 }
                 let c = CString::new(at.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-                if stasis_sys::sys::child::mount(Some(&tmpfs), &c, Some(&tmpfs), (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64) < 0 {
+                if stasis_sys::sys::child::mount(Some(&tmpfs), &c, Some(&tmpfs), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) < 0 {
                     return Err(last());
                 }
                 std::fs::create_dir_all(d)?;

@@ -704,6 +704,9 @@ pub fn in_flight_objects(objects: &[Object]) -> Vec<u32> {
     out
 }
 
+/// Runs a closure in an object's network namespace (files.rs in_socket_ns).
+pub type RunInNs<'a> = dyn Fn(&Object, &mut (dyn FnMut() -> Result<()> + Send)) -> Result<()> + 'a;
+
 /// Once every object is open (`by_object`: object id → fd): the queues that wait for
 /// fds in flight, sent with them (SCM_RIGHTS) from the socket's peer, its kept sending
 /// end (peer closed) or an unnamed socket to its name; then the shutdowns held back.
@@ -713,7 +716,7 @@ pub fn requeue_deferred(
     objects: &[Object],
     by_object: &HashMap<u32, OwnedFd>,
     made: &mut Made,
-    run_in_ns: &dyn Fn(&Object, &mut (dyn FnMut() -> Result<()> + Send)) -> Result<()>,
+    run_in_ns: &RunInNs,
 ) -> Result<()> {
     if made.deferred.is_empty() {
         return Ok(());

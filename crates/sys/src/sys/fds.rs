@@ -361,7 +361,7 @@ fn take_rights(msg: &libc::msghdr) -> Result<Vec<OwnedFd>> {
         if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
             // SAFETY: CMSG_LEN is arithmetic on a constant.
             let hdr = unsafe { libc::CMSG_LEN(0) } as usize;
-            let n = (len as usize).saturating_sub(hdr) / std::mem::size_of::<i32>();
+            let n = len.saturating_sub(hdr) / std::mem::size_of::<i32>();
             // SAFETY: the payload of this header: n ints, inside the buffer.
             let data = unsafe { libc::CMSG_DATA(cm) } as *const i32;
             for i in 0..n {
@@ -381,10 +381,13 @@ fn take_rights(msg: &libc::msghdr) -> Result<Vec<OwnedFd>> {
     Ok(out)
 }
 
-/// One recvmsg(MSG_PEEK | MSG_DONTWAIT) into `buf` with room for 1000 passed fds:
-/// (bytes, sender address, fds installed in our table close-on-exec, flags). None when
-/// nothing is queued.
-fn peek_once(fd: BorrowedFd<'_>, buf: &mut [u8], extra: i32) -> Result<Option<(usize, Vec<u8>, Vec<OwnedFd>, i32)>> {
+/// What one peek returned: byte count, sender address, fds installed in our table
+/// (close-on-exec), msg_flags.
+type Peeked = (usize, Vec<u8>, Vec<OwnedFd>, i32);
+
+/// One recvmsg(MSG_PEEK | MSG_DONTWAIT) into `buf` with room for 1000 passed fds. None
+/// when nothing is queued.
+fn peek_once(fd: BorrowedFd<'_>, buf: &mut [u8], extra: i32) -> Result<Option<Peeked>> {
     let mut name = [0u8; 128];
     let mut ctl = vec![0u64; 512]; // 4 KiB, aligned for cmsghdr
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
