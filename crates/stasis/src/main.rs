@@ -66,8 +66,11 @@ enum Cmd {
         /// Write the restored PID to FILE.
         #[arg(long)]
         pidfile: Option<PathBuf>,
-        /// Restore even if files the process had open (not mapped) changed since the
-        /// dump, e.g. a log it kept writing after a --leave-running dump.
+        /// Restore even if files the process had open, or mapped shared, changed since
+        /// the dump, e.g. a log it kept writing, or a JVM's hsperfdata / a /dev/shm
+        /// segment the original kept writing after a --leave-running dump (a shared
+        /// mapping then shows the file as it is now). A changed file mapped private is
+        /// refused all the same (its unwritten pages are not in the image).
         #[arg(long)]
         allow_changed_files: bool,
         /// Restore inside a new PID namespace (with its own /proc) whose init is a stasis

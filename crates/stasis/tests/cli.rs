@@ -185,3 +185,42 @@ fn inspect_plan_of_a_tree() {
     w.restore();
     w.go_and_pass();
 }
+
+/// A file mapped MAP_SHARED that the original kept writing after a --leave-running
+/// dump (a JVM's hsperfdata, a /dev/shm segment): restore refuses naming
+/// --allow-changed-files, and with it maps the file as it is now (the restored process
+/// sees the original's last write and its own writes reach the file). A file mapped
+/// MAP_PRIVATE that changed is refused even then (its unwritten pages are not in the
+/// image), saying what the user can do.
+#[test]
+fn changed_mapped_files_shared_allowed_private_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("mapped-changed");
+    let script = std::path::Path::new(WORKLOADS).join("mapped_changed.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    w.dump_leave_running();
+    std::fs::File::create(w.work.join("poke")).unwrap();
+    w.wait_for_line("POKED", std::time::Duration::from_secs(10));
+    w.kill_original();
+    let img = w.img.clone();
+    let r = w.try_restore_from(&img, &["-d"]);
+    assert_clean_error(&r, &["shared.dat", "mapped shared", "--allow-changed-files"], &w.report());
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}", w.pid);
+    // the private file changes too: refused even with the option
+    let private = w.work.join("private.dat");
+    let was = std::fs::metadata(&private).unwrap().modified().unwrap();
+    let original = std::fs::read(&private).unwrap();
+    let mut changed = original.clone();
+    changed[100] = b'X';
+    std::fs::write(&private, &changed).unwrap();
+    let r = w.try_restore_from(&img, &["-d", "--allow-changed-files"]);
+    assert_clean_error(&r, &["private.dat", "maps it private", "never wrote"], &w.report());
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}", w.pid);
+    // put it back as it was (content and time): the shared one is taken as it is now
+    std::fs::write(&private, &original).unwrap();
+    std::fs::File::options().write(true).open(&private).unwrap().set_modified(was).unwrap();
+    w.restore_from_with(&img, &["--allow-changed-files"]);
+    w.go_and_pass();
+}

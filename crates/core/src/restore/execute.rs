@@ -115,7 +115,11 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
             if v.object_id != 0 && checked.insert(v.object_id) {
                 if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file()) {
                     if let Some(id) = &mf.identity {
-                        files::check_identity(&mf.path, id, &format!("pid {}: file mapped at {:#x}", q.pid, v.start))?;
+                        let what = format!("pid {}: file mapped at {:#x}", q.pid, v.start);
+                        match files::check_identity(&mf.path, id, &what) {
+                            Err(Error::RestoreRefused(why)) => changed_mapping(opts, m, v.object_id, &mf.path, why)?,
+                            other => other?,
+                        }
                     }
                 }
             }
@@ -141,6 +145,40 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// A mapped file (object `id`, at `path`) changed since the dump (`why`). Mapped
+/// private anywhere: refused — the pages the process never wrote are not in the image
+/// and would come from the new content. Mapped shared everywhere (a JVM's hsperfdata,
+/// a /dev/shm segment, sqlite's -shm, which another process, e.g. the original after a
+/// --leave-running dump, kept writing): its content is the file's by nature, so
+/// `--allow-changed-files` maps it as it is now (refused without it, naming the option);
+/// still refused if the file became too short for a mapping (it would SIGBUS).
+fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, path: &str, why: String) -> Result<()> {
+    let vmas = || m.processes.iter().filter(|p| !p.zombie).flat_map(|p| p.vmas.iter().map(move |v| (p.pid, v))).filter(|(_, v)| v.object_id == id);
+    if let Some((pid, v)) = vmas().find(|(_, v)| !v.shared) {
+        return Err(refuse(format!(
+            "{why}; pid {pid} maps it private at {:#x}, whose pages it never wrote are not in the image and would \
+             come from the new content: put the file back as it was, or dump again",
+            v.start
+        )));
+    }
+    if !opts.allow_changed_files {
+        return Err(refuse(format!(
+            "{why}; it is mapped shared, so its content is the file's: if it was written since the dump on \
+             purpose (the original kept running), restore with --allow-changed-files to map it as it is now"
+        )));
+    }
+    let len = std::fs::metadata(path).map(|md| md.len()).unwrap_or(0);
+    let page = 4096u64;
+    if let Some((pid, v)) = vmas().find(|(_, v)| v.pgoff.saturating_add(v.end - v.start) > len.div_ceil(page) * page) {
+        return Err(refuse(format!(
+            "{why}; it is now {len} bytes, too short for the mapping of pid {pid} at {:#x} (it would fault with SIGBUS)",
+            v.start
+        )));
+    }
+    warn!("{why} (mapped shared: restoring it as it is now, --allow-changed-files)");
     Ok(())
 }
 
