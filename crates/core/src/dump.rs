@@ -418,7 +418,7 @@ pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
     // Before any connection is read (TCP repair mode): from now on the peers' packets
     // neither reach nor leave the dumped sockets.
     let live: Vec<i32> = members.iter().filter(|m| matches!(m, Member::Live { .. })).map(|m| m.pid()).collect();
-    let lock = match crate::netlock::lock(opts.network_lock, pid, &live) {
+    let lock = match crate::netlock::lock(opts.network_lock, pid, &live, !opts.leave_running) {
         Ok(l) => l,
         Err(e) => {
             if created {

@@ -5,10 +5,13 @@
 //! socket answers.
 //!
 //! Dump: once the tree is frozen and before any connection is put in repair mode,
-//! [`lock`] finds every TCP socket of the tree that has a peer (fds → socket inodes →
-//! `/proc/PID/net/tcp{,6}` of the process's network namespace and of ours) and loads,
-//! in one `nft -f -` transaction per namespace, a table `inet stasis-<root pid>-<nonce>`
-//! whose input and output chains drop exactly those 4-tuples, both directions (a
+//! [`lock`] finds every TCP socket of the tree that has a peer, and for a killing dump
+//! every listener (fds → socket inodes → `/proc/PID/net/tcp{,6}` of the process's
+//! network namespace and of ours), and loads, in one `nft -f -` transaction per
+//! namespace, a table `inet stasis-<root pid>-<nonce>` whose input and output chains
+//! drop exactly those 4-tuples, both directions, and whose input chain drops SYNs (new
+//! connections) to those listeners, so a client connecting while the tree is away
+//! retries until the restored listener answers instead of being refused (a
 //! namespace other than ours is entered with `nsenter --net=/proc/PID/ns/net`). A
 //! failed or `--leave-running` dump removes the table once the sockets are out of
 //! repair mode; a killing dump leaves it and records it in the image (root process's
@@ -49,6 +52,22 @@ pub struct Conn {
     pub lport: u16,
     pub peer: IpAddr,
     pub pport: u16,
+}
+
+/// A TCP listener: new connections to it (SYNs) are held back during a killing dump,
+/// so clients connecting meanwhile retry until the restored listener answers instead of
+/// being refused.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listener {
+    pub local: IpAddr,
+    pub lport: u16,
+}
+
+/// What a network namespace of the tree has to lock.
+#[derive(Debug, Clone, Default)]
+pub struct Sockets {
+    pub conns: BTreeSet<Conn>,
+    pub listeners: BTreeSet<Listener>,
 }
 
 /// The lock a dump made: its table, and per network namespace (0 = ours) the pid
@@ -117,23 +136,31 @@ fn parse_addr(hex: &str) -> Option<(IpAddr, u16)> {
     Some((ip, port))
 }
 
-/// TCP sockets with a peer of a `/proc/X/net` directory: inode → connection.
-fn tcp_table(net_dir: &str) -> BTreeMap<u64, Conn> {
+/// A TCP socket of a `/proc/X/net` table: a connection or a listener.
+#[derive(Debug, Clone)]
+enum TcpSock {
+    Conn(Conn),
+    Listen(Listener),
+}
+
+/// TCP sockets with a peer, and listeners, of a `/proc/X/net` directory, by inode.
+fn tcp_table(net_dir: &str) -> BTreeMap<u64, TcpSock> {
     let mut out = BTreeMap::new();
     for f in ["tcp", "tcp6"] {
         let text = std::fs::read_to_string(format!("{net_dir}/{f}")).unwrap_or_default();
         for line in text.lines().skip(1) {
             let c: Vec<&str> = line.split_whitespace().collect();
             let (Some(l), Some(r), Some(st), Some(ino)) = (c.get(1), c.get(2), c.get(3), c.get(9)) else { continue };
-            // 0A = LISTEN, 07 = CLOSE: no peer to hold back
-            if *st == "0A" || *st == "07" {
-                continue;
-            }
             let (Some((local, lport)), Some((peer, pport)), Ok(ino)) = (parse_addr(l), parse_addr(r), ino.parse::<u64>()) else {
                 continue;
             };
-            if pport != 0 && ino != 0 {
-                out.insert(ino, Conn { local, lport, peer, pport });
+            if ino == 0 || *st == "07" {
+                continue; // CLOSE: nothing to hold back
+            }
+            if *st == "0A" {
+                out.insert(ino, TcpSock::Listen(Listener { local, lport }));
+            } else if pport != 0 {
+                out.insert(ino, TcpSock::Conn(Conn { local, lport, peer, pport }));
             }
         }
     }
@@ -142,10 +169,10 @@ fn tcp_table(net_dir: &str) -> BTreeMap<u64, Conn> {
 
 /// The TCP connections of the processes `pids`, per network namespace (0 = ours), with
 /// a pid through which that namespace can be entered.
-pub fn tree_connections(pids: &[i32]) -> BTreeMap<u64, (i32, BTreeSet<Conn>)> {
+pub fn tree_connections(pids: &[i32]) -> BTreeMap<u64, (i32, Sockets)> {
     let ours = ns_inode("/proc/self/ns/net").unwrap_or(0);
-    let mut tables: BTreeMap<u64, BTreeMap<u64, Conn>> = BTreeMap::new();
-    let mut out: BTreeMap<u64, (i32, BTreeSet<Conn>)> = BTreeMap::new();
+    let mut tables: BTreeMap<u64, BTreeMap<u64, TcpSock>> = BTreeMap::new();
+    let mut out: BTreeMap<u64, (i32, Sockets)> = BTreeMap::new();
     for &pid in pids {
         let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
         let inodes: Vec<u64> = dir
@@ -162,8 +189,15 @@ pub fn tree_connections(pids: &[i32]) -> BTreeMap<u64, (i32, BTreeSet<Conn>)> {
             let key = if ns == ours { 0 } else { ns };
             let table = tables.entry(key).or_insert_with(|| tcp_table(&dir));
             for ino in &inodes {
-                if let Some(c) = table.get(ino) {
-                    out.entry(key).or_insert((pid, BTreeSet::new())).1.insert(c.clone());
+                let entry = || (pid, Sockets::default());
+                match table.get(ino) {
+                    Some(TcpSock::Conn(c)) => {
+                        out.entry(key).or_insert_with(entry).1.conns.insert(c.clone());
+                    }
+                    Some(TcpSock::Listen(l)) => {
+                        out.entry(key).or_insert_with(entry).1.listeners.insert(l.clone());
+                    }
+                    None => {}
                 }
             }
         }
@@ -183,18 +217,30 @@ fn nft_addr(ip: &IpAddr) -> (&'static str, String) {
     }
 }
 
-/// The nft script making `table` with rules dropping `conns` both ways.
-pub fn script(table: &str, conns: &BTreeSet<Conn>) -> String {
+/// The nft script making `table` with rules dropping the connections of `socks` both
+/// ways and new connections (SYN without ACK) to its listeners.
+pub fn script(table: &str, socks: &Sockets) -> String {
     let mut rules = BTreeSet::new();
-    for c in conns {
+    for c in &socks.conns {
         let (fam, l) = nft_addr(&c.local);
         let (_, p) = nft_addr(&c.peer);
         rules.insert(format!("{fam} saddr {l} {fam} daddr {p} tcp sport {} tcp dport {} drop", c.lport, c.pport));
         rules.insert(format!("{fam} saddr {p} {fam} daddr {l} tcp sport {} tcp dport {} drop", c.pport, c.lport));
     }
+    let mut syns = BTreeSet::new();
+    for l in &socks.listeners {
+        let to = if l.local.is_unspecified() {
+            String::new() // any address (a dual-stack wildcard: both families)
+        } else {
+            let (fam, a) = nft_addr(&l.local);
+            format!("{fam} daddr {a} ")
+        };
+        syns.insert(format!("{to}tcp dport {} tcp flags & (syn | ack) == syn drop", l.lport));
+    }
     let body: String = rules.iter().map(|r| format!("    {r}\n")).collect();
+    let input: String = rules.iter().chain(syns.iter()).map(|r| format!("    {r}\n")).collect();
     format!(
-        "table inet {table} {{\n  chain input {{\n    type filter hook input priority -300; policy accept;\n{body}  }}\n  chain output {{\n    type filter hook output priority -300; policy accept;\n{body}  }}\n}}\n"
+        "table inet {table} {{\n  chain input {{\n    type filter hook input priority -300; policy accept;\n{input}  }}\n  chain output {{\n    type filter hook output priority -300; policy accept;\n{body}  }}\n}}\n"
     )
 }
 
@@ -223,17 +269,32 @@ fn run_nft(nft: &PathBuf, via: Option<i32>, input: &str) -> std::result::Result<
 }
 
 /// Dump side, with the tree frozen: locks every TCP connection of `pids` (`root` is the
-/// tree's root). None when there is nothing to lock or the mode is `Skip`.
-pub fn lock(mode: Mode, root: i32, pids: &[i32]) -> Result<Option<Lock>> {
+/// tree's root) and, with `listeners` (a killing dump: the tree is away until the
+/// restore), new connections to its listeners. None when there is nothing to lock or
+/// the mode is `Skip`. Listeners alone do not need nft: without it they are not locked
+/// (clients connecting meanwhile are refused, as before).
+pub fn lock(mode: Mode, root: i32, pids: &[i32], listeners: bool) -> Result<Option<Lock>> {
     if mode == Mode::Skip {
         return Ok(None);
     }
-    let conns = tree_connections(pids);
-    let n: usize = conns.values().map(|(_, c)| c.len()).sum();
-    if n == 0 {
+    let mut conns = tree_connections(pids);
+    if !listeners {
+        conns.values_mut().for_each(|(_, s)| s.listeners.clear());
+    }
+    conns.retain(|_, (_, s)| !s.conns.is_empty() || !s.listeners.is_empty());
+    let n: usize = conns.values().map(|(_, s)| s.conns.len()).sum();
+    let nl: usize = conns.values().map(|(_, s)| s.listeners.len()).sum();
+    if n + nl == 0 {
         return Ok(None);
     }
-    let nft = nft_binary().ok_or_else(|| missing_nft(root, &format!("holding back the tree's {n} TCP connections during the dump")))?;
+    let nft = match nft_binary() {
+        Some(nft) => nft,
+        None if n == 0 => {
+            info!(listeners = nl, "nft not found: the tree's listeners are not locked");
+            return Ok(None);
+        }
+        None => return Err(missing_nft(root, &format!("holding back the tree's {n} TCP connections during the dump"))),
+    };
     let table = table_name(root);
     let mut done: Vec<(u64, i32)> = Vec::new();
     for (ns, (pid, set)) in &conns {
@@ -245,7 +306,7 @@ pub fn lock(mode: Mode, root: i32, pids: &[i32]) -> Result<Option<Lock>> {
         }
         done.push((*ns, *pid));
     }
-    info!(table, connections = n, namespaces = done.len(), "network locked");
+    info!(table, connections = n, listeners = nl, namespaces = done.len(), "network locked");
     Ok(Some(Lock { table, namespaces: done, connections: n }))
 }
 
@@ -347,9 +408,24 @@ mod tests {
     #[test]
     fn script_drops_both_directions() {
         let c = Conn { local: IpAddr::V4(Ipv4Addr::LOCALHOST), lport: 80, peer: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), pport: 5555 };
-        let s = script("stasis-1-a", &[c].into_iter().collect());
+        let s = script("stasis-1-a", &Sockets { conns: [c].into_iter().collect(), ..Default::default() });
         assert!(s.contains("ip saddr 127.0.0.1 ip daddr 10.0.0.2 tcp sport 80 tcp dport 5555 drop"), "{s}");
         assert!(s.contains("ip saddr 10.0.0.2 ip daddr 127.0.0.1 tcp sport 5555 tcp dport 80 drop"), "{s}");
         assert_eq!(s.matches("drop").count(), 4, "{s}");
+    }
+
+    #[test]
+    fn script_holds_back_new_connections_to_listeners() {
+        let l = |local: IpAddr, lport| Listener { local, lport };
+        let socks = Sockets {
+            listeners: [l(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080), l(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 443)].into_iter().collect(),
+            ..Default::default()
+        };
+        let s = script("stasis-1-a", &socks);
+        assert!(s.contains("ip daddr 127.0.0.1 tcp dport 8080 tcp flags & (syn | ack) == syn drop"), "{s}");
+        assert!(s.contains("    tcp dport 443 tcp flags & (syn | ack) == syn drop"), "{s}");
+        // input only: the listener's own answers are not touched
+        let output = &s[s.find("chain output").unwrap()..];
+        assert!(!output.contains("syn"), "{s}");
     }
 }

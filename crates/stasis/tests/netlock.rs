@@ -327,3 +327,42 @@ fn missing_nft_is_one_clear_error() {
     assert!(wait_until(Duration::from_secs(10), || last_progress(&w).is_some_and(|(s, r)| s > before.0 + 10_000 && r > before.1 + 10_000)));
     eprintln!("{err}");
 }
+
+/// A client that connects while the server is away (between a killing dump and its
+/// restore) is held back — its SYNs are dropped, so it retries — instead of refused,
+/// and is served by the restored listener on the same connection attempt.
+#[test]
+fn new_clients_wait_for_the_restored_listener() {
+    let _t = serial();
+    if direct() {
+        return; // only meaningful with a dump
+    }
+    let _n = NoTablesLeft;
+    let mut w = Workload::new("netlock-listen");
+    let script = Path::new(WORKLOADS).join("listen_echo.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    let port: u16 = w.info("port").parse().unwrap();
+    w.dump();
+    let tables = stasis_tables();
+    assert_eq!(tables.len(), 1, "a killing dump of a listener locks it: {tables:?}");
+    let client = std::thread::spawn(move || -> std::io::Result<String> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(15))?;
+        s.set_read_timeout(Some(Duration::from_secs(15)))?;
+        std::io::Write::write_all(&mut s, b"hello\n")?;
+        let mut b = [0u8; 16];
+        let n = std::io::Read::read(&mut s, &mut b)?;
+        Ok(String::from_utf8_lossy(&b[..n]).into_owned())
+    });
+    // the client's first SYN is dropped while the server is away
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!client.is_finished(), "the client gave up (connection refused?) while the server was away");
+    w.restore();
+    assert!(stasis_tables().is_empty(), "the restore left its lock: {:?}", stasis_tables());
+    w.go();
+    let got = client.join().unwrap();
+    assert_eq!(got.as_ref().map(|s| s.as_str()).ok(), Some("hello\n"), "the held-back client: {got:?}\n{}", w.report());
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass(st);
+}
