@@ -30,9 +30,10 @@
 //! name (`named_pair`; paths inside a private mount namespace over a tmpfs, so nothing is
 //! made on the host; pairs with abstract names first, before a listener of the tree takes
 //! the name); a path whose file was unlinked or replaced is bound the same private way.
-//! Known losses: the names of a datagram pair; queued datagrams whose sender is not the
-//! peer arrive from an unnamed socket; credentials of queued messages are the
-//! restorer's.
+//! Queued datagrams are sent from a socket of their sender's name when it is abstract
+//! (a datagram client of the tree is made after its server for that); known losses: a
+//! sender bound to a path (taking it would make a host file), the names of a datagram
+//! pair, credentials of queued messages (the restorer's).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -367,16 +368,47 @@ fn requeue(into_peer: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sends each message, in order, from `from` (to `to`, a raw sockaddr, or to its peer
-/// when `to` is empty). The sender's send buffer is raised so nothing blocks.
-fn requeue_messages(from: &OwnedFd, to: &[u8], msgs: &[UnixMsg]) -> std::io::Result<()> {
+/// Sends each message, in order, to `to` (a raw sockaddr), each from a socket of its
+/// sender's name when that name is abstract and free (so recvfrom shows it), else from
+/// an unnamed socket (a path name is not taken: that would make a file on the host).
+fn requeue_messages(ty: i32, to: &[u8], msgs: &[UnixMsg]) -> std::io::Result<()> {
+    if msgs.is_empty() {
+        return Ok(());
+    }
+    let biggest = msgs.iter().map(|m| m.data.len()).max().unwrap_or(0);
+    let new_sender = || -> std::io::Result<OwnedFd> {
+        let s = sys::socket(libc::AF_UNIX, ty, 0)?;
+        let _ = sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (biggest * 2 + 4096).min(i32::MAX as usize) as i32);
+        Ok(s)
+    };
+    let unnamed = new_sender()?;
+    let mut named: HashMap<Vec<u8>, OwnedFd> = HashMap::new();
+    for m in msgs {
+        let from = if m.sender.first() == Some(&0) {
+            if !named.contains_key(&m.sender) {
+                let s = new_sender()?;
+                if sys::sock_addr_op(s.as_fd(), &sockaddr(&m.sender), false).is_ok() {
+                    named.insert(m.sender.clone(), s);
+                }
+            }
+            named.get(&m.sender).unwrap_or(&unnamed)
+        } else {
+            &unnamed
+        };
+        sys::sendmsg_fds(from.as_fd(), &m.data, &[], to)?;
+    }
+    Ok(())
+}
+
+/// Sends each message, in order, from `from` to its connected peer (one end of a pair).
+fn requeue_to_peer(from: &OwnedFd, msgs: &[UnixMsg]) -> std::io::Result<()> {
     if msgs.is_empty() {
         return Ok(());
     }
     let biggest = msgs.iter().map(|m| m.data.len()).max().unwrap_or(0);
     let _ = sys::setsockopt_int(from.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (biggest * 2 + 4096).min(i32::MAX as usize) as i32);
     for m in msgs {
-        sys::sendmsg_fds(from.as_fd(), &m.data, &[], to)?;
+        sys::sendmsg_fds(from.as_fd(), &m.data, &[], &[])?;
     }
     Ok(())
 }
@@ -472,7 +504,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
                 made.senders.insert(u.ino, b); // closed once the queue is in
             } else {
                 requeue(&b, &u.queue).map_err(|e| step(format!("requeueing {} bytes: {e}", u.queue.len())))?;
-                requeue_messages(&b, &[], &u.messages).map_err(|e| step(format!("requeueing messages: {e}")))?;
+                requeue_to_peer(&b, &u.messages).map_err(|e| step(format!("requeueing messages: {e}")))?;
                 drop(b); // the peer had closed
             }
             a
@@ -491,13 +523,6 @@ fn parents(names: &[&[u8]]) -> Vec<std::path::PathBuf> {
         .filter(|n| n.first() == Some(&b'/'))
         .filter_map(|n| std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n)).parent().map(|p| p.to_path_buf()))
         .collect()
-}
-
-/// Binds `s` to the path `name` in a private mount namespace over a tmpfs: the socket
-/// has the name, no file is made on the host (crate::ns::with_private_dirs).
-fn bind_privately(s: &OwnedFd, name: &[u8]) -> std::io::Result<()> {
-    let fd = s.as_fd();
-    crate::ns::with_private_dirs(&parents(&[name]), move || sys::sock_addr_op(fd, &sockaddr(name), false))
 }
 
 /// A connected stream/seqpacket pair whose accepted end has a name (the listener's):
@@ -590,8 +615,8 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
     // a = this end, b = the peer: what is queued for reading on a was sent by b
     requeue(&b, &u.queue)?;
     requeue(&a, &peer.queue)?;
-    requeue_messages(&b, &[], &u.messages)?;
-    requeue_messages(&a, &[], &peer.messages)?;
+    requeue_to_peer(&b, &u.messages)?;
+    requeue_to_peer(&a, &peer.messages)?;
     // the requeues raised the senders' buffers: set them back
     apply_options(&a, u)?;
     apply_options(&b, peer)?;
@@ -622,30 +647,52 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
             }
         }
     }
+    // A peer of the tree it connects to (a datagram client → its server) is made first,
+    // before this socket takes its name: the peer's queued messages from this socket are
+    // then sent from a socket of that name (recvfrom shows it). Known limit: a cycle of
+    // three or more one-way connections cannot be made (the first is not bound yet).
+    if !u.listening && u.connecting_to == 0 && u.peer_ino != 0 {
+        if let Some(p) = find(u.peer_ino).filter(|p| !made.exists(p.ino) && !making.contains(&p.ino)) {
+            making.push(u.ino);
+            let ps = make_alone(pid, fd, objects, p, made, making);
+            making.pop();
+            made.insert(p.ino, ps?);
+        }
+    }
     let s = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| step(format!("socket: {e}")))?;
     apply_options(&s, u).map_err(|e| step(format!("options: {e}")))?;
-    if !u.name.is_empty() {
-        let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
-        if u.name_unlinked && u.name[0] == b'/' {
-            // its file was gone at dump time: the name only, no file on the host
-            bind_privately(&s, &u.name).map_err(|e| step(format!("bind (without a file on the host): {e}")))?;
-        } else {
+    if u.sock_type == libc::SOCK_SEQPACKET && !u.messages.is_empty() {
+        return Err(step("seqpacket records queued on a socket that is not one end of a pair".into()));
+    }
+    if carries_fds(u) {
+        if u.name_unlinked {
+            return Err(step("file descriptors in flight to a socket whose path was unlinked (its name can only be reached while it is bound)".into()));
+        }
+        made.deferred.insert(u.ino);
+    }
+    // the messages, sent to its name (validate: a socket with messages and no pair has
+    // one), now unless they carry fds
+    let msgs: &[UnixMsg] = if made.deferred.contains(&u.ino) { &[] } else { &u.messages };
+    if u.name_unlinked && u.name.first() == Some(&b'/') {
+        // its file was gone at dump time: the name only, no file on the host; the
+        // messages go in while the name can be reached (in that private namespace)
+        let fd_ = s.as_fd();
+        let name_ = u.name.clone();
+        let ty = u.sock_type;
+        crate::ns::with_private_dirs(&parents(&[&u.name]), move || {
+            sys::sock_addr_op(fd_, &sockaddr(&name_), false)?;
+            requeue_messages(ty, &sockaddr(&name_), msgs)
+        })
+        .map_err(|e| step(format!("bind and requeue (without a file on the host): {e}")))?;
+    } else {
+        if !u.name.is_empty() {
+            let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
             if u.name[0] != 0 {
                 clear_socket_path(path).map_err(|why| Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {tn} socket bound to {name}: {why}")))?;
             }
             sys::sock_addr_op(s.as_fd(), &sockaddr(&u.name), false).map_err(|e| step(format!("bind: {e}")))?;
         }
-    }
-    if carries_fds(u) {
-        made.deferred.insert(u.ino);
-    } else if !u.messages.is_empty() {
-        // sent to its name from an unnamed socket (validate: a socket with messages and
-        // no pair has a name)
-        let from = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(|e| step(format!("socket: {e}")))?;
-        if u.sock_type == libc::SOCK_SEQPACKET {
-            return Err(step("seqpacket records queued on a socket that is not one end of a pair".into()));
-        }
-        requeue_messages(&from, &sockaddr(&u.name), &u.messages).map_err(|e| step(format!("requeueing {} messages: {e}", u.messages.len())))?;
+        requeue_messages(u.sock_type, &sockaddr(&u.name), msgs).map_err(|e| step(format!("requeueing {} messages: {e}", msgs.len())))?;
     }
     if u.listening {
         sys::listen(s.as_fd(), u.backlog as i32).map_err(|e| step(format!("listen: {e}")))?;

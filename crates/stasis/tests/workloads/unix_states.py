@@ -4,15 +4,16 @@ args: WORKDIR [LOGSOCK]   (LOGSOCK: a datagram socket of the test, outside the t
   idle_*     unbound, unconnected stream / datagram / seqpacket sockets (a JVM keeps
              one): same type, no name, usable after restore (bind + connect).
   srv        a datagram socket bound to WORKDIR/srv.sock with four datagrams queued:
-             two from `cli` (bound to an abstract name), one empty, one from an unnamed
-             socket; `cli` is connected to `srv` (one way).
+             three from `cli` (bound to an abstract name; one empty), one from an
+             unnamed socket, each with its sender; `cli` is connected to `srv` (one way).
   gone       a stream socket whose peer sent "last words" and closed: the bytes, then EOF,
              then EPIPE on write.
   acc/con    a stream connection accepted from a listener on an abstract name, bytes
              queued both ways; the listener keeps listening; names on both ends kept.
   pacc/pcon  the same with a listener on a path (WORKDIR/plisten.sock).
-  unl        a datagram socket bound to WORKDIR/unl.sock, whose file was then unlinked:
-             the name comes back, no file appears at the path.
+  unl        a datagram socket bound to WORKDIR/unl.sock with a datagram queued, whose
+             file was then unlinked: the name and the datagram come back, no file
+             appears at the path.
   rep        bound to WORKDIR/rep.sock, unlinked, and a regular file made at that path:
              the name comes back, the file is untouched.
   sp         a seqpacket pair with two records queued each way (boundaries kept).
@@ -81,6 +82,9 @@ pacc.send(b"p-to-client")
 unl_path = os.path.join(d, "unl.sock")
 unl = socket.socket(U, socket.SOCK_DGRAM)
 unl.bind(unl_path)
+snd = socket.socket(U, socket.SOCK_DGRAM)
+snd.sendto(b"to-unl", unl_path)
+snd.close()
 os.unlink(unl_path)
 rep_path = os.path.join(d, "rep.sock")
 rep = socket.socket(U, socket.SOCK_DGRAM)
@@ -139,6 +143,9 @@ try:
 except BlockingIOError:
     pass
 check([g[0] for g in got] == want_srv, "srv queue %r, want %r" % ([g[0][:12] for g in got], [w[:12] for w in want_srv]))
+senders = [g[1] for g in got]
+check(len(senders) == 4 and senders[0] == cli_name and senders[2] == cli_name and senders[3] == cli_name and not senders[1],
+      "senders of the queued datagrams %r (cli is %r, the second was unnamed)" % (senders, cli_name))
 check(srv.getsockname() == srv_path, "srv name %r" % srv.getsockname())
 check(cli.getsockname() == cli_name, "cli name %r" % cli.getsockname())
 check(cli.getpeername() == srv_path, "cli peer %r" % cli.getpeername())
@@ -177,6 +184,8 @@ pcon.send(b"p-back")
 check(pacc.recv(100) == b"p-back", "pcon -> pacc after restore")
 check(unl.getsockname() == unl_path, "unlinked socket name %r" % unl.getsockname())
 check(not os.path.exists(unl_path), "a file appeared at the unlinked socket's path")
+unl.settimeout(2)
+check(unl.recv(100) == b"to-unl", "the datagram queued on the unlinked socket")
 check(rep.getsockname() == rep_path, "replaced socket name %r" % rep.getsockname())
 check(open(rep_path).read() == "not a socket", "the file that replaced the socket's path changed")
 
