@@ -261,25 +261,6 @@ pub fn send_peer_fins() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Internet checksum (RFC 1071) of `parts`, concatenated.
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut odd: Option<u8> = None;
-    for b in parts.iter().flat_map(|p| p.iter()) {
-        match odd.take() {
-            None => odd = Some(*b),
-            Some(hi) => sum += u32::from(u16::from_be_bytes([hi, *b])),
-        }
-    }
-    if let Some(hi) = odd {
-        sum += u32::from(u16::from_be_bytes([hi, 0]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// The FIN the peer had sent (CLOSE_WAIT), as an IP packet from the peer to us with its
 /// IPv4 or IPv6 header (sent on an IPPROTO_RAW socket, which includes its own header and
 /// may name any source). Sequence number: right after the restored receive queue; acknowledgment: the start of the restored send queue (snd_una, a
@@ -288,8 +269,7 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 /// An IPv6 socket talking to a v4-mapped peer exchanges IPv4 packets: the FIN is one.
 /// Returns (the packet, the family of the raw socket to send it on, where to send it).
 pub fn peer_fin(o: &InetObj, c: &TcpConn) -> (Vec<u8>, i32, Vec<u8>) {
-    let mapped = |a: &[u8]| a.len() >= 24 && a[8..18].iter().all(|b| *b == 0) && a[18] == 0xff && a[19] == 0xff;
-    let v4 = o.family == libc::AF_INET || (mapped(&o.peer) && mapped(&o.local));
+    let v4 = o.family == libc::AF_INET || (super::rawpkt::mapped(&o.peer) && super::rawpkt::mapped(&o.local));
     let (src, dst) = if o.family == libc::AF_INET {
         (&o.peer[4..8], &o.local[4..8])
     } else if v4 {
@@ -307,28 +287,7 @@ pub fn peer_fin(o: &InetObj, c: &TcpConn) -> (Vec<u8>, i32, Vec<u8>) {
     tcp.extend_from_slice(&[5 << 4, 0x11]); // data offset 5 words; FIN|ACK
     tcp.extend_from_slice(&wnd.to_be_bytes());
     tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
-    let len = (tcp.len() as u32).to_be_bytes();
-    let sum = if v4 {
-        checksum(&[src, dst, &[0, libc::IPPROTO_TCP as u8], &len[2..4], &tcp])
-    } else {
-        checksum(&[src, dst, &len, &[0, 0, 0, libc::IPPROTO_TCP as u8], &tcp])
-    };
-    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
-    let mut p = Vec::new();
-    if v4 {
-        // version 4, 5 words; total length; DF; TTL 64; TCP; the kernel fills the checksum
-        // and id
-        p.extend_from_slice(&[0x45, 0]);
-        p.extend_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0x40, 0, 64, libc::IPPROTO_TCP as u8, 0, 0]);
-    } else {
-        p.extend_from_slice(&[0x60, 0, 0, 0]);
-        p.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
-        p.extend_from_slice(&[libc::IPPROTO_TCP as u8, 64]);
-    }
-    p.extend_from_slice(src);
-    p.extend_from_slice(dst);
-    p.extend_from_slice(&tcp);
+    let p = super::rawpkt::ip_packet(v4, libc::IPPROTO_TCP as u8, src, dst, tcp, 16);
     let family = if v4 { libc::AF_INET } else { libc::AF_INET6 };
     let mut to = Vec::new();
     to.extend_from_slice(&(family as u16).to_ne_bytes());

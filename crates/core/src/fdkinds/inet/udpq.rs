@@ -27,17 +27,13 @@ fn addr_bytes(family: i32, a: &[u8]) -> Option<&[u8]> {
     }
 }
 
-fn mapped(a: &[u8]) -> bool {
-    a.len() >= 24 && a[8..18].iter().all(|b| *b == 0) && a[18] == 0xff && a[19] == 0xff
-}
-
 /// Why the queued datagrams of a socket with local address `local` cannot be saved.
 fn unsaveable(family: i32, local: &[u8]) -> Option<String> {
     let l = addr_bytes(family, local)?;
     if l.iter().all(|b| *b == 0) {
         return Some("bound to the wildcard address (the datagrams' destination addresses are not known)".into());
     }
-    if mapped(local) {
+    if super::rawpkt::mapped(local) {
         return Some("bound to a v4-mapped address".into());
     }
     None
@@ -73,7 +69,7 @@ pub fn dump(fd: BorrowedFd<'_>, family: i32, local: &[u8]) -> Result<Vec<Datagra
         return Err(format!("more than {MAX_DATAGRAMS} datagrams queued"));
     }
     for d in &q {
-        if d.data.len() > MAX_LEN || mapped(&d.from) || addr_bytes(family, &d.from).is_none() {
+        if d.data.len() > MAX_LEN || super::rawpkt::mapped(&d.from) || addr_bytes(family, &d.from).is_none() {
             return Err(format!("a datagram of {} bytes from {} (not saved)", d.data.len(), super::fmt_addr(&d.from)));
         }
     }
@@ -97,30 +93,11 @@ pub fn check(o: &InetObj) -> Result<(), String> {
     }
     let want = if o.family == libc::AF_INET { 16 } else { 28 };
     for d in &o.queued {
-        if d.data.len() > MAX_LEN || d.from.len() != want || d.from[0..2] != (o.family as u16).to_ne_bytes() || mapped(&d.from) {
+        if d.data.len() > MAX_LEN || d.from.len() != want || d.from[0..2] != (o.family as u16).to_ne_bytes() || super::rawpkt::mapped(&d.from) {
             return Err(format!("a queued datagram of {} bytes from a {}-byte address", d.data.len(), d.from.len()));
         }
     }
     Ok(())
-}
-
-/// Internet checksum of `parts` concatenated (RFC 1071).
-fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut hi: Option<u8> = None;
-    for b in parts.iter().flat_map(|p| p.iter()) {
-        match hi.take() {
-            None => hi = Some(*b),
-            Some(h) => sum += u32::from(u16::from_be_bytes([h, *b])),
-        }
-    }
-    if let Some(h) = hi {
-        sum += u32::from(u16::from_be_bytes([h, 0]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// The IP packet carrying datagram `d` from its sender to `local`.
@@ -133,30 +110,7 @@ fn packet(family: i32, local: &[u8], d: &Datagram) -> Vec<u8> {
     udp.extend_from_slice(&len.to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(&d.data);
-    let pseudo_len = u32::from(len).to_be_bytes();
-    let mut sum = if family == libc::AF_INET {
-        checksum(&[src, dst, &[0, libc::IPPROTO_UDP as u8], &pseudo_len[2..4], &udp])
-    } else {
-        checksum(&[src, dst, &pseudo_len, &[0, 0, 0, libc::IPPROTO_UDP as u8], &udp])
-    };
-    if sum == 0 {
-        sum = 0xffff; // 0 means "no checksum"
-    }
-    udp[6..8].copy_from_slice(&sum.to_be_bytes());
-    let mut p = Vec::with_capacity(40 + udp.len());
-    if family == libc::AF_INET {
-        p.extend_from_slice(&[0x45, 0]);
-        p.extend_from_slice(&(20 + len).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0x40, 0, 64, libc::IPPROTO_UDP as u8, 0, 0]);
-    } else {
-        p.extend_from_slice(&[0x60, 0, 0, 0]);
-        p.extend_from_slice(&len.to_be_bytes());
-        p.extend_from_slice(&[libc::IPPROTO_UDP as u8, 64]);
-    }
-    p.extend_from_slice(src);
-    p.extend_from_slice(dst);
-    p.extend_from_slice(&udp);
-    p
+    super::rawpkt::ip_packet(family == libc::AF_INET, libc::IPPROTO_UDP as u8, src, dst, udp, 6)
 }
 
 /// Restore: sends the datagrams of `o` to the restored socket `s` (bound, connected,
