@@ -1,8 +1,9 @@
 //! Resources shared with processes outside the dumped tree.
 //!
-//! Dump side: `scan` makes one pass over /proc (only when the tree has pipes or shared
-//! memory) and finds, for each pipe inode and each shared-memory inode of the tree, a
-//! process outside the tree that holds it (an fd, or for memory also a mapping). A pipe
+//! Dump side: `scan` makes one pass over /proc (only when the tree has pipes, FIFOs,
+//! shared memory or unix sockets connected outside) and finds, for each pipe, FIFO,
+//! shared-memory inode and outside socket peer of the tree, a process outside the tree
+//! that holds it (an fd, or for memory also a mapping). A pipe
 //! used only as fd 0, 1 or 2 is accepted as it always was (a shell or harness reading
 //! the output); anything else is refused unless the user named it with
 //! `dump --external RES`. Restore side: `--inherit-fd FD:RES` says which fd of the
@@ -73,38 +74,12 @@ pub struct Holders {
     pub shm: HashMap<(u32, u32, u64), String>,
     /// Named FIFOs (st_dev, st_ino) held open by an outside process.
     pub fifos: HashMap<(u64, u64), String>,
+    /// Sockets (inode) an outside process has an fd on: peers of the tree's unix sockets.
+    pub sockets: HashMap<u32, String>,
 }
 
 fn who(pid: i32) -> String {
     format!("pid {pid} ({})", procfs::read(pid, "comm").unwrap_or_default().trim())
-}
-
-/// For each socket inode of `inos`: a process outside `tree` that has an fd on it
-/// ("pid N (comm)"). One pass over /proc.
-pub fn socket_holders(tree: &[i32], inos: &[u32]) -> HashMap<u32, String> {
-    let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        if pid == sys::getpid() || tree.contains(&pid) {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
-        for f in fds.flatten() {
-            let Ok(link) = std::fs::read_link(f.path()) else { continue };
-            let Some(ino) = link.to_str().and_then(|l| l.strip_prefix("socket:[")).and_then(|r| r.strip_suffix(']')).and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if inos.contains(&ino) && !out.contains_key(&ino) {
-                out.insert(ino, who(pid));
-            }
-        }
-        if out.len() == inos.len() {
-            break;
-        }
-    }
-    out
 }
 
 /// "pid N (comm)" of a process of the tree.
@@ -116,11 +91,12 @@ fn dev_of(md: &std::fs::Metadata) -> (u32, u32) {
     (libc::major(md.dev()), libc::minor(md.dev()))
 }
 
-/// One pass over /proc: outside holders of the pipes `pipes` (fds) and of the shared
-/// memory objects `shm` (fds or mappings). Processes of `tree` and stasis are skipped.
-pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem], fifos: &HashSet<(u64, u64)>) -> Holders {
+/// One pass over /proc: outside holders of the pipes `pipes` (fds), of the named FIFOs
+/// `fifos`, of the sockets `sockets` (fds: peers of the tree's unix sockets) and of the
+/// shared memory objects `shm` (fds or mappings). Processes of `tree` and stasis are skipped.
+pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem], fifos: &HashSet<(u64, u64)>, sockets: &HashSet<u32>) -> Holders {
     let mut out = Holders::default();
-    if pipes.is_empty() && shm.is_empty() && fifos.is_empty() {
+    if pipes.is_empty() && shm.is_empty() && fifos.is_empty() && sockets.is_empty() {
         return out;
     }
     let keys: HashSet<(u32, u32, u64)> = shm.iter().map(|s| (s.dev.0, s.dev.1, s.ino)).collect();
@@ -139,6 +115,12 @@ pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem], fifos: &HashS
                 if let Some(ino) = link.strip_prefix("pipe:[").and_then(|r| r.strip_suffix(']')).and_then(|n| n.parse().ok()) {
                     if pipes.contains(&ino) && !out.pipes.contains_key(&ino) {
                         out.pipes.insert(ino, who(other));
+                    }
+                    continue;
+                }
+                if let Some(ino) = link.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')).and_then(|n| n.parse().ok()) {
+                    if sockets.contains(&ino) {
+                        out.sockets.entry(ino).or_insert_with(|| who(other));
                     }
                     continue;
                 }

@@ -364,12 +364,20 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                 continue;
             }
         }
-        let owner = if o_async || ft.is_socket() { crate::fown::dump_fd(pid, fd, pidfd.as_fd(), o_async, &st.tree)? } else { None };
+        // our copy of a socket: its owner, then its kind's dump, read through it
+        let sock_dup = match ft.is_socket() {
+            true => Some(sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?),
+            false => None,
+        };
+        let owner = match &sock_dup {
+            Some(dup) => crate::fown::dump(pid, fd, dup.as_fd(), o_async, &st.tree)?,
+            None if o_async => crate::fown::dump_fd(pid, fd, pidfd.as_fd(), &st.tree)?,
+            None => None,
+        };
         let id = if let Some(kind) = fdkind {
             let o = fdkinds::dump(&fdkinds::FdCtx { pid, fd, kind, pidfd: pidfd.as_fd(), fdinfo: &raw, flags })?;
             objs.intern(format!("anon-fd:{pid}:{fd}"), |_| o)
-        } else if ft.is_socket() {
-            let dup = sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
+        } else if let Some(dup) = sock_dup {
             let dom = sys::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
             // The socket's network namespace: the kernel's socket tables (sock_diag) are
             // read from inside it.
@@ -423,12 +431,8 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
         } else if ft.is_fifo() {
             let ino = md.ino();
             // O_DIRECT (packet mode) is not recreated: refused, not dropped.
-            let kept = (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32;
-            if flags & !kept != 0 {
-                return Err(Error::Unsupported {
-                    pid,
-                    what: format!("fd {fd} is {link} with file flags {} (only O_NONBLOCK is kept)", fdkinds::open_flags(flags)),
-                });
+            if let Some(why) = fdkinds::unkept_flags(flags) {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} is {link} {why}") });
             }
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
             let pos = pipes.iter().position(|p| p.ino == ino).unwrap_or_else(|| {
@@ -559,7 +563,8 @@ fn peek_pipe(pid: i32, what: &str, f: &OwnedFd) -> Result<(u32, Vec<u8>)> {
 pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
     let inos = st.pipes.iter().map(|p| p.ino).collect();
     let fifo_keys = st.fifos.iter().map(|f| (f.dev, f.ino)).collect();
-    let holders = external::scan(&st.tree, &inos, &st.shared, &fifo_keys);
+    let peers = fdkinds::unix::outside_peers(&objs.objects);
+    let holders = external::scan(&st.tree, &inos, &st.shared, &fifo_keys, &peers);
     external::check_shm(&holders, &st.shared)?;
     for p in &st.pipes {
         let name = external::pipe_name(p.ino);
@@ -648,7 +653,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
         o.capacity = cap;
         o.data = data;
     }
-    fdkinds::unix::check_peers(&st.tree, &mut objs.objects, &st.users, &objs.external, st.skip_in_flight)?;
+    fdkinds::unix::check_peers(&holders.sockets, &mut objs.objects, &st.users, &objs.external, st.skip_in_flight)?;
     Ok(())
 }
 

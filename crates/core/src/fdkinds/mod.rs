@@ -116,9 +116,17 @@ pub fn hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s.trim(), 16).ok()
 }
 
-/// File status flags restore reproduces: the access mode and O_NONBLOCK (O_LARGEFILE is
-/// implied on x86_64). Anything else (O_ASYNC with its owner and signal) is refused.
+/// File status flags a kind's restore reproduces: the access mode and O_NONBLOCK
+/// (O_LARGEFILE is implied on x86_64). O_ASYNC never reaches a kind (crate::fown keeps
+/// it with the owner); anything else (O_DIRECT...) is refused.
 const KEPT_FLAGS: u32 = (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32;
+
+/// The refusal text for file status `flags` that hold a flag restore does not
+/// reproduce (anything but the access mode and O_NONBLOCK), None when there is none:
+/// "with file flags O_RDWR|O_DIRECT (only O_NONBLOCK is kept)".
+pub fn unkept_flags(flags: u32) -> Option<String> {
+    (flags & !KEPT_FLAGS != 0).then(|| format!("with file flags {} (only O_NONBLOCK is kept)", open_flags(flags)))
+}
 
 /// O_NONBLOCK if the saved flags have it (EFD_NONBLOCK, TFD_NONBLOCK, SFD_NONBLOCK and
 /// IN_NONBLOCK all equal O_NONBLOCK).
@@ -183,8 +191,8 @@ pub fn open_flags(flags: u32) -> String {
 
 /// Dump side: the object for an fd of kind `ctx.kind`.
 pub fn dump(ctx: &FdCtx) -> Result<Object> {
-    if ctx.flags & !KEPT_FLAGS != 0 {
-        return Err(ctx.unsupported(format_args!("with file flags {} (only O_NONBLOCK is kept)", open_flags(ctx.flags))));
+    if let Some(why) = unkept_flags(ctx.flags) {
+        return Err(ctx.unsupported(why));
     }
     match ctx.kind {
         Kind::Eventfd => eventfd::dump(ctx),

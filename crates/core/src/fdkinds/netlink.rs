@@ -96,8 +96,8 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
     let what = format!("a netlink socket ({})", protocol_name(proto));
     let refuse = |why: String| Error::Unsupported { pid, what: format!("fd {fd} is {what} {why}") };
     let sys_err = |op: &str, err: std::io::Error| Error::Sys { pid, what: format!("{op} of fd {fd} ({what})"), err };
-    if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
-        return Err(refuse(format!("with file flags {} (only O_NONBLOCK is kept)", super::open_flags(flags))));
+    if let Some(why) = super::unkept_flags(flags) {
+        return Err(refuse(why));
     }
     let ty = sys::getsockopt_int(s, libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| sys_err("SO_TYPE", e))?;
     if ty != libc::SOCK_RAW && ty != libc::SOCK_DGRAM {

@@ -155,8 +155,8 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
     let d = table.0.get(&(ino as u32)).ok_or_else(|| refuse("socket the kernel's socket table does not list".into()))?;
     let ty = d.typ as i32;
     let tn = type_name(ty);
-    if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
-        return Err(refuse(format!("{tn} socket with file flags {} (only O_NONBLOCK is kept)", super::open_flags(flags))));
+    if let Some(why) = super::unkept_flags(flags) {
+        return Err(refuse(format!("{tn} socket {why}")));
     }
     let s = dup.as_fd();
     let geti = |opt| sys::getsockopt_int(s, libc::SOL_SOCKET, opt);
@@ -268,12 +268,24 @@ pub fn carries_fds(u: &UnixObj) -> bool {
     !u.in_flight.is_empty() || u.messages.iter().any(|m| !m.objects.is_empty())
 }
 
+/// The peers outside the tree (no socket of `objects`) of its stream and seqpacket
+/// sockets: `external::scan` names the processes holding them, for `check_peers`.
+pub fn outside_peers(objects: &[Object]) -> std::collections::HashSet<u32> {
+    let inos: std::collections::HashSet<u32> = objects.iter().filter_map(|o| o.unix().map(|u| u.ino)).collect();
+    objects
+        .iter()
+        .filter_map(|o| o.unix())
+        .filter(|u| u.peer_ino != 0 && !inos.contains(&u.peer_ino) && u.sock_type != libc::SOCK_DGRAM)
+        .map(|u| u.peer_ino)
+        .collect()
+}
+
 /// After all fds of the tree: each socket's peer is one of the tree's, or outside it —
 /// a datagram socket then reconnects to the peer's name; a stream or seqpacket one is
 /// refused, naming the process that holds the peer, unless marked external (`external`:
 /// the `--external` names), in which case it is recorded so.
 pub fn check_peers(
-    tree: &[i32],
+    holders: &HashMap<u32, String>,
     objects: &mut [Object],
     fds: &[(i32, i32, u32)],
     external: &std::collections::BTreeSet<String>,
@@ -302,13 +314,6 @@ pub fn check_peers(
         tracing::warn!(pid, fd, "{what}: {outside} connections from outside the tree waiting to be accepted are not saved (--skip-in-flight)");
         u.waiting.retain(|c| inos.contains(c));
     }
-    let outside: Vec<u32> = objects
-        .iter()
-        .filter_map(|o| o.unix())
-        .filter(|u| u.peer_ino != 0 && !inos.contains(&u.peer_ino) && u.sock_type != libc::SOCK_DGRAM)
-        .map(|u| u.peer_ino)
-        .collect();
-    let holders = if outside.is_empty() { HashMap::new() } else { crate::external::socket_holders(tree, &outside) };
     for o in objects.iter_mut() {
         let id = o.id;
         let Some(u) = o.unix_mut() else { continue };
@@ -711,19 +716,8 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
             .map_err(|e| step(format!("connecting to {} again: {e}", addr_display(&u.peer_name))))?;
         sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, 0).map_err(|e| step(format!("O_NONBLOCK: {e}")))?;
     } else if u.peer_ino != 0 {
-        let peer = objects.iter().filter_map(|o| o.unix()).find(|p| p.ino == u.peer_ino);
-        let target = match peer {
-            None => u.peer_name.clone(),
-            Some(p) => {
-                if !made.exists(p.ino) && !making.contains(&p.ino) {
-                    making.push(u.ino);
-                    let ps = make_alone(pid, fd, objects, p, made, making)?;
-                    making.pop();
-                    made.insert(p.ino, ps);
-                }
-                p.name.clone()
-            }
-        };
+        // a peer of the tree was made above (or is bound up the call chain)
+        let target = find(u.peer_ino).map(|p| p.name.clone()).unwrap_or_else(|| u.peer_name.clone());
         if target.is_empty() {
             return Err(step(format!("its peer (socket {}) has no name to connect to", u.peer_ino)));
         }

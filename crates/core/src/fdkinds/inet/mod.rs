@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 
 pub mod mcast;
 pub mod options;
+mod rawpkt;
 pub mod tcp;
 pub mod udpq;
 
@@ -189,8 +190,8 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
             "(type {ty}, protocol {proto}: TCP, UDP, UDP-Lite, ICMP ping and raw IP sockets are handled)"
         )));
     }
-    if flags & !((libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32) != 0 {
-        return Err(refuse(format!("with file flags {} (only O_NONBLOCK is kept)", super::open_flags(flags))));
+    if let Some(why) = super::unkept_flags(flags) {
+        return Err(refuse(why));
     }
     let local = sys::sock_name(dup.as_fd(), false).map_err(|e| sys_err("getsockname", e))?;
     let peer = sys::sock_name(dup.as_fd(), true).map_err(|e| sys_err("getpeername", e))?;
