@@ -19,7 +19,6 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,33 +69,6 @@ fn memfd(name: &str, size: u64) -> File {
 
 fn ino(fd: RawFd) -> u64 {
     fs::metadata(format!("/proc/self/fd/{fd}")).expect("stat fd").ino()
-}
-
-/// `cmd` gets exactly fds 0-2 and `fds` (target number, our fd); every other fd is
-/// closed in the child.
-fn give_fds(cmd: &mut Command, fds: &[(i32, RawFd)]) {
-    let fds = fds.to_vec();
-    // SAFETY: only async-signal-safe syscalls (dup2, close) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, (_, src)) in fds.iter().enumerate() {
-                if libc::dup2(*src, 900 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for (i, (dst, _)) in fds.iter().enumerate() {
-                if libc::dup2(900 + i as i32, *dst) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for fd in 3..1024 {
-                if !fds.iter().any(|(d, _)| *d == fd) {
-                    libc::close(fd);
-                }
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Spawns `bin WORKDIR args...` (stdout/stderr to `label`.out/.err in `tmp`) with `fds`.

@@ -201,24 +201,32 @@ fn multicast_memberships() {
     inet_roundtrip("mcast");
 }
 
-/// A connection with urgent data pending cannot be saved (a peek stops at the urgent
-/// mark, and TCP_REPAIR cannot restore urgent data): refused in one line naming pid, fd
-/// and the addresses; the process's data, mark and urgent byte are intact afterwards.
-#[test]
-fn urgent_data_is_refused() {
+/// Workload `inet MODE result`: its dump is refused in one line naming the pid, the fd
+/// and `needles`; the process is left untouched, and afterwards passes its own checks.
+fn refused_then_untouched(mode: &str, needles: &[&str]) {
     let _t = serial();
-    let mut w = Workload::start("inet", &["urgent", "result"]);
+    let mut w = Workload::start("inet", &[mode, "result"]);
     if !direct() {
         let fd = w.info("fd");
         let r = w.try_dump(&[]);
         let pid = w.pid.to_string();
-        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "urgent data", "127.0.0.1:"], &w.report());
+        let fd_ = format!("fd {fd} ");
+        let all: Vec<&str> = [pid.as_str(), fd_.as_str()].into_iter().chain(needles.iter().copied()).collect();
+        assert_clean_error(&r, &all, &w.report());
         w.assert_running_untouched();
     }
     w.go();
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+}
+
+/// A connection with urgent data pending cannot be saved (a peek stops at the urgent
+/// mark, and TCP_REPAIR cannot restore urgent data): refused in one line naming pid, fd
+/// and the addresses; the process's data, mark and urgent byte are intact afterwards.
+#[test]
+fn urgent_data_is_refused() {
+    refused_then_untouched("urgent", &["urgent data", "127.0.0.1:"]);
 }
 
 /// A connection shut down for writing (FIN_WAIT2) to a peer outside the tree (this
@@ -266,19 +274,7 @@ fn listener_over_time_wait_is_refused_clearly() {
 /// without them would drop every signed segment), process untouched and still working.
 #[test]
 fn tcp_md5_keys_are_refused() {
-    let _t = serial();
-    let mut w = Workload::start("inet", &["md5", "result"]);
-    if !direct() {
-        let fd = w.info("fd");
-        let r = w.try_dump(&[]);
-        let pid = w.pid.to_string();
-        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "TCP_MD5SIG"], &w.report());
-        w.assert_running_untouched();
-    }
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+    refused_then_untouched("md5", &["TCP_MD5SIG"]);
 }
 
 /// A thread blocked in connect() (SYN_SENT, its SYN dropped by a full accept queue;
@@ -311,19 +307,7 @@ fn udp_queued_datagrams() {
 /// process and its datagram are untouched.
 #[test]
 fn udp_queue_on_wildcard_address_is_refused() {
-    let _t = serial();
-    let mut w = Workload::start("inet", &["udpwild", "result"]);
-    if !direct() {
-        let fd = w.info("fd");
-        let r = w.try_dump(&[]);
-        let pid = w.pid.to_string();
-        assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "datagrams queued", "wildcard"], &w.report());
-        w.assert_running_untouched();
-    }
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
+    refused_then_untouched("udpwild", &["datagrams queued", "wildcard"]);
 }
 
 /// --leave-running with datagrams queued: the live process reads every one of them,
