@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use stasis_sys::sys;
 
-const TCP_REPAIR: i32 = 19;
+pub const TCP_REPAIR: i32 = 19;
 /// Leave repair mode without sending a window probe (the connection never moved).
 const TCP_REPAIR_OFF_NO_WP: i32 = -1;
 

@@ -43,8 +43,8 @@ use stasis_sys::sys::{self, UnixDiag};
 
 use crate::error::{Error, Result};
 
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_LISTEN: u8 = 10;
+// unix_diag reports the TCP state numbers
+use super::inet::tcp::{ESTABLISHED as TCP_ESTABLISHED, LISTEN as TCP_LISTEN};
 
 pub fn type_name(t: i32) -> &'static str {
     match t {

@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use stasis_image::model::{InetObj, TcpConn};
 use stasis_sys::sys;
 
-const TCP_REPAIR: i32 = 19;
+use crate::tcp_repair::TCP_REPAIR;
+
 const TCP_REPAIR_QUEUE: i32 = 20;
 const TCP_QUEUE_SEQ: i32 = 21;
 const TCP_REPAIR_OPTIONS: i32 = 22;
