@@ -184,6 +184,18 @@ fn half_closed_connection_with_both_ends_inside() {
     inet_roundtrip("halfpair");
 }
 
+/// Both FINs exchanged, ours not yet acknowledged (in a network namespace of the tree's
+/// own where an nftables rule drops the acknowledgment): LAST_ACK comes back as LAST_ACK
+/// — the peer's FIN again, then our own — so the peer reads the unacknowledged bytes and
+/// end of file, and the connection closes without a TIME_WAIT holding its port; CLOSING
+/// (simultaneous close) comes back CLOSING and both ends read each other's bytes and end
+/// of file. Values are checked inside the workload (inet.c lastack, closing).
+#[test]
+fn last_ack_and_closing_connections() {
+    inet_roundtrip("lastack");
+    inet_roundtrip("closing");
+}
+
 /// sock tcphalf: a CLOSE_WAIT connection whose peer is an orphan (closed by the
 /// process, FIN_WAIT2 in the kernel) comes back in CLOSE_WAIT too.
 #[test]

@@ -57,12 +57,29 @@
  *   closed  an established connection (both ends here, bytes unread), restored with
  *           --tcp-close: both ends read end of file, write EPIPE, getpeername ENOTCONN,
  *           the client end keeps its local port
+ *   lastack  both ends of a connection here, in a network namespace of our own (lo only)
+ *           where an nftables rule drops every packet to the client end: the client
+ *           shut down for writing (FIN_WAIT2 once the server end acknowledged), the
+ *           server end wrote "tail" and shut down too: its data and FIN are dropped, so
+ *           it stays LAST_ACK with "tail" unacknowledged. The restored namespace has no
+ *           rule: after go the client reads "tail" then end of file, the server end reads
+ *           end of file and writing fails with EPIPE; the server end ends CLOSE without
+ *           passing through TIME_WAIT (its port binds again without SO_REUSEADDR)
+ *   closing  the same namespace set-up, the rule dropping packets to the server end:
+ *           the client wrote "c-data" and shut down (its FIN dropped: FIN_WAIT1), then
+ *           the server end wrote "s-data" and shut down; the client got that and the
+ *           FIN (CLOSING), its acknowledgment dropped (the server end stays FIN_WAIT1).
+ *           After go both read the other's bytes then end of file, both writes fail with
+ *           EPIPE, both end CLOSE
  * Every option of every socket is read (getsockopt) before READY; after go the same
  * reads must give the same bytes, before the sockets are used.
  * result (last argument): the verdict goes to WORKDIR/result (stdout stays as it was at dump time).
  */
+#define WL_NET
 #include "common.h"
 #include <arpa/inet.h>
+#include <sched.h>
+#include <sys/wait.h>
 #include <linux/filter.h>
 #include <linux/net_tstamp.h>
 #include <netinet/icmp6.h>
@@ -1140,6 +1157,130 @@ static int mode_closed(int phase)
     return 0;
 }
 
+/* A network namespace of our own with lo up, and an nftables rule in it dropping the TCP
+ * packets to `port` (run by nft, waited for). */
+static void own_netns(void)
+{
+    if (unshare(CLONE_NEWNET) || lo_is_up(1) != 1)
+        DIE("network namespace");
+}
+
+static void drop_packets_to(int port)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "nft 'add table inet wl; add chain inet wl in { type filter hook input priority 0; }; "
+             "add rule inet wl in tcp dport %d drop' </dev/null",
+             port);
+    if (system(cmd) != 0)
+        DIE("nft rule dropping packets");
+}
+
+/* the connection `fd` reads `want` then end of file within 10 s (bytes the peer never
+ * acknowledged come again at its retransmission timeout, seconds after a restore) */
+static int reads_then_eof(int fd, const char *want)
+{
+    char b[32] = { 0 };
+    size_t n = strlen(want), got = 0;
+    for (int i = 0; i < 1000; i++) {
+        ssize_t r = recv(fd, b + got, sizeof b - 1 - got, MSG_DONTWAIT);
+        if (r == 0)
+            return got == n && !memcmp(b, want, n);
+        if (r > 0)
+            got += (size_t)r;
+        else
+            sleep_ms(10);
+    }
+    return 0;
+}
+
+static int wait_state(int fd, int want)
+{
+    for (int i = 0; i < 500 && tcp_state(fd) != want; i++)
+        sleep_ms(10);
+    return tcp_state(fd);
+}
+
+static int mode_lastack(int phase)
+{
+    static int c, a;
+    if (phase == 0) {
+        own_netns();
+        struct sockaddr_in la = lo4(0);
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 1))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
+        close(l);
+        if (shutdown(c, SHUT_WR))
+            DIE("shutdown");
+        if (wait_state(c, TCP_FIN_WAIT2) != TCP_FIN_WAIT2 || wait_state(a, TCP_CLOSE_WAIT) != TCP_CLOSE_WAIT)
+            DIE("not FIN_WAIT2 / CLOSE_WAIT");
+        drop_packets_to(port_of(c, 0));
+        if (write(a, "tail", 4) != 4 || shutdown(a, SHUT_WR))
+            DIE("write/shutdown");
+        if (tcp_state(a) != TCP_LAST_ACK)
+            DIE("server end not LAST_ACK");
+        sleep_ms(50);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int sa = tcp_state(a);
+    CHECK(sa == TCP_LAST_ACK || sa == TCP_CLOSE, "server end restored in state %d", sa);
+    CHECK(reads_then_eof(c, "tail"), "client end: not \"tail\" then end of file");
+    char b[4];
+    CHECK(recv(a, b, sizeof b, MSG_DONTWAIT) == 0, "server end: read is not end of file");
+    errno = 0;
+    CHECK(write(a, "x", 1) < 0 && errno == EPIPE, "server end: write: %s", strerror(errno));
+    CHECK(wait_state(a, TCP_CLOSE) == TCP_CLOSE, "server end: state %d at the end", tcp_state(a));
+    CHECK(wait_state(c, TCP_CLOSE) == TCP_CLOSE, "client end: state %d at the end", tcp_state(c));
+    /* LAST_ACK -> CLOSE leaves no TIME_WAIT: once closed, the server end's port binds
+     * again (CLOSING would have left a TIME_WAIT holding it) */
+    struct sockaddr_in again = lo4(port_of(a, 0));
+    close(a);
+    int s2 = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(bind(s2, (struct sockaddr *)&again, sizeof again) == 0, "binding the server end's port again: %s (TIME_WAIT?)", strerror(errno));
+    close(s2);
+    return 0;
+}
+
+static int mode_closing(int phase)
+{
+    static int c, a;
+    if (phase == 0) {
+        own_netns();
+        struct sockaddr_in la = lo4(0);
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+        if (listen(l, 1))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
+        close(l);
+        drop_packets_to(port_of(a, 0));
+        if (write(c, "c-data", 6) != 6 || shutdown(c, SHUT_WR))
+            DIE("client write/shutdown");
+        if (write(a, "s-data", 6) != 6 || shutdown(a, SHUT_WR))
+            DIE("server write/shutdown");
+        if (wait_state(c, TCP_CLOSING) != TCP_CLOSING || tcp_state(a) != TCP_FIN_WAIT1)
+            DIE("not CLOSING / FIN_WAIT1");
+        sleep_ms(50);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int sc = tcp_state(c);
+    CHECK(sc == TCP_CLOSING || sc == TCP_CLOSE, "client end restored in state %d", sc);
+    CHECK(reads_then_eof(c, "s-data"), "client end: not \"s-data\" then end of file");
+    CHECK(reads_then_eof(a, "c-data"), "server end: not \"c-data\" then end of file (states %d %d)", tcp_state(c), tcp_state(a));
+    int fds[2] = { c, a };
+    for (int i = 0; i < 2; i++) {
+        errno = 0;
+        CHECK(write(fds[i], "x", 1) < 0 && errno == EPIPE, "end %d: write: %s", i, strerror(errno));
+        CHECK(wait_state(fds[i], TCP_CLOSE) == TCP_CLOSE, "end %d: state %d at the end", i, tcp_state(fds[i]));
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
@@ -1164,6 +1305,8 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "udpq")    ? mode_udpq
                      : !strcmp(mode, "halfpair") ? mode_halfpair
                      : !strcmp(mode, "udpwild") ? mode_udpwild
+                     : !strcmp(mode, "lastack") ? mode_lastack
+                     : !strcmp(mode, "closing") ? mode_closing
                                                 : NULL;
     if (!fn) {
         printf("FAIL: unknown mode %s\n", mode);

@@ -12,8 +12,12 @@
 //! as it would have). A connection that received the peer's FIN (CLOSE_WAIT) is restored
 //! without it (TCP_REPAIR can only queue bytes), then the FIN is sent to it again as a
 //! packet from the peer on a raw socket (`tcp::peer_fin`) once repair mode is off.
+//! Both FINs, ours not acknowledged: CLOSING (ours was first) is restored as FIN_WAIT1
+//! and gets the peer's FIN the same way; LAST_ACK (the peer's was first) is restored as
+//! CLOSE_WAIT, gets the peer's FIN, then shuts down for writing, which sends ours (in
+//! the other order it would become CLOSING and end in a TIME_WAIT holding the port).
 //! UDP sockets bound to one address keep their queued datagrams (`udpq.rs`).
-//! Refused: LAST_ACK and CLOSING (both FINs), SYN_RECV, connections with unread urgent
+//! Refused: SYN_RECV, connections with unread urgent
 //! data, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
 //! destination address is unknown), listeners with connections waiting (unless
 //! `--skip-in-flight`).
@@ -241,11 +245,15 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
             keep_local = true;
         } else {
             match (state, d) {
-                (tcp::ESTABLISHED | tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::CLOSE_WAIT, _) if !peer.is_empty() => {
+                (tcp::ESTABLISHED | tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::CLOSE_WAIT | tcp::LAST_ACK | tcp::CLOSING, _)
+                    if !peer.is_empty() =>
+                {
                     // sk_shutdown: 1 = shut down for reading, 2 = for writing (our FIN
-                    // is sent: FIN_WAIT1 until the peer acknowledges it, then FIN_WAIT2).
+                    // is sent: FIN_WAIT1 until the peer acknowledges it, then FIN_WAIT2;
+                    // LAST_ACK and CLOSING: both FINs, ours not acknowledged).
                     let shut = d.map(|d| d.shutdown).unwrap_or(0) & 3;
-                    if (state == tcp::FIN_WAIT1 || state == tcp::FIN_WAIT2) && shut & 2 == 0 {
+                    let fin_sent = matches!(state, tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::LAST_ACK | tcp::CLOSING);
+                    if fin_sent && shut & 2 == 0 {
                         return Err(refuse(format!("in TCP state {} ({}) without SEND_SHUTDOWN", tcp::state_name(state), ends(&fmt_addr(&peer)))));
                     }
                     o.peer = peer;
@@ -254,7 +262,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                         let all = sys::inet_diag(family, libc::IPPROTO_TCP as u8)?;
                         all.iter().find(|d| u64::from(d.ino) == ino).map(|d| d.rqueue).ok_or_else(|| std::io::Error::other("the socket left the kernel's table"))
                     };
-                    let fin_received = state == tcp::CLOSE_WAIT;
+                    let fin_received = matches!(state, tcp::CLOSE_WAIT | tcp::LAST_ACK | tcp::CLOSING);
                     let c = tcp::dump(dup, &unread, shut & 2 != 0, fin_received).map_err(|e| match e.kind() {
                         std::io::ErrorKind::InvalidData => refuse(format!("({}) with {e}", ends(&fmt_addr(&o.peer)))),
                         _ => sys_err("TCP_REPAIR", e),
@@ -263,7 +271,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                     o.shutdown = u32::from(shut);
                     if fin_received {
                         // (RCV_SHUTDOWN comes with the FIN)
-                        o.tcp_state = u32::from(tcp::CLOSE_WAIT);
+                        o.tcp_state = u32::from(state);
                         o.shutdown &= !1;
                     }
                     keep_local = true;
@@ -276,8 +284,8 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                 (s, _) => {
                     let remote = d.map(|d| fmt_addr(&sockaddr(family, d.dport, &d.dst))).unwrap_or_else(|| fmt_addr(&peer));
                     return Err(refuse(format!(
-                        "in TCP state {} ({}): only LISTEN, SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT and \
-                         unconnected TCP sockets are saved",
+                        "in TCP state {} ({}): only LISTEN, SYN_SENT, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, \
+                         LAST_ACK, CLOSING and unconnected TCP sockets are saved",
                         tcp::state_name(s),
                         ends(&remote)
                     )));
@@ -373,11 +381,12 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         late(&s)?;
         super::apply_nonblock(&s, o.flags)?;
         let reuse = opts.iter().find(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_REUSEADDR).map(|s| s.value.clone());
-        let fin = if o.tcp_state == u32::from(tcp::CLOSE_WAIT) {
+        let state = o.tcp_state as u8;
+        let fin = if matches!(state, tcp::CLOSE_WAIT | tcp::LAST_ACK | tcp::CLOSING) {
             // created here: in the socket's network namespace
-            let (pkt, family, to) = tcp::peer_fin(o, c);
+            let (packet, family, to) = tcp::peer_fin(o, c);
             let raw = sys::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| format!("raw socket for the peer's FIN: {e}"))?;
-            Some((raw, pkt, to))
+            Some(tcp::PeerFin { raw, packet, to, state })
         } else {
             None
         };
@@ -430,12 +439,14 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
     if o.listening && (!tcp || o.backlog > 1 << 20 || o.tcp.is_some() || !o.peer.is_empty()) {
         return Err("a listener that is not an unconnected TCP socket with a backlog up to 2^20".into());
     }
-    if !matches!(o.tcp_state, 0 | 2 | 8)
+    if !matches!(o.tcp_state, 0 | 2 | 8 | 9 | 11)
         || (o.tcp_state == 2 && (!tcp || o.peer.is_empty() || o.tcp.is_some()))
         || (o.tcp_state == 8 && (o.tcp.is_none() || o.shutdown != 0))
+        || (matches!(o.tcp_state, 9 | 11) && (o.tcp.is_none() || o.shutdown != 2))
     {
         return Err(format!(
-            "TCP state {} (only SYN_SENT with a peer address, or CLOSE_WAIT of a connection not shut down, is saved as a state)",
+            "TCP state {} (only SYN_SENT with a peer address, CLOSE_WAIT of a connection not shut down, or LAST_ACK and \
+             CLOSING of one shut down for writing, are saved as a state)",
             o.tcp_state
         ));
     }
@@ -547,6 +558,17 @@ mod tests {
         bad(&|o| o.listening = true);
         bad(&|o| o.tcp_state = 2);
         bad(&|o| o.tcp_state = 8);
+        bad(&|o| o.tcp_state = 9);
+        bad(&|o| o.tcp_state = 10);
+        bad(&|o| o.tcp_state = 11);
+        bad(&|o| {
+            // LAST_ACK of a connection not shut down for writing (only) by its owner
+            (o.sock_type, o.protocol) = (libc::SOCK_STREAM, libc::IPPROTO_TCP);
+            o.tcp_state = 9;
+            o.tcp = Some(Default::default());
+            o.peer = o.local.clone();
+            o.shutdown = 3;
+        });
         bad(&|o| o.shutdown = 1);
         bad(&|o| o.shutdown = 4);
         bad(&|o| o.flags = libc::O_ASYNC as u32);

@@ -25,7 +25,9 @@ pub const FIN_WAIT2: u8 = 5;
 pub const TIME_WAIT: u8 = 6;
 pub const CLOSE: u8 = 7;
 pub const CLOSE_WAIT: u8 = 8;
+pub const LAST_ACK: u8 = 9;
 pub const LISTEN: u8 = 10;
+pub const CLOSING: u8 = 11;
 
 /// The kernel's name of TCP state `s` (include/net/tcp_states.h).
 pub fn state_name(s: u8) -> String {
@@ -182,10 +184,12 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
         let w: Vec<u8> = win.iter().flat_map(|v| v.to_le_bytes()).collect();
         sys::setsockopt_bytes(fd, tcp, TCP_REPAIR_WINDOW, &w)?;
     }
-    if o.shutdown & 2 != 0 {
+    if o.shutdown & 2 != 0 && o.tcp_state != u32::from(LAST_ACK) {
         // Still in repair mode with the send queue selected: the FIN is queued after the
         // data and counted as sent, not transmitted (FIN_WAIT1; the peer's ACK of its
-        // retransmission makes it FIN_WAIT2).
+        // retransmission makes it FIN_WAIT2). LAST_ACK sends its FIN only after the
+        // peer's came again (`send_peer_fins`): in the other order the connection would
+        // become CLOSING and end in TIME_WAIT, holding the port.
         sys::shutdown(fd, libc::SHUT_WR)?;
     }
     Ok(())
@@ -199,9 +203,18 @@ pub struct ToEnable {
     pub shutdown: u32,
     /// Its saved SO_REUSEADDR (leaving repair mode clears it).
     pub reuse: Option<Vec<u8>>,
-    /// CLOSE_WAIT: a raw socket of the socket's network namespace, the peer's FIN
-    /// (`peer_fin`) and where to send it.
-    pub fin: Option<(OwnedFd, Vec<u8>, Vec<u8>)>,
+    /// CLOSE_WAIT, LAST_ACK, CLOSING: the peer's FIN to send again (`PeerFin`).
+    pub fin: Option<PeerFin>,
+}
+
+/// The FIN a restored connection had received, to send it again once packets flow: a
+/// raw socket of the socket's network namespace, the packet (`peer_fin`), where to send
+/// it, and the TCP state the connection was in (CLOSE_WAIT, LAST_ACK or CLOSING).
+pub struct PeerFin {
+    pub raw: OwnedFd,
+    pub packet: Vec<u8>,
+    pub to: Vec<u8>,
+    pub state: u8,
 }
 
 static TO_ENABLE: Mutex<Vec<ToEnable>> = Mutex::new(Vec::new());
@@ -235,20 +248,31 @@ pub fn finish_restore() -> std::io::Result<()> {
     Ok(())
 }
 
-type PeerFin = (OwnedFd, (OwnedFd, Vec<u8>, Vec<u8>));
+/// Restored connections (our copy) with the peer's FIN to send again.
+static PENDING_FINS: Mutex<Vec<(OwnedFd, PeerFin)>> = Mutex::new(Vec::new());
 
-/// Restored CLOSE_WAIT connections (our copy) with the peer's FIN to send again.
-static PENDING_FINS: Mutex<Vec<PeerFin>> = Mutex::new(Vec::new());
+/// Whether a connection restored without the peer's FIN (state `now`) has taken it:
+/// the state it goes to from the one it was restored in.
+fn fin_taken(saved: u8, now: u8) -> bool {
+    match saved {
+        // restored ESTABLISHED; LAST_ACK shuts down for writing once it is CLOSE_WAIT
+        CLOSE_WAIT | LAST_ACK => now != ESTABLISHED,
+        // restored FIN_WAIT1: CLOSING, or TIME_WAIT (shown as CLOSE on a socket with an
+        // fd) if our FIN's retransmission was acknowledged first
+        _ => now != FIN_WAIT1 && now != FIN_WAIT2,
+    }
+}
 
 /// End of a restore, packets flowing again (network lock removed): each restored
-/// CLOSE_WAIT connection gets the peer's FIN again, as a packet from the peer on a raw
-/// socket of its namespace, and is waited for (1 s) until the kernel took it.
+/// connection that had received the peer's FIN gets it again, as a packet from the peer
+/// on a raw socket of its namespace, and is waited for (1 s) until the kernel took it;
+/// a LAST_ACK connection then sends its own FIN (shutdown for writing).
 pub fn send_peer_fins() -> std::io::Result<()> {
-    for (sock, (raw, pkt, to)) in std::mem::take(&mut *PENDING_FINS.lock().unwrap_or_else(|e| e.into_inner())) {
+    for (sock, f) in std::mem::take(&mut *PENDING_FINS.lock().unwrap_or_else(|e| e.into_inner())) {
         let s = sock.as_fd();
-        sys::sendto(raw.as_fd(), &pkt, &to)?;
+        sys::sendto(f.raw.as_fd(), &f.packet, &f.to)?;
         let mut n = 0;
-        while state_of(s) != CLOSE_WAIT {
+        while !fin_taken(f.state, state_of(s)) {
             if n == 200 {
                 return Err(std::io::Error::other(format!(
                     "the peer's FIN, sent again, was not taken (TCP state {})",
@@ -257,6 +281,9 @@ pub fn send_peer_fins() -> std::io::Result<()> {
             }
             n += 1;
             std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if f.state == LAST_ACK {
+            sys::shutdown(s, libc::SHUT_WR)?;
         }
     }
     Ok(())
