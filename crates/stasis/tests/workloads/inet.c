@@ -48,8 +48,11 @@
  *   udpq    UDP sockets with datagrams queued: one on 127.0.0.1 ("one", "two2" from a
  *           sender, "three33" and an empty one from another), one on ::1 ("six"): after
  *           go each arrives in order with its sender's port, then nothing more
- *   udpwild a UDP socket bound to 0.0.0.0 with a datagram queued: refused (its
- *           destination address is not known); still there after go
+ *   udpwild UDP sockets bound to the wildcard address with datagrams queued: one with
+ *           IP_PKTINFO on (a datagram to 127.0.0.1 from 127.0.0.1, one to 127.0.0.2 from
+ *           127.0.0.5), one without (to 127.0.0.3), an IPv6 V6ONLY one (to ::1): after go
+ *           each arrives with its sender and, where asked, its destination address;
+ *           IP_PKTINFO is still off where it was
  *   halfpair  both ends of a connection here, one shut down for writing (FIN_WAIT2),
  *           the other in CLOSE_WAIT, bytes unread both ways: after go the states are
  *           the same, bytes and end of file are read, the CLOSE_WAIT end writes and
@@ -1059,22 +1062,77 @@ static int mode_udpq(int phase)
 
 static int mode_udpwild(int phase)
 {
-    static int u;
-    static struct sockaddr_in a;
+    static int u, v, u6, s1, s2, p1, p2;
+    static struct sockaddr_in a, av;
+    static struct sockaddr_in6 a6;
     if (phase == 0) {
         a = (struct sockaddr_in){ .sin_family = AF_INET };
+        av = a;
         u = socket(AF_INET, SOCK_DGRAM, 0);
+        v = socket(AF_INET, SOCK_DGRAM, 0);
         bind_any_port(u, (struct sockaddr *)&a, sizeof a);
-        int s = socket(AF_INET, SOCK_DGRAM, 0);
-        struct sockaddr_in to = lo4(ntohs(a.sin_port));
-        if (sendto(s, "w", 1, 0, (struct sockaddr *)&to, sizeof to) != 1)
+        bind_any_port(v, (struct sockaddr *)&av, sizeof av);
+        SET(u, IPPROTO_IP, IP_PKTINFO, 1); /* the program asks for destinations; v does not */
+        struct sockaddr_in b1 = lo4(0), b2 = lo4(0);
+        b2.sin_addr.s_addr = htonl(0x7f000005); /* 127.0.0.5 */
+        s1 = socket(AF_INET, SOCK_DGRAM, 0);
+        s2 = socket(AF_INET, SOCK_DGRAM, 0);
+        bind_any_port(s1, (struct sockaddr *)&b1, sizeof b1);
+        bind_any_port(s2, (struct sockaddr *)&b2, sizeof b2);
+        p1 = ntohs(b1.sin_port);
+        p2 = ntohs(b2.sin_port);
+        struct sockaddr_in to1 = lo4(ntohs(a.sin_port)), to2 = to1, tov = lo4(ntohs(av.sin_port));
+        to2.sin_addr.s_addr = htonl(0x7f000002); /* 127.0.0.2: another address of lo */
+        tov.sin_addr.s_addr = htonl(0x7f000003);
+        if (sendto(s1, "to-one", 6, 0, (struct sockaddr *)&to1, sizeof to1) != 6 ||
+            sendto(s2, "to-two", 6, 0, (struct sockaddr *)&to2, sizeof to2) != 6 ||
+            sendto(s1, "plain", 5, 0, (struct sockaddr *)&tov, sizeof tov) != 5)
             DIE("sendto");
-        sleep_ms(20);
-        info("fd", "%d", u);
+        a6 = (struct sockaddr_in6){ .sin6_family = AF_INET6 };
+        u6 = socket(AF_INET6, SOCK_DGRAM, 0);
+        SET(u6, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+        bind_any_port(u6, (struct sockaddr *)&a6, sizeof a6);
+        struct sockaddr_in6 to6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT, .sin6_port = a6.sin6_port };
+        int s6 = socket(AF_INET6, SOCK_DGRAM, 0);
+        if (sendto(s6, "six", 3, 0, (struct sockaddr *)&to6, sizeof to6) != 3)
+            DIE("sendto6");
+        close(s6);
+        sleep_ms(50);
+        snapshot(u, "wildcard udp with IP_PKTINFO", 1);
+        snapshot(v, "wildcard udp", 1);
+        snapshot(u6, "wildcard udp6", 1);
         return 0;
     }
-    char b[4];
-    CHECK(recv(u, b, sizeof b, MSG_DONTWAIT) == 1 && b[0] == 'w', "the queued datagram is gone");
+    compare_all();
+    const char *want[2] = { "to-one", "to-two" };
+    uint32_t dst[2] = { 0x7f000001, 0x7f000002 }, src[2] = { 0x7f000001, 0x7f000005 };
+    int from[2] = { p1, p2 };
+    for (int i = 0; i < 2; i++) {
+        char b[16] = { 0 };
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
+        } ctl;
+        struct sockaddr_in f;
+        struct iovec iov = { b, sizeof b };
+        struct msghdr m = { .msg_name = &f, .msg_namelen = sizeof f, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof ctl };
+        ssize_t n = recvmsg(u, &m, MSG_DONTWAIT);
+        struct cmsghdr *c = n < 0 ? NULL : CMSG_FIRSTHDR(&m);
+        struct in_pktinfo pi = { 0 };
+        if (c && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO)
+            memcpy(&pi, CMSG_DATA(c), sizeof pi);
+        CHECK(n == 6 && !memcmp(b, want[i], 6) && ntohs(f.sin_port) == from[i] && f.sin_addr.s_addr == htonl(src[i]) &&
+                  pi.ipi_addr.s_addr == htonl(dst[i]),
+              "datagram %d: %zd bytes '%s' from %#x:%d to %#x (want '%s' from %#x:%d to %#x)", i, n, b, ntohl(f.sin_addr.s_addr),
+              ntohs(f.sin_port), ntohl(pi.ipi_addr.s_addr), want[i], src[i], from[i], dst[i]);
+    }
+    char b[16] = { 0 };
+    CHECK(recv(u, b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN, "a datagram too many: '%s'", b);
+    CHECK(recv(v, b, sizeof b, MSG_DONTWAIT) == 5 && !memcmp(b, "plain", 5), "socket without IP_PKTINFO: '%s'", b);
+    CHECK(geti(v, IPPROTO_IP, IP_PKTINFO) == 0, "IP_PKTINFO turned on where the program had it off");
+    memset(b, 0, sizeof b);
+    CHECK(recv(u6, b, sizeof b, MSG_DONTWAIT) == 3 && !memcmp(b, "six", 3), "IPv6 wildcard socket: '%s'", b);
+    check_udp_self(v, "wildcard udp");
     return 0;
 }
 

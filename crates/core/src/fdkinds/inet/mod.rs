@@ -533,6 +533,24 @@ mod tests {
     }
 
     #[test]
+    fn queued_datagram_destinations_only_on_wildcard_sockets_and_unicast() {
+        use stasis_image::model::Datagram;
+        let with = |local: Vec<u8>, to: &[u8]| {
+            let mut o = udp();
+            o.local = local;
+            o.queued = vec![Datagram { from: v4(7000), data: b"x".to_vec(), to: to.to_vec() }];
+            check(&o)
+        };
+        let wild = sockaddr(libc::AF_INET, 5000, &[0; 16]);
+        assert_eq!(with(wild.clone(), &[127, 0, 0, 2]), Ok(()));
+        assert_eq!(with(v4(5000), &[]), Ok(()));
+        for to in [&[][..], &[0, 0, 0, 0], &[224, 0, 0, 1], &[255, 255, 255, 255], &[127, 0, 0]] {
+            with(wild.clone(), to).expect_err("a wildcard socket's datagram without one unicast destination");
+        }
+        with(v4(5000), &[127, 0, 0, 1]).expect_err("a destination on a socket bound to one address");
+    }
+
+    #[test]
     fn check_refuses_what_restore_would_not_create() {
         let bad = |f: &dyn Fn(&mut InetObj)| {
             let mut o = udp();
@@ -574,7 +592,7 @@ mod tests {
         bad(&|o| o.flags = libc::O_ASYNC as u32);
         bad(&|o| o.tcp = Some(Default::default()));
         // queued datagrams: sender of another family, on a wildcard-bound socket
-        let dg = |from: Vec<u8>| stasis_image::model::Datagram { from, data: b"x".to_vec() };
+        let dg = |from: Vec<u8>| stasis_image::model::Datagram { from, data: b"x".to_vec(), ..Default::default() };
         bad(&|o| o.queued = vec![dg(sockaddr(libc::AF_INET6, 1, &[0; 16]))]);
         bad(&|o| {
             o.local = sockaddr(libc::AF_INET, 5000, &[0; 16]);
