@@ -46,7 +46,8 @@
  *           INFO connect_tid): after go the listener's queued connection is accepted
  *           and that connect() returns 0, connected to the listener
  *   udpq    UDP sockets with datagrams queued: one on 127.0.0.1 ("one", "two2" from a
- *           sender, "three33" and an empty one from another), one on ::1 ("six"): after
+ *           sender, "three33" and an empty one from another), one on ::1 ("six"), a
+ *           UDP-Lite one ("lite-one", "lite2", partial checksum coverage): after
  *           go each arrives in order with its sender's port, then nothing more
  *   udpwild UDP sockets bound to the wildcard address with datagrams queued: one with
  *           IP_PKTINFO on (a datagram to 127.0.0.1 from 127.0.0.1, one to 127.0.0.2 from
@@ -1011,7 +1012,7 @@ static int mode_synblock(int phase)
 
 static int mode_udpq(int phase)
 {
-    static int u, s1, s2, u6, s6, p1, p2, p6;
+    static int u, s1, s2, u6, s6, p1, p2, p6, ul, sl, pl;
     if (phase == 0) {
         struct sockaddr_in a = lo4(0), b1 = lo4(0), b2 = lo4(0);
         u = socket(AF_INET, SOCK_DGRAM, 0);
@@ -1033,8 +1034,19 @@ static int mode_udpq(int phase)
         p6 = ntohs(b6.sin6_port);
         if (sendto(s6, "six", 3, 0, (struct sockaddr *)&a6, sizeof a6) != 3)
             DIE("sendto6");
+        /* UDP-Lite, the sender covering only its header and 4 bytes by the checksum */
+        struct sockaddr_in al = lo4(0), bl = lo4(0);
+        ul = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+        sl = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
+        bind_any_port(ul, (struct sockaddr *)&al, sizeof al);
+        bind_any_port(sl, (struct sockaddr *)&bl, sizeof bl);
+        pl = ntohs(bl.sin_port);
+        SET(sl, IPPROTO_UDPLITE, UDPLITE_SEND_CSCOV, 12);
+        if (sendto(sl, "lite-one", 8, 0, (struct sockaddr *)&al, sizeof al) != 8 || sendto(sl, "lite2", 5, 0, (struct sockaddr *)&al, sizeof al) != 5)
+            DIE("sendto udplite");
         sleep_ms(50);
         snapshot(u, "udp with a queue", 1);
+        snapshot(ul, "udplite with a queue", 1);
         return 0;
     }
     compare_all();
@@ -1056,6 +1068,15 @@ static int mode_udpq(int phase)
     CHECK(recvfrom(u6, b, sizeof b, MSG_DONTWAIT, (struct sockaddr *)&f6, &fl6) == 3 && !memcmp(b, "six", 3) &&
               ntohs(f6.sin6_port) == p6,
           "IPv6 datagram: '%s' from port %d", b, ntohs(f6.sin6_port));
+    const char *lite[2] = { "lite-one", "lite2" };
+    for (int i = 0; i < 2; i++) {
+        struct sockaddr_in f;
+        socklen_t fl = sizeof f;
+        memset(b, 0, sizeof b);
+        ssize_t n = recvfrom(ul, b, sizeof b, MSG_DONTWAIT, (struct sockaddr *)&f, &fl);
+        CHECK(n == (ssize_t)strlen(lite[i]) && !memcmp(b, lite[i], n) && ntohs(f.sin_port) == pl, "UDP-Lite datagram %d: %zd bytes '%s' from port %d", i, n, b, ntohs(f.sin_port));
+    }
+    CHECK(recv(ul, b, sizeof b, MSG_DONTWAIT) < 0 && errno == EAGAIN, "UDP-Lite: a datagram too many");
     check_udp_self(u, "udp with a queue");
     return 0;
 }

@@ -294,7 +294,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
         }
     } else {
         if has_queued(dup.as_fd()).map_err(|e| sys_err("FIONREAD", e))? {
-            let why = if proto == libc::IPPROTO_UDP && !raw {
+            let why = if (proto == libc::IPPROTO_UDP || proto == libc::IPPROTO_UDPLITE) && !raw {
                 match udpq::dump(dup.as_fd(), family, &local) {
                     Ok(q) => {
                         o.queued = q;

@@ -29,7 +29,7 @@ pub fn mapped(a: &[u8]) -> bool {
 /// The IPv4 (`v4`) or IPv6 packet carrying transport segment `l4` of protocol `proto`
 /// from `src` to `dst` (4 or 16 address bytes). The segment's checksum, at byte
 /// `csum_at` of it, is filled in over the pseudo-header (a UDP checksum that comes out
-/// 0 is sent as 0xffff: 0 means "none"). TTL 64; IPv4: DF, and the kernel fills the
+/// 0 is sent as 0xffff: 0 means "none", and UDP-Lite does the same). TTL 64; IPv4: DF, and the kernel fills the
 /// header checksum and id.
 pub fn ip_packet(v4: bool, proto: u8, src: &[u8], dst: &[u8], mut l4: Vec<u8>, csum_at: usize) -> Vec<u8> {
     let len = (l4.len() as u32).to_be_bytes();
@@ -38,7 +38,7 @@ pub fn ip_packet(v4: bool, proto: u8, src: &[u8], dst: &[u8], mut l4: Vec<u8>, c
     } else {
         checksum(&[src, dst, &len, &[0, 0, 0, proto], &l4])
     };
-    if sum == 0 && proto == libc::IPPROTO_UDP as u8 {
+    if sum == 0 && (proto == libc::IPPROTO_UDP as u8 || proto == libc::IPPROTO_UDPLITE as u8) {
         sum = 0xffff;
     }
     l4[csum_at..csum_at + 2].copy_from_slice(&sum.to_be_bytes());

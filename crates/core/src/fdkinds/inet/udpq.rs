@@ -1,4 +1,4 @@
-//! Datagrams queued on a UDP socket. Dump: each one, with its sender, read without
+//! Datagrams queued on a UDP or UDP-Lite socket. Dump: each one, with its sender, read without
 //! consuming it (MSG_PEEK stepping through the queue with SO_PEEK_OFF, put back after).
 //! Restore: each one sent again to the restored socket as a packet from its sender
 //! (a raw IPPROTO_RAW socket of the socket's network namespace may name any source),
@@ -132,8 +132,8 @@ pub fn check(o: &InetObj) -> Result<(), String> {
     if o.queued.is_empty() {
         return Ok(());
     }
-    if o.protocol != libc::IPPROTO_UDP || o.sock_type != libc::SOCK_DGRAM {
-        return Err("queued datagrams on a socket that is not UDP".into());
+    if !matches!(o.protocol, libc::IPPROTO_UDP | libc::IPPROTO_UDPLITE) || o.sock_type != libc::SOCK_DGRAM {
+        return Err("queued datagrams on a socket that is not UDP or UDP-Lite".into());
     }
     if let Some(why) = unsaveable(o.family, &o.local) {
         return Err(format!("queued datagrams on a socket {why}"));
@@ -167,19 +167,21 @@ fn dest_of(family: i32, local: &[u8], d: &Datagram) -> Vec<u8> {
     to
 }
 
-/// The IP packet carrying datagram `d` from its sender to `local` (or its saved
-/// destination).
-fn packet(family: i32, local: &[u8], d: &Datagram) -> Vec<u8> {
+/// The IP packet carrying datagram `d` of protocol `proto` (UDP, or UDP-Lite: its
+/// checksum covers the whole datagram, coverage field 0) from its sender to `local` (or
+/// its saved destination).
+fn packet(family: i32, proto: i32, local: &[u8], d: &Datagram) -> Vec<u8> {
     let dst_addr = dest_of(family, local, d);
     let (src, dst) = (addr_bytes(family, &d.from).unwrap_or(&[]), addr_bytes(family, &dst_addr).unwrap_or(&[]));
     let len = (8 + d.data.len()) as u16;
     let mut udp = Vec::with_capacity(len as usize);
     udp.extend_from_slice(&d.from[2..4]);
     udp.extend_from_slice(&local[2..4]);
-    udp.extend_from_slice(&len.to_be_bytes());
+    let len_or_coverage = if proto == libc::IPPROTO_UDPLITE { 0 } else { len };
+    udp.extend_from_slice(&len_or_coverage.to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(&d.data);
-    super::rawpkt::ip_packet(family == libc::AF_INET, libc::IPPROTO_UDP as u8, src, dst, udp, 6)
+    super::rawpkt::ip_packet(family == libc::AF_INET, proto as u8, src, dst, udp, 6)
 }
 
 /// Restore: sends the datagrams of `o` to the restored socket `s` (bound, connected,
@@ -198,7 +200,7 @@ pub fn restore(s: BorrowedFd<'_>, o: &InetObj) -> Result<(), String> {
             sys::sock_addr_op(probe.as_fd(), &to, false)
                 .map_err(|e| format!("a queued datagram was sent to {}, which is not an address of this host now: {e}", super::fmt_addr(&to)))?;
         }
-        sys::sendto(raw.as_fd(), &packet(o.family, &o.local, d), &to).map_err(|e| format!("sending a queued datagram again: {e}"))?;
+        sys::sendto(raw.as_fd(), &packet(o.family, o.protocol, &o.local, d), &to).map_err(|e| format!("sending a queued datagram again: {e}"))?;
     }
     let mut got = 0;
     for _ in 0..200 {
