@@ -654,6 +654,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
         o.data = data;
     }
     fdkinds::unix::check_peers(&holders.sockets, &mut objs.objects, &st.users, &objs.external, st.skip_in_flight)?;
+    fdkinds::unix::creds_of_tree(&mut objs.objects, &st.tree);
     Ok(())
 }
 
@@ -704,6 +705,9 @@ pub struct Opened {
     /// O_RDWR descriptions of named FIFOs that keep them open (and their refilled
     /// bytes alive) until every new process holds its own descriptions.
     pub keep: Vec<OwnedFd>,
+    /// Unix socket queues that carry credentials, sent once the processes exist
+    /// (`requeue_late`).
+    pub late: fdkinds::unix::Late,
 }
 
 /// Recreates every nameless inode (deleted file, memfd) with its content: a memfd with
@@ -990,9 +994,24 @@ pub fn open_fd_objects(
         }
     }
     let run_in_ns = |o: &Object, f: &mut (dyn FnMut() -> Result<()> + Send)| in_socket_ns(pid, o.net_ns, netns, f);
-    fdkinds::unix::requeue_deferred(pid, &m.objects, &opened.by_object, &mut unix_made, &run_in_ns)?;
+    opened.late = fdkinds::unix::requeue_deferred(pid, &m.objects, &opened.by_object, &mut unix_made, &run_in_ns)?;
+    for ns in opened.late.namespaces(&m.objects) {
+        if let (false, Some(f)) = (opened.late.netns.contains_key(&ns), netns.get(&ns)) {
+            let f = f.try_clone().map_err(|e| step(format!("keeping network namespace net:[{ns}]: {e}")))?;
+            opened.late.netns.insert(ns, f);
+        }
+    }
     fdkinds::inet::finish_restore().map_err(|e| step(format!("leaving TCP repair mode: {e}")))?;
     Ok(opened)
+}
+
+/// Once every process exists: the unix socket queues that carry credentials
+/// (`fdkinds::unix::requeue_late`), in their network namespaces.
+pub fn requeue_late(m: &stasis_image::Manifest, late: &mut fdkinds::unix::Late) -> Result<()> {
+    let pid = m.process.pid;
+    let netns = std::mem::take(&mut late.netns);
+    let run_in_ns = |o: &Object, f: &mut (dyn FnMut() -> Result<()> + Send)| in_socket_ns(pid, o.net_ns, &netns, f);
+    fdkinds::unix::requeue_late(pid, &m.objects, late, &run_in_ns)
 }
 
 /// Opens named FIFO `f` O_RDWR (which never blocks) and puts back the bytes that were

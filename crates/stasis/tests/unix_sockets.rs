@@ -100,6 +100,31 @@ fn queued_datagrams_keep_their_boundaries() {
     dgram_queue("bytes");
 }
 
+/// Messages queued with their senders' credentials (SCM_CREDENTIALS) on a datagram
+/// pair, a stream pair (one read per writer) and a named datagram socket: after restore
+/// each is read with its sender's pid, uid and gid (explicit ones too); a sender that was
+/// gone before the dump still reads as a pid that is not the tree's, with its uid and
+/// gid; a pair without SO_PASSCRED carries none. The queues are sent once the processes
+/// exist, so their pids can be named (workloads/creds.py).
+#[test]
+fn queued_messages_keep_their_senders_credentials() {
+    let _t = serial();
+    for leave in [false, true] {
+        let mut w = Workload::new("unix-creds");
+        let script = std::path::Path::new(WORKLOADS).join("creds.py");
+        w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+        w.wait_ready();
+        let child: i32 = w.info("child").parse().unwrap();
+        if leave {
+            // the live tree reads them after a --leave-running dump too
+            w.dump_leave_running();
+        } else {
+            dump_and_restore_tree(&mut w, &[child]);
+        }
+        w.go_and_pass();
+    }
+}
+
 fn unix_listen(label: &str) -> Workload {
     let mut w = Workload::new(label);
     let script = std::path::Path::new(WORKLOADS).join("unix_listen.py");

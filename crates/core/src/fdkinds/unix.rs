@@ -6,9 +6,10 @@
 //! Dump: NETLINK_SOCK_DIAG tells each socket's peer, name, state, shutdown and queue
 //! length. Stream bytes are peeked (MSG_PEEK with SO_PEEK_OFF, so the process still
 //! reads them); datagrams and seqpacket records likewise, one by one with their sender's
-//! address (`sys::peek_datagrams`). SO_PASSCRED/SO_PASSSEC are off during the peeks (and
-//! set back), so the only ancillary data that shows is file descriptors in flight
-//! (SCM_RIGHTS): the peek installs copies of them in our fd table; files.rs dumps those
+//! address (`sys::peek_datagrams`). SO_PASSCRED is on and SO_PASSSEC off during the
+//! peeks (and set back), so the only ancillary data that shows is credentials
+//! (SCM_CREDENTIALS: per message, per writer's run of stream bytes) and file descriptors
+//! in flight (SCM_RIGHTS): the peek installs copies of them in our fd table; files.rs dumps those
 //! as fds of ours (kcmp ties them to the tree's own descriptions) and `name_in_flight`
 //! puts their object ids in the record. Restore opens them with the rest and
 //! `requeue_deferred` sends the queues that carry them once every object is open. Options: SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF,
@@ -33,12 +34,13 @@
 //! Queued datagrams are sent from a socket of their sender's name when it is abstract
 //! (a datagram client of the tree is made after its server for that); known losses: a
 //! sender bound to a path (taking it would make a host file), the names of a datagram
-//! pair, credentials of queued messages (the restorer's).
+//! pair. Queues carrying credentials wait until every process exists (`requeue_late`):
+//! SCM_CREDENTIALS may only name a pid that exists.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 
-use stasis_image::model::{InFlight, Object, UnixMsg, UnixObj};
+use stasis_image::model::{CredRange, InFlight, MsgCreds, Object, UnixMsg, UnixObj};
 use stasis_sys::sys::{self, UnixDiag};
 
 use crate::error::{Error, Result};
@@ -99,32 +101,53 @@ impl Table {
 const MAX_DGRAM: usize = 4 << 20;
 const MAX_DGRAM_QUEUE: usize = 64 << 20;
 
-/// Restores SO_PASSCRED / SO_PASSSEC on drop (they are turned off while peeking).
-struct CredsOff<'a> {
+/// SO_PASSCRED on and SO_PASSSEC off while peeking, so the only ancillary data that shows
+/// is credentials and fds in flight (a stream read with SO_PASSCRED never joins two
+/// writers' bytes); both put back as they were on drop.
+struct PeekCreds<'a> {
     fd: std::os::fd::BorrowedFd<'a>,
     passcred: bool,
     passsec: bool,
 }
 
-impl<'a> CredsOff<'a> {
-    fn new(fd: std::os::fd::BorrowedFd<'a>, passcred: bool, passsec: bool) -> std::io::Result<CredsOff<'a>> {
-        if passcred {
-            sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 0)?;
+impl<'a> PeekCreds<'a> {
+    fn new(fd: std::os::fd::BorrowedFd<'a>, passcred: bool, passsec: bool) -> std::io::Result<PeekCreds<'a>> {
+        let guard = PeekCreds { fd, passcred, passsec };
+        if !passcred {
+            sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 1)?;
         }
         if passsec {
             sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSSEC, 0)?;
         }
-        Ok(CredsOff { fd, passcred, passsec })
+        Ok(guard)
     }
 }
 
-impl Drop for CredsOff<'_> {
+impl Drop for PeekCreds<'_> {
     fn drop(&mut self) {
-        if self.passcred {
-            let _ = sys::setsockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 1);
+        if !self.passcred {
+            let _ = sys::setsockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_PASSCRED, 0);
         }
         if self.passsec {
             let _ = sys::setsockopt_int(self.fd, libc::SOL_SOCKET, libc::SO_PASSSEC, 1);
+        }
+    }
+}
+
+/// Credentials as the image keeps them: none when the sender attached none (pid 0).
+fn saved_creds(c: Option<sys::Creds>) -> Option<MsgCreds> {
+    c.filter(|c| c.pid != 0).map(|c| MsgCreds { pid: c.pid, uid: c.uid, gid: c.gid })
+}
+
+/// Once the tree is known: credentials naming a process outside it keep only uid and
+/// gid (pid 0: restore cannot name that process).
+pub fn creds_of_tree(objects: &mut [Object], tree: &[i32]) {
+    for u in objects.iter_mut().filter_map(|o| o.unix_mut()) {
+        let creds = u.cred_ranges.iter_mut().filter_map(|r| r.creds.as_mut()).chain(u.messages.iter_mut().filter_map(|m| m.creds.as_mut()));
+        for c in creds {
+            if !tree.contains(&c.pid) {
+                c.pid = 0;
+            }
         }
     }
 }
@@ -211,7 +234,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             return Err(refuse(format!("{tn} socket connected to a socket the kernel does not name")));
         }
     }
-    let _creds = CredsOff::new(s, u.passcred, u.passsec).map_err(|e| sys_err("turning SO_PASSCRED off to peek", e))?;
+    let _creds = PeekCreds::new(s, u.passcred, u.passsec).map_err(|e| sys_err("turning SO_PASSCRED on to peek", e))?;
     if ty != libc::SOCK_DGRAM && d.state != TCP_ESTABLISHED {
         // never connected: nothing can be queued (and recvmsg says EINVAL)
     } else if ty == libc::SOCK_STREAM {
@@ -225,6 +248,12 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         for c in chunks {
             let start = u.queue.len() as u64;
             u.queue.extend_from_slice(&c.data);
+            if let Some(creds) = saved_creds(c.creds) {
+                match u.cred_ranges.last_mut() {
+                    Some(r) if r.end == start && r.creds == Some(creds) => r.end = u.queue.len() as u64,
+                    _ => u.cred_ranges.push(CredRange { start, end: u.queue.len() as u64, creds: Some(creds) }),
+                }
+            }
             if !c.fds.is_empty() {
                 let objects = c.fds.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f) as u32).collect();
                 u.in_flight.push(InFlight { start, end: u.queue.len() as u64, objects });
@@ -247,7 +276,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         for m in msgs {
             // placeholders: our fd numbers, replaced by object ids once they are dumped
             let objects = m.fds.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f) as u32).collect();
-            u.messages.push(UnixMsg { data: m.data, sender: m.sender.get(2..).unwrap_or_default().to_vec(), objects });
+            u.messages.push(UnixMsg { data: m.data, sender: m.sender.get(2..).unwrap_or_default().to_vec(), objects, creds: saved_creds(m.creds) });
             in_flight.extend(m.fds);
         }
     }
@@ -266,6 +295,17 @@ pub fn name_in_flight(u: &mut UnixObj, ids: &HashMap<i32, u32>) {
 /// open: `requeue_in_flight`)?
 pub fn carries_fds(u: &UnixObj) -> bool {
     !u.in_flight.is_empty() || u.messages.iter().any(|m| !m.objects.is_empty())
+}
+
+/// Whether some of `u`'s queue carries its sender's credentials (SCM_CREDENTIALS).
+pub fn carries_creds(u: &UnixObj) -> bool {
+    !u.cred_ranges.is_empty() || u.messages.iter().any(|m| m.creds.is_some())
+}
+
+/// Whether `u`'s queue is sent later than the socket is made (`requeue_deferred`, or
+/// `requeue_late` for credentials, which name processes that do not exist yet).
+fn queue_waits(u: &UnixObj) -> bool {
+    carries_fds(u) || carries_creds(u)
 }
 
 /// The peers outside the tree (no socket of `objects`) of its stream and seqpacket
@@ -351,7 +391,7 @@ pub fn check_peers(
     Ok(())
 }
 
-fn apply_shutdown(fd: &OwnedFd, bits: u32) -> std::io::Result<()> {
+fn apply_shutdown(fd: impl AsFd, bits: u32) -> std::io::Result<()> {
     let how = match bits & 3 {
         0 => return Ok(()),
         1 => libc::SHUT_RD,
@@ -420,7 +460,7 @@ fn requeue_to_peer(from: &OwnedFd, msgs: &[UnixMsg]) -> std::io::Result<()> {
 
 /// Options of a restored socket (before bind: SO_PASSCRED on an unbound socket would
 /// autobind it on connect, as it did originally).
-fn apply_options(s: &OwnedFd, u: &UnixObj) -> std::io::Result<()> {
+fn apply_options(s: impl AsFd, u: &UnixObj) -> std::io::Result<()> {
     let f = s.as_fd();
     let sol = libc::SOL_SOCKET;
     if u.rcvbuf > 0 {
@@ -470,6 +510,25 @@ pub struct Made {
     senders: HashMap<u32, OwnedFd>,
 }
 
+/// Sockets whose queues carry credentials, sent once every process of the tree exists
+/// (`requeue_late`): copies of the fds that takes (the sockets, their peers, the
+/// objects in flight), the sending ends kept for sockets whose peer had closed, and the
+/// network namespaces they live in (filled by files.rs).
+#[derive(Default)]
+pub struct Late {
+    inos: std::collections::HashSet<u32>,
+    fds: HashMap<u32, OwnedFd>,
+    senders: HashMap<u32, OwnedFd>,
+    pub netns: HashMap<u64, OwnedFd>,
+}
+
+impl Late {
+    /// The network namespaces (ns inodes, 0 = ours) of its sockets.
+    pub fn namespaces(&self, objects: &[Object]) -> Vec<u64> {
+        objects.iter().filter(|o| o.unix().is_some_and(|u| self.inos.contains(&u.ino))).map(|o| o.net_ns).collect()
+    }
+}
+
 impl Made {
     fn insert(&mut self, ino: u32, s: OwnedFd) {
         self.pending.insert(ino, s);
@@ -504,7 +563,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
         _ if u.peer_gone => {
             let (a, b) = sys::socketpair(u.sock_type).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
-            if carries_fds(u) {
+            if queue_waits(u) {
                 made.deferred.insert(u.ino);
                 made.senders.insert(u.ino, b); // closed once the queue is in
             } else {
@@ -611,7 +670,7 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
     };
     apply_options(&a, u)?;
     apply_options(&b, peer)?;
-    if carries_fds(u) || carries_fds(peer) {
+    if queue_waits(u) || queue_waits(peer) {
         // filled by requeue_deferred once every object is open
         made.deferred.extend([u.ino, peer.ino]);
         made.insert(peer.ino, b);
@@ -674,6 +733,13 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
             return Err(step("file descriptors in flight to a socket whose path was unlinked (its name can only be reached while it is bound)".into()));
         }
         made.deferred.insert(u.ino);
+    } else if carries_creds(u) {
+        if u.name_unlinked {
+            // its name is only reachable now: sent with the restorer's credentials
+            tracing::warn!(pid, fd, "unix socket {name}: its path was unlinked, so its queued messages come back now, without their senders' credentials");
+        } else {
+            made.deferred.insert(u.ino);
+        }
     }
     // the messages, sent to its name (validate: a socket with messages and no pair has
     // one), now unless they carry fds
@@ -751,60 +817,138 @@ pub type RunInNs<'a> = dyn Fn(&Object, &mut (dyn FnMut() -> Result<()> + Send)) 
 /// Once every object is open (`by_object`: object id → fd): the queues that wait for
 /// fds in flight, sent with them (SCM_RIGHTS) from the socket's peer, its kept sending
 /// end (peer closed) or an unnamed socket to its name; then the shutdowns held back.
-/// `run_in_ns` runs a closure in an object's network namespace.
+/// Queues carrying credentials (theirs or their pair's) wait longer: returned as `Late`
+/// with copies of what `requeue_late` needs. `run_in_ns` runs a closure in an object's
+/// network namespace.
 pub fn requeue_deferred(
     pid: i32,
     objects: &[Object],
     by_object: &HashMap<u32, OwnedFd>,
     made: &mut Made,
     run_in_ns: &RunInNs,
-) -> Result<()> {
+) -> Result<Late> {
+    let mut late = Late::default();
     if made.deferred.is_empty() {
+        return Ok(late);
+    }
+    let unix: HashMap<u32, &UnixObj> = objects.iter().filter_map(|o| o.unix()).map(|u| (u.ino, u)).collect();
+    let group_creds = |ino: &u32| {
+        let u = unix.get(ino);
+        u.is_some_and(|u| carries_creds(u) || (made.deferred.contains(&u.peer_ino) && unix.get(&u.peer_ino).is_some_and(|p| carries_creds(p))))
+    };
+    late.inos = made.deferred.iter().filter(|i| group_creds(i)).copied().collect();
+    let now: std::collections::HashSet<u32> = made.deferred.difference(&late.inos).copied().collect();
+    let fd_of = |id: u32| by_object.get(&id).map(|f| f.as_fd());
+    requeue_set(pid, objects, &fd_of, &now, &mut made.senders, run_in_ns)?;
+    // what requeue_late will need, copied (the originals move into the processes)
+    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
+    let id_of: HashMap<u32, u32> = objects.iter().filter_map(|o| o.unix().map(|u| (u.ino, o.id))).collect();
+    for o in objects {
+        let Some(u) = o.unix().filter(|u| late.inos.contains(&u.ino)) else { continue };
+        let ids = std::iter::once(o.id)
+            .chain(id_of.get(&u.peer_ino).copied().filter(|_| u.peer_ino != 0))
+            .chain(u.in_flight.iter().flat_map(|f| f.objects.iter().copied()))
+            .chain(u.messages.iter().flat_map(|m| m.objects.iter().copied()));
+        for id in ids {
+            if let (false, Some(f)) = (late.fds.contains_key(&id), by_object.get(&id)) {
+                late.fds.insert(id, f.try_clone().map_err(|e| step(format!("keeping object {id} for a queue with credentials: {e}")))?);
+            }
+        }
+        if let Some(b) = made.senders.remove(&u.ino) {
+            late.senders.insert(u.ino, b);
+        }
+    }
+    made.deferred.clear();
+    Ok(late)
+}
+
+/// Once every process of the tree exists (stopped, before any runs): the queues whose
+/// messages carry credentials, each sent with its sender's pid, uid and gid (a sender
+/// outside the tree, or one that does not exist: the restorer's pid with the saved uid
+/// and gid); then their shutdowns.
+pub fn requeue_late(pid: i32, objects: &[Object], late: &mut Late, run_in_ns: &RunInNs) -> Result<()> {
+    if late.inos.is_empty() {
+        return Ok(());
+    }
+    let fds = std::mem::take(&mut late.fds);
+    let fd_of = |id: u32| fds.get(&id).map(|f| f.as_fd());
+    let inos = std::mem::take(&mut late.inos);
+    requeue_set(pid, objects, &fd_of, &inos, &mut late.senders, run_in_ns)
+}
+
+/// Sends SCM_CREDENTIALS `c` (the restorer's pid for a sender outside the tree or one
+/// that is gone) with `data` and `fds`; returns the bytes sent.
+fn send_with(from: std::os::fd::BorrowedFd, data: &[u8], fds: &[std::os::fd::BorrowedFd], c: Option<&MsgCreds>, to: &[u8]) -> std::io::Result<usize> {
+    let Some(c) = c else { return sys::sendmsg_fds(from, data, fds, to) };
+    let me = sys::getpid();
+    let creds = |pid: i32| Some(sys::Creds { pid, uid: c.uid, gid: c.gid });
+    match sys::sendmsg_creds(from, data, fds, creds(if c.pid == 0 { me } else { c.pid }), to) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) && c.pid != 0 => {
+            tracing::warn!(sender = c.pid, "a queued message's sender does not exist at restore: it carries the restorer's pid");
+            sys::sendmsg_creds(from, data, fds, creds(me), to)
+        }
+        r => r,
+    }
+}
+
+/// The queues of sockets `inos` (fds of objects by `fd_of`), sent from the socket's
+/// peer, its kept sending end (`senders`, peer closed) or an unnamed socket to its name,
+/// with their fds in flight and credentials; then their options and shutdowns.
+fn requeue_set<'f>(
+    pid: i32,
+    objects: &[Object],
+    fd_of: &(dyn Fn(u32) -> Option<std::os::fd::BorrowedFd<'f>> + Sync),
+    inos: &std::collections::HashSet<u32>,
+    senders: &mut HashMap<u32, OwnedFd>,
+    run_in_ns: &RunInNs,
+) -> Result<()> {
+    if inos.is_empty() {
         return Ok(());
     }
     let id_of: HashMap<u32, u32> = objects.iter().filter_map(|o| o.unix().map(|u| (u.ino, o.id))).collect();
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
-    let fd_of = |id: u32| by_object.get(&id).ok_or_else(|| step(format!("object {id} (in flight or a socket end) was not opened")));
-    let deferred: Vec<&Object> = objects.iter().filter(|o| o.unix().is_some_and(|u| made.deferred.contains(&u.ino))).collect();
+    let fd_of = |id: u32| fd_of(id).ok_or_else(|| step(format!("object {id} (in flight or a socket end) was not opened")));
+    let deferred: Vec<&Object> = objects.iter().filter(|o| o.unix().is_some_and(|u| inos.contains(&u.ino))).collect();
     for o in &deferred {
         let Some(u) = o.unix() else { continue };
-        let what = |e: std::io::Error| step(format!("unix {} socket (inode {}): requeueing with file descriptors: {e}", type_name(u.sock_type), u.ino));
-        let sender_kept = made.senders.remove(&u.ino);
+        let what = |e: std::io::Error| step(format!("unix {} socket (inode {}): requeueing with file descriptors or credentials: {e}", type_name(u.sock_type), u.ino));
+        let sender_kept = senders.remove(&u.ino);
         let peer_id = id_of.get(&u.peer_ino).copied().filter(|_| u.peer_ino != 0);
         let mut send = || -> Result<()> {
             let temp;
             let (from, to): (std::os::fd::BorrowedFd, Vec<u8>) = if let Some(b) = &sender_kept {
                 (b.as_fd(), Vec::new())
             } else if let Some(pid_) = peer_id {
-                (fd_of(pid_)?.as_fd(), Vec::new())
+                (fd_of(pid_)?, Vec::new())
             } else {
                 temp = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(what)?;
                 (temp.as_fd(), sockaddr(&u.name))
             };
             let _ = sys::setsockopt_int(from, libc::SOL_SOCKET, libc::SO_SNDBUF, i32::MAX / 2);
-            let fds = |ids: &[u32]| -> Result<Vec<std::os::fd::BorrowedFd>> { ids.iter().map(|&i| fd_of(i).map(|f| f.as_fd())).collect() };
-            let send_all = |data: &[u8], fds: &[std::os::fd::BorrowedFd]| -> Result<()> {
+            let fds = |ids: &[u32]| -> Result<Vec<std::os::fd::BorrowedFd>> { ids.iter().map(|&i| fd_of(i)).collect() };
+            let send_all = |data: &[u8], fds: &[std::os::fd::BorrowedFd], creds: Option<&MsgCreds>| -> Result<()> {
                 // the fds go with the first piece
-                let mut off = sys::sendmsg_fds(from, data, fds, &to).map_err(what)?;
+                let mut off = send_with(from, data, fds, creds, &to).map_err(what)?;
                 while off < data.len() {
-                    off += sys::sendmsg_fds(from, &data[off..], &[], &to).map_err(what)?;
+                    off += send_with(from, &data[off..], &[], creds, &to).map_err(what)?;
                 }
                 Ok(())
             };
-            let mut pos = 0usize;
-            for f in &u.in_flight {
-                let (start, end) = (f.start as usize, f.end as usize);
-                if start > pos {
-                    send_all(&u.queue[pos..start], &[])?;
-                }
-                send_all(&u.queue[start..end], &fds(&f.objects)?)?;
-                pos = end;
-            }
-            if pos < u.queue.len() {
-                send_all(&u.queue[pos..], &[])?;
+            // the stream queue in pieces: cut where fds travel and where the writer
+            // (credentials) changes
+            let mut cuts: Vec<usize> = vec![0, u.queue.len()];
+            cuts.extend(u.in_flight.iter().flat_map(|f| [f.start as usize, f.end as usize]));
+            cuts.extend(u.cred_ranges.iter().flat_map(|r| [r.start as usize, r.end as usize]));
+            cuts.sort_unstable();
+            cuts.dedup();
+            for w in cuts.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let f = u.in_flight.iter().find(|f| f.start as usize == a && f.end as usize == b);
+                let c = u.cred_ranges.iter().find(|r| r.start as usize <= a && b <= r.end as usize).and_then(|r| r.creds.as_ref());
+                send_all(&u.queue[a..b], &fds(f.map(|f| &f.objects[..]).unwrap_or(&[]))?, c)?;
             }
             for m in &u.messages {
-                sys::sendmsg_fds(from, &m.data, &fds(&m.objects)?, &to).map_err(what)?;
+                send_with(from, &m.data, &fds(&m.objects)?, m.creds.as_ref(), &to).map_err(what)?;
             }
             Ok(())
         };
@@ -817,7 +961,6 @@ pub fn requeue_deferred(
         apply_options(s, u).map_err(|e| step(format!("unix socket (inode {}): options: {e}", u.ino)))?;
         apply_shutdown(s, u.shutdown).map_err(|e| step(format!("unix socket (inode {}): shutdown: {e}", u.ino)))?;
     }
-    made.deferred.clear();
     Ok(())
 }
 

@@ -44,6 +44,9 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let tmp_by_pid = wait_reports(&m, &plan, &mut ch, &ctl_r)?;
     let live = tmp_by_pid.len();
     info!(pid, processes = live, ms = t0.elapsed().as_millis() as u64, "processes created");
+    // unix socket queues whose messages carry their senders' credentials: the senders
+    // exist now
+    files::requeue_late(&m, &mut plan.late)?;
     // control groups, before any thread exists (threads inherit their creator's)
     crate::cgroup::restore(&m.processes);
     // Every process holds its own FIFO descriptions now: a FIFO must not stay open here

@@ -215,7 +215,11 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
         check_process(&objects, p, h)?;
     }
     check_objects(&objects, &m.objects).map_err(&bad)?;
+    let pids: HashSet<i32> = m.processes.iter().map(|p| p.pid).collect();
     for o in &m.objects {
+        if let Some(u) = o.unix() {
+            check_msg_creds(&pids, u).map_err(|why| bad(format!("unix socket (object {}): {why}", o.id)))?;
+        }
         if let Some(own) = &o.owner {
             crate::fown::validate(m, own).map_err(|why| bad(format!("signal-driven I/O of object {}: {why}", o.id)))?;
         }
@@ -634,6 +638,25 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
     Ok(())
 }
 
+/// Credentials of a unix socket's queued messages: a process of the image (or 0, one
+/// outside the tree); a stream's ranges in order inside its queue.
+fn check_msg_creds(pids: &HashSet<i32>, u: &stasis_image::model::UnixObj) -> std::result::Result<(), String> {
+    let mut pos = 0u64;
+    for r in &u.cred_ranges {
+        if u.sock_type != libc::SOCK_STREAM || r.start < pos || r.end <= r.start || r.end > u.queue.len() as u64 || r.creds.is_none() {
+            return Err(format!("credentials of bytes {}..{} out of order, empty or outside its {}-byte stream queue", r.start, r.end, u.queue.len()));
+        }
+        pos = r.end;
+    }
+    let creds = u.cred_ranges.iter().filter_map(|r| r.creds.as_ref()).chain(u.messages.iter().filter_map(|m| m.creds.as_ref()));
+    for c in creds {
+        if c.pid != 0 && !pids.contains(&c.pid) {
+            return Err(format!("a queued message's credentials name pid {}, not a process of the image", c.pid));
+        }
+    }
+    Ok(())
+}
+
 /// File descriptors in flight in a unix socket's queue: pieces in order inside the
 /// queue, at most SCM_MAX_FD (253) per message, each an open-file object of the image.
 fn check_in_flight(table: &HashMap<u32, &Object>, u: &stasis_image::model::UnixObj) -> std::result::Result<(), String> {
@@ -954,6 +977,36 @@ mod tests {
                 m.processes[0].fds.push(Fd { fd: 3 + i as i32, object_id: id, cloexec: false });
             }
         })
+    }
+
+    #[test]
+    fn queued_message_credentials_name_the_image() {
+        use stasis_image::model::{CredRange, MsgCreds, UnixMsg};
+        let me = manifest().processes[0].pid;
+        let creds = |pid| Some(MsgCreds { pid, uid: 1000, gid: 1000 });
+        let dgram = |pid| UnixObj {
+            ino: 1,
+            sock_type: libc::SOCK_DGRAM,
+            name: b"/tmp/c.sock".to_vec(),
+            messages: vec![UnixMsg { data: b"x".to_vec(), creds: creds(pid), ..Default::default() }],
+            ..Default::default()
+        };
+        assert!(validate_with(&with_unix(vec![dgram(me)]), &root()).is_ok());
+        assert!(validate_with(&with_unix(vec![dgram(0)]), &root()).is_ok());
+        refused(&with_unix(vec![dgram(me + 7)]), &root(), "not a process of the image");
+        let stream = |ranges: Vec<(u64, u64)>| UnixObj {
+            ino: 1,
+            peer_ino: 2,
+            sock_type: libc::SOCK_STREAM,
+            queue: b"abcdef".to_vec(),
+            cred_ranges: ranges.into_iter().map(|(start, end)| CredRange { start, end, creds: creds(me) }).collect(),
+            ..Default::default()
+        };
+        let peer = UnixObj { ino: 2, peer_ino: 1, sock_type: libc::SOCK_STREAM, ..Default::default() };
+        assert!(validate_with(&with_unix(vec![stream(vec![(0, 2), (2, 6)]), peer.clone()]), &root()).is_ok());
+        for bad in [vec![(0, 7)], vec![(2, 4), (0, 2)], vec![(3, 3)]] {
+            refused(&with_unix(vec![stream(bad), peer.clone()]), &root(), "credentials of bytes");
+        }
     }
 
     #[test]

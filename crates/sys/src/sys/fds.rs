@@ -348,19 +348,30 @@ pub fn inq(fd: BorrowedFd<'_>) -> Result<i32> {
     Ok(v)
 }
 
-/// File descriptors received in one recvmsg's control data (SCM_RIGHTS), now ours.
-/// Err(ENOTSUP) when it held any other kind of ancillary data (those fds are closed).
-fn take_rights(msg: &libc::msghdr) -> Result<Vec<OwnedFd>> {
+/// Credentials a unix socket message carries (SCM_CREDENTIALS), in the reader's pid and
+/// user namespaces: pid 0 (and the overflow uid/gid) when the sender attached none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// File descriptors received in one recvmsg's control data (SCM_RIGHTS), now ours, and
+/// the credentials (SCM_CREDENTIALS) if the socket reports them. Err(ENOTSUP) when it
+/// held any other kind of ancillary data (those fds are closed).
+fn take_ancillary(msg: &libc::msghdr) -> Result<(Vec<OwnedFd>, Option<Creds>)> {
     let mut out = Vec::new();
+    let mut creds = None;
     let mut other = false;
     // SAFETY: msg's control buffer holds msg_controllen bytes the kernel wrote.
     let mut cm = unsafe { libc::CMSG_FIRSTHDR(msg) };
     while !cm.is_null() {
         // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers inside the buffer.
         let (level, ty, len) = unsafe { ((*cm).cmsg_level, (*cm).cmsg_type, (*cm).cmsg_len) };
+        // SAFETY: CMSG_LEN is arithmetic on a constant.
+        let hdr = unsafe { libc::CMSG_LEN(0) } as usize;
         if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
-            // SAFETY: CMSG_LEN is arithmetic on a constant.
-            let hdr = unsafe { libc::CMSG_LEN(0) } as usize;
             let n = len.saturating_sub(hdr) / std::mem::size_of::<i32>();
             // SAFETY: the payload of this header: n ints, inside the buffer.
             let data = unsafe { libc::CMSG_DATA(cm) } as *const i32;
@@ -369,6 +380,10 @@ fn take_rights(msg: &libc::msghdr) -> Result<Vec<OwnedFd>> {
                 let fd = unsafe { data.add(i).read_unaligned() };
                 out.push(owned(fd as i64));
             }
+        } else if level == libc::SOL_SOCKET && ty == libc::SCM_CREDENTIALS && len.saturating_sub(hdr) >= std::mem::size_of::<libc::ucred>() {
+            // SAFETY: a whole ucred is in the payload; read_unaligned has no alignment need.
+            let u = unsafe { (libc::CMSG_DATA(cm) as *const libc::ucred).read_unaligned() };
+            creds = Some(Creds { pid: u.pid, uid: u.uid, gid: u.gid });
         } else {
             other = true;
         }
@@ -378,12 +393,12 @@ fn take_rights(msg: &libc::msghdr) -> Result<Vec<OwnedFd>> {
     if other {
         return Err(Error::from_raw_os_error(libc::ENOTSUP));
     }
-    Ok(out)
+    Ok((out, creds))
 }
 
 /// What one peek returned: byte count, sender address, fds installed in our table
-/// (close-on-exec), msg_flags.
-type Peeked = (usize, Vec<u8>, Vec<OwnedFd>, i32);
+/// (close-on-exec), credentials (with SO_PASSCRED on).
+type Peeked = (usize, Vec<u8>, Vec<OwnedFd>, Option<Creds>);
 
 /// One recvmsg(MSG_PEEK | MSG_DONTWAIT) into `buf` with room for 1000 passed fds. None
 /// when nothing is queued.
@@ -405,22 +420,24 @@ fn peek_once(fd: BorrowedFd<'_>, buf: &mut [u8], extra: i32) -> Result<Option<Pe
         let e = Error::last_os_error();
         return if e.raw_os_error() == Some(libc::EAGAIN) { Ok(None) } else { Err(e) };
     }
-    let fds = take_rights(&msg)?;
+    let (fds, creds) = take_ancillary(&msg)?;
     if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         return Err(Error::from_raw_os_error(libc::EMSGSIZE));
     }
     let nl = (msg.msg_namelen as usize).min(name.len());
     // a sender without a name shows as the bare family (2 bytes)
     let sender = if nl > 2 { name[..nl].to_vec() } else { Vec::new() };
-    Ok(Some((n as usize, sender, fds, msg.msg_flags)))
+    Ok(Some((n as usize, sender, fds, creds)))
 }
 
-/// A piece of a unix socket's queue as one peek returns it: bytes, and the file
-/// descriptors in flight with them (installed in our table, close-on-exec).
+/// A piece of a unix socket's queue as one peek returns it: bytes, the file
+/// descriptors in flight with them (installed in our table, close-on-exec), and their
+/// writer's credentials (with SO_PASSCRED on: a read never joins two writers' bytes).
 #[derive(Debug, Default)]
 pub struct Chunk {
     pub data: Vec<u8>,
     pub fds: Vec<OwnedFd>,
+    pub creds: Option<Creds>,
 }
 
 /// Everything queued for reading on a stream socket, without consuming it (MSG_PEEK with
@@ -439,25 +456,25 @@ pub fn peek_stream_chunks(fd: BorrowedFd<'_>) -> Result<Vec<Chunk>> {
         return Err(Error::from_raw_os_error(libc::EMSGSIZE));
     }
     let mut buf = vec![0u8; queued + 1];
-    let push = |out: &mut Vec<Chunk>, data: &[u8], fds: Vec<OwnedFd>| match out.last_mut() {
-        // bytes without fds after bytes without fds: one chunk
-        Some(last) if last.fds.is_empty() && fds.is_empty() => last.data.extend_from_slice(data),
-        _ => out.push(Chunk { data: data.to_vec(), fds }),
+    let push = |out: &mut Vec<Chunk>, data: &[u8], fds: Vec<OwnedFd>, creds: Option<Creds>| match out.last_mut() {
+        // bytes without fds after bytes without fds, from the same writer: one chunk
+        Some(last) if last.fds.is_empty() && fds.is_empty() && last.creds == creds => last.data.extend_from_slice(data),
+        _ => out.push(Chunk { data: data.to_vec(), fds, creds }),
     };
     let r = loop {
         match peek_once(fd, &mut buf, 0) {
             Ok(None) | Ok(Some((0, ..))) => break Ok(()),
-            Ok(Some((n, _, fds, _))) if fds.is_empty() => {
-                push(&mut out, &buf[..n], fds);
+            Ok(Some((n, _, fds, creds))) if fds.is_empty() => {
+                push(&mut out, &buf[..n], fds, creds);
             }
-            Ok(Some((n, _, fds, _))) => {
+            Ok(Some((n, _, fds, creds))) => {
                 // A read stops after the message that carries fds, but may have begun
                 // with bytes sent without any, and where that message starts cannot be
                 // seen (a peek returns the fds of the next message that has some even
                 // when it copies none of its bytes): the fds go with the last byte, so
                 // a read that reaches them gets them, never one that stops before.
-                push(&mut out, &buf[..n - 1], Vec::new());
-                push(&mut out, &buf[n - 1..n], fds);
+                push(&mut out, &buf[..n - 1], Vec::new(), creds);
+                push(&mut out, &buf[n - 1..n], fds, creds);
             }
             Err(e) => break Err(e),
         }
@@ -526,14 +543,16 @@ pub struct Queued {
     pub data: Vec<u8>,
     pub sender: Vec<u8>,
     pub fds: Vec<OwnedFd>,
+    /// With SO_PASSCRED on.
+    pub creds: Option<Creds>,
 }
 
 /// Every datagram queued for reading on `fd`, oldest first, without consuming any:
 /// MSG_PEEK with SO_PEEK_OFF moving past each one (an empty one included: the kernel
 /// marks it peeked), SO_PEEK_OFF put back as it was. Errors: EMSGSIZE for a datagram
 /// larger than `max_one` bytes or a queue over `max_total`; ENOTSUP for ancillary data
-/// other than file descriptors (the caller turns SO_PASSCRED and SO_PASSSEC off around
-/// this, or every datagram would report credentials).
+/// other than file descriptors and credentials (the caller turns SO_PASSSEC off around
+/// this, and SO_PASSCRED on to see credentials).
 pub fn peek_datagrams(fd: BorrowedFd<'_>, max_one: usize, max_total: usize) -> Result<Vec<Queued>> {
     let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF)?;
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
@@ -541,16 +560,16 @@ pub fn peek_datagrams(fd: BorrowedFd<'_>, max_one: usize, max_total: usize) -> R
     let mut total = 0usize;
     let mut buf = vec![0u8; max_one];
     let r = loop {
-        let (n, sender, fds) = match peek_once(fd, &mut buf, libc::MSG_TRUNC) {
+        let (n, sender, fds, creds) = match peek_once(fd, &mut buf, libc::MSG_TRUNC) {
             Ok(None) => break Ok(()),
-            Ok(Some((n, sender, fds, _))) => (n, sender, fds),
+            Ok(Some(p)) => p,
             Err(e) => break Err(e),
         };
         total = total.saturating_add(n);
         if n > buf.len() || total > max_total || out.len() >= 1 << 20 {
             break Err(Error::from_raw_os_error(libc::EMSGSIZE));
         }
-        out.push(Queued { data: buf[..n].to_vec(), sender, fds });
+        out.push(Queued { data: buf[..n].to_vec(), sender, fds, creds });
     };
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
     r.map(|_| out)
@@ -559,10 +578,20 @@ pub fn peek_datagrams(fd: BorrowedFd<'_>, max_one: usize, max_total: usize) -> R
 /// sendmsg(2) of `buf` with `fds` as SCM_RIGHTS (none: a plain send), to the raw
 /// sockaddr `to` (empty: the connected peer), not waiting.
 pub fn sendmsg_fds(fd: BorrowedFd<'_>, buf: &[u8], fds: &[BorrowedFd<'_>], to: &[u8]) -> Result<usize> {
+    sendmsg_creds(fd, buf, fds, None, to)
+}
+
+/// sendmsg_fds with credentials `creds` as SCM_CREDENTIALS too (a pid, uid and gid other
+/// than the caller's need CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID; the pid must exist).
+pub fn sendmsg_creds(fd: BorrowedFd<'_>, buf: &[u8], fds: &[BorrowedFd<'_>], creds: Option<Creds>, to: &[u8]) -> Result<usize> {
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let payload = std::mem::size_of_val(raw.as_slice()) as u32;
+    let cred_len = std::mem::size_of::<libc::ucred>() as u32;
     // SAFETY: CMSG_SPACE is arithmetic.
-    let space = if raw.is_empty() { 0 } else { (unsafe { libc::CMSG_SPACE(payload) }) as usize };
+    let rights_space = if raw.is_empty() { 0 } else { (unsafe { libc::CMSG_SPACE(payload) }) as usize };
+    // SAFETY: as above.
+    let cred_space = if creds.is_none() { 0 } else { (unsafe { libc::CMSG_SPACE(cred_len) }) as usize };
+    let space = rights_space + cred_space;
     let mut ctl = vec![0u64; space.div_ceil(8)];
     let mut iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
     // SAFETY: an all-zero msghdr is valid; its pointers are set below.
@@ -576,14 +605,25 @@ pub fn sendmsg_fds(fd: BorrowedFd<'_>, buf: &[u8], fds: &[BorrowedFd<'_>], to: &
     if space > 0 {
         msg.msg_control = ctl.as_mut_ptr().cast();
         msg.msg_controllen = space;
-        // SAFETY: the control buffer has room for one header with `payload` bytes
-        // (CMSG_SPACE); CMSG_FIRSTHDR returns its start.
+        // SAFETY: the control buffer has room for the headers with their payloads
+        // (CMSG_SPACE each, zeroed); CMSG_FIRSTHDR returns its start and CMSG_NXTHDR
+        // the next header inside it.
         unsafe {
-            let cm = libc::CMSG_FIRSTHDR(&msg);
-            (*cm).cmsg_level = libc::SOL_SOCKET;
-            (*cm).cmsg_type = libc::SCM_RIGHTS;
-            (*cm).cmsg_len = libc::CMSG_LEN(payload) as usize;
-            std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(cm) as *mut i32, raw.len());
+            let mut cm = libc::CMSG_FIRSTHDR(&msg);
+            if !raw.is_empty() {
+                (*cm).cmsg_level = libc::SOL_SOCKET;
+                (*cm).cmsg_type = libc::SCM_RIGHTS;
+                (*cm).cmsg_len = libc::CMSG_LEN(payload) as usize;
+                std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(cm) as *mut i32, raw.len());
+                cm = libc::CMSG_NXTHDR(&msg, cm);
+            }
+            if let Some(c) = creds {
+                (*cm).cmsg_level = libc::SOL_SOCKET;
+                (*cm).cmsg_type = libc::SCM_CREDENTIALS;
+                (*cm).cmsg_len = libc::CMSG_LEN(cred_len) as usize;
+                let u = libc::ucred { pid: c.pid, uid: c.uid, gid: c.gid };
+                (libc::CMSG_DATA(cm) as *mut libc::ucred).write_unaligned(u);
+            }
         }
     }
     // SAFETY: msg points to live buffers (buf, to, ctl) for the call; the kernel only
