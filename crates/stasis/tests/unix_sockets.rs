@@ -125,6 +125,22 @@ fn queued_messages_keep_their_senders_credentials() {
     }
 }
 
+/// Listening sockets whose files a root server gave to uid 1000 (mode 0660 in a
+/// directory of that user; 0604 in root's directory, where that user could not create
+/// it): after restore each file has its owner and mode again and a uid-1000 client
+/// connects (made with the owner's filesystem ids and a matching umask; in root's
+/// directory made as the restorer and then given that owner through an O_PATH fd).
+#[test]
+fn listener_socket_files_keep_owner_and_mode() {
+    let _t = serial();
+    let mut w = Workload::new("unix-sockfile");
+    let script = std::path::Path::new(WORKLOADS).join("sockfile.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    w.checkpoint_restore();
+    w.go_and_pass();
+}
+
 fn unix_listen(label: &str) -> Workload {
     let mut w = Workload::new(label);
     let script = std::path::Path::new(WORKLOADS).join("unix_listen.py");

@@ -40,7 +40,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 
-use stasis_image::model::{CredRange, InFlight, MsgCreds, Object, UnixMsg, UnixObj};
+use stasis_image::model::{CredRange, InFlight, MsgCreds, SockFile, Object, UnixMsg, UnixObj};
 use stasis_sys::sys::{self, UnixDiag};
 
 use crate::error::{Error, Result};
@@ -200,10 +200,12 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         // the file bind made: still at the path, or unlinked / replaced since
         let at = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
         let here = format!("/proc/{pid}/root{}", at.display());
-        u.name_unlinked = !std::fs::symlink_metadata(here).is_ok_and(|md| {
-            use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::symlink_metadata(here).ok().filter(|md| {
             md.ino() == vino as u64 && libc::major(md.dev()) == vdev >> 20 && libc::minor(md.dev()) == vdev & 0xfffff
         });
+        u.name_unlinked = md.is_none();
+        u.file = md.map(|md| SockFile { uid: md.uid(), gid: md.gid(), mode: md.mode() & 0o777 });
     }
     if d.state == TCP_LISTEN && ty != libc::SOCK_DGRAM {
         // the connections waiting are sorted out by check_peers (ours or outside)
@@ -756,11 +758,9 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         })
         .map_err(|e| step(format!("bind and requeue (without a file on the host): {e}")))?;
     } else {
-        if !u.name.is_empty() {
-            let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
-            if u.name[0] != 0 {
-                clear_socket_path(path).map_err(|why| Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {tn} socket bound to {name}: {why}")))?;
-            }
+        if !u.name.is_empty() && u.name[0] != 0 {
+            bind_path(pid, fd, &s, u)?;
+        } else if !u.name.is_empty() {
             sys::sock_addr_op(s.as_fd(), &sockaddr(&u.name), false).map_err(|e| step(format!("bind: {e}")))?;
         }
         requeue_messages(u.sock_type, &sockaddr(&u.name), msgs).map_err(|e| step(format!("requeueing {} messages: {e}", msgs.len())))?;
@@ -962,6 +962,60 @@ fn requeue_set<'f>(
         apply_shutdown(s, u.shutdown).map_err(|e| step(format!("unix socket (inode {}): shutdown: {e}", u.ino)))?;
     }
     Ok(())
+}
+
+/// Binds `s` to its path: the stale socket file the dumped process left there is removed
+/// (`clear_socket_path`); the new file is made with the saved permission bits (bind in a
+/// helper thread with its own umask) and then given the saved owner through an O_PATH
+/// descriptor of it — so a server running as another user, and clients of other users,
+/// find their socket file as it was (made as the restorer it would be root's, with the
+/// restorer's umask).
+fn bind_path(pid: i32, fd: i32, s: &OwnedFd, u: &UnixObj) -> Result<()> {
+    let name = addr_display(&u.name);
+    let tn = type_name(u.sock_type);
+    let refused = |why: String| Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {tn} socket bound to {name}: {why}"));
+    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("fd {fd}: unix {tn} socket {name}: {why}") };
+    let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+    let addr = sockaddr(&u.name);
+    // Err(Ok(e)): bind failed with e; Err(Err(why)): refused before binding
+    let bind = || -> std::result::Result<(), std::result::Result<std::io::Error, String>> {
+        clear_socket_path(path).map_err(Err)?;
+        sys::sock_addr_op(s.as_fd(), &addr, false).map_err(Ok)
+    };
+    let said = |r: std::result::Result<std::io::Error, String>| match r {
+        Ok(e) => step(format!("bind: {e}")),
+        Err(why) => refused(why),
+    };
+    let Some(f) = &u.file else {
+        return bind().map_err(said);
+    };
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            if sys::child::unshare(libc::CLONE_FS) < 0 {
+                return Err(Ok(std::io::Error::last_os_error()));
+            }
+            sys::child::umask(!f.mode & 0o777);
+            bind()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Err("socket file helper thread panicked".into())))
+    })
+    .map_err(said)?;
+    give_socket_file(path, f).map_err(|e| step(format!("giving the socket file owner {}:{} and mode {:o}: {e}", f.uid, f.gid, f.mode)))
+}
+
+/// Owner and permission bits of the socket file at `path`, set through an O_PATH
+/// descriptor opened without following a symbolic link (and checked to be a socket).
+fn give_socket_file(path: &std::path::Path, f: &SockFile) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)?;
+    if !file.metadata()?.file_type().is_socket() {
+        return Err(std::io::Error::other("not a socket file"));
+    }
+    // through the descriptor's /proc link: the inode just checked
+    let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    std::os::unix::fs::chown(&via, Some(f.uid), Some(f.gid))?;
+    std::fs::set_permissions(via, std::os::unix::fs::PermissionsExt::from_mode(f.mode & 0o777))
 }
 
 /// Makes `path` free for a bind, or says why it is not. Nothing there: free. A socket

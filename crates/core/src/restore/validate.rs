@@ -695,6 +695,11 @@ fn check_unix(peers: &HashMap<u32, (u32, u32)>, u: &stasis_image::model::UnixObj
         return Err(format!("name of {} bytes or peer name of {} (at most 108)", u.name.len(), u.peer_name.len()));
     }
     check_str(&u.external, 4096).map_err(|why| format!("external description: {why}"))?;
+    if let Some(f) = &u.file {
+        if f.mode > 0o777 || u.name.first() != Some(&b'/') || u.name_unlinked {
+            return Err(format!("socket file of mode {:o} for a socket not bound to a path it still has", f.mode));
+        }
+    }
     if u.queue.len() > MAX_QUEUE {
         return Err(format!("{} bytes queued (at most {MAX_QUEUE})", u.queue.len()));
     }
@@ -977,6 +982,24 @@ mod tests {
                 m.processes[0].fds.push(Fd { fd: 3 + i as i32, object_id: id, cloexec: false });
             }
         })
+    }
+
+    #[test]
+    fn socket_files_only_for_paths() {
+        use stasis_image::model::SockFile;
+        let sock = |name: &[u8], mode, unlinked| UnixObj {
+            ino: 1,
+            sock_type: libc::SOCK_STREAM,
+            name: name.to_vec(),
+            listening: true,
+            name_unlinked: unlinked,
+            file: Some(SockFile { uid: 70, gid: 70, mode }),
+            ..Default::default()
+        };
+        assert!(validate_with(&with_unix(vec![sock(b"/run/pg/.s.PGSQL.5432", 0o777, false)]), &root()).is_ok());
+        refused(&with_unix(vec![sock(b"/run/x.sock", 0o4777, false)]), &root(), "socket file of mode");
+        refused(&with_unix(vec![sock(b"\0abstract", 0o600, false)]), &root(), "socket file of mode");
+        refused(&with_unix(vec![sock(b"/run/x.sock", 0o600, true)]), &root(), "socket file of mode");
     }
 
     #[test]
