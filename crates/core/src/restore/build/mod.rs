@@ -109,6 +109,13 @@ impl Builder<'_> {
                 }
                 Ok(())
             }
+            Step::Foreground => {
+                // every group of the tree exists; signals are blocked, so no SIGTTOU
+                let (Some(slot), Some(fg)) = (self.pp.ctty_slot, self.pp.foreground) else { return Ok(()) };
+                let fd = *self.tmp_fds.get(slot).ok_or_else(|| self.err("foreground group", format!("no carried fd for slot {slot}")))?;
+                let st = format!("making process group {fg} the foreground group of its terminal (TIOCSPGRP)");
+                self.on(&st, self.main(), "ioctl(TIOCSPGRP)", |r| r.ioctl_set_int(fd, libc::TIOCSPGRP, self.inner(fg)))
+            }
             Step::CloseCarried => {
                 // all above the target's highest fd
                 let r = self.main();
