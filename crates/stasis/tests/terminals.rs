@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use std::time::Duration;
 
 /// A pty pair of the tree with its state and both queues: everything is checked from
 /// inside the restored processes (see workloads/tty_pty.c), after a killing dump.
@@ -41,4 +42,103 @@ fn pty_pair_leave_running_then_restore() {
         assert!(pid_exists(*k), "process {k} of the tree was not restored\n{}", w.report());
     }
     w.go_and_pass();
+}
+
+/// A new pty: its master (ours, non-blocking) and its slave's path.
+fn pty() -> (std::fs::File, String) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc calls on the fd posix_openpt returned, which we then own;
+    // ptsname_r writes a NUL-terminated name into the buffer it is given.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC | libc::O_NONBLOCK);
+        assert!(m >= 0 && libc::grantpt(m) == 0 && libc::unlockpt(m) == 0, "posix_openpt");
+        let mut buf = [0 as libc::c_char; 64];
+        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0);
+        let name = std::ffi::CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
+        (std::fs::File::from_raw_fd(m), name)
+    }
+}
+
+/// Reads the master until what came holds `want` (or the timeout).
+fn read_until(m: &mut std::fs::File, want: &str, timeout: Duration) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    wait_until(timeout, || {
+        let mut b = [0u8; 256];
+        if let Ok(n) = m.read(&mut b) {
+            got.extend_from_slice(&b[..n]);
+        }
+        String::from_utf8_lossy(&got).contains(want)
+    });
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `tty_job WORKDIR holder PTS CMD...` (a shell with PTS as its terminal running CMD
+/// as its foreground job), stdout to `out`.
+fn holder(w: &Workload, pts: &str, cmd: &[&std::ffi::OsStr], out: &std::path::Path) -> std::process::Child {
+    let mut c = std::process::Command::new(workload_bin("tty_job"));
+    c.arg(&w.work).arg("holder").arg(pts).args(cmd).current_dir(&w.work);
+    c.stdin(std::process::Stdio::null()).stdout(std::fs::File::create(out).unwrap()).stderr(std::fs::File::create(&w.err).unwrap());
+    close_fds_above_2(&mut c);
+    c.spawn().expect("spawn the holder")
+}
+
+/// A job of a shell on one terminal, dumped with --shell-job (refused without it, the
+/// job untouched), restored with --shell-job by `stasis restore` run as a job of another
+/// shell on a second terminal: the job is in the foreground of the new terminal, has it
+/// as controlling terminal and on its fds, and reads what is typed there.
+#[test]
+fn shell_job_takes_the_restorers_terminal() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("tty_job");
+    let (_m1, pts1) = pty();
+    let bin = workload_bin("tty_job");
+    let mut h1 = holder(&w, &pts1, &[bin.as_os_str(), w.work.as_os_str(), "job".as_ref()], &w.out.clone());
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !w.output().lines().any(|l| l == "READY") {
+        assert!(std::time::Instant::now() < end && matches!(h1.try_wait(), Ok(None)), "the job did not get ready\n{}", w.report());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    w.pid = w.info("job").parse().unwrap();
+    // without --shell-job: one line naming the pid and the flag; the job runs on
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&w.pid.to_string(), "controlling terminal", "--shell-job"], &w.report());
+    w.assert_running_untouched();
+    let r = w.try_dump(&["--shell-job"]);
+    assert!(r.ok(), "dump --shell-job failed\n{}", w.report());
+    let st = h1.wait().unwrap();
+    assert_eq!(st.code(), Some(128 + libc::SIGKILL), "the job should have been killed by the dump\n{}", w.report());
+    // restore: stasis is the foreground job of a shell on another terminal
+    let (mut m2, pts2) = pty();
+    let img = w.img.clone();
+    let h2out = w.tmp.path.join("restore.out");
+    let args: Vec<&std::ffi::OsStr> = vec![STASIS.as_ref(), "restore".as_ref(), "-D".as_ref(), img.as_os_str(), "--shell-job".as_ref()];
+    let mut h2 = holder(&w, &pts2, &args, &h2out);
+    w.go();
+    assert!(wait_until(Duration::from_secs(10), || pid_exists(w.pid)), "the job was not restored\n{}", w.report());
+    std::io::Write::write_all(&mut m2, b"hello-new\r").unwrap();
+    let seen = read_until(&mut m2, "got:hello-new", Duration::from_secs(10));
+    let st = wait_child(&mut h2, Duration::from_secs(20));
+    let restore_out = std::fs::read_to_string(&h2out).unwrap_or_default();
+    assert!(seen.contains("got:hello-new\r\n"), "the new terminal showed {seen:?}\n{restore_out}\n{}", w.report());
+    assert_eq!(st, Some(0), "stasis restore --shell-job (the job's status)\n{restore_out}\n{}", w.report());
+    let out = w.output();
+    assert!(!out.contains("FAIL") && out.lines().any(|l| l == "PASS"), "job output:\n{out}\n{}", w.report());
+}
+
+/// A child's exit code (128+signal if killed) within `t`, else kill it and None.
+fn wait_child(c: &mut std::process::Child, t: Duration) -> Option<i32> {
+    let end = std::time::Instant::now() + t;
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.code().or(std::os::unix::process::ExitStatusExt::signal(&st).map(|s| 128 + s));
+        }
+        if std::time::Instant::now() > end {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
