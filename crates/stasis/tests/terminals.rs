@@ -142,3 +142,91 @@ fn wait_child(c: &mut std::process::Child, t: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+// ---------------------------------------------------------------- real programs
+
+/// `tmux -S SOCKET ARGS...` (no config, a known TERM), its stdout.
+fn tmux(sock: &std::path::Path, args: &[&str]) -> String {
+    let mut c = std::process::Command::new("tmux");
+    c.arg("-S").arg(sock).arg("-f").arg("/dev/null").args(args).env("TERM", "screen").env_remove("TMUX");
+    c.stdin(std::process::Stdio::null());
+    close_fds_above_2(&mut c);
+    let out = c.output().expect("run tmux (.ci/run installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A tmux server (a daemon: re-parented to the test, the subreaper) with one bash pane;
+/// `X=kept` and `echo before-42` typed in it. Returns the socket path and the pane's
+/// bash.
+fn start_tmux(w: &mut Workload) -> (std::path::PathBuf, i32) {
+    let sock = w.tmp.path.join("tmux.sock");
+    let bash = "exec env -i TERM=screen PS1='$ ' HOME=/tmp /bin/bash --norc --noprofile -i";
+    tmux(&sock, &["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", bash]);
+    let pid = tmux(&sock, &["display", "-p", "#{pid}"]).trim().parse::<i32>().unwrap_or_else(|_| panic!("no tmux server\n{}", w.report()));
+    w.pid = pid;
+    let pane: i32 = tmux(&sock, &["display", "-p", "-t", "t", "#{pane_pid}"]).trim().parse().unwrap();
+    tmux(&sock, &["send-keys", "-t", "t", "X=kept; echo before-$((6*7))", "Enter"]);
+    let ok = wait_until(Duration::from_secs(10), || tmux(&sock, &["capture-pane", "-p", "-t", "t"]).contains("before-42"));
+    assert!(ok, "the pane did not run the command: {}", tmux(&sock, &["capture-pane", "-p", "-t", "t"]));
+    (sock, pane)
+}
+
+/// Types `echo after-$X` into the pane: the restored bash, reading its new pty, answers
+/// with the variable set before the dump; the typed state of before is still shown.
+fn check_tmux(w: &Workload, sock: &std::path::Path) {
+    let screen = tmux(sock, &["capture-pane", "-p", "-t", "t"]);
+    assert!(screen.contains("before-42"), "the pane lost its content: {screen:?}\n{}", w.report());
+    tmux(sock, &["send-keys", "-t", "t", "echo after-$X", "Enter"]);
+    let ok = wait_until(Duration::from_secs(10), || tmux(sock, &["capture-pane", "-p", "-t", "t"]).contains("after-kept"));
+    assert!(ok, "the pane did not answer new keys: {:?}\n{}", tmux(sock, &["capture-pane", "-p", "-t", "t"]), w.report());
+}
+
+fn kill_tmux(w: &mut Workload, sock: &std::path::Path, pane: i32) {
+    tmux(sock, &["kill-server"]);
+    // a restored server is the workload's restored process; the original a stray child
+    w.kill_restored();
+    let _ = sys_kill(pane);
+    reap_dumped(w, &[w.pid, pane]);
+}
+
+fn sys_kill(pid: i32) -> i32 {
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(pid, libc::SIGKILL) }
+}
+
+/// tmux with a bash pane, killing dump: the restored server shows the pane as it was
+/// (capture-pane) and its bash answers keys sent afterwards (send-keys), with the shell
+/// variable it had.
+#[test]
+fn tmux_bash_pane_across_dump_and_restore() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("tmux");
+    let (sock, pane) = start_tmux(&mut w);
+    let r = w.try_dump(&[]);
+    assert!(r.ok(), "dump of the tmux server failed\n{}", w.report());
+    reap_dumped(&w, &[w.pid, pane]);
+    w.restore();
+    assert!(pid_exists(pane), "the pane's bash was not restored\n{}", w.report());
+    check_tmux(&w, &sock);
+    kill_tmux(&mut w, &sock, pane);
+}
+
+/// tmux, --leave-running: the live server and its pane work on after the dump; once it
+/// is killed, the image restores the state of the dump, which works too.
+#[test]
+fn tmux_leave_running_then_restore() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("tmux");
+    let (sock, pane) = start_tmux(&mut w);
+    let r = w.try_dump(&["--leave-running"]);
+    assert!(r.ok(), "dump --leave-running of the tmux server failed\n{}", w.report());
+    check_tmux(&w, &sock);
+    kill_tmux(&mut w, &sock, pane);
+    w.restore_with(&["--allow-changed-files"]);
+    let screen = tmux(&sock, &["capture-pane", "-p", "-t", "t"]);
+    assert!(!screen.contains("after-kept"), "the restored pane shows what the live one did after the dump: {screen:?}");
+    check_tmux(&w, &sock);
+    kill_tmux(&mut w, &sock, pane);
+}

@@ -149,7 +149,9 @@ impl Builder<'_> {
                 // every process of the tree is built and stopped: its ids are final
                 if let Ok(f) = procfs::stat_fields(self.pid) {
                     let (pg, sid) = (procfs::stat_num(&f, 5) as i32, procfs::stat_num(&f, 6) as i32);
-                    if (pg, sid) != (self.pp.pgid, self.pp.sid) {
+                    // a shell job's session is the restorer's now (crate::tty)
+                    let shell_job = self.m.objects.iter().any(|o| o.tty().is_some_and(|t| t.external && t.session == self.pp.sid));
+                    if (pg, sid) != (self.pp.pgid, self.pp.sid) && !(shell_job && pg == self.pp.pgid) {
                         warn!(pid = self.pid, "restored in process group {pg} and session {sid}; it was in group {} and session {}", self.pp.pgid, self.pp.sid);
                     }
                 }
