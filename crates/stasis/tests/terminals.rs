@@ -230,3 +230,73 @@ fn tmux_leave_running_then_restore() {
     check_tmux(&w, &sock);
     kill_tmux(&mut w, &sock, pane);
 }
+
+/// `script` (util-linux) running a shell loop on its pty, fed through a pipe from the
+/// test on its stdin: a line typed before the dump is answered in the typescript, and one
+/// typed after the restore (the pipe handed to `stasis restore` as its fd 0) is answered
+/// by the restored shell through the restored pty.
+#[test]
+fn script_session_across_dump_and_restore() {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("script");
+    let ts = w.tmp.path.join("typescript");
+    let mut p = [0i32; 2];
+    // SAFETY: pipe2 fills the two-element array with new fds, which we then own.
+    assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: fresh fds from pipe2, owned once each.
+    let (r, mut wr) = unsafe { (std::fs::File::from_raw_fd(p[0]), std::fs::File::from_raw_fd(p[1])) };
+    let mut c = std::process::Command::new("script");
+    c.args(["-q", "-f", "-c", "exec /bin/sh -c 'while read l; do echo got-$l; done'"]).arg(&ts).current_dir(&w.work);
+    c.stdin(r.try_clone().unwrap()).stdout(std::fs::File::create(&w.out).unwrap()).stderr(std::fs::File::create(&w.err).unwrap());
+    close_fds_above_2(&mut c);
+    let mut child = c.spawn().expect("spawn script (util-linux)");
+    w.pid = child.id() as i32;
+    let typed = |wr: &mut std::fs::File, line: &str| wr.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let shows = |s: &str| std::fs::read_to_string(&ts).unwrap_or_default().contains(s);
+    typed(&mut wr, "one");
+    assert!(wait_until(Duration::from_secs(10), || shows("got-one")), "script did not answer\n{}", w.report());
+    let sh: Vec<i32> = std::fs::read_to_string(format!("/proc/{}/task/{}/children", w.pid, w.pid)).unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
+    assert_eq!(sh.len(), 1, "script's shell");
+    let r_dump = w.try_dump(&[]);
+    assert!(r_dump.ok(), "dump of script failed\n{}", w.report());
+    let st = wait_child(&mut child, Duration::from_secs(10));
+    assert_eq!(st, Some(128 + libc::SIGKILL), "script should have been killed by the dump");
+    reap_dumped(&w, &sh);
+    let img = w.img.clone();
+    w.restore_from_with_fds(&img, &[], &[(0, r.as_raw_fd())]);
+    assert!(pid_exists(sh[0]), "script's shell was not restored\n{}", w.report());
+    typed(&mut wr, "two");
+    let ok = wait_until(Duration::from_secs(10), || shows("got-two"));
+    assert!(ok, "the restored script did not answer: {:?}\n{}", std::fs::read_to_string(&ts).unwrap_or_default(), w.report());
+    let text = std::fs::read_to_string(&ts).unwrap_or_default();
+    assert_eq!(text.matches("got-one").count(), 1, "the answer of before the dump must appear once: {text:?}");
+    drop(wr); // EOF: script and its shell end
+    let _ = sys_kill(sh[0]);
+    w.kill_restored();
+    reap_dumped(&w, &sh);
+}
+
+/// A terminal device other than a pseudo-terminal (here /dev/console, else a serial
+/// line or a virtual console) is refused at dump with one line naming the pid, the fd
+/// and the device; the process runs on untouched.
+#[test]
+fn console_and_serial_terminals_are_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let Some(dev) = ["/dev/console", "/dev/ttyS0", "/dev/tty1"].into_iter().find(|d| std::fs::OpenOptions::new().read(true).write(true).open(d).is_ok()) else {
+        eprintln!("no console, serial line or virtual console to open: skipped");
+        return;
+    };
+    let mut w = Workload::new("console");
+    let code = format!("import os,time\nfd=os.open('{dev}', os.O_RDWR|os.O_NOCTTY)\nprint(f'INFO fd={{fd}}', flush=True)\nprint('READY', flush=True)\ntime.sleep(60)\n");
+    w.spawn(&python3(), &["-c".into(), code.into()]);
+    w.wait_ready();
+    let r = w.try_dump(&[]);
+    let fd = format!("fd {}", w.info("fd"));
+    assert_clean_error(&r, &[&w.pid.to_string(), &fd, dev, "only pseudo-terminals"], &w.report());
+    w.assert_running_untouched();
+    w.kill_original();
+}
