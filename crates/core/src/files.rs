@@ -6,8 +6,9 @@
 //! in the process (buffered bytes saved with tee(2), which does not consume them); named
 //! FIFOs (one object per inode with its bytes, one per open description, reopened by
 //! path);
-//! eventfd, timerfd, signalfd, epoll and inotify through `fdkinds` (one module each).
-//! Everything else is refused with the fd number and its kind.
+//! eventfd, timerfd, signalfd, epoll and inotify through `fdkinds` (one module each);
+//! terminals through `crate::tty`. Everything else is refused with the fd number and its
+//! kind.
 
 use std::collections::HashMap;
 use std::ffi::CString;
