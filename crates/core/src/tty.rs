@@ -187,20 +187,20 @@ pub fn finish(procs: &mut [Process], objs: &mut ObjectTable, st: &TtyState, shel
         let name = tty_name(c.ctty);
         let leader_inside = procs.iter().any(|p| p.pid == c.sid);
         if !shell_job {
-            return Err(Error::Unsupported {
-                pid: c.pid,
-                what: format!(
-                    "its controlling terminal {name} is outside the dumped tree (the terminal of the shell it was started from?): \
-                     dump it with --shell-job (and restore with --shell-job)"
-                ),
-            });
+            // refused below if an fd of the tree refers to it; the session link alone
+            // is not kept (the tree joins the restorer's session, as any whose
+            // session is outside it)
+            if !st.seen.iter().any(|s| s.rdev == c.ctty) {
+                warn!(pid = c.pid, "its controlling terminal {name} is outside the dumped tree and no fd of the tree refers to it: it is not kept (--shell-job would give it the restorer's)");
+            }
+            continue;
         }
         if c.sid != root_sid || leader_inside {
             return Err(Error::Unsupported {
                 pid: c.pid,
                 what: format!(
                     "its controlling terminal {name} is outside the dumped tree and belongs to session {}, not to the session \
-                     outside the tree that --shell-job hands over",
+                     outside the tree that --shell-job hands over (the root's)",
                     c.sid
                 ),
             });
@@ -236,7 +236,11 @@ pub fn finish(procs: &mut [Process], objs: &mut ObjectTable, st: &TtyState, shel
                 }
             }
             None => {
-                let hint = if ours && !shell_job { ": dump it with --shell-job (and restore with --shell-job)" } else { "" };
+                let hint = if ours && !shell_job {
+                    " (the controlling terminal of the shell the tree was started from?): dump it with --shell-job (and restore with --shell-job)"
+                } else {
+                    ""
+                };
                 return Err(Error::Unsupported {
                     pid,
                     what: format!("fd {fd} is {}, a terminal whose master is outside the dumped tree{hint}", s.path),

@@ -103,7 +103,7 @@ fn shell_job_takes_the_restorers_terminal() {
     w.pid = w.info("job").parse().unwrap();
     // without --shell-job: one line naming the pid and the flag; the job runs on
     let r = w.try_dump(&[]);
-    assert_clean_error(&r, &[&w.pid.to_string(), "controlling terminal", "--shell-job"], &w.report());
+    assert_clean_error(&r, &[&w.pid.to_string(), "fd 0", &pts1, "outside the dumped tree", "--shell-job"], &w.report());
     w.assert_running_untouched();
     let r = w.try_dump(&["--shell-job"]);
     assert!(r.ok(), "dump --shell-job failed\n{}", w.report());
