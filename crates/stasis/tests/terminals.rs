@@ -84,7 +84,7 @@ fn holder(w: &Workload, pts: &str, cmd: &[&std::ffi::OsStr], out: &std::path::Pa
 }
 
 /// A job of a shell on one terminal, dumped with --shell-job (refused without it, the
-/// job untouched), restored with --shell-job by `stasis restore` run as a job of another
+/// job untouched; with --leave-running it runs on in the foreground), restored with --shell-job by `stasis restore` run as a job of another
 /// shell on a second terminal: the job is in the foreground of the new terminal, has it
 /// as controlling terminal and on its fds, and reads what is typed there.
 #[test]
@@ -105,6 +105,16 @@ fn shell_job_takes_the_restorers_terminal() {
     let r = w.try_dump(&[]);
     assert_clean_error(&r, &[&w.pid.to_string(), "fd 0", &pts1, "outside the dumped tree", "--shell-job"], &w.report());
     w.assert_running_untouched();
+    // --leave-running: the job runs on, still the foreground group of its terminal
+    let r = w.try_dump(&["--shell-job", "--leave-running"]);
+    assert!(r.ok(), "dump --shell-job --leave-running failed\n{}", w.report());
+    w.assert_running_untouched();
+    let mut fg: i32 = 0;
+    // SAFETY: TIOCGPGRP writes one int; on a master it reads the slave's.
+    assert_eq!(unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&_m1), libc::TIOCGPGRP, &mut fg) }, 0);
+    assert_eq!(fg, w.pid, "the foreground group of the job's terminal after --leave-running");
+    std::fs::remove_dir_all(&w.img).unwrap();
+    std::fs::create_dir(&w.img).unwrap();
     let r = w.try_dump(&["--shell-job"]);
     assert!(r.ok(), "dump --shell-job failed\n{}", w.report());
     let st = h1.wait().unwrap();
