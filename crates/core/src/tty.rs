@@ -43,6 +43,8 @@ pub const CURRENT: u32 = 3;
 
 /// Largest queue saved (the line discipline holds 4 KiB).
 pub const MAX_QUEUE: usize = 64 << 10;
+/// What a line discipline's buffer holds (N_TTY_BUF_SIZE - 1).
+pub const LDISC_MAX: usize = 4095;
 /// NCCS of struct termios2.
 pub const NCCS: usize = 19;
 
@@ -331,6 +333,14 @@ fn dump_pty(s: &Seen) -> Result<TtyObj> {
         }
         None => Vec::new(),
     };
+    // what one line discipline holds (N_TTY_BUF_SIZE - 1): more was a writer blocked
+    // on a full terminal, which a new pair cannot take back in (put back above as far
+    // as it goes, for a tree that runs on)
+    for (n, what) in [(master_data.len(), "output the master had not read"), (slave_data.len(), "input the slave had not read")] {
+        if n > LDISC_MAX {
+            return Err(Error::Unsupported { pid: mpid, what: format!("fd {mfd} is the master of {}, with {n} bytes of {what} (more than the {LDISC_MAX} a terminal holds): not supported", s.path) });
+        }
+    }
     debug!(path = s.path, master = master_data.len(), slave = slave_data.len(), packet, locked, exclusive, "pty");
     Ok(TtyObj {
         index: s.index,

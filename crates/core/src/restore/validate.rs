@@ -264,15 +264,15 @@ fn check_net_lock(m: &Manifest) -> std::result::Result<(), String> {
 /// the terminal records, one session per terminal; a foreground group is a group of
 /// the image in that session.
 fn check_ttys(m: &Manifest, objects: &HashMap<u32, &Object>) -> std::result::Result<(), String> {
-    use crate::tty::{CURRENT, MASTER, MAX_QUEUE, NCCS};
+    use crate::tty::{CURRENT, LDISC_MAX, MASTER, NCCS};
     let mut masters: HashSet<u32> = HashSet::new();
     for o in &m.objects {
         let id = o.id;
         if let Some(t) = o.tty() {
             check_str(&t.path, PATH_MAX).map_err(|why| format!("terminal (object {id}): path: {why}"))?;
-            if t.cc.len() > NCCS || t.line != 0 || t.master_data.len() > MAX_QUEUE || t.slave_data.len() > MAX_QUEUE {
+            if t.cc.len() > NCCS || t.line != 0 || t.master_data.len() > LDISC_MAX || t.slave_data.len() > LDISC_MAX {
                 return Err(format!(
-                    "terminal (object {id}): {} control characters (at most {NCCS}), line discipline {} (only 0), or queues of {} and {} bytes (at most {MAX_QUEUE})",
+                    "terminal (object {id}): {} control characters (at most {NCCS}), line discipline {} (only 0), or queues of {} and {} bytes (at most {LDISC_MAX})",
                     t.cc.len(),
                     t.line,
                     t.master_data.len(),
@@ -1168,7 +1168,7 @@ mod tests {
         }
         refused(&with_tty(|m| tty(m).cc = vec![0; 20]), &root(), "20 control characters");
         refused(&with_tty(|m| tty(m).line = 2), &root(), "line discipline 2");
-        refused(&with_tty(|m| tty(m).slave_data = vec![0; (64 << 10) + 1]), &root(), "terminal (object 10)");
+        refused(&with_tty(|m| tty(m).slave_data = vec![0; 4096]), &root(), "queues of 0 and 4096 bytes");
         refused(&with_tty(|m| tty(m).rows = 1 << 16), &root(), "window size");
         refused(&with_tty(|m| tty(m).path = "a\0b".into()), &root(), "terminal (object 10): path");
         refused(&with_tty(|m| tty(m).fg_pgrp = 4242), &root(), "foreground group 4242");
