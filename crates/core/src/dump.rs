@@ -32,6 +32,10 @@ pub struct DumpOptions {
     /// `--network-lock`: hold the tree's TCP connections' packets back with nftables
     /// from before their sockets are read until the restore (`crate::netlock`).
     pub network_lock: crate::netlock::Mode,
+    /// `--shell-job`: the controlling terminal of the root's session is outside the tree
+    /// (a job of an interactive shell); it is recorded as external (crate::tty) and
+    /// restore --shell-job hands the restorer's terminal over.
+    pub shell_job: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -562,6 +566,7 @@ fn write_image(
     crate::ns::check_time(&procs)?;
     shared_tables(&mut procs)?;
     files::finish_fds(&mut fd_state, &mut objs)?;
+    crate::tty::finish(&mut procs, &mut objs, &fd_state.ttys, opts.shell_job)?;
     crate::external::warn_unused(&objs);
     if let Some((pid, why)) = ns::check_tree(&procs) {
         return Err(Error::Unsupported { pid, what: why });

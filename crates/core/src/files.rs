@@ -6,8 +6,9 @@
 //! in the process (buffered bytes saved with tee(2), which does not consume them); named
 //! FIFOs (one object per inode with its bytes, one per open description, reopened by
 //! path);
-//! eventfd, timerfd, signalfd, epoll and inotify through `fdkinds` (one module each).
-//! Everything else is refused with the fd number and its kind.
+//! eventfd, timerfd, signalfd, epoll and inotify through `fdkinds` (one module each);
+//! terminals through `crate::tty`. Everything else is refused with the fd number and its
+//! kind.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -130,11 +131,6 @@ pub fn mapped_file(pid: i32, objs: &mut ObjectTable, via: &str, path: &str, writ
     Ok(id)
 }
 
-fn is_tty(rdev: u64) -> bool {
-    let major = libc::major(rdev);
-    matches!(major, 4 | 5 | 136..=143)
-}
-
 fn anon_kind(link: &str) -> Option<&str> {
     let k = link.strip_prefix("anon_inode:")?;
     Some(match k.trim_matches(|c| c == '[' || c == ']') {
@@ -247,6 +243,8 @@ pub struct FdState {
     /// Shared-memory objects the tree maps shared (not marked external), to look for
     /// outside holders.
     pub shared: Vec<external::SharedMem>,
+    /// Terminals (crate::tty), finished once the whole tree is known.
+    pub ttys: crate::tty::TtyState,
 }
 
 impl FdState {
@@ -454,12 +452,11 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                 kind: Some(Kind::PipeEnd(PipeEndObj { pipe_id, write_end, flags })),
                 ..Default::default()
             })
+        } else if ft.is_char_device() && crate::tty::is_tty(md.rdev()) {
+            crate::tty::dump_fd(pid, fd, &link, &md, flags, &raw, objs, &mut st.ttys)?
         } else if ft.is_file() || ft.is_dir() || ft.is_char_device() {
             if ft.is_char_device() {
                 let rdev = md.rdev();
-                if is_tty(rdev) {
-                    return Err(Error::Unsupported { pid, what: format!("fd {fd} is a terminal ({link})") });
-                }
                 if libc::major(rdev) != 1 {
                     return Err(Error::Unsupported {
                         pid,
@@ -876,7 +873,14 @@ pub fn open_fd_objects(
     // (SCM_RIGHTS): opened here, sent by requeue_deferred, closed here afterwards
     let in_flight: Vec<Fd> =
         fdkinds::unix::in_flight_objects(&m.objects).into_iter().map(|object_id| Fd { fd: -1, object_id, cloexec: true }).collect();
-    let all = m.processes.iter().flat_map(|p| p.fds.iter().map(move |f| (p.pid, f))).chain(in_flight.iter().map(|f| (pid, f)));
+    // and the descriptions through which session leaders take their terminal (crate::tty)
+    let cttys: Vec<(i32, Fd)> = m.processes.iter().filter(|p| p.ctty != 0).map(|p| (p.pid, Fd { fd: -1, object_id: p.ctty, cloexec: true })).collect();
+    let all = m
+        .processes
+        .iter()
+        .flat_map(|p| p.fds.iter().map(move |f| (p.pid, f)))
+        .chain(in_flight.iter().map(|f| (pid, f)))
+        .chain(cttys.iter().map(|(p, f)| (*p, f)));
     for (owner, fd) in all {
         if opened.by_object.contains_key(&fd.object_id) {
             continue;
@@ -980,6 +984,19 @@ pub fn open_fd_objects(
                 let open = || fdkinds::unix::open_end(owner, fd.fd, &m.objects, u, made, inherit);
                 let s = in_socket_ns(pid, o.net_ns, netns, open)?;
                 opened.by_object.insert(fd.object_id, s);
+            }
+            Some(Kind::TtyFd(d)) => {
+                let t = m.object(d.tty_id).and_then(|o| o.tty()).ok_or_else(|| step(format!("fd {}: a terminal without its terminal object", fd.fd)))?;
+                if t.external {
+                    let f = crate::tty::open_shell_terminal(d).map_err(|e| step(format!("fd {} (was {}): {e}", fd.fd, t.path)))?;
+                    opened.by_object.insert(fd.object_id, f);
+                    continue;
+                }
+                // the pair and every description of it at once
+                let descs: Vec<(u32, &TtyFdObj)> =
+                    m.objects.iter().filter_map(|o| Some((o.id, o.tty_fd()?))).filter(|(_, x)| x.tty_id == d.tty_id).collect();
+                let made = crate::tty::open_pty(t, &descs).map_err(|e| step(format!("fd {}: pty (was {}): {e}", fd.fd, t.path)))?;
+                opened.by_object.extend(made);
             }
             Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_)) => {
                 let r = fdkinds::open(o).ok_or_else(|| step(format!("fd {}: object {} is not an fd kind of fdkinds", fd.fd, fd.object_id)))?;

@@ -20,5 +20,6 @@ pub mod progress;
 pub mod restore;
 pub mod task;
 pub mod tcp_repair;
+pub mod tty;
 
 pub use error::{Error, Result};

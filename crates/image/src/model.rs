@@ -30,6 +30,7 @@ macro_rules! not_fd_kinds {
             | $crate::model::Kind::SysvMsg(_)
             | $crate::model::Kind::SysvSem(_)
             | $crate::model::Kind::Fifo(_)
+            | $crate::model::Kind::Tty(_)
     };
 }
 
@@ -103,4 +104,6 @@ object_kinds! {
     FifoFd: FifoFdObj, fifo_fd, fifo_fd_mut;
     Netlink: NetlinkObj, netlink, netlink_mut;
     Packet: PacketObj, packet, packet_mut;
+    Tty: TtyObj, tty, tty_mut;
+    TtyFd: TtyFdObj, tty_fd, tty_fd_mut;
 }

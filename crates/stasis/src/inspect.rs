@@ -338,6 +338,35 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
             flags_json(&mut d, ff.flags);
             d
         }
+        Some(Kind::TtyFd(f)) => {
+            let t = m.object(f.tty_id).and_then(|o| o.tty().cloned()).unwrap_or_default();
+            let side = match f.side {
+                stasis_core::tty::MASTER => "master",
+                stasis_core::tty::SLAVE => "slave",
+                _ => "/dev/tty",
+            };
+            let state = if t.external {
+                format!("{side} of the terminal outside the tree {} (shell job)", t.path)
+            } else {
+                let mut st = format!("{side} of {} (pty object {}), {}x{}", t.path, f.tty_id, t.rows, t.cols);
+                for (on, what) in [(t.lflag & libc::ICANON != 0, "canonical"), (t.lflag & libc::ECHO != 0, "echo"), (t.packet, "packet mode"), (t.locked, "locked"), (t.exclusive, "exclusive")] {
+                    if on {
+                        st += &format!(", {what}");
+                    }
+                }
+                st += &format!(", {} bytes for the master, {} for the slave", t.master_data.len(), t.slave_data.len());
+                if t.session != 0 {
+                    st += &format!(", terminal of session {} (foreground group {})", t.session, t.fg_pgrp);
+                }
+                st
+            };
+            let mut d = json!({"kind": "tty", "id": id, "tty": f.tty_id, "side": side, "path": t.path, "external": t.external, "state": state,
+                   "rows": t.rows, "cols": t.cols, "packet": t.packet, "locked": t.locked, "exclusive": t.exclusive,
+                   "lflag": format!("{:#o}", t.lflag), "master_queued": t.master_data.len(), "slave_queued": t.slave_data.len(),
+                   "session": t.session, "foreground": t.fg_pgrp});
+            flags_json(&mut d, f.flags);
+            d
+        }
         Some(Kind::Unix(u)) => {
             let ty = stasis_core::fdkinds::unix::type_name(u.sock_type);
             let mut d = if u.peer_ino != 0 || u.peer_gone {

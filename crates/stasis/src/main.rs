@@ -55,6 +55,12 @@ enum Cmd {
         /// dump removes it at its end, a killing dump leaves it to the restore.
         #[arg(long, value_enum, default_value = "nftables")]
         network_lock: NetLock,
+        /// The tree is a job of an interactive shell: its session and controlling
+        /// terminal are the shell's, outside the tree. The terminal is recorded as
+        /// external (nothing of it saved) and `restore --shell-job` gives the tree the
+        /// restorer's terminal instead. Without it such a dump is refused.
+        #[arg(long)]
+        shell_job: bool,
     },
     /// Recreate the process stored in DIR with its original PID and thread IDs.
     Restore {
@@ -98,6 +104,11 @@ enum Cmd {
         /// getpeername ENOTCONN). Listeners and UDP sockets are restored as usual.
         #[arg(long)]
         tcp_close: bool,
+        /// Restore a `dump --shell-job` image: the tree joins this restorer's session
+        /// and takes its terminal (stdin, which must be stasis's controlling terminal)
+        /// where it had the shell's, and its foreground group becomes the terminal's.
+        #[arg(long)]
+        shell_job: bool,
     },
     /// Remove the network lock a dump left for the image in DIR (an image that will not
     /// be restored): its connections' packets flow again, and their peers see the
@@ -165,16 +176,24 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     progress::install();
     let res: anyhow::Result<ExitCode> = match cli.cmd {
-        Cmd::Dump { pid, dir, leave_running, external, skip_in_flight, network_lock } => {
+        Cmd::Dump { pid, dir, leave_running, external, skip_in_flight, network_lock, shell_job } => {
             // A dump holds the process frozen with our registers in it: finish (or roll
             // back) before honouring Ctrl-C. The signal stays pending and ends us after.
             stasis_sys::sys::defer_termination_signals();
             let network_lock = network_lock.into();
-            stasis_core::dump::dump(&stasis_core::dump::DumpOptions { pid, dir, leave_running, external, skip_in_flight, network_lock })
+            stasis_core::dump::dump(&stasis_core::dump::DumpOptions {
+                pid,
+                dir,
+                leave_running,
+                external,
+                skip_in_flight,
+                network_lock,
+                shell_job,
+            })
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd, network_lock, tcp_close } => {
+        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd, network_lock, tcp_close, shell_job } => {
             stasis_core::restore::restore(&stasis_core::restore::RestoreOptions {
                 dir,
                 detach,
@@ -184,6 +203,7 @@ fn main() -> ExitCode {
                 inherit_fds: inherit_fd,
                 network_lock: network_lock.into(),
                 tcp_close,
+                shell_job,
             })
             .map(ExitCode::from)
             .map_err(anyhow::Error::from)

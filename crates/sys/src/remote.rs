@@ -263,6 +263,12 @@ pub trait RemoteCalls {
         s.get(0)
     }
 
+    /// ioctl(fd, req, &v) for a request that reads one int (TIOCSPGRP...).
+    fn ioctl_set_int(&self, fd: i32, req: u64, v: i32) -> Result<()> {
+        let a = self.scratch().put(0, &v)?;
+        self.call(libc::SYS_ioctl, &[fd as u64, req, a]).map(drop)
+    }
+
     /// fcntl(fd, F_SETOWN_EX, &owner).
     fn fcntl_setown_ex(&self, fd: i32, owner: &crate::kabi::FOwnerEx) -> Result<()> {
         let a = self.scratch().put(0, owner)?;

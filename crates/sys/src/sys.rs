@@ -593,9 +593,11 @@ pub mod child;
 mod fds;
 pub mod netsock;
 mod sockopt;
+mod tty;
 
 pub use fds::*;
 pub use sockopt::*;
+pub use tty::*;
 use fds::owned;
 
 impl AnonBuf {

@@ -212,7 +212,7 @@ pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
         Some(ObjKind::Signalfd(s)) => signalfd::open(s),
         Some(ObjKind::Epoll(e)) => epoll::open(e),
         Some(ObjKind::Inotify(i)) => inotify::open(i),
-        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
+        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | ObjKind::TtyFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
 }
@@ -227,7 +227,7 @@ pub fn describe(o: &Object) -> Option<(&'static str, String)> {
         Some(ObjKind::Signalfd(s)) => ("signalfd", format!("mask {:#x}", s.mask)),
         Some(ObjKind::Epoll(e)) => ("epoll", format!("{} items", e.items.len())),
         Some(ObjKind::Inotify(i)) => ("inotify", format!("{} watches", i.watches.len())),
-        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
+        Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | ObjKind::TtyFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
 }

@@ -24,6 +24,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     validate(&m)?;
     let inherit = crate::external::check_restore(&m, &opts.inherit_fds)?;
     crate::netlock::check_restore(opts.network_lock, &m)?;
+    check_shell_job(opts, &m)?;
     let pid = m.process.pid;
     // -- checks that need no process --------------------------------------------------
     let maps = map_pages(opts, &m)?;
@@ -43,6 +44,8 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let (mut ch, ctl_r) = fork_tree(&m, &plan)?;
     let tmp_by_pid = wait_reports(&m, &plan, &mut ch, &ctl_r)?;
     let live = tmp_by_pid.len();
+    // a shell job's foreground group takes the terminal before anything of it runs
+    let fg = opts.shell_job.then(|| crate::tty::Foreground::set(&m));
     info!(pid, processes = live, ms = t0.elapsed().as_millis() as u64, "processes created");
     // unix socket queues whose messages carry their senders' credentials: the senders
     // exist now
@@ -73,6 +76,9 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
         }
     }
     ch.released = true;
+    if let Some(fg) = fg {
+        fg.keep();
+    }
     if let Some(w) = ready {
         // --pid-ns init: outlive the outer stasis, then tell it. In the other order the
         // outer one may read the report and exit (--detach) before the death signal is
@@ -86,6 +92,22 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     drop(plan);
     let st = sys::waitpid(pid, libc::__WALL).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
     Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
+}
+
+/// An image of a shell job (its terminal was outside the tree) needs `--shell-job`, and
+/// `--shell-job` needs stdin to be the restorer's controlling terminal.
+fn check_shell_job(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
+    let ext = m.objects.iter().filter_map(|o| o.tty()).find(|t| t.external);
+    if let Some(t) = ext.filter(|_| !opts.shell_job) {
+        return Err(Error::RestoreRefused(format!(
+            "the image is a shell job (dumped with --shell-job; its terminal {} was outside the tree): restore it with --shell-job, from a terminal",
+            t.path
+        )));
+    }
+    if opts.shell_job {
+        crate::tty::shell_terminal().map_err(|e| Error::RestoreRefused(format!("--shell-job: {e}")))?;
+    }
+    Ok(())
 }
 
 /// The pages files, mapped read-only.

@@ -59,6 +59,9 @@ pub struct RestoreOptions {
     pub network_lock: crate::netlock::Mode,
     /// `--tcp-close`: TCP connections come back closed (fdkinds::inet::open).
     pub tcp_close: bool,
+    /// `--shell-job`: the image's outside terminal (crate::tty) is this restorer's
+    /// (stdin, its controlling terminal); required for such an image.
+    pub shell_job: bool,
 }
 
 const PAGE: u64 = 4096;

@@ -107,6 +107,8 @@ pub enum Step {
     Attrs,
     /// setpgid into a group it does not lead.
     JoinGroup,
+    /// TIOCSPGRP: the foreground group of the terminal it took (`ProcPlan::foreground`).
+    Foreground,
     /// Close the carried fds (the last process of a shared fd table).
     CloseCarried,
     /// Re-take file locks (after the carried fds are closed).
@@ -206,6 +208,12 @@ pub struct ProcPlan {
     /// Its fds whose description gets an owner record set (crate::fown), each
     /// description by the first process holding it.
     pub owner_fds: Vec<i32>,
+    /// A session leader whose session had a terminal of the tree: the carry slot of a
+    /// description of it, taken as controlling terminal (TIOCSCTTY) right after setsid.
+    pub ctty_slot: Option<usize>,
+    /// Then the terminal's foreground process group (image numbering), set once every
+    /// group exists (`Step::Foreground`); None: its own group (TIOCSCTTY made it so).
+    pub foreground: Option<i32>,
 }
 
 /// The whole restore, as data.
@@ -285,7 +293,17 @@ impl RestorePlan {
                 }
                 exe_slot = map_slot.get(&mm.exe_object).copied();
             }
-            procs.push(proc_plan(m, idx, assign, exe_slot, &net_slot)?);
+            let mut pp = proc_plan(m, idx, assign, exe_slot, &net_slot)?;
+            if p.ctty != 0 && !p.zombie {
+                let slot = *fd_slot.entry(p.ctty).or_insert_with(|| {
+                    carry.push(Carry::Fd(p.ctty));
+                    carry.len() - 1
+                });
+                pp.ctty_slot = Some(slot);
+                let fg = m.object(p.ctty).and_then(|o| o.tty_fd()).and_then(|d| m.object(d.tty_id)).and_then(|o| o.tty()).map(|t| t.fg_pgrp).unwrap_or(0);
+                pp.foreground = (fg > 0 && fg != pp.pgid).then_some(fg);
+            }
+            procs.push(pp);
         }
         for (i, p) in m.processes.iter().enumerate().skip(1) {
             let parent = m
@@ -378,6 +396,11 @@ fn label(m: &Manifest, c: &Carry) -> String {
                 Some(Some(Kind::Signalfd(_))) => "signalfd".into(),
                 Some(Some(Kind::Epoll(_))) => "epoll".into(),
                 Some(Some(Kind::Inotify(_))) => "inotify".into(),
+                Some(Some(Kind::TtyFd(t))) => match o(&t.tty_id).and_then(|o| o.tty()) {
+                    Some(x) if x.external => format!("the restorer's terminal (was {})", x.path),
+                    Some(x) => format!("{} of a new pty (was {})", if t.side == crate::tty::MASTER { "master" } else { "slave" }, x.path),
+                    None => "terminal".into(),
+                },
                 // not fd objects (open_fd_objects refuses an fd referring to one)
                 Some(Some(stasis_image::not_fd_kinds!()))
                 | Some(None)
@@ -444,6 +467,8 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         helpers: Vec::new(),
         steps: Vec::new(),
         owner_fds: Vec::new(),
+        ctty_slot: None,
+        foreground: None,
     })
 }
 
@@ -457,6 +482,10 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
     v.extend([CreateThreads, ThreadState, Signals, Timers, Attrs]);
     if pp.pgid > 0 && pp.pgid != pp.pid && pp.sid != pp.pid {
         v.push(JoinGroup);
+    }
+    if pp.foreground.is_some() {
+        // before the carried fds are closed: it goes through its slot's
+        v.push(Foreground);
     }
     if pp.closes_table {
         v.extend([CloseCarried, Locks]);
@@ -502,8 +531,13 @@ fn dead_leaders(m: &Manifest, procs: &mut [ProcPlan], host: &dyn Host) -> i32 {
     let our_sid = host.sid();
     let mut session = 0;
     let root = &procs[0];
+    // A shell job (dump --shell-job): its session is the shell's, whose terminal the
+    // restorer's replaces (restore --shell-job): it joins the restorer's session.
+    let shell_job = m.objects.iter().filter_map(|o| o.tty()).any(|t| t.external && t.session == root.sid);
     if root.sid > 0 && root.sid != root.pid && root.sid != our_sid && !in_tree(root.sid) {
-        if host.session_alive(root.sid) {
+        if shell_job {
+            debug!(pid = root.pid, sid = root.sid, "shell job: it joins the restorer's session and terminal");
+        } else if host.session_alive(root.sid) {
             warn!(pid = root.pid, sid = root.sid, "its session still exists outside the tree (no joining it): it joins the restorer's session");
         } else {
             match host.holder(root.sid) {

@@ -95,6 +95,12 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
         if child::setsid() < 0 {
             child_fail(b"setsid (the process led its session)", pp.pid, ctl);
         }
+        // its terminal, before any member of the session exists (crate::tty)
+        if let Some(slot) = pp.ctty_slot {
+            if child::set_ctty(tmp[slot]) < 0 {
+                child_fail(b"taking its controlling terminal again (TIOCSCTTY)", pp.pid, ctl);
+            }
+        }
     } else if pp.pgid == pp.pid && child::setpgid(0, 0) < 0 {
         child_fail(b"setpgid (the process led its process group)", pp.pid, ctl);
     }

@@ -226,6 +226,7 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
     }
     check_runs(m, &objects, &by_pid).map_err(&bad)?;
     check_net_lock(m).map_err(&bad)?;
+    check_ttys(m, &objects).map_err(&bad)?;
     if let Some((pid, why)) = ns::check_tree(&m.processes) {
         return Err(refuse(format!("pid {pid}: {why}")));
     }
@@ -256,6 +257,69 @@ fn check_net_lock(m: &Manifest) -> std::result::Result<(), String> {
     }
     if seen.is_empty() {
         return Err("a network lock in no network namespace".into());
+    }
+    Ok(())
+}
+
+/// Terminals (crate::tty): each terminal's values within what the kernel takes; a
+/// description names a terminal of the image (an outside one never as its master, a
+/// pty at most once as master); a process's controlling terminal is a slave
+/// description of a pty of the image, taken by a live session leader of the session
+/// the terminal records, one session per terminal; a foreground group is a group of
+/// the image in that session.
+fn check_ttys(m: &Manifest, objects: &HashMap<u32, &Object>) -> std::result::Result<(), String> {
+    use crate::tty::{CURRENT, LDISC_MAX, MASTER, NCCS};
+    let mut masters: HashSet<u32> = HashSet::new();
+    for o in &m.objects {
+        let id = o.id;
+        if let Some(t) = o.tty() {
+            check_str(&t.path, PATH_MAX).map_err(|why| format!("terminal (object {id}): path: {why}"))?;
+            if t.cc.len() > NCCS || t.line != 0 || t.master_data.len() > LDISC_MAX || t.slave_data.len() > LDISC_MAX {
+                return Err(format!(
+                    "terminal (object {id}): {} control characters (at most {NCCS}), line discipline {} (only 0), or queues of {} and {} bytes (at most {LDISC_MAX})",
+                    t.cc.len(),
+                    t.line,
+                    t.master_data.len(),
+                    t.slave_data.len()
+                ));
+            }
+            if [t.rows, t.cols, t.xpixel, t.ypixel].iter().any(|v| *v > u16::MAX as u32) {
+                return Err(format!("terminal (object {id}): window size {}x{} ({}x{} px) out of range", t.rows, t.cols, t.xpixel, t.ypixel));
+            }
+            if t.session < 0 || t.fg_pgrp < 0 || (t.fg_pgrp > 0 && t.session == 0) {
+                return Err(format!("terminal (object {id}): session {} with foreground group {}", t.session, t.fg_pgrp));
+            }
+            if t.fg_pgrp > 0 {
+                let in_session = |p: &&Process| p.attrs.as_ref().is_some_and(|a| a.pgid == t.fg_pgrp && (t.external || a.sid == t.session));
+                if !m.processes.iter().any(|p| in_session(&p)) {
+                    return Err(format!("terminal (object {id}): foreground group {} is no process group of the image in its session", t.fg_pgrp));
+                }
+            }
+        }
+        if let Some(d) = o.tty_fd() {
+            let t = objects.get(&d.tty_id).and_then(|o| o.tty()).ok_or_else(|| format!("terminal description (object {id}) refers to missing terminal {}", d.tty_id))?;
+            if !(MASTER..=CURRENT).contains(&d.side) || (d.side == MASTER && t.external) {
+                return Err(format!("terminal description (object {id}): side {} of {}", d.side, if t.external { "an outside terminal" } else { "a pty" }));
+            }
+            if d.side == MASTER && !masters.insert(d.tty_id) {
+                return Err(format!("terminal {}: two open descriptions of its master", d.tty_id));
+            }
+            if crate::fdkinds::unkept_flags(d.flags).is_some() || d.flags & libc::O_ACCMODE as u32 > 2 {
+                return Err(format!("terminal description (object {id}): file flags {}", crate::fdkinds::open_flags(d.flags)));
+            }
+        }
+    }
+    let mut taken: HashSet<u32> = HashSet::new();
+    for p in m.processes.iter().filter(|p| p.ctty != 0) {
+        let d = objects.get(&p.ctty).and_then(|o| o.tty_fd()).filter(|d| d.side != MASTER);
+        let t = d.and_then(|d| objects.get(&d.tty_id)).and_then(|o| o.tty()).filter(|t| !t.external);
+        let (Some(d), Some(t)) = (d, t) else {
+            return Err(format!("pid {}: controlling terminal object {} is not a slave description of a pty of the image", p.pid, p.ctty));
+        };
+        let leads = p.attrs.as_ref().is_some_and(|a| a.sid == p.pid);
+        if p.zombie || !leads || t.session != p.pid || !taken.insert(d.tty_id) {
+            return Err(format!("pid {}: takes terminal {} as controlling terminal but is not the live leader of its session {} (or a second one)", p.pid, d.tty_id, t.session));
+        }
     }
     Ok(())
 }
@@ -1152,6 +1216,52 @@ mod tests {
     }
 
     /// A manifest with one sound netlink and one sound packet socket (objects 4, 5), edited.
+    /// The root leads its session, whose terminal is a pty of the image (master and
+    /// slave descriptions), foreground group its own; `f` edits it.
+    fn with_tty(f: impl FnOnce(&mut Manifest)) -> Manifest {
+        edit(|m| {
+            let t = TtyObj { index: 3, path: "/dev/pts/3".into(), cc: vec![3; 19], rows: 24, cols: 80, session: 100, fg_pgrp: 100, slave_data: b"ab".to_vec(), ..Default::default() };
+            m.objects.push(Object { id: 10, kind: Some(Kind::Tty(t)), ..Default::default() });
+            let side = |side, id| Object { id, kind: Some(Kind::TtyFd(TtyFdObj { tty_id: 10, side, flags: 2 })), ..Default::default() };
+            m.objects.push(side(crate::tty::MASTER, 11));
+            m.objects.push(side(crate::tty::SLAVE, 12));
+            let a = m.processes[0].attrs.as_mut().unwrap();
+            (a.sid, a.pgid) = (100, 100);
+            m.processes[0].ctty = 12;
+            f(m);
+            m.process = m.processes[0].clone();
+        })
+    }
+
+    #[test]
+    fn terminals_checked() {
+        validate_with(&with_tty(|_| {}), &root()).unwrap();
+        fn tty(m: &mut Manifest) -> &mut TtyObj {
+            m.objects.iter_mut().find_map(|o| o.tty_mut()).unwrap()
+        }
+        fn desc(m: &mut Manifest, id: u32) -> &mut TtyFdObj {
+            m.objects.iter_mut().find(|o| o.id == id).and_then(|o| o.tty_fd_mut()).unwrap()
+        }
+        refused(&with_tty(|m| tty(m).cc = vec![0; 20]), &root(), "20 control characters");
+        refused(&with_tty(|m| tty(m).line = 2), &root(), "line discipline 2");
+        refused(&with_tty(|m| tty(m).slave_data = vec![0; 4096]), &root(), "queues of 0 and 4096 bytes");
+        refused(&with_tty(|m| tty(m).rows = 1 << 16), &root(), "window size");
+        refused(&with_tty(|m| tty(m).path = "a\0b".into()), &root(), "terminal (object 10): path");
+        refused(&with_tty(|m| tty(m).fg_pgrp = 4242), &root(), "foreground group 4242");
+        refused(&with_tty(|m| tty(m).session = -1), &root(), "session -1");
+        refused(&with_tty(|m| desc(m, 12).tty_id = 99), &root(), "missing terminal 99");
+        refused(&with_tty(|m| desc(m, 12).side = 4), &root(), "side 4");
+        refused(&with_tty(|m| desc(m, 12).side = crate::tty::MASTER), &root(), "two open descriptions of its master");
+        refused(&with_tty(|m| desc(m, 12).flags = libc::O_APPEND as u32), &root(), "O_APPEND");
+        // an outside terminal is never held as a master
+        refused(&with_tty(|m| { tty(m).external = true; m.processes[0].ctty = 0 }), &root(), "side 1 of an outside terminal");
+        // the controlling terminal: a slave of a pty, taken by its session's leader
+        refused(&with_tty(|m| m.processes[0].ctty = 11), &root(), "not a slave description");
+        refused(&with_tty(|m| m.processes[0].ctty = 1), &root(), "not a slave description");
+        refused(&with_tty(|m| (tty(m).session, tty(m).fg_pgrp) = (7, 0)), &root(), "not the live leader of its session 7");
+        refused(&with_tty(|m| { m.processes[0].attrs.as_mut().unwrap().sid = 5; (tty(m).session, tty(m).fg_pgrp) = (5, 0) }), &root(), "not the live leader");
+    }
+
     fn with_sockets(f: impl FnOnce(&mut NetlinkObj, &mut PacketObj)) -> Manifest {
         let sock = SockCommon {
             rcvbuf: 1 << 17,

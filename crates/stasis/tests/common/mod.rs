@@ -424,7 +424,7 @@ pub fn give_fds(cmd: &mut Command, fds: &[(i32, i32)]) {
     }
 }
 
-fn close_fds_above_2(cmd: &mut Command) {
+pub fn close_fds_above_2(cmd: &mut Command) {
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {

@@ -25,7 +25,7 @@ cases=(
   "inet udpwild"
   "tree" "tree_pipeline" "tree_prefork"
   "tree_zombies" "tree_shared" "tree_cow" "fifo" "thread_state" "exec_vdso" "pipe_async"
-  "pipe_async direct" "fown"
+  "pipe_async direct" "fown" "tty_pty"
 )
 
 for c in "${cases[@]}"; do

@@ -73,6 +73,12 @@ pub fn setsid() -> i32 {
     // SAFETY: plain syscall.
     unsafe { libc::setsid() }
 }
+/// TIOCSCTTY on `fd` (no stealing): the calling session leader gets it as its
+/// controlling terminal.
+pub fn set_ctty(fd: i32) -> i32 {
+    // SAFETY: TIOCSCTTY takes an int by value.
+    unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0 as libc::c_int) }
+}
 pub fn setpgid(pid: i32, pgid: i32) -> i32 {
     // SAFETY: plain syscall.
     unsafe { libc::setpgid(pid, pgid) }

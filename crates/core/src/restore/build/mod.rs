@@ -109,6 +109,13 @@ impl Builder<'_> {
                 }
                 Ok(())
             }
+            Step::Foreground => {
+                // every group of the tree exists; signals are blocked, so no SIGTTOU
+                let (Some(slot), Some(fg)) = (self.pp.ctty_slot, self.pp.foreground) else { return Ok(()) };
+                let fd = *self.tmp_fds.get(slot).ok_or_else(|| self.err("foreground group", format!("no carried fd for slot {slot}")))?;
+                let st = format!("making process group {fg} the foreground group of its terminal (TIOCSPGRP)");
+                self.on(&st, self.main(), "ioctl(TIOCSPGRP)", |r| r.ioctl_set_int(fd, libc::TIOCSPGRP, self.inner(fg)))
+            }
             Step::CloseCarried => {
                 // all above the target's highest fd
                 let r = self.main();
@@ -142,7 +149,9 @@ impl Builder<'_> {
                 // every process of the tree is built and stopped: its ids are final
                 if let Ok(f) = procfs::stat_fields(self.pid) {
                     let (pg, sid) = (procfs::stat_num(&f, 5) as i32, procfs::stat_num(&f, 6) as i32);
-                    if (pg, sid) != (self.pp.pgid, self.pp.sid) {
+                    // a shell job's session is the restorer's now (crate::tty)
+                    let shell_job = self.m.objects.iter().any(|o| o.tty().is_some_and(|t| t.external && t.session == self.pp.sid));
+                    if (pg, sid) != (self.pp.pgid, self.pp.sid) && !(shell_job && pg == self.pp.pgid) {
                         warn!(pid = self.pid, "restored in process group {pg} and session {sid}; it was in group {} and session {}", self.pp.pgid, self.pp.sid);
                     }
                 }
