@@ -570,6 +570,11 @@ fn write_image(
     mem::share_cow(&mut col);
     let sysv = ipc::dump(&procs, &mut objs)?;
     mem::add_sysv(&mut col, sysv);
+    // the cgroups of the tree, with their settings (the tree is frozen: none can move)
+    let cgroup_dirs = crate::cgroup::dump_dirs(&procs);
+    if let Some(root) = procs.first_mut() {
+        root.cgroup_dirs = cgroup_dirs;
+    }
     let total: u64 = col.jobs.iter().filter(|j| j.stored()).map(|j| j.count * 4096).sum();
     let pb = crate::progress::Progress::new(total, "dumping memory");
     let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;

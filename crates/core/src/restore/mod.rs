@@ -59,6 +59,8 @@ pub struct RestoreOptions {
     pub network_lock: crate::netlock::Mode,
     /// `--tcp-close`: TCP connections come back closed (fdkinds::inet::open).
     pub tcp_close: bool,
+    /// `--cgroups`: what is done with the image's cgroups (crate::cgroup::Mode).
+    pub cgroups: crate::cgroup::Mode,
 }
 
 const PAGE: u64 = 4096;
