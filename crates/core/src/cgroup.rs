@@ -531,6 +531,7 @@ pub fn prepare(m: &stasis_image::Manifest, mode: Mode) -> Result<Prepared> {
     let mut needs: Vec<Need> = Vec::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut unmounted: HashSet<String> = HashSet::new();
+    let mut unmounted_warnings = Vec::new();
     for q in m.processes.iter().filter(|q| !q.zombie) {
         for l in &q.cgroups {
             let Some((key, path)) = parse(l) else { continue };
@@ -538,7 +539,7 @@ pub fn prepare(m: &stasis_image::Manifest, mode: Mode) -> Result<Prepared> {
                 if unmounted.insert(key.clone()) {
                     let why = format!("pid {}: cgroup {l}: that hierarchy is not mounted here", q.pid);
                     if mode == Mode::Create {
-                        warn!("{why}; the process stays in the restorer's cgroup there");
+                        unmounted_warnings.push(format!("{why}; the process stays in the restorer's cgroup there"));
                     } else {
                         return Err(Error::RestoreRefused(why));
                     }
@@ -555,7 +556,9 @@ pub fn prepare(m: &stasis_image::Manifest, mode: Mode) -> Result<Prepared> {
             }
         }
     }
-    // checks first: nothing is created unless every cgroup can be had
+    // checks first: nothing is created unless every cgroup can be had (and a refusal
+    // is the only line: warnings come once every check passed)
+    let mut warnings = Vec::new();
     for n in &needs {
         match std::fs::symlink_metadata(&n.dir) {
             Ok(md) if md.is_dir() => {
@@ -565,7 +568,7 @@ pub fn prepare(m: &stasis_image::Manifest, mode: Mode) -> Result<Prepared> {
                     if mode == Mode::Strict {
                         return Err(Error::RestoreRefused(format!("{why} (--cgroups strict)")));
                     }
-                    warn!("{why}; used as it is");
+                    warnings.push(why);
                 }
             }
             Ok(_) => return Err(Error::RestoreRefused(format!("pid {}: cgroup {}:{}: {} is not a directory", n.pid, n.key, n.path, n.dir.display()))),
@@ -580,6 +583,12 @@ pub fn prepare(m: &stasis_image::Manifest, mode: Mode) -> Result<Prepared> {
             }
             Err(_) => {}
         }
+    }
+    for w in unmounted_warnings {
+        warn!("{w}");
+    }
+    for w in warnings {
+        warn!("{w}; used as it is");
     }
     for n in &needs {
         if n.dir.exists() {

@@ -58,3 +58,239 @@ fn cgroup_namespace() {
     let dirs = [format!("{name}/child"), name.clone()].map(|d| format!("/sys/fs/cgroup/unified/{d}"));
     run_in_cgroups("cgroupns", &name, &[&dirs[0], &dirs[1]]);
 }
+
+/// Cgroups a test made (parents first) and removes at the end, children first, whatever
+/// happened (a cgroup whose last process was just killed may be busy for a moment).
+struct Made(Vec<std::path::PathBuf>);
+
+impl Made {
+    fn mkdir(&mut self, d: &str) {
+        std::fs::create_dir(d).unwrap_or_else(|e| panic!("creating cgroup {d}: {e}"));
+        self.0.push(d.into());
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        // a process a failed test left in them (only the test's own are there)
+        for d in &self.0 {
+            for p in std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.parse::<i32>().ok()) {
+                eprintln!("killing pid {p} left in cgroup {}", d.display());
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        reap_strays(true);
+        for d in self.0.iter().rev() {
+            let ok = wait_until(std::time::Duration::from_secs(3), || !d.exists() || std::fs::remove_dir(d).is_ok());
+            if !ok {
+                eprintln!("could not remove cgroup {}", d.display());
+            }
+        }
+    }
+}
+
+/// Our own cgroup in the hierarchy whose /proc/self/cgroup controllers field is `ctl`.
+fn own_cgroup(ctl: &str) -> String {
+    let t = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    t.lines().find_map(|l| l.splitn(3, ':').nth(1).filter(|c| *c == ctl).and(l.splitn(3, ':').nth(2))).map(|p| p.trim_end_matches('/').to_string()).unwrap_or_default()
+}
+
+fn put(dir: &str, file: &str, v: &str) {
+    std::fs::write(format!("{dir}/{file}"), v).unwrap_or_else(|e| panic!("writing {v} to {dir}/{file}: {e}"));
+}
+
+fn get(dir: &str, file: &str) -> String {
+    std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_else(|e| panic!("reading {dir}/{file}: {e}")).trim_end().to_string()
+}
+
+/// The cgroups of workload cgroup_limits (see its header): pids, pids/child, memory,
+/// cpu, cpuset, v2, v2/child — each below the test's own cgroup of its hierarchy.
+struct Limits {
+    made: Made,
+    dirs: [String; 7],
+}
+
+const PIDS: usize = 0;
+const PIDS_CHILD: usize = 1;
+const MEMORY: usize = 2;
+const CPU: usize = 3;
+const CPUSET: usize = 4;
+const V2: usize = 5;
+const V2_CHILD: usize = 6;
+
+fn limits_available() -> bool {
+    let ok = ["pids", "memory", "cpu", "cpuset"].iter().all(|h| std::path::Path::new(&format!("/sys/fs/cgroup/{h}/tasks")).exists())
+        && std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists();
+    if !ok {
+        eprintln!("skipped: needs the v1 pids, memory, cpu and cpuset hierarchies and cgroup2 at /sys/fs/cgroup/unified");
+    }
+    ok
+}
+
+/// Makes and configures the cgroups (the settings the workload's header lists, and
+/// memory/cpu limits checked from outside).
+fn make_limits(tag: &str) -> Limits {
+    let name = format!("stasis-test-{tag}-{}", std::process::id());
+    let at = |h: &str, ctl: &str, sub: &str| format!("/sys/fs/cgroup/{h}{}/{name}{sub}", own_cgroup(ctl));
+    let dirs = [
+        at("pids", "pids", ""),
+        at("pids", "pids", "/child"),
+        at("memory", "memory", ""),
+        at("cpu", "cpu", ""),
+        at("cpuset", "cpuset", ""),
+        at("unified", "", ""),
+        at("unified", "", "/child"),
+    ];
+    let mut made = Made(Vec::new());
+    for d in &dirs {
+        made.mkdir(d);
+    }
+    put(&dirs[PIDS], "pids.max", "8");
+    put(&dirs[PIDS_CHILD], "pids.max", "2");
+    put(&dirs[MEMORY], "memory.limit_in_bytes", "67108864");
+    put(&dirs[MEMORY], "memory.soft_limit_in_bytes", "33554432");
+    put(&dirs[CPU], "cpu.shares", "512");
+    put(&dirs[CPU], "cpu.cfs_period_us", "200000");
+    put(&dirs[CPU], "cpu.cfs_quota_us", "50000");
+    put(&dirs[CPUSET], "cpuset.cpus", "0");
+    put(&dirs[CPUSET], "cpuset.mems", "0");
+    put(&dirs[V2], "cgroup.max.descendants", "2");
+    // delegated to uid 1000
+    for f in ["", "/cgroup.procs"] {
+        std::os::unix::fs::chown(format!("{}{f}", dirs[V2_CHILD]), Some(1000), Some(1000)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dirs[V2_CHILD], std::fs::Permissions::from_mode(0o750)).unwrap();
+    Limits { made, dirs }
+}
+
+/// Every setting make_limits made, read from the kernel's files (the pids.max of
+/// `dirs[PIDS]` is `pids_max`).
+fn check_limits(l: &Limits, pids_max: &str, w: &Workload) {
+    use std::os::unix::fs::MetadataExt;
+    let d = &l.dirs;
+    let want = [
+        (PIDS, "pids.max", pids_max),
+        (PIDS_CHILD, "pids.max", "2"),
+        (MEMORY, "memory.limit_in_bytes", "67108864"),
+        (MEMORY, "memory.soft_limit_in_bytes", "33554432"),
+        (CPU, "cpu.shares", "512"),
+        (CPU, "cpu.cfs_period_us", "200000"),
+        (CPU, "cpu.cfs_quota_us", "50000"),
+        (CPUSET, "cpuset.cpus", "0"),
+        (CPUSET, "cpuset.mems", "0"),
+        (V2, "cgroup.max.descendants", "2"),
+    ];
+    for (i, f, v) in want {
+        assert_eq!(get(&d[i], f), v, "{}/{f} after restore\n{}", d[i], w.report());
+    }
+    let md = std::fs::metadata(&d[V2_CHILD]).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (1000, 1000, 0o750), "owner and mode of {}", d[V2_CHILD]);
+    let md = std::fs::metadata(format!("{}/cgroup.procs", d[V2_CHILD])).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1000, 1000), "owner of {}/cgroup.procs", d[V2_CHILD]);
+}
+
+/// Which processes are in each cgroup (from its cgroup.procs).
+fn members(l: &Limits, i: usize) -> Vec<i32> {
+    get(&l.dirs[i], "cgroup.procs").lines().filter_map(|x| x.parse().ok()).collect()
+}
+
+fn start_limits(l: &Limits) -> (Workload, i32) {
+    let args: Vec<&str> = l.dirs.iter().map(String::as_str).collect();
+    let w = Workload::start("cgroup_limits", &args);
+    let kid: i32 = w.info("child").parse().unwrap();
+    (w, kid)
+}
+
+/// Cgroups with limits (v1 pids, memory, cpu, cpuset; v2 max.descendants and a cgroup
+/// delegated to uid 1000), removed after the dump: restore creates them again with the
+/// same settings, mode and owners (read from the kernel's files), puts each process
+/// back, and the workload sees the limits enforced (fork beyond pids.max fails, the
+/// cpuset confines its affinity, its delegated cgroup is its own and max.descendants
+/// holds) and its open pids.max fd reads the new file.
+#[test]
+fn settings_come_back_with_the_cgroups() {
+    let _t = serial();
+    if !limits_available() {
+        return;
+    }
+    let l = make_limits("lim");
+    let (mut w, kid) = start_limits(&l);
+    if !direct() {
+        dump_and_reap_tree(&mut w, &[kid]);
+        for d in l.made.0.iter().rev() {
+            std::fs::remove_dir(d).unwrap_or_else(|e| panic!("removing {} after the dump: {e}", d.display()));
+        }
+        w.restore();
+        check_limits(&l, "8", &w);
+        for i in [PIDS, V2] {
+            assert_eq!(members(&l, i), vec![w.pid], "members of {}\n{}", l.dirs[i], w.report());
+        }
+        for i in [MEMORY, CPU, CPUSET] {
+            assert_eq!(members(&l, i), vec![w.pid, kid], "members of {}\n{}", l.dirs[i], w.report());
+        }
+        for i in [PIDS_CHILD, V2_CHILD] {
+            assert_eq!(members(&l, i), vec![kid], "members of {}\n{}", l.dirs[i], w.report());
+        }
+    }
+    w.go_and_pass();
+}
+
+/// Cgroups that exist at restore are used as they are: `--cgroups strict` refuses one
+/// whose setting changed (one line naming the file, nothing left behind), `--cgroups
+/// join` refuses a missing one (and creates nothing), the default warns, keeps the
+/// existing setting and creates only the missing cgroup (with its settings).
+#[test]
+fn existing_cgroups_are_used_as_they_are() {
+    let _t = serial();
+    if !limits_available() || direct() {
+        return;
+    }
+    let l = make_limits("ex");
+    let (mut w, kid) = start_limits(&l);
+    dump_and_reap_tree(&mut w, &[kid]);
+    put(&l.dirs[PIDS], "pids.max", "7");
+    let r = w.try_restore(&["--cgroups", "strict"]);
+    assert_clean_error(&r, &["pids.max is \"7\" here, \"8\" in the image", "--cgroups strict"], &w.report());
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}", w.pid);
+    std::fs::remove_dir(&l.dirs[PIDS_CHILD]).unwrap();
+    let r = w.try_restore(&["--cgroups", "join"]);
+    assert_clean_error(&r, &[&format!("cgroup pids:{}", l.dirs[PIDS_CHILD].trim_start_matches("/sys/fs/cgroup/pids")), "does not exist"], &w.report());
+    assert!(!std::path::Path::new(&l.dirs[PIDS_CHILD]).exists(), "--cgroups join created a cgroup");
+    w.restore();
+    assert!(w.report().contains("exists with other settings: pids.max is \"7\" here, \"8\" in the image; used as it is"), "no warning\n{}", w.report());
+    check_limits(&l, "7", &w);
+    assert_eq!(members(&l, PIDS_CHILD), vec![kid]);
+    put(&l.dirs[PIDS], "pids.max", "8"); // what the workload expects to read
+    w.go_and_pass();
+}
+
+/// A restore that fails after creating cgroups removes them (and no process is left):
+/// the cpuset cgroup exists again but without CPUs (used as it is, with a warning), so
+/// the root cannot join it.
+#[test]
+fn failed_restore_removes_the_cgroups_it_created() {
+    let _t = serial();
+    if !limits_available() || direct() {
+        return;
+    }
+    let l = make_limits("fail");
+    let (mut w, kid) = start_limits(&l);
+    dump_and_reap_tree(&mut w, &[kid]);
+    for d in l.made.0.iter().rev() {
+        std::fs::remove_dir(d).unwrap();
+    }
+    std::fs::create_dir(&l.dirs[CPUSET]).unwrap();
+    let r = w.try_restore(&[]);
+    // the error line, after the warning that explains it
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(r.status == Exit::Code(1) && lines.len() == 2, "expected a warning and an error\n{r}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("cpuset.cpus is \"\" here, \"0\" in the image") && lines[0].ends_with("used as it is"), "{r}");
+    for n in [&format!("stasis: error: restore of pid {}", w.pid), "joining its cgroups", "cgroup.procs", "No space left on device"] {
+        assert!(lines[1].contains(n), "the error should name {n:?}\n{r}");
+    }
+    assert!(!pid_exists(w.pid) && !pid_exists(kid), "a failed restore left processes");
+    for (i, d) in l.dirs.iter().enumerate() {
+        assert_eq!(std::path::Path::new(d).exists(), i == CPUSET, "{d} after the failed restore\n{r}");
+    }
+}
