@@ -207,6 +207,24 @@ pub fn dump(pid: i32) -> Vec<String> {
     procfs::read(pid, "cgroup").unwrap_or_default().lines().map(str::to_string).collect()
 }
 
+/// Every thread of `pid` must be in its process's cgroups (v1 moves single threads
+/// through `tasks`, v2 threaded cgroups through `cgroup.threads`): restore puts whole
+/// processes back, so a thread elsewhere is refused naming it.
+pub fn check_threads(pid: i32, lines: &[String], tids: &[i32]) -> Result<()> {
+    for &tid in tids.iter().filter(|&&t| t != pid) {
+        let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/cgroup")) else { continue };
+        if let Some(l) = t.lines().find(|l| !lines.iter().any(|m| m == l)) {
+            let (key, _) = parse(l).unwrap_or_default();
+            let proc_line = lines.iter().find(|m| parse(m).is_some_and(|(k, _)| k == key)).map(String::as_str).unwrap_or("none");
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("thread {tid} is in cgroup {l}, its process in {proc_line}: threads in cgroups of their own are not supported"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// (controllers key, path) of a /proc/PID/cgroup line; the key is "" for cgroup v2.
 pub fn parse(line: &str) -> Option<(String, String)> {
     let mut it = line.splitn(3, ':');

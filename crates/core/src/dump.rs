@@ -534,6 +534,7 @@ fn write_image(
         (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
         (process.net_ns, process.lo_up) = ns::dump_net(pid)?;
         process.cgroups = crate::cgroup::dump(pid);
+        crate::cgroup::check_threads(pid, &process.cgroups, &process.threads.iter().map(|t| t.tid).collect::<Vec<_>>())?;
         process.cgroup_ns = ns::dump_cgroup_ns(&procs, pid, ppid)?;
         (process.time_ns, process.time_children_ns, process.time_offsets) = ns::dump_time(pid)?;
         // A child sharing its parent's address space (CLONE_VM): the parent's VMAs and

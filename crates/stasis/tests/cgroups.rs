@@ -294,3 +294,24 @@ fn failed_restore_removes_the_cgroups_it_created() {
         assert_eq!(std::path::Path::new(d).exists(), i == CPUSET, "{d} after the failed restore\n{r}");
     }
 }
+
+/// A thread alone in another cgroup than its process (v1 `tasks`): the dump is refused
+/// with one line naming pid, thread and cgroup, and the process runs on untouched.
+#[test]
+fn thread_in_a_cgroup_of_its_own_is_refused() {
+    let _t = serial();
+    if !std::path::Path::new("/sys/fs/cgroup/pids/tasks").exists() || direct() {
+        return;
+    }
+    let mut made = Made(Vec::new());
+    let d = format!("/sys/fs/cgroup/pids{}/stasis-test-thr-{}", own_cgroup("pids"), std::process::id());
+    made.mkdir(&d);
+    let mut w = Workload::start("cgroup_thread", &[&d]);
+    let tid = tasks_of(w.pid).iter().map(|t| t.0).find(|&t| t != w.pid).expect("the thread");
+    let r = w.try_dump(&[]);
+    let rel = d.trim_start_matches("/sys/fs/cgroup/pids");
+    assert_clean_error(&r, &[&format!("pid {}: thread {tid} is in cgroup ", w.pid), &format!(":pids:{rel}"), "not supported"], &w.report());
+    w.assert_running_untouched();
+    drop(w);
+    drop(made);
+}
