@@ -315,3 +315,29 @@ fn thread_in_a_cgroup_of_its_own_is_refused() {
     drop(w);
     drop(made);
 }
+
+/// `--cgroups ignore`: the processes stay in the restorer's cgroups (read from
+/// /proc/PID/cgroup) and no cgroup is created.
+#[test]
+fn ignore_leaves_the_processes_in_the_restorers_cgroups() {
+    let _t = serial();
+    if !std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() || !std::path::Path::new("/sys/fs/cgroup/pids/tasks").exists() || direct() {
+        return;
+    }
+    let name = format!("stasis-test-ign-{}", std::process::id());
+    let dirs = Cgroups([format!("{name}/child"), name.clone()].map(|d| format!("/sys/fs/cgroup/unified/{d}").into()).into_iter().chain([format!("/sys/fs/cgroup/pids/{name}").into()]).collect());
+    let mut w = Workload::start("cgroups", &[&name]);
+    let kid: i32 = w.info("child").parse().unwrap();
+    dump_and_reap_tree(&mut w, &[kid]);
+    for d in &dirs.0 {
+        std::fs::remove_dir(d).unwrap();
+    }
+    w.restore_with(&["--cgroups", "ignore"]);
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    for p in [w.pid, kid] {
+        assert_eq!(std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap(), ours, "cgroups of pid {p}\n{}", w.report());
+    }
+    for d in &dirs.0 {
+        assert!(!d.exists(), "{} was created", d.display());
+    }
+}
