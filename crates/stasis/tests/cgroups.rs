@@ -341,3 +341,32 @@ fn ignore_leaves_the_processes_in_the_restorers_cgroups() {
         assert!(!d.exists(), "{} was created", d.display());
     }
 }
+
+/// A process in a v2 threaded cgroup (all its threads): restore creates the parent and
+/// the threaded child again (cgroup.type read from the kernel: "domain threaded" and
+/// "threaded") and puts the process back in it.
+#[test]
+fn threaded_cgroup_comes_back_threaded() {
+    let _t = serial();
+    if !std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() || direct() {
+        return;
+    }
+    let top = format!("/sys/fs/cgroup/unified{}/stasis-test-thr2-{}", own_cgroup(""), std::process::id());
+    let t = format!("{top}/t");
+    let mut made = Made(Vec::new());
+    made.mkdir(&top);
+    made.mkdir(&t);
+    put(&t, "cgroup.type", "threaded");
+    let mut w = Workload::start("basic", &[]);
+    put(&t, "cgroup.procs", &w.pid.to_string());
+    let line = format!("0::{}\n", t.trim_start_matches("/sys/fs/cgroup/unified"));
+    assert!(std::fs::read_to_string(format!("/proc/{}/cgroup", w.pid)).unwrap().contains(&line));
+    w.dump();
+    for d in made.0.iter().rev() {
+        std::fs::remove_dir(d).unwrap();
+    }
+    w.restore();
+    assert!(std::fs::read_to_string(format!("/proc/{}/cgroup", w.pid)).unwrap().contains(&line), "not back in {t}\n{}", w.report());
+    assert_eq!((get(&top, "cgroup.type"), get(&t, "cgroup.type")), ("domain threaded".to_string(), "threaded".to_string()));
+    w.go_and_pass();
+}
