@@ -370,3 +370,60 @@ fn threaded_cgroup_comes_back_threaded() {
     assert_eq!((get(&top, "cgroup.type"), get(&t, "cgroup.type")), ("domain threaded".to_string(), "threaded".to_string()));
     w.go_and_pass();
 }
+
+/// The v1 files restore writes in their own ways come back with the cgroups (read from
+/// the kernel's files): devices.list (a device allow-list: "a" denied, then each line
+/// allowed), memory.oom_control (oom_kill_disable), blkio throttle limits (one line per
+/// device).
+#[test]
+fn v1_device_lists_oom_control_and_throttles_come_back() {
+    let _t = serial();
+    if !["devices", "memory", "blkio"].iter().all(|h| std::path::Path::new(&format!("/sys/fs/cgroup/{h}/tasks")).exists()) || direct() {
+        eprintln!("skipped: needs the v1 devices, memory and blkio hierarchies");
+        return;
+    }
+    // a whole disk for the throttles
+    let parts = std::fs::read_to_string("/proc/partitions").unwrap();
+    let disk = parts.lines().skip(2).filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() == 4 && f[1] == "0").then(|| format!("{}:{}", f[0], f[1]))
+    }).next();
+    let name = format!("stasis-test-v1-{}", std::process::id());
+    let [dev, mem, blk] = [("devices", "devices"), ("memory", "memory"), ("blkio", "blkio")].map(|(h, c)| format!("/sys/fs/cgroup/{h}{}/{name}", own_cgroup(c)));
+    let mut made = Made(Vec::new());
+    for d in [&dev, &mem, &blk] {
+        made.mkdir(d);
+    }
+    put(&dev, "devices.deny", "a");
+    put(&dev, "devices.allow", "c 1:3 rwm");
+    put(&dev, "devices.allow", "c 1:5 r");
+    put(&mem, "memory.oom_control", "1");
+    if let Some(d) = &disk {
+        put(&blk, "blkio.throttle.read_bps_device", &format!("{d} 1048576"));
+        put(&blk, "blkio.throttle.write_iops_device", &format!("{d} 100"));
+    }
+    let want = |w: &Workload| {
+        assert_eq!(get(&dev, "devices.list"), "c 1:3 rwm\nc 1:5 r", "{dev}/devices.list\n{}", w.report());
+        assert!(get(&mem, "memory.oom_control").starts_with("oom_kill_disable 1\n"), "{mem}/memory.oom_control\n{}", w.report());
+        if let Some(d) = &disk {
+            assert_eq!(get(&blk, "blkio.throttle.read_bps_device"), format!("{d} 1048576"));
+            assert_eq!(get(&blk, "blkio.throttle.write_iops_device"), format!("{d} 100"));
+            assert_eq!(get(&blk, "blkio.throttle.write_bps_device"), "");
+        }
+    };
+    let mut w = Workload::start("basic", &[]);
+    for d in [&dev, &mem, &blk] {
+        put(d, "cgroup.procs", &w.pid.to_string());
+    }
+    want(&w);
+    w.dump();
+    for d in made.0.iter().rev() {
+        std::fs::remove_dir(d).unwrap();
+    }
+    w.restore();
+    want(&w);
+    for d in [&dev, &mem, &blk] {
+        assert_eq!(get(d, "cgroup.procs"), w.pid.to_string(), "members of {d}");
+    }
+    w.go_and_pass();
+}
