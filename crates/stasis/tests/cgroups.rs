@@ -218,6 +218,11 @@ fn settings_come_back_with_the_cgroups() {
     let (mut w, kid) = start_limits(&l);
     if !direct() {
         dump_and_reap_tree(&mut w, &[kid]);
+        // the image says so too (inspect --json)
+        let j = inspect_json(&mut w);
+        let rel = l.dirs[PIDS].trim_start_matches("/sys/fs/cgroup/pids");
+        let saved = j["cgroups"]["saved"].as_array().unwrap().iter().find(|c| c["controllers"] == "pids" && c["path"] == rel).cloned();
+        assert!(saved.is_some_and(|c| c["settings"].as_array().unwrap().iter().any(|s| s["file"] == "pids.max" && s["value"] == "8")), "inspect: {}", j["cgroups"]);
         for d in l.made.0.iter().rev() {
             std::fs::remove_dir(d).unwrap_or_else(|e| panic!("removing {} after the dump: {e}", d.display()));
         }
