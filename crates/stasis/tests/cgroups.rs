@@ -92,7 +92,13 @@ impl Drop for Made {
 /// Our own cgroup in the hierarchy whose /proc/self/cgroup controllers field is `ctl`.
 fn own_cgroup(ctl: &str) -> String {
     let t = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    t.lines().find_map(|l| l.splitn(3, ':').nth(1).filter(|c| *c == ctl).and(l.splitn(3, ':').nth(2))).map(|p| p.trim_end_matches('/').to_string()).unwrap_or_default()
+    t.lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            (f.nth(1) == Some(ctl)).then(|| f.next()).flatten()
+        })
+        .map(|p| p.trim_end_matches('/').to_string())
+        .unwrap_or_default()
 }
 
 fn put(dir: &str, file: &str, v: &str) {
