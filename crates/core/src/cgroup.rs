@@ -143,8 +143,17 @@ pub const KNOWN: &[(&str, &str, How)] = &[
 ];
 
 /// The files a delegation hands over (chown'ed to the delegatee): their owner and mode
-/// are saved and given back to a cgroup restore creates.
+/// are saved and given back to a cgroup restore creates (so are those of any other file
+/// of the cgroup that is not root's).
 pub const DELEGATED: &[&str] = &["cgroup.procs", "cgroup.threads", "cgroup.subtree_control", "tasks"];
+
+/// At most this many file owners per cgroup.
+pub const MAX_FILE_OWNERS: usize = 128;
+
+/// A file name inside a cgroup directory: one component, printable ASCII.
+pub fn plain_file_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 255 && n != "." && n != ".." && n.bytes().all(|c| (0x21..0x7f).contains(&c) && c != b'/')
+}
 
 /// At most this many bytes per saved setting, and lines in a multi-line one.
 pub const MAX_VALUE: usize = 4096;
@@ -344,41 +353,87 @@ fn read_settings(dir: &Path, key: &str) -> Vec<CgroupSetting> {
     out
 }
 
-/// The cgroups the tree lives in and their ancestors, each once, parents first, with
-/// their owners and settings (see the module doc). Hierarchies not mounted here, and
-/// cgroups that cannot be read, are left out (restore then creates them without
-/// settings, as for images without this record).
+/// At most this many cgroups below the tree's own are saved (see `dump_dirs`).
+pub const MAX_DESCENDANTS: usize = 256;
+
+/// What `dump_dirs` saves of cgroup `path` of hierarchy `key` (directory `dir`); None
+/// if it cannot be read.
+fn saved_dir(dir: &Path, key: &str, path: String) -> Option<CgroupDir> {
+    let md = std::fs::metadata(dir).ok()?;
+    // the delegated files, and every file someone other than root owns (a cgroup made
+    // by a delegatee: all its files are the delegatee's)
+    let mut files: Vec<(String, std::fs::Metadata)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?)))
+                .filter(|(n, m)| !m.is_dir() && (DELEGATED.contains(&n.as_str()) || m.uid() != 0 || m.gid() != 0))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.truncate(MAX_FILE_OWNERS);
+    let file_owners =
+        files.into_iter().map(|(f, m)| CgroupFileOwner { file: f, mode: m.mode() & 0o777, uid: m.uid(), gid: m.gid() }).collect();
+    Some(CgroupDir {
+        controllers: key.to_string(),
+        path,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        settings: read_settings(dir, key),
+        file_owners,
+    })
+}
+
+/// The cgroups below `path` (directory `dir`), parents first, at most `room` of them.
+fn descendants(dir: &Path, path: &str, room: &mut usize, out: &mut Vec<(PathBuf, String)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut subs: Vec<String> =
+        rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    subs.sort();
+    for name in subs {
+        let p = format!("{path}/{name}");
+        if *room == 0 || !plain_path(&p) {
+            return;
+        }
+        *room -= 1;
+        let d = dir.join(&name);
+        out.push((d.clone(), p.clone()));
+        descendants(&d, &p, room, out);
+    }
+}
+
+/// The cgroups the tree lives in, their ancestors, and the cgroups below them (a
+/// delegated subtree the program made, empty ones too; not below a cgroup that holds
+/// the dumper itself, whose other cgroups are not the tree's), each once, parents
+/// first, with their owners and settings (see the module doc). Hierarchies not mounted
+/// here, and cgroups that cannot be read, are left out (restore then creates them
+/// without settings, as for images without this record).
 pub fn dump_dirs(procs: &[Process]) -> Vec<CgroupDir> {
     let mounts = mounts();
+    let ours: Vec<(String, String)> = dump(stasis_sys::sys::getpid()).iter().filter_map(|l| parse(l)).collect();
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let mut out = Vec::new();
+    let mut room = MAX_DESCENDANTS;
     for q in procs.iter().filter(|q| !q.zombie) {
         for l in &q.cgroups {
             let Some((key, path)) = parse(l) else { continue };
             let Some((_, mp)) = mounts.iter().find(|(k, _)| *k == key) else { continue };
-            for p in ancestors(&path) {
+            let mut dirs: Vec<(PathBuf, String)> = ancestors(&path).into_iter().filter_map(|p| Some((dir_under(mp, &p)?, p))).collect();
+            let holds_us = ours.iter().any(|(k, o)| *k == key && (*o == path || o.starts_with(&format!("{path}/"))));
+            if path != "/" && !holds_us {
+                if let Some(d) = dir_under(mp, &path) {
+                    descendants(&d, &path, &mut room, &mut dirs);
+                }
+            }
+            for (dir, p) in dirs {
                 if !seen.insert((key.clone(), p.clone())) {
                     continue;
                 }
-                let Some(dir) = dir_under(mp, &p) else { continue };
-                let Ok(md) = std::fs::metadata(&dir) else {
-                    debug!(pid = q.pid, "cgroup {}: unreadable, saved without settings", dir.display());
-                    continue;
-                };
-                let file_owners = DELEGATED
-                    .iter()
-                    .filter_map(|f| std::fs::metadata(dir.join(f)).ok().map(|m| (f, m)))
-                    .map(|(f, m)| CgroupFileOwner { file: f.to_string(), mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid() })
-                    .collect();
-                out.push(CgroupDir {
-                    controllers: key.clone(),
-                    path: p,
-                    mode: md.mode() & 0o7777,
-                    uid: md.uid(),
-                    gid: md.gid(),
-                    settings: read_settings(&dir, &key),
-                    file_owners,
-                });
+                match saved_dir(&dir, &key, p) {
+                    Some(c) => out.push(c),
+                    None => debug!(pid = q.pid, "cgroup {}: unreadable, not saved", dir.display()),
+                }
             }
         }
     }
@@ -574,6 +629,19 @@ pub fn prepare(m: &stasis_image::Manifest, mode: Mode) -> Result<Prepared> {
             }
         }
     }
+    // cgroups saved below the processes' own (a subtree the program made)
+    for c in saved {
+        if seen.contains(&(c.controllers.clone(), c.path.clone())) {
+            continue;
+        }
+        let Some((_, mp)) = prep.mounts.iter().find(|(k, _)| *k == c.controllers) else { continue };
+        let Some(dir) = dir_under(mp, &c.path) else {
+            return Err(Error::RestoreRefused(format!("cgroup {}:{}: the path leads outside {}", c.controllers, c.path, mp.display())));
+        };
+        let pid = m.processes.iter().find(|q| q.cgroups.iter().any(|l| parse(l).is_some_and(|(k, p)| k == c.controllers && c.path.starts_with(&format!("{p}/"))))).map_or(m.process.pid, |q| q.pid);
+        seen.insert((c.controllers.clone(), c.path.clone()));
+        needs.push(Need { pid, key: c.controllers.clone(), path: c.path.clone(), dir, saved: Some(c) });
+    }
     // checks first: nothing is created unless every cgroup can be had (and a refusal
     // is the only line: warnings come once every check passed)
     let mut warnings = Vec::new();
@@ -628,6 +696,10 @@ pub fn prepare(m: &stasis_image::Manifest, mode: Mode) -> Result<Prepared> {
         }
         for o in &c.file_owners {
             let f = n.dir.join(&o.file);
+            if !f.exists() {
+                debug!(pid = n.pid, "cgroup {}: no {} here to give to {}:{}", n.dir.display(), o.file, o.uid, o.gid);
+                continue;
+            }
             std::os::unix::fs::chown(&f, Some(o.uid), Some(o.gid)).map_err(|e| err(format!("giving {} to {}:{}: {e}", o.file, o.uid, o.gid)))?;
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(o.mode)).map_err(|e| err(format!("mode {:o} of {}: {e}", o.mode, o.file)))?;
         }

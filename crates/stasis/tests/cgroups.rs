@@ -80,12 +80,32 @@ impl Drop for Made {
             }
         }
         reap_strays(true);
+        // cgroups a workload made below them
+        for d in self.0.iter().rev() {
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) && !self.0.contains(&e.path()) {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
         for d in self.0.iter().rev() {
             let ok = wait_until(std::time::Duration::from_secs(3), || !d.exists() || std::fs::remove_dir(d).is_ok());
             if !ok {
                 eprintln!("could not remove cgroup {}", d.display());
             }
         }
+    }
+}
+
+/// Removes cgroup `d` (if still there) and every cgroup below it, children first.
+fn rm_tree(d: &std::path::Path) {
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            rm_tree(&e.path());
+        }
+    }
+    if d.exists() {
+        std::fs::remove_dir(d).unwrap_or_else(|e| panic!("removing cgroup {}: {e}", d.display()));
     }
 }
 
@@ -160,7 +180,7 @@ fn make_limits(tag: &str) -> Limits {
     put(&dirs[CPU], "cpu.cfs_quota_us", "50000");
     put(&dirs[CPUSET], "cpuset.cpus", "0");
     put(&dirs[CPUSET], "cpuset.mems", "0");
-    put(&dirs[V2], "cgroup.max.descendants", "2");
+    put(&dirs[V2], "cgroup.max.descendants", "3");
     // delegated to uid 1000
     for f in ["", "/cgroup.procs"] {
         std::os::unix::fs::chown(format!("{}{f}", dirs[V2_CHILD]), Some(1000), Some(1000)).unwrap();
@@ -185,7 +205,7 @@ fn check_limits(l: &Limits, pids_max: &str, w: &Workload) {
         (CPU, "cpu.cfs_quota_us", "50000"),
         (CPUSET, "cpuset.cpus", "0"),
         (CPUSET, "cpuset.mems", "0"),
-        (V2, "cgroup.max.descendants", "2"),
+        (V2, "cgroup.max.descendants", "3"),
     ];
     for (i, f, v) in want {
         assert_eq!(get(&d[i], f), v, "{}/{f} after restore\n{}", d[i], w.report());
@@ -194,6 +214,13 @@ fn check_limits(l: &Limits, pids_max: &str, w: &Workload) {
     assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (1000, 1000, 0o750), "owner and mode of {}", d[V2_CHILD]);
     let md = std::fs::metadata(format!("{}/cgroup.procs", d[V2_CHILD])).unwrap();
     assert_eq!((md.uid(), md.gid()), (1000, 1000), "owner of {}/cgroup.procs", d[V2_CHILD]);
+    // the empty cgroup the workload made as uid 1000 (in the test's Made: removed at the end)
+    let kept = format!("{}/kept", d[V2_CHILD]);
+    let md = std::fs::metadata(&kept).unwrap_or_else(|e| panic!("{kept}: {e}\n{}", w.report()));
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (1000, 1000, 0o750), "owner and mode of {kept}");
+    let md = std::fs::metadata(format!("{kept}/cgroup.max.depth")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1000, 1000), "owner of {kept}/cgroup.max.depth");
+    assert_eq!(get(&kept, "cgroup.max.depth"), "1");
 }
 
 /// Which processes are in each cgroup (from its cgroup.procs).
@@ -230,7 +257,7 @@ fn settings_come_back_with_the_cgroups() {
         let saved = j["cgroups"]["saved"].as_array().unwrap().iter().find(|c| c["controllers"] == "pids" && c["path"] == rel).cloned();
         assert!(saved.is_some_and(|c| c["settings"].as_array().unwrap().iter().any(|s| s["file"] == "pids.max" && s["value"] == "8")), "inspect: {}", j["cgroups"]);
         for d in l.made.0.iter().rev() {
-            std::fs::remove_dir(d).unwrap_or_else(|e| panic!("removing {} after the dump: {e}", d.display()));
+            rm_tree(d);
         }
         w.restore();
         check_limits(&l, "8", &w);
@@ -289,7 +316,7 @@ fn failed_restore_removes_the_cgroups_it_created() {
     let (mut w, kid) = start_limits(&l);
     dump_and_reap_tree(&mut w, &[kid]);
     for d in l.made.0.iter().rev() {
-        std::fs::remove_dir(d).unwrap();
+        rm_tree(d);
     }
     std::fs::create_dir(&l.dirs[CPUSET]).unwrap();
     let r = w.try_restore(&[]);

@@ -278,13 +278,18 @@ fn check_cgroup_dirs(m: &Manifest) -> std::result::Result<(), String> {
     if dirs.is_empty() {
         return Ok(());
     }
-    // (key, path) of every cgroup a live process is in, and every ancestor of one
+    // (key, path) of every cgroup a live process is in, and every ancestor of one; and
+    // (key, path + "/") of each such cgroup but a root, below which cgroups may be saved
     let mut allowed: HashSet<(String, String)> = HashSet::new();
+    let mut below: Vec<(String, String)> = Vec::new();
     let mut uids: HashSet<u32> = HashSet::from([0]);
     let mut gids: HashSet<u32> = HashSet::from([0]);
     for p in m.processes.iter().filter(|p| !p.zombie) {
         for l in &p.cgroups {
             if let Some((key, path)) = cgroup::parse(l) {
+                if path != "/" {
+                    below.push((key.clone(), format!("{path}/")));
+                }
                 for a in cgroup::ancestors(&path) {
                     allowed.insert((key.clone(), a));
                 }
@@ -296,12 +301,20 @@ fn check_cgroup_dirs(m: &Manifest) -> std::result::Result<(), String> {
         }
     }
     let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut descendants = 0usize;
     for d in dirs {
         let what = format!("saved cgroup {}:{}", d.controllers, d.path);
         check_str(&d.controllers, 256).map_err(|why| format!("{what}: {why}"))?;
         check_str(&d.path, PATH_MAX).map_err(|why| format!("{what}: {why}"))?;
-        if d.path == "/" || !cgroup::plain_path(&d.path) || !allowed.contains(&(d.controllers.clone(), d.path.clone())) {
-            return Err(format!("{what}: not a cgroup below the root that a process of the image is in or under"));
+        let under = below.iter().any(|(k, p)| *k == d.controllers && d.path.starts_with(p.as_str()));
+        if d.path == "/" || !cgroup::plain_path(&d.path) || !(under || allowed.contains(&(d.controllers.clone(), d.path.clone()))) {
+            return Err(format!("{what}: not a cgroup below the root that a process of the image is in, under or above"));
+        }
+        if under {
+            descendants += 1;
+            if descendants > cgroup::MAX_DESCENDANTS {
+                return Err(format!("{what}: more than {} cgroups below the processes' own", cgroup::MAX_DESCENDANTS));
+            }
         }
         if !seen.insert((&d.controllers, &d.path)) {
             return Err(format!("{what}: saved twice"));
@@ -317,7 +330,7 @@ fn check_cgroup_dirs(m: &Manifest) -> std::result::Result<(), String> {
         if d.mode > 0o7777 || !uids.contains(&d.uid) || !gids.contains(&d.gid) {
             return Err(format!("{what}: mode {:o}, owner {}:{} (an owner must be root or a uid/gid of the image's processes)", d.mode, d.uid, d.gid));
         }
-        if d.settings.len() > MAX_CGROUP_SETTINGS || d.file_owners.len() > cgroup::DELEGATED.len() {
+        if d.settings.len() > MAX_CGROUP_SETTINGS || d.file_owners.len() > cgroup::MAX_FILE_OWNERS {
             return Err(format!("{what}: {} settings, {} file owners", d.settings.len(), d.file_owners.len()));
         }
         let mut files: HashSet<&str> = HashSet::new();
@@ -332,8 +345,8 @@ fn check_cgroup_dirs(m: &Manifest) -> std::result::Result<(), String> {
         }
         let mut owned: HashSet<&str> = HashSet::new();
         for o in &d.file_owners {
-            if !cgroup::DELEGATED.contains(&o.file.as_str()) || !owned.insert(&o.file) {
-                return Err(format!("{what}: owner of {:?} (not a delegated file, or twice)", o.file));
+            if !cgroup::plain_file_name(&o.file) || !owned.insert(&o.file) {
+                return Err(format!("{what}: owner of {:?} (not a file name, or twice)", o.file));
             }
             if o.mode > 0o777 || !uids.contains(&o.uid) || !gids.contains(&o.gid) {
                 return Err(format!("{what}: {}: mode {:o}, owner {}:{} (an owner must be root or a uid/gid of the image's processes)", o.file, o.mode, o.uid, o.gid));
@@ -1315,6 +1328,26 @@ mod tests {
         let c = "the image is inconsistent: saved cgroup";
         // only cgroups the processes are in or under, never the root, never elsewhere
         refused(&with_cgroups(|d| d[0].path = "/x".into()), &root(), "saved cgroup :/x: not a cgroup below the root");
+        // below a process's own cgroup: yes (a subtree it made), bounded; below a
+        // hierarchy's root it lives in: no
+        validate_with(&with_cgroups(|d| d.push(CgroupDir { path: "/a/b/sub".into(), ..d[1].clone() })), &root()).unwrap();
+        refused(&with_cgroups(|d| d.push(CgroupDir { path: "/a/bc".into(), ..d[1].clone() })), &root(), "saved cgroup :/a/bc: not a cgroup");
+        refused(
+            &with_cgroups(|d| {
+                let s = d[1].clone();
+                d.extend((0..=crate::cgroup::MAX_DESCENDANTS).map(|i| CgroupDir { path: format!("/a/b/s{i}"), ..s.clone() }))
+            }),
+            &root(),
+            "more than 256 cgroups below",
+        );
+        refused(
+            &edit(|m| {
+                m.processes[0].cgroups = vec!["0::/".into()];
+                m.processes[0].cgroup_dirs = vec![CgroupDir { path: "/anywhere".into(), ..Default::default() }];
+            }),
+            &root(),
+            "saved cgroup :/anywhere: not a cgroup",
+        );
         refused(&with_cgroups(|d| d[0].path = "/".into()), &root(), c);
         refused(&with_cgroups(|d| d[0].path = "/a/../x".into()), &root(), c);
         refused(&with_cgroups(|d| d[2].controllers = "memory".into()), &root(), "saved cgroup memory:/c");
@@ -1344,7 +1377,16 @@ mod tests {
         refused(&with_cgroups(|d| d[1].uid = 4242), &root(), "owner 4242:27");
         refused(&with_cgroups(|d| d[1].mode = 0o100755), &root(), "mode 100755");
         refused(&with_cgroups(|d| d[1].file_owners[0].gid = 4242), &root(), "cgroup.procs: mode 644, owner 1000:4242");
-        refused(&with_cgroups(|d| d[1].file_owners[0].file = "pids.max".into()), &root(), "not a delegated file");
+        refused(&with_cgroups(|d| d[1].file_owners[0].file = "../../etc/passwd".into()), &root(), "not a file name");
+        refused(&with_cgroups(|d| d[1].file_owners[0].file = "..".into()), &root(), "not a file name");
+        refused(
+            &with_cgroups(|d| {
+                let o = d[1].file_owners[0].clone();
+                d[1].file_owners.push(o)
+            }),
+            &root(),
+            "or twice",
+        );
         refused(
             &edit(|m| {
                 m.processes.push(process(101, 100));

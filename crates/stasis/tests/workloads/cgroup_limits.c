@@ -4,14 +4,17 @@
  * args: WORKDIR PIDS PIDS_CHILD MEMORY CPU CPUSET V2 V2_CHILD (cgroup directories)
  *   the parent joins PIDS, MEMORY, CPU, CPUSET, V2; the child joins PIDS_CHILD and
  *   V2_CHILD. The test set: PIDS/pids.max 8, PIDS_CHILD/pids.max 2, CPUSET cpus 0,
- *   V2/cgroup.max.descendants 2, V2_CHILD owned by 1000:1000.
+ *   V2/cgroup.max.descendants 3, V2_CHILD owned by 1000:1000. Before the dump
+ *   the child makes V2_CHILD/kept (so owned by uid 1000, with all its files) and sets
+ *   its cgroup.max.depth to 1.
  * The parent keeps PIDS/pids.max open (a file inside cgroupfs).
  * After restore (the limits are enforced again, checked from inside):
  *   parent: the open pids.max reads "8" and is the file at that path now (same inode);
  *           asking for every CPU gives CPU 0 only (the cpuset);
  *   child:  one fork succeeds, a second fails with EAGAIN (pids.max 2); as uid 1000 it
  *           can make a sub-cgroup in its delegated cgroup, and not a second one
- *           (cgroup.max.descendants 2 above it).
+ *           (cgroup.max.descendants 3 above it: child, kept, sub); it can still
+ *           write kept's cgroup.max.depth (kept and its files came back its own).
  */
 #include "common.h"
 #include <sched.h>
@@ -42,6 +45,16 @@ int main(int argc, char **argv)
             _exit(10);
         if (setresgid(1000, 1000, 1000) || setresuid(1000, 1000, 1000))
             _exit(11);
+        /* a cgroup of its own making in its delegated one, empty, with a limit */
+        char kept[600], kdepth[700];
+        snprintf(kept, sizeof kept, "%s/kept", v2c);
+        snprintf(kdepth, sizeof kdepth, "%s/cgroup.max.depth", kept);
+        if (mkdir(kept, 0750))
+            _exit(13);
+        int kfd = open(kdepth, O_WRONLY);
+        if (kfd < 0 || write(kfd, "1", 1) != 1)
+            _exit(14);
+        close(kfd);
         char x;
         if (read(p2c[0], &x, 1) != 1)
             _exit(2);
@@ -70,6 +83,12 @@ int main(int argc, char **argv)
             rmdir(sub);
         if (mk2 == 0)
             rmdir(sub2);
+        /* its own cgroup came back as its own: it can still change its limit */
+        kfd = open(kdepth, O_WRONLY);
+        int kw = kfd >= 0 && write(kfd, "2", 1) == 1;
+        if (kfd >= 0)
+            close(kfd);
+        rmdir(kept);
         close(hold[1]);
         waitpid(a, NULL, 0);
         if (b > 0) {
@@ -82,6 +101,8 @@ int main(int argc, char **argv)
             _exit(6); /* its delegated cgroup is not its own */
         if (mk2 == 0 || e2 != EAGAIN)
             _exit(7); /* beyond cgroup.max.descendants */
+        if (!kw)
+            _exit(8); /* its sub-cgroup is not its own any more */
         _exit(0);
     }
     info("child", "%d", (int)c);
