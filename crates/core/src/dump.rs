@@ -538,6 +538,7 @@ fn write_image(
         (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
         (process.net_ns, process.lo_up) = ns::dump_net(pid)?;
         process.cgroups = crate::cgroup::dump(pid);
+        crate::cgroup::check_threads(pid, &process.cgroups, &process.threads.iter().map(|t| t.tid).collect::<Vec<_>>())?;
         process.cgroup_ns = ns::dump_cgroup_ns(&procs, pid, ppid)?;
         (process.time_ns, process.time_children_ns, process.time_offsets) = ns::dump_time(pid)?;
         // A child sharing its parent's address space (CLONE_VM): the parent's VMAs and
@@ -575,6 +576,11 @@ fn write_image(
     mem::share_cow(&mut col);
     let sysv = ipc::dump(&procs, &mut objs)?;
     mem::add_sysv(&mut col, sysv);
+    // the cgroups of the tree, with their settings (the tree is frozen: none can move)
+    let cgroup_dirs = crate::cgroup::dump_dirs(&procs);
+    if let Some(root) = procs.first_mut() {
+        root.cgroup_dirs = cgroup_dirs;
+    }
     let total: u64 = col.jobs.iter().filter(|j| j.stored()).map(|j| j.count * 4096).sum();
     let pb = crate::progress::Progress::new(total, "dumping memory");
     let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;

@@ -819,6 +819,7 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         "objects": m.objects.len(),
         "namespaces": m.processes.iter().map(|q| json!({"pid": q.pid, "uts_ns": q.uts_ns, "ipc_ns": q.ipc_ns, "mnt_ns": q.mnt_ns, "pid_levels": q.ns_pids.len().max(1)})).collect::<Vec<_>>(),
         "sysv_ipc": ipc_json(m),
+        "cgroups": cgroups_json(m),
         "pages": {"runs": m.index.runs.len(), "pages": m.index.runs.iter().map(|r| r.count as u64).sum::<u64>(),
             "stored": stasis_image::stored_pages(&m.index.runs)},
         "sizes": {"manifest.img": size(stasis_image::MANIFEST),
@@ -1008,6 +1009,11 @@ pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
     for o in j["sysv_ipc"].as_array().into_iter().flatten() {
         println!("ipc: {}", ipc_text(o));
     }
+    for c in &m.process.cgroup_dirs {
+        let v: Vec<String> = c.settings.iter().map(|s| format!("{}={}", s.file, s.value.replace('\n', "; "))).collect();
+        let key = if c.controllers.is_empty() { "v2" } else { &c.controllers };
+        println!("cgroup {key}:{} mode {:o} owner {}:{}: {}", c.path, c.mode, c.uid, c.gid, if v.is_empty() { "-".into() } else { v.join(", ") });
+    }
     println!(
         "page index: {} runs, {} pages restored, {} stored in the pages files",
         j["pages"]["runs"], j["pages"]["pages"], j["pages"]["stored"]
@@ -1019,6 +1025,19 @@ pub fn run(dir: &Path, as_json: bool) -> anyhow::Result<()> {
     let recs: Vec<String> = m.record_sizes.iter().map(|(t, s)| format!("{} {s}", record_name(*t))).collect();
     println!("sizes (bytes): {}; records: {}", sizes.join(", "), recs.join(", "));
     Ok(())
+}
+
+/// Each process's cgroups (/proc/PID/cgroup lines) and the saved cgroups with their
+/// settings and owners.
+fn cgroups_json(m: &stasis_image::Manifest) -> serde_json::Value {
+    json!({
+        "processes": m.processes.iter().map(|q| json!({"pid": q.pid, "lines": q.cgroups})).collect::<Vec<_>>(),
+        "saved": m.process.cgroup_dirs.iter().map(|c| json!({
+            "controllers": c.controllers, "path": c.path, "mode": c.mode, "uid": c.uid, "gid": c.gid,
+            "settings": c.settings.iter().map(|s| json!({"file": s.file, "value": s.value})).collect::<Vec<_>>(),
+            "file_owners": c.file_owners.iter().map(|o| json!({"file": o.file, "mode": o.mode, "uid": o.uid, "gid": o.gid})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]

@@ -109,6 +109,15 @@ enum Cmd {
         /// where it had the shell's, and its foreground group becomes the terminal's.
         #[arg(long)]
         shell_job: bool,
+        /// What to do with the image's control groups. `create`: join the cgroups that
+        /// exist as they are (a saved setting that differs is a warning), create missing
+        /// ones with their saved settings, mode and owners (removed again if the restore
+        /// fails); `strict`: the same, but an existing cgroup whose settings differ, or a
+        /// hierarchy not mounted here, refuses the restore; `join`: only join existing
+        /// cgroups, refuse if one is missing; `ignore`: leave the processes in this
+        /// restorer's cgroups.
+        #[arg(long, value_enum, default_value = "create")]
+        cgroups: Cgroups,
     },
     /// Remove the network lock a dump left for the image in DIR (an image that will not
     /// be restored): its connections' packets flow again, and their peers see the
@@ -155,6 +164,25 @@ impl From<NetLock> for stasis_core::netlock::Mode {
     }
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Cgroups {
+    Create,
+    Strict,
+    Join,
+    Ignore,
+}
+
+impl From<Cgroups> for stasis_core::cgroup::Mode {
+    fn from(c: Cgroups) -> Self {
+        match c {
+            Cgroups::Create => Self::Create,
+            Cgroups::Strict => Self::Strict,
+            Cgroups::Join => Self::Join,
+            Cgroups::Ignore => Self::Ignore,
+        }
+    }
+}
+
 fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -193,7 +221,7 @@ fn main() -> ExitCode {
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)
         }
-        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd, network_lock, tcp_close, shell_job } => {
+        Cmd::Restore { dir, detach, pidfile, allow_changed_files, pid_ns, inherit_fd, network_lock, tcp_close, shell_job, cgroups } => {
             stasis_core::restore::restore(&stasis_core::restore::RestoreOptions {
                 dir,
                 detach,
@@ -204,6 +232,7 @@ fn main() -> ExitCode {
                 network_lock: network_lock.into(),
                 tcp_close,
                 shell_job,
+                cgroups: cgroups.into(),
             })
             .map(ExitCode::from)
             .map_err(anyhow::Error::from)

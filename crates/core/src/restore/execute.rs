@@ -38,7 +38,11 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // Orphans of a failed restore come back to us to be reaped.
     let _ = sys::set_child_subreaper();
     let rp = RestorePlan::build(&m, &LiveHost::default(), opts.detach)?;
-    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close)?;
+    // cgroups first: a strict restore refuses before anything exists, and files opened
+    // inside cgroupfs need theirs. Dropped last, so the cgroups a failed restore created
+    // are removed once its processes are gone.
+    let mut cgroups = crate::cgroup::prepare(&m, opts.cgroups)?;
+    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close, &cgroups)?;
     fill_shmem(&m, &plan, &shards)?;
     // -- fork, and wait until every process reported its carried fds ---------------------
     let (mut ch, ctl_r) = fork_tree(&m, &plan)?;
@@ -51,7 +55,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // exist now
     files::requeue_late(&m, &mut plan.late)?;
     // control groups, before any thread exists (threads inherit their creator's)
-    crate::cgroup::restore(&m.processes);
+    cgroups.join(&m.processes)?;
     // Every process holds its own FIFO descriptions now: a FIFO must not stay open here
     // (a reader would never see EOF).
     plan.fifo_keep.clear();
@@ -60,6 +64,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // -- drive them: every process up to its registers, then all registers, then go ----
     let mut ch = drive(&m, &plan, ch, &tmp_by_pid, &shards, &layout, &mut sysv)?;
     sysv.keep();
+    cgroups.keep();
     info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
     // Every connection is back and out of repair mode: let their packets through. A
     // failure before this point left the lock, so the image can be restored again.
@@ -151,7 +156,9 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         }
         for fd in &q.fds {
             if let Some(f) = m.object(fd.object_id).and_then(|o| o.file()) {
-                if f.ghost_id == 0 {
+                // a cgroupfs file (memory.events, cgroup.procs...) is a kernel interface,
+                // not content: reopened by path in its cgroup, which may be a new one
+                if f.ghost_id == 0 && !crate::cgroup::in_cgroupfs(&f.path) {
                     if let Some(id) = &f.identity {
                         let r = files::check_identity(&f.path, id, &format!("pid {}: file of fd {}", q.pid, fd.fd));
                         match r {

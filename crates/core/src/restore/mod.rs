@@ -62,6 +62,8 @@ pub struct RestoreOptions {
     /// `--shell-job`: the image's outside terminal (crate::tty) is this restorer's
     /// (stdin, its controlling terminal); required for such an image.
     pub shell_job: bool,
+    /// `--cgroups`: what is done with the image's cgroups (crate::cgroup::Mode).
+    pub cgroups: crate::cgroup::Mode,
 }
 
 const PAGE: u64 = 4096;

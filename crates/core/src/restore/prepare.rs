@@ -35,6 +35,7 @@ pub(super) fn prepare(
     tramp: u64,
     inherit: &crate::external::Inherited,
     tcp_close: bool,
+    cgroups: &crate::cgroup::Prepared,
 ) -> Result<(Plan, Vec<sys::SharedAnon>)> {
     let pid = rp.root;
     let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
@@ -74,7 +75,7 @@ pub(super) fn prepare(
             pp.exe_is_ours = matches!((ours, b), (Some(a), Some(b)) if a == (b.dev(), b.ino()));
         }
         if pp.ns.unshare & libc::CLONE_NEWCGROUP != 0 {
-            pp.ns.cgroup_procs = crate::cgroup::procs_files(pp.pid, &m.processes[i].cgroups).map_err(step)?;
+            pp.ns.cgroup_procs = cgroups.procs_files(pp.pid, &m.processes[i].cgroups).map_err(step)?;
         }
     }
     let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);

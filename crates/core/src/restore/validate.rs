@@ -44,6 +44,10 @@ const MAX_PENDING: usize = 65536;
 const MAX_POSIX_TIMERS: usize = 65536;
 const MAX_LOCKS: usize = 1 << 20;
 const MAX_CGROUP_LINES: usize = 64;
+/// Saved cgroups (each cgroup of the tree and its ancestors), settings and file owners
+/// per cgroup.
+const MAX_CGROUP_DIRS: usize = 4096;
+const MAX_CGROUP_SETTINGS: usize = 128;
 /// RLIM_NLIMITS.
 const RLIM_NLIMITS: i32 = 16;
 /// Bytes of a CPU affinity mask (NR_CPUS at most 8192).
@@ -227,6 +231,7 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
     check_runs(m, &objects, &by_pid).map_err(&bad)?;
     check_net_lock(m).map_err(&bad)?;
     check_ttys(m, &objects).map_err(&bad)?;
+    check_cgroup_dirs(m).map_err(&bad)?;
     if let Some((pid, why)) = ns::check_tree(&m.processes) {
         return Err(refuse(format!("pid {pid}: {why}")));
     }
@@ -319,6 +324,101 @@ fn check_ttys(m: &Manifest, objects: &HashMap<u32, &Object>) -> std::result::Res
         let leads = p.attrs.as_ref().is_some_and(|a| a.sid == p.pid);
         if p.zombie || !leads || t.session != p.pid || !taken.insert(d.tty_id) {
             return Err(format!("pid {}: takes terminal {} as controlling terminal but is not the live leader of its session {} (or a second one)", p.pid, d.tty_id, t.session));
+        }
+    }
+    Ok(())
+}
+
+/// The saved cgroups (root process only): each a cgroup (below its hierarchy's root)
+/// that a process of the image lives in or below, once, parents first; only files of
+/// the table restore knows, once each, with values those files take; owners that are
+/// root or an id some process of the image has (restore gives a cgroup it creates to no
+/// one else).
+fn check_cgroup_dirs(m: &Manifest) -> std::result::Result<(), String> {
+    use crate::cgroup;
+    if m.processes.iter().skip(1).any(|p| !p.cgroup_dirs.is_empty()) {
+        return Err("saved cgroups on a process other than the root".into());
+    }
+    let dirs = &m.process.cgroup_dirs;
+    if dirs.len() > MAX_CGROUP_DIRS {
+        return Err(format!("{} saved cgroups (at most {MAX_CGROUP_DIRS})", dirs.len()));
+    }
+    if dirs.is_empty() {
+        return Ok(());
+    }
+    // (key, path) of every cgroup a live process is in, and every ancestor of one; and
+    // (key, path + "/") of each such cgroup but a root, below which cgroups may be saved
+    let mut allowed: HashSet<(String, String)> = HashSet::new();
+    let mut below: Vec<(String, String)> = Vec::new();
+    let mut uids: HashSet<u32> = HashSet::from([0]);
+    let mut gids: HashSet<u32> = HashSet::from([0]);
+    for p in m.processes.iter().filter(|p| !p.zombie) {
+        for l in &p.cgroups {
+            if let Some((key, path)) = cgroup::parse(l) {
+                if path != "/" {
+                    below.push((key.clone(), format!("{path}/")));
+                }
+                for a in cgroup::ancestors(&path) {
+                    allowed.insert((key.clone(), a));
+                }
+            }
+        }
+        if let Some(c) = &p.creds {
+            uids.extend(c.uids.iter().copied());
+            gids.extend(c.gids.iter().chain(&c.groups).copied());
+        }
+    }
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut descendants = 0usize;
+    for d in dirs {
+        let what = format!("saved cgroup {}:{}", d.controllers, d.path);
+        check_str(&d.controllers, 256).map_err(|why| format!("{what}: {why}"))?;
+        check_str(&d.path, PATH_MAX).map_err(|why| format!("{what}: {why}"))?;
+        let under = below.iter().any(|(k, p)| *k == d.controllers && d.path.starts_with(p.as_str()));
+        if d.path == "/" || !cgroup::plain_path(&d.path) || !(under || allowed.contains(&(d.controllers.clone(), d.path.clone()))) {
+            return Err(format!("{what}: not a cgroup below the root that a process of the image is in, under or above"));
+        }
+        if under {
+            descendants += 1;
+            if descendants > cgroup::MAX_DESCENDANTS {
+                return Err(format!("{what}: more than {} cgroups below the processes' own", cgroup::MAX_DESCENDANTS));
+            }
+        }
+        if !seen.insert((&d.controllers, &d.path)) {
+            return Err(format!("{what}: saved twice"));
+        }
+        if let Some((parent, _)) = d.path.rsplit_once('/').filter(|(p, _)| !p.is_empty()) {
+            // a parent saved later would be created after its child
+            if let Some(i) = dirs.iter().position(|e| e.controllers == d.controllers && e.path == parent) {
+                if !seen.contains(&(dirs[i].controllers.as_str(), dirs[i].path.as_str())) {
+                    return Err(format!("{what}: saved before its parent"));
+                }
+            }
+        }
+        if d.mode > 0o7777 || !uids.contains(&d.uid) || !gids.contains(&d.gid) {
+            return Err(format!("{what}: mode {:o}, owner {}:{} (an owner must be root or a uid/gid of the image's processes)", d.mode, d.uid, d.gid));
+        }
+        if d.settings.len() > MAX_CGROUP_SETTINGS || d.file_owners.len() > cgroup::MAX_FILE_OWNERS {
+            return Err(format!("{what}: {} settings, {} file owners", d.settings.len(), d.file_owners.len()));
+        }
+        let mut files: HashSet<&str> = HashSet::new();
+        for s in &d.settings {
+            let Some((_, how)) = cgroup::known(&d.controllers, &s.file) else {
+                return Err(format!("{what}: {:?} is not a controller file restore writes in that hierarchy", s.file));
+            };
+            if !files.insert(&s.file) {
+                return Err(format!("{what}: {} saved twice", s.file));
+            }
+            cgroup::check_value(how, &s.value).map_err(|why| format!("{what}: {}: {why}", s.file))?;
+        }
+        let mut owned: HashSet<&str> = HashSet::new();
+        for o in &d.file_owners {
+            if !cgroup::plain_file_name(&o.file) || !owned.insert(&o.file) {
+                return Err(format!("{what}: owner of {:?} (not a file name, or twice)", o.file));
+            }
+            if o.mode > 0o777 || !uids.contains(&o.uid) || !gids.contains(&o.gid) {
+                return Err(format!("{what}: {}: mode {:o}, owner {}:{} (an owner must be root or a uid/gid of the image's processes)", o.file, o.mode, o.uid, o.gid));
+            }
         }
     }
     Ok(())
@@ -1370,6 +1470,117 @@ mod tests {
             assert!(check_cgroup_line(bad).is_err(), "{bad:?} accepted");
         }
         refused(&edit(|m| m.processes[0].cgroups[0] = "0::/../../../tmp/x".into()), &root(), "pid 100: cgroup \"0::/../../../tmp/x\"");
+    }
+
+    fn with_cgroups(f: impl FnOnce(&mut Vec<CgroupDir>)) -> Manifest {
+        edit(|m| {
+            m.processes[0].cgroups = vec!["0::/a/b".into(), "3:cpu,cpuacct:/c".into()];
+            let mut d = vec![
+                CgroupDir {
+                    path: "/a".into(),
+                    mode: 0o755,
+                    settings: vec![CgroupSetting { file: "cgroup.subtree_control".into(), value: "pids memory".into() }],
+                    ..Default::default()
+                },
+                CgroupDir {
+                    path: "/a/b".into(),
+                    mode: 0o755,
+                    uid: 1000,
+                    gid: 27,
+                    settings: vec![
+                        CgroupSetting { file: "pids.max".into(), value: "12".into() },
+                        CgroupSetting { file: "io.max".into(), value: "8:0 rbps=1 wbps=max\n8:16 rbps=max wbps=2".into() },
+                        CgroupSetting { file: "hugetlb.2MB.max".into(), value: "max".into() },
+                    ],
+                    file_owners: vec![CgroupFileOwner { file: "cgroup.procs".into(), mode: 0o644, uid: 1000, gid: 1000 }],
+                    ..Default::default()
+                },
+                CgroupDir {
+                    controllers: "cpu,cpuacct".into(),
+                    path: "/c".into(),
+                    mode: 0o755,
+                    settings: vec![CgroupSetting { file: "cpu.cfs_quota_us".into(), value: "50000".into() }],
+                    ..Default::default()
+                },
+            ];
+            f(&mut d);
+            m.processes[0].cgroup_dirs = d;
+        })
+    }
+
+    #[test]
+    fn saved_cgroups() {
+        validate_with(&with_cgroups(|_| {}), &root()).unwrap();
+        let c = "the image is inconsistent: saved cgroup";
+        // only cgroups the processes are in or under, never the root, never elsewhere
+        refused(&with_cgroups(|d| d[0].path = "/x".into()), &root(), "saved cgroup :/x: not a cgroup below the root");
+        // below a process's own cgroup: yes (a subtree it made), bounded; below a
+        // hierarchy's root it lives in: no
+        validate_with(&with_cgroups(|d| d.push(CgroupDir { path: "/a/b/sub".into(), ..d[1].clone() })), &root()).unwrap();
+        refused(&with_cgroups(|d| d.push(CgroupDir { path: "/a/bc".into(), ..d[1].clone() })), &root(), "saved cgroup :/a/bc: not a cgroup");
+        refused(
+            &with_cgroups(|d| {
+                let s = d[1].clone();
+                d.extend((0..=crate::cgroup::MAX_DESCENDANTS).map(|i| CgroupDir { path: format!("/a/b/s{i}"), ..s.clone() }))
+            }),
+            &root(),
+            "more than 256 cgroups below",
+        );
+        refused(
+            &edit(|m| {
+                m.processes[0].cgroups = vec!["0::/".into()];
+                m.processes[0].cgroup_dirs = vec![CgroupDir { path: "/anywhere".into(), ..Default::default() }];
+            }),
+            &root(),
+            "saved cgroup :/anywhere: not a cgroup",
+        );
+        refused(&with_cgroups(|d| d[0].path = "/".into()), &root(), c);
+        refused(&with_cgroups(|d| d[0].path = "/a/../x".into()), &root(), c);
+        refused(&with_cgroups(|d| d[2].controllers = "memory".into()), &root(), "saved cgroup memory:/c");
+        refused(&with_cgroups(|d| d.swap(0, 1)), &root(), "saved before its parent");
+        refused(&with_cgroups(|d| {
+            let c = d[2].clone();
+            d.push(c)
+        }), &root(), "saved twice");
+        refused(&with_cgroups(|d| {
+            let c = d[2].clone();
+            d.extend(std::iter::repeat_n(c, MAX_CGROUP_DIRS))
+        }), &root(), "saved cgroups (at most");
+        // only known files of that hierarchy, with values they take
+        refused(&with_cgroups(|d| d[1].settings[0].file = "release_agent".into()), &root(), "\"release_agent\" is not a controller file");
+        refused(&with_cgroups(|d| d[1].settings[0].file = "cgroup.procs".into()), &root(), "not a controller file");
+        refused(&with_cgroups(|d| d[2].settings[0].file = "cpu.max".into()), &root(), "not a controller file");
+        refused(&with_cgroups(|d| d[1].settings[0].file = "../../../etc/passwd".into()), &root(), "not a controller file");
+        refused(&with_cgroups(|d| d[1].settings[0].value = "12\n13".into()), &root(), "pids.max: several lines");
+        refused(&with_cgroups(|d| d[1].settings[1].value = "8:0 rbps=1\n\n8:1 rbps=2".into()), &root(), "io.max: more than");
+        refused(&with_cgroups(|d| d[1].settings[0].value = "9".repeat(5000)), &root(), "pids.max: 5000 bytes");
+        refused(&with_cgroups(|d| d[0].settings[0].value = "+pids".into()), &root(), "not a list of controller names");
+        refused(&with_cgroups(|d| {
+            let s = d[1].settings[0].clone();
+            d[1].settings.push(s)
+        }), &root(), "pids.max saved twice");
+        // owners: root or ids of the image's processes
+        refused(&with_cgroups(|d| d[1].uid = 4242), &root(), "owner 4242:27");
+        refused(&with_cgroups(|d| d[1].mode = 0o100755), &root(), "mode 100755");
+        refused(&with_cgroups(|d| d[1].file_owners[0].gid = 4242), &root(), "cgroup.procs: mode 644, owner 1000:4242");
+        refused(&with_cgroups(|d| d[1].file_owners[0].file = "../../etc/passwd".into()), &root(), "not a file name");
+        refused(&with_cgroups(|d| d[1].file_owners[0].file = "..".into()), &root(), "not a file name");
+        refused(
+            &with_cgroups(|d| {
+                let o = d[1].file_owners[0].clone();
+                d[1].file_owners.push(o)
+            }),
+            &root(),
+            "or twice",
+        );
+        refused(
+            &edit(|m| {
+                m.processes.push(process(101, 100));
+                m.processes[1].cgroup_dirs = vec![CgroupDir::default()];
+            }),
+            &root(),
+            "other than the root",
+        );
     }
 
     #[test]
