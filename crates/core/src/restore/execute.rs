@@ -37,7 +37,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // Orphans of a failed restore come back to us to be reaped.
     let _ = sys::set_child_subreaper();
     let rp = RestorePlan::build(&m, &LiveHost::default(), opts.detach)?;
-    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close)?;
+    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close, &shards)?;
     fill_shmem(&m, &plan, &shards)?;
     // -- fork, and wait until every process reported its carried fds ---------------------
     let (mut ch, ctl_r) = fork_tree(&m, &plan)?;

@@ -81,6 +81,9 @@ pub enum Carry {
     Mapped(u32),
     /// A shared-memory object, created and filled by the restorer.
     Shmem(u32),
+    /// A directory removed while it was a working directory (GhostObj id), recreated
+    /// nameless: the process fchdir's into it.
+    GhostDir(u32),
 }
 
 /// One step of building a process, in restore order. The build steps run for every
@@ -180,6 +183,9 @@ pub struct ProcPlan {
     pub vdso_base: Option<u64>,
     pub umask: u32,
     pub cwd: CString,
+    /// Carry slot of its working directory when that was removed (fchdir instead of
+    /// chdir to `cwd`).
+    pub cwd_slot: Option<usize>,
     pub root: CString,
     pub comm: CString,
     pub pgid: i32,
@@ -252,6 +258,7 @@ impl RestorePlan {
         }
         let mut fd_slot: HashMap<u32, usize> = HashMap::new();
         let mut map_slot: HashMap<u32, usize> = HashMap::new();
+        let mut dir_slot: HashMap<u32, usize> = HashMap::new();
         let mut procs = Vec::new();
         for (idx, p) in m.processes.iter().enumerate() {
             let mut assign = Vec::new();
@@ -285,7 +292,15 @@ impl RestorePlan {
                 }
                 exe_slot = map_slot.get(&mm.exe_object).copied();
             }
-            procs.push(proc_plan(m, idx, assign, exe_slot, &net_slot)?);
+            let mut pp = proc_plan(m, idx, assign, exe_slot, &net_slot)?;
+            let cwd_ghost = p.attrs.as_ref().map(|a| a.cwd_ghost).unwrap_or(0);
+            if cwd_ghost != 0 && !p.zombie {
+                pp.cwd_slot = Some(*dir_slot.entry(cwd_ghost).or_insert_with(|| {
+                    carry.push(Carry::GhostDir(cwd_ghost));
+                    carry.len() - 1
+                }));
+            }
+            procs.push(pp);
         }
         for (i, p) in m.processes.iter().enumerate().skip(1) {
             let parent = m
@@ -363,6 +378,7 @@ fn label(m: &Manifest, c: &Carry) -> String {
     match c {
         Carry::NetNs(ino) => format!("new network namespace (was net:[{ino}])"),
         Carry::Mapped(id) => format!("{} (mapped, object {id})", o(id).and_then(|o| o.mapped_file()).map(|f| f.path.as_str()).unwrap_or("?")),
+        Carry::GhostDir(id) => format!("removed working directory {} (object {id})", o(id).and_then(|o| o.ghost()).map(|g| g.path.as_str()).unwrap_or("?")),
         Carry::Shmem(id) => format!("shared memory of {} bytes (object {id})", o(id).and_then(|o| o.shmem()).map(|s| s.size).unwrap_or(0)),
         Carry::Fd(id) => {
             let what = match o(id).map(|o| &o.kind) {
@@ -432,6 +448,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         vdso_base: if p.zombie || p.shares_vm { None } else { vdso.first().map(|x| x.1) },
         umask: attrs.umask,
         cwd: cs("working directory", if attrs.cwd.is_empty() { "/" } else { &attrs.cwd })?,
+        cwd_slot: None,
         root: cs("root directory", if attrs.root.is_empty() { "/" } else { &attrs.root })?,
         comm: cs("name", &p.comm)?,
         pgid: attrs.pgid,

@@ -565,6 +565,11 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
                 check_path(s).map_err(|why| bad(format!("{what}: {why}")))?;
             }
         }
+        if a.cwd_ghost != 0
+            && !object(a.cwd_ghost).and_then(|o| o.ghost()).is_some_and(|g| g.mode & libc::S_IFMT == libc::S_IFDIR && g.external.is_empty())
+        {
+            return Err(bad(format!("its removed working directory (object {}) is no recreated directory", a.cwd_ghost)));
+        }
     }
     if p.cgroups.len() > MAX_CGROUP_LINES {
         return Err(bad(format!("{} cgroup lines (at most {MAX_CGROUP_LINES})", p.cgroups.len())));
@@ -598,9 +603,13 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
             if named { check_path(&g.path) } else { check_str(&g.path, PATH_MAX) }
                 .map_err(|why| format!("deleted file (object {id}): {why}"))?;
             check_str(&g.memfd_name, MAX_MEMFD_NAME).map_err(|why| format!("memfd name (object {id}): {why}"))?;
+            check_ghost(g).map_err(|why| format!("deleted file {} (object {id}): {why}", g.path))?;
         }
         if let Some(f) = o.fifo() {
             check_path(&f.path).map_err(|why| format!("named FIFO (object {id}): {why}"))?;
+            if f.deleted && !f.external.is_empty() {
+                return Err(format!("named FIFO (object {id}): removed and held outside the tree at once"));
+            }
         }
         if let Some(i) = o.inotify() {
             for w in &i.watches {
@@ -812,6 +821,44 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
     check_sock_common(p.flags, p.sock.as_ref())
 }
 
+/// Largest size of a recreated nameless file (the largest ext4 file; a sparse one costs
+/// only its stored extents).
+pub(super) const MAX_GHOST_SIZE: u64 = 16 << 40;
+
+/// A nameless inode: its kind (S_IFMT of `mode`) is a regular file (content inline or
+/// in page runs of at most `size` bytes), a directory or a memory character device
+/// (null, zero, full, random, urandom: nothing else is ever mknod'ed); memfds and
+/// external ones are regular files; only regular files have content.
+fn check_ghost(g: &GhostObj) -> std::result::Result<(), String> {
+    let fmt = g.mode & libc::S_IFMT;
+    match fmt {
+        0 | libc::S_IFREG => {}
+        libc::S_IFDIR | libc::S_IFCHR => {
+            if !g.memfd_name.is_empty() || !g.external.is_empty() || g.paged || !g.content.is_empty() || g.size != 0 {
+                return Err("a directory or device node with content, a memfd name or an external name".into());
+            }
+            if fmt == libc::S_IFCHR && !crate::files::ghost_device_ok(g.rdev) {
+                return Err(format!(
+                    "device {}:{} is not one of the memory devices null, zero, full, random, urandom",
+                    libc::major(g.rdev),
+                    libc::minor(g.rdev)
+                ));
+            }
+        }
+        _ => return Err(format!("mode {:o} is not a regular file, directory or character device", g.mode)),
+    }
+    if fmt != libc::S_IFCHR && g.rdev != 0 {
+        return Err(format!("a device number ({:#x}) on a file that is no device", g.rdev));
+    }
+    if g.paged && !g.content.is_empty() {
+        return Err("content both inline and in page runs".into());
+    }
+    if g.size > MAX_GHOST_SIZE {
+        return Err(format!("size {} bytes (at most {MAX_GHOST_SIZE})", g.size));
+    }
+    Ok(())
+}
+
 /// Every page run goes where restore may write it: into a shared-memory object or SysV
 /// segment (within its size), or into one anonymous or private-file VMA of a live
 /// process of the image. Nothing else: a run "of" a mapped file would be written into
@@ -830,7 +877,8 @@ fn check_runs(m: &Manifest, objects: &HashMap<u32, &Object>, by_pid: &HashMap<i3
             let size = match &o.kind {
                 Some(Kind::Shmem(s)) => s.size,
                 Some(Kind::SysvShm(s)) => s.size,
-                _ => return Err(format!("{}: the object is not shared memory or a SysV segment", what())),
+                Some(Kind::Ghost(g)) if g.paged && g.external.is_empty() => g.size,
+                _ => return Err(format!("{}: the object is not shared memory, a SysV segment or a paged nameless file", what())),
             };
             // sizes are at most TASK_SIZE (check_objects): no overflow
             if end > size.div_ceil(PAGE) * PAGE {
