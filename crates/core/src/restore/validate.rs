@@ -1004,6 +1004,69 @@ mod tests {
         })
     }
 
+    /// Nameless inodes: kind by mode, only memory devices, content in one place, page runs
+    /// within the size, a working directory that is a recreated directory.
+    #[test]
+    fn ghosts_are_bounded() {
+        let ghost = |g: GhostObj| {
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Ghost(g)), ..Default::default() });
+                m.index.runs.push(PageRun { object_id: 9, addr: 2 * PAGE, count: 1, ..Default::default() });
+            })
+        };
+        let reg = GhostObj { path: "/tmp/a".into(), mode: libc::S_IFREG | 0o640, paged: true, size: 3 * PAGE, ..Default::default() };
+        validate_with(&ghost(reg.clone()), &root()).expect("a paged deleted file");
+        refused(&ghost(GhostObj { size: 2 * PAGE, ..reg.clone() }), &root(), "past the end of the object");
+        refused(&ghost(GhostObj { paged: false, ..reg.clone() }), &root(), "paged nameless file");
+        refused(&ghost(GhostObj { external: "shm:[5]".into(), ..reg.clone() }), &root(), "paged nameless file");
+        refused(&ghost(GhostObj { content: vec![1], ..reg.clone() }), &root(), "inline and in page runs");
+        refused(&ghost(GhostObj { size: MAX_GHOST_SIZE + 1, ..reg.clone() }), &root(), "at most");
+        refused(&ghost(GhostObj { rdev: libc::makedev(1, 3), ..reg.clone() }), &root(), "no device");
+        let node = |mode: u32, rdev: u64| {
+            edit(move |m| {
+                let g = GhostObj { path: "/tmp/d".into(), mode, rdev, ..Default::default() };
+                m.objects.push(Object { id: 9, kind: Some(Kind::Ghost(g)), ..Default::default() });
+            })
+        };
+        for minor in [3, 5, 7, 8, 9] {
+            validate_with(&node(libc::S_IFCHR | 0o600, libc::makedev(1, minor)), &root()).expect("a memory device");
+        }
+        validate_with(&node(libc::S_IFDIR | 0o700, 0), &root()).expect("a directory");
+        refused(&node(libc::S_IFCHR | 0o600, libc::makedev(1, 1)), &root(), "not one of the memory devices");
+        refused(&node(libc::S_IFCHR | 0o600, libc::makedev(1, 2)), &root(), "not one of the memory devices");
+        refused(&node(libc::S_IFCHR | 0o600, libc::makedev(8, 0)), &root(), "not one of the memory devices");
+        refused(&node(libc::S_IFBLK | 0o600, libc::makedev(1, 3)), &root(), "not a regular file, directory or character device");
+        refused(&node(libc::S_IFIFO | 0o600, 0), &root(), "not a regular file, directory or character device");
+        refused(&node(libc::S_IFLNK | 0o777, 0), &root(), "not a regular file, directory or character device");
+        refused(
+            &edit(|m| {
+                let g = GhostObj { path: "/tmp/d".into(), mode: libc::S_IFDIR | 0o700, paged: true, ..Default::default() };
+                m.objects.push(Object { id: 9, kind: Some(Kind::Ghost(g)), ..Default::default() });
+            }),
+            &root(),
+            "a directory or device node with content",
+        );
+        // the working directory: a recreated directory object, nothing else
+        let cwd = |obj: GhostObj, id: u32| {
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Ghost(obj)), ..Default::default() });
+                m.processes[0].attrs.as_mut().unwrap().cwd_ghost = id;
+            })
+        };
+        let dir = GhostObj { path: "/tmp/d".into(), mode: libc::S_IFDIR | 0o700, ..Default::default() };
+        validate_with(&cwd(dir.clone(), 9), &root()).expect("a removed working directory");
+        refused(&cwd(dir.clone(), 8), &root(), "no recreated directory");
+        refused(&cwd(dir, 2), &root(), "no recreated directory");
+        refused(&cwd(GhostObj { path: "/tmp/a".into(), mode: libc::S_IFREG | 0o600, ..Default::default() }, 9), &root(), "no recreated directory");
+        // a removed FIFO is never also one held outside the tree
+        let fifo = |deleted: bool, external: &str| {
+            let f = FifoObj { path: "/tmp/f".into(), deleted, external: external.into(), ..Default::default() };
+            edit(move |m| m.objects.push(Object { id: 9, kind: Some(Kind::Fifo(f)), ..Default::default() }))
+        };
+        validate_with(&fifo(true, ""), &root()).expect("a removed FIFO");
+        refused(&fifo(true, "open in pid 5"), &root(), "removed and held outside");
+    }
+
     #[test]
     fn unix_socket_records_are_bounded() {
         let dgram = |ino, name: &[u8]| UnixObj { ino, sock_type: libc::SOCK_DGRAM, name: name.to_vec(), ..Default::default() };
