@@ -456,8 +456,11 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
         } else if ft.is_fifo() {
             let ino = md.ino();
-            // O_DIRECT (packet mode) is not recreated: refused, not dropped.
-            if let Some(why) = fdkinds::unkept_flags(flags) {
+            // O_DIRECT (packet mode) is not recreated: refused, not dropped. O_LARGEFILE
+            // (the kernel's 0o100000; 0 in libc here) marks a description opened through
+            // /proc/PID/fd/N, which restore opens the same way.
+            const KERNEL_O_LARGEFILE: u32 = 0o100000;
+            if let Some(why) = fdkinds::unkept_flags(flags & !KERNEL_O_LARGEFILE) {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {link} {why}") });
             }
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
@@ -1009,6 +1012,7 @@ pub fn open_fd_objects(
     let mut unix_made = fdkinds::unix::Made::default();
     let mut fifo_held: HashMap<u32, usize> = HashMap::new();
     let mut memfds_used = std::collections::HashSet::new();
+    let mut pipe_again: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
     for id in fdkinds::unix::abstract_pairs(&m.objects) {
@@ -1077,21 +1081,33 @@ pub fn open_fd_objects(
                         }
                         let r = if p.read_closed { None } else { Some(r) };
                         let w = if p.write_closed { None } else { Some(w) };
+                        // a copy of each end, for more descriptions of it (below)
+                        let again = (
+                            r.as_ref().and_then(|f| f.try_clone().ok()),
+                            w.as_ref().and_then(|f| f.try_clone().ok()),
+                        );
+                        pipe_again.insert(end.pipe_id, again);
                         pipes.insert(end.pipe_id, (r, w));
                         pipes.get_mut(&end.pipe_id).unwrap()
                     }
                 };
-                // Each end description is opened once; later descriptions of the same end
-                // (rare: reopen via /proc) get a fresh open of /proc/self/fd.
+                // The first description of each end is pipe2's; a later one (opened
+                // through /proc/PID/fd/N: a description of its own, with its own flags)
+                // is a new open of /proc/self/fd of that end (non-blocking: a FIFO open
+                // never waits for the other side).
                 let taken = if end.write_end { ends.1.take() } else { ends.0.take() };
                 let owned = match taken {
                     Some(f) => f,
-                    None => return Err(step(format!("fd {}: a second open description of one pipe end", fd.fd))),
+                    None => {
+                        let again = pipe_again.get(&end.pipe_id).and_then(|(r, w)| if end.write_end { w.as_ref() } else { r.as_ref() });
+                        let src = again.ok_or_else(|| step(format!("fd {}: a second open description of a closed pipe end", fd.fd)))?;
+                        let acc = if end.write_end { libc::O_WRONLY } else { libc::O_RDONLY };
+                        open_path(&format!("/proc/self/fd/{}", src.as_raw_fd()), (acc | libc::O_NONBLOCK) as u32, 0)
+                            .map_err(|e| step(format!("fd {}: opening another description of a pipe end: {e}", fd.fd)))?
+                    }
                 };
-                let acc = end.flags & (libc::O_NONBLOCK as u32);
-                if acc != 0 {
-                    let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
-                }
+                sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, (end.flags & libc::O_NONBLOCK as u32) as i64)
+                    .map_err(|e| step(format!("fd {}: flags of a pipe end: {e}", fd.fd)))?;
                 opened.by_object.insert(fd.object_id, owned);
             }
             Some(Kind::FifoFd(ff)) => {

@@ -80,3 +80,53 @@ fn all_ghosts_together() {
     let _t = serial();
     roundtrip_ghosts(&["all"]);
 }
+
+/// A second open description of each pipe end, opened through /proc/self/fd/N: four
+/// fds on one pipe, each description with its own flags, the queued bytes in order.
+#[test]
+fn pipe_ends_reopened_through_proc() {
+    let _t = serial();
+    roundtrip("proc_files", &["pipe2"]);
+}
+
+/// The same after a --leave-running dump: the live process is unharmed.
+#[test]
+fn pipe_ends_reopened_through_proc_leave_running() {
+    let _t = serial();
+    let mut w = Workload::start("proc_files", &["pipe2"]);
+    w.dump_leave_running();
+    w.go_and_pass();
+}
+
+/// A dump that must refuse: one error line naming the pid, the fd and `needles`; the
+/// process keeps running untouched and passes its own checks.
+fn refused_then_untouched(mode: &str, needles: &[&str]) {
+    skip_if_direct!();
+    let mut w = Workload::start("proc_files", &[mode]);
+    let fd = w.info("held");
+    let r = w.try_dump(&[]);
+    let pid = w.pid.to_string();
+    let fd = format!("fd {fd}");
+    let mut all = vec![pid.as_str(), fd.as_str()];
+    all.extend_from_slice(needles);
+    let rep = w.report();
+    assert_clean_error(&r, &all, &rep);
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
+/// /proc/self/status held open: refused at dump (per-process /proc files are not
+/// reopened), the process untouched.
+#[test]
+fn proc_pid_file_refused() {
+    let _t = serial();
+    refused_then_untouched("procself", &["/proc/", "status"]);
+}
+
+/// A file whose open name was removed while another name still links it: refused (its
+/// other name is unknown; a copy would split it), the process untouched.
+#[test]
+fn removed_name_of_hard_linked_file_refused() {
+    let _t = serial();
+    refused_then_untouched("hardlink", &["still linked elsewhere", "first"]);
+}

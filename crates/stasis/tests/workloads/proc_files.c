@@ -1,0 +1,65 @@
+/*
+ * proc_files: files reached through /proc.
+ * args: WORKDIR MODE
+ *   pipe2     a pipe (1500 bytes queued) plus a second open description of
+ *             each end, opened through /proc/self/fd/N (O_RDONLY|O_NONBLOCK,
+ *             O_WRONLY|O_APPEND): after restore the four fds are one pipe, the
+ *             second descriptions keep their own flags (changing one leaves the
+ *             other alone), the bytes come out in order.
+ *   procself  holds /proc/self/status open (dump refuses it).
+ *   hardlink  a file with two names, opened by the first, which is then
+ *             removed: the dump refuses it (its other name is unknown).
+ */
+#include "common.h"
+
+int main(int argc, char **argv)
+{
+    wl_init(argc, argv);
+    const char *mode = argc > 2 ? argv[2] : "";
+    int p[2] = { -1, -1 }, r2 = -1, w2 = -1, held = -1;
+    static unsigned char data[1500];
+    fill_pattern(data, sizeof data, 51);
+    if (!strcmp(mode, "pipe2")) {
+        if (pipe(p))
+            DIE("pipe");
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", p[0]);
+        r2 = open(path, O_RDONLY | O_NONBLOCK);
+        snprintf(path, sizeof path, "/proc/self/fd/%d", p[1]);
+        w2 = open(path, O_WRONLY);
+        if (r2 < 0 || w2 < 0)
+            DIE("reopen pipe ends");
+        if (write(w2, data, 1000) != 1000 || write(p[1], data + 1000, 500) != 500)
+            DIE("write pipe");
+    } else if (!strcmp(mode, "procself")) {
+        held = open("/proc/self/status", O_RDONLY);
+        if (held < 0)
+            DIE("open /proc/self/status");
+    } else if (!strcmp(mode, "hardlink")) {
+        const char *a = wl_path("first"), *b = wl_path("second");
+        held = open(a, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (held < 0 || write(held, "abc", 3) != 3 || link(a, b) || unlink(a))
+            DIE("hardlink setup");
+    }
+    info("held", "%d", held);
+    ready();
+    wait_go();
+    if (!strcmp(mode, "pipe2")) {
+        struct stat s0, s1, s2, s3;
+        fstat(p[0], &s0), fstat(p[1], &s1), fstat(r2, &s2), fstat(w2, &s3);
+        CHECK(S_ISFIFO(s0.st_mode) && s0.st_ino == s1.st_ino && s1.st_ino == s2.st_ino && s2.st_ino == s3.st_ino,
+              "the four fds are not one pipe");
+        CHECK((fcntl(p[0], F_GETFL) & O_NONBLOCK) == 0, "first read description became non-blocking");
+        CHECK((fcntl(r2, F_GETFL) & (O_ACCMODE | O_NONBLOCK)) == (O_RDONLY | O_NONBLOCK), "second read description flags %#x",
+              fcntl(r2, F_GETFL));
+        CHECK((fcntl(w2, F_GETFL) & O_ACCMODE) == O_WRONLY, "second write description flags %#x", fcntl(w2, F_GETFL));
+        /* separate descriptions: a flag set on one is not seen on the other */
+        fcntl(p[1], F_SETFL, O_NONBLOCK);
+        CHECK((fcntl(w2, F_GETFL) & O_NONBLOCK) == 0, "the write descriptions share their flags (one description?)");
+        static unsigned char got[1600];
+        CHECK(read(r2, got, sizeof got) == 1500 && memcmp(got, data, 1500) == 0, "pipe bytes differ");
+        CHECK(write(w2, "q", 1) == 1 && read(p[0], got, 1) == 1 && got[0] == 'q', "second write description not on the pipe");
+        CHECK(read(r2, got, 1) < 0 && errno == EAGAIN, "pipe not empty at the end");
+    }
+    return finish();
+}
