@@ -762,6 +762,46 @@ fn open_path(path: &str, flags: u32, mode: u32) -> std::io::Result<OwnedFd> {
     sys::open(&c, fl, mode)
 }
 
+fn type_name(t: u32) -> &'static str {
+    match t {
+        libc::S_IFREG => "a regular file",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "a file of another type",
+    }
+}
+
+/// Some(why) when the file at `path` (followed) is of another type than the image's
+/// `mode` (S_IFMT; 0 = not recorded) says.
+pub fn other_type(path: &str, mode: u32) -> Option<String> {
+    let want = mode & libc::S_IFMT;
+    let now = std::fs::metadata(path).ok()?.mode() & libc::S_IFMT;
+    (want != 0 && now != want).then(|| format!("{path} is {} now; it was {} at dump time", type_name(now), type_name(want)))
+}
+
+/// Opens the file at `path` the image names for an fd: non-blocking first (a FIFO or
+/// device put there since the dump never makes the open wait), then the opened inode
+/// must be of the image's type (`mode`'s S_IFMT; 0 = not recorded) — the path may now
+/// name something else, whatever checks ran before — and O_NONBLOCK is put back as the
+/// image has it. Err(Ok(why)): the path names another kind of file now.
+fn open_named(path: &str, flags: u32, mode: u32) -> std::result::Result<OwnedFd, std::result::Result<String, std::io::Error>> {
+    let f = open_path(path, flags | libc::O_NONBLOCK as u32, 0).map_err(Err)?;
+    let want = mode & libc::S_IFMT;
+    let now = File::from(f.try_clone().map_err(Err)?).metadata().map_err(Err)?.mode() & libc::S_IFMT;
+    if want != 0 && now != want {
+        return Err(Ok(format!("{path} is {} now; it was {} at dump time", type_name(now), type_name(want))));
+    }
+    if flags & libc::O_NONBLOCK as u32 == 0 {
+        let cur = sys::fcntl(f.as_raw_fd(), libc::F_GETFL, 0).map_err(Err)?;
+        sys::fcntl(f.as_raw_fd(), libc::F_SETFL, cur & !(libc::O_NONBLOCK as i64)).map_err(Err)?;
+    }
+    Ok(f)
+}
+
 /// Opened restore-side objects: fds in the restorer that the new process inherits.
 #[derive(Default)]
 pub struct Opened {
@@ -1047,7 +1087,10 @@ pub fn open_fd_objects(
                     reopen_ghost(ghosts, f.ghost_id, f.flags)
                         .map_err(|e| step(format!("reopening {} for fd {}: {e}", f.path, fd.fd)))?
                 } else {
-                    open_path(&f.path, f.flags, 0).map_err(|e| step(format!("opening {} for fd {}: {e}", f.path, fd.fd)))?
+                    open_named(&f.path, f.flags, f.mode).map_err(|e| match e {
+                        Ok(why) => Error::RestoreRefused(format!("fd {} of pid {owner}: {why}", fd.fd)),
+                        Err(e) => step(format!("opening {} for fd {}: {e}", f.path, fd.fd)),
+                    })?
                 };
                 if f.pos != 0 {
                     sys::lseek(owned.as_raw_fd(), f.pos as i64, libc::SEEK_SET)

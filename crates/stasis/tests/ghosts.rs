@@ -130,3 +130,42 @@ fn removed_name_of_hard_linked_file_refused() {
     let _t = serial();
     refused_then_untouched("hardlink", &["still linked elsewhere", "first"]);
 }
+
+/// A restore that must be refused: one error line naming `needles`, quickly, and no
+/// process left.
+fn restore_refused(w: &mut Workload, needles: &[&str]) {
+    let r = w.try_restore(&[]);
+    let rep = w.report();
+    assert_clean_error(&r, needles, &rep);
+    assert!(r.elapsed < std::time::Duration::from_secs(5), "refusal took {:.2?}\n{rep}", r.elapsed);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let strays = reap_strays(false);
+    assert!(strays.is_empty(), "a refused restore left processes behind: {strays:?}\n{rep}");
+    assert!(!pid_exists(w.pid), "pid {} exists after a refused restore\n{rep}", w.pid);
+}
+
+/// A file reopened by path whose name now holds a directory, then a FIFO: refused
+/// naming both types (the FIFO never makes the open wait); once the same file is back
+/// (content and mtime), it is the one reopened, at its offset.
+#[test]
+fn path_reused_by_another_kind_of_file() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("proc_files", &["byname"]);
+    let named = w.work.join("named");
+    let mtime = std::fs::metadata(&named).unwrap().modified().unwrap();
+    w.dump();
+    std::fs::remove_file(&named).unwrap();
+    std::fs::create_dir(&named).unwrap();
+    restore_refused(&mut w, &["named", "is a directory now", "was a regular file"]);
+    std::fs::remove_dir(&named).unwrap();
+    let c = std::ffi::CString::new(named.to_str().unwrap()).unwrap();
+    // SAFETY: valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    restore_refused(&mut w, &["named", "is a FIFO now", "was a regular file"]);
+    std::fs::remove_file(&named).unwrap();
+    std::fs::write(&named, "abc").unwrap();
+    std::fs::File::options().write(true).open(&named).unwrap().set_modified(mtime).unwrap();
+    w.restore();
+    w.go_and_pass();
+}

@@ -127,6 +127,11 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         for fd in &q.fds {
             if let Some(f) = m.object(fd.object_id).and_then(|o| o.file()) {
                 if f.ghost_id == 0 {
+                    // the path names another kind of file now: never "changed" (no
+                    // --allow-changed-files), always refused
+                    if let Some(why) = files::other_type(&f.path, f.mode) {
+                        return Err(refuse(format!("pid {}: file of fd {}: {why}", q.pid, fd.fd)));
+                    }
                     if let Some(id) = &f.identity {
                         let r = files::check_identity(&f.path, id, &format!("pid {}: file of fd {}", q.pid, fd.fd));
                         match r {

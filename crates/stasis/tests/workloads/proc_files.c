@@ -9,6 +9,8 @@
  *   procself  holds /proc/self/status open (dump refuses it).
  *   hardlink  a file with two names, opened by the first, which is then
  *             removed: the dump refuses it (its other name is unknown).
+ *   byname    a file "named" ("abc") open O_RDONLY at offset 1: reopened by
+ *             path at restore (the test puts other kinds of file there first).
  */
 #include "common.h"
 
@@ -40,6 +42,14 @@ int main(int argc, char **argv)
         held = open(a, O_RDWR | O_CREAT | O_TRUNC, 0600);
         if (held < 0 || write(held, "abc", 3) != 3 || link(a, b) || unlink(a))
             DIE("hardlink setup");
+    } else if (!strcmp(mode, "byname")) {
+        held = open(wl_path("named"), O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (held < 0 || write(held, "abc", 3) != 3)
+            DIE("byname setup");
+        close(held);
+        held = open(wl_path("named"), O_RDONLY);
+        if (held < 0 || lseek(held, 1, SEEK_SET) != 1)
+            DIE("open named");
     }
     info("held", "%d", held);
     ready();
@@ -60,6 +70,12 @@ int main(int argc, char **argv)
         CHECK(read(r2, got, sizeof got) == 1500 && memcmp(got, data, 1500) == 0, "pipe bytes differ");
         CHECK(write(w2, "q", 1) == 1 && read(p[0], got, 1) == 1 && got[0] == 'q', "second write description not on the pipe");
         CHECK(read(r2, got, 1) < 0 && errno == EAGAIN, "pipe not empty at the end");
+    }
+    if (!strcmp(mode, "byname")) {
+        struct stat st;
+        char b[8] = { 0 };
+        CHECK(fstat(held, &st) == 0 && S_ISREG(st.st_mode), "named is no regular file");
+        CHECK(read(held, b, sizeof b) == 2 && !strcmp(b, "bc"), "named reads '%s' at offset 1, want 'bc'", b);
     }
     return finish();
 }
