@@ -757,7 +757,12 @@ pub fn check_identity(path: &str, want: &FileIdentity, what: &str) -> Result<()>
 /// creates (O_CREAT, O_TMPFILE), truncates or excludes, whatever the image says.
 fn open_path(path: &str, flags: u32, mode: u32) -> std::io::Result<OwnedFd> {
     let c = CString::new(path).map_err(std::io::Error::other)?;
-    let never = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | (libc::O_TMPFILE & !libc::O_DIRECTORY);
+    let tmpfile = libc::O_TMPFILE & !libc::O_DIRECTORY;
+    let mut never = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | tmpfile;
+    if flags as i32 & tmpfile != 0 {
+        // made with O_TMPFILE (whose flags include O_DIRECTORY): a regular file
+        never |= libc::O_DIRECTORY;
+    }
     let fl = (flags as i32 & !never) | libc::O_CLOEXEC | libc::O_NOCTTY;
     sys::open(&c, fl, mode)
 }
@@ -1021,7 +1026,8 @@ fn private_dir() -> std::result::Result<std::path::PathBuf, String> {
 /// Opens a new description of a recreated nameless inode.
 pub fn reopen_ghost(ghosts: &HashMap<u32, OwnedFd>, id: u32, flags: u32) -> std::io::Result<OwnedFd> {
     let g = ghosts.get(&id).ok_or_else(|| std::io::Error::other(format!("object {id} was not recreated")))?;
-    open_path(&format!("/proc/self/fd/{}", g.as_raw_fd()), flags, 0)
+    // O_NOFOLLOW (an open-time flag fdinfo still shows) would refuse the /proc link
+    open_path(&format!("/proc/self/fd/{}", g.as_raw_fd()), flags & !(libc::O_NOFOLLOW as u32), 0)
 }
 
 /// Runs `f` in the network namespace `ns` was at dump time (its new incarnation in

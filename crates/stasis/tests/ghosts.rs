@@ -169,3 +169,32 @@ fn path_reused_by_another_kind_of_file() {
     w.restore();
     w.go_and_pass();
 }
+
+/// Real programs: CPython's tempfile.TemporaryFile (O_TMPFILE, sparse) and SQLite's
+/// deleted temporary database (a temp table of 20000 rows spilled to it) during an
+/// open write transaction (its journal on disk). The script checks content, offset,
+/// hole, rows, then commits. Both the killing and the --leave-running dump.
+#[test]
+fn python_tempfile_and_sqlite_temp_db() {
+    let _t = serial();
+    let script = std::path::Path::new(WORKLOADS).join("real_ghosts.py");
+    for leave_running in [true, false] {
+        let mut w = Workload::new("py-ghosts");
+        w.spawn(&python3(), &[script.clone().into_os_string(), w.work.clone().into_os_string()]);
+        w.wait_ready();
+        assert_eq!(w.info("ghosts"), "2", "the script should hold two deleted files\n{}", w.report());
+        if leave_running {
+            w.dump_leave_running();
+        } else {
+            w.checkpoint_restore();
+        }
+        w.go_and_pass();
+        let left: Vec<_> = std::fs::read_dir(&w.work)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("etilqs") || n.starts_with('#'))
+            .collect();
+        assert!(left.is_empty(), "temporary files got names: {left:?}\n{}", w.report());
+    }
+}
