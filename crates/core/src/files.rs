@@ -499,9 +499,19 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             let is_memfd = link.starts_with("/memfd:");
             // removed while open: the kernel appends " (deleted)" (a name that really
             // ends so is the same inode)
-            let deleted = !is_memfd
+            let mut deleted = !is_memfd
                 && link.ends_with(" (deleted)")
                 && !std::fs::symlink_metadata(&link).is_ok_and(|l| (l.dev(), l.ino()) == (md.dev(), md.ino()));
+            // removed from its directory but linked elsewhere: another name of it in the
+            // same directory is reopened (by that path); else ghost() refuses
+            let mut link = link.clone();
+            if deleted && md.nlink() > 0 && ft.is_file() {
+                if let Some(other) = other_link(pid, link.trim_end_matches(" (deleted)"), &md) {
+                    tracing::info!(pid, fd, "{link}: reopened through its other name {other}");
+                    link = other;
+                    deleted = false;
+                }
+            }
             if let Some(p) = proc_pid_file(&link) {
                 return Err(Error::Unsupported {
                     pid,
@@ -539,6 +549,22 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
     }
     st.users.extend(out.iter().map(|f| (pid, f.fd, f.object_id)));
     Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
+}
+
+/// Another name of the inode `md` (a regular file whose name `path` was removed while
+/// it has other links) in the directory `path` was in, looked up through the process's
+/// root; None if there is none there.
+fn other_link(pid: i32, path: &str, md: &std::fs::Metadata) -> Option<String> {
+    let dir = std::path::Path::new(path).parent()?;
+    let seen = format!("/proc/{pid}/root{}", dir.display());
+    for e in std::fs::read_dir(&seen).ok()?.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.file_type().is_file() && (m.dev(), m.ino()) == (md.dev(), md.ino()) {
+            let name = e.file_name();
+            return Some(dir.join(name).to_str()?.to_string());
+        }
+    }
+    None
 }
 
 /// The pid of a `/proc/PID/...` path (a per-process procfs file), if it is one.

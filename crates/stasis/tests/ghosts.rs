@@ -123,12 +123,25 @@ fn proc_pid_file_refused() {
     refused_then_untouched("procself", &["/proc/", "status"]);
 }
 
-/// A file whose open name was removed while another name still links it: refused (its
-/// other name is unknown; a copy would split it), the process untouched.
+/// A file whose open name was removed while another name in another directory still
+/// links it: refused (that name is unknown; a copy would split the file), the process
+/// untouched.
 #[test]
 fn removed_name_of_hard_linked_file_refused() {
     let _t = serial();
     refused_then_untouched("hardlink", &["still linked elsewhere", "first"]);
+}
+
+/// The same with the other name in the same directory: the fd comes back on that name's
+/// inode (offset kept, a write through it shows under the other name, the removed name
+/// stays removed); killing and --leave-running dumps.
+#[test]
+fn removed_name_of_hard_linked_file_reopened_through_its_other_name() {
+    let _t = serial();
+    roundtrip("proc_files", &["hardlink2"]);
+    let mut w = Workload::start("proc_files", &["hardlink2"]);
+    w.dump_leave_running();
+    w.go_and_pass();
 }
 
 /// A restore that must be refused: one error line naming `needles`, quickly, and no

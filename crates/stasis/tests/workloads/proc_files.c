@@ -7,8 +7,11 @@
  *             second descriptions keep their own flags (changing one leaves the
  *             other alone), the bytes come out in order.
  *   procself  holds /proc/self/status open (dump refuses it).
- *   hardlink  a file with two names, opened by the first, which is then
- *             removed: the dump refuses it (its other name is unknown).
+ *   hardlink  a file with two names ("first", "sub/second"), opened by the
+ *             first, which is then removed: the dump refuses it (its other name
+ *             is in another directory: unknown).
+ *   hardlink2 the same with "second" in the same directory: reopened through
+ *             it (same inode, offset 2, a write through the fd shows in "second").
  *   byname    a file "named" ("abc") open O_RDONLY at offset 1: reopened by
  *             path at restore (the test puts other kinds of file there first).
  */
@@ -37,10 +40,13 @@ int main(int argc, char **argv)
         held = open("/proc/self/status", O_RDONLY);
         if (held < 0)
             DIE("open /proc/self/status");
-    } else if (!strcmp(mode, "hardlink")) {
-        const char *a = wl_path("first"), *b = wl_path("second");
+    } else if (!strcmp(mode, "hardlink") || !strcmp(mode, "hardlink2")) {
+        int same = !strcmp(mode, "hardlink2");
+        const char *a = wl_path("first"), *b = wl_path(same ? "second" : "sub/second");
+        if (!same && mkdir(wl_path("sub"), 0700))
+            DIE("mkdir sub");
         held = open(a, O_RDWR | O_CREAT | O_TRUNC, 0600);
-        if (held < 0 || write(held, "abc", 3) != 3 || link(a, b) || unlink(a))
+        if (held < 0 || write(held, "abc", 3) != 3 || link(a, b) || unlink(a) || lseek(held, 2, SEEK_SET) != 2)
             DIE("hardlink setup");
     } else if (!strcmp(mode, "byname")) {
         held = open(wl_path("named"), O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -70,6 +76,18 @@ int main(int argc, char **argv)
         CHECK(read(r2, got, sizeof got) == 1500 && memcmp(got, data, 1500) == 0, "pipe bytes differ");
         CHECK(write(w2, "q", 1) == 1 && read(p[0], got, 1) == 1 && got[0] == 'q', "second write description not on the pipe");
         CHECK(read(r2, got, 1) < 0 && errno == EAGAIN, "pipe not empty at the end");
+    }
+    if (!strcmp(mode, "hardlink2")) {
+        struct stat a, b;
+        char buf[8] = { 0 };
+        CHECK(fstat(held, &a) == 0 && stat(wl_path("second"), &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev,
+              "the fd is not the inode named second");
+        CHECK(a.st_nlink == 1, "nlink %ld, want 1", (long)a.st_nlink);
+        CHECK(lseek(held, 0, SEEK_CUR) == 2, "offset %ld, want 2", (long)lseek(held, 0, SEEK_CUR));
+        CHECK(pwrite(held, "Z", 1, 0) == 1, "pwrite");
+        int f = open(wl_path("second"), O_RDONLY);
+        CHECK(f >= 0 && read(f, buf, sizeof buf) == 3 && !strcmp(buf, "Zbc"), "second reads '%s', want 'Zbc'", buf);
+        CHECK(access(wl_path("first"), F_OK) < 0, "restore recreated the removed name");
     }
     if (!strcmp(mode, "byname")) {
         struct stat st;
