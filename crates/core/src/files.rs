@@ -512,12 +512,28 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                     deleted = false;
                 }
             }
-            if let Some(p) = proc_pid_file(&link) {
-                return Err(Error::Unsupported {
-                    pid,
-                    what: format!("fd {fd} is {link}, a file of process {p} under /proc (not reopened at restore: not supported yet)"),
-                });
-            }
+            let in_proc = match proc_pid_file(&link) {
+                Some(p) if !st.tree.iter().any(|t| t.to_string() == p) => {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("fd {fd} is {link}, a /proc file of process {p}, which is not in the dumped tree"),
+                    });
+                }
+                Some(p) if crate::ns::ns_pids(pid, pid).len() > 1 => {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("fd {fd} is {link}, a /proc file of process {p}, held by a process in a PID namespace of the tree's own (not supported yet)"),
+                    });
+                }
+                Some(_) if ft.is_file() => true,
+                Some(p) => {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("fd {fd} is {link}, a /proc directory or device of process {p} (only regular /proc files are reopened)"),
+                    });
+                }
+                None => false,
+            };
             let ghost_id = if is_memfd || deleted {
                 ghost(pid, objs, &format!("/proc/{pid}/fd/{fd}"), &link, &format!("fd {fd}"))?
             } else if !link.starts_with('/') {
@@ -534,7 +550,7 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                     deleted,
                     mode: md.mode(),
                     ghost_id,
-                    ..Default::default()
+                    in_proc,
                 })),
                 ..Default::default()
             })
@@ -1102,6 +1118,9 @@ pub fn open_fd_objects(
             continue;
         }
         let o = m.object(fd.object_id).ok_or_else(|| step(format!("fd {} refers to missing object {}", fd.fd, fd.object_id)))?;
+        if o.file().is_some_and(|f| f.in_proc) {
+            continue; // opened by the restored process itself (Step::ProcFiles)
+        }
         match &o.kind {
             Some(Kind::File(f)) => {
                 let memfd = m.object(f.ghost_id).and_then(|o| o.ghost()).is_some_and(|g| !g.memfd_name.is_empty() && g.external.is_empty());

@@ -115,12 +115,28 @@ fn refused_then_untouched(mode: &str, needles: &[&str]) {
     w.go_and_pass();
 }
 
-/// /proc/self/status held open: refused at dump (per-process /proc files are not
-/// reopened), the process untouched.
+/// /proc/1/status held open: a /proc file of a process outside the tree is refused at
+/// dump, the process untouched.
 #[test]
-fn proc_pid_file_refused() {
+fn proc_file_of_a_process_outside_the_tree_refused() {
     let _t = serial();
-    refused_then_untouched("procself", &["/proc/", "status"]);
+    refused_then_untouched("procinit", &["/proc/1/status", "not in the dumped tree"]);
+}
+
+/// /proc/self/status (offset 5, dup'ed to fd 40) and a child's /proc/CHILD/status: after
+/// restore they are the restored processes' own files (same inode as a fresh open; the
+/// child's names the restored parent), offset, shared description and FD_CLOEXEC kept;
+/// killing and --leave-running dumps.
+#[test]
+fn proc_files_of_tree_processes() {
+    let _t = serial();
+    let mut w = Workload::start("proc_files", &["procself"]);
+    let child: i32 = w.info("child").parse().unwrap();
+    dump_and_restore_tree(&mut w, &[child]);
+    w.go_and_pass();
+    let mut w = Workload::start("proc_files", &["procself"]);
+    w.dump_leave_running();
+    w.go_and_pass();
 }
 
 /// A file whose open name was removed while another name in another directory still

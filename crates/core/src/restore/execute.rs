@@ -126,7 +126,7 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         }
         for fd in &q.fds {
             if let Some(f) = m.object(fd.object_id).and_then(|o| o.file()) {
-                if f.ghost_id == 0 {
+                if f.ghost_id == 0 && !f.in_proc {
                     // the path names another kind of file now: never "changed" (no
                     // --allow-changed-files), always refused
                     if let Some(why) = files::other_type(&f.path, f.mode) {

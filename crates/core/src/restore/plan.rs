@@ -127,6 +127,9 @@ pub enum Step {
     ArmPdeathsig,
     /// Compare group and session with the image (warning).
     CheckIds,
+    /// Its files under /proc/PID of processes of the tree (`ProcPlan::proc_files`),
+    /// opened from inside it: every process exists now, with its pid.
+    ProcFiles,
     /// Owner, signal and O_ASYNC of the descriptions it sets (`ProcPlan::owner_fds`):
     /// every thread and process they may name exists now.
     FileOwners,
@@ -212,6 +215,10 @@ pub struct ProcPlan {
     /// Its fds whose description gets an owner record set (crate::fown), each
     /// description by the first process holding it.
     pub owner_fds: Vec<i32>,
+    /// Its fds of /proc/PID files (`FileObj.in_proc`, not carried): (fd, object id,
+    /// FD_CLOEXEC), opened by `Step::ProcFiles`, once per object (dup'ed for its other
+    /// fds of it).
+    pub proc_files: Vec<(i32, u32, bool)>,
 }
 
 /// The whole restore, as data.
@@ -262,7 +269,12 @@ impl RestorePlan {
         let mut procs = Vec::new();
         for (idx, p) in m.processes.iter().enumerate() {
             let mut assign = Vec::new();
+            let mut proc_files = Vec::new();
             for fd in &p.fds {
+                if m.object(fd.object_id).and_then(|o| o.file()).is_some_and(|f| f.in_proc) {
+                    proc_files.push((fd.fd, fd.object_id, fd.cloexec));
+                    continue;
+                }
                 let slot = *fd_slot.entry(fd.object_id).or_insert_with(|| {
                     carry.push(Carry::Fd(fd.object_id));
                     carry.len() - 1
@@ -293,6 +305,7 @@ impl RestorePlan {
                 exe_slot = map_slot.get(&mm.exe_object).copied();
             }
             let mut pp = proc_plan(m, idx, assign, exe_slot, &net_slot)?;
+            pp.proc_files = proc_files;
             let cwd_ghost = p.attrs.as_ref().map(|a| a.cwd_ghost).unwrap_or(0);
             if cwd_ghost != 0 && !p.zombie {
                 pp.cwd_slot = Some(*dir_slot.entry(cwd_ghost).or_insert_with(|| {
@@ -360,6 +373,9 @@ impl ProcPlan {
         }
         if self.set_tid.len() == 1 {
             v.push(Step::CheckIds);
+        }
+        if !self.proc_files.is_empty() {
+            v.push(Step::ProcFiles);
         }
         if !self.owner_fds.is_empty() {
             v.push(Step::FileOwners);
@@ -461,6 +477,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         helpers: Vec::new(),
         steps: Vec::new(),
         owner_fds: Vec::new(),
+        proc_files: Vec::new(),
     })
 }
 

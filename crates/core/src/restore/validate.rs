@@ -216,6 +216,9 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
     }
     check_objects(&objects, &m.objects).map_err(&bad)?;
     for o in &m.objects {
+        if let Some(f) = o.file().filter(|f| f.in_proc) {
+            check_proc_file(o.id, f, &by_pid, &m.processes).map_err(|why| bad(format!("file {} (object {}): {why}", f.path, o.id)))?;
+        }
         if let Some(own) = &o.owner {
             crate::fown::validate(m, own).map_err(|why| bad(format!("signal-driven I/O of object {}: {why}", o.id)))?;
         }
@@ -821,6 +824,28 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
     check_sock_common(p.flags, p.sock.as_ref())
 }
 
+/// A file the restored process opens itself under /proc (`FileObj.in_proc`): a path
+/// `/proc/PID/...` of a live process of the image without `.`/`..` or empty components,
+/// not a nameless inode, and held only by processes of the root PID namespace.
+fn check_proc_file(id: u32, f: &FileObj, by_pid: &HashMap<i32, usize>, procs: &[Process]) -> std::result::Result<(), String> {
+    let rest = f.path.strip_prefix("/proc/").ok_or("a /proc file outside /proc")?;
+    let (pid, tail) = rest.split_once('/').ok_or("no file under /proc/PID")?;
+    let pid: i32 = pid.parse().map_err(|_| "not under /proc/PID".to_string())?;
+    if tail.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err("an empty, '.' or '..' component".into());
+    }
+    if !by_pid.get(&pid).and_then(|&k| procs.get(k)).is_some_and(|p| !p.zombie) {
+        return Err(format!("process {pid} is not a live process of the image"));
+    }
+    if f.ghost_id != 0 || f.deleted {
+        return Err("a /proc file that is also a nameless inode".into());
+    }
+    if procs.iter().any(|p| p.ns_pids.len() > 1 && p.fds.iter().any(|d| d.object_id == id)) {
+        return Err("held by a process in a PID namespace of the tree's own".into());
+    }
+    Ok(())
+}
+
 /// Largest size of a recreated nameless file (the largest ext4 file; a sparse one costs
 /// only its stored extents).
 pub(super) const MAX_GHOST_SIZE: u64 = 16 << 40;
@@ -1002,6 +1027,35 @@ mod tests {
                 m.processes[0].fds.push(Fd { fd: 3 + i as i32, object_id: id, cloexec: false });
             }
         })
+    }
+
+    /// /proc files the restored process opens itself: /proc/PID/... of a live process of
+    /// the image, plain components, not nameless.
+    #[test]
+    fn proc_files_name_a_live_process_of_the_image() {
+        let with = |path: &str, ghost: bool| {
+            let f = FileObj { path: path.into(), in_proc: true, deleted: ghost, flags: 0, ..Default::default() };
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::File(f)), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 5, object_id: 9, cloexec: false });
+            })
+        };
+        validate_with(&with("/proc/100/status", false), &root()).expect("its own status");
+        validate_with(&with("/proc/100/task/100/stat", false), &root()).expect("a thread's stat");
+        refused(&with("/proc/101/status", false), &root(), "not a live process of the image");
+        refused(&with("/proc/self/status", false), &root(), "not under /proc/PID");
+        refused(&with("/proc/100/../1/environ", false), &root(), "'..' component");
+        refused(&with("/proc/100//status", false), &root(), "empty");
+        refused(&with("/etc/shadow", false), &root(), "outside /proc");
+        refused(&with("/proc/100", false), &root(), "no file under /proc/PID");
+        refused(&with("/proc/100/status", true), &root(), "nameless");
+        let mut m = with("/proc/100/status", false);
+        m.processes[0].ns_pids = vec![100, 1];
+        m.process = m.processes[0].clone();
+        match validate_with(&m, &root()) {
+            Err(e) => assert!(!e.to_string().contains('\n')),
+            Ok(()) => panic!("a /proc file held inside a PID namespace of the tree's own was accepted"),
+        }
     }
 
     /// Nameless inodes: kind by mode, only memory devices, content in one place, page runs

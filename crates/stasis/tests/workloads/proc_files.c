@@ -6,7 +6,11 @@
  *             O_WRONLY|O_APPEND): after restore the four fds are one pipe, the
  *             second descriptions keep their own flags (changing one leaves the
  *             other alone), the bytes come out in order.
- *   procself  holds /proc/self/status open (dump refuses it).
+ *   procself  holds /proc/self/status at offset 5 (its link reads
+ *             /proc/PID/status), two fds of one description, and a child's
+ *             /proc/CHILD/status: after restore they are files of the restored
+ *             processes (same inode as a fresh open), offset kept, dups shared.
+ *   procinit  holds /proc/1/status (a process outside the tree: refused).
  *   hardlink  a file with two names ("first", "sub/second"), opened by the
  *             first, which is then removed: the dump refuses it (its other name
  *             is in another directory: unknown).
@@ -16,12 +20,15 @@
  *             path at restore (the test puts other kinds of file there first).
  */
 #include "common.h"
+#include <signal.h>
+#include <sys/wait.h>
 
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
     const char *mode = argc > 2 ? argv[2] : "";
-    int p[2] = { -1, -1 }, r2 = -1, w2 = -1, held = -1;
+    int p[2] = { -1, -1 }, r2 = -1, w2 = -1, held = -1, ofd = -1;
+    pid_t child = -1;
     static unsigned char data[1500];
     fill_pattern(data, sizeof data, 51);
     if (!strcmp(mode, "pipe2")) {
@@ -36,10 +43,26 @@ int main(int argc, char **argv)
             DIE("reopen pipe ends");
         if (write(w2, data, 1000) != 1000 || write(p[1], data + 1000, 500) != 500)
             DIE("write pipe");
-    } else if (!strcmp(mode, "procself")) {
-        held = open("/proc/self/status", O_RDONLY);
+    } else if (!strcmp(mode, "procinit")) {
+        held = open("/proc/1/status", O_RDONLY);
         if (held < 0)
+            DIE("open /proc/1/status");
+    } else if (!strcmp(mode, "procself")) {
+        char b[5];
+        held = open("/proc/self/status", O_RDONLY);
+        if (held < 0 || read(held, b, 5) != 5)
             DIE("open /proc/self/status");
+        dup2(held, 40);
+        child = fork();
+        if (child == 0) {
+            for (;;)
+                pause();
+        }
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%d/status", child);
+        ofd = open(p, O_RDONLY | O_CLOEXEC);
+        if (ofd < 0)
+            DIE("open child status");
     } else if (!strcmp(mode, "hardlink") || !strcmp(mode, "hardlink2")) {
         int same = !strcmp(mode, "hardlink2");
         const char *a = wl_path("first"), *b = wl_path(same ? "second" : "sub/second");
@@ -58,6 +81,7 @@ int main(int argc, char **argv)
             DIE("open named");
     }
     info("held", "%d", held);
+    info("child", "%d", (int)child);
     ready();
     wait_go();
     if (!strcmp(mode, "pipe2")) {
@@ -76,6 +100,29 @@ int main(int argc, char **argv)
         CHECK(read(r2, got, sizeof got) == 1500 && memcmp(got, data, 1500) == 0, "pipe bytes differ");
         CHECK(write(w2, "q", 1) == 1 && read(p[0], got, 1) == 1 && got[0] == 'q', "second write description not on the pipe");
         CHECK(read(r2, got, 1) < 0 && errno == EAGAIN, "pipe not empty at the end");
+    }
+    if (!strcmp(mode, "procself")) {
+        struct stat a, b;
+        char l[256] = { 0 }, want[64], buf[4096] = { 0 };
+        snprintf(want, sizeof want, "/proc/%d/status", getpid());
+        snprintf(buf, sizeof buf, "/proc/self/fd/%d", held);
+        CHECK(readlink(buf, l, sizeof l - 1) > 0 && !strcmp(l, want), "fd %d links to '%s', want '%s'", held, l, want);
+        CHECK(fstat(held, &a) == 0 && stat("/proc/self/status", &b) == 0 && a.st_ino == b.st_ino,
+              "fd %d is not the restored process's own status file", held);
+        CHECK(lseek(held, 0, SEEK_CUR) == 5 && lseek(40, 0, SEEK_CUR) == 5, "status offsets %ld %ld, want 5",
+              (long)lseek(held, 0, SEEK_CUR), (long)lseek(40, 0, SEEK_CUR));
+        lseek(held, 0, SEEK_SET);
+        CHECK(lseek(40, 0, SEEK_CUR) == 0, "fds %d and 40 no longer share their description", held);
+        CHECK((fcntl(held, F_GETFD) & FD_CLOEXEC) == 0 && (fcntl(ofd, F_GETFD) & FD_CLOEXEC) != 0, "FD_CLOEXEC flags");
+        memset(buf, 0, sizeof buf);
+        CHECK(pread(ofd, buf, sizeof buf - 1, 0) > 0, "read child status: %s", strerror(errno));
+        char ppid[64];
+        snprintf(ppid, sizeof ppid, "\nPPid:\t%d\n", getpid());
+        CHECK(strstr(buf, ppid) != NULL, "child's status does not name the restored parent");
+        snprintf(want, sizeof want, "/proc/%d/status", child);
+        CHECK(stat(want, &b) == 0 && fstat(ofd, &a) == 0 && a.st_ino == b.st_ino, "fd %d is not the child's status file", ofd);
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
     }
     if (!strcmp(mode, "hardlink2")) {
         struct stat a, b;
