@@ -548,6 +548,18 @@ fn write_image(
         let mut col = if process.shares_vm { mem::MemCollect::empty() } else { mem::collect(pid, &mut objs, process.ipc_ns)? };
         fd_state.shared.append(&mut col.shared);
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
+        if let Some(a) = process.attrs.as_mut().filter(|a| a.cwd.ends_with(" (deleted)")) {
+            // removed (rmdir) while it was the working directory: recreated nameless
+            let via = format!("/proc/{pid}/cwd");
+            let same = std::fs::metadata(&via).ok().zip(std::fs::symlink_metadata(&a.cwd).ok()).is_some_and(|(x, y)| {
+                use std::os::unix::fs::MetadataExt;
+                (x.dev(), x.ino()) == (y.dev(), y.ino())
+            });
+            if !same {
+                a.cwd_ghost = files::ghost(pid, &mut objs, &via, &a.cwd, "its working directory")?;
+                a.cwd = a.cwd.trim_end_matches(" (deleted)").to_string();
+            }
+        }
         let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
         if exe_path.ends_with(" (deleted)") {
             return Err(Error::Unsupported { pid, what: format!("its executable {exe_path} was deleted") });
@@ -581,6 +593,7 @@ fn write_image(
     if let Some(root) = procs.first_mut() {
         root.cgroup_dirs = cgroup_dirs;
     }
+    mem::add_ghost_files(&mut col, std::mem::take(&mut objs.ghost_files));
     let total: u64 = col.jobs.iter().filter(|j| j.stored()).map(|j| j.count * 4096).sum();
     let pb = crate::progress::Progress::new(total, "dumping memory");
     let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;

@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use stasis_image::model::*;
+use stasis_image::model::PageRun;
 use stasis_sys::sys;
 
 use crate::error::{Ctx, Error, Result};
@@ -27,8 +28,6 @@ use crate::objects::ObjectTable;
 use crate::procfs;
 
 const O_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
-/// Largest deleted-file / memfd content stored in the image.
-const MAX_INLINE_CONTENT: u64 = 256 << 20;
 
 fn identity(md: &std::fs::Metadata, hash: u64) -> FileIdentity {
     FileIdentity {
@@ -53,61 +52,88 @@ pub fn hash_file(path: &str) -> std::io::Result<u64> {
     Ok(h.digest())
 }
 
-/// Registers the nameless inode behind `via` (a /proc/PID/fd/N or map_files link):
-/// a deleted file or a memfd, with its content. One object per inode.
+/// The character devices a device node removed while open may be recreated as (mknod at
+/// restore): the memory devices null, zero, full, random, urandom (major 1). Anything
+/// else (/dev/mem, /dev/kmem, /dev/port, disks) could give the restored process more
+/// than the image's own files.
+pub fn ghost_device_ok(rdev: u64) -> bool {
+    libc::major(rdev) == 1 && matches!(libc::minor(rdev), 3 | 5 | 7 | 8 | 9)
+}
+
+fn ns_of(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+/// Registers the nameless inode behind `via` (a /proc/PID/fd/N or map_files link): a
+/// deleted regular file or a memfd (its allocated extents are copied into the pages
+/// files by `mem::add_ghost_files`: holes stay holes, any size), a directory removed
+/// while open, or a memory device node removed while open; with owner, mode and times.
+/// One object per inode. A file removed from one directory that still has other links
+/// is refused (its other names are not known: restoring a copy would split it).
 pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str) -> Result<u32> {
-    let f = File::open(via).ctx(pid, || format!("opening {what} ({link}) through {via}"))?;
-    let md = f.metadata().ctx(pid, || format!("stat of {what} ({link})"))?;
-    if !md.is_file() {
-        return Err(Error::Unsupported { pid, what: format!("{what} is a deleted non-regular file ({link})") });
+    use std::os::unix::fs::OpenOptionsExt;
+    let md = std::fs::metadata(via).ctx(pid, || format!("stat of {what} ({link})"))?;
+    let ft = md.file_type();
+    let path = link.trim_end_matches(" (deleted)").to_string();
+    let is_memfd = link.starts_with("/memfd:");
+    if !is_memfd && md.nlink() > 0 && !ft.is_dir() {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!("{what} is {path}, removed from that directory but still linked elsewhere ({} links): its other names are unknown", md.nlink()),
+        });
+    }
+    if ft.is_char_device() && !ghost_device_ok(md.rdev()) {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!("{what} is removed device node {path} ({}:{}); only memory devices (null, zero, full, random, urandom) are recreated", libc::major(md.rdev()), libc::minor(md.rdev())),
+        });
+    }
+    if !(ft.is_file() || ft.is_dir() || ft.is_char_device()) {
+        return Err(Error::Unsupported { pid, what: format!("{what} is a deleted file of an unsupported type ({link})") });
     }
     let key = format!("ghost:{}:{}", md.dev(), md.ino());
+    let memfd_name = link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string()).unwrap_or_default();
     let ext = external::shm_name(md.ino());
-    if objs.external.contains(&ext) {
+    let base = GhostObj {
+        path,
+        memfd_name,
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        atime_ns: ns_of(md.atime(), md.atime_nsec()),
+        mtime_ns: ns_of(md.mtime(), md.mtime_nsec()),
+        rdev: if ft.is_char_device() { md.rdev() } else { 0 },
+        ..Default::default()
+    };
+    if ft.is_file() && objs.external.contains(&ext) {
         // Marked external: no content; restore takes it from an inherited fd.
         return Ok(objs.intern(key, |_| Object {
-            kind: Some(Kind::Ghost(GhostObj {
-                path: link.trim_end_matches(" (deleted)").to_string(),
-                memfd_name: link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string()).unwrap_or_default(),
-                mode: md.mode(),
-                external: ext,
-                size: md.len(),
-                ..Default::default()
-            })),
+            kind: Some(Kind::Ghost(GhostObj { external: ext, size: md.len(), ..base })),
             ..Default::default()
         }));
     }
-    let mut err = None;
-    let id = objs.intern(key, |_| {
-        let memfd_name = link.strip_prefix("/memfd:").map(|n| n.trim_end_matches(" (deleted)").to_string());
-        if md.len() > MAX_INLINE_CONTENT {
-            err = Some(Error::Unsupported {
-                pid,
-                what: format!("{what} is a deleted file or memfd of {} bytes (limit {MAX_INLINE_CONTENT})", md.len()),
-            });
-            return Object::default();
-        }
-        let mut content = vec![0u8; md.len() as usize];
-        if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(&f, &mut content, 0) {
-            err = Some(Error::Sys { pid, what: format!("reading the content of {what} ({link})"), err: e });
-        }
-        let seals = if memfd_name.is_some() { sys::fcntl(f.as_raw_fd(), libc::F_GET_SEALS, 0).unwrap_or(0) as u32 } else { 0 };
-        Object {
-            kind: Some(Kind::Ghost(GhostObj {
-                path: link.trim_end_matches(" (deleted)").to_string(),
-                memfd_name: memfd_name.unwrap_or_default(),
-                mode: md.mode(),
-                content,
-                seals,
-                ..Default::default()
-            })),
-            ..Default::default()
-        }
-    });
-    match err {
-        Some(e) => Err(e),
-        None => Ok(id),
+    if let Some(id) = objs.find(&key) {
+        return Ok(id);
     }
+    let mut g = base;
+    if ft.is_file() {
+        // our own description (O_NOATIME: reading the content leaves the times alone)
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOATIME)
+            .open(via)
+            .or_else(|_| File::open(via))
+            .ctx(pid, || format!("opening {what} ({link}) through {via}"))?;
+        if is_memfd {
+            g.seals = sys::fcntl(f.as_raw_fd(), libc::F_GET_SEALS, 0).unwrap_or(0) as u32;
+        }
+        g.size = md.len();
+        g.paged = true;
+        let id = objs.intern(key, |_| Object { kind: Some(Kind::Ghost(g)), ..Default::default() });
+        objs.ghost_files.push((id, f, md.len()));
+        return Ok(id);
+    }
+    Ok(objs.intern(key, |_| Object { kind: Some(Kind::Ghost(g)), ..Default::default() }))
 }
 
 /// Mapped files up to this size get a content hash (larger ones: size and mtime only).
@@ -428,8 +454,11 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
         } else if ft.is_fifo() {
             let ino = md.ino();
-            // O_DIRECT (packet mode) is not recreated: refused, not dropped.
-            if let Some(why) = fdkinds::unkept_flags(flags) {
+            // O_DIRECT (packet mode) is not recreated: refused, not dropped. O_LARGEFILE
+            // (the kernel's 0o100000; 0 in libc here) marks a description opened through
+            // /proc/PID/fd/N, which restore opens the same way.
+            const KERNEL_O_LARGEFILE: u32 = 0o100000;
+            if let Some(why) = fdkinds::unkept_flags(flags & !KERNEL_O_LARGEFILE) {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {link} {why}") });
             }
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
@@ -465,7 +494,43 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                 }
             }
             let is_memfd = link.starts_with("/memfd:");
-            let deleted = !is_memfd && link.ends_with(" (deleted)") && md.nlink() == 0;
+            // removed while open: the kernel appends " (deleted)" (a name that really
+            // ends so is the same inode)
+            let mut deleted = !is_memfd
+                && link.ends_with(" (deleted)")
+                && !std::fs::symlink_metadata(&link).is_ok_and(|l| (l.dev(), l.ino()) == (md.dev(), md.ino()));
+            // removed from its directory but linked elsewhere: another name of it in the
+            // same directory is reopened (by that path); else ghost() refuses
+            let mut link = link.clone();
+            if deleted && md.nlink() > 0 && ft.is_file() {
+                if let Some(other) = other_link(pid, link.trim_end_matches(" (deleted)"), &md) {
+                    tracing::info!(pid, fd, "{link}: reopened through its other name {other}");
+                    link = other;
+                    deleted = false;
+                }
+            }
+            let in_proc = match proc_pid_file(&link) {
+                Some(p) if !st.tree.iter().any(|t| t.to_string() == p) => {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("fd {fd} is {link}, a /proc file of process {p}, which is not in the dumped tree"),
+                    });
+                }
+                Some(p) if crate::ns::ns_pids(pid, pid).len() > 1 => {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("fd {fd} is {link}, a /proc file of process {p}, held by a process in a PID namespace of the tree's own (not supported yet)"),
+                    });
+                }
+                Some(_) if ft.is_file() => true,
+                Some(p) => {
+                    return Err(Error::Unsupported {
+                        pid,
+                        what: format!("fd {fd} is {link}, a /proc directory or device of process {p} (only regular /proc files are reopened)"),
+                    });
+                }
+                None => false,
+            };
             let ghost_id = if is_memfd || deleted {
                 ghost(pid, objs, &format!("/proc/{pid}/fd/{fd}"), &link, &format!("fd {fd}"))?
             } else if !link.starts_with('/') {
@@ -482,7 +547,7 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                     deleted,
                     mode: md.mode(),
                     ghost_id,
-                    ..Default::default()
+                    in_proc,
                 })),
                 ..Default::default()
             })
@@ -499,6 +564,29 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
     Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
 }
 
+/// Another name of the inode `md` (a regular file whose name `path` was removed while
+/// it has other links) in the directory `path` was in, looked up through the process's
+/// root; None if there is none there.
+fn other_link(pid: i32, path: &str, md: &std::fs::Metadata) -> Option<String> {
+    let dir = std::path::Path::new(path).parent()?;
+    let seen = format!("/proc/{pid}/root{}", dir.display());
+    for e in std::fs::read_dir(&seen).ok()?.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.file_type().is_file() && (m.dev(), m.ino()) == (md.dev(), md.ino()) {
+            let name = e.file_name();
+            return Some(dir.join(name).to_str()?.to_string());
+        }
+    }
+    None
+}
+
+/// The pid of a `/proc/PID/...` path (a per-process procfs file), if it is one.
+fn proc_pid_file(link: &str) -> Option<&str> {
+    let rest = link.strip_prefix("/proc/")?;
+    let p = rest.split('/').next()?;
+    (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then_some(p)
+}
+
 /// A new open description of a named FIFO: the FIFO object (one per inode, its bytes are
 /// read in `finish_fds`) and the description's object (access mode and flags).
 fn fifo_fd(
@@ -510,16 +598,35 @@ fn fifo_fd(
     objs: &mut ObjectTable,
     fifos: &mut Vec<FifoSeen>,
 ) -> Result<u32> {
-    if !link.starts_with('/') || (link.ends_with(" (deleted)") && md.nlink() == 0) {
-        return Err(Error::Unsupported { pid, what: format!("fd {fd} is a named FIFO whose path was removed ({link})") });
+    if !link.starts_with('/') {
+        return Err(Error::Unsupported { pid, what: format!("fd {fd} is a named FIFO without a path ({link})") });
     }
+    let deleted = link.ends_with(" (deleted)") && md.nlink() == 0;
+    if link.ends_with(" (deleted)") && !deleted
+        && !std::fs::symlink_metadata(link).is_ok_and(|l| (l.dev(), l.ino()) == (md.dev(), md.ino()))
+    {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!("fd {fd} is named FIFO {link}, removed from that directory but still linked elsewhere ({} links): its other names are unknown", md.nlink()),
+        });
+    }
+    let path = if deleted { link.trim_end_matches(" (deleted)") } else { link }.to_string();
     let (dev, ino) = (md.dev(), md.ino());
     let fifo_id = objs.intern(format!("fifo:{dev}:{ino}"), |_| Object {
-        kind: Some(Kind::Fifo(FifoObj { path: link.to_string(), dev, ino, ..Default::default() })),
+        kind: Some(Kind::Fifo(FifoObj {
+            path: path.clone(),
+            dev,
+            ino,
+            deleted,
+            mode: md.mode(),
+            uid: md.uid(),
+            gid: md.gid(),
+            ..Default::default()
+        })),
         ..Default::default()
     });
     if !fifos.iter().any(|f| f.fifo_id == fifo_id) {
-        fifos.push(FifoSeen { fifo_id, dev, ino, path: link.to_string(), via: (pid, fd) });
+        fifos.push(FifoSeen { fifo_id, dev, ino, path, via: (pid, fd) });
     }
     Ok(objs.intern(format!("fifo-fd:{pid}:{fd}"), |_| Object {
         kind: Some(Kind::FifoFd(FifoFdObj { fifo_id, flags })),
@@ -690,9 +797,54 @@ pub fn check_identity(path: &str, want: &FileIdentity, what: &str) -> Result<()>
 /// creates (O_CREAT, O_TMPFILE), truncates or excludes, whatever the image says.
 fn open_path(path: &str, flags: u32, mode: u32) -> std::io::Result<OwnedFd> {
     let c = CString::new(path).map_err(std::io::Error::other)?;
-    let never = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | (libc::O_TMPFILE & !libc::O_DIRECTORY);
+    let tmpfile = libc::O_TMPFILE & !libc::O_DIRECTORY;
+    let mut never = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | tmpfile;
+    if flags as i32 & tmpfile != 0 {
+        // made with O_TMPFILE (whose flags include O_DIRECTORY): a regular file
+        never |= libc::O_DIRECTORY;
+    }
     let fl = (flags as i32 & !never) | libc::O_CLOEXEC | libc::O_NOCTTY;
     sys::open(&c, fl, mode)
+}
+
+fn type_name(t: u32) -> &'static str {
+    match t {
+        libc::S_IFREG => "a regular file",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "a file of another type",
+    }
+}
+
+/// Some(why) when the file at `path` (followed) is of another type than the image's
+/// `mode` (S_IFMT; 0 = not recorded) says.
+pub fn other_type(path: &str, mode: u32) -> Option<String> {
+    let want = mode & libc::S_IFMT;
+    let now = std::fs::metadata(path).ok()?.mode() & libc::S_IFMT;
+    (want != 0 && now != want).then(|| format!("{path} is {} now; it was {} at dump time", type_name(now), type_name(want)))
+}
+
+/// Opens the file at `path` the image names for an fd: non-blocking first (a FIFO or
+/// device put there since the dump never makes the open wait), then the opened inode
+/// must be of the image's type (`mode`'s S_IFMT; 0 = not recorded) — the path may now
+/// name something else, whatever checks ran before — and O_NONBLOCK is put back as the
+/// image has it. Err(Ok(why)): the path names another kind of file now.
+fn open_named(path: &str, flags: u32, mode: u32) -> std::result::Result<OwnedFd, std::result::Result<String, std::io::Error>> {
+    let f = open_path(path, flags | libc::O_NONBLOCK as u32, 0).map_err(Err)?;
+    let want = mode & libc::S_IFMT;
+    let now = File::from(f.try_clone().map_err(Err)?).metadata().map_err(Err)?.mode() & libc::S_IFMT;
+    if want != 0 && now != want {
+        return Err(Ok(format!("{path} is {} now; it was {} at dump time", type_name(now), type_name(want))));
+    }
+    if flags & libc::O_NONBLOCK as u32 == 0 {
+        let cur = sys::fcntl(f.as_raw_fd(), libc::F_GETFL, 0).map_err(Err)?;
+        sys::fcntl(f.as_raw_fd(), libc::F_SETFL, cur & !(libc::O_NONBLOCK as i64)).map_err(Err)?;
+    }
+    Ok(f)
 }
 
 /// Opened restore-side objects: fds in the restorer that the new process inherits.
@@ -707,96 +859,181 @@ pub struct Opened {
     pub late: fdkinds::unix::Late,
 }
 
-/// Recreates every nameless inode (deleted file, memfd) with its content: a memfd with
-/// its name and seals; a deleted file with `ghost_file`, which never gives it a name on
-/// the host. An external one is the fd handed over with `--inherit-fd`. Returns object
-/// id → an O_RDWR fd of it.
-pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited) -> Result<HashMap<u32, OwnedFd>> {
+/// Recreates every nameless inode with its content, owner, mode and times: a memfd
+/// with its name and seals; a deleted regular file with `ghost_file` (O_TMPFILE: it
+/// never has a name on the host); a directory or memory device removed while open made
+/// in stasis's private directory and removed there at once (`private_node`). Contents
+/// come from the page runs under the object's id (holes stay holes; older images: inline).
+/// An external one is the fd handed over with `--inherit-fd`. Returns object id → an
+/// fd of it (O_RDWR for files).
+pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited, shards: &[&[u8]]) -> Result<HashMap<u32, OwnedFd>> {
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "recreating deleted files and memfds".into(), why };
+    let mut runs: HashMap<u32, Vec<&PageRun>> = HashMap::new();
+    for r in m.index.runs.iter().filter(|r| r.object_id != 0) {
+        if m.object(r.object_id).and_then(|o| o.ghost()).is_some() {
+            runs.entry(r.object_id).or_default().push(r);
+        }
+    }
     let mut out = HashMap::new();
     for o in &m.objects {
         let Some(g) = o.ghost() else { continue };
+        let what = if g.memfd_name.is_empty() { format!("deleted file {}", g.path) } else { format!("memfd {}", g.memfd_name) };
+        let fmt = g.mode & libc::S_IFMT;
         let fd = if !g.external.is_empty() {
             inherit.dup(&g.external).map_err(|e| Error::RestoreRefused(format!("external {} ({}): {e}", g.external, g.path)))?
-        } else if !g.memfd_name.is_empty() {
-            const F_SEAL_SEAL: u32 = 1;
-            let sealing = g.seals != F_SEAL_SEAL;
-            let flags = if sealing { libc::MFD_ALLOW_SEALING } else { 0 };
-            let mfd = sys::memfd_create(&g.memfd_name, flags).map_err(|e| step(format!("memfd_create {}: {e}", g.memfd_name)))?;
-            let file = File::from(mfd);
-            std::os::unix::fs::FileExt::write_all_at(&file, &g.content, 0)
-                .map_err(|e| step(format!("filling memfd {}: {e}", g.memfd_name)))?;
+        } else if fmt == libc::S_IFDIR || fmt == libc::S_IFCHR {
+            let f = File::from(private_node(g).map_err(|why| step(format!("{what}: {why}")))?);
+            set_meta(&f, g, false).map_err(|why| step(format!("{what}: {why}")))?;
+            OwnedFd::from(f)
+        } else {
+            let mut sealing = false;
+            let file = if !g.memfd_name.is_empty() {
+                const F_SEAL_SEAL: u32 = 1;
+                sealing = g.seals != F_SEAL_SEAL;
+                let flags = if sealing { libc::MFD_ALLOW_SEALING } else { 0 };
+                File::from(sys::memfd_create(&g.memfd_name, flags).map_err(|e| step(format!("memfd_create {}: {e}", g.memfd_name)))?)
+            } else {
+                File::from(ghost_file(&g.path).map_err(|why| step(format!("{what}: {why}")))?)
+            };
+            fill_ghost(&file, g, runs.get(&o.id).map(Vec::as_slice).unwrap_or_default(), shards)
+                .map_err(|why| step(format!("{what}: {why}")))?;
+            set_meta(&file, g, true).map_err(|why| step(format!("{what}: {why}")))?;
             if sealing && g.seals != 0 {
                 sys::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, g.seals as i64)
                     .map_err(|e| step(format!("sealing memfd {} ({:#x}): {e}", g.memfd_name, g.seals)))?;
             }
             OwnedFd::from(file)
-        } else {
-            let file = File::from(ghost_file(&g.path, g.mode).map_err(|why| step(format!("deleted file {}: {why}", g.path)))?);
-            std::os::unix::fs::FileExt::write_all_at(&file, &g.content, 0)
-                .map_err(|e| step(format!("deleted file {}: writing its {} bytes: {e}", g.path, g.content.len())))?;
-            name_briefly(&file, &g.path).unwrap_or_else(|| OwnedFd::from(file))
         };
         out.insert(o.id, fd);
     }
     Ok(out)
 }
 
-/// A new nameless regular file standing for deleted file `path`: O_TMPFILE in the
-/// directory `path` was in,
-/// on the filesystem it was on; if that directory is gone or cannot hold O_TMPFILE files,
-/// in stasis's private directory (`private_dir`). The image names the path, and restore
-/// runs as root: no name is ever created, so no file on the host can be clobbered or
-/// raced for, and an existing file at `path` is irrelevant. Mode `mode` (permission
-/// bits) is set with fchmod, whatever the umask; the owner and times are not in the
-/// image, so the file is root's, made now. Once its content is written, `name_briefly`
-/// gives it its old name for an instant, so /proc/PID/fd shows `PATH (deleted)` again.
-fn ghost_file(path: &str, mode: u32) -> std::result::Result<OwnedFd, String> {
+/// Writes a nameless file's content: its size, then each stored extent (never past the
+/// size: the last page of a run may reach beyond it); older images carry it inline.
+fn fill_ghost(file: &File, g: &GhostObj, runs: &[&PageRun], shards: &[&[u8]]) -> std::result::Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    if !g.paged {
+        return file.write_all_at(&g.content, 0).map_err(|e| format!("writing its {} bytes: {e}", g.content.len()));
+    }
+    file.set_len(g.size).map_err(|e| format!("setting its size to {}: {e}", g.size))?;
+    for r in runs {
+        let a = r.file_offset as usize;
+        let bytes = shards
+            .get(r.shard as usize)
+            .and_then(|s| s.get(a..a.checked_add((r.count as usize).checked_mul(PAGE as usize)?)?))
+            .ok_or_else(|| format!("page run at offset {:#x} lies outside its pages file", r.addr))?;
+        let keep = g.size.saturating_sub(r.addr).min(bytes.len() as u64) as usize;
+        file.write_all_at(&bytes[..keep], r.addr).map_err(|e| format!("writing at offset {:#x}: {e}", r.addr))?;
+    }
+    Ok(())
+}
+
+const PAGE: u64 = 4096;
+
+/// Owner, permission bits and times of a recreated inode (in that order: chown clears
+/// set-id bits, and every write is done). Older images (no times recorded) get only the
+/// permission bits (`chmod`: regular files).
+fn set_meta(f: &File, g: &GhostObj, chmod: bool) -> std::result::Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
+    let new_image = g.mtime_ns != 0 || g.atime_ns != 0;
+    if new_image {
+        let md = f.metadata().map_err(|e| format!("fstat: {e}"))?;
+        if (md.uid(), md.gid()) != (g.uid, g.gid) {
+            std::os::unix::fs::fchown(f, Some(g.uid), Some(g.gid)).map_err(|e| format!("fchown {}:{}: {e}", g.uid, g.gid))?;
+        }
+    }
+    if chmod || new_image {
+        f.set_permissions(std::fs::Permissions::from_mode(g.mode & 0o7777)).map_err(|e| format!("fchmod {:o}: {e}", g.mode & 0o7777))?;
+    }
+    if new_image {
+        let t = |ns: i64| {
+            let d = std::time::Duration::from_nanos(ns.unsigned_abs());
+            if ns >= 0 { std::time::UNIX_EPOCH.checked_add(d) } else { std::time::UNIX_EPOCH.checked_sub(d) }
+        };
+        let (Some(a), Some(m)) = (t(g.atime_ns), t(g.mtime_ns)) else { return Err("times out of range".into()) };
+        f.set_times(std::fs::FileTimes::new().set_accessed(a).set_modified(m)).map_err(|e| format!("futimens: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A directory or memory device node removed while open, made again without any name on
+/// the host outside stasis's private directory: created there (mkdirat / mknodat, under a
+/// name of this restore's own), opened without following links, removed at once.
+fn private_node(g: &GhostObj) -> std::result::Result<OwnedFd, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let dir = private_dir()?;
+    let dc = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    let d = sys::open(&dc, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)
+        .map_err(|e| format!("opening {}: {e}", dir.display()))?;
+    let name = CString::new(format!("ghost-{}-{}", sys::getpid(), SEQ.fetch_add(1, Ordering::Relaxed))).unwrap();
+    let shown = format!("{}/{}", dir.display(), name.to_string_lossy());
+    let fmt = g.mode & libc::S_IFMT;
+    let (made, flags, rmflag) = if fmt == libc::S_IFDIR {
+        (sys::mkdir_at(d.as_fd(), &name, 0o700), libc::O_RDONLY | libc::O_DIRECTORY, libc::AT_REMOVEDIR)
+    } else {
+        if !ghost_device_ok(g.rdev) {
+            return Err(format!("device {}:{} is not a memory device", libc::major(g.rdev), libc::minor(g.rdev)));
+        }
+        (sys::mknod_at(d.as_fd(), &name, libc::S_IFCHR | 0o600, g.rdev), libc::O_RDWR, 0)
+    };
+    made.map_err(|e| format!("creating {shown}: {e}"))?;
+    let f = sys::open_at(d.as_fd(), &name, flags | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC, 0);
+    let rm = sys::unlink_at(d.as_fd(), &name, rmflag);
+    let f = f.map_err(|e| format!("opening {shown}: {e}"))?;
+    rm.map_err(|e| format!("removing {shown}: {e}"))?;
+    Ok(f)
+}
+
+/// A new nameless regular file standing for deleted file `path`: O_TMPFILE in the
+/// directory `path` was in, on the filesystem it was on; if that directory is gone or
+/// cannot hold O_TMPFILE files, in stasis's private directory (`private_dir`). The image
+/// names the path, and restore runs as root: no name is ever created, so no file on the
+/// host can be clobbered or raced for, its content is never readable under a name, and
+/// an existing file at `path` is irrelevant. /proc/PID/fd shows it as
+/// `DIR/#INODE (deleted)`.
+fn ghost_file(path: &str) -> std::result::Result<OwnedFd, String> {
     let tmpfile = |dir: &std::path::Path| -> std::io::Result<OwnedFd> {
         let c = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
         sys::open(&c, libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o600)
     };
     let old_dir = std::path::Path::new(path).parent().filter(|d| d.is_absolute());
-    let fd = match old_dir.map(tmpfile) {
-        Some(Ok(fd)) => fd,
+    match old_dir.map(tmpfile) {
+        Some(Ok(fd)) => Ok(fd),
         first => {
             let private = private_dir().map_err(|why| match &first {
                 Some(Err(e)) => format!("O_TMPFILE in {}: {e}; {why}", old_dir.unwrap().display()),
                 _ => why,
             })?;
-            tmpfile(&private).map_err(|e| format!("O_TMPFILE in {}: {e}", private.display()))?
+            tmpfile(&private).map_err(|e| format!("O_TMPFILE in {}: {e}", private.display()))
         }
-    };
-    let file = File::from(fd);
-    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777)).map_err(|e| format!("fchmod {:o}: {e}", mode & 0o7777))?;
-    Ok(OwnedFd::from(file))
+    }
 }
 
-/// The kernel names a deleted file by the dentry it was opened through: link the filled
-/// nameless file at its old path, open it through that name (a description whose
-/// /proc/PID/fd link and maps line read `PATH (deleted)` as before the dump) and unlink
-/// it at once. linkat never replaces anything (EEXIST: a file at that path now stays
-/// untouched, and ours keeps its `#INODE` name); the new open must be our inode and the
-/// name is removed only while it still is. Its content was written before it had a
-/// name, so it is never readable under one while incomplete. None: keep `file`.
-fn name_briefly(file: &File, path: &str) -> Option<OwnedFd> {
-    let c = CString::new(path).ok()?;
-    if let Err(e) = sys::link_fd(file.as_fd(), &c) {
-        tracing::debug!("deleted file {path}: keeps a nameless name ({e})");
-        return None;
+/// A new nameless FIFO (the dumped one's path was removed while open): made in stasis's
+/// private directory, opened O_RDWR (never blocks), removed at once; owner and mode set.
+fn private_fifo(f: &FifoObj) -> std::result::Result<OwnedFd, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let dir = private_dir()?;
+    let dc = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    let d = sys::open(&dc, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)
+        .map_err(|e| format!("opening {}: {e}", dir.display()))?;
+    let name = CString::new(format!("fifo-{}-{}", sys::getpid(), SEQ.fetch_add(1, Ordering::Relaxed))).unwrap();
+    sys::mknod_at(d.as_fd(), &name, libc::S_IFIFO | 0o600, 0).map_err(|e| format!("mkfifo in {}: {e}", dir.display()))?;
+    let h = sys::open_at(d.as_fd(), &name, libc::O_RDWR | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0);
+    let rm = sys::unlink_at(d.as_fd(), &name, 0);
+    let h = File::from(h.map_err(|e| format!("opening the new FIFO: {e}"))?);
+    rm.map_err(|e| format!("removing the new FIFO's name: {e}"))?;
+    let md = h.metadata().map_err(|e| format!("fstat: {e}"))?;
+    if (md.uid(), md.gid()) != (f.uid, f.gid) {
+        std::os::unix::fs::fchown(&h, Some(f.uid), Some(f.gid)).map_err(|e| format!("fchown {}:{}: {e}", f.uid, f.gid))?;
     }
-    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
-    let ours = file.metadata().map(id).ok();
-    let named = sys::open(&c, libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0).ok();
-    let named_id = named.as_ref().and_then(|f| std::fs::metadata(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()).map(id);
-    if ours.is_some() && std::fs::symlink_metadata(path).ok().map(id) == ours {
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!("deleted file {path}: removing the name it was given for an instant: {e}");
-        }
-    }
-    named.filter(|_| named_id.is_some() && named_id == ours)
+    use std::os::unix::fs::PermissionsExt;
+    h.set_permissions(std::fs::Permissions::from_mode(f.mode & 0o7777)).map_err(|e| format!("fchmod {:o}: {e}", f.mode & 0o7777))?;
+    Ok(OwnedFd::from(h))
 }
 
 /// A directory only stasis's user can enter, for nameless (O_TMPFILE) files whose own
@@ -832,7 +1069,8 @@ fn private_dir() -> std::result::Result<std::path::PathBuf, String> {
 /// Opens a new description of a recreated nameless inode.
 pub fn reopen_ghost(ghosts: &HashMap<u32, OwnedFd>, id: u32, flags: u32) -> std::io::Result<OwnedFd> {
     let g = ghosts.get(&id).ok_or_else(|| std::io::Error::other(format!("object {id} was not recreated")))?;
-    open_path(&format!("/proc/self/fd/{}", g.as_raw_fd()), flags, 0)
+    // O_NOFOLLOW (an open-time flag fdinfo still shows) would refuse the /proc link
+    open_path(&format!("/proc/self/fd/{}", g.as_raw_fd()), flags & !(libc::O_NOFOLLOW as u32), 0)
 }
 
 /// Runs `f` in the network namespace `ns` was at dump time (its new incarnation in
@@ -862,6 +1100,8 @@ pub fn open_fd_objects(
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
     let mut unix_made = fdkinds::unix::Made::default();
     let mut fifo_held: HashMap<u32, usize> = HashMap::new();
+    let mut memfds_used = std::collections::HashSet::new();
+    let mut pipe_again: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
     for id in fdkinds::unix::abstract_pairs(&m.objects) {
@@ -886,13 +1126,30 @@ pub fn open_fd_objects(
             continue;
         }
         let o = m.object(fd.object_id).ok_or_else(|| step(format!("fd {} refers to missing object {}", fd.fd, fd.object_id)))?;
+        if o.file().is_some_and(|f| f.in_proc) {
+            continue; // opened by the restored process itself (Step::ProcFiles)
+        }
         match &o.kind {
             Some(Kind::File(f)) => {
-                let owned = if f.ghost_id != 0 {
+                let memfd = m.object(f.ghost_id).and_then(|o| o.ghost()).is_some_and(|g| !g.memfd_name.is_empty() && g.external.is_empty());
+                let owned = if memfd && f.flags & libc::O_ACCMODE as u32 == libc::O_RDWR as u32 && memfds_used.insert(f.ghost_id) {
+                    // The memfd_create description itself (shared, not reopened): an open
+                    // through /proc counts as a writer, and exec of the memfd would then
+                    // fail with ETXTBSY, as it does for the original only in that case.
+                    let g = ghosts.get(&f.ghost_id).ok_or_else(|| step(format!("memfd object {} was not recreated", f.ghost_id)))?;
+                    let d = g.try_clone().map_err(|e| step(format!("dup of memfd {} for fd {}: {e}", f.path, fd.fd)))?;
+                    let settable = (libc::O_APPEND | libc::O_NONBLOCK | libc::O_NOATIME | libc::O_DIRECT) as u32;
+                    sys::fcntl(d.as_raw_fd(), libc::F_SETFL, (f.flags & settable) as i64)
+                        .map_err(|e| step(format!("flags of memfd {} for fd {}: {e}", f.path, fd.fd)))?;
+                    d
+                } else if f.ghost_id != 0 {
                     reopen_ghost(ghosts, f.ghost_id, f.flags)
                         .map_err(|e| step(format!("reopening {} for fd {}: {e}", f.path, fd.fd)))?
                 } else {
-                    open_path(&f.path, f.flags, 0).map_err(|e| step(format!("opening {} for fd {}: {e}", f.path, fd.fd)))?
+                    open_named(&f.path, f.flags, f.mode).map_err(|e| match e {
+                        Ok(why) => Error::RestoreRefused(format!("fd {} of pid {owner}: {why}", fd.fd)),
+                        Err(e) => step(format!("opening {} for fd {}: {e}", f.path, fd.fd)),
+                    })?
                 };
                 if f.pos != 0 {
                     sys::lseek(owned.as_raw_fd(), f.pos as i64, libc::SEEK_SET)
@@ -926,21 +1183,33 @@ pub fn open_fd_objects(
                         }
                         let r = if p.read_closed { None } else { Some(r) };
                         let w = if p.write_closed { None } else { Some(w) };
+                        // a copy of each end, for more descriptions of it (below)
+                        let again = (
+                            r.as_ref().and_then(|f| f.try_clone().ok()),
+                            w.as_ref().and_then(|f| f.try_clone().ok()),
+                        );
+                        pipe_again.insert(end.pipe_id, again);
                         pipes.insert(end.pipe_id, (r, w));
                         pipes.get_mut(&end.pipe_id).unwrap()
                     }
                 };
-                // Each end description is opened once; later descriptions of the same end
-                // (rare: reopen via /proc) get a fresh open of /proc/self/fd.
+                // The first description of each end is pipe2's; a later one (opened
+                // through /proc/PID/fd/N: a description of its own, with its own flags)
+                // is a new open of /proc/self/fd of that end (non-blocking: a FIFO open
+                // never waits for the other side).
                 let taken = if end.write_end { ends.1.take() } else { ends.0.take() };
                 let owned = match taken {
                     Some(f) => f,
-                    None => return Err(step(format!("fd {}: a second open description of one pipe end", fd.fd))),
+                    None => {
+                        let again = pipe_again.get(&end.pipe_id).and_then(|(r, w)| if end.write_end { w.as_ref() } else { r.as_ref() });
+                        let src = again.ok_or_else(|| step(format!("fd {}: a second open description of a closed pipe end", fd.fd)))?;
+                        let acc = if end.write_end { libc::O_WRONLY } else { libc::O_RDONLY };
+                        open_path(&format!("/proc/self/fd/{}", src.as_raw_fd()), (acc | libc::O_NONBLOCK) as u32, 0)
+                            .map_err(|e| step(format!("fd {}: opening another description of a pipe end: {e}", fd.fd)))?
+                    }
                 };
-                let acc = end.flags & (libc::O_NONBLOCK as u32);
-                if acc != 0 {
-                    let _ = sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, acc as i64);
-                }
+                sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, (end.flags & libc::O_NONBLOCK as u32) as i64)
+                    .map_err(|e| step(format!("fd {}: flags of a pipe end: {e}", fd.fd)))?;
                 opened.by_object.insert(fd.object_id, owned);
             }
             Some(Kind::FifoFd(ff)) => {
@@ -1040,6 +1309,10 @@ pub fn requeue_late(m: &stasis_image::Manifest, late: &mut fdkinds::unix::Late) 
 fn open_fifo(pid: i32, f: &FifoObj, fd: i32) -> Result<OwnedFd> {
     use std::os::unix::fs::FileTypeExt;
     let what = format!("named FIFO {} (fd {fd} of pid {pid})", f.path);
+    if f.deleted {
+        let h = private_fifo(f).map_err(|why| Error::RestoreStep { pid, step: format!("recreating removed {what}"), why })?;
+        return refill_fifo(pid, &what, f, h);
+    }
     let symlink = || Error::RestoreRefused(format!("{what}: the path is a symbolic link now (not followed)"));
     match std::fs::symlink_metadata(&f.path) {
         Ok(md) if md.file_type().is_fifo() => {}
@@ -1068,6 +1341,11 @@ fn open_fifo(pid: i32, f: &FifoObj, fd: i32) -> Result<OwnedFd> {
             f.data.len()
         )));
     }
+    refill_fifo(pid, &what, f, h)
+}
+
+/// Puts the image's bytes back into FIFO `h` (an O_RDWR description).
+fn refill_fifo(pid: i32, what: &str, f: &FifoObj, h: OwnedFd) -> Result<OwnedFd> {
     let step = |why: String| Error::RestoreStep { pid, step: format!("refilling {what}"), why };
     if f.capacity > 0 {
         let _ = sys::fcntl(h.as_raw_fd(), libc::F_SETPIPE_SZ, f.capacity as i64);

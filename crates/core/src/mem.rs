@@ -121,6 +121,28 @@ pub fn add_sysv(col: &mut MemCollect, contents: Vec<crate::ipc::ShmContent>) {
     }
 }
 
+/// Adds the content of nameless regular files (deleted files, memfds; `files::ghost`) to
+/// the page copy: runs of their allocated extents (SEEK_DATA/SEEK_HOLE, rounded out to
+/// pages) under the file's object id, by offset. Holes are not stored.
+pub fn add_ghost_files(col: &mut MemCollect, files: Vec<(u32, File, u64)>) {
+    for (id, f, size) in files {
+        let idx = col.shm_files.len();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        let mut off = 0u64;
+        while off < size {
+            // ENXIO: no data after off
+            let Ok(d) = sys::lseek(fd, off as i64, libc::SEEK_DATA) else { break };
+            let h = sys::lseek(fd, d, libc::SEEK_HOLE).unwrap_or(size as i64) as u64;
+            let (d, h) = (d as u64 / PAGE * PAGE, h.min(size).div_ceil(PAGE) * PAGE);
+            if h > d {
+                push_runs(&mut col.jobs, 0, id, d, (h - d) / PAGE, JobSrc::Shm(idx));
+            }
+            off = h.max(d + PAGE);
+        }
+        col.shm_files.push(f);
+    }
+}
+
 fn zero_pfn() -> u64 {
     let buf = sys::AnonBuf::new(PAGE as usize).ok();
     let Some(buf) = buf else { return u64::MAX };

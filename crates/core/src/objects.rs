@@ -13,6 +13,9 @@ pub struct ObjectTable {
     /// Resources the user marked external (`dump --external`), canonical names
     /// (`pipe:[INO]`, `shm:[INO]`): recorded as external instead of refused.
     pub external: BTreeSet<String>,
+    /// Nameless regular files (deleted files, memfds) whose content goes to the pages
+    /// files: (GhostObj id, our open description, size at dump).
+    pub ghost_files: Vec<(u32, std::fs::File, u64)>,
 }
 
 impl ObjectTable {

@@ -170,10 +170,9 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     let umask = procfs::status_field(&st, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022);
     let cwd = procfs::readlink(&format!("/proc/{pid}/cwd")).ctx(pid, || "reading cwd".into())?;
     let root = procfs::readlink(&format!("/proc/{pid}/root")).ctx(pid, || "reading root".into())?;
-    for (what, p) in [("working directory", &cwd), ("root directory", &root)] {
-        if p.ends_with(" (deleted)") {
-            return Err(Error::Unsupported { pid, what: format!("{what} {p} was deleted") });
-        }
+    // a removed working directory is recreated (dump.rs: files::ghost, cwd_ghost)
+    if root.ends_with(" (deleted)") {
+        return Err(Error::Unsupported { pid, what: format!("root directory {root} was deleted") });
     }
     let personality = u32::from_str_radix(procfs::read(pid, "personality").unwrap_or_default().trim(), 16).unwrap_or(0);
     let oom_score_adj = procfs::read(pid, "oom_score_adj").unwrap_or_default().trim().parse().unwrap_or(0);
@@ -184,7 +183,7 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     // memory-deny-write-execute (Linux 6.3+; EINVAL before: off)
     const PR_GET_MDWE: i32 = 66;
     let mdwe = par.with(pid, "PR_GET_MDWE", |r| r.prctl(PR_GET_MDWE, 0, 0, 0, 0)).unwrap_or(0) as u32;
-    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe })
+    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, cwd_ghost: 0 })
 }
 
 /// Resource limits, read from inside (prlimit on another process with other

@@ -310,11 +310,19 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
             let ghost = m.object(f.ghost_id).and_then(|o| o.ghost());
             let kind = match ghost {
                 Some(g) if !g.memfd_name.is_empty() => "memfd",
+                Some(g) if g.mode & libc::S_IFMT == libc::S_IFDIR => "deleted-directory",
+                Some(g) if g.mode & libc::S_IFMT == libc::S_IFCHR => "deleted-device",
                 Some(_) => "deleted-file",
                 None => "file",
             };
+            // a paged ghost's content: the bytes its page runs store (holes are not)
+            let stored = |g: &stasis_image::model::GhostObj| match g.paged {
+                true => m.index.runs.iter().filter(|r| r.object_id == f.ghost_id).map(|r| u64::from(r.count) * 4096).sum::<u64>().min(g.size),
+                false => g.content.len() as u64,
+            };
             let mut d = json!({"kind": kind, "id": id, "path": f.path, "pos": f.pos,
-                   "content_bytes": ghost.map(|g| g.content.len()).unwrap_or(0),
+                   "size": ghost.map(|g| if g.paged { g.size } else { g.content.len() as u64 }).unwrap_or(0),
+                   "content_bytes": ghost.map(stored).unwrap_or(0),
                    "external": ghost.map(|g| g.external.clone()).unwrap_or_default()});
             flags_json(&mut d, f.flags);
             d

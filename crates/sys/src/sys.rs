@@ -622,6 +622,36 @@ pub fn link_fd(fd: BorrowedFd, path: &std::ffi::CStr) -> Result<()> {
     Ok(())
 }
 
+/// Creates the node `name` (a FIFO or a character device: `mode` carries S_IFMT) in
+/// directory `dir` (mknodat); never follows or replaces anything (EEXIST).
+pub fn mknod_at(dir: BorrowedFd, name: &std::ffi::CStr, mode: u32, rdev: u64) -> Result<()> {
+    // SAFETY: valid fd and C string; the kernel reads them during the call only.
+    c(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) } as libc::c_long)?;
+    Ok(())
+}
+
+/// Creates directory `name` in directory `dir` (mkdirat).
+pub fn mkdir_at(dir: BorrowedFd, name: &std::ffi::CStr, mode: u32) -> Result<()> {
+    // SAFETY: valid fd and C string; the kernel reads them during the call only.
+    c(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) } as libc::c_long)?;
+    Ok(())
+}
+
+/// Opens `name` relative to directory `dir` (openat).
+pub fn open_at(dir: BorrowedFd, name: &std::ffi::CStr, flags: i32, mode: u32) -> Result<OwnedFd> {
+    // SAFETY: valid fd and C string; the kernel reads them during the call only.
+    let fd = c(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) } as libc::c_long)?;
+    // SAFETY: new fd owned by us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Removes `name` (a directory with AT_REMOVEDIR) from directory `dir` (unlinkat).
+pub fn unlink_at(dir: BorrowedFd, name: &std::ffi::CStr, flags: i32) -> Result<()> {
+    // SAFETY: valid fd and C string; the kernel reads them during the call only.
+    c(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) } as libc::c_long)?;
+    Ok(())
+}
+
 /// A MAP_SHARED|MAP_ANONYMOUS region in our own address space (a shmem object),
 /// unmapped on drop.
 pub struct SharedAnon {

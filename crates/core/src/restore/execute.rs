@@ -42,7 +42,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // inside cgroupfs need theirs. Dropped last, so the cgroups a failed restore created
     // are removed once its processes are gone.
     let mut cgroups = crate::cgroup::prepare(&m, opts.cgroups)?;
-    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close, &cgroups)?;
+    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close, &cgroups, &shards)?;
     fill_shmem(&m, &plan, &shards)?;
     // -- fork, and wait until every process reported its carried fds ---------------------
     let (mut ch, ctl_r) = fork_tree(&m, &plan)?;
@@ -158,7 +158,12 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
             if let Some(f) = m.object(fd.object_id).and_then(|o| o.file()) {
                 // a cgroupfs file (memory.events, cgroup.procs...) is a kernel interface,
                 // not content: reopened by path in its cgroup, which may be a new one
-                if f.ghost_id == 0 && !crate::cgroup::in_cgroupfs(&f.path) {
+                if f.ghost_id == 0 && !f.in_proc && !crate::cgroup::in_cgroupfs(&f.path) {
+                    // the path names another kind of file now: never "changed" (no
+                    // --allow-changed-files), always refused
+                    if let Some(why) = files::other_type(&f.path, f.mode) {
+                        return Err(refuse(format!("pid {}: file of fd {}: {why}", q.pid, fd.fd)));
+                    }
                     if let Some(id) = &f.identity {
                         let r = files::check_identity(&f.path, id, &format!("pid {}: file of fd {}", q.pid, fd.fd));
                         match r {

@@ -81,6 +81,9 @@ pub enum Carry {
     Mapped(u32),
     /// A shared-memory object, created and filled by the restorer.
     Shmem(u32),
+    /// A directory removed while it was a working directory (GhostObj id), recreated
+    /// nameless: the process fchdir's into it.
+    GhostDir(u32),
 }
 
 /// One step of building a process, in restore order. The build steps run for every
@@ -126,6 +129,9 @@ pub enum Step {
     ArmPdeathsig,
     /// Compare group and session with the image (warning).
     CheckIds,
+    /// Its files under /proc/PID of processes of the tree (`ProcPlan::proc_files`),
+    /// opened from inside it: every process exists now, with its pid.
+    ProcFiles,
     /// Owner, signal and O_ASYNC of the descriptions it sets (`ProcPlan::owner_fds`):
     /// every thread and process they may name exists now.
     FileOwners,
@@ -182,6 +188,9 @@ pub struct ProcPlan {
     pub vdso_base: Option<u64>,
     pub umask: u32,
     pub cwd: CString,
+    /// Carry slot of its working directory when that was removed (fchdir instead of
+    /// chdir to `cwd`).
+    pub cwd_slot: Option<usize>,
     pub root: CString,
     pub comm: CString,
     pub pgid: i32,
@@ -214,6 +223,10 @@ pub struct ProcPlan {
     /// Then the terminal's foreground process group (image numbering), set once every
     /// group exists (`Step::Foreground`); None: its own group (TIOCSCTTY made it so).
     pub foreground: Option<i32>,
+    /// Its fds of /proc/PID files (`FileObj.in_proc`, not carried): (fd, object id,
+    /// FD_CLOEXEC), opened by `Step::ProcFiles`, once per object (dup'ed for its other
+    /// fds of it).
+    pub proc_files: Vec<(i32, u32, bool)>,
 }
 
 /// The whole restore, as data.
@@ -260,10 +273,16 @@ impl RestorePlan {
         }
         let mut fd_slot: HashMap<u32, usize> = HashMap::new();
         let mut map_slot: HashMap<u32, usize> = HashMap::new();
+        let mut dir_slot: HashMap<u32, usize> = HashMap::new();
         let mut procs = Vec::new();
         for (idx, p) in m.processes.iter().enumerate() {
             let mut assign = Vec::new();
+            let mut proc_files = Vec::new();
             for fd in &p.fds {
+                if m.object(fd.object_id).and_then(|o| o.file()).is_some_and(|f| f.in_proc) {
+                    proc_files.push((fd.fd, fd.object_id, fd.cloexec));
+                    continue;
+                }
                 let slot = *fd_slot.entry(fd.object_id).or_insert_with(|| {
                     carry.push(Carry::Fd(fd.object_id));
                     carry.len() - 1
@@ -302,6 +321,14 @@ impl RestorePlan {
                 pp.ctty_slot = Some(slot);
                 let fg = m.object(p.ctty).and_then(|o| o.tty_fd()).and_then(|d| m.object(d.tty_id)).and_then(|o| o.tty()).map(|t| t.fg_pgrp).unwrap_or(0);
                 pp.foreground = (fg > 0 && fg != pp.pgid).then_some(fg);
+            }
+            pp.proc_files = proc_files;
+            let cwd_ghost = p.attrs.as_ref().map(|a| a.cwd_ghost).unwrap_or(0);
+            if cwd_ghost != 0 && !p.zombie {
+                pp.cwd_slot = Some(*dir_slot.entry(cwd_ghost).or_insert_with(|| {
+                    carry.push(Carry::GhostDir(cwd_ghost));
+                    carry.len() - 1
+                }));
             }
             procs.push(pp);
         }
@@ -364,6 +391,9 @@ impl ProcPlan {
         if self.set_tid.len() == 1 {
             v.push(Step::CheckIds);
         }
+        if !self.proc_files.is_empty() {
+            v.push(Step::ProcFiles);
+        }
         if !self.owner_fds.is_empty() {
             v.push(Step::FileOwners);
         }
@@ -381,6 +411,7 @@ fn label(m: &Manifest, c: &Carry) -> String {
     match c {
         Carry::NetNs(ino) => format!("new network namespace (was net:[{ino}])"),
         Carry::Mapped(id) => format!("{} (mapped, object {id})", o(id).and_then(|o| o.mapped_file()).map(|f| f.path.as_str()).unwrap_or("?")),
+        Carry::GhostDir(id) => format!("removed working directory {} (object {id})", o(id).and_then(|o| o.ghost()).map(|g| g.path.as_str()).unwrap_or("?")),
         Carry::Shmem(id) => format!("shared memory of {} bytes (object {id})", o(id).and_then(|o| o.shmem()).map(|s| s.size).unwrap_or(0)),
         Carry::Fd(id) => {
             let what = match o(id).map(|o| &o.kind) {
@@ -455,6 +486,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         vdso_base: if p.zombie || p.shares_vm { None } else { vdso.first().map(|x| x.1) },
         umask: attrs.umask,
         cwd: cs("working directory", if attrs.cwd.is_empty() { "/" } else { &attrs.cwd })?,
+        cwd_slot: None,
         root: cs("root directory", if attrs.root.is_empty() { "/" } else { &attrs.root })?,
         comm: cs("name", &p.comm)?,
         pgid: attrs.pgid,
@@ -469,6 +501,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         owner_fds: Vec::new(),
         ctty_slot: None,
         foreground: None,
+        proc_files: Vec::new(),
     })
 }
 

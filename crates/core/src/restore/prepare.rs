@@ -36,10 +36,11 @@ pub(super) fn prepare(
     inherit: &crate::external::Inherited,
     tcp_close: bool,
     cgroups: &crate::cgroup::Prepared,
+    shards: &[&[u8]],
 ) -> Result<(Plan, Vec<sys::SharedAnon>)> {
     let pid = rp.root;
     let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
-    let ghosts = files::create_ghosts(m, inherit)?;
+    let ghosts = files::create_ghosts(m, inherit, shards)?;
     let mut netns = ns::create_netns(m)?;
     let mut opened = files::open_fd_objects(m, &ghosts, inherit, &netns, tcp_close)?;
     let mut carry: Vec<OwnedFd> = Vec::with_capacity(rp.carry.len());
@@ -52,6 +53,8 @@ pub(super) fn prepare(
                 let o = m.object(*id).and_then(|o| o.mapped_file()).ok_or_else(|| step(format!("mapped-file object {id} missing")))?;
                 files::open_mapped(o, &ghosts).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?
             }
+            Carry::GhostDir(id) => files::reopen_ghost(&ghosts, *id, (libc::O_RDONLY | libc::O_DIRECTORY) as u32)
+                .map_err(|e| step(format!("opening removed working directory (object {id}): {e}")))?,
             Carry::Shmem(id) => {
                 let s = m.object(*id).and_then(|o| o.shmem()).ok_or_else(|| step(format!("shared-memory object {id} missing")))?;
                 let region = sys::SharedAnon::new(s.size.max(PAGE) as usize)
@@ -98,8 +101,8 @@ pub(super) fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<
         let Some(o) = m.object(r.object_id) else {
             return Err(step(format!("page run for unknown object {}", r.object_id)));
         };
-        if o.sysv_shm().is_some() {
-            continue;
+        if o.sysv_shm().is_some() || o.ghost().is_some() {
+            continue; // filled by ipc::restore, files::create_ghosts
         }
         if o.shmem().is_none() {
             return Err(step(format!("page run for object {}, which is not shared memory", r.object_id)));

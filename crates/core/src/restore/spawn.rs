@@ -134,7 +134,11 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
         }
     }
     child::umask(pp.umask);
-    if child::chdir(&pp.cwd) < 0 {
+    if let Some(slot) = pp.cwd_slot {
+        if child::fchdir(tmp[slot]) < 0 {
+            child_fail(b"fchdir to the recreated (removed) working directory", pp.pid, ctl);
+        }
+    } else if child::chdir(&pp.cwd) < 0 {
         child_fail(b"chdir to the original working directory", pp.pid, ctl);
     }
     if pp.root.as_bytes() != b"/" && child::chroot(&pp.root) < 0 {

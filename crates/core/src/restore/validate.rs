@@ -224,6 +224,9 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
         if let Some(u) = o.unix() {
             check_msg_creds(&pids, u).map_err(|why| bad(format!("unix socket (object {}): {why}", o.id)))?;
         }
+        if let Some(f) = o.file().filter(|f| f.in_proc) {
+            check_proc_file(o.id, f, &by_pid, &m.processes).map_err(|why| bad(format!("file {} (object {}): {why}", f.path, o.id)))?;
+        }
         if let Some(own) = &o.owner {
             crate::fown::validate(m, own).map_err(|why| bad(format!("signal-driven I/O of object {}: {why}", o.id)))?;
         }
@@ -733,6 +736,11 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
                 check_path(s).map_err(|why| bad(format!("{what}: {why}")))?;
             }
         }
+        if a.cwd_ghost != 0
+            && !object(a.cwd_ghost).and_then(|o| o.ghost()).is_some_and(|g| g.mode & libc::S_IFMT == libc::S_IFDIR && g.external.is_empty())
+        {
+            return Err(bad(format!("its removed working directory (object {}) is no recreated directory", a.cwd_ghost)));
+        }
     }
     if p.cgroups.len() > MAX_CGROUP_LINES {
         return Err(bad(format!("{} cgroup lines (at most {MAX_CGROUP_LINES})", p.cgroups.len())));
@@ -766,9 +774,13 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
             if named { check_path(&g.path) } else { check_str(&g.path, PATH_MAX) }
                 .map_err(|why| format!("deleted file (object {id}): {why}"))?;
             check_str(&g.memfd_name, MAX_MEMFD_NAME).map_err(|why| format!("memfd name (object {id}): {why}"))?;
+            check_ghost(g).map_err(|why| format!("deleted file {} (object {id}): {why}", g.path))?;
         }
         if let Some(f) = o.fifo() {
             check_path(&f.path).map_err(|why| format!("named FIFO (object {id}): {why}"))?;
+            if f.deleted && !f.external.is_empty() {
+                return Err(format!("named FIFO (object {id}): removed and held outside the tree at once"));
+            }
         }
         if let Some(i) = o.inotify() {
             for w in &i.watches {
@@ -1004,6 +1016,66 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
     check_sock_common(p.flags, p.sock.as_ref())
 }
 
+/// A file the restored process opens itself under /proc (`FileObj.in_proc`): a path
+/// `/proc/PID/...` of a live process of the image without `.`/`..` or empty components,
+/// not a nameless inode, and held only by processes of the root PID namespace.
+fn check_proc_file(id: u32, f: &FileObj, by_pid: &HashMap<i32, usize>, procs: &[Process]) -> std::result::Result<(), String> {
+    let rest = f.path.strip_prefix("/proc/").ok_or("a /proc file outside /proc")?;
+    let (pid, tail) = rest.split_once('/').ok_or("no file under /proc/PID")?;
+    let pid: i32 = pid.parse().map_err(|_| "not under /proc/PID".to_string())?;
+    if tail.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err("an empty, '.' or '..' component".into());
+    }
+    if !by_pid.get(&pid).and_then(|&k| procs.get(k)).is_some_and(|p| !p.zombie) {
+        return Err(format!("process {pid} is not a live process of the image"));
+    }
+    if f.ghost_id != 0 || f.deleted {
+        return Err("a /proc file that is also a nameless inode".into());
+    }
+    if procs.iter().any(|p| p.ns_pids.len() > 1 && p.fds.iter().any(|d| d.object_id == id)) {
+        return Err("held by a process in a PID namespace of the tree's own".into());
+    }
+    Ok(())
+}
+
+/// Largest size of a recreated nameless file (the largest ext4 file; a sparse one costs
+/// only its stored extents).
+pub(super) const MAX_GHOST_SIZE: u64 = 16 << 40;
+
+/// A nameless inode: its kind (S_IFMT of `mode`) is a regular file (content inline or
+/// in page runs of at most `size` bytes), a directory or a memory character device
+/// (null, zero, full, random, urandom: nothing else is ever mknod'ed); memfds and
+/// external ones are regular files; only regular files have content.
+fn check_ghost(g: &GhostObj) -> std::result::Result<(), String> {
+    let fmt = g.mode & libc::S_IFMT;
+    match fmt {
+        0 | libc::S_IFREG => {}
+        libc::S_IFDIR | libc::S_IFCHR => {
+            if !g.memfd_name.is_empty() || !g.external.is_empty() || g.paged || !g.content.is_empty() || g.size != 0 {
+                return Err("a directory or device node with content, a memfd name or an external name".into());
+            }
+            if fmt == libc::S_IFCHR && !crate::files::ghost_device_ok(g.rdev) {
+                return Err(format!(
+                    "device {}:{} is not one of the memory devices null, zero, full, random, urandom",
+                    libc::major(g.rdev),
+                    libc::minor(g.rdev)
+                ));
+            }
+        }
+        _ => return Err(format!("mode {:o} is not a regular file, directory or character device", g.mode)),
+    }
+    if fmt != libc::S_IFCHR && g.rdev != 0 {
+        return Err(format!("a device number ({:#x}) on a file that is no device", g.rdev));
+    }
+    if g.paged && !g.content.is_empty() {
+        return Err("content both inline and in page runs".into());
+    }
+    if g.size > MAX_GHOST_SIZE {
+        return Err(format!("size {} bytes (at most {MAX_GHOST_SIZE})", g.size));
+    }
+    Ok(())
+}
+
 /// Every page run goes where restore may write it: into a shared-memory object or SysV
 /// segment (within its size), or into one anonymous or private-file VMA of a live
 /// process of the image. Nothing else: a run "of" a mapped file would be written into
@@ -1022,7 +1094,8 @@ fn check_runs(m: &Manifest, objects: &HashMap<u32, &Object>, by_pid: &HashMap<i3
             let size = match &o.kind {
                 Some(Kind::Shmem(s)) => s.size,
                 Some(Kind::SysvShm(s)) => s.size,
-                _ => return Err(format!("{}: the object is not shared memory or a SysV segment", what())),
+                Some(Kind::Ghost(g)) if g.paged && g.external.is_empty() => g.size,
+                _ => return Err(format!("{}: the object is not shared memory, a SysV segment or a paged nameless file", what())),
             };
             // sizes are at most TASK_SIZE (check_objects): no overflow
             if end > size.div_ceil(PAGE) * PAGE {
@@ -1146,6 +1219,98 @@ mod tests {
                 m.processes[0].fds.push(Fd { fd: 3 + i as i32, object_id: id, cloexec: false });
             }
         })
+    }
+
+    /// /proc files the restored process opens itself: /proc/PID/... of a live process of
+    /// the image, plain components, not nameless.
+    #[test]
+    fn proc_files_name_a_live_process_of_the_image() {
+        let with = |path: &str, ghost: bool| {
+            let f = FileObj { path: path.into(), in_proc: true, deleted: ghost, flags: 0, ..Default::default() };
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::File(f)), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 5, object_id: 9, cloexec: false });
+            })
+        };
+        validate_with(&with("/proc/100/status", false), &root()).expect("its own status");
+        validate_with(&with("/proc/100/task/100/stat", false), &root()).expect("a thread's stat");
+        refused(&with("/proc/101/status", false), &root(), "not a live process of the image");
+        refused(&with("/proc/self/status", false), &root(), "not under /proc/PID");
+        refused(&with("/proc/100/../1/environ", false), &root(), "'..' component");
+        refused(&with("/proc/100//status", false), &root(), "empty");
+        refused(&with("/etc/shadow", false), &root(), "outside /proc");
+        refused(&with("/proc/100", false), &root(), "no file under /proc/PID");
+        refused(&with("/proc/100/status", true), &root(), "nameless");
+        let mut m = with("/proc/100/status", false);
+        m.processes[0].ns_pids = vec![100, 1];
+        m.process = m.processes[0].clone();
+        match validate_with(&m, &root()) {
+            Err(e) => assert!(!e.to_string().contains('\n')),
+            Ok(()) => panic!("a /proc file held inside a PID namespace of the tree's own was accepted"),
+        }
+    }
+
+    /// Nameless inodes: kind by mode, only memory devices, content in one place, page runs
+    /// within the size, a working directory that is a recreated directory.
+    #[test]
+    fn ghosts_are_bounded() {
+        let ghost = |g: GhostObj| {
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Ghost(g)), ..Default::default() });
+                m.index.runs.push(PageRun { object_id: 9, addr: 2 * PAGE, count: 1, ..Default::default() });
+            })
+        };
+        let reg = GhostObj { path: "/tmp/a".into(), mode: libc::S_IFREG | 0o640, paged: true, size: 3 * PAGE, ..Default::default() };
+        validate_with(&ghost(reg.clone()), &root()).expect("a paged deleted file");
+        refused(&ghost(GhostObj { size: 2 * PAGE, ..reg.clone() }), &root(), "past the end of the object");
+        refused(&ghost(GhostObj { paged: false, ..reg.clone() }), &root(), "paged nameless file");
+        refused(&ghost(GhostObj { external: "shm:[5]".into(), ..reg.clone() }), &root(), "paged nameless file");
+        refused(&ghost(GhostObj { content: vec![1], ..reg.clone() }), &root(), "inline and in page runs");
+        refused(&ghost(GhostObj { size: MAX_GHOST_SIZE + 1, ..reg.clone() }), &root(), "at most");
+        refused(&ghost(GhostObj { rdev: libc::makedev(1, 3), ..reg.clone() }), &root(), "no device");
+        let node = |mode: u32, rdev: u64| {
+            edit(move |m| {
+                let g = GhostObj { path: "/tmp/d".into(), mode, rdev, ..Default::default() };
+                m.objects.push(Object { id: 9, kind: Some(Kind::Ghost(g)), ..Default::default() });
+            })
+        };
+        for minor in [3, 5, 7, 8, 9] {
+            validate_with(&node(libc::S_IFCHR | 0o600, libc::makedev(1, minor)), &root()).expect("a memory device");
+        }
+        validate_with(&node(libc::S_IFDIR | 0o700, 0), &root()).expect("a directory");
+        refused(&node(libc::S_IFCHR | 0o600, libc::makedev(1, 1)), &root(), "not one of the memory devices");
+        refused(&node(libc::S_IFCHR | 0o600, libc::makedev(1, 2)), &root(), "not one of the memory devices");
+        refused(&node(libc::S_IFCHR | 0o600, libc::makedev(8, 0)), &root(), "not one of the memory devices");
+        refused(&node(libc::S_IFBLK | 0o600, libc::makedev(1, 3)), &root(), "not a regular file, directory or character device");
+        refused(&node(libc::S_IFIFO | 0o600, 0), &root(), "not a regular file, directory or character device");
+        refused(&node(libc::S_IFLNK | 0o777, 0), &root(), "not a regular file, directory or character device");
+        refused(
+            &edit(|m| {
+                let g = GhostObj { path: "/tmp/d".into(), mode: libc::S_IFDIR | 0o700, paged: true, ..Default::default() };
+                m.objects.push(Object { id: 9, kind: Some(Kind::Ghost(g)), ..Default::default() });
+            }),
+            &root(),
+            "a directory or device node with content",
+        );
+        // the working directory: a recreated directory object, nothing else
+        let cwd = |obj: GhostObj, id: u32| {
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Ghost(obj)), ..Default::default() });
+                m.processes[0].attrs.as_mut().unwrap().cwd_ghost = id;
+            })
+        };
+        let dir = GhostObj { path: "/tmp/d".into(), mode: libc::S_IFDIR | 0o700, ..Default::default() };
+        validate_with(&cwd(dir.clone(), 9), &root()).expect("a removed working directory");
+        refused(&cwd(dir.clone(), 8), &root(), "no recreated directory");
+        refused(&cwd(dir, 2), &root(), "no recreated directory");
+        refused(&cwd(GhostObj { path: "/tmp/a".into(), mode: libc::S_IFREG | 0o600, ..Default::default() }, 9), &root(), "no recreated directory");
+        // a removed FIFO is never also one held outside the tree
+        let fifo = |deleted: bool, external: &str| {
+            let f = FifoObj { path: "/tmp/f".into(), deleted, external: external.into(), ..Default::default() };
+            edit(move |m| m.objects.push(Object { id: 9, kind: Some(Kind::Fifo(f)), ..Default::default() }))
+        };
+        validate_with(&fifo(true, ""), &root()).expect("a removed FIFO");
+        refused(&fifo(true, "open in pid 5"), &root(), "removed and held outside");
     }
 
     #[test]

@@ -25,7 +25,8 @@ cases=(
   "inet udpwild"
   "tree" "tree_pipeline" "tree_prefork"
   "tree_zombies" "tree_shared" "tree_cow" "fifo" "thread_state" "exec_vdso" "pipe_async"
-  "pipe_async direct" "fown" "tty_pty"
+  "pipe_async direct" "fown" "tty_pty" "ghosts all" "proc_files pipe2" "proc_files procself"
+  "proc_files hardlink2" "proc_files byname"
 )
 
 for c in "${cases[@]}"; do

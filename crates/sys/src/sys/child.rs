@@ -32,6 +32,10 @@ pub fn chdir(path: &std::ffi::CStr) -> i32 {
     // SAFETY: valid C string.
     unsafe { libc::chdir(path.as_ptr()) }
 }
+pub fn fchdir(fd: i32) -> i32 {
+    // SAFETY: plain syscall on an fd number; a bad fd fails with EBADF.
+    unsafe { libc::fchdir(fd) }
+}
 pub fn chroot(path: &std::ffi::CStr) -> i32 {
     // SAFETY: valid C string.
     unsafe { libc::chroot(path.as_ptr()) }

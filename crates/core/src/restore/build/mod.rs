@@ -144,6 +144,7 @@ impl Builder<'_> {
                 }
                 Ok(())
             }
+            Step::ProcFiles => self.proc_files(),
             Step::FileOwners => self.file_owners(),
             Step::CheckIds => {
                 // every process of the tree is built and stopped: its ids are final

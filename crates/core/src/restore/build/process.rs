@@ -166,6 +166,42 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Its /proc/PID files (of processes of the tree, which all exist now with their
+    /// pids): opened from inside it (its own /proc, its own credentials) with the image's
+    /// flags (never creating or truncating), moved to the fd number, at the offset; other
+    /// fds of the same description are dups of it.
+    pub(super) fn proc_files(&self) -> Result<()> {
+        let r = self.main();
+        let mut first: Vec<(u32, i32)> = Vec::new();
+        for &(fd, id, cloexec) in &self.pp.proc_files {
+            let st = format!("reopening the /proc file of fd {fd}");
+            let cl = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            if let Some(&(_, src)) = first.iter().find(|(o, _)| *o == id) {
+                self.call(&st, r, libc::SYS_dup3, &[src as u64, fd as u64, cl])?;
+                continue;
+            }
+            let f = self.m.object(id).and_then(|o| o.file()).ok_or_else(|| self.err(&st, "no such file object"))?;
+            let mut path = f.path.as_bytes().to_vec();
+            path.push(0);
+            let addr = self.scratch().write(0, &path).map_err(|e| self.err(&st, format!("path into the scratch area: {e}")))?;
+            let never = libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL | libc::O_TMPFILE | libc::O_CLOEXEC;
+            let fl = (f.flags as i32 & !never) | libc::O_NOCTTY | libc::O_CLOEXEC;
+            let n = self
+                .call(&format!("{st} ({})", f.path), r, libc::SYS_openat, &[libc::AT_FDCWD as u64, addr, fl as u64, 0])?;
+            if n as i32 != fd {
+                self.call(&st, r, libc::SYS_dup3, &[n, fd as u64, cl])?;
+                self.call(&st, r, libc::SYS_close, &[n])?;
+            } else if !cloexec {
+                self.call(&st, r, libc::SYS_fcntl, &[fd as u64, libc::F_SETFD as u64, 0])?;
+            }
+            if f.pos != 0 {
+                self.call(&st, r, libc::SYS_lseek, &[fd as u64, f.pos, libc::SEEK_SET as u64])?;
+            }
+            first.push((id, fd));
+        }
+        Ok(())
+    }
+
     /// Signal-driven I/O of the descriptions this process sets (crate::fown).
     pub(super) fn file_owners(&self) -> Result<()> {
         let r = self.main();
