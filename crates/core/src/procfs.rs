@@ -182,6 +182,8 @@ pub struct TimerEntry {
     pub sigval: u64,
     pub notify: String,
     pub notify_tid: i32,
+    /// "tid.N": SIGEV_THREAD_ID, the signal goes to thread N only.
+    pub to_thread: bool,
     pub clock: i32,
 }
 
@@ -204,6 +206,7 @@ pub fn timers(pid: i32) -> io::Result<Vec<TimerEntry>> {
                 if let Some(e) = out.last_mut() {
                     let (kind, who) = v.split_once('/').unwrap_or((v, ""));
                     e.notify = kind.to_string();
+                    e.to_thread = who.starts_with("tid.");
                     e.notify_tid = who.rsplit('.').next().and_then(|x| x.parse().ok()).unwrap_or(0);
                 }
             }

@@ -121,16 +121,23 @@ pub fn dump_itimers(fz: &Frozen, par: &Parasite) -> Result<Vec<ITimer>> {
 
 pub fn dump_posix_timers(fz: &Frozen, par: &Parasite) -> Result<Vec<PosixTimer>> {
     let mut out = Vec::new();
-    for t in procfs::timers(fz.pid).ctx(fz.pid, || "reading /proc/PID/timers".into())? {
+    // /proc lists the newest timer first: the image keeps creation order, so the restored
+    // process lists them as the original did
+    let mut timers = procfs::timers(fz.pid).ctx(fz.pid, || "reading /proc/PID/timers".into())?;
+    timers.reverse();
+    for t in timers {
         let v = par.with(fz.pid, &format!("timer_gettime({})", t.id), |r| r.timer_gettime(t.id))?;
-        let notify = match t.notify.as_str() {
+        // /proc shows "KIND/pid.N" or "KIND/tid.N" (SIGEV_THREAD_ID: the signal goes to
+        // thread N, as glibc's SIGEV_THREAD timers aim at their helper thread)
+        let kind = match t.notify.as_str() {
             "signal" => libc::SIGEV_SIGNAL,
-            "thread" => libc::SIGEV_THREAD_ID,
+            "thread" => libc::SIGEV_THREAD,
             "none" => libc::SIGEV_NONE,
             other => {
                 return Err(Error::Unsupported { pid: fz.pid, what: format!("POSIX timer {} with notify '{other}'", t.id) })
             }
         };
+        let notify = if t.to_thread { kind | libc::SIGEV_THREAD_ID } else { kind };
         let overrun = par.raw(fz.pid, libc::SYS_timer_getoverrun, &[t.id as u64])?.max(0) as i32;
         out.push(PosixTimer {
             id: t.id,

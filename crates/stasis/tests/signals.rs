@@ -117,3 +117,16 @@ fn python_signal_handlers_after_leave_running_dump() {
     w.restore();
     w.go_and_pass();
 }
+
+/// POSIX timers aimed at one thread (SIGEV_THREAD_ID), glibc's SIGEV_THREAD timers
+/// (its helper thread waits for an internal signal aimed at it) and timers on the
+/// BOOTTIME, MONOTONIC, REALTIME, process- and thread-CPU clocks: /proc/self/timers is
+/// unchanged after restore (notify kind and target tid, signal, value, clock), the
+/// pending timer signal is the target thread's alone, the thread keeps receiving it
+/// with its value and timer id, and the SIGEV_THREAD callback keeps running with its
+/// argument.
+#[test]
+fn thread_targeted_and_sigev_thread_timers() {
+    let _t = serial();
+    roundtrip("timers_thread", &[]);
+}

@@ -426,6 +426,28 @@ fn tree_fields(p: &Process, i: usize, parent: Option<&Process>) -> std::result::
     Ok(())
 }
 
+
+/// A POSIX timer's notification: SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD, optionally
+/// aimed at one thread (SIGEV_THREAD_ID), which must be a thread of the same process
+/// (the kernel takes only those); a process-wide one names the process itself.
+fn check_timer_notify(p: &Process, t: &PosixTimer) -> std::result::Result<(), String> {
+    let kind = t.notify & !libc::SIGEV_THREAD_ID;
+    if ![libc::SIGEV_SIGNAL, libc::SIGEV_NONE, libc::SIGEV_THREAD].contains(&kind) {
+        return Err(format!("notification {}", t.notify));
+    }
+    if kind != libc::SIGEV_NONE && !(1..=64).contains(&t.signo) {
+        return Err(format!("signal {}", t.signo));
+    }
+    if t.notify & libc::SIGEV_THREAD_ID != 0 {
+        if !p.threads.iter().any(|th| th.tid == t.notify_tid) {
+            return Err(format!("aimed at thread {}, which is not a thread of the process", t.notify_tid));
+        }
+    } else if t.notify_tid != p.pid && t.notify_tid != 0 {
+        return Err(format!("signals process {}, not its own", t.notify_tid));
+    }
+    Ok(())
+}
+
 fn check_siginfo(s: &SigInfo) -> bool {
     (1..=64).contains(&s.signo) && s.raw.len() == 128
 }
@@ -492,6 +514,7 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         if t.id < 0 || !timer_ids.insert(t.id) || !(0..=64).contains(&t.signo) {
             return Err(bad(format!("POSIX timer {} (duplicate or invalid id, or signal {})", t.id, t.signo)));
         }
+        check_timer_notify(p, t).map_err(|why| bad(format!("POSIX timer {}: {why}", t.id)))?;
     }
     if p.rlimits.len() > RLIM_NLIMITS as usize {
         return Err(bad(format!("{} resource limits", p.rlimits.len())));
@@ -1217,6 +1240,13 @@ mod tests {
         }), &root(), "seccomp filters");
         refused(&edit(|m| m.processes[0].threads[0].pending = vec![SigInfo { signo: 10, raw: vec![0; 128] }; MAX_PENDING + 1]), &root(), "pending");
         refused(&edit(|m| m.processes[0].posix_timers = vec![PosixTimer { id: 1, ..Default::default() }; 2]), &root(), "POSIX timer 1");
+        let timer = |notify, notify_tid| PosixTimer { id: 3, signo: 34, notify, notify_tid, ..Default::default() };
+        validate_with(&edit(|m| m.processes[0].posix_timers = vec![timer(libc::SIGEV_SIGNAL | libc::SIGEV_THREAD_ID, 100)]), &root()).unwrap();
+        validate_with(&edit(|m| m.processes[0].posix_timers = vec![timer(libc::SIGEV_THREAD, 100)]), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].posix_timers = vec![timer(libc::SIGEV_SIGNAL | libc::SIGEV_THREAD_ID, 1)]), &root(), "POSIX timer 3: aimed at thread 1");
+        refused(&edit(|m| m.processes[0].posix_timers = vec![timer(libc::SIGEV_SIGNAL, 1)]), &root(), "POSIX timer 3: signals process 1");
+        refused(&edit(|m| m.processes[0].posix_timers = vec![timer(8, 100)]), &root(), "POSIX timer 3: notification 8");
+        refused(&edit(|m| m.processes[0].posix_timers = vec![PosixTimer { signo: 0, ..timer(libc::SIGEV_SIGNAL, 100) }]), &root(), "POSIX timer 3: signal 0");
         refused(&edit(|m| m.processes[0].vmas.push(Vma { start: 0x80_0000, end: 0x80_1000, kind: 1, ..Default::default() })), &Host { max_map_count: 3, ..root() }, "max_map_count");
         refused(&edit(|m| m.processes[0].threads.push(thread(100))), &root(), "thread id 100 appears twice");
         refused(&edit(|m| m.processes[0].threads[0].affinity = vec![0xff; 4096]), &root(), "affinity");
