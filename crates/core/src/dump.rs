@@ -367,7 +367,10 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
             let fz = Frozen::seize(pid)?;
             // Read once frozen: a running process may exec (new vDSO) or exit meanwhile.
             let vdso = vdso_range(pid)?;
-            Ok(Some(Member::Live { fz, vdso, stopped: state == 'T', ppid }))
+            // a group stop shows in the seize's first report (with its signal); state T
+            // also covers one that began while we seized the threads
+            let stopped = state == 'T' || fz.main().group_stop != 0;
+            Ok(Some(Member::Live { fz, vdso, stopped, ppid }))
         })();
         // A child caught exiting (a shell loop's short-lived commands) cannot be
         // checked or seized: its parent is frozen, so it becomes a zombie we record,
@@ -530,6 +533,8 @@ fn write_image(
         process.exit_signal = exit_signal(&sf);
         if let Some(a) = process.attrs.as_mut() {
             a.stopped = stopped;
+            // 0: SIGSTOP (a stop seen only in /proc's state)
+            a.stop_signal = if stopped { fz.main().group_stop } else { 0 };
         }
         (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
         (process.net_ns, process.lo_up) = ns::dump_net(pid)?;

@@ -17,6 +17,10 @@ pub struct FrozenThread {
     /// A signal that was being delivered when we stopped the thread (dequeued by the
     /// kernel): re-delivered on resume, saved as pending in a dump.
     pub delivering: Option<(i32, [u8; 128])>,
+    /// The signal of the group stop the thread was in when seized (SIGSTOP, SIGTSTP,
+    /// SIGTTIN, SIGTTOU: a seized tracee in group stop reports PTRACE_EVENT_STOP with it;
+    /// our own interrupt reports SIGTRAP), 0 if it was not stopped.
+    pub group_stop: i32,
 }
 
 pub struct Frozen {
@@ -52,10 +56,16 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     }
     ptrace::interrupt(tid).ctx(pid, || format!("PTRACE_INTERRUPT of thread {tid}"))?;
     let mut delivering = None;
+    let mut group_stop = 0;
     loop {
         let st = wait_stop(pid, tid)?;
         match ptrace::decode(st) {
-            Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => break,
+            Stop::Stopped(sig, ptrace::PTRACE_EVENT_STOP) => {
+                if [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&sig) {
+                    group_stop = sig;
+                }
+                break;
+            }
             Stop::Stopped(sig, 0) => {
                 // signal-delivery-stop: remember the signal; the interrupt stop follows.
                 let info = ptrace::getsiginfo(tid).unwrap_or([0; 128]);
@@ -72,7 +82,10 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     }
     let regs = ptrace::getregs(tid).ctx(pid, || format!("PTRACE_GETREGS of thread {tid}"))?;
     let sigmask = ptrace::get_sigmask(tid).ctx(pid, || format!("PTRACE_GETSIGMASK of thread {tid}"))?;
-    Ok(Some(FrozenThread { tid, regs, sigmask, delivering }))
+    if group_stop != 0 {
+        debug!(tid, sig = group_stop, "in a group stop when seized");
+    }
+    Ok(Some(FrozenThread { tid, regs, sigmask, delivering, group_stop }))
 }
 
 /// How long a thread may take to reach its interrupt stop. A thread in an

@@ -130,3 +130,67 @@ fn thread_targeted_and_sigev_thread_timers() {
     let _t = serial();
     roundtrip("timers_thread", &[]);
 }
+
+/// Children stopped by SIGTSTP, SIGTTIN, SIGSTOP (two threads) and SIGTTOU: after the
+/// restore each is stopped again (every thread) by its own signal: its parent's
+/// waitid(WSTOPPED) reports the stops it had not collected yet with their signals (a
+/// stop it had collected before the dump is reported again, with its signal: known
+/// gap), and SIGCONT continues each (WCONTINUED) to its own exit status. Before the
+/// stop signal was kept, every child came back stopped by SIGSTOP.
+#[test]
+fn stopped_children_keep_stop_signal_and_wait_state() {
+    let _t = serial();
+    let mut w = Workload::start("stopped_tree", &[]);
+    let kids = info_pids(&w, &["s1", "s2", "s3", "s4"]);
+    dump_and_restore_tree(&mut w, &kids);
+    w.go_and_pass();
+}
+
+/// The parent's view of a stopped child: waitid(WSTOPPED | WNOWAIT) → the signal.
+fn stop_report(pid: i32) -> Option<i32> {
+    // SAFETY: a zeroed siginfo_t is valid; waitid writes at most one.
+    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain waitid on our own child, into our siginfo_t.
+    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut si, libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: waitid filled si (si_pid 0 when nothing is to report).
+    let (spid, status) = unsafe { (si.si_pid(), si.si_status()) };
+    (r == 0 && spid == pid && si.si_code == libc::CLD_STOPPED).then_some(status)
+}
+
+/// A real `sleep 3` (its own process group, so SIGTSTP is not dropped) stopped by
+/// SIGTSTP, as a shell's ^Z does: a --leave-running dump leaves it stopped, untraced,
+/// with its stop report intact; restored, it is stopped by SIGTSTP again (its parent's
+/// waitid(WSTOPPED) says so), stays stopped, and SIGCONT lets it finish its sleep and
+/// exit 0.
+#[test]
+fn real_sleep_stopped_by_sigtstp() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("sleep-tstp");
+    let code = "import os; os.setpgid(0, 0); os.execvp('sleep', ['sleep', '3'])";
+    w.spawn(&python3(), &["-c".into(), code.into()]);
+    let pid = w.pid;
+    assert!(wait_until(std::time::Duration::from_secs(10), || comm_of(pid) == "sleep"), "sleep did not start\n{}", w.report());
+    // SAFETY: our live, unreaped child.
+    unsafe { libc::kill(pid, libc::SIGTSTP) };
+    let stopped = || {
+        let t = tasks_of(pid);
+        !t.is_empty() && t.iter().all(|t| t.1 == 'T' && t.2 == 0)
+    };
+    assert!(wait_until(std::time::Duration::from_secs(5), stopped), "SIGTSTP did not stop sleep: {:?}", tasks_of(pid));
+    assert_eq!(stop_report(pid), Some(libc::SIGTSTP));
+    let r = w.try_dump(&["--leave-running"]);
+    assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
+    assert!(stopped(), "after a --leave-running dump the stopped sleep is not stopped (or still traced): {:?}", tasks_of(pid));
+    assert_eq!(stop_report(pid), Some(libc::SIGTSTP), "the stop report changed\n{}", w.report());
+    w.kill_original();
+    w.restore();
+    assert!(wait_until(std::time::Duration::from_secs(2), stopped), "restored sleep is not stopped: {:?}\n{}", tasks_of(pid), w.report());
+    assert_eq!(stop_report(pid), Some(libc::SIGTSTP), "restored sleep's stop signal\n{}", w.report());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(stopped(), "restored sleep left the stopped state by itself: {:?}", tasks_of(pid));
+    // SAFETY: our child (restored), not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let st = w.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(st, Exit::Code(0), "sleep after SIGCONT\n{}", w.report());
+}

@@ -588,6 +588,10 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
                 check_path(s).map_err(|why| bad(format!("{what}: {why}")))?;
             }
         }
+        let stops = [0, libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+        if !stops.contains(&a.stop_signal) || (a.stop_signal != 0 && !a.stopped) {
+            return Err(bad(format!("stop signal {} (a stop signal, and only for a stopped process)", a.stop_signal)));
+        }
     }
     if p.cgroups.len() > MAX_CGROUP_LINES {
         return Err(bad(format!("{} cgroup lines (at most {MAX_CGROUP_LINES})", p.cgroups.len())));
@@ -1194,6 +1198,20 @@ mod tests {
     fn process_strings() {
         refused(&edit(|m| m.processes[0].attrs.as_mut().unwrap().cwd = "tmp".into()), &root(), "working directory");
         refused(&edit(|m| m.processes[0].attrs.as_mut().unwrap().root = "/a\0b".into()), &root(), "root directory");
+    }
+
+    #[test]
+    fn stop_signal_is_a_stop_signal_of_a_stopped_process() {
+        let stop = |stopped, sig| edit(|m| {
+            let a = m.processes[0].attrs.as_mut().unwrap();
+            (a.stopped, a.stop_signal) = (stopped, sig);
+        });
+        for sig in [0, libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            validate_with(&stop(true, sig), &root()).unwrap();
+        }
+        refused(&stop(true, libc::SIGKILL), &root(), "stop signal 9");
+        refused(&stop(true, -1), &root(), "stop signal -1");
+        refused(&stop(false, libc::SIGTSTP), &root(), "stop signal 20");
         refused(&edit(|m| m.processes[0].comm = "a\0b".into()), &root(), "name");
         refused(&edit(|m| m.processes[0].threads[0].comm = "x".repeat(100)), &root(), "thread 100 name");
     }
