@@ -213,6 +213,9 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
         let attrs = task::dump_attrs(fz, &par)?;
         let brk = par.call(pid, libc::SYS_brk, &[0])?;
         let thp = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0])?;
+        let membarrier = task::membarrier_registrations(&par, pid)?;
+        // Linux 6.4+; EINVAL before: off
+        let memory_merge = par.raw(pid, libc::SYS_prctl, &[task::PR_GET_MEMORY_MERGE, 0, 0, 0, 0])? == 1;
         let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
         let mm = MmInfo {
             start_code: procfs::stat_num(&sf, 26),
@@ -229,6 +232,8 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
             auxv: procfs::auxv(pid).ctx(pid, || "reading /proc/PID/auxv".into())?,
             exe_object: 0,
             thp_disabled: thp == 1,
+            membarrier,
+            memory_merge,
         };
         Ok(Process {
             pid,

@@ -205,6 +205,34 @@ pub fn dump_rlimits(fz: &Frozen, par: &Parasite) -> Result<Vec<Rlimit>> {
     Ok(out)
 }
 
+pub const PR_SET_MEMORY_MERGE: u64 = 67;
+pub const PR_GET_MEMORY_MERGE: u64 = 68;
+
+/// membarrier(2) commands that need a registration of the address space, and the
+/// registration each needs (include/uapi/linux/membarrier.h).
+pub const MEMBARRIER_REGISTRATIONS: [(u64, u32); 3] = [
+    (8, 16),   // PRIVATE_EXPEDITED ← REGISTER_PRIVATE_EXPEDITED
+    (32, 64),  // PRIVATE_EXPEDITED_SYNC_CORE ← REGISTER_PRIVATE_EXPEDITED_SYNC_CORE
+    (128, 256), // PRIVATE_EXPEDITED_RSEQ ← REGISTER_PRIVATE_EXPEDITED_RSEQ
+];
+
+/// The membarrier registrations of the process's address space. The kernel shows
+/// them nowhere; each command is tried from inside: EPERM means not registered. The
+/// barrier itself only interrupts threads of this process that are running, and every
+/// one is frozen.
+pub fn membarrier_registrations(par: &Parasite, pid: i32) -> Result<u32> {
+    let mut regs = 0;
+    for (cmd, reg) in MEMBARRIER_REGISTRATIONS {
+        let r = par.raw(pid, libc::SYS_membarrier, &[cmd, 0, 0])?;
+        if r == 0 {
+            regs |= reg;
+        } else if r != -(libc::EPERM as i64) && r != -(libc::EINVAL as i64) {
+            return Err(Error::Sys { pid, what: format!("membarrier({cmd}) injected"), err: std::io::Error::from_raw_os_error(-r as i32) });
+        }
+    }
+    Ok(regs)
+}
+
 pub fn shared_pending(pid: i32) -> Result<Vec<SigInfo>> {
     Ok(siginfo_list(ptrace::peek_siginfo(pid, true).ctx(pid, || "PTRACE_PEEKSIGINFO (shared)".into())?))
 }

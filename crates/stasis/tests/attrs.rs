@@ -64,3 +64,12 @@ fn restorer_without_setuid_cannot_grant_other_ids() {
     w.restore();
     w.go_and_pass();
 }
+
+/// Registrations no /proc file shows: membarrier's private expedited commands (plain
+/// and SYNC_CORE: after restore they do not fail with EPERM, as they did before they
+/// were registered again), and KSM merging of the whole process (PR_SET_MEMORY_MERGE).
+#[test]
+fn membarrier_and_ksm_registrations() {
+    let _t = serial();
+    roundtrip("prctl_misc", &[]);
+}

@@ -533,6 +533,10 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
     if mm.auxv.len() > MAX_AUXV_WORDS || mm.auxv.len() % 2 != 0 {
         return Err(bad(format!("auxv of {} words (an even number, at most {MAX_AUXV_WORDS})", mm.auxv.len())));
     }
+    let known = crate::task::MEMBARRIER_REGISTRATIONS.iter().fold(0, |a, (_, r)| a | r);
+    if mm.membarrier & !known != 0 {
+        return Err(bad(format!("membarrier registrations {:#x} (known: {known:#x})", mm.membarrier)));
+    }
     if p.fds.len() as u64 > h.nr_open {
         return Err(bad(format!("{} fds (fs.nr_open is {})", p.fds.len(), h.nr_open)));
     }
@@ -1251,6 +1255,8 @@ mod tests {
         refused(&edit(|m| m.processes[0].fds = vec![Fd { fd: 1 << 20, object_id: 1, cloexec: false }]), &root(), "nr_open");
         refused(&edit(|m| m.processes[0].fds = vec![Fd { fd: 3, object_id: 1, cloexec: false }; 2]), &root(), "fd 3 appears twice");
         refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().auxv = vec![0; 4096]), &root(), "auxv");
+        validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().membarrier = 16 | 64 | 256), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().membarrier = 16 | 1), &root(), "membarrier registrations 0x11");
         refused(&edit(|m| m.processes[0].threads[0].seccomp_filters = vec![vec![0; 12]]), &root(), "seccomp");
         refused(&edit(|m| {
             m.processes[0].threads[0].seccomp_mode = 2;
