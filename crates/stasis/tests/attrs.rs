@@ -73,3 +73,13 @@ fn membarrier_and_ksm_registrations() {
     let _t = serial();
     roundtrip("prctl_misc", &[]);
 }
+
+/// A seccomp filter installed with SECCOMP_FILTER_FLAG_TSYNC on three threads: after
+/// restore it acts in every thread (each checks), a new thread inherits it, and a
+/// second TSYNC filter can be installed (the threads share the first one again; with
+/// a copy per thread the kernel refused it, naming a thread).
+#[test]
+fn seccomp_tsync_filter_in_every_thread() {
+    let _t = serial();
+    roundtrip("seccomp_tsync", &[]);
+}

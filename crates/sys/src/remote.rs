@@ -284,7 +284,7 @@ pub trait RemoteCalls {
 
     /// seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog) with `filter` the raw
     /// `struct sock_filter` instructions (8 bytes each).
-    fn seccomp_filter(&self, flags: u32, filter: &[u8]) -> Result<()> {
+    fn seccomp_filter(&self, flags: u32, filter: &[u8]) -> Result<u64> {
         const SECCOMP_SET_MODE_FILTER: u64 = 1;
         if filter.len() % 8 != 0 || filter.len() / 8 > kabi::BPF_MAXINSNS {
             return Err(Error::from_raw_os_error(libc::EINVAL));
@@ -293,7 +293,7 @@ pub trait RemoteCalls {
         let size = std::mem::size_of::<SockFprog>();
         let f = s.write(after(size), filter)?;
         let a = s.put(0, &SockFprog { len: (filter.len() / 8) as u16, filter: f, ..Default::default() })?;
-        self.call(libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, flags as u64, a]).map(drop)
+        self.call(libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, flags as u64, a])
     }
 
     /// epoll_ctl(epfd, op, fd, &ev).

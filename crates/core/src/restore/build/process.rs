@@ -46,12 +46,32 @@ impl Builder<'_> {
 
     pub(super) fn seccomp(&self) -> Result<()> {
         const SECCOMP_SET_MODE_STRICT: u64 = 0;
-        for t in &self.p.threads {
+        const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
+        // Threads with the same filters (installed with SECCOMP_FILTER_FLAG_TSYNC, or
+        // inherited from the thread that created them) share them again: installed once
+        // in the main thread and synchronised to the others, so a later TSYNC install
+        // by the process still finds every thread on its filter tree. Threads with
+        // different filters each get their own copies.
+        let threads = &self.p.threads;
+        let shared = threads.len() > 1
+            && !threads[0].seccomp_filters.is_empty()
+            && threads.iter().all(|t| t.seccomp_filters == threads[0].seccomp_filters);
+        for (n, t) in threads.iter().enumerate() {
             let r = self.remote_of(t.tid);
-            for (i, f) in t.seccomp_filters.iter().enumerate() {
-                let st = format!("installing seccomp filter {i} of thread {}", t.tid);
-                self.on(&st, r, "seccomp(SECCOMP_SET_MODE_FILTER)", |r| r.seccomp_filter(0, f))?;
+            if shared && n > 0 {
+                break;
             }
+            let flags = if shared { SECCOMP_FILTER_FLAG_TSYNC } else { 0 };
+            for (i, f) in t.seccomp_filters.iter().enumerate() {
+                let st = format!("installing seccomp filter {i} of thread {}{}", t.tid, if shared { " (for every thread)" } else { "" });
+                let got = self.on(&st, r, "seccomp(SECCOMP_SET_MODE_FILTER)", |r| r.seccomp_filter(flags, f))?;
+                if got != 0 {
+                    return Err(self.err(&st, format!("thread {got} could not take the filter (SECCOMP_FILTER_FLAG_TSYNC)")));
+                }
+            }
+        }
+        for t in threads {
+            let r = self.remote_of(t.tid);
             if t.seccomp_mode == 1 {
                 let st = format!("seccomp strict mode of thread {}", t.tid);
                 self.call(&st, r, libc::SYS_seccomp, &[SECCOMP_SET_MODE_STRICT, 0, 0])?;
