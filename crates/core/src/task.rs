@@ -188,10 +188,11 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     let child_subreaper = par.with(pid, "PR_GET_CHILD_SUBREAPER", |r| r.prctl_get_int(libc::PR_GET_CHILD_SUBREAPER))? != 0;
     let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
     let (pgid, sid) = (procfs::stat_num(&sf, 5) as i32, procfs::stat_num(&sf, 6) as i32);
+    let loginuid = procfs::read(pid, "loginuid").ok().and_then(|v| v.trim().parse::<u32>().ok());
     // memory-deny-write-execute (Linux 6.3+; EINVAL before: off)
     const PR_GET_MDWE: i32 = 66;
     let mdwe = par.with(pid, "PR_GET_MDWE", |r| r.prctl(PR_GET_MDWE, 0, 0, 0, 0)).unwrap_or(0) as u32;
-    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, stop_signal: 0 })
+    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, stop_signal: 0, loginuid })
 }
 
 /// Resource limits, read from inside (prlimit on another process with other

@@ -67,9 +67,10 @@ fn restorer_without_setuid_cannot_grant_other_ids() {
 
 /// Registrations no /proc file shows: membarrier's private expedited commands (plain
 /// and SYNC_CORE: after restore they do not fail with EPERM, as they did before they
-/// were registered again), and KSM merging of the whole process (PR_SET_MEMORY_MERGE).
+/// were registered again), KSM merging of the whole process (PR_SET_MEMORY_MERGE), and
+/// the audit loginuid (4242; the restored process started with the restorer's).
 #[test]
-fn membarrier_and_ksm_registrations() {
+fn membarrier_ksm_and_loginuid() {
     let _t = serial();
     roundtrip("prctl_misc", &[]);
 }

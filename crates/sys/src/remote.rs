@@ -132,6 +132,27 @@ pub trait RemoteCalls {
         self.call(libc::SYS_prctl, &[libc::PR_SET_NAME as u64, a]).map(drop)
     }
 
+    /// Writes `data` to the file at `path` (absolute, no NUL) from inside the process:
+    /// openat(O_WRONLY), one write, close. For the process's own /proc files
+    /// (/proc/self/loginuid accepts writes only from the process itself).
+    fn write_file(&self, path: &str, data: &[u8]) -> Result<()> {
+        if !path.starts_with('/') || path.contains('\0') {
+            return Err(Error::from_raw_os_error(libc::EINVAL));
+        }
+        let s = self.scratch();
+        let mut p = path.as_bytes().to_vec();
+        p.push(0);
+        let pa = s.write(0, &p)?;
+        let da = s.write(after(p.len()), data)?;
+        let fd = self.call(libc::SYS_openat, &[libc::AT_FDCWD as u64, pa, (libc::O_WRONLY | libc::O_CLOEXEC) as u64, 0])?;
+        let r = self.call(libc::SYS_write, &[fd, da, data.len() as u64]);
+        let c = self.call(libc::SYS_close, &[fd]);
+        match r? {
+            n if n as usize == data.len() => c.map(drop),
+            _ => Err(Error::from_raw_os_error(libc::EIO)),
+        }
+    }
+
     /// PR_SET_MM_MAP with `map` and the auxiliary vector `auxv` (placed after the struct;
     /// `map.auxv`/`auxv_size` are filled in here).
     fn prctl_set_mm_map(&self, map: &PrctlMmMap, auxv: &[u64]) -> Result<()> {

@@ -596,6 +596,9 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         if !stops.contains(&a.stop_signal) || (a.stop_signal != 0 && !a.stopped) {
             return Err(bad(format!("stop signal {} (a stop signal, and only for a stopped process)", a.stop_signal)));
         }
+        // loginuid: any u32 is one the kernel may take (u32::MAX = unset); it is written
+        // from inside the process to its own /proc/self/loginuid, and the kernel decides
+        // (setting a set one needs CAP_AUDIT_CONTROL): nothing of the host's changes.
     }
     if p.cgroups.len() > MAX_CGROUP_LINES {
         return Err(bad(format!("{} cgroup lines (at most {MAX_CGROUP_LINES})", p.cgroups.len())));
@@ -1216,6 +1219,9 @@ mod tests {
         refused(&stop(true, libc::SIGKILL), &root(), "stop signal 9");
         refused(&stop(true, -1), &root(), "stop signal -1");
         refused(&stop(false, libc::SIGTSTP), &root(), "stop signal 20");
+        for l in [None, Some(0), Some(4242), Some(u32::MAX)] {
+            validate_with(&edit(|m| m.processes[0].attrs.as_mut().unwrap().loginuid = l), &root()).unwrap();
+        }
         refused(&edit(|m| m.processes[0].comm = "a\0b".into()), &root(), "name");
         refused(&edit(|m| m.processes[0].threads[0].comm = "x".repeat(100)), &root(), "thread 100 name");
     }

@@ -5,6 +5,8 @@
  *               after restore MEMBARRIER_CMD_PRIVATE_EXPEDITED(_SYNC_CORE) must not
  *               fail with EPERM
  *   KSM         PR_SET_MEMORY_MERGE 1: PR_GET_MEMORY_MERGE is 1 again
+ *   loginuid    set to 4242 (/proc/self/loginuid): 4242 again (the audit session id
+ *               cannot be restored: the kernel gives a new one on every write)
  */
 #include "common.h"
 #include <linux/membarrier.h>
@@ -30,6 +32,10 @@ int main(int argc, char **argv)
     if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
         DIE("membarrier private expedited");
     int ksm = prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0) == 0;
+    int lfd = open("/proc/self/loginuid", O_WRONLY);
+    if (lfd < 0 || write(lfd, "4242", 4) != 4)
+        DIE("setting loginuid");
+    close(lfd);
     info("ksm", "%d", ksm);
     ready();
     wait_go();
@@ -43,5 +49,8 @@ int main(int argc, char **argv)
     if (ksm)
         CHECK(prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0) == 1, "PR_GET_MEMORY_MERGE is %d after restore",
               prctl(PR_GET_MEMORY_MERGE, 0, 0, 0, 0));
+    char luid[64] = "";
+    read_file("/proc/self/loginuid", luid, sizeof luid);
+    CHECK(strcmp(luid, "4242") == 0, "loginuid is %s after restore, want 4242", luid);
     return finish();
 }

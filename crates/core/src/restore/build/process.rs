@@ -35,6 +35,16 @@ impl Builder<'_> {
                 ));
             }
         }
+        if let Some(luid) = attrs.loginuid {
+            // from inside: the kernel takes /proc/PID/loginuid writes only from PID itself
+            let cur = procfs::read(self.pid, "loginuid").ok().and_then(|v| v.trim().parse::<u32>().ok());
+            if cur.is_some_and(|c| c != luid) {
+                let r = self.main().write_file("/proc/self/loginuid", luid.to_string().as_bytes());
+                if let Err(e) = r {
+                    warn!("pid {}: restoring the audit loginuid {luid} (it has {cur:?}): {e}", self.pid);
+                }
+            }
+        }
         let cur: i32 = procfs::read(self.pid, "oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         if cur != attrs.oom_score_adj {
             if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", self.pid), attrs.oom_score_adj.to_string()) {
