@@ -194,3 +194,15 @@ fn real_sleep_stopped_by_sigtstp() {
     let st = w.wait_exit(std::time::Duration::from_secs(10));
     assert_eq!(st, Exit::Code(0), "sleep after SIGCONT\n{}", w.report());
 }
+
+/// The same timers through a --leave-running dump: the live process is unharmed (its
+/// timers still aim at the same thread, its pending timer signal is still that
+/// thread's, the SIGEV_THREAD callback still runs, no thread was left with the trap flag
+/// the dump's single-stepping uses) and passes every check.
+#[test]
+fn thread_targeted_timers_after_leave_running_dump() {
+    let _t = serial();
+    let mut w = Workload::start("timers_thread", &[]);
+    w.dump_leave_running();
+    w.go_and_pass();
+}

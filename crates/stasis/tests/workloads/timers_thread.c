@@ -13,7 +13,8 @@
  * and target tid, clocks); the pending SIGRTMIN+5 is T's alone (main's sigpending does
  * not show it, T's does); T then receives at least 4 more SIGRTMIN+5 within 1 s, each
  * with value 505 and its timer id; the SIGEV_THREAD callback ran at least 4 more times
- * within 1 s, with its own pointer; tc/td keep their remaining time in (0, set].
+ * within 1 s, with its own pointer; tc/td keep their remaining time in (0, set]; no
+ * thread has the trap flag set.
  */
 #include "common.h"
 #include <pthread.h>
@@ -36,7 +37,16 @@ static void callback(union sigval v)
         __atomic_add_fetch(&a->calls, 1, __ATOMIC_SEQ_CST);
 }
 
+/* the trap flag (single-stepping) must never be left set by the dump's parasite */
+static int trap_flag(void)
+{
+    unsigned long fl;
+    __asm__ volatile("pushfq; popq %0" : "=r"(fl));
+    return (fl & 0x100) != 0;
+}
+
 static pid_t t_tid;
+static int t_tf;
 static int t_ready, released, t_got, t_bad, t_pending_at_go;
 static timer_t ta;
 
@@ -50,6 +60,7 @@ static void *thr(void *x)
     sigset_t p;
     sigpending(&p);
     t_pending_at_go = sigismember(&p, SIGRTMIN + 5);
+    t_tf = trap_flag();
     sigset_t w;
     sigemptyset(&w);
     sigaddset(&w, SIGRTMIN + 5);
@@ -140,6 +151,7 @@ int main(int argc, char **argv)
     CHECK(strcmp(timers_before, timers_after) == 0, "/proc/self/timers changed:\n--- before\n%s--- after\n%s",
           timers_before, timers_after);
 
+    CHECK(!trap_flag(), "the trap flag is set in the main thread");
     sigset_t p;
     sigpending(&p);
     CHECK(!sigismember(&p, SIGRTMIN + 5), "SIGRTMIN+5 (aimed at thread %d) is pending for the main thread",
@@ -149,6 +161,7 @@ int main(int argc, char **argv)
     pthread_join(th, NULL);
     int calls1 = cb.calls;
     CHECK(t_pending_at_go, "SIGRTMIN+5 was not pending for thread T after restore");
+    CHECK(!t_tf, "the trap flag is set in thread T");
     CHECK(t_got >= 4 && t_bad == 0, "thread T got %d good and %d bad SIGRTMIN+5 in 1 s (want >= 4 good, 0 bad)",
           t_got, t_bad);
     CHECK(calls1 - calls0 >= 4 && cb.bad == 0, "SIGEV_THREAD callback: %d calls in 1 s, %d with a wrong argument",
