@@ -258,6 +258,14 @@ pub trait RemoteCalls {
         self.call(libc::SYS_timer_settime, &[id as u64, flags as u64, a, 0]).map(drop)
     }
 
+    /// clock_gettime(clock) as the process sees it (its time namespace's offsets).
+    fn clock_gettime(&self, clock: i32) -> Result<Timespec> {
+        let s = self.scratch();
+        let a = s.at(0, std::mem::size_of::<Timespec>())?;
+        self.call(libc::SYS_clock_gettime, &[clock as u64, a])?;
+        s.get(0)
+    }
+
     fn timer_gettime(&self, id: i32) -> Result<Itimerspec> {
         let s = self.scratch();
         // the kernel writes all of it: nothing to clear first
