@@ -250,7 +250,11 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
             ..Default::default()
         })
     })();
+    let held = par.stop_held();
     let stopped = par.stop();
+    if held || stopped.as_ref().is_ok_and(|h| *h) {
+        fz.stop_held.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let p = r?;
     stopped?;
     Ok(p)
@@ -586,6 +590,14 @@ fn write_image(
     let (index, pstats) = (out.index, out.stats);
     pb.finish();
 
+    // Signals sent while the dump ran are in the image too.
+    for m in members {
+        if let Member::Live { fz, .. } = m {
+            if let Some(p) = procs.iter_mut().find(|p| p.pid == fz.pid) {
+                task::refresh_pending(fz, p)?;
+            }
+        }
+    }
     let mut w = match lock {
         Some(l) => {
             if let Some(root) = procs.first_mut() {

@@ -27,6 +27,9 @@ pub struct Frozen {
     pub pid: i32,
     pub threads: Vec<FrozenThread>,
     released: bool,
+    /// A SIGSTOP sent while we worked inside the process was held back (or found pending
+    /// at the end): the process is stopped again when we let it run on.
+    pub stop_held: std::sync::atomic::AtomicBool,
 }
 
 const MAX_ROUNDS: usize = 50;
@@ -130,7 +133,7 @@ fn wait_stop(pid: i32, tid: i32) -> Result<i32> {
 impl Frozen {
     /// Stops every thread of `pid`. On error, whatever was seized is released.
     pub fn seize(pid: i32) -> Result<Frozen> {
-        let mut fz = Frozen { pid, threads: Vec::new(), released: false };
+        let mut fz = Frozen { pid, threads: Vec::new(), released: false, stop_held: Default::default() };
         for _ in 0..MAX_ROUNDS {
             let tids = procfs::tids(pid).ctx(pid, || "listing /proc/PID/task".into())?;
             let new: Vec<i32> = tids.into_iter().filter(|t| !fz.threads.iter().any(|x| x.tid == *t)).collect();
@@ -176,6 +179,9 @@ impl Frozen {
                 first_err.get_or_insert(Error::Sys { pid: self.pid, what: format!("resuming thread {}", t.tid), err: e });
             }
         }
+        if self.stop_held.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = stasis_sys::sys::kill(self.pid, libc::SIGSTOP);
+        }
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -195,7 +201,12 @@ impl Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         if !self.released {
-            let fz = Frozen { pid: self.pid, threads: std::mem::take(&mut self.threads), released: false };
+            let fz = Frozen {
+                pid: self.pid,
+                threads: std::mem::take(&mut self.threads),
+                released: false,
+                stop_held: std::sync::atomic::AtomicBool::new(self.stop_held.load(std::sync::atomic::Ordering::Relaxed)),
+            };
             self.released = true;
             let _ = fz.resume();
         }

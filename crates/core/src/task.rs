@@ -43,10 +43,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
         let nice = sys::get_nice(tid).ctx(pid, || format!("getpriority({tid})"))?;
         let ioprio = sys::ioprio_get(tid).ctx(pid, || format!("ioprio_get({tid})"))?;
         let affinity = sys::get_affinity(tid).ctx(pid, || format!("sched_getaffinity({tid})"))?;
-        let mut pending = siginfo_list(ptrace::peek_siginfo(tid, false).ctx(pid, || format!("PTRACE_PEEKSIGINFO of thread {tid}"))?);
-        if let Some((sig, info)) = t.delivering {
-            pending.insert(0, SigInfo { signo: sig, raw: info.to_vec() });
-        }
+        let pending = thread_pending(pid, t)?;
         let comm = procfs::read(pid, &format!("task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
         let tst = procfs::read(pid, &format!("task/{tid}/status")).unwrap_or_default();
         let seccomp_mode: i32 = tst
@@ -232,6 +229,46 @@ pub fn membarrier_registrations(par: &Parasite, pid: i32) -> Result<u32> {
         }
     }
     Ok(regs)
+}
+
+/// A thread's pending signals: the one we caught in delivery while freezing first, then
+/// its queue.
+pub fn thread_pending(pid: i32, t: &crate::freeze::FrozenThread) -> Result<Vec<SigInfo>> {
+    let tid = t.tid;
+    let mut pending = siginfo_list(ptrace::peek_siginfo(tid, false).ctx(pid, || format!("PTRACE_PEEKSIGINFO of thread {tid}"))?);
+    if let Some((sig, info)) = t.delivering {
+        pending.insert(0, SigInfo { signo: sig, raw: info.to_vec() });
+    }
+    Ok(pending)
+}
+
+/// Reads every pending signal of a collected process again, last thing before the
+/// image is written: a signal sent while the dump ran (a SIGSTOP, a SIGTERM, a timer's)
+/// waits in the frozen process's queues, and a killing dump would lose it.
+///
+/// A pending SIGSTOP (or one held back while syscalls ran inside) makes the process
+/// stopped in the image instead: nothing blocks it, so it is what the process does
+/// first when it runs again, and restore's own injected syscalls must not meet it.
+pub fn refresh_pending(fz: &Frozen, p: &mut Process) -> Result<()> {
+    p.shared_pending = shared_pending(fz.pid)?;
+    for t in &fz.threads {
+        if let Some(th) = p.threads.iter_mut().find(|th| th.tid == t.tid) {
+            th.pending = thread_pending(fz.pid, t)?;
+        }
+    }
+    let is_stop = |s: &SigInfo| s.signo == libc::SIGSTOP;
+    let mut stop = fz.stop_held.load(std::sync::atomic::Ordering::Relaxed) || p.shared_pending.iter().any(is_stop);
+    p.shared_pending.retain(|s| !is_stop(s));
+    for th in &mut p.threads {
+        stop |= th.pending.iter().any(is_stop);
+        th.pending.retain(|s| !is_stop(s));
+    }
+    if let Some(a) = p.attrs.as_mut().filter(|a| stop && !a.stopped) {
+        tracing::debug!(pid = p.pid, "SIGSTOP sent during the dump: stopped in the image");
+        a.stopped = true;
+        a.stop_signal = libc::SIGSTOP;
+    }
+    Ok(())
 }
 
 pub fn shared_pending(pid: i32) -> Result<Vec<SigInfo>> {

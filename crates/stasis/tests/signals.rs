@@ -206,3 +206,54 @@ fn thread_targeted_timers_after_leave_running_dump() {
     w.dump_leave_running();
     w.go_and_pass();
 }
+
+/// Sends SIGSTOP to `pid` as soon as stasis traces it (the dump has begun).
+fn stop_when_traced(pid: i32) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        wait_until(std::time::Duration::from_secs(20), || tasks_of(pid).iter().any(|t| t.2 > 0))
+            // SAFETY: kill of the test's own unreaped child (traced, not yet killed).
+            && unsafe { libc::kill(pid, libc::SIGSTOP) } == 0
+    })
+}
+
+/// A process stopped (SIGSTOP) while the dump runs (64 MiB of memory: the dump takes
+/// a while): the stop is not lost. After a killing dump the restored process is
+/// stopped and does not run until SIGCONT; after a --leave-running dump the live one is
+/// stopped, untraced; both then pass every memory check.
+#[test]
+fn stopped_while_being_dumped() {
+    let _t = serial();
+    skip_if_direct!();
+    for leave_running in [false, true] {
+        let mut w = Workload::start("mem_anon", &[]);
+        let pid = w.pid;
+        let stopped = move || {
+            let t = tasks_of(pid);
+            !t.is_empty() && t.iter().all(|t| t.1 == 'T' && t.2 == 0)
+        };
+        let h = stop_when_traced(pid);
+        if leave_running {
+            let r = w.try_dump(&["--leave-running"]);
+            assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
+        } else {
+            w.dump();
+        }
+        assert!(h.join().unwrap(), "SIGSTOP could not be sent during the dump\n{}", w.report());
+        if !leave_running {
+            w.restore();
+        }
+        assert!(
+            wait_until(std::time::Duration::from_secs(2), stopped),
+            "leave_running={leave_running}: not stopped after the dump/restore: {:?}\n{}",
+            tasks_of(pid),
+            w.report()
+        );
+        w.go();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!w.output().contains("PASS"), "it ran while stopped\n{}", w.report());
+        // SAFETY: our child (original or restored), not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let st = w.wait_exit(EXIT_TIMEOUT);
+        w.assert_pass(st);
+    }
+}

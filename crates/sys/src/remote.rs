@@ -362,13 +362,22 @@ pub struct Remote {
     pub insn: u64,
     base: Regs,
     scratch: Scratch,
+    /// A SIGSTOP (which no mask blocks) arrived while an injected syscall ran and was
+    /// held back (stepping on with it would put the thread in a group stop): the caller
+    /// must stop the process once it is done with it.
+    stop_held: std::sync::atomic::AtomicBool,
 }
 
 impl Remote {
+    /// Whether a SIGSTOP was held back while syscalls ran (see `stop_held`).
+    pub fn stop_held(&self) -> bool {
+        self.stop_held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// `base` supplies segment registers and flags for the injected frames (use the
     /// thread's own registers). No scratch area yet (`with_scratch`).
     pub fn new(tid: i32, insn: u64, base: Regs) -> Remote {
-        Remote { tid, insn, base, scratch: Scratch::NONE }
+        Remote { tid, insn, base, scratch: Scratch::NONE, stop_held: Default::default() }
     }
 
     /// The data area typed calls use (in the thread's process).
@@ -404,6 +413,12 @@ impl Remote {
                 Stop::Stopped(libc::SIGTRAP, 0) => break,
                 // clone/fork events and interrupts during the syscall: keep stepping.
                 Stop::Stopped(libc::SIGTRAP, _) | Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => {
+                    ptrace::singlestep(self.tid)?;
+                }
+                // signal-delivery-stop of a SIGSTOP sent from outside: held back (the
+                // step goes on without it); the caller stops the process later
+                Stop::Stopped(libc::SIGSTOP, 0) => {
+                    self.stop_held.store(true, std::sync::atomic::Ordering::Relaxed);
                     ptrace::singlestep(self.tid)?;
                 }
                 Stop::Stopped(sig, ev) => {

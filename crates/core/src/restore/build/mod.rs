@@ -171,6 +171,10 @@ impl Builder<'_> {
                 for t in &self.threads {
                     ptrace::detach(t.tid).map_err(|e| self.err("detaching", format!("thread {}: {e}", t.tid)))?;
                 }
+                // a SIGSTOP sent to it while we built it was held back: deliver it now
+                if self.threads.iter().any(|t| t.stop_held()) {
+                    sys::kill(self.pid, libc::SIGSTOP).map_err(|e| self.err("stopping it (SIGSTOP arrived while it was built)", e))?;
+                }
                 Ok(())
             }
         }
