@@ -217,6 +217,9 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
         let attrs = task::dump_attrs(fz, &par)?;
         let brk = par.call(pid, libc::SYS_brk, &[0])?;
         let thp = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0])?;
+        let membarrier = task::membarrier_registrations(&par, pid)?;
+        // Linux 6.4+; EINVAL before: off
+        let memory_merge = par.raw(pid, libc::SYS_prctl, &[task::PR_GET_MEMORY_MERGE, 0, 0, 0, 0])? == 1;
         let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
         let mm = MmInfo {
             start_code: procfs::stat_num(&sf, 26),
@@ -233,6 +236,8 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
             auxv: procfs::auxv(pid).ctx(pid, || "reading /proc/PID/auxv".into())?,
             exe_object: 0,
             thp_disabled: thp == 1,
+            membarrier,
+            memory_merge,
         };
         Ok(Process {
             pid,
@@ -249,7 +254,11 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
             ..Default::default()
         })
     })();
+    let held = par.stop_held();
     let stopped = par.stop();
+    if held || stopped.as_ref().is_ok_and(|h| *h) {
+        fz.stop_held.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let p = r?;
     stopped?;
     Ok(p)
@@ -371,7 +380,10 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
             let fz = Frozen::seize(pid)?;
             // Read once frozen: a running process may exec (new vDSO) or exit meanwhile.
             let vdso = vdso_range(pid)?;
-            Ok(Some(Member::Live { fz, vdso, stopped: state == 'T', ppid }))
+            // a group stop shows in the seize's first report (with its signal); state T
+            // also covers one that began while we seized the threads
+            let stopped = state == 'T' || fz.main().group_stop != 0;
+            Ok(Some(Member::Live { fz, vdso, stopped, ppid }))
         })();
         // A child caught exiting (a shell loop's short-lived commands) cannot be
         // checked or seized: its parent is frozen, so it becomes a zombie we record,
@@ -534,6 +546,8 @@ fn write_image(
         process.exit_signal = exit_signal(&sf);
         if let Some(a) = process.attrs.as_mut() {
             a.stopped = stopped;
+            // 0: SIGSTOP (a stop seen only in /proc's state)
+            a.stop_signal = if stopped { fz.main().group_stop } else { 0 };
         }
         (process.uts_ns, process.ipc_ns) = ns::dump_ns(pid, &mut objs)?;
         (process.net_ns, process.lo_up) = ns::dump_net(pid)?;
@@ -600,6 +614,14 @@ fn write_image(
     let (index, pstats) = (out.index, out.stats);
     pb.finish();
 
+    // Signals sent while the dump ran are in the image too.
+    for m in members {
+        if let Member::Live { fz, .. } = m {
+            if let Some(p) = procs.iter_mut().find(|p| p.pid == fz.pid) {
+                task::refresh_pending(fz, p)?;
+            }
+        }
+    }
     let mut w = match lock {
         Some(l) => {
             if let Some(root) = procs.first_mut() {

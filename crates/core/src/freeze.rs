@@ -17,12 +17,19 @@ pub struct FrozenThread {
     /// A signal that was being delivered when we stopped the thread (dequeued by the
     /// kernel): re-delivered on resume, saved as pending in a dump.
     pub delivering: Option<(i32, [u8; 128])>,
+    /// The signal of the group stop the thread was in when seized (SIGSTOP, SIGTSTP,
+    /// SIGTTIN, SIGTTOU: a seized tracee in group stop reports PTRACE_EVENT_STOP with it;
+    /// our own interrupt reports SIGTRAP), 0 if it was not stopped.
+    pub group_stop: i32,
 }
 
 pub struct Frozen {
     pub pid: i32,
     pub threads: Vec<FrozenThread>,
     released: bool,
+    /// A SIGSTOP sent while we worked inside the process was held back (or found pending
+    /// at the end): the process is stopped again when we let it run on.
+    pub stop_held: std::sync::atomic::AtomicBool,
 }
 
 const MAX_ROUNDS: usize = 50;
@@ -52,10 +59,16 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     }
     ptrace::interrupt(tid).ctx(pid, || format!("PTRACE_INTERRUPT of thread {tid}"))?;
     let mut delivering = None;
+    let mut group_stop = 0;
     loop {
         let st = wait_stop(pid, tid)?;
         match ptrace::decode(st) {
-            Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => break,
+            Stop::Stopped(sig, ptrace::PTRACE_EVENT_STOP) => {
+                if [libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&sig) {
+                    group_stop = sig;
+                }
+                break;
+            }
             Stop::Stopped(sig, 0) => {
                 // signal-delivery-stop: remember the signal; the interrupt stop follows.
                 let info = ptrace::getsiginfo(tid).unwrap_or([0; 128]);
@@ -72,7 +85,10 @@ fn seize_one(pid: i32, tid: i32) -> Result<Option<FrozenThread>> {
     }
     let regs = ptrace::getregs(tid).ctx(pid, || format!("PTRACE_GETREGS of thread {tid}"))?;
     let sigmask = ptrace::get_sigmask(tid).ctx(pid, || format!("PTRACE_GETSIGMASK of thread {tid}"))?;
-    Ok(Some(FrozenThread { tid, regs, sigmask, delivering }))
+    if group_stop != 0 {
+        debug!(tid, sig = group_stop, "in a group stop when seized");
+    }
+    Ok(Some(FrozenThread { tid, regs, sigmask, delivering, group_stop }))
 }
 
 /// How long a thread may take to reach its interrupt stop. A thread in an
@@ -117,7 +133,7 @@ fn wait_stop(pid: i32, tid: i32) -> Result<i32> {
 impl Frozen {
     /// Stops every thread of `pid`. On error, whatever was seized is released.
     pub fn seize(pid: i32) -> Result<Frozen> {
-        let mut fz = Frozen { pid, threads: Vec::new(), released: false };
+        let mut fz = Frozen { pid, threads: Vec::new(), released: false, stop_held: Default::default() };
         for _ in 0..MAX_ROUNDS {
             let tids = procfs::tids(pid).ctx(pid, || "listing /proc/PID/task".into())?;
             let new: Vec<i32> = tids.into_iter().filter(|t| !fz.threads.iter().any(|x| x.tid == *t)).collect();
@@ -163,6 +179,9 @@ impl Frozen {
                 first_err.get_or_insert(Error::Sys { pid: self.pid, what: format!("resuming thread {}", t.tid), err: e });
             }
         }
+        if self.stop_held.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = stasis_sys::sys::kill(self.pid, libc::SIGSTOP);
+        }
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
@@ -182,7 +201,12 @@ impl Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         if !self.released {
-            let fz = Frozen { pid: self.pid, threads: std::mem::take(&mut self.threads), released: false };
+            let fz = Frozen {
+                pid: self.pid,
+                threads: std::mem::take(&mut self.threads),
+                released: false,
+                stop_held: std::sync::atomic::AtomicBool::new(self.stop_held.load(std::sync::atomic::Ordering::Relaxed)),
+            };
             self.released = true;
             let _ = fz.resume();
         }

@@ -50,6 +50,9 @@ impl Parasite {
         let scratch = boot
             .call(libc::SYS_mmap, &[0, SCRATCH_LEN, prot, flags, u64::MAX, 0])
             .ctx(pid, || "mapping a scratch page in the process".into())?;
+        if boot.stop_held() {
+            fz.stop_held.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let data = Scratch { pid, addr: scratch, len: SCRATCH_LEN };
         let p = Parasite {
             pid,
@@ -60,6 +63,11 @@ impl Parasite {
     }
 
     /// Thread `tid` (the main thread if there is no such thread), for typed calls.
+    /// A SIGSTOP arrived while syscalls ran and was held back (`Remote::stop_held`).
+    pub fn stop_held(&self) -> bool {
+        self.remotes.iter().any(|r| r.stop_held())
+    }
+
     pub fn thread(&self, tid: i32) -> &Remote {
         self.remotes.iter().find(|r| r.tid == tid).unwrap_or(&self.remotes[0])
     }
@@ -78,11 +86,12 @@ impl Parasite {
         f(self.thread(tid)).ctx(self.pid, || format!("{what} injected into thread {tid}"))
     }
 
-    /// Unmaps the scratch area.
-    pub fn stop(self) -> Result<()> {
+    /// Unmaps the scratch area. Returns whether a SIGSTOP was held back meanwhile
+    /// (`stop_held`, this last call included).
+    pub fn stop(self) -> Result<bool> {
         self.remotes[0]
             .call(libc::SYS_munmap, &[self.scratch, SCRATCH_LEN])
-            .ctx(self.pid, || "unmapping the scratch page".into())
-            .map(drop)
+            .ctx(self.pid, || "unmapping the scratch page".into())?;
+        Ok(self.stop_held())
     }
 }

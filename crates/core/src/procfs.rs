@@ -134,6 +134,33 @@ pub fn stat_num(fields: &[String], n: usize) -> u64 {
     fields.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Whether the process group of `pid` is orphaned, as the kernel decides it
+/// (will_become_orphaned_pgrp): no live member has a parent, other than init, in
+/// another group of the same session. The kernel drops SIGTSTP, SIGTTIN and SIGTTOU
+/// sent to such a group instead of stopping it.
+pub fn pgrp_orphaned(pid: i32) -> bool {
+    let Ok(f) = stat_fields(pid) else { return false };
+    let (pgid, sid) = (stat_num(&f, 5), stat_num(&f, 6));
+    let Ok(rd) = std::fs::read_dir("/proc") else { return false };
+    for e in rd.flatten() {
+        let Some(q) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(qf) = stat_fields(q) else { continue };
+        if stat_num(&qf, 5) != pgid || qf.first().is_some_and(|s| s == "Z") {
+            continue;
+        }
+        let ppid = stat_num(&qf, 4) as i32;
+        if ppid <= 1 {
+            continue;
+        }
+        if let Ok(pf) = stat_fields(ppid) {
+            if stat_num(&pf, 5) != pgid && stat_num(&pf, 6) == sid {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 pub fn tids(pid: i32) -> io::Result<Vec<i32>> {
     let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -182,6 +209,8 @@ pub struct TimerEntry {
     pub sigval: u64,
     pub notify: String,
     pub notify_tid: i32,
+    /// "tid.N": SIGEV_THREAD_ID, the signal goes to thread N only.
+    pub to_thread: bool,
     pub clock: i32,
 }
 
@@ -204,6 +233,7 @@ pub fn timers(pid: i32) -> io::Result<Vec<TimerEntry>> {
                 if let Some(e) = out.last_mut() {
                     let (kind, who) = v.split_once('/').unwrap_or((v, ""));
                     e.notify = kind.to_string();
+                    e.to_thread = who.starts_with("tid.");
                     e.notify_tid = who.rsplit('.').next().and_then(|x| x.parse().ok()).unwrap_or(0);
                 }
             }

@@ -43,10 +43,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
         let nice = sys::get_nice(tid).ctx(pid, || format!("getpriority({tid})"))?;
         let ioprio = sys::ioprio_get(tid).ctx(pid, || format!("ioprio_get({tid})"))?;
         let affinity = sys::get_affinity(tid).ctx(pid, || format!("sched_getaffinity({tid})"))?;
-        let mut pending = siginfo_list(ptrace::peek_siginfo(tid, false).ctx(pid, || format!("PTRACE_PEEKSIGINFO of thread {tid}"))?);
-        if let Some((sig, info)) = t.delivering {
-            pending.insert(0, SigInfo { signo: sig, raw: info.to_vec() });
-        }
+        let pending = thread_pending(pid, t)?;
         let comm = procfs::read(pid, &format!("task/{tid}/comm")).unwrap_or_default().trim_end().to_string();
         let tst = procfs::read(pid, &format!("task/{tid}/status")).unwrap_or_default();
         let seccomp_mode: i32 = tst
@@ -121,16 +118,23 @@ pub fn dump_itimers(fz: &Frozen, par: &Parasite) -> Result<Vec<ITimer>> {
 
 pub fn dump_posix_timers(fz: &Frozen, par: &Parasite) -> Result<Vec<PosixTimer>> {
     let mut out = Vec::new();
-    for t in procfs::timers(fz.pid).ctx(fz.pid, || "reading /proc/PID/timers".into())? {
+    // /proc lists the newest timer first: the image keeps creation order, so the restored
+    // process lists them as the original did
+    let mut timers = procfs::timers(fz.pid).ctx(fz.pid, || "reading /proc/PID/timers".into())?;
+    timers.reverse();
+    for t in timers {
         let v = par.with(fz.pid, &format!("timer_gettime({})", t.id), |r| r.timer_gettime(t.id))?;
-        let notify = match t.notify.as_str() {
+        // /proc shows "KIND/pid.N" or "KIND/tid.N" (SIGEV_THREAD_ID: the signal goes to
+        // thread N, as glibc's SIGEV_THREAD timers aim at their helper thread)
+        let kind = match t.notify.as_str() {
             "signal" => libc::SIGEV_SIGNAL,
-            "thread" => libc::SIGEV_THREAD_ID,
+            "thread" => libc::SIGEV_THREAD,
             "none" => libc::SIGEV_NONE,
             other => {
                 return Err(Error::Unsupported { pid: fz.pid, what: format!("POSIX timer {} with notify '{other}'", t.id) })
             }
         };
+        let notify = if t.to_thread { kind | libc::SIGEV_THREAD_ID } else { kind };
         let overrun = par.raw(fz.pid, libc::SYS_timer_getoverrun, &[t.id as u64])?.max(0) as i32;
         out.push(PosixTimer {
             id: t.id,
@@ -180,10 +184,11 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     let child_subreaper = par.with(pid, "PR_GET_CHILD_SUBREAPER", |r| r.prctl_get_int(libc::PR_GET_CHILD_SUBREAPER))? != 0;
     let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
     let (pgid, sid) = (procfs::stat_num(&sf, 5) as i32, procfs::stat_num(&sf, 6) as i32);
+    let loginuid = procfs::read(pid, "loginuid").ok().and_then(|v| v.trim().parse::<u32>().ok());
     // memory-deny-write-execute (Linux 6.3+; EINVAL before: off)
     const PR_GET_MDWE: i32 = 66;
     let mdwe = par.with(pid, "PR_GET_MDWE", |r| r.prctl(PR_GET_MDWE, 0, 0, 0, 0)).unwrap_or(0) as u32;
-    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, cwd_ghost: 0 })
+    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, cwd_ghost: 0, stop_signal: 0, loginuid })
 }
 
 /// Resource limits, read from inside (prlimit on another process with other
@@ -195,6 +200,74 @@ pub fn dump_rlimits(fz: &Frozen, par: &Parasite) -> Result<Vec<Rlimit>> {
         out.push(Rlimit { resource: res, cur: l.cur, max: l.max });
     }
     Ok(out)
+}
+
+pub const PR_SET_MEMORY_MERGE: u64 = 67;
+pub const PR_GET_MEMORY_MERGE: u64 = 68;
+
+/// membarrier(2) commands that need a registration of the address space, and the
+/// registration each needs (include/uapi/linux/membarrier.h).
+pub const MEMBARRIER_REGISTRATIONS: [(u64, u32); 3] = [
+    (8, 16),   // PRIVATE_EXPEDITED ← REGISTER_PRIVATE_EXPEDITED
+    (32, 64),  // PRIVATE_EXPEDITED_SYNC_CORE ← REGISTER_PRIVATE_EXPEDITED_SYNC_CORE
+    (128, 256), // PRIVATE_EXPEDITED_RSEQ ← REGISTER_PRIVATE_EXPEDITED_RSEQ
+];
+
+/// The membarrier registrations of the process's address space. The kernel shows
+/// them nowhere; each command is tried from inside: EPERM means not registered. The
+/// barrier itself only interrupts threads of this process that are running, and every
+/// one is frozen.
+pub fn membarrier_registrations(par: &Parasite, pid: i32) -> Result<u32> {
+    let mut regs = 0;
+    for (cmd, reg) in MEMBARRIER_REGISTRATIONS {
+        let r = par.raw(pid, libc::SYS_membarrier, &[cmd, 0, 0])?;
+        if r == 0 {
+            regs |= reg;
+        } else if r != -(libc::EPERM as i64) && r != -(libc::EINVAL as i64) {
+            return Err(Error::Sys { pid, what: format!("membarrier({cmd}) injected"), err: std::io::Error::from_raw_os_error(-r as i32) });
+        }
+    }
+    Ok(regs)
+}
+
+/// A thread's pending signals: the one we caught in delivery while freezing first, then
+/// its queue.
+pub fn thread_pending(pid: i32, t: &crate::freeze::FrozenThread) -> Result<Vec<SigInfo>> {
+    let tid = t.tid;
+    let mut pending = siginfo_list(ptrace::peek_siginfo(tid, false).ctx(pid, || format!("PTRACE_PEEKSIGINFO of thread {tid}"))?);
+    if let Some((sig, info)) = t.delivering {
+        pending.insert(0, SigInfo { signo: sig, raw: info.to_vec() });
+    }
+    Ok(pending)
+}
+
+/// Reads every pending signal of a collected process again, last thing before the
+/// image is written: a signal sent while the dump ran (a SIGSTOP, a SIGTERM, a timer's)
+/// waits in the frozen process's queues, and a killing dump would lose it.
+///
+/// A pending SIGSTOP (or one held back while syscalls ran inside) makes the process
+/// stopped in the image instead: nothing blocks it, so it is what the process does
+/// first when it runs again, and restore's own injected syscalls must not meet it.
+pub fn refresh_pending(fz: &Frozen, p: &mut Process) -> Result<()> {
+    p.shared_pending = shared_pending(fz.pid)?;
+    for t in &fz.threads {
+        if let Some(th) = p.threads.iter_mut().find(|th| th.tid == t.tid) {
+            th.pending = thread_pending(fz.pid, t)?;
+        }
+    }
+    let is_stop = |s: &SigInfo| s.signo == libc::SIGSTOP;
+    let mut stop = fz.stop_held.load(std::sync::atomic::Ordering::Relaxed) || p.shared_pending.iter().any(is_stop);
+    p.shared_pending.retain(|s| !is_stop(s));
+    for th in &mut p.threads {
+        stop |= th.pending.iter().any(is_stop);
+        th.pending.retain(|s| !is_stop(s));
+    }
+    if let Some(a) = p.attrs.as_mut().filter(|a| stop && !a.stopped) {
+        tracing::debug!(pid = p.pid, "SIGSTOP sent during the dump: stopped in the image");
+        a.stopped = true;
+        a.stop_signal = libc::SIGSTOP;
+    }
+    Ok(())
 }
 
 pub fn shared_pending(pid: i32) -> Result<Vec<SigInfo>> {

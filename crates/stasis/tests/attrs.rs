@@ -64,3 +64,23 @@ fn restorer_without_setuid_cannot_grant_other_ids() {
     w.restore();
     w.go_and_pass();
 }
+
+/// Registrations no /proc file shows: membarrier's private expedited commands (plain
+/// and SYNC_CORE: after restore they do not fail with EPERM, as they did before they
+/// were registered again), KSM merging of the whole process (PR_SET_MEMORY_MERGE), and
+/// the audit loginuid (4242; the restored process started with the restorer's).
+#[test]
+fn membarrier_ksm_and_loginuid() {
+    let _t = serial();
+    roundtrip("prctl_misc", &[]);
+}
+
+/// A seccomp filter installed with SECCOMP_FILTER_FLAG_TSYNC on three threads: after
+/// restore it acts in every thread (each checks), a new thread inherits it, and a
+/// second TSYNC filter can be installed (the threads share the first one again; with
+/// a copy per thread the kernel refused it, naming a thread).
+#[test]
+fn seccomp_tsync_filter_in_every_thread() {
+    let _t = serial();
+    roundtrip("seccomp_tsync", &[]);
+}

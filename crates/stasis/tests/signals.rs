@@ -117,3 +117,143 @@ fn python_signal_handlers_after_leave_running_dump() {
     w.restore();
     w.go_and_pass();
 }
+
+/// POSIX timers aimed at one thread (SIGEV_THREAD_ID), glibc's SIGEV_THREAD timers
+/// (its helper thread waits for an internal signal aimed at it) and timers on the
+/// BOOTTIME, MONOTONIC, REALTIME, process- and thread-CPU clocks: /proc/self/timers is
+/// unchanged after restore (notify kind and target tid, signal, value, clock), the
+/// pending timer signal is the target thread's alone, the thread keeps receiving it
+/// with its value and timer id, and the SIGEV_THREAD callback keeps running with its
+/// argument.
+#[test]
+fn thread_targeted_and_sigev_thread_timers() {
+    let _t = serial();
+    roundtrip("timers_thread", &[]);
+}
+
+/// Children stopped by SIGTSTP, SIGTTIN, SIGSTOP (two threads) and SIGTTOU: after the
+/// restore each is stopped again (every thread) by its own signal: its parent's
+/// waitid(WSTOPPED) reports the stops it had not collected yet with their signals (a
+/// stop it had collected before the dump is reported again, with its signal: known
+/// gap), and SIGCONT continues each (WCONTINUED) to its own exit status. Before the
+/// stop signal was kept, every child came back stopped by SIGSTOP.
+#[test]
+fn stopped_children_keep_stop_signal_and_wait_state() {
+    let _t = serial();
+    let mut w = Workload::start("stopped_tree", &[]);
+    let kids = info_pids(&w, &["s1", "s2", "s3", "s4"]);
+    dump_and_restore_tree(&mut w, &kids);
+    w.go_and_pass();
+}
+
+/// The parent's view of a stopped child: waitid(WSTOPPED | WNOWAIT) → the signal.
+fn stop_report(pid: i32) -> Option<i32> {
+    // SAFETY: a zeroed siginfo_t is valid; waitid writes at most one.
+    let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain waitid on our own child, into our siginfo_t.
+    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut si, libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: waitid filled si (si_pid 0 when nothing is to report).
+    let (spid, status) = unsafe { (si.si_pid(), si.si_status()) };
+    (r == 0 && spid == pid && si.si_code == libc::CLD_STOPPED).then_some(status)
+}
+
+/// A real `sleep 3` (its own process group, so SIGTSTP is not dropped) stopped by
+/// SIGTSTP, as a shell's ^Z does: a --leave-running dump leaves it stopped, untraced,
+/// with its stop report intact; restored, it is stopped by SIGTSTP again (its parent's
+/// waitid(WSTOPPED) says so), stays stopped, and SIGCONT lets it finish its sleep and
+/// exit 0.
+#[test]
+fn real_sleep_stopped_by_sigtstp() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("sleep-tstp");
+    let code = "import os; os.setpgid(0, 0); os.execvp('sleep', ['sleep', '3'])";
+    w.spawn(&python3(), &["-c".into(), code.into()]);
+    let pid = w.pid;
+    assert!(wait_until(std::time::Duration::from_secs(10), || comm_of(pid) == "sleep"), "sleep did not start\n{}", w.report());
+    // SAFETY: our live, unreaped child.
+    unsafe { libc::kill(pid, libc::SIGTSTP) };
+    let stopped = || {
+        let t = tasks_of(pid);
+        !t.is_empty() && t.iter().all(|t| t.1 == 'T' && t.2 == 0)
+    };
+    assert!(wait_until(std::time::Duration::from_secs(5), stopped), "SIGTSTP did not stop sleep: {:?}", tasks_of(pid));
+    assert_eq!(stop_report(pid), Some(libc::SIGTSTP));
+    let r = w.try_dump(&["--leave-running"]);
+    assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
+    assert!(stopped(), "after a --leave-running dump the stopped sleep is not stopped (or still traced): {:?}", tasks_of(pid));
+    assert_eq!(stop_report(pid), Some(libc::SIGTSTP), "the stop report changed\n{}", w.report());
+    w.kill_original();
+    w.restore();
+    assert!(wait_until(std::time::Duration::from_secs(2), stopped), "restored sleep is not stopped: {:?}\n{}", tasks_of(pid), w.report());
+    assert_eq!(stop_report(pid), Some(libc::SIGTSTP), "restored sleep's stop signal\n{}", w.report());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(stopped(), "restored sleep left the stopped state by itself: {:?}", tasks_of(pid));
+    // SAFETY: our child (restored), not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let st = w.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(st, Exit::Code(0), "sleep after SIGCONT\n{}", w.report());
+}
+
+/// The same timers through a --leave-running dump: the live process is unharmed (its
+/// timers still aim at the same thread, its pending timer signal is still that
+/// thread's, the SIGEV_THREAD callback still runs, no thread was left with the trap flag
+/// the dump's single-stepping uses) and passes every check.
+#[test]
+fn thread_targeted_timers_after_leave_running_dump() {
+    let _t = serial();
+    let mut w = Workload::start("timers_thread", &[]);
+    w.dump_leave_running();
+    w.go_and_pass();
+}
+
+/// Sends SIGSTOP to `pid` as soon as stasis traces it (the dump has begun).
+fn stop_when_traced(pid: i32) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        wait_until(std::time::Duration::from_secs(20), || tasks_of(pid).iter().any(|t| t.2 > 0))
+            // SAFETY: kill of the test's own unreaped child (traced, not yet killed).
+            && unsafe { libc::kill(pid, libc::SIGSTOP) } == 0
+    })
+}
+
+/// A process stopped (SIGSTOP) while the dump runs (64 MiB of memory: the dump takes
+/// a while): the stop is not lost. After a killing dump the restored process is
+/// stopped and does not run until SIGCONT; after a --leave-running dump the live one is
+/// stopped, untraced; both then pass every memory check.
+#[test]
+fn stopped_while_being_dumped() {
+    let _t = serial();
+    skip_if_direct!();
+    for leave_running in [false, true] {
+        let mut w = Workload::start("mem_anon", &[]);
+        let pid = w.pid;
+        let stopped = move || {
+            let t = tasks_of(pid);
+            !t.is_empty() && t.iter().all(|t| t.1 == 'T' && t.2 == 0)
+        };
+        let h = stop_when_traced(pid);
+        if leave_running {
+            let r = w.try_dump(&["--leave-running"]);
+            assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
+        } else {
+            w.dump();
+        }
+        assert!(h.join().unwrap(), "SIGSTOP could not be sent during the dump\n{}", w.report());
+        if !leave_running {
+            w.restore();
+        }
+        assert!(
+            wait_until(std::time::Duration::from_secs(2), stopped),
+            "leave_running={leave_running}: not stopped after the dump/restore: {:?}\n{}",
+            tasks_of(pid),
+            w.report()
+        );
+        w.go();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!w.output().contains("PASS"), "it ran while stopped\n{}", w.report());
+        // SAFETY: our child (original or restored), not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let st = w.wait_exit(EXIT_TIMEOUT);
+        w.assert_pass(st);
+    }
+}

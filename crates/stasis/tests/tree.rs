@@ -193,3 +193,16 @@ fn shell_loop_dumped_twenty_times() {
     }
     w.go_and_pass();
 }
+
+/// Zombies keep their process group and session (one leading its own group, one its
+/// own session, one in the group of another zombie) and an orphan re-parented to the
+/// subreaper of the tree keeps that parent, group and session: the parent checks the
+/// zombies' ids in /proc and reaps each with its status, the orphan checks getppid().
+#[test]
+fn zombie_ids_and_reparented_orphan() {
+    let _t = serial();
+    let mut w = Workload::start("tree_ids", &[]);
+    let kids = info_pids(&w, &["z1", "z2", "z3", "o"]);
+    dump_and_restore_tree(&mut w, &kids);
+    w.go_and_pass();
+}

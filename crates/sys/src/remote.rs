@@ -132,6 +132,27 @@ pub trait RemoteCalls {
         self.call(libc::SYS_prctl, &[libc::PR_SET_NAME as u64, a]).map(drop)
     }
 
+    /// Writes `data` to the file at `path` (absolute, no NUL) from inside the process:
+    /// openat(O_WRONLY), one write, close. For the process's own /proc files
+    /// (/proc/self/loginuid accepts writes only from the process itself).
+    fn write_file(&self, path: &str, data: &[u8]) -> Result<()> {
+        if !path.starts_with('/') || path.contains('\0') {
+            return Err(Error::from_raw_os_error(libc::EINVAL));
+        }
+        let s = self.scratch();
+        let mut p = path.as_bytes().to_vec();
+        p.push(0);
+        let pa = s.write(0, &p)?;
+        let da = s.write(after(p.len()), data)?;
+        let fd = self.call(libc::SYS_openat, &[libc::AT_FDCWD as u64, pa, (libc::O_WRONLY | libc::O_CLOEXEC) as u64, 0])?;
+        let r = self.call(libc::SYS_write, &[fd, da, data.len() as u64]);
+        let c = self.call(libc::SYS_close, &[fd]);
+        match r? {
+            n if n as usize == data.len() => c.map(drop),
+            _ => Err(Error::from_raw_os_error(libc::EIO)),
+        }
+    }
+
     /// PR_SET_MM_MAP with `map` and the auxiliary vector `auxv` (placed after the struct;
     /// `map.auxv`/`auxv_size` are filled in here).
     fn prctl_set_mm_map(&self, map: &PrctlMmMap, auxv: &[u64]) -> Result<()> {
@@ -237,6 +258,14 @@ pub trait RemoteCalls {
         self.call(libc::SYS_timer_settime, &[id as u64, flags as u64, a, 0]).map(drop)
     }
 
+    /// clock_gettime(clock) as the process sees it (its time namespace's offsets).
+    fn clock_gettime(&self, clock: i32) -> Result<Timespec> {
+        let s = self.scratch();
+        let a = s.at(0, std::mem::size_of::<Timespec>())?;
+        self.call(libc::SYS_clock_gettime, &[clock as u64, a])?;
+        s.get(0)
+    }
+
     fn timer_gettime(&self, id: i32) -> Result<Itimerspec> {
         let s = self.scratch();
         // the kernel writes all of it: nothing to clear first
@@ -290,7 +319,7 @@ pub trait RemoteCalls {
 
     /// seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog) with `filter` the raw
     /// `struct sock_filter` instructions (8 bytes each).
-    fn seccomp_filter(&self, flags: u32, filter: &[u8]) -> Result<()> {
+    fn seccomp_filter(&self, flags: u32, filter: &[u8]) -> Result<u64> {
         const SECCOMP_SET_MODE_FILTER: u64 = 1;
         if filter.len() % 8 != 0 || filter.len() / 8 > kabi::BPF_MAXINSNS {
             return Err(Error::from_raw_os_error(libc::EINVAL));
@@ -299,7 +328,7 @@ pub trait RemoteCalls {
         let size = std::mem::size_of::<SockFprog>();
         let f = s.write(after(size), filter)?;
         let a = s.put(0, &SockFprog { len: (filter.len() / 8) as u16, filter: f, ..Default::default() })?;
-        self.call(libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, flags as u64, a]).map(drop)
+        self.call(libc::SYS_seccomp, &[SECCOMP_SET_MODE_FILTER, flags as u64, a])
     }
 
     /// epoll_ctl(epfd, op, fd, &ev).
@@ -339,13 +368,22 @@ pub struct Remote {
     pub insn: u64,
     base: Regs,
     scratch: Scratch,
+    /// A SIGSTOP (which no mask blocks) arrived while an injected syscall ran and was
+    /// held back (stepping on with it would put the thread in a group stop): the caller
+    /// must stop the process once it is done with it.
+    stop_held: std::sync::atomic::AtomicBool,
 }
 
 impl Remote {
+    /// Whether a SIGSTOP was held back while syscalls ran (see `stop_held`).
+    pub fn stop_held(&self) -> bool {
+        self.stop_held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// `base` supplies segment registers and flags for the injected frames (use the
     /// thread's own registers). No scratch area yet (`with_scratch`).
     pub fn new(tid: i32, insn: u64, base: Regs) -> Remote {
-        Remote { tid, insn, base, scratch: Scratch::NONE }
+        Remote { tid, insn, base, scratch: Scratch::NONE, stop_held: Default::default() }
     }
 
     /// The data area typed calls use (in the thread's process).
@@ -381,6 +419,12 @@ impl Remote {
                 Stop::Stopped(libc::SIGTRAP, 0) => break,
                 // clone/fork events and interrupts during the syscall: keep stepping.
                 Stop::Stopped(libc::SIGTRAP, _) | Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => {
+                    ptrace::singlestep(self.tid)?;
+                }
+                // signal-delivery-stop of a SIGSTOP sent from outside: held back (the
+                // step goes on without it); the caller stops the process later
+                Stop::Stopped(libc::SIGSTOP, 0) => {
+                    self.stop_held.store(true, std::sync::atomic::Ordering::Relaxed);
                     ptrace::singlestep(self.tid)?;
                 }
                 Stop::Stopped(sig, ev) => {

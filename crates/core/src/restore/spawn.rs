@@ -64,7 +64,8 @@ pub(super) fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
 /// One process of the tree: leads its session again if it did, forks its children
 /// (they inherit the carried fds and the session), then places its own fds, sets umask,
 /// cwd, root and comm, maps the trampoline, reports its fd numbers and parks.
-/// A zombie child exits at once with its saved status.
+/// A zombie child exits at once with its saved status, in its own session or group
+/// when it led them (or in the saved group, if that exists by then).
 pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> ! {
     let pp = &plan.rp.procs[idx];
     let proc_flags = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64;
@@ -214,10 +215,26 @@ pub(super) fn spawn_child(plan: &Plan, c: usize, ctl: RawFd, tmp: &[i32]) {
     match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
         Ok(0) => {
             if cp.zombie {
+                // A zombie keeps its session and group: it leads them again, or joins a
+                // group that exists by now (a zombie leader forked before it keeps its
+                // group alive); otherwise it stays in its parent's.
+                if cp.sid == cp.pid {
+                    child::setsid();
+                } else if cp.pgid == cp.pid {
+                    child::setpgid(0, 0);
+                } else if cp.pgid > 0 && cp.set_tid.len() == 1 {
+                    // (the image's numbering is the process's own only at one level)
+                    child::setpgid(0, cp.pgid);
+                }
                 child::die_with_status(cp.exit_status);
             }
             child::set_pdeathsig_kill();
             child_proc(plan, c, ctl, tmp, -1)
+        }
+        Ok(_) if cp.zombie && cp.pgid == cp.pid && cp.sid != cp.pid && cp.set_tid.len() == 1 => {
+            // the group exists before the next child (which may join it) is forked,
+            // however soon the zombie-to-be runs
+            child::setpgid(cp.pid, cp.pid);
         }
         Ok(_) => {}
         Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),

@@ -597,6 +597,28 @@ fn tree_fields(p: &Process, i: usize, parent: Option<&Process>) -> std::result::
     Ok(())
 }
 
+
+/// A POSIX timer's notification: SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD, optionally
+/// aimed at one thread (SIGEV_THREAD_ID), which must be a thread of the same process
+/// (the kernel takes only those); a process-wide one names the process itself.
+fn check_timer_notify(p: &Process, t: &PosixTimer) -> std::result::Result<(), String> {
+    let kind = t.notify & !libc::SIGEV_THREAD_ID;
+    if ![libc::SIGEV_SIGNAL, libc::SIGEV_NONE, libc::SIGEV_THREAD].contains(&kind) {
+        return Err(format!("notification {}", t.notify));
+    }
+    if kind != libc::SIGEV_NONE && !(1..=64).contains(&t.signo) {
+        return Err(format!("signal {}", t.signo));
+    }
+    if t.notify & libc::SIGEV_THREAD_ID != 0 {
+        if !p.threads.iter().any(|th| th.tid == t.notify_tid) {
+            return Err(format!("aimed at thread {}, which is not a thread of the process", t.notify_tid));
+        }
+    } else if t.notify_tid != p.pid && t.notify_tid != 0 {
+        return Err(format!("signals process {}, not its own", t.notify_tid));
+    }
+    Ok(())
+}
+
 fn check_siginfo(s: &SigInfo) -> bool {
     (1..=64).contains(&s.signo) && s.raw.len() == 128
 }
@@ -663,6 +685,7 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         if t.id < 0 || !timer_ids.insert(t.id) || !(0..=64).contains(&t.signo) {
             return Err(bad(format!("POSIX timer {} (duplicate or invalid id, or signal {})", t.id, t.signo)));
         }
+        check_timer_notify(p, t).map_err(|why| bad(format!("POSIX timer {}: {why}", t.id)))?;
     }
     if p.rlimits.len() > RLIM_NLIMITS as usize {
         return Err(bad(format!("{} resource limits", p.rlimits.len())));
@@ -680,6 +703,10 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
     }
     if mm.auxv.len() > MAX_AUXV_WORDS || mm.auxv.len() % 2 != 0 {
         return Err(bad(format!("auxv of {} words (an even number, at most {MAX_AUXV_WORDS})", mm.auxv.len())));
+    }
+    let known = crate::task::MEMBARRIER_REGISTRATIONS.iter().fold(0, |a, (_, r)| a | r);
+    if mm.membarrier & !known != 0 {
+        return Err(bad(format!("membarrier registrations {:#x} (known: {known:#x})", mm.membarrier)));
     }
     if p.fds.len() as u64 > h.nr_open {
         return Err(bad(format!("{} fds (fs.nr_open is {})", p.fds.len(), h.nr_open)));
@@ -741,6 +768,13 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         {
             return Err(bad(format!("its removed working directory (object {}) is no recreated directory", a.cwd_ghost)));
         }
+        let stops = [0, libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+        if !stops.contains(&a.stop_signal) || (a.stop_signal != 0 && !a.stopped) {
+            return Err(bad(format!("stop signal {} (a stop signal, and only for a stopped process)", a.stop_signal)));
+        }
+        // loginuid: any u32 is one the kernel may take (u32::MAX = unset); it is written
+        // from inside the process to its own /proc/self/loginuid, and the kernel decides
+        // (setting a set one needs CAP_AUDIT_CONTROL): nothing of the host's changes.
     }
     if p.cgroups.len() > MAX_CGROUP_LINES {
         return Err(bad(format!("{} cgroup lines (at most {MAX_CGROUP_LINES})", p.cgroups.len())));
@@ -1622,6 +1656,23 @@ mod tests {
     fn process_strings() {
         refused(&edit(|m| m.processes[0].attrs.as_mut().unwrap().cwd = "tmp".into()), &root(), "working directory");
         refused(&edit(|m| m.processes[0].attrs.as_mut().unwrap().root = "/a\0b".into()), &root(), "root directory");
+    }
+
+    #[test]
+    fn stop_signal_is_a_stop_signal_of_a_stopped_process() {
+        let stop = |stopped, sig| edit(|m| {
+            let a = m.processes[0].attrs.as_mut().unwrap();
+            (a.stopped, a.stop_signal) = (stopped, sig);
+        });
+        for sig in [0, libc::SIGSTOP, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            validate_with(&stop(true, sig), &root()).unwrap();
+        }
+        refused(&stop(true, libc::SIGKILL), &root(), "stop signal 9");
+        refused(&stop(true, -1), &root(), "stop signal -1");
+        refused(&stop(false, libc::SIGTSTP), &root(), "stop signal 20");
+        for l in [None, Some(0), Some(4242), Some(u32::MAX)] {
+            validate_with(&edit(|m| m.processes[0].attrs.as_mut().unwrap().loginuid = l), &root()).unwrap();
+        }
         refused(&edit(|m| m.processes[0].comm = "a\0b".into()), &root(), "name");
         refused(&edit(|m| m.processes[0].threads[0].comm = "x".repeat(100)), &root(), "thread 100 name");
     }
@@ -1772,6 +1823,8 @@ mod tests {
         refused(&edit(|m| m.processes[0].fds = vec![Fd { fd: 1 << 20, object_id: 1, cloexec: false }]), &root(), "nr_open");
         refused(&edit(|m| m.processes[0].fds = vec![Fd { fd: 3, object_id: 1, cloexec: false }; 2]), &root(), "fd 3 appears twice");
         refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().auxv = vec![0; 4096]), &root(), "auxv");
+        validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().membarrier = 16 | 64 | 256), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().membarrier = 16 | 1), &root(), "membarrier registrations 0x11");
         refused(&edit(|m| m.processes[0].threads[0].seccomp_filters = vec![vec![0; 12]]), &root(), "seccomp");
         refused(&edit(|m| {
             m.processes[0].threads[0].seccomp_mode = 2;
@@ -1779,6 +1832,13 @@ mod tests {
         }), &root(), "seccomp filters");
         refused(&edit(|m| m.processes[0].threads[0].pending = vec![SigInfo { signo: 10, raw: vec![0; 128] }; MAX_PENDING + 1]), &root(), "pending");
         refused(&edit(|m| m.processes[0].posix_timers = vec![PosixTimer { id: 1, ..Default::default() }; 2]), &root(), "POSIX timer 1");
+        let timer = |notify, notify_tid| PosixTimer { id: 3, signo: 34, notify, notify_tid, ..Default::default() };
+        validate_with(&edit(|m| m.processes[0].posix_timers = vec![timer(libc::SIGEV_SIGNAL | libc::SIGEV_THREAD_ID, 100)]), &root()).unwrap();
+        validate_with(&edit(|m| m.processes[0].posix_timers = vec![timer(libc::SIGEV_THREAD, 100)]), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].posix_timers = vec![timer(libc::SIGEV_SIGNAL | libc::SIGEV_THREAD_ID, 1)]), &root(), "POSIX timer 3: aimed at thread 1");
+        refused(&edit(|m| m.processes[0].posix_timers = vec![timer(libc::SIGEV_SIGNAL, 1)]), &root(), "POSIX timer 3: signals process 1");
+        refused(&edit(|m| m.processes[0].posix_timers = vec![timer(8, 100)]), &root(), "POSIX timer 3: notification 8");
+        refused(&edit(|m| m.processes[0].posix_timers = vec![PosixTimer { signo: 0, ..timer(libc::SIGEV_SIGNAL, 100) }]), &root(), "POSIX timer 3: signal 0");
         refused(&edit(|m| m.processes[0].vmas.push(Vma { start: 0x80_0000, end: 0x80_1000, kind: 1, ..Default::default() })), &Host { max_map_count: 3, ..root() }, "max_map_count");
         refused(&edit(|m| m.processes[0].threads.push(thread(100))), &root(), "thread id 100 appears twice");
         refused(&edit(|m| m.processes[0].threads[0].affinity = vec![0xff; 4096]), &root(), "affinity");

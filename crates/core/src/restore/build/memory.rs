@@ -215,6 +215,14 @@ impl Builder<'_> {
         if mm.thp_disabled {
             self.call("THP disable", self.main(), libc::SYS_prctl, &[libc::PR_SET_THP_DISABLE as u64, 1, 0, 0, 0])?;
         }
+        for (_, reg) in crate::task::MEMBARRIER_REGISTRATIONS {
+            if mm.membarrier & reg != 0 {
+                self.call(&format!("membarrier registration {reg}"), self.main(), libc::SYS_membarrier, &[reg as u64, 0, 0])?;
+            }
+        }
+        if mm.memory_merge {
+            self.call("KSM for the whole process (PR_SET_MEMORY_MERGE)", self.main(), libc::SYS_prctl, &[crate::task::PR_SET_MEMORY_MERGE, 1, 0, 0, 0])?;
+        }
         Ok(())
     }
 

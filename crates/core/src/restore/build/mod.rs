@@ -161,16 +161,29 @@ impl Builder<'_> {
             Step::UnmapTrampoline => self.call("unmapping the trampoline", self.main(), libc::SYS_munmap, &[self.tramp, TRAMP_LEN]).map(drop),
             Step::Registers => self.registers(),
             Step::StopAgain => {
-                if self.p.attrs.as_ref().is_some_and(|a| a.stopped) {
+                if let Some(a) = self.p.attrs.as_ref().filter(|a| a.stopped) {
                     // Queued while every thread is still stopped under ptrace: the first
-                    // thing each does after we detach is to enter the group stop again.
-                    sys::kill(self.pid, libc::SIGSTOP).map_err(|e| self.err("stopping the process again (it was stopped)", e))?;
+                    // thing each does after we detach is to enter the group stop again,
+                    // with the signal that stopped it (its parent's wait reports that).
+                    // The kernel drops SIGTSTP/SIGTTIN/SIGTTOU sent to an orphaned
+                    // process group: such a process gets SIGSTOP.
+                    let mut sig = if a.stop_signal == 0 { libc::SIGSTOP } else { a.stop_signal };
+                    if sig != libc::SIGSTOP && procfs::pgrp_orphaned(self.pid) {
+                        warn!(pid = self.pid, "stopped by signal {sig}, but its process group is orphaned now: stopped by SIGSTOP instead");
+                        sig = libc::SIGSTOP;
+                    }
+                    debug!(pid = self.pid, sig, "stopping again");
+                    sys::kill(self.pid, sig).map_err(|e| self.err("stopping the process again (it was stopped)", e))?;
                 }
                 Ok(())
             }
             Step::Detach => {
                 for t in &self.threads {
                     ptrace::detach(t.tid).map_err(|e| self.err("detaching", format!("thread {}: {e}", t.tid)))?;
+                }
+                // a SIGSTOP sent to it while we built it was held back: deliver it now
+                if self.threads.iter().any(|t| t.stop_held()) {
+                    sys::kill(self.pid, libc::SIGSTOP).map_err(|e| self.err("stopping it (SIGSTOP arrived while it was built)", e))?;
                 }
                 Ok(())
             }

@@ -35,6 +35,16 @@ impl Builder<'_> {
                 ));
             }
         }
+        if let Some(luid) = attrs.loginuid {
+            // from inside: the kernel takes /proc/PID/loginuid writes only from PID itself
+            let cur = procfs::read(self.pid, "loginuid").ok().and_then(|v| v.trim().parse::<u32>().ok());
+            if cur.is_some_and(|c| c != luid) {
+                let r = self.main().write_file("/proc/self/loginuid", luid.to_string().as_bytes());
+                if let Err(e) = r {
+                    warn!("pid {}: restoring the audit loginuid {luid} (it has {cur:?}): {e}", self.pid);
+                }
+            }
+        }
         let cur: i32 = procfs::read(self.pid, "oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         if cur != attrs.oom_score_adj {
             if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", self.pid), attrs.oom_score_adj.to_string()) {
@@ -46,12 +56,32 @@ impl Builder<'_> {
 
     pub(super) fn seccomp(&self) -> Result<()> {
         const SECCOMP_SET_MODE_STRICT: u64 = 0;
-        for t in &self.p.threads {
+        const SECCOMP_FILTER_FLAG_TSYNC: u32 = 1;
+        // Threads with the same filters (installed with SECCOMP_FILTER_FLAG_TSYNC, or
+        // inherited from the thread that created them) share them again: installed once
+        // in the main thread and synchronised to the others, so a later TSYNC install
+        // by the process still finds every thread on its filter tree. Threads with
+        // different filters each get their own copies.
+        let threads = &self.p.threads;
+        let shared = threads.len() > 1
+            && !threads[0].seccomp_filters.is_empty()
+            && threads.iter().all(|t| t.seccomp_filters == threads[0].seccomp_filters);
+        for (n, t) in threads.iter().enumerate() {
             let r = self.remote_of(t.tid);
-            for (i, f) in t.seccomp_filters.iter().enumerate() {
-                let st = format!("installing seccomp filter {i} of thread {}", t.tid);
-                self.on(&st, r, "seccomp(SECCOMP_SET_MODE_FILTER)", |r| r.seccomp_filter(0, f))?;
+            if shared && n > 0 {
+                break;
             }
+            let flags = if shared { SECCOMP_FILTER_FLAG_TSYNC } else { 0 };
+            for (i, f) in t.seccomp_filters.iter().enumerate() {
+                let st = format!("installing seccomp filter {i} of thread {}{}", t.tid, if shared { " (for every thread)" } else { "" });
+                let got = self.on(&st, r, "seccomp(SECCOMP_SET_MODE_FILTER)", |r| r.seccomp_filter(flags, f))?;
+                if got != 0 {
+                    return Err(self.err(&st, format!("thread {got} could not take the filter (SECCOMP_FILTER_FLAG_TSYNC)")));
+                }
+            }
+        }
+        for t in threads {
+            let r = self.remote_of(t.tid);
             if t.seccomp_mode == 1 {
                 let st = format!("seccomp strict mode of thread {}", t.tid);
                 self.call(&st, r, libc::SYS_seccomp, &[SECCOMP_SET_MODE_STRICT, 0, 0])?;

@@ -39,7 +39,7 @@ impl Builder<'_> {
             }
         }
         // Pending signals: all threads block everything until registers are set.
-        for s in &p.shared_pending {
+        for s in p.shared_pending.iter().filter(|s| !self.timers_own(s)) {
             let st = format!("queueing pending signal {}", s.signo);
             let tgid = self.inner(self.pid);
             self.on(&st, r, "rt_sigqueueinfo", |r| r.sigqueueinfo(tgid, s.signo, &s.raw))?;
@@ -47,13 +47,32 @@ impl Builder<'_> {
         for t in &p.threads {
             // The kernel lets a thread queue a siginfo with si_code >= 0 only to itself.
             let tr = self.remote_of(t.tid);
-            for s in &t.pending {
+            for s in t.pending.iter().filter(|s| !self.timers_own(s)) {
                 let st = format!("queueing pending signal {} of thread {}", s.signo, t.tid);
                 let (ip, it) = (self.inner(self.pid), self.inner(t.tid));
                 self.on(&st, tr, "rt_tgsigqueueinfo", |r| r.tgsigqueueinfo(ip, it, s.signo, &s.raw))?;
             }
         }
         Ok(())
+    }
+
+    /// The periodic POSIX timer whose own signal `s` is (SI_TIMER, its id), if that timer
+    /// is re-armed so that the kernel queues it again (`timers`). The kernel re-arms a
+    /// periodic timer only once its pending signal is delivered, counting the expiries
+    /// missed meanwhile as overruns; a copy queued next to the timer's own would be
+    /// delivered twice (a realtime signal) with no overruns.
+    fn own_pending_timer(&self, s: &SigInfo) -> Option<&PosixTimer> {
+        let code = i32::from_le_bytes(s.raw.get(8..12)?.try_into().ok()?);
+        let id = i32::from_le_bytes(s.raw.get(16..20)?.try_into().ok()?);
+        if code != libc::SI_TIMER {
+            return None;
+        }
+        // CPU-clock timers (negative clock ids) keep the copy: their "now" is the CPU time
+        self.p.posix_timers.iter().find(|t| t.id == id && t.signo == s.signo && t.interval_ns != 0 && t.clock >= 0)
+    }
+
+    fn timers_own(&self, s: &SigInfo) -> bool {
+        self.own_pending_timer(s).is_some()
     }
 
     pub(super) fn timers(&self) -> Result<()> {
@@ -78,7 +97,18 @@ impl Builder<'_> {
             if got != t.id {
                 return Err(self.err(&st, format!("kernel gave timer id {got}")));
             }
-            if t.value_ns != 0 || t.interval_ns != 0 {
+            let pending = p.shared_pending.iter().chain(p.threads.iter().flat_map(|th| th.pending.iter())).any(|s| self.own_pending_timer(s).is_some_and(|o| o.id == t.id));
+            if pending {
+                // Its signal was pending: armed on its clock one interval before its next
+                // expiry, already past, so it expires at once (its own signal pending
+                // again, not re-armed until delivered) and keeps its period's phase;
+                // overruns count from the restore.
+                let now = self.on(&st, r, "clock_gettime", |r| r.clock_gettime(t.clock))?.to_ns();
+                let at = now.saturating_add(t.value_ns).saturating_sub(t.interval_ns).max(1);
+                let v = Itimerspec::from_ns(t.interval_ns, at);
+                const TIMER_ABSTIME: i32 = 1;
+                self.on(&st, r, "timer_settime(TIMER_ABSTIME)", |r| r.timer_settime(t.id, TIMER_ABSTIME, &v))?;
+            } else if t.value_ns != 0 || t.interval_ns != 0 {
                 let v = Itimerspec::from_ns(t.interval_ns, t.value_ns.max(1));
                 self.on(&st, r, "timer_settime", |r| r.timer_settime(t.id, 0, &v))?;
             }
