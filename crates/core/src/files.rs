@@ -268,6 +268,16 @@ fn parse_locks(pid: i32, fd: i32, fdinfo: &str) -> Result<Vec<(String, FileLock)
             [_, kind, mode, rw, _pid, inode, start, end, ..] => (*kind, *mode, *rw, *inode, *start, *end),
             _ => continue,
         };
+        if kind == "LEASE" {
+            // `lock: 1: LEASE  ACTIVE    READ 27411 fe:00:10118435 0 EOF`: a lease being
+            // broken (BREAKING, or a BREAKER waiting) is a conversation with another
+            // process that restore cannot take up again
+            if mode != "ACTIVE" {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} holds a file lease that is {} ({rw})", mode.to_lowercase()) });
+            }
+            out.push((format!("lease:{inode}:{fd}"), FileLock { kind: "lease".into(), fd, write: rw == "WRITE", start: 0, len: 0 }));
+            continue;
+        }
         let kind = match kind {
             "FLOCK" => "flock",
             "POSIX" => "posix",
@@ -348,6 +358,11 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
         // kind: the kinds see the other flags.
         let o_async = info.flags & libc::O_ASYNC as u32 != 0;
         let flags = info.flags & !(O_CLOEXEC | libc::O_ASYNC as u32);
+        if fdkinds::opath::is_opath(flags) {
+            let id = opath_fd(pid, fd, &link, flags, objs, descs)?;
+            out.push(Fd { fd, object_id: id, cloexec });
+            continue;
+        }
         let fdkind = fdkinds::kind_of(&link);
         if let Some(kind) = anon_kind(&link).filter(|_| fdkind.is_none()) {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} is {kind}") });
@@ -369,13 +384,16 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             true => Some(sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?),
             false => None,
         };
+        // a lease signals its owner (F_SETSIG) without O_ASYNC
+        let leased = raw.lines().any(|l| l.starts_with("lock:") && l.contains(" LEASE "));
         let owner = match &sock_dup {
             Some(dup) => crate::fown::dump(pid, fd, dup.as_fd(), o_async, &st.tree)?,
-            None if o_async => crate::fown::dump_fd(pid, fd, pidfd.as_fd(), &st.tree)?,
+            None if o_async || leased => crate::fown::dump_fd(pid, fd, pidfd.as_fd(), o_async, &st.tree)?,
             None => None,
         };
         let id = if let Some(kind) = fdkind {
-            let o = fdkinds::dump(&fdkinds::FdCtx { pid, fd, kind, pidfd: pidfd.as_fd(), fdinfo: &raw, flags })?;
+            let ctx = fdkinds::FdCtx { pid, fd, kind, pidfd: pidfd.as_fd(), fdinfo: &raw, flags, link: &link, tree: &st.tree };
+            let o = fdkinds::dump(&ctx)?;
             objs.intern(format!("anon-fd:{pid}:{fd}"), |_| o)
         } else if let Some(dup) = sock_dup {
             let dom = sys::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
@@ -500,6 +518,44 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
     }
     st.users.extend(out.iter().map(|f| (pid, f.fd, f.object_id)));
     Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
+}
+
+/// An O_PATH fd (`fdkinds::opath`): a path and its file type; a description seen
+/// before (dup, fork) is shared again. An O_PATH fd of a deleted regular file is of its
+/// nameless inode (content saved); of another deleted file: refused.
+fn opath_fd(
+    pid: i32,
+    fd: i32,
+    link: &str,
+    flags: u32,
+    objs: &mut ObjectTable,
+    descs: &mut HashMap<(u64, u64), Vec<(i32, i32, u32)>>,
+) -> Result<u32> {
+    let via = format!("/proc/{pid}/fd/{fd}");
+    let md = std::fs::metadata(&via).ctx(pid, || format!("stat of O_PATH fd {fd} ({link})"))?;
+    let key = (md.dev(), md.ino());
+    if let Some(list) = descs.get(&key) {
+        if let Some((_, _, id)) = list.iter().find(|(opid, other, _)| {
+            sys::kcmp(pid, *opid, sys::KCMP_FILE, fd as u64, *other as u64).map(|r| r == 0).unwrap_or(false)
+        }) {
+            return Ok(*id);
+        }
+    }
+    let deleted = link.ends_with(" (deleted)") && md.nlink() == 0;
+    let ghost_id = if link.starts_with("/memfd:") || deleted {
+        if !md.is_file() {
+            return Err(Error::Unsupported { pid, what: format!("fd {fd} is an O_PATH fd of a deleted non-regular file ({link})") });
+        }
+        ghost(pid, objs, &via, link, &format!("fd {fd}"))?
+    } else if !link.starts_with('/') {
+        return Err(Error::Unsupported { pid, what: format!("fd {fd} is an O_PATH fd of {link}, which has no path") });
+    } else {
+        0
+    };
+    let o = fdkinds::opath::dump(link, &md, flags, ghost_id, deleted);
+    let id = objs.intern(format!("opath-fd:{pid}:{fd}"), |_| o);
+    descs.entry(key).or_default().push((pid, fd, id));
+    Ok(id)
 }
 
 /// A new open description of a named FIFO: the FIFO object (one per inode, its bytes are
@@ -878,6 +934,9 @@ pub fn open_fd_objects(
             continue;
         }
         let o = m.object(fd.object_id).ok_or_else(|| step(format!("fd {} refers to missing object {}", fd.fd, fd.object_id)))?;
+        if fdkinds::is_late(o) {
+            continue; // made inside its process once the tree exists (Step::LateFds)
+        }
         match &o.kind {
             Some(Kind::File(f)) => {
                 let owned = if f.ghost_id != 0 {
@@ -886,6 +945,9 @@ pub fn open_fd_objects(
                 } else {
                     open_path(&f.path, f.flags, 0).map_err(|e| step(format!("opening {} for fd {}: {e}", f.path, fd.fd)))?
                 };
+                if fdkinds::opath::is_opath(f.flags) {
+                    fdkinds::opath::check_opened(f, &owned).map_err(|why| Error::RestoreRefused(format!("fd {} (O_PATH): {why}", fd.fd)))?;
+                }
                 if f.pos != 0 {
                     sys::lseek(owned.as_raw_fd(), f.pos as i64, libc::SEEK_SET)
                         .map_err(|e| step(format!("seeking {} to {} for fd {}: {e}", f.path, f.pos, fd.fd)))?;
@@ -977,7 +1039,7 @@ pub fn open_fd_objects(
                 let s = in_socket_ns(pid, o.net_ns, netns, open)?;
                 opened.by_object.insert(fd.object_id, s);
             }
-            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_)) => {
+            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_) | Kind::Pidfd(_) | Kind::NsFd(_)) => {
                 let r = fdkinds::open(o).ok_or_else(|| step(format!("fd {}: object {} is not an fd kind of fdkinds", fd.fd, fd.object_id)))?;
                 opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
             }

@@ -103,4 +103,6 @@ object_kinds! {
     FifoFd: FifoFdObj, fifo_fd, fifo_fd_mut;
     Netlink: NetlinkObj, netlink, netlink_mut;
     Packet: PacketObj, packet, packet_mut;
+    Pidfd: PidfdObj, pidfd, pidfd_mut;
+    NsFd: NsFdObj, ns_fd, ns_fd_mut;
 }

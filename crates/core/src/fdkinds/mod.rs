@@ -26,7 +26,10 @@ pub mod inotify;
 pub mod signalfd;
 pub mod inet;
 pub mod netlink;
+pub mod nsfd;
+pub mod opath;
 pub mod packet;
+pub mod pidfd;
 pub mod sockopt;
 pub mod timerfd;
 pub mod unix;
@@ -39,6 +42,8 @@ pub enum Kind {
     Signalfd,
     Epoll,
     Inotify,
+    Pidfd,
+    NsFd,
 }
 
 impl Kind {
@@ -50,6 +55,8 @@ impl Kind {
             Kind::Signalfd => "a signalfd",
             Kind::Epoll => "an epoll instance",
             Kind::Inotify => "an inotify instance",
+            Kind::Pidfd => "a pidfd",
+            Kind::NsFd => "a namespace fd",
         }
     }
 }
@@ -62,6 +69,8 @@ pub fn kind_of(link: &str) -> Option<Kind> {
         "anon_inode:[signalfd]" => Kind::Signalfd,
         "anon_inode:[eventpoll]" => Kind::Epoll,
         "anon_inode:inotify" => Kind::Inotify,
+        "anon_inode:[pidfd]" => Kind::Pidfd,
+        l if nsfd::parse_link(l).is_some() => Kind::NsFd,
         _ => return None,
     })
 }
@@ -78,6 +87,10 @@ pub struct FdCtx<'a> {
     /// File status flags from fdinfo, O_CLOEXEC removed (FD_CLOEXEC is the fd's, saved in
     /// `Fd`).
     pub flags: u32,
+    /// The /proc/PID/fd link.
+    pub link: &'a str,
+    /// Every process of the dumped tree.
+    pub tree: &'a [i32],
 }
 
 impl FdCtx<'_> {
@@ -191,7 +204,14 @@ pub fn open_flags(flags: u32) -> String {
 
 /// Dump side: the object for an fd of kind `ctx.kind`.
 pub fn dump(ctx: &FdCtx) -> Result<Object> {
-    if let Some(why) = unkept_flags(ctx.flags) {
+    // PIDFD_THREAD is O_EXCL, which pidfd_open sets again
+    // (and namespace fds show O_LARGEFILE, the kernel's 0o100000, which open sets again)
+    let own = match ctx.kind {
+        Kind::Pidfd => pidfd::PIDFD_THREAD,
+        Kind::NsFd => 0o100000,
+        _ => 0,
+    };
+    if let Some(why) = unkept_flags(ctx.flags & !own) {
         return Err(ctx.unsupported(why));
     }
     match ctx.kind {
@@ -200,6 +220,19 @@ pub fn dump(ctx: &FdCtx) -> Result<Object> {
         Kind::Signalfd => signalfd::dump(ctx),
         Kind::Epoll => epoll::dump(ctx),
         Kind::Inotify => inotify::dump(ctx),
+        Kind::Pidfd => pidfd::dump(ctx),
+        Kind::NsFd => nsfd::dump(ctx),
+    }
+}
+
+/// Is `o` an fd object the holder makes from inside itself once every process of the
+/// tree exists (a pidfd or namespace fd of the tree), rather than one the restorer opens
+/// and the new process carries?
+pub fn is_late(o: &Object) -> bool {
+    match &o.kind {
+        Some(ObjKind::Pidfd(p)) => pidfd::is_late(p),
+        Some(ObjKind::NsFd(n)) => nsfd::is_late(n),
+        _ => false,
     }
 }
 
@@ -212,6 +245,8 @@ pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
         Some(ObjKind::Signalfd(s)) => signalfd::open(s),
         Some(ObjKind::Epoll(e)) => epoll::open(e),
         Some(ObjKind::Inotify(i)) => inotify::open(i),
+        Some(ObjKind::Pidfd(p)) => pidfd::open(p),
+        Some(ObjKind::NsFd(n)) => nsfd::open(n),
         Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
@@ -227,6 +262,20 @@ pub fn describe(o: &Object) -> Option<(&'static str, String)> {
         Some(ObjKind::Signalfd(s)) => ("signalfd", format!("mask {:#x}", s.mask)),
         Some(ObjKind::Epoll(e)) => ("epoll", format!("{} items", e.items.len())),
         Some(ObjKind::Inotify(i)) => ("inotify", format!("{} watches", i.watches.len())),
+        Some(ObjKind::Pidfd(p)) => (
+            "pidfd",
+            match p.pid {
+                0 => "of a process that had exited".to_string(),
+                n => format!("of {} {n}{}", if p.flags & pidfd::PIDFD_THREAD != 0 { "thread" } else { "pid" }, if nonblock(p.flags) != 0 { ", nonblocking" } else { "" }),
+            },
+        ),
+        Some(ObjKind::NsFd(n)) => (
+            "namespace",
+            match n.member {
+                0 => format!("{}:[{}], stasis's own", n.ns_type, n.ino),
+                m => format!("{}:[{}], of pid {m}{}", n.ns_type, n.ino, if n.for_children { " (for children)" } else { "" }),
+            },
+        ),
         Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })

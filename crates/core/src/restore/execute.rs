@@ -126,7 +126,8 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         }
         for fd in &q.fds {
             if let Some(f) = m.object(fd.object_id).and_then(|o| o.file()) {
-                if f.ghost_id == 0 {
+                // an O_PATH fd reads nothing of its file: its kind is checked when opened
+                if f.ghost_id == 0 && !crate::fdkinds::opath::is_opath(f.flags) {
                     if let Some(id) = &f.identity {
                         let r = files::check_identity(&f.path, id, &format!("pid {}: file of fd {}", q.pid, fd.fd));
                         match r {

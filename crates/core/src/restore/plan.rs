@@ -111,6 +111,9 @@ pub enum Step {
     CloseCarried,
     /// Re-take file locks (after the carried fds are closed).
     Locks,
+    /// pidfds and namespace fds of the tree, made from inside (`ProcPlan::late_fds`):
+    /// every process exists, credentials are still the restorer's.
+    LateFds,
     EpollItems,
     /// --detach / recreated session: hand the root over to its intermediate parent.
     HandOver,
@@ -140,6 +143,24 @@ pub struct FdPlace {
     pub fd: i32,
     pub slot: usize,
     pub cloexec: bool,
+}
+
+/// What an fd made from inside its process refers to (`fdkinds::is_late`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LateWhat {
+    /// pidfd_open(pid, flags), pid as the holder sees it.
+    Pidfd { pid: i32, flags: u32 },
+    /// The namespace of process `member` (as the holder sees it), by its
+    /// PIDFD_GET_*_NAMESPACE `ioctl`.
+    Ns { member: i32, ioctl: u64 },
+}
+
+/// An fd its process makes itself once every process of the tree exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LateFd {
+    pub fd: i32,
+    pub cloexec: bool,
+    pub what: LateWhat,
 }
 
 /// One process of the tree to recreate.
@@ -206,6 +227,9 @@ pub struct ProcPlan {
     /// Its fds whose description gets an owner record set (crate::fown), each
     /// description by the first process holding it.
     pub owner_fds: Vec<i32>,
+    /// pidfds and namespace fds of the tree it makes itself (none for a process sharing
+    /// its parent's fd table: the parent makes them).
+    pub late_fds: Vec<LateFd>,
 }
 
 /// The whole restore, as data.
@@ -255,7 +279,15 @@ impl RestorePlan {
         let mut procs = Vec::new();
         for (idx, p) in m.processes.iter().enumerate() {
             let mut assign = Vec::new();
+            let mut late = Vec::new();
             for fd in &p.fds {
+                if let Some(what) = m.object(fd.object_id).filter(|o| crate::fdkinds::is_late(o)).map(|o| late_what(m, p, o)) {
+                    let what = what.map_err(|why| plan_err(p.pid, format!("fd {}: {why}", fd.fd)))?;
+                    if !p.shares_files {
+                        late.push(LateFd { fd: fd.fd, cloexec: fd.cloexec, what });
+                    }
+                    continue;
+                }
                 let slot = *fd_slot.entry(fd.object_id).or_insert_with(|| {
                     carry.push(Carry::Fd(fd.object_id));
                     carry.len() - 1
@@ -285,7 +317,9 @@ impl RestorePlan {
                 }
                 exe_slot = map_slot.get(&mm.exe_object).copied();
             }
-            procs.push(proc_plan(m, idx, assign, exe_slot, &net_slot)?);
+            let mut pp = proc_plan(m, idx, assign, exe_slot, &net_slot)?;
+            pp.late_fds = if p.zombie { Vec::new() } else { late };
+            procs.push(pp);
         }
         for (i, p) in m.processes.iter().enumerate().skip(1) {
             let parent = m
@@ -378,6 +412,8 @@ fn label(m: &Manifest, c: &Carry) -> String {
                 Some(Some(Kind::Signalfd(_))) => "signalfd".into(),
                 Some(Some(Kind::Epoll(_))) => "epoll".into(),
                 Some(Some(Kind::Inotify(_))) => "inotify".into(),
+                Some(Some(Kind::Pidfd(_))) => "pidfd of an exited process".into(),
+                Some(Some(Kind::NsFd(n))) => format!("{} namespace of stasis", n.ns_type),
                 // not fd objects (open_fd_objects refuses an fd referring to one)
                 Some(Some(stasis_image::not_fd_kinds!()))
                 | Some(None)
@@ -444,7 +480,21 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         helpers: Vec::new(),
         steps: Vec::new(),
         owner_fds: Vec::new(),
+        late_fds: Vec::new(),
     })
+}
+
+/// What late fd object `o` of process `p` is made from, numbered as `p` sees it.
+fn late_what(m: &Manifest, p: &Process, o: &Object) -> std::result::Result<LateWhat, String> {
+    let inner = |pid: i32| crate::ns::inner_pid(&m.processes, p, pid);
+    match &o.kind {
+        Some(Kind::Pidfd(f)) => Ok(LateWhat::Pidfd { pid: inner(f.pid), flags: f.flags & crate::fdkinds::pidfd::OPEN_FLAGS }),
+        Some(Kind::NsFd(n)) => {
+            let ioctl = crate::fdkinds::nsfd::ioctl_of(n).ok_or_else(|| format!("namespace type {:?}", n.ns_type))?;
+            Ok(LateWhat::Ns { member: inner(n.member), ioctl })
+        }
+        _ => Err(format!("object {} is not made inside the process", o.id)),
+    }
 }
 
 /// The build steps of a live process.
@@ -460,6 +510,9 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
     }
     if pp.closes_table {
         v.extend([CloseCarried, Locks]);
+    }
+    if !pp.late_fds.is_empty() {
+        v.push(LateFds);
     }
     v.push(EpollItems);
     if hand_over {

@@ -214,7 +214,7 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
         }
         check_process(&objects, p, h)?;
     }
-    check_objects(&objects, &m.objects).map_err(&bad)?;
+    check_objects(m, &objects, &m.objects).map_err(&bad)?;
     for o in &m.objects {
         if let Some(own) = &o.owner {
             crate::fown::validate(m, own).map_err(|why| bad(format!("signal-driven I/O of object {}: {why}", o.id)))?;
@@ -526,7 +526,8 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         return Err(bad(format!("{} file locks", p.locks.len())));
     }
     for l in &p.locks {
-        if !matches!(l.kind.as_str(), "flock" | "posix" | "ofd") || !fds.contains(&l.fd) || l.start > i64::MAX as u64 || l.len > i64::MAX as u64 {
+        let lease_range = l.kind != "lease" || (l.start == 0 && l.len == 0);
+        if !matches!(l.kind.as_str(), "flock" | "posix" | "ofd" | "lease") || !fds.contains(&l.fd) || l.start > i64::MAX as u64 || l.len > i64::MAX as u64 || !lease_range {
             return Err(bad(format!("file lock {:?} on fd {} (unknown kind, fd not in the image, or range)", l.kind, l.fd)));
         }
     }
@@ -576,7 +577,7 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
 }
 
 /// Strings and sizes of the shared objects.
-fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::result::Result<(), String> {
+fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]) -> std::result::Result<(), String> {
     // unix socket inode → its peer's inode
     let unix_peers: HashMap<u32, (u32, u32)> =
         objects.iter().filter_map(|o| o.unix()).map(|u| (u.ino, (u.peer_ino, u.connecting_to))).collect();
@@ -619,6 +620,12 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
         }
         if let Some(p) = o.packet() {
             check_packet(p).map_err(|why| format!("packet socket (object {id}): {why}"))?;
+        }
+        if let Some(p) = o.pidfd() {
+            crate::fdkinds::pidfd::check(m, p).map_err(|why| format!("pidfd (object {id}): {why}"))?;
+        }
+        if let Some(n) = o.ns_fd() {
+            crate::fdkinds::nsfd::check(m, n).map_err(|why| format!("namespace fd (object {id}): {why}"))?;
         }
         if let Some(s) = o.shmem() {
             if s.size == 0 || s.size > TASK_SIZE {
