@@ -384,11 +384,11 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             true => Some(sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?),
             false => None,
         };
-        // a lease signals its owner (F_SETSIG) without O_ASYNC
-        let leased = raw.lines().any(|l| l.starts_with("lock:") && l.contains(" LEASE "));
+        // (F_SETLEASE sets O_ASYNC on the description itself: a leased file's owner and
+        // F_SETSIG signal, which a lease break is sent with, are kept this way too)
         let owner = match &sock_dup {
             Some(dup) => crate::fown::dump(pid, fd, dup.as_fd(), o_async, &st.tree)?,
-            None if o_async || leased => crate::fown::dump_fd(pid, fd, pidfd.as_fd(), o_async, &st.tree)?,
+            None if o_async => crate::fown::dump_fd(pid, fd, pidfd.as_fd(), &st.tree)?,
             None => None,
         };
         let id = if let Some(kind) = fdkind {

@@ -69,12 +69,13 @@ pub fn dump(pid: i32, fd: i32, dup: BorrowedFd, o_async: bool, tree: &[i32]) -> 
     Ok((owner.pid != 0 || owner.signal != 0 || owner.o_async).then_some(owner))
 }
 
-/// Dump side for an fd with O_ASYNC or a file lease that is not a socket (a socket's
-/// own copy serves `dump`): a copy of it is taken to ask. A lease break is signalled
-/// to the owner with the F_SETSIG signal whether O_ASYNC is set or not.
-pub fn dump_fd(pid: i32, fd: i32, pidfd: BorrowedFd, o_async: bool, tree: &[i32]) -> Result<Option<FileOwner>> {
+/// Dump side for an fd with O_ASYNC that is not a socket (a socket's own copy serves
+/// `dump`): a copy of it is taken to ask. A file lease sets O_ASYNC itself (the kernel
+/// adds the description to the lease's fasync list), so a leased file's owner and
+/// F_SETSIG signal, with which a lease break is signalled, come through here too.
+pub fn dump_fd(pid: i32, fd: i32, pidfd: BorrowedFd, tree: &[i32]) -> Result<Option<FileOwner>> {
     let dup = sys::pidfd_getfd(pidfd, fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
-    dump(pid, fd, dup.as_fd(), o_async, tree)
+    dump(pid, fd, dup.as_fd(), true, tree)
 }
 
 /// Restore-side check of an owner record against the image (untrusted): a known owner
