@@ -1039,7 +1039,7 @@ pub fn open_fd_objects(
                 let s = in_socket_ns(pid, o.net_ns, netns, open)?;
                 opened.by_object.insert(fd.object_id, s);
             }
-            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_) | Kind::Pidfd(_) | Kind::NsFd(_)) => {
+            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_) | Kind::Pidfd(_) | Kind::NsFd(_) | Kind::Fanotify(_)) => {
                 let r = fdkinds::open(o).ok_or_else(|| step(format!("fd {}: object {} is not an fd kind of fdkinds", fd.fd, fd.object_id)))?;
                 opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
             }

@@ -105,4 +105,5 @@ object_kinds! {
     Packet: PacketObj, packet, packet_mut;
     Pidfd: PidfdObj, pidfd, pidfd_mut;
     NsFd: NsFdObj, ns_fd, ns_fd_mut;
+    Fanotify: FanotifyObj, fanotify, fanotify_mut;
 }

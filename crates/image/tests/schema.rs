@@ -35,11 +35,11 @@ fn descriptor() -> prost_types::FileDescriptorProto {
 /// Fields added to the schema since the hand-written model was frozen (message, field).
 /// Old images lack them (they decode as the default); the frozen model must still read
 /// and write everything else exactly as before, and never sees these.
-const ADDED_SINCE_FROZEN: &[(&str, &str)] = &[("Thread", "ioprio"), ("ProcAttrs", "mdwe"), ("Object", "owner"), ("UnixObj", "passcred"), ("UnixObj", "passsec"), ("UnixObj", "peek_off"), ("UnixObj", "rcvbuf"), ("UnixObj", "sndbuf"), ("UnixObj", "messages"), ("UnixObj", "peer_name"), ("UnixObj", "external"), ("UnixObj", "peer_gone"), ("UnixObj", "waiting"), ("UnixObj", "connecting_to"), ("UnixObj", "name_unlinked"), ("UnixObj", "in_flight"), ("Process", "net_lock"), ("Process", "net_lock_ns"), ("Object", "netlink"), ("Object", "packet"), ("InetObj", "sockopts"), ("InetObj", "tcp_state"), ("InetObj", "shutdown"), ("InetObj", "mcast"), ("InetObj", "queued"), ("Object", "pidfd"), ("Object", "ns_fd")];
+const ADDED_SINCE_FROZEN: &[(&str, &str)] = &[("Thread", "ioprio"), ("ProcAttrs", "mdwe"), ("Object", "owner"), ("UnixObj", "passcred"), ("UnixObj", "passsec"), ("UnixObj", "peek_off"), ("UnixObj", "rcvbuf"), ("UnixObj", "sndbuf"), ("UnixObj", "messages"), ("UnixObj", "peer_name"), ("UnixObj", "external"), ("UnixObj", "peer_gone"), ("UnixObj", "waiting"), ("UnixObj", "connecting_to"), ("UnixObj", "name_unlinked"), ("UnixObj", "in_flight"), ("Process", "net_lock"), ("Process", "net_lock_ns"), ("Object", "netlink"), ("Object", "packet"), ("InetObj", "sockopts"), ("InetObj", "tcp_state"), ("InetObj", "shutdown"), ("InetObj", "mcast"), ("InetObj", "queued"), ("Object", "pidfd"), ("Object", "ns_fd"), ("Object", "fanotify")];
 
 /// Messages added to the schema since the hand-written model was frozen (only reachable
 /// through fields of ADDED_SINCE_FROZEN, so old images never hold them).
-const ADDED_MESSAGES: &[&str] = &["NetlinkObj", "PacketObj", "PacketFanout", "PacketMclist", "ClassicBpfInsn", "SockCommon", "FileOwner", "UnixMsg", "InFlight", "SockOpt", "McastGroup", "Datagram", "PidfdObj", "NsFdObj"];
+const ADDED_MESSAGES: &[&str] = &["NetlinkObj", "PacketObj", "PacketFanout", "PacketMclist", "ClassicBpfInsn", "SockCommon", "FileOwner", "UnixMsg", "InFlight", "SockOpt", "McastGroup", "Datagram", "PidfdObj", "NsFdObj", "FanotifyObj", "FanotifyMark"];
 
 fn added(msg: &str, field: &str) -> bool {
     ADDED_SINCE_FROZEN.contains(&(msg, field))

@@ -72,6 +72,15 @@ fn file_leases() {
     roundtrip("fdkinds", &["lease"]);
 }
 
+/// fanotify: a group's flags and its inode (file, directory with FAN_EVENT_ON_CHILD,
+/// an ignored mask surviving modification), mount and filesystem marks read back the
+/// same in fdinfo, and a write after restore is reported with an event fd of the file.
+#[test]
+fn fanotify_marks() {
+    let _t = serial();
+    roundtrip("fdkinds", &["fanotify"]);
+}
+
 /// A refusal at dump: one line naming the pid, the fd and `needles`; the process runs
 /// on untouched and passes its checks.
 fn refused(mode: &str, needles: &[&str]) {

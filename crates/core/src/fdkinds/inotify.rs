@@ -30,12 +30,12 @@ use crate::error::Result;
 const MAX_WD: i32 = 1 << 20;
 
 /// The value of `key:` in one `inotify ...` line.
-fn kv<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn kv<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|t| t.strip_prefix(key)?.strip_prefix(':'))
 }
 
 /// Undoes the octal escapes of /proc/PID/mountinfo ("\040" for a space).
-fn unescape(s: &str) -> String {
+pub(super) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -53,7 +53,7 @@ fn unescape(s: &str) -> String {
 
 /// Mount points of the device (major, minor), from our mountinfo (the process shares our
 /// mount namespace: dump checks that first).
-fn mounts_of(major: u32, minor: u32) -> Vec<String> {
+pub(super) fn mounts_of(major: u32, minor: u32) -> Vec<String> {
     let want = format!("{major}:{minor}");
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -65,12 +65,12 @@ fn mounts_of(major: u32, minor: u32) -> Vec<String> {
         .collect()
 }
 
-fn bytes_of_hex(s: &str) -> Option<Vec<u8>> {
+pub(super) fn bytes_of_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
 }
 
 /// Path of the inode behind a file handle, checked to lead to (dev, ino).
-fn path_of(sdev: u64, ino: u64, htype: i32, handle: &[u8]) -> std::result::Result<(String, u64), String> {
+pub(super) fn path_of(sdev: u64, ino: u64, htype: i32, handle: &[u8]) -> std::result::Result<(String, u64), String> {
     // the kernel's internal dev_t: 12 bits of major above 20 bits of minor
     let (major, minor) = ((sdev >> 20) as u32, (sdev & 0xfffff) as u32);
     let mounts = mounts_of(major, minor);

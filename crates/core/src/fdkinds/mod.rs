@@ -22,6 +22,7 @@ use crate::error::{Ctx, Error, Result};
 
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod inotify;
 pub mod signalfd;
 pub mod inet;
@@ -44,6 +45,7 @@ pub enum Kind {
     Inotify,
     Pidfd,
     NsFd,
+    Fanotify,
 }
 
 impl Kind {
@@ -57,6 +59,7 @@ impl Kind {
             Kind::Inotify => "an inotify instance",
             Kind::Pidfd => "a pidfd",
             Kind::NsFd => "a namespace fd",
+            Kind::Fanotify => "a fanotify group",
         }
     }
 }
@@ -70,6 +73,7 @@ pub fn kind_of(link: &str) -> Option<Kind> {
         "anon_inode:[eventpoll]" => Kind::Epoll,
         "anon_inode:inotify" => Kind::Inotify,
         "anon_inode:[pidfd]" => Kind::Pidfd,
+        "anon_inode:[fanotify]" => Kind::Fanotify,
         l if nsfd::parse_link(l).is_some() => Kind::NsFd,
         _ => return None,
     })
@@ -222,6 +226,7 @@ pub fn dump(ctx: &FdCtx) -> Result<Object> {
         Kind::Inotify => inotify::dump(ctx),
         Kind::Pidfd => pidfd::dump(ctx),
         Kind::NsFd => nsfd::dump(ctx),
+        Kind::Fanotify => fanotify::dump(ctx),
     }
 }
 
@@ -247,6 +252,7 @@ pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
         Some(ObjKind::Inotify(i)) => inotify::open(i),
         Some(ObjKind::Pidfd(p)) => pidfd::open(p),
         Some(ObjKind::NsFd(n)) => nsfd::open(n),
+        Some(ObjKind::Fanotify(f)) => fanotify::open(f),
         Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
@@ -269,6 +275,7 @@ pub fn describe(o: &Object) -> Option<(&'static str, String)> {
                 n => format!("of {} {n}{}", if p.flags & pidfd::PIDFD_THREAD != 0 { "thread" } else { "pid" }, if nonblock(p.flags) != 0 { ", nonblocking" } else { "" }),
             },
         ),
+        Some(ObjKind::Fanotify(f)) => ("fanotify", format!("{} marks", f.marks.len())),
         Some(ObjKind::NsFd(n)) => (
             "namespace",
             match n.member {

@@ -412,6 +412,7 @@ fn label(m: &Manifest, c: &Carry) -> String {
                 Some(Some(Kind::Signalfd(_))) => "signalfd".into(),
                 Some(Some(Kind::Epoll(_))) => "epoll".into(),
                 Some(Some(Kind::Inotify(_))) => "inotify".into(),
+                Some(Some(Kind::Fanotify(_))) => "fanotify".into(),
                 Some(Some(Kind::Pidfd(_))) => "pidfd of an exited process".into(),
                 Some(Some(Kind::NsFd(n))) => format!("{} namespace of stasis", n.ns_type),
                 // not fd objects (open_fd_objects refuses an fd referring to one)

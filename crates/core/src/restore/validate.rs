@@ -653,6 +653,12 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
         if let Some(p) = o.pidfd() {
             crate::fdkinds::pidfd::check(m, p).map_err(|why| format!("pidfd (object {id}): {why}"))?;
         }
+        if let Some(f) = o.fanotify() {
+            for mk in &f.marks {
+                check_path(&mk.path).map_err(|why| format!("fanotify mark (object {id}): {why}"))?;
+            }
+            crate::fdkinds::fanotify::check(f).map_err(|why| format!("fanotify group (object {id}): {why}"))?;
+        }
         if let Some(n) = o.ns_fd() {
             crate::fdkinds::nsfd::check(m, n).map_err(|why| format!("namespace fd (object {id}): {why}"))?;
         }

@@ -24,6 +24,12 @@
  *             -> F_GETLEASE, F_GETSIG kept; a child opening rlease for writing breaks
  *                it: SIGRTMIN+2 arrives with si_fd = the fd; after F_UNLCK the
  *                child's open completes
+ *   fanotify  a group (FAN_CLASS_NOTIF, nonblocking, event fds O_RDONLY) marking
+ *           WORKDIR/fan (FAN_MODIFY|FAN_CLOSE_WRITE), WORKDIR (FAN_OPEN on children),
+ *           WORKDIR/ign (ignored FAN_OPEN surviving modification), WORKDIR's mount
+ *           and filesystem (FAN_OPEN_EXEC)
+ *             -> fdinfo flags and mark lines identical; a write to WORKDIR/fan after
+ *                restore is reported with an event fd of that file
  *   iouring an io_uring instance (refused at dump)
  *   uffd    a userfaultfd (refused at dump)
  *   pidfd_outside  a pidfd of our parent, outside the tree (refused)
@@ -38,6 +44,7 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <linux/nsfs.h>
+#include <sys/fanotify.h>
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
@@ -295,6 +302,80 @@ static int lease(void)
     return finish();
 }
 
+/* The "fanotify" lines of fd's fdinfo, sorted, joined. */
+static void fan_lines(int fd, char *out, size_t cap)
+{
+    char path[64], buf[16384];
+    char *lines[64];
+    int n = 0;
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    out[0] = 0;
+    if (read_file(path, buf, sizeof buf) < 0)
+        return;
+    for (char *l = strtok(buf, "\n"); l && n < 64; l = strtok(NULL, "\n"))
+        if (!strncmp(l, "fanotify ", 9))
+            lines[n++] = l;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (strcmp(lines[i], lines[j]) > 0) {
+                char *t = lines[i];
+                lines[i] = lines[j];
+                lines[j] = t;
+            }
+    for (int i = 0; i < n; i++) {
+        strncat(out, lines[i], cap - strlen(out) - 2);
+        strcat(out, "\n");
+    }
+}
+
+static int fan(void)
+{
+    static char before[8192], after[8192];
+    put("fan", "f");
+    put("ign", "i");
+    int f = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK | FAN_CLOEXEC, O_RDONLY | O_LARGEFILE);
+    if (f < 0 || fanotify_mark(f, FAN_MARK_ADD, FAN_MODIFY | FAN_CLOSE_WRITE, AT_FDCWD, wl_path("fan")) ||
+        fanotify_mark(f, FAN_MARK_ADD, FAN_OPEN | FAN_EVENT_ON_CHILD, AT_FDCWD, g_dir) ||
+        fanotify_mark(f, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_OPEN, AT_FDCWD, wl_path("ign")) ||
+        fanotify_mark(f, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_EXEC, AT_FDCWD, g_dir) ||
+        fanotify_mark(f, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC, AT_FDCWD, g_dir))
+        DIE("fanotify setup");
+    fan_lines(f, before, sizeof before);
+    info("fd", "%d", f);
+    ready();
+    wait_go();
+    fan_lines(f, after, sizeof after);
+    CHECK(!strcmp(before, after), "fanotify fdinfo differs:\n%s---- was\n%s", after, before);
+    CHECK(fcntl(f, F_GETFL) & O_NONBLOCK, "fanotify fd lost O_NONBLOCK");
+    CHECK(cloexec(f), "fanotify fd lost FD_CLOEXEC");
+    static char ev[65536];
+    while (read(f, ev, sizeof ev) > 0)
+        ; /* events of the harness's opens */
+    int w = open(wl_path("fan"), O_WRONLY);
+    if (w < 0 || write(w, "x", 1) != 1)
+        DIE("write fan");
+    close(w);
+    int seen = 0;
+    for (int tries = 0; tries < 100 && !seen; tries++) {
+        ssize_t n = read(f, ev, sizeof ev);
+        if (n <= 0) {
+            sleep_ms(10);
+            continue;
+        }
+        for (struct fanotify_event_metadata *m = (void *)ev; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
+            if (m->fd >= 0) {
+                char p[64], t[4096] = { 0 };
+                snprintf(p, sizeof p, "/proc/self/fd/%d", m->fd);
+                if (readlink(p, t, sizeof t - 1) > 0 && !strcmp(t, wl_path("fan")) && (m->mask & FAN_MODIFY))
+                    seen = 1;
+                close(m->fd);
+            }
+        }
+    }
+    CHECK(seen, "no FAN_MODIFY event for %s after restore", wl_path("fan"));
+    return finish();
+}
+
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
@@ -308,6 +389,8 @@ int main(int argc, char **argv)
         return nsfd();
     if (!strcmp(mode, "lease"))
         return lease();
+    if (!strcmp(mode, "fanotify"))
+        return fan();
     if (!strcmp(mode, "iouring")) {
         long params[30] = { 0 };
         fd = syscall(425 /* io_uring_setup */, 8, params);
