@@ -102,6 +102,12 @@ fn dump_refuses_io_uring() {
     refused("iouring", &["io_uring"]);
 }
 
+/// An inotify watch on a file removed while an fd keeps it: refused naming the path.
+#[test]
+fn dump_refuses_inotify_watch_of_removed_file() {
+    refused("inotify_removed", &["inotify", "gone was removed"]);
+}
+
 #[test]
 fn dump_refuses_userfaultfd() {
     refused("uffd", &["userfaultfd"]);

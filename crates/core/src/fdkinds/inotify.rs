@@ -14,7 +14,11 @@
 //! another inode.
 //!
 //! Not kept: events queued and not read yet at dump (reading them would take them from
-//! the process). A watch on a path that was replaced by another file is refused.
+//! the process). A watch on a path that was replaced by another file is refused. A
+//! watch on a removed file or directory: the kernel drops it with the last link
+//! (IN_DELETE_SELF, IN_IGNORED) unless something keeps the inode (an open fd, a cwd);
+//! then it stays and is refused by name ("... was removed"): no path can reach the
+//! inode to watch it again (the fanotify marks the same).
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -98,6 +102,10 @@ pub(super) fn path_of(sdev: u64, ino: u64, htype: i32, handle: &[u8]) -> std::re
         };
         let Ok(p) = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())) else { continue };
         let p = p.to_string_lossy().into_owned();
+        if let Some(gone) = p.strip_suffix(" (deleted)") {
+            // removed while something (an open fd) keeps the inode, and with it the mark
+            return Err(format!("{gone} was removed (the inode lives on, unreachable by any path)"));
+        }
         match std::fs::symlink_metadata(&p) {
             Ok(md) if md.ino() == ino && libc::major(md.dev()) == major && libc::minor(md.dev()) == minor => return Ok((p, md.dev())),
             _ => last = format!("{p} (through {mp}) does not lead to the watched inode"),

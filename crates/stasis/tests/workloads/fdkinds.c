@@ -30,6 +30,9 @@
  *           and filesystem (FAN_OPEN_EXEC)
  *             -> fdinfo flags and mark lines identical; a write to WORKDIR/fan after
  *                restore is reported with an event fd of that file
+ *   inotify_removed  an inotify watch on WORKDIR/gone, removed while an fd keeps it
+ *           (refused at dump); a watch on a removed file nothing holds is dropped by
+ *           the kernel (only IN_IGNORED remains)
  *   iouring an io_uring instance (refused at dump)
  *   uffd    a userfaultfd (refused at dump)
  *   pidfd_outside  a pidfd of our parent, outside the tree (refused)
@@ -45,6 +48,7 @@
 #include <sys/wait.h>
 #include <linux/nsfs.h>
 #include <sys/fanotify.h>
+#include <sys/inotify.h>
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
@@ -394,6 +398,14 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "iouring")) {
         long params[30] = { 0 };
         fd = syscall(425 /* io_uring_setup */, 8, params);
+    } else if (!strcmp(mode, "inotify_removed")) {
+        put("gone", "g");
+        put("gone2", "g");
+        int keep = open(wl_path("gone"), O_RDONLY);
+        fd = inotify_init1(IN_CLOEXEC);
+        if (keep < 0 || fd < 0 || inotify_add_watch(fd, wl_path("gone"), IN_MODIFY) < 0 ||
+            inotify_add_watch(fd, wl_path("gone2"), IN_MODIFY) < 0 || unlink(wl_path("gone")) || unlink(wl_path("gone2")))
+            DIE("inotify_removed");
     } else if (!strcmp(mode, "uffd")) {
         fd = syscall(SYS_userfaultfd, O_CLOEXEC);
     } else if (!strcmp(mode, "pidfd_outside")) {
