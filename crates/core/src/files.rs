@@ -6,8 +6,10 @@
 //! in the process (buffered bytes saved with tee(2), which does not consume them); named
 //! FIFOs (one object per inode with its bytes, one per open description, reopened by
 //! path);
-//! eventfd, timerfd, signalfd, epoll and inotify through `fdkinds` (one module each).
-//! Everything else is refused with the fd number and its kind.
+//! eventfd, timerfd, signalfd, epoll, inotify, fanotify, pidfds and namespace fds
+//! through `fdkinds` (one module each); O_PATH fds (`fdkinds::opath`); file leases with
+//! the other locks (`parse_locks`). Everything else (io_uring, userfaultfd, perf, BPF...)
+//! is refused with the fd number and its kind.
 
 use std::collections::HashMap;
 use std::ffi::CString;

@@ -108,6 +108,21 @@ fn dump_refuses_inotify_watch_of_removed_file() {
     refused("inotify_removed", &["inotify", "gone was removed"]);
 }
 
+/// An aio context (io_setup): refused naming its ring (the context id) — not an fd:
+/// the refusal names the VMA.
+#[test]
+fn dump_refuses_aio_context() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("fdkinds", &["aio"]);
+    let pid = w.pid.to_string();
+    let ring = format!("context id 0x{}", w.info("ring"));
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&pid, "aio", &ring], &w.report());
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
 #[test]
 fn dump_refuses_userfaultfd() {
     refused("uffd", &["userfaultfd"]);

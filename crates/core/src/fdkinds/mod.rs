@@ -1,4 +1,6 @@
-//! Anonymous-inode fd kinds: eventfd, timerfd, signalfd, epoll, inotify. One module per
+//! Anonymous-inode and other special fd kinds: eventfd, timerfd, signalfd, epoll,
+//! inotify, fanotify, pidfd, namespace fds (and `opath` for O_PATH fds, which files.rs
+//! calls itself). One module per
 //! kind, each with its dump side (`dump`: the fd's fdinfo, and a dup of it taken with
 //! pidfd_getfd where reading state needs one, → an `Object`) and its restore side
 //! (`open`: the `Object` → a new fd in the restorer, which the new process takes over at
@@ -6,7 +8,9 @@
 //!
 //! epoll items are the exception: the kernel keys them by (file, fd number), so they are
 //! added from inside the restored process once its fds have their final numbers
-//! (`epoll::adds`, injected by the `EpollItems` step of `restore/build`).
+//! (`epoll::adds`, injected by the `EpollItems` step of `restore/build`). pidfds and
+//! namespace fds of the tree are too (`is_late`; the `LateFds` step): the process or
+//! namespace they refer to exists only once the tree does.
 //!
 //! Adding a kind: a module with `dump` and `open`, a member of `Object`'s `kind` oneof
 //! in proto/stasis.proto (new tag; `stasis_image::model` accessors in its

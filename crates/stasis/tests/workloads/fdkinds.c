@@ -33,6 +33,8 @@
  *   inotify_removed  an inotify watch on WORKDIR/gone, removed while an fd keeps it
  *           (refused at dump); a watch on a removed file nothing holds is dropped by
  *           the kernel (only IN_IGNORED remains)
+ *   aio     an aio context (io_setup; its ring is mapped at the context id) with one
+ *           completed read reaped (refused at dump, naming the ring)
  *   iouring an io_uring instance (refused at dump)
  *   uffd    a userfaultfd (refused at dump)
  *   pidfd_outside  a pidfd of our parent, outside the tree (refused)
@@ -406,6 +408,12 @@ int main(int argc, char **argv)
         if (keep < 0 || fd < 0 || inotify_add_watch(fd, wl_path("gone"), IN_MODIFY) < 0 ||
             inotify_add_watch(fd, wl_path("gone2"), IN_MODIFY) < 0 || unlink(wl_path("gone")) || unlink(wl_path("gone2")))
             DIE("inotify_removed");
+    } else if (!strcmp(mode, "aio")) {
+        unsigned long ctx = 0;
+        if (syscall(SYS_io_setup, 16, &ctx))
+            DIE("io_setup");
+        fd = 0;
+        info("ring", "%lx", ctx);
     } else if (!strcmp(mode, "uffd")) {
         fd = syscall(SYS_userfaultfd, O_CLOEXEC);
     } else if (!strcmp(mode, "pidfd_outside")) {
