@@ -81,6 +81,21 @@ fn fanotify_marks() {
     roundtrip("fdkinds", &["fanotify"]);
 }
 
+/// A real program: CPython's asyncio with PidfdChildWatcher waits for a `sleep` child
+/// through a pidfd in its epoll; after restore a SIGTERM sent through a second pidfd
+/// ends the child and the loop sees it exit (returncode -15).
+#[test]
+fn python_asyncio_pidfd_child_watcher() {
+    let _t = serial();
+    let mut w = Workload::new("py-pidfd");
+    let script = std::path::Path::new(WORKLOADS).join("real_pidfd_watcher.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    let kid: i32 = w.info("kid").parse().unwrap();
+    dump_and_restore_tree(&mut w, &[kid]);
+    w.go_and_pass();
+}
+
 /// A refusal at dump: one line naming the pid, the fd and `needles`; the process runs
 /// on untouched and passes its checks.
 fn refused(mode: &str, needles: &[&str]) {
