@@ -1098,6 +1098,23 @@ mod tests {
         refused(&ns("pid", 0, true), &root(), "for-children pid");
     }
 
+    /// fanotify: known init and mark flags, 32-bit masks, absolute paths, bounded marks.
+    #[test]
+    fn fanotify_records_bounded() {
+        let fan = |init_flags: u32, m: FanotifyMark| with_fd_object(Kind::Fanotify(FanotifyObj { init_flags, event_flags: 0, flags: 2, marks: vec![m] }));
+        let mark = FanotifyMark { kind: 0, path: "/tmp/f".into(), dev: 1, ino: 2, mflags: 0x40, mask: 0x2, ignored_mask: 0x20 };
+        validate_with(&fan(3, mark.clone()), &root()).unwrap();
+        validate_with(&fan(0x200, FanotifyMark { kind: 2, ..mark.clone() }), &root()).unwrap();
+        refused(&fan(0x8000_0000, mark.clone()), &root(), "fanotify_init flags");
+        refused(&fan(3, FanotifyMark { kind: 3, ..mark.clone() }), &root(), "kind 3");
+        refused(&fan(3, FanotifyMark { mflags: 0x1, ..mark.clone() }), &root(), "flags 0x1");
+        refused(&fan(3, FanotifyMark { mask: 1 << 40, ..mark.clone() }), &root(), "masks");
+        refused(&fan(3, FanotifyMark { path: "rel/x".into(), ..mark.clone() }), &root(), "fanotify mark");
+        refused(&fan(3, FanotifyMark { path: "/a\0b".into(), ..mark }), &root(), "fanotify mark");
+        let many = with_fd_object(Kind::Fanotify(FanotifyObj { marks: vec![FanotifyMark { path: "/x".into(), ..Default::default() }; (1 << 16) + 1], ..Default::default() }));
+        refused(&many, &root(), "marks (at most");
+    }
+
     /// A lease is a whole-file lock on an fd of the process.
     #[test]
     fn leases_are_whole_file_locks_of_an_fd() {
