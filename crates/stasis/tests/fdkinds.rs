@@ -72,6 +72,20 @@ fn file_leases() {
     roundtrip("fdkinds", &["lease"]);
 }
 
+/// The leases, namespace fds and fanotify marks after a --leave-running dump: the live
+/// process still holds its leases (a lease break still signals it), its namespace fds
+/// and marks, and passes the same checks.
+#[test]
+fn leases_nsfds_fanotify_leave_running() {
+    let _t = serial();
+    for mode in ["lease", "nsfd", "fanotify"] {
+        let mut w = Workload::start("fdkinds", &[mode]);
+        w.dump_leave_running();
+        w.assert_running_untouched();
+        w.go_and_pass();
+    }
+}
+
 /// fanotify: a group's flags and its inode (file, directory with FAN_EVENT_ON_CHILD,
 /// an ignored mask surviving modification), mount and filesystem marks read back the
 /// same in fdinfo, and a write after restore is reported with an event fd of the file.
