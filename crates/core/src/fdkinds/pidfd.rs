@@ -18,9 +18,9 @@
 //! differs, which nothing can observe any more.
 //!
 //! Not kept: a description shared between processes (fork, SCM_RIGHTS) becomes one
-//! description per process (dups inside one process share theirs); pidfd flags cannot
-//! be changed after pidfd_open except O_NONBLOCK, so nothing is lost but the sharing of
-//! O_NONBLOCK changes.
+//! description per process (dups inside one process share theirs: the later fds are
+//! dup3'ed from the first); only O_NONBLOCK of a pidfd can change after pidfd_open, so
+//! what is lost is that a change of it in one process shows in the other.
 
 use std::os::fd::OwnedFd;
 

@@ -159,6 +159,8 @@ pub enum LateWhat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LateFd {
     pub fd: i32,
+    /// Its object: a second fd of the same one in the process is a dup of the first.
+    pub object_id: u32,
     pub cloexec: bool,
     pub what: LateWhat,
 }
@@ -284,7 +286,7 @@ impl RestorePlan {
                 if let Some(what) = m.object(fd.object_id).filter(|o| crate::fdkinds::is_late(o)).map(|o| late_what(m, p, o)) {
                     let what = what.map_err(|why| plan_err(p.pid, format!("fd {}: {why}", fd.fd)))?;
                     if !p.shares_files {
-                        late.push(LateFd { fd: fd.fd, cloexec: fd.cloexec, what });
+                        late.push(LateFd { fd: fd.fd, object_id: fd.object_id, cloexec: fd.cloexec, what });
                     }
                     continue;
                 }

@@ -186,6 +186,7 @@ static int pidfd(void)
     CHECK((fl & O_NONBLOCK) && (fl & PIDFD_THREAD), "pidfd C flags %o (want O_NONBLOCK and PIDFD_THREAD)", fl);
     CHECK(!(fcntl(a, F_GETFL) & (O_NONBLOCK | PIDFD_THREAD)), "pidfd A flags %o", fcntl(a, F_GETFL));
     CHECK(cloexec(a) && !cloexec(c), "FD_CLOEXEC of A %d, C %d", cloexec(a), cloexec(c));
+    CHECK(syscall(SYS_kcmp, getpid(), getpid(), 0, a, b) == 0, "pidfds A and B are not one description");
     CHECK(syscall(SYS_pidfd_send_signal, c, 0, NULL, 0) == 0, "pidfd_send_signal(C, 0): %s", strerror(errno));
     CHECK(!readable(a), "pidfd A readable while its child runs");
     CHECK(readable(e), "pidfd E of a reaped process not readable");

@@ -235,7 +235,16 @@ impl Builder<'_> {
     fn late_fds(&self) -> Result<()> {
         use super::plan::LateWhat;
         let r = self.main();
+        let mut done: std::collections::HashMap<u32, i32> = std::collections::HashMap::new();
         for l in &self.pp.late_fds {
+            let cloexec = if l.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            if let Some(&first) = done.get(&l.object_id) {
+                // the same description (dup, pidfd_getfd of our own)
+                let st = format!("making fd {} a dup of fd {first}", l.fd);
+                self.call(&st, r, libc::SYS_dup3, &[first as u64, l.fd as u64, cloexec])?;
+                continue;
+            }
+            done.insert(l.object_id, l.fd);
             let (st, made) = match l.what {
                 LateWhat::Pidfd { pid, flags } => {
                     let st = format!("making fd {}, a pidfd of pid {pid}", l.fd);
@@ -250,7 +259,6 @@ impl Builder<'_> {
                     (st, ns?)
                 }
             };
-            let cloexec = if l.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
             if made as i32 != l.fd {
                 self.call(&st, r, libc::SYS_dup3, &[made, l.fd as u64, cloexec])?;
                 self.call(&st, r, libc::SYS_close, &[made])?;
