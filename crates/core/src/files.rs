@@ -6,9 +6,10 @@
 //! in the process (buffered bytes saved with tee(2), which does not consume them); named
 //! FIFOs (one object per inode with its bytes, one per open description, reopened by
 //! path);
-//! eventfd, timerfd, signalfd, epoll and inotify through `fdkinds` (one module each);
-//! terminals through `crate::tty`. Everything else is refused with the fd number and its
-//! kind.
+//! eventfd, timerfd, signalfd, epoll, inotify, fanotify, pidfds and namespace fds
+//! through `fdkinds` (one module each); O_PATH fds (`fdkinds::opath`); file leases with
+//! the other locks (`parse_locks`); terminals through `crate::tty`. Everything else
+//! (io_uring, userfaultfd, perf, BPF...) is refused with the fd number and its kind.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -292,6 +293,16 @@ fn parse_locks(pid: i32, fd: i32, fdinfo: &str) -> Result<Vec<(String, FileLock)
             [_, kind, mode, rw, _pid, inode, start, end, ..] => (*kind, *mode, *rw, *inode, *start, *end),
             _ => continue,
         };
+        if kind == "LEASE" {
+            // `lock: 1: LEASE  ACTIVE    READ 27411 fe:00:10118435 0 EOF`: a lease being
+            // broken (BREAKING, or a BREAKER waiting) is a conversation with another
+            // process that restore cannot take up again
+            if mode != "ACTIVE" {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} holds a file lease that is {} ({rw})", mode.to_lowercase()) });
+            }
+            out.push((format!("lease:{inode}:{fd}"), FileLock { kind: "lease".into(), fd, write: rw == "WRITE", start: 0, len: 0 }));
+            continue;
+        }
         let kind = match kind {
             "FLOCK" => "flock",
             "POSIX" => "posix",
@@ -372,6 +383,11 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
         // kind: the kinds see the other flags.
         let o_async = info.flags & libc::O_ASYNC as u32 != 0;
         let flags = info.flags & !(O_CLOEXEC | libc::O_ASYNC as u32);
+        if fdkinds::opath::is_opath(flags) {
+            let id = opath_fd(pid, fd, &link, flags, objs, descs)?;
+            out.push(Fd { fd, object_id: id, cloexec });
+            continue;
+        }
         let fdkind = fdkinds::kind_of(&link);
         if let Some(kind) = anon_kind(&link).filter(|_| fdkind.is_none()) {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} is {kind}") });
@@ -393,13 +409,16 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             true => Some(sys::pidfd_getfd(pidfd.as_fd(), fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?),
             false => None,
         };
+        // (F_SETLEASE sets O_ASYNC on the description itself: a leased file's owner and
+        // F_SETSIG signal, which a lease break is sent with, are kept this way too)
         let owner = match &sock_dup {
             Some(dup) => crate::fown::dump(pid, fd, dup.as_fd(), o_async, &st.tree)?,
             None if o_async => crate::fown::dump_fd(pid, fd, pidfd.as_fd(), &st.tree)?,
             None => None,
         };
         let id = if let Some(kind) = fdkind {
-            let o = fdkinds::dump(&fdkinds::FdCtx { pid, fd, kind, pidfd: pidfd.as_fd(), fdinfo: &raw, flags })?;
+            let ctx = fdkinds::FdCtx { pid, fd, kind, pidfd: pidfd.as_fd(), fdinfo: &raw, flags, link: &link, tree: &st.tree };
+            let o = fdkinds::dump(&ctx)?;
             objs.intern(format!("anon-fd:{pid}:{fd}"), |_| o)
         } else if let Some(dup) = sock_dup {
             let dom = sys::getsockopt_int(dup.as_fd(), libc::SOL_SOCKET, libc::SO_DOMAIN).unwrap_or(-1);
@@ -585,6 +604,44 @@ fn proc_pid_file(link: &str) -> Option<&str> {
     let rest = link.strip_prefix("/proc/")?;
     let p = rest.split('/').next()?;
     (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then_some(p)
+}
+
+/// An O_PATH fd (`fdkinds::opath`): a path and its file type; a description seen
+/// before (dup, fork) is shared again. An O_PATH fd of a deleted regular file is of its
+/// nameless inode (content saved); of another deleted file: refused.
+fn opath_fd(
+    pid: i32,
+    fd: i32,
+    link: &str,
+    flags: u32,
+    objs: &mut ObjectTable,
+    descs: &mut HashMap<(u64, u64), Vec<(i32, i32, u32)>>,
+) -> Result<u32> {
+    let via = format!("/proc/{pid}/fd/{fd}");
+    let md = std::fs::metadata(&via).ctx(pid, || format!("stat of O_PATH fd {fd} ({link})"))?;
+    let key = (md.dev(), md.ino());
+    if let Some(list) = descs.get(&key) {
+        if let Some((_, _, id)) = list.iter().find(|(opid, other, _)| {
+            sys::kcmp(pid, *opid, sys::KCMP_FILE, fd as u64, *other as u64).map(|r| r == 0).unwrap_or(false)
+        }) {
+            return Ok(*id);
+        }
+    }
+    let deleted = link.ends_with(" (deleted)") && md.nlink() == 0;
+    let ghost_id = if link.starts_with("/memfd:") || deleted {
+        if !md.is_file() {
+            return Err(Error::Unsupported { pid, what: format!("fd {fd} is an O_PATH fd of a deleted non-regular file ({link})") });
+        }
+        ghost(pid, objs, &via, link, &format!("fd {fd}"))?
+    } else if !link.starts_with('/') {
+        return Err(Error::Unsupported { pid, what: format!("fd {fd} is an O_PATH fd of {link}, which has no path") });
+    } else {
+        0
+    };
+    let o = fdkinds::opath::dump(link, &md, flags, ghost_id, deleted);
+    let id = objs.intern(format!("opath-fd:{pid}:{fd}"), |_| o);
+    descs.entry(key).or_default().push((pid, fd, id));
+    Ok(id)
 }
 
 /// A new open description of a named FIFO: the FIFO object (one per inode, its bytes are
@@ -1129,6 +1186,9 @@ pub fn open_fd_objects(
         if o.file().is_some_and(|f| f.in_proc) {
             continue; // opened by the restored process itself (Step::ProcFiles)
         }
+        if fdkinds::is_late(o) {
+            continue; // made inside its process once the tree exists (Step::LateFds)
+        }
         match &o.kind {
             Some(Kind::File(f)) => {
                 let memfd = m.object(f.ghost_id).and_then(|o| o.ghost()).is_some_and(|g| !g.memfd_name.is_empty() && g.external.is_empty());
@@ -1151,6 +1211,9 @@ pub fn open_fd_objects(
                         Err(e) => step(format!("opening {} for fd {}: {e}", f.path, fd.fd)),
                     })?
                 };
+                if fdkinds::opath::is_opath(f.flags) {
+                    fdkinds::opath::check_opened(f, &owned).map_err(|why| Error::RestoreRefused(format!("fd {} (O_PATH): {why}", fd.fd)))?;
+                }
                 if f.pos != 0 {
                     sys::lseek(owned.as_raw_fd(), f.pos as i64, libc::SEEK_SET)
                         .map_err(|e| step(format!("seeking {} to {} for fd {}: {e}", f.path, f.pos, fd.fd)))?;
@@ -1267,7 +1330,7 @@ pub fn open_fd_objects(
                 let made = crate::tty::open_pty(t, &descs).map_err(|e| step(format!("fd {}: pty (was {}): {e}", fd.fd, t.path)))?;
                 opened.by_object.extend(made);
             }
-            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_)) => {
+            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_) | Kind::Pidfd(_) | Kind::NsFd(_) | Kind::Fanotify(_)) => {
                 let r = fdkinds::open(o).ok_or_else(|| step(format!("fd {}: object {} is not an fd kind of fdkinds", fd.fd, fd.object_id)))?;
                 opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
             }

@@ -70,7 +70,9 @@ pub fn dump(pid: i32, fd: i32, dup: BorrowedFd, o_async: bool, tree: &[i32]) -> 
 }
 
 /// Dump side for an fd with O_ASYNC that is not a socket (a socket's own copy serves
-/// `dump`): a copy of it is taken to ask.
+/// `dump`): a copy of it is taken to ask. A file lease sets O_ASYNC itself (the kernel
+/// adds the description to the lease's fasync list), so a leased file's owner and
+/// F_SETSIG signal, with which a lease break is signalled, come through here too.
 pub fn dump_fd(pid: i32, fd: i32, pidfd: BorrowedFd, tree: &[i32]) -> Result<Option<FileOwner>> {
     let dup = sys::pidfd_getfd(pidfd, fd).ctx(pid, || format!("pidfd_getfd of fd {fd}"))?;
     dump(pid, fd, dup.as_fd(), true, tree)

@@ -172,6 +172,14 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
         _ if m.inode == 0 && !m.shared => VmaKind::Anon,
         _ if m.shared && (p == "/dev/zero (deleted)" || p.starts_with("[anon_shmem:")) => VmaKind::ShmemAnon,
         _ if m.shared && p.starts_with("/SYSV") => VmaKind::SysvShm,
+        // the ring of an aio context (io_setup): the context id is its address; the
+        // kernel context behind it (requests in flight) has no userspace way back
+        _ if m.shared && (p == "/[aio]" || p == "/[aio] (deleted)") => {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("VMA {:#x}-{:#x} is the ring of an aio context (io_setup, context id {:#x})", m.start, m.end, m.start),
+            })
+        }
         _ if p.starts_with('/') => {
             if m.shared {
                 VmaKind::FileShared

@@ -106,4 +106,7 @@ object_kinds! {
     Packet: PacketObj, packet, packet_mut;
     Tty: TtyObj, tty, tty_mut;
     TtyFd: TtyFdObj, tty_fd, tty_fd_mut;
+    Pidfd: PidfdObj, pidfd, pidfd_mut;
+    NsFd: NsFdObj, ns_fd, ns_fd_mut;
+    Fanotify: FanotifyObj, fanotify, fanotify_mut;
 }

@@ -445,6 +445,9 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         Some(Kind::Signalfd(sf)) => anon(sf.flags, Some(sf.mask)),
         Some(Kind::Epoll(e)) => anon(e.flags, None),
         Some(Kind::Inotify(i)) => anon(i.flags, None),
+        Some(Kind::Pidfd(p)) => anon(p.flags, None),
+        Some(Kind::NsFd(_)) => anon(0, None),
+        Some(Kind::Fanotify(f)) => anon(f.flags, None),
         // not fd objects, or no kind this stasis knows
         Some(stasis_image::not_fd_kinds!())
         | None => json!({"kind": "other", "id": id}),

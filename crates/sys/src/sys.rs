@@ -82,6 +82,40 @@ pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// pidfd_open with flags (PIDFD_NONBLOCK = O_NONBLOCK, PIDFD_THREAD = O_EXCL).
+pub fn pidfd_open_flags(pid: i32, flags: u32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = c(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) })?;
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// A pidfd (opened with `flags`) of a process that has exited and been reaped: a child
+/// forked for it, which waits for EOF on a pipe, is pidfd_open'ed, let go, and reaped.
+/// Safe in a multi-threaded caller: the child only calls read(2) and _exit(2).
+pub fn exited_pidfd(flags: u32) -> Result<OwnedFd> {
+    let (r, w) = pipe2(libc::O_CLOEXEC)?;
+    // SAFETY: the child runs only async-signal-safe calls (read, _exit) on memory it
+    // owns (its copy of a local byte), so it never touches a lock another thread of
+    // ours may have held at the fork.
+    let child = c(unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) })? as i32;
+    if child == 0 {
+        let mut b = 0u8;
+        // SAFETY: closes its copy of the write end (so the parent's drop is EOF), a
+        // one-byte read into a local; then the child exits without unwinding.
+        unsafe {
+            libc::close(w.as_raw_fd());
+            libc::read(r.as_raw_fd(), std::ptr::addr_of_mut!(b).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(r);
+    let fd = pidfd_open_flags(child, flags);
+    drop(w);
+    let _ = waitpid(child, libc::__WALL);
+    fd
+}
+
 /// Duplicates fd `target_fd` of the process behind `pidfd` into our fd table.
 pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments.

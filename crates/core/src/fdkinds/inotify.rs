@@ -14,7 +14,11 @@
 //! another inode.
 //!
 //! Not kept: events queued and not read yet at dump (reading them would take them from
-//! the process). A watch on a path that was replaced by another file is refused.
+//! the process). A watch on a path that was replaced by another file is refused. A
+//! watch on a removed file or directory: the kernel drops it with the last link
+//! (IN_DELETE_SELF, IN_IGNORED) unless something keeps the inode (an open fd, a cwd);
+//! then it stays and is refused by name ("... was removed"): no path can reach the
+//! inode to watch it again (the fanotify marks the same).
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -30,12 +34,12 @@ use crate::error::Result;
 const MAX_WD: i32 = 1 << 20;
 
 /// The value of `key:` in one `inotify ...` line.
-fn kv<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn kv<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|t| t.strip_prefix(key)?.strip_prefix(':'))
 }
 
 /// Undoes the octal escapes of /proc/PID/mountinfo ("\040" for a space).
-fn unescape(s: &str) -> String {
+pub(super) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -53,7 +57,7 @@ fn unescape(s: &str) -> String {
 
 /// Mount points of the device (major, minor), from our mountinfo (the process shares our
 /// mount namespace: dump checks that first).
-fn mounts_of(major: u32, minor: u32) -> Vec<String> {
+pub(super) fn mounts_of(major: u32, minor: u32) -> Vec<String> {
     let want = format!("{major}:{minor}");
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -65,12 +69,12 @@ fn mounts_of(major: u32, minor: u32) -> Vec<String> {
         .collect()
 }
 
-fn bytes_of_hex(s: &str) -> Option<Vec<u8>> {
+pub(super) fn bytes_of_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
 }
 
 /// Path of the inode behind a file handle, checked to lead to (dev, ino).
-fn path_of(sdev: u64, ino: u64, htype: i32, handle: &[u8]) -> std::result::Result<(String, u64), String> {
+pub(super) fn path_of(sdev: u64, ino: u64, htype: i32, handle: &[u8]) -> std::result::Result<(String, u64), String> {
     // the kernel's internal dev_t: 12 bits of major above 20 bits of minor
     let (major, minor) = ((sdev >> 20) as u32, (sdev & 0xfffff) as u32);
     let mounts = mounts_of(major, minor);
@@ -98,6 +102,10 @@ fn path_of(sdev: u64, ino: u64, htype: i32, handle: &[u8]) -> std::result::Resul
         };
         let Ok(p) = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())) else { continue };
         let p = p.to_string_lossy().into_owned();
+        if let Some(gone) = p.strip_suffix(" (deleted)") {
+            // removed while something (an open fd) keeps the inode, and with it the mark
+            return Err(format!("{gone} was removed (the inode lives on, unreachable by any path)"));
+        }
         match std::fs::symlink_metadata(&p) {
             Ok(md) if md.ino() == ino && libc::major(md.dev()) == major && libc::minor(md.dev()) == minor => return Ok((p, md.dev())),
             _ => last = format!("{p} (through {mp}) does not lead to the watched inode"),

@@ -1,4 +1,6 @@
-//! Anonymous-inode fd kinds: eventfd, timerfd, signalfd, epoll, inotify. One module per
+//! Anonymous-inode and other special fd kinds: eventfd, timerfd, signalfd, epoll,
+//! inotify, fanotify, pidfd, namespace fds (and `opath` for O_PATH fds, which files.rs
+//! calls itself). One module per
 //! kind, each with its dump side (`dump`: the fd's fdinfo, and a dup of it taken with
 //! pidfd_getfd where reading state needs one, → an `Object`) and its restore side
 //! (`open`: the `Object` → a new fd in the restorer, which the new process takes over at
@@ -6,7 +8,9 @@
 //!
 //! epoll items are the exception: the kernel keys them by (file, fd number), so they are
 //! added from inside the restored process once its fds have their final numbers
-//! (`epoll::adds`, injected by the `EpollItems` step of `restore/build`).
+//! (`epoll::adds`, injected by the `EpollItems` step of `restore/build`). pidfds and
+//! namespace fds of the tree are too (`is_late`; the `LateFds` step): the process or
+//! namespace they refer to exists only once the tree does.
 //!
 //! Adding a kind: a module with `dump` and `open`, a member of `Object`'s `kind` oneof
 //! in proto/stasis.proto (new tag; `stasis_image::model` accessors in its
@@ -22,11 +26,15 @@ use crate::error::{Ctx, Error, Result};
 
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod inotify;
 pub mod signalfd;
 pub mod inet;
 pub mod netlink;
+pub mod nsfd;
+pub mod opath;
 pub mod packet;
+pub mod pidfd;
 pub mod sockopt;
 pub mod timerfd;
 pub mod unix;
@@ -39,6 +47,9 @@ pub enum Kind {
     Signalfd,
     Epoll,
     Inotify,
+    Pidfd,
+    NsFd,
+    Fanotify,
 }
 
 impl Kind {
@@ -50,6 +61,9 @@ impl Kind {
             Kind::Signalfd => "a signalfd",
             Kind::Epoll => "an epoll instance",
             Kind::Inotify => "an inotify instance",
+            Kind::Pidfd => "a pidfd",
+            Kind::NsFd => "a namespace fd",
+            Kind::Fanotify => "a fanotify group",
         }
     }
 }
@@ -62,6 +76,9 @@ pub fn kind_of(link: &str) -> Option<Kind> {
         "anon_inode:[signalfd]" => Kind::Signalfd,
         "anon_inode:[eventpoll]" => Kind::Epoll,
         "anon_inode:inotify" => Kind::Inotify,
+        "anon_inode:[pidfd]" => Kind::Pidfd,
+        "anon_inode:[fanotify]" => Kind::Fanotify,
+        l if nsfd::parse_link(l).is_some() => Kind::NsFd,
         _ => return None,
     })
 }
@@ -78,6 +95,10 @@ pub struct FdCtx<'a> {
     /// File status flags from fdinfo, O_CLOEXEC removed (FD_CLOEXEC is the fd's, saved in
     /// `Fd`).
     pub flags: u32,
+    /// The /proc/PID/fd link.
+    pub link: &'a str,
+    /// Every process of the dumped tree.
+    pub tree: &'a [i32],
 }
 
 impl FdCtx<'_> {
@@ -191,7 +212,14 @@ pub fn open_flags(flags: u32) -> String {
 
 /// Dump side: the object for an fd of kind `ctx.kind`.
 pub fn dump(ctx: &FdCtx) -> Result<Object> {
-    if let Some(why) = unkept_flags(ctx.flags) {
+    // PIDFD_THREAD is O_EXCL, which pidfd_open sets again
+    // (and namespace fds show O_LARGEFILE, the kernel's 0o100000, which open sets again)
+    let own = match ctx.kind {
+        Kind::Pidfd => pidfd::PIDFD_THREAD,
+        Kind::NsFd => 0o100000,
+        _ => 0,
+    };
+    if let Some(why) = unkept_flags(ctx.flags & !own) {
         return Err(ctx.unsupported(why));
     }
     match ctx.kind {
@@ -200,6 +228,20 @@ pub fn dump(ctx: &FdCtx) -> Result<Object> {
         Kind::Signalfd => signalfd::dump(ctx),
         Kind::Epoll => epoll::dump(ctx),
         Kind::Inotify => inotify::dump(ctx),
+        Kind::Pidfd => pidfd::dump(ctx),
+        Kind::NsFd => nsfd::dump(ctx),
+        Kind::Fanotify => fanotify::dump(ctx),
+    }
+}
+
+/// Is `o` an fd object the holder makes from inside itself once every process of the
+/// tree exists (a pidfd or namespace fd of the tree), rather than one the restorer opens
+/// and the new process carries?
+pub fn is_late(o: &Object) -> bool {
+    match &o.kind {
+        Some(ObjKind::Pidfd(p)) => pidfd::is_late(p),
+        Some(ObjKind::NsFd(n)) => nsfd::is_late(n),
+        _ => false,
     }
 }
 
@@ -212,6 +254,9 @@ pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
         Some(ObjKind::Signalfd(s)) => signalfd::open(s),
         Some(ObjKind::Epoll(e)) => epoll::open(e),
         Some(ObjKind::Inotify(i)) => inotify::open(i),
+        Some(ObjKind::Pidfd(p)) => pidfd::open(p),
+        Some(ObjKind::NsFd(n)) => nsfd::open(n),
+        Some(ObjKind::Fanotify(f)) => fanotify::open(f),
         Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | ObjKind::TtyFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
@@ -227,6 +272,21 @@ pub fn describe(o: &Object) -> Option<(&'static str, String)> {
         Some(ObjKind::Signalfd(s)) => ("signalfd", format!("mask {:#x}", s.mask)),
         Some(ObjKind::Epoll(e)) => ("epoll", format!("{} items", e.items.len())),
         Some(ObjKind::Inotify(i)) => ("inotify", format!("{} watches", i.watches.len())),
+        Some(ObjKind::Pidfd(p)) => (
+            "pidfd",
+            match p.pid {
+                0 => "of a process that had exited".to_string(),
+                n => format!("of {} {n}{}", if p.flags & pidfd::PIDFD_THREAD != 0 { "thread" } else { "pid" }, if nonblock(p.flags) != 0 { ", nonblocking" } else { "" }),
+            },
+        ),
+        Some(ObjKind::Fanotify(f)) => ("fanotify", format!("{} marks", f.marks.len())),
+        Some(ObjKind::NsFd(n)) => (
+            "namespace",
+            match n.member {
+                0 => format!("{}:[{}], stasis's own", n.ns_type, n.ino),
+                m => format!("{}:[{}], of pid {m}{}", n.ns_type, n.ino, if n.for_children { " (for children)" } else { "" }),
+            },
+        ),
         Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | ObjKind::TtyFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })

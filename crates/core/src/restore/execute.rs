@@ -157,8 +157,9 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         for fd in &q.fds {
             if let Some(f) = m.object(fd.object_id).and_then(|o| o.file()) {
                 // a cgroupfs file (memory.events, cgroup.procs...) is a kernel interface,
-                // not content: reopened by path in its cgroup, which may be a new one
-                if f.ghost_id == 0 && !f.in_proc && !crate::cgroup::in_cgroupfs(&f.path) {
+                // not content: reopened by path in its cgroup, which may be a new one; an
+                // O_PATH fd reads nothing of its file: its kind is checked when opened
+                if f.ghost_id == 0 && !f.in_proc && !crate::cgroup::in_cgroupfs(&f.path) && !crate::fdkinds::opath::is_opath(f.flags) {
                     // the path names another kind of file now: never "changed" (no
                     // --allow-changed-files), always refused
                     if let Some(why) = files::other_type(&f.path, f.mode) {

@@ -116,6 +116,9 @@ pub enum Step {
     CloseCarried,
     /// Re-take file locks (after the carried fds are closed).
     Locks,
+    /// pidfds and namespace fds of the tree, made from inside (`ProcPlan::late_fds`):
+    /// every process exists, credentials are still the restorer's.
+    LateFds,
     EpollItems,
     /// --detach / recreated session: hand the root over to its intermediate parent.
     HandOver,
@@ -148,6 +151,26 @@ pub struct FdPlace {
     pub fd: i32,
     pub slot: usize,
     pub cloexec: bool,
+}
+
+/// What an fd made from inside its process refers to (`fdkinds::is_late`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LateWhat {
+    /// pidfd_open(pid, flags), pid as the holder sees it.
+    Pidfd { pid: i32, flags: u32 },
+    /// The namespace of process `member` (as the holder sees it), by its
+    /// PIDFD_GET_*_NAMESPACE `ioctl`.
+    Ns { member: i32, ioctl: u64 },
+}
+
+/// An fd its process makes itself once every process of the tree exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LateFd {
+    pub fd: i32,
+    /// Its object: a second fd of the same one in the process is a dup of the first.
+    pub object_id: u32,
+    pub cloexec: bool,
+    pub what: LateWhat,
 }
 
 /// One process of the tree to recreate.
@@ -227,6 +250,9 @@ pub struct ProcPlan {
     /// FD_CLOEXEC), opened by `Step::ProcFiles`, once per object (dup'ed for its other
     /// fds of it).
     pub proc_files: Vec<(i32, u32, bool)>,
+    /// pidfds and namespace fds of the tree it makes itself (none for a process sharing
+    /// its parent's fd table: the parent makes them).
+    pub late_fds: Vec<LateFd>,
 }
 
 /// The whole restore, as data.
@@ -278,9 +304,17 @@ impl RestorePlan {
         for (idx, p) in m.processes.iter().enumerate() {
             let mut assign = Vec::new();
             let mut proc_files = Vec::new();
+            let mut late = Vec::new();
             for fd in &p.fds {
                 if m.object(fd.object_id).and_then(|o| o.file()).is_some_and(|f| f.in_proc) {
                     proc_files.push((fd.fd, fd.object_id, fd.cloexec));
+                    continue;
+                }
+                if let Some(what) = m.object(fd.object_id).filter(|o| crate::fdkinds::is_late(o)).map(|o| late_what(m, p, o)) {
+                    let what = what.map_err(|why| plan_err(p.pid, format!("fd {}: {why}", fd.fd)))?;
+                    if !p.shares_files {
+                        late.push(LateFd { fd: fd.fd, object_id: fd.object_id, cloexec: fd.cloexec, what });
+                    }
                     continue;
                 }
                 let slot = *fd_slot.entry(fd.object_id).or_insert_with(|| {
@@ -330,6 +364,7 @@ impl RestorePlan {
                     carry.len() - 1
                 }));
             }
+            pp.late_fds = if p.zombie { Vec::new() } else { late };
             procs.push(pp);
         }
         for (i, p) in m.processes.iter().enumerate().skip(1) {
@@ -432,6 +467,9 @@ fn label(m: &Manifest, c: &Carry) -> String {
                     Some(x) => format!("{} of a new pty (was {})", if t.side == crate::tty::MASTER { "master" } else { "slave" }, x.path),
                     None => "terminal".into(),
                 },
+                Some(Some(Kind::Fanotify(_))) => "fanotify".into(),
+                Some(Some(Kind::Pidfd(_))) => "pidfd of an exited process".into(),
+                Some(Some(Kind::NsFd(n))) => format!("{} namespace of stasis", n.ns_type),
                 // not fd objects (open_fd_objects refuses an fd referring to one)
                 Some(Some(stasis_image::not_fd_kinds!()))
                 | Some(None)
@@ -502,7 +540,21 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         ctty_slot: None,
         foreground: None,
         proc_files: Vec::new(),
+        late_fds: Vec::new(),
     })
+}
+
+/// What late fd object `o` of process `p` is made from, numbered as `p` sees it.
+fn late_what(m: &Manifest, p: &Process, o: &Object) -> std::result::Result<LateWhat, String> {
+    let inner = |pid: i32| crate::ns::inner_pid(&m.processes, p, pid);
+    match &o.kind {
+        Some(Kind::Pidfd(f)) => Ok(LateWhat::Pidfd { pid: inner(f.pid), flags: f.flags & crate::fdkinds::pidfd::OPEN_FLAGS }),
+        Some(Kind::NsFd(n)) => {
+            let ioctl = crate::fdkinds::nsfd::ioctl_of(n).ok_or_else(|| format!("namespace type {:?}", n.ns_type))?;
+            Ok(LateWhat::Ns { member: inner(n.member), ioctl })
+        }
+        _ => Err(format!("object {} is not made inside the process", o.id)),
+    }
 }
 
 /// The build steps of a live process.
@@ -522,6 +574,9 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
     }
     if pp.closes_table {
         v.extend([CloseCarried, Locks]);
+    }
+    if !pp.late_fds.is_empty() {
+        v.push(LateFds);
     }
     v.push(EpollItems);
     if hand_over {

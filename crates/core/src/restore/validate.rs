@@ -218,7 +218,7 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
         }
         check_process(&objects, p, h)?;
     }
-    check_objects(&objects, &m.objects).map_err(&bad)?;
+    check_objects(m, &objects, &m.objects).map_err(&bad)?;
     let pids: HashSet<i32> = m.processes.iter().map(|p| p.pid).collect();
     for o in &m.objects {
         if let Some(u) = o.unix() {
@@ -231,6 +231,7 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
             crate::fown::validate(m, own).map_err(|why| bad(format!("signal-driven I/O of object {}: {why}", o.id)))?;
         }
     }
+    check_late_fds(m).map_err(&bad)?;
     check_runs(m, &objects, &by_pid).map_err(&bad)?;
     check_net_lock(m).map_err(&bad)?;
     check_ttys(m, &objects).map_err(&bad)?;
@@ -724,7 +725,8 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         return Err(bad(format!("{} file locks", p.locks.len())));
     }
     for l in &p.locks {
-        if !matches!(l.kind.as_str(), "flock" | "posix" | "ofd") || !fds.contains(&l.fd) || l.start > i64::MAX as u64 || l.len > i64::MAX as u64 {
+        let lease_range = l.kind != "lease" || (l.start == 0 && l.len == 0);
+        if !matches!(l.kind.as_str(), "flock" | "posix" | "ofd" | "lease") || !fds.contains(&l.fd) || l.start > i64::MAX as u64 || l.len > i64::MAX as u64 || !lease_range {
             return Err(bad(format!("file lock {:?} on fd {} (unknown kind, fd not in the image, or range)", l.kind, l.fd)));
         }
     }
@@ -786,7 +788,35 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
 }
 
 /// Strings and sizes of the shared objects.
-fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::result::Result<(), String> {
+/// pidfds and namespace fds made inside their holder (`fdkinds::is_late`) name a
+/// process the holder can see: one at least as deep in PID namespaces (the holder calls
+/// pidfd_open with the pid its namespace gives it).
+fn check_late_fds(m: &Manifest) -> std::result::Result<(), String> {
+    let depth = |id: i32| {
+        m.processes.iter().find_map(|q| {
+            if q.pid == id {
+                return Some(q.ns_pids.len().max(1));
+            }
+            q.threads.iter().find(|t| t.tid == id).map(|t| t.ns_tids.len().max(1))
+        })
+    };
+    for p in m.processes.iter().filter(|p| !p.zombie) {
+        for fd in &p.fds {
+            let target = match m.object(fd.object_id).map(|o| &o.kind) {
+                Some(Some(Kind::Pidfd(f))) if f.pid != 0 => f.pid,
+                Some(Some(Kind::NsFd(n))) if n.member != 0 => n.member,
+                _ => continue,
+            };
+            let held = p.ns_pids.len().max(1);
+            if depth(target).is_none_or(|d| d < held) {
+                return Err(format!("pid {}: fd {} refers to pid {target}, which is not in its PID namespace", p.pid, fd.fd));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]) -> std::result::Result<(), String> {
     // unix socket inode → its peer's inode
     let unix_peers: HashMap<u32, (u32, u32)> =
         objects.iter().filter_map(|o| o.unix()).map(|u| (u.ino, (u.peer_ino, u.connecting_to))).collect();
@@ -833,6 +863,18 @@ fn check_objects(table: &HashMap<u32, &Object>, objects: &[Object]) -> std::resu
         }
         if let Some(p) = o.packet() {
             check_packet(p).map_err(|why| format!("packet socket (object {id}): {why}"))?;
+        }
+        if let Some(p) = o.pidfd() {
+            crate::fdkinds::pidfd::check(m, p).map_err(|why| format!("pidfd (object {id}): {why}"))?;
+        }
+        if let Some(f) = o.fanotify() {
+            for mk in &f.marks {
+                check_path(&mk.path).map_err(|why| format!("fanotify mark (object {id}): {why}"))?;
+            }
+            crate::fdkinds::fanotify::check(f).map_err(|why| format!("fanotify group (object {id}): {why}"))?;
+        }
+        if let Some(n) = o.ns_fd() {
+            crate::fdkinds::nsfd::check(m, n).map_err(|why| format!("namespace fd (object {id}): {why}"))?;
         }
         if let Some(s) = o.shmem() {
             if s.size == 0 || s.size > TASK_SIZE {
@@ -1440,6 +1482,92 @@ mod tests {
         refused(&owned(FileOwner { kind: 7, pid: 100, signal: 0, o_async: true }), &root(), "owner kind 7");
         refused(&owned(FileOwner { kind: 1, pid: 100, signal: 9, o_async: true }), &root(), "signal 9");
         refused(&owned(FileOwner { kind: 1, pid: 100, signal: 65, o_async: true }), &root(), "signal 65");
+    }
+
+    fn with_fd_object(kind: Kind) -> Manifest {
+        edit(|m| {
+            m.objects.push(Object { id: 10, kind: Some(kind), ..Default::default() });
+            m.processes[0].fds.push(Fd { fd: 3, object_id: 10, cloexec: false });
+        })
+    }
+
+    /// A pidfd names a process (or, PIDFD_THREAD, a thread) of the image, or none (a
+    /// reaped one); only the flags a pidfd can have.
+    #[test]
+    fn pidfds_name_the_image() {
+        let pidfd = |pid: i32, flags: u32| with_fd_object(Kind::Pidfd(PidfdObj { pid, flags }));
+        let thread = crate::fdkinds::pidfd::PIDFD_THREAD;
+        validate_with(&pidfd(100, 2), &root()).unwrap();
+        validate_with(&pidfd(0, 2 | libc::O_NONBLOCK as u32), &root()).unwrap();
+        validate_with(&pidfd(100, 2 | thread), &root()).unwrap();
+        refused(&pidfd(4242, 2), &root(), "pid 4242");
+        refused(&pidfd(4242, 2 | thread), &root(), "not a thread");
+        refused(&pidfd(-1, 2), &root(), "pid -1");
+        refused(&pidfd(100, 2 | libc::O_APPEND as u32), &root(), "flags");
+        // a zombie is a process a pidfd may name (not a thread: it has none)
+        let mut m = pidfd(101, 2);
+        let mut z = process(101, 100);
+        z.zombie = true;
+        z.threads.clear();
+        m.processes.push(z);
+        validate_with(&m, &root()).unwrap();
+        // a holder in a PID namespace of its own cannot name its parent
+        let mut m = pidfd(100, 2);
+        let mut c = process(102, 100);
+        c.ns_pids = vec![102, 1];
+        c.threads[0].ns_tids = vec![102, 1];
+        c.fds.push(Fd { fd: 3, object_id: 10, cloexec: false });
+        m.processes.push(c);
+        refused(&m, &root(), "not in its PID namespace");
+    }
+
+    /// A namespace fd is of a known type, stasis's own or a live process's of the image.
+    #[test]
+    fn namespace_fds_name_the_image() {
+        let ns = |ty: &str, member: i32, for_children: bool| {
+            with_fd_object(Kind::NsFd(NsFdObj { ns_type: ty.into(), ino: 4026531840, member, for_children }))
+        };
+        validate_with(&ns("net", 0, false), &root()).unwrap();
+        validate_with(&ns("uts", 100, false), &root()).unwrap();
+        validate_with(&ns("pid", 100, true), &root()).unwrap();
+        refused(&ns("user", 0, false), &root(), "namespace type \"user\"");
+        refused(&ns("../../etc/x", 0, false), &root(), "namespace type");
+        refused(&ns("net", 4242, false), &root(), "pid 4242");
+        refused(&ns("net", 100, true), &root(), "for-children net");
+        refused(&ns("pid", 0, true), &root(), "for-children pid");
+    }
+
+    /// fanotify: known init and mark flags, 32-bit masks, absolute paths, bounded marks.
+    #[test]
+    fn fanotify_records_bounded() {
+        let fan = |init_flags: u32, m: FanotifyMark| with_fd_object(Kind::Fanotify(FanotifyObj { init_flags, event_flags: 0, flags: 2, marks: vec![m] }));
+        let mark = FanotifyMark { kind: 0, path: "/tmp/f".into(), dev: 1, ino: 2, mflags: 0x40, mask: 0x2, ignored_mask: 0x20 };
+        validate_with(&fan(3, mark.clone()), &root()).unwrap();
+        validate_with(&fan(0x200, FanotifyMark { kind: 2, ..mark.clone() }), &root()).unwrap();
+        refused(&fan(0x8000_0000, mark.clone()), &root(), "fanotify_init flags");
+        refused(&fan(3, FanotifyMark { kind: 3, ..mark.clone() }), &root(), "kind 3");
+        refused(&fan(3, FanotifyMark { mflags: 0x1, ..mark.clone() }), &root(), "flags 0x1");
+        refused(&fan(3, FanotifyMark { mask: 1 << 40, ..mark.clone() }), &root(), "masks");
+        refused(&fan(3, FanotifyMark { path: "rel/x".into(), ..mark.clone() }), &root(), "fanotify mark");
+        refused(&fan(3, FanotifyMark { path: "/a\0b".into(), ..mark }), &root(), "fanotify mark");
+        let many = with_fd_object(Kind::Fanotify(FanotifyObj { marks: vec![FanotifyMark { path: "/x".into(), ..Default::default() }; (1 << 16) + 1], ..Default::default() }));
+        refused(&many, &root(), "marks (at most");
+    }
+
+    /// A lease is a whole-file lock on an fd of the process.
+    #[test]
+    fn leases_are_whole_file_locks_of_an_fd() {
+        let lease = |fd: i32, start: u64, len: u64| {
+            edit(|m| {
+                m.objects.push(Object { id: 10, kind: Some(Kind::File(FileObj { path: "/tmp/x".into(), ..Default::default() })), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 3, object_id: 10, cloexec: false });
+                m.processes[0].locks = vec![FileLock { kind: "lease".into(), fd, write: true, start, len }];
+            })
+        };
+        validate_with(&lease(3, 0, 0), &root()).unwrap();
+        refused(&lease(4, 0, 0), &root(), "file lock");
+        refused(&lease(3, 1, 0), &root(), "file lock");
+        refused(&lease(3, 0, 5), &root(), "file lock");
     }
 
     #[test]

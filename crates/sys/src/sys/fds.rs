@@ -637,3 +637,17 @@ pub fn accept(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
     let s = c(unsafe { libc::accept4(fd.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) } as libc::c_long)?;
     Ok(owned(s as i64))
 }
+
+/// fanotify_init(2).
+pub fn fanotify_init(flags: u32, event_f_flags: u32) -> Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = c(unsafe { libc::syscall(libc::SYS_fanotify_init, flags, event_f_flags) })?;
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// fanotify_mark(2) on `path` (relative paths from the cwd).
+pub fn fanotify_mark(fd: BorrowedFd<'_>, flags: u32, mask: u64, path: &std::ffi::CStr) -> Result<()> {
+    // SAFETY: path is a valid C string; the other arguments are integers.
+    c(unsafe { libc::syscall(libc::SYS_fanotify_mark, fd.as_raw_fd(), flags, mask, libc::AT_FDCWD, path.as_ptr()) }).map(drop)
+}

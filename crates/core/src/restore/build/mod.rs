@@ -123,6 +123,7 @@ impl Builder<'_> {
             }
             // after that close: closing any fd of a file drops the process's POSIX locks on it
             Step::Locks => self.locks(),
+            Step::LateFds => self.late_fds(),
             Step::EpollItems => self.epoll_items(),
             Step::HandOver => self.hand_over(ch),
             // Seccomp before credentials (installing a filter without no_new_privs needs
@@ -247,6 +248,46 @@ impl Builder<'_> {
         let pending = self.p.shared_pending.iter().chain(self.p.threads.iter().flat_map(|t| t.pending.iter())).any(|s| s.signo == chld);
         if !pending {
             let _ = self.main().sigtimedwait_poll(1u64 << (chld - 1));
+        }
+        Ok(())
+    }
+
+    /// pidfds and namespace fds of the tree (`plan::LateFd`): made here, moved to their
+    /// numbers with dup3 (the kernel's lowest free fd may be another one's number: it
+    /// is moved away before that one is made).
+    fn late_fds(&self) -> Result<()> {
+        use super::plan::LateWhat;
+        let r = self.main();
+        let mut done: std::collections::HashMap<u32, i32> = std::collections::HashMap::new();
+        for l in &self.pp.late_fds {
+            let cloexec = if l.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            if let Some(&first) = done.get(&l.object_id) {
+                // the same description (dup, pidfd_getfd of our own)
+                let st = format!("making fd {} a dup of fd {first}", l.fd);
+                self.call(&st, r, libc::SYS_dup3, &[first as u64, l.fd as u64, cloexec])?;
+                continue;
+            }
+            done.insert(l.object_id, l.fd);
+            let (st, made) = match l.what {
+                LateWhat::Pidfd { pid, flags } => {
+                    let st = format!("making fd {}, a pidfd of pid {pid}", l.fd);
+                    let fd = self.call(&st, r, libc::SYS_pidfd_open, &[pid as u64, flags as u64])?;
+                    (st, fd)
+                }
+                LateWhat::Ns { member, ioctl } => {
+                    let st = format!("making fd {}, a namespace fd of pid {member} (PIDFD_GET ioctl {ioctl:#x})", l.fd);
+                    let pfd = self.call(&st, r, libc::SYS_pidfd_open, &[member as u64, 0])?;
+                    let ns = self.call(&st, r, libc::SYS_ioctl, &[pfd, ioctl, 0]);
+                    self.call(&st, r, libc::SYS_close, &[pfd])?;
+                    (st, ns?)
+                }
+            };
+            if made as i32 != l.fd {
+                self.call(&st, r, libc::SYS_dup3, &[made, l.fd as u64, cloexec])?;
+                self.call(&st, r, libc::SYS_close, &[made])?;
+            } else {
+                self.call(&st, r, libc::SYS_fcntl, &[made, libc::F_SETFD as u64, if l.cloexec { libc::FD_CLOEXEC as u64 } else { 0 }])?;
+            }
         }
         Ok(())
     }
