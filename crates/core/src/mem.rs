@@ -164,6 +164,24 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
     })
 }
 
+/// The allocated extents (SEEK_DATA/SEEK_HOLE) of a shared-memory object of `size`
+/// bytes, page-aligned: [start, end) byte offsets.
+fn shm_extents(f: &File, size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+    while off < size {
+        let Ok(d) = sys::lseek(fd, off as i64, libc::SEEK_DATA) else { break };
+        let h = sys::lseek(fd, d, libc::SEEK_HOLE).unwrap_or(size as i64) as u64;
+        let (d, h) = (d as u64 / PAGE * PAGE, h.min(size).div_ceil(PAGE) * PAGE);
+        if h > d {
+            out.push((d, h));
+        }
+        off = h.max(d + PAGE);
+    }
+    out
+}
+
 /// Splits [addr, addr+count pages) into runs of at most MAX_RUN_PAGES.
 fn push_runs(jobs: &mut Vec<Job>, pid: i32, object_id: u32, addr: u64, count: u64, src: JobSrc) {
     let mut a = addr;
@@ -183,7 +201,8 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
     let pagemap = File::open(format!("/proc/{pid}/pagemap")).ctx(pid, || "opening /proc/PID/pagemap".into())?;
     let zpfn = zero_pfn();
     let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new(), shared: Vec::new() };
-    let mut shm_seen: Vec<(u64, u32)> = Vec::new();
+    // shared-memory objects of this process: inode, object id, allocated extents
+    let mut shm_seen: Vec<(u64, u32, Vec<(u64, u64)>)> = Vec::new();
     let mut tmpfs = None;
     for m in &maps {
         let mut kind = classify(pid, m)?;
@@ -251,32 +270,28 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                 }
             }
             VmaKind::ShmemAnon => {
-                if let Some((_, id)) = shm_seen.iter().find(|(ino, _)| *ino == m.inode) {
+                if let Some((_, id, _)) = shm_seen.iter().find(|(ino, _, _)| *ino == m.inode) {
                     vma.object_id = *id;
                 } else {
                     let f = File::open(&map_file).ctx(pid, || format!("opening {map_file}"))?;
                     let size = f.metadata().ctx(pid, || format!("stat {map_file}"))?.len();
                     let ino = m.inode;
-                    let id = objs.intern(format!("shmem:{ino}"), |_| Object {
-                        kind: Some(Kind::Shmem(ShmemObj { ino, size })),
-                        ..Default::default()
-                    });
-                    shm_seen.push((ino, id));
+                    let key = format!("shmem:{ino}");
+                    // The pages of one object are stored once for the whole tree, by
+                    // the first process that maps it (each further process only refers
+                    // to the object).
+                    let first = objs.find(&key).is_none();
+                    let id = objs.intern(key, |_| Object { kind: Some(Kind::Shmem(ShmemObj { ino, size })), ..Default::default() });
                     vma.object_id = id;
-                    // Allocated extents of the object (SEEK_DATA/SEEK_HOLE).
-                    let idx = out.shm_files.len();
-                    let mut off = 0u64;
-                    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-                    while off < size {
-                        let Ok(d) = sys::lseek(fd, off as i64, libc::SEEK_DATA) else { break };
-                        let h = sys::lseek(fd, d, libc::SEEK_HOLE).unwrap_or(size as i64) as u64;
-                        let (d, h) = (d as u64 / PAGE * PAGE, h.min(size).div_ceil(PAGE) * PAGE);
-                        if h > d {
+                    let extents = shm_extents(&f, size);
+                    if first {
+                        let idx = out.shm_files.len();
+                        for &(d, h) in &extents {
                             push_runs(&mut out.jobs, pid, id, d, (h - d) / PAGE, JobSrc::Shm(idx));
                         }
-                        off = h.max(d + PAGE);
+                        out.shm_files.push(f);
                     }
-                    out.shm_files.push(f);
+                    shm_seen.push((ino, id, extents));
                 }
             }
             _ => {}
@@ -327,15 +342,15 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
         }
         out.vmas.push(vma);
     }
-    // pages_saved for shared memory VMAs: count the object's pages inside the VMA window.
+    // pages_saved for shared memory VMAs: the object's allocated pages inside the VMA's
+    // window (stored once per object, whichever process stores them).
     for v in out.vmas.iter_mut().filter(|v| v.kind == VmaKind::ShmemAnon as i32) {
         let (lo, hi) = (v.pgoff, v.pgoff + (v.end - v.start));
-        v.pages_saved = out
-            .jobs
+        let ext = shm_seen.iter().find(|s| s.1 == v.object_id).map(|s| s.2.as_slice()).unwrap_or(&[]);
+        v.pages_saved = ext
             .iter()
-            .filter(|j| j.object_id == v.object_id)
-            .map(|j| {
-                let (a, b) = (j.addr.max(lo), (j.addr + j.count * PAGE).min(hi));
+            .map(|&(d, h)| {
+                let (a, b) = (d.max(lo), h.min(hi));
                 if b > a {
                     (b - a) / PAGE
                 } else {

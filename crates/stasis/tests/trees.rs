@@ -223,3 +223,31 @@ fn bash_pipeline_loop_matches_an_uninterrupted_run() {
     assert!(got.len() > before, "{}", w.report());
     assert_eq!(got, want, "sums.txt differs from the uninterrupted run's\n{}", w.report());
 }
+
+/// Bytes in the image's pages files.
+fn pages_file_bytes(img: &serde_json::Value) -> u64 {
+    img["sizes"]["pages"].as_array().into_iter().flatten().map(|f| f["bytes"].as_u64().unwrap_or(0)).sum()
+}
+
+/// A 64 MiB MAP_SHARED|MAP_ANONYMOUS region mapped by 4 processes is one object: the
+/// image holds its pages once (~64 MiB, not 4 × 64 MiB), and after the restore the four
+/// still share it (each sees the others' markers written before the dump and after the
+/// restore, and a counter all four bump).
+#[test]
+fn shared_anonymous_memory_of_four_processes_is_stored_once() {
+    let _t = serial();
+    let mut w = Workload::start("mem_shared_tree", &[]);
+    let kids = info_pids(&w, &["child"]);
+    assert_eq!(kids.len(), 3, "{}", w.report());
+    dump_and_restore_tree(&mut w, &kids);
+    if !direct() {
+        let img = inspect_json(&mut w);
+        let stored = img["pages"]["stored"].as_u64().unwrap_or(u64::MAX);
+        let bytes = pages_file_bytes(&img);
+        // 64 MiB of the region plus each process's few private pages
+        assert!(stored < 70 * 256, "{stored} pages stored, want about 64 MiB (16384 pages), not 4 × 64 MiB\n{}", w.report());
+        assert!(bytes < 70 << 20, "pages files hold {bytes} bytes, want about 64 MiB, not 4 × 64 MiB\n{}", w.report());
+        assert!(stored >= 64 * 256, "{stored} pages stored: the region's 64 MiB are missing\n{}", w.report());
+    }
+    w.go_and_pass();
+}
