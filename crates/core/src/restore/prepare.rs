@@ -25,6 +25,8 @@ pub(super) struct Plan {
     pub(super) tramp: u64,
     /// Named FIFOs held open by the restorer until every new process has its fds.
     pub(super) fifo_keep: Vec<OwnedFd>,
+    /// The premap area (`plan::Premap`), reserved before the fork.
+    pub(super) premap: Option<sys::Reservation>,
 }
 
 pub(super) fn prepare(
@@ -78,7 +80,7 @@ pub(super) fn prepare(
     let max_ours = procfs::fds(sys::getpid()).unwrap_or_default().into_iter().max().unwrap_or(0);
     let base = rp.max_fd.max(max_ours).max(carry.len() as i32 + 3) + 1;
     let fifo_keep = std::mem::take(&mut opened.keep);
-    Ok((Plan { rp, carry, base, tramp, fifo_keep }, shm_keep))
+    Ok((Plan { rp, carry, base, tramp, fifo_keep, premap: None }, shm_keep))
 }
 
 /// Fills shared-memory objects from the pages files (through the fds the plan holds).
