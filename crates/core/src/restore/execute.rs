@@ -37,7 +37,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // Orphans of a failed restore come back to us to be reaped.
     let _ = sys::set_child_subreaper();
     let rp = RestorePlan::build(&m, &LiveHost::default(), opts.detach)?;
-    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close)?;
+    let (mut plan, shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close)?;
     fill_shmem(&m, &plan, &shards)?;
     reserve_premap(&m, &mut plan, &layout);
     // -- fork, and wait until every process reported its carried fds ---------------------
@@ -81,7 +81,13 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     if opts.detach {
         return Ok(0);
     }
+    // Nothing of the image stays with us while we wait: our own mapping of its shared
+    // memory would make us an outside holder of it (a dump of the restored tree would
+    // refuse it), and the pages files' mappings are no longer needed.
     drop(plan);
+    drop(shm_regions);
+    drop(shards);
+    drop(maps);
     let st = sys::waitpid(pid, libc::__WALL).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
     Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
 }
