@@ -33,7 +33,9 @@ const MAX_RUN_PAGES: u64 = 256;
 const CHUNK: usize = 2 << 20;
 
 /// smaps VmFlags that restore reproduces with mmap/madvise.
-pub const KEPT_FLAGS: &[&str] = &["gd", "dc", "wf", "hg", "nh", "dd", "mg", "lo", "sr", "rr"];
+/// `nr`: MAP_NORESERVE; `lf`: locked on fault (mlock2 MLOCK_ONFAULT, mlockall
+/// MCL_ONFAULT); `sl`: sealed (mseal).
+pub const KEPT_FLAGS: &[&str] = &["gd", "dc", "wf", "hg", "nh", "dd", "mg", "lo", "lf", "sr", "rr", "nr", "sl"];
 
 /// Where the pages of a VMA come from during the dump.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

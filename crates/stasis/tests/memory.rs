@@ -79,3 +79,14 @@ fn many_small_mappings() {
     let _t = serial();
     roundtrip("mem_many", &[]);
 }
+
+/// Every VMA's smaps VmFlags are the same after the restore (the workload records all
+/// of them before the dump and compares, VMA by VMA): MAP_GROWSDOWN (and it still grows),
+/// MAP_NORESERVE, mlock, mlock2(MLOCK_ONFAULT) (untouched pages stay non-resident),
+/// mseal (mprotect still refused), MAP_32BIT (still below 2 GiB), a read-only shared
+/// file mapping (no VM_MAYWRITE: mprotect to writable refused); contents too.
+#[test]
+fn every_vma_keeps_its_vmflags() {
+    let _t = serial();
+    roundtrip("mem_vmflags", &[]);
+}

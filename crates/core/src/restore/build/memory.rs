@@ -11,6 +11,10 @@ use crate::error::Result;
 use super::super::*;
 use super::Builder;
 
+const MLOCK_ONFAULT: u64 = 1;
+/// mseal(2), Linux 6.10 (newer than the system headers).
+const SYS_MSEAL: i64 = 462;
+
 impl Builder<'_> {
     pub(super) fn address_space(&self) -> Result<()> {
         let r = self.main();
@@ -52,7 +56,8 @@ impl Builder<'_> {
             let len = v.end - v.start;
             let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
             let prot = if fill { (libc::PROT_READ | libc::PROT_WRITE) as u32 | v.prot } else { v.prot } as u64;
-            let gd = if v.vm_flags.iter().any(|f| f == "gd") { libc::MAP_GROWSDOWN } else { 0 };
+            let gd = if v.vm_flags.iter().any(|f| f == "gd") { libc::MAP_GROWSDOWN } else { 0 }
+                | if v.vm_flags.iter().any(|f| f == "nr") { libc::MAP_NORESERVE } else { 0 };
             let fixed = libc::MAP_FIXED;
             let step = format!("mapping VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
             let fd_of = |id: u32| -> Result<u64> {
@@ -218,10 +223,23 @@ impl Builder<'_> {
                 }
             }
             if v.vm_flags.iter().any(|f| f == "lo") {
-                if let Err(e) = r.call(libc::SYS_mlock, &[v.start, len]) {
-                    warn!("pid {}: {step}: mlock: {e}", self.pid);
+                // locked on fault: only the pages it had are resident (and locked)
+                let onfault = v.vm_flags.iter().any(|f| f == "lf");
+                let res = if onfault {
+                    r.call(libc::SYS_mlock2, &[v.start, len, MLOCK_ONFAULT])
+                } else {
+                    r.call(libc::SYS_mlock, &[v.start, len])
+                };
+                if let Err(e) = res {
+                    warn!("pid {}: {step}: mlock{}: {e}", self.pid, if onfault { "2(MLOCK_ONFAULT)" } else { "" });
                 }
             }
+        }
+        // Sealed VMAs last: nothing may change them afterwards (mprotect, madvise,
+        // munmap and mremap of a sealed VMA fail with EPERM).
+        for v in self.p.vmas.iter().filter(|v| v.vm_flags.iter().any(|f| f == "sl")) {
+            let step = format!("sealing VMA {:#x}-{:#x} {} (mseal)", v.start, v.end, v.name);
+            self.call(&step, r, SYS_MSEAL, &[v.start, v.end - v.start, 0])?;
         }
         Ok(())
     }
