@@ -159,10 +159,35 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
                 VmaKind::FilePrivate
             }
         }
+        _ if p.starts_with("socket:[") => {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("VMA {:#x}-{:#x} maps {p}, a packet socket's ring (PACKET_RX_RING/PACKET_TX_RING)", m.start, m.end),
+            })
+        }
         _ if m.inode == 0 && m.shared => {
             return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} {p} (shared special mapping)", m.start, m.end) })
         }
         _ => return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} of kind {p:?}", m.start, m.end) }),
+    })
+}
+
+/// A mapping of a device (its file is a character or block device, or the VMA is device
+/// memory: VM_IO / VM_PFNMAP) is refused, naming the device; /dev/zero mapped private is
+/// ordinary anonymous memory (mapped shared it is shared memory, classified before).
+fn device_mapping(pid: i32, m: &MapEntry, map_file: &str) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = std::fs::metadata(map_file).map(|md| md.file_type()).ok();
+    let what = match ft {
+        _ if m.has_flag("io") || m.has_flag("pf") => "device memory (VM_IO/VM_PFNMAP)",
+        Some(t) if t.is_char_device() && m.path == "/dev/zero" && !m.shared => return Ok(()),
+        Some(t) if t.is_char_device() => "a character device",
+        Some(t) if t.is_block_device() => "a block device",
+        _ => return Ok(()),
+    };
+    Err(Error::Unsupported {
+        pid,
+        what: format!("VMA {:#x}-{:#x} maps the device {} ({what}): device mappings are not supported", m.start, m.end, m.path),
     })
 }
 
@@ -242,6 +267,12 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             shm_flags: 0,
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+        if m.has_flag("ht") && kind != VmaKind::SysvShm {
+            return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} {} is hugetlb memory (MAP_HUGETLB or a hugetlbfs file)", m.start, m.end, m.path) });
+        }
+        if matches!(kind, VmaKind::FileShared | VmaKind::FilePrivate) && !nameless {
+            device_mapping(pid, m, &map_file)?;
+        }
         match kind {
             VmaKind::FileShared | VmaKind::FilePrivate => {
                 let writable = m.shared && m.prot & libc::PROT_WRITE as u32 != 0;
