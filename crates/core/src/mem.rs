@@ -26,6 +26,9 @@ const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 /// The page is mapped by this process only (no other page table maps it).
 const PM_EXCLUSIVE: u64 = 1 << 56;
+/// A guard region page (madvise MADV_GUARD_INSTALL, Linux 6.13): faults on access;
+/// the kernel reports it with PM_SWAP too (a PTE marker), but it has no content.
+const PM_GUARD: u64 = 1 << 58;
 const PFN_MASK: u64 = (1 << 55) - 1;
 /// Largest run with one checksum (1 MiB), so runs can later be served on demand.
 const MAX_RUN_PAGES: u64 = 256;
@@ -265,6 +268,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             vm_flags: m.vm_flags.iter().filter(|f| KEPT_FLAGS.contains(&f.as_str())).cloned().collect(),
             pages_saved: 0,
             shm_flags: 0,
+            guards: Vec::new(),
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
         if m.has_flag("ht") && kind != VmaKind::SysvShm {
@@ -343,6 +347,13 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             for i in 0..=n {
                 let keep = if i < n {
                     let e = u64::from_le_bytes(ents[(i * 8) as usize..(i * 8 + 8) as usize].try_into().unwrap());
+                    if e & PM_GUARD != 0 {
+                        match vma.guards.len() {
+                            l if l >= 2 && vma.guards[l - 2] + vma.guards[l - 1] == i => vma.guards[l - 1] += 1,
+                            _ => vma.guards.extend([i, 1]),
+                        }
+                    }
+                    let e = if e & PM_GUARD != 0 { 0 } else { e };
                     let anon = e & PM_PRESENT != 0 && e & PM_SWAP == 0 && e & PM_FILE == 0;
                     if anon && e & PM_EXCLUSIVE == 0 {
                         // 0 when PFNs are hidden from us (no CAP_SYS_ADMIN): never shared

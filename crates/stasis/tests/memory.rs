@@ -132,3 +132,12 @@ fn packet_ring_and_device_mappings_are_refused() {
         w.go_and_pass();
     }
 }
+
+/// Guard regions (madvise MADV_GUARD_INSTALL) inside an anonymous mapping: the dump
+/// skips them (it failed on a short process_vm_readv before), the restore installs them
+/// again: touching one still raises SIGSEGV, the pages around them keep their data.
+#[test]
+fn guard_regions_still_fault() {
+    let _t = serial();
+    roundtrip("mem_special", &["guard"]);
+}

@@ -9,6 +9,9 @@
  *            both see each other's writes in it, the private ones stay private
  *   pktring  an AF_PACKET socket with a PACKET_RX_RING mapped (the dump must refuse it)
  *   device   /dev/loop0 mapped read-only shared (the dump must refuse it)
+ *   guard    guard regions (madvise MADV_GUARD_INSTALL, Linux 6.13) in an anonymous
+ *            mapping of 16 pages (page 4, pages 10-11) with data around them: after
+ *            restore the data is there and touching a guard page still raises SIGSEGV
  */
 #include "common.h"
 #include <setjmp.h>
@@ -156,6 +159,52 @@ static int device(void)
     return finish();
 }
 
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+/* 1 if reading *p raises SIGSEGV */
+static int segv_on_read(volatile char *p)
+{
+    got_bus = 0;
+    if (sigsetjmp(jb, 1) == 0) {
+        volatile char c = *p;
+        (void)c;
+    }
+    return got_bus;
+}
+
+static int is_guard(int i)
+{
+    return i == 4 || i == 10 || i == 11;
+}
+
+static int guard(void)
+{
+    struct sigaction sa = { 0 };
+    sa.sa_handler = on_bus;
+    sigaction(SIGSEGV, &sa, NULL);
+    char *p = mmap(NULL, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        DIE("mmap");
+    for (int i = 0; i < 16; i++)
+        fill_pattern(p + i * 4096, 4096, 40 + i);
+    if (madvise(p + 4 * 4096, 4096, MADV_GUARD_INSTALL) || madvise(p + 10 * 4096, 2 * 4096, MADV_GUARD_INSTALL))
+        DIE("MADV_GUARD_INSTALL");
+    for (int i = 0; i < 16; i++)
+        CHECK(segv_on_read(p + i * 4096) == is_guard(i), "page %d: guard %d before the dump", i, is_guard(i));
+    info("map", "%p", (void *)p);
+    ready();
+    wait_go();
+    for (int i = 0; i < 16; i++) {
+        if (is_guard(i))
+            CHECK(segv_on_read(p + i * 4096 + 100), "guard page %d is readable after the restore", i);
+        else
+            CHECK(check_pattern(p + i * 4096, 4096, 40 + i) < 0, "page %d differs after the restore", i);
+    }
+    return finish();
+}
+
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
@@ -168,5 +217,7 @@ int main(int argc, char **argv)
         return pktring();
     if (!strcmp(mode, "device"))
         return device();
+    if (!strcmp(mode, "guard"))
+        return guard();
     DIE("unknown mode");
 }

@@ -12,6 +12,8 @@ use super::super::*;
 use super::Builder;
 
 const MLOCK_ONFAULT: u64 = 1;
+/// madvise advice, Linux 6.13 (newer than the system headers).
+const MADV_GUARD_INSTALL: u64 = 102;
 /// mseal(2), Linux 6.10 (newer than the system headers).
 const SYS_MSEAL: i64 = 462;
 
@@ -221,6 +223,11 @@ impl Builder<'_> {
                 if let Err(e) = r.call(libc::SYS_madvise, &[v.start, len, advice as u64]) {
                     warn!("pid {}: {step}: madvise {f}: {e}", self.pid);
                 }
+            }
+            // guard regions before mlock (the kernel refuses them in locked VMAs)
+            for g in v.guards.chunks_exact(2) {
+                let st = format!("{step}: guard region of {} pages at page {} (madvise MADV_GUARD_INSTALL)", g[1], g[0]);
+                self.call(&st, r, libc::SYS_madvise, &[v.start + g[0] * PAGE, g[1] * PAGE, MADV_GUARD_INSTALL])?;
             }
             if v.vm_flags.iter().any(|f| f == "lo") {
                 // locked on fault: only the pages it had are resident (and locked)
