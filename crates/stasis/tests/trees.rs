@@ -300,3 +300,39 @@ fn shared_anonymous_memory_of_four_processes_is_stored_once() {
     }
     w.go_and_pass();
 }
+
+/// A foreground `stasis restore` (it waits for the tree) holds nothing of the image
+/// while it waits: the restored tree's shared anonymous memory can be dumped again
+/// (stasis used to keep its own mapping of it, and the dump refused it as memory shared
+/// with a process outside the tree); the tree then finishes its checks.
+#[test]
+fn foreground_restore_lets_the_restored_tree_be_dumped_again() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("mem_shared_tree", &[]);
+    let kids = info_pids(&w, &["child"]);
+    dump_and_reap_tree(&mut w, &kids);
+    let all: Vec<i32> = std::iter::once(w.pid).chain(kids.iter().copied()).collect();
+    let exe = workload_bin("mem_shared_tree");
+    let (dir, work) = (w.tmp.path.clone(), w.work.clone());
+    let again = std::thread::spawn(move || {
+        // restored: every process runs the workload again and nobody traces it
+        let done = || {
+            all.iter().all(|&p| {
+                fs::read_link(format!("/proc/{p}/exe")).is_ok_and(|e| e == exe)
+                    && tasks_of(p).iter().all(|(_, st, tr)| *tr == 0 && *st != 't')
+            })
+        };
+        let ok = wait_until(Duration::from_secs(30), done);
+        let img2 = dir.join("img2");
+        let pid = all[0].to_string();
+        let r = ok.then(|| stasis(&dir, &["dump", "-t", &pid, "-D", img2.to_str().unwrap(), "--leave-running"]));
+        fs::write(work.join("go"), b"").unwrap();
+        r
+    });
+    let st = w.restore_foreground(Duration::from_secs(30));
+    let r = again.join().unwrap();
+    let r = r.unwrap_or_else(|| panic!("the tree was not restored\n{}", w.report()));
+    assert!(r.ok(), "dumping the tree while a foreground restore waits for it failed\n{r}\n{}", w.report());
+    w.assert_pass(st);
+}
