@@ -560,7 +560,11 @@ fn segments(mine: &Locs, parent: &Locs, lo: u64, hi: u64) -> Vec<(u64, u64, Seg)
 /// The VMAs whose pages restore writes: private anonymous or private file mappings
 /// with saved pages.
 fn fillable(p: &Process) -> impl Iterator<Item = &Vma> {
-    p.vmas.iter().filter(|v| !v.shared && v.pages_saved > 0 && matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Anon | VmaKind::FilePrivate)))
+    p.vmas.iter().filter(|v| fillable_vma(v))
+}
+
+fn fillable_vma(v: &Vma) -> bool {
+    !v.shared && v.pages_saved > 0 && matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Anon | VmaKind::FilePrivate))
 }
 
 fn growsdown(v: &Vma) -> bool {
@@ -635,7 +639,10 @@ fn premaps(m: &Manifest, procs: &mut [ProcPlan], map_slot: &HashMap<u32, usize>)
             let mut covered: Vec<(u64, u64)> = Vec::new();
             if let Some(q) = parents[i] {
                 let theirs = locs.get(&m.processes[q].pid).unwrap_or(&none);
-                for s in procs[q].premaps.iter().filter(|s| s.start < v.end && v.start < s.end && compatible(v, s)) {
+                // (a parent's pieces are disjoint and sorted by address)
+                let theirs_pm = &procs[q].premaps;
+                let k = theirs_pm.partition_point(|s| s.end <= v.start);
+                for s in theirs_pm[k..].iter().take_while(|s| s.start < v.end).filter(|s| compatible(v, s)) {
                     let (lo, hi) = (s.start.max(v.start), s.end.min(v.end));
                     let segs = segments(mine, theirs, lo, hi);
                     if segs.iter().any(|x| x.2 == Seg::Same) {
@@ -664,8 +671,13 @@ fn premaps(m: &Manifest, procs: &mut [ProcPlan], map_slot: &HashMap<u32, usize>)
                 let shared = kids.iter().any(|&c| {
                     let theirs = locs.get(&m.processes[c].pid).unwrap_or(&none);
                     let probe = piece(lo, hi, 0, false, &[]);
-                    fillable(&m.processes[c])
-                        .filter(|w| w.start < hi && lo < w.end && compatible(w, &probe))
+                    // (VMAs are sorted and disjoint: validate)
+                    let vmas = &m.processes[c].vmas;
+                    let k = vmas.partition_point(|w| w.end <= lo);
+                    vmas[k..]
+                        .iter()
+                        .take_while(|w| w.start < hi)
+                        .filter(|w| fillable_vma(w) && compatible(w, &probe))
                         .any(|w| segments(theirs, mine, lo.max(w.start), hi.min(w.end)).iter().any(|x| x.2 == Seg::Same))
                 });
                 let len = hi - lo;
@@ -679,6 +691,7 @@ fn premaps(m: &Manifest, procs: &mut [ProcPlan], map_slot: &HashMap<u32, usize>)
         if !pieces.is_empty() {
             debug!(pid = p.pid, pieces = pieces.len(), "private memory built before forking (shared copy-on-write with its children)");
         }
+        pieces.sort_unstable_by_key(|x| x.start);
         procs[i].premaps = pieces;
     }
     next
