@@ -1079,13 +1079,13 @@ mod tests {
         // page 1 its own, page 2 absent (the root's must go); grandchild 52 shares page 3
         // with 51; sibling 53 shares nothing.
         let mut a = proc(50, 1, 50, 50, 0x7fff_0000_0000);
-        a.vmas.insert(1, anon(4));
+        a.vmas.insert(0, anon(4));
         let mut b = proc(51, 50, 50, 50, 0x7fff_0000_0000);
-        b.vmas.insert(1, anon(3));
+        b.vmas.insert(0, anon(3));
         let mut c = proc(52, 51, 50, 50, 0x7fff_0000_0000);
-        c.vmas.insert(1, anon(1));
+        c.vmas.insert(0, anon(1));
         let mut d = proc(53, 50, 50, 50, 0x7fff_0000_0000);
-        d.vmas.insert(1, anon(1));
+        d.vmas.insert(0, anon(1));
         let mut m = manifest(vec![a, b, c, d]);
         m.index.runs = vec![
             run(50, heap, 4, 4096),
@@ -1117,7 +1117,7 @@ mod tests {
         assert_eq!(plan.premap_len, 8 * P + PREMAP_GAP);
         // a different file offset or kind is not inherited
         let mut m2 = m.clone();
-        m2.processes[1].vmas[1].vm_flags = vec!["gd".into()];
+        m2.processes[1].vmas[0].vm_flags = vec!["gd".into()];
         let plan = RestorePlan::build(&m2, &Empty, false).unwrap();
         assert!(plan.procs[1].premaps.is_empty());
     }
