@@ -26,6 +26,9 @@ const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
 /// The page is mapped by this process only (no other page table maps it).
 const PM_EXCLUSIVE: u64 = 1 << 56;
+/// A guard region page (madvise MADV_GUARD_INSTALL, Linux 6.13): faults on access;
+/// the kernel reports it with PM_SWAP too (a PTE marker), but it has no content.
+const PM_GUARD: u64 = 1 << 58;
 const PFN_MASK: u64 = (1 << 55) - 1;
 /// Largest run with one checksum (1 MiB), so runs can later be served on demand.
 const MAX_RUN_PAGES: u64 = 256;
@@ -33,7 +36,9 @@ const MAX_RUN_PAGES: u64 = 256;
 const CHUNK: usize = 2 << 20;
 
 /// smaps VmFlags that restore reproduces with mmap/madvise.
-pub const KEPT_FLAGS: &[&str] = &["gd", "dc", "wf", "hg", "nh", "dd", "mg", "lo", "sr", "rr"];
+/// `nr`: MAP_NORESERVE; `lf`: locked on fault (mlock2 MLOCK_ONFAULT, mlockall
+/// MCL_ONFAULT); `sl`: sealed (mseal).
+pub const KEPT_FLAGS: &[&str] = &["gd", "dc", "wf", "hg", "nh", "dd", "mg", "lo", "lf", "sr", "rr", "nr", "sl"];
 
 /// Where the pages of a VMA come from during the dump.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -187,11 +192,54 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
                 VmaKind::FilePrivate
             }
         }
+        _ if p.starts_with("socket:[") => {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("VMA {:#x}-{:#x} maps {p}, a packet socket's ring (PACKET_RX_RING/PACKET_TX_RING)", m.start, m.end),
+            })
+        }
         _ if m.inode == 0 && m.shared => {
             return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} {p} (shared special mapping)", m.start, m.end) })
         }
         _ => return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} of kind {p:?}", m.start, m.end) }),
     })
+}
+
+/// A mapping of a device (its file is a character or block device, or the VMA is device
+/// memory: VM_IO / VM_PFNMAP) is refused, naming the device; /dev/zero mapped private is
+/// ordinary anonymous memory (mapped shared it is shared memory, classified before).
+fn device_mapping(pid: i32, m: &MapEntry, map_file: &str) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = std::fs::metadata(map_file).map(|md| md.file_type()).ok();
+    let what = match ft {
+        _ if m.has_flag("io") || m.has_flag("pf") => "device memory (VM_IO/VM_PFNMAP)",
+        Some(t) if t.is_char_device() && m.path == "/dev/zero" && !m.shared => return Ok(()),
+        Some(t) if t.is_char_device() => "a character device",
+        Some(t) if t.is_block_device() => "a block device",
+        _ => return Ok(()),
+    };
+    Err(Error::Unsupported {
+        pid,
+        what: format!("VMA {:#x}-{:#x} maps the device {} ({what}): device mappings are not supported", m.start, m.end, m.path),
+    })
+}
+
+/// The allocated extents (SEEK_DATA/SEEK_HOLE) of a shared-memory object of `size`
+/// bytes, page-aligned: [start, end) byte offsets.
+fn shm_extents(f: &File, size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+    while off < size {
+        let Ok(d) = sys::lseek(fd, off as i64, libc::SEEK_DATA) else { break };
+        let h = sys::lseek(fd, d, libc::SEEK_HOLE).unwrap_or(size as i64) as u64;
+        let (d, h) = (d as u64 / PAGE * PAGE, h.min(size).div_ceil(PAGE) * PAGE);
+        if h > d {
+            out.push((d, h));
+        }
+        off = h.max(d + PAGE);
+    }
+    out
 }
 
 /// Splits [addr, addr+count pages) into runs of at most MAX_RUN_PAGES.
@@ -213,7 +261,8 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
     let pagemap = File::open(format!("/proc/{pid}/pagemap")).ctx(pid, || "opening /proc/PID/pagemap".into())?;
     let zpfn = zero_pfn();
     let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new(), shared: Vec::new() };
-    let mut shm_seen: Vec<(u64, u32)> = Vec::new();
+    // shared-memory objects of this process: inode, object id, allocated extents
+    let mut shm_seen: Vec<(u64, u32, Vec<(u64, u64)>)> = Vec::new();
     let mut tmpfs = None;
     for m in &maps {
         let mut kind = classify(pid, m)?;
@@ -249,8 +298,15 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             vm_flags: m.vm_flags.iter().filter(|f| KEPT_FLAGS.contains(&f.as_str())).cloned().collect(),
             pages_saved: 0,
             shm_flags: 0,
+            guards: Vec::new(),
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+        if m.has_flag("ht") && kind != VmaKind::SysvShm {
+            return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} {} is hugetlb memory (MAP_HUGETLB or a hugetlbfs file)", m.start, m.end, m.path) });
+        }
+        if matches!(kind, VmaKind::FileShared | VmaKind::FilePrivate) && !nameless {
+            device_mapping(pid, m, &map_file)?;
+        }
         match kind {
             VmaKind::FileShared | VmaKind::FilePrivate => {
                 let writable = m.shared && m.prot & libc::PROT_WRITE as u32 != 0;
@@ -281,32 +337,28 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                 }
             }
             VmaKind::ShmemAnon => {
-                if let Some((_, id)) = shm_seen.iter().find(|(ino, _)| *ino == m.inode) {
+                if let Some((_, id, _)) = shm_seen.iter().find(|(ino, _, _)| *ino == m.inode) {
                     vma.object_id = *id;
                 } else {
                     let f = File::open(&map_file).ctx(pid, || format!("opening {map_file}"))?;
                     let size = f.metadata().ctx(pid, || format!("stat {map_file}"))?.len();
                     let ino = m.inode;
-                    let id = objs.intern(format!("shmem:{ino}"), |_| Object {
-                        kind: Some(Kind::Shmem(ShmemObj { ino, size })),
-                        ..Default::default()
-                    });
-                    shm_seen.push((ino, id));
+                    let key = format!("shmem:{ino}");
+                    // The pages of one object are stored once for the whole tree, by
+                    // the first process that maps it (each further process only refers
+                    // to the object).
+                    let first = objs.find(&key).is_none();
+                    let id = objs.intern(key, |_| Object { kind: Some(Kind::Shmem(ShmemObj { ino, size })), ..Default::default() });
                     vma.object_id = id;
-                    // Allocated extents of the object (SEEK_DATA/SEEK_HOLE).
-                    let idx = out.shm_files.len();
-                    let mut off = 0u64;
-                    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-                    while off < size {
-                        let Ok(d) = sys::lseek(fd, off as i64, libc::SEEK_DATA) else { break };
-                        let h = sys::lseek(fd, d, libc::SEEK_HOLE).unwrap_or(size as i64) as u64;
-                        let (d, h) = (d as u64 / PAGE * PAGE, h.min(size).div_ceil(PAGE) * PAGE);
-                        if h > d {
+                    let extents = shm_extents(&f, size);
+                    if first {
+                        let idx = out.shm_files.len();
+                        for &(d, h) in &extents {
                             push_runs(&mut out.jobs, pid, id, d, (h - d) / PAGE, JobSrc::Shm(idx));
                         }
-                        off = h.max(d + PAGE);
+                        out.shm_files.push(f);
                     }
-                    out.shm_files.push(f);
+                    shm_seen.push((ino, id, extents));
                 }
             }
             _ => {}
@@ -325,6 +377,13 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             for i in 0..=n {
                 let keep = if i < n {
                     let e = u64::from_le_bytes(ents[(i * 8) as usize..(i * 8 + 8) as usize].try_into().unwrap());
+                    if e & PM_GUARD != 0 {
+                        match vma.guards.len() {
+                            l if l >= 2 && vma.guards[l - 2] + vma.guards[l - 1] == i => vma.guards[l - 1] += 1,
+                            _ => vma.guards.extend([i, 1]),
+                        }
+                    }
+                    let e = if e & PM_GUARD != 0 { 0 } else { e };
                     let anon = e & PM_PRESENT != 0 && e & PM_SWAP == 0 && e & PM_FILE == 0;
                     if anon && e & PM_EXCLUSIVE == 0 {
                         // 0 when PFNs are hidden from us (no CAP_SYS_ADMIN): never shared
@@ -357,15 +416,15 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
         }
         out.vmas.push(vma);
     }
-    // pages_saved for shared memory VMAs: count the object's pages inside the VMA window.
+    // pages_saved for shared memory VMAs: the object's allocated pages inside the VMA's
+    // window (stored once per object, whichever process stores them).
     for v in out.vmas.iter_mut().filter(|v| v.kind == VmaKind::ShmemAnon as i32) {
         let (lo, hi) = (v.pgoff, v.pgoff + (v.end - v.start));
-        v.pages_saved = out
-            .jobs
+        let ext = shm_seen.iter().find(|s| s.1 == v.object_id).map(|s| s.2.as_slice()).unwrap_or(&[]);
+        v.pages_saved = ext
             .iter()
-            .filter(|j| j.object_id == v.object_id)
-            .map(|j| {
-                let (a, b) = (j.addr.max(lo), (j.addr + j.count * PAGE).min(hi));
+            .map(|&(d, h)| {
+                let (a, b) = (d.max(lo), h.min(hi));
                 if b > a {
                     (b - a) / PAGE
                 } else {

@@ -79,3 +79,65 @@ fn many_small_mappings() {
     let _t = serial();
     roundtrip("mem_many", &[]);
 }
+
+/// Every VMA's smaps VmFlags are the same after the restore (the workload records all
+/// of them before the dump and compares, VMA by VMA): MAP_GROWSDOWN (and it still grows),
+/// MAP_NORESERVE, mlock, mlock2(MLOCK_ONFAULT) (untouched pages stay non-resident),
+/// mseal (mprotect still refused), MAP_32BIT (still below 2 GiB), a read-only shared
+/// file mapping (no VM_MAYWRITE: mprotect to writable refused); contents too.
+#[test]
+fn every_vma_keeps_its_vmflags() {
+    let _t = serial();
+    roundtrip("mem_vmflags", &[]);
+}
+
+/// A file mapping longer than its file (private with a copy-on-write page, and shared):
+/// after the restore the pages inside the file read as before, the tail of the last one
+/// as zeros, and the pages past the end still raise SIGBUS.
+#[test]
+fn mapping_past_the_end_of_its_file_still_faults() {
+    let _t = serial();
+    roundtrip("mem_special", &["pasteof"]);
+}
+
+/// /dev/zero mapped shared is shared anonymous memory: after the restore the parent and
+/// the child forked after the mapping still share it (a write of the child's after the
+/// restore reaches the parent); /dev/zero mapped private stays private per process.
+#[test]
+fn dev_zero_shared_mapping_stays_shared() {
+    let _t = serial();
+    let mut w = Workload::start("mem_special", &["devzero"]);
+    let kids = info_pids(&w, &["child"]);
+    dump_and_restore_tree(&mut w, &kids);
+    w.go_and_pass();
+}
+
+/// A packet socket's mmap'ed ring and a mapping of a device are refused at dump time
+/// with one line naming the pid, the mapping and what it is; the process runs on
+/// untouched.
+#[test]
+fn packet_ring_and_device_mappings_are_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    for (mode, needles) in [("pktring", &["packet", "ring"][..]), ("device", &["/dev/loop0", "device"][..])] {
+        let mut w = Workload::start("mem_special", &[mode]);
+        let addr = w.info(if mode == "pktring" { "ring" } else { "map" });
+        let r = w.try_dump(&[]);
+        let pid = w.pid.to_string();
+        let mut n = vec![pid.as_str(), addr.trim_start_matches("0x")];
+        n.extend_from_slice(needles);
+        assert_clean_error(&r, &n, &w.report());
+        w.assert_running_untouched();
+        assert!(!w.img.join("manifest.img").exists(), "a refused dump left an image\n{}", w.report());
+        w.go_and_pass();
+    }
+}
+
+/// Guard regions (madvise MADV_GUARD_INSTALL) inside an anonymous mapping: the dump
+/// skips them (it failed on a short process_vm_readv before), the restore installs them
+/// again: touching one still raises SIGSEGV, the pages around them keep their data.
+#[test]
+fn guard_regions_still_fault() {
+    let _t = serial();
+    roundtrip("mem_special", &["guard"]);
+}

@@ -722,6 +722,128 @@ impl Drop for SharedAnon {
     }
 }
 
+/// An address range reserved in the calling process (PROT_NONE, MAP_NORESERVE) where a
+/// restore child builds private memory before it forks, so that its children inherit
+/// the pages copy-on-write. Pieces are mapped over it (MAP_FIXED, only inside the range)
+/// and written only through it; no Rust reference into the range is ever handed out,
+/// so replacing or writing its pages cannot invalidate anything of ours. A forked child
+/// inherits the range and what is mapped in it. Unmapped on drop.
+pub struct Reservation {
+    addr: u64,
+    len: u64,
+}
+
+impl Reservation {
+    /// Reserves exactly [addr, addr+len) (page-aligned): EEXIST if anything is mapped
+    /// there (MAP_FIXED_NOREPLACE never replaces a mapping).
+    pub fn at(addr: u64, len: u64) -> Result<Reservation> {
+        if addr % 4096 != 0 || len == 0 || len % 4096 != 0 || addr.checked_add(len).is_none() {
+            return Err(Error::from_raw_os_error(libc::EINVAL));
+        }
+        let fl = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE;
+        // SAFETY: MAP_FIXED_NOREPLACE only creates a mapping where nothing is mapped;
+        // the new mapping is owned by the returned value.
+        let p = unsafe { libc::mmap(addr as *mut libc::c_void, len as usize, libc::PROT_NONE, fl, -1, 0) };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        if p as u64 != addr {
+            // SAFETY: unmapping the mapping just made (an old kernel without
+            // MAP_FIXED_NOREPLACE treats it as a hint).
+            unsafe { libc::munmap(p, len as usize) };
+            return Err(Error::from_raw_os_error(libc::EEXIST));
+        }
+        Ok(Reservation { addr, len })
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of [off, off+len) inside the range (EINVAL if it is not inside, or
+    /// not page-aligned).
+    fn inside(&self, off: u64, len: u64) -> Result<u64> {
+        match off.checked_add(len) {
+            Some(end) if end <= self.len && off % 4096 == 0 && len % 4096 == 0 && len > 0 => Ok(self.addr + off),
+            _ => Err(Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
+
+    /// Maps [off, off+len) of the range read-write and private: anonymous memory (`fd`
+    /// < 0) or the file `fd` from byte `file_off`; `growsdown` adds MAP_GROWSDOWN.
+    pub fn map_private(&self, off: u64, len: u64, fd: i32, file_off: u64, growsdown: bool) -> Result<()> {
+        let a = self.inside(off, len)?;
+        let mut fl = libc::MAP_PRIVATE | libc::MAP_FIXED;
+        if fd < 0 {
+            fl |= libc::MAP_ANONYMOUS;
+        }
+        if growsdown {
+            fl |= libc::MAP_GROWSDOWN;
+        }
+        let (fd, file_off) = if fd < 0 { (-1, 0) } else { (fd, file_off as libc::off_t) };
+        // SAFETY: MAP_FIXED only replaces pages inside our reservation, which nothing
+        // references (see the type's documentation).
+        let p = unsafe { libc::mmap(a as *mut libc::c_void, len as usize, libc::PROT_READ | libc::PROT_WRITE, fl, fd, file_off) };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Copies each (offset, bytes) into the range, through process_vm_writev on
+    /// ourselves: a piece that is not mapped writable fails with EFAULT instead of
+    /// faulting. At most 1024 pieces per call to the kernel.
+    pub fn write(&self, pieces: &[(u64, &[u8])]) -> Result<()> {
+        for batch in pieces.chunks(1024) {
+            let mut l = Vec::with_capacity(batch.len());
+            let mut r = Vec::with_capacity(batch.len());
+            let mut want = 0usize;
+            for &(off, b) in batch {
+                let a = match off.checked_add(b.len() as u64) {
+                    Some(end) if end <= self.len => self.addr + off,
+                    _ => return Err(Error::from_raw_os_error(libc::EINVAL)),
+                };
+                l.push(libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() });
+                r.push(libc::iovec { iov_base: a as *mut libc::c_void, iov_len: b.len() });
+                want += b.len();
+            }
+            // SAFETY: the local iovecs are borrowed slices (only read); the remote ones
+            // lie inside our reservation, which nothing references; the kernel checks
+            // that they are mapped and writable.
+            let n = unsafe { libc::process_vm_writev(getpid(), l.as_ptr(), l.len() as u64, r.as_ptr(), r.len() as u64, 0) };
+            let n = cvt(n as i64)? as usize;
+            if n != want {
+                return Err(Error::from_raw_os_error(libc::EFAULT));
+            }
+        }
+        Ok(())
+    }
+
+    /// MADV_DONTNEED over [off, off+len): anonymous pages read as zeros again, private
+    /// file pages as the file.
+    pub fn discard(&self, off: u64, len: u64) -> Result<()> {
+        let a = self.inside(off, len)?;
+        // SAFETY: only pages inside our reservation change (see the type's documentation).
+        cvt(unsafe { libc::madvise(a as *mut libc::c_void, len as usize, libc::MADV_DONTNEED) } as i64)?;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own range exactly once.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len as usize) };
+    }
+}
+
 pub fn getsid() -> i32 {
     // SAFETY: getsid(0) on ourselves always succeeds.
     unsafe { libc::getsid(0) }

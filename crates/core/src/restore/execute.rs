@@ -42,10 +42,11 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // inside cgroupfs need theirs. Dropped last, so the cgroups a failed restore created
     // are removed once its processes are gone.
     let mut cgroups = crate::cgroup::prepare(&m, opts.cgroups)?;
-    let (mut plan, _shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close, &cgroups, &shards)?;
+    let (mut plan, shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close, &cgroups, &shards)?;
     fill_shmem(&m, &plan, &shards)?;
+    reserve_premap(&m, &mut plan, &layout);
     // -- fork, and wait until every process reported its carried fds ---------------------
-    let (mut ch, ctl_r) = fork_tree(&m, &plan)?;
+    let (mut ch, ctl_r) = fork_tree(&m, &plan, &shards)?;
     let tmp_by_pid = wait_reports(&m, &plan, &mut ch, &ctl_r)?;
     let live = tmp_by_pid.len();
     // a shell job's foreground group takes the terminal before anything of it runs
@@ -94,7 +95,13 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     if opts.detach {
         return Ok(0);
     }
+    // Nothing of the image stays with us while we wait: our own mapping of its shared
+    // memory would make us an outside holder of it (a dump of the restored tree would
+    // refuse it), and the pages files' mappings are no longer needed.
     drop(plan);
+    drop(shm_regions);
+    drop(shards);
+    drop(maps);
     let st = sys::waitpid(pid, libc::__WALL).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
     Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
 }
@@ -270,10 +277,39 @@ impl Layout {
     }
 }
 
+/// Reserves the premap area (`plan::Premap`) in a range free in our layout and every
+/// process's, above the trampoline's. Without one, nothing is built before forking (the
+/// restore works, the children's pages are just not shared with their parents').
+fn reserve_premap(m: &Manifest, plan: &mut Plan, layout: &Layout) {
+    let len = plan.rp.premap_len;
+    if len == 0 {
+        return;
+    }
+    let mut used: Vec<(u64, u64)> = procfs::maps_self().unwrap_or_default().iter().map(|x| (x.start, x.end)).collect();
+    used.extend(m.processes.iter().flat_map(|q| q.vmas.iter().map(|v| (v.start, v.end))));
+    let vspan = layout.self_vdso.last().map(|x| x.2).unwrap_or(0) - layout.self_vdso.first().map(|x| x.1).unwrap_or(0);
+    used.push((layout.tramp, layout.stage + vspan));
+    let got = find_hole(&mut used, len).ok_or_else(|| "no free address range".to_string()).and_then(|a| {
+        sys::Reservation::at(a, len).map_err(|e| format!("reserving {len} bytes at {a:#x}: {e}"))
+    });
+    match got {
+        Ok(r) => {
+            debug!(addr = format_args!("{:#x}", r.addr()), len, "premap area");
+            plan.premap = Some(r);
+        }
+        Err(why) => {
+            warn!("private memory shared copy-on-write between processes will not be shared after the restore: {why}");
+            for pp in &mut plan.rp.procs {
+                pp.premaps.clear();
+            }
+        }
+    }
+}
+
 /// Forks the root (through an intermediate parent with --detach or when the root's
 /// session must be recreated), which forks the rest of the tree. Returns the handle that
 /// kills everything on failure and the read end of the control pipe.
-fn fork_tree(m: &Manifest, plan: &Plan) -> Result<(Child, OwnedFd)> {
+fn fork_tree(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<(Child, OwnedFd)> {
     let pid = m.process.pid;
     let (ctl_r, ctl_w) = sys::pipe2(libc::O_CLOEXEC).map_err(|e| step_err(pid, "creating control pipe", e))?;
     let me = sys::getpid();
@@ -311,7 +347,7 @@ fn fork_tree(m: &Manifest, plan: &Plan) -> Result<(Child, OwnedFd)> {
                 child_fail(b"setsid (recreating the session of an exited leader)", pid, ctl_w.as_raw_fd());
             }
             let c = match sys::clone_fork(&plan.rp.procs[0].set_tid, plan.rp.procs[0].clone_flags, libc::SIGCHLD) {
-                Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), my),
+                Ok(0) => child_main(plan, shards, ctl_w.as_raw_fd(), my),
                 Ok(c) => c,
                 Err(e) => {
                     let mut msg = vec![2u8];
@@ -333,7 +369,7 @@ fn fork_tree(m: &Manifest, plan: &Plan) -> Result<(Child, OwnedFd)> {
         Child { pid, pids: kill_list.clone(), middle: Some((mid_w, mpid)), traced: Vec::new(), released: false }
     } else {
         match sys::clone_fork(&plan.rp.procs[0].set_tid, plan.rp.procs[0].clone_flags, libc::SIGCHLD) {
-            Ok(0) => child_main(&plan, ctl_w.as_raw_fd(), me),
+            Ok(0) => child_main(plan, shards, ctl_w.as_raw_fd(), me),
             Ok(c) => Child { pid: c, pids: kill_list.clone(), middle: None, traced: Vec::new(), released: false },
             Err(e) => return Err(pid_taken_or(pid, e)),
         }

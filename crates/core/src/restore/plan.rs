@@ -253,6 +253,53 @@ pub struct ProcPlan {
     /// pidfds and namespace fds of the tree it makes itself (none for a process sharing
     /// its parent's fd table: the parent makes them).
     pub late_fds: Vec<LateFd>,
+    /// Pieces of its private memory built before it forks its children (see `Premap`).
+    pub premaps: Vec<Premap>,
+}
+
+/// Bytes between two pieces of the premap area (they never merge into one VMA).
+const PREMAP_GAP: u64 = 16 * 4096;
+/// The premap area is at most this large (else pieces are left out: no sharing).
+const PREMAP_MAX: u64 = 1 << 46;
+
+/// A piece of one private VMA (anonymous or private file) that the process builds in
+/// the premap area (`RestorePlan::premap_len`, a range free in every layout) before it
+/// forks its children, so that the children inherit its pages copy-on-write, as the
+/// original tree shared them since its forks. A child keeps an inherited piece where
+/// the image shows it still shared pages with its parent there (the same stored bytes at
+/// the same address): it only overwrites the pages that differ (`copy`) and discards the
+/// ones it did not have (`discard`); a process whose children share pages with it maps
+/// the rest of such a VMA fresh there (`inherited` false) and fills it whole. When the
+/// process is built, each piece is moved (mremap) to `start` over the fresh mapping of
+/// its VMA; its other pages are filled as usual.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Premap {
+    /// Its final range, inside one VMA of the process.
+    pub start: u64,
+    pub end: u64,
+    /// Its offset in the premap area.
+    pub tmp: u64,
+    /// Already there, inherited from the parent (else mapped fresh by the process).
+    pub inherited: bool,
+    /// Mapped-file object of a private file VMA (0: anonymous memory).
+    pub object: u32,
+    /// Carry slot of that file, and the byte offset in it of `start`.
+    pub slot: Option<usize>,
+    pub file_off: u64,
+    pub growsdown: bool,
+    /// Pages to write into it.
+    pub copy: Vec<PageCopy>,
+    /// (offset in the piece, bytes): the parent's pages this process did not have.
+    pub discard: Vec<(u64, u64)>,
+}
+
+/// Bytes of a pages file to write at an offset of a premap piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageCopy {
+    pub off: u64,
+    pub len: u64,
+    pub shard: u32,
+    pub file_offset: u64,
 }
 
 /// The whole restore, as data.
@@ -277,6 +324,8 @@ pub struct RestorePlan {
     pub units: Vec<Vec<usize>>,
     /// The highest fd number any process needs.
     pub max_fd: i32,
+    /// Size of the premap area (0: no process builds memory before forking).
+    pub premap_len: u64,
 }
 
 fn plan_err(pid: i32, why: String) -> Error {
@@ -412,7 +461,8 @@ impl RestorePlan {
         }
         let max_fd = m.processes.iter().flat_map(|p| p.fds.iter()).map(|f| f.fd).max().unwrap_or(0);
         let units = units(m);
-        Ok(RestorePlan { root, carry, labels, map_slot, procs, session_helper, middle, units, max_fd })
+        let premap_len = premaps(m, &mut procs, &map_slot);
+        Ok(RestorePlan { root, carry, labels, map_slot, procs, session_helper, middle, units, max_fd, premap_len })
     }
 }
 
@@ -541,6 +591,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         foreground: None,
         proc_files: Vec::new(),
         late_fds: Vec::new(),
+        premaps: Vec::new(),
     })
 }
 
@@ -555,6 +606,205 @@ fn late_what(m: &Manifest, p: &Process, o: &Object) -> std::result::Result<LateW
         }
         _ => Err(format!("object {} is not made inside the process", o.id)),
     }
+}
+
+/// A process's saved pages: (start, end, shard, file offset) of its runs, by address.
+type Locs = Vec<(u64, u64, u32, u64)>;
+
+fn locs(m: &Manifest) -> HashMap<i32, Locs> {
+    let mut out: HashMap<i32, Locs> = HashMap::new();
+    for r in m.index.runs.iter().filter(|r| r.object_id == 0 && r.pid != 0) {
+        let end = r.addr.saturating_add(u64::from(r.count) * 4096);
+        out.entry(r.pid).or_default().push((r.addr, end, r.shard, r.file_offset));
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
+    }
+    out
+}
+
+/// Where the page at `a` is stored: (shard, file offset), if the process saved it.
+fn stored_at(l: &Locs, a: u64) -> Option<(u32, u64)> {
+    let k = l.partition_point(|r| r.0 <= a);
+    let r = l.get(k.checked_sub(1)?)?;
+    (a < r.1).then(|| (r.2, r.3.wrapping_add(a - r.0)))
+}
+
+/// How a process's pages in a range compare with its parent's at the same addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seg {
+    /// The same stored bytes (shared copy-on-write at dump).
+    Same,
+    /// Its own bytes, stored at (shard, file offset).
+    Copy(u32, u64),
+    /// The parent had a page here, it had none.
+    Discard,
+    /// Neither had one.
+    Nothing,
+}
+
+/// The range [lo, hi) cut where either process's runs begin or end, each piece compared.
+fn segments(mine: &Locs, parent: &Locs, lo: u64, hi: u64) -> Vec<(u64, u64, Seg)> {
+    let mut cuts = vec![lo, hi];
+    for l in [mine, parent] {
+        let k = l.partition_point(|r| r.1 <= lo);
+        for r in l[k..].iter().take_while(|r| r.0 < hi) {
+            cuts.extend([r.0, r.1].into_iter().filter(|&x| x > lo && x < hi));
+        }
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.windows(2)
+        .map(|w| {
+            let seg = match (stored_at(mine, w[0]), stored_at(parent, w[0])) {
+                (Some(x), Some(y)) if x == y => Seg::Same,
+                (Some((sh, off)), _) => Seg::Copy(sh, off),
+                (None, Some(_)) => Seg::Discard,
+                (None, None) => Seg::Nothing,
+            };
+            (w[0], w[1], seg)
+        })
+        .collect()
+}
+
+/// The VMAs whose pages restore writes: private anonymous or private file mappings
+/// with saved pages.
+fn fillable(p: &Process) -> impl Iterator<Item = &Vma> {
+    p.vmas.iter().filter(|v| fillable_vma(v))
+}
+
+fn fillable_vma(v: &Vma) -> bool {
+    !v.shared && v.pages_saved > 0 && matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Anon | VmaKind::FilePrivate))
+}
+
+fn growsdown(v: &Vma) -> bool {
+    v.vm_flags.iter().any(|f| f == "gd")
+}
+
+/// Whether VMA `v` can take over (part of) a piece mapped as `s`: the same kind of
+/// memory, and for a file the same file at the same offsets.
+fn compatible(v: &Vma, s: &Premap) -> bool {
+    let file = v.kind == VmaKind::FilePrivate as i32;
+    let obj = if file { v.object_id } else { 0 };
+    obj == s.object && growsdown(v) == s.growsdown && (!file || v.pgoff.wrapping_sub(v.start) == s.file_off.wrapping_sub(s.start))
+}
+
+/// The pieces of private memory each process builds before forking (`Premap`), parents
+/// first; returns the size of the premap area.
+fn premaps(m: &Manifest, procs: &mut [ProcPlan], map_slot: &HashMap<u32, usize>) -> u64 {
+    let locs = locs(m);
+    let none = Locs::new();
+    let mut next = 0u64;
+    let alive: Vec<bool> = procs.iter().map(|q| !q.zombie && !q.shares_vm).collect();
+    let live = |k: usize| alive[k];
+    let parents: Vec<Option<usize>> = (0..procs.len())
+        .map(|i| {
+            let q = if i == 0 { None } else { m.processes.iter().position(|q| q.pid == m.processes[i].ppid) };
+            q.filter(|&q| q != i && live(q) && live(i))
+        })
+        .collect();
+    for i in 0..procs.len() {
+        if !live(i) {
+            continue;
+        }
+        let p = &m.processes[i];
+        let mine = locs.get(&p.pid).unwrap_or(&none);
+        let kids: Vec<usize> = procs[i].children.iter().copied().filter(|&c| live(c) && parents[c] == Some(i)).collect();
+        let mut pieces: Vec<Premap> = Vec::new();
+        for v in fillable(p) {
+            let file = v.kind == VmaKind::FilePrivate as i32;
+            let slot = if file { map_slot.get(&v.object_id).copied() } else { None };
+            if file && slot.is_none() {
+                continue;
+            }
+            let piece = |lo: u64, hi: u64, tmp: u64, inherited: bool, segs: &[(u64, u64, Seg)]| Premap {
+                start: lo,
+                end: hi,
+                tmp,
+                inherited,
+                object: if file { v.object_id } else { 0 },
+                slot,
+                file_off: v.pgoff.wrapping_add(lo - v.start),
+                growsdown: growsdown(v),
+                copy: segs.iter().fold(Vec::new(), |mut v: Vec<PageCopy>, &(a, b, s)| {
+                    if let Seg::Copy(shard, file_offset) = s {
+                        match v.last_mut() {
+                            Some(c) if c.off + c.len == a - lo && c.shard == shard && c.file_offset.wrapping_add(c.len) == file_offset => {
+                                c.len += b - a
+                            }
+                            _ => v.push(PageCopy { off: a - lo, len: b - a, shard, file_offset }),
+                        }
+                    }
+                    v
+                }),
+                discard: segs.iter().filter(|x| x.2 == Seg::Discard).fold(Vec::new(), |mut v: Vec<(u64, u64)>, &(a, b, _)| {
+                    match v.last_mut() {
+                        Some(d) if d.0 + d.1 == a - lo => d.1 += b - a,
+                        _ => v.push((a - lo, b - a)),
+                    }
+                    v
+                }),
+            };
+            // inherited: where its parent built a piece it still shared pages in
+            let mut covered: Vec<(u64, u64)> = Vec::new();
+            if let Some(q) = parents[i] {
+                let theirs = locs.get(&m.processes[q].pid).unwrap_or(&none);
+                // (a parent's pieces are disjoint and sorted by address)
+                let theirs_pm = &procs[q].premaps;
+                let k = theirs_pm.partition_point(|s| s.end <= v.start);
+                for s in theirs_pm[k..].iter().take_while(|s| s.start < v.end).filter(|s| compatible(v, s)) {
+                    let (lo, hi) = (s.start.max(v.start), s.end.min(v.end));
+                    let segs = segments(mine, theirs, lo, hi);
+                    if segs.iter().any(|x| x.2 == Seg::Same) {
+                        pieces.push(piece(lo, hi, s.tmp + (lo - s.start), true, &segs));
+                        covered.push((lo, hi));
+                    }
+                }
+            }
+            if kids.is_empty() {
+                continue;
+            }
+            // the rest of the VMA, fresh, where a child still shared pages with it
+            covered.sort_unstable();
+            let mut gaps = Vec::new();
+            let mut at = v.start;
+            for &(lo, hi) in &covered {
+                if lo > at {
+                    gaps.push((at, lo));
+                }
+                at = at.max(hi);
+            }
+            if at < v.end {
+                gaps.push((at, v.end));
+            }
+            for (lo, hi) in gaps {
+                let shared = kids.iter().any(|&c| {
+                    let theirs = locs.get(&m.processes[c].pid).unwrap_or(&none);
+                    let probe = piece(lo, hi, 0, false, &[]);
+                    // (VMAs are sorted and disjoint: validate)
+                    let vmas = &m.processes[c].vmas;
+                    let k = vmas.partition_point(|w| w.end <= lo);
+                    vmas[k..]
+                        .iter()
+                        .take_while(|w| w.start < hi)
+                        .filter(|w| fillable_vma(w) && compatible(w, &probe))
+                        .any(|w| segments(theirs, mine, lo.max(w.start), hi.min(w.end)).iter().any(|x| x.2 == Seg::Same))
+                });
+                let len = hi - lo;
+                if !shared || next.saturating_add(len) > PREMAP_MAX {
+                    continue;
+                }
+                pieces.push(piece(lo, hi, next, false, &segments(mine, &none, lo, hi)));
+                next += len + PREMAP_GAP;
+            }
+        }
+        if !pieces.is_empty() {
+            debug!(pid = p.pid, pieces = pieces.len(), "private memory built before forking (shared copy-on-write with its children)");
+        }
+        pieces.sort_unstable_by_key(|x| x.start);
+        procs[i].premaps = pieces;
+    }
+    next
 }
 
 /// The build steps of a live process.
@@ -797,6 +1047,15 @@ impl fmt::Display for RestorePlan {
                 Some(v) => writeln!(f, "  vDSO at {v:#x}, executable in slot {}", p.exe_slot.map(|s| s.to_string()).unwrap_or("-".into()))?,
                 None => writeln!(f, "  memory: its parent's (CLONE_VM)")?,
             }
+            if !p.premaps.is_empty() {
+                let inh = p.premaps.iter().filter(|x| x.inherited).count();
+                let kib: u64 = p.premaps.iter().map(|x| (x.end - x.start) / 1024).sum();
+                writeln!(
+                    f,
+                    "  private memory built before forking (shared copy-on-write): {} pieces, {kib} KiB, {inh} inherited from its parent",
+                    p.premaps.len()
+                )?;
+            }
             let st: Vec<String> = p.steps.iter().chain(p.finish_steps().iter()).map(|s| format!("{s:?}")).collect();
             writeln!(f, "  steps: {}", st.join(" → "))?;
         }
@@ -930,6 +1189,59 @@ mod tests {
         let plan = RestorePlan::build(&m, &Empty, true).unwrap();
         assert!(plan.procs[1].before_setsid);
         assert!(plan.middle);
+    }
+
+    #[test]
+    fn cow_shared_memory_is_built_before_forking() {
+        const P: u64 = 4096;
+        let heap = 0x10_0000u64;
+        let anon = |pages: u64| Vma { start: heap, end: heap + 8 * P, kind: VmaKind::Anon as i32, pages_saved: pages, ..Default::default() };
+        let run = |pid: i32, addr: u64, count: u32, off: u64| PageRun { pid, addr, count, file_offset: off, shard: 0, ..Default::default() };
+        // root 50: pages 0-3 stored at 4096..; child 51: page 0 and 3 the same bytes,
+        // page 1 its own, page 2 absent (the root's must go); grandchild 52 shares page 3
+        // with 51; sibling 53 shares nothing.
+        let mut a = proc(50, 1, 50, 50, 0x7fff_0000_0000);
+        a.vmas.insert(0, anon(4));
+        let mut b = proc(51, 50, 50, 50, 0x7fff_0000_0000);
+        b.vmas.insert(0, anon(3));
+        let mut c = proc(52, 51, 50, 50, 0x7fff_0000_0000);
+        c.vmas.insert(0, anon(1));
+        let mut d = proc(53, 50, 50, 50, 0x7fff_0000_0000);
+        d.vmas.insert(0, anon(1));
+        let mut m = manifest(vec![a, b, c, d]);
+        m.index.runs = vec![
+            run(50, heap, 4, 4096),
+            run(51, heap, 1, 4096),
+            run(51, heap + P, 1, 9 * 4096),
+            run(51, heap + 3 * P, 1, 4 * 4096),
+            run(52, heap + 3 * P, 1, 4 * 4096),
+            run(53, heap, 1, 20 * 4096),
+        ];
+        let plan = RestorePlan::build(&m, &Empty, false).unwrap();
+        let root = &plan.procs[0].premaps;
+        assert_eq!(root.len(), 1, "{root:?}");
+        assert_eq!((root[0].start, root[0].end, root[0].tmp, root[0].inherited), (heap, heap + 8 * P, 0, false));
+        assert_eq!(root[0].copy, vec![PageCopy { off: 0, len: 4 * P, shard: 0, file_offset: 4096 }]);
+        let kid = &plan.procs[1].premaps;
+        assert_eq!(kid.len(), 1, "{kid:?}");
+        assert!(kid[0].inherited);
+        assert_eq!((kid[0].start, kid[0].end, kid[0].tmp), (heap, heap + 8 * P, 0));
+        assert_eq!(kid[0].copy, vec![PageCopy { off: P, len: P, shard: 0, file_offset: 9 * 4096 }]);
+        assert_eq!(kid[0].discard, vec![(2 * P, P)]);
+        // the grandchild keeps its parent's piece (page 3 shared), with nothing to change
+        // but the pages 51 had and it had not
+        let gk = &plan.procs[2].premaps;
+        assert_eq!(gk.len(), 1, "{gk:?}");
+        assert!(gk[0].inherited && gk[0].copy.is_empty());
+        assert_eq!(gk[0].discard, vec![(0, 2 * P)]);
+        // nothing shared: fresh mappings as usual
+        assert!(plan.procs[3].premaps.is_empty());
+        assert_eq!(plan.premap_len, 8 * P + PREMAP_GAP);
+        // a different file offset or kind is not inherited
+        let mut m2 = m.clone();
+        m2.processes[1].vmas[0].vm_flags = vec!["gd".into()];
+        let plan = RestorePlan::build(&m2, &Empty, false).unwrap();
+        assert!(plan.procs[1].premaps.is_empty());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub(super) struct Plan {
     pub(super) fifo_keep: Vec<OwnedFd>,
     /// Unix socket queues sent once every process exists (they carry credentials).
     pub(super) late: crate::fdkinds::unix::Late,
+    /// The premap area (`plan::Premap`), reserved before the fork.
+    pub(super) premap: Option<sys::Reservation>,
 }
 
 pub(super) fn prepare(
@@ -85,7 +87,7 @@ pub(super) fn prepare(
     let base = rp.max_fd.max(max_ours).max(carry.len() as i32 + 3) + 1;
     let fifo_keep = std::mem::take(&mut opened.keep);
     let late = std::mem::take(&mut opened.late);
-    Ok((Plan { rp, carry, base, tramp, fifo_keep, late }, shm_keep))
+    Ok((Plan { rp, carry, base, tramp, fifo_keep, late, premap: None }, shm_keep))
 }
 
 /// Fills shared-memory objects from the pages files (through the fds the plan holds).

@@ -24,7 +24,10 @@ pub(super) fn send_report(ctl: RawFd, payload: &[u8]) {
 }
 
 pub(super) fn child_fail(what: &[u8], pid: i32, ctl: RawFd) -> ! {
-    let e = child::errno();
+    child_fail_errno(what, pid, ctl, child::errno())
+}
+
+pub(super) fn child_fail_errno(what: &[u8], pid: i32, ctl: RawFd, e: i32) -> ! {
     let mut msg = vec![1u8];
     msg.extend_from_slice(&pid.to_le_bytes());
     msg.extend_from_slice(&e.to_le_bytes());
@@ -35,7 +38,7 @@ pub(super) fn child_fail(what: &[u8], pid: i32, ctl: RawFd) -> ! {
 
 /// Runs in the forked root (a copy of this single-threaded restorer): takes over the
 /// carried fds above every target fd number, then becomes the tree (`child_proc`).
-pub(super) fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
+pub(super) fn child_main(plan: &Plan, shards: &[&[u8]], ctl: RawFd, parent: i32) -> ! {
     child::set_pdeathsig_kill();
     let root = plan.rp.procs[0].pid;
     // The init of a new PID namespace sees its parent as pid 0.
@@ -58,7 +61,7 @@ pub(super) fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
     if plan.base > 0 && child::close_range(0, plan.base as u32 - 1) < 0 {
         child_fail(b"closing the restorer's fds", root, ctl2);
     }
-    child_proc(plan, 0, ctl2, &tmp, -1)
+    child_proc(plan, shards, 0, ctl2, &tmp, -1)
 }
 
 /// One process of the tree: leads its session again if it did, forks its children
@@ -66,7 +69,7 @@ pub(super) fn child_main(plan: &Plan, ctl: RawFd, parent: i32) -> ! {
 /// cwd, root and comm, maps the trampoline, reports its fd numbers and parks.
 /// A zombie child exits at once with its saved status, in its own session or group
 /// when it led them (or in the saved group, if that exists by then).
-pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> ! {
+pub(super) fn child_proc(plan: &Plan, shards: &[&[u8]], idx: usize, ctl: RawFd, tmp: &[i32], done: RawFd) -> ! {
     let pp = &plan.rp.procs[idx];
     let proc_flags = (libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) as u64;
     if pp.mount_proc_parent_ns && child::mount(Some(c"proc"), c"/proc", Some(c"proc"), proc_flags) < 0 {
@@ -88,9 +91,14 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
     if let Err(what) = ns::child_apply(&pp.ns, tmp) {
         child_fail(what, pp.pid, ctl);
     }
+    // Its private memory that its children shared copy-on-write: built now, so they
+    // inherit it by the fork.
+    if let Err((what, e)) = build_premaps(plan, shards, pp, tmp) {
+        child_fail_errno(what, pp.pid, ctl, e);
+    }
     // Children born before its setsid() stay in the session it was born in.
     for &c in pp.children.iter().filter(|&&c| plan.rp.procs[c].before_setsid) {
-        spawn_child(plan, c, ctl, tmp);
+        spawn_child(plan, shards, c, ctl, tmp);
     }
     if pp.sid == pp.pid {
         if child::setsid() < 0 {
@@ -120,7 +128,7 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
         }
     }
     for &c in pp.children.iter().filter(|&&c| !plan.rp.procs[c].before_setsid) {
-        spawn_child(plan, c, ctl, tmp);
+        spawn_child(plan, shards, c, ctl, tmp);
     }
     // A table of its own: drop whatever the parent's table held below the carried fds
     // (a sharing ancestor may have placed its fds already); a shared table is filled by
@@ -164,8 +172,43 @@ pub(super) fn child_proc(plan: &Plan, idx: usize, ctl: RawFd, tmp: &[i32], done:
     child::park()
 }
 
+/// Builds the process's premap pieces (`plan::Premap`) in the premap area: maps the
+/// fresh ones, discards the parent's pages it did not have in inherited ones, writes its
+/// own pages. Runs in the new process (a copy of the restorer) before it forks.
+fn build_premaps(plan: &Plan, shards: &[&[u8]], pp: &super::plan::ProcPlan, tmp: &[i32]) -> std::result::Result<(), (&'static [u8], i32)> {
+    if pp.premaps.is_empty() {
+        return Ok(());
+    }
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    let Some(area) = plan.premap.as_ref() else { return Err((b"building memory before forking: no premap area", libc::EINVAL)) };
+    for pm in &pp.premaps {
+        let len = pm.end - pm.start;
+        if !pm.inherited {
+            let fd = match pm.slot {
+                Some(k) => *tmp.get(k).ok_or((b"building memory before forking: no such carried file".as_slice(), libc::EBADF))?,
+                None => -1,
+            };
+            area.map_private(pm.tmp, len, fd, pm.file_off, pm.growsdown)
+                .map_err(|e| (b"mapping private memory before forking".as_slice(), errno(e)))?;
+        }
+        for &(off, n) in &pm.discard {
+            area.discard(pm.tmp + off, n).map_err(|e| (b"discarding the parent's pages before forking".as_slice(), errno(e)))?;
+        }
+        let mut pieces: Vec<(u64, &[u8])> = Vec::with_capacity(pm.copy.len());
+        for c in &pm.copy {
+            let bytes = shards
+                .get(c.shard as usize)
+                .and_then(|s| s.get(c.file_offset as usize..(c.file_offset as usize).checked_add(c.len as usize)?))
+                .ok_or((b"filling private memory before forking: page run outside its pages file".as_slice(), libc::EINVAL))?;
+            pieces.push((pm.tmp + c.off, bytes));
+        }
+        area.write(&pieces).map_err(|e| (b"filling private memory before forking".as_slice(), errno(e)))?;
+    }
+    Ok(())
+}
+
 /// Forks child `c` of the process running this (in the restorer's copy of itself).
-pub(super) fn spawn_child(plan: &Plan, c: usize, ctl: RawFd, tmp: &[i32]) {
+pub(super) fn spawn_child(plan: &Plan, shards: &[&[u8]], c: usize, ctl: RawFd, tmp: &[i32]) {
     let cp = &plan.rp.procs[c];
     if cp.session_helper != 0 {
         // the helper leads the child's session again and forks it
@@ -178,7 +221,7 @@ pub(super) fn spawn_child(plan: &Plan, c: usize, ctl: RawFd, tmp: &[i32]) {
                 match sys::clone_fork(&cp.set_tid, cp.clone_flags, cp.exit_signal) {
                     Ok(0) => {
                         child::set_pdeathsig_kill();
-                        child_proc(plan, c, ctl, tmp, -1)
+                        child_proc(plan, shards, c, ctl, tmp, -1)
                     }
                     Ok(_) => child::park(),
                     Err(_) => child_fail(b"clone3 with the original pid of a child", cp.pid, ctl),
@@ -199,7 +242,7 @@ pub(super) fn spawn_child(plan: &Plan, c: usize, ctl: RawFd, tmp: &[i32]) {
         drop((r0, w0));
         let run = || {
             child::set_pdeathsig_kill();
-            child_proc(plan, c, ctl, tmp, w)
+            child_proc(plan, shards, c, ctl, tmp, w)
         };
         if r < 0 || w < 0 || sys::clone_vm_with(&cp.set_tid, cp.clone_flags, cp.exit_signal, 1 << 18, &run).is_err() {
             child_fail(b"clone3(CLONE_VM) with the original pid of a child", cp.pid, ctl);
@@ -229,7 +272,7 @@ pub(super) fn spawn_child(plan: &Plan, c: usize, ctl: RawFd, tmp: &[i32]) {
                 child::die_with_status(cp.exit_status);
             }
             child::set_pdeathsig_kill();
-            child_proc(plan, c, ctl, tmp, -1)
+            child_proc(plan, shards, c, ctl, tmp, -1)
         }
         Ok(_) if cp.zombie && cp.pgid == cp.pid && cp.sid != cp.pid && cp.set_tid.len() == 1 => {
             // the group exists before the next child (which may join it) is forked,

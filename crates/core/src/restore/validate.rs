@@ -753,6 +753,7 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         if v.pgoff % PAGE != 0 && needs_file {
             return Err(bad(format!("VMA {:#x}-{:#x}: file offset {:#x} is not page-aligned", v.start, v.end, v.pgoff)));
         }
+        check_guards(v).map_err(|why| bad(format!("VMA {:#x}-{:#x}: guard regions {why}", v.start, v.end)))?;
     }
     if (p.uts_ns != 0 && object(p.uts_ns).and_then(|o| o.uts_ns()).is_none())
         || (p.ipc_ns != 0 && object(p.ipc_ns).and_then(|o| o.ipc_ns()).is_none())
@@ -1148,6 +1149,30 @@ fn check_ghost(g: &GhostObj) -> std::result::Result<(), String> {
     }
     if g.size > MAX_GHOST_SIZE {
         return Err(format!("size {} bytes (at most {MAX_GHOST_SIZE})", g.size));
+    }
+    Ok(())
+}
+
+/// Guard regions (`Vma.guards`): only in anonymous or private file VMAs, (first page,
+/// count) pairs with count > 0, ascending and disjoint, inside the VMA.
+fn check_guards(v: &Vma) -> std::result::Result<(), String> {
+    if v.guards.is_empty() {
+        return Ok(());
+    }
+    if !matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Anon | VmaKind::FilePrivate)) {
+        return Err("in a VMA that is not anonymous or a private file mapping".into());
+    }
+    if v.guards.len() % 2 != 0 {
+        return Err("are not (first page, count) pairs".into());
+    }
+    let pages = (v.end - v.start) / PAGE;
+    let mut next = 0u64;
+    for g in v.guards.chunks_exact(2) {
+        let end = g[0].checked_add(g[1]).filter(|&e| g[1] > 0 && g[0] >= next && e <= pages);
+        let Some(end) = end else {
+            return Err(format!("({}, {}) empty, out of order or past the VMA's {pages} pages", g[0], g[1]));
+        };
+        next = end;
     }
     Ok(())
 }
@@ -1628,6 +1653,18 @@ mod tests {
             m.processes.push(c);
         });
         refused(&child, &root(), "other than the root");
+    }
+
+    #[test]
+    fn guard_regions_inside_their_vma() {
+        // VMA 1 is anonymous, 0x60_0000-0x61_0000 (16 pages)
+        validate_with(&edit(|m| m.processes[0].vmas[1].guards = vec![0, 1, 4, 2, 15, 1]), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].vmas[1].guards = vec![15, 2]), &root(), "past the VMA");
+        refused(&edit(|m| m.processes[0].vmas[1].guards = vec![3, 0]), &root(), "empty");
+        refused(&edit(|m| m.processes[0].vmas[1].guards = vec![4, 2, 5, 1]), &root(), "out of order");
+        refused(&edit(|m| m.processes[0].vmas[1].guards = vec![u64::MAX, 2]), &root(), "past the VMA");
+        refused(&edit(|m| m.processes[0].vmas[1].guards = vec![1]), &root(), "pairs");
+        refused(&edit(|m| m.processes[0].vmas[2].guards = vec![0, 1]), &root(), "not anonymous");
     }
 
     #[test]

@@ -24,7 +24,8 @@ cases=(
   "inet synsent" "inet mcast" "inet urgent" "inet timewait" "inet md5" "inet synblock" "inet udpq" "inet halfpair"
   "inet udpwild"
   "tree" "tree_pipeline" "tree_prefork"
-  "tree_zombies" "tree_shared" "tree_cow" "fifo" "thread_state" "exec_vdso" "pipe_async"
+  "tree_zombies" "tree_shared" "tree_cow" "mem_shared_tree" "mem_vmflags" "mem_special pasteof"
+  "mem_special devzero" "mem_special guard" "fifo" "thread_state" "exec_vdso" "pipe_async"
   "pipe_async direct" "fown" "tty_pty" "ghosts all" "proc_files pipe2" "proc_files procself"
   "proc_files hardlink2" "proc_files byname"
 )

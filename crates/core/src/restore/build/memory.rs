@@ -11,6 +11,12 @@ use crate::error::Result;
 use super::super::*;
 use super::Builder;
 
+const MLOCK_ONFAULT: u64 = 1;
+/// madvise advice, Linux 6.13 (newer than the system headers).
+const MADV_GUARD_INSTALL: u64 = 102;
+/// mseal(2), Linux 6.10 (newer than the system headers).
+const SYS_MSEAL: i64 = 462;
+
 impl Builder<'_> {
     pub(super) fn address_space(&self) -> Result<()> {
         let r = self.main();
@@ -22,9 +28,23 @@ impl Builder<'_> {
             self.call(st, r, libc::SYS_mremap, &[*s, e - s, e - s, (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64, to])?;
         }
         let st = "unmapping the restorer";
-        self.call(st, r, libc::SYS_munmap, &[0, self.tramp])?;
         let hi = self.stage + (self.self_vdso.last().map(|x| x.2).unwrap_or(base) - base);
-        self.call(st, r, libc::SYS_munmap, &[hi, TASK_SIZE - hi])?;
+        // kept: the trampoline with the staged vDSO, and the premap area while pieces
+        // built there before the fork are still to be moved into place
+        let area = self.plan.premap.as_ref().filter(|_| !self.pp.premaps.is_empty()).map(|a| (a.addr(), a.addr() + a.len()));
+        let mut keep: Vec<(u64, u64)> = vec![(self.tramp, hi)];
+        keep.extend(area);
+        keep.sort_unstable();
+        let mut at = 0u64;
+        for &(s, e) in &keep {
+            if s > at {
+                self.call(st, r, libc::SYS_munmap, &[at, s - at])?;
+            }
+            at = at.max(e);
+        }
+        if at < TASK_SIZE {
+            self.call(st, r, libc::SYS_munmap, &[at, TASK_SIZE - at])?;
+        }
         let st = "moving the vDSO";
         let img_base = image_vdso(self.p).first().map(|x| x.1).unwrap_or(base);
         for (_, s, e) in self.self_vdso {
@@ -38,7 +58,8 @@ impl Builder<'_> {
             let len = v.end - v.start;
             let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
             let prot = if fill { (libc::PROT_READ | libc::PROT_WRITE) as u32 | v.prot } else { v.prot } as u64;
-            let gd = if v.vm_flags.iter().any(|f| f == "gd") { libc::MAP_GROWSDOWN } else { 0 };
+            let gd = if v.vm_flags.iter().any(|f| f == "gd") { libc::MAP_GROWSDOWN } else { 0 }
+                | if v.vm_flags.iter().any(|f| f == "nr") { libc::MAP_NORESERVE } else { 0 };
             let fixed = libc::MAP_FIXED;
             let step = format!("mapping VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
             let fd_of = |id: u32| -> Result<u64> {
@@ -62,6 +83,20 @@ impl Builder<'_> {
             if got != v.start {
                 return Err(self.err(&step, format!("mapped at {got:#x}")));
             }
+        }
+        // the pieces built before the fork (shared copy-on-write with the parent and
+        // the children) replace their part of the fresh mappings
+        if let Some((a, e)) = area {
+            for pm in &self.pp.premaps {
+                let step = format!("moving private memory built before the fork to {:#x}-{:#x}", pm.start, pm.end);
+                let len = pm.end - pm.start;
+                let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+                let got = self.call(&step, r, libc::SYS_mremap, &[a + pm.tmp, len, len, flags, pm.start])?;
+                if got != pm.start {
+                    return Err(self.err(&step, format!("moved to {got:#x}")));
+                }
+            }
+            self.call("unmapping the premap area", r, libc::SYS_munmap, &[a, e - a])?;
         }
         Ok(())
     }
@@ -88,18 +123,34 @@ impl Builder<'_> {
 
     pub(super) fn fill_memory(&self) -> Result<()> {
         let pid = self.pid;
-        let runs: Vec<&PageRun> =
-            self.m.index.runs.iter().filter(|r| r.object_id == 0 && (r.pid == pid || r.pid == 0)).collect();
-        let total: u64 = runs.iter().map(|r| r.count as u64 * PAGE).sum();
+        // (address, bytes, shard, file offset) of its runs, without the parts built
+        // before the fork (`plan::Premap`: already in place)
+        let mut built: Vec<(u64, u64)> = self.pp.premaps.iter().map(|p| (p.start, p.end)).collect();
+        built.sort_unstable();
+        let mut runs: Vec<(u64, u64, u32, u64)> = Vec::new();
+        for r in self.m.index.runs.iter().filter(|r| r.object_id == 0 && (r.pid == pid || r.pid == 0)) {
+            let (mut a, end) = (r.addr, r.addr + r.count as u64 * PAGE);
+            let k = built.partition_point(|b| b.1 <= a);
+            for &(s, e) in built[k..].iter().take_while(|b| b.0 < end) {
+                if s > a {
+                    runs.push((a, s - a, r.shard, r.file_offset + (a - r.addr)));
+                }
+                a = a.max(e);
+            }
+            if a < end {
+                runs.push((a, end - a, r.shard, r.file_offset + (a - r.addr)));
+            }
+        }
+        let total: u64 = runs.iter().map(|r| r.1).sum();
         let pb = crate::progress::Progress::new(total, "restoring memory");
         // Batches of up to 1024 iovecs / 64 MiB, split over two threads.
-        let mut batches: Vec<&[&PageRun]> = Vec::new();
+        let mut batches: Vec<&[(u64, u64, u32, u64)]> = Vec::new();
         let mut i = 0;
         while i < runs.len() {
             let mut j = i;
             let mut bytes = 0u64;
             while j < runs.len() && j - i < 1024 && bytes < (64 << 20) {
-                bytes += runs[j].count as u64 * PAGE;
+                bytes += runs[j].1;
                 j += 1;
             }
             batches.push(&runs[i..j]);
@@ -115,11 +166,9 @@ impl Builder<'_> {
                 let pb = &pb;
                 s.spawn(move || {
                     for b in batches.iter().skip(t).step_by(nthreads) {
-                        let local: Vec<(*const u8, usize)> = b
-                            .iter()
-                            .map(|r| (shards[r.shard as usize][r.file_offset as usize..].as_ptr(), r.count as usize * PAGE as usize))
-                            .collect();
-                        let remote: Vec<(u64, usize)> = b.iter().map(|r| (r.addr, r.count as usize * PAGE as usize)).collect();
+                        let local: Vec<(*const u8, usize)> =
+                            b.iter().map(|r| (shards[r.2 as usize][r.3 as usize..].as_ptr(), r.1 as usize)).collect();
+                        let remote: Vec<(u64, usize)> = b.iter().map(|r| (r.0, r.1 as usize)).collect();
                         let want: usize = remote.iter().map(|x| x.1).sum();
                         match sys::vm_writev(pid, &local, &remote) {
                             Ok(n) if n == want => pb.inc(n as u64),
@@ -175,11 +224,29 @@ impl Builder<'_> {
                     warn!("pid {}: {step}: madvise {f}: {e}", self.pid);
                 }
             }
+            // guard regions before mlock (the kernel refuses them in locked VMAs)
+            for g in v.guards.chunks_exact(2) {
+                let st = format!("{step}: guard region of {} pages at page {} (madvise MADV_GUARD_INSTALL)", g[1], g[0]);
+                self.call(&st, r, libc::SYS_madvise, &[v.start + g[0] * PAGE, g[1] * PAGE, MADV_GUARD_INSTALL])?;
+            }
             if v.vm_flags.iter().any(|f| f == "lo") {
-                if let Err(e) = r.call(libc::SYS_mlock, &[v.start, len]) {
-                    warn!("pid {}: {step}: mlock: {e}", self.pid);
+                // locked on fault: only the pages it had are resident (and locked)
+                let onfault = v.vm_flags.iter().any(|f| f == "lf");
+                let res = if onfault {
+                    r.call(libc::SYS_mlock2, &[v.start, len, MLOCK_ONFAULT])
+                } else {
+                    r.call(libc::SYS_mlock, &[v.start, len])
+                };
+                if let Err(e) = res {
+                    warn!("pid {}: {step}: mlock{}: {e}", self.pid, if onfault { "2(MLOCK_ONFAULT)" } else { "" });
                 }
             }
+        }
+        // Sealed VMAs last: nothing may change them afterwards (mprotect, madvise,
+        // munmap and mremap of a sealed VMA fail with EPERM).
+        for v in self.p.vmas.iter().filter(|v| v.vm_flags.iter().any(|f| f == "sl")) {
+            let step = format!("sealing VMA {:#x}-{:#x} {} (mseal)", v.start, v.end, v.name);
+            self.call(&step, r, SYS_MSEAL, &[v.start, v.end - v.start, 0])?;
         }
         Ok(())
     }
