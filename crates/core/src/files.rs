@@ -473,11 +473,9 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
         } else if ft.is_fifo() {
             let ino = md.ino();
-            // O_DIRECT (packet mode) is not recreated: refused, not dropped. O_LARGEFILE
-            // (the kernel's 0o100000; 0 in libc here) marks a description opened through
-            // /proc/PID/fd/N, which restore opens the same way.
-            const KERNEL_O_LARGEFILE: u32 = 0o100000;
-            if let Some(why) = fdkinds::unkept_flags(flags & !KERNEL_O_LARGEFILE) {
+            // O_DIRECT (packet mode) is not recreated: refused, not dropped (O_LARGEFILE
+            // marks a description opened through /proc/PID/fd/N: kept)
+            if let Some(why) = fdkinds::unkept_flags(flags) {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {link} {why}") });
             }
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
@@ -897,7 +895,8 @@ fn open_named(path: &str, flags: u32, mode: u32) -> std::result::Result<OwnedFd,
     if want != 0 && now != want {
         return Err(Ok(format!("{path} is {} now; it was {} at dump time", type_name(now), type_name(want))));
     }
-    if flags & libc::O_NONBLOCK as u32 == 0 {
+    // (an O_PATH fd has no status flags to set: F_SETFL is EBADF there)
+    if flags & libc::O_NONBLOCK as u32 == 0 && !fdkinds::opath::is_opath(flags) {
         let cur = sys::fcntl(f.as_raw_fd(), libc::F_GETFL, 0).map_err(Err)?;
         sys::fcntl(f.as_raw_fd(), libc::F_SETFL, cur & !(libc::O_NONBLOCK as i64)).map_err(Err)?;
     }

@@ -126,8 +126,8 @@ pub fn dump_fd(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata, flags: u32
             "terminal device {link} ({major}:{minor}): only pseudo-terminals are supported (not consoles, virtual consoles or serial lines)"
         )));
     };
-    // O_LARGEFILE (the kernel's 0o100000; libc names it 0 on x86_64) is implied
-    let flags = flags & !0o100000;
+    // O_LARGEFILE is implied (every open of ours sets it)
+    let flags = flags & !crate::fdkinds::KERNEL_O_LARGEFILE;
     if let Some(why) = crate::fdkinds::unkept_flags(flags) {
         return Err(unsupported(format!("terminal {link} {why}")));
     }

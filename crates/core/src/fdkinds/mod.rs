@@ -137,10 +137,14 @@ pub fn hex(s: &str) -> Option<u64> {
     u64::from_str_radix(s.trim(), 16).ok()
 }
 
+/// O_LARGEFILE as the kernel shows it in fdinfo on x86_64 (libc names it 0 there: every
+/// open of a 64-bit process sets it, so restore gets it back by itself).
+pub const KERNEL_O_LARGEFILE: u32 = 0o100000;
+
 /// File status flags a kind's restore reproduces: the access mode and O_NONBLOCK
 /// (O_LARGEFILE is implied on x86_64). O_ASYNC never reaches a kind (crate::fown keeps
 /// it with the owner); anything else (O_DIRECT...) is refused.
-const KEPT_FLAGS: u32 = (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_LARGEFILE) as u32;
+const KEPT_FLAGS: u32 = (libc::O_ACCMODE | libc::O_NONBLOCK) as u32 | KERNEL_O_LARGEFILE;
 
 /// The refusal text for file status `flags` that hold a flag restore does not
 /// reproduce (anything but the access mode and O_NONBLOCK), None when there is none:
@@ -182,7 +186,7 @@ pub fn open_flags(flags: u32) -> String {
         (libc::O_NONBLOCK, "O_NONBLOCK"),
         (libc::O_ASYNC, "O_ASYNC"),
         (libc::O_DIRECT, "O_DIRECT"),
-        (0o100000, "O_LARGEFILE"), // the kernel's x86_64 value (libc has 0: implied there)
+        (KERNEL_O_LARGEFILE as i32, "O_LARGEFILE"),
         (libc::O_DIRECTORY, "O_DIRECTORY"),
         (libc::O_NOFOLLOW, "O_NOFOLLOW"),
         (libc::O_NOATIME, "O_NOATIME"),
@@ -213,10 +217,8 @@ pub fn open_flags(flags: u32) -> String {
 /// Dump side: the object for an fd of kind `ctx.kind`.
 pub fn dump(ctx: &FdCtx) -> Result<Object> {
     // PIDFD_THREAD is O_EXCL, which pidfd_open sets again
-    // (and namespace fds show O_LARGEFILE, the kernel's 0o100000, which open sets again)
     let own = match ctx.kind {
         Kind::Pidfd => pidfd::PIDFD_THREAD,
-        Kind::NsFd => 0o100000,
         _ => 0,
     };
     if let Some(why) = unkept_flags(ctx.flags & !own) {

@@ -21,7 +21,7 @@ use stasis_image::model::{FileIdentity, FileObj, Kind, Object};
 pub const O_PATH: u32 = libc::O_PATH as u32;
 
 /// The flags an O_PATH open keeps (the kernel drops everything else).
-const KEPT: u32 = O_PATH | (libc::O_NOFOLLOW | libc::O_DIRECTORY | 0o100000) as u32;
+const KEPT: u32 = O_PATH | (libc::O_NOFOLLOW | libc::O_DIRECTORY) as u32 | super::KERNEL_O_LARGEFILE;
 
 pub fn is_opath(flags: u32) -> bool {
     flags & O_PATH != 0

@@ -36,7 +36,7 @@ pub const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
 /// The flags pidfd_open takes: PIDFD_NONBLOCK and PIDFD_THREAD.
 pub const OPEN_FLAGS: u32 = libc::O_NONBLOCK as u32 | PIDFD_THREAD;
 /// Every file status flag a pidfd may show.
-pub const FLAGS: u32 = OPEN_FLAGS | libc::O_RDWR as u32 | 0o100000;
+pub const FLAGS: u32 = OPEN_FLAGS | libc::O_RDWR as u32 | super::KERNEL_O_LARGEFILE;
 
 fn tgid_of(tid: i32) -> Option<i32> {
     let st = procfs::status(tid).ok()?;
