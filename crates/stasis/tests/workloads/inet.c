@@ -1244,6 +1244,19 @@ static void own_netns(void)
         DIE("network namespace");
 }
 
+/* In a network namespace of our own: a connection, client end *c, accepted end *a. */
+static void netns_pair(int *c, int *a)
+{
+    own_netns();
+    struct sockaddr_in la = lo4(0);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+    if (listen(l, 1))
+        DIE("listen");
+    tcp_pair(l, (struct sockaddr *)&la, sizeof la, c, a);
+    close(l);
+}
+
 static void drop_packets_to(int port)
 {
     char cmd[256];
@@ -1284,14 +1297,7 @@ static int mode_lastack(int phase)
 {
     static int c, a;
     if (phase == 0) {
-        own_netns();
-        struct sockaddr_in la = lo4(0);
-        int l = socket(AF_INET, SOCK_STREAM, 0);
-        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
-        if (listen(l, 1))
-            DIE("listen");
-        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
-        close(l);
+        netns_pair(&c, &a);
         if (shutdown(c, SHUT_WR))
             DIE("shutdown");
         if (wait_state(c, TCP_FIN_WAIT2) != TCP_FIN_WAIT2 || wait_state(a, TCP_CLOSE_WAIT) != TCP_CLOSE_WAIT)
@@ -1328,14 +1334,7 @@ static int mode_closing(int phase)
 {
     static int c, a;
     if (phase == 0) {
-        own_netns();
-        struct sockaddr_in la = lo4(0);
-        int l = socket(AF_INET, SOCK_STREAM, 0);
-        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
-        if (listen(l, 1))
-            DIE("listen");
-        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
-        close(l);
+        netns_pair(&c, &a);
         drop_packets_to(port_of(a, 0));
         if (write(c, "c-data", 6) != 6 || shutdown(c, SHUT_WR))
             DIE("client write/shutdown");

@@ -357,38 +357,73 @@ pub struct Creds {
     pub gid: u32,
 }
 
-/// File descriptors received in one recvmsg's control data (SCM_RIGHTS), now ours, and
-/// the credentials (SCM_CREDENTIALS) if the socket reports them. Err(ENOTSUP) when it
-/// held any other kind of ancillary data (those fds are closed).
-fn take_ancillary(msg: &libc::msghdr) -> Result<(Vec<OwnedFd>, Option<Creds>)> {
+/// One control message a recvmsg returned: level, type and payload bytes.
+pub struct Cmsg {
+    pub level: i32,
+    pub ty: i32,
+    pub data: Vec<u8>,
+}
+
+impl Cmsg {
+    /// The `i`-th 4-byte word of the payload (ints, or fields of a kernel struct of them).
+    pub fn word(&self, i: usize) -> Option<[u8; 4]> {
+        self.data.get(i * 4..i * 4 + 4).and_then(|b| b.try_into().ok())
+    }
+}
+
+/// recvmsg(2) of one message into `buf` with up to `ctl_len` bytes of control data:
+/// (byte count — a datagram's full length with MSG_TRUNC —, the sender's address bytes,
+/// msg_flags, the control messages in order).
+pub fn recvmsg_ctl(fd: BorrowedFd<'_>, buf: &mut [u8], ctl_len: usize, flags: i32) -> Result<(usize, Vec<u8>, i32, Vec<Cmsg>)> {
+    let mut name = [0u8; 128];
+    let mut ctl = vec![0u64; ctl_len.div_ceil(8)]; // aligned for cmsghdr
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = name.as_mut_ptr().cast();
+    msg.msg_namelen = name.len() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.as_mut_ptr().cast();
+    msg.msg_controllen = ctl.len() * 8;
+    // SAFETY: msg points to live buffers (name, buf, ctl) for the duration of the call.
+    let n = c(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) } as libc::c_long)?;
     let mut out = Vec::new();
-    let mut creds = None;
-    let mut other = false;
     // SAFETY: msg's control buffer holds msg_controllen bytes the kernel wrote.
-    let mut cm = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    let mut cm = unsafe { libc::CMSG_FIRSTHDR(&msg) };
     while !cm.is_null() {
         // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers inside the buffer.
         let (level, ty, len) = unsafe { ((*cm).cmsg_level, (*cm).cmsg_type, (*cm).cmsg_len) };
         // SAFETY: CMSG_LEN is arithmetic on a constant.
-        let hdr = unsafe { libc::CMSG_LEN(0) } as usize;
-        if level == libc::SOL_SOCKET && ty == libc::SCM_RIGHTS {
-            let n = len.saturating_sub(hdr) / std::mem::size_of::<i32>();
-            // SAFETY: the payload of this header: n ints, inside the buffer.
-            let data = unsafe { libc::CMSG_DATA(cm) } as *const i32;
-            for i in 0..n {
-                // SAFETY: i < n, inside the payload; read_unaligned has no alignment need.
-                let fd = unsafe { data.add(i).read_unaligned() };
-                out.push(owned(fd as i64));
+        let payload = len.saturating_sub(unsafe { libc::CMSG_LEN(0) } as usize);
+        // SAFETY: the header's payload: `payload` bytes inside the buffer the kernel wrote.
+        let data = unsafe { std::slice::from_raw_parts(libc::CMSG_DATA(cm), payload) }.to_vec();
+        out.push(Cmsg { level, ty, data });
+        // SAFETY: cm is a header of msg's buffer.
+        cm = unsafe { libc::CMSG_NXTHDR(&msg, cm) };
+    }
+    let nl = (msg.msg_namelen as usize).min(name.len());
+    Ok((n as usize, name[..nl].to_vec(), msg.msg_flags, out))
+}
+
+/// File descriptors received in one recvmsg's control data (SCM_RIGHTS), now ours, and
+/// the credentials (SCM_CREDENTIALS) if the socket reports them. Err(ENOTSUP) when it
+/// held any other kind of ancillary data (those fds are closed).
+fn take_ancillary(cmsgs: &[Cmsg]) -> Result<(Vec<OwnedFd>, Option<Creds>)> {
+    let mut out = Vec::new();
+    let mut creds = None;
+    let mut other = false;
+    for m in cmsgs {
+        if m.level == libc::SOL_SOCKET && m.ty == libc::SCM_RIGHTS {
+            out.extend((0..m.data.len() / 4).filter_map(|i| m.word(i)).map(|w| owned(i64::from(i32::from_ne_bytes(w)))));
+        } else if m.level == libc::SOL_SOCKET && m.ty == libc::SCM_CREDENTIALS {
+            // struct ucred: pid, uid, gid
+            if let (Some(p), Some(u), Some(g)) = (m.word(0), m.word(1), m.word(2)) {
+                creds = Some(Creds { pid: i32::from_ne_bytes(p), uid: u32::from_ne_bytes(u), gid: u32::from_ne_bytes(g) });
             }
-        } else if level == libc::SOL_SOCKET && ty == libc::SCM_CREDENTIALS && len.saturating_sub(hdr) >= std::mem::size_of::<libc::ucred>() {
-            // SAFETY: a whole ucred is in the payload; read_unaligned has no alignment need.
-            let u = unsafe { (libc::CMSG_DATA(cm) as *const libc::ucred).read_unaligned() };
-            creds = Some(Creds { pid: u.pid, uid: u.uid, gid: u.gid });
         } else {
             other = true;
         }
-        // SAFETY: cm is a header of msg's buffer.
-        cm = unsafe { libc::CMSG_NXTHDR(msg, cm) };
     }
     if other {
         return Err(Error::from_raw_os_error(libc::ENOTSUP));
@@ -403,31 +438,18 @@ type Peeked = (usize, Vec<u8>, Vec<OwnedFd>, Option<Creds>);
 /// One recvmsg(MSG_PEEK | MSG_DONTWAIT) into `buf` with room for 1000 passed fds. None
 /// when nothing is queued.
 fn peek_once(fd: BorrowedFd<'_>, buf: &mut [u8], extra: i32) -> Result<Option<Peeked>> {
-    let mut name = [0u8; 128];
-    let mut ctl = vec![0u64; 512]; // 4 KiB, aligned for cmsghdr
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = name.as_mut_ptr().cast();
-    msg.msg_namelen = name.len() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctl.as_mut_ptr().cast();
-    msg.msg_controllen = ctl.len() * 8;
-    // SAFETY: msg points to live buffers (name, buf, ctl) for the duration of the call.
-    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC | extra) };
-    if n < 0 {
-        let e = Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::EAGAIN) { Ok(None) } else { Err(e) };
-    }
-    let (fds, creds) = take_ancillary(&msg)?;
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+    let (n, name, flags, cmsgs) = match recvmsg_ctl(fd, buf, 4096, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC | extra) {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (fds, creds) = take_ancillary(&cmsgs)?;
+    if flags & libc::MSG_CTRUNC != 0 {
         return Err(Error::from_raw_os_error(libc::EMSGSIZE));
     }
-    let nl = (msg.msg_namelen as usize).min(name.len());
     // a sender without a name shows as the bare family (2 bytes)
-    let sender = if nl > 2 { name[..nl].to_vec() } else { Vec::new() };
-    Ok(Some((n as usize, sender, fds, creds)))
+    let sender = if name.len() > 2 { name } else { Vec::new() };
+    Ok(Some((n, sender, fds, creds)))
 }
 
 /// A piece of a unix socket's queue as one peek returns it: bytes, the file

@@ -102,42 +102,16 @@ pub fn recvfrom(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> Result<(usize
 /// from IP_PKTINFO, 16 from IPV6_PKTINFO) when the socket has IP_PKTINFO /
 /// IPV6_RECVPKTINFO set. Other ancillary data is ignored.
 pub fn recv_with_dest(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> Result<(usize, Vec<u8>, Option<Vec<u8>>)> {
-    let mut name = [0u8; 128];
-    let mut ctl = [0u64; 64]; // 512 bytes, aligned for cmsghdr
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = name.as_mut_ptr().cast();
-    msg.msg_namelen = name.len() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctl.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&ctl);
-    // SAFETY: msg points to live buffers (name, buf, ctl) for the duration of the call.
-    let n = c(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) } as libc::c_long)?;
+    let (n, from, _, cmsgs) = super::recvmsg_ctl(fd, buf, 512, flags)?;
     let mut dest = None;
-    // SAFETY: msg's control buffer holds msg_controllen bytes the kernel wrote.
-    let mut cm = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cm.is_null() {
-        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR only return headers inside the buffer.
-        let (level, ty, len) = unsafe { ((*cm).cmsg_level, (*cm).cmsg_type, (*cm).cmsg_len) };
-        // SAFETY: CMSG_LEN is arithmetic.
-        let payload = len.saturating_sub(unsafe { libc::CMSG_LEN(0) } as usize);
-        // SAFETY: the header's payload, inside the buffer.
-        let data = unsafe { libc::CMSG_DATA(cm) };
-        if level == libc::IPPROTO_IP && ty == libc::IP_PKTINFO && payload >= std::mem::size_of::<libc::in_pktinfo>() {
-            // SAFETY: a whole in_pktinfo is in the payload; read_unaligned has no
-            // alignment need.
-            let p = unsafe { (data as *const libc::in_pktinfo).read_unaligned() };
-            dest = Some(p.ipi_addr.s_addr.to_ne_bytes().to_vec());
-        } else if level == libc::IPPROTO_IPV6 && ty == libc::IPV6_PKTINFO && payload >= std::mem::size_of::<libc::in6_pktinfo>() {
-            // SAFETY: as above, a whole in6_pktinfo.
-            let p = unsafe { (data as *const libc::in6_pktinfo).read_unaligned() };
-            dest = Some(p.ipi6_addr.s6_addr.to_vec());
+    for m in &cmsgs {
+        if m.level == libc::IPPROTO_IP && m.ty == libc::IP_PKTINFO {
+            // struct in_pktinfo: ifindex, spec_dst, addr
+            dest = m.word(2).map(|a| a.to_vec());
+        } else if m.level == libc::IPPROTO_IPV6 && m.ty == libc::IPV6_PKTINFO && m.data.len() >= 16 {
+            // struct in6_pktinfo: addr (16 bytes), ifindex
+            dest = Some(m.data[..16].to_vec());
         }
-        // SAFETY: cm is a header of msg's buffer.
-        cm = unsafe { libc::CMSG_NXTHDR(&msg, cm) };
     }
-    let nl = (msg.msg_namelen as usize).min(name.len());
-    Ok((n as usize, name[..nl].to_vec(), dest))
+    Ok((n, from, dest))
 }
