@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -733,6 +734,9 @@ fn postgres_unix_socket_client_outside_the_tree() {
     // (d) the dump with --external.
     let res = format!("unix:[{ino}]");
     let tables: Vec<(i32, _)> = [pm].iter().chain(&tree).map(|p| (*p, fd_table(*p))).collect();
+    let owner = |p: &Path| fs::symlink_metadata(p).map(|m| (m.uid(), m.gid(), m.mode() & 0o7777)).ok();
+    let sock_file = owner(&sock_path);
+    assert_eq!(sock_file.map(|f| (f.0, f.1)), Some((uid, gid)), "postgres's socket file before the dump");
     shm.track(pm);
     w.dump_with(&["--external", &res]);
     reap_dumped(&w, &tree);
@@ -771,6 +775,8 @@ fn postgres_unix_socket_client_outside_the_tree() {
     assert_eq!(c.value("select s from t where i = 1005"), "after 1005");
     assert_eq!(c.value("select s from t where i = 2003"), "open 2003");
     c.query("insert into t select g, 'new ' || g from generate_series(1011, 1015) g").unwrap();
+    // its socket file is postgres's again, with its mode (clients of other users)
+    assert_eq!(owner(&sock_path), sock_file, "postgres's socket file after the restore (uid, gid, mode)");
     let mut u2 = unix().unwrap_or_else(|e| panic!("a unix-socket client after the restore: {e}\n{}", w.report()));
     assert_eq!(u2.value("select count(*) from t"), "1020");
     let sum: i64 = (1..=1015).chain(2001..=2005).sum();
