@@ -1318,6 +1318,11 @@ pub fn open_fd_objects(
             }
             Some(Kind::TtyFd(d)) => {
                 let t = m.object(d.tty_id).and_then(|o| o.tty()).ok_or_else(|| step(format!("fd {}: a terminal without its terminal object", fd.fd)))?;
+                if t.device {
+                    let f = crate::tty::open_device(t, d).map_err(|e| step(format!("fd {}: {e}", fd.fd)))?;
+                    opened.by_object.insert(fd.object_id, f);
+                    continue;
+                }
                 if t.external {
                     let f = crate::tty::open_shell_terminal(d).map_err(|e| step(format!("fd {} (was {}): {e}", fd.fd, t.path)))?;
                     opened.by_object.insert(fd.object_id, f);

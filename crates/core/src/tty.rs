@@ -40,6 +40,8 @@ use crate::procfs;
 pub const MASTER: u32 = 1;
 pub const SLAVE: u32 = 2;
 pub const CURRENT: u32 = 3;
+/// A terminal device that is no pty (console, virtual console, serial line).
+pub const DEVICE: u32 = 4;
 
 /// Largest queue saved (the line discipline holds 4 KiB).
 pub const MAX_QUEUE: usize = 64 << 10;
@@ -121,9 +123,11 @@ pub fn dump_fd(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata, flags: u32
                 )))
             }
         }
+    } else if let Some(path) = device_path(rdev) {
+        return dump_device(pid, fd, &path, rdev, flags, objs);
     } else {
         return Err(unsupported(format!(
-            "terminal device {link} ({major}:{minor}): only pseudo-terminals are supported (not consoles, virtual consoles or serial lines)"
+            "terminal device {link} ({major}:{minor}): only pseudo-terminals, the console, virtual consoles and serial lines are supported"
         )));
     };
     // O_LARGEFILE is implied (every open of ours sets it)
@@ -152,6 +156,80 @@ pub fn dump_fd(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata, flags: u32
         kind: Some(Kind::TtyFd(TtyFdObj { tty_id, side, flags })),
         ..Default::default()
     }))
+}
+
+/// The path of terminal device `rdev` when it is one restore opens again by path:
+/// /dev/console (5:1), a virtual console /dev/ttyN (4:0-63), a serial line /dev/ttySN
+/// (4:64-255).
+pub fn device_path(rdev: u64) -> Option<String> {
+    match (libc::major(rdev), libc::minor(rdev)) {
+        (5, 1) => Some("/dev/console".into()),
+        (4, n @ 0..=63) => Some(format!("/dev/tty{n}")),
+        (4, n @ 64..=255) => Some(format!("/dev/ttyS{}", n - 64)),
+        _ => None,
+    }
+}
+
+/// An fd of a terminal device (`device_path`): its path, device number and termios
+/// (read through a new open of /proc/PID/fd/N, non-blocking: a serial line without
+/// carrier never waits), one object per device; the description keeps its flags.
+fn dump_device(pid: i32, fd: i32, path: &str, rdev: u64, flags: u32, objs: &mut ObjectTable) -> Result<u32> {
+    let flags = flags & !crate::fdkinds::KERNEL_O_LARGEFILE;
+    if let Some(why) = crate::fdkinds::unkept_flags(flags) {
+        return Err(Error::Unsupported { pid, what: format!("fd {fd} is terminal {path} {why}") });
+    }
+    let via = CString::new(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    let f = sys::open(&via, libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC, 0).ctx(pid, || format!("opening terminal {path} (fd {fd}) to read its settings"))?;
+    let t = sys::tcgets2(f.as_fd()).ctx(pid, || format!("TCGETS2 of terminal {path} (fd {fd})"))?;
+    let tty_id = objs.intern(format!("tty-dev:{rdev}"), |_| Object {
+        kind: Some(Kind::Tty(TtyObj {
+            index: -1,
+            device: true,
+            rdev,
+            path: path.to_string(),
+            iflag: t.c_iflag,
+            oflag: t.c_oflag,
+            cflag: t.c_cflag,
+            lflag: t.c_lflag,
+            line: t.c_line as u32,
+            cc: t.c_cc.to_vec(),
+            ispeed: t.c_ispeed,
+            ospeed: t.c_ospeed,
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    Ok(objs.intern(format!("tty-fd:{pid}:{fd}"), |_| Object {
+        kind: Some(Kind::TtyFd(TtyFdObj { tty_id, side: DEVICE, flags })),
+        ..Default::default()
+    }))
+}
+
+/// Restore side: a new open description of terminal device `t` (by its path, checked to
+/// be the same device) for description `d`. Its settings are the host's: compared with
+/// the saved ones, a difference is a warning, nothing is changed.
+pub fn open_device(t: &TtyObj, d: &TtyFdObj) -> std::result::Result<OwnedFd, String> {
+    if device_path(t.rdev).as_deref() != Some(t.path.as_str()) {
+        return Err(format!("{} is not the path of terminal device {}:{}", t.path, libc::major(t.rdev), libc::minor(t.rdev)));
+    }
+    let c = CString::new(t.path.clone()).map_err(|e| e.to_string())?;
+    let acc = d.flags as i32 & libc::O_ACCMODE;
+    let f = sys::open(&c, acc | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0).map_err(|e| format!("opening {}: {e}", t.path))?;
+    let md = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f))).map_err(|e| format!("stat of {}: {e}", t.path))?;
+    if !md.file_type().is_char_device() || md.rdev() != t.rdev {
+        return Err(format!("{} is no longer terminal device {}:{}", t.path, libc::major(t.rdev), libc::minor(t.rdev)));
+    }
+    if crate::fdkinds::nonblock(d.flags) == 0 {
+        sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_SETFL, 0).map_err(|e| format!("flags of {}: {e}", t.path))?;
+    }
+    let now = sys::tcgets2(f.as_fd()).map_err(|e| format!("TCGETS2 of {}: {e}", t.path))?;
+    let saved = termios_of(t);
+    if (now.c_iflag, now.c_oflag, now.c_cflag, now.c_lflag, now.c_cc, now.c_ispeed, now.c_ospeed)
+        != (saved.c_iflag, saved.c_oflag, saved.c_cflag, saved.c_lflag, saved.c_cc, saved.c_ispeed, saved.c_ospeed)
+    {
+        warn!(path = t.path, "the terminal's settings (termios) differ from those at dump time; they are the host's and are left as they are");
+    }
+    Ok(f)
 }
 
 /// Session and controlling terminal of a live process.

@@ -514,6 +514,7 @@ fn label(m: &Manifest, c: &Carry) -> String {
                 Some(Some(Kind::Inotify(_))) => "inotify".into(),
                 Some(Some(Kind::TtyFd(t))) => match o(&t.tty_id).and_then(|o| o.tty()) {
                     Some(x) if x.external => format!("the restorer's terminal (was {})", x.path),
+                    Some(x) if x.device => format!("{} opened again", x.path),
                     Some(x) => format!("{} of a new pty (was {})", if t.side == crate::tty::MASTER { "master" } else { "slave" }, x.path),
                     None => "terminal".into(),
                 },

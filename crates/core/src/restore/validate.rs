@@ -277,7 +277,7 @@ fn check_net_lock(m: &Manifest) -> std::result::Result<(), String> {
 /// the terminal records, one session per terminal; a foreground group is a group of
 /// the image in that session.
 fn check_ttys(m: &Manifest, objects: &HashMap<u32, &Object>) -> std::result::Result<(), String> {
-    use crate::tty::{CURRENT, LDISC_MAX, MASTER, NCCS};
+    use crate::tty::{DEVICE, LDISC_MAX, MASTER, NCCS};
     let mut masters: HashSet<u32> = HashSet::new();
     for o in &m.objects {
         let id = o.id;
@@ -291,6 +291,16 @@ fn check_ttys(m: &Manifest, objects: &HashMap<u32, &Object>) -> std::result::Res
                     t.master_data.len(),
                     t.slave_data.len()
                 ));
+            }
+            if t.device
+                && (crate::tty::device_path(t.rdev).as_deref() != Some(t.path.as_str())
+                    || t.external
+                    || t.session != 0
+                    || t.fg_pgrp != 0
+                    || !t.master_data.is_empty()
+                    || !t.slave_data.is_empty())
+            {
+                return Err(format!("terminal device (object {id}): {} as device {:#x}, with a session, queues or outside", t.path, t.rdev));
             }
             if [t.rows, t.cols, t.xpixel, t.ypixel].iter().any(|v| *v > u16::MAX as u32) {
                 return Err(format!("terminal (object {id}): window size {}x{} ({}x{} px) out of range", t.rows, t.cols, t.xpixel, t.ypixel));
@@ -307,7 +317,10 @@ fn check_ttys(m: &Manifest, objects: &HashMap<u32, &Object>) -> std::result::Res
         }
         if let Some(d) = o.tty_fd() {
             let t = objects.get(&d.tty_id).and_then(|o| o.tty()).ok_or_else(|| format!("terminal description (object {id}) refers to missing terminal {}", d.tty_id))?;
-            if !(MASTER..=CURRENT).contains(&d.side) || (d.side == MASTER && t.external) {
+            if (d.side == DEVICE) != t.device {
+                return Err(format!("terminal description (object {id}): side {} of {}", d.side, if t.device { "a terminal device" } else { "a pty" }));
+            }
+            if !(MASTER..=DEVICE).contains(&d.side) || (d.side == MASTER && t.external) {
                 return Err(format!("terminal description (object {id}): side {} of {}", d.side, if t.external { "an outside terminal" } else { "a pty" }));
             }
             if d.side == MASTER && !masters.insert(d.tty_id) {
@@ -320,8 +333,8 @@ fn check_ttys(m: &Manifest, objects: &HashMap<u32, &Object>) -> std::result::Res
     }
     let mut taken: HashSet<u32> = HashSet::new();
     for p in m.processes.iter().filter(|p| p.ctty != 0) {
-        let d = objects.get(&p.ctty).and_then(|o| o.tty_fd()).filter(|d| d.side != MASTER);
-        let t = d.and_then(|d| objects.get(&d.tty_id)).and_then(|o| o.tty()).filter(|t| !t.external);
+        let d = objects.get(&p.ctty).and_then(|o| o.tty_fd()).filter(|d| d.side != MASTER && d.side != DEVICE);
+        let t = d.and_then(|d| objects.get(&d.tty_id)).and_then(|o| o.tty()).filter(|t| !t.external && !t.device);
         let (Some(d), Some(t)) = (d, t) else {
             return Err(format!("pid {}: controlling terminal object {} is not a slave description of a pty of the image", p.pid, p.ctty));
         };
@@ -1724,6 +1737,33 @@ mod tests {
         refused(&with_tty(|m| m.processes[0].ctty = 1), &root(), "not a slave description");
         refused(&with_tty(|m| (tty(m).session, tty(m).fg_pgrp) = (7, 0)), &root(), "not the live leader of its session 7");
         refused(&with_tty(|m| { m.processes[0].attrs.as_mut().unwrap().sid = 5; (tty(m).session, tty(m).fg_pgrp) = (5, 0) }), &root(), "not the live leader");
+    }
+
+    #[test]
+    fn terminal_devices_checked() {
+        let with_dev = |path: &str, rdev: u64, f: &dyn Fn(&mut Manifest)| {
+            edit(|m| {
+                let t = TtyObj { index: -1, device: true, rdev, path: path.into(), ..Default::default() };
+                m.objects.push(Object { id: 20, kind: Some(Kind::Tty(t)), ..Default::default() });
+                m.objects.push(Object { id: 21, kind: Some(Kind::TtyFd(TtyFdObj { tty_id: 20, side: crate::tty::DEVICE, flags: 2 })), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 5, object_id: 21, cloexec: false });
+                f(m);
+                m.process = m.processes[0].clone();
+            })
+        };
+        validate_with(&with_dev("/dev/console", libc::makedev(5, 1), &|_| {}), &root()).unwrap();
+        validate_with(&with_dev("/dev/ttyS1", libc::makedev(4, 65), &|_| {}), &root()).unwrap();
+        // a path that is not that device's, a device that is not a terminal of that kind
+        refused(&with_dev("/etc/passwd", libc::makedev(5, 1), &|_| {}), &root(), "terminal device (object 20)");
+        refused(&with_dev("/dev/tty1", libc::makedev(4, 2), &|_| {}), &root(), "terminal device (object 20)");
+        refused(&with_dev("/dev/sda", libc::makedev(8, 0), &|_| {}), &root(), "terminal device (object 20)");
+        // a device is never a controlling terminal restore takes, nor a pty side
+        refused(&with_dev("/dev/console", libc::makedev(5, 1), &|m| m.processes[0].ctty = 21), &root(), "not a slave description");
+        refused(
+            &with_dev("/dev/console", libc::makedev(5, 1), &|m| m.objects.iter_mut().for_each(|o| if let Some(d) = o.tty_fd_mut() { d.side = crate::tty::SLAVE })),
+            &root(),
+            "of a terminal device",
+        );
     }
 
     fn with_sockets(f: impl FnOnce(&mut NetlinkObj, &mut PacketObj)) -> Manifest {
