@@ -187,15 +187,7 @@ fn dump_device(pid: i32, fd: i32, path: &str, rdev: u64, flags: u32, objs: &mut 
             device: true,
             rdev,
             path: path.to_string(),
-            iflag: t.c_iflag,
-            oflag: t.c_oflag,
-            cflag: t.c_cflag,
-            lflag: t.c_lflag,
-            line: t.c_line as u32,
-            cc: t.c_cc.to_vec(),
-            ispeed: t.c_ispeed,
-            ospeed: t.c_ospeed,
-            ..Default::default()
+            ..with_termios(&t)
         })),
         ..Default::default()
     });
@@ -422,14 +414,6 @@ fn dump_pty(s: &Seen) -> Result<TtyObj> {
     debug!(path = s.path, master = master_data.len(), slave = slave_data.len(), packet, locked, exclusive, "pty");
     Ok(TtyObj {
         index: s.index,
-        iflag: t.c_iflag,
-        oflag: t.c_oflag,
-        cflag: t.c_cflag,
-        lflag: t.c_lflag,
-        line: t.c_line as u32,
-        cc: t.c_cc.to_vec(),
-        ispeed: t.c_ispeed,
-        ospeed: t.c_ospeed,
         rows: w.ws_row as u32,
         cols: w.ws_col as u32,
         xpixel: w.ws_xpixel as u32,
@@ -440,7 +424,7 @@ fn dump_pty(s: &Seen) -> Result<TtyObj> {
         master_data,
         slave_data,
         path: s.path.clone(),
-        ..Default::default()
+        ..with_termios(&t)
     })
 }
 
@@ -526,6 +510,21 @@ pub fn inject(m: BorrowedFd<'_>, s: BorrowedFd<'_>, data: &[u8], t: &sys::Termio
 // ---------------------------------------------------------------- restore side
 
 /// The termios of a saved terminal.
+/// A terminal record holding termios `t` (the rest default): the inverse of `termios_of`.
+fn with_termios(t: &sys::Termios2) -> TtyObj {
+    TtyObj {
+        iflag: t.c_iflag,
+        oflag: t.c_oflag,
+        cflag: t.c_cflag,
+        lflag: t.c_lflag,
+        line: t.c_line as u32,
+        cc: t.c_cc.to_vec(),
+        ispeed: t.c_ispeed,
+        ospeed: t.c_ospeed,
+        ..Default::default()
+    }
+}
+
 fn termios_of(t: &TtyObj) -> sys::Termios2 {
     let mut cc = [0u8; NCCS];
     for (d, s) in cc.iter_mut().zip(&t.cc) {
