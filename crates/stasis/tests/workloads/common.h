@@ -357,6 +357,27 @@ static void read_exact(int fd, void *buf, size_t n)
     }
 }
 
+#ifdef WL_SECCOMP /* for workloads that define WL_SECCOMP before including us */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/syscall.h>
+
+/* Installs a seccomp filter (SECCOMP_SET_MODE_FILTER with `flags`) that makes syscall
+ * `nr` fail with errno `err` and allows everything else. Returns what seccomp returned. */
+static long seccomp_errno_filter(long nr, int err, unsigned flags)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog p = { .len = sizeof f / sizeof f[0], .filter = f };
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &p);
+}
+#endif
+
 #ifdef WL_NET /* network helpers, for workloads that define WL_NET before including us */
 #include <net/if.h>
 #include <sys/ioctl.h>

@@ -5,6 +5,7 @@
  * handler with rt_sigaction). After restore: both filters still act, the kernel
  * counts 2 filters, no_new_privs is still set.
  */
+#define WL_SECCOMP
 #include "common.h"
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -14,16 +15,9 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 
-static int install(long nr, int err)
+static long install(long nr, int err)
 {
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog p = { .len = sizeof f / sizeof f[0], .filter = f };
-    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &p);
+    return seccomp_errno_filter(nr, err, 0);
 }
 
 static long status_num(const char *key)

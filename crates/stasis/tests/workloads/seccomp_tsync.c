@@ -6,6 +6,7 @@
  * second filter installed with TSYNC (getpgid() -> errno 78) succeeds, which needs
  * every thread to share the first filter, and acts in every thread.
  */
+#define WL_SECCOMP
 #include "common.h"
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -13,16 +14,9 @@
 #include <stddef.h>
 #include <sys/prctl.h>
 
-static int install(long nr, int err, unsigned flags)
+static long install(long nr, int err, unsigned flags)
 {
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog p = { .len = sizeof f / sizeof f[0], .filter = f };
-    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &p);
+    return seccomp_errno_filter(nr, err, flags);
 }
 
 static long filters_of(pid_t tid)
