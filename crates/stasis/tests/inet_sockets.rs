@@ -110,9 +110,7 @@ fn skip_in_flight_and_syn_sent() {
     assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "127.0.0.1:", "--skip-in-flight"], &w.report());
     w.assert_running_untouched();
     assert!(!w.img.join("manifest.img").exists(), "a refused dump left an image\n{}", w.report());
-    if let Some(r) = w.dump_or_refusal_with(&["--skip-in-flight"]) {
-        panic!("dump --skip-in-flight failed ({:?})\n{}", r.status, w.report());
-    }
+    w.dump_with(&["--skip-in-flight"]);
     w.restore();
     w.go_and_pass();
 }
@@ -192,6 +190,8 @@ fn half_closed_connection_with_both_ends_inside() {
 /// of file. Values are checked inside the workload (inet.c lastack, closing).
 #[test]
 fn last_ack_and_closing_connections() {
+    // without a checkpoint the namespace keeps its dropping rule: nothing could complete
+    skip_if_direct!();
     inet_roundtrip("lastack");
     inet_roundtrip("closing");
 }
@@ -299,9 +299,7 @@ fn blocking_connect_in_progress() {
     let mut w = Workload::start("inet", &["synblock"]);
     let tid: i32 = w.info("connect_tid").parse().unwrap();
     w.wait_in_syscall(tid, &[42]); // connect
-    if let Some(r) = w.dump_or_refusal_with(&["--skip-in-flight"]) {
-        panic!("dump --skip-in-flight failed ({:?})\n{}", r.status, w.report());
-    }
+    w.dump_with(&["--skip-in-flight"]);
     w.restore();
     w.go_and_pass();
 }

@@ -39,15 +39,8 @@ int main(int argc, char **argv)
     ready();
     wait_go();
 
-    if (to_result) {
-        int fd = open(wl_path("result"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || dup2(fd, 1) < 0) {
-            printf("FAIL: open result: %s\n", strerror(errno));
-            fflush(stdout);
-            return 1;
-        }
-        close(fd);
-    }
+    if (to_result && stdout_to_result())
+        return 1;
 
     long bad;
     CHECK((bad = check_pattern(heap, heap_len, 1)) < 0, "heap pattern differs at word %ld", bad);

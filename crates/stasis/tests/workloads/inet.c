@@ -337,6 +337,19 @@ static void bind_any_port(int fd, struct sockaddr *sa, socklen_t sl)
         DIE("bind");
 }
 
+/* An established IPv4 connection over 127.0.0.1: client end *c, accepted end *a (the
+ * listener is closed). */
+static void loopback_pair(int *c, int *a)
+{
+    struct sockaddr_in la = lo4(0);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    bind_any_port(l, (struct sockaddr *)&la, sizeof la);
+    if (listen(l, 1))
+        DIE("listen");
+    tcp_pair(l, (struct sockaddr *)&la, sizeof la, c, a);
+    close(l);
+}
+
 static int mode_opts(int phase)
 {
     static int l, u, c, a, u2;
@@ -605,13 +618,7 @@ static int mode_shutrd(int phase)
 {
     static int c, a;
     if (phase == 0) {
-        struct sockaddr_in la = lo4(0);
-        int l = socket(AF_INET, SOCK_STREAM, 0);
-        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
-        if (listen(l, 1))
-            DIE("listen");
-        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
-        close(l);
+        loopback_pair(&c, &a);
         if (write(a, "abc", 3) != 3)
             DIE("write");
         sleep_ms(20);
@@ -927,13 +934,7 @@ static int mode_urgent(int phase)
 {
     static int c, a;
     if (phase == 0) {
-        struct sockaddr_in la = lo4(0);
-        int l = socket(AF_INET, SOCK_STREAM, 0);
-        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
-        if (listen(l, 1))
-            DIE("listen");
-        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
-        close(l);
+        loopback_pair(&c, &a);
         if (send(a, "ab", 2, 0) != 2 || send(a, "c", 1, MSG_OOB) != 1 || send(a, "de", 2, 0) != 2)
             DIE("send");
         sleep_ms(50);
@@ -1161,13 +1162,7 @@ static int mode_halfpair(int phase)
 {
     static int c, a;
     if (phase == 0) {
-        struct sockaddr_in la = lo4(0);
-        int l = socket(AF_INET, SOCK_STREAM, 0);
-        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
-        if (listen(l, 1))
-            DIE("listen");
-        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
-        close(l);
+        loopback_pair(&c, &a);
         if (write(a, "to-c", 4) != 4 || write(c, "to-a", 4) != 4 || shutdown(c, SHUT_WR))
             DIE("write/shutdown");
         for (int i = 0; i < 300 && (tcp_state(c) != TCP_FIN_WAIT2 || tcp_state(a) != TCP_CLOSE_WAIT); i++)
@@ -1204,13 +1199,7 @@ static int mode_closed(int phase)
 {
     static int c, a, cport;
     if (phase == 0) {
-        struct sockaddr_in la = lo4(0);
-        int l = socket(AF_INET, SOCK_STREAM, 0);
-        bind_any_port(l, (struct sockaddr *)&la, sizeof la);
-        if (listen(l, 1))
-            DIE("listen");
-        tcp_pair(l, (struct sockaddr *)&la, sizeof la, &c, &a);
-        close(l);
+        loopback_pair(&c, &a);
         SET(c, SOL_SOCKET, SO_KEEPALIVE, 1);
         if (write(c, "gone", 4) != 4 || write(a, "away", 4) != 4)
             DIE("write");
@@ -1248,13 +1237,7 @@ static void own_netns(void)
 static void netns_pair(int *c, int *a)
 {
     own_netns();
-    struct sockaddr_in la = lo4(0);
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    bind_any_port(l, (struct sockaddr *)&la, sizeof la);
-    if (listen(l, 1))
-        DIE("listen");
-    tcp_pair(l, (struct sockaddr *)&la, sizeof la, c, a);
-    close(l);
+    loopback_pair(c, a);
 }
 
 static void drop_packets_to(int port)
@@ -1393,15 +1376,8 @@ int main(int argc, char **argv)
     fn(0);
     ready();
     wait_go();
-    if (to_result) {
-        int fd = open(wl_path("result"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd < 0 || dup2(fd, 1) < 0) {
-            printf("FAIL: open result: %s\n", strerror(errno));
-            fflush(stdout);
-            return 1;
-        }
-        close(fd);
-    }
+    if (to_result && stdout_to_result())
+        return 1;
     fn(1);
     return finish();
 }
