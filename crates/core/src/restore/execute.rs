@@ -72,9 +72,10 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     if let Err(e) = crate::netlock::unlock_image(opts.network_lock, &m) {
         warn!("{e}; the restored connections stay blocked until `stasis network-unlock {}`", opts.dir.display());
     }
-    // CLOSE_WAIT connections: the peer's FIN again, now that packets flow
+    // connections that had the peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING): it again, now
+    // that packets flow
     if let Err(e) = crate::fdkinds::inet::send_peer_fins() {
-        warn!(pid, "a restored connection that had the peer's FIN (CLOSE_WAIT) did not get it again: {e}");
+        warn!(pid, "a restored connection that had the peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING) did not get it again: {e}");
     }
     if let Some(pf) = &opts.pidfile {
         if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {
