@@ -208,6 +208,16 @@ fn changed_mapped_files_shared_allowed_private_refused() {
     let r = w.try_restore_from(&img, &["-d"]);
     assert_clean_error(&r, &["shared.dat", "mapped shared", "--allow-changed-files"], &w.report());
     assert!(!pid_exists(w.pid), "a refused restore left pid {}", w.pid);
+    // removed (a JVM removes its hsperfdata file when it exits): no option can help, and
+    // the refusal does not offer one
+    let shared = w.work.join("shared.dat");
+    let aside = w.work.join("shared.aside");
+    std::fs::rename(&shared, &aside).unwrap();
+    let r = w.try_restore_from(&img, &["-d", "--allow-changed-files"]);
+    assert_clean_error(&r, &["shared.dat", "missing", "put the file back"], &w.report());
+    assert!(!r.stderr.contains("restore with --allow-changed-files"), "offers an option that cannot help: {}", r.stderr);
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}", w.pid);
+    std::fs::rename(&aside, &shared).unwrap();
     // the private file changes too: refused even with the option
     let private = w.work.join("private.dat");
     let was = std::fs::metadata(&private).unwrap().modified().unwrap();
