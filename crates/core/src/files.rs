@@ -340,7 +340,8 @@ fn dump_in_flight(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<
     for _ in 0..MAX_ROUNDS {
         let new = std::mem::take(&mut st.in_flight_new);
         if new.is_empty() {
-            for &id in &st.carriers {
+            // once each: a named carrier holds object ids, no longer fd numbers
+            for id in std::mem::take(&mut st.carriers) {
                 if let Some(u) = objs.get_mut(id).and_then(|o| o.unix_mut()) {
                     fdkinds::unix::name_in_flight(u, &st.in_flight_ids);
                 }

@@ -826,6 +826,17 @@ impl Workload {
             self.report()
         );
         assert!(!pid_exists(self.pid), "pid {} still exists after the dump", self.pid);
+        // the tree's other processes were killed too: they come to us (the subreaper)
+        // as zombies, whose pids a restore needs (live children of the test's own, e.g.
+        // an outside peer it started, are left alone)
+        let settled = wait_until(Duration::from_secs(10), || {
+            let zombies: Vec<i32> = stray_children().into_iter().filter(|s| s.1 == 'Z').map(|s| s.0).collect();
+            for z in &zombies {
+                let _ = waitpid_timeout(*z, Duration::from_secs(1));
+            }
+            zombies.is_empty()
+        });
+        assert!(settled, "the dumped tree's zombies could not be reaped\n{}", self.report());
         None
     }
 
