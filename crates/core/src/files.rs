@@ -511,6 +511,9 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                     });
                 }
             }
+            if ft.is_file() && is_mqueue(pid, fd) {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} is the POSIX message queue {link} (mq_open)") });
+            }
             let is_memfd = link.starts_with("/memfd:");
             // removed while open: the kernel appends " (deleted)" (a name that really
             // ends so is the same inode)
@@ -580,6 +583,13 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
     }
     st.users.extend(out.iter().map(|f| (pid, f.fd, f.object_id)));
     Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
+}
+
+/// Is fd `fd` of `pid` a POSIX message queue? Its link reads like a path ("/name"),
+/// which is not the queue's name in the host's tree.
+fn is_mqueue(pid: i32, fd: i32) -> bool {
+    let path = CString::new(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+    sys::statfs_type(&path).ok() == Some(sys::MQUEUE_MAGIC)
 }
 
 /// Another name of the inode `md` (a regular file whose name `path` was removed while

@@ -232,6 +232,20 @@ fn dump_refuses_pipe_with_o_direct() {
     w.go_and_pass();
 }
 
+/// A POSIX message queue is refused by kind (its fd's link reads like a path, "/name",
+/// and was once saved as the file of that path); the queue keeps its message.
+#[test]
+fn dump_refuses_posix_message_queue() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("mqueue", &[]);
+    let (fd, name) = (w.info("fd"), w.info("name"));
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&w.pid.to_string(), &format!("fd {fd}"), "POSIX message queue", &name], &w.report());
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
 /// O_ASYNC whose signals go to a process outside the dumped tree (here the test
 /// itself) is refused naming the fd and the owner; the process runs on untouched.
 #[test]

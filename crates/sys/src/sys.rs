@@ -207,6 +207,19 @@ pub fn lseek(fd: RawFd, off: i64, whence: i32) -> Result<i64> {
     c(unsafe { libc::lseek(fd, off, whence) } as libc::c_long)
 }
 
+/// The filesystem type (statfs f_type, e.g. MQUEUE_MAGIC) of the file at `path`
+/// (a /proc/PID/fd/N link is followed to the open file).
+pub fn statfs_type(path: &std::ffi::CStr) -> Result<i64> {
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated; st is a valid out pointer.
+    c(unsafe { libc::statfs(path.as_ptr(), &mut st) } as libc::c_long)?;
+    Ok(st.f_type as i64)
+}
+
+/// statfs f_type of the POSIX message queue filesystem (mq_open).
+pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
+
 pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32> {
     let mut v: i32 = 0;
     let mut l = 4 as libc::socklen_t;
