@@ -125,6 +125,8 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> Result<OwnedFd> {
 }
 
 pub const KCMP_FILE: i32 = 0;
+/// kcmp type comparing two tasks' SysV semaphore undo lists (none = NULL).
+pub const KCMP_SYSVSEM: i32 = 6;
 
 /// kcmp: 0 if equal, 1/2 ordering otherwise.
 pub fn kcmp(pid1: i32, pid2: i32, ty: i32, a: u64, b: u64) -> Result<i64> {
