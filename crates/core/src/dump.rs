@@ -575,10 +575,15 @@ fn write_image(
             }
         }
         let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
-        if exe_path.ends_with(" (deleted)") {
-            return Err(Error::Unsupported { pid, what: format!("its executable {exe_path} was deleted") });
-        }
-        let exe_id = files::mapped_file(pid, &mut objs, &format!("/proc/{pid}/exe"), &exe_path, false, true)?;
+        let exe_via = format!("/proc/{pid}/exe");
+        let exe_id = if exe_path.ends_with(" (deleted)") {
+            // removed (a binary replaced by an upgrade): the same nameless file as the
+            // VMAs that map it (mem::collect), recreated from the image
+            let gid = files::ghost(pid, &mut objs, &exe_via, &exe_path, "its executable")?;
+            files::mapped_ghost(&mut objs, gid, &exe_path, false)
+        } else {
+            files::mapped_file(pid, &mut objs, &exe_via, &exe_path, false, true)?
+        };
         if let Some(mm) = process.mm.as_mut() {
             mm.exe_object = exe_id;
         }

@@ -65,6 +65,20 @@ fn ns_of(sec: i64, nsec: i64) -> i64 {
     sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
+/// The mapped-file object of ghost `gid` (a nameless file that VMAs map or that is a
+/// process's executable, `path` as /proc shows it): one per ghost, writable if any
+/// mapping of it is shared and writable.
+pub fn mapped_ghost(objs: &mut ObjectTable, gid: u32, path: &str, writable: bool) -> u32 {
+    let id = objs.intern(format!("mapped-ghost:{gid}"), |_| Object {
+        kind: Some(Kind::MappedFile(MappedFileObj { path: path.to_string(), identity: None, writable, ghost_id: gid })),
+        ..Default::default()
+    });
+    if let Some(mf) = objs.get_mut(id).and_then(|o| o.mapped_file_mut()) {
+        mf.writable |= writable;
+    }
+    id
+}
+
 /// Registers the nameless inode behind `via` (a /proc/PID/fd/N or map_files link): a
 /// deleted regular file or a memfd (its allocated extents are copied into the pages
 /// files by `mem::add_ghost_files`: holes stay holes, any size), a directory removed

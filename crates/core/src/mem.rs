@@ -312,13 +312,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                 let writable = m.shared && m.prot & libc::PROT_WRITE as u32 != 0;
                 if nameless || marked {
                     let gid = files::ghost(pid, objs, &map_file, &m.path, &what())?;
-                    vma.object_id = objs.intern(format!("mapped-ghost:{gid}"), |_| Object {
-                        kind: Some(Kind::MappedFile(MappedFileObj { path: m.path.clone(), identity: None, writable, ghost_id: gid })),
-                        ..Default::default()
-                    });
-                    if let Some(mf) = objs.get_mut(vma.object_id).and_then(|o| o.mapped_file_mut()) {
-                        mf.writable |= writable;
-                    }
+                    vma.object_id = files::mapped_ghost(objs, gid, &m.path, writable);
                 } else {
                     vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, true)?;
                 }
