@@ -525,6 +525,9 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                     });
                 }
             }
+            if link == crate::mem::SECRETMEM {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} is secret memory (memfd_secret), which only the process itself can read") });
+            }
             if ft.is_file() && is_mqueue(pid, fd) {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is the POSIX message queue {link} (mq_open)") });
             }

@@ -167,6 +167,9 @@ fn zero_pfn() -> u64 {
     }
 }
 
+/// How /proc shows memory of memfd_secret (a VMA or an fd).
+pub const SECRETMEM: &str = "/secretmem (deleted)";
+
 fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
     let p = m.path.as_str();
     Ok(match p {
@@ -183,6 +186,14 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
             return Err(Error::Unsupported {
                 pid,
                 what: format!("VMA {:#x}-{:#x} is the ring of an aio context (io_setup, context id {:#x})", m.start, m.end, m.start),
+            })
+        }
+        // memfd_secret: its pages are out of the kernel's direct map, no other process
+        // (nor /proc/PID/mem) can read them
+        _ if p == SECRETMEM => {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("VMA {:#x}-{:#x} is secret memory (memfd_secret), which only the process itself can read", m.start, m.end),
             })
         }
         _ if p.starts_with('/') => {

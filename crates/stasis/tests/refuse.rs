@@ -246,6 +246,19 @@ fn dump_refuses_posix_message_queue() {
     w.go_and_pass();
 }
 
+/// Secret memory (memfd_secret) cannot be read from outside the process: refused by
+/// kind (it was once refused as a file "still linked elsewhere"); the process keeps it.
+#[test]
+fn dump_refuses_secret_memory() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("secretmem", &[]);
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&w.pid.to_string(), "memfd_secret"], &w.report());
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
 /// O_ASYNC whose signals go to a process outside the dumped tree (here the test
 /// itself) is refused naming the fd and the owner; the process runs on untouched.
 #[test]
