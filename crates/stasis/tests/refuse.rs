@@ -124,23 +124,6 @@ fn epoll_supported_or_refused_cleanly() {
     supported_or_refused("blocking", &["epoll"], &[232, 281, 441], &["epoll"], false);
 }
 
-/// An epoll item registered under an fd number that was closed afterwards
-/// (a dup keeps the file registered): no fd number of the restored process
-/// could address it, so dump refuses, naming the epoll fd.
-#[test]
-fn dump_refuses_epoll_item_of_closed_fd() {
-    let _t = serial();
-    skip_if_direct!();
-    let mut w = Workload::start("fds_misc", &["epoll_closed"]);
-    let fd = w.info("fd");
-    let pid = w.pid.to_string();
-    let r = w.try_dump(&[]);
-    let rep = w.report();
-    assert_clean_error(&r, &[&pid, &format!("fd {fd}"), "epoll", "closed"], &rep);
-    w.assert_running_untouched();
-    w.go_and_pass();
-}
-
 /// Mappings of a deleted file: supported or cleanly refused.
 #[test]
 fn deleted_file_mapping_supported_or_refused_cleanly() {

@@ -114,12 +114,13 @@ pub enum Step {
     Foreground,
     /// Close the carried fds (the last process of a shared fd table).
     CloseCarried,
-    /// Re-take file locks (after the carried fds are closed).
-    Locks,
     /// pidfds and namespace fds of the tree, made from inside (`ProcPlan::late_fds`):
     /// every process exists, credentials are still the restorer's.
     LateFds,
     EpollItems,
+    /// Re-take file locks (after the carried fds are closed and the epoll items added:
+    /// both close fds, which drops POSIX locks).
+    Locks,
     /// --detach / recreated session: hand the root over to its intermediate parent.
     HandOver,
     Seccomp,
@@ -824,12 +825,18 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
         v.push(Foreground);
     }
     if pp.closes_table {
-        v.extend([CloseCarried, Locks]);
+        v.push(CloseCarried);
     }
     if !pp.late_fds.is_empty() {
         v.push(LateFds);
     }
+    // epoll items of fd numbers closed since: added through a dup of the file put at
+    // the number for the moment, then closed again, which would drop POSIX locks: the
+    // locks come after
     v.push(EpollItems);
+    if pp.closes_table {
+        v.push(Locks);
+    }
     if hand_over {
         v.push(HandOver);
     }

@@ -860,6 +860,13 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
                 return Err(format!("named FIFO (object {id}): removed and held outside the tree at once"));
             }
         }
+        if let Some(e) = o.epoll() {
+            // fd numbers of the process that adds the items (it fails cleanly on one it
+            // does not have): never negative, and an item's stand-in is another number
+            if let Some(it) = e.items.iter().find(|it| it.tfd < 0 || it.via.is_some_and(|v| v < 0 || v == it.tfd)) {
+                return Err(format!("epoll (object {id}): item of fd {} through fd {:?}", it.tfd, it.via));
+            }
+        }
         if let Some(i) = o.inotify() {
             for w in &i.watches {
                 check_path(&w.path).map_err(|why| format!("inotify watch {} (object {id}): {why}", w.wd))?;
@@ -1333,6 +1340,24 @@ mod tests {
                 m.processes[0].fds.push(Fd { fd: 3 + i as i32, object_id: id, cloexec: false });
             }
         })
+    }
+
+    /// epoll items: fd numbers never negative; an item of a closed number names another fd.
+    #[test]
+    fn epoll_items_name_fd_numbers() {
+        use stasis_image::model::{EpollItem, EpollObj};
+        let with = |tfd: i32, via: Option<i32>| {
+            edit(|m| {
+                let items = vec![EpollItem { tfd, events: 1, data: 7, via }];
+                m.objects.push(Object { id: 10, kind: Some(Kind::Epoll(EpollObj { flags: 0, items })), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 3, object_id: 10, cloexec: false });
+            })
+        };
+        assert!(validate_with(&with(5, None), &root()).is_ok());
+        assert!(validate_with(&with(5, Some(6)), &root()).is_ok());
+        for (tfd, via) in [(-1, None), (5, Some(-2)), (5, Some(5))] {
+            refused(&with(tfd, via), &root(), "epoll (object 10)");
+        }
     }
 
     /// /proc files the restored process opens itself: /proc/PID/... of a live process of
