@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 
-/// Two contexts (127 and 511 slots), one with its ring wrapped; 10 and 5 completions
+/// Two contexts (127 and 639 slots), one with its ring wrapped, one 602 completions in; 10 and 5 completions
 /// not reaped at dump time. After restore (workloads/aio.c): same context ids, ring
 /// head/tail as at dump, io_getevents returns exactly those completions (data, obj,
 /// res, res2), 500 + 201 new requests complete with the right bytes, io_destroy works.
@@ -36,4 +36,13 @@ fn aio_contexts_leave_running() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.contains("PASS"), "restored copy: {st:?} result {res:?}\n{}", w.report());
+}
+
+/// A ring nearly full: 120 of context A's 127 slots hold unreaped completions, so the
+/// restore must get almost every request slot of the new context; afterwards the
+/// program reaps all 120 and 500 new requests still go through.
+#[test]
+fn aio_context_nearly_full() {
+    let _t = serial();
+    roundtrip("aio", &["full"]);
 }

@@ -4,8 +4,9 @@
  * Context A: io_setup(8) (a one-page ring, 127 slots). 120 reads submitted and reaped in
  * two rounds, then 10 reads of the data file left unreaped: the ring's tail wrapped past
  * the end (head 120, tail 3).
- * Context B: io_setup(200) (a 4-page ring, 511 slots). 4 writes to out.bin and 3 reads of
- * the data file; 2 of the completions reaped: head 2, tail 7, 5 unreaped.
+ * Context B: io_setup(300) (a 5-page ring, 639 slots). 600 reads submitted and reaped,
+ * then 4 writes to out.bin and 3 reads of the data file; 2 of these completions reaped:
+ * head 602, tail 607, 5 unreaped.
  * Every request's aio_data is a distinct tag, its completion's obj the iocb's address.
  *
  * After go: both context ids still name their contexts (the ring header at the id has
@@ -13,7 +14,8 @@
  * unreaped completions (data, obj, res, res2) in order, the read buffers hold the file's
  * bytes; 5 rounds of 100 new reads on A and 200 reads + a write on B complete with the
  * right bytes and results; io_destroy works on both (then io_getevents says EINVAL).
- * Prints INFO ctx_a / ctx_b. args: WORKDIR [result] (verdict to WORKDIR/result).
+ * Prints INFO ctx_a / ctx_b. args: WORKDIR [result] [full]: the verdict to
+ * WORKDIR/result; A left with 120 unreaped completions instead of 10 (head 120, tail 113).
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -76,8 +78,8 @@ struct want {
 
 static void check_events(const char *name, aio_context_t c, const struct want *w, int n)
 {
-    struct io_event ev[64];
-    long got = io_getevents_(c, n, 64, ev);
+    struct io_event ev[128];
+    long got = io_getevents_(c, n, 128, ev);
     CHECK(got == n, "%s: io_getevents gave %ld events, want %d (%s)", name, got, n, got < 0 ? strerror(errno) : "");
     for (long k = 0; k < got && k < n; k++)
         CHECK(ev[k].data == w[k].data && ev[k].obj == w[k].obj && ev[k].res == w[k].res && ev[k].res2 == w[k].res2,
@@ -101,10 +103,10 @@ int main(int argc, char **argv)
             DIE("write data.bin");
     }
     aio_context_t a = 0, b = 0;
-    if (io_setup_(8, &a) || io_setup_(200, &b))
+    if (io_setup_(8, &a) || io_setup_(300, &b))
         DIE("io_setup");
     struct ring *ra = (struct ring *)a, *rb = (struct ring *)b;
-    if (ra->nr != 127 || rb->nr != 511)
+    if (ra->nr != 127 || rb->nr != 639)
         DIE("unexpected ring sizes");
     /* A: 2 x 60 reads, reaped; then 10 left in the ring across its end */
     struct io_event ev[64];
@@ -114,35 +116,48 @@ int main(int argc, char **argv)
         if (submit(a, 0, 60) != 60 || io_getevents_(a, 60, 64, ev) != 60)
             DIE("A warm-up");
     }
-    struct want wa[10], wb[5];
-    for (int k = 0; k < 10; k++) {
+    /* "full": 120 unreaped in A's 127 slots (its kernel-side request slots nearly all taken) */
+    int full = argc > 2 && strcmp(argv[argc - 1], "full") == 0, na = full ? 120 : 10;
+    struct want wa[120], wb[5];
+    for (int k = 0; k < na; k++) {
         rd(100 + k, 5000 + k);
         wa[k] = (struct want){ 5000 + k, (uintptr_t)&cbs[100 + k], 64, 0 };
     }
-    if (submit(a, 100, 10) != 10)
+    if (submit(a, 100, na) != na)
         DIE("A submit");
-    /* B: 4 writes then 3 reads, 2 reaped */
+    /* B: 3 x 200 reads, reaped; then 4 writes and 3 reads, 2 reaped */
+    for (int round = 0; round < 3; round++) {
+        for (int k = 0; k < 200; k++)
+            rd(k, 1 + k);
+        long got = 0, n;
+        if (submit(b, 0, 200) != 200)
+            DIE("B warm-up");
+        while (got < 200 && (n = io_getevents_(b, 1, 64, ev)) > 0)
+            got += n;
+        if (got != 200)
+            DIE("B warm-up reap");
+    }
     for (int k = 0; k < 4; k++) {
-        struct iocb *cb = &cbs[200 + k];
+        struct iocb *cb = &cbs[300 + k];
         memset(cb, 0, sizeof *cb);
-        memset(bufs[200 + k], 'W' - k, 64);
+        memset(bufs[300 + k], 'W' - k, 64);
         cb->aio_fildes = out_fd;
         cb->aio_lio_opcode = IOCB_CMD_PWRITE;
-        cb->aio_buf = (uintptr_t)bufs[200 + k];
+        cb->aio_buf = (uintptr_t)bufs[300 + k];
         cb->aio_nbytes = 16 * (k + 1);
         cb->aio_offset = 64 * k;
         cb->aio_data = 7000 + k;
     }
     for (int k = 0; k < 3; k++)
-        rd(204 + k, 7004 + k);
-    if (submit(b, 200, 7) != 7 || io_getevents_(b, 2, 2, ev) != 2)
+        rd(304 + k, 7004 + k);
+    if (submit(b, 300, 7) != 7 || io_getevents_(b, 2, 2, ev) != 2)
         DIE("B submit");
     for (int k = 0; k < 5; k++) {
-        int i = 202 + k;
-        wb[k] = (struct want){ 7000 + 2 + k, (uintptr_t)&cbs[i], i < 204 ? 16 * (i - 200 + 1) : 64, 0 };
+        int i = 302 + k;
+        wb[k] = (struct want){ 7000 + 2 + k, (uintptr_t)&cbs[i], i < 304 ? 16 * (i - 300 + 1) : 64, 0 };
     }
     unsigned ha = ra->head, ta = ra->tail, hb = rb->head, tb = rb->tail;
-    if (ha != 120 || ta != 3 || hb != 2 || tb != 7)
+    if (ha != 120 || ta != (120 + na) % 127 || hb != 602 || tb != 607)
         DIE("unexpected ring positions (the requests did not complete at submit)");
     info("ctx_a", "%#llx", (unsigned long long)a);
     info("ctx_b", "%#llx", (unsigned long long)b);
@@ -152,15 +167,15 @@ int main(int argc, char **argv)
         return 1;
 
     CHECK(ra->magic == AIO_MAGIC && rb->magic == AIO_MAGIC, "ring magic %#x %#x", ra->magic, rb->magic);
-    CHECK(ra->nr == 127 && rb->nr == 511, "ring slots %u %u, want 127 511", ra->nr, rb->nr);
+    CHECK(ra->nr == 127 && rb->nr == 639, "ring slots %u %u, want 127 639", ra->nr, rb->nr);
     CHECK(ra->head == ha && ra->tail == ta, "A: head %u tail %u, want %u %u", ra->head, ra->tail, ha, ta);
     CHECK(rb->head == hb && rb->tail == tb, "B: head %u tail %u, want %u %u", rb->head, rb->tail, hb, tb);
-    check_events("A", a, wa, 10);
+    check_events("A", a, wa, na);
     check_events("B", b, wb, 5);
-    for (int k = 0; k < 10; k++)
+    for (int k = 0; k < na; k++)
         CHECK(rd_ok(100 + k), "A: read %d buffer has %c, want %c", k, bufs[100 + k][0], 'a' + (100 + k) % PAGES);
     for (int k = 0; k < 3; k++)
-        CHECK(rd_ok(204 + k), "B: read %d buffer has %c", k, bufs[204 + k][0]);
+        CHECK(rd_ok(304 + k), "B: read %d buffer has %c", k, bufs[304 + k][0]);
     CHECK(ra->head == ra->tail && rb->head == rb->tail, "rings not empty after reaping: A %u/%u B %u/%u", ra->head, ra->tail, rb->head,
           rb->tail);
 
@@ -203,12 +218,12 @@ int main(int argc, char **argv)
         got += n;
     }
     CHECK(got == 200 && good == 200, "B: %ld events, %ld good, want 200", got, good);
-    struct iocb *cb = &cbs[300];
+    struct iocb *cb = &cbs[500];
     memset(cb, 0, sizeof *cb);
-    memset(bufs[300], 'Z', 64);
-    *cb = (struct iocb){ .aio_data = 9, .aio_lio_opcode = IOCB_CMD_PWRITE, .aio_fildes = out_fd, .aio_buf = (uintptr_t)bufs[300],
+    memset(bufs[500], 'Z', 64);
+    *cb = (struct iocb){ .aio_data = 9, .aio_lio_opcode = IOCB_CMD_PWRITE, .aio_fildes = out_fd, .aio_buf = (uintptr_t)bufs[500],
                          .aio_nbytes = 8, .aio_offset = 256 };
-    long n = submit(b, 300, 1) == 1 ? io_getevents_(b, 1, 1, ev) : -1;
+    long n = submit(b, 500, 1) == 1 ? io_getevents_(b, 1, 1, ev) : -1;
     CHECK(n == 1 && ev[0].data == 9 && ev[0].res == 8, "B: new write: %ld events, res %lld", n, (long long)ev[0].res);
     /* what the writes left in out.bin: before the dump 16/32/48/64 bytes of W/V/U/T */
     unsigned char o[264];
