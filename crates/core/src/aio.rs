@@ -27,7 +27,8 @@ use stasis_sys::remote::RemoteCalls;
 use stasis_sys::sys;
 use tracing::debug;
 
-use crate::error::{Error, Result};
+use crate::error::{Ctx, Error, Result};
+use crate::parasite::Parasite;
 
 const PAGE: u64 = 4096;
 /// Bytes of the ring header and of one event slot.
@@ -111,6 +112,35 @@ fn read_events(pid: i32, start: u64, nr: u32, from: u32, count: u32) -> std::io:
         slot = 0;
     }
     Ok(out)
+}
+
+/// Refuses a ring mapping that is no aio context of process `pid`: the kernel copies a
+/// ring's VMA into a forked child (it is no VM_DONTCOPY mapping), where it still shows
+/// the parent's ring but names no context of the child. Asked with a zero-event,
+/// zero-timeout io_getevents injected through `par` (EINVAL: no context), which reaps
+/// nothing; only for a ring whose head is inside it (else the kernel would rewrite head
+/// modulo the slots; `dump_ring` refuses such a ring anyway).
+pub fn check_own(par: &Parasite, pid: i32) -> Result<()> {
+    let maps = crate::procfs::read(pid, "maps").ctx(pid, || "reading /proc/PID/maps".into())?;
+    for m in crate::procfs::parse_smaps(&maps).ctx(pid, || "reading /proc/PID/maps".into())? {
+        if !(m.shared && (m.path == "/[aio]" || m.path == "/[aio] (deleted)")) {
+            continue;
+        }
+        let h = header(pid, m.start).ctx(pid, || format!("reading the aio ring at {:#x}", m.start))?;
+        if h.head >= h.nr || h.tail >= h.nr {
+            continue;
+        }
+        if par.with(pid, "io_getevents", |r| r.io_getevents_none(m.start))? == -(libc::EINVAL as i64) {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "VMA {:#x}-{:#x} is an aio ring but no aio context of this process (a mapping inherited across fork from the process that made the context)",
+                    m.start, m.end
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads the ring of the aio context at `start`..`end` of the frozen process `pid`.

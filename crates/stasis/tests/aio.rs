@@ -46,3 +46,18 @@ fn aio_context_nearly_full() {
     let _t = serial();
     roundtrip("aio", &["full"]);
 }
+
+/// A forked child keeps the mapping of its parent's ring but has no context behind it
+/// (the kernel does not copy contexts): the dump refuses it, naming the child and the
+/// ring, and leaves the tree running (parent and child pass their checks).
+#[test]
+fn aio_ring_inherited_across_fork_is_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("aio", &["fork"]);
+    let (kid, ring) = (w.info("kid"), w.info("ring"));
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&format!("pid {kid}"), &format!("VMA {ring}-"), "no aio context of this process", "inherited across fork"], &w.report());
+    w.assert_running_untouched();
+    w.go_and_pass();
+}

@@ -367,6 +367,14 @@ pub trait RemoteCalls {
         self.call(libc::SYS_io_submit, &[ctx, iocbs.len() as u64, p])
     }
 
+    /// io_getevents(ctx, 0, 0, NULL, &{0, 0}): asks for no event and does not wait, so
+    /// it reaps nothing; the raw result (0, or -EINVAL when `ctx` is no aio context of
+    /// the process).
+    fn io_getevents_none(&self, ctx: u64) -> Result<i64> {
+        let t = self.scratch().put(0, &Timespec::default())?;
+        self.raw(libc::SYS_io_getevents, &[ctx, 0, 0, 0, t])
+    }
+
     /// memfd_create(name, flags): a new fd.
     fn memfd_create(&self, name: &str, flags: u32) -> Result<i32> {
         if name.contains('\0') {

@@ -16,10 +16,13 @@
  * right bytes and results; io_destroy works on both (then io_getevents says EINVAL).
  * Prints INFO ctx_a / ctx_b. args: WORKDIR [result] [full]: the verdict to
  * WORKDIR/result; A left with 120 unreaped completions instead of 10 (head 120, tail 113).
+ * WORKDIR fork: one context and a forked child, which keeps the ring's mapping but has no
+ * context (io_getevents says EINVAL there); the dump refuses the child. INFO kid, ring.
  */
 #define _GNU_SOURCE
 #include "common.h"
 #include <linux/aio_abi.h>
+#include <sys/wait.h>
 
 struct ring {
     unsigned id, nr, head, tail, magic, compat, incompat, header_length;
@@ -88,9 +91,32 @@ static void check_events(const char *name, aio_context_t c, const struct want *w
               (unsigned long long)w[k].data, (unsigned long long)w[k].obj, (long long)w[k].res, (long long)w[k].res2);
 }
 
+/* "fork": a context, then a child that inherits its ring mapping (not the context). */
+static int forked(void)
+{
+    aio_context_t c = 0;
+    if (io_setup_(8, &c))
+        DIE("io_setup");
+    pid_t kid = fork();
+    if (kid == 0) {
+        wait_go();
+        _exit(io_getevents_(c, 0, 1, NULL) == -1 && errno == EINVAL ? 0 : 1);
+    }
+    info("kid", "%d", kid);
+    info("ring", "%#llx", (unsigned long long)c);
+    ready();
+    wait_go();
+    int st = 0;
+    CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: the ring was a context there (%#x)", st);
+    CHECK(io_getevents_(c, 0, 1, NULL) == 0 && io_destroy_(c) == 0, "context: %s", strerror(errno));
+    return finish();
+}
+
 int main(int argc, char **argv)
 {
     wl_init(argc, argv);
+    if (argc > 2 && strcmp(argv[2], "fork") == 0)
+        return forked();
     int to_result = argc > 2 && strcmp(argv[2], "result") == 0;
     data_fd = open(wl_path("data.bin"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     out_fd = open(wl_path("out.bin"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
