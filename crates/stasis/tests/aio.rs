@@ -61,3 +61,15 @@ fn aio_ring_inherited_across_fork_is_refused() {
     w.assert_running_untouched();
     w.go_and_pass();
 }
+
+/// A tree: parent and child (forked before either made a context) each with two
+/// contexts and unreaped completions; the child's rings may sit at the same addresses
+/// as its parent's (separate address spaces). Both pass the checks after restore.
+#[test]
+fn aio_contexts_in_a_tree() {
+    let _t = serial();
+    let mut w = Workload::start("aio", &["tree"]);
+    let kid: i32 = w.info("kid").parse().unwrap();
+    dump_and_restore_tree(&mut w, &[kid]);
+    w.go_and_pass();
+}

@@ -16,6 +16,8 @@
  * right bytes and results; io_destroy works on both (then io_getevents says EINVAL).
  * Prints INFO ctx_a / ctx_b. args: WORKDIR [result] [full]: the verdict to
  * WORKDIR/result; A left with 120 unreaped completions instead of 10 (head 120, tail 113).
+ * WORKDIR tree: a child forked first does the same with its own files (data-kid.bin,
+ * out-kid.bin) and reports by its exit status. INFO kid.
  * WORKDIR fork: one context and a forked child, which keeps the ring's mapping but has no
  * context (io_getevents says EINVAL there); the dump refuses the child. INFO kid, ring.
  */
@@ -118,8 +120,13 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[2], "fork") == 0)
         return forked();
     int to_result = argc > 2 && strcmp(argv[2], "result") == 0;
-    data_fd = open(wl_path("data.bin"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    out_fd = open(wl_path("out.bin"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* "tree": a child forked first runs the same (its own files and contexts) */
+    int tree = argc > 2 && strcmp(argv[2], "tree") == 0, sync[2] = { -1, -1 };
+    pid_t kid = -1;
+    if (tree && (pipe(sync) || (kid = fork()) < 0))
+        DIE("fork");
+    data_fd = open(wl_path(kid == 0 ? "data-kid.bin" : "data.bin"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    out_fd = open(wl_path(kid == 0 ? "out-kid.bin" : "out.bin"), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (data_fd < 0 || out_fd < 0)
         DIE("open");
     static unsigned char page[PG];
@@ -185,9 +192,19 @@ int main(int argc, char **argv)
     unsigned ha = ra->head, ta = ra->tail, hb = rb->head, tb = rb->tail;
     if (ha != 120 || ta != (120 + na) % 127 || hb != 602 || tb != 607)
         DIE("unexpected ring positions (the requests did not complete at submit)");
-    info("ctx_a", "%#llx", (unsigned long long)a);
-    info("ctx_b", "%#llx", (unsigned long long)b);
-    ready();
+    char c = 'k';
+    if (kid == 0) {
+        if (write(sync[1], &c, 1) != 1)
+            DIE("sync");
+    } else {
+        if (tree && read(sync[0], &c, 1) != 1)
+            DIE("child setup");
+        if (tree)
+            info("kid", "%d", kid);
+        info("ctx_a", "%#llx", (unsigned long long)a);
+        info("ctx_b", "%#llx", (unsigned long long)b);
+        ready();
+    }
     wait_go();
     if (to_result && stdout_to_result())
         return 1;
@@ -261,5 +278,10 @@ int main(int argc, char **argv)
     CHECK(io_destroy_(a) == 0, "io_destroy A: %s", strerror(errno));
     CHECK(io_destroy_(b) == 0, "io_destroy B: %s", strerror(errno));
     CHECK(io_getevents_(a, 0, 1, ev) == -1 && errno == EINVAL, "A still answers after io_destroy");
+    if (kid == 0)
+        _exit(g_failed ? 1 : 0);
+    int st = 0;
+    if (tree)
+        CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %#x", st);
     return finish();
 }
