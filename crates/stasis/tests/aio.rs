@@ -19,23 +19,8 @@ fn aio_contexts_with_unreaped_completions() {
 #[test]
 fn aio_contexts_leave_running() {
     let _t = serial();
-    let mut w = Workload::start("aio", &["result"]);
-    w.dump_leave_running();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.contains("PASS"), "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
-    if direct() {
-        return;
-    }
-    std::fs::rename(w.work.join("result"), w.work.join("result.orig")).unwrap();
-    std::fs::remove_file(w.work.join("go")).unwrap();
-    // the original's new write grew out.bin since the dump
-    w.restore_with(&["--allow-changed-files"]);
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.contains("PASS"), "restored copy: {st:?} result {res:?}\n{}", w.report());
+    // the original's new write grows out.bin after the dump
+    leave_running_then_restore("aio", &["result"], &["--allow-changed-files"]);
 }
 
 /// A ring nearly full: 120 of context A's 127 slots hold unreaped completions, so the
