@@ -189,7 +189,10 @@ pub fn restore_ring(r: &impl RemoteCalls, pid: i32, v: &Vma) -> std::result::Res
     let a = v.aio.as_ref().ok_or("no ring state")?;
     let (start, size) = (v.start, v.end - v.start);
     let arg = setup_arg(size / PAGE);
-    let ctx = r.io_setup(arg).map_err(|e| format!("io_setup({arg}): {e}"))?;
+    let ctx = r.io_setup(arg).map_err(|e| match e.raw_os_error() {
+        Some(libc::EAGAIN) => format!("io_setup({arg}): {e} (the sum of every context's size would pass fs.aio-max-nr)"),
+        _ => format!("io_setup({arg}): {e}"),
+    })?;
     let h = header(pid, ctx).map_err(|e| format!("reading the new ring's header at {ctx:#x}: {e}"))?;
     if h.nr != a.nr {
         return Err(format!(

@@ -95,6 +95,9 @@ pub enum Step {
     Seize,
     /// Move the vDSO to its address, unmap the restorer, map the VMAs.
     AddressSpace,
+    /// io_setup, the ring moved to its address, its position and unreaped completions
+    /// (`crate::aio`): once every other VMA is mapped.
+    AioContexts,
     FillMemory,
     /// Protections, madvise flags, mlock.
     FinishVmas,
@@ -198,6 +201,8 @@ pub struct ProcPlan {
     /// Unmaps the trampoline at the end: false when a process built after it shares its
     /// address space (that one does it, last).
     pub unmaps_tramp: bool,
+    /// Has aio contexts (`Vma.aio`) to recreate.
+    pub aio: bool,
     pub zombie: bool,
     pub exit_status: i32,
     pub assign: Vec<FdPlace>,
@@ -557,6 +562,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         closes_table: true,
         shares_vm: p.shares_vm && !p.zombie,
         unmaps_tramp: true,
+        aio: p.vmas.iter().any(|v| v.aio.is_some()),
         // the root is re-parented (exit_signal becomes SIGCHLD anyway)
         exit_signal: match p.exit_signal {
             _ if idx == 0 => libc::SIGCHLD,
@@ -813,7 +819,11 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
     use Step::*;
     let mut v = vec![Seize];
     if !pp.shares_vm {
-        v.extend([AddressSpace, FillMemory, FinishVmas, MmFields]);
+        v.push(AddressSpace);
+        if pp.aio {
+            v.push(AioContexts);
+        }
+        v.extend([FillMemory, FinishVmas, MmFields]);
     }
     v.extend([CreateThreads, ThreadState, Signals, Timers, Attrs]);
     if pp.pgid > 0 && pp.pgid != pp.pid && pp.sid != pp.pid {

@@ -76,7 +76,7 @@ impl Builder<'_> {
                     self.attach_sysv(v, &step)?;
                     continue;
                 }
-                // made by io_setup once every other VMA is in place (below)
+                // made by io_setup once every other VMA is in place (`aio_contexts`)
                 VmaKind::AioRing | VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
                 VmaKind::Unknown => return Err(self.err(&step, "VMA of unknown kind")),
             };
@@ -99,13 +99,18 @@ impl Builder<'_> {
             }
             self.call("unmapping the premap area", r, libc::SYS_munmap, &[a, e - a])?;
         }
-        // aio contexts last: io_setup maps the new ring wherever the kernel likes, which
-        // must not be where a VMA of the image goes; it is moved to its own address (left
-        // free above), and no page run of the image covers it (fill_memory leaves it)
+        Ok(())
+    }
+
+    /// Once every other VMA is mapped (io_setup maps a new ring wherever the kernel
+    /// likes, which must not be where a VMA of the image goes): each aio context, its
+    /// ring moved to its address (left free by `address_space`). No page run of the
+    /// image covers a ring: `fill_memory` leaves it alone.
+    pub(super) fn aio_contexts(&self) -> Result<()> {
         for v in self.p.vmas.iter().filter(|v| v.kind == VmaKind::AioRing as i32) {
             let n = v.aio.as_ref().map_or(0, |a| a.events.len());
             let step = format!("recreating the aio context {:#x} ({n} unreaped completions)", v.start);
-            crate::aio::restore_ring(r, self.pid, v).map_err(|why| self.err(&step, why))?;
+            crate::aio::restore_ring(self.main(), self.pid, v).map_err(|why| self.err(&step, why))?;
         }
         Ok(())
     }
