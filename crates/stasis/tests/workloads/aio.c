@@ -17,13 +17,15 @@
  * Prints INFO ctx_a / ctx_b. args: WORKDIR [result] [full]: the verdict to
  * WORKDIR/result; A left with 120 unreaped completions instead of 10 (head 120, tail 113).
  * WORKDIR tree: a child forked first does the same with its own files (data-kid.bin,
- * out-kid.bin) and reports by its exit status. INFO kid.
+ * out-kid.bin), its ring A mprotected read-only (still so after restore), and reports by
+ * its exit status. INFO kid.
  * WORKDIR fork: one context and a forked child, which keeps the ring's mapping but has no
  * context (io_getevents says EINVAL there); the dump refuses the child. INFO kid, ring.
  */
 #define _GNU_SOURCE
 #include "common.h"
 #include <linux/aio_abi.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 struct ring {
@@ -192,6 +194,9 @@ int main(int argc, char **argv)
     unsigned ha = ra->head, ta = ra->tail, hb = rb->head, tb = rb->tail;
     if (ha != 120 || ta != (120 + na) % 127 || hb != 602 || tb != 607)
         DIE("unexpected ring positions (the requests did not complete at submit)");
+    /* the child's ring A is read-only for it (the kernel writes it all the same) */
+    if (kid == 0 && mprotect((void *)a, PG, PROT_READ))
+        DIE("mprotect");
     char c = 'k';
     if (kid == 0) {
         if (write(sync[1], &c, 1) != 1)
@@ -210,6 +215,15 @@ int main(int argc, char **argv)
         return 1;
 
     CHECK(ra->magic == AIO_MAGIC && rb->magic == AIO_MAGIC, "ring magic %#x %#x", ra->magic, rb->magic);
+    char want[64], line[512], perms[5] = "?";
+    snprintf(want, sizeof want, "%llx-", (unsigned long long)a);
+    FILE *maps = fopen("/proc/self/maps", "r");
+    while (maps && fgets(line, sizeof line, maps))
+        if (strncmp(line, want, strlen(want)) == 0 && strchr(line, ' '))
+            snprintf(perms, sizeof perms, "%.4s", strchr(line, ' ') + 1);
+    CHECK(strncmp(perms, kid == 0 ? "r--s" : "rw-s", 4) == 0, "ring A mapped %.4s", perms);
+    if (maps)
+        fclose(maps);
     CHECK(ra->nr == 127 && rb->nr == 639, "ring slots %u %u, want 127 639", ra->nr, rb->nr);
     CHECK(ra->head == ha && ra->tail == ta, "A: head %u tail %u, want %u %u", ra->head, ra->tail, ha, ta);
     CHECK(rb->head == hb && rb->tail == tb, "B: head %u tail %u, want %u %u", rb->head, rb->tail, hb, tb);
