@@ -95,8 +95,17 @@ pub fn check(v: &Vma) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// `len` bytes at `addr` of process `pid`, through /proc/PID/mem: a ring the program
+/// made unreadable (mprotect) is read all the same.
+fn read_at(pid: i32, addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut b = vec![0u8; len];
+    std::fs::File::open(format!("/proc/{pid}/mem"))?.read_exact_at(&mut b, addr)?;
+    Ok(b)
+}
+
 fn header(pid: i32, start: u64) -> std::io::Result<AioRingHeader> {
-    let b = sys::read_mem(pid, start, std::mem::size_of::<AioRingHeader>())?;
+    let b = read_at(pid, start, std::mem::size_of::<AioRingHeader>())?;
     kabi::from_bytes(&b).ok_or_else(|| std::io::Error::other("short read of the ring header"))
 }
 
@@ -106,7 +115,7 @@ fn read_events(pid: i32, start: u64, nr: u32, from: u32, count: u32) -> std::io:
     let (mut slot, mut left) = (from, count);
     while left > 0 {
         let k = left.min(nr - slot);
-        let b = sys::read_mem(pid, start + SLOT + slot as u64 * SLOT, k as usize * SLOT as usize)?;
+        let b = read_at(pid, start + SLOT + slot as u64 * SLOT, k as usize * SLOT as usize)?;
         out.extend(b.chunks_exact(SLOT as usize).filter_map(kabi::from_bytes::<IoEvent>));
         left -= k;
         slot = 0;
@@ -118,12 +127,18 @@ fn read_events(pid: i32, start: u64, nr: u32, from: u32, count: u32) -> std::io:
 /// ring's VMA into a forked child (it is no VM_DONTCOPY mapping), where it still shows
 /// the parent's ring but names no context of the child. Asked with a zero-event,
 /// zero-timeout io_getevents injected through `par` (EINVAL: no context), which reaps
-/// nothing; only for a ring whose head is inside it (else the kernel would rewrite head
-/// modulo the slots; `dump_ring` refuses such a ring anyway).
+/// nothing; only for a readable ring whose head is inside it (else the kernel would
+/// rewrite head modulo the slots; `dump_ring` refuses such a ring anyway).
 pub fn check_own(par: &Parasite, pid: i32) -> Result<()> {
     let maps = crate::procfs::read(pid, "maps").ctx(pid, || "reading /proc/PID/maps".into())?;
     for m in crate::procfs::parse_smaps(&maps).ctx(pid, || "reading /proc/PID/maps".into())? {
         if !(m.shared && (m.path == "/[aio]" || m.path == "/[aio] (deleted)")) {
+            continue;
+        }
+        // the kernel finds the context through the ring's header, read with the
+        // process's rights: an unreadable ring (mprotect) answers EINVAL even for its own
+        // context, and is taken as its own
+        if m.prot & libc::PROT_READ as u32 == 0 {
             continue;
         }
         let h = header(pid, m.start).ctx(pid, || format!("reading the aio ring at {:#x}", m.start))?;

@@ -49,8 +49,9 @@ fn aio_ring_inherited_across_fork_is_refused() {
 
 /// A tree: parent and child (forked before either made a context) each with two
 /// contexts and unreaped completions; the child's rings may sit at the same addresses
-/// as its parent's (separate address spaces); the child made one ring read-only
-/// (mprotect), and it is again. Both pass the checks after restore.
+/// as its parent's (separate address spaces); the child made one ring read-only and
+/// the other inaccessible (mprotect; the dump reads it all the same), and they are
+/// again. Both pass the checks after restore.
 #[test]
 fn aio_contexts_in_a_tree() {
     let _t = serial();

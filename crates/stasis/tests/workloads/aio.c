@@ -17,8 +17,8 @@
  * Prints INFO ctx_a / ctx_b. args: WORKDIR [result] [full]: the verdict to
  * WORKDIR/result; A left with 120 unreaped completions instead of 10 (head 120, tail 113).
  * WORKDIR tree: a child forked first does the same with its own files (data-kid.bin,
- * out-kid.bin), its ring A mprotected read-only (still so after restore), and reports by
- * its exit status. INFO kid.
+ * out-kid.bin), its ring A mprotected read-only and B PROT_NONE (still so after restore),
+ * and reports by its exit status. INFO kid.
  * WORKDIR fork: one context and a forked child, which keeps the ring's mapping but has no
  * context (io_getevents says EINVAL there); the dump refuses the child. INFO kid, ring.
  */
@@ -76,6 +76,22 @@ static long submit(aio_context_t c, int from, int n)
     for (int k = 0; k < n; k++)
         ptrs[k] = &cbs[from + k];
     return io_submit_(c, n, ptrs);
+}
+
+/* The permissions of the mapping at `addr` as /proc/self/maps shows them ("rw-s"). */
+static const char *perms_of(aio_context_t addr)
+{
+    static char perms[5];
+    char want[64], line[512];
+    snprintf(perms, sizeof perms, "?");
+    snprintf(want, sizeof want, "%llx-", (unsigned long long)addr);
+    FILE *maps = fopen("/proc/self/maps", "r");
+    while (maps && fgets(line, sizeof line, maps))
+        if (strncmp(line, want, strlen(want)) == 0 && strchr(line, ' '))
+            snprintf(perms, sizeof perms, "%.4s", strchr(line, ' ') + 1);
+    if (maps)
+        fclose(maps);
+    return perms;
 }
 
 struct want {
@@ -194,8 +210,9 @@ int main(int argc, char **argv)
     unsigned ha = ra->head, ta = ra->tail, hb = rb->head, tb = rb->tail;
     if (ha != 120 || ta != (120 + na) % 127 || hb != 602 || tb != 607)
         DIE("unexpected ring positions (the requests did not complete at submit)");
-    /* the child's ring A is read-only for it (the kernel writes it all the same) */
-    if (kid == 0 && mprotect((void *)a, PG, PROT_READ))
+    /* the child's ring A is read-only for it, ring B not even readable (the kernel
+     * writes both all the same) */
+    if (kid == 0 && (mprotect((void *)a, PG, PROT_READ) || mprotect((void *)b, 5 * PG, PROT_NONE)))
         DIE("mprotect");
     char c = 'k';
     if (kid == 0) {
@@ -213,17 +230,14 @@ int main(int argc, char **argv)
     wait_go();
     if (to_result && stdout_to_result())
         return 1;
+    if (kid == 0) {
+        CHECK(strcmp(perms_of(b), "---s") == 0, "ring B mapped %s", perms_of(b));
+        if (mprotect((void *)b, 5 * PG, PROT_READ | PROT_WRITE))
+            DIE("mprotect back");
+    }
 
     CHECK(ra->magic == AIO_MAGIC && rb->magic == AIO_MAGIC, "ring magic %#x %#x", ra->magic, rb->magic);
-    char want[64], line[512], perms[5] = "?";
-    snprintf(want, sizeof want, "%llx-", (unsigned long long)a);
-    FILE *maps = fopen("/proc/self/maps", "r");
-    while (maps && fgets(line, sizeof line, maps))
-        if (strncmp(line, want, strlen(want)) == 0 && strchr(line, ' '))
-            snprintf(perms, sizeof perms, "%.4s", strchr(line, ' ') + 1);
-    CHECK(strncmp(perms, kid == 0 ? "r--s" : "rw-s", 4) == 0, "ring A mapped %.4s", perms);
-    if (maps)
-        fclose(maps);
+    CHECK(strcmp(perms_of(a), kid == 0 ? "r--s" : "rw-s") == 0, "ring A mapped %s", perms_of(a));
     CHECK(ra->nr == 127 && rb->nr == 639, "ring slots %u %u, want 127 639", ra->nr, rb->nr);
     CHECK(ra->head == ha && ra->tail == ta, "A: head %u tail %u, want %u %u", ra->head, ra->tail, ha, ta);
     CHECK(rb->head == hb && rb->tail == tb, "B: head %u tail %u, want %u %u", rb->head, rb->tail, hb, tb);
