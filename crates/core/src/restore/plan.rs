@@ -1136,6 +1136,9 @@ mod tests {
         a.fds = vec![Fd { fd: 0, object_id: 2, ..Default::default() }];
         let mut b = proc(11, 10, 11, 10, 0x7ffe_0000_0000);
         b.fds = vec![Fd { fd: 5, object_id: 2, cloexec: true, ..Default::default() }];
+        // 11 has an aio context
+        let ring = Vma { start: 0x5000_0000, end: 0x5000_1000, shared: true, kind: VmaKind::AioRing as i32, aio: Some(AioRing { nr: 127, ..Default::default() }), ..Default::default() };
+        b.vmas.insert(1, ring);
         let mut z = proc(12, 10, 10, 10, 0);
         z.zombie = true;
         z.exit_status = 7 << 8;
@@ -1159,6 +1162,9 @@ mod tests {
         assert!(plan.procs[3].clone_flags & libc::CLONE_VM as u64 != 0);
         assert!(!plan.procs[3].steps.contains(&Step::AddressSpace));
         assert!(plan.procs[1].steps.contains(&Step::AddressSpace));
+        // its aio context right after its VMAs, before their pages; none for the root
+        assert_eq!(plan.procs[1].steps[1..4], [Step::AddressSpace, Step::AioContexts, Step::FillMemory]);
+        assert!(!plan.procs[0].steps.contains(&Step::AioContexts));
         assert!(!plan.procs[1].unmaps_tramp);
         assert!(plan.procs[2].steps.is_empty()); // zombie
         assert_eq!(plan.procs[0].exit_signal, libc::SIGCHLD);
