@@ -180,14 +180,8 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
         _ if m.inode == 0 && !m.shared => VmaKind::Anon,
         _ if m.shared && (p == "/dev/zero (deleted)" || p.starts_with("[anon_shmem:")) => VmaKind::ShmemAnon,
         _ if m.shared && p.starts_with("/SYSV") => VmaKind::SysvShm,
-        // the ring of an aio context (io_setup): the context id is its address; the
-        // kernel context behind it (requests in flight) has no userspace way back
-        _ if m.shared && (p == "/[aio]" || p == "/[aio] (deleted)") => {
-            return Err(Error::Unsupported {
-                pid,
-                what: format!("VMA {:#x}-{:#x} is the ring of an aio context (io_setup, context id {:#x})", m.start, m.end, m.start),
-            })
-        }
+        // the ring of an aio context (io_setup): the context id is its address
+        _ if m.shared && (p == "/[aio]" || p == "/[aio] (deleted)") => VmaKind::AioRing,
         // memfd_secret: its pages are out of the kernel's direct map, no other process
         // (nor /proc/PID/mem) can read them
         _ if p == SECRETMEM => {
@@ -310,6 +304,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             pages_saved: 0,
             shm_flags: 0,
             guards: Vec::new(),
+            aio: None,
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
         if m.has_flag("ht") && kind != VmaKind::SysvShm {
@@ -341,6 +336,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                     vma.shm_flags = SHM_RDONLY;
                 }
             }
+            VmaKind::AioRing => vma.aio = Some(crate::aio::dump_ring(pid, m.start, m.end)?),
             VmaKind::ShmemAnon => {
                 if let Some((_, id, _)) = shm_seen.iter().find(|(ino, _, _)| *ino == m.inode) {
                     vma.object_id = *id;

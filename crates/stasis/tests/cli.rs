@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 /// `inspect --json` parses and shows the pid, the 5 threads (with their
 /// TIDs if entries are objects/numbers), VMAs and fds; inspecting does not
@@ -84,26 +83,7 @@ fn check_passes() {
 #[test]
 fn leave_running_then_restore() {
     let _t = serial();
-    let mut w = Workload::start("basic", &["result"]);
-    w.dump_leave_running();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.contains("PASS"), "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
-    if direct() {
-        return;
-    }
-    std::fs::rename(w.work.join("result"), w.work.join("result.orig")).unwrap();
-    std::fs::remove_file(w.work.join("go")).unwrap();
-    w.restore();
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(pid_exists(w.pid), "restored copy did not wait for go\n{}", w.report());
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.contains("PASS"), "restored copy: {st:?} result {res:?}\n{}", w.report());
-    let out = w.output();
-    assert_eq!(out.lines().filter(|l| *l == "READY").count(), 1, "{}", w.report());
+    common::leave_running_then_restore("basic", &["result"], &[]);
 }
 
 /// Foreground restore (no -d): stasis waits and exits with the workload's
