@@ -562,6 +562,7 @@ fn write_image(
         let mut col = if process.shares_vm { mem::MemCollect::empty() } else { mem::collect(pid, &mut objs, process.ipc_ns)? };
         fd_state.shared.append(&mut col.shared);
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
+        mem::link_rings(pid, &mut col.vmas, &process.fds, &objs)?;
         if let Some(a) = process.attrs.as_mut().filter(|a| a.cwd.ends_with(" (deleted)")) {
             // removed (rmdir) while it was the working directory: recreated nameless
             let via = format!("/proc/{pid}/cwd");

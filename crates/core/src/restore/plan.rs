@@ -394,6 +394,17 @@ impl RestorePlan {
                     });
                 }
                 exe_slot = map_slot.get(&mm.exe_object).copied();
+                // a packet ring is mapped through its socket, carried like an fd
+                for v in p.vmas.iter().filter(|v| v.kind == VmaKind::PacketRing as i32) {
+                    if m.object(v.object_id).and_then(|o| o.packet()).is_none() {
+                        return Err(plan_err(p.pid, format!("packet socket object {} missing", v.object_id)));
+                    }
+                    let slot = *fd_slot.entry(v.object_id).or_insert_with(|| {
+                        carry.push(Carry::Fd(v.object_id));
+                        carry.len() - 1
+                    });
+                    map_slot.insert(v.object_id, slot);
+                }
             }
             let mut pp = proc_plan(m, idx, assign, exe_slot, &net_slot)?;
             if p.ctty != 0 && !p.zombie {

@@ -763,6 +763,16 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         if kind == Ok(VmaKind::SysvShm) && object(v.object_id).and_then(|o| o.sysv_shm()).is_none() {
             return Err(bad(format!("VMA {:#x}-{:#x} refers to missing SysV segment object {}", v.start, v.end, v.object_id)));
         }
+        if kind == Ok(VmaKind::PacketRing) {
+            let ring = object(v.object_id).and_then(|o| o.packet()).and_then(|k| k.rx_ring.as_ref());
+            let size = ring.map(|r| u64::from(r.block_size) * u64::from(r.block_nr));
+            if size != Some(v.end - v.start) || v.pgoff != 0 || !v.shared || !p.fds.iter().any(|f| f.object_id == v.object_id) {
+                return Err(bad(format!(
+                    "VMA {:#x}-{:#x} maps no whole receive ring of a packet socket the process holds (object {})",
+                    v.start, v.end, v.object_id
+                )));
+            }
+        }
         if v.pgoff % PAGE != 0 && needs_file {
             return Err(bad(format!("VMA {:#x}-{:#x}: file offset {:#x} is not page-aligned", v.start, v.end, v.pgoff)));
         }
@@ -1097,6 +1107,9 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
     if p.mclist.len() > MAX_MCLIST {
         return Err(format!("{} memberships (at most {MAX_MCLIST})", p.mclist.len()));
     }
+    if let Some(r) = &p.rx_ring {
+        check_ring(p.version, r).map_err(|why| format!("receive ring: {why}"))?;
+    }
     for m in &p.mclist {
         check_ifname(&m.ifname)?;
         if m.ifindex <= 0 || m.mr_type > MAX_MR_TYPE || m.addr.len() > 8 || m.count == 0 || m.count > MAX_MC_COUNT {
@@ -1104,6 +1117,33 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
         }
     }
     check_sock_common(p.flags, p.sock.as_ref())
+}
+
+/// A packet socket's receive ring: TPACKET_V1 or V2, a request the kernel takes within
+/// our size bound, its head a frame of it, the saved frames in order, each inside a
+/// frame and at least a header long, at most MAX_RING_SAVED bytes in all.
+fn check_ring(version: u32, r: &PacketRing) -> std::result::Result<(), String> {
+    use crate::fdkinds::packet::MAX_RING_SAVED;
+    if version > 1 {
+        return Err(format!("PACKET_VERSION {version} (rings of TPACKET_V1 and V2 only)"));
+    }
+    crate::fdkinds::packet::check_ring(r)?;
+    if r.head >= r.frame_nr {
+        return Err(format!("next frame {} of {}", r.head, r.frame_nr));
+    }
+    let (mut next, mut total) = (0u32, 0u64);
+    for f in &r.frames {
+        let len = f.data.len() as u64;
+        if f.index < next || f.index >= r.frame_nr || len < stasis_sys::sys::netsock::TPACKET_HDR_LEN as u64 || len > u64::from(r.frame_size) {
+            return Err(format!("frame {} of {} bytes (frames in order, {} of at most {} bytes)", f.index, len, r.frame_nr, r.frame_size));
+        }
+        next = f.index + 1;
+        total += len;
+    }
+    if total > MAX_RING_SAVED {
+        return Err(format!("{total} bytes of frames (at most {MAX_RING_SAVED})"));
+    }
+    Ok(())
 }
 
 /// A file the restored process opens itself under /proc (`FileObj.in_proc`): a path

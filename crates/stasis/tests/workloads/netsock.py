@@ -21,7 +21,7 @@ all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and 
   connected usersock socket reaches the bound one.
 nlqueue: the route socket has an RTM_GETLINK reply queued (the dump must be refused);
   after go the reply is read.
-ring: the raw packet socket has a PACKET_RX_RING (refused); after go it is still set up.
+ring: the raw packet socket has a PACKET_TX_RING (refused); after go it is still set up.
 cbpf: the raw packet socket is in a fanout group steered by BPF (refused); after go it
   still is.
 host: netlink sockets only, in the host's namespace (see host_mode).
@@ -42,7 +42,7 @@ NETLINK_ADD_MEMBERSHIP, NETLINK_LIST_MEMBERSHIPS = 1, 9
 NETLINK_USERSOCK, NETLINK_GENERIC, NETLINK_KOBJECT_UEVENT = 2, 16, 15
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP, PACKET_DROP_MEMBERSHIP, PACKET_MR_PROMISC = 1, 2, 1
-PACKET_RX_RING, PACKET_FANOUT, PACKET_VNET_HDR_SZ = 5, 18, 24
+PACKET_TX_RING, PACKET_FANOUT, PACKET_VNET_HDR_SZ = 13, 18, 24
 PKT_OPTS = {"AUXDATA": (8, 1), "ORIGDEV": (9, 1), "VERSION": (10, 1), "RESERVE": (12, 32), "TIMESTAMP": (17, 4), "QDISC_BYPASS": (20, 1), "IGNORE_OUTGOING": (23, 1)}
 SO_ATTACH_FILTER, SO_LOCK_FILTER, SO_TIMESTAMPNS = 26, 44, 35
 ETH_P_ALL, ETH_P_IP = 3, 0x0800
@@ -211,7 +211,7 @@ def netns_mode():
         route.send(getlink_request(7))
         time.sleep(0.1)
     elif mode == "ring":
-        raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
+        raw.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
     elif mode == "cbpf":
         raw.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", 99 | (6 << 16)))  # PACKET_FANOUT_CBPF
     print("INFO route_fd=%d\nINFO raw_fd=%d" % (route.fileno(), raw.fileno()), flush=True)
@@ -288,12 +288,12 @@ def netns_mode():
         fan = raw.getsockopt(SOL_PACKET, PACKET_FANOUT)
         check(fan == 99 | (6 << 16), "PACKET_FANOUT reads %#x after the refused dump" % fan)
     elif mode == "ring":
-        # a second PACKET_RX_RING on a socket with one fails with EBUSY
+        # a second PACKET_TX_RING on a socket with one fails with EBUSY
         try:
-            raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
-            check(False, "PACKET_RX_RING could be set again: the ring is gone")
+            raw.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
+            check(False, "PACKET_TX_RING could be set again: the ring is gone")
         except OSError as e:
-            check(e.errno == 16, "PACKET_RX_RING again: %s (want EBUSY)" % e)
+            check(e.errno == 16, "PACKET_TX_RING again: %s (want EBUSY)" % e)
     else:
         # netlink: names, groups, flags, buffers
         check(route.getsockname() == names["route"] and names["route"][0] == os.getpid(), "route getsockname %r, was %r (pid %d)" % (route.getsockname(), names["route"], os.getpid()))
