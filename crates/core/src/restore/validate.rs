@@ -1897,6 +1897,64 @@ mod tests {
         refused(&with_sockets(|_, p| sk(p).filter[0].code = 1 << 16), &root(), "filter instruction");
     }
 
+    /// The packet socket (object 5) with a sound TPACKET_V2 receive ring of 16 frames of
+    /// 1024 bytes, held as fd 7 and mapped at 0x7f00_0000_0000; `f` edits ring and VMA.
+    fn with_ring(f: impl FnOnce(&mut PacketRing, &mut Vma)) -> Manifest {
+        let frame = |index| PacketFrame { index, data: vec![1; 64] };
+        let mut r = PacketRing { block_size: 4096, block_nr: 4, frame_size: 1024, frame_nr: 16, head: 2, frames: vec![frame(0), frame(1), frame(15)] };
+        let mut v = Vma { start: 0x7f00_0000_0000, end: 0x7f00_0000_4000, shared: true, kind: VmaKind::PacketRing as i32, object_id: 5, ..Default::default() };
+        f(&mut r, &mut v);
+        let mut m = with_sockets(|_, p| {
+            p.version = 1;
+            p.rx_ring = Some(r);
+        });
+        m.processes[0].fds.push(Fd { fd: 7, object_id: 5, cloexec: false });
+        m.processes[0].vmas.push(v);
+        m.processes[0].vmas.sort_by_key(|v| v.start);
+        m.process = m.processes[0].clone();
+        m
+    }
+
+    #[test]
+    fn packet_rings_bounded() {
+        validate_with(&with_ring(|_, _| {}), &root()).unwrap();
+        // (a ring without a mapping: the ring's own check answers)
+        let bad_ring = |f: &dyn Fn(&mut PacketRing), why: &str| {
+            let mut m = with_ring(|r, _| f(r));
+            m.processes[0].vmas.retain(|v| v.kind != VmaKind::PacketRing as i32);
+            m.process = m.processes[0].clone();
+            refused(&m, &root(), why)
+        };
+        bad_ring(&|r| r.block_size = 1000, "receive ring: 4 blocks of 1000 bytes");
+        bad_ring(&|r| r.frame_size = 24, "receive ring");
+        bad_ring(&|r| r.frame_size = 1000, "receive ring");
+        bad_ring(&|r| r.frame_size = 8192, "receive ring");
+        bad_ring(&|r| r.frame_nr = 17, "receive ring");
+        bad_ring(&|r| (r.block_size, r.block_nr, r.frame_nr) = (1 << 22, 1 << 9, 1 << 21), "receive ring");
+        bad_ring(&|r| r.head = 16, "next frame 16 of 16");
+        bad_ring(&|r| r.frames.swap(0, 2), "frames in order");
+        bad_ring(&|r| r.frames[1].index = 0, "frames in order");
+        bad_ring(&|r| r.frames[2].index = 16, "frame 16");
+        bad_ring(&|r| r.frames[0].data = vec![0; 31], "frame 0 of 31 bytes");
+        bad_ring(&|r| r.frames[0].data = vec![0; 1025], "frame 0 of 1025 bytes");
+        let edited = |g: &dyn Fn(&mut Manifest)| {
+            let mut m = with_ring(|_, _| {});
+            g(&mut m);
+            m.process = m.processes[0].clone();
+            m
+        };
+        let v3 = edited(&|m| m.objects.iter_mut().filter_map(|o| o.packet_mut()).for_each(|p| p.version = 2));
+        refused(&v3, &root(), "PACKET_VERSION 2 (rings of TPACKET_V1 and V2 only)");
+        // the VMA: the whole ring of a packet socket the process holds, shared, offset 0
+        let bad_vma = |f: &dyn Fn(&mut Vma)| refused(&with_ring(|_, v| f(v)), &root(), "maps no whole receive ring");
+        bad_vma(&|v| v.end = 0x7f00_0000_3000);
+        bad_vma(&|v| v.pgoff = 0x1000);
+        bad_vma(&|v| v.shared = false);
+        bad_vma(&|v| v.object_id = 4);
+        bad_vma(&|v| v.object_id = 99);
+        refused(&edited(&|m| m.processes[0].fds.retain(|f| f.fd != 7)), &root(), "maps no whole receive ring");
+    }
+
     #[test]
     fn process_strings() {
         refused(&edit(|m| m.processes[0].attrs.as_mut().unwrap().cwd = "tmp".into()), &root(), "working directory");
