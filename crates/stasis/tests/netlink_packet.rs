@@ -81,6 +81,10 @@ fn leave_running_then_restore() {
 }
 
 fn refused(mode: &str, fd_key: &str, needles: &[&str]) {
+    refused_in(spawn, mode, fd_key, needles)
+}
+
+fn refused_in(spawn: fn(&mut Workload, &str, &[&str]), mode: &str, fd_key: &str, needles: &[&str]) {
     let _t = serial();
     skip_if_direct!();
     let mut w = Workload::new(&format!("netsock-{mode}"));
@@ -183,6 +187,29 @@ fn packet_rx_ring_leave_running_then_restore() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.trim() == "PASS", "restored copy: {st:?} result {res:?}\n{}", w.report());
+}
+
+/// A TPACKET_V3 ring (block-based: the kernel's current block is not readable): one
+/// line naming the fd, the ring is still there after.
+#[test]
+fn packet_v3_ring_is_refused() {
+    refused_in(spawn_ring, "v3", "ring_fd", &["packet socket", "TPACKET_V3 receive ring"]);
+}
+
+/// A ring of the host's namespace whose next frame is 1: the dump takes it, the restore
+/// refuses (moving the ring there would send frames over the host's lo), naming the
+/// fd and why, and leaves no process behind.
+#[test]
+fn packet_ring_host_namespace_moved_is_refused_at_restore() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("pktring-hostused");
+    spawn_ring(&mut w, "hostns-used", &[]);
+    let fd = w.info("ring_fd");
+    w.dump();
+    let r = w.try_restore(&["-d"]);
+    assert_clean_error(&r, &[&format!("fd {fd}"), "packet socket", "next frame is 1", "host's"], &w.report());
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}\n{}", w.pid, w.report());
 }
 
 /// A ring in the host's network namespace that never received (next frame 0) comes

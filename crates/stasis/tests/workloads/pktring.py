@@ -1,6 +1,6 @@
 """pktring: a packet socket with an mmap'ed receive ring, in a network namespace of the
 workload's own (loopback only, up).
-args: WORKDIR v1|v2|hostns [result]   (result: the verdict goes to WORKDIR/result, so stdout
+args: WORKDIR v1|v2|v3|hostns|hostns-used [result]   (result: the verdict goes to WORKDIR/result, so stdout
 does not change after the dump: a --leave-running original runs on)
 v1, v2: a raw packet socket bound to lo for ethertype 0x88B7 with TPACKET_V1 or V2,
   PACKET_RESERVE 16, a ring of 4 blocks of 4096 bytes (16 frames of 1024). Before READY
@@ -12,6 +12,9 @@ v1, v2: a raw packet socket bound to lo for ethertype 0x88B7 with TPACKET_V1 or 
   ("new-0".."new-2") arrive in frames 2, 3, 4; a second PACKET_RX_RING fails (EBUSY).
 hostns: the same ring in the host's network namespace, nothing received (its next
   frame is 0); prints INFO ring_fd and READY, after go checks the ring is still set up.
+hostns-used: as hostns, bound to the host's lo for ethertype 0x88B7, one frame received
+  and consumed (next frame 1: a restore must refuse to move it there).
+v3: as hostns with a TPACKET_V3 ring (a dump must refuse it).
 """
 import ctypes
 import mmap
@@ -33,7 +36,7 @@ RESERVE = 16
 
 work, mode = sys.argv[1], sys.argv[2]
 to_file = sys.argv[3:] == ["result"]
-version = 0 if mode == "v1" else 1
+version = {"v1": 0, "v3": 2}.get(mode, 1)
 fails = []
 
 
@@ -86,26 +89,36 @@ def wait_go():
         time.sleep(0.01)
 
 
+def ring_req():
+    return struct.pack("IIIIIII", BLOCK, BLOCKS, FRAME, NFRAMES, 10 if version == 2 else 0, 0, 0)
+
+
 def make_ring():
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_TEST))
     s.setsockopt(SOL_PACKET, PACKET_VERSION, version)
     s.setsockopt(SOL_PACKET, PACKET_RESERVE, RESERVE)
-    s.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", BLOCK, BLOCKS, FRAME, NFRAMES))
+    s.setsockopt(SOL_PACKET, PACKET_RX_RING, ring_req())
     ring = mmap.mmap(s.fileno(), BLOCK * BLOCKS, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
     return s, ring
 
 
 def ring_busy(s):
     try:
-        s.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", BLOCK, BLOCKS, FRAME, NFRAMES))
+        s.setsockopt(SOL_PACKET, PACKET_RX_RING, ring_req())
         return "PACKET_RX_RING could be set again: the ring is gone"
     except OSError as e:
         return None if e.errno == 16 else "PACKET_RX_RING again: %s (want EBUSY)" % e
 
 
 def main():
-    if mode == "hostns":
+    if mode in ("hostns", "hostns-used", "v3"):
         s, ring = make_ring()
+        if mode == "hostns-used":
+            s.bind(("lo", ETH_P_TEST))
+            tx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)
+            tx.sendto(b"pkt-0", ("lo", ETH_P_TEST, 0, 0, b"\0" * 6))
+            check(wait_user(ring, 0) and payload(ring, 0) == b"pkt-0", "frame 0 not received")
+            set_kernel(ring, 0)
         print("INFO ring_fd=%d" % s.fileno(), flush=True)
         print("READY", flush=True)
         wait_go()
