@@ -109,6 +109,18 @@ fn queued_netlink_reply_is_refused() {
     refused("nlqueue", "route_fd", &["netlink socket (NETLINK_ROUTE)", "queued"]);
 }
 
+/// ICMP messages queued on a ping socket or a raw socket: refused (their queue cannot be
+/// read without consuming it), naming the first message; the process reads both after.
+#[test]
+fn queued_ping_replies_are_refused() {
+    refused("pingq", "queue_fd", &["ping (ICMP datagram) socket", "the first is 14 bytes from 127.0.0.1", "MSG_PEEK shows only its first"]);
+}
+
+#[test]
+fn queued_raw_icmp_is_refused() {
+    refused("rawq", "queue_fd", &["raw socket", "the first is 34 bytes from 127.0.0.1", "MSG_PEEK shows only its first"]);
+}
+
 /// mmap'ed transmit rings are not supported: one line, the ring is still there after.
 #[test]
 fn packet_tx_ring_is_refused() {

@@ -1,6 +1,6 @@
 """netsock: netlink and packet sockets in a network namespace of the workload's own
 (loopback only, up).
-args: WORKDIR all|nlqueue|ring|cbpf|host [result]   (result: the verdict goes to WORKDIR/result,
+args: WORKDIR all|nlqueue|ring|cbpf|host|pingq|rawq [result]   (result: the verdict goes to WORKDIR/result,
 so stdout does not change after the dump: a --leave-running original runs on)
 all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and group 33
   added, every SOL_NETLINK flag on, SO_RCVBUF), a NETLINK_KOBJECT_UEVENT socket in group
@@ -25,6 +25,10 @@ ring: the raw packet socket has a PACKET_TX_RING (refused); after go it is still
 cbpf: the raw packet socket is in a fanout group steered by BPF (refused); after go it
   still is.
 host: netlink sockets only, in the host's namespace (see host_mode).
+pingq, rawq: a ping socket (ICMP datagram, bound to 127.0.0.1) or a raw ICMP socket with
+  two ICMP messages queued (echo replies to two requests the ping socket sent; the raw
+  socket sees the requests and the replies); the dump must be refused; after go both
+  are read, first and second in order.
 """
 import ctypes
 import fcntl
@@ -196,8 +200,35 @@ def host_mode():
         check(False, "the usersock message did not arrive")
 
 
+def icmp_queue_mode():
+    with open("/proc/sys/net/ipv4/ping_group_range", "w") as f:
+        f.write("0 2147483647")
+    ping = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    ping.bind(("127.0.0.1", 0))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) if mode == "rawq" else None
+    for i in range(2):
+        ping.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, i) + b"echo-%d" % i, ("127.0.0.1", 0))
+    time.sleep(0.2)
+    if raw:  # only the raw socket keeps its queue
+        ping.settimeout(5)
+        check([ping.recv(200)[8:] for _ in range(2)] == [b"echo-0", b"echo-1"], "ping replies before READY")
+    held = raw or ping
+    print("INFO queue_fd=%d" % held.fileno(), flush=True)
+    print("READY", flush=True)
+    wait_go()
+    held.settimeout(5)
+    got = []
+    for _ in range(4 if raw else 2):
+        d = held.recv(200)
+        got.append(d[20 + 8:] if raw else d[8:])
+    want = [b"echo-0", b"echo-0", b"echo-1", b"echo-1"] if raw else [b"echo-0", b"echo-1"]
+    check(got == want, "queued ICMP messages after the refused dump: %r" % got)
+
+
 def netns_mode():
     lo_flags(lo_flags() | IFF_UP)
+    if mode in ("pingq", "rawq"):
+        return icmp_queue_mode()
 
     route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     route.bind((0, RTMGRP_LINK))
