@@ -106,7 +106,14 @@ fn refused_in(spawn: fn(&mut Workload, &str, &[&str]), mode: &str, fd_key: &str,
 /// (it reads the reply afterwards).
 #[test]
 fn queued_netlink_reply_is_refused() {
-    refused("nlqueue", "route_fd", &["netlink socket (NETLINK_ROUTE)", "queued"]);
+    refused("nlqueue", "route_fd", &["netlink socket (NETLINK_ROUTE)", "queued", "a reply of the kernel (message type 16, sequence 7)", "cannot be read without consuming it"]);
+}
+
+/// A multicast notification queued on a netlink socket: refused too (its queue cannot
+/// be read without consuming it), naming the group; the process reads it afterwards.
+#[test]
+fn queued_netlink_notification_is_refused() {
+    refused("nlevent", "route_fd", &["netlink socket (NETLINK_ROUTE)", "a notification of the kernel to multicast group 1 (message type 16)"]);
 }
 
 /// ICMP messages queued on a ping socket or a raw socket: refused (their queue cannot be

@@ -1,6 +1,6 @@
 """netsock: netlink and packet sockets in a network namespace of the workload's own
 (loopback only, up).
-args: WORKDIR all|nlqueue|ring|cbpf|host|pingq|rawq [result]   (result: the verdict goes to WORKDIR/result,
+args: WORKDIR all|nlqueue|nlevent|ring|cbpf|host|pingq|rawq [result]   (result: the verdict goes to WORKDIR/result,
 so stdout does not change after the dump: a --leave-running original runs on)
 all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and group 33
   added, every SOL_NETLINK flag on, SO_RCVBUF), a NETLINK_KOBJECT_UEVENT socket in group
@@ -21,6 +21,8 @@ all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and 
   connected usersock socket reaches the bound one.
 nlqueue: the route socket has an RTM_GETLINK reply queued (the dump must be refused);
   after go the reply is read.
+nlevent: the route socket has an RTM_NEWLINK notification (group RTMGRP_LINK: lo became
+  promiscuous) queued (the dump must be refused); after go it is read.
 ring: the raw packet socket has a PACKET_TX_RING (refused); after go it is still set up.
 cbpf: the raw packet socket is in a fanout group steered by BPF (refused); after go it
   still is.
@@ -53,7 +55,7 @@ ETH_P_ALL, ETH_P_IP = 3, 0x0800
 RTMGRP_LINK, RTM_NEWLINK, RTM_GETLINK = 1, 16, 18
 NLM_F_REQUEST = 1
 IFLA_IFNAME, IFLA_PROMISCUITY = 3, 30
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP, IFF_PROMISC = 0x8913, 0x8914, 1, 0x100
 FANOUT = 1234 | (1 << 16) | (0x80 << 24)  # id 1234, PACKET_FANOUT_LB, FLAG_DEFRAG
 UDP_PORT = 47555
 USER_PORTID = 0x7E57
@@ -241,6 +243,9 @@ def netns_mode():
     if mode == "nlqueue":
         route.send(getlink_request(7))
         time.sleep(0.1)
+    elif mode == "nlevent":
+        lo_flags(lo_flags() | IFF_PROMISC)
+        time.sleep(0.1)
     elif mode == "ring":
         raw.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
     elif mode == "cbpf":
@@ -315,6 +320,10 @@ def netns_mode():
         route.settimeout(5)
         got = [ty for ty, seq, _, _ in messages(route.recv(65536)) if seq == 7]
         check(got == [RTM_NEWLINK], "the queued RTM_GETLINK reply: %r" % got)
+    elif mode == "nlevent":
+        route.settimeout(5)
+        got = wait_link(route)
+        check(got is not None and got[1].get(IFLA_IFNAME, b"").rstrip(b"\0") == b"lo", "the queued RTM_NEWLINK event: %r" % (got,))
     elif mode == "cbpf":
         fan = raw.getsockopt(SOL_PACKET, PACKET_FANOUT)
         check(fan == 99 | (6 << 16), "PACKET_FANOUT reads %#x after the refused dump" % fan)

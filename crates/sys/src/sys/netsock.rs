@@ -293,6 +293,8 @@ impl Drop for RingMap {
 // sizes are checked below).
 unsafe impl Pod for PacketDiagRing {}
 // SAFETY: as above.
+unsafe impl Pod for NlMsgHdr {}
+// SAFETY: as above.
 unsafe impl Pod for TpacketReq3 {}
 // SAFETY: as above.
 unsafe impl Pod for Tpacket1Hdr {}
@@ -318,6 +320,7 @@ unsafe impl Pod for PacketDiagMclist {}
 
 const _: () = {
     assert!(std::mem::size_of::<PacketDiagRing>() == 28);
+    assert!(std::mem::size_of::<NlMsgHdr>() == 16);
     assert!(std::mem::size_of::<TpacketReq3>() == 28);
     assert!(std::mem::size_of::<Tpacket1Hdr>() == TPACKET_HDR_LEN);
     assert!(std::mem::size_of::<Tpacket2Hdr>() == TPACKET_HDR_LEN);
@@ -352,6 +355,52 @@ pub fn netlink_name(fd: BorrowedFd<'_>, peer: bool) -> Result<SockaddrNl> {
 /// getsockname of a packet socket.
 pub fn packet_name(fd: BorrowedFd<'_>) -> Result<SockaddrLl> {
     name_as(fd, false)
+}
+
+/// struct nlmsghdr.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NlMsgHdr {
+    pub nlmsg_len: u32,
+    pub nlmsg_type: u16,
+    pub nlmsg_flags: u16,
+    pub nlmsg_seq: u32,
+    pub nlmsg_pid: u32,
+}
+
+/// The first message queued on netlink socket `fd`, without consuming it (MSG_PEEK).
+pub struct NlQueued {
+    /// The sender's port id (0: the kernel).
+    pub sender: u32,
+    /// The multicast group it was sent to (0: unicast), from NETLINK_PKTINFO.
+    pub group: u32,
+    pub hdr: NlMsgHdr,
+    pub len: usize,
+}
+
+/// The first message queued on netlink socket `fd` (None if nothing is), peeked with
+/// NETLINK_PKTINFO on for the peek and put back as it was.
+pub fn netlink_peek_first(fd: BorrowedFd<'_>) -> Result<Option<NlQueued>> {
+    const SOL_NETLINK: i32 = 270;
+    const NETLINK_PKTINFO: i32 = 3;
+    let old = getsockopt_int(fd, SOL_NETLINK, NETLINK_PKTINFO)?;
+    setsockopt_int(fd, SOL_NETLINK, NETLINK_PKTINFO, 1)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let r = recvmsg_ctl(fd, &mut buf, 64, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+    setsockopt_int(fd, SOL_NETLINK, NETLINK_PKTINFO, old)?;
+    match r {
+        Ok((n, from, _, cmsgs)) => {
+            let group = cmsgs.iter().find(|c| c.level == SOL_NETLINK && c.ty == NETLINK_PKTINFO).and_then(|c| from_bytes::<u32>(&c.data)).unwrap_or(0);
+            Ok(Some(NlQueued {
+                sender: from_bytes::<SockaddrNl>(&from).unwrap_or_default().nl_pid,
+                group,
+                hdr: from_bytes::<NlMsgHdr>(&buf[..n.min(buf.len())]).unwrap_or_default(),
+                len: n,
+            }))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// bind (or connect) a netlink socket.
