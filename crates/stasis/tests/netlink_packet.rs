@@ -170,6 +170,13 @@ fn ring_comes_back(mode: &str) {
         w.restore();
     }
     w.go_and_pass();
+    // the frames restore sent to move the ring are not counted (PACKET_STATISTICS)
+    assert_eq!(ring_stats(&w), if direct() { "21 0" } else { "3 0" }, "{}", w.report());
+}
+
+/// PACKET_STATISTICS as the workload read it at its end: "packets drops".
+fn ring_stats(w: &Workload) -> String {
+    std::fs::read_to_string(w.work.join("ring_stats")).unwrap_or_default()
 }
 
 #[test]
@@ -195,6 +202,7 @@ fn packet_rx_ring_leave_running_then_restore() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.trim() == "PASS", "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
+    assert_eq!(ring_stats(&w), "21 0", "the original's statistics\n{}", w.report());
     if direct() {
         return;
     }
@@ -206,6 +214,7 @@ fn packet_rx_ring_leave_running_then_restore() {
     let st = w.wait_exit(EXIT_TIMEOUT);
     let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
     assert!(st == Exit::Code(0) && res.trim() == "PASS", "restored copy: {st:?} result {res:?}\n{}", w.report());
+    assert_eq!(ring_stats(&w), "3 0", "the restored copy's statistics\n{}", w.report());
 }
 
 /// A TPACKET_V3 ring (block-based: the kernel's current block is not readable): one

@@ -29,7 +29,8 @@
 //! kernel already drops whenever its receive buffer is full (counted in
 //! PACKET_STATISTICS), so its readers handle loss; `--leave-running` leaves them queued.
 //! Likewise packets that reach a ring after the dump read it are not in the image. The
-//! statistics counters start again from zero.
+//! statistics counters start again from zero (the frames restore sends to move a ring's
+//! position are not counted: reading PACKET_STATISTICS resets them).
 //!
 //! Restore (`open`, in the restorer, inside the socket's network namespace): socket
 //! with protocol 0 (receiving nothing yet), options, then the ring: PACKET_RX_RING with
@@ -84,6 +85,7 @@ pub const MAX_MC_COUNT: u32 = 1024;
 pub const TIMESTAMP_MASK: u32 = (1 << 20) - 1;
 
 const PACKET_RX_RING: i32 = 5;
+const PACKET_STATISTICS: i32 = 6;
 /// tp_status bits: the frame is the program's (filled, not given back).
 const TP_STATUS_USER: u64 = 1;
 /// The ring's size (block size x count) an image may hold: 1 GiB.
@@ -430,6 +432,8 @@ fn move_head(s: &OwnedFd, map: &netsock::RingMap, r: &PacketRing) -> std::result
             return Err(format!("frame {i} was not filled"));
         }
     }
+    // reading PACKET_STATISTICS resets them: the frames sent here are not counted
+    sys::getsockopt_bytes(s.as_fd(), SOL_PACKET, PACKET_STATISTICS, 12).map_err(|e| format!("PACKET_STATISTICS: {e}"))?;
     Ok(())
 }
 

@@ -9,7 +9,8 @@ v1, v2: a raw packet socket bound to lo for ethertype 0x88B7 with TPACKET_V1 or 
   14, 15, 0, 1): six frames are the program's (12..15, 0, 1), the kernel fills frame 2
   next. After go: the ring is mapped where it was, version and reserve read back, the six
   frames hold "pkt-12".."pkt-17" in order with their lengths, and three new frames
-  ("new-0".."new-2") arrive in frames 2, 3, 4; a second PACKET_RX_RING fails (EBUSY).
+  ("new-0".."new-2") arrive in frames 2, 3, 4; a second PACKET_RX_RING fails (EBUSY);
+  PACKET_STATISTICS ("packets drops") goes to WORKDIR/ring_stats.
 hostns: the same ring in the host's network namespace, nothing received (its next
   frame is 0); prints INFO ring_fd and READY, after go checks the ring is still set up.
 hostns-used: as hostns, bound to the host's lo for ethertype 0x88B7, one frame received
@@ -27,7 +28,7 @@ import time
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 SOL_PACKET = 263
-PACKET_RX_RING, PACKET_VERSION, PACKET_RESERVE = 5, 10, 12
+PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION, PACKET_RESERVE = 5, 6, 10, 12
 ETH_P_TEST = 0x88B7
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
 BLOCK, BLOCKS, FRAME = 4096, 4, 1024
@@ -173,6 +174,10 @@ def main():
         set_kernel(ring, idx)
         idx = (idx + 1) % NFRAMES
     check(idx == 5, "stopped at frame %d" % idx)
+    # PACKET_STATISTICS (tp_packets, tp_drops), for the test to check: the original
+    # counts the 21 frames it got, a restored socket only the 3 new ones
+    with open(os.path.join(work, "ring_stats"), "w") as f:
+        f.write("%d %d" % struct.unpack("II", s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)))
     check(all(hdr(ring, i)[0] & 1 == 0 for i in range(NFRAMES)), "a frame filled too many")
     why = ring_busy(s)
     check(why is None, why)
