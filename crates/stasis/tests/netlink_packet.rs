@@ -52,6 +52,22 @@ fn queued_seen(w: &Workload) -> String {
     std::fs::read_to_string(w.work.join("queued_seen")).unwrap_or_default()
 }
 
+/// Lets the workload go and waits for its verdict in WORKDIR/result: exit 0 and PASS.
+fn go_and_pass_result(w: &mut Workload, who: &str) {
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.trim() == "PASS", "{who}: {st:?} result {res:?}\n{}", w.report());
+}
+
+/// After a --leave-running original finished: clears its verdict and go file and
+/// restores the image into a new process (waiting for go).
+fn restore_again(w: &mut Workload) {
+    std::fs::remove_file(w.work.join("result")).unwrap();
+    std::fs::remove_file(w.work.join("go")).unwrap();
+    w.restore();
+}
+
 /// --leave-running: the original runs on with every socket as it was (it passes the same
 /// checks and still reads the packet queued at dump time), then the image restores into
 /// a second process that passes them too (without that packet: queued packets are dropped).
@@ -61,22 +77,14 @@ fn leave_running_then_restore() {
     let mut w = Workload::new("netsock-leave");
     spawn(&mut w, "all", &["result"]);
     w.dump_leave_running();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.trim() == "PASS", "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
+    go_and_pass_result(&mut w, "original after dump --leave-running");
     assert_eq!(queued_seen(&w), "1", "the dump took the packet queued on the raw socket away from the original\n{}", w.report());
     if direct() {
         return;
     }
     check_image(&mut w);
-    std::fs::remove_file(w.work.join("result")).unwrap();
-    std::fs::remove_file(w.work.join("go")).unwrap();
-    w.restore();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.trim() == "PASS", "restored copy: {st:?} result {res:?}\n{}", w.report());
+    restore_again(&mut w);
+    go_and_pass_result(&mut w, "restored copy");
     assert_eq!(queued_seen(&w), "0", "a queued packet came back with the restore\n{}", w.report());
 }
 
@@ -198,22 +206,14 @@ fn packet_rx_ring_leave_running_then_restore() {
     let mut w = Workload::new("pktring-leave");
     spawn_ring(&mut w, "v2", &["result"]);
     w.dump_leave_running();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.trim() == "PASS", "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
+    go_and_pass_result(&mut w, "original after dump --leave-running");
     assert_eq!(ring_stats(&w), "21 0", "the original's statistics\n{}", w.report());
     if direct() {
         return;
     }
     check_ring_image(&mut w);
-    std::fs::remove_file(w.work.join("result")).unwrap();
-    std::fs::remove_file(w.work.join("go")).unwrap();
-    w.restore();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.trim() == "PASS", "restored copy: {st:?} result {res:?}\n{}", w.report());
+    restore_again(&mut w);
+    go_and_pass_result(&mut w, "restored copy");
     assert_eq!(ring_stats(&w), "3 0", "the restored copy's statistics\n{}", w.report());
 }
 

@@ -283,9 +283,9 @@ fn dump_ring(s: std::os::fd::BorrowedFd<'_>, version: u32, d: &netsock::PacketDi
 pub fn check_ring(r: &PacketRing) -> std::result::Result<(), String> {
     let size = u64::from(r.block_size) * u64::from(r.block_nr);
     let ok = r.block_size > 0
-        && r.block_size % 4096 == 0
+        && r.block_size.is_multiple_of(4096)
         && r.frame_size as usize >= netsock::TPACKET_HDR_LEN
-        && r.frame_size % 16 == 0
+        && r.frame_size.is_multiple_of(16)
         && r.frame_size <= r.block_size
         && r.block_nr > 0
         && u64::from(r.block_size / r.frame_size.max(1)) * u64::from(r.block_nr) == u64::from(r.frame_nr)

@@ -40,6 +40,8 @@ import struct
 import sys
 import time
 
+import verdict
+
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 SOL_NETLINK = 270
@@ -424,10 +426,4 @@ elif libc.unshare(CLONE_NEWNET) != 0:
     sys.exit(1)
 else:
     netns_mode()
-verdict = ["FAIL: %s" % f for f in fails] or ["PASS"]
-if to_file:
-    with open(os.path.join(work, "result"), "w") as f:
-        f.write("\n".join(verdict) + "\n")
-else:
-    print("\n".join(verdict), flush=True)
-sys.exit(1 if fails else 0)
+verdict.finish(work, to_file, fails)

@@ -274,7 +274,7 @@ impl RingMap {
     /// The first 32-bit word at `off` (a frame's tp_status; V1's is the low half of an
     /// unsigned long), read volatile: the kernel sets it when it hands the frame over.
     pub fn status(&self, off: usize) -> Option<u32> {
-        if off % 4 != 0 || off.checked_add(4).is_none_or(|e| e > self.len) {
+        if !off.is_multiple_of(4) || off.checked_add(4).is_none_or(|e| e > self.len) {
             return None;
         }
         // SAFETY: aligned, inside our live mapping (checked above); any u32 is valid.
