@@ -447,13 +447,13 @@ pub fn link_rings(pid: i32, vmas: &mut [Vma], fds: &[Fd], objs: &ObjectTable) ->
         };
         let ring = objs.objects.get(fd.object_id as usize - 1).and_then(|o| o.packet()).and_then(|p| p.rx_ring.as_ref());
         let Some(r) = ring else {
-            return Err(Error::Unsupported { pid, what: format!("{what} (fd {}), a socket without a receive ring", fd.fd) });
+            return Err(Error::Unsupported { pid, what: format!("{what} (fd {}), a socket without a packet receive ring", fd.fd) });
         };
         let size = u64::from(r.block_size) * u64::from(r.block_nr);
         if v.pgoff != 0 || v.end - v.start != size {
             return Err(Error::Unsupported {
                 pid,
-                what: format!("{what} (fd {}) at offset {:#x}: only part of its {size}-byte ring (a ring is mapped whole)", fd.fd, v.pgoff),
+                what: format!("{what} (fd {}) at offset {:#x}: only part of the packet socket's {size}-byte receive ring (a ring is mapped whole)", fd.fd, v.pgoff),
             });
         }
         v.object_id = fd.object_id;
