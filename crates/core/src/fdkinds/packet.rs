@@ -90,6 +90,9 @@ const PACKET_STATISTICS: i32 = 6;
 const TP_STATUS_USER: u64 = 1;
 /// The ring's size (block size x count) an image may hold: 1 GiB.
 pub const MAX_RING_BYTES: u64 = 1 << 30;
+/// Frames per ring an image may hold (moving a restored ring's position sends up to
+/// this many frames).
+pub const MAX_RING_FRAMES: u32 = 1 << 20;
 /// The frames' bytes kept per ring: 64 MiB (a dump refuses more).
 pub const MAX_RING_SAVED: u64 = 64 << 20;
 /// Ethertype of the frames restore sends a ring itself to move its head (IEEE 802
@@ -289,7 +292,8 @@ pub fn check_ring(r: &PacketRing) -> std::result::Result<(), String> {
         && r.frame_size <= r.block_size
         && r.block_nr > 0
         && u64::from(r.block_size / r.frame_size.max(1)) * u64::from(r.block_nr) == u64::from(r.frame_nr)
-        && size <= MAX_RING_BYTES;
+        && size <= MAX_RING_BYTES
+        && r.frame_nr <= MAX_RING_FRAMES;
     if !ok {
         return Err(ring_req(r));
     }
@@ -415,9 +419,11 @@ fn move_head(s: &OwnedFd, map: &netsock::RingMap, r: &PacketRing) -> std::result
         }
         let last = frame_offset(r, r.head - 1) as usize;
         let t0 = std::time::Instant::now();
+        // 2 s, and 1 s more per 100000 frames
+        let limit = std::time::Duration::from_secs(2 + u64::from(r.head) / 100_000);
         while map.status(last).unwrap_or(0) & TP_STATUS_USER as u32 == 0 {
-            if t0.elapsed() > std::time::Duration::from_secs(2) {
-                return Err("the frames sent over lo did not all arrive within 2 s".to_string());
+            if t0.elapsed() > limit {
+                return Err(format!("the frames sent over lo did not all arrive within {} s", limit.as_secs()));
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }

@@ -1129,6 +1129,24 @@ mod tests {
         m
     }
 
+    /// A packet ring VMA is mapped through its socket: the map slot of the socket's
+    /// object is the socket's fd slot (one carry slot for both).
+    #[test]
+    fn packet_ring_mapped_through_its_socket() {
+        let mut a = proc(10, 1, 10, 10, 0x7fff_0000_0000);
+        a.fds = vec![Fd { fd: 4, object_id: 5, ..Default::default() }];
+        a.vmas.insert(1, vma(0x7f00_0000_0000, 0x7f00_0000_4000, VmaKind::PacketRing, 5, "socket:[77]"));
+        let mut m = manifest(vec![a]);
+        m.objects.push(Object { id: 5, kind: Some(Kind::Packet(PacketObj::default())), ..Default::default() });
+        let plan = RestorePlan::build(&m, &Empty, false).unwrap();
+        assert_eq!(plan.carry[..2], [Carry::Fd(5), Carry::Mapped(1)]);
+        assert_eq!(plan.map_slot.get(&5), Some(&0));
+        // a ring VMA of an object that is no packet socket
+        m.processes[0].vmas[1].object_id = 2;
+        m.process = m.processes[0].clone();
+        assert!(RestorePlan::build(&m, &Empty, false).is_err());
+    }
+
     #[test]
     fn tree_plan() {
         // root 10 leads session and group; 11 its child in a group of its own, sharing

@@ -1931,6 +1931,7 @@ mod tests {
         bad_ring(&|r| r.frame_size = 8192, "receive ring");
         bad_ring(&|r| r.frame_nr = 17, "receive ring");
         bad_ring(&|r| (r.block_size, r.block_nr, r.frame_nr) = (1 << 22, 1 << 9, 1 << 21), "receive ring");
+        bad_ring(&|r| (r.block_size, r.frame_size, r.block_nr, r.frame_nr) = (1 << 12, 32, 1 << 14, 1 << 21), "receive ring");
         bad_ring(&|r| r.head = 16, "next frame 16 of 16");
         bad_ring(&|r| r.frames.swap(0, 2), "frames in order");
         bad_ring(&|r| r.frames[1].index = 0, "frames in order");
