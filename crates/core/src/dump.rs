@@ -563,6 +563,7 @@ fn write_image(
         let mut col = if process.shares_vm { mem::MemCollect::empty() } else { mem::collect(pid, &mut objs, process.ipc_ns)? };
         fd_state.shared.append(&mut col.shared);
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
+        mem::link_rings(pid, &mut col.vmas, &process.fds, &objs)?;
         if let Some(a) = process.attrs.as_mut().filter(|a| a.cwd.ends_with(" (deleted)")) {
             // removed (rmdir) while it was the working directory: recreated nameless
             let via = format!("/proc/{pid}/cwd");
@@ -628,15 +629,20 @@ fn write_image(
             }
         }
     }
-    let mut w = match lock {
-        Some(l) => {
-            if let Some(root) = procs.first_mut() {
-                root.net_lock = l.table.clone();
-                root.net_lock_ns = l.namespaces.iter().map(|(ns, _)| *ns).collect();
-            }
-            ManifestWriter::with_required_features(&[stasis_image::FEATURE_NETWORK_LOCK])
+    let mut features = Vec::new();
+    if let Some(l) = lock {
+        if let Some(root) = procs.first_mut() {
+            root.net_lock = l.table.clone();
+            root.net_lock_ns = l.namespaces.iter().map(|(ns, _)| *ns).collect();
         }
-        None => ManifestWriter::new(),
+        features.push(stasis_image::FEATURE_NETWORK_LOCK);
+    }
+    if objs.objects.iter().any(|o| o.packet().is_some_and(|p| p.rx_ring.is_some())) {
+        features.push(stasis_image::FEATURE_PACKET_RING);
+    }
+    let mut w = match features.is_empty() {
+        true => ManifestWriter::new(),
+        false => ManifestWriter::with_required_features(&features),
     };
     for p in &procs {
         w.record(rec::PROCESS, p);

@@ -1334,7 +1334,7 @@ pub fn open_fd_objects(
                 opened.by_object.insert(fd.object_id, s);
             }
             Some(Kind::Packet(p)) => {
-                let open = || Ok(fdkinds::packet::open(p));
+                let open = || Ok(fdkinds::packet::open(p, o.net_ns != 0));
                 let s = in_socket_ns(pid, o.net_ns, netns, open)?.map_err(|e| step(format!("fd {}: packet socket: {e}", fd.fd)))?;
                 opened.by_object.insert(fd.object_id, s);
             }
@@ -1373,6 +1373,16 @@ pub fn open_fd_objects(
                 return Err(step(format!("fd {}: object {} has no kind this stasis knows", fd.fd, fd.object_id)));
             }
         }
+    }
+    // packet sockets are bound last: none receives while the others are set up (a
+    // ring's head is moved with frames over lo, see fdkinds::packet)
+    let mut packets: Vec<(u32, &Object, &stasis_image::model::PacketObj)> =
+        opened.by_object.keys().filter_map(|id| m.object(*id).and_then(|o| Some((*id, o, o.packet()?)))).collect();
+    packets.sort_by_key(|x| x.0);
+    for (id, o, p) in packets {
+        let s = &opened.by_object[&id];
+        in_socket_ns(pid, o.net_ns, netns, || Ok(fdkinds::packet::start(p, s)))?
+            .map_err(|e| step(format!("packet socket (object {id}): {e}")))?;
     }
     let run_in_ns = |o: &Object, f: &mut (dyn FnMut() -> Result<()> + Send)| in_socket_ns(pid, o.net_ns, netns, f);
     opened.late = fdkinds::unix::requeue_deferred(pid, &m.objects, &opened.by_object, &mut unix_made, &run_in_ns)?;

@@ -197,12 +197,9 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
                 VmaKind::FilePrivate
             }
         }
-        _ if p.starts_with("socket:[") => {
-            return Err(Error::Unsupported {
-                pid,
-                what: format!("VMA {:#x}-{:#x} maps {p}, a packet socket's ring (PACKET_RX_RING/PACKET_TX_RING)", m.start, m.end),
-            })
-        }
+        // a packet socket's ring (the only socket with an mmap); its object is found
+        // once the fds are dumped (`link_rings`)
+        _ if m.shared && p.starts_with("socket:[") => VmaKind::PacketRing,
         _ if m.inode == 0 && m.shared => {
             return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} {p} (shared special mapping)", m.start, m.end) })
         }
@@ -436,6 +433,33 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
     }
     debug!(pid, vmas = out.vmas.len(), runs = out.jobs.len(), "memory collected");
     Ok(out)
+}
+
+/// Each VMA mapping a packet socket's ring (kind PacketRing, named `socket:[INO]`) gets
+/// the socket's object: an fd of the same process must hold the socket, whose receive
+/// ring the VMA maps whole (packet_mmap maps every ring at once, from offset 0; a part
+/// left by munmap or mremap is refused).
+pub fn link_rings(pid: i32, vmas: &mut [Vma], fds: &[Fd], objs: &ObjectTable) -> Result<()> {
+    for v in vmas.iter_mut().filter(|v| v.kind == VmaKind::PacketRing as i32) {
+        let what = format!("VMA {:#x}-{:#x} maps {}", v.start, v.end, v.name);
+        let held = fds.iter().find(|f| procfs::readlink(&format!("/proc/{pid}/fd/{}", f.fd)).is_ok_and(|l| l == v.name));
+        let Some(fd) = held else {
+            return Err(Error::Unsupported { pid, what: format!("{what}, a socket no fd of the process holds") });
+        };
+        let ring = objs.objects.get(fd.object_id as usize - 1).and_then(|o| o.packet()).and_then(|p| p.rx_ring.as_ref());
+        let Some(r) = ring else {
+            return Err(Error::Unsupported { pid, what: format!("{what} (fd {}), a socket without a packet receive ring", fd.fd) });
+        };
+        let size = u64::from(r.block_size) * u64::from(r.block_nr);
+        if v.pgoff != 0 || v.end - v.start != size {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("{what} (fd {}) at offset {:#x}: only part of the packet socket's {size}-byte receive ring (a ring is mapped whole)", fd.fd, v.pgoff),
+            });
+        }
+        v.object_id = fd.object_id;
+    }
+    Ok(())
 }
 
 /// Puts the collections of several processes together (one page copy for the tree).

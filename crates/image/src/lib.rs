@@ -48,10 +48,16 @@ pub const PAGES_HEADER_LEN: u64 = 4096;
 /// - `network-lock`: the root process's `net_lock` names an nftables table holding the
 ///   dumped TCP connections' packets back; a restore that ignored it would leave them
 ///   blocked.
-pub const KNOWN_FEATURES: &[&str] = &[FEATURE_NETWORK_LOCK];
+/// - `packet-ring`: a packet socket has a receive ring (`PacketObj.rx_ring`, VMAs of
+///   kind `PACKET_RING`); a restore that ignored it would give the process a socket
+///   without its ring.
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_NETWORK_LOCK, FEATURE_PACKET_RING];
 
 /// Format feature of images that carry a network lock (`Process.net_lock`).
 pub const FEATURE_NETWORK_LOCK: &str = "network-lock";
+
+/// Format feature of images with a packet socket's receive ring (`PacketObj.rx_ring`).
+pub const FEATURE_PACKET_RING: &str = "packet-ring";
 
 /// Record types. Bit 31 set = critical: a reader that does not know it must refuse.
 pub mod rec {

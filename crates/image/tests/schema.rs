@@ -39,11 +39,11 @@ const ADDED_SINCE_FROZEN: &[(&str, &str)] = &[("Thread", "ioprio"), ("ProcAttrs"
 
 /// Messages added to the schema since the hand-written model was frozen (only reachable
 /// through fields of ADDED_SINCE_FROZEN, so old images never hold them).
-const ADDED_MESSAGES: &[&str] = &["NetlinkObj", "PacketObj", "PacketFanout", "PacketMclist", "ClassicBpfInsn", "SockCommon", "FileOwner", "UnixMsg", "InFlight", "SockOpt", "McastGroup", "Datagram", "MsgCreds", "CredRange", "SockFile", "TtyObj", "TtyFdObj", "CgroupDir", "CgroupSetting", "CgroupFileOwner", "PidfdObj", "NsFdObj", "FanotifyObj", "FanotifyMark", "AioRing", "AioEvent"];
+const ADDED_MESSAGES: &[&str] = &["NetlinkObj", "PacketObj", "PacketFanout", "PacketMclist", "ClassicBpfInsn", "SockCommon", "FileOwner", "UnixMsg", "InFlight", "SockOpt", "McastGroup", "Datagram", "MsgCreds", "CredRange", "SockFile", "TtyObj", "TtyFdObj", "CgroupDir", "CgroupSetting", "CgroupFileOwner", "PidfdObj", "NsFdObj", "FanotifyObj", "FanotifyMark", "AioRing", "AioEvent", "PacketRing", "PacketFrame"];
 
 /// Enum values added since the hand-written model was frozen (enum, value as model.rs
 /// would spell it): old images never hold them.
-const ADDED_ENUM_VALUES: &[(&str, &str)] = &[("VmaKind", "AioRing")];
+const ADDED_ENUM_VALUES: &[(&str, &str)] = &[("VmaKind", "AioRing"), ("VmaKind", "PacketRing")];
 
 fn added(msg: &str, field: &str) -> bool {
     ADDED_SINCE_FROZEN.contains(&(msg, field))
@@ -165,7 +165,11 @@ fn proto_and_model_rs_agree_on_every_field() {
             (e.name().to_string(), vals)
         })
         .collect();
-    assert_eq!(penums, enums, ".proto (left) vs model.rs (right) enums");
+    assert_eq!(penums, enums, ".proto (left, minus values added since) vs model.rs (right) enums");
+    for (e, v) in ADDED_ENUM_VALUES {
+        let full = fd.enum_type.iter().find(|x| x.name() == *e).unwrap_or_else(|| panic!("enum {e} listed as extended but not in the .proto"));
+        assert!(full.value.iter().any(|x| camel(x.name()).ends_with(v)), "{e}.{v} listed as added but not in the .proto");
+    }
     // The kinds of an object are the members of the `kind` oneof; id, net_ns and owner
     // (signal-driven I/O of any fd kind) are not.
     let obj = fd.message_type.iter().find(|m| m.name() == "Object").unwrap();

@@ -25,6 +25,7 @@ fn kind_name(k: i32) -> &'static str {
         VmaKind::Vsyscall => "vsyscall",
         VmaKind::SysvShm => "sysv-shm",
         VmaKind::AioRing => "aio-ring",
+        VmaKind::PacketRing => "packet-ring",
         VmaKind::Unknown => "unknown",
     }
 }
@@ -438,6 +439,9 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         Some(Kind::Packet(p)) => {
             let mut d = json!({"kind": "packet", "id": id, "ifindex": p.ifindex, "ifname": p.ifname,
                    "fanout": p.fanout.as_ref().map(|f| f.id), "state": stasis_core::fdkinds::packet::describe(p), "net_ns": o.net_ns});
+            if let Some(r) = &p.rx_ring {
+                d["rx_ring"] = json!({"frame_nr": r.frame_nr, "head": r.head, "frames": r.frames.iter().map(|f| f.index).collect::<Vec<_>>()});
+            }
             sock_flags_json(&mut d, p.flags);
             d
         }

@@ -112,14 +112,14 @@ fn dev_zero_shared_mapping_stays_shared() {
     w.go_and_pass();
 }
 
-/// A packet socket's mmap'ed ring and a mapping of a device are refused at dump time
-/// with one line naming the pid, the mapping and what it is; the process runs on
-/// untouched.
+/// A packet socket's mmap'ed ring mapped only in part and a mapping of a device are
+/// refused at dump time with one line naming the pid, the mapping and what it is; the
+/// process runs on untouched.
 #[test]
 fn packet_ring_and_device_mappings_are_refused() {
     let _t = serial();
     skip_if_direct!();
-    for (mode, needles) in [("pktring", &["packet", "ring"][..]), ("device", &["/dev/loop0", "device"][..])] {
+    for (mode, needles) in [("pktring", &["packet socket", "only part", "receive ring"][..]), ("device", &["/dev/loop0", "device"][..])] {
         let mut w = Workload::start("mem_special", &[mode]);
         let addr = w.info(if mode == "pktring" { "ring" } else { "map" });
         let r = w.try_dump(&[]);

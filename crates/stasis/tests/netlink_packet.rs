@@ -52,6 +52,22 @@ fn queued_seen(w: &Workload) -> String {
     std::fs::read_to_string(w.work.join("queued_seen")).unwrap_or_default()
 }
 
+/// Lets the workload go and waits for its verdict in WORKDIR/result: exit 0 and PASS.
+fn go_and_pass_result(w: &mut Workload, who: &str) {
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.trim() == "PASS", "{who}: {st:?} result {res:?}\n{}", w.report());
+}
+
+/// After a --leave-running original finished: clears its verdict and go file and
+/// restores the image into a new process (waiting for go).
+fn restore_again(w: &mut Workload) {
+    std::fs::remove_file(w.work.join("result")).unwrap();
+    std::fs::remove_file(w.work.join("go")).unwrap();
+    w.restore();
+}
+
 /// --leave-running: the original runs on with every socket as it was (it passes the same
 /// checks and still reads the packet queued at dump time), then the image restores into
 /// a second process that passes them too (without that packet: queued packets are dropped).
@@ -61,26 +77,22 @@ fn leave_running_then_restore() {
     let mut w = Workload::new("netsock-leave");
     spawn(&mut w, "all", &["result"]);
     w.dump_leave_running();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.trim() == "PASS", "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
+    go_and_pass_result(&mut w, "original after dump --leave-running");
     assert_eq!(queued_seen(&w), "1", "the dump took the packet queued on the raw socket away from the original\n{}", w.report());
     if direct() {
         return;
     }
     check_image(&mut w);
-    std::fs::remove_file(w.work.join("result")).unwrap();
-    std::fs::remove_file(w.work.join("go")).unwrap();
-    w.restore();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
-    assert!(st == Exit::Code(0) && res.trim() == "PASS", "restored copy: {st:?} result {res:?}\n{}", w.report());
+    restore_again(&mut w);
+    go_and_pass_result(&mut w, "restored copy");
     assert_eq!(queued_seen(&w), "0", "a queued packet came back with the restore\n{}", w.report());
 }
 
 fn refused(mode: &str, fd_key: &str, needles: &[&str]) {
+    refused_in(spawn, mode, fd_key, needles)
+}
+
+fn refused_in(spawn: fn(&mut Workload, &str, &[&str]), mode: &str, fd_key: &str, needles: &[&str]) {
     let _t = serial();
     skip_if_direct!();
     let mut w = Workload::new(&format!("netsock-{mode}"));
@@ -102,13 +114,144 @@ fn refused(mode: &str, fd_key: &str, needles: &[&str]) {
 /// (it reads the reply afterwards).
 #[test]
 fn queued_netlink_reply_is_refused() {
-    refused("nlqueue", "route_fd", &["netlink socket (NETLINK_ROUTE)", "queued"]);
+    refused("nlqueue", "route_fd", &["netlink socket (NETLINK_ROUTE)", "queued", "a reply of the kernel (message type 16, sequence 7)", "cannot be read without consuming it"]);
 }
 
-/// mmap'ed packet rings are not supported: one line, the ring is still there after.
+/// A multicast notification queued on a netlink socket: refused too (its queue cannot
+/// be read without consuming it), naming the group; the process reads it afterwards.
 #[test]
-fn packet_ring_is_refused() {
-    refused("ring", "raw_fd", &["packet socket", "PACKET_RX_RING"]);
+fn queued_netlink_notification_is_refused() {
+    refused("nlevent", "route_fd", &["netlink socket (NETLINK_ROUTE)", "a notification of the kernel to multicast group 1 (message type 16)"]);
+}
+
+/// ICMP messages queued on a ping socket or a raw socket: refused (their queue cannot be
+/// read without consuming it), naming the first message; the process reads both after.
+#[test]
+fn queued_ping_replies_are_refused() {
+    refused("pingq", "queue_fd", &["ping (ICMP datagram) socket", "the first is 14 bytes from 127.0.0.1", "MSG_PEEK shows only its first"]);
+}
+
+#[test]
+fn queued_raw_icmp_is_refused() {
+    refused("rawq", "queue_fd", &["raw socket", "the first is 34 bytes from 127.0.0.1", "MSG_PEEK shows only its first"]);
+}
+
+/// mmap'ed transmit rings are not supported: one line, the ring is still there after.
+#[test]
+fn packet_tx_ring_is_refused() {
+    refused("ring", "raw_fd", &["packet socket", "PACKET_TX_RING"]);
+}
+
+fn spawn_ring(w: &mut Workload, mode: &str, extra: &[&str]) {
+    let script = std::path::Path::new(WORKLOADS).join("pktring.py");
+    let mut args: Vec<OsString> = vec![script.into_os_string(), w.work.clone().into_os_string(), mode.into()];
+    args.extend(extra.iter().map(OsString::from));
+    w.spawn(&python3(), &args);
+    w.wait_ready();
+}
+
+/// The image holds the ring: 16 frames, the kernel's next frame 2, the six frames the
+/// program had not consumed (12..15, 0, 1), and the VMA mapping it.
+fn check_ring_image(w: &mut Workload) {
+    let img = inspect_json(w);
+    let fds = img["processes"][0]["fds"].as_array().cloned().unwrap_or_default();
+    let ring = fds.iter().find_map(|f| f.get("rx_ring").cloned()).unwrap_or_else(|| panic!("no packet socket with a ring: {fds:?}"));
+    assert_eq!(ring, serde_json::json!({"frame_nr": 16, "head": 2, "frames": [0, 1, 12, 13, 14, 15]}), "{}", w.report());
+    let vmas = img["processes"][0]["vmas"].as_array().cloned().unwrap_or_default();
+    let addr: u64 = w.info("ring_addr").parse().unwrap();
+    assert!(
+        vmas.iter().any(|v| v["kind"] == "packet-ring" && v["start"] == format!("{addr:#x}") && v["size"] == 16384),
+        "no packet-ring VMA at {addr:#x}: {vmas:?}"
+    );
+}
+
+/// Kill mode, TPACKET_V2 and V1: after the restore the program reads the six frames it
+/// had not consumed (contents and lengths) where it left them, then new packets arrive
+/// in the frames it expects next (the kernel's ring position was moved to frame 2).
+fn ring_comes_back(mode: &str) {
+    let _t = serial();
+    let mut w = Workload::new(&format!("pktring-{mode}"));
+    spawn_ring(&mut w, mode, &[]);
+    if !direct() {
+        w.dump();
+        check_ring_image(&mut w);
+        w.restore();
+    }
+    w.go_and_pass();
+    // the frames restore sent to move the ring are not counted (PACKET_STATISTICS)
+    assert_eq!(ring_stats(&w), if direct() { "21 0" } else { "3 0" }, "{}", w.report());
+}
+
+/// PACKET_STATISTICS as the workload read it at its end: "packets drops".
+fn ring_stats(w: &Workload) -> String {
+    std::fs::read_to_string(w.work.join("ring_stats")).unwrap_or_default()
+}
+
+#[test]
+fn packet_rx_ring_v2_comes_back() {
+    ring_comes_back("v2");
+}
+
+#[test]
+fn packet_rx_ring_v1_comes_back() {
+    ring_comes_back("v1");
+}
+
+/// --leave-running: the original reads its frames and new ones through the ring as if
+/// nothing happened (the dump's own mapping of the ring is gone), then the restored copy
+/// does the same.
+#[test]
+fn packet_rx_ring_leave_running_then_restore() {
+    let _t = serial();
+    let mut w = Workload::new("pktring-leave");
+    spawn_ring(&mut w, "v2", &["result"]);
+    w.dump_leave_running();
+    go_and_pass_result(&mut w, "original after dump --leave-running");
+    assert_eq!(ring_stats(&w), "21 0", "the original's statistics\n{}", w.report());
+    if direct() {
+        return;
+    }
+    check_ring_image(&mut w);
+    restore_again(&mut w);
+    go_and_pass_result(&mut w, "restored copy");
+    assert_eq!(ring_stats(&w), "3 0", "the restored copy's statistics\n{}", w.report());
+}
+
+/// A TPACKET_V3 ring (block-based: the kernel's current block is not readable): one
+/// line naming the fd, the ring is still there after.
+#[test]
+fn packet_v3_ring_is_refused() {
+    refused_in(spawn_ring, "v3", "ring_fd", &["packet socket", "TPACKET_V3 receive ring"]);
+}
+
+/// A ring of the host's namespace whose next frame is 1: the dump takes it, the restore
+/// refuses (moving the ring there would send frames over the host's lo), naming the
+/// fd and why, and leaves no process behind.
+#[test]
+fn packet_ring_host_namespace_moved_is_refused_at_restore() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("pktring-hostused");
+    spawn_ring(&mut w, "hostns-used", &[]);
+    let fd = w.info("ring_fd");
+    w.dump();
+    let r = w.try_restore(&["-d"]);
+    assert_clean_error(&r, &[&format!("fd {fd}"), "packet socket", "next frame is 1", "host's"], &w.report());
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}\n{}", w.pid, w.report());
+}
+
+/// A ring in the host's network namespace that never received (next frame 0) comes
+/// back without any frame sent.
+#[test]
+fn packet_rx_ring_host_namespace() {
+    let _t = serial();
+    let mut w = Workload::new("pktring-host");
+    spawn_ring(&mut w, "hostns", &[]);
+    if !direct() {
+        w.dump();
+        w.restore();
+    }
+    w.go_and_pass();
 }
 
 /// A fanout group steered by a BPF program (PACKET_FANOUT_CBPF): refused, the socket

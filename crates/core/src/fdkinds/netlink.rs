@@ -4,11 +4,22 @@
 //! SOL_NETLINK flags and O_NONBLOCK, all read with getsockopt; SO_RCVBUF/SO_SNDBUF, a
 //! classic BPF filter and other SOL_SOCKET options (`sockopt.rs`).
 //!
-//! Refused: a socket with messages queued for reading (they are kernel replies to the
-//! process's requests or events; replies cannot be asked for again, and a process waiting
-//! for one would wait forever), and one with a dump in progress (netlink_diag's
-//! NDIAG_FLAG_CB_RUNNING: the kernel's remaining answers live in the socket). The queue is
-//! looked at with MSG_PEEK|MSG_DONTWAIT, which consumes nothing.
+//! Refused: a socket with messages queued for reading, and one with a dump in progress
+//! (netlink_diag's NDIAG_FLAG_CB_RUNNING: the kernel's remaining answers live in the
+//! socket). The queue is looked at with MSG_PEEK|MSG_DONTWAIT, which consumes nothing;
+//! the refusal says what its first message is (a reply of the kernel, a multicast
+//! notification and its group, a message of another socket). Why queued messages are
+//! not saved, even multicast notifications (netlink is lossy: a reader handles ENOBUFS):
+//! - netlink's recvmsg ignores SO_PEEK_OFF (EOPNOTSUPP) and MSG_PEEK always shows the
+//!   first message, so the others cannot be read without consuming them, which a dump
+//!   that fails or leaves the process running must not do;
+//! - a message queued again by stasis would come from a port id of its own (userspace
+//!   can only unicast or multicast as itself), not from the kernel (port id 0): careful
+//!   listeners (systemd's sd-netlink among them) drop those, and multicasting would
+//!   reach every other listener of the group;
+//! - dropping them would have to be signalled as the kernel does (ENOBUFS on the next
+//!   recv), but the kernel sets that error only when it finds the queue full, and the
+//!   next recv (which returns it) would be needed to empty the queue again.
 //!
 //! Restore: socket, options, bind to the saved port id (an autobound one too: the process
 //! may have told it to a peer; if it is taken now, the restore fails naming it), join
@@ -114,15 +125,19 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd) -> Result<Ob
             )));
         }
     }
-    let mut buf = [0u8; 16];
-    match sys::recv(s, &mut buf, libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
-        Ok(n) => {
-            return Err(refuse(format!(
-                "with messages queued for reading (the first is {n} bytes): they are the kernel's replies or events, which cannot be queued again"
-            )))
-        }
-        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
-        Err(e) => return Err(sys_err("peeking at the receive queue", e)),
+    if let Some(q) = netsock::netlink_peek_first(s).map_err(|e| sys_err("peeking at the receive queue", e))? {
+        let (n, ty) = (q.len, q.hdr.nlmsg_type);
+        let first = match (q.sender, q.group) {
+            (0, 0) => format!("a reply of the kernel (message type {ty}, sequence {})", q.hdr.nlmsg_seq),
+            (0, g) => format!("a notification of the kernel to multicast group {g} (message type {ty})"),
+            (p, 0) => format!("a message from port id {p} (message type {ty})"),
+            (p, g) => format!("a message from port id {p} to multicast group {g} (message type {ty})"),
+        };
+        return Err(refuse(format!(
+            "with messages queued for reading (the first is {n} bytes, {first}): a netlink socket's queue cannot be read without \
+             consuming it (MSG_PEEK shows only the first message, SO_PEEK_OFF is not supported), and a message stasis queued again \
+             would come from a port id of its own, not from the kernel"
+        )));
     }
     let local = netsock::netlink_name(s, false).map_err(|e| sys_err("getsockname", e))?;
     let peer = netsock::netlink_name(s, true).map_err(|e| sys_err("getpeername", e))?;

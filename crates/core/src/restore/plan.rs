@@ -400,6 +400,17 @@ impl RestorePlan {
                     });
                 }
                 exe_slot = map_slot.get(&mm.exe_object).copied();
+                // a packet ring is mapped through its socket, carried like an fd
+                for v in p.vmas.iter().filter(|v| v.kind == VmaKind::PacketRing as i32) {
+                    if m.object(v.object_id).and_then(|o| o.packet()).is_none() {
+                        return Err(plan_err(p.pid, format!("packet socket object {} missing", v.object_id)));
+                    }
+                    let slot = *fd_slot.entry(v.object_id).or_insert_with(|| {
+                        carry.push(Carry::Fd(v.object_id));
+                        carry.len() - 1
+                    });
+                    map_slot.insert(v.object_id, slot);
+                }
             }
             let mut pp = proc_plan(m, idx, assign, exe_slot, &net_slot)?;
             if p.ctty != 0 && !p.zombie {
@@ -1133,6 +1144,24 @@ mod tests {
             Object { id: 3, kind: Some(Kind::Shmem(ShmemObj { size: 4096, ..Default::default() })), ..Default::default() },
         ];
         m
+    }
+
+    /// A packet ring VMA is mapped through its socket: the map slot of the socket's
+    /// object is the socket's fd slot (one carry slot for both).
+    #[test]
+    fn packet_ring_mapped_through_its_socket() {
+        let mut a = proc(10, 1, 10, 10, 0x7fff_0000_0000);
+        a.fds = vec![Fd { fd: 4, object_id: 5, ..Default::default() }];
+        a.vmas.insert(1, vma(0x7f00_0000_0000, 0x7f00_0000_4000, VmaKind::PacketRing, 5, "socket:[77]"));
+        let mut m = manifest(vec![a]);
+        m.objects.push(Object { id: 5, kind: Some(Kind::Packet(PacketObj::default())), ..Default::default() });
+        let plan = RestorePlan::build(&m, &Empty, false).unwrap();
+        assert_eq!(plan.carry[..2], [Carry::Fd(5), Carry::Mapped(1)]);
+        assert_eq!(plan.map_slot.get(&5), Some(&0));
+        // a ring VMA of an object that is no packet socket
+        m.processes[0].vmas[1].object_id = 2;
+        m.process = m.processes[0].clone();
+        assert!(RestorePlan::build(&m, &Empty, false).is_err());
     }
 
     #[test]

@@ -769,6 +769,16 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         if kind == Ok(VmaKind::AioRing) {
             crate::aio::check(v).map_err(|why| bad(format!("VMA {:#x}-{:#x}: the aio ring {why}", v.start, v.end)))?;
         }
+        if kind == Ok(VmaKind::PacketRing) {
+            let ring = object(v.object_id).and_then(|o| o.packet()).and_then(|k| k.rx_ring.as_ref());
+            let size = ring.map(|r| u64::from(r.block_size) * u64::from(r.block_nr));
+            if size != Some(v.end - v.start) || v.pgoff != 0 || !v.shared || !p.fds.iter().any(|f| f.object_id == v.object_id) {
+                return Err(bad(format!(
+                    "VMA {:#x}-{:#x} maps no whole receive ring of a packet socket the process holds (object {})",
+                    v.start, v.end, v.object_id
+                )));
+            }
+        }
         if v.pgoff % PAGE != 0 && needs_file {
             return Err(bad(format!("VMA {:#x}-{:#x}: file offset {:#x} is not page-aligned", v.start, v.end, v.pgoff)));
         }
@@ -1110,6 +1120,9 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
     if p.mclist.len() > MAX_MCLIST {
         return Err(format!("{} memberships (at most {MAX_MCLIST})", p.mclist.len()));
     }
+    if let Some(r) = &p.rx_ring {
+        check_ring(p.version, r).map_err(|why| format!("receive ring: {why}"))?;
+    }
     for m in &p.mclist {
         check_ifname(&m.ifname)?;
         if m.ifindex <= 0 || m.mr_type > MAX_MR_TYPE || m.addr.len() > 8 || m.count == 0 || m.count > MAX_MC_COUNT {
@@ -1117,6 +1130,33 @@ fn check_packet(p: &PacketObj) -> std::result::Result<(), String> {
         }
     }
     check_sock_common(p.flags, p.sock.as_ref())
+}
+
+/// A packet socket's receive ring: TPACKET_V1 or V2, a request the kernel takes within
+/// our size bound, its head a frame of it, the saved frames in order, each inside a
+/// frame and at least a header long, at most MAX_RING_SAVED bytes in all.
+fn check_ring(version: u32, r: &PacketRing) -> std::result::Result<(), String> {
+    use crate::fdkinds::packet::MAX_RING_SAVED;
+    if version > 1 {
+        return Err(format!("PACKET_VERSION {version} (rings of TPACKET_V1 and V2 only)"));
+    }
+    crate::fdkinds::packet::check_ring(r)?;
+    if r.head >= r.frame_nr {
+        return Err(format!("next frame {} of {}", r.head, r.frame_nr));
+    }
+    let (mut next, mut total) = (0u32, 0u64);
+    for f in &r.frames {
+        let len = f.data.len() as u64;
+        if f.index < next || f.index >= r.frame_nr || len < stasis_sys::sys::netsock::TPACKET_HDR_LEN as u64 || len > u64::from(r.frame_size) {
+            return Err(format!("frame {} of {} bytes (frames in order, {} of at most {} bytes)", f.index, len, r.frame_nr, r.frame_size));
+        }
+        next = f.index + 1;
+        total += len;
+    }
+    if total > MAX_RING_SAVED {
+        return Err(format!("{total} bytes of frames (at most {MAX_RING_SAVED})"));
+    }
+    Ok(())
 }
 
 /// A file the restored process opens itself under /proc (`FileObj.in_proc`): a path
@@ -1937,6 +1977,65 @@ mod tests {
         refused(&with_sockets(|_, p| sk(p).filter = vec![ClassicBpfInsn::default(); 4097]), &root(), "4097 instructions");
         refused(&with_sockets(|_, p| sk(p).filter[0].jt = 256), &root(), "filter instruction");
         refused(&with_sockets(|_, p| sk(p).filter[0].code = 1 << 16), &root(), "filter instruction");
+    }
+
+    /// The packet socket (object 5) with a sound TPACKET_V2 receive ring of 16 frames of
+    /// 1024 bytes, held as fd 7 and mapped at 0x7f00_0000_0000; `f` edits ring and VMA.
+    fn with_ring(f: impl FnOnce(&mut PacketRing, &mut Vma)) -> Manifest {
+        let frame = |index| PacketFrame { index, data: vec![1; 64] };
+        let mut r = PacketRing { block_size: 4096, block_nr: 4, frame_size: 1024, frame_nr: 16, head: 2, frames: vec![frame(0), frame(1), frame(15)] };
+        let mut v = Vma { start: 0x7f00_0000_0000, end: 0x7f00_0000_4000, shared: true, kind: VmaKind::PacketRing as i32, object_id: 5, ..Default::default() };
+        f(&mut r, &mut v);
+        let mut m = with_sockets(|_, p| {
+            p.version = 1;
+            p.rx_ring = Some(r);
+        });
+        m.processes[0].fds.push(Fd { fd: 7, object_id: 5, cloexec: false });
+        m.processes[0].vmas.push(v);
+        m.processes[0].vmas.sort_by_key(|v| v.start);
+        m.process = m.processes[0].clone();
+        m
+    }
+
+    #[test]
+    fn packet_rings_bounded() {
+        validate_with(&with_ring(|_, _| {}), &root()).unwrap();
+        // (a ring without a mapping: the ring's own check answers)
+        let bad_ring = |f: &dyn Fn(&mut PacketRing), why: &str| {
+            let mut m = with_ring(|r, _| f(r));
+            m.processes[0].vmas.retain(|v| v.kind != VmaKind::PacketRing as i32);
+            m.process = m.processes[0].clone();
+            refused(&m, &root(), why)
+        };
+        bad_ring(&|r| r.block_size = 1000, "receive ring: 4 blocks of 1000 bytes");
+        bad_ring(&|r| r.frame_size = 24, "receive ring");
+        bad_ring(&|r| r.frame_size = 1000, "receive ring");
+        bad_ring(&|r| r.frame_size = 8192, "receive ring");
+        bad_ring(&|r| r.frame_nr = 17, "receive ring");
+        bad_ring(&|r| (r.block_size, r.block_nr, r.frame_nr) = (1 << 22, 1 << 9, 1 << 21), "receive ring");
+        bad_ring(&|r| (r.block_size, r.frame_size, r.block_nr, r.frame_nr) = (1 << 12, 32, 1 << 14, 1 << 21), "receive ring");
+        bad_ring(&|r| r.head = 16, "next frame 16 of 16");
+        bad_ring(&|r| r.frames.swap(0, 2), "frames in order");
+        bad_ring(&|r| r.frames[1].index = 0, "frames in order");
+        bad_ring(&|r| r.frames[2].index = 16, "frame 16");
+        bad_ring(&|r| r.frames[0].data = vec![0; 31], "frame 0 of 31 bytes");
+        bad_ring(&|r| r.frames[0].data = vec![0; 1025], "frame 0 of 1025 bytes");
+        let edited = |g: &dyn Fn(&mut Manifest)| {
+            let mut m = with_ring(|_, _| {});
+            g(&mut m);
+            m.process = m.processes[0].clone();
+            m
+        };
+        let v3 = edited(&|m| m.objects.iter_mut().filter_map(|o| o.packet_mut()).for_each(|p| p.version = 2));
+        refused(&v3, &root(), "PACKET_VERSION 2 (rings of TPACKET_V1 and V2 only)");
+        // the VMA: the whole ring of a packet socket the process holds, shared, offset 0
+        let bad_vma = |f: &dyn Fn(&mut Vma)| refused(&with_ring(|_, v| f(v)), &root(), "maps no whole receive ring");
+        bad_vma(&|v| v.end = 0x7f00_0000_3000);
+        bad_vma(&|v| v.pgoff = 0x1000);
+        bad_vma(&|v| v.shared = false);
+        bad_vma(&|v| v.object_id = 4);
+        bad_vma(&|v| v.object_id = 99);
+        refused(&edited(&|m| m.processes[0].fds.retain(|f| f.fd != 7)), &root(), "maps no whole receive ring");
     }
 
     #[test]

@@ -7,7 +7,8 @@
  *   devzero  /dev/zero mapped shared (shared anonymous memory in disguise) and private,
  *            both written; a child forked after shares the shared one: after restore
  *            both see each other's writes in it, the private ones stay private
- *   pktring  an AF_PACKET socket with a PACKET_RX_RING mapped (the dump must refuse it)
+ *   pktring  an AF_PACKET socket with a PACKET_RX_RING of which only the first 3 of its
+ *            4 pages stay mapped (the dump must refuse the partial ring)
  *   device   /dev/loop0 mapped read-only shared (the dump must refuse it)
  *   guard    guard regions (madvise MADV_GUARD_INSTALL, Linux 6.13) in an anonymous
  *            mapping of 16 pages (page 4, pages 10-11) with data around them: after
@@ -139,6 +140,8 @@ static int pktring(void)
     void *ring = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s, 0);
     if (ring == MAP_FAILED)
         DIE("mmap ring");
+    if (munmap((char *)ring + 3 * 4096, 4096))
+        DIE("munmap the ring's last page");
     info("ring", "%p", ring);
     ready();
     wait_go();

@@ -1,6 +1,6 @@
 """netsock: netlink and packet sockets in a network namespace of the workload's own
 (loopback only, up).
-args: WORKDIR all|nlqueue|ring|cbpf|host [result]   (result: the verdict goes to WORKDIR/result,
+args: WORKDIR all|nlqueue|nlevent|ring|cbpf|host|pingq|rawq [result]   (result: the verdict goes to WORKDIR/result,
 so stdout does not change after the dump: a --leave-running original runs on)
 all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and group 33
   added, every SOL_NETLINK flag on, SO_RCVBUF), a NETLINK_KOBJECT_UEVENT socket in group
@@ -21,10 +21,16 @@ all: a NETLINK_ROUTE socket (autobound port id, group RTMGRP_LINK from bind and 
   connected usersock socket reaches the bound one.
 nlqueue: the route socket has an RTM_GETLINK reply queued (the dump must be refused);
   after go the reply is read.
-ring: the raw packet socket has a PACKET_RX_RING (refused); after go it is still set up.
+nlevent: the route socket has an RTM_NEWLINK notification (group RTMGRP_LINK: lo became
+  promiscuous) queued (the dump must be refused); after go it is read.
+ring: the raw packet socket has a PACKET_TX_RING (refused); after go it is still set up.
 cbpf: the raw packet socket is in a fanout group steered by BPF (refused); after go it
   still is.
 host: netlink sockets only, in the host's namespace (see host_mode).
+pingq, rawq: a ping socket (ICMP datagram, bound to 127.0.0.1) or a raw ICMP socket with
+  two ICMP messages queued (echo replies to two requests the ping socket sent; the raw
+  socket sees the requests and the replies); the dump must be refused; after go both
+  are read, first and second in order.
 """
 import ctypes
 import fcntl
@@ -34,6 +40,8 @@ import struct
 import sys
 import time
 
+import verdict
+
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 SOL_NETLINK = 270
@@ -42,14 +50,14 @@ NETLINK_ADD_MEMBERSHIP, NETLINK_LIST_MEMBERSHIPS = 1, 9
 NETLINK_USERSOCK, NETLINK_GENERIC, NETLINK_KOBJECT_UEVENT = 2, 16, 15
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP, PACKET_DROP_MEMBERSHIP, PACKET_MR_PROMISC = 1, 2, 1
-PACKET_RX_RING, PACKET_FANOUT, PACKET_VNET_HDR_SZ = 5, 18, 24
+PACKET_TX_RING, PACKET_FANOUT, PACKET_VNET_HDR_SZ = 13, 18, 24
 PKT_OPTS = {"AUXDATA": (8, 1), "ORIGDEV": (9, 1), "VERSION": (10, 1), "RESERVE": (12, 32), "TIMESTAMP": (17, 4), "QDISC_BYPASS": (20, 1), "IGNORE_OUTGOING": (23, 1)}
 SO_ATTACH_FILTER, SO_LOCK_FILTER, SO_TIMESTAMPNS = 26, 44, 35
 ETH_P_ALL, ETH_P_IP = 3, 0x0800
 RTMGRP_LINK, RTM_NEWLINK, RTM_GETLINK = 1, 16, 18
 NLM_F_REQUEST = 1
 IFLA_IFNAME, IFLA_PROMISCUITY = 3, 30
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP, IFF_PROMISC = 0x8913, 0x8914, 1, 0x100
 FANOUT = 1234 | (1 << 16) | (0x80 << 24)  # id 1234, PACKET_FANOUT_LB, FLAG_DEFRAG
 UDP_PORT = 47555
 USER_PORTID = 0x7E57
@@ -196,8 +204,35 @@ def host_mode():
         check(False, "the usersock message did not arrive")
 
 
+def icmp_queue_mode():
+    with open("/proc/sys/net/ipv4/ping_group_range", "w") as f:
+        f.write("0 2147483647")
+    ping = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+    ping.bind(("127.0.0.1", 0))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) if mode == "rawq" else None
+    for i in range(2):
+        ping.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, i) + b"echo-%d" % i, ("127.0.0.1", 0))
+    time.sleep(0.2)
+    if raw:  # only the raw socket keeps its queue
+        ping.settimeout(5)
+        check([ping.recv(200)[8:] for _ in range(2)] == [b"echo-0", b"echo-1"], "ping replies before READY")
+    held = raw or ping
+    print("INFO queue_fd=%d" % held.fileno(), flush=True)
+    print("READY", flush=True)
+    wait_go()
+    held.settimeout(5)
+    got = []
+    for _ in range(4 if raw else 2):
+        d = held.recv(200)
+        got.append(d[20 + 8:] if raw else d[8:])
+    want = [b"echo-0", b"echo-0", b"echo-1", b"echo-1"] if raw else [b"echo-0", b"echo-1"]
+    check(got == want, "queued ICMP messages after the refused dump: %r" % got)
+
+
 def netns_mode():
     lo_flags(lo_flags() | IFF_UP)
+    if mode in ("pingq", "rawq"):
+        return icmp_queue_mode()
 
     route = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     route.bind((0, RTMGRP_LINK))
@@ -210,8 +245,11 @@ def netns_mode():
     if mode == "nlqueue":
         route.send(getlink_request(7))
         time.sleep(0.1)
+    elif mode == "nlevent":
+        lo_flags(lo_flags() | IFF_PROMISC)
+        time.sleep(0.1)
     elif mode == "ring":
-        raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
+        raw.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
     elif mode == "cbpf":
         raw.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", 99 | (6 << 16)))  # PACKET_FANOUT_CBPF
     print("INFO route_fd=%d\nINFO raw_fd=%d" % (route.fileno(), raw.fileno()), flush=True)
@@ -284,16 +322,20 @@ def netns_mode():
         route.settimeout(5)
         got = [ty for ty, seq, _, _ in messages(route.recv(65536)) if seq == 7]
         check(got == [RTM_NEWLINK], "the queued RTM_GETLINK reply: %r" % got)
+    elif mode == "nlevent":
+        route.settimeout(5)
+        got = wait_link(route)
+        check(got is not None and got[1].get(IFLA_IFNAME, b"").rstrip(b"\0") == b"lo", "the queued RTM_NEWLINK event: %r" % (got,))
     elif mode == "cbpf":
         fan = raw.getsockopt(SOL_PACKET, PACKET_FANOUT)
         check(fan == 99 | (6 << 16), "PACKET_FANOUT reads %#x after the refused dump" % fan)
     elif mode == "ring":
-        # a second PACKET_RX_RING on a socket with one fails with EBUSY
+        # a second PACKET_TX_RING on a socket with one fails with EBUSY
         try:
-            raw.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
-            check(False, "PACKET_RX_RING could be set again: the ring is gone")
+            raw.setsockopt(SOL_PACKET, PACKET_TX_RING, struct.pack("IIII", 4096, 1, 2048, 2))
+            check(False, "PACKET_TX_RING could be set again: the ring is gone")
         except OSError as e:
-            check(e.errno == 16, "PACKET_RX_RING again: %s (want EBUSY)" % e)
+            check(e.errno == 16, "PACKET_TX_RING again: %s (want EBUSY)" % e)
     else:
         # netlink: names, groups, flags, buffers
         check(route.getsockname() == names["route"] and names["route"][0] == os.getpid(), "route getsockname %r, was %r (pid %d)" % (route.getsockname(), names["route"], os.getpid()))
@@ -384,10 +426,4 @@ elif libc.unshare(CLONE_NEWNET) != 0:
     sys.exit(1)
 else:
     netns_mode()
-verdict = ["FAIL: %s" % f for f in fails] or ["PASS"]
-if to_file:
-    with open(os.path.join(work, "result"), "w") as f:
-        f.write("\n".join(verdict) + "\n")
-else:
-    print("\n".join(verdict), flush=True)
-sys.exit(1 if fails else 0)
+verdict.finish(work, to_file, fails)

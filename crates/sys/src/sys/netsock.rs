@@ -119,8 +119,187 @@ pub struct PacketDiagMclist {
     pub pdmc_addr: [u8; 32],
 }
 
+/// struct packet_diag_ring: a ring's request as packet_diag reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketDiagRing {
+    pub pdr_block_size: u32,
+    pub pdr_block_nr: u32,
+    pub pdr_frame_size: u32,
+    pub pdr_frame_nr: u32,
+    pub pdr_retire_tmo: u32,
+    pub pdr_sizeof_priv: u32,
+    pub pdr_features: u32,
+}
+
+/// struct tpacket_req3 (PACKET_RX_RING; TPACKET_V1/V2 read only the first four
+/// fields, struct tpacket_req).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TpacketReq3 {
+    pub tp_block_size: u32,
+    pub tp_block_nr: u32,
+    pub tp_frame_size: u32,
+    pub tp_frame_nr: u32,
+    pub tp_retire_blk_tov: u32,
+    pub tp_sizeof_priv: u32,
+    pub tp_feature_req_word: u32,
+}
+
+/// struct tpacket_hdr (TPACKET_V1 frame header, x86_64: tp_status is an unsigned long).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Tpacket1Hdr {
+    tp_status: u64,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_sec: u32,
+    tp_usec: u32,
+    _pad: u32,
+}
+
+/// struct tpacket2_hdr (TPACKET_V2 frame header).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct Tpacket2Hdr {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_sec: u32,
+    tp_nsec: u32,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+    tp_padding: [u8; 4],
+}
+
+/// What stasis reads of a ring frame's header (TPACKET_V1 or V2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameHdr {
+    /// tp_status (TP_STATUS_KERNEL 0, TP_STATUS_USER bit 0, ...).
+    pub status: u64,
+    /// When the kernel filled the frame: tp_sec, and tp_usec (V1, scaled) or tp_nsec.
+    pub sec: u32,
+    pub nsec: u32,
+    /// Where the packet's bytes end in the frame: max(tp_mac, tp_net) + tp_snaplen.
+    pub end: u64,
+}
+
+/// Size of a ring frame's header (TPACKET_V1 and V2 both take 32 bytes).
+pub const TPACKET_HDR_LEN: usize = 32;
+
+/// The header at the start of `frame` for ring version `version` (0: TPACKET_V1,
+/// 1: TPACKET_V2); None for another version or a frame too short.
+pub fn tpacket_hdr(version: u32, frame: &[u8]) -> Option<FrameHdr> {
+    let end = |mac: u16, net: u16, snap: u32| u64::from(mac.max(net)) + u64::from(snap);
+    match version {
+        0 => from_bytes::<Tpacket1Hdr>(frame).map(|h| FrameHdr {
+            status: h.tp_status,
+            sec: h.tp_sec,
+            nsec: h.tp_usec.saturating_mul(1000),
+            end: end(h.tp_mac, h.tp_net, h.tp_snaplen),
+        }),
+        1 => from_bytes::<Tpacket2Hdr>(frame).map(|h| FrameHdr {
+            status: u64::from(h.tp_status),
+            sec: h.tp_sec,
+            nsec: h.tp_nsec,
+            end: end(h.tp_mac, h.tp_net, h.tp_snaplen),
+        }),
+        _ => None,
+    }
+}
+
+/// setsockopt PACKET_RX_RING (or PACKET_TX_RING) with `req`.
+pub fn packet_set_ring(fd: BorrowedFd<'_>, opt: i32, req: &TpacketReq3) -> Result<()> {
+    setsockopt_bytes(fd, libc::SOL_PACKET, opt, as_bytes(req))
+}
+
+/// sendto on a packet socket: `payload` to interface `ifindex` with `protocol` (network
+/// byte order) and an all-zero hardware destination of `halen` bytes.
+pub fn packet_sendto(fd: BorrowedFd<'_>, ifindex: i32, protocol: u16, halen: u8, payload: &[u8]) -> Result<usize> {
+    let a = SockaddrLl { sll_family: libc::AF_PACKET as u16, sll_protocol: protocol, sll_ifindex: ifindex, sll_halen: halen, ..Default::default() };
+    sendto(fd, payload, as_bytes(&a))
+}
+
+/// A shared mapping of a packet socket's rings in our own address space. The kernel
+/// writes frames into it at any time, so it is only ever copied from and to (never
+/// borrowed as a Rust slice). Unmapped on drop.
+pub struct RingMap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl RingMap {
+    /// Maps the rings of packet socket `fd` (`len`: the size of all its rings, as
+    /// mmap requires; offset 0), readable, and writable if `write`.
+    pub fn map(fd: BorrowedFd<'_>, len: usize, write: bool) -> Result<RingMap> {
+        if len == 0 {
+            return Err(Error::from_raw_os_error(libc::EINVAL));
+        }
+        let prot = libc::PROT_READ | if write { libc::PROT_WRITE } else { 0 };
+        // SAFETY: a new mapping the kernel places; we own it until drop.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0) };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        Ok(RingMap { ptr: p.cast(), len })
+    }
+
+    /// Copies `out.len()` bytes from offset `off` (false if out of bounds).
+    pub fn read(&self, off: usize, out: &mut [u8]) -> bool {
+        if off.checked_add(out.len()).is_none_or(|e| e > self.len) {
+            return false;
+        }
+        // SAFETY: off..off+len is inside our live mapping (checked above); `out` is a
+        // distinct Rust buffer; bytes of any value are valid u8.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(off), out.as_mut_ptr(), out.len()) };
+        true
+    }
+
+    /// Copies `data` to offset `off` (false if out of bounds; the mapping must be
+    /// writable).
+    pub fn write(&self, off: usize, data: &[u8]) -> bool {
+        if off.checked_add(data.len()).is_none_or(|e| e > self.len) {
+            return false;
+        }
+        // SAFETY: off..off+len is inside our live mapping (checked above), mapped
+        // writable by the caller's choice; no Rust reference into it exists.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(off), data.len()) };
+        true
+    }
+
+    /// The first 32-bit word at `off` (a frame's tp_status; V1's is the low half of an
+    /// unsigned long), read volatile: the kernel sets it when it hands the frame over.
+    pub fn status(&self, off: usize) -> Option<u32> {
+        if !off.is_multiple_of(4) || off.checked_add(4).is_none_or(|e| e > self.len) {
+            return None;
+        }
+        // SAFETY: aligned, inside our live mapping (checked above); any u32 is valid.
+        Some(unsafe { std::ptr::read_volatile(self.ptr.add(off).cast::<u32>()) })
+    }
+}
+
+impl Drop for RingMap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping exactly once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
 // SAFETY: #[repr(C)], every field a Pod primitive or array, no implicit padding (the
 // sizes are checked below).
+unsafe impl Pod for PacketDiagRing {}
+// SAFETY: as above.
+unsafe impl Pod for NlMsgHdr {}
+// SAFETY: as above.
+unsafe impl Pod for TpacketReq3 {}
+// SAFETY: as above.
+unsafe impl Pod for Tpacket1Hdr {}
+// SAFETY: as above.
+unsafe impl Pod for Tpacket2Hdr {}
 unsafe impl Pod for SockaddrNl {}
 // SAFETY: as above.
 unsafe impl Pod for SockaddrLl {}
@@ -140,6 +319,11 @@ unsafe impl Pod for PacketDiagMsg {}
 unsafe impl Pod for PacketDiagMclist {}
 
 const _: () = {
+    assert!(std::mem::size_of::<PacketDiagRing>() == 28);
+    assert!(std::mem::size_of::<NlMsgHdr>() == 16);
+    assert!(std::mem::size_of::<TpacketReq3>() == 28);
+    assert!(std::mem::size_of::<Tpacket1Hdr>() == TPACKET_HDR_LEN);
+    assert!(std::mem::size_of::<Tpacket2Hdr>() == TPACKET_HDR_LEN);
     assert!(std::mem::size_of::<SockaddrNl>() == 12);
     assert!(std::mem::size_of::<SockaddrLl>() == 20);
     assert!(std::mem::size_of::<PacketMreq>() == 16);
@@ -171,6 +355,52 @@ pub fn netlink_name(fd: BorrowedFd<'_>, peer: bool) -> Result<SockaddrNl> {
 /// getsockname of a packet socket.
 pub fn packet_name(fd: BorrowedFd<'_>) -> Result<SockaddrLl> {
     name_as(fd, false)
+}
+
+/// struct nlmsghdr.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NlMsgHdr {
+    pub nlmsg_len: u32,
+    pub nlmsg_type: u16,
+    pub nlmsg_flags: u16,
+    pub nlmsg_seq: u32,
+    pub nlmsg_pid: u32,
+}
+
+/// The first message queued on netlink socket `fd`, without consuming it (MSG_PEEK).
+pub struct NlQueued {
+    /// The sender's port id (0: the kernel).
+    pub sender: u32,
+    /// The multicast group it was sent to (0: unicast), from NETLINK_PKTINFO.
+    pub group: u32,
+    pub hdr: NlMsgHdr,
+    pub len: usize,
+}
+
+/// The first message queued on netlink socket `fd` (None if nothing is), peeked with
+/// NETLINK_PKTINFO on for the peek and put back as it was.
+pub fn netlink_peek_first(fd: BorrowedFd<'_>) -> Result<Option<NlQueued>> {
+    const SOL_NETLINK: i32 = 270;
+    const NETLINK_PKTINFO: i32 = 3;
+    let old = getsockopt_int(fd, SOL_NETLINK, NETLINK_PKTINFO)?;
+    setsockopt_int(fd, SOL_NETLINK, NETLINK_PKTINFO, 1)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let r = recvmsg_ctl(fd, &mut buf, 64, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+    setsockopt_int(fd, SOL_NETLINK, NETLINK_PKTINFO, old)?;
+    match r {
+        Ok((n, from, _, cmsgs)) => {
+            let group = cmsgs.iter().find(|c| c.level == SOL_NETLINK && c.ty == NETLINK_PKTINFO).and_then(|c| from_bytes::<u32>(&c.data)).unwrap_or(0);
+            Ok(Some(NlQueued {
+                sender: from_bytes::<SockaddrNl>(&from).unwrap_or_default().nl_pid,
+                group,
+                hdr: from_bytes::<NlMsgHdr>(&buf[..n.min(buf.len())]).unwrap_or_default(),
+                len: n,
+            }))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// bind (or connect) a netlink socket.
@@ -335,8 +565,9 @@ pub struct PacketDiag {
     pub mclist: Vec<PacketDiagMclist>,
     /// PACKET_DIAG_FANOUT: id | mode << 16 | flags << 24.
     pub fanout: Option<u32>,
-    pub rx_ring: bool,
-    pub tx_ring: bool,
+    /// PACKET_DIAG_RX_RING / PACKET_DIAG_TX_RING: the ring's request, if it has one.
+    pub rx_ring: Option<PacketDiagRing>,
+    pub tx_ring: Option<PacketDiagRing>,
 }
 
 /// Every packet socket of the calling thread's network namespace.
@@ -363,8 +594,8 @@ pub fn packet_diag() -> Result<Vec<PacketDiag>> {
                     let sz = std::mem::size_of::<PacketDiagMclist>();
                     p.mclist = v.chunks_exact(sz).filter_map(from_bytes).collect();
                 }
-                DIAG_RX_RING => p.rx_ring = true,
-                DIAG_TX_RING => p.tx_ring = true,
+                DIAG_RX_RING => p.rx_ring = from_bytes(v),
+                DIAG_TX_RING => p.tx_ring = from_bytes(v),
                 DIAG_FANOUT => p.fanout = from_bytes(v),
                 _ => {}
             }

@@ -163,6 +163,24 @@ fn check_local(fd: std::os::fd::BorrowedFd<'_>, o: &InetObj) -> std::io::Result<
 /// Datagrams waiting to be read on a non-TCP socket: a 1-byte MSG_PEEK from the start
 /// of the queue (a program's SO_PEEK_OFF is set to 0 for it and put back; FIONREAD would
 /// miss a first datagram of 0 bytes, and ping sockets have no FIONREAD).
+/// Why the queue of a ping or raw socket is not saved, naming its first datagram: their
+/// recvmsg ignores the peek offset (SO_PEEK_OFF: EOPNOTSUPP) and MSG_PEEK shows only the
+/// first datagram, so the others cannot be read without consuming them (which a dump
+/// that fails or leaves the process running must not do).
+fn unreadable_queue(fd: std::os::fd::BorrowedFd<'_>, raw: bool) -> String {
+    // (a whole buffer: MSG_TRUNC does not give a ping socket's full length)
+    let mut b = vec![0u8; 1 << 16];
+    let first = match sys::recv_with_dest(fd, &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Ok((n, from, _)) => format!("the first is {n} bytes from {}", fmt_addr(&from)),
+        Err(e) => format!("the first could not be peeked at: {e}"),
+    };
+    let kind = if raw { "raw" } else { "ping (ICMP datagram)" };
+    format!(
+        "({first}): a {kind} socket's queue is not saved: MSG_PEEK shows only its first datagram and SO_PEEK_OFF is not supported, \
+         so the others cannot be read without consuming them"
+    )
+}
+
 fn has_queued(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<bool> {
     let off = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).ok().filter(|o| *o > 0);
     if off.is_some() {
@@ -303,7 +321,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                     Err(why) => Some(why),
                 }
             } else {
-                Some("(they are not saved)".to_string())
+                Some(unreadable_queue(dup.as_fd(), raw))
             };
             if let Some(why) = why {
                 return Err(refuse(format!("({} -> {}) with datagrams queued for reading: {why}", fmt_addr(&local), fmt_addr(&peer))));

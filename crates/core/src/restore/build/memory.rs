@@ -69,7 +69,9 @@ impl Builder<'_> {
             let args: [u64; 6] = match kind {
                 VmaKind::Anon => [v.start, len, prot, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed | gd) as u64, u64::MAX, 0],
                 VmaKind::FilePrivate => [v.start, len, prot, (libc::MAP_PRIVATE | fixed | gd) as u64, fd_of(v.object_id)?, v.pgoff],
-                VmaKind::FileShared | VmaKind::ShmemAnon => {
+                // a packet ring: through the carried socket, whose ring the restorer set
+                // up and filled (fdkinds::packet)
+                VmaKind::FileShared | VmaKind::ShmemAnon | VmaKind::PacketRing => {
                     [v.start, len, prot, (libc::MAP_SHARED | fixed) as u64, fd_of(v.object_id)?, v.pgoff]
                 }
                 VmaKind::SysvShm => {
