@@ -19,6 +19,8 @@ pub struct MapEntry {
     pub inode: u64,
     pub path: String,
     pub vm_flags: Vec<String>,
+    /// smaps KernelPageSize in bytes (0 when not read: maps text).
+    pub page_size: u64,
 }
 
 impl MapEntry {
@@ -62,6 +64,7 @@ fn parse_map_line(line: &str) -> Option<MapEntry> {
         inode: ino.parse().ok()?,
         path,
         vm_flags: Vec::new(),
+        page_size: 0,
     })
 }
 
@@ -76,6 +79,13 @@ pub fn parse_smaps(text: &str) -> io::Result<Vec<MapEntry>> {
         if let Some(rest) = line.strip_prefix("VmFlags:") {
             if let Some(last) = out.last_mut() {
                 last.vm_flags = rest.split_whitespace().map(str::to_string).collect();
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("KernelPageSize:") {
+            if let Some(last) = out.last_mut() {
+                let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                last.page_size = kb * 1024;
             }
             continue;
         }

@@ -188,7 +188,7 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     // memory-deny-write-execute (Linux 6.3+; EINVAL before: off)
     const PR_GET_MDWE: i32 = 66;
     let mdwe = par.with(pid, "PR_GET_MDWE", |r| r.prctl(PR_GET_MDWE, 0, 0, 0, 0)).unwrap_or(0) as u32;
-    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, cwd_ghost: 0, stop_signal: 0, loginuid })
+    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, cwd_ghost: 0, root_ghost: 0, stop_signal: 0, loginuid })
 }
 
 /// Resource limits, read from inside (prlimit on another process with other

@@ -675,7 +675,8 @@ fn fillable(p: &Process) -> impl Iterator<Item = &Vma> {
 }
 
 fn fillable_vma(v: &Vma) -> bool {
-    !v.shared && v.pages_saved > 0 && matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Anon | VmaKind::FilePrivate))
+    // (hugetlb memory is never built before the fork: the premap area has ordinary pages)
+    !v.shared && v.pages_saved > 0 && v.huge_page_size == 0 && matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Anon | VmaKind::FilePrivate))
 }
 
 fn growsdown(v: &Vma) -> bool {
