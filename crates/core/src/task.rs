@@ -174,10 +174,8 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     let umask = procfs::status_field(&st, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022);
     let cwd = procfs::readlink(&format!("/proc/{pid}/cwd")).ctx(pid, || "reading cwd".into())?;
     let root = procfs::readlink(&format!("/proc/{pid}/root")).ctx(pid, || "reading root".into())?;
-    // a removed working directory is recreated (dump.rs: files::ghost, cwd_ghost)
-    if root.ends_with(" (deleted)") {
-        return Err(Error::Unsupported { pid, what: format!("root directory {root} was deleted") });
-    }
+    // a removed working or root directory is recreated (dump.rs: files::ghost,
+    // cwd_ghost, root_ghost)
     let personality = u32::from_str_radix(procfs::read(pid, "personality").unwrap_or_default().trim(), 16).unwrap_or(0);
     let oom_score_adj = procfs::read(pid, "oom_score_adj").unwrap_or_default().trim().parse().unwrap_or(0);
     let dumpable = par.with(pid, "PR_GET_DUMPABLE", |r| r.prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0))? as i32;

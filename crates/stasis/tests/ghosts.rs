@@ -227,3 +227,29 @@ fn python_tempfile_and_sqlite_temp_db() {
         assert!(left.is_empty(), "temporary files got names: {left:?}\n{}", w.report());
     }
 }
+
+/// A root directory removed after the chroot into it (ghost_root.c), held by a process
+/// and a forked child: restored as a removed, empty directory with its mode and owner,
+/// the host's files out of sight, the working directory inside it; /proc/PID/root of
+/// both says " (deleted)" and no "jail" is left in the work dir. Both the killing and
+/// the --leave-running dump.
+#[test]
+fn removed_root_directory() {
+    let _t = serial();
+    for leave_running in [false, true] {
+        let mut w = Workload::start("ghost_root", &["child"]);
+        let kid: i32 = w.info("child").parse().unwrap();
+        if leave_running {
+            w.dump_leave_running();
+        } else if !direct() {
+            dump_and_restore_tree(&mut w, &[kid]);
+        }
+        for pid in [w.pid, kid] {
+            let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
+            let root = root.to_string_lossy();
+            assert!(root.ends_with(" (deleted)"), "pid {pid}: root is {root}, not a removed directory\n{}", w.report());
+        }
+        assert!(!w.work.join("jail").exists(), "a jail directory is linked in the work dir\n{}", w.report());
+        w.go_and_pass();
+    }
+}

@@ -55,7 +55,7 @@ pub(super) fn prepare(
                 files::open_mapped(o, &ghosts).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?
             }
             Carry::GhostDir(id) => files::reopen_ghost(&ghosts, *id, (libc::O_RDONLY | libc::O_DIRECTORY) as u32)
-                .map_err(|e| step(format!("opening removed working directory (object {id}): {e}")))?,
+                .map_err(|e| step(format!("opening removed working or root directory (object {id}): {e}")))?,
             Carry::Shmem(id) => {
                 let s = m.object(*id).and_then(|o| o.shmem()).ok_or_else(|| step(format!("shared-memory object {id} missing")))?;
                 // hugetlb: a MAP_HUGETLB region of the same page size (its file is an
