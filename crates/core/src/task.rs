@@ -246,6 +246,10 @@ pub fn thread_pending(pid: i32, t: &crate::freeze::FrozenThread) -> Result<Vec<S
 /// A pending SIGSTOP (or one held back while syscalls ran inside) makes the process
 /// stopped in the image instead: nothing blocks it, so it is what the process does
 /// first when it runs again, and restore's own injected syscalls must not meet it.
+/// A pending SIGCONT (sent while the dump ran: a traced process queues it) ends a stop
+/// instead: it came after every stop signal (each of the two discards the other when
+/// sent), so the process is not stopped in the image and the SIGCONT stays pending (a
+/// handler of it runs after restore).
 pub fn refresh_pending(fz: &Frozen, p: &mut Process) -> Result<()> {
     p.shared_pending = shared_pending(fz.pid)?;
     for t in &fz.threads {
@@ -260,7 +264,17 @@ pub fn refresh_pending(fz: &Frozen, p: &mut Process) -> Result<()> {
         stop |= th.pending.iter().any(is_stop);
         th.pending.retain(|s| !is_stop(s));
     }
-    if let Some(a) = p.attrs.as_mut().filter(|a| stop && !a.stopped) {
+    let cont = p.shared_pending.iter().chain(p.threads.iter().flat_map(|t| &t.pending)).any(|s| s.signo == libc::SIGCONT);
+    if cont {
+        // (a held-back SIGSTOP came before it: a --leave-running dump must not stop the
+        // process again)
+        fz.stop_held.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(a) = p.attrs.as_mut().filter(|a| cont && a.stopped) {
+        tracing::debug!(pid = p.pid, "SIGCONT sent during the dump: not stopped in the image");
+        a.stopped = false;
+        a.stop_signal = 0;
+    } else if let Some(a) = p.attrs.as_mut().filter(|a| stop && !a.stopped && !cont) {
         tracing::debug!(pid = p.pid, "SIGSTOP sent during the dump: stopped in the image");
         a.stopped = true;
         a.stop_signal = libc::SIGSTOP;
