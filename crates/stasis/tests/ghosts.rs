@@ -21,12 +21,7 @@ fn deleted_sparse_file() {
     let _t = serial();
     let mut w = Workload::start("ghosts", &["sparse"]);
     w.dump();
-    let pages: u64 = std::fs::read_dir(&w.img)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("pages"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    let pages = pages_bytes(&w);
     assert!(pages < 64 << 20, "the image stores {pages} bytes of pages for 1 MiB of data (holes stored?)\n{}", w.report());
     w.restore();
     w.go_and_pass();

@@ -49,32 +49,35 @@ fn pool_2m() -> Pool {
     Pool::reserve(2048, POOL_2M).expect("cannot reserve 2 MiB huge pages")
 }
 
-/// Bytes of the image's pages files.
-fn pages_bytes(w: &Workload) -> u64 {
-    std::fs::read_dir(&w.img)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("pages"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
+/// Killing dump of mem_hugetlb's parent and child (both reaped).
+fn dump_tree(w: &mut Workload) {
+    let kid: i32 = w.info("child").parse().unwrap();
+    dump_and_reap_tree(w, &[kid]);
 }
 
-/// Every kind, killing dump: values checked inside both processes; the image holds the
-/// written 4 KiB pages only (about 2 MiB per private copy, 2 MiB shared, 64 KiB SysV,
-/// 8 KiB memfd), not the never-touched or zero parts of the huge pages.
-#[test]
-fn hugetlb_private_shared_sysv_memfd() {
-    let _t = serial();
-    let _pool = pool_2m();
-    let mut w = Workload::start("mem_hugetlb", &[]);
+/// Starts mem_hugetlb with `args`, dumps the tree (killing), checks that the image
+/// stores less than 9 MiB of pages (the written 4 KiB pages only: about 2 MiB per
+/// private copy, 2 MiB shared, 64 KiB SysV, 8 KiB memfd, 8 KiB of a 1 GiB page; not
+/// the never-touched or zero parts of the huge pages), restores it and lets both
+/// processes check their values.
+fn roundtrip_hugetlb(args: &[&str]) {
+    let mut w = Workload::start("mem_hugetlb", args);
     if !direct() {
-        let kid: i32 = w.info("child").parse().unwrap();
-        dump_and_reap_tree(&mut w, &[kid]);
+        dump_tree(&mut w);
         let b = pages_bytes(&w);
         assert!(b < 9 << 20, "the image stores {b} bytes of pages (zero or untouched huge pages stored?)\n{}", w.report());
         w.restore();
     }
     w.go_and_pass();
+}
+
+/// Every kind, killing dump: values checked inside both processes; only the written
+/// 4 KiB pages are stored.
+#[test]
+fn hugetlb_private_shared_sysv_memfd() {
+    let _t = serial();
+    let _pool = pool_2m();
+    roundtrip_hugetlb(&[]);
 }
 
 /// --leave-running: the dumped tree keeps its huge pages and passes its own checks
@@ -99,15 +102,7 @@ fn hugetlb_one_gib_page() {
         eprintln!("no 1 GiB huge page available: skipped");
         return;
     };
-    let mut w = Workload::start("mem_hugetlb", &["1g"]);
-    if !direct() {
-        let kid: i32 = w.info("child").parse().unwrap();
-        dump_and_reap_tree(&mut w, &[kid]);
-        let b = pages_bytes(&w);
-        assert!(b < 9 << 20, "the image stores {b} bytes of pages for a 1 GiB page with 8 KiB written\n{}", w.report());
-        w.restore();
-    }
-    w.go_and_pass();
+    roundtrip_hugetlb(&["1g"]);
 }
 
 /// A pool too small at restore: refused before anything is created, one line naming
@@ -118,8 +113,7 @@ fn hugetlb_pool_too_small_then_restored() {
     skip_if_direct!();
     let pool = pool_2m();
     let mut w = Workload::start("mem_hugetlb", &[]);
-    let kid: i32 = w.info("child").parse().unwrap();
-    dump_and_reap_tree(&mut w, &[kid]);
+    dump_tree(&mut w);
     pool.set(3);
     let r = w.try_restore(&[]);
     let rep = w.report();

@@ -208,17 +208,22 @@ fn thread_targeted_timers_after_leave_running_dump() {
     w.go_and_pass();
 }
 
-/// Sends `sig` to `pid` as soon as stasis traces it (the dump has begun).
-fn signal_when_traced(pid: i32, sig: i32) -> std::thread::JoinHandle<bool> {
-    std::thread::spawn(move || {
+/// Dumps `w` (killing, or --leave-running) and sends `sig` to it as soon as stasis
+/// traces it (the dump has begun); the signal must have been sent.
+fn dump_signalled_while_traced(w: &mut Workload, sig: i32, leave_running: bool) {
+    let pid = w.pid;
+    let h = std::thread::spawn(move || {
         wait_until(std::time::Duration::from_secs(20), || tasks_of(pid).iter().any(|t| t.2 > 0))
             // SAFETY: kill of the test's own unreaped child (traced, not yet killed).
             && unsafe { libc::kill(pid, sig) } == 0
-    })
-}
-
-fn stop_when_traced(pid: i32) -> std::thread::JoinHandle<bool> {
-    signal_when_traced(pid, libc::SIGSTOP)
+    });
+    if leave_running {
+        let r = w.try_dump(&["--leave-running"]);
+        assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
+    } else {
+        w.dump();
+    }
+    assert!(h.join().unwrap(), "signal {sig} could not be sent during the dump\n{}", w.report());
 }
 
 /// A process stopped (SIGSTOP) while the dump runs (64 MiB of memory: the dump takes
@@ -236,14 +241,7 @@ fn stopped_while_being_dumped() {
             let t = tasks_of(pid);
             !t.is_empty() && t.iter().all(|t| t.1 == 'T' && t.2 == 0)
         };
-        let h = stop_when_traced(pid);
-        if leave_running {
-            let r = w.try_dump(&["--leave-running"]);
-            assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
-        } else {
-            w.dump();
-        }
-        assert!(h.join().unwrap(), "SIGSTOP could not be sent during the dump\n{}", w.report());
+        dump_signalled_while_traced(&mut w, libc::SIGSTOP, leave_running);
         if !leave_running {
             w.restore();
         }
@@ -277,19 +275,9 @@ fn continued_while_being_dumped() {
         let pid = w.pid;
         // SAFETY: our live, unreaped child.
         unsafe { libc::kill(pid, libc::SIGSTOP) };
-        let all = move |st: char| {
-            let t = tasks_of(pid);
-            !t.is_empty() && t.iter().all(|t| t.1 == st && t.2 == 0)
-        };
-        assert!(wait_until(std::time::Duration::from_secs(5), || all('T')), "SIGSTOP did not stop it: {:?}", tasks_of(pid));
-        let h = signal_when_traced(pid, libc::SIGCONT);
-        if leave_running {
-            let r = w.try_dump(&["--leave-running"]);
-            assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
-        } else {
-            w.dump();
-        }
-        assert!(h.join().unwrap(), "SIGCONT could not be sent during the dump\n{}", w.report());
+        let stopped = || tasks_of(pid).iter().all(|t| t.1 == 'T');
+        assert!(wait_until(std::time::Duration::from_secs(5), stopped), "SIGSTOP did not stop it: {:?}", tasks_of(pid));
+        dump_signalled_while_traced(&mut w, libc::SIGCONT, leave_running);
         if leave_running {
             // SAFETY: a zeroed siginfo_t is valid; waitid writes at most one.
             let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };

@@ -737,7 +737,7 @@ pub fn hugetlb_page_size(fd: BorrowedFd<'_>) -> Result<Option<u64>> {
     c(unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
     // SAFETY: fstatfs succeeded and filled the struct (it was zeroed before anyway).
     let st = unsafe { st.assume_init() };
-    Ok((st.f_type as i64 == HUGETLBFS_MAGIC).then_some(st.f_bsize as u64))
+    Ok((st.f_type == HUGETLBFS_MAGIC).then_some(st.f_bsize as u64))
 }
 
 /// mmap flag bits asking for huge pages of `size` bytes (MAP_HUGETLB with log2(size) in
