@@ -335,7 +335,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             huge_page_size: if m.has_flag("ht") { m.page_size } else { 0 },
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
-        if m.has_flag("ht") && !(m.page_size > PAGE && m.page_size.is_power_of_two() && m.start % m.page_size == 0 && m.end % m.page_size == 0) {
+        if m.has_flag("ht") && !(m.page_size > PAGE && m.page_size.is_power_of_two() && m.start.is_multiple_of(m.page_size) && m.end.is_multiple_of(m.page_size)) {
             return Err(Error::Unsupported {
                 pid,
                 what: format!("VMA {:#x}-{:#x} {} is hugetlb memory of an unexpected page size ({} bytes)", m.start, m.end, m.path, m.page_size),
@@ -915,6 +915,29 @@ mod tests {
                 (j.pid, j.addr, j.count, s)
             })
             .collect()
+    }
+
+    #[test]
+    fn anonymous_hugetlb_is_anonymous_memory() {
+        let e = |shared: bool, path: &str, flags: &[&str]| MapEntry {
+            start: 0x20_0000,
+            end: 0x40_0000,
+            prot: 3,
+            shared,
+            pgoff: 0,
+            dev_major: 0,
+            dev_minor: 0x11,
+            inode: 7,
+            path: path.into(),
+            vm_flags: flags.iter().map(|f| f.to_string()).collect(),
+            page_size: 2 << 20,
+        };
+        let anon = "/anon_hugepage (deleted)";
+        assert_eq!(classify(1, &e(false, anon, &["rd", "ht"])).unwrap(), VmaKind::Anon);
+        assert_eq!(classify(1, &e(true, anon, &["rd", "sh", "ht"])).unwrap(), VmaKind::ShmemAnon);
+        // a memfd in huge pages is a nameless file; the name alone (no ht) is a file too
+        assert_eq!(classify(1, &e(true, "/memfd:huge (deleted)", &["ht"])).unwrap(), VmaKind::FileShared);
+        assert_eq!(classify(1, &e(false, anon, &["rd"])).unwrap(), VmaKind::FilePrivate);
     }
 
     #[test]

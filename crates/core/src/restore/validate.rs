@@ -1186,7 +1186,7 @@ const MAX_HUGE_PAGE: u64 = 16 << 30;
 /// A huge page size (0: none) is a power of two above the base page and `size` (0:
 /// unchecked) a multiple of it.
 fn check_huge(size: u64, h: u64) -> std::result::Result<(), String> {
-    if h != 0 && (!h.is_power_of_two() || h <= PAGE || h > MAX_HUGE_PAGE || size % h != 0) {
+    if h != 0 && (!h.is_power_of_two() || h <= PAGE || h > MAX_HUGE_PAGE || !size.is_multiple_of(h)) {
         return Err(format!("huge page size {h} (a power of two from 8 KiB to 16 GiB dividing the size {size})"));
     }
     Ok(())
@@ -1198,7 +1198,7 @@ fn check_huge(size: u64, h: u64) -> std::result::Result<(), String> {
 fn check_huge_vma<'a>(v: &Vma, object: impl Fn(u32) -> Option<&'a Object>) -> std::result::Result<(), String> {
     let h = v.huge_page_size;
     check_huge(0, h)?;
-    if v.start % h.max(1) != 0 || v.end % h.max(1) != 0 {
+    if !v.start.is_multiple_of(h.max(1)) || !v.end.is_multiple_of(h.max(1)) {
         return Err(format!("page size {h}: the bounds are not multiples of it"));
     }
     let o = object(v.object_id);
