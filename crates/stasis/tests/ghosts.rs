@@ -248,3 +248,13 @@ fn removed_root_directory() {
         w.go_and_pass();
     }
 }
+
+/// A removed root directory with the working directory outside it (chroot without
+/// chdir): both come back, the working directory still the work dir.
+#[test]
+fn removed_root_directory_cwd_outside() {
+    let _t = serial();
+    let mut w = Workload::start("ghost_root", &["outside"]);
+    w.checkpoint_restore();
+    w.go_and_pass();
+}

@@ -7,11 +7,13 @@
  * it, no entries), ".." of "/" is "/" itself, the working directory is "/", and none
  * of the host's files (/etc, /tmp, /proc) can be seen. Argument "child": a forked child
  * (sharing nothing) does the same checks, so two processes share one removed root.
+ * Argument "outside": no chdir after the chroot, so the working directory stays
+ * WORKDIR, outside the root (then "." is WORKDIR, not "/").
  */
 #include "common.h"
 #include <sys/wait.h>
 
-static int wd;
+static int wd, outside;
 
 static void check_root(const char *when)
 {
@@ -21,7 +23,13 @@ static void check_root(const char *when)
     CHECK((r.st_mode & 07777) == 0751 && S_ISDIR(r.st_mode), "%s: / mode %o", when, r.st_mode);
     CHECK(r.st_uid == 1234 && r.st_gid == 5678, "%s: / owner %u:%u", when, r.st_uid, r.st_gid);
     CHECK(stat("/..", &dd) == 0 && dd.st_ino == r.st_ino && dd.st_dev == r.st_dev, "%s: /.. is not / (escaped the root?)", when);
-    CHECK(stat(".", &cwd) == 0 && cwd.st_ino == r.st_ino && cwd.st_dev == r.st_dev, "%s: the working directory is not /", when);
+    if (outside) {
+        struct stat w;
+        CHECK(fstat(wd, &w) == 0 && stat(".", &cwd) == 0 && cwd.st_ino == w.st_ino && cwd.st_dev == w.st_dev,
+              "%s: the working directory is not the work dir (outside the root)", when);
+    } else {
+        CHECK(stat(".", &cwd) == 0 && cwd.st_ino == r.st_ino && cwd.st_dev == r.st_dev, "%s: the working directory is not /", when);
+    }
     const char *host[] = {"/etc", "/tmp", "/proc", "/usr"};
     for (int i = 0; i < 4; i++) {
         struct stat x;
@@ -60,12 +68,13 @@ int main(int argc, char **argv)
 {
     wl_init(argc, argv);
     int with_child = argc > 2 && !strcmp(argv[2], "child");
+    outside = argc > 2 && !strcmp(argv[2], "outside");
     wd = open(g_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (wd < 0)
         DIE("open workdir");
     if (mkdirat(wd, "jail", 0751) || fchmodat(wd, "jail", 0751, 0) || fchownat(wd, "jail", 1234, 5678, 0))
         DIE("mkdir jail");
-    if (chroot(wl_path("jail")) || chdir("/"))
+    if (chdir(g_dir) || chroot(wl_path("jail")) || (!outside && chdir("/")))
         DIE("chroot");
     if (unlinkat(wd, "jail", AT_REMOVEDIR))
         DIE("rmdir jail");
