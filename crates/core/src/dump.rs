@@ -564,16 +564,22 @@ fn write_image(
         fd_state.shared.append(&mut col.shared);
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
         mem::link_rings(pid, &mut col.vmas, &process.fds, &objs)?;
-        if let Some(a) = process.attrs.as_mut().filter(|a| a.cwd.ends_with(" (deleted)")) {
-            // removed (rmdir) while it was the working directory: recreated nameless
-            let via = format!("/proc/{pid}/cwd");
-            let same = std::fs::metadata(&via).ok().zip(std::fs::symlink_metadata(&a.cwd).ok()).is_some_and(|(x, y)| {
-                use std::os::unix::fs::MetadataExt;
-                (x.dev(), x.ino()) == (y.dev(), y.ino())
-            });
-            if !same {
-                a.cwd_ghost = files::ghost(pid, &mut objs, &via, &a.cwd, "its working directory")?;
-                a.cwd = a.cwd.trim_end_matches(" (deleted)").to_string();
+        if let Some(a) = process.attrs.as_mut() {
+            // removed (rmdir) while it was the working or root directory (chroot):
+            // recreated nameless
+            for (link, path, ghost, what) in [("cwd", &mut a.cwd, &mut a.cwd_ghost, "its working directory"), ("root", &mut a.root, &mut a.root_ghost, "its root directory")] {
+                if !path.ends_with(" (deleted)") {
+                    continue;
+                }
+                let via = format!("/proc/{pid}/{link}");
+                let same = std::fs::metadata(&via).ok().zip(std::fs::symlink_metadata(&*path).ok()).is_some_and(|(x, y)| {
+                    use std::os::unix::fs::MetadataExt;
+                    (x.dev(), x.ino()) == (y.dev(), y.ino())
+                });
+                if !same {
+                    *ghost = files::ghost(pid, &mut objs, &via, path, what)?;
+                    *path = path.trim_end_matches(" (deleted)").to_string();
+                }
             }
         }
         let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;

@@ -142,6 +142,8 @@ pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str
         if is_memfd {
             g.seals = sys::fcntl(f.as_raw_fd(), libc::F_GET_SEALS, 0).unwrap_or(0) as u32;
         }
+        // a memfd (MFD_HUGETLB) or deleted file on hugetlbfs: its huge page size
+        g.huge_page_size = sys::hugetlb_page_size(f.as_fd()).ctx(pid, || format!("statfs of {what} ({link})"))?.unwrap_or(0);
         g.size = md.len();
         g.paged = true;
         let id = objs.intern(key, |_| Object { kind: Some(Kind::Ghost(g)), ..Default::default() });
@@ -975,7 +977,8 @@ pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited, 
             let file = if !g.memfd_name.is_empty() {
                 const F_SEAL_SEAL: u32 = 1;
                 sealing = g.seals != F_SEAL_SEAL;
-                let flags = if sealing { libc::MFD_ALLOW_SEALING } else { 0 };
+                let flags = if sealing { libc::MFD_ALLOW_SEALING } else { 0 }
+                    | if g.huge_page_size != 0 { libc::MFD_HUGETLB | sys::huge_size_bits(g.huge_page_size) as u32 } else { 0 };
                 File::from(sys::memfd_create(&g.memfd_name, flags).map_err(|e| step(format!("memfd_create {}: {e}", g.memfd_name)))?)
             } else {
                 File::from(ghost_file(&g.path).map_err(|why| step(format!("{what}: {why}")))?)
@@ -1002,6 +1005,7 @@ fn fill_ghost(file: &File, g: &GhostObj, runs: &[&PageRun], shards: &[&[u8]]) ->
         return file.write_all_at(&g.content, 0).map_err(|e| format!("writing its {} bytes: {e}", g.content.len()));
     }
     file.set_len(g.size).map_err(|e| format!("setting its size to {}: {e}", g.size))?;
+    let mut w = FileWriter::new(file.as_fd(), g.size).map_err(|e| format!("opening it for writing: {e}"))?;
     for r in runs {
         let a = r.file_offset as usize;
         let bytes = shards
@@ -1009,9 +1013,41 @@ fn fill_ghost(file: &File, g: &GhostObj, runs: &[&PageRun], shards: &[&[u8]]) ->
             .and_then(|s| s.get(a..a.checked_add((r.count as usize).checked_mul(PAGE as usize)?)?))
             .ok_or_else(|| format!("page run at offset {:#x} lies outside its pages file", r.addr))?;
         let keep = g.size.saturating_sub(r.addr).min(bytes.len() as u64) as usize;
-        file.write_all_at(&bytes[..keep], r.addr).map_err(|e| format!("writing at offset {:#x}: {e}", r.addr))?;
+        w.write_at(&bytes[..keep], r.addr).map_err(|e| format!("writing at offset {:#x}: {e}", r.addr))?;
     }
     Ok(())
+}
+
+/// Writes into a recreated file or shared-memory object: with pwrite, or through a
+/// shared mapping of its first `size` bytes when it is on hugetlbfs (which has no
+/// write(2)).
+pub enum FileWriter {
+    Plain(File),
+    Mapped(sys::FileMapMut),
+}
+
+impl FileWriter {
+    pub fn new(fd: std::os::fd::BorrowedFd<'_>, size: u64) -> std::io::Result<FileWriter> {
+        if sys::hugetlb_page_size(fd)?.is_some() {
+            let len = usize::try_from(size).map_err(std::io::Error::other)?;
+            return Ok(FileWriter::Mapped(sys::FileMapMut::new(fd, len)?));
+        }
+        Ok(FileWriter::Plain(File::from(fd.try_clone_to_owned()?)))
+    }
+
+    pub fn write_at(&mut self, bytes: &[u8], off: u64) -> std::io::Result<()> {
+        match self {
+            FileWriter::Plain(f) => std::os::unix::fs::FileExt::write_all_at(f, bytes, off),
+            FileWriter::Mapped(m) => {
+                let dst = usize::try_from(off)
+                    .ok()
+                    .and_then(|o| m.as_mut_slice().get_mut(o..o.checked_add(bytes.len())?))
+                    .ok_or_else(|| std::io::Error::other(format!("{} bytes at offset {off:#x} lie beyond the end", bytes.len())))?;
+                dst.copy_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
 }
 
 const PAGE: u64 = 4096;

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 
 use stasis_image::model::*;
 use stasis_image::Manifest;
+use stasis_sys::sys;
 use stasis_sys::sysv::{self, ShmAttach};
 use tracing::{debug, info};
 
@@ -71,6 +72,15 @@ fn dump_shm(pid: i32, id: i32, o: &mut SysvShmObj) -> Result<ShmAttach> {
     o.locked = st.perm.mode & sysv::SHM_LOCKED != 0;
     let len = st.size.div_ceil(PAGE) * PAGE;
     ShmAttach::new(id, len as usize, true).ctx(pid, || format!("SysV shared memory segment {id}: attaching it to read it"))
+}
+
+/// The hugetlbfs file behind our attachment of a SHM_HUGETLB segment and its huge page
+/// size; None for an ordinary segment.
+fn huge_file(a: &ShmAttach) -> std::io::Result<Option<(std::fs::File, u64)>> {
+    let Some(m) = crate::procfs::maps_self()?.into_iter().find(|m| m.start == a.addr()) else { return Ok(None) };
+    let f = std::fs::File::open(format!("/proc/self/map_files/{:x}-{:x}", m.start, m.end))?;
+    let h = sys::hugetlb_page_size(std::os::fd::AsFd::as_fd(&f))?;
+    Ok(h.map(|h| (f, h)))
 }
 
 /// Fills the SysV objects of every IPC namespace of the tree (see the module doc).
@@ -131,7 +141,19 @@ pub fn dump(procs: &[Process], objs: &mut ObjectTable) -> Result<Vec<ShmContent>
                 let Some(s) = o.sysv_shm_mut().filter(|s| s.ipc_ns == ns) else { continue };
                 let id = s.perm.as_ref().map(|p| p.id).unwrap_or(-1);
                 let attach = dump_shm(pid, id, s)?;
-                let pages = attach.resident().ctx(pid, || format!("SysV shared memory segment {id}: mincore"))?;
+                let pages = match huge_file(&attach).ctx(pid, || format!("SysV shared memory segment {id}: its hugetlbfs file"))? {
+                    // SHM_HUGETLB: mincore of our fresh attachment sees no page tables;
+                    // the pages that are not zeros are read from the file instead
+                    Some((f, h)) => {
+                        s.huge_page_size = h;
+                        let mut pages = vec![false; attach.as_slice().len().div_ceil(PAGE as usize)];
+                        for (a, b) in crate::mem::data_extents(&f, attach.as_slice().len() as u64) {
+                            pages[(a / PAGE) as usize..(b / PAGE) as usize].fill(true);
+                        }
+                        pages
+                    }
+                    None => attach.resident().ctx(pid, || format!("SysV shared memory segment {id}: mincore"))?,
+                };
                 contents.push(ShmContent { object_id: oid, attach, pages });
             }
             Ok(contents)
@@ -247,7 +269,8 @@ fn create_shm(m: &Manifest, shards: &[&[u8]], root: i32, oid: u32, o: &SysvShmOb
     let p = o.perm.unwrap_or_default();
     set_next_id(root, "shm", p.id)?;
     let what = "SysV shared memory segment";
-    let id = sysv::shm_get(p.key, o.size, libc::IPC_CREAT | libc::IPC_EXCL | (p.mode & 0o777) as i32)
+    let huge = if o.huge_page_size != 0 { libc::SHM_HUGETLB | sys::huge_size_bits(o.huge_page_size) } else { 0 };
+    let id = sysv::shm_get(p.key, o.size, libc::IPC_CREAT | libc::IPC_EXCL | huge | (p.mode & 0o777) as i32)
         .map_err(|e| step(root, format!("{what} {} (key {:#x}, {} bytes): shmget: {e}", p.id, p.key, o.size)))?;
     check_id(root, what, p.id, id, |i| drop(sysv::shm_rmid(i)))?;
     let r = (|| {

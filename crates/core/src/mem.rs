@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use stasis_image::model::*;
-use stasis_image::PAGES_HEADER_LEN;
+use stasis_image::{Manifest, PAGES_HEADER_LEN};
 use stasis_sys::sys;
 use stasis_sys::sysv::SHM_RDONLY;
 use tracing::debug;
@@ -132,17 +132,8 @@ pub fn add_sysv(col: &mut MemCollect, contents: Vec<crate::ipc::ShmContent>) {
 pub fn add_ghost_files(col: &mut MemCollect, files: Vec<(u32, File, u64)>) {
     for (id, f, size) in files {
         let idx = col.shm_files.len();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-        let mut off = 0u64;
-        while off < size {
-            // ENXIO: no data after off
-            let Ok(d) = sys::lseek(fd, off as i64, libc::SEEK_DATA) else { break };
-            let h = sys::lseek(fd, d, libc::SEEK_HOLE).unwrap_or(size as i64) as u64;
-            let (d, h) = (d as u64 / PAGE * PAGE, h.min(size).div_ceil(PAGE) * PAGE);
-            if h > d {
-                push_runs(&mut col.jobs, 0, id, d, (h - d) / PAGE, JobSrc::Shm(idx));
-            }
-            off = h.max(d + PAGE);
+        for (d, h) in data_extents(&f, size) {
+            push_runs(&mut col.jobs, 0, id, d, (h - d) / PAGE, JobSrc::Shm(idx));
         }
         col.shm_files.push(f);
     }
@@ -178,6 +169,14 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
         "[vvar_vclock]" => VmaKind::VvarVclock,
         "[vsyscall]" => VmaKind::Vsyscall,
         _ if m.inode == 0 && !m.shared => VmaKind::Anon,
+        // MAP_ANONYMOUS|MAP_HUGETLB: a nameless file of the kernel's internal hugetlbfs
+        _ if m.has_flag("ht") && p == "/anon_hugepage (deleted)" => {
+            if m.shared {
+                VmaKind::ShmemAnon
+            } else {
+                VmaKind::Anon
+            }
+        }
         _ if m.shared && (p == "/dev/zero (deleted)" || p.starts_with("[anon_shmem:")) => VmaKind::ShmemAnon,
         _ if m.shared && p.starts_with("/SYSV") => VmaKind::SysvShm,
         // the ring of an aio context (io_setup): the context id is its address
@@ -226,9 +225,15 @@ fn device_mapping(pid: i32, m: &MapEntry, map_file: &str) -> Result<()> {
     })
 }
 
-/// The allocated extents (SEEK_DATA/SEEK_HOLE) of a shared-memory object of `size`
-/// bytes, page-aligned: [start, end) byte offsets.
-fn shm_extents(f: &File, size: u64) -> Vec<(u64, u64)> {
+/// The extents of a shared-memory object or nameless file of `size` bytes whose pages
+/// are stored, page-aligned [start, end) byte offsets: the allocated extents
+/// (SEEK_DATA/SEEK_HOLE); for a hugetlbfs file (no SEEK_DATA: all data) its pages that
+/// are not all zeros (`nonzero`: reading a hole of hugetlbfs gives zeros without
+/// allocating a huge page, and restore leaves such pages out so they are not allocated).
+pub fn data_extents(f: &File, size: u64) -> Vec<(u64, u64)> {
+    if matches!(sys::hugetlb_page_size(std::os::fd::AsFd::as_fd(f)), Ok(Some(_))) {
+        return nonzero(f, &[(0, size.div_ceil(PAGE) * PAGE)]);
+    }
     let mut out = Vec::new();
     let mut off = 0u64;
     let fd = std::os::fd::AsRawFd::as_raw_fd(f);
@@ -240,6 +245,33 @@ fn shm_extents(f: &File, size: u64) -> Vec<(u64, u64)> {
             out.push((d, h));
         }
         off = h.max(d + PAGE);
+    }
+    out
+}
+
+/// The parts of `ranges` (page-aligned [start, end) offsets of `f`: a file, or
+/// /proc/PID/mem by address) whose pages are not all zeros, page-aligned and merged.
+/// Unreadable parts are kept (the page copy reports the error).
+fn nonzero(f: &File, ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for &(s, e) in ranges {
+        let mut at = s;
+        while at < e {
+            let n = (e - at).min(buf.len() as u64) as usize;
+            let ok = read_full_at(f, &mut buf[..n], at).is_ok();
+            for (k, page) in buf[..n].chunks(PAGE as usize).enumerate() {
+                if ok && page.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                let a = at + k as u64 * PAGE;
+                match out.last_mut() {
+                    Some(l) if l.1 == a => l.1 = a + PAGE,
+                    _ => out.push((a, a + PAGE)),
+                }
+            }
+            at += n as u64;
+        }
     }
     out
 }
@@ -266,6 +298,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
     // shared-memory objects of this process: inode, object id, allocated extents
     let mut shm_seen: Vec<(u64, u32, Vec<(u64, u64)>)> = Vec::new();
     let mut tmpfs = None;
+    let mut huge_mem: Option<File> = None;
     for m in &maps {
         let mut kind = classify(pid, m)?;
         let what = || format!("VMA {:#x}-{:#x}", m.start, m.end);
@@ -302,10 +335,14 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             shm_flags: 0,
             guards: Vec::new(),
             aio: None,
+            huge_page_size: if m.has_flag("ht") { m.page_size } else { 0 },
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
-        if m.has_flag("ht") && kind != VmaKind::SysvShm {
-            return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} {} is hugetlb memory (MAP_HUGETLB or a hugetlbfs file)", m.start, m.end, m.path) });
+        if m.has_flag("ht") && !(m.page_size > PAGE && m.page_size.is_power_of_two() && m.start.is_multiple_of(m.page_size) && m.end.is_multiple_of(m.page_size)) {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("VMA {:#x}-{:#x} {} is hugetlb memory of an unexpected page size ({} bytes)", m.start, m.end, m.path, m.page_size),
+            });
         }
         if matches!(kind, VmaKind::FileShared | VmaKind::FilePrivate) && !nameless {
             device_mapping(pid, m, &map_file)?;
@@ -321,12 +358,6 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                 }
             }
             VmaKind::SysvShm => {
-                if m.has_flag("ht") {
-                    return Err(Error::Unsupported {
-                        pid,
-                        what: format!("VMA {:#x}-{:#x} is a SysV segment in huge pages (SHM_HUGETLB)", m.start, m.end),
-                    });
-                }
                 // the inode of a SysV mapping is the segment id
                 vma.object_id = crate::ipc::shm_ref(objs, ipc_ns, m.inode as i32);
                 if !m.has_flag("mw") {
@@ -346,9 +377,10 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                     // the first process that maps it (each further process only refers
                     // to the object).
                     let first = objs.find(&key).is_none();
-                    let id = objs.intern(key, |_| Object { kind: Some(Kind::Shmem(ShmemObj { ino, size })), ..Default::default() });
+                    let huge_page_size = vma.huge_page_size;
+                    let id = objs.intern(key, |_| Object { kind: Some(Kind::Shmem(ShmemObj { ino, size, huge_page_size })), ..Default::default() });
                     vma.object_id = id;
-                    let extents = shm_extents(&f, size);
+                    let extents = data_extents(&f, size);
                     if first {
                         let idx = out.shm_files.len();
                         for &(d, h) in &extents {
@@ -383,7 +415,8 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                     }
                     let e = if e & PM_GUARD != 0 { 0 } else { e };
                     let anon = e & PM_PRESENT != 0 && e & PM_SWAP == 0 && e & PM_FILE == 0;
-                    if anon && e & PM_EXCLUSIVE == 0 {
+                    // (hugetlb pages are stored per process: restore never shares them)
+                    if anon && e & PM_EXCLUSIVE == 0 && vma.huge_page_size == 0 {
                         // 0 when PFNs are hidden from us (no CAP_SYS_ADMIN): never shared
                         pfns[i as usize] = e & PFN_MASK;
                     }
@@ -393,6 +426,25 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                 };
                 match (keep, run_start) {
                     (true, None) => run_start = Some(i),
+                    (false, Some(s)) if vma.huge_page_size != 0 => {
+                        // hugetlb: a present huge page is 512 or more present entries,
+                        // mostly zeros when the program wrote little of it
+                        if huge_mem.is_none() {
+                            huge_mem = Some(File::open(format!("/proc/{pid}/mem")).ctx(pid, || "opening /proc/PID/mem".into())?);
+                        }
+                        let first = out.jobs.len();
+                        for (a, b) in nonzero(huge_mem.as_ref().unwrap(), &[(m.start + s * PAGE, m.start + i * PAGE)]) {
+                            push_runs(&mut out.jobs, pid, 0, a, (b - a) / PAGE, JobSrc::Proc(src));
+                            saved += (b - a) / PAGE;
+                        }
+                        // read through /proc/PID/mem, never pinned: pinning a huge page
+                        // still shared copy-on-write since a fork would un-share it (a
+                        // new huge page from the pool, or a failed read if it is empty)
+                        for j in &mut out.jobs[first..] {
+                            j.cow = true;
+                        }
+                        run_start = None;
+                    }
                     (false, Some(s)) => {
                         let first = out.jobs.len();
                         push_runs(&mut out.jobs, pid, 0, m.start + s * PAGE, i - s, JobSrc::Proc(src));
@@ -458,6 +510,60 @@ pub fn link_rings(pid: i32, vmas: &mut [Vma], fds: &[Fd], objs: &ObjectTable) ->
             });
         }
         v.object_id = fd.object_id;
+    }
+    Ok(())
+}
+
+/// Huge pages the restore of `m` takes from the host's pools, per huge page size:
+/// (size in bytes, pages), ascending sizes. A private hugetlb mapping reserves its whole
+/// length when mapped (only the pages it stores with MAP_NORESERVE, at most one huge
+/// page each); shared memory, a memfd and a SysV segment their whole size, once. A
+/// SysV segment for which `sysv_exists` holds is attached as it is (nothing new).
+pub fn huge_pages_needed(m: &Manifest, sysv_exists: impl Fn(&SysvShmObj) -> bool) -> Vec<(u64, u64)> {
+    let mut need: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    for v in m.processes.iter().flat_map(|p| &p.vmas).filter(|v| v.huge_page_size != 0 && !v.shared) {
+        let h = v.huge_page_size;
+        let whole = (v.end - v.start) / h;
+        let n = if v.vm_flags.iter().any(|f| f == "nr") { whole.min(v.pages_saved) } else { whole };
+        *need.entry(h).or_default() += n;
+    }
+    for o in &m.objects {
+        let (size, h) = if let Some(s) = o.shmem() {
+            (s.size, s.huge_page_size)
+        } else if let Some(g) = o.ghost() {
+            (g.size, g.huge_page_size)
+        } else if let Some(s) = o.sysv_shm().filter(|s| !sysv_exists(s)) {
+            (s.size, s.huge_page_size)
+        } else {
+            continue;
+        };
+        if h != 0 {
+            *need.entry(h).or_default() += size.div_ceil(h);
+        }
+    }
+    need.into_iter().filter(|x| x.1 > 0).collect()
+}
+
+/// Refuses a restore the host's huge page pools cannot hold (before anything is
+/// created): for each size the image needs, the free pages not reserved by others plus
+/// the surplus pages the pool may still grow by (nr_overcommit_hugepages).
+pub fn check_huge_pool(m: &Manifest) -> Result<()> {
+    let in_our_ns = |s: &SysvShmObj| s.ipc_ns == 0 && s.perm.as_ref().is_some_and(|p| stasis_sys::sysv::shm_stat(p.id).is_ok());
+    for (h, n) in huge_pages_needed(m, in_our_ns) {
+        let kb = h / 1024;
+        let dir = format!("/sys/kernel/mm/hugepages/hugepages-{kb}kB");
+        let num = |f: &str| -> Option<u64> { std::fs::read_to_string(format!("{dir}/{f}")).ok()?.trim().parse().ok() };
+        let Some(free) = num("free_hugepages") else {
+            return Err(Error::RestoreRefused(format!("the image needs {n} huge pages of {kb} kB; this host has no huge pages of that size ({dir})")));
+        };
+        let avail = free.saturating_sub(num("resv_hugepages").unwrap_or(0))
+            + num("nr_overcommit_hugepages").unwrap_or(0).saturating_sub(num("surplus_hugepages").unwrap_or(0));
+        if avail < n {
+            return Err(Error::RestoreRefused(format!(
+                "the image needs {n} huge pages of {kb} kB, the host has {avail} available: raise {dir}/nr_hugepages (by {})",
+                n - avail
+            )));
+        }
     }
     Ok(())
 }
@@ -834,6 +940,66 @@ mod tests {
                 (j.pid, j.addr, j.count, s)
             })
             .collect()
+    }
+
+    #[test]
+    fn anonymous_hugetlb_is_anonymous_memory() {
+        let e = |shared: bool, path: &str, flags: &[&str]| MapEntry {
+            start: 0x20_0000,
+            end: 0x40_0000,
+            prot: 3,
+            shared,
+            pgoff: 0,
+            dev_major: 0,
+            dev_minor: 0x11,
+            inode: 7,
+            path: path.into(),
+            vm_flags: flags.iter().map(|f| f.to_string()).collect(),
+            page_size: 2 << 20,
+        };
+        let anon = "/anon_hugepage (deleted)";
+        assert_eq!(classify(1, &e(false, anon, &["rd", "ht"])).unwrap(), VmaKind::Anon);
+        assert_eq!(classify(1, &e(true, anon, &["rd", "sh", "ht"])).unwrap(), VmaKind::ShmemAnon);
+        // a memfd in huge pages is a nameless file; the name alone (no ht) is a file too
+        assert_eq!(classify(1, &e(true, "/memfd:huge (deleted)", &["ht"])).unwrap(), VmaKind::FileShared);
+        assert_eq!(classify(1, &e(false, anon, &["rd"])).unwrap(), VmaKind::FilePrivate);
+    }
+
+    #[test]
+    fn huge_pages_needed_per_size() {
+        const H: u64 = 2 << 20;
+        const G: u64 = 1 << 30;
+        let vma = |start: u64, pages: u64, h: u64, shared: bool, nr: bool, saved: u64| Vma {
+            start,
+            end: start + pages * h,
+            huge_page_size: h,
+            shared,
+            vm_flags: if nr { vec!["nr".into()] } else { Vec::new() },
+            pages_saved: saved,
+            ..Default::default()
+        };
+        let p = |vmas: Vec<Vma>| Process { vmas, ..Default::default() };
+        let obj = |kind: Kind| Object { kind: Some(kind), ..Default::default() };
+        let m = Manifest {
+            processes: vec![
+                // 4 reserved + 1 GiB page; a NORESERVE mapping of 100 pages with 3 stored
+                p(vec![vma(0, 4, H, false, false, 1), vma(G, 1, G, false, false, 2), vma(4 * G, 100, H, false, true, 3)]),
+                // a second process: its own private copy; shared VMAs count by object
+                p(vec![vma(0, 4, H, false, false, 0), vma(8 * G, 2, H, true, false, 0), Vma { start: 9 * G, end: 9 * G + PAGE, ..Default::default() }]),
+            ],
+            objects: vec![
+                obj(Kind::Shmem(ShmemObj { ino: 1, size: 2 * H, huge_page_size: H })),
+                obj(Kind::Ghost(GhostObj { size: 3 * H, huge_page_size: H, ..Default::default() })),
+                obj(Kind::SysvShm(SysvShmObj { size: H + 1, huge_page_size: H, ..Default::default() })),
+                obj(Kind::SysvShm(SysvShmObj { size: H, huge_page_size: H, locked: true, ..Default::default() })),
+                obj(Kind::Shmem(ShmemObj { ino: 2, size: PAGE, huge_page_size: 0 })),
+            ],
+            ..Default::default()
+        };
+        // the locked segment stands for one that still exists: attached as it is
+        let exists = |s: &SysvShmObj| s.locked;
+        assert_eq!(huge_pages_needed(&m, exists), vec![(H, 4 + 3 + 4 + 2 + 3 + 2), (G, 1)]);
+        assert_eq!(huge_pages_needed(&Manifest::default(), exists), vec![]);
     }
 
     #[test]

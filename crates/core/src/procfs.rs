@@ -19,6 +19,8 @@ pub struct MapEntry {
     pub inode: u64,
     pub path: String,
     pub vm_flags: Vec<String>,
+    /// smaps KernelPageSize in bytes (0 when not read: maps text).
+    pub page_size: u64,
 }
 
 impl MapEntry {
@@ -62,6 +64,7 @@ fn parse_map_line(line: &str) -> Option<MapEntry> {
         inode: ino.parse().ok()?,
         path,
         vm_flags: Vec::new(),
+        page_size: 0,
     })
 }
 
@@ -76,6 +79,13 @@ pub fn parse_smaps(text: &str) -> io::Result<Vec<MapEntry>> {
         if let Some(rest) = line.strip_prefix("VmFlags:") {
             if let Some(last) = out.last_mut() {
                 last.vm_flags = rest.split_whitespace().map(str::to_string).collect();
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("KernelPageSize:") {
+            if let Some(last) = out.last_mut() {
+                let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                last.page_size = kb * 1024;
             }
             continue;
         }
@@ -263,11 +273,14 @@ mod tests {
 
     #[test]
     fn smaps_parse() {
-        let t = "7f00-7f10 rw-p 00000000 00:00 0 \nSize: 4 kB\nVmFlags: rd wr mr mw me ac dc\n\
+        let t = "7f00-7f10 rw-p 00000000 00:00 0 \nSize: 4 kB\nKernelPageSize:        4 kB\nVmFlags: rd wr mr mw me ac dc\n\
                  7f10-7f20 r-xp 00001000 fd:01 1234                       /usr/lib/libc.so.6\nVmFlags: rd ex\n\
-                 7ff0-7ff1 rw-s 00000000 00:01 99 /dev/zero (deleted)\n";
+                 7ff0-7ff1 rw-s 00000000 00:01 99 /dev/zero (deleted)\n\
+                 7fde38200000-7fde38600000 rw-s 00000000 00:11 2962664 /anon_hugepage (deleted)\nKernelPageSize:     2048 kB\nVmFlags: rd wr sh ht\n";
         let v = parse_smaps(t).unwrap();
-        assert_eq!(v.len(), 3);
+        assert_eq!(v.len(), 4);
+        assert_eq!((v[0].page_size, v[1].page_size, v[3].page_size), (4096, 0, 2 << 20));
+        assert!(v[3].has_flag("ht"));
         assert_eq!(v[0].start, 0x7f00);
         assert!(v[0].has_flag("dc"));
         assert_eq!(v[1].path, "/usr/lib/libc.so.6");

@@ -174,10 +174,8 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     let umask = procfs::status_field(&st, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022);
     let cwd = procfs::readlink(&format!("/proc/{pid}/cwd")).ctx(pid, || "reading cwd".into())?;
     let root = procfs::readlink(&format!("/proc/{pid}/root")).ctx(pid, || "reading root".into())?;
-    // a removed working directory is recreated (dump.rs: files::ghost, cwd_ghost)
-    if root.ends_with(" (deleted)") {
-        return Err(Error::Unsupported { pid, what: format!("root directory {root} was deleted") });
-    }
+    // a removed working or root directory is recreated (dump.rs: files::ghost,
+    // cwd_ghost, root_ghost)
     let personality = u32::from_str_radix(procfs::read(pid, "personality").unwrap_or_default().trim(), 16).unwrap_or(0);
     let oom_score_adj = procfs::read(pid, "oom_score_adj").unwrap_or_default().trim().parse().unwrap_or(0);
     let dumpable = par.with(pid, "PR_GET_DUMPABLE", |r| r.prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0))? as i32;
@@ -188,7 +186,7 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     // memory-deny-write-execute (Linux 6.3+; EINVAL before: off)
     const PR_GET_MDWE: i32 = 66;
     let mdwe = par.with(pid, "PR_GET_MDWE", |r| r.prctl(PR_GET_MDWE, 0, 0, 0, 0)).unwrap_or(0) as u32;
-    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, cwd_ghost: 0, stop_signal: 0, loginuid })
+    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, cwd_ghost: 0, root_ghost: 0, stop_signal: 0, loginuid })
 }
 
 /// Resource limits, read from inside (prlimit on another process with other
@@ -248,6 +246,10 @@ pub fn thread_pending(pid: i32, t: &crate::freeze::FrozenThread) -> Result<Vec<S
 /// A pending SIGSTOP (or one held back while syscalls ran inside) makes the process
 /// stopped in the image instead: nothing blocks it, so it is what the process does
 /// first when it runs again, and restore's own injected syscalls must not meet it.
+/// A pending SIGCONT (sent while the dump ran: a traced process queues it) ends a stop
+/// instead: it came after every stop signal (each of the two discards the other when
+/// sent), so the process is not stopped in the image and the SIGCONT stays pending (a
+/// handler of it runs after restore).
 pub fn refresh_pending(fz: &Frozen, p: &mut Process) -> Result<()> {
     p.shared_pending = shared_pending(fz.pid)?;
     for t in &fz.threads {
@@ -262,7 +264,17 @@ pub fn refresh_pending(fz: &Frozen, p: &mut Process) -> Result<()> {
         stop |= th.pending.iter().any(is_stop);
         th.pending.retain(|s| !is_stop(s));
     }
-    if let Some(a) = p.attrs.as_mut().filter(|a| stop && !a.stopped) {
+    let cont = p.shared_pending.iter().chain(p.threads.iter().flat_map(|t| &t.pending)).any(|s| s.signo == libc::SIGCONT);
+    if cont {
+        // (a held-back SIGSTOP came before it: a --leave-running dump must not stop the
+        // process again)
+        fz.stop_held.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(a) = p.attrs.as_mut().filter(|a| cont && a.stopped) {
+        tracing::debug!(pid = p.pid, "SIGCONT sent during the dump: not stopped in the image");
+        a.stopped = false;
+        a.stop_signal = 0;
+    } else if let Some(a) = p.attrs.as_mut().filter(|a| stop && !a.stopped && !cont) {
         tracing::debug!(pid = p.pid, "SIGSTOP sent during the dump: stopped in the image");
         a.stopped = true;
         a.stop_signal = libc::SIGSTOP;

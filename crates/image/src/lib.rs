@@ -792,7 +792,7 @@ mod tests {
     fn duplicate_object_ids_are_refused() {
         let mut w = ManifestWriter::new();
         minimal(&mut w);
-        w.record(rec::OBJECT, &Object { id: 1, kind: Some(Kind::Shmem(ShmemObj { ino: 1, size: 4096 })), ..Default::default() });
+        w.record(rec::OBJECT, &Object { id: 1, kind: Some(Kind::Shmem(ShmemObj { ino: 1, size: 4096, ..Default::default() })), ..Default::default() });
         w.record(rec::OBJECT, &Object { id: 2, ..Default::default() });
         w.record(rec::OBJECT, &Object { id: 1, ..Default::default() });
         let why = parse_manifest(&w.into_bytes(&one_shard())).unwrap_err().to_string();
@@ -804,7 +804,7 @@ mod tests {
         let mut w = ManifestWriter::new();
         minimal(&mut w);
         for id in [5, 3, 9] {
-            w.record(rec::OBJECT, &Object { id, kind: Some(Kind::Shmem(ShmemObj { ino: id as u64, size: 4096 })), ..Default::default() });
+            w.record(rec::OBJECT, &Object { id, kind: Some(Kind::Shmem(ShmemObj { ino: id as u64, size: 4096, ..Default::default() })), ..Default::default() });
         }
         let mut m = parse_manifest(&w.into_bytes(&one_shard())).unwrap();
         assert_eq!(m.object_index.len(), 3);

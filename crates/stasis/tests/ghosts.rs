@@ -21,12 +21,7 @@ fn deleted_sparse_file() {
     let _t = serial();
     let mut w = Workload::start("ghosts", &["sparse"]);
     w.dump();
-    let pages: u64 = std::fs::read_dir(&w.img)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("pages"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    let pages = pages_bytes(&w);
     assert!(pages < 64 << 20, "the image stores {pages} bytes of pages for 1 MiB of data (holes stored?)\n{}", w.report());
     w.restore();
     w.go_and_pass();
@@ -231,8 +226,7 @@ fn python_tempfile_and_sqlite_temp_db() {
 /// A process whose executable was removed while it runs (a binary replaced by an
 /// upgrade): the file comes back nameless, with its content; /proc/PID/exe is it (same
 /// bytes, a removed file of the same directory), nothing is left at its path, and the
-/// process runs on. Killing
-/// and --leave-running dumps.
+/// process runs on. Killing and --leave-running dumps.
 fn deleted_executable(leave_running: bool) {
     let _t = serial();
     let mut w = Workload::new(if leave_running { "deleted-exe-lr" } else { "deleted-exe" });
@@ -270,4 +264,40 @@ fn deleted_executable_killing() {
 fn deleted_executable_leave_running() {
     skip_if_direct!();
     deleted_executable(true);
+}
+
+/// A root directory removed after the chroot into it (ghost_root.c), held by a process
+/// and a forked child: restored as a removed, empty directory with its mode and owner,
+/// the host's files out of sight, the working directory inside it; /proc/PID/root of
+/// both says " (deleted)" and no "jail" is left in the work dir. Both the killing and
+/// the --leave-running dump.
+#[test]
+fn removed_root_directory() {
+    let _t = serial();
+    for leave_running in [false, true] {
+        let mut w = Workload::start("ghost_root", &["child"]);
+        let kid: i32 = w.info("child").parse().unwrap();
+        if leave_running {
+            w.dump_leave_running();
+        } else if !direct() {
+            dump_and_restore_tree(&mut w, &[kid]);
+        }
+        for pid in [w.pid, kid] {
+            let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
+            let root = root.to_string_lossy();
+            assert!(root.ends_with(" (deleted)"), "pid {pid}: root is {root}, not a removed directory\n{}", w.report());
+        }
+        assert!(!w.work.join("jail").exists(), "a jail directory is linked in the work dir\n{}", w.report());
+        w.go_and_pass();
+    }
+}
+
+/// A removed root directory with the working directory outside it (chroot without
+/// chdir): both come back, the working directory still the work dir.
+#[test]
+fn removed_root_directory_cwd_outside() {
+    let _t = serial();
+    let mut w = Workload::start("ghost_root", &["outside"]);
+    w.checkpoint_restore();
+    w.go_and_pass();
 }

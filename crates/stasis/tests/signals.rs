@@ -131,12 +131,13 @@ fn thread_targeted_and_sigev_thread_timers() {
     roundtrip("timers_thread", &[]);
 }
 
-/// Children stopped by SIGTSTP, SIGTTIN, SIGSTOP (two threads) and SIGTTOU: after the
-/// restore each is stopped again (every thread) by its own signal: its parent's
-/// waitid(WSTOPPED) reports the stops it had not collected yet with their signals (a
+/// Children stopped by SIGTSTP (three threads), SIGTTIN, SIGSTOP (three threads) and
+/// SIGTTOU: after the restore each is stopped again (every thread) by its own signal:
+/// its parent's waitid(WSTOPPED) reports the stops it had not collected yet with their signals (a
 /// stop it had collected before the dump is reported again, with its signal: known
 /// gap), and SIGCONT continues each (WCONTINUED) to its own exit status. Before the
-/// stop signal was kept, every child came back stopped by SIGSTOP.
+/// stop signal was kept, every child came back stopped by SIGSTOP. After SIGCONT every
+/// thread of the multi-threaded ones runs on with its thread-local value.
 #[test]
 fn stopped_children_keep_stop_signal_and_wait_state() {
     let _t = serial();
@@ -207,13 +208,22 @@ fn thread_targeted_timers_after_leave_running_dump() {
     w.go_and_pass();
 }
 
-/// Sends SIGSTOP to `pid` as soon as stasis traces it (the dump has begun).
-fn stop_when_traced(pid: i32) -> std::thread::JoinHandle<bool> {
-    std::thread::spawn(move || {
+/// Dumps `w` (killing, or --leave-running) and sends `sig` to it as soon as stasis
+/// traces it (the dump has begun); the signal must have been sent.
+fn dump_signalled_while_traced(w: &mut Workload, sig: i32, leave_running: bool) {
+    let pid = w.pid;
+    let h = std::thread::spawn(move || {
         wait_until(std::time::Duration::from_secs(20), || tasks_of(pid).iter().any(|t| t.2 > 0))
             // SAFETY: kill of the test's own unreaped child (traced, not yet killed).
-            && unsafe { libc::kill(pid, libc::SIGSTOP) } == 0
-    })
+            && unsafe { libc::kill(pid, sig) } == 0
+    });
+    if leave_running {
+        let r = w.try_dump(&["--leave-running"]);
+        assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
+    } else {
+        w.dump();
+    }
+    assert!(h.join().unwrap(), "signal {sig} could not be sent during the dump\n{}", w.report());
 }
 
 /// A process stopped (SIGSTOP) while the dump runs (64 MiB of memory: the dump takes
@@ -231,14 +241,7 @@ fn stopped_while_being_dumped() {
             let t = tasks_of(pid);
             !t.is_empty() && t.iter().all(|t| t.1 == 'T' && t.2 == 0)
         };
-        let h = stop_when_traced(pid);
-        if leave_running {
-            let r = w.try_dump(&["--leave-running"]);
-            assert!(r.ok(), "dump --leave-running failed\n{}", w.report());
-        } else {
-            w.dump();
-        }
-        assert!(h.join().unwrap(), "SIGSTOP could not be sent during the dump\n{}", w.report());
+        dump_signalled_while_traced(&mut w, libc::SIGSTOP, leave_running);
         if !leave_running {
             w.restore();
         }
@@ -255,5 +258,46 @@ fn stopped_while_being_dumped() {
         unsafe { libc::kill(pid, libc::SIGCONT) };
         let st = w.wait_exit(EXIT_TIMEOUT);
         w.assert_pass(st);
+    }
+}
+
+/// A process stopped by SIGSTOP and continued by SIGCONT while the dump runs (64 MiB of
+/// memory: the dump takes a while): the SIGCONT is not lost. After a --leave-running
+/// dump the live process runs (no thread stopped or traced) and its parent's
+/// waitid(WCONTINUED) reports it continued; after a killing dump the restored process
+/// runs, not stopped. Both then pass every memory check.
+#[test]
+fn continued_while_being_dumped() {
+    let _t = serial();
+    skip_if_direct!();
+    for leave_running in [true, false] {
+        let mut w = Workload::start("mem_anon", &[]);
+        let pid = w.pid;
+        // SAFETY: our live, unreaped child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let stopped = || tasks_of(pid).iter().all(|t| t.1 == 'T');
+        assert!(wait_until(std::time::Duration::from_secs(5), stopped), "SIGSTOP did not stop it: {:?}", tasks_of(pid));
+        dump_signalled_while_traced(&mut w, libc::SIGCONT, leave_running);
+        if leave_running {
+            // SAFETY: a zeroed siginfo_t is valid; waitid writes at most one.
+            let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: plain waitid on our own child, into our siginfo_t.
+            let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut si, libc::WCONTINUED | libc::WNOHANG) };
+            assert!(r == 0 && si.si_code == libc::CLD_CONTINUED, "the parent's waitid(WCONTINUED) = {r}, code {}\n{}", si.si_code, w.report());
+        } else {
+            w.restore();
+        }
+        let running = || {
+            let t = tasks_of(pid);
+            !t.is_empty() && t.iter().all(|t| t.1 != 'T' && t.1 != 't' && t.2 == 0)
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            wait_until(std::time::Duration::from_secs(2), running),
+            "leave_running={leave_running}: stopped after the dump/restore though continued during the dump: {:?}\n{}",
+            tasks_of(pid),
+            w.report()
+        );
+        w.go_and_pass();
     }
 }

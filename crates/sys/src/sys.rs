@@ -710,9 +710,13 @@ pub struct SharedAnon {
 
 impl SharedAnon {
     pub fn new(len: usize) -> Result<SharedAnon> {
+        SharedAnon::with_flags(len, 0)
+    }
+    /// With extra mmap flags (MAP_HUGETLB and a size: `huge_size_bits`; MAP_NORESERVE).
+    pub fn with_flags(len: usize, extra: i32) -> Result<SharedAnon> {
         // SAFETY: fresh shared anonymous mapping owned by the returned value.
         let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS | extra, -1, 0)
         };
         if p == libc::MAP_FAILED {
             return Err(Error::last_os_error());
@@ -734,6 +738,62 @@ impl Drop for SharedAnon {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping exactly once.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// hugetlbfs's magic number (statfs f_type).
+const HUGETLBFS_MAGIC: i64 = 0x958458f6;
+
+/// The huge page size of the hugetlbfs file behind `fd` (statfs f_bsize), or None when
+/// the file is not on hugetlbfs.
+pub fn hugetlb_page_size(fd: BorrowedFd<'_>) -> Result<Option<u64>> {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: st is a writable statfs buffer; fd is a live descriptor.
+    c(unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } as libc::c_long)?;
+    // SAFETY: fstatfs succeeded and filled the struct (it was zeroed before anyway).
+    let st = unsafe { st.assume_init() };
+    Ok((st.f_type == HUGETLBFS_MAGIC).then_some(st.f_bsize as u64))
+}
+
+/// mmap flag bits asking for huge pages of `size` bytes (MAP_HUGETLB with log2(size) in
+/// the MAP_HUGE_SHIFT field; MFD_HUGETLB and SHM_HUGETLB use the same encoding with their
+/// own flag bit). `size` must be a power of two.
+pub fn huge_size_bits(size: u64) -> i32 {
+    (size.trailing_zeros() as i32) << libc::MAP_HUGE_SHIFT
+}
+
+/// A read-write shared mapping of the first `len` bytes of a file, unmapped on drop (to
+/// fill files that have no write(2), such as hugetlbfs files).
+pub struct FileMapMut {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl FileMapMut {
+    pub fn new(f: BorrowedFd<'_>, len: usize) -> Result<FileMapMut> {
+        if len == 0 {
+            return Ok(FileMapMut { ptr: std::ptr::NonNull::dangling().as_ptr(), len: 0 });
+        }
+        // SAFETY: new mapping chosen by the kernel; we own it until drop.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+        if p == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        Ok(FileMapMut { ptr: p.cast(), len })
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: ptr..ptr+len is a live writable mapping owned by self; &mut self makes
+        // the borrow exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for FileMapMut {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping our own mapping exactly once.
+            unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        }
     }
 }
 

@@ -272,6 +272,10 @@ impl ShmAttach {
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
     /// Only for attachments made without `readonly`.
+    /// Where it is attached in our address space.
+    pub fn addr(&self) -> u64 {
+        self.ptr as u64
+    }
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: live writable mapping of len bytes owned by self, borrowed mutably.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }

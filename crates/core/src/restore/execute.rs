@@ -32,6 +32,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
     check_files(opts, &m)?;
     check_ids_free(&m)?;
+    crate::mem::check_huge_pool(&m)?;
     let layout = Layout::new(&m)?;
     // -- plan, open everything ------------------------------------------------------
     sys::raise_nofile_limit();

@@ -221,6 +221,9 @@ pub struct ProcPlan {
     /// chdir to `cwd`).
     pub cwd_slot: Option<usize>,
     pub root: CString,
+    /// Carry slot of its root directory when that was removed (chroot into it, not
+    /// into `root`).
+    pub root_slot: Option<usize>,
     pub comm: CString,
     pub pgid: i32,
     pub sid: i32,
@@ -423,13 +426,18 @@ impl RestorePlan {
                 pp.foreground = (fg > 0 && fg != pp.pgid).then_some(fg);
             }
             pp.proc_files = proc_files;
-            let cwd_ghost = p.attrs.as_ref().map(|a| a.cwd_ghost).unwrap_or(0);
-            if cwd_ghost != 0 && !p.zombie {
-                pp.cwd_slot = Some(*dir_slot.entry(cwd_ghost).or_insert_with(|| {
-                    carry.push(Carry::GhostDir(cwd_ghost));
-                    carry.len() - 1
-                }));
-            }
+            // removed working and root directories: one carried fd per directory
+            let (cwd_ghost, root_ghost) = p.attrs.as_ref().map(|a| (a.cwd_ghost, a.root_ghost)).unwrap_or_default();
+            let mut dir = |id: u32| {
+                (id != 0 && !p.zombie).then(|| {
+                    *dir_slot.entry(id).or_insert_with(|| {
+                        carry.push(Carry::GhostDir(id));
+                        carry.len() - 1
+                    })
+                })
+            };
+            pp.cwd_slot = dir(cwd_ghost);
+            pp.root_slot = dir(root_ghost);
             pp.late_fds = if p.zombie { Vec::new() } else { late };
             procs.push(pp);
         }
@@ -513,7 +521,7 @@ fn label(m: &Manifest, c: &Carry) -> String {
     match c {
         Carry::NetNs(ino) => format!("new network namespace (was net:[{ino}])"),
         Carry::Mapped(id) => format!("{} (mapped, object {id})", o(id).and_then(|o| o.mapped_file()).map(|f| f.path.as_str()).unwrap_or("?")),
-        Carry::GhostDir(id) => format!("removed working directory {} (object {id})", o(id).and_then(|o| o.ghost()).map(|g| g.path.as_str()).unwrap_or("?")),
+        Carry::GhostDir(id) => format!("removed working or root directory {} (object {id})", o(id).and_then(|o| o.ghost()).map(|g| g.path.as_str()).unwrap_or("?")),
         Carry::Shmem(id) => format!("shared memory of {} bytes (object {id})", o(id).and_then(|o| o.shmem()).map(|s| s.size).unwrap_or(0)),
         Carry::Fd(id) => {
             let what = match o(id).map(|o| &o.kind) {
@@ -594,6 +602,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         umask: attrs.umask,
         cwd: cs("working directory", if attrs.cwd.is_empty() { "/" } else { &attrs.cwd })?,
         cwd_slot: None,
+        root_slot: None,
         root: cs("root directory", if attrs.root.is_empty() { "/" } else { &attrs.root })?,
         comm: cs("name", &p.comm)?,
         pgid: attrs.pgid,
@@ -693,7 +702,8 @@ fn fillable(p: &Process) -> impl Iterator<Item = &Vma> {
 }
 
 fn fillable_vma(v: &Vma) -> bool {
-    !v.shared && v.pages_saved > 0 && matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Anon | VmaKind::FilePrivate))
+    // (hugetlb memory is never built before the fork: the premap area has ordinary pages)
+    !v.shared && v.pages_saved > 0 && v.huge_page_size == 0 && matches!(VmaKind::try_from(v.kind), Ok(VmaKind::Anon | VmaKind::FilePrivate))
 }
 
 fn growsdown(v: &Vma) -> bool {

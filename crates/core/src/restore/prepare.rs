@@ -2,8 +2,7 @@
 //! network namespaces, open every carried object in carry-slot order, create and fill
 //! shared memory, resolve cgroups, pick the fd base above which the children carry.
 
-use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use stasis_image::Manifest;
 use stasis_sys::sys;
@@ -56,11 +55,14 @@ pub(super) fn prepare(
                 files::open_mapped(o, &ghosts).map_err(|e| step(format!("opening {} for mapping: {e}", o.path)))?
             }
             Carry::GhostDir(id) => files::reopen_ghost(&ghosts, *id, (libc::O_RDONLY | libc::O_DIRECTORY) as u32)
-                .map_err(|e| step(format!("opening removed working directory (object {id}): {e}")))?,
+                .map_err(|e| step(format!("opening removed working or root directory (object {id}): {e}")))?,
             Carry::Shmem(id) => {
                 let s = m.object(*id).and_then(|o| o.shmem()).ok_or_else(|| step(format!("shared-memory object {id} missing")))?;
-                let region = sys::SharedAnon::new(s.size.max(PAGE) as usize)
-                    .map_err(|e| step(format!("creating shared memory of {} bytes: {e}", s.size)))?;
+                // hugetlb: a MAP_HUGETLB region of the same page size (its file is an
+                // "anon_hugepage" of the kernel's hugetlbfs, as the original's)
+                let huge = if s.huge_page_size != 0 { libc::MAP_HUGETLB | sys::huge_size_bits(s.huge_page_size) } else { 0 };
+                let region = sys::SharedAnon::with_flags(s.size.max(PAGE) as usize, huge)
+                    .map_err(|e| step(format!("creating shared memory of {} bytes{}: {e}", s.size, huge_note(s.huge_page_size))))?;
                 let path = format!("/proc/self/map_files/{:x}-{:x}", region.addr(), region.addr() + region.len() as u64);
                 let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(|e| step(format!("opening {path}: {e}")))?;
                 shm_keep.push(region);
@@ -96,6 +98,7 @@ pub(super) fn prepare(
 pub(super) fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<()> {
     let pid = plan.rp.root;
     let step = |why: String| Error::RestoreStep { pid, step: "filling shared memory".into(), why };
+    let mut writers: std::collections::HashMap<u32, files::FileWriter> = std::collections::HashMap::new();
     for r in &m.index.runs {
         if r.object_id == 0 {
             continue;
@@ -110,13 +113,25 @@ pub(super) fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<
             return Err(step(format!("page run for object {}, which is not shared memory", r.object_id)));
         }
         let slot = plan.rp.map_slot.get(&r.object_id).copied().ok_or_else(|| step(format!("shared-memory object {} was not created", r.object_id)))?;
-        let f = File::from(plan.carry[slot].try_clone().map_err(|e| step(e.to_string()))?);
         let a = r.file_offset as usize;
         let bytes = shards
             .get(r.shard as usize)
             .and_then(|s| s.get(a..a.checked_add((r.count as usize).checked_mul(PAGE as usize)?)?))
             .ok_or_else(|| step(format!("page run at {:#x} lies outside its pages file", r.addr)))?;
-        std::os::unix::fs::FileExt::write_all_at(&f, bytes, r.addr).map_err(|e| step(format!("offset {:#x}: {e}", r.addr)))?;
+        let size = o.shmem().map(|s| s.size).unwrap_or(0);
+        let mut w = writers.remove(&r.object_id).map(Ok).unwrap_or_else(|| files::FileWriter::new(plan.carry[slot].as_fd(), size))
+            .map_err(|e| step(format!("shared-memory object {}: {e}", r.object_id)))?;
+        w.write_at(bytes, r.addr).map_err(|e| step(format!("offset {:#x}: {e}", r.addr)))?;
+        writers.insert(r.object_id, w);
     }
     Ok(())
+}
+
+/// " in huge pages of N kB" for an error message (nothing for ordinary pages).
+pub(crate) fn huge_note(huge_page_size: u64) -> String {
+    if huge_page_size == 0 {
+        String::new()
+    } else {
+        format!(" in huge pages of {} kB", huge_page_size / 1024)
+    }
 }

@@ -150,7 +150,15 @@ pub(super) fn child_proc(plan: &Plan, shards: &[&[u8]], idx: usize, ctl: RawFd, 
     } else if child::chdir(&pp.cwd) < 0 {
         child_fail(b"chdir to the original working directory", pp.pid, ctl);
     }
-    if pp.root.as_bytes() != b"/" && child::chroot(&pp.root) < 0 {
+    if let Some(slot) = pp.root_slot {
+        // a removed root: chroot(".") from inside the recreated (removed) directory,
+        // then back to the working directory just set
+        let cwd = child::open_cwd();
+        if cwd < 0 || child::fchdir(tmp[slot]) < 0 || child::chroot(c".") < 0 || child::fchdir(cwd) < 0 {
+            child_fail(b"chroot into the recreated (removed) root directory", pp.pid, ctl);
+        }
+        child::close(cwd);
+    } else if pp.root.as_bytes() != b"/" && child::chroot(&pp.root) < 0 {
         child_fail(b"chroot to the original root", pp.pid, ctl);
     }
     child::set_name(&pp.comm);

@@ -783,6 +783,7 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
             return Err(bad(format!("VMA {:#x}-{:#x}: file offset {:#x} is not page-aligned", v.start, v.end, v.pgoff)));
         }
         check_guards(v).map_err(|why| bad(format!("VMA {:#x}-{:#x}: guard regions {why}", v.start, v.end)))?;
+        check_huge_vma(v, object).map_err(|why| bad(format!("VMA {:#x}-{:#x}: hugetlb {why}", v.start, v.end)))?;
     }
     if (p.uts_ns != 0 && object(p.uts_ns).and_then(|o| o.uts_ns()).is_none())
         || (p.ipc_ns != 0 && object(p.ipc_ns).and_then(|o| o.ipc_ns()).is_none())
@@ -794,6 +795,11 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
             if !s.is_empty() {
                 check_path(s).map_err(|why| bad(format!("{what}: {why}")))?;
             }
+        }
+        if a.root_ghost != 0
+            && !object(a.root_ghost).and_then(|o| o.ghost()).is_some_and(|g| g.mode & libc::S_IFMT == libc::S_IFDIR && g.external.is_empty())
+        {
+            return Err(bad(format!("its removed root directory (object {}) is no recreated directory", a.root_ghost)));
         }
         if a.cwd_ghost != 0
             && !object(a.cwd_ghost).and_then(|o| o.ghost()).is_some_and(|g| g.mode & libc::S_IFMT == libc::S_IFDIR && g.external.is_empty())
@@ -917,8 +923,12 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
             if s.size == 0 || s.size > TASK_SIZE {
                 return Err(format!("shared memory (object {id}) of {} bytes (1 to {TASK_SIZE:#x})", s.size));
             }
+            check_huge(s.size, s.huge_page_size).map_err(|why| format!("shared memory (object {id}): {why}"))?;
         }
         if let Some(s) = o.sysv_shm() {
+            // (a SysV segment's size is the one asked for; the kernel rounds it up to
+            // huge pages itself)
+            check_huge(0, s.huge_page_size).map_err(|why| format!("SysV segment (object {id}): {why}"))?;
             if s.size == 0 || s.size > TASK_SIZE {
                 return Err(format!("SysV segment (object {id}) of {} bytes (1 to {TASK_SIZE:#x})", s.size));
             }
@@ -1216,6 +1226,49 @@ fn check_ghost(g: &GhostObj) -> std::result::Result<(), String> {
     if g.size > MAX_GHOST_SIZE {
         return Err(format!("size {} bytes (at most {MAX_GHOST_SIZE})", g.size));
     }
+    if g.huge_page_size != 0 && (fmt != libc::S_IFREG || !g.external.is_empty() || !g.paged) {
+        return Err("huge pages on something other than a regular file with its content in page runs".into());
+    }
+    check_huge(g.size, g.huge_page_size)
+}
+
+/// Largest huge page size an image may name (x86-64 has 2 MiB and 1 GiB; other
+/// architectures up to 16 GiB).
+const MAX_HUGE_PAGE: u64 = 16 << 30;
+
+/// A huge page size (0: none) is a power of two above the base page and `size` (0:
+/// unchecked) a multiple of it.
+fn check_huge(size: u64, h: u64) -> std::result::Result<(), String> {
+    if h != 0 && (!h.is_power_of_two() || h <= PAGE || h > MAX_HUGE_PAGE || !size.is_multiple_of(h)) {
+        return Err(format!("huge page size {h} (a power of two from 8 KiB to 16 GiB dividing the size {size})"));
+    }
+    Ok(())
+}
+
+/// A hugetlb VMA: a valid size its bounds are multiples of; its object (shared memory,
+/// SysV segment, recreated memfd) has the same huge page size, and a VMA of ordinary
+/// pages maps no hugetlb object. A named file's pages are the file's (any size).
+fn check_huge_vma<'a>(v: &Vma, object: impl Fn(u32) -> Option<&'a Object>) -> std::result::Result<(), String> {
+    let h = v.huge_page_size;
+    check_huge(0, h)?;
+    if !v.start.is_multiple_of(h.max(1)) || !v.end.is_multiple_of(h.max(1)) {
+        return Err(format!("page size {h}: the bounds are not multiples of it"));
+    }
+    let o = object(v.object_id);
+    let theirs = match VmaKind::try_from(v.kind) {
+        Ok(VmaKind::Anon) => h,
+        Ok(VmaKind::ShmemAnon) => o.and_then(|o| o.shmem()).map_or(h, |s| s.huge_page_size),
+        Ok(VmaKind::SysvShm) => o.and_then(|o| o.sysv_shm()).map_or(h, |s| s.huge_page_size),
+        Ok(VmaKind::FilePrivate | VmaKind::FileShared) => match o.and_then(|o| o.mapped_file()).filter(|f| f.ghost_id != 0) {
+            Some(f) => object(f.ghost_id).and_then(|g| g.ghost()).map_or(h, |g| g.huge_page_size),
+            None => h,
+        },
+        _ if h == 0 => 0,
+        _ => return Err(format!("page size {h} on a special mapping")),
+    };
+    if theirs != h {
+        return Err(format!("page size {h}, but its object {} has huge pages of {theirs}", v.object_id));
+    }
     Ok(())
 }
 
@@ -1328,7 +1381,7 @@ mod tests {
             processes: vec![p],
             objects: vec![
                 Object { id: 1, kind: Some(Kind::MappedFile(MappedFileObj { path: "/bin/w".into(), ..Default::default() })), ..Default::default() },
-                Object { id: 2, kind: Some(Kind::Shmem(ShmemObj { ino: 5, size: 2 * PAGE })), ..Default::default() },
+                Object { id: 2, kind: Some(Kind::Shmem(ShmemObj { ino: 5, size: 2 * PAGE, ..Default::default() })), ..Default::default() },
                 Object { id: 3, kind: Some(Kind::SysvShm(SysvShmObj { size: 100, ..Default::default() })), ..Default::default() },
             ],
             index: PageIndex {
@@ -1788,6 +1841,51 @@ mod tests {
         let mut v = ring(0x80_0000, 1, 0, 0, 0);
         v.prot = 0x10;
         refused(&with(v), &root(), "protection bits 0x10");
+    }
+
+    #[test]
+    fn hugetlb_page_sizes_match_bounds_and_objects() {
+        const H: u64 = 2 << 20;
+        // shared hugetlb memory: VMA and object with the same size, aligned
+        let huge_shm = |m: &mut Manifest| {
+            let v = &mut m.processes[0].vmas[2];
+            (v.start, v.end, v.huge_page_size) = (4 * H, 5 * H, H);
+            *m.objects[1].shmem_mut().unwrap() = ShmemObj { ino: 5, size: H, huge_page_size: H };
+        };
+        validate_with(&edit(huge_shm), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].vmas[1].huge_page_size = H), &root(), "not multiples");
+        refused(&edit(|m| m.processes[0].vmas[1].huge_page_size = 3 << 20), &root(), "huge page size");
+        refused(&edit(|m| m.processes[0].vmas[1].huge_page_size = 1 << 40), &root(), "huge page size");
+        refused(&edit(|m| m.processes[0].vmas[1].huge_page_size = PAGE), &root(), "huge page size");
+        // the VMA and its object disagree (either way)
+        refused(&edit(|m| { huge_shm(m); m.processes[0].vmas[2].huge_page_size = 0 }), &root(), "has huge pages of");
+        refused(&edit(|m| { huge_shm(m); m.objects[1].shmem_mut().unwrap().huge_page_size = 0 }), &root(), "has huge pages of");
+        // (no VMA maps it: the object's own check)
+        refused(&edit(|m| { m.processes[0].vmas.pop(); m.objects[1].shmem_mut().unwrap().huge_page_size = H }), &root(), "shared memory (object 2)");
+        refused(&edit(|m| m.objects[2].sysv_shm_mut().unwrap().huge_page_size = 12345), &root(), "SysV segment (object 3)");
+        refused(
+            &edit(|m| m.processes[0].vmas.push(Vma { start: 2 << 30, end: (2 << 30) + H, kind: VmaKind::Vdso as i32, huge_page_size: H, ..Default::default() })),
+            &root(),
+            "special mapping",
+        );
+        let dir = |h: u64| Object { id: 4, kind: Some(Kind::Ghost(GhostObj { path: "/d".into(), mode: libc::S_IFDIR | 0o755, huge_page_size: h, ..Default::default() })), ..Default::default() };
+        validate_with(&edit(|m| m.objects.push(dir(0))), &root()).unwrap();
+        refused(&edit(|m| m.objects.push(dir(H))), &root(), "huge pages on something other");
+    }
+
+    #[test]
+    fn removed_root_directory_is_a_recreated_directory() {
+        let dir = Object { id: 4, kind: Some(Kind::Ghost(GhostObj { path: "/jail".into(), mode: libc::S_IFDIR | 0o755, ..Default::default() })), ..Default::default() };
+        let with_root = |id: u32| {
+            let dir = dir.clone();
+            edit(move |m| {
+                m.objects.push(dir);
+                m.processes[0].attrs.as_mut().unwrap().root_ghost = id;
+            })
+        };
+        validate_with(&with_root(4), &root()).unwrap();
+        refused(&with_root(1), &root(), "removed root directory (object 1)");
+        refused(&with_root(99), &root(), "removed root directory (object 99)");
     }
 
     #[test]

@@ -1238,6 +1238,16 @@ pub fn buffered_bytes(img: &serde_json::Value, kinds: &[&str]) -> Vec<u64> {
     seen.into_values().collect()
 }
 
+/// Bytes of the pages files of `w`'s image.
+pub fn pages_bytes(w: &Workload) -> u64 {
+    fs::read_dir(&w.img)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
 pub fn info_pids(w: &Workload, keys: &[&str]) -> Vec<i32> {
     keys.iter().flat_map(|k| w.infos(k)).map(|v| v.parse().unwrap()).collect()
 }

@@ -2,15 +2,17 @@
  * stopped_tree: children stopped by different stop signals, and what their parent's
  * wait sees. The parent leads a new session; each child leads its own process group
  * (so the group is not orphaned and SIGTSTP/SIGTTIN/SIGTTOU stop it).
- *   s1  stopped by SIGTSTP; the parent already reaped the stop with WUNTRACED
+ *   s1  stopped by SIGTSTP, 3 threads; the parent already reaped the stop with WUNTRACED
  *   s2  stopped by SIGTTIN; the parent has not waited for it yet
- *   s3  stopped by SIGSTOP, 2 threads; the parent has not waited for it yet
+ *   s3  stopped by SIGSTOP, 3 threads; the parent has not waited for it yet
  *   s4  stopped by SIGTTOU; the parent already reaped the stop
  * After restore: every child is in state T (every thread); the parent's
  * waitid(WSTOPPED|WNOHANG) reports s2 stopped by SIGTTIN and s3 by SIGSTOP; for s1 and
  * s4 (stops reported before the dump) it reports nothing or (known gap: the restored
  * stop is a new one) their own signal again, SIGTSTP and SIGTTOU; nothing runs for 200 ms;
- * SIGCONT continues each (WCONTINUED seen) and it exits with its own status.
+ * SIGCONT continues each (WCONTINUED seen) and it exits with its own status; a child
+ * with threads first checks that every thread runs again (its counter moves on) with
+ * its own thread-local value intact (else it exits with status + 100).
  */
 #include "common.h"
 #include <pthread.h>
@@ -53,12 +55,36 @@ static int all_stopped(pid_t p)
     return n > 0 && ok;
 }
 
+#define MAXTH 3
+#define TAG 0x7e5700UL
+static volatile unsigned long counters[MAXTH];
+static __thread unsigned long tls_tag;
+static volatile int tls_bad;
+
 static void *spin(void *a)
 {
-    (void)a;
-    for (;;)
-        sleep_ms(10);
+    long i = (long)a;
+    tls_tag = TAG + (unsigned long)i;
+    for (;;) {
+        if (tls_tag != TAG + (unsigned long)i)
+            tls_bad = 1;
+        counters[i]++;
+        sleep_ms(5);
+    }
     return NULL;
+}
+
+/* After SIGCONT: every thread runs on with its thread-local value. */
+static int threads_run_on(int n)
+{
+    unsigned long before[MAXTH];
+    for (int i = 0; i < n; i++)
+        before[i] = counters[i];
+    sleep_ms(300);
+    for (int i = 0; i < n; i++)
+        if (counters[i] == before[i])
+            return 0;
+    return !tls_bad;
 }
 
 static pid_t child(int sig, int code, int threads)
@@ -68,13 +94,18 @@ static pid_t child(int sig, int code, int threads)
         DIE("fork");
     if (c == 0) {
         setpgid(0, 0);
-        if (threads) {
+        for (long i = 0; i < threads; i++) {
             pthread_t t;
-            pthread_create(&t, NULL, spin, NULL);
+            pthread_create(&t, NULL, spin, (void *)i);
         }
+        for (int i = 0; i < threads; i++)
+            while (!counters[i])
+                sleep_ms(1);
         signal(sig, SIG_DFL);
         kill(getpid(), sig);
-        sleep_ms(300); /* continued: give the parent time to see WCONTINUED first */
+        /* continued (the wait also gives the parent time to see WCONTINUED first) */
+        if (threads ? !threads_run_on(threads) : (sleep_ms(300), 0))
+            code += 100;
         _exit(code);
     }
     setpgid(c, c);
@@ -86,7 +117,7 @@ int main(int argc, char **argv)
     wl_init(argc, argv);
     if (setsid() < 0)
         DIE("setsid");
-    pid_t s1 = child(SIGTSTP, 71, 0), s2 = child(SIGTTIN, 72, 0), s3 = child(SIGSTOP, 73, 1),
+    pid_t s1 = child(SIGTSTP, 71, 3), s2 = child(SIGTTIN, 72, 0), s3 = child(SIGSTOP, 73, 3),
           s4 = child(SIGTTOU, 74, 0);
     int st;
     if (waitpid(s1, &st, WUNTRACED) != s1 || !WIFSTOPPED(st) || WSTOPSIG(st) != SIGTSTP)

@@ -36,6 +36,11 @@ pub fn fchdir(fd: i32) -> i32 {
     // SAFETY: plain syscall on an fd number; a bad fd fails with EBADF.
     unsafe { libc::fchdir(fd) }
 }
+/// An O_PATH descriptor of the working directory (to come back to it after a chroot).
+pub fn open_cwd() -> i32 {
+    // SAFETY: valid C string; a new fd or -1.
+    unsafe { libc::open(c".".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) }
+}
 pub fn chroot(path: &std::ffi::CStr) -> i32 {
     // SAFETY: valid C string.
     unsafe { libc::chroot(path.as_ptr()) }

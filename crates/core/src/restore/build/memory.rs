@@ -59,7 +59,8 @@ impl Builder<'_> {
             let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
             let prot = if fill { (libc::PROT_READ | libc::PROT_WRITE) as u32 | v.prot } else { v.prot } as u64;
             let gd = if v.vm_flags.iter().any(|f| f == "gd") { libc::MAP_GROWSDOWN } else { 0 }
-                | if v.vm_flags.iter().any(|f| f == "nr") { libc::MAP_NORESERVE } else { 0 };
+                | if v.vm_flags.iter().any(|f| f == "nr") { libc::MAP_NORESERVE } else { 0 }
+                | if v.huge_page_size != 0 { libc::MAP_HUGETLB | sys::huge_size_bits(v.huge_page_size) } else { 0 };
             let fixed = libc::MAP_FIXED;
             let step = format!("mapping VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
             let fd_of = |id: u32| -> Result<u64> {
