@@ -1,7 +1,8 @@
 //! IP sockets (workloads/inet.c): options read back identically after restore, IPv6 and
 //! v4-mapped addresses, ICMP ping / raw / UDP-Lite sockets, a connection shut down for
 //! reading, a connection in SYN_SENT, listeners with connections waiting
-//! (`dump --skip-in-flight`), `restore --tcp-close`, and TCP states refused by name.
+//! (`dump --skip-in-flight`), `restore --tcp-close`, urgent data, and TCP states refused
+//! by name.
 //! Every check runs inside the workload; ports are the kernel's choice (bind to port 0),
 //! so tests never collide with each other or with the host.
 
@@ -233,12 +234,31 @@ fn refused_then_untouched(mode: &str, needles: &[&str]) {
     assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
 }
 
-/// A connection with urgent data pending cannot be saved (a peek stops at the urgent
-/// mark, and TCP_REPAIR cannot restore urgent data): refused in one line naming pid, fd
-/// and the addresses; the process's data, mark and urgent byte are intact afterwards.
+/// Urgent data (inet.c urgent): four connections whose peer sent "ab", OOB "c", "de" —
+/// nothing read, read up to the mark, SO_OOBINLINE, the urgent byte read already. The
+/// bytes before the mark come back with TCP_REPAIR, the rest as a segment from the peer
+/// with the urgent pointer: after restore each shows the same POLLPRI, SIOCATMARK,
+/// recv(MSG_OOB) and normal bytes, and data flows both ways after. The connection with
+/// F_SETOWN gets a second SIGURG (the kernel signals the forged urgent pointer again:
+/// measured, documented).
 #[test]
-fn urgent_data_is_refused() {
-    refused_then_untouched("urgent", &["urgent data", "127.0.0.1:"]);
+fn urgent_data_comes_back() {
+    let _t = serial();
+    let w = roundtrip("inet", &["urgent"]);
+    let out = w.output();
+    assert!(out.contains("NOTE sigurg=2"), "SIGURG count after restore (1 before the dump, 1 again at restore)\n{}", w.report());
+}
+
+/// The same dumped with --leave-running: the dump only peeks (the urgent byte with
+/// MSG_OOB|MSG_PEEK), so the live process reads everything as before, with no second
+/// SIGURG.
+#[test]
+fn leave_running_keeps_urgent_data() {
+    let _t = serial();
+    skip_if_direct!();
+    let w = leave_running_then_pass(&["urgent"], || {});
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(res.contains("NOTE sigurg=1"), "SIGURG count of the original: {res}\n{}", w.report());
 }
 
 /// A connection shut down for writing (FIN_WAIT2) to a peer outside the tree (this

@@ -72,10 +72,10 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     if let Err(e) = crate::netlock::unlock_image(opts.network_lock, &m) {
         warn!("{e}; the restored connections stay blocked until `stasis network-unlock {}`", opts.dir.display());
     }
-    // connections that had the peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING): it again, now
-    // that packets flow
-    if let Err(e) = crate::fdkinds::inet::send_peer_fins() {
-        warn!(pid, "a restored connection that had the peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING) did not get it again: {e}");
+    // connections that had urgent data or the peer's FIN (CLOSE_WAIT, LAST_ACK,
+    // CLOSING): those again, now that packets flow
+    if let Err(e) = crate::fdkinds::inet::send_from_peer() {
+        warn!(pid, "a restored connection did not get again the urgent data or FIN it had received: {e}");
     }
     if let Some(pf) = &opts.pidfile {
         if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {

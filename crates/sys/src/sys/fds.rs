@@ -537,6 +537,15 @@ pub fn setsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, v: &[u8]) -> R
         .map(drop)
 }
 
+/// Whether the next byte to read is at the urgent mark (SIOCATMARK, sockatmark(3)).
+pub fn atmark(fd: BorrowedFd<'_>) -> Result<bool> {
+    const SIOCATMARK: libc::Ioctl = 0x8905; // linux/sockios.h
+    let mut v: i32 = 0;
+    // SAFETY: SIOCATMARK writes one int.
+    c(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCATMARK, &mut v) } as libc::c_long)?;
+    Ok(v != 0)
+}
+
 /// Bytes in the send queue (SIOCOUTQ).
 pub fn outq(fd: BorrowedFd<'_>) -> Result<i32> {
     let mut v: i32 = 0;

@@ -41,7 +41,7 @@ mod rawpkt;
 pub mod tcp;
 pub mod udpq;
 
-pub use tcp::{finish_restore, send_peer_fins};
+pub use tcp::{finish_restore, send_from_peer};
 
 use options::{SockKind, When};
 
@@ -382,15 +382,9 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         super::apply_nonblock(&s, o.flags)?;
         let reuse = opts.iter().find(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_REUSEADDR).map(|s| s.value.clone());
         let state = o.tcp_state as u8;
-        let fin = if matches!(state, tcp::CLOSE_WAIT | tcp::LAST_ACK | tcp::CLOSING) {
-            // created here: in the socket's network namespace
-            let (packet, family, to) = tcp::peer_fin(o, c);
-            let raw = sys::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| format!("raw socket for the peer's FIN: {e}"))?;
-            Some(tcp::PeerFin { raw, packet, to, state })
-        } else {
-            None
-        };
-        tcp::enable_later(tcp::ToEnable { sock: s.try_clone().map_err(|e| e.to_string())?, shutdown: o.shutdown, reuse, fin });
+        // made here: in the socket's network namespace
+        let from_peer = tcp::from_peer(o, c, state).map_err(|e| e.to_string())?;
+        tcp::enable_later(tcp::ToEnable { sock: s.try_clone().map_err(|e| e.to_string())?, shutdown: o.shutdown, reuse, from_peer });
         return Ok(s);
     }
     if !o.local.is_empty() {
@@ -454,7 +448,7 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
         return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection)", o.shutdown));
     }
     if let Some(c) = &o.tcp {
-        const MAX_QUEUE: usize = 1 << 30;
+        use tcp::MAX_QUEUE;
         if !tcp || o.local.is_empty() || o.peer.is_empty() {
             return Err("a TCP connection without both addresses".into());
         }
@@ -463,6 +457,13 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
         }
         if c.snd_wscale > 14 || c.rcv_wscale > 14 || c.mss > 65535 || c.options & !7 != 0 {
             return Err("TCP connection options out of range".into());
+        }
+        if (c.urgent && c.urgent_at as usize >= c.recv_queue.len()) || (!c.urgent && (c.urgent_at != 0 || c.urgent_read)) {
+            return Err(format!("an urgent byte at offset {} of a receive queue of {} bytes", c.urgent_at, c.recv_queue.len()));
+        }
+        let inline = saved_options(o).iter().any(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_OOBINLINE && s.value.iter().any(|b| *b != 0));
+        if c.urgent_read && inline {
+            return Err("an urgent byte read with MSG_OOB on a socket with SO_OOBINLINE".into());
         }
     }
     if !o.options.len().is_multiple_of(3) || (!o.sockopts.is_empty() && !o.options.is_empty()) {
@@ -609,6 +610,29 @@ mod tests {
         let mut ok = udp();
         ok.mcast = vec![g(&[239, 0, 0, 1], true, vec![vec![127, 0, 0, 2]])];
         assert_eq!(check(&ok), Ok(()));
+    }
+
+    #[test]
+    fn urgent_byte_inside_the_receive_queue() {
+        let conn = |urgent: bool, at: u32, read: bool| {
+            let mut o = udp();
+            (o.sock_type, o.protocol, o.peer) = (libc::SOCK_STREAM, libc::IPPROTO_TCP, v4(6000));
+            let c = stasis_image::model::TcpConn { recv_queue: b"abcde".to_vec(), urgent, urgent_at: at, urgent_read: read, ..Default::default() };
+            o.tcp = Some(c);
+            o
+        };
+        assert_eq!(check(&conn(true, 2, false)), Ok(()));
+        assert_eq!(check(&conn(true, 0, true)), Ok(()));
+        assert_eq!(check(&conn(true, 4, false)), Ok(()));
+        check(&conn(true, 5, false)).expect_err("an urgent byte past the queue");
+        check(&conn(true, u32::MAX, false)).expect_err("an urgent byte past the queue");
+        check(&conn(false, 2, false)).expect_err("an offset without an urgent byte");
+        check(&conn(false, 0, true)).expect_err("read without an urgent byte");
+        let mut inline = conn(true, 2, true);
+        inline.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_OOBINLINE, &1i32.to_le_bytes())];
+        check(&inline).expect_err("read with MSG_OOB on an SO_OOBINLINE socket");
+        inline.tcp.as_mut().unwrap().urgent_read = false;
+        assert_eq!(check(&inline), Ok(()));
     }
 
     #[test]
