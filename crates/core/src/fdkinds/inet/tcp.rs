@@ -300,10 +300,13 @@ fn bytes_received(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
 }
 
 /// Restore side, after every socket was created: leave repair mode, then shut down what
-/// the process had shut down. What a connection had received that TCP_REPAIR cannot
-/// queue comes later (`send_from_peer`, once the network lock is gone: it would drop
-/// the packets), and with it the shutdown for reading.
+/// the process had shut down. The bytes from an urgent byte on come next, before any
+/// process runs (`deliver_data`; the image's network lock lets them through, see
+/// `netlock::let_marked_through`; the socket has no owner yet, so no second SIGURG);
+/// the peer's FIN, and anything not taken yet, later (`send_from_peer`, once the lock is
+/// gone), and with them the shutdown for reading.
 pub fn finish_restore() -> std::io::Result<()> {
+    let mut later = Vec::new();
     for t in std::mem::take(&mut *TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner())) {
         let s = t.sock.as_fd();
         sys::setsockopt_int(s, libc::IPPROTO_TCP, TCP_REPAIR, 0)?;
@@ -311,12 +314,55 @@ pub fn finish_restore() -> std::io::Result<()> {
             sys::setsockopt_bytes(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, &v)?;
         }
         if let Some(p) = t.from_peer {
-            PENDING.lock().unwrap_or_else(|e| e.into_inner()).push((t.sock, p, t.shutdown));
+            later.push((t.sock, p, t.shutdown));
         } else if t.shutdown & 1 != 0 {
             sys::shutdown(s, libc::SHUT_RD)?;
         }
     }
+    // every connection out of repair mode: the bytes from the urgent ones on
+    for (sock, mut p, shutdown) in later {
+        let s = sock.as_fd();
+        if !p.data.is_empty() && deliver_data(s, &p, 40)? {
+            p.data.clear();
+        }
+        if p.data.is_empty() && p.fin.is_none() {
+            if shutdown & 1 != 0 {
+                sys::shutdown(s, libc::SHUT_RD)?;
+            }
+            continue;
+        }
+        PENDING.lock().unwrap_or_else(|e| e.into_inner()).push((sock, p, shutdown));
+    }
     Ok(())
+}
+
+/// Restore side: whether a connection of image `m` gets bytes as packets from the peer
+/// (urgent data in its receive queue).
+pub fn any_from_peer_data(m: &stasis_image::Manifest) -> bool {
+    m.objects.iter().any(|o| matches!(&o.kind, Some(stasis_image::model::Kind::Inet(i)) if i.tcp.as_ref().is_some_and(|c| c.urgent)))
+}
+
+/// Sends `p.data` (the bytes from the urgent one on) to `s` and polls every 5 ms, up to
+/// `tries` times, until the kernel took them all (tcpi_bytes_received); then reads an
+/// urgent byte the program had read. Ok(false): not taken (dropped: the network lock;
+/// a packet dropped on its way out fails with EPERM). Sent twice, they are taken once:
+/// a segment before rcv_nxt is a duplicate, its urgent pointer ignored (tcp_check_urg).
+fn deliver_data(s: std::os::fd::BorrowedFd<'_>, p: &FromPeer, tries: u32) -> std::io::Result<bool> {
+    let want = bytes_received(s)? + p.data_len as u64;
+    for seg in &p.data {
+        match sys::sendto(p.raw.as_fd(), seg, &p.to) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(false),
+            r => r?,
+        };
+    }
+    if !wait_for(tries, &|| Ok(bytes_received(s)? >= want))? {
+        return Ok(false);
+    }
+    if p.urgent_read {
+        let mut b = [0u8; 1];
+        sys::recv(s, &mut b, libc::MSG_OOB | libc::MSG_DONTWAIT)?;
+    }
+    Ok(true)
 }
 
 /// Restored connections (our copy) with what the peer had sent to send again, and
@@ -335,42 +381,40 @@ fn fin_taken(saved: u8, now: u8) -> bool {
     }
 }
 
-/// Polls `done` every 5 ms for up to 1 s; Err names `what` and the TCP state.
-fn wait_for(s: std::os::fd::BorrowedFd<'_>, what: &str, done: &dyn Fn() -> std::io::Result<bool>) -> std::io::Result<()> {
-    for _ in 0..200 {
+/// Polls `done` every 5 ms, up to `tries` times: whether it came true.
+fn wait_for(tries: u32, done: &dyn Fn() -> std::io::Result<bool>) -> std::io::Result<bool> {
+    for _ in 0..tries {
         if done()? {
-            return Ok(());
+            return Ok(true);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    Err(std::io::Error::other(format!("{what}, sent again, was not taken (TCP state {})", state_name(state_of(s)))))
+    done()
+}
+
+fn not_taken(s: std::os::fd::BorrowedFd<'_>, what: &str) -> std::io::Error {
+    std::io::Error::other(format!("{what}, sent again, was not taken (TCP state {})", state_name(state_of(s))))
 }
 
 /// End of a restore, packets flowing again (network lock removed): each restored
-/// connection gets what TCP_REPAIR could not queue, as packets from the peer on a raw
-/// socket of its namespace, each waited for (1 s) until the kernel took it: the bytes
-/// from an urgent byte on (the kernel sets the urgent mark and byte, as when they first
-/// came, and signals SIGURG to the socket's owner again: the program may see a second
-/// SIGURG for the same byte); an urgent byte the program had read is read here again
-/// (recv(MSG_OOB)); then the peer's FIN, after which a LAST_ACK connection sends its own
-/// (shutdown for writing). A connection shut down for reading is shut down again last.
+/// connection gets what it had not taken yet, as packets from the peer on a raw socket
+/// of its namespace, each waited for (1 s) until the kernel took it: the bytes from an
+/// urgent byte on if the lock kept them out before (the kernel sets the urgent mark and
+/// byte, and signals SIGURG to the socket's owner, which is set by now: the program may
+/// see a second SIGURG for the same byte), then the peer's FIN, after which a LAST_ACK
+/// connection sends its own (shutdown for writing). A connection shut down for reading
+/// is shut down again last.
 pub fn send_from_peer() -> std::io::Result<()> {
     for (sock, p, shutdown) in std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner())) {
         let s = sock.as_fd();
-        if !p.data.is_empty() {
-            let want = bytes_received(s)? + p.data_len as u64;
-            for seg in &p.data {
-                sys::sendto(p.raw.as_fd(), seg, &p.to)?;
-            }
-            wait_for(s, "the bytes from the urgent one on", &|| Ok(bytes_received(s)? >= want))?;
-            if p.urgent_read {
-                let mut b = [0u8; 1];
-                sys::recv(s, &mut b, libc::MSG_OOB | libc::MSG_DONTWAIT)?;
-            }
+        if !p.data.is_empty() && !deliver_data(s, &p, 200)? {
+            return Err(not_taken(s, "the bytes from the urgent one on"));
         }
         if let Some(fin) = &p.fin {
             sys::sendto(p.raw.as_fd(), fin, &p.to)?;
-            wait_for(s, "the peer's FIN", &|| Ok(fin_taken(p.state, state_of(s))))?;
+            if !wait_for(200, &|| Ok(fin_taken(p.state, state_of(s))))? {
+                return Err(not_taken(s, "the peer's FIN"));
+            }
             if p.state == LAST_ACK {
                 sys::shutdown(s, libc::SHUT_WR)?;
             }
@@ -412,6 +456,8 @@ pub fn from_peer(o: &InetObj, c: &TcpConn, state: u8) -> std::io::Result<Option<
     let seq = c.recv_seq.wrapping_add(c.recv_queue.len() as u32);
     let fin = fin.then(|| peer_segment(o, c, v4, seq, 0x11, 0, &[])); // FIN|ACK
     let raw = sys::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| std::io::Error::other(format!("raw socket for the peer's packets: {e}")))?;
+    // marked: the image's network lock lets them through (netlock::let_marked_through)
+    sys::setsockopt_int(raw.as_fd(), libc::SOL_SOCKET, libc::SO_MARK, crate::netlock::FROM_PEER_MARK as i32)?;
     let data_len = c.recv_queue.len() - start;
     Ok(Some(FromPeer { raw, to, data, data_len, urgent_read: c.urgent && c.urgent_read, fin, state }))
 }
