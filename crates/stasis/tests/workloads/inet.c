@@ -46,7 +46,8 @@
  *           After go each shows the same: POLLPRI, SIOCATMARK before/at/after the mark,
  *           recv(MSG_OOB) gives 'c' (EINVAL inline and once read), the normal bytes
  *           skip it (inline: include it), then nothing; bytes flow both ways after.
- *           Prints "NOTE sigurg=N" (SIGURGs for connection 0 in all)
+ *           And one over ::1 with 3000 bytes, OOB 'U', 100000 bytes, all unread (the
+ *           reader's SO_RCVBUF 1 MiB). Prints "NOTE sigurg=N" (connection 0's SIGURGs)
  *   synblock  like synsent, but a second thread sits in a blocking connect() (prints
  *           INFO connect_tid): after go the listener's queued connection is accepted
  *           and that connect() returns 0, connected to the listener
@@ -964,13 +965,36 @@ static int at_mark_soon(int fd)
     return 0;
 }
 
+/* Byte k of the long stream of mode_urgent. */
+static char pat(int k)
+{
+    return (char)(k % 251);
+}
+
+#define U_BEFORE 3000
+#define U_AFTER 100000
+
 static int mode_urgent(int phase)
 {
     /* 0: nothing read; 1: "ab" read (at the mark); 2: SO_OOBINLINE; 3: "ab" and the
-     * urgent byte read (recv MSG_OOB) */
-    static int c[4], a[4];
+     * urgent byte read (recv MSG_OOB); r6: over ::1, U_BEFORE bytes, urgent 'U', U_AFTER
+     * bytes, all unread (the bytes after the mark take more than one segment) */
+    static int c[4], a[4], r6, w6;
+    static char big[U_BEFORE + U_AFTER];
     char b[8] = { 0 };
     if (phase == 0) {
+        struct sockaddr_in6 l6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+        int l = socket(AF_INET6, SOCK_STREAM, 0);
+        SET(l, SOL_SOCKET, SO_RCVBUF, 1 << 20);
+        bind_any_port(l, (struct sockaddr *)&l6, sizeof l6);
+        if (listen(l, 1))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&l6, sizeof l6, &w6, &r6);
+        close(l);
+        for (int k = 0; k < U_BEFORE + U_AFTER; k++)
+            big[k] = pat(k);
+        if (send(w6, big, U_BEFORE, 0) != U_BEFORE || send(w6, "U", 1, MSG_OOB) != 1 || send(w6, big + U_BEFORE, U_AFTER, 0) != U_AFTER)
+            DIE("send over ::1");
         struct sigaction sa = { 0 };
         sa.sa_handler = on_sigurg;
         sa.sa_flags = SA_RESTART;
@@ -992,6 +1016,13 @@ static int mode_urgent(int phase)
         info("fd", "%d", c[0]);
         return 0;
     }
+    /* r6: the long stream */
+    static char got[U_BEFORE + U_AFTER];
+    CHECK(poll_for(r6, POLLPRI), "::1: no urgent data (POLLPRI)");
+    CHECK(sockatmark(r6) == 0 && read_n(r6, got, U_BEFORE) == U_BEFORE && !memcmp(got, big, U_BEFORE), "::1: bytes before the mark");
+    CHECK(sockatmark(r6) == 1 && recv(r6, b, 1, MSG_OOB) == 1 && b[0] == 'U', "::1: mark or urgent byte");
+    CHECK(read_n(r6, got, U_AFTER) == U_AFTER && !memcmp(got, big + U_BEFORE, U_AFTER), "::1: bytes after the mark");
+    CHECK(send(w6, "zz", 2, 0) == 2 && read_n(r6, b, 2) == 2 && !memcmp(b, "zz", 2), "::1: later bytes");
     for (int i = 0; i < 3; i++)
         CHECK(poll_for(c[i], POLLPRI), "connection %d: no urgent data (POLLPRI)", i);
     CHECK(at_mark_soon(c[3]), "connection 3: not at the mark");

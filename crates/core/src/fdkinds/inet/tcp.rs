@@ -393,7 +393,7 @@ fn wait_for(tries: u32, done: &dyn Fn() -> std::io::Result<bool>) -> std::io::Re
 }
 
 fn not_taken(s: std::os::fd::BorrowedFd<'_>, what: &str) -> std::io::Error {
-    std::io::Error::other(format!("{what}, sent again, was not taken (TCP state {})", state_name(state_of(s))))
+    std::io::Error::other(format!("{what}: sent again, not taken (TCP state {})", state_name(state_of(s))))
 }
 
 /// End of a restore, packets flowing again (network lock removed): each restored
