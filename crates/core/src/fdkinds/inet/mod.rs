@@ -16,9 +16,10 @@
 //! and gets the peer's FIN the same way; LAST_ACK (the peer's was first) is restored as
 //! CLOSE_WAIT, gets the peer's FIN, then shuts down for writing, which sends ours (in
 //! the other order it would become CLOSING and end in a TIME_WAIT holding the port).
+//! Urgent data in a receive queue: the bytes before the urgent byte are queued with
+//! TCP_REPAIR, the rest come as segments from the peer with the urgent pointer (`tcp.rs`).
 //! UDP sockets bound to one address keep their queued datagrams (`udpq.rs`).
-//! Refused: SYN_RECV, connections with unread urgent
-//! data, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
+//! Refused: SYN_RECV, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
 //! destination address is unknown), listeners with connections waiting (unless
 //! `--skip-in-flight`).
 //!

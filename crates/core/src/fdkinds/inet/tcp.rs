@@ -1,6 +1,8 @@
 //! Established TCP connections: saved and recreated with TCP_REPAIR (sequence numbers,
 //! queued bytes both ways, MSS, window scaling, SACK, timestamps, window), and the TCP
-//! states by name.
+//! states by name. What TCP_REPAIR cannot queue — the peer's FIN, the received bytes
+//! from an urgent byte on — is sent again as segments from the peer (`from_peer`).
+//! The send side's urgent pointer (snd_up) is in no interface the dump can read: lost.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
