@@ -32,8 +32,9 @@
  *           after go), writing fails with EPIPE, and the connection ends CLOSE (our FIN
  *           was acknowledged: went FIN_WAIT2 -> TIME_WAIT, not CLOSING)
  *   timewait  a listener without SO_REUSEADDR whose port has a connection in TIME_WAIT
- *           (we closed an accepted connection first): restore cannot bind it until the
- *           TIME_WAIT expires and must say so (the checks hold once it is restored)
+ *           (we closed an accepted connection first; INFO port): restore removes that
+ *           TIME_WAIT to bind it again (another one there it must leave and say so);
+ *           after go the listener reads back the same and accepts
  *   md5     a listener with a TCP_MD5SIG key: the dump must refuse it (keys are not
  *           saved); the listener still accepts after go
  *   closewait PORT  a connection to a peer outside (the test, on 127.0.0.1:PORT) that
@@ -869,6 +870,7 @@ static int mode_timewait(int phase)
         close(c);
         sleep_ms(20);
         snapshot(l, "listener", 1);
+        info("port", "%d", ntohs(la.sin_port));
         return 0;
     }
     compare_all();

@@ -244,6 +244,10 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
             o.listening = true;
             o.backlog = d.wqueue;
             keep_local = true;
+            // (with SO_REUSEPORT, others' connections may share the port)
+            if geti(libc::SOL_SOCKET, libc::SO_REUSEPORT).unwrap_or(1) == 0 {
+                o.ending = endings(&diag, family, &local);
+            }
         } else {
             match (state, d) {
                 (tcp::ESTABLISHED | tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::CLOSE_WAIT | tcp::LAST_ACK | tcp::CLOSING, _)
@@ -322,11 +326,50 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
     Ok(Object { kind: Some(Kind::Inet(o)), ..Default::default() })
 }
 
+/// The most connections of a listener's port saved as `ending`.
+pub const MAX_ENDING: usize = 4096;
+
+/// The IP address bytes of sockaddr `a` (4 or 16).
+fn ip_of(a: &[u8]) -> &[u8] {
+    if a.len() >= 24 {
+        &a[8..24]
+    } else {
+        &a[4..8.min(a.len()).max(4)]
+    }
+}
+
+/// Dump side, for a listener bound to `local` (without SO_REUSEPORT, so every other
+/// socket of its port came from it): the connections of its port that the program
+/// closed and that are not over — TIME_WAIT, or FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK
+/// without an fd (inode 0) — on its address (any, if it listens on the wildcard), with
+/// their cookies. Once the tree is killed they are the image's own; a restore may
+/// remove those still in TIME_WAIT (`bind_again`).
+fn endings(diag: &[sys::InetDiag], family: i32, local: &[u8]) -> Vec<stasis_image::model::TcpEnding> {
+    let (port, ip) = (port_of(local), ip_of(local));
+    let wild = ip.iter().all(|b| *b == 0);
+    diag.iter()
+        .filter(|d| d.ino == 0 && d.sport == port && (wild || d.src[..ip.len()] == *ip))
+        .filter(|d| matches!(d.state, tcp::TIME_WAIT | tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::CLOSING | tcp::LAST_ACK))
+        .take(MAX_ENDING)
+        .map(|d| stasis_image::model::TcpEnding { local: sockaddr(family, d.sport, &d.src), peer: sockaddr(family, d.dport, &d.dst), cookie: d.cookie })
+        .collect()
+}
+
+/// Whether TCP socket `d` of `family`, as inet_diag lists it, is one of listener `o`'s
+/// `ending`: same family, both ends and cookie (unique for the boot).
+fn is_ending(o: &InetObj, family: i32, d: &sys::InetDiag) -> bool {
+    family == o.family
+        && o.ending.iter().any(|e| e.cookie == d.cookie && e.local == sockaddr(family, d.sport, &d.src) && e.peer == sockaddr(family, d.dport, &d.dst))
+}
+
 /// bind(2) of a recreated socket. A TCP port may still have connections of the original
 /// process in TIME_WAIT (it closed them first); unless those had SO_REUSEADDR the kernel
 /// refuses the bind (and a listen: forcing the bind in repair mode does not carry over
-/// to listen) until they expire (60 s). The error then says so. (Destroying them with
-/// SOCK_DESTROY would work, but they are not the image's to remove.)
+/// to listen) until they expire (60 s). Those the dump saw on a listener's port
+/// (`ending`: the program's own, its tree killed since) are removed with SOCK_DESTROY,
+/// in this network namespace only, and only if they are still the same sockets (both
+/// ends and cookie), then the bind is tried again. Any other TIME_WAIT (another
+/// program's, or one made after the dump) is left alone: the error then says so.
 fn bind_again(s: &OwnedFd, o: &InetObj, addr: &[u8]) -> std::io::Result<()> {
     let r = sys::sock_addr_op(s.as_fd(), addr, false);
     let tcp = o.protocol == libc::IPPROTO_TCP && o.sock_type == libc::SOCK_STREAM;
@@ -336,8 +379,26 @@ fn bind_again(s: &OwnedFd, o: &InetObj, addr: &[u8]) -> std::io::Result<()> {
     }
     let port = port_of(addr);
     let mut states = Vec::new();
+    let mut removed = 0;
     for fam in [libc::AF_INET, libc::AF_INET6] {
-        states.extend(sys::inet_diag(fam, libc::IPPROTO_TCP as u8).unwrap_or_default().into_iter().filter(|d| d.sport == port).map(|d| d.state));
+        for d in sys::inet_diag(fam, libc::IPPROTO_TCP as u8).unwrap_or_default().into_iter().filter(|d| d.sport == port) {
+            if d.state == tcp::TIME_WAIT && is_ending(o, fam, &d) {
+                match sys::netsock::tcp_destroy(fam, &d) {
+                    Ok(()) => {
+                        removed += 1;
+                        continue;
+                    }
+                    Err(e) => tracing::debug!("SOCK_DESTROY of the TIME_WAIT {} -> {}: {e}", fmt_addr(&sockaddr(fam, d.sport, &d.src)), fmt_addr(&sockaddr(fam, d.dport, &d.dst))),
+                }
+            }
+            states.push(d.state);
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "port {port}: removed the original's connections in TIME_WAIT that the dump had seen");
+        if sys::sock_addr_op(s.as_fd(), addr, false).is_ok() {
+            return Ok(());
+        }
     }
     if !states.is_empty() && states.iter().all(|s| *s == tcp::TIME_WAIT) {
         return Err(std::io::Error::other(format!(
@@ -469,6 +530,19 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
     }
     if !o.options.len().is_multiple_of(3) || (!o.sockopts.is_empty() && !o.options.is_empty()) {
         return Err("malformed retired option triples".into());
+    }
+    if o.ending.len() > MAX_ENDING || (!o.ending.is_empty() && !o.listening) {
+        return Err(format!("{} ending connections (at most {MAX_ENDING}, only of a listener)", o.ending.len()));
+    }
+    let wild = ip_of(&o.local).iter().all(|b| *b == 0);
+    for e in &o.ending {
+        let fam = (o.family as u16).to_ne_bytes();
+        let ok = [&e.local, &e.peer].iter().all(|a| a.len() == want_len && a[0..2] == fam)
+            && port_of(&e.local) == port_of(&o.local)
+            && (wild || ip_of(&e.local) == ip_of(&o.local));
+        if !ok {
+            return Err(format!("an ending connection {} -> {} not of the listener's family, port and address", fmt_addr(&e.local), fmt_addr(&e.peer)));
+        }
     }
     if tcp && !o.mcast.is_empty() {
         return Err("multicast memberships of a TCP socket".into());
