@@ -1363,6 +1363,30 @@ mod tests {
         refused(&with(true, 1, true, true), &root(), "SO_OOBINLINE");
     }
 
+    /// A listener's `ending` connections (TIME_WAITs a restore may remove): only a
+    /// listener's, on its port and address.
+    #[test]
+    fn tcp_ending_connections_are_on_the_listeners_port() {
+        let sa = |ip: u8, port: u16| {
+            let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+            a.extend_from_slice(&port.to_be_bytes());
+            a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
+            a
+        };
+        let with = |listening: bool, local: Vec<u8>| {
+            let ending = vec![TcpEnding { local, peer: sa(1, 7000), cookie: 77 }];
+            let i = InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local: sa(1, 5000), listening, ending, ..Default::default() };
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Inet(i)), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 5, object_id: 9, cloexec: false });
+            })
+        };
+        validate_with(&with(true, sa(1, 5000)), &root()).expect("a TIME_WAIT of the listener's port");
+        refused(&with(false, sa(1, 5000)), &root(), "only of a listener");
+        refused(&with(true, sa(1, 5001)), &root(), "127.0.0.1:5001 -> 127.0.0.1:7000");
+        refused(&with(true, sa(2, 5000)), &root(), "the listener's family, port and address");
+    }
+
     /// /proc files the restored process opens itself: /proc/PID/... of a live process of
     /// the image, plain components, not nameless.
     #[test]

@@ -710,6 +710,51 @@ mod tests {
         assert_eq!(check(&inline), Ok(()));
     }
 
+    fn diag(state: u8, ino: u32, sport: u16, src: [u8; 4], cookie: u64) -> sys::InetDiag {
+        let mut s16 = [0u8; 16];
+        s16[..4].copy_from_slice(&src);
+        let mut dst = [0u8; 16];
+        dst[..4].copy_from_slice(&[127, 0, 0, 1]);
+        sys::InetDiag { state, ino, sport, src: s16, dport: 7000, dst, cookie, ..Default::default() }
+    }
+
+    #[test]
+    fn endings_are_the_listeners_closed_connections() {
+        let lo = [127, 0, 0, 1];
+        let all = [
+            diag(tcp::TIME_WAIT, 0, 5000, lo, 1),
+            diag(tcp::FIN_WAIT2, 0, 5000, lo, 2),
+            diag(tcp::ESTABLISHED, 9, 5000, lo, 3),   // held by an fd
+            diag(tcp::TIME_WAIT, 0, 5001, lo, 4),     // another port
+            diag(tcp::TIME_WAIT, 0, 5000, [127, 0, 0, 2], 5), // another address
+        ];
+        let cookies = |local: Vec<u8>| endings(&all, libc::AF_INET, &local).iter().map(|e| e.cookie).collect::<Vec<_>>();
+        assert_eq!(cookies(v4(5000)), [1, 2]);
+        assert_eq!(cookies(sockaddr(libc::AF_INET, 5000, &[0; 16])), [1, 2, 5]);
+        let mut l = udp();
+        (l.sock_type, l.protocol, l.listening) = (libc::SOCK_STREAM, libc::IPPROTO_TCP, true);
+        l.ending = endings(&all, libc::AF_INET, &v4(5000));
+        assert_eq!(check(&l), Ok(()));
+        assert!(is_ending(&l, libc::AF_INET, &all[0]));
+        assert!(!is_ending(&l, libc::AF_INET6, &all[0]), "another family");
+        assert!(!is_ending(&l, libc::AF_INET, &diag(tcp::TIME_WAIT, 0, 5000, lo, 9)), "another cookie");
+        let mut moved = all[0].clone();
+        moved.dport = 7001;
+        assert!(!is_ending(&l, libc::AF_INET, &moved), "another peer");
+        // validation: only a listener's, on its port and address, bounded
+        let bad = |f: &dyn Fn(&mut InetObj)| {
+            let mut o = l.clone();
+            f(&mut o);
+            check(&o).expect_err("accepted")
+        };
+        bad(&|o| o.listening = false);
+        bad(&|o| o.ending[0].local = v4(5001));
+        bad(&|o| o.ending[0].local = sockaddr(libc::AF_INET, 5000, &[127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        bad(&|o| o.ending[0].peer = vec![2, 0]);
+        bad(&|o| o.ending[0].peer = sockaddr(libc::AF_INET6, 1, &[0; 16]));
+        bad(&|o| o.ending = vec![o.ending[0].clone(); MAX_ENDING + 1]);
+    }
+
     #[test]
     fn addresses_print() {
         assert_eq!(fmt_addr(&v4(80)), "127.0.0.1:80");
