@@ -329,12 +329,13 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
 /// The most connections of a listener's port saved as `ending`.
 pub const MAX_ENDING: usize = 4096;
 
-/// The IP address bytes of sockaddr `a` (4 or 16).
+/// The IP address bytes of sockaddr `a` (16 of a sockaddr_in6, 4 of a sockaddr_in,
+/// none of anything shorter).
 fn ip_of(a: &[u8]) -> &[u8] {
-    if a.len() >= 24 {
-        &a[8..24]
-    } else {
-        &a[4..8.min(a.len()).max(4)]
+    match a.len() {
+        n if n >= 24 => &a[8..24],
+        n if n >= 8 => &a[4..8],
+        _ => &[],
     }
 }
 
@@ -753,6 +754,8 @@ mod tests {
         bad(&|o| o.ending[0].peer = vec![2, 0]);
         bad(&|o| o.ending[0].peer = sockaddr(libc::AF_INET6, 1, &[0; 16]));
         bad(&|o| o.ending = vec![o.ending[0].clone(); MAX_ENDING + 1]);
+        bad(&|o| o.local = Vec::new());
+        assert_eq!(ip_of(&[2, 0, 1]), b"");
     }
 
     #[test]
