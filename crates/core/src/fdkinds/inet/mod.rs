@@ -368,8 +368,9 @@ fn is_ending(o: &InetObj, family: i32, d: &sys::InetDiag) -> bool {
 /// refuses the bind (and a listen: forcing the bind in repair mode does not carry over
 /// to listen) until they expire (60 s). Those the dump saw on a listener's port
 /// (`ending`: the program's own, its tree killed since) are removed with SOCK_DESTROY,
-/// in this network namespace only, and only if they are still the same sockets (both
-/// ends and cookie), then the bind is tried again. Any other TIME_WAIT (another
+/// in this network namespace only, only if nothing but TIME_WAITs holds the port, and
+/// only if they are still the same sockets (both ends and cookie); then the bind is
+/// tried again. Any other TIME_WAIT (another
 /// program's, or one made after the dump) is left alone: the error then says so.
 fn bind_again(s: &OwnedFd, o: &InetObj, addr: &[u8]) -> std::io::Result<()> {
     let r = sys::sock_addr_op(s.as_fd(), addr, false);
@@ -379,21 +380,26 @@ fn bind_again(s: &OwnedFd, o: &InetObj, addr: &[u8]) -> std::io::Result<()> {
         return Err(e);
     }
     let port = port_of(addr);
+    let mut on_port = Vec::new();
+    for fam in [libc::AF_INET, libc::AF_INET6] {
+        on_port.extend(sys::inet_diag(fam, libc::IPPROTO_TCP as u8).unwrap_or_default().into_iter().filter(|d| d.sport == port).map(|d| (fam, d)));
+    }
+    // only when nothing but TIME_WAITs holds the port (not while the original, say,
+    // still listens on it)
+    let only_time_wait = on_port.iter().all(|(_, d)| d.state == tcp::TIME_WAIT);
     let mut states = Vec::new();
     let mut removed = 0;
-    for fam in [libc::AF_INET, libc::AF_INET6] {
-        for d in sys::inet_diag(fam, libc::IPPROTO_TCP as u8).unwrap_or_default().into_iter().filter(|d| d.sport == port) {
-            if d.state == tcp::TIME_WAIT && is_ending(o, fam, &d) {
-                match sys::netsock::tcp_destroy(fam, &d) {
-                    Ok(()) => {
-                        removed += 1;
-                        continue;
-                    }
-                    Err(e) => tracing::debug!("SOCK_DESTROY of the TIME_WAIT {} -> {}: {e}", fmt_addr(&sockaddr(fam, d.sport, &d.src)), fmt_addr(&sockaddr(fam, d.dport, &d.dst))),
+    for (fam, d) in on_port {
+        if only_time_wait && is_ending(o, fam, &d) {
+            match sys::netsock::tcp_destroy(fam, &d) {
+                Ok(()) => {
+                    removed += 1;
+                    continue;
                 }
+                Err(e) => tracing::debug!("SOCK_DESTROY of the TIME_WAIT {} -> {}: {e}", fmt_addr(&sockaddr(fam, d.sport, &d.src)), fmt_addr(&sockaddr(fam, d.dport, &d.dst))),
             }
-            states.push(d.state);
         }
+        states.push(d.state);
     }
     if removed > 0 {
         tracing::info!(removed, "port {port}: removed the original's connections in TIME_WAIT that the dump had seen");
