@@ -11,7 +11,7 @@
 //! FIN as already sent (the retransmission timer sends it again until the peer acks it,
 //! as it would have). A connection that received the peer's FIN (CLOSE_WAIT) is restored
 //! without it (TCP_REPAIR can only queue bytes), then the FIN is sent to it again as a
-//! packet from the peer on a raw socket (`tcp::peer_fin`) once repair mode is off.
+//! packet from the peer on a raw socket (`tcp::from_peer`) once repair mode is off.
 //! Both FINs, ours not acknowledged: CLOSING (ours was first) is restored as FIN_WAIT1
 //! and gets the peer's FIN the same way; LAST_ACK (the peer's was first) is restored as
 //! CLOSE_WAIT, gets the peer's FIN, then shuts down for writing, which sends ours (in

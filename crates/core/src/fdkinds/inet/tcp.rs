@@ -237,7 +237,7 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
         // Still in repair mode with the send queue selected: the FIN is queued after the
         // data and counted as sent, not transmitted (FIN_WAIT1; the peer's ACK of its
         // retransmission makes it FIN_WAIT2). LAST_ACK sends its FIN only after the
-        // peer's came again (`send_peer_fins`): in the other order the connection would
+        // peer's came again (`send_from_peer`): in the other order the connection would
         // become CLOSING and end in TIME_WAIT, holding the port.
         sys::shutdown(fd, libc::SHUT_WR)?;
     }
