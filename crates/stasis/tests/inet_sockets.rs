@@ -235,7 +235,8 @@ fn refused_then_untouched(mode: &str, needles: &[&str]) {
 }
 
 /// Urgent data (inet.c urgent): four connections whose peer sent "ab", OOB "c", "de" —
-/// nothing read, read up to the mark, SO_OOBINLINE, the urgent byte read already. The
+/// nothing read, read up to the mark, SO_OOBINLINE, the urgent byte read already — one
+/// over ::1 with 100000 bytes after the urgent one, one in CLOSE_WAIT after it. The
 /// bytes before the mark come back with TCP_REPAIR, the rest as a segment from the peer
 /// with the urgent pointer: after restore each shows the same POLLPRI, SIOCATMARK,
 /// recv(MSG_OOB) and normal bytes, and data flows both ways after. That segment is sent

@@ -48,7 +48,9 @@
  *           recv(MSG_OOB) gives 'c' (EINVAL inline and once read), the normal bytes
  *           skip it (inline: include it), then nothing; bytes flow both ways after.
  *           And one over ::1 with 3000 bytes, OOB 'U', 100000 bytes, all unread (the
- *           reader's SO_RCVBUF 1 MiB). Prints "NOTE sigurg=N" (connection 0's SIGURGs)
+ *           reader's SO_RCVBUF 1 MiB), and one whose peer also shut down for writing
+ *           (CLOSE_WAIT: the same, then end of file). Prints "NOTE sigurg=N"
+ *           (connection 0's SIGURGs)
  *   synblock  like synsent, but a second thread sits in a blocking connect() (prints
  *           INFO connect_tid): after go the listener's queued connection is accepted
  *           and that connect() returns 0, connected to the listener
@@ -981,7 +983,7 @@ static int mode_urgent(int phase)
     /* 0: nothing read; 1: "ab" read (at the mark); 2: SO_OOBINLINE; 3: "ab" and the
      * urgent byte read (recv MSG_OOB); r6: over ::1, U_BEFORE bytes, urgent 'U', U_AFTER
      * bytes, all unread (the bytes after the mark take more than one segment) */
-    static int c[4], a[4], r6, w6;
+    static int c[4], a[4], r6, w6, cw, aw;
     static char big[U_BEFORE + U_AFTER];
     char b[8] = { 0 };
     if (phase == 0) {
@@ -997,6 +999,9 @@ static int mode_urgent(int phase)
             big[k] = pat(k);
         if (send(w6, big, U_BEFORE, 0) != U_BEFORE || send(w6, "U", 1, MSG_OOB) != 1 || send(w6, big + U_BEFORE, U_AFTER, 0) != U_AFTER)
             DIE("send over ::1");
+        loopback_pair(&cw, &aw);
+        if (send(aw, "ab", 2, 0) != 2 || send(aw, "c", 1, MSG_OOB) != 1 || send(aw, "de", 2, 0) != 2 || shutdown(aw, SHUT_WR))
+            DIE("send and shutdown");
         struct sigaction sa = { 0 };
         sa.sa_handler = on_sigurg;
         sa.sa_flags = SA_RESTART;
@@ -1025,6 +1030,12 @@ static int mode_urgent(int phase)
     CHECK(sockatmark(r6) == 1 && recv(r6, b, 1, MSG_OOB) == 1 && b[0] == 'U', "::1: mark or urgent byte");
     CHECK(read_n(r6, got, U_AFTER) == U_AFTER && !memcmp(got, big + U_BEFORE, U_AFTER), "::1: bytes after the mark");
     CHECK(send(w6, "zz", 2, 0) == 2 && read_n(r6, b, 2) == 2 && !memcmp(b, "zz", 2), "::1: later bytes");
+    /* cw: urgent data, then the peer's FIN (CLOSE_WAIT) */
+    CHECK(poll_for(cw, POLLPRI) && tcp_state(cw) == TCP_CLOSE_WAIT, "CLOSE_WAIT: no urgent data or state %d", tcp_state(cw));
+    CHECK(read_n(cw, b, 2) == 2 && !memcmp(b, "ab", 2) && sockatmark(cw) == 1, "CLOSE_WAIT: bytes before the mark");
+    CHECK(recv(cw, b, 1, MSG_OOB) == 1 && b[0] == 'c', "CLOSE_WAIT: urgent byte");
+    CHECK(read_n(cw, b, 2) == 2 && !memcmp(b, "de", 2) && recv(cw, b, 1, MSG_DONTWAIT) == 0, "CLOSE_WAIT: bytes after the mark, then end of file");
+    CHECK(send(cw, "ok", 2, 0) == 2 && read_n(aw, b, 2) == 2 && !memcmp(b, "ok", 2), "CLOSE_WAIT: bytes back");
     for (int i = 0; i < 3; i++)
         CHECK(poll_for(c[i], POLLPRI), "connection %d: no urgent data (POLLPRI)", i);
     CHECK(at_mark_soon(c[3]), "connection 3: not at the mark");
