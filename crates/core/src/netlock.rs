@@ -360,6 +360,40 @@ pub fn unlock_image(mode: Mode, m: &stasis_image::Manifest) -> Result<bool> {
     }
 }
 
+/// The mark (SO_MARK) of the packets restore sends as from a peer (the bytes from an
+/// urgent byte on, `fdkinds::inet::tcp`): the lock lets them through once
+/// [`let_marked_through`] made an exception for them.
+pub const FROM_PEER_MARK: u32 = 0x5354_4153;
+
+/// Restore, before any connection is created: the image's lock (if it is in stasis's
+/// namespace) gets, at the top of its input and output chains, a rule accepting packets
+/// marked [`FROM_PEER_MARK`], so restore's packets from a peer arrive before the
+/// processes run (every other packet of the connections stays dropped until the
+/// unlock). Only a table whose name this module's dump of that image would have made is
+/// touched; it goes away whole at the unlock (a failed restore leaves it, with the rule).
+/// Returns whether marked packets pass (no lock here, or the rule was added); if not,
+/// they wait for the unlock.
+pub fn let_marked_through(mode: Mode, m: &stasis_image::Manifest) -> bool {
+    let root = m.process.pid;
+    let Some((table, here)) = recorded(m) else { return true };
+    if !here {
+        return true;
+    }
+    if mode == Mode::Skip || check_table_name(root, table).is_err() {
+        return false;
+    }
+    let Some(nft) = nft_binary() else { return false };
+    let rule = format!("meta mark {FROM_PEER_MARK:#x} accept");
+    match run_nft(&nft, None, &format!("insert rule inet {table} input {rule}\ninsert rule inet {table} output {rule}\n")) {
+        Ok(()) => true,
+        Err(e) if e.contains("No such file or directory") => true,
+        Err(e) => {
+            warn!(table, "the network lock lets no packet from restore through: {e}; urgent data reaches restored connections after the unlock");
+            false
+        }
+    }
+}
+
 /// `stasis network-unlock DIR`: the image is read and validated like a restore's, then
 /// its lock (if any, in stasis's namespace) is removed. Returns what was done.
 pub fn network_unlock(dir: &std::path::Path) -> Result<String> {

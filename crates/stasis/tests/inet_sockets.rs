@@ -1,7 +1,8 @@
 //! IP sockets (workloads/inet.c): options read back identically after restore, IPv6 and
 //! v4-mapped addresses, ICMP ping / raw / UDP-Lite sockets, a connection shut down for
 //! reading, a connection in SYN_SENT, listeners with connections waiting
-//! (`dump --skip-in-flight`), `restore --tcp-close`, and TCP states refused by name.
+//! (`dump --skip-in-flight`), `restore --tcp-close`, urgent data, and TCP states refused
+//! by name.
 //! Every check runs inside the workload; ports are the kernel's choice (bind to port 0),
 //! so tests never collide with each other or with the host.
 
@@ -233,12 +234,32 @@ fn refused_then_untouched(mode: &str, needles: &[&str]) {
     assert!(st == Exit::Code(0) && res.contains("PASS") && !res.contains("FAIL"), "after the refused dump: {st:?} {res}\n{}", w.report());
 }
 
-/// A connection with urgent data pending cannot be saved (a peek stops at the urgent
-/// mark, and TCP_REPAIR cannot restore urgent data): refused in one line naming pid, fd
-/// and the addresses; the process's data, mark and urgent byte are intact afterwards.
+/// Urgent data (inet.c urgent): four connections whose peer sent "ab", OOB "c", "de" —
+/// nothing read, read up to the mark, SO_OOBINLINE, the urgent byte read already — one
+/// over ::1 with 100000 bytes after the urgent one, one in CLOSE_WAIT after it. The
+/// bytes before the mark come back with TCP_REPAIR, the rest as a segment from the peer
+/// with the urgent pointer: after restore each shows the same POLLPRI, SIOCATMARK,
+/// recv(MSG_OOB) and normal bytes, and data flows both ways after. That segment is sent
+/// before the processes run (through the network lock), before the socket has its
+/// owner again: the connection with F_SETOWN gets no second SIGURG.
 #[test]
-fn urgent_data_is_refused() {
-    refused_then_untouched("urgent", &["urgent data", "127.0.0.1:"]);
+fn urgent_data_comes_back() {
+    let _t = serial();
+    let w = roundtrip("inet", &["urgent"]);
+    let out = w.output();
+    assert!(out.contains("NOTE sigurg=1"), "SIGURG count after restore (1 before the dump, none again)\n{}", w.report());
+}
+
+/// The same dumped with --leave-running: the dump only peeks (the urgent byte with
+/// MSG_OOB|MSG_PEEK), so the live process reads everything as before, with no second
+/// SIGURG.
+#[test]
+fn leave_running_keeps_urgent_data() {
+    let _t = serial();
+    skip_if_direct!();
+    let w = leave_running_then_pass(&["urgent"], || {});
+    let res = std::fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(res.contains("NOTE sigurg=1"), "SIGURG count of the original: {res}\n{}", w.report());
 }
 
 /// A connection shut down for writing (FIN_WAIT2) to a peer outside the tree (this
@@ -268,17 +289,69 @@ fn fin_wait2_connection_to_a_peer_outside() {
     assert!(r.is_ok() && rest.is_empty(), "the peer read {r:?} {rest:?} instead of end of file\n{}", w.report());
 }
 
+/// The TIME_WAIT sockets of 127.0.0.1:`port` (/proc/net/tcp: state 06), as "local
+/// peer" hex pairs.
+fn time_waits(port: u16) -> Vec<String> {
+    let t = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    t.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[3] == "06" && f[1].ends_with(&format!(":{port:04X}"))).then(|| format!("{} {}", f[1], f[2]))
+        })
+        .collect()
+}
+
+/// `ss -K`: destroys the TIME_WAIT sockets of local port `port`.
+fn kill_time_waits(port: u16) {
+    let _ = std::process::Command::new("ss").args(["-K", "-tan", "state", "time-wait", "sport", "=", &format!(":{port}")]).output();
+}
+
 /// A listener without SO_REUSEADDR whose port still has a connection in TIME_WAIT (the
-/// process closed it first) cannot be bound again until that expires: restore refuses
-/// in one line that names the port and TIME_WAIT, and leaves no process behind.
+/// process closed it first): the dump saw it (an `ending` connection, by both ends and
+/// socket cookie), so restore removes it with SOCK_DESTROY and binds: the listener
+/// reads back the same and accepts, and no TIME_WAIT is left on the port.
 #[test]
-fn listener_over_time_wait_is_refused_clearly() {
+fn listener_over_its_own_time_wait() {
     let _t = serial();
     skip_if_direct!();
     let mut w = Workload::start("inet", &["timewait"]);
-    w.dump();
+    let port: u16 = w.info("port").parse().unwrap();
+    assert_eq!(time_waits(port).len(), 1, "the workload left no TIME_WAIT\n{}", w.report());
+    w.checkpoint_restore();
+    assert!(time_waits(port).is_empty(), "TIME_WAIT left after restore: {:?}\n{}", time_waits(port), w.report());
+    w.go_and_pass();
+}
+
+/// The same port with a TIME_WAIT the dump did not see (the image's own removed, and
+/// another made by this test after a dump without network lock): restore leaves it alone and refuses in one
+/// line that names the port and TIME_WAIT, and leaves no process behind.
+#[test]
+fn listener_over_a_foreign_time_wait_is_refused_clearly() {
+    use std::io::Read;
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["timewait"]);
+    let port: u16 = w.info("port").parse().unwrap();
+    // (no lock: it would hold back the SYNs of the test's own connection to the port)
+    w.dump_with(&["--network-lock", "skip"]);
+    kill_time_waits(port);
+    assert!(time_waits(port).is_empty(), "ss -K left the TIME_WAIT\n{}", w.report());
+    // ours: the accepted end closes first, the TIME_WAIT is on the listener's port
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("binding the freed port");
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    drop(l.accept().unwrap().0);
+    let _ = c.read(&mut [0u8; 1]);
+    drop(c);
+    drop(l);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let ours = time_waits(port);
+    assert_eq!(ours.len(), 1, "no TIME_WAIT of the test's own\n{}", w.report());
     let r = w.try_restore(&["-d"]);
-    assert_clean_error(&r, &["TIME_WAIT", "binding 127.0.0.1:", "Address already in use"], &w.report());
+    let left = time_waits(port);
+    kill_time_waits(port);
+    assert_clean_error(&r, &["TIME_WAIT", &format!("binding 127.0.0.1:{port}"), "Address already in use"], &w.report());
+    assert_eq!(left, ours, "restore removed a TIME_WAIT it had not seen\n{}", w.report());
     assert!(!pid_exists(w.pid), "a refused restore left pid {}\n{}", w.pid, w.report());
 }
 

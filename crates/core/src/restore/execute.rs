@@ -43,6 +43,11 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // inside cgroupfs need theirs. Dropped last, so the cgroups a failed restore created
     // are removed once its processes are gone.
     let mut cgroups = crate::cgroup::prepare(&m, opts.cgroups)?;
+    // restored connections get the bytes from an urgent byte on as packets from the
+    // peer before the processes run (fdkinds::inet::tcp): through the image's lock
+    if !opts.tcp_close && crate::fdkinds::inet::tcp::any_from_peer_data(&m) {
+        crate::netlock::let_marked_through(opts.network_lock, &m);
+    }
     let (mut plan, shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close, &cgroups, &shards)?;
     fill_shmem(&m, &plan, &shards)?;
     reserve_premap(&m, &mut plan, &layout);
@@ -73,10 +78,10 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     if let Err(e) = crate::netlock::unlock_image(opts.network_lock, &m) {
         warn!("{e}; the restored connections stay blocked until `stasis network-unlock {}`", opts.dir.display());
     }
-    // connections that had the peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING): it again, now
-    // that packets flow
-    if let Err(e) = crate::fdkinds::inet::send_peer_fins() {
-        warn!(pid, "a restored connection that had the peer's FIN (CLOSE_WAIT, LAST_ACK, CLOSING) did not get it again: {e}");
+    // connections that had urgent data or the peer's FIN (CLOSE_WAIT, LAST_ACK,
+    // CLOSING): those again, now that packets flow
+    if let Err(e) = crate::fdkinds::inet::send_from_peer() {
+        warn!(pid, "a restored connection did not get again the urgent data or FIN it had received: {e}");
     }
     if let Some(pf) = &opts.pidfile {
         if let Err(e) = std::fs::write(pf, format!("{pid}\n")) {

@@ -1459,6 +1459,58 @@ mod tests {
         }
     }
 
+    /// A TCP connection's urgent byte: inside the saved receive queue, an offset and
+    /// "read" only with an urgent byte, "read" not with SO_OOBINLINE.
+    #[test]
+    fn tcp_urgent_byte_is_inside_the_receive_queue() {
+        let with = |urgent: bool, at: u32, read: bool, inline: bool| {
+            let sa = |port: u16| {
+                let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+                a.extend_from_slice(&port.to_be_bytes());
+                a.extend_from_slice(&[127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+                a
+            };
+            let tcp = TcpConn { recv_queue: b"abcde".to_vec(), urgent, urgent_at: at, urgent_read: read, ..Default::default() };
+            let sockopts = if inline { vec![SockOpt { level: libc::SOL_SOCKET, name: libc::SO_OOBINLINE, value: 1i32.to_le_bytes().to_vec() }] } else { vec![] };
+            let i = InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local: sa(5000), peer: sa(6000), tcp: Some(tcp), sockopts, ..Default::default() };
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Inet(i)), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 5, object_id: 9, cloexec: false });
+            })
+        };
+        validate_with(&with(true, 4, false, false), &root()).expect("the last byte urgent");
+        validate_with(&with(true, 0, true, false), &root()).expect("the first byte urgent, read");
+        validate_with(&with(true, 2, false, true), &root()).expect("inline");
+        refused(&with(true, 5, false, false), &root(), "urgent byte at offset 5");
+        refused(&with(false, 3, false, false), &root(), "urgent byte at offset 3");
+        refused(&with(false, 0, true, false), &root(), "urgent byte at offset 0");
+        refused(&with(true, 1, true, true), &root(), "SO_OOBINLINE");
+    }
+
+    /// A listener's `ending` connections (TIME_WAITs a restore may remove): only a
+    /// listener's, on its port and address.
+    #[test]
+    fn tcp_ending_connections_are_on_the_listeners_port() {
+        let sa = |ip: u8, port: u16| {
+            let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+            a.extend_from_slice(&port.to_be_bytes());
+            a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
+            a
+        };
+        let with = |listening: bool, local: Vec<u8>| {
+            let ending = vec![TcpEnding { local, peer: sa(1, 7000), cookie: 77 }];
+            let i = InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local: sa(1, 5000), listening, ending, ..Default::default() };
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Inet(i)), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 5, object_id: 9, cloexec: false });
+            })
+        };
+        validate_with(&with(true, sa(1, 5000)), &root()).expect("a TIME_WAIT of the listener's port");
+        refused(&with(false, sa(1, 5000)), &root(), "only of a listener");
+        refused(&with(true, sa(1, 5001)), &root(), "127.0.0.1:5001 -> 127.0.0.1:7000");
+        refused(&with(true, sa(2, 5000)), &root(), "the listener's family, port and address");
+    }
+
     /// /proc files the restored process opens itself: /proc/PID/... of a live process of
     /// the image, plain components, not nameless.
     #[test]

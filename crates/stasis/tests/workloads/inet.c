@@ -32,16 +32,25 @@
  *           after go), writing fails with EPIPE, and the connection ends CLOSE (our FIN
  *           was acknowledged: went FIN_WAIT2 -> TIME_WAIT, not CLOSING)
  *   timewait  a listener without SO_REUSEADDR whose port has a connection in TIME_WAIT
- *           (we closed an accepted connection first): restore cannot bind it until the
- *           TIME_WAIT expires and must say so (the checks hold once it is restored)
+ *           (we closed an accepted connection first; INFO port): restore removes that
+ *           TIME_WAIT to bind it again (another one there it must leave and say so);
+ *           after go the listener reads back the same and accepts
  *   md5     a listener with a TCP_MD5SIG key: the dump must refuse it (keys are not
  *           saved); the listener still accepts after go
  *   closewait PORT  a connection to a peer outside (the test, on 127.0.0.1:PORT) that
  *           closed its side after sending "bye" (CLOSE_WAIT, "bye" unread): after go
  *           "bye" is read, then end of file; "reply" written reaches the peer, which
  *           reads it and our end of file once we exit
- *   urgent  an established connection with urgent data pending ("ab", OOB "c", "de"):
- *           the dump must refuse it; after go the data and the mark are intact
+ *   urgent  four established connections (both ends here), each peer end sent "ab",
+ *           OOB "c", "de": 0 nothing read (F_SETOWN to us, SIGURG counted), 1 "ab" read
+ *           (at the mark), 2 SO_OOBINLINE on, 3 "ab" and the urgent byte read (MSG_OOB).
+ *           After go each shows the same: POLLPRI, SIOCATMARK before/at/after the mark,
+ *           recv(MSG_OOB) gives 'c' (EINVAL inline and once read), the normal bytes
+ *           skip it (inline: include it), then nothing; bytes flow both ways after.
+ *           And one over ::1 with 3000 bytes, OOB 'U', 100000 bytes, all unread (the
+ *           reader's SO_RCVBUF 1 MiB), and one whose peer also shut down for writing
+ *           (CLOSE_WAIT: the same, then end of file). Prints "NOTE sigurg=N"
+ *           (connection 0's SIGURGs)
  *   synblock  like synsent, but a second thread sits in a blocking connect() (prints
  *           INFO connect_tid): after go the listener's queued connection is accepted
  *           and that connect() returns 0, connected to the listener
@@ -863,6 +872,7 @@ static int mode_timewait(int phase)
         close(c);
         sleep_ms(20);
         snapshot(l, "listener", 1);
+        info("port", "%d", ntohs(la.sin_port));
         return 0;
     }
     compare_all();
@@ -930,22 +940,134 @@ static int mode_closewait(int phase)
     return 0;
 }
 
+static volatile sig_atomic_t n_sigurg;
+
+static void on_sigurg(int sig)
+{
+    (void)sig;
+    n_sigurg++;
+}
+
+/* Waits up to 5 s for poll to report `ev` on fd (a SIGURG may interrupt it). */
+static int poll_for(int fd, short ev)
+{
+    for (int i = 0; i < 500; i++) {
+        struct pollfd p = { fd, ev, 0 };
+        if (poll(&p, 1, 10) == 1 && (p.revents & ev))
+            return 1;
+    }
+    return 0;
+}
+
+static int at_mark_soon(int fd)
+{
+    for (int i = 0; i < 500; i++) {
+        if (sockatmark(fd) == 1)
+            return 1;
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+/* Byte k of the long stream of mode_urgent. */
+static char pat(int k)
+{
+    return (char)(k % 251);
+}
+
+#define U_BEFORE 3000
+#define U_AFTER 100000
+
 static int mode_urgent(int phase)
 {
-    static int c, a;
+    /* 0: nothing read; 1: "ab" read (at the mark); 2: SO_OOBINLINE; 3: "ab" and the
+     * urgent byte read (recv MSG_OOB); r6: over ::1, U_BEFORE bytes, urgent 'U', U_AFTER
+     * bytes, all unread (the bytes after the mark take more than one segment) */
+    static int c[4], a[4], r6, w6, cw, aw;
+    static char big[U_BEFORE + U_AFTER];
+    char b[8] = { 0 };
     if (phase == 0) {
-        loopback_pair(&c, &a);
-        if (send(a, "ab", 2, 0) != 2 || send(a, "c", 1, MSG_OOB) != 1 || send(a, "de", 2, 0) != 2)
-            DIE("send");
+        struct sockaddr_in6 l6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+        int l = socket(AF_INET6, SOCK_STREAM, 0);
+        SET(l, SOL_SOCKET, SO_RCVBUF, 1 << 20);
+        bind_any_port(l, (struct sockaddr *)&l6, sizeof l6);
+        if (listen(l, 1))
+            DIE("listen");
+        tcp_pair(l, (struct sockaddr *)&l6, sizeof l6, &w6, &r6);
+        close(l);
+        for (int k = 0; k < U_BEFORE + U_AFTER; k++)
+            big[k] = pat(k);
+        if (send(w6, big, U_BEFORE, 0) != U_BEFORE || send(w6, "U", 1, MSG_OOB) != 1 || send(w6, big + U_BEFORE, U_AFTER, 0) != U_AFTER)
+            DIE("send over ::1");
+        loopback_pair(&cw, &aw);
+        if (send(aw, "ab", 2, 0) != 2 || send(aw, "c", 1, MSG_OOB) != 1 || send(aw, "de", 2, 0) != 2 || shutdown(aw, SHUT_WR))
+            DIE("send and shutdown");
+        struct sigaction sa = { 0 };
+        sa.sa_handler = on_sigurg;
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGURG, &sa, NULL);
+        for (int i = 0; i < 4; i++) {
+            loopback_pair(&c[i], &a[i]);
+            if (i == 2)
+                SET(c[i], SOL_SOCKET, SO_OOBINLINE, 1);
+            if (i == 0 && fcntl(c[i], F_SETOWN, getpid()))
+                DIE("F_SETOWN");
+            if (send(a[i], "ab", 2, 0) != 2 || send(a[i], "c", 1, MSG_OOB) != 1 || send(a[i], "de", 2, 0) != 2)
+                DIE("send");
+        }
         sleep_ms(50);
-        info("fd", "%d", c);
+        if (read_n(c[1], b, 2) != 2 || read_n(c[3], b, 2) != 2 || recv(c[3], b, 1, MSG_OOB) != 1 || b[0] != 'c')
+            DIE("reading up to the mark");
+        if (sockatmark(c[0]) != 0 || sockatmark(c[1]) != 1 || sockatmark(c[2]) != 0 || sockatmark(c[3]) != 1 || n_sigurg != 1)
+            DIE("marks or SIGURG not as sent");
+        info("fd", "%d", c[0]);
         return 0;
     }
-    char b[8] = { 0 };
-    CHECK(read_n(c, b, 2) == 2 && !memcmp(b, "ab", 2), "bytes before the mark: '%s'", b);
-    CHECK(sockatmark(c) == 1, "not at the urgent mark");
-    CHECK(recv(c, b, 1, MSG_OOB) == 1 && b[0] == 'c', "urgent byte lost");
-    CHECK(read_n(c, b, 2) == 2 && !memcmp(b, "de", 2), "bytes after the mark: '%s'", b);
+    /* r6: the long stream */
+    static char got[U_BEFORE + U_AFTER];
+    CHECK(poll_for(r6, POLLPRI), "::1: no urgent data (POLLPRI)");
+    CHECK(sockatmark(r6) == 0 && read_n(r6, got, U_BEFORE) == U_BEFORE && !memcmp(got, big, U_BEFORE), "::1: bytes before the mark");
+    CHECK(sockatmark(r6) == 1 && recv(r6, b, 1, MSG_OOB) == 1 && b[0] == 'U', "::1: mark or urgent byte");
+    CHECK(read_n(r6, got, U_AFTER) == U_AFTER && !memcmp(got, big + U_BEFORE, U_AFTER), "::1: bytes after the mark");
+    CHECK(send(w6, "zz", 2, 0) == 2 && read_n(r6, b, 2) == 2 && !memcmp(b, "zz", 2), "::1: later bytes");
+    /* cw: urgent data, then the peer's FIN (CLOSE_WAIT) */
+    CHECK(poll_for(cw, POLLPRI) && tcp_state(cw) == TCP_CLOSE_WAIT, "CLOSE_WAIT: no urgent data or state %d", tcp_state(cw));
+    CHECK(read_n(cw, b, 2) == 2 && !memcmp(b, "ab", 2) && sockatmark(cw) == 1, "CLOSE_WAIT: bytes before the mark");
+    CHECK(recv(cw, b, 1, MSG_OOB) == 1 && b[0] == 'c', "CLOSE_WAIT: urgent byte");
+    CHECK(read_n(cw, b, 2) == 2 && !memcmp(b, "de", 2) && recv(cw, b, 1, MSG_DONTWAIT) == 0, "CLOSE_WAIT: bytes after the mark, then end of file");
+    CHECK(send(cw, "ok", 2, 0) == 2 && read_n(aw, b, 2) == 2 && !memcmp(b, "ok", 2), "CLOSE_WAIT: bytes back");
+    for (int i = 0; i < 3; i++)
+        CHECK(poll_for(c[i], POLLPRI), "connection %d: no urgent data (POLLPRI)", i);
+    CHECK(at_mark_soon(c[3]), "connection 3: not at the mark");
+    /* 0: the bytes before the mark, the mark, the urgent byte, the rest */
+    CHECK(sockatmark(c[0]) == 0, "connection 0 at the mark before its bytes");
+    CHECK(read_n(c[0], b, 2) == 2 && !memcmp(b, "ab", 2), "connection 0: bytes before the mark: '%s'", b);
+    CHECK(sockatmark(c[0]) == 1, "connection 0: not at the urgent mark");
+    CHECK(recv(c[0], b, 1, MSG_OOB) == 1 && b[0] == 'c', "connection 0: urgent byte lost");
+    CHECK(read_n(c[0], b, 2) == 2 && !memcmp(b, "de", 2), "connection 0: bytes after the mark: '%s'", b);
+    /* 1: at the mark already */
+    CHECK(sockatmark(c[1]) == 1, "connection 1: not at the urgent mark");
+    memset(b, 0, sizeof b);
+    CHECK(recv(c[1], b, 1, MSG_OOB) == 1 && b[0] == 'c', "connection 1: urgent byte '%s'", b);
+    CHECK(read_n(c[1], b, 2) == 2 && !memcmp(b, "de", 2), "connection 1: bytes after the mark: '%s'", b);
+    /* 2: inline: a read stops at the mark, the urgent byte comes inline */
+    errno = 0;
+    CHECK(recv(c[2], b, 1, MSG_OOB) < 0 && errno == EINVAL, "connection 2 (SO_OOBINLINE): recv(MSG_OOB): %s", strerror(errno));
+    CHECK(recv(c[2], b, sizeof b, 0) == 2 && !memcmp(b, "ab", 2), "connection 2: read to the mark: '%s'", b);
+    CHECK(sockatmark(c[2]) == 1, "connection 2: not at the urgent mark");
+    CHECK(read_n(c[2], b, 3) == 3 && !memcmp(b, "cde", 3), "connection 2: inline bytes: '%.3s'", b);
+    /* 3: the urgent byte read already: at the mark, no urgent byte, the rest */
+    errno = 0;
+    CHECK(recv(c[3], b, 1, MSG_OOB) < 0 && errno == EINVAL, "connection 3: recv(MSG_OOB) again: %s", strerror(errno));
+    CHECK(read_n(c[3], b, 2) == 2 && !memcmp(b, "de", 2), "connection 3: bytes after the mark: '%s'", b);
+    for (int i = 0; i < 4; i++) {
+        CHECK(recv(c[i], b, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN, "connection %d: more bytes", i);
+        CHECK(sockatmark(c[i]) == 0, "connection %d: still at a mark", i);
+        /* both ways on, sequence numbers right */
+        CHECK(send(a[i], "zz", 2, 0) == 2 && read_n(c[i], b, 2) == 2 && !memcmp(b, "zz", 2), "connection %d: later bytes", i);
+        CHECK(send(c[i], "ok", 2, 0) == 2 && read_n(a[i], b, 2) == 2 && !memcmp(b, "ok", 2), "connection %d: bytes back", i);
+    }
+    printf("NOTE sigurg=%d\n", (int)n_sigurg);
     return 0;
 }
 

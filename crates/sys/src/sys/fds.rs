@@ -199,8 +199,11 @@ pub struct InetDiag {
     /// (getpeername fails in SYN_SENT).
     pub dport: u16,
     pub dst: [u8; 16],
-    /// The local port.
+    /// The local port and address.
     pub sport: u16,
+    pub src: [u8; 16],
+    /// The kernel's socket cookie (unique for the boot).
+    pub cookie: u64,
     /// TCP MD5 signature keys are set (INET_DIAG_MD5SIG; listed for CAP_NET_ADMIN).
     pub md5: bool,
     /// An upper layer protocol is attached (INET_DIAG_ULP_INFO: kernel TLS...).
@@ -230,7 +233,9 @@ pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
         let dport = u16::from_be_bytes([m[6], m[7]]);
         let dst: [u8; 16] = m[24..40].try_into().unwrap();
         let sport = u16::from_be_bytes([m[4], m[5]]);
-        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68), shutdown, dport, dst, sport, md5, ulp });
+        let src: [u8; 16] = m[8..24].try_into().unwrap();
+        let cookie = u64::from(u(44)) | (u64::from(u(48)) << 32);
+        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68), shutdown, dport, dst, sport, src, cookie, md5, ulp });
     }
     Ok(out)
 }
@@ -253,14 +258,27 @@ pub(super) fn rtattrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
 /// Sends one SOCK_DIAG_BY_FAMILY dump request (`req` = the family's request struct)
 /// and returns the payload of every answer message.
 pub(super) fn sock_diag_dump(req: &[u8]) -> Result<Vec<Vec<u8>>> {
+    sock_diag_exchange(20, 0x300, req) // SOCK_DIAG_BY_FAMILY, NLM_F_DUMP
+}
+
+/// Sends one sock_diag request of message type `ty` that answers with an
+/// acknowledgment only (NLM_F_ACK): Ok if the kernel acknowledged it without error.
+pub(super) fn sock_diag_request(ty: u16, req: &[u8]) -> Result<()> {
+    sock_diag_exchange(ty, 0x4, req).map(drop) // NLM_F_ACK
+}
+
+/// One NETLINK_SOCK_DIAG request of type `ty` with NLM_F_REQUEST and `flags`: the
+/// payload of every answer message until NLMSG_DONE or the acknowledgment (an
+/// NLMSG_ERROR of 0).
+fn sock_diag_exchange(ty: u16, flags: u16, req: &[u8]) -> Result<Vec<Vec<u8>>> {
     // SAFETY: plain socket(2); NETLINK_SOCK_DIAG = 4.
     let s = c(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 4) } as libc::c_long)?;
     let sock = owned(s as i64);
     let fd = std::os::fd::AsFd::as_fd(&sock);
     let mut msg = Vec::with_capacity(16 + req.len());
     msg.extend_from_slice(&((16 + req.len()) as u32).to_le_bytes());
-    msg.extend_from_slice(&20u16.to_le_bytes()); // SOCK_DIAG_BY_FAMILY
-    msg.extend_from_slice(&(0x1u16 | 0x300).to_le_bytes()); // NLM_F_REQUEST | NLM_F_DUMP
+    msg.extend_from_slice(&ty.to_le_bytes());
+    msg.extend_from_slice(&(0x1u16 | flags).to_le_bytes()); // NLM_F_REQUEST
     msg.extend_from_slice(&1u32.to_le_bytes());
     msg.extend_from_slice(&0u32.to_le_bytes());
     msg.extend_from_slice(req);
@@ -285,6 +303,9 @@ pub(super) fn sock_diag_dump(req: &[u8]) -> Result<Vec<Vec<u8>>> {
                 3 => return Ok(out), // NLMSG_DONE
                 2 => {
                     let e = i32::from_le_bytes(buf[off + 16..off + 20].try_into().unwrap_or([0; 4]));
+                    if e == 0 {
+                        return Ok(out); // the acknowledgment
+                    }
                     return Err(Error::from_raw_os_error(-e));
                 }
                 _ => out.push(buf[off + 16..off + len].to_vec()),
@@ -535,6 +556,15 @@ pub fn setsockopt_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, v: &[u8]) -> R
     // SAFETY: v is a valid buffer of v.len() bytes.
     c(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, v.as_ptr().cast(), v.len() as libc::socklen_t) } as libc::c_long)
         .map(drop)
+}
+
+/// Whether the next byte to read is at the urgent mark (SIOCATMARK, sockatmark(3)).
+pub fn atmark(fd: BorrowedFd<'_>) -> Result<bool> {
+    const SIOCATMARK: libc::Ioctl = 0x8905; // linux/sockios.h
+    let mut v: i32 = 0;
+    // SAFETY: SIOCATMARK writes one int.
+    c(unsafe { libc::ioctl(fd.as_raw_fd(), SIOCATMARK, &mut v) } as libc::c_long)?;
+    Ok(v != 0)
 }
 
 /// Bytes in the send queue (SIOCOUTQ).

@@ -289,6 +289,52 @@ impl Drop for RingMap {
     }
 }
 
+/// struct inet_diag_sockid: ports and addresses in network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct InetDiagSockid {
+    sport: [u8; 2],
+    dport: [u8; 2],
+    src: [u8; 16],
+    dst: [u8; 16],
+    ifindex: u32,
+    cookie: [u32; 2],
+}
+
+/// struct inet_diag_req_v2.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct InetDiagReqV2 {
+    sdiag_family: u8,
+    sdiag_protocol: u8,
+    idiag_ext: u8,
+    pad: u8,
+    idiag_states: u32,
+    id: InetDiagSockid,
+}
+
+/// Destroys the TCP socket of `family` listed by inet_diag as `d` (SOCK_DESTROY: the
+/// kernel's tcp_abort; a TIME_WAIT socket is removed from its port), in this thread's
+/// network namespace. The kernel finds it by both ends and its cookie: a socket that has
+/// gone, or another one on the same ends since, is not touched (ENOENT).
+pub fn tcp_destroy(family: i32, d: &InetDiag) -> Result<()> {
+    let req = InetDiagReqV2 {
+        sdiag_family: family as u8,
+        sdiag_protocol: libc::IPPROTO_TCP as u8,
+        idiag_states: u32::MAX,
+        id: InetDiagSockid {
+            sport: d.sport.to_be_bytes(),
+            dport: d.dport.to_be_bytes(),
+            src: d.src,
+            dst: d.dst,
+            ifindex: 0,
+            cookie: [d.cookie as u32, (d.cookie >> 32) as u32],
+        },
+        ..Default::default()
+    };
+    sock_diag_request(21, as_bytes(&req)) // SOCK_DESTROY
+}
+
 // SAFETY: #[repr(C)], every field a Pod primitive or array, no implicit padding (the
 // sizes are checked below).
 unsafe impl Pod for PacketDiagRing {}
@@ -300,6 +346,11 @@ unsafe impl Pod for TpacketReq3 {}
 unsafe impl Pod for Tpacket1Hdr {}
 // SAFETY: as above.
 unsafe impl Pod for Tpacket2Hdr {}
+// SAFETY: as above.
+unsafe impl Pod for InetDiagSockid {}
+// SAFETY: as above.
+unsafe impl Pod for InetDiagReqV2 {}
+// SAFETY: as above.
 unsafe impl Pod for SockaddrNl {}
 // SAFETY: as above.
 unsafe impl Pod for SockaddrLl {}
@@ -334,6 +385,8 @@ const _: () = {
     assert!(std::mem::size_of::<PacketDiagReq>() == 20);
     assert!(std::mem::size_of::<PacketDiagMsg>() == 16);
     assert!(std::mem::size_of::<PacketDiagMclist>() == 44);
+    assert!(std::mem::size_of::<InetDiagSockid>() == 48);
+    assert!(std::mem::size_of::<InetDiagReqV2>() == 56);
 };
 
 /// The kernel's limit on a classic BPF program (BPF_MAXINSNS).

@@ -11,14 +11,15 @@
 //! FIN as already sent (the retransmission timer sends it again until the peer acks it,
 //! as it would have). A connection that received the peer's FIN (CLOSE_WAIT) is restored
 //! without it (TCP_REPAIR can only queue bytes), then the FIN is sent to it again as a
-//! packet from the peer on a raw socket (`tcp::peer_fin`) once repair mode is off.
+//! packet from the peer on a raw socket (`tcp::from_peer`) once repair mode is off.
 //! Both FINs, ours not acknowledged: CLOSING (ours was first) is restored as FIN_WAIT1
 //! and gets the peer's FIN the same way; LAST_ACK (the peer's was first) is restored as
 //! CLOSE_WAIT, gets the peer's FIN, then shuts down for writing, which sends ours (in
 //! the other order it would become CLOSING and end in a TIME_WAIT holding the port).
+//! Urgent data in a receive queue: the bytes before the urgent byte are queued with
+//! TCP_REPAIR, the rest come as segments from the peer with the urgent pointer (`tcp.rs`).
 //! UDP sockets bound to one address keep their queued datagrams (`udpq.rs`).
-//! Refused: SYN_RECV, connections with unread urgent
-//! data, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
+//! Refused: SYN_RECV, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
 //! destination address is unknown), listeners with connections waiting (unless
 //! `--skip-in-flight`).
 //!
@@ -41,7 +42,7 @@ mod rawpkt;
 pub mod tcp;
 pub mod udpq;
 
-pub use tcp::{finish_restore, send_peer_fins};
+pub use tcp::{finish_restore, send_from_peer};
 
 use options::{SockKind, When};
 
@@ -261,6 +262,10 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
             o.listening = true;
             o.backlog = d.wqueue;
             keep_local = true;
+            // (with SO_REUSEPORT, others' connections may share the port)
+            if geti(libc::SOL_SOCKET, libc::SO_REUSEPORT).unwrap_or(1) == 0 {
+                o.ending = endings(&diag, family, &local);
+            }
         } else {
             match (state, d) {
                 (tcp::ESTABLISHED | tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::CLOSE_WAIT | tcp::LAST_ACK | tcp::CLOSING, _)
@@ -339,11 +344,52 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
     Ok(Object { kind: Some(Kind::Inet(o)), ..Default::default() })
 }
 
+/// The most connections of a listener's port saved as `ending`.
+pub const MAX_ENDING: usize = 4096;
+
+/// The IP address bytes of sockaddr `a` (16 of a sockaddr_in6, 4 of a sockaddr_in,
+/// none of anything shorter).
+fn ip_of(a: &[u8]) -> &[u8] {
+    match a.len() {
+        n if n >= 24 => &a[8..24],
+        n if n >= 8 => &a[4..8],
+        _ => &[],
+    }
+}
+
+/// Dump side, for a listener bound to `local` (without SO_REUSEPORT, so every other
+/// socket of its port came from it): the connections of its port that the program
+/// closed and that are not over — TIME_WAIT, or FIN_WAIT1, FIN_WAIT2, CLOSING, LAST_ACK
+/// without an fd (inode 0) — on its address (any, if it listens on the wildcard), with
+/// their cookies. Once the tree is killed they are the image's own; a restore may
+/// remove those still in TIME_WAIT (`bind_again`).
+fn endings(diag: &[sys::InetDiag], family: i32, local: &[u8]) -> Vec<stasis_image::model::TcpEnding> {
+    let (port, ip) = (port_of(local), ip_of(local));
+    let wild = ip.iter().all(|b| *b == 0);
+    diag.iter()
+        .filter(|d| d.ino == 0 && d.sport == port && (wild || d.src[..ip.len()] == *ip))
+        .filter(|d| matches!(d.state, tcp::TIME_WAIT | tcp::FIN_WAIT1 | tcp::FIN_WAIT2 | tcp::CLOSING | tcp::LAST_ACK))
+        .take(MAX_ENDING)
+        .map(|d| stasis_image::model::TcpEnding { local: sockaddr(family, d.sport, &d.src), peer: sockaddr(family, d.dport, &d.dst), cookie: d.cookie })
+        .collect()
+}
+
+/// Whether TCP socket `d` of `family`, as inet_diag lists it, is one of listener `o`'s
+/// `ending`: same family, both ends and cookie (unique for the boot).
+fn is_ending(o: &InetObj, family: i32, d: &sys::InetDiag) -> bool {
+    family == o.family
+        && o.ending.iter().any(|e| e.cookie == d.cookie && e.local == sockaddr(family, d.sport, &d.src) && e.peer == sockaddr(family, d.dport, &d.dst))
+}
+
 /// bind(2) of a recreated socket. A TCP port may still have connections of the original
 /// process in TIME_WAIT (it closed them first); unless those had SO_REUSEADDR the kernel
 /// refuses the bind (and a listen: forcing the bind in repair mode does not carry over
-/// to listen) until they expire (60 s). The error then says so. (Destroying them with
-/// SOCK_DESTROY would work, but they are not the image's to remove.)
+/// to listen) until they expire (60 s). Those the dump saw on a listener's port
+/// (`ending`: the program's own, its tree killed since) are removed with SOCK_DESTROY,
+/// in this network namespace only, only if nothing but TIME_WAITs holds the port, and
+/// only if they are still the same sockets (both ends and cookie); then the bind is
+/// tried again. Any other TIME_WAIT (another
+/// program's, or one made after the dump) is left alone: the error then says so.
 fn bind_again(s: &OwnedFd, o: &InetObj, addr: &[u8]) -> std::io::Result<()> {
     let r = sys::sock_addr_op(s.as_fd(), addr, false);
     let tcp = o.protocol == libc::IPPROTO_TCP && o.sock_type == libc::SOCK_STREAM;
@@ -352,9 +398,32 @@ fn bind_again(s: &OwnedFd, o: &InetObj, addr: &[u8]) -> std::io::Result<()> {
         return Err(e);
     }
     let port = port_of(addr);
-    let mut states = Vec::new();
+    let mut on_port = Vec::new();
     for fam in [libc::AF_INET, libc::AF_INET6] {
-        states.extend(sys::inet_diag(fam, libc::IPPROTO_TCP as u8).unwrap_or_default().into_iter().filter(|d| d.sport == port).map(|d| d.state));
+        on_port.extend(sys::inet_diag(fam, libc::IPPROTO_TCP as u8).unwrap_or_default().into_iter().filter(|d| d.sport == port).map(|d| (fam, d)));
+    }
+    // only when nothing but TIME_WAITs holds the port (not while the original, say,
+    // still listens on it)
+    let only_time_wait = on_port.iter().all(|(_, d)| d.state == tcp::TIME_WAIT);
+    let mut states = Vec::new();
+    let mut removed = 0;
+    for (fam, d) in on_port {
+        if only_time_wait && is_ending(o, fam, &d) {
+            match sys::netsock::tcp_destroy(fam, &d) {
+                Ok(()) => {
+                    removed += 1;
+                    continue;
+                }
+                Err(e) => tracing::debug!("SOCK_DESTROY of the TIME_WAIT {} -> {}: {e}", fmt_addr(&sockaddr(fam, d.sport, &d.src)), fmt_addr(&sockaddr(fam, d.dport, &d.dst))),
+            }
+        }
+        states.push(d.state);
+    }
+    if removed > 0 {
+        tracing::info!(removed, "port {port}: removed the original's connections in TIME_WAIT that the dump had seen");
+        if sys::sock_addr_op(s.as_fd(), addr, false).is_ok() {
+            return Ok(());
+        }
     }
     if !states.is_empty() && states.iter().all(|s| *s == tcp::TIME_WAIT) {
         return Err(std::io::Error::other(format!(
@@ -400,15 +469,9 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         super::apply_nonblock(&s, o.flags)?;
         let reuse = opts.iter().find(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_REUSEADDR).map(|s| s.value.clone());
         let state = o.tcp_state as u8;
-        let fin = if matches!(state, tcp::CLOSE_WAIT | tcp::LAST_ACK | tcp::CLOSING) {
-            // created here: in the socket's network namespace
-            let (packet, family, to) = tcp::peer_fin(o, c);
-            let raw = sys::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| format!("raw socket for the peer's FIN: {e}"))?;
-            Some(tcp::PeerFin { raw, packet, to, state })
-        } else {
-            None
-        };
-        tcp::enable_later(tcp::ToEnable { sock: s.try_clone().map_err(|e| e.to_string())?, shutdown: o.shutdown, reuse, fin });
+        // made here: in the socket's network namespace
+        let from_peer = tcp::from_peer(o, c, state).map_err(|e| e.to_string())?;
+        tcp::enable_later(tcp::ToEnable { sock: s.try_clone().map_err(|e| e.to_string())?, shutdown: o.shutdown, reuse, from_peer });
         return Ok(s);
     }
     if !o.local.is_empty() {
@@ -472,7 +535,7 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
         return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection)", o.shutdown));
     }
     if let Some(c) = &o.tcp {
-        const MAX_QUEUE: usize = 1 << 30;
+        use tcp::MAX_QUEUE;
         if !tcp || o.local.is_empty() || o.peer.is_empty() {
             return Err("a TCP connection without both addresses".into());
         }
@@ -482,9 +545,29 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
         if c.snd_wscale > 14 || c.rcv_wscale > 14 || c.mss > 65535 || c.options & !7 != 0 {
             return Err("TCP connection options out of range".into());
         }
+        if (c.urgent && c.urgent_at as usize >= c.recv_queue.len()) || (!c.urgent && (c.urgent_at != 0 || c.urgent_read)) {
+            return Err(format!("an urgent byte at offset {} of a receive queue of {} bytes", c.urgent_at, c.recv_queue.len()));
+        }
+        let inline = saved_options(o).iter().any(|s| s.level == libc::SOL_SOCKET && s.name == libc::SO_OOBINLINE && s.value.iter().any(|b| *b != 0));
+        if c.urgent_read && inline {
+            return Err("an urgent byte read with MSG_OOB on a socket with SO_OOBINLINE".into());
+        }
     }
     if !o.options.len().is_multiple_of(3) || (!o.sockopts.is_empty() && !o.options.is_empty()) {
         return Err("malformed retired option triples".into());
+    }
+    if o.ending.len() > MAX_ENDING || (!o.ending.is_empty() && !o.listening) {
+        return Err(format!("{} ending connections (at most {MAX_ENDING}, only of a listener)", o.ending.len()));
+    }
+    let wild = ip_of(&o.local).iter().all(|b| *b == 0);
+    for e in &o.ending {
+        let fam = (o.family as u16).to_ne_bytes();
+        let ok = [&e.local, &e.peer].iter().all(|a| a.len() == want_len && a[0..2] == fam)
+            && port_of(&e.local) == port_of(&o.local)
+            && (wild || ip_of(&e.local) == ip_of(&o.local));
+        if !ok {
+            return Err(format!("an ending connection {} -> {} not of the listener's family, port and address", fmt_addr(&e.local), fmt_addr(&e.peer)));
+        }
     }
     if tcp && !o.mcast.is_empty() {
         return Err("multicast memberships of a TCP socket".into());
@@ -627,6 +710,76 @@ mod tests {
         let mut ok = udp();
         ok.mcast = vec![g(&[239, 0, 0, 1], true, vec![vec![127, 0, 0, 2]])];
         assert_eq!(check(&ok), Ok(()));
+    }
+
+    #[test]
+    fn urgent_byte_inside_the_receive_queue() {
+        let conn = |urgent: bool, at: u32, read: bool| {
+            let mut o = udp();
+            (o.sock_type, o.protocol, o.peer) = (libc::SOCK_STREAM, libc::IPPROTO_TCP, v4(6000));
+            let c = stasis_image::model::TcpConn { recv_queue: b"abcde".to_vec(), urgent, urgent_at: at, urgent_read: read, ..Default::default() };
+            o.tcp = Some(c);
+            o
+        };
+        assert_eq!(check(&conn(true, 2, false)), Ok(()));
+        assert_eq!(check(&conn(true, 0, true)), Ok(()));
+        assert_eq!(check(&conn(true, 4, false)), Ok(()));
+        check(&conn(true, 5, false)).expect_err("an urgent byte past the queue");
+        check(&conn(true, u32::MAX, false)).expect_err("an urgent byte past the queue");
+        check(&conn(false, 2, false)).expect_err("an offset without an urgent byte");
+        check(&conn(false, 0, true)).expect_err("read without an urgent byte");
+        let mut inline = conn(true, 2, true);
+        inline.sockopts = vec![opt(libc::SOL_SOCKET, libc::SO_OOBINLINE, &1i32.to_le_bytes())];
+        check(&inline).expect_err("read with MSG_OOB on an SO_OOBINLINE socket");
+        inline.tcp.as_mut().unwrap().urgent_read = false;
+        assert_eq!(check(&inline), Ok(()));
+    }
+
+    fn diag(state: u8, ino: u32, sport: u16, src: [u8; 4], cookie: u64) -> sys::InetDiag {
+        let mut s16 = [0u8; 16];
+        s16[..4].copy_from_slice(&src);
+        let mut dst = [0u8; 16];
+        dst[..4].copy_from_slice(&[127, 0, 0, 1]);
+        sys::InetDiag { state, ino, sport, src: s16, dport: 7000, dst, cookie, ..Default::default() }
+    }
+
+    #[test]
+    fn endings_are_the_listeners_closed_connections() {
+        let lo = [127, 0, 0, 1];
+        let all = [
+            diag(tcp::TIME_WAIT, 0, 5000, lo, 1),
+            diag(tcp::FIN_WAIT2, 0, 5000, lo, 2),
+            diag(tcp::ESTABLISHED, 9, 5000, lo, 3),   // held by an fd
+            diag(tcp::TIME_WAIT, 0, 5001, lo, 4),     // another port
+            diag(tcp::TIME_WAIT, 0, 5000, [127, 0, 0, 2], 5), // another address
+        ];
+        let cookies = |local: Vec<u8>| endings(&all, libc::AF_INET, &local).iter().map(|e| e.cookie).collect::<Vec<_>>();
+        assert_eq!(cookies(v4(5000)), [1, 2]);
+        assert_eq!(cookies(sockaddr(libc::AF_INET, 5000, &[0; 16])), [1, 2, 5]);
+        let mut l = udp();
+        (l.sock_type, l.protocol, l.listening) = (libc::SOCK_STREAM, libc::IPPROTO_TCP, true);
+        l.ending = endings(&all, libc::AF_INET, &v4(5000));
+        assert_eq!(check(&l), Ok(()));
+        assert!(is_ending(&l, libc::AF_INET, &all[0]));
+        assert!(!is_ending(&l, libc::AF_INET6, &all[0]), "another family");
+        assert!(!is_ending(&l, libc::AF_INET, &diag(tcp::TIME_WAIT, 0, 5000, lo, 9)), "another cookie");
+        let mut moved = all[0].clone();
+        moved.dport = 7001;
+        assert!(!is_ending(&l, libc::AF_INET, &moved), "another peer");
+        // validation: only a listener's, on its port and address, bounded
+        let bad = |f: &dyn Fn(&mut InetObj)| {
+            let mut o = l.clone();
+            f(&mut o);
+            check(&o).expect_err("accepted")
+        };
+        bad(&|o| o.listening = false);
+        bad(&|o| o.ending[0].local = v4(5001));
+        bad(&|o| o.ending[0].local = sockaddr(libc::AF_INET, 5000, &[127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        bad(&|o| o.ending[0].peer = vec![2, 0]);
+        bad(&|o| o.ending[0].peer = sockaddr(libc::AF_INET6, 1, &[0; 16]));
+        bad(&|o| o.ending = vec![o.ending[0].clone(); MAX_ENDING + 1]);
+        bad(&|o| o.local = Vec::new());
+        assert_eq!(ip_of(&[2, 0, 1]), b"");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! IP packets built by hand for a raw IPPROTO_RAW socket (which may name any source):
-//! the peer's FIN of a restored CLOSE_WAIT connection (`tcp::peer_fin`) and the queued
+//! segments from the peer of a restored TCP connection (its FIN, urgent data:
+//! `tcp::from_peer`) and the queued
 //! datagrams of a UDP socket (`udpq`), sent again to the restored socket.
 
 /// Internet checksum (RFC 1071) of `parts`, concatenated.

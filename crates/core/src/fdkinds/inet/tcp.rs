@@ -1,6 +1,8 @@
 //! Established TCP connections: saved and recreated with TCP_REPAIR (sequence numbers,
 //! queued bytes both ways, MSS, window scaling, SACK, timestamps, window), and the TCP
-//! states by name.
+//! states by name. What TCP_REPAIR cannot queue — the peer's FIN, the received bytes
+//! from an urgent byte on — is sent again as segments from the peer (`from_peer`).
+//! The send side's urgent pointer (snd_up) is in no interface the dump can read: lost.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
@@ -49,15 +51,21 @@ pub fn state_name(s: u8) -> String {
     n.to_string()
 }
 
-/// MSG_PEEK of the whole receive queue from its start: a program's SO_PEEK_OFF (TCP has
-/// one since Linux 6.10) is set to 0 for the peek and put back.
-fn peek_recv_queue(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+/// MSG_PEEK of the receive queue from `off` bytes past its start (the program's
+/// SO_PEEK_OFF, which TCP has since Linux 6.10, is set to `off` for the peek and put
+/// back). A peek stops at the urgent mark when it reaches it after a first byte; one
+/// starting at the mark goes past it (skipping the urgent byte unless SO_OOBINLINE).
+fn peek_recv_queue(fd: std::os::fd::BorrowedFd<'_>, off: usize, buf: &mut [u8]) -> std::io::Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
     let old = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
-    if old > 0 {
-        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)?;
+    let off = i32::try_from(off).map_err(|_| std::io::Error::other("receive queue over 2 GiB"))?;
+    if old > 0 || off > 0 {
+        sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, off)?;
     }
     let r = sys::recv(fd, buf, libc::MSG_PEEK | libc::MSG_DONTWAIT);
-    if old >= 0 {
+    if old >= 0 || off > 0 {
         sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)?;
     }
     r
@@ -68,41 +76,72 @@ fn seq_of(fd: std::os::fd::BorrowedFd<'_>, q: i32) -> std::io::Result<u32> {
     Ok(sys::getsockopt_int(fd, libc::IPPROTO_TCP, TCP_QUEUE_SEQ)? as u32)
 }
 
-fn urgent(why: String) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
+/// The urgent byte of a receive queue: its offset, and whether the program already read
+/// it with recv(MSG_OOB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Urgent {
+    pub at: usize,
+    pub read: bool,
 }
 
-/// The unread bytes and the sequence number of the first. `unread` reads the kernel's
-/// own count (inet_diag: rcv_nxt - copied_seq). FIONREAD and a peek both stop at an
-/// urgent mark, so a queue holding urgent data reads shorter than `unread` says: refused
-/// (TCP_REPAIR has no way to restore urgent data). Bytes that arrive meanwhile (the peer
-/// runs on) move rcv_nxt: read again.
-fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Result<u32>, fin: u32) -> std::io::Result<(u32, Vec<u8>)> {
+/// The unread bytes, the sequence number of the first, and the urgent byte among them.
+/// `unread` reads the kernel's own count (inet_diag: rcv_nxt - copied_seq). The kernel
+/// keeps an urgent byte in the receive queue (normal reads skip it unless SO_OOBINLINE),
+/// and a peek stops at its mark: a peek shorter than `unread`, or SIOCATMARK at the
+/// start, finds the mark; the bytes from it on are peeked from there (SO_PEEK_OFF), the
+/// byte itself with recv(MSG_OOB | MSG_PEEK) — EINVAL: it was read already. An urgent
+/// pointer beyond the received bytes (the byte not arrived) is not saved: the peer sends
+/// it again with the byte. Bytes that arrive meanwhile (the peer runs on) move rcv_nxt:
+/// read again.
+fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Result<u32>, fin: u32) -> std::io::Result<(u32, Vec<u8>, Option<Urgent>)> {
     for _ in 0..10 {
         let seq = seq_of(fd, TCP_RECV_QUEUE)?;
-        let mut data = vec![0u8; sys::inq(fd)?.max(0) as usize];
-        if !data.is_empty() {
-            let n = peek_recv_queue(fd, &mut data)?;
+        // (a FIN received counts one in rcv_nxt and in inet_diag's count, no byte)
+        let total = unread()?.wrapping_sub(fin) as usize;
+        if total > MAX_QUEUE {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{total} unread bytes (more than {MAX_QUEUE})")));
+        }
+        let atmark = sys::atmark(fd)?;
+        let mut data = vec![0u8; total];
+        let n = peek_recv_queue(fd, 0, &mut data)?;
+        let mut urgent = None;
+        let at = if atmark { 0 } else { n };
+        if (n < total || atmark) && at < total {
+            let inline = sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_OOBINLINE)? != 0;
+            let skip = usize::from(!inline);
+            let got = peek_recv_queue(fd, at, &mut data[at + skip..])?;
+            if at + skip + got != total {
+                continue;
+            }
+            let mut read = false;
+            if !inline {
+                let mut b = [0u8; 1];
+                match sys::recv(fd, &mut b, libc::MSG_OOB | libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+                    Ok(1) => data[at] = b[0],
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (read, data[at]) = (true, 0),
+                    Ok(_) => return Err(std::io::Error::other("recv(MSG_OOB) returned no byte")),
+                    Err(e) => return Err(std::io::Error::other(format!("the urgent byte at the mark: recv(MSG_OOB): {e}"))),
+                }
+            }
+            urgent = Some(Urgent { at, read });
+        } else {
             data.truncate(n);
         }
-        let total = unread()?;
-        if seq_of(fd, TCP_RECV_QUEUE)? != seq {
+        if seq_of(fd, TCP_RECV_QUEUE)? != seq || unread()?.wrapping_sub(fin) as usize != total {
             continue;
-        }
-        // (a FIN received counts one in rcv_nxt and in inet_diag's count, no byte)
-        let total = total.wrapping_sub(fin);
-        if total as usize != data.len() {
-            return Err(urgent(format!("urgent data pending ({} of {total} unread bytes before the urgent mark)", data.len())));
         }
         // rcv_nxt is the sequence number after the queued bytes; restore queues them
         // again, which advances it: save the start.
-        return Ok((seq.wrapping_sub(data.len() as u32).wrapping_sub(fin), data));
+        return Ok((seq.wrapping_sub(data.len() as u32).wrapping_sub(fin), data, urgent));
     }
-    Err(std::io::Error::other("the receive queue kept growing while it was read"))
+    Err(std::io::Error::other("the receive queue kept changing while it was read"))
 }
 
-/// Err of kind InvalidData: the connection cannot be saved (urgent data); its text says
-/// why. `unread`: the kernel's count of unread bytes (inet_diag). `fin_sent`: the
+/// The largest queue saved or restored (validation refuses more).
+pub const MAX_QUEUE: usize = 1 << 30;
+
+/// Err of kind InvalidData: the connection cannot be saved; its text says why.
+/// `unread`: the kernel's count of unread bytes (inet_diag). `fin_sent`: the
 /// connection was shut down for writing (its FIN follows the send queue);
 /// `fin_received`: the peer's FIN follows the receive queue (CLOSE_WAIT).
 pub fn dump(dup: &OwnedFd, unread: &dyn Fn() -> std::io::Result<u32>, fin_sent: bool, fin_received: bool) -> std::io::Result<TcpConn> {
@@ -111,7 +150,11 @@ pub fn dump(dup: &OwnedFd, unread: &dyn Fn() -> std::io::Result<u32>, fin_sent: 
     // when the process runs on (crate::tcp_repair::release)
     crate::tcp_repair::enter_for_dump(fd)?;
     let mut c = TcpConn::default();
-    (c.recv_seq, c.recv_queue) = recv_queue(fd, unread, u32::from(fin_received))?;
+    let urgent;
+    (c.recv_seq, c.recv_queue, urgent) = recv_queue(fd, unread, u32::from(fin_received))?;
+    if let Some(u) = urgent {
+        (c.urgent, c.urgent_at, c.urgent_read) = (true, u.at as u32, u.read);
+    }
     // The send queue: write_seq is the sequence number after it. ACKs arriving meanwhile
     // only shorten it from the front: what is read ends at write_seq all the same.
     let seq = seq_of(fd, TCP_SEND_QUEUE)?;
@@ -166,7 +209,10 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
     if c.options & 1 != 0 {
         sys::setsockopt_int(fd, tcp, TCP_TIMESTAMP, c.timestamp as i32)?;
     }
-    for (q, data) in [(TCP_RECV_QUEUE, &c.recv_queue), (TCP_SEND_QUEUE, &c.send_queue)] {
+    // the receive queue up to an urgent byte; the rest comes as a segment from the
+    // peer with the urgent pointer (`from_peer`)
+    let repaired = &c.recv_queue[..repaired_len(c)];
+    for (q, data) in [(TCP_RECV_QUEUE, repaired), (TCP_SEND_QUEUE, &c.send_queue[..])] {
         sys::setsockopt_int(fd, tcp, TCP_REPAIR_QUEUE, q)?;
         let mut off = 0;
         while off < data.len() {
@@ -176,10 +222,13 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
     if c.window.len() == 5 {
         let mut win = c.window.clone();
         // rcv_wup may not be past rcv_nxt: a FIN received was counted in it, and is not
-        // in the restored receive queue (it comes again after repair mode)
-        let rcv_nxt = c.recv_seq.wrapping_add(c.recv_queue.len() as u32);
-        if (win[4].wrapping_sub(rcv_nxt) as i32) > 0 {
-            win[4] = rcv_nxt;
+        // in the restored receive queue, nor are the bytes from an urgent byte on (they
+        // come again after repair mode). The window grows by as much: its right edge,
+        // up to which the peer's bytes are taken, stays where it was.
+        let rcv_nxt = c.recv_seq.wrapping_add(repaired.len() as u32);
+        let past = win[4].wrapping_sub(rcv_nxt) as i32;
+        if past > 0 {
+            (win[3], win[4]) = (win[3].saturating_add(past as u32), rcv_nxt);
         }
         let w: Vec<u8> = win.iter().flat_map(|v| v.to_le_bytes()).collect();
         sys::setsockopt_bytes(fd, tcp, TCP_REPAIR_WINDOW, &w)?;
@@ -188,11 +237,21 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
         // Still in repair mode with the send queue selected: the FIN is queued after the
         // data and counted as sent, not transmitted (FIN_WAIT1; the peer's ACK of its
         // retransmission makes it FIN_WAIT2). LAST_ACK sends its FIN only after the
-        // peer's came again (`send_peer_fins`): in the other order the connection would
+        // peer's came again (`send_from_peer`): in the other order the connection would
         // become CLOSING and end in TIME_WAIT, holding the port.
         sys::shutdown(fd, libc::SHUT_WR)?;
     }
     Ok(())
+}
+
+/// How many bytes of the receive queue TCP_REPAIR queues: those before an urgent byte
+/// (the kernel takes an urgent pointer only at or after rcv_nxt), else all.
+fn repaired_len(c: &TcpConn) -> usize {
+    if c.urgent {
+        (c.urgent_at as usize).min(c.recv_queue.len())
+    } else {
+        c.recv_queue.len()
+    }
 }
 
 /// A socket restored in repair mode, switched to normal operation once every socket of
@@ -203,18 +262,25 @@ pub struct ToEnable {
     pub shutdown: u32,
     /// Its saved SO_REUSEADDR (leaving repair mode clears it).
     pub reuse: Option<Vec<u8>>,
-    /// CLOSE_WAIT, LAST_ACK, CLOSING: the peer's FIN to send again (`PeerFin`).
-    pub fin: Option<PeerFin>,
+    /// What the peer had sent that TCP_REPAIR cannot queue (`FromPeer`).
+    pub from_peer: Option<FromPeer>,
 }
 
-/// The FIN a restored connection had received, to send it again once packets flow: a
-/// raw socket of the socket's network namespace, the packet (`peer_fin`), where to send
-/// it, and the TCP state the connection was in (CLOSE_WAIT, LAST_ACK or CLOSING).
-pub struct PeerFin {
-    pub raw: OwnedFd,
-    pub packet: Vec<u8>,
-    pub to: Vec<u8>,
-    pub state: u8,
+/// What a restored connection had received that TCP_REPAIR cannot queue, to send it
+/// again as packets from the peer once packets flow: the bytes from an urgent byte on
+/// (the first segment with the urgent pointer) and the peer's FIN. A raw socket of the
+/// socket's network namespace, where to send, and the TCP state the connection was in.
+pub struct FromPeer {
+    raw: OwnedFd,
+    to: Vec<u8>,
+    /// segments carrying the receive queue from its urgent byte on, and their bytes
+    data: Vec<Vec<u8>>,
+    data_len: usize,
+    /// the program had read the urgent byte (recv(MSG_OOB)): read it again here
+    urgent_read: bool,
+    /// the peer's FIN (`fin_segment`)
+    fin: Option<Vec<u8>>,
+    state: u8,
 }
 
 static TO_ENABLE: Mutex<Vec<ToEnable>> = Mutex::new(Vec::new());
@@ -228,28 +294,82 @@ fn state_of(fd: std::os::fd::BorrowedFd<'_>) -> u8 {
     sys::getsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 8).ok().and_then(|i| i.first().copied()).unwrap_or(0)
 }
 
+/// tcpi_bytes_received: every byte the connection took in sequence (rcv_nxt's moves).
+fn bytes_received(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u64> {
+    let info = sys::getsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 136)?;
+    let b = info.get(128..136).ok_or_else(|| std::io::Error::other("tcp_info without tcpi_bytes_received"))?;
+    Ok(u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+}
+
 /// Restore side, after every socket was created: leave repair mode, then shut down what
-/// the process had shut down. A connection that had received the peer's FIN gets it
-/// again later (`send_peer_fins`, once the network lock is gone: it would drop the
-/// packet).
+/// the process had shut down. The bytes from an urgent byte on come next, before any
+/// process runs (`deliver_data`; the image's network lock lets them through, see
+/// `netlock::let_marked_through`; the socket has no owner yet, so no second SIGURG);
+/// the peer's FIN, and anything not taken yet, later (`send_from_peer`, once the lock is
+/// gone), and with them the shutdown for reading.
 pub fn finish_restore() -> std::io::Result<()> {
+    let mut later = Vec::new();
     for t in std::mem::take(&mut *TO_ENABLE.lock().unwrap_or_else(|e| e.into_inner())) {
         let s = t.sock.as_fd();
         sys::setsockopt_int(s, libc::IPPROTO_TCP, TCP_REPAIR, 0)?;
         if let Some(v) = t.reuse {
             sys::setsockopt_bytes(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, &v)?;
         }
-        if let Some(fin) = t.fin {
-            PENDING_FINS.lock().unwrap_or_else(|e| e.into_inner()).push((t.sock, fin));
+        if let Some(p) = t.from_peer {
+            later.push((t.sock, p, t.shutdown));
         } else if t.shutdown & 1 != 0 {
             sys::shutdown(s, libc::SHUT_RD)?;
         }
     }
+    // every connection out of repair mode: the bytes from the urgent ones on
+    for (sock, mut p, shutdown) in later {
+        let s = sock.as_fd();
+        if !p.data.is_empty() && deliver_data(s, &p, 40)? {
+            p.data.clear();
+        }
+        if p.data.is_empty() && p.fin.is_none() {
+            if shutdown & 1 != 0 {
+                sys::shutdown(s, libc::SHUT_RD)?;
+            }
+            continue;
+        }
+        PENDING.lock().unwrap_or_else(|e| e.into_inner()).push((sock, p, shutdown));
+    }
     Ok(())
 }
 
-/// Restored connections (our copy) with the peer's FIN to send again.
-static PENDING_FINS: Mutex<Vec<(OwnedFd, PeerFin)>> = Mutex::new(Vec::new());
+/// Restore side: whether a connection of image `m` gets bytes as packets from the peer
+/// (urgent data in its receive queue).
+pub fn any_from_peer_data(m: &stasis_image::Manifest) -> bool {
+    m.objects.iter().any(|o| matches!(&o.kind, Some(stasis_image::model::Kind::Inet(i)) if i.tcp.as_ref().is_some_and(|c| c.urgent)))
+}
+
+/// Sends `p.data` (the bytes from the urgent one on) to `s` and polls every 5 ms, up to
+/// `tries` times, until the kernel took them all (tcpi_bytes_received); then reads an
+/// urgent byte the program had read. Ok(false): not taken (dropped: the network lock;
+/// a packet dropped on its way out fails with EPERM). Sent twice, they are taken once:
+/// a segment before rcv_nxt is a duplicate, its urgent pointer ignored (tcp_check_urg).
+fn deliver_data(s: std::os::fd::BorrowedFd<'_>, p: &FromPeer, tries: u32) -> std::io::Result<bool> {
+    let want = bytes_received(s)? + p.data_len as u64;
+    for seg in &p.data {
+        match sys::sendto(p.raw.as_fd(), seg, &p.to) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(false),
+            r => r?,
+        };
+    }
+    if !wait_for(tries, &|| Ok(bytes_received(s)? >= want))? {
+        return Ok(false);
+    }
+    if p.urgent_read {
+        let mut b = [0u8; 1];
+        sys::recv(s, &mut b, libc::MSG_OOB | libc::MSG_DONTWAIT)?;
+    }
+    Ok(true)
+}
+
+/// Restored connections (our copy) with what the peer had sent to send again, and
+/// their shutdown bits.
+static PENDING: Mutex<Vec<(OwnedFd, FromPeer, u32)>> = Mutex::new(Vec::new());
 
 /// Whether a connection restored without the peer's FIN (state `now`) has taken it:
 /// the state it goes to from the one it was restored in.
@@ -263,70 +383,136 @@ fn fin_taken(saved: u8, now: u8) -> bool {
     }
 }
 
-/// End of a restore, packets flowing again (network lock removed): each restored
-/// connection that had received the peer's FIN gets it again, as a packet from the peer
-/// on a raw socket of its namespace, and is waited for (1 s) until the kernel took it;
-/// a LAST_ACK connection then sends its own FIN (shutdown for writing).
-pub fn send_peer_fins() -> std::io::Result<()> {
-    for (sock, f) in std::mem::take(&mut *PENDING_FINS.lock().unwrap_or_else(|e| e.into_inner())) {
-        let s = sock.as_fd();
-        sys::sendto(f.raw.as_fd(), &f.packet, &f.to)?;
-        let mut n = 0;
-        while !fin_taken(f.state, state_of(s)) {
-            if n == 200 {
-                return Err(std::io::Error::other(format!(
-                    "the peer's FIN, sent again, was not taken (TCP state {})",
-                    state_name(state_of(s))
-                )));
-            }
-            n += 1;
-            std::thread::sleep(std::time::Duration::from_millis(5));
+/// Polls `done` every 5 ms, up to `tries` times: whether it came true.
+fn wait_for(tries: u32, done: &dyn Fn() -> std::io::Result<bool>) -> std::io::Result<bool> {
+    for _ in 0..tries {
+        if done()? {
+            return Ok(true);
         }
-        if f.state == LAST_ACK {
-            sys::shutdown(s, libc::SHUT_WR)?;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    done()
+}
+
+fn not_taken(s: std::os::fd::BorrowedFd<'_>, what: &str) -> std::io::Error {
+    std::io::Error::other(format!("{what}: sent again, not taken (TCP state {})", state_name(state_of(s))))
+}
+
+/// End of a restore, packets flowing again (network lock removed): each restored
+/// connection gets what it had not taken yet, as packets from the peer on a raw socket
+/// of its namespace, each waited for (1 s) until the kernel took it: the bytes from an
+/// urgent byte on if the lock kept them out before (the kernel sets the urgent mark and
+/// byte, and signals SIGURG to the socket's owner, which is set by now: the program may
+/// see a second SIGURG for the same byte), then the peer's FIN, after which a LAST_ACK
+/// connection sends its own (shutdown for writing). A connection shut down for reading
+/// is shut down again last.
+pub fn send_from_peer() -> std::io::Result<()> {
+    for (sock, p, shutdown) in std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner())) {
+        let s = sock.as_fd();
+        if !p.data.is_empty() && !deliver_data(s, &p, 200)? {
+            return Err(not_taken(s, "the bytes from the urgent one on"));
+        }
+        if let Some(fin) = &p.fin {
+            sys::sendto(p.raw.as_fd(), fin, &p.to)?;
+            if !wait_for(200, &|| Ok(fin_taken(p.state, state_of(s))))? {
+                return Err(not_taken(s, "the peer's FIN"));
+            }
+            if p.state == LAST_ACK {
+                sys::shutdown(s, libc::SHUT_WR)?;
+            }
+        } else if shutdown & 1 != 0 {
+            sys::shutdown(s, libc::SHUT_RD)?;
         }
     }
     Ok(())
 }
 
-/// The FIN the peer had sent (CLOSE_WAIT), as an IP packet from the peer to us with its
-/// IPv4 or IPv6 header (sent on an IPPROTO_RAW socket, which includes its own header and
-/// may name any source). Sequence number: right after the restored receive queue; acknowledgment: the start of the restored send queue (snd_una, a
-/// duplicate ACK); window: the peer's last one. No options (without a timestamp option
-/// the segment skips the PAWS check).
-/// An IPv6 socket talking to a v4-mapped peer exchanges IPv4 packets: the FIN is one.
-/// Returns (the packet, the family of the raw socket to send it on, where to send it).
-pub fn peer_fin(o: &InetObj, c: &TcpConn) -> (Vec<u8>, i32, Vec<u8>) {
-    let v4 = o.family == libc::AF_INET || (super::rawpkt::mapped(&o.peer) && super::rawpkt::mapped(&o.local));
-    let (src, dst) = if o.family == libc::AF_INET {
-        (&o.peer[4..8], &o.local[4..8])
-    } else if v4 {
-        (&o.peer[20..24], &o.local[20..24])
-    } else {
-        (&o.peer[8..24], &o.local[8..24])
-    };
+/// Largest payload of one segment from the peer (an IP packet holds at most 64 KiB).
+const SEGMENT: usize = 60000;
+
+/// The kernel's reading of an urgent pointer: net.ipv4.tcp_stdurg of the current
+/// network namespace (1: RFC 1122, it points at the urgent byte; 0, the default: BSD,
+/// it points after it).
+fn stdurg() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_stdurg").map(|v| v.trim() == "1").unwrap_or(false)
+}
+
+/// Restore side, in the socket's network namespace: what connection `c` (TCP state
+/// `state`) had received that TCP_REPAIR cannot queue, with the raw socket to send it
+/// on; None if nothing.
+pub fn from_peer(o: &InetObj, c: &TcpConn, state: u8) -> std::io::Result<Option<FromPeer>> {
+    let fin = matches!(state, CLOSE_WAIT | LAST_ACK | CLOSING);
+    let start = repaired_len(c);
+    if !fin && start == c.recv_queue.len() {
+        return Ok(None);
+    }
+    let (v4, family, to) = peer_route(o);
+    let mut data = Vec::new();
+    let urg_ptr = if stdurg() { 0 } else { 1 };
+    for (i, chunk) in c.recv_queue[start..].chunks(SEGMENT).enumerate() {
+        let seq = c.recv_seq.wrapping_add((start + i * SEGMENT) as u32);
+        // the first carries the urgent byte first: URG|ACK|PSH, else ACK|PSH
+        let (flags, urg) = if i == 0 { (0x38, urg_ptr) } else { (0x18, 0) };
+        data.push(peer_segment(o, c, v4, seq, flags, urg, chunk));
+    }
     let seq = c.recv_seq.wrapping_add(c.recv_queue.len() as u32);
-    let wnd = c.window.get(1).map(|w| (w >> c.snd_wscale.min(14)).min(65535)).unwrap_or(65535) as u16;
-    let mut tcp = Vec::with_capacity(20);
-    tcp.extend_from_slice(&o.peer[2..4]); // source port: the peer's
-    tcp.extend_from_slice(&o.local[2..4]);
-    tcp.extend_from_slice(&seq.to_be_bytes());
-    tcp.extend_from_slice(&c.send_seq.to_be_bytes());
-    tcp.extend_from_slice(&[5 << 4, 0x11]); // data offset 5 words; FIN|ACK
-    tcp.extend_from_slice(&wnd.to_be_bytes());
-    tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
-    let p = super::rawpkt::ip_packet(v4, libc::IPPROTO_TCP as u8, src, dst, tcp, 16);
+    let fin = fin.then(|| peer_segment(o, c, v4, seq, 0x11, 0, &[])); // FIN|ACK
+    let raw = sys::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| std::io::Error::other(format!("raw socket for the peer's packets: {e}")))?;
+    // marked: the image's network lock lets them through (netlock::let_marked_through)
+    sys::setsockopt_int(raw.as_fd(), libc::SOL_SOCKET, libc::SO_MARK, crate::netlock::FROM_PEER_MARK as i32)?;
+    let data_len = c.recv_queue.len() - start;
+    Ok(Some(FromPeer { raw, to, data, data_len, urgent_read: c.urgent && c.urgent_read, fin, state }))
+}
+
+/// Packets from the peer to us: IPv4 (an IPv6 socket talking to a v4-mapped peer
+/// exchanges IPv4 packets) or IPv6, the family of the raw socket to send them on, and
+/// where to send them.
+fn peer_route(o: &InetObj) -> (bool, i32, Vec<u8>) {
+    let v4 = o.family == libc::AF_INET || (super::rawpkt::mapped(&o.peer) && super::rawpkt::mapped(&o.local));
     let family = if v4 { libc::AF_INET } else { libc::AF_INET6 };
     let mut to = Vec::new();
     to.extend_from_slice(&(family as u16).to_ne_bytes());
     to.extend_from_slice(&[0, 0]); // port
     if v4 {
-        to.extend_from_slice(dst);
+        to.extend_from_slice(addr_of(o, &o.local, true));
         to.resize(16, 0);
     } else {
         to.extend_from_slice(&[0; 4]);
-        to.extend_from_slice(dst);
+        to.extend_from_slice(addr_of(o, &o.local, false));
         to.extend_from_slice(&o.local[24..28]); // scope id
     }
-    (p, family, to)
+    (v4, family, to)
+}
+
+/// The IP address bytes of sockaddr `a` of socket `o` (`v4`: the IPv4 address, also of
+/// a v4-mapped IPv6 one).
+fn addr_of<'a>(o: &InetObj, a: &'a [u8], v4: bool) -> &'a [u8] {
+    if o.family == libc::AF_INET {
+        &a[4..8]
+    } else if v4 {
+        &a[20..24]
+    } else {
+        &a[8..24]
+    }
+}
+
+/// A segment from the peer to us as an IP packet with its IPv4 (`v4`) or IPv6 header
+/// (sent on an IPPROTO_RAW socket, which includes its own header and may name any
+/// source): sequence number `seq`, TCP `flags`, urgent pointer `urg`, bytes `payload`.
+/// Acknowledgment: the start of the restored send queue (snd_una, a duplicate ACK);
+/// window: the peer's last one. No options (without a timestamp option the segment
+/// skips the PAWS check).
+fn peer_segment(o: &InetObj, c: &TcpConn, v4: bool, seq: u32, flags: u8, urg: u16, payload: &[u8]) -> Vec<u8> {
+    let wnd = c.window.get(1).map(|w| (w >> c.snd_wscale.min(14)).min(65535)).unwrap_or(65535) as u16;
+    let mut tcp = Vec::with_capacity(20 + payload.len());
+    tcp.extend_from_slice(&o.peer[2..4]); // source port: the peer's
+    tcp.extend_from_slice(&o.local[2..4]);
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&c.send_seq.to_be_bytes());
+    tcp.extend_from_slice(&[5 << 4, flags]); // data offset 5 words
+    tcp.extend_from_slice(&wnd.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0]); // checksum
+    tcp.extend_from_slice(&urg.to_be_bytes());
+    tcp.extend_from_slice(payload);
+    super::rawpkt::ip_packet(v4, libc::IPPROTO_TCP as u8, addr_of(o, &o.peer, v4), addr_of(o, &o.local, v4), tcp, 16)
 }
