@@ -218,3 +218,44 @@ fn file_descriptors_in_flight_after_leave_running_dump() {
     skip_if_direct!();
     scm_rights("scm-rights-lr", true);
 }
+
+fn unix_senders(label: &str, leave_running: bool) {
+    let _t = serial();
+    let mut w = Workload::new(label);
+    let script = std::path::Path::new(WORKLOADS).join("unix_senders.py");
+    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    w.wait_ready();
+    if leave_running {
+        w.dump_leave_running();
+        w.kill_original();
+        w.restore();
+    } else {
+        w.checkpoint_restore();
+    }
+    // the socket bound to a relative path is bound privately, never relative to the
+    // restorer's working directory
+    let stray = std::env::current_dir().unwrap().join("rel.sock");
+    let made = stray.symlink_metadata().is_ok();
+    let _ = std::fs::remove_file(&stray);
+    assert!(!made, "restore made {} on the host\n{}", stray.display(), w.report());
+    w.go_and_pass();
+}
+
+/// Queued datagrams read back with recvfrom show the address each sender had: a path
+/// (alive, or closed with its file and directory gone), a relative path, an abstract
+/// name held by a socket of the tree, an autobind name, none; with credentials too; an
+/// unnamed datagram pair stays unnamed, a pair of named sockets connected to each other
+/// and a pair end bound later keep their names. A connection accepted from a listener
+/// whose file was unlinked comes back without a file at that path
+/// (workloads/unix_senders.py).
+#[test]
+fn queued_datagrams_keep_their_senders_addresses() {
+    unix_senders("unix-senders", false);
+}
+
+/// The same after a --leave-running dump (the original is then killed).
+#[test]
+fn queued_datagrams_keep_their_senders_addresses_after_leave_running_dump() {
+    skip_if_direct!();
+    unix_senders("unix-senders-lr", true);
+}

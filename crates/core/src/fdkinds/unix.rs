@@ -415,34 +415,104 @@ fn requeue(into_peer: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sends each message, in order, to `to` (a raw sockaddr), each from a socket of its
-/// sender's name when that name is abstract and free (so recvfrom shows it), else from
-/// an unnamed socket (a path name is not taken: that would make a file on the host).
-fn requeue_messages(ty: i32, to: &[u8], msgs: &[UnixMsg]) -> std::io::Result<()> {
-    if msgs.is_empty() {
-        return Ok(());
+/// Whether a unix address is a path (absolute or relative), not abstract or empty.
+fn is_path(name: &[u8]) -> bool {
+    name.first().is_some_and(|c| *c != 0)
+}
+
+/// Whether `u` is bound to a path that must get no file on the host: its file was
+/// unlinked or replaced (dump), or the path is relative (it was bound relative to a
+/// working directory restore cannot tell, so it is never looked up from the
+/// restorer's). Bound in a private root (`ns::with_private_dirs`): the name only.
+fn private_path(u: &UnixObj) -> bool {
+    is_path(&u.name) && (u.name_unlinked || u.name[0] != b'/')
+}
+
+/// A socket of the tree that can send a queued message as its sender into a
+/// receiver: its fd, inode and saved SO_SNDBUF.
+type RealSender<'f> = (std::os::fd::BorrowedFd<'f>, u32, u32);
+
+/// The socket of the tree (of `objects`) that can send into the unconnected receiver
+/// `to` (in network namespace `net_ns`) as sender `name`: of the same type, bound to
+/// that name (an abstract one in the same network namespace), not listening, not shut
+/// down for sending, not handed over at restore.
+fn real_sender<'o>(objects: &'o [Object], net_ns: u64, to: &UnixObj, name: &[u8]) -> Option<(&'o Object, &'o UnixObj)> {
+    if name.is_empty() {
+        return None;
     }
-    let biggest = msgs.iter().map(|m| m.data.len()).max().unwrap_or(0);
-    let new_sender = || -> std::io::Result<OwnedFd> {
-        let s = sys::socket(libc::AF_UNIX, ty, 0)?;
-        let _ = sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (biggest * 2 + 4096).min(i32::MAX as usize) as i32);
-        Ok(s)
-    };
-    let unnamed = new_sender()?;
-    let mut named: HashMap<Vec<u8>, OwnedFd> = HashMap::new();
-    for m in msgs {
-        let from = if m.sender.first() == Some(&0) {
-            if !named.contains_key(&m.sender) {
-                let s = new_sender()?;
-                if sys::sock_addr_op(s.as_fd(), &sockaddr(&m.sender), false).is_ok() {
-                    named.insert(m.sender.clone(), s);
-                }
+    objects.iter().filter_map(|o| Some((o, o.unix()?))).find(|(o, x)| {
+        x.name == name
+            && x.sock_type == to.sock_type
+            && !x.listening
+            && x.shutdown & 2 == 0
+            && x.external.is_empty()
+            && (is_path(name) || o.net_ns == net_ns)
+    })
+}
+
+/// The sockets that send queued messages into one receiver so that recvfrom there
+/// shows each message's sender (the kernel reads the sending socket's address when the
+/// message is read): a socket of the tree bound to that name (`real`, with sendto —
+/// the message is then charged to it as it was), else a new socket bound to it — an
+/// abstract name in the current network namespace when it is free, a path in a
+/// private root (`ns::with_private_dirs`: no file on the host, whatever the path) —
+/// else an unnamed one (a warning names the sender). Every message goes with sendto
+/// to the receiver's address.
+struct Senders<'a, 'f> {
+    ty: i32,
+    real: &'a dyn Fn(&[u8]) -> Option<RealSender<'f>>,
+    made: HashMap<Vec<u8>, OwnedFd>,
+    used: Vec<RealSender<'f>>,
+}
+
+impl<'a, 'f> Senders<'a, 'f> {
+    fn new(ty: i32, real: &'a dyn Fn(&[u8]) -> Option<RealSender<'f>>) -> Senders<'a, 'f> {
+        Senders { ty, real, made: HashMap::new(), used: Vec::new() }
+    }
+
+    fn get(&mut self, name: &[u8]) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
+        let big = i32::MAX / 2;
+        if let Some((fd, ino, sndbuf)) = (self.real)(name) {
+            if !self.used.iter().any(|(_, i, _)| *i == ino) {
+                // its saved buffer comes back with `reset`
+                sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, big)?;
+                self.used.push((fd, ino, sndbuf));
             }
-            named.get(&m.sender).unwrap_or(&unnamed)
-        } else {
-            &unnamed
-        };
-        sys::sendmsg_fds(from.as_fd(), &m.data, &[], to)?;
+            return Ok(fd);
+        }
+        if !self.made.contains_key(name) {
+            let s = sys::socket(libc::AF_UNIX, self.ty, 0)?;
+            let _ = sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, big);
+            let addr = sockaddr(name);
+            let bound = if name.is_empty() {
+                Ok(())
+            } else if is_path(name) {
+                let fd = s.as_fd();
+                crate::ns::with_private_dirs(&parents(&[name]), move || sys::sock_addr_op(fd, &addr, false))
+            } else {
+                sys::sock_addr_op(s.as_fd(), &addr, false)
+            };
+            if let Err(e) = bound {
+                tracing::warn!("a queued message's sender {} cannot be named again ({e}): its messages come back from an unnamed socket", addr_display(name));
+            }
+            self.made.insert(name.to_vec(), s);
+        }
+        Ok(self.made[name].as_fd())
+    }
+
+    /// The sockets of the tree that sent get their saved options back.
+    fn reset(&self) -> std::io::Result<()> {
+        let saved = self.used.iter().filter(|(_, _, b)| *b > 0);
+        saved.into_iter().try_for_each(|(fd, _, b)| sys::setsockopt_int(*fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (b / 2) as i32))
+    }
+}
+
+/// Sends each message, in order, to `to` (a raw sockaddr) from a socket of its
+/// sender's name (`Senders`, no socket of the tree).
+fn requeue_messages(ty: i32, to: &[u8], msgs: &[UnixMsg]) -> std::io::Result<()> {
+    let mut senders = Senders::new(ty, &|_| None);
+    for m in msgs {
+        sys::sendmsg_fds(senders.get(&m.sender)?, &m.data, &[], to)?;
     }
     Ok(())
 }
@@ -561,7 +631,19 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
     }
     let peer = objects.iter().filter_map(|o| o.unix()).find(|p| u.peer_ino != 0 && p.ino == u.peer_ino);
     let s = match peer {
-        Some(p) if p.peer_ino == u.ino => open_pair(u, p, made).map_err(|e| step(format!("socket pair: {e}")))?,
+        Some(p) if p.peer_ino == u.ino => {
+            let a = open_pair(u, p, made).map_err(|e| step(format!("socket pair: {e}")))?;
+            if u.sock_type == libc::SOCK_DGRAM {
+                // names a datagram pair's ends had (bound after the pair was made, or
+                // two named sockets connected to each other): what recvfrom and
+                // getpeername show
+                bind_own_name(pid, &format!("fd {fd}"), &a, u)?;
+                if let Some(b) = made.pending.get(&p.ino) {
+                    bind_own_name(pid, &format!("the peer of fd {fd}"), b, p)?;
+                }
+            }
+            a
+        }
         _ if u.peer_gone => {
             let (a, b) = sys::socketpair(u.sock_type).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
@@ -582,12 +664,13 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
     Ok(s)
 }
 
-/// The parent directory of each path name among `names`.
+/// The parent directory of each path name among `names` (relative ones relative).
 fn parents(names: &[&[u8]]) -> Vec<std::path::PathBuf> {
     names
         .iter()
-        .filter(|n| n.first() == Some(&b'/'))
+        .filter(|n| is_path(n))
         .filter_map(|n| std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n)).parent().map(|p| p.to_path_buf()))
+        .filter(|p| !p.as_os_str().is_empty())
         .collect()
 }
 
@@ -608,11 +691,10 @@ fn named_pair(ty: i32, accepted: &[u8], client: &[u8]) -> std::io::Result<(Owned
         sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true)?;
         Ok((sys::accept(l.as_fd())?, c))
     };
-    let dirs = parents(&[accepted, client]);
-    if dirs.is_empty() {
-        make()
+    if is_path(accepted) || is_path(client) {
+        crate::ns::with_private_dirs(&parents(&[accepted, client]), make)
     } else {
-        crate::ns::with_private_dirs(&dirs, make)
+        make()
     }
 }
 
@@ -730,25 +812,31 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
     if u.sock_type == libc::SOCK_SEQPACKET && !u.messages.is_empty() {
         return Err(step("seqpacket records queued on a socket that is not one end of a pair".into()));
     }
+    let net_ns = objects.iter().find(|o| o.unix().is_some_and(|x| x.ino == u.ino)).map_or(0, |o| o.net_ns);
     if carries_fds(u) {
-        if u.name_unlinked {
+        if private_path(u) {
             return Err(step("file descriptors in flight to a socket whose path was unlinked (its name can only be reached while it is bound)".into()));
         }
         made.deferred.insert(u.ino);
     } else if carries_creds(u) {
-        if u.name_unlinked {
+        if private_path(u) {
             // its name is only reachable now: sent with the restorer's credentials
             tracing::warn!(pid, fd, "unix socket {name}: its path was unlinked, so its queued messages come back now, without their senders' credentials");
         } else {
             made.deferred.insert(u.ino);
         }
+    } else if u.peer_ino == 0 && !private_path(u) && u.messages.iter().any(|m| real_sender(objects, net_ns, u, &m.sender).is_some()) {
+        // messages that sockets of the tree sent: sent from those (whose names may be
+        // taken already) once every socket is open
+        made.deferred.insert(u.ino);
     }
     // the messages, sent to its name (validate: a socket with messages and no pair has
     // one), now unless they carry fds
     let msgs: &[UnixMsg] = if made.deferred.contains(&u.ino) { &[] } else { &u.messages };
-    if u.name_unlinked && u.name.first() == Some(&b'/') {
-        // its file was gone at dump time: the name only, no file on the host; the
-        // messages go in while the name can be reached (in that private namespace)
+    if private_path(u) {
+        // its file was gone at dump time (or the path is relative): the name only, no
+        // file on the host; the messages go in while the name can be reached (in that
+        // private root)
         let fd_ = s.as_fd();
         let name_ = u.name.clone();
         let ty = u.sock_type;
@@ -758,11 +846,7 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         })
         .map_err(|e| step(format!("bind and requeue (without a file on the host): {e}")))?;
     } else {
-        if !u.name.is_empty() && u.name[0] != 0 {
-            bind_path(pid, fd, &s, u)?;
-        } else if !u.name.is_empty() {
-            sys::sock_addr_op(s.as_fd(), &sockaddr(&u.name), false).map_err(|e| step(format!("bind: {e}")))?;
-        }
+        bind_own_name(pid, &format!("fd {fd}"), &s, u)?;
         requeue_messages(u.sock_type, &sockaddr(&u.name), msgs).map_err(|e| step(format!("requeueing {} messages: {e}", msgs.len())))?;
     }
     if u.listening {
@@ -848,7 +932,8 @@ pub fn requeue_deferred(
         let ids = std::iter::once(o.id)
             .chain(id_of.get(&u.peer_ino).copied().filter(|_| u.peer_ino != 0))
             .chain(u.in_flight.iter().flat_map(|f| f.objects.iter().copied()))
-            .chain(u.messages.iter().flat_map(|m| m.objects.iter().copied()));
+            .chain(u.messages.iter().flat_map(|m| m.objects.iter().copied()))
+            .chain(u.messages.iter().filter_map(|m| real_sender(objects, o.net_ns, u, &m.sender).map(|(x, _)| x.id)));
         for id in ids {
             if let (false, Some(f)) = (late.fds.contains_key(&id), by_object.get(&id)) {
                 late.fds.insert(id, f.try_clone().map_err(|e| step(format!("keeping object {id} for a queue with credentials: {e}")))?);
@@ -947,10 +1032,22 @@ fn requeue_set<'f>(
                 let c = u.cred_ranges.iter().find(|r| r.start as usize <= a && b <= r.end as usize).and_then(|r| r.creds.as_ref());
                 send_all(&u.queue[a..b], &fds(f.map(|f| &f.objects[..]).unwrap_or(&[]))?, c)?;
             }
-            for m in &u.messages {
-                send_with(from, &m.data, &fds(&m.objects)?, m.creds.as_ref(), &to).map_err(what)?;
+            if sender_kept.is_some() || peer_id.is_some() {
+                for m in &u.messages {
+                    send_with(from, &m.data, &fds(&m.objects)?, m.creds.as_ref(), &to).map_err(what)?;
+                }
+                return Ok(());
             }
-            Ok(())
+            // to its name, each from a socket of its sender's name
+            let real = |name: &[u8]| {
+                let (x, xu) = real_sender(objects, o.net_ns, u, name)?;
+                Some((fd_of(x.id).ok()?, xu.ino, xu.sndbuf))
+            };
+            let mut senders = Senders::new(u.sock_type, &real);
+            for m in &u.messages {
+                send_with(senders.get(&m.sender).map_err(what)?, &m.data, &fds(&m.objects)?, m.creds.as_ref(), &to).map_err(what)?;
+            }
+            senders.reset().map_err(what)
         };
         run_in_ns(o, &mut send)?;
     }
@@ -964,17 +1061,39 @@ fn requeue_set<'f>(
     Ok(())
 }
 
+/// Binds `s` to `u`'s name, if it has one: an abstract name; a path privately (no
+/// file on the host: `private_path`); a path it still owns with its file
+/// (`bind_path`).
+fn bind_own_name(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
+    let step = |e: std::io::Error| Error::RestoreStep {
+        pid,
+        step: "opening files".into(),
+        why: format!("{who}: unix {} socket: bind to {}: {e}", type_name(u.sock_type), addr_display(&u.name)),
+    };
+    let addr = sockaddr(&u.name);
+    if u.name.is_empty() {
+        Ok(())
+    } else if private_path(u) {
+        let fd = s.as_fd();
+        crate::ns::with_private_dirs(&parents(&[&u.name]), move || sys::sock_addr_op(fd, &addr, false)).map_err(step)
+    } else if is_path(&u.name) {
+        bind_path(pid, who, s, u)
+    } else {
+        sys::sock_addr_op(s.as_fd(), &addr, false).map_err(step)
+    }
+}
+
 /// Binds `s` to its path: the stale socket file the dumped process left there is removed
 /// (`clear_socket_path`); the new file is made with the saved permission bits (bind in a
 /// helper thread with its own umask) and then given the saved owner through an O_PATH
 /// descriptor of it — so a server running as another user, and clients of other users,
 /// find their socket file as it was (made as the restorer it would be root's, with the
 /// restorer's umask).
-fn bind_path(pid: i32, fd: i32, s: &OwnedFd, u: &UnixObj) -> Result<()> {
+fn bind_path(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
     let name = addr_display(&u.name);
     let tn = type_name(u.sock_type);
-    let refused = |why: String| Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {tn} socket bound to {name}: {why}"));
-    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("fd {fd}: unix {tn} socket {name}: {why}") };
+    let refused = |why: String| Error::RestoreRefused(format!("{who} of pid {pid} is a unix {tn} socket bound to {name}: {why}"));
+    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("{who}: unix {tn} socket {name}: {why}") };
     let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
     let addr = sockaddr(&u.name);
     // Err(Ok(e)): bind failed with e; Err(Err(why)): refused before binding
