@@ -278,7 +278,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         for m in msgs {
             // placeholders: our fd numbers, replaced by object ids once they are dumped
             let objects = m.fds.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f) as u32).collect();
-            u.messages.push(UnixMsg { data: m.data, sender: m.sender.get(2..).unwrap_or_default().to_vec(), objects, creds: saved_creds(m.creds) });
+            u.messages.push(UnixMsg { data: m.data, sender: saved_name(m.sender.get(2..).unwrap_or_default()), objects, creds: saved_creds(m.creds) });
             in_flight.extend(m.fds);
         }
     }
@@ -437,6 +437,8 @@ type RealSender<'f> = (std::os::fd::BorrowedFd<'f>, u32, u32);
 /// that name (an abstract one in the same network namespace), not listening, not shut
 /// down for sending, not handed over at restore.
 fn real_sender<'o>(objects: &'o [Object], net_ns: u64, to: &UnixObj, name: &[u8]) -> Option<(&'o Object, &'o UnixObj)> {
+    // (images of older dumps keep a path sender's NUL)
+    let name = saved_name(name);
     if name.is_empty() {
         return None;
     }
@@ -446,7 +448,7 @@ fn real_sender<'o>(objects: &'o [Object], net_ns: u64, to: &UnixObj, name: &[u8]
             && !x.listening
             && x.shutdown & 2 == 0
             && x.external.is_empty()
-            && (is_path(name) || o.net_ns == net_ns)
+            && (is_path(&name) || o.net_ns == net_ns)
     })
 }
 
