@@ -141,10 +141,12 @@ fn listener_socket_files_keep_owner_and_mode() {
     w.go_and_pass();
 }
 
-fn unix_listen(label: &str) -> Workload {
+fn unix_listen(label: &str, args: &[&str]) -> Workload {
     let mut w = Workload::new(label);
     let script = std::path::Path::new(WORKLOADS).join("unix_listen.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
+    let mut a = vec![script.into_os_string(), w.work.clone().into_os_string()];
+    a.extend(args.iter().map(std::ffi::OsString::from));
+    w.spawn(&python3(), &a);
     w.wait_ready();
     w
 }
@@ -154,7 +156,7 @@ fn unix_listen(label: &str) -> Workload {
 #[test]
 fn unix_listener_with_waiting_connections() {
     let _t = serial();
-    let mut w = unix_listen("unix-listen");
+    let mut w = unix_listen("unix-listen", &[]);
     w.checkpoint_restore();
     w.go_and_pass();
 }
@@ -167,7 +169,7 @@ fn unix_listener_with_waiting_connections() {
 fn unix_listener_with_outside_connection_needs_skip_in_flight() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = unix_listen("unix-listen-out");
+    let mut w = unix_listen("unix-listen-out", &[]);
     let mut outside = std::os::unix::net::UnixStream::connect(w.work.join("l.sock")).expect("connect from the test");
     let r = w.try_dump(&[]);
     let pid = w.pid.to_string();
@@ -180,6 +182,27 @@ fn unix_listener_with_outside_connection_needs_skip_in_flight() {
     let mut b = [0u8; 8];
     let got = std::io::Read::read(&mut outside, &mut b);
     assert!(matches!(got, Ok(0)) || got.is_err(), "the outside client was not reset: {got:?}");
+    w.restore();
+    w.go_and_pass();
+}
+
+/// A client of the tree waiting on the listener with bytes already sent (they sit in
+/// the server's end, which has no fd before it is accepted): refused naming the pid, the
+/// fd, the listener and --skip-in-flight, killing or not, the process untouched; with
+/// --skip-in-flight the connection is dropped: after restore the client reads EOF and
+/// gets EPIPE, and the listener holds only the other waiting connections, in order.
+#[test]
+fn unix_client_waiting_with_bytes_sent_needs_skip_in_flight() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = unix_listen("unix-listen-early", &["early"]);
+    let pid = w.pid.to_string();
+    for extra in [&[][..], &["--leave-running"]] {
+        let r = w.try_dump(extra);
+        assert_clean_error(&r, &[&pid, "fd ", "l.sock", "bytes already sent", "--skip-in-flight"], &w.report());
+        w.assert_running_untouched();
+    }
+    w.dump_with(&["--skip-in-flight"]);
     w.restore();
     w.go_and_pass();
 }

@@ -221,15 +221,12 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         // The kernel names no peer: it closed (and shut this end down both ways), or the
         // connection waits in a listener's accept queue (its socket has no inode yet).
         if let Some(l) = table.0.values().find(|l| l.state == TCP_LISTEN && l.icons.contains(&u.ino)) {
-            if d.wqueue > 0 {
-                return Err(refuse(format!(
-                    "{tn} socket whose connection to {} waits to be accepted with bytes already sent (they sit in the \
-                     listener's queue, which cannot be read before the connection is accepted)",
-                    addr_display(&l.name)
-                )));
-            }
             u.connecting_to = l.ino;
             u.peer_name = saved_name(&l.name);
+            // Bytes already sent sit in the server's end, which has no descriptor until
+            // accepted (and accepting cannot be undone): marked so for check_peers,
+            // which refuses it or, with --skip-in-flight, drops the connection.
+            u.peer_gone = d.wqueue > 0;
         } else if d.shutdown & 3 == 3 {
             u.peer_gone = true;
         } else {
@@ -334,6 +331,36 @@ pub fn check_peers(
     skip_in_flight: bool,
 ) -> Result<()> {
     let inos: std::collections::HashSet<u32> = objects.iter().filter_map(|o| o.unix().map(|u| u.ino)).collect();
+    // connections of the tree waiting to be accepted with bytes already sent (`dump`)
+    let mut dropped = std::collections::HashSet::new();
+    for o in objects.iter_mut() {
+        let id = o.id;
+        let Some(u) = o.unix_mut().filter(|u| u.connecting_to != 0 && u.peer_gone) else { continue };
+        let (pid, fd) = fds.iter().find(|(_, _, oid)| *oid == id).map(|(p, f, _)| (*p, *f)).unwrap_or((0, -1));
+        let what = format!(
+            "fd {fd} is a unix {} socket whose connection to {} waits to be accepted with bytes already sent",
+            type_name(u.sock_type),
+            addr_display(&u.peer_name)
+        );
+        if !skip_in_flight {
+            return Err(Error::Refused {
+                pid,
+                why: format!(
+                    "{what}: they sit in the server's end of the connection, which no process holds until the listener \
+                     accepts it, so they cannot be read without accepting it (which cannot be undone); dump again once \
+                     the server has accepted it, or use `--skip-in-flight` to drop that connection (after restore the \
+                     client finds it closed by the server: EOF, then EPIPE)"
+                ),
+            });
+        }
+        tracing::warn!(pid, fd, "{what}: dropped (--skip-in-flight): after restore the client finds it closed by the server");
+        dropped.insert(u.ino);
+        u.connecting_to = 0;
+        u.shutdown = 3; // as the kernel leaves a socket whose peer closed
+    }
+    for u in objects.iter_mut().filter_map(|o| o.unix_mut()) {
+        u.waiting.retain(|c| !dropped.contains(c));
+    }
     // listeners: connections from outside the tree waiting to be accepted
     for o in objects.iter_mut() {
         let id = o.id;

@@ -3,7 +3,10 @@ of its own process waiting to be accepted (nothing sent yet), and a seqpacket li
 with one. After restore: accept returns them in the order they connected (each client
 sends its name, the accepted socket reads it), then nothing else is waiting (a
 connection from outside the tree was dropped with --skip-in-flight), and the listener
-takes new clients."""
+takes new clients.
+args: WORKDIR [early]   (early: a third client `c3` connects and sends "early" before
+the dump, never accepted: the dump refuses it unless --skip-in-flight, which drops that
+connection — after restore c3 reads EOF and a write fails with EPIPE)"""
 import os
 import socket
 import sys
@@ -26,6 +29,11 @@ c1 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 c1.connect(path)
 c2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 c2.connect(path)
+early = len(sys.argv) > 2 and sys.argv[2] == "early"
+if early:
+    c3 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c3.connect(path)
+    c3.send(b"early")
 sq = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 sq.bind(b"\0stasis-test-sq-%d" % os.getpid())
 sq.listen(2)
@@ -49,6 +57,14 @@ try:
     check(False, "a third connection was waiting: %r" % extra.recv(10, socket.MSG_DONTWAIT))
 except BlockingIOError:
     pass
+if early:
+    c3.settimeout(2)
+    check(c3.recv(10) == b"", "c3 (dropped) does not read EOF")
+    try:
+        c3.send(b"x")
+        check(False, "c3 (dropped): a write succeeded")
+    except BrokenPipeError:
+        pass
 a1.send(b"reply")
 check(c1.recv(10) == b"reply", "c1 does not get the reply")
 sc.send(b"rec")
