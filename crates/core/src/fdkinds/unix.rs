@@ -609,6 +609,10 @@ pub struct Made {
     deferred: std::collections::HashSet<u32>,
     /// The sending end kept for a deferred socket whose peer had closed.
     senders: HashMap<u32, OwnedFd>,
+    /// O_PATH descriptors of the socket files of sockets bound in a private root
+    /// (`private_path`): their names cannot be reached from here, these can
+    /// (`address`).
+    reach: HashMap<u32, OwnedFd>,
 }
 
 /// Sockets whose queues carry credentials, sent once every process of the tree exists
@@ -631,6 +635,16 @@ impl Late {
 }
 
 impl Made {
+    /// The address to connect to socket `ino` of the tree bound to `name`: its name, or
+    /// for one bound in a private root the /proc/self/fd link of its socket file
+    /// (the connected socket's getpeername still shows `name`).
+    fn address(&self, ino: u32, name: &[u8]) -> Vec<u8> {
+        match self.reach.get(&ino) {
+            Some(f) => sockaddr(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f)).as_bytes()),
+            None => sockaddr(name),
+        }
+    }
+
     fn insert(&mut self, ino: u32, s: OwnedFd) {
         self.pending.insert(ino, s);
     }
@@ -869,11 +883,17 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         let fd_ = s.as_fd();
         let name_ = u.name.clone();
         let ty = u.sock_type;
-        crate::ns::with_private_dirs(&parents(&[&u.name]), move || {
+        let reach = crate::ns::with_private_dirs(&parents(&[&u.name]), move || {
             sys::sock_addr_op(fd_, &sockaddr(&name_), false)?;
-            requeue_messages(ty, &sockaddr(&name_), msgs)
+            requeue_messages(ty, &sockaddr(&name_), msgs)?;
+            // its file, for the sockets of the tree that connect to it
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name_));
+            let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)?;
+            Ok(OwnedFd::from(file))
         })
         .map_err(|e| step(format!("bind and requeue (without a file on the host): {e}")))?;
+        made.reach.insert(u.ino, reach);
     } else {
         bind_own_name(pid, &format!("fd {fd}"), &s, u)?;
         requeue_messages(u.sock_type, &sockaddr(&u.name), msgs).map_err(|e| step(format!("requeueing {} messages: {e}", msgs.len())))?;
@@ -891,7 +911,7 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
     } else if u.connecting_to != 0 {
         // never blocks: the listener's queue had room for it (validate: waiting <= backlog + 1)
         sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| step(format!("O_NONBLOCK: {e}")))?;
-        sys::sock_addr_op(s.as_fd(), &sockaddr(&u.peer_name), true)
+        sys::sock_addr_op(s.as_fd(), &made.address(u.connecting_to, &u.peer_name), true)
             .map_err(|e| step(format!("connecting to {} again: {e}", addr_display(&u.peer_name))))?;
         sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, 0).map_err(|e| step(format!("O_NONBLOCK: {e}")))?;
     } else if u.peer_ino != 0 {
@@ -900,7 +920,7 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         if target.is_empty() {
             return Err(step(format!("its peer (socket {}) has no name to connect to", u.peer_ino)));
         }
-        sys::sock_addr_op(s.as_fd(), &sockaddr(&target), true)
+        sys::sock_addr_op(s.as_fd(), &made.address(u.peer_ino, &target), true)
             .map_err(|e| step(format!("connecting to {}: {e}", addr_display(&target))))?;
     }
     if !made.deferred.contains(&u.ino) {

@@ -18,6 +18,10 @@ args: WORKDIR
   gc/ga   a stream connection accepted from a listener on WORKDIR/gl.sock whose file
           was then unlinked (the listener closed): bytes queued both ways; both ends
           show the path, and no file comes back at it.
+  uc/us   a datagram client connected to a server (WORKDIR/us.sock) whose file was then
+          unlinked, a datagram queued: it comes back connected to it.
+  wc/wl   a client waiting on a listener (WORKDIR/wl.sock) whose file was then
+          unlinked: the listener accepts it after restore.
 After restore each datagram is read with recvfrom and compared with the address it
 had; no socket file is made at the paths of `pgone` or `gl.sock`, and the sockets that
 still own their files (pcli, rel.sock) keep working.
@@ -127,6 +131,20 @@ os.unlink(gl_path)
 gc.send(b"gc-to-ga")
 ga.send(b"ga-to-gc")
 
+us_path = os.path.join(d, "us.sock")
+us = sock(us_path)
+uc = sock()
+uc.connect(us_path)
+os.unlink(us_path)
+uc.send(b"uc-1")
+wl_path = os.path.join(d, "wl.sock")
+wl = socket.socket(U, socket.SOCK_STREAM)
+wl.bind(wl_path)
+wl.listen(2)
+wc = socket.socket(U, socket.SOCK_STREAM)
+wc.connect(wl_path)
+os.unlink(wl_path)
+
 
 def norm(a):
     # an unnamed sender reads as None or an empty name; paths as str
@@ -197,6 +215,20 @@ check(ga.getsockname() == gl_path and gc.getpeername() == gl_path, "unlinked lis
 check(not os.path.exists(gl_path), "a file appeared at the unlinked listener's path")
 gc.send(b"more")
 check(ga.recv(100) == b"more", "gc -> ga after restore")
+
+# a datagram client of a server whose file was unlinked; a client waiting on a listener
+# whose file was unlinked
+us.settimeout(2)
+check(us.recvfrom(100) == (b"uc-1", None), "us: the queued datagram")
+check(uc.getpeername() == us_path and us.getsockname() == us_path, "uc/us names %r %r" % (uc.getpeername(), us.getsockname()))
+uc.send(b"uc-2")
+check(us.recv(100) == b"uc-2", "uc -> us after restore")
+wl.settimeout(2)
+wa, _ = wl.accept()
+wc.send(b"wc")
+check(wa.recv(100) == b"wc", "the connection waiting on the unlinked listener")
+check(wc.getpeername() == wl_path and wl.getsockname() == wl_path, "wc/wl names %r %r" % (wc.getpeername(), wl.getsockname()))
+check(not os.path.exists(us_path) and not os.path.exists(wl_path), "a file appeared at an unlinked socket's path")
 
 if fails:
     for f in fails:
