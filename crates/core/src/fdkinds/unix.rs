@@ -615,6 +615,14 @@ pub struct Made {
     reach: HashMap<u32, OwnedFd>,
 }
 
+/// `Made::address` from its `reach` (or `Late`'s copy of it).
+fn reach_address(reach: &HashMap<u32, OwnedFd>, ino: u32, name: &[u8]) -> Vec<u8> {
+    match reach.get(&ino) {
+        Some(f) => sockaddr(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f)).as_bytes()),
+        None => sockaddr(name),
+    }
+}
+
 /// Sockets whose queues carry credentials, sent once every process of the tree exists
 /// (`requeue_late`): copies of the fds that takes (the sockets, their peers, the
 /// objects in flight), the sending ends kept for sockets whose peer had closed, and the
@@ -624,6 +632,7 @@ pub struct Late {
     inos: std::collections::HashSet<u32>,
     fds: HashMap<u32, OwnedFd>,
     senders: HashMap<u32, OwnedFd>,
+    reach: HashMap<u32, OwnedFd>,
     pub netns: HashMap<u64, OwnedFd>,
 }
 
@@ -639,10 +648,7 @@ impl Made {
     /// for one bound in a private root the /proc/self/fd link of its socket file
     /// (the connected socket's getpeername still shows `name`).
     fn address(&self, ino: u32, name: &[u8]) -> Vec<u8> {
-        match self.reach.get(&ino) {
-            Some(f) => sockaddr(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f)).as_bytes()),
-            None => sockaddr(name),
-        }
+        reach_address(&self.reach, ino, name)
     }
 
     fn insert(&mut self, ino: u32, s: OwnedFd) {
@@ -856,21 +862,11 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         return Err(step("seqpacket records queued on a socket that is not one end of a pair".into()));
     }
     let net_ns = objects.iter().find(|o| o.unix().is_some_and(|x| x.ino == u.ino)).map_or(0, |o| o.net_ns);
-    if carries_fds(u) {
-        if private_path(u) {
-            return Err(step("file descriptors in flight to a socket whose path was unlinked (its name can only be reached while it is bound)".into()));
-        }
-        made.deferred.insert(u.ino);
-    } else if carries_creds(u) {
-        if private_path(u) {
-            // its name is only reachable now: sent with the restorer's credentials
-            tracing::warn!(pid, fd, "unix socket {name}: its path was unlinked, so its queued messages come back now, without their senders' credentials");
-        } else {
-            made.deferred.insert(u.ino);
-        }
-    } else if u.peer_ino == 0 && !private_path(u) && u.messages.iter().any(|m| real_sender(objects, net_ns, u, &m.sender).is_some()) {
-        // messages that sockets of the tree sent: sent from those (whose names may be
-        // taken already) once every socket is open
+    if queue_waits(u) || (u.peer_ino == 0 && u.messages.iter().any(|m| real_sender(objects, net_ns, u, &m.sender).is_some())) {
+        // fds in flight (once every object is open), credentials (once every process
+        // exists), or messages that sockets of the tree sent (from those, whose names
+        // may be taken already, once every socket is open): later, to its name or, when
+        // bound privately, through its socket file (`Made::address`)
         made.deferred.insert(u.ino);
     }
     // the messages, sent to its name (validate: a socket with messages and no pair has
@@ -972,7 +968,7 @@ pub fn requeue_deferred(
     late.inos = made.deferred.iter().filter(|i| group_creds(i)).copied().collect();
     let now: std::collections::HashSet<u32> = made.deferred.difference(&late.inos).copied().collect();
     let fd_of = |id: u32| by_object.get(&id).map(|f| f.as_fd());
-    requeue_set(pid, objects, &fd_of, &now, &mut made.senders, run_in_ns)?;
+    requeue_set(pid, objects, &fd_of, &now, &mut made.senders, &made.reach, run_in_ns)?;
     // what requeue_late will need, copied (the originals move into the processes)
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
     let id_of: HashMap<u32, u32> = objects.iter().filter_map(|o| o.unix().map(|u| (u.ino, o.id))).collect();
@@ -991,6 +987,9 @@ pub fn requeue_deferred(
         if let Some(b) = made.senders.remove(&u.ino) {
             late.senders.insert(u.ino, b);
         }
+        if let Some(f) = made.reach.remove(&u.ino) {
+            late.reach.insert(u.ino, f);
+        }
     }
     made.deferred.clear();
     Ok(late)
@@ -1007,7 +1006,7 @@ pub fn requeue_late(pid: i32, objects: &[Object], late: &mut Late, run_in_ns: &R
     let fds = std::mem::take(&mut late.fds);
     let fd_of = |id: u32| fds.get(&id).map(|f| f.as_fd());
     let inos = std::mem::take(&mut late.inos);
-    requeue_set(pid, objects, &fd_of, &inos, &mut late.senders, run_in_ns)
+    requeue_set(pid, objects, &fd_of, &inos, &mut late.senders, &late.reach, run_in_ns)
 }
 
 /// Sends SCM_CREDENTIALS `c` (the restorer's pid for a sender outside the tree or one
@@ -1034,6 +1033,7 @@ fn requeue_set<'f>(
     fd_of: &(dyn Fn(u32) -> Option<std::os::fd::BorrowedFd<'f>> + Sync),
     inos: &std::collections::HashSet<u32>,
     senders: &mut HashMap<u32, OwnedFd>,
+    reach: &HashMap<u32, OwnedFd>,
     run_in_ns: &RunInNs,
 ) -> Result<()> {
     if inos.is_empty() {
@@ -1056,7 +1056,7 @@ fn requeue_set<'f>(
                 (fd_of(pid_)?, Vec::new())
             } else {
                 temp = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(what)?;
-                (temp.as_fd(), sockaddr(&u.name))
+                (temp.as_fd(), reach_address(reach, u.ino, &u.name))
             };
             let _ = sys::setsockopt_int(from, libc::SOL_SOCKET, libc::SO_SNDBUF, i32::MAX / 2);
             let fds = |ids: &[u32]| -> Result<Vec<std::os::fd::BorrowedFd>> { ids.iter().map(|&i| fd_of(i)).collect() };

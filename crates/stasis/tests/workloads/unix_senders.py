@@ -20,6 +20,8 @@ args: WORKDIR
           show the path, and no file comes back at it.
   uc/us   a datagram client connected to a server (WORKDIR/us.sock) whose file was then
           unlinked, a datagram queued: it comes back connected to it.
+  uf/ucr  datagram sockets whose files were unlinked, one with a pipe in flight
+          (SCM_RIGHTS), one with SO_PASSCRED (credentials), both from `abs`.
   wc/wl   a client waiting on a listener (WORKDIR/wl.sock) whose file was then
           unlinked: the listener accepts it after restore.
 After restore each datagram is read with recvfrom and compared with the address it
@@ -137,6 +139,20 @@ uc = sock()
 uc.connect(us_path)
 os.unlink(us_path)
 uc.send(b"uc-1")
+# receivers whose files were unlinked, with a file descriptor in flight and with
+# credentials
+uf_path = os.path.join(d, "uf.sock")
+uf = sock(uf_path)
+pr, pw = os.pipe()
+os.write(pw, b"through-the-pipe")
+abs_.sendmsg([b"with-fd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", pr))], 0, uf_path)
+os.close(pr)
+ucr_path = os.path.join(d, "ucr.sock")
+ucr = sock(ucr_path)
+ucr.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+abs_.sendto(b"with-creds", ucr_path)
+os.unlink(uf_path)
+os.unlink(ucr_path)
 wl_path = os.path.join(d, "wl.sock")
 wl = socket.socket(U, socket.SOCK_STREAM)
 wl.bind(wl_path)
@@ -215,6 +231,18 @@ check(ga.getsockname() == gl_path and gc.getpeername() == gl_path, "unlinked lis
 check(not os.path.exists(gl_path), "a file appeared at the unlinked listener's path")
 gc.send(b"more")
 check(ga.recv(100) == b"more", "gc -> ga after restore")
+
+uf.settimeout(2)
+data, anc, _, frm = uf.recvmsg(100, socket.CMSG_SPACE(4))
+fds = [struct.unpack("i", raw[:4])[0] for lv, ty, raw in anc if lv == socket.SOL_SOCKET and ty == socket.SCM_RIGHTS]
+check((data, frm) == (b"with-fd", abs_name) and len(fds) == 1, "uf read %r from %r with fds %r" % (data, frm, fds))
+if len(fds) == 1:
+    check(os.read(fds[0], 100) == b"through-the-pipe", "the pipe in flight to uf")
+ucr.settimeout(2)
+data, anc, _, frm = ucr.recvmsg(100, socket.CMSG_SPACE(CRED))
+creds = [struct.unpack("3i", raw[:CRED]) for lv, ty, raw in anc if lv == socket.SOL_SOCKET and ty == socket.SCM_CREDENTIALS]
+check((data, frm, creds) == (b"with-creds", abs_name, [(pid, 0, 0)]), "ucr read %r from %r with %r" % (data, frm, creds))
+check(uf.getsockname() == uf_path and ucr.getsockname() == ucr_path, "uf/ucr names")
 
 # a datagram client of a server whose file was unlinked; a client waiting on a listener
 # whose file was unlinked
