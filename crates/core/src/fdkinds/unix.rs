@@ -17,8 +17,14 @@
 //! inside the tree; outside it — a datagram socket keeps the peer's name and connects
 //! to it again at restore (syslog's /dev/log), a stream/seqpacket one is refused naming
 //! the process holding the peer unless marked `--external unix:[INODE]`.
-//! Refused: connections from outside the tree waiting to be accepted (unless
-//! --skip-in-flight), a datagram socket connected to an unnamed socket outside the tree.
+//! Refused: connections from outside the tree waiting to be accepted, and connections
+//! of the tree waiting with bytes already sent (those bytes sit in the server's end,
+//! which has no fd before the accept; accepting it through a pidfd_getfd copy of the
+//! listener would take it out of the live queue for good) — unless --skip-in-flight,
+//! which drops them (a client of the tree comes back as one whose peer closed); a
+//! datagram socket connected to an unnamed socket outside the tree. (A cycle of three
+//! or more one-way connected datagram sockets cannot exist: connect(2) refuses to
+//! connect to a socket connected to another, EPERM.)
 //!
 //! Restore (`open_end`): a pair whose ends are connected to each other is made with
 //! socketpair(2) when its first end is opened (each end's queue written into the other
@@ -30,12 +36,16 @@
 //! closed. An accepted connection is accepted again from a throwaway listener of the same
 //! name (`named_pair`; paths inside a private mount namespace over a tmpfs, so nothing is
 //! made on the host; pairs with abstract names first, before a listener of the tree takes
-//! the name); a path whose file was unlinked or replaced is bound the same private way.
-//! Queued datagrams are sent from a socket of their sender's name when it is abstract
-//! (a datagram client of the tree is made after its server for that); known losses: a
-//! sender bound to a path (taking it would make a host file), the names of a datagram
-//! pair. Queues carrying credentials wait until every process exists (`requeue_late`):
-//! SCM_CREDENTIALS may only name a pid that exists.
+//! the name); a path whose file was unlinked or replaced, or a relative path, is bound
+//! the same private way (`private_path`), and the sockets that connect to it later go
+//! through an O_PATH fd of its socket file (`Made::address`). Queued datagrams are sent
+//! so that recvfrom shows their sender's name (`Senders`): from the socket of the tree
+//! bound to it (the receiver's queue then waits until every socket is open,
+//! `requeue_deferred`), else from a new socket bound to it (a path inside a private
+//! root); a datagram pair gets its ends' names after socketpair. Known loss: an
+//! abstract sender name taken meanwhile by a process outside the tree (unnamed, with a
+//! warning). Queues carrying credentials wait until every process exists
+//! (`requeue_late`): SCM_CREDENTIALS may only name a pid that exists.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
