@@ -35,16 +35,19 @@ fn pipe_with_o_async() {
     roundtrip("pipe_async", &[]);
 }
 
-fn unix_states(label: &str, leave_running: bool) {
-    let _t = serial();
+/// Starts workloads/SCRIPT as `python3 SCRIPT WORKDIR ARGS...` and waits for READY.
+fn python_workload(label: &str, script: &str, args: &[std::ffi::OsString]) -> Workload {
     let mut w = Workload::new(label);
-    // a datagram socket outside the tree (syslog's /dev/log): the workload connects to it
-    let log_path = w.work.join("log.sock");
-    let log = std::os::unix::net::UnixDatagram::bind(&log_path).expect("bind the test's log socket");
-    log.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-    let script = std::path::Path::new(WORKLOADS).join("unix_states.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string(), log_path.clone().into_os_string()]);
+    let mut a = vec![std::path::Path::new(WORKLOADS).join(script).into_os_string(), w.work.clone().into_os_string()];
+    a.extend_from_slice(args);
+    w.spawn(&python3(), &a);
     w.wait_ready();
+    w
+}
+
+/// A killing dump and restore, or a --leave-running dump, the original killed, and
+/// a restore of the image.
+fn dump_restore(w: &mut Workload, leave_running: bool) {
     if leave_running {
         w.dump_leave_running();
         w.kill_original();
@@ -52,6 +55,17 @@ fn unix_states(label: &str, leave_running: bool) {
     } else {
         w.checkpoint_restore();
     }
+}
+
+fn unix_states(label: &str, leave_running: bool) {
+    let _t = serial();
+    // a datagram socket outside the tree (syslog's /dev/log): the workload connects to it
+    let dir = TempDir::new(&format!("{label}-log"));
+    let log_path = dir.path.join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&log_path).expect("bind the test's log socket");
+    log.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut w = python_workload(label, "unix_states.py", &[log_path.into_os_string()]);
+    dump_restore(&mut w, leave_running);
     w.go_and_pass();
     let mut buf = [0u8; 64];
     for want in [&b"before"[..], b"after"] {
@@ -79,10 +93,7 @@ fn unix_sockets_in_every_state_after_leave_running_dump() {
 
 fn dgram_queue(mode: &str) {
     let _t = serial();
-    let mut w = Workload::new("dgram-queue");
-    let script = std::path::Path::new(WORKLOADS).join("dgram_queue.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string(), mode.into()]);
-    w.wait_ready();
+    let mut w = python_workload("dgram-queue", "dgram_queue.py", &[mode.into()]);
     w.checkpoint_restore();
     w.go_and_pass();
 }
@@ -110,10 +121,7 @@ fn queued_datagrams_keep_their_boundaries() {
 fn queued_messages_keep_their_senders_credentials() {
     let _t = serial();
     for leave in [false, true] {
-        let mut w = Workload::new("unix-creds");
-        let script = std::path::Path::new(WORKLOADS).join("creds.py");
-        w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-        w.wait_ready();
+        let mut w = python_workload("unix-creds", "creds.py", &[]);
         let child: i32 = w.info("child").parse().unwrap();
         if leave {
             // the live tree reads them after a --leave-running dump too
@@ -133,22 +141,13 @@ fn queued_messages_keep_their_senders_credentials() {
 #[test]
 fn listener_socket_files_keep_owner_and_mode() {
     let _t = serial();
-    let mut w = Workload::new("unix-sockfile");
-    let script = std::path::Path::new(WORKLOADS).join("sockfile.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-    w.wait_ready();
+    let mut w = python_workload("unix-sockfile", "sockfile.py", &[]);
     w.checkpoint_restore();
     w.go_and_pass();
 }
 
 fn unix_listen(label: &str, args: &[&str]) -> Workload {
-    let mut w = Workload::new(label);
-    let script = std::path::Path::new(WORKLOADS).join("unix_listen.py");
-    let mut a = vec![script.into_os_string(), w.work.clone().into_os_string()];
-    a.extend(args.iter().map(std::ffi::OsString::from));
-    w.spawn(&python3(), &a);
-    w.wait_ready();
-    w
+    python_workload(label, "unix_listen.py", &args.iter().map(std::ffi::OsString::from).collect::<Vec<_>>())
 }
 
 /// Listeners with connections of the tree waiting to be accepted: they wait again after
@@ -209,10 +208,7 @@ fn unix_client_waiting_with_bytes_sent_needs_skip_in_flight() {
 
 fn scm_rights(label: &str, leave_running: bool) {
     let _t = serial();
-    let mut w = Workload::new(label);
-    let script = std::path::Path::new(WORKLOADS).join("scm_rights.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-    w.wait_ready();
+    let mut w = python_workload(label, "scm_rights.py", &[]);
     if leave_running {
         // the live process first: its queues and fds in flight are untouched
         w.dump_leave_running();
@@ -244,17 +240,8 @@ fn file_descriptors_in_flight_after_leave_running_dump() {
 
 fn unix_senders(label: &str, leave_running: bool) {
     let _t = serial();
-    let mut w = Workload::new(label);
-    let script = std::path::Path::new(WORKLOADS).join("unix_senders.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-    w.wait_ready();
-    if leave_running {
-        w.dump_leave_running();
-        w.kill_original();
-        w.restore();
-    } else {
-        w.checkpoint_restore();
-    }
+    let mut w = python_workload(label, "unix_senders.py", &[]);
+    dump_restore(&mut w, leave_running);
     // the socket bound to a relative path is bound privately, never relative to the
     // restorer's working directory
     let stray = std::env::current_dir().unwrap().join("rel.sock");

@@ -32,17 +32,11 @@ import os
 import socket
 import struct
 import sys
-import time
+
+from unix_common import check, client, finish, listener, ready_then_wait_go
 
 d = sys.argv[1]
 os.chdir(d)
-fails = []
-
-
-def check(cond, what):
-    if not cond:
-        fails.append(what)
-
 
 U = socket.AF_UNIX
 DG = socket.SOCK_DGRAM
@@ -122,11 +116,8 @@ late.bind(late_name)
 late.send(b"from-late")
 
 gl_path = os.path.join(d, "gl.sock")
-gl = socket.socket(U, socket.SOCK_STREAM)
-gl.bind(gl_path)
-gl.listen(1)
-gc = socket.socket(U, socket.SOCK_STREAM)
-gc.connect(gl_path)
+gl = listener(gl_path, 1)
+gc = client(gl_path)
 ga, _ = gl.accept()
 gl.close()
 os.unlink(gl_path)
@@ -135,8 +126,7 @@ ga.send(b"ga-to-gc")
 
 us_path = os.path.join(d, "us.sock")
 us = sock(us_path)
-uc = sock()
-uc.connect(us_path)
+uc = client(us_path, DG)
 os.unlink(us_path)
 uc.send(b"uc-1")
 # receivers whose files were unlinked, with a file descriptor in flight and with
@@ -154,11 +144,8 @@ abs_.sendto(b"with-creds", ucr_path)
 os.unlink(uf_path)
 os.unlink(ucr_path)
 wl_path = os.path.join(d, "wl.sock")
-wl = socket.socket(U, socket.SOCK_STREAM)
-wl.bind(wl_path)
-wl.listen(2)
-wc = socket.socket(U, socket.SOCK_STREAM)
-wc.connect(wl_path)
+wl = listener(wl_path, 2)
+wc = client(wl_path)
 os.unlink(wl_path)
 
 
@@ -180,10 +167,7 @@ def drain(s, n):
     return got
 
 
-print("READY", flush=True)
-go = os.path.join(d, "go")
-while not os.path.exists(go):
-    time.sleep(0.01)
+ready_then_wait_go(d)
 
 got = [(m, norm(a)) for m, a in drain(srv, 1000)]
 check(got == want, "srv read %r, want %r" % (got, want))
@@ -258,8 +242,4 @@ check(wa.recv(100) == b"wc", "the connection waiting on the unlinked listener")
 check(wc.getpeername() == wl_path and wl.getsockname() == wl_path, "wc/wl names %r %r" % (wc.getpeername(), wl.getsockname()))
 check(not os.path.exists(us_path) and not os.path.exists(wl_path), "a file appeared at an unlinked socket's path")
 
-if fails:
-    for f in fails:
-        print("FAIL: %s" % f, flush=True)
-    sys.exit(1)
-print("PASS", flush=True)
+finish()
