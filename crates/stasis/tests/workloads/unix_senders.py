@@ -6,7 +6,8 @@ args: WORKDIR
           (bound to WORKDIR/pcli.sock, connected to srv), `pgone` (bound to
           WORKDIR/gone/pgone.sock, closed, its file and directory removed), `auto`
           (autobind), an unnamed socket, and a relative path `rel.sock` (bound in
-          WORKDIR, the workload's cwd).
+          WORKDIR, the workload's cwd). `pgone` also sent to `ul` (WORKDIR/ul.sock),
+          whose file was then unlinked (bound privately at restore).
   csrv    the same with SO_PASSCRED on (its messages carry credentials, so they are
           sent once every process exists): from `pcli2` (a path) and `abs`.
   pair    an unnamed datagram socketpair with two datagrams queued: the sender reads
@@ -80,6 +81,10 @@ sent(pgone, b"from-pgone", pgone_path)
 sent(auto, b"from-auto", auto_name)
 sent(unnamed, b"from-unnamed", None)
 sent(rel, b"from-rel", "rel.sock")
+ul_path = os.path.join(d, "ul.sock")
+ul = sock(ul_path)
+pgone.sendto(b"pgone-to-ul", ul_path)
+os.unlink(ul_path)
 pcli.send(b"pcli-again")
 want.append((b"pcli-again", pcli_path))
 pgone.close()
@@ -194,6 +199,11 @@ check(mb.getsockname() == mb_name and mb.getpeername() == ma_path, "mb name/peer
 got = [(m, norm(a)) for m, a in drain(lb, 100)]
 check(got == [(b"from-late", late_name)], "lb read %r" % got)
 check(late.getsockname() == late_name and norm(lb.getsockname()) is None, "late pair names %r %r" % (late.getsockname(), lb.getsockname()))
+
+# a receiver whose file was unlinked (bound privately), its sender a path that is gone
+ul.settimeout(2)
+got = ul.recvfrom(100)
+check(got == (b"pgone-to-ul", pgone_path), "ul read %r" % (got,))
 
 # the senders that own their files still work; the gone ones left no file
 pcli.send(b"new")
