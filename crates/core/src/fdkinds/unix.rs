@@ -855,9 +855,9 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         }
     }
     // A peer of the tree it connects to (a datagram client → its server) is made first,
-    // before this socket takes its name: the peer's queued messages from this socket are
-    // then sent from a socket of that name (recvfrom shows it). Known limit: a cycle of
-    // three or more one-way connections cannot be made (the first is not bound yet).
+    // so that it exists to connect to. (Chains end: two sockets connected to each other
+    // are a pair, and a cycle of three or more one-way connections cannot exist — the
+    // kernel refuses to connect to a socket connected to another.)
     if !u.listening && u.connecting_to == 0 && u.peer_ino != 0 {
         if let Some(p) = find(u.peer_ino).filter(|p| !made.exists(p.ino) && !making.contains(&p.ino)) {
             making.push(u.ino);
