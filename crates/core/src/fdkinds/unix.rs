@@ -1,7 +1,9 @@
 //! Unix sockets (stream, datagram, seqpacket) in every state a program leaves them:
 //! unbound, bound (path, abstract, autobind), listening, connected inside the tree
 //! (socketpair(2) or accepted), connected to a socket outside the tree, or left by a peer
-//! that closed; with their queues and options.
+//! that closed (a datagram socket too: the kernel keeps the closed peer, which
+//! getpeername names, until the next send fails with ECONNREFUSED); with their queues
+//! and options.
 //!
 //! Dump: NETLINK_SOCK_DIAG tells each socket's peer, name, state, shutdown and queue
 //! length. Stream bytes are peeked (MSG_PEEK with SO_PEEK_OFF, so the process still
@@ -241,6 +243,16 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             u.peer_gone = true;
         } else {
             return Err(refuse(format!("{tn} socket connected to a socket the kernel does not name")));
+        }
+    } else if ty == libc::SOCK_DGRAM && d.state == TCP_ESTABLISHED {
+        // Established and no peer named: a socket others connected to (getpeername:
+        // ENOTCONN), or one connected to a socket that closed since — the kernel keeps
+        // that one (getpeername shows its name) until the next send, which fails with
+        // ECONNREFUSED.
+        let peer = sys::sock_name(s, true).map_err(|e| sys_err("getpeername", e))?;
+        if !peer.is_empty() {
+            u.peer_gone = true;
+            u.peer_name = saved_name(peer.get(2..).unwrap_or_default());
         }
     }
     let _creds = PeekCreds::new(s, u.passcred, u.passsec).map_err(|e| sys_err("turning SO_PASSCRED on to peek", e))?;
@@ -706,6 +718,15 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
         _ if u.peer_gone => {
             let (a, b) = sys::socketpair(u.sock_type).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
+            if u.sock_type == libc::SOCK_DGRAM {
+                // its own name, and the closed peer's as getpeername and recvfrom show
+                // it (bound privately: the closed socket's file is not the tree's)
+                bind_own_name(pid, &format!("fd {fd}"), &a, u)?;
+                let gone = UnixObj { name: u.peer_name.clone(), name_unlinked: true, sock_type: u.sock_type, ..Default::default() };
+                if let Err(e) = bind_own_name(pid, &format!("the closed peer of fd {fd}"), &b, &gone) {
+                    tracing::warn!(pid, fd, "the closed peer's name {} is not kept: {e}", addr_display(&u.peer_name));
+                }
+            }
             if queue_waits(u) {
                 made.deferred.insert(u.ino);
                 made.senders.insert(u.ino, b); // closed once the queue is in

@@ -23,6 +23,10 @@ args: WORKDIR
           unlinked, a datagram queued: it comes back connected to it.
   uf/ucr  datagram sockets whose files were unlinked, one with a pipe in flight
           (SCM_RIGHTS), one with SO_PASSCRED (credentials), both from `abs`.
+  dc, dp  datagram sockets connected to a peer that closed since: `dc` (abstract name)
+          to a server on WORKDIR/dcs.sock that sent it a datagram, `dp` one end of a
+          pair with two queued: the queue, getpeername (the closed peer's name), then a
+          send fails once with ECONNREFUSED and the socket is unconnected.
   wc/wl   a client waiting on a listener (WORKDIR/wl.sock) whose file was then
           unlinked: the listener accepts it after restore.
 After restore each datagram is read with recvfrom and compared with the address it
@@ -148,6 +152,20 @@ ucr.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 abs_.sendto(b"with-creds", ucr_path)
 os.unlink(uf_path)
 os.unlink(ucr_path)
+# datagram sockets connected to a peer that closed since: a client of a server on a
+# path (a datagram queued on the client), one end of a pair with two queued on it
+dc_srv_path = os.path.join(d, "dcs.sock")
+dc_srv = sock(dc_srv_path)
+dc_name = b"\0stasis-senders-dc-%d" % pid
+dc = sock(dc_name)
+dc.connect(dc_srv_path)
+dc_srv.sendto(b"before-close", dc_name)
+dc_srv.close()
+os.unlink(dc_srv_path)
+dp, dp_gone = socket.socketpair(U, DG)
+dp_gone.send(b"dp-1")
+dp_gone.send(b"dp-2")
+dp_gone.close()
 wl_path = os.path.join(d, "wl.sock")
 wl = listener(wl_path, 2)
 wc = client(wl_path)
@@ -237,6 +255,26 @@ data, anc, _, frm = ucr.recvmsg(100, socket.CMSG_SPACE(CRED))
 creds = [struct.unpack("3i", raw[:CRED]) for lv, ty, raw in anc if lv == socket.SOL_SOCKET and ty == socket.SCM_CREDENTIALS]
 check((data, frm, creds) == (b"with-creds", abs_name, [(pid, 0, 0)]), "ucr read %r from %r with %r" % (data, frm, creds))
 check(uf.getsockname() == uf_path and ucr.getsockname() == ucr_path, "uf/ucr names")
+
+# connected to a peer that closed: the queue, the peer's name, then one ECONNREFUSED
+dc.settimeout(2)
+got = dc.recvfrom(100)
+check(got == (b"before-close", dc_srv_path), "dc read %r" % (got,))
+check(dc.getsockname() == dc_name and dc.getpeername() == dc_srv_path, "dc names %r %r" % (dc.getsockname(), dc.getpeername()))
+dp.settimeout(2)
+got = [dp.recvfrom(100), dp.recvfrom(100)]
+check([(m, norm(a)) for m, a in got] == [(b"dp-1", None), (b"dp-2", None)], "dp read %r" % got)
+for s_, what in ((dc, "dc"), (dp, "dp")):
+    try:
+        s_.send(b"x")
+        check(False, "%s: a send to a closed peer succeeded" % what)
+    except ConnectionRefusedError:
+        pass
+    try:
+        s_.getpeername()
+        check(False, "%s: still connected after ECONNREFUSED" % what)
+    except OSError:
+        pass
 
 # a datagram client of a server whose file was unlinked; a client waiting on a listener
 # whose file was unlinked
