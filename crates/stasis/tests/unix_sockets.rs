@@ -255,9 +255,11 @@ fn unix_senders(label: &str, leave_running: bool) {
 /// (alive, or closed with its file and directory gone), a relative path, an abstract
 /// name held by a socket of the tree, an autobind name, none; with credentials too; an
 /// unnamed datagram pair stays unnamed, a pair of named sockets connected to each other
-/// and a pair end bound later keep their names. A connection accepted from a listener
-/// whose file was unlinked comes back without a file at that path
-/// (workloads/unix_senders.py).
+/// and a pair end bound later keep their names. Sockets whose files were unlinked (no
+/// file comes back at their paths): a connection accepted from such a listener, a
+/// client waiting on one, a datagram client connected to one, receivers with a pipe in
+/// flight and with credentials. Datagram sockets connected to a peer that closed since:
+/// queue, getpeername, then one ECONNREFUSED (workloads/unix_senders.py).
 #[test]
 fn queued_datagrams_keep_their_senders_addresses() {
     unix_senders("unix-senders", false);
