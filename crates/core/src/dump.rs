@@ -220,6 +220,7 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
         let membarrier = task::membarrier_registrations(&par, pid)?;
         // Linux 6.4+; EINVAL before: off
         let memory_merge = par.raw(pid, libc::SYS_prctl, &[task::PR_GET_MEMORY_MERGE, 0, 0, 0, 0])? == 1;
+        crate::aio::check_own(&par, pid)?;
         let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
         let mm = MmInfo {
             start_code: procfs::stat_num(&sf, 26),
@@ -575,10 +576,15 @@ fn write_image(
             }
         }
         let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
-        if exe_path.ends_with(" (deleted)") {
-            return Err(Error::Unsupported { pid, what: format!("its executable {exe_path} was deleted") });
-        }
-        let exe_id = files::mapped_file(pid, &mut objs, &format!("/proc/{pid}/exe"), &exe_path, false, true)?;
+        let exe_via = format!("/proc/{pid}/exe");
+        let exe_id = if exe_path.ends_with(" (deleted)") {
+            // removed (a binary replaced by an upgrade): the same nameless file as the
+            // VMAs that map it (mem::collect), recreated from the image
+            let gid = files::ghost(pid, &mut objs, &exe_via, &exe_path, "its executable")?;
+            files::mapped_ghost(&mut objs, gid, &exe_path, false)
+        } else {
+            files::mapped_file(pid, &mut objs, &exe_via, &exe_path, false, true)?
+        };
         if let Some(mm) = process.mm.as_mut() {
             mm.exe_object = exe_id;
         }

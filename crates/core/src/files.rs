@@ -65,6 +65,20 @@ fn ns_of(sec: i64, nsec: i64) -> i64 {
     sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
+/// The mapped-file object of ghost `gid` (a nameless file that VMAs map or that is a
+/// process's executable, `path` as /proc shows it): one per ghost, writable if any
+/// mapping of it is shared and writable.
+pub fn mapped_ghost(objs: &mut ObjectTable, gid: u32, path: &str, writable: bool) -> u32 {
+    let id = objs.intern(format!("mapped-ghost:{gid}"), |_| Object {
+        kind: Some(Kind::MappedFile(MappedFileObj { path: path.to_string(), identity: None, writable, ghost_id: gid })),
+        ..Default::default()
+    });
+    if let Some(mf) = objs.get_mut(id).and_then(|o| o.mapped_file_mut()) {
+        mf.writable |= writable;
+    }
+    id
+}
+
 /// Registers the nameless inode behind `via` (a /proc/PID/fd/N or map_files link): a
 /// deleted regular file or a memfd (its allocated extents are copied into the pages
 /// files by `mem::add_ghost_files`: holes stay holes, any size), a directory removed
@@ -340,7 +354,8 @@ fn dump_in_flight(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<
     for _ in 0..MAX_ROUNDS {
         let new = std::mem::take(&mut st.in_flight_new);
         if new.is_empty() {
-            for &id in &st.carriers {
+            // once each: a named carrier holds object ids, no longer fd numbers
+            for id in std::mem::take(&mut st.carriers) {
                 if let Some(u) = objs.get_mut(id).and_then(|o| o.unix_mut()) {
                     fdkinds::unix::name_in_flight(u, &st.in_flight_ids);
                 }
@@ -510,6 +525,12 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                     });
                 }
             }
+            if link == crate::mem::SECRETMEM {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} is secret memory (memfd_secret), which only the process itself can read") });
+            }
+            if ft.is_file() && is_mqueue(pid, fd) {
+                return Err(Error::Unsupported { pid, what: format!("fd {fd} is the POSIX message queue {link} (mq_open)") });
+            }
             let is_memfd = link.starts_with("/memfd:");
             // removed while open: the kernel appends " (deleted)" (a name that really
             // ends so is the same inode)
@@ -579,6 +600,13 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
     }
     st.users.extend(out.iter().map(|f| (pid, f.fd, f.object_id)));
     Ok((out, locks.into_iter().map(|(_, l)| l).collect()))
+}
+
+/// Is fd `fd` of `pid` a POSIX message queue? Its link reads like a path ("/name"),
+/// which is not the queue's name in the host's tree.
+fn is_mqueue(pid: i32, fd: i32) -> bool {
+    let path = CString::new(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+    sys::statfs_type(&path).ok() == Some(sys::MQUEUE_MAGIC)
 }
 
 /// Another name of the inode `md` (a regular file whose name `path` was removed while

@@ -17,7 +17,9 @@
 //! with the outside world); a missing one is recreated with its id and filled. The
 //! processes then attach segments with injected shmat() (restore.rs). Segments marked
 //! destroyed get IPC_RMID once every attachment is back (`Restored::finish`).
-//! SEM_UNDO adjustments are not saved.
+//! SEM_UNDO adjustments are not saved: the kernel has no call that reads them. A process
+//! that has an undo list (kcmp KCMP_SYSVSEM against ours, which has none, tells) gets a
+//! warning: after restore its exit no longer undoes what it did with SEM_UNDO.
 
 use std::collections::HashMap;
 
@@ -74,6 +76,7 @@ fn dump_shm(pid: i32, id: i32, o: &mut SysvShmObj) -> Result<ShmAttach> {
 /// Fills the SysV objects of every IPC namespace of the tree (see the module doc).
 /// `procs` are the dumped processes with their `ipc_ns` and VMAs.
 pub fn dump(procs: &[Process], objs: &mut ObjectTable) -> Result<Vec<ShmContent>> {
+    warn_sem_undo(procs);
     let mut out = Vec::new();
     let mut nss: Vec<(u32, i32)> = Vec::new();
     for p in procs.iter().filter(|p| !p.zombie) {
@@ -376,4 +379,19 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
         }
     }
     Ok(out)
+}
+
+/// Warns for each process with a SEM_UNDO list (semop with SEM_UNDO at some time, or
+/// one shared by clone(CLONE_SYSVSEM)): its adjustments cannot be read, so none is
+/// restored.
+fn warn_sem_undo(procs: &[Process]) {
+    let me = stasis_sys::sys::getpid();
+    for p in procs.iter().filter(|p| !p.zombie) {
+        if stasis_sys::sys::kcmp(p.pid, me, stasis_sys::sys::KCMP_SYSVSEM, 0, 0).is_ok_and(|r| r != 0) {
+            tracing::warn!(
+                pid = p.pid,
+                "it has SEM_UNDO state (semop with SEM_UNDO): the kernel cannot tell the adjustments, so after restore its exit does not undo them"
+            );
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! stasis engine: freeze → collect → dump → image → restore. See docs/ARCHITECTURE.md.
 
+pub mod aio;
 pub mod cgroup;
 pub mod cpu;
 pub mod dump;

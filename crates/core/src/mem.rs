@@ -167,6 +167,9 @@ fn zero_pfn() -> u64 {
     }
 }
 
+/// How /proc shows memory of memfd_secret (a VMA or an fd).
+pub const SECRETMEM: &str = "/secretmem (deleted)";
+
 fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
     let p = m.path.as_str();
     Ok(match p {
@@ -177,12 +180,14 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
         _ if m.inode == 0 && !m.shared => VmaKind::Anon,
         _ if m.shared && (p == "/dev/zero (deleted)" || p.starts_with("[anon_shmem:")) => VmaKind::ShmemAnon,
         _ if m.shared && p.starts_with("/SYSV") => VmaKind::SysvShm,
-        // the ring of an aio context (io_setup): the context id is its address; the
-        // kernel context behind it (requests in flight) has no userspace way back
-        _ if m.shared && (p == "/[aio]" || p == "/[aio] (deleted)") => {
+        // the ring of an aio context (io_setup): the context id is its address
+        _ if m.shared && (p == "/[aio]" || p == "/[aio] (deleted)") => VmaKind::AioRing,
+        // memfd_secret: its pages are out of the kernel's direct map, no other process
+        // (nor /proc/PID/mem) can read them
+        _ if p == SECRETMEM => {
             return Err(Error::Unsupported {
                 pid,
-                what: format!("VMA {:#x}-{:#x} is the ring of an aio context (io_setup, context id {:#x})", m.start, m.end, m.start),
+                what: format!("VMA {:#x}-{:#x} is secret memory (memfd_secret), which only the process itself can read", m.start, m.end),
             })
         }
         _ if p.starts_with('/') => {
@@ -299,6 +304,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             pages_saved: 0,
             shm_flags: 0,
             guards: Vec::new(),
+            aio: None,
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
         if m.has_flag("ht") && kind != VmaKind::SysvShm {
@@ -312,13 +318,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                 let writable = m.shared && m.prot & libc::PROT_WRITE as u32 != 0;
                 if nameless || marked {
                     let gid = files::ghost(pid, objs, &map_file, &m.path, &what())?;
-                    vma.object_id = objs.intern(format!("mapped-ghost:{gid}"), |_| Object {
-                        kind: Some(Kind::MappedFile(MappedFileObj { path: m.path.clone(), identity: None, writable, ghost_id: gid })),
-                        ..Default::default()
-                    });
-                    if let Some(mf) = objs.get_mut(vma.object_id).and_then(|o| o.mapped_file_mut()) {
-                        mf.writable |= writable;
-                    }
+                    vma.object_id = files::mapped_ghost(objs, gid, &m.path, writable);
                 } else {
                     vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, true)?;
                 }
@@ -336,6 +336,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                     vma.shm_flags = SHM_RDONLY;
                 }
             }
+            VmaKind::AioRing => vma.aio = Some(crate::aio::dump_ring(pid, m.start, m.end)?),
             VmaKind::ShmemAnon => {
                 if let Some((_, id, _)) = shm_seen.iter().find(|(ino, _, _)| *ino == m.inode) {
                     vma.object_id = *id;

@@ -264,7 +264,7 @@ pub fn child_apply(p: &NsPlan, tmp: &[i32]) -> std::result::Result<(), &'static 
 
 /// Kinds dump refuses when a process is in another namespace of that kind than stasis.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("user", "user namespaces are not supported yet"),
+    ("user", "user namespaces"),
 ];
 
 /// The inode of a namespace link (`/proc/PID/ns/KIND` → `kind:[INODE]`).

@@ -24,6 +24,7 @@ fn kind_name(k: i32) -> &'static str {
         VmaKind::VvarVclock => "vvar_vclock",
         VmaKind::Vsyscall => "vsyscall",
         VmaKind::SysvShm => "sysv-shm",
+        VmaKind::AioRing => "aio-ring",
         VmaKind::Unknown => "unknown",
     }
 }
@@ -706,7 +707,8 @@ fn thread_json(t: &Thread) -> Value {
 fn vma_json(m: &stasis_image::Manifest, v: &Vma) -> Value {
     json!({"start": format!("{:#x}", v.start), "end": format!("{:#x}", v.end), "size": v.end - v.start,
            "prot": prot(v.prot), "perms": prot4(v), "shared": v.shared, "kind": kind_name(v.kind), "name": v.name,
-           "pages_saved": v.pages_saved, "flags": v.vm_flags, "external": vma_external(m, v)})
+           "pages_saved": v.pages_saved, "flags": v.vm_flags, "external": vma_external(m, v),
+           "aio": v.aio.as_ref().map(|a| json!({"nr": a.nr, "head": a.head, "tail": a.tail, "unreaped": a.events.len()}))})
 }
 
 fn fds_json(m: &stasis_image::Manifest, q: &Process) -> Vec<Value> {
@@ -900,6 +902,9 @@ fn print_process(m: &stasis_image::Manifest, q: &Process) {
             let e = vma_external(m, v);
             if !e.is_empty() {
                 s += &format!(" (external {e})");
+            }
+            if let Some(a) = &v.aio {
+                s += &format!(" (aio context: {} slots, head {}, tail {}, {} unreaped)", a.nr, a.head, a.tail, a.events.len());
             }
             println!("{s}");
         }

@@ -103,6 +103,27 @@ fn epoll_items_and_delivered_data() {
     roundtrip("fds_misc", &["epoll"]);
 }
 
+/// epoll items registered under fd numbers that were closed afterwards while dups keep
+/// their files (one number reused by another file): both still delivered, fdinfo names
+/// the old numbers, the reused number still holds its file with FD_CLOEXEC and the other
+/// is closed again (was refused). Killing and --leave-running dumps.
+#[test]
+fn epoll_items_of_closed_fd_numbers() {
+    let _t = serial();
+    roundtrip("fds_misc", &["epoll_closed"]);
+}
+
+#[test]
+fn epoll_items_of_closed_fd_numbers_leave_running() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("fds_misc", &["epoll_closed"]);
+    w.dump_leave_running();
+    w.kill_original();
+    w.restore();
+    w.go_and_pass();
+}
+
 /// inotify: watches (same watch descriptors, masks with IN_ONESHOT and
 /// IN_EXCL_UNLINK) report events after restore; flags.
 #[test]

@@ -227,3 +227,47 @@ fn python_tempfile_and_sqlite_temp_db() {
         assert!(left.is_empty(), "temporary files got names: {left:?}\n{}", w.report());
     }
 }
+
+/// A process whose executable was removed while it runs (a binary replaced by an
+/// upgrade): the file comes back nameless, with its content; /proc/PID/exe is it (same
+/// bytes, a removed file of the same directory), nothing is left at its path, and the
+/// process runs on. Killing
+/// and --leave-running dumps.
+fn deleted_executable(leave_running: bool) {
+    let _t = serial();
+    let mut w = Workload::new(if leave_running { "deleted-exe-lr" } else { "deleted-exe" });
+    let copy = w.work.join("basic-copy");
+    std::fs::copy(workload_bin("basic"), &copy).unwrap();
+    let bytes = std::fs::read(&copy).unwrap();
+    w.spawn(&copy, &[w.work.clone().into_os_string()]);
+    w.wait_ready();
+    std::fs::remove_file(&copy).unwrap();
+    if leave_running {
+        w.dump_leave_running();
+        w.kill_original();
+    } else {
+        w.dump();
+    }
+    w.restore();
+    if !direct() {
+        let exe = format!("/proc/{}/exe", w.pid);
+        // nameless as ghosts are (O_TMPFILE in the same directory: "DIR/#INODE (deleted)")
+        let link = std::fs::read_link(&exe).unwrap().to_string_lossy().into_owned();
+        let dir = format!("{}/", w.work.display());
+        assert!(link.starts_with(&dir) && link.ends_with(" (deleted)"), "exe link {link}\n{}", w.report());
+        assert!(std::fs::read(&exe).unwrap() == bytes, "the restored executable's content differs\n{}", w.report());
+        assert!(!copy.exists(), "restore left the executable at {}", copy.display());
+    }
+    w.go_and_pass();
+}
+
+#[test]
+fn deleted_executable_killing() {
+    deleted_executable(false);
+}
+
+#[test]
+fn deleted_executable_leave_running() {
+    skip_if_direct!();
+    deleted_executable(true);
+}

@@ -47,6 +47,10 @@ fn own_ipc_namespace_objects() {
     if !direct() {
         let r = stasis(&w.img, &["inspect", w.img.to_str().unwrap()]);
         let out = &r.stdout;
+        // the undo list is named (its adjustments cannot be read), the child has none
+        let rep = w.report();
+        let warned = |p: &str| rep.lines().any(|l| l.contains("SEM_UNDO") && l.contains(&format!("pid={p}")));
+        assert!(warned(&pid) && !warned(&kid.to_string()), "dump warns of the SEM_UNDO list of {pid} only:\n{rep}");
         for k in ["sysv-shm", "sysv-msg", "sysv-sem", "ipc-ns", "0x57a50011"] {
             assert!(out.contains(k), "inspect does not show {k}:\n{out}");
         }

@@ -335,7 +335,61 @@ impl CapSet {
     }
 }
 
+/// The header of an aio context's ring (struct aio_ring, fs/aio.c), at the start of
+/// its first page; `IoEvent` slots follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AioRingHeader {
+    /// The context's index in the process's context table (the kernel reads it back).
+    pub id: u32,
+    /// Event slots.
+    pub nr: u32,
+    /// Next slot to reap (userspace may advance it).
+    pub head: u32,
+    /// Next slot the kernel fills.
+    pub tail: u32,
+    pub magic: u32,
+    pub compat_features: u32,
+    pub incompat_features: u32,
+    pub header_length: u32,
+}
+
+/// AIO_RING_MAGIC.
+pub const AIO_RING_MAGIC: u32 = 0xa10a_10a1;
+
+/// struct io_event: one completion.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoEvent {
+    pub data: u64,
+    pub obj: u64,
+    pub res: i64,
+    pub res2: i64,
+}
+
+/// struct iocb (little-endian layout: aio_key before aio_rw_flags).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iocb {
+    pub aio_data: u64,
+    pub aio_key: u32,
+    pub aio_rw_flags: i32,
+    pub aio_lio_opcode: u16,
+    pub aio_reqprio: i16,
+    pub aio_fildes: u32,
+    pub aio_buf: u64,
+    pub aio_nbytes: u64,
+    pub aio_offset: i64,
+    pub aio_reserved2: u64,
+    pub aio_flags: u32,
+    pub aio_resfd: u32,
+}
+
+/// IOCB_CMD_PREAD.
+pub const IOCB_CMD_PREAD: u16 = 0;
+
 pod!(
+    AioRingHeader, IoEvent, Iocb,
     StackT, KSigaction, Flock, SockFprog, Sigevent, Timeval, Itimerval, Timespec, Itimerspec, CapUserHeader, CapUserData,
     CapSet, Rlimit64, PrctlMmMap, CloneArgs, RseqConfiguration, PeekSiginfoArgs, EpollEvent, FOwnerEx
 );
@@ -362,6 +416,9 @@ mod tests {
         assert_eq!(size_of::<RseqConfiguration>(), 24);
         assert_eq!(size_of::<PeekSiginfoArgs>(), 16);
         assert_eq!(size_of::<EpollEvent>(), 12);
+        assert_eq!(size_of::<AioRingHeader>(), 32);
+        assert_eq!(size_of::<IoEvent>(), 32);
+        assert_eq!(size_of::<Iocb>(), 64);
         assert_eq!(size_of::<libc::epoll_event>(), size_of::<EpollEvent>());
         assert_eq!(size_of::<libc::rlimit64>(), size_of::<Rlimit64>());
         assert_eq!(size_of::<libc::itimerspec>(), size_of::<Itimerspec>());

@@ -346,6 +346,46 @@ pub trait RemoteCalls {
         (0..n.min(max)).map(|i| s.get((i * std::mem::size_of::<EpollEvent>()) as u64)).collect()
     }
 
+    /// io_setup(nr_events, &ctx): the new aio context's id (its ring's address).
+    fn io_setup(&self, nr_events: u32) -> Result<u64> {
+        let s = self.scratch();
+        let a = s.put(0, &0u64)?;
+        self.call(libc::SYS_io_setup, &[nr_events as u64, a])?;
+        s.get(0)
+    }
+
+    /// io_submit(ctx, iocbs.len(), pointers to `iocbs`): the number of requests the
+    /// kernel took (it stops at the first it cannot take).
+    fn io_submit(&self, ctx: u64, iocbs: &[Iocb]) -> Result<u64> {
+        let s = self.scratch();
+        let size = std::mem::size_of::<Iocb>() as u64;
+        let ptrs_off = iocbs.len() as u64 * size;
+        let base = s.at(0, iocbs.len() * size as usize)?;
+        let ptrs: Vec<u64> = (0..iocbs.len() as u64).map(|i| base + i * size).collect();
+        s.put_slice(0, iocbs)?;
+        let p = s.put_slice(ptrs_off, &ptrs)?;
+        self.call(libc::SYS_io_submit, &[ctx, iocbs.len() as u64, p])
+    }
+
+    /// io_getevents(ctx, 0, 0, NULL, &{0, 0}): asks for no event and does not wait, so
+    /// it reaps nothing; the raw result (0, or -EINVAL when `ctx` is no aio context of
+    /// the process).
+    fn io_getevents_none(&self, ctx: u64) -> Result<i64> {
+        let t = self.scratch().put(0, &Timespec::default())?;
+        self.raw(libc::SYS_io_getevents, &[ctx, 0, 0, 0, t])
+    }
+
+    /// memfd_create(name, flags): a new fd.
+    fn memfd_create(&self, name: &str, flags: u32) -> Result<i32> {
+        if name.contains('\0') {
+            return Err(Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut b = name.as_bytes().to_vec();
+        b.push(0);
+        let a = self.scratch().write(0, &b)?;
+        self.call(libc::SYS_memfd_create, &[a, flags as u64]).map(|fd| fd as i32)
+    }
+
     /// clone3(&args) creating a thread, with `set_tid` (placed after the struct; the
     /// args' set_tid/set_tid_size are filled in here). The raw result: the new tid as the
     /// process sees it, or -errno.
@@ -358,7 +398,7 @@ pub trait RemoteCalls {
     }
 }
 
-use kabi::{CapSet, CapUserHeader, CloneArgs, EpollEvent, Flock, Itimerspec, Itimerval, KSigaction, PrctlMmMap, Rlimit64, Sigevent, SockFprog, StackT, Timespec};
+use kabi::{CapSet, Iocb, CapUserHeader, CloneArgs, EpollEvent, Flock, Itimerspec, Itimerval, KSigaction, PrctlMmMap, Rlimit64, Sigevent, SockFprog, StackT, Timespec};
 
 /// One thread of a traced process: injected syscalls run through the `syscall`
 /// instruction at `insn`, pointer arguments in its scratch area.

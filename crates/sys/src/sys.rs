@@ -125,6 +125,8 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: i32) -> Result<OwnedFd> {
 }
 
 pub const KCMP_FILE: i32 = 0;
+/// kcmp type comparing two tasks' SysV semaphore undo lists (none = NULL).
+pub const KCMP_SYSVSEM: i32 = 6;
 
 /// kcmp: 0 if equal, 1/2 ordering otherwise.
 pub fn kcmp(pid1: i32, pid2: i32, ty: i32, a: u64, b: u64) -> Result<i64> {
@@ -206,6 +208,19 @@ pub fn lseek(fd: RawFd, off: i64, whence: i32) -> Result<i64> {
     // SAFETY: plain syscall.
     c(unsafe { libc::lseek(fd, off, whence) } as libc::c_long)
 }
+
+/// The filesystem type (statfs f_type, e.g. MQUEUE_MAGIC) of the file at `path`
+/// (a /proc/PID/fd/N link is followed to the open file).
+pub fn statfs_type(path: &std::ffi::CStr) -> Result<i64> {
+    // SAFETY: an all-zero statfs is a valid value of this plain C struct.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated; st is a valid out pointer.
+    c(unsafe { libc::statfs(path.as_ptr(), &mut st) } as libc::c_long)?;
+    Ok(st.f_type as i64)
+}
+
+/// statfs f_type of the POSIX message queue filesystem (mq_open).
+pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
 
 pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> Result<i32> {
     let mut v: i32 = 0;

@@ -20,9 +20,13 @@
 //! wake-up.
 //! The ready list itself is not state: it follows from the targets.
 //!
-//! Refused: an item whose fd number is no longer open on the same file (the fd was
-//! closed, or its number reused, while another reference kept the file registered):
-//! there is no fd number under which the process could still address it.
+//! An item whose fd number is no longer open on the same file (the fd was closed, or its
+//! number reused, while a dup kept the file registered) is saved with `via`, another fd
+//! of the process on that file (kcmp KCMP_EPOLL_TFD against each fd): the restored
+//! process puts it at the old number for the EPOLL_CTL_ADD (the kernel keys the item by
+//! file and number), then puts back what was there or closes the number again.
+//! Refused: such an item whose file no fd of the process holds (only another process,
+//! a mapping or a socket queue keeps it).
 
 use std::os::fd::OwnedFd;
 
@@ -38,7 +42,7 @@ fn item(line: &str) -> Option<EpollItem> {
     let t: Vec<&str> = line.split_whitespace().collect();
     match t.as_slice() {
         ["tfd:", tfd, "events:", events, "data:", data, ..] => {
-            Some(EpollItem { tfd: tfd.parse().ok()?, events: hex(events)? as u32, data: hex(data)? })
+            Some(EpollItem { tfd: tfd.parse().ok()?, events: hex(events)? as u32, data: hex(data)?, via: None })
         }
         _ => None,
     }
@@ -51,17 +55,28 @@ pub fn dump(c: &FdCtx) -> Result<Object> {
         // Items with the same fd number are told apart by their rank (fdinfo and kcmp
         // walk the interest list in the same order).
         let toff = items.iter().filter(|o| o.tfd == it.tfd).count() as u32;
-        let closed = || {
-            c.unsupported(format_args!(
-                "watching a file registered as fd {}, which is closed or now another file (the file stays registered through another reference)",
-                it.tfd
-            ))
+        let same = |fd: i32| match sys::kcmp_epoll_tfd(c.pid, fd, c.fd, it.tfd, toff) {
+            Ok(same) => Ok(same),
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(false),
+            Err(e) => Err(e).ctx(c.pid, || format!("kcmp(KCMP_EPOLL_TFD) for item fd {} of epoll fd {}", it.tfd, c.fd)),
         };
-        match sys::kcmp_epoll_tfd(c.pid, it.tfd, c.fd, it.tfd, toff) {
-            Ok(true) => {}
-            Ok(false) => return Err(closed()),
-            Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Err(closed()),
-            Err(e) => return Err(e).ctx(c.pid, || format!("kcmp(KCMP_EPOLL_TFD) for item fd {} of epoll fd {}", it.tfd, c.fd)),
+        let mut it = it;
+        if !same(it.tfd)? {
+            let fds = crate::procfs::fds(c.pid).ctx(c.pid, || "listing /proc/PID/fd".into())?;
+            let mut via = None;
+            for fd in fds.into_iter().filter(|fd| *fd != it.tfd) {
+                if same(fd)? {
+                    via = Some(fd);
+                    break;
+                }
+            }
+            if via.is_none() {
+                return Err(c.unsupported(format_args!(
+                    "watching a file registered as fd {}, which is closed or now another file, and no other fd of the process holds that file",
+                    it.tfd
+                )));
+            }
+            it.via = via;
         }
         items.push(it);
     }
@@ -84,6 +99,9 @@ pub struct Add {
     /// epoll_wait(epfd, 1 event, timeout 0) after the ADD, and if it returns 0,
     /// EPOLL_CTL_MOD with this saved event.
     pub fired_oneshot: Option<[u8; 12]>,
+    /// `tfd` is closed or another file in the process: this fd of it is the item's file,
+    /// put at `tfd` for the ADD (EpollItem.via).
+    pub via: Option<i32>,
 }
 
 const PRIVATE_BITS: u32 = (libc::EPOLLWAKEUP | libc::EPOLLONESHOT | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32;
@@ -122,10 +140,10 @@ pub fn adds(m: &Manifest, p: &stasis_image::model::Process, done: &mut Vec<u32>)
         let fired = |it: &EpollItem| it.events & libc::EPOLLONESHOT as u32 != 0 && it.events & !PRIVATE_BITS == 0;
         for it in e.items.iter().filter(|it| fired(it)) {
             let saved = event(it.events, it.data);
-            out.push(Add { epfd: fd.fd, tfd: it.tfd, event: event(it.events | POLL_BITS, it.data), fired_oneshot: Some(saved) });
+            out.push(Add { epfd: fd.fd, tfd: it.tfd, event: event(it.events | POLL_BITS, it.data), fired_oneshot: Some(saved), via: it.via });
         }
         for it in e.items.iter().filter(|it| !fired(it)) {
-            out.push(Add { epfd: fd.fd, tfd: it.tfd, event: event(it.events, it.data), fired_oneshot: None });
+            out.push(Add { epfd: fd.fd, tfd: it.tfd, event: event(it.events, it.data), fired_oneshot: None, via: it.via });
         }
     }
     out

@@ -210,13 +210,21 @@ fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, path: &str, why
             v.start
         )));
     }
+    let Ok(md) = std::fs::metadata(path) else {
+        // nothing to map, whatever the options: the content lives in the file only
+        return Err(refuse(format!(
+            "{why}; it is mapped shared, so its content is the file's and the image does not hold it: put \
+             the file back as it was (a JVM removes its hsperfdata file when it exits: restore from a dump \
+             whose original was killed, or run the JVM with -XX:+PerfDisableSharedMem)"
+        )));
+    };
     if !opts.allow_changed_files {
         return Err(refuse(format!(
             "{why}; it is mapped shared, so its content is the file's: if it was written since the dump on \
              purpose (the original kept running), restore with --allow-changed-files to map it as it is now"
         )));
     }
-    let len = std::fs::metadata(path).map(|md| md.len()).unwrap_or(0);
+    let len = md.len();
     let page = 4096u64;
     if let Some((pid, v)) = vmas().find(|(_, v)| v.pgoff.saturating_add(v.end - v.start) > len.div_ceil(page) * page) {
         return Err(refuse(format!(

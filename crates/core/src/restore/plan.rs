@@ -95,6 +95,9 @@ pub enum Step {
     Seize,
     /// Move the vDSO to its address, unmap the restorer, map the VMAs.
     AddressSpace,
+    /// io_setup, the ring moved to its address, its position and unreaped completions
+    /// (`crate::aio`): once every other VMA is mapped.
+    AioContexts,
     FillMemory,
     /// Protections, madvise flags, mlock.
     FinishVmas,
@@ -114,12 +117,13 @@ pub enum Step {
     Foreground,
     /// Close the carried fds (the last process of a shared fd table).
     CloseCarried,
-    /// Re-take file locks (after the carried fds are closed).
-    Locks,
     /// pidfds and namespace fds of the tree, made from inside (`ProcPlan::late_fds`):
     /// every process exists, credentials are still the restorer's.
     LateFds,
     EpollItems,
+    /// Re-take file locks (after the carried fds are closed and the epoll items added:
+    /// both close fds, which drops POSIX locks).
+    Locks,
     /// --detach / recreated session: hand the root over to its intermediate parent.
     HandOver,
     Seccomp,
@@ -198,6 +202,8 @@ pub struct ProcPlan {
     /// Unmaps the trampoline at the end: false when a process built after it shares its
     /// address space (that one does it, last).
     pub unmaps_tramp: bool,
+    /// Has aio contexts (`Vma.aio`) to recreate.
+    pub aio: bool,
     pub zombie: bool,
     pub exit_status: i32,
     pub assign: Vec<FdPlace>,
@@ -557,6 +563,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         closes_table: true,
         shares_vm: p.shares_vm && !p.zombie,
         unmaps_tramp: true,
+        aio: p.vmas.iter().any(|v| v.aio.is_some()),
         // the root is re-parented (exit_signal becomes SIGCHLD anyway)
         exit_signal: match p.exit_signal {
             _ if idx == 0 => libc::SIGCHLD,
@@ -813,7 +820,11 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
     use Step::*;
     let mut v = vec![Seize];
     if !pp.shares_vm {
-        v.extend([AddressSpace, FillMemory, FinishVmas, MmFields]);
+        v.push(AddressSpace);
+        if pp.aio {
+            v.push(AioContexts);
+        }
+        v.extend([FillMemory, FinishVmas, MmFields]);
     }
     v.extend([CreateThreads, ThreadState, Signals, Timers, Attrs]);
     if pp.pgid > 0 && pp.pgid != pp.pid && pp.sid != pp.pid {
@@ -824,12 +835,18 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
         v.push(Foreground);
     }
     if pp.closes_table {
-        v.extend([CloseCarried, Locks]);
+        v.push(CloseCarried);
     }
     if !pp.late_fds.is_empty() {
         v.push(LateFds);
     }
+    // epoll items of fd numbers closed since: added through a dup of the file put at
+    // the number for the moment, then closed again, which would drop POSIX locks: the
+    // locks come after
     v.push(EpollItems);
+    if pp.closes_table {
+        v.push(Locks);
+    }
     if hand_over {
         v.push(HandOver);
     }
@@ -1126,6 +1143,9 @@ mod tests {
         a.fds = vec![Fd { fd: 0, object_id: 2, ..Default::default() }];
         let mut b = proc(11, 10, 11, 10, 0x7ffe_0000_0000);
         b.fds = vec![Fd { fd: 5, object_id: 2, cloexec: true, ..Default::default() }];
+        // 11 has an aio context
+        let ring = Vma { start: 0x5000_0000, end: 0x5000_1000, shared: true, kind: VmaKind::AioRing as i32, aio: Some(AioRing { nr: 127, ..Default::default() }), ..Default::default() };
+        b.vmas.insert(1, ring);
         let mut z = proc(12, 10, 10, 10, 0);
         z.zombie = true;
         z.exit_status = 7 << 8;
@@ -1149,6 +1169,9 @@ mod tests {
         assert!(plan.procs[3].clone_flags & libc::CLONE_VM as u64 != 0);
         assert!(!plan.procs[3].steps.contains(&Step::AddressSpace));
         assert!(plan.procs[1].steps.contains(&Step::AddressSpace));
+        // its aio context right after its VMAs, before their pages; none for the root
+        assert_eq!(plan.procs[1].steps[1..4], [Step::AddressSpace, Step::AioContexts, Step::FillMemory]);
+        assert!(!plan.procs[0].steps.contains(&Step::AioContexts));
         assert!(!plan.procs[1].unmaps_tramp);
         assert!(plan.procs[2].steps.is_empty()); // zombie
         assert_eq!(plan.procs[0].exit_signal, libc::SIGCHLD);

@@ -763,6 +763,12 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         if kind == Ok(VmaKind::SysvShm) && object(v.object_id).and_then(|o| o.sysv_shm()).is_none() {
             return Err(bad(format!("VMA {:#x}-{:#x} refers to missing SysV segment object {}", v.start, v.end, v.object_id)));
         }
+        if (kind == Ok(VmaKind::AioRing)) != v.aio.is_some() {
+            return Err(bad(format!("VMA {:#x}-{:#x}: aio ring state on a VMA that is no aio ring, or none on one", v.start, v.end)));
+        }
+        if kind == Ok(VmaKind::AioRing) {
+            crate::aio::check(v).map_err(|why| bad(format!("VMA {:#x}-{:#x}: the aio ring {why}", v.start, v.end)))?;
+        }
         if v.pgoff % PAGE != 0 && needs_file {
             return Err(bad(format!("VMA {:#x}-{:#x}: file offset {:#x} is not page-aligned", v.start, v.end, v.pgoff)));
         }
@@ -858,6 +864,13 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
             check_path(&f.path).map_err(|why| format!("named FIFO (object {id}): {why}"))?;
             if f.deleted && !f.external.is_empty() {
                 return Err(format!("named FIFO (object {id}): removed and held outside the tree at once"));
+            }
+        }
+        if let Some(e) = o.epoll() {
+            // fd numbers of the process that adds the items (it fails cleanly on one it
+            // does not have): never negative, and an item's stand-in is another number
+            if let Some(it) = e.items.iter().find(|it| it.tfd < 0 || it.via.is_some_and(|v| v < 0 || v == it.tfd)) {
+                return Err(format!("epoll (object {id}): item of fd {} through fd {:?}", it.tfd, it.via));
             }
         }
         if let Some(i) = o.inotify() {
@@ -1335,6 +1348,24 @@ mod tests {
         })
     }
 
+    /// epoll items: fd numbers never negative; an item of a closed number names another fd.
+    #[test]
+    fn epoll_items_name_fd_numbers() {
+        use stasis_image::model::{EpollItem, EpollObj};
+        let with = |tfd: i32, via: Option<i32>| {
+            edit(|m| {
+                let items = vec![EpollItem { tfd, events: 1, data: 7, via }];
+                m.objects.push(Object { id: 10, kind: Some(Kind::Epoll(EpollObj { flags: 0, items })), ..Default::default() });
+                m.processes[0].fds.push(Fd { fd: 3, object_id: 10, cloexec: false });
+            })
+        };
+        assert!(validate_with(&with(5, None), &root()).is_ok());
+        assert!(validate_with(&with(5, Some(6)), &root()).is_ok());
+        for (tfd, via) in [(-1, None), (5, Some(-2)), (5, Some(5))] {
+            refused(&with(tfd, via), &root(), "epoll (object 10)");
+        }
+    }
+
     /// /proc files the restored process opens itself: /proc/PID/... of a live process of
     /// the image, plain components, not nameless.
     #[test]
@@ -1668,6 +1699,57 @@ mod tests {
             m.processes.push(c);
         });
         refused(&child, &root(), "other than the root");
+    }
+
+    /// An aio context's ring (`Vma.aio`): the ring state only on an aio ring VMA and
+    /// always there; size bounded and consistent with its slots, head/tail inside them,
+    /// as many events as they leave unreaped, a plain shared mapping, page-aligned and
+    /// clear of the other VMAs.
+    #[test]
+    fn aio_rings_are_consistent() {
+        let ring = |start: u64, pages: u64, head: u32, tail: u32, events: usize| Vma {
+            start,
+            end: start + pages * PAGE,
+            prot: (libc::PROT_READ | libc::PROT_WRITE) as u32,
+            shared: true,
+            kind: VmaKind::AioRing as i32,
+            name: "/[aio] (deleted)".into(),
+            aio: Some(AioRing { nr: (pages * 128 - 1) as u32, head, tail, events: vec![AioEvent::default(); events] }),
+            ..Default::default()
+        };
+        let with = |v: Vma| edit(|m| m.processes[0].vmas.push(v));
+        // a wrapped ring: head 120, tail 3 of 127 slots, 10 unreaped
+        validate_with(&with(ring(0x80_0000, 1, 120, 3, 10)), &root()).unwrap();
+        validate_with(&with(ring(0x80_0000, 4, 2, 7, 5)), &root()).unwrap();
+        refused(&with(ring(0x80_0000, 1, 120, 3, 9)), &root(), "leave 10 unreaped");
+        refused(&with(ring(0x80_0000, 1, 127, 3, 3)), &root(), "not below its 127 slots");
+        refused(&with(ring(0x80_0000, 1, 0, 200, 200)), &root(), "not below");
+        let mut v = ring(0x80_0000, 2, 0, 0, 0);
+        v.aio.as_mut().unwrap().nr = 127;
+        refused(&with(v), &root(), "says 127 slots, but a ring of 8192 bytes has 255");
+        let big = crate::aio::MAX_RING_PAGES + 1;
+        let mut v = ring(0x8000_0000, 1, 0, 0, 0);
+        v.end = v.start + big * PAGE;
+        refused(&with(v), &root(), &format!("of {big} pages"));
+        // the ring's address: page-aligned, not on another VMA
+        let mut v = ring(0x80_0000, 1, 0, 0, 0);
+        (v.start, v.end) = (0x80_0800, 0x80_1800);
+        refused(&with(v), &root(), "malformed or overlaps");
+        refused(&edit(|m| m.processes[0].vmas.insert(2, ring(0x60_f000, 1, 0, 0, 0))), &root(), "malformed or overlaps");
+        // the kind and the state go together
+        let mut v = ring(0x80_0000, 1, 0, 0, 0);
+        v.aio = None;
+        refused(&with(v), &root(), "no aio ring, or none on one");
+        refused(&edit(|m| m.processes[0].vmas[1].aio = Some(AioRing::default())), &root(), "no aio ring, or none on one");
+        // a plain shared mapping of its own
+        for f in [|v: &mut Vma| v.shared = false, |v: &mut Vma| v.object_id = 2, |v: &mut Vma| v.pages_saved = 1, |v: &mut Vma| v.pgoff = PAGE] {
+            let mut v = ring(0x80_0000, 1, 0, 0, 0);
+            f(&mut v);
+            refused(&with(v), &root(), "no plain shared mapping");
+        }
+        let mut v = ring(0x80_0000, 1, 0, 0, 0);
+        v.prot = 0x10;
+        refused(&with(v), &root(), "protection bits 0x10");
     }
 
     #[test]

@@ -826,6 +826,17 @@ impl Workload {
             self.report()
         );
         assert!(!pid_exists(self.pid), "pid {} still exists after the dump", self.pid);
+        // the tree's other processes were killed too: they come to us (the subreaper)
+        // as zombies, whose pids a restore needs (live children of the test's own, e.g.
+        // an outside peer it started, are left alone)
+        let settled = wait_until(Duration::from_secs(10), || {
+            let zombies: Vec<i32> = stray_children().into_iter().filter(|s| s.1 == 'Z').map(|s| s.0).collect();
+            for z in &zombies {
+                let _ = waitpid_timeout(*z, Duration::from_secs(1));
+            }
+            zombies.is_empty()
+        });
+        assert!(settled, "the dumped tree's zombies could not be reaped\n{}", self.report());
         None
     }
 
@@ -1146,6 +1157,34 @@ pub fn roundtrip_in_syscall(name: &str, args: &[&str], nrs: &[i64]) -> Workload 
 // ---------------------------------------------------------------------------
 // process trees
 // ---------------------------------------------------------------------------
+
+/// A `--leave-running` dump of workload `name` started with `args` (which make it write
+/// its verdict to WORKDIR/result, so stdout never changes after the dump): the original
+/// keeps running and passes its checks; then the image restores (`restore` with
+/// `restore_extra`) into a copy that waits for go, passes them too and left stdout alone.
+pub fn leave_running_then_restore(name: &str, args: &[&str], restore_extra: &[&str]) -> Workload {
+    let mut w = Workload::start(name, args);
+    w.dump_leave_running();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS"), "original after dump --leave-running: {st:?} result {res:?}\n{}", w.report());
+    if direct() {
+        return w;
+    }
+    fs::rename(w.work.join("result"), w.work.join("result.orig")).unwrap();
+    fs::remove_file(w.work.join("go")).unwrap();
+    w.restore_with(restore_extra);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(pid_exists(w.pid), "restored copy did not wait for go\n{}", w.report());
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    let res = fs::read_to_string(w.work.join("result")).unwrap_or_default();
+    assert!(st == Exit::Code(0) && res.contains("PASS"), "restored copy: {st:?} result {res:?}\n{}", w.report());
+    let ready = w.output().lines().filter(|l| *l == "READY").count();
+    assert_eq!(ready, 1, "stdout must hold READY once\n{}", w.report());
+    w
+}
 
 /// Dump (the tree dies), reap the killed descendants re-parented to us, restore, check
 /// that every pid in `kids` exists again.

@@ -33,8 +33,8 @@
  *   inotify_removed  an inotify watch on WORKDIR/gone, removed while an fd keeps it
  *           (refused at dump); a watch on a removed file nothing holds is dropped by
  *           the kernel (only IN_IGNORED remains)
- *   aio     an aio context (io_setup; its ring is mapped at the context id) with one
- *           completed read reaped (refused at dump, naming the ring)
+ *   aio     an aio context (io_setup; its ring is mapped at the context id) whose ring
+ *           header the program overwrote (magic 0): refused at dump, naming the context
  *   iouring an io_uring instance (refused at dump)
  *   uffd    a userfaultfd (refused at dump)
  *   pidfd_outside  a pidfd of our parent, outside the tree (refused)
@@ -413,6 +413,7 @@ int main(int argc, char **argv)
         unsigned long ctx = 0;
         if (syscall(SYS_io_setup, 16, &ctx))
             DIE("io_setup");
+        ((unsigned *)ctx)[4] = 0; /* the header's magic */
         fd = 0;
         info("ring", "%lx", ctx);
     } else if (!strcmp(mode, "uffd")) {

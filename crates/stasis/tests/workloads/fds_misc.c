@@ -25,8 +25,11 @@
  *              EPOLLONESHOT eventfd, an EPOLLEXCLUSIVE eventfd and a nested
  *              nonblocking epoll watching an eventfd    -> fdinfo items identical,
  *              epoll_wait delivers exactly the expected data words
- *   epoll_closed  an eventfd registered under an fd number that was closed
- *              afterwards (a dup keeps it alive)         -> still delivered
+ *   epoll_closed  two eventfds registered under fd numbers that were closed
+ *              afterwards (dups keep them alive), one number reused by
+ *              /dev/null                                 -> both still delivered,
+ *              fdinfo names the old numbers, one number still closed, the
+ *              other still /dev/null (FD_CLOEXEC kept)
  *   inotify    watch WORKDIR for IN_CREATE (wd 2 after a removed wd 1) and a
  *              file for IN_MODIFY|IN_ONESHOT             -> sees "go" and the
  *              write with the same wds, fdinfo watches identical
@@ -49,6 +52,8 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/timerfd.h>
 
 #include <poll.h>
@@ -407,23 +412,46 @@ static void epoll_check(int ep)
 }
 
 /* ---- epoll_closed ---- */
-static int ec_dup;
+static int ec_dup, ec_dup2, ec_num, ec_num2;
 
 static int epoll_closed_setup(void)
 {
-    int ep = epoll_create1(0), e = eventfd(0, EFD_NONBLOCK);
-    if (ep < 0 || e < 0 || add(ep, e, EPOLLIN, 0xc105ed))
+    int ep = epoll_create1(0), e = eventfd(0, EFD_NONBLOCK), e2 = eventfd(0, EFD_NONBLOCK);
+    if (ep < 0 || e < 0 || e2 < 0 || add(ep, e, EPOLLIN, 0xc105ed) || add(ep, e2, EPOLLIN, 0x2e05ed))
         DIE("epoll");
     ec_dup = dup(e);
+    ec_dup2 = dup(e2);
+    ec_num = e;
+    ec_num2 = e2;
     close(e);
+    close(e2);
+    /* e's number now holds another file */
+    if (open("/dev/null", O_RDONLY | O_CLOEXEC) != e)
+        DIE("reusing the closed number");
     return ep;
 }
 
 static void epoll_closed_check(int ep)
 {
+    char path[64], line[128], want[32], want2[32];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", ep);
+    snprintf(want, sizeof want, "tfd: %8d", ec_num);
+    snprintf(want2, sizeof want2, "tfd: %8d", ec_num2);
+    int seen = 0;
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        seen |= (!strncmp(line, want, strlen(want)) ? 1 : 0) | (!strncmp(line, want2, strlen(want2)) ? 2 : 0);
+    if (f)
+        fclose(f);
+    CHECK(seen == 3, "fdinfo of the epoll does not name items %d and %d (%d)", ec_num, ec_num2, seen);
+    struct stat st;
+    CHECK(fstat(ec_num, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3) && cloexec(ec_num),
+          "fd %d is no longer /dev/null with FD_CLOEXEC", ec_num);
+    CHECK(fcntl(ec_num2, F_GETFD) < 0 && errno == EBADF, "fd %d is open again", ec_num2);
     bump(ec_dup, 1);
+    bump(ec_dup2, 1);
     const char *w = waited(ep);
-    CHECK(!strcmp(w, "c105ed,"), "item of a closed fd number: epoll reports %s", w);
+    CHECK(!strcmp(w, "2e05ed,c105ed,"), "items of closed fd numbers: epoll reports %s", w);
 }
 
 /* ---- inotify ---- */

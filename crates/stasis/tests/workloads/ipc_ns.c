@@ -9,7 +9,8 @@
  *     four messages of types 3, 1, 2, 1, and an empty private queue;
  *   - semaphore set S (key 0x57a50021, 4 semaphores = 0, 5, 32767, 1);
  *   - kernel.msgmax set to 4000 in the namespace;
- *   - a child (same namespace, A attached through fork).
+ *   - a child (same namespace, A attached through fork);
+ *   - a SEM_UNDO list (semop +1 then -1 on S[3] with SEM_UNDO).
  * After restore: every id, key, mode, owner, size is the same; contents of A, B, C, D;
  * C still marked destroyed; the third page of A still not resident in the segment;
  * msgrcv(type 1) takes "one", then the rest come out in order; semaphore values, and a
@@ -155,6 +156,10 @@ int main(int argc, char **argv)
     info("shm", "%d %d %d %d", a, b, c, d);
     info("msg", "%d %d", q, q2);
     info("sem", "%d", s);
+    /* an undo list of its own whose adjustments sum to nothing (dump warns of it) */
+    struct sembuf up = { 3, 1, SEM_UNDO }, down = { 3, -1, SEM_UNDO };
+    if (semop(s, &up, 1) || semop(s, &down, 1))
+        DIE("semop SEM_UNDO");
     ready();
     wait_go();
 

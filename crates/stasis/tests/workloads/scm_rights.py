@@ -44,6 +44,14 @@ socket.send_fds(d1, [b"m1"], [m])
 os.close(m)
 socket.send_fds(d1, [b""], [f])
 
+if sys.argv[2:] == ["fork"]:
+    alive_r, alive_w = os.pipe()
+    if os.fork() == 0:
+        os.close(alive_w)
+        os.read(alive_r, 1)  # EOF once the parent is gone
+        os._exit(0)
+    os.close(alive_r)
+
 print("READY", flush=True)
 go = os.path.join(d, "go")
 while not os.path.exists(go):

@@ -76,7 +76,8 @@ impl Builder<'_> {
                     self.attach_sysv(v, &step)?;
                     continue;
                 }
-                VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
+                // made by io_setup once every other VMA is in place (`aio_contexts`)
+                VmaKind::AioRing | VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock | VmaKind::Vsyscall => continue,
                 VmaKind::Unknown => return Err(self.err(&step, "VMA of unknown kind")),
             };
             let got = self.call(&step, r, libc::SYS_mmap, &args)?;
@@ -97,6 +98,19 @@ impl Builder<'_> {
                 }
             }
             self.call("unmapping the premap area", r, libc::SYS_munmap, &[a, e - a])?;
+        }
+        Ok(())
+    }
+
+    /// Once every other VMA is mapped (io_setup maps a new ring wherever the kernel
+    /// likes, which must not be where a VMA of the image goes): each aio context, its
+    /// ring moved to its address (left free by `address_space`). No page run of the
+    /// image covers a ring: `fill_memory` leaves it alone.
+    pub(super) fn aio_contexts(&self) -> Result<()> {
+        for v in self.p.vmas.iter().filter(|v| v.kind == VmaKind::AioRing as i32) {
+            let n = v.aio.as_ref().map_or(0, |a| a.events.len());
+            let step = format!("recreating the aio context {:#x} ({n} unreaped completions)", v.start);
+            crate::aio::restore_ring(self.main(), self.pid, v).map_err(|why| self.err(&step, why))?;
         }
         Ok(())
     }
@@ -204,6 +218,10 @@ impl Builder<'_> {
             }
             let step = format!("VMA {:#x}-{:#x} {}", v.start, v.end, v.name);
             let len = v.end - v.start;
+            // io_setup maps its ring readable and writable
+            if kind == VmaKind::AioRing && v.prot != (libc::PROT_READ | libc::PROT_WRITE) as u32 {
+                self.call(&step, r, libc::SYS_mprotect, &[v.start, len, v.prot as u64])?;
+            }
             let fill = v.pages_saved > 0 && matches!(kind, VmaKind::Anon | VmaKind::FilePrivate);
             if fill && v.prot != (libc::PROT_READ | libc::PROT_WRITE) as u32 | v.prot {
                 self.call(&step, r, libc::SYS_mprotect, &[v.start, len, v.prot as u64])?;

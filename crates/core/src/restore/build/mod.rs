@@ -93,6 +93,7 @@ impl Builder<'_> {
         match step {
             Step::Seize => self.seize(ch),
             Step::AddressSpace => self.address_space(),
+            Step::AioContexts => self.aio_contexts(),
             Step::FillMemory => self.fill_memory(),
             Step::FinishVmas => self.finish_vmas(),
             Step::MmFields => self.mm_fields(),

@@ -191,6 +191,19 @@ impl Builder<'_> {
         for a in self.epoll {
             let st = format!("adding fd {} to epoll fd {}", a.tfd, a.epfd);
             let ev: kabi::EpollEvent = kabi::from_bytes(&a.event).ok_or_else(|| self.err(&st, "malformed event"))?;
+            // the item's file under its old number for the moment: what the number holds
+            // now (if anything) is put aside and back, with its FD_CLOEXEC
+            let mut aside = None;
+            if let Some(via) = a.via {
+                let (tfd, via) = (a.tfd as u64, via as u64);
+                let fd_flags = r.raw(libc::SYS_fcntl, &[tfd, libc::F_GETFD as u64]).map_err(|e| self.err(&st, e.to_string()))?;
+                if fd_flags >= 0 {
+                    let copy = self.call(&st, r, libc::SYS_fcntl, &[tfd, libc::F_DUPFD_CLOEXEC as u64, 0])?;
+                    let cloexec = if fd_flags & libc::FD_CLOEXEC as i64 != 0 { libc::O_CLOEXEC as u64 } else { 0 };
+                    aside = Some((copy, cloexec));
+                }
+                self.call(&st, r, libc::SYS_dup2, &[via, tfd])?;
+            }
             self.on(&st, r, "epoll_ctl(ADD)", |r| r.epoll_ctl(a.epfd, libc::EPOLL_CTL_ADD, a.tfd, &ev))?;
             if let Some(saved) = a.fired_oneshot {
                 // deliver it once, which disarms it as it was; not ready: the saved word
@@ -198,6 +211,16 @@ impl Builder<'_> {
                     let saved: kabi::EpollEvent = kabi::from_bytes(&saved).ok_or_else(|| self.err(&st, "malformed event"))?;
                     self.on(&st, r, "epoll_ctl(MOD)", |r| r.epoll_ctl(a.epfd, libc::EPOLL_CTL_MOD, a.tfd, &saved))?;
                 }
+            }
+            match (a.via, aside) {
+                (Some(_), Some((copy, cloexec))) => {
+                    self.call(&st, r, libc::SYS_dup3, &[copy, a.tfd as u64, cloexec])?;
+                    self.call(&st, r, libc::SYS_close, &[copy])?;
+                }
+                (Some(_), None) => {
+                    self.call(&st, r, libc::SYS_close, &[a.tfd as u64])?;
+                }
+                _ => {}
             }
         }
         Ok(())
