@@ -582,14 +582,15 @@ pub fn inner_pid(procs: &[Process], p: &Process, host: i32) -> i32 {
 }
 
 /// Runs `f` in a helper thread with a mount namespace of its own (private propagation)
-/// where an empty tmpfs covers each directory of `dirs` (created inside it when it does
-/// not exist on the host): files `f` creates there — a unix socket's file when it binds
-/// to a path — exist only in that namespace and vanish with the thread, while the names
-/// the kernel keeps (getsockname) are the paths as given. Nothing on the host is
-/// created or changed.
+/// whose root and working directory are an empty tmpfs; each directory of `dirs`
+/// (absolute, or relative to that working directory) is made in it first. Files `f`
+/// creates — a unix socket's file when it binds to a path — exist only there and vanish
+/// with the thread, while the names the kernel keeps (getsockname, a sender's address)
+/// are the paths as given: nothing on the host is created or changed, whatever the
+/// path (a relative one, or one whose top directory does not exist). Nested calls work:
+/// the tmpfs goes over /proc, which is made in the outer tmpfs when missing.
 pub fn with_private_dirs<T: Send>(dirs: &[std::path::PathBuf], f: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
     use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
     std::thread::scope(|s| {
         s.spawn(|| -> std::io::Result<T> {
             let last = || std::io::Error::last_os_error();
@@ -600,17 +601,21 @@ pub fn with_private_dirs<T: Send>(dirs: &[std::path::PathBuf], f: impl FnOnce() 
             if stasis_sys::sys::child::mount(None, &root, None, libc::MS_REC | libc::MS_PRIVATE) < 0 {
                 return Err(last());
             }
+            // any directory that exists would do: /proc does (inside an outer private
+            // root it is made, in that tmpfs)
+            std::fs::create_dir_all("/proc")?;
+            let at = CString::new("/proc").unwrap();
             let tmpfs = CString::new("tmpfs").unwrap();
+            if stasis_sys::sys::child::mount(Some(&tmpfs), &at, Some(&tmpfs), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) < 0 {
+                return Err(last());
+            }
+            // into the tmpfs (the lookup of /proc crosses the new mount), which becomes
+            // this thread's root
+            let dot = CString::new(".").unwrap();
+            if stasis_sys::sys::child::chdir(&at) < 0 || stasis_sys::sys::child::chroot(&dot) < 0 {
+                return Err(last());
+            }
             for d in dirs {
-                // the nearest directory that exists gets the tmpfs; the rest is made in it
-                let mut at = d.as_path();
-                while !at.is_dir() {
-                    at = at.parent().ok_or_else(|| std::io::Error::other(format!("{}: no existing parent", d.display())))?;
-                }
-                let c = CString::new(at.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-                if stasis_sys::sys::child::mount(Some(&tmpfs), &c, Some(&tmpfs), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC) < 0 {
-                    return Err(last());
-                }
                 std::fs::create_dir_all(d)?;
             }
             f()

@@ -43,10 +43,12 @@ enum Cmd {
         #[arg(long = "external", value_name = "RES")]
         external: Vec<String>,
         /// Save listening sockets without the connections that wait to be accepted
-        /// (TCP: all of them; unix: those from outside the tree) instead of refusing the
-        /// dump. They cannot be recreated: after a killing dump the kernel resets them
-        /// and their clients see the connection reset (and may retry); with
-        /// --leave-running the live process keeps them.
+        /// (TCP: all of them; unix: those from outside the tree, and those of the tree
+        /// whose client already sent bytes) instead of refusing the dump. They cannot
+        /// be recreated: after a killing dump the kernel resets them and their clients
+        /// see the connection reset (and may retry); a client of the tree comes back
+        /// as one whose server closed; with --leave-running the live process keeps
+        /// them.
         #[arg(long)]
         skip_in_flight: bool,
         /// How the tree's TCP connections are held back from before they are read until

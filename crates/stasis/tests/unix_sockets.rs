@@ -35,16 +35,19 @@ fn pipe_with_o_async() {
     roundtrip("pipe_async", &[]);
 }
 
-fn unix_states(label: &str, leave_running: bool) {
-    let _t = serial();
+/// Starts workloads/SCRIPT as `python3 SCRIPT WORKDIR ARGS...` and waits for READY.
+fn python_workload(label: &str, script: &str, args: &[std::ffi::OsString]) -> Workload {
     let mut w = Workload::new(label);
-    // a datagram socket outside the tree (syslog's /dev/log): the workload connects to it
-    let log_path = w.work.join("log.sock");
-    let log = std::os::unix::net::UnixDatagram::bind(&log_path).expect("bind the test's log socket");
-    log.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-    let script = std::path::Path::new(WORKLOADS).join("unix_states.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string(), log_path.clone().into_os_string()]);
+    let mut a = vec![std::path::Path::new(WORKLOADS).join(script).into_os_string(), w.work.clone().into_os_string()];
+    a.extend_from_slice(args);
+    w.spawn(&python3(), &a);
     w.wait_ready();
+    w
+}
+
+/// A killing dump and restore, or a --leave-running dump, the original killed, and
+/// a restore of the image.
+fn dump_restore(w: &mut Workload, leave_running: bool) {
     if leave_running {
         w.dump_leave_running();
         w.kill_original();
@@ -52,6 +55,17 @@ fn unix_states(label: &str, leave_running: bool) {
     } else {
         w.checkpoint_restore();
     }
+}
+
+fn unix_states(label: &str, leave_running: bool) {
+    let _t = serial();
+    // a datagram socket outside the tree (syslog's /dev/log): the workload connects to it
+    let dir = TempDir::new(&format!("{label}-log"));
+    let log_path = dir.path.join("log.sock");
+    let log = std::os::unix::net::UnixDatagram::bind(&log_path).expect("bind the test's log socket");
+    log.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut w = python_workload(label, "unix_states.py", &[log_path.into_os_string()]);
+    dump_restore(&mut w, leave_running);
     w.go_and_pass();
     let mut buf = [0u8; 64];
     for want in [&b"before"[..], b"after"] {
@@ -79,10 +93,7 @@ fn unix_sockets_in_every_state_after_leave_running_dump() {
 
 fn dgram_queue(mode: &str) {
     let _t = serial();
-    let mut w = Workload::new("dgram-queue");
-    let script = std::path::Path::new(WORKLOADS).join("dgram_queue.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string(), mode.into()]);
-    w.wait_ready();
+    let mut w = python_workload("dgram-queue", "dgram_queue.py", &[mode.into()]);
     w.checkpoint_restore();
     w.go_and_pass();
 }
@@ -110,10 +121,7 @@ fn queued_datagrams_keep_their_boundaries() {
 fn queued_messages_keep_their_senders_credentials() {
     let _t = serial();
     for leave in [false, true] {
-        let mut w = Workload::new("unix-creds");
-        let script = std::path::Path::new(WORKLOADS).join("creds.py");
-        w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-        w.wait_ready();
+        let mut w = python_workload("unix-creds", "creds.py", &[]);
         let child: i32 = w.info("child").parse().unwrap();
         if leave {
             // the live tree reads them after a --leave-running dump too
@@ -133,20 +141,13 @@ fn queued_messages_keep_their_senders_credentials() {
 #[test]
 fn listener_socket_files_keep_owner_and_mode() {
     let _t = serial();
-    let mut w = Workload::new("unix-sockfile");
-    let script = std::path::Path::new(WORKLOADS).join("sockfile.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-    w.wait_ready();
+    let mut w = python_workload("unix-sockfile", "sockfile.py", &[]);
     w.checkpoint_restore();
     w.go_and_pass();
 }
 
-fn unix_listen(label: &str) -> Workload {
-    let mut w = Workload::new(label);
-    let script = std::path::Path::new(WORKLOADS).join("unix_listen.py");
-    w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
-    w.wait_ready();
-    w
+fn unix_listen(label: &str, args: &[&str]) -> Workload {
+    python_workload(label, "unix_listen.py", &args.iter().map(std::ffi::OsString::from).collect::<Vec<_>>())
 }
 
 /// Listeners with connections of the tree waiting to be accepted: they wait again after
@@ -154,7 +155,7 @@ fn unix_listen(label: &str) -> Workload {
 #[test]
 fn unix_listener_with_waiting_connections() {
     let _t = serial();
-    let mut w = unix_listen("unix-listen");
+    let mut w = unix_listen("unix-listen", &[]);
     w.checkpoint_restore();
     w.go_and_pass();
 }
@@ -167,7 +168,7 @@ fn unix_listener_with_waiting_connections() {
 fn unix_listener_with_outside_connection_needs_skip_in_flight() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = unix_listen("unix-listen-out");
+    let mut w = unix_listen("unix-listen-out", &[]);
     let mut outside = std::os::unix::net::UnixStream::connect(w.work.join("l.sock")).expect("connect from the test");
     let r = w.try_dump(&[]);
     let pid = w.pid.to_string();
@@ -184,16 +185,31 @@ fn unix_listener_with_outside_connection_needs_skip_in_flight() {
     w.go_and_pass();
 }
 
+/// A client of the tree waiting on the listener with bytes already sent (they sit in
+/// the server's end, which has no fd before it is accepted): refused naming the pid, the
+/// fd, the listener and --skip-in-flight, killing or not, the process untouched; with
+/// --skip-in-flight the connection is dropped: after restore the client reads EOF and
+/// gets EPIPE, and the listener holds only the other waiting connections, in order.
+#[test]
+fn unix_client_waiting_with_bytes_sent_needs_skip_in_flight() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = unix_listen("unix-listen-early", &["early"]);
+    let pid = w.pid.to_string();
+    for extra in [&[][..], &["--leave-running"]] {
+        let r = w.try_dump(extra);
+        assert_clean_error(&r, &[&pid, "fd ", "l.sock", "bytes already sent", "--skip-in-flight"], &w.report());
+        w.assert_running_untouched();
+    }
+    w.dump_with(&["--skip-in-flight"]);
+    w.restore();
+    w.go_and_pass();
+}
+
 fn scm_rights(label: &str, leave_running: bool, fork: bool) {
     let _t = serial();
-    let mut w = Workload::new(label);
-    let script = std::path::Path::new(WORKLOADS).join("scm_rights.py");
-    let mut args = vec![script.into_os_string(), w.work.clone().into_os_string()];
-    if fork {
-        args.push("fork".into());
-    }
-    w.spawn(&python3(), &args);
-    w.wait_ready();
+    let args: &[std::ffi::OsString] = if fork { &["fork".into()] } else { &[] };
+    let mut w = python_workload(label, "scm_rights.py", args);
     if leave_running {
         // the live process first: its queues and fds in flight are untouched
         w.dump_leave_running();
@@ -230,4 +246,38 @@ fn file_descriptors_in_flight_held_by_two_processes() {
 fn file_descriptors_in_flight_after_leave_running_dump() {
     skip_if_direct!();
     scm_rights("scm-rights-lr", true, false);
+}
+
+fn unix_senders(label: &str, leave_running: bool) {
+    let _t = serial();
+    let mut w = python_workload(label, "unix_senders.py", &[]);
+    dump_restore(&mut w, leave_running);
+    // the socket bound to a relative path is bound privately, never relative to the
+    // restorer's working directory
+    let stray = std::env::current_dir().unwrap().join("rel.sock");
+    let made = stray.symlink_metadata().is_ok();
+    let _ = std::fs::remove_file(&stray);
+    assert!(!made, "restore made {} on the host\n{}", stray.display(), w.report());
+    w.go_and_pass();
+}
+
+/// Queued datagrams read back with recvfrom show the address each sender had: a path
+/// (alive, or closed with its file and directory gone), a relative path, an abstract
+/// name held by a socket of the tree, an autobind name, none; with credentials too; an
+/// unnamed datagram pair stays unnamed, a pair of named sockets connected to each other
+/// and a pair end bound later keep their names. Sockets whose files were unlinked (no
+/// file comes back at their paths): a connection accepted from such a listener, a
+/// client waiting on one, a datagram client connected to one, receivers with a pipe in
+/// flight and with credentials. Datagram sockets connected to a peer that closed since:
+/// queue, getpeername, then one ECONNREFUSED (workloads/unix_senders.py).
+#[test]
+fn queued_datagrams_keep_their_senders_addresses() {
+    unix_senders("unix-senders", false);
+}
+
+/// The same after a --leave-running dump (the original is then killed).
+#[test]
+fn queued_datagrams_keep_their_senders_addresses_after_leave_running_dump() {
+    skip_if_direct!();
+    unix_senders("unix-senders-lr", true);
 }

@@ -1,7 +1,9 @@
 //! Unix sockets (stream, datagram, seqpacket) in every state a program leaves them:
 //! unbound, bound (path, abstract, autobind), listening, connected inside the tree
 //! (socketpair(2) or accepted), connected to a socket outside the tree, or left by a peer
-//! that closed; with their queues and options.
+//! that closed (a datagram socket too: the kernel keeps the closed peer, which
+//! getpeername names, until the next send fails with ECONNREFUSED); with their queues
+//! and options.
 //!
 //! Dump: NETLINK_SOCK_DIAG tells each socket's peer, name, state, shutdown and queue
 //! length. Stream bytes are peeked (MSG_PEEK with SO_PEEK_OFF, so the process still
@@ -17,8 +19,14 @@
 //! inside the tree; outside it — a datagram socket keeps the peer's name and connects
 //! to it again at restore (syslog's /dev/log), a stream/seqpacket one is refused naming
 //! the process holding the peer unless marked `--external unix:[INODE]`.
-//! Refused: connections from outside the tree waiting to be accepted (unless
-//! --skip-in-flight), a datagram socket connected to an unnamed socket outside the tree.
+//! Refused: connections from outside the tree waiting to be accepted, and connections
+//! of the tree waiting with bytes already sent (those bytes sit in the server's end,
+//! which has no fd before the accept; accepting it through a pidfd_getfd copy of the
+//! listener would take it out of the live queue for good) — unless --skip-in-flight,
+//! which drops them (a client of the tree comes back as one whose peer closed); a
+//! datagram socket connected to an unnamed socket outside the tree. (A cycle of three
+//! or more one-way connected datagram sockets cannot exist: connect(2) refuses to
+//! connect to a socket connected to another, EPERM.)
 //!
 //! Restore (`open_end`): a pair whose ends are connected to each other is made with
 //! socketpair(2) when its first end is opened (each end's queue written into the other
@@ -30,12 +38,16 @@
 //! closed. An accepted connection is accepted again from a throwaway listener of the same
 //! name (`named_pair`; paths inside a private mount namespace over a tmpfs, so nothing is
 //! made on the host; pairs with abstract names first, before a listener of the tree takes
-//! the name); a path whose file was unlinked or replaced is bound the same private way.
-//! Queued datagrams are sent from a socket of their sender's name when it is abstract
-//! (a datagram client of the tree is made after its server for that); known losses: a
-//! sender bound to a path (taking it would make a host file), the names of a datagram
-//! pair. Queues carrying credentials wait until every process exists (`requeue_late`):
-//! SCM_CREDENTIALS may only name a pid that exists.
+//! the name); a path whose file was unlinked or replaced, or a relative path, is bound
+//! the same private way (`private_path`), and the sockets that connect to it later go
+//! through an O_PATH fd of its socket file (`Made::address`). Queued datagrams are sent
+//! so that recvfrom shows their sender's name (`Senders`): from the socket of the tree
+//! bound to it (the receiver's queue then waits until every socket is open,
+//! `requeue_deferred`), else from a new socket bound to it (a path inside a private
+//! root); a datagram pair gets its ends' names after socketpair. Known loss: an
+//! abstract sender name taken meanwhile by a process outside the tree (unnamed, with a
+//! warning). Queues carrying credentials wait until every process exists
+//! (`requeue_late`): SCM_CREDENTIALS may only name a pid that exists.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -221,19 +233,26 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         // The kernel names no peer: it closed (and shut this end down both ways), or the
         // connection waits in a listener's accept queue (its socket has no inode yet).
         if let Some(l) = table.0.values().find(|l| l.state == TCP_LISTEN && l.icons.contains(&u.ino)) {
-            if d.wqueue > 0 {
-                return Err(refuse(format!(
-                    "{tn} socket whose connection to {} waits to be accepted with bytes already sent (they sit in the \
-                     listener's queue, which cannot be read before the connection is accepted)",
-                    addr_display(&l.name)
-                )));
-            }
             u.connecting_to = l.ino;
             u.peer_name = saved_name(&l.name);
+            // Bytes already sent sit in the server's end, which has no descriptor until
+            // accepted (and accepting cannot be undone): marked so for check_peers,
+            // which refuses it or, with --skip-in-flight, drops the connection.
+            u.peer_gone = d.wqueue > 0;
         } else if d.shutdown & 3 == 3 {
             u.peer_gone = true;
         } else {
             return Err(refuse(format!("{tn} socket connected to a socket the kernel does not name")));
+        }
+    } else if ty == libc::SOCK_DGRAM && d.state == TCP_ESTABLISHED {
+        // Established and no peer named: a socket others connected to (getpeername:
+        // ENOTCONN), or one connected to a socket that closed since — the kernel keeps
+        // that one (getpeername shows its name) until the next send, which fails with
+        // ECONNREFUSED.
+        let peer = sys::sock_name(s, true).map_err(|e| sys_err("getpeername", e))?;
+        if !peer.is_empty() {
+            u.peer_gone = true;
+            u.peer_name = saved_name(peer.get(2..).unwrap_or_default());
         }
     }
     let _creds = PeekCreds::new(s, u.passcred, u.passsec).map_err(|e| sys_err("turning SO_PASSCRED on to peek", e))?;
@@ -278,7 +297,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         for m in msgs {
             // placeholders: our fd numbers, replaced by object ids once they are dumped
             let objects = m.fds.iter().map(|f| std::os::fd::AsRawFd::as_raw_fd(f) as u32).collect();
-            u.messages.push(UnixMsg { data: m.data, sender: m.sender.get(2..).unwrap_or_default().to_vec(), objects, creds: saved_creds(m.creds) });
+            u.messages.push(UnixMsg { data: m.data, sender: saved_name(m.sender.get(2..).unwrap_or_default()), objects, creds: saved_creds(m.creds) });
             in_flight.extend(m.fds);
         }
     }
@@ -334,6 +353,36 @@ pub fn check_peers(
     skip_in_flight: bool,
 ) -> Result<()> {
     let inos: std::collections::HashSet<u32> = objects.iter().filter_map(|o| o.unix().map(|u| u.ino)).collect();
+    // connections of the tree waiting to be accepted with bytes already sent (`dump`)
+    let mut dropped = std::collections::HashSet::new();
+    for o in objects.iter_mut() {
+        let id = o.id;
+        let Some(u) = o.unix_mut().filter(|u| u.connecting_to != 0 && u.peer_gone) else { continue };
+        let (pid, fd) = fds.iter().find(|(_, _, oid)| *oid == id).map(|(p, f, _)| (*p, *f)).unwrap_or((0, -1));
+        let what = format!(
+            "fd {fd} is a unix {} socket whose connection to {} waits to be accepted with bytes already sent",
+            type_name(u.sock_type),
+            addr_display(&u.peer_name)
+        );
+        if !skip_in_flight {
+            return Err(Error::Refused {
+                pid,
+                why: format!(
+                    "{what}: they sit in the server's end of the connection, which no process holds until the listener \
+                     accepts it, so they cannot be read without accepting it (which cannot be undone); dump again once \
+                     the server has accepted it, or use `--skip-in-flight` to drop that connection (after restore the \
+                     client finds it closed by the server: EOF, then EPIPE)"
+                ),
+            });
+        }
+        tracing::warn!(pid, fd, "{what}: dropped (--skip-in-flight): after restore the client finds it closed by the server");
+        dropped.insert(u.ino);
+        u.connecting_to = 0;
+        u.shutdown = 3; // as the kernel leaves a socket whose peer closed
+    }
+    for u in objects.iter_mut().filter_map(|o| o.unix_mut()) {
+        u.waiting.retain(|c| !dropped.contains(c));
+    }
     // listeners: connections from outside the tree waiting to be accepted
     for o in objects.iter_mut() {
         let id = o.id;
@@ -415,34 +464,106 @@ fn requeue(into_peer: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sends each message, in order, to `to` (a raw sockaddr), each from a socket of its
-/// sender's name when that name is abstract and free (so recvfrom shows it), else from
-/// an unnamed socket (a path name is not taken: that would make a file on the host).
-fn requeue_messages(ty: i32, to: &[u8], msgs: &[UnixMsg]) -> std::io::Result<()> {
-    if msgs.is_empty() {
-        return Ok(());
+/// Whether a unix address is a path (absolute or relative), not abstract or empty.
+fn is_path(name: &[u8]) -> bool {
+    name.first().is_some_and(|c| *c != 0)
+}
+
+/// Whether `u` is bound to a path that must get no file on the host: its file was
+/// unlinked or replaced (dump), or the path is relative (it was bound relative to a
+/// working directory restore cannot tell, so it is never looked up from the
+/// restorer's). Bound in a private root (`ns::with_private_dirs`): the name only.
+fn private_path(u: &UnixObj) -> bool {
+    is_path(&u.name) && (u.name_unlinked || u.name[0] != b'/')
+}
+
+/// A socket of the tree that can send a queued message as its sender into a
+/// receiver: its fd, inode and saved SO_SNDBUF.
+type RealSender<'f> = (std::os::fd::BorrowedFd<'f>, u32, u32);
+
+/// The socket of the tree (of `objects`) that can send into the unconnected receiver
+/// `to` (in network namespace `net_ns`) as sender `name`: of the same type, bound to
+/// that name (an abstract one in the same network namespace), not listening, not shut
+/// down for sending, not handed over at restore.
+fn real_sender<'o>(objects: &'o [Object], net_ns: u64, to: &UnixObj, name: &[u8]) -> Option<(&'o Object, &'o UnixObj)> {
+    // (images of older dumps keep a path sender's NUL)
+    let name = saved_name(name);
+    if name.is_empty() {
+        return None;
     }
-    let biggest = msgs.iter().map(|m| m.data.len()).max().unwrap_or(0);
-    let new_sender = || -> std::io::Result<OwnedFd> {
-        let s = sys::socket(libc::AF_UNIX, ty, 0)?;
-        let _ = sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (biggest * 2 + 4096).min(i32::MAX as usize) as i32);
-        Ok(s)
-    };
-    let unnamed = new_sender()?;
-    let mut named: HashMap<Vec<u8>, OwnedFd> = HashMap::new();
-    for m in msgs {
-        let from = if m.sender.first() == Some(&0) {
-            if !named.contains_key(&m.sender) {
-                let s = new_sender()?;
-                if sys::sock_addr_op(s.as_fd(), &sockaddr(&m.sender), false).is_ok() {
-                    named.insert(m.sender.clone(), s);
-                }
+    objects.iter().filter_map(|o| Some((o, o.unix()?))).find(|(o, x)| {
+        x.name == name
+            && x.sock_type == to.sock_type
+            && !x.listening
+            && x.shutdown & 2 == 0
+            && x.external.is_empty()
+            && (is_path(&name) || o.net_ns == net_ns)
+    })
+}
+
+/// The sockets that send queued messages into one receiver so that recvfrom there
+/// shows each message's sender (the kernel reads the sending socket's address when the
+/// message is read): a socket of the tree bound to that name (`real`, with sendto —
+/// the message is then charged to it as it was), else a new socket bound to it — an
+/// abstract name in the current network namespace when it is free, a path in a
+/// private root (`ns::with_private_dirs`: no file on the host, whatever the path) —
+/// else an unnamed one (a warning names the sender). Every message goes with sendto
+/// to the receiver's address.
+struct Senders<'a, 'f> {
+    ty: i32,
+    real: &'a dyn Fn(&[u8]) -> Option<RealSender<'f>>,
+    made: HashMap<Vec<u8>, OwnedFd>,
+    used: Vec<RealSender<'f>>,
+}
+
+impl<'a, 'f> Senders<'a, 'f> {
+    fn new(ty: i32, real: &'a dyn Fn(&[u8]) -> Option<RealSender<'f>>) -> Senders<'a, 'f> {
+        Senders { ty, real, made: HashMap::new(), used: Vec::new() }
+    }
+
+    fn get(&mut self, name: &[u8]) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
+        let big = i32::MAX / 2;
+        if let Some((fd, ino, sndbuf)) = (self.real)(name) {
+            if !self.used.iter().any(|(_, i, _)| *i == ino) {
+                // its saved buffer comes back with `reset`
+                sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, big)?;
+                self.used.push((fd, ino, sndbuf));
             }
-            named.get(&m.sender).unwrap_or(&unnamed)
-        } else {
-            &unnamed
-        };
-        sys::sendmsg_fds(from.as_fd(), &m.data, &[], to)?;
+            return Ok(fd);
+        }
+        if !self.made.contains_key(name) {
+            let s = sys::socket(libc::AF_UNIX, self.ty, 0)?;
+            let _ = sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, big);
+            let addr = sockaddr(name);
+            let bound = if name.is_empty() {
+                Ok(())
+            } else if is_path(name) {
+                let fd = s.as_fd();
+                crate::ns::with_private_dirs(&parents(&[name]), move || sys::sock_addr_op(fd, &addr, false))
+            } else {
+                sys::sock_addr_op(s.as_fd(), &addr, false)
+            };
+            if let Err(e) = bound {
+                tracing::warn!("a queued message's sender {} cannot be named again ({e}): its messages come back from an unnamed socket", addr_display(name));
+            }
+            self.made.insert(name.to_vec(), s);
+        }
+        Ok(self.made[name].as_fd())
+    }
+
+    /// The sockets of the tree that sent get their saved options back.
+    fn reset(&self) -> std::io::Result<()> {
+        let saved = self.used.iter().filter(|(_, _, b)| *b > 0);
+        saved.into_iter().try_for_each(|(fd, _, b)| sys::setsockopt_int(*fd, libc::SOL_SOCKET, libc::SO_SNDBUF, (b / 2) as i32))
+    }
+}
+
+/// Sends each message, in order, to `to` (a raw sockaddr) from a socket of its
+/// sender's name (`Senders`, no socket of the tree).
+fn requeue_messages(ty: i32, to: &[u8], msgs: &[UnixMsg]) -> std::io::Result<()> {
+    let mut senders = Senders::new(ty, &|_| None);
+    for m in msgs {
+        sys::sendmsg_fds(senders.get(&m.sender)?, &m.data, &[], to)?;
     }
     Ok(())
 }
@@ -510,6 +631,18 @@ pub struct Made {
     deferred: std::collections::HashSet<u32>,
     /// The sending end kept for a deferred socket whose peer had closed.
     senders: HashMap<u32, OwnedFd>,
+    /// O_PATH descriptors of the socket files of sockets bound in a private root
+    /// (`private_path`): their names cannot be reached from here, these can
+    /// (`address`).
+    reach: HashMap<u32, OwnedFd>,
+}
+
+/// `Made::address` from its `reach` (or `Late`'s copy of it).
+fn reach_address(reach: &HashMap<u32, OwnedFd>, ino: u32, name: &[u8]) -> Vec<u8> {
+    match reach.get(&ino) {
+        Some(f) => sockaddr(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f)).as_bytes()),
+        None => sockaddr(name),
+    }
 }
 
 /// Sockets whose queues carry credentials, sent once every process of the tree exists
@@ -521,6 +654,7 @@ pub struct Late {
     inos: std::collections::HashSet<u32>,
     fds: HashMap<u32, OwnedFd>,
     senders: HashMap<u32, OwnedFd>,
+    reach: HashMap<u32, OwnedFd>,
     pub netns: HashMap<u64, OwnedFd>,
 }
 
@@ -532,6 +666,13 @@ impl Late {
 }
 
 impl Made {
+    /// The address to connect to socket `ino` of the tree bound to `name`: its name, or
+    /// for one bound in a private root the /proc/self/fd link of its socket file
+    /// (the connected socket's getpeername still shows `name`).
+    fn address(&self, ino: u32, name: &[u8]) -> Vec<u8> {
+        reach_address(&self.reach, ino, name)
+    }
+
     fn insert(&mut self, ino: u32, s: OwnedFd) {
         self.pending.insert(ino, s);
     }
@@ -561,10 +702,31 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
     }
     let peer = objects.iter().filter_map(|o| o.unix()).find(|p| u.peer_ino != 0 && p.ino == u.peer_ino);
     let s = match peer {
-        Some(p) if p.peer_ino == u.ino => open_pair(u, p, made).map_err(|e| step(format!("socket pair: {e}")))?,
+        Some(p) if p.peer_ino == u.ino => {
+            let a = open_pair(u, p, made).map_err(|e| step(format!("socket pair: {e}")))?;
+            if u.sock_type == libc::SOCK_DGRAM {
+                // names a datagram pair's ends had (bound after the pair was made, or
+                // two named sockets connected to each other): what recvfrom and
+                // getpeername show
+                bind_own_name(pid, &format!("fd {fd}"), &a, u)?;
+                if let Some(b) = made.pending.get(&p.ino) {
+                    bind_own_name(pid, &format!("the peer of fd {fd}"), b, p)?;
+                }
+            }
+            a
+        }
         _ if u.peer_gone => {
             let (a, b) = sys::socketpair(u.sock_type).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
+            if u.sock_type == libc::SOCK_DGRAM {
+                // its own name, and the closed peer's as getpeername and recvfrom show
+                // it (bound privately: the closed socket's file is not the tree's)
+                bind_own_name(pid, &format!("fd {fd}"), &a, u)?;
+                let gone = UnixObj { name: u.peer_name.clone(), name_unlinked: true, sock_type: u.sock_type, ..Default::default() };
+                if let Err(e) = bind_own_name(pid, &format!("the closed peer of fd {fd}"), &b, &gone) {
+                    tracing::warn!(pid, fd, "the closed peer's name {} is not kept: {e}", addr_display(&u.peer_name));
+                }
+            }
             if queue_waits(u) {
                 made.deferred.insert(u.ino);
                 made.senders.insert(u.ino, b); // closed once the queue is in
@@ -582,12 +744,13 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
     Ok(s)
 }
 
-/// The parent directory of each path name among `names`.
+/// The parent directory of each path name among `names` (relative ones relative).
 fn parents(names: &[&[u8]]) -> Vec<std::path::PathBuf> {
     names
         .iter()
-        .filter(|n| n.first() == Some(&b'/'))
+        .filter(|n| is_path(n))
         .filter_map(|n| std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(n)).parent().map(|p| p.to_path_buf()))
+        .filter(|p| !p.as_os_str().is_empty())
         .collect()
 }
 
@@ -608,11 +771,10 @@ fn named_pair(ty: i32, accepted: &[u8], client: &[u8]) -> std::io::Result<(Owned
         sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true)?;
         Ok((sys::accept(l.as_fd())?, c))
     };
-    let dirs = parents(&[accepted, client]);
-    if dirs.is_empty() {
-        make()
+    if is_path(accepted) || is_path(client) {
+        crate::ns::with_private_dirs(&parents(&[accepted, client]), make)
     } else {
-        crate::ns::with_private_dirs(&dirs, make)
+        make()
     }
 }
 
@@ -714,9 +876,9 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         }
     }
     // A peer of the tree it connects to (a datagram client → its server) is made first,
-    // before this socket takes its name: the peer's queued messages from this socket are
-    // then sent from a socket of that name (recvfrom shows it). Known limit: a cycle of
-    // three or more one-way connections cannot be made (the first is not bound yet).
+    // so that it exists to connect to. (Chains end: two sockets connected to each other
+    // are a pair, and a cycle of three or more one-way connections cannot exist — the
+    // kernel refuses to connect to a socket connected to another.)
     if !u.listening && u.connecting_to == 0 && u.peer_ino != 0 {
         if let Some(p) = find(u.peer_ino).filter(|p| !made.exists(p.ino) && !making.contains(&p.ino)) {
             making.push(u.ino);
@@ -730,39 +892,37 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
     if u.sock_type == libc::SOCK_SEQPACKET && !u.messages.is_empty() {
         return Err(step("seqpacket records queued on a socket that is not one end of a pair".into()));
     }
-    if carries_fds(u) {
-        if u.name_unlinked {
-            return Err(step("file descriptors in flight to a socket whose path was unlinked (its name can only be reached while it is bound)".into()));
-        }
+    let net_ns = objects.iter().find(|o| o.unix().is_some_and(|x| x.ino == u.ino)).map_or(0, |o| o.net_ns);
+    if queue_waits(u) || (u.peer_ino == 0 && u.messages.iter().any(|m| real_sender(objects, net_ns, u, &m.sender).is_some())) {
+        // fds in flight (once every object is open), credentials (once every process
+        // exists), or messages that sockets of the tree sent (from those, whose names
+        // may be taken already, once every socket is open): later, to its name or, when
+        // bound privately, through its socket file (`Made::address`)
         made.deferred.insert(u.ino);
-    } else if carries_creds(u) {
-        if u.name_unlinked {
-            // its name is only reachable now: sent with the restorer's credentials
-            tracing::warn!(pid, fd, "unix socket {name}: its path was unlinked, so its queued messages come back now, without their senders' credentials");
-        } else {
-            made.deferred.insert(u.ino);
-        }
     }
     // the messages, sent to its name (validate: a socket with messages and no pair has
     // one), now unless they carry fds
     let msgs: &[UnixMsg] = if made.deferred.contains(&u.ino) { &[] } else { &u.messages };
-    if u.name_unlinked && u.name.first() == Some(&b'/') {
-        // its file was gone at dump time: the name only, no file on the host; the
-        // messages go in while the name can be reached (in that private namespace)
+    if private_path(u) {
+        // its file was gone at dump time (or the path is relative): the name only, no
+        // file on the host; the messages go in while the name can be reached (in that
+        // private root)
         let fd_ = s.as_fd();
         let name_ = u.name.clone();
         let ty = u.sock_type;
-        crate::ns::with_private_dirs(&parents(&[&u.name]), move || {
+        let reach = crate::ns::with_private_dirs(&parents(&[&u.name]), move || {
             sys::sock_addr_op(fd_, &sockaddr(&name_), false)?;
-            requeue_messages(ty, &sockaddr(&name_), msgs)
+            requeue_messages(ty, &sockaddr(&name_), msgs)?;
+            // its file, for the sockets of the tree that connect to it
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name_));
+            let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)?;
+            Ok(OwnedFd::from(file))
         })
         .map_err(|e| step(format!("bind and requeue (without a file on the host): {e}")))?;
+        made.reach.insert(u.ino, reach);
     } else {
-        if !u.name.is_empty() && u.name[0] != 0 {
-            bind_path(pid, fd, &s, u)?;
-        } else if !u.name.is_empty() {
-            sys::sock_addr_op(s.as_fd(), &sockaddr(&u.name), false).map_err(|e| step(format!("bind: {e}")))?;
-        }
+        bind_own_name(pid, &format!("fd {fd}"), &s, u)?;
         requeue_messages(u.sock_type, &sockaddr(&u.name), msgs).map_err(|e| step(format!("requeueing {} messages: {e}", msgs.len())))?;
     }
     if u.listening {
@@ -778,7 +938,7 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
     } else if u.connecting_to != 0 {
         // never blocks: the listener's queue had room for it (validate: waiting <= backlog + 1)
         sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, libc::O_NONBLOCK as i64).map_err(|e| step(format!("O_NONBLOCK: {e}")))?;
-        sys::sock_addr_op(s.as_fd(), &sockaddr(&u.peer_name), true)
+        sys::sock_addr_op(s.as_fd(), &made.address(u.connecting_to, &u.peer_name), true)
             .map_err(|e| step(format!("connecting to {} again: {e}", addr_display(&u.peer_name))))?;
         sys::fcntl(std::os::fd::AsRawFd::as_raw_fd(&s), libc::F_SETFL, 0).map_err(|e| step(format!("O_NONBLOCK: {e}")))?;
     } else if u.peer_ino != 0 {
@@ -787,7 +947,7 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         if target.is_empty() {
             return Err(step(format!("its peer (socket {}) has no name to connect to", u.peer_ino)));
         }
-        sys::sock_addr_op(s.as_fd(), &sockaddr(&target), true)
+        sys::sock_addr_op(s.as_fd(), &made.address(u.peer_ino, &target), true)
             .map_err(|e| step(format!("connecting to {}: {e}", addr_display(&target))))?;
     }
     if !made.deferred.contains(&u.ino) {
@@ -839,7 +999,7 @@ pub fn requeue_deferred(
     late.inos = made.deferred.iter().filter(|i| group_creds(i)).copied().collect();
     let now: std::collections::HashSet<u32> = made.deferred.difference(&late.inos).copied().collect();
     let fd_of = |id: u32| by_object.get(&id).map(|f| f.as_fd());
-    requeue_set(pid, objects, &fd_of, &now, &mut made.senders, run_in_ns)?;
+    requeue_set(pid, objects, &fd_of, &now, &mut made.senders, &made.reach, run_in_ns)?;
     // what requeue_late will need, copied (the originals move into the processes)
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why };
     let id_of: HashMap<u32, u32> = objects.iter().filter_map(|o| o.unix().map(|u| (u.ino, o.id))).collect();
@@ -848,7 +1008,8 @@ pub fn requeue_deferred(
         let ids = std::iter::once(o.id)
             .chain(id_of.get(&u.peer_ino).copied().filter(|_| u.peer_ino != 0))
             .chain(u.in_flight.iter().flat_map(|f| f.objects.iter().copied()))
-            .chain(u.messages.iter().flat_map(|m| m.objects.iter().copied()));
+            .chain(u.messages.iter().flat_map(|m| m.objects.iter().copied()))
+            .chain(u.messages.iter().filter_map(|m| real_sender(objects, o.net_ns, u, &m.sender).map(|(x, _)| x.id)));
         for id in ids {
             if let (false, Some(f)) = (late.fds.contains_key(&id), by_object.get(&id)) {
                 late.fds.insert(id, f.try_clone().map_err(|e| step(format!("keeping object {id} for a queue with credentials: {e}")))?);
@@ -856,6 +1017,9 @@ pub fn requeue_deferred(
         }
         if let Some(b) = made.senders.remove(&u.ino) {
             late.senders.insert(u.ino, b);
+        }
+        if let Some(f) = made.reach.remove(&u.ino) {
+            late.reach.insert(u.ino, f);
         }
     }
     made.deferred.clear();
@@ -873,7 +1037,7 @@ pub fn requeue_late(pid: i32, objects: &[Object], late: &mut Late, run_in_ns: &R
     let fds = std::mem::take(&mut late.fds);
     let fd_of = |id: u32| fds.get(&id).map(|f| f.as_fd());
     let inos = std::mem::take(&mut late.inos);
-    requeue_set(pid, objects, &fd_of, &inos, &mut late.senders, run_in_ns)
+    requeue_set(pid, objects, &fd_of, &inos, &mut late.senders, &late.reach, run_in_ns)
 }
 
 /// Sends SCM_CREDENTIALS `c` (the restorer's pid for a sender outside the tree or one
@@ -900,6 +1064,7 @@ fn requeue_set<'f>(
     fd_of: &(dyn Fn(u32) -> Option<std::os::fd::BorrowedFd<'f>> + Sync),
     inos: &std::collections::HashSet<u32>,
     senders: &mut HashMap<u32, OwnedFd>,
+    reach: &HashMap<u32, OwnedFd>,
     run_in_ns: &RunInNs,
 ) -> Result<()> {
     if inos.is_empty() {
@@ -922,7 +1087,7 @@ fn requeue_set<'f>(
                 (fd_of(pid_)?, Vec::new())
             } else {
                 temp = sys::socket(libc::AF_UNIX, u.sock_type, 0).map_err(what)?;
-                (temp.as_fd(), sockaddr(&u.name))
+                (temp.as_fd(), reach_address(reach, u.ino, &u.name))
             };
             let _ = sys::setsockopt_int(from, libc::SOL_SOCKET, libc::SO_SNDBUF, i32::MAX / 2);
             let fds = |ids: &[u32]| -> Result<Vec<std::os::fd::BorrowedFd>> { ids.iter().map(|&i| fd_of(i)).collect() };
@@ -947,10 +1112,22 @@ fn requeue_set<'f>(
                 let c = u.cred_ranges.iter().find(|r| r.start as usize <= a && b <= r.end as usize).and_then(|r| r.creds.as_ref());
                 send_all(&u.queue[a..b], &fds(f.map(|f| &f.objects[..]).unwrap_or(&[]))?, c)?;
             }
-            for m in &u.messages {
-                send_with(from, &m.data, &fds(&m.objects)?, m.creds.as_ref(), &to).map_err(what)?;
+            if sender_kept.is_some() || peer_id.is_some() {
+                for m in &u.messages {
+                    send_with(from, &m.data, &fds(&m.objects)?, m.creds.as_ref(), &to).map_err(what)?;
+                }
+                return Ok(());
             }
-            Ok(())
+            // to its name, each from a socket of its sender's name
+            let real = |name: &[u8]| {
+                let (x, xu) = real_sender(objects, o.net_ns, u, name)?;
+                Some((fd_of(x.id).ok()?, xu.ino, xu.sndbuf))
+            };
+            let mut senders = Senders::new(u.sock_type, &real);
+            for m in &u.messages {
+                send_with(senders.get(&m.sender).map_err(what)?, &m.data, &fds(&m.objects)?, m.creds.as_ref(), &to).map_err(what)?;
+            }
+            senders.reset().map_err(what)
         };
         run_in_ns(o, &mut send)?;
     }
@@ -964,17 +1141,39 @@ fn requeue_set<'f>(
     Ok(())
 }
 
+/// Binds `s` to `u`'s name, if it has one: an abstract name; a path privately (no
+/// file on the host: `private_path`); a path it still owns with its file
+/// (`bind_path`).
+fn bind_own_name(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
+    let step = |e: std::io::Error| Error::RestoreStep {
+        pid,
+        step: "opening files".into(),
+        why: format!("{who}: unix {} socket: bind to {}: {e}", type_name(u.sock_type), addr_display(&u.name)),
+    };
+    let addr = sockaddr(&u.name);
+    if u.name.is_empty() {
+        Ok(())
+    } else if private_path(u) {
+        let fd = s.as_fd();
+        crate::ns::with_private_dirs(&parents(&[&u.name]), move || sys::sock_addr_op(fd, &addr, false)).map_err(step)
+    } else if is_path(&u.name) {
+        bind_path(pid, who, s, u)
+    } else {
+        sys::sock_addr_op(s.as_fd(), &addr, false).map_err(step)
+    }
+}
+
 /// Binds `s` to its path: the stale socket file the dumped process left there is removed
 /// (`clear_socket_path`); the new file is made with the saved permission bits (bind in a
 /// helper thread with its own umask) and then given the saved owner through an O_PATH
 /// descriptor of it — so a server running as another user, and clients of other users,
 /// find their socket file as it was (made as the restorer it would be root's, with the
 /// restorer's umask).
-fn bind_path(pid: i32, fd: i32, s: &OwnedFd, u: &UnixObj) -> Result<()> {
+fn bind_path(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
     let name = addr_display(&u.name);
     let tn = type_name(u.sock_type);
-    let refused = |why: String| Error::RestoreRefused(format!("fd {fd} of pid {pid} is a unix {tn} socket bound to {name}: {why}"));
-    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("fd {fd}: unix {tn} socket {name}: {why}") };
+    let refused = |why: String| Error::RestoreRefused(format!("{who} of pid {pid} is a unix {tn} socket bound to {name}: {why}"));
+    let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("{who}: unix {tn} socket {name}: {why}") };
     let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
     let addr = sockaddr(&u.name);
     // Err(Ok(e)): bind failed with e; Err(Err(why)): refused before binding

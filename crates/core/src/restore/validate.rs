@@ -1023,8 +1023,8 @@ fn check_unix(peers: &HashMap<u32, (u32, u32)>, u: &stasis_image::model::UnixObj
     if let Some(w) = u.waiting.iter().find(|w| peers.get(w).map(|p| p.1) != Some(u.ino)) {
         return Err(format!("waiting connection {w} is not a socket of the image waiting on it"));
     }
-    if u.connecting_to != 0 && (u.peer_name.is_empty() || u.peer_ino != 0 || u.listening) {
-        return Err("a connection waiting to be accepted without the listener's name, or also connected".into());
+    if u.connecting_to != 0 && (u.peer_name.is_empty() || u.peer_ino != 0 || u.listening || u.peer_gone) {
+        return Err("a connection waiting to be accepted without the listener's name, or also connected (or closed)".into());
     }
     if !u.messages.is_empty() && !paired && !u.peer_gone && (u.name.is_empty() || u.sock_type != libc::SOCK_DGRAM) {
         return Err("queued messages on a socket they cannot be sent back to (no pair, no name)".into());
@@ -1678,6 +1678,8 @@ mod tests {
         refused(&with_unix(vec![UnixObj { waiting: vec![5, 6, 7], ..l.clone() }, c(5), c(6), c(7)]), &root(), "backlog 1");
         refused(&with_unix(vec![UnixObj { waiting: vec![5, 9], ..l.clone() }, c(5)]), &root(), "waiting connection 9");
         refused(&with_unix(vec![UnixObj { connecting_to: 4, ..stream(5) }]), &root(), "without the listener's name");
+        // the dump's mark of a waiting connection with bytes sent never reaches an image
+        refused(&with_unix(vec![l.clone(), UnixObj { peer_gone: true, ..c(5) }, c(6)]), &root(), "also connected (or closed)");
     }
 
     #[test]
