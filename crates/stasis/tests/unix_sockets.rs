@@ -218,3 +218,27 @@ fn file_descriptors_in_flight_after_leave_running_dump() {
     skip_if_direct!();
     scm_rights("scm-rights-lr", true);
 }
+
+/// SOL_SOCKET options of unix sockets (timeouts, SO_RCVLOWAT, priority, mark, linger,
+/// SO_PASSPIDFD, SO_PASSRIGHTS, buffer locks, a locked classic BPF filter) on a stream
+/// pair, a datagram pair carrying an fd in flight, a listener, its client and the
+/// accepted end: read back identically after restore from inside the workload; the
+/// datagram queued before the filter is still there, new ones are dropped
+/// (workloads/unix_opts.c). Killing dump, and --leave-running (the live original checks
+/// the same, then the image is restored and checked).
+#[test]
+fn unix_socket_options() {
+    let _t = serial();
+    roundtrip("unix_opts", &[]);
+}
+
+#[test]
+fn unix_socket_options_after_leave_running_dump() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("unix_opts", &[]);
+    w.dump_leave_running();
+    w.kill_original();
+    w.restore();
+    w.go_and_pass();
+}

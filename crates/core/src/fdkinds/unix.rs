@@ -13,7 +13,7 @@
 //! as fds of ours (kcmp ties them to the tree's own descriptions) and `name_in_flight`
 //! puts their object ids in the record. Restore opens them with the rest and
 //! `requeue_deferred` sends the queues that carry them once every object is open. Options: SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF,
-//! SO_RCVBUF, SO_SNDBUF. `check_peers` (once every fd of the tree is known) sorts peers:
+//! SO_RCVBUF, SO_SNDBUF here; the others of the shared option table in unixopt.rs. `check_peers` (once every fd of the tree is known) sorts peers:
 //! inside the tree; outside it — a datagram socket keeps the peer's name and connects
 //! to it again at restore (syslog's /dev/log), a stream/seqpacket one is refused naming
 //! the process holding the peer unless marked `--external unix:[INODE]`.
@@ -194,6 +194,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         peek_off: Some(geti(libc::SO_PEEK_OFF).map_err(|e| sys_err("SO_PEEK_OFF", e))?).filter(|v| *v >= 0),
         rcvbuf: geti(libc::SO_RCVBUF).map_err(|e| sys_err("SO_RCVBUF", e))? as u32,
         sndbuf: geti(libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32,
+        sockopts: super::unixopt::dump(s, ty).map_err(|e| sys_err("socket options", e))?,
         ..Default::default()
     };
     if let (Some((vino, vdev)), true) = (d.vfs, u.name.first().is_some_and(|c| *c == b'/')) {
@@ -477,11 +478,15 @@ fn apply_options(s: impl AsFd, u: &UnixObj) -> std::io::Result<()> {
     if u.passsec {
         sys::setsockopt_int(f, sol, libc::SO_PASSSEC, 1)?;
     }
-    Ok(())
+    super::unixopt::apply(f, u, super::inet::options::When::Early).map_err(std::io::Error::other)
 }
 
-/// Last touches once the queues are in: SO_PEEK_OFF, O_NONBLOCK.
-fn finish(s: &OwnedFd, u: &UnixObj) -> std::result::Result<(), String> {
+/// Last touches once the queues are in (`queued`; else the options that wait for the
+/// queue are set by `requeue_set`): the table's late options, SO_PEEK_OFF, O_NONBLOCK.
+fn finish(s: &OwnedFd, u: &UnixObj, queued: bool) -> std::result::Result<(), String> {
+    if queued {
+        super::unixopt::apply(s.as_fd(), u, super::inet::options::When::Late)?;
+    }
     if let Some(off) = u.peek_off {
         sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, off).map_err(|e| format!("SO_PEEK_OFF: {e}"))?;
     }
@@ -556,7 +561,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
         return Ok(s);
     }
     if let Some(s) = made.take(u.ino) {
-        finish(&s, u).map_err(step)?;
+        finish(&s, u, !made.deferred.contains(&u.ino)).map_err(step)?;
         return Ok(s);
     }
     let peer = objects.iter().filter_map(|o| o.unix()).find(|p| u.peer_ino != 0 && p.ino == u.peer_ino);
@@ -578,7 +583,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
         _ => make_alone(pid, fd, objects, u, made, &mut Vec::new())?,
     };
     made.done.insert(u.ino);
-    finish(&s, u).map_err(step)?;
+    finish(&s, u, !made.deferred.contains(&u.ino)).map_err(step)?;
     Ok(s)
 }
 
@@ -959,6 +964,7 @@ fn requeue_set<'f>(
         let s = fd_of(o.id)?;
         // the sender's buffer was raised: the saved options again
         apply_options(s, u).map_err(|e| step(format!("unix socket (inode {}): options: {e}", u.ino)))?;
+        super::unixopt::apply(s, u, super::inet::options::When::Late).map_err(|e| step(format!("unix socket (inode {}): options: {e}", u.ino)))?;
         apply_shutdown(s, u.shutdown).map_err(|e| step(format!("unix socket (inode {}): shutdown: {e}", u.ino)))?;
     }
     Ok(())

@@ -871,6 +871,7 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
         if let Some(u) = o.unix() {
             check_unix(&unix_peers, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
             check_in_flight(table, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
+            crate::fdkinds::unixopt::check(u).map_err(|why| format!("unix socket (object {id}): options: {why}"))?;
         }
         if let Some(n) = o.netlink() {
             check_netlink(n).map_err(|why| format!("netlink socket (object {id}): {why}"))?;
@@ -1473,6 +1474,24 @@ mod tests {
         for bad in [vec![(0, 7)], vec![(2, 4), (0, 2)], vec![(3, 3)]] {
             refused(&with_unix(vec![stream(bad), peer.clone()]), &root(), "credentials of bytes");
         }
+    }
+
+    #[test]
+    fn unix_socket_options_are_those_of_the_table() {
+        use stasis_image::model::SockOpt;
+        let opt = |level, name, value: &[u8]| SockOpt { level, name, value: value.to_vec() };
+        let sock = |opts| UnixObj { ino: 1, sock_type: libc::SOCK_STREAM, sockopts: opts, ..Default::default() };
+        let timeo = opt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &[0; 16]);
+        let lowat = opt(libc::SOL_SOCKET, libc::SO_RCVLOWAT, &3i32.to_le_bytes());
+        validate_with(&with_unix(vec![sock(vec![timeo.clone(), lowat.clone()])]), &root()).unwrap();
+        // a value of the wrong size, an option twice, one of IP sockets, one the unix
+        // record keeps in its own fields, one not in the table
+        refused(&with_unix(vec![sock(vec![opt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &[0; 8])])]), &root(), "value of 8 bytes");
+        refused(&with_unix(vec![sock(vec![lowat.clone(), lowat])]), &root(), "saved twice");
+        refused(&with_unix(vec![sock(vec![opt(libc::SOL_IP, libc::IP_TTL, &[1, 0, 0, 0])])]), &root(), "not an option stasis restores");
+        refused(&with_unix(vec![sock(vec![opt(libc::SOL_SOCKET, libc::SO_RCVBUF, &[0, 1, 0, 0])])]), &root(), "not an option stasis restores");
+        refused(&with_unix(vec![sock(vec![opt(libc::SOL_SOCKET, 999, &[0; 4])])]), &root(), "not an option stasis restores");
+        refused(&with_unix(vec![sock(vec![timeo; 200])]), &root(), "socket options");
     }
 
     #[test]
