@@ -242,3 +242,38 @@ fn unix_socket_options_after_leave_running_dump() {
     w.restore();
     w.go_and_pass();
 }
+
+/// Out-of-band bytes pending on unix stream pairs (workloads/unix_oob.c): in the middle
+/// of the queue, next to read (at the mark), with SO_OOBINLINE, and superseded by a
+/// second one. After restore reads stop at the mark, SIOCATMARK, recv(MSG_OOB) and the
+/// in-line case read as before. Killing dump; --leave-running (the live original reads
+/// them right, so the dump consumed nothing); and the image of that dump restored.
+#[test]
+fn unix_out_of_band_bytes() {
+    let _t = serial();
+    roundtrip("unix_oob", &[]);
+    skip_if_direct!();
+    let mut w = Workload::start("unix_oob", &[]);
+    w.dump_leave_running();
+    w.go_and_pass();
+    let mut w = Workload::start("unix_oob", &[]);
+    w.dump_leave_running();
+    w.kill_original();
+    w.restore();
+    w.go_and_pass();
+}
+
+/// An out-of-band byte in a queue whose pieces carry their writers' credentials (the
+/// reader has SO_PASSCRED): refused in one line naming the pid and fd; the process runs
+/// on untouched and still reads it right (nothing consumed).
+#[test]
+fn unix_out_of_band_byte_with_credentials_is_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("unix_oob", &["creds"]);
+    let r = w.try_dump(&[]);
+    let pid = w.pid.to_string();
+    assert_clean_error(&r, &[&pid, "out-of-band byte", "credentials"], &w.report());
+    w.assert_running_untouched();
+    w.go_and_pass();
+}

@@ -241,6 +241,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
     if ty != libc::SOCK_DGRAM && d.state != TCP_ESTABLISHED {
         // never connected: nothing can be queued (and recvmsg says EINVAL)
     } else if ty == libc::SOCK_STREAM {
+        let _inline_off = super::unixopt::OobInlineOff::new(s).map_err(|e| sys_err("turning SO_OOBINLINE off to peek", e))?;
         let chunks = match sys::peek_stream_chunks(s) {
             Ok(c) => c,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
@@ -263,6 +264,10 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
                 in_flight.extend(c.fds);
             }
         }
+        u.oob_at = super::unixopt::find_oob(s, &mut u).map_err(|e| match e {
+            super::sockopt::DumpErr::Refuse(why) => refuse(format!("{tn} {why}")),
+            super::sockopt::DumpErr::Sys(what, err) => sys_err(&what, err),
+        })?;
     } else {
         let msgs = match sys::peek_datagrams(s, MAX_DGRAM, MAX_DGRAM_QUEUE) {
             Ok(q) => q,
@@ -404,16 +409,27 @@ fn apply_shutdown(fd: impl AsFd, bits: u32) -> std::io::Result<()> {
     sys::shutdown(fd.as_fd(), how)
 }
 
-fn requeue(into_peer: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
+/// Writes a stream queue into the peer; the byte at `oob_at` with MSG_OOB.
+fn requeue(into_peer: &OwnedFd, data: &[u8], oob_at: Option<u64>) -> std::io::Result<()> {
     if data.is_empty() {
         return Ok(());
     }
     let _ = sys::setsockopt_int(into_peer.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (data.len() * 2).min(i32::MAX as usize) as i32);
-    let mut off = 0;
-    while off < data.len() {
-        off += sys::write_fd(into_peer.as_fd(), &data[off..])?;
+    let write_all = |data: &[u8]| -> std::io::Result<()> {
+        let mut off = 0;
+        while off < data.len() {
+            off += sys::write_fd(into_peer.as_fd(), &data[off..])?;
+        }
+        Ok(())
+    };
+    match oob_at.map(|p| p as usize).filter(|p| *p < data.len()) {
+        Some(p) => {
+            write_all(&data[..p])?;
+            super::unixopt::send_oob(into_peer.as_fd(), data[p])?;
+            write_all(&data[p + 1..])
+        }
+        None => write_all(data),
     }
-    Ok(())
 }
 
 /// Sends each message, in order, to `to` (a raw sockaddr), each from a socket of its
@@ -574,7 +590,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
                 made.deferred.insert(u.ino);
                 made.senders.insert(u.ino, b); // closed once the queue is in
             } else {
-                requeue(&b, &u.queue).map_err(|e| step(format!("requeueing {} bytes: {e}", u.queue.len())))?;
+                requeue(&b, &u.queue, u.oob_at).map_err(|e| step(format!("requeueing {} bytes: {e}", u.queue.len())))?;
                 requeue_to_peer(&b, &u.messages).map_err(|e| step(format!("requeueing messages: {e}")))?;
                 drop(b); // the peer had closed
             }
@@ -684,8 +700,8 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
         return Ok(a);
     }
     // a = this end, b = the peer: what is queued for reading on a was sent by b
-    requeue(&b, &u.queue)?;
-    requeue(&a, &peer.queue)?;
+    requeue(&b, &u.queue, u.oob_at)?;
+    requeue(&a, &peer.queue, peer.oob_at)?;
     requeue_to_peer(&b, &u.messages)?;
     requeue_to_peer(&a, &peer.messages)?;
     // the requeues raised the senders' buffers: set them back

@@ -1492,6 +1492,14 @@ mod tests {
         refused(&with_unix(vec![sock(vec![opt(libc::SOL_SOCKET, libc::SO_RCVBUF, &[0, 1, 0, 0])])]), &root(), "not an option stasis restores");
         refused(&with_unix(vec![sock(vec![opt(libc::SOL_SOCKET, 999, &[0; 4])])]), &root(), "not an option stasis restores");
         refused(&with_unix(vec![sock(vec![timeo; 200])]), &root(), "socket options");
+        // an out-of-band byte: inside the queue of a stream socket without fds or creds
+        let peer = UnixObj { ino: 2, peer_ino: 1, sock_type: libc::SOCK_STREAM, ..Default::default() };
+        let oob = |at, ty| UnixObj { peer_ino: 2, sock_type: ty, queue: b"ab!cd".to_vec(), oob_at: Some(at), ..sock(vec![]) };
+        validate_with(&with_unix(vec![oob(2, libc::SOCK_STREAM), peer.clone()]), &root()).unwrap();
+        refused(&with_unix(vec![oob(5, libc::SOCK_STREAM), peer.clone()]), &root(), "out-of-band byte at 5");
+        refused(&with_unix(vec![oob(0, libc::SOCK_SEQPACKET), UnixObj { sock_type: libc::SOCK_SEQPACKET, ..peer.clone() }]), &root(), "out-of-band");
+        let creds = stasis_image::model::CredRange { start: 0, end: 5, creds: None };
+        refused(&with_unix(vec![UnixObj { cred_ranges: vec![creds], ..oob(1, libc::SOCK_STREAM) }, peer]), &root(), "out-of-band");
     }
 
     #[test]
