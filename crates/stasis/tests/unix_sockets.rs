@@ -20,7 +20,13 @@ fn signal_driven_io_owner_and_signal() {
 fn signal_driven_io_after_leave_running_dump() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = Workload::start("fown", &[]);
+    restore_after_leave_running("fown", &[]);
+}
+
+/// A --leave-running dump of workload NAME (its original untouched), the original
+/// killed, the image restored and checked.
+fn restore_after_leave_running(name: &str, args: &[&str]) {
+    let mut w = Workload::start(name, args);
     w.dump_leave_running();
     w.kill_original();
     w.restore();
@@ -114,15 +120,21 @@ fn queued_messages_keep_their_senders_credentials() {
         let script = std::path::Path::new(WORKLOADS).join("creds.py");
         w.spawn(&python3(), &[script.into_os_string(), w.work.clone().into_os_string()]);
         w.wait_ready();
-        let child: i32 = w.info("child").parse().unwrap();
-        if leave {
-            // the live tree reads them after a --leave-running dump too
-            w.dump_leave_running();
-        } else {
-            dump_and_restore_tree(&mut w, &[child]);
-        }
-        w.go_and_pass();
+        // the live tree reads them after a --leave-running dump too
+        check_parent_and_child(w, leave);
     }
+}
+
+/// A workload and its child (INFO child=PID), dumped and restored as a tree, or (`leave`)
+/// dumped with --leave-running, then checked.
+fn check_parent_and_child(mut w: Workload, leave: bool) {
+    let child: i32 = w.info("child").parse().unwrap();
+    if leave {
+        w.dump_leave_running();
+    } else {
+        dump_and_restore_tree(&mut w, &[child]);
+    }
+    w.go_and_pass();
 }
 
 /// Listening sockets whose files a root server gave to uid 1000 (mode 0660 in a
@@ -224,23 +236,14 @@ fn file_descriptors_in_flight_after_leave_running_dump() {
 /// pair, a datagram pair carrying an fd in flight, a listener, its client and the
 /// accepted end: read back identically after restore from inside the workload; the
 /// datagram queued before the filter is still there, new ones are dropped
-/// (workloads/unix_opts.c). Killing dump, and --leave-running (the live original checks
-/// the same, then the image is restored and checked).
+/// (workloads/unix_opts.c). Killing dump, and --leave-running (the original killed,
+/// the image restored and checked).
 #[test]
 fn unix_socket_options() {
     let _t = serial();
     roundtrip("unix_opts", &[]);
-}
-
-#[test]
-fn unix_socket_options_after_leave_running_dump() {
-    let _t = serial();
     skip_if_direct!();
-    let mut w = Workload::start("unix_opts", &[]);
-    w.dump_leave_running();
-    w.kill_original();
-    w.restore();
-    w.go_and_pass();
+    restore_after_leave_running("unix_opts", &[]);
 }
 
 /// Out-of-band bytes pending on unix stream pairs (workloads/unix_oob.c): in the middle
@@ -256,11 +259,7 @@ fn unix_out_of_band_bytes() {
     let mut w = Workload::start("unix_oob", &[]);
     w.dump_leave_running();
     w.go_and_pass();
-    let mut w = Workload::start("unix_oob", &[]);
-    w.dump_leave_running();
-    w.kill_original();
-    w.restore();
-    w.go_and_pass();
+    restore_after_leave_running("unix_oob", &[]);
 }
 
 /// An out-of-band byte in a queue whose pieces carry their writers' credentials (the
@@ -276,4 +275,17 @@ fn unix_out_of_band_byte_with_credentials_is_refused() {
     assert_clean_error(&r, &[&pid, "out-of-band byte", "credentials"], &w.report());
     w.assert_running_untouched();
     w.go_and_pass();
+}
+
+/// SO_PEERCRED of connections and pairs made by tasks of different users
+/// (workloads/unix_peercred.c): an accepted connection from a uid-1000 child and the
+/// child's end (root's), the reverse through an abstract name, and the child's own
+/// socketpair — uid and gid read back from inside both processes after restore, and
+/// from the live tree after a --leave-running dump.
+#[test]
+fn unix_peer_credentials() {
+    let _t = serial();
+    for leave in [false, true] {
+        check_parent_and_child(Workload::start("unix_peercred", &[]), leave);
+    }
 }

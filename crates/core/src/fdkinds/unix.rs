@@ -143,7 +143,12 @@ fn saved_creds(c: Option<sys::Creds>) -> Option<MsgCreds> {
 /// gid (pid 0: restore cannot name that process).
 pub fn creds_of_tree(objects: &mut [Object], tree: &[i32]) {
     for u in objects.iter_mut().filter_map(|o| o.unix_mut()) {
-        let creds = u.cred_ranges.iter_mut().filter_map(|r| r.creds.as_mut()).chain(u.messages.iter_mut().filter_map(|m| m.creds.as_mut()));
+        let creds = u
+            .cred_ranges
+            .iter_mut()
+            .filter_map(|r| r.creds.as_mut())
+            .chain(u.messages.iter_mut().filter_map(|m| m.creds.as_mut()))
+            .chain(u.peer_cred.as_mut());
         for c in creds {
             if !tree.contains(&c.pid) {
                 c.pid = 0;
@@ -236,6 +241,9 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         } else {
             return Err(refuse(format!("{tn} socket connected to a socket the kernel does not name")));
         }
+    }
+    if u.peer_ino != 0 || u.peer_gone {
+        u.peer_cred = saved_creds(Some(sys::peer_cred(s).map_err(|e| sys_err("SO_PEERCRED", e))?));
     }
     let _creds = PeekCreds::new(s, u.passcred, u.passsec).map_err(|e| sys_err("turning SO_PASSCRED on to peek", e))?;
     if ty != libc::SOCK_DGRAM && d.state != TCP_ESTABLISHED {
@@ -584,7 +592,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
     let s = match peer {
         Some(p) if p.peer_ino == u.ino => open_pair(u, p, made).map_err(|e| step(format!("socket pair: {e}")))?,
         _ if u.peer_gone => {
-            let (a, b) = sys::socketpair(u.sock_type).map_err(|e| step(format!("socketpair: {e}")))?;
+            let (a, b) = super::unixopt::as_creds(u.peer_cred.as_ref(), || sys::socketpair(u.sock_type)).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
             if queue_waits(u) {
                 made.deferred.insert(u.ino);
@@ -617,16 +625,17 @@ fn parents(names: &[&[u8]]) -> Vec<std::path::PathBuf> {
 /// path (no host file), in the current namespace for an abstract name — so both
 /// getsockname of the accepted end and getpeername of the other show it. The client
 /// end is bound to its own name first if it had one. Returns (accepted, client).
-fn named_pair(ty: i32, accepted: &[u8], client: &[u8]) -> std::io::Result<(OwnedFd, OwnedFd)> {
+fn named_pair(ty: i32, accepted: &[u8], client: &[u8], creds: [Option<&MsgCreds>; 2]) -> std::io::Result<(OwnedFd, OwnedFd)> {
     let make = || -> std::io::Result<(OwnedFd, OwnedFd)> {
         let l = sys::socket(libc::AF_UNIX, ty, 0)?;
         sys::sock_addr_op(l.as_fd(), &sockaddr(accepted), false)?;
-        sys::listen(l.as_fd(), 1)?;
+        // the client's peer credentials are the listener's, the accepted end's the client's
+        super::unixopt::as_creds(creds[1], || sys::listen(l.as_fd(), 1))?;
         let c = sys::socket(libc::AF_UNIX, ty, 0)?;
         if !client.is_empty() {
             sys::sock_addr_op(c.as_fd(), &sockaddr(client), false)?;
         }
-        sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true)?;
+        super::unixopt::as_creds(creds[0], || sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true))?;
         Ok((sys::accept(l.as_fd())?, c))
     };
     let dirs = parents(&[accepted, client]);
@@ -680,7 +689,7 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
         if u.sock_type == libc::SOCK_DGRAM || x.name.is_empty() {
             return None;
         }
-        named_pair(u.sock_type, &x.name, &y.name)
+        named_pair(u.sock_type, &x.name, &y.name, [x.peer_cred.as_ref(), y.peer_cred.as_ref()])
             .inspect_err(|e| tracing::debug!("unix pair {}/{} through a named listener: {e}; socketpair instead", x.ino, y.ino))
             .ok()
     };
@@ -689,7 +698,7 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
     let pair = if !u.name.is_empty() { named(u, peer) } else { named(peer, u).map(|(acc, cli)| (cli, acc)) };
     let (a, b) = match pair {
         Some(p) => p,
-        None => sys::socketpair(u.sock_type)?,
+        None => super::unixopt::as_creds(u.peer_cred.as_ref(), || sys::socketpair(u.sock_type))?,
     };
     apply_options(&a, u)?;
     apply_options(&b, peer)?;

@@ -4,11 +4,13 @@
 //! `Early` once the socket exists, `Late` once its queue is in (a filter attached
 //! before would filter the requeued messages; a locked filter cannot be attached again);
 //! and a stream socket's pending out-of-band byte (MSG_OOB): found without consuming it
-//! (`find_oob`), sent again with MSG_OOB at its place in the queue.
+//! (`find_oob`), sent again with MSG_OOB at its place in the queue; and the uid and gid
+//! of its peer credentials (SO_PEERCRED), given to the thread that makes the pair or
+//! the connection again (`as_creds`).
 
 use std::os::fd::BorrowedFd;
 
-use stasis_image::model::{SockOpt, UnixObj};
+use stasis_image::model::{MsgCreds, SockOpt, UnixObj};
 use stasis_sys::sys;
 
 use super::inet::options::{self, SockKind, When};
@@ -140,5 +142,16 @@ pub fn send_oob(s: BorrowedFd<'_>, b: u8) -> std::io::Result<()> {
     match sys::send(s, &[b], libc::MSG_OOB)? {
         1 => Ok(()),
         _ => Err(std::io::Error::other("the out-of-band byte was not sent")),
+    }
+}
+
+/// Restore: `f` (which makes a connection or a pair) from a thread whose effective uid
+/// and gid are those of `creds`, so that the peer credentials the kernel records
+/// (SO_PEERCRED) name them; directly when they are the restorer's or unknown. The pid
+/// the kernel records is the restorer's either way.
+pub fn as_creds<T: Send>(creds: Option<&MsgCreds>, f: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
+    match creds {
+        Some(c) if (c.uid, c.gid) != (sys::geteuid(), sys::getegid()) => sys::with_thread_eids(c.uid, c.gid, f),
+        _ => f(),
     }
 }

@@ -921,6 +921,9 @@ fn check_msg_creds(pids: &HashSet<i32>, u: &stasis_image::model::UnixObj) -> std
             return Err(format!("a queued message's credentials name pid {}, not a process of the image", c.pid));
         }
     }
+    if let Some(c) = u.peer_cred.as_ref().filter(|c| c.pid != 0 && !pids.contains(&c.pid)) {
+        return Err(format!("its peer credentials name pid {}, not a process of the image", c.pid));
+    }
     Ok(())
 }
 
@@ -1461,6 +1464,9 @@ mod tests {
         assert!(validate_with(&with_unix(vec![dgram(me)]), &root()).is_ok());
         assert!(validate_with(&with_unix(vec![dgram(0)]), &root()).is_ok());
         refused(&with_unix(vec![dgram(me + 7)]), &root(), "not a process of the image");
+        let peer_cred = |pid| UnixObj { peer_cred: creds(pid), ..dgram(me) };
+        assert!(validate_with(&with_unix(vec![peer_cred(me)]), &root()).is_ok());
+        refused(&with_unix(vec![peer_cred(me + 7)]), &root(), "peer credentials name pid");
         let stream = |ranges: Vec<(u64, u64)>| UnixObj {
             ino: 1,
             peer_ino: 2,

@@ -31,6 +31,14 @@ static void sendx(int s, const char *d, int flags)
         DIE("send");
 }
 
+/* `before`, then `oob` with MSG_OOB, then `after` */
+static void send_around(int s, const char *before, const char *oob, const char *after)
+{
+    sendx(s, before, 0);
+    sendx(s, oob, MSG_OOB);
+    sendx(s, after, 0);
+}
+
 /* a read of up to 16 bytes must give exactly `want` */
 static void read_is(int s, const char *pair, const char *want)
 {
@@ -57,27 +65,17 @@ int main(int argc, char **argv)
     if (amb) {
         int one = 1;
         setsockopt(e[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
-        sendx(e[0], "a", 0);
-        sendx(e[0], "X", MSG_OOB);
-        sendx(e[0], "c", 0);
+        send_around(e[0], "a", "X", "c");
     } else {
-        sendx(a[0], "ab", 0);
-        sendx(a[0], "!", MSG_OOB);
-        sendx(a[0], "cd", 0);
-        sendx(b[0], "ab", 0);
-        sendx(b[0], "!", MSG_OOB);
-        sendx(b[0], "cd", 0);
+        send_around(a[0], "ab", "!", "cd");
+        send_around(b[0], "ab", "!", "cd");
         char x[2];
         if (recv(b[1], x, 2, 0) != 2)
             DIE("recv b");
         int one = 1;
         setsockopt(c[1], SOL_SOCKET, SO_OOBINLINE, &one, sizeof one);
-        sendx(c[0], "xy", 0);
-        sendx(c[0], "Q", MSG_OOB);
-        sendx(c[0], "z", 0);
-        sendx(d[0], "ab", 0);
-        sendx(d[0], "1", MSG_OOB);
-        sendx(d[0], "cd", 0);
+        send_around(c[0], "xy", "Q", "z");
+        send_around(d[0], "ab", "1", "cd");
         sendx(d[0], "2", MSG_OOB);
         sendx(d[0], "ef", 0);
     }
