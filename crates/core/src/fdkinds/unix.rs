@@ -273,7 +273,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             }
         }
         u.oob_at = super::unixopt::find_oob(s, &mut u).map_err(|e| match e {
-            super::sockopt::DumpErr::Refuse(why) => refuse(format!("{tn} {why}")),
+            super::sockopt::DumpErr::Refuse(why) => refuse(why),
             super::sockopt::DumpErr::Sys(what, err) => sys_err(&what, err),
         })?;
     } else {
