@@ -394,7 +394,8 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
                 .map(|f| json!({"start": f.start, "end": f.end, "objects": f.objects}))
                 .chain(u.messages.iter().enumerate().filter(|(_, m)| !m.objects.is_empty()).map(|(i, m)| json!({"message": i, "objects": m.objects})))
                 .collect::<Vec<_>>());
-            d["options"] = json!({"passcred": u.passcred, "passsec": u.passsec, "peek_off": u.peek_off, "rcvbuf": u.rcvbuf, "sndbuf": u.sndbuf});
+            let more: Vec<String> = u.sockopts.iter().map(|s| stasis_core::fdkinds::inet::options::label(s.level, s.name)).collect();
+            d["options"] = json!({"passcred": u.passcred, "passsec": u.passsec, "peek_off": u.peek_off, "rcvbuf": u.rcvbuf, "sndbuf": u.sndbuf, "more": more});
             sock_flags_json(&mut d, u.flags);
             d
         }

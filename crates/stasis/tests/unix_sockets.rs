@@ -20,7 +20,13 @@ fn signal_driven_io_owner_and_signal() {
 fn signal_driven_io_after_leave_running_dump() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = Workload::start("fown", &[]);
+    restore_after_leave_running("fown", &[]);
+}
+
+/// A --leave-running dump of workload NAME (its original untouched), the original
+/// killed, the image restored and checked.
+fn restore_after_leave_running(name: &str, args: &[&str]) {
+    let mut w = Workload::start(name, args);
     w.dump_leave_running();
     w.kill_original();
     w.restore();
@@ -121,16 +127,22 @@ fn queued_datagrams_keep_their_boundaries() {
 fn queued_messages_keep_their_senders_credentials() {
     let _t = serial();
     for leave in [false, true] {
-        let mut w = python_workload("unix-creds", "creds.py", &[]);
-        let child: i32 = w.info("child").parse().unwrap();
-        if leave {
-            // the live tree reads them after a --leave-running dump too
-            w.dump_leave_running();
-        } else {
-            dump_and_restore_tree(&mut w, &[child]);
-        }
-        w.go_and_pass();
+        let w = python_workload("unix-creds", "creds.py", &[]);
+        // the live tree reads them after a --leave-running dump too
+        check_parent_and_child(w, leave);
     }
+}
+
+/// A workload and its child (INFO child=PID), dumped and restored as a tree, or (`leave`)
+/// dumped with --leave-running, then checked.
+fn check_parent_and_child(mut w: Workload, leave: bool) {
+    let child: i32 = w.info("child").parse().unwrap();
+    if leave {
+        w.dump_leave_running();
+    } else {
+        dump_and_restore_tree(&mut w, &[child]);
+    }
+    w.go_and_pass();
 }
 
 /// Listening sockets whose files a root server gave to uid 1000 (mode 0660 in a
@@ -280,4 +292,63 @@ fn queued_datagrams_keep_their_senders_addresses() {
 fn queued_datagrams_keep_their_senders_addresses_after_leave_running_dump() {
     skip_if_direct!();
     unix_senders("unix-senders-lr", true);
+}
+
+/// SOL_SOCKET options of unix sockets (timeouts, SO_RCVLOWAT, priority, mark, linger,
+/// SO_PASSPIDFD, SO_PASSRIGHTS, buffer locks, a locked classic BPF filter) on a stream
+/// pair, a datagram pair carrying an fd in flight, a listener, its client and the
+/// accepted end: read back identically after restore from inside the workload; the
+/// datagram queued before the filter is still there, new ones are dropped
+/// (workloads/unix_opts.c). Killing dump, and --leave-running (the original killed,
+/// the image restored and checked).
+#[test]
+fn unix_socket_options() {
+    let _t = serial();
+    roundtrip("unix_opts", &[]);
+    skip_if_direct!();
+    restore_after_leave_running("unix_opts", &[]);
+}
+
+/// Out-of-band bytes pending on unix stream pairs (workloads/unix_oob.c): in the middle
+/// of the queue, next to read (at the mark), with SO_OOBINLINE, and superseded by a
+/// second one. After restore reads stop at the mark, SIOCATMARK, recv(MSG_OOB) and the
+/// in-line case read as before. Killing dump; --leave-running (the live original reads
+/// them right, so the dump consumed nothing); and the image of that dump restored.
+#[test]
+fn unix_out_of_band_bytes() {
+    let _t = serial();
+    roundtrip("unix_oob", &[]);
+    skip_if_direct!();
+    let mut w = Workload::start("unix_oob", &[]);
+    w.dump_leave_running();
+    w.go_and_pass();
+    restore_after_leave_running("unix_oob", &[]);
+}
+
+/// An out-of-band byte in a queue whose pieces carry their writers' credentials (the
+/// reader has SO_PASSCRED): refused in one line naming the pid and fd; the process runs
+/// on untouched and still reads it right (nothing consumed).
+#[test]
+fn unix_out_of_band_byte_with_credentials_is_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("unix_oob", &["creds"]);
+    let r = w.try_dump(&[]);
+    let pid = w.pid.to_string();
+    assert_clean_error(&r, &[&pid, "out-of-band byte", "credentials"], &w.report());
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
+/// SO_PEERCRED of connections and pairs made by tasks of different users
+/// (workloads/unix_peercred.c): an accepted connection from a uid-1000 child and the
+/// child's end (root's), the reverse through an abstract name, and the child's own
+/// socketpair — uid and gid read back from inside both processes after restore, and
+/// from the live tree after a --leave-running dump.
+#[test]
+fn unix_peer_credentials() {
+    let _t = serial();
+    for leave in [false, true] {
+        check_parent_and_child(Workload::start("unix_peercred", &[]), leave);
+    }
 }

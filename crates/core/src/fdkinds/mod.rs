@@ -38,6 +38,7 @@ pub mod pidfd;
 pub mod sockopt;
 pub mod timerfd;
 pub mod unix;
+pub mod unixopt;
 
 /// The kinds handled here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 //! as fds of ours (kcmp ties them to the tree's own descriptions) and `name_in_flight`
 //! puts their object ids in the record. Restore opens them with the rest and
 //! `requeue_deferred` sends the queues that carry them once every object is open. Options: SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF,
-//! SO_RCVBUF, SO_SNDBUF. `check_peers` (once every fd of the tree is known) sorts peers:
+//! SO_RCVBUF, SO_SNDBUF here; the others of the shared option table in unixopt.rs. `check_peers` (once every fd of the tree is known) sorts peers:
 //! inside the tree; outside it — a datagram socket keeps the peer's name and connects
 //! to it again at restore (syslog's /dev/log), a stream/seqpacket one is refused naming
 //! the process holding the peer unless marked `--external unix:[INODE]`.
@@ -155,7 +155,12 @@ fn saved_creds(c: Option<sys::Creds>) -> Option<MsgCreds> {
 /// gid (pid 0: restore cannot name that process).
 pub fn creds_of_tree(objects: &mut [Object], tree: &[i32]) {
     for u in objects.iter_mut().filter_map(|o| o.unix_mut()) {
-        let creds = u.cred_ranges.iter_mut().filter_map(|r| r.creds.as_mut()).chain(u.messages.iter_mut().filter_map(|m| m.creds.as_mut()));
+        let creds = u
+            .cred_ranges
+            .iter_mut()
+            .filter_map(|r| r.creds.as_mut())
+            .chain(u.messages.iter_mut().filter_map(|m| m.creds.as_mut()))
+            .chain(u.peer_cred.as_mut());
         for c in creds {
             if !tree.contains(&c.pid) {
                 c.pid = 0;
@@ -206,6 +211,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         peek_off: Some(geti(libc::SO_PEEK_OFF).map_err(|e| sys_err("SO_PEEK_OFF", e))?).filter(|v| *v >= 0),
         rcvbuf: geti(libc::SO_RCVBUF).map_err(|e| sys_err("SO_RCVBUF", e))? as u32,
         sndbuf: geti(libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32,
+        sockopts: super::unixopt::dump(s, ty).map_err(|e| sys_err("socket options", e))?,
         ..Default::default()
     };
     if let (Some((vino, vdev)), true) = (d.vfs, u.name.first().is_some_and(|c| *c == b'/')) {
@@ -255,10 +261,14 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
             u.peer_name = saved_name(peer.get(2..).unwrap_or_default());
         }
     }
+    if u.peer_ino != 0 || u.peer_gone {
+        u.peer_cred = saved_creds(Some(sys::peer_cred(s).map_err(|e| sys_err("SO_PEERCRED", e))?));
+    }
     let _creds = PeekCreds::new(s, u.passcred, u.passsec).map_err(|e| sys_err("turning SO_PASSCRED on to peek", e))?;
     if ty != libc::SOCK_DGRAM && d.state != TCP_ESTABLISHED {
         // never connected: nothing can be queued (and recvmsg says EINVAL)
     } else if ty == libc::SOCK_STREAM {
+        let _inline_off = super::unixopt::OobInlineOff::new(s).map_err(|e| sys_err("turning SO_OOBINLINE off to peek", e))?;
         let chunks = match sys::peek_stream_chunks(s) {
             Ok(c) => c,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
@@ -281,6 +291,10 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
                 in_flight.extend(c.fds);
             }
         }
+        u.oob_at = super::unixopt::find_oob(s, &mut u).map_err(|e| match e {
+            super::sockopt::DumpErr::Refuse(why) => refuse(why),
+            super::sockopt::DumpErr::Sys(what, err) => sys_err(&what, err),
+        })?;
     } else {
         let msgs = match sys::peek_datagrams(s, MAX_DGRAM, MAX_DGRAM_QUEUE) {
             Ok(q) => q,
@@ -452,16 +466,27 @@ fn apply_shutdown(fd: impl AsFd, bits: u32) -> std::io::Result<()> {
     sys::shutdown(fd.as_fd(), how)
 }
 
-fn requeue(into_peer: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
+/// Writes a stream queue into the peer; the byte at `oob_at` with MSG_OOB.
+fn requeue(into_peer: &OwnedFd, data: &[u8], oob_at: Option<u64>) -> std::io::Result<()> {
     if data.is_empty() {
         return Ok(());
     }
     let _ = sys::setsockopt_int(into_peer.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (data.len() * 2).min(i32::MAX as usize) as i32);
-    let mut off = 0;
-    while off < data.len() {
-        off += sys::write_fd(into_peer.as_fd(), &data[off..])?;
+    let write_all = |data: &[u8]| -> std::io::Result<()> {
+        let mut off = 0;
+        while off < data.len() {
+            off += sys::write_fd(into_peer.as_fd(), &data[off..])?;
+        }
+        Ok(())
+    };
+    match oob_at.map(|p| p as usize).filter(|p| *p < data.len()) {
+        Some(p) => {
+            write_all(&data[..p])?;
+            super::unixopt::send_oob(into_peer.as_fd(), data[p])?;
+            write_all(&data[p + 1..])
+        }
+        None => write_all(data),
     }
-    Ok(())
 }
 
 /// Whether a unix address is a path (absolute or relative), not abstract or empty.
@@ -598,11 +623,15 @@ fn apply_options(s: impl AsFd, u: &UnixObj) -> std::io::Result<()> {
     if u.passsec {
         sys::setsockopt_int(f, sol, libc::SO_PASSSEC, 1)?;
     }
-    Ok(())
+    super::unixopt::apply(f, u, super::inet::options::When::Early).map_err(std::io::Error::other)
 }
 
-/// Last touches once the queues are in: SO_PEEK_OFF, O_NONBLOCK.
-fn finish(s: &OwnedFd, u: &UnixObj) -> std::result::Result<(), String> {
+/// Last touches once the queues are in (`queued`; else the options that wait for the
+/// queue are set by `requeue_set`): the table's late options, SO_PEEK_OFF, O_NONBLOCK.
+fn finish(s: &OwnedFd, u: &UnixObj, queued: bool) -> std::result::Result<(), String> {
+    if queued {
+        super::unixopt::apply(s.as_fd(), u, super::inet::options::When::Late)?;
+    }
     if let Some(off) = u.peek_off {
         sys::setsockopt_int(s.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF, off).map_err(|e| format!("SO_PEEK_OFF: {e}"))?;
     }
@@ -697,7 +726,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
         return Ok(s);
     }
     if let Some(s) = made.take(u.ino) {
-        finish(&s, u).map_err(step)?;
+        finish(&s, u, !made.deferred.contains(&u.ino)).map_err(step)?;
         return Ok(s);
     }
     let peer = objects.iter().filter_map(|o| o.unix()).find(|p| u.peer_ino != 0 && p.ino == u.peer_ino);
@@ -716,7 +745,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
             a
         }
         _ if u.peer_gone => {
-            let (a, b) = sys::socketpair(u.sock_type).map_err(|e| step(format!("socketpair: {e}")))?;
+            let (a, b) = super::unixopt::as_creds(u.peer_cred.as_ref(), || sys::socketpair(u.sock_type)).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
             if u.sock_type == libc::SOCK_DGRAM {
                 // its own name, and the closed peer's as getpeername and recvfrom show
@@ -731,7 +760,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
                 made.deferred.insert(u.ino);
                 made.senders.insert(u.ino, b); // closed once the queue is in
             } else {
-                requeue(&b, &u.queue).map_err(|e| step(format!("requeueing {} bytes: {e}", u.queue.len())))?;
+                requeue(&b, &u.queue, u.oob_at).map_err(|e| step(format!("requeueing {} bytes: {e}", u.queue.len())))?;
                 requeue_to_peer(&b, &u.messages).map_err(|e| step(format!("requeueing messages: {e}")))?;
                 drop(b); // the peer had closed
             }
@@ -740,7 +769,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
         _ => make_alone(pid, fd, objects, u, made, &mut Vec::new())?,
     };
     made.done.insert(u.ino);
-    finish(&s, u).map_err(step)?;
+    finish(&s, u, !made.deferred.contains(&u.ino)).map_err(step)?;
     Ok(s)
 }
 
@@ -759,16 +788,17 @@ fn parents(names: &[&[u8]]) -> Vec<std::path::PathBuf> {
 /// path (no host file), in the current namespace for an abstract name — so both
 /// getsockname of the accepted end and getpeername of the other show it. The client
 /// end is bound to its own name first if it had one. Returns (accepted, client).
-fn named_pair(ty: i32, accepted: &[u8], client: &[u8]) -> std::io::Result<(OwnedFd, OwnedFd)> {
+fn named_pair(ty: i32, accepted: &[u8], client: &[u8], creds: [Option<&MsgCreds>; 2]) -> std::io::Result<(OwnedFd, OwnedFd)> {
     let make = || -> std::io::Result<(OwnedFd, OwnedFd)> {
         let l = sys::socket(libc::AF_UNIX, ty, 0)?;
         sys::sock_addr_op(l.as_fd(), &sockaddr(accepted), false)?;
-        sys::listen(l.as_fd(), 1)?;
+        // the client's peer credentials are the listener's, the accepted end's the client's
+        super::unixopt::as_creds(creds[1], || sys::listen(l.as_fd(), 1))?;
         let c = sys::socket(libc::AF_UNIX, ty, 0)?;
         if !client.is_empty() {
             sys::sock_addr_op(c.as_fd(), &sockaddr(client), false)?;
         }
-        sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true)?;
+        super::unixopt::as_creds(creds[0], || sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true))?;
         Ok((sys::accept(l.as_fd())?, c))
     };
     if is_path(accepted) || is_path(client) {
@@ -821,7 +851,7 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
         if u.sock_type == libc::SOCK_DGRAM || x.name.is_empty() {
             return None;
         }
-        named_pair(u.sock_type, &x.name, &y.name)
+        named_pair(u.sock_type, &x.name, &y.name, [x.peer_cred.as_ref(), y.peer_cred.as_ref()])
             .inspect_err(|e| tracing::debug!("unix pair {}/{} through a named listener: {e}; socketpair instead", x.ino, y.ino))
             .ok()
     };
@@ -830,7 +860,7 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
     let pair = if !u.name.is_empty() { named(u, peer) } else { named(peer, u).map(|(acc, cli)| (cli, acc)) };
     let (a, b) = match pair {
         Some(p) => p,
-        None => sys::socketpair(u.sock_type)?,
+        None => super::unixopt::as_creds(u.peer_cred.as_ref(), || sys::socketpair(u.sock_type))?,
     };
     apply_options(&a, u)?;
     apply_options(&b, peer)?;
@@ -841,8 +871,8 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
         return Ok(a);
     }
     // a = this end, b = the peer: what is queued for reading on a was sent by b
-    requeue(&b, &u.queue)?;
-    requeue(&a, &peer.queue)?;
+    requeue(&b, &u.queue, u.oob_at)?;
+    requeue(&a, &peer.queue, peer.oob_at)?;
     requeue_to_peer(&b, &u.messages)?;
     requeue_to_peer(&a, &peer.messages)?;
     // the requeues raised the senders' buffers: set them back
@@ -1136,6 +1166,7 @@ fn requeue_set<'f>(
         let s = fd_of(o.id)?;
         // the sender's buffer was raised: the saved options again
         apply_options(s, u).map_err(|e| step(format!("unix socket (inode {}): options: {e}", u.ino)))?;
+        super::unixopt::apply(s, u, super::inet::options::When::Late).map_err(|e| step(format!("unix socket (inode {}): options: {e}", u.ino)))?;
         apply_shutdown(s, u.shutdown).map_err(|e| step(format!("unix socket (inode {}): shutdown: {e}", u.ino)))?;
     }
     Ok(())

@@ -900,6 +900,7 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
         if let Some(u) = o.unix() {
             check_unix(&unix_peers, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
             check_in_flight(table, u).map_err(|why| format!("unix socket (object {id}): {why}"))?;
+            crate::fdkinds::unixopt::check(u).map_err(|why| format!("unix socket (object {id}): options: {why}"))?;
         }
         if let Some(n) = o.netlink() {
             check_netlink(n).map_err(|why| format!("netlink socket (object {id}): {why}"))?;
@@ -952,6 +953,9 @@ fn check_msg_creds(pids: &HashSet<i32>, u: &stasis_image::model::UnixObj) -> std
         if c.pid != 0 && !pids.contains(&c.pid) {
             return Err(format!("a queued message's credentials name pid {}, not a process of the image", c.pid));
         }
+    }
+    if let Some(c) = u.peer_cred.as_ref().filter(|c| c.pid != 0 && !pids.contains(&c.pid)) {
+        return Err(format!("its peer credentials name pid {}, not a process of the image", c.pid));
     }
     Ok(())
 }
@@ -1636,6 +1640,9 @@ mod tests {
         assert!(validate_with(&with_unix(vec![dgram(me)]), &root()).is_ok());
         assert!(validate_with(&with_unix(vec![dgram(0)]), &root()).is_ok());
         refused(&with_unix(vec![dgram(me + 7)]), &root(), "not a process of the image");
+        let peer_cred = |pid| UnixObj { peer_cred: creds(pid), ..dgram(me) };
+        assert!(validate_with(&with_unix(vec![peer_cred(me)]), &root()).is_ok());
+        refused(&with_unix(vec![peer_cred(me + 7)]), &root(), "peer credentials name pid");
         let stream = |ranges: Vec<(u64, u64)>| UnixObj {
             ino: 1,
             peer_ino: 2,
@@ -1649,6 +1656,32 @@ mod tests {
         for bad in [vec![(0, 7)], vec![(2, 4), (0, 2)], vec![(3, 3)]] {
             refused(&with_unix(vec![stream(bad), peer.clone()]), &root(), "credentials of bytes");
         }
+    }
+
+    #[test]
+    fn unix_socket_options_are_those_of_the_table() {
+        use stasis_image::model::SockOpt;
+        let opt = |level, name, value: &[u8]| SockOpt { level, name, value: value.to_vec() };
+        let sock = |opts| UnixObj { ino: 1, sock_type: libc::SOCK_STREAM, sockopts: opts, ..Default::default() };
+        let timeo = opt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &[0; 16]);
+        let lowat = opt(libc::SOL_SOCKET, libc::SO_RCVLOWAT, &3i32.to_le_bytes());
+        validate_with(&with_unix(vec![sock(vec![timeo.clone(), lowat.clone()])]), &root()).unwrap();
+        // a value of the wrong size, an option twice, one of IP sockets, one the unix
+        // record keeps in its own fields, one not in the table
+        refused(&with_unix(vec![sock(vec![opt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &[0; 8])])]), &root(), "value of 8 bytes");
+        refused(&with_unix(vec![sock(vec![lowat.clone(), lowat])]), &root(), "saved twice");
+        refused(&with_unix(vec![sock(vec![opt(libc::SOL_IP, libc::IP_TTL, &[1, 0, 0, 0])])]), &root(), "not an option stasis restores");
+        refused(&with_unix(vec![sock(vec![opt(libc::SOL_SOCKET, libc::SO_RCVBUF, &[0, 1, 0, 0])])]), &root(), "not an option stasis restores");
+        refused(&with_unix(vec![sock(vec![opt(libc::SOL_SOCKET, 999, &[0; 4])])]), &root(), "not an option stasis restores");
+        refused(&with_unix(vec![sock(vec![timeo; 200])]), &root(), "socket options");
+        // an out-of-band byte: inside the queue of a stream socket without fds or creds
+        let peer = UnixObj { ino: 2, peer_ino: 1, sock_type: libc::SOCK_STREAM, ..Default::default() };
+        let oob = |at, ty| UnixObj { peer_ino: 2, sock_type: ty, queue: b"ab!cd".to_vec(), oob_at: Some(at), ..sock(vec![]) };
+        validate_with(&with_unix(vec![oob(2, libc::SOCK_STREAM), peer.clone()]), &root()).unwrap();
+        refused(&with_unix(vec![oob(5, libc::SOCK_STREAM), peer.clone()]), &root(), "out-of-band byte at 5");
+        refused(&with_unix(vec![oob(0, libc::SOCK_SEQPACKET), UnixObj { sock_type: libc::SOCK_SEQPACKET, ..peer.clone() }]), &root(), "out-of-band");
+        let creds = stasis_image::model::CredRange { start: 0, end: 5, creds: None };
+        refused(&with_unix(vec![UnixObj { cred_ranges: vec![creds], ..oob(1, libc::SOCK_STREAM) }, peer]), &root(), "out-of-band");
     }
 
     #[test]

@@ -115,3 +115,53 @@ pub fn recv_with_dest(fd: BorrowedFd<'_>, buf: &mut [u8], flags: i32) -> Result<
     }
     Ok((n, from, dest))
 }
+
+/// SO_PEERCRED: the pid, effective uid and gid the kernel recorded for a unix socket's
+/// peer (the task that connected, made the pair, or called listen()).
+pub fn peer_cred(fd: BorrowedFd<'_>) -> Result<super::Creds> {
+    let mut u = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes at most `len` bytes (a struct ucred) to `u`.
+    c(unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut u as *mut libc::ucred).cast(), &mut len) }
+        as libc::c_long)?;
+    Ok(super::Creds { pid: u.pid, uid: u.uid, gid: u.gid })
+}
+
+/// SECBIT_NO_SETUID_FIXUP: changing uids keeps the thread's capabilities.
+const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+
+/// Runs `f` in a thread of its own whose effective uid and gid are `uid` and `gid`, so
+/// that what the kernel records of its caller (a socket's peer credentials) names them.
+/// Raw setresgid/setresuid change only the calling thread (glibc's change them all);
+/// SECBIT_NO_SETUID_FIXUP (this thread's too) keeps its capabilities, so it may still
+/// reach what the restorer may. The credentials end with the thread.
+pub fn with_thread_eids<T: Send>(uid: u32, gid: u32, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<T> {
+            // SAFETY: prctl with integer arguments; it changes this thread's credentials.
+            let bits = c(unsafe { libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0) } as libc::c_long)?;
+            // SAFETY: as above.
+            c(unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) } as libc::c_long)?;
+            let keep = u32::MAX as libc::c_long; // -1: unchanged
+            // SAFETY: raw setresgid with integer arguments: only this thread's ids change.
+            c(unsafe { libc::syscall(libc::SYS_setresgid, keep, gid as libc::c_long, keep) })?;
+            // SAFETY: as above, setresuid.
+            c(unsafe { libc::syscall(libc::SYS_setresuid, keep, uid as libc::c_long, keep) })?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("credentials helper thread panicked")))
+    })
+}
+
+/// The calling thread's effective uid.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The calling thread's effective gid.
+pub fn getegid() -> u32 {
+    // SAFETY: getegid has no arguments and cannot fail.
+    unsafe { libc::getegid() }
+}

@@ -576,16 +576,7 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
     udpq::check(o)?;
     let k = sock_kind(o);
     let opts = saved_options(o);
-    if opts.len() > options::TABLE.len() {
-        return Err(format!("{} socket options", opts.len()));
-    }
-    for (i, s) in opts.iter().enumerate() {
-        options::check(s, &k)?;
-        if opts[..i].iter().any(|t| t.level == s.level && t.name == s.name) {
-            return Err(format!("{} saved twice", options::label(s.level, s.name)));
-        }
-    }
-    Ok(())
+    options::check_all(&opts, &k)
 }
 
 /// "TCP socket", "UDP (IPv6) socket", "raw IP socket (protocol 1)"... for messages.

@@ -1,4 +1,4 @@
-//! The socket options of IP sockets that stasis saves and restores: ONE table of
+//! The socket options of IP and unix sockets that stasis saves and restores: ONE table of
 //! (level, option, value type, when to set it, which sockets it applies to), used by
 //! the dump (read every applicable option, keep those that differ from a new socket of
 //! the same kind), the restore (set them in the table's order, each in its phase) and
@@ -30,6 +30,8 @@ const SO_RCVBUFFORCE: i32 = 33;
 const SO_ATTACH_FILTER: i32 = 26;
 const SO_BUF_LOCK: i32 = 72;
 const SO_PRIORITY: i32 = 12;
+const SO_PASSPIDFD: i32 = 76;
+const SO_PASSRIGHTS: i32 = 83;
 const IP_TOS: i32 = 1;
 
 /// Options saved whenever another one is, because restoring that one changes them:
@@ -71,6 +73,11 @@ pub enum When {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum For {
     Any,
+    /// IP sockets (IPv4 or IPv6): SOL_SOCKET options a unix socket keeps in fields of
+    /// its own record (buffer sizes, SO_PEEK_OFF).
+    Ip,
+    /// Unix sockets (SO_PASSPIDFD, SO_PASSRIGHTS).
+    Unix,
     V4,
     V6,
     /// Not TCP (multicast options: stream sockets refuse them, and an accepted
@@ -126,7 +133,7 @@ pub static TABLE: &[Opt] = &[
     o(SOL_SOCKET, 13, "SO_LINGER", Bytes(8), Early, Any),
     o(SOL_SOCKET, 18, "SO_RCVLOWAT", Int, Late, Any),
     // relative to the first unread byte: after the restored queue
-    o(SOL_SOCKET, 42, "SO_PEEK_OFF", Int, Late, Any),
+    o(SOL_SOCKET, 42, "SO_PEEK_OFF", Int, Late, Ip),
     o(SOL_SOCKET, 20, "SO_RCVTIMEO", Bytes(16), Early, Any),
     o(SOL_SOCKET, 21, "SO_SNDTIMEO", Bytes(16), Early, Any),
     o(SOL_SOCKET, 29, "SO_TIMESTAMP", Int, Early, Any),
@@ -136,8 +143,11 @@ pub static TABLE: &[Opt] = &[
     o(SOL_SOCKET, 45, "SO_SELECT_ERR_QUEUE", Int, Early, Any),
     o(SOL_SOCKET, 46, "SO_BUSY_POLL", Int, Early, Any),
     o(SOL_SOCKET, 60, "SO_ZEROCOPY", Int, Early, Any),
-    o(SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", Buf, Late, Any),
-    o(SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", Buf, Late, Any),
+    o(SOL_SOCKET, SO_PASSPIDFD, "SO_PASSPIDFD", Int, Early, Unix),
+    // Linux 6.16+ (elsewhere getsockopt fails and nothing is saved)
+    o(SOL_SOCKET, SO_PASSRIGHTS, "SO_PASSRIGHTS", Int, Early, Unix),
+    o(SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", Buf, Late, Ip),
+    o(SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", Buf, Late, Ip),
     o(SOL_SOCKET, SO_BUF_LOCK, "SO_BUF_LOCK", Int, Late, Any),
     o(SOL_SOCKET, SO_ATTACH_FILTER, "SO_ATTACH_FILTER", Filter, Late, Any),
     o(SOL_SOCKET, 44, "SO_LOCK_FILTER", Int, Late, Any),
@@ -230,6 +240,8 @@ impl For {
         let raw = k.ty == libc::SOCK_RAW;
         match self {
             Any => true,
+            Ip => k.family == libc::AF_INET || k.family == libc::AF_INET6,
+            Unix => k.family == libc::AF_UNIX,
             V4 => k.family == libc::AF_INET,
             V6 => k.family == libc::AF_INET6,
             V4Dgram => k.family == libc::AF_INET && !tcp,
@@ -294,7 +306,10 @@ pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Vec<Sock
         let companion = COMPANIONS
             .iter()
             .filter(|(c, _)| *c == (o.level, o.name))
-            .any(|(_, of)| out.iter().any(|s| of.contains(&(s.level, s.name))));
+            .any(|(_, of)| out.iter().any(|s| of.contains(&(s.level, s.name))))
+            // a unix socket's restore always sets its buffer sizes (UnixObj rcvbuf,
+            // sndbuf), which locks them: the lock is always saved
+            || ((o.level, o.name) == (SOL_SOCKET, SO_BUF_LOCK) && k.family == libc::AF_UNIX);
         let keep = companion || read(fresh, o).as_deref() != Some(v.as_slice());
         if keep {
             tracing::debug!(option = o.label, value = ?v, "socket option saved");
@@ -317,6 +332,21 @@ pub fn check(s: &SockOpt, k: &SockKind) -> std::result::Result<(), String> {
     };
     if !ok {
         return Err(format!("{}: value of {n} bytes", o.label));
+    }
+    Ok(())
+}
+
+/// Validation of a socket's saved options: each `check`ed, none twice, no more than the
+/// table has.
+pub fn check_all(opts: &[SockOpt], k: &SockKind) -> std::result::Result<(), String> {
+    if opts.len() > TABLE.len() {
+        return Err(format!("{} socket options", opts.len()));
+    }
+    for (i, s) in opts.iter().enumerate() {
+        check(s, k)?;
+        if opts[..i].iter().any(|t| t.level == s.level && t.name == s.name) {
+            return Err(format!("{} saved twice", label(s.level, s.name)));
+        }
     }
     Ok(())
 }
