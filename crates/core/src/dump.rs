@@ -209,11 +209,11 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
     let pid = fz.pid;
     let par = Parasite::start(fz, vdso)?;
     let r = (|| -> Result<Process> {
-        let threads = task::dump_threads(fz, &par)?;
+        let creds = task::dump_creds(pid, &par, pid)?;
+        let threads = task::dump_threads(fz, &par, &creds)?;
         let sigactions = task::dump_sigactions(fz, &par)?;
         let itimers = task::dump_itimers(fz, &par)?;
         let posix_timers = task::dump_posix_timers(fz, &par)?;
-        let creds = task::dump_creds(fz, &par)?;
         let attrs = task::dump_attrs(fz, &par)?;
         let brk = par.call(pid, libc::SYS_brk, &[0])?;
         let thp = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0])?;
