@@ -319,8 +319,13 @@ pub fn tgkill(pid: i32, tid: i32, sig: i32) -> Result<()> {
 }
 
 pub fn set_child_subreaper() -> Result<()> {
+    subreaper(true)
+}
+
+/// PR_SET_CHILD_SUBREAPER on (orphaned descendants come to us) or off.
+pub fn subreaper(on: bool) -> Result<()> {
     // SAFETY: prctl with integer args.
-    c(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } as libc::c_long).map(drop)
+    c(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, on as libc::c_ulong, 0, 0, 0) } as libc::c_long).map(drop)
 }
 
 pub fn getpid() -> i32 {
