@@ -1,7 +1,8 @@
 //! State the kernel keeps per thread, not per process, restored in the thread that had
 //! it: credentials, an unshared cwd/umask, scheduling (SCHED_DEADLINE, reset-on-fork),
-//! rdtsc/cpuid faulting and the machine-check kill policy; and per-process state only
-//! the process sees (coredump_filter, autogroup nice).
+//! rdtsc/cpuid faulting and the machine-check kill policy; per-process state only the
+//! process sees (coredump_filter, autogroup nice); resource limits below what the
+//! process uses.
 
 mod common;
 use common::*;
@@ -71,4 +72,20 @@ fn scheduling_and_thread_flags() {
 fn scheduling_and_thread_flags_leave_running() {
     let _t = serial();
     leave_running("sched_prctl", &[]);
+}
+
+/// RLIMIT_DATA and RLIMIT_AS below what the process uses: the dump still maps its
+/// scratch area (shared, so not data; the address-space limit lifted while the process
+/// is frozen and put back), the original keeps both, the restored process has them and
+/// its heap.
+#[test]
+fn rlimits_below_usage() {
+    let _t = serial();
+    killing("rlimit_below", &[]);
+}
+
+#[test]
+fn rlimits_below_usage_leave_running() {
+    let _t = serial();
+    leave_running("rlimit_below", &[]);
 }
