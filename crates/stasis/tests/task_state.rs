@@ -89,3 +89,19 @@ fn rlimits_below_usage_leave_running() {
     let _t = serial();
     leave_running("rlimit_below", &[]);
 }
+
+/// A process whose main thread called pthread_exit while three threads run shows as a
+/// zombie but is not one: the dump refuses in one line saying what it is (not "is a
+/// zombie"), and the process runs on untouched.
+#[test]
+fn exited_main_thread_is_refused_as_such() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("leader_exit", &[]);
+    assert!(wait_until(std::time::Duration::from_secs(5), || stat_of(w.pid).is_some_and(|(s, _)| s == 'Z')), "main thread did not exit\n{}", w.report());
+    let r = w.try_dump(&[]);
+    let rep = w.report();
+    assert_clean_error(&r, &[&w.pid.to_string(), "main thread has exited (pthread_exit) while 3 threads run", "not supported"], &rep);
+    assert!(!r.stderr.contains("is a zombie"), "{r}");
+    w.go_and_pass();
+}
