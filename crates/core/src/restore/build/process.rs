@@ -166,7 +166,7 @@ impl Builder<'_> {
         // everything that needs the restorer's privileges).
         for t in &self.threads {
             let own = p.threads.iter().find(|th| th.tid == t.tid).and_then(|th| th.creds.as_ref());
-            self.thread_creds(t, own.unwrap_or(&c), &h)?;
+            self.thread_creds(t, own.unwrap_or(&c), h)?;
         }
         Ok(())
     }
