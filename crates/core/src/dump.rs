@@ -69,9 +69,23 @@ fn precheck(pid: i32) -> Result<()> {
     }
     let state = procfs::status_field(&st, "State").unwrap_or("");
     if state.starts_with('Z') || state.starts_with('X') {
+        leader_exited(pid)?;
         return Err(Error::Refused { pid, why: "is a zombie (it has exited and waits to be reaped)".into() });
     }
     Ok(())
+}
+
+/// A process whose main thread called pthread_exit while other threads run shows as a
+/// zombie (state Z) but is not one: refused, saying so.
+fn leader_exited(pid: i32) -> Result<()> {
+    let live: Vec<i32> = procfs::tids(pid).unwrap_or_default().into_iter().filter(|&t| t != pid).collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Unsupported {
+        pid,
+        what: format!("its main thread has exited (pthread_exit) while {} threads run ({live:?})", live.len()),
+    })
 }
 
 /// Checks every process of the tree must pass (the root included).
@@ -209,11 +223,11 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
     let pid = fz.pid;
     let par = Parasite::start(fz, vdso)?;
     let r = (|| -> Result<Process> {
-        let threads = task::dump_threads(fz, &par)?;
+        let creds = task::dump_creds(pid, &par, pid)?;
+        let threads = task::dump_threads(fz, &par, &creds)?;
         let sigactions = task::dump_sigactions(fz, &par)?;
         let itimers = task::dump_itimers(fz, &par)?;
         let posix_timers = task::dump_posix_timers(fz, &par)?;
-        let creds = task::dump_creds(fz, &par)?;
         let attrs = task::dump_attrs(fz, &par)?;
         let brk = par.call(pid, libc::SYS_brk, &[0])?;
         let thp = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0])?;
@@ -364,15 +378,8 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
                 .and_then(|st| procfs::status_field(&st, "State").map(|s| s.chars().next().unwrap_or('?')))
                 .unwrap_or('?');
             if state == 'Z' && pid != root {
-                // A leader that called pthread_exit shows Z while its other threads run:
-                // not a zombie to recreate (its threads would be lost).
-                let live: Vec<i32> = procfs::tids(pid).unwrap_or_default().into_iter().filter(|&t| t != pid).collect();
-                if !live.is_empty() {
-                    return Err(Error::Unsupported {
-                        pid,
-                        what: format!("its main thread has exited while threads {live:?} still run (a zombie thread-group leader)"),
-                    });
-                }
+                // not a zombie to recreate if its other threads run (they would be lost)
+                leader_exited(pid)?;
                 return Ok(Some(Member::Zombie { pid, ppid }));
             }
             // Before seizing: a vfork parent waits uninterruptibly for its child and

@@ -37,6 +37,31 @@ fn find_syscall_insn(pid: i32, start: u64, end: u64) -> Result<u64> {
         .ok_or_else(|| Error::Refused { pid, why: "no syscall instruction found in [vdso]".into() })
 }
 
+/// Runs `f` with resource limit `res` of the (frozen) process lifted, then puts the
+/// limit back as it was: RLIMIT_AS set below what the process maps already leaves no
+/// room for the scratch area. The soft limit is raised to the hard one first; only if
+/// that is not enough, both to unlimited (which needs CAP_SYS_RESOURCE). The process is
+/// frozen meanwhile: it cannot use the room itself. Limits are checked only when memory
+/// is mapped: the limit is put back at once, and the scratch area stays until `stop`.
+fn with_limit_lifted<T>(pid: i32, res: i32, name: &str, f: impl Fn() -> stasis_sys::Result<T>) -> stasis_sys::Result<T> {
+    let old = sys::prlimit(pid, res, None)?;
+    let enomem = |r: &stasis_sys::Result<T>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::ENOMEM));
+    let mut r = Err(std::io::Error::from_raw_os_error(libc::ENOMEM));
+    for lift in [(old.1, old.1), (u64::MAX, u64::MAX)] {
+        if lift.0 <= old.0 || !enomem(&r) {
+            continue;
+        }
+        if let Err(e) = sys::prlimit(pid, res, Some(lift)) {
+            let why = format!("its {name} ({}/{}) is below what it maps already, and lifting it for the dump's scratch area failed: {e}", old.0, old.1);
+            r = Err(std::io::Error::new(e.kind(), why));
+            break;
+        }
+        r = f();
+        sys::prlimit(pid, res, Some(old))?;
+    }
+    r
+}
+
 impl Parasite {
     pub fn start(fz: &Frozen, vdso: (u64, u64)) -> Result<Parasite> {
         let pid = fz.pid;
@@ -46,10 +71,16 @@ impl Parasite {
         let insn = find_syscall_insn(pid, vdso.0, vdso.1)?;
         let boot = Remote::new(pid, insn, fz.main().regs);
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-        let scratch = boot
-            .call(libc::SYS_mmap, &[0, SCRATCH_LEN, prot, flags, u64::MAX, 0])
-            .ctx(pid, || "mapping a scratch page in the process".into())?;
+        // Shared anonymous memory does not count against RLIMIT_DATA (the kernel counts
+        // private writable mappings only), which a process may have set below what it
+        // uses already.
+        let flags = (libc::MAP_SHARED | libc::MAP_ANONYMOUS) as u64;
+        let map = || boot.call(libc::SYS_mmap, &[0, SCRATCH_LEN, prot, flags, u64::MAX, 0]);
+        let scratch = match map() {
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => with_limit_lifted(pid, libc::RLIMIT_AS as i32, "RLIMIT_AS", map),
+            r => r,
+        }
+        .ctx(pid, || "mapping a scratch page in the process".into())?;
         if boot.stop_held() {
             fz.stop_held.store(true, std::sync::atomic::Ordering::Relaxed);
         }

@@ -108,7 +108,16 @@ pub fn maps_self() -> io::Result<Vec<MapEntry>> {
 
 /// "Key:\tvalue" lines of /proc/PID/status.
 pub fn status(pid: i32) -> io::Result<Vec<(String, String)>> {
-    Ok(read(pid, "status")?
+    status_of(pid, "status")
+}
+
+/// "Key:\tvalue" lines of /proc/PID/task/TID/status (per-thread: credentials, umask).
+pub fn task_status(pid: i32, tid: i32) -> io::Result<Vec<(String, String)>> {
+    status_of(pid, &format!("task/{tid}/status"))
+}
+
+fn status_of(pid: i32, file: &str) -> io::Result<Vec<(String, String)>> {
+    Ok(read(pid, file)?
         .lines()
         .filter_map(|l| l.split_once(':').map(|(k, v)| (k.to_string(), v.trim().to_string())))
         .collect())

@@ -3,7 +3,7 @@
 
 use stasis_image::model::*;
 use stasis_sys::remote::RemoteCalls;
-use stasis_sys::{ptrace, sys};
+use stasis_sys::{kabi, ptrace, sys};
 
 use crate::error::{Ctx, Error, Result};
 use crate::freeze::Frozen;
@@ -25,11 +25,20 @@ fn siginfo_list(v: Vec<[u8; 128]>) -> Vec<SigInfo> {
 }
 
 /// Threads: registers from the freeze, the rest from ptrace, procfs and the parasite.
-pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
+/// `process` is the process's credentials (its main thread's): a thread whose own differ
+/// keeps them in `Thread::creds`.
+pub fn dump_threads(fz: &Frozen, par: &Parasite, process: &Creds) -> Result<Vec<Thread>> {
     let pid = fz.pid;
     let mut out = Vec::new();
     for t in &fz.threads {
         let tid = t.tid;
+        let creds = if tid == pid { None } else { Some(dump_creds(pid, par, tid)?).filter(|c| c != process) };
+        let own_fs = own_fs(pid, tid)?;
+        let sa = sys::sched_getattr(tid).ctx(pid, || format!("sched_getattr({tid})"))?;
+        let tsc = par.with(tid, "PR_GET_TSC", |r| r.prctl_get_int(libc::PR_GET_TSC)).unwrap_or(libc::PR_TSC_ENABLE);
+        let mce_kill = par.raw(tid, libc::SYS_prctl, &[libc::PR_MCE_KILL_GET as u64, 0, 0, 0, 0])?;
+        // 1: cpuid runs, 0: it faults; an error (no CPUID faulting in this CPU): it runs
+        let cpuid = par.raw(tid, libc::SYS_arch_prctl, &[ARCH_GET_CPUID, 0])?;
         let xstate = ptrace::get_xstate(tid).ctx(pid, || format!("reading xstate of thread {tid}"))?;
         let (robust_list, robust_list_len) =
             sys::get_robust_list(tid).ctx(pid, || format!("get_robust_list of thread {tid}"))?;
@@ -83,6 +92,15 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite) -> Result<Vec<Thread>> {
             seccomp_mode,
             seccomp_filters,
             ns_tids: crate::ns::ns_pids(pid, tid),
+            creds,
+            own_fs,
+            sched_flags: sa.sched_flags & SCHED_FLAGS_KEPT,
+            sched_runtime: sa.sched_runtime,
+            sched_deadline: sa.sched_deadline,
+            sched_period: sa.sched_period,
+            tsc_sigsegv: tsc == libc::PR_TSC_SIGSEGV,
+            mce_kill: (0..=2).contains(&mce_kill).then_some(mce_kill as i32),
+            cpuid_faulting: cpuid == 0,
         });
     }
     Ok(out)
@@ -151,10 +169,52 @@ pub fn dump_posix_timers(fz: &Frozen, par: &Parasite) -> Result<Vec<PosixTimer>>
     Ok(out)
 }
 
-pub fn dump_creds(fz: &Frozen, par: &Parasite) -> Result<Creds> {
-    let pid = fz.pid;
-    let st = procfs::status(pid).ctx(pid, || "reading /proc/PID/status".into())?;
-    let securebits = par.with(pid, "PR_GET_SECUREBITS", |r| r.prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0))? as u32;
+/// arch_prctl(ARCH_GET_CPUID) / (ARCH_SET_CPUID, on): whether cpuid runs or faults.
+pub const ARCH_GET_CPUID: u64 = 0x1011;
+pub const ARCH_SET_CPUID: u64 = 0x1012;
+
+/// sched_getattr flags a restore sets again (the utilization clamp flags need values
+/// the image does not keep).
+pub const SCHED_FLAGS_KEPT: u64 = kabi::SCHED_FLAG_RESET_ON_FORK | kabi::SCHED_FLAG_RECLAIM | kabi::SCHED_FLAG_DL_OVERRUN;
+
+/// A thread's own cwd and umask when it unshared them (unshare(CLONE_FS)): kcmp tells
+/// whether its fs struct is the main thread's. A thread with its own fd table
+/// (unshare(CLONE_FILES)) or its own root directory is refused.
+fn own_fs(pid: i32, tid: i32) -> Result<Option<ThreadFs>> {
+    const KCMP_FILES: i32 = 2;
+    const KCMP_FS: i32 = 3;
+    if tid == pid {
+        return Ok(None);
+    }
+    let differs = |ty: i32| sys::kcmp(pid, tid, ty, 0, 0).map(|r| r != 0).ctx(pid, || format!("kcmp of thread {tid}"));
+    if differs(KCMP_FILES)? {
+        return Err(Error::Unsupported { pid, what: format!("thread {tid} has its own fd table (unshare(CLONE_FILES))") });
+    }
+    if !differs(KCMP_FS)? {
+        return Ok(None);
+    }
+    let link = |what: &str| procfs::readlink(&format!("/proc/{pid}/task/{tid}/{what}")).ctx(pid, || format!("reading the {what} of thread {tid}"));
+    let (cwd, root) = (link("cwd")?, link("root")?);
+    if root != link_root(pid)? {
+        return Err(Error::Unsupported { pid, what: format!("thread {tid} has its own root directory {root} (unshare(CLONE_FS) and chroot)") });
+    }
+    if cwd.ends_with(" (deleted)") {
+        return Err(Error::Unsupported { pid, what: format!("thread {tid} has its own working directory {cwd}, which was removed") });
+    }
+    let st = procfs::task_status(pid, tid).ctx(pid, || format!("reading the status of thread {tid}"))?;
+    let umask = procfs::status_field(&st, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022);
+    Ok(Some(ThreadFs { cwd, umask }))
+}
+
+fn link_root(pid: i32) -> Result<String> {
+    procfs::readlink(&format!("/proc/{pid}/root")).ctx(pid, || "reading root".into())
+}
+
+/// The credentials of thread `tid` (per thread in the kernel), from its status and, from
+/// inside it, its securebits.
+pub fn dump_creds(pid: i32, par: &Parasite, tid: i32) -> Result<Creds> {
+    let st = procfs::task_status(pid, tid).ctx(pid, || format!("reading the status of thread {tid}"))?;
+    let securebits = par.with(tid, "PR_GET_SECUREBITS", |r| r.prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0))? as u32;
     Ok(Creds {
         uids: id_list(&st, "Uid"),
         gids: id_list(&st, "Gid"),
@@ -173,7 +233,7 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     let st = procfs::status(pid).ctx(pid, || "reading /proc/PID/status".into())?;
     let umask = procfs::status_field(&st, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022);
     let cwd = procfs::readlink(&format!("/proc/{pid}/cwd")).ctx(pid, || "reading cwd".into())?;
-    let root = procfs::readlink(&format!("/proc/{pid}/root")).ctx(pid, || "reading root".into())?;
+    let root = link_root(pid)?;
     // a removed working or root directory is recreated (dump.rs: files::ghost,
     // cwd_ghost, root_ghost)
     let personality = u32::from_str_radix(procfs::read(pid, "personality").unwrap_or_default().trim(), 16).unwrap_or(0);
@@ -186,7 +246,33 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     // memory-deny-write-execute (Linux 6.3+; EINVAL before: off)
     const PR_GET_MDWE: i32 = 66;
     let mdwe = par.with(pid, "PR_GET_MDWE", |r| r.prctl(PR_GET_MDWE, 0, 0, 0, 0)).unwrap_or(0) as u32;
-    Ok(ProcAttrs { umask, cwd, root, personality, oom_score_adj, dumpable, child_subreaper, stopped: false, pgid, sid, mdwe, cwd_ghost: 0, root_ghost: 0, stop_signal: 0, loginuid })
+    let coredump_filter = procfs::read(pid, "coredump_filter").ok().and_then(|v| u32::from_str_radix(v.trim(), 16).ok());
+    let autogroup_nice = procfs::read(pid, "autogroup").ok().and_then(|v| autogroup(&v).map(|a| a.1));
+    Ok(ProcAttrs {
+        umask,
+        cwd,
+        root,
+        personality,
+        oom_score_adj,
+        dumpable,
+        child_subreaper,
+        stopped: false,
+        pgid,
+        sid,
+        mdwe,
+        cwd_ghost: 0,
+        root_ghost: 0,
+        stop_signal: 0,
+        loginuid,
+        coredump_filter,
+        autogroup_nice,
+    })
+}
+
+/// /proc/PID/autogroup ("/autogroup-ID nice N"): the group's id and nice value.
+pub fn autogroup(text: &str) -> Option<(u64, i32)> {
+    let (name, nice) = text.trim().split_once(" nice ")?;
+    Some((name.strip_prefix("/autogroup-")?.parse().ok()?, nice.trim().parse().ok()?))
 }
 
 /// Resource limits, read from inside (prlimit on another process with other

@@ -84,3 +84,12 @@ fn seccomp_tsync_filter_in_every_thread() {
     let _t = serial();
     roundtrip("seccomp_tsync", &[]);
 }
+
+/// The root's parent-death signal after `restore -d`: the restorer that exits is not the
+/// parent it is armed against (it did fire when the restorer exited); it stays armed and
+/// the root's parent is the test again (its nearest subreaper).
+#[test]
+fn root_parent_death_signal_survives_detached_restore() {
+    let _t = serial();
+    roundtrip("pdeath_root", &[]);
+}

@@ -262,6 +262,23 @@ pub fn sched_set(tid: i32, policy: i32, prio: i32) -> Result<()> {
     c(unsafe { libc::sched_setscheduler(tid, policy, &p) } as libc::c_long).map(drop)
 }
 
+/// sched_getattr(tid): policy, flags, nice, priority and SCHED_DEADLINE parameters.
+pub fn sched_getattr(tid: i32) -> Result<crate::kabi::SchedAttr> {
+    let mut a = crate::kabi::SchedAttr::default();
+    let size = std::mem::size_of::<crate::kabi::SchedAttr>() as libc::c_long;
+    // SAFETY: a is a valid out buffer of `size` bytes.
+    c(unsafe { libc::syscall(libc::SYS_sched_getattr, tid as libc::c_long, &mut a as *mut crate::kabi::SchedAttr, size, 0 as libc::c_long) })?;
+    Ok(a)
+}
+
+/// sched_setattr(tid, attr, 0).
+pub fn sched_setattr(tid: i32, attr: &crate::kabi::SchedAttr) -> Result<()> {
+    let mut a = *attr;
+    a.size = std::mem::size_of::<crate::kabi::SchedAttr>() as u32;
+    // SAFETY: a is a valid sched_attr of the size it states.
+    c(unsafe { libc::syscall(libc::SYS_sched_setattr, tid as libc::c_long, &a as *const crate::kabi::SchedAttr, 0 as libc::c_long) }).map(drop)
+}
+
 pub fn get_affinity(tid: i32) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; 128];
     // SAFETY: buf is a valid out buffer of its length.
@@ -317,8 +334,13 @@ pub fn tgkill(pid: i32, tid: i32, sig: i32) -> Result<()> {
 }
 
 pub fn set_child_subreaper() -> Result<()> {
+    subreaper(true)
+}
+
+/// PR_SET_CHILD_SUBREAPER on (orphaned descendants come to us) or off.
+pub fn subreaper(on: bool) -> Result<()> {
     // SAFETY: prctl with integer args.
-    c(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } as libc::c_long).map(drop)
+    c(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, on as libc::c_ulong, 0, 0, 0) } as libc::c_long).map(drop)
 }
 
 pub fn getpid() -> i32 {

@@ -328,6 +328,9 @@ pub struct RestorePlan {
     pub session_helper: i32,
     /// The root is handed to an intermediate parent (--detach, or a recreated session).
     pub middle: bool,
+    /// --detach: the root is handed over for good (to the restorer's nearest subreaper
+    /// ancestor or init), not kept as the restorer's child.
+    pub detach: bool,
     /// Processes built by one tracer thread, in order (a shared fd table or address
     /// space keeps its processes together: they share the carried fds / the trampoline).
     pub units: Vec<Vec<usize>>,
@@ -487,7 +490,7 @@ impl RestorePlan {
         let max_fd = m.processes.iter().flat_map(|p| p.fds.iter()).map(|f| f.fd).max().unwrap_or(0);
         let units = units(m);
         let premap_len = premaps(m, &mut procs, &map_slot);
-        Ok(RestorePlan { root, carry, labels, map_slot, procs, session_helper, middle, units, max_fd, premap_len })
+        Ok(RestorePlan { root, carry, labels, map_slot, procs, session_helper, middle, detach, units, max_fd, premap_len })
     }
 }
 

@@ -537,10 +537,39 @@ pub fn creds_beyond_restorer(c: &Creds, h: &Host) -> Option<String> {
     None
 }
 
+/// A thread's scheduling flags and SCHED_DEADLINE parameters, as the kernel's own
+/// checks want them (runtime at least 1024 ns, runtime <= deadline <= period, none
+/// above 2^63): an image may not make the restore fail half-way on them.
+fn check_sched(t: &Thread) -> std::result::Result<(), String> {
+    if t.sched_flags & !crate::task::SCHED_FLAGS_KEPT != 0 {
+        return Err(format!("scheduling flags {:#x}", t.sched_flags));
+    }
+    if t.sched_policy & !0x4000_0000 != stasis_sys::kabi::SCHED_DEADLINE {
+        return Ok(());
+    }
+    let period = if t.sched_period == 0 { t.sched_deadline } else { t.sched_period };
+    if t.sched_runtime < 1024 || t.sched_runtime > t.sched_deadline || t.sched_deadline > period || period >= 1 << 63 {
+        return Err(format!(
+            "SCHED_DEADLINE runtime {} ns, deadline {} ns, period {} ns (1024 <= runtime <= deadline <= period < 2^63)",
+            t.sched_runtime, t.sched_deadline, t.sched_period
+        ));
+    }
+    Ok(())
+}
+
 /// The credentials record: present, well-formed, within this kernel and within the restorer.
 fn check_creds(p: &Process, h: &Host) -> Result<()> {
-    let bad = |why: String| refuse(format!("the image is inconsistent: pid {}: {why}", p.pid));
-    let c = p.creds.as_ref().ok_or_else(|| bad("no credentials record".into()))?;
+    let c = p.creds.as_ref().ok_or_else(|| refuse(format!("the image is inconsistent: pid {}: no credentials record", p.pid)))?;
+    check_creds_of(&format!("pid {}", p.pid), c, h)?;
+    for t in p.threads.iter().filter(|t| t.creds.is_some()) {
+        check_creds_of(&format!("pid {} thread {}", p.pid, t.tid), t.creds.as_ref().unwrap_or(c), h)?;
+    }
+    Ok(())
+}
+
+/// One credentials record (a process's or a thread's own), `who` naming its holder.
+fn check_creds_of(who: &str, c: &Creds, h: &Host) -> Result<()> {
+    let bad = |why: String| refuse(format!("the image is inconsistent: {who}: {why}"));
     if !(3..=4).contains(&c.uids.len()) || !(3..=4).contains(&c.gids.len()) {
         return Err(bad(format!("credentials with {} uids and {} gids (3 or 4 each)", c.uids.len(), c.gids.len())));
     }
@@ -567,7 +596,7 @@ fn check_creds(p: &Process, h: &Host) -> Result<()> {
         return Err(bad(format!("securebits {:#x}", c.securebits)));
     }
     if let Some(why) = creds_beyond_restorer(c, h) {
-        return Err(refuse(format!("pid {} asks for {why}", p.pid)));
+        return Err(refuse(format!("{who} asks for {why}")));
     }
     Ok(())
 }
@@ -672,6 +701,19 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
         if insns > MAX_INSNS_PER_PATH {
             return Err(bad(format!("thread {}: seccomp filters of {insns} instructions in all (at most {MAX_INSNS_PER_PATH})", t.tid)));
         }
+        if let Some(fs) = &t.own_fs {
+            check_path(&fs.cwd).map_err(|why| bad(format!("thread {}: its own working directory: {why}", t.tid)))?;
+            if fs.umask > 0o777 {
+                return Err(bad(format!("thread {}: umask {:o}", t.tid, fs.umask)));
+            }
+        }
+        check_sched(t).map_err(|why| bad(format!("thread {}: {why}", t.tid)))?;
+        if t.mce_kill.is_some_and(|v| !(0..=2).contains(&v)) {
+            return Err(bad(format!("thread {}: machine-check kill policy {:?} (0 late, 1 early, 2 default)", t.tid, t.mce_kill)));
+        }
+    }
+    if let Some(n) = p.attrs.as_ref().and_then(|a| a.autogroup_nice).filter(|n| !(-20..=19).contains(n)) {
+        return Err(bad(format!("autogroup nice {n} (-20 to 19)")));
     }
     if p.shared_pending.len() > MAX_PENDING
         || p.shared_pending.iter().any(|s| !check_siginfo(s))
@@ -2385,6 +2427,49 @@ mod tests {
         refused(&edit(|m| m.processes[0].creds.as_mut().unwrap().cap_bnd = 1 << 41), &root(), "beyond this kernel's last capability (40)");
         refused(&edit(|m| m.processes[0].creds.as_mut().unwrap().cap_amb = 1 << 63), &root(), "beyond");
         validate_with(&edit(|m| m.processes[0].creds.as_mut().unwrap().cap_bnd = (1 << 41) - 1), &root()).unwrap();
+    }
+
+    #[test]
+    fn thread_credentials_bounded_and_within_the_restorer() {
+        let with = |f: fn(&mut Creds)| {
+            edit(move |m| {
+                let mut c = m.processes[0].creds.clone().unwrap();
+                f(&mut c);
+                m.processes[0].threads.push(Thread { creds: Some(c), ..thread(101) });
+            })
+        };
+        validate_with(&with(|c| c.uids = vec![2000; 4]), &root()).unwrap();
+        refused(&with(|c| c.uids.truncate(2)), &root(), "thread 101: credentials with 2 uids");
+        refused(&with(|c| c.cap_eff = 1 << 45), &root(), "thread 101: capabilities 45 in its effective set are beyond");
+        refused(&with(|c| c.groups = vec![7; MAX_GROUPS + 1]), &root(), "thread 101");
+        refused(&with(|c| c.uids = vec![2000; 4]), &user(), "thread 101 asks for uid 2000");
+    }
+
+    #[test]
+    fn thread_fs_sched_and_flags_bounded() {
+        let with = |f: fn(&mut Thread)| {
+            edit(move |m| {
+                let mut t = thread(101);
+                f(&mut t);
+                m.processes[0].threads.push(t);
+            })
+        };
+        validate_with(&with(|t| t.own_fs = Some(ThreadFs { cwd: "/tmp".into(), umask: 0o77 })), &root()).unwrap();
+        refused(&with(|t| t.own_fs = Some(ThreadFs { cwd: "tmp".into(), umask: 0 })), &root(), "thread 101: its own working directory");
+        refused(&with(|t| t.own_fs = Some(ThreadFs { cwd: "/tmp".into(), umask: 0o1777 })), &root(), "thread 101: umask");
+        fn dl(t: &mut Thread) {
+            t.sched_policy = 6;
+            (t.sched_runtime, t.sched_deadline, t.sched_period) = (2_000_000, 50_000_000, 100_000_000);
+        }
+        validate_with(&with(dl), &root()).unwrap();
+        refused(&with(|t| { dl(t); t.sched_runtime = 60_000_000 }), &root(), "thread 101: SCHED_DEADLINE runtime 60000000");
+        refused(&with(|t| { dl(t); t.sched_runtime = 1000 }), &root(), "SCHED_DEADLINE");
+        refused(&with(|t| { dl(t); t.sched_period = 1 << 63 }), &root(), "SCHED_DEADLINE");
+        refused(&with(|t| t.sched_flags = 0x20), &root(), "thread 101: scheduling flags 0x20");
+        validate_with(&with(|t| t.sched_flags = 1), &root()).unwrap();
+        refused(&with(|t| t.mce_kill = Some(3)), &root(), "machine-check kill policy");
+        validate_with(&with(|t| t.mce_kill = Some(1)), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].attrs.as_mut().unwrap().autogroup_nice = Some(20)), &root(), "autogroup nice 20");
     }
 
     #[test]

@@ -228,9 +228,20 @@ impl Builder<'_> {
             for t in &self.threads {
                 self.call("clearing parent-death signal", t, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, 0])?;
             }
+            // --detach: the root goes to our nearest subreaper ancestor (or init), the
+            // parent it keeps after we exit, not to us (a subreaper, for orphans of a
+            // failed restore): its parent-death signal, armed after this, would fire
+            // when we exit. A session helper's root stays ours (we wait for it).
+            let detach = self.plan.rp.detach;
+            if detach {
+                sys::subreaper(false).map_err(|e| self.err("handing the root over (PR_SET_CHILD_SUBREAPER 0)", e))?;
+            }
             let _ = sys::write_fd(w.as_fd(), b"d");
             drop(w);
             let _ = sys::waitpid(mpid, 0);
+            if detach {
+                let _ = sys::set_child_subreaper();
+            }
         }
         Ok(())
     }

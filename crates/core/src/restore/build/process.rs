@@ -1,7 +1,7 @@
 //! Per-process attributes, seccomp, locks, credentials, epoll items.
 
 use stasis_sys::kabi;
-use stasis_sys::remote::RemoteCalls;
+use stasis_sys::remote::{Remote, RemoteCalls};
 use stasis_sys::sys;
 use tracing::warn;
 
@@ -51,7 +51,33 @@ impl Builder<'_> {
                 warn!("pid {}: restoring oom_score_adj {}: {e}", self.pid, attrs.oom_score_adj);
             }
         }
+        if let Some(f) = attrs.coredump_filter {
+            let path = format!("/proc/{}/coredump_filter", self.pid);
+            std::fs::write(&path, format!("{f:#x}")).map_err(|e| self.err("restoring the core dump filter", format!("{path} ← {f:#x}: {e}")))?;
+        }
+        if let Some(nice) = attrs.autogroup_nice {
+            self.autogroup_nice(nice)?;
+        }
         Ok(())
+    }
+
+    /// The nice value of its autogroup (one per session): set only when the restored
+    /// process has a group of its own, never the restorer's (which is its caller's
+    /// session's: a shell job restored into the restorer's session leaves it as it is).
+    fn autogroup_nice(&self, nice: i32) -> Result<()> {
+        let path = format!("/proc/{}/autogroup", self.pid);
+        let cur = std::fs::read_to_string(&path).ok().and_then(|t| crate::task::autogroup(&t));
+        let mine = std::fs::read_to_string("/proc/self/autogroup").ok().and_then(|t| crate::task::autogroup(&t));
+        match (cur, mine) {
+            (Some((_, n)), _) if n == nice => Ok(()),
+            (Some((g, _)), Some((m, _))) if g != m => {
+                std::fs::write(&path, nice.to_string()).map_err(|e| self.err("restoring the autogroup's nice value", format!("{path} ← {nice}: {e}")))
+            }
+            _ => {
+                warn!(pid = self.pid, "its autogroup (nice {nice}) is the restorer's: its nice value is left as it is");
+                Ok(())
+            }
+        }
     }
 
     pub(super) fn seccomp(&self) -> Result<()> {
@@ -135,6 +161,17 @@ impl Builder<'_> {
         // The restorer's credentials and this kernel's last capability, read by validate
         // before anything was created; every new process started with them.
         let h = super::super::validate::host()?;
+        // Credentials are per thread: each thread gets its own when the image has them
+        // (`Thread::creds`), else the process's. Set last in each thread (after
+        // everything that needs the restorer's privileges).
+        for t in &self.threads {
+            let own = p.threads.iter().find(|th| th.tid == t.tid).and_then(|th| th.creds.as_ref());
+            self.thread_creds(t, own.unwrap_or(&c), h)?;
+        }
+        Ok(())
+    }
+
+    fn thread_creds(&self, t: &Remote, c: &Creds, h: &super::super::validate::Host) -> Result<()> {
         let all = h.all_caps();
         let (Some(uids), Some(gids)) = (c.uids.get(..3), c.gids.get(..3)) else {
             return Err(self.err("restoring credentials", format!("{} uids and {} gids in the image", c.uids.len(), c.gids.len())));
@@ -148,37 +185,35 @@ impl Builder<'_> {
             && c.cap_prm & all == h.cap_prm & all
             && c.cap_inh & all == h.cap_inh & all
             && c.cap_amb & all == h.cap_amb & all;
-        for t in &self.threads {
-            let st = format!("credentials of thread {}", t.tid);
-            // bounding set: drop every capability of this kernel that the image's lacks
-            // (and the process still has: it started with the restorer's)
-            for cap in 0..=u64::from(h.cap_last_cap) {
-                let bit = 1u64 << cap;
-                if h.cap_bnd & bit != 0 && c.cap_bnd & bit == 0 {
-                    self.call(&format!("{st}: dropping capability {cap} from the bounding set"), t, libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0])?;
-                }
+        let st = format!("credentials of thread {}", t.tid);
+        // bounding set: drop every capability of this kernel that the image's lacks
+        // (and the process still has: it started with the restorer's)
+        for cap in 0..=u64::from(h.cap_last_cap) {
+            let bit = 1u64 << cap;
+            if h.cap_bnd & bit != 0 && c.cap_bnd & bit == 0 {
+                self.call(&format!("{st}: dropping capability {cap} from the bounding set"), t, libc::SYS_prctl, &[libc::PR_CAPBSET_DROP as u64, cap, 0, 0, 0])?;
             }
-            // groups
-            self.on(&st, t, "setgroups", |r| r.setgroups(&c.groups))?;
-            if all_root && same_caps && c.securebits == 0 {
-                continue;
-            }
-            const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
-            const SECBIT_KEEP_CAPS: u64 = 1 << 4;
-            self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64 | SECBIT_NO_SETUID_FIXUP | SECBIT_KEEP_CAPS])?;
-            self.call(&format!("{st}: setresgid"), t, libc::SYS_setresgid, &[gids[0] as u64, gids[1] as u64, gids[2] as u64])?;
-            self.call(&format!("{st}: setresuid"), t, libc::SYS_setresuid, &[uids[0] as u64, uids[1] as u64, uids[2] as u64])?;
-            // capset: keep CAP_SETPCAP (8) effective until securebits are final
-            let capset = |eff: u64, prm: u64, inh: u64| -> Result<()> { self.on(&st, t, "capset", |r| r.capset(&kabi::CapSet::new(eff, prm, inh))) };
-            const SETPCAP: u64 = 1 << 8;
-            let cur_prm = c.cap_prm | SETPCAP;
-            capset(c.cap_eff | SETPCAP, cur_prm, c.cap_inh)?;
-            self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64])?;
-            capset(c.cap_eff, c.cap_prm, c.cap_inh)?;
-            for cap in 0..=u64::from(h.cap_last_cap) {
-                if c.cap_amb & (1 << cap) != 0 {
-                    self.call(&st, t, libc::SYS_prctl, &[libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap, 0, 0])?;
-                }
+        }
+        // groups
+        self.on(&st, t, "setgroups", |r| r.setgroups(&c.groups))?;
+        if all_root && same_caps && c.securebits == 0 {
+            return Ok(());
+        }
+        const SECBIT_NO_SETUID_FIXUP: u64 = 1 << 2;
+        const SECBIT_KEEP_CAPS: u64 = 1 << 4;
+        self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64 | SECBIT_NO_SETUID_FIXUP | SECBIT_KEEP_CAPS])?;
+        self.call(&format!("{st}: setresgid"), t, libc::SYS_setresgid, &[gids[0] as u64, gids[1] as u64, gids[2] as u64])?;
+        self.call(&format!("{st}: setresuid"), t, libc::SYS_setresuid, &[uids[0] as u64, uids[1] as u64, uids[2] as u64])?;
+        // capset: keep CAP_SETPCAP (8) effective until securebits are final
+        let capset = |eff: u64, prm: u64, inh: u64| -> Result<()> { self.on(&st, t, "capset", |r| r.capset(&kabi::CapSet::new(eff, prm, inh))) };
+        const SETPCAP: u64 = 1 << 8;
+        let cur_prm = c.cap_prm | SETPCAP;
+        capset(c.cap_eff | SETPCAP, cur_prm, c.cap_inh)?;
+        self.call(&st, t, libc::SYS_prctl, &[libc::PR_SET_SECUREBITS as u64, c.securebits as u64])?;
+        capset(c.cap_eff, c.cap_prm, c.cap_inh)?;
+        for cap in 0..=u64::from(h.cap_last_cap) {
+            if c.cap_amb & (1 << cap) != 0 {
+                self.call(&st, t, libc::SYS_prctl, &[libc::PR_CAP_AMBIENT as u64, libc::PR_CAP_AMBIENT_RAISE as u64, cap, 0, 0])?;
             }
         }
         Ok(())

@@ -96,17 +96,82 @@ impl Builder<'_> {
                     warn!("thread {tid}: restoring CPU affinity: {e}");
                 }
             }
-            if let Err(e) = sys::sched_set(tid, t.sched_policy, t.sched_priority) {
-                warn!("thread {tid}: restoring scheduling policy {}: {e}", t.sched_policy);
+            self.scheduling(t)?;
+            if let Some(fs) = &t.own_fs {
+                self.own_fs(&st, r, fs)?;
             }
-            if matches!(t.sched_policy, libc::SCHED_OTHER | libc::SCHED_BATCH | libc::SCHED_IDLE) {
-                if let Err(e) = sys::set_nice(tid, t.nice) {
-                    warn!("thread {tid}: restoring nice {}: {e}", t.nice);
-                }
-            }
+            self.task_flags(&st, r, t)?;
             // Always, "none" (0) too: otherwise the thread keeps the restorer's (e.g. a
             // restore run under `ionice -c3` would leave every restored thread idle-class).
             sys::ioprio_set(tid, t.ioprio).map_err(|e| self.err(&st, format!("ioprio_set({:#x}): {e}", t.ioprio)))?;
+        }
+        Ok(())
+    }
+
+    /// Nice value, then policy, its flags (SCHED_RESET_ON_FORK) and its parameters in one
+    /// sched_setattr. Nice is kept by every policy (a real-time thread going back to
+    /// SCHED_OTHER gets it again). A SCHED_DEADLINE reservation the kernel refuses (its
+    /// admission control: not enough bandwidth left) fails the restore: the thread
+    /// would otherwise run without the guarantee it had.
+    fn scheduling(&self, t: &Thread) -> Result<()> {
+        let tid = t.tid;
+        if let Err(e) = sys::set_nice(tid, t.nice) {
+            warn!("thread {tid}: restoring nice {}: {e}", t.nice);
+        }
+        const RESET_ON_FORK: i32 = 0x4000_0000; // as sched_getscheduler reports it
+        let policy = t.sched_policy & !RESET_ON_FORK;
+        let rof = if t.sched_policy & RESET_ON_FORK != 0 { kabi::SCHED_FLAG_RESET_ON_FORK } else { 0 };
+        let attr = kabi::SchedAttr {
+            sched_policy: policy as u32,
+            sched_flags: (t.sched_flags & crate::task::SCHED_FLAGS_KEPT) | rof,
+            sched_nice: t.nice,
+            sched_priority: t.sched_priority as u32,
+            sched_runtime: t.sched_runtime,
+            sched_deadline: t.sched_deadline,
+            sched_period: t.sched_period,
+            ..Default::default()
+        };
+        match sys::sched_setattr(tid, &attr) {
+            Ok(()) => Ok(()),
+            Err(e) if policy == kabi::SCHED_DEADLINE => Err(self.err(
+                &format!("thread {tid} state"),
+                format!(
+                    "the kernel refuses its SCHED_DEADLINE reservation (runtime {} ns, deadline {} ns, period {} ns): {e}",
+                    t.sched_runtime, t.sched_deadline, t.sched_period
+                ),
+            )),
+            Err(e) => {
+                warn!("thread {tid}: restoring scheduling policy {policy} (flags {:#x}): {e}", attr.sched_flags);
+                Ok(())
+            }
+        }
+    }
+
+    /// A thread that had unshared its cwd and umask from the rest of the process
+    /// (unshare(CLONE_FS)) does so again, then takes its own.
+    fn own_fs(&self, st: &str, r: &Remote, fs: &ThreadFs) -> Result<()> {
+        let st = format!("{st}: its own working directory {} (unshare(CLONE_FS))", fs.cwd);
+        self.call(&st, r, libc::SYS_unshare, &[libc::CLONE_FS as u64])?;
+        let mut path = fs.cwd.as_bytes().to_vec();
+        path.push(0);
+        let addr = self.scratch().write(0, &path).map_err(|e| self.err(&st, format!("path into the scratch area: {e}")))?;
+        self.call(&st, r, libc::SYS_chdir, &[addr])?;
+        self.call(&st, r, libc::SYS_umask, &[fs.umask as u64]).map(drop)
+    }
+
+    /// Per-thread flags only the thread itself can set: rdtsc faulting (PR_SET_TSC),
+    /// machine-check kill policy (PR_MCE_KILL), cpuid faulting (ARCH_SET_CPUID). Each is
+    /// set also to its default: the thread is a copy of the restorer's.
+    fn task_flags(&self, st: &str, r: &Remote, t: &Thread) -> Result<()> {
+        let tsc = if t.tsc_sigsegv { libc::PR_TSC_SIGSEGV } else { libc::PR_TSC_ENABLE };
+        self.call(&format!("{st}: PR_SET_TSC"), r, libc::SYS_prctl, &[libc::PR_SET_TSC as u64, tsc as u64, 0, 0, 0])?;
+        let mce = match t.mce_kill {
+            Some(v @ (libc::PR_MCE_KILL_LATE | libc::PR_MCE_KILL_EARLY)) => [libc::PR_MCE_KILL_SET as u64, v as u64],
+            _ => [libc::PR_MCE_KILL_CLEAR as u64, 0],
+        };
+        self.call(&format!("{st}: PR_MCE_KILL"), r, libc::SYS_prctl, &[libc::PR_MCE_KILL as u64, mce[0], mce[1], 0, 0])?;
+        if t.cpuid_faulting {
+            self.call(&format!("{st}: ARCH_SET_CPUID 0 (cpuid faults)"), r, libc::SYS_arch_prctl, &[crate::task::ARCH_SET_CPUID, 0])?;
         }
         Ok(())
     }
