@@ -18,8 +18,9 @@
 //! processes then attach segments with injected shmat() (restore.rs). Segments marked
 //! destroyed get IPC_RMID once every attachment is back (`Restored::finish`).
 //! SEM_UNDO adjustments are not saved: the kernel has no call that reads them. A process
-//! that has an undo list (kcmp KCMP_SYSVSEM against ours, which has none, tells) gets a
-//! warning: after restore its exit no longer undoes what it did with SEM_UNDO.
+//! that has an undo list (kcmp KCMP_SYSVSEM against kthreadd, which has none, tells) in a
+//! namespace with semaphore sets gets a warning: after restore its exit no longer undoes
+//! what it did with SEM_UNDO.
 
 use std::collections::HashMap;
 
@@ -86,8 +87,10 @@ fn huge_file(a: &ShmAttach) -> std::io::Result<Option<(std::fs::File, u64)>> {
 /// Fills the SysV objects of every IPC namespace of the tree (see the module doc).
 /// `procs` are the dumped processes with their `ipc_ns` and VMAs.
 pub fn dump(procs: &[Process], objs: &mut ObjectTable) -> Result<Vec<ShmContent>> {
-    warn_sem_undo(procs);
     let mut out = Vec::new();
+    // IPC namespaces (object ids, 0 = ours) with semaphore sets: only there can an undo
+    // list hold adjustments
+    let mut sem_nss: Vec<u32> = Vec::new();
     let mut nss: Vec<(u32, i32)> = Vec::new();
     for p in procs.iter().filter(|p| !p.zombie) {
         if !nss.iter().any(|(n, _)| *n == p.ipc_ns) {
@@ -97,6 +100,9 @@ pub fn dump(procs: &[Process], objs: &mut ObjectTable) -> Result<Vec<ShmContent>
     for (ns, pid) in nss {
         let r = in_ns(if ns == 0 { None } else { Some(pid) }, "ipc", libc::CLONE_NEWIPC, || -> Result<Vec<ShmContent>> {
             let mut contents = Vec::new();
+            if !ids(pid, "sem")?.is_empty() {
+                sem_nss.push(ns);
+            }
             if ns != 0 {
                 let mut sysctls = Vec::new();
                 for name in SYSCTLS {
@@ -160,6 +166,7 @@ pub fn dump(procs: &[Process], objs: &mut ObjectTable) -> Result<Vec<ShmContent>
         })?;
         out.extend(r);
     }
+    warn_sem_undo(procs, &sem_nss);
     check_attachments(procs, objs)?;
     Ok(out)
 }
@@ -404,13 +411,21 @@ pub fn restore(m: &Manifest, shards: &[&[u8]]) -> Result<Restored> {
     Ok(out)
 }
 
-/// Warns for each process with a SEM_UNDO list (semop with SEM_UNDO at some time, or
-/// one shared by clone(CLONE_SYSVSEM)): its adjustments cannot be read, so none is
-/// restored.
-fn warn_sem_undo(procs: &[Process]) {
-    let me = stasis_sys::sys::getpid();
-    for p in procs.iter().filter(|p| !p.zombie) {
-        if stasis_sys::sys::kcmp(p.pid, me, stasis_sys::sys::KCMP_SYSVSEM, 0, 0).is_ok_and(|r| r != 0) {
+/// Warns for each process with a SEM_UNDO list in an IPC namespace that has semaphore
+/// sets (`sem_nss`): its adjustments cannot be read, so none is restored. (Every
+/// multi-threaded process has a list: glibc's pthread_create clones with CLONE_SYSVSEM,
+/// which makes an empty one; entries of a removed set go with it, so without sets the
+/// list holds nothing.)
+fn warn_sem_undo(procs: &[Process], sem_nss: &[u32]) {
+    // A task known to have no list to compare with: kthreadd (kernel threads never get
+    // one; stasis itself has one as soon as it runs a thread). Not visible (a PID
+    // namespace of our own): nothing is said.
+    const KTHREADD: i32 = 2;
+    if crate::procfs::read(KTHREADD, "comm").map(|c| c.trim() == "kthreadd").ok() != Some(true) {
+        return;
+    }
+    for p in procs.iter().filter(|p| !p.zombie && sem_nss.contains(&p.ipc_ns)) {
+        if stasis_sys::sys::kcmp(p.pid, KTHREADD, stasis_sys::sys::KCMP_SYSVSEM, 0, 0).is_ok_and(|r| r != 0) {
             tracing::warn!(
                 pid = p.pid,
                 "it has SEM_UNDO state (semop with SEM_UNDO): the kernel cannot tell the adjustments, so after restore its exit does not undo them"
