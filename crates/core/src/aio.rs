@@ -30,7 +30,7 @@ use tracing::debug;
 use crate::error::{Ctx, Error, Result};
 use crate::parasite::Parasite;
 
-const PAGE: u64 = 4096;
+use crate::PAGE;
 /// Bytes of the ring header and of one event slot.
 const SLOT: u64 = 32;
 /// Largest ring the kernel makes: io_setup refuses more than 0x10000000 / 32 / 2

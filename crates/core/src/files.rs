@@ -763,7 +763,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
         let users: Vec<(i32, i32)> = st
             .users
             .iter()
-            .filter(|(_, _, id)| objs.objects.get(*id as usize - 1).and_then(|o| o.pipe_end()).is_some_and(|e| e.pipe_id == p.pipe_id))
+            .filter(|(_, _, id)| objs.get(*id).and_then(|o| o.pipe_end()).is_some_and(|e| e.pipe_id == p.pipe_id))
             .map(|(pid, fd, _)| (*pid, *fd))
             .collect();
         let (pid, fd) = users.iter().copied().find(|u| u.1 > 2).or(p.read_fd.or(p.write_fd)).unwrap();
@@ -1050,7 +1050,7 @@ impl FileWriter {
     }
 }
 
-const PAGE: u64 = 4096;
+use crate::PAGE;
 
 /// Owner, permission bits and times of a recreated inode (in that order: chown clears
 /// set-id bits, and every write is done). Older images (no times recorded) get only the

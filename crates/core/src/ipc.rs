@@ -34,7 +34,7 @@ use crate::error::{Ctx, Error, Result};
 use crate::ns::in_ns;
 use crate::objects::ObjectTable;
 
-const PAGE: u64 = 4096;
+use crate::PAGE;
 /// Limits of an IPC namespace restore carries over (/proc/sys/kernel/NAME).
 const SYSCTLS: &[&str] = &["msgmax", "msgmnb", "msgmni", "sem", "shmall", "shmmax", "shmmni", "shm_rmid_forced"];
 
@@ -189,7 +189,7 @@ fn check_attachments(procs: &[Process], objs: &ObjectTable) -> Result<()> {
                 end = v[j].end;
                 j += 1;
             }
-            let o = objs.objects.get(v[i].object_id as usize - 1).and_then(|o| o.sysv_shm());
+            let o = objs.get(v[i].object_id).and_then(|o| o.sysv_shm());
             let size = o.map(|s| s.size.div_ceil(PAGE) * PAGE).unwrap_or(0);
             if v[i].pgoff != 0 || end - base != size {
                 let id = o.and_then(|s| s.perm.as_ref()).map(|p| p.id).unwrap_or(-1);

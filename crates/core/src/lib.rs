@@ -1,5 +1,8 @@
 //! stasis engine: freeze → collect → dump → image → restore. See docs/ARCHITECTURE.md.
 
+/// The page size stasis works in (x86_64's base page; huge pages are multiples).
+pub const PAGE: u64 = 4096;
+
 pub mod aio;
 pub mod cgroup;
 pub mod cpu;

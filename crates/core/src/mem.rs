@@ -20,7 +20,7 @@ use crate::files;
 use crate::objects::ObjectTable;
 use crate::procfs::{self, MapEntry};
 
-const PAGE: u64 = 4096;
+use crate::PAGE;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
@@ -498,7 +498,7 @@ pub fn link_rings(pid: i32, vmas: &mut [Vma], fds: &[Fd], objs: &ObjectTable) ->
         let Some(fd) = held else {
             return Err(Error::Unsupported { pid, what: format!("{what}, a socket no fd of the process holds") });
         };
-        let ring = objs.objects.get(fd.object_id as usize - 1).and_then(|o| o.packet()).and_then(|p| p.rx_ring.as_ref());
+        let ring = objs.get(fd.object_id).and_then(|o| o.packet()).and_then(|p| p.rx_ring.as_ref());
         let Some(r) = ring else {
             return Err(Error::Unsupported { pid, what: format!("{what} (fd {}), a socket without a packet receive ring", fd.fd) });
         };

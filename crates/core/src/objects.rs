@@ -37,7 +37,12 @@ impl ObjectTable {
         self.by_key.get(key).copied()
     }
 
+    /// The object of id `id` (ids count from 1; 0 names none).
+    pub fn get(&self, id: u32) -> Option<&Object> {
+        self.objects.get((id as usize).checked_sub(1)?)
+    }
+
     pub fn get_mut(&mut self, id: u32) -> Option<&mut Object> {
-        self.objects.get_mut(id as usize - 1)
+        self.objects.get_mut((id as usize).checked_sub(1)?)
     }
 }

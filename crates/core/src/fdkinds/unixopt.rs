@@ -44,9 +44,6 @@ pub fn check(u: &UnixObj) -> Result<(), String> {
     Ok(())
 }
 
-/// SIOCATMARK: the next byte to read is the out-of-band one.
-const SIOCATMARK: libc::Ioctl = 0x8905;
-
 /// SO_OOBINLINE off while a stream queue is peeked (put back on drop): a pending
 /// out-of-band byte then reads as such (recv MSG_OOB), and the peeks treat it the same
 /// way whatever the program chose.
@@ -120,7 +117,7 @@ pub fn find_oob(s: BorrowedFd<'_>, u: &mut UnixObj) -> Result<Option<u64>, super
         return Err(refuse("in a queue that also carries file descriptors or credentials (not requeued together)"));
     }
     let inq = sys::inq(s).map_err(|e| DumpErr::Sys("SIOCINQ".into(), e))?.max(0) as usize;
-    let at_mark = sys::ioctl_get_int(s, SIOCATMARK).map_err(|e| DumpErr::Sys("SIOCATMARK".into(), e))? != 0;
+    let at_mark = sys::atmark(s).map_err(|e| DumpErr::Sys("SIOCATMARK".into(), e))?;
     if at_mark && u.queue.len() + 1 == inq {
         // the next byte to read: the peeks skipped it
         u.queue.insert(0, c[0]);

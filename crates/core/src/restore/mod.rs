@@ -66,7 +66,7 @@ pub struct RestoreOptions {
     pub cgroups: crate::cgroup::Mode,
 }
 
-const PAGE: u64 = 4096;
+use crate::PAGE;
 /// Trampoline: the `syscall` instruction, then a data area for syscall arguments
 /// (auxv, seccomp filters, groups...).
 const TRAMP_LEN: u64 = 16 * PAGE;

@@ -247,15 +247,14 @@ impl Builder<'_> {
                     self.on(&st, r, "epoll_ctl(MOD)", |r| r.epoll_ctl(a.epfd, libc::EPOLL_CTL_MOD, a.tfd, &saved))?;
                 }
             }
-            match (a.via, aside) {
-                (Some(_), Some((copy, cloexec))) => {
-                    self.call(&st, r, libc::SYS_dup3, &[copy, a.tfd as u64, cloexec])?;
-                    self.call(&st, r, libc::SYS_close, &[copy])?;
+            if a.via.is_some() {
+                match aside {
+                    Some((copy, cloexec)) => {
+                        self.call(&st, r, libc::SYS_dup3, &[copy, a.tfd as u64, cloexec])?;
+                        self.call(&st, r, libc::SYS_close, &[copy])?;
+                    }
+                    None => drop(self.call(&st, r, libc::SYS_close, &[a.tfd as u64])?),
                 }
-                (Some(_), None) => {
-                    self.call(&st, r, libc::SYS_close, &[a.tfd as u64])?;
-                }
-                _ => {}
             }
         }
         Ok(())
