@@ -68,9 +68,11 @@ impl Builder<'_> {
         let path = format!("/proc/{}/autogroup", self.pid);
         let cur = std::fs::read_to_string(&path).ok().and_then(|t| crate::task::autogroup(&t));
         let mine = std::fs::read_to_string("/proc/self/autogroup").ok().and_then(|t| crate::task::autogroup(&t));
+        // A restorer in the boot session's default group reads an empty file (None):
+        // any group the restored process has is then its own.
         match (cur, mine) {
             (Some((_, n)), _) if n == nice => Ok(()),
-            (Some((g, _)), Some((m, _))) if g != m => {
+            (Some((g, _)), m) if m.is_none_or(|(m, _)| m != g) => {
                 std::fs::write(&path, nice.to_string()).map_err(|e| self.err("restoring the autogroup's nice value", format!("{path} ← {nice}: {e}")))
             }
             _ => {
