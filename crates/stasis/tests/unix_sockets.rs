@@ -342,9 +342,10 @@ fn unix_out_of_band_byte_with_credentials_is_refused() {
 
 /// SO_PEERCRED of connections and pairs made by tasks of different users
 /// (workloads/unix_peercred.c): an accepted connection from a uid-1000 child and the
-/// child's end (root's), the reverse through an abstract name, and the child's own
-/// socketpair — uid and gid read back from inside both processes after restore, and
-/// from the live tree after a --leave-running dump.
+/// child's end (root's), the reverse through an abstract name, the child's own
+/// socketpair, a new client of the restored listener — pid (the process that
+/// connected, listened or made the pair), uid and gid read back from inside both
+/// processes after restore, and from the live tree after a --leave-running dump.
 #[test]
 fn unix_peer_credentials() {
     let _t = serial();

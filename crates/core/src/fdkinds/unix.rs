@@ -230,6 +230,9 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         u.listening = true;
         u.backlog = d.wqueue;
         u.waiting = d.icons.clone();
+        // a listener's peer credentials are its own (who called listen()): what the
+        // clients that connect get
+        u.peer_cred = saved_creds(Some(sys::peer_cred(s).map_err(|e| sys_err("SO_PEERCRED", e))?));
         return Ok(u.into());
     }
     u.peer_ino = d.peer;
@@ -745,7 +748,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
             a
         }
         _ if u.peer_gone => {
-            let (a, b) = super::unixopt::as_creds(u.peer_cred.as_ref(), || sys::socketpair(u.sock_type)).map_err(|e| step(format!("socketpair: {e}")))?;
+            let (a, b) = super::unixopt::socketpair(u.sock_type, u.peer_cred.as_ref()).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
             if u.sock_type == libc::SOCK_DGRAM {
                 // its own name, and the closed peer's as getpeername and recvfrom show
@@ -793,12 +796,12 @@ fn named_pair(ty: i32, accepted: &[u8], client: &[u8], creds: [Option<&MsgCreds>
         let l = sys::socket(libc::AF_UNIX, ty, 0)?;
         sys::sock_addr_op(l.as_fd(), &sockaddr(accepted), false)?;
         // the client's peer credentials are the listener's, the accepted end's the client's
-        super::unixopt::as_creds(creds[1], || sys::listen(l.as_fd(), 1))?;
+        super::unixopt::listen(l.as_fd(), 1, creds[1])?;
         let c = sys::socket(libc::AF_UNIX, ty, 0)?;
         if !client.is_empty() {
             sys::sock_addr_op(c.as_fd(), &sockaddr(client), false)?;
         }
-        super::unixopt::as_creds(creds[0], || sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true))?;
+        super::unixopt::connect(c.as_fd(), &sockaddr(accepted), creds[0])?;
         Ok((sys::accept(l.as_fd())?, c))
     };
     if is_path(accepted) || is_path(client) {
@@ -860,7 +863,7 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
     let pair = if !u.name.is_empty() { named(u, peer) } else { named(peer, u).map(|(acc, cli)| (cli, acc)) };
     let (a, b) = match pair {
         Some(p) => p,
-        None => super::unixopt::as_creds(u.peer_cred.as_ref(), || sys::socketpair(u.sock_type))?,
+        None => super::unixopt::socketpair(u.sock_type, u.peer_cred.as_ref())?,
     };
     apply_options(&a, u)?;
     apply_options(&b, peer)?;
@@ -956,7 +959,7 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         requeue_messages(u.sock_type, &sockaddr(&u.name), msgs).map_err(|e| step(format!("requeueing {} messages: {e}", msgs.len())))?;
     }
     if u.listening {
-        sys::listen(s.as_fd(), u.backlog as i32).map_err(|e| step(format!("listen: {e}")))?;
+        super::unixopt::listen(s.as_fd(), u.backlog as i32, u.peer_cred.as_ref()).map_err(|e| step(format!("listen: {e}")))?;
         // its waiting connections from the tree, in their order
         for &w in &u.waiting {
             let Some(c) = find(w).filter(|_| !made.exists(w)) else { continue };
