@@ -353,3 +353,28 @@ fn unix_peer_credentials() {
         check_parent_and_child(Workload::start("unix_peercred", &[]), leave);
     }
 }
+
+/// Unix sockets bound to relative paths (workloads/unix_relative.c: a listener with an
+/// accepted connection, a datagram socket with a datagram queued by name, a listener in
+/// a subdirectory): their files come back in the directory they were bound in, with
+/// owner and mode; getsockname shows the relative names; new clients and datagrams
+/// reach them by those names. Killing dump; then --leave-running (the original passes,
+/// exits, leaves stale files; the copy restored after it binds there again).
+#[test]
+fn relative_path_sockets_keep_their_files() {
+    let _t = serial();
+    let mut w = Workload::start("unix_relative", &[]);
+    w.checkpoint_restore();
+    w.go_and_pass();
+    let mut w = Workload::start("unix_relative", &[]);
+    w.dump_leave_running();
+    if direct() {
+        return;
+    }
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    assert!(st == Exit::Code(0) && w.output().contains("PASS") && !w.output().contains("FAIL"), "original after the dump: {st:?}\n{}", w.report());
+    std::fs::remove_file(w.work.join("go")).unwrap();
+    w.restore_with(&["--allow-changed-files"]);
+    w.go_and_pass();
+}
