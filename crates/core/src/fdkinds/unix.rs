@@ -211,7 +211,10 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         peek_off: Some(geti(libc::SO_PEEK_OFF).map_err(|e| sys_err("SO_PEEK_OFF", e))?).filter(|v| *v >= 0),
         rcvbuf: geti(libc::SO_RCVBUF).map_err(|e| sys_err("SO_RCVBUF", e))? as u32,
         sndbuf: geti(libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32,
-        sockopts: super::unixopt::dump(s, ty).map_err(|e| sys_err("socket options", e))?,
+        sockopts: super::unixopt::dump(s, ty).map_err(|e| match e {
+            super::sockopt::DumpErr::Refuse(why) => refuse(format!("{tn} socket {why}")),
+            super::sockopt::DumpErr::Sys(what, e) => sys_err(&what, e),
+        })?,
         ..Default::default()
     };
     if let (Some((vino, vdev)), true) = (d.vfs, is_path(&u.name)) {

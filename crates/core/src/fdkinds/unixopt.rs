@@ -22,9 +22,10 @@ pub fn kind(ty: i32) -> SockKind {
 }
 
 /// Dump: the table options of `s` (type `ty`) that differ from a new socket's.
-pub fn dump(s: BorrowedFd<'_>, ty: i32) -> std::io::Result<Vec<SockOpt>> {
-    let fresh = sys::socket(libc::AF_UNIX, ty, 0)?;
-    Ok(options::dump(s, std::os::fd::AsFd::as_fd(&fresh), &kind(ty)))
+pub fn dump(s: BorrowedFd<'_>, ty: i32) -> Result<Vec<SockOpt>, super::sockopt::DumpErr> {
+    use super::sockopt::DumpErr;
+    let fresh = sys::socket(libc::AF_UNIX, ty, 0).map_err(|e| DumpErr::Sys("a new socket to compare options with".into(), e))?;
+    options::dump(s, std::os::fd::AsFd::as_fd(&fresh), &kind(ty)).map_err(DumpErr::Refuse)
 }
 
 /// Restore: the saved options of phase `when`.
