@@ -898,6 +898,7 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
     // unix socket inode → its peer's inode
     let unix_peers: HashMap<u32, (u32, u32)> =
         objects.iter().filter_map(|o| o.unix()).map(|u| (u.ino, (u.peer_ino, u.connecting_to))).collect();
+    crate::fdkinds::inet::waiting::check_refs(objects)?;
     for o in objects {
         let id = o.id;
         if let Some(f) = o.mapped_file() {

@@ -41,6 +41,7 @@ pub mod options;
 mod rawpkt;
 pub mod tcp;
 pub mod udpq;
+pub mod waiting;
 
 pub use tcp::{finish_restore, send_from_peer};
 
@@ -84,7 +85,7 @@ pub fn saved_options(o: &InetObj) -> Vec<SockOpt> {
     }
 }
 
-fn port_of(addr: &[u8]) -> u16 {
+pub(crate) fn port_of(addr: &[u8]) -> u16 {
     if addr.len() >= 4 {
         u16::from_be_bytes([addr[2], addr[3]])
     } else {
@@ -249,15 +250,12 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                 return Err(refuse(format!("in TCP state {} on {}", tcp::state_name(d.state), fmt_addr(&local))));
             }
             if d.rqueue > 0 {
-                if !skip_in_flight {
-                    return Err(refuse(format!(
-                        "listening on {} with {} connections waiting to be accepted (they cannot be recreated; \
-                         dump with --skip-in-flight to save the listener with an empty queue)",
-                        fmt_addr(&local),
-                        d.rqueue
-                    )));
+                // (their clients are found among the tree's sockets later: waiting::match_clients)
+                match waiting::dump(&diag, family, &local, d.rqueue, skip_in_flight) {
+                    Ok(w) => o.waiting = w,
+                    Err(why) if !skip_in_flight => return Err(refuse(why)),
+                    Err(why) => tracing::warn!(pid, fd, queued = d.rqueue, "{why}: --skip-in-flight: saved with an empty queue"),
                 }
-                tracing::warn!(pid, fd, queued = d.rqueue, "--skip-in-flight: listener on {} saved without its {} waiting connections", fmt_addr(&local), d.rqueue);
             }
             o.listening = true;
             o.backlog = d.wqueue;
@@ -456,7 +454,7 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
     let s = sys::socket(o.family, o.sock_type, o.protocol).map_err(|e| format!("socket: {e}"))?;
     options::apply(s.as_fd(), &opts, &k, When::Early)?;
     let late = |s: &OwnedFd| options::apply(s.as_fd(), &opts, &k, When::Late);
-    let connection = o.tcp.is_some() || o.tcp_state == u32::from(tcp::SYN_SENT);
+    let connection = o.tcp.is_some() || o.tcp_state == u32::from(tcp::SYN_SENT) || o.accept_on != 0;
     if connection && tcp_close {
         closed(&s, o);
         late(&s)?;
@@ -531,8 +529,14 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
             o.tcp_state
         ));
     }
-    if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none()) {
+    if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none() && o.accept_on == 0) {
         return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection)", o.shutdown));
+    }
+    if o.accept_on != 0 && (!tcp || o.listening || o.tcp.is_some() || o.tcp_state != 0 || o.peer.is_empty() || !bound(&o.local, false)) {
+        return Err("a client waiting to be accepted that is not a bound, connected TCP socket without TCP_REPAIR state".into());
+    }
+    if !o.waiting.is_empty() && !o.listening {
+        return Err(format!("{} waiting connections of a socket that does not listen", o.waiting.len()));
     }
     if let Some(c) = &o.tcp {
         use tcp::MAX_QUEUE;
