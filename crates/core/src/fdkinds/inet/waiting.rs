@@ -180,7 +180,10 @@ pub fn check_refs(objects: &[Object]) -> std::result::Result<(), String> {
     for o in objects {
         let Some(i) = o.inet() else { continue };
         if !i.waiting.is_empty() {
-            if !i.listening || i.waiting.len() > MAX_WAITING || i.waiting.len() > i.backlog as usize + 1 {
+            if !i.listening {
+                return Err(format!("object {}: {} waiting connections of a socket that does not listen", o.id, i.waiting.len()));
+            }
+            if i.waiting.len() > MAX_WAITING || i.waiting.len() > i.backlog as usize + 1 {
                 return Err(format!("object {}: {} waiting connections of a socket that listens with backlog {} (at most backlog + 1)", o.id, i.waiting.len(), i.backlog));
             }
             let mut seen = std::collections::HashSet::new();
