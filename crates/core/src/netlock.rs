@@ -9,7 +9,9 @@
 //! every listener (fds → socket inodes → `/proc/PID/net/tcp{,6}` of the process's
 //! network namespace and of ours), and loads, in one `nft -f -` transaction per
 //! namespace, a table `inet stasis-<root pid>-<nonce>` whose input and output chains
-//! drop exactly those 4-tuples, both directions, and whose input chain drops SYNs (new
+//! drop exactly those 4-tuples, both directions (not a client's whose server end waits
+//! in the accept queue of a listener of the tree: restore makes that connection again
+//! with a handshake, `fdkinds::inet::waiting`), and whose input chain drops SYNs (new
 //! connections) to those listeners, so a client connecting while the tree is away
 //! retries until the restored listener answers instead of being refused (a
 //! namespace other than ours is entered with `nsenter --net=/proc/PID/ns/net`). A

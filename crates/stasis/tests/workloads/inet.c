@@ -89,7 +89,8 @@
  *           accepted end of c3 reads end of file at once, c3 still reads what it gets;
  *           the clients kept their options. The accepted ends close first, so the
  *           TIME_WAITs are the server's (a restore after a --leave-running run binds
- *           the same client ports again). With "bytes": a sixth client that wrote
+ *           the same client ports again). And a dual-stack listener on [::] with an
+ *           IPv4 client (the server end is v4-mapped). With "bytes": a sixth client that wrote
  *           "early" before being accepted (for a refused dump only)
  *   closing  the same namespace set-up, the rule dropping packets to the server end:
  *           the client wrote "c-data" and shut down (its FIN dropped: FIN_WAIT1), then
@@ -1431,7 +1432,7 @@ static int g_acceptq_bytes;
 
 static int mode_acceptq(int phase)
 {
-    static int l4, l6, c1, c3, c4, c5, child, p1, p2, p3, p4, p5, lport4, lport6;
+    static int l4, l6, l7, c1, c3, c4, c5, c7, child, p1, p2, p3, p4, p5, p7, lport4, lport6;
     if (phase == 0) {
         signal(SIGPIPE, SIG_IGN);
         struct sockaddr_in la = lo4(0);
@@ -1500,6 +1501,19 @@ static int mode_acceptq(int phase)
         if (connect(c5, (struct sockaddr *)&l6a, sizeof l6a))
             DIE("connect c5");
         p5 = ntohs(b5.sin6_port);
+        /* a dual-stack listener (IPv6 wildcard) with an IPv4 client */
+        struct sockaddr_in6 l7a = { .sin6_family = AF_INET6, .sin6_addr = in6addr_any };
+        l7 = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        SET(l7, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+        SET(l7, SOL_SOCKET, SO_REUSEADDR, 1);
+        bind_any_port(l7, (struct sockaddr *)&l7a, sizeof l7a);
+        if (listen(l7, 4))
+            DIE("listen l7");
+        struct sockaddr_in to7 = lo4(ntohs(l7a.sin6_port));
+        c7 = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c7, (struct sockaddr *)&to7, sizeof to7))
+            DIE("connect c7");
+        p7 = port_of(c7, 0);
         if (g_acceptq_bytes) {
             /* a sixth that sent bytes before being accepted (the dump refuses it) */
             int c6 = socket(AF_INET, SOCK_STREAM, 0);
@@ -1542,6 +1556,12 @@ static int mode_acceptq(int phase)
         CHECK(eof_within(a[2]), "c3 had shut down for writing: its accepted end reads end of file");
         CHECK(write(a[2], "to-c3", 5) == 5 && read_n(c3, b, 5) == 5 && !memcmp(b, "to-c3", 5), "server -> c3 after its shutdown");
         CHECK(write(c3, "x", 1) < 0 && errno == EPIPE, "c3 still shut down for writing");
+    }
+    int peer7, a7 = accept_from(l7, &peer7);
+    CHECK(a7 >= 0 && peer7 == p7, "dual-stack listener: accepted peer port %d, want %d", peer7, p7);
+    if (a7 >= 0) {
+        check_conn(c7, a7, "", "", "c7 (IPv4 client of a dual-stack listener)");
+        close(a7);
     }
     if (a[3] >= 0)
         check_conn(c4, a[3], "", "", "c4 (IPv6)");

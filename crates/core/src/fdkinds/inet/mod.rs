@@ -1,5 +1,6 @@
 //! IPv4 and IPv6 sockets that can be recreated from their addresses, options and TCP
-//! state: TCP listeners (with an empty accept queue, or with `--skip-in-flight`), idle
+//! state: TCP listeners (with the connections of the tree's clients waiting in their
+//! accept queue, `waiting.rs`; others only with `--skip-in-flight`), idle
 //! TCP sockets, TCP connections being established (SYN_SENT: restore connects again),
 //! established TCP connections (TCP_REPAIR, `tcp.rs`; one shut down for reading stays
 //! so), UDP and UDP-Lite sockets, ICMP "ping" sockets and raw sockets, bound and/or
@@ -20,8 +21,8 @@
 //! TCP_REPAIR, the rest come as segments from the peer with the urgent pointer (`tcp.rs`).
 //! UDP sockets bound to one address keep their queued datagrams (`udpq.rs`).
 //! Refused: SYN_RECV, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
-//! destination address is unknown), listeners with connections waiting (unless
-//! `--skip-in-flight`).
+//! destination address is unknown), listeners with connections waiting that hold
+//! bytes or whose client is outside the tree (unless `--skip-in-flight`).
 //!
 //! Restore creates the socket, sets the "early" options (SO_REUSEADDR, IPV6_V6ONLY,
 //! SO_BINDTODEVICE...), binds the saved address in the restorer (the original process is
