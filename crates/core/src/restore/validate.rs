@@ -1535,16 +1535,18 @@ mod tests {
         refused(&with(true, 1, true, true), &root(), "SO_OOBINLINE");
     }
 
+    /// sockaddr_in of 127.0.0.IP:PORT.
+    fn sa(ip: u8, port: u16) -> Vec<u8> {
+        let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(&port.to_be_bytes());
+        a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
+        a
+    }
+
     /// A listener's `ending` connections (TIME_WAITs a restore may remove): only a
     /// listener's, on its port and address.
     #[test]
     fn tcp_ending_connections_are_on_the_listeners_port() {
-        let sa = |ip: u8, port: u16| {
-            let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
-            a.extend_from_slice(&port.to_be_bytes());
-            a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
-            a
-        };
         let with = |listening: bool, local: Vec<u8>| {
             let ending = vec![TcpEnding { local, peer: sa(1, 7000), cookie: 77 }];
             let i = InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local: sa(1, 5000), listening, ending, ..Default::default() };
@@ -1565,12 +1567,6 @@ mod tests {
     /// than its backlog + 1.
     #[test]
     fn waiting_connections_name_clients_that_wait_on_the_listener() {
-        let sa = |ip: u8, port: u16| {
-            let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
-            a.extend_from_slice(&port.to_be_bytes());
-            a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
-            a
-        };
         let tcp = |local: Vec<u8>| InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local, ..Default::default() };
         let with = |f: &dyn Fn(&mut InetObj, &mut InetObj, &mut Object)| {
             let mut l = InetObj { listening: true, backlog: 4, waiting: vec![TcpWaiting { client: sa(1, 40000), object: 10 }], ..tcp(sa(1, 5000)) };

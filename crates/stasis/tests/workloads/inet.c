@@ -1430,24 +1430,30 @@ static int accept_from(int l, int *peer)
 
 static int g_acceptq_bytes;
 
+/* A non-blocking listener with SO_REUSEADDR (backlog 8) on sa, its port filled in;
+ * v6only >= 0: IPV6_V6ONLY set to it first. */
+static int reuse_listener(struct sockaddr *sa, socklen_t sl, int v6only)
+{
+    int l = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (v6only >= 0)
+        SET(l, IPPROTO_IPV6, IPV6_V6ONLY, v6only);
+    SET(l, SOL_SOCKET, SO_REUSEADDR, 1);
+    bind_any_port(l, sa, sl);
+    if (listen(l, 8))
+        DIE("listen");
+    return l;
+}
+
 static int mode_acceptq(int phase)
 {
     static int l4, l6, l7, c1, c3, c4, c5, c7, child, p1, p2, p3, p4, p5, p7, lport4, lport6;
     if (phase == 0) {
         signal(SIGPIPE, SIG_IGN);
         struct sockaddr_in la = lo4(0);
-        l4 = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        SET(l4, SOL_SOCKET, SO_REUSEADDR, 1);
-        bind_any_port(l4, (struct sockaddr *)&la, sizeof la);
-        if (listen(l4, 8))
-            DIE("listen l4");
+        l4 = reuse_listener((struct sockaddr *)&la, sizeof la, -1);
         lport4 = ntohs(la.sin_port);
         struct sockaddr_in6 l6a = { .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback };
-        l6 = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        SET(l6, SOL_SOCKET, SO_REUSEADDR, 1);
-        bind_any_port(l6, (struct sockaddr *)&l6a, sizeof l6a);
-        if (listen(l6, 8))
-            DIE("listen l6");
+        l6 = reuse_listener((struct sockaddr *)&l6a, sizeof l6a, -1);
         lport6 = ntohs(l6a.sin6_port);
         c1 = socket(AF_INET, SOCK_STREAM, 0);
         SET(c1, IPPROTO_TCP, TCP_NODELAY, 1);
@@ -1503,12 +1509,7 @@ static int mode_acceptq(int phase)
         p5 = ntohs(b5.sin6_port);
         /* a dual-stack listener (IPv6 wildcard) with an IPv4 client */
         struct sockaddr_in6 l7a = { .sin6_family = AF_INET6, .sin6_addr = in6addr_any };
-        l7 = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        SET(l7, IPPROTO_IPV6, IPV6_V6ONLY, 0);
-        SET(l7, SOL_SOCKET, SO_REUSEADDR, 1);
-        bind_any_port(l7, (struct sockaddr *)&l7a, sizeof l7a);
-        if (listen(l7, 4))
-            DIE("listen l7");
+        l7 = reuse_listener((struct sockaddr *)&l7a, sizeof l7a, 0);
         struct sockaddr_in to7 = lo4(ntohs(l7a.sin6_port));
         c7 = socket(AF_INET, SOCK_STREAM, 0);
         if (connect(c7, (struct sockaddr *)&to7, sizeof to7))
