@@ -324,6 +324,44 @@ mod tests {
     }
 
     #[test]
+    fn clients_of_the_tree_are_matched_and_saved_waiting() {
+        use stasis_image::model::{Kind, TcpConn};
+        let tcp_obj = |id: u32, i: InetObj| Object { id, kind: Some(Kind::Inet(i)), ..Default::default() };
+        let base = InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, ..Default::default() };
+        let objects = |unacked: &[u8]| {
+            let w = vec![TcpWaiting { client: v4([127, 0, 0, 1], 40001), object: 0 }, TcpWaiting { client: v4([127, 0, 0, 1], 40000), object: 0 }];
+            let l = InetObj { local: v4([0; 4], 5000), listening: true, backlog: 8, waiting: w, ..base.clone() };
+            let conn = TcpConn { send_queue: unacked.to_vec(), ..Default::default() };
+            let c = InetObj { local: v4([127, 0, 0, 1], 40001), peer: v4([127, 0, 0, 1], 5000), tcp: Some(conn), shutdown: 2, ..base.clone() };
+            // a connection of the tree to another port: not a client of the listener
+            let other = InetObj { local: v4([127, 0, 0, 1], 40000), peer: v4([127, 0, 0, 1], 6000), tcp: Some(TcpConn::default()), ..base.clone() };
+            vec![tcp_obj(1, l), tcp_obj(2, c), tcp_obj(3, other)]
+        };
+        let fds = [(100, 4, 1), (100, 5, 2), (100, 6, 3)];
+        // 40000's client is not ours: refused, naming the listener's fd
+        let e = match_clients(&mut objects(b""), &fds, false).unwrap_err().to_string();
+        assert!(e.contains("fd 4 ") && e.contains("127.0.0.1:40000") && e.contains("not a socket of the dumped tree"), "{e}");
+        // --skip-in-flight: left out; ours saved waiting on the listener
+        let mut o = objects(b"");
+        match_clients(&mut o, &fds, true).unwrap();
+        let l = o[0].inet().unwrap();
+        assert_eq!(l.waiting.len(), 1);
+        assert_eq!((port_of(&l.waiting[0].client), l.waiting[0].object), (40001, 2));
+        let c = o[1].inet().unwrap();
+        assert!(c.tcp.is_none() && c.accept_on == 1 && c.shutdown == 2);
+        assert!(o[2].inet().unwrap().tcp.is_some() && o[2].inet().unwrap().accept_on == 0);
+        assert_eq!(check_refs(&o), Ok(()));
+        // a client whose bytes the server end has not acknowledged: refused, or left
+        // out (it stays a connection of its own)
+        let e = match_clients(&mut objects(b"abc"), &fds, false).unwrap_err().to_string();
+        assert!(e.contains("fd 4 ") && e.contains("has 3 bytes the server's end has not acknowledged"), "{e}");
+        let mut o = objects(b"abc");
+        match_clients(&mut o, &fds, true).unwrap();
+        assert!(o[0].inet().unwrap().waiting.is_empty());
+        assert!(o[1].inet().unwrap().tcp.is_some() && o[1].inet().unwrap().accept_on == 0);
+    }
+
+    #[test]
     fn mapped_clients_reach_dual_stack_listeners() {
         let mut m = [0u8; 16];
         m[10..12].copy_from_slice(&[0xff, 0xff]);
