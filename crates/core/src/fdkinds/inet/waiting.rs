@@ -69,7 +69,8 @@ pub fn dump(diag: &[sys::InetDiag], family: i32, local: &[u8], queued: u32, skip
     if conns.len() != queued as usize {
         return Err(format!(
             "listening on {} with {queued} connections waiting to be accepted, but {} sockets without a descriptor on its \
-             address (another listener shares the port): which wait on this one cannot be told; dump with --skip-in-flight \
+             address (another listener shares the port, or a client connected while they were listed): which wait on \
+             this one cannot be told; dump again, or with --skip-in-flight \
              to save the listener with an empty queue",
             fmt_addr(local),
             conns.len()
