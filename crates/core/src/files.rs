@@ -894,6 +894,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
         (o.capacity, o.data) = (got.cap, got.data);
     }
     fdkinds::unix::check_peers(&holders.sockets, &mut objs.objects, &st.users, &objs.external, st.skip_in_flight)?;
+    fdkinds::inet::waiting::match_clients(&mut objs.objects, &st.users, st.skip_in_flight)?;
     fdkinds::unix::creds_of_tree(&mut objs.objects, &st.tree);
     Ok(())
 }
@@ -1270,6 +1271,7 @@ pub fn open_fd_objects(
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
     let mut unix_made = fdkinds::unix::Made::default();
+    let mut inet_made: HashMap<u32, OwnedFd> = HashMap::new();
     let mut fifo_held: HashMap<u32, usize> = HashMap::new();
     let mut memfds_used = std::collections::HashSet::new();
     let mut pipe_again: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
@@ -1403,6 +1405,18 @@ pub fn open_fd_objects(
                 sys::fcntl(f.as_raw_fd(), libc::F_SETFL, (ff.flags & !(libc::O_ACCMODE as u32)) as i64)
                     .map_err(|e| step(format!("setting flags {} of named FIFO {} (fd {}): {e}", fdkinds::open_flags(ff.flags), fifo.path, fd.fd)))?;
                 opened.by_object.insert(fd.object_id, f);
+            }
+            Some(Kind::Inet(i)) if !tcp_close && (i.accept_on != 0 || !i.waiting.is_empty()) => {
+                // a listener and the clients of the tree waiting in its accept queue,
+                // made together (fdkinds::inet::waiting)
+                if !inet_made.contains_key(&fd.object_id) {
+                    let lid = if i.accept_on != 0 { i.accept_on } else { fd.object_id };
+                    let open = || Ok(fdkinds::inet::waiting::open_queue(&m.objects, lid));
+                    let made = in_socket_ns(pid, o.net_ns, netns, open)?.map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, fdkinds::inet::describe(i))))?;
+                    inet_made.extend(made);
+                }
+                let s = inet_made.remove(&fd.object_id).ok_or_else(|| step(format!("fd {}: TCP socket object {} was not made with its listener", fd.fd, fd.object_id)))?;
+                opened.by_object.insert(fd.object_id, s);
             }
             Some(Kind::Inet(i)) => {
                 let open = || Ok(fdkinds::inet::open(i, tcp_close));

@@ -983,6 +983,8 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
             }
         }
     }
+    // (each socket checked alone above)
+    crate::fdkinds::inet::waiting::check_refs(objects)?;
     Ok(())
 }
 
@@ -1546,16 +1548,18 @@ mod tests {
         refused(&with(true, 1, true, true), &root(), "SO_OOBINLINE");
     }
 
+    /// sockaddr_in of 127.0.0.IP:PORT.
+    fn sa(ip: u8, port: u16) -> Vec<u8> {
+        let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(&port.to_be_bytes());
+        a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
+        a
+    }
+
     /// A listener's `ending` connections (TIME_WAITs a restore may remove): only a
     /// listener's, on its port and address.
     #[test]
     fn tcp_ending_connections_are_on_the_listeners_port() {
-        let sa = |ip: u8, port: u16| {
-            let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
-            a.extend_from_slice(&port.to_be_bytes());
-            a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
-            a
-        };
         let with = |listening: bool, local: Vec<u8>| {
             let ending = vec![TcpEnding { local, peer: sa(1, 7000), cookie: 77 }];
             let i = InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local: sa(1, 5000), listening, ending, ..Default::default() };
@@ -1568,6 +1572,45 @@ mod tests {
         refused(&with(false, sa(1, 5000)), &root(), "only of a listener");
         refused(&with(true, sa(1, 5001)), &root(), "127.0.0.1:5001 -> 127.0.0.1:7000");
         refused(&with(true, sa(2, 5000)), &root(), "the listener's family, port and address");
+    }
+
+    /// Connections waiting in a listener's accept queue (`waiting`, `accept_on`): each
+    /// names a client object of the listener's network namespace that names it back,
+    /// once, bound to the address the listener saw, connected to the listener; no more
+    /// than its backlog + 1.
+    #[test]
+    fn waiting_connections_name_clients_that_wait_on_the_listener() {
+        let tcp = |local: Vec<u8>| InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local, ..Default::default() };
+        let with = |f: &dyn Fn(&mut InetObj, &mut InetObj, &mut Object)| {
+            let mut l = InetObj { listening: true, backlog: 4, waiting: vec![TcpWaiting { client: sa(1, 40000), object: 10 }], ..tcp(sa(1, 5000)) };
+            let mut c = InetObj { peer: sa(1, 5000), accept_on: 9, shutdown: 2, ..tcp(sa(1, 40000)) };
+            let mut co = Object { id: 10, ..Default::default() };
+            f(&mut l, &mut c, &mut co);
+            co.kind = Some(Kind::Inet(c));
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Inet(l)), ..Default::default() });
+                m.objects.push(co);
+                m.processes[0].fds.push(Fd { fd: 5, object_id: 9, cloexec: false });
+                m.processes[0].fds.push(Fd { fd: 6, object_id: 10, cloexec: false });
+            })
+        };
+        validate_with(&with(&|_, _, _| {}), &root()).expect("a client waiting on its listener");
+        let names = "not a client of this listener's that waits on it";
+        refused(&with(&|l, _, _| l.waiting[0].object = 11), &root(), names);
+        refused(&with(&|l, _, _| l.waiting[0].object = 9), &root(), names);
+        refused(&with(&|l, _, _| l.waiting[0].client = sa(1, 40001)), &root(), names);
+        refused(&with(&|_, c, _| c.peer = sa(1, 5001)), &root(), names);
+        refused(&with(&|_, c, _| c.peer = sa(2, 5000)), &root(), names);
+        refused(&with(&|_, _, co| co.net_ns = 4242), &root(), names);
+        refused(&with(&|l, _, _| l.waiting.push(l.waiting[0].clone())), &root(), names);
+        refused(&with(&|l, _, _| l.waiting = vec![TcpWaiting { client: sa(1, 40000), object: 10 }; 7]), &root(), "at most backlog + 1");
+        refused(&with(&|l, _, _| l.listening = false), &root(), "does not listen");
+        refused(&with(&|l, _, _| l.waiting.clear()), &root(), "a listener that does not list it");
+        refused(&with(&|_, c, _| c.accept_on = 10), &root(), names);
+        refused(&with(&|_, c, _| c.tcp = Some(Default::default())), &root(), "without TCP_REPAIR state");
+        refused(&with(&|_, c, _| c.local = Vec::new()), &root(), "a bound, connected TCP socket");
+        refused(&with(&|_, c, _| c.local = sa(1, 0)), &root(), names);
+        refused(&with(&|_, c, _| c.shutdown = 4), &root(), "shutdown bits");
     }
 
     /// /proc files the restored process opens itself: /proc/PID/... of a live process of
