@@ -175,9 +175,5 @@ fn listening_and_bound_sockets() {
 #[test]
 fn packet_mode_pipes_keep_their_packets() {
     let _t = serial();
-    roundtrip("pipe_packets", &[]);
-    let mut w = Workload::start("pipe_packets", &[]);
-    if w.leave_running_then_restore() {
-        w.go_and_pass();
-    }
+    roundtrip_both_modes("pipe_packets", &[]);
 }

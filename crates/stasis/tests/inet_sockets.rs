@@ -513,9 +513,5 @@ fn leave_running_keeps_half_closed_connections() {
 #[test]
 fn more_socket_options_read_back_identically() {
     let _t = serial();
-    roundtrip("sockopts_more", &[]);
-    let mut w = Workload::start("sockopts_more", &[]);
-    if w.leave_running_then_restore() {
-        w.go_and_pass();
-    }
+    roundtrip_both_modes("sockopts_more", &[]);
 }

@@ -363,11 +363,5 @@ fn unix_peer_credentials() {
 #[test]
 fn relative_path_sockets_keep_their_files() {
     let _t = serial();
-    let mut w = Workload::start("unix_relative", &[]);
-    w.checkpoint_restore();
-    w.go_and_pass();
-    let mut w = Workload::start("unix_relative", &[]);
-    if w.leave_running_then_restore() {
-        w.go_and_pass();
-    }
+    roundtrip_both_modes("unix_relative", &[]);
 }

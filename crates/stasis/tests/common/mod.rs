@@ -1162,6 +1162,16 @@ pub fn roundtrip(name: &str, args: &[&str]) -> Workload {
     w
 }
 
+/// `roundtrip`, then the same workload again through `leave_running_then_restore`
+/// (the original passes after a --leave-running dump, then a restored copy does).
+pub fn roundtrip_both_modes(name: &str, args: &[&str]) {
+    roundtrip(name, args);
+    let mut w = Workload::start(name, args);
+    if w.leave_running_then_restore() {
+        w.go_and_pass();
+    }
+}
+
 /// Same, dumping only once task PID is blocked in one of `nrs`.
 pub fn roundtrip_in_syscall(name: &str, args: &[&str], nrs: &[i64]) -> Workload {
     let mut w = Workload::start(name, args);
