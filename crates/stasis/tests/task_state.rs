@@ -90,18 +90,65 @@ fn rlimits_below_usage_leave_running() {
     leave_running("rlimit_below", &[]);
 }
 
-/// A process whose main thread called pthread_exit while three threads run shows as a
-/// zombie but is not one: the dump refuses in one line saying what it is (not "is a
-/// zombie"), and the process runs on untouched.
+/// Starts leader_exit with `args` and waits until its main thread is a zombie (the
+/// workload says READY only then).
+fn leader_exited(args: &[&str]) -> Workload {
+    let w = Workload::start("leader_exit", args);
+    assert_eq!(stat_of(w.pid).map(|s| s.0), Some('Z'), "main thread did not exit\n{}", w.report());
+    w
+}
+
+/// A process whose main thread exited with SYS_exit(42) while three threads run (it
+/// shows state Z but lives): dumped through a live thread and restored with the main
+/// thread recreated and exiting again. The workload checks from inside its pid, tids,
+/// memory, a signal sent to each thread and one sent to the process, that the main
+/// thread is a zombie with exit code 42; its last thread ends with SYS_exit(9) and its
+/// parent's wait gets 9 (exit_group in the restore's place would end the process before
+/// the checks, a main thread left alive would fail them and keep the process alive).
 #[test]
-fn exited_main_thread_is_refused_as_such() {
+fn exited_main_thread() {
     let _t = serial();
-    skip_if_direct!();
-    let mut w = Workload::start("leader_exit", &[]);
-    assert!(wait_until(std::time::Duration::from_secs(5), || stat_of(w.pid).is_some_and(|(s, _)| s == 'Z')), "main thread did not exit\n{}", w.report());
-    let r = w.try_dump(&[]);
-    let rep = w.report();
-    assert_clean_error(&r, &[&w.pid.to_string(), "main thread has exited (pthread_exit) while 3 threads run", "not supported"], &rep);
-    assert!(!r.stderr.contains("is a zombie"), "{r}");
-    w.go_and_pass();
+    let mut w = leader_exited(&[]);
+    w.checkpoint_restore();
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass_code(st, 9);
+}
+
+/// The same with --leave-running: the original (untouched, its main thread still a
+/// zombie) passes and ends with the main thread's status; then so does the restored
+/// copy. Its main thread exited through glibc's pthread_exit (status 0).
+#[test]
+fn exited_main_thread_leave_running() {
+    let _t = serial();
+    let mut w = leader_exited(&["pthread"]);
+    w.dump_leave_running();
+    if direct() {
+        return;
+    }
+    assert_eq!(stat_of(w.pid).map(|s| s.0), Some('Z'), "main thread of the original is no longer a zombie\n{}", w.report());
+    assert_eq!(tasks_of(w.pid).len(), 4, "the original lost threads\n{}", w.report());
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    assert!(st == Exit::Code(9) && w.output().contains("PASS") && !w.output().contains("FAIL"), "original after the dump: {st:?}\n{}", w.report());
+    std::fs::remove_file(w.work.join("go")).unwrap();
+    // its stdout grew by the original's verdict: the copy writes its own over it
+    w.restore_with(&["--allow-changed-files"]);
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass_code(st, 9);
+}
+
+/// A process whose main thread exited, with a child process (re-parented to a live
+/// thread by the kernel): the tree is restored, the child's parent is the process again,
+/// thread 0 reaps it and sees its status.
+#[test]
+fn exited_main_thread_with_child() {
+    let _t = serial();
+    let mut w = leader_exited(&["child"]);
+    let child: i32 = w.info("child").parse().unwrap();
+    dump_and_restore_tree(&mut w, &[child]);
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass_code(st, 9);
 }

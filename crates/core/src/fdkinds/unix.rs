@@ -217,7 +217,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
     if let (Some((vino, vdev)), true) = (d.vfs, u.name.first().is_some_and(|c| *c == b'/')) {
         // the file bind made: still at the path, or unlinked / replaced since
         let at = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
-        let here = format!("/proc/{pid}/root{}", at.display());
+        let here = format!("{}/root{}", crate::procfs::dir(pid), at.display());
         use std::os::unix::fs::MetadataExt;
         let md = std::fs::symlink_metadata(here).ok().filter(|md| {
             md.ino() == vino as u64 && libc::major(md.dev()) == vdev >> 20 && libc::minor(md.dev()) == vdev & 0xfffff

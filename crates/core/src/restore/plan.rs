@@ -144,6 +144,8 @@ pub enum Step {
     FileOwners,
     UnmapTrampoline,
     Registers,
+    /// Its main thread had exited (`Process::leader_exited`): it exits again.
+    ExitLeader,
     /// SIGSTOP again (it was stopped).
     StopAgain,
     Detach,
@@ -202,6 +204,9 @@ pub struct ProcPlan {
     /// Unmaps the trampoline at the end: false when a process built after it shares its
     /// address space (that one does it, last).
     pub unmaps_tramp: bool,
+    /// Its main thread had exited: recreated to hold the pid, it exits again (with
+    /// SYS_exit) once the other threads have their registers.
+    pub leader_exits: bool,
     /// Has aio contexts (`Vma.aio`) to recreate.
     pub aio: bool,
     pub zombie: bool,
@@ -513,7 +518,11 @@ impl ProcPlan {
         if self.unmaps_tramp {
             v.push(Step::UnmapTrampoline);
         }
-        v.extend([Step::Registers, Step::StopAgain, Step::Detach]);
+        v.push(Step::Registers);
+        if self.leader_exits {
+            v.push(Step::ExitLeader);
+        }
+        v.extend([Step::StopAgain, Step::Detach]);
         v
     }
 }
@@ -585,6 +594,7 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         closes_table: true,
         shares_vm: p.shares_vm && !p.zombie,
         unmaps_tramp: true,
+        leader_exits: p.leader_exited && !p.zombie,
         aio: p.vmas.iter().any(|v| v.aio.is_some()),
         // the root is re-parented (exit_signal becomes SIGCHLD anyway)
         exit_signal: match p.exit_signal {

@@ -179,8 +179,10 @@ impl Builder<'_> {
                 }
                 Ok(())
             }
+            Step::ExitLeader => self.exit_leader(),
             Step::Detach => {
-                for t in &self.threads {
+                // (a main thread that exited again is detached already)
+                for t in self.threads.iter().filter(|t| !self.pp.leader_exits || t.tid != self.pid) {
                     ptrace::detach(t.tid).map_err(|e| self.err("detaching", format!("thread {}: {e}", t.tid)))?;
                 }
                 // a SIGSTOP sent to it while we built it was held back: deliver it now

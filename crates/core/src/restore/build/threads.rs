@@ -14,6 +14,10 @@ use super::super::*;
 use super::super::spawn::Child;
 use super::Builder;
 
+/// How long the recreated main thread of a process whose main thread had exited may take
+/// to exit again.
+const LEADER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// sizeof(struct robust_list_head): the only length set_robust_list accepts.
 pub(super) const ROBUST_LIST_HEAD_LEN: u64 = 24;
 
@@ -34,7 +38,9 @@ impl Builder<'_> {
             .p
             .threads
             .iter()
-            .skip(1)
+            // the main thread is the process itself (unless it had exited: then every
+            // thread of the image is a new one)
+            .skip(usize::from(!self.p.leader_exited))
             .map(|t| {
                 let mut v = if t.ns_tids.len() > 1 { t.ns_tids.clone() } else { vec![t.tid] };
                 v.reverse(); // innermost first
@@ -70,6 +76,14 @@ impl Builder<'_> {
     }
 
     pub(super) fn thread_state(&self) -> Result<()> {
+        if self.p.leader_exited {
+            // The main thread only lives until `exit_leader`: nothing of the restorer's
+            // copy may act at its exit (a robust list, a tid address to clear: both
+            // point into memory that is the restored process's now).
+            let r = self.main();
+            self.call("main thread (exits again): robust list", r, libc::SYS_set_robust_list, &[0, ROBUST_LIST_HEAD_LEN])?;
+            self.call("main thread (exits again): tid address", r, libc::SYS_set_tid_address, &[0])?;
+        }
         for t in &self.p.threads {
             let r = self.remote_of(t.tid);
             let st = format!("thread {} state", t.tid);
@@ -172,6 +186,37 @@ impl Builder<'_> {
         self.call(&format!("{st}: PR_MCE_KILL"), r, libc::SYS_prctl, &[libc::PR_MCE_KILL as u64, mce[0], mce[1], 0, 0])?;
         if t.cpuid_faulting {
             self.call(&format!("{st}: ARCH_SET_CPUID 0 (cpuid faults)"), r, libc::SYS_arch_prctl, &[crate::task::ARCH_SET_CPUID, 0])?;
+        }
+        Ok(())
+    }
+
+    /// A process whose main thread had exited: that thread, still stopped with every
+    /// signal blocked, runs SYS_exit (the thread's exit, not exit_group) with its saved
+    /// code from a `syscall` instruction of the process's vDSO, and is detached; once it
+    /// is a zombie again (bounded wait) the other threads may go. A signal sent to the
+    /// process then reaches a live thread, and if the last thread ends with SYS_exit
+    /// the parent's wait reports the main thread's status, as before the dump.
+    pub(super) fn exit_leader(&self) -> Result<()> {
+        let st = "making the main thread exit again (it had exited before the dump)";
+        let vdso = self.p.vmas.iter().find(|v| v.kind == VmaKind::Vdso as i32).ok_or_else(|| self.err(st, "the process has no [vdso] to run SYS_exit from"))?;
+        let len = usize::try_from(vdso.end - vdso.start).map_err(|e| self.err(st, e))?;
+        let code = sys::read_mem(self.pid, vdso.start, len).map_err(|e| self.err(st, format!("reading its [vdso]: {e}")))?;
+        let at = code.windows(2).position(|w| w == [0x0f, 0x05]).ok_or_else(|| self.err(st, "no syscall instruction in its [vdso]"))?;
+        let leader = self.main();
+        let mut regs = ptrace::getregs(leader.tid).map_err(|e| self.err(st, e))?;
+        regs.rip = vdso.start + at as u64;
+        regs.rax = libc::SYS_exit as u64;
+        regs.orig_rax = u64::MAX; // not in a syscall: nothing to restart
+        regs.rdi = ((self.p.leader_exit_status >> 8) & 0xff) as u64;
+        ptrace::setregs(leader.tid, &regs).map_err(|e| self.err(st, e))?;
+        ptrace::set_sigmask(leader.tid, !0).map_err(|e| self.err(st, e))?;
+        ptrace::detach(leader.tid).map_err(|e| self.err(st, e))?;
+        let t0 = std::time::Instant::now();
+        while crate::procfs::task_exit_state(self.pid, self.pid).is_none_or(|(s, _)| s != 'Z') {
+            if t0.elapsed() > LEADER_EXIT_WAIT {
+                return Err(self.err(st, format!("it did not exit within {} s", LEADER_EXIT_WAIT.as_secs())));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         Ok(())
     }
