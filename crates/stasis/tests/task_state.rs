@@ -109,7 +109,16 @@ fn leader_exited(args: &[&str]) -> Workload {
 fn exited_main_thread() {
     let _t = serial();
     let mut w = leader_exited(&[]);
-    w.checkpoint_restore();
+    w.dump();
+    if !direct() {
+        // the image: the three live threads (no record for the main one), its status
+        let img = inspect_json(&mut w);
+        let p = &img["processes"][0];
+        let tids: Vec<String> = p["threads"].as_array().unwrap().iter().map(|t| t["tid"].to_string()).collect();
+        assert_eq!(tids.join(" "), w.info("tids"), "threads in the image\n{}", w.report());
+        assert_eq!((p["leader_exited"].as_bool(), p["leader_exit_status"].as_i64()), (Some(true), Some(42 << 8)), "{p}");
+    }
+    w.restore();
     w.go();
     let st = w.wait_exit(EXIT_TIMEOUT);
     w.assert_pass_code(st, 9);
