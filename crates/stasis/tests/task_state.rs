@@ -59,6 +59,18 @@ fn thread_own_fd_table_is_refused() {
     w.go_and_pass();
 }
 
+/// A child whose main thread exited while another thread runs (state Z, but not a
+/// zombie) is not taken for a zombie: it comes back with its live thread (same pid and
+/// tid, checked inside it) and its main thread a zombie again, and exits as it meant to.
+#[test]
+fn zombie_leader_with_live_threads_is_no_zombie() {
+    let _t = serial();
+    let mut w = Workload::start("zombie_leader", &[]);
+    let kid: i32 = w.info("child").parse().unwrap();
+    dump_and_restore_tree(&mut w, &[kid]);
+    w.go_and_pass();
+}
+
 /// SCHED_BATCH with reset-on-fork and nice 7, a SCHED_DEADLINE thread, a thread whose
 /// rdtsc and cpuid fault and whose machine-check policy is "early", coredump_filter and
 /// the autogroup's nice value.
