@@ -160,6 +160,32 @@ fn exited_main_thread_leave_running() {
     w.assert_pass_code(st, 9);
 }
 
+/// Stopped (SIGSTOP) as well: it comes back stopped, its main thread a zombie again and
+/// the three others in the group stop, untraced; continued, it passes its checks.
+#[test]
+fn exited_main_thread_stopped() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = leader_exited(&[]);
+    let pid = w.pid;
+    // SAFETY: kill(2) on the workload we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let states = |n: usize| move || tasks_of(pid).iter().map(|t| t.1).collect::<String>() == "Z".to_string() + &"T".repeat(n);
+    assert!(wait_until(std::time::Duration::from_secs(5), states(3)), "not stopped: {:?}\n{}", tasks_of(pid), w.report());
+    w.checkpoint_restore();
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), states(3)) && tasks_of(pid).iter().all(|t| t.2 == 0),
+        "restored: {:?} (tid, state, tracer)\n{}",
+        tasks_of(pid),
+        w.report()
+    );
+    w.go();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass_code(st, 9);
+}
+
 /// A process whose main thread exited, with a child process (re-parented to a live
 /// thread by the kernel): the tree is restored, the child's parent is the process again,
 /// thread 0 reaps it and sees its status.
