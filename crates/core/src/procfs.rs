@@ -285,31 +285,6 @@ pub fn readlink(path: &str) -> io::Result<String> {
     Ok(std::fs::read_link(path)?.to_string_lossy().into_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smaps_parse() {
-        let t = "7f00-7f10 rw-p 00000000 00:00 0 \nSize: 4 kB\nKernelPageSize:        4 kB\nVmFlags: rd wr mr mw me ac dc\n\
-                 7f10-7f20 r-xp 00001000 fd:01 1234                       /usr/lib/libc.so.6\nVmFlags: rd ex\n\
-                 7ff0-7ff1 rw-s 00000000 00:01 99 /dev/zero (deleted)\n\
-                 7fde38200000-7fde38600000 rw-s 00000000 00:11 2962664 /anon_hugepage (deleted)\nKernelPageSize:     2048 kB\nVmFlags: rd wr sh ht\n";
-        let v = parse_smaps(t).unwrap();
-        assert_eq!(v.len(), 4);
-        assert_eq!((v[0].page_size, v[1].page_size, v[3].page_size), (4096, 0, 2 << 20));
-        assert!(v[3].has_flag("ht"));
-        assert_eq!(v[0].start, 0x7f00);
-        assert!(v[0].has_flag("dc"));
-        assert_eq!(v[1].path, "/usr/lib/libc.so.6");
-        assert_eq!(v[1].pgoff, 0x1000);
-        assert_eq!(v[1].prot, (libc::PROT_READ | libc::PROT_EXEC) as u32);
-        assert!(v[2].shared);
-        assert_eq!(v[2].path, "/dev/zero (deleted)");
-        assert_eq!(v[2].inode, 99);
-    }
-}
-
 /// Processes of the dump whose main thread has exited while other threads run (its
 /// /proc/PID entries that need the process's memory, files, fs or namespaces are empty
 /// or fail for the zombie leader): pid → a live (frozen) thread of the process, through
@@ -351,5 +326,30 @@ pub fn pidfd(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
 pub fn clear_via() {
     if let Ok(mut m) = VIA.lock() {
         m.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_parse() {
+        let t = "7f00-7f10 rw-p 00000000 00:00 0 \nSize: 4 kB\nKernelPageSize:        4 kB\nVmFlags: rd wr mr mw me ac dc\n\
+                 7f10-7f20 r-xp 00001000 fd:01 1234                       /usr/lib/libc.so.6\nVmFlags: rd ex\n\
+                 7ff0-7ff1 rw-s 00000000 00:01 99 /dev/zero (deleted)\n\
+                 7fde38200000-7fde38600000 rw-s 00000000 00:11 2962664 /anon_hugepage (deleted)\nKernelPageSize:     2048 kB\nVmFlags: rd wr sh ht\n";
+        let v = parse_smaps(t).unwrap();
+        assert_eq!(v.len(), 4);
+        assert_eq!((v[0].page_size, v[1].page_size, v[3].page_size), (4096, 0, 2 << 20));
+        assert!(v[3].has_flag("ht"));
+        assert_eq!(v[0].start, 0x7f00);
+        assert!(v[0].has_flag("dc"));
+        assert_eq!(v[1].path, "/usr/lib/libc.so.6");
+        assert_eq!(v[1].pgoff, 0x1000);
+        assert_eq!(v[1].prot, (libc::PROT_READ | libc::PROT_EXEC) as u32);
+        assert!(v[2].shared);
+        assert_eq!(v[2].path, "/dev/zero (deleted)");
+        assert_eq!(v[2].inode, 99);
     }
 }

@@ -2,7 +2,7 @@
 //! it: credentials, an unshared cwd/umask, scheduling (SCHED_DEADLINE, reset-on-fork),
 //! rdtsc/cpuid faulting and the machine-check kill policy; per-process state only the
 //! process sees (coredump_filter, autogroup nice); resource limits below what the
-//! process uses.
+//! process uses; a process whose main thread has exited while other threads run.
 
 mod common;
 use common::*;
@@ -15,18 +15,31 @@ fn killing(name: &str, args: &[&str]) {
 /// --leave-running: the original still passes its checks after the dump (nothing was
 /// changed in it), then the image restores into a copy that passes them too.
 fn leave_running(name: &str, args: &[&str]) {
-    let mut w = Workload::start(name, args);
+    leave_running_workload(Workload::start(name, args), 0, |_| {});
+}
+
+/// `leave_running` of a started workload that ends with status `code`; `after_dump`
+/// checks the original right after the dump.
+fn leave_running_workload(mut w: Workload, code: i32, after_dump: impl Fn(&mut Workload)) {
     w.dump_leave_running();
     if direct() {
         return;
     }
+    after_dump(&mut w);
     w.go();
     let st = w.wait_exit(EXIT_TIMEOUT);
-    assert!(st == Exit::Code(0) && w.output().contains("PASS") && !w.output().contains("FAIL"), "original after the dump: {st:?}\n{}", w.report());
+    assert!(st == Exit::Code(code) && w.output().contains("PASS") && !w.output().contains("FAIL"), "original after the dump: {st:?}\n{}", w.report());
     std::fs::remove_file(w.work.join("go")).unwrap();
     // its stdout grew by the original's verdict: the copy writes its own over it
     w.restore_with(&["--allow-changed-files"]);
-    w.go_and_pass();
+    go_and_pass_code(&mut w, code);
+}
+
+/// go, wait, PASS with exit status `code`.
+fn go_and_pass_code(w: &mut Workload, code: i32) {
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass_code(st, code);
 }
 
 /// A thread with its own uids/gids/groups (raw setresuid: only that thread changes) and
@@ -131,9 +144,7 @@ fn exited_main_thread() {
         assert_eq!((p["leader_exited"].as_bool(), p["leader_exit_status"].as_i64()), (Some(true), Some(42 << 8)), "{p}");
     }
     w.restore();
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    w.assert_pass_code(st, 9);
+    go_and_pass_code(&mut w, 9);
 }
 
 /// The same with --leave-running: the original (untouched, its main thread still a
@@ -142,22 +153,10 @@ fn exited_main_thread() {
 #[test]
 fn exited_main_thread_leave_running() {
     let _t = serial();
-    let mut w = leader_exited(&["pthread"]);
-    w.dump_leave_running();
-    if direct() {
-        return;
-    }
-    assert_eq!(stat_of(w.pid).map(|s| s.0), Some('Z'), "main thread of the original is no longer a zombie\n{}", w.report());
-    assert_eq!(tasks_of(w.pid).len(), 4, "the original lost threads\n{}", w.report());
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    assert!(st == Exit::Code(9) && w.output().contains("PASS") && !w.output().contains("FAIL"), "original after the dump: {st:?}\n{}", w.report());
-    std::fs::remove_file(w.work.join("go")).unwrap();
-    // its stdout grew by the original's verdict: the copy writes its own over it
-    w.restore_with(&["--allow-changed-files"]);
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    w.assert_pass_code(st, 9);
+    leave_running_workload(leader_exited(&["pthread"]), 9, |w| {
+        assert_eq!(stat_of(w.pid).map(|s| s.0), Some('Z'), "main thread of the original is no longer a zombie\n{}", w.report());
+        assert_eq!(tasks_of(w.pid).len(), 4, "the original lost threads\n{}", w.report());
+    });
 }
 
 /// Stopped (SIGSTOP) as well: it comes back stopped, its main thread a zombie again and
@@ -179,11 +178,9 @@ fn exited_main_thread_stopped() {
         tasks_of(pid),
         w.report()
     );
-    w.go();
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    w.assert_pass_code(st, 9);
+    go_and_pass_code(&mut w, 9);
 }
 
 /// A process whose main thread exited, with a child process (re-parented to a live
@@ -195,7 +192,5 @@ fn exited_main_thread_with_child() {
     let mut w = leader_exited(&["child"]);
     let child: i32 = w.info("child").parse().unwrap();
     dump_and_restore_tree(&mut w, &[child]);
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    w.assert_pass_code(st, 9);
+    go_and_pass_code(&mut w, 9);
 }
