@@ -100,10 +100,14 @@ pub fn parse_smaps(text: &str) -> io::Result<Vec<MapEntry>> {
     Ok(out)
 }
 
-/// Parses /proc/self/maps style text (no VmFlags).
+/// Parses /proc/self/maps (no VmFlags).
 pub fn maps_self() -> io::Result<Vec<MapEntry>> {
-    let t = std::fs::read_to_string("/proc/self/maps")?;
-    Ok(t.lines().filter_map(parse_map_line).collect())
+    Ok(parse_maps(&std::fs::read_to_string("/proc/self/maps")?))
+}
+
+/// Parses /proc/PID/maps style text (no VmFlags).
+pub fn parse_maps(text: &str) -> Vec<MapEntry> {
+    text.lines().filter_map(parse_map_line).collect()
 }
 
 /// "Key:\tvalue" lines of /proc/PID/status.

@@ -198,9 +198,10 @@ impl Builder<'_> {
     /// the parent's wait reports the main thread's status, as before the dump.
     pub(super) fn exit_leader(&self) -> Result<()> {
         let st = "making the main thread exit again (it had exited before the dump)";
-        let vdso = self.p.vmas.iter().find(|v| v.kind == VmaKind::Vdso as i32).ok_or_else(|| self.err(st, "the process has no [vdso] to run SYS_exit from"))?;
-        let len = usize::try_from(vdso.end - vdso.start).map_err(|e| self.err(st, e))?;
-        let code = sys::read_mem(self.pid, vdso.start, len).map_err(|e| self.err(st, format!("reading its [vdso]: {e}")))?;
+        // where the built process has it (its own, or its parent's for a CLONE_VM child)
+        let maps = crate::procfs::read(self.pid, "maps").map_err(|e| self.err(st, format!("reading /proc/PID/maps: {e}")))?;
+        let vdso = crate::procfs::parse_maps(&maps).into_iter().find(|m| m.path == "[vdso]").ok_or_else(|| self.err(st, "the process has no [vdso] to run SYS_exit from"))?;
+        let code = sys::read_mem(self.pid, vdso.start, vdso.len() as usize).map_err(|e| self.err(st, format!("reading its [vdso]: {e}")))?;
         let at = code.windows(2).position(|w| w == [0x0f, 0x05]).ok_or_else(|| self.err(st, "no syscall instruction in its [vdso]"))?;
         let leader = self.main();
         let mut regs = ptrace::getregs(leader.tid).map_err(|e| self.err(st, e))?;
