@@ -10,7 +10,8 @@
  * /proc/self/task/PID/stat and /proc/PID/status, the tasks are the main thread and the
  * three threads, the main thread's exit code in /proc/self/task/PID/stat (42 << 8, or 0),
  * a SIGUSR2 sent to the process (kill) reaches thread 0 (the only thread not blocking
- * it), the child's exit status. Then every thread ends with SYS_exit, thread 0 last with
+ * it), the child's exit status, a POSIX timer the main thread armed (same id, still
+ * armed for about 1000 s). Then every thread ends with SYS_exit, thread 0 last with
  * code 9, which (Linux 6.x) is the status its parent's wait reports; a failed check ends
  * the process with exit(1).
  */
@@ -29,6 +30,7 @@ static volatile pid_t usr2_tid;
 static volatile int done;
 static __thread int my_idx;
 static uint64_t *heap;
+static timer_t timer;
 
 static void on_usr1(int sig)
 {
@@ -144,6 +146,9 @@ static void checks(void)
     for (int k = 0; k < 2000 && !usr2_tid; k++)
         sleep_ms(1);
     CHECK(usr2_tid == tids[0], "SIGUSR2 sent to the process ran in tid %d, not thread 0 (%d)", usr2_tid, tids[0]);
+    struct itimerspec its;
+    CHECK(timer_gettime(timer, &its) == 0 && its.it_value.tv_sec > 900 && its.it_value.tv_sec <= 1000,
+          "POSIX timer: %s, %ld s left", strerror(errno), (long)its.it_value.tv_sec);
     if (g_child > 0) {
         int st = 0;
         pid_t r = waitpid(g_child, &st, 0);
@@ -214,6 +219,10 @@ int main(int argc, char **argv)
     sigemptyset(&s);
     sigaddset(&s, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &s, NULL);
+    struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN };
+    struct itimerspec its = { .it_value = { 1000, 0 } };
+    if (timer_create(CLOCK_MONOTONIC, &sev, &timer) != 0 || timer_settime(timer, 0, &its, NULL) != 0)
+        DIE("timer_create");
     pthread_t t[NT];
     for (long i = 0; i < NT; i++)
         if (pthread_create(&t[i], NULL, worker, (void *)i) != 0)
