@@ -1256,6 +1256,19 @@ mod tests {
         assert!(plan.procs[1].finish_steps().contains(&Step::ArmPdeathsig));
     }
 
+    /// A process whose main thread had exited: its main thread exits again after the
+    /// registers, before a stop is queued and the threads are detached; not for others.
+    #[test]
+    fn exited_main_thread_exits_again() {
+        let mut a = proc(50, 1, 50, 50, 0x7fff_0000_0000);
+        (a.leader_exited, a.threads) = (true, vec![Thread { tid: 51, ..Default::default() }]);
+        let b = proc(52, 50, 50, 50, 0x7fff_0000_0000);
+        let plan = RestorePlan::build(&manifest(vec![a, b]), &Empty, true).unwrap();
+        let steps = plan.procs[0].finish_steps();
+        assert_eq!(steps[steps.len() - 4..], [Step::Registers, Step::ExitLeader, Step::StopAgain, Step::Detach]);
+        assert!(!plan.procs[1].finish_steps().contains(&Step::ExitLeader));
+    }
+
     #[test]
     fn children_born_before_setsid() {
         // 30 (in the restorer's session 1) forks 31, then calls setsid; 31 stays in 1.
