@@ -243,3 +243,20 @@ fn dump_refuses_o_async_owner_outside_the_tree() {
     w.assert_running_untouched();
     w.go_and_pass();
 }
+
+/// An eBPF program attached as a socket's filter (SO_ATTACH_BPF) cannot be read back
+/// (SO_GET_FILTER says EACCES): refused by name on a UDP socket and on a unix datagram
+/// socket (it was silently dropped: the restored socket took every packet); the process
+/// keeps its filter.
+#[test]
+fn dump_refuses_ebpf_socket_filters() {
+    let _t = serial();
+    skip_if_direct!();
+    for kind in ["udp", "unix"] {
+        let mut w = Workload::start("ebpf_filter", &[kind]);
+        let r = w.try_dump(&["--leave-running"]);
+        assert_clean_error(&r, &[&w.pid.to_string(), "eBPF", "SO_ATTACH_BPF"], &w.report());
+        w.assert_running_untouched();
+        w.go_and_pass();
+    }
+}

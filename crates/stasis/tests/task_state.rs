@@ -15,31 +15,10 @@ fn killing(name: &str, args: &[&str]) {
 /// --leave-running: the original still passes its checks after the dump (nothing was
 /// changed in it), then the image restores into a copy that passes them too.
 fn leave_running(name: &str, args: &[&str]) {
-    leave_running_workload(Workload::start(name, args), 0, |_| {});
-}
-
-/// `leave_running` of a started workload that ends with status `code`; `after_dump`
-/// checks the original right after the dump.
-fn leave_running_workload(mut w: Workload, code: i32, after_dump: impl Fn(&mut Workload)) {
-    w.dump_leave_running();
-    if direct() {
-        return;
+    let mut w = Workload::start(name, args);
+    if w.leave_running_then_restore() {
+        w.go_and_pass();
     }
-    after_dump(&mut w);
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    assert!(st == Exit::Code(code) && w.output().contains("PASS") && !w.output().contains("FAIL"), "original after the dump: {st:?}\n{}", w.report());
-    std::fs::remove_file(w.work.join("go")).unwrap();
-    // its stdout grew by the original's verdict: the copy writes its own over it
-    w.restore_with(&["--allow-changed-files"]);
-    go_and_pass_code(&mut w, code);
-}
-
-/// go, wait, PASS with exit status `code`.
-fn go_and_pass_code(w: &mut Workload, code: i32) {
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    w.assert_pass_code(st, code);
 }
 
 /// A thread with its own uids/gids/groups (raw setresuid: only that thread changes) and
@@ -153,10 +132,21 @@ fn exited_main_thread() {
 #[test]
 fn exited_main_thread_leave_running() {
     let _t = serial();
-    leave_running_workload(leader_exited(&["pthread"]), 9, |w| {
+    let mut w = leader_exited(&["pthread"]);
+    let untouched = |w: &Workload| {
         assert_eq!(stat_of(w.pid).map(|s| s.0), Some('Z'), "main thread of the original is no longer a zombie\n{}", w.report());
         assert_eq!(tasks_of(w.pid).len(), 4, "the original lost threads\n{}", w.report());
-    });
+    };
+    if w.leave_running_then_restore_with(9, untouched) {
+        go_and_pass_code(&mut w, 9);
+    }
+}
+
+/// go, wait, PASS with exit status `code`.
+fn go_and_pass_code(w: &mut Workload, code: i32) {
+    w.go();
+    let st = w.wait_exit(EXIT_TIMEOUT);
+    w.assert_pass_code(st, code);
 }
 
 /// Stopped (SIGSTOP) as well: it comes back stopped, its main thread a zombie again and

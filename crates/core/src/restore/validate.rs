@@ -1068,8 +1068,15 @@ fn check_unix(peers: &HashMap<u32, (u32, u32)>, u: &stasis_image::model::UnixObj
         return Err(format!("name of {} bytes or peer name of {} (at most 108)", u.name.len(), u.peer_name.len()));
     }
     check_str(&u.external, 4096).map_err(|why| format!("external description: {why}"))?;
+    if !u.bound_in.is_empty() {
+        check_path(&u.bound_in).map_err(|why| format!("directory of its relative name: {why}"))?;
+        if !u.bound_in.starts_with('/') || !u.name.first().is_some_and(|c| *c != 0 && *c != b'/') || u.name_unlinked || u.file.is_none() {
+            return Err(format!("directory {:?} for a name that is not a relative path of a socket file", u.bound_in));
+        }
+    }
     if let Some(f) = &u.file {
-        if f.mode > 0o777 || u.name.first() != Some(&b'/') || u.name_unlinked {
+        let relative = !u.bound_in.is_empty();
+        if f.mode > 0o777 || (u.name.first() != Some(&b'/') && !relative) || u.name_unlinked {
             return Err(format!("socket file of mode {:o} for a socket not bound to a path it still has", f.mode));
         }
     }
@@ -1726,6 +1733,14 @@ mod tests {
         refused(&with_unix(vec![sock(b"/run/x.sock", 0o4777, false)]), &root(), "socket file of mode");
         refused(&with_unix(vec![sock(b"\0abstract", 0o600, false)]), &root(), "socket file of mode");
         refused(&with_unix(vec![sock(b"/run/x.sock", 0o600, true)]), &root(), "socket file of mode");
+        refused(&with_unix(vec![sock(b"x.sock", 0o600, false)]), &root(), "socket file of mode");
+        // a relative name with the directory it was bound in
+        let rel = |name: &[u8], dir: &str| UnixObj { bound_in: dir.into(), ..sock(name, 0o600, false) };
+        assert!(validate_with(&with_unix(vec![rel(b"x.sock", "/srv/app")]), &root()).is_ok());
+        refused(&with_unix(vec![rel(b"/run/x.sock", "/srv/app")]), &root(), "not a relative path");
+        refused(&with_unix(vec![rel(b"\0abstract", "/srv/app")]), &root(), "not a relative path");
+        refused(&with_unix(vec![rel(b"x.sock", "srv/app")]), &root(), "directory of its relative name");
+        refused(&with_unix(vec![UnixObj { file: None, ..rel(b"x.sock", "/srv") }]), &root(), "not a relative path");
     }
 
     #[test]

@@ -231,7 +231,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
         let fresh = sys::socket(family, ty, proto)
             .or_else(|_| sys::socket(family, libc::SOCK_DGRAM, 0))
             .map_err(|e| sys_err("a new socket to compare options with", e))?;
-        Ok(options::dump(dup.as_fd(), fresh.as_fd(), &sock_kind(o)))
+        options::dump(dup.as_fd(), fresh.as_fd(), &sock_kind(o)).map_err(refuse)
     };
     let mut keep_local = bound(&local, raw);
     if proto == libc::IPPROTO_TCP && !raw {

@@ -299,9 +299,13 @@ fn read(fd: BorrowedFd<'_>, o: &Opt) -> Option<Vec<u8>> {
 /// Dump: the options of `fd` that differ from those of `fresh`, a socket just created
 /// with the same family, type and protocol (in the same network namespace), and their
 /// COMPANIONS.
-pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Vec<SockOpt> {
+pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Result<Vec<SockOpt>, String> {
     let mut out: Vec<SockOpt> = Vec::new();
     for o in TABLE.iter().filter(|o| o.applies.matches(k)) {
+        if matches!(o.val, Filter) && sys::get_filter(fd).is_err_and(|e| e.raw_os_error() == Some(libc::EACCES)) {
+            // SO_GET_FILTER refuses a filter that has no classic form
+            return Err("with an eBPF program as its filter (SO_ATTACH_BPF: the kernel cannot give the program back)".into());
+        }
         let Some(v) = read(fd, o) else { continue };
         let companion = COMPANIONS
             .iter()
@@ -316,7 +320,7 @@ pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Vec<Sock
             out.push(SockOpt { level: o.level, name: o.name, value: v });
         }
     }
-    out
+    Ok(out)
 }
 
 /// Validation of one saved option for a socket of kind `k`: it is in the table and its
