@@ -1,8 +1,10 @@
 /*
  * leader_exit: the main thread exits alone while three threads run on (the process shows
  * state Z but lives). By default it exits with SYS_exit(42); with "pthread", with
- * pthread_exit (code 0). With "child", it first forks a child that waits for go and
- * exits with 7 if its parent is still this process.
+ * pthread_exit (code 0). With "child", it first forks a child that, once the main thread
+ * has exited (it is then a child of another thread of the process), sets a parent-death
+ * signal (SIGTERM), waits for go and exits with 7 if its parent is still this process
+ * and the signal is still set (the signal killing it fails the check).
  *
  * Thread 0 says READY once the main thread is a zombie, waits for go, then checks from
  * inside: the pid and every thread's tid (each worker reports its gettid() from a
@@ -18,6 +20,7 @@
 #include "common.h"
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #define NT 3
@@ -44,12 +47,12 @@ static void on_usr2(int sig)
     usr2_tid = wl_gettid();
 }
 
-/* Field `n` (1-based, as in proc(5), n >= 3) of /proc/self/task/TID/stat, in `out`;
- * 0 if it could not be read. */
+/* Field `n` (1-based, as in proc(5), n >= 3) of /proc/PID/task/TID/stat of this process
+ * (g_pid), in `out`; 0 if it could not be read. */
 static int task_stat(pid_t tid, int n, char *out, size_t len)
 {
     char p[64], b[1024];
-    snprintf(p, sizeof p, "/proc/self/task/%d/stat", tid);
+    snprintf(p, sizeof p, "/proc/%d/task/%d/stat", g_pid, tid);
     int fd = open(p, O_RDONLY);
     if (fd < 0)
         return 0;
@@ -168,7 +171,7 @@ static void *worker(void *arg)
     for (int i = 1; i < NT; i++)
         while (!tids[i])
             sleep_ms(1);
-    while (task_state(g_pid) != 'Z')
+    while (task_state(g_pid) != 'Z' || (g_child > 0 && access(wl_path("child_armed"), F_OK) != 0))
         sleep_ms(1);
     info("tids", "%d %d %d", tids[0], tids[1], tids[2]);
     ready();
@@ -199,8 +202,14 @@ int main(int argc, char **argv)
             if (g_child < 0)
                 DIE("fork");
             if (g_child == 0) {
+                while (task_state(g_pid) != 'Z')
+                    sleep_ms(1);
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                close(open(wl_path("child_armed"), O_WRONLY | O_CREAT, 0644));
                 wait_go();
-                _exit(getppid() == g_pid ? 7 : 8);
+                int sig = 0;
+                prctl(PR_GET_PDEATHSIG, &sig);
+                _exit(getppid() == g_pid && sig == SIGTERM ? 7 : 8);
             }
             info("child", "%d", g_child);
         }

@@ -190,13 +190,13 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// A process whose main thread had exited: that thread, still stopped with every
-    /// signal blocked, runs SYS_exit (the thread's exit, not exit_group) with its saved
-    /// code from a `syscall` instruction of the process's vDSO, and is detached; once it
-    /// is a zombie again (bounded wait) the other threads may go. A signal sent to the
-    /// process then reaches a live thread, and if the last thread ends with SYS_exit
-    /// the parent's wait reports the main thread's status, as before the dump.
-    pub(super) fn exit_leader(&self) -> Result<()> {
+    /// A process whose main thread had exited: once the process is built, that thread,
+    /// stopped with every signal blocked, runs SYS_exit (the thread's exit, never
+    /// exit_group) with its saved code from a `syscall` instruction of the process's
+    /// vDSO, and is detached; once it is a zombie again (bounded wait) it leaves
+    /// `threads`, and the rest (finish steps) goes through a live thread, whose registers
+    /// are set last as ever. A signal sent to the process reaches a live thread.
+    pub(super) fn exit_leader(&mut self) -> Result<()> {
         let st = "making the main thread exit again (it had exited before the dump)";
         // where the built process has it (its own, or its parent's for a CLONE_VM child)
         let maps = crate::procfs::read(self.pid, "maps").map_err(|e| self.err(st, format!("reading /proc/PID/maps: {e}")))?;
@@ -219,6 +219,7 @@ impl Builder<'_> {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        self.threads.retain(|t| t.tid != self.pid);
         Ok(())
     }
 
