@@ -457,3 +457,19 @@ fn leave_running_keeps_half_closed_connections() {
     let r = s.read_to_end(&mut got);
     assert!(r.is_ok() && got == b"reply", "the peer read {r:?} {:?}\n{}", String::from_utf8_lossy(&got), w.report());
 }
+
+/// Socket options beyond `ipv4_socket_options_read_back_identically`'s (workloads/
+/// sockopts_more.c: busy polling, incoming CPU, receive mark, pacing rate, SO_TXTIME,
+/// IP_UNICAST_IF, IP_OPTIONS, IPv6 ancillary switches, hop count, address preferences,
+/// TCP_SAVE_SYN, TCP_INQ, TCP_RTO_MIN_US, TCP_DELACK_MAX_US) on UDP, IPv6 UDP and a TCP
+/// listener: each reads back the same bytes after a killing dump, and in the copy
+/// restored after a --leave-running dump (whose original checks them first).
+#[test]
+fn more_socket_options_read_back_identically() {
+    let _t = serial();
+    roundtrip("sockopts_more", &[]);
+    let mut w = Workload::start("sockopts_more", &[]);
+    if w.leave_running_then_restore() {
+        w.go_and_pass();
+    }
+}

@@ -181,26 +181,6 @@ fn fifo_supported_or_refused_cleanly() {
     supported_or_refused("fds_misc", &["fifo"], &[], &[], true);
 }
 
-/// A pipe end in packet mode (O_DIRECT) is refused by name: restoring it without the
-/// flag would merge its writes. The process runs on with its flags, owner and signal
-/// intact.
-#[test]
-fn dump_refuses_pipe_with_o_direct() {
-    let _t = serial();
-    skip_if_direct!();
-    let mut w = Workload::start("pipe_async", &["direct"]);
-    let fd = w.info("fd");
-    let pid = w.pid.to_string();
-    // into a directory the dump has to create: a refusal leaves nothing behind
-    let dir = w.tmp.path.join("new-img");
-    let r = w.stasis(&["dump".as_ref(), "-t".as_ref(), pid.as_ref(), "-D".as_ref(), dir.as_os_str()]);
-    let rep = w.report();
-    assert_clean_error(&r, &[&pid, &format!("fd {fd}"), "pipe", "O_DIRECT"], &rep);
-    assert!(!dir.exists(), "a refused dump left its image directory {} behind", dir.display());
-    w.assert_running_untouched();
-    w.go_and_pass();
-}
-
 /// A POSIX message queue is refused by kind (its fd's link reads like a path, "/name",
 /// and was once saved as the file of that path); the queue keeps its message.
 #[test]

@@ -946,6 +946,12 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
             check_str(&g.memfd_name, MAX_MEMFD_NAME).map_err(|why| format!("memfd name (object {id}): {why}"))?;
             check_ghost(g).map_err(|why| format!("deleted file {} (object {id}): {why}", g.path))?;
         }
+        if let Some(p) = o.pipe() {
+            let in_packets: u64 = p.packets.iter().map(|&k| u64::from(k)).sum();
+            if p.packets.contains(&0) || in_packets > p.data.len() as u64 {
+                return Err(format!("pipe (object {id}): packets of {in_packets} bytes in {} buffered", p.data.len()));
+            }
+        }
         if let Some(f) = o.fifo() {
             check_path(&f.path).map_err(|why| format!("named FIFO (object {id}): {why}"))?;
             if f.deleted && !f.external.is_empty() {
@@ -1715,6 +1721,19 @@ mod tests {
         };
         validate_with(&fifo(true, ""), &root()).expect("a removed FIFO");
         refused(&fifo(true, "open in pid 5"), &root(), "removed and held outside");
+    }
+
+    #[test]
+    fn pipe_packets_lie_inside_the_data() {
+        let pipe = |data: &[u8], packets: Vec<u32>| {
+            let p = PipeObj { data: data.to_vec(), packets, ..Default::default() };
+            edit(move |m| m.objects.push(Object { id: 9, kind: Some(Kind::Pipe(p)), ..Default::default() }))
+        };
+        validate_with(&pipe(b"aaabbc", vec![3, 2]), &root()).expect("two packets and a plain byte");
+        validate_with(&pipe(b"aaabb", vec![3, 2]), &root()).expect("packets only");
+        refused(&pipe(b"aaab", vec![3, 2]), &root(), "packets of 5 bytes in 4 buffered");
+        refused(&pipe(b"aaab", vec![0, 2]), &root(), "packets of 2 bytes");
+        refused(&pipe(b"a", vec![u32::MAX, u32::MAX]), &root(), "packets of 8589934590 bytes");
     }
 
     #[test]
