@@ -100,7 +100,7 @@ pub fn check(v: &Vma) -> std::result::Result<(), String> {
 fn read_at(pid: i32, addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut b = vec![0u8; len];
-    std::fs::File::open(format!("/proc/{pid}/mem"))?.read_exact_at(&mut b, addr)?;
+    std::fs::File::open(format!("{}/mem", crate::procfs::dir(pid)))?.read_exact_at(&mut b, addr)?;
     Ok(b)
 }
 
@@ -241,7 +241,7 @@ pub fn restore_ring(r: &impl RemoteCalls, pid: i32, v: &Vma) -> std::result::Res
         let slot = (a.head + done) % a.nr;
         let k = (n - done).min(a.nr - slot);
         let bytes = kabi::slice_bytes(&events[done as usize..(done + k) as usize]);
-        sys::write_mem(pid, start + SLOT + slot as u64 * SLOT, bytes).map_err(|e| format!("writing events into slot {slot}: {e}"))?;
+        sys::write_mem(crate::procfs::via(pid), start + SLOT + slot as u64 * SLOT, bytes).map_err(|e| format!("writing events into slot {slot}: {e}"))?;
         done += k;
     }
     let h = header(pid, start).map_err(|e| format!("reading the ring's header: {e}"))?;
@@ -276,7 +276,7 @@ fn advance(r: &impl RemoteCalls, pid: i32, start: u64, a: &AioRing, fd: i32) -> 
             }
             if reap {
                 // reaped as a userspace reaper does: head = tail
-                sys::write_mem(pid, head_at, kabi::as_bytes(&tail)).map_err(|e| format!("advancing the ring's head: {e}"))?;
+                sys::write_mem(crate::procfs::via(pid), head_at, kabi::as_bytes(&tail)).map_err(|e| format!("advancing the ring's head: {e}"))?;
             }
         }
     }

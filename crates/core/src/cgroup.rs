@@ -221,7 +221,7 @@ pub fn dump(pid: i32) -> Vec<String> {
 /// processes back, so a thread elsewhere is refused naming it.
 pub fn check_threads(pid: i32, lines: &[String], tids: &[i32]) -> Result<()> {
     for &tid in tids.iter().filter(|&&t| t != pid) {
-        let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/cgroup")) else { continue };
+        let Ok(t) = std::fs::read_to_string(format!("{}/task/{tid}/cgroup", crate::procfs::dir(pid))) else { continue };
         if let Some(l) = t.lines().find(|l| !lines.iter().any(|m| m == l)) {
             let (key, _) = parse(l).unwrap_or_default();
             let proc_line = lines.iter().find(|m| parse(m).is_some_and(|(k, _)| k == key)).map(String::as_str).unwrap_or("none");

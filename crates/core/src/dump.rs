@@ -68,24 +68,16 @@ fn precheck(pid: i32) -> Result<()> {
         return Err(Error::Refused { pid, why: format!("is a thread of process {tgid}; dump the process {tgid}") });
     }
     let state = procfs::status_field(&st, "State").unwrap_or("");
-    if state.starts_with('Z') || state.starts_with('X') {
-        leader_exited(pid)?;
+    if (state.starts_with('Z') || state.starts_with('X')) && !leader_exited(pid) {
         return Err(Error::Refused { pid, why: "is a zombie (it has exited and waits to be reaped)".into() });
     }
     Ok(())
 }
 
-/// A process whose main thread called pthread_exit while other threads run shows as a
-/// zombie (state Z) but is not one: refused, saying so.
-fn leader_exited(pid: i32) -> Result<()> {
-    let live: Vec<i32> = procfs::tids(pid).unwrap_or_default().into_iter().filter(|&t| t != pid).collect();
-    if live.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Unsupported {
-        pid,
-        what: format!("its main thread has exited (pthread_exit) while {} threads run ({live:?})", live.len()),
-    })
+/// A process whose main thread has exited (pthread_exit, SYS_exit) while other threads
+/// run shows as a zombie (state Z) but is not one: it is dumped through a live thread.
+fn leader_exited(pid: i32) -> bool {
+    procfs::tids(pid).unwrap_or_default().into_iter().any(|t| t != pid)
 }
 
 /// Checks every process of the tree must pass (the root included).
@@ -117,7 +109,7 @@ pub(crate) fn vfork_child(pid: i32) -> Option<i32> {
     if !state.starts_with('D') || ![libc::SYS_clone, libc::SYS_vfork, libc::SYS_clone3].contains(&nr) {
         return None;
     }
-    children_of(pid).into_iter().find(|&c| stasis_sys::sys::kcmp(pid, c, KCMP_VM, 0, 0).ok() == Some(0))
+    children_of(pid).into_iter().find(|&c| stasis_sys::sys::kcmp(procfs::via(pid), procfs::via(c), KCMP_VM, 0, 0).ok() == Some(0))
 }
 
 /// How long a dump waits for a vfork in progress to end (the child usually execs within
@@ -152,7 +144,7 @@ fn shared_tables(procs: &mut [Process]) -> Result<()> {
     const KCMP_FILES: i32 = 2;
     const KCMP_FS: i32 = 3;
     const KCMP_SIGHAND: i32 = 4;
-    let same = |a: i32, b: i32, ty: i32| stasis_sys::sys::kcmp(a, b, ty, 0, 0).ok() == Some(0);
+    let same = |a: i32, b: i32, ty: i32| stasis_sys::sys::kcmp(procfs::via(a), procfs::via(b), ty, 0, 0).ok() == Some(0);
     let live: Vec<(i32, i32)> = procs.iter().filter(|p| !p.zombie).map(|p| (p.pid, p.ppid)).collect();
     for (i, &(pid, ppid)) in live.iter().enumerate() {
         for (ty, what) in [
@@ -256,7 +248,8 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
         };
         Ok(Process {
             pid,
-            comm: procfs::read(pid, "comm").unwrap_or_default().trim_end().to_string(),
+            // the main thread's (the process's name, also when it has exited)
+            comm: procfs::read(pid, &format!("task/{pid}/comm")).unwrap_or_default().trim_end().to_string(),
             threads,
             mm: Some(mm),
             sigactions,
@@ -377,15 +370,20 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
                 .ok()
                 .and_then(|st| procfs::status_field(&st, "State").map(|s| s.chars().next().unwrap_or('?')))
                 .unwrap_or('?');
-            if state == 'Z' && pid != root {
-                // not a zombie to recreate if its other threads run (they would be lost)
-                leader_exited(pid)?;
+            // not a zombie to recreate if its other threads run (they would be lost)
+            if state == 'Z' && pid != root && !leader_exited(pid) {
                 return Ok(Some(Member::Zombie { pid, ppid }));
             }
             // Before seizing: a vfork parent waits uninterruptibly for its child and
             // would never stop.
             wait_for_vfork(pid)?;
             let fz = Frozen::seize(pid)?;
+            if fz.leader_exited {
+                // its memory, files, fs and namespaces through a live thread from now on
+                procfs::set_via(pid, Some(fz.main().tid));
+                debug!(pid, via = fz.main().tid, "main thread has exited: dumped through a live thread");
+                crate::ns::check_kinds(pid)?;
+            }
             // Read once frozen: a running process may exec (new vDSO) or exit meanwhile.
             let vdso = vdso_range(pid)?;
             // a group stop shows in the seize's first report (with its signal); state T
@@ -423,6 +421,14 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
 }
 
 pub fn dump(opts: &DumpOptions) -> Result<DumpStats> {
+    // whatever way it ends, `procfs::via` forgets the processes of this dump
+    struct ForgetVia;
+    impl Drop for ForgetVia {
+        fn drop(&mut self) {
+            procfs::clear_via();
+        }
+    }
+    let _forget = ForgetVia;
     let pid = opts.pid;
     let t0 = Instant::now();
     precheck(pid)?;
@@ -550,8 +556,13 @@ fn write_image(
         let mut process = collect_task_state(fz, vdso)?;
         process.ppid = ppid;
         process.ns_pids = crate::ns::ns_pids(pid, pid);
-        let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
+        // the main thread's own (its exit signal and, if it has exited, its status)
+        let sf = procfs::task_stat_fields(pid, pid).ctx(pid, || "reading /proc/PID/task/PID/stat".into())?;
         process.exit_signal = exit_signal(&sf);
+        if fz.leader_exited {
+            process.leader_exited = true;
+            process.leader_exit_status = procfs::stat_num(&sf, 52) as i32;
+        }
         if let Some(a) = process.attrs.as_mut() {
             a.stopped = stopped;
             // 0: SIGSTOP (a stop seen only in /proc's state)
@@ -566,7 +577,7 @@ fn write_image(
         // A child sharing its parent's address space (CLONE_VM): the parent's VMAs and
         // pages are its memory; it records none of its own.
         let parent_live = members.iter().any(|m| matches!(m, Member::Live { fz, .. } if fz.pid == ppid));
-        process.shares_vm = parent_live && stasis_sys::sys::kcmp(pid, ppid, KCMP_VM, 0, 0).ok() == Some(0);
+        process.shares_vm = parent_live && stasis_sys::sys::kcmp(procfs::via(pid), procfs::via(ppid), KCMP_VM, 0, 0).ok() == Some(0);
         let mut col = if process.shares_vm { mem::MemCollect::empty() } else { mem::collect(pid, &mut objs, process.ipc_ns)? };
         fd_state.shared.append(&mut col.shared);
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
@@ -578,7 +589,7 @@ fn write_image(
                 if !path.ends_with(" (deleted)") {
                     continue;
                 }
-                let via = format!("/proc/{pid}/{link}");
+                let via = format!("{}/{link}", crate::procfs::dir(pid));
                 let same = std::fs::metadata(&via).ok().zip(std::fs::symlink_metadata(&*path).ok()).is_some_and(|(x, y)| {
                     use std::os::unix::fs::MetadataExt;
                     (x.dev(), x.ino()) == (y.dev(), y.ino())
@@ -589,8 +600,8 @@ fn write_image(
                 }
             }
         }
-        let exe_path = procfs::readlink(&format!("/proc/{pid}/exe")).ctx(pid, || "reading /proc/PID/exe".into())?;
-        let exe_via = format!("/proc/{pid}/exe");
+        let exe_path = procfs::readlink(&format!("{}/exe", crate::procfs::dir(pid))).ctx(pid, || "reading /proc/PID/exe".into())?;
+        let exe_via = format!("{}/exe", crate::procfs::dir(pid));
         let exe_id = if exe_path.ends_with(" (deleted)") {
             // removed (a binary replaced by an upgrade): the same nameless file as the
             // VMAs that map it (mem::collect), recreated from the image

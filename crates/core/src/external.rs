@@ -108,7 +108,7 @@ pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem], fifos: &HashS
         if other == me || tree.contains(&other) {
             continue;
         }
-        if let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) {
+        if let Ok(fds) = std::fs::read_dir(format!("{}/fd", crate::procfs::dir(other))) {
             for f in fds.flatten() {
                 let Ok(link) = std::fs::read_link(f.path()) else { continue };
                 let link = link.to_string_lossy();

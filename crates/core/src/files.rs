@@ -376,14 +376,14 @@ fn dump_in_flight(pid: i32, objs: &mut ObjectTable, st: &mut FdState) -> Result<
 /// flight) into fd entries and objects, and the file locks held.
 fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState) -> Result<(Vec<Fd>, Vec<FileLock>)> {
     let mut locks: Vec<(String, FileLock)> = Vec::new();
-    let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
+    let pidfd = crate::procfs::pidfd(pid).ctx(pid, || "pidfd_open".into())?;
     let mut out = Vec::new();
     let descs = &mut st.descs;
     let pipes = &mut st.pipes;
     let fifos = &mut st.fifos;
     let unix_tables = &mut st.unix_tables;
     for &fd in fds {
-        let link = match procfs::readlink(&format!("/proc/{pid}/fd/{fd}")) {
+        let link = match procfs::readlink(&format!("{}/fd/{fd}", crate::procfs::dir(pid))) {
             Ok(l) => l,
             Err(_) => continue, // closed meanwhile (cannot happen while frozen)
         };
@@ -409,13 +409,13 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
         if let Some(kind) = anon_kind(&link).filter(|_| fdkind.is_none()) {
             return Err(Error::Unsupported { pid, what: format!("fd {fd} is {kind}") });
         }
-        let md = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")).ctx(pid, || format!("stat of fd {fd} ({link})"))?;
+        let md = std::fs::metadata(format!("{}/fd/{fd}", crate::procfs::dir(pid))).ctx(pid, || format!("stat of fd {fd} ({link})"))?;
         let ft = md.file_type();
         let key = (md.dev(), md.ino());
         // Same open file description as an fd seen before?
         if let Some(list) = descs.get(&key) {
             if let Some((_, _, id)) = list.iter().find(|(opid, other, _)| {
-                sys::kcmp(pid, *opid, sys::KCMP_FILE, fd as u64, *other as u64).map(|r| r == 0).unwrap_or(false)
+                sys::kcmp(crate::procfs::via(pid), crate::procfs::via(*opid), sys::KCMP_FILE, fd as u64, *other as u64).map(|r| r == 0).unwrap_or(false)
             }) {
                 out.push(Fd { fd, object_id: *id, cloexec });
                 continue;
@@ -572,7 +572,7 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                 None => false,
             };
             let ghost_id = if is_memfd || deleted {
-                ghost(pid, objs, &format!("/proc/{pid}/fd/{fd}"), &link, &format!("fd {fd}"))?
+                ghost(pid, objs, &format!("{}/fd/{fd}", crate::procfs::dir(pid)), &link, &format!("fd {fd}"))?
             } else if !link.starts_with('/') {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} ({link}) has no path") });
             } else {
@@ -607,7 +607,7 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
 /// Is fd `fd` of `pid` a POSIX message queue? Its link reads like a path ("/name"),
 /// which is not the queue's name in the host's tree.
 fn is_mqueue(pid: i32, fd: i32) -> bool {
-    let path = CString::new(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+    let path = CString::new(format!("{}/fd/{fd}", crate::procfs::dir(pid))).unwrap_or_default();
     sys::statfs_type(&path).ok() == Some(sys::MQUEUE_MAGIC)
 }
 
@@ -616,7 +616,7 @@ fn is_mqueue(pid: i32, fd: i32) -> bool {
 /// root; None if there is none there.
 fn other_link(pid: i32, path: &str, md: &std::fs::Metadata) -> Option<String> {
     let dir = std::path::Path::new(path).parent()?;
-    let seen = format!("/proc/{pid}/root{}", dir.display());
+    let seen = format!("{}/root{}", crate::procfs::dir(pid), dir.display());
     for e in std::fs::read_dir(&seen).ok()?.flatten() {
         let Ok(m) = e.metadata() else { continue };
         if m.file_type().is_file() && (m.dev(), m.ino()) == (md.dev(), md.ino()) {
@@ -645,12 +645,12 @@ fn opath_fd(
     objs: &mut ObjectTable,
     descs: &mut HashMap<(u64, u64), Vec<(i32, i32, u32)>>,
 ) -> Result<u32> {
-    let via = format!("/proc/{pid}/fd/{fd}");
+    let via = format!("{}/fd/{fd}", crate::procfs::dir(pid));
     let md = std::fs::metadata(&via).ctx(pid, || format!("stat of O_PATH fd {fd} ({link})"))?;
     let key = (md.dev(), md.ino());
     if let Some(list) = descs.get(&key) {
         if let Some((_, _, id)) = list.iter().find(|(opid, other, _)| {
-            sys::kcmp(pid, *opid, sys::KCMP_FILE, fd as u64, *other as u64).map(|r| r == 0).unwrap_or(false)
+            sys::kcmp(crate::procfs::via(pid), crate::procfs::via(*opid), sys::KCMP_FILE, fd as u64, *other as u64).map(|r| r == 0).unwrap_or(false)
         }) {
             return Ok(*id);
         }
@@ -864,7 +864,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
             o.write_closed = p.write_fd.is_none();
         }
         let Some((pid, rfd)) = p.read_fd else { continue }; // unread bytes nobody can ever read
-        let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
+        let pidfd = crate::procfs::pidfd(pid).ctx(pid, || "pidfd_open".into())?;
         let ours = sys::pidfd_getfd(pidfd.as_fd(), rfd).ctx(pid, || format!("pidfd_getfd of pipe fd {rfd}"))?;
         let got = peek_pipe(pid, &format!("pipe fd {rfd}"), &ours)?;
         let o = objs.get_mut(p.pipe_id).unwrap().pipe_mut().unwrap();
@@ -882,7 +882,7 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
         }
         // A description of our own, readable whatever the tree's descriptions are;
         // O_RDWR never blocks on a FIFO.
-        let via = format!("/proc/{pid}/fd/{fd}");
+        let via = format!("{}/fd/{fd}", crate::procfs::dir(pid));
         let c = CString::new(via.clone()).map_err(|e| Error::Unsupported { pid, what: e.to_string() })?;
         let ours = sys::open(&c, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY, 0)
             .ctx(pid, || format!("opening named FIFO {} (fd {fd}) through {via}", f.path))?;

@@ -25,7 +25,12 @@ pub struct FrozenThread {
 
 pub struct Frozen {
     pub pid: i32,
+    /// The live threads, the main one first (unless it has exited).
     pub threads: Vec<FrozenThread>,
+    /// The main thread has exited (pthread_exit, SYS_exit) while the others run on: a
+    /// zombie leader, not in `threads`, whose process-wide state is read through
+    /// `threads[0]` (`procfs::via`).
+    pub leader_exited: bool,
     released: bool,
     /// A SIGSTOP sent while we worked inside the process was held back (or found pending
     /// at the end): the process is stopped again when we let it run on.
@@ -133,28 +138,39 @@ fn wait_stop(pid: i32, tid: i32) -> Result<i32> {
 impl Frozen {
     /// Stops every thread of `pid`. On error, whatever was seized is released.
     pub fn seize(pid: i32) -> Result<Frozen> {
-        let mut fz = Frozen { pid, threads: Vec::new(), released: false, stop_held: Default::default() };
+        let mut fz = Frozen { pid, threads: Vec::new(), leader_exited: false, released: false, stop_held: Default::default() };
+        // tasks found exited (a zombie main thread stays listed)
+        let mut exited: Vec<i32> = Vec::new();
         for _ in 0..MAX_ROUNDS {
             let tids = procfs::tids(pid).ctx(pid, || "listing /proc/PID/task".into())?;
-            let new: Vec<i32> = tids.into_iter().filter(|t| !fz.threads.iter().any(|x| x.tid == *t)).collect();
+            let new: Vec<i32> = tids.into_iter().filter(|t| !fz.threads.iter().any(|x| x.tid == *t) && !exited.contains(t)).collect();
             if new.is_empty() {
                 // Threads that exited while we worked are dropped.
-                fz.threads.retain(|t| std::path::Path::new(&format!("/proc/{pid}/task/{}", t.tid)).exists());
+                fz.threads.retain(|t| std::path::Path::new(&format!("{}/task/{}", crate::procfs::dir(pid), t.tid)).exists());
                 fz.threads.sort_by_key(|t| if t.tid == pid { 0 } else { t.tid });
                 if fz.threads.first().map(|t| t.tid) != Some(pid) {
-                    return Err(Error::Refused { pid, why: "main thread has exited (zombie leader)".into() });
+                    // an exited main thread stays a zombie while any other thread lives
+                    if fz.threads.is_empty() {
+                        return Err(Error::Refused { pid, why: "main thread has exited and no other thread runs".into() });
+                    }
+                    if let Some((s, _)) = procfs::task_exit_state(pid, pid).filter(|(s, _)| *s != 'Z') {
+                        return Err(Error::Refused { pid, why: format!("main thread is exiting (state {s}); dump again once it has") });
+                    }
+                    fz.leader_exited = true;
                 }
                 return Ok(fz);
             }
             for tid in new {
-                if let Some(t) = seize_one(pid, tid)? {
-                    fz.threads.push(t);
+                match seize_one(pid, tid)? {
+                    Some(t) => fz.threads.push(t),
+                    None => exited.push(tid),
                 }
             }
         }
         Err(Error::Refused { pid, why: format!("threads keep appearing after {MAX_ROUNDS} freeze rounds") })
     }
 
+    /// The main thread, or the first live one if it has exited.
     pub fn main(&self) -> &FrozenThread {
         &self.threads[0]
     }
@@ -204,6 +220,7 @@ impl Drop for Frozen {
             let fz = Frozen {
                 pid: self.pid,
                 threads: std::mem::take(&mut self.threads),
+                leader_exited: self.leader_exited,
                 released: false,
                 stop_held: std::sync::atomic::AtomicBool::new(self.stop_held.load(std::sync::atomic::Ordering::Relaxed)),
             };

@@ -425,7 +425,7 @@ fn warn_sem_undo(procs: &[Process], sem_nss: &[u32]) {
         return;
     }
     for p in procs.iter().filter(|p| !p.zombie && sem_nss.contains(&p.ipc_ns)) {
-        if stasis_sys::sys::kcmp(p.pid, KTHREADD, stasis_sys::sys::KCMP_SYSVSEM, 0, 0).is_ok_and(|r| r != 0) {
+        if stasis_sys::sys::kcmp(crate::procfs::via(p.pid), KTHREADD, stasis_sys::sys::KCMP_SYSVSEM, 0, 0).is_ok_and(|r| r != 0) {
             tracing::warn!(
                 pid = p.pid,
                 "it has SEM_UNDO state (semop with SEM_UNDO): the kernel cannot tell the adjustments, so after restore its exit does not undo them"

@@ -292,7 +292,7 @@ fn push_runs(jobs: &mut Vec<Job>, pid: i32, object_id: u32, addr: u64, count: u6
 /// `ipc_ns`: the process's IPC namespace object (0 = ours), for SysV attachments.
 pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemCollect> {
     let maps = procfs::smaps(pid).ctx(pid, || "reading /proc/PID/smaps".into())?;
-    let pagemap = File::open(format!("/proc/{pid}/pagemap")).ctx(pid, || "opening /proc/PID/pagemap".into())?;
+    let pagemap = File::open(format!("{}/pagemap", crate::procfs::dir(pid))).ctx(pid, || "opening /proc/PID/pagemap".into())?;
     let zpfn = zero_pfn();
     let mut out = MemCollect { vmas: Vec::new(), jobs: Vec::new(), shm_files: Vec::new(), sysv: Vec::new(), shared: Vec::new() };
     // shared-memory objects of this process: inode, object id, allocated extents
@@ -337,7 +337,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             aio: None,
             huge_page_size: if m.has_flag("ht") { m.page_size } else { 0 },
         };
-        let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+        let map_file = format!("{}/map_files/{:x}-{:x}", crate::procfs::dir(pid), m.start, m.end);
         if m.has_flag("ht") && !(m.page_size > PAGE && m.page_size.is_power_of_two() && m.start.is_multiple_of(m.page_size) && m.end.is_multiple_of(m.page_size)) {
             return Err(Error::Unsupported {
                 pid,
@@ -430,7 +430,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                         // hugetlb: a present huge page is 512 or more present entries,
                         // mostly zeros when the program wrote little of it
                         if huge_mem.is_none() {
-                            huge_mem = Some(File::open(format!("/proc/{pid}/mem")).ctx(pid, || "opening /proc/PID/mem".into())?);
+                            huge_mem = Some(File::open(format!("{}/mem", crate::procfs::dir(pid))).ctx(pid, || "opening /proc/PID/mem".into())?);
                         }
                         let first = out.jobs.len();
                         for (a, b) in nonzero(huge_mem.as_ref().unwrap(), &[(m.start + s * PAGE, m.start + i * PAGE)]) {
@@ -494,7 +494,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
 pub fn link_rings(pid: i32, vmas: &mut [Vma], fds: &[Fd], objs: &ObjectTable) -> Result<()> {
     for v in vmas.iter_mut().filter(|v| v.kind == VmaKind::PacketRing as i32) {
         let what = format!("VMA {:#x}-{:#x} maps {}", v.start, v.end, v.name);
-        let held = fds.iter().find(|f| procfs::readlink(&format!("/proc/{pid}/fd/{}", f.fd)).is_ok_and(|l| l == v.name));
+        let held = fds.iter().find(|f| procfs::readlink(&format!("{}/fd/{}", crate::procfs::dir(pid), f.fd)).is_ok_and(|l| l == v.name));
         let Some(fd) = held else {
             return Err(Error::Unsupported { pid, what: format!("{what}, a socket no fd of the process holds") });
         };
@@ -722,7 +722,7 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
     let mut mems: HashMap<i32, File> = HashMap::new();
     for j in col.jobs.iter().filter(|j| matches!(j.src, JobSrc::Proc(_))) {
         if !mems.contains_key(&j.pid) {
-            let f = File::open(format!("/proc/{}/mem", j.pid)).ctx(j.pid, || "opening /proc/PID/mem".into())?;
+            let f = File::open(format!("{}/mem", crate::procfs::dir(j.pid))).ctx(j.pid, || "opening /proc/PID/mem".into())?;
             mems.insert(j.pid, f);
         }
     }
@@ -886,7 +886,7 @@ fn read_chunk(col: &MemCollect, jobs: &[Job], buf: &mut sys::AnonBuf, mems: &Has
             rest = tail;
             pos = off + len;
         }
-        let n = sys::vm_readv_into(pid, &mut locals, &r).ctx(pid, || format!("process_vm_readv at {:#x}", r[0].0))?;
+        let n = sys::vm_readv_into(crate::procfs::via(pid), &mut locals, &r).ctx(pid, || format!("process_vm_readv at {:#x}", r[0].0))?;
         if n != want {
             return Err(Error::Refused { pid, why: format!("short process_vm_readv at {:#x}: {n} of {want} bytes", r[0].0) });
         }

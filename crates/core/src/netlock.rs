@@ -193,7 +193,7 @@ pub fn tree_connections(pids: &[i32]) -> BTreeMap<u64, (i32, Sockets)> {
     let mut tables: BTreeMap<u64, (BTreeMap<u64, TcpSock>, BTreeSet<Conn>)> = BTreeMap::new();
     let mut out: BTreeMap<u64, (i32, Sockets)> = BTreeMap::new();
     for &pid in pids {
-        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        let Ok(dir) = std::fs::read_dir(format!("{}/fd", crate::procfs::dir(pid))) else { continue };
         let inodes: Vec<u64> = dir
             .filter_map(|e| e.ok())
             .filter_map(|e| std::fs::read_link(e.path()).ok())
@@ -202,9 +202,9 @@ pub fn tree_connections(pids: &[i32]) -> BTreeMap<u64, (i32, Sockets)> {
         if inodes.is_empty() {
             continue;
         }
-        let own = ns_inode(&format!("/proc/{pid}/ns/net")).unwrap_or(ours);
+        let own = ns_inode(&format!("{}/ns/net", crate::procfs::dir(pid))).unwrap_or(ours);
         // A socket lives in its process's namespace or (created before a setns) in ours.
-        for (ns, dir) in [(own, format!("/proc/{pid}/net")), (ours, "/proc/self/net".to_string())] {
+        for (ns, dir) in [(own, format!("{}/net", crate::procfs::dir(pid))), (ours, "/proc/self/net".to_string())] {
             let key = if ns == ours { 0 } else { ns };
             let table = tables.entry(key).or_insert_with(|| tcp_table(&dir));
             for ino in &inodes {

@@ -44,7 +44,7 @@ use crate::procfs;
 /// Inode of /proc/PID/ns/KIND (`pid` None: stasis itself).
 pub fn ns_ino(pid: Option<i32>, kind: &str) -> std::io::Result<u64> {
     let p = match pid {
-        Some(p) => format!("/proc/{p}/ns/{kind}"),
+        Some(p) => format!("{}/ns/{kind}", crate::procfs::dir(p)),
         None => format!("/proc/self/ns/{kind}"),
     };
     let l = procfs::readlink(&p)?;
@@ -58,7 +58,7 @@ pub fn ns_ino(pid: Option<i32>, kind: &str) -> std::io::Result<u64> {
 pub fn in_ns<T: Send>(pid: Option<i32>, kind: &str, nstype: i32, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     let who = pid.unwrap_or(0);
     let fd = match pid {
-        Some(p) => Some(File::open(format!("/proc/{p}/ns/{kind}")).ctx(p, || format!("opening /proc/PID/ns/{kind}"))?),
+        Some(p) => Some(File::open(format!("{}/ns/{kind}", crate::procfs::dir(p))).ctx(p, || format!("opening /proc/PID/ns/{kind}"))?),
         None => None,
     };
     in_ns_opt(who, fd.as_ref().map(|f| f.as_fd()), kind, nstype, f)
@@ -404,8 +404,8 @@ pub fn check_kinds(pid: i32) -> Result<()> {
 
 /// `NSpid` (or `NStgid`-equivalent for a thread): pids from the dumper's level down.
 pub fn ns_pids(pid: i32, tid: i32) -> Vec<i32> {
-    let path = if pid == tid { "status".to_string() } else { format!("task/{tid}/status") };
-    let t = procfs::read(pid, &path).unwrap_or_default();
+    // (the task's own: /proc/PID/status may be read through another thread, procfs::via)
+    let t = procfs::read(pid, &format!("task/{tid}/status")).unwrap_or_default();
     t.lines()
         .find_map(|l| l.strip_prefix("NSpid:"))
         .map(|v| v.split_whitespace().filter_map(|x| x.parse().ok()).collect())
@@ -510,7 +510,7 @@ pub fn collect(procs: &mut [Process]) -> Result<()> {
         let their_proc = theirs.iter().rev().find(|m| m.0 == "/proc").map(|m| m.1.clone());
         let shows = if their_proc.is_some() && their_proc != our_proc {
             // Which PID namespace that procfs shows: its pid 1's.
-            let l = procfs::readlink(&format!("/proc/{pid}/root/proc/1/ns/pid")).ok();
+            let l = procfs::readlink(&format!("{}/root/proc/1/ns/pid", crate::procfs::dir(pid))).ok();
             let ns = l.and_then(|l| l.rsplit_once('[').and_then(|x| x.1.trim_end_matches(']').parse().ok()));
             if ns.is_none() {
                 return Err(Error::Unsupported { pid, what: "its /proc is a procfs of a PID namespace stasis cannot identify".into() });

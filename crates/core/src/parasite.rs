@@ -29,7 +29,7 @@ pub struct Parasite {
 }
 
 fn find_syscall_insn(pid: i32, start: u64, end: u64) -> Result<u64> {
-    let bytes = sys::read_mem(pid, start, (end - start) as usize).ctx(pid, || "reading [vdso]".into())?;
+    let bytes = sys::read_mem(crate::procfs::via(pid), start, (end - start) as usize).ctx(pid, || "reading [vdso]".into())?;
     bytes
         .windows(2)
         .position(|w| w == [0x0f, 0x05])
@@ -69,7 +69,8 @@ impl Parasite {
             ptrace::set_sigmask(t.tid, !0u64).ctx(pid, || format!("blocking signals of thread {}", t.tid))?;
         }
         let insn = find_syscall_insn(pid, vdso.0, vdso.1)?;
-        let boot = Remote::new(pid, insn, fz.main().regs);
+        // the first live thread: the main one, unless it has exited
+        let boot = Remote::new(fz.main().tid, insn, fz.main().regs);
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
         // Shared anonymous memory does not count against RLIMIT_DATA (the kernel counts
         // private writable mappings only), which a process may have set below what it
@@ -84,7 +85,8 @@ impl Parasite {
         if boot.stop_held() {
             fz.stop_held.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let data = Scratch { pid, addr: scratch, len: SCRATCH_LEN };
+        // read and written through a live thread (a zombie leader has no memory)
+        let data = Scratch { pid: crate::procfs::via(pid), addr: scratch, len: SCRATCH_LEN };
         let p = Parasite {
             pid,
             scratch,
@@ -93,12 +95,13 @@ impl Parasite {
         Ok(p)
     }
 
-    /// Thread `tid` (the main thread if there is no such thread), for typed calls.
     /// A SIGSTOP arrived while syscalls ran and was held back (`Remote::stop_held`).
     pub fn stop_held(&self) -> bool {
         self.remotes.iter().any(|r| r.stop_held())
     }
 
+    /// Thread `tid` (the first live thread, the main one unless it has exited, if there
+    /// is no such thread: `pid` for process-wide calls), for typed calls.
     pub fn thread(&self, tid: i32) -> &Remote {
         self.remotes.iter().find(|r| r.tid == tid).unwrap_or(&self.remotes[0])
     }

@@ -3,7 +3,7 @@
 use std::io;
 
 pub fn read(pid: i32, file: &str) -> io::Result<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+    std::fs::read_to_string(format!("{}/{file}", dir(pid)))
 }
 
 /// One VMA from /proc/PID/smaps.
@@ -100,10 +100,14 @@ pub fn parse_smaps(text: &str) -> io::Result<Vec<MapEntry>> {
     Ok(out)
 }
 
-/// Parses /proc/self/maps style text (no VmFlags).
+/// Parses /proc/self/maps (no VmFlags).
 pub fn maps_self() -> io::Result<Vec<MapEntry>> {
-    let t = std::fs::read_to_string("/proc/self/maps")?;
-    Ok(t.lines().filter_map(parse_map_line).collect())
+    Ok(parse_maps(&std::fs::read_to_string("/proc/self/maps")?))
+}
+
+/// Parses /proc/PID/maps style text (no VmFlags).
+pub fn parse_maps(text: &str) -> Vec<MapEntry> {
+    text.lines().filter_map(parse_map_line).collect()
 }
 
 /// "Key:\tvalue" lines of /proc/PID/status.
@@ -129,7 +133,16 @@ pub fn status_field<'a>(st: &'a [(String, String)], key: &str) -> Option<&'a str
 
 /// Fields of /proc/PID/stat after the comm, 0-based from field 3 (state).
 pub fn stat_fields(pid: i32) -> io::Result<Vec<String>> {
-    let s = read(pid, "stat")?;
+    fields_of(&read(pid, "stat")?)
+}
+
+/// Fields of /proc/PID/task/TID/stat (the task's own exit signal and exit code), as
+/// `stat_fields`.
+pub fn task_stat_fields(pid: i32, tid: i32) -> io::Result<Vec<String>> {
+    fields_of(&read(pid, &format!("task/{tid}/stat"))?)
+}
+
+fn fields_of(s: &str) -> io::Result<Vec<String>> {
     let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     Ok(rest.split_whitespace().map(str::to_string).collect())
 }
@@ -181,7 +194,7 @@ pub fn pgrp_orphaned(pid: i32) -> bool {
 }
 
 pub fn tids(pid: i32) -> io::Result<Vec<i32>> {
-    let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+    let mut v: Vec<i32> = std::fs::read_dir(format!("{}/task", dir(pid)))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     v.sort();
@@ -213,7 +226,7 @@ pub fn fdinfo(pid: i32, fd: i32) -> io::Result<FdInfo> {
 }
 
 pub fn fds(pid: i32) -> io::Result<Vec<i32>> {
-    let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))?
+    let mut v: Vec<i32> = std::fs::read_dir(format!("{}/fd", dir(pid)))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     v.sort();
@@ -268,12 +281,56 @@ pub fn timers(pid: i32) -> io::Result<Vec<TimerEntry>> {
 }
 
 pub fn auxv(pid: i32) -> io::Result<Vec<u64>> {
-    let b = std::fs::read(format!("/proc/{pid}/auxv"))?;
+    let b = std::fs::read(format!("{}/auxv", dir(pid)))?;
     Ok(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect())
 }
 
 pub fn readlink(path: &str) -> io::Result<String> {
     Ok(std::fs::read_link(path)?.to_string_lossy().into_owned())
+}
+
+/// Processes of the dump whose main thread has exited while other threads run (its
+/// /proc/PID entries that need the process's memory, files, fs or namespaces are empty
+/// or fail for the zombie leader): pid → a live (frozen) thread of the process, through
+/// which their process-wide state is read (/proc/TID/..., kcmp, pidfd_getfd).
+static VIA: std::sync::Mutex<std::collections::BTreeMap<i32, i32>> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The task through which process `pid`'s state is read: `pid` itself, or the live thread
+/// registered for a process whose main thread has exited.
+pub fn via(pid: i32) -> i32 {
+    VIA.lock().map(|m| m.get(&pid).copied().unwrap_or(pid)).unwrap_or(pid)
+}
+
+/// Reads process `pid`'s state through its thread `tid` from now on (`None`: through
+/// `pid` again).
+pub fn set_via(pid: i32, tid: Option<i32>) {
+    if let Ok(mut m) = VIA.lock() {
+        match tid {
+            Some(t) => m.insert(pid, t),
+            None => m.remove(&pid),
+        };
+    }
+}
+
+/// /proc/PID of process `pid`, as `via` reads it (no trailing slash).
+pub fn dir(pid: i32) -> String {
+    format!("/proc/{}", via(pid))
+}
+
+/// A pidfd of process `pid` that reaches its fd table (pidfd_getfd): of the live thread
+/// `via` names when its main thread has exited (PIDFD_THREAD, Linux 6.9+).
+pub fn pidfd(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    match via(pid) {
+        t if t == pid => stasis_sys::sys::pidfd_open(pid),
+        t => stasis_sys::sys::pidfd_open_flags(t, libc::O_EXCL as u32),
+    }
+}
+
+/// Forgets every process `set_via` named (the end of a dump).
+pub fn clear_via() {
+    if let Ok(mut m) = VIA.lock() {
+        m.clear();
+    }
 }
 
 #[cfg(test)]

@@ -186,14 +186,14 @@ fn own_fs(pid: i32, tid: i32) -> Result<Option<ThreadFs>> {
     if tid == pid {
         return Ok(None);
     }
-    let differs = |ty: i32| sys::kcmp(pid, tid, ty, 0, 0).map(|r| r != 0).ctx(pid, || format!("kcmp of thread {tid}"));
+    let differs = |ty: i32| sys::kcmp(procfs::via(pid), tid, ty, 0, 0).map(|r| r != 0).ctx(pid, || format!("kcmp of thread {tid}"));
     if differs(KCMP_FILES)? {
         return Err(Error::Unsupported { pid, what: format!("thread {tid} has its own fd table (unshare(CLONE_FILES))") });
     }
     if !differs(KCMP_FS)? {
         return Ok(None);
     }
-    let link = |what: &str| procfs::readlink(&format!("/proc/{pid}/task/{tid}/{what}")).ctx(pid, || format!("reading the {what} of thread {tid}"));
+    let link = |what: &str| procfs::readlink(&format!("{}/task/{tid}/{what}", crate::procfs::dir(pid))).ctx(pid, || format!("reading the {what} of thread {tid}"));
     let (cwd, root) = (link("cwd")?, link("root")?);
     if root != link_root(pid)? {
         return Err(Error::Unsupported { pid, what: format!("thread {tid} has its own root directory {root} (unshare(CLONE_FS) and chroot)") });
@@ -207,7 +207,7 @@ fn own_fs(pid: i32, tid: i32) -> Result<Option<ThreadFs>> {
 }
 
 fn link_root(pid: i32) -> Result<String> {
-    procfs::readlink(&format!("/proc/{pid}/root")).ctx(pid, || "reading root".into())
+    procfs::readlink(&format!("{}/root", crate::procfs::dir(pid))).ctx(pid, || "reading root".into())
 }
 
 /// The credentials of thread `tid` (per thread in the kernel), from its status and, from
@@ -232,7 +232,7 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     let pid = fz.pid;
     let st = procfs::status(pid).ctx(pid, || "reading /proc/PID/status".into())?;
     let umask = procfs::status_field(&st, "Umask").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o022);
-    let cwd = procfs::readlink(&format!("/proc/{pid}/cwd")).ctx(pid, || "reading cwd".into())?;
+    let cwd = procfs::readlink(&format!("{}/cwd", crate::procfs::dir(pid))).ctx(pid, || "reading cwd".into())?;
     let root = link_root(pid)?;
     // a removed working or root directory is recreated (dump.rs: files::ghost,
     // cwd_ghost, root_ghost)
@@ -369,5 +369,5 @@ pub fn refresh_pending(fz: &Frozen, p: &mut Process) -> Result<()> {
 }
 
 pub fn shared_pending(pid: i32) -> Result<Vec<SigInfo>> {
-    Ok(siginfo_list(ptrace::peek_siginfo(pid, true).ctx(pid, || "PTRACE_PEEKSIGINFO (shared)".into())?))
+    Ok(siginfo_list(ptrace::peek_siginfo(procfs::via(pid), true).ctx(pid, || "PTRACE_PEEKSIGINFO (shared)".into())?))
 }

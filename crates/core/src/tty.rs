@@ -178,7 +178,7 @@ fn dump_device(pid: i32, fd: i32, path: &str, rdev: u64, flags: u32, objs: &mut 
     if let Some(why) = crate::fdkinds::unkept_flags(flags) {
         return Err(Error::Unsupported { pid, what: format!("fd {fd} is terminal {path} {why}") });
     }
-    let via = CString::new(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    let via = CString::new(format!("{}/fd/{fd}", crate::procfs::dir(pid))).unwrap();
     let f = sys::open(&via, libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC, 0).ctx(pid, || format!("opening terminal {path} (fd {fd}) to read its settings"))?;
     let t = sys::tcgets2(f.as_fd()).ctx(pid, || format!("TCGETS2 of terminal {path} (fd {fd})"))?;
     let tty_id = objs.intern(format!("tty-dev:{rdev}"), |_| Object {
@@ -369,7 +369,7 @@ fn tty_name(dev: u64) -> String {
 /// Reads the state of the pty `s` through copies of the tree's fds (the tree is frozen).
 fn dump_pty(s: &Seen) -> Result<TtyObj> {
     let (mpid, mfd) = s.master.expect("dump_pty is called for a pty with its master in the tree");
-    let pidfd = sys::pidfd_open(mpid).ctx(mpid, || "pidfd_open".into())?;
+    let pidfd = crate::procfs::pidfd(mpid).ctx(mpid, || "pidfd_open".into())?;
     let m = sys::pidfd_getfd(pidfd.as_fd(), mfd).ctx(mpid, || format!("pidfd_getfd of pty master fd {mfd}"))?;
     let what = format!("pty master fd {mfd} ({})", s.path);
     let t = sys::tcgets2(m.as_fd()).ctx(mpid, || format!("TCGETS2 of {what}"))?;
@@ -381,7 +381,7 @@ fn dump_pty(s: &Seen) -> Result<TtyObj> {
     let locked = sys::ioctl_get_int(m.as_fd(), libc::TIOCGPTLCK).ctx(mpid, || format!("TIOCGPTLCK of {what}"))? != 0;
     let slave = match s.slave {
         Some((spid, sfd)) => {
-            let pfd = sys::pidfd_open(spid).ctx(spid, || "pidfd_open".into())?;
+            let pfd = crate::procfs::pidfd(spid).ctx(spid, || "pidfd_open".into())?;
             Some((spid, sys::pidfd_getfd(pfd.as_fd(), sfd).ctx(spid, || format!("pidfd_getfd of pty slave fd {sfd}"))?))
         }
         None => None,

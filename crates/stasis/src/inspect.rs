@@ -812,6 +812,7 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
                    "exit_status_text": if q.zombie { wait_status(q.exit_status) } else { String::new() },
                    "pgid": a.pgid, "sid": a.sid, "ns_pids": q.ns_pids, "exit_signal": q.exit_signal,
                    "shares_with_parent": shares, "mount_proc": q.mount_proc,
+                   "leader_exited": q.leader_exited, "leader_exit_status": q.leader_exit_status,
                    "threads": q.threads.iter().map(thread_json).collect::<Vec<_>>(),
                    "vmas": q.vmas.iter().map(|v| vma_json(m, v)).collect::<Vec<_>>(),
                    "fds": fds_json(m, q),
@@ -877,7 +878,11 @@ fn print_process(m: &stasis_image::Manifest, q: &Process) {
         return;
     }
     println!("process {} '{}' ({whose})", q.pid, q.comm);
-    println!("  threads: {}", q.threads.len());
+    if q.leader_exited {
+        println!("  threads: {} (the main thread {} has exited: {})", q.threads.len(), q.pid, wait_status(q.leader_exit_status));
+    } else {
+        println!("  threads: {}", q.threads.len());
+    }
     for t in &q.threads {
         let mut s = format!("    tid {:>7} {:<16} blocked {}", t.tid, t.comm, sigset(t.sigmask));
         if !t.pending.is_empty() {

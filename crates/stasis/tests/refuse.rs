@@ -181,20 +181,6 @@ fn fifo_supported_or_refused_cleanly() {
     supported_or_refused("fds_misc", &["fifo"], &[], &[], true);
 }
 
-/// A child whose main thread exited while another thread runs (state Z, but not a
-/// zombie): refused by name, and the child keeps running and exits as it meant to.
-#[test]
-fn dump_refuses_zombie_leader_with_live_threads() {
-    let _t = serial();
-    skip_if_direct!();
-    let mut w = Workload::start("zombie_leader", &[]);
-    let kid = w.info("child");
-    let r = w.try_dump(&[]);
-    assert_clean_error(&r, &[&kid, "main thread has exited"], &w.report());
-    w.assert_running_untouched();
-    w.go_and_pass();
-}
-
 /// A POSIX message queue is refused by kind (its fd's link reads like a path, "/name",
 /// and was once saved as the file of that path); the queue keeps its message.
 #[test]

@@ -55,7 +55,7 @@ pub fn dump(c: &FdCtx) -> Result<Object> {
         // Items with the same fd number are told apart by their rank (fdinfo and kcmp
         // walk the interest list in the same order).
         let toff = items.iter().filter(|o| o.tfd == it.tfd).count() as u32;
-        let same = |fd: i32| match sys::kcmp_epoll_tfd(c.pid, fd, c.fd, it.tfd, toff) {
+        let same = |fd: i32| match sys::kcmp_epoll_tfd(crate::procfs::via(c.pid), fd, c.fd, it.tfd, toff) {
             Ok(same) => Ok(same),
             Err(e) if e.raw_os_error() == Some(libc::EBADF) => Ok(false),
             Err(e) => Err(e).ctx(c.pid, || format!("kcmp(KCMP_EPOLL_TFD) for item fd {} of epoll fd {}", it.tfd, c.fd)),

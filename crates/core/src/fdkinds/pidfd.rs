@@ -53,7 +53,7 @@ pub fn dump(c: &FdCtx) -> Result<Object> {
         p => {
             let tgid = if thread { tgid_of(p).unwrap_or(0) } else { p };
             if !c.tree.contains(&tgid) {
-                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                let comm = std::fs::read_to_string(format!("{}/comm", crate::procfs::dir(p))).unwrap_or_default();
                 return Err(c.unsupported(format_args!(
                     "of {what} {p} ({}), which is outside the dumped tree (a pidfd must refer to a process restored with it)",
                     comm.trim()

@@ -222,13 +222,14 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         // relative name is looked for in the working directory
         let at = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
         let relative = u.name[0] != b'/';
-        let here = if relative { format!("/proc/{pid}/cwd/{}", at.display()) } else { format!("/proc/{pid}/root{}", at.display()) };
+        let dir = crate::procfs::dir(pid);
+        let here = if relative { format!("{dir}/cwd/{}", at.display()) } else { format!("{dir}/root{}", at.display()) };
         use std::os::unix::fs::MetadataExt;
         let md = std::fs::symlink_metadata(here).ok().filter(|md| {
             md.ino() == vino as u64 && libc::major(md.dev()) == vdev >> 20 && libc::minor(md.dev()) == vdev & 0xfffff
         });
         if relative && md.is_some() {
-            u.bound_in = crate::procfs::readlink(&format!("/proc/{pid}/cwd")).unwrap_or_default();
+            u.bound_in = crate::procfs::readlink(&format!("{dir}/cwd")).unwrap_or_default();
         }
         u.name_unlinked = md.is_none() && !relative;
         u.file = md.filter(|_| !relative || u.bound_in.starts_with('/')).map(|md| SockFile { uid: md.uid(), gid: md.gid(), mode: md.mode() & 0o777 });

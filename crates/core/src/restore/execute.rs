@@ -247,7 +247,10 @@ fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, path: &str, why
 /// Every pid and tid of the image is free.
 fn check_ids_free(m: &Manifest) -> Result<()> {
     for q in &m.processes {
-        let ids: Vec<i32> = if q.zombie { vec![q.pid] } else { q.threads.iter().map(|t| t.tid).collect() };
+        let ids: Vec<i32> = match q.zombie || q.leader_exited {
+            true => std::iter::once(q.pid).chain(q.threads.iter().map(|t| t.tid)).collect(),
+            false => q.threads.iter().map(|t| t.tid).collect(),
+        };
         for id in ids {
             if let Some(h) = holder(id) {
                 let what = if id == q.pid { "pid" } else { "thread id" };

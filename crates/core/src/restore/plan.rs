@@ -144,6 +144,9 @@ pub enum Step {
     FileOwners,
     UnmapTrampoline,
     Registers,
+    /// Its main thread had exited (`Process::leader_exited`): it exits again, and
+    /// everything after goes through a live thread.
+    ExitLeader,
     /// SIGSTOP again (it was stopped).
     StopAgain,
     Detach,
@@ -202,6 +205,15 @@ pub struct ProcPlan {
     /// Unmaps the trampoline at the end: false when a process built after it shares its
     /// address space (that one does it, last).
     pub unmaps_tramp: bool,
+    /// Its main thread had exited: recreated to hold the pid and build the process, it
+    /// exits again (with SYS_exit) once the process is built (`Step::ExitLeader`).
+    pub leader_exits: bool,
+    /// Its parent-death signal is armed only in the finish steps (`Step::ArmPdeathsig`):
+    /// before, a death would fire it that was not its parent's — a session helper's
+    /// (`session_helper`), or its parent's recreated main thread exiting again (the
+    /// kernel sends it when the parent thread exits, even to re-parent it to another
+    /// thread of the same process).
+    pub late_pdeathsig: bool,
     /// Has aio contexts (`Vma.aio`) to recreate.
     pub aio: bool,
     pub zombie: bool,
@@ -482,6 +494,10 @@ impl RestorePlan {
         }
         let labels = carry.iter().map(|c| label(m, c)).collect();
         let middle = detach || session_helper != 0;
+        let exits: std::collections::HashSet<i32> = procs.iter().filter(|pp| pp.leader_exits).map(|pp| pp.pid).collect();
+        for (pp, p) in procs.iter_mut().zip(&m.processes) {
+            pp.late_pdeathsig = pp.session_helper != 0 || exits.contains(&p.ppid);
+        }
         for (i, pp) in procs.iter_mut().enumerate() {
             if !pp.zombie {
                 pp.steps = steps(pp, i == 0 && middle);
@@ -498,7 +514,7 @@ impl ProcPlan {
     /// Its finish steps (once every process is built and every helper is gone).
     pub fn finish_steps(&self) -> Vec<Step> {
         let mut v = Vec::new();
-        if self.session_helper != 0 {
+        if self.late_pdeathsig {
             v.push(Step::ArmPdeathsig);
         }
         if self.set_tid.len() == 1 {
@@ -585,6 +601,8 @@ fn proc_plan(m: &Manifest, idx: usize, assign: Vec<FdPlace>, exe_slot: Option<us
         closes_table: true,
         shares_vm: p.shares_vm && !p.zombie,
         unmaps_tramp: true,
+        leader_exits: p.leader_exited && !p.zombie,
+        late_pdeathsig: false,
         aio: p.vmas.iter().any(|v| v.aio.is_some()),
         // the root is re-parented (exit_signal becomes SIGCHLD anyway)
         exit_signal: match p.exit_signal {
@@ -875,6 +893,11 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
         v.push(HandOver);
     }
     v.extend([Seccomp, Creds, Dumpable]);
+    if pp.leader_exits {
+        // last (the main thread's credentials are set: its zombie shows them); the
+        // rest goes through a live thread
+        v.push(ExitLeader);
+    }
     if !pp.helpers.is_empty() {
         v.push(ReapHelpers);
     }
@@ -1243,6 +1266,22 @@ mod tests {
         assert_eq!(plan.procs[0].helpers, vec![7, 6]);
         assert!(plan.procs[0].steps.contains(&Step::HandOver));
         assert!(plan.procs[0].steps.contains(&Step::ReapHelpers));
+        assert!(plan.procs[1].finish_steps().contains(&Step::ArmPdeathsig));
+    }
+
+    /// A process whose main thread had exited: its main thread exits again last of the
+    /// build steps (after its credentials); its child's parent-death signal is armed in
+    /// the finish steps, once that exit (which fires it) is over. Not for others.
+    #[test]
+    fn exited_main_thread_exits_again() {
+        let mut a = proc(50, 1, 50, 50, 0x7fff_0000_0000);
+        (a.leader_exited, a.threads) = (true, vec![Thread { tid: 51, ..Default::default() }]);
+        let b = proc(52, 50, 50, 50, 0x7fff_0000_0000);
+        let plan = RestorePlan::build(&manifest(vec![a, b]), &Empty, true).unwrap();
+        let steps = &plan.procs[0].steps;
+        assert_eq!(steps[steps.len() - 3..], [Step::Creds, Step::Dumpable, Step::ExitLeader]);
+        assert!(!plan.procs[0].finish_steps().contains(&Step::ArmPdeathsig));
+        assert!(!plan.procs[1].steps.contains(&Step::ExitLeader));
         assert!(plan.procs[1].finish_steps().contains(&Step::ArmPdeathsig));
     }
 

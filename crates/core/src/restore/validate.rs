@@ -205,11 +205,18 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
                 return Err(bad(format!("pid {} is also a thread of another process", p.pid)));
             }
             check_str(&p.comm, MAX_COMM).map_err(|why| bad(format!("pid {}: name: {why}", p.pid)))?;
+            if p.leader_exited || p.leader_exit_status != 0 {
+                return Err(bad(format!("pid {} is a zombie, yet has a main thread that exited before the others", p.pid)));
+            }
             continue;
         }
         nthreads = nthreads.saturating_add(p.threads.len());
         if nthreads > MAX_TREE_THREADS {
             return Err(bad(format!("more than {MAX_TREE_THREADS} threads in the tree")));
+        }
+        // an exited main thread is recreated (and exits again) with the pid
+        if p.leader_exited && !ids.insert(p.pid) {
+            return Err(bad(format!("pid {} is also a thread of another process", p.pid)));
         }
         for t in &p.threads {
             if !ids.insert(t.tid) {
@@ -666,14 +673,35 @@ fn check_siginfo(s: &SigInfo) -> bool {
     (1..=64).contains(&s.signo) && s.raw.len() == 128
 }
 
+/// The main thread comes first; or it had exited (`leader_exited`): then at least one
+/// other thread lives, none has the pid, and its exit status is one SYS_exit gives.
+fn check_leader(p: &Process) -> std::result::Result<(), String> {
+    if !p.leader_exited {
+        if p.leader_exit_status != 0 {
+            return Err(format!("an exit status ({:#x}) for its main thread, which has not exited", p.leader_exit_status));
+        }
+        return match p.threads.first() {
+            Some(t) if t.tid == p.pid => Ok(()),
+            _ => Err("the first thread is not the main thread".into()),
+        };
+    }
+    if p.threads.is_empty() {
+        return Err("its main thread has exited and it has no other thread".into());
+    }
+    if p.threads.iter().any(|t| t.tid == p.pid) {
+        return Err("its main thread has exited, yet a thread has its id".into());
+    }
+    if p.leader_exit_status & !0xff00 != 0 {
+        return Err(format!("main thread's exit status {:#x} is not one SYS_exit gives (code << 8)", p.leader_exit_status));
+    }
+    Ok(())
+}
+
 fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Result<()> {
     let bad = |why: String| refuse(format!("the image is inconsistent: pid {}: {why}", p.pid));
     let object = |id: u32| objects.get(&id).copied();
     check_str(&p.comm, MAX_COMM).map_err(|why| bad(format!("name: {why}")))?;
-    match p.threads.first() {
-        Some(t) if t.tid == p.pid => {}
-        _ => return Err(bad("the first thread is not the main thread".into())),
-    }
+    check_leader(p).map_err(bad)?;
     if p.threads.len() > MAX_THREADS {
         return Err(bad(format!("{} threads (at most {MAX_THREADS})", p.threads.len())));
     }
@@ -1500,6 +1528,39 @@ mod tests {
                 m.processes[0].fds.push(Fd { fd: 3 + i as i32, object_id: id, cloexec: false });
             }
         })
+    }
+
+    /// An exited main thread: other threads live, none with the pid, a SYS_exit status;
+    /// none for a process whose main thread lives, nor for a zombie.
+    #[test]
+    fn exited_main_thread_is_checked() {
+        let exited = |f: fn(&mut Process)| {
+            edit(|m| {
+                let p = &mut m.processes[0];
+                p.leader_exited = true;
+                p.leader_exit_status = 42 << 8;
+                p.threads = vec![thread(101), thread(102)];
+                f(p);
+            })
+        };
+        validate_with(&exited(|_| {}), &root()).expect("two live threads, the main one exited");
+        refused(&exited(|p| p.threads.clear()), &root(), "no other thread");
+        refused(&exited(|p| p.threads.push(thread(100))), &root(), "thread id 100 appears twice");
+        refused(&exited(|p| p.leader_exit_status = 0x7f), &root(), "exit status 0x7f");
+        refused(&exited(|p| p.leader_exit_status = 0x1_0000), &root(), "exit status 0x10000");
+        refused(&edit(|m| m.processes[0].leader_exit_status = 1 << 8), &root(), "which has not exited");
+        // its pid is one of the tree's ids: no other process's thread may have it
+        let m = exited(|p| p.threads = vec![thread(101)]);
+        let mut c = process(200, 100);
+        c.threads.push(thread(100));
+        let mut m2 = m.clone();
+        m2.processes.push(c);
+        refused(&m2, &root(), "pid 200: thread id 100 appears twice");
+        let mut z = process(300, 100);
+        (z.zombie, z.leader_exited, z.threads) = (true, true, Vec::new());
+        let mut m3 = m;
+        m3.processes.push(z);
+        refused(&m3, &root(), "is a zombie, yet");
     }
 
     /// epoll items: fd numbers never negative; an item of a closed number names another fd.

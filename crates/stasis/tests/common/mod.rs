@@ -856,14 +856,21 @@ impl Workload {
     /// grew by the original's verdict, the copy writes its own at its offset). False in
     /// direct mode (nothing was dumped).
     pub fn leave_running_then_restore(&mut self) -> bool {
+        self.leave_running_then_restore_with(0, |_| {})
+    }
+
+    /// `leave_running_then_restore` of a workload whose original ends with status `code`;
+    /// `after_dump` checks the original right after the dump.
+    pub fn leave_running_then_restore_with(&mut self, code: i32, after_dump: impl FnOnce(&Self)) -> bool {
         self.dump_leave_running();
         if direct() {
             return false;
         }
+        after_dump(self);
         self.go();
         let st = self.wait_exit(EXIT_TIMEOUT);
         let out = self.output();
-        assert!(st == Exit::Code(0) && out.contains("PASS") && !out.contains("FAIL"), "original after the dump: {st:?}\n{}", self.report());
+        assert!(st == Exit::Code(code) && out.contains("PASS") && !out.contains("FAIL"), "original after the dump: {st:?}\n{}", self.report());
         std::fs::remove_file(self.work.join("go")).unwrap();
         self.restore_with(&["--allow-changed-files"]);
         true

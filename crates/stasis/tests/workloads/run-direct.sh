@@ -28,6 +28,7 @@ cases=(
   "mem_special devzero" "mem_special guard" "fifo" "thread_state" "exec_vdso" "pipe_async"
   "pipe_async direct" "fown" "tty_pty" "ghosts all" "proc_files pipe2" "proc_files procself"
   "proc_files hardlink2" "proc_files byname"
+  "leader_exit" "leader_exit pthread" "leader_exit child" "zombie_leader"
 )
 
 for c in "${cases[@]}"; do
@@ -40,6 +41,8 @@ for c in "${cases[@]}"; do
   fi
   wd="$tmp/wd-$name-$#-${1:-}"; mkdir -p "$wd"
   want=0; [ "${1:-}" = "exit=7" ] && want=7
+  # its last thread ends with SYS_exit(9): the process's status
+  [ "$name" = leader_exit ] && want=9
   # only fds 0, 1, 2 for the workload, like the harness
   python3 -c 'import os, sys; os.closerange(3, 1 << 20); os.execv(sys.argv[1], sys.argv[1:])' \
     "$bin" "$wd" "$@" </dev/null >"$wd/out" 2>"$wd/err" &

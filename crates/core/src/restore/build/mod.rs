@@ -35,7 +35,8 @@ pub(super) struct Builder<'a> {
     pub(super) tramp: u64,
     pub(super) stage: u64,
     pub(super) self_vdso: &'a [(String, u64, u64)],
-    /// (tid, remote) for every thread, main first.
+    /// (tid, remote) for every thread, main first (while it lives: a main thread that
+    /// had exited leaves at `Step::ExitLeader`).
     pub(super) threads: Vec<Remote>,
 }
 
@@ -179,6 +180,7 @@ impl Builder<'_> {
                 }
                 Ok(())
             }
+            Step::ExitLeader => self.exit_leader(),
             Step::Detach => {
                 for t in &self.threads {
                     ptrace::detach(t.tid).map_err(|e| self.err("detaching", format!("thread {}: {e}", t.tid)))?;

@@ -153,8 +153,8 @@ impl Builder<'_> {
         for t in &p.threads {
             let r = self.remote_of(t.tid);
             let st = format!("thread {} parent-death signal", t.tid);
-            // under a session helper, whose death would fire it: set in finish()
-            let sig = if self.pp.session_helper != 0 { 0 } else { t.pdeathsig };
+            // a death that is not its parent's would fire it: armed in finish()
+            let sig = if self.pp.late_pdeathsig { 0 } else { t.pdeathsig };
             self.call(&st, r, libc::SYS_prctl, &[libc::PR_SET_PDEATHSIG as u64, sig as u64])?;
             if t.no_new_privs {
                 self.call("no_new_privs", r, libc::SYS_prctl, &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0])?;

@@ -14,6 +14,10 @@ use super::super::*;
 use super::super::spawn::Child;
 use super::Builder;
 
+/// How long the recreated main thread of a process whose main thread had exited may take
+/// to exit again.
+const LEADER_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// sizeof(struct robust_list_head): the only length set_robust_list accepts.
 pub(super) const ROBUST_LIST_HEAD_LEN: u64 = 24;
 
@@ -34,7 +38,9 @@ impl Builder<'_> {
             .p
             .threads
             .iter()
-            .skip(1)
+            // the main thread is the process itself (unless it had exited: then every
+            // thread of the image is a new one)
+            .skip(usize::from(!self.p.leader_exited))
             .map(|t| {
                 let mut v = if t.ns_tids.len() > 1 { t.ns_tids.clone() } else { vec![t.tid] };
                 v.reverse(); // innermost first
@@ -70,6 +76,14 @@ impl Builder<'_> {
     }
 
     pub(super) fn thread_state(&self) -> Result<()> {
+        if self.p.leader_exited {
+            // The main thread only lives until `exit_leader`: nothing of the restorer's
+            // copy may act at its exit (a robust list, a tid address to clear: both
+            // point into memory that is the restored process's now).
+            let r = self.main();
+            self.call("main thread (exits again): robust list", r, libc::SYS_set_robust_list, &[0, ROBUST_LIST_HEAD_LEN])?;
+            self.call("main thread (exits again): tid address", r, libc::SYS_set_tid_address, &[0])?;
+        }
         for t in &self.p.threads {
             let r = self.remote_of(t.tid);
             let st = format!("thread {} state", t.tid);
@@ -173,6 +187,39 @@ impl Builder<'_> {
         if t.cpuid_faulting {
             self.call(&format!("{st}: ARCH_SET_CPUID 0 (cpuid faults)"), r, libc::SYS_arch_prctl, &[crate::task::ARCH_SET_CPUID, 0])?;
         }
+        Ok(())
+    }
+
+    /// A process whose main thread had exited: once the process is built, that thread,
+    /// stopped with every signal blocked, runs SYS_exit (the thread's exit, never
+    /// exit_group) with its saved code from a `syscall` instruction of the process's
+    /// vDSO, and is detached; once it is a zombie again (bounded wait) it leaves
+    /// `threads`, and the rest (finish steps) goes through a live thread, whose registers
+    /// are set last as ever. A signal sent to the process reaches a live thread.
+    pub(super) fn exit_leader(&mut self) -> Result<()> {
+        let st = "making the main thread exit again (it had exited before the dump)";
+        // where the built process has it (its own, or its parent's for a CLONE_VM child)
+        let maps = crate::procfs::read(self.pid, "maps").map_err(|e| self.err(st, format!("reading /proc/PID/maps: {e}")))?;
+        let vdso = crate::procfs::parse_maps(&maps).into_iter().find(|m| m.path == "[vdso]").ok_or_else(|| self.err(st, "the process has no [vdso] to run SYS_exit from"))?;
+        let code = sys::read_mem(self.pid, vdso.start, vdso.len() as usize).map_err(|e| self.err(st, format!("reading its [vdso]: {e}")))?;
+        let at = code.windows(2).position(|w| w == [0x0f, 0x05]).ok_or_else(|| self.err(st, "no syscall instruction in its [vdso]"))?;
+        let leader = self.main();
+        let mut regs = ptrace::getregs(leader.tid).map_err(|e| self.err(st, e))?;
+        regs.rip = vdso.start + at as u64;
+        regs.rax = libc::SYS_exit as u64;
+        regs.orig_rax = u64::MAX; // not in a syscall: nothing to restart
+        regs.rdi = ((self.p.leader_exit_status >> 8) & 0xff) as u64;
+        ptrace::setregs(leader.tid, &regs).map_err(|e| self.err(st, e))?;
+        ptrace::set_sigmask(leader.tid, !0).map_err(|e| self.err(st, e))?;
+        ptrace::detach(leader.tid).map_err(|e| self.err(st, e))?;
+        let t0 = std::time::Instant::now();
+        while crate::procfs::task_exit_state(self.pid, self.pid).is_none_or(|(s, _)| s != 'Z') {
+            if t0.elapsed() > LEADER_EXIT_WAIT {
+                return Err(self.err(st, format!("it did not exit within {} s", LEADER_EXIT_WAIT.as_secs())));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.threads.retain(|t| t.tid != self.pid);
         Ok(())
     }
 
