@@ -764,6 +764,9 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
     if mm.membarrier & !known != 0 {
         return Err(bad(format!("membarrier registrations {:#x} (known: {known:#x})", mm.membarrier)));
     }
+    if mm.lock_future != 0 && !crate::mem::LOCK_FUTURE_FLAGS.contains(&mm.lock_future) {
+        return Err(bad(format!("mlockall flags {:#x} (MCL_FUTURE, alone or with MCL_ONFAULT)", mm.lock_future)));
+    }
     if p.fds.len() as u64 > h.nr_open {
         return Err(bad(format!("{} fds (fs.nr_open is {})", p.fds.len(), h.nr_open)));
     }
@@ -2481,6 +2484,9 @@ mod tests {
         refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().auxv = vec![0; 4096]), &root(), "auxv");
         validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().membarrier = 16 | 64 | 256), &root()).unwrap();
         refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().membarrier = 16 | 1), &root(), "membarrier registrations 0x11");
+        validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 6), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 1), &root(), "mlockall flags 0x1");
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 4), &root(), "mlockall flags 0x4");
         refused(&edit(|m| m.processes[0].threads[0].seccomp_filters = vec![vec![0; 12]]), &root(), "seccomp");
         refused(&edit(|m| {
             m.processes[0].threads[0].seccomp_mode = 2;

@@ -308,6 +308,10 @@ impl Builder<'_> {
                 self.call(&format!("membarrier registration {reg}"), self.main(), libc::SYS_membarrier, &[reg as u64, 0, 0])?;
             }
         }
+        if mm.lock_future != 0 {
+            // only mm->def_flags: the mappings locked now were locked one by one already
+            self.call("mlockall (MCL_FUTURE)", self.main(), libc::SYS_mlockall, &[mm.lock_future as u64])?;
+        }
         if mm.memory_merge {
             self.call("KSM for the whole process (PR_SET_MEMORY_MERGE)", self.main(), libc::SYS_prctl, &[crate::task::PR_SET_MEMORY_MERGE, 1, 0, 0, 0])?;
         }
