@@ -235,6 +235,7 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
         // Linux 6.4+; EINVAL before: off
         let memory_merge = par.raw(pid, libc::SYS_prctl, &[task::PR_GET_MEMORY_MERGE, 0, 0, 0, 0])? == 1;
         let lock_future = crate::mem::lock_future(pid, par.scratch)?;
+        let ldt = crate::ldt::dump(&par, pid)?;
         crate::aio::check_own(&par, pid)?;
         let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
         let mm = MmInfo {
@@ -255,6 +256,7 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
             membarrier,
             memory_merge,
             lock_future,
+            ldt,
         };
         Ok(Process {
             pid,

@@ -14,6 +14,7 @@ pub mod fown;
 pub mod files;
 pub mod freeze;
 pub mod ipc;
+pub mod ldt;
 pub mod mem;
 pub mod netlock;
 pub mod ns;

@@ -200,6 +200,12 @@ pub trait RemoteCalls {
         s.get(0)
     }
 
+    /// modify_ldt(0x11, &d): sets entry `d.entry_number` of the process's LDT.
+    fn modify_ldt_write(&self, d: &UserDesc) -> Result<()> {
+        let a = self.scratch().put(0, d)?;
+        self.call(libc::SYS_modify_ldt, &[0x11, a, std::mem::size_of::<UserDesc>() as u64]).map(drop)
+    }
+
     /// sigaltstack(&ss, NULL).
     fn sigaltstack_set(&self, ss: &StackT) -> Result<()> {
         let a = self.scratch().put(0, ss)?;
@@ -398,7 +404,7 @@ pub trait RemoteCalls {
     }
 }
 
-use kabi::{CapSet, Iocb, CapUserHeader, CloneArgs, EpollEvent, Flock, Itimerspec, Itimerval, KSigaction, PrctlMmMap, Rlimit64, Sigevent, SockFprog, StackT, Timespec};
+use kabi::{CapSet, Iocb, CapUserHeader, CloneArgs, EpollEvent, Flock, Itimerspec, Itimerval, KSigaction, PrctlMmMap, Rlimit64, Sigevent, SockFprog, StackT, Timespec, UserDesc};
 
 /// One thread of a traced process: injected syscalls run through the `syscall`
 /// instruction at `insn`, pointer arguments in its scratch area.

@@ -767,6 +767,12 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
     if mm.lock_future != 0 && !crate::mem::LOCK_FUTURE_FLAGS.contains(&mm.lock_future) {
         return Err(bad(format!("mlockall flags {:#x} (MCL_FUTURE, alone or with MCL_ONFAULT)", mm.lock_future)));
     }
+    if mm.ldt.len() > crate::ldt::MAX_ENTRIES {
+        return Err(bad(format!("an LDT of {} entries (at most {})", mm.ldt.len(), crate::ldt::MAX_ENTRIES)));
+    }
+    if let Some((i, why)) = mm.ldt.iter().enumerate().find_map(|(i, d)| crate::ldt::invalid(*d).map(|w| (i, w))) {
+        return Err(bad(format!("LDT entry {i} is {why}")));
+    }
     if p.fds.len() as u64 > h.nr_open {
         return Err(bad(format!("{} fds (fs.nr_open is {})", p.fds.len(), h.nr_open)));
     }
@@ -2487,6 +2493,10 @@ mod tests {
         validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 6), &root()).unwrap();
         refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 1), &root(), "mlockall flags 0x1");
         refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 4), &root(), "mlockall flags 0x4");
+        validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().ldt = vec![0, 0x12df_f334_5678_ffff]), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().ldt = vec![0; 8193]), &root(), "an LDT of 8193 entries");
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().ldt = vec![0, 0x12df_e334_5678_ffff]), &root(), "LDT entry 1 is a system descriptor");
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().ldt = vec![0x12df_d334_5678_ffff]), &root(), "LDT entry 0 is not of privilege level 3");
         refused(&edit(|m| m.processes[0].threads[0].seccomp_filters = vec![vec![0; 12]]), &root(), "seccomp");
         refused(&edit(|m| {
             m.processes[0].threads[0].seccomp_mode = 2;

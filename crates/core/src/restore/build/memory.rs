@@ -312,6 +312,10 @@ impl Builder<'_> {
             // only mm->def_flags: the mappings locked now were locked one by one already
             self.call("mlockall (MCL_FUTURE)", self.main(), libc::SYS_mlockall, &[mm.lock_future as u64])?;
         }
+        for (i, raw) in mm.ldt.iter().enumerate().filter(|(_, d)| **d != 0) {
+            let d = crate::ldt::user_desc(i, *raw);
+            self.on(st, self.main(), &format!("modify_ldt (entry {i})"), |r| r.modify_ldt_write(&d))?;
+        }
         if mm.memory_merge {
             self.call("KSM for the whole process (PR_SET_MEMORY_MERGE)", self.main(), libc::SYS_prctl, &[crate::task::PR_SET_MEMORY_MERGE, 1, 0, 0, 0])?;
         }
