@@ -232,6 +232,7 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
         let brk = par.call(pid, libc::SYS_brk, &[0])?;
         let thp = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0])?;
         let membarrier = task::membarrier_registrations(&par, pid)?;
+        task::check_keyrings(fz, &par)?;
         // Linux 6.4+; EINVAL before: off
         let memory_merge = par.raw(pid, libc::SYS_prctl, &[task::PR_GET_MEMORY_MERGE, 0, 0, 0, 0])? == 1;
         let lock_future = crate::mem::lock_future(pid, par.scratch)?;

@@ -314,6 +314,33 @@ pub fn membarrier_registrations(par: &Parasite, pid: i32) -> Result<u32> {
     Ok(regs)
 }
 
+const KEYCTL_GET_KEYRING_ID: u64 = 0;
+const KEY_SPEC_THREAD_KEYRING: i64 = -1;
+const KEY_SPEC_PROCESS_KEYRING: i64 = -2;
+
+/// Refuses a process that has a process keyring or a thread with a thread keyring
+/// (keyctl, add_key to KEY_SPEC_PROCESS/THREAD_KEYRING): restore cannot make them
+/// (their keys may not even be readable), and a restored process without them would
+/// silently miss its keys. Asked from inside: keyctl(KEYCTL_GET_KEYRING_ID, spec,
+/// create = 0) gives ENOKEY when there is none. Session and user keyrings are not the
+/// process's own (shared with its session / uid) and are left as they are.
+pub fn check_keyrings(fz: &Frozen, par: &Parasite) -> Result<()> {
+    let pid = fz.pid;
+    let mut asks = vec![(pid, KEY_SPEC_PROCESS_KEYRING, "it has a process keyring".to_string())];
+    asks.extend(fz.threads.iter().map(|t| (t.tid, KEY_SPEC_THREAD_KEYRING, format!("its thread {} has a thread keyring", t.tid))));
+    for (tid, spec, what) in asks {
+        let r = par.raw(tid, libc::SYS_keyctl, &[KEYCTL_GET_KEYRING_ID, spec as u64, 0])?;
+        if r >= 0 {
+            return Err(Error::Unsupported { pid, what: format!("{what} (key {r}, made by keyctl/add_key); process and thread keyrings") });
+        }
+        // ENOKEY: none; EOPNOTSUPP/ENOSYS: a kernel without keys
+        if ![libc::ENOKEY, libc::EOPNOTSUPP, libc::ENOSYS].contains(&(-r as i32)) {
+            return Err(Error::Sys { pid, what: format!("keyctl(KEYCTL_GET_KEYRING_ID, {spec}) injected into thread {tid}"), err: std::io::Error::from_raw_os_error(-r as i32) });
+        }
+    }
+    Ok(())
+}
+
 /// A thread's pending signals: the one we caught in delivery while freezing first, then
 /// its queue.
 pub fn thread_pending(pid: i32, t: &crate::freeze::FrozenThread) -> Result<Vec<SigInfo>> {
