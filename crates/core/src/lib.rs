@@ -17,6 +17,7 @@ pub mod ipc;
 pub mod ldt;
 pub mod mem;
 pub mod netlock;
+pub mod numa;
 pub mod ns;
 pub mod objects;
 pub mod parasite;

@@ -357,6 +357,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             guards: Vec::new(),
             aio: None,
             huge_page_size: if m.has_flag("ht") { m.page_size } else { 0 },
+            mempolicy: None,
         };
         let map_file = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
         if m.has_flag("ht") && !(m.page_size > PAGE && m.page_size.is_power_of_two() && m.start.is_multiple_of(m.page_size) && m.end.is_multiple_of(m.page_size)) {

@@ -44,6 +44,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite, process: &Creds) -> Result<Vec<
             sys::get_robust_list(tid).ctx(pid, || format!("get_robust_list of thread {tid}"))?;
         let rseq = ptrace::get_rseq(tid).ctx(pid, || format!("PTRACE_GET_RSEQ_CONFIGURATION of thread {tid}"))?;
         let clear_child_tid = par.with(tid, "PR_GET_TID_ADDRESS", |r| r.prctl_get_tid_address())?;
+        let mempolicy = crate::numa::dump_thread(par, tid)?;
         let ss = par.with(tid, "sigaltstack", |r| r.sigaltstack_get())?;
         let pdeathsig = par.with(tid, "PR_GET_PDEATHSIG", |r| r.prctl_get_int(libc::PR_GET_PDEATHSIG))?;
         let nnp = par.with(tid, "PR_GET_NO_NEW_PRIVS", |r| r.prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0))?;
@@ -101,6 +102,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite, process: &Creds) -> Result<Vec<
             tsc_sigsegv: tsc == libc::PR_TSC_SIGSEGV,
             mce_kill: (0..=2).contains(&mce_kill).then_some(mce_kill as i32),
             cpuid_faulting: cpuid == 0,
+            mempolicy,
         });
     }
     Ok(out)

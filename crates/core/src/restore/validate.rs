@@ -685,6 +685,9 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
             return Err(bad(format!("thread {} has a malformed pending signal, or more than {MAX_PENDING}", t.tid)));
         }
         check_str(&t.comm, MAX_COMM).map_err(|why| bad(format!("thread {} name: {why}", t.tid)))?;
+        if let Some(why) = t.mempolicy.as_ref().and_then(crate::numa::invalid) {
+            return Err(bad(format!("thread {}: {why}", t.tid)));
+        }
         if t.affinity.len() > MAX_AFFINITY {
             return Err(bad(format!("thread {}: CPU affinity mask of {} bytes (at most {MAX_AFFINITY})", t.tid, t.affinity.len())));
         }
@@ -803,6 +806,9 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
             return Err(bad(format!("VMA {:#x}-{:#x} is malformed or overlaps", v.start, v.end)));
         }
         prev_end = v.end;
+        if let Some(why) = v.mempolicy.as_ref().and_then(crate::numa::invalid) {
+            return Err(bad(format!("VMA {:#x}-{:#x}: {why}", v.start, v.end)));
+        }
         let kind = VmaKind::try_from(v.kind);
         let needs_file = matches!(kind, Ok(VmaKind::FilePrivate | VmaKind::FileShared));
         if needs_file && object(v.object_id).and_then(|o| o.mapped_file()).is_none() {
@@ -2466,6 +2472,10 @@ mod tests {
         validate_with(&with(|t| t.own_fs = Some(ThreadFs { cwd: "/tmp".into(), umask: 0o77 })), &root()).unwrap();
         refused(&with(|t| t.own_fs = Some(ThreadFs { cwd: "tmp".into(), umask: 0 })), &root(), "thread 101: its own working directory");
         refused(&with(|t| t.own_fs = Some(ThreadFs { cwd: "/tmp".into(), umask: 0o1777 })), &root(), "thread 101: umask");
+        validate_with(&with(|t| t.mempolicy = Some(MemPolicy { mode: 2, flags: 1 << 15, nodes: vec![1] })), &root()).unwrap();
+        refused(&with(|t| t.mempolicy = Some(MemPolicy { mode: 9, flags: 0, nodes: vec![1] })), &root(), "thread 101: NUMA policy mode 9");
+        refused(&with(|t| t.mempolicy = Some(MemPolicy { mode: 3, flags: 0, nodes: vec![1; 17] })), &root(), "thread 101: a NUMA node mask of 17 words");
+        refused(&edit(|m| m.processes[0].vmas[0].mempolicy = Some(MemPolicy { mode: 2, flags: 3 << 14, nodes: vec![1] })), &root(), "NUMA policy flags 0xc000");
         fn dl(t: &mut Thread) {
             t.sched_policy = 6;
             (t.sched_runtime, t.sched_deadline, t.sched_period) = (2_000_000, 50_000_000, 100_000_000);

@@ -245,6 +245,10 @@ impl Builder<'_> {
                     warn!("pid {}: {step}: madvise {f}: {e}", self.pid);
                 }
             }
+            if v.mempolicy.is_some() {
+                let (mode, nodes) = crate::numa::raw_mode(v.mempolicy.as_ref());
+                self.on(&step, r, "mbind (its NUMA policy)", |r| r.mbind(v.start, len, mode, nodes))?;
+            }
             // guard regions before mlock (the kernel refuses them in locked VMAs)
             for g in v.guards.chunks_exact(2) {
                 let st = format!("{step}: guard region of {} pages at page {} (madvise MADV_GUARD_INSTALL)", g[1], g[0]);
