@@ -32,15 +32,27 @@ pub fn raw_mode(p: Option<&MemPolicy>) -> (i32, &[u64]) {
     p.map_or((0, &[][..]), |p| ((p.mode | p.flags) as i32, &p.nodes[..]))
 }
 
+/// A kernel without NUMA support (no get_mempolicy, no numa_maps): every policy is
+/// MPOL_DEFAULT there.
+pub fn unsupported(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::ENOENT))
+}
+
 /// Thread `tid`'s policy.
 pub fn dump_thread(par: &Parasite, tid: i32) -> Result<Option<MemPolicy>> {
-    let (raw, nodes) = par.with(tid, "get_mempolicy", |r| r.get_mempolicy(None))?;
-    Ok(policy(raw, nodes))
+    match par.thread(tid).get_mempolicy(None) {
+        Ok((raw, nodes)) => Ok(policy(raw, nodes)),
+        Err(e) if unsupported(&e) => Ok(None),
+        Err(e) => Err(crate::error::Error::Sys { pid: par.pid, what: format!("get_mempolicy injected into thread {tid}"), err: e }),
+    }
 }
 
 /// (start, policy) of every VMA with a policy of its own.
 pub fn dump_vmas(par: &Parasite, pid: i32) -> Result<Vec<(u64, MemPolicy)>> {
-    let text = crate::procfs::read(pid, "numa_maps").ctx(pid, || "reading /proc/PID/numa_maps".into())?;
+    let text = match crate::procfs::read(pid, "numa_maps") {
+        Err(e) if unsupported(&e) => return Ok(Vec::new()),
+        r => r.ctx(pid, || "reading /proc/PID/numa_maps".into())?,
+    };
     let mut out = Vec::new();
     for line in text.lines() {
         let mut w = line.split_whitespace();
