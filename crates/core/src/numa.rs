@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(policy(0, vec![0; 16]), None);
         let p = policy(2 | 1 << 15, vec![5, 0, 0]).unwrap();
         assert_eq!((p.mode, p.flags, p.nodes.clone()), (2, 1 << 15, vec![5]));
-        assert_eq!(raw_mode(Some(&p)), ((2 | 1 << 15) as i32, &[5u64][..]));
+        assert_eq!(raw_mode(Some(&p)), (2 | 1 << 15, &[5u64][..]));
         assert_eq!(raw_mode(None).0, 0);
         assert_eq!(invalid(&p), None);
         assert!(invalid(&MemPolicy { mode: 7, ..p.clone() }).is_some());
