@@ -490,9 +490,9 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
             fifo_fd(pid, fd, &link, &md, flags, objs, fifos)?
         } else if ft.is_fifo() {
             let ino = md.ino();
-            // O_DIRECT (packet mode) is not recreated: refused, not dropped (O_LARGEFILE
-            // marks a description opened through /proc/PID/fd/N: kept)
-            if let Some(why) = fdkinds::unkept_flags(flags) {
+            // O_DIRECT (packet mode) is kept, with the packets buffered (peek_pipe);
+            // O_LARGEFILE marks a description opened through /proc/PID/fd/N: kept
+            if let Some(why) = fdkinds::unkept_flags(flags & !(libc::O_DIRECT as u32)) {
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is {link} {why}") });
             }
             let write_end = flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
@@ -719,29 +719,79 @@ fn fifo_fd(
     }))
 }
 
+/// What `peek_pipe` finds in a pipe: capacity, buffered bytes, and the lengths of the
+/// leading pieces that are packets (`PipeObj.packets`).
+struct Peeked {
+    cap: u32,
+    data: Vec<u8>,
+    packets: Vec<u32>,
+}
+
 /// Capacity of the pipe behind `f` (which must be readable) and the bytes buffered in
-/// it, copied with tee(2): nothing is consumed.
-fn peek_pipe(pid: i32, what: &str, f: &OwnedFd) -> Result<(u32, Vec<u8>)> {
+/// it, copied with tee(2): nothing is consumed. The copy keeps which buffers are packets
+/// (packet mode, O_DIRECT): a read of it stops after each; a byte of ours written after
+/// the copy joins the last read unless the copy ends with a packet.
+fn peek_pipe(pid: i32, what: &str, f: &OwnedFd) -> Result<Peeked> {
     let cap = sys::fcntl(f.as_raw_fd(), libc::F_GETPIPE_SZ, 0).ctx(pid, || format!("F_GETPIPE_SZ of {what}"))?;
     let (tr, tw) = sys::pipe2(libc::O_CLOEXEC | libc::O_NONBLOCK).ctx(pid, || "creating a pipe".into())?;
-    let _ = sys::fcntl(tw.as_raw_fd(), libc::F_SETPIPE_SZ, cap);
-    let mut data = Vec::new();
+    // room for the copy and our byte after it
+    if sys::fcntl(tw.as_raw_fd(), libc::F_SETPIPE_SZ, cap + crate::PAGE as i64).is_err() {
+        let _ = sys::fcntl(tw.as_raw_fd(), libc::F_SETPIPE_SZ, cap);
+    }
     let n = match sys::tee(f.as_fd(), tw.as_fd(), cap as usize, libc::SPLICE_F_NONBLOCK) {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => 0,
         Err(e) => return Err(e).ctx(pid, || format!("tee from {what}")),
     };
-    data.resize(n, 0);
+    if n > 0 {
+        // no room for it (a full pipe at the largest size allowed): see below
+        let _ = sys::write_fd(tw.as_fd(), b"$");
+    }
+    let mut data = vec![0u8; n + 1];
+    let mut reads = Vec::new();
     let mut got = 0;
-    while got < n {
-        let k = sys::read_fd(tr.as_fd(), &mut data[got..]).ctx(pid, || format!("reading copy of {what}"))?;
+    while got < data.len() {
+        let k = match sys::read_fd(tr.as_fd(), &mut data[got..]) {
+            Ok(k) => k,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => 0,
+            Err(e) => return Err(e).ctx(pid, || format!("reading copy of {what}")),
+        };
         if k == 0 {
             break;
         }
+        reads.push(k as u32);
         got += k;
     }
-    data.truncate(got);
-    Ok((cap as u32, data))
+    data.truncate(got.min(n));
+    // Every read but the last stopped after a packet. The last one is our byte alone
+    // (the copy ended with a packet), or the plain bytes at the end with our byte
+    // joined, or — unmarked, no room for it — the end of the copy, taken as plain.
+    let mut packets = reads;
+    packets.pop();
+    Ok(Peeked { cap: cap as u32, data, packets })
+}
+
+/// Restore: the bytes buffered in a pipe, written to its write end `w`: its packets one
+/// write each with O_DIRECT on (packet mode is the writer's), then the plain rest.
+fn refill_pipe(w: &OwnedFd, p: &PipeObj) -> std::io::Result<()> {
+    let write_all = |mut b: &[u8]| -> std::io::Result<()> {
+        while !b.is_empty() {
+            let n = sys::write_fd(w.as_fd(), b)?;
+            b = &b[n..];
+        }
+        Ok(())
+    };
+    let mut off = 0;
+    if !p.packets.is_empty() {
+        sys::fcntl(w.as_raw_fd(), libc::F_SETFL, libc::O_DIRECT as i64)?;
+        for &k in &p.packets {
+            let piece = p.data.get(off..off + k as usize).ok_or_else(|| std::io::Error::other("packets beyond the data"))?;
+            write_all(piece)?;
+            off += k as usize;
+        }
+        sys::fcntl(w.as_raw_fd(), libc::F_SETFL, 0)?;
+    }
+    write_all(&p.data[off..])
 }
 
 /// After every process of the tree: resources shared with processes outside the tree
@@ -816,10 +866,9 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
         let Some((pid, rfd)) = p.read_fd else { continue }; // unread bytes nobody can ever read
         let pidfd = sys::pidfd_open(pid).ctx(pid, || "pidfd_open".into())?;
         let ours = sys::pidfd_getfd(pidfd.as_fd(), rfd).ctx(pid, || format!("pidfd_getfd of pipe fd {rfd}"))?;
-        let (cap, data) = peek_pipe(pid, &format!("pipe fd {rfd}"), &ours)?;
+        let got = peek_pipe(pid, &format!("pipe fd {rfd}"), &ours)?;
         let o = objs.get_mut(p.pipe_id).unwrap().pipe_mut().unwrap();
-        o.capacity = cap;
-        o.data = data;
+        (o.capacity, o.data, o.packets) = (got.cap, got.data, got.packets);
     }
     for f in &st.fifos {
         let (pid, fd) = f.via;
@@ -837,12 +886,15 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
         let c = CString::new(via.clone()).map_err(|e| Error::Unsupported { pid, what: e.to_string() })?;
         let ours = sys::open(&c, libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY, 0)
             .ctx(pid, || format!("opening named FIFO {} (fd {fd}) through {via}", f.path))?;
-        let (cap, data) = peek_pipe(pid, &format!("named FIFO {} (fd {fd})", f.path), &ours)?;
+        let got = peek_pipe(pid, &format!("named FIFO {} (fd {fd})", f.path), &ours)?;
+        if !got.packets.is_empty() {
+            return Err(Error::Unsupported { pid, what: format!("fd {fd} is named FIFO {} holding packets (written with O_DIRECT)", f.path) });
+        }
         let o = objs.get_mut(f.fifo_id).unwrap().fifo_mut().unwrap();
-        o.capacity = cap;
-        o.data = data;
+        (o.capacity, o.data) = (got.cap, got.data);
     }
     fdkinds::unix::check_peers(&holders.sockets, &mut objs.objects, &st.users, &objs.external, st.skip_in_flight)?;
+    fdkinds::inet::waiting::match_clients(&mut objs.objects, &st.users, st.skip_in_flight)?;
     fdkinds::unix::creds_of_tree(&mut objs.objects, &st.tree);
     Ok(())
 }
@@ -1234,6 +1286,7 @@ pub fn open_fd_objects(
     let mut opened = Opened::default();
     let mut pipes: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
     let mut unix_made = fdkinds::unix::Made::default();
+    let mut inet_made: HashMap<u32, OwnedFd> = HashMap::new();
     let mut fifo_held: HashMap<u32, usize> = HashMap::new();
     let mut memfds_used = std::collections::HashSet::new();
     let mut pipe_again: HashMap<u32, (Option<OwnedFd>, Option<OwnedFd>)> = HashMap::new();
@@ -1316,12 +1369,7 @@ pub fn open_fd_objects(
                         if p.capacity > 0 {
                             let _ = sys::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, p.capacity as i64);
                         }
-                        let mut off = 0;
-                        while off < p.data.len() {
-                            let n = sys::write_fd(w.as_fd(), &p.data[off..])
-                                .map_err(|e| step(format!("refilling pipe of fd {}: {e}", fd.fd)))?;
-                            off += n;
-                        }
+                        refill_pipe(&w, p).map_err(|e| step(format!("refilling pipe of fd {}: {e}", fd.fd)))?;
                         let r = if p.read_closed { None } else { Some(r) };
                         let w = if p.write_closed { None } else { Some(w) };
                         // a copy of each end, for more descriptions of it (below)
@@ -1349,7 +1397,7 @@ pub fn open_fd_objects(
                             .map_err(|e| step(format!("fd {}: opening another description of a pipe end: {e}", fd.fd)))?
                     }
                 };
-                sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, (end.flags & libc::O_NONBLOCK as u32) as i64)
+                sys::fcntl(owned.as_raw_fd(), libc::F_SETFL, (end.flags & (libc::O_NONBLOCK | libc::O_DIRECT) as u32) as i64)
                     .map_err(|e| step(format!("fd {}: flags of a pipe end: {e}", fd.fd)))?;
                 opened.by_object.insert(fd.object_id, owned);
             }
@@ -1372,6 +1420,18 @@ pub fn open_fd_objects(
                 sys::fcntl(f.as_raw_fd(), libc::F_SETFL, (ff.flags & !(libc::O_ACCMODE as u32)) as i64)
                     .map_err(|e| step(format!("setting flags {} of named FIFO {} (fd {}): {e}", fdkinds::open_flags(ff.flags), fifo.path, fd.fd)))?;
                 opened.by_object.insert(fd.object_id, f);
+            }
+            Some(Kind::Inet(i)) if !tcp_close && (i.accept_on != 0 || !i.waiting.is_empty()) => {
+                // a listener and the clients of the tree waiting in its accept queue,
+                // made together (fdkinds::inet::waiting)
+                if !inet_made.contains_key(&fd.object_id) {
+                    let lid = if i.accept_on != 0 { i.accept_on } else { fd.object_id };
+                    let open = || Ok(fdkinds::inet::waiting::open_queue(&m.objects, lid));
+                    let made = in_socket_ns(pid, o.net_ns, netns, open)?.map_err(|e| step(format!("fd {}: {}: {e}", fd.fd, fdkinds::inet::describe(i))))?;
+                    inet_made.extend(made);
+                }
+                let s = inet_made.remove(&fd.object_id).ok_or_else(|| step(format!("fd {}: TCP socket object {} was not made with its listener", fd.fd, fd.object_id)))?;
+                opened.by_object.insert(fd.object_id, s);
             }
             Some(Kind::Inet(i)) => {
                 let open = || Ok(fdkinds::inet::open(i, tcp_close));

@@ -9,7 +9,9 @@
 //! every listener (fds → socket inodes → `/proc/PID/net/tcp{,6}` of the process's
 //! network namespace and of ours), and loads, in one `nft -f -` transaction per
 //! namespace, a table `inet stasis-<root pid>-<nonce>` whose input and output chains
-//! drop exactly those 4-tuples, both directions, and whose input chain drops SYNs (new
+//! drop exactly those 4-tuples, both directions (not a client's whose server end waits
+//! in the accept queue of a listener of the tree: restore makes that connection again
+//! with a handshake, `fdkinds::inet::waiting`), and whose input chain drops SYNs (new
 //! connections) to those listeners, so a client connecting while the tree is away
 //! retries until the restored listener answers instead of being refused (a
 //! namespace other than ours is entered with `nsenter --net=/proc/PID/ns/net`). A
@@ -143,9 +145,12 @@ enum TcpSock {
     Listen(Listener),
 }
 
-/// TCP sockets with a peer, and listeners, of a `/proc/X/net` directory, by inode.
-fn tcp_table(net_dir: &str) -> BTreeMap<u64, TcpSock> {
+/// TCP sockets with a peer, and listeners, of a `/proc/X/net` directory, by inode; and
+/// the connections without an inode that may wait in an accept queue (ESTABLISHED or
+/// CLOSE_WAIT: no process holds them yet).
+fn tcp_table(net_dir: &str) -> (BTreeMap<u64, TcpSock>, BTreeSet<Conn>) {
     let mut out = BTreeMap::new();
+    let mut unheld = BTreeSet::new();
     for f in ["tcp", "tcp6"] {
         let text = std::fs::read_to_string(format!("{net_dir}/{f}")).unwrap_or_default();
         for line in text.lines().skip(1) {
@@ -154,6 +159,9 @@ fn tcp_table(net_dir: &str) -> BTreeMap<u64, TcpSock> {
             let (Some((local, lport)), Some((peer, pport)), Ok(ino)) = (parse_addr(l), parse_addr(r), ino.parse::<u64>()) else {
                 continue;
             };
+            if ino == 0 && (*st == "01" || *st == "08") {
+                unheld.insert(Conn { local, lport, peer, pport });
+            }
             if ino == 0 || *st == "07" {
                 continue; // CLOSE: nothing to hold back
             }
@@ -164,14 +172,25 @@ fn tcp_table(net_dir: &str) -> BTreeMap<u64, TcpSock> {
             }
         }
     }
-    out
+    (out, unheld)
+}
+
+/// Whether connection `c` of the tree is a client's waiting in the accept queue of one
+/// of the tree's `listeners`: its other end is `unheld` (no process holds it before
+/// the accept). Such a connection is not locked: both ends are the tree's, and restore
+/// makes it again with a real handshake (`fdkinds::inet::waiting`), which the lock
+/// would hold back.
+fn waits_on_tree(c: &Conn, unheld: &BTreeSet<Conn>, listeners: &BTreeSet<Listener>) -> bool {
+    let canon = |ip: &IpAddr| ip.to_canonical();
+    let server_end = unheld.iter().any(|u| u.lport == c.pport && u.pport == c.lport && canon(&u.local) == canon(&c.peer) && canon(&u.peer) == canon(&c.local));
+    server_end && listeners.iter().any(|l| l.lport == c.pport && (l.local.is_unspecified() || canon(&l.local) == canon(&c.peer)))
 }
 
 /// The TCP connections of the processes `pids`, per network namespace (0 = ours), with
 /// a pid through which that namespace can be entered.
 pub fn tree_connections(pids: &[i32]) -> BTreeMap<u64, (i32, Sockets)> {
     let ours = ns_inode("/proc/self/ns/net").unwrap_or(0);
-    let mut tables: BTreeMap<u64, BTreeMap<u64, TcpSock>> = BTreeMap::new();
+    let mut tables: BTreeMap<u64, (BTreeMap<u64, TcpSock>, BTreeSet<Conn>)> = BTreeMap::new();
     let mut out: BTreeMap<u64, (i32, Sockets)> = BTreeMap::new();
     for &pid in pids {
         let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
@@ -190,7 +209,7 @@ pub fn tree_connections(pids: &[i32]) -> BTreeMap<u64, (i32, Sockets)> {
             let table = tables.entry(key).or_insert_with(|| tcp_table(&dir));
             for ino in &inodes {
                 let entry = || (pid, Sockets::default());
-                match table.get(ino) {
+                match table.0.get(ino) {
                     Some(TcpSock::Conn(c)) => {
                         out.entry(key).or_insert_with(entry).1.conns.insert(c.clone());
                     }
@@ -200,6 +219,12 @@ pub fn tree_connections(pids: &[i32]) -> BTreeMap<u64, (i32, Sockets)> {
                     None => {}
                 }
             }
+        }
+    }
+    for (key, (_, socks)) in out.iter_mut() {
+        if let Some((_, unheld)) = tables.get(key) {
+            let listeners = socks.listeners.clone();
+            socks.conns.retain(|c| !waits_on_tree(c, unheld, &listeners));
         }
     }
     out
@@ -437,6 +462,25 @@ mod tests {
         assert_eq!(parse_addr("00000000000000000000000001000000:0050"), Some((IpAddr::V6(Ipv6Addr::LOCALHOST), 80)));
         let mapped = parse_addr("0000000000000000FFFF00000100007F:0050").unwrap().0;
         assert_eq!(nft_addr(&mapped), ("ip", "127.0.0.1".to_string()));
+    }
+
+    #[test]
+    fn clients_waiting_on_the_trees_listeners_are_not_locked() {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let client = Conn { local: lo, lport: 40000, peer: lo, pport: 5000 };
+        let server_end = Conn { local: lo, lport: 5000, peer: lo, pport: 40000 };
+        let listeners: BTreeSet<Listener> = [Listener { local: lo, lport: 5000 }].into_iter().collect();
+        let unheld: BTreeSet<Conn> = [server_end.clone()].into_iter().collect();
+        assert!(waits_on_tree(&client, &unheld, &listeners));
+        // a dual-stack listener sees the IPv4 client as v4-mapped
+        let mapped = IpAddr::V6(Ipv4Addr::LOCALHOST.to_ipv6_mapped());
+        let unheld6: BTreeSet<Conn> = [Conn { local: mapped, lport: 5000, peer: mapped, pport: 40000 }].into_iter().collect();
+        let wild6: BTreeSet<Listener> = [Listener { local: IpAddr::V6(Ipv6Addr::UNSPECIFIED), lport: 5000 }].into_iter().collect();
+        assert!(waits_on_tree(&client, &unheld6, &wild6));
+        // accepted already (held), or the listener is not the tree's
+        assert!(!waits_on_tree(&client, &BTreeSet::new(), &listeners));
+        assert!(!waits_on_tree(&client, &unheld, &BTreeSet::new()));
+        assert!(!waits_on_tree(&Conn { pport: 5001, ..client }, &unheld, &listeners));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use stasis_sys::sys;
 
 pub const TCP_REPAIR: i32 = 19;
 /// Leave repair mode without sending a window probe (the connection never moved).
-const TCP_REPAIR_OFF_NO_WP: i32 = -1;
+pub const TCP_REPAIR_OFF_NO_WP: i32 = -1;
 
 /// Options read before repair mode and put back after it when they changed: flags and
 /// values a setsockopt stores as given (buffer sizes are left out: the kernel doubles

@@ -332,7 +332,7 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         Some(Kind::PipeEnd(e)) => {
             let p = m.object(e.pipe_id).and_then(|o| o.pipe().cloned()).unwrap_or_default();
             let mut d = json!({"kind": if e.write_end {"pipe-write"} else {"pipe-read"}, "id": id, "pipe": e.pipe_id,
-                   "buffered_bytes": p.data.len(), "capacity": p.capacity, "external": p.external});
+                   "buffered_bytes": p.data.len(), "packets": p.packets, "capacity": p.capacity, "external": p.external});
             flags_json(&mut d, e.flags);
             d
         }
@@ -486,6 +486,9 @@ fn fd_text(m: &stasis_image::Manifest, f: &Fd) -> String {
         }
         k @ ("pipe-read" | "pipe-write") => {
             s += &format!("{k} (pipe object {}) {flags}, {} bytes buffered", d["pipe"], d["buffered_bytes"]);
+            if let Some(n) = d["packets"].as_array().map(|p| p.len()).filter(|n| *n > 0) {
+                s += &format!(" ({n} packets first)");
+            }
             ext(&mut s, &str_of("external"));
         }
         "fifo" => {

@@ -42,13 +42,14 @@ enum Cmd {
         /// refusal names it. Pipes on fds 0-2 need no mark.
         #[arg(long = "external", value_name = "RES")]
         external: Vec<String>,
-        /// Save listening sockets without the connections that wait to be accepted
-        /// (TCP: all of them; unix: those from outside the tree, and those of the tree
-        /// whose client already sent bytes) instead of refusing the dump. They cannot
-        /// be recreated: after a killing dump the kernel resets them and their clients
-        /// see the connection reset (and may retry); a client of the tree comes back
-        /// as one whose server closed; with --leave-running the live process keeps
-        /// them.
+        /// Save listening sockets without the connections waiting to be accepted that
+        /// cannot be recreated (TCP and unix: those from outside the tree, and those of
+        /// the tree whose client already sent bytes; TCP: also when the listener's
+        /// waiting connections cannot be told from another listener's of its port)
+        /// instead of refusing the dump. After a killing dump the kernel resets them
+        /// and their clients see the connection reset (and may retry); a client of the
+        /// tree comes back as one whose server closed; with --leave-running the live
+        /// process keeps them.
         #[arg(long)]
         skip_in_flight: bool,
         /// How the tree's TCP connections are held back from before they are read until

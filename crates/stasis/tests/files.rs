@@ -166,3 +166,18 @@ fn listening_and_bound_sockets() {
         roundtrip("sock", &[mode]);
     }
 }
+
+/// Pipes in packet mode (O_DIRECT; workloads/pipe_packets.c): buffered packets come
+/// back one per read (a short read still drops the rest of a packet), plain bytes
+/// after them in one read, the ends keep O_DIRECT and new writes are packets; a plain
+/// pipe stays plain. Killing dump; and the copy restored after a --leave-running dump
+/// whose original read them first (tee copies, nothing consumed).
+#[test]
+fn packet_mode_pipes_keep_their_packets() {
+    let _t = serial();
+    roundtrip("pipe_packets", &[]);
+    let mut w = Workload::start("pipe_packets", &[]);
+    if w.leave_running_then_restore() {
+        w.go_and_pass();
+    }
+}

@@ -95,25 +95,71 @@ fn connection_shut_down_for_reading() {
     inet_roundtrip("shutrd");
 }
 
-/// A listener whose accept queue holds a connection: the dump is refused in one line
-/// naming pid, fd, the address and --skip-in-flight, and leaves the process untouched;
-/// with --skip-in-flight the listener is saved with an empty queue, and a socket stuck in
-/// SYN_SENT towards it connects again at restore: the connect completes, the listener
-/// accepts it, data flows.
+/// A listener whose accept queue is full (backlog 0) with a connection of ours, and a
+/// socket stuck in SYN_SENT towards it: the waiting connection waits again after restore
+/// (--skip-in-flight changes nothing for it: its client is ours and sent nothing), the
+/// connecting socket connects again; the workload accepts the queued one, then the
+/// connect completes once its SYN is sent again, and data flows.
 #[test]
 fn skip_in_flight_and_syn_sent() {
     let _t = serial();
     skip_if_direct!();
     let mut w = Workload::start("inet", &["synsent"]);
-    let fd = w.info("listener_fd");
-    let r = w.try_dump(&[]);
-    let pid = w.pid.to_string();
-    assert_clean_error(&r, &[&pid, &format!("fd {fd} "), "127.0.0.1:", "--skip-in-flight"], &w.report());
-    w.assert_running_untouched();
-    assert!(!w.img.join("manifest.img").exists(), "a refused dump left an image\n{}", w.report());
     w.dump_with(&["--skip-in-flight"]);
     w.restore();
     w.go_and_pass();
+}
+
+/// Connections waiting in accept queues whose clients are ours (workloads/inet.c
+/// `acceptq`): an IPv4 listener with three (one from a forked child, one shut down for
+/// writing), an IPv6 one with two. After a killing dump and restore each listener
+/// accepts them in their order, each with its client's port, data flows both ways, the
+/// clients kept their ports and options, nothing more waits.
+#[test]
+fn waiting_connections_of_the_tree_come_back_in_order() {
+    let _t = serial();
+    skip_if_direct!();
+    roundtrip("inet", &["acceptq"]);
+}
+
+/// The same with --leave-running: the dump accepts nothing (the live original accepts
+/// all five in order and passes its checks), then the image restores into a copy that
+/// passes them too.
+#[test]
+fn leave_running_keeps_waiting_connections_and_restores_them() {
+    let _t = serial();
+    skip_if_direct!();
+    leave_running_then_restore("inet", &["acceptq", "result"], &[]);
+}
+
+/// A waiting connection whose client already sent bytes (they sit in the server's end,
+/// which only an accept reaches), and one whose client is outside the tree (this test):
+/// each dump is refused in one line naming pid, fd, the addresses and --skip-in-flight,
+/// and the process is left untouched; --skip-in-flight leaves them out and the dump
+/// succeeds.
+#[test]
+fn waiting_connections_with_bytes_or_from_outside_are_refused() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("inet", &["acceptq", "bytes"]);
+    let (fd, pid) = (w.info("listener_fd"), w.pid.to_string());
+    let lport = w.info("lport4");
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&pid, &format!("fd {fd} "), &format!("127.0.0.1:{lport}"), "holds 5 bytes", "--skip-in-flight"], &w.report());
+    w.assert_running_untouched();
+    assert!(!w.img.join("manifest.img").exists(), "a refused dump left an image\n{}", w.report());
+    drop(w);
+    let mut w = Workload::start("inet", &["acceptq"]);
+    let (fd, pid) = (w.info("listener_fd"), w.pid.to_string());
+    let lport: u16 = w.info("lport4").parse().unwrap();
+    let outside = std::net::TcpStream::connect(("127.0.0.1", lport)).expect("connect from outside");
+    let mine = outside.local_addr().unwrap().to_string();
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&pid, &format!("fd {fd} "), &mine, "not a socket of the dumped tree", "--skip-in-flight"], &w.report());
+    w.assert_running_untouched();
+    let r = w.try_dump(&["--leave-running", "--skip-in-flight"]);
+    assert!(r.ok(), "dump --leave-running --skip-in-flight failed\n{}", w.report());
+    w.assert_running_untouched();
 }
 
 /// --leave-running with --skip-in-flight: the live process keeps its queued connection
@@ -456,4 +502,20 @@ fn leave_running_keeps_half_closed_connections() {
     let mut got = Vec::new();
     let r = s.read_to_end(&mut got);
     assert!(r.is_ok() && got == b"reply", "the peer read {r:?} {:?}\n{}", String::from_utf8_lossy(&got), w.report());
+}
+
+/// Socket options beyond `ipv4_socket_options_read_back_identically`'s (workloads/
+/// sockopts_more.c: busy polling, incoming CPU, receive mark, pacing rate, SO_TXTIME,
+/// IP_UNICAST_IF, IP_OPTIONS, IPv6 ancillary switches, hop count, address preferences,
+/// TCP_SAVE_SYN, TCP_INQ, TCP_RTO_MIN_US, TCP_DELACK_MAX_US) on UDP, IPv6 UDP and a TCP
+/// listener: each reads back the same bytes after a killing dump, and in the copy
+/// restored after a --leave-running dump (whose original checks them first).
+#[test]
+fn more_socket_options_read_back_identically() {
+    let _t = serial();
+    roundtrip("sockopts_more", &[]);
+    let mut w = Workload::start("sockopts_more", &[]);
+    if w.leave_running_then_restore() {
+        w.go_and_pass();
+    }
 }

@@ -250,7 +250,7 @@ fn without_the_lock_the_peer_sees_a_reset() {
     eprintln!("without the lock, the client: {e}");
 }
 
-/// A dump refused after the lock was taken (a pipe in packet mode, found while
+/// A dump refused after the lock was taken (a POSIX message queue, found while
 /// collecting fds) removes its table; the process runs on and its connection works (the server
 /// and the client still exchange every byte).
 #[test]
@@ -262,8 +262,8 @@ fn failed_dump_removes_its_lock() {
     let _n = NoTablesLeft;
     let (mut w, _) = streaming_pair("netlock-failed", "async");
     let r = w.try_dump(&[]);
-    assert!(!r.ok(), "the dump of a process with an O_DIRECT pipe should be refused\n{}", w.report());
-    assert!(r.stderr.contains("O_DIRECT"), "refusal: {}", r.stderr);
+    assert!(!r.ok(), "the dump of a process with a POSIX message queue should be refused\n{}", w.report());
+    assert!(r.stderr.contains("POSIX message queue"), "refusal: {}", r.stderr);
     assert!(stasis_tables().is_empty(), "a failed dump left its lock: {:?}", stasis_tables());
     w.assert_running_untouched();
     let before = last_progress(&w).unwrap();

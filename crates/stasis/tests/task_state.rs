@@ -16,17 +16,9 @@ fn killing(name: &str, args: &[&str]) {
 /// changed in it), then the image restores into a copy that passes them too.
 fn leave_running(name: &str, args: &[&str]) {
     let mut w = Workload::start(name, args);
-    w.dump_leave_running();
-    if direct() {
-        return;
+    if w.leave_running_then_restore() {
+        w.go_and_pass();
     }
-    w.go();
-    let st = w.wait_exit(EXIT_TIMEOUT);
-    assert!(st == Exit::Code(0) && w.output().contains("PASS") && !w.output().contains("FAIL"), "original after the dump: {st:?}\n{}", w.report());
-    std::fs::remove_file(w.work.join("go")).unwrap();
-    // its stdout grew by the original's verdict: the copy writes its own over it
-    w.restore_with(&["--allow-changed-files"]);
-    w.go_and_pass();
 }
 
 /// A thread with its own uids/gids/groups (raw setresuid: only that thread changes) and

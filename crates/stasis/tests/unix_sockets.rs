@@ -342,13 +342,32 @@ fn unix_out_of_band_byte_with_credentials_is_refused() {
 
 /// SO_PEERCRED of connections and pairs made by tasks of different users
 /// (workloads/unix_peercred.c): an accepted connection from a uid-1000 child and the
-/// child's end (root's), the reverse through an abstract name, and the child's own
-/// socketpair — uid and gid read back from inside both processes after restore, and
-/// from the live tree after a --leave-running dump.
+/// child's end (root's), the reverse through an abstract name, the child's own
+/// socketpair, a new client of the restored listener — pid (the process that
+/// connected, listened or made the pair), uid and gid read back from inside both
+/// processes after restore, and from the live tree after a --leave-running dump.
 #[test]
 fn unix_peer_credentials() {
     let _t = serial();
     for leave in [false, true] {
         check_parent_and_child(Workload::start("unix_peercred", &[]), leave);
+    }
+}
+
+/// Unix sockets bound to relative paths (workloads/unix_relative.c: a listener with an
+/// accepted connection, a datagram socket with a datagram queued by name, a listener in
+/// a subdirectory): their files come back in the directory they were bound in, with
+/// owner and mode; getsockname shows the relative names; new clients and datagrams
+/// reach them by those names. Killing dump; then --leave-running (the original passes,
+/// exits, leaves stale files; the copy restored after it binds there again).
+#[test]
+fn relative_path_sockets_keep_their_files() {
+    let _t = serial();
+    let mut w = Workload::start("unix_relative", &[]);
+    w.checkpoint_restore();
+    w.go_and_pass();
+    let mut w = Workload::start("unix_relative", &[]);
+    if w.leave_running_then_restore() {
+        w.go_and_pass();
     }
 }

@@ -211,25 +211,36 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         peek_off: Some(geti(libc::SO_PEEK_OFF).map_err(|e| sys_err("SO_PEEK_OFF", e))?).filter(|v| *v >= 0),
         rcvbuf: geti(libc::SO_RCVBUF).map_err(|e| sys_err("SO_RCVBUF", e))? as u32,
         sndbuf: geti(libc::SO_SNDBUF).map_err(|e| sys_err("SO_SNDBUF", e))? as u32,
-        sockopts: super::unixopt::dump(s, ty).map_err(|e| sys_err("socket options", e))?,
+        sockopts: super::unixopt::dump(s, ty).map_err(|e| match e {
+            super::sockopt::DumpErr::Refuse(why) => refuse(format!("{tn} socket {why}")),
+            super::sockopt::DumpErr::Sys(what, e) => sys_err(&what, e),
+        })?,
         ..Default::default()
     };
-    if let (Some((vino, vdev)), true) = (d.vfs, u.name.first().is_some_and(|c| *c == b'/')) {
-        // the file bind made: still at the path, or unlinked / replaced since
+    if let (Some((vino, vdev)), true) = (d.vfs, is_path(&u.name)) {
+        // the file bind made: still at the path, or unlinked / replaced since; a
+        // relative name is looked for in the working directory
         let at = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
-        let here = format!("/proc/{pid}/root{}", at.display());
+        let relative = u.name[0] != b'/';
+        let here = if relative { format!("/proc/{pid}/cwd/{}", at.display()) } else { format!("/proc/{pid}/root{}", at.display()) };
         use std::os::unix::fs::MetadataExt;
         let md = std::fs::symlink_metadata(here).ok().filter(|md| {
             md.ino() == vino as u64 && libc::major(md.dev()) == vdev >> 20 && libc::minor(md.dev()) == vdev & 0xfffff
         });
-        u.name_unlinked = md.is_none();
-        u.file = md.map(|md| SockFile { uid: md.uid(), gid: md.gid(), mode: md.mode() & 0o777 });
+        if relative && md.is_some() {
+            u.bound_in = crate::procfs::readlink(&format!("/proc/{pid}/cwd")).unwrap_or_default();
+        }
+        u.name_unlinked = md.is_none() && !relative;
+        u.file = md.filter(|_| !relative || u.bound_in.starts_with('/')).map(|md| SockFile { uid: md.uid(), gid: md.gid(), mode: md.mode() & 0o777 });
     }
     if d.state == TCP_LISTEN && ty != libc::SOCK_DGRAM {
         // the connections waiting are sorted out by check_peers (ours or outside)
         u.listening = true;
         u.backlog = d.wqueue;
         u.waiting = d.icons.clone();
+        // a listener's peer credentials are its own (who called listen()): what the
+        // clients that connect get
+        u.peer_cred = saved_creds(Some(sys::peer_cred(s).map_err(|e| sys_err("SO_PEERCRED", e))?));
         return Ok(u.into());
     }
     u.peer_ino = d.peer;
@@ -495,11 +506,19 @@ fn is_path(name: &[u8]) -> bool {
 }
 
 /// Whether `u` is bound to a path that must get no file on the host: its file was
-/// unlinked or replaced (dump), or the path is relative (it was bound relative to a
-/// working directory restore cannot tell, so it is never looked up from the
-/// restorer's). Bound in a private root (`ns::with_private_dirs`): the name only.
+/// unlinked or replaced (dump), or the path is relative and its file was not in the
+/// working directory at dump (bound relative to a directory restore cannot tell, so it
+/// is never looked up from the restorer's). Bound in a private root
+/// (`ns::with_private_dirs`): the name only.
 fn private_path(u: &UnixObj) -> bool {
-    is_path(&u.name) && (u.name_unlinked || u.name[0] != b'/')
+    is_path(&u.name) && (u.name_unlinked || (u.name[0] != b'/' && u.bound_in.is_empty()))
+}
+
+/// The socket file of a path-bound socket as the restorer reaches it: its name, or for
+/// a relative name the directory it was bound in joined with it.
+fn file_path(u: &UnixObj) -> std::path::PathBuf {
+    let name = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+    std::path::Path::new(&u.bound_in).join(name)
 }
 
 /// A socket of the tree that can send a queued message as its sender into a
@@ -745,7 +764,7 @@ pub fn open_end(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut M
             a
         }
         _ if u.peer_gone => {
-            let (a, b) = super::unixopt::as_creds(u.peer_cred.as_ref(), || sys::socketpair(u.sock_type)).map_err(|e| step(format!("socketpair: {e}")))?;
+            let (a, b) = super::unixopt::socketpair(u.sock_type, u.peer_cred.as_ref()).map_err(|e| step(format!("socketpair: {e}")))?;
             apply_options(&a, u).map_err(|e| step(format!("options: {e}")))?;
             if u.sock_type == libc::SOCK_DGRAM {
                 // its own name, and the closed peer's as getpeername and recvfrom show
@@ -793,12 +812,12 @@ fn named_pair(ty: i32, accepted: &[u8], client: &[u8], creds: [Option<&MsgCreds>
         let l = sys::socket(libc::AF_UNIX, ty, 0)?;
         sys::sock_addr_op(l.as_fd(), &sockaddr(accepted), false)?;
         // the client's peer credentials are the listener's, the accepted end's the client's
-        super::unixopt::as_creds(creds[1], || sys::listen(l.as_fd(), 1))?;
+        super::unixopt::listen(l.as_fd(), 1, creds[1])?;
         let c = sys::socket(libc::AF_UNIX, ty, 0)?;
         if !client.is_empty() {
             sys::sock_addr_op(c.as_fd(), &sockaddr(client), false)?;
         }
-        super::unixopt::as_creds(creds[0], || sys::sock_addr_op(c.as_fd(), &sockaddr(accepted), true))?;
+        super::unixopt::connect(c.as_fd(), &sockaddr(accepted), creds[0])?;
         Ok((sys::accept(l.as_fd())?, c))
     };
     if is_path(accepted) || is_path(client) {
@@ -860,7 +879,7 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
     let pair = if !u.name.is_empty() { named(u, peer) } else { named(peer, u).map(|(acc, cli)| (cli, acc)) };
     let (a, b) = match pair {
         Some(p) => p,
-        None => super::unixopt::as_creds(u.peer_cred.as_ref(), || sys::socketpair(u.sock_type))?,
+        None => super::unixopt::socketpair(u.sock_type, u.peer_cred.as_ref())?,
     };
     apply_options(&a, u)?;
     apply_options(&b, peer)?;
@@ -944,19 +963,23 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
             sys::sock_addr_op(fd_, &sockaddr(&name_), false)?;
             requeue_messages(ty, &sockaddr(&name_), msgs)?;
             // its file, for the sockets of the tree that connect to it
-            use std::os::unix::fs::OpenOptionsExt;
-            let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name_));
-            let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)?;
-            Ok(OwnedFd::from(file))
+            socket_file(std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&name_)))
         })
         .map_err(|e| step(format!("bind and requeue (without a file on the host): {e}")))?;
         made.reach.insert(u.ino, reach);
     } else {
         bind_own_name(pid, &format!("fd {fd}"), &s, u)?;
-        requeue_messages(u.sock_type, &sockaddr(&u.name), msgs).map_err(|e| step(format!("requeueing {} messages: {e}", msgs.len())))?;
+        if !u.bound_in.is_empty() {
+            // a relative name means nothing from here: the sockets of the tree that
+            // connect to it, and its messages, reach it through its file
+            let f = socket_file(&file_path(u)).map_err(|e| step(format!("its socket file {}: {e}", file_path(u).display())))?;
+            made.reach.insert(u.ino, f);
+        }
+        let to = made.address(u.ino, &u.name);
+        requeue_messages(u.sock_type, &to, msgs).map_err(|e| step(format!("requeueing {} messages: {e}", msgs.len())))?;
     }
     if u.listening {
-        sys::listen(s.as_fd(), u.backlog as i32).map_err(|e| step(format!("listen: {e}")))?;
+        super::unixopt::listen(s.as_fd(), u.backlog as i32, u.peer_cred.as_ref()).map_err(|e| step(format!("listen: {e}")))?;
         // its waiting connections from the tree, in their order
         for &w in &u.waiting {
             let Some(c) = find(w).filter(|_| !made.exists(w)) else { continue };
@@ -1205,13 +1228,16 @@ fn bind_path(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
     let tn = type_name(u.sock_type);
     let refused = |why: String| Error::RestoreRefused(format!("{who} of pid {pid} is a unix {tn} socket bound to {name}: {why}"));
     let step = |why: String| Error::RestoreStep { pid, step: "opening files".into(), why: format!("{who}: unix {tn} socket {name}: {why}") };
-    let path = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
+    let path = file_path(u);
+    let path = path.as_path();
     let addr = sockaddr(&u.name);
     // Err(Ok(e)): bind failed with e; Err(Err(why)): refused before binding
     let bind = || -> std::result::Result<(), std::result::Result<std::io::Error, String>> {
         clear_socket_path(path).map_err(Err)?;
         sys::sock_addr_op(s.as_fd(), &addr, false).map_err(Ok)
     };
+    // a relative name is bound from the directory it was bound in (validate: absolute)
+    let dir = std::ffi::CString::new(u.bound_in.as_bytes()).map_err(|_| step("directory name holds a NUL byte".into()))?;
     let said = |r: std::result::Result<std::io::Error, String>| match r {
         Ok(e) => step(format!("bind: {e}")),
         Err(why) => refused(why),
@@ -1221,7 +1247,7 @@ fn bind_path(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
     };
     std::thread::scope(|sc| {
         sc.spawn(|| {
-            if sys::child::unshare(libc::CLONE_FS) < 0 {
+            if sys::child::unshare(libc::CLONE_FS) < 0 || (!u.bound_in.is_empty() && sys::child::chdir(&dir) < 0) {
                 return Err(Ok(std::io::Error::last_os_error()));
             }
             sys::child::umask(!f.mode & 0o777);
@@ -1237,15 +1263,22 @@ fn bind_path(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
 /// Owner and permission bits of the socket file at `path`, set through an O_PATH
 /// descriptor opened without following a symbolic link (and checked to be a socket).
 fn give_socket_file(path: &std::path::Path, f: &SockFile) -> std::io::Result<()> {
+    let file = socket_file(path)?;
+    // through the descriptor's /proc link: the inode just checked
+    let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    std::os::unix::fs::chown(&via, Some(f.uid), Some(f.gid))?;
+    std::fs::set_permissions(via, std::os::unix::fs::PermissionsExt::from_mode(f.mode & 0o777))
+}
+
+/// An O_PATH descriptor of the socket file at `path`, opened without following a
+/// symbolic link and checked to be a socket.
+fn socket_file(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path)?;
     if !file.metadata()?.file_type().is_socket() {
         return Err(std::io::Error::other("not a socket file"));
     }
-    // through the descriptor's /proc link: the inode just checked
-    let via = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
-    std::os::unix::fs::chown(&via, Some(f.uid), Some(f.gid))?;
-    std::fs::set_permissions(via, std::os::unix::fs::PermissionsExt::from_mode(f.mode & 0o777))
+    Ok(OwnedFd::from(file))
 }
 
 /// Makes `path` free for a bind, or says why it is not. Nothing there: free. A socket

@@ -4,11 +4,12 @@
 //! `Early` once the socket exists, `Late` once its queue is in (a filter attached
 //! before would filter the requeued messages; a locked filter cannot be attached again);
 //! and a stream socket's pending out-of-band byte (MSG_OOB): found without consuming it
-//! (`find_oob`), sent again with MSG_OOB at its place in the queue; and the uid and gid
-//! of its peer credentials (SO_PEERCRED), given to the thread that makes the pair or
-//! the connection again (`as_creds`).
+//! (`find_oob`), sent again with MSG_OOB at its place in the queue; and its peer
+//! credentials (SO_PEERCRED: pid, uid, gid), which the kernel records of whoever makes
+//! the pair, the connection or the listener: those calls are made again as the process
+//! they name (`listen`, `connect`, `socketpair`).
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use stasis_image::model::{MsgCreds, SockOpt, UnixObj};
 use stasis_sys::sys;
@@ -21,9 +22,10 @@ pub fn kind(ty: i32) -> SockKind {
 }
 
 /// Dump: the table options of `s` (type `ty`) that differ from a new socket's.
-pub fn dump(s: BorrowedFd<'_>, ty: i32) -> std::io::Result<Vec<SockOpt>> {
-    let fresh = sys::socket(libc::AF_UNIX, ty, 0)?;
-    Ok(options::dump(s, std::os::fd::AsFd::as_fd(&fresh), &kind(ty)))
+pub fn dump(s: BorrowedFd<'_>, ty: i32) -> Result<Vec<SockOpt>, super::sockopt::DumpErr> {
+    use super::sockopt::DumpErr;
+    let fresh = sys::socket(libc::AF_UNIX, ty, 0).map_err(|e| DumpErr::Sys("a new socket to compare options with".into(), e))?;
+    options::dump(s, std::os::fd::AsFd::as_fd(&fresh), &kind(ty)).map_err(DumpErr::Refuse)
 }
 
 /// Restore: the saved options of phase `when`.
@@ -142,13 +144,42 @@ pub fn send_oob(s: BorrowedFd<'_>, b: u8) -> std::io::Result<()> {
     }
 }
 
-/// Restore: `f` (which makes a connection or a pair) from a thread whose effective uid
-/// and gid are those of `creds`, so that the peer credentials the kernel records
-/// (SO_PEERCRED) name them; directly when they are the restorer's or unknown. The pid
-/// the kernel records is the restorer's either way.
-pub fn as_creds<T: Send>(creds: Option<&MsgCreds>, f: impl FnOnce() -> std::io::Result<T> + Send) -> std::io::Result<T> {
-    match creds {
-        Some(c) if (c.uid, c.gid) != (sys::geteuid(), sys::getegid()) => sys::with_thread_eids(c.uid, c.gid, f),
-        _ => f(),
+/// Restore: `call` made as the process `creds` name, so that the peer credentials the
+/// kernel records (SO_PEERCRED) are theirs: by a stand-in process with their pid
+/// (`sys::as_peer`: it exits before the tree is forked, and the pid keeps its number in
+/// the socket), or — when no process can have that pid now (the restorer's own, a
+/// deeper PID namespace) or none is named — by a thread of the restorer with their uid
+/// and gid (the pid is then the restorer's).
+fn by_peer<T: Send>(
+    creds: Option<&MsgCreds>,
+    stand_in: impl FnOnce(sys::Creds) -> std::io::Result<std::io::Result<T>>,
+    here: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
+    if let Some(c) = creds.filter(|c| c.pid != 0) {
+        match stand_in(sys::Creds { pid: c.pid, uid: c.uid, gid: c.gid }) {
+            Ok(r) => return r,
+            Err(e) => tracing::debug!("no stand-in process with pid {}: {e}; the restorer makes the call", c.pid),
+        }
     }
+    match creds {
+        Some(c) if (c.uid, c.gid) != (sys::geteuid(), sys::getegid()) => sys::with_thread_eids(c.uid, c.gid, here),
+        _ => here(),
+    }
+}
+
+/// Restore: listen(2) on `s` as `creds` (what clients connecting later get as this
+/// listener's peer credentials).
+pub fn listen(s: BorrowedFd<'_>, backlog: i32, creds: Option<&MsgCreds>) -> std::io::Result<()> {
+    by_peer(creds, |c| sys::as_peer(c, sys::PeerCall::Listen(s, backlog)), || sys::listen(s, backlog))
+}
+
+/// Restore: connect(2) of `s` to the raw sockaddr `addr` as `creds` (what the accepted
+/// end gets as its peer credentials).
+pub fn connect(s: BorrowedFd<'_>, addr: &[u8], creds: Option<&MsgCreds>) -> std::io::Result<()> {
+    by_peer(creds, |c| sys::as_peer(c, sys::PeerCall::Connect(s, addr)), || sys::sock_addr_op(s, addr, true))
+}
+
+/// Restore: a socketpair of type `ty` made as `creds` (both ends' peer credentials).
+pub fn socketpair(ty: i32, creds: Option<&MsgCreds>) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    by_peer(creds, |c| sys::socketpair_as(ty, c), || sys::socketpair(ty))
 }

@@ -45,7 +45,9 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let mut cgroups = crate::cgroup::prepare(&m, opts.cgroups)?;
     // restored connections get the bytes from an urgent byte on as packets from the
     // peer before the processes run (fdkinds::inet::tcp): through the image's lock
-    if !opts.tcp_close && crate::fdkinds::inet::tcp::any_from_peer_data(&m) {
+    // (and the handshakes of clients waiting in a listener's accept queue,
+    // fdkinds::inet::waiting)
+    if !opts.tcp_close && (crate::fdkinds::inet::tcp::any_from_peer_data(&m) || crate::fdkinds::inet::waiting::any(&m)) {
         crate::netlock::let_marked_through(opts.network_lock, &m);
     }
     let (mut plan, shm_regions) = prepare(&m, rp, layout.tramp, &inherit, opts.tcp_close, &cgroups, &shards)?;

@@ -933,6 +933,12 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
             check_str(&g.memfd_name, MAX_MEMFD_NAME).map_err(|why| format!("memfd name (object {id}): {why}"))?;
             check_ghost(g).map_err(|why| format!("deleted file {} (object {id}): {why}", g.path))?;
         }
+        if let Some(p) = o.pipe() {
+            let in_packets: u64 = p.packets.iter().map(|&k| u64::from(k)).sum();
+            if p.packets.contains(&0) || in_packets > p.data.len() as u64 {
+                return Err(format!("pipe (object {id}): packets of {in_packets} bytes in {} buffered", p.data.len()));
+            }
+        }
         if let Some(f) = o.fifo() {
             check_path(&f.path).map_err(|why| format!("named FIFO (object {id}): {why}"))?;
             if f.deleted && !f.external.is_empty() {
@@ -992,6 +998,8 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
             }
         }
     }
+    // (each socket checked alone above)
+    crate::fdkinds::inet::waiting::check_refs(objects)?;
     Ok(())
 }
 
@@ -1055,8 +1063,15 @@ fn check_unix(peers: &HashMap<u32, (u32, u32)>, u: &stasis_image::model::UnixObj
         return Err(format!("name of {} bytes or peer name of {} (at most 108)", u.name.len(), u.peer_name.len()));
     }
     check_str(&u.external, 4096).map_err(|why| format!("external description: {why}"))?;
+    if !u.bound_in.is_empty() {
+        check_path(&u.bound_in).map_err(|why| format!("directory of its relative name: {why}"))?;
+        if !u.bound_in.starts_with('/') || !u.name.first().is_some_and(|c| *c != 0 && *c != b'/') || u.name_unlinked || u.file.is_none() {
+            return Err(format!("directory {:?} for a name that is not a relative path of a socket file", u.bound_in));
+        }
+    }
     if let Some(f) = &u.file {
-        if f.mode > 0o777 || u.name.first() != Some(&b'/') || u.name_unlinked {
+        let relative = !u.bound_in.is_empty();
+        if f.mode > 0o777 || (u.name.first() != Some(&b'/') && !relative) || u.name_unlinked {
             return Err(format!("socket file of mode {:o} for a socket not bound to a path it still has", f.mode));
         }
     }
@@ -1548,16 +1563,18 @@ mod tests {
         refused(&with(true, 1, true, true), &root(), "SO_OOBINLINE");
     }
 
+    /// sockaddr_in of 127.0.0.IP:PORT.
+    fn sa(ip: u8, port: u16) -> Vec<u8> {
+        let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(&port.to_be_bytes());
+        a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
+        a
+    }
+
     /// A listener's `ending` connections (TIME_WAITs a restore may remove): only a
     /// listener's, on its port and address.
     #[test]
     fn tcp_ending_connections_are_on_the_listeners_port() {
-        let sa = |ip: u8, port: u16| {
-            let mut a = (libc::AF_INET as u16).to_ne_bytes().to_vec();
-            a.extend_from_slice(&port.to_be_bytes());
-            a.extend_from_slice(&[127, 0, 0, ip, 0, 0, 0, 0, 0, 0, 0, 0]);
-            a
-        };
         let with = |listening: bool, local: Vec<u8>| {
             let ending = vec![TcpEnding { local, peer: sa(1, 7000), cookie: 77 }];
             let i = InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local: sa(1, 5000), listening, ending, ..Default::default() };
@@ -1570,6 +1587,45 @@ mod tests {
         refused(&with(false, sa(1, 5000)), &root(), "only of a listener");
         refused(&with(true, sa(1, 5001)), &root(), "127.0.0.1:5001 -> 127.0.0.1:7000");
         refused(&with(true, sa(2, 5000)), &root(), "the listener's family, port and address");
+    }
+
+    /// Connections waiting in a listener's accept queue (`waiting`, `accept_on`): each
+    /// names a client object of the listener's network namespace that names it back,
+    /// once, bound to the address the listener saw, connected to the listener; no more
+    /// than its backlog + 1.
+    #[test]
+    fn waiting_connections_name_clients_that_wait_on_the_listener() {
+        let tcp = |local: Vec<u8>| InetObj { family: libc::AF_INET, sock_type: libc::SOCK_STREAM, protocol: libc::IPPROTO_TCP, local, ..Default::default() };
+        let with = |f: &dyn Fn(&mut InetObj, &mut InetObj, &mut Object)| {
+            let mut l = InetObj { listening: true, backlog: 4, waiting: vec![TcpWaiting { client: sa(1, 40000), object: 10 }], ..tcp(sa(1, 5000)) };
+            let mut c = InetObj { peer: sa(1, 5000), accept_on: 9, shutdown: 2, ..tcp(sa(1, 40000)) };
+            let mut co = Object { id: 10, ..Default::default() };
+            f(&mut l, &mut c, &mut co);
+            co.kind = Some(Kind::Inet(c));
+            edit(move |m| {
+                m.objects.push(Object { id: 9, kind: Some(Kind::Inet(l)), ..Default::default() });
+                m.objects.push(co);
+                m.processes[0].fds.push(Fd { fd: 5, object_id: 9, cloexec: false });
+                m.processes[0].fds.push(Fd { fd: 6, object_id: 10, cloexec: false });
+            })
+        };
+        validate_with(&with(&|_, _, _| {}), &root()).expect("a client waiting on its listener");
+        let names = "not a client of this listener's that waits on it";
+        refused(&with(&|l, _, _| l.waiting[0].object = 11), &root(), names);
+        refused(&with(&|l, _, _| l.waiting[0].object = 9), &root(), names);
+        refused(&with(&|l, _, _| l.waiting[0].client = sa(1, 40001)), &root(), names);
+        refused(&with(&|_, c, _| c.peer = sa(1, 5001)), &root(), names);
+        refused(&with(&|_, c, _| c.peer = sa(2, 5000)), &root(), names);
+        refused(&with(&|_, _, co| co.net_ns = 4242), &root(), names);
+        refused(&with(&|l, _, _| l.waiting.push(l.waiting[0].clone())), &root(), names);
+        refused(&with(&|l, _, _| l.waiting = vec![TcpWaiting { client: sa(1, 40000), object: 10 }; 7]), &root(), "at most backlog + 1");
+        refused(&with(&|l, _, _| l.listening = false), &root(), "does not listen");
+        refused(&with(&|l, _, _| l.waiting.clear()), &root(), "a listener that does not list it");
+        refused(&with(&|_, c, _| c.accept_on = 10), &root(), names);
+        refused(&with(&|_, c, _| c.tcp = Some(Default::default())), &root(), "without TCP_REPAIR state");
+        refused(&with(&|_, c, _| c.local = Vec::new()), &root(), "a bound, connected TCP socket");
+        refused(&with(&|_, c, _| c.local = sa(1, 0)), &root(), names);
+        refused(&with(&|_, c, _| c.shutdown = 4), &root(), "shutdown bits");
     }
 
     /// /proc files the restored process opens itself: /proc/PID/... of a live process of
@@ -1665,6 +1721,19 @@ mod tests {
     }
 
     #[test]
+    fn pipe_packets_lie_inside_the_data() {
+        let pipe = |data: &[u8], packets: Vec<u32>| {
+            let p = PipeObj { data: data.to_vec(), packets, ..Default::default() };
+            edit(move |m| m.objects.push(Object { id: 9, kind: Some(Kind::Pipe(p)), ..Default::default() }))
+        };
+        validate_with(&pipe(b"aaabbc", vec![3, 2]), &root()).expect("two packets and a plain byte");
+        validate_with(&pipe(b"aaabb", vec![3, 2]), &root()).expect("packets only");
+        refused(&pipe(b"aaab", vec![3, 2]), &root(), "packets of 5 bytes in 4 buffered");
+        refused(&pipe(b"aaab", vec![0, 2]), &root(), "packets of 2 bytes");
+        refused(&pipe(b"a", vec![u32::MAX, u32::MAX]), &root(), "packets of 8589934590 bytes");
+    }
+
+    #[test]
     fn socket_files_only_for_paths() {
         use stasis_image::model::SockFile;
         let sock = |name: &[u8], mode, unlinked| UnixObj {
@@ -1680,6 +1749,14 @@ mod tests {
         refused(&with_unix(vec![sock(b"/run/x.sock", 0o4777, false)]), &root(), "socket file of mode");
         refused(&with_unix(vec![sock(b"\0abstract", 0o600, false)]), &root(), "socket file of mode");
         refused(&with_unix(vec![sock(b"/run/x.sock", 0o600, true)]), &root(), "socket file of mode");
+        refused(&with_unix(vec![sock(b"x.sock", 0o600, false)]), &root(), "socket file of mode");
+        // a relative name with the directory it was bound in
+        let rel = |name: &[u8], dir: &str| UnixObj { bound_in: dir.into(), ..sock(name, 0o600, false) };
+        assert!(validate_with(&with_unix(vec![rel(b"x.sock", "/srv/app")]), &root()).is_ok());
+        refused(&with_unix(vec![rel(b"/run/x.sock", "/srv/app")]), &root(), "not a relative path");
+        refused(&with_unix(vec![rel(b"\0abstract", "/srv/app")]), &root(), "not a relative path");
+        refused(&with_unix(vec![rel(b"x.sock", "srv/app")]), &root(), "directory of its relative name");
+        refused(&with_unix(vec![UnixObj { file: None, ..rel(b"x.sock", "/srv") }]), &root(), "not a relative path");
     }
 
     #[test]

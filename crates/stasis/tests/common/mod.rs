@@ -851,6 +851,24 @@ impl Workload {
         self.assert_running_untouched();
     }
 
+    /// `dump --leave-running`; the original then passes its checks and exits; then the
+    /// image is restored into a copy waiting for go (with --allow-changed-files: stdout
+    /// grew by the original's verdict, the copy writes its own at its offset). False in
+    /// direct mode (nothing was dumped).
+    pub fn leave_running_then_restore(&mut self) -> bool {
+        self.dump_leave_running();
+        if direct() {
+            return false;
+        }
+        self.go();
+        let st = self.wait_exit(EXIT_TIMEOUT);
+        let out = self.output();
+        assert!(st == Exit::Code(0) && out.contains("PASS") && !out.contains("FAIL"), "original after the dump: {st:?}\n{}", self.report());
+        std::fs::remove_file(self.work.join("go")).unwrap();
+        self.restore_with(&["--allow-changed-files"]);
+        true
+    }
+
     /// The original is alive, no task is stopped or traced.
     pub fn assert_running_untouched(&mut self) {
         if let Some(c) = self.child.as_mut() {

@@ -78,6 +78,20 @@
  *           rule: after go the client reads "tail" then end of file, the server end reads
  *           end of file and writing fails with EPIPE; the server end ends CLOSE without
  *           passing through TIME_WAIT (its port binds again without SO_REUSEADDR)
+ *   acceptq  connections waiting in accept queues, their clients ours: an IPv4 listener
+ *           (non-blocking, SO_REUSEADDR) with three, 20 ms apart: c1 (TCP_NODELAY,
+ *           SO_KEEPALIVE, TCP_KEEPIDLE 77), then a forked child's, then c3, which shut
+ *           down for writing (its server end is CLOSE_WAIT); an IPv6 listener on ::1 with
+ *           two, c4 bound to port 0 by connect and c5 bound first. After go each
+ *           listener accepts them in that order (peer port = the client's port as it was,
+ *           local address the listener's), then nothing more; data flows both ways (the
+ *           child writes "child-hello", reads "srv" and end of file, exits 0); the
+ *           accepted end of c3 reads end of file at once, c3 still reads what it gets;
+ *           the clients kept their options. The accepted ends close first, so the
+ *           TIME_WAITs are the server's (a restore after a --leave-running run binds
+ *           the same client ports again). And a dual-stack listener on [::] with an
+ *           IPv4 client (the server end is v4-mapped). With "bytes": a sixth client that wrote
+ *           "early" before being accepted (for a refused dump only)
  *   closing  the same namespace set-up, the rule dropping packets to the server end:
  *           the client wrote "c-data" and shut down (its FIN dropped: FIN_WAIT1), then
  *           the server end wrote "s-data" and shut down; the client got that and the
@@ -1398,6 +1412,172 @@ static int wait_state(int fd, int want)
     return tcp_state(fd);
 }
 
+/* end of file on fd within 2 s (not a mere timeout) */
+static int eof_within(int fd)
+{
+    struct pollfd p = { fd, POLLIN, 0 };
+    char b;
+    return poll(&p, 1, 2000) == 1 && recv(fd, &b, 1, MSG_DONTWAIT) == 0;
+}
+
+/* accept on non-blocking l within 3 s; the peer's port in *peer */
+static int accept_from(int l, int *peer)
+{
+    int a = accept_wait(l);
+    *peer = a >= 0 ? port_of(a, 1) : -1;
+    return a;
+}
+
+static int g_acceptq_bytes;
+
+/* A non-blocking listener with SO_REUSEADDR (backlog 8) on sa, its port filled in;
+ * v6only >= 0: IPV6_V6ONLY set to it first. */
+static int reuse_listener(struct sockaddr *sa, socklen_t sl, int v6only)
+{
+    int l = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (v6only >= 0)
+        SET(l, IPPROTO_IPV6, IPV6_V6ONLY, v6only);
+    SET(l, SOL_SOCKET, SO_REUSEADDR, 1);
+    bind_any_port(l, sa, sl);
+    if (listen(l, 8))
+        DIE("listen");
+    return l;
+}
+
+static int mode_acceptq(int phase)
+{
+    static int l4, l6, l7, c1, c3, c4, c5, c7, child, p1, p2, p3, p4, p5, p7, lport4, lport6;
+    if (phase == 0) {
+        signal(SIGPIPE, SIG_IGN);
+        struct sockaddr_in la = lo4(0);
+        l4 = reuse_listener((struct sockaddr *)&la, sizeof la, -1);
+        lport4 = ntohs(la.sin_port);
+        struct sockaddr_in6 l6a = { .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback };
+        l6 = reuse_listener((struct sockaddr *)&l6a, sizeof l6a, -1);
+        lport6 = ntohs(l6a.sin6_port);
+        c1 = socket(AF_INET, SOCK_STREAM, 0);
+        SET(c1, IPPROTO_TCP, TCP_NODELAY, 1);
+        SET(c1, SOL_SOCKET, SO_KEEPALIVE, 1);
+        SET(c1, IPPROTO_TCP, TCP_KEEPIDLE, 77);
+        if (connect(c1, (struct sockaddr *)&la, sizeof la))
+            DIE("connect c1");
+        p1 = port_of(c1, 0);
+        sleep_ms(20);
+        int pp[2];
+        if (pipe(pp))
+            DIE("pipe");
+        child = fork();
+        if (child < 0)
+            DIE("fork");
+        if (child == 0) {
+            close(pp[0]);
+            int c2 = socket(AF_INET, SOCK_STREAM, 0);
+            if (connect(c2, (struct sockaddr *)&la, sizeof la))
+                _exit(10);
+            int port = port_of(c2, 0);
+            if (write(pp[1], &port, sizeof port) != sizeof port)
+                _exit(11);
+            close(pp[1]);
+            wait_go();
+            char b[8] = { 0 };
+            int ok = port_of(c2, 0) == port && port_of(c2, 1) == lport4;
+            ok = ok && write(c2, "child-hello", 11) == 11;
+            ok = ok && read_n(c2, b, 3) == 3 && !memcmp(b, "srv", 3);
+            ok = ok && eof_within(c2); /* the server closed */
+            _exit(ok ? 0 : 12);
+        }
+        close(pp[1]);
+        if (read(pp[0], &p2, sizeof p2) != sizeof p2)
+            DIE("the child's port");
+        close(pp[0]);
+        sleep_ms(20);
+        c3 = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c3, (struct sockaddr *)&la, sizeof la) || shutdown(c3, SHUT_WR))
+            DIE("connect c3");
+        p3 = port_of(c3, 0);
+        sleep_ms(20);
+        c4 = socket(AF_INET6, SOCK_STREAM, 0);
+        if (connect(c4, (struct sockaddr *)&l6a, sizeof l6a))
+            DIE("connect c4");
+        p4 = port_of(c4, 0);
+        sleep_ms(20);
+        struct sockaddr_in6 b5 = { .sin6_family = AF_INET6, .sin6_addr = in6addr_loopback };
+        c5 = socket(AF_INET6, SOCK_STREAM, 0);
+        bind_any_port(c5, (struct sockaddr *)&b5, sizeof b5);
+        if (connect(c5, (struct sockaddr *)&l6a, sizeof l6a))
+            DIE("connect c5");
+        p5 = ntohs(b5.sin6_port);
+        /* a dual-stack listener (IPv6 wildcard) with an IPv4 client */
+        struct sockaddr_in6 l7a = { .sin6_family = AF_INET6, .sin6_addr = in6addr_any };
+        l7 = reuse_listener((struct sockaddr *)&l7a, sizeof l7a, 0);
+        struct sockaddr_in to7 = lo4(ntohs(l7a.sin6_port));
+        c7 = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(c7, (struct sockaddr *)&to7, sizeof to7))
+            DIE("connect c7");
+        p7 = port_of(c7, 0);
+        if (g_acceptq_bytes) {
+            /* a sixth that sent bytes before being accepted (the dump refuses it) */
+            int c6 = socket(AF_INET, SOCK_STREAM, 0);
+            if (connect(c6, (struct sockaddr *)&la, sizeof la) || write(c6, "early", 5) != 5)
+                DIE("connect c6");
+        }
+        sleep_ms(20);
+        info("ports", "%d %d %d %d %d", p1, p2, p3, p4, p5);
+        info("lport4", "%d", lport4);
+        info("listener_fd", "%d", l4);
+        return 0;
+    }
+    int peer[5], a[5];
+    a[0] = accept_from(l4, &peer[0]);
+    a[1] = accept_from(l4, &peer[1]);
+    a[2] = accept_from(l4, &peer[2]);
+    a[3] = accept_from(l6, &peer[3]);
+    a[4] = accept_from(l6, &peer[4]);
+    int want[5] = { p1, p2, p3, p4, p5 };
+    for (int i = 0; i < 5; i++) {
+        CHECK(a[i] >= 0 && peer[i] == want[i], "accepted #%d: peer port %d, want %d (%d %d %d | %d %d)", i, peer[i], want[i], p1, p2, p3, p4, p5);
+        CHECK(a[i] < 0 || port_of(a[i], 0) == (i < 3 ? lport4 : lport6), "accepted #%d: local port %d", i, a[i] < 0 ? -1 : port_of(a[i], 0));
+    }
+    CHECK(accept(l4, NULL, NULL) < 0 && errno == EAGAIN, "a fourth connection on the IPv4 listener");
+    CHECK(accept(l6, NULL, NULL) < 0 && errno == EAGAIN, "a third connection on the IPv6 listener");
+    /* the clients: same ports, connected to the listeners, options kept */
+    CHECK(port_of(c1, 0) == p1 && port_of(c1, 1) == lport4, "c1: ports %d -> %d", port_of(c1, 0), port_of(c1, 1));
+    CHECK(port_of(c3, 0) == p3 && port_of(c4, 0) == p4 && port_of(c5, 0) == p5, "client ports %d %d %d", port_of(c3, 0), port_of(c4, 0), port_of(c5, 0));
+    CHECK(geti(c1, IPPROTO_TCP, TCP_NODELAY) == 1 && geti(c1, SOL_SOCKET, SO_KEEPALIVE) == 1 && geti(c1, IPPROTO_TCP, TCP_KEEPIDLE) == 77,
+          "c1 options: nodelay %d keepalive %d keepidle %d", geti(c1, IPPROTO_TCP, TCP_NODELAY), geti(c1, SOL_SOCKET, SO_KEEPALIVE),
+          geti(c1, IPPROTO_TCP, TCP_KEEPIDLE));
+    char b[16] = { 0 };
+    if (a[0] >= 0)
+        check_conn(c1, a[0], "", "", "c1");
+    if (a[1] >= 0) {
+        CHECK(read_n(a[1], b, 11) == 11 && !memcmp(b, "child-hello", 11), "from the child: '%s'", b);
+        CHECK(write(a[1], "srv", 3) == 3, "to the child");
+    }
+    if (a[2] >= 0) {
+        CHECK(eof_within(a[2]), "c3 had shut down for writing: its accepted end reads end of file");
+        CHECK(write(a[2], "to-c3", 5) == 5 && read_n(c3, b, 5) == 5 && !memcmp(b, "to-c3", 5), "server -> c3 after its shutdown");
+        CHECK(write(c3, "x", 1) < 0 && errno == EPIPE, "c3 still shut down for writing");
+    }
+    int peer7, a7 = accept_from(l7, &peer7);
+    CHECK(a7 >= 0 && peer7 == p7, "dual-stack listener: accepted peer port %d, want %d", peer7, p7);
+    if (a7 >= 0) {
+        check_conn(c7, a7, "", "", "c7 (IPv4 client of a dual-stack listener)");
+        close(a7);
+    }
+    if (a[3] >= 0)
+        check_conn(c4, a[3], "", "", "c4 (IPv6)");
+    if (a[4] >= 0)
+        check_conn(c5, a[4], "", "", "c5 (IPv6, bound first)");
+    /* the server ends close first (their TIME_WAITs do not hold the client ports) */
+    for (int i = 0; i < 5; i++)
+        if (a[i] >= 0)
+            close(a[i]);
+    int st = -1;
+    CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child: status %#x", st);
+    sleep_ms(50);
+    return 0;
+}
+
 static int mode_lastack(int phase)
 {
     static int c, a;
@@ -1471,6 +1651,8 @@ int main(int argc, char **argv)
     int to_result = 0;
     for (int i = 3; i < argc; i++)
         to_result |= !strcmp(argv[i], "result");
+    for (int i = 3; i < argc; i++)
+        g_acceptq_bytes |= !strcmp(argv[i], "bytes");
     g_port = argc > 3 ? atoi(argv[3]) : 0;
     int (*fn)(int) = !strcmp(mode, "opts")      ? mode_opts
                      : !strcmp(mode, "v6")      ? mode_v6
@@ -1490,6 +1672,7 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "udpwild") ? mode_udpwild
                      : !strcmp(mode, "lastack") ? mode_lastack
                      : !strcmp(mode, "closing") ? mode_closing
+                     : !strcmp(mode, "acceptq") ? mode_acceptq
                                                 : NULL;
     if (!fn) {
         printf("FAIL: unknown mode %s\n", mode);

@@ -1,11 +1,9 @@
 /*
- * pipe_async [outside|direct]: a pipe whose read end has O_ASYNC with an owner
+ * pipe_async [outside]: a pipe whose read end has O_ASYNC with an owner
  * (F_SETOWN): a writer makes the kernel send SIGIO to the owner.
  *   (no arg)  the owner is this process: dumped and restored with flag and owner.
  *   outside   the owner is the parent (outside the dumped tree): the dump is refused
  *             (after restore the signals would go elsewhere).
- *   direct    the pipe also has O_DIRECT (packet mode), which stasis does not recreate:
- *             refused.
  * After go: the flag and owner are untouched, and a write still raises SIGIO (to us,
  * or, for "outside", nothing to check but the flag and owner).
  */
@@ -24,8 +22,7 @@ int main(int argc, char **argv)
     signal(SIGIO, on_io);
     const char *mode = argc > 2 ? argv[2] : "";
     int owner = strcmp(mode, "outside") ? getpid() : getppid();
-    int extra = strcmp(mode, "direct") ? 0 : O_DIRECT;
-    if (fcntl(p[0], F_SETOWN, owner) || fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_ASYNC | extra))
+    if (fcntl(p[0], F_SETOWN, owner) || fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_ASYNC))
         DIE("O_ASYNC");
     info("fd", "%d", p[0]);
     ready();

@@ -4,8 +4,8 @@ stream offset i = i % 251) in 1 KiB chunks every 5 ms and checking every byte th
 receive against it: a lost, repeated or reordered byte is a mismatch.
 
 args: WORKDIR [async]. Keeps WORKDIR/held.txt open (a test changes it to make a restore
-fail). `async` also holds a pipe in packet mode, O_DIRECT (a dump refuses it, after
-the network lock was taken; the mode keeps its old name). Prints INFO port=, READY once the client is accepted.
+fail). `async` also holds a POSIX message queue (a dump refuses it, after the network
+lock was taken; the mode keeps its old name; the queue is unlinked right away). Prints INFO port=, READY once the client is accepted.
 After WORKDIR/go: stops sending, shuts its side down (SHUT_WR), reads until the
 client's EOF, prints INFO sent= and INFO recv= and PASS if every byte matched and the
 connection never failed.
@@ -28,7 +28,13 @@ def pattern(off, n):
 
 held = open(os.path.join(d, "held.txt"), "a+")  # a file the test may change (restore refuses)
 if mode == "async":
-    r, w = os.pipe2(os.O_DIRECT)
+    import ctypes
+    rt = ctypes.CDLL("librt.so.1", use_errno=True)
+    name = b"/stasis-netlock-%d" % os.getpid()
+    mq = rt.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, None)
+    if mq < 0:
+        sys.exit("mq_open: errno %d" % ctypes.get_errno())
+    rt.mq_unlink(name)
 ls = socket.socket()
 ls.bind(("127.0.0.1", 0))
 ls.listen(1)

@@ -5,8 +5,9 @@
  *   the child listens on an abstract name; the parent connects:
  *     c2 (parent) has the child's uid/gid, a2 (child, accepted) root's;
  *   the child makes a socketpair sp: both ends have the child's uid/gid.
- * After restore each is read from inside (the child reports through a pipe): uid and
- * gid as before. The pid is printed, not checked (restore cannot record the right one).
+ *   After restore a new client of the parent's listener gets the parent as its peer.
+ * After restore each is read from inside (the child reports through a pipe): pid, uid
+ * and gid as before (the pid: the process that connected, listened or made the pair).
  */
 #include "common.h"
 #include <sys/socket.h>
@@ -15,14 +16,14 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-static int cred_is(int s, uid_t uid, gid_t gid, const char *what, char *out, size_t n)
+static int cred_is(int s, pid_t pid, uid_t uid, gid_t gid, const char *what, char *out, size_t n)
 {
     struct ucred u = { 0 };
     socklen_t l = sizeof u;
     if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &u, &l) < 0)
         return snprintf(out, n, "%s: SO_PEERCRED: %s; ", what, strerror(errno)), 0;
-    if (u.uid != uid || u.gid != gid)
-        return snprintf(out, n, "%s: peer uid %u gid %u, want %u %u (pid %d); ", what, u.uid, u.gid, uid, gid, u.pid), 0;
+    if (u.pid != pid || u.uid != uid || u.gid != gid)
+        return snprintf(out, n, "%s: peer pid %d uid %u gid %u, want %d %u %u; ", what, u.pid, u.uid, u.gid, pid, uid, gid), 0;
     return 1;
 }
 
@@ -63,13 +64,13 @@ int main(int argc, char **argv)
         wait_go();
         char msg[1024] = "";
         size_t o = 0;
-        int ok = cred_is(c1, 0, 0, "c1", msg, sizeof msg);
+        int ok = cred_is(c1, getppid(), 0, 0, "c1", msg, sizeof msg);
         o = strlen(msg);
-        ok &= cred_is(a2s, 0, 0, "a2", msg + o, sizeof msg - o);
+        ok &= cred_is(a2s, getppid(), 0, 0, "a2", msg + o, sizeof msg - o);
         o = strlen(msg);
-        ok &= cred_is(sp[0], 1000, 1000, "sp[0]", msg + o, sizeof msg - o);
+        ok &= cred_is(sp[0], getpid(), 1000, 1000, "sp[0]", msg + o, sizeof msg - o);
         o = strlen(msg);
-        ok &= cred_is(sp[1], 1000, 1000, "sp[1]", msg + o, sizeof msg - o);
+        ok &= cred_is(sp[1], getpid(), 1000, 1000, "sp[1]", msg + o, sizeof msg - o);
         if (write(rep[1], msg, strlen(msg) + 1) < 0)
             DIE("report");
         for (;;)
@@ -85,16 +86,17 @@ int main(int argc, char **argv)
     ready();
     wait_go();
     char msg[1024] = "";
-    cred_is(a1s, 1000, 1000, "a1", msg, sizeof msg);
-    cred_is(c2, 1000, 1000, "c2", msg + strlen(msg), sizeof msg - strlen(msg));
+    cred_is(a1s, child, 1000, 1000, "a1", msg, sizeof msg);
+    cred_is(c2, child, 1000, 1000, "c2", msg + strlen(msg), sizeof msg - strlen(msg));
+    // a client of the restored listener: the listener's peer is who called listen()
+    int c3 = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (c3 < 0 || connect(c3, (void *)&a1, sizeof a1))
+        DIE("connect 3");
+    cred_is(c3, getpid(), 0, 0, "c3", msg + strlen(msg), sizeof msg - strlen(msg));
     CHECK(!msg[0], "parent: %s", msg);
     char cm[1024] = "";
     ssize_t n = read(rep[0], cm, sizeof cm - 1);
     CHECK(n == 1 && !cm[0], "child: %s", n > 0 ? cm : "no report");
-    struct ucred u = { 0 };
-    socklen_t ul = sizeof u;
-    getsockopt(a1s, SOL_SOCKET, SO_PEERCRED, &u, &ul);
-    wl_out("a1 peer pid %d (the child is %d)\n", u.pid, child);
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
     return finish();

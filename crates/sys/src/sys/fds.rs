@@ -208,6 +208,10 @@ pub struct InetDiag {
     pub md5: bool,
     /// An upper layer protocol is attached (INET_DIAG_ULP_INFO: kernel TLS...).
     pub ulp: bool,
+    /// tcp_info's tcpi_last_data_sent (INET_DIAG_INFO): milliseconds since the socket
+    /// last sent data, or since it was made if it never did (a connection waiting to
+    /// be accepted: its age, in scheduler ticks).
+    pub last_data_sent: u32,
 }
 
 /// Every TCP (protocol 6) or UDP (17) socket of `family` (AF_INET / AF_INET6).
@@ -235,7 +239,9 @@ pub fn inet_diag(family: i32, protocol: u8) -> Result<Vec<InetDiag>> {
         let sport = u16::from_be_bytes([m[4], m[5]]);
         let src: [u8; 16] = m[8..24].try_into().unwrap();
         let cookie = u64::from(u(44)) | (u64::from(u(48)) << 32);
-        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68), shutdown, dport, dst, sport, src, cookie, md5, ulp });
+        // struct tcp_info: 8 bytes of u8 fields, 9 u32, then tcpi_last_data_sent
+        let last_data_sent = attrs.iter().find(|(t, _)| *t == 2).and_then(|(_, v)| v.get(44..48)).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()));
+        out.push(InetDiag { state: m[1], rqueue: u(56), wqueue: u(60), ino: u(68), shutdown, dport, dst, sport, src, cookie, md5, ulp, last_data_sent });
     }
     Ok(out)
 }

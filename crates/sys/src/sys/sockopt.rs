@@ -2,7 +2,7 @@
 //! classic BPF filter of a socket (SO_GET_FILTER counts in instructions, SO_ATTACH_FILTER
 //! takes a `struct sock_fprog` holding a pointer).
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use super::c;
 use crate::Result;
@@ -164,4 +164,111 @@ pub fn geteuid() -> u32 {
 pub fn getegid() -> u32 {
     // SAFETY: getegid has no arguments and cannot fail.
     unsafe { libc::getegid() }
+}
+
+/// A call whose caller the kernel records as a unix socket's peer credentials
+/// (SO_PEERCRED: pid, effective uid and gid), made by a stand-in process ([`as_peer`]).
+#[derive(Clone, Copy, Debug)]
+pub enum PeerCall<'a> {
+    /// listen(2) with this backlog: clients connecting later get the caller.
+    Listen(BorrowedFd<'a>, i32),
+    /// connect(2) to this raw sockaddr: the accepted end gets the caller.
+    Connect(BorrowedFd<'a>, &'a [u8]),
+    /// socketpair(2) of this type (SOCK_CLOEXEC), its ends moved onto these two fds,
+    /// which they replace: both ends get the caller.
+    Socketpair(i32, BorrowedFd<'a>, BorrowedFd<'a>),
+}
+
+/// Makes `call` from a short-lived process whose pid is `who.pid` (in our PID
+/// namespace, clone3 set_tid) and whose effective uid and gid are `who`'s, so that the
+/// peer credentials the kernel records name that process — the one a restore is about to
+/// recreate with that pid. The stand-in shares our fd table (CLONE_FILES), so `call`
+/// works on our fds; it keeps our capabilities across the uid change
+/// (SECBIT_NO_SETUID_FIXUP), makes the call, and exits; it is reaped before this returns,
+/// so the pid is free again.
+///
+/// Outer Err: no stand-in could be made with that pid (EEXIST: the pid is in use, ours
+/// included). Inner: the call's own result.
+pub fn as_peer(who: super::Creds, call: PeerCall<'_>) -> Result<Result<()>> {
+    let set_tid = [who.pid];
+    let args = crate::kabi::CloneArgs {
+        flags: libc::CLONE_FILES as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        set_tid: set_tid.as_ptr() as u64,
+        set_tid_size: 1,
+        ..Default::default()
+    };
+    // SAFETY: a fork-like clone3 (no CLONE_VM, CLONE_THREAD, CLONE_SIGHAND or
+    // CLONE_SETTLS): the child has its own copy of our memory. It may be forked from a
+    // multi-threaded process (a restore makes some pairs from a helper thread), so the
+    // child runs only `stand_in`, which makes raw system calls and touches no lock,
+    // allocator or other shared state, and ends in _exit. set_tid points to a live array
+    // of one pid.
+    let child = c(unsafe { libc::syscall(libc::SYS_clone3, &args as *const crate::kabi::CloneArgs, std::mem::size_of_val(&args)) })?;
+    if child == 0 {
+        let code = stand_in(who, call);
+        // SAFETY: _exit ends the stand-in without running anything of ours.
+        unsafe { libc::_exit(code) }
+    }
+    let status = super::waitpid(child as i32, libc::__WALL)?;
+    Ok(match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, errno) => Err(std::io::Error::from_raw_os_error(errno)),
+        _ => Err(std::io::Error::other(format!("the stand-in process {} died (wait status {status:#x})", who.pid))),
+    })
+}
+
+/// The stand-in's part of [`as_peer`]: raw calls only. Returns its exit code: 0, or
+/// the errno of the call that failed (errno values fit in an exit code).
+fn stand_in(who: super::Creds, call: PeerCall<'_>) -> i32 {
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    // SAFETY (all blocks below): raw system calls with integer arguments or pointers to
+    // live locals and borrowed buffers; they change only this stand-in's credentials
+    // (it is a process of its own) or act on fds of the table it shares with us.
+    unsafe {
+        if (who.uid, who.gid) != (libc::geteuid(), libc::getegid()) {
+            let bits = libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0);
+            if bits < 0 || libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong | SECBIT_NO_SETUID_FIXUP, 0, 0, 0) < 0 {
+                return errno();
+            }
+            let keep = u32::MAX as libc::c_long; // -1: unchanged
+            if libc::syscall(libc::SYS_setresgid, keep, who.gid as libc::c_long, keep) < 0
+                || libc::syscall(libc::SYS_setresuid, keep, who.uid as libc::c_long, keep) < 0
+            {
+                return errno();
+            }
+        }
+        let r = match call {
+            PeerCall::Listen(fd, backlog) => libc::listen(fd.as_raw_fd(), backlog),
+            PeerCall::Connect(fd, addr) => libc::connect(fd.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t),
+            PeerCall::Socketpair(ty, a, b) => {
+                let mut fds = [0i32; 2];
+                if libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) < 0 {
+                    return errno();
+                }
+                let moved = libc::dup3(fds[0], a.as_raw_fd(), libc::O_CLOEXEC) >= 0 && libc::dup3(fds[1], b.as_raw_fd(), libc::O_CLOEXEC) >= 0;
+                let e = errno();
+                libc::close(fds[0]);
+                libc::close(fds[1]);
+                if moved {
+                    0
+                } else {
+                    return e;
+                }
+            }
+        };
+        if r < 0 {
+            errno()
+        } else {
+            0
+        }
+    }
+}
+
+/// socketpair(2) of type `ty` made as `who` ([`as_peer`]): both ends' peer credentials
+/// name that process. Outer Err as for [`as_peer`].
+pub fn socketpair_as(ty: i32, who: super::Creds) -> Result<Result<(OwnedFd, OwnedFd)>> {
+    // two fds of ours for the stand-in's pair to replace
+    let (a, b) = super::socketpair(ty)?;
+    Ok(as_peer(who, PeerCall::Socketpair(ty, a.as_fd(), b.as_fd()))?.map(|_| (a, b)))
 }

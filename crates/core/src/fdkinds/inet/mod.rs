@@ -1,5 +1,6 @@
 //! IPv4 and IPv6 sockets that can be recreated from their addresses, options and TCP
-//! state: TCP listeners (with an empty accept queue, or with `--skip-in-flight`), idle
+//! state: TCP listeners (with the connections of the tree's clients waiting in their
+//! accept queue, `waiting.rs`; others only with `--skip-in-flight`), idle
 //! TCP sockets, TCP connections being established (SYN_SENT: restore connects again),
 //! established TCP connections (TCP_REPAIR, `tcp.rs`; one shut down for reading stays
 //! so), UDP and UDP-Lite sockets, ICMP "ping" sockets and raw sockets, bound and/or
@@ -20,8 +21,8 @@
 //! TCP_REPAIR, the rest come as segments from the peer with the urgent pointer (`tcp.rs`).
 //! UDP sockets bound to one address keep their queued datagrams (`udpq.rs`).
 //! Refused: SYN_RECV, datagrams queued on other datagram sockets (a wildcard-bound UDP socket: their
-//! destination address is unknown), listeners with connections waiting (unless
-//! `--skip-in-flight`).
+//! destination address is unknown), listeners with connections waiting that hold
+//! bytes or whose client is outside the tree (unless `--skip-in-flight`).
 //!
 //! Restore creates the socket, sets the "early" options (SO_REUSEADDR, IPV6_V6ONLY,
 //! SO_BINDTODEVICE...), binds the saved address in the restorer (the original process is
@@ -41,6 +42,7 @@ pub mod options;
 mod rawpkt;
 pub mod tcp;
 pub mod udpq;
+pub mod waiting;
 
 pub use tcp::{finish_restore, send_from_peer};
 
@@ -84,7 +86,7 @@ pub fn saved_options(o: &InetObj) -> Vec<SockOpt> {
     }
 }
 
-fn port_of(addr: &[u8]) -> u16 {
+pub(crate) fn port_of(addr: &[u8]) -> u16 {
     if addr.len() >= 4 {
         u16::from_be_bytes([addr[2], addr[3]])
     } else {
@@ -231,7 +233,7 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
         let fresh = sys::socket(family, ty, proto)
             .or_else(|_| sys::socket(family, libc::SOCK_DGRAM, 0))
             .map_err(|e| sys_err("a new socket to compare options with", e))?;
-        Ok(options::dump(dup.as_fd(), fresh.as_fd(), &sock_kind(o)))
+        options::dump(dup.as_fd(), fresh.as_fd(), &sock_kind(o)).map_err(refuse)
     };
     let mut keep_local = bound(&local, raw);
     if proto == libc::IPPROTO_TCP && !raw {
@@ -249,15 +251,12 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                 return Err(refuse(format!("in TCP state {} on {}", tcp::state_name(d.state), fmt_addr(&local))));
             }
             if d.rqueue > 0 {
-                if !skip_in_flight {
-                    return Err(refuse(format!(
-                        "listening on {} with {} connections waiting to be accepted (they cannot be recreated; \
-                         dump with --skip-in-flight to save the listener with an empty queue)",
-                        fmt_addr(&local),
-                        d.rqueue
-                    )));
+                // (their clients are found among the tree's sockets later: waiting::match_clients)
+                match waiting::dump(&diag, family, &local, d.rqueue, skip_in_flight) {
+                    Ok(w) => o.waiting = w,
+                    Err(why) if !skip_in_flight => return Err(refuse(why)),
+                    Err(why) => tracing::warn!(pid, fd, queued = d.rqueue, "{why}: --skip-in-flight: saved with an empty queue"),
                 }
-                tracing::warn!(pid, fd, queued = d.rqueue, "--skip-in-flight: listener on {} saved without its {} waiting connections", fmt_addr(&local), d.rqueue);
             }
             o.listening = true;
             o.backlog = d.wqueue;
@@ -456,7 +455,7 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
     let s = sys::socket(o.family, o.sock_type, o.protocol).map_err(|e| format!("socket: {e}"))?;
     options::apply(s.as_fd(), &opts, &k, When::Early)?;
     let late = |s: &OwnedFd| options::apply(s.as_fd(), &opts, &k, When::Late);
-    let connection = o.tcp.is_some() || o.tcp_state == u32::from(tcp::SYN_SENT);
+    let connection = o.tcp.is_some() || o.tcp_state == u32::from(tcp::SYN_SENT) || o.accept_on != 0;
     if connection && tcp_close {
         closed(&s, o);
         late(&s)?;
@@ -531,8 +530,14 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
             o.tcp_state
         ));
     }
-    if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none()) {
+    if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none() && o.accept_on == 0) {
         return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection)", o.shutdown));
+    }
+    if o.accept_on != 0 && (!tcp || o.listening || o.tcp.is_some() || o.tcp_state != 0 || o.peer.is_empty() || !bound(&o.local, false)) {
+        return Err("a client waiting to be accepted that is not a bound, connected TCP socket without TCP_REPAIR state".into());
+    }
+    if !o.waiting.is_empty() && !o.listening {
+        return Err(format!("{} waiting connections of a socket that does not listen", o.waiting.len()));
     }
     if let Some(c) = &o.tcp {
         use tcp::MAX_QUEUE;

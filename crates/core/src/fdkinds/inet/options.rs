@@ -52,6 +52,8 @@ pub enum Val {
     Bytes(usize),
     /// A NUL-padded name of at most this many bytes (device, congestion control).
     Name(usize),
+    /// Bytes of any value, at most this many (IP_OPTIONS: as many as the kernel gives).
+    Upto(usize),
     /// A classic BPF program (SO_ATTACH_FILTER / SO_GET_FILTER).
     Filter,
     /// SO_RCVBUF / SO_SNDBUF: the kernel doubles what is set; restored with the FORCE
@@ -143,6 +145,15 @@ pub static TABLE: &[Opt] = &[
     o(SOL_SOCKET, 45, "SO_SELECT_ERR_QUEUE", Int, Early, Any),
     o(SOL_SOCKET, 46, "SO_BUSY_POLL", Int, Early, Any),
     o(SOL_SOCKET, 60, "SO_ZEROCOPY", Int, Early, Any),
+    o(SOL_SOCKET, 69, "SO_PREFER_BUSY_POLL", Int, Early, Any),
+    o(SOL_SOCKET, 49, "SO_INCOMING_CPU", Int, Early, Any),
+    o(SOL_SOCKET, 41, "SO_WIFI_STATUS", Int, Early, Any),
+    o(SOL_SOCKET, 74, "SO_TXREHASH", Int, Early, Any),
+    o(SOL_SOCKET, 75, "SO_RCVMARK", Int, Early, Any),
+    // a u64 when asked with 8 bytes
+    o(SOL_SOCKET, 47, "SO_MAX_PACING_RATE", Bytes(8), Early, Any),
+    // struct sock_txtime: clock id, flags
+    o(SOL_SOCKET, 61, "SO_TXTIME", Bytes(8), Early, Any),
     o(SOL_SOCKET, SO_PASSPIDFD, "SO_PASSPIDFD", Int, Early, Unix),
     // Linux 6.16+ (elsewhere getsockopt fails and nothing is saved)
     o(SOL_SOCKET, SO_PASSRIGHTS, "SO_PASSRIGHTS", Int, Early, Unix),
@@ -171,6 +182,9 @@ pub static TABLE: &[Opt] = &[
     o(SOL_IP, 20, "IP_RECVORIGDSTADDR", Int, Early, V4),
     o(SOL_IP, 25, "IP_RECVFRAGSIZE", Int, Early, V4),
     o(SOL_IP, 18, "IP_PASSSEC", Int, Early, V4),
+    o(SOL_IP, 50, "IP_UNICAST_IF", Int, Early, V4),
+    // the IP options sent with every packet (at most 40 bytes)
+    o(SOL_IP, 4, "IP_OPTIONS", Upto(40), Early, V4),
     o(SOL_IP, 23, "IP_CHECKSUM", Int, Early, V4),
     o(SOL_IP, 32, "IP_MULTICAST_IF", Bytes(4), Early, V4Dgram),
     o(SOL_IP, 33, "IP_MULTICAST_TTL", Int, Early, V4Dgram),
@@ -192,6 +206,15 @@ pub static TABLE: &[Opt] = &[
     o(SOL_IPV6, 25, "IPV6_RECVERR", Int, Early, V6),
     o(SOL_IPV6, 60, "IPV6_RECVPATHMTU", Int, Early, V6),
     o(SOL_IPV6, 74, "IPV6_RECVORIGDSTADDR", Int, Early, V6),
+    o(SOL_IPV6, 56, "IPV6_RECVRTHDR", Int, Early, V6),
+    o(SOL_IPV6, 53, "IPV6_RECVHOPOPTS", Int, Early, V6),
+    o(SOL_IPV6, 58, "IPV6_RECVDSTOPTS", Int, Early, V6),
+    o(SOL_IPV6, 77, "IPV6_RECVFRAGSIZE", Int, Early, V6),
+    o(SOL_IPV6, 11, "IPV6_FLOWINFO", Int, Early, V6),
+    o(SOL_IPV6, 33, "IPV6_FLOWINFO_SEND", Int, Early, V6),
+    o(SOL_IPV6, 73, "IPV6_MINHOPCOUNT", Int, Early, V6),
+    o(SOL_IPV6, 72, "IPV6_ADDR_PREFERENCES", Int, Early, V6),
+    o(SOL_IPV6, 76, "IPV6_UNICAST_IF", Int, Early, V6),
     o(SOL_IPV6, 17, "IPV6_MULTICAST_IF", Int, Early, V6Dgram),
     o(SOL_IPV6, 18, "IPV6_MULTICAST_HOPS", Int, Early, V6Dgram),
     o(SOL_IPV6, 19, "IPV6_MULTICAST_LOOP", Int, Early, V6Dgram),
@@ -214,6 +237,11 @@ pub static TABLE: &[Opt] = &[
     o(SOL_TCP, 30, "TCP_FASTOPEN_CONNECT", Int, Early, TcpUnconnected),
     o(SOL_TCP, 25, "TCP_NOTSENT_LOWAT", Int, Early, Tcp),
     o(SOL_TCP, 37, "TCP_TX_DELAY", Int, Early, Tcp),
+    o(SOL_TCP, 27, "TCP_SAVE_SYN", Int, Early, Tcp),
+    o(SOL_TCP, 36, "TCP_INQ", Int, Early, Tcp),
+    // Linux 6.15+ (elsewhere getsockopt fails and nothing is saved)
+    o(SOL_TCP, 45, "TCP_RTO_MIN_US", Int, Early, Tcp),
+    o(SOL_TCP, 46, "TCP_DELACK_MAX_US", Int, Early, Tcp),
     o(SOL_TCP, 3, "TCP_CORK", Int, Late, Tcp),
     // UDP, UDP-Lite
     o(SOL_UDP, 1, "UDP_CORK", Int, Late, Udp),
@@ -275,7 +303,7 @@ pub fn label(level: i32, name: i32) -> String {
 fn read(fd: BorrowedFd<'_>, o: &Opt) -> Option<Vec<u8>> {
     let r = match o.val {
         Int | Buf => sys::getsockopt_bytes(fd, o.level, o.name, 4),
-        Bytes(n) | Name(n) => sys::getsockopt_bytes(fd, o.level, o.name, n),
+        Bytes(n) | Name(n) | Upto(n) => sys::getsockopt_bytes(fd, o.level, o.name, n),
         Filter => sys::get_filter(fd),
     };
     let mut v = r.ok()?;
@@ -299,9 +327,13 @@ fn read(fd: BorrowedFd<'_>, o: &Opt) -> Option<Vec<u8>> {
 /// Dump: the options of `fd` that differ from those of `fresh`, a socket just created
 /// with the same family, type and protocol (in the same network namespace), and their
 /// COMPANIONS.
-pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Vec<SockOpt> {
+pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Result<Vec<SockOpt>, String> {
     let mut out: Vec<SockOpt> = Vec::new();
     for o in TABLE.iter().filter(|o| o.applies.matches(k)) {
+        if matches!(o.val, Filter) && sys::get_filter(fd).is_err_and(|e| e.raw_os_error() == Some(libc::EACCES)) {
+            // SO_GET_FILTER refuses a filter that has no classic form
+            return Err("with an eBPF program as its filter (SO_ATTACH_BPF: the kernel cannot give the program back)".into());
+        }
         let Some(v) = read(fd, o) else { continue };
         let companion = COMPANIONS
             .iter()
@@ -316,7 +348,7 @@ pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Vec<Sock
             out.push(SockOpt { level: o.level, name: o.name, value: v });
         }
     }
-    out
+    Ok(out)
 }
 
 /// Validation of one saved option for a socket of kind `k`: it is in the table and its
@@ -328,6 +360,7 @@ pub fn check(s: &SockOpt, k: &SockKind) -> std::result::Result<(), String> {
         Int | Buf => n == 4,
         Bytes(len) => n == len,
         Name(max) => n < max && !s.value.contains(&0),
+        Upto(max) => n <= max,
         Filter => n > 0 && n.is_multiple_of(sys::SOCK_FILTER_LEN) && n / sys::SOCK_FILTER_LEN <= sys::BPF_MAXINSNS,
     };
     if !ok {
@@ -359,7 +392,7 @@ pub fn apply(fd: BorrowedFd<'_>, opts: &[SockOpt], k: &SockKind, when: When) -> 
             continue; // validate refuses it; never reached
         }
         let r = match o.val {
-            Int | Bytes(_) | Name(_) => sys::setsockopt_bytes(fd, o.level, o.name, &s.value),
+            Int | Bytes(_) | Name(_) | Upto(_) => sys::setsockopt_bytes(fd, o.level, o.name, &s.value),
             Filter => sys::attach_filter(fd, &s.value),
             Buf => {
                 let v = i32::from_le_bytes(s.value.as_slice().try_into().map_err(|_| format!("{}: not an int", o.label))?);
