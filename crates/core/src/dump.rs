@@ -210,11 +210,12 @@ fn cleanup_dir(dir: &Path) {
     }
 }
 
-/// Everything collected while the process is frozen (minus page contents).
-fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
+/// Everything collected while the process is frozen (minus page contents), and the
+/// NUMA policies of its VMAs by start address (for the VMAs `mem::collect` makes).
+fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<(Process, Vec<(u64, MemPolicy)>)> {
     let pid = fz.pid;
     let par = Parasite::start(fz, vdso)?;
-    let r = (|| -> Result<Process> {
+    let r = (|| -> Result<(Process, Vec<(u64, MemPolicy)>)> {
         let creds = task::dump_creds(pid, &par, pid)?;
         let threads = task::dump_threads(fz, &par, &creds)?;
         let sigactions = task::dump_sigactions(fz, &par)?;
@@ -224,8 +225,11 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
         let brk = par.call(pid, libc::SYS_brk, &[0])?;
         let thp = par.call(pid, libc::SYS_prctl, &[libc::PR_GET_THP_DISABLE as u64, 0, 0, 0, 0])?;
         let membarrier = task::membarrier_registrations(&par, pid)?;
+        task::check_keyrings(fz, &par)?;
         // Linux 6.4+; EINVAL before: off
         let memory_merge = par.raw(pid, libc::SYS_prctl, &[task::PR_GET_MEMORY_MERGE, 0, 0, 0, 0])? == 1;
+        let lock_future = crate::mem::lock_future(pid, par.scratch)?;
+        let ldt = crate::ldt::dump(&par, pid)?;
         crate::aio::check_own(&par, pid)?;
         let sf = procfs::stat_fields(pid).ctx(pid, || "reading /proc/PID/stat".into())?;
         let mm = MmInfo {
@@ -245,8 +249,11 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
             thp_disabled: thp == 1,
             membarrier,
             memory_merge,
+            lock_future,
+            ldt,
         };
-        Ok(Process {
+        let vma_policies = crate::numa::dump_vmas(&par, pid)?;
+        let p = Process {
             pid,
             // the main thread's (the process's name, also when it has exited)
             comm: procfs::read(pid, &format!("task/{pid}/comm")).unwrap_or_default().trim_end().to_string(),
@@ -260,7 +267,8 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<Process> {
             posix_timers,
             rlimits: task::dump_rlimits(fz, &par)?,
             ..Default::default()
-        })
+        };
+        Ok((p, vma_policies))
     })();
     let held = par.stop_held();
     let stopped = par.stop();
@@ -553,7 +561,7 @@ fn write_image(
             }
         };
         let pid = fz.pid;
-        let mut process = collect_task_state(fz, vdso)?;
+        let (mut process, vma_policies) = collect_task_state(fz, vdso)?;
         process.ppid = ppid;
         process.ns_pids = crate::ns::ns_pids(pid, pid);
         // the main thread's own (its exit signal and, if it has exited, its status)
@@ -582,6 +590,11 @@ fn write_image(
         fd_state.shared.append(&mut col.shared);
         (process.fds, process.locks) = files::dump_fds(pid, &mut objs, &mut fd_state)?;
         mem::link_rings(pid, &mut col.vmas, &process.fds, &objs)?;
+        for (start, pol) in vma_policies {
+            if let Some(v) = col.vmas.iter_mut().find(|v| v.start == start) {
+                v.mempolicy = Some(pol);
+            }
+        }
         if let Some(a) = process.attrs.as_mut() {
             // removed (rmdir) while it was the working or root directory (chroot):
             // recreated nameless

@@ -1004,6 +1004,20 @@ pub struct Opened {
 /// come from the page runs under the object's id (holes stay holes; older images: inline).
 /// An external one is the fd handed over with `--inherit-fd`. Returns object id → an
 /// fd of it (O_RDWR for files).
+/// The seals of memfd `g` added only once every process has mapped it: F_SEAL_FUTURE_WRITE
+/// refuses new writable shared mappings, but ones made before it write on (the program
+/// may hold one), and F_SEAL_SEAL would refuse adding it later. `create_ghosts` adds the
+/// others at once.
+pub fn late_seals(g: &GhostObj) -> u32 {
+    const F_SEAL_SEAL: u32 = 1;
+    const F_SEAL_FUTURE_WRITE: u32 = 0x10;
+    if g.memfd_name.is_empty() || g.seals & F_SEAL_FUTURE_WRITE == 0 {
+        0
+    } else {
+        g.seals & (F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
+    }
+}
+
 pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited, shards: &[&[u8]]) -> Result<HashMap<u32, OwnedFd>> {
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "recreating deleted files and memfds".into(), why };
@@ -1038,8 +1052,9 @@ pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited, 
             fill_ghost(&file, g, runs.get(&o.id).map(Vec::as_slice).unwrap_or_default(), shards)
                 .map_err(|why| step(format!("{what}: {why}")))?;
             set_meta(&file, g, true).map_err(|why| step(format!("{what}: {why}")))?;
-            if sealing && g.seals != 0 {
-                sys::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, g.seals as i64)
+            let now = g.seals & !late_seals(g);
+            if sealing && now != 0 {
+                sys::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, now as i64)
                     .map_err(|e| step(format!("sealing memfd {} ({:#x}): {e}", g.memfd_name, g.seals)))?;
             }
             OwnedFd::from(file)

@@ -40,6 +40,27 @@ const CHUNK: usize = 2 << 20;
 /// MCL_ONFAULT); `sl`: sealed (mseal).
 pub const KEPT_FLAGS: &[&str] = &["gd", "dc", "wf", "hg", "nh", "dd", "mg", "lo", "lf", "sr", "rr", "nr", "sl"];
 
+/// mlockall(2) flags that stay in the address space (mm->def_flags) and lock every
+/// later mapping: MCL_FUTURE, alone or with MCL_ONFAULT.
+pub const LOCK_FUTURE_FLAGS: [u32; 2] = [libc::MCL_FUTURE as u32, (libc::MCL_FUTURE | libc::MCL_ONFAULT) as u32];
+
+/// The mlockall(MCL_FUTURE[|MCL_ONFAULT]) of the process, as MCL_* bits (0: none).
+/// Nothing shows mm->def_flags, but every new mapping takes them: the scratch mapping
+/// the dump made in the process at `scratch` is locked ("lo"), on fault too ("lf"),
+/// exactly when they are set.
+pub fn lock_future(pid: i32, scratch: u64) -> Result<u32> {
+    let maps = procfs::smaps(pid).ctx(pid, || "reading /proc/PID/smaps".into())?;
+    let m = maps
+        .iter()
+        .find(|m| m.start == scratch)
+        .ok_or_else(|| Error::Refused { pid, why: format!("the dump's scratch mapping at {scratch:#x} is not in /proc/PID/smaps") })?;
+    Ok(match (m.has_flag("lo"), m.has_flag("lf")) {
+        (false, _) => 0,
+        (true, false) => LOCK_FUTURE_FLAGS[0],
+        (true, true) => LOCK_FUTURE_FLAGS[1],
+    })
+}
+
 /// Where the pages of a VMA come from during the dump.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Src {
@@ -336,6 +357,7 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             guards: Vec::new(),
             aio: None,
             huge_page_size: if m.has_flag("ht") { m.page_size } else { 0 },
+            mempolicy: None,
         };
         let map_file = format!("{}/map_files/{:x}-{:x}", crate::procfs::dir(pid), m.start, m.end);
         if m.has_flag("ht") && !(m.page_size > PAGE && m.page_size.is_power_of_two() && m.start.is_multiple_of(m.page_size) && m.end.is_multiple_of(m.page_size)) {

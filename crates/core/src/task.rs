@@ -44,6 +44,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite, process: &Creds) -> Result<Vec<
             sys::get_robust_list(tid).ctx(pid, || format!("get_robust_list of thread {tid}"))?;
         let rseq = ptrace::get_rseq(tid).ctx(pid, || format!("PTRACE_GET_RSEQ_CONFIGURATION of thread {tid}"))?;
         let clear_child_tid = par.with(tid, "PR_GET_TID_ADDRESS", |r| r.prctl_get_tid_address())?;
+        let mempolicy = crate::numa::dump_thread(par, tid)?;
         let ss = par.with(tid, "sigaltstack", |r| r.sigaltstack_get())?;
         let pdeathsig = par.with(tid, "PR_GET_PDEATHSIG", |r| r.prctl_get_int(libc::PR_GET_PDEATHSIG))?;
         let nnp = par.with(tid, "PR_GET_NO_NEW_PRIVS", |r| r.prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0))?;
@@ -101,6 +102,7 @@ pub fn dump_threads(fz: &Frozen, par: &Parasite, process: &Creds) -> Result<Vec<
             tsc_sigsegv: tsc == libc::PR_TSC_SIGSEGV,
             mce_kill: (0..=2).contains(&mce_kill).then_some(mce_kill as i32),
             cpuid_faulting: cpuid == 0,
+            mempolicy,
         });
     }
     Ok(out)
@@ -312,6 +314,33 @@ pub fn membarrier_registrations(par: &Parasite, pid: i32) -> Result<u32> {
         }
     }
     Ok(regs)
+}
+
+const KEYCTL_GET_KEYRING_ID: u64 = 0;
+const KEY_SPEC_THREAD_KEYRING: i64 = -1;
+const KEY_SPEC_PROCESS_KEYRING: i64 = -2;
+
+/// Refuses a process that has a process keyring or a thread with a thread keyring
+/// (keyctl, add_key to KEY_SPEC_PROCESS/THREAD_KEYRING): restore cannot make them
+/// (their keys may not even be readable), and a restored process without them would
+/// silently miss its keys. Asked from inside: keyctl(KEYCTL_GET_KEYRING_ID, spec,
+/// create = 0) gives ENOKEY when there is none. Session and user keyrings are not the
+/// process's own (shared with its session / uid) and are left as they are.
+pub fn check_keyrings(fz: &Frozen, par: &Parasite) -> Result<()> {
+    let pid = fz.pid;
+    let mut asks = vec![(pid, KEY_SPEC_PROCESS_KEYRING, "it has a process keyring".to_string())];
+    asks.extend(fz.threads.iter().map(|t| (t.tid, KEY_SPEC_THREAD_KEYRING, format!("its thread {} has a thread keyring", t.tid))));
+    for (tid, spec, what) in asks {
+        let r = par.raw(tid, libc::SYS_keyctl, &[KEYCTL_GET_KEYRING_ID, spec as u64, 0])?;
+        if r >= 0 {
+            return Err(Error::Unsupported { pid, what: format!("{what} (key {r}, made by keyctl/add_key); process and thread keyrings") });
+        }
+        // ENOKEY: none; EOPNOTSUPP/ENOSYS: a kernel without keys
+        if ![libc::ENOKEY, libc::EOPNOTSUPP, libc::ENOSYS].contains(&(-r as i32)) {
+            return Err(Error::Sys { pid, what: format!("keyctl(KEYCTL_GET_KEYRING_ID, {spec}) injected into thread {tid}"), err: std::io::Error::from_raw_os_error(-r as i32) });
+        }
+    }
+    Ok(())
 }
 
 /// A thread's pending signals: the one we caught in delivery while freezing first, then

@@ -1,4 +1,4 @@
-//! Register state: general purpose, AVX (ymm0-15), MXCSR, x87, FS base.
+//! Register state: general purpose, AVX (ymm0-15), MXCSR, x87, FS base; the LDT.
 
 mod common;
 use common::*;
@@ -39,4 +39,14 @@ fn registers_in_userspace_busy_loop() {
 fn pkru_per_thread() {
     let _t = serial();
     roundtrip("pkru", &[]);
+}
+
+/// A local descriptor table (modify_ldt: data, read-only code and not-present entries)
+/// reads back the same after restore, and %gs, which held an LDT selector through the
+/// dump, still reaches its segment; in both modes.
+#[test]
+fn ldt_entries_and_selector_in_gs() {
+    let _t = serial();
+    roundtrip("ldt", &[]);
+    leave_running_then_restore("ldt", &["result"], &[]);
 }

@@ -301,3 +301,14 @@ fn removed_root_directory_cwd_outside() {
     w.checkpoint_restore();
     w.go_and_pass();
 }
+
+/// A memfd sealed with F_SEAL_FUTURE_WRITE (and F_SEAL_SEAL) while mapped shared and
+/// writable: restore maps it before sealing (sealed first, the mapping was refused and
+/// the restore failed), so the old mapping still writes it and new writes are refused;
+/// in both modes.
+#[test]
+fn memfd_future_write_sealed_while_mapped() {
+    let _t = serial();
+    roundtrip("memfd_future_write", &[]);
+    leave_running_then_restore("memfd_future_write", &["result"], &[]);
+}

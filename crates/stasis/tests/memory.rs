@@ -46,6 +46,25 @@ fn madvise_and_mlock_flags() {
     roundtrip("mem_madvise", &[]);
 }
 
+/// mlockall(MCL_FUTURE): a mapping made after restore is locked too (mm->def_flags,
+/// seen by the dump on its scratch mapping), with MCL_ONFAULT as well; in both modes.
+#[test]
+fn mlockall_future_locks_later_mappings() {
+    let _t = serial();
+    roundtrip("mem_lock_future", &[]);
+    roundtrip("mem_lock_future", &["onfault"]);
+    leave_running_then_restore("mem_lock_future", &["onfault", "result"], &[]);
+}
+
+/// NUMA policies: per thread (set_mempolicy, one with MPOL_F_STATIC_NODES, one left at
+/// MPOL_DEFAULT) and per VMA (mbind of the middle of a mapping); in both modes.
+#[test]
+fn numa_policies_of_threads_and_vmas() {
+    let _t = serial();
+    roundtrip("numa_policy", &[]);
+    leave_running_then_restore("numa_policy", &["result"], &[]);
+}
+
 /// MAP_PRIVATE file mapping with COW-modified pages, a read-only mapping at
 /// a file offset, a MAP_SHARED file mapping still shared both ways; the
 /// fds were closed after mmap.

@@ -195,6 +195,26 @@ fn dump_refuses_posix_message_queue() {
     w.go_and_pass();
 }
 
+/// A process keyring, or a thread keyring of one thread, cannot be made again by restore
+/// (they were silently dropped: the restored process no longer found its keys): refused
+/// naming the keyring (and the thread); the process keeps its key.
+#[test]
+fn dump_refuses_process_and_thread_keyrings() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("keyring", &["process"]);
+    let r = w.try_dump(&[]);
+    assert_clean_error(&r, &[&w.pid.to_string(), "process keyring"], &w.report());
+    w.assert_running_untouched();
+    w.go_and_pass();
+    let mut w = Workload::start("keyring", &["thread"]);
+    let tid = w.info("tid");
+    let r = w.try_dump(&["--leave-running"]);
+    assert_clean_error(&r, &[&w.pid.to_string(), &format!("thread {tid}"), "thread keyring"], &w.report());
+    w.assert_running_untouched();
+    w.go_and_pass();
+}
+
 /// Secret memory (memfd_secret) cannot be read from outside the process: refused by
 /// kind (it was once refused as a file "still linked elsewhere"); the process keeps it.
 #[test]

@@ -74,6 +74,18 @@ pub struct FOwnerEx {
     pub pid: i32,
 }
 
+/// `struct user_desc` (modify_ldt, set_thread_area). `flags` holds the C bitfields from
+/// bit 0 up: seg_32bit, contents (2 bits), read_exec_only, limit_in_pages,
+/// seg_not_present, useable, lm.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserDesc {
+    pub entry_number: u32,
+    pub base_addr: u32,
+    pub limit: u32,
+    pub flags: u32,
+}
+
 /// `stack_t` (sigaltstack).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -390,7 +402,7 @@ pub const IOCB_CMD_PREAD: u16 = 0;
 
 pod!(
     AioRingHeader, IoEvent, Iocb,
-    StackT, KSigaction, Flock, SockFprog, Sigevent, Timeval, Itimerval, Timespec, Itimerspec, CapUserHeader, CapUserData,
+    UserDesc, StackT, KSigaction, Flock, SockFprog, Sigevent, Timeval, Itimerval, Timespec, Itimerspec, CapUserHeader, CapUserData,
     CapSet, Rlimit64, PrctlMmMap, CloneArgs, RseqConfiguration, PeekSiginfoArgs, EpollEvent, FOwnerEx
 );
 
@@ -402,6 +414,7 @@ mod tests {
     #[test]
     fn sizes_match_the_kernel() {
         assert_eq!(size_of::<StackT>(), 24);
+        assert_eq!(size_of::<UserDesc>(), 16);
         assert_eq!(size_of::<KSigaction>(), 32);
         assert_eq!(size_of::<Flock>(), 32);
         assert_eq!(size_of::<FOwnerEx>(), 8);

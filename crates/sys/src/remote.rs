@@ -83,6 +83,20 @@ fn check(r: i64) -> Result<u64> {
     }
 }
 
+/// Node mask size of the NUMA calls: 1024 nodes (the most a kernel can have), in words.
+pub const NUMA_MASK_WORDS: usize = 16;
+const NUMA_MAX_NODES: u64 = (NUMA_MASK_WORDS * 64) as u64;
+const MPOL_F_ADDR: u64 = 2;
+
+/// A full-size node mask from the first words of `nodes` (the rest zero).
+fn numa_mask(nodes: &[u64]) -> [u64; NUMA_MASK_WORDS] {
+    let mut m = [0u64; NUMA_MASK_WORDS];
+    for (d, s) in m.iter_mut().zip(nodes) {
+        *d = *s;
+    }
+    m
+}
+
 /// Offset of `size` bytes placed right after `off` bytes, 8-aligned.
 fn after(off: usize) -> u64 {
     off.next_multiple_of(8) as u64
@@ -198,6 +212,40 @@ pub trait RemoteCalls {
         let a = s.at(0, std::mem::size_of::<StackT>())?;
         self.call(libc::SYS_sigaltstack, &[0, a])?;
         s.get(0)
+    }
+
+    /// get_mempolicy(&mode, mask, NUMA_MAX_NODES, addr, addr ? MPOL_F_ADDR : 0): the
+    /// calling thread's NUMA policy (mode with its flags) and node mask, or with `addr`
+    /// the policy of the VMA holding it.
+    fn get_mempolicy(&self, addr: Option<u64>) -> Result<(i32, Vec<u64>)> {
+        let s = self.scratch();
+        let mode = s.put(0, &0i32)?;
+        let mask = s.put_slice(8, &[0u64; NUMA_MASK_WORDS])?;
+        let (a, flags) = addr.map_or((0, 0), |a| (a, MPOL_F_ADDR));
+        self.call(libc::SYS_get_mempolicy, &[mode, mask, NUMA_MAX_NODES, a, flags])?;
+        let words = (0..NUMA_MASK_WORDS).map(|i| s.get::<u64>(8 + 8 * i as u64)).collect::<Result<Vec<u64>>>()?;
+        Ok((s.get::<i32>(0)?, words))
+    }
+
+    /// set_mempolicy(mode, mask, NUMA_MAX_NODES) for the calling thread (mode with its
+    /// flags; at most NUMA_MASK_WORDS words of mask).
+    fn set_mempolicy(&self, mode: i32, nodes: &[u64]) -> Result<()> {
+        let mask = numa_mask(nodes);
+        let m = self.scratch().put_slice(0, &mask)?;
+        self.call(libc::SYS_set_mempolicy, &[mode as u32 as u64, m, NUMA_MAX_NODES]).map(drop)
+    }
+
+    /// mbind(start, len, mode, mask, NUMA_MAX_NODES, 0).
+    fn mbind(&self, start: u64, len: u64, mode: i32, nodes: &[u64]) -> Result<()> {
+        let mask = numa_mask(nodes);
+        let m = self.scratch().put_slice(0, &mask)?;
+        self.call(libc::SYS_mbind, &[start, len, mode as u32 as u64, m, NUMA_MAX_NODES, 0]).map(drop)
+    }
+
+    /// modify_ldt(0x11, &d): sets entry `d.entry_number` of the process's LDT.
+    fn modify_ldt_write(&self, d: &UserDesc) -> Result<()> {
+        let a = self.scratch().put(0, d)?;
+        self.call(libc::SYS_modify_ldt, &[0x11, a, std::mem::size_of::<UserDesc>() as u64]).map(drop)
     }
 
     /// sigaltstack(&ss, NULL).
@@ -398,7 +446,7 @@ pub trait RemoteCalls {
     }
 }
 
-use kabi::{CapSet, Iocb, CapUserHeader, CloneArgs, EpollEvent, Flock, Itimerspec, Itimerval, KSigaction, PrctlMmMap, Rlimit64, Sigevent, SockFprog, StackT, Timespec};
+use kabi::{CapSet, Iocb, CapUserHeader, CloneArgs, EpollEvent, Flock, Itimerspec, Itimerval, KSigaction, PrctlMmMap, Rlimit64, Sigevent, SockFprog, StackT, Timespec, UserDesc};
 
 /// One thread of a traced process: injected syscalls run through the `syscall`
 /// instruction at `insn`, pointer arguments in its scratch area.

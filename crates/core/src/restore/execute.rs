@@ -517,10 +517,17 @@ fn drive(
                     }
                 }
                 barrier.wait();
-                // every segment is attached again: mark the destroyed ones
+                // every segment is attached again: mark the destroyed ones; every memfd
+                // is mapped: its last seals
                 if w == 0 && ok() {
                     if let Err(e) = sysvm.lock().unwrap().finish(pid) {
                         fail(e);
+                    }
+                    for (fd, seals, name) in &plan.late_seals {
+                        if let Err(e) = sys::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, *seals as i64) {
+                            let why = format!("sealing memfd {name} ({seals:#x}) once it is mapped: {e}");
+                            fail(Error::RestoreStep { pid, step: "memfd seals".into(), why });
+                        }
                     }
                 }
                 barrier.wait();

@@ -26,6 +26,9 @@ pub(super) struct Plan {
     pub(super) fifo_keep: Vec<OwnedFd>,
     /// Unix socket queues sent once every process exists (they carry credentials).
     pub(super) late: crate::fdkinds::unix::Late,
+    /// Memfds whose last seals (`files::late_seals`) wait until every process mapped
+    /// them: (fd, seals, name).
+    pub(super) late_seals: Vec<(OwnedFd, u32, String)>,
     /// The premap area (`plan::Premap`), reserved before the fork.
     pub(super) premap: Option<sys::Reservation>,
 }
@@ -42,6 +45,13 @@ pub(super) fn prepare(
     let pid = rp.root;
     let step = |why: String| Error::RestoreStep { pid, step: "preparing files".into(), why };
     let ghosts = files::create_ghosts(m, inherit, shards)?;
+    let mut late_seals = Vec::new();
+    for o in &m.objects {
+        let Some(g) = o.ghost().filter(|g| files::late_seals(g) != 0) else { continue };
+        let fd = ghosts.get(&o.id).ok_or_else(|| step(format!("memfd {} was not made", g.memfd_name)))?;
+        let fd = fd.try_clone().map_err(|e| step(format!("keeping memfd {} for its seals: {e}", g.memfd_name)))?;
+        late_seals.push((fd, files::late_seals(g), g.memfd_name.clone()));
+    }
     let mut netns = ns::create_netns(m)?;
     let mut opened = files::open_fd_objects(m, &ghosts, inherit, &netns, tcp_close)?;
     let mut carry: Vec<OwnedFd> = Vec::with_capacity(rp.carry.len());
@@ -89,7 +99,7 @@ pub(super) fn prepare(
     let base = rp.max_fd.max(max_ours).max(carry.len() as i32 + 3) + 1;
     let fifo_keep = std::mem::take(&mut opened.keep);
     let late = std::mem::take(&mut opened.late);
-    Ok((Plan { rp, carry, base, tramp, fifo_keep, late, premap: None }, shm_keep))
+    Ok((Plan { rp, carry, base, tramp, fifo_keep, late, late_seals, premap: None }, shm_keep))
 }
 
 /// Fills shared-memory objects from the pages files (through the fds the plan holds).

@@ -713,6 +713,9 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
             return Err(bad(format!("thread {} has a malformed pending signal, or more than {MAX_PENDING}", t.tid)));
         }
         check_str(&t.comm, MAX_COMM).map_err(|why| bad(format!("thread {} name: {why}", t.tid)))?;
+        if let Some(why) = t.mempolicy.as_ref().and_then(crate::numa::invalid) {
+            return Err(bad(format!("thread {}: {why}", t.tid)));
+        }
         if t.affinity.len() > MAX_AFFINITY {
             return Err(bad(format!("thread {}: CPU affinity mask of {} bytes (at most {MAX_AFFINITY})", t.tid, t.affinity.len())));
         }
@@ -792,6 +795,15 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
     if mm.membarrier & !known != 0 {
         return Err(bad(format!("membarrier registrations {:#x} (known: {known:#x})", mm.membarrier)));
     }
+    if mm.lock_future != 0 && !crate::mem::LOCK_FUTURE_FLAGS.contains(&mm.lock_future) {
+        return Err(bad(format!("mlockall flags {:#x} (MCL_FUTURE, alone or with MCL_ONFAULT)", mm.lock_future)));
+    }
+    if mm.ldt.len() > crate::ldt::MAX_ENTRIES {
+        return Err(bad(format!("an LDT of {} entries (at most {})", mm.ldt.len(), crate::ldt::MAX_ENTRIES)));
+    }
+    if let Some((i, why)) = mm.ldt.iter().enumerate().find_map(|(i, d)| crate::ldt::invalid(*d).map(|w| (i, w))) {
+        return Err(bad(format!("LDT entry {i} is {why}")));
+    }
     if p.fds.len() as u64 > h.nr_open {
         return Err(bad(format!("{} fds (fs.nr_open is {})", p.fds.len(), h.nr_open)));
     }
@@ -822,6 +834,9 @@ fn check_process(objects: &HashMap<u32, &Object>, p: &Process, h: &Host) -> Resu
             return Err(bad(format!("VMA {:#x}-{:#x} is malformed or overlaps", v.start, v.end)));
         }
         prev_end = v.end;
+        if let Some(why) = v.mempolicy.as_ref().and_then(crate::numa::invalid) {
+            return Err(bad(format!("VMA {:#x}-{:#x}: {why}", v.start, v.end)));
+        }
         let kind = VmaKind::try_from(v.kind);
         let needs_file = matches!(kind, Ok(VmaKind::FilePrivate | VmaKind::FileShared));
         if needs_file && object(v.object_id).and_then(|o| o.mapped_file()).is_none() {
@@ -2595,6 +2610,10 @@ mod tests {
         validate_with(&with(|t| t.own_fs = Some(ThreadFs { cwd: "/tmp".into(), umask: 0o77 })), &root()).unwrap();
         refused(&with(|t| t.own_fs = Some(ThreadFs { cwd: "tmp".into(), umask: 0 })), &root(), "thread 101: its own working directory");
         refused(&with(|t| t.own_fs = Some(ThreadFs { cwd: "/tmp".into(), umask: 0o1777 })), &root(), "thread 101: umask");
+        validate_with(&with(|t| t.mempolicy = Some(MemPolicy { mode: 2, flags: 1 << 15, nodes: vec![1] })), &root()).unwrap();
+        refused(&with(|t| t.mempolicy = Some(MemPolicy { mode: 9, flags: 0, nodes: vec![1] })), &root(), "thread 101: NUMA policy mode 9");
+        refused(&with(|t| t.mempolicy = Some(MemPolicy { mode: 3, flags: 0, nodes: vec![1; 17] })), &root(), "thread 101: a NUMA node mask of 17 words");
+        refused(&edit(|m| m.processes[0].vmas[0].mempolicy = Some(MemPolicy { mode: 2, flags: 3 << 14, nodes: vec![1] })), &root(), "NUMA policy flags 0xc000");
         fn dl(t: &mut Thread) {
             t.sched_policy = 6;
             (t.sched_runtime, t.sched_deadline, t.sched_period) = (2_000_000, 50_000_000, 100_000_000);
@@ -2619,6 +2638,13 @@ mod tests {
         refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().auxv = vec![0; 4096]), &root(), "auxv");
         validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().membarrier = 16 | 64 | 256), &root()).unwrap();
         refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().membarrier = 16 | 1), &root(), "membarrier registrations 0x11");
+        validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 6), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 1), &root(), "mlockall flags 0x1");
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().lock_future = 4), &root(), "mlockall flags 0x4");
+        validate_with(&edit(|m| m.processes[0].mm.as_mut().unwrap().ldt = vec![0, 0x12df_f334_5678_ffff]), &root()).unwrap();
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().ldt = vec![0; 8193]), &root(), "an LDT of 8193 entries");
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().ldt = vec![0, 0x12df_e334_5678_ffff]), &root(), "LDT entry 1 is a system descriptor");
+        refused(&edit(|m| m.processes[0].mm.as_mut().unwrap().ldt = vec![0x12df_d334_5678_ffff]), &root(), "LDT entry 0 is not of privilege level 3");
         refused(&edit(|m| m.processes[0].threads[0].seccomp_filters = vec![vec![0; 12]]), &root(), "seccomp");
         refused(&edit(|m| {
             m.processes[0].threads[0].seccomp_mode = 2;

@@ -12,7 +12,7 @@ fail=0 pass=0
 
 cases=(
   "basic" "basic exit=7" "mem_heap" "mem_anon" "mem_layout" "mem_sparse"
-  "mem_madvise" "mem_file" "vdso" "proc_identity a_b" "regs syscall" "regs busy"
+  "ldt" "numa_policy" "memfd_future_write" "mem_madvise" "mem_lock_future" "mem_lock_future onfault" "mem_file" "vdso" "proc_identity a_b" "regs syscall" "regs busy"
   "threads" "threads 59" "sleep nanosleep 2" "sleep raw 2" "sleep abs 2"
   "blocking read" "blocking poll" "blocking select" "blocking epoll"
   "blocking sigsuspend" "sig_handlers" "sig_pending" "itimers" "posix_timer"

@@ -245,6 +245,10 @@ impl Builder<'_> {
                     warn!("pid {}: {step}: madvise {f}: {e}", self.pid);
                 }
             }
+            if v.mempolicy.is_some() {
+                let (mode, nodes) = crate::numa::raw_mode(v.mempolicy.as_ref());
+                self.on(&step, r, "mbind (its NUMA policy)", |r| r.mbind(v.start, len, mode, nodes))?;
+            }
             // guard regions before mlock (the kernel refuses them in locked VMAs)
             for g in v.guards.chunks_exact(2) {
                 let st = format!("{step}: guard region of {} pages at page {} (madvise MADV_GUARD_INSTALL)", g[1], g[0]);
@@ -307,6 +311,14 @@ impl Builder<'_> {
             if mm.membarrier & reg != 0 {
                 self.call(&format!("membarrier registration {reg}"), self.main(), libc::SYS_membarrier, &[reg as u64, 0, 0])?;
             }
+        }
+        if mm.lock_future != 0 {
+            // only mm->def_flags: the mappings locked now were locked one by one already
+            self.call("mlockall (MCL_FUTURE)", self.main(), libc::SYS_mlockall, &[mm.lock_future as u64])?;
+        }
+        for (i, raw) in mm.ldt.iter().enumerate().filter(|(_, d)| **d != 0) {
+            let d = crate::ldt::user_desc(i, *raw);
+            self.on(st, self.main(), &format!("modify_ldt (entry {i})"), |r| r.modify_ldt_write(&d))?;
         }
         if mm.memory_merge {
             self.call("KSM for the whole process (PR_SET_MEMORY_MERGE)", self.main(), libc::SYS_prctl, &[crate::task::PR_SET_MEMORY_MERGE, 1, 0, 0, 0])?;

@@ -115,6 +115,13 @@ impl Builder<'_> {
                 self.own_fs(&st, r, fs)?;
             }
             self.task_flags(&st, r, t)?;
+            // always, MPOL_DEFAULT too: the new thread has the restorer's policy (a
+            // kernel without NUMA has none to set)
+            let (mode, nodes) = crate::numa::raw_mode(t.mempolicy.as_ref());
+            match r.set_mempolicy(mode, nodes) {
+                Err(e) if t.mempolicy.is_none() && crate::numa::unsupported(&e) => {}
+                res => res.map_err(|e| self.err(&st, format!("set_mempolicy (its NUMA policy): {e}")))?,
+            }
             // Always, "none" (0) too: otherwise the thread keeps the restorer's (e.g. a
             // restore run under `ionice -c3` would leave every restored thread idle-class).
             sys::ioprio_set(tid, t.ioprio).map_err(|e| self.err(&st, format!("ioprio_set({:#x}): {e}", t.ioprio)))?;
