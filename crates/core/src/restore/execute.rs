@@ -538,6 +538,14 @@ fn drive(
                     }
                 }
                 barrier.wait();
+                // Every process is built: main threads that had exited exit again
+                // (ProcPlan::exit_steps), before any finish step of any process.
+                for b in mine.iter_mut().filter(|_| ok()) {
+                    if let Err(e) = b.exit_leader_again(chm) {
+                        fail(e);
+                    }
+                }
+                barrier.wait();
                 for b in mine.iter_mut().filter(|_| ok()) {
                     if let Err(e) = b.finish(chm) {
                         fail(e);

@@ -512,6 +512,19 @@ impl RestorePlan {
 
 impl ProcPlan {
     /// Its finish steps (once every process is built and every helper is gone).
+    /// Once every process of the tree is built, before any finish step: a main thread
+    /// that had exited exits again (its credentials are set: its zombie shows them).
+    /// Not earlier: the exit fires the parent-death signal of the children it made —
+    /// SIGKILL while they are being built — and re-parents them to a live thread; the
+    /// finish steps go through a live thread.
+    pub fn exit_steps(&self) -> Vec<Step> {
+        if self.leader_exits {
+            vec![Step::ExitLeader]
+        } else {
+            Vec::new()
+        }
+    }
+
     pub fn finish_steps(&self) -> Vec<Step> {
         let mut v = Vec::new();
         if self.late_pdeathsig {
@@ -893,11 +906,6 @@ fn steps(pp: &ProcPlan, hand_over: bool) -> Vec<Step> {
         v.push(HandOver);
     }
     v.extend([Seccomp, Creds, Dumpable]);
-    if pp.leader_exits {
-        // last (the main thread's credentials are set: its zombie shows them); the
-        // rest goes through a live thread
-        v.push(ExitLeader);
-    }
     if !pp.helpers.is_empty() {
         v.push(ReapHelpers);
     }
@@ -1269,9 +1277,10 @@ mod tests {
         assert!(plan.procs[1].finish_steps().contains(&Step::ArmPdeathsig));
     }
 
-    /// A process whose main thread had exited: its main thread exits again last of the
-    /// build steps (after its credentials); its child's parent-death signal is armed in
-    /// the finish steps, once that exit (which fires it) is over. Not for others.
+    /// A process whose main thread had exited: its main thread exits again once every
+    /// process is built (after their credentials and parent-death signals); its child's
+    /// parent-death signal is armed in the finish steps, once that exit (which fires it)
+    /// is over. Not for others.
     #[test]
     fn exited_main_thread_exits_again() {
         let mut a = proc(50, 1, 50, 50, 0x7fff_0000_0000);
@@ -1279,9 +1288,11 @@ mod tests {
         let b = proc(52, 50, 50, 50, 0x7fff_0000_0000);
         let plan = RestorePlan::build(&manifest(vec![a, b]), &Empty, true).unwrap();
         let steps = &plan.procs[0].steps;
-        assert_eq!(steps[steps.len() - 3..], [Step::Creds, Step::Dumpable, Step::ExitLeader]);
+        assert_eq!(steps[steps.len() - 2..], [Step::Creds, Step::Dumpable]);
+        assert!(!steps.contains(&Step::ExitLeader));
+        assert_eq!(plan.procs[0].exit_steps(), [Step::ExitLeader]);
         assert!(!plan.procs[0].finish_steps().contains(&Step::ArmPdeathsig));
-        assert!(!plan.procs[1].steps.contains(&Step::ExitLeader));
+        assert!(plan.procs[1].exit_steps().is_empty());
         assert!(plan.procs[1].finish_steps().contains(&Step::ArmPdeathsig));
     }
 

@@ -83,6 +83,14 @@ impl Builder<'_> {
 
     /// Last, once every process of the tree is built and every helper gone: registers,
     /// then go.
+    /// Once every process is built: `ProcPlan::exit_steps`.
+    pub(super) fn exit_leader_again(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
+        for step in self.pp.exit_steps() {
+            self.step(step, ch)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn finish(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
         for step in self.pp.finish_steps() {
             self.step(step, ch)?;
