@@ -1008,6 +1008,18 @@ pub fn raise_nofile_limit() {
     }
 }
 
+/// poll(2) for input on `fd` for at most `timeout_ms`: whether it is readable (or closed
+/// by every writer) by then. EINTR counts as not yet.
+pub fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<bool> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for the length of the call.
+    match c(unsafe { libc::poll(&mut p, 1, timeout_ms) } as libc::c_long) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn waitpid(pid: i32, flags: i32) -> Result<i32> {
     let mut st = 0;
     loop {

@@ -399,13 +399,26 @@ fn fork_tree(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<(Child, Owne
 }
 
 /// Every live process's report: its carried fds' numbers (index = carry slot), by pid.
+/// How long the restorer waits for the next report of the new processes.
+const REPORT_QUIET: std::time::Duration = std::time::Duration::from_secs(20);
+
 fn wait_reports(m: &Manifest, plan: &Plan, ch: &mut Child, ctl_r: &OwnedFd) -> Result<HashMap<i32, Vec<i32>>> {
     let pid = m.process.pid;
     let live = m.processes.iter().filter(|q| !q.zombie).count();
     let mut tmp_by_pid: HashMap<i32, Vec<i32>> = HashMap::new();
     let mut reader = ReportReader::default();
     while tmp_by_pid.len() < live {
-        let buf = reader.next(ctl_r);
+        // A new process killed before it reported (its siblings still hold the pipe)
+        // would make us wait for ever: no report for REPORT_QUIET is a failure.
+        let Some(buf) = reader.next_within(ctl_r, REPORT_QUIET) else {
+            let missing: Vec<String> =
+                m.processes.iter().filter(|q| !q.zombie && !tmp_by_pid.contains_key(&q.pid)).map(|q| q.pid.to_string()).collect();
+            return Err(Error::RestoreStep {
+                pid,
+                step: "creating the processes".into(),
+                why: format!("no report from the new processes {} within {} s", missing.join(", "), REPORT_QUIET.as_secs()),
+            });
+        };
         let n = buf.len();
         if n == 0 {
             if tmp_by_pid.is_empty() && ch.middle.is_some() {

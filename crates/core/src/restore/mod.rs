@@ -239,6 +239,16 @@ struct ReportReader {
 }
 
 impl ReportReader {
+    /// `next`, giving up (None) when nothing arrives for `quiet`.
+    fn next_within(&mut self, r: &OwnedFd, quiet: std::time::Duration) -> Option<Vec<u8>> {
+        let complete = self.pending.len() >= 4 && self.pending.len() >= 4 + u32::from_le_bytes(self.pending[..4].try_into().unwrap()) as usize;
+        if complete || sys::readable_within(r.as_fd(), quiet.as_millis() as i32).unwrap_or(true) {
+            Some(self.next(r))
+        } else {
+            None
+        }
+    }
+
     /// The next report's payload; empty when the pipe is closed (every writer gone).
     fn next(&mut self, r: &OwnedFd) -> Vec<u8> {
         let mut chunk = vec![0u8; 1 << 16];
@@ -273,4 +283,29 @@ fn pid_taken_or(pid: i32, e: std::io::Error) -> Error {
 
 fn step_err(pid: i32, step: &str, e: std::io::Error) -> Error {
     Error::RestoreStep { pid, step: step.into(), why: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReportReader;
+    use stasis_sys::sys;
+    use std::time::{Duration, Instant};
+
+    /// A writer that never reports (a new process killed before its report, its
+    /// siblings holding the pipe) is a timeout, not a wait for ever; a report that is
+    /// there is read at once, also when two arrived in one read.
+    #[test]
+    fn reports_are_awaited_within_a_bound() {
+        let (r, w) = sys::pipe2(libc::O_CLOEXEC).unwrap();
+        let mut rd = ReportReader::default();
+        let t0 = Instant::now();
+        assert!(rd.next_within(&r, Duration::from_millis(200)).is_none());
+        assert!(t0.elapsed() >= Duration::from_millis(150));
+        let frame = |b: &[u8]| [&(b.len() as u32).to_le_bytes()[..], b].concat();
+        sys::write_fd(std::os::fd::AsFd::as_fd(&w), &[frame(b"one"), frame(b"two")].concat()).unwrap();
+        assert_eq!(rd.next_within(&r, Duration::from_millis(200)).unwrap(), b"one");
+        assert_eq!(rd.next_within(&r, Duration::from_millis(200)).unwrap(), b"two");
+        drop(w);
+        assert_eq!(rd.next_within(&r, Duration::from_millis(200)).unwrap(), b"");
+    }
 }
