@@ -184,7 +184,7 @@ fn unix_listener_with_outside_connection_needs_skip_in_flight() {
     let mut outside = std::os::unix::net::UnixStream::connect(w.work.join("l.sock")).expect("connect from the test");
     let r = w.try_dump(&[]);
     let pid = w.pid.to_string();
-    assert_clean_error(&r, &[&pid, "l.sock", "1 connections from outside", "--skip-in-flight"], &w.report());
+    assert_clean_error(&r, &[&pid, "l.sock", "1 connections waiting to be accepted whose clients are outside", "--skip-in-flight"], &w.report());
     w.assert_running_untouched();
     let r = w.try_dump(&["--skip-in-flight"]);
     assert!(r.ok(), "dump --skip-in-flight failed\n{}", w.report());

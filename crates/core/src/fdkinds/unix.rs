@@ -423,12 +423,13 @@ pub fn check_peers(
             return Err(Error::Refused {
                 pid,
                 why: format!(
-                    "{what} with {outside} connections from outside the dumped tree waiting to be accepted; \
-                     `--skip-in-flight` dumps it without them (a killing dump resets them, so their clients retry)"
+                    "{what} with {outside} connections waiting to be accepted whose clients are outside the dumped tree \
+                     or closed already; `--skip-in-flight` dumps it without them (a killing dump resets them, so their \
+                     clients retry)"
                 ),
             });
         }
-        tracing::warn!(pid, fd, "{what}: {outside} connections from outside the tree waiting to be accepted are not saved (--skip-in-flight)");
+        tracing::warn!(pid, fd, "{what}: {outside} connections waiting to be accepted from clients outside the tree (or closed) are not saved (--skip-in-flight)");
         u.waiting.retain(|c| inos.contains(c));
     }
     for o in objects.iter_mut() {
