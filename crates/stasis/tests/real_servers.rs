@@ -356,6 +356,81 @@ fn nginx_keepalive_client_across_dump_restore_and_reload() {
     eprintln!("nginx: test took {:.1?}", started.elapsed());
 }
 
+/// Bytes in the send queue of the TCP connection 127.0.0.1:`local` -> 127.0.0.1:`remote`
+/// (tx_queue of /proc/net/tcp), and its send buffer size (`tb` of `ss -m`).
+fn tcp_send_side(local: u16, remote: u16) -> (u64, u64) {
+    let t = fs::read_to_string("/proc/net/tcp").unwrap();
+    let (l, r) = (format!("0100007F:{local:04X}"), format!("0100007F:{remote:04X}"));
+    let q = t
+        .lines()
+        .map(|x| x.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 4 && f[1] == l && f[2] == r)
+        .and_then(|f| u64::from_str_radix(f[4].split(':').next()?, 16).ok())
+        .unwrap_or(0);
+    let ss = Command::new("ss").args(["-tmnH", "src", &format!("127.0.0.1:{local}"), "dst", &format!("127.0.0.1:{remote}")]).output().unwrap();
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    let tb = ss.split(|c| c == ',' || c == '(').find_map(|x| x.strip_prefix("tb")?.parse().ok()).unwrap_or(0);
+    (q, tb)
+}
+
+/// A download in progress: the test fetches a 24 MB file from nginx and stops reading
+/// after 1 MB, so the worker's connection holds megabytes in its send queue (far more
+/// than a new socket's send buffer: the original's had grown by autotuning) when nginx
+/// is dumped (killing, network lock on). The restore puts that queue back and the
+/// client reads the rest of the body on the same connection, byte for byte; the
+/// connection's send buffer size is the original's. (The restore used to block for
+/// ever writing the queue into the new socket's small buffer.)
+#[test]
+fn nginx_download_in_progress_continues_after_restore() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("nginx-download");
+    let (port, _) = start_nginx(&mut w);
+    let mut x: u32 = 0x9e37_79b9;
+    let big: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8
+        })
+        .collect();
+    write_file(&w.work.join("www/big.bin"), &big);
+    let workers = nginx_workers(w.pid);
+    let mut c = Http::connect(port).unwrap();
+    let lport = c.local_port();
+    c.r.get_mut().write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        c.r.read_line(&mut head).unwrap();
+    }
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let mut body = vec![0u8; 1 << 20];
+    c.r.read_exact(&mut body).unwrap();
+    let filled = wait_until(Duration::from_secs(10), || tcp_send_side(port, lport).0 >= 1 << 20);
+    let (queued, tb) = tcp_send_side(port, lport);
+    eprintln!("nginx-download: {queued} bytes queued, send buffer {tb}");
+    assert!(filled, "nginx's send queue to the client holds only {queued} bytes\n{}", nginx_report(&w));
+    dump_and_reap_tree(&mut w, &workers);
+    w.restore();
+    assert_eq!(tcp_send_side(port, lport), (queued, tb), "send queue and buffer of the restored connection");
+    let mut buf = vec![0u8; 1 << 16];
+    while body.len() < big.len() {
+        match c.r.read(&mut buf[..(big.len() - body.len()).min(1 << 16)]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    let first_diff = body.iter().zip(&big).position(|(a, b)| a != b);
+    assert!(
+        body.len() == big.len() && first_diff.is_none(),
+        "the body read across the dump: {} of {} bytes, first difference at {first_diff:?}\n{}",
+        body.len(),
+        big.len(),
+        nginx_report(&w)
+    );
+    drop(c);
+    kill_nginx_tree(&mut w);
+}
+
 /// `dump --leave-running` of nginx while the test holds a keep-alive connection: the
 /// live nginx keeps serving on it; the client then closes it, the live tree is killed
 /// and restored from the image (`--allow-changed-files`: the access log grew since),
