@@ -309,6 +309,11 @@ fn nginx_keepalive_client_across_dump_restore_and_reload() {
     let mut c = Http::connect(port).unwrap();
     let lport = c.local_port();
     assert!(c.get("file.bin").unwrap() == content, "the file before the dump");
+    // nginx logs a request after sending its reply: the fd tables are compared once
+    // both requests so far (start_nginx's and this one) are in the access log
+    let log = w.tmp.path.join("access.log");
+    let logged = wait_until(Duration::from_secs(5), || fs::read_to_string(&log).unwrap_or_default().lines().count() >= 2);
+    assert!(logged, "the access log lacks the requests\n{}", nginx_report(&w));
     let tables: Vec<(i32, _)> = [master].iter().chain(&workers).map(|p| (*p, fd_table(*p))).collect();
     dump_and_reap_tree(&mut w, &workers);
     eprintln!("nginx: image {} bytes, {} processes", dir_size(&w.img), 1 + workers.len());
