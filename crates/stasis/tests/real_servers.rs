@@ -374,7 +374,7 @@ fn tcp_send_side(local: u16, remote: u16) -> (u64, u64) {
         .unwrap_or(0);
     let ss = Command::new("ss").args(["-tmnH", "src", &format!("127.0.0.1:{local}"), "dst", &format!("127.0.0.1:{remote}")]).output().unwrap();
     let ss = String::from_utf8_lossy(&ss.stdout);
-    let tb = ss.split(|c| c == ',' || c == '(').find_map(|x| x.strip_prefix("tb")?.parse().ok()).unwrap_or(0);
+    let tb = ss.split([',', '(']).find_map(|x| x.strip_prefix("tb")?.parse().ok()).unwrap_or(0);
     (q, tb)
 }
 
