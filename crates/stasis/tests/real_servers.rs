@@ -230,8 +230,13 @@ fn nginx_workers(master: i32) -> Vec<i32> {
 
 /// ~200 KB of deterministic, non-repeating bytes.
 fn known_content() -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..200_003)
+    pseudo_random(200_003, 0x1234_5678)
+}
+
+/// `len` deterministic bytes from `seed` (a linear congruential generator's high bytes).
+fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
         .map(|_| {
             x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (x >> 24) as u8
@@ -391,13 +396,7 @@ fn nginx_download_in_progress_continues_after_restore() {
     skip_if_direct!();
     let mut w = Workload::new("nginx-download");
     let (port, _) = start_nginx(&mut w);
-    let mut x: u32 = 0x9e37_79b9;
-    let big: Vec<u8> = (0..24 << 20)
-        .map(|_| {
-            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (x >> 24) as u8
-        })
-        .collect();
+    let big = pseudo_random(24 << 20, 0x9e37_79b9);
     write_file(&w.work.join("www/big.bin"), &big);
     let workers = nginx_workers(w.pid);
     let mut c = Http::connect(port).unwrap();
@@ -410,7 +409,15 @@ fn nginx_download_in_progress_continues_after_restore() {
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
     let mut body = vec![0u8; 1 << 20];
     c.r.read_exact(&mut body).unwrap();
-    let filled = wait_until(Duration::from_secs(10), || tcp_send_side(port, lport).0 >= 1 << 20);
+    // until the queue is full: over 1 MB and the same for 300 ms
+    let mut last = (0, 0, std::time::Instant::now());
+    let filled = wait_until(Duration::from_secs(10), || {
+        let (q, tb) = tcp_send_side(port, lport);
+        if (q, tb) != (last.0, last.1) {
+            last = (q, tb, std::time::Instant::now());
+        }
+        q >= 1 << 20 && last.2.elapsed() >= Duration::from_millis(300)
+    });
     let (queued, tb) = tcp_send_side(port, lport);
     eprintln!("nginx-download: {queued} bytes queued, send buffer {tb}");
     assert!(filled, "nginx's send queue to the client holds only {queued} bytes\n{}", nginx_report(&w));
