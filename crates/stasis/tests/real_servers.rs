@@ -154,6 +154,41 @@ fn redis_restarts_at_once_after_a_leave_running_dump() {
     drop(c);
 }
 
+/// A --leave-running dump of redis while a client (the test) has not read 32 MB of
+/// replies, then the original is killed: its connection to that client lives on,
+/// closing with megabytes unsent. The restore is refused with one line naming the
+/// connection and --tcp-close; with --tcp-close redis comes back with its data and its
+/// blocked connection closed (the client reads the end of the stream after what the
+/// original had sent).
+#[test]
+fn redis_leave_running_restore_meets_the_originals_lingering_connection() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("redis-linger");
+    let port = free_port();
+    start_redis(&mut w, port);
+    let mut c = Redis::connect(port).unwrap();
+    let big = "x".repeat(8 << 20);
+    assert_eq!(c.cmd(&["SET", "big", &big]), "+OK");
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let slow_port = slow.local_addr().unwrap().port();
+    slow.write_all("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(4).as_bytes()).unwrap();
+    let queued = wait_until(Duration::from_secs(10), || tcp_send_side(port, slow_port).0 >= 1 << 20);
+    assert!(queued, "redis has not queued the replies\n{}", w.report());
+    w.dump_leave_running();
+    w.kill_original();
+    assert!(tcp_send_side(port, slow_port).0 > 0, "the original's connection should linger with bytes unsent");
+    let r = w.try_restore(&["-d", "--allow-changed-files"]);
+    assert_clean_error(&r, &[&format!("127.0.0.1:{port} -> 127.0.0.1:"), "still exists", "--tcp-close"], &w.report());
+    drop(c);
+    w.restore_with(&["--allow-changed-files", "--tcp-close"]);
+    let mut n = Redis::connect(port).unwrap_or_else(|e| panic!("a new client: {e}\n{}", w.report()));
+    assert_eq!(n.cmd(&["STRLEN", "big"]), ":8388608", "the data after the restore\n{}", w.report());
+    drop(n);
+    drop(slow);
+    w.kill_restored();
+}
+
 // ---------------------------------------------------------------------------
 // nginx: master + 2 workers
 // ---------------------------------------------------------------------------

@@ -188,7 +188,17 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
     }
     let local = super::bind_addr(fd, o);
     sys::sock_addr_op(fd, &local, false)?; // repair mode forces address reuse
-    sys::sock_addr_op(fd, &o.peer, true)?; // no handshake in repair mode
+    // no handshake in repair mode
+    sys::sock_addr_op(fd, &o.peer, true).map_err(|e| match e.raw_os_error() {
+        Some(libc::EADDRNOTAVAIL) => std::io::Error::new(
+            e.kind(),
+            format!(
+                "{e}: this connection still exists on the host (the original's socket after a --leave-running dump, \
+                 closing with bytes its peer has not taken?): restore once it has ended, or with --tcp-close to have it back closed"
+            ),
+        ),
+        _ => e,
+    })?;
     super::check_local(fd, o)?;
     let mut opts: Vec<u8> = Vec::new();
     let mut opt = |code: u32, val: u32| {
