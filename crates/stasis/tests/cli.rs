@@ -86,6 +86,25 @@ fn leave_running_then_restore() {
     common::leave_running_then_restore("basic", &["result"], &[]);
 }
 
+/// `stasis restore` started the moment a killing dump returns, its original not yet
+/// reaped (its parent, the test, reaps it 700 ms later; a shell or a slow exit — an
+/// inotify group's teardown — does the same): the restore waits for the dying holder of
+/// the pid instead of refusing, and the restored process passes its checks.
+#[test]
+fn restore_right_after_dump_waits_for_the_dying_original() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("basic", &[]);
+    let pid = w.pid;
+    let held = w.dump_reaping_late(std::time::Duration::from_millis(700), |w| {
+        let held = stat_of(pid).map(|s| s.0);
+        w.restore();
+        held
+    });
+    assert_eq!(held, Some('Z'), "the original should still be an unreaped zombie when the restore starts\n{}", w.report());
+    w.go_and_pass();
+}
+
 /// Foreground restore (no -d): stasis waits and exits with the workload's
 /// status (7 here, after the workload PASSed its checks).
 #[test]

@@ -154,6 +154,41 @@ fn redis_restarts_at_once_after_a_leave_running_dump() {
     drop(c);
 }
 
+/// A --leave-running dump of redis while a client (the test) has not read 32 MB of
+/// replies, then the original is killed: its connection to that client lives on,
+/// closing with megabytes unsent. The restore is refused with one line naming the
+/// connection and --tcp-close; with --tcp-close redis comes back with its data and its
+/// blocked connection closed (the client reads the end of the stream after what the
+/// original had sent).
+#[test]
+fn redis_leave_running_restore_meets_the_originals_lingering_connection() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("redis-linger");
+    let port = free_port();
+    start_redis(&mut w, port);
+    let mut c = Redis::connect(port).unwrap();
+    let big = "x".repeat(8 << 20);
+    assert_eq!(c.cmd(&["SET", "big", &big]), "+OK");
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let slow_port = slow.local_addr().unwrap().port();
+    slow.write_all("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(4).as_bytes()).unwrap();
+    let queued = wait_until(Duration::from_secs(10), || tcp_send_side(port, slow_port).0 >= 1 << 20);
+    assert!(queued, "redis has not queued the replies\n{}", w.report());
+    w.dump_leave_running();
+    w.kill_original();
+    assert!(tcp_send_side(port, slow_port).0 > 0, "the original's connection should linger with bytes unsent");
+    let r = w.try_restore(&["-d", "--allow-changed-files"]);
+    assert_clean_error(&r, &[&format!("127.0.0.1:{port} -> 127.0.0.1:"), "still exists", "--tcp-close"], &w.report());
+    drop(c);
+    w.restore_with(&["--allow-changed-files", "--tcp-close"]);
+    let mut n = Redis::connect(port).unwrap_or_else(|e| panic!("a new client: {e}\n{}", w.report()));
+    assert_eq!(n.cmd(&["STRLEN", "big"]), ":8388608", "the data after the restore\n{}", w.report());
+    drop(n);
+    drop(slow);
+    w.kill_restored();
+}
+
 // ---------------------------------------------------------------------------
 // nginx: master + 2 workers
 // ---------------------------------------------------------------------------
@@ -230,8 +265,13 @@ fn nginx_workers(master: i32) -> Vec<i32> {
 
 /// ~200 KB of deterministic, non-repeating bytes.
 fn known_content() -> Vec<u8> {
-    let mut x: u32 = 0x1234_5678;
-    (0..200_003)
+    pseudo_random(200_003, 0x1234_5678)
+}
+
+/// `len` deterministic bytes from `seed` (a linear congruential generator's high bytes).
+fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
         .map(|_| {
             x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (x >> 24) as u8
@@ -309,6 +349,11 @@ fn nginx_keepalive_client_across_dump_restore_and_reload() {
     let mut c = Http::connect(port).unwrap();
     let lport = c.local_port();
     assert!(c.get("file.bin").unwrap() == content, "the file before the dump");
+    // nginx logs a request after sending its reply: the fd tables are compared once
+    // both requests so far (start_nginx's and this one) are in the access log
+    let log = w.tmp.path.join("access.log");
+    let logged = wait_until(Duration::from_secs(5), || fs::read_to_string(&log).unwrap_or_default().lines().count() >= 2);
+    assert!(logged, "the access log lacks the requests\n{}", nginx_report(&w));
     let tables: Vec<(i32, _)> = [master].iter().chain(&workers).map(|p| (*p, fd_table(*p))).collect();
     dump_and_reap_tree(&mut w, &workers);
     eprintln!("nginx: image {} bytes, {} processes", dir_size(&w.img), 1 + workers.len());
@@ -354,6 +399,83 @@ fn nginx_keepalive_client_across_dump_restore_and_reload() {
     drop(c);
     kill_nginx_tree(&mut w);
     eprintln!("nginx: test took {:.1?}", started.elapsed());
+}
+
+/// Bytes in the send queue of the TCP connection 127.0.0.1:`local` -> 127.0.0.1:`remote`
+/// (tx_queue of /proc/net/tcp), and its send buffer size (`tb` of `ss -m`).
+fn tcp_send_side(local: u16, remote: u16) -> (u64, u64) {
+    let t = fs::read_to_string("/proc/net/tcp").unwrap();
+    let (l, r) = (format!("0100007F:{local:04X}"), format!("0100007F:{remote:04X}"));
+    let q = t
+        .lines()
+        .map(|x| x.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 4 && f[1] == l && f[2] == r)
+        .and_then(|f| u64::from_str_radix(f[4].split(':').next()?, 16).ok())
+        .unwrap_or(0);
+    let ss = Command::new("ss").args(["-tmnH", "src", &format!("127.0.0.1:{local}"), "dst", &format!("127.0.0.1:{remote}")]).output().unwrap();
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    let tb = ss.split([',', '(']).find_map(|x| x.strip_prefix("tb")?.parse().ok()).unwrap_or(0);
+    (q, tb)
+}
+
+/// A download in progress: the test fetches a 24 MB file from nginx and stops reading
+/// after 1 MB, so the worker's connection holds megabytes in its send queue (far more
+/// than a new socket's send buffer: the original's had grown by autotuning) when nginx
+/// is dumped (killing, network lock on). The restore puts that queue back and the
+/// client reads the rest of the body on the same connection, byte for byte; the
+/// connection's send buffer size is the original's. (The restore used to block for
+/// ever writing the queue into the new socket's small buffer.)
+#[test]
+fn nginx_download_in_progress_continues_after_restore() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("nginx-download");
+    let (port, _) = start_nginx(&mut w);
+    let big = pseudo_random(24 << 20, 0x9e37_79b9);
+    write_file(&w.work.join("www/big.bin"), &big);
+    let workers = nginx_workers(w.pid);
+    let mut c = Http::connect(port).unwrap();
+    let lport = c.local_port();
+    c.r.get_mut().write_all(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        c.r.read_line(&mut head).unwrap();
+    }
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let mut body = vec![0u8; 1 << 20];
+    c.r.read_exact(&mut body).unwrap();
+    // until the queue is full: over 1 MB and the same for 300 ms
+    let mut last = (0, 0, std::time::Instant::now());
+    let filled = wait_until(Duration::from_secs(10), || {
+        let (q, tb) = tcp_send_side(port, lport);
+        if (q, tb) != (last.0, last.1) {
+            last = (q, tb, std::time::Instant::now());
+        }
+        q >= 1 << 20 && last.2.elapsed() >= Duration::from_millis(300)
+    });
+    let (queued, tb) = tcp_send_side(port, lport);
+    eprintln!("nginx-download: {queued} bytes queued, send buffer {tb}");
+    assert!(filled, "nginx's send queue to the client holds only {queued} bytes\n{}", nginx_report(&w));
+    dump_and_reap_tree(&mut w, &workers);
+    w.restore();
+    assert_eq!(tcp_send_side(port, lport), (queued, tb), "send queue and buffer of the restored connection");
+    let mut buf = vec![0u8; 1 << 16];
+    while body.len() < big.len() {
+        match c.r.read(&mut buf[..(big.len() - body.len()).min(1 << 16)]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    let first_diff = body.iter().zip(&big).position(|(a, b)| a != b);
+    assert!(
+        body.len() == big.len() && first_diff.is_none(),
+        "the body read across the dump: {} of {} bytes, first difference at {first_diff:?}\n{}",
+        body.len(),
+        big.len(),
+        nginx_report(&w)
+    );
+    drop(c);
+    kill_nginx_tree(&mut w);
 }
 
 /// `dump --leave-running` of nginx while the test holds a keep-alive connection: the

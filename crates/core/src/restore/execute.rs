@@ -244,17 +244,32 @@ fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, path: &str, why
     Ok(())
 }
 
-/// Every pid and tid of the image is free.
+/// How long a restore waits for dying processes to free the ids it needs.
+const DYING_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Every pid and tid of the image is free. An id held by a task whose exit has begun
+/// (the original, just killed by the dump, still tearing down — an inotify group waits
+/// for an RCU grace period — or a zombie its parent reaps a moment later) is waited
+/// for, up to DYING_GRACE in all: `stasis dump` does not wait for its SIGKILL to finish,
+/// so a restore started right after it would otherwise meet its own original.
 fn check_ids_free(m: &Manifest) -> Result<()> {
+    let deadline = Instant::now() + DYING_GRACE;
     for q in &m.processes {
         let ids: Vec<i32> = match q.zombie || q.leader_exited {
             true => std::iter::once(q.pid).chain(q.threads.iter().map(|t| t.tid)).collect(),
             false => q.threads.iter().map(|t| t.tid).collect(),
         };
         for id in ids {
-            if let Some(h) = holder(id) {
+            while let Some(h) = holder(id) {
+                let dying = procfs::task_exit_state(id, id).is_some_and(|(_, exiting)| exiting);
+                if dying && Instant::now() < deadline {
+                    debug!(id, "waiting for a dying process to free the id: {h}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
                 let what = if id == q.pid { "pid" } else { "thread id" };
-                return Err(refuse(format!("{what} {id} is in use by {h}")));
+                let still = if dying { format!(" (still exiting, or a zombie not reaped, after {} s)", DYING_GRACE.as_secs()) } else { String::new() };
+                return Err(refuse(format!("{what} {id} is in use by {h}{still}")));
             }
         }
     }

@@ -840,6 +840,29 @@ impl Workload {
         None
     }
 
+    /// Killing dump (must succeed) whose original the test, its parent, reaps only
+    /// `delay` after the dump returned, while `during` runs: the dumped pid is still
+    /// held (a zombie) when `during` starts. Returns what `during` returned; asserts the
+    /// original died of SIGKILL.
+    pub fn dump_reaping_late<T>(&mut self, delay: Duration, during: impl FnOnce(&mut Self) -> T) -> T {
+        let r = self.try_dump(&[]);
+        assert!(r.ok(), "dump failed\n{}", self.report());
+        let mut child = self.child.take().expect("dump: no original child to reap");
+        disown(self.pid);
+        let reaper = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let st = wait_child_timeout(&mut child, Duration::from_secs(10));
+            if st.is_none() {
+                kill_child(&mut child);
+            }
+            st
+        });
+        let out = during(self);
+        let st = reaper.join().expect("reaper thread");
+        assert_eq!(st, Some(Exit::Signal(libc::SIGKILL)), "the original must have been SIGKILLed\n{}", self.report());
+        out
+    }
+
     /// Dump with --leave-running (must succeed); the process must still run,
     /// untraced and not stopped.
     pub fn dump_leave_running(&mut self) {

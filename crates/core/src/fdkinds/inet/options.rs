@@ -25,10 +25,10 @@ const SOL_RAW: i32 = 255;
 
 pub const SO_RCVBUF: i32 = 8;
 pub const SO_SNDBUF: i32 = 7;
-const SO_SNDBUFFORCE: i32 = 32;
-const SO_RCVBUFFORCE: i32 = 33;
+pub(super) const SO_SNDBUFFORCE: i32 = 32;
+pub(super) const SO_RCVBUFFORCE: i32 = 33;
 const SO_ATTACH_FILTER: i32 = 26;
-const SO_BUF_LOCK: i32 = 72;
+pub(super) const SO_BUF_LOCK: i32 = 72;
 const SO_PRIORITY: i32 = 12;
 const SO_PASSPIDFD: i32 = 76;
 const SO_PASSRIGHTS: i32 = 83;

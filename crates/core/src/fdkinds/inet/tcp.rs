@@ -4,7 +4,7 @@
 //! from an urgent byte on — is sent again as segments from the peer (`from_peer`).
 //! The send side's urgent pointer (snd_up) is in no interface the dump can read: lost.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
 use stasis_image::model::{InetObj, TcpConn};
@@ -188,7 +188,17 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
     }
     let local = super::bind_addr(fd, o);
     sys::sock_addr_op(fd, &local, false)?; // repair mode forces address reuse
-    sys::sock_addr_op(fd, &o.peer, true)?; // no handshake in repair mode
+    // no handshake in repair mode
+    sys::sock_addr_op(fd, &o.peer, true).map_err(|e| match e.raw_os_error() {
+        Some(libc::EADDRNOTAVAIL) => std::io::Error::new(
+            e.kind(),
+            format!(
+                "{e}: this connection still exists on the host (the original's socket after a --leave-running dump, \
+                 closing with bytes its peer has not taken?): restore once it has ended, or with --tcp-close to have it back closed"
+            ),
+        ),
+        _ => e,
+    })?;
     super::check_local(fd, o)?;
     let mut opts: Vec<u8> = Vec::new();
     let mut opt = |code: u32, val: u32| {
@@ -212,13 +222,16 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
     // the receive queue up to an urgent byte; the rest comes as a segment from the
     // peer with the urgent pointer (`from_peer`)
     let repaired = &c.recv_queue[..repaired_len(c)];
+    let buffers = Buffers::make_room(fd, repaired.len(), c.send_queue.len())?;
     for (q, data) in [(TCP_RECV_QUEUE, repaired), (TCP_SEND_QUEUE, &c.send_queue[..])] {
         sys::setsockopt_int(fd, tcp, TCP_REPAIR_QUEUE, q)?;
         let mut off = 0;
         while off < data.len() {
-            off += sys::send(fd, &data[off..], 0)?;
+            // never blocking: a queue the buffer cannot take is an error, not a hang
+            off += sys::send(fd, &data[off..], libc::MSG_DONTWAIT)?;
         }
     }
+    buffers.put_back(fd)?;
     if c.window.len() == 5 {
         let mut win = c.window.clone();
         // rcv_wup may not be past rcv_nxt: a FIN received was counted in it, and is not
@@ -242,6 +255,55 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
         sys::shutdown(fd, libc::SHUT_WR)?;
     }
     Ok(())
+}
+
+/// A new socket's buffer sizes and their lock, as they were before `make_room` raised
+/// them to take the saved queues.
+struct Buffers {
+    /// (SO_RCVBUF or SO_SNDBUF, its value before), for each one raised.
+    raised: Vec<(i32, i32)>,
+    lock: Option<i32>,
+}
+
+impl Buffers {
+    /// A queue written in repair mode is charged to the socket's buffer like any data:
+    /// the send queue waits for room (a fresh socket's few KB; the original's had grown
+    /// by autotuning, e.g. nginx's 3 MB of a download), the receive queue fails. Each
+    /// buffer smaller than twice its queue (the kernel counts packets' overhead, and
+    /// doubles what is set) is raised to that, with the FORCE option (root may exceed
+    /// the sysctl maxima).
+    fn make_room(fd: BorrowedFd<'_>, recv: usize, send: usize) -> std::io::Result<Buffers> {
+        use super::options::{SO_BUF_LOCK, SO_RCVBUFFORCE, SO_SNDBUFFORCE};
+        let mut b = Buffers { raised: Vec::new(), lock: None };
+        for (opt, force, len) in [(libc::SO_RCVBUF, SO_RCVBUFFORCE, recv), (libc::SO_SNDBUF, SO_SNDBUFFORCE, send)] {
+            let need = len.saturating_mul(2).saturating_add(65536).min(i32::MAX as usize / 2) as i32;
+            let now = sys::getsockopt_int(fd, libc::SOL_SOCKET, opt)?;
+            if len == 0 || now >= need {
+                continue;
+            }
+            if b.lock.is_none() {
+                b.lock = sys::getsockopt_int(fd, libc::SOL_SOCKET, SO_BUF_LOCK).ok();
+            }
+            sys::setsockopt_int(fd, libc::SOL_SOCKET, force, need / 2)?;
+            b.raised.push((opt, now));
+        }
+        Ok(b)
+    }
+
+    /// The sizes and lock as before `make_room` (the saved options, set after the
+    /// queues, then give the connection the original's): a smaller buffer than the
+    /// queue it holds only makes writes wait, as on the original.
+    fn put_back(self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        use super::options::{SO_BUF_LOCK, SO_RCVBUFFORCE, SO_SNDBUFFORCE};
+        for (opt, was) in &self.raised {
+            let force = if *opt == libc::SO_RCVBUF { SO_RCVBUFFORCE } else { SO_SNDBUFFORCE };
+            sys::setsockopt_int(fd, libc::SOL_SOCKET, force, was / 2)?;
+        }
+        if let Some(lock) = self.lock {
+            sys::setsockopt_int(fd, libc::SOL_SOCKET, SO_BUF_LOCK, lock)?;
+        }
+        Ok(())
+    }
 }
 
 /// How many bytes of the receive queue TCP_REPAIR queues: those before an urgent byte
