@@ -109,7 +109,7 @@ pub(crate) fn vfork_child(pid: i32) -> Option<i32> {
     if !state.starts_with('D') || ![libc::SYS_clone, libc::SYS_vfork, libc::SYS_clone3].contains(&nr) {
         return None;
     }
-    children_of(pid).into_iter().find(|&c| stasis_sys::sys::kcmp(procfs::via(pid), procfs::via(c), KCMP_VM, 0, 0).ok() == Some(0))
+    task::children_of(pid).into_iter().find(|&c| stasis_sys::sys::kcmp(procfs::via(pid), procfs::via(c), KCMP_VM, 0, 0).ok() == Some(0))
 }
 
 /// How long a dump waits for a vfork in progress to end (the child usually execs within
@@ -175,17 +175,6 @@ fn shared_tables(procs: &mut [Process]) -> Result<()> {
     Ok(())
 }
 
-/// Children of `pid` (of all its threads).
-fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for tid in procfs::tids(pid).unwrap_or_default() {
-        let c = procfs::read(pid, &format!("task/{tid}/children")).unwrap_or_default();
-        out.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-    }
-    out.sort();
-    out.dedup();
-    out
-}
 
 /// Creates the image directory if needed; returns whether it did (a failed dump then
 /// removes it again, so a refusal leaves nothing behind).
@@ -414,7 +403,7 @@ fn freeze_tree(root: i32) -> Result<Vec<Member>> {
             Ok(None) => debug!(pid, "exited while the tree was being frozen"),
             Ok(Some(m)) => {
                 if let Member::Live { .. } = m {
-                    let kids = children_of(pid);
+                    let kids = task::children_of(pid);
                     todo.extend(kids.into_iter().rev().map(|c| (c, pid)));
                 }
                 members.push(m);

@@ -250,6 +250,13 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
     let mdwe = par.with(pid, "PR_GET_MDWE", |r| r.prctl(PR_GET_MDWE, 0, 0, 0, 0)).unwrap_or(0) as u32;
     let coredump_filter = procfs::read(pid, "coredump_filter").ok().and_then(|v| u32::from_str_radix(v.trim(), 16).ok());
     let autogroup_nice = procfs::read(pid, "autogroup").ok().and_then(|v| autogroup(&v).map(|a| a.1));
+    // children whose stop this process has not collected yet (WNOWAIT: nothing taken)
+    let mut stops_unreported = Vec::new();
+    for c in children_of(pid) {
+        if par.with(pid, "waitid(WSTOPPED|WNOHANG|WNOWAIT)", |r| r.child_stop_pending(c, false))? {
+            stops_unreported.push(c);
+        }
+    }
     Ok(ProcAttrs {
         umask,
         cwd,
@@ -268,7 +275,21 @@ pub fn dump_attrs(fz: &Frozen, par: &Parasite) -> Result<ProcAttrs> {
         loginuid,
         coredump_filter,
         autogroup_nice,
+        stops_unreported,
+        stop_reports_known: true,
     })
+}
+
+/// Children of `pid` (of all its threads).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for tid in procfs::tids(pid).unwrap_or_default() {
+        let c = procfs::read(pid, &format!("task/{tid}/children")).unwrap_or_default();
+        out.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// /proc/PID/autogroup ("/autogroup-ID nice N"): the group's id and nice value.

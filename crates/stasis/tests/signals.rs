@@ -147,6 +147,17 @@ fn stopped_children_keep_stop_signal_and_wait_state() {
     w.go_and_pass();
 }
 
+/// The same tree dumped with --leave-running: the dump asks the parent which stops it
+/// has not collected (waitid with WNOWAIT, from inside) without taking any, so the live
+/// parent still gets exactly the reports it had pending, and no SIGCHLD.
+#[test]
+fn leave_running_leaves_stop_reports_pending() {
+    let _t = serial();
+    let mut w = Workload::start("stopped_tree", &[]);
+    w.dump_leave_running();
+    w.go_and_pass();
+}
+
 /// The parent's view of a stopped child: waitid(WSTOPPED | WNOWAIT) → the signal.
 fn stop_report(pid: i32) -> Option<i32> {
     // SAFETY: a zeroed siginfo_t is valid; waitid writes at most one.

@@ -242,6 +242,39 @@ pub trait RemoteCalls {
         self.call(libc::SYS_mbind, &[start, len, mode as u32 as u64, m, NUMA_MAX_NODES, 0]).map(drop)
     }
 
+    /// waitid(P_PID, child, &info, WSTOPPED | WNOHANG [| WNOWAIT]): whether `child`'s
+    /// stop is waiting to be reported to this process (its parent); with `consume`, the
+    /// report is taken as a wait(WUNTRACED) takes it, else it is left (WNOWAIT).
+    fn child_stop_pending(&self, child: i32, consume: bool) -> Result<bool> {
+        const P_PID: u64 = 1;
+        let s = self.scratch();
+        let info = s.write(0, &[0u8; 128])?;
+        // __WALL: also a child whose exit signal is not SIGCHLD
+        let flags = libc::WSTOPPED | libc::WNOHANG | libc::__WALL | if consume { 0 } else { libc::WNOWAIT };
+        match self.raw(libc::SYS_waitid, &[P_PID, child as u64, info, flags as u64, 0])? {
+            0 => {}
+            // not a child it can wait for (a thread's child with __WNOTHREAD semantics...)
+            r if r == -(libc::ECHILD as i64) => return Ok(false),
+            r => return Err(std::io::Error::from_raw_os_error((-r) as i32)),
+        }
+        // siginfo_t of SIGCHLD: si_pid at byte 16 (0 when nothing was waiting)
+        let b = s.read(16, 4)?;
+        Ok(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) == child)
+    }
+
+    /// rt_sigtimedwait for `sig` without waiting: takes one pending instance of it, if
+    /// any (it must be blocked). Whether one was taken.
+    fn take_pending_signal(&self, sig: i32) -> Result<bool> {
+        let s = self.scratch();
+        let set = s.put(0, &(1u64 << (sig - 1)))?;
+        let ts = s.put(8, &[0i64, 0i64])?;
+        match self.raw(libc::SYS_rt_sigtimedwait, &[set, 0, ts, 8])? {
+            r if r == sig as i64 => Ok(true),
+            r if r == -(libc::EAGAIN as i64) => Ok(false),
+            r => Err(std::io::Error::from_raw_os_error((-r) as i32)),
+        }
+    }
+
     /// modify_ldt(0x11, &d): sets entry `d.entry_number` of the process's LDT.
     fn modify_ldt_write(&self, d: &UserDesc) -> Result<()> {
         let a = self.scratch().put(0, d)?;

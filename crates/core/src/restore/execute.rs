@@ -574,8 +574,16 @@ fn drive(
                     }
                 }
                 barrier.wait();
-                for b in mine.iter_mut().filter(|_| ok()) {
+                // Stopped processes go first: detached, they enter their group stop,
+                // whose report their parents (still held) may have to take again.
+                for b in mine.iter_mut().filter(|b| ok() && b.stopped()) {
                     if let Err(e) = b.finish(chm) {
+                        fail(e);
+                    }
+                }
+                barrier.wait();
+                for b in mine.iter_mut().filter(|b| ok() && !b.stopped()) {
+                    if let Err(e) = b.take_collected_stops().and_then(|_| b.finish(chm)) {
                         fail(e);
                     }
                 }

@@ -186,6 +186,7 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
         return Err(bad("the first process record is not a live root".into()));
     }
     let objects = object_table(m).map_err(&bad)?;
+    check_stop_reports(m).map_err(&bad)?;
     let mut by_pid: HashMap<i32, usize> = HashMap::with_capacity(m.processes.len());
     // every pid and tid of the tree, once
     let mut ids: HashSet<i32> = HashSet::new();
@@ -252,6 +253,20 @@ pub fn validate_with(m: &Manifest, h: &Host) -> Result<()> {
 /// The network lock record (root process only): a table name the dump of this root
 /// would have made, in namespaces the image knows (0 = the dumper's), each once, and
 /// the format feature that makes older readers refuse the image.
+/// A process's children with a stop not reported to it yet: children of it in the image,
+/// each once.
+fn check_stop_reports(m: &Manifest) -> std::result::Result<(), String> {
+    let parent_of: HashMap<i32, i32> = m.processes.iter().map(|q| (q.pid, q.ppid)).collect();
+    for p in &m.processes {
+        let Some(a) = p.attrs.as_ref() else { continue };
+        let mut seen = HashSet::new();
+        if let Some(c) = a.stops_unreported.iter().find(|c| parent_of.get(c) != Some(&p.pid) || !seen.insert(**c)) {
+            return Err(format!("pid {}: stop report of {c}, which is not a child of it (or named twice)", p.pid));
+        }
+    }
+    Ok(())
+}
+
 fn check_net_lock(m: &Manifest) -> std::result::Result<(), String> {
     if m.processes.iter().skip(1).any(|p| !p.net_lock.is_empty() || !p.net_lock_ns.is_empty()) {
         return Err("a network lock recorded on a process other than the root".into());
@@ -2436,6 +2451,12 @@ mod tests {
         refused(&stop(true, libc::SIGKILL), &root(), "stop signal 9");
         refused(&stop(true, -1), &root(), "stop signal -1");
         refused(&stop(false, libc::SIGTSTP), &root(), "stop signal 20");
+        // stop reports name children of the process, once each
+        let me = manifest().processes[0].pid;
+        let reports = |pids: Vec<i32>| edit(move |m| m.processes[0].attrs.as_mut().unwrap().stops_unreported = pids);
+        validate_with(&reports(vec![]), &root()).unwrap();
+        refused(&reports(vec![me]), &root(), &format!("stop report of {me}, which is not a child"));
+        refused(&reports(vec![4242]), &root(), "stop report of 4242");
         for l in [None, Some(0), Some(4242), Some(u32::MAX)] {
             validate_with(&edit(|m| m.processes[0].attrs.as_mut().unwrap().loginuid = l), &root()).unwrap();
         }

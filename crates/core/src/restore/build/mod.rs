@@ -83,6 +83,52 @@ impl Builder<'_> {
 
     /// Last, once every process of the tree is built and every helper gone: registers,
     /// then go.
+    /// Whether the process comes back stopped.
+    pub(super) fn stopped(&self) -> bool {
+        self.p.attrs.as_ref().is_some_and(|a| a.stopped)
+    }
+
+    /// Its stopped children are stopped again now (detached first), which reports each
+    /// stop to it once more and raises SIGCHLD — both had happened before the dump. Taken
+    /// from inside while every signal is still blocked (before `Registers`): a
+    /// waitid(WSTOPPED|WNOHANG) for each child whose stop it had collected already (wait
+    /// with WUNTRACED; `stops_unreported`), and the SIGCHLD unless the image has one
+    /// pending.
+    pub(super) fn take_collected_stops(&self) -> Result<()> {
+        let Some(a) = self.p.attrs.as_ref() else { return Ok(()) };
+        let kids: Vec<i32> = self
+            .m
+            .processes
+            .iter()
+            .filter(|q| q.ppid == self.pid && !q.zombie && q.attrs.as_ref().is_some_and(|c| c.stopped))
+            .map(|q| q.pid)
+            .collect();
+        if kids.is_empty() {
+            return Ok(());
+        }
+        let st = "taking again the stop reports it had collected";
+        let r = self.main();
+        for &c in &kids {
+            // its group stop is over once it shows T (bounded: it was detached stopped)
+            let t0 = std::time::Instant::now();
+            while procfs::stat_fields(c).ok().and_then(|f| f.first().and_then(|s| s.chars().next())) != Some('T') {
+                if t0.elapsed() > std::time::Duration::from_secs(2) {
+                    warn!(pid = self.pid, child = c, "its stopped child did not stop again within 2 s: its stop may be reported again");
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if a.stop_reports_known && !a.stops_unreported.contains(&c) {
+                self.on(st, r, "waitid", |r| r.child_stop_pending(c, true))?;
+            }
+        }
+        let sigchld_saved = self.p.shared_pending.iter().chain(self.p.threads.iter().flat_map(|t| t.pending.iter())).any(|s| s.signo == libc::SIGCHLD);
+        if !sigchld_saved {
+            self.on(st, r, "rt_sigtimedwait(SIGCHLD)", |r| r.take_pending_signal(libc::SIGCHLD))?;
+        }
+        Ok(())
+    }
+
     /// Once every process is built: `ProcPlan::exit_steps`.
     pub(super) fn exit_leader_again(&mut self, ch: &std::sync::Mutex<Child>) -> Result<()> {
         for step in self.pp.exit_steps() {
