@@ -774,24 +774,17 @@ fn peek_pipe(pid: i32, what: &str, f: &OwnedFd) -> Result<Peeked> {
 /// Restore: the bytes buffered in a pipe, written to its write end `w`: its packets one
 /// write each with O_DIRECT on (packet mode is the writer's), then the plain rest.
 fn refill_pipe(w: &OwnedFd, p: &PipeObj) -> std::io::Result<()> {
-    let write_all = |mut b: &[u8]| -> std::io::Result<()> {
-        while !b.is_empty() {
-            let n = sys::write_fd(w.as_fd(), b)?;
-            b = &b[n..];
-        }
-        Ok(())
-    };
     let mut off = 0;
     if !p.packets.is_empty() {
         sys::fcntl(w.as_raw_fd(), libc::F_SETFL, libc::O_DIRECT as i64)?;
         for &k in &p.packets {
             let piece = p.data.get(off..off + k as usize).ok_or_else(|| std::io::Error::other("packets beyond the data"))?;
-            write_all(piece)?;
+            sys::write_all(w.as_fd(), piece)?;
             off += k as usize;
         }
         sys::fcntl(w.as_raw_fd(), libc::F_SETFL, 0)?;
     }
-    write_all(&p.data[off..])
+    sys::write_all(w.as_fd(), &p.data[off..])
 }
 
 /// After every process of the tree: resources shared with processes outside the tree

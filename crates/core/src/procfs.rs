@@ -161,6 +161,19 @@ pub fn task_exit_state(pid: i32, tid: i32) -> Option<(char, bool)> {
     Some((state, matches!(state, 'Z' | 'X') || flags & PF_EXITING != 0))
 }
 
+/// Polls (every millisecond) until task `tid` of `pid` shows `state` in its stat, for at
+/// most `within`: whether it did.
+pub fn wait_task_state(pid: i32, tid: i32, state: char, within: std::time::Duration) -> bool {
+    let t0 = std::time::Instant::now();
+    while task_exit_state(pid, tid).is_none_or(|(s, _)| s != state) {
+        if t0.elapsed() > within {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    true
+}
+
 /// stat field by its 1-based number in proc(5).
 pub fn stat_num(fields: &[String], n: usize) -> u64 {
     fields.get(n - 3).and_then(|v| v.parse().ok()).unwrap_or(0)

@@ -258,8 +258,7 @@ pub trait RemoteCalls {
             r => return Err(std::io::Error::from_raw_os_error((-r) as i32)),
         }
         // siginfo_t of SIGCHLD: si_pid at byte 16 (0 when nothing was waiting)
-        let b = s.read(16, 4)?;
-        Ok(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) == child)
+        Ok(s.get::<i32>(16)? == child)
     }
 
     /// rt_sigtimedwait for `sig` without waiting: takes one pending instance of it, if

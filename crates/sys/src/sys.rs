@@ -204,6 +204,15 @@ pub fn write_fd(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize> {
     c(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) } as libc::c_long).map(|n| n as usize)
 }
 
+/// write(2) until all of `buf` is written.
+pub fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<()> {
+    while !buf.is_empty() {
+        let n = write_fd(fd, buf)?;
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
 pub fn lseek(fd: RawFd, off: i64, whence: i32) -> Result<i64> {
     // SAFETY: plain syscall.
     c(unsafe { libc::lseek(fd, off, whence) } as libc::c_long)

@@ -485,13 +485,7 @@ fn requeue(into_peer: &OwnedFd, data: &[u8], oob_at: Option<u64>) -> std::io::Re
         return Ok(());
     }
     let _ = sys::setsockopt_int(into_peer.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, (data.len() * 2).min(i32::MAX as usize) as i32);
-    let write_all = |data: &[u8]| -> std::io::Result<()> {
-        let mut off = 0;
-        while off < data.len() {
-            off += sys::write_fd(into_peer.as_fd(), &data[off..])?;
-        }
-        Ok(())
-    };
+    let write_all = |data: &[u8]| sys::write_all(into_peer.as_fd(), data);
     match oob_at.map(|p| p as usize).filter(|p| *p < data.len()) {
         Some(p) => {
             write_all(&data[..p])?;

@@ -241,25 +241,27 @@ struct ReportReader {
 impl ReportReader {
     /// `next`, giving up (None) when nothing arrives for `quiet`.
     fn next_within(&mut self, r: &OwnedFd, quiet: std::time::Duration) -> Option<Vec<u8>> {
-        let complete = self.pending.len() >= 4 && self.pending.len() >= 4 + u32::from_le_bytes(self.pending[..4].try_into().unwrap()) as usize;
-        if complete || sys::readable_within(r.as_fd(), quiet.as_millis() as i32).unwrap_or(true) {
+        if self.complete().is_some() || sys::readable_within(r.as_fd(), quiet.as_millis() as i32).unwrap_or(true) {
             Some(self.next(r))
         } else {
             None
         }
     }
 
+    /// The length of the report read in full at the start of `pending`, if there is one.
+    fn complete(&self) -> Option<usize> {
+        let len = u32::from_le_bytes(self.pending.get(..4)?.try_into().ok()?) as usize;
+        (self.pending.len() >= 4 + len).then_some(len)
+    }
+
     /// The next report's payload; empty when the pipe is closed (every writer gone).
     fn next(&mut self, r: &OwnedFd) -> Vec<u8> {
         let mut chunk = vec![0u8; 1 << 16];
         loop {
-            if self.pending.len() >= 4 {
-                let len = u32::from_le_bytes(self.pending[..4].try_into().unwrap()) as usize;
-                if self.pending.len() >= 4 + len {
-                    let msg = self.pending[4..4 + len].to_vec();
-                    self.pending.drain(..4 + len);
-                    return msg;
-                }
+            if let Some(len) = self.complete() {
+                let msg = self.pending[4..4 + len].to_vec();
+                self.pending.drain(..4 + len);
+                return msg;
             }
             match sys::read_fd(r.as_fd(), &mut chunk) {
                 Ok(0) => return Vec::new(),

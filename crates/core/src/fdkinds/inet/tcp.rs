@@ -260,7 +260,7 @@ pub fn restore(s: &OwnedFd, o: &InetObj, c: &TcpConn) -> std::io::Result<()> {
 /// A new socket's buffer sizes and their lock, as they were before `make_room` raised
 /// them to take the saved queues.
 struct Buffers {
-    /// (SO_RCVBUF or SO_SNDBUF, its value before), for each one raised.
+    /// (SO_RCVBUFFORCE or SO_SNDBUFFORCE, the buffer's value before), for each one raised.
     raised: Vec<(i32, i32)>,
     lock: Option<i32>,
 }
@@ -285,7 +285,7 @@ impl Buffers {
                 b.lock = sys::getsockopt_int(fd, libc::SOL_SOCKET, SO_BUF_LOCK).ok();
             }
             sys::setsockopt_int(fd, libc::SOL_SOCKET, force, need / 2)?;
-            b.raised.push((opt, now));
+            b.raised.push((force, now));
         }
         Ok(b)
     }
@@ -294,9 +294,8 @@ impl Buffers {
     /// queues, then give the connection the original's): a smaller buffer than the
     /// queue it holds only makes writes wait, as on the original.
     fn put_back(self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
-        use super::options::{SO_BUF_LOCK, SO_RCVBUFFORCE, SO_SNDBUFFORCE};
-        for (opt, was) in &self.raised {
-            let force = if *opt == libc::SO_RCVBUF { SO_RCVBUFFORCE } else { SO_SNDBUFFORCE };
+        use super::options::SO_BUF_LOCK;
+        for &(force, was) in &self.raised {
             sys::setsockopt_int(fd, libc::SOL_SOCKET, force, was / 2)?;
         }
         if let Some(lock) = self.lock {

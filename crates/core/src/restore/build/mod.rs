@@ -110,13 +110,8 @@ impl Builder<'_> {
         let r = self.main();
         for &c in &kids {
             // its group stop is over once it shows T (bounded: it was detached stopped)
-            let t0 = std::time::Instant::now();
-            while procfs::stat_fields(c).ok().and_then(|f| f.first().and_then(|s| s.chars().next())) != Some('T') {
-                if t0.elapsed() > std::time::Duration::from_secs(2) {
-                    warn!(pid = self.pid, child = c, "its stopped child did not stop again within 2 s: its stop may be reported again");
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            if !procfs::wait_task_state(c, c, 'T', std::time::Duration::from_secs(2)) {
+                warn!(pid = self.pid, child = c, "its stopped child did not stop again within 2 s: its stop may be reported again");
             }
             if a.stop_reports_known && !a.stops_unreported.contains(&c) {
                 self.on(st, r, "waitid", |r| r.child_stop_pending(c, true))?;

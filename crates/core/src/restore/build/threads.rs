@@ -219,12 +219,8 @@ impl Builder<'_> {
         ptrace::setregs(leader.tid, &regs).map_err(|e| self.err(st, e))?;
         ptrace::set_sigmask(leader.tid, !0).map_err(|e| self.err(st, e))?;
         ptrace::detach(leader.tid).map_err(|e| self.err(st, e))?;
-        let t0 = std::time::Instant::now();
-        while crate::procfs::task_exit_state(self.pid, self.pid).is_none_or(|(s, _)| s != 'Z') {
-            if t0.elapsed() > LEADER_EXIT_WAIT {
-                return Err(self.err(st, format!("it did not exit within {} s", LEADER_EXIT_WAIT.as_secs())));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+        if !crate::procfs::wait_task_state(self.pid, self.pid, 'Z', LEADER_EXIT_WAIT) {
+            return Err(self.err(st, format!("it did not exit within {} s", LEADER_EXIT_WAIT.as_secs())));
         }
         self.threads.retain(|t| t.tid != self.pid);
         Ok(())
