@@ -61,7 +61,7 @@ pub fn ghost_device_ok(rdev: u64) -> bool {
     libc::major(rdev) == 1 && matches!(libc::minor(rdev), 3 | 5 | 7 | 8 | 9)
 }
 
-fn ns_of(sec: i64, nsec: i64) -> i64 {
+pub(crate) fn ns_of(sec: i64, nsec: i64) -> i64 {
     sec.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
@@ -70,7 +70,7 @@ fn ns_of(sec: i64, nsec: i64) -> i64 {
 /// mapping of it is shared and writable.
 pub fn mapped_ghost(objs: &mut ObjectTable, gid: u32, path: &str, writable: bool) -> u32 {
     let id = objs.intern(format!("mapped-ghost:{gid}"), |_| Object {
-        kind: Some(Kind::MappedFile(MappedFileObj { path: path.to_string(), identity: None, writable, ghost_id: gid })),
+        kind: Some(Kind::MappedFile(MappedFileObj { path: path.to_string(), identity: None, writable, ghost_id: gid, saved: None })),
         ..Default::default()
     });
     if let Some(mf) = objs.get_mut(id).and_then(|o| o.mapped_file_mut()) {
@@ -162,7 +162,7 @@ pub fn mapped_file(pid: i32, objs: &mut ObjectTable, via: &str, path: &str, writ
     let md = std::fs::metadata(via).ctx(pid, || format!("stat {via} ({path})"))?;
     let key = format!("mapped:{}:{}", md.dev(), md.ino());
     let id = objs.intern(key, |_| Object {
-        kind: Some(Kind::MappedFile(MappedFileObj { path: path.to_string(), identity: Some(identity(&md, 0)), writable, ghost_id: 0 })),
+        kind: Some(Kind::MappedFile(MappedFileObj { path: path.to_string(), identity: Some(identity(&md, 0)), writable, ghost_id: 0, saved: None })),
         ..Default::default()
     });
     let o = objs.get_mut(id).unwrap().mapped_file_mut().unwrap();
@@ -1059,7 +1059,7 @@ pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited, 
 
 /// Writes a nameless file's content: its size, then each stored extent (never past the
 /// size: the last page of a run may reach beyond it); older images carry it inline.
-fn fill_ghost(file: &File, g: &GhostObj, runs: &[&PageRun], shards: &[&[u8]]) -> std::result::Result<(), String> {
+pub(crate) fn fill_ghost(file: &File, g: &GhostObj, runs: &[&PageRun], shards: &[&[u8]]) -> std::result::Result<(), String> {
     use std::os::unix::fs::FileExt;
     if !g.paged {
         return file.write_all_at(&g.content, 0).map_err(|e| format!("writing its {} bytes: {e}", g.content.len()));
@@ -1115,7 +1115,7 @@ use crate::PAGE;
 /// Owner, permission bits and times of a recreated inode (in that order: chown clears
 /// set-id bits, and every write is done). Older images (no times recorded) get only the
 /// permission bits (`chmod`: regular files).
-fn set_meta(f: &File, g: &GhostObj, chmod: bool) -> std::result::Result<(), String> {
+pub(crate) fn set_meta(f: &File, g: &GhostObj, chmod: bool) -> std::result::Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let new_image = g.mtime_ns != 0 || g.atime_ns != 0;
     if new_image {

@@ -24,6 +24,7 @@ pub mod parasite;
 pub mod procfs;
 pub mod progress;
 pub mod restore;
+pub mod shmfile;
 pub mod task;
 pub mod tcp_repair;
 pub mod tty;

@@ -377,6 +377,9 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                     vma.object_id = files::mapped_ghost(objs, gid, &m.path, writable);
                 } else {
                     vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, true)?;
+                    if shm_like {
+                        crate::shmfile::save(pid, objs, vma.object_id, &map_file, &m.path)?;
+                    }
                 }
             }
             VmaKind::SysvShm => {

@@ -716,6 +716,9 @@ fn vma_json(m: &stasis_image::Manifest, v: &Vma) -> Value {
     json!({"start": format!("{:#x}", v.start), "end": format!("{:#x}", v.end), "size": v.end - v.start,
            "prot": prot(v.prot), "perms": prot4(v), "shared": v.shared, "kind": kind_name(v.kind), "name": v.name,
            "pages_saved": v.pages_saved, "flags": v.vm_flags, "external": vma_external(m, v),
+           // a POSIX shared memory object's content the image holds (bytes stored)
+           "object_content_bytes": m.object(v.object_id).and_then(|o| o.mapped_file()).and_then(|f| f.saved.as_ref())
+               .map(|g| m.index.runs.iter().filter(|r| r.object_id == v.object_id).map(|r| u64::from(r.count) * 4096).sum::<u64>().min(g.size)),
            "aio": v.aio.as_ref().map(|a| json!({"nr": a.nr, "head": a.head, "tail": a.tail, "unreaped": a.events.len()}))})
 }
 

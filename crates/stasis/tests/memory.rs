@@ -160,3 +160,76 @@ fn guard_regions_still_fault() {
     let _t = serial();
     roundtrip("mem_special", &["guard"]);
 }
+
+/// Removes a POSIX shared memory object a test made (if still there) when dropped.
+struct ShmObject(std::path::PathBuf);
+
+impl Drop for ShmObject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn posix_shm_workload() -> (Workload, ShmObject, i32) {
+    let w = Workload::start("posix_shm", &[]);
+    let path = ShmObject(w.info("path").into());
+    let kid: i32 = w.info("kid").parse().unwrap();
+    assert!(path.0.exists(), "{} was not made\n{}", path.0.display(), w.report());
+    (w, path, kid)
+}
+
+/// A POSIX shared memory object (/dev/shm, mapped shared by a process and its child,
+/// with a hole) whose file is gone at restore — a reboot, another host — is made again
+/// from the image: content, hole, mode, the same object at the path and in both
+/// mappings (checked by the workload). (A failed restore removes it again:
+/// stasis-core's shmfile unit test.) Mutation: without the saved content the restore is
+/// refused ("missing").
+#[test]
+fn posix_shm_object_comes_back_where_its_file_is_gone() {
+    let _t = serial();
+    skip_if_direct!();
+    let (mut w, path, kid) = posix_shm_workload();
+    dump_and_reap_tree(&mut w, &[kid]);
+    // its two written pages are stored, the hole is not
+    let img = inspect_json(&mut w);
+    let stored: Vec<_> = img["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["vmas"].as_array().into_iter().flatten())
+        .filter(|v| v["name"] == *path.0.to_string_lossy())
+        .map(|v| v["object_content_bytes"].clone())
+        .collect();
+    assert!(stored.len() == 2 && stored.iter().all(|b| *b == 2 * 4096), "stored content of {} in its VMAs: {stored:?}", path.0.display());
+    std::fs::remove_file(&path.0).unwrap();
+    w.restore();
+    assert!(path.0.exists(), "{} was not made again\n{}", path.0.display(), w.report());
+    let md = std::fs::metadata(&path.0).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777, 0o640);
+    w.go_and_pass();
+    assert!(!path.0.exists(), "the restored workload did not unlink {}", path.0.display());
+}
+
+/// After a --leave-running dump the original writes its POSIX shared memory object
+/// ("LIVE") and is killed: the restore refuses the changed object and says how to get
+/// the image's content back (remove the file) or map it as it is now; once removed, the
+/// restored copy sees the object as it was at the dump. Mutation: without the saved
+/// content the workload reads "LIVE" (or the restore is refused as missing).
+#[test]
+fn posix_shm_object_after_leave_running_comes_back_as_dumped() {
+    let _t = serial();
+    skip_if_direct!();
+    let (mut w, path, kid) = posix_shm_workload();
+    w.dump_leave_running();
+    std::fs::File::create(w.work.join("poke")).unwrap();
+    w.wait_for_line("POKED", std::time::Duration::from_secs(10));
+    w.kill_original();
+    reap_dumped(&w, &[kid]);
+    let r = w.try_restore(&["-d"]);
+    assert_clean_error(&r, &[&*path.0.to_string_lossy(), "remove the file", "--allow-changed-files"], &w.report());
+    assert!(!pid_exists(w.pid) && !pid_exists(kid), "a refused restore left a process");
+    std::fs::remove_file(&path.0).unwrap();
+    // (the original's output grew after the dump: POKED)
+    w.restore_with(&["--allow-changed-files"]);
+    w.go_and_pass();
+}

@@ -702,6 +702,18 @@ pub fn link_fd(fd: BorrowedFd, path: &std::ffi::CStr) -> Result<()> {
     Ok(())
 }
 
+/// Gives the nameless (O_TMPFILE) file `fd` the name `name` in directory `dir`
+/// (linkat with AT_EMPTY_PATH); fails with EEXIST if anything is there (nothing is
+/// replaced, no link followed).
+pub fn link_fd_at(fd: BorrowedFd, dir: BorrowedFd, name: &std::ffi::CStr) -> Result<()> {
+    // SAFETY: valid fds and C strings; the kernel reads them during the call only.
+    c(unsafe { libc::linkat(fd.as_raw_fd(), c"".as_ptr(), dir.as_raw_fd(), name.as_ptr(), libc::AT_EMPTY_PATH) } as libc::c_long)?;
+    Ok(())
+}
+
+/// statfs f_type of tmpfs (shmem).
+pub const TMPFS_MAGIC: i64 = 0x0102_1994;
+
 /// Creates the node `name` (a FIFO or a character device: `mode` carries S_IFMT) in
 /// directory `dir` (mknodat); never follows or replaces anything (EEXIST).
 pub fn mknod_at(dir: BorrowedFd, name: &std::ffi::CStr, mode: u32, rdev: u64) -> Result<()> {

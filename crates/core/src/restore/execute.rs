@@ -39,6 +39,9 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // Orphans of a failed restore come back to us to be reaped.
     let _ = sys::set_child_subreaper();
     let rp = RestorePlan::build(&m, &LiveHost::default(), opts.detach)?;
+    // POSIX shared memory objects whose files are missing, from the image (removed
+    // again if the restore fails), before anything opens or maps them
+    let shm_files = crate::shmfile::recreate(&m, &shards)?;
     // cgroups first: a strict restore refuses before anything exists, and files opened
     // inside cgroupfs need theirs. Dropped last, so the cgroups a failed restore created
     // are removed once its processes are gone.
@@ -74,6 +77,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let mut ch = drive(&m, &plan, ch, &tmp_by_pid, &shards, &layout, &mut sysv)?;
     sysv.keep();
     cgroups.keep();
+    shm_files.keep();
     info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
     // Every connection is back and out of repair mode: let their packets through. A
     // failure before this point left the lock, so the image can be restored again.
@@ -148,6 +152,9 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
     // Each mapped file once, however many VMAs and processes map it (hashing the same
     // executable for every VMA of every process of a tree costs seconds).
     let mut checked = std::collections::HashSet::new();
+    // POSIX shared memory objects restore makes from the image: their fds open them then
+    let made: std::collections::HashSet<&str> =
+        m.objects.iter().filter_map(|o| o.mapped_file()).filter(|f| crate::shmfile::missing(f)).map(|f| f.path.as_str()).collect();
     for q in m.processes.iter().filter(|q| !q.zombie) {
         let mm = q.mm.clone().ok_or_else(|| refuse("image has no memory layout record"))?;
         if checked.insert(mm.exe_object) {
@@ -159,11 +166,11 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         }
         for v in &q.vmas {
             if v.object_id != 0 && checked.insert(v.object_id) {
-                if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file()) {
+                if let Some(mf) = m.object(v.object_id).and_then(|o| o.mapped_file()).filter(|f| !crate::shmfile::missing(f)) {
                     if let Some(id) = &mf.identity {
                         let what = format!("pid {}: file mapped at {:#x}", q.pid, v.start);
                         match files::check_identity(&mf.path, id, &what) {
-                            Err(Error::RestoreRefused(why)) => changed_mapping(opts, m, v.object_id, &mf.path, why)?,
+                            Err(Error::RestoreRefused(why)) => changed_mapping(opts, m, v.object_id, mf, why)?,
                             other => other?,
                         }
                     }
@@ -175,7 +182,7 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
                 // a cgroupfs file (memory.events, cgroup.procs...) is a kernel interface,
                 // not content: reopened by path in its cgroup, which may be a new one; an
                 // O_PATH fd reads nothing of its file: its kind is checked when opened
-                if f.ghost_id == 0 && !f.in_proc && !crate::cgroup::in_cgroupfs(&f.path) && !crate::fdkinds::opath::is_opath(f.flags) {
+                if f.ghost_id == 0 && !f.in_proc && !crate::cgroup::in_cgroupfs(&f.path) && !crate::fdkinds::opath::is_opath(f.flags) && !made.contains(f.path.as_str()) {
                     // the path names another kind of file now: never "changed" (no
                     // --allow-changed-files), always refused
                     if let Some(why) = files::other_type(&f.path, f.mode) {
@@ -209,7 +216,8 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
 /// --leave-running dump, kept writing): its content is the file's by nature, so
 /// `--allow-changed-files` maps it as it is now (refused without it, naming the option);
 /// still refused if the file became too short for a mapping (it would SIGBUS).
-fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, path: &str, why: String) -> Result<()> {
+fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, mf: &stasis_image::model::MappedFileObj, why: String) -> Result<()> {
+    let path = mf.path.as_str();
     let vmas = || m.processes.iter().filter(|p| !p.zombie).flat_map(|p| p.vmas.iter().map(move |v| (p.pid, v))).filter(|(_, v)| v.object_id == id);
     if let Some((pid, v)) = vmas().find(|(_, v)| !v.shared) {
         return Err(refuse(format!(
@@ -226,6 +234,13 @@ fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, path: &str, why
              whose original was killed, or run the JVM with -XX:+PerfDisableSharedMem)"
         )));
     };
+    if !opts.allow_changed_files && mf.saved.is_some() {
+        return Err(refuse(format!(
+            "{why}; it is a POSIX shared memory object mapped shared, and the image holds its content at the \
+             dump: remove the file (nothing else may use it) to have it made again with that content, or restore \
+             with --allow-changed-files to map it as it is now"
+        )));
+    }
     if !opts.allow_changed_files {
         return Err(refuse(format!(
             "{why}; it is mapped shared, so its content is the file's: if it was written since the dump on \

@@ -116,8 +116,8 @@ pub(super) fn fill_shmem(m: &Manifest, plan: &Plan, shards: &[&[u8]]) -> Result<
         let Some(o) = m.object(r.object_id) else {
             return Err(step(format!("page run for unknown object {}", r.object_id)));
         };
-        if o.sysv_shm().is_some() || o.ghost().is_some() {
-            continue; // filled by ipc::restore, files::create_ghosts
+        if o.sysv_shm().is_some() || o.ghost().is_some() || o.mapped_file().is_some_and(|f| f.saved.is_some()) {
+            continue; // filled by ipc::restore, files::create_ghosts, shmfile::recreate
         }
         if o.shmem().is_none() {
             return Err(step(format!("page run for object {}, which is not shared memory", r.object_id)));

@@ -964,6 +964,7 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
             if f.ghost_id != 0 && table.get(&f.ghost_id).and_then(|g| g.ghost()).is_none() {
                 return Err(format!("mapped file (object {id}) refers to missing deleted-file object {}", f.ghost_id));
             }
+            crate::shmfile::check(f).and_then(|_| f.saved.as_ref().map_or(Ok(()), check_ghost)).map_err(|why| format!("mapped file (object {id}): {why}"))?;
         }
         if let Some(f) = o.file() {
             if f.ghost_id == 0 { check_path(&f.path) } else { check_str(&f.path, PATH_MAX) }
@@ -1434,7 +1435,9 @@ fn check_runs(m: &Manifest, objects: &HashMap<u32, &Object>, by_pid: &HashMap<i3
                 Some(Kind::Shmem(s)) => s.size,
                 Some(Kind::SysvShm(s)) => s.size,
                 Some(Kind::Ghost(g)) if g.paged && g.external.is_empty() => g.size,
-                _ => return Err(format!("{}: the object is not shared memory, a SysV segment or a paged nameless file", what())),
+                // written only into the file restore creates (shmfile), never an existing one
+                Some(Kind::MappedFile(MappedFileObj { saved: Some(g), .. })) => g.size,
+                _ => return Err(format!("{}: the object is not shared memory, a SysV segment, a paged nameless file or a saved POSIX shared memory object", what())),
             };
             // sizes are at most TASK_SIZE (check_objects): no overflow
             if end > size.div_ceil(PAGE) * PAGE {
