@@ -208,6 +208,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     progress::install();
+    if matches!(cli.cmd, Cmd::Inspect { .. }) {
+        // its output only goes to stdout: `stasis inspect DIR | head` ends quietly
+        stasis_sys::sys::default_sigpipe();
+    }
     let res: anyhow::Result<ExitCode> = match cli.cmd {
         Cmd::Dump { pid, dir, leave_running, external, skip_in_flight, network_lock, shell_job } => {
             // A dump holds the process frozen with our registers in it: finish (or roll

@@ -59,6 +59,19 @@ fn inspect_text_and_errors() {
     let r = w.stasis(&[std::ffi::OsStr::new("inspect"), img.as_os_str()]);
     assert!(r.ok(), "inspect failed\n{}", w.report());
     assert!(r.stdout.contains(&w.pid.to_string()), "inspect output should mention the pid\n{}", w.report());
+    // a reader that goes away (`stasis inspect DIR | head -1`) ends it quietly, as SIGPIPE
+    // ends any filter: no panic message
+    let mut c = std::process::Command::new(STASIS)
+        .arg("inspect")
+        .arg(&img)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(c.stdout.take());
+    let out = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(libc::SIGPIPE), "inspect into a closed pipe: {:?} {err}", out.status);
     let missing = w.tmp.path.join("no-such-image");
     let r = w.stasis(&[std::ffi::OsStr::new("inspect"), missing.as_os_str()]);
     let rep = w.report();

@@ -189,6 +189,22 @@ fn opened_file_changed_after_dump() {
     assert_refused(&mut w, &img, true, &["data.txt"], "opened file truncated");
 }
 
+/// A file the process has open was removed after the dump: refused before anything
+/// is made, even with --allow-changed-files (which cannot help: the fd is opened again
+/// by its path), in one line that does not claim to restore anyway.
+#[test]
+fn opened_file_removed_after_dump_even_with_allow_changed() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = dumped("files_regular", &[]);
+    fs::remove_file(w.work.join("data.txt")).unwrap();
+    w.go();
+    let r = w.try_restore(&["-d", "--allow-changed-files"]);
+    assert_clean_error(&r, &["data.txt", "no longer exists", "put the file back"], &w.report());
+    assert!(!r.stderr.contains("restoring anyway"), "a warning promised a restore that cannot happen: {}", r.stderr);
+    assert!(!pid_exists(w.pid), "a refused restore left pid {}", w.pid);
+}
+
 /// The pid is held by the still-running original (dump --leave-running):
 /// refused, naming the holder; the original is unaffected and completes.
 #[test]

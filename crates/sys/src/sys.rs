@@ -711,6 +711,14 @@ pub fn link_fd_at(fd: BorrowedFd, dir: BorrowedFd, name: &std::ffi::CStr) -> Res
     Ok(())
 }
 
+/// Lets SIGPIPE end this process again (Rust's runtime ignores it): for a command
+/// whose only output is stdout (`stasis inspect | head`), where a closed reader
+/// should end it quietly, as it ends any other filter.
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL is a valid disposition for SIGPIPE; no handler is installed.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 /// statfs f_type of tmpfs (shmem).
 pub const TMPFS_MAGIC: i64 = 0x0102_1994;
 

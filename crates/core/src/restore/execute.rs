@@ -188,6 +188,14 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
                     if let Some(why) = files::other_type(&f.path, f.mode) {
                         return Err(refuse(format!("pid {}: file of fd {}: {why}", q.pid, fd.fd)));
                     }
+                    // gone: an fd is opened again by its path, so no option can help
+                    if std::fs::symlink_metadata(&f.path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+                        return Err(refuse(format!(
+                            "pid {}: file of fd {} {} no longer exists: the fd is opened again by its path, so no option \
+                             restores it; put the file back (one the program removed after a --leave-running dump: dump again)",
+                            q.pid, fd.fd, f.path
+                        )));
+                    }
                     if let Some(id) = &f.identity {
                         let r = files::check_identity(&f.path, id, &format!("pid {}: file of fd {}", q.pid, fd.fd));
                         match r {
@@ -275,10 +283,13 @@ fn check_ids_free(m: &Manifest) -> Result<()> {
             false => q.threads.iter().map(|t| t.tid).collect(),
         };
         for id in ids {
+            let mut said = false;
             while let Some(h) = holder(id) {
                 let dying = procfs::task_exit_state(id, id).is_some_and(|(_, exiting)| exiting);
                 if dying && Instant::now() < deadline {
-                    debug!(id, "waiting for a dying process to free the id: {h}");
+                    if !std::mem::replace(&mut said, true) {
+                        debug!(id, "waiting for a dying process to free the id: {h}");
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(10));
                     continue;
                 }
