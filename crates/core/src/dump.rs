@@ -201,10 +201,10 @@ fn cleanup_dir(dir: &Path) {
 
 /// Everything collected while the process is frozen (minus page contents), and the
 /// NUMA policies of its VMAs by start address (for the VMAs `mem::collect` makes).
-fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<(Process, Vec<(u64, MemPolicy)>)> {
+fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<(Process, Vec<(u64, MemPolicy)>, Vec<i32>)> {
     let pid = fz.pid;
     let par = Parasite::start(fz, vdso)?;
-    let r = (|| -> Result<(Process, Vec<(u64, MemPolicy)>)> {
+    let r = (|| -> Result<(Process, Vec<(u64, MemPolicy)>, Vec<i32>)> {
         let creds = task::dump_creds(pid, &par, pid)?;
         let threads = task::dump_threads(fz, &par, &creds)?;
         let sigactions = task::dump_sigactions(fz, &par)?;
@@ -242,6 +242,7 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<(Process, Vec<(u6
             ldt,
         };
         let vma_policies = crate::numa::dump_vmas(&par, pid)?;
+        let not_cloexec = crate::tty::slaves_not_cloexec(pid, &par)?;
         let p = Process {
             pid,
             // the main thread's (the process's name, also when it has exited)
@@ -257,7 +258,7 @@ fn collect_task_state(fz: &Frozen, vdso: (u64, u64)) -> Result<(Process, Vec<(u6
             rlimits: task::dump_rlimits(fz, &par)?,
             ..Default::default()
         };
-        Ok((p, vma_policies))
+        Ok((p, vma_policies, not_cloexec))
     })();
     let held = par.stop_held();
     let stopped = par.stop();
@@ -550,7 +551,8 @@ fn write_image(
             }
         };
         let pid = fz.pid;
-        let (mut process, vma_policies) = collect_task_state(fz, vdso)?;
+        let (mut process, vma_policies, not_cloexec) = collect_task_state(fz, vdso)?;
+        fd_state.not_cloexec.extend(not_cloexec.into_iter().map(|fd| (fz.pid, fd)));
         process.ppid = ppid;
         process.ns_pids = crate::ns::ns_pids(pid, pid);
         // the main thread's own (its exit signal and, if it has exited, its status)

@@ -288,6 +288,8 @@ pub struct FdState {
     pub shared: Vec<external::SharedMem>,
     /// Terminals (crate::tty), finished once the whole tree is known.
     pub ttys: crate::tty::TtyState,
+    /// (pid, fd) that fdinfo shows close-on-exec but are not (`tty::slaves_not_cloexec`).
+    pub not_cloexec: std::collections::HashSet<(i32, i32)>,
 }
 
 impl FdState {
@@ -395,7 +397,7 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                 locks.push((key, l));
             }
         }
-        let cloexec = info.flags & O_CLOEXEC != 0;
+        let cloexec = info.flags & O_CLOEXEC != 0 && !st.not_cloexec.contains(&(pid, fd));
         // O_ASYNC belongs to the description's owner record (crate::fown), whatever the
         // kind: the kinds see the other flags.
         let o_async = info.flags & libc::O_ASYNC as u32 != 0;

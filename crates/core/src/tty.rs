@@ -161,6 +161,24 @@ pub fn dump_fd(pid: i32, fd: i32, link: &str, md: &std::fs::Metadata, flags: u32
 /// The path of terminal device `rdev` when it is one restore opens again by path:
 /// /dev/console (5:1), a virtual console /dev/ttyN (4:0-63), a serial line /dev/ttySN
 /// (4:64-255).
+/// The pty slave fds of `pid` that fdinfo shows close-on-exec but are not: a slave
+/// opened with TIOCGPTPEER and O_CLOEXEC (systemd's `pty_open_peer`, an earlier restore)
+/// keeps O_CLOEXEC in its file flags, which fdinfo reports whatever the fd flag is
+/// now (a dup2 onto 0-2 included). Asked from inside (F_GETFD) for those only.
+pub fn slaves_not_cloexec(pid: i32, par: &crate::parasite::Parasite) -> Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for fd in procfs::fds(pid).ctx(pid, || "listing /proc/PID/fd".into())? {
+        let Ok(link) = procfs::readlink(&format!("{}/fd/{fd}", procfs::dir(pid))) else { continue };
+        if !link.starts_with("/dev/pts/") || procfs::fdinfo(pid, fd).is_ok_and(|i| i.flags & libc::O_CLOEXEC as u32 == 0) {
+            continue;
+        }
+        if par.call(pid, libc::SYS_fcntl, &[fd as u64, libc::F_GETFD as u64])? & libc::FD_CLOEXEC as u64 == 0 {
+            out.push(fd);
+        }
+    }
+    Ok(out)
+}
+
 pub fn device_path(rdev: u64) -> Option<String> {
     match (libc::major(rdev), libc::minor(rdev)) {
         (5, 1) => Some("/dev/console".into()),

@@ -182,13 +182,18 @@ fn start_tmux(w: &mut Workload) -> (std::path::PathBuf, i32) {
 }
 
 /// Types `echo after-$X` into the pane: the restored bash, reading its new pty, answers
-/// with the variable set before the dump; the typed state of before is still shown.
+/// with the variable set before the dump; the typed state of before is still shown. Then
+/// a program bash starts finds the terminal as its stdin and stdout (the slave is
+/// inherited: not close-on-exec).
 fn check_tmux(w: &Workload, sock: &std::path::Path) {
     let screen = tmux(sock, &["capture-pane", "-p", "-t", "t"]);
     assert!(screen.contains("before-42"), "the pane lost its content: {screen:?}\n{}", w.report());
     tmux(sock, &["send-keys", "-t", "t", "echo after-$X", "Enter"]);
     let ok = wait_until(Duration::from_secs(10), || tmux(sock, &["capture-pane", "-p", "-t", "t"]).contains("after-kept"));
     assert!(ok, "the pane did not answer new keys: {:?}\n{}", tmux(sock, &["capture-pane", "-p", "-t", "t"]), w.report());
+    tmux(sock, &["send-keys", "-t", "t", "/bin/sh -c 'test -t 0 && test -t 1 && echo child-on-tty-$0' $X", "Enter"]);
+    let ok = wait_until(Duration::from_secs(10), || tmux(sock, &["capture-pane", "-p", "-t", "t"]).contains("child-on-tty-kept"));
+    assert!(ok, "a program started in the pane has no terminal: {:?}\n{}", tmux(sock, &["capture-pane", "-p", "-t", "t"]), w.report());
 }
 
 fn kill_tmux(w: &mut Workload, sock: &std::path::Path, pane: i32) {
@@ -218,6 +223,33 @@ fn tmux_bash_pane_across_dump_and_restore() {
     reap_dumped(&w, &[w.pid, pane]);
     w.restore();
     assert!(pid_exists(pane), "the pane's bash was not restored\n{}", w.report());
+    check_tmux(&w, &sock);
+    kill_tmux(&mut w, &sock, pane);
+}
+
+/// tmux dumped and restored twice (the second dump is of a restored server): the pane
+/// still works, and programs started in it still get the terminal (a restored slave
+/// used to carry O_CLOEXEC in its file flags, which the second dump took for
+/// close-on-exec: the restored bash's children had no stdin/stdout).
+#[test]
+fn tmux_restored_twice() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("tmux");
+    let (sock, pane) = start_tmux(&mut w);
+    for round in 0..2 {
+        let _ = std::fs::remove_dir_all(&w.img);
+        let r = w.try_dump(&[]);
+        assert!(r.ok(), "dump {round} of the tmux server failed\n{}", w.report());
+        w.kill_restored();
+        reap_dumped(&w, &[w.pid, pane]);
+        w.restore();
+        assert!(pid_exists(pane), "the pane's bash was not restored ({round})\n{}", w.report());
+        // the restored slave's file flags carry no O_CLOEXEC (what fdinfo shows)
+        let info = std::fs::read_to_string(format!("/proc/{pane}/fdinfo/0")).unwrap();
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).map(|f| u32::from_str_radix(f.trim(), 8).unwrap()).unwrap();
+        assert_eq!(flags & libc::O_CLOEXEC as u32, 0, "fdinfo of the restored bash's stdin: {info}");
+    }
     check_tmux(&w, &sock);
     kill_tmux(&mut w, &sock, pane);
 }

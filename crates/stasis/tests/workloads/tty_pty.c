@@ -10,7 +10,10 @@
  *                   queue: "out1\r\n" after ONLCR); makes G's group the foreground one
  *   G               its own process group, foreground
  *
- * After go: every value is checked from inside; C reads "line one\n" as one line, then
+ *   P also holds two slaves opened with TIOCGPTPEER|O_CLOEXEC (fdinfo shows O_CLOEXEC
+ *   for good): one made inheritable again (F_SETFD 0, dup'ed onto fd 20), one not.
+ *
+ * After go: every value is checked from inside (the TIOCGPTPEER slaves' FD_CLOEXEC too); C reads "line one\n" as one line, then
  * "partialtail\n" once P typed "tail\n"; P reads "out1\r\n" (with its packet header) then
  * what C writes through /dev/tty.
  */
@@ -189,6 +192,13 @@ int main(int argc, char **argv)
         printf("FAIL: setup: master queue %d bytes, want 6\n", n);
         return 1;
     }
+    /* slaves opened with TIOCGPTPEER and O_CLOEXEC (the flag stays in the file's flags:
+     * fdinfo shows it for good): one made inheritable again, with a dup onto fd 20 (as a
+     * program about to exec a shell on it), one left close-on-exec */
+    int peer = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int peer_cx = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (peer < 0 || peer_cx < 0 || fcntl(peer, F_SETFD, 0) < 0 || dup2(peer, 20) != 20)
+        DIE("TIOCGPTPEER");
     int one = 1;
     if (ioctl(m, TIOCPKT, &one) < 0)
         DIE("TIOCPKT");
@@ -197,6 +207,8 @@ int main(int argc, char **argv)
     close(s);
     ready();
     wait_go();
+    CHECK(fcntl(peer, F_GETFD) == 0 && fcntl(20, F_GETFD) == 0, "P: inheritable slaves (TIOCGPTPEER) are close-on-exec: %d %d", fcntl(peer, F_GETFD), fcntl(20, F_GETFD));
+    CHECK(fcntl(peer_cx, F_GETFD) == FD_CLOEXEC, "P: a close-on-exec slave is inheritable");
     int pk = -1, lk = -1;
     CHECK(ioctl(m, TIOCGPKT, &pk) == 0 && pk == 1, "P: packet mode %d, want 1", pk);
     CHECK(ioctl(m, TIOCGPTLCK, &lk) == 0 && lk == 1, "P: slave lock %d, want 1", lk);

@@ -59,10 +59,18 @@ pub fn set_exclusive(fd: BorrowedFd<'_>, on: bool) -> Result<()> {
 }
 
 /// TIOCGPTPEER: a new open description of the slave of pty master `master` (`flags`:
-/// access mode, O_NOCTTY, O_NONBLOCK, O_CLOEXEC).
+/// access mode, O_NOCTTY, O_NONBLOCK, O_CLOEXEC). O_CLOEXEC is not passed to the ioctl,
+/// which would keep it in the description's file flags for good (fdinfo then shows it
+/// whatever F_SETFD says later, and a dump of a process that inherited the fd takes it
+/// for close-on-exec): the fd flag is set with F_SETFD instead.
 pub fn pty_peer(master: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd> {
     // SAFETY: TIOCGPTPEER takes its flags by value and returns a new fd.
-    c(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags as libc::c_ulong) } as libc::c_long).map(owned)
+    let fd = c(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, (flags & !libc::O_CLOEXEC) as libc::c_ulong) } as libc::c_long).map(owned)?;
+    if flags & libc::O_CLOEXEC != 0 {
+        // SAFETY: F_SETFD takes an integer; fd is ours.
+        c(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } as libc::c_long)?;
+    }
+    Ok(fd)
 }
 
 /// TIOCSTI: `b` enters the terminal's input as if received (through its line
