@@ -360,6 +360,20 @@ fn unix_peer_credentials() {
 /// owner and mode; getsockname shows the relative names; new clients and datagrams
 /// reach them by those names. Killing dump; then --leave-running (the original passes,
 /// exits, leaves stale files; the copy restored after it binds there again).
+/// Unix sockets whose files were renamed after bind within their directory (a JVM's
+/// attach listener: .java_pidN.tmp -> .java_pidN; workloads/unix_renamed.c): a listener
+/// with an accepted and a waiting connection, a datagram socket with a datagram queued.
+/// The files come back at their new names (owner, mode; nothing at the old ones),
+/// getsockname shows the bind's names, clients reach them by the new names. Both modes
+/// (the copy restored after the original removes the stale files it left). Before: the
+/// files were taken for unlinked and the sockets came back without any (new clients:
+/// ECONNREFUSED / ENOENT).
+#[test]
+fn renamed_socket_files_come_back_at_their_new_names() {
+    let _t = serial();
+    roundtrip_both_modes("unix_renamed", &[]);
+}
+
 #[test]
 fn relative_path_sockets_keep_their_files() {
     let _t = serial();

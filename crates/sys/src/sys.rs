@@ -719,6 +719,16 @@ pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
+/// Renames `from` to `to` unless something is at `to` already (renameat2
+/// RENAME_NOREPLACE: EEXIST then, nothing replaced).
+pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    let f = std::ffi::CString::new(from.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    let t = std::ffi::CString::new(to.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: NUL-terminated paths the kernel reads during the call only.
+    c(unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE) })?;
+    Ok(())
+}
+
 /// statfs f_type of tmpfs (shmem).
 pub const TMPFS_MAGIC: i64 = 0x0102_1994;
 

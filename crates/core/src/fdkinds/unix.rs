@@ -231,6 +231,12 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, table: &Tabl
         if relative && md.is_some() {
             u.bound_in = crate::procfs::readlink(&format!("{dir}/cwd")).unwrap_or_default();
         }
+        // not there: renamed within its directory since?
+        let renamed = if md.is_none() && !relative { renamed_in_dir(&dir, at, vino as u64, vdev) } else { None };
+        let md = md.or_else(|| renamed.as_ref().map(|r| r.1.clone()));
+        if let Some((to, _)) = renamed {
+            u.renamed_to = to;
+        }
         u.name_unlinked = md.is_none() && !relative;
         u.file = md.filter(|_| !relative || u.bound_in.starts_with('/')).map(|md| SockFile { uid: md.uid(), gid: md.gid(), mode: md.mode() & 0o777 });
     }
@@ -496,6 +502,32 @@ fn requeue(into_peer: &OwnedFd, data: &[u8], oob_at: Option<u64>) -> std::io::Re
     }
 }
 
+/// Most directory entries looked at for a renamed socket file.
+const RENAME_SCAN: usize = 100_000;
+
+/// The socket file (inode `ino`, device `vdev` as unix_diag gives it) of a socket bound
+/// to absolute path `at` that is no longer there, found under another name in the same
+/// directory (seen from `dir`, the process's /proc directory, through its root): that
+/// path and the file's metadata. None if it is not there (unlinked), or the directory
+/// is too large to look through.
+fn renamed_in_dir(dir: &str, at: &std::path::Path, ino: u64, vdev: u32) -> Option<(String, std::fs::Metadata)> {
+    use std::os::unix::fs::{DirEntryExt, FileTypeExt, MetadataExt};
+    let parent = at.parent()?;
+    let seen = format!("{dir}/root{}", parent.display());
+    for e in std::fs::read_dir(&seen).ok()?.take(RENAME_SCAN) {
+        let e = e.ok()?;
+        if e.ino() != ino {
+            continue;
+        }
+        let md = std::fs::symlink_metadata(e.path()).ok()?;
+        if md.file_type().is_socket() && md.ino() == ino && libc::major(md.dev()) == vdev >> 20 && libc::minor(md.dev()) == vdev & 0xfffff {
+            let name = e.file_name();
+            return Some((parent.join(name).to_str()?.to_string(), md));
+        }
+    }
+    None
+}
+
 /// Whether a unix address is a path (absolute or relative), not abstract or empty.
 fn is_path(name: &[u8]) -> bool {
     name.first().is_some_and(|c| *c != 0)
@@ -515,6 +547,12 @@ fn private_path(u: &UnixObj) -> bool {
 fn file_path(u: &UnixObj) -> std::path::PathBuf {
     let name = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&u.name));
     std::path::Path::new(&u.bound_in).join(name)
+}
+
+/// Where the socket file of a path-bound socket is once restored: `file_path`, or the
+/// name it was renamed to.
+fn final_path(u: &UnixObj) -> std::path::PathBuf {
+    if u.renamed_to.is_empty() { file_path(u) } else { std::path::PathBuf::from(&u.renamed_to) }
 }
 
 /// A socket of the tree that can send a queued message as its sender into a
@@ -965,10 +1003,11 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
         made.reach.insert(u.ino, reach);
     } else {
         bind_own_name(pid, &format!("fd {fd}"), &s, u)?;
-        if !u.bound_in.is_empty() {
-            // a relative name means nothing from here: the sockets of the tree that
-            // connect to it, and its messages, reach it through its file
-            let f = socket_file(&file_path(u)).map_err(|e| step(format!("its socket file {}: {e}", file_path(u).display())))?;
+        if !u.bound_in.is_empty() || !u.renamed_to.is_empty() {
+            // a relative name means nothing from here, a renamed file is elsewhere: the
+            // sockets of the tree that connect to it, and its messages, reach it
+            // through its file
+            let f = socket_file(&final_path(u)).map_err(|e| step(format!("its socket file {}: {e}", final_path(u).display())))?;
             made.reach.insert(u.ino, f);
         }
         let to = made.address(u.ino, &u.name);
@@ -1228,9 +1267,18 @@ fn bind_path(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
     let path = path.as_path();
     let addr = sockaddr(&u.name);
     // Err(Ok(e)): bind failed with e; Err(Err(why)): refused before binding
+    let to = final_path(u);
     let bind = || -> std::result::Result<(), std::result::Result<std::io::Error, String>> {
         clear_socket_path(path).map_err(Err)?;
-        sys::sock_addr_op(s.as_fd(), &addr, false).map_err(Ok)
+        if to.as_path() != path {
+            clear_socket_path(&to).map_err(|why| Err(format!("(renamed to {} since the bind) {why}", to.display())))?;
+        }
+        sys::sock_addr_op(s.as_fd(), &addr, false).map_err(Ok)?;
+        if to.as_path() != path {
+            // the file bind just made gets the name it had at the dump (never over one)
+            sys::rename_noreplace(path, &to).map_err(Ok)?;
+        }
+        Ok(())
     };
     // a relative name is bound from the directory it was bound in (validate: absolute)
     let dir = std::ffi::CString::new(u.bound_in.as_bytes()).map_err(|_| step("directory name holds a NUL byte".into()))?;
@@ -1253,7 +1301,7 @@ fn bind_path(pid: i32, who: &str, s: &OwnedFd, u: &UnixObj) -> Result<()> {
         .unwrap_or_else(|_| Err(Err("socket file helper thread panicked".into())))
     })
     .map_err(said)?;
-    give_socket_file(path, f).map_err(|e| step(format!("giving the socket file owner {}:{} and mode {:o}: {e}", f.uid, f.gid, f.mode)))
+    give_socket_file(&to, f).map_err(|e| step(format!("giving the socket file owner {}:{} and mode {:o}: {e}", f.uid, f.gid, f.mode)))
 }
 
 /// Owner and permission bits of the socket file at `path`, set through an O_PATH

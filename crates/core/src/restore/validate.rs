@@ -1113,6 +1113,19 @@ fn check_unix(peers: &HashMap<u32, (u32, u32)>, u: &stasis_image::model::UnixObj
             return Err(format!("directory {:?} for a name that is not a relative path of a socket file", u.bound_in));
         }
     }
+    if !u.renamed_to.is_empty() {
+        // a file renamed within the directory of an absolute name it still has
+        check_path(&u.renamed_to).map_err(|why| format!("renamed socket file: {why}"))?;
+        let name = std::str::from_utf8(&u.name).ok().filter(|n| n.starts_with('/'));
+        let to = std::path::Path::new(&u.renamed_to);
+        let same_dir = name.is_some_and(|n| {
+            let n = std::path::Path::new(n);
+            n.parent().is_some() && n.parent() == to.parent() && n.file_name().is_some() && to.file_name().is_some() && n != to
+        });
+        if !u.renamed_to.starts_with('/') || !same_dir || u.name_unlinked || u.file.is_none() || !u.bound_in.is_empty() {
+            return Err(format!("socket file renamed to {:?}, which is not another name in the directory of its path", u.renamed_to));
+        }
+    }
     if let Some(f) = &u.file {
         let relative = !u.bound_in.is_empty();
         if f.mode > 0o777 || (u.name.first() != Some(&b'/') && !relative) || u.name_unlinked {
@@ -1836,6 +1849,13 @@ mod tests {
         refused(&with_unix(vec![rel(b"\0abstract", "/srv/app")]), &root(), "not a relative path");
         refused(&with_unix(vec![rel(b"x.sock", "srv/app")]), &root(), "directory of its relative name");
         refused(&with_unix(vec![UnixObj { file: None, ..rel(b"x.sock", "/srv") }]), &root(), "not a relative path");
+        // a file renamed in the directory of its absolute name
+        let ren = |name: &[u8], to: &str| UnixObj { renamed_to: to.into(), ..sock(name, 0o600, false) };
+        assert!(validate_with(&with_unix(vec![ren(b"/tmp/.java_pid7.tmp", "/tmp/.java_pid7")]), &root()).is_ok());
+        for (name, to) in [(&b"/tmp/a.tmp"[..], "/etc/a"), (b"/tmp/a.tmp", "/tmp/x/a"), (b"/tmp/a", "/tmp/a"), (b"a.tmp", "/tmp/a"), (b"\0abs", "/tmp/a"), (b"/tmp/a.tmp", "tmp/a"), (b"/tmp/a.tmp", "/tmp/../etc/a")] {
+            refused(&with_unix(vec![ren(name, to)]), &root(), "renamed");
+        }
+        refused(&with_unix(vec![UnixObj { file: None, ..ren(b"/tmp/a.tmp", "/tmp/a") }]), &root(), "renamed");
     }
 
     #[test]
