@@ -326,15 +326,15 @@ pub fn finish(procs: &mut [Process], objs: &mut ObjectTable, st: &TtyState, shel
                 }
             }
             None => {
-                let hint = if ours && !shell_job {
-                    " (the controlling terminal of the shell the tree was started from?): dump it with --shell-job (and restore with --shell-job)"
-                } else {
-                    ""
-                };
-                return Err(Error::Unsupported {
-                    pid,
-                    what: format!("fd {fd} is {}, a terminal whose master is outside the dumped tree{hint}", s.path),
-                });
+                let what = format!("fd {fd} is {}, a terminal whose master is outside the dumped tree", s.path);
+                if ours && !shell_job {
+                    // supported, with the option: no "not supported yet"
+                    return Err(Error::Refused {
+                        pid,
+                        why: format!("{what} (the controlling terminal of the shell the tree was started from?): dump it with --shell-job (and restore with --shell-job)"),
+                    });
+                }
+                return Err(Error::Unsupported { pid, what });
             }
         }
     }

@@ -104,6 +104,7 @@ fn shell_job_takes_the_restorers_terminal() {
     // without --shell-job: one line naming the pid and the flag; the job runs on
     let r = w.try_dump(&[]);
     assert_clean_error(&r, &[&w.pid.to_string(), "fd 0", &pts1, "outside the dumped tree", "--shell-job"], &w.report());
+    assert!(!r.stderr.contains("not supported"), "the refusal calls a supported case unsupported: {}", r.stderr);
     w.assert_running_untouched();
     // --leave-running: the job runs on, still the foreground group of its terminal
     let r = w.try_dump(&["--shell-job", "--leave-running"]);

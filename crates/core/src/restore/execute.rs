@@ -238,8 +238,9 @@ fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, mf: &stasis_ima
         // nothing to map, whatever the options: the content lives in the file only
         return Err(refuse(format!(
             "{why}; it is mapped shared, so its content is the file's and the image does not hold it: put \
-             the file back as it was (a JVM removes its hsperfdata file when it exits: restore from a dump \
-             whose original was killed, or run the JVM with -XX:+PerfDisableSharedMem)"
+             the file back as it was (a program may remove such a file when it exits or cleans up — a JVM \
+             its hsperfdata, sqlite its -shm when the last connection closes: restore from a dump whose \
+             original was killed, before anything else opens it)"
         )));
     };
     if !opts.allow_changed_files && mf.saved.is_some() {
