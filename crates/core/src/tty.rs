@@ -630,6 +630,34 @@ pub fn open_shell_terminal(d: &TtyFdObj) -> std::result::Result<OwnedFd, String>
 /// the restorer's terminal (stdin; SIGTTOU blocked, stasis may be in the background),
 /// before any restored process runs (one reading it in the background would be
 /// stopped). Dropped without `keep`: the terminal goes back to the group it had.
+/// Waits for the restored root `pid` of a shell job that runs in the foreground
+/// (`restore --shell-job` without --detach): stasis is the shell's job, the restored
+/// tree its foreground group. When the restored process stops (^Z), stasis stops too
+/// (SIGSTOP), so the shell sees its job stopped and takes its terminal back; when the
+/// shell continues it (`fg`), the tree's group gets the terminal again and SIGCONT.
+/// Returns the wait status of its end.
+pub fn wait_foreground_job(pid: i32, m: &stasis_image::Manifest) -> std::io::Result<i32> {
+    let fg = m.objects.iter().filter_map(|o| o.tty()).find(|t| t.external && t.fg_pgrp > 0).map(|t| t.fg_pgrp);
+    loop {
+        let st = sys::waitpid(pid, libc::__WALL | libc::WUNTRACED)?;
+        if !libc::WIFSTOPPED(st) {
+            return Ok(st);
+        }
+        debug!(pid, signal = libc::WSTOPSIG(st), "the restored job stopped: stopping with it");
+        sys::kill(sys::getpid(), libc::SIGSTOP)?;
+        // continued by the shell (fg or bg)
+        if let Some(g) = fg {
+            if sys::ioctl_get_int(std::io::stdin().as_fd(), libc::TIOCGPGRP).ok() == Some(sys::getpgrp()) {
+                // in the foreground (fg): the job's group takes the terminal back
+                let _ = sys::tcsetpgrp_quiet(std::io::stdin().as_fd(), g);
+            }
+            let _ = sys::kill(-g, libc::SIGCONT);
+        } else {
+            let _ = sys::kill(pid, libc::SIGCONT);
+        }
+    }
+}
+
 pub struct Foreground {
     old: Option<i32>,
 }

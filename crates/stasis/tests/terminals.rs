@@ -138,6 +138,62 @@ fn shell_job_takes_the_restorers_terminal() {
     assert!(!out.contains("FAIL") && out.lines().any(|l| l == "PASS"), "job output:\n{out}\n{}", w.report());
 }
 
+/// `restore --shell-job` run in the foreground of a real interactive bash: ^Z stops the
+/// restored job, and stasis with it, so bash gets its terminal back and reports the job
+/// stopped; `fg` gives the job the terminal again: it reads the next line typed and
+/// ends, and so does stasis (before, stasis stayed running and the terminal hung).
+#[test]
+fn shell_job_restore_stops_and_continues_with_its_shell() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::new("tty_job");
+    let (_m1, pts1) = pty();
+    let bin = workload_bin("tty_job");
+    let mut h1 = holder(&w, &pts1, &[bin.as_os_str(), w.work.as_os_str(), "job".as_ref()], &w.out.clone());
+    assert!(wait_until(Duration::from_secs(10), || w.output().lines().any(|l| l == "READY")), "the job did not get ready\n{}", w.report());
+    w.pid = w.info("job").parse().unwrap();
+    let r = w.try_dump(&["--shell-job"]);
+    assert!(r.ok(), "dump --shell-job failed\n{}", w.report());
+    let _ = h1.wait();
+    // an interactive bash (job control on) with the second terminal as its own
+    let (mut m2, pts2) = pty();
+    let tty = || std::fs::OpenOptions::new().read(true).write(true).open(&pts2).unwrap();
+    let mut c = std::process::Command::new("setsid");
+    c.args(["-c", "bash", "--norc", "--noprofile", "-i"]).env_clear().env("PS1", "$ ").env("TERM", "dumb").env("PATH", "/usr/bin:/bin");
+    c.stdin(tty()).stdout(tty()).stderr(tty()).current_dir(&w.work);
+    close_fds_above_2(&mut c);
+    let mut bash = c.spawn().expect("run bash");
+    read_until(&mut m2, "$ ", Duration::from_secs(10));
+    w.go();
+    let cmd = format!("{STASIS} restore -D {} --shell-job\r", w.img.display());
+    std::io::Write::write_all(&mut m2, cmd.as_bytes()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || pid_exists(w.pid)), "the job was not restored\n{}", w.report());
+    // the job blocks reading its terminal: ^Z
+    assert!(wait_until(Duration::from_secs(10), || stat_state(w.pid) == Some('S')), "the restored job does not wait for input\n{}", w.report());
+    std::io::Write::write_all(&mut m2, b"\x1a").unwrap();
+    let seen = read_until(&mut m2, "Stopped", Duration::from_secs(10));
+    assert!(seen.contains("Stopped"), "bash did not see its job stop: {seen:?}\n{}", w.report());
+    assert_eq!(stat_state(w.pid), Some('T'), "the restored job after ^Z\n{}", w.report());
+    std::io::Write::write_all(&mut m2, b"fg\r").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::io::Write::write_all(&mut m2, b"hello-new\r").unwrap();
+    let seen = read_until(&mut m2, "got:hello-new", Duration::from_secs(10));
+    assert!(seen.contains("got:hello-new"), "after fg the terminal showed {seen:?}\n{}", w.report());
+    std::io::Write::write_all(&mut m2, b"echo status-$?\r").unwrap();
+    let seen = read_until(&mut m2, "status-0", Duration::from_secs(10));
+    assert!(seen.contains("status-0"), "stasis restore's status in bash: {seen:?}\n{}", w.report());
+    std::io::Write::write_all(&mut m2, b"exit\r").unwrap();
+    assert_eq!(wait_child(&mut bash, Duration::from_secs(10)), Some(0), "bash did not exit\n{}", w.report());
+    let out = w.output();
+    assert!(!out.contains("FAIL") && out.lines().any(|l| l == "PASS"), "job output:\n{out}\n{}", w.report());
+}
+
+/// The state letter of `pid` in /proc/PID/stat.
+fn stat_state(pid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 /// A child's exit code (128+signal if killed) within `t`, else kill it and None.
 fn wait_child(c: &mut std::process::Child, t: Duration) -> Option<i32> {
     let end = std::time::Instant::now() + t;

@@ -357,6 +357,11 @@ pub fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+pub fn getpgrp() -> i32 {
+    // SAFETY: always succeeds.
+    unsafe { libc::getpgrp() }
+}
+
 pub fn memfd_create(name: &str, flags: u32) -> Result<OwnedFd> {
     let cname = std::ffi::CString::new(name).map_err(Error::other)?;
     // SAFETY: cname is a valid C string.

@@ -115,7 +115,8 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     drop(shm_regions);
     drop(shards);
     drop(maps);
-    let st = sys::waitpid(pid, libc::__WALL).map_err(|e| step_err(pid, "waiting for the restored process", e))?;
+    let st = if opts.shell_job { crate::tty::wait_foreground_job(pid, &m) } else { sys::waitpid(pid, libc::__WALL) }
+        .map_err(|e| step_err(pid, "waiting for the restored process", e))?;
     Ok(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) as u8 } else { 128 + libc::WTERMSIG(st) as u8 })
 }
 
