@@ -362,6 +362,28 @@ fn anonymous_shared_memory_shared_with_parent_outside_the_tree() {
     shared_with_test(&dir, child, &m2, &mut procs);
 }
 
+/// Two unix stream sockets connected to sockets outside the tree: one refusal names
+/// both, with the `--external` mark of each (before: one per dump attempt).
+#[test]
+fn unix_streams_to_outside_are_all_named_in_one_refusal() {
+    skip_if_direct!();
+    let _t = serial();
+    let tmp = TempDir::new("external-unix2");
+    let dir = tmp.path.clone();
+    fs::create_dir(dir.join("work")).unwrap();
+    let mut procs = Procs::default();
+    let (_a, theirs_a) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (_b, theirs_b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (ia, ib) = (ino(theirs_a.as_raw_fd()), ino(theirs_b.as_raw_fd()));
+    let wl = spawn(&mut procs, &dir, &workload_bin("ext_unix"), &[], &[(5, theirs_a.as_raw_fd()), (6, theirs_b.as_raw_fd())], "stdout");
+    drop((theirs_a, theirs_b));
+    wait_ready(&dir, "stdout", wl);
+    let ctx = format!("workload pid {wl}, sockets {ia} {ib}");
+    let r = dump(&dir, wl, &[]);
+    assert_clean_error(&r, &["fd 5", "fd 6", "1 more", &format!("--external unix:[{ia}]"), &format!("--external unix:[{ib}]")], &ctx);
+    assert_untouched(wl, &ctx);
+}
+
 /// A unix stream socket connected to a socket outside the tree (the test's: a client of
 /// a local server). Dump refuses naming the workload, the holder and `--external
 /// unix:[INO]`; with it the dump goes through; restore refuses without `--inherit-fd`,

@@ -438,6 +438,8 @@ pub fn check_peers(
         tracing::warn!(pid, fd, "{what}: {outside} connections waiting to be accepted from clients outside the tree (or closed) are not saved (--skip-in-flight)");
         u.waiting.retain(|c| inos.contains(c));
     }
+    // stream connections to outside processes, not marked: all named in one refusal
+    let mut unmarked: Vec<(i32, i32, String, String)> = Vec::new();
     for o in objects.iter_mut() {
         let id = o.id;
         let Some(u) = o.unix_mut() else { continue };
@@ -461,18 +463,27 @@ pub fn check_peers(
             u.external = format!("connected to socket {} of {who}", u.peer_ino);
             continue;
         }
-        let (pid, comm) = crate::external::who_in_tree(pid);
-        return Err(Error::Shared {
-            pid,
-            comm,
-            why: format!(
-                "fd {fd} is a unix {tn} socket connected to socket {} of {who}, outside the dumped tree; to dump it \
-                 anyway mark it with `--external {res}` and hand a connected socket over at restore with `--inherit-fd FD:{res}`",
-                u.peer_ino
-            ),
-        });
+        unmarked.push((pid, fd, format!("a unix {tn} socket connected to socket {} of {who}", u.peer_ino), res));
     }
-    Ok(())
+    let Some((pid, fd, what, res)) = unmarked.first() else { return Ok(()) };
+    let (pid, comm) = crate::external::who_in_tree(*pid);
+    let why = if unmarked.len() == 1 {
+        format!(
+            "fd {fd} is {what}, outside the dumped tree; to dump it anyway mark it with `--external {res}` and hand a \
+             connected socket over at restore with `--inherit-fd FD:{res}`"
+        )
+    } else {
+        let rest: Vec<String> = unmarked[1..].iter().map(|(p, f, w, r)| format!("pid {p} fd {f} ({r}): {w}")).collect();
+        let marks: Vec<String> = unmarked.iter().map(|(.., r)| format!("--external {r}")).collect();
+        format!(
+            "fd {fd} is {what}, outside the dumped tree, and so are {} more: {}; to dump them anyway mark each \
+             (`{}`) and hand connected sockets over at restore with `--inherit-fd FD:unix:[INODE]`",
+            rest.len(),
+            rest.join("; "),
+            marks.join(" ")
+        )
+    };
+    Err(Error::Shared { pid, comm, why })
 }
 
 fn apply_shutdown(fd: impl AsFd, bits: u32) -> std::io::Result<()> {
