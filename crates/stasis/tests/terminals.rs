@@ -22,6 +22,50 @@ fn pty_pair_state_queues_and_session() {
     w.go_and_pass();
 }
 
+/// A process outside the tree holding the slave of a pty whose master the tree holds
+/// (a daemon that left a tmux pane with its stdio): the dump warns, naming it (the
+/// restored pair is a new terminal; that process keeps the old one), and goes on; the
+/// restored tree passes its checks.
+#[test]
+fn pty_slave_held_outside_is_named() {
+    let _t = serial();
+    skip_if_direct!();
+    let mut w = Workload::start("tty_pty", &[]);
+    let kids = info_pids(&w, &["c", "g"]);
+    let pts = w.info("pts");
+    // (the slave is locked: no new open of it) a copy of C's slave fd
+    let fd = std::fs::read_dir(format!("/proc/{}/fd", kids[0]))
+        .unwrap()
+        .flatten()
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == pts))
+        .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .expect("C holds the slave");
+    // SAFETY: plain syscalls; the fds they return are ours and wrapped at once.
+    let slave = unsafe {
+        use std::os::fd::FromRawFd;
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, kids[0], 0) as i32;
+        assert!(pidfd >= 0, "pidfd_open");
+        let pidfd = std::os::fd::OwnedFd::from_raw_fd(pidfd);
+        let f = libc::syscall(libc::SYS_pidfd_getfd, std::os::fd::AsRawFd::as_raw_fd(&pidfd), fd, 0) as i32;
+        assert!(f >= 0, "pidfd_getfd");
+        std::fs::File::from_raw_fd(f)
+    };
+    let mut c = std::process::Command::new("sleep");
+    c.arg("60").stdin(slave).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    close_fds_above_2(&mut c);
+    let mut outside = c.spawn().unwrap();
+    let r = w.try_dump(&[]);
+    let _ = outside.kill();
+    let _ = outside.wait();
+    assert!(r.ok(), "dump failed\n{}", w.report());
+    let want = format!("{pts}, a terminal whose master the dumped tree holds, is also held by pid {} (sleep)", outside.id());
+    assert!(r.stderr.contains(&want) && r.stderr.matches(&want).count() == 1, "no warning (once) naming the outside holder: {}", r.stderr);
+    w.kill_original(); // (killed by the dump: reaped)
+    reap_dumped(&w, &kids);
+    w.restore();
+    w.go_and_pass();
+}
+
 /// --leave-running: the queues are read and put back, the live tree goes on and passes
 /// the same checks; then the image restores and passes them too.
 #[test]
@@ -168,7 +212,9 @@ fn shell_job_restore_stops_and_continues_with_its_shell() {
     let cmd = format!("{STASIS} restore -D {} --shell-job\r", w.img.display());
     std::io::Write::write_all(&mut m2, cmd.as_bytes()).unwrap();
     assert!(wait_until(Duration::from_secs(10), || pid_exists(w.pid)), "the job was not restored\n{}", w.report());
-    // the job blocks reading its terminal: ^Z
+    // the job runs (restored: it says so on the terminal) and blocks reading it: ^Z
+    let seen = read_until(&mut m2, "reading", Duration::from_secs(10));
+    assert!(seen.contains("reading"), "the restored job does not run: {seen:?}\n{}", w.report());
     assert!(wait_until(Duration::from_secs(10), || stat_state(w.pid) == Some('S')), "the restored job does not wait for input\n{}", w.report());
     std::io::Write::write_all(&mut m2, b"\x1a").unwrap();
     let seen = read_until(&mut m2, "Stopped", Duration::from_secs(10));

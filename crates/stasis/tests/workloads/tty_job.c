@@ -9,7 +9,7 @@
  *   tty_job WORKDIR job
  *       the job: checks it is the foreground group of its controlling terminal (fd 0),
  *       prints READY; after go it checks that again (on whatever terminal it has now:
- *       the restorer's after restore --shell-job), reads a line from fd 0 and answers
+ *       the restorer's after restore --shell-job), says "reading" on fd 2, reads a line from fd 0 and answers
  *       "got:LINE" on fd 2.
  */
 #include "common.h"
@@ -44,6 +44,8 @@ static int job(void)
     ready();
     wait_go();
     check_terminal("after");
+    /* on the terminal: it is about to read it */
+    CHECK(write(2, "reading\n", 8) == 8, "write to the terminal: %s", strerror(errno));
     char buf[256];
     int n = read(0, buf, sizeof buf - 1);
     CHECK(n == 10 && memcmp(buf, "hello-new\n", 10) == 0, "read %d bytes '%.*s' from the terminal, want 'hello-new\\n'", n, n > 0 ? n : 0, buf);
