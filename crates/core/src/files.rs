@@ -533,7 +533,12 @@ fn dump_fd_list(pid: i32, fds: &[i32], objs: &mut ObjectTable, st: &mut FdState)
                 return Err(Error::Unsupported { pid, what: format!("fd {fd} is secret memory (memfd_secret), which only the process itself can read") });
             }
             if ft.is_file() && is_mqueue(pid, fd) {
-                return Err(Error::Unsupported { pid, what: format!("fd {fd} is the POSIX message queue {link} (mq_open)") });
+                let mut o = fdkinds::mqueue::dump(pid, fd, &link, pidfd.as_fd(), flags)?;
+                o.owner = owner;
+                let id = objs.intern(format!("mqueue-fd:{pid}:{fd}"), |_| o);
+                descs.entry(key).or_default().push((pid, fd, id));
+                out.push(Fd { fd, object_id: id, cloexec });
+                continue;
             }
             let is_memfd = link.starts_with("/memfd:");
             // removed while open: the kernel appends " (deleted)" (a name that really
@@ -1468,7 +1473,7 @@ pub fn open_fd_objects(
                 let made = crate::tty::open_pty(t, &descs).map_err(|e| step(format!("fd {}: pty (was {}): {e}", fd.fd, t.path)))?;
                 opened.by_object.extend(made);
             }
-            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_) | Kind::Pidfd(_) | Kind::NsFd(_) | Kind::Fanotify(_)) => {
+            Some(Kind::Eventfd(_) | Kind::Timerfd(_) | Kind::Signalfd(_) | Kind::Epoll(_) | Kind::Inotify(_) | Kind::Pidfd(_) | Kind::NsFd(_) | Kind::Fanotify(_) | Kind::Mqueue(_)) => {
                 let r = fdkinds::open(o).ok_or_else(|| step(format!("fd {}: object {} is not an fd kind of fdkinds", fd.fd, fd.object_id)))?;
                 opened.by_object.insert(fd.object_id, r.map_err(|e| step(format!("fd {}: {e}", fd.fd)))?);
             }

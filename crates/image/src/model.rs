@@ -109,4 +109,5 @@ object_kinds! {
     Pidfd: PidfdObj, pidfd, pidfd_mut;
     NsFd: NsFdObj, ns_fd, ns_fd_mut;
     Fanotify: FanotifyObj, fanotify, fanotify_mut;
+    Mqueue: MqueueObj, mqueue, mqueue_mut;
 }

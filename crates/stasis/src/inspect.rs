@@ -454,6 +454,12 @@ fn object_desc(m: &stasis_image::Manifest, id: u32) -> Value {
         Some(Kind::Pidfd(p)) => anon(p.flags, None),
         Some(Kind::NsFd(_)) => anon(0, None),
         Some(Kind::Fanotify(f)) => anon(f.flags, None),
+        Some(Kind::Mqueue(q)) => {
+            let mut d = anon(q.flags, None);
+            d["name"] = json!(q.name);
+            d["queued_messages"] = json!(q.messages.len());
+            d
+        }
         // not fd objects, or no kind this stasis knows
         Some(stasis_image::not_fd_kinds!())
         | None => json!({"kind": "other", "id": id}),

@@ -110,6 +110,36 @@ fn python_asyncio_pidfd_child_watcher() {
     w.go_and_pass();
 }
 
+/// POSIX message queues (workloads/mqueue.c: a named queue with messages of two
+/// priorities and a second, write-only non-blocking description; an unlinked queue with
+/// a message). Killing dump: the queue is still there (the dump put every message back)
+/// and is opened as it is; then the same once the queue is gone (a reboot, another
+/// host): made again from the image — attributes, mode, messages in order; and after a
+/// --leave-running dump (the original read and removed it): made again too.
+#[test]
+fn posix_message_queues() {
+    let _t = serial();
+    skip_if_direct!();
+    for gone in [false, true] {
+        let mut w = Workload::start("mqueue", &[]);
+        let q = MqName(w.info("name"));
+        w.dump();
+        let img = inspect_json(&mut w);
+        let held: Vec<u64> = img["processes"][0]["fds"].as_array().unwrap().iter().filter(|f| f["kind"] == "mqueue").map(|f| f["queued_messages"].as_u64().unwrap()).collect();
+        assert_eq!(held.len(), 3, "the image's queue descriptions: {held:?}");
+        assert!(held.contains(&3) && held.contains(&1), "messages in the image: {held:?}");
+        if gone {
+            drop(MqName(q.0.clone()));
+        }
+        w.restore();
+        w.go_and_pass();
+    }
+    let mut w = Workload::start("mqueue", &[]);
+    let _q = MqName(w.info("name"));
+    assert!(w.leave_running_then_restore());
+    w.go_and_pass();
+}
+
 /// A refusal at dump: one line naming the pid, the fd and `needles`; the process runs
 /// on untouched and passes its checks.
 fn refused(mode: &str, needles: &[&str]) {

@@ -250,7 +250,8 @@ fn without_the_lock_the_peer_sees_a_reset() {
     eprintln!("without the lock, the client: {e}");
 }
 
-/// A dump refused after the lock was taken (a POSIX message queue, found while
+/// A dump refused after the lock was taken (a POSIX message queue with a notification
+/// registered, found while
 /// collecting fds) removes its table; the process runs on and its connection works (the server
 /// and the client still exchange every byte).
 #[test]

@@ -676,11 +676,13 @@ pub fn fork() -> Result<i32> {
 
 pub mod child;
 mod fds;
+mod mq;
 pub mod netsock;
 mod sockopt;
 mod tty;
 
 pub use fds::*;
+pub use mq::*;
 pub use sockopt::*;
 pub use tty::*;
 use fds::owned;

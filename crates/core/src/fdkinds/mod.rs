@@ -28,6 +28,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod fanotify;
 pub mod inotify;
+pub mod mqueue;
 pub mod signalfd;
 pub mod inet;
 pub mod netlink;
@@ -260,6 +261,7 @@ pub fn open(o: &Object) -> Option<std::result::Result<OwnedFd, String>> {
         Some(ObjKind::Pidfd(p)) => pidfd::open(p),
         Some(ObjKind::NsFd(n)) => nsfd::open(n),
         Some(ObjKind::Fanotify(f)) => fanotify::open(f),
+        Some(ObjKind::Mqueue(q)) => mqueue::open(q),
         Some(ObjKind::File(_) | ObjKind::PipeEnd(_) | ObjKind::Unix(_) | ObjKind::Inet(_) | ObjKind::Netlink(_) | ObjKind::Packet(_) | ObjKind::FifoFd(_) | ObjKind::TtyFd(_) | stasis_image::not_fd_kinds!())
         | None => return None,
     })
@@ -283,6 +285,10 @@ pub fn describe(o: &Object) -> Option<(&'static str, String)> {
             },
         ),
         Some(ObjKind::Fanotify(f)) => ("fanotify", format!("{} marks", f.marks.len())),
+        Some(ObjKind::Mqueue(q)) => (
+            "mqueue",
+            format!("/{}{}, {} of {} messages of {} bytes", q.name, if q.unlinked { " (unlinked)" } else { "" }, q.messages.len(), q.maxmsg, q.msgsize),
+        ),
         Some(ObjKind::NsFd(n)) => (
             "namespace",
             match n.member {

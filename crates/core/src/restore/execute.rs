@@ -42,6 +42,8 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     // POSIX shared memory objects whose files are missing, from the image (removed
     // again if the restore fails), before anything opens or maps them
     let shm_files = crate::shmfile::recreate(&m, &shards)?;
+    // POSIX message queues prepare makes (removed again if the restore fails)
+    let mqueues = crate::fdkinds::mqueue::Created::new();
     // cgroups first: a strict restore refuses before anything exists, and files opened
     // inside cgroupfs need theirs. Dropped last, so the cgroups a failed restore created
     // are removed once its processes are gone.
@@ -78,6 +80,7 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     sysv.keep();
     cgroups.keep();
     shm_files.keep();
+    mqueues.keep();
     info!(pid, ms = t0.elapsed().as_millis() as u64, "restored");
     // Every connection is back and out of repair mode: let their packets through. A
     // failure before this point left the lock, so the image can be restored again.

@@ -576,6 +576,7 @@ fn label(m: &Manifest, c: &Carry) -> String {
                     None => "terminal".into(),
                 },
                 Some(Some(Kind::Fanotify(_))) => "fanotify".into(),
+                Some(Some(Kind::Mqueue(q))) => format!("POSIX message queue /{}", q.name),
                 Some(Some(Kind::Pidfd(_))) => "pidfd of an exited process".into(),
                 Some(Some(Kind::NsFd(n))) => format!("{} namespace of stasis", n.ns_type),
                 // not fd objects (open_fd_objects refuses an fd referring to one)

@@ -970,6 +970,9 @@ fn check_objects(m: &Manifest, table: &HashMap<u32, &Object>, objects: &[Object]
             if f.ghost_id == 0 { check_path(&f.path) } else { check_str(&f.path, PATH_MAX) }
                 .map_err(|why| format!("file (object {id}): {why}"))?;
         }
+        if let Some(q) = o.mqueue() {
+            crate::fdkinds::mqueue::check(q).map_err(|why| format!("object {id}: {why}"))?;
+        }
         if let Some(g) = o.ghost() {
             let named = g.memfd_name.is_empty() && g.external.is_empty();
             if named { check_path(&g.path) } else { check_str(&g.path, PATH_MAX) }

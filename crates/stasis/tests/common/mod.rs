@@ -1352,3 +1352,16 @@ macro_rules! skip_if_direct {
         }
     };
 }
+
+/// A POSIX message queue name ("/NAME") a test made, unlinked (if still there) when
+/// dropped.
+pub struct MqName(pub String);
+
+impl Drop for MqName {
+    fn drop(&mut self) {
+        if let Ok(n) = std::ffi::CString::new(self.0.as_str()) {
+            // SAFETY: n is NUL-terminated; mq_unlink only reads it.
+            unsafe { libc::mq_unlink(n.as_ptr()) };
+        }
+    }
+}

@@ -35,6 +35,12 @@ if mode == "async":
     if mq < 0:
         sys.exit("mq_open: errno %d" % ctypes.get_errno())
     rt.mq_unlink(name)
+    # a notification registered on it (mq_notify, SIGEV_NONE): the dump refuses that
+    import struct
+    ev = ctypes.create_string_buffer(64)
+    struct.pack_into("i", ev, 12, 1)  # struct sigevent: sigev_notify = SIGEV_NONE
+    if rt.mq_notify(mq, ev) != 0:
+        sys.exit("mq_notify: errno %d" % ctypes.get_errno())
 ls = socket.socket()
 ls.bind(("127.0.0.1", 0))
 ls.listen(1)
