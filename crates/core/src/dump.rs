@@ -36,6 +36,8 @@ pub struct DumpOptions {
     /// (a job of an interactive shell); it is recorded as external (crate::tty) and
     /// restore --shell-job hands the restorer's terminal over.
     pub shell_job: bool,
+    /// `--compress`: the pages files are written LZ4-compressed (`stasis_image::compress`).
+    pub compress: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -645,7 +647,7 @@ fn write_image(
     mem::add_ghost_files(&mut col, std::mem::take(&mut objs.ghost_files));
     let total: u64 = col.jobs.iter().filter(|j| j.stored()).map(|j| j.count * 4096).sum();
     let pb = crate::progress::Progress::new(total, "dumping memory");
-    let out = mem::write_pages(dir, &col, &|n| pb.set(n))?;
+    let out = mem::write_pages(dir, &col, opts.compress, &|n| pb.set(n))?;
     let (index, pstats) = (out.index, out.stats);
     pb.finish();
 
@@ -667,6 +669,9 @@ fn write_image(
     }
     if objs.objects.iter().any(|o| o.packet().is_some_and(|p| p.rx_ring.is_some())) {
         features.push(stasis_image::FEATURE_PACKET_RING);
+    }
+    if opts.compress {
+        features.push(stasis_image::FEATURE_PAGES_LZ4);
     }
     let mut w = match features.is_empty() {
         true => ManifestWriter::new(),

@@ -706,7 +706,7 @@ pub struct PagesOut {
 /// A `Same` job (see `share_cow`) copies nothing: its run gets the file range of the
 /// pages it shares and the CRC32C of those bytes, computed by the worker that stores
 /// them while they are in its buffer.
-pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)) -> Result<PagesOut> {
+pub fn write_pages(dir: &Path, col: &MemCollect, compress: bool, progress: &(dyn Fn(u64) + Sync)) -> Result<PagesOut> {
     let pid = col.jobs.first().map(|j| j.pid).unwrap_or(0);
     let stored = |j: &Job| if j.stored() { j.count } else { 0 };
     let total_pages: u64 = col.jobs.iter().map(stored).sum();
@@ -741,7 +741,7 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
         let mut f = File::create(&path).map_err(path_err(path.display().to_string()))?;
         let header = stasis_image::pages_header(total_pages, k, nshards);
         f.write_all(&header).map_err(path_err(path.display().to_string()))?;
-        shards.push(stasis_image::Shard { size: PAGES_HEADER_LEN, header_crc: crc32c::crc32c(&header) });
+        shards.push(stasis_image::Shard { size: PAGES_HEADER_LEN, header_crc: crc32c::crc32c(&header), stored_size: 0 });
         files.push((f, path.display().to_string()));
     }
     let mut mems: HashMap<i32, File> = HashMap::new();
@@ -758,8 +758,9 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
     let mut runs: Vec<PageRun> = vec![PageRun::default(); col.jobs.len()];
     // CRC32C of (stored job, first page, pages) ranges that Same jobs point at
     type Crcs = Vec<((usize, u64, u64), u32)>;
-    // per worker: its runs by job index, those CRCs, the size of its pages file
-    type WorkerOut = (Vec<(usize, PageRun)>, Crcs, u64);
+    // per worker: its runs by job index, those CRCs, the size of its pages file's
+    // content and of the file itself
+    type WorkerOut = (Vec<(usize, PageRun)>, Crcs, u64, u64);
     let results: Vec<Result<WorkerOut>> = std::thread::scope(|s| {
         let mut workers = Vec::new();
         for (k, (f, wpath)) in files.drain(..).enumerate() {
@@ -769,6 +770,8 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
                     let mut f = f;
                     let mut buf = sys::AnonBuf::new(CHUNK).ctx(pid, || "allocating copy buffer".into())?;
                     let mut off = PAGES_HEADER_LEN;
+                    let mut stored = PAGES_HEADER_LEN;
+                    let mut scratch = Vec::new();
                     let mut out = Vec::new();
                     let mut crcs: Crcs = Vec::new();
                     let (mut t_read, mut t_write) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
@@ -806,14 +809,19 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
                             boff += len;
                         }
                         let t1 = std::time::Instant::now();
-                        f.write_all(data).map_err(path_err(wpath.clone()))?;
+                        if compress {
+                            stored += stasis_image::compress::write_block(&mut f, data, &mut scratch).map_err(path_err(wpath.clone()))?;
+                        } else {
+                            f.write_all(data).map_err(path_err(wpath.clone()))?;
+                            stored += used as u64;
+                        }
                         t_read += t1 - t0;
                         t_write += t1.elapsed();
                         off += used as u64;
                         progress(done.fetch_add(used as u64, std::sync::atomic::Ordering::Relaxed) + used as u64);
                     }
                     debug!(file = wpath, read_ms = t_read.as_millis() as u64, write_ms = t_write.as_millis() as u64, "pages file written");
-                    Ok((out, crcs, off))
+                    Ok((out, crcs, off, stored))
                 })();
                 if r.is_err() {
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -825,8 +833,9 @@ pub fn write_pages(dir: &Path, col: &MemCollect, progress: &(dyn Fn(u64) + Sync)
     });
     let mut crcs: HashMap<(usize, u64, u64), u32> = HashMap::new();
     for (k, r) in results.into_iter().enumerate() {
-        let (out, c, size) = r?;
+        let (out, c, size, stored) = r?;
         shards[k].size = size;
+        shards[k].stored_size = if compress { stored } else { 0 };
         for (idx, run) in out {
             runs[idx] = run;
         }

@@ -6,6 +6,7 @@
 //! - `pages.img`: a 4 KiB header page, then page contents, page-aligned, in runs that the
 //!   manifest's page index locates and checksums.
 
+pub mod compress;
 pub mod model;
 
 /// The image schema compiled from `proto/stasis.proto` at build time (protox +
@@ -51,7 +52,12 @@ pub const PAGES_HEADER_LEN: u64 = 4096;
 /// - `packet-ring`: a packet socket has a receive ring (`PacketObj.rx_ring`, VMAs of
 ///   kind `PACKET_RING`); a restore that ignored it would give the process a socket
 ///   without its ring.
-pub const KNOWN_FEATURES: &[&str] = &[FEATURE_NETWORK_LOCK, FEATURE_PACKET_RING];
+/// - `pages-lz4`: the pages files are compressed (`compress`); a reader that ignored it
+///   would take LZ4 blocks for pages.
+pub const KNOWN_FEATURES: &[&str] = &[FEATURE_NETWORK_LOCK, FEATURE_PACKET_RING, FEATURE_PAGES_LZ4];
+
+/// Format feature of images whose pages files are LZ4-compressed (`dump --compress`).
+pub const FEATURE_PAGES_LZ4: &str = "pages-lz4";
 
 /// Format feature of images that carry a network lock (`Process.net_lock`).
 pub const FEATURE_NETWORK_LOCK: &str = "network-lock";
@@ -274,16 +280,23 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ImageError> {
     let path = dir.join(MANIFEST);
     let data = read_regular_file(&path, MAX_MANIFEST_LEN)?;
     let m = parse_records(&data, &path)?;
+    let compressed = m.required_features.iter().any(|f| f == FEATURE_PAGES_LZ4);
     // Pages files: sizes and headers must match what the manifest recorded.
     for (k, sh) in m.end.shards.iter().enumerate() {
         let ppath = dir.join(pages_file_name(shard_number(k)));
         let mut f = open_regular_file(&ppath)?;
         let len = f.metadata().map_err(io_err(&ppath))?.len();
-        if len != sh.size {
+        let want = if compressed { sh.stored_size } else { sh.size };
+        if len != want {
             return Err(ImageError::Damaged {
                 path: ppath,
-                why: format!("size is {} bytes, manifest expects {}", len, sh.size),
+                why: format!("size is {} bytes, manifest expects {}", len, want),
             });
+        }
+        // compressed: the content it stands for is bounded by what LZ4 can do with it
+        let most = want.saturating_sub(PAGES_HEADER_LEN).saturating_mul(compress::MAX_RATIO).saturating_add(PAGES_HEADER_LEN);
+        if compressed && (want < PAGES_HEADER_LEN || sh.size > most) {
+            return Err(ImageError::Damaged { path: ppath, why: format!("{want} bytes cannot hold {} bytes of pages compressed", sh.size) });
         }
         let mut hdr = vec![0u8; PAGES_HEADER_LEN as usize];
         f.read_exact(&mut hdr).map_err(io_err(&ppath))?;
@@ -679,7 +692,7 @@ mod tests {
                 runs: vec![PageRun { object_id: 0, addr: 0x1000, count: 1, file_offset: 4096, crc: crc32c::crc32c(&page), shard: 0, pid: 42 }],
             },
         );
-        w.finish(dir, &[Shard { size: pages.len() as u64, header_crc: hcrc }]).unwrap();
+        w.finish(dir, &[Shard { size: pages.len() as u64, header_crc: hcrc, stored_size: 0 }]).unwrap();
     }
 
     #[test]
@@ -737,7 +750,7 @@ mod tests {
         w.record(rec::PROCESS, &Process { pid: 2, ppid: 1, ..Default::default() });
         // process 2 restores pages 1..3 of process 1's run (at another address)
         w.record(rec::PAGE_INDEX, &PageIndex { runs: vec![run(1, 0x10000, 3, 0), run(2, 0x20000, 2, 1)] });
-        w.finish(&d, &[Shard { size: pages.len() as u64, header_crc: hcrc }]).unwrap();
+        w.finish(&d, &[Shard { size: pages.len() as u64, header_crc: hcrc, stored_size: 0 }]).unwrap();
         let m = read_manifest(&d).unwrap();
         assert_eq!(stored_pages(&m.index.runs), 3);
         assert_eq!(m.index.runs.iter().map(|r| r.count as u64).sum::<u64>(), 5);
@@ -757,7 +770,7 @@ mod tests {
     }
 
     fn one_shard() -> [Shard; 1] {
-        [Shard { size: PAGES_HEADER_LEN, header_crc: 0 }]
+        [Shard { size: PAGES_HEADER_LEN, header_crc: 0, stored_size: 0 }]
     }
 
     /// An image that requires a format feature this reader does not know is refused,

@@ -11,7 +11,7 @@ fn manifest(runs: Vec<PageRun>, pages: u64) -> Vec<u8> {
     let mut w = ManifestWriter::new();
     w.record(rec::PROCESS, &Process { pid: 42, comm: "x".into(), ..Default::default() });
     w.record(rec::PAGE_INDEX, &PageIndex { runs });
-    w.into_bytes(&[Shard { size: PAGES_HEADER_LEN + pages * PAGE, header_crc: 0 }])
+    w.into_bytes(&[Shard { size: PAGES_HEADER_LEN + pages * PAGE, header_crc: 0, stored_size: 0 }])
 }
 
 fn run(file_offset: u64, count: u32, shard: u32) -> PageRun {
@@ -138,7 +138,7 @@ fn many_distinct_optional_records_parse_in_linear_time() {
     for t in 0..200_000u32 {
         w.record(t + 1, &End::default());
     }
-    let b = w.into_bytes(&[Shard { size: PAGES_HEADER_LEN, header_crc: 0 }]);
+    let b = w.into_bytes(&[Shard { size: PAGES_HEADER_LEN, header_crc: 0, stored_size: 0 }]);
     let t0 = std::time::Instant::now();
     let m = parse_manifest(&b).unwrap();
     assert_eq!(m.record_sizes.len(), 200_002);
@@ -175,7 +175,7 @@ fn pages_file_that_is_not_a_regular_file_is_refused() {
     std::fs::create_dir_all(&d).unwrap();
     let mut w = ManifestWriter::new();
     w.record(rec::PROCESS, &Process { pid: 1, ..Default::default() });
-    w.finish(&d, &[Shard { size: 0, header_crc: 0 }]).unwrap();
+    w.finish(&d, &[Shard { size: 0, header_crc: 0, stored_size: 0 }]).unwrap();
     let p = std::ffi::CString::new(d.join(PAGES).to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
     assert!(matches!(read_manifest(&d), Err(ImageError::NotImage { .. })));

@@ -854,7 +854,9 @@ pub fn to_json(m: &stasis_image::Manifest, dir: &Path) -> Value {
         "pages": {"runs": m.index.runs.len(), "pages": m.index.runs.iter().map(|r| r.count as u64).sum::<u64>(),
             "stored": stasis_image::stored_pages(&m.index.runs)},
         "sizes": {"manifest.img": size(stasis_image::MANIFEST),
-            "pages": (0..m.end.shards.len() as u32).map(|k| json!({"file": stasis_image::pages_file_name(k), "bytes": size(&stasis_image::pages_file_name(k))})).collect::<Vec<_>>(),
+            "pages": (0..m.end.shards.len() as u32).map(|k| json!({"file": stasis_image::pages_file_name(k), "bytes": size(&stasis_image::pages_file_name(k)),
+                "content_bytes": m.end.shards[k as usize].size})).collect::<Vec<_>>(),
+            "compressed": m.required_features.iter().any(|f| f == stasis_image::FEATURE_PAGES_LZ4),
             "records": m.record_sizes.iter().map(|(t, s)| json!({"type": format!("{t:#x}"), "name": record_name(*t), "bytes": s})).collect::<Vec<_>>()},
     })
 }

@@ -64,6 +64,11 @@ enum Cmd {
         /// restorer's terminal instead. Without it such a dump is refused.
         #[arg(long)]
         shell_job: bool,
+        /// Write the pages files LZ4-compressed (block by block; page runs keep their
+        /// checksums). Smaller images for memory that compresses, at some dump speed;
+        /// restore decompresses each pages file into memory once.
+        #[arg(long)]
+        compress: bool,
     },
     /// Recreate the process stored in DIR with its original PID and thread IDs.
     Restore {
@@ -213,7 +218,7 @@ fn main() -> ExitCode {
         stasis_sys::sys::default_sigpipe();
     }
     let res: anyhow::Result<ExitCode> = match cli.cmd {
-        Cmd::Dump { pid, dir, leave_running, external, skip_in_flight, network_lock, shell_job } => {
+        Cmd::Dump { pid, dir, leave_running, external, skip_in_flight, network_lock, shell_job, compress } => {
             // A dump holds the process frozen with our registers in it: finish (or roll
             // back) before honouring Ctrl-C. The signal stays pending and ends us after.
             stasis_sys::sys::defer_termination_signals();
@@ -226,6 +231,7 @@ fn main() -> ExitCode {
                 skip_in_flight,
                 network_lock,
                 shell_job,
+                compress,
             })
                 .map(|_| ExitCode::SUCCESS)
                 .map_err(anyhow::Error::from)

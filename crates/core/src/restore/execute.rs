@@ -139,13 +139,34 @@ fn check_shell_job(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// The pages files, mapped read-only.
-fn map_pages(opts: &RestoreOptions, m: &Manifest) -> Result<Vec<sys::Mapping>> {
+/// The content of a pages file: the file mapped read-only, or a compressed one's
+/// decompressed into memory.
+enum Pages {
+    Mapped(sys::Mapping),
+    Loaded(Vec<u8>),
+}
+
+impl Pages {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Pages::Mapped(m) => m.as_slice(),
+            Pages::Loaded(v) => v,
+        }
+    }
+}
+
+/// The pages files' contents (compressed ones: `stasis_image::compress`).
+fn map_pages(opts: &RestoreOptions, m: &Manifest) -> Result<Vec<Pages>> {
+    let compressed = m.required_features.iter().any(|f| f == stasis_image::FEATURE_PAGES_LZ4);
     let mut maps = Vec::new();
     for (k, sh) in m.end.shards.iter().enumerate() {
         let path = opts.dir.join(stasis_image::pages_file_name(k as u32));
+        if compressed {
+            maps.push(Pages::Loaded(stasis_image::compress::load(&path, sh.size, sh.stored_size)?));
+            continue;
+        }
         let f = File::open(&path).map_err(crate::error::path_err(path.display().to_string()))?;
-        maps.push(sys::Mapping::map_file(&f, sh.size as usize, false).map_err(crate::error::path_err(path.display().to_string()))?);
+        maps.push(Pages::Mapped(sys::Mapping::map_file(&f, sh.size as usize, false).map_err(crate::error::path_err(path.display().to_string()))?));
     }
     Ok(maps)
 }
