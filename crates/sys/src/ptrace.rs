@@ -47,6 +47,12 @@ pub fn cont(tid: i32, sig: i32) -> Result<()> {
     // SAFETY: integer arguments only.
     unsafe { req(libc::PTRACE_CONT, tid, 0, sig as usize) }.map(drop)
 }
+/// PTRACE_SYSCALL: resume until the next syscall entry or exit (a ptrace stop, not a
+/// signal: unlike a single-step trap, nothing is sent to the thread).
+pub fn syscall(tid: i32) -> Result<()> {
+    // SAFETY: integer arguments only.
+    unsafe { req(libc::PTRACE_SYSCALL, tid, 0, 0) }.map(drop)
+}
 pub fn singlestep(tid: i32) -> Result<()> {
     // SAFETY: integer arguments only.
     unsafe { req(libc::PTRACE_SINGLESTEP, tid, 0, 0) }.map(drop)

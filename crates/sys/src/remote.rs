@@ -530,22 +530,32 @@ impl Remote {
         r.r10 = a(3);
         r.r8 = a(4);
         r.r9 = a(5);
-        r.eflags &= !0x100; // TF is set by single-stepping itself
+        r.eflags &= !0x100; // no single-step trap
         ptrace::setregs(self.tid, &r)?;
-        ptrace::singlestep(self.tid)?;
+        // Run to the syscall's entry, then to its exit: ptrace stops, never a signal. (A
+        // single step would end in a SIGTRAP the kernel forces on the thread, which
+        // resets a blocked or ignored SIGTRAP to SIG_DFL and unblocks it: the process
+        // would lose its SIGTRAP handler — every thread's signals are blocked while we
+        // inject.) Every signal is blocked meanwhile, so a SIGTRAP stop is ours.
+        ptrace::syscall(self.tid)?;
+        let mut entered = false;
         loop {
             let st = ptrace::wait(self.tid)?;
             match ptrace::decode(st) {
+                Stop::Stopped(libc::SIGTRAP, 0) if !entered => {
+                    entered = true;
+                    ptrace::syscall(self.tid)?;
+                }
                 Stop::Stopped(libc::SIGTRAP, 0) => break,
-                // clone/fork events and interrupts during the syscall: keep stepping.
+                // clone/fork events and interrupts during the syscall: go on.
                 Stop::Stopped(libc::SIGTRAP, _) | Stop::Stopped(_, ptrace::PTRACE_EVENT_STOP) => {
-                    ptrace::singlestep(self.tid)?;
+                    ptrace::syscall(self.tid)?;
                 }
                 // signal-delivery-stop of a SIGSTOP sent from outside: held back (the
-                // step goes on without it); the caller stops the process later
+                // call goes on without it); the caller stops the process later
                 Stop::Stopped(libc::SIGSTOP, 0) => {
                     self.stop_held.store(true, std::sync::atomic::Ordering::Relaxed);
-                    ptrace::singlestep(self.tid)?;
+                    ptrace::syscall(self.tid)?;
                 }
                 Stop::Stopped(sig, ev) => {
                     let rip = ptrace::getregs(self.tid).map(|r| r.rip).unwrap_or(0);

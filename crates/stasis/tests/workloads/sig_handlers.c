@@ -6,6 +6,9 @@
  *   SIGWINCH SA_ONSTACK (sigaltstack of 64 KiB installed)
  *   SIGCHLD  SA_NOCLDSTOP
  *   SIGHUP   SIG_IGN
+ *   SIGTRAP  a handler (the dump's injected syscalls must not reset it: a single-step
+ *            trap forced on a thread with SIGTRAP blocked resets it to SIG_DFL)
+ *   SIGSYS   SIG_IGN
  *   mask     {SIGQUIT, SIGRTMIN+5}
  * After restore: the kernel's view of every signal's sigaction (handler,
  * flags, restorer, mask; read with the raw syscall) equals the one before
@@ -63,6 +66,13 @@ static void h_chld(int s)
     (void)s;
 }
 
+static volatile int trap_hits;
+static void h_trap(int s)
+{
+    (void)s;
+    trap_hits++;
+}
+
 static void snapshot(struct ksigaction *out)
 {
     for (int s = 1; s <= 64; s++) {
@@ -111,6 +121,11 @@ int main(int argc, char **argv)
         DIE("sigaction CHLD");
 
     signal(SIGHUP, SIG_IGN);
+    signal(SIGSYS, SIG_IGN);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = h_trap;
+    if (sigaction(SIGTRAP, &sa, NULL))
+        DIE("sigaction TRAP");
 
     sigset_t m;
     sigemptyset(&m);
@@ -158,5 +173,8 @@ int main(int argc, char **argv)
     CHECK(winch_hits == 1 && winch_on_alt, "SIGWINCH handler ran %d times, on the alternate stack: %d", winch_hits,
           winch_on_alt);
     raise(SIGHUP); /* ignored: we survive */
+    raise(SIGSYS);
+    raise(SIGTRAP);
+    CHECK(trap_hits == 1, "SIGTRAP handler ran %d times", trap_hits);
     return finish();
 }
