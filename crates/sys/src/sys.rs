@@ -1066,6 +1066,14 @@ pub fn readable_within(fd: BorrowedFd<'_>, timeout_ms: i32) -> Result<bool> {
     }
 }
 
+/// poll(2) of `fd` for `events`, without waiting: the events it reports now.
+pub fn poll_revents(fd: BorrowedFd<'_>, events: i16) -> Result<i16> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    // SAFETY: one valid pollfd for the length of the call.
+    c(unsafe { libc::poll(&mut p, 1, 0) } as libc::c_long)?;
+    Ok(p.revents)
+}
+
 pub fn waitpid(pid: i32, flags: i32) -> Result<i32> {
     let mut st = 0;
     loop {

@@ -1142,6 +1142,17 @@ impl Workload {
         }
     }
 
+    /// The restored process dumped (killing) into the image directory, which must be
+    /// empty or gone, and restored again.
+    pub fn dump_restored_again(&mut self) {
+        let r = self.try_dump(&[]);
+        assert!(r.ok(), "dump of the restored process failed\n{}", self.report());
+        self.kill_restored();
+        let pid = self.pid;
+        assert!(wait_until(Duration::from_secs(10), || !pid_exists(pid)), "the dumped restored process {pid} is still there\n{}", self.report());
+        self.restore();
+    }
+
     /// Kill and reap the original (e.g. after --leave-running).
     pub fn kill_original(&mut self) {
         if let Some(mut c) = self.child.take() {

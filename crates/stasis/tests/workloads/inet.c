@@ -41,6 +41,11 @@
  *           closed its side after sending "bye" (CLOSE_WAIT, "bye" unread): after go
  *           "bye" is read, then end of file; "reply" written reaches the peer, which
  *           reads it and our end of file once we exit
+ *   finished  a loopback connection closed both ways (both fds in state CLOSE, kept):
+ *           after go each reads end of file, polls POLLHUP|POLLRDHUP, sends EPIPE,
+ *           has no peer
+ *   closewait_eof PORT  the same with "bye" and the end of file read before READY:
+ *           after go the end of file again, and "reply" reaches the peer
  *   urgent  four established connections (both ends here), each peer end sent "ab",
  *           OOB "c", "de": 0 nothing read (F_SETOWN to us, SIGURG counted), 1 "ab" read
  *           (at the mark), 2 SO_OOBINLINE on, 3 "ab" and the urgent byte read (MSG_OOB).
@@ -928,7 +933,19 @@ static int mode_md5(int phase)
     return 0;
 }
 
+static int closewait(int phase, int eof_read);
+
 static int mode_closewait(int phase)
+{
+    return closewait(phase, 0);
+}
+
+static int mode_closewait_eof(int phase)
+{
+    return closewait(phase, 1);
+}
+
+static int closewait(int phase, int eof_read)
 {
     static int c;
     if (phase == 0) {
@@ -941,6 +958,11 @@ static int mode_closewait(int phase)
         if (tcp_state(c) != TCP_CLOSE_WAIT)
             DIE("not in CLOSE_WAIT");
         sleep_ms(20);
+        if (eof_read) {
+            char b[8] = { 0 };
+            if (read_n(c, b, 3) != 3 || memcmp(b, "bye", 3) || recv(c, b, 1, MSG_DONTWAIT) != 0)
+                DIE("reading bye and the end of file");
+        }
         info("fd", "%d", c);
         return 0;
     }
@@ -948,9 +970,50 @@ static int mode_closewait(int phase)
     struct pollfd p = { c, POLLIN | POLLRDHUP, 0 };
     CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP), "poll revents %#x (POLLRDHUP expected)", p.revents);
     char b[8] = { 0 };
-    CHECK(read_n(c, b, 3) == 3 && !memcmp(b, "bye", 3), "read '%s' before the end of file", b);
+    if (!eof_read)
+        CHECK(read_n(c, b, 3) == 3 && !memcmp(b, "bye", 3), "read '%s' before the end of file", b);
     CHECK(recv(c, b, 1, MSG_DONTWAIT) == 0, "no end of file after the peer's bytes: %s", strerror(errno));
     CHECK(write(c, "reply", 5) == 5, "write in CLOSE_WAIT: %s", strerror(errno));
+    return 0;
+}
+
+/* finished: a loopback connection both ends shut down and fully closed (state CLOSE),
+ * both fds kept, as a server that keeps a finished connection's fd */
+static int mode_finished(int phase)
+{
+    static int ends[2];
+    if (phase == 0) {
+        int l = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in la = lo4(0);
+        socklen_t len = sizeof la;
+        if (l < 0 || bind(l, (struct sockaddr *)&la, sizeof la) || listen(l, 1) || getsockname(l, (struct sockaddr *)&la, &len))
+            DIE("listener");
+        int a = socket(AF_INET, SOCK_STREAM, 0);
+        if (a < 0 || connect(a, (struct sockaddr *)&la, sizeof la))
+            DIE("connect");
+        int b = accept(l, NULL, NULL);
+        char c;
+        if (b < 0 || close(l) || shutdown(a, SHUT_WR) || recv(b, &c, 1, 0) != 0 || shutdown(b, SHUT_WR) || recv(a, &c, 1, 0) != 0)
+            DIE("closing both ways");
+        for (int i = 0; i < 500 && (tcp_state(a) != TCP_CLOSE || tcp_state(b) != TCP_CLOSE); i++)
+            sleep_ms(10);
+        if (tcp_state(a) != TCP_CLOSE || tcp_state(b) != TCP_CLOSE)
+            DIE("not closed");
+        ends[0] = a;
+        ends[1] = b;
+        return 0;
+    }
+    for (int i = 0; i < 2; i++) {
+        int s = ends[i];
+        char c;
+        CHECK(recv(s, &c, 1, MSG_DONTWAIT) == 0, "end %d: recv: %s (want end of file)", i, strerror(errno));
+        struct pollfd p = { s, POLLIN | POLLRDHUP, 0 };
+        CHECK(poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP)) == (POLLHUP | POLLRDHUP), "end %d: poll revents %#x", i, p.revents);
+        CHECK(send(s, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno == EPIPE, "end %d: send: errno %d (want EPIPE)", i, errno);
+        struct sockaddr_in pa;
+        socklen_t len = sizeof pa;
+        CHECK(getpeername(s, (struct sockaddr *)&pa, &len) < 0 && errno == ENOTCONN, "end %d: getpeername errno %d", i, errno);
+    }
     return 0;
 }
 
@@ -1666,6 +1729,8 @@ int main(int argc, char **argv)
                      : !strcmp(mode, "md5")     ? mode_md5
                      : !strcmp(mode, "finwait") ? mode_finwait
                      : !strcmp(mode, "closewait") ? mode_closewait
+                     : !strcmp(mode, "closewait_eof") ? mode_closewait_eof
+                     : !strcmp(mode, "finished") ? mode_finished
                      : !strcmp(mode, "synblock") ? mode_synblock
                      : !strcmp(mode, "udpq")    ? mode_udpq
                      : !strcmp(mode, "halfpair") ? mode_halfpair

@@ -302,7 +302,17 @@ pub fn dump(pid: i32, fd: i32, ino: u64, flags: u32, dup: &OwnedFd, what: &str, 
                     o.tcp_state = u32::from(tcp::SYN_SENT);
                     o.peer = sockaddr(family, d.dport, &d.dst);
                 }
-                (tcp::CLOSE, _) => {}
+                (tcp::CLOSE, d) => {
+                    // closed after a connection (or a reset): shut down both ways, which
+                    // recv (end of file) and poll (POLLHUP|POLLRDHUP) show; the kernel's
+                    // table does not list it once unbound, poll tells RCV_SHUTDOWN
+                    let rdhup = sys::poll_revents(dup.as_fd(), libc::POLLRDHUP).map_err(|e| sys_err("poll", e))? & libc::POLLRDHUP != 0;
+                    o.shutdown = match d {
+                        Some(d) => u32::from(d.shutdown & 3),
+                        None if rdhup => 3,
+                        None => 0,
+                    };
+                }
                 (s, _) => {
                     let remote = d.map(|d| fmt_addr(&sockaddr(family, d.dport, &d.dst))).unwrap_or_else(|| fmt_addr(&peer));
                     return Err(refuse(format!(
@@ -473,9 +483,16 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         tcp::enable_later(tcp::ToEnable { sock: s.try_clone().map_err(|e| e.to_string())?, shutdown: o.shutdown, reuse, from_peer });
         return Ok(s);
     }
+    // a TCP socket closed after a connection: its port was given back when it closed
+    // (getsockname still shows it), so it comes back on it only if that is free (a
+    // TIME_WAIT of that very connection may hold it), as with --tcp-close
+    let finished = o.shutdown != 0 && o.tcp.is_none() && o.accept_on == 0 && !o.listening;
     if !o.local.is_empty() {
         let local = if o.peer.is_empty() { o.local.clone() } else { bind_addr(s.as_fd(), o) };
-        bind_again(&s, o, &local).map_err(|e| format!("binding {} again: {e}", fmt_addr(&o.local)))?;
+        match bind_again(&s, o, &local) {
+            Err(e) if finished => tracing::info!("a closed connection's socket stays unbound: {} is taken: {e}", fmt_addr(&o.local)),
+            r => r.map_err(|e| format!("binding {} again: {e}", fmt_addr(&o.local)))?,
+        }
     }
     if o.listening {
         sys::listen(s.as_fd(), o.backlog as i32).map_err(|e| format!("listen: {e}"))?;
@@ -492,6 +509,16 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
     } else if !o.peer.is_empty() {
         sys::sock_addr_op(s.as_fd(), &o.peer, true).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
         check_local(s.as_fd(), o).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
+    }
+    if o.shutdown != 0 && o.tcp.is_none() && o.accept_on == 0 {
+        // a TCP socket closed after a connection: an unconnected socket answers ENOTCONN
+        // but takes the shutdown bits (recv: end of file)
+        let how = match o.shutdown & 3 {
+            1 => libc::SHUT_RD,
+            2 => libc::SHUT_WR,
+            _ => libc::SHUT_RDWR,
+        };
+        let _ = sys::shutdown(s.as_fd(), how);
     }
     mcast::restore(s.as_fd(), o.family, &o.mcast)?;
     udpq::restore(s.as_fd(), o)?;
@@ -530,8 +557,10 @@ pub fn check(o: &InetObj) -> std::result::Result<(), String> {
             o.tcp_state
         ));
     }
-    if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none() && o.accept_on == 0) {
-        return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection)", o.shutdown));
+    // (an unconnected TCP socket closed after a connection keeps its shutdown bits)
+    let closed_tcp = tcp && o.tcp.is_none() && o.tcp_state == 0 && !o.listening && o.peer.is_empty();
+    if o.shutdown & !3 != 0 || (o.shutdown != 0 && o.tcp.is_none() && o.accept_on == 0 && !closed_tcp) {
+        return Err(format!("shutdown bits {:#x} (only 1 and 2, of a connection or a closed TCP socket)", o.shutdown));
     }
     if o.accept_on != 0 && (!tcp || o.listening || o.tcp.is_some() || o.tcp_state != 0 || o.peer.is_empty() || !bound(&o.local, false)) {
         return Err("a client waiting to be accepted that is not a bound, connected TCP socket without TCP_REPAIR state".into());

@@ -335,6 +335,11 @@ pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Result<V
             return Err("with an eBPF program as its filter (SO_ATTACH_BPF: the kernel cannot give the program back)".into());
         }
         let Some(v) = read(fd, o) else { continue };
+        if (o.level, o.name) == (SOL_TCP, libc::TCP_MAXSEG) && !settable_mss(&v) {
+            // a socket closed after a connection answers that connection's MSS, which
+            // setsockopt would refuse (EINVAL): not a setting of the program's
+            continue;
+        }
         let companion = COMPANIONS
             .iter()
             .filter(|(c, _)| *c == (o.level, o.name))
@@ -349,6 +354,12 @@ pub fn dump(fd: BorrowedFd<'_>, fresh: BorrowedFd<'_>, k: &SockKind) -> Result<V
         }
     }
     Ok(out)
+}
+
+/// A TCP_MAXSEG value setsockopt takes (TCP_MIN_MSS..=MAX_TCP_WINDOW), or 0.
+fn settable_mss(v: &[u8]) -> bool {
+    let mss = v.try_into().map(i32::from_ne_bytes).unwrap_or(-1);
+    mss == 0 || (88..=32767).contains(&mss)
 }
 
 /// Validation of one saved option for a socket of kind `k`: it is in the table and its

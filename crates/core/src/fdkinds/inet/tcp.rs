@@ -96,8 +96,10 @@ pub struct Urgent {
 fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Result<u32>, fin: u32) -> std::io::Result<(u32, Vec<u8>, Option<Urgent>)> {
     for _ in 0..10 {
         let seq = seq_of(fd, TCP_RECV_QUEUE)?;
-        // (a FIN received counts one in rcv_nxt and in inet_diag's count, no byte)
-        let total = unread()?.wrapping_sub(fin) as usize;
+        // (a FIN received counts one in rcv_nxt and in inet_diag's count, no byte; once
+        // the program has read the EOF it no longer counts: reading it again after the
+        // restore gives the same EOF)
+        let total = unread()?.saturating_sub(fin) as usize;
         if total > MAX_QUEUE {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{total} unread bytes (more than {MAX_QUEUE})")));
         }
@@ -127,7 +129,7 @@ fn recv_queue(fd: std::os::fd::BorrowedFd<'_>, unread: &dyn Fn() -> std::io::Res
         } else {
             data.truncate(n);
         }
-        if seq_of(fd, TCP_RECV_QUEUE)? != seq || unread()?.wrapping_sub(fin) as usize != total {
+        if seq_of(fd, TCP_RECV_QUEUE)? != seq || unread()?.saturating_sub(fin) as usize != total {
             continue;
         }
         // rcv_nxt is the sequence number after the queued bytes; restore queues them
