@@ -455,14 +455,16 @@ pub fn collect(procs: &mut [Process]) -> Result<()> {
         if lv == parent_lv + 1 && inner == 1 {
             continue; // init of a new PID namespace
         }
-        let why = if i == 0 {
-            let init = pidns[&p.pid].and_then(|ns| find_init(ns)).map(|h| format!(" (host pid {h})")).unwrap_or_default();
-            format!(
-                "it is pid {inner} inside its own PID namespace, whose init{init} is not part of the dump; dump from the namespace's init"
-            )
-        } else {
-            format!("it is pid {inner} in a PID namespace {} levels below its parent's; not supported yet", lv as i64 - parent_lv as i64)
-        };
+        if i == 0 {
+            // supported from the init: a refusal that says how, not "not supported"
+            let init = pidns[&p.pid].and_then(|ns| find_init(ns));
+            let how = match init {
+                Some(h) => format!("dump the namespace's init instead: stasis dump -t {h} (its whole tree is dumped)"),
+                None => "dump the namespace's init instead (its whole tree is dumped)".into(),
+            };
+            return Err(Error::Refused { pid: p.pid, why: format!("it is pid {inner} inside its own PID namespace, whose init is not part of the dump; {how}") });
+        }
+        let why = format!("it is pid {inner} in a PID namespace {} levels below its parent's; not supported yet", lv as i64 - parent_lv as i64);
         return Err(Error::Unsupported { pid: p.pid, what: why });
     }
     // A live process that unshared a PID namespace for children it has not forked yet.

@@ -93,6 +93,13 @@ fn restore_in_new_pid_namespace_when_pids_are_taken() {
     // the namespace's init (a stasis process) is the root's parent and our child
     let init = stat_of(host).map(|s| s.1).unwrap();
     assert!(wait_until(Duration::from_secs(2), || stat_of(init).is_some_and(|s| s.1 == std::process::id() as i32)));
+    // dumping the restored root by its host pid: refused, saying to dump the init (which
+    // works), not that it is unsupported
+    let again = w.tmp.path.join("img-again");
+    let (h, a) = (host.to_string(), again.clone().into_os_string());
+    let r = w.stasis(&[std::ffi::OsStr::new("dump"), "-t".as_ref(), h.as_ref(), "-D".as_ref(), a.as_os_str()]);
+    assert_clean_error(&r, &[&h, &format!("stasis dump -t {init}")], &w.report());
+    assert!(!r.stderr.contains("not supported"), "{}", r.stderr);
     w.go();
     let ex = waitpid_timeout(init, EXIT_TIMEOUT).expect("init exit");
     w.kill_helpers();
