@@ -621,7 +621,7 @@ fn is_mqueue(pid: i32, fd: i32) -> bool {
 /// Another name of the inode `md` (a regular file whose name `path` was removed while
 /// it has other links) in the directory `path` was in, looked up through the process's
 /// root; None if there is none there.
-fn other_link(pid: i32, path: &str, md: &std::fs::Metadata) -> Option<String> {
+pub(crate) fn other_link(pid: i32, path: &str, md: &std::fs::Metadata) -> Option<String> {
     let dir = std::path::Path::new(path).parent()?;
     let seen = format!("{}/root{}", crate::procfs::dir(pid), dir.display());
     for e in std::fs::read_dir(&seen).ok()?.flatten() {

@@ -324,9 +324,22 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
         let mut kind = classify(pid, m)?;
         let what = || format!("VMA {:#x}-{:#x}", m.start, m.end);
         let dev = (m.dev_major, m.dev_minor);
+        let map_file = format!("{}/map_files/{:x}-{:x}", crate::procfs::dir(pid), m.start, m.end);
+        // A file whose mapped name was removed while another name of it in the same
+        // directory remains (glibc's sem_open: made under a temporary name, linked to
+        // sem.NAME, the temporary name removed): the file of that name.
+        let renamed = match kind {
+            VmaKind::FileShared | VmaKind::FilePrivate if m.path.ends_with(" (deleted)") && !m.path.starts_with("/memfd:") => {
+                std::fs::metadata(&map_file).ok().filter(|md| md.is_file() && std::os::unix::fs::MetadataExt::nlink(md) > 0).and_then(|md| {
+                    files::other_link(pid, m.path.trim_end_matches(" (deleted)"), &md)
+                })
+            }
+            _ => None,
+        };
+        let path = renamed.as_deref().unwrap_or(&m.path);
         // Shared memory an outside process may share: anonymous, nameless (memfd,
         // deleted file) or a tmpfs file, mapped shared.
-        let nameless = m.path.starts_with("/memfd:") || m.path.ends_with(" (deleted)");
+        let nameless = renamed.is_none() && (m.path.starts_with("/memfd:") || m.path.ends_with(" (deleted)"));
         let shm_like = m.shared
             && match kind {
                 VmaKind::ShmemAnon => true,
@@ -359,7 +372,6 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
             huge_page_size: if m.has_flag("ht") { m.page_size } else { 0 },
             mempolicy: None,
         };
-        let map_file = format!("{}/map_files/{:x}-{:x}", crate::procfs::dir(pid), m.start, m.end);
         if m.has_flag("ht") && !(m.page_size > PAGE && m.page_size.is_power_of_two() && m.start.is_multiple_of(m.page_size) && m.end.is_multiple_of(m.page_size)) {
             return Err(Error::Unsupported {
                 pid,
@@ -376,9 +388,9 @@ pub fn collect(pid: i32, objs: &mut ObjectTable, ipc_ns: u32) -> Result<MemColle
                     let gid = files::ghost(pid, objs, &map_file, &m.path, &what())?;
                     vma.object_id = files::mapped_ghost(objs, gid, &m.path, writable);
                 } else {
-                    vma.object_id = files::mapped_file(pid, objs, &map_file, &m.path, writable, true)?;
+                    vma.object_id = files::mapped_file(pid, objs, &map_file, path, writable, true)?;
                     if shm_like {
-                        crate::shmfile::save(pid, objs, vma.object_id, &map_file, &m.path)?;
+                        crate::shmfile::save(pid, objs, vma.object_id, &map_file, path)?;
                     }
                 }
             }

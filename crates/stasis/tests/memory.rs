@@ -161,21 +161,24 @@ fn guard_regions_still_fault() {
     roundtrip("mem_special", &["guard"]);
 }
 
-/// Removes a POSIX shared memory object a test made (if still there) when dropped.
-struct ShmObject(std::path::PathBuf);
-
-impl Drop for ShmObject {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn posix_shm_workload() -> (Workload, ShmObject, i32) {
+/// The workload, its shared memory object and its child; its named semaphore is in
+/// `path.1` (removed, if still there, with it).
+fn posix_shm_workload() -> (Workload, ShmObjects, i32) {
     let w = Workload::start("posix_shm", &[]);
-    let path = ShmObject(w.info("path").into());
+    let path = ShmObjects(w.info("path").into(), w.info("sem").into());
     let kid: i32 = w.info("kid").parse().unwrap();
     assert!(path.0.exists(), "{} was not made\n{}", path.0.display(), w.report());
     (w, path, kid)
+}
+
+/// posix_shm's object and semaphore files, removed (if still there) when dropped.
+struct ShmObjects(std::path::PathBuf, std::path::PathBuf);
+
+impl Drop for ShmObjects {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.1);
+    }
 }
 
 /// A POSIX shared memory object (/dev/shm, mapped shared by a process and its child,
@@ -202,8 +205,11 @@ fn posix_shm_object_comes_back_where_its_file_is_gone() {
         .collect();
     assert!(stored.len() == 2 && stored.iter().all(|b| *b == 2 * 4096), "stored content of {} in its VMAs: {stored:?}", path.0.display());
     std::fs::remove_file(&path.0).unwrap();
+    // the named semaphore's file too (mapped under the temporary name glibc removed)
+    std::fs::remove_file(&path.1).unwrap();
     w.restore();
     assert!(path.0.exists(), "{} was not made again\n{}", path.0.display(), w.report());
+    assert!(path.1.exists(), "{} was not made again\n{}", path.1.display(), w.report());
     let md = std::fs::metadata(&path.0).unwrap();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777, 0o640);
     w.go_and_pass();

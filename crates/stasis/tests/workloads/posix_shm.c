@@ -11,15 +11,20 @@
  * through the mapping is read back through a new shm_open), the mode is 0640, and
  * the child sees the parent's write (still shared). Then the
  * object is unlinked (shm_unlink).
+ * Also a named semaphore (sem_open: /dev/shm/sem.stasis-sem-PID, made by glibc under a
+ * temporary name that it removes once linked: the mapping shows the removed name) of
+ * value 2, taken once: after go its value is 1, a post is seen through a new sem_open
+ * of the name (the same semaphore). INFO sem=/dev/shm/sem.stasis-sem-PID.
  */
 #define _GNU_SOURCE
 #include "common.h"
+#include <semaphore.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
 #define PG 4096
 
-static char name[64];
+static char name[64], sname[64];
 
 /* Pages 1 and 2 are not read through the mapping: a read fault fills a tmpfs hole. */
 static void check_content(const char *m, const char *who)
@@ -43,6 +48,10 @@ int main(int argc, char **argv)
     close(fd);
     strcpy(m, "page zero");
     strcpy(m + 3 * PG, "page three");
+    snprintf(sname, sizeof sname, "/stasis-sem-%d", getpid());
+    sem_t *sem = sem_open(sname, O_CREAT | O_EXCL, 0600, 2);
+    if (sem == SEM_FAILED || sem_wait(sem))
+        DIE("sem_open");
     pid_t kid = fork();
     if (kid < 0)
         DIE("fork");
@@ -57,6 +66,7 @@ int main(int argc, char **argv)
     }
     wl_out("INFO path=/dev/shm%s\n", name);
     wl_out("INFO kid=%d\n", kid);
+    wl_out("INFO sem=/dev/shm/sem.%s\n", sname + 1);
     ready();
     char poke[4096];
     snprintf(poke, sizeof poke, "%s/poke", g_dir);
@@ -86,6 +96,15 @@ int main(int argc, char **argv)
         close(f2);
     }
     check_content(m, "parent");
+    int v = -1;
+    CHECK(sem_getvalue(sem, &v) == 0 && v == 1, "semaphore value %d, want 1", v);
+    sem_t *again = sem_open(sname, 0);
+    CHECK(again != SEM_FAILED, "sem_open %s by name: %s", sname, strerror(errno));
+    if (again != SEM_FAILED) {
+        sem_post(again);
+        CHECK(sem_getvalue(sem, &v) == 0 && v == 2, "a post through the name: value %d, want 2", v);
+    }
+    sem_unlink(sname);
     strcpy(m + 200, "shared");
     int st = 0;
     CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status %#x", st);
