@@ -217,8 +217,9 @@ fn posix_shm_object_comes_back_where_its_file_is_gone() {
 }
 
 /// After a --leave-running dump the original writes its POSIX shared memory object
-/// ("LIVE") and is killed: the restore refuses the changed object and says how to get
-/// the image's content back (remove the file) or map it as it is now; once removed, the
+/// ("LIVE") and is killed: the restore refuses the changed object (with the output file
+/// the original kept writing, in the same line) and says how to get the image's
+/// content back (remove the file) or map it as it is now; once removed, the
 /// restored copy sees the object as it was at the dump. Mutation: without the saved
 /// content the workload reads "LIVE" (or the restore is refused as missing).
 #[test]
@@ -232,7 +233,9 @@ fn posix_shm_object_after_leave_running_comes_back_as_dumped() {
     w.kill_original();
     reap_dumped(&w, &[kid]);
     let r = w.try_restore(&["-d"]);
-    assert_clean_error(&r, &[&*path.0.to_string_lossy(), "remove the file", "--allow-changed-files"], &w.report());
+    // one refusal names both files that changed: the object and the output the
+    // original kept writing (POKED)
+    assert_clean_error(&r, &["2 files stop the restore", &*path.0.to_string_lossy(), "remove the file", "stdout.txt", "--allow-changed-files"], &w.report());
     assert!(!pid_exists(w.pid) && !pid_exists(kid), "a refused restore left a process");
     std::fs::remove_file(&path.0).unwrap();
     // (the original's output grew after the dump: POKED)

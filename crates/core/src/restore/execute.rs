@@ -175,8 +175,24 @@ fn map_pages(opts: &RestoreOptions, m: &Manifest) -> Result<Vec<Pages>> {
 /// hash of mapped executables).
 fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
     // Each mapped file once, however many VMAs and processes map it (hashing the same
-    // executable for every VMA of every process of a tree costs seconds).
+    // executable for every VMA of every process of a tree costs seconds); each opened
+    // path once, however many fds and processes hold it. Every file that stops the
+    // restore is named in one refusal (not one per attempt), every warning said once.
     let mut checked = std::collections::HashSet::new();
+    let mut paths = std::collections::HashSet::new();
+    let mut refused: Vec<String> = Vec::new();
+    // said only if nothing stops the restore
+    let mut warnings: Vec<String> = Vec::new();
+    // a refusal joins the others; any other error ends the check at once
+    fn refuse_file(refused: &mut Vec<String>, e: Error) -> Result<()> {
+        match e {
+            Error::RestoreRefused(why) => {
+                refused.push(why);
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
     // POSIX shared memory objects restore makes from the image: their fds open them then
     let made: std::collections::HashSet<&str> =
         m.objects.iter().filter_map(|o| o.mapped_file()).filter(|f| crate::shmfile::missing(f)).map(|f| f.path.as_str()).collect();
@@ -185,7 +201,9 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
         if checked.insert(mm.exe_object) {
             if let Some(exe) = m.object(mm.exe_object).and_then(|o| o.mapped_file()) {
                 if let Some(id) = &exe.identity {
-                    files::check_identity(&exe.path, id, &format!("pid {}: executable", q.pid))?;
+                    if let Err(e) = files::check_identity(&exe.path, id, &format!("pid {}: executable", q.pid)) {
+                        refuse_file(&mut refused, e)?;
+                    }
                 }
             }
         }
@@ -195,7 +213,10 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
                     if let Some(id) = &mf.identity {
                         let what = format!("pid {}: file mapped at {:#x}", q.pid, v.start);
                         match files::check_identity(&mf.path, id, &what) {
-                            Err(Error::RestoreRefused(why)) => changed_mapping(opts, m, v.object_id, mf, why)?,
+                            Err(Error::RestoreRefused(why)) => match changed_mapping(opts, m, v.object_id, mf, why) {
+                                Ok(said) => warnings.push(said),
+                                Err(e) => refuse_file(&mut refused, e)?,
+                            },
                             other => other?,
                         }
                     }
@@ -208,29 +229,32 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
                 // not content: reopened by path in its cgroup, which may be a new one; an
                 // O_PATH fd reads nothing of its file: its kind is checked when opened
                 if f.ghost_id == 0 && !f.in_proc && !crate::cgroup::in_cgroupfs(&f.path) && !crate::fdkinds::opath::is_opath(f.flags) && !made.contains(f.path.as_str()) {
+                    if !paths.insert(f.path.as_str()) {
+                        continue;
+                    }
                     // the path names another kind of file now: never "changed" (no
                     // --allow-changed-files), always refused
                     if let Some(why) = files::other_type(&f.path, f.mode) {
-                        return Err(refuse(format!("pid {}: file of fd {}: {why}", q.pid, fd.fd)));
+                        refused.push(format!("pid {}: file of fd {}: {why}", q.pid, fd.fd));
+                        continue;
                     }
                     // gone: an fd is opened again by its path, so no option can help
                     if std::fs::symlink_metadata(&f.path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-                        return Err(refuse(format!(
+                        refused.push(format!(
                             "pid {}: file of fd {} {} no longer exists: the fd is opened again by its path, so no option \
                              restores it; put the file back (one the program removed after a --leave-running dump: dump again)",
                             q.pid, fd.fd, f.path
-                        )));
+                        ));
+                        continue;
                     }
                     if let Some(id) = &f.identity {
                         let r = files::check_identity(&f.path, id, &format!("pid {}: file of fd {}", q.pid, fd.fd));
                         match r {
                             Err(Error::RestoreRefused(why)) if opts.allow_changed_files => {
-                                warn!("{why} (restoring anyway: --allow-changed-files)")
+                                warnings.push(format!("{why} (restoring anyway: --allow-changed-files)"))
                             }
                             Err(Error::RestoreRefused(why)) => {
-                                return Err(refuse(format!(
-                                    "{why}; if that is expected (a log it kept writing), restore with --allow-changed-files"
-                                )))
+                                refused.push(format!("{why}; if that is expected (a log it kept writing), restore with --allow-changed-files"))
                             }
                             other => other?,
                         }
@@ -239,7 +263,16 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
             }
         }
     }
-    Ok(())
+    match refused.len() {
+        0 => {
+            for w in warnings {
+                warn!("{w}");
+            }
+            Ok(())
+        }
+        1 => Err(refuse(refused.remove(0))),
+        n => Err(refuse(format!("{n} files stop the restore: {}", refused.join(" — and: ")))),
+    }
 }
 
 /// A mapped file (object `id`, at `path`) changed since the dump (`why`). Mapped
@@ -248,8 +281,9 @@ fn check_files(opts: &RestoreOptions, m: &Manifest) -> Result<()> {
 /// a /dev/shm segment, sqlite's -shm, which another process, e.g. the original after a
 /// --leave-running dump, kept writing): its content is the file's by nature, so
 /// `--allow-changed-files` maps it as it is now (refused without it, naming the option);
-/// still refused if the file became too short for a mapping (it would SIGBUS).
-fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, mf: &stasis_image::model::MappedFileObj, why: String) -> Result<()> {
+/// still refused if the file became too short for a mapping (it would SIGBUS). Ok: the
+/// warning to give if the restore goes on.
+fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, mf: &stasis_image::model::MappedFileObj, why: String) -> Result<String> {
     let path = mf.path.as_str();
     let vmas = || m.processes.iter().filter(|p| !p.zombie).flat_map(|p| p.vmas.iter().map(move |v| (p.pid, v))).filter(|(_, v)| v.object_id == id);
     if let Some((pid, v)) = vmas().find(|(_, v)| !v.shared) {
@@ -289,8 +323,7 @@ fn changed_mapping(opts: &RestoreOptions, m: &Manifest, id: u32, mf: &stasis_ima
             v.start
         )));
     }
-    warn!("{why} (mapped shared: restoring it as it is now, --allow-changed-files)");
-    Ok(())
+    Ok(format!("{why} (mapped shared: restoring it as it is now, --allow-changed-files)"))
 }
 
 /// How long a restore waits for dying processes to free the ids it needs.

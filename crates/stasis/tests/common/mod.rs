@@ -972,6 +972,10 @@ impl Workload {
             own(self.pid);
         }
         assert!(r.ok(), "restore failed\n{}", self.report());
+        // every warning said once (without timestamps)
+        let said: Vec<&str> = r.stderr.lines().map(|l| l.split_once(' ').map_or(l, |x| x.1)).collect();
+        let twice = said.iter().enumerate().find(|(i, l)| said[..*i].contains(l));
+        assert!(twice.is_none(), "restore said a line twice: {:?}\n{}", twice.map(|x| x.1), self.report());
         let got = fs::read_to_string(&pidfile).unwrap_or_default();
         assert_eq!(got.trim(), self.pid.to_string(), "pidfile {pf} must hold the original pid\n{}", self.report());
         assert!(pid_exists(self.pid), "no process {} after a successful restore -d\n{}", self.pid, self.report());
