@@ -228,6 +228,37 @@ fn close_wait_with_the_end_of_file_read() {
     close_wait_to_peer_outside("closewait_eof");
 }
 
+/// After a --leave-running dump whose peer then closed and whose original was killed,
+/// the restore warns that the connection's peer on this host is gone (it would
+/// retransmit until it times out) and names --tcp-close (found by a helper: a Go
+/// server's 8 keep-alive connections came back silently, retransmitting for minutes).
+#[test]
+fn restore_warns_of_connections_whose_peer_is_gone() {
+    use std::io::Write;
+    let _t = serial();
+    skip_if_direct!();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = l.local_addr().unwrap().port();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().expect("accept");
+        s.write_all(b"bye").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        s
+    });
+    let mut w = Workload::start("inet", &["closewait", &port.to_string()]);
+    let s = peer.join().unwrap();
+    w.dump_leave_running();
+    drop(s);
+    w.kill_original();
+    w.restore_with(&["--allow-changed-files"]);
+    let said = w.runs.last().cloned().unwrap_or_default();
+    assert!(
+        said.contains("have their peer on this host gone") && said.contains(&format!("-> 127.0.0.1:{port}")) && said.contains("--tcp-close"),
+        "no warning naming the connection whose peer is gone:\n{said}"
+    );
+    w.kill_restored();
+}
+
 fn close_wait_to_peer_outside(mode: &str) {
     use std::io::{Read, Write};
     let _t = serial();

@@ -31,6 +31,9 @@ pub(super) fn restore_here(opts: &RestoreOptions, ready: Option<&OwnedFd>) -> Re
     let shards: Vec<&[u8]> = maps.iter().map(|m| m.as_slice()).collect();
     stasis_image::verify_pages(&opts.dir, &m.index, &shards, 2)?;
     check_files(opts, &m)?;
+    if !opts.tcp_close {
+        crate::fdkinds::inet::warn_gone_peers(&m);
+    }
     check_ids_free(&m)?;
     crate::mem::check_huge_pool(&m)?;
     let layout = Layout::new(&m)?;

@@ -94,6 +94,51 @@ pub(crate) fn port_of(addr: &[u8]) -> u16 {
     }
 }
 
+/// The address of a sockaddr as inet_diag gives it (16 bytes; IPv4: the first 4), and
+/// whether it is a loopback address (127/8, ::1, ::ffff:127/104).
+fn diag_addr(a: &[u8]) -> Option<([u8; 16], bool)> {
+    let mut out = [0u8; 16];
+    if a.len() >= 8 && a[0..2] == (libc::AF_INET as u16).to_ne_bytes() {
+        out[..4].copy_from_slice(&a[4..8]);
+        return Some((out, a[4] == 127));
+    }
+    if a.len() >= 24 {
+        out.copy_from_slice(&a[8..24]);
+        let ip = std::net::Ipv6Addr::from(out);
+        return Some((out, ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v| v.is_loopback())));
+    }
+    None
+}
+
+/// Restore (before anything is made): the image's TCP connections whose peer is on this
+/// host — a loopback address — and not in the image, while no socket of that peer is
+/// there any more but a TIME_WAIT or a closed one (after a --leave-running dump the
+/// original's end was closed when it was killed, and its peers closed theirs): one
+/// warning names them. Restored, they would retransmit until they time out.
+pub fn warn_gone_peers(m: &stasis_image::Manifest) {
+    let conns: Vec<&InetObj> = m.objects.iter().filter(|o| o.net_ns == 0).filter_map(|o| o.inet()).filter(|i| i.tcp.is_some()).collect();
+    let ours: std::collections::HashSet<&[u8]> = conns.iter().map(|i| i.local.as_slice()).collect();
+    let mut tables: std::collections::HashMap<i32, Vec<sys::InetDiag>> = std::collections::HashMap::new();
+    let mut gone = Vec::new();
+    for c in conns.iter().filter(|c| !ours.contains(c.peer.as_slice())) {
+        let (Some((peer, true)), Some((local, _))) = (diag_addr(&c.peer), diag_addr(&c.local)) else { continue };
+        let table = tables.entry(c.family).or_insert_with(|| sys::inet_diag(c.family, libc::IPPROTO_TCP as u8).unwrap_or_default());
+        let alive = table.iter().any(|d| {
+            d.src == peer && d.sport == port_of(&c.peer) && d.dst == local && d.dport == port_of(&c.local) && !matches!(d.state, tcp::TIME_WAIT | tcp::CLOSE)
+        });
+        if !alive {
+            gone.push(format!("{} -> {}", fmt_addr(&c.local), fmt_addr(&c.peer)));
+        }
+    }
+    if !gone.is_empty() {
+        tracing::warn!(
+            "{} restored connection(s) have their peer on this host gone (closed, or in TIME_WAIT): {}; they will retransmit until they time out (restore with --tcp-close to have them closed)",
+            gone.len(),
+            gone.join(", ")
+        );
+    }
+}
+
 /// A raw sockaddr_in / sockaddr_in6 as "1.2.3.4:80" / "[::1]:80" ("-" if empty).
 pub fn fmt_addr(a: &[u8]) -> String {
     if a.len() >= 8 && a[0..2] == (libc::AF_INET as u16).to_ne_bytes() {
