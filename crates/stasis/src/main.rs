@@ -130,7 +130,13 @@ enum Cmd {
     /// Remove the network lock a dump left for the image in DIR (an image that will not
     /// be restored): its connections' packets flow again, and their peers see the
     /// connections reset.
-    NetworkUnlock { dir: PathBuf },
+    NetworkUnlock {
+        /// The image directory (or give it with -D, as to dump and restore).
+        #[arg(required_unless_present = "images_dir", conflicts_with = "images_dir")]
+        dir: Option<PathBuf>,
+        #[arg(short = 'D', long = "images-dir", value_name = "DIR")]
+        images_dir: Option<PathBuf>,
+    },
     /// Show what an image holds.
     Inspect {
         dir: PathBuf,
@@ -252,7 +258,7 @@ fn main() -> ExitCode {
             .map(ExitCode::from)
             .map_err(anyhow::Error::from)
         }
-        Cmd::NetworkUnlock { dir } => stasis_core::netlock::network_unlock(&dir)
+        Cmd::NetworkUnlock { dir, images_dir } => stasis_core::netlock::network_unlock(&dir.or(images_dir).unwrap_or_default())
             .map(|msg| {
                 println!("{msg}");
                 ExitCode::SUCCESS

@@ -297,7 +297,8 @@ fn network_unlock_removes_an_images_lock() {
     let r = w.stasis(&[std::ffi::OsStr::new("network-unlock"), img.as_os_str()]);
     assert!(r.ok() && r.stdout.contains("removed network lock"), "{}", w.report());
     assert!(stasis_tables().is_empty(), "{:?}", stasis_tables());
-    let r = w.stasis(&[std::ffi::OsStr::new("network-unlock"), img.as_os_str()]);
+    // (-D DIR, as dump and restore take it, works too)
+    let r = w.stasis(&[std::ffi::OsStr::new("network-unlock"), std::ffi::OsStr::new("-D"), img.as_os_str()]);
     assert!(r.ok() && r.stdout.contains("already removed"), "{}", w.report());
     // the client's packets now meet no socket
     assert!(wait_until(Duration::from_secs(5), || client_result(&w).is_err_and(|e| e.starts_with("ERR"))));
