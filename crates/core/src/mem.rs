@@ -223,6 +223,13 @@ fn classify(pid: i32, m: &MapEntry) -> Result<VmaKind> {
         _ if m.inode == 0 && m.shared => {
             return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} {p} (shared special mapping)", m.start, m.end) })
         }
+        // (its fd may be closed: the mapping keeps the instance)
+        "anon_inode:[io_uring]" => {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("VMA {:#x}-{:#x} is the ring of an io_uring instance (io_uring, which many programs can be configured not to use)", m.start, m.end),
+            })
+        }
         _ => return Err(Error::Unsupported { pid, what: format!("VMA {:#x}-{:#x} of kind {p:?}", m.start, m.end) }),
     })
 }

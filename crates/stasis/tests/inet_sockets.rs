@@ -234,19 +234,9 @@ fn close_wait_with_the_end_of_file_read() {
 /// server's 8 keep-alive connections came back silently, retransmitting for minutes).
 #[test]
 fn restore_warns_of_connections_whose_peer_is_gone() {
-    use std::io::Write;
     let _t = serial();
     skip_if_direct!();
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-    let port = l.local_addr().unwrap().port();
-    let peer = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().expect("accept");
-        s.write_all(b"bye").unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        s
-    });
-    let mut w = Workload::start("inet", &["closewait", &port.to_string()]);
-    let s = peer.join().unwrap();
+    let (mut w, s, port) = with_closing_peer("closewait");
     w.dump_leave_running();
     drop(s);
     w.kill_original();
@@ -259,19 +249,26 @@ fn restore_warns_of_connections_whose_peer_is_gone() {
     w.kill_restored();
 }
 
-fn close_wait_to_peer_outside(mode: &str) {
-    use std::io::{Read, Write};
-    let _t = serial();
+/// Workload `inet MODE PORT` connected to a peer of this test on 127.0.0.1:PORT that
+/// sent "bye" and closed its side: the workload, the peer's socket, PORT.
+fn with_closing_peer(mode: &str) -> (Workload, std::net::TcpStream, u16) {
+    use std::io::Write;
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-    let port = l.local_addr().unwrap().port().to_string();
+    let port = l.local_addr().unwrap().port();
     let peer = std::thread::spawn(move || {
         let (mut s, _) = l.accept().expect("accept");
         s.write_all(b"bye").unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
         s
     });
-    let mut w = Workload::start("inet", &[mode, &port]);
-    let mut s = peer.join().unwrap();
+    let w = Workload::start("inet", &[mode, &port.to_string()]);
+    (w, peer.join().unwrap(), port)
+}
+
+fn close_wait_to_peer_outside(mode: &str) {
+    use std::io::Read;
+    let _t = serial();
+    let (mut w, mut s, _) = with_closing_peer(mode);
     w.checkpoint_restore();
     w.go();
     let st = w.wait_exit(EXIT_TIMEOUT);

@@ -127,6 +127,22 @@ fn holder(w: &Workload, pts: &str, cmd: &[&std::ffi::OsStr], out: &std::path::Pa
     c.spawn().expect("spawn the holder")
 }
 
+/// `tty_job`'s job run by its holder (a shell) on a new pty, ready: the workload (pid:
+/// the job), the pty's master and slave path, the holder.
+fn shell_job() -> (Workload, std::fs::File, String, std::process::Child) {
+    let mut w = Workload::new("tty_job");
+    let (m, pts) = pty();
+    let bin = workload_bin("tty_job");
+    let mut h = holder(&w, &pts, &[bin.as_os_str(), w.work.as_os_str(), "job".as_ref()], &w.out.clone());
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !w.output().lines().any(|l| l == "READY") {
+        assert!(std::time::Instant::now() < end && matches!(h.try_wait(), Ok(None)), "the job did not get ready\n{}", w.report());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    w.pid = w.info("job").parse().unwrap();
+    (w, m, pts, h)
+}
+
 /// A job of a shell on one terminal, dumped with --shell-job (refused without it, the
 /// job untouched; with --leave-running it runs on in the foreground), restored with --shell-job by `stasis restore` run as a job of another
 /// shell on a second terminal: the job is in the foreground of the new terminal, has it
@@ -135,16 +151,7 @@ fn holder(w: &Workload, pts: &str, cmd: &[&std::ffi::OsStr], out: &std::path::Pa
 fn shell_job_takes_the_restorers_terminal() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = Workload::new("tty_job");
-    let (_m1, pts1) = pty();
-    let bin = workload_bin("tty_job");
-    let mut h1 = holder(&w, &pts1, &[bin.as_os_str(), w.work.as_os_str(), "job".as_ref()], &w.out.clone());
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while !w.output().lines().any(|l| l == "READY") {
-        assert!(std::time::Instant::now() < end && matches!(h1.try_wait(), Ok(None)), "the job did not get ready\n{}", w.report());
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    w.pid = w.info("job").parse().unwrap();
+    let (mut w, _m1, pts1, mut h1) = shell_job();
     // without --shell-job: one line naming the pid and the flag; the job runs on
     let r = w.try_dump(&[]);
     assert_clean_error(&r, &[&w.pid.to_string(), "fd 0", &pts1, "outside the dumped tree", "--shell-job"], &w.report());
@@ -190,12 +197,7 @@ fn shell_job_takes_the_restorers_terminal() {
 fn shell_job_restore_stops_and_continues_with_its_shell() {
     let _t = serial();
     skip_if_direct!();
-    let mut w = Workload::new("tty_job");
-    let (_m1, pts1) = pty();
-    let bin = workload_bin("tty_job");
-    let mut h1 = holder(&w, &pts1, &[bin.as_os_str(), w.work.as_os_str(), "job".as_ref()], &w.out.clone());
-    assert!(wait_until(Duration::from_secs(10), || w.output().lines().any(|l| l == "READY")), "the job did not get ready\n{}", w.report());
-    w.pid = w.info("job").parse().unwrap();
+    let (mut w, _m1, _, mut h1) = shell_job();
     let r = w.try_dump(&["--shell-job"]);
     assert!(r.ok(), "dump --shell-job failed\n{}", w.report());
     let _ = h1.wait();

@@ -463,7 +463,7 @@ pub fn check_peers(
             u.external = format!("connected to socket {} of {who}", u.peer_ino);
             continue;
         }
-        unmarked.push((pid, fd, format!("a unix {tn} socket connected to socket {} of {who}", u.peer_ino), res));
+        unmarked.push((pid, fd, format!("a unix {tn} socket ({res}) connected to socket {} of {who}", u.peer_ino), res));
     }
     let Some((pid, fd, what, res)) = unmarked.first() else { return Ok(()) };
     let (pid, comm) = crate::external::who_in_tree(*pid);
