@@ -40,17 +40,31 @@ pub fn write_block(out: &mut impl Write, data: &[u8], scratch: &mut Vec<u8>) -> 
     Ok(8 + stored.len() as u64)
 }
 
+/// One block of a compressed file: where its stored bytes are, and where its content
+/// goes.
+struct Block {
+    at: usize,
+    stored: usize,
+    to: usize,
+    len: usize,
+}
+
 /// The content of a compressed pages file (`bytes`, read from `path`), which must be
-/// exactly `size` bytes once decompressed.
+/// exactly `size` bytes once decompressed. Every block header is checked first (each
+/// block inside the file, the contents filling `size` exactly); the blocks are then
+/// decompressed on up to `threads` threads, each into its own part of the content.
 pub fn decode(path: &Path, bytes: &[u8], size: u64) -> Result<Vec<u8>, ImageError> {
+    decode_with(path, bytes, size, 4)
+}
+
+fn decode_with(path: &Path, bytes: &[u8], size: u64, threads: usize) -> Result<Vec<u8>, ImageError> {
     let damaged = |why: String| ImageError::Damaged { path: path.to_path_buf(), why };
     let size = usize::try_from(size).map_err(|_| damaged(format!("content of {size} bytes")))?;
     let hdr = PAGES_HEADER_LEN as usize;
     if bytes.len() < hdr || size < hdr {
         return Err(damaged("shorter than its header page".into()));
     }
-    let mut out = vec![0u8; size];
-    out[..hdr].copy_from_slice(&bytes[..hdr]);
+    let mut blocks = Vec::new();
     let (mut at, mut to) = (hdr, hdr);
     while at < bytes.len() {
         let field = |k: usize| -> Result<usize, ImageError> {
@@ -58,25 +72,63 @@ pub fn decode(path: &Path, bytes: &[u8], size: u64) -> Result<Vec<u8>, ImageErro
             Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
         };
         let (len, stored) = (field(0)?, field(4)?);
-        let body = bytes.get(at + 8..at + 8 + stored).ok_or_else(|| damaged(format!("block at byte {at}: {stored} bytes past the end of the file")))?;
+        if bytes.len() - (at + 8) < stored {
+            return Err(damaged(format!("block at byte {at}: {stored} bytes past the end of the file")));
+        }
         if len > MAX_BLOCK || len > size - to || stored > len {
             return Err(damaged(format!("block at byte {at}: {len} bytes of content ({stored} stored), past the content's {size} bytes")));
         }
-        let dst = &mut out[to..to + len];
-        if stored == len {
-            dst.copy_from_slice(body);
-        } else {
-            let n = lz4_flex::block::decompress_into(body, dst).map_err(|e| damaged(format!("block at byte {at}: {e}")))?;
-            if n != len {
-                return Err(damaged(format!("block at byte {at}: {n} bytes once decompressed, its header says {len}")));
-            }
-        }
+        blocks.push(Block { at: at + 8, stored, to, len });
         at += 8 + stored;
         to += len;
     }
     if to != size {
         return Err(damaged(format!("{to} bytes of content, the manifest says {size}")));
     }
+    let mut out = vec![0u8; size];
+    out[..hdr].copy_from_slice(&bytes[..hdr]);
+    // the content past the header, cut at block boundaries into one part per thread
+    let mut parts: Vec<(&[Block], &mut [u8])> = Vec::new();
+    let mut rest: &mut [u8] = &mut out[hdr..];
+    let mut left: &[Block] = &blocks;
+    let per = blocks.len().div_ceil(threads.max(1)).max(1);
+    while !left.is_empty() {
+        let (mine, others) = left.split_at(per.min(left.len()));
+        let bytes_of: usize = mine.iter().map(|b| b.len).sum();
+        let (dst, tail) = std::mem::take(&mut rest).split_at_mut(bytes_of);
+        parts.push((mine, dst));
+        rest = tail;
+        left = others;
+    }
+    let results: Vec<Result<(), ImageError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = parts
+            .into_iter()
+            .map(|(mine, dst)| {
+                s.spawn(move || {
+                    let base = mine.first().map_or(0, |b| b.to);
+                    for b in mine {
+                        let body = &bytes[b.at..b.at + b.stored];
+                        let d = &mut dst[b.to - base..b.to - base + b.len];
+                        if b.stored == b.len {
+                            d.copy_from_slice(body);
+                            continue;
+                        }
+                        let n = lz4_flex::block::decompress_into(body, d)
+                            .map_err(|e| ImageError::Damaged { path: path.to_path_buf(), why: format!("block at byte {}: {e}", b.at - 8) })?;
+                        if n != b.len {
+                            return Err(ImageError::Damaged {
+                                path: path.to_path_buf(),
+                                why: format!("block at byte {}: {n} bytes once decompressed, its header says {}", b.at - 8, b.len),
+                            });
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|_| Err(damaged("a decompressing thread panicked".into())))).collect()
+    });
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
     Ok(out)
 }
 
@@ -108,7 +160,9 @@ mod tests {
         let noise: Vec<u8> = (0..70_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let (f, content) = file(&[&zeros, &noise, b"tail"]);
         assert!(f.len() < content.len() / 4, "zeros compress");
-        assert_eq!(decode(Path::new("p"), &f, content.len() as u64).unwrap(), content);
+        for threads in [1, 2, 3, 8] {
+            assert_eq!(decode_with(Path::new("p"), &f, content.len() as u64, threads).unwrap(), content, "{threads} threads");
+        }
     }
 
     #[test]
