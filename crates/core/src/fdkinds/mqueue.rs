@@ -133,6 +133,12 @@ static MADE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// Removes the queues this restore made when dropped, unless kept.
 pub struct Created(bool);
 
+impl Default for Created {
+    fn default() -> Created {
+        Created::new()
+    }
+}
+
 impl Created {
     pub fn new() -> Created {
         MADE.lock().unwrap_or_else(|e| e.into_inner()).clear();
