@@ -86,7 +86,6 @@ pub fn mapped_ghost(objs: &mut ObjectTable, gid: u32, path: &str, writable: bool
 /// One object per inode. A file removed from one directory that still has other links
 /// is refused (its other names are not known: restoring a copy would split it).
 pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str) -> Result<u32> {
-    use std::os::unix::fs::OpenOptionsExt;
     let md = std::fs::metadata(via).ctx(pid, || format!("stat of {what} ({link})"))?;
     let ft = md.file_type();
     let path = link.trim_end_matches(" (deleted)").to_string();
@@ -132,13 +131,7 @@ pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str
     }
     let mut g = base;
     if ft.is_file() {
-        // our own description (O_NOATIME: reading the content leaves the times alone)
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOATIME)
-            .open(via)
-            .or_else(|_| File::open(via))
-            .ctx(pid, || format!("opening {what} ({link}) through {via}"))?;
+        let f = open_noatime(via).ctx(pid, || format!("opening {what} ({link}) through {via}"))?;
         if is_memfd {
             g.seals = sys::fcntl(f.as_raw_fd(), libc::F_GET_SEALS, 0).unwrap_or(0) as u32;
         }
@@ -151,6 +144,13 @@ pub fn ghost(pid: i32, objs: &mut ObjectTable, via: &str, link: &str, what: &str
         return Ok(id);
     }
     Ok(objs.intern(key, |_| Object { kind: Some(Kind::Ghost(g)), ..Default::default() }))
+}
+
+/// A read-only description of our own of the file at `via`, with O_NOATIME where the
+/// kernel allows it (reading the content leaves its times alone).
+pub(crate) fn open_noatime(via: &str) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(via).or_else(|_| File::open(via))
 }
 
 /// Mapped files up to this size get a content hash (larger ones: size and mtime only).

@@ -17,7 +17,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 
 use stasis_image::model::*;
 use stasis_image::Manifest;
@@ -48,13 +48,7 @@ pub fn save(pid: i32, objs: &mut ObjectTable, id: u32, via: &str, path: &str) ->
     if mf.saved.is_some() || mf.ghost_id != 0 || name_of(path).is_none() {
         return Ok(());
     }
-    // our own description (O_NOATIME: reading the content leaves the times alone)
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(via)
-        .or_else(|_| File::open(via))
-        .ctx(pid, || format!("opening shared memory object {path} through {via}"))?;
+    let f = files::open_noatime(via).ctx(pid, || format!("opening shared memory object {path} through {via}"))?;
     let md = f.metadata().ctx(pid, || format!("stat of shared memory object {path}"))?;
     let proc_path = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).expect("no NUL");
     if !md.is_file() || sys::statfs_type(&proc_path).ok() != Some(sys::TMPFS_MAGIC) {
