@@ -2,8 +2,8 @@
 //! procfs and ptrace do not expose (brk, sigactions, altstacks, tid address, itimers...).
 //!
 //! The vDSO always holds a `syscall` instruction (its fallbacks): every injected syscall is
-//! single-stepped through it (the trap comes right after the instruction, nothing after
-//! it runs). One mmap gets a private read-write scratch area for arguments and results —
+//! run through it with PTRACE_SYSCALL (stopped at its entry and exit, nothing after it
+//! runs; no signal is sent, so the process's SIGTRAP disposition is left alone). One mmap gets a private read-write scratch area for arguments and results —
 //! never executable: a process with memory-deny-write-execute (PR_SET_MDWE, systemd's
 //! MemoryDenyWriteExecute=) refuses writable+executable mappings, and we need none. All
 //! signals are blocked in every thread while we work (the original masks are put back by

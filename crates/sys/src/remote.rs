@@ -1,10 +1,12 @@
 //! Remote control of a ptrace-stopped thread: run one syscall in its context.
 //!
 //! The thread's registers are replaced by a syscall frame whose instruction pointer is a
-//! `syscall` instruction (0f 05) in its address space; PTRACE_SINGLESTEP executes exactly
-//! that instruction and traps right after it, so nothing after the instruction is fetched
-//! (the page holding it may even be unmapped by the syscall itself). The caller saves and
-//! puts back the thread's real registers.
+//! `syscall` instruction (0f 05) in its address space; PTRACE_SYSCALL runs it to the
+//! syscall's entry and then to its exit, where the thread stops before returning to user
+//! mode, so nothing after the instruction is fetched (the page holding it may even be
+//! unmapped by the syscall itself). Those are ptrace stops, not signals: a single step
+//! would end in a SIGTRAP forced on the thread, which resets a blocked SIGTRAP's handler.
+//! The caller saves and puts back the thread's real registers.
 //!
 //! [`RemoteCalls`] is the one interface for "run syscalls inside that process", shared by
 //! dump (the parasite) and restore (the builder): the primitive `raw` plus a scratch area
