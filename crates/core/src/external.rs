@@ -76,6 +76,9 @@ pub struct Holders {
     pub fifos: HashMap<(u64, u64), String>,
     /// Sockets (inode) an outside process has an fd on: peers of the tree's unix sockets.
     pub sockets: HashMap<u32, String>,
+    /// Pty slaves (their /dev/pts path) whose master the tree holds: every outside
+    /// process with an fd on one.
+    pub ttys: HashMap<String, Vec<String>>,
 }
 
 fn who(pid: i32) -> String {
@@ -94,9 +97,9 @@ fn dev_of(md: &std::fs::Metadata) -> (u32, u32) {
 /// One pass over /proc: outside holders of the pipes `pipes` (fds), of the named FIFOs
 /// `fifos`, of the sockets `sockets` (fds: peers of the tree's unix sockets) and of the
 /// shared memory objects `shm` (fds or mappings). Processes of `tree` and stasis are skipped.
-pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem], fifos: &HashSet<(u64, u64)>, sockets: &HashSet<u32>) -> Holders {
+pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem], fifos: &HashSet<(u64, u64)>, sockets: &HashSet<u32>, ttys: &HashSet<String>) -> Holders {
     let mut out = Holders::default();
-    if pipes.is_empty() && shm.is_empty() && fifos.is_empty() && sockets.is_empty() {
+    if pipes.is_empty() && shm.is_empty() && fifos.is_empty() && sockets.is_empty() && ttys.is_empty() {
         return out;
     }
     let keys: HashSet<(u32, u32, u64)> = shm.iter().map(|s| (s.dev.0, s.dev.1, s.ino)).collect();
@@ -121,6 +124,14 @@ pub fn scan(tree: &[i32], pipes: &HashSet<u64>, shm: &[SharedMem], fifos: &HashS
                 if let Some(ino) = link.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')).and_then(|n| n.parse().ok()) {
                     if sockets.contains(&ino) {
                         out.sockets.entry(ino).or_insert_with(|| who(other));
+                    }
+                    continue;
+                }
+                if ttys.contains(link.as_ref()) {
+                    let held = out.ttys.entry(link.to_string()).or_default();
+                    let w = who(other);
+                    if !held.contains(&w) {
+                        held.push(w);
                     }
                     continue;
                 }

@@ -803,7 +803,8 @@ pub fn finish_fds(st: &mut FdState, objs: &mut ObjectTable) -> Result<()> {
     let inos = st.pipes.iter().map(|p| p.ino).collect();
     let fifo_keys = st.fifos.iter().map(|f| (f.dev, f.ino)).collect();
     let peers = fdkinds::unix::outside_peers(&objs.objects);
-    let holders = external::scan(&st.tree, &inos, &st.shared, &fifo_keys, &peers);
+    let holders = external::scan(&st.tree, &inos, &st.shared, &fifo_keys, &peers, &st.ttys.master_paths());
+    crate::tty::warn_outside_slaves(&holders.ttys);
     external::check_shm(&holders, &st.shared)?;
     for p in &st.pipes {
         let name = external::pipe_name(p.ino);
@@ -997,13 +998,6 @@ pub struct Opened {
     pub late: fdkinds::unix::Late,
 }
 
-/// Recreates every nameless inode with its content, owner, mode and times: a memfd
-/// with its name and seals; a deleted regular file with `ghost_file` (O_TMPFILE: it
-/// never has a name on the host); a directory or memory device removed while open made
-/// in stasis's private directory and removed there at once (`private_node`). Contents
-/// come from the page runs under the object's id (holes stay holes; older images: inline).
-/// An external one is the fd handed over with `--inherit-fd`. Returns object id → an
-/// fd of it (O_RDWR for files).
 /// The seals of memfd `g` added only once every process has mapped it: F_SEAL_FUTURE_WRITE
 /// refuses new writable shared mappings, but ones made before it write on (the program
 /// may hold one), and F_SEAL_SEAL would refuse adding it later. `create_ghosts` adds the
@@ -1018,6 +1012,13 @@ pub fn late_seals(g: &GhostObj) -> u32 {
     }
 }
 
+/// Recreates every nameless inode with its content, owner, mode and times: a memfd
+/// with its name and seals; a deleted regular file with `ghost_file` (O_TMPFILE: it
+/// never has a name on the host); a directory or memory device removed while open made
+/// in stasis's private directory and removed there at once (`private_node`). Contents
+/// come from the page runs under the object's id (holes stay holes; older images: inline).
+/// An external one is the fd handed over with `--inherit-fd`. Returns object id → an
+/// fd of it (O_RDWR for files).
 pub fn create_ghosts(m: &stasis_image::Manifest, inherit: &external::Inherited, shards: &[&[u8]]) -> Result<HashMap<u32, OwnedFd>> {
     let pid = m.process.pid;
     let step = |why: String| Error::RestoreStep { pid, step: "recreating deleted files and memfds".into(), why };

@@ -789,6 +789,7 @@ pub fn write_pages(dir: &Path, col: &MemCollect, compress: bool, progress: &(dyn
                     let mut f = f;
                     let mut buf = sys::AnonBuf::new(CHUNK).ctx(pid, || "allocating copy buffer".into())?;
                     let mut off = PAGES_HEADER_LEN;
+                    // the file's size when compressed (else the content's: `off`)
                     let mut stored = PAGES_HEADER_LEN;
                     let mut scratch = Vec::new();
                     let mut out = Vec::new();
@@ -832,7 +833,6 @@ pub fn write_pages(dir: &Path, col: &MemCollect, compress: bool, progress: &(dyn
                             stored += stasis_image::compress::write_block(&mut f, data, &mut scratch).map_err(path_err(wpath.clone()))?;
                         } else {
                             f.write_all(data).map_err(path_err(wpath.clone()))?;
-                            stored += used as u64;
                         }
                         t_read += t1 - t0;
                         t_write += t1.elapsed();

@@ -66,6 +66,13 @@ pub struct TtyState {
     seen: Vec<Seen>,
 }
 
+impl TtyState {
+    /// The /dev/pts paths of the ptys whose master the tree holds.
+    pub fn master_paths(&self) -> std::collections::HashSet<String> {
+        self.seen.iter().filter(|s| s.master.is_some()).map(|s| s.path.clone()).collect()
+    }
+}
+
 fn is_pts_major(major: u32) -> bool {
     (136..=143).contains(&major)
 }
@@ -247,32 +254,14 @@ pub fn open_device(t: &TtyObj, d: &TtyFdObj) -> std::result::Result<OwnedFd, Str
 /// stdio): the restored pair is a new terminal, that process keeps the old one (hung up
 /// once the dump kills the tree). A warning names it; the dump goes on (as killing the
 /// tree would leave it too).
-fn warn_outside_slaves(procs: &[Process], st: &TtyState) {
-    let paths: Vec<&str> = st.seen.iter().filter(|s| s.master.is_some()).map(|s| s.path.as_str()).collect();
-    if paths.is_empty() {
-        return;
-    }
-    let tree: Vec<i32> = procs.iter().map(|p| p.pid).collect();
-    let me = sys::getpid();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return };
-    let mut said = std::collections::HashSet::new();
-    for e in rd.flatten() {
-        let Some(other) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if other == me || tree.contains(&other) {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(format!("{}/fd", procfs::dir(other))) else { continue };
-        for f in fds.flatten() {
-            let Ok(link) = std::fs::read_link(f.path()) else { continue };
-            let link = link.to_string_lossy();
-            if paths.contains(&link.as_ref()) && said.insert((other, link.to_string())) {
-                let comm = procfs::read(other, "comm").unwrap_or_default();
-                warn!(
-                    "{link}, a terminal whose master the dumped tree holds, is also held by pid {other} ({}) outside the tree: \
-                     the restored tree gets a new terminal, that process keeps the old one (hung up once the tree is gone)",
-                    comm.trim()
-                );
-            }
+/// (`external::scan` finds them, `master_paths` says which.)
+pub fn warn_outside_slaves(held: &HashMap<String, Vec<String>>) {
+    for (link, who) in held {
+        for w in who {
+            warn!(
+                "{link}, a terminal whose master the dumped tree holds, is also held by {w} outside the tree: \
+                 the restored tree gets a new terminal, that process keeps the old one (hung up once the tree is gone)"
+            );
         }
     }
 }
@@ -337,7 +326,6 @@ pub fn finish(procs: &mut [Process], objs: &mut ObjectTable, st: &TtyState, shel
         });
         external = Some(id);
     }
-    warn_outside_slaves(procs, st);
     for s in &st.seen {
         if s.master.is_some() {
             continue;

@@ -113,13 +113,9 @@ fn decode_with(path: &Path, bytes: &[u8], size: u64, threads: usize) -> Result<V
                             d.copy_from_slice(body);
                             continue;
                         }
-                        let n = lz4_flex::block::decompress_into(body, d)
-                            .map_err(|e| ImageError::Damaged { path: path.to_path_buf(), why: format!("block at byte {}: {e}", b.at - 8) })?;
+                        let n = lz4_flex::block::decompress_into(body, d).map_err(|e| damaged(format!("block at byte {}: {e}", b.at - 8)))?;
                         if n != b.len {
-                            return Err(ImageError::Damaged {
-                                path: path.to_path_buf(),
-                                why: format!("block at byte {}: {n} bytes once decompressed, its header says {}", b.at - 8, b.len),
-                            });
+                            return Err(damaged(format!("block at byte {}: {n} bytes once decompressed, its header says {}", b.at - 8, b.len)));
                         }
                     }
                     Ok(())

@@ -41,6 +41,17 @@ pub mod timerfd;
 pub mod unix;
 pub mod unixopt;
 
+/// shutdown(2) by sk_shutdown bits (1: receive side, 2: send side; 0: nothing).
+pub(crate) fn apply_shutdown(fd: impl std::os::fd::AsFd, bits: u32) -> std::io::Result<()> {
+    let how = match bits & 3 {
+        0 => return Ok(()),
+        1 => libc::SHUT_RD,
+        2 => libc::SHUT_WR,
+        _ => libc::SHUT_RDWR,
+    };
+    sys::shutdown(fd.as_fd(), how)
+}
+
 /// The kinds handled here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -20,6 +20,7 @@
 //! filled.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Mutex;
 
 use stasis_image::model::{Kind, MqueueMsg, MqueueObj, Object};
@@ -47,10 +48,9 @@ pub fn dump(pid: i32, fd: i32, link: &str, pidfd: BorrowedFd<'_>, flags: u32) ->
     };
     let name = name.strip_prefix('/').filter(|n| !n.is_empty() && !n.contains('/')).ok_or_else(|| refuse("a name that is not /NAME".into()))?;
     // a description of our own, read-write (the process's may be write- or read-only)
-    let dup = own_description(fd, pidfd).ctx(pid, || format!("opening the message queue of fd {fd} again"))?;
+    let dup = std::fs::File::from(own_description(fd, pidfd).ctx(pid, || format!("opening the message queue of fd {fd} again"))?);
     let mut info = [0u8; 256];
-    let n = std::os::unix::fs::FileExt::read_at(&std::fs::File::from(dup.try_clone().ctx(pid, || "dup".into())?), &mut info, 0)
-        .ctx(pid, || format!("reading the state of the message queue of fd {fd}"))?;
+    let n = dup.read_at(&mut info, 0).ctx(pid, || format!("reading the state of the message queue of fd {fd}"))?;
     let info = String::from_utf8_lossy(&info[..n]);
     let notify_pid = info.split_whitespace().find_map(|w| w.strip_prefix("NOTIFY_PID:")).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
     if notify_pid != 0 {
@@ -64,8 +64,7 @@ pub fn dump(pid: i32, fd: i32, link: &str, pidfd: BorrowedFd<'_>, flags: u32) ->
         )));
     }
     let messages = read_and_put_back(dup.as_fd(), attr.mq_msgsize, attr.mq_curmsgs).ctx(pid, || format!("the messages of the queue of fd {fd}"))?;
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(format!("/proc/self/fd/{}", dup.as_raw_fd())).ctx(pid, || format!("stat of the queue of fd {fd}"))?;
+    let md = dup.metadata().ctx(pid, || format!("stat of the queue of fd {fd}"))?;
     Ok(Object {
         kind: Some(Kind::Mqueue(MqueueObj {
             name: name.to_string(),
@@ -97,34 +96,29 @@ fn reopen(fd: &OwnedFd, flags: i32) -> std::io::Result<OwnedFd> {
 }
 
 /// Receives the `count` messages of the queue and sends them back in the same order.
-/// Should a send fail, the rest are tried anyway and the error is returned: the
-/// messages are in the image either way.
+/// Whatever fails, every message received is sent back (a send that fails does not
+/// stop the others), then the first error is returned.
 fn read_and_put_back(fd: BorrowedFd<'_>, msgsize: i64, count: i64) -> std::io::Result<Vec<MqueueMsg>> {
     let mut buf = vec![0u8; usize::try_from(msgsize).map_err(std::io::Error::other)?];
     let mut out = Vec::new();
+    let mut first = None;
     for _ in 0..count {
         match sys::mq_receive_now(fd, &mut buf) {
             Ok((n, priority)) => out.push(MqueueMsg { priority, data: buf[..n].to_vec() }),
             // fewer than counted (another receiver outside the tree): what there was
             Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => break,
             Err(e) => {
-                put_back(fd, &out)?;
-                return Err(e);
+                first = Some(e);
+                break;
             }
         }
     }
-    put_back(fd, &out)?;
-    Ok(out)
-}
-
-fn put_back(fd: BorrowedFd<'_>, msgs: &[MqueueMsg]) -> std::io::Result<()> {
-    let mut first = None;
-    for m in msgs {
+    for m in &out {
         if let Err(e) = sys::mq_send_now(fd, &m.data, m.priority) {
             first.get_or_insert(e);
         }
     }
-    first.map_or(Ok(()), Err)
+    first.map_or(Ok(out), Err)
 }
 
 /// Names of the queues this restore made (removed again if it fails: `Created`).

@@ -486,16 +486,6 @@ pub fn check_peers(
     Err(Error::Shared { pid, comm, why })
 }
 
-fn apply_shutdown(fd: impl AsFd, bits: u32) -> std::io::Result<()> {
-    let how = match bits & 3 {
-        0 => return Ok(()),
-        1 => libc::SHUT_RD,
-        2 => libc::SHUT_WR,
-        _ => libc::SHUT_RDWR,
-    };
-    sys::shutdown(fd.as_fd(), how)
-}
-
 /// Writes a stream queue into the peer; the byte at `oob_at` with MSG_OOB.
 fn requeue(into_peer: &OwnedFd, data: &[u8], oob_at: Option<u64>) -> std::io::Result<()> {
     if data.is_empty() {
@@ -942,8 +932,8 @@ fn open_pair(u: &UnixObj, peer: &UnixObj, made: &mut Made) -> std::io::Result<Ow
     // the requeues raised the senders' buffers: set them back
     apply_options(&a, u)?;
     apply_options(&b, peer)?;
-    apply_shutdown(&a, u.shutdown)?;
-    apply_shutdown(&b, peer.shutdown)?;
+    super::apply_shutdown(&a, u.shutdown)?;
+    super::apply_shutdown(&b, peer.shutdown)?;
     made.insert(peer.ino, b);
     Ok(a)
 }
@@ -1050,7 +1040,7 @@ fn make_alone(pid: i32, fd: i32, objects: &[Object], u: &UnixObj, made: &mut Mad
             .map_err(|e| step(format!("connecting to {}: {e}", addr_display(&target))))?;
     }
     if !made.deferred.contains(&u.ino) {
-        apply_shutdown(&s, u.shutdown).map_err(|e| step(format!("shutdown: {e}")))?;
+        super::apply_shutdown(&s, u.shutdown).map_err(|e| step(format!("shutdown: {e}")))?;
     }
     Ok(s)
 }
@@ -1236,7 +1226,7 @@ fn requeue_set<'f>(
         // the sender's buffer was raised: the saved options again
         apply_options(s, u).map_err(|e| step(format!("unix socket (inode {}): options: {e}", u.ino)))?;
         super::unixopt::apply(s, u, super::inet::options::When::Late).map_err(|e| step(format!("unix socket (inode {}): options: {e}", u.ino)))?;
-        apply_shutdown(s, u.shutdown).map_err(|e| step(format!("unix socket (inode {}): shutdown: {e}", u.ino)))?;
+        super::apply_shutdown(s, u.shutdown).map_err(|e| step(format!("unix socket (inode {}): shutdown: {e}", u.ino)))?;
     }
     Ok(())
 }

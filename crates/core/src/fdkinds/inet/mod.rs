@@ -555,15 +555,10 @@ pub fn open(o: &InetObj, tcp_close: bool) -> std::result::Result<OwnedFd, String
         sys::sock_addr_op(s.as_fd(), &o.peer, true).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
         check_local(s.as_fd(), o).map_err(|e| format!("connect to {}: {e}", fmt_addr(&o.peer)))?;
     }
-    if o.shutdown != 0 && o.tcp.is_none() && o.accept_on == 0 {
-        // a TCP socket closed after a connection: an unconnected socket answers ENOTCONN
-        // but takes the shutdown bits (recv: end of file)
-        let how = match o.shutdown & 3 {
-            1 => libc::SHUT_RD,
-            2 => libc::SHUT_WR,
-            _ => libc::SHUT_RDWR,
-        };
-        let _ = sys::shutdown(s.as_fd(), how);
+    if finished {
+        // an unconnected socket answers ENOTCONN but takes the shutdown bits (recv: end
+        // of file)
+        let _ = super::apply_shutdown(&s, o.shutdown);
     }
     mcast::restore(s.as_fd(), o.family, &o.mcast)?;
     udpq::restore(s.as_fd(), o)?;

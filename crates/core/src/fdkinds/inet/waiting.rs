@@ -270,12 +270,7 @@ fn connect_client(o: &InetObj) -> std::io::Result<OwnedFd> {
     sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_MARK, crate::netlock::FROM_PEER_MARK as i32)?;
     sys::setsockopt_bytes(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeval(CONNECT_TIMEOUT))?;
     let connected = sys::sock_addr_op(fd, &o.peer, true).and_then(|()| super::check_local(fd, o));
-    let shut = match o.shutdown & 3 {
-        0 => Ok(()),
-        3 => sys::shutdown(fd, libc::SHUT_RDWR),
-        1 => sys::shutdown(fd, libc::SHUT_RD),
-        _ => sys::shutdown(fd, libc::SHUT_WR),
-    };
+    let shut = crate::fdkinds::apply_shutdown(fd, o.shutdown);
     sys::setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_MARK, mark)?;
     sys::setsockopt_bytes(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &sndtimeo)?;
     connected.map_err(|e| match e.raw_os_error() {
